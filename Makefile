@@ -1,0 +1,107 @@
+# pgark — top-level build.
+#
+#   make            build build/pgark
+#   make check      unit + integration tests (as root: installs deps, runs as a test user)
+#   make asan       AddressSanitizer + UBSan build in build-asan/
+#   make install    PREFIX (default /usr/local), DESTDIR honoured
+#   make deps       install missing Debian packages (root), else print the apt-get line
+#   make bench      benchmarks against pg_basebackup, pg_receivewal, pgbackrest
+#   make demo       throwaway cluster + receiver + backup + point-in-time restore
+#
+# BUILD selects the output directory, so several builds can live side by side.
+
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+BUILD   ?= build
+CC      ?= cc
+PKGS    := libpq libzstd libcrypto yaml-0.1 libcurl jansson
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPT      ?= -O2
+SANITIZE ?=
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) $(SANITIZE) \
+              -Iinclude $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := $(SANITIZE) $(LDFLAGS)
+LIBS_ALL := $(PKG_LIBS) -lpthread -lm
+
+LIB_SRC  := $(sort $(shell find src walreceiver -name '*.c' ! -path src/main.c 2>/dev/null))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+UNIT_LIB := $(sort $(wildcard tests/unit/lib/*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
+
+.PHONY: all unit tools check check-local asan install uninstall clean deps bench demo format
+
+all: $(BUILD)/pgark
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(BUILD)/libpgark.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/pgark: $(BUILD)/src/main.o $(BUILD)/libpgark.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(UNIT_LIB) $(BUILD)/libpgark.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/unit/lib $(LDFLAGS_ALL) -o $@ $< $(UNIT_LIB) \
+	    $(BUILD)/libpgark.a $(LIBS_ALL) -lcmocka
+
+$(BUILD)/tests/tools/%: tests/tools/%.c $(BUILD)/libpgark.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libpgark.a $(LIBS_ALL)
+
+unit: $(UNIT_BIN)
+tools: $(TOOL_BIN)
+
+# make check: as root, installs what is missing and re-runs itself as an
+# unprivileged user (PostgreSQL refuses root); otherwise runs the suite here.
+check:
+	@sh tests/harness/check.sh
+
+# The suite itself, run as the unprivileged user: one prove run over the C
+# unit tests (plain and sanitizer builds) and the Perl integration tests.
+check-local: all unit tools
+	$(MAKE) --no-print-directory BUILD=$(BUILD)-asan OPT=-O1 \
+	    SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    unit
+	PGARK_BUILD=$(CURDIR)/$(BUILD) sh tests/harness/prove.sh
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 \
+	    SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    all unit tools
+
+install: all
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 $(BUILD)/pgark $(DESTDIR)$(BINDIR)/pgark
+	install -d $(DESTDIR)$(PREFIX)/share/pgark
+	install -m 0644 conf/pgark.yaml $(DESTDIR)$(PREFIX)/share/pgark/pgark.yaml.example
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/pgark
+	rm -rf $(DESTDIR)$(PREFIX)/share/pgark
+
+deps:
+	@sh tests/harness/deps.sh
+
+bench: all
+	@sh tests/bench/run.sh
+
+demo:
+	@sh contrib/demo.sh
+
+format:
+	clang-format -i $$(find src walreceiver include tests/unit tests/tools -name '*.[ch]')
+
+clean:
+	rm -rf build build-asan
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/src/main.d

@@ -1,0 +1,71 @@
+/*
+ * filter.h — streaming byte filters and chains of them.
+ *
+ * Promise: a filter is a step that consumes bytes and produces bytes (transformer:
+ * zstd, AES-256-GCM) or passes them through unchanged while looking at them
+ * (observer: SHA-256, size). Filters work with any buffer sizes, down to one byte in
+ * and one byte out, and with empty input. A chain owns its filters, runs bytes
+ * through them in order and hands the result to a sink; it is built once and used
+ * for any read or write ("sha256 -> zstd -> encrypt -> size" in, the reverse out).
+ * Errors are recorded in the error slot (error.h).
+ */
+#ifndef PGARK_FILTER_H
+#define PGARK_FILTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct filter;
+
+struct filter_ops {
+    unsigned version; /* FILTER_OPS_VERSION */
+    const char *name;
+    /*
+     * Consume up to in_len bytes of in (reporting *in_used) and write up to out_cap
+     * bytes to out (reporting *out_len). finish is true once no input will follow
+     * the in given in this call; the filter then sets *done when it has produced all
+     * its output. The caller calls again while output was produced or input remains.
+     * Must make progress (consume or produce) unless it is done or out_cap is 0.
+     * Returns 0 or a negative error.
+     */
+    int (*process)(struct filter *f, const uint8_t *in, size_t in_len, size_t *in_used,
+                   uint8_t *out, size_t out_cap, size_t *out_len, bool finish, bool *done);
+    void (*free)(struct filter *f);
+};
+
+#define FILTER_OPS_VERSION 1
+
+/* Common header embedded first in every filter. */
+struct filter {
+    const struct filter_ops *ops;
+};
+
+/* Free a filter not owned by a chain; NULL is a no-op. */
+void filter_free(struct filter *f);
+
+/* A sink receives the chain's output; returns 0 or a negative error (recorded). */
+typedef int (*filter_sink_fn)(void *ctx, const uint8_t *data, size_t len);
+
+struct filter_chain;
+
+/* buf_size is the size of each stage's output buffer (0 = 64 KiB; tests use 1). */
+struct filter_chain *filter_chain_new(size_t buf_size, filter_sink_fn sink, void *sink_ctx);
+/* Append a filter (the chain takes ownership, also on failure). Returns the filter. */
+struct filter *filter_chain_add(struct filter_chain *c, struct filter *f);
+/* Push bytes through the chain to the sink. */
+int filter_chain_write(struct filter_chain *c, const void *data, size_t len);
+/* Signal end of input, flush every stage to the sink. Call once. */
+int filter_chain_finish(struct filter_chain *c);
+void filter_chain_free(struct filter_chain *c);
+
+/* Run whole input through one filter (no chain) into a new buffer: for tests and
+ * small objects. *out is malloc'd; caller frees. */
+int filter_run(struct filter *f, const void *in, size_t in_len, uint8_t **out, size_t *out_len);
+
+/* --- observers -------------------------------------------------------------- */
+
+struct filter *filter_size_new(void);
+uint64_t filter_size_result(const struct filter *f);
+
+#endif

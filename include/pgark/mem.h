@@ -1,0 +1,45 @@
+/*
+ * mem.h — allocation and growable buffers.
+ *
+ * Promise: the x* allocators never return NULL; on exhaustion they print one line
+ * and abort (an archiver that cannot allocate a few bytes cannot make progress, and
+ * a half-handled OOM is worse). Every *_free(NULL) is a no-op.
+ */
+#ifndef PGARK_MEM_H
+#define PGARK_MEM_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t n);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xvasprintf(const char *fmt, va_list ap);
+
+/* Overwrite then free: for keys and passphrases. */
+void secure_free(void *p, size_t n);
+void secure_zero(void *p, size_t n);
+
+/* A growable byte buffer; data is always NUL-terminated (not counted in len). */
+struct buf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+};
+
+#define BUF_INIT {NULL, 0, 0}
+
+void buf_reserve(struct buf *b, size_t extra);
+void buf_append(struct buf *b, const void *data, size_t len);
+void buf_append_str(struct buf *b, const char *s);
+void buf_appendf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_reset(struct buf *b);
+/* Hand the data over to the caller (who frees it) and reset the buffer. */
+char *buf_steal(struct buf *b);
+void buf_free(struct buf *b);
+
+#endif
