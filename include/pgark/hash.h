@@ -1,0 +1,41 @@
+/*
+ * hash.h — SHA-256, HMAC-SHA256, MD5 (S3 Content-MD5 only), random bytes and hex.
+ *
+ * Promise: thin, allocation-free wrappers over OpenSSL that cannot fail except
+ * where they return int (the RNG). Digests are raw bytes; hex is lowercase.
+ */
+#ifndef PGARK_HASH_H
+#define PGARK_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHA256_LEN 32
+#define SHA256_HEX_LEN 64
+#define MD5_LEN 16
+
+void sha256(const void *data, size_t len, uint8_t out[SHA256_LEN]);
+void hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                 uint8_t out[SHA256_LEN]);
+void md5(const void *data, size_t len, uint8_t out[MD5_LEN]);
+
+/* Incremental SHA-256. sha256_ctx_new never returns NULL; free(NULL) is a no-op. */
+struct sha256_ctx;
+struct sha256_ctx *sha256_ctx_new(void);
+void sha256_ctx_update(struct sha256_ctx *c, const void *data, size_t len);
+/* Writes the digest and resets the context for reuse. */
+void sha256_ctx_final(struct sha256_ctx *c, uint8_t out[SHA256_LEN]);
+void sha256_ctx_free(struct sha256_ctx *c);
+
+/* Cryptographically strong random bytes; 0 or ERR_RUNTIME. */
+int random_bytes(void *buf, size_t len);
+
+/* Lowercase hex of len bytes into out (2*len+1 bytes, NUL-terminated). Returns out. */
+char *hex_encode(const uint8_t *in, size_t len, char *out);
+/* Exactly 2*out_len hex digits (either case) into out; 0 or ERR_INTEGRITY. */
+int hex_decode(const char *hex, uint8_t *out, size_t out_len);
+
+/* Standard base64 (with padding) of len bytes into out (4*ceil(len/3)+1). Returns out. */
+char *base64_encode(const uint8_t *in, size_t len, char *out);
+
+#endif

@@ -1,0 +1,120 @@
+/* hash.c — digests, HMAC, RNG and encodings over OpenSSL (see include/pgark/hash.h). */
+#include "pgark/hash.h"
+
+#include "pgark/error.h"
+#include "pgark/mem.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct sha256_ctx {
+    EVP_MD_CTX *md;
+};
+
+static void digest(const EVP_MD *type, const void *data, size_t len, uint8_t *out)
+{
+    unsigned int n = 0;
+    if (EVP_Digest(data, len, out, &n, type, NULL) != 1)
+        abort(); /* only fails on allocation failure inside OpenSSL */
+}
+
+void sha256(const void *data, size_t len, uint8_t out[SHA256_LEN])
+{
+    digest(EVP_sha256(), data, len, out);
+}
+
+void md5(const void *data, size_t len, uint8_t out[MD5_LEN])
+{
+    digest(EVP_md5(), data, len, out);
+}
+
+void hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                 uint8_t out[SHA256_LEN])
+{
+    unsigned int n = 0;
+    if (!HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &n))
+        abort();
+}
+
+struct sha256_ctx *sha256_ctx_new(void)
+{
+    struct sha256_ctx *c = xmalloc(sizeof(*c));
+    c->md = EVP_MD_CTX_new();
+    if (!c->md || EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1)
+        abort();
+    return c;
+}
+
+void sha256_ctx_update(struct sha256_ctx *c, const void *data, size_t len)
+{
+    if (len && EVP_DigestUpdate(c->md, data, len) != 1)
+        abort();
+}
+
+void sha256_ctx_final(struct sha256_ctx *c, uint8_t out[SHA256_LEN])
+{
+    unsigned int n = 0;
+    if (EVP_DigestFinal_ex(c->md, out, &n) != 1 || EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1)
+        abort();
+}
+
+void sha256_ctx_free(struct sha256_ctx *c)
+{
+    if (!c)
+        return;
+    EVP_MD_CTX_free(c->md);
+    free(c);
+}
+
+int random_bytes(void *buf, size_t len)
+{
+    if (len && RAND_bytes(buf, (int)len) != 1)
+        return err_set(ERR_RUNTIME, "could not obtain %zu random bytes from OpenSSL", len);
+    return 0;
+}
+
+char *hex_encode(const uint8_t *in, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 0xF];
+    }
+    out[2 * len] = '\0';
+    return out;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int hex_decode(const char *hex, uint8_t *out, size_t out_len)
+{
+    if (strlen(hex) != 2 * out_len)
+        return err_set(ERR_INTEGRITY, "expected %zu hex digits, got %zu", 2 * out_len,
+                       strlen(hex));
+    for (size_t i = 0; i < out_len; i++) {
+        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return err_set(ERR_INTEGRITY, "invalid hex digit in \"%.*s\"", (int)(2 * out_len),
+                           hex);
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+char *base64_encode(const uint8_t *in, size_t len, char *out)
+{
+    EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+    return out;
+}
