@@ -1,17 +1,223 @@
-/* main.c — command dispatch (placeholder until the CLI lands). */
+/*
+ * main.c — global options and command dispatch.
+ *
+ * Global options come before the command; everything after the command name is
+ * the command's own. A command that is not built yet says so and exits 1.
+ */
+#include "pgark/commands.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
+#include "pgark/mem.h"
+#include "pgark/version.h"
 
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+struct command {
+    const char *name;
+    command_fn fn; /* NULL: not built yet */
+    const char *usage;
+    const char *summary;
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"receive", NULL, "receive",
+     "stream WAL into the spool and ship it to every repository (daemon, foreground)",
+     "Connects over the physical replication protocol through the cluster's slot,\n"
+     "writes WAL durably to the spool and ships every completed segment to each\n"
+     "repository. SIGTERM/SIGINT stop cleanly; SIGHUP reloads the configuration.\n"},
+    {"backup", NULL, "backup [--label L] [--checkpoint fast|spread] [--no-progress] [--json]",
+     "take a base backup into every repository of the cluster",
+     "Runs BASE_BACKUP over a replication connection and stores every file as\n"
+     "deduplicated, compressed (and encrypted) chunks, then the manifest.\n"},
+    {"restore", NULL,
+     "restore --pgdata DIR [--backup LABEL|latest] [TARGET] [--target-action promote|pause|shutdown]\n"
+     "              [--target-timeline latest|N] [--delta] [--force] [--tablespace-map OID=DIR]...\n"
+     "              [--repo NAME] [--start [--port N] [--wait]]",
+     "lay down a backup and the recovery settings for point-in-time recovery",
+     "TARGET is one of --target-time TS, --target-xid X, --target-lsn X/X,\n"
+     "--target-name NAME, --target immediate, --target latest (the default);\n"
+     "--target-exclusive stops just before the target instead of just after.\n"},
+    {"wal-fetch", NULL, "wal-fetch SEGMENT DEST", "restore_command helper (%f %p), with read-ahead",
+     "Exits 1 when the segment does not exist, as restore_command requires.\n"},
+    {"wal-push", NULL, "wal-push PATH", "archive_command helper (%p)",
+     "For servers that cannot be streamed from.\n"},
+    {"info", NULL, "info [--json]",
+     "backups, recovery window per timeline, archive state, RPO now", ""},
+    {"verify", NULL, "verify [--backup LABEL|--days N] [--json]",
+     "re-read and check every object, WAL continuity and timelines",
+     "Exits 3 when a problem is found.\n"},
+    {"expire", NULL, "expire [--dry-run]",
+     "apply retention; remove unreferenced chunks and WAL", ""},
+    {"check", NULL, "check [--json]",
+     "config, connection, slot, repositories writable, RPO within target",
+     "Exits 3 when something is wrong, for monitoring systems.\n"},
+    {"drill", NULL, "drill [--target-time TS] [--sql FILE]",
+     "restore to a scratch directory, start, replay, validate and measure RTO", ""},
+    {"version", NULL, "version", "print the version", ""},
+    {"help", NULL, "help [COMMAND]", "show help for pgark or for one command", ""},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct command *command_find(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    }
+    return NULL;
+}
+
+static void print_usage(FILE *out)
+{
+    fprintf(out, "pgark %s — continuous archiving and point-in-time recovery for PostgreSQL\n\n",
+            PGARK_VERSION);
+    fprintf(out, "usage: pgark [--config FILE] [--cluster NAME] [--log-level LEVEL]\n"
+                 "             [--log-format text|json] COMMAND [OPTIONS]\n\ncommands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  %-10s %s%s\n", commands[i].name, commands[i].summary,
+                (commands[i].fn || !strcmp(commands[i].name, "version") ||
+                 !strcmp(commands[i].name, "help"))
+                    ? ""
+                    : " (not built yet)");
+    fprintf(out, "\nglobal options:\n"
+                 "  --config FILE      configuration file (default: $PGARK_CONFIG, then\n"
+                 "                     /etc/pgark/pgark.yaml)\n"
+                 "  --cluster NAME     cluster to act on (may be omitted with one cluster)\n"
+                 "  --log-level LEVEL  error, warn, info (default), detail or debug\n"
+                 "  --log-format FMT   text (default) or json\n\n"
+                 "Run \"pgark help COMMAND\" for the options of one command.\n");
+}
+
+static int cmd_help(const char *topic)
+{
+    if (!topic) {
+        print_usage(stdout);
+        return 0;
+    }
+    const struct command *c = command_find(topic);
+    if (!c) {
+        err_set(ERR_USAGE, "unknown command \"%s\"", topic);
+        err_hint("run \"pgark help\" for the list of commands");
+        return 2;
+    }
+    printf("usage: pgark %s\n\n%s\n%s", c->usage, c->summary, c->help);
+    if (!c->fn && strcmp(c->name, "version") && strcmp(c->name, "help"))
+        printf("\nThis command is not built yet.\n");
+    return 0;
+}
+
+/* Match "--name VALUE" or "--name=VALUE"; advances *i past a separate value. */
+static int take_option(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    const char *arg = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(arg, name, n) != 0)
+        return 0;
+    if (arg[n] == '=') {
+        *value = arg + n + 1;
+        return 1;
+    }
+    if (arg[n] != '\0')
+        return 0;
+    if (*i + 1 >= argc)
+        return err_set(ERR_USAGE, "option \"%s\" needs a value", name);
+    *value = argv[++*i];
+    return 1;
+}
+
+static char *self_path(const char *argv0)
+{
+    char path[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+    if (n > 0) {
+        path[n] = '\0';
+        return xstrdup(path);
+    }
+    return xstrdup(argv0);
+}
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "version") == 0) {
-        printf("pgark 0.1.0\n");
-        return 0;
+    struct cli_context ctx = {0};
+    int rc = 2;
+    int i = 1;
+    const char *value = NULL;
+
+    ctx.program = self_path(argv[0]);
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        int m;
+        if ((m = take_option(argc, argv, &i, "--config", &value)) != 0) {
+            if (m < 0)
+                goto out;
+            ctx.config_path = value;
+        } else if ((m = take_option(argc, argv, &i, "--cluster", &value)) != 0) {
+            if (m < 0)
+                goto out;
+            ctx.cluster_name = value;
+        } else if ((m = take_option(argc, argv, &i, "--log-level", &value)) != 0) {
+            enum log_level level;
+            if (m < 0 || log_level_parse(value, &level) < 0)
+                goto out;
+            log_set_level(level);
+        } else if ((m = take_option(argc, argv, &i, "--log-format", &value)) != 0) {
+            enum log_format format;
+            if (m < 0 || log_format_parse(value, &format) < 0)
+                goto out;
+            log_set_format(format);
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            rc = cmd_help(NULL);
+            goto out;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("pgark %s\n", PGARK_VERSION);
+            rc = 0;
+            goto out;
+        } else {
+            err_set(ERR_USAGE, "unknown option \"%s\"", argv[i]);
+            err_hint("run \"pgark help\" for the global options");
+            goto out;
+        }
     }
-    err_set(ERR_USAGE, "no command given");
-    err_print();
-    return 2;
+    if (i >= argc) {
+        err_set(ERR_USAGE, "no command given");
+        err_hint("run \"pgark help\" for the list of commands");
+        goto out;
+    }
+
+    const char *name = argv[i];
+    if (!strcmp(name, "version")) {
+        printf("pgark %s\n", PGARK_VERSION);
+        rc = 0;
+        goto out;
+    }
+    if (!strcmp(name, "help")) {
+        rc = cmd_help(i + 1 < argc ? argv[i + 1] : NULL);
+        goto out;
+    }
+    const struct command *c = command_find(name);
+    if (!c) {
+        err_set(ERR_USAGE, "unknown command \"%s\"", name);
+        err_hint("run \"pgark help\" for the list of commands");
+        goto out;
+    }
+    if (!c->fn) {
+        err_set(ERR_RUNTIME, "command \"%s\" is not built yet", name);
+        rc = 1;
+        goto out;
+    }
+    rc = c->fn(&ctx, argc - i, argv + i);
+
+out:
+    if (err_is_set()) {
+        if (rc == 0)
+            rc = err_exit_code();
+        err_print();
+    }
+    free((char *)ctx.program);
+    return rc;
 }
