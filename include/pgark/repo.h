@@ -1,0 +1,103 @@
+/*
+ * repo.h — one cluster's repository on one storage: the object envelope, repo.json,
+ * and the WAL archive.
+ *
+ * Promise: every object is written as an envelope (a 32-byte header, then the
+ * plaintext followed by its SHA-256, compressed and, with a passphrase, encrypted
+ * with AES-256-GCM under the repository's data key, the header as associated data)
+ * and every read verifies it end to end: a corrupt, truncated or foreign object is
+ * ERR_INTEGRITY naming the object and the repository, never wrong bytes. repo.json
+ * binds the repository to one PostgreSQL system: opening it for another system
+ * identifier, major version or segment size is ERR_MISMATCH, never a silent mix.
+ *
+ * Layout under <root>/<cluster>/ is DESIGN.md's: repo.json, wal/<TLI>/<SEGMENT>,
+ * wal/<TLI>/<SEGMENT>.partial, wal/<TLI>.history, chunks/<aa>/<hex>, backups/<LABEL>/.
+ */
+#ifndef PGARK_REPO_H
+#define PGARK_REPO_H
+
+#include "pgark/storage.h"
+#include "pgark/wal.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What a repository is bound to; from IDENTIFY_SYSTEM / server version. */
+struct repo_identity {
+    uint64_t system_identifier;
+    int pg_major;      /* 15 for 150018 */
+    uint64_t seg_size; /* wal_segment_size in bytes */
+};
+
+struct repo_options {
+    const char *cluster;    /* cluster name: the folder under the root */
+    const char *passphrase; /* NULL: no encryption (must match repo.json) */
+    int compress_level;     /* zstd level 1..19; 0 = store uncompressed */
+    /* scrypt cost for a new repository; 0 = default (N=2^15). Tests lower it. */
+    uint64_t kdf_n;
+};
+
+struct repo;
+
+/*
+ * Open the repository of opts->cluster on storage s (borrowed: the caller frees
+ * it after repo_close). With create true and no repo.json, write one for *expect
+ * (a fresh data key when a passphrase is given). With expect non-NULL, a repo.json
+ * for another system is ERR_MISMATCH. With expect NULL, the repository must exist
+ * and is opened as it is (restore, info, verify). A wrong passphrase is ERR_AUTH;
+ * a passphrase for an unencrypted repository, or none for an encrypted one, is
+ * ERR_CONFIG.
+ */
+struct repo *repo_open(struct storage *s, const struct repo_options *opts,
+                       const struct repo_identity *expect, bool create);
+void repo_close(struct repo *r);
+
+const struct repo_identity *repo_identity(const struct repo *r);
+const char *repo_name(const struct repo *r); /* the storage's name, for messages */
+struct storage *repo_storage(struct repo *r);
+bool repo_encrypted(const struct repo *r);
+
+/* --- objects (path relative to <root>/<cluster>/) --------------------------- */
+
+/* Write one object atomically from memory. */
+int repo_put(struct repo *r, const char *path, const void *data, size_t len);
+
+/* Streamed writing of an object of known plaintext length. */
+struct repo_writer;
+struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t plaintext_len);
+int repo_writer_write(struct repo_writer *w, const void *data, size_t len);
+/* Checks the length written, makes the object durable; frees w in every case. */
+int repo_writer_commit(struct repo_writer *w);
+void repo_writer_abort(struct repo_writer *w);
+
+/* Stream an object's verified plaintext to sink. Bytes reach the sink only after
+ * they are authenticated; a failure after some bytes were delivered is still an
+ * error (callers write to a temporary name and rename only on success). */
+int repo_get(struct repo *r, const char *path, storage_sink_fn sink, void *ctx);
+/* Read an object's plaintext into memory (malloc'd, NUL-terminated). */
+int repo_get_all(struct repo *r, const char *path, uint8_t **data, size_t *len);
+
+/* Plaintext SHA-256 and length from an object's trailer and header, verified by
+ * reading it whole. */
+int repo_object_digest(struct repo *r, const char *path, uint8_t sha[32], uint64_t *len);
+
+/* --- WAL archive ------------------------------------------------------------ */
+
+/* "wal/<TLI>/<SEGMENT>" (plus ".partial" when partial) into buf (>= 64). */
+char *repo_wal_path(timeline_t tli, const char *segment_name, bool partial, char *buf,
+                    size_t cap);
+
+/*
+ * Archive one complete segment (exactly seg_size bytes). If the repository already
+ * holds the segment with identical content this is a no-op (returns 0); with
+ * different content it is ERR_EXISTS naming the segment and nothing is overwritten.
+ */
+int repo_wal_push(struct repo *r, const char *segment_name, const void *data, size_t len);
+/* Replace the .partial copy of the segment being filled (len <= seg_size). */
+int repo_wal_push_partial(struct repo *r, const char *segment_name, const void *data,
+                          size_t len);
+/* Archive a timeline history file ("%08X.history"); identical = no-op. */
+int repo_wal_push_history(struct repo *r, timeline_t tli, const void *data, size_t len);
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * walpage.h — checks every WAL page header of a byte stream before it is trusted.
+ *
+ * Promise: bytes fed in LSN order (any split, any size) are accepted only while
+ * every page header they contain is valid for the stream: the magic of the expected
+ * PostgreSQL major, no unknown info bits, xlp_pageaddr equal to the page's own LSN,
+ * xlp_tli not above the stream's timeline and never decreasing, and on the first
+ * page of each segment the long header's system identifier, segment size and block
+ * size. A bad header is ERR_INTEGRITY naming the LSN and the field; the caller must
+ * then not write or acknowledge the bytes of that call.
+ */
+#ifndef PGARK_WALPAGE_H
+#define PGARK_WALPAGE_H
+
+#include "pgark/wal.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct walpage_checker {
+    uint64_t system_identifier;
+    uint64_t seg_size;
+    timeline_t tli;     /* timeline being streamed */
+    uint16_t magic;     /* expected xlp_magic */
+    timeline_t last_tli; /* highest xlp_tli seen */
+    lsn_t pos;           /* next LSN expected */
+    uint8_t hdr[40];     /* header bytes gathered across calls */
+    size_t hdr_have;
+};
+
+/* The xlp_magic of a PostgreSQL major (13..17), or 0 when unknown. */
+uint16_t walpage_magic_for_major(int pg_major);
+
+/* Start checking at lsn (any offset). ERR_CONFIG if the major is unsupported. */
+int walpage_checker_init(struct walpage_checker *c, uint64_t system_identifier,
+                         uint64_t seg_size, int pg_major, timeline_t tli, lsn_t lsn);
+
+/* Check len bytes that start at lsn (must equal c->pos). */
+int walpage_check(struct walpage_checker *c, lsn_t lsn, const uint8_t *data, size_t len);
+
+#endif
