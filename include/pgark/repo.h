@@ -89,14 +89,14 @@ char *repo_wal_path(timeline_t tli, const char *segment_name, bool partial, char
                     size_t cap);
 
 /*
- * Archive one complete segment (exactly seg_size bytes). If the repository already
- * holds the segment with identical content this is a no-op (returns 0); with
- * different content it is ERR_EXISTS naming the segment and nothing is overwritten.
+ * Archive one complete segment, read from fd (len must be the segment size; the
+ * file offset is not used: reads are positional). If the repository already holds
+ * the segment with identical content this is a no-op (returns 0); with different
+ * content it is ERR_EXISTS naming the segment, and nothing is overwritten.
  */
-int repo_wal_push(struct repo *r, const char *segment_name, const void *data, size_t len);
-/* Replace the .partial copy of the segment being filled (len <= seg_size). */
-int repo_wal_push_partial(struct repo *r, const char *segment_name, const void *data,
-                          size_t len);
+int repo_wal_push_fd(struct repo *r, const char *segment_name, int fd, uint64_t len);
+/* Replace the .partial copy of a segment with the first len bytes of fd. */
+int repo_wal_push_partial_fd(struct repo *r, const char *segment_name, int fd, uint64_t len);
 /* Archive a timeline history file ("%08X.history"); identical = no-op. */
 int repo_wal_push_history(struct repo *r, timeline_t tli, const void *data, size_t len);
 

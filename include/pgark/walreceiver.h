@@ -1,0 +1,59 @@
+/*
+ * walreceiver.h — `pgark receive`: stream WAL into the spool, ship it everywhere.
+ *
+ * Promise: WAL is taken from the server through a physical replication slot,
+ * written into the spool and fsynced before the server is told it is flushed;
+ * every completed segment is then shipped, in order, to every repository, and
+ * leaves the spool only once every repository holds it. A slow or dead repository
+ * grows the spool and never stalls the stream. The receiver keeps going through
+ * lost connections (retrying with backoff and jitter) until asked to stop, and
+ * returns 0 after a clean stop (SIGTERM/SIGINT: final flush reported, within
+ * seconds), or a negative error for conditions retrying cannot fix (another
+ * cluster's repository, a missing slot, a WAL page that fails its checks).
+ */
+#ifndef PGARK_WALRECEIVER_H
+#define PGARK_WALRECEIVER_H
+
+#include "pgark/storage.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct receiver_repo {
+    const char *name;
+    struct storage *storage; /* borrowed */
+    bool offsite;            /* counts for the off-site RPO tier (s3) */
+};
+
+struct receiver_options {
+    const char *cluster;
+    const char *conninfo;
+    const char *slot;
+    bool create_slot;
+    const char *application_name;
+    bool synchronous;          /* report flush at once so synchronous commits can wait on us */
+    const char *spool_dir;     /* <spool>/<cluster> */
+    uint64_t spool_max;        /* 0: no cap */
+    int64_t partial_interval_ms;
+    int64_t status_interval_ms; /* standby status updates when idle; default 10 s */
+    struct receiver_repo *repos;
+    int nrepos;
+    const char *passphrase; /* NULL: no encryption */
+    int compress_level;
+    uint64_t kdf_n; /* 0: default */
+    /* Stop after this many reconnect attempts in a row fail (0: never). For tests. */
+    int max_retries;
+};
+
+/* Run until stopped. Returns 0 after receiver_request_stop, RECEIVER_RELOAD after
+ * receiver_request_reload (the caller reloads its configuration and calls again:
+ * the stream resumes from the spool with no gap), or a negative error. */
+int receiver_run(const struct receiver_options *o);
+
+#define RECEIVER_RELOAD 1
+
+/* Async-signal-safe: ask a running receiver to stop, or to return for a reload. */
+void receiver_request_stop(void);
+void receiver_request_reload(void);
+
+#endif

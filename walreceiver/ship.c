@@ -1,0 +1,432 @@
+/*
+ * ship.c — one thread per repository copies spool files to it, in order.
+ *
+ * The spool is the queue: its complete segments (and the .partial of a timeline
+ * that was left) sorted by name are the items; each shipper keeps a cursor, the
+ * last item its repository holds, in "<spool>/shipped.<repo>". An item leaves the
+ * spool once every cursor has passed it. A losing cursor file only costs a re-push,
+ * which the repository treats as a no-op for identical content.
+ */
+#include "receiver_int.h"
+
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+#include "pgark/units.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+#define IDLE_WAIT_MS 1000
+
+/* --- cursors ------------------------------------------------------------------ */
+
+static void cursor_path(struct shipper *sh, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s/%s%s", spool_dir(sh->rx->spool), SHIP_CURSOR_PREFIX, sh->name);
+}
+
+static void cursor_load(struct shipper *sh)
+{
+    char path[4096], text[64] = "";
+    cursor_path(sh, path, sizeof(path));
+    FILE *f = fopen(path, "re");
+    if (f) {
+        if (fgets(text, sizeof(text), f)) {
+            text[strcspn(text, "\n")] = '\0';
+            if (wal_is_segment_name(text))
+                memcpy(sh->cursor, text, WAL_NAME_LEN + 1);
+        }
+        fclose(f);
+    }
+}
+
+static int cursor_save(struct shipper *sh)
+{
+    char path[4096], tmp[4200];
+    cursor_path(sh, path, sizeof(path));
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "we");
+    if (!f)
+        return err_set_errno(ERR_IO, errno, "could not write \"%s\"", tmp);
+    fprintf(f, "%s\n", sh->cursor);
+    if (fclose(f) != 0 || rename(tmp, path) < 0)
+        return err_set_errno(ERR_IO, errno, "could not write \"%s\"", path);
+    return 0;
+}
+
+/* --- the queue ------------------------------------------------------------------ */
+
+struct item {
+    char base[WAL_NAME_BUFLEN]; /* 24-hex name */
+    bool partial;
+};
+
+/* Find the first item after `after`, and whether any file sorts after that item
+ * (a .partial is shippable only once the stream has moved past it). */
+static int next_item(struct shipper *sh, const char *after, struct item *out, bool *found)
+{
+    struct receiver *rx = sh->rx;
+    timeline_t cur_tli = 0;
+    char cur_name[WAL_NAME_BUFLEN] = "";
+    uint64_t cur_bytes;
+    bool have_cur = spool_current(rx->spool, &cur_tli, cur_name, &cur_bytes);
+
+    DIR *d = opendir(spool_dir(rx->spool));
+    if (!d)
+        return err_set_errno(ERR_IO, errno, "could not read spool directory \"%s\"",
+                             spool_dir(rx->spool));
+    struct item best = {{0}, false};
+    char newest[WAL_NAME_BUFLEN] = "";
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        bool partial = wal_is_partial_name(e->d_name);
+        if (!partial && !wal_is_segment_name(e->d_name))
+            continue;
+        char base[WAL_NAME_BUFLEN];
+        snprintf(base, sizeof(base), "%.24s", e->d_name);
+        if (strcmp(base, newest) > 0)
+            memcpy(newest, base, sizeof(base));
+        if (partial && have_cur && strcmp(base, cur_name) == 0)
+            continue; /* being filled: shipped as a partial upload, not as an item */
+        if (strcmp(base, after) <= 0)
+            continue;
+        if (!best.base[0] || strcmp(base, best.base) < 0) {
+            memcpy(best.base, base, sizeof(base));
+            best.partial = partial;
+        }
+    }
+    closedir(d);
+    if (have_cur && strcmp(cur_name, newest) > 0)
+        memcpy(newest, cur_name, sizeof(newest));
+    *found = best.base[0] && (!best.partial || strcmp(newest, best.base) > 0);
+    if (*found)
+        *out = best;
+    return 0;
+}
+
+/* Remove an item every repository holds. */
+static void maybe_remove(struct receiver *rx, const struct item *it)
+{
+    pthread_mutex_lock(&rx->lock);
+    bool all = true;
+    for (int i = 0; i < rx->nshippers; i++) {
+        if (strcmp(rx->shippers[i].cursor, it->base) < 0)
+            all = false;
+    }
+    pthread_mutex_unlock(&rx->lock);
+    if (!all)
+        return;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s%s", spool_dir(rx->spool), it->base,
+             it->partial ? ".partial" : "");
+    if (unlink(path) < 0 && errno != ENOENT)
+        log_warn("could not remove \"%s\" from the spool: %s", path, strerror(errno));
+    else
+        log_debug("segment %s left the spool", it->base);
+}
+
+static int open_spool_file(struct receiver *rx, const char *name, const char *suffix, int *fd,
+                           uint64_t *size)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s%s", spool_dir(rx->spool), name, suffix);
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return err_set_errno(ERR_IO, errno, "could not open \"%s\"", path);
+    struct stat st;
+    if (fstat(*fd, &st) < 0) {
+        int rc = err_set_errno(ERR_IO, errno, "could not stat \"%s\"", path);
+        close(*fd);
+        *fd = -1;
+        return rc;
+    }
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+static void note_shipped(struct shipper *sh, timeline_t tli, lsn_t end, uint64_t bytes)
+{
+    struct receiver *rx = sh->rx;
+    pthread_mutex_lock(&rx->lock);
+    if (tli > sh->shipped_tli || (tli == sh->shipped_tli && end > sh->shipped_lsn)) {
+        sh->shipped_tli = tli;
+        sh->shipped_lsn = end;
+        sh->shipped_at_us = time_now_us();
+    }
+    sh->bytes_shipped += bytes;
+    pthread_mutex_unlock(&rx->lock);
+}
+
+/* Ship the next queued item, if any. */
+static int ship_next(struct shipper *sh, bool *did)
+{
+    struct receiver *rx = sh->rx;
+    struct item it;
+    bool found = false;
+    char after[WAL_NAME_BUFLEN];
+    int fd = -1, rc;
+
+    *did = false;
+    pthread_mutex_lock(&rx->lock);
+    memcpy(after, sh->cursor, sizeof(after));
+    pthread_mutex_unlock(&rx->lock);
+    rc = next_item(sh, after, &it, &found);
+    if (rc < 0 || !found)
+        goto out;
+
+    uint64_t size = 0;
+    rc = open_spool_file(rx, it.base, it.partial ? ".partial" : "", &fd, &size);
+    if (rc < 0)
+        goto out;
+    timeline_t tli;
+    uint64_t segno;
+    rc = wal_segment_parse(it.base, rx->seg_size, &tli, &segno);
+    if (rc < 0)
+        goto out;
+    if (it.partial)
+        rc = repo_wal_push_partial_fd(sh->repo, it.base, fd, size);
+    else
+        rc = repo_wal_push_fd(sh->repo, it.base, fd, size);
+    if (rc < 0) {
+        err_context("while shipping %s%s to repository \"%s\"", it.base,
+                    it.partial ? ".partial" : "", sh->name);
+        goto out;
+    }
+    pthread_mutex_lock(&rx->lock);
+    memcpy(sh->cursor, it.base, sizeof(it.base));
+    sh->segments_shipped++;
+    pthread_mutex_unlock(&rx->lock);
+    if (!it.partial)
+        note_shipped(sh, tli, segno_to_lsn(segno + 1, rx->seg_size), size);
+    log_detail("shipped %s%s to repository \"%s\"", it.base, it.partial ? ".partial" : "",
+               sh->name);
+    rc = cursor_save(sh);
+    if (rc < 0)
+        goto out;
+    maybe_remove(rx, &it);
+    *did = true;
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* Copy the flushed part of the segment being filled, when it grew and the interval
+ * has passed since the last copy. */
+static int ship_partial(struct shipper *sh)
+{
+    struct receiver *rx = sh->rx;
+    timeline_t tli;
+    char name[WAL_NAME_BUFLEN];
+    uint64_t flushed;
+    int fd = -1, rc = 0;
+
+    if (rx->o->partial_interval_ms <= 0 || !spool_current(rx->spool, &tli, name, &flushed))
+        return 0;
+    int64_t now = time_now_us();
+    bool grew = strcmp(name, sh->partial_name) != 0 || flushed > sh->partial_bytes;
+    if (!grew || flushed == 0 || now - sh->partial_at_us < rx->o->partial_interval_ms * 1000)
+        return 0;
+    uint64_t size;
+    rc = open_spool_file(rx, name, ".partial", &fd, &size);
+    if (rc < 0) {
+        if (err_kind() == ERR_NOT_FOUND) { /* completed meanwhile: shipped as an item */
+            err_clear();
+            rc = 0;
+        }
+        goto out;
+    }
+    rc = repo_wal_push_partial_fd(sh->repo, name, fd, flushed);
+    if (rc < 0) {
+        err_context("while shipping %s.partial to repository \"%s\"", name, sh->name);
+        goto out;
+    }
+    memcpy(sh->partial_name, name, sizeof(name));
+    sh->partial_bytes = flushed;
+    sh->partial_at_us = now;
+    uint64_t segno;
+    if (wal_segment_parse(name, rx->seg_size, &tli, &segno) == 0)
+        note_shipped(sh, tli, segno_to_lsn(segno, rx->seg_size) + flushed, 0);
+    log_debug("shipped %s.partial (%llu bytes) to repository \"%s\"", name,
+              (unsigned long long)flushed, sh->name);
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* History files are tiny and few: push every one each pass until it is in. */
+static int ship_histories(struct shipper *sh, char shipped[][24], int *nshipped)
+{
+    struct receiver *rx = sh->rx;
+    int rc = 0;
+    DIR *d = opendir(spool_dir(rx->spool));
+    if (!d)
+        return err_set_errno(ERR_IO, errno, "could not read spool directory \"%s\"",
+                             spool_dir(rx->spool));
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (!wal_is_history_name(e->d_name))
+            continue;
+        bool done = false;
+        for (int i = 0; i < *nshipped; i++)
+            done = done || strcmp(shipped[i], e->d_name) == 0;
+        if (done || *nshipped >= 64)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", spool_dir(rx->spool), e->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f) {
+            rc = err_set_errno(ERR_IO, errno, "could not open \"%s\"", path);
+            break;
+        }
+        struct buf b = BUF_INIT;
+        char chunk[4096];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+            buf_append(&b, chunk, n);
+        fclose(f);
+        timeline_t tli = (timeline_t)strtoul(e->d_name, NULL, 16);
+        rc = repo_wal_push_history(sh->repo, tli, b.data ? b.data : (uint8_t *)"", b.len);
+        buf_free(&b);
+        if (rc < 0) {
+            err_context("while shipping %s to repository \"%s\"", e->d_name, sh->name);
+            break;
+        }
+        snprintf(shipped[(*nshipped)++], 24, "%.16s", e->d_name);
+        log_detail("shipped %s to repository \"%s\"", e->d_name, sh->name);
+    }
+    closedir(d);
+    return rc;
+}
+
+static void wait_ms(struct receiver *rx, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&rx->lock);
+    if (!atomic_load(&rx->stopping))
+        pthread_cond_timedwait(&rx->wake, &rx->lock, &ts);
+    pthread_mutex_unlock(&rx->lock);
+}
+
+static void record_error(struct shipper *sh)
+{
+    struct receiver *rx = sh->rx;
+    char *text = err_format();
+    err_clear();
+    pthread_mutex_lock(&rx->lock);
+    bool same = sh->last_error && strcmp(sh->last_error, text) == 0;
+    if (!sh->last_error)
+        sh->error_since_us = time_now_us();
+    free(sh->last_error);
+    sh->last_error = text;
+    pthread_mutex_unlock(&rx->lock);
+    if (!same)
+        log_warn("repository \"%s\": %s", sh->name, text);
+}
+
+static void clear_error(struct shipper *sh)
+{
+    struct receiver *rx = sh->rx;
+    pthread_mutex_lock(&rx->lock);
+    if (sh->last_error) {
+        log_info("repository \"%s\" is reachable again", sh->name);
+        free(sh->last_error);
+        sh->last_error = NULL;
+    }
+    pthread_mutex_unlock(&rx->lock);
+}
+
+static void *shipper_main(void *arg)
+{
+    struct shipper *sh = arg;
+    struct receiver *rx = sh->rx;
+    char histories[64][24];
+    int nhistories = 0;
+    int64_t backoff = 0;
+
+    while (!atomic_load(&rx->stopping)) {
+        bool did = false;
+        int rc = ship_histories(sh, histories, &nhistories);
+        if (rc == 0)
+            rc = ship_next(sh, &did);
+        if (rc == 0 && !did)
+            rc = ship_partial(sh);
+        if (rc < 0) {
+            record_error(sh);
+            backoff = backoff ? backoff * 2 : BACKOFF_MIN_MS;
+            if (backoff > BACKOFF_MAX_MS)
+                backoff = BACKOFF_MAX_MS;
+            wait_ms(rx, backoff / 2 + random() % (backoff / 2 + 1));
+            continue;
+        }
+        clear_error(sh);
+        backoff = 0;
+        if (!did) {
+            int64_t w = IDLE_WAIT_MS;
+            if (rx->o->partial_interval_ms > 0 && rx->o->partial_interval_ms < w)
+                w = rx->o->partial_interval_ms;
+            wait_ms(rx, w);
+        }
+    }
+    return NULL;
+}
+
+int shippers_start(struct receiver *rx)
+{
+    for (int i = 0; i < rx->nshippers; i++) {
+        struct shipper *sh = &rx->shippers[i];
+        cursor_load(sh);
+        if (pthread_create(&sh->thread, NULL, shipper_main, sh) != 0)
+            return err_set(ERR_RUNTIME, "could not start the shipper of repository \"%s\"",
+                           sh->name);
+        sh->started = true;
+    }
+    return 0;
+}
+
+void shippers_wake(struct receiver *rx)
+{
+    pthread_mutex_lock(&rx->lock);
+    pthread_cond_broadcast(&rx->wake);
+    pthread_mutex_unlock(&rx->lock);
+}
+
+void shippers_stop(struct receiver *rx)
+{
+    atomic_store(&rx->stopping, true);
+    shippers_wake(rx);
+    /* An upload to a dead server can take long to time out; the spool keeps what it
+     * was shipping, so after a short grace period the process may go without it. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 3;
+    for (int i = 0; i < rx->nshippers; i++) {
+        struct shipper *sh = &rx->shippers[i];
+        if (!sh->started)
+            continue;
+        if (pthread_timedjoin_np(sh->thread, NULL, &deadline) != 0) {
+            log_warn("repository \"%s\": abandoning the upload under way to stop in time",
+                     sh->name);
+            pthread_detach(sh->thread);
+        }
+        sh->started = false;
+    }
+}

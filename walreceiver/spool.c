@@ -1,0 +1,391 @@
+/* spool.c — the receiver's durable WAL spool (see spool_int.h). */
+#include "spool_int.h"
+
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PARTIAL_SUFFIX ".partial"
+#define ZERO_BLOCK (1024 * 1024)
+
+struct spool {
+    char *dir;
+    int dirfd;
+    uint64_t seg_size;
+    uint64_t max_bytes;
+
+    pthread_mutex_t lock; /* guards the fields below against the shipper's reads */
+    int fd;               /* open partial segment, or -1 */
+    timeline_t tli;
+    uint64_t segno;
+    char name[WAL_NAME_BUFLEN];
+    uint64_t written; /* bytes written into the open segment */
+    uint64_t synced;  /* of which durable */
+    lsn_t flushed;    /* end of durable WAL overall */
+};
+
+struct spool *spool_open(const char *dir, uint64_t seg_size, uint64_t max_bytes)
+{
+    struct spool *s = NULL;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        err_set_errno(ERR_IO, errno, "could not create spool directory \"%s\"", dir);
+        goto fail;
+    }
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0) {
+        err_set_errno(ERR_IO, errno, "could not open spool directory \"%s\"", dir);
+        goto fail;
+    }
+    s = xcalloc(1, sizeof(*s));
+    s->dir = xstrdup(dir);
+    s->dirfd = dirfd;
+    s->seg_size = seg_size;
+    s->max_bytes = max_bytes;
+    s->fd = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    return s;
+fail:
+    return NULL;
+}
+
+const char *spool_dir(const struct spool *s)
+{
+    return s->dir;
+}
+
+void spool_close(struct spool *s)
+{
+    if (!s)
+        return;
+    if (s->fd >= 0)
+        spool_close_segment(s);
+    close(s->dirfd);
+    pthread_mutex_destroy(&s->lock);
+    free(s->dir);
+    free(s);
+}
+
+int spool_resume_point(struct spool *s, bool *found, timeline_t *tli_out, lsn_t *lsn_out)
+{
+    int rc = 0;
+    DIR *d = opendir(s->dir);
+    if (!d)
+        return err_set_errno(ERR_IO, errno, "could not read spool directory \"%s\"", s->dir);
+    bool have = false;
+    uint64_t best_seg = 0;
+    timeline_t best_tli = 0;
+    bool best_partial = false;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        bool partial = wal_is_partial_name(e->d_name);
+        if (!partial && !wal_is_segment_name(e->d_name))
+            continue;
+        char base[WAL_NAME_BUFLEN];
+        snprintf(base, sizeof(base), "%.24s", e->d_name);
+        timeline_t tli;
+        uint64_t segno;
+        if (wal_segment_parse(base, s->seg_size, &tli, &segno) < 0) {
+            err_clear();
+            continue;
+        }
+        struct stat st;
+        if (fstatat(s->dirfd, e->d_name, &st, 0) < 0)
+            continue;
+        if ((uint64_t)st.st_size != s->seg_size && !(partial && st.st_size == 0)) {
+            log_warn("spool file \"%s/%s\" has size %lld, not %llu: ignored", s->dir, e->d_name,
+                     (long long)st.st_size, (unsigned long long)s->seg_size);
+            continue;
+        }
+        bool better = !have || segno > best_seg || (segno == best_seg && tli > best_tli) ||
+                      (segno == best_seg && tli == best_tli && best_partial && !partial);
+        if (better) {
+            have = true;
+            best_seg = segno;
+            best_tli = tli;
+            best_partial = partial;
+        }
+    }
+    closedir(d);
+    *found = have;
+    if (have) {
+        *tli_out = best_tli;
+        *lsn_out = segno_to_lsn(best_partial ? best_seg : best_seg + 1, s->seg_size);
+    }
+    return rc;
+}
+
+static int fsync_dir(struct spool *s)
+{
+    if (fsync(s->dirfd) < 0)
+        return err_set_errno(ERR_IO, errno, "could not fsync spool directory \"%s\"", s->dir);
+    return 0;
+}
+
+uint64_t spool_usage(struct spool *s)
+{
+    uint64_t total = 0;
+    DIR *d = opendir(s->dir);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (wal_is_segment_name(e->d_name) || wal_is_partial_name(e->d_name)) {
+            struct stat st;
+            if (fstatat(s->dirfd, e->d_name, &st, 0) == 0)
+                total += (uint64_t)st.st_size;
+        }
+    }
+    closedir(d);
+    return total;
+}
+
+/* Open or create the partial file of (tli, segno), pre-padded with zeros. */
+static int segment_open(struct spool *s, timeline_t tli, uint64_t segno)
+{
+    char name[WAL_NAME_BUFLEN], path[WAL_NAME_BUFLEN + 16];
+    wal_segment_name(tli, segno, s->seg_size, name);
+    snprintf(path, sizeof(path), "%s%s", name, PARTIAL_SUFFIX);
+
+    int fd = openat(s->dirfd, path, O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+            close(fd);
+            return err_set_errno(ERR_IO, errno, "could not stat \"%s/%s\"", s->dir, path);
+        }
+        if ((uint64_t)st.st_size == s->seg_size)
+            goto opened;
+        if (st.st_size != 0) {
+            close(fd);
+            return err_set(ERR_INTEGRITY,
+                           "spool file \"%s/%s\" has size %lld, expected 0 or %llu", s->dir, path,
+                           (long long)st.st_size, (unsigned long long)s->seg_size);
+        }
+    } else if (errno != ENOENT) {
+        return err_set_errno(ERR_IO, errno, "could not open \"%s/%s\"", s->dir, path);
+    } else {
+        if (s->max_bytes && spool_usage(s) + s->seg_size > s->max_bytes) {
+            char a[32];
+            snprintf(a, sizeof(a), "%llu", (unsigned long long)s->max_bytes);
+            err_set(ERR_NO_SPACE, "spool \"%s\" is full: a new segment would pass spool_max (%s bytes)",
+                    s->dir, a);
+            return err_hint("the repositories are not keeping up; check that they are reachable");
+        }
+        fd = openat(s->dirfd, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return err_set_errno(ERR_IO, errno, "could not create \"%s/%s\"", s->dir, path);
+    }
+    /* Pad with real zeros so later fdatasyncs need no metadata and ENOSPC shows now. */
+    {
+        uint8_t *zeros = xcalloc(1, ZERO_BLOCK);
+        uint64_t off = 0;
+        int rc = 0;
+        while (off < s->seg_size) {
+            size_t n = s->seg_size - off < ZERO_BLOCK ? (size_t)(s->seg_size - off) : ZERO_BLOCK;
+            ssize_t w = pwrite(fd, zeros, n, (off_t)off);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                rc = err_set_errno(ERR_IO, errno, "could not pad \"%s/%s\"", s->dir, path);
+                break;
+            }
+            off += (uint64_t)w;
+        }
+        free(zeros);
+        if (rc == 0 && fsync(fd) < 0)
+            rc = err_set_errno(ERR_IO, errno, "could not fsync \"%s/%s\"", s->dir, path);
+        if (rc == 0)
+            rc = fsync_dir(s);
+        if (rc < 0) {
+            close(fd);
+            unlinkat(s->dirfd, path, 0);
+            return rc;
+        }
+    }
+opened:
+    pthread_mutex_lock(&s->lock);
+    s->fd = fd;
+    s->tli = tli;
+    s->segno = segno;
+    memcpy(s->name, name, sizeof(name));
+    s->written = 0;
+    s->synced = 0;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+/* fdatasync the open segment and advance the durable position. */
+static int segment_sync(struct spool *s)
+{
+    if (s->fd < 0 || s->synced == s->written)
+        return 0;
+    if (fdatasync(s->fd) < 0)
+        return err_set_errno(ERR_IO, errno, "could not fsync \"%s/%s%s\"", s->dir, s->name,
+                             PARTIAL_SUFFIX);
+    pthread_mutex_lock(&s->lock);
+    s->synced = s->written;
+    s->flushed = segno_to_lsn(s->segno, s->seg_size) + s->synced;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+/* The open segment is full: make it durable and give it its plain name. */
+static int segment_complete(struct spool *s)
+{
+    char from[WAL_NAME_BUFLEN + 16];
+    int rc = segment_sync(s);
+    if (rc < 0)
+        return rc;
+    snprintf(from, sizeof(from), "%s%s", s->name, PARTIAL_SUFFIX);
+    if (renameat(s->dirfd, from, s->dirfd, s->name) < 0)
+        return err_set_errno(ERR_IO, errno, "could not rename \"%s/%s\"", s->dir, from);
+    rc = fsync_dir(s);
+    pthread_mutex_lock(&s->lock);
+    close(s->fd);
+    s->fd = -1;
+    pthread_mutex_unlock(&s->lock);
+    log_detail("segment %s received", s->name);
+    return rc;
+}
+
+int spool_write(struct spool *s, timeline_t tli, lsn_t lsn, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        uint64_t segno = lsn_to_segno(lsn, s->seg_size);
+        uint64_t off = lsn - segno_to_lsn(segno, s->seg_size);
+        if (s->fd >= 0 && (s->segno != segno || s->tli != tli)) {
+            int rc = spool_close_segment(s);
+            if (rc < 0)
+                return rc;
+        }
+        if (s->fd < 0) {
+            if (off != 0) {
+                /* Streams always (re)start at a segment boundary, so the spool never
+                 * holds a segment with a hole at its start. */
+                char a[LSN_STRLEN];
+                return err_set(ERR_PROTOCOL, "WAL data at %s does not start a segment",
+                               lsn_format(lsn, a));
+            }
+            int rc = segment_open(s, tli, segno);
+            if (rc < 0)
+                return rc;
+        }
+        if (off != s->written) {
+            char a[LSN_STRLEN];
+            return err_set(ERR_PROTOCOL, "WAL data at %s does not continue the spool (segment %s at offset %llu)",
+                           lsn_format(lsn, a), s->name, (unsigned long long)s->written);
+        }
+        size_t n = s->seg_size - off < len ? (size_t)(s->seg_size - off) : len;
+        size_t done = 0;
+        while (done < n) {
+            ssize_t w = pwrite(s->fd, data + done, n - done, (off_t)(off + done));
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                return err_set_errno(ERR_IO, errno, "could not write \"%s/%s%s\"", s->dir, s->name,
+                                     PARTIAL_SUFFIX);
+            }
+            done += (size_t)w;
+        }
+        pthread_mutex_lock(&s->lock);
+        s->written = off + n;
+        pthread_mutex_unlock(&s->lock);
+        data += n;
+        len -= n;
+        lsn += n;
+        if (s->written == s->seg_size) {
+            int rc = segment_complete(s);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int spool_flush(struct spool *s, lsn_t *flushed)
+{
+    int rc = segment_sync(s);
+    pthread_mutex_lock(&s->lock);
+    *flushed = s->flushed;
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+int spool_close_segment(struct spool *s)
+{
+    if (s->fd < 0)
+        return 0;
+    int rc = segment_sync(s);
+    pthread_mutex_lock(&s->lock);
+    close(s->fd);
+    s->fd = -1;
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+bool spool_current(struct spool *s, timeline_t *tli, char *name, uint64_t *flushed_bytes)
+{
+    pthread_mutex_lock(&s->lock);
+    bool open = s->fd >= 0;
+    if (open) {
+        *tli = s->tli;
+        memcpy(name, s->name, WAL_NAME_BUFLEN);
+        *flushed_bytes = s->synced;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return open;
+}
+
+int spool_write_history(struct spool *s, timeline_t tli, const void *data, size_t len)
+{
+    char name[16], tmp[32];
+    int rc = 0, fd = -1;
+    wal_history_name(tli, name);
+
+    fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        struct stat st;
+        char *old = NULL;
+        if (fstat(fd, &st) == 0 && (size_t)st.st_size == len) {
+            old = xmalloc(len + 1);
+            ssize_t r = pread(fd, old, len, 0);
+            bool same = r == (ssize_t)len && memcmp(old, data, len) == 0;
+            free(old);
+            close(fd);
+            if (same)
+                return 0;
+        } else {
+            close(fd);
+        }
+        return err_set(ERR_EXISTS, "history file \"%s/%s\" exists with other content", s->dir,
+                       name);
+    }
+    snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+    fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return err_set_errno(ERR_IO, errno, "could not create \"%s/%s\"", s->dir, tmp);
+    if (write(fd, data, len) != (ssize_t)len || fsync(fd) < 0) {
+        rc = err_set_errno(ERR_IO, errno, "could not write \"%s/%s\"", s->dir, tmp);
+        goto out;
+    }
+    if (renameat(s->dirfd, tmp, s->dirfd, name) < 0) {
+        rc = err_set_errno(ERR_IO, errno, "could not rename \"%s/%s\"", s->dir, tmp);
+        goto out;
+    }
+    rc = fsync_dir(s);
+out:
+    close(fd);
+    if (rc < 0)
+        unlinkat(s->dirfd, tmp, 0);
+    return rc;
+}

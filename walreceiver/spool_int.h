@@ -1,0 +1,56 @@
+/*
+ * spool_int.h — the receiver's durable local WAL spool (internal to walreceiver/).
+ *
+ * Promise: WAL bytes are written into "<dir>/<SEGMENT>.partial", a file created
+ * pre-padded to the full segment size (so a full disk is found when a segment is
+ * created, before any of its bytes are acknowledged, and fdatasync is enough
+ * afterwards). spool_flush makes every written byte durable and returns the
+ * position up to which that is true: only that position may be reported to the
+ * server as flushed. A segment whose last byte is written is fsynced and renamed to
+ * its plain name (the directory fsynced too): from then on it is complete and
+ * waits for the shipper. History files are written to a temp name and renamed.
+ * Not thread-safe for writing: the receive loop is the only writer; the shipper
+ * only reads complete files and the flushed prefix of the partial one.
+ */
+#ifndef PGARK_SPOOL_INT_H
+#define PGARK_SPOOL_INT_H
+
+#include "pgark/wal.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct spool;
+
+/* Open (creating, 0700) the spool directory. max_bytes caps its size (0: no cap);
+ * a segment that would pass the cap is refused with ERR_NO_SPACE. */
+struct spool *spool_open(const char *dir, uint64_t seg_size, uint64_t max_bytes);
+void spool_close(struct spool *s);
+const char *spool_dir(const struct spool *s);
+
+/* Where to resume by the spool's content (pg_receivewal's rule): the highest segment
+ * (higher TLI on a tie; complete before partial); the start of a partial segment, or
+ * the start of the segment after a complete one. *found false when the spool holds
+ * no segment. */
+int spool_resume_point(struct spool *s, bool *found, timeline_t *tli, lsn_t *lsn);
+
+/* Write bytes starting at lsn on timeline tli; crosses segment boundaries as
+ * needed, completing each filled segment. lsn must continue the previous write
+ * unless it is the start of a segment (after a reconnect or a timeline switch). */
+int spool_write(struct spool *s, timeline_t tli, lsn_t lsn, const uint8_t *data, size_t len);
+/* Make everything written durable. *flushed = end of the durable bytes. */
+int spool_flush(struct spool *s, lsn_t *flushed);
+/* Flush and close the partial segment (disconnect, timeline end); it stays partial. */
+int spool_close_segment(struct spool *s);
+
+/* Write "%08X.history" (identical content is a no-op; different is ERR_EXISTS). */
+int spool_write_history(struct spool *s, timeline_t tli, const void *data, size_t len);
+
+/* Current partial segment, if open: name (WAL_NAME_BUFLEN) and bytes flushed in it. */
+bool spool_current(struct spool *s, timeline_t *tli, char *name, uint64_t *flushed_bytes);
+
+/* Bytes the spool holds (complete + partial segments, history files excluded). */
+uint64_t spool_usage(struct spool *s);
+
+#endif

@@ -1,0 +1,160 @@
+/*
+ * status.c — the receiver's status.json and the flush-time marks behind lag in
+ * seconds.
+ *
+ * Lag in seconds of a repository is how long ago the spool first held the oldest
+ * byte the repository does not hold yet: the data that would be lost with the
+ * primary and the spool now. The marks are (flushed position, time) pairs; when
+ * the ring is full every other mark is dropped, so it always spans from the start
+ * with coarser steps further back.
+ */
+#include "receiver_int.h"
+
+#include "pgark/error.h"
+#include "pgark/mem.h"
+#include "pgark/units.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void receiver_note_flush(struct receiver *rx, lsn_t lsn)
+{
+    int64_t now = time_now_us();
+    pthread_mutex_lock(&rx->lock);
+    if (lsn > rx->flushed) {
+        rx->flushed = lsn;
+        rx->flushed_at_us = now;
+        struct flush_mark *last = rx->nmarks ? &rx->marks[rx->nmarks - 1] : NULL;
+        if (last && now - last->at_us < 100000) {
+            /* keep the earliest time for this 100 ms step; lsn moves forward */
+            last->lsn = lsn;
+        } else {
+            if (rx->nmarks == FLUSH_MARKS) {
+                int j = 0;
+                for (int i = 0; i < rx->nmarks; i += 2)
+                    rx->marks[j++] = rx->marks[i];
+                rx->nmarks = j;
+            }
+            rx->marks[rx->nmarks].lsn = lsn;
+            rx->marks[rx->nmarks].at_us = now;
+            rx->nmarks++;
+        }
+    }
+    pthread_mutex_unlock(&rx->lock);
+}
+
+/* Caller holds rx->lock. The time the spool first held byte `lsn` (the mark whose
+ * position first passed it). */
+static int64_t flush_time_locked(struct receiver *rx, lsn_t lsn)
+{
+    for (int i = 0; i < rx->nmarks; i++) {
+        if (rx->marks[i].lsn > lsn)
+            return i > 0 ? rx->marks[i - 1].at_us : rx->marks[i].at_us;
+    }
+    return rx->flushed_at_us;
+}
+
+int64_t receiver_flush_time(struct receiver *rx, lsn_t lsn)
+{
+    pthread_mutex_lock(&rx->lock);
+    int64_t t = flush_time_locked(rx, lsn);
+    pthread_mutex_unlock(&rx->lock);
+    return t;
+}
+
+static json_t *lsn_json(lsn_t lsn)
+{
+    char text[LSN_STRLEN];
+    return json_string(lsn_format(lsn, text));
+}
+
+static json_t *time_json(int64_t us)
+{
+    char text[64];
+    return us ? json_string(time_format_pg(us, text, sizeof(text))) : json_null();
+}
+
+int status_write(struct receiver *rx)
+{
+    int rc = 0;
+    char path[4096], tmp[4200];
+    int64_t now = time_now_us();
+    json_t *root = json_object();
+    json_t *repos = json_array();
+    double rpo_local = -1, rpo_offsite = -1;
+
+    pthread_mutex_lock(&rx->lock);
+    json_object_set_new(root, "cluster", json_string(rx->o->cluster));
+    json_object_set_new(root, "pid", json_integer(getpid()));
+    json_object_set_new(root, "updated", time_json(now));
+    json_object_set_new(root, "connected", json_boolean(rx->connected));
+    json_object_set_new(root, "timeline", json_integer(rx->tli));
+    json_object_set_new(root, "server_lsn", lsn_json(rx->server_end));
+    json_object_set_new(root, "received_lsn", lsn_json(rx->received));
+    json_object_set_new(root, "flushed_lsn", lsn_json(rx->flushed));
+    json_object_set_new(root, "flushed_at", time_json(rx->flushed_at_us));
+    json_object_set_new(root, "receive_lag_bytes",
+                        json_integer(rx->server_end > rx->flushed
+                                         ? (json_int_t)(rx->server_end - rx->flushed)
+                                         : 0));
+    json_object_set_new(root, "last_error",
+                        rx->last_error ? json_string(rx->last_error) : json_null());
+    for (int i = 0; i < rx->nshippers; i++) {
+        struct shipper *sh = &rx->shippers[i];
+        bool same_tli = sh->shipped_tli == rx->tli;
+        uint64_t lag_bytes = 0;
+        double lag_s = 0;
+        if (!same_tli || sh->shipped_lsn < rx->flushed) {
+            lsn_t from = same_tli ? sh->shipped_lsn : 0;
+            lag_bytes = rx->flushed - (same_tli ? sh->shipped_lsn : 0);
+            int64_t since = flush_time_locked(rx, from);
+            lag_s = since ? (double)(now - since) / 1e6 : 0;
+            if (!same_tli && sh->shipped_tli == 0)
+                lag_bytes = rx->flushed; /* nothing shipped yet */
+        }
+        json_t *r = json_object();
+        json_object_set_new(r, "name", json_string(sh->name));
+        json_object_set_new(r, "offsite", json_boolean(sh->offsite));
+        json_object_set_new(r, "shipped_timeline", json_integer(sh->shipped_tli));
+        json_object_set_new(r, "shipped_lsn", lsn_json(sh->shipped_lsn));
+        json_object_set_new(r, "shipped_at", time_json(sh->shipped_at_us));
+        json_object_set_new(r, "last_segment", json_string(sh->cursor));
+        json_object_set_new(r, "lag_bytes", json_integer((json_int_t)lag_bytes));
+        json_object_set_new(r, "lag_seconds", json_real(lag_s));
+        json_object_set_new(r, "segments_shipped", json_integer((json_int_t)sh->segments_shipped));
+        json_object_set_new(r, "bytes_shipped", json_integer((json_int_t)sh->bytes_shipped));
+        json_object_set_new(r, "last_error",
+                            sh->last_error ? json_string(sh->last_error) : json_null());
+        json_object_set_new(r, "error_since",
+                            sh->last_error ? time_json(sh->error_since_us) : json_null());
+        json_array_append_new(repos, r);
+        double *tier = sh->offsite ? &rpo_offsite : &rpo_local;
+        if (lag_s > *tier)
+            *tier = lag_s;
+    }
+    pthread_mutex_unlock(&rx->lock);
+
+    json_object_set_new(root, "spool_bytes", json_integer((json_int_t)spool_usage(rx->spool)));
+    json_object_set_new(root, "repos", repos);
+    json_t *rpo = json_object();
+    json_object_set_new(rpo, "local_seconds", rpo_local < 0 ? json_null() : json_real(rpo_local));
+    json_object_set_new(rpo, "offsite_seconds",
+                        rpo_offsite < 0 ? json_null() : json_real(rpo_offsite));
+    json_object_set_new(root, "rpo", rpo);
+
+    snprintf(path, sizeof(path), "%s/status.json", spool_dir(rx->spool));
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (json_dump_file(root, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
+        rc = err_set(ERR_IO, "could not write \"%s\"", tmp);
+        goto out;
+    }
+    if (rename(tmp, path) < 0)
+        rc = err_set_errno(ERR_IO, errno, "could not rename \"%s\"", tmp);
+out:
+    json_decref(root);
+    return rc;
+}
