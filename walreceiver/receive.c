@@ -1,0 +1,436 @@
+/*
+ * receive.c — the receive loop: one handler per message, as pg_receivewal does.
+ *
+ * WAL bytes are checked (page headers), written to the spool, and fsynced as soon
+ * as the socket has nothing more to give; only then is the flush position reported,
+ * so the slot never moves past bytes that are not durable here. Connection trouble
+ * is retried with backoff and jitter; what retrying cannot fix ends the run.
+ */
+#include "receiver_int.h"
+
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+#include "pgark/pg_stream.h"
+#include "pgark/units.h"
+#include "pgark/walpage.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define READ_TIMEOUT_MS 200
+#define STATUS_FILE_INTERVAL_US 1000000
+#define BATCH_BYTES (8 * 1024 * 1024)
+#define RETRY_MIN_MS 1000
+#define RETRY_MAX_MS 30000
+
+static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t reload_requested;
+
+void receiver_request_stop(void)
+{
+    stop_requested = 1;
+}
+
+void receiver_request_reload(void)
+{
+    reload_requested = 1;
+}
+
+static bool should_return(void)
+{
+    return stop_requested || reload_requested;
+}
+
+/* Errors that a new connection cannot fix end the run. */
+static bool is_fatal(enum err_kind kind)
+{
+    return kind == ERR_AUTH || kind == ERR_CONFIG || kind == ERR_MISMATCH ||
+           kind == ERR_INTEGRITY || kind == ERR_USAGE;
+}
+
+static void set_last_error(struct receiver *rx, const char *text)
+{
+    pthread_mutex_lock(&rx->lock);
+    free(rx->last_error);
+    rx->last_error = text ? xstrdup(text) : NULL;
+    pthread_mutex_unlock(&rx->lock);
+}
+
+static void set_connected(struct receiver *rx, bool connected)
+{
+    pthread_mutex_lock(&rx->lock);
+    rx->connected = connected;
+    pthread_mutex_unlock(&rx->lock);
+}
+
+/* Open every repository for this system (creating repo.json on first use). */
+static int open_repos(struct receiver *rx)
+{
+    const struct receiver_options *o = rx->o;
+    rx->shippers = xcalloc((size_t)o->nrepos, sizeof(*rx->shippers));
+    rx->nshippers = o->nrepos;
+    for (int i = 0; i < o->nrepos; i++) {
+        struct repo_options ro = {
+            .cluster = o->cluster,
+            .passphrase = o->passphrase,
+            .compress_level = o->compress_level,
+            .kdf_n = o->kdf_n,
+        };
+        struct shipper *sh = &rx->shippers[i];
+        sh->rx = rx;
+        sh->index = i;
+        sh->name = o->repos[i].name;
+        sh->offsite = o->repos[i].offsite;
+        sh->repo = repo_open(o->repos[i].storage, &ro, &rx->identity, true);
+        if (!sh->repo)
+            return err_context("while opening repository \"%s\"", sh->name);
+    }
+    return 0;
+}
+
+static int ensure_slot(struct receiver *rx, struct pg_conn *conn, bool *exists, lsn_t *restart,
+                       timeline_t *restart_tli)
+{
+    const struct receiver_options *o = rx->o;
+    int rc = pg_read_slot(conn, o->slot, exists, restart, restart_tli);
+    if (rc < 0 || *exists)
+        return rc;
+    if (!o->create_slot) {
+        err_set(ERR_CONFIG, "replication slot \"%s\" does not exist on %s", o->slot,
+                pg_conn_target(conn));
+        return err_hint("create it (SELECT pg_create_physical_replication_slot('%s', true)) or "
+                        "set create_slot: true for cluster \"%s\"",
+                        o->slot, o->cluster);
+    }
+    rc = pg_create_physical_slot(conn, o->slot);
+    if (rc == -ERR_EXISTS) { /* created by someone else meanwhile */
+        err_clear();
+        rc = 0;
+    }
+    if (rc == 0)
+        log_info("created replication slot \"%s\"", o->slot);
+    *exists = false;
+    return rc;
+}
+
+static int fetch_history(struct receiver *rx, struct pg_conn *conn, timeline_t tli)
+{
+    if (tli <= 1)
+        return 0;
+    uint8_t *content = NULL;
+    size_t len = 0;
+    int rc = pg_timeline_history(conn, tli, &content, &len);
+    if (rc == 0)
+        rc = spool_write_history(rx->spool, tli, content, len);
+    free(content);
+    if (rc == 0)
+        shippers_wake(rx);
+    return rc;
+}
+
+/* fsync what was written and tell the server. */
+static int flush_and_report(struct receiver *rx, struct pg_conn *conn, bool force,
+                            bool reply_requested)
+{
+    lsn_t flushed = 0, before;
+    pthread_mutex_lock(&rx->lock);
+    before = rx->flushed;
+    pthread_mutex_unlock(&rx->lock);
+    int rc = spool_flush(rx->spool, &flushed);
+    if (rc < 0)
+        return rc;
+    if (flushed > before) {
+        receiver_note_flush(rx, flushed);
+        shippers_wake(rx);
+    }
+    if (flushed > before || force) {
+        lsn_t received;
+        pthread_mutex_lock(&rx->lock);
+        received = rx->received;
+        pthread_mutex_unlock(&rx->lock);
+        /* flush 0 would mean "unknown"; before the first byte, report nothing flushed */
+        rc = pg_stream_status(conn, received, flushed, LSN_INVALID, reply_requested);
+    }
+    return rc;
+}
+
+/* Stream one timeline from start until it ends, the connection fails, or a stop.
+ * On end of timeline, *tli and *start are set to where the next one begins. */
+static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timeline_t *tli,
+                  lsn_t *start, bool *timeline_ended)
+{
+    const struct receiver_options *o = rx->o;
+    struct walpage_checker check;
+    struct pg_msg msg;
+    int64_t last_status = time_mono_us(), last_file = 0;
+    size_t unflushed = 0;
+    int rc;
+
+    *timeline_ended = false;
+    rc = walpage_checker_init(&check, rx->identity.system_identifier, rx->seg_size, pg_major,
+                              *tli, *start);
+    if (rc < 0)
+        return rc;
+    rc = fetch_history(rx, conn, *tli);
+    if (rc < 0)
+        return rc;
+    rc = pg_start_replication(conn, o->slot, *start, *tli);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&rx->lock);
+    rx->tli = *tli;
+    if (rx->received < *start)
+        rx->received = *start;
+    pthread_mutex_unlock(&rx->lock);
+    {
+        char a[LSN_STRLEN];
+        log_info("streaming WAL from %s on timeline %u", lsn_format(*start, a), *tli);
+    }
+    set_connected(rx, true);
+
+    while (!should_return()) {
+        /* While bytes keep coming, take them; fsync when the socket runs dry (or a batch
+         * is large), so latency stays low when idle and fsyncs stay few under load. */
+        int timeout = unflushed ? 0 : READ_TIMEOUT_MS;
+        rc = pg_stream_read(conn, timeout, &msg);
+        if (rc < 0)
+            break;
+        int64_t now = time_mono_us();
+        switch (msg.kind) {
+        case PG_MSG_XLOGDATA:
+            rc = walpage_check(&check, msg.data_start, msg.data, msg.len);
+            if (rc == 0)
+                rc = spool_write(rx->spool, *tli, msg.data_start, msg.data, msg.len);
+            if (rc < 0)
+                goto out;
+            pthread_mutex_lock(&rx->lock);
+            rx->received = msg.data_start + msg.len;
+            if (msg.wal_end > rx->server_end)
+                rx->server_end = msg.wal_end;
+            pthread_mutex_unlock(&rx->lock);
+            unflushed += msg.len;
+            if (unflushed >= BATCH_BYTES) {
+                rc = flush_and_report(rx, conn, false, false);
+                unflushed = 0;
+                last_status = now;
+            }
+            break;
+        case PG_MSG_KEEPALIVE:
+            pthread_mutex_lock(&rx->lock);
+            if (msg.wal_end > rx->server_end)
+                rx->server_end = msg.wal_end;
+            pthread_mutex_unlock(&rx->lock);
+            if (msg.reply_requested) {
+                rc = flush_and_report(rx, conn, true, false);
+                unflushed = 0;
+                last_status = now;
+            }
+            break;
+        case PG_MSG_NONE:
+            if (unflushed || now - last_status >= o->status_interval_ms * 1000) {
+                rc = flush_and_report(rx, conn, now - last_status >= o->status_interval_ms * 1000,
+                                      false);
+                unflushed = 0;
+                last_status = now;
+            }
+            break;
+        case PG_MSG_END:
+            rc = flush_and_report(rx, conn, true, false);
+            if (rc == 0)
+                rc = spool_close_segment(rx->spool);
+            if (rc == 0)
+                rc = pg_stream_end(conn, tli, start);
+            if (rc == 0) {
+                char a[LSN_STRLEN];
+                *start -= *start % rx->seg_size;
+                *timeline_ended = true;
+                log_info("timeline ended; following timeline %u from %s", *tli,
+                         lsn_format(*start, a));
+            }
+            goto out;
+        }
+        if (rc < 0)
+            break;
+        if (now - last_file >= STATUS_FILE_INTERVAL_US) {
+            if (status_write(rx) < 0) {
+                log_warn("%s", err_message());
+                err_clear();
+            }
+            last_file = now;
+        }
+    }
+    if (rc == 0) {
+        /* Asked to stop: make everything durable and say so before leaving. */
+        rc = flush_and_report(rx, conn, true, false);
+        if (rc == 0)
+            rc = pg_stream_stop(conn);
+    }
+out:
+    return rc;
+}
+
+/* Where to start: the spool, else the slot, else the server's current segment. */
+static int start_point(struct receiver *rx, const struct pg_system *sys, bool slot_existed,
+                       lsn_t slot_lsn, timeline_t slot_tli, timeline_t *tli, lsn_t *start)
+{
+    bool found = false;
+    int rc = spool_resume_point(rx->spool, &found, tli, start);
+    if (rc < 0 || found)
+        return rc;
+    if (slot_existed && slot_lsn != LSN_INVALID) {
+        *tli = slot_tli ? slot_tli : sys->timeline;
+        *start = slot_lsn;
+    } else {
+        *tli = sys->timeline;
+        *start = sys->xlogpos;
+    }
+    *start -= *start % rx->seg_size;
+    return 0;
+}
+
+/* One connection: identify, check, stream until something breaks or we stop. */
+static int session(struct receiver *rx, bool *made_progress)
+{
+    const struct receiver_options *o = rx->o;
+    struct pg_system sys;
+    uint64_t seg_size = 0;
+    struct pg_conn *conn = NULL;
+    int rc = 0;
+
+    *made_progress = false;
+    conn = pg_connect_replication(o->conninfo, o->application_name);
+    if (!conn)
+        return err_code();
+    rc = pg_identify_system(conn, &sys);
+    if (rc == 0)
+        rc = pg_wal_segment_size(conn, &seg_size);
+    if (rc < 0)
+        goto out;
+    int major = pg_server_version(conn) / 10000;
+
+    if (!rx->spool) {
+        rx->identity.system_identifier = sys.systemid;
+        rx->identity.pg_major = major;
+        rx->identity.seg_size = seg_size;
+        rx->seg_size = seg_size;
+        rc = open_repos(rx);
+        if (rc < 0)
+            goto out;
+        rx->spool = spool_open(o->spool_dir, seg_size, o->spool_max);
+        if (!rx->spool) {
+            rc = err_code();
+            goto out;
+        }
+        rc = shippers_start(rx);
+        if (rc < 0)
+            goto out;
+    } else if (sys.systemid != rx->identity.system_identifier || seg_size != rx->seg_size ||
+               major != rx->identity.pg_major) {
+        rc = err_set(ERR_MISMATCH,
+                     "server %s is system %llu, not %llu that this receiver archives",
+                     pg_conn_target(conn), (unsigned long long)sys.systemid,
+                     (unsigned long long)rx->identity.system_identifier);
+        goto out;
+    }
+
+    bool slot_existed = false;
+    lsn_t slot_lsn = 0;
+    timeline_t slot_tli = 0, tli;
+    lsn_t start;
+    rc = ensure_slot(rx, conn, &slot_existed, &slot_lsn, &slot_tli);
+    if (rc < 0)
+        goto out;
+    rc = start_point(rx, &sys, slot_existed, slot_lsn, slot_tli, &tli, &start);
+    if (rc < 0)
+        goto out;
+
+    for (;;) {
+        bool ended = false;
+        lsn_t before = rx->received;
+        rc = stream(rx, conn, major, &tli, &start, &ended);
+        if (rx->received > before)
+            *made_progress = true;
+        if (rc < 0 || !ended || should_return())
+            break;
+    }
+out:
+    set_connected(rx, false);
+    if (rx->spool) {
+        int rc2 = spool_close_segment(rx->spool);
+        if (rc == 0)
+            rc = rc2;
+    }
+    pg_conn_free(conn);
+    return rc;
+}
+
+static void sleep_interruptible(int64_t ms)
+{
+    int64_t until = time_mono_us() + ms * 1000;
+    while (!should_return() && time_mono_us() < until) {
+        struct timespec ts = {0, 50 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int receiver_run(const struct receiver_options *o)
+{
+    struct receiver rx;
+    int rc = 0, failures = 0;
+    int64_t backoff = 0;
+
+    memset(&rx, 0, sizeof(rx));
+    rx.o = o;
+    pthread_mutex_init(&rx.lock, NULL);
+    pthread_cond_init(&rx.wake, NULL);
+    stop_requested = 0;
+    reload_requested = 0;
+
+    while (!should_return()) {
+        bool progress = false;
+        rc = session(&rx, &progress);
+        if (rc == 0)
+            break;
+        if (is_fatal(err_kind()))
+            break;
+        char *text = err_format();
+        set_last_error(&rx, text);
+        failures = progress ? 1 : failures + 1;
+        if (o->max_retries && failures > o->max_retries) {
+            free(text);
+            break;
+        }
+        backoff = progress || !backoff ? RETRY_MIN_MS : backoff * 2;
+        if (backoff > RETRY_MAX_MS)
+            backoff = RETRY_MAX_MS;
+        int64_t wait = backoff / 2 + random() % (backoff / 2 + 1);
+        log_warn("%s", text);
+        log_info("reconnecting in %.1f s", (double)wait / 1000);
+        free(text);
+        err_clear();
+        if (rx.spool)
+            status_write(&rx), err_clear();
+        sleep_interruptible(wait);
+        rc = 0;
+    }
+
+    struct err_saved *saved = err_save();
+    shippers_stop(&rx);
+    if (rx.spool && status_write(&rx) < 0)
+        err_clear();
+    err_restore(saved);
+    for (int i = 0; i < rx.nshippers; i++) {
+        if (!rx.shippers[i].started) {
+            repo_close(rx.shippers[i].repo);
+            free(rx.shippers[i].last_error);
+        }
+    }
+    free(rx.shippers);
+    spool_close(rx.spool);
+    free(rx.last_error);
+    if (rc == 0 && reload_requested)
+        rc = RECEIVER_RELOAD;
+    return rc;
+}
