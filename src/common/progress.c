@@ -71,8 +71,7 @@ static char *fmt_duration(int64_t ms, char *buf, size_t cap)
     }
     int64_t s = ms / 1000;
     if (s >= 3600)
-        snprintf(buf, cap, "%" PRId64 "h %" PRId64 "m %" PRId64 "s", s / 3600, s / 60 % 60,
-                 s % 60);
+        snprintf(buf, cap, "%" PRId64 "h %" PRId64 "m %" PRId64 "s", s / 3600, s / 60 % 60, s % 60);
     else if (s >= 60)
         snprintf(buf, cap, "%" PRId64 "m %" PRId64 "s", s / 60, s % 60);
     else

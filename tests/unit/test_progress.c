@@ -53,11 +53,11 @@ static void capture_close(struct capture *c)
     free(c->data);
 }
 
-#define EXPECT_OUTPUT(c, text)                                                                 \
-    do {                                                                                   \
-        char *got_ = capture_new(c);                                                       \
-        assert_string_equal(got_, text);                                                   \
-        free(got_);                                                                        \
+#define EXPECT_OUTPUT(c, text)                                                                     \
+    do {                                                                                           \
+        char *got_ = capture_new(c);                                                               \
+        assert_string_equal(got_, text);                                                           \
+        free(got_);                                                                                \
     } while (0)
 
 static struct progress *fake_progress(struct capture *c, const char *what, uint64_t total)

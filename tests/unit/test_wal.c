@@ -175,7 +175,7 @@ static void test_segment_round_trip_all_sizes(void **state)
     for (uint64_t size = MiB; size <= 1024 * MiB; size *= 2, sizes++) {
         uint64_t per_id = (UINT64_C(1) << 32) / size;
         uint64_t last = UINT64_MAX / size;
-        const uint64_t segnos[] = {0, 1, per_id - 1, per_id, per_id + 1, 3 * per_id + 2,
+        const uint64_t segnos[] = {0,        1,   per_id - 1, per_id, per_id + 1, 3 * per_id + 2,
                                    last - 1, last};
         for (size_t i = 0; i < sizeof(segnos) / sizeof(segnos[0]); i++) {
             char name[WAL_NAME_BUFLEN];
@@ -222,10 +222,9 @@ static void test_lsn_parse_format(void **state)
 static void test_lsn_parse_rejects(void **state)
 {
     (void)state;
-    const char *bad[] = {"",          "0/",        "/0",          "G/0",         "1/2/3",
-                         " 0/0",      "0/0 ",      "0 /0",        "0/ 0",        "0",
-                         "100000000/0", "0/100000000", "0x1/0",     "-1/0",        "+1/0",
-                         "0/0\n",     "1//2",      "FFFFFFFFF/0", "0/FFFFFFFFF", "/"};
+    const char *bad[] = {"",     "0/",    "/0",   "G/0",         "1/2/3",       " 0/0",  "0/0 ",
+                         "0 /0", "0/ 0",  "0",    "100000000/0", "0/100000000", "0x1/0", "-1/0",
+                         "+1/0", "0/0\n", "1//2", "FFFFFFFFF/0", "0/FFFFFFFFF", "/"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         lsn_t lsn = 42;
         err_clear();
@@ -338,18 +337,33 @@ static void test_seg_size_parse_show(void **state)
     const struct {
         const char *text;
         uint64_t bytes;
-    } good[] = {{"1MB", MiB},          {"2MB", 2 * MiB},       {"16MB", 16 * MiB},
-                {"64MB", 64 * MiB},    {"512MB", 512 * MiB},   {"1GB", 1024 * MiB},
-                {"1024kB", MiB},       {"16777216", 16 * MiB}, {"16777216B", 16 * MiB}};
+    } good[] = {{"1MB", MiB},       {"2MB", 2 * MiB},       {"16MB", 16 * MiB},
+                {"64MB", 64 * MiB}, {"512MB", 512 * MiB},   {"1GB", 1024 * MiB},
+                {"1024kB", MiB},    {"16777216", 16 * MiB}, {"16777216B", 16 * MiB}};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         uint64_t v = 0;
         if (wal_seg_size_parse_show(good[i].text, &v) != 0)
             fail_msg("\"%s\" rejected: %s", good[i].text, err_message());
         assert_true(v == good[i].bytes);
     }
-    const char *bad[] = {"",     "MB",   "16",   "16 MB", " 16MB", "16MB ", "16mb", "16MiB",
-                         "3MB",  "512kB", "2GB", "0MB",   "-16MB", "1TB",   "0TB",  "16M",
-                         "18446744073709551616MB", "99999999999999999999GB"};
+    const char *bad[] = {"",
+                         "MB",
+                         "16",
+                         "16 MB",
+                         " 16MB",
+                         "16MB ",
+                         "16mb",
+                         "16MiB",
+                         "3MB",
+                         "512kB",
+                         "2GB",
+                         "0MB",
+                         "-16MB",
+                         "1TB",
+                         "0TB",
+                         "16M",
+                         "18446744073709551616MB",
+                         "99999999999999999999GB"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t v = 7;
         err_clear();
