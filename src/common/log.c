@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -93,63 +94,139 @@ out:
     pthread_mutex_unlock(&log_lock);
 }
 
-/* Keys whose value is masked up to the next delimiter, wherever they appear. */
+/*
+ * Keys whose value is masked wherever they appear: the key (any case), blanks, the
+ * separator, blanks, then the value up to a stop character. Blanks around '=' are
+ * legal in a libpq conninfo string, and so is a value in single quotes with
+ * backslash escapes, which is then masked whole.
+ */
 static const struct {
     const char *key;
-    const char *stop; /* characters that end the value */
+    char sep;
+    const char *stop; /* characters that end an unquoted value */
+    bool quoted;      /* a value opening with ' runs to the closing ' */
 } masked_keys[] = {
-    {"password=", " \t\n'\""},     {"password:", "\n"},
-    {"authorization:", "\n"},      {"x-amz-security-token:", "\n"},
-    {"signature=", " \t\n,&\"'"},  {"secret_access_key:", "\n"},
-    {"x-amz-security-token=", " \t\n&\"'"},
+    {"password", '=', " \t\n'\"", true},
+    {"password", ':', "\n", false},
+    {"authorization", ':', "\n", false},
+    {"x-amz-security-token", ':', "\n", false},
+    {"x-amz-security-token", '=', " \t\n&\"'", false},
+    {"signature", '=', " \t\n,&\"'", false},
+    {"secret_access_key", ':', "\n", false},
 };
+
+/* Replace len bytes at off with the mask; returns the offset just after the mask. */
+static size_t mask_range(struct buf *b, size_t off, size_t len)
+{
+    struct buf n = BUF_INIT;
+    buf_append(&n, b->data, off);
+    buf_append_str(&n, MASK);
+    buf_append_str(&n, (char *)b->data + off + len);
+    buf_free(b);
+    *b = n;
+    return off + strlen(MASK);
+}
+
+static bool is_mask(const char *v, size_t len)
+{
+    return len == strlen(MASK) && strncmp(v, MASK, len) == 0;
+}
+
+static size_t value_len(const char *v, size_t k)
+{
+    if (masked_keys[k].quoted && *v == '\'') {
+        size_t i = 1;
+        while (v[i] && v[i] != '\'')
+            i += (v[i] == '\\' && v[i + 1]) ? 2 : 1;
+        return v[i] == '\'' ? i + 1 : i; /* an unterminated value runs to the end */
+    }
+    return strcspn(v, masked_keys[k].stop);
+}
 
 static void mask_keys(struct buf *b)
 {
-    char *s = (char *)b->data;
     for (size_t k = 0; k < sizeof(masked_keys) / sizeof(masked_keys[0]); k++) {
         size_t klen = strlen(masked_keys[k].key);
-        char *p = s;
-        while ((p = strcasestr(p, masked_keys[k].key)) != NULL) {
-            char *v = p + klen;
-            while (*v == ' ')
-                v++;
-            size_t vlen = strcspn(v, masked_keys[k].stop);
-            if (vlen == 0 || (vlen == strlen(MASK) && strncmp(v, MASK, vlen) == 0)) {
-                p = v;
+        size_t pos = 0;
+        const char *p;
+        while ((p = strcasestr((char *)b->data + pos, masked_keys[k].key)) != NULL) {
+            const char *s = (char *)b->data;
+            const char *v = p + klen;
+            v += strspn(v, " \t");
+            if (*v != masked_keys[k].sep) {
+                pos = (size_t)(p - s) + klen;
                 continue;
             }
-            size_t off = (size_t)(v - s);
-            struct buf n = BUF_INIT;
-            buf_append(&n, s, off);
-            buf_append_str(&n, MASK);
-            buf_append_str(&n, v + vlen);
-            buf_free(b);
-            *b = n;
-            s = (char *)b->data;
-            p = s + off + strlen(MASK);
+            v++;
+            v += strspn(v, " \t");
+            size_t vlen = value_len(v, k);
+            if (vlen == 0 || is_mask(v, vlen)) {
+                pos = (size_t)(v - s);
+                continue;
+            }
+            pos = mask_range(b, (size_t)(v - s), vlen);
         }
     }
+}
+
+/* "scheme://user:password@host": the password part of a URI's user info. */
+static void mask_uri_passwords(struct buf *b)
+{
+    size_t pos = 0;
+    const char *p;
+    while ((p = strstr((char *)b->data + pos, "://")) != NULL) {
+        const char *s = (char *)b->data;
+        const char *user = p + 3;
+        size_t n = strcspn(user, "/?#@ \t\n\"'");
+        pos = (size_t)(user - s);
+        if (user[n] != '@')
+            continue;
+        const char *colon = memchr(user, ':', n);
+        if (!colon || colon + 1 == user + n || is_mask(colon + 1, (size_t)(user + n - colon - 1)))
+            continue;
+        pos = mask_range(b, (size_t)(colon + 1 - s), (size_t)(user + n - colon - 1));
+    }
+}
+
+/*
+ * Registered secrets in one left-to-right pass, the longest match first at each place:
+ * a secret that is part of another cannot leave the rest of the longer one readable,
+ * and a secret made of mask characters cannot match its own replacement.
+ */
+static void mask_secrets(struct buf *b)
+{
+    if (nsecrets == 0)
+        return;
+    struct buf n = BUF_INIT;
+    const char *s = (const char *)b->data;
+    for (size_t i = 0; s[i];) {
+        size_t best = 0;
+        for (size_t k = 0; k < nsecrets; k++) {
+            size_t len = strlen(secrets[k]);
+            if (len > best && strncmp(s + i, secrets[k], len) == 0)
+                best = len;
+        }
+        if (best) {
+            buf_append_str(&n, MASK);
+            i += best;
+        } else {
+            buf_append(&n, s + i, 1);
+            i++;
+        }
+    }
+    buf_append(&n, "", 0); /* an empty result still needs its terminator */
+    buf_free(b);
+    *b = n;
 }
 
 static char *redact_locked(const char *text)
 {
     struct buf b = BUF_INIT;
     buf_append_str(&b, text);
-    for (size_t i = 0; i < nsecrets; i++) {
-        size_t slen = strlen(secrets[i]);
-        char *p;
-        while ((p = strstr((char *)b.data, secrets[i])) != NULL) {
-            size_t off = (size_t)(p - (char *)b.data);
-            struct buf n = BUF_INIT;
-            buf_append(&n, b.data, off);
-            buf_append_str(&n, MASK);
-            buf_append_str(&n, (char *)b.data + off + slen);
-            buf_free(&b);
-            b = n;
-        }
-    }
+    buf_append(&b, "", 0);
+    mask_secrets(&b);
     mask_keys(&b);
+    mask_uri_passwords(&b);
     return buf_steal(&b);
 }
 
@@ -159,6 +236,51 @@ char *log_redact(const char *text)
     char *r = redact_locked(text);
     pthread_mutex_unlock(&log_lock);
     return r;
+}
+
+/* Length of the valid UTF-8 sequence at s, 0 if it is not one (overlong forms,
+ * surrogates and code points past U+10FFFF included). */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t n;
+    uint32_t cp, min;
+    if ((s[0] & 0xE0) == 0xC0) {
+        n = 2, cp = s[0] & 0x1F, min = 0x80;
+    } else if ((s[0] & 0xF0) == 0xE0) {
+        n = 3, cp = s[0] & 0x0F, min = 0x800;
+    } else if ((s[0] & 0xF8) == 0xF0) {
+        n = 4, cp = s[0] & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) /* also stops at the terminating NUL */
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+/* Copy of text with every byte that is not valid UTF-8 replaced by U+FFFD. */
+static char *utf8_clean(const char *text)
+{
+    struct buf b = BUF_INIT;
+    const unsigned char *s = (const unsigned char *)text;
+    while (*s) {
+        size_t n = utf8_seq_len(s);
+        if (n) {
+            buf_append(&b, s, n);
+            s += n;
+        } else {
+            buf_append(&b, "\xEF\xBF\xBD", 3);
+            s++;
+        }
+    }
+    return buf_steal(&b);
 }
 
 void log_msgv(enum log_level level, const char *fmt, va_list ap)
@@ -179,8 +301,12 @@ void log_msgv(enum log_level level, const char *fmt, va_list ap)
     char *text = redact_locked(raw);
     FILE *out = current_stream ? current_stream : stderr;
     if (current_format == LOG_FORMAT_JSON) {
+        /* jansson refuses invalid UTF-8 (a path in another encoding); the line must
+         * not vanish, so such bytes become U+FFFD. */
+        char *clean = utf8_clean(text);
         json_t *o = json_pack("{s:s, s:s, s:s}", "time", stamp, "level", level_names[level],
-                              "message", text);
+                              "message", clean);
+        free(clean);
         char *line = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
         if (line) {
             fprintf(out, "%s\n", line);
@@ -188,12 +314,13 @@ void log_msgv(enum log_level level, const char *fmt, va_list ap)
         }
         json_decref(o);
     } else {
-        /* Continuation lines of a multi-line message are indented under the first. */
+        /* Continuation lines of a multi-line message are indented under the first:
+         * the stamp (24), a blank, the level padded to 6 and a blank make 32 columns. */
         fprintf(out, "%s %-6s ", stamp, level_names[level]);
         for (const char *p = text; *p; p++) {
             fputc(*p, out);
             if (*p == '\n' && p[1])
-                fputs("                               ", out);
+                fprintf(out, "%32s", "");
         }
         fputc('\n', out);
     }
