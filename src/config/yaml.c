@@ -62,9 +62,26 @@ static int syntax_error(struct cfg_reader *r, const yaml_parser_t *p, const char
         }
     }
     const char *problem = p->problem ? p->problem : "unknown error";
+    int rc;
     if (p->context)
-        return error_mark(r, mark, "invalid YAML: %s (%s)", problem, p->context);
-    return error_mark(r, mark, "invalid YAML: %s", problem);
+        rc = error_mark(r, mark, "invalid YAML: %s (%s)", problem, p->context);
+    else
+        rc = error_mark(r, mark, "invalid YAML: %s", problem);
+    /* "${VAR}" unquoted inside { } or [ ] is the classic way to get here. */
+    const char *line = text;
+    for (size_t n = 0; n < mark.line && line; n++) {
+        line = memchr(line, '\n', len - (size_t)(line - text));
+        if (line)
+            line++;
+    }
+    if (line && p->context && strstr(p->context, "flow") != NULL) {
+        size_t l = strcspn(line, "\n");
+        char *copy = xstrndup(line, l);
+        if (strstr(copy, "${") != NULL)
+            err_hint("inside { } or [ ], quote values that use ${VAR}: key: \"${VAR}\"");
+        free(copy);
+    }
+    return rc;
 }
 
 int cfg_reader_parse(struct cfg_reader *r, const char *text, size_t len)
@@ -477,14 +494,14 @@ int cfg_get_bool(const struct cfg_map *m, const char *key, bool *out)
     char *subject, *text;
     int rc = get_text(m, key, &node, &subject, &text);
     if (rc == 0 && node != NULL) {
-        bool quoted = node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
-        if (!quoted && strcmp(text, "true") == 0)
+        /* Only the words true and false: yes/no/on/off/True are YAML 1.1 accidents
+         * waiting to happen. Quoting is allowed, as "${VAR}" needs it in { }. */
+        if (strcmp(text, "true") == 0)
             *out = true;
-        else if (!quoted && strcmp(text, "false") == 0)
+        else if (strcmp(text, "false") == 0)
             *out = false;
         else
-            rc = cfg_error(m->r, node, "%s must be true or false, not %s\"%s\"", subject,
-                           quoted ? "the string " : "", text);
+            rc = cfg_error(m->r, node, "%s must be true or false, not \"%s\"", subject, text);
     }
     free(text);
     free(subject);
@@ -497,7 +514,7 @@ int cfg_get_int(const struct cfg_map *m, const char *key, long min, long max, in
     char *subject, *text;
     int rc = get_text(m, key, &node, &subject, &text);
     if (rc == 0 && node != NULL) {
-        bool ok = text[0] != '\0' && node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        bool ok = text[0] != '\0';
         const char *p = text;
         if (*p == '-')
             p++;
