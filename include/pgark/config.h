@@ -143,8 +143,10 @@ struct config {
 };
 
 /* Load and validate the YAML file at path. On success *out owns a new config (free with
- * config_free); on failure returns -ERR_CONFIG (or -ERR_NOT_FOUND/-ERR_AUTH/-ERR_IO when
- * the file itself cannot be read) with the error set and *out untouched. */
+ * config_free); on failure returns -ERR_CONFIG with the error set and *out untouched —
+ * also when the file itself cannot be opened or read ("cannot open configuration file
+ * \"PATH\": No such file or directory", with a hint), so that every configuration
+ * problem exits with code 2. */
 int config_load(const char *path, struct config **out);
 
 /* As config_load, from text; name_for_messages is used as FILE in messages and
