@@ -1,0 +1,185 @@
+/*
+ * config.h — the YAML configuration, loaded once into typed structs.
+ *
+ * Promise: config_load either returns a complete, validated struct config (every
+ * default filled in, every cross reference resolved) or fails with ERR_CONFIG and
+ * nothing allocated. Nothing else in pgark reads YAML: commands take what they need
+ * from these structs and hand plain values down.
+ *
+ * Error messages have exactly one shape, for every problem the loader finds:
+ *
+ *     FILE:LINE:COLUMN: MESSAGE
+ *
+ * FILE is the path given to config_load (or the name given to config_load_string),
+ * LINE and COLUMN are 1-based and point at the offending key or value (for a missing
+ * key, at the start of the mapping that lacks it). MESSAGE names the key and where it
+ * sits, e.g.
+ *     /etc/pgark/pgark.yaml:12:5: unknown key "slto" in cluster "main"
+ *     /etc/pgark/pgark.yaml:14:17: key "rpo_target" in cluster "main": invalid duration ...
+ *     /etc/pgark/pgark.yaml:3:1: missing required key "clusters"
+ * An unknown key also gets a hint ("did you mean \"slot\"?" or the list of valid keys).
+ *
+ * Values: `${VAR}` in any value expands from the environment (an unset VAR is an error;
+ * `$${` writes a literal `${`). A key marked "secret" below may instead be given as
+ * KEY_file: a path whose contents (one trailing newline stripped) are the value; a
+ * relative path is taken from the config file's directory. Every secret value, however
+ * given, is registered with log_add_secret() so that no log line shows it.
+ */
+#ifndef PGARK_CONFIG_H
+#define PGARK_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pgark/log.h"
+
+enum config_repo_type { CONFIG_REPO_POSIX = 0, CONFIG_REPO_S3 };
+enum config_uri_style { CONFIG_URI_PATH = 0, CONFIG_URI_HOST };
+enum config_compression { CONFIG_COMPRESSION_NONE = 0, CONFIG_COMPRESSION_ZSTD };
+enum config_checkpoint { CONFIG_CHECKPOINT_FAST = 0, CONFIG_CHECKPOINT_SPREAD };
+enum config_notify_format { CONFIG_NOTIFY_JSON = 0, CONFIG_NOTIFY_SLACK };
+
+/* Notification events, a bitmask; names are "backup.done", "backup.failed", ... */
+enum config_event {
+    CONFIG_EVENT_BACKUP_DONE = 1u << 0,
+    CONFIG_EVENT_BACKUP_FAILED = 1u << 1,
+    CONFIG_EVENT_RPO_BREACH = 1u << 2,
+    CONFIG_EVENT_RPO_RECOVERED = 1u << 3,
+    CONFIG_EVENT_RECEIVER_DOWN = 1u << 4,
+    CONFIG_EVENT_RECEIVER_UP = 1u << 5,
+    CONFIG_EVENT_VERIFY_DONE = 1u << 6,
+    CONFIG_EVENT_VERIFY_FAILED = 1u << 7,
+    CONFIG_EVENT_DRILL_DONE = 1u << 8,
+    CONFIG_EVENT_DRILL_FAILED = 1u << 9,
+    CONFIG_EVENT_EXPIRE_FAILED = 1u << 10,
+    CONFIG_EVENT_CHECK_FAILED = 1u << 11,
+};
+#define CONFIG_EVENT_ALL ((1u << 12) - 1)
+
+/* Defaults (DESIGN.md, or what a DBA would expect where it is silent). */
+#define CONFIG_DEFAULT_PATH "/etc/pgark/pgark.yaml"
+#define CONFIG_DEFAULT_SPOOL "/var/lib/pgark/spool"
+#define CONFIG_DEFAULT_COMPRESSION_LEVEL 3
+#define CONFIG_DEFAULT_S3_REGION "us-east-1"
+#define CONFIG_DEFAULT_S3_CONCURRENCY 8
+#define CONFIG_DEFAULT_S3_PART_SIZE (UINT64_C(16) << 20)
+#define CONFIG_DEFAULT_S3_RETRIES 5
+#define CONFIG_DEFAULT_RPO_TARGET_MS (INT64_C(15) * 60 * 1000)
+#define CONFIG_DEFAULT_PARTIAL_UPLOAD_INTERVAL_MS (INT64_C(10) * 1000)
+#define CONFIG_DEFAULT_CHUNK_SIZE (UINT64_C(1) << 20)
+#define CONFIG_MIN_CHUNK_SIZE (UINT64_C(64) << 10)
+#define CONFIG_MAX_CHUNK_SIZE (UINT64_C(64) << 20)
+
+struct config_repo {
+    char *name; /* [A-Za-z0-9_-]+ */
+    enum config_repo_type type;
+    /* posix */
+    char *path; /* absolute */
+    /* s3 */
+    char *endpoint; /* "http://..." or "https://...", no trailing "/" */
+    char *region;   /* default "us-east-1" */
+    char *bucket;
+    char *prefix;                    /* "" or "a/b/": no leading "/", one trailing "/" */
+    enum config_uri_style uri_style; /* default path */
+    char *access_key_id;             /* secret-capable (access_key_id_file) */
+    char *secret_access_key;         /* secret */
+    char *session_token;             /* secret, NULL when not given */
+    char *ca_file;                   /* NULL: system default; checked readable at load */
+    int concurrency;                 /* parallel requests, 1..64, default 8 */
+    uint64_t part_size;              /* multipart part size, 5MiB..5GiB, default 16MiB */
+    int retries;                     /* retries of a transient failure, 0..100, default 5 */
+};
+
+struct config_retention {
+    int full;          /* keep this many newest full backups; 0 = not set */
+    int64_t window_ms; /* keep what is needed to restore this far back; 0 = not set */
+};
+
+struct config_backup {
+    uint64_t chunk_size;               /* 64KiB..64MiB, default 1MiB */
+    enum config_checkpoint checkpoint; /* default fast */
+};
+
+struct config_cluster {
+    char *name;                         /* [A-Za-z0-9_-]+ */
+    char *conninfo;                     /* libpq connection string (required) */
+    char *slot;                         /* default "pgark_<name>" lowercased, "-" as "_" */
+    bool create_slot;                   /* default false */
+    size_t *repos;                      /* indices into config->repos, in the order given */
+    size_t nrepos;                      /* >= 1 */
+    bool synchronous;                   /* default false */
+    int64_t rpo_target_ms;              /* default 15m; > 0 */
+    int64_t partial_upload_interval_ms; /* default 10s; 0 disables */
+    struct config_retention retention;
+    struct config_backup backup;
+    char *application_name; /* default "pgark_<name>" */
+};
+
+struct config_notify {
+    char *url;                        /* http:// or https://; secret */
+    enum config_notify_format format; /* default json */
+    unsigned events;                  /* enum config_event bits; default CONFIG_EVENT_ALL */
+};
+
+struct config {
+    char *path;                 /* the file loaded, or the name given to config_load_string */
+    char *spool;                /* absolute; default /var/lib/pgark/spool */
+    enum log_level log_level;   /* default info */
+    enum log_format log_format; /* default text */
+    struct config_repo *repos;
+    size_t nrepos; /* >= 1 */
+    struct {
+        enum config_compression algorithm; /* default zstd */
+        int level;                         /* 1..19, default 3 */
+    } compression;
+    struct {
+        char *passphrase; /* NULL: no encryption; secret */
+    } encryption;
+    struct config_cluster *clusters;
+    size_t nclusters; /* >= 1 */
+    struct config_notify *notify;
+    size_t nnotify;
+};
+
+/* Load and validate the YAML file at path. On success *out owns a new config (free with
+ * config_free); on failure returns -ERR_CONFIG with the error set and *out untouched —
+ * also when the file itself cannot be opened or read ("cannot open configuration file
+ * \"PATH\": No such file or directory", with a hint), so that every configuration
+ * problem exits with code 2. */
+int config_load(const char *path, struct config **out);
+
+/* As config_load, from text; name_for_messages is used as FILE in messages and
+ * relative *_file paths are taken from the current directory. */
+int config_load_string(const char *name_for_messages, const char *yaml, struct config **out);
+
+/* Free a config and everything in it; secrets are zeroed first. NULL is a no-op. */
+void config_free(struct config *config);
+
+/* The cluster called name; with name NULL, the only cluster. NULL with ERR_CONFIG set
+ * when there is no such cluster, or name is NULL and there are several. */
+const struct config_cluster *config_cluster_find(const struct config *config, const char *name);
+
+/* The repo called name, or NULL with ERR_CONFIG set. */
+const struct config_repo *config_repo_find(const struct config *config, const char *name);
+
+/* The i-th repo of a cluster (i < cluster->nrepos). */
+const struct config_repo *config_cluster_repo(const struct config *config,
+                                              const struct config_cluster *cluster, size_t i);
+
+/* $PGARK_CONFIG when set and not empty, else CONFIG_DEFAULT_PATH. Not owned. */
+const char *config_default_path(void);
+
+/* Names of enum values as written in YAML ("posix", "host", "zstd", "spread", "slack"). */
+const char *config_repo_type_name(enum config_repo_type type);
+const char *config_uri_style_name(enum config_uri_style style);
+const char *config_compression_name(enum config_compression algorithm);
+const char *config_checkpoint_name(enum config_checkpoint checkpoint);
+const char *config_notify_format_name(enum config_notify_format format);
+
+/* Name of one event bit ("rpo.breach"), NULL if not exactly one known bit. */
+const char *config_event_name(unsigned event);
+/* Event bit for a name, 0 when unknown. */
+unsigned config_event_parse(const char *name);
+
+#endif

@@ -1,0 +1,95 @@
+/*
+ * config_int.h — the typed YAML reader under config.c (internal to src/config).
+ *
+ * A reader holds one parsed YAML document. Mappings are opened against the list of
+ * keys they may hold (unknown and duplicate keys fail there), then typed getters pull
+ * each value out, expanding ${VAR}, reading KEY_file secrets and reporting every
+ * problem as "FILE:LINE:COL: MESSAGE" (see config.h).
+ */
+#ifndef PGARK_CONFIG_INT_H
+#define PGARK_CONFIG_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <yaml.h>
+
+struct cfg_reader {
+    const char *file;     /* name used in messages */
+    const char *base_dir; /* for relative *_file paths; NULL: current directory */
+    yaml_document_t doc;
+    bool have_doc;
+};
+
+/* An opened mapping: the node, and the phrase that says where it is, appended after
+ * a key name in messages (" in cluster \"main\"", or "" at the top level). */
+struct cfg_map {
+    struct cfg_reader *r;
+    yaml_node_t *node;
+    char *where; /* owned */
+};
+
+/* Parse text into r->doc. Syntax errors, empty input and several documents fail. */
+int cfg_reader_parse(struct cfg_reader *r, const char *text, size_t len);
+void cfg_reader_release(struct cfg_reader *r);
+
+/* Record ERR_CONFIG "FILE:LINE:COL: <fmt>" at node (r->file:1:1 when node is NULL). */
+int cfg_error(struct cfg_reader *r, const yaml_node_t *node, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* "a mapping", "a list", "a string" for messages. */
+const char *cfg_node_kind(const yaml_node_t *node);
+
+/* Open node as a mapping whose keys must be among allowed (NULL-terminated). subject
+ * names the value in a type error ("key \"log\""); where is copied into m->where. */
+int cfg_map_open(struct cfg_reader *r, yaml_node_t *node, const char *subject, const char *where,
+                 const char *const *allowed, struct cfg_map *m);
+void cfg_map_close(struct cfg_map *m);
+
+/* Value (and key) nodes of key, NULL when absent. */
+yaml_node_t *cfg_map_value(const struct cfg_map *m, const char *key);
+yaml_node_t *cfg_map_key_node(const struct cfg_map *m, const char *key);
+size_t cfg_map_size(const struct cfg_map *m);
+/* The i-th pair: key text and value node. */
+const char *cfg_map_key_at(const struct cfg_map *m, size_t i, yaml_node_t **key_node,
+                           yaml_node_t **value);
+
+/* Fail with "missing required key" when key is absent. */
+int cfg_require(const struct cfg_map *m, const char *key);
+
+/* Scalar text of node (${VAR} expanded), for a value named by subject. Caller frees.
+ * A null value, a non-scalar, or text with a NUL byte fail. */
+int cfg_scalar(struct cfg_reader *r, yaml_node_t *node, const char *subject, char **out);
+
+/* Typed getters: absent key leaves *out untouched and returns 0; present values are
+ * checked. Strings must not be empty. */
+int cfg_get_string(const struct cfg_map *m, const char *key, char **out);
+/* A secret: KEY or KEY_file (not both). The value is registered with log_add_secret. */
+int cfg_get_secret(const struct cfg_map *m, const char *key, char **out);
+int cfg_get_bool(const struct cfg_map *m, const char *key, bool *out);
+int cfg_get_int(const struct cfg_map *m, const char *key, long min, long max, int *out);
+int cfg_get_duration(const struct cfg_map *m, const char *key, int64_t *out);
+int cfg_get_size(const struct cfg_map *m, const char *key, uint64_t *out);
+/* One of names (NULL-terminated); *out is the index. */
+int cfg_get_enum(const struct cfg_map *m, const char *key, const char *const *names, int *out);
+/* An absolute path (a file need not exist). */
+int cfg_get_abs_path(const struct cfg_map *m, const char *key, char **out);
+/* A nested mapping; *present false (and child untouched) when absent. */
+int cfg_get_map(const struct cfg_map *m, const char *key, const char *child_where,
+                const char *const *allowed, struct cfg_map *child, bool *present);
+/* A list; NULL when absent. */
+int cfg_get_seq(const struct cfg_map *m, const char *key, yaml_node_t **out);
+
+/* Resolve path against r->base_dir when relative. Caller frees. */
+char *cfg_resolve_path(const struct cfg_reader *r, const char *path);
+
+/* Shared by the sections (repo.c, config.c). */
+/* Fail unless name is 1 to 48 of [A-Za-z0-9_-]; what is "repo" or "cluster". */
+int cfg_check_name(struct cfg_reader *r, yaml_node_t *key_node, const char *what, const char *name);
+/* "http://host..." or "https://host...", no white space. */
+bool cfg_is_http_url(const char *s);
+/* The top-level "repos" mapping into cfg->repos (required, at least one). */
+struct config;
+int cfg_load_repos(struct cfg_map *top, struct config *cfg);
+
+#endif
