@@ -34,7 +34,7 @@ static void connect_hint(const char *msg, const char *user)
         err_hint("pg_hba.conf needs a line for database \"replication\" and user \"%s\"",
                  user);
     else if (strstr(msg, "no password supplied"))
-        err_hint("give the password in ~/.pgpass or PGPASSFILE, not in the configuration");
+        err_hint("give the password in a password file (~/.pgpass or PGPASSFILE) or in conninfo");
 }
 
 struct pg_conn *pg_connect_replication(const char *conninfo, const char *application_name)
