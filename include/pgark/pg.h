@@ -19,17 +19,17 @@ struct pg_conn;
 
 /* What IDENTIFY_SYSTEM reports. */
 struct pg_system {
-    uint64_t systemid;  /* pg_control_system().system_identifier */
+    uint64_t systemid; /* pg_control_system().system_identifier */
     timeline_t timeline;
-    lsn_t xlogpos;      /* the server's current flush position */
+    lsn_t xlogpos; /* the server's current flush position */
 };
 
 /* Rows of a simple-query result, as text. */
 struct pg_rows {
     int nrows;
     int ncols;
-    char **names;   /* ncols column names */
-    char **values;  /* nrows * ncols, row-major; NULL for SQL NULL */
+    char **names;  /* ncols column names */
+    char **values; /* nrows * ncols, row-major; NULL for SQL NULL */
 };
 
 /*

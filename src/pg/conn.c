@@ -31,8 +31,7 @@ static void connect_hint(const char *msg, const char *user)
     if (strstr(msg, "must be superuser or replication role"))
         err_hint("grant the role replication: ALTER ROLE \"%s\" REPLICATION", user);
     else if (strstr(msg, "no pg_hba.conf entry"))
-        err_hint("pg_hba.conf needs a line for database \"replication\" and user \"%s\"",
-                 user);
+        err_hint("pg_hba.conf needs a line for database \"replication\" and user \"%s\"", user);
     else if (strstr(msg, "no password supplied"))
         err_hint("give the password in a password file (~/.pgpass or PGPASSFILE) or in conninfo");
 }
@@ -93,8 +92,8 @@ struct pg_conn *pg_connect_replication(const char *conninfo, const char *applica
         const char *host = PQhost(conn->pq);
         const char *port = PQport(conn->pq);
 
-        conn->target = xasprintf("%s:%s", host && *host ? host : "localhost",
-                                 port && *port ? port : "5432");
+        conn->target =
+            xasprintf("%s:%s", host && *host ? host : "localhost", port && *port ? port : "5432");
     }
     free(msg);
     return conn;
@@ -162,11 +161,9 @@ static int command_error(struct pg_conn *conn, const char *command, const PGresu
         text = pg_int_clean_message(both, conn->secrets);
         free(both);
     } else {
-        text = pg_int_clean_message(primary ? primary : PQerrorMessage(conn->pq),
-                                    conn->secrets);
+        text = pg_int_clean_message(primary ? primary : PQerrorMessage(conn->pq), conn->secrets);
     }
-    rc = err_set(kind, "command \"%s\" failed on server \"%s\": %s", command, conn->target,
-                 text);
+    rc = err_set(kind, "command \"%s\" failed on server \"%s\": %s", command, conn->target, text);
     if (hint)
         err_hint("%s", hint);
     free(text);
@@ -193,8 +190,8 @@ int pg_exec_simple(struct pg_conn *conn, const char *command, struct pg_rows **o
         break;
     default:
         /* COPY and friends need their own handling; PQexec cannot drive them. */
-        rc = err_set(ERR_PROTOCOL, "command \"%s\" on server \"%s\" answered with %s",
-                     command, conn->target, PQresStatus(PQresultStatus(res)));
+        rc = err_set(ERR_PROTOCOL, "command \"%s\" on server \"%s\" answered with %s", command,
+                     conn->target, PQresStatus(PQresultStatus(res)));
         break;
     }
     PQclear(res);

@@ -104,8 +104,7 @@ static void find_uri_passwords(const char *s, char ***list, size_t *n)
             for (size_t i = 0; i < len; i++) {
                 int hi, lo;
 
-                if (v[i] == '%' && i + 2 < len &&
-                    (hi = hexval((unsigned char)v[i + 1])) >= 0 &&
+                if (v[i] == '%' && i + 2 < len && (hi = hexval((unsigned char)v[i + 1])) >= 0 &&
                     (lo = hexval((unsigned char)v[i + 2])) >= 0) {
                     char c = (char)(hi * 16 + lo);
 
@@ -227,16 +226,11 @@ char *pg_int_clean_message(const char *msg, char *const *secrets)
 enum err_kind pg_int_connect_error_kind(const char *msg, bool needs_password)
 {
     static const char *const auth[] = {
-        "authentication failed",
-        "no pg_hba.conf entry",
-        "pg_hba.conf rejects",
-        "must be superuser or replication role",
-        "permission denied",
-        "no password supplied",
-        "password is required",
-        "role \"",
-        "certificate",
-        NULL,
+        "authentication failed", "no pg_hba.conf entry",
+        "pg_hba.conf rejects",   "must be superuser or replication role",
+        "permission denied",     "no password supplied",
+        "password is required",  "role \"",
+        "certificate",           NULL,
     };
     static const char *const transient[] = {
         "the database system is starting up",
@@ -336,8 +330,7 @@ int pg_int_parse_lsn(const char *what, const char *text, lsn_t *out)
 
     if (!slash || !parse_hex32(text, (size_t)(slash - text), &hi) ||
         !parse_hex32(slash + 1, strlen(slash + 1), &lo))
-        return err_set(ERR_PROTOCOL, "server sent an invalid %s \"%s\"", what,
-                       text ? text : "");
+        return err_set(ERR_PROTOCOL, "server sent an invalid %s \"%s\"", what, text ? text : "");
     *out = ((lsn_t)hi << 32) | lo;
     return 0;
 }

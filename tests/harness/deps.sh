@@ -48,6 +48,7 @@ if [ -n "$missing" ]; then
     esac
     echo "deps: installing $missing"
     apt-get update -qq
+    # shellcheck disable=SC2086 # one word per package
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-upgrade $missing
 fi
 

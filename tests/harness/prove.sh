@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # prove.sh — the whole suite in one prove run: the C unit tests of $PGARK_BUILD and,
 # when built, of ${PGARK_BUILD}-asan, then the Perl integration tests tests/t/*.pl.
 #
@@ -64,8 +64,8 @@ if [ "${#files[@]}" -eq 0 ]; then
 fi
 
 log="$TESTDIR/prove.log"
-# shellcheck disable=SC2086
 status=0
+# shellcheck disable=SC2086 # PROVE_FLAGS holds several flags
 prove -j"${PROVE_JOBS:-2}" --timer --failures ${PROVE_FLAGS:-} "${files[@]}" 2>&1 |
     tee "$log" || status=$?
 if [ "$status" -ne 0 ]; then

@@ -88,8 +88,7 @@ static void test_clean_message(void **state)
                            "accepting connections on that socket?");
     free(m);
 
-    m = pg_int_clean_message("FATAL:  password authentication failed for user \"bob\"\n",
-                             NULL);
+    m = pg_int_clean_message("FATAL:  password authentication failed for user \"bob\"\n", NULL);
     assert_string_equal(m, "FATAL: password authentication failed for user \"bob\"");
     free(m);
 
@@ -142,11 +141,9 @@ static void test_connect_error_kind(void **state)
                      ERR_AUTH);
     assert_int_equal(pg_int_connect_error_kind("fe_sendauth: no password supplied", true),
                      ERR_AUTH);
-    assert_int_equal(pg_int_connect_error_kind("FATAL:  the database system is starting up",
-                                               false),
+    assert_int_equal(pg_int_connect_error_kind("FATAL:  the database system is starting up", false),
                      ERR_TRANSIENT);
-    assert_int_equal(pg_int_connect_error_kind("FATAL:  sorry, too many clients already",
-                                               false),
+    assert_int_equal(pg_int_connect_error_kind("FATAL:  sorry, too many clients already", false),
                      ERR_TRANSIENT);
     assert_int_equal(pg_int_connect_error_kind(NULL, false), ERR_CONNECT);
 }
@@ -178,8 +175,7 @@ static void test_parse_u64(void **state)
 
     v = 7;
     assert_int_equal(pg_int_parse_u64("systemid", "18446744073709551616", &v), -ERR_PROTOCOL);
-    assert_string_equal(err_message(),
-                        "server sent an invalid systemid \"18446744073709551616\"");
+    assert_string_equal(err_message(), "server sent an invalid systemid \"18446744073709551616\"");
     assert_true(v == 7);
     assert_int_equal(pg_int_parse_u64("systemid", "-1", &v), -ERR_PROTOCOL);
     assert_int_equal(pg_int_parse_u64("systemid", "12a", &v), -ERR_PROTOCOL);
@@ -217,7 +213,7 @@ static void test_parse_lsn(void **state)
     assert_int_equal(pg_int_parse_lsn("xlogpos", "ffffffff/FFFFFFFF", &l), 0);
     assert_true(l == UINT64_MAX);
 
-    static const char *const bad[] = {"", "0", "1/", "/1", "123456789/0", "0/1x",
+    static const char *const bad[] = {"",     "0",    "1/",   "/1",   "123456789/0", "0/1x",
                                       "0/1 ", " 0/1", "0/-1", "0//1", "g/0"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         l = 5;
@@ -244,9 +240,9 @@ static void test_parse_seg_size(void **state)
     assert_int_equal(pg_int_parse_seg_size("64MB", &v), 0);
     assert_true(v == 67108864);
 
-    static const char *const bad[] = {"",     "MB",  "16",    "16 MB", "16mb", "3MB",
-                                      "512kB", "2GB", "1TB",   "-16MB", "16MBx",
-                                      "99999999999999999999MB"};
+    static const char *const bad[] = {"",     "MB",    "16",    "16 MB",
+                                      "16mb", "3MB",   "512kB", "2GB",
+                                      "1TB",  "-16MB", "16MBx", "99999999999999999999MB"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         v = 9;
         assert_int_equal(pg_int_parse_seg_size(bad[i], &v), -ERR_PROTOCOL);
