@@ -1,0 +1,75 @@
+/*
+ * pg.h — the replication connection to a PostgreSQL server.
+ *
+ * Promise: this module is the only place that speaks libpq; PGconn never leaves it.
+ * A connection is opened as a physical walsender (replication=true), so it accepts
+ * replication commands (IDENTIFY_SYSTEM, READ_REPLICATION_SLOT, TIMELINE_HISTORY, ...)
+ * and SHOW. Every failure is recorded in the error slot with the server's own words,
+ * trimmed to one line and with any password from the conninfo masked; the password
+ * is never part of a message.
+ */
+#ifndef PGARK_PG_H
+#define PGARK_PG_H
+
+#include "pgark/wal.h"
+
+#include <stdint.h>
+
+struct pg_conn;
+
+/* What IDENTIFY_SYSTEM reports. */
+struct pg_system {
+    uint64_t systemid; /* pg_control_system().system_identifier */
+    timeline_t timeline;
+    lsn_t xlogpos; /* the server's current flush position */
+};
+
+/* Rows of a simple-query result, as text. */
+struct pg_rows {
+    int nrows;
+    int ncols;
+    char **names;  /* ncols column names */
+    char **values; /* nrows * ncols, row-major; NULL for SQL NULL */
+};
+
+/*
+ * Open a replication connection. conninfo is a keyword=value string or a
+ * postgresql:// URI (empty means libpq's defaults and PG* environment variables).
+ * replication=true is forced. application_name, when not NULL, overrides any in
+ * conninfo (it is what synchronous_standby_names matches); when NULL, "pgark" is used
+ * unless conninfo or PGAPPNAME name one.
+ * Returns the connection (free with pg_conn_free) or NULL with the error set:
+ * ERR_AUTH when the server refused us (bad password, no pg_hba entry, role without
+ * REPLICATION), ERR_TRANSIENT when it cannot accept connections now (starting up,
+ * too many clients), ERR_CONFIG for a malformed conninfo, else ERR_CONNECT.
+ */
+struct pg_conn *pg_connect_replication(const char *conninfo, const char *application_name);
+void pg_conn_free(struct pg_conn *conn);
+
+/* "host:port" (or "socket dir:port") of the server, for messages; owned by conn. */
+const char *pg_conn_target(const struct pg_conn *conn);
+
+/* Server version as PQserverVersion: 150018 for 15.18. */
+int pg_server_version(const struct pg_conn *conn);
+
+/* IDENTIFY_SYSTEM. ERR_PROTOCOL if the answer is not one well-formed row. */
+int pg_identify_system(struct pg_conn *conn, struct pg_system *out);
+
+/* SHOW wal_segment_size, in bytes. ERR_PROTOCOL if not a valid segment size. */
+int pg_wal_segment_size(struct pg_conn *conn, uint64_t *out);
+
+/*
+ * Run one command with the simple query protocol and collect its rows as text.
+ * *out receives the rows (free with pg_rows_free) or NULL when the command returns
+ * none; pass out = NULL when no rows are expected. A server error is recorded with its
+ * message (hint as err_hint) and kind by SQLSTATE: duplicate object → ERR_EXISTS,
+ * undefined object → ERR_NOT_FOUND, privilege → ERR_AUTH, lost connection →
+ * ERR_CONNECT, else ERR_RUNTIME.
+ */
+int pg_exec_simple(struct pg_conn *conn, const char *command, struct pg_rows **out);
+
+/* Value at (row, col), NULL for SQL NULL or out of range. */
+const char *pg_rows_value(const struct pg_rows *rows, int row, int col);
+void pg_rows_free(struct pg_rows *rows);
+
+#endif

@@ -1,0 +1,373 @@
+/*
+ * text.c — the server-free half of src/pg: cleaning libpq messages, masking
+ * passwords, classifying failures and parsing the text of replication answers.
+ */
+#include "pg_int.h"
+
+#include "pgark/mem.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MASK "********"
+
+static void secrets_add(char ***list, size_t *n, const char *start, size_t len)
+{
+    if (len == 0)
+        return;
+    *list = xrealloc(*list, (*n + 2) * sizeof(**list));
+    (*list)[(*n)++] = xstrndup(start, len);
+    (*list)[*n] = NULL;
+}
+
+/* The value after "password =" in keyword=value syntax: quoted (with \' and \\) or up
+ * to the next blank. Both the raw text and the unescaped value are returned, since a
+ * message may echo either. */
+static void find_keyword_passwords(const char *s, char ***list, size_t *n)
+{
+    const char *p = s;
+
+    while ((p = strstr(p, "password")) != NULL) {
+        bool word_start = (p == s) || isspace((unsigned char)p[-1]);
+        const char *q = p + strlen("password");
+
+        p = q;
+        if (!word_start)
+            continue;
+        while (isspace((unsigned char)*q))
+            q++;
+        if (*q != '=')
+            continue;
+        q++;
+        while (isspace((unsigned char)*q))
+            q++;
+        if (*q == '\'') {
+            const char *v = ++q;
+            struct buf unq = BUF_INIT;
+
+            while (*q && *q != '\'') {
+                if (*q == '\\' && q[1])
+                    q++;
+                buf_append(&unq, q, 1);
+                q++;
+            }
+            secrets_add(list, n, v, (size_t)(q - v));
+            if (unq.len && (size_t)(q - v) != unq.len)
+                secrets_add(list, n, (const char *)unq.data, unq.len);
+            buf_free(&unq);
+        } else {
+            const char *v = q;
+
+            while (*q && !isspace((unsigned char)*q))
+                q++;
+            secrets_add(list, n, v, (size_t)(q - v));
+        }
+        p = q;
+    }
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* postgresql://user:secret@host/...?password=secret2 */
+static void find_uri_passwords(const char *s, char ***list, size_t *n)
+{
+    const char *scheme = strstr(s, "://");
+    const char *q;
+
+    if (!scheme)
+        return;
+    const char *auth = scheme + 3;
+    const char *end = auth + strcspn(auth, "/?");
+    const char *at = NULL;
+
+    for (q = auth; q < end; q++)
+        if (*q == '@')
+            at = q; /* the last '@' ends the user info */
+    if (at) {
+        const char *colon = memchr(auth, ':', (size_t)(at - auth));
+
+        if (colon) {
+            const char *v = colon + 1;
+            size_t len = (size_t)(at - v);
+            struct buf dec = BUF_INIT;
+
+            secrets_add(list, n, v, len);
+            for (size_t i = 0; i < len; i++) {
+                int hi, lo;
+
+                if (v[i] == '%' && i + 2 < len && (hi = hexval((unsigned char)v[i + 1])) >= 0 &&
+                    (lo = hexval((unsigned char)v[i + 2])) >= 0) {
+                    char c = (char)(hi * 16 + lo);
+
+                    buf_append(&dec, &c, 1);
+                    i += 2;
+                } else {
+                    buf_append(&dec, &v[i], 1);
+                }
+            }
+            if (dec.len && dec.len != len)
+                secrets_add(list, n, (const char *)dec.data, dec.len);
+            buf_free(&dec);
+        }
+    }
+    const char *query = strchr(auth, '?');
+
+    for (q = query; q && *q; q = strchr(q, '&')) {
+        q++;
+        if (strncmp(q, "password=", 9) == 0) {
+            const char *v = q + 9;
+
+            secrets_add(list, n, v, strcspn(v, "&"));
+        }
+    }
+}
+
+char **pg_int_conninfo_secrets(const char *conninfo)
+{
+    char **list = xcalloc(1, sizeof(*list));
+    size_t n = 0;
+
+    if (conninfo) {
+        find_keyword_passwords(conninfo, &list, &n);
+        find_uri_passwords(conninfo, &list, &n);
+    }
+    return list;
+}
+
+void pg_int_secrets_free(char **secrets)
+{
+    if (!secrets)
+        return;
+    for (char **s = secrets; *s; s++)
+        secure_free(*s, strlen(*s));
+    free(secrets);
+}
+
+/* Replace every occurrence of each secret, longest first so that a secret that
+ * contains another is masked whole. */
+static char *mask_secrets(const char *text, char *const *secrets)
+{
+    char *cur = xstrdup(text);
+
+    if (!secrets)
+        return cur;
+    for (;;) {
+        const char *longest = NULL;
+
+        for (char *const *s = secrets; *s; s++)
+            if (strstr(cur, *s) && (!longest || strlen(*s) > strlen(longest)))
+                longest = *s;
+        if (!longest)
+            break;
+
+        struct buf out = BUF_INIT;
+        const char *p = cur, *hit;
+        size_t len = strlen(longest);
+
+        while ((hit = strstr(p, longest)) != NULL) {
+            buf_append(&out, p, (size_t)(hit - p));
+            buf_append_str(&out, MASK);
+            p = hit + len;
+        }
+        buf_append_str(&out, p);
+        secure_free(cur, strlen(cur));
+        cur = buf_steal(&out);
+    }
+    return cur;
+}
+
+char *pg_int_clean_message(const char *msg, char *const *secrets)
+{
+    struct buf out = BUF_INIT;
+    const char *p = msg ? msg : "";
+
+    while (*p) {
+        size_t len = strcspn(p, "\n");
+        const char *s = p, *e = p + len;
+
+        while (s < e && isspace((unsigned char)*s))
+            s++;
+        while (e > s && isspace((unsigned char)e[-1]))
+            e--;
+        if (e > s) {
+            if (out.len)
+                buf_append_str(&out, "; ");
+            for (const char *c = s; c < e; c++) {
+                bool blank = isspace((unsigned char)*c);
+
+                if (blank && out.len && out.data[out.len - 1] == ' ')
+                    continue;
+                buf_append(&out, blank ? " " : c, 1);
+            }
+        }
+        p += len;
+        if (*p == '\n')
+            p++;
+    }
+    if (out.len == 0)
+        buf_append_str(&out, "unknown error");
+
+    char *raw = buf_steal(&out);
+    char *masked = mask_secrets(raw, secrets);
+
+    secure_free(raw, strlen(raw));
+    return masked;
+}
+
+enum err_kind pg_int_connect_error_kind(const char *msg, bool needs_password)
+{
+    static const char *const auth[] = {
+        "authentication failed", "no pg_hba.conf entry",
+        "pg_hba.conf rejects",   "must be superuser or replication role",
+        "permission denied",     "no password supplied",
+        "password is required",  "role \"",
+        "certificate",           NULL,
+    };
+    static const char *const transient[] = {
+        "the database system is starting up",
+        "the database system is shutting down",
+        "the database system is in recovery mode",
+        "the database system is not yet accepting connections",
+        "the database system is not accepting connections",
+        "too many clients",
+        "connection slots are reserved",
+        NULL,
+    };
+
+    if (needs_password)
+        return ERR_AUTH;
+    if (!msg)
+        return ERR_CONNECT;
+    for (int i = 0; auth[i]; i++)
+        if (strstr(msg, auth[i]))
+            return ERR_AUTH;
+    for (int i = 0; transient[i]; i++)
+        if (strstr(msg, transient[i]))
+            return ERR_TRANSIENT;
+    return ERR_CONNECT;
+}
+
+enum err_kind pg_int_sqlstate_kind(const char *sqlstate, bool connection_ok)
+{
+    if (!connection_ok)
+        return ERR_CONNECT;
+    if (!sqlstate || strlen(sqlstate) != 5)
+        return ERR_RUNTIME;
+    if (strcmp(sqlstate, "42710") == 0) /* duplicate_object */
+        return ERR_EXISTS;
+    if (strcmp(sqlstate, "42704") == 0) /* undefined_object */
+        return ERR_NOT_FOUND;
+    if (strcmp(sqlstate, "42501") == 0 || strncmp(sqlstate, "28", 2) == 0)
+        return ERR_AUTH;
+    if (strncmp(sqlstate, "08", 2) == 0) /* connection exception */
+        return ERR_CONNECT;
+    if (strcmp(sqlstate, "57P01") == 0 || strcmp(sqlstate, "57P03") == 0 ||
+        strcmp(sqlstate, "53300") == 0 || strcmp(sqlstate, "40001") == 0)
+        return ERR_TRANSIENT;
+    if (strcmp(sqlstate, "58P01") == 0) /* undefined_file: requested WAL removed */
+        return ERR_NOT_FOUND;
+    return ERR_RUNTIME;
+}
+
+int pg_int_parse_u64(const char *what, const char *text, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (!text || !*text)
+        return err_set(ERR_PROTOCOL, "server sent an empty %s", what);
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9' || v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+            return err_set(ERR_PROTOCOL, "server sent an invalid %s \"%s\"", what, text);
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int pg_int_parse_tli(const char *what, const char *text, timeline_t *out)
+{
+    uint64_t v;
+    int rc = pg_int_parse_u64(what, text, &v);
+
+    if (rc < 0)
+        return rc;
+    if (v == 0 || v > UINT32_MAX)
+        return err_set(ERR_PROTOCOL, "server sent an invalid %s \"%s\"", what, text);
+    *out = (timeline_t)v;
+    return 0;
+}
+
+static bool parse_hex32(const char *s, size_t len, uint32_t *out)
+{
+    uint32_t v = 0;
+
+    if (len == 0 || len > 8)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        int d = hexval((unsigned char)s[i]);
+
+        if (d < 0)
+            return false;
+        v = v * 16 + (uint32_t)d;
+    }
+    *out = v;
+    return true;
+}
+
+int pg_int_parse_lsn(const char *what, const char *text, lsn_t *out)
+{
+    const char *slash = text ? strchr(text, '/') : NULL;
+    uint32_t hi, lo;
+
+    if (!slash || !parse_hex32(text, (size_t)(slash - text), &hi) ||
+        !parse_hex32(slash + 1, strlen(slash + 1), &lo))
+        return err_set(ERR_PROTOCOL, "server sent an invalid %s \"%s\"", what, text ? text : "");
+    *out = ((lsn_t)hi << 32) | lo;
+    return 0;
+}
+
+int pg_int_parse_seg_size(const char *text, uint64_t *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t mult;
+    } units[] = {
+        {"B", 1},
+        {"kB", 1024},
+        {"MB", 1024 * 1024},
+        {"GB", 1024 * 1024 * 1024},
+        {"TB", 1024ULL * 1024 * 1024 * 1024},
+    };
+    const char *p = text ? text : "";
+    uint64_t n = 0, mult = 0;
+
+    if (*p < '0' || *p > '9')
+        goto bad;
+    while (*p >= '0' && *p <= '9') {
+        if (n > UINT32_MAX)
+            goto bad;
+        n = n * 10 + (uint64_t)(*p++ - '0');
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (strcmp(p, units[i].unit) == 0)
+            mult = units[i].mult;
+    if (mult == 0 || n > UINT64_MAX / mult)
+        goto bad;
+    n *= mult;
+    if (n < 1024 * 1024 || n > 1024 * 1024 * 1024 || (n & (n - 1)) != 0)
+        goto bad;
+    *out = n;
+    return 0;
+bad:
+    return err_set(ERR_PROTOCOL, "server sent an invalid wal_segment_size \"%s\"",
+                   text ? text : "");
+}

@@ -1,0 +1,267 @@
+/*
+ * test_pg.c — the server-free parts of src/pg: password masking, message cleaning,
+ * failure classification and parsing of replication answers. The live-server half
+ * is tests/t/001_pg_connect.pl.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "../../src/pg/pg_int.h"
+#include "pgark/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static size_t count(char **list)
+{
+    size_t n = 0;
+
+    while (list[n])
+        n++;
+    return n;
+}
+
+static bool has(char **list, const char *s)
+{
+    for (; *list; list++)
+        if (strcmp(*list, s) == 0)
+            return true;
+    return false;
+}
+
+static void test_secrets_keyword(void **state)
+{
+    (void)state;
+    char **s = pg_int_conninfo_secrets("host=db user=bob password=hunter2 port=5432");
+
+    assert_int_equal(count(s), 1);
+    assert_string_equal(s[0], "hunter2");
+    pg_int_secrets_free(s);
+
+    s = pg_int_conninfo_secrets("password = 'it\\'s secret' host=db");
+    assert_true(has(s, "it\\'s secret"));
+    assert_true(has(s, "it's secret"));
+    pg_int_secrets_free(s);
+
+    /* Other keywords that merely contain the word are not passwords. */
+    s = pg_int_conninfo_secrets("host=db passwordx=a xpassword=b passfile=/p");
+    assert_int_equal(count(s), 0);
+    pg_int_secrets_free(s);
+
+    s = pg_int_conninfo_secrets(NULL);
+    assert_int_equal(count(s), 0);
+    pg_int_secrets_free(s);
+}
+
+static void test_secrets_uri(void **state)
+{
+    (void)state;
+    char **s = pg_int_conninfo_secrets("postgresql://bob:p%40ss@db.example:5432/x");
+
+    assert_true(has(s, "p%40ss"));
+    assert_true(has(s, "p@ss"));
+    pg_int_secrets_free(s);
+
+    s = pg_int_conninfo_secrets("postgres://bob@db/x?sslmode=require&password=q1w2&a=b");
+    assert_int_equal(count(s), 1);
+    assert_string_equal(s[0], "q1w2");
+    pg_int_secrets_free(s);
+
+    s = pg_int_conninfo_secrets("postgresql://bob@db:5432/x");
+    assert_int_equal(count(s), 0);
+    pg_int_secrets_free(s);
+}
+
+static void test_clean_message(void **state)
+{
+    (void)state;
+    char *m = pg_int_clean_message(
+        "connection to server on socket \"/tmp/.s.PGSQL.1\" failed: No such file or "
+        "directory\n\tIs the server running locally and accepting connections on that "
+        "socket?\n",
+        NULL);
+
+    assert_string_equal(m, "connection to server on socket \"/tmp/.s.PGSQL.1\" failed: No "
+                           "such file or directory; Is the server running locally and "
+                           "accepting connections on that socket?");
+    free(m);
+
+    m = pg_int_clean_message("FATAL:  password authentication failed for user \"bob\"\n", NULL);
+    assert_string_equal(m, "FATAL: password authentication failed for user \"bob\"");
+    free(m);
+
+    m = pg_int_clean_message("\n \n", NULL);
+    assert_string_equal(m, "unknown error");
+    free(m);
+}
+
+static void test_clean_message_masks(void **state)
+{
+    (void)state;
+    char *secrets[] = {"pw", "pwlong", NULL};
+    char *m = pg_int_clean_message("missing \"=\" after \"pwlong\" near pw", secrets);
+
+    /* The longer secret is masked whole, not left as "********long". */
+    assert_string_equal(m, "missing \"=\" after \"********\" near ********");
+    free(m);
+
+    char **s = pg_int_conninfo_secrets("postgresql://u:s%4@h/x");
+    m = pg_int_clean_message("invalid percent-encoded token: \"s%4\"", s);
+    assert_null(strstr(m, "s%4"));
+    free(m);
+    pg_int_secrets_free(s);
+}
+
+static void test_connect_error_kind(void **state)
+{
+    (void)state;
+    assert_int_equal(
+        pg_int_connect_error_kind("connection to server on socket \"/tmp/.s.PGSQL.1\" failed: "
+                                  "No such file or directory",
+                                  false),
+        ERR_CONNECT);
+    assert_int_equal(pg_int_connect_error_kind("connection to server at \"127.0.0.1\", port 1 "
+                                               "failed: Connection refused",
+                                               false),
+                     ERR_CONNECT);
+    assert_int_equal(
+        pg_int_connect_error_kind("connection to server at \"127.0.0.1\", port 5432 failed: "
+                                  "FATAL:  password authentication failed for user \"bob\"",
+                                  false),
+        ERR_AUTH);
+    assert_int_equal(pg_int_connect_error_kind("FATAL:  must be superuser or replication role "
+                                               "to start walsender",
+                                               false),
+                     ERR_AUTH);
+    assert_int_equal(pg_int_connect_error_kind("FATAL:  no pg_hba.conf entry for replication "
+                                               "connection from host \"[local]\"",
+                                               false),
+                     ERR_AUTH);
+    assert_int_equal(pg_int_connect_error_kind("fe_sendauth: no password supplied", true),
+                     ERR_AUTH);
+    assert_int_equal(pg_int_connect_error_kind("FATAL:  the database system is starting up", false),
+                     ERR_TRANSIENT);
+    assert_int_equal(pg_int_connect_error_kind("FATAL:  sorry, too many clients already", false),
+                     ERR_TRANSIENT);
+    assert_int_equal(pg_int_connect_error_kind(NULL, false), ERR_CONNECT);
+}
+
+static void test_sqlstate_kind(void **state)
+{
+    (void)state;
+    assert_int_equal(pg_int_sqlstate_kind("42710", true), ERR_EXISTS);
+    assert_int_equal(pg_int_sqlstate_kind("42704", true), ERR_NOT_FOUND);
+    assert_int_equal(pg_int_sqlstate_kind("42501", true), ERR_AUTH);
+    assert_int_equal(pg_int_sqlstate_kind("28P01", true), ERR_AUTH);
+    assert_int_equal(pg_int_sqlstate_kind("08006", true), ERR_CONNECT);
+    assert_int_equal(pg_int_sqlstate_kind("57P01", true), ERR_TRANSIENT);
+    assert_int_equal(pg_int_sqlstate_kind("42601", true), ERR_RUNTIME);
+    assert_int_equal(pg_int_sqlstate_kind(NULL, true), ERR_RUNTIME);
+    /* A dead connection wins over whatever SQLSTATE the last message had. */
+    assert_int_equal(pg_int_sqlstate_kind("42601", false), ERR_CONNECT);
+}
+
+static void test_parse_u64(void **state)
+{
+    (void)state;
+    uint64_t v = 7;
+
+    assert_int_equal(pg_int_parse_u64("systemid", "7441234567890123456", &v), 0);
+    assert_true(v == 7441234567890123456ULL);
+    assert_int_equal(pg_int_parse_u64("systemid", "18446744073709551615", &v), 0);
+    assert_true(v == UINT64_MAX);
+
+    v = 7;
+    assert_int_equal(pg_int_parse_u64("systemid", "18446744073709551616", &v), -ERR_PROTOCOL);
+    assert_string_equal(err_message(), "server sent an invalid systemid \"18446744073709551616\"");
+    assert_true(v == 7);
+    assert_int_equal(pg_int_parse_u64("systemid", "-1", &v), -ERR_PROTOCOL);
+    assert_int_equal(pg_int_parse_u64("systemid", "12a", &v), -ERR_PROTOCOL);
+    assert_int_equal(pg_int_parse_u64("systemid", " 12", &v), -ERR_PROTOCOL);
+    assert_int_equal(pg_int_parse_u64("systemid", "", &v), -ERR_PROTOCOL);
+    assert_string_equal(err_message(), "server sent an empty systemid");
+    assert_int_equal(pg_int_parse_u64("systemid", NULL, &v), -ERR_PROTOCOL);
+    err_clear();
+}
+
+static void test_parse_tli(void **state)
+{
+    (void)state;
+    timeline_t t = 0;
+
+    assert_int_equal(pg_int_parse_tli("timeline", "1", &t), 0);
+    assert_int_equal(t, 1);
+    assert_int_equal(pg_int_parse_tli("timeline", "4294967295", &t), 0);
+    assert_int_equal(t, UINT32_MAX);
+    assert_int_equal(pg_int_parse_tli("timeline", "0", &t), -ERR_PROTOCOL);
+    assert_string_equal(err_message(), "server sent an invalid timeline \"0\"");
+    assert_int_equal(pg_int_parse_tli("timeline", "4294967296", &t), -ERR_PROTOCOL);
+    err_clear();
+}
+
+static void test_parse_lsn(void **state)
+{
+    (void)state;
+    lsn_t l = 1;
+
+    assert_int_equal(pg_int_parse_lsn("xlogpos", "0/0", &l), 0);
+    assert_true(l == 0);
+    assert_int_equal(pg_int_parse_lsn("xlogpos", "16/B374D848", &l), 0);
+    assert_true(l == 0x16B374D848ULL);
+    assert_int_equal(pg_int_parse_lsn("xlogpos", "ffffffff/FFFFFFFF", &l), 0);
+    assert_true(l == UINT64_MAX);
+
+    static const char *const bad[] = {"",     "0",    "1/",   "/1",   "123456789/0", "0/1x",
+                                      "0/1 ", " 0/1", "0/-1", "0//1", "g/0"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        l = 5;
+        assert_int_equal(pg_int_parse_lsn("xlogpos", bad[i], &l), -ERR_PROTOCOL);
+        assert_true(l == 5);
+    }
+    assert_string_equal(err_message(), "server sent an invalid xlogpos \"g/0\"");
+    err_clear();
+}
+
+static void test_parse_seg_size(void **state)
+{
+    (void)state;
+    uint64_t v = 0;
+
+    assert_int_equal(pg_int_parse_seg_size("16MB", &v), 0);
+    assert_true(v == 16777216);
+    assert_int_equal(pg_int_parse_seg_size("1MB", &v), 0);
+    assert_true(v == 1048576);
+    assert_int_equal(pg_int_parse_seg_size("1GB", &v), 0);
+    assert_true(v == 1073741824);
+    assert_int_equal(pg_int_parse_seg_size("1024kB", &v), 0);
+    assert_true(v == 1048576);
+    assert_int_equal(pg_int_parse_seg_size("64MB", &v), 0);
+    assert_true(v == 67108864);
+
+    static const char *const bad[] = {"",     "MB",    "16",    "16 MB",
+                                      "16mb", "3MB",   "512kB", "2GB",
+                                      "1TB",  "-16MB", "16MBx", "99999999999999999999MB"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 9;
+        assert_int_equal(pg_int_parse_seg_size(bad[i], &v), -ERR_PROTOCOL);
+        assert_true(v == 9);
+    }
+    assert_int_equal(pg_int_parse_seg_size("3MB", &v), -ERR_PROTOCOL);
+    assert_string_equal(err_message(), "server sent an invalid wal_segment_size \"3MB\"");
+    err_clear();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_secrets_keyword),    cmocka_unit_test(test_secrets_uri),
+        cmocka_unit_test(test_clean_message),      cmocka_unit_test(test_clean_message_masks),
+        cmocka_unit_test(test_connect_error_kind), cmocka_unit_test(test_sqlstate_kind),
+        cmocka_unit_test(test_parse_u64),          cmocka_unit_test(test_parse_tli),
+        cmocka_unit_test(test_parse_lsn),          cmocka_unit_test(test_parse_seg_size),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
