@@ -4,6 +4,7 @@
  */
 #include "pgark/pg.h"
 
+#include "conn_int.h"
 #include "pg_int.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
@@ -13,11 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct pg_conn {
-    PGconn *pq;
-    char **secrets; /* masked in every message this connection produces */
-    char *target;
-};
 
 static bool looks_like_conninfo(const char *s)
 {
@@ -108,6 +104,8 @@ void pg_conn_free(struct pg_conn *conn)
 {
     if (!conn)
         return;
+    if (conn->copybuf)
+        PQfreemem(conn->copybuf);
     if (conn->pq)
         PQfinish(conn->pq);
     pg_int_secrets_free(conn->secrets);
@@ -143,8 +141,7 @@ static struct pg_rows *rows_from_result(const PGresult *res)
     return rows;
 }
 
-/* Record the server's error for command with its SQLSTATE's kind. */
-static int command_error(struct pg_conn *conn, const char *command, const PGresult *res)
+int pg_conn_command_error(struct pg_conn *conn, const char *command, const PGresult *res)
 {
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
@@ -186,7 +183,7 @@ int pg_exec_simple(struct pg_conn *conn, const char *command, struct pg_rows **o
         break;
     case PGRES_FATAL_ERROR:
     case PGRES_NONFATAL_ERROR:
-        rc = command_error(conn, command, res);
+        rc = pg_conn_command_error(conn, command, res);
         break;
     default:
         /* COPY and friends need their own handling; PQexec cannot drive them. */
