@@ -4,7 +4,7 @@
  * Global options come before the command; everything after the command name is
  * the command's own. A command that is not built yet says so and exits 1.
  */
-#include "pgark/commands.h"
+#include "pgark/cli.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
@@ -25,7 +25,7 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"receive", NULL, "receive",
+    {"receive", cmd_receive, "receive",
      "stream WAL into the spool and ship it to every repository (daemon, foreground)",
      "Connects over the physical replication protocol through the cluster's slot,\n"
      "writes WAL durably to the spool and ships every completed segment to each\n"
@@ -165,11 +165,13 @@ int main(int argc, char **argv)
             if (m < 0 || log_level_parse(value, &level) < 0)
                 goto out;
             log_set_level(level);
+            ctx.log_level_set = true;
         } else if ((m = take_option(argc, argv, &i, "--log-format", &value)) != 0) {
             enum log_format format;
             if (m < 0 || log_format_parse(value, &format) < 0)
                 goto out;
             log_set_format(format);
+            ctx.log_format_set = true;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             rc = cmd_help(NULL);
             goto out;
@@ -218,6 +220,7 @@ out:
             rc = err_exit_code();
         err_print();
     }
+    cli_config_free();
     free((char *)ctx.program);
     return rc;
 }

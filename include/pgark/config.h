@@ -125,6 +125,7 @@ struct config_notify {
 struct config {
     char *path;                 /* the file loaded, or the name given to config_load_string */
     char *spool;                /* absolute; default /var/lib/pgark/spool */
+    uint64_t spool_max;         /* cap on the spool's WAL bytes per cluster; 0 = none */
     enum log_level log_level;   /* default info */
     enum log_format log_format; /* default text */
     struct config_repo *repos;

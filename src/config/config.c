@@ -14,8 +14,9 @@
 
 #define CONFIG_FILE_MAX (4 * 1024 * 1024)
 
-static const char *const top_keys[] = {"spool",      "log",      "repos",  "compression",
-                                       "encryption", "clusters", "notify", NULL};
+static const char *const top_keys[] = {"spool",       "spool_max",  "log",
+                                       "repos",       "compression", "encryption",
+                                       "clusters",    "notify",     NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const compression_keys[] = {"algorithm", "level", NULL};
 static const char *const encryption_keys[] = {"passphrase", "passphrase_file", NULL};
@@ -436,6 +437,8 @@ static int load_top(struct cfg_reader *r, struct config *cfg)
                            &top)) != 0)
         goto out;
     if ((rc = cfg_get_abs_path(&top, "spool", &cfg->spool)) != 0)
+        goto out;
+    if ((rc = cfg_get_size(&top, "spool_max", &cfg->spool_max)) != 0)
         goto out;
 
     if ((rc = cfg_get_map(&top, "log", " in \"log\"", log_keys, &sub, &present)) != 0)

@@ -1,0 +1,176 @@
+/*
+ * cmd_receive.c — `pgark receive`: the configuration turned into receiver options,
+ * signals, and reloads.
+ *
+ * SIGTERM and SIGINT stop cleanly. SIGHUP re-reads the configuration: the receiver
+ * returns, its stream resumes from the spool with the new settings, no gap. A
+ * configuration that no longer loads is reported and the old one is kept.
+ */
+#include "pgark/cli.h"
+#include "pgark/config.h"
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+#include "pgark/walreceiver.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    receiver_request_stop();
+}
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    receiver_request_reload();
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+struct run {
+    struct receiver_options o;
+    struct storage **storages;
+    int nstorages;
+    char *spool_dir;
+};
+
+static void run_free(struct run *r)
+{
+    for (int i = 0; i < r->nstorages; i++)
+        storage_free(r->storages[i]);
+    free(r->storages);
+    free(r->o.repos);
+    free(r->spool_dir);
+    memset(r, 0, sizeof(*r));
+}
+
+static int run_prepare(const struct config *cfg, const struct config_cluster *cl, struct run *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->o.cluster = cl->name;
+    r->o.conninfo = cl->conninfo;
+    r->o.slot = cl->slot;
+    r->o.create_slot = cl->create_slot;
+    r->o.application_name = cl->application_name;
+    r->o.synchronous = cl->synchronous;
+    r->spool_dir = xasprintf("%s/%s", cfg->spool, cl->name);
+    r->o.spool_dir = r->spool_dir;
+    r->o.spool_max = cfg->spool_max;
+    r->o.partial_interval_ms = cl->partial_upload_interval_ms;
+    r->o.status_interval_ms = 10000;
+    r->o.passphrase = cfg->encryption.passphrase;
+    r->o.compress_level =
+        cfg->compression.algorithm == CONFIG_COMPRESSION_NONE ? 0 : cfg->compression.level;
+    const char *kdf = getenv("PGARK_TEST_KDF_N"); /* tests: a cheaper scrypt */
+    r->o.kdf_n = kdf ? strtoull(kdf, NULL, 10) : 0;
+    const char *retries = getenv("PGARK_TEST_MAX_RETRIES");
+    r->o.max_retries = retries ? atoi(retries) : 0;
+    r->o.repos = xcalloc(cl->nrepos, sizeof(*r->o.repos));
+    r->storages = xcalloc(cl->nrepos, sizeof(*r->storages));
+    for (size_t i = 0; i < cl->nrepos; i++) {
+        const struct config_repo *repo = config_cluster_repo(cfg, cl, i);
+        struct storage *s = cli_open_storage(repo);
+        if (!s)
+            return err_context("while opening repository \"%s\"", repo->name);
+        r->storages[r->nstorages++] = s;
+        r->o.repos[i].name = repo->name;
+        r->o.repos[i].storage = s;
+        r->o.repos[i].offsite = repo->type == CONFIG_REPO_S3;
+    }
+    r->o.nrepos = (int)cl->nrepos;
+    return 0;
+}
+
+int cmd_receive(struct cli_context *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+    struct config *owned = NULL;
+    struct run run = {0};
+    int rc, opt;
+
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        if (opt == 'h') {
+            printf("usage: pgark receive\n");
+            return 0;
+        }
+        err_set(ERR_USAGE, "unknown option for receive");
+        err_hint("run \"pgark help receive\"");
+        return 2;
+    }
+    if (optind < argc) {
+        err_set(ERR_USAGE, "unexpected argument \"%s\" for receive", argv[optind]);
+        return 2;
+    }
+    const struct config *cfg = cli_config(ctx);
+    if (!cfg)
+        return 2;
+    const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
+    if (!cl)
+        return 2;
+    if (run_prepare(cfg, cl, &run) < 0) {
+        rc = err_exit_code();
+        goto out;
+    }
+    install_signals();
+    log_info("pgark receive starting for cluster \"%s\" (%d repositories%s)", cl->name,
+             run.o.nrepos, cl->synchronous ? ", synchronous" : "");
+    for (;;) {
+        rc = receiver_run(&run.o);
+        if (rc != RECEIVER_RELOAD)
+            break;
+        /* SIGHUP: load the file again; keep the old settings if it is broken. */
+        const char *path = ctx->config_path ? ctx->config_path : config_default_path();
+        struct config *fresh = NULL;
+        if (config_load(path, &fresh) < 0) {
+            char *text = err_format();
+            log_error("configuration not reloaded: %s", text);
+            free(text);
+            err_clear();
+            continue;
+        }
+        const struct config_cluster *fresh_cl = config_cluster_find(fresh, cl->name);
+        struct run next;
+        if (!fresh_cl || run_prepare(fresh, fresh_cl, &next) < 0) {
+            char *text = err_format();
+            log_error("configuration not reloaded: %s", text);
+            free(text);
+            err_clear();
+            config_free(fresh);
+            continue;
+        }
+        run_free(&run);
+        run = next;
+        config_free(owned);
+        owned = fresh;
+        cfg = fresh;
+        cl = fresh_cl;
+        log_set_level(ctx->log_level_set ? log_get_level() : fresh->log_level);
+        log_info("configuration reloaded from \"%s\"", path);
+    }
+    if (rc == 0)
+        log_info("pgark receive stopped");
+    else
+        rc = err_exit_code();
+out:
+    run_free(&run);
+    config_free(owned);
+    return rc;
+}
