@@ -72,7 +72,8 @@ bool codec_is_none(const struct codec *c)
 static int check_type(const struct codec *c, enum codec_type type)
 {
     if (c->type != type)
-        return err_set(ERR_RUNTIME, "\"%s\" is not a %s algorithm", c->name, type_name(type));
+        return err_set(ERR_RUNTIME, "\"%s\" is not %s", c->name,
+                       type == CODEC_COMPRESSION ? "a compression algorithm" : "a cipher");
     return 0;
 }
 
