@@ -49,27 +49,20 @@ uint64_t crypto_gcm_ciphertext_len(uint64_t plain_len)
     return plain_len + frames * CRYPTO_TAG_LEN;
 }
 
-/* Reset the context for the current frame: its nonce, then aad || final as AAD. */
-static int frame_begin(struct gcm_filter *g, bool encrypt, bool final)
+/* Reset the context for the current frame: its nonce, then aad || final as AAD. The
+ * direction (-1) and key schedule stay as set at construction. */
+static int frame_begin(struct gcm_filter *g, bool final)
 {
     uint8_t iv[CRYPTO_NONCE_LEN];
     uint8_t flag = final ? 1 : 0;
-    int outl = 0, ok;
+    int outl = 0;
 
     memcpy(iv, g->nonce, sizeof(iv));
     for (int i = 0; i < 8; i++)
         iv[CRYPTO_NONCE_LEN - 1 - i] ^= (uint8_t)(g->counter >> (8 * i));
-    if (encrypt)
-        ok =
-            EVP_EncryptInit_ex(g->ctx, NULL, NULL, NULL, iv) == 1 &&
-            (!g->aad_len || EVP_EncryptUpdate(g->ctx, NULL, &outl, g->aad, (int)g->aad_len) == 1) &&
-            EVP_EncryptUpdate(g->ctx, NULL, &outl, &flag, 1) == 1;
-    else
-        ok =
-            EVP_DecryptInit_ex(g->ctx, NULL, NULL, NULL, iv) == 1 &&
-            (!g->aad_len || EVP_DecryptUpdate(g->ctx, NULL, &outl, g->aad, (int)g->aad_len) == 1) &&
-            EVP_DecryptUpdate(g->ctx, NULL, &outl, &flag, 1) == 1;
-    if (!ok)
+    if (EVP_CipherInit_ex(g->ctx, NULL, NULL, NULL, iv, -1) != 1 ||
+        (g->aad_len && EVP_CipherUpdate(g->ctx, NULL, &outl, g->aad, (int)g->aad_len) != 1) ||
+        EVP_CipherUpdate(g->ctx, NULL, &outl, &flag, 1) != 1)
         return err_set(ERR_RUNTIME, "could not start AES-256-GCM frame %" PRIu64, g->counter);
     g->final = final;
     return 0;
@@ -151,13 +144,13 @@ static int enc_process(struct filter *f, const uint8_t *in, size_t in_len, size_
         }
         /* Collecting: a full frame is the last only if no byte follows it. */
         if (g->have == CRYPTO_FRAME_LEN && used < in_len) {
-            if ((rc = frame_begin(g, true, false)) < 0)
+            if ((rc = frame_begin(g, false)) < 0)
                 break;
             g->state = GCM_EMIT;
         } else if (used < in_len) {
             used += take_input(g, CRYPTO_FRAME_LEN, in + used, in_len - used);
         } else if (finish) {
-            if ((rc = frame_begin(g, true, true)) < 0)
+            if ((rc = frame_begin(g, true)) < 0)
                 break;
             g->state = GCM_EMIT;
         } else {
@@ -183,7 +176,7 @@ static int dec_open(struct gcm_filter *g, bool final)
                        "authentication failed: encrypted data is truncated (frame %" PRIu64
                        " has %zu bytes, a frame has at least %d)",
                        g->counter, g->have, CRYPTO_TAG_LEN);
-    if ((rc = frame_begin(g, false, final)) < 0)
+    if ((rc = frame_begin(g, final)) < 0)
         return rc;
     size_t ct_len = g->have - CRYPTO_TAG_LEN;
     memcpy(g->tag, g->frame + ct_len, CRYPTO_TAG_LEN);
