@@ -1,0 +1,64 @@
+/*
+ * codec.h — the one table of compression and cipher algorithms.
+ *
+ * Promise: every compression kind (none, zstd) and cipher kind (none, aes-256-gcm)
+ * has exactly one entry here giving its configuration name, the numeric id written
+ * in object headers, and its filter constructors. Code elsewhere looks an algorithm
+ * up by name (configuration) or id (object header) and builds filters through these
+ * functions; it never switches on the algorithm. Ids are part of the repository
+ * format: they never change or get reused.
+ */
+#ifndef PGARK_CODEC_H
+#define PGARK_CODEC_H
+
+#include "pgark/filter.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum codec_type { CODEC_COMPRESSION, CODEC_CIPHER };
+
+/* Ids stored in object headers. */
+#define CODEC_ID_COMPRESSION_NONE 0
+#define CODEC_ID_COMPRESSION_ZSTD 1
+#define CODEC_ID_CIPHER_NONE 0
+#define CODEC_ID_CIPHER_AES_256_GCM 1
+
+struct codec {
+    enum codec_type type;
+    const char *name; /* "none", "zstd", "aes-256-gcm" */
+    uint8_t id;
+    /* Compression: valid levels; constructors NULL for "none". */
+    int level_min, level_max, level_default;
+    struct filter *(*compress_new)(int level);
+    struct filter *(*decompress_new)(void);
+    /* Cipher: key and nonce sizes (0 for "none"); constructors NULL for "none". */
+    size_t key_len, nonce_len;
+    struct filter *(*encrypt_new)(const uint8_t *key, const uint8_t *nonce, const void *aad,
+                                  size_t aad_len);
+    struct filter *(*decrypt_new)(const uint8_t *key, const uint8_t *nonce, const void *aad,
+                                  size_t aad_len);
+};
+
+/* Look up by configuration name; NULL with ERR_CONFIG ("unknown compression algorithm
+ * \"lz4\" ...", listing the valid names) when there is none. */
+const struct codec *codec_by_name(enum codec_type type, const char *name);
+/* Look up by header id; NULL with ERR_INTEGRITY when the id is unknown. */
+const struct codec *codec_by_id(enum codec_type type, unsigned id);
+/* True for the "none" entries, which add no filter. */
+bool codec_is_none(const struct codec *c);
+
+/*
+ * Append c's filter to chain: compressor at level, decompressor, encryptor or
+ * decryptor (key, nonce and aad are copied). "none" appends nothing. Returns 0, or
+ * ERR_CONFIG for a level out of range, ERR_RUNTIME when c is of the wrong type or
+ * the chain refuses the filter.
+ */
+int codec_add_compress(struct filter_chain *chain, const struct codec *c, int level);
+int codec_add_decompress(struct filter_chain *chain, const struct codec *c);
+int codec_add_encrypt(struct filter_chain *chain, const struct codec *c, const uint8_t *key,
+                      const uint8_t *nonce, const void *aad, size_t aad_len);
+int codec_add_decrypt(struct filter_chain *chain, const struct codec *c, const uint8_t *key,
+                      const uint8_t *nonce, const void *aad, size_t aad_len);
+
+#endif

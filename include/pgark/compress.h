@@ -1,0 +1,30 @@
+/*
+ * compress.h — zstd compression as filters (filter.h).
+ *
+ * Promise: the compressor writes exactly one zstd frame with a content checksum, for
+ * any input including empty input. The decompressor accepts exactly one such frame:
+ * a truncated frame, bytes after its end, a bad checksum or any corruption zstd
+ * detects fail with ERR_INTEGRITY, and it refuses frames needing a window larger than
+ * COMPRESS_ZSTD_MAX_WINDOW_LOG, so decoding memory is bounded (about 8 MiB per decoder).
+ * Normally built through the codec table (codec.h) rather than called directly.
+ */
+#ifndef PGARK_COMPRESS_H
+#define PGARK_COMPRESS_H
+
+#include "pgark/filter.h"
+
+/* Levels accepted by filter_zstd_compress_new; higher levels would need bigger windows. */
+#define COMPRESS_ZSTD_LEVEL_MIN 1
+#define COMPRESS_ZSTD_LEVEL_MAX 19
+#define COMPRESS_ZSTD_LEVEL_DEFAULT 3
+/* Largest window (log2 bytes) the decompressor accepts; level 19 uses 23. */
+#define COMPRESS_ZSTD_MAX_WINDOW_LOG 23
+
+/* A compressor at level (COMPRESS_ZSTD_LEVEL_MIN..COMPRESS_ZSTD_LEVEL_MAX). Returns NULL with
+ * ERR_CONFIG set for a level out of range. The caller owns the filter (or hands it to a chain). */
+struct filter *filter_zstd_compress_new(int level);
+
+/* A decompressor; never NULL. */
+struct filter *filter_zstd_decompress_new(void);
+
+#endif

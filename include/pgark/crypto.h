@@ -1,0 +1,127 @@
+/*
+ * crypto.h — SHA-256 observer, framed AES-256-GCM filters and the repository keyring.
+ *
+ * Promise: no plaintext leaves the decryptor before the frame holding it has been
+ * authenticated; anything short of the exact ciphertext written (a flipped bit, a
+ * cut, frames reordered, bytes appended, another header, key or nonce) fails with
+ * ERR_INTEGRITY "authentication failed ...". Keys live in memory only as long as
+ * their owner and are overwritten when freed.
+ *
+ * Encrypted format: the plaintext is cut into frames of CRYPTO_FRAME_LEN bytes (the
+ * last one shorter, possibly empty: empty input is one empty final frame). Each frame
+ * is written as its ciphertext followed by a CRYPTO_TAG_LEN-byte tag. Frame i uses
+ * the nonce nonce XOR big-endian i in its last 8 bytes, and the associated data
+ * aad || final, final being one byte: 1 on the last frame, 0 before it.
+ *
+ * Keyring: a random data key encrypts objects. It is stored wrapped (AES-256-GCM)
+ * under a key derived from the passphrase with scrypt and a random salt, so the
+ * passphrase can change without rewriting data. The key naming chunks (HMAC-SHA256)
+ * is derived from the data key with HKDF-SHA256, info "pgark chunk names".
+ */
+#ifndef PGARK_CRYPTO_H
+#define PGARK_CRYPTO_H
+
+#include "pgark/filter.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CRYPTO_KEY_LEN 32
+#define CRYPTO_NONCE_LEN 12
+#define CRYPTO_TAG_LEN 16
+#define CRYPTO_SALT_LEN 16
+#define CRYPTO_FRAME_LEN (64 * 1024)
+/* A wrapped data key: nonce || encrypted key || tag. */
+#define CRYPTO_WRAPPED_LEN (CRYPTO_NONCE_LEN + CRYPTO_KEY_LEN + CRYPTO_TAG_LEN)
+
+/* --- SHA-256 observer ------------------------------------------------------------ */
+
+/* Passes bytes through unchanged and hashes them. Never NULL. */
+struct filter *filter_sha256_new(void);
+/* The digest of every byte seen; final once the filter has seen the end of input. */
+void filter_sha256_result(const struct filter *f, uint8_t out[32]);
+
+/* --- framed AES-256-GCM ---------------------------------------------------------- */
+
+/*
+ * Encryptor / decryptor filters. key, nonce and aad are copied. The nonce must be
+ * fresh for every object encrypted under a key (random_bytes). Never NULL.
+ */
+struct filter *filter_aes_gcm_encrypt_new(const uint8_t key[32], const uint8_t nonce[12],
+                                          const void *aad, size_t aad_len);
+struct filter *filter_aes_gcm_decrypt_new(const uint8_t key[32], const uint8_t nonce[12],
+                                          const void *aad, size_t aad_len);
+
+/* Length of the ciphertext of plain_len bytes of plaintext. */
+uint64_t crypto_gcm_ciphertext_len(uint64_t plain_len);
+
+/* --- key derivation -------------------------------------------------------------- */
+
+struct crypto_kdf_params {
+    uint64_t n; /* scrypt cost: a power of two, 2..2^30 */
+    uint32_t r; /* block size */
+    uint32_t p; /* parallelism */
+};
+
+#define CRYPTO_KDF_DEFAULT_N (1u << 15)
+#define CRYPTO_KDF_DEFAULT_R 8
+#define CRYPTO_KDF_DEFAULT_P 1
+
+/*
+ * scrypt(passphrase, salt, params) into out (out_len bytes). Returns 0, ERR_CONFIG for
+ * parameters out of range (memory above 1 GiB included), ERR_RUNTIME if OpenSSL fails.
+ */
+int crypto_scrypt(const void *passphrase, size_t pass_len, const uint8_t *salt, size_t salt_len,
+                  const struct crypto_kdf_params *params, uint8_t *out, size_t out_len);
+
+/* --- keyring --------------------------------------------------------------------- */
+
+struct crypto_keyring;
+
+/*
+ * What repo.json stores: every field is a plain value or lowercase hex, nothing is
+ * secret without the passphrase.
+ */
+struct crypto_key_record {
+    char kdf[8]; /* "scrypt" */
+    uint64_t n;
+    uint32_t r, p;
+    char salt[2 * CRYPTO_SALT_LEN + 1];           /* hex */
+    char wrapped_key[2 * CRYPTO_WRAPPED_LEN + 1]; /* hex */
+};
+
+/*
+ * A new keyring: random data key and salt, the key wrapped under scrypt(passphrase).
+ * params NULL means the defaults. Returns 0 and *out (caller frees), or ERR_CONFIG for
+ * an empty passphrase or bad params, ERR_RUNTIME on an RNG or OpenSSL failure.
+ */
+int crypto_keyring_create(const char *passphrase, size_t pass_len,
+                          const struct crypto_kdf_params *params, struct crypto_keyring **out);
+
+/*
+ * Unlock a stored record. Returns 0 and *out (caller frees), ERR_AUTH "wrong passphrase
+ * ..." when the passphrase does not unwrap the key (or the record was altered), or
+ * ERR_INTEGRITY for a malformed record.
+ */
+int crypto_keyring_open(const struct crypto_key_record *rec, const char *passphrase,
+                        size_t pass_len, struct crypto_keyring **out);
+
+/*
+ * Re-wrap the same data key under a new passphrase with a new salt (passphrase
+ * rotation); params NULL keeps the current ones. On failure the keyring is unchanged.
+ */
+int crypto_keyring_rewrap(struct crypto_keyring *kr, const char *new_passphrase, size_t pass_len,
+                          const struct crypto_kdf_params *params);
+
+/* The record to store for kr's current wrapping. */
+void crypto_keyring_export(const struct crypto_keyring *kr, struct crypto_key_record *rec);
+
+/* The data key (CRYPTO_KEY_LEN bytes) and the chunk-name HMAC key (32 bytes); owned
+ * by kr, valid until crypto_keyring_free. */
+const uint8_t *crypto_keyring_data_key(const struct crypto_keyring *kr);
+const uint8_t *crypto_keyring_name_key(const struct crypto_keyring *kr);
+
+/* Overwrite the keys and free; NULL is a no-op. */
+void crypto_keyring_free(struct crypto_keyring *kr);
+
+#endif

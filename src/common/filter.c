@@ -1,0 +1,277 @@
+/* filter.c — filter chains, the observer plumbing and the size observer (see filter.h). */
+#include "pgark/filter.h"
+
+#include "filter_int.h"
+#include "pgark/error.h"
+#include "pgark/mem.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define FILTER_DEFAULT_BUF (64 * 1024)
+
+struct stage {
+    struct filter *f;
+    const struct filter_observer_ops *obs; /* set: shown the bytes, no copy */
+    uint8_t *buf;                          /* output buffer (transformers only) */
+    bool done;
+};
+
+struct filter_chain {
+    struct stage *stages;
+    size_t n, cap;
+    size_t buf_size;
+    filter_sink_fn sink;
+    void *sink_ctx;
+    bool started;  /* a write or finish happened: no more filters */
+    bool finished; /* finish was called */
+    bool failed;   /* a stage or the sink failed: the chain is unusable */
+};
+
+void filter_free(struct filter *f)
+{
+    if (f && f->ops->free)
+        f->ops->free(f);
+}
+
+/* --- observers ------------------------------------------------------------- */
+
+int filter_observer_process(struct filter *f, const uint8_t *in, size_t in_len, size_t *in_used,
+                            uint8_t *out, size_t out_cap, size_t *out_len, bool finish, bool *done)
+{
+    const struct filter_observer_ops *ops = (const struct filter_observer_ops *)f->ops;
+    size_t n = in_len < out_cap ? in_len : out_cap;
+    bool last = finish && n == in_len;
+
+    if (n)
+        memcpy(out, in, n);
+    if (n || last)
+        ops->observe(f, in, n, last);
+    *in_used = n;
+    *out_len = n;
+    *done = last;
+    return 0;
+}
+
+const struct filter_observer_ops *filter_observer_ops(const struct filter *f)
+{
+    if (f && f->ops->process == filter_observer_process)
+        return (const struct filter_observer_ops *)f->ops;
+    return NULL;
+}
+
+struct size_filter {
+    struct filter base;
+    uint64_t bytes;
+};
+
+static void size_observe(struct filter *f, const uint8_t *data, size_t len, bool finish)
+{
+    (void)data;
+    (void)finish;
+    ((struct size_filter *)f)->bytes += len;
+}
+
+static void size_free(struct filter *f)
+{
+    free(f);
+}
+
+static const struct filter_observer_ops size_ops = {
+    .base = {FILTER_OPS_VERSION, "size", filter_observer_process, size_free},
+    .observe = size_observe,
+};
+
+struct filter *filter_size_new(void)
+{
+    struct size_filter *s = xcalloc(1, sizeof(*s));
+    s->base.ops = &size_ops.base;
+    return &s->base;
+}
+
+uint64_t filter_size_result(const struct filter *f)
+{
+    return ((const struct size_filter *)f)->bytes;
+}
+
+/* --- chains ---------------------------------------------------------------- */
+
+struct filter_chain *filter_chain_new(size_t buf_size, filter_sink_fn sink, void *sink_ctx)
+{
+    struct filter_chain *c = xcalloc(1, sizeof(*c));
+    c->buf_size = buf_size ? buf_size : FILTER_DEFAULT_BUF;
+    c->sink = sink;
+    c->sink_ctx = sink_ctx;
+    return c;
+}
+
+struct filter *filter_chain_add(struct filter_chain *c, struct filter *f)
+{
+    if (!f)
+        return NULL;
+    if (c->started) {
+        err_set(ERR_RUNTIME, "filter \"%s\" added to a chain that is already running",
+                f->ops->name);
+        filter_free(f);
+        return NULL;
+    }
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 4;
+        c->stages = xrealloc(c->stages, c->cap * sizeof(*c->stages));
+    }
+    struct stage *st = &c->stages[c->n++];
+    st->f = f;
+    st->obs = filter_observer_ops(f);
+    st->buf = st->obs ? NULL : xmalloc(c->buf_size);
+    st->done = false;
+    return f;
+}
+
+/*
+ * Feed in to stage i and everything it produces on to the later stages. Each
+ * transformer's output buffer is drained downstream before the stage is called
+ * again, so one buffer per stage is enough and nothing is copied twice.
+ */
+static int push(struct filter_chain *c, size_t i, const uint8_t *in, size_t len, bool finish)
+{
+    if (i == c->n)
+        return len ? c->sink(c->sink_ctx, in, len) : 0;
+
+    struct stage *st = &c->stages[i];
+    struct filter *f = st->f;
+    int rc = 0;
+
+    if (st->done) {
+        if (len)
+            return err_set(ERR_RUNTIME, "filter \"%s\" received data after it finished",
+                           f->ops->name);
+        return 0;
+    }
+    if (st->obs) {
+        st->obs->observe(f, in, len, finish);
+        st->done = finish;
+        return push(c, i + 1, in, len, finish);
+    }
+    for (;;) {
+        size_t used = 0, out_len = 0;
+        bool done = false;
+
+        rc = f->ops->process(f, in, len, &used, st->buf, c->buf_size, &out_len, finish, &done);
+        if (rc < 0)
+            goto out;
+        if (used > len || out_len > c->buf_size) {
+            rc = err_set(ERR_RUNTIME, "filter \"%s\" overran its buffers", f->ops->name);
+            goto out;
+        }
+        in += used;
+        len -= used;
+        if (out_len && (rc = push(c, i + 1, st->buf, out_len, false)) < 0)
+            goto out;
+        if (finish && done) {
+            if (len) {
+                rc = err_set(ERR_RUNTIME, "filter \"%s\" finished with %zu bytes unread",
+                             f->ops->name, len);
+                goto out;
+            }
+            st->done = true;
+            rc = push(c, i + 1, NULL, 0, true);
+            goto out;
+        }
+        if (!used && !out_len && (finish || len)) {
+            rc = err_set(ERR_RUNTIME, "filter \"%s\" made no progress", f->ops->name);
+            goto out;
+        }
+        if (!finish && !len && !out_len)
+            break;
+    }
+out:
+    return rc;
+}
+
+static int chain_check(struct filter_chain *c)
+{
+    if (c->failed)
+        return err_set(ERR_RUNTIME, "filter chain used after it failed");
+    if (c->finished)
+        return err_set(ERR_RUNTIME, "filter chain used after it finished");
+    return 0;
+}
+
+int filter_chain_write(struct filter_chain *c, const void *data, size_t len)
+{
+    int rc = chain_check(c);
+    if (rc < 0 || !len)
+        return rc;
+    c->started = true;
+    rc = push(c, 0, data, len, false);
+    if (rc < 0)
+        c->failed = true;
+    return rc;
+}
+
+int filter_chain_finish(struct filter_chain *c)
+{
+    int rc = chain_check(c);
+    if (rc < 0)
+        return rc;
+    c->started = true;
+    c->finished = true;
+    rc = push(c, 0, NULL, 0, true);
+    if (rc < 0)
+        c->failed = true;
+    return rc;
+}
+
+void filter_chain_free(struct filter_chain *c)
+{
+    if (!c)
+        return;
+    for (size_t i = c->n; i > 0; i--) {
+        filter_free(c->stages[i - 1].f);
+        free(c->stages[i - 1].buf);
+    }
+    free(c->stages);
+    free(c);
+}
+
+int filter_run(struct filter *f, const void *in, size_t in_len, uint8_t **out, size_t *out_len)
+{
+    struct buf b = BUF_INIT;
+    const uint8_t *p = in;
+    bool done = false;
+    int rc = 0;
+
+    *out = NULL;
+    *out_len = 0;
+    while (!done) {
+        size_t used = 0, produced = 0;
+        size_t cap = in_len > FILTER_DEFAULT_BUF ? in_len : FILTER_DEFAULT_BUF;
+
+        buf_reserve(&b, cap);
+        rc = f->ops->process(f, p, in_len, &used, b.data + b.len, cap, &produced, true, &done);
+        if (rc < 0)
+            goto out;
+        if (used > in_len || produced > cap) {
+            rc = err_set(ERR_RUNTIME, "filter \"%s\" overran its buffers", f->ops->name);
+            goto out;
+        }
+        if (!used && !produced && !done) {
+            rc = err_set(ERR_RUNTIME, "filter \"%s\" made no progress", f->ops->name);
+            goto out;
+        }
+        p += used;
+        in_len -= used;
+        b.len += produced;
+    }
+    if (in_len) {
+        rc = err_set(ERR_RUNTIME, "filter \"%s\" finished with %zu bytes unread", f->ops->name,
+                     in_len);
+        goto out;
+    }
+    *out_len = b.len;
+    *out = b.data ? b.data : xmalloc(1);
+    b.data = NULL;
+out:
+    buf_free(&b);
+    return rc;
+}

@@ -1,0 +1,144 @@
+/* zstd.c — zstd compressor and decompressor filters (see include/pgark/compress.h). */
+#include "pgark/compress.h"
+
+#include "pgark/error.h"
+#include "pgark/mem.h"
+
+#include <stdlib.h>
+#include <zstd.h>
+
+struct zstd_enc {
+    struct filter base;
+    ZSTD_CCtx *cctx;
+    bool done;
+};
+
+struct zstd_dec {
+    struct filter base;
+    ZSTD_DCtx *dctx;
+    bool frame_done; /* the frame ended and every byte of it was handed out */
+    bool failed;
+};
+
+static int zstd_enc_process(struct filter *f, const uint8_t *in, size_t in_len, size_t *in_used,
+                            uint8_t *out, size_t out_cap, size_t *out_len, bool finish, bool *done)
+{
+    struct zstd_enc *z = (struct zstd_enc *)f;
+    ZSTD_inBuffer ib = {in, in_len, 0};
+    ZSTD_outBuffer ob = {out, out_cap, 0};
+    int rc = 0;
+
+    *in_used = *out_len = 0;
+    *done = z->done;
+    if (z->done || !out_cap)
+        goto out;
+    size_t left = ZSTD_compressStream2(z->cctx, &ob, &ib, finish ? ZSTD_e_end : ZSTD_e_continue);
+    if (ZSTD_isError(left)) {
+        rc = err_set(ERR_RUNTIME, "zstd compression failed: %s", ZSTD_getErrorName(left));
+        goto out;
+    }
+    *in_used = ib.pos;
+    *out_len = ob.pos;
+    if (finish && left == 0 && ib.pos == in_len)
+        *done = z->done = true;
+out:
+    return rc;
+}
+
+static void zstd_enc_free(struct filter *f)
+{
+    struct zstd_enc *z = (struct zstd_enc *)f;
+    ZSTD_freeCCtx(z->cctx);
+    free(z);
+}
+
+static const struct filter_ops zstd_enc_ops = {FILTER_OPS_VERSION, "zstd compress",
+                                               zstd_enc_process, zstd_enc_free};
+
+struct filter *filter_zstd_compress_new(int level)
+{
+    if (level < COMPRESS_ZSTD_LEVEL_MIN || level > COMPRESS_ZSTD_LEVEL_MAX) {
+        err_set(ERR_CONFIG, "zstd compression level %d is out of range (%d to %d)", level,
+                COMPRESS_ZSTD_LEVEL_MIN, COMPRESS_ZSTD_LEVEL_MAX);
+        return NULL;
+    }
+    struct zstd_enc *z = xcalloc(1, sizeof(*z));
+    z->base.ops = &zstd_enc_ops;
+    z->cctx = ZSTD_createCCtx();
+    if (!z->cctx)
+        abort(); /* zstd only fails here when out of memory */
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_compressionLevel, level)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_checksumFlag, 1)))
+        abort(); /* both values are valid by construction */
+    return &z->base;
+}
+
+static int zstd_dec_process(struct filter *f, const uint8_t *in, size_t in_len, size_t *in_used,
+                            uint8_t *out, size_t out_cap, size_t *out_len, bool finish, bool *done)
+{
+    struct zstd_dec *z = (struct zstd_dec *)f;
+    ZSTD_inBuffer ib = {in, in_len, 0};
+    ZSTD_outBuffer ob = {out, out_cap, 0};
+    int rc = 0;
+
+    *in_used = *out_len = 0;
+    *done = false;
+    if (z->failed) {
+        rc = err_set(ERR_INTEGRITY, "zstd decompressor used after a failure");
+        goto out;
+    }
+    if (!z->frame_done && out_cap) {
+        size_t hint = ZSTD_decompressStream(z->dctx, &ob, &ib);
+        if (ZSTD_isError(hint)) {
+            rc = err_set(ERR_INTEGRITY, "compressed data is corrupt: %s", ZSTD_getErrorName(hint));
+            goto fail;
+        }
+        *in_used = ib.pos;
+        *out_len = ob.pos;
+        /* 0 means the frame is complete and fully flushed. */
+        z->frame_done = hint == 0;
+    }
+    if (z->frame_done && ib.pos < in_len) {
+        rc = err_set(ERR_INTEGRITY,
+                     "compressed data is corrupt: unexpected data after the end of the frame");
+        goto fail;
+    }
+    if (finish && ib.pos == in_len) {
+        if (z->frame_done)
+            *done = true;
+        else if (ob.pos < ob.size) {
+            /* All input is in, and zstd left room in out: it is waiting for more. */
+            rc = err_set(ERR_INTEGRITY, "compressed data is truncated");
+            goto fail;
+        }
+    }
+    goto out;
+fail:
+    z->failed = true;
+    *in_used = *out_len = 0;
+out:
+    return rc;
+}
+
+static void zstd_dec_free(struct filter *f)
+{
+    struct zstd_dec *z = (struct zstd_dec *)f;
+    ZSTD_freeDCtx(z->dctx);
+    free(z);
+}
+
+static const struct filter_ops zstd_dec_ops = {FILTER_OPS_VERSION, "zstd decompress",
+                                               zstd_dec_process, zstd_dec_free};
+
+struct filter *filter_zstd_decompress_new(void)
+{
+    struct zstd_dec *z = xcalloc(1, sizeof(*z));
+    z->base.ops = &zstd_dec_ops;
+    z->dctx = ZSTD_createDCtx();
+    if (!z->dctx)
+        abort();
+    if (ZSTD_isError(
+            ZSTD_DCtx_setParameter(z->dctx, ZSTD_d_windowLogMax, COMPRESS_ZSTD_MAX_WINDOW_LOG)))
+        abort();
+    return &z->base;
+}

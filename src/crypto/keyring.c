@@ -1,0 +1,282 @@
+/* keyring.c — scrypt, data key wrapping and the chunk-name key (see include/pgark/crypto.h). */
+#include "pgark/crypto.h"
+
+#include "pgark/error.h"
+#include "pgark/hash.h"
+#include "pgark/mem.h"
+
+#include <inttypes.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <string.h>
+
+#define KDF_NAME "scrypt"
+#define KDF_MAX_MEM (1ull << 30)
+#define NAME_KEY_INFO "pgark chunk names"
+/* Versioned prefix of the wrap AAD: the KDF parameters and salt follow it, so an
+ * altered record cannot unwrap to anything. */
+#define WRAP_AAD_PREFIX "pgark keyring v1"
+
+struct crypto_keyring {
+    struct crypto_kdf_params kdf;
+    uint8_t salt[CRYPTO_SALT_LEN];
+    uint8_t wrapped[CRYPTO_WRAPPED_LEN];
+    uint8_t data_key[CRYPTO_KEY_LEN];
+    uint8_t name_key[32];
+};
+
+static int kdf_check(const struct crypto_kdf_params *p, enum err_kind kind)
+{
+    if (p->n < 2 || p->n > (1ull << 30) || (p->n & (p->n - 1)))
+        return err_set(kind, "scrypt parameter N=%" PRIu64 " is not a power of two from 2 to 2^30",
+                       p->n);
+    if (p->r < 1 || p->p < 1 || (uint64_t)p->r * p->p >= (1u << 30))
+        return err_set(kind, "scrypt parameters r=%" PRIu32 " p=%" PRIu32 " are out of range", p->r,
+                       p->p);
+    if (128ull * p->r > KDF_MAX_MEM / p->n)
+        return err_set(
+            kind, "scrypt parameters N=%" PRIu64 " r=%" PRIu32 " need more than 1 GiB of memory",
+            p->n, p->r);
+    return 0;
+}
+
+int crypto_scrypt(const void *passphrase, size_t pass_len, const uint8_t *salt, size_t salt_len,
+                  const struct crypto_kdf_params *params, uint8_t *out, size_t out_len)
+{
+    EVP_KDF *kdf = NULL;
+    EVP_KDF_CTX *kctx = NULL;
+    uint64_t n = params->n, maxmem = KDF_MAX_MEM + KDF_MAX_MEM / 4;
+    uint32_t r = params->r, p = params->p;
+    int rc = kdf_check(params, ERR_CONFIG);
+
+    if (rc < 0)
+        goto out;
+    OSSL_PARAM ps[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD, (void *)passphrase, pass_len),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len),
+        OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_N, &n),
+        OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_R, &r),
+        OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_P, &p),
+        OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_MAXMEM, &maxmem),
+        OSSL_PARAM_construct_end(),
+    };
+    if (!(kdf = EVP_KDF_fetch(NULL, "SCRYPT", NULL)) || !(kctx = EVP_KDF_CTX_new(kdf)) ||
+        EVP_KDF_derive(kctx, out, out_len, ps) != 1)
+        rc = err_set(ERR_RUNTIME, "scrypt key derivation failed in OpenSSL");
+out:
+    EVP_KDF_CTX_free(kctx);
+    EVP_KDF_free(kdf);
+    return rc;
+}
+
+static int hkdf_sha256(const uint8_t *key, size_t key_len, const char *info, uint8_t *out,
+                       size_t out_len)
+{
+    EVP_KDF *kdf = NULL;
+    EVP_KDF_CTX *kctx = NULL;
+    int rc = 0;
+    OSSL_PARAM ps[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)key, key_len),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, strlen(info)),
+        OSSL_PARAM_construct_end(),
+    };
+
+    if (!(kdf = EVP_KDF_fetch(NULL, "HKDF", NULL)) || !(kctx = EVP_KDF_CTX_new(kdf)) ||
+        EVP_KDF_derive(kctx, out, out_len, ps) != 1)
+        rc = err_set(ERR_RUNTIME, "HKDF key derivation failed in OpenSSL");
+    EVP_KDF_CTX_free(kctx);
+    EVP_KDF_free(kdf);
+    return rc;
+}
+
+/* The associated data binding a wrapped key to its KDF parameters and salt. */
+static size_t wrap_aad(const struct crypto_keyring *kr, uint8_t *aad)
+{
+    size_t len = 0;
+    memcpy(aad, WRAP_AAD_PREFIX, sizeof(WRAP_AAD_PREFIX));
+    len += sizeof(WRAP_AAD_PREFIX); /* with its NUL, as a separator */
+    for (int i = 7; i >= 0; i--)
+        aad[len++] = (uint8_t)(kr->kdf.n >> (8 * i));
+    for (int i = 3; i >= 0; i--)
+        aad[len++] = (uint8_t)(kr->kdf.r >> (8 * i));
+    for (int i = 3; i >= 0; i--)
+        aad[len++] = (uint8_t)(kr->kdf.p >> (8 * i));
+    memcpy(aad + len, kr->salt, CRYPTO_SALT_LEN);
+    return len + CRYPTO_SALT_LEN;
+}
+
+#define WRAP_AAD_MAX (sizeof(WRAP_AAD_PREFIX) + 16 + CRYPTO_SALT_LEN)
+
+/* Seal (encrypt) or open kr->data_key <-> kr->wrapped under kek. Open returns 1 when
+ * the tag does not verify, 0 on success; both return <0 when OpenSSL fails. */
+static int wrap_cipher(struct crypto_keyring *kr, const uint8_t kek[CRYPTO_KEY_LEN], bool seal)
+{
+    uint8_t aad[WRAP_AAD_MAX];
+    size_t aad_len = wrap_aad(kr, aad);
+    uint8_t *nonce = kr->wrapped;
+    uint8_t *ct = kr->wrapped + CRYPTO_NONCE_LEN;
+    uint8_t *tag = ct + CRYPTO_KEY_LEN;
+    uint8_t plain[CRYPTO_KEY_LEN];
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int outl = 0, rc = 0;
+
+    if (!ctx || EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, kek, nonce, seal ? 1 : 0) != 1 ||
+        EVP_CipherUpdate(ctx, NULL, &outl, aad, (int)aad_len) != 1) {
+        rc = err_set(ERR_RUNTIME, "AES-256-GCM key wrapping failed in OpenSSL");
+        goto out;
+    }
+    if (seal) {
+        if (EVP_EncryptUpdate(ctx, ct, &outl, kr->data_key, CRYPTO_KEY_LEN) != 1 ||
+            EVP_EncryptFinal_ex(ctx, ct + outl, &outl) != 1 ||
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CRYPTO_TAG_LEN, tag) != 1)
+            rc = err_set(ERR_RUNTIME, "AES-256-GCM key wrapping failed in OpenSSL");
+        goto out;
+    }
+    if (EVP_DecryptUpdate(ctx, plain, &outl, ct, CRYPTO_KEY_LEN) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CRYPTO_TAG_LEN, tag) != 1) {
+        rc = err_set(ERR_RUNTIME, "AES-256-GCM key unwrapping failed in OpenSSL");
+        goto out;
+    }
+    if (EVP_DecryptFinal_ex(ctx, plain + outl, &outl) != 1) {
+        rc = 1;
+        goto out;
+    }
+    memcpy(kr->data_key, plain, CRYPTO_KEY_LEN);
+out:
+    secure_zero(plain, sizeof(plain));
+    EVP_CIPHER_CTX_free(ctx);
+    return rc;
+}
+
+/* Wrap kr->data_key under passphrase with a fresh salt and nonce. */
+static int wrap(struct crypto_keyring *kr, const char *passphrase, size_t pass_len)
+{
+    uint8_t kek[CRYPTO_KEY_LEN];
+    int rc;
+
+    if (pass_len == 0) {
+        rc = err_set(ERR_CONFIG, "the encryption passphrase is empty");
+        goto out;
+    }
+    if ((rc = random_bytes(kr->salt, CRYPTO_SALT_LEN)) < 0 ||
+        (rc = random_bytes(kr->wrapped, CRYPTO_NONCE_LEN)) < 0 ||
+        (rc = crypto_scrypt(passphrase, pass_len, kr->salt, CRYPTO_SALT_LEN, &kr->kdf, kek,
+                            sizeof(kek))) < 0)
+        goto out;
+    rc = wrap_cipher(kr, kek, true);
+out:
+    secure_zero(kek, sizeof(kek));
+    return rc;
+}
+
+int crypto_keyring_create(const char *passphrase, size_t pass_len,
+                          const struct crypto_kdf_params *params, struct crypto_keyring **out)
+{
+    struct crypto_keyring *kr = xcalloc(1, sizeof(*kr));
+    int rc;
+
+    *out = NULL;
+    kr->kdf = params ? *params
+                     : (struct crypto_kdf_params){CRYPTO_KDF_DEFAULT_N, CRYPTO_KDF_DEFAULT_R,
+                                                  CRYPTO_KDF_DEFAULT_P};
+    if ((rc = random_bytes(kr->data_key, CRYPTO_KEY_LEN)) < 0 ||
+        (rc = wrap(kr, passphrase, pass_len)) < 0 ||
+        (rc = hkdf_sha256(kr->data_key, CRYPTO_KEY_LEN, NAME_KEY_INFO, kr->name_key,
+                          sizeof(kr->name_key))) < 0)
+        goto out;
+    *out = kr;
+    kr = NULL;
+out:
+    crypto_keyring_free(kr);
+    return rc;
+}
+
+int crypto_keyring_open(const struct crypto_key_record *rec, const char *passphrase,
+                        size_t pass_len, struct crypto_keyring **out)
+{
+    struct crypto_keyring *kr = xcalloc(1, sizeof(*kr));
+    uint8_t kek[CRYPTO_KEY_LEN];
+    int rc;
+
+    *out = NULL;
+    if (!memchr(rec->kdf, 0, sizeof(rec->kdf)) || strcmp(rec->kdf, KDF_NAME) != 0) {
+        rc = err_set(ERR_INTEGRITY, "unknown key derivation function \"%.*s\" (expected \"%s\")",
+                     (int)sizeof(rec->kdf), rec->kdf, KDF_NAME);
+        goto out;
+    }
+    kr->kdf = (struct crypto_kdf_params){rec->n, rec->r, rec->p};
+    if ((rc = kdf_check(&kr->kdf, ERR_INTEGRITY)) < 0)
+        goto out;
+    if ((rc = hex_decode(rec->salt, kr->salt, CRYPTO_SALT_LEN)) < 0) {
+        err_context("while reading the salt of the encryption key record");
+        goto out;
+    }
+    if ((rc = hex_decode(rec->wrapped_key, kr->wrapped, CRYPTO_WRAPPED_LEN)) < 0) {
+        err_context("while reading the wrapped key of the encryption key record");
+        goto out;
+    }
+    if ((rc = crypto_scrypt(passphrase, pass_len, kr->salt, CRYPTO_SALT_LEN, &kr->kdf, kek,
+                            sizeof(kek))) < 0 ||
+        (rc = wrap_cipher(kr, kek, false)) < 0)
+        goto out;
+    if (rc == 1) {
+        rc =
+            err_set(ERR_AUTH, "wrong passphrase: it does not unlock the repository encryption key");
+        err_hint("use the passphrase the repository was created or last rekeyed with");
+        goto out;
+    }
+    if ((rc = hkdf_sha256(kr->data_key, CRYPTO_KEY_LEN, NAME_KEY_INFO, kr->name_key,
+                          sizeof(kr->name_key))) < 0)
+        goto out;
+    *out = kr;
+    kr = NULL;
+out:
+    secure_zero(kek, sizeof(kek));
+    crypto_keyring_free(kr);
+    return rc;
+}
+
+int crypto_keyring_rewrap(struct crypto_keyring *kr, const char *new_passphrase, size_t pass_len,
+                          const struct crypto_kdf_params *params)
+{
+    struct crypto_keyring *next = xmalloc(sizeof(*next));
+    int rc;
+
+    *next = *kr;
+    if (params)
+        next->kdf = *params;
+    if ((rc = wrap(next, new_passphrase, pass_len)) < 0)
+        goto out;
+    *kr = *next;
+out:
+    secure_free(next, sizeof(*next));
+    return rc;
+}
+
+void crypto_keyring_export(const struct crypto_keyring *kr, struct crypto_key_record *rec)
+{
+    memset(rec, 0, sizeof(*rec));
+    memcpy(rec->kdf, KDF_NAME, sizeof(KDF_NAME));
+    rec->n = kr->kdf.n;
+    rec->r = kr->kdf.r;
+    rec->p = kr->kdf.p;
+    hex_encode(kr->salt, CRYPTO_SALT_LEN, rec->salt);
+    hex_encode(kr->wrapped, CRYPTO_WRAPPED_LEN, rec->wrapped_key);
+}
+
+const uint8_t *crypto_keyring_data_key(const struct crypto_keyring *kr)
+{
+    return kr->data_key;
+}
+
+const uint8_t *crypto_keyring_name_key(const struct crypto_keyring *kr)
+{
+    return kr->name_key;
+}
+
+void crypto_keyring_free(struct crypto_keyring *kr)
+{
+    secure_free(kr, sizeof(*kr));
+}
