@@ -1,0 +1,350 @@
+/*
+ * object.c — the object envelope: every object of a repository is
+ *
+ *   header (32 bytes): "PGAO", version 1, compression id, cipher id, flags 0,
+ *                      plaintext length (u64 big-endian), nonce (12 bytes, zero when
+ *                      not encrypted), 4 reserved zero bytes
+ *   payload:           (plaintext || SHA-256(plaintext)), compressed, then encrypted
+ *                      with the header as associated data
+ *
+ * Writing runs plaintext -> sha256 -> zstd -> aes-gcm -> storage; reading the reverse,
+ * and a trailer check that compares the length and the digest before it reports
+ * success.
+ */
+#include "repo_int.h"
+
+#include "pgark/error.h"
+#include "pgark/hash.h"
+#include "pgark/mem.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+char *repo_full_path(const struct repo *r, const char *path)
+{
+    return xasprintf("%s%s", r->prefix, path);
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* --- writing ------------------------------------------------------------------------ */
+
+struct repo_writer {
+    struct repo *r;
+    char *path;
+    struct storage_write *w;
+    struct filter_chain *chain;
+    struct filter *sha;
+    uint64_t expect;
+    uint64_t written;
+};
+
+static int writer_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct repo_writer *rw = ctx;
+    return storage_write_data(rw->w, data, len);
+}
+
+struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t plaintext_len)
+{
+    struct repo_writer *rw = xcalloc(1, sizeof(*rw));
+    uint8_t header[ENVELOPE_HEADER_LEN] = {0};
+    uint8_t nonce[CRYPTO_NONCE_LEN] = {0};
+
+    rw->r = r;
+    rw->path = repo_full_path(r, path);
+    rw->expect = plaintext_len;
+    if (r->keyring && random_bytes(nonce, sizeof(nonce)) < 0)
+        goto fail;
+    memcpy(header, ENVELOPE_MAGIC, 4);
+    header[4] = ENVELOPE_VERSION;
+    header[5] = r->compression->id;
+    header[6] = r->cipher->id;
+    header[7] = 0;
+    put_be64(header + 8, plaintext_len);
+    memcpy(header + 16, nonce, sizeof(nonce));
+
+    rw->w = storage_write_open(r->storage, rw->path, STORAGE_TO_END);
+    if (!rw->w)
+        goto fail;
+    if (storage_write_data(rw->w, header, sizeof(header)) < 0)
+        goto fail;
+    rw->chain = filter_chain_new(0, writer_sink, rw);
+    rw->sha = filter_chain_add(rw->chain, filter_sha256_new());
+    if (codec_add_compress(rw->chain, r->compression, r->compress_level) < 0)
+        goto fail;
+    if (r->keyring && codec_add_encrypt(rw->chain, r->cipher, crypto_keyring_data_key(r->keyring),
+                                        nonce, header, sizeof(header)) < 0)
+        goto fail;
+    return rw;
+fail:
+    err_context("while writing \"%s\" in repository \"%s\"", path, repo_name(r));
+    repo_writer_abort(rw);
+    return NULL;
+}
+
+int repo_writer_write(struct repo_writer *rw, const void *data, size_t len)
+{
+    if (rw->written + len > rw->expect)
+        return err_set(ERR_RUNTIME, "object \"%s\": %llu bytes written, more than the %llu declared",
+                       rw->path, (unsigned long long)(rw->written + len),
+                       (unsigned long long)rw->expect);
+    rw->written += len;
+    return filter_chain_write(rw->chain, data, len);
+}
+
+void repo_writer_abort(struct repo_writer *rw)
+{
+    if (!rw)
+        return;
+    if (rw->w)
+        storage_write_abort(rw->w);
+    filter_chain_free(rw->chain);
+    free(rw->path);
+    free(rw);
+}
+
+int repo_writer_commit(struct repo_writer *rw)
+{
+    int rc = 0;
+    uint8_t digest[SHA256_LEN];
+    if (rw->written != rw->expect) {
+        rc = err_set(ERR_RUNTIME, "object \"%s\": %llu bytes written, %llu declared", rw->path,
+                     (unsigned long long)rw->written, (unsigned long long)rw->expect);
+        goto fail;
+    }
+    filter_sha256_result(rw->sha, digest);
+    if ((rc = filter_chain_write(rw->chain, digest, sizeof(digest))) < 0 ||
+        (rc = filter_chain_finish(rw->chain)) < 0)
+        goto fail;
+    struct storage_write *w = rw->w;
+    rw->w = NULL;
+    rc = storage_write_commit(w);
+    if (rc < 0)
+        goto fail;
+    repo_writer_abort(rw);
+    return 0;
+fail:
+    repo_writer_abort(rw);
+    return rc;
+}
+
+int repo_put(struct repo *r, const char *path, const void *data, size_t len)
+{
+    struct repo_writer *rw = repo_writer_open(r, path, len);
+    if (!rw)
+        return err_code();
+    int rc = repo_writer_write(rw, data, len);
+    if (rc < 0) {
+        repo_writer_abort(rw);
+        return rc;
+    }
+    return repo_writer_commit(rw);
+}
+
+/* --- reading ------------------------------------------------------------------------ */
+
+struct reader {
+    struct repo *r;
+    const char *path; /* relative, for messages */
+    storage_sink_fn sink;
+    void *ctx;
+    uint8_t header[ENVELOPE_HEADER_LEN];
+    size_t header_have;
+    struct filter_chain *chain;
+    /* Plaintext side: hold back the last 32 bytes, which may be the trailer. */
+    uint8_t hold[ENVELOPE_TRAILER_LEN];
+    size_t hold_len;
+    struct sha256_ctx *sha;
+    uint64_t plain_len; /* from the header */
+    uint64_t delivered;
+};
+
+static int bad_object(struct reader *rd, const char *what)
+{
+    return err_set(ERR_INTEGRITY, "object \"%s\" in repository \"%s\" is damaged: %s", rd->path,
+                   repo_name(rd->r), what);
+}
+
+static int deliver(struct reader *rd, const uint8_t *data, size_t len)
+{
+    if (!len)
+        return 0;
+    if (rd->delivered + len > rd->plain_len)
+        return bad_object(rd, "longer than its header says");
+    sha256_ctx_update(rd->sha, data, len);
+    rd->delivered += len;
+    return rd->sink ? rd->sink(rd->ctx, data, len) : 0;
+}
+
+/* Output of the decode chain: plaintext followed by the 32-byte trailer. */
+static int plain_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct reader *rd = ctx;
+    int rc = 0;
+    if (rd->hold_len + len <= ENVELOPE_TRAILER_LEN) {
+        memcpy(rd->hold + rd->hold_len, data, len);
+        rd->hold_len += len;
+        return 0;
+    }
+    /* Everything but the last 32 bytes of (hold || data) is plaintext. */
+    size_t total = rd->hold_len + len;
+    size_t out = total - ENVELOPE_TRAILER_LEN;
+    size_t from_hold = out < rd->hold_len ? out : rd->hold_len;
+    if ((rc = deliver(rd, rd->hold, from_hold)) < 0)
+        return rc;
+    memmove(rd->hold, rd->hold + from_hold, rd->hold_len - from_hold);
+    rd->hold_len -= from_hold;
+    size_t from_data = out - from_hold;
+    if ((rc = deliver(rd, data, from_data)) < 0)
+        return rc;
+    memcpy(rd->hold + rd->hold_len, data + from_data, len - from_data);
+    rd->hold_len += len - from_data;
+    return 0;
+}
+
+static int start_chain(struct reader *rd)
+{
+    const uint8_t *h = rd->header;
+    if (memcmp(h, ENVELOPE_MAGIC, 4) != 0)
+        return bad_object(rd, "not a pgark object (bad magic)");
+    if (h[4] != ENVELOPE_VERSION) {
+        char text[64];
+        snprintf(text, sizeof(text), "envelope version %u is not supported", h[4]);
+        return bad_object(rd, text);
+    }
+    const struct codec *comp = codec_by_id(CODEC_COMPRESSION, h[5]);
+    const struct codec *cipher = codec_by_id(CODEC_CIPHER, h[6]);
+    if (!comp || !cipher)
+        return err_context("in object \"%s\" of repository \"%s\"", rd->path, repo_name(rd->r));
+    rd->plain_len = get_be64(h + 8);
+    rd->chain = filter_chain_new(0, plain_sink, rd);
+    if (!codec_is_none(cipher)) {
+        if (!rd->r->keyring)
+            return bad_object(rd, "encrypted, but the repository has no key");
+        if (codec_add_decrypt(rd->chain, cipher, crypto_keyring_data_key(rd->r->keyring), h + 16,
+                              h, ENVELOPE_HEADER_LEN) < 0)
+            return err_code();
+    } else if (rd->r->keyring) {
+        /* An encrypted repository never holds plaintext objects: one that does was put
+         * there by someone else, and its content cannot be trusted. */
+        return bad_object(rd, "not encrypted in an encrypted repository");
+    }
+    return codec_add_decompress(rd->chain, comp);
+}
+
+static int stored_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct reader *rd = ctx;
+    int rc;
+    if (rd->header_have < ENVELOPE_HEADER_LEN) {
+        size_t take = ENVELOPE_HEADER_LEN - rd->header_have;
+        if (take > len)
+            take = len;
+        memcpy(rd->header + rd->header_have, data, take);
+        rd->header_have += take;
+        data += take;
+        len -= take;
+        if (rd->header_have < ENVELOPE_HEADER_LEN)
+            return 0;
+        if ((rc = start_chain(rd)) < 0)
+            return rc;
+    }
+    if (!len)
+        return 0;
+    rc = filter_chain_write(rd->chain, data, len);
+    if (rc < 0 && err_kind() == ERR_INTEGRITY)
+        err_context("in object \"%s\" of repository \"%s\"", rd->path, repo_name(rd->r));
+    return rc;
+}
+
+/* Read and verify an object; plaintext to sink (may be NULL), digest to sha_out. */
+static int read_object(struct repo *r, const char *path, storage_sink_fn sink, void *ctx,
+                       uint8_t sha_out[SHA256_LEN], uint64_t *len_out)
+{
+    struct reader rd;
+    char *full = repo_full_path(r, path);
+    uint8_t digest[SHA256_LEN];
+    int rc;
+
+    memset(&rd, 0, sizeof(rd));
+    rd.r = r;
+    rd.path = path;
+    rd.sink = sink;
+    rd.ctx = ctx;
+    rd.sha = sha256_ctx_new();
+    rc = storage_read(r->storage, full, 0, STORAGE_TO_END, stored_sink, &rd);
+    if (rc < 0)
+        goto out;
+    if (rd.header_have < ENVELOPE_HEADER_LEN) {
+        rc = bad_object(&rd, "shorter than its header");
+        goto out;
+    }
+    rc = filter_chain_finish(rd.chain);
+    if (rc < 0) {
+        if (err_kind() == ERR_INTEGRITY)
+            err_context("in object \"%s\" of repository \"%s\"", path, repo_name(r));
+        goto out;
+    }
+    if (rd.hold_len != ENVELOPE_TRAILER_LEN || rd.delivered != rd.plain_len) {
+        rc = bad_object(&rd, "truncated");
+        goto out;
+    }
+    sha256_ctx_final(rd.sha, digest);
+    if (memcmp(digest, rd.hold, SHA256_LEN) != 0) {
+        rc = bad_object(&rd, "SHA-256 of the content does not match");
+        goto out;
+    }
+    if (sha_out)
+        memcpy(sha_out, digest, SHA256_LEN);
+    if (len_out)
+        *len_out = rd.plain_len;
+out:
+    filter_chain_free(rd.chain);
+    sha256_ctx_free(rd.sha);
+    free(full);
+    return rc;
+}
+
+int repo_get(struct repo *r, const char *path, storage_sink_fn sink, void *ctx)
+{
+    return read_object(r, path, sink, ctx, NULL, NULL);
+}
+
+static int buf_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    buf_append(ctx, data, len);
+    return 0;
+}
+
+int repo_get_all(struct repo *r, const char *path, uint8_t **data, size_t *len)
+{
+    struct buf b = BUF_INIT;
+    int rc = read_object(r, path, buf_sink, &b, NULL, NULL);
+    if (rc < 0) {
+        buf_free(&b);
+        return rc;
+    }
+    *len = b.len;
+    *data = (uint8_t *)buf_steal(&b);
+    return 0;
+}
+
+int repo_object_digest(struct repo *r, const char *path, uint8_t sha[32], uint64_t *len)
+{
+    return read_object(r, path, NULL, NULL, sha, len);
+}

@@ -1,0 +1,255 @@
+/*
+ * repo.c — opening a repository: repo.json, which binds it to one PostgreSQL system
+ * and holds the encryption parameters (KDF salt and cost, wrapped data key).
+ *
+ * repo.json is plain JSON, not an envelope: it is what unlocks the envelopes. Nothing
+ * in it is secret without the passphrase.
+ */
+#include "repo_int.h"
+
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+#include "pgark/units.h"
+#include "pgark/version.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REPO_JSON "repo.json"
+
+const struct repo_identity *repo_identity(const struct repo *r)
+{
+    return &r->identity;
+}
+
+const char *repo_name(const struct repo *r)
+{
+    return r->storage->name ? r->storage->name : "?";
+}
+
+struct storage *repo_storage(struct repo *r)
+{
+    return r->storage;
+}
+
+bool repo_encrypted(const struct repo *r)
+{
+    return r->keyring != NULL;
+}
+
+void repo_close(struct repo *r)
+{
+    if (!r)
+        return;
+    crypto_keyring_free(r->keyring);
+    free(r->cluster);
+    free(r->prefix);
+    free(r);
+}
+
+static char *identity_json(const struct repo *r)
+{
+    char sysid[32], created[64];
+    snprintf(sysid, sizeof(sysid), "%llu", (unsigned long long)r->identity.system_identifier);
+    json_t *o = json_pack("{s:i, s:s, s:s, s:i, s:I, s:s, s:s}", "format", PGARK_REPO_FORMAT,
+                          "cluster", r->cluster, "system_identifier", sysid, "pg_major",
+                          r->identity.pg_major, "wal_segment_size",
+                          (json_int_t)r->identity.seg_size, "created",
+                          time_format_pg(time_now_us(), created, sizeof(created)),
+                          "pgark_version", PGARK_VERSION);
+    if (r->keyring) {
+        struct crypto_key_record rec;
+        crypto_keyring_export(r->keyring, &rec);
+        json_object_set_new(o, "encryption",
+                            json_pack("{s:s, s:s, s:I, s:i, s:i, s:s, s:s}", "cipher",
+                                      "aes-256-gcm", "kdf", rec.kdf, "n", (json_int_t)rec.n, "r",
+                                      (int)rec.r, "p", (int)rec.p, "salt", rec.salt,
+                                      "wrapped_key", rec.wrapped_key));
+    } else {
+        json_object_set_new(o, "encryption", json_null());
+    }
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return text;
+}
+
+static int bad_json(const struct repo *r, const char *what)
+{
+    return err_set(ERR_INTEGRITY, "\"%s%s\" in repository \"%s\" is not valid: %s", r->prefix,
+                   REPO_JSON, repo_name(r), what);
+}
+
+/* Parse repo.json into r (identity, keyring). */
+static int load_json(struct repo *r, const char *text, size_t len, const char *passphrase)
+{
+    json_error_t jerr;
+    json_t *o = json_loadb(text, len, 0, &jerr);
+    int rc = 0;
+    if (!o || !json_is_object(o)) {
+        rc = bad_json(r, o ? "not an object" : jerr.text);
+        goto out;
+    }
+    json_t *format = json_object_get(o, "format");
+    if (!json_is_integer(format)) {
+        rc = bad_json(r, "no format version");
+        goto out;
+    }
+    if (json_integer_value(format) != PGARK_REPO_FORMAT) {
+        rc = err_set(ERR_MISMATCH, "repository \"%s\" has format %lld; this pgark reads format %d",
+                     repo_name(r), (long long)json_integer_value(format), PGARK_REPO_FORMAT);
+        goto out;
+    }
+    const char *sysid = json_string_value(json_object_get(o, "system_identifier"));
+    json_t *major = json_object_get(o, "pg_major"), *seg = json_object_get(o, "wal_segment_size");
+    if (!sysid || !json_is_integer(major) || !json_is_integer(seg)) {
+        rc = bad_json(r, "system_identifier, pg_major or wal_segment_size missing");
+        goto out;
+    }
+    char *end;
+    r->identity.system_identifier = strtoull(sysid, &end, 10);
+    r->identity.pg_major = (int)json_integer_value(major);
+    r->identity.seg_size = (uint64_t)json_integer_value(seg);
+    if (*end || !wal_seg_size_valid(r->identity.seg_size)) {
+        rc = bad_json(r, "bad system_identifier or wal_segment_size");
+        goto out;
+    }
+    json_t *enc = json_object_get(o, "encryption");
+    if (json_is_object(enc)) {
+        if (!passphrase) {
+            rc = err_set(ERR_CONFIG, "repository \"%s\" is encrypted, but no passphrase is "
+                                     "configured",
+                         repo_name(r));
+            err_hint("set encryption.passphrase_file to the passphrase the repository was "
+                     "created with");
+            goto out;
+        }
+        struct crypto_key_record rec;
+        memset(&rec, 0, sizeof(rec));
+        const char *kdf = json_string_value(json_object_get(enc, "kdf"));
+        const char *salt = json_string_value(json_object_get(enc, "salt"));
+        const char *wrapped = json_string_value(json_object_get(enc, "wrapped_key"));
+        json_t *n = json_object_get(enc, "n"), *rr = json_object_get(enc, "r"),
+               *p = json_object_get(enc, "p");
+        if (!kdf || !salt || !wrapped || !json_is_integer(n) || !json_is_integer(rr) ||
+            !json_is_integer(p) || strlen(kdf) >= sizeof(rec.kdf) ||
+            strlen(salt) >= sizeof(rec.salt) || strlen(wrapped) >= sizeof(rec.wrapped_key)) {
+            rc = bad_json(r, "incomplete encryption parameters");
+            goto out;
+        }
+        strcpy(rec.kdf, kdf);
+        strcpy(rec.salt, salt);
+        strcpy(rec.wrapped_key, wrapped);
+        rec.n = (uint64_t)json_integer_value(n);
+        rec.r = (uint32_t)json_integer_value(rr);
+        rec.p = (uint32_t)json_integer_value(p);
+        rc = crypto_keyring_open(&rec, passphrase, strlen(passphrase), &r->keyring);
+        if (rc < 0) {
+            err_context("while opening repository \"%s\"", repo_name(r));
+            goto out;
+        }
+        r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
+    } else if (passphrase) {
+        rc = err_set(ERR_CONFIG, "repository \"%s\" is not encrypted, but encryption.passphrase "
+                                 "is set",
+                     repo_name(r));
+        err_hint("a repository is encrypted or not from its creation; remove the passphrase or "
+                 "use a new repository");
+        goto out;
+    }
+out:
+    json_decref(o);
+    return rc;
+}
+
+static int create_json(struct repo *r, const struct repo_options *opts)
+{
+    int rc = 0;
+    char *full = repo_full_path(r, REPO_JSON);
+    if (opts->passphrase) {
+        struct crypto_kdf_params params = {opts->kdf_n ? opts->kdf_n : CRYPTO_KDF_DEFAULT_N,
+                                           CRYPTO_KDF_DEFAULT_R, CRYPTO_KDF_DEFAULT_P};
+        rc = crypto_keyring_create(opts->passphrase, strlen(opts->passphrase), &params,
+                                   &r->keyring);
+        if (rc < 0)
+            goto out;
+        r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
+    }
+    char *text = identity_json(r);
+    rc = storage_write_all(r->storage, full, text, strlen(text));
+    free(text);
+    if (rc == 0)
+        log_info("created repository for cluster \"%s\" in \"%s\"%s", r->cluster, repo_name(r),
+                 r->keyring ? " (encrypted)" : "");
+out:
+    free(full);
+    return rc;
+}
+
+struct repo *repo_open(struct storage *s, const struct repo_options *opts,
+                       const struct repo_identity *expect, bool create)
+{
+    struct repo *r = xcalloc(1, sizeof(*r));
+    uint8_t *data = NULL;
+    size_t len = 0;
+    char *full = NULL;
+    int rc;
+
+    r->storage = s;
+    r->cluster = xstrdup(opts->cluster);
+    r->prefix = xasprintf("%s/", opts->cluster);
+    r->compress_level = opts->compress_level;
+    r->compression = codec_by_name(CODEC_COMPRESSION, opts->compress_level > 0 ? "zstd" : "none");
+    r->cipher = codec_by_name(CODEC_CIPHER, "none");
+    full = repo_full_path(r, REPO_JSON);
+
+    rc = storage_read_all(s, full, &data, &len);
+    if (rc == -ERR_NOT_FOUND) {
+        err_clear();
+        if (!create || !expect) {
+            err_set(ERR_NOT_FOUND, "repository \"%s\" holds no cluster \"%s\" (no \"%s\")",
+                    repo_name(r), r->cluster, full);
+            err_hint("the first \"pgark receive\" or \"pgark backup\" of the cluster creates it");
+            goto fail;
+        }
+        r->identity = *expect;
+        if (create_json(r, opts) < 0)
+            goto fail;
+        goto done;
+    }
+    if (rc < 0)
+        goto fail;
+    if (load_json(r, (const char *)data, len, opts->passphrase) < 0)
+        goto fail;
+    if (expect) {
+        if (expect->system_identifier != r->identity.system_identifier) {
+            err_set(ERR_MISMATCH,
+                    "repository \"%s\" belongs to database system %llu, but the server is "
+                    "system %llu",
+                    repo_name(r), (unsigned long long)r->identity.system_identifier,
+                    (unsigned long long)expect->system_identifier);
+            err_hint("a repository holds one cluster; give this one another path, prefix or "
+                     "cluster name");
+            goto fail;
+        }
+        if (expect->pg_major != r->identity.pg_major || expect->seg_size != r->identity.seg_size) {
+            err_set(ERR_MISMATCH,
+                    "repository \"%s\" holds PostgreSQL %d with %llu-byte WAL segments, but the "
+                    "server is PostgreSQL %d with %llu-byte segments",
+                    repo_name(r), r->identity.pg_major,
+                    (unsigned long long)r->identity.seg_size, expect->pg_major,
+                    (unsigned long long)expect->seg_size);
+            goto fail;
+        }
+    }
+done:
+    free(data);
+    free(full);
+    return r;
+fail:
+    free(data);
+    free(full);
+    repo_close(r);
+    return NULL;
+}
