@@ -70,8 +70,7 @@ int storage_path_check(const char *path)
         size_t len = slash ? (size_t)(slash - c) : strlen(c);
         if (!component_ok(c, len))
             return err_set(ERR_USAGE,
-                           "invalid object path \"%s\": empty, \".\" or \"..\" component",
-                           path);
+                           "invalid object path \"%s\": empty, \".\" or \"..\" component", path);
         if (!slash)
             break;
         c = slash + 1;
@@ -93,8 +92,7 @@ static int prefix_check(const char *prefix)
     while ((slash = strchr(c, '/')) != NULL) {
         if (!component_ok(c, (size_t)(slash - c)))
             return err_set(ERR_USAGE,
-                           "invalid list prefix \"%s\": empty, \".\" or \"..\" component",
-                           prefix);
+                           "invalid list prefix \"%s\": empty, \".\" or \"..\" component", prefix);
         c = slash + 1;
     }
     return 0;
@@ -137,8 +135,8 @@ static void sleep_ms(int64_t ms)
  */
 typedef int (*attempt_fn)(struct storage *s, void *arg, bool *final);
 
-static int with_retries(struct storage *s, const char *what, const char *path,
-                        attempt_fn attempt, void *arg)
+static int with_retries(struct storage *s, const char *what, const char *path, attempt_fn attempt,
+                        void *arg)
 {
     int retries = s->retries > 0 ? s->retries : 0;
     int rc = 0;
@@ -150,8 +148,8 @@ static int with_retries(struct storage *s, const char *what, const char *path,
         if (final || err_kind() != ERR_TRANSIENT || n >= retries)
             break;
         int64_t wait = backoff_ms(s, n);
-        log_warn("%s \"%s\" in repository \"%s\" failed: %s; retry %d of %d in %lld ms", what,
-                 path, s->name, err_message(), n + 1, retries, (long long)wait);
+        log_warn("%s \"%s\" in repository \"%s\" failed: %s; retry %d of %d in %lld ms", what, path,
+                 s->name, err_message(), n + 1, retries, (long long)wait);
         err_clear();
         sleep_ms(wait);
     }
@@ -208,8 +206,8 @@ int storage_read(struct storage *s, const char *path, uint64_t offset, uint64_t 
                      (unsigned long long)offset, (unsigned long long)length);
         goto out;
     }
-    struct read_state st = {.path = path, .offset = offset, .length = length, .sink = sink,
-                            .ctx = ctx};
+    struct read_state st = {
+        .path = path, .offset = offset, .length = length, .sink = sink, .ctx = ctx};
     rc = with_retries(s, "read of", path, read_attempt, &st);
 out:
     if (rc < 0)
@@ -249,13 +247,12 @@ struct open_state {
 static int open_attempt(struct storage *s, void *arg, bool *final)
 {
     struct open_state *st = arg;
-    (void)final;
+    (void) final;
     st->w = s->ops->write_open(s, st->path, st->size_hint);
     return st->w ? 0 : err_code();
 }
 
-struct storage_write *storage_write_open(struct storage *s, const char *path,
-                                         uint64_t size_hint)
+struct storage_write *storage_write_open(struct storage *s, const char *path, uint64_t size_hint)
 {
     struct open_state st = {.path = path, .size_hint = size_hint};
     if (storage_path_check(path) < 0 || with_retries(s, "write of", path, open_attempt, &st) < 0) {
@@ -299,7 +296,7 @@ struct write_all_state {
 static int write_all_attempt(struct storage *s, void *arg, bool *final)
 {
     struct write_all_state *st = arg;
-    (void)final;
+    (void) final;
     struct storage_write *w = s->ops->write_open(s, st->path, st->len);
     if (!w)
         return err_code();
@@ -380,7 +377,7 @@ struct info_state {
 static int info_attempt(struct storage *s, void *arg, bool *final)
 {
     struct info_state *st = arg;
-    (void)final;
+    (void) final;
     return s->ops->info(s, st->path, st->info);
 }
 
@@ -412,7 +409,7 @@ int storage_exists(struct storage *s, const char *path)
 
 static int remove_attempt(struct storage *s, void *arg, bool *final)
 {
-    (void)final;
+    (void) final;
     int rc = s->ops->remove(s, arg);
     if (rc < 0 && err_kind() == ERR_NOT_FOUND) {
         err_clear();
@@ -441,7 +438,7 @@ struct rename_state {
 static int rename_attempt(struct storage *s, void *arg, bool *final)
 {
     struct rename_state *st = arg;
-    (void)final;
+    (void) final;
     return s->ops->rename(s, st->from, st->to);
 }
 
@@ -457,7 +454,7 @@ static int copy_attempt(struct storage *s, void *arg, bool *final)
 {
     struct rename_state *st = arg;
     struct storage_info info;
-    (void)final;
+    (void) final;
     int rc = s->ops->info(s, st->from, &info);
     if (rc < 0)
         return rc;
@@ -491,8 +488,8 @@ int storage_rename(struct storage *s, const char *from, const char *to)
     if (strcmp(from, to) == 0) {
         /* Nothing moves; the copy fallback would otherwise delete the object. */
         struct storage_info info;
-        rc = with_retries(s, "stat of", from,
-                          info_attempt, &(struct info_state){.path = from, .info = &info});
+        rc = with_retries(s, "stat of", from, info_attempt,
+                          &(struct info_state){.path = from, .info = &info});
         goto out;
     }
     if (s->ops->rename)

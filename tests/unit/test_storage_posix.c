@@ -656,8 +656,7 @@ static void test_retry_gives_up(void **state)
     s->retries = 2;
     fx->f->fail[F_READ] = 10;
     struct buf got = BUF_INIT;
-    assert_storage_error(storage_read(s, "obj", 0, STORAGE_TO_END, buf_sink, &got),
-                         ERR_TRANSIENT,
+    assert_storage_error(storage_read(s, "obj", 0, STORAGE_TO_END, buf_sink, &got), ERR_TRANSIENT,
                          "scripted failure of read (call 3)\n  in repository \"flaky\"");
     assert_int_equal(fx->f->calls[F_READ], 3);
     char *log = log_text(fx);
@@ -667,8 +666,8 @@ static void test_retry_gives_up(void **state)
     /* No retries at all. */
     s->retries = 0;
     fx->f->calls[F_READ] = 0;
-    assert_storage_error(storage_read(s, "obj", 0, STORAGE_TO_END, buf_sink, &got),
-                         ERR_TRANSIENT, NULL);
+    assert_storage_error(storage_read(s, "obj", 0, STORAGE_TO_END, buf_sink, &got), ERR_TRANSIENT,
+                         NULL);
     assert_int_equal(fx->f->calls[F_READ], 1);
     buf_free(&got);
 }
@@ -687,8 +686,8 @@ static void test_retry_only_transient(void **state)
     fx->f->kind = ERR_TRANSIENT;
 
     /* A missing object is not retried either. */
-    assert_storage_error(storage_read(s, "none", 0, STORAGE_TO_END, buf_sink, &got),
-                         ERR_NOT_FOUND, NULL);
+    assert_storage_error(storage_read(s, "none", 0, STORAGE_TO_END, buf_sink, &got), ERR_NOT_FOUND,
+                         NULL);
     assert_int_equal(fx->f->calls[F_READ], 2);
     char *log = log_text(fx);
     assert_int_equal(count_lines(log, " warn "), 0);
@@ -735,8 +734,7 @@ static void test_retry_write_all_and_open(void **state)
     assert_non_null(w);
     assert_int_equal(storage_write_data(w, "two", 3), 0);
     fx->f->fail[F_COMMIT] = 1;
-    assert_storage_error(storage_write_commit(w), ERR_TRANSIENT,
-                         "scripted failure of commit");
+    assert_storage_error(storage_write_commit(w), ERR_TRANSIENT, "scripted failure of commit");
     assert_int_equal(storage_exists(s, "w/two"), 0);
 }
 
@@ -822,7 +820,7 @@ static void test_retry_backoff(void **state)
     free(log);
 }
 
-#define POSIX_TEST(f)                                                                      \
+#define POSIX_TEST(f)                                                                              \
     cmocka_unit_test_setup_teardown(f, storage_suite_setup, storage_suite_teardown)
 #define RETRY_TEST(f) cmocka_unit_test_setup_teardown(f, retry_setup, retry_teardown)
 

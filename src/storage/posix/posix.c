@@ -44,9 +44,9 @@ struct posix_write {
     struct storage_write base;
     int dir_fd;
     int fd;
-    char *name;      /* final name within dir_fd */
-    char *tmp;       /* temp name within dir_fd */
-    bool made_dirs;  /* directories were created: fsync the chain at commit */
+    char *name;     /* final name within dir_fd */
+    char *tmp;      /* temp name within dir_fd */
+    bool made_dirs; /* directories were created: fsync the chain at commit */
 };
 
 static struct storage_posix *posix_of(struct storage *s)
@@ -613,7 +613,7 @@ static int make_root(const char *root)
         *c = '\0';
         if (mkdir(path, 0700) == 0) {
             char *slash = strrchr(path, '/');
-            char *parent = slash == NULL ? xstrdup(".")
+            char *parent = slash == NULL   ? xstrdup(".")
                            : slash == path ? xstrdup("/")
                                            : xstrndup(path, (size_t)(slash - path));
             int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -42,8 +42,8 @@ struct storage_suite_target {
 
 /* Run the shared tests followed by extra[0..n_extra) as one group; returns the
  * number of failures (cmocka's result), suitable as main's exit code. */
-int storage_suite_run(const struct storage_suite_target *target,
-                      const struct CMUnitTest *extra, size_t n_extra);
+int storage_suite_run(const struct storage_suite_target *target, const struct CMUnitTest *extra,
+                      size_t n_extra);
 
 /* Fixture for a driver's extra tests: a fresh storage from the running target. */
 int storage_suite_setup(void **state);
@@ -59,9 +59,8 @@ void storage_suite_put(struct storage *s, const char *path, const void *data, si
 char *storage_suite_get(struct storage *s, const char *path, size_t *len);
 /* Assert rc is -kind and that the full error text (message and context) contains
  * want (if not NULL); clears the error. Reports the caller's line on failure. */
-#define assert_storage_error(rc, kind, want)                                               \
+#define assert_storage_error(rc, kind, want)                                                       \
     storage_suite_assert_error((rc), (kind), (want), __FILE__, __LINE__)
-void storage_suite_assert_error(int rc, int kind, const char *want, const char *file,
-                                int line);
+void storage_suite_assert_error(int rc, int kind, const char *want, const char *file, int line);
 
 #endif
