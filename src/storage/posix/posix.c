@@ -1,0 +1,661 @@
+/*
+ * posix.c — the storage driver for a directory on a local filesystem.
+ *
+ * Objects are regular files below the root (0600), directories are created on
+ * demand (0700) and are not objects themselves. Every operation works relative to
+ * a descriptor of the root opened once, so a repository keeps working even if the
+ * process changes directory, and nothing is resolved outside the root (the generic
+ * layer has already refused "..", "." and absolute paths).
+ *
+ * A write goes to ".<name>.tmp.<pid>.<random>" in the object's directory, is
+ * fsynced, renamed over the final name and the directory is fsynced; when the write
+ * had to create directories, every directory from the root down is fsynced too so
+ * the new entries survive a crash. Readers thus see the old file or the whole new
+ * one; a failed or aborted write unlinks its temp file. list() skips temp files.
+ */
+#include "pgark/storage.h"
+
+#include "pgark/error.h"
+#include "pgark/hash.h"
+#include "pgark/mem.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#define POSIX_IO_SIZE (1024 * 1024)
+#define POSIX_MAX_DEPTH 64
+/* Keep temp names within NAME_MAX (255) even for long object names. */
+#define POSIX_TMP_BASE_MAX 200
+
+struct storage_posix {
+    struct storage base;
+    char *root;
+    int root_fd;
+};
+
+struct posix_write {
+    struct storage_write base;
+    int dir_fd;
+    int fd;
+    char *name;     /* final name within dir_fd */
+    char *tmp;      /* temp name within dir_fd */
+    bool made_dirs; /* directories were created: fsync the chain at commit */
+};
+
+static struct storage_posix *posix_of(struct storage *s)
+{
+    return (struct storage_posix *)s;
+}
+
+/* Full filesystem path for messages. Caller frees. */
+static char *full_path(struct storage_posix *p, const char *rel)
+{
+    if (!rel || !*rel)
+        return xstrdup(p->root);
+    return xasprintf("%s/%s", p->root, rel);
+}
+
+static int errno_error(struct storage_posix *p, int errnum, const char *what, const char *rel)
+{
+    char *full = full_path(p, rel);
+    int rc = err_set_errno(ERR_IO, errnum, "could not %s \"%s\"", what, full);
+    free(full);
+    return rc;
+}
+
+/* ENOTDIR means some component of the path is a file: no such object either. */
+static int lookup_error(struct storage_posix *p, int errnum, const char *what, const char *rel)
+{
+    if (errnum == ENOTDIR) {
+        char *full = full_path(p, rel);
+        int rc = err_set_errno(ERR_NOT_FOUND, errnum, "could not %s \"%s\"", what, full);
+        free(full);
+        return rc;
+    }
+    return errno_error(p, errnum, what, rel);
+}
+
+static int not_an_object(struct storage_posix *p, const char *rel)
+{
+    char *full = full_path(p, rel);
+    int rc = err_set(ERR_NOT_FOUND, "\"%s\" is not a regular file", full);
+    free(full);
+    return rc;
+}
+
+static int fsync_dir_at(struct storage_posix *p, const char *rel)
+{
+    int fd = openat(p->root_fd, rel && *rel ? rel : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno_error(p, errno, "open directory", rel);
+    int rc = 0;
+    if (fsync(fd) < 0)
+        rc = errno_error(p, errno, "fsync directory", rel);
+    close(fd);
+    return rc;
+}
+
+/*
+ * Open the directory "dir" (relative, "" for the root), creating missing
+ * components 0700 when create is set. *made is set when anything was created.
+ */
+static int dir_open(struct storage_posix *p, const char *dir, bool create, bool *made)
+{
+    if (!*dir)
+        return openat(p->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = openat(p->root_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0 || errno != ENOENT || !create)
+        return fd;
+    char *part = xstrdup(dir);
+    for (char *c = part;; c++) {
+        if (*c != '/' && *c != '\0')
+            continue;
+        char saved = *c;
+        *c = '\0';
+        if (mkdirat(p->root_fd, part, 0700) < 0 && errno != EEXIST) {
+            int e = errno;
+            free(part);
+            errno = e;
+            return -1;
+        }
+        *c = saved;
+        if (saved == '\0')
+            break;
+    }
+    free(part);
+    *made = true;
+    return openat(p->root_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* fsync the root and every directory above the last component of "dir" itself
+ * excluded: their entries for newly created subdirectories must be durable. */
+static int fsync_chain(struct storage_posix *p, const char *dir)
+{
+    int rc = fsync_dir_at(p, "");
+    char *part = xstrdup(dir);
+    for (char *c = part; rc == 0 && *c; c++) {
+        if (*c != '/')
+            continue;
+        *c = '\0';
+        rc = fsync_dir_at(p, part);
+        *c = '/';
+    }
+    free(part);
+    return rc;
+}
+
+/* Split "a/b/c" into dir "a/b" and name "c" (dir "" for a top-level name). */
+static void split_path(const char *path, char **dir, const char **name)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash) {
+        *dir = xstrndup(path, (size_t)(slash - path));
+        *name = slash + 1;
+    } else {
+        *dir = xstrdup("");
+        *name = path;
+    }
+}
+
+static bool is_temp_name(const char *name)
+{
+    return name[0] == '.' && strstr(name, ".tmp.") != NULL;
+}
+
+/* --- read ------------------------------------------------------------------ */
+
+static int posix_read(struct storage *s, const char *path, uint64_t offset, uint64_t length,
+                      storage_sink_fn sink, void *ctx)
+{
+    struct storage_posix *p = posix_of(s);
+    uint8_t *buf = NULL;
+    int rc = 0;
+    int fd = openat(p->root_fd, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = lookup_error(p, errno, "open", path);
+        goto out;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        rc = errno_error(p, errno, "stat", path);
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = not_an_object(p, path);
+        goto out;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    if (offset > size || (length != STORAGE_TO_END && length > size - offset)) {
+        char *full = full_path(p, path);
+        if (length == STORAGE_TO_END)
+            rc = err_set(ERR_INTEGRITY,
+                         "object \"%s\" is truncated: reading from offset %llu but its size "
+                         "is %llu",
+                         full, (unsigned long long)offset, (unsigned long long)size);
+        else
+            rc = err_set(ERR_INTEGRITY,
+                         "object \"%s\" is truncated: reading %llu bytes at offset %llu but its "
+                         "size is %llu",
+                         full, (unsigned long long)length, (unsigned long long)offset,
+                         (unsigned long long)size);
+        free(full);
+        goto out;
+    }
+    uint64_t left = length == STORAGE_TO_END ? size - offset : length;
+    if (left > 0)
+        posix_fadvise(fd, (off_t)offset, (off_t)left, POSIX_FADV_SEQUENTIAL);
+    buf = xmalloc(left < POSIX_IO_SIZE ? (size_t)left + 1 : POSIX_IO_SIZE);
+    while (left > 0) {
+        size_t want = left < POSIX_IO_SIZE ? (size_t)left : POSIX_IO_SIZE;
+        ssize_t got = pread(fd, buf, want, (off_t)offset);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = errno_error(p, errno, "read", path);
+            goto out;
+        }
+        if (got == 0) {
+            char *full = full_path(p, path);
+            rc = err_set(ERR_INTEGRITY, "object \"%s\" ended early at offset %llu", full,
+                         (unsigned long long)offset);
+            free(full);
+            goto out;
+        }
+        rc = sink(ctx, buf, (size_t)got);
+        if (rc < 0)
+            goto out;
+        offset += (uint64_t)got;
+        left -= (uint64_t)got;
+    }
+out:
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* --- write ----------------------------------------------------------------- */
+
+static void write_free(struct posix_write *w)
+{
+    if (w->fd >= 0)
+        close(w->fd);
+    if (w->dir_fd >= 0)
+        close(w->dir_fd);
+    free(w->base.path);
+    free(w->name);
+    free(w->tmp);
+    free(w);
+}
+
+static struct storage_write *posix_write_open(struct storage *s, const char *path,
+                                              uint64_t size_hint)
+{
+    struct storage_posix *p = posix_of(s);
+    struct posix_write *w = xcalloc(1, sizeof(*w));
+    char *dir = NULL;
+    const char *name;
+    int rc = 0;
+    (void)size_hint;
+    w->base.storage = s;
+    w->base.path = xstrdup(path);
+    w->fd = -1;
+    split_path(path, &dir, &name);
+    w->name = xstrdup(name);
+    w->dir_fd = dir_open(p, dir, true, &w->made_dirs);
+    if (w->dir_fd < 0) {
+        rc = errno_error(p, errno, "create directory", dir);
+        goto out;
+    }
+    uint8_t rnd[4];
+    char rnd_hex[sizeof(rnd) * 2 + 1];
+    rc = random_bytes(rnd, sizeof(rnd));
+    if (rc < 0)
+        goto out;
+    w->tmp = xasprintf(".%.*s.tmp.%ld.%s", POSIX_TMP_BASE_MAX, name, (long)getpid(),
+                       hex_encode(rnd, sizeof(rnd), rnd_hex));
+    w->fd = openat(w->dir_fd, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (w->fd < 0) {
+        char *rel = *dir ? xasprintf("%s/%s", dir, w->tmp) : xstrdup(w->tmp);
+        rc = errno_error(p, errno, "create", rel);
+        free(rel);
+        goto out;
+    }
+out:
+    free(dir);
+    if (rc < 0) {
+        write_free(w);
+        return NULL;
+    }
+    return &w->base;
+}
+
+static int posix_write_data(struct storage_write *sw, const uint8_t *data, size_t len)
+{
+    struct posix_write *w = (struct posix_write *)sw;
+    while (len > 0) {
+        ssize_t n = write(w->fd, data, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno_error(posix_of(sw->storage), errno, "write", sw->path);
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int posix_write_commit(struct storage_write *sw)
+{
+    struct posix_write *w = (struct posix_write *)sw;
+    struct storage_posix *p = posix_of(sw->storage);
+    bool renamed = false;
+    int rc = 0;
+    if (fsync(w->fd) < 0) {
+        rc = errno_error(p, errno, "fsync", sw->path);
+        goto out;
+    }
+    int fd = w->fd;
+    w->fd = -1;
+    if (close(fd) < 0) {
+        rc = errno_error(p, errno, "close", sw->path);
+        goto out;
+    }
+    if (renameat(w->dir_fd, w->tmp, w->dir_fd, w->name) < 0) {
+        rc = errno_error(p, errno, "rename temporary file to", sw->path);
+        goto out;
+    }
+    renamed = true;
+    if (fsync(w->dir_fd) < 0) {
+        rc = errno_error(p, errno, "fsync directory of", sw->path);
+        goto out;
+    }
+    if (w->made_dirs) {
+        char *dir;
+        const char *name;
+        split_path(sw->path, &dir, &name);
+        rc = fsync_chain(p, dir);
+        free(dir);
+    }
+out:
+    if (!renamed)
+        unlinkat(w->dir_fd, w->tmp, 0);
+    write_free(w);
+    return rc;
+}
+
+static void posix_write_abort(struct storage_write *sw)
+{
+    struct posix_write *w = (struct posix_write *)sw;
+    unlinkat(w->dir_fd, w->tmp, 0);
+    write_free(w);
+}
+
+/* --- list ------------------------------------------------------------------ */
+
+struct list_walk {
+    struct storage_posix *p;
+    storage_list_fn fn;
+    void *ctx;
+    struct buf path; /* relative path of the directory being walked, with '/' */
+};
+
+struct list_entry {
+    char *key; /* name, with '/' appended for directories: sorts like full paths */
+    struct stat st;
+};
+
+static int entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct list_entry *)a)->key, ((const struct list_entry *)b)->key);
+}
+
+/*
+ * Walk the directory open at fd (path in walk->path), visiting entries whose name
+ * starts with "filter" ("" below the first level). Sorting each directory's names
+ * with '/' appended to subdirectories yields the byte order of full paths, because
+ * a subtree's paths all share the prefix "name/".
+ */
+static int list_dir(struct list_walk *walk, int fd, const char *filter, int depth)
+{
+    struct storage_posix *p = walk->p;
+    struct list_entry *entries = NULL;
+    size_t count = 0, cap = 0;
+    size_t filter_len = strlen(filter);
+    int rc = 0;
+    if (depth > POSIX_MAX_DEPTH) {
+        char *full = full_path(p, (char *)walk->path.data);
+        rc = err_set(ERR_IO, "directory \"%s\" is nested too deeply", full);
+        free(full);
+        close(fd);
+        return rc;
+    }
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        rc = errno_error(p, errno, "open directory", (char *)walk->path.data);
+        close(fd);
+        return rc;
+    }
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (!de) {
+            if (errno != 0)
+                rc = errno_error(p, errno, "read directory", (char *)walk->path.data);
+            break;
+        }
+        const char *name = de->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || is_temp_name(name))
+            continue;
+        if (strncmp(name, filter, filter_len) != 0)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), name, &st, 0) < 0) {
+            if (errno == ENOENT)
+                continue; /* removed or renamed while we looked */
+            rc = errno_error(p, errno, "stat", (char *)walk->path.data);
+            break;
+        }
+        if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+            continue;
+        if (count == cap) {
+            cap = cap ? cap * 2 : 64;
+            entries = xrealloc(entries, cap * sizeof(*entries));
+        }
+        entries[count].key = S_ISDIR(st.st_mode) ? xasprintf("%s/", name) : xstrdup(name);
+        entries[count].st = st;
+        count++;
+    }
+    if (rc == 0 && count > 1)
+        qsort(entries, count, sizeof(*entries), entry_cmp);
+    size_t base_len = walk->path.len;
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        walk->path.len = base_len;
+        buf_append_str(&walk->path, entries[i].key);
+        if (S_ISDIR(entries[i].st.st_mode)) {
+            int sub = openat(dirfd(d), (char *)walk->path.data + base_len,
+                             O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (sub < 0) {
+                if (errno == ENOENT)
+                    continue;
+                rc = errno_error(p, errno, "open directory", (char *)walk->path.data);
+                break;
+            }
+            rc = list_dir(walk, sub, "", depth + 1);
+        } else {
+            const struct stat *st = &entries[i].st;
+            struct storage_info info = {
+                .path = (const char *)walk->path.data,
+                .size = (uint64_t)st->st_size,
+                .mtime_us = (int64_t)st->st_mtim.tv_sec * 1000000 + st->st_mtim.tv_nsec / 1000,
+            };
+            rc = walk->fn(walk->ctx, &info);
+        }
+    }
+    walk->path.len = base_len;
+    if (walk->path.data)
+        walk->path.data[base_len] = '\0';
+    for (size_t i = 0; i < count; i++)
+        free(entries[i].key);
+    free(entries);
+    closedir(d);
+    return rc;
+}
+
+static int posix_list(struct storage *s, const char *prefix, storage_list_fn fn, void *ctx)
+{
+    struct storage_posix *p = posix_of(s);
+    struct list_walk walk = {.p = p, .fn = fn, .ctx = ctx, .path = BUF_INIT};
+    char *dir;
+    const char *filter;
+    int rc = 0;
+    split_path(prefix, &dir, &filter);
+    bool made = false;
+    int fd = dir_open(p, dir, false, &made);
+    if (fd < 0) {
+        if (errno != ENOENT && errno != ENOTDIR)
+            rc = errno_error(p, errno, "open directory", dir);
+        goto out; /* no such directory: nothing below the prefix */
+    }
+    if (*dir) {
+        buf_append_str(&walk.path, dir);
+        buf_append_str(&walk.path, "/");
+    } else {
+        buf_reserve(&walk.path, 0);
+        walk.path.data[0] = '\0';
+    }
+    rc = list_dir(&walk, fd, filter, 0);
+out:
+    buf_free(&walk.path);
+    free(dir);
+    return rc;
+}
+
+/* --- info, remove, rename ---------------------------------------------------- */
+
+static int posix_info(struct storage *s, const char *path, struct storage_info *info)
+{
+    struct storage_posix *p = posix_of(s);
+    struct stat st;
+    info->path = NULL;
+    if (fstatat(p->root_fd, path, &st, 0) < 0)
+        return lookup_error(p, errno, "stat", path);
+    if (!S_ISREG(st.st_mode))
+        return not_an_object(p, path);
+    info->size = (uint64_t)st.st_size;
+    info->mtime_us = (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000;
+    return 0;
+}
+
+static int posix_remove(struct storage *s, const char *path)
+{
+    struct storage_posix *p = posix_of(s);
+    if (unlinkat(p->root_fd, path, 0) < 0) {
+        /* Missing, below a file, or a directory: in any case no such object. */
+        if (errno == ENOENT || errno == ENOTDIR || errno == EISDIR)
+            return 0;
+        return errno_error(p, errno, "remove", path);
+    }
+    return 0;
+}
+
+static int posix_rename(struct storage *s, const char *from, const char *to)
+{
+    struct storage_posix *p = posix_of(s);
+    char *from_dir = NULL, *to_dir = NULL;
+    const char *from_name, *to_name;
+    int to_fd = -1;
+    bool made = false;
+    int rc = 0;
+    struct stat st;
+    if (fstatat(p->root_fd, from, &st, 0) < 0) {
+        rc = lookup_error(p, errno, "stat", from);
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = not_an_object(p, from);
+        goto out;
+    }
+    split_path(from, &from_dir, &from_name);
+    split_path(to, &to_dir, &to_name);
+    to_fd = dir_open(p, to_dir, true, &made);
+    if (to_fd < 0) {
+        rc = errno_error(p, errno, "create directory", to_dir);
+        goto out;
+    }
+    if (renameat(p->root_fd, from, to_fd, to_name) < 0) {
+        char *full = full_path(p, to);
+        rc = lookup_error(p, errno, "rename", from);
+        err_context("while renaming it to \"%s\"", full);
+        free(full);
+        goto out;
+    }
+    if (fsync(to_fd) < 0) {
+        rc = errno_error(p, errno, "fsync directory", to_dir);
+        goto out;
+    }
+    if (strcmp(from_dir, to_dir) != 0)
+        rc = fsync_dir_at(p, from_dir);
+    if (rc == 0 && made)
+        rc = fsync_chain(p, to_dir);
+out:
+    if (to_fd >= 0)
+        close(to_fd);
+    free(from_dir);
+    free(to_dir);
+    return rc;
+}
+
+static void posix_free(struct storage *s)
+{
+    struct storage_posix *p = posix_of(s);
+    if (p->root_fd >= 0)
+        close(p->root_fd);
+    free(p->root);
+    free(p);
+}
+
+static const struct storage_ops posix_ops = {
+    .version = STORAGE_OPS_VERSION,
+    .type = "posix",
+    .read = posix_read,
+    .write_open = posix_write_open,
+    .write_data = posix_write_data,
+    .write_commit = posix_write_commit,
+    .write_abort = posix_write_abort,
+    .list = posix_list,
+    .info = posix_info,
+    .remove = posix_remove,
+    .rename = posix_rename,
+    .free = posix_free,
+};
+
+/* mkdir -p with 0700, fsyncing the parent of each directory created. */
+static int make_root(const char *root)
+{
+    char *path = xstrdup(root);
+    int rc = 0;
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        path[--len] = '\0';
+    for (char *c = path + 1;; c++) {
+        if (*c != '/' && *c != '\0')
+            continue;
+        char saved = *c;
+        *c = '\0';
+        if (mkdir(path, 0700) == 0) {
+            char *slash = strrchr(path, '/');
+            char *parent = slash == NULL   ? xstrdup(".")
+                           : slash == path ? xstrdup("/")
+                                           : xstrndup(path, (size_t)(slash - path));
+            int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (fd >= 0) {
+                if (fsync(fd) < 0)
+                    rc = err_set_errno(ERR_IO, errno, "could not fsync directory \"%s\"", parent);
+                close(fd);
+            }
+            free(parent);
+            if (rc < 0)
+                break;
+        } else if (errno != EEXIST) {
+            rc = err_set_errno(ERR_IO, errno, "could not create directory \"%s\"", path);
+            break;
+        }
+        *c = saved;
+        if (saved == '\0')
+            break;
+    }
+    free(path);
+    return rc;
+}
+
+struct storage *storage_posix_new(const char *name, const char *root)
+{
+    if (!root || !*root) {
+        err_set(ERR_CONFIG, "repository \"%s\" has an empty path", name ? name : "");
+        return NULL;
+    }
+    if (make_root(root) < 0) {
+        err_context("while creating repository \"%s\"", name ? name : "");
+        return NULL;
+    }
+    int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        err_set_errno(ERR_IO, errno, "could not open repository directory \"%s\"", root);
+        err_context("in repository \"%s\"", name ? name : "");
+        return NULL;
+    }
+    struct storage_posix *p = xcalloc(1, sizeof(*p));
+    storage_init(&p->base, &posix_ops, name);
+    p->root = xstrdup(root);
+    p->root_fd = fd;
+    return &p->base;
+}

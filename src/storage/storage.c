@@ -1,0 +1,512 @@
+/*
+ * storage.c — the generic storage layer (see include/pgark/storage.h).
+ *
+ * Everything drivers would otherwise each get slightly wrong lives here: path
+ * checks, retries of transient failures, missing-object rules, and the
+ * "in repository" context on every error.
+ *
+ * Retry policy: an operation failing with ERR_TRANSIENT is attempted again up to
+ * s->retries times, sleeping retry_base_ms * 2^n (capped) with "equal jitter": a
+ * uniform pick in [delay/2, delay]. Each retry is logged at warn level.
+ *
+ * A read that already handed bytes to the caller's sink is never restarted from
+ * its beginning: the retry resumes at the offset reached, so the sink sees every
+ * byte exactly once. Objects are written atomically and pgark authenticates what it
+ * reads, so a resumed read of an object replaced in between is caught above us as
+ * an integrity error rather than silently mixing two versions. A list resumes the
+ * same way, after the last path already delivered (lists are in byte order).
+ * A failure reported by the caller's sink or list callback is never retried.
+ *
+ * Ownership: storage_init copies the name into s->name and storage_free releases
+ * it after the driver's free, so a driver's free must not free s->name.
+ */
+#include "pgark/storage.h"
+
+#include "pgark/error.h"
+#include "pgark/hash.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define STORAGE_DEFAULT_RETRIES 4
+#define STORAGE_DEFAULT_RETRY_BASE_MS 200
+#define STORAGE_MAX_BACKOFF_MS 60000
+
+void storage_init(struct storage *s, const struct storage_ops *ops, const char *name)
+{
+    s->ops = ops;
+    s->name = xstrdup(name ? name : "");
+    s->retries = STORAGE_DEFAULT_RETRIES;
+    s->retry_base_ms = STORAGE_DEFAULT_RETRY_BASE_MS;
+}
+
+/* One path component: non-empty, not "." or "..". */
+static bool component_ok(const char *c, size_t len)
+{
+    if (len == 0)
+        return false;
+    if (len == 1 && c[0] == '.')
+        return false;
+    if (len == 2 && c[0] == '.' && c[1] == '.')
+        return false;
+    return true;
+}
+
+int storage_path_check(const char *path)
+{
+    if (!path)
+        return err_set(ERR_USAGE, "missing object path");
+    if (path[0] == '\0')
+        return err_set(ERR_USAGE, "invalid object path \"\": empty");
+    if (path[0] == '/')
+        return err_set(ERR_USAGE, "invalid object path \"%s\": must be relative", path);
+    const char *c = path;
+    for (;;) {
+        const char *slash = strchr(c, '/');
+        size_t len = slash ? (size_t)(slash - c) : strlen(c);
+        if (!component_ok(c, len))
+            return err_set(ERR_USAGE,
+                           "invalid object path \"%s\": empty, \".\" or \"..\" component", path);
+        if (!slash)
+            break;
+        c = slash + 1;
+    }
+    return 0;
+}
+
+/* A list prefix is a path prefix string: "" (everything), "wal/" or a partial name
+ * such as "wal/00000001/0000000100". Every complete component must be valid; the
+ * trailing partial one may be anything but cannot climb out of the root. */
+static int prefix_check(const char *prefix)
+{
+    if (!prefix)
+        return err_set(ERR_USAGE, "missing list prefix");
+    if (prefix[0] == '/')
+        return err_set(ERR_USAGE, "invalid list prefix \"%s\": must be relative", prefix);
+    const char *c = prefix;
+    const char *slash;
+    while ((slash = strchr(c, '/')) != NULL) {
+        if (!component_ok(c, (size_t)(slash - c)))
+            return err_set(ERR_USAGE,
+                           "invalid list prefix \"%s\": empty, \".\" or \"..\" component", prefix);
+        c = slash + 1;
+    }
+    return 0;
+}
+
+static int add_context(struct storage *s)
+{
+    return err_context("in repository \"%s\"", s->name);
+}
+
+static int64_t backoff_ms(struct storage *s, int retry)
+{
+    if (s->retry_base_ms <= 0)
+        return 0;
+    int64_t delay = s->retry_base_ms;
+    for (int i = 0; i < retry && delay < STORAGE_MAX_BACKOFF_MS; i++)
+        delay *= 2;
+    if (delay > STORAGE_MAX_BACKOFF_MS)
+        delay = STORAGE_MAX_BACKOFF_MS;
+    uint32_t r = 0;
+    if (random_bytes(&r, sizeof(r)) < 0) {
+        err_clear();
+        r = (uint32_t)time(NULL) * 2654435761u;
+    }
+    int64_t half = delay / 2;
+    return delay - half + (int64_t)(r % (uint64_t)(half + 1));
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/*
+ * Run attempt() until it succeeds, fails with something other than ERR_TRANSIENT,
+ * sets *final, or the retries are used up. what/path describe the operation in
+ * the warn line.
+ */
+typedef int (*attempt_fn)(struct storage *s, void *arg, bool *final);
+
+static int with_retries(struct storage *s, const char *what, const char *path, attempt_fn attempt,
+                        void *arg)
+{
+    int retries = s->retries > 0 ? s->retries : 0;
+    int rc = 0;
+    for (int n = 0;; n++) {
+        bool final = false;
+        rc = attempt(s, arg, &final);
+        if (rc == 0)
+            break;
+        if (final || err_kind() != ERR_TRANSIENT || n >= retries)
+            break;
+        int64_t wait = backoff_ms(s, n);
+        log_warn("%s \"%s\" in repository \"%s\" failed: %s; retry %d of %d in %lld ms", what, path,
+                 s->name, err_message(), n + 1, retries, (long long)wait);
+        err_clear();
+        sleep_ms(wait);
+    }
+    return rc;
+}
+
+/* --- read ------------------------------------------------------------------ */
+
+struct read_state {
+    const char *path;
+    uint64_t offset;    /* next byte to ask for */
+    uint64_t length;    /* bytes still wanted, or STORAGE_TO_END */
+    uint64_t delivered; /* bytes handed to the caller in this attempt */
+    storage_sink_fn sink;
+    void *ctx;
+    bool sink_failed;
+};
+
+static int read_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct read_state *st = ctx;
+    int rc = st->sink(st->ctx, data, len);
+    if (rc < 0) {
+        st->sink_failed = true;
+        return rc;
+    }
+    st->delivered += len;
+    return 0;
+}
+
+static int read_attempt(struct storage *s, void *arg, bool *final)
+{
+    struct read_state *st = arg;
+    st->delivered = 0;
+    int rc = s->ops->read(s, st->path, st->offset, st->length, read_sink, st);
+    if (rc < 0) {
+        /* Resume where this attempt stopped rather than replaying bytes. */
+        st->offset += st->delivered;
+        if (st->length != STORAGE_TO_END)
+            st->length -= st->delivered;
+        *final = st->sink_failed;
+    }
+    return rc;
+}
+
+int storage_read(struct storage *s, const char *path, uint64_t offset, uint64_t length,
+                 storage_sink_fn sink, void *ctx)
+{
+    int rc = storage_path_check(path);
+    if (rc < 0)
+        goto out;
+    if (length != STORAGE_TO_END && offset > UINT64_MAX - length) {
+        rc = err_set(ERR_USAGE, "invalid byte range of \"%s\": offset %llu length %llu", path,
+                     (unsigned long long)offset, (unsigned long long)length);
+        goto out;
+    }
+    struct read_state st = {
+        .path = path, .offset = offset, .length = length, .sink = sink, .ctx = ctx};
+    rc = with_retries(s, "read of", path, read_attempt, &st);
+out:
+    if (rc < 0)
+        add_context(s);
+    return rc;
+}
+
+static int buf_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    buf_append(ctx, data, len);
+    return 0;
+}
+
+int storage_read_all(struct storage *s, const char *path, uint8_t **data, size_t *len)
+{
+    struct buf b = BUF_INIT;
+    *data = NULL;
+    *len = 0;
+    int rc = storage_read(s, path, 0, STORAGE_TO_END, buf_sink, &b);
+    if (rc < 0) {
+        buf_free(&b);
+        return rc;
+    }
+    *len = b.len;
+    *data = (uint8_t *)buf_steal(&b);
+    return 0;
+}
+
+/* --- write ----------------------------------------------------------------- */
+
+struct open_state {
+    const char *path;
+    uint64_t size_hint;
+    struct storage_write *w;
+};
+
+static int open_attempt(struct storage *s, void *arg, bool *final)
+{
+    struct open_state *st = arg;
+    (void) final;
+    st->w = s->ops->write_open(s, st->path, st->size_hint);
+    return st->w ? 0 : err_code();
+}
+
+struct storage_write *storage_write_open(struct storage *s, const char *path, uint64_t size_hint)
+{
+    struct open_state st = {.path = path, .size_hint = size_hint};
+    if (storage_path_check(path) < 0 || with_retries(s, "write of", path, open_attempt, &st) < 0) {
+        add_context(s);
+        return NULL;
+    }
+    return st.w;
+}
+
+int storage_write_data(struct storage_write *w, const void *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    int rc = w->storage->ops->write_data(w, data, len);
+    if (rc < 0)
+        add_context(w->storage);
+    return rc;
+}
+
+int storage_write_commit(struct storage_write *w)
+{
+    struct storage *s = w->storage;
+    int rc = s->ops->write_commit(w);
+    if (rc < 0)
+        add_context(s);
+    return rc;
+}
+
+void storage_write_abort(struct storage_write *w)
+{
+    if (w)
+        w->storage->ops->write_abort(w);
+}
+
+struct write_all_state {
+    const char *path;
+    const void *data;
+    size_t len;
+};
+
+static int write_all_attempt(struct storage *s, void *arg, bool *final)
+{
+    struct write_all_state *st = arg;
+    (void) final;
+    struct storage_write *w = s->ops->write_open(s, st->path, st->len);
+    if (!w)
+        return err_code();
+    if (st->len > 0) {
+        int rc = s->ops->write_data(w, st->data, st->len);
+        if (rc < 0) {
+            s->ops->write_abort(w);
+            return rc;
+        }
+    }
+    return s->ops->write_commit(w);
+}
+
+int storage_write_all(struct storage *s, const char *path, const void *data, size_t len)
+{
+    struct write_all_state st = {.path = path, .data = data, .len = len};
+    int rc = storage_path_check(path);
+    if (rc == 0)
+        rc = with_retries(s, "write of", path, write_all_attempt, &st);
+    if (rc < 0)
+        add_context(s);
+    return rc;
+}
+
+/* --- list ------------------------------------------------------------------ */
+
+struct list_state {
+    const char *prefix;
+    storage_list_fn fn;
+    void *ctx;
+    char *last; /* last path delivered, to resume after a transient failure */
+    bool fn_failed;
+};
+
+static int list_cb(void *ctx, const struct storage_info *info)
+{
+    struct list_state *st = ctx;
+    if (st->last && strcmp(info->path, st->last) <= 0)
+        return 0;
+    int rc = st->fn(st->ctx, info);
+    if (rc < 0) {
+        st->fn_failed = true;
+        return rc;
+    }
+    free(st->last);
+    st->last = xstrdup(info->path);
+    return 0;
+}
+
+static int list_attempt(struct storage *s, void *arg, bool *final)
+{
+    struct list_state *st = arg;
+    int rc = s->ops->list(s, st->prefix, list_cb, st);
+    if (rc < 0)
+        *final = st->fn_failed;
+    return rc;
+}
+
+int storage_list(struct storage *s, const char *prefix, storage_list_fn fn, void *ctx)
+{
+    struct list_state st = {.prefix = prefix, .fn = fn, .ctx = ctx};
+    int rc = prefix_check(prefix);
+    if (rc == 0)
+        rc = with_retries(s, "list of", prefix, list_attempt, &st);
+    if (rc < 0)
+        add_context(s);
+    free(st.last);
+    return rc;
+}
+
+/* --- info, exists, remove ---------------------------------------------------- */
+
+struct info_state {
+    const char *path;
+    struct storage_info *info;
+};
+
+static int info_attempt(struct storage *s, void *arg, bool *final)
+{
+    struct info_state *st = arg;
+    (void) final;
+    return s->ops->info(s, st->path, st->info);
+}
+
+int storage_info(struct storage *s, const char *path, struct storage_info *info)
+{
+    struct info_state st = {.path = path, .info = info};
+    memset(info, 0, sizeof(*info));
+    int rc = storage_path_check(path);
+    if (rc == 0)
+        rc = with_retries(s, "stat of", path, info_attempt, &st);
+    info->path = NULL;
+    if (rc < 0)
+        add_context(s);
+    return rc;
+}
+
+int storage_exists(struct storage *s, const char *path)
+{
+    struct storage_info info;
+    int rc = storage_info(s, path, &info);
+    if (rc == 0)
+        return 1;
+    if (err_kind() == ERR_NOT_FOUND) {
+        err_clear();
+        return 0;
+    }
+    return rc;
+}
+
+static int remove_attempt(struct storage *s, void *arg, bool *final)
+{
+    (void) final;
+    int rc = s->ops->remove(s, arg);
+    if (rc < 0 && err_kind() == ERR_NOT_FOUND) {
+        err_clear();
+        rc = 0;
+    }
+    return rc;
+}
+
+int storage_remove(struct storage *s, const char *path)
+{
+    int rc = storage_path_check(path);
+    if (rc == 0)
+        rc = with_retries(s, "removal of", path, remove_attempt, (void *)path);
+    if (rc < 0)
+        add_context(s);
+    return rc;
+}
+
+/* --- rename -------------------------------------------------------------------- */
+
+struct rename_state {
+    const char *from;
+    const char *to;
+};
+
+static int rename_attempt(struct storage *s, void *arg, bool *final)
+{
+    struct rename_state *st = arg;
+    (void) final;
+    return s->ops->rename(s, st->from, st->to);
+}
+
+static int copy_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct storage_write *w = ctx;
+    return len ? w->storage->ops->write_data(w, data, len) : 0;
+}
+
+/* Without a driver rename: copy to the new name atomically, then remove the old
+ * one. A crash in between leaves both, never neither. */
+static int copy_attempt(struct storage *s, void *arg, bool *final)
+{
+    struct rename_state *st = arg;
+    struct storage_info info;
+    (void) final;
+    int rc = s->ops->info(s, st->from, &info);
+    if (rc < 0)
+        return rc;
+    struct storage_write *w = s->ops->write_open(s, st->to, info.size);
+    if (!w)
+        return err_code();
+    rc = s->ops->read(s, st->from, 0, STORAGE_TO_END, copy_sink, w);
+    if (rc < 0) {
+        s->ops->write_abort(w);
+        return rc;
+    }
+    rc = s->ops->write_commit(w);
+    if (rc < 0)
+        return rc;
+    rc = s->ops->remove(s, st->from);
+    if (rc < 0 && err_kind() == ERR_NOT_FOUND) {
+        err_clear();
+        rc = 0;
+    }
+    return rc;
+}
+
+int storage_rename(struct storage *s, const char *from, const char *to)
+{
+    struct rename_state st = {.from = from, .to = to};
+    int rc = storage_path_check(from);
+    if (rc == 0)
+        rc = storage_path_check(to);
+    if (rc < 0)
+        goto out;
+    if (strcmp(from, to) == 0) {
+        /* Nothing moves; the copy fallback would otherwise delete the object. */
+        struct storage_info info;
+        rc = with_retries(s, "stat of", from, info_attempt,
+                          &(struct info_state){.path = from, .info = &info});
+        goto out;
+    }
+    if (s->ops->rename)
+        rc = with_retries(s, "rename of", from, rename_attempt, &st);
+    else
+        rc = with_retries(s, "rename of", from, copy_attempt, &st);
+out:
+    if (rc < 0)
+        add_context(s);
+    return rc;
+}
+
+void storage_free(struct storage *s)
+{
+    if (!s)
+        return;
+    char *name = s->name;
+    s->ops->free(s);
+    free(name);
+}

@@ -1,0 +1,848 @@
+/*
+ * test_storage_posix.c — the shared storage suite against the posix driver, plus
+ * what only a local filesystem shows (modes, temp files, failed writes, ENOSPC),
+ * and the generic layer's retry logic through a scripted flaky driver.
+ */
+#include "storage_suite.h"
+
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* --- target: a fresh directory per test ---------------------------------------- */
+
+struct posix_ctx {
+    char base[256]; /* mkdtemp directory holding the root */
+    char root[300]; /* root below it, created by the driver */
+};
+
+static struct posix_ctx pctx;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    chmod(path, 0700);
+    return remove(path);
+}
+
+static void rm_rf(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct storage *posix_create(void *ctx)
+{
+    struct posix_ctx *c = ctx;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(c->base, sizeof(c->base), "%s/pgark-storage-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(c->base)) {
+        err_set_errno(ERR_IO, errno, "could not create a temporary directory");
+        return NULL;
+    }
+    snprintf(c->root, sizeof(c->root), "%s/repo", c->base);
+    return storage_posix_new("local", c->root);
+}
+
+static void posix_destroy(struct storage *s, void *ctx)
+{
+    struct posix_ctx *c = ctx;
+    storage_free(s);
+    rm_rf(c->base);
+}
+
+static const struct storage_suite_target target = {"posix", posix_create, posix_destroy, &pctx};
+
+/* --- helpers ------------------------------------------------------------------ */
+
+static char *root_path(const char *rel)
+{
+    return xasprintf("%s/%s", pctx.root, rel);
+}
+
+/* Number of entries in a directory (besides . and ..) whose name contains needle. */
+static int count_entries(const char *dir, const char *needle)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strstr(de->d_name, needle))
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static int mode_of(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (int)(st.st_mode & 07777);
+}
+
+static int count_cb(void *ctx, const struct storage_info *info)
+{
+    (void)info;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static int list_count(struct storage *s, const char *prefix)
+{
+    int n = 0;
+    assert_int_equal(storage_list(s, prefix, count_cb, &n), 0);
+    return n;
+}
+
+static int buf_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    buf_append(ctx, data, len);
+    return 0;
+}
+
+/* --- posix-only tests ---------------------------------------------------------- */
+
+static void test_modes(void **state)
+{
+    struct storage *s = storage_suite_storage(state);
+    mode_t old = umask(022);
+    storage_suite_put(s, "a/b/c/obj", "x", 1);
+    storage_suite_put(s, "top", "y", 1);
+    umask(old);
+    assert_int_equal(mode_of(pctx.root), 0700);
+    char *p = root_path("a");
+    assert_int_equal(mode_of(p), 0700);
+    free(p);
+    p = root_path("a/b/c");
+    assert_int_equal(mode_of(p), 0700);
+    free(p);
+    p = root_path("a/b/c/obj");
+    assert_int_equal(mode_of(p), 0600);
+    free(p);
+    p = root_path("top");
+    assert_int_equal(mode_of(p), 0600);
+    free(p);
+}
+
+static void test_root_created_and_refused(void **state)
+{
+    (void)state;
+    char *deep = xasprintf("%s/x/y/z", pctx.base);
+    struct storage *s = storage_posix_new("deep", deep);
+    assert_non_null(s);
+    assert_int_equal(mode_of(deep), 0700);
+    storage_free(s);
+    /* A second open of an existing root is fine and sees the objects. */
+    s = storage_posix_new("deep", deep);
+    assert_non_null(s);
+    storage_suite_put(s, "o", "1", 1);
+    storage_free(s);
+    free(deep);
+
+    /* A root that is a file. */
+    char *file = xasprintf("%s/plain-file", pctx.base);
+    int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_null(storage_posix_new("bad", file));
+    char *want = xasprintf("could not open repository directory \"%s\"", file);
+    assert_storage_error(err_code(), ERR_IO, want);
+    free(want);
+    /* A root below a file. */
+    char *below = xasprintf("%s/sub", file);
+    assert_null(storage_posix_new("bad", below));
+    assert_storage_error(err_code(), ERR_IO, "could not create directory");
+    free(below);
+    free(file);
+    assert_null(storage_posix_new("bad", ""));
+    assert_storage_error(err_code(), ERR_CONFIG, "repository \"bad\" has an empty path");
+}
+
+static void test_error_text(void **state)
+{
+    struct storage *s = storage_suite_storage(state);
+    uint8_t *data;
+    size_t len;
+    char *want = xasprintf("could not open \"%s/no/such\": No such file or directory\n"
+                           "  in repository \"local\"",
+                           pctx.root);
+    storage_read_all(s, "no/such", &data, &len);
+    char *text = err_format();
+    assert_string_equal(text, want);
+    free(text);
+    free(want);
+    err_clear();
+
+    storage_suite_put(s, "short", "12345", 5);
+    struct buf got = BUF_INIT;
+    storage_read(s, "short", 3, 10, buf_sink, &got);
+    assert_int_equal(got.len, 0);
+    want = xasprintf("object \"%s/short\" is truncated: reading 10 bytes at offset 3 but its "
+                     "size is 5",
+                     pctx.root);
+    assert_string_equal(err_message(), want);
+    assert_int_equal(err_kind(), ERR_INTEGRITY);
+    free(want);
+    err_clear();
+}
+
+static void test_temp_files_invisible(void **state)
+{
+    struct storage *s = storage_suite_storage(state);
+    struct storage_write *w = storage_write_open(s, "d/obj", 5);
+    assert_non_null(w);
+    assert_int_equal(storage_write_data(w, "hello", 5), 0);
+
+    /* The temp file exists, beside the final name, and nobody sees it. */
+    char *dir = root_path("d");
+    assert_int_equal(count_entries(dir, ".obj.tmp."), 1);
+    assert_int_equal(list_count(s, ""), 0);
+    assert_int_equal(list_count(s, "d/"), 0);
+    assert_int_equal(list_count(s, "d/."), 0);
+    assert_int_equal(storage_exists(s, "d/obj"), 0);
+
+    /* A temp file a crash left behind stays invisible too. */
+    char *stale = root_path("d/.old.tmp.12345.deadbeef");
+    int fd = open(stale, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+
+    assert_int_equal(storage_write_commit(w), 0);
+    assert_int_equal(count_entries(dir, ".obj.tmp."), 0);
+    assert_int_equal(list_count(s, ""), 1);
+    assert_int_equal(list_count(s, "d/."), 0);
+
+    /* An abort removes its temp file. */
+    w = storage_write_open(s, "d/gone", 5);
+    assert_non_null(w);
+    assert_int_equal(storage_write_data(w, "hello", 5), 0);
+    assert_int_equal(count_entries(dir, ".gone.tmp."), 1);
+    storage_write_abort(w);
+    assert_int_equal(count_entries(dir, ".gone.tmp."), 0);
+    assert_int_equal(list_count(s, ""), 1);
+
+    /* A long name still gets a temp name the filesystem accepts. */
+    char name[256];
+    memset(name, 'n', 250);
+    name[250] = '\0';
+    storage_suite_put(s, name, "z", 1);
+    assert_int_equal(storage_exists(s, name), 1);
+    free(stale);
+    free(dir);
+}
+
+static void test_commit_onto_directory(void **state)
+{
+    struct storage *s = storage_suite_storage(state);
+    storage_suite_put(s, "obj/inside", "x", 1);
+    /* "obj" is a directory: the final rename cannot replace it. */
+    struct storage_write *w = storage_write_open(s, "obj", 3);
+    assert_non_null(w);
+    assert_int_equal(storage_write_data(w, "new", 3), 0);
+    char *want = xasprintf("could not rename temporary file to \"%s/obj\"", pctx.root);
+    assert_storage_error(storage_write_commit(w), ERR_IO, want);
+    free(want);
+    assert_int_equal(count_entries(pctx.root, ".tmp."), 0);
+    char *got = storage_suite_get(s, "obj/inside", NULL);
+    assert_string_equal(got, "x");
+    free(got);
+    assert_storage_error(storage_write_all(s, "obj", "new", 3), ERR_IO, "in repository \"local\"");
+    assert_int_equal(count_entries(pctx.root, ".tmp."), 0);
+}
+
+static void test_failed_write_keeps_old(void **state)
+{
+    struct storage *s = storage_suite_storage(state);
+    storage_suite_put(s, "keep/obj", "old content", 11);
+
+    /* A file size limit makes the data write fail part way (EFBIG). */
+    struct rlimit saved, tiny = {.rlim_cur = 4096, .rlim_max = RLIM_INFINITY};
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    tiny.rlim_max = saved.rlim_max;
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &tiny), 0);
+    size_t len = 100000;
+    uint8_t *data = xcalloc(1, len);
+    int rc = storage_write_all(s, "keep/obj", data, len);
+    setrlimit(RLIMIT_FSIZE, &saved);
+    signal(SIGXFSZ, old_handler);
+    char *want = xasprintf("could not write \"%s/keep/obj\": File too large", pctx.root);
+    assert_storage_error(rc, ERR_IO, want);
+    free(want);
+    free(data);
+
+    char *got = storage_suite_get(s, "keep/obj", NULL);
+    assert_string_equal(got, "old content");
+    free(got);
+    char *dir = root_path("keep");
+    assert_int_equal(count_entries(dir, ".tmp."), 0);
+    free(dir);
+}
+
+static void test_enospc(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("skipping: mounting a tiny tmpfs to fill needs root\n");
+        skip();
+    }
+    char *mnt = xasprintf("%s/tiny", pctx.base);
+    assert_int_equal(mkdir(mnt, 0700), 0);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=256k,mode=0700") < 0) {
+        print_message("skipping: cannot mount a tmpfs here: %s\n", strerror(errno));
+        free(mnt);
+        skip();
+    }
+    char *root = xasprintf("%s/repo", mnt);
+    struct storage *s = storage_posix_new("tiny", root);
+    assert_non_null(s);
+    storage_suite_put(s, "obj", "old content", 11);
+    size_t len = 1024 * 1024;
+    uint8_t *data = xcalloc(1, len);
+    int rc = storage_write_all(s, "obj", data, len);
+    char *text = err_format();
+    int kind = err_kind();
+    err_clear();
+    char *got = storage_suite_get(s, "obj", NULL);
+    int temps = count_entries(root, ".tmp.");
+    storage_free(s);
+    umount(mnt);
+
+    assert_int_equal(rc, -ERR_NO_SPACE);
+    assert_int_equal(kind, ERR_NO_SPACE);
+    char *want = xasprintf("could not write \"%s/obj\": No space left on device\n"
+                           "  in repository \"tiny\"",
+                           root);
+    assert_string_equal(text, want);
+    assert_string_equal(got, "old content");
+    assert_int_equal(temps, 0);
+    free(want);
+    free(got);
+    free(text);
+    free(data);
+    free(root);
+    free(mnt);
+}
+
+static void test_rename_fallback_copy(void **state)
+{
+    struct storage *s = storage_suite_storage(state);
+    /* The same driver without rename: the generic layer copies, then removes. */
+    struct storage_ops no_rename = *s->ops;
+    no_rename.rename = NULL;
+    const struct storage_ops *saved = s->ops;
+    s->ops = &no_rename;
+    size_t len = 3 * 1024 * 1024 + 11;
+    uint8_t *data = xmalloc(len);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (uint8_t)(i * 31 + (i >> 9));
+    storage_suite_put(s, "from/obj", data, len);
+    storage_suite_put(s, "to/obj", "old", 3);
+    int rc = storage_rename(s, "from/obj", "to/obj");
+    int rc_self = storage_rename(s, "to/obj", "to/obj");
+    int rc_missing = storage_rename(s, "from/obj", "else");
+    char *text = err_format();
+    err_clear();
+    s->ops = saved;
+
+    assert_int_equal(rc, 0);
+    assert_int_equal(rc_self, 0);
+    assert_int_equal(rc_missing, -ERR_NOT_FOUND);
+    assert_non_null(strstr(text, "from/obj"));
+    free(text);
+    assert_int_equal(storage_exists(s, "from/obj"), 0);
+    assert_int_equal(storage_exists(s, "else"), 0);
+    size_t got_len;
+    char *got = storage_suite_get(s, "to/obj", &got_len);
+    assert_int_equal(got_len, len);
+    assert_memory_equal(got, data, len);
+    free(got);
+    free(data);
+}
+
+/* --- the retry logic, through a scripted flaky driver ---------------------------- */
+
+/*
+ * Wraps a real posix storage and fails the next calls of an operation as scripted.
+ * A failing read first delivers partial bytes of what was asked, the way a
+ * connection reset in the middle of a GET does; a failing list first delivers
+ * partial entries.
+ */
+enum flaky_op { F_READ, F_OPEN, F_COMMIT, F_LIST, F_INFO, F_REMOVE, F_RENAME, F_COUNT };
+
+struct flaky {
+    struct storage base;
+    struct storage *inner;
+    int fail[F_COUNT];  /* calls still to fail */
+    int calls[F_COUNT]; /* calls seen */
+    enum err_kind kind; /* kind of the scripted failures */
+    uint64_t partial;   /* bytes (read) or entries (list) delivered before failing */
+};
+
+struct flaky_write {
+    struct storage_write base;
+    struct storage_write *inner;
+};
+
+static struct flaky *flaky_of(struct storage *s)
+{
+    return (struct flaky *)s;
+}
+
+static bool flaky_fails(struct flaky *f, enum flaky_op op)
+{
+    f->calls[op]++;
+    if (f->fail[op] <= 0)
+        return false;
+    f->fail[op]--;
+    return true;
+}
+
+static int scripted(struct flaky *f, enum flaky_op op, const char *what)
+{
+    return err_set(f->kind, "scripted failure of %s (call %d)", what, f->calls[op]);
+}
+
+static int flaky_read(struct storage *s, const char *path, uint64_t offset, uint64_t length,
+                      storage_sink_fn sink, void *ctx)
+{
+    struct flaky *f = flaky_of(s);
+    if (!flaky_fails(f, F_READ))
+        return f->inner->ops->read(f->inner, path, offset, length, sink, ctx);
+    if (f->partial) {
+        uint64_t n = length != STORAGE_TO_END && length < f->partial ? length : f->partial;
+        int rc = f->inner->ops->read(f->inner, path, offset, n, sink, ctx);
+        if (rc < 0)
+            return rc;
+    }
+    return scripted(f, F_READ, "read");
+}
+
+static struct storage_write *flaky_write_open(struct storage *s, const char *path,
+                                              uint64_t size_hint)
+{
+    struct flaky *f = flaky_of(s);
+    if (flaky_fails(f, F_OPEN)) {
+        scripted(f, F_OPEN, "write open");
+        return NULL;
+    }
+    struct storage_write *inner = f->inner->ops->write_open(f->inner, path, size_hint);
+    if (!inner)
+        return NULL;
+    struct flaky_write *w = xcalloc(1, sizeof(*w));
+    w->base.storage = s;
+    w->base.path = xstrdup(path);
+    w->inner = inner;
+    return &w->base;
+}
+
+static int flaky_write_data(struct storage_write *sw, const uint8_t *data, size_t len)
+{
+    struct flaky_write *w = (struct flaky_write *)sw;
+    return w->inner->storage->ops->write_data(w->inner, data, len);
+}
+
+static int flaky_write_commit(struct storage_write *sw)
+{
+    struct flaky_write *w = (struct flaky_write *)sw;
+    struct flaky *f = flaky_of(sw->storage);
+    int rc;
+    if (flaky_fails(f, F_COMMIT)) {
+        w->inner->storage->ops->write_abort(w->inner);
+        rc = scripted(f, F_COMMIT, "commit");
+    } else {
+        rc = w->inner->storage->ops->write_commit(w->inner);
+    }
+    free(w->base.path);
+    free(w);
+    return rc;
+}
+
+static void flaky_write_abort(struct storage_write *sw)
+{
+    struct flaky_write *w = (struct flaky_write *)sw;
+    w->inner->storage->ops->write_abort(w->inner);
+    free(w->base.path);
+    free(w);
+}
+
+struct flaky_list {
+    storage_list_fn fn;
+    void *ctx;
+    uint64_t left;
+    struct flaky *f;
+};
+
+static int flaky_list_cb(void *ctx, const struct storage_info *info)
+{
+    struct flaky_list *fl = ctx;
+    if (fl->left == 0)
+        return scripted(fl->f, F_LIST, "list");
+    fl->left--;
+    return fl->fn(fl->ctx, info);
+}
+
+static int flaky_list(struct storage *s, const char *prefix, storage_list_fn fn, void *ctx)
+{
+    struct flaky *f = flaky_of(s);
+    if (!flaky_fails(f, F_LIST))
+        return f->inner->ops->list(f->inner, prefix, fn, ctx);
+    struct flaky_list fl = {.fn = fn, .ctx = ctx, .left = f->partial, .f = f};
+    int rc = f->inner->ops->list(f->inner, prefix, flaky_list_cb, &fl);
+    return rc < 0 ? rc : scripted(f, F_LIST, "list");
+}
+
+static int flaky_info(struct storage *s, const char *path, struct storage_info *info)
+{
+    struct flaky *f = flaky_of(s);
+    if (flaky_fails(f, F_INFO))
+        return scripted(f, F_INFO, "info");
+    return f->inner->ops->info(f->inner, path, info);
+}
+
+static int flaky_remove(struct storage *s, const char *path)
+{
+    struct flaky *f = flaky_of(s);
+    if (flaky_fails(f, F_REMOVE))
+        return scripted(f, F_REMOVE, "remove");
+    return f->inner->ops->remove(f->inner, path);
+}
+
+static int flaky_rename(struct storage *s, const char *from, const char *to)
+{
+    struct flaky *f = flaky_of(s);
+    if (flaky_fails(f, F_RENAME))
+        return scripted(f, F_RENAME, "rename");
+    return f->inner->ops->rename(f->inner, from, to);
+}
+
+static void flaky_free(struct storage *s)
+{
+    struct flaky *f = flaky_of(s);
+    storage_free(f->inner);
+    free(f);
+}
+
+static const struct storage_ops flaky_ops = {
+    .version = STORAGE_OPS_VERSION,
+    .type = "flaky",
+    .read = flaky_read,
+    .write_open = flaky_write_open,
+    .write_data = flaky_write_data,
+    .write_commit = flaky_write_commit,
+    .write_abort = flaky_write_abort,
+    .list = flaky_list,
+    .info = flaky_info,
+    .remove = flaky_remove,
+    .rename = flaky_rename,
+    .free = flaky_free,
+};
+
+/* The flaky storage wraps the test's posix storage (which it then owns), with
+ * short backoffs; warn lines go to a temporary file. */
+struct retry_fixture {
+    struct flaky *f;
+    FILE *log;
+};
+
+static int retry_setup(void **state)
+{
+    if (storage_suite_setup(state) < 0)
+        return -1;
+    struct retry_fixture *fx = xcalloc(1, sizeof(*fx));
+    fx->f = xcalloc(1, sizeof(*fx->f));
+    storage_init(&fx->f->base, &flaky_ops, "flaky");
+    fx->f->inner = *state;
+    fx->f->kind = ERR_TRANSIENT;
+    fx->f->base.retry_base_ms = 1;
+    fx->log = tmpfile();
+    log_set_stream(fx->log);
+    *state = fx;
+    return 0;
+}
+
+static int retry_teardown(void **state)
+{
+    struct retry_fixture *fx = *state;
+    log_set_stream(NULL);
+    fclose(fx->log);
+    storage_free(&fx->f->base); /* frees the posix storage too */
+    *state = NULL;
+    free(fx);
+    posix_destroy(NULL, &pctx);
+    err_clear();
+    return 0;
+}
+
+/* The log written so far; caller frees. */
+static char *log_text(struct retry_fixture *fx)
+{
+    fflush(fx->log);
+    long size = ftell(fx->log);
+    char *text = xcalloc(1, (size_t)size + 1);
+    rewind(fx->log);
+    assert_int_equal(fread(text, 1, (size_t)size, fx->log), (size_t)size);
+    return text;
+}
+
+static int count_lines(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void test_retry_read_resumes(void **state)
+{
+    struct retry_fixture *fx = *state;
+    struct storage *s = &fx->f->base;
+    size_t len = 5000;
+    uint8_t *data = xmalloc(len);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (uint8_t)(i % 251);
+    storage_suite_put(fx->f->inner, "obj", data, len);
+
+    /* Two resets, each after 1000 more bytes: every byte arrives exactly once. */
+    fx->f->fail[F_READ] = 2;
+    fx->f->partial = 1000;
+    struct buf got = BUF_INIT;
+    assert_int_equal(storage_read(s, "obj", 0, STORAGE_TO_END, buf_sink, &got), 0);
+    assert_int_equal(got.len, len);
+    assert_memory_equal(got.data, data, len);
+    assert_int_equal(fx->f->calls[F_READ], 3);
+    char *log = log_text(fx);
+    assert_int_equal(count_lines(log, " warn "), 2);
+    assert_non_null(strstr(log, "read of \"obj\" in repository \"flaky\" failed: scripted failure "
+                                "of read (call 1); retry 1 of 4 in "));
+    assert_non_null(strstr(log, "retry 2 of 4 in "));
+    free(log);
+
+    /* A bounded range resumes within its bounds. */
+    buf_reset(&got);
+    fx->f->fail[F_READ] = 1;
+    fx->f->calls[F_READ] = 0;
+    assert_int_equal(storage_read(s, "obj", 100, 2500, buf_sink, &got), 0);
+    assert_int_equal(got.len, 2500);
+    assert_memory_equal(got.data, data + 100, 2500);
+    assert_int_equal(fx->f->calls[F_READ], 2);
+    buf_free(&got);
+    free(data);
+}
+
+static void test_retry_gives_up(void **state)
+{
+    struct retry_fixture *fx = *state;
+    struct storage *s = &fx->f->base;
+    storage_suite_put(fx->f->inner, "obj", "abc", 3);
+    s->retries = 2;
+    fx->f->fail[F_READ] = 10;
+    struct buf got = BUF_INIT;
+    assert_storage_error(storage_read(s, "obj", 0, STORAGE_TO_END, buf_sink, &got), ERR_TRANSIENT,
+                         "scripted failure of read (call 3)\n  in repository \"flaky\"");
+    assert_int_equal(fx->f->calls[F_READ], 3);
+    char *log = log_text(fx);
+    assert_int_equal(count_lines(log, " warn "), 2);
+    free(log);
+
+    /* No retries at all. */
+    s->retries = 0;
+    fx->f->calls[F_READ] = 0;
+    assert_storage_error(storage_read(s, "obj", 0, STORAGE_TO_END, buf_sink, &got), ERR_TRANSIENT,
+                         NULL);
+    assert_int_equal(fx->f->calls[F_READ], 1);
+    buf_free(&got);
+}
+
+static void test_retry_only_transient(void **state)
+{
+    struct retry_fixture *fx = *state;
+    struct storage *s = &fx->f->base;
+    storage_suite_put(fx->f->inner, "obj", "abc", 3);
+    fx->f->kind = ERR_IO;
+    fx->f->fail[F_READ] = 1;
+    struct buf got = BUF_INIT;
+    assert_storage_error(storage_read(s, "obj", 0, STORAGE_TO_END, buf_sink, &got), ERR_IO,
+                         "scripted failure of read");
+    assert_int_equal(fx->f->calls[F_READ], 1);
+    fx->f->kind = ERR_TRANSIENT;
+
+    /* A missing object is not retried either. */
+    assert_storage_error(storage_read(s, "none", 0, STORAGE_TO_END, buf_sink, &got), ERR_NOT_FOUND,
+                         NULL);
+    assert_int_equal(fx->f->calls[F_READ], 2);
+    char *log = log_text(fx);
+    assert_int_equal(count_lines(log, " warn "), 0);
+    free(log);
+    buf_free(&got);
+}
+
+static int transient_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    (*(int *)ctx)++;
+    return err_set(ERR_TRANSIENT, "the sink's own transient failure");
+}
+
+static void test_retry_not_after_sink_error(void **state)
+{
+    struct retry_fixture *fx = *state;
+    struct storage *s = &fx->f->base;
+    storage_suite_put(fx->f->inner, "obj", "abc", 3);
+    int calls = 0;
+    assert_storage_error(storage_read(s, "obj", 0, STORAGE_TO_END, transient_sink, &calls),
+                         ERR_TRANSIENT, "the sink's own transient failure");
+    assert_int_equal(calls, 1);
+    assert_int_equal(fx->f->calls[F_READ], 1);
+}
+
+static void test_retry_write_all_and_open(void **state)
+{
+    struct retry_fixture *fx = *state;
+    struct storage *s = &fx->f->base;
+    fx->f->fail[F_COMMIT] = 2;
+    assert_int_equal(storage_write_all(s, "w/obj", "payload", 7), 0);
+    assert_int_equal(fx->f->calls[F_OPEN], 3);
+    assert_int_equal(fx->f->calls[F_COMMIT], 3);
+    char *got = storage_suite_get(fx->f->inner, "w/obj", NULL);
+    assert_string_equal(got, "payload");
+    free(got);
+    assert_int_equal(count_entries(pctx.root, ".tmp."), 0);
+
+    /* The streaming open is retried; a failing streamed commit is not. */
+    fx->f->fail[F_OPEN] = 1;
+    struct storage_write *w = storage_write_open(s, "w/two", 3);
+    assert_non_null(w);
+    assert_int_equal(storage_write_data(w, "two", 3), 0);
+    fx->f->fail[F_COMMIT] = 1;
+    assert_storage_error(storage_write_commit(w), ERR_TRANSIENT, "scripted failure of commit");
+    assert_int_equal(storage_exists(s, "w/two"), 0);
+}
+
+static int seen_cb(void *ctx, const struct storage_info *info)
+{
+    buf_appendf(ctx, "%s ", info->path);
+    return 0;
+}
+
+static void test_retry_list_resumes(void **state)
+{
+    struct retry_fixture *fx = *state;
+    struct storage *s = &fx->f->base;
+    for (int i = 0; i < 10; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "l/%02d", i);
+        storage_suite_put(fx->f->inner, name, "x", 1);
+    }
+    fx->f->fail[F_LIST] = 2;
+    fx->f->partial = 3;
+    struct buf seen = BUF_INIT;
+    assert_int_equal(storage_list(s, "l/", seen_cb, &seen), 0);
+    assert_string_equal((char *)seen.data, "l/00 l/01 l/02 l/03 l/04 l/05 l/06 l/07 l/08 l/09 ");
+    assert_int_equal(fx->f->calls[F_LIST], 3);
+    buf_free(&seen);
+}
+
+static void test_retry_other_ops(void **state)
+{
+    struct retry_fixture *fx = *state;
+    struct storage *s = &fx->f->base;
+    storage_suite_put(fx->f->inner, "a", "x", 1);
+    fx->f->fail[F_INFO] = 1;
+    assert_int_equal(storage_exists(s, "a"), 1);
+    assert_int_equal(fx->f->calls[F_INFO], 2);
+    fx->f->fail[F_RENAME] = 1;
+    assert_int_equal(storage_rename(s, "a", "b"), 0);
+    assert_int_equal(fx->f->calls[F_RENAME], 2);
+    fx->f->fail[F_REMOVE] = 3;
+    assert_int_equal(storage_remove(s, "b"), 0);
+    assert_int_equal(fx->f->calls[F_REMOVE], 4);
+    assert_int_equal(storage_exists(fx->f->inner, "b"), 0);
+    char *log = log_text(fx);
+    assert_int_equal(count_lines(log, " warn "), 5);
+    assert_non_null(strstr(log, "removal of \"b\" in repository \"flaky\" failed"));
+    free(log);
+}
+
+static void test_retry_backoff(void **state)
+{
+    struct retry_fixture *fx = *state;
+    struct storage *s = &fx->f->base;
+    storage_suite_put(fx->f->inner, "obj", "abc", 3);
+    /* 20, 40, 80 ms nominal; with jitter each sleep is between half and all of it. */
+    s->retry_base_ms = 20;
+    s->retries = 3;
+    fx->f->fail[F_INFO] = 3;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(storage_exists(s, "obj"), 1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms >= 70);
+    assert_true(ms < 5000);
+    char *log = log_text(fx);
+    int64_t waits[3];
+    const char *p = log;
+    for (int i = 0; i < 3; i++) {
+        p = strstr(p, " in repository \"flaky\" failed");
+        assert_non_null(p);
+        p = strstr(p, "; retry ");
+        long long w;
+        int n, of;
+        assert_int_equal(sscanf(p, "; retry %d of %d in %lld ms", &n, &of, &w), 3);
+        assert_int_equal(n, i + 1);
+        assert_int_equal(of, 3);
+        waits[i] = w;
+        p++;
+    }
+    assert_true(waits[0] >= 10 && waits[0] <= 20);
+    assert_true(waits[1] >= 20 && waits[1] <= 40);
+    assert_true(waits[2] >= 40 && waits[2] <= 80);
+    free(log);
+}
+
+#define POSIX_TEST(f)                                                                              \
+    cmocka_unit_test_setup_teardown(f, storage_suite_setup, storage_suite_teardown)
+#define RETRY_TEST(f) cmocka_unit_test_setup_teardown(f, retry_setup, retry_teardown)
+
+int main(void)
+{
+    static const struct CMUnitTest extra[] = {
+        POSIX_TEST(test_modes),
+        POSIX_TEST(test_root_created_and_refused),
+        POSIX_TEST(test_error_text),
+        POSIX_TEST(test_temp_files_invisible),
+        POSIX_TEST(test_commit_onto_directory),
+        POSIX_TEST(test_failed_write_keeps_old),
+        POSIX_TEST(test_enospc),
+        POSIX_TEST(test_rename_fallback_copy),
+        RETRY_TEST(test_retry_read_resumes),
+        RETRY_TEST(test_retry_gives_up),
+        RETRY_TEST(test_retry_only_transient),
+        RETRY_TEST(test_retry_not_after_sink_error),
+        RETRY_TEST(test_retry_write_all_and_open),
+        RETRY_TEST(test_retry_list_resumes),
+        RETRY_TEST(test_retry_other_ops),
+        RETRY_TEST(test_retry_backoff),
+    };
+    return storage_suite_run(&target, extra, sizeof(extra) / sizeof(extra[0]));
+}
