@@ -17,6 +17,7 @@
 #include "pgark/hash.h"
 #include "pgark/mem.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -14,6 +14,7 @@
 #include "pgark/version.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
