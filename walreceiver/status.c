@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,7 +125,7 @@ int status_write(struct receiver *rx)
         json_object_set_new(r, "shipped_at", time_json(sh->shipped_at_us));
         json_object_set_new(r, "last_segment", json_string(sh->cursor));
         json_object_set_new(r, "lag_bytes", json_integer((json_int_t)lag_bytes));
-        json_object_set_new(r, "lag_seconds", json_real(lag_s));
+        json_object_set_new(r, "lag_seconds", json_real(round(lag_s * 1000) / 1000));
         json_object_set_new(r, "segments_shipped", json_integer((json_int_t)sh->segments_shipped));
         json_object_set_new(r, "bytes_shipped", json_integer((json_int_t)sh->bytes_shipped));
         json_object_set_new(r, "last_error",
@@ -141,9 +142,9 @@ int status_write(struct receiver *rx)
     json_object_set_new(root, "spool_bytes", json_integer((json_int_t)spool_usage(rx->spool)));
     json_object_set_new(root, "repos", repos);
     json_t *rpo = json_object();
-    json_object_set_new(rpo, "local_seconds", rpo_local < 0 ? json_null() : json_real(rpo_local));
+    json_object_set_new(rpo, "local_seconds", rpo_local < 0 ? json_null() : json_real(round(rpo_local * 1000) / 1000));
     json_object_set_new(rpo, "offsite_seconds",
-                        rpo_offsite < 0 ? json_null() : json_real(rpo_offsite));
+                        rpo_offsite < 0 ? json_null() : json_real(round(rpo_offsite * 1000) / 1000));
     json_object_set_new(root, "rpo", rpo);
 
     snprintf(path, sizeof(path), "%s/status.json", spool_dir(rx->spool));

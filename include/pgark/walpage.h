@@ -6,7 +6,8 @@
  * PostgreSQL major, no unknown info bits, xlp_pageaddr equal to the page's own LSN,
  * xlp_tli not above the stream's timeline and never decreasing, and on the first
  * page of each segment the long header's system identifier, segment size and block
- * size. A bad header is ERR_INTEGRITY naming the LSN and the field; the caller must
+ * size. All-zero pages are the padding that follows a WAL switch record and are
+ * accepted up to the end of their segment. A bad header is ERR_INTEGRITY naming the LSN and the field; the caller must
  * then not write or acknowledge the bytes of that call.
  */
 #ifndef PGARK_WALPAGE_H
@@ -26,6 +27,7 @@ struct walpage_checker {
     lsn_t pos;           /* next LSN expected */
     uint8_t hdr[40];     /* header bytes gathered across calls */
     size_t hdr_have;
+    bool padding;        /* in the zeros that follow a WAL switch, up to the segment end */
 };
 
 /* The xlp_magic of a PostgreSQL major (13..17), or 0 when unknown. */

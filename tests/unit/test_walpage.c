@@ -146,6 +146,24 @@ static void test_bad_headers(void **state)
     free(seg);
 }
 
+/* After a WAL switch the server sends the rest of the segment as zeros, headers too. */
+static void test_switch_padding(void **state)
+{
+    (void)state;
+    uint8_t *seg = make_segment(1);
+    memset(seg + 40 * WAL_BLCKSZ + 100, 0, SEG - 40 * WAL_BLCKSZ - 100);
+    assert_int_equal(feed(seg, 3000, 1), 0);
+    /* A real header after the padding, inside the same segment, is not WAL. */
+    put16(seg + 50 * WAL_BLCKSZ, 0xD110);
+    put16(seg + 50 * WAL_BLCKSZ + 2, 0x0001);
+    put32(seg + 50 * WAL_BLCKSZ + 4, 1);
+    put64(seg + 50 * WAL_BLCKSZ + 8, 3 * (uint64_t)SEG + 50 * WAL_BLCKSZ);
+    expect_bad(seg, 1,
+               "invalid WAL page header at 0/364000: page header after the zero padding that "
+               "ends a segment");
+    free(seg);
+}
+
 /* A failed call leaves the checker where it was: nothing of that call is accepted. */
 static void test_failed_call_not_accepted(void **state)
 {
@@ -175,6 +193,7 @@ int main(void)
         cmocka_unit_test(test_valid_any_split),
         cmocka_unit_test(test_bad_headers),
         cmocka_unit_test(test_failed_call_not_accepted),
+        cmocka_unit_test(test_switch_padding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
