@@ -506,11 +506,16 @@ static int page_header(struct waldecode *d, lsn_t page)
             d->in_rec = false;
             return 0;
         }
-        if (!cont)
+        if (!cont && d->in_rec)
             return fail(d,
                         "invalid WAL page header at %s: no continuation flag for the "
                         "record at %s",
                         fmt_lsn(page, at), fmt_lsn(where, a));
+        if (!cont)
+            return fail(d,
+                        "invalid WAL page header at %s: no continuation flag for the "
+                        "record continued from before %s",
+                        fmt_lsn(page, at), fmt_lsn(d->cfg.start, a));
         if (rem != left)
             return fail(d,
                         "invalid WAL page header at %s: continuation length %" PRIu32
