@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # make_waldecode_fixture.sh — regenerate the WAL fixture of test_waldecode.c.
 #
 # Runs a throwaway PostgreSQL 15 cluster (1 MiB segments) with a workload of known
@@ -6,7 +6,7 @@
 # positioned to cross a segment boundary, then copies the completed segments out and
 # prints what the test must find (xids, commit times from pg_xact_commit_timestamp,
 # LSNs from pg_waldump). Must run as an unprivileged user (initdb refuses root):
-#   runuser -u pgwaldec -- sh make_waldecode_fixture.sh OUTDIR
+#   runuser -u pgwaldec -- bash make_waldecode_fixture.sh OUTDIR
 set -eu
 OUT=${1:?usage: make_waldecode_fixture.sh OUTDIR}
 BIN=${PGBIN:-/usr/lib/postgresql/15/bin}
@@ -71,7 +71,7 @@ LASTSEG=$($PSQL -c "select pg_walfile_name(pg_switch_wal())")
 echo "# last fixture segment: $LASTSEG"
 
 echo "# xid commit_time(us since 2000-01-01)"
-for x in $(cat "$WORK/xids" "$WORK/prep_xid" "$WORK/big_xid"); do
+cat "$WORK/xids" "$WORK/prep_xid" "$WORK/big_xid" | while read -r x; do
     $PSQL -c "select $x, ((extract(epoch from pg_xact_commit_timestamp('$x'::xid)) - 946684800) * 1000000)::bigint"
 done
 echo "# abort xid: $(cat "$WORK/abort_xid")"
@@ -85,11 +85,12 @@ echo "# wal after first switch: $SWITCH0"
 # Copy every segment from FIRSTSEG's successor to LASTSEG (before a shutdown
 # checkpoint recycles them).
 $PSQL -c "select pg_current_wal_lsn()" >/dev/null
-for f in $(ls "$WORK/data/pg_wal" | grep -E '^[0-9A-F]{24}$' | sort); do
-    if [ "$f" \> "$FIRSTSEG" ] && { [ "$f" \< "$LASTSEG" ] || [ "$f" = "$LASTSEG" ]; }; then
-        cp "$WORK/data/pg_wal/$f" "$OUT/$f"
+for path in "$WORK"/data/pg_wal/[0-9A-F]*; do
+    f=${path##*/}
+    if [[ ${#f} -eq 24 && "$f" > "$FIRSTSEG" && ! "$f" > "$LASTSEG" ]]; then
+        cp "$path" "$OUT/$f"
     fi
 done
 "$BIN/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null
-"$BIN/pg_waldump" -p "$OUT" "$(ls "$OUT" | grep -E '^[0-9A-F]{24}$' | head -1)" \
-    "$(ls "$OUT" | grep -E '^[0-9A-F]{24}$' | tail -1)" >"$OUT/waldump.txt" 2>&1 || true
+SEGS=("$OUT"/[0-9A-F]*)
+"$BIN/pg_waldump" -p "$OUT" "${SEGS[0]##*/}" "${SEGS[-1]##*/}" >"$OUT/waldump.txt" 2>&1 || true
