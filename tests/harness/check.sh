@@ -54,8 +54,28 @@ done
 tar -cf - "$@" | tar -C "$dest" -xf -
 chown -R "$user:$user" "$dest"
 
+# Small filesystems for the disk-full tests (only root can mount them): a tiny one for
+# the storage driver, one that holds two WAL segments for the receiver's spool.
+smallfs=${dest}-fs
+cleanup_fs() {
+    umount "$smallfs/tiny" 2>/dev/null || true
+    umount "$smallfs/spool" 2>/dev/null || true
+}
+cleanup_fs
+trap cleanup_fs EXIT
+mkdir -p "$smallfs/tiny" "$smallfs/spool"
+fsenv=""
+if mount -t tmpfs -o size=256k,mode=0700 tmpfs "$smallfs/tiny" &&
+    mount -t tmpfs -o size=40m,mode=0700 tmpfs "$smallfs/spool"; then
+    chown "$user:$user" "$smallfs/tiny" "$smallfs/spool"
+    fsenv="PGARK_TEST_TINYFS=$smallfs/tiny PGARK_TEST_SPOOLFS=$smallfs/spool"
+else
+    echo "check.sh: could not mount small tmpfs filesystems: disk-full tests will be skipped" >&2
+fi
+
 echo "check.sh: running the suite as $user in $dest"
-set -- PATH=/usr/local/bin:/usr/bin:/bin HOME="$home" USER="$user" LANG=C.UTF-8
+# shellcheck disable=SC2086 # fsenv holds zero or two assignments
+set -- PATH=/usr/local/bin:/usr/bin:/bin HOME="$home" USER="$user" LANG=C.UTF-8 $fsenv
 for var in PROVE_JOBS PROVE_FLAGS TESTS PG_TEST_NOCLEAN PG_TEST_TIMEOUT_DEFAULT CI; do
     if eval "[ -n \"\${$var+x}\" ]"; then
         eval "set -- \"\$@\" \"$var=\${$var}\""

@@ -2,9 +2,9 @@
 # prove.sh — the whole suite in one prove run: the C unit tests of $PGARK_BUILD and,
 # when built, of ${PGARK_BUILD}-asan, then the Perl integration tests tests/t/*.pl.
 #
-# cmocka binaries are handed to prove as they are: prove runs an executable file
-# directly, and CMOCKA_MESSAGE_OUTPUT=TAP makes each print one plan and "ok N" lines
-# (its exit code counts the failures). The .pl files go through perl as usual.
+# Every file goes through tests/harness/run-test: cmocka binaries run directly
+# (CMOCKA_MESSAGE_OUTPUT=TAP makes each print one plan and "ok N" lines, its exit code
+# counts the failures), the .pl files through perl.
 # Fails when prove fails, and when the run executed no test at all.
 #
 # Environment: PGARK_BUILD (absolute build dir, required), PG_BINDIR (default
@@ -66,7 +66,8 @@ fi
 log="$TESTDIR/prove.log"
 status=0
 # shellcheck disable=SC2086 # PROVE_FLAGS holds several flags
-prove -j"${PROVE_JOBS:-2}" --timer --failures ${PROVE_FLAGS:-} "${files[@]}" 2>&1 |
+prove -j"${PROVE_JOBS:-2}" --timer --failures --exec "$root/tests/harness/run-test" \
+    ${PROVE_FLAGS:-} "${files[@]}" 2>&1 |
     tee "$log" || status=$?
 if [ "$status" -ne 0 ]; then
     echo "prove.sh: failed; server and test logs are in $TESTDIR/tmp_check/log" >&2

@@ -600,37 +600,6 @@ static void test_bad_pages(void **state)
     assert_int_equal(waldecode_new(&c, &d), -ERR_CONFIG);
 }
 
-/* WALDECODE_BENCH=1: decoding speed over segment 9 (all records, no padding), fed in
- * 64 KiB pieces as the receiver would; reported, not asserted. */
-static void test_speed(void **state)
-{
-    (void)state;
-    if (!getenv("WALDECODE_BENCH"))
-        skip();
-    struct timespec t0, t1;
-    int rounds = 300;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int i = 0; i < rounds; i++) {
-        struct waldecode_config c = config(SEG9, PREV_OF_FIRST, NULL);
-        struct waldecode *d;
-        assert_int_equal(waldecode_new(&c, &d), 0);
-        assert_int_equal(feed(d, wal, SEG, 65536), 0);
-        assert_int_equal(waldecode_summary(d)->commits, 9);
-        waldecode_free(d);
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    fprintf(stderr, "# waldecode: %.0f MB/s (crc32c %s)\n", rounds * (double)SEG / secs / 1e6,
-            crc32c_hw_available() ? "sse4.2" : "table");
-    uint32_t crc = CRC32C_INIT;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int i = 0; i < rounds; i++)
-        crc = crc32c_update_sw(crc, wal, SEG);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    fprintf(stderr, "# crc32c table-driven alone: %.0f MB/s (%08X)\n",
-            rounds * (double)SEG / secs / 1e6, crc);
-}
 
 int main(void)
 {
@@ -647,7 +616,6 @@ int main(void)
         cmocka_unit_test(test_recycled_page),
         cmocka_unit_test(test_overwritten_contrecord),
         cmocka_unit_test(test_bad_pages),
-        cmocka_unit_test(test_speed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
