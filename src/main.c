@@ -46,7 +46,7 @@ static const struct command commands[] = {
      "Exits 1 when the segment does not exist, as restore_command requires.\n"},
     {"wal-push", NULL, "wal-push PATH", "archive_command helper (%p)",
      "For servers that cannot be streamed from.\n"},
-    {"info", NULL, "info [--json]",
+    {"info", cmd_info, "info [--json]",
      "backups, recovery window per timeline, archive state, RPO now", ""},
     {"verify", NULL, "verify [--backup LABEL|--days N] [--json]",
      "re-read and check every object, WAL continuity and timelines",

@@ -100,4 +100,29 @@ int repo_wal_push_partial_fd(struct repo *r, const char *segment_name, int fd, u
 /* Archive a timeline history file ("%08X.history"); identical = no-op. */
 int repo_wal_push_history(struct repo *r, timeline_t tli, const void *data, size_t len);
 
+/* --- catalog ----------------------------------------------------------------- */
+
+struct repo_wal_timeline {
+    timeline_t tli;
+    uint64_t segments;    /* complete segments */
+    uint64_t first_segno; /* lowest and highest complete segment */
+    uint64_t last_segno;
+    uint64_t gaps;        /* segments missing between first and last */
+    bool has_partial;
+    uint64_t partial_segno; /* newest .partial */
+};
+
+struct repo_wal_summary {
+    struct repo_wal_timeline *timelines; /* sorted by timeline */
+    size_t ntimelines;
+    uint64_t segments;
+    uint64_t histories;
+    uint64_t stored_bytes;   /* WAL objects as stored (compressed, encrypted) */
+    int64_t newest_mtime_us; /* newest complete segment's time in the repository */
+};
+
+/* List the WAL archive (one listing of wal/). Free with repo_wal_summary_free. */
+int repo_wal_summary(struct repo *r, struct repo_wal_summary *out);
+void repo_wal_summary_free(struct repo_wal_summary *s);
+
 #endif

@@ -1,0 +1,253 @@
+/*
+ * info.c — `pgark info [--json]`: the receiver's state (from its status.json), the
+ * RPO per tier right now, and what every repository of the cluster holds.
+ */
+#include "pgark/cli.h"
+#include "pgark/config.h"
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+#include "pgark/repo.h"
+#include "pgark/units.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A receiver is running when the pid of its status file lives and the file is fresh. */
+#define STATUS_STALE_US (15 * 1000000LL)
+
+static json_t *receiver_json(const struct config *cfg, const struct config_cluster *cl)
+{
+    char *path = xasprintf("%s/%s/status.json", cfg->spool, cl->name);
+    json_error_t jerr;
+    json_t *st = json_load_file(path, 0, &jerr);
+    free(path);
+    if (!st)
+        return json_pack("{s:b}", "running", 0);
+    json_int_t pid = json_integer_value(json_object_get(st, "pid"));
+    const char *updated = json_string_value(json_object_get(st, "updated"));
+    int64_t updated_us = 0;
+    if (updated && time_parse(updated, &updated_us) < 0)
+        err_clear();
+    bool alive = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+    int64_t age = time_now_us() - updated_us;
+    bool running = alive && age < STATUS_STALE_US;
+    json_object_set_new(st, "running", json_boolean(running));
+    json_object_set_new(st, "status_age_seconds", json_real(round((double)age / 1000.0) / 1000));
+    /* The file is at most a second old while the receiver runs; when it lags, the
+     * lag has grown since the file was written. */
+    json_t *rpo = json_object_get(st, "rpo");
+    if (json_is_object(rpo)) {
+        const char *keys[] = {"local_seconds", "offsite_seconds"};
+        for (int i = 0; i < 2; i++) {
+            json_t *v = json_object_get(rpo, keys[i]);
+            if (json_is_real(v) && (json_real_value(v) > 0 || !running))
+                json_object_set_new(
+                    rpo, keys[i],
+                    json_real(round((json_real_value(v) + (double)age / 1e6) * 1000) / 1000));
+        }
+    }
+    return st;
+}
+
+static json_t *repo_json(const struct config *cfg, const struct config_cluster *cl,
+                         const struct config_repo *rc_repo)
+{
+    json_t *o = json_pack("{s:s, s:s}", "name", rc_repo->name, "type",
+                          config_repo_type_name(rc_repo->type));
+    if (rc_repo->type == CONFIG_REPO_POSIX)
+        json_object_set_new(o, "path", json_string(rc_repo->path));
+    else
+        json_object_set_new(o, "bucket", json_string(rc_repo->bucket));
+    struct storage *s = cli_open_storage(rc_repo);
+    struct repo *r = NULL;
+    if (!s)
+        goto error;
+    struct repo_options ro = {.cluster = cl->name, .passphrase = cfg->encryption.passphrase};
+    r = repo_open(s, &ro, NULL, false);
+    if (!r)
+        goto error;
+    const struct repo_identity *id = repo_identity(r);
+    char sysid[32];
+    snprintf(sysid, sizeof(sysid), "%llu", (unsigned long long)id->system_identifier);
+    json_object_set_new(o, "system_identifier", json_string(sysid));
+    json_object_set_new(o, "pg_major", json_integer(id->pg_major));
+    json_object_set_new(o, "wal_segment_size", json_integer((json_int_t)id->seg_size));
+    json_object_set_new(o, "encrypted", json_boolean(repo_encrypted(r)));
+    struct repo_wal_summary sum;
+    if (repo_wal_summary(r, &sum) < 0)
+        goto error;
+    json_t *wal = json_pack("{s:I, s:I, s:I}", "segments", (json_int_t)sum.segments, "histories",
+                            (json_int_t)sum.histories, "stored_bytes",
+                            (json_int_t)sum.stored_bytes);
+    json_t *tls = json_array();
+    for (size_t i = 0; i < sum.ntimelines; i++) {
+        const struct repo_wal_timeline *t = &sum.timelines[i];
+        char first[WAL_NAME_BUFLEN] = "", last[WAL_NAME_BUFLEN] = "", partial[WAL_NAME_BUFLEN] = "";
+        if (t->segments) {
+            wal_segment_name(t->tli, t->first_segno, id->seg_size, first);
+            wal_segment_name(t->tli, t->last_segno, id->seg_size, last);
+        }
+        if (t->has_partial)
+            wal_segment_name(t->tli, t->partial_segno, id->seg_size, partial);
+        json_array_append_new(
+            tls, json_pack("{s:i, s:I, s:s?, s:s?, s:I, s:s?}", "timeline", (int)t->tli,
+                           "segments", (json_int_t)t->segments, "first",
+                           t->segments ? first : NULL, "last", t->segments ? last : NULL,
+                           "missing", (json_int_t)t->gaps, "partial",
+                           t->has_partial ? partial : NULL));
+    }
+    json_object_set_new(wal, "timelines", tls);
+    json_object_set_new(o, "wal", wal);
+    repo_wal_summary_free(&sum);
+    goto out;
+error:
+    {
+        char *text = err_format();
+        json_object_set_new(o, "error", json_string(text));
+        free(text);
+        err_clear();
+    }
+out:
+    repo_close(r);
+    storage_free(s);
+    return o;
+}
+
+static void print_human(json_t *root)
+{
+    char a[64];
+    json_t *rx = json_object_get(root, "receiver");
+    printf("cluster \"%s\"\n\n", json_string_value(json_object_get(root, "cluster")));
+    if (!json_is_true(json_object_get(rx, "running"))) {
+        const char *updated = json_string_value(json_object_get(rx, "updated"));
+        printf("receiver: not running%s%s%s\n", updated ? " (last status " : "",
+               updated ? updated : "", updated ? ")" : "");
+    } else {
+        printf("receiver: running (pid %lld), %s, timeline %lld\n",
+               (long long)json_integer_value(json_object_get(rx, "pid")),
+               json_is_true(json_object_get(rx, "connected")) ? "connected" : "reconnecting",
+               (long long)json_integer_value(json_object_get(rx, "timeline")));
+    }
+    if (json_object_get(rx, "flushed_lsn")) {
+        printf("  server %s, received %s, flushed %s\n",
+               json_string_value(json_object_get(rx, "server_lsn")),
+               json_string_value(json_object_get(rx, "received_lsn")),
+               json_string_value(json_object_get(rx, "flushed_lsn")));
+        json_t *repos = json_object_get(rx, "repos");
+        size_t i;
+        json_t *r;
+        printf("  %-16s %-8s %-18s %-12s %s\n", "repository", "tier", "shipped", "lag", "");
+        json_array_foreach(repos, i, r)
+        {
+            const char *err = json_string_value(json_object_get(r, "last_error"));
+            printf("  %-16s %-8s %-18s %-12s %.1f s%s%s\n",
+                   json_string_value(json_object_get(r, "name")),
+                   json_is_true(json_object_get(r, "offsite")) ? "off-site" : "local",
+                   json_string_value(json_object_get(r, "shipped_lsn")),
+                   size_format((uint64_t)json_integer_value(json_object_get(r, "lag_bytes")), a,
+                               sizeof(a)),
+                   json_real_value(json_object_get(r, "lag_seconds")), err ? "  error: " : "",
+                   err ? err : "");
+        }
+        json_t *rpo = json_object_get(rx, "rpo");
+        json_t *l = json_object_get(rpo, "local_seconds"), *o = json_object_get(rpo, "offsite_seconds");
+        printf("  RPO now: local %s%.1f s, off-site ", json_is_null(l) ? "n/a " : "",
+               json_is_null(l) ? 0.0 : json_real_value(l));
+        if (json_is_null(o))
+            printf("n/a\n");
+        else
+            printf("%.1f s\n", json_real_value(o));
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(root, "repositories"), i, r)
+    {
+        printf("\nrepository \"%s\" (%s)\n", json_string_value(json_object_get(r, "name")),
+               json_string_value(json_object_get(r, "type")));
+        const char *err = json_string_value(json_object_get(r, "error"));
+        if (err) {
+            printf("  %s\n", err);
+            continue;
+        }
+        json_t *wal = json_object_get(r, "wal");
+        printf("  system %s, PostgreSQL %lld, %s WAL segments%s\n",
+               json_string_value(json_object_get(r, "system_identifier")),
+               (long long)json_integer_value(json_object_get(r, "pg_major")),
+               size_format((uint64_t)json_integer_value(json_object_get(r, "wal_segment_size")), a,
+                           sizeof(a)),
+               json_is_true(json_object_get(r, "encrypted")) ? ", encrypted" : "");
+        printf("  WAL: %lld segments, %lld history files, %s stored\n",
+               (long long)json_integer_value(json_object_get(wal, "segments")),
+               (long long)json_integer_value(json_object_get(wal, "histories")),
+               size_format((uint64_t)json_integer_value(json_object_get(wal, "stored_bytes")), a,
+                           sizeof(a)));
+        size_t j;
+        json_t *t;
+        json_array_foreach(json_object_get(wal, "timelines"), j, t)
+        {
+            const char *first = json_string_value(json_object_get(t, "first"));
+            const char *partial = json_string_value(json_object_get(t, "partial"));
+            printf("    timeline %lld: %s%s%s", (long long)json_integer_value(json_object_get(t, "timeline")),
+                   first ? first : "no complete segment", first ? " .. " : "",
+                   first ? json_string_value(json_object_get(t, "last")) : "");
+            if (json_integer_value(json_object_get(t, "missing")))
+                printf(", %lld missing", (long long)json_integer_value(json_object_get(t, "missing")));
+            if (partial)
+                printf(", partial %s", partial);
+            printf("\n");
+        }
+    }
+}
+
+int cmd_info(struct cli_context *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {{"json", no_argument, NULL, 'j'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {0, 0, 0, 0}};
+    bool as_json = false;
+    int opt;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case 'j':
+            as_json = true;
+            break;
+        case 'h':
+            printf("usage: pgark info [--json]\n");
+            return 0;
+        default:
+            err_set(ERR_USAGE, "unknown option \"%s\" for info", argv[optind - 1]);
+            err_hint("run \"pgark help info\"");
+            return 2;
+        }
+    }
+    const struct config *cfg = cli_config(ctx);
+    if (!cfg)
+        return 2;
+    const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
+    if (!cl)
+        return 2;
+    json_t *root = json_pack("{s:s}", "cluster", cl->name);
+    json_object_set_new(root, "receiver", receiver_json(cfg, cl));
+    json_t *repos = json_array();
+    for (size_t i = 0; i < cl->nrepos; i++)
+        json_array_append_new(repos, repo_json(cfg, cl, config_cluster_repo(cfg, cl, i)));
+    json_object_set_new(root, "repositories", repos);
+    if (as_json) {
+        char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", text);
+        free(text);
+    } else {
+        print_human(root);
+    }
+    json_decref(root);
+    return 0;
+}
