@@ -51,7 +51,6 @@ int chunker_finish(struct chunker *c, uint8_t file_sha256[SHA256_LEN], uint64_t 
 void chunker_reset(struct chunker *c);
 
 /* The name chunker gives data: hex SHA-256, or hex HMAC-SHA256 under key (32 bytes). */
-void chunk_name(const uint8_t *key, const void *data, size_t len,
-                char out[SHA256_HEX_LEN + 1]);
+void chunk_name(const uint8_t *key, const void *data, size_t len, char out[SHA256_HEX_LEN + 1]);
 
 #endif

@@ -61,9 +61,9 @@ struct manifest_header {
     uint64_t chunk_size;
     const struct manifest_tablespace *tablespaces;
     size_t n_tablespaces;
-    uint64_t logical_bytes; /* sum of file sizes (set by the writer) */
-    uint64_t stored_bytes;  /* bytes of new chunk objects written by this backup */
-    uint64_t files;         /* number of file lines (set by the writer) */
+    uint64_t logical_bytes;  /* sum of file sizes (set by the writer) */
+    uint64_t stored_bytes;   /* bytes of new chunk objects written by this backup */
+    uint64_t files;          /* number of file lines (set by the writer) */
     const char *compression; /* "zstd", "none" */
     bool encrypted;
 };
@@ -77,8 +77,8 @@ enum manifest_file_type {
 struct manifest_file {
     const char *path; /* relative to the data directory; any bytes but NUL */
     enum manifest_file_type type;
-    uint32_t mode;  /* permission bits */
-    uint64_t size;  /* regular files; 0 otherwise */
+    uint32_t mode; /* permission bits */
+    uint64_t size; /* regular files; 0 otherwise */
     int64_t mtime;
     uint8_t sha256[SHA256_LEN]; /* regular files: digest of the whole content */
     const char *link;           /* symlinks: target; NULL otherwise */

@@ -176,8 +176,8 @@ static int parse_archive_name(struct bbstream *s, const char *name, const char *
     for (; name[i] >= '0' && name[i] <= '9' && i < 10; i++)
         oid = oid * 10 + (uint64_t)(name[i] - '0');
     if (i == 0 || strcmp(name + i, ".tar") != 0 || oid == 0 || oid > UINT32_MAX)
-        return fail(s, err_set(ERR_PROTOCOL, "unexpected archive name \"%s\" in the backup stream",
-                               name));
+        return fail(
+            s, err_set(ERR_PROTOCOL, "unexpected archive name \"%s\" in the backup stream", name));
     if (!*location)
         return fail(s, err_set(ERR_PROTOCOL,
                                "archive \"%s\" announced without a tablespace location", name));
@@ -204,8 +204,8 @@ static int msg_new_archive(struct bbstream *s, const uint8_t *p, size_t n)
     const char *name = (const char *)p;
     const char *location = (const char *)loc;
     if (s->in_manifest)
-        return fail(s, err_set(ERR_PROTOCOL,
-                               "archive \"%s\" started after the backup manifest", name));
+        return fail(
+            s, err_set(ERR_PROTOCOL, "archive \"%s\" started after the backup manifest", name));
     uint32_t oid;
     int rc = parse_archive_name(s, name, location, &oid);
     if (rc < 0)
@@ -221,8 +221,8 @@ static int data(struct bbstream *s, const uint8_t *p, size_t n)
         return rc < 0 ? fail(s, rc) : 0;
     }
     if (!s->tar)
-        return fail(s, err_set(ERR_PROTOCOL,
-                               "backup stream sent archive data before any archive started"));
+        return fail(
+            s, err_set(ERR_PROTOCOL, "backup stream sent archive data before any archive started"));
     rc = tar_reader_feed(s->tar, p, n);
     if (rc < 0) {
         err_context("while reading archive \"%s\" of the base backup", (const char *)s->name.data);
@@ -301,12 +301,12 @@ int bbstream_legacy_archive(struct bbstream *s, uint32_t spcoid, const char *loc
     if (s->protocol != BBSTREAM_LEGACY)
         return err_set(ERR_RUNTIME, "bbstream_legacy_archive on a streamed-protocol parser");
     if (s->in_manifest)
-        return fail(s, err_set(ERR_PROTOCOL,
-                               "backup stream sent a tablespace after the backup manifest"));
+        return fail(
+            s, err_set(ERR_PROTOCOL, "backup stream sent a tablespace after the backup manifest"));
     if ((spcoid == 0) != (location == NULL || *location == '\0'))
-        return fail(s, err_set(ERR_PROTOCOL,
-                               "tablespace %" PRIu32 " announced with location \"%s\"", spcoid,
-                               location ? location : ""));
+        return fail(s,
+                    err_set(ERR_PROTOCOL, "tablespace %" PRIu32 " announced with location \"%s\"",
+                            spcoid, location ? location : ""));
     char name[32];
     if (spcoid)
         snprintf(name, sizeof(name), "%" PRIu32 ".tar", spcoid);

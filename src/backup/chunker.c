@@ -21,8 +21,7 @@ struct chunker {
     struct sha256_ctx *file;
 };
 
-void chunk_name(const uint8_t *key, const void *data, size_t len,
-                char out[SHA256_HEX_LEN + 1])
+void chunk_name(const uint8_t *key, const void *data, size_t len, char out[SHA256_HEX_LEN + 1])
 {
     uint8_t md[SHA256_LEN];
     if (key)

@@ -66,8 +66,8 @@ static bool time_from_text(const char *s, int64_t *out)
     struct tm tm;
     memset(&tm, 0, sizeof(tm));
     int n = 0;
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &n) != 6 ||
         s[n] != '\0')
         return false;
     tm.tm_year -= 1900;
@@ -195,8 +195,7 @@ int manifest_writer_add(struct manifest_writer *w, const struct manifest_file *f
     bool is_file = f->type == MANIFEST_TYPE_FILE;
     uint64_t want_chunks = is_file ? (f->size + w->chunk_size - 1) / w->chunk_size : 0;
     if (f->n_chunks != want_chunks || (!is_file && f->size != 0) ||
-        ((f->type == MANIFEST_TYPE_SYMLINK) != (f->link != NULL)) ||
-        (f->link && !*f->link))
+        ((f->type == MANIFEST_TYPE_SYMLINK) != (f->link != NULL)) || (f->link && !*f->link))
         return err_set(ERR_RUNTIME,
                        "inconsistent manifest entry for \"%s\": %zu chunks for %" PRIu64
                        " bytes, link %s",
@@ -295,8 +294,9 @@ int manifest_writer_finish(struct manifest_writer *w, struct manifest_header *h,
     w->done = true;
     if (h->chunk_size != w->chunk_size || h->format != MANIFEST_FORMAT || !h->label ||
         !h->compression)
-        return err_set(ERR_RUNTIME, "manifest header does not match its writer (chunk size %" PRIu64
-                                    ", writer's %" PRIu64 ")",
+        return err_set(ERR_RUNTIME,
+                       "manifest header does not match its writer (chunk size %" PRIu64
+                       ", writer's %" PRIu64 ")",
                        h->chunk_size, w->chunk_size);
     for (size_t i = 0; i < h->n_tablespaces; i++)
         if (!h->tablespaces[i].location || !*h->tablespaces[i].location)
@@ -330,8 +330,7 @@ int manifest_writer_finish(struct manifest_writer *w, struct manifest_header *h,
     }
     if (ferror(w->tmp))
         rc = err_set_errno(ERR_IO, errno ? errno : EIO,
-                           "cannot read back the manifest's temporary file in \"%s\"",
-                           w->tmp_dir);
+                           "cannot read back the manifest's temporary file in \"%s\"", w->tmp_dir);
 out:
     free(copy);
     json_decref(o);
@@ -612,8 +611,8 @@ static int parse_file(struct manifest_reader *r, json_t *o)
         f.n_chunks = json_array_size(j);
         v = (f.size + r->h.chunk_size - 1) / r->h.chunk_size;
         if (f.n_chunks != v)
-            return bad(r, "%zu chunks for %" PRIu64 " bytes, expected %" PRIu64, f.n_chunks,
-                       f.size, v);
+            return bad(r, "%zu chunks for %" PRIu64 " bytes, expected %" PRIu64, f.n_chunks, f.size,
+                       v);
         buf_reset(&r->chunks);
         buf_reserve(&r->chunks, f.n_chunks * SHA256_LEN);
         for (size_t i = 0; i < f.n_chunks; i++) {
@@ -648,8 +647,8 @@ static int parse_line(struct manifest_reader *r, const uint8_t *data, size_t len
     r->lineno++;
     json_t *o = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!o)
-        return err_set(ERR_INTEGRITY, "manifest line %" PRIu64 " is not valid JSON: %s",
-                       r->lineno, jerr.text);
+        return err_set(ERR_INTEGRITY, "manifest line %" PRIu64 " is not valid JSON: %s", r->lineno,
+                       jerr.text);
     int rc;
     if (!json_is_object(o))
         rc = bad(r, "not a JSON object");

@@ -43,7 +43,6 @@ struct tar_reader {
     int64_t pax_mtime;
 
     /* current entry */
-    bool in_entry;     /* entry_begin called, entry_end not yet */
     bool pad_is_entry; /* the padding being skipped ends an entry (vs an extended header) */
     uint64_t remaining;
     uint64_t entry_size;
@@ -185,8 +184,9 @@ static int normalise_path(struct tar_reader *r, struct buf *p, uint64_t hdr_offs
         return fail(r, err_set(ERR_INTEGRITY, "tar entry at offset %" PRIu64 " has an empty name",
                                hdr_offset));
     if (memchr(p->data, '\0', p->len))
-        return fail(r, err_set(ERR_INTEGRITY, "tar entry name at offset %" PRIu64
-                                              " contains a NUL byte", hdr_offset));
+        return fail(r, err_set(ERR_INTEGRITY,
+                               "tar entry name at offset %" PRIu64 " contains a NUL byte",
+                               hdr_offset));
     bool unsafe = p->data[0] == '/';
     const char *s = (const char *)p->data;
     for (size_t i = 0; i < p->len && !unsafe; i++) {
@@ -212,8 +212,7 @@ static int parse_pax(struct tar_reader *r)
         uint64_t len = 0;
         while (i < left && i < 20 && p[i] >= '0' && p[i] <= '9')
             len = len * 10 + (uint64_t)(p[i++] - '0');
-        if (i == 0 || i >= left || p[i] != ' ' || len <= i + 1 || len > left ||
-            p[len - 1] != '\n')
+        if (i == 0 || i >= left || p[i] != ' ' || len <= i + 1 || len > left || p[len - 1] != '\n')
             goto bad;
         const char *key = p + i + 1;
         const char *eq = memchr(key, '=', (size_t)(p + len - 1 - key));
@@ -267,9 +266,9 @@ static int parse_pax(struct tar_reader *r)
     }
     return 0;
 bad:
-    return fail(r, err_set(ERR_INTEGRITY,
-                           "malformed pax record in extended header at offset %" PRIu64,
-                           r->ext_offset));
+    return fail(r,
+                err_set(ERR_INTEGRITY, "malformed pax record in extended header at offset %" PRIu64,
+                        r->ext_offset));
 }
 
 static void clear_overrides(struct tar_reader *r)
@@ -304,7 +303,6 @@ static int ext_done(struct tar_reader *r)
 
 static int entry_done(struct tar_reader *r)
 {
-    r->in_entry = false;
     r->entries++;
     if (r->cb.entry_end) {
         int rc = r->cb.entry_end(r->arg);
@@ -369,8 +367,7 @@ static int header_done(struct tar_reader *r)
     int64_t stored;
     if (parse_number(h + 148, 8, false, &stored) < 0)
         return fail(r, err_set(ERR_INTEGRITY,
-                               "unreadable checksum field in tar header at offset %" PRIu64,
-                               at));
+                               "unreadable checksum field in tar header at offset %" PRIu64, at));
     int64_t usum = 0, ssum = 0;
     for (size_t i = 0; i < TAR_BLOCK; i++) {
         uint8_t c = (i >= 148 && i < 156) ? ' ' : h[i];
@@ -379,15 +376,15 @@ static int header_done(struct tar_reader *r)
     }
     if (stored != usum && stored != ssum)
         return fail(r, err_set(ERR_INTEGRITY,
-                               "tar header checksum mismatch at offset %" PRIu64
-                               " (stored %" PRIo64 ", computed %" PRIo64 ")",
+                               "tar header checksum mismatch at offset %" PRIu64 " (stored %" PRIo64
+                               ", computed %" PRIo64 ")",
                                at, (uint64_t)stored, (uint64_t)usum));
 
     bool posix = !memcmp(h + 257, "ustar\0", 6);
     bool gnu = !memcmp(h + 257, "ustar  \0", 8);
     if (!posix && !gnu)
-        return fail(r, err_set(ERR_INTEGRITY, "tar header at offset %" PRIu64
-                                              " is not in ustar format", at));
+        return fail(r, err_set(ERR_INTEGRITY,
+                               "tar header at offset %" PRIu64 " is not in ustar format", at));
 
     int64_t size, mtime, mode;
     if (parse_number(h + 124, 12, false, &size) < 0 ||
@@ -399,8 +396,8 @@ static int header_done(struct tar_reader *r)
     if (type == 'x' || type == 'g' || type == 'L' || type == 'K') {
         if (type != 'g' && (uint64_t)size > TAR_EXT_MAX)
             return fail(r, err_set(ERR_INTEGRITY,
-                                   "tar extended header at offset %" PRIu64 " is too large (%" PRId64
-                                   " bytes)",
+                                   "tar extended header at offset %" PRIu64
+                                   " is too large (%" PRId64 " bytes)",
                                    at, size));
         r->ext_type = type;
         r->ext_size = (uint64_t)size;
@@ -481,7 +478,6 @@ static int header_done(struct tar_reader *r)
         e.size = 0;
     clear_overrides(r);
 
-    r->in_entry = true;
     r->entry_size = e.size;
     r->remaining = e.size;
     r->state = ST_DATA;
@@ -592,16 +588,16 @@ int tar_reader_finish(struct tar_reader *r, bool end_marker_required)
                                "tar archive truncated at offset %" PRIu64 " inside a header",
                                r->offset));
     case ST_EXT:
-        return fail(r, err_set(ERR_INTEGRITY,
-                               "tar archive truncated at offset %" PRIu64
-                               " inside an extended header",
-                               r->offset));
+        return fail(r,
+                    err_set(ERR_INTEGRITY,
+                            "tar archive truncated at offset %" PRIu64 " inside an extended header",
+                            r->offset));
     case ST_DATA:
         return fail(r, err_set(ERR_INTEGRITY,
                                "tar archive truncated at offset %" PRIu64 " inside \"%s\" (%" PRIu64
                                " of %" PRIu64 " bytes read)",
-                               r->offset, (const char *)r->path.data,
-                               r->entry_size - r->remaining, r->entry_size));
+                               r->offset, (const char *)r->path.data, r->entry_size - r->remaining,
+                               r->entry_size));
     case ST_PAD:
         return fail(r, err_set(ERR_INTEGRITY,
                                "tar archive truncated at offset %" PRIu64 " inside block padding",

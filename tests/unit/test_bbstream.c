@@ -261,8 +261,7 @@ static void test_legacy(void **state)
         assert_int_equal(bbstream_legacy_archive(s, 16384, "/srv/ts1"), 0);
         for (size_t off = 0; off < ts.len; off += step)
             assert_int_equal(
-                bbstream_copy_data(s, ts.data + off, ts.len - off < step ? ts.len - off : step),
-                0);
+                bbstream_copy_data(s, ts.data + off, ts.len - off < step ? ts.len - off : step), 0);
         assert_int_equal(bbstream_legacy_archive(s, 0, ""), 0);
         for (size_t off = 0; off < base.len; off += step)
             assert_int_equal(bbstream_copy_data(s, base.data + off,

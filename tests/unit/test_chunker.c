@@ -73,7 +73,7 @@ static void test_sizes_and_splits(void **state)
     const size_t steps[] = {1, 7, 999, 1000, 1001, 4096, 0};
     for (int keyed = 0; keyed < 2; keyed++) {
         struct got g;
-    memset(&g, 0, sizeof(g));
+        memset(&g, 0, sizeof(g));
         struct chunker *c = chunker_new(cs, keyed ? KEY : NULL, on_chunk, &g);
         assert_non_null(c);
         for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {

@@ -178,8 +178,12 @@ static void test_ustar_prefix(void **state)
 {
     (void)state;
     struct buf a = BUF_INIT;
-    struct tb_header h = {.name = "16385_fsm", .prefix = "PG_15_202209061/16384", .type = '0',
-                          .mode = 0600, .size = 3, .mtime = 5};
+    struct tb_header h = {.name = "16385_fsm",
+                          .prefix = "PG_15_202209061/16384",
+                          .type = '0',
+                          .mode = 0600,
+                          .size = 3,
+                          .mtime = 5};
     tb_header(&a, &h);
     tb_data(&a, "abc", 3);
     tb_end(&a);
@@ -222,8 +226,8 @@ static void test_pax_overrides(void **state)
     tb_pax_record(&rec, "size", "700");
     tb_pax_record(&rec, "comment", "ignored = value");
     tb_pax(&a, 'x', &rec);
-    struct tb_header h = {.name = "truncated-name", .type = '0', .mode = 0640, .size = 0,
-                          .mtime = 1};
+    struct tb_header h = {
+        .name = "truncated-name", .type = '0', .mode = 0640, .size = 0, .mtime = 1};
     tb_header(&a, &h); /* header size 0, pax says 700 */
     char data[700];
     memset(data, 'q', sizeof(data));
@@ -285,14 +289,14 @@ static void test_gnu_long_name_and_link(void **state)
         buf_append_str(&link, "../x/");
     buf_append_str(&link, "tgt");
     tb_gnu_long(&a, 'L', (char *)name.data);
-    struct tb_header h = {.name = "long/long/", .type = '0', .mode = 0600, .size = 4,
-                          .mtime = 9, .gnu_magic = true};
+    struct tb_header h = {
+        .name = "long/long/", .type = '0', .mode = 0600, .size = 4, .mtime = 9, .gnu_magic = true};
     tb_header(&a, &h);
     tb_data(&a, "data", 4);
     tb_gnu_long(&a, 'K', (char *)link.data);
     tb_gnu_long(&a, 'L', "sym/");
-    struct tb_header s = {.name = "sym", .type = '2', .mode = 0777, .link = "cut",
-                          .gnu_magic = true};
+    struct tb_header s = {
+        .name = "sym", .type = '2', .mode = 0777, .link = "cut", .gnu_magic = true};
     tb_header(&a, &s);
     tb_end(&a);
     for (size_t st = 0; st < NSTEPS; st++) {
@@ -318,8 +322,12 @@ static void test_base256_size(void **state)
     char data[1000];
     for (size_t i = 0; i < sizeof(data); i++)
         data[i] = (char)i;
-    struct tb_header h = {.name = "big", .type = '0', .mode = 0600, .size = sizeof(data),
-                          .mtime = -86400, .base256 = true};
+    struct tb_header h = {.name = "big",
+                          .type = '0',
+                          .mode = 0600,
+                          .size = sizeof(data),
+                          .mtime = -86400,
+                          .base256 = true};
     tb_header(&a, &h);
     tb_data(&a, data, sizeof(data));
     tb_end(&a);
@@ -360,8 +368,8 @@ static void expect_error(const struct buf *a, bool marker, const char *msg)
         struct collect c;
         int rc = run(a->data, a->len, STEPS[s], marker, &c);
         if (rc != -ERR_INTEGRITY || strcmp(err_message(), msg) != 0)
-            fail_msg("step %zu: rc %d, message \"%s\", want \"%s\"", STEPS[s], rc,
-                     err_message(), msg);
+            fail_msg("step %zu: rc %d, message \"%s\", want \"%s\"", STEPS[s], rc, err_message(),
+                     msg);
         collect_free(&c);
     }
 }

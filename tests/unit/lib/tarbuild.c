@@ -46,7 +46,10 @@ size_t tb_header(struct buf *out, const struct tb_header *h)
     if (h->gnu_magic)
         memcpy(b + 257, "ustar  \0", 8);
     else
-        memcpy(b + 257, "ustar\0" "00", 8);
+        memcpy(b + 257,
+               "ustar\0"
+               "00",
+               8);
     if (h->prefix) {
         size_t pl = strlen(h->prefix);
         memcpy(b + 345, h->prefix, pl > 155 ? 155 : pl);
@@ -75,8 +78,8 @@ void tb_data(struct buf *out, const void *data, size_t len)
 
 void tb_file(struct buf *out, const char *name, const void *data, size_t len)
 {
-    struct tb_header h = {.name = name, .type = '0', .mode = 0600, .size = len,
-                          .mtime = 1700000000};
+    struct tb_header h = {
+        .name = name, .type = '0', .mode = 0600, .size = len, .mtime = 1700000000};
     tb_header(out, &h);
     tb_data(out, data, len);
 }
@@ -89,8 +92,8 @@ void tb_dir(struct buf *out, const char *name)
 
 void tb_symlink(struct buf *out, const char *name, const char *target)
 {
-    struct tb_header h = {.name = name, .type = '2', .mode = 0777, .mtime = 1700000000,
-                          .link = target};
+    struct tb_header h = {
+        .name = name, .type = '2', .mode = 0777, .mtime = 1700000000, .link = target};
     tb_header(out, &h);
 }
 
@@ -110,8 +113,8 @@ void tb_pax_record(struct buf *rec, const char *key, const char *value)
 
 void tb_pax(struct buf *out, char type, const struct buf *rec)
 {
-    struct tb_header h = {.name = "PaxHeaders/x", .type = type, .mode = 0644,
-                          .size = rec->len, .mtime = 1700000000};
+    struct tb_header h = {
+        .name = "PaxHeaders/x", .type = type, .mode = 0644, .size = rec->len, .mtime = 1700000000};
     tb_header(out, &h);
     tb_data(out, rec->data, rec->len);
 }
@@ -119,8 +122,8 @@ void tb_pax(struct buf *out, char type, const struct buf *rec)
 void tb_gnu_long(struct buf *out, char type, const char *text)
 {
     size_t n = strlen(text) + 1;
-    struct tb_header h = {.name = "././@LongLink", .type = type, .mode = 0644, .size = n,
-                          .gnu_magic = true};
+    struct tb_header h = {
+        .name = "././@LongLink", .type = type, .mode = 0644, .size = n, .gnu_magic = true};
     tb_header(out, &h);
     tb_data(out, text, n);
 }

@@ -19,9 +19,9 @@ struct tb_header {
     uint32_t mode;
     uint64_t size;
     int64_t mtime;
-    const char *link;   /* linkname field or NULL */
-    bool gnu_magic;     /* "ustar  \0" instead of "ustar\0" "00" */
-    bool base256;       /* size and mtime in base-256 */
+    const char *link; /* linkname field or NULL */
+    bool gnu_magic;   /* "ustar  \0" instead of "ustar\0" "00" */
+    bool base256;     /* size and mtime in base-256 */
 };
 
 /* Append one 512-byte header with a correct checksum; returns its offset in out. */
