@@ -1,0 +1,211 @@
+/* test_chunker.c — fixed-size chunking, chunk names and the whole-file digest. */
+#include "pgark/chunker.h"
+#include "pgark/error.h"
+#include "pgark/hash.h"
+#include "pgark/mem.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static const uint8_t KEY[CHUNK_KEY_LEN] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10,
+                                           11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+                                           22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+
+struct got {
+    struct buf joined; /* concatenated chunk bytes */
+    char names[64][SHA256_HEX_LEN + 1];
+    size_t lens[64];
+    uint64_t offsets[64];
+    size_t n;
+    const uint8_t *last_ptr;
+    int fail_at; /* >0: fail on this chunk number (1-based) */
+};
+
+static int on_chunk(void *arg, const struct chunk *ch)
+{
+    struct got *g = arg;
+    assert_int_equal(ch->index, g->n);
+    assert_true(ch->len > 0);
+    if (g->fail_at && (int)g->n + 1 == g->fail_at)
+        return err_set(ERR_IO, "upload failed");
+    assert_true(g->n < 64);
+    strcpy(g->names[g->n], ch->name);
+    g->lens[g->n] = ch->len;
+    g->offsets[g->n] = ch->offset;
+    g->last_ptr = ch->data;
+    buf_append(&g->joined, ch->data, ch->len);
+    g->n++;
+    return 0;
+}
+
+static uint8_t *pattern(size_t n)
+{
+    uint8_t *d = xmalloc(n ? n : 1);
+    uint32_t x = 42;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245 + 12345;
+        d[i] = (uint8_t)(x >> 16);
+    }
+    return d;
+}
+
+static void chunk_file(struct chunker *c, const uint8_t *d, size_t n, size_t step,
+                       uint8_t sha[SHA256_LEN], uint64_t *count)
+{
+    if (step == 0)
+        step = n ? n : 1;
+    for (size_t off = 0; off < n; off += step)
+        assert_int_equal(chunker_feed(c, d + off, n - off < step ? n - off : step), 0);
+    assert_int_equal(chunker_finish(c, sha, count), 0);
+}
+
+static void test_sizes_and_splits(void **state)
+{
+    (void)state;
+    const size_t cs = 1000;
+    const size_t sizes[] = {0, 1, 999, 1000, 1001, 3500, 10000};
+    const size_t steps[] = {1, 7, 999, 1000, 1001, 4096, 0};
+    for (int keyed = 0; keyed < 2; keyed++) {
+        struct got g;
+        memset(&g, 0, sizeof(g));
+        struct chunker *c = chunker_new(cs, keyed ? KEY : NULL, on_chunk, &g);
+        assert_non_null(c);
+        for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+            size_t n = sizes[si];
+            uint8_t *d = pattern(n);
+            for (size_t st = 0; st < sizeof(steps) / sizeof(steps[0]); st++) {
+                buf_reset(&g.joined);
+                g.n = 0;
+                uint8_t sha[SHA256_LEN], want[SHA256_LEN];
+                uint64_t count = 99;
+                chunk_file(c, d, n, steps[st], sha, &count);
+                /* same chunker reused file after file: counts start over */
+                size_t expect = (n + cs - 1) / cs;
+                assert_int_equal(count, expect);
+                assert_int_equal(g.n, expect);
+                assert_int_equal(g.joined.len, n);
+                if (n)
+                    assert_memory_equal(g.joined.data, d, n);
+                sha256(d, n, want);
+                assert_memory_equal(sha, want, SHA256_LEN);
+                for (size_t i = 0; i < g.n; i++) {
+                    size_t len = i + 1 < g.n ? cs : n - i * cs;
+                    assert_int_equal(g.lens[i], len);
+                    assert_int_equal(g.offsets[i], i * cs);
+                    char name[SHA256_HEX_LEN + 1];
+                    uint8_t md[SHA256_LEN];
+                    if (keyed)
+                        hmac_sha256(KEY, sizeof(KEY), d + i * cs, len, md);
+                    else
+                        sha256(d + i * cs, len, md);
+                    hex_encode(md, SHA256_LEN, name);
+                    assert_string_equal(g.names[i], name);
+                }
+            }
+            free(d);
+        }
+        chunker_free(c);
+        buf_free(&g.joined);
+    }
+}
+
+static void test_names_known_values(void **state)
+{
+    (void)state;
+    char out[SHA256_HEX_LEN + 1];
+    chunk_name(NULL, "abc", 3, out);
+    assert_string_equal(out, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    /* openssl dgst -sha256 -mac HMAC -macopt hexkey:000102...1f */
+    chunk_name(KEY, "abc", 3, out);
+    assert_string_equal(out, "f0133729c4163dede81e21cd47839256da58171238c8a0d874397c73b14e1e47");
+
+    struct got g;
+    memset(&g, 0, sizeof(g));
+    struct chunker *c = chunker_new(3, KEY, on_chunk, &g);
+    assert_int_equal(chunker_feed(c, "abcab", 5), 0);
+    assert_int_equal(chunker_finish(c, NULL, NULL), 0);
+    assert_int_equal(g.n, 2);
+    assert_string_equal(g.names[0], out);
+    chunker_free(c);
+    buf_free(&g.joined);
+}
+
+static void test_whole_chunk_not_copied(void **state)
+{
+    (void)state;
+    struct got g;
+    memset(&g, 0, sizeof(g));
+    struct chunker *c = chunker_new(4096, NULL, on_chunk, &g);
+    uint8_t *d = pattern(8192);
+    assert_int_equal(chunker_feed(c, d, 8192), 0);
+    assert_ptr_equal(g.last_ptr, d + 4096); /* handed on from the caller's piece */
+    assert_int_equal(chunker_finish(c, NULL, NULL), 0);
+    assert_int_equal(g.n, 2);
+    free(d);
+    chunker_free(c);
+    buf_free(&g.joined);
+}
+
+static void test_callback_failure_and_reset(void **state)
+{
+    (void)state;
+    struct got g;
+    memset(&g, 0, sizeof(g));
+    g.fail_at = 2;
+    struct chunker *c = chunker_new(100, NULL, on_chunk, &g);
+    uint8_t *d = pattern(350);
+    assert_int_equal(chunker_feed(c, d, 350), -ERR_IO);
+    assert_string_equal(err_message(), "upload failed");
+    chunker_reset(c);
+    /* the next file starts clean: index 0, its own digest */
+    g.fail_at = 0;
+    g.n = 0;
+    buf_reset(&g.joined);
+    uint8_t sha[SHA256_LEN], want[SHA256_LEN];
+    uint64_t count;
+    chunk_file(c, d + 50, 150, 1, sha, &count);
+    assert_int_equal(count, 2);
+    sha256(d + 50, 150, want);
+    assert_memory_equal(sha, want, SHA256_LEN);
+    assert_memory_equal(g.joined.data, d + 50, 150);
+
+    /* failure on the last, short chunk at finish */
+    g.fail_at = 1;
+    g.n = 0;
+    assert_int_equal(chunker_feed(c, d, 10), 0);
+    assert_int_equal(chunker_finish(c, sha, &count), -ERR_IO);
+    g.fail_at = 0;
+    chunk_file(c, d, 0, 0, sha, &count);
+    assert_int_equal(count, 0);
+    sha256("", 0, want);
+    assert_memory_equal(sha, want, SHA256_LEN);
+    free(d);
+    chunker_free(c);
+    buf_free(&g.joined);
+}
+
+static void test_zero_chunk_size(void **state)
+{
+    (void)state;
+    assert_null(chunker_new(0, NULL, on_chunk, NULL));
+    assert_int_equal(err_kind(), ERR_USAGE);
+    assert_string_equal(err_message(), "chunk size must be greater than zero");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sizes_and_splits),
+        cmocka_unit_test(test_names_known_values),
+        cmocka_unit_test(test_whole_chunk_not_copied),
+        cmocka_unit_test(test_callback_failure_and_reset),
+        cmocka_unit_test(test_zero_chunk_size),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
