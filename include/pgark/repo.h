@@ -100,6 +100,27 @@ int repo_wal_push_partial_fd(struct repo *r, const char *segment_name, int fd, u
 /* Archive a timeline history file ("%08X.history"); identical = no-op. */
 int repo_wal_push_history(struct repo *r, timeline_t tli, const void *data, size_t len);
 
+/* --- chunk store ------------------------------------------------------------- */
+
+#define REPO_CHUNK_NAME_LEN 64 /* hex */
+
+/* The key that names chunks (HMAC-SHA256) in an encrypted repository, so that names
+ * do not reveal content; NULL when not encrypted (names are plain SHA-256). */
+const uint8_t *repo_chunk_key(const struct repo *r);
+/* Name of a chunk with this plaintext (hex, NUL-terminated). */
+void repo_chunk_name(const struct repo *r, const void *data, size_t len,
+                     char out[REPO_CHUNK_NAME_LEN + 1]);
+/* "chunks/<aa>/<name>" into buf (>= 80). ERR_USAGE if name is not 64 hex digits. */
+int repo_chunk_path(const char *name, char *buf, size_t cap);
+/* Store a chunk under its name (the caller computed it with repo_chunk_name). */
+int repo_chunk_put(struct repo *r, const char *name, const void *data, size_t len);
+/* Stream a chunk's plaintext to sink; verifies the envelope and that the content
+ * still has this name (a chunk swapped for another is ERR_INTEGRITY). */
+int repo_chunk_get(struct repo *r, const char *name, storage_sink_fn sink, void *ctx);
+/* Every chunk name in the repository (one listing of chunks/). */
+typedef int (*repo_chunk_fn)(void *ctx, const char *name, uint64_t stored_size);
+int repo_chunk_list(struct repo *r, repo_chunk_fn fn, void *ctx);
+
 /* --- catalog ----------------------------------------------------------------- */
 
 struct repo_wal_timeline {
