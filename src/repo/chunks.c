@@ -61,6 +61,10 @@ int repo_chunk_put(struct repo *r, const char *name, const void *data, size_t le
     return repo_put(r, path, data, len);
 }
 
+/* HMAC_CTX is deprecated in OpenSSL 3 in favour of EVP_MAC, but it is still there and
+ * far simpler for one streaming HMAC. */
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
 struct chunk_check {
     storage_sink_fn sink;
     void *ctx;
@@ -86,8 +90,6 @@ int repo_chunk_get(struct repo *r, const char *name, storage_sink_fn sink, void 
         return rc;
     struct chunk_check c = {sink, ctx, NULL, NULL};
     const uint8_t *key = repo_chunk_key(r);
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     if (key) {
         c.hmac = HMAC_CTX_new();
         HMAC_Init_ex(c.hmac, key, 32, EVP_sha256(), NULL);
@@ -103,7 +105,6 @@ int repo_chunk_get(struct repo *r, const char *name, storage_sink_fn sink, void 
     else
         EVP_DigestFinal_ex(c.md, digest, &n);
     HMAC_CTX_free(c.hmac);
-#pragma GCC diagnostic pop
     EVP_MD_CTX_free(c.md);
     if (rc < 0)
         return rc;
