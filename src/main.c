@@ -44,7 +44,7 @@ static const struct command commands[] = {
      "--target-exclusive stops just before the target instead of just after.\n"},
     {"wal-fetch", NULL, "wal-fetch SEGMENT DEST", "restore_command helper (%f %p), with read-ahead",
      "Exits 1 when the segment does not exist, as restore_command requires.\n"},
-    {"wal-push", NULL, "wal-push PATH", "archive_command helper (%p)",
+    {"wal-push", cmd_wal_push, "wal-push PATH", "archive_command helper (%p)",
      "For servers that cannot be streamed from.\n"},
     {"info", cmd_info, "info [--json]",
      "backups, recovery window per timeline, archive state, RPO now", ""},
