@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -102,7 +103,9 @@ static int server_start(struct server *sv, const char *key, const char *cert)
     snprintf(port, sizeof(port), "%d", sv->port);
     sv->pid = fork();
     if (sv->pid == 0) {
-        freopen("/dev/null", "w", stdout);
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive a crashed test */
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
+            _exit(127);
         if (key)
             execlp("node", "node", "--openssl-legacy-provider", S3RVER_JS, "-d", sv->dir, "-a",
                    "127.0.0.1", "-p", port, "--silent", "--key", key, "--cert", cert, NULL);
@@ -354,9 +357,10 @@ static void test_list_pagination_and_batch_delete(void **state)
     enum { N = 2500 };
     struct storage_s3_object *objs = xcalloc(N, sizeof(*objs));
     char(*names)[32] = xcalloc(N, 32);
+    static const char filler[50] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM";
     for (int i = 0; i < N; i++) {
         snprintf(names[i], 32, "many/%05d", (i * 7919) % N); /* not in order */
-        objs[i] = (struct storage_s3_object){names[i], names[i], (size_t)(i % 50)};
+        objs[i] = (struct storage_s3_object){names[i], filler, (size_t)(i % 50)};
     }
     if (storage_s3_put_many(s, objs, N) < 0)
         fail_msg("put_many: %s", err_message());
@@ -515,7 +519,7 @@ static void test_parallel_concurrency(void **state)
         }
         if (storage_s3_put_many(s, objs, N) < 0)
             fail_msg("put_many at concurrency %d: %s", o.concurrency, err_message());
-        char prefix[8];
+        char prefix[24];
         snprintf(prefix, sizeof(prefix), "par%d/", c);
         assert_int_equal(s->ops->list(s, prefix, collect, &l[c]), 0);
         assert_int_equal(l[c].n, N);

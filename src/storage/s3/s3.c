@@ -85,7 +85,8 @@ static int s3_read(struct storage *st, const char *path, uint64_t offset, uint64
         struct err_saved *saved = err_save();
         int irc = s3_info(st, path, &info);
         if (irc == 0 && length == STORAGE_TO_END && offset == info.size) {
-            free(saved);
+            err_restore(saved);
+            err_clear();
             rc = 0;
             goto out;
         }
