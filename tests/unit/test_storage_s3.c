@@ -10,6 +10,7 @@
 
 #include "../../src/storage/s3/s3_int.h"
 #include "faultproxy.h"
+#include "storage_suite.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/storage_s3.h"
@@ -31,33 +32,6 @@
 #define S3RVER_JS "tests/harness/s3/node_modules/s3rver/bin/s3rver.js"
 #define BUCKET "pgark-test"
 #define MIB (1024 * 1024)
-
-/* --- shims until the generic layer (src/storage/storage.c) is merged ------------- */
-
-__attribute__((weak)) void storage_init(struct storage *s, const struct storage_ops *ops,
-                                        const char *name)
-{
-    s->ops = ops;
-    s->name = xstrdup(name ? name : "");
-    s->retries = 4;
-    s->retry_base_ms = 200;
-}
-
-__attribute__((weak)) int storage_path_check(const char *path)
-{
-    if (!path || !*path || path[0] == '/' || strstr(path, "//"))
-        return err_set(ERR_USAGE, "invalid path \"%s\"", path ? path : "");
-    return 0;
-}
-
-static void st_free(struct storage *s)
-{
-    if (!s)
-        return;
-    char *name = s->name;
-    s->ops->free(s);
-    free(name);
-}
 
 /* --- s3rver ------------------------------------------------------------------------ */
 
@@ -190,7 +164,7 @@ static int group_setup(void **state)
     snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d", plain.port);
     struct storage *s = open_s3(endpoint, NULL);
     int rc = create_bucket(s);
-    st_free(s);
+    storage_free(s);
     if (rc < 0) {
         fprintf(stderr, "# cannot create bucket: %s\n", err_message());
         return -1;
@@ -292,7 +266,7 @@ static void test_round_trips(void **state)
     free(a);
     free(b);
     free(big);
-    st_free(s);
+    storage_free(s);
 }
 
 static void test_ranges(void **state)
@@ -319,7 +293,7 @@ static void test_ranges(void **state)
     assert_int_equal(got.len, 0);
     buf_free(&got);
     free(d);
-    st_free(s);
+    storage_free(s);
 }
 
 struct listed {
@@ -401,7 +375,7 @@ static void test_list_pagination_and_batch_delete(void **state)
     free(paths);
     free(objs);
     free(names);
-    st_free(s);
+    storage_free(s);
 }
 
 static void test_missing_key_and_bucket(void **state)
@@ -417,7 +391,7 @@ static void test_missing_key_and_bucket(void **state)
     assert_string_equal(err_message(),
                         "object \"pre/fix/no/such\" does not exist in repository \"test\" "
                         "(HTTP 404)");
-    st_free(s);
+    storage_free(s);
 
     struct storage_s3_options o = base_options(endpoint);
     o.bucket = "no-such-bucket";
@@ -435,7 +409,7 @@ static void test_missing_key_and_bucket(void **state)
     assert_int_equal(write_chunks(s, "x", (const uint8_t *)"abc", 3, 3), -ERR_NOT_FOUND);
     assert_int_equal(got.len, 0);
     buf_free(&got);
-    st_free(s);
+    storage_free(s);
 }
 
 static void test_wrong_access_key(void **state)
@@ -450,7 +424,7 @@ static void test_wrong_access_key(void **state)
                         "InvalidAccessKeyId: The AWS Access Key Id you provided does not exist "
                         "in our records");
     assert_non_null(err_hint_text());
-    st_free(s);
+    storage_free(s);
 }
 
 static void test_bad_options(void **state)
@@ -496,7 +470,7 @@ static void test_special_keys(void **state)
     assert_int_equal(storage_s3_remove_many(s, keys, n), 0);
     assert_int_equal(s->ops->list(s, "sp/", collect, &l), 0);
     assert_int_equal(l.n, 0);
-    st_free(s);
+    storage_free(s);
 }
 
 static void test_parallel_concurrency(void **state)
@@ -525,7 +499,7 @@ static void test_parallel_concurrency(void **state)
         assert_int_equal(l[c].n, N);
         for (int i = 0; i < N; i++)
             assert_read_equals(s, names[c][i], 0, STORAGE_TO_END, data[i], (size_t)i * 97);
-        st_free(s);
+        storage_free(s);
     }
     for (int i = 0; i < N; i++) {
         assert_string_equal(l[0].paths[i] + 5, l[1].paths[i] + 5);
@@ -566,7 +540,7 @@ static void test_https(void **state)
     uint8_t *d = pattern(MIB, 11);
     assert_int_equal(write_chunks(s, "tls/obj", d, MIB, 65536), 0);
     assert_read_equals(s, "tls/obj", 0, STORAGE_TO_END, d, MIB);
-    st_free(s);
+    storage_free(s);
 
     s = open_s3(ep, NULL); /* the system store does not know this CA */
     struct buf got = BUF_INIT;
@@ -576,7 +550,7 @@ static void test_https(void **state)
     assert_int_equal(got.len, 0);
     buf_free(&got);
     free(d);
-    st_free(s);
+    storage_free(s);
     server_stop(&tls);
 }
 
@@ -627,7 +601,7 @@ static void test_fault_slowdown_retried(void **state)
     for (int i = 0; i < 20; i++)
         assert_read_equals(s, names[i], 0, STORAGE_TO_END, d, (size_t)i * 1000);
     free(d);
-    st_free(s);
+    storage_free(s);
     faultproxy_stop(fp);
 }
 
@@ -659,7 +633,7 @@ static void test_fault_reset_mid_upload(void **state)
     assert_int_equal(faultproxy_faults(fp), 3);
     assert_read_equals(s, "fault/reset-big", 0, STORAGE_TO_END, d, len);
     free(d);
-    st_free(s);
+    storage_free(s);
     faultproxy_stop(fp);
 }
 
@@ -690,7 +664,7 @@ static void test_fault_hang_bounded(void **state)
     assert_true(secs >= 1.5 && secs < 8.0); /* two attempts of ~1 s, not 30 s each */
     assert_int_equal(faultproxy_faults(fp), 2);
     buf_free(&got);
-    st_free(s);
+    storage_free(s);
     faultproxy_stop(fp);
 }
 
@@ -747,8 +721,48 @@ static void test_no_secrets_in_logs(void **state)
     free(errtext);
     free(logtext);
     free(d);
-    st_free(s);
-    st_free(s2);
+    storage_free(s);
+    storage_free(s2);
+}
+
+/* --- the shared driver suite, unchanged, against s3rver ----------------------------- */
+
+struct suite_ctx {
+    int serial;
+};
+
+static struct storage *suite_create(void *ctx)
+{
+    struct suite_ctx *c = ctx;
+    struct storage_s3_options o = base_options(endpoint);
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "suite/%d/", ++c->serial);
+    o.prefix = prefix;
+    struct storage *s = storage_s3_new(&o);
+    if (s)
+        s->retry_base_ms = 10;
+    return s;
+}
+
+static int collect_path(void *ctx, const struct storage_info *info)
+{
+    struct listed *l = ctx;
+    l->paths = xrealloc(l->paths, (l->n + 1) * sizeof(*l->paths));
+    l->paths[l->n++] = xstrdup(info->path);
+    return 0;
+}
+
+static void suite_destroy(struct storage *s, void *ctx)
+{
+    (void)ctx;
+    if (!s)
+        return;
+    struct listed l = {0};
+    if (storage_list(s, "", collect_path, &l) == 0 && l.n)
+        storage_s3_remove_many(s, (const char *const *)l.paths, l.n);
+    err_clear();
+    listed_free(&l);
+    storage_free(s);
 }
 
 int main(void)
@@ -768,5 +782,13 @@ int main(void)
         cmocka_unit_test(test_fault_hang_bounded),
         cmocka_unit_test(test_no_secrets_in_logs),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    if (group_setup(NULL) != 0) {
+        printf("1..1\nnot ok 1 - s3rver could not be started (see above)\n");
+        return 1;
+    }
+    struct suite_ctx ctx = {0};
+    struct storage_suite_target target = {"s3", suite_create, suite_destroy, &ctx};
+    int rc = storage_suite_run(&target, tests, sizeof(tests) / sizeof(tests[0]));
+    group_teardown(NULL);
+    return rc;
 }

@@ -329,6 +329,7 @@ struct storage *storage_s3_new(const struct storage_s3_options *o)
 
     struct s3 *s = xcalloc(1, sizeof(*s));
     storage_init(&s->base, &s3_ops, name);
+    s->base.retries_inside = true;
     s->scheme = xstrdup(scheme);
     s->bucket = xstrdup(o->bucket);
     if (o->uri_style == STORAGE_S3_URI_HOST) {
