@@ -93,7 +93,7 @@ struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t 
         goto fail;
     return rw;
 fail:
-    err_context("while writing \"%s\" in repository \"%s\"", path, repo_name(r));
+    err_context("while writing \"%s\" in repository \"%s\"", rw->path, repo_name(r));
     repo_writer_abort(rw);
     return NULL;
 }
@@ -161,7 +161,9 @@ int repo_put(struct repo *r, const char *path, const void *data, size_t len)
 
 struct reader {
     struct repo *r;
-    const char *path; /* relative, for messages */
+    const char *path; /* below "<cluster>/" */
+    const char *name; /* "<cluster>/<path>", for messages */
+    bool reported;    /* the error set already names the object */
     storage_sink_fn sink;
     void *ctx;
     uint8_t header[ENVELOPE_HEADER_LEN];
@@ -177,8 +179,19 @@ struct reader {
 
 static int bad_object(struct reader *rd, const char *what)
 {
-    return err_set(ERR_INTEGRITY, "object \"%s\" in repository \"%s\" is damaged: %s", rd->path,
+    rd->reported = true;
+    return err_set(ERR_INTEGRITY, "object \"%s\" in repository \"%s\" is damaged: %s", rd->name,
                    repo_name(rd->r), what);
+}
+
+/* Name the object in an integrity error raised below (header ids, zstd, AES-GCM), once. */
+static int object_context(struct reader *rd)
+{
+    if (err_kind() == ERR_INTEGRITY && !rd->reported) {
+        rd->reported = true;
+        err_context("in object \"%s\" of repository \"%s\"", rd->name, repo_name(rd->r));
+    }
+    return err_code();
 }
 
 static int deliver(struct reader *rd, const uint8_t *data, size_t len)
@@ -231,7 +244,7 @@ static int start_chain(struct reader *rd)
     const struct codec *comp = codec_by_id(CODEC_COMPRESSION, h[5]);
     const struct codec *cipher = codec_by_id(CODEC_CIPHER, h[6]);
     if (!comp || !cipher)
-        return err_context("in object \"%s\" of repository \"%s\"", rd->path, repo_name(rd->r));
+        return object_context(rd);
     rd->plain_len = get_be64(h + 8);
     rd->chain = filter_chain_new(0, plain_sink, rd);
     if (!codec_is_none(cipher)) {
@@ -268,9 +281,7 @@ static int stored_sink(void *ctx, const uint8_t *data, size_t len)
     if (!len)
         return 0;
     rc = filter_chain_write(rd->chain, data, len);
-    if (rc < 0 && err_kind() == ERR_INTEGRITY)
-        err_context("in object \"%s\" of repository \"%s\"", rd->path, repo_name(rd->r));
-    return rc;
+    return rc < 0 ? object_context(rd) : 0;
 }
 
 /* Read and verify an object; plaintext to sink (may be NULL), digest to sha_out. */
@@ -285,6 +296,7 @@ static int read_object(struct repo *r, const char *path, storage_sink_fn sink, v
     memset(&rd, 0, sizeof(rd));
     rd.r = r;
     rd.path = path;
+    rd.name = full;
     rd.sink = sink;
     rd.ctx = ctx;
     rd.sha = sha256_ctx_new();
@@ -297,8 +309,7 @@ static int read_object(struct repo *r, const char *path, storage_sink_fn sink, v
     }
     rc = filter_chain_finish(rd.chain);
     if (rc < 0) {
-        if (err_kind() == ERR_INTEGRITY)
-            err_context("in object \"%s\" of repository \"%s\"", path, repo_name(r));
+        object_context(&rd);
         goto out;
     }
     if (rd.hold_len != ENVELOPE_TRAILER_LEN || rd.delivered != rd.plain_len) {
