@@ -1031,6 +1031,32 @@ static void test_json_damaged(void **state)
          ERR_INTEGRITY,
          "\"d/repo.json\" in repository \"local\" is not valid: bad system_identifier or "
          "wal_segment_size"},
+        {"{\"format\": 1, \"system_identifier\": \"\", \"pg_major\": 15, "
+         "\"wal_segment_size\": 1048576, \"encryption\": null}",
+         ERR_INTEGRITY,
+         "\"d/repo.json\" in repository \"local\" is not valid: bad system_identifier or "
+         "wal_segment_size"},
+        {"{\"format\": 1, \"system_identifier\": \"-1\", \"pg_major\": 15, "
+         "\"wal_segment_size\": 1048576, \"encryption\": null}",
+         ERR_INTEGRITY,
+         "\"d/repo.json\" in repository \"local\" is not valid: bad system_identifier or "
+         "wal_segment_size"},
+        {"{\"format\": 1, \"system_identifier\": \" 1\", \"pg_major\": 15, "
+         "\"wal_segment_size\": 1048576, \"encryption\": null}",
+         ERR_INTEGRITY,
+         "\"d/repo.json\" in repository \"local\" is not valid: bad system_identifier or "
+         "wal_segment_size"},
+        {"{\"format\": 1, \"system_identifier\": \"18446744073709551616\", \"pg_major\": 15, "
+         "\"wal_segment_size\": 1048576, \"encryption\": null}",
+         ERR_INTEGRITY,
+         "\"d/repo.json\" in repository \"local\" is not valid: bad system_identifier or "
+         "wal_segment_size"},
+        {"{\"format\": 1, " GOOD_FIELDS "}", ERR_INTEGRITY,
+         "\"d/repo.json\" in repository \"local\" is not valid: \"encryption\" missing (an "
+         "object, or null when not encrypted)"},
+        {"{\"format\": 1, " GOOD_FIELDS ", \"encryption\": \"aes-256-gcm\"}", ERR_INTEGRITY,
+         "\"d/repo.json\" in repository \"local\" is not valid: \"encryption\" missing (an "
+         "object, or null when not encrypted)"},
         {"{\"format\": 1, \"system_identifier\": \"7312345678901234567\", \"pg_major\": 15, "
          "\"wal_segment_size\": 1000000, \"encryption\": null}",
          ERR_INTEGRITY,
