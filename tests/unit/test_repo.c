@@ -768,12 +768,26 @@ static void corruption_table(enum mode m)
          * that object (the path tag only catches whole objects moved). */
         if (d == D_SWAP_PAYLOAD && !modes[m].pass)
             continue;
-        if (d == D_SWAP_WHOLE)
-            continue;
         size_t dlen;
         uint8_t *bad = damage(d, orig, len, other, blen, &dlen);
         write_disk(cl, "t/a", bad, dlen);
         check_damaged_read(r, m, d, plain, len, (int)d);
+        free(bad);
+    }
+    /* every single header byte, each flipped on its own */
+    for (size_t i = 0; i < 32; i++) {
+        uint8_t *bad = xmalloc(len);
+        memcpy(bad, orig, len);
+        bad[i] ^= 0x01;
+        write_disk(cl, "t/a", bad, len);
+        uint8_t *got = NULL;
+        size_t got_len;
+        int rc = repo_get_all(r, "t/a", &got, &got_len);
+        char *text = err_format();
+        if (rc != -ERR_INTEGRITY || !contains(text, "/t/a\"") || !contains(text, "\"local\""))
+            fail_msg("%s: header byte %zu flipped: rc %d \"%s\"", cl, i, rc, text);
+        free(text);
+        err_clear();
         free(bad);
     }
     /* restored, it reads again */
@@ -851,6 +865,30 @@ static void test_foreign_objects(void **state)
                "authentication failed for encrypted frame 0: data is corrupt, truncated, "
                "reordered or under another key\n  in object \"c-enc2/f/e\" of repository "
                "\"local\"",
+               NULL);
+    /* another name under the same key: the tag, and the path in the associated data */
+    write_disk("c-enc", "f/e2", e, le);
+    expect_err(repo_get_all(enc, "f/e2", &got, &got_len), ERR_INTEGRITY,
+               "object \"c-enc/f/e2\" in repository \"local\" is damaged: written under another "
+               "name" IN_REPO,
+               NULL);
+    assert_null(got);
+
+    /* two names with the same 4-byte tag: the path in the associated data still tells
+     * them apart */
+    uint8_t t1[SHA256_LEN], t2[SHA256_LEN];
+    sha256("f/collide-154891", 16, t1);
+    sha256("f/collide-161436", 16, t2);
+    assert_memory_equal(t1, t2, 4);
+    check_ok(repo_put(enc, "f/collide-154891", data, sizeof(data)), "put");
+    size_t lc;
+    uint8_t *c = read_disk("c-enc", "f/collide-154891", &lc);
+    write_disk("c-enc", "f/collide-161436", c, lc);
+    free(c);
+    expect_err(repo_get_all(enc, "f/collide-161436", &got, &got_len), ERR_INTEGRITY,
+               "authentication failed for encrypted frame 0: data is corrupt, truncated, "
+               "reordered or under another key\n  in object \"c-enc/f/collide-161436\" of "
+               "repository \"local\"",
                NULL);
     free(p);
     free(e);
