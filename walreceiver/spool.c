@@ -34,13 +34,34 @@ struct spool {
     lsn_t flushed;    /* end of durable WAL overall */
 };
 
+/* mkdir -p, 0700: the configured spool need not exist yet (the repositories'
+ * directories are created the same way). */
+static int make_dirs(const char *dir)
+{
+    char *path = xstrdup(dir);
+    int rc = 0;
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+            rc = err_set_errno(ERR_IO, errno, "could not create spool directory \"%s\"", path);
+            break;
+        }
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+    free(path);
+    return rc;
+}
+
 struct spool *spool_open(const char *dir, uint64_t seg_size, uint64_t max_bytes)
 {
     struct spool *s = NULL;
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-        err_set_errno(ERR_IO, errno, "could not create spool directory \"%s\"", dir);
+    if (make_dirs(dir) < 0)
         goto fail;
-    }
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
         err_set_errno(ERR_IO, errno, "could not open spool directory \"%s\"", dir);
