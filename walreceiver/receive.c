@@ -84,8 +84,16 @@ static int open_repos(struct receiver *rx)
         sh->name = o->repos[i].name;
         sh->offsite = o->repos[i].offsite;
         sh->repo = repo_open(o->repos[i].storage, &ro, &rx->identity, true);
-        if (!sh->repo)
-            return err_context("while opening repository \"%s\"", sh->name);
+        if (!sh->repo) {
+            int rc = err_context("while opening repository \"%s\"", sh->name);
+            /* Leave nothing half-open: the next attempt starts over. */
+            for (int j = 0; j < i; j++)
+                repo_close(rx->shippers[j].repo);
+            free(rx->shippers);
+            rx->shippers = NULL;
+            rx->nshippers = 0;
+            return rc;
+        }
     }
     return 0;
 }
@@ -311,13 +319,16 @@ static int session(struct receiver *rx, bool *made_progress)
     int major = pg_server_version(conn) / 10000;
 
     if (!rx->spool) {
-        rx->identity.system_identifier = sys.systemid;
-        rx->identity.pg_major = major;
-        rx->identity.seg_size = seg_size;
-        rx->seg_size = seg_size;
-        rc = open_repos(rx);
-        if (rc < 0)
-            goto out;
+        /* A retry after a failure below must not open the repositories twice. */
+        if (!rx->shippers) {
+            rx->identity.system_identifier = sys.systemid;
+            rx->identity.pg_major = major;
+            rx->identity.seg_size = seg_size;
+            rx->seg_size = seg_size;
+            rc = open_repos(rx);
+            if (rc < 0)
+                goto out;
+        }
         rx->spool = spool_open(o->spool_dir, seg_size, o->spool_max);
         if (!rx->spool) {
             rc = err_code();
