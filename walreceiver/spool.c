@@ -369,7 +369,7 @@ bool spool_current(struct spool *s, timeline_t *tli, char *name, uint64_t *flush
 
 int spool_write_history(struct spool *s, timeline_t tli, const void *data, size_t len)
 {
-    char name[16], tmp[32];
+    char name[16 + 1], tmp[32]; /* "%08X.history" and its NUL */
     int rc = 0, fd = -1;
     wal_history_name(tli, name);
 
