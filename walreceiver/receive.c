@@ -246,6 +246,12 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
             break;
         case PG_MSG_END:
             rc = flush_and_report(rx, conn, true, false);
+            if (rc == -ERR_CONNECT) {
+                /* The server ended the COPY and may be gone (shutdown): what it says
+                 * next (pg_stream_end) explains it better than a failed status. */
+                err_clear();
+                rc = 0;
+            }
             if (rc == 0)
                 rc = spool_close_segment(rx->spool);
             if (rc == 0)
