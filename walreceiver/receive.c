@@ -291,8 +291,36 @@ static int start_point(struct receiver *rx, const struct pg_system *sys, bool sl
 {
     bool found = false;
     int rc = spool_resume_point(rx->spool, &found, tli, start);
-    if (rc < 0 || found)
+    if (rc < 0)
         return rc;
+    /* A segment every repository holds has left the spool; it must not be received
+     * again (it would sit in the spool forever, behind every cursor). The slot may be
+     * behind it: the flush of a segment's last bytes is reported after the fact. */
+    char low[WAL_NAME_BUFLEN] = "";
+    pthread_mutex_lock(&rx->lock);
+    for (int i = 0; i < rx->nshippers; i++) {
+        const char *c = rx->shippers[i].cursor;
+        if (!c[0]) {
+            low[0] = '\0';
+            break;
+        }
+        if (!low[0] || strcmp(c, low) < 0)
+            memcpy(low, c, sizeof(low));
+    }
+    pthread_mutex_unlock(&rx->lock);
+    timeline_t ctli;
+    uint64_t csegno;
+    if (low[0] && wal_segment_parse(low, rx->seg_size, &ctli, &csegno) == 0) {
+        lsn_t after = segno_to_lsn(csegno + 1, rx->seg_size);
+        if (!found || after > *start) {
+            *tli = ctli;
+            *start = after;
+            found = true;
+        }
+    }
+    err_clear();
+    if (found)
+        return 0;
     if (slot_existed && slot_lsn != LSN_INVALID) {
         *tli = slot_tli ? slot_tli : sys->timeline;
         *start = slot_lsn;
