@@ -211,8 +211,15 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
             rc = walpage_check(&check, msg.data_start, msg.data, msg.len);
             if (rc == 0)
                 rc = spool_write(rx->spool, *tli, msg.data_start, msg.data, msg.len);
-            if (rc < 0)
+            if (rc < 0) {
+                /* Whatever did reach the spool (a segment completed just before the
+                 * disk filled) is durable: say so, so the slot does not lag. */
+                struct err_saved *saved = err_save();
+                if (flush_and_report(rx, conn, true, false) < 0)
+                    err_clear();
+                err_restore(saved);
                 goto out;
+            }
             pthread_mutex_lock(&rx->lock);
             rx->received = msg.data_start + msg.len;
             if (msg.wal_end > rx->server_end)
@@ -442,6 +449,25 @@ int receiver_run(const struct receiver_options *o)
             break;
         char *text = err_format();
         set_last_error(&rx, text);
+        if (err_kind() == ERR_NO_SPACE && rx.spool) {
+            /* Reconnecting cannot help until the shippers (or the admin) make room:
+             * wait for it, then resume at once. */
+            log_warn("%s", text);
+            if (err_hint_text())
+                log_warn("hint: %s", err_hint_text());
+            log_info("waiting for room in the spool");
+            free(text);
+            err_clear();
+            status_write(&rx), err_clear();
+            while (!should_return() && !spool_has_room(rx.spool))
+                sleep_interruptible(200);
+            if (!should_return())
+                log_info("room in the spool again; resuming");
+            failures = 0;
+            backoff = 0;
+            rc = 0;
+            continue;
+        }
         failures = progress ? 1 : failures + 1;
         if (o->max_retries && failures > o->max_retries) {
             free(text);
@@ -452,6 +478,8 @@ int receiver_run(const struct receiver_options *o)
             backoff = RETRY_MAX_MS;
         int64_t wait = backoff / 2 + random() % (backoff / 2 + 1);
         log_warn("%s", text);
+        if (err_hint_text())
+            log_warn("hint: %s", err_hint_text());
         log_info("reconnecting in %.1f s", (double)wait / 1000);
         free(text);
         err_clear();

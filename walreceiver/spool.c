@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define PARTIAL_SUFFIX ".partial"
@@ -168,6 +169,16 @@ uint64_t spool_usage(struct spool *s)
     }
     closedir(d);
     return total;
+}
+
+bool spool_has_room(struct spool *s)
+{
+    if (s->max_bytes && spool_usage(s) + s->seg_size > s->max_bytes)
+        return false;
+    struct statvfs v;
+    if (fstatvfs(s->dirfd, &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize < s->seg_size)
+        return false;
+    return true;
 }
 
 /* Open or create the partial file of (tli, segno), pre-padded with zeros. */
