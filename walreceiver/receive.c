@@ -65,35 +65,42 @@ static void set_connected(struct receiver *rx, bool connected)
     pthread_mutex_unlock(&rx->lock);
 }
 
-/* Open every repository for this system (creating repo.json on first use). */
+/* Open every repository for this system (creating repo.json on first use). One
+ * that is unavailable now (unreachable, I/O trouble) is left to its shipper to open
+ * later, so that it cannot stall the stream; one that can never work (another
+ * cluster's, a wrong passphrase) ends the run. */
 static int open_repos(struct receiver *rx)
 {
     const struct receiver_options *o = rx->o;
     rx->shippers = xcalloc((size_t)o->nrepos, sizeof(*rx->shippers));
     rx->nshippers = o->nrepos;
     for (int i = 0; i < o->nrepos; i++) {
-        struct repo_options ro = {
-            .cluster = o->cluster,
-            .passphrase = o->passphrase,
-            .compress_level = o->compress_level,
-            .kdf_n = o->kdf_n,
-        };
         struct shipper *sh = &rx->shippers[i];
         sh->rx = rx;
         sh->index = i;
         sh->name = o->repos[i].name;
         sh->offsite = o->repos[i].offsite;
-        sh->repo = repo_open(o->repos[i].storage, &ro, &rx->identity, true);
-        if (!sh->repo) {
-            int rc = err_context("while opening repository \"%s\"", sh->name);
-            /* Leave nothing half-open: the next attempt starts over. */
-            for (int j = 0; j < i; j++)
-                repo_close(rx->shippers[j].repo);
-            free(rx->shippers);
-            rx->shippers = NULL;
-            rx->nshippers = 0;
-            return rc;
+        if (shipper_open_repo(sh) == 0)
+            continue;
+        if (!is_fatal(err_kind())) {
+            sh->last_error = err_format();
+            sh->error_since_us = time_now_us();
+            log_warn("repository \"%s\": %s", sh->name, sh->last_error);
+            log_info("WAL for repository \"%s\" stays in the spool until it can be opened",
+                     sh->name);
+            err_clear();
+            continue;
         }
+        int rc = err_code();
+        /* Leave nothing half-open: the next attempt starts over. */
+        for (int j = 0; j < i; j++)
+            repo_close(rx->shippers[j].repo);
+        for (int j = 0; j < i; j++)
+            free(rx->shippers[j].last_error);
+        free(rx->shippers);
+        rx->shippers = NULL;
+        rx->nshippers = 0;
+        return rc;
     }
     return 0;
 }

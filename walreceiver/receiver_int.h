@@ -71,7 +71,10 @@ struct receiver {
     int nshippers;
 };
 
-/* Start one shipper thread per repository (repos already opened). */
+/* Open the shipper's repository for rx->identity (creating repo.json on first use). */
+int shipper_open_repo(struct shipper *sh);
+/* Start one shipper thread per repository; one whose repository could not be opened
+ * yet (sh->repo NULL) keeps trying from its thread. */
 int shippers_start(struct receiver *rx);
 /* Stop and join them; an upload under way is abandoned (the spool keeps it). */
 void shippers_stop(struct receiver *rx);
