@@ -93,6 +93,14 @@ like($two->{last_error}, qr/while shipping \Q$b\E to repository "two"/, 'and wha
 cmp_ok($two->{lag_bytes}, '>=', 2 * $SEG, 'its lag is at least the two segments');
 is(repo_status('one')->{last_error}, undef, 'repository "one" has none');
 like(receiver_log($rx), qr/warn\s+repository "two": .*Permission denied/, 'the log warns about it');
+# Lag in seconds grows while "two" is down, and the local tier's RPO shows it.
+my $lag1 = repo_status('two')->{lag_seconds};
+ok(poll_until(sub { repo_status('two')->{lag_seconds} > $lag1 + 0.5 }, 10),
+	"\"two\"'s lag_seconds grows while it is down ($lag1 s, then more)");
+my $st = read_status($sdir);
+my ($two_now) = grep { $_->{name} eq 'two' } @{ $st->{repos} };
+cmp_ok($st->{rpo}{local_seconds}, '>=', $two_now->{lag_seconds},
+	'rpo.local_seconds is the worst local repository\'s lag');
 
 chmod(0700, $repo{two}) or die "chmod: $!";
 ok(poll_until(sub { in_repo('two', $b) && in_repo('two', $c) }, 60),
@@ -136,6 +144,35 @@ for my $segno ($from .. $to)
 is_deeply(\@bad, [], "no gap: every segment $a..$d in both repositories equals pg_wal");
 my $stop = receiver_stop($rx);
 is($stop->{rc}, 0, 'SIGTERM: exit 0');
+
+# --- a repository unavailable when the receiver starts -------------------------------
+
+# A file where the cluster's folder should be: repo.json can be neither read nor
+# written. The stream must not wait for that repository.
+my $late = "$tmp/repo_late";
+mkdir $late;
+write_file("$late/main", "in the way\n");
+my $late_spool = "$tmp/spool_late/main";
+my $late_config = write_config(
+	receiver_config(
+		spool => "$tmp/spool_late",
+		repos => [ [ one => $repo{one} ], [ late => $late ] ],
+		conninfo => $conninfo),
+	"$tmp/late.yaml");
+$rx = receiver_start($late_config, name => 'late');
+my $e = finish_segment(100);
+ok(poll_until(sub { in_repo('one', $e) }),
+	"a repository unavailable at start does not stall the stream: \"one\" gets $e");
+ok(-f "$late_spool/$e", 'the spool keeps it for the other repository');
+like(receiver_log($rx), qr/warn\s+repository "late": .*main/, 'the log says what is wrong with "late"');
+ok(poll_until(sub { my $st = read_status($late_spool); $st && grep { $_->{name} eq 'late' && $_->{last_error} } @{ $st->{repos} } }),
+	'status.json has the error for "late"');
+unlink("$late/main");
+ok(poll_until(sub { -f "$late/main/wal/00000001/$e" && !-e "$late_spool/$e" }, 60),
+	'once it is usable the repository is created, catches up, and the spool drains');
+my $g = repo_cat($late, 'main', "wal/00000001/$e");
+ok($g->{rc} == 0 && $g->{stdout} eq slurp_bytes("$pgwal/$e"), "$e in \"late\" equals pg_wal");
+is(receiver_stop($rx)->{rc}, 0, 'stopped');
 
 # --- conditions retrying cannot fix ---------------------------------------------------
 
