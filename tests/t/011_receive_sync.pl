@@ -194,6 +194,17 @@ for my $r (qw(one two))
 		"repository \"$r\": $seg equals pg_wal across the reload");
 }
 
+# A configuration that no longer loads: reported, the old one kept.
+my $good = slurp_file($config);
+write_config("clusters: [\n", $config);
+kill('HUP', $rx->{pid});
+ok(poll_until(sub { receiver_log($rx) =~ /error\s+configuration not reloaded: .*pgark\.yaml/ }, 10),
+	'SIGHUP with a broken configuration: "configuration not reloaded", naming the file');
+$c = commit_in_background('INSERT INTO t VALUES (6)');
+ok(poll_until(sub { finished($c) }, 15), 'the receiver goes on with the old one: a commit returns');
+is_deeply([ $c->{rc}, $c->{out} ], [ 0, "INSERT 0 1\n" ], 'successfully: INSERT 0 1');
+write_config($good, $config);
+
 $stop = receiver_stop($rx);
 is($stop->{rc}, 0, 'SIGTERM: exit 0');
 cmp_ok($stop->{seconds}, '<', 5, 'within 5 s');

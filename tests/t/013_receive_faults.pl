@@ -142,6 +142,28 @@ for my $segno ($from .. $to)
 	}
 }
 is_deeply(\@bad, [], "no gap: every segment $a..$d in both repositories equals pg_wal");
+
+# The receiver killed (SIGKILL) in the middle of a segment: a restart resumes with no gap.
+sql('INSERT INTO t SELECT g FROM generate_series(1, 50000) g');
+kill('KILL', $rx->{pid});
+is(receiver_wait_exit($rx, 10), 128 + 9, 'receiver killed with SIGKILL');
+sql('INSERT INTO t SELECT g FROM generate_series(1, 50000) g');
+$rx = receiver_start($config);
+my $k = finish_segment(0);
+ok(poll_until(sub { in_repo('one', $k) && in_repo('two', $k) }, 30),
+	"after a restart segment $k reached both repositories");
+@bad = ();
+(undef, $to) = seg_of_name($k);
+for my $segno ($from .. $to)
+{
+	my $name = seg_name(1, $segno);
+	for my $r (qw(one two))
+	{
+		push @bad, "$r/$name" unless same_as_server($r, $name);
+	}
+}
+is_deeply(\@bad, [], "no gap after SIGKILL: every segment $a..$k in both repositories equals pg_wal");
+
 my $stop = receiver_stop($rx);
 is($stop->{rc}, 0, 'SIGTERM: exit 0');
 
