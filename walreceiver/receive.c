@@ -184,8 +184,8 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
     int rc;
 
     *timeline_ended = false;
-    rc = walpage_checker_init(&check, rx->identity.system_identifier, rx->seg_size, pg_major,
-                              *tli, *start);
+    rc = walpage_checker_init(&check, rx->identity.system_identifier, rx->seg_size, pg_major, *tli,
+                              *start);
     if (rc < 0)
         return rc;
     rc = fetch_history(rx, conn, *tli);
@@ -387,8 +387,7 @@ static int session(struct receiver *rx, bool *made_progress)
             goto out;
     } else if (sys.systemid != rx->identity.system_identifier || seg_size != rx->seg_size ||
                major != rx->identity.pg_major) {
-        rc = err_set(ERR_MISMATCH,
-                     "server %s is system %llu, not %llu that this receiver archives",
+        rc = err_set(ERR_MISMATCH, "server %s is system %llu, not %llu that this receiver archives",
                      pg_conn_target(conn), (unsigned long long)sys.systemid,
                      (unsigned long long)rx->identity.system_identifier);
         goto out;

@@ -28,13 +28,13 @@ struct shipper {
     char cursor[WAL_NAME_BUFLEN]; /* last item shipped (24-hex base name), "" if none */
     lsn_t shipped_lsn;            /* end of WAL this repository holds, on rx->tli */
     timeline_t shipped_tli;
-    int64_t shipped_at_us;        /* when shipped_lsn last advanced */
-    char *last_error;             /* NULL when the last attempt worked */
+    int64_t shipped_at_us; /* when shipped_lsn last advanced */
+    char *last_error;      /* NULL when the last attempt worked */
     int64_t error_since_us;
     uint64_t segments_shipped;
     uint64_t bytes_shipped;
     char partial_name[WAL_NAME_BUFLEN]; /* segment of the last partial upload */
-    uint64_t partial_bytes;       /* bytes of it uploaded */
+    uint64_t partial_bytes;             /* bytes of it uploaded */
     int64_t partial_at_us;
 };
 

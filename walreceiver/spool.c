@@ -199,9 +199,8 @@ static int segment_open(struct spool *s, timeline_t tli, uint64_t segno)
             goto opened;
         if (st.st_size != 0) {
             close(fd);
-            return err_set(ERR_INTEGRITY,
-                           "spool file \"%s/%s\" has size %lld, expected 0 or %llu", s->dir, path,
-                           (long long)st.st_size, (unsigned long long)s->seg_size);
+            return err_set(ERR_INTEGRITY, "spool file \"%s/%s\" has size %lld, expected 0 or %llu",
+                           s->dir, path, (long long)st.st_size, (unsigned long long)s->seg_size);
         }
     } else if (errno != ENOENT) {
         return err_set_errno(ERR_IO, errno, "could not open \"%s/%s\"", s->dir, path);
@@ -209,8 +208,9 @@ static int segment_open(struct spool *s, timeline_t tli, uint64_t segno)
         if (s->max_bytes && spool_usage(s) + s->seg_size > s->max_bytes) {
             char a[32];
             snprintf(a, sizeof(a), "%llu", (unsigned long long)s->max_bytes);
-            err_set(ERR_NO_SPACE, "spool \"%s\" is full: a new segment would pass spool_max (%s bytes)",
-                    s->dir, a);
+            err_set(ERR_NO_SPACE,
+                    "spool \"%s\" is full: a new segment would pass spool_max (%s bytes)", s->dir,
+                    a);
             return err_hint("the repositories are not keeping up; check that they are reachable");
         }
         fd = openat(s->dirfd, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -314,7 +314,8 @@ int spool_write(struct spool *s, timeline_t tli, lsn_t lsn, const uint8_t *data,
         }
         if (off != s->written) {
             char a[LSN_STRLEN];
-            return err_set(ERR_PROTOCOL, "WAL data at %s does not continue the spool (segment %s at offset %llu)",
+            return err_set(ERR_PROTOCOL,
+                           "WAL data at %s does not continue the spool (segment %s at offset %llu)",
                            lsn_format(lsn, a), s->name, (unsigned long long)s->written);
         }
         size_t n = s->seg_size - off < len ? (size_t)(s->seg_size - off) : len;

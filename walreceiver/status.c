@@ -142,9 +142,11 @@ int status_write(struct receiver *rx)
     json_object_set_new(root, "spool_bytes", json_integer((json_int_t)spool_usage(rx->spool)));
     json_object_set_new(root, "repos", repos);
     json_t *rpo = json_object();
-    json_object_set_new(rpo, "local_seconds", rpo_local < 0 ? json_null() : json_real(round(rpo_local * 1000) / 1000));
+    json_object_set_new(rpo, "local_seconds",
+                        rpo_local < 0 ? json_null() : json_real(round(rpo_local * 1000) / 1000));
     json_object_set_new(rpo, "offsite_seconds",
-                        rpo_offsite < 0 ? json_null() : json_real(round(rpo_offsite * 1000) / 1000));
+                        rpo_offsite < 0 ? json_null()
+                                        : json_real(round(rpo_offsite * 1000) / 1000));
     json_object_set_new(root, "rpo", rpo);
 
     snprintf(path, sizeof(path), "%s/status.json", spool_dir(rx->spool));
