@@ -272,7 +272,9 @@ sub receiver_start
 {
 	my ($config, %opt) = @_;
 	my $name = $opt{name} // 'receiver';
-	my $log = "$PostgreSQL::Test::Utils::tmp_check/${name}_" . (scalar(@receivers) + 1) . '.log';
+	# One log per receiver, named after the test file: test files run in parallel.
+	my $test = File::Basename::basename($0, '.pl');
+	my $log = "$PostgreSQL::Test::Utils::log_path/${test}_${name}_" . (scalar(@receivers) + 1) . '.log';
 	my @cmd = (pgark_bin(), '--config', $config, @{ $opt{args} // [] }, 'receive');
 	my $pid = fork() // croak "fork: $!";
 	if ($pid == 0)
