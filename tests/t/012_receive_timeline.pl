@@ -73,6 +73,21 @@ ok(poll_until(sub { in_repo('00000002.history') }), '00000002.history shipped');
 my $got = repo_cat($repo, 'main', 'wal/00000002.history');
 is($got->{stdout}, $hist, 'equal to the server\'s');
 
+# Lag after the switch: the repository holds timeline 1 up to (about) the switch
+# point, so what it lacks is the little written on timeline 2 since, not all WAL.
+my $lag;
+ok( poll_until(sub {
+			my $st = read_status($sdir);
+			return 0 unless $st && $st->{timeline} == 2
+			  && lsn_int($st->{flushed_lsn}) >= lsn_int($switchpoint);
+			$lag = $st->{repos}[0];
+			return 1;
+		}),
+	'status.json: flushed past the switch point on timeline 2');
+cmp_ok($lag->{lag_bytes}, '<', $SEG,
+	'lag_bytes after the switch counts only what is missing (less than a segment)');
+cmp_ok($lag->{lag_seconds}, '<', 5, 'and lag_seconds only since the switch');
+
 $standby->safe_psql('postgres', "INSERT INTO t SELECT g, 'tli2' FROM generate_series(1, 1000) g");
 my $last2 = $standby->safe_psql('postgres', 'SELECT pg_walfile_name(pg_current_wal_lsn())');
 $standby->safe_psql('postgres', 'SELECT pg_switch_wal()');
