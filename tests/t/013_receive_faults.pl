@@ -222,6 +222,13 @@ like($r->{stderr}, qr/error\s+connection to server on socket "\Q$host\E\/\.s\.PG
 	'and the last one is the error');
 ok(!-e "$tmp/repo_fresh/main/repo.json", 'nothing was written to the repository');
 
+# SIGTERM while waiting to reconnect: a clean exit at once.
+$rx = receiver_start("$tmp/dead.yaml", name => 'dead');
+ok(poll_until(sub { receiver_log($rx) =~ /reconnecting in/ }, 10), 'unreachable server: retrying');
+$stop = receiver_stop($rx);
+is($stop->{rc}, 0, 'SIGTERM while waiting to reconnect: exit 0');
+cmp_ok($stop->{seconds}, '<', 5, 'within 5 s');
+
 # Wrong password.
 my $password = 'Corr3ct-Horse';
 my $wrong = 'Wr0ng-Battery';

@@ -179,14 +179,16 @@ is(receiver_stop($rx)->{rc}, 0, 'stopped');
 
 SKIP:
 {
-	skip 'PGARK_TEST_SPOOLFS is not set (make check as root mounts a 40 MiB tmpfs)', 9
+	skip 'PGARK_TEST_SPOOLFS is not set (make check as root mounts a 40 MiB tmpfs)', 13
 	  unless $ENV{PGARK_TEST_SPOOLFS};
 	my $fs = "$ENV{PGARK_TEST_SPOOLFS}/014";
 	rmtree($fs);
 	my $fsdir = "$fs/main";
 	$rx = receiver_start(config($fs));
 	ok(poll_until(sub { (read_status($fsdir) // {})->{connected} }), 'receiver running with its spool on a 40 MiB filesystem');
-	chmod(0000, $repo{two}) or die "chmod: $!";
+	# (Its wal folder, not its root: a posix repository whose root cannot be opened
+	# is refused when the configuration is loaded, and this receiver restarts.)
+	chmod(0000, "$repo{two}/main/wal") or die "chmod: $!";
 	$first = current_seg();
 	finish_segment() for 1 .. 3;
 	$last = current_seg() - 1;
@@ -199,7 +201,16 @@ SKIP:
 		'the slot never passed what the spool holds (restart_lsn ' . lsn_text(slot_restart())
 		  . ' <= ' . lsn_text($durable) . ')');
 	cmp_ok($durable, '<', ($last + 1) * $SEG, 'and the spool does not hold everything yet');
-	chmod(0700, $repo{two}) or die "chmod: $!";
+	# Stopping while waiting for room is as clean, and a restart with a full spool
+	# waits again.
+	ok(poll_until(sub { receiver_log($rx) =~ /waiting for room in the spool/ }), 'waiting for room');
+	my $stop = receiver_stop($rx);
+	is($stop->{rc}, 0, 'SIGTERM while waiting for room: exit 0');
+	cmp_ok($stop->{seconds}, '<', 5, 'within 5 s');
+	$rx = receiver_start("$tmp/pgark.yaml");
+	ok(poll_until(sub { receiver_log($rx) =~ /waiting for room in the spool/ }),
+		'restarted with a full spool: waits for room again');
+	chmod(0700, "$repo{two}/main/wal") or die "chmod: $!";
 	ok(poll_until(sub { in_repo('one', seg_name(1, $last)) && in_repo('two', seg_name(1, $last)) }, 90),
 		'room again: every segment reaches both repositories');
 	is_deeply(missing($first, $last), [], 'no gap: each equal to pg_wal');
