@@ -65,27 +65,42 @@ static void set_connected(struct receiver *rx, bool connected)
     pthread_mutex_unlock(&rx->lock);
 }
 
-/* Open every repository for this system (creating repo.json on first use). */
+/* Open every repository for this system (creating repo.json on first use). One
+ * that is unavailable now (unreachable, I/O trouble) is left to its shipper to open
+ * later, so that it cannot stall the stream; one that can never work (another
+ * cluster's, a wrong passphrase) ends the run. */
 static int open_repos(struct receiver *rx)
 {
     const struct receiver_options *o = rx->o;
     rx->shippers = xcalloc((size_t)o->nrepos, sizeof(*rx->shippers));
     rx->nshippers = o->nrepos;
     for (int i = 0; i < o->nrepos; i++) {
-        struct repo_options ro = {
-            .cluster = o->cluster,
-            .passphrase = o->passphrase,
-            .compress_level = o->compress_level,
-            .kdf_n = o->kdf_n,
-        };
         struct shipper *sh = &rx->shippers[i];
         sh->rx = rx;
         sh->index = i;
         sh->name = o->repos[i].name;
         sh->offsite = o->repos[i].offsite;
-        sh->repo = repo_open(o->repos[i].storage, &ro, &rx->identity, true);
-        if (!sh->repo)
-            return err_context("while opening repository \"%s\"", sh->name);
+        if (shipper_open_repo(sh) == 0)
+            continue;
+        if (!is_fatal(err_kind())) {
+            sh->last_error = err_format();
+            sh->error_since_us = time_now_us();
+            log_warn("repository \"%s\": %s", sh->name, sh->last_error);
+            log_info("WAL for repository \"%s\" stays in the spool until it can be opened",
+                     sh->name);
+            err_clear();
+            continue;
+        }
+        int rc = err_code();
+        /* Leave nothing half-open: the next attempt starts over. */
+        for (int j = 0; j < i; j++)
+            repo_close(rx->shippers[j].repo);
+        for (int j = 0; j < i; j++)
+            free(rx->shippers[j].last_error);
+        free(rx->shippers);
+        rx->shippers = NULL;
+        rx->nshippers = 0;
+        return rc;
     }
     return 0;
 }
@@ -169,8 +184,8 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
     int rc;
 
     *timeline_ended = false;
-    rc = walpage_checker_init(&check, rx->identity.system_identifier, rx->seg_size, pg_major,
-                              *tli, *start);
+    rc = walpage_checker_init(&check, rx->identity.system_identifier, rx->seg_size, pg_major, *tli,
+                              *start);
     if (rc < 0)
         return rc;
     rc = fetch_history(rx, conn, *tli);
@@ -203,8 +218,15 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
             rc = walpage_check(&check, msg.data_start, msg.data, msg.len);
             if (rc == 0)
                 rc = spool_write(rx->spool, *tli, msg.data_start, msg.data, msg.len);
-            if (rc < 0)
+            if (rc < 0) {
+                /* Whatever did reach the spool (a segment completed just before the
+                 * disk filled) is durable: say so, so the slot does not lag. */
+                struct err_saved *saved = err_save();
+                if (flush_and_report(rx, conn, true, false) < 0)
+                    err_clear();
+                err_restore(saved);
                 goto out;
+            }
             pthread_mutex_lock(&rx->lock);
             rx->received = msg.data_start + msg.len;
             if (msg.wal_end > rx->server_end)
@@ -238,6 +260,12 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
             break;
         case PG_MSG_END:
             rc = flush_and_report(rx, conn, true, false);
+            if (rc == -ERR_CONNECT) {
+                /* The server ended the COPY and may be gone (shutdown): what it says
+                 * next (pg_stream_end) explains it better than a failed status. */
+                err_clear();
+                rc = 0;
+            }
             if (rc == 0)
                 rc = spool_close_segment(rx->spool);
             if (rc == 0)
@@ -277,8 +305,36 @@ static int start_point(struct receiver *rx, const struct pg_system *sys, bool sl
 {
     bool found = false;
     int rc = spool_resume_point(rx->spool, &found, tli, start);
-    if (rc < 0 || found)
+    if (rc < 0)
         return rc;
+    /* A segment every repository holds has left the spool; it must not be received
+     * again (it would sit in the spool forever, behind every cursor). The slot may be
+     * behind it: the flush of a segment's last bytes is reported after the fact. */
+    char low[WAL_NAME_BUFLEN] = "";
+    pthread_mutex_lock(&rx->lock);
+    for (int i = 0; i < rx->nshippers; i++) {
+        const char *c = rx->shippers[i].cursor;
+        if (!c[0]) {
+            low[0] = '\0';
+            break;
+        }
+        if (!low[0] || strcmp(c, low) < 0)
+            memcpy(low, c, sizeof(low));
+    }
+    pthread_mutex_unlock(&rx->lock);
+    timeline_t ctli;
+    uint64_t csegno;
+    if (low[0] && wal_segment_parse(low, rx->seg_size, &ctli, &csegno) == 0) {
+        lsn_t after = segno_to_lsn(csegno + 1, rx->seg_size);
+        if (!found || after > *start) {
+            *tli = ctli;
+            *start = after;
+            found = true;
+        }
+    }
+    err_clear();
+    if (found)
+        return 0;
     if (slot_existed && slot_lsn != LSN_INVALID) {
         *tli = slot_tli ? slot_tli : sys->timeline;
         *start = slot_lsn;
@@ -311,13 +367,16 @@ static int session(struct receiver *rx, bool *made_progress)
     int major = pg_server_version(conn) / 10000;
 
     if (!rx->spool) {
-        rx->identity.system_identifier = sys.systemid;
-        rx->identity.pg_major = major;
-        rx->identity.seg_size = seg_size;
-        rx->seg_size = seg_size;
-        rc = open_repos(rx);
-        if (rc < 0)
-            goto out;
+        /* A retry after a failure below must not open the repositories twice. */
+        if (!rx->shippers) {
+            rx->identity.system_identifier = sys.systemid;
+            rx->identity.pg_major = major;
+            rx->identity.seg_size = seg_size;
+            rx->seg_size = seg_size;
+            rc = open_repos(rx);
+            if (rc < 0)
+                goto out;
+        }
         rx->spool = spool_open(o->spool_dir, seg_size, o->spool_max);
         if (!rx->spool) {
             rc = err_code();
@@ -328,8 +387,7 @@ static int session(struct receiver *rx, bool *made_progress)
             goto out;
     } else if (sys.systemid != rx->identity.system_identifier || seg_size != rx->seg_size ||
                major != rx->identity.pg_major) {
-        rc = err_set(ERR_MISMATCH,
-                     "server %s is system %llu, not %llu that this receiver archives",
+        rc = err_set(ERR_MISMATCH, "server %s is system %llu, not %llu that this receiver archives",
                      pg_conn_target(conn), (unsigned long long)sys.systemid,
                      (unsigned long long)rx->identity.system_identifier);
         goto out;
@@ -397,6 +455,25 @@ int receiver_run(const struct receiver_options *o)
             break;
         char *text = err_format();
         set_last_error(&rx, text);
+        if (err_kind() == ERR_NO_SPACE && rx.spool) {
+            /* Reconnecting cannot help until the shippers (or the admin) make room:
+             * wait for it, then resume at once. */
+            log_warn("%s", text);
+            if (err_hint_text())
+                log_warn("hint: %s", err_hint_text());
+            log_info("waiting for room in the spool");
+            free(text);
+            err_clear();
+            status_write(&rx), err_clear();
+            while (!should_return() && !spool_has_room(rx.spool))
+                sleep_interruptible(200);
+            if (!should_return())
+                log_info("room in the spool again; resuming");
+            failures = 0;
+            backoff = 0;
+            rc = 0;
+            continue;
+        }
         failures = progress ? 1 : failures + 1;
         if (o->max_retries && failures > o->max_retries) {
             free(text);
@@ -407,6 +484,8 @@ int receiver_run(const struct receiver_options *o)
             backoff = RETRY_MAX_MS;
         int64_t wait = backoff / 2 + random() % (backoff / 2 + 1);
         log_warn("%s", text);
+        if (err_hint_text())
+            log_warn("hint: %s", err_hint_text());
         log_info("reconnecting in %.1f s", (double)wait / 1000);
         free(text);
         err_clear();

@@ -28,13 +28,13 @@ struct shipper {
     char cursor[WAL_NAME_BUFLEN]; /* last item shipped (24-hex base name), "" if none */
     lsn_t shipped_lsn;            /* end of WAL this repository holds, on rx->tli */
     timeline_t shipped_tli;
-    int64_t shipped_at_us;        /* when shipped_lsn last advanced */
-    char *last_error;             /* NULL when the last attempt worked */
+    int64_t shipped_at_us; /* when shipped_lsn last advanced */
+    char *last_error;      /* NULL when the last attempt worked */
     int64_t error_since_us;
     uint64_t segments_shipped;
     uint64_t bytes_shipped;
     char partial_name[WAL_NAME_BUFLEN]; /* segment of the last partial upload */
-    uint64_t partial_bytes;       /* bytes of it uploaded */
+    uint64_t partial_bytes;             /* bytes of it uploaded */
     int64_t partial_at_us;
 };
 
@@ -71,7 +71,10 @@ struct receiver {
     int nshippers;
 };
 
-/* Start one shipper thread per repository (repos already opened). */
+/* Open the shipper's repository for rx->identity (creating repo.json on first use). */
+int shipper_open_repo(struct shipper *sh);
+/* Start one shipper thread per repository; one whose repository could not be opened
+ * yet (sh->repo NULL) keeps trying from its thread. */
 int shippers_start(struct receiver *rx);
 /* Stop and join them; an upload under way is abandoned (the spool keeps it). */
 void shippers_stop(struct receiver *rx);

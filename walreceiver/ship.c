@@ -354,6 +354,21 @@ static void clear_error(struct shipper *sh)
     pthread_mutex_unlock(&rx->lock);
 }
 
+int shipper_open_repo(struct shipper *sh)
+{
+    const struct receiver_options *o = sh->rx->o;
+    struct repo_options ro = {
+        .cluster = o->cluster,
+        .passphrase = o->passphrase,
+        .compress_level = o->compress_level,
+        .kdf_n = o->kdf_n,
+    };
+    sh->repo = repo_open(o->repos[sh->index].storage, &ro, &sh->rx->identity, true);
+    if (!sh->repo)
+        return err_context("while opening repository \"%s\"", sh->name);
+    return 0;
+}
+
 static void *shipper_main(void *arg)
 {
     struct shipper *sh = arg;
@@ -364,7 +379,11 @@ static void *shipper_main(void *arg)
 
     while (!atomic_load(&rx->stopping)) {
         bool did = false;
-        int rc = ship_histories(sh, histories, &nhistories);
+        int rc = 0;
+        if (!sh->repo && (rc = shipper_open_repo(sh)) == 0)
+            log_info("repository \"%s\" opened", sh->name);
+        if (rc == 0)
+            rc = ship_histories(sh, histories, &nhistories);
         if (rc == 0)
             rc = ship_next(sh, &did);
         if (rc == 0 && !did)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define PARTIAL_SUFFIX ".partial"
@@ -34,13 +35,34 @@ struct spool {
     lsn_t flushed;    /* end of durable WAL overall */
 };
 
+/* mkdir -p, 0700: the configured spool need not exist yet (the repositories'
+ * directories are created the same way). */
+static int make_dirs(const char *dir)
+{
+    char *path = xstrdup(dir);
+    int rc = 0;
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+            rc = err_set_errno(ERR_IO, errno, "could not create spool directory \"%s\"", path);
+            break;
+        }
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+    free(path);
+    return rc;
+}
+
 struct spool *spool_open(const char *dir, uint64_t seg_size, uint64_t max_bytes)
 {
     struct spool *s = NULL;
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-        err_set_errno(ERR_IO, errno, "could not create spool directory \"%s\"", dir);
+    if (make_dirs(dir) < 0)
         goto fail;
-    }
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
         err_set_errno(ERR_IO, errno, "could not open spool directory \"%s\"", dir);
@@ -149,6 +171,16 @@ uint64_t spool_usage(struct spool *s)
     return total;
 }
 
+bool spool_has_room(struct spool *s)
+{
+    if (s->max_bytes && spool_usage(s) + s->seg_size > s->max_bytes)
+        return false;
+    struct statvfs v;
+    if (fstatvfs(s->dirfd, &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize < s->seg_size)
+        return false;
+    return true;
+}
+
 /* Open or create the partial file of (tli, segno), pre-padded with zeros. */
 static int segment_open(struct spool *s, timeline_t tli, uint64_t segno)
 {
@@ -167,9 +199,8 @@ static int segment_open(struct spool *s, timeline_t tli, uint64_t segno)
             goto opened;
         if (st.st_size != 0) {
             close(fd);
-            return err_set(ERR_INTEGRITY,
-                           "spool file \"%s/%s\" has size %lld, expected 0 or %llu", s->dir, path,
-                           (long long)st.st_size, (unsigned long long)s->seg_size);
+            return err_set(ERR_INTEGRITY, "spool file \"%s/%s\" has size %lld, expected 0 or %llu",
+                           s->dir, path, (long long)st.st_size, (unsigned long long)s->seg_size);
         }
     } else if (errno != ENOENT) {
         return err_set_errno(ERR_IO, errno, "could not open \"%s/%s\"", s->dir, path);
@@ -177,8 +208,9 @@ static int segment_open(struct spool *s, timeline_t tli, uint64_t segno)
         if (s->max_bytes && spool_usage(s) + s->seg_size > s->max_bytes) {
             char a[32];
             snprintf(a, sizeof(a), "%llu", (unsigned long long)s->max_bytes);
-            err_set(ERR_NO_SPACE, "spool \"%s\" is full: a new segment would pass spool_max (%s bytes)",
-                    s->dir, a);
+            err_set(ERR_NO_SPACE,
+                    "spool \"%s\" is full: a new segment would pass spool_max (%s bytes)", s->dir,
+                    a);
             return err_hint("the repositories are not keeping up; check that they are reachable");
         }
         fd = openat(s->dirfd, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -282,7 +314,8 @@ int spool_write(struct spool *s, timeline_t tli, lsn_t lsn, const uint8_t *data,
         }
         if (off != s->written) {
             char a[LSN_STRLEN];
-            return err_set(ERR_PROTOCOL, "WAL data at %s does not continue the spool (segment %s at offset %llu)",
+            return err_set(ERR_PROTOCOL,
+                           "WAL data at %s does not continue the spool (segment %s at offset %llu)",
                            lsn_format(lsn, a), s->name, (unsigned long long)s->written);
         }
         size_t n = s->seg_size - off < len ? (size_t)(s->seg_size - off) : len;
@@ -348,7 +381,7 @@ bool spool_current(struct spool *s, timeline_t *tli, char *name, uint64_t *flush
 
 int spool_write_history(struct spool *s, timeline_t tli, const void *data, size_t len)
 {
-    char name[16], tmp[32];
+    char name[16 + 1], tmp[32]; /* "%08X.history" and its NUL */
     int rc = 0, fd = -1;
     wal_history_name(tli, name);
 

@@ -52,5 +52,7 @@ bool spool_current(struct spool *s, timeline_t *tli, char *name, uint64_t *flush
 
 /* Bytes the spool holds (complete + partial segments, history files excluded). */
 uint64_t spool_usage(struct spool *s);
+/* Whether a new segment would fit now: under spool_max and in the filesystem. */
+bool spool_has_room(struct spool *s);
 
 #endif

@@ -106,16 +106,15 @@ int status_write(struct receiver *rx)
                         rx->last_error ? json_string(rx->last_error) : json_null());
     for (int i = 0; i < rx->nshippers; i++) {
         struct shipper *sh = &rx->shippers[i];
-        bool same_tli = sh->shipped_tli == rx->tli;
         uint64_t lag_bytes = 0;
         double lag_s = 0;
-        if (!same_tli || sh->shipped_lsn < rx->flushed) {
-            lsn_t from = same_tli ? sh->shipped_lsn : 0;
-            lag_bytes = rx->flushed - (same_tli ? sh->shipped_lsn : 0);
-            int64_t since = flush_time_locked(rx, from);
+        /* LSNs go on across a timeline switch (the new timeline shares every byte
+         * below its switch point), so what a repository lacks is what lies between
+         * its shipped position and the flushed one, whatever their timelines. */
+        if (sh->shipped_lsn < rx->flushed) {
+            lag_bytes = rx->flushed - sh->shipped_lsn;
+            int64_t since = flush_time_locked(rx, sh->shipped_lsn);
             lag_s = since ? (double)(now - since) / 1e6 : 0;
-            if (!same_tli && sh->shipped_tli == 0)
-                lag_bytes = rx->flushed; /* nothing shipped yet */
         }
         json_t *r = json_object();
         json_object_set_new(r, "name", json_string(sh->name));
@@ -142,9 +141,11 @@ int status_write(struct receiver *rx)
     json_object_set_new(root, "spool_bytes", json_integer((json_int_t)spool_usage(rx->spool)));
     json_object_set_new(root, "repos", repos);
     json_t *rpo = json_object();
-    json_object_set_new(rpo, "local_seconds", rpo_local < 0 ? json_null() : json_real(round(rpo_local * 1000) / 1000));
+    json_object_set_new(rpo, "local_seconds",
+                        rpo_local < 0 ? json_null() : json_real(round(rpo_local * 1000) / 1000));
     json_object_set_new(rpo, "offsite_seconds",
-                        rpo_offsite < 0 ? json_null() : json_real(round(rpo_offsite * 1000) / 1000));
+                        rpo_offsite < 0 ? json_null()
+                                        : json_real(round(rpo_offsite * 1000) / 1000));
     json_object_set_new(root, "rpo", rpo);
 
     snprintf(path, sizeof(path), "%s/status.json", spool_dir(rx->spool));

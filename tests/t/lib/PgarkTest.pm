@@ -23,11 +23,17 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(pgark_bin tool_bin run_cmd run_pgark write_file write_config
-  s3rver_start s3rver_stop free_tcp_port);
+  s3rver_start s3rver_stop free_tcp_port
+  poll_until receiver_config receiver_start receiver_stop receiver_wait_exit
+  receiver_log receiver_alive read_status repo_cat slurp_bytes
+  lsn_int lsn_text seg_name seg_of_name);
+
+use JSON::PP;
 
 my $root = $ENV{PGARK_ROOT}
   // File::Spec->rel2abs(dirname(__FILE__) . '/../../..');
 my @s3rvers;
+my @receivers;
 
 # Directory of the build under test (the Makefile's $(BUILD), absolute).
 sub build_dir
@@ -214,9 +220,205 @@ sub s3rver_stop
 	return;
 }
 
+# --- the WAL receiver ------------------------------------------------------------
+
+# Poll $cond (a code ref) every 50 ms until it returns true or $timeout seconds
+# (default 30) pass; returns its last value. No sleeps where a poll will do.
+sub poll_until
+{
+	my ($cond, $timeout) = @_;
+	$timeout //= 30;
+	my $deadline = Time::HiRes::time() + $timeout;
+	while (1)
+	{
+		my $v = $cond->();
+		return $v if $v;
+		return $v if Time::HiRes::time() >= $deadline;
+		usleep(50_000);
+	}
+}
+
+# YAML for one cluster received into posix repositories. Options: spool (dir),
+# repos => [ [name, path], ... ], cluster (default "main"), conninfo, slot,
+# create_slot, synchronous, partial (partial_upload_interval, default "0s"),
+# passphrase_file, spool_max, level (log level, default "detail"), extra (text
+# appended to the cluster section).
+sub receiver_config
+{
+	my (%o) = @_;
+	my $cluster = $o{cluster} // 'main';
+	my $yaml = "spool: $o{spool}\n";
+	$yaml .= "spool_max: $o{spool_max}\n" if defined $o{spool_max};
+	$yaml .= "log: { level: " . ($o{level} // 'detail') . " }\n";
+	$yaml .= "repos:\n";
+	$yaml .= "  $_->[0]: { type: posix, path: $_->[1] }\n" for @{ $o{repos} };
+	$yaml .= "encryption: { passphrase_file: $o{passphrase_file} }\n"
+	  if $o{passphrase_file};
+	$yaml .= "clusters:\n  $cluster:\n";
+	$yaml .= "    conninfo: \"$o{conninfo}\"\n";
+	$yaml .= "    slot: $o{slot}\n" if $o{slot};
+	$yaml .= "    create_slot: " . ($o{create_slot} ? 'true' : 'false') . "\n";
+	$yaml .= "    synchronous: " . ($o{synchronous} ? 'true' : 'false') . "\n";
+	$yaml .= "    partial_upload_interval: " . ($o{partial} // '0s') . "\n";
+	$yaml .= "    repos: [" . join(', ', map { $_->[0] } @{ $o{repos} }) . "]\n";
+	$yaml .= $o{extra} if $o{extra};
+	return $yaml;
+}
+
+# Start "pgark --config FILE receive" in the background, stdout and stderr into a
+# log file. Options: env => { VAR => value }, args => [ extra global options ],
+# name (for the log file). Returns a handle for the functions below.
+sub receiver_start
+{
+	my ($config, %opt) = @_;
+	my $name = $opt{name} // 'receiver';
+	# One log per receiver, named after the test file: test files run in parallel.
+	my $test = File::Basename::basename($0, '.pl');
+	my $log = "$PostgreSQL::Test::Utils::log_path/${test}_${name}_" . (scalar(@receivers) + 1) . '.log';
+	my @cmd = (pgark_bin(), '--config', $config, @{ $opt{args} // [] }, 'receive');
+	my $pid = fork() // croak "fork: $!";
+	if ($pid == 0)
+	{
+		while (my ($k, $v) = each %{ $opt{env} // {} })
+		{
+			if (defined $v) { $ENV{$k} = $v } else { delete $ENV{$k} }
+		}
+		$ENV{PGPASSFILE} //= '/nonexistent';
+		open(STDIN, '<', '/dev/null');
+		open(STDOUT, '>', $log);
+		open(STDERR, '>&', \*STDOUT);
+		exec(@cmd) or POSIX::_exit(127);
+	}
+	my $rx = { pid => $pid, log => $log, cmd => \@cmd };
+	push @receivers, $rx;
+	note("started receiver pid $pid, log $log");
+	return $rx;
+}
+
+sub receiver_alive
+{
+	my ($rx) = @_;
+	return 0 unless $rx->{pid};
+	my $r = waitpid($rx->{pid}, WNOHANG);
+	return 1 if $r == 0;
+	$rx->{rc} = $? & 127 ? 128 + ($? & 127) : $? >> 8;
+	$rx->{pid} = undef;
+	return 0;
+}
+
+# Wait up to $timeout seconds for the receiver to exit by itself; returns its exit
+# code (128+signal when killed), or undef if it is still running.
+sub receiver_wait_exit
+{
+	my ($rx, $timeout) = @_;
+	poll_until(sub { !receiver_alive($rx) }, $timeout // 60);
+	return $rx->{pid} ? undef : $rx->{rc};
+}
+
+# Send $sig (default TERM) and wait for the exit. Returns { rc, seconds }: the exit
+# code and how long the receiver took to go. Killed after 30 s (rc undef then).
+sub receiver_stop
+{
+	my ($rx, $sig) = @_;
+	return { rc => $rx->{rc}, seconds => 0 } unless $rx->{pid};
+	my $t0 = Time::HiRes::time();
+	kill($sig // 'TERM', $rx->{pid});
+	my $rc = receiver_wait_exit($rx, 30);
+	my $secs = Time::HiRes::time() - $t0;
+	if (!defined $rc)
+	{
+		kill('KILL', $rx->{pid});
+		waitpid($rx->{pid}, 0);
+		$rx->{pid} = undef;
+	}
+	note(sprintf('receiver stopped by SIG%s: exit %s after %.2f s',
+			$sig // 'TERM', $rc // 'none', $secs));
+	return { rc => $rc, seconds => $secs };
+}
+
+sub receiver_log
+{
+	my ($rx) = @_;
+	return -f $rx->{log} ? slurp_file($rx->{log}) : '';
+}
+
+# The receiver's status.json as a hash, or undef while there is none.
+sub read_status
+{
+	my ($spool_dir) = @_;
+	my $path = "$spool_dir/status.json";
+	return undef unless -f $path;
+	my $text = eval { slurp_file($path) } // return undef;
+	return eval { JSON::PP->new->decode($text) };
+}
+
+# An object's verified plaintext through tests/tools/repo_cat: { rc, stdout, stderr }.
+# Options: passphrase => text, header => 1 (print the envelope header instead).
+sub repo_cat
+{
+	my ($root, $cluster, $path, %opt) = @_;
+	my @cmd = (tool_bin('repo_cat'), $root, $cluster, $opt{header} ? ('-h') : (), $path);
+	my ($out, $err) = ('', '');
+	my $init = sub {
+		if (defined $opt{passphrase}) { $ENV{PGARK_PASSPHRASE} = $opt{passphrase} }
+		else { delete $ENV{PGARK_PASSPHRASE} }
+	};
+	IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err, init => $init);
+	return { rc => $? >> 8, stdout => $out, stderr => $err };
+}
+
+# LSN text "X/X" <-> integer; WAL segment names for 16 MiB segments (the suite's).
+sub lsn_int
+{
+	my ($text) = @_;
+	my ($hi, $lo) = $text =~ m{^([0-9A-Fa-f]+)/([0-9A-Fa-f]+)$}
+	  or croak "not an LSN: \"$text\"";
+	return hex($hi) * 4294967296 + hex($lo);
+}
+
+sub lsn_text
+{
+	my ($lsn) = @_;
+	return sprintf('%X/%X', int($lsn / 4294967296), $lsn % 4294967296);
+}
+
+my $SEG = 16 * 1024 * 1024;
+
+# Name of segment number $segno on timeline $tli.
+sub seg_name
+{
+	my ($tli, $segno) = @_;
+	return sprintf('%08X%08X%08X', $tli, int($segno / 256), $segno % 256);
+}
+
+# (tli, segno) of a segment name.
+sub seg_of_name
+{
+	my ($name) = @_;
+	my ($tli, $hi, $lo) = $name =~ /^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})/
+	  or croak "not a segment name: \"$name\"";
+	return (hex($tli), hex($hi) * 256 + hex($lo));
+}
+
+sub slurp_bytes
+{
+	my ($path) = @_;
+	open(my $fh, '<:raw', $path) or croak "could not read \"$path\": $!";
+	local $/;
+	my $data = <$fh>;
+	close($fh);
+	return $data;
+}
+
 END
 {
 	my $rc = $?;
+	for my $rx (@receivers)
+	{
+		next unless $rx->{pid};
+		kill('KILL', $rx->{pid});
+		waitpid($rx->{pid}, 0);
+	}
 	s3rver_stop($_) for @s3rvers;
 	$? = $rc;
 }
