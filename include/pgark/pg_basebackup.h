@@ -32,6 +32,7 @@ struct pg_bb_options {
     bool wal;             /* WAL: start..stop segments into base.tar's pg_wal/ */
     bool progress;        /* PROGRESS: tablespace sizes known up front */
     bool manifest;        /* MANIFEST 'yes' with SHA256 checksums */
+    uint32_t max_rate_kb; /* MAX_RATE in kB/s (32..1048576); 0: unlimited */
 };
 
 struct pg_bb_tablespace {

@@ -306,6 +306,9 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
         .progress = show, /* the size estimate costs the server a scan */
         .manifest = true,
     };
+    /* Tests slow a backup down to interrupt it half-way. */
+    const char *rate = getenv("PGARK_TEST_MAX_RATE");
+    bo.max_rate_kb = rate ? (uint32_t)strtoul(rate, NULL, 10) : 0;
     if (pg_base_backup(s.conn, &bo, backup_run_started, backup_run_callbacks(), run, &info) < 0)
         goto fail;
     int64_t stop_us = time_now_us();

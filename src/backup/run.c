@@ -20,8 +20,10 @@
  * restore writes them into pg_wal, and pg_verifybackup works on the restored directory
  * as it is) and are also archived into every repository's WAL archive (an identical
  * segment a receiver already shipped is a no-op). So a backup is complete, its WAL
- * start..stop in every repository, whether or not a receiver runs. pg_wal/archive_status
- * entries are left out: they only describe the server's own archiving.
+ * start..stop in every repository, whether or not a receiver runs. The empty
+ * pg_wal/archive_status/<segment>.done files stay in the manifest too: the server's
+ * backup_manifest lists them, and in a restored cluster they say these segments need
+ * no archiving.
  *
  * Order of writes: chunks and WAL while streaming; at the end the server's
  * backup_manifest, then manifest.json, whose presence marks the backup complete. A
@@ -287,11 +289,6 @@ static int on_chunk(void *arg, const struct chunk *c)
     return pool_submit(run->pool, buf, c->len, f, c->index);
 }
 
-static bool under_archive_status(const char *path)
-{
-    return strncmp(path, "pg_wal/archive_status/", 22) == 0;
-}
-
 static int on_entry_begin(void *arg, const struct tar_entry *e)
 {
     struct backup_run *run = arg;
@@ -299,8 +296,6 @@ static int on_entry_begin(void *arg, const struct tar_entry *e)
 
     run->kind = ENTRY_SKIP;
     run->cur = NULL;
-    if (under_archive_status(e->path))
-        return 0;
     if (e->type == TAR_TYPE_HARDLINK)
         return err_set(ERR_PROTOCOL, "the backup holds a hard link \"%s\": not supported",
                        e->path);

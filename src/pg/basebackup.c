@@ -51,6 +51,8 @@ char *pg_bb_command(int server_version, const struct pg_bb_options *o)
         if (o->wal)
             buf_append_str(&b, "WAL, ");
         buf_append_str(&b, "WAIT false, ");
+        if (o->max_rate_kb)
+            buf_appendf(&b, "MAX_RATE %u, ", o->max_rate_kb);
         if (o->manifest)
             buf_append_str(&b, "MANIFEST 'yes', MANIFEST_CHECKSUMS 'SHA256', ");
         buf_append_str(&b, "TARGET 'client')");
@@ -66,6 +68,8 @@ char *pg_bb_command(int server_version, const struct pg_bb_options *o)
         if (o->wal)
             buf_append_str(&b, " WAL");
         buf_append_str(&b, " NOWAIT");
+        if (o->max_rate_kb)
+            buf_appendf(&b, " MAX_RATE %u", o->max_rate_kb);
         if (o->manifest)
             buf_append_str(&b, " MANIFEST 'yes' MANIFEST_CHECKSUMS 'SHA256'");
     }
