@@ -115,6 +115,9 @@ int backup_run_started(void *run, const struct pg_bb_info *info);
 int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int64_t start_us,
                       int64_t stop_us);
 
+/* Wait until every chunk queued so far is stored. 0 or the first worker failure. */
+int backup_run_wait(struct backup_run *run);
+
 const struct backup_totals *backup_run_totals(const struct backup_run *run);
 
 #endif

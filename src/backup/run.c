@@ -574,6 +574,11 @@ int backup_run_started(void *arg, const struct pg_bb_info *info)
     return 0;
 }
 
+int backup_run_wait(struct backup_run *run)
+{
+    return pool_wait(run->pool);
+}
+
 const struct backup_totals *backup_run_totals(const struct backup_run *run)
 {
     return &run->totals;
