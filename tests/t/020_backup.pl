@@ -304,6 +304,33 @@ $r = backup(config(name => 'wrong', repos => ['e1'], passfile => $wrong));
 is($r->{rc}, 1, 'wrong passphrase: exit 1');
 like($r->{stderr}, qr/wrong passphrase/, 'wrong passphrase: says so');
 
+# --- a tablespace -------------------------------------------------------------------
+
+my $tsdir = PostgreSQL::Test::Utils::tempdir();
+$node->safe_psql('postgres',
+	"CREATE TABLESPACE ts1 LOCATION '$tsdir'; "
+	  . "CREATE TABLE in_ts TABLESPACE ts1 AS SELECT g FROM generate_series(1, 50000) g; "
+	  . "CHECKPOINT");
+my $tsoid = $node->safe_psql('postgres', "SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'");
+sleep(1);
+$r = backup($conf, '--json');
+is($r->{rc}, 0, 'backup with a tablespace exits 0') or diag($r->{stderr});
+my $st = $json->decode($r->{stdout});
+my ($hts, $fts) = manifest($repo{a}, $st->{label});
+is_deeply($hts->{tablespaces}, [ { oid => $tsoid + 0, location => $tsdir } ],
+	'header lists the tablespace');
+is($fts->{"pg_tblspc/$tsoid"}{type}, 'symlink', 'pg_tblspc/<oid> is a symlink');
+is($fts->{"pg_tblspc/$tsoid"}{link}, $tsdir, 'to the tablespace location');
+my $tsfile = $node->safe_psql('postgres', "SELECT pg_relation_filepath('in_ts')");
+ok($fts->{$tsfile}, "table file listed as $tsfile");
+my $server_ts = $json->decode(
+	dump_repo($repo{a}, 'get', "backups/$st->{label}/backup_manifest")->{stdout});
+my ($sfile) = grep { $_->{Path} eq $tsfile } @{ $server_ts->{Files} };
+is($fts->{$tsfile}{sha256}, $sfile->{Checksum}, 'same SHA-256 as the server manifest');
+my $c = dump_repo($repo{a}, 'cat', $st->{label}, $tsfile);
+ok($c->{rc} == 0 && $c->{stdout} eq slurp_file("$pgdata/$tsfile"),
+	'tablespace file reassembles to the bytes on disk');
+
 # --- bad conditions -----------------------------------------------------------------
 
 $r = backup($conf, '--bogus');
