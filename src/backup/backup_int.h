@@ -61,7 +61,7 @@ void pool_release(struct pool *p, uint8_t *buf);
 int pool_wait(struct pool *p);
 /* Stop the workers (after the jobs queued run or are dropped on failure) and free. */
 void pool_free(struct pool *p);
-/* Default worker count: the cores online, at least 1, at most 64. */
+/* Default worker count: four per core online (the work waits on I/O), 4..32. */
 int pool_default_workers(void);
 
 /* --- run.c ------------------------------------------------------------------------- */

@@ -44,11 +44,14 @@ struct pool {
 
 int pool_default_workers(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1)
-        n = 1;
-    if (n > 64)
-        n = 64;
+    /* Storing a chunk waits on fsync (posix) or on the network (S3) more than it
+     * computes: with one thread per core a 2-core machine spent two thirds of a backup
+     * idle. Four per core, measured: 8.5 s -> 6.0 s for 337 MiB on 2 cores. */
+    long n = sysconf(_SC_NPROCESSORS_ONLN) * 4;
+    if (n < 4)
+        n = 4;
+    if (n > 32)
+        n = 32;
     return (int)n;
 }
 

@@ -516,8 +516,9 @@ struct backup_run *backup_run_new(const struct backup_params *params)
     if (!run->server_manifest)
         goto fail;
     int workers = params->workers > 0 ? params->workers : pool_default_workers();
-    /* Two buffers per worker keep them busy while the stream fills the next ones. */
-    run->pool = pool_new(workers, (size_t)workers * 2 + 2, params->chunk_size, store_chunk, run);
+    /* One buffer per worker, and a few for the stream to fill meanwhile: memory is
+     * (workers + 4) chunks whatever the size of the cluster. */
+    run->pool = pool_new(workers, (size_t)workers + 4, params->chunk_size, store_chunk, run);
     if (!run->pool)
         goto fail;
     return run;
