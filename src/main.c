@@ -30,7 +30,7 @@ static const struct command commands[] = {
      "Connects over the physical replication protocol through the cluster's slot,\n"
      "writes WAL durably to the spool and ships every completed segment to each\n"
      "repository. SIGTERM/SIGINT stop cleanly; SIGHUP reloads the configuration.\n"},
-    {"backup", NULL, "backup [--label L] [--checkpoint fast|spread] [--no-progress] [--json]",
+    {"backup", cmd_backup, "backup [--label L] [--checkpoint fast|spread] [--no-progress] [--json]",
      "take a base backup into every repository of the cluster",
      "Runs BASE_BACKUP over a replication connection and stores every file as\n"
      "deduplicated, compressed (and encrypted) chunks, then the manifest.\n"},

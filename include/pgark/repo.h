@@ -16,6 +16,7 @@
 #ifndef PGARK_REPO_H
 #define PGARK_REPO_H
 
+#include "pgark/manifest.h"
 #include "pgark/storage.h"
 #include "pgark/wal.h"
 
@@ -62,6 +63,10 @@ bool repo_encrypted(const struct repo *r);
 
 /* Write one object atomically from memory. */
 int repo_put(struct repo *r, const char *path, const void *data, size_t len);
+/* As repo_put; *stored (may be NULL) receives the object's size as stored (envelope,
+ * compressed, encrypted), for the stored-bytes figures of a backup. */
+int repo_put_sized(struct repo *r, const char *path, const void *data, size_t len,
+                   uint64_t *stored);
 
 /* Streamed writing of an object of known plaintext length. */
 struct repo_writer;
@@ -69,6 +74,8 @@ struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t 
 int repo_writer_write(struct repo_writer *w, const void *data, size_t len);
 /* Checks the length written, makes the object durable; frees w in every case. */
 int repo_writer_commit(struct repo_writer *w);
+/* As repo_writer_commit; *stored (may be NULL) receives the size as stored. */
+int repo_writer_commit_sized(struct repo_writer *w, uint64_t *stored);
 void repo_writer_abort(struct repo_writer *w);
 
 /* Stream an object's verified plaintext to sink. Bytes reach the sink only after
@@ -187,6 +194,9 @@ void repo_chunk_name(const struct repo *r, const void *data, size_t len,
 int repo_chunk_path(const char *name, char *buf, size_t cap);
 /* Store a chunk under its name (the caller computed it with repo_chunk_name). */
 int repo_chunk_put(struct repo *r, const char *name, const void *data, size_t len);
+/* As repo_chunk_put; *stored (may be NULL) receives the chunk's size as stored. */
+int repo_chunk_put_sized(struct repo *r, const char *name, const void *data, size_t len,
+                         uint64_t *stored);
 /* Stream a chunk's plaintext to sink; verifies the envelope and that the content
  * still has this name (a chunk swapped for another is ERR_INTEGRITY). */
 int repo_chunk_get(struct repo *r, const char *name, storage_sink_fn sink, void *ctx);
@@ -218,5 +228,35 @@ struct repo_wal_summary {
 /* List the WAL archive (one listing of wal/). Free with repo_wal_summary_free. */
 int repo_wal_summary(struct repo *r, struct repo_wal_summary *out);
 void repo_wal_summary_free(struct repo_wal_summary *s);
+
+/* --- backups ------------------------------------------------------------------ */
+
+/* A complete backup: backups/<label>/manifest.json exists. A backup directory without
+ * it (a backup that was interrupted, or is being written) is not a backup. */
+struct repo_backup {
+    char *label;
+    /* The manifest's first line. Its strings and tablespaces belong to this struct. */
+    struct manifest_header header;
+};
+
+/* "backups/<label>/<file>" into buf (>= 300). ERR_USAGE if label is not a valid
+ * label (letters, digits, '.', '_', '-'; not starting with '.'; at most 200 bytes). */
+int repo_backup_path(const char *label, const char *file, char *buf, size_t cap);
+bool repo_backup_label_valid(const char *label);
+
+/* The complete backups, oldest label first (labels are UTC times, so that is time
+ * order unless --label was used), each with its manifest's header: only the first
+ * line of each manifest is read. *out is malloc'd (free with repo_backup_list_free);
+ * a manifest whose header cannot be read fails the listing with ERR_INTEGRITY. */
+int repo_backup_list(struct repo *r, struct repo_backup **out, size_t *n);
+void repo_backup_list_free(struct repo_backup *list, size_t n);
+
+/* One backup's header. ERR_NOT_FOUND when it is not complete. Clear with
+ * repo_backup_clear. */
+int repo_backup_get(struct repo *r, const char *label, struct repo_backup *out);
+void repo_backup_clear(struct repo_backup *b);
+
+/* 1 when backups/<label>/manifest.json exists, 0 when not, negative on error. */
+int repo_backup_exists(struct repo *r, const char *label);
 
 #endif

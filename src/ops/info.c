@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* A receiver is running when the pid of its status file lives and the file is fresh. */
 #define STATUS_STALE_US (15 * 1000000LL)
@@ -54,6 +55,69 @@ static json_t *receiver_json(const struct config *cfg, const struct config_clust
         }
     }
     return st;
+}
+
+static json_t *utc_text(int64_t seconds)
+{
+    char text[32];
+    time_t t = (time_t)seconds;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_string(text);
+}
+
+static json_t *ratio_json(uint64_t logical, uint64_t stored)
+{
+    return stored ? json_real(round((double)logical / (double)stored * 100) / 100) : json_null();
+}
+
+static int count_chunk(void *ctx, const char *name, uint64_t stored_size)
+{
+    uint64_t *c = ctx;
+    (void)name;
+    c[0]++;
+    c[1] += stored_size;
+    return 0;
+}
+
+/* The complete backups (from each manifest's first line) and the chunk store. */
+static int backups_json(struct repo *r, json_t *o)
+{
+    struct repo_backup *list = NULL;
+    size_t n = 0;
+    uint64_t chunks[2] = {0, 0}, logical = 0;
+    int rc = repo_backup_list(r, &list, &n);
+    if (rc < 0)
+        return rc;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const struct manifest_header *h = &list[i].header;
+        char a[LSN_STRLEN], b[LSN_STRLEN];
+        logical += h->logical_bytes;
+        json_array_append_new(
+            arr, json_pack("{s:s, s:o, s:o, s:s, s:s, s:i, s:I, s:I, s:I, s:o, s:i, s:b}",
+                           "label", list[i].label, "start_time", utc_text(h->start_time),
+                           "stop_time", utc_text(h->stop_time), "start_lsn",
+                           lsn_format(h->start_lsn, a), "stop_lsn", lsn_format(h->stop_lsn, b),
+                           "timeline", (int)h->timeline, "files", (json_int_t)h->files,
+                           "logical_bytes", (json_int_t)h->logical_bytes, "stored_bytes",
+                           (json_int_t)h->stored_bytes, "dedup_ratio",
+                           ratio_json(h->logical_bytes, h->stored_bytes), "pg_version",
+                           h->pg_version, "encrypted", h->encrypted));
+    }
+    repo_backup_list_free(list, n);
+    json_object_set_new(o, "backups", arr);
+    if ((rc = repo_chunk_list(r, count_chunk, chunks)) < 0 && rc != -ERR_NOT_FOUND)
+        return rc;
+    err_clear();
+    /* Every backup is full in its manifest: the ratio says how many times over the
+     * chunk store would be needed without deduplication. */
+    json_object_set_new(o, "chunks",
+                        json_pack("{s:I, s:I, s:o}", "count", (json_int_t)chunks[0],
+                                  "stored_bytes", (json_int_t)chunks[1], "dedup_ratio",
+                                  ratio_json(logical, chunks[1])));
+    return 0;
 }
 
 static json_t *repo_json(const struct config *cfg, const struct config_cluster *cl,
@@ -106,6 +170,8 @@ static json_t *repo_json(const struct config *cfg, const struct config_cluster *
     json_object_set_new(wal, "timelines", tls);
     json_object_set_new(o, "wal", wal);
     repo_wal_summary_free(&sum);
+    if (backups_json(r, o) < 0)
+        goto error;
     goto out;
 error:
     {
@@ -118,6 +184,44 @@ out:
     repo_close(r);
     storage_free(s);
     return o;
+}
+
+static void print_backups(json_t *r)
+{
+    char a[32], b[32];
+    size_t j;
+    json_t *bk;
+    json_t *list = json_object_get(r, "backups");
+
+    printf("  backups: %zu\n", json_array_size(list));
+    json_array_foreach(list, j, bk)
+    {
+        json_t *ratio = json_object_get(bk, "dedup_ratio");
+        printf("    %-18s %s .. %s  timeline %lld  %s .. %s  %s logical, %s stored",
+               json_string_value(json_object_get(bk, "label")),
+               json_string_value(json_object_get(bk, "start_time")),
+               json_string_value(json_object_get(bk, "stop_time")),
+               (long long)json_integer_value(json_object_get(bk, "timeline")),
+               json_string_value(json_object_get(bk, "start_lsn")),
+               json_string_value(json_object_get(bk, "stop_lsn")),
+               size_format((uint64_t)json_integer_value(json_object_get(bk, "logical_bytes")), a,
+                           sizeof(a)),
+               size_format((uint64_t)json_integer_value(json_object_get(bk, "stored_bytes")), b,
+                           sizeof(b)));
+        if (json_is_real(ratio))
+            printf(" (%.1fx)", json_real_value(ratio));
+        printf("\n");
+    }
+    json_t *ch = json_object_get(r, "chunks");
+    if (ch) {
+        json_t *ratio = json_object_get(ch, "dedup_ratio");
+        printf("  chunks: %lld, %s stored", (long long)json_integer_value(json_object_get(ch, "count")),
+               size_format((uint64_t)json_integer_value(json_object_get(ch, "stored_bytes")), a,
+                           sizeof(a)));
+        if (json_is_real(ratio))
+            printf(", deduplication %.1fx over all backups", json_real_value(ratio));
+        printf("\n");
+    }
 }
 
 static void print_human(json_t *root)
@@ -203,6 +307,7 @@ static void print_human(json_t *root)
                 printf(", partial %s", partial);
             printf("\n");
         }
+        print_backups(r);
     }
 }
 
@@ -242,7 +347,7 @@ int cmd_info(struct cli_context *ctx, int argc, char **argv)
         json_array_append_new(repos, repo_json(cfg, cl, config_cluster_repo(cfg, cl, i)));
     json_object_set_new(root, "repositories", repos);
     if (as_json) {
-        char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
         printf("%s\n", text);
         free(text);
     } else {

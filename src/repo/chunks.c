@@ -54,11 +54,17 @@ int repo_chunk_path(const char *name, char *buf, size_t cap)
 
 int repo_chunk_put(struct repo *r, const char *name, const void *data, size_t len)
 {
+    return repo_chunk_put_sized(r, name, data, len, NULL);
+}
+
+int repo_chunk_put_sized(struct repo *r, const char *name, const void *data, size_t len,
+                         uint64_t *stored)
+{
     char path[96];
     int rc = repo_chunk_path(name, path, sizeof(path));
     if (rc < 0)
         return rc;
-    return repo_put(r, path, data, len);
+    return repo_put_sized(r, path, data, len, stored);
 }
 
 /* HMAC_CTX is deprecated in OpenSSL 3 in favour of EVP_MAC, but it is still there and

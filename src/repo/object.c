@@ -75,11 +75,13 @@ struct repo_writer {
     struct filter *sha;
     uint64_t expect;
     uint64_t written;
+    uint64_t stored; /* envelope bytes sent to storage */
 };
 
 static int writer_sink(void *ctx, const uint8_t *data, size_t len)
 {
     struct repo_writer *rw = ctx;
+    rw->stored += len;
     return storage_write_data(rw->w, data, len);
 }
 
@@ -108,6 +110,7 @@ struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t 
         goto fail;
     if (storage_write_data(rw->w, header, sizeof(header)) < 0)
         goto fail;
+    rw->stored = sizeof(header);
     rw->chain = filter_chain_new(0, writer_sink, rw);
     rw->sha = filter_chain_add(rw->chain, filter_sha256_new());
     if (codec_add_compress(rw->chain, r->compression, r->compress_level) < 0)
@@ -151,6 +154,11 @@ void repo_writer_abort(struct repo_writer *rw)
 
 int repo_writer_commit(struct repo_writer *rw)
 {
+    return repo_writer_commit_sized(rw, NULL);
+}
+
+int repo_writer_commit_sized(struct repo_writer *rw, uint64_t *stored)
+{
     int rc = 0;
     uint8_t digest[SHA256_LEN];
     if (rw->written != rw->expect) {
@@ -167,6 +175,8 @@ int repo_writer_commit(struct repo_writer *rw)
     rc = storage_write_commit(w);
     if (rc < 0)
         goto fail;
+    if (stored)
+        *stored = rw->stored;
     repo_writer_abort(rw);
     return 0;
 fail:
@@ -176,6 +186,12 @@ fail:
 
 int repo_put(struct repo *r, const char *path, const void *data, size_t len)
 {
+    return repo_put_sized(r, path, data, len, NULL);
+}
+
+int repo_put_sized(struct repo *r, const char *path, const void *data, size_t len,
+                   uint64_t *stored)
+{
     struct repo_writer *rw = repo_writer_open(r, path, len);
     if (!rw)
         return err_code();
@@ -184,7 +200,7 @@ int repo_put(struct repo *r, const char *path, const void *data, size_t len)
         repo_writer_abort(rw);
         return rc;
     }
-    return repo_writer_commit(rw);
+    return repo_writer_commit_sized(rw, stored);
 }
 
 /* --- reading ------------------------------------------------------------------------ */

@@ -1,0 +1,338 @@
+/*
+ * backup.c — `pgark backup [--label L] [--checkpoint fast|spread] [--no-progress]
+ * [--json]`: one base backup into every repository of the cluster.
+ *
+ * The command wires the parts together: configuration, the replication connection
+ * (which also identifies the system every repository must belong to), the
+ * repositories (created on first use), the run (run.c) fed by BASE_BACKUP, and the
+ * summary. Exit codes: 0 done; 1 runtime failure (server unreachable, a repository of
+ * another system, a wrong passphrase, a server error such as a checksum failure);
+ * 2 usage or configuration error.
+ */
+#include "backup_int.h"
+
+#include "pgark/cli.h"
+#include "pgark/config.h"
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+#include "pgark/pg.h"
+#include "pgark/units.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct backup_cmd {
+    const char *label_opt;
+    int checkpoint; /* -1: from the configuration */
+    bool no_progress;
+    bool json;
+};
+
+static int parse_args(int argc, char **argv, struct backup_cmd *a)
+{
+    static const struct option options[] = {{"label", required_argument, NULL, 'l'},
+                                             {"checkpoint", required_argument, NULL, 'c'},
+                                             {"no-progress", no_argument, NULL, 'n'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {0, 0, 0, 0}};
+    int opt;
+
+    memset(a, 0, sizeof(*a));
+    a->checkpoint = -1;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case 'l':
+            if (!repo_backup_label_valid(optarg))
+                return err_set(ERR_USAGE,
+                               "invalid backup label \"%s\": use letters, digits, '.', '_' "
+                               "and '-', not starting with '.'",
+                               optarg);
+            a->label_opt = optarg;
+            break;
+        case 'c':
+            if (strcmp(optarg, "fast") == 0)
+                a->checkpoint = CONFIG_CHECKPOINT_FAST;
+            else if (strcmp(optarg, "spread") == 0)
+                a->checkpoint = CONFIG_CHECKPOINT_SPREAD;
+            else
+                return err_set(ERR_USAGE, "invalid value \"%s\" for --checkpoint: use fast or "
+                                          "spread",
+                               optarg);
+            break;
+        case 'n':
+            a->no_progress = true;
+            break;
+        case 'j':
+            a->json = true;
+            break;
+        case 'h':
+            printf("usage: pgark backup [--label L] [--checkpoint fast|spread] [--no-progress] "
+                   "[--json]\n");
+            return 1;
+        case ':':
+            err_set(ERR_USAGE, "option \"%s\" of backup needs a value", argv[optind - 1]);
+            return err_hint("run \"pgark help backup\"");
+        default:
+            err_set(ERR_USAGE, "unknown option \"%s\" for backup", argv[optind - 1]);
+            return err_hint("run \"pgark help backup\"");
+        }
+    }
+    if (optind < argc)
+        return err_set(ERR_USAGE, "unexpected argument \"%s\" for backup", argv[optind]);
+    return 0;
+}
+
+/* "2026-11-25T18:24:14Z" */
+static json_t *iso_time(int64_t us)
+{
+    char text[32];
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_string(text);
+}
+
+static json_t *summary_json(const char *label, const struct pg_bb_info *info, int64_t start_us,
+                            int64_t stop_us, const struct backup_totals *tot,
+                            const struct backup_target *targets, size_t ntargets,
+                            const struct config_cluster *cl)
+{
+    char a[LSN_STRLEN], b[LSN_STRLEN];
+    uint64_t stored = 0, fresh = 0, reused = 0;
+    json_t *repos = json_array();
+
+    for (size_t i = 0; i < ntargets; i++) {
+        stored += targets[i].stored_bytes;
+        fresh += targets[i].new_chunks;
+        reused += targets[i].reused_chunks;
+        json_array_append_new(
+            repos, json_pack("{s:s, s:I, s:I, s:I}", "name", repo_name(targets[i].repo),
+                             "stored_bytes", (json_int_t)targets[i].stored_bytes, "new_chunks",
+                             (json_int_t)targets[i].new_chunks, "reused_chunks",
+                             (json_int_t)targets[i].reused_chunks));
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:i, s:I, s:I, s:I, s:I, s:I, s:I, "
+                          "s:I, s:f}",
+                          "cluster", cl->name, "label", label, "start_lsn",
+                          lsn_format(info->start_lsn, a), "stop_lsn",
+                          lsn_format(info->end_lsn, b), "start_time", iso_time(start_us),
+                          "stop_time", iso_time(stop_us), "timeline", (int)info->start_tli,
+                          "files", (json_int_t)tot->files, "logical_bytes",
+                          (json_int_t)tot->logical_bytes, "stored_bytes", (json_int_t)stored,
+                          "new_chunks", (json_int_t)fresh, "reused_chunks", (json_int_t)reused,
+                          "chunks", (json_int_t)tot->chunks, "wal_segments",
+                          (json_int_t)tot->wal_segments, "duration_seconds",
+                          round((double)(stop_us - start_us) / 1000.0) / 1000.0);
+    json_object_set_new(o, "repositories", repos);
+    return o;
+}
+
+static void print_human(json_t *s)
+{
+    char a[32], b[32];
+    size_t i;
+    json_t *r;
+
+    printf("backup \"%s\" of cluster \"%s\" complete: %s in %lld files, %s\n",
+           json_string_value(json_object_get(s, "label")),
+           json_string_value(json_object_get(s, "cluster")),
+           size_format((uint64_t)json_integer_value(json_object_get(s, "logical_bytes")), a,
+                       sizeof(a)),
+           (long long)json_integer_value(json_object_get(s, "files")),
+           duration_format((int64_t)(json_real_value(json_object_get(s, "duration_seconds")) *
+                                     1000),
+                           b, sizeof(b)));
+    printf("  timeline %lld, WAL %s .. %s (%lld segments archived)\n",
+           (long long)json_integer_value(json_object_get(s, "timeline")),
+           json_string_value(json_object_get(s, "start_lsn")),
+           json_string_value(json_object_get(s, "stop_lsn")),
+           (long long)json_integer_value(json_object_get(s, "wal_segments")));
+    json_array_foreach(json_object_get(s, "repositories"), i, r)
+    {
+        printf("  repository \"%s\": %s stored, %lld new chunks, %lld reused\n",
+               json_string_value(json_object_get(r, "name")),
+               size_format((uint64_t)json_integer_value(json_object_get(r, "stored_bytes")), a,
+                           sizeof(a)),
+               (long long)json_integer_value(json_object_get(r, "new_chunks")),
+               (long long)json_integer_value(json_object_get(r, "reused_chunks")));
+    }
+}
+
+struct session {
+    struct pg_conn *conn;
+    struct storage **storages;
+    struct backup_target *targets;
+    size_t ntargets;
+};
+
+static void session_free(struct session *s)
+{
+    for (size_t i = 0; i < s->ntargets; i++) {
+        repo_close(s->targets[i].repo);
+        storage_free(s->storages[i]);
+    }
+    free(s->targets);
+    free(s->storages);
+    pg_conn_free(s->conn);
+}
+
+/* Open (or create) every repository of the cluster for the server's system. */
+static int open_repos(const struct config *cfg, const struct config_cluster *cl,
+                      const struct repo_identity *id, struct session *s)
+{
+    const char *kdf = getenv("PGARK_TEST_KDF_N"); /* tests: a cheaper scrypt */
+    struct repo_options ro = {
+        .cluster = cl->name,
+        .passphrase = cfg->encryption.passphrase,
+        .compress_level =
+            cfg->compression.algorithm == CONFIG_COMPRESSION_NONE ? 0 : cfg->compression.level,
+        .kdf_n = kdf ? strtoull(kdf, NULL, 10) : 0,
+    };
+
+    s->storages = xcalloc(cl->nrepos, sizeof(*s->storages));
+    s->targets = xcalloc(cl->nrepos, sizeof(*s->targets));
+    for (size_t i = 0; i < cl->nrepos; i++) {
+        const struct config_repo *rc_repo = config_cluster_repo(cfg, cl, i);
+        struct storage *st = cli_open_storage(rc_repo);
+        if (!st)
+            return err_context("while opening repository \"%s\"", rc_repo->name);
+        s->storages[s->ntargets] = st;
+        struct repo *r = repo_open(st, &ro, id, true);
+        if (!r) {
+            storage_free(st);
+            return err_context("while opening repository \"%s\"", rc_repo->name);
+        }
+        s->targets[s->ntargets++].repo = r;
+    }
+    return 0;
+}
+
+static const char *tmp_dir(void)
+{
+    const char *t = getenv("TMPDIR");
+    return t && *t ? t : "/tmp";
+}
+
+int cmd_backup(struct cli_context *ctx, int argc, char **argv)
+{
+    struct backup_cmd args;
+    struct session s = {0};
+    struct backup_run *run = NULL;
+    struct pg_bb_info info = {0};
+    struct pg_system sys;
+    uint64_t seg_size = 0;
+    char label[64];
+    int rc;
+
+    rc = parse_args(argc, argv, &args);
+    if (rc > 0)
+        return 0; /* --help */
+    if (rc < 0)
+        return 2;
+    const struct config *cfg = cli_config(ctx);
+    if (!cfg)
+        return 2;
+    const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
+    if (!cl)
+        return 2;
+    bool fast = args.checkpoint >= 0 ? args.checkpoint == CONFIG_CHECKPOINT_FAST
+                                     : cl->backup.checkpoint == CONFIG_CHECKPOINT_FAST;
+
+    s.conn = pg_connect_replication(cl->conninfo, "pgark_backup");
+    if (!s.conn) {
+        err_context("while connecting to cluster \"%s\"", cl->name);
+        goto fail;
+    }
+    if (pg_identify_system(s.conn, &sys) < 0 || pg_wal_segment_size(s.conn, &seg_size) < 0)
+        goto fail;
+    int version = pg_server_version(s.conn);
+    struct repo_identity id = {sys.systemid, version / 10000, seg_size};
+    if (open_repos(cfg, cl, &id, &s) < 0)
+        goto fail;
+
+    int64_t start_us = time_now_us();
+    if (args.label_opt)
+        snprintf(label, sizeof(label), "%s", args.label_opt);
+    else
+        time_format_label(start_us, label, sizeof(label));
+    for (size_t i = 0; i < s.ntargets; i++) {
+        int e = repo_backup_exists(s.targets[i].repo, label);
+        if (e < 0)
+            goto fail;
+        if (e > 0) {
+            err_set(ERR_EXISTS, "backup \"%s\" already exists in repository \"%s\"", label,
+                    repo_name(s.targets[i].repo));
+            err_hint("give another --label, or wait a second for a new time-based label");
+            goto fail;
+        }
+    }
+
+    struct backup_params params = {
+        .label = label,
+        .chunk_size = cl->backup.chunk_size,
+        .tmp_dir = tmp_dir(),
+        .targets = s.targets,
+        .ntargets = s.ntargets,
+        .pg_version = version,
+        .system_identifier = sys.systemid,
+        .seg_size = seg_size,
+        .compression = cfg->compression.algorithm == CONFIG_COMPRESSION_NONE ? "none" : "zstd",
+    };
+    const char *w = getenv("PGARK_BACKUP_WORKERS");
+    params.workers = w ? atoi(w) : 0;
+    run = backup_run_new(&params);
+    if (!run)
+        goto fail;
+    bool show = !args.no_progress && isatty(STDERR_FILENO);
+    backup_run_show_progress(run, show);
+    log_info("backup \"%s\" of cluster \"%s\" starting (%s checkpoint, %zu repositories)", label,
+             cl->name, fast ? "fast" : "spread", s.ntargets);
+
+    struct pg_bb_options bo = {
+        .label = label,
+        .fast_checkpoint = fast,
+        .wal = true,
+        .progress = show, /* the size estimate costs the server a scan */
+        .manifest = true,
+    };
+    /* Tests slow a backup down to interrupt it half-way. */
+    const char *rate = getenv("PGARK_TEST_MAX_RATE");
+    bo.max_rate_kb = rate ? (uint32_t)strtoul(rate, NULL, 10) : 0;
+    if (pg_base_backup(s.conn, &bo, backup_run_started, backup_run_callbacks(), run, &info) < 0)
+        goto fail;
+    int64_t stop_us = time_now_us();
+    if (backup_run_finish(run, &info, start_us, stop_us) < 0)
+        goto fail;
+
+    json_t *sum = summary_json(label, &info, start_us, stop_us, backup_run_totals(run),
+                               s.targets, s.ntargets, cl);
+    if (args.json) {
+        char *text = json_dumps(sum, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+        printf("%s\n", text);
+        free(text);
+    } else {
+        print_human(sum);
+    }
+    json_decref(sum);
+    rc = 0;
+    goto out;
+fail:
+    err_context("backup of cluster \"%s\" failed", cl->name);
+    rc = err_exit_code();
+out:
+    backup_run_free(run);
+    pg_bb_info_free(&info);
+    session_free(&s);
+    return rc;
+}

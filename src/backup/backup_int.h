@@ -1,0 +1,123 @@
+/*
+ * backup_int.h — the parts of `pgark backup`, shared by the files of src/backup and
+ * their unit tests (not a public interface).
+ *
+ *   chunkset.c  a set of 32-byte chunk names (what a repository already holds)
+ *   pool.c      worker threads with a bounded set of chunk buffers
+ *   run.c       one backup: the BASE_BACKUP stream's entries cut into chunks, named,
+ *               stored, WAL archived, manifests written last
+ *   backup.c    the command: options, configuration, connection, summary
+ */
+#ifndef PGARK_BACKUP_INT_H
+#define PGARK_BACKUP_INT_H
+
+#include "pgark/bbstream.h"
+#include "pgark/hash.h"
+#include "pgark/manifest.h"
+#include "pgark/pg_basebackup.h"
+#include "pgark/progress.h"
+#include "pgark/repo.h"
+#include "pgark/wal.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* --- chunkset.c -------------------------------------------------------------------- */
+
+/* An open-addressing hash set of raw 32-byte names. Not locked: callers serialise.
+ * Memory is about 64 bytes per name (load factor at most one half). */
+struct chunkset;
+struct chunkset *chunkset_new(void);
+void chunkset_free(struct chunkset *set);
+/* Add name; true if it was not there before. */
+bool chunkset_add(struct chunkset *set, const uint8_t name[SHA256_LEN]);
+bool chunkset_has(const struct chunkset *set, const uint8_t name[SHA256_LEN]);
+size_t chunkset_count(const struct chunkset *set);
+
+/* --- pool.c ------------------------------------------------------------------------ */
+
+/* Work on one buffer: return 0, or negative with the worker's error slot set. Called
+ * for every submitted buffer, also after a failure (skipped true: clean up only). */
+typedef int (*pool_fn)(void *arg, void *job, uint64_t tag, const uint8_t *data, size_t len,
+                       bool skipped);
+
+/*
+ * nworkers threads and nbufs buffers of buf_size bytes. The producer takes a free
+ * buffer (pool_buffer blocks while all are in use: that is what bounds memory),
+ * fills it and submits it; a worker runs fn on it and frees the buffer. The first
+ * failure of fn stops the pool: later submissions are refused with that error.
+ */
+struct pool;
+struct pool *pool_new(int nworkers, size_t nbufs, size_t buf_size, pool_fn fn, void *arg);
+/* A free buffer, or NULL with the pool's first failure set in the caller's slot. */
+uint8_t *pool_buffer(struct pool *p);
+/* Queue buf (from pool_buffer) with len bytes for (job, tag). 0, or the pool's failure
+ * (then fn is not called for it). */
+int pool_submit(struct pool *p, uint8_t *buf, size_t len, void *job, uint64_t tag);
+/* Give back a buffer that was not submitted. */
+void pool_release(struct pool *p, uint8_t *buf);
+/* Wait until every submitted job ran. 0, or the pool's first failure. */
+int pool_wait(struct pool *p);
+/* Stop the workers (after the jobs queued run or are dropped on failure) and free. */
+void pool_free(struct pool *p);
+/* Default worker count: four per core online (the work waits on I/O), 4..32. */
+int pool_default_workers(void);
+
+/* --- run.c ------------------------------------------------------------------------- */
+
+struct backup_target {
+    struct repo *repo; /* borrowed */
+    /* filled by the run */
+    uint64_t stored_bytes;  /* new chunk objects as stored */
+    uint64_t new_chunks;    /* chunks written by this backup */
+    uint64_t reused_chunks; /* chunks already in the repository (or written earlier in
+                             * this backup) */
+};
+
+struct backup_params {
+    const char *label;
+    uint64_t chunk_size;
+    int workers;         /* 0: pool_default_workers() */
+    const char *tmp_dir; /* spooled manifests and WAL segments */
+    struct backup_target *targets;
+    size_t ntargets;
+    int pg_version;
+    uint64_t system_identifier;
+    uint64_t seg_size;
+    const char *compression; /* "zstd" or "none", for the manifest header */
+};
+
+struct backup_totals {
+    uint64_t files;         /* manifest lines */
+    uint64_t logical_bytes; /* sum of file sizes */
+    uint64_t chunks;        /* chunks of this backup (each counted once per file) */
+    uint64_t wal_segments;  /* pg_wal segments archived */
+};
+
+struct backup_run;
+
+/* Load every target's chunk names and start the workers. NULL with the error set. */
+struct backup_run *backup_run_new(const struct backup_params *params);
+void backup_run_free(struct backup_run *run);
+
+/* The stream callbacks; pass the run as their arg. */
+const struct bbstream_callbacks *backup_run_callbacks(void);
+
+/* Show a progress line (on stderr) once the backup's size is known. */
+void backup_run_show_progress(struct backup_run *run, bool enabled);
+
+/* For pg_base_backup's started callback (arg: the run): sizes the progress line. */
+int backup_run_started(void *run, const struct pg_bb_info *info);
+
+/* The stream ended well: wait for the workers, store the server's backup_manifest
+ * and then, last, every target's manifest.json. Times in Unix microseconds. */
+int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int64_t start_us,
+                      int64_t stop_us);
+
+/* Wait until every chunk queued so far is stored. 0 or the first worker failure. */
+int backup_run_wait(struct backup_run *run);
+
+const struct backup_totals *backup_run_totals(const struct backup_run *run);
+
+#endif

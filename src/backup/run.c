@@ -1,0 +1,668 @@
+/*
+ * run.c — one backup from the BASE_BACKUP stream into every repository of the
+ * cluster (see backup_int.h).
+ *
+ * The main thread parses the stream, cuts each regular file into chunks (the chunker
+ * names them for the first repository and computes the file's SHA-256), copies each
+ * chunk into a pool buffer and queues it. Workers name the chunk for the other
+ * repositories, and write it to every repository that does not hold it yet. Memory
+ * is the pool's buffers plus one record per file still waiting for its chunks.
+ *
+ * Chunk names: all repositories of a cluster share the passphrase but each has its
+ * own data key, so an encrypted repository names chunks with its own HMAC key. Every
+ * repository therefore gets its own manifest.json, identical but for the chunk names;
+ * the repositories with the same naming key (all unencrypted ones) share one set of
+ * names, computed once.
+ *
+ * WAL: the backup asks the server for the WAL from start to stop (BASE_BACKUP's WAL
+ * option), so base.tar carries pg_wal/<segment> files, complete (the server switches
+ * segments at backup stop). They are kept in the manifest like every other file (a
+ * restore writes them into pg_wal, and pg_verifybackup works on the restored directory
+ * as it is) and are also archived into every repository's WAL archive (an identical
+ * segment a receiver already shipped is a no-op). So a backup is complete, its WAL
+ * start..stop in every repository, whether or not a receiver runs. The empty
+ * pg_wal/archive_status/<segment>.done files stay in the manifest too: the server's
+ * backup_manifest lists them, and in a restored cluster they say these segments need
+ * no archiving.
+ *
+ * Order of writes: chunks and WAL while streaming; at the end the server's
+ * backup_manifest, then manifest.json, whose presence marks the backup complete. A
+ * backup stopped at any point before that leaves no manifest.json and is not listed.
+ */
+#include "backup_int.h"
+
+#include "pgark/chunker.h"
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define COPY_BUF (1024 * 1024)
+
+/* One manifest line, kept until all its chunks are named. */
+struct bk_file {
+    struct bk_file *next;
+    char *path;
+    char *link;
+    enum manifest_file_type type;
+    uint32_t mode;
+    uint64_t size;
+    int64_t mtime;
+    uint8_t sha256[SHA256_LEN];
+    uint64_t nchunks;
+    uint8_t *names;   /* ngroups blocks of nchunks raw names */
+    uint64_t pending; /* chunks queued and not done (under run->lock) */
+    bool fed;         /* the main thread is done with it */
+};
+
+enum entry_kind { ENTRY_SKIP = 0, ENTRY_PLAIN, ENTRY_WAL, ENTRY_HISTORY };
+
+struct target_state {
+    struct backup_target *t;
+    size_t group;          /* index of its naming key */
+    struct chunkset *known; /* names in the repository or written by this backup */
+    struct manifest_writer *mw;
+};
+
+struct backup_run {
+    struct backup_params p;
+    struct target_state *ts;
+    const uint8_t **group_keys; /* NULL entries: plain SHA-256 */
+    size_t ngroups;
+    pthread_mutex_t lock;
+    struct pool *pool;
+    struct chunker *chunker;
+    struct progress *progress;
+    bool show_progress;
+    struct backup_totals totals;
+
+    struct bk_file *head, *tail; /* files in stream order, not yet in the manifests */
+    struct bk_file *cur;
+    enum entry_kind kind;
+
+    int wal_fd; /* the current pg_wal segment, to archive at its end */
+    uint64_t wal_len;
+    char wal_name[WAL_NAME_BUFLEN];
+    struct buf history;
+
+    FILE *server_manifest; /* the server's backup_manifest, spooled */
+};
+
+/* --- temp files ---------------------------------------------------------------------- */
+
+static int temp_fd(const char *dir, const char *what, int *out)
+{
+    char *path = xasprintf("%s/pgark-backup-%s.XXXXXX", dir, what);
+    int fd = mkstemp(path);
+    int rc = 0;
+    if (fd < 0)
+        rc = err_set_errno(ERR_IO, errno, "could not create a temporary file in \"%s\"", dir);
+    else
+        unlink(path);
+    free(path);
+    *out = fd;
+    return rc;
+}
+
+static FILE *temp_file(const char *dir, const char *what)
+{
+    int fd;
+    if (temp_fd(dir, what, &fd) < 0)
+        return NULL;
+    FILE *f = fdopen(fd, "w+");
+    if (!f) {
+        err_set_errno(ERR_IO, errno, "could not open a temporary file in \"%s\"", dir);
+        close(fd);
+    }
+    return f;
+}
+
+/* Store the first len bytes of fd as object path of r. */
+static int put_fd(struct repo *r, const char *path, int fd, uint64_t len)
+{
+    struct repo_writer *w = repo_writer_open(r, path, len);
+    uint8_t *buf = NULL;
+    uint64_t off = 0;
+    int rc = 0;
+
+    if (!w)
+        return err_code();
+    buf = xmalloc(COPY_BUF);
+    while (off < len) {
+        size_t want = len - off < COPY_BUF ? (size_t)(len - off) : COPY_BUF;
+        ssize_t n = pread(fd, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? err_set_errno(ERR_IO, errno, "could not read a temporary file")
+                       : err_set(ERR_IO, "a temporary file is shorter than expected");
+            break;
+        }
+        if ((rc = repo_writer_write(w, buf, (size_t)n)) < 0)
+            break;
+        off += (uint64_t)n;
+    }
+    free(buf);
+    if (rc < 0) {
+        repo_writer_abort(w);
+        return rc;
+    }
+    return repo_writer_commit(w);
+}
+
+/* --- workers ------------------------------------------------------------------------- */
+
+static uint8_t *name_slot(struct bk_file *f, size_t group,
+                          uint64_t index)
+{
+    return f->names + (group * f->nchunks + index) * SHA256_LEN;
+}
+
+static int store_chunk(void *arg, void *job, uint64_t index, const uint8_t *data, size_t len,
+                       bool skipped)
+{
+    struct backup_run *run = arg;
+    struct bk_file *f = job;
+    int rc = 0;
+
+    for (size_t g = 1; !skipped && g < run->ngroups; g++) {
+        uint8_t *slot = name_slot(f, g, index);
+        if (run->group_keys[g])
+            hmac_sha256(run->group_keys[g], CHUNK_KEY_LEN, data, len, slot);
+        else
+            sha256(data, len, slot);
+    }
+    for (size_t i = 0; !skipped && rc == 0 && i < run->p.ntargets; i++) {
+        struct target_state *ts = &run->ts[i];
+        const uint8_t *name = name_slot(f, ts->group, index);
+
+        pthread_mutex_lock(&run->lock);
+        bool fresh = chunkset_add(ts->known, name);
+        if (!fresh)
+            ts->t->reused_chunks++;
+        pthread_mutex_unlock(&run->lock);
+        if (!fresh)
+            continue;
+        char hex[SHA256_HEX_LEN + 1];
+        uint64_t stored = 0;
+        hex_encode(name, SHA256_LEN, hex);
+        rc = repo_chunk_put_sized(ts->t->repo, hex, data, len, &stored);
+        if (rc < 0) {
+            err_context("while storing chunk %llu of \"%s\" in repository \"%s\"",
+                        (unsigned long long)index, f->path, repo_name(ts->t->repo));
+            break;
+        }
+        pthread_mutex_lock(&run->lock);
+        ts->t->new_chunks++;
+        ts->t->stored_bytes += stored;
+        pthread_mutex_unlock(&run->lock);
+    }
+    pthread_mutex_lock(&run->lock);
+    f->pending--;
+    pthread_mutex_unlock(&run->lock);
+    return rc;
+}
+
+/* --- manifest lines ------------------------------------------------------------------ */
+
+static void file_free(struct bk_file *f)
+{
+    if (!f)
+        return;
+    free(f->path);
+    free(f->link);
+    free(f->names);
+    free(f);
+}
+
+/* Write out the files at the head of the queue whose chunks are all named. */
+static int flush_files(struct backup_run *run)
+{
+    int rc = 0;
+
+    for (;;) {
+        pthread_mutex_lock(&run->lock);
+        struct bk_file *f = run->head;
+        bool ready = f && f->fed && f->pending == 0;
+        if (ready) {
+            run->head = f->next;
+            if (!run->head)
+                run->tail = NULL;
+        }
+        pthread_mutex_unlock(&run->lock);
+        if (!ready)
+            break;
+        for (size_t i = 0; rc == 0 && i < run->p.ntargets; i++) {
+            struct manifest_file mf = {
+                .path = f->path,
+                .type = f->type,
+                .mode = f->mode,
+                .size = f->size,
+                .mtime = f->mtime,
+                .link = f->link,
+                .chunks = f->nchunks ? name_slot(f, run->ts[i].group, 0) : NULL,
+                .n_chunks = f->nchunks,
+            };
+            memcpy(mf.sha256, f->sha256, SHA256_LEN);
+            rc = manifest_writer_add(run->ts[i].mw, &mf);
+        }
+        if (rc == 0) {
+            run->totals.files++;
+            run->totals.logical_bytes += f->size;
+        } else {
+            err_context("while adding \"%s\" to the manifest", f->path);
+        }
+        file_free(f);
+        if (rc < 0)
+            break;
+    }
+    return rc;
+}
+
+/* --- stream callbacks (main thread) -------------------------------------------------- */
+
+static int on_chunk(void *arg, const struct chunk *c)
+{
+    struct backup_run *run = arg;
+    struct bk_file *f = run->cur;
+    int rc;
+
+    if (c->index >= f->nchunks)
+        return err_set(ERR_PROTOCOL, "file \"%s\" has more data than its tar header says",
+                       f->path);
+    if ((rc = hex_decode(c->name, name_slot(f, 0, c->index), SHA256_LEN)) < 0)
+        return rc;
+    uint8_t *buf = pool_buffer(run->pool);
+    if (!buf)
+        return err_code();
+    memcpy(buf, c->data, c->len);
+    pthread_mutex_lock(&run->lock);
+    f->pending++;
+    pthread_mutex_unlock(&run->lock);
+    run->totals.chunks++;
+    return pool_submit(run->pool, buf, c->len, f, c->index);
+}
+
+static int on_entry_begin(void *arg, const struct tar_entry *e)
+{
+    struct backup_run *run = arg;
+    struct bk_file *f;
+
+    run->kind = ENTRY_SKIP;
+    run->cur = NULL;
+    if (e->type == TAR_TYPE_HARDLINK)
+        return err_set(ERR_PROTOCOL, "the backup holds a hard link \"%s\": not supported",
+                       e->path);
+    f = xcalloc(1, sizeof(*f));
+    f->path = xstrdup(e->path);
+    f->mode = e->mode;
+    f->mtime = e->mtime;
+    switch (e->type) {
+    case TAR_TYPE_DIR:
+        f->type = MANIFEST_TYPE_DIR;
+        f->fed = true;
+        break;
+    case TAR_TYPE_SYMLINK:
+        f->type = MANIFEST_TYPE_SYMLINK;
+        f->link = xstrdup(e->link ? e->link : "");
+        f->fed = true;
+        break;
+    default:
+        f->type = MANIFEST_TYPE_FILE;
+        f->size = e->size;
+        f->nchunks = (e->size + run->p.chunk_size - 1) / run->p.chunk_size;
+        if (f->nchunks)
+            f->names = xmalloc(run->ngroups * f->nchunks * SHA256_LEN);
+        run->kind = ENTRY_PLAIN;
+        run->cur = f;
+        if (strncmp(e->path, "pg_wal/", 7) == 0) {
+            const char *base = e->path + 7;
+            if (wal_is_segment_name(base)) {
+                run->kind = ENTRY_WAL;
+                snprintf(run->wal_name, sizeof(run->wal_name), "%s", base);
+                run->wal_len = 0;
+            } else if (wal_is_history_name(base)) {
+                run->kind = ENTRY_HISTORY;
+                buf_reset(&run->history);
+            }
+        }
+        break;
+    }
+    if (run->tail)
+        run->tail->next = f;
+    else
+        run->head = f;
+    run->tail = f;
+    return 0;
+}
+
+static int on_entry_data(void *arg, const uint8_t *data, size_t len)
+{
+    struct backup_run *run = arg;
+    int rc;
+
+    if (run->kind == ENTRY_SKIP)
+        return 0;
+    progress_add(run->progress, len);
+    if (run->kind == ENTRY_WAL) {
+        size_t done = 0;
+        while (done < len) {
+            ssize_t n = pwrite(run->wal_fd, data + done, len - done,
+                               (off_t)(run->wal_len + done));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                return err_set_errno(ERR_IO, errno,
+                                     "could not spool WAL segment %s to a temporary file",
+                                     run->wal_name);
+            done += (size_t)n;
+        }
+        run->wal_len += len;
+    } else if (run->kind == ENTRY_HISTORY) {
+        buf_append(&run->history, data, len);
+    }
+    if ((rc = chunker_feed(run->chunker, data, len)) < 0)
+        return err_context("while reading \"%s\" from the backup", run->cur->path);
+    return 0;
+}
+
+static int archive_wal(struct backup_run *run)
+{
+    int rc = 0;
+
+    if (run->wal_len != run->p.seg_size)
+        return err_set(ERR_PROTOCOL, "WAL segment %s in the backup has %llu bytes, not %llu",
+                       run->wal_name, (unsigned long long)run->wal_len,
+                       (unsigned long long)run->p.seg_size);
+    for (size_t i = 0; rc == 0 && i < run->p.ntargets; i++) {
+        rc = repo_wal_push_fd(run->ts[i].t->repo, run->wal_name, run->wal_fd, run->wal_len);
+        if (rc < 0)
+            err_context("while archiving WAL segment %s of the backup in repository \"%s\"",
+                        run->wal_name, repo_name(run->ts[i].t->repo));
+    }
+    if (rc == 0)
+        run->totals.wal_segments++;
+    return rc;
+}
+
+static int archive_history(struct backup_run *run, const char *path)
+{
+    timeline_t tli = (timeline_t)strtoul(path + 7, NULL, 16);
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < run->p.ntargets; i++) {
+        rc = repo_wal_push_history(run->ts[i].t->repo, tli, run->history.data, run->history.len);
+        if (rc < 0)
+            err_context("while archiving \"%s\" in repository \"%s\"", path,
+                        repo_name(run->ts[i].t->repo));
+    }
+    return rc;
+}
+
+static int on_entry_end(void *arg)
+{
+    struct backup_run *run = arg;
+    struct bk_file *f = run->cur;
+    uint64_t n = 0;
+    int rc = 0;
+
+    if (f) {
+        rc = chunker_finish(run->chunker, f->sha256, &n);
+        if (rc == 0 && n != f->nchunks)
+            rc = err_set(ERR_PROTOCOL, "file \"%s\" ended after %llu of %llu chunks", f->path,
+                         (unsigned long long)n, (unsigned long long)f->nchunks);
+        if (rc == 0 && run->kind == ENTRY_WAL)
+            rc = archive_wal(run);
+        if (rc == 0 && run->kind == ENTRY_HISTORY)
+            rc = archive_history(run, f->path);
+        pthread_mutex_lock(&run->lock);
+        f->fed = true;
+        pthread_mutex_unlock(&run->lock);
+    }
+    run->cur = NULL;
+    run->kind = ENTRY_SKIP;
+    if (rc == 0)
+        rc = flush_files(run);
+    return rc;
+}
+
+static int on_archive_begin(void *arg, const struct bbstream_archive *a)
+{
+    (void)arg;
+    log_detail("receiving archive \"%s\"%s%s", a->name, *a->location ? " for tablespace " : "",
+               a->location);
+    return 0;
+}
+
+static int on_manifest_data(void *arg, const uint8_t *data, size_t len)
+{
+    struct backup_run *run = arg;
+    if (len && fwrite(data, 1, len, run->server_manifest) != len)
+        return err_set_errno(ERR_IO, errno, "could not spool the server's backup_manifest");
+    return 0;
+}
+
+static const struct bbstream_callbacks CALLBACKS = {
+    .archive_begin = on_archive_begin,
+    .entry_begin = on_entry_begin,
+    .entry_data = on_entry_data,
+    .entry_end = on_entry_end,
+    .manifest_data = on_manifest_data,
+};
+
+const struct bbstream_callbacks *backup_run_callbacks(void)
+{
+    return &CALLBACKS;
+}
+
+/* --- lifecycle ----------------------------------------------------------------------- */
+
+static int load_known(void *ctx, const char *name, uint64_t stored_size)
+{
+    uint8_t raw[SHA256_LEN];
+    (void)stored_size;
+    if (hex_decode(name, raw, SHA256_LEN) == 0)
+        chunkset_add(ctx, raw);
+    else
+        err_clear();
+    return 0;
+}
+
+struct backup_run *backup_run_new(const struct backup_params *params)
+{
+    struct backup_run *run = xcalloc(1, sizeof(*run));
+
+    run->p = *params;
+    run->wal_fd = -1;
+    pthread_mutex_init(&run->lock, NULL);
+    run->ts = xcalloc(params->ntargets, sizeof(*run->ts));
+    run->group_keys = xcalloc(params->ntargets, sizeof(*run->group_keys));
+    for (size_t i = 0; i < params->ntargets; i++) {
+        struct target_state *ts = &run->ts[i];
+        const uint8_t *key = repo_chunk_key(params->targets[i].repo);
+        size_t g = 0;
+
+        ts->t = &params->targets[i];
+        while (g < run->ngroups &&
+               !(key == NULL ? run->group_keys[g] == NULL
+                             : run->group_keys[g] && !memcmp(key, run->group_keys[g], 32)))
+            g++;
+        if (g == run->ngroups)
+            run->group_keys[run->ngroups++] = key;
+        ts->group = g;
+        ts->known = chunkset_new();
+        if (repo_chunk_list(ts->t->repo, load_known, ts->known) < 0) {
+            err_context("while listing the chunks of repository \"%s\"", repo_name(ts->t->repo));
+            goto fail;
+        }
+        log_detail("repository \"%s\" holds %zu chunks", repo_name(ts->t->repo),
+                   chunkset_count(ts->known));
+        ts->mw = manifest_writer_new(params->tmp_dir, params->chunk_size);
+        if (!ts->mw)
+            goto fail;
+    }
+    run->chunker = chunker_new(params->chunk_size, run->group_keys[0], on_chunk, run);
+    if (!run->chunker)
+        goto fail;
+    if (temp_fd(params->tmp_dir, "wal", &run->wal_fd) < 0)
+        goto fail;
+    run->server_manifest = temp_file(params->tmp_dir, "manifest");
+    if (!run->server_manifest)
+        goto fail;
+    int workers = params->workers > 0 ? params->workers : pool_default_workers();
+    /* One buffer per worker, and a few for the stream to fill meanwhile: memory is
+     * (workers + 4) chunks whatever the size of the cluster. */
+    run->pool = pool_new(workers, (size_t)workers + 4, params->chunk_size, store_chunk, run);
+    if (!run->pool)
+        goto fail;
+    return run;
+fail:
+    backup_run_free(run);
+    return NULL;
+}
+
+void backup_run_free(struct backup_run *run)
+{
+    if (!run)
+        return;
+    pool_free(run->pool); /* workers stop before the files they point to go */
+    while (run->head) {
+        struct bk_file *f = run->head;
+        run->head = f->next;
+        file_free(f);
+    }
+    for (size_t i = 0; i < run->p.ntargets; i++) {
+        chunkset_free(run->ts[i].known);
+        manifest_writer_free(run->ts[i].mw);
+    }
+    free(run->ts);
+    free(run->group_keys);
+    chunker_free(run->chunker);
+    if (run->wal_fd >= 0)
+        close(run->wal_fd);
+    if (run->server_manifest)
+        fclose(run->server_manifest);
+    buf_free(&run->history);
+    progress_free(run->progress);
+    pthread_mutex_destroy(&run->lock);
+    free(run);
+}
+
+void backup_run_show_progress(struct backup_run *run, bool enabled)
+{
+    run->show_progress = enabled;
+}
+
+int backup_run_started(void *arg, const struct pg_bb_info *info)
+{
+    struct backup_run *run = arg;
+    char lsn[LSN_STRLEN];
+    uint64_t total = 0;
+
+    for (size_t i = 0; i < info->ntablespaces; i++)
+        if (info->tablespaces[i].size_kb > 0)
+            total += (uint64_t)info->tablespaces[i].size_kb * 1024;
+    log_detail("backup \"%s\" started at %s on timeline %u", run->p.label,
+               lsn_format(info->start_lsn, lsn), info->start_tli);
+    progress_free(run->progress);
+    run->progress = progress_new("backup", total, run->show_progress);
+    return 0;
+}
+
+int backup_run_wait(struct backup_run *run)
+{
+    return pool_wait(run->pool);
+}
+
+const struct backup_totals *backup_run_totals(const struct backup_run *run)
+{
+    return &run->totals;
+}
+
+int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int64_t start_us,
+                      int64_t stop_us)
+{
+    struct manifest_tablespace *tablespaces = xcalloc(info->ntablespaces + 1,
+                                                      sizeof(*tablespaces));
+    size_t ntablespaces = 0;
+    char path[320];
+    int rc;
+
+    for (size_t i = 0; i < info->ntablespaces; i++) {
+        if (info->tablespaces[i].oid == 0)
+            continue;
+        tablespaces[ntablespaces].oid = info->tablespaces[i].oid;
+        tablespaces[ntablespaces++].location = info->tablespaces[i].location;
+    }
+
+    if ((rc = pool_wait(run->pool)) < 0 || (rc = flush_files(run)) < 0)
+        goto out;
+    if (run->head) {
+        rc = err_set(ERR_RUNTIME, "file \"%s\" was not complete at the end of the backup",
+                     run->head->path);
+        goto out;
+    }
+    if (fflush(run->server_manifest) != 0) {
+        rc = err_set_errno(ERR_IO, errno, "could not spool the server's backup_manifest");
+        goto out;
+    }
+    long mlen = ftell(run->server_manifest);
+    if ((rc = repo_backup_path(run->p.label, "backup_manifest", path, sizeof(path))) < 0)
+        goto out;
+    for (size_t i = 0; mlen > 0 && i < run->p.ntargets; i++) {
+        if ((rc = put_fd(run->ts[i].t->repo, path, fileno(run->server_manifest),
+                         (uint64_t)mlen)) < 0) {
+            err_context("while storing the server's backup_manifest");
+            goto out;
+        }
+    }
+    /* manifest.json last: it is what makes the backup exist. */
+    if ((rc = repo_backup_path(run->p.label, "manifest.json", path, sizeof(path))) < 0)
+        goto out;
+    for (size_t i = 0; i < run->p.ntargets; i++) {
+        struct target_state *ts = &run->ts[i];
+        struct manifest_header h = {
+            .format = MANIFEST_FORMAT,
+            .label = run->p.label,
+            .start_lsn = info->start_lsn,
+            .stop_lsn = info->end_lsn,
+            .start_time = start_us / 1000000,
+            .stop_time = stop_us / 1000000,
+            .timeline = info->start_tli,
+            .pg_version = run->p.pg_version,
+            .system_identifier = run->p.system_identifier,
+            .chunk_size = run->p.chunk_size,
+            .tablespaces = tablespaces,
+            .n_tablespaces = ntablespaces,
+            .stored_bytes = ts->t->stored_bytes,
+            .compression = run->p.compression,
+            .encrypted = repo_encrypted(ts->t->repo),
+        };
+        FILE *tmp = temp_file(run->p.tmp_dir, "json");
+        if (!tmp) {
+            rc = err_code();
+            goto out;
+        }
+        rc = manifest_writer_finish(ts->mw, &h, manifest_sink_file, tmp);
+        if (rc == 0 && fflush(tmp) != 0)
+            rc = err_set_errno(ERR_IO, errno, "could not spool the manifest");
+        if (rc == 0)
+            rc = put_fd(ts->t->repo, path, fileno(tmp), (uint64_t)ftell(tmp));
+        fclose(tmp);
+        if (rc < 0) {
+            err_context("while writing the manifest of backup \"%s\" in repository \"%s\"",
+                        run->p.label, repo_name(ts->t->repo));
+            goto out;
+        }
+    }
+    progress_done(run->progress);
+out:
+    free(tablespaces);
+    return rc;
+}

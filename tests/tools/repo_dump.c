@@ -1,0 +1,174 @@
+/*
+ * repo_dump — read a posix repository the way a restore would, for the integration
+ * tests of backup.
+ *
+ *   repo_dump [-p PASSPHRASE_FILE] ROOT CLUSTER get OBJECT
+ *       the verified plaintext of one object (e.g. backups/L/manifest.json)
+ *   repo_dump [-p PASSPHRASE_FILE] ROOT CLUSTER cat LABEL PATH
+ *       file PATH of backup LABEL reassembled from its chunks; exit 3 when the bytes
+ *       do not have the SHA-256 the manifest gives
+ *   repo_dump [-p PASSPHRASE_FILE] ROOT CLUSTER backups
+ *       "label<TAB>stored_bytes<TAB>logical_bytes" per complete backup
+ *
+ * Errors go through the error slot; the exit code is err_exit_code()'s.
+ */
+#include "pgark/error.h"
+#include "pgark/hash.h"
+#include "pgark/log.h"
+#include "pgark/manifest.h"
+#include "pgark/mem.h"
+#include "pgark/repo.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int to_stdout(void *ctx, const uint8_t *data, size_t len)
+{
+    (void)ctx;
+    if (fwrite(data, 1, len, stdout) != len)
+        return err_set(ERR_IO, "could not write to stdout");
+    return 0;
+}
+
+struct find {
+    const char *path;
+    bool found;
+    uint8_t sha[SHA256_LEN];
+    uint8_t *chunks;
+    size_t n;
+};
+
+static int on_file(void *arg, const struct manifest_file *f)
+{
+    struct find *fd = arg;
+    if (strcmp(f->path, fd->path) != 0 || f->type != MANIFEST_TYPE_FILE)
+        return 0;
+    fd->found = true;
+    memcpy(fd->sha, f->sha256, SHA256_LEN);
+    fd->n = f->n_chunks;
+    fd->chunks = xmalloc(f->n_chunks * SHA256_LEN + 1);
+    memcpy(fd->chunks, f->chunks, f->n_chunks * SHA256_LEN);
+    return 0;
+}
+
+static int feed_reader(void *ctx, const uint8_t *data, size_t len)
+{
+    return manifest_reader_feed(ctx, data, len);
+}
+
+static int hash_out(void *ctx, const uint8_t *data, size_t len)
+{
+    sha256_ctx_update(ctx, data, len);
+    return to_stdout(NULL, data, len);
+}
+
+static int cat_file(struct repo *r, const char *label, const char *path)
+{
+    char object[320];
+    struct find fd = {.path = path};
+    struct manifest_reader *mr = manifest_reader_new(on_file, &fd);
+    struct sha256_ctx *sha = sha256_ctx_new();
+    int rc = repo_backup_path(label, "manifest.json", object, sizeof(object));
+
+    if (rc == 0)
+        rc = repo_get(r, object, feed_reader, mr);
+    if (rc == 0)
+        rc = manifest_reader_finish(mr);
+    if (rc == 0 && !fd.found)
+        rc = err_set(ERR_NOT_FOUND, "no file \"%s\" in backup \"%s\"", path, label);
+    for (size_t i = 0; rc == 0 && i < fd.n; i++) {
+        char hex[SHA256_HEX_LEN + 1];
+        hex_encode(fd.chunks + i * SHA256_LEN, SHA256_LEN, hex);
+        rc = repo_chunk_get(r, hex, hash_out, sha);
+    }
+    if (rc == 0) {
+        uint8_t got[SHA256_LEN];
+        sha256_ctx_final(sha, got);
+        if (memcmp(got, fd.sha, SHA256_LEN) != 0)
+            rc = err_set(ERR_INTEGRITY, "file \"%s\" reassembled does not match its SHA-256",
+                         path);
+    }
+    free(fd.chunks);
+    sha256_ctx_free(sha);
+    manifest_reader_free(mr);
+    return rc;
+}
+
+static int list_backups(struct repo *r)
+{
+    struct repo_backup *list;
+    size_t n;
+    int rc = repo_backup_list(r, &list, &n);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        printf("%s\t%llu\t%llu\n", list[i].label,
+               (unsigned long long)list[i].header.stored_bytes,
+               (unsigned long long)list[i].header.logical_bytes);
+    repo_backup_list_free(list, n);
+    return 0;
+}
+
+static char *read_secret(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    if (!f || !fgets(line, sizeof(line), f)) {
+        if (f)
+            fclose(f);
+        err_set(ERR_CONFIG, "cannot read passphrase file \"%s\"", path);
+        return NULL;
+    }
+    fclose(f);
+    line[strcspn(line, "\n")] = '\0';
+    return xstrdup(line);
+}
+
+int main(int argc, char **argv)
+{
+    char *passphrase = NULL;
+    struct storage *s = NULL;
+    struct repo *r = NULL;
+    int rc = -ERR_USAGE;
+    int i = 1;
+
+    if (argc > 2 && strcmp(argv[1], "-p") == 0) {
+        if (!(passphrase = read_secret(argv[2])))
+            goto out;
+        i = 3;
+    }
+    if (argc - i < 3) {
+        err_set(ERR_USAGE, "usage: repo_dump [-p FILE] ROOT CLUSTER get OBJECT | cat LABEL "
+                           "PATH | backups");
+        goto out;
+    }
+    s = storage_posix_new("test", argv[i]);
+    if (!s)
+        goto out;
+    struct repo_options ro = {.cluster = argv[i + 1], .passphrase = passphrase};
+    r = repo_open(s, &ro, NULL, false);
+    if (!r)
+        goto out;
+    const char *cmd = argv[i + 2];
+    if (strcmp(cmd, "get") == 0 && argc - i == 4)
+        rc = repo_get(r, argv[i + 3], to_stdout, NULL);
+    else if (strcmp(cmd, "cat") == 0 && argc - i == 5)
+        rc = cat_file(r, argv[i + 3], argv[i + 4]);
+    else if (strcmp(cmd, "backups") == 0 && argc - i == 3)
+        rc = list_backups(r);
+    else
+        err_set(ERR_USAGE, "unknown command or wrong arguments");
+out:
+    fflush(stdout);
+    repo_close(r);
+    storage_free(s);
+    free(passphrase);
+    if (rc < 0 || err_is_set()) {
+        int code = err_exit_code();
+        err_print();
+        return code;
+    }
+    return 0;
+}

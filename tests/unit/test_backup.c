@@ -1,0 +1,550 @@
+/*
+ * test_backup.c — the parts of `pgark backup` that need no server: the chunk-name set,
+ * the worker pool (including its failure path), the BASE_BACKUP command text, and a
+ * whole backup run fed a synthesised PostgreSQL 15 stream into a plain and an
+ * encrypted posix repository, read back the way a restore reads it.
+ */
+#include "../../src/backup/backup_int.h"
+#include "pgark/error.h"
+#include "pgark/hash.h"
+#include "pgark/manifest.h"
+#include "pgark/mem.h"
+#include "pgark/pg_basebackup.h"
+#include "pgark/repo.h"
+#include "tarbuild.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/* ---- chunkset ------------------------------------------------------------------- */
+
+static void test_chunkset(void **state)
+{
+    (void)state;
+    struct chunkset *set = chunkset_new();
+    uint8_t name[SHA256_LEN];
+
+    for (uint32_t i = 0; i < 5000; i++) {
+        sha256(&i, sizeof(i), name);
+        assert_true(chunkset_add(set, name));
+    }
+    assert_int_equal(chunkset_count(set), 5000);
+    for (uint32_t i = 0; i < 5000; i++) {
+        sha256(&i, sizeof(i), name);
+        assert_true(chunkset_has(set, name));
+        assert_false(chunkset_add(set, name));
+    }
+    uint32_t other = 99999;
+    sha256(&other, sizeof(other), name);
+    assert_false(chunkset_has(set, name));
+    /* the all-zero name is a name like any other */
+    memset(name, 0, sizeof(name));
+    assert_false(chunkset_has(set, name));
+    assert_true(chunkset_add(set, name));
+    assert_false(chunkset_add(set, name));
+    assert_true(chunkset_has(set, name));
+    assert_int_equal(chunkset_count(set), 5001);
+    chunkset_free(set);
+    chunkset_free(NULL);
+}
+
+/* ---- pool -------------------------------------------------------------------------- */
+
+struct pool_test {
+    pthread_mutex_t lock;
+    uint64_t sum;
+    uint64_t calls;
+    uint64_t skipped;
+    uint64_t fail_tag; /* UINT64_MAX: never */
+};
+
+static int pool_work(void *arg, void *job, uint64_t tag, const uint8_t *data, size_t len,
+                     bool skipped)
+{
+    struct pool_test *t = arg;
+    assert_ptr_equal(job, t);
+    assert_int_equal(len, 8);
+    pthread_mutex_lock(&t->lock);
+    t->calls++;
+    if (skipped)
+        t->skipped++;
+    else
+        t->sum += data[0];
+    pthread_mutex_unlock(&t->lock);
+    if (!skipped && tag == t->fail_tag)
+        return err_set(ERR_IO, "job %llu failed", (unsigned long long)tag);
+    return 0;
+}
+
+static void test_pool(void **state)
+{
+    (void)state;
+    struct pool_test t = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, UINT64_MAX};
+    struct pool *p = pool_new(3, 4, 8, pool_work, &t);
+    uint64_t want = 0;
+
+    assert_non_null(p);
+    for (uint64_t i = 0; i < 1000; i++) {
+        uint8_t *buf = pool_buffer(p);
+        assert_non_null(buf);
+        buf[0] = (uint8_t)i;
+        want += (uint8_t)i;
+        assert_int_equal(pool_submit(p, buf, 8, &t, i), 0);
+    }
+    assert_int_equal(pool_wait(p), 0);
+    assert_int_equal(t.sum, want);
+    assert_int_equal(t.calls, 1000);
+    pool_free(p);
+
+    /* The first failure stops the pool and reaches the producer's thread. */
+    memset(&t, 0, sizeof(t));
+    pthread_mutex_init(&t.lock, NULL);
+    t.fail_tag = 10;
+    p = pool_new(2, 3, 8, pool_work, &t);
+    uint64_t submitted = 0;
+    int rc = 0;
+    for (uint64_t i = 0; i < 1000 && rc == 0; i++) {
+        uint8_t *buf = pool_buffer(p);
+        if (!buf) {
+            rc = err_code();
+            break;
+        }
+        buf[0] = 1;
+        rc = pool_submit(p, buf, 8, &t, i);
+        if (rc == 0)
+            submitted++;
+    }
+    assert_int_equal(rc, -ERR_IO);
+    assert_string_equal(err_message(), "job 10 failed");
+    err_clear();
+    assert_int_equal(pool_wait(p), -ERR_IO);
+    assert_string_equal(err_message(), "job 10 failed");
+    err_clear();
+    assert_true(submitted < 1000);
+    pool_free(p);
+    assert_int_equal(t.calls, submitted); /* skipped jobs are still handed back */
+}
+
+/* ---- command text -------------------------------------------------------------------- */
+
+static void test_command(void **state)
+{
+    (void)state;
+    struct pg_bb_options o = {.label = "it's", .fast_checkpoint = true, .wal = true,
+                              .progress = true, .manifest = true};
+    char *c = pg_bb_command(150018, &o);
+    assert_string_equal(c, "BASE_BACKUP (LABEL 'it''s', PROGRESS, CHECKPOINT 'fast', WAL, WAIT "
+                           "false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'SHA256', TARGET 'client')");
+    free(c);
+    c = pg_bb_command(140005, &o);
+    assert_string_equal(c, "BASE_BACKUP LABEL 'it''s' PROGRESS FAST WAL NOWAIT MANIFEST 'yes' "
+                           "MANIFEST_CHECKSUMS 'SHA256'");
+    free(c);
+    struct pg_bb_options spread = {.label = "x", .wal = true, .max_rate_kb = 2048};
+    c = pg_bb_command(170000, &spread);
+    assert_string_equal(c, "BASE_BACKUP (LABEL 'x', CHECKPOINT 'spread', WAL, WAIT false, "
+                           "MAX_RATE 2048, TARGET 'client')");
+    free(c);
+    c = pg_bb_command(130000, &spread);
+    assert_string_equal(c, "BASE_BACKUP LABEL 'x' WAL NOWAIT MAX_RATE 2048");
+    free(c);
+}
+
+/* ---- a whole run ----------------------------------------------------------------------- */
+
+#define CHUNK 4096
+#define SEG (1024 * 1024)
+
+struct fixture {
+    char dir[PATH_MAX];
+    struct storage *s[2];
+    struct repo *r[2];
+    struct backup_target t[2];
+    uint8_t *rel;   /* base/5/16384: 2.5 chunks, the middle one repeated */
+    uint8_t *wal;   /* pg_wal/000000010000000000000002 */
+    uint8_t *ts;    /* tablespace file */
+    struct buf manifest_text;
+};
+
+static void fill(uint8_t *p, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i += SHA256_LEN) {
+        uint8_t md[SHA256_LEN];
+        uint32_t k[2] = {seed, (uint32_t)i};
+        sha256(k, sizeof(k), md);
+        memcpy(p + i, md, n - i < SHA256_LEN ? n - i : SHA256_LEN);
+    }
+}
+
+static const struct repo_identity ID = {7000000000000000001ULL, 15, SEG};
+
+static int setup(void **state)
+{
+    struct fixture *f = xcalloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/pgark-test-backup-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    for (int i = 0; i < 2; i++) {
+        char *root = xasprintf("%s/repo%d", f->dir, i);
+        f->s[i] = storage_posix_new(i ? "secret" : "plain", root);
+        free(root);
+        struct repo_options ro = {.cluster = "main",
+                                  .passphrase = i ? "pass phrase" : NULL,
+                                  .compress_level = 3,
+                                  .kdf_n = 1024};
+        f->r[i] = repo_open(f->s[i], &ro, &ID, true);
+        assert_non_null(f->r[i]);
+        f->t[i].repo = f->r[i];
+    }
+    f->rel = xmalloc(CHUNK * 5 / 2);
+    fill(f->rel, CHUNK * 5 / 2, 1);
+    memcpy(f->rel + CHUNK, f->rel, CHUNK); /* chunks 0 and 1 are equal */
+    f->wal = xcalloc(1, SEG);
+    fill(f->wal, 20000, 2);
+    f->ts = xmalloc(100);
+    fill(f->ts, 100, 3);
+    buf_append_str(&f->manifest_text, "{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [] }\n");
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 2; i++) {
+        repo_close(f->r[i]);
+        storage_free(f->s[i]);
+    }
+    char *cmd = xasprintf("rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    free(f->rel);
+    free(f->wal);
+    free(f->ts);
+    buf_free(&f->manifest_text);
+    free(f);
+    return 0;
+}
+
+static void msg(struct buf *out, char type, const void *data, size_t len)
+{
+    buf_append(out, &type, 1);
+    buf_append(out, data, len);
+}
+
+/* Feed the stream of a backup with one tablespace, as a 15 server sends it. Stops
+ * after `stop_after` bytes of base.tar when not 0. */
+static int feed(struct fixture *f, struct backup_run *run, size_t stop_after)
+{
+    struct bbstream *s = bbstream_new(BBSTREAM_STREAMED, backup_run_callbacks(), run);
+    struct buf ts = BUF_INIT, base = BUF_INIT, m = BUF_INIT;
+    int rc;
+
+    tb_dir(&ts, "PG_15_202209061");
+    tb_file(&ts, "PG_15_202209061/5/16999", f->ts, 100);
+    tb_end(&ts);
+
+    tb_file(&base, "backup_label", "START WAL LOCATION: 0/2000028\n", 30);
+    tb_dir(&base, "base");
+    tb_dir(&base, "base/5");
+    tb_file(&base, "base/5/16384", f->rel, CHUNK * 5 / 2);
+    tb_file(&base, "base/5/empty", "", 0);
+    tb_symlink(&base, "pg_tblspc/16385", "/srv/ts1");
+    tb_dir(&base, "pg_wal");
+    tb_dir(&base, "pg_wal/archive_status");
+    tb_file(&base, "pg_wal/archive_status/000000010000000000000002.done", "", 0);
+    tb_file(&base, "pg_wal/000000010000000000000002", f->wal, SEG);
+    tb_end(&base);
+
+    msg(&m, 'n', "16385.tar\0/srv/ts1", 19);
+    rc = bbstream_copy_data(s, m.data, m.len + 0) < 0 ? err_code() : 0;
+    buf_reset(&m);
+    for (size_t off = 0; rc == 0 && off < ts.len; off += 1000) {
+        buf_reset(&m);
+        msg(&m, 'd', ts.data + off, ts.len - off < 1000 ? ts.len - off : 1000);
+        rc = bbstream_copy_data(s, m.data, m.len);
+    }
+    if (rc == 0) {
+        buf_reset(&m);
+        msg(&m, 'n', "base.tar\0", 10);
+        rc = bbstream_copy_data(s, m.data, m.len);
+    }
+    size_t limit = stop_after ? stop_after : base.len;
+    for (size_t off = 0; rc == 0 && off < limit; off += 3000) {
+        buf_reset(&m);
+        size_t n = limit - off < 3000 ? limit - off : 3000;
+        msg(&m, 'd', base.data + off, n);
+        rc = bbstream_copy_data(s, m.data, m.len);
+    }
+    if (rc == 0 && !stop_after) {
+        buf_reset(&m);
+        msg(&m, 'm', "", 0);
+        rc = bbstream_copy_data(s, m.data, m.len);
+        buf_reset(&m);
+        msg(&m, 'd', f->manifest_text.data, f->manifest_text.len);
+        if (rc == 0)
+            rc = bbstream_copy_data(s, m.data, m.len);
+        if (rc == 0)
+            rc = bbstream_finish(s);
+    }
+    bbstream_free(s);
+    buf_free(&ts);
+    buf_free(&base);
+    buf_free(&m);
+    return rc;
+}
+
+static struct pg_bb_tablespace TS[2] = {{16385, "/srv/ts1", -1}, {0, "", -1}};
+static const struct pg_bb_info INFO = {0x2000028, 1, TS, 2, 0x2000100, 1};
+
+static struct backup_run *new_run(struct fixture *f, const char *label)
+{
+    struct backup_params p = {
+        .label = label,
+        .chunk_size = CHUNK,
+        .workers = 3,
+        .tmp_dir = f->dir,
+        .targets = f->t,
+        .ntargets = 2,
+        .pg_version = 150018,
+        .system_identifier = ID.system_identifier,
+        .seg_size = SEG,
+        .compression = "zstd",
+    };
+    for (int i = 0; i < 2; i++)
+        f->t[i].stored_bytes = f->t[i].new_chunks = f->t[i].reused_chunks = 0;
+    struct backup_run *run = backup_run_new(&p);
+    assert_non_null(run);
+    assert_int_equal(backup_run_started(run, &INFO), 0);
+    return run;
+}
+
+struct got_file {
+    char path[128];
+    int type;
+    uint64_t size;
+    uint8_t sha[SHA256_LEN];
+    char link[64];
+    uint8_t chunks[300][SHA256_LEN];
+    size_t n;
+};
+
+struct read_back {
+    struct got_file files[32];
+    size_t n;
+};
+
+static int on_file(void *arg, const struct manifest_file *mf)
+{
+    struct read_back *rb = arg;
+    assert_true(rb->n < 32);
+    struct got_file *g = &rb->files[rb->n++];
+    snprintf(g->path, sizeof(g->path), "%s", mf->path);
+    g->type = mf->type;
+    g->size = mf->size;
+    memcpy(g->sha, mf->sha256, SHA256_LEN);
+    snprintf(g->link, sizeof(g->link), "%s", mf->link ? mf->link : "");
+    assert_true(mf->n_chunks <= 300);
+    if (mf->n_chunks)
+        memcpy(g->chunks, mf->chunks, mf->n_chunks * SHA256_LEN);
+    g->n = mf->n_chunks;
+    return 0;
+}
+
+static int reader_sink(void *ctx, const uint8_t *d, size_t n)
+{
+    return manifest_reader_feed(ctx, d, n);
+}
+
+static void read_manifest(struct repo *r, const char *label, struct read_back *rb)
+{
+    char path[320];
+    struct manifest_reader *mr = manifest_reader_new(on_file, rb);
+    memset(rb, 0, sizeof(*rb));
+    assert_int_equal(repo_backup_path(label, "manifest.json", path, sizeof(path)), 0);
+    assert_int_equal(repo_get(r, path, reader_sink, mr), 0);
+    assert_int_equal(manifest_reader_finish(mr), 0);
+    manifest_reader_free(mr);
+}
+
+static const struct got_file *find(const struct read_back *rb, const char *path)
+{
+    for (size_t i = 0; i < rb->n; i++)
+        if (strcmp(rb->files[i].path, path) == 0)
+            return &rb->files[i];
+    return NULL;
+}
+
+static int buf_sink(void *ctx, const uint8_t *d, size_t n)
+{
+    buf_append(ctx, d, n);
+    return 0;
+}
+
+static void assert_reassembles(struct repo *r, const struct got_file *g, const void *want)
+{
+    struct buf b = BUF_INIT;
+    for (size_t i = 0; i < g->n; i++) {
+        char hex[SHA256_HEX_LEN + 1];
+        hex_encode(g->chunks[i], SHA256_LEN, hex);
+        assert_int_equal(repo_chunk_get(r, hex, buf_sink, &b), 0);
+    }
+    assert_int_equal(b.len, g->size);
+    assert_memory_equal(b.data, want, g->size);
+    buf_free(&b);
+}
+
+static void test_run(void **state)
+{
+    struct fixture *f = *state;
+    struct backup_run *run = new_run(f, "first");
+    struct read_back *rb = xcalloc(2, sizeof(*rb));
+
+    assert_int_equal(feed(f, run, 0), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, 1764095054000000, 1764095060000000), 0);
+    const struct backup_totals *tot = backup_run_totals(run);
+    assert_int_equal(tot->files, 12);
+    assert_int_equal(tot->wal_segments, 1);
+    assert_int_equal(tot->logical_bytes, 30 + CHUNK * 5 / 2 + SEG + 100);
+    backup_run_free(run);
+
+    /* rel: 3 chunks with two equal: 2 written; label 1, ts 1, WAL 256 of which the
+     * all-zero ones are one chunk */
+    for (int i = 0; i < 2; i++) {
+        assert_true(f->t[i].new_chunks > 0);
+        assert_true(f->t[i].reused_chunks > 0);
+        assert_true(f->t[i].stored_bytes > 0);
+        read_manifest(f->r[i], "first", &rb[i]);
+        assert_int_equal(rb[i].n, 12);
+        /* stream order: the tablespace archive first */
+        assert_string_equal(rb[i].files[0].path, "pg_tblspc/16385/PG_15_202209061");
+        const struct got_file *g = find(&rb[i], "base/5/16384");
+        assert_non_null(g);
+        assert_int_equal(g->n, 3);
+        assert_memory_equal(g->chunks[0], g->chunks[1], SHA256_LEN);
+        uint8_t sha[SHA256_LEN];
+        sha256(f->rel, CHUNK * 5 / 2, sha);
+        assert_memory_equal(g->sha, sha, SHA256_LEN);
+        assert_reassembles(f->r[i], g, f->rel);
+        g = find(&rb[i], "pg_tblspc/16385/PG_15_202209061/5/16999");
+        assert_non_null(g);
+        assert_reassembles(f->r[i], g, f->ts);
+        g = find(&rb[i], "pg_tblspc/16385");
+        assert_non_null(g);
+        assert_int_equal(g->type, MANIFEST_TYPE_SYMLINK);
+        assert_string_equal(g->link, "/srv/ts1");
+        g = find(&rb[i], "pg_wal/000000010000000000000002");
+        assert_non_null(g);
+        assert_reassembles(f->r[i], g, f->wal);
+        assert_non_null(find(&rb[i], "pg_wal/archive_status/000000010000000000000002.done"));
+        assert_int_equal(find(&rb[i], "base/5/empty")->n, 0);
+
+        /* WAL archived, server manifest verbatim */
+        uint8_t *data;
+        size_t len;
+        assert_int_equal(repo_get_all(f->r[i], "wal/00000001/000000010000000000000002", &data,
+                                      &len),
+                         0);
+        assert_int_equal(len, SEG);
+        assert_memory_equal(data, f->wal, SEG);
+        free(data);
+        assert_int_equal(repo_get_all(f->r[i], "backups/first/backup_manifest", &data, &len), 0);
+        assert_int_equal(len, f->manifest_text.len);
+        assert_memory_equal(data, f->manifest_text.data, len);
+        free(data);
+
+        /* listed, with the header */
+        struct repo_backup *list;
+        size_t n;
+        assert_int_equal(repo_backup_list(f->r[i], &list, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(list[0].label, "first");
+        assert_int_equal(list[0].header.start_lsn, 0x2000028);
+        assert_int_equal(list[0].header.stop_lsn, 0x2000100);
+        assert_int_equal(list[0].header.start_time, 1764095054);
+        assert_int_equal(list[0].header.files, 12);
+        assert_int_equal(list[0].header.stored_bytes, f->t[i].stored_bytes);
+        assert_int_equal(list[0].header.n_tablespaces, 1);
+        assert_int_equal(list[0].header.tablespaces[0].oid, 16385);
+        assert_string_equal(list[0].header.tablespaces[0].location, "/srv/ts1");
+        assert_int_equal(list[0].header.encrypted, i == 1);
+        repo_backup_list_free(list, n);
+    }
+    /* Each encrypted repository names chunks with its own key. */
+    const struct got_file *plain = find(&rb[0], "base/5/16384");
+    const struct got_file *secret = find(&rb[1], "base/5/16384");
+    uint8_t sha0[SHA256_LEN];
+    sha256(f->rel, CHUNK, sha0);
+    assert_memory_equal(plain->chunks[0], sha0, SHA256_LEN);
+    assert_memory_not_equal(secret->chunks[0], sha0, SHA256_LEN);
+
+    /* The same data again: nothing new stored. */
+    run = new_run(f, "second");
+    assert_int_equal(feed(f, run, 0), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, 1764095070000000, 1764095071000000), 0);
+    backup_run_free(run);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(f->t[i].new_chunks, 0);
+        assert_int_equal(f->t[i].stored_bytes, 0);
+        assert_int_equal(repo_backup_exists(f->r[i], "second"), 1);
+    }
+    free(rb);
+}
+
+static int count_chunk(void *ctx, const char *name, uint64_t size)
+{
+    (void)name;
+    (void)size;
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
+static void test_interrupted(void **state)
+{
+    struct fixture *f = *state;
+    size_t before = 0, after = 0;
+
+    fill(f->rel, CHUNK * 5 / 2, 42); /* new content */
+    memcpy(f->rel + CHUNK, f->rel, CHUNK);
+    assert_int_equal(repo_chunk_list(f->r[0], count_chunk, &before), 0);
+    struct backup_run *run = new_run(f, "cut");
+    /* the stream stops inside the WAL segment: the relation is in, the rest is not */
+    assert_int_equal(feed(f, run, 3 * 512 + CHUNK * 3 + 4 * 512 + 10000), 0);
+    assert_int_equal(backup_run_wait(run), 0);
+    backup_run_free(run);
+    assert_int_equal(repo_backup_exists(f->r[0], "cut"), 0);
+    assert_int_equal(repo_backup_get(f->r[0], "cut", &(struct repo_backup){0}), -ERR_NOT_FOUND);
+    err_clear();
+    assert_int_equal(repo_chunk_list(f->r[0], count_chunk, &after), 0);
+    assert_int_equal(after, before + 2); /* the relation's two distinct new chunks */
+
+    run = new_run(f, "next");
+    assert_int_equal(feed(f, run, 0), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, 1764095080000000, 1764095081000000), 0);
+    backup_run_free(run);
+    assert_int_equal(f->t[0].new_chunks, 0); /* the cut run's chunks are reused */
+    struct read_back *rb = xcalloc(1, sizeof(*rb));
+    read_manifest(f->r[0], "next", rb);
+    assert_reassembles(f->r[0], find(rb, "base/5/16384"), f->rel);
+    free(rb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chunkset),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_command),
+        cmocka_unit_test(test_run),
+        cmocka_unit_test(test_interrupted),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
