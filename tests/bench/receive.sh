@@ -19,6 +19,10 @@
 # Environment: PGARK (the binary, required), WORK (scratch directory, removed at exit),
 # RESULTS_DIR; BENCH_SECONDS (300), BENCH_ROUNDS (3), BENCH_MODES ("sync async"),
 # BENCH_SCALE (20), BENCH_CLIENTS (4), BENCH_JOBS (2), BENCH_PORT (54391).
+# BENCH_PERF=1: after the rounds, one more pgark run (first mode of BENCH_MODES, not in
+# the medians) under `perf record -g`; its report goes to receive-<timestamp>-perf.txt.
+# Unprivileged, perf sees user space only (perf_event_paranoid 2): time spent inside
+# system calls shows as the libc wrapper that made them.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,6 +38,8 @@ SCALE=${BENCH_SCALE:-20}
 CLIENTS=${BENCH_CLIENTS:-4}
 JOBS=${BENCH_JOBS:-2}
 PORT=${BENCH_PORT:-54391}
+PERF=${BENCH_PERF:-0}
+PROFILE=0
 APP=bench_rx
 SLOT=bench_slot
 SEG=16777216
@@ -195,6 +201,12 @@ run_variant() { # mode tool round
         lag_pid=$!
         bench_register_pid "$lag_pid"
         cpu0=$(proc_cpu_ticks "$RX_PID")
+        perf_pid=""
+        if [ "$PROFILE" = 1 ]; then
+            perf record -g -F 499 -p "$RX_PID" -o "$WORK/perf.data" >"$WORK/perf.log" 2>&1 &
+            perf_pid=$!
+            bench_register_pid "$perf_pid"
+        fi
     fi
 
     lsn0=$(q "SELECT pg_current_wal_lsn()")
@@ -226,6 +238,15 @@ run_variant() { # mode tool round
         kill -0 "$RX_PID" 2>/dev/null || bench_die "$tool exited during the run: $(tail -5 "$dir/rx.log")"
         cpu1=$(proc_cpu_ticks "$RX_PID")
         cpu_s=$(ticks_to_s $((cpu1 - cpu0)))
+        if [ -n "$perf_pid" ]; then
+            kill -INT "$perf_pid" 2>/dev/null || true
+            wait "$perf_pid" 2>/dev/null || true
+            perf report -i "$WORK/perf.data" --stdio --no-children --percent-limit 0.5 \
+                >"$RESULTS_DIR/receive-$stamp-perf.txt" 2>/dev/null ||
+                bench_log "perf report failed: $(tail -3 "$WORK/perf.log")"
+            perf report -i "$WORK/perf.data" --stdio --children --sort symbol -g none \
+                --percent-limit 2 >>"$RESULTS_DIR/receive-$stamp-perf.txt" 2>/dev/null || true
+        fi
         sampler_stop "$rss_pid"
         if [ "$mode" = sync ]; then
             q "ALTER SYSTEM RESET synchronous_standby_names" >/dev/null
@@ -256,6 +277,7 @@ run_variant() { # mode tool round
     fi
 
     jq -cn --arg mode "${mode:-none}" --arg tool "$tool" --argjson round "$round" \
+        --argjson profiled "$([ "$PROFILE" = 1 ] && echo true || echo false)" \
         --argjson tps "$(json_num "$tps")" --argjson wal "$wal" \
         --argjson cpu "$(json_num "$cpu_s")" \
         --argjson lag50 "$(json_num "$lag50")" --argjson lag99 "$(json_num "$lag99")" \
@@ -268,7 +290,7 @@ run_variant() { # mode tool round
           flush_lag_ms: {p50: $lag50, p99: $lag99, max: $lagmax},
           flush_lag_bytes: {p50: $blag50, p99: $blag99},
           rss_kib: {first: $rss_first, mid: $rss_mid, last: $rss_last, max: $rss_max},
-          catchup_s: $catchup}' >>"$raw"
+          catchup_s: $catchup, profiled: $profiled}' >>"$raw"
     rm -rf "$dir"
 }
 
@@ -300,6 +322,12 @@ while [ "$round" -le "$ROUNDS" ]; do
     done
     round=$((round + 1))
 done
+if [ "$PERF" = 1 ]; then
+    PROFILE=1
+    set -- $MODES
+    run_variant "$1" pgark "$round"
+    PROFILE=0
+fi
 
 # Medians over rounds, ratios, the table.
 out=$RESULTS_DIR/receive-$stamp.json
@@ -314,7 +342,7 @@ jq -s --arg stamp "$stamp" --argjson seconds "$SECONDS_RUN" --argjson rounds "$R
         else (.[length / 2 - 1] + .[length / 2]) / 2 end;
     def med(f): map(f) | median;
     def ratio(a; b): if a == null or b == null or b == 0 then null else (a / b * 1000 | round / 1000) end;
-    . as $runs |
+    map(select(.profiled | not)) as $runs |
     ($runs | map(select(.tool == "none")) | med(.tps)) as $base_tps |
     ([$runs[] | select(.tool != "none") | .mode] | unique) as $modes |
     {benchmark: "receive", started_utc: $stamp, host: $host, cpus: $cpus,
@@ -349,7 +377,7 @@ jq -s --arg stamp "$stamp" --argjson seconds "$SECONDS_RUN" --argjson rounds "$R
 {
     echo
     echo "receive benchmark: pgbench -c $CLIENTS -j $JOBS -T $SECONDS_RUN, scale $SCALE, medians of $ROUNDS rounds"
-    jq -r '"baseline (no receiver): \(.baseline_tps * 10 | round / 10) tps"' "$out"
+    jq -r '"baseline (no receiver): \(if .baseline_tps == null then "-" else (.baseline_tps * 10 | round / 10) end) tps"' "$out"
     jq -r '
         def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
         (["mode", "tool", "tps", "x_base", "GiB_WAL", "CPU_s", "CPU_s/GiB", "lag_p50_ms", "lag_p99_ms",
