@@ -241,11 +241,15 @@ run_variant() { # mode tool round
         if [ -n "$perf_pid" ]; then
             kill -INT "$perf_pid" 2>/dev/null || true
             wait "$perf_pid" 2>/dev/null || true
-            perf report -i "$WORK/perf.data" --stdio --no-children --percent-limit 0.5 \
-                >"$RESULTS_DIR/receive-$stamp-perf.txt" 2>/dev/null ||
+            # Flat: libzstd and libc have no frame pointers, so call chains break there.
+            {
+                for keys in pid dso dso,sym; do
+                    echo "== self time by $keys"
+                    perf report -i "$WORK/perf.data" --stdio --no-children -g none \
+                        --sort "$keys" --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$'
+                done
+            } >"$RESULTS_DIR/receive-$stamp-perf.txt" ||
                 bench_log "perf report failed: $(tail -3 "$WORK/perf.log")"
-            perf report -i "$WORK/perf.data" --stdio --children --sort symbol -g none \
-                --percent-limit 2 >>"$RESULTS_DIR/receive-$stamp-perf.txt" 2>/dev/null || true
         fi
         sampler_stop "$rss_pid"
         if [ "$mode" = sync ]; then

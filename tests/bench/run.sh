@@ -14,6 +14,12 @@
 # Each benchmark gets PGARK (the binary), WORK (its scratch directory) and RESULTS_DIR,
 # plus every BENCH_* variable of this environment. The whole run is bounded by
 # BENCH_TIMEOUT seconds (default: a generous bound from BENCH_SECONDS and BENCH_ROUNDS).
+#
+# Adding a benchmark: a script tests/bench/NAME.sh (POSIX sh) that sources lib.sh (cluster
+# start/stop, CPU and RSS sampling, percentiles), keeps everything under WORK with an EXIT
+# trap that calls bench_cleanup and removes WORK, bounds every wait, and writes
+# $RESULTS_DIR/NAME-<UTC timestamp>.json plus a table on stderr. Results are not committed
+# (tests/bench/.gitignore).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
