@@ -84,8 +84,12 @@ pg_init "$WORK/pg" "$PORT" \
     "wal_sender_timeout = 60s"
 pg_start
 t0=$(date +%s)
+# Long commands run in the background and are waited for, so that a signal is acted on
+# at once (sh runs a trap only once its foreground command has finished).
 "$PGBIN/pgbench" -i -q -s "$SCALE" -h "$PGSOCK_BENCH" -p "$PORT" -U postgres postgres \
-    >"$WORK/pgbench-init.log" 2>&1 || bench_die "pgbench -i failed: $(tail -3 "$WORK/pgbench-init.log")"
+    >"$WORK/pgbench-init.log" 2>&1 &
+bench_register_pid $!
+wait $! || bench_die "pgbench -i failed: $(tail -3 "$WORK/pgbench-init.log")"
 bench_log "pgbench -i -s $SCALE took $(($(date +%s) - t0)) s"
 
 # The lag sampler: one psql session reading the receiver's row every 100 ms.
@@ -211,8 +215,9 @@ run_variant() { # mode tool round
 
     lsn0=$(q "SELECT pg_current_wal_lsn()")
     timeout $((SECONDS_RUN + 120)) "$PGBIN/pgbench" -n -c "$CLIENTS" -j "$JOBS" -T "$SECONDS_RUN" \
-        -h "$PGSOCK_BENCH" -p "$PORT" -U postgres postgres >"$dir/pgbench.log" 2>&1 ||
-        bench_die "pgbench failed: $(tail -5 "$dir/pgbench.log")"
+        -h "$PGSOCK_BENCH" -p "$PORT" -U postgres postgres >"$dir/pgbench.log" 2>&1 &
+    bench_register_pid $!
+    wait $! || bench_die "pgbench failed: $(tail -5 "$dir/pgbench.log")"
     lsn1=$(q "SELECT pg_current_wal_lsn()")
     tps=$(awk '/^tps = / { print $3; exit }' "$dir/pgbench.log")
     wal=$(q "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint")

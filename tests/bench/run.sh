@@ -87,9 +87,16 @@ if ! id -u "$user" >/dev/null 2>&1; then
 fi
 home=$(getent passwd "$user" | cut -d: -f6)
 
+child=""
 cleanup() {
     status=$?
     trap - EXIT INT TERM
+    if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+        # timeout passes the signal on to the benchmark's whole process group, and
+        # kills it 30 s later if it has not finished cleaning up.
+        kill -TERM "$child" 2>/dev/null || true
+        wait "$child" 2>/dev/null || true
+    fi
     # A benchmark killed from outside may leave its server running: stop it as the user.
     for pid_file in "$dest"/work/*/pg/data/postmaster.pid; do
         [ -f "$pid_file" ] || continue
@@ -116,9 +123,13 @@ status=0
 for n in $names; do
     echo "run.sh: benchmark $n as $user in $dest (bounded to $limit s)" >&2
     # shellcheck disable=SC2046 # bench_env yields whole NAME=VALUE words without spaces in names
+    # In the background and waited for, so that a signal to this script is acted on now.
     timeout -k 30 "$limit" runuser -u "$user" -- env -i PATH=/usr/local/bin:/usr/bin:/bin \
         HOME="$home" USER="$user" LANG=C.UTF-8 PGARK="$dest/bin/pgark" WORK="$dest/work/$n" \
-        RESULTS_DIR="$dest/results" $(bench_env) sh "$dest/bench/$n.sh" || status=$?
+        RESULTS_DIR="$dest/results" $(bench_env) sh "$dest/bench/$n.sh" &
+    child=$!
+    wait "$child" || status=$?
+    child=""
 done
 [ "$status" -ne 0 ] || echo "run.sh: results in $results" >&2
 exit "$status"
