@@ -53,13 +53,11 @@ static int header_sink(void *ctx, const uint8_t *data, size_t len)
 {
     struct header_read *h = ctx;
     int rc = manifest_reader_feed(h->reader, data, len);
-    if (rc < 0)
-        return rc;
     if (manifest_reader_header(h->reader)) {
         h->have = true;
         return err_set(ERR_CANCELED, "header read");
     }
-    return 0;
+    return rc;
 }
 
 static int skip_lines(void *arg, const struct manifest_file *file)
@@ -78,6 +76,12 @@ static int read_header(struct repo *r, const char *label, struct catalog_entry *
     if (h.have) {
         err_clear();
         const struct manifest_header *mh = manifest_reader_header(h.reader);
+        rc = 0;
+        if (strcmp(mh->label, label) != 0) {
+            rc = err_set(ERR_INTEGRITY, "manifest of backup \"%s\" says its label is \"%s\"",
+                         label, mh->label);
+            goto out;
+        }
         memset(e, 0, sizeof(*e));
         snprintf(e->label_buf, sizeof(e->label_buf), "%s", mh->label);
         e->b.label = e->label_buf;
@@ -95,13 +99,10 @@ static int read_header(struct repo *r, const char *label, struct catalog_entry *
             e->ts_oid[i] = mh->tablespaces[i].oid;
             e->ts_location[i] = xstrdup(mh->tablespaces[i].location);
         }
-        rc = 0;
-        if (strcmp(mh->label, label) != 0)
-            rc = err_set(ERR_INTEGRITY, "manifest of backup \"%s\" says its label is \"%s\"",
-                         label, mh->label);
     } else if (rc == 0) {
         rc = err_set(ERR_INTEGRITY, "manifest of backup \"%s\" has no header line", label);
     }
+out:
     manifest_reader_free(h.reader);
     return rc;
 }

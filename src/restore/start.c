@@ -174,7 +174,7 @@ static void drop_prefetch(const char *pgdata)
     if (d) {
         struct dirent *de;
         while ((de = readdir(d)) != NULL) {
-            if (de->d_name[0] != '.' || (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))) {
+            if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
                 char *p = xasprintf("%s/%s", dir, de->d_name);
                 unlink(p);
                 free(p);
