@@ -229,8 +229,10 @@ int restore_start(const struct start_options *o)
     char *reached = NULL; /* "promoted", "paused", "shut down" */
     char *last_ts = NULL, *last_lsn = NULL;
     for (;;) {
-        if (!have_pid)
-            have_pid = read_pidfile(o->pgdata, &pf);
+        /* The socket directory is added to postmaster.pid after the file is created:
+         * read it again until it is there. */
+        if (!have_pid || !pf.socket_dir[0])
+            have_pid = read_pidfile(o->pgdata, &pf) || have_pid;
         if (have_pid && !alive(pf.pid))
             break;
         if (!have_pid && time_mono_us() - t0 > 60 * INT64_C(1000000)) {
@@ -241,12 +243,12 @@ int restore_start(const struct start_options *o)
             char port[16];
             snprintf(port, sizeof(port), "%d", pf.port);
             const char *q = o->pg_major >= 14
-                                ? "SELECT pg_is_in_recovery(), pg_get_wal_replay_pause_state(), "
+                                ? "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
+                                  "THEN pg_get_wal_replay_pause_state() END, "
                                   "pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()"
-                                : "SELECT pg_is_in_recovery(), CASE WHEN "
-                                  "pg_is_wal_replay_paused() THEN 'paused' ELSE 'not paused' "
-                                  "END, pg_last_xact_replay_timestamp(), "
-                                  "pg_last_wal_replay_lsn()";
+                                : "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
+                                  "AND pg_is_wal_replay_paused() THEN 'paused' END, "
+                                  "pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()";
             char *qargv[] = {psql,      "-X", "-A",          "-t",       "-F", "|", "-h",
                              pf.socket_dir, "-p", port,       "-d", "postgres", "-c", (char *)q,
                              NULL};

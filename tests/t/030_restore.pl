@@ -191,6 +191,19 @@ $n->stop;
 check_rows($n, join(',', @all), 'latest: every archived row');
 $n->stop;
 
+# --- a target the archive does not reach: --start --wait fails with the server's words --
+
+{
+	my $node = PostgreSQL::Test::Cluster->new('unreached');
+	my $res = run_pgark([ '--config', $config, 'restore', '--pgdata', $node->data_dir,
+		'--target-xid', '4000000000', '--start', '--wait', '--port', $node->port ]);
+	is($res->{rc}, 1, 'an xid that never comes: --start --wait exits 1');
+	like($res->{stderr}, qr/recovery ended before the target was reached/,
+		'and says the target was not reached');
+	like($res->{stderr}, qr/recovery ended before configured recovery target was reached/,
+		'quoting the server');
+}
+
 # --- refusals: exit 2, directory untouched ---------------------------------------------------
 
 my $full = "$tmp/notempty";
