@@ -36,12 +36,12 @@ enum restore_action {
 
 struct restore_target {
     enum restore_target_kind kind;
-    bool kind_set;      /* a target option was given (a second one is an error) */
-    int64_t time_us;    /* TIME: Unix microseconds */
-    uint32_t xid;       /* XID */
-    lsn_t lsn;          /* LSN */
-    char *name;         /* NAME (owned) */
-    bool exclusive;     /* --target-exclusive */
+    bool kind_set;   /* a target option was given (a second one is an error) */
+    int64_t time_us; /* TIME: Unix microseconds */
+    uint32_t xid;    /* XID */
+    lsn_t lsn;       /* LSN */
+    char *name;      /* NAME (owned) */
+    bool exclusive;  /* --target-exclusive */
     enum restore_action action;
     timeline_t timeline; /* --target-timeline N; 0 = latest */
 };

@@ -78,8 +78,8 @@ static int read_header(struct repo *r, const char *label, struct catalog_entry *
         const struct manifest_header *mh = manifest_reader_header(h.reader);
         rc = 0;
         if (strcmp(mh->label, label) != 0) {
-            rc = err_set(ERR_INTEGRITY, "manifest of backup \"%s\" says its label is \"%s\"",
-                         label, mh->label);
+            rc = err_set(ERR_INTEGRITY, "manifest of backup \"%s\" says its label is \"%s\"", label,
+                         mh->label);
             goto out;
         }
         memset(e, 0, sizeof(*e));

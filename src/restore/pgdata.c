@@ -47,8 +47,7 @@ int pgdata_check_postmaster(const char *dir)
         goto out;
     long pid = 0;
     if (fscanf(f, "%ld", &pid) == 1 && pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
-        err_set(ERR_USAGE, "a server is running on \"%s\" (process %ld in \"%s\")", dir, pid,
-                path);
+        err_set(ERR_USAGE, "a server is running on \"%s\" (process %ld in \"%s\")", dir, pid, path);
         rc = err_hint("stop it first (pg_ctl stop -D \"%s\"); nothing was changed", dir);
     }
     fclose(f);

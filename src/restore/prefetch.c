@@ -58,8 +58,7 @@ static void prune_cache(const char *cache_dir, const char *want_name, uint64_t l
     while ((de = readdir(d)) != NULL) {
         if (!wal_is_segment_name(de->d_name))
             continue;
-        bool stale = strncmp(de->d_name, want_name, 8) != 0 ||
-                     strcmp(de->d_name, want_name) <= 0 ||
+        bool stale = strncmp(de->d_name, want_name, 8) != 0 || strcmp(de->d_name, want_name) <= 0 ||
                      (last_keep && strncmp(de->d_name, last_keep, last_keep_cmp_len) > 0);
         if (stale) {
             char *p = xasprintf("%s/%s", cache_dir, de->d_name);
@@ -208,8 +207,8 @@ static void read_ahead(struct repo_set *set, const char *cache_dir, uint64_t seg
         }
         if (n == 0)
             return;
-        struct job j = {set, cache_dir, seg_size, w.tli, segnos, n, 0, false,
-                        PTHREAD_MUTEX_INITIALIZER};
+        struct job j = {
+            set, cache_dir, seg_size, w.tli, segnos, n, 0, false, PTHREAD_MUTEX_INITIALIZER};
         pthread_t th[PREFETCH_THREADS];
         int started = 0;
         for (int i = 0; i < PREFETCH_THREADS && (size_t)i < n; i++) {
@@ -238,8 +237,8 @@ void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli,
     /* The child: detach from the server's process group and descriptors. */
     setsid();
     struct rlimit rl;
-    int maxfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur
-                                                                          : 65536;
+    int maxfd =
+        getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
     for (int fd = 0; fd < maxfd; fd++)
         close(fd);
     int devnull = open("/dev/null", O_RDWR);

@@ -35,8 +35,8 @@ int repo_set_init(struct repo_set *set, const struct config *cfg, const struct c
         }
     }
     if (only && set->n == 0)
-        return err_set(ERR_CONFIG, "repository \"%s\" is not a repository of cluster \"%s\"",
-                       only, cl->name);
+        return err_set(ERR_CONFIG, "repository \"%s\" is not a repository of cluster \"%s\"", only,
+                       cl->name);
     return 0;
 }
 

@@ -67,9 +67,26 @@ static int parse_map(struct restore_args *a, const char *text)
 static int parse_args(struct restore_args *a, int argc, char **argv)
 {
     enum {
-        OPT_PGDATA = 1, OPT_BACKUP, OPT_TIME, OPT_XID, OPT_LSN, OPT_NAME, OPT_TARGET, OPT_EXCL, OPT_ACTION,
-        OPT_TIMELINE, OPT_DELTA, OPT_FORCE, OPT_MAP, OPT_REPO, OPT_START, OPT_PORT, OPT_WAIT, OPT_JSON,
-        OPT_NOPROGRESS, OPT_HELP
+        OPT_PGDATA = 1,
+        OPT_BACKUP,
+        OPT_TIME,
+        OPT_XID,
+        OPT_LSN,
+        OPT_NAME,
+        OPT_TARGET,
+        OPT_EXCL,
+        OPT_ACTION,
+        OPT_TIMELINE,
+        OPT_DELTA,
+        OPT_FORCE,
+        OPT_MAP,
+        OPT_REPO,
+        OPT_START,
+        OPT_PORT,
+        OPT_WAIT,
+        OPT_JSON,
+        OPT_NOPROGRESS,
+        OPT_HELP
     };
     static const struct option options[] = {
         {"pgdata", required_argument, NULL, OPT_PGDATA},
@@ -197,8 +214,8 @@ static int window_error(const struct restore_args *a, const char *from, const ch
 {
     char t[128];
     restore_target_describe(&a->target, t, sizeof(t));
-    err_set(ERR_USAGE, "recovery target %s is outside the restorable window %s .. %s%s%s", t,
-            from, to, why ? ": " : "", why ? why : "");
+    err_set(ERR_USAGE, "recovery target %s is outside the restorable window %s .. %s%s%s", t, from,
+            to, why ? ": " : "", why ? why : "");
     return err_hint("choose a target inside the window; nothing was changed");
 }
 
@@ -476,8 +493,8 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
             goto out;
         }
         if (!restore_timeline_leads(chosen->b.timeline, chosen->b.stop_lsn, tli, hist)) {
-            err_set(ERR_USAGE, "backup \"%s\" (timeline %u) does not lead to timeline %u",
-                    a.backup, chosen->b.timeline, tli);
+            err_set(ERR_USAGE, "backup \"%s\" (timeline %u) does not lead to timeline %u", a.backup,
+                    chosen->b.timeline, tli);
             rc = 2;
             goto out;
         }
@@ -489,8 +506,9 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         free(bs);
         if (k < 0) {
             char t[128];
-            err_set(ERR_USAGE, "no backup ends before the recovery target %s on a timeline "
-                               "leading to timeline %u",
+            err_set(ERR_USAGE,
+                    "no backup ends before the recovery target %s on a timeline "
+                    "leading to timeline %u",
                     restore_target_describe(&a.target, t, sizeof(t)), tli);
             rc = 2;
             goto out;
@@ -510,8 +528,10 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         for (size_t i = 0; i < chosen->n_ts; i++)
             known |= chosen->ts_oid[i] == a.map[m].oid;
         if (!known) {
-            err_set(ERR_USAGE, "--tablespace-map names tablespace %u, which backup \"%s\" does "
-                               "not have", a.map[m].oid, chosen->b.label);
+            err_set(ERR_USAGE,
+                    "--tablespace-map names tablespace %u, which backup \"%s\" does "
+                    "not have",
+                    a.map[m].oid, chosen->b.label);
             rc = 2;
             goto out;
         }
@@ -532,7 +552,8 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
             err_set(ERR_USAGE, "tablespace directory \"%s\" (tablespace %u) is not empty",
                     ts_dir[i], chosen->ts_oid[i]);
             err_hint("map it elsewhere with --tablespace-map %u=DIR, or give --delta or "
-                     "--force; nothing was changed", chosen->ts_oid[i]);
+                     "--force; nothing was changed",
+                     chosen->ts_oid[i]);
             rc = 2;
             goto out;
         }
@@ -594,13 +615,13 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     size_format(st.bytes_written, wsz, sizeof(wsz));
     duration_format(elapsed_ms, dur, sizeof(dur));
     if (a.json) {
-        json_t *o = json_pack(
-            "{s:s, s:s, s:s, s:i, s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "backup",
-            chosen->b.label, "repository", repo_name(r), "pgdata", a.pgdata, "timeline",
-            (int)tli, "target", t, "files", (json_int_t)st.files, "bytes", (json_int_t)st.bytes,
-            "files_written", (json_int_t)st.files_written, "bytes_written",
-            (json_int_t)st.bytes_written, "files_removed", (json_int_t)removed, "delta",
-            a.delta, "elapsed_ms", (json_int_t)elapsed_ms);
+        json_t *o =
+            json_pack("{s:s, s:s, s:s, s:i, s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "backup",
+                      chosen->b.label, "repository", repo_name(r), "pgdata", a.pgdata, "timeline",
+                      (int)tli, "target", t, "files", (json_int_t)st.files, "bytes",
+                      (json_int_t)st.bytes, "files_written", (json_int_t)st.files_written,
+                      "bytes_written", (json_int_t)st.bytes_written, "files_removed",
+                      (json_int_t)removed, "delta", a.delta, "elapsed_ms", (json_int_t)elapsed_ms);
         char *text = json_dumps(o, JSON_PRESERVE_ORDER);
         printf("%s\n", text);
         free(text);
@@ -613,8 +634,7 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
             printf("%s: rewrote %llu files, %s; removed %llu files not in the backup\n",
                    a.delta ? "delta" : "force", (unsigned long long)st.files_written, wsz,
                    (unsigned long long)removed);
-        printf("recovery target: %s (timeline %s)\n", t,
-               a.target.timeline ? "as given" : "latest");
+        printf("recovery target: %s (timeline %s)\n", t, a.target.timeline ? "as given" : "latest");
     }
     fflush(stdout);
     rc = 0;

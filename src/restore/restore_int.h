@@ -27,8 +27,8 @@ struct repo_set {
 
 /* Order the cluster's repos (only `only` when not NULL: ERR_CONFIG if it is not one of
  * the cluster's). Nothing is opened yet. */
-int repo_set_init(struct repo_set *set, const struct config *cfg,
-                  const struct config_cluster *cl, const char *only);
+int repo_set_init(struct repo_set *set, const struct config *cfg, const struct config_cluster *cl,
+                  const char *only);
 /* Open repo i (once); NULL with the error set. */
 struct repo *repo_set_get(struct repo_set *set, size_t i);
 void repo_set_free(struct repo_set *set);
@@ -38,7 +38,7 @@ void repo_set_free(struct repo_set *set);
 struct catalog_entry {
     struct restore_backup b; /* label points into label_buf */
     char label_buf[64];
-    size_t repo;     /* index in the repo_set */
+    size_t repo; /* index in the repo_set */
     uint64_t logical_bytes;
     uint64_t files;
     uint32_t *ts_oid; /* the backup's tablespaces (owned) */
@@ -110,8 +110,8 @@ struct writer_options {
 };
 
 struct writer_stats {
-    uint64_t files, bytes;                   /* in the manifest */
-    uint64_t files_written, bytes_written;   /* rewritten (delta) or written */
+    uint64_t files, bytes;                 /* in the manifest */
+    uint64_t files_written, bytes_written; /* rewritten (delta) or written */
     uint64_t chunks_fetched;
 };
 
@@ -122,7 +122,7 @@ int writer_restore(const struct writer_options *o, const char *label, struct wri
 
 struct start_options {
     const char *pgdata;
-    int port;   /* 0: as configured */
+    int port; /* 0: as configured */
     bool wait;
     const struct restore_target *target;
     int pg_major;
@@ -138,13 +138,13 @@ int restore_start(const struct start_options *o);
  * 0 when not cached. Removes cached files the server has gone past. */
 int prefetch_consume(const char *cache_dir, const char *name, const char *dest);
 /* Start a detached process that fetches the segments after `name` into cache_dir. */
-void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli,
-                    uint64_t segno, uint64_t seg_size);
+void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli, uint64_t segno,
+                    uint64_t seg_size);
 /* Fetch one WAL object of any repo (posix first) into dest atomically (temp name in
  * dest's directory, fsync, rename). With seg_size non-zero the object must be a whole
  * segment, or with pad at most one, zero-padded to seg_size. 1 found, 0 not found in
  * any repo, negative when a copy was damaged and no repo had a good one. */
-int walfetch_object(struct repo_set *set, const char *path, const char *dest,
-                    uint64_t seg_size, bool pad, const char *what);
+int walfetch_object(struct repo_set *set, const char *path, const char *dest, uint64_t seg_size,
+                    bool pad, const char *what);
 
 #endif

@@ -249,9 +249,8 @@ int restore_start(const struct start_options *o)
                                 : "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
                                   "AND pg_is_wal_replay_paused() THEN 'paused' END, "
                                   "pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()";
-            char *qargv[] = {psql,      "-X", "-A",          "-t",       "-F", "|", "-h",
-                             pf.socket_dir, "-p", port,       "-d", "postgres", "-c", (char *)q,
-                             NULL};
+            char *qargv[] = {psql, "-X", "-A", "-t",       "-F", "|",       "-h", pf.socket_dir,
+                             "-p", port, "-d", "postgres", "-c", (char *)q, NULL};
             char *res = NULL;
             if (run_capture(qargv, &res, false) == 0) {
                 res[strcspn(res, "\n")] = '\0';
@@ -292,11 +291,11 @@ int restore_start(const struct start_options *o)
                    dur);
             drop_prefetch(o->pgdata);
         } else if (fatal) {
-            rc = err_set(ERR_RUNTIME, "recovery ended before the target was reached; the server "
-                                      "stopped after %s",
+            rc = err_set(ERR_RUNTIME,
+                         "recovery ended before the target was reached; the server "
+                         "stopped after %s",
                          dur);
-            err_hint("the server said: %s (log \"%s\")", strstr(fatal, "recovery ended"),
-                     logfile);
+            err_hint("the server said: %s (log \"%s\")", strstr(fatal, "recovery ended"), logfile);
         } else {
             char *any = log_line(logfile, "FATAL");
             rc = err_set(ERR_RUNTIME, "the server stopped during recovery after %s%s%s", dur,

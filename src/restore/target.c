@@ -30,8 +30,10 @@ static int parse_u32(const char *text, int base, uint32_t *out)
 int restore_target_set(struct restore_target *t, const char *option, const char *value)
 {
     if (t->kind_set)
-        return err_set(ERR_USAGE, "only one recovery target may be given (\"--target-%s\" "
-                                  "comes after another)", option);
+        return err_set(ERR_USAGE,
+                       "only one recovery target may be given (\"--target-%s\" "
+                       "comes after another)",
+                       option);
     if (!strcmp(option, "time")) {
         if (time_parse(value, &t->time_us) < 0) {
             err_clear();
@@ -42,8 +44,10 @@ int restore_target_set(struct restore_target *t, const char *option, const char 
         t->kind = RESTORE_TARGET_TIME;
     } else if (!strcmp(option, "xid")) {
         if (parse_u32(value, 10, &t->xid) < 0 || t->xid < 3)
-            return err_set(ERR_USAGE, "invalid --target-xid \"%s\": expected a transaction "
-                                      "id (a decimal number >= 3)", value);
+            return err_set(ERR_USAGE,
+                           "invalid --target-xid \"%s\": expected a transaction "
+                           "id (a decimal number >= 3)",
+                           value);
         t->kind = RESTORE_TARGET_XID;
     } else if (!strcmp(option, "lsn")) {
         if (lsn_parse(value, &t->lsn) < 0) {
@@ -53,8 +57,10 @@ int restore_target_set(struct restore_target *t, const char *option, const char 
         t->kind = RESTORE_TARGET_LSN;
     } else if (!strcmp(option, "name")) {
         if (!value[0] || strlen(value) >= 64)
-            return err_set(ERR_USAGE, "invalid --target-name \"%s\": a restore point name "
-                                      "has 1 to 63 bytes", value);
+            return err_set(ERR_USAGE,
+                           "invalid --target-name \"%s\": a restore point name "
+                           "has 1 to 63 bytes",
+                           value);
         free(t->name);
         t->name = xstrdup(value);
         t->kind = RESTORE_TARGET_NAME;
@@ -83,8 +89,7 @@ int restore_action_parse(const char *text, enum restore_action *out)
         *out = RESTORE_ACTION_SHUTDOWN;
     else
         return err_set(ERR_USAGE,
-                       "invalid --target-action \"%s\": expected promote, pause or shutdown",
-                       text);
+                       "invalid --target-action \"%s\": expected promote, pause or shutdown", text);
     return 0;
 }
 
@@ -259,9 +264,8 @@ char *restore_recovery_conf(const struct restore_target *t, const char *restore_
         setting(&b, "recovery_target_name", t->name);
         break;
     }
-    if (t->exclusive &&
-        (t->kind == RESTORE_TARGET_TIME || t->kind == RESTORE_TARGET_XID ||
-         t->kind == RESTORE_TARGET_LSN))
+    if (t->exclusive && (t->kind == RESTORE_TARGET_TIME || t->kind == RESTORE_TARGET_XID ||
+                         t->kind == RESTORE_TARGET_LSN))
         setting(&b, "recovery_target_inclusive", "off");
     if (action_name(t->action) && t->kind != RESTORE_TARGET_LATEST)
         setting(&b, "recovery_target_action", action_name(t->action));

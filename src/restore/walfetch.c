@@ -206,8 +206,8 @@ static uint64_t seg_size_from_file(const char *path)
     close(fd);
     if (n != (ssize_t)sizeof(h))
         return 0;
-    uint64_t v = (uint64_t)h[32] | (uint64_t)h[33] << 8 | (uint64_t)h[34] << 16 |
-                 (uint64_t)h[35] << 24;
+    uint64_t v =
+        (uint64_t)h[32] | (uint64_t)h[33] << 8 | (uint64_t)h[34] << 16 | (uint64_t)h[35] << 24;
     return wal_seg_size_valid(v) ? v : 0;
 }
 
@@ -256,7 +256,8 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
             return 1;
         if (rc > 0) {
             log_info("restored partial segment %s, zero-padded: the newest WAL the receiver "
-                     "shipped", name);
+                     "shipped",
+                     name);
             return 0;
         }
     }

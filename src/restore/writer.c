@@ -111,8 +111,8 @@ static int make_parents(struct writer *w, const char *rel)
     for (char *s = strchr(p, '/'); s; s = strchr(s + 1, '/')) {
         *s = '\0';
         if (mkdirat(w->root_fd, p, 0700) < 0 && errno != EEXIST) {
-            rc = err_set_errno(ERR_IO, errno, "could not create directory \"%s/%s\"",
-                               w->o->pgdata, p);
+            rc = err_set_errno(ERR_IO, errno, "could not create directory \"%s/%s\"", w->o->pgdata,
+                               p);
             break;
         }
         *s = '/';
@@ -572,8 +572,8 @@ static int finish_dirs(struct writer *w)
             return err_set_errno(ERR_IO, errno, "could not set the mode and time of \"%s/%s\"",
                                  w->o->pgdata, d->path);
         if (fsync_dir_rel(w->root_fd, d->path) < 0)
-            return err_set_errno(ERR_IO, errno, "could not fsync directory \"%s/%s\"",
-                                 w->o->pgdata, d->path);
+            return err_set_errno(ERR_IO, errno, "could not fsync directory \"%s/%s\"", w->o->pgdata,
+                                 d->path);
     }
     for (size_t i = 0; i < w->o->n_ts; i++) {
         int fd = open(w->o->ts_dir[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -66,8 +66,7 @@ static void test_targets_parse(void **state)
 static void test_quoting(void **state)
 {
     (void)state;
-    char *cmd = restore_command_text("/usr/local/bin/pgark", "/etc/pg ark/it's 100%.yaml",
-                                     "main");
+    char *cmd = restore_command_text("/usr/local/bin/pgark", "/etc/pg ark/it's 100%.yaml", "main");
     /* Shell-quoted, % doubled for the server, the placeholders left as they are. */
     assert_string_equal(cmd, "/usr/local/bin/pgark --config '/etc/pg ark/it'\\''s 100%%.yaml' "
                              "--cluster main wal-fetch \"%f\" \"%p\"");
@@ -75,13 +74,12 @@ static void test_quoting(void **state)
     assert_int_equal(restore_target_set(&t, "name", "it's \\ done"), 0);
     t.action = RESTORE_ACTION_PROMOTE;
     char *conf = restore_recovery_conf(&t, cmd);
-    assert_string_equal(conf,
-                        "\n# Recovery settings written by pgark restore\n"
-                        "restore_command = '/usr/local/bin/pgark --config ''/etc/pg ark/"
-                        "it''\\\\''''s 100%%.yaml'' --cluster main wal-fetch \"%f\" \"%p\"'\n"
-                        "recovery_target_name = 'it''s \\\\ done'\n"
-                        "recovery_target_action = 'promote'\n"
-                        "recovery_target_timeline = 'latest'\n");
+    assert_string_equal(conf, "\n# Recovery settings written by pgark restore\n"
+                              "restore_command = '/usr/local/bin/pgark --config ''/etc/pg ark/"
+                              "it''\\\\''''s 100%%.yaml'' --cluster main wal-fetch \"%f\" \"%p\"'\n"
+                              "recovery_target_name = 'it''s \\\\ done'\n"
+                              "recovery_target_action = 'promote'\n"
+                              "recovery_target_timeline = 'latest'\n");
     free(conf);
     restore_target_free(&t);
 
