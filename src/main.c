@@ -48,12 +48,16 @@ static const struct command commands[] = {
      "For servers that cannot be streamed from.\n"},
     {"info", cmd_info, "info [--json]",
      "backups, recovery window per timeline, archive state, RPO now", ""},
-    {"verify", NULL, "verify [--backup LABEL|--days N] [--json]",
+    {"verify", cmd_verify, "verify [--backup LABEL|--days N] [--json]",
      "re-read and check every object, WAL continuity and timelines",
-     "Exits 3 when a problem is found.\n"},
+     "Re-reads every object of every repository of the cluster (envelope, authentication\n"
+     "tag, SHA-256), decodes every WAL segment (page headers, record CRCs, the xl_prev\n"
+     "chain), checks the time indexes, WAL continuity per timeline and the history\n"
+     "files. --days N limits it to what was archived in the last N days.\n"
+     "Exits 3 when a problem is found, 0 when none.\n"},
     {"expire", NULL, "expire [--dry-run]",
      "apply retention; remove unreferenced chunks and WAL", ""},
-    {"check", NULL, "check [--json]",
+    {"check", cmd_check, "check [--json]",
      "config, connection, slot, repositories writable, RPO within target",
      "Exits 3 when something is wrong, for monitoring systems.\n"},
     {"drill", NULL, "drill [--target-time TS] [--sql FILE]",

@@ -41,5 +41,8 @@ int cmd_info(struct cli_context *ctx, int argc, char **argv);
 int cmd_restore(struct cli_context *ctx, int argc, char **argv);
 int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv);
 int cmd_wal_push(struct cli_context *ctx, int argc, char **argv);
+/* Exit 3 when a problem is found (verify) or something is wrong (check). */
+int cmd_verify(struct cli_context *ctx, int argc, char **argv);
+int cmd_check(struct cli_context *ctx, int argc, char **argv);
 
 #endif

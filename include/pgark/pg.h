@@ -13,6 +13,7 @@
 
 #include "pgark/wal.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct pg_conn;
@@ -67,6 +68,16 @@ int pg_wal_segment_size(struct pg_conn *conn, uint64_t *out);
  * ERR_CONNECT, else ERR_RUNTIME.
  */
 int pg_exec_simple(struct pg_conn *conn, const char *command, struct pg_rows **out);
+
+/*
+ * Whether replication slot `slot` exists and is in use (active, active_pid of
+ * pg_replication_slots). A walsender cannot run SQL, so this opens and closes a second,
+ * normal connection from the same conninfo: database "postgres" unless conninfo (or
+ * PGDATABASE) names one, connect_timeout 10 s unless conninfo sets one. Errors as for
+ * pg_connect_replication, or the query's (ERR_AUTH without the privilege to read it).
+ */
+int pg_slot_active(const char *conninfo, const char *slot, bool *exists, bool *active,
+                   int *active_pid);
 
 /* Value at (row, col), NULL for SQL NULL or out of range. */
 const char *pg_rows_value(const struct pg_rows *rows, int row, int col);

@@ -100,6 +100,79 @@ int repo_wal_push_partial_fd(struct repo *r, const char *segment_name, int fd, u
 /* Archive a timeline history file ("%08X.history"); identical = no-op. */
 int repo_wal_push_history(struct repo *r, timeline_t tli, const void *data, size_t len);
 
+/* --- time index -------------------------------------------------------------- */
+/*
+ * Every segment pushed (complete or .partial) is decoded on the way in, and what its
+ * records say is stored beside it as "wal/<TLI>/<SEGMENT>.idx" (".partial.idx" for the
+ * partial copy, replaced with it): commit and abort counts, the first and last commit
+ * (time, LSN, xid), restore points, whether a switch record ends it and where valid WAL
+ * ends. A segment that does not decode gets no index (a warning; archiving goes on),
+ * and `verify` reports the segment. Records are counted where they end and a record
+ * continued from the previous segment cannot be decoded alone, so a commit record that
+ * crosses a segment boundary is in neither segment's index.
+ *
+ * Times are Unix microseconds (UTC).
+ */
+
+#define REPO_WAL_INDEX_FORMAT 1
+
+struct repo_wal_xact {
+    lsn_t lsn;     /* where the record starts */
+    lsn_t end_lsn; /* where the next one may start */
+    int64_t time_us;
+    uint32_t xid;
+};
+
+struct repo_wal_restore_point {
+    char name[64];
+    lsn_t lsn;
+    lsn_t end_lsn; /* what pg_create_restore_point() returned */
+    int64_t time_us;
+};
+
+struct repo_wal_index {
+    timeline_t tli;
+    uint64_t segno;
+    bool partial;
+    uint64_t bytes;   /* bytes decoded: the segment size, or the partial's length */
+    uint64_t records; /* records that end in these bytes */
+    uint64_t commits, aborts;
+    struct repo_wal_xact first_commit, last_commit; /* valid when commits > 0 */
+    size_t nrestore_points;
+    struct repo_wal_restore_point *restore_points; /* owned; free with repo_wal_index_free */
+    bool switch_seen;
+    lsn_t switch_lsn;
+    bool end_of_wal; /* valid WAL stopped before the bytes did (at end_lsn) */
+    lsn_t end_lsn;   /* end of valid WAL, or of the last complete record; 0 if none */
+};
+
+struct waldecode_summary;
+
+/* The index of tli/segno from a decoder's summary of its first `bytes` bytes
+ * (out->restore_points is allocated; free with repo_wal_index_free). */
+void repo_wal_index_from_summary(timeline_t tli, uint64_t segno, bool partial, uint64_t bytes,
+                                 const struct waldecode_summary *s, struct repo_wal_index *out);
+
+/* Read the index of a segment. segname is "<SEGMENT>" or "<SEGMENT>.partial" and must be
+ * on timeline tli. ERR_NOT_FOUND when the segment has no index; ERR_INTEGRITY when the
+ * object is damaged or does not parse. Free *out with repo_wal_index_free. */
+int repo_wal_index_get(struct repo *r, timeline_t tli, const char *segname,
+                       struct repo_wal_index *out);
+void repo_wal_index_free(struct repo_wal_index *ix);
+
+/* The first segment of timeline tli (complete, or the newest .partial after the last
+ * complete one) whose last commit is at or after target_us: the segment recovery to
+ * that time must reach. Binary search over the indexes (commit times grow with the
+ * LSN); segments without an index or without commits are passed over. ERR_NOT_FOUND
+ * when no indexed commit on tli is that late. Free *out with repo_wal_index_free. */
+int repo_wal_index_find_time(struct repo *r, timeline_t tli, int64_t target_us,
+                             struct repo_wal_index *out);
+
+/* The index of the newest segment of tli that holds a commit (the newest .partial
+ * counts): out->last_commit is the latest commit archived on tli. ERR_NOT_FOUND when
+ * no indexed segment of tli holds one. */
+int repo_wal_index_latest(struct repo *r, timeline_t tli, struct repo_wal_index *out);
+
 /* --- chunk store ------------------------------------------------------------- */
 
 #define REPO_CHUNK_NAME_LEN 64 /* hex */

@@ -71,6 +71,9 @@ struct storage {
     char *name;           /* repository name from the config, for messages */
     int retries;          /* attempts after the first for ERR_TRANSIENT; default 4 */
     int64_t retry_base_ms; /* first backoff; doubles each time, with jitter; default 200 */
+    /* The driver retries each request itself (it can rewind a body, retry one part);
+     * the generic layer then adds no retries of its own on top. */
+    bool retries_inside;
 };
 
 /* Common part embedded first in every driver's write handle. */

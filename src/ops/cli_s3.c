@@ -2,10 +2,26 @@
 #include "pgark/cli.h"
 
 #include "pgark/config.h"
-#include "pgark/error.h"
+#include "pgark/storage_s3.h"
 
 struct storage *cli_open_s3(const struct config_repo *repo)
 {
-    err_set(ERR_CONFIG, "repository \"%s\": s3 repositories are not built yet", repo->name);
-    return NULL;
+    struct storage_s3_options o = {
+        .name = repo->name,
+        .endpoint = repo->endpoint,
+        .region = repo->region,
+        .bucket = repo->bucket,
+        .prefix = repo->prefix,
+        .uri_style = repo->uri_style == CONFIG_URI_HOST ? STORAGE_S3_URI_HOST : STORAGE_S3_URI_PATH,
+        .access_key_id = repo->access_key_id,
+        .secret_access_key = repo->secret_access_key,
+        .session_token = repo->session_token,
+        .ca_file = repo->ca_file,
+        .part_size = (size_t)repo->part_size,
+        .concurrency = repo->concurrency,
+    };
+    struct storage *s = storage_s3_new(&o);
+    if (s)
+        s->retries = repo->retries;
+    return s;
 }

@@ -93,7 +93,8 @@ int repo_wal_summary(struct repo *r, struct repo_wal_summary *out)
         repo_wal_summary_free(out);
         return rc;
     }
-    qsort(out->timelines, out->ntimelines, sizeof(*out->timelines), cmp_tli);
+    if (out->ntimelines > 1) /* qsort(NULL, 0, ...) is undefined */
+        qsort(out->timelines, out->ntimelines, sizeof(*out->timelines), cmp_tli);
     for (size_t i = 0; i < out->ntimelines; i++) {
         struct repo_wal_timeline *t = &out->timelines[i];
         uint64_t span = t->segments ? t->last_segno - t->first_segno + 1 : 0;

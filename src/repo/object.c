@@ -3,9 +3,14 @@
  *
  *   header (32 bytes): "PGAO", version 1, compression id, cipher id, flags 0,
  *                      plaintext length (u64 big-endian), nonce (12 bytes, zero when
- *                      not encrypted), 4 reserved zero bytes
+ *                      not encrypted), path tag (the first 4 bytes of the SHA-256 of
+ *                      the object's path below "<cluster>/")
  *   payload:           (plaintext || SHA-256(plaintext)), compressed, then encrypted
- *                      with the header as associated data
+ *                      with (header || path) as associated data
+ *
+ * The path tag and, when encrypted, the path in the associated data bind an object to
+ * its name: a whole object copied over another one is self-consistent otherwise, and
+ * would be read back as the other object's content. Every header byte is checked.
  *
  * Writing runs plaintext -> sha256 -> zstd -> aes-gcm -> storage; reading the reverse,
  * and a trailer check that compares the length and the digest before it reports
@@ -32,6 +37,24 @@ static void put_be64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)v;
         v >>= 8;
     }
+}
+
+static void path_tag(const char *path, uint8_t tag[4])
+{
+    uint8_t digest[SHA256_LEN];
+    sha256(path, strlen(path), digest);
+    memcpy(tag, digest, 4);
+}
+
+/* Associated data of an encrypted object: header || path (caller frees). */
+static uint8_t *object_aad(const uint8_t *header, const char *path, size_t *len)
+{
+    size_t plen = strlen(path);
+    uint8_t *aad = xmalloc(ENVELOPE_HEADER_LEN + plen);
+    memcpy(aad, header, ENVELOPE_HEADER_LEN);
+    memcpy(aad + ENVELOPE_HEADER_LEN, path, plen);
+    *len = ENVELOPE_HEADER_LEN + plen;
+    return aad;
 }
 
 static uint64_t get_be64(const uint8_t *p)
@@ -78,6 +101,7 @@ struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t 
     header[7] = 0;
     put_be64(header + 8, plaintext_len);
     memcpy(header + 16, nonce, sizeof(nonce));
+    path_tag(path, header + 28);
 
     rw->w = storage_write_open(r->storage, rw->path, STORAGE_TO_END);
     if (!rw->w)
@@ -88,12 +112,18 @@ struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t 
     rw->sha = filter_chain_add(rw->chain, filter_sha256_new());
     if (codec_add_compress(rw->chain, r->compression, r->compress_level) < 0)
         goto fail;
-    if (r->keyring && codec_add_encrypt(rw->chain, r->cipher, crypto_keyring_data_key(r->keyring),
-                                        nonce, header, sizeof(header)) < 0)
-        goto fail;
+    if (r->keyring) {
+        size_t aad_len;
+        uint8_t *aad = object_aad(header, path, &aad_len);
+        int rc = codec_add_encrypt(rw->chain, r->cipher, crypto_keyring_data_key(r->keyring),
+                                   nonce, aad, aad_len);
+        free(aad);
+        if (rc < 0)
+            goto fail;
+    }
     return rw;
 fail:
-    err_context("while writing \"%s\" in repository \"%s\"", path, repo_name(r));
+    err_context("while writing \"%s\" in repository \"%s\"", rw->path, repo_name(r));
     repo_writer_abort(rw);
     return NULL;
 }
@@ -161,7 +191,9 @@ int repo_put(struct repo *r, const char *path, const void *data, size_t len)
 
 struct reader {
     struct repo *r;
-    const char *path; /* relative, for messages */
+    const char *path; /* below "<cluster>/": the name the object is bound to */
+    const char *name; /* "<cluster>/<path>", for messages */
+    bool reported;    /* the error set already names the object */
     storage_sink_fn sink;
     void *ctx;
     uint8_t header[ENVELOPE_HEADER_LEN];
@@ -177,8 +209,19 @@ struct reader {
 
 static int bad_object(struct reader *rd, const char *what)
 {
-    return err_set(ERR_INTEGRITY, "object \"%s\" in repository \"%s\" is damaged: %s", rd->path,
+    rd->reported = true;
+    return err_set(ERR_INTEGRITY, "object \"%s\" in repository \"%s\" is damaged: %s", rd->name,
                    repo_name(rd->r), what);
+}
+
+/* Name the object in an integrity error raised below (header ids, zstd, AES-GCM), once. */
+static int object_context(struct reader *rd)
+{
+    if (err_kind() == ERR_INTEGRITY && !rd->reported) {
+        rd->reported = true;
+        err_context("in object \"%s\" of repository \"%s\"", rd->name, repo_name(rd->r));
+    }
+    return err_code();
 }
 
 static int deliver(struct reader *rd, const uint8_t *data, size_t len)
@@ -228,22 +271,37 @@ static int start_chain(struct reader *rd)
         snprintf(text, sizeof(text), "envelope version %u is not supported", h[4]);
         return bad_object(rd, text);
     }
+    if (h[7] != 0) {
+        char text[64];
+        snprintf(text, sizeof(text), "unknown header flags 0x%02x", h[7]);
+        return bad_object(rd, text);
+    }
     const struct codec *comp = codec_by_id(CODEC_COMPRESSION, h[5]);
     const struct codec *cipher = codec_by_id(CODEC_CIPHER, h[6]);
     if (!comp || !cipher)
-        return err_context("in object \"%s\" of repository \"%s\"", rd->path, repo_name(rd->r));
+        return object_context(rd);
+    uint8_t tag[4];
+    path_tag(rd->path, tag);
+    if (memcmp(h + 28, tag, sizeof(tag)) != 0)
+        return bad_object(rd, "written under another name");
     rd->plain_len = get_be64(h + 8);
     rd->chain = filter_chain_new(0, plain_sink, rd);
     if (!codec_is_none(cipher)) {
         if (!rd->r->keyring)
             return bad_object(rd, "encrypted, but the repository has no key");
-        if (codec_add_decrypt(rd->chain, cipher, crypto_keyring_data_key(rd->r->keyring), h + 16,
-                              h, ENVELOPE_HEADER_LEN) < 0)
-            return err_code();
+        size_t aad_len;
+        uint8_t *aad = object_aad(h, rd->path, &aad_len);
+        int rc = codec_add_decrypt(rd->chain, cipher, crypto_keyring_data_key(rd->r->keyring),
+                                   h + 16, aad, aad_len);
+        free(aad);
+        if (rc < 0)
+            return rc;
     } else if (rd->r->keyring) {
         /* An encrypted repository never holds plaintext objects: one that does was put
          * there by someone else, and its content cannot be trusted. */
         return bad_object(rd, "not encrypted in an encrypted repository");
+    } else if (memcmp(h + 16, (const uint8_t[CRYPTO_NONCE_LEN]){0}, CRYPTO_NONCE_LEN) != 0) {
+        return bad_object(rd, "not encrypted, but its header has a nonce");
     }
     return codec_add_decompress(rd->chain, comp);
 }
@@ -268,9 +326,7 @@ static int stored_sink(void *ctx, const uint8_t *data, size_t len)
     if (!len)
         return 0;
     rc = filter_chain_write(rd->chain, data, len);
-    if (rc < 0 && err_kind() == ERR_INTEGRITY)
-        err_context("in object \"%s\" of repository \"%s\"", rd->path, repo_name(rd->r));
-    return rc;
+    return rc < 0 ? object_context(rd) : 0;
 }
 
 /* Read and verify an object; plaintext to sink (may be NULL), digest to sha_out. */
@@ -285,6 +341,7 @@ static int read_object(struct repo *r, const char *path, storage_sink_fn sink, v
     memset(&rd, 0, sizeof(rd));
     rd.r = r;
     rd.path = path;
+    rd.name = full;
     rd.sink = sink;
     rd.ctx = ctx;
     rd.sha = sha256_ctx_new();
@@ -297,8 +354,7 @@ static int read_object(struct repo *r, const char *path, storage_sink_fn sink, v
     }
     rc = filter_chain_finish(rd.chain);
     if (rc < 0) {
-        if (err_kind() == ERR_INTEGRITY)
-            err_context("in object \"%s\" of repository \"%s\"", path, repo_name(r));
+        object_context(&rd);
         goto out;
     }
     if (rd.hold_len != ENVELOPE_TRAILER_LEN || rd.delivered != rd.plain_len) {

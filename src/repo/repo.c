@@ -13,6 +13,7 @@
 #include "pgark/units.h"
 #include "pgark/version.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,15 +109,24 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
         rc = bad_json(r, "system_identifier, pg_major or wal_segment_size missing");
         goto out;
     }
-    char *end;
-    r->identity.system_identifier = strtoull(sysid, &end, 10);
+    /* strtoull alone takes "", " 1", "+1" and "-1" (wrapped): digits only */
+    char *end = NULL;
+    errno = 0;
+    if (sysid[0] >= '0' && sysid[0] <= '9')
+        r->identity.system_identifier = strtoull(sysid, &end, 10);
     r->identity.pg_major = (int)json_integer_value(major);
     r->identity.seg_size = (uint64_t)json_integer_value(seg);
-    if (*end || !wal_seg_size_valid(r->identity.seg_size)) {
+    if (!end || *end || errno == ERANGE || !wal_seg_size_valid(r->identity.seg_size)) {
         rc = bad_json(r, "bad system_identifier or wal_segment_size");
         goto out;
     }
     json_t *enc = json_object_get(o, "encryption");
+    /* Absent or of another type would read as "not encrypted": a stripped repo.json must
+     * not turn an encrypted repository into one that takes plaintext objects. */
+    if (!json_is_object(enc) && !json_is_null(enc)) {
+        rc = bad_json(r, "\"encryption\" missing (an object, or null when not encrypted)");
+        goto out;
+    }
     if (json_is_object(enc)) {
         if (!passphrase) {
             rc = err_set(ERR_CONFIG, "repository \"%s\" is encrypted, but no passphrase is "

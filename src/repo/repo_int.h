@@ -22,6 +22,9 @@ struct repo {
     struct crypto_keyring *keyring; /* NULL when not encrypted */
 };
 
+/* Store ix as the time index of its segment (walindex.c). */
+int repo_wal_index_store(struct repo *r, const struct repo_wal_index *ix);
+
 /* "<cluster>/<path>" (caller frees). */
 char *repo_full_path(const struct repo *r, const char *path);
 

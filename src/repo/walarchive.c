@@ -6,6 +6,9 @@
  * pushing different bytes under the same name is refused, never an overwrite: two
  * different segments with one name mean two servers are writing into one archive,
  * and the one already stored may be what a restore needs.
+ *
+ * Every push also decodes what it archives and stores the time index beside it
+ * (walindex.c); decoding never decides whether WAL is archived.
  */
 #include "repo_int.h"
 
@@ -13,6 +16,7 @@
 #include "pgark/hash.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/waldecode.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -28,46 +32,21 @@ char *repo_wal_path(timeline_t tli, const char *segment_name, bool partial, char
     return buf;
 }
 
-static int segment_tli(struct repo *r, const char *name, timeline_t *tli)
-{
-    uint64_t segno;
-    return wal_segment_parse(name, r->identity.seg_size, tli, &segno);
-}
+/*
+ * One positional read of the first len bytes of fd, handed to whichever of a digest,
+ * an object writer and a WAL decoder are set. The decoder only observes: when it fails
+ * its error is kept in decode_error and the bytes still flow to the others, because a
+ * segment that does not decode must still be archived (verify reports it).
+ */
+struct fd_pass {
+    struct sha256_ctx *sha; /* optional */
+    struct repo_writer *w;  /* optional */
+    struct waldecode *dec;  /* optional; freed by the caller */
+    char *decode_error;     /* set when dec failed (caller frees) */
+};
 
-/* SHA-256 of the first len bytes of fd, read positionally. */
-static int fd_digest(int fd, uint64_t len, uint8_t out[SHA256_LEN])
+static int fd_pass_run(int fd, uint64_t len, struct fd_pass *p)
 {
-    struct sha256_ctx *c = sha256_ctx_new();
-    uint8_t *buf = xmalloc(PUSH_BUF);
-    uint64_t off = 0;
-    int rc = 0;
-    while (off < len) {
-        size_t want = len - off < PUSH_BUF ? (size_t)(len - off) : PUSH_BUF;
-        ssize_t n = pread(fd, buf, want, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n < 0 ? err_set_errno(ERR_IO, errno, "could not read WAL to archive")
-                       : err_set(ERR_IO, "WAL file to archive is shorter than %llu bytes",
-                                 (unsigned long long)len);
-            break;
-        }
-        sha256_ctx_update(c, buf, (size_t)n);
-        off += (uint64_t)n;
-    }
-    if (rc == 0)
-        sha256_ctx_final(c, out);
-    free(buf);
-    sha256_ctx_free(c);
-    return rc;
-}
-
-/* Write the first len bytes of fd as object path. */
-static int put_fd(struct repo *r, const char *path, int fd, uint64_t len)
-{
-    struct repo_writer *w = repo_writer_open(r, path, len);
-    if (!w)
-        return err_code();
     uint8_t *buf = xmalloc(PUSH_BUF);
     uint64_t off = 0;
     int rc = 0;
@@ -82,10 +61,84 @@ static int put_fd(struct repo *r, const char *path, int fd, uint64_t len)
                                  (unsigned long long)len);
             break;
         }
-        rc = repo_writer_write(w, buf, (size_t)n);
+        if (p->sha)
+            sha256_ctx_update(p->sha, buf, (size_t)n);
+        if (p->dec && !p->decode_error && waldecode_feed(p->dec, buf, (size_t)n) < 0) {
+            p->decode_error = err_format();
+            err_clear();
+        }
+        if (p->w)
+            rc = repo_writer_write(p->w, buf, (size_t)n);
         off += (uint64_t)n;
     }
     free(buf);
+    return rc;
+}
+
+/* A decoder for the segment's bytes from its start; NULL (with a warning) when the
+ * repository's identity is one waldecode cannot read: the segment is archived without
+ * an index. */
+static struct waldecode *index_decoder(struct repo *r, timeline_t tli, uint64_t segno,
+                                       const char *what)
+{
+    struct waldecode *d = NULL;
+    struct waldecode_config cfg = {
+        .seg_size = r->identity.seg_size,
+        .system_identifier = r->identity.system_identifier,
+        .pg_major = r->identity.pg_major,
+        .tli = tli,
+        .start = segno_to_lsn(segno, r->identity.seg_size),
+        .prev_lsn = LSN_INVALID,
+    };
+    if (waldecode_new(&cfg, &d) < 0) {
+        char *text = err_format();
+        err_clear();
+        log_warn("%s of repository \"%s\" gets no time index: %s", what, repo_name(r), text);
+        free(text);
+        return NULL;
+    }
+    return d;
+}
+
+/* Store the time index of what p->dec decoded; a failure is a warning, never an
+ * archiving failure: the segment itself is safe. */
+static void index_store(struct repo *r, timeline_t tli, uint64_t segno, bool partial, uint64_t len,
+                        struct fd_pass *p, const char *what)
+{
+    if (!p->dec)
+        return;
+    if (p->decode_error) {
+        log_warn("%s in repository \"%s\" does not decode, so it has no time index: %s", what,
+                 repo_name(r), p->decode_error);
+        return;
+    }
+    struct repo_wal_index ix;
+    repo_wal_index_from_summary(tli, segno, partial, len, waldecode_summary(p->dec), &ix);
+    if (repo_wal_index_store(r, &ix) < 0) {
+        char *text = err_format();
+        err_clear();
+        log_warn("%s", text);
+        free(text);
+    }
+    repo_wal_index_free(&ix);
+}
+
+static void fd_pass_free(struct fd_pass *p)
+{
+    sha256_ctx_free(p->sha);
+    waldecode_free(p->dec);
+    free(p->decode_error);
+}
+
+/* Write the first len bytes of fd as object path. */
+static int put_fd(struct repo *r, const char *path, int fd, uint64_t len, struct fd_pass *p)
+{
+    p->w = repo_writer_open(r, path, len);
+    if (!p->w)
+        return err_code();
+    int rc = fd_pass_run(fd, len, p);
+    struct repo_writer *w = p->w;
+    p->w = NULL;
     if (rc < 0) {
         repo_writer_abort(w);
         return rc;
@@ -118,9 +171,11 @@ static int same_as_stored(struct repo *r, const char *path, const uint8_t digest
 int repo_wal_push_fd(struct repo *r, const char *segment_name, int fd, uint64_t len)
 {
     timeline_t tli;
+    uint64_t segno;
     char path[96], what[64];
     uint8_t digest[SHA256_LEN];
-    int rc = segment_tli(r, segment_name, &tli);
+    struct fd_pass pass = {0};
+    int rc = wal_segment_parse(segment_name, r->identity.seg_size, &tli, &segno);
     if (rc < 0)
         return rc;
     if (len != r->identity.seg_size)
@@ -128,26 +183,60 @@ int repo_wal_push_fd(struct repo *r, const char *segment_name, int fd, uint64_t 
                        (unsigned long long)len, (unsigned long long)r->identity.seg_size);
     repo_wal_path(tli, segment_name, false, path, sizeof(path));
     snprintf(what, sizeof(what), "segment %s", segment_name);
-    if ((rc = fd_digest(fd, len, digest)) < 0)
-        return rc;
+    /* One pass digests and decodes; a second writes, only when the segment is new. */
+    pass.sha = sha256_ctx_new();
+    pass.dec = index_decoder(r, tli, segno, what);
+    if ((rc = fd_pass_run(fd, len, &pass)) < 0)
+        goto out;
+    sha256_ctx_final(pass.sha, digest);
     rc = same_as_stored(r, path, digest, len, what);
-    if (rc != 0)
-        return rc < 0 ? rc : 0;
-    return put_fd(r, path, fd, len);
+    if (rc < 0)
+        goto out;
+    if (rc == 1) {
+        /* Already archived; a push interrupted before its index was stored left it
+         * without one. */
+        char ipath[112];
+        snprintf(ipath, sizeof(ipath), "%s.idx", path);
+        char *full = repo_full_path(r, ipath);
+        int have = storage_exists(r->storage, full);
+        free(full);
+        if (have < 0)
+            err_clear();
+        else if (have == 0)
+            index_store(r, tli, segno, false, len, &pass, what);
+        rc = 0;
+        goto out;
+    }
+    struct fd_pass write_pass = {0};
+    rc = put_fd(r, path, fd, len, &write_pass);
+    fd_pass_free(&write_pass);
+    if (rc == 0)
+        index_store(r, tli, segno, false, len, &pass, what);
+out:
+    fd_pass_free(&pass);
+    return rc;
 }
 
 int repo_wal_push_partial_fd(struct repo *r, const char *segment_name, int fd, uint64_t len)
 {
     timeline_t tli;
-    char path[96];
-    int rc = segment_tli(r, segment_name, &tli);
+    uint64_t segno;
+    char path[96], what[64];
+    struct fd_pass pass = {0};
+    int rc = wal_segment_parse(segment_name, r->identity.seg_size, &tli, &segno);
     if (rc < 0)
         return rc;
     if (len > r->identity.seg_size)
         return err_set(ERR_IO, "partial segment %s has %llu bytes, more than a segment",
                        segment_name, (unsigned long long)len);
     repo_wal_path(tli, segment_name, true, path, sizeof(path));
-    return put_fd(r, path, fd, len);
+    snprintf(what, sizeof(what), "partial segment %s", segment_name);
+    pass.dec = index_decoder(r, tli, segno, what);
+    rc = put_fd(r, path, fd, len, &pass);
+    if (rc == 0)
+        index_store(r, tli, segno, true, len, &pass, what);
+    fd_pass_free(&pass);
+    return rc;
 }
 
 int repo_wal_push_history(struct repo *r, timeline_t tli, const void *data, size_t len)

@@ -138,7 +138,7 @@ typedef int (*attempt_fn)(struct storage *s, void *arg, bool *final);
 static int with_retries(struct storage *s, const char *what, const char *path, attempt_fn attempt,
                         void *arg)
 {
-    int retries = s->retries > 0 ? s->retries : 0;
+    int retries = s->retries > 0 && !s->retries_inside ? s->retries : 0;
     int rc = 0;
     for (int n = 0;; n++) {
         bool final = false;

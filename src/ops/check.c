@@ -1,0 +1,389 @@
+/*
+ * check.c — `pgark check [--json]`, for monitoring: is everything in place for the
+ * cluster to stay recoverable right now? The configuration loads, the server accepts a
+ * replication connection, the slot exists (and is in use when a receiver should be
+ * streaming), every repository is reachable, bound to this server's system and
+ * writable, and holds WAL no older than rpo_target. Exit 0 when every check passes,
+ * 3 listing those that failed. A server that cannot be reached is a failed check, not
+ * a crash: the repository checks still run.
+ */
+#include "pgark/cli.h"
+#include "pgark/config.h"
+#include "pgark/error.h"
+#include "pgark/hash.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+#include "pgark/pg.h"
+#include "pgark/pg_stream.h"
+#include "pgark/repo.h"
+#include "pgark/units.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A receiver counts as running while its pid lives and its status file is fresher. */
+#define STATUS_STALE_US (15 * 1000000LL)
+
+struct checks {
+    json_t *list;
+    int failed;
+};
+
+static void add(struct checks *c, const char *name, bool ok, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void add(struct checks *c, const char *name, bool ok, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *detail = xvasprintf(fmt, ap);
+    va_end(ap);
+    json_array_append_new(c->list,
+                          json_pack("{s:s, s:b, s:s}", "name", name, "ok", ok, "detail", detail));
+    if (!ok)
+        c->failed++;
+    free(detail);
+}
+
+/* The current error as one line (context joined with "; "), cleared. */
+static char *take_error(void)
+{
+    char *text = err_format();
+    const char *hint = err_hint_text();
+    char *hint_copy = hint ? xstrdup(hint) : NULL;
+    err_clear();
+    for (char *p; (p = strstr(text, "\n  ")) != NULL;) {
+        p[0] = ';';
+        p[1] = ' ';
+        memmove(p + 2, p + 3, strlen(p + 3) + 1);
+    }
+    if (hint_copy) {
+        char *both = xasprintf("%s (hint: %s)", text, hint_copy);
+        free(text);
+        free(hint_copy);
+        text = both;
+    }
+    return text;
+}
+
+/* --- the receiver's status file ---------------------------------------------------------- */
+
+struct receiver_state {
+    json_t *status; /* NULL when there is no status file */
+    bool running;
+    double age_s;
+};
+
+static void receiver_state(const struct config *cfg, const struct config_cluster *cl,
+                           struct receiver_state *rs)
+{
+    memset(rs, 0, sizeof(*rs));
+    char *path = xasprintf("%s/%s/status.json", cfg->spool, cl->name);
+    json_error_t jerr;
+    rs->status = json_load_file(path, 0, &jerr);
+    free(path);
+    if (!rs->status)
+        return;
+    json_int_t pid = json_integer_value(json_object_get(rs->status, "pid"));
+    const char *updated = json_string_value(json_object_get(rs->status, "updated"));
+    int64_t updated_us = 0;
+    if (updated && time_parse(updated, &updated_us) < 0)
+        err_clear();
+    bool alive = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+    int64_t age = time_now_us() - updated_us;
+    rs->age_s = (double)age / 1e6;
+    rs->running = alive && age < STATUS_STALE_US;
+}
+
+/* The receiver's lag for repository name, in seconds (its status age included), or -1. */
+static double receiver_lag(const struct receiver_state *rs, const char *name)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(rs->status, "repos"), i, r)
+    {
+        const char *n = json_string_value(json_object_get(r, "name"));
+        json_t *lag = json_object_get(r, "lag_seconds");
+        if (n && !strcmp(n, name) && json_is_number(lag)) {
+            double v = json_number_value(lag);
+            return v > 0 ? v + rs->age_s : v;
+        }
+    }
+    return -1;
+}
+
+/* --- server ------------------------------------------------------------------------------ */
+
+struct server {
+    bool connected;
+    struct pg_system sys;
+};
+
+static void check_server(struct checks *c, const struct config_cluster *cl,
+                         const struct receiver_state *rs, struct server *srv)
+{
+    char lsn[LSN_STRLEN];
+    struct pg_conn *conn = pg_connect_replication(cl->conninfo, "pgark_check");
+    if (!conn) {
+        char *e = take_error();
+        add(c, "connection", false, "%s", e);
+        free(e);
+        return;
+    }
+    if (pg_identify_system(conn, &srv->sys) < 0) {
+        char *e = take_error();
+        add(c, "connection", false, "%s", e);
+        free(e);
+        goto out;
+    }
+    srv->connected = true;
+    int v = pg_server_version(conn);
+    add(c, "connection", true, "server \"%s\", PostgreSQL %d.%d, system %llu, timeline %u at %s",
+        pg_conn_target(conn), v / 10000, v % 10000, (unsigned long long)srv->sys.systemid,
+        srv->sys.timeline, lsn_format(srv->sys.xlogpos, lsn));
+
+    bool exists = false;
+    lsn_t restart = LSN_INVALID;
+    timeline_t restart_tli = 0;
+    if (pg_read_slot(conn, cl->slot, &exists, &restart, &restart_tli) < 0) {
+        char *e = take_error();
+        add(c, "slot", false, "%s", e);
+        free(e);
+        goto out;
+    }
+    if (!exists) {
+        add(c, "slot", false, "replication slot \"%s\" does not exist on server \"%s\"%s", cl->slot,
+            pg_conn_target(conn),
+            cl->create_slot ? " (create_slot is on: the receiver creates it when it starts)"
+                            : " (hint: create it with pg_create_physical_replication_slot() or "
+                              "set create_slot: true)");
+        goto out;
+    }
+    add(c, "slot", true, "replication slot \"%s\" exists, restart_lsn %s", cl->slot,
+        restart ? lsn_format(restart, lsn) : "none");
+
+    /* A receiver should be streaming once one has run for this cluster. */
+    bool should_run = rs->status != NULL;
+    bool slot_exists = false, active = false;
+    int pid = 0;
+    if (pg_slot_active(cl->conninfo, cl->slot, &slot_exists, &active, &pid) < 0) {
+        char *e = take_error();
+        bool streaming = rs->running && json_is_true(json_object_get(rs->status, "connected"));
+        if (!should_run)
+            add(c, "slot_active", true, "no receiver has run for this cluster; %s", e);
+        else
+            add(c, "slot_active", streaming, "%s; the receiver's status file says it is %s", e,
+                streaming     ? "connected"
+                : rs->running ? "not connected"
+                              : "not running");
+        free(e);
+    } else if (active) {
+        add(c, "slot_active", true, "replication slot \"%s\" is in use by process %d", cl->slot,
+            pid);
+    } else if (should_run) {
+        add(c, "slot_active", false,
+            "replication slot \"%s\" is not in use: the receiver is not streaming (%s)", cl->slot,
+            rs->running ? "it runs but is not connected" : "it is not running");
+    } else {
+        add(c, "slot_active", true,
+            "replication slot \"%s\" is not in use; no receiver has run for this cluster",
+            cl->slot);
+    }
+out:
+    pg_conn_free(conn);
+}
+
+/* --- repositories ------------------------------------------------------------------------ */
+
+/* Write, read back and remove a small object under the cluster's folder. */
+static int probe_write(struct repo *r, const char *cluster)
+{
+    uint8_t rnd[8];
+    char hex[17], name[64], content[96];
+    uint8_t *back = NULL;
+    size_t len = 0;
+    int rc = random_bytes(rnd, sizeof(rnd));
+    if (rc < 0)
+        return rc;
+    hex_encode(rnd, sizeof(rnd), hex);
+    snprintf(name, sizeof(name), ".pgark-check-%s", hex);
+    snprintf(content, sizeof(content), "pgark check probe %s", hex);
+    if ((rc = repo_put(r, name, content, strlen(content))) < 0)
+        return err_context("while writing a probe object");
+    rc = repo_get_all(r, name, &back, &len);
+    if (rc == 0 && (len != strlen(content) || memcmp(back, content, len) != 0))
+        rc = err_set(ERR_INTEGRITY, "probe object \"%s\" read back different content", name);
+    free(back);
+    char *full = xasprintf("%s/%s", cluster, name);
+    int rm = storage_remove(repo_storage(r), full);
+    free(full);
+    if (rc < 0)
+        return err_context("while reading a probe object back");
+    if (rm < 0)
+        return err_context("while removing a probe object");
+    return 0;
+}
+
+static void check_repo(struct checks *c, const struct config *cfg, const struct config_cluster *cl,
+                       const struct config_repo *cr, const struct server *srv,
+                       const struct receiver_state *rs)
+{
+    char name[160], dur[32], target[32];
+    struct repo *r = NULL;
+    struct storage *s = cli_open_storage(cr);
+    snprintf(name, sizeof(name), "repository:%s", cr->name);
+    if (!s) {
+        char *e = take_error();
+        add(c, name, false, "%s", e);
+        free(e);
+        return;
+    }
+    struct repo_options ro = {.cluster = cl->name, .passphrase = cfg->encryption.passphrase};
+    r = repo_open(s, &ro, NULL, false);
+    if (!r || probe_write(r, cl->name) < 0) {
+        if (!r)
+            err_context("while opening repository \"%s\"", cr->name);
+        else
+            err_context("in repository \"%s\"", cr->name);
+        char *e = take_error();
+        add(c, name, false, "%s", e);
+        free(e);
+        goto out;
+    }
+    const struct repo_identity *id = repo_identity(r);
+    add(c, name, true, "repository \"%s\" is reachable and writable (%s%s)", cr->name,
+        config_repo_type_name(cr->type), repo_encrypted(r) ? ", encrypted" : "");
+
+    snprintf(name, sizeof(name), "system_identifier:%s", cr->name);
+    if (srv->connected)
+        add(c, name, id->system_identifier == srv->sys.systemid,
+            id->system_identifier == srv->sys.systemid
+                ? "repository \"%s\" belongs to system %llu, the server's"
+                : "repository \"%s\" belongs to system %llu, not to the server's %llu",
+            cr->name, (unsigned long long)id->system_identifier,
+            (unsigned long long)srv->sys.systemid);
+
+    snprintf(name, sizeof(name), "rpo:%s", cr->name);
+    duration_format(cl->rpo_target_ms, target, sizeof(target));
+    double lag = rs->running ? receiver_lag(rs, cr->name) : -1;
+    if (lag >= 0) {
+        duration_format((int64_t)(lag * 1000), dur, sizeof(dur));
+        add(c, name, lag * 1000 <= (double)cl->rpo_target_ms,
+            "repository \"%s\" is %s behind the receiver's spool (rpo_target %s)", cr->name, dur,
+            target);
+        goto out;
+    }
+    struct repo_wal_summary sum;
+    if (repo_wal_summary(r, &sum) < 0) {
+        char *e = take_error();
+        add(c, name, false, "%s", e);
+        free(e);
+        goto out;
+    }
+    if (!sum.segments) {
+        add(c, name, false, "repository \"%s\" holds no complete WAL segment (rpo_target %s)",
+            cr->name, target);
+    } else {
+        int64_t age_ms = (time_now_us() - sum.newest_mtime_us) / 1000;
+        if (age_ms < 0)
+            age_ms = 0;
+        duration_format(age_ms, dur, sizeof(dur));
+        add(c, name, age_ms <= cl->rpo_target_ms,
+            "newest WAL segment in repository \"%s\" was archived %s ago (rpo_target %s%s)",
+            cr->name, dur, target, rs->running ? "" : "; no receiver is running");
+    }
+    repo_wal_summary_free(&sum);
+out:
+    repo_close(r);
+    storage_free(s);
+}
+
+/* --- the command ------------------------------------------------------------------------- */
+
+static void print_human(const struct checks *c)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(c->list, i, e)
+    {
+        printf("%-4s  %-24s %s\n", json_is_true(json_object_get(e, "ok")) ? "ok" : "FAIL",
+               json_string_value(json_object_get(e, "name")),
+               json_string_value(json_object_get(e, "detail")));
+    }
+    if (c->failed)
+        printf("%d of %zu checks failed\n", c->failed, json_array_size(c->list));
+    else
+        printf("all %zu checks passed\n", json_array_size(c->list));
+}
+
+int cmd_check(struct cli_context *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+    bool as_json = false;
+    int opt;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case 'j':
+            as_json = true;
+            break;
+        case 'h':
+            printf("usage: pgark check [--json]\n");
+            return 0;
+        default:
+            err_set(ERR_USAGE, "unknown option \"%s\" for check", argv[optind - 1]);
+            err_hint("run \"pgark help check\"");
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        err_set(ERR_USAGE, "unexpected argument \"%s\" for check", argv[optind]);
+        return 2;
+    }
+
+    struct checks c = {json_array(), 0};
+    struct receiver_state rs = {0};
+    const struct config_cluster *cl = NULL;
+    const struct config *cfg = cli_config(ctx);
+    if (cfg)
+        cl = config_cluster_find(cfg, ctx->cluster_name);
+    if (!cl) {
+        /* Nothing else can be checked without it; still answer the monitor. */
+        char *e = take_error();
+        add(&c, "config", false, "%s", e);
+        free(e);
+        goto report;
+    }
+    add(&c, "config", true, "\"%s\" is valid; cluster \"%s\" with %zu repositor%s", cfg->path,
+        cl->name, cl->nrepos, cl->nrepos == 1 ? "y" : "ies");
+
+    receiver_state(cfg, cl, &rs);
+    struct server srv = {0};
+    check_server(&c, cl, &rs, &srv);
+    for (size_t i = 0; i < cl->nrepos; i++)
+        check_repo(&c, cfg, cl, config_cluster_repo(cfg, cl, i), &srv, &rs);
+
+report:
+    if (as_json) {
+        json_t *root = json_pack("{s:s?, s:b, s:O}", "cluster", cl ? cl->name : NULL, "ok",
+                                 c.failed == 0, "checks", c.list);
+        char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", text);
+        free(text);
+        json_decref(root);
+    } else {
+        print_human(&c);
+    }
+    int rc = c.failed ? 3 : 0;
+    json_decref(c.list);
+    json_decref(rs.status);
+    return rc;
+}

@@ -1,0 +1,373 @@
+/*
+ * verify.c — `pgark verify [--backup LABEL|--days N] [--json]`: re-read what every
+ * repository of the cluster holds and report each problem, naming the repository and
+ * the segment, file or backup. Exit 3 when a problem is found, 0 when none.
+ *
+ * The work is split by scope (verify_int.h): the WAL archive (verify_wal.c) now; the
+ * backups' scope plugs into the same table once the backup catalog exists. Scopes run
+ * one repository after another; inside a scope the objects are checked by a pool of
+ * worker threads (one struct repo is shared by them: reads do not change it).
+ */
+#include "verify_int.h"
+
+#include "pgark/cli.h"
+#include "pgark/config.h"
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+#include "pgark/units.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_JOBS 8
+
+struct scope {
+    const char *name;
+    int (*fn)(struct verify_run *v, struct verify_repo *vr);
+};
+
+/* Backups join here (src/ops/verify_backup.c) once backups/ can be listed. */
+static const struct scope scopes[] = {
+    {"WAL archive", verify_wal},
+};
+
+/* --- problems and counts ----------------------------------------------------------------- */
+
+static void add_problem(struct verify_run *v, struct verify_repo *vr, const char *kind,
+                        const char *object, const char *segment, timeline_t tli, char *message)
+{
+    pthread_mutex_lock(&v->lock);
+    v->problems = xrealloc(v->problems, (v->nproblems + 1) * sizeof(*v->problems));
+    struct verify_problem *p = &v->problems[v->nproblems++];
+    memset(p, 0, sizeof(*p));
+    p->repo_index = vr->index;
+    p->repo = xstrdup(vr->name);
+    p->kind = xstrdup(kind);
+    p->object = object ? xstrdup(object) : NULL;
+    p->segment = segment ? xstrdup(segment) : NULL;
+    p->backup = v->backup ? xstrdup(v->backup) : NULL;
+    p->tli = tli;
+    p->message = message;
+    pthread_mutex_unlock(&v->lock);
+}
+
+void verify_problem(struct verify_run *v, struct verify_repo *vr, const char *kind,
+                    const char *object, const char *segment, timeline_t tli, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *message = xvasprintf(fmt, ap);
+    va_end(ap);
+    add_problem(v, vr, kind, object, segment, tli, message);
+}
+
+void verify_problem_err(struct verify_run *v, struct verify_repo *vr, const char *kind,
+                        const char *object, const char *segment, timeline_t tli)
+{
+    char *message = err_format();
+    err_clear();
+    /* err_format puts context on further lines; a problem is one line. */
+    for (char *p; (p = strstr(message, "\n  ")) != NULL;) {
+        p[0] = ';';
+        p[1] = ' ';
+        memmove(p + 2, p + 3, strlen(p + 3) + 1);
+    }
+    add_problem(v, vr, kind, object, segment, tli, message);
+}
+
+void verify_count(struct verify_run *v, struct verify_repo *vr, const struct verify_counts *add)
+{
+    pthread_mutex_lock(&v->lock);
+    struct verify_counts *c = &vr->counts;
+    c->objects += add->objects;
+    c->bytes += add->bytes;
+    c->segments += add->segments;
+    c->partials += add->partials;
+    c->histories += add->histories;
+    c->indexes += add->indexes;
+    c->without_index += add->without_index;
+    pthread_mutex_unlock(&v->lock);
+}
+
+static int cmp_problem(const void *a, const void *b)
+{
+    const struct verify_problem *x = a, *y = b;
+    if (x->repo_index != y->repo_index)
+        return x->repo_index < y->repo_index ? -1 : 1;
+    int c = strcmp(x->object ? x->object : "", y->object ? y->object : "");
+    return c ? c : strcmp(x->message, y->message);
+}
+
+/* --- the worker pool ----------------------------------------------------------------------- */
+
+struct pool {
+    pthread_mutex_t lock;
+    size_t next, n;
+    void (*fn)(void *arg, size_t i);
+    void *arg;
+};
+
+static void *pool_worker(void *arg)
+{
+    struct pool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        size_t i = p->next < p->n ? p->next++ : p->n;
+        pthread_mutex_unlock(&p->lock);
+        if (i >= p->n)
+            break;
+        p->fn(p->arg, i);
+    }
+    return NULL;
+}
+
+void verify_parallel(struct verify_run *v, size_t n, void (*fn)(void *arg, size_t i), void *arg)
+{
+    struct pool p = {.next = 0, .n = n, .fn = fn, .arg = arg};
+    pthread_mutex_init(&p.lock, NULL);
+    size_t nthreads = (size_t)v->jobs < n ? (size_t)v->jobs : n;
+    pthread_t *threads = xcalloc(nthreads ? nthreads : 1, sizeof(*threads));
+    size_t started = 0;
+    for (; started < nthreads; started++) {
+        if (pthread_create(&threads[started], NULL, pool_worker, &p) != 0)
+            break;
+    }
+    if (started == 0)
+        pool_worker(&p); /* no thread could start: do the work here */
+    for (size_t i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+    free(threads);
+    pthread_mutex_destroy(&p.lock);
+}
+
+/* --- one repository ---------------------------------------------------------------------- */
+
+static void verify_one(struct verify_run *v, const struct config *cfg,
+                       const struct config_cluster *cl, const struct config_repo *rc_repo,
+                       struct verify_repo *vr)
+{
+    struct storage *s = cli_open_storage(rc_repo);
+    if (!s) {
+        verify_problem_err(v, vr, "repository", NULL, NULL, 0);
+        return;
+    }
+    struct repo_options ro = {.cluster = cl->name, .passphrase = cfg->encryption.passphrase};
+    vr->repo = repo_open(s, &ro, NULL, false);
+    if (!vr->repo) {
+        err_context("while opening repository \"%s\"", rc_repo->name);
+        verify_problem_err(v, vr, "repository", "repo.json", NULL, 0);
+        storage_free(s);
+        return;
+    }
+    vr->counts.objects++; /* repo.json, read and checked by repo_open */
+    for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++) {
+        log_detail("verifying the %s of repository \"%s\"", scopes[i].name, vr->name);
+        if (scopes[i].fn(v, vr) < 0) {
+            err_context("while verifying the %s", scopes[i].name);
+            verify_problem_err(v, vr, "repository", NULL, NULL, 0);
+        }
+    }
+    repo_close(vr->repo);
+    vr->repo = NULL;
+    storage_free(s);
+}
+
+/* --- output ------------------------------------------------------------------------------ */
+
+static json_t *result_json(const struct verify_run *v, const struct config_cluster *cl,
+                           const struct verify_repo *repos, size_t nrepos, int days, double secs)
+{
+    json_t *root = json_object();
+    json_object_set_new(root, "cluster", json_string(cl->name));
+    json_object_set_new(root, "ok", json_boolean(v->nproblems == 0));
+    json_object_set_new(root, "days", days ? json_integer(days) : json_null());
+    json_object_set_new(root, "backup", v->backup ? json_string(v->backup) : json_null());
+    json_t *rs = json_array();
+    for (size_t i = 0; i < nrepos; i++) {
+        const struct verify_counts *c = &repos[i].counts;
+        json_array_append_new(
+            rs,
+            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "name", repos[i].name, "objects",
+                      (json_int_t)c->objects, "bytes", (json_int_t)c->bytes, "segments",
+                      (json_int_t)c->segments, "partials", (json_int_t)c->partials, "histories",
+                      (json_int_t)c->histories, "time_indexes", (json_int_t)c->indexes,
+                      "segments_without_time_index", (json_int_t)c->without_index));
+    }
+    json_object_set_new(root, "repositories", rs);
+    json_t *ps = json_array();
+    for (size_t i = 0; i < v->nproblems; i++) {
+        const struct verify_problem *p = &v->problems[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "repository", json_string(p->repo));
+        json_object_set_new(o, "kind", json_string(p->kind));
+        json_object_set_new(o, "object", p->object ? json_string(p->object) : json_null());
+        json_object_set_new(o, "segment", p->segment ? json_string(p->segment) : json_null());
+        json_object_set_new(o, "timeline", p->tli ? json_integer(p->tli) : json_null());
+        json_object_set_new(o, "backup", p->backup ? json_string(p->backup) : json_null());
+        json_object_set_new(o, "message", json_string(p->message));
+        json_array_append_new(ps, o);
+    }
+    json_object_set_new(root, "problems", ps);
+    json_object_set_new(root, "seconds", json_real(round(secs * 1000) / 1000));
+    return root;
+}
+
+static void print_human(const struct verify_run *v, const struct config_cluster *cl,
+                        const struct verify_repo *repos, size_t nrepos, double secs)
+{
+    char size[32];
+    for (size_t i = 0; i < nrepos; i++) {
+        const struct verify_counts *c = &repos[i].counts;
+        printf("repository \"%s\": %llu objects, %s read; %llu segments, %llu partial, %llu "
+               "history files, %llu time indexes",
+               repos[i].name, (unsigned long long)c->objects,
+               size_format(c->bytes, size, sizeof(size)), (unsigned long long)c->segments,
+               (unsigned long long)c->partials, (unsigned long long)c->histories,
+               (unsigned long long)c->indexes);
+        if (c->without_index)
+            printf(" (%llu segments without one)", (unsigned long long)c->without_index);
+        printf("\n");
+    }
+    for (size_t i = 0; i < v->nproblems; i++) {
+        const struct verify_problem *p = &v->problems[i];
+        printf("problem: repository \"%s\"", p->repo);
+        if (p->segment && !strstr(p->message, p->segment))
+            printf(", segment %s", p->segment);
+        else if (!p->segment && p->object && !strstr(p->message, p->object))
+            printf(", \"%s\"", p->object);
+        printf(": %s\n", p->message);
+    }
+    if (v->nproblems)
+        printf("cluster \"%s\": %zu problem%s found in %.1f s\n", cl->name, v->nproblems,
+               v->nproblems == 1 ? "" : "s", secs);
+    else
+        printf("cluster \"%s\": no problems found in %.1f s\n", cl->name, secs);
+}
+
+/* --- the command ------------------------------------------------------------------------- */
+
+static int parse_days(const char *text, int *out)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(text, &end, 10);
+    if (errno || end == text || *end || n < 1 || n > 100000) {
+        err_set(ERR_USAGE, "invalid value \"%s\" for --days: expected a whole number of days",
+                text);
+        return err_hint("for example --days 7");
+    }
+    *out = (int)n;
+    return 0;
+}
+
+int cmd_verify(struct cli_context *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {{"json", no_argument, NULL, 'j'},
+                                            {"backup", required_argument, NULL, 'b'},
+                                            {"days", required_argument, NULL, 'd'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {0, 0, 0, 0}};
+    struct verify_run v = {0};
+    struct verify_repo *repos = NULL;
+    bool as_json = false;
+    int days = 0, opt, rc = 2;
+    size_t nrepos = 0;
+
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case 'j':
+            as_json = true;
+            break;
+        case 'b':
+            v.backup = optarg;
+            break;
+        case 'd':
+            if (parse_days(optarg, &days) < 0)
+                return 2;
+            break;
+        case 'h':
+            printf("usage: pgark verify [--backup LABEL|--days N] [--json]\n");
+            return 0;
+        default:
+            if (optopt)
+                err_set(ERR_USAGE, "option \"%s\" for verify needs a value", argv[optind - 1]);
+            else
+                err_set(ERR_USAGE, "unknown option \"%s\" for verify", argv[optind - 1]);
+            err_hint("run \"pgark help verify\"");
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        err_set(ERR_USAGE, "unexpected argument \"%s\" for verify", argv[optind]);
+        return 2;
+    }
+    if (v.backup && days) {
+        err_set(ERR_USAGE, "--backup and --days cannot be combined");
+        return 2;
+    }
+    if (v.backup) {
+        err_set(ERR_RUNTIME, "verify --backup is not built yet: this build cannot list backups");
+        return 1;
+    }
+    const struct config *cfg = cli_config(ctx);
+    if (!cfg)
+        return 2;
+    const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
+    if (!cl)
+        return 2;
+
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    v.jobs = cpus < 2 ? 2 : cpus > MAX_JOBS ? MAX_JOBS : (int)cpus;
+    if (days)
+        v.since_us = time_now_us() - (int64_t)days * 86400 * 1000000;
+    pthread_mutex_init(&v.lock, NULL);
+    int64_t t0 = time_mono_us();
+    nrepos = cl->nrepos;
+    repos = xcalloc(nrepos, sizeof(*repos));
+    for (size_t i = 0; i < nrepos; i++) {
+        const struct config_repo *cr = config_cluster_repo(cfg, cl, i);
+        repos[i].index = i;
+        repos[i].name = cr->name;
+        repos[i].cluster = cl->name;
+        verify_one(&v, cfg, cl, cr, &repos[i]);
+    }
+    double secs = (double)(time_mono_us() - t0) / 1e6;
+    qsort(v.problems, v.nproblems, sizeof(*v.problems), cmp_problem);
+
+    if (as_json) {
+        json_t *root = result_json(&v, cl, repos, nrepos, days, secs);
+        char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", text);
+        free(text);
+        json_decref(root);
+    } else {
+        print_human(&v, cl, repos, nrepos, secs);
+    }
+    rc = v.nproblems ? 3 : 0;
+    if (v.nproblems)
+        log_detail("verify found %zu problems", v.nproblems);
+
+    for (size_t i = 0; i < v.nproblems; i++) {
+        struct verify_problem *p = &v.problems[i];
+        free(p->repo);
+        free(p->kind);
+        free(p->object);
+        free(p->segment);
+        free(p->backup);
+        free(p->message);
+    }
+    free(v.problems);
+    free(repos);
+    pthread_mutex_destroy(&v.lock);
+    return rc;
+}

@@ -1,0 +1,267 @@
+/* request.c — signing, sending, judging and retrying S3 requests. */
+#include "s3_int.h"
+
+#include "pgark/error.h"
+#include "pgark/hash.h"
+#include "pgark/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+char *s3_key(struct s3 *s, const char *path)
+{
+    return xasprintf("%s%s", s->prefix, path);
+}
+
+struct http_client *s3_client_get(struct s3 *s)
+{
+    struct http_client *c = NULL;
+    pthread_mutex_lock(&s->lock);
+    if (s->nidle)
+        c = s->idle[--s->nidle];
+    pthread_mutex_unlock(&s->lock);
+    return c ? c : http_client_new(&s->http);
+}
+
+void s3_client_put(struct s3 *s, struct http_client *c)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->nidle == s->cap_idle) {
+        s->cap_idle = s->cap_idle ? 2 * s->cap_idle : 4;
+        s->idle = xrealloc(s->idle, (size_t)s->cap_idle * sizeof(*s->idle));
+    }
+    s->idle[s->nidle++] = c;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void add_header(struct s3_signed *sg, const char *name, char *owned_value)
+{
+    sg->headers[sg->nheaders].name = name;
+    sg->headers[sg->nheaders].value = owned_value;
+    sg->values[sg->nheaders] = owned_value;
+    sg->nheaders++;
+}
+
+void s3_sign(struct s3 *s, const struct s3_req *r, struct s3_signed *out)
+{
+    char amz_date[32];
+    char sha_hex[SHA256_HEX_LEN + 1];
+    const char *sha = r->sha256_hex;
+    const char *md5_b64 = r->md5_b64;
+    char md5buf[32];
+    struct buf uri = BUF_INIT;
+    time_t now = time(NULL);
+    struct tm tm;
+
+    memset(out, 0, sizeof(*out));
+    gmtime_r(&now, &tm);
+    strftime(amz_date, sizeof(amz_date), "%Y%m%dT%H%M%SZ", &tm);
+
+    bool sends_body = strcmp(r->method, "PUT") == 0 || strcmp(r->method, "POST") == 0;
+    if (!sha) {
+        uint8_t d[SHA256_LEN];
+        sha256(r->body ? (const void *)r->body : "", r->body ? r->body_len : 0, d);
+        sha = hex_encode(d, sizeof(d), sha_hex);
+    }
+    if (!md5_b64 && sends_body && !r->read && (r->body_len || strcmp(r->method, "PUT") == 0)) {
+        uint8_t d[MD5_LEN];
+        md5(r->body ? (const void *)r->body : "", r->body ? r->body_len : 0, d);
+        md5_b64 = base64_encode(d, sizeof(d), md5buf);
+    }
+
+    buf_append_str(&uri, s->base_path);
+    if (r->key) {
+        buf_append_str(&uri, "/");
+        sigv4_uri_encode(&uri, r->key, true);
+    } else if (!*s->base_path) {
+        buf_append_str(&uri, "/"); /* virtual host: the bucket is "/" */
+    }
+    char *query = sigv4_canonical_query(r->query, r->nquery);
+    out->url =
+        xasprintf("%s://%s%s%s%s", s->scheme, s->host, (char *)uri.data, *query ? "?" : "", query);
+
+    struct sigv4_pair sign[6];
+    size_t nsign = 0;
+    sign[nsign++] = (struct sigv4_pair){"host", s->host};
+    sign[nsign++] = (struct sigv4_pair){"x-amz-content-sha256", sha};
+    sign[nsign++] = (struct sigv4_pair){"x-amz-date", amz_date};
+    if (s->session_token)
+        sign[nsign++] = (struct sigv4_pair){"x-amz-security-token", s->session_token};
+    if (md5_b64)
+        sign[nsign++] = (struct sigv4_pair){"content-md5", md5_b64};
+    char *auth = sigv4_authorization(&s->signer, r->method, (char *)uri.data, r->query, r->nquery,
+                                     sign, nsign, sha, amz_date, NULL);
+
+    add_header(out, "Host", xstrdup(s->host));
+    add_header(out, "x-amz-content-sha256", xstrdup(sha));
+    add_header(out, "x-amz-date", xstrdup(amz_date));
+    if (s->session_token)
+        add_header(out, "x-amz-security-token", xstrdup(s->session_token));
+    if (md5_b64)
+        add_header(out, "Content-MD5", xstrdup(md5_b64));
+    if (r->range)
+        add_header(out, "Range", xstrdup(r->range));
+    add_header(out, "Authorization", auth);
+
+    out->http = (struct http_request){
+        .method = r->method,
+        .url = out->url,
+        .headers = out->headers,
+        .nheaders = out->nheaders,
+        .body = r->body,
+        .body_len = r->body_len,
+        .read = r->read,
+        .rewind = r->rewind,
+        .read_ctx = r->read_ctx,
+        .read_len = r->read_len,
+        .sink = r->sink,
+        .sink_ctx = r->sink_ctx,
+    };
+    free(query);
+    buf_free(&uri);
+}
+
+void s3_signed_free(struct s3_signed *sg)
+{
+    for (size_t i = 0; i < sg->nheaders; i++)
+        secure_free(sg->values[i], strlen(sg->values[i]));
+    free(sg->url);
+    memset(sg, 0, sizeof(*sg));
+}
+
+static bool code_is(const char *code, const char *const *list)
+{
+    for (; code && *list; list++) {
+        if (strcmp(code, *list) == 0)
+            return true;
+    }
+    return false;
+}
+
+int s3_judge(struct s3 *s, const struct s3_req *r, int rc, struct http_response *resp, bool *retry,
+             bool *slow_down)
+{
+    static const char *const retry_codes[] = {"InternalError", "SlowDown", "ServiceUnavailable",
+                                              "RequestTimeout", NULL};
+    static const char *const auth_codes[] = {"AccessDenied",
+                                             "SignatureDoesNotMatch",
+                                             "InvalidAccessKeyId",
+                                             "ExpiredToken",
+                                             "InvalidToken",
+                                             "RequestTimeTooSkewed",
+                                             NULL};
+    static const char *const integrity_codes[] = {"BadDigest", "XAmzContentSHA256Mismatch",
+                                                  "InvalidDigest", NULL};
+    const char *name = s->base.name;
+    *retry = false;
+    *slow_down = false;
+
+    if (rc < 0) {
+        /* transport failure: name the repository in the message */
+        enum err_kind kind = err_kind();
+        char *msg = xstrdup(err_message());
+        rc = err_set(kind, "repository \"%s\": %s", name, msg);
+        free(msg);
+        *retry = resp->retryable;
+        return rc;
+    }
+    long st = resp->status;
+    if (st >= 200 && st < 300)
+        return 0;
+
+    const char *b = (const char *)resp->body.data, *e = b ? b + resp->body.len : NULL;
+    char *code = b ? s3_xml_get(b, e, "Code") : NULL;
+    char *message = b ? s3_xml_get(b, e, "Message") : NULL;
+    if (message) {
+        size_t n = strlen(message);
+        while (n && (message[n - 1] == '.' || message[n - 1] == ' '))
+            message[--n] = '\0';
+    }
+    char *what =
+        r->key ? xasprintf("object \"%s\"", r->key) : xasprintf("bucket \"%s\"", s->bucket);
+    char *detail = code ? xasprintf("%s%s%s", code, message ? ": " : "", message ? message : "")
+                        : xasprintf("HTTP %ld", st);
+
+    if (st == 500 || st == 502 || st == 503 || st == 504 || code_is(code, retry_codes)) {
+        *retry = true;
+        *slow_down = st == 503 || (code && strcmp(code, "SlowDown") == 0);
+        rc = err_set(ERR_TRANSIENT, "s3 %s of %s in repository \"%s\" failed: %s", r->method, what,
+                     name, detail);
+    } else if (code && strcmp(code, "NoSuchBucket") == 0) {
+        rc = err_set(ERR_NOT_FOUND, "bucket \"%s\" of repository \"%s\" does not exist (%s)",
+                     s->bucket, name, detail);
+        err_hint("create the bucket, or correct the bucket name of repository \"%s\"", name);
+    } else if (st == 404) {
+        rc = err_set(ERR_NOT_FOUND, "%s does not exist in repository \"%s\" (%s)", what, name,
+                     detail);
+    } else if (st == 403 || code_is(code, auth_codes)) {
+        rc = err_set(ERR_AUTH, "s3 %s of %s in repository \"%s\" refused: %s", r->method, what,
+                     name, detail);
+        err_hint("check the access key id, secret and permissions of repository \"%s\"", name);
+    } else if (st == 416 || code_is(code, integrity_codes)) {
+        rc = err_set(ERR_INTEGRITY, "s3 %s of %s in repository \"%s\" failed: %s", r->method, what,
+                     name, detail);
+    } else {
+        rc = err_set(ERR_PROTOCOL, "s3 %s of %s in repository \"%s\" failed: HTTP %ld %s",
+                     r->method, what, name, st, detail);
+    }
+    free(code);
+    free(message);
+    free(what);
+    free(detail);
+    return rc;
+}
+
+int64_t s3_backoff_ms(struct s3 *s, int attempt, bool slow_down)
+{
+    int64_t ms = s->base.retry_base_ms > 0 ? s->base.retry_base_ms : 1;
+    for (int i = 1; i < attempt && ms < 30000; i++)
+        ms *= 2;
+    if (slow_down)
+        ms *= 2;
+    if (ms > 60000)
+        ms = 60000;
+    uint32_t rnd = 0;
+    if (random_bytes(&rnd, sizeof(rnd)) < 0) {
+        err_clear();
+        rnd = 0;
+    }
+    /* full jitter on the upper half: between ms/2 and ms */
+    return ms / 2 + (int64_t)(rnd % (uint32_t)(ms / 2 + 1));
+}
+
+void s3_backoff(struct s3 *s, int attempt, bool slow_down)
+{
+    int64_t ms = s3_backoff_ms(s, attempt, slow_down);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+int s3_request(struct s3 *s, struct s3_req *r, struct http_response *resp)
+{
+    struct http_client *c = s3_client_get(s);
+    int rc = 0;
+    for (int attempt = 0;; attempt++) {
+        if (r->before_attempt && (rc = r->before_attempt(r->attempt_ctx, r)) < 0)
+            break;
+        if (attempt > 0 && r->read && r->rewind && (rc = r->rewind(r->read_ctx)) < 0)
+            break;
+        struct s3_signed sg;
+        s3_sign(s, r, &sg);
+        rc = http_client_do(c, &sg.http, resp);
+        s3_signed_free(&sg);
+        bool retry, slow;
+        rc = s3_judge(s, r, rc, resp, &retry, &slow);
+        if (rc == 0 || !retry || attempt >= s->base.retries)
+            break;
+        log_detail("repository \"%s\": retrying s3 %s of \"%s\" (retry %d of %d): %s", s->base.name,
+                   r->method, r->key ? r->key : s->bucket, attempt + 1, s->base.retries,
+                   err_message());
+        err_clear();
+        s3_backoff(s, attempt + 1, slow);
+    }
+    s3_client_put(s, c);
+    return rc;
+}

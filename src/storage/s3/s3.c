@@ -1,0 +1,362 @@
+/* s3.c — the S3 driver: construction, read, info, list, remove (see storage_s3.h). */
+#include "s3_int.h"
+
+#include "pgark/error.h"
+#include "pgark/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct storage_write *s3_write_open(struct storage *st, const char *path, uint64_t size_hint);
+int s3_write_data(struct storage_write *w, const uint8_t *data, size_t len);
+int s3_write_commit(struct storage_write *w);
+void s3_write_abort(struct storage_write *w);
+
+/* --- read --------------------------------------------------------------------- */
+
+struct read_state {
+    storage_sink_fn sink;
+    void *ctx;
+    uint64_t offset, length, delivered;
+    char range[64];
+};
+
+static int read_before_attempt(void *ctx, struct s3_req *r)
+{
+    struct read_state *rs = ctx;
+    uint64_t start = rs->offset + rs->delivered;
+    if (start == 0 && rs->length == STORAGE_TO_END) {
+        r->range = NULL;
+    } else if (rs->length == STORAGE_TO_END) {
+        snprintf(rs->range, sizeof(rs->range), "bytes=%llu-", (unsigned long long)start);
+        r->range = rs->range;
+    } else {
+        snprintf(rs->range, sizeof(rs->range), "bytes=%llu-%llu", (unsigned long long)start,
+                 (unsigned long long)(rs->offset + rs->length - 1));
+        r->range = rs->range;
+    }
+    return 0;
+}
+
+static int read_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct read_state *rs = ctx;
+    if (rs->length != STORAGE_TO_END && rs->delivered + len > rs->length)
+        return err_set(ERR_PROTOCOL, "s3 server sent more than the requested range");
+    rs->delivered += len;
+    return rs->sink(rs->ctx, data, len);
+}
+
+static int s3_info(struct storage *st, const char *path, struct storage_info *info);
+
+static int s3_read(struct storage *st, const char *path, uint64_t offset, uint64_t length,
+                   storage_sink_fn sink, void *ctx)
+{
+    struct s3 *s = (struct s3 *)st;
+    struct http_response resp = {0};
+    struct read_state rs = {sink, ctx, offset, length, 0, ""};
+    char *key = s3_key(s, path);
+    struct storage_info info;
+    int rc;
+
+    if (length == 0 || (length != STORAGE_TO_END && offset + length < offset)) {
+        /* nothing to fetch: only check the object and the range */
+        if ((rc = s3_info(st, path, &info)) < 0)
+            goto out;
+        if (offset > info.size) {
+            rc = err_set(ERR_INTEGRITY,
+                         "range past the end of object \"%s\" in repository \"%s\": offset "
+                         "%llu, size %llu",
+                         key, st->name, (unsigned long long)offset, (unsigned long long)info.size);
+        }
+        goto out;
+    }
+    struct s3_req r = {.method = "GET",
+                       .key = key,
+                       .sink = read_sink,
+                       .sink_ctx = &rs,
+                       .before_attempt = read_before_attempt,
+                       .attempt_ctx = &rs};
+    rc = s3_request(s, &r, &resp);
+    if (rc < 0 && resp.status == 416) {
+        /* reading from exactly the end to the end is an empty read, not a truncation */
+        struct err_saved *saved = err_save();
+        int irc = s3_info(st, path, &info);
+        if (irc == 0 && length == STORAGE_TO_END && offset == info.size) {
+            err_restore(saved);
+            err_clear();
+            rc = 0;
+            goto out;
+        }
+        err_restore(saved);
+        if (irc == 0) {
+            rc = err_set(ERR_INTEGRITY,
+                         "range past the end of object \"%s\" in repository \"%s\": offset "
+                         "%llu, size %llu",
+                         key, st->name, (unsigned long long)offset, (unsigned long long)info.size);
+        }
+        goto out;
+    }
+    if (rc < 0)
+        goto out;
+    if (length != STORAGE_TO_END && rs.delivered < length) {
+        rc = err_set(ERR_INTEGRITY,
+                     "object \"%s\" in repository \"%s\" is shorter than expected: wanted %llu "
+                     "bytes at offset %llu, got %llu",
+                     key, st->name, (unsigned long long)length, (unsigned long long)offset,
+                     (unsigned long long)rs.delivered);
+    }
+out:
+    http_response_free(&resp);
+    free(key);
+    return rc;
+}
+
+/* --- info ----------------------------------------------------------------------- */
+
+static int64_t parse_http_date(const char *text)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    if (!text || !strptime(text, "%a, %d %b %Y %H:%M:%S GMT", &tm))
+        return 0;
+    return (int64_t)timegm(&tm) * 1000000;
+}
+
+static int64_t parse_iso_date(const char *text)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *rest = text ? strptime(text, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    if (!rest)
+        return 0;
+    int64_t us = (int64_t)timegm(&tm) * 1000000;
+    if (*rest == '.') {
+        int64_t scale = 100000;
+        for (rest++; *rest >= '0' && *rest <= '9'; rest++, scale /= 10)
+            us += (*rest - '0') * scale;
+    }
+    return us;
+}
+
+static int s3_info(struct storage *st, const char *path, struct storage_info *info)
+{
+    struct s3 *s = (struct s3 *)st;
+    struct http_response resp = {0};
+    char *key = s3_key(s, path);
+    struct s3_req r = {.method = "HEAD", .key = key};
+    int rc = s3_request(s, &r, &resp);
+    memset(info, 0, sizeof(*info));
+    if (rc == 0) {
+        if (resp.content_length < 0) {
+            rc = err_set(ERR_PROTOCOL,
+                         "s3 HEAD of object \"%s\" in repository \"%s\" returned no length", key,
+                         st->name);
+        } else {
+            info->size = (uint64_t)resp.content_length;
+            info->mtime_us = parse_http_date(resp.last_modified);
+        }
+    }
+    http_response_free(&resp);
+    free(key);
+    return rc;
+}
+
+/* --- list ----------------------------------------------------------------------- */
+
+static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, void *ctx)
+{
+    struct s3 *s = (struct s3 *)st;
+    struct http_response resp = {0};
+    /* a list prefix is a plain string prefix of paths ("wal/", "wal/0000") */
+    char *full = xasprintf("%s%s", s->prefix, prefix ? prefix : "");
+    char *token = NULL;
+    size_t root_len = strlen(s->prefix);
+    int rc = 0;
+
+    for (;;) {
+        struct sigv4_pair q[4] = {{"list-type", "2"}, {"max-keys", "1000"}, {"prefix", full}};
+        size_t nq = 3;
+        if (token)
+            q[nq++] = (struct sigv4_pair){"continuation-token", token};
+        struct s3_req r = {.method = "GET", .query = q, .nquery = nq};
+        if ((rc = s3_request(s, &r, &resp)) < 0)
+            goto out;
+        const char *p = (const char *)resp.body.data, *end = p + resp.body.len;
+        const char *cend, *next;
+        const char *c;
+        while ((c = s3_xml_find(p, end, "Contents", &cend, &next)) != NULL) {
+            char *k = s3_xml_get(c, cend, "Key");
+            char *size = s3_xml_get(c, cend, "Size");
+            char *mod = s3_xml_get(c, cend, "LastModified");
+            char *endp = NULL;
+            unsigned long long n = size ? strtoull(size, &endp, 10) : 0;
+            if (!k || !size || endp == size || *endp || strncmp(k, s->prefix, root_len) != 0) {
+                rc = err_set(ERR_PROTOCOL,
+                             "s3 list of repository \"%s\" returned an unreadable entry", st->name);
+            } else {
+                struct storage_info info = {k + root_len, n, parse_iso_date(mod)};
+                rc = fn(ctx, &info);
+            }
+            free(k);
+            free(size);
+            free(mod);
+            if (rc < 0)
+                goto out;
+            p = next;
+        }
+        const char *b = (const char *)resp.body.data;
+        char *truncated = s3_xml_get(b, end, "IsTruncated");
+        bool more = truncated && strcmp(truncated, "true") == 0;
+        free(truncated);
+        if (!more)
+            break;
+        free(token);
+        token = s3_xml_get(b, end, "NextContinuationToken");
+        if (!token || !*token) {
+            rc = err_set(ERR_PROTOCOL,
+                         "s3 list of repository \"%s\" is truncated without a continuation "
+                         "token",
+                         st->name);
+            goto out;
+        }
+    }
+out:
+    free(token);
+    free(full);
+    http_response_free(&resp);
+    return rc;
+}
+
+/* --- remove ----------------------------------------------------------------------- */
+
+static int s3_remove(struct storage *st, const char *path)
+{
+    struct s3 *s = (struct s3 *)st;
+    struct http_response resp = {0};
+    char *key = s3_key(s, path);
+    struct s3_req r = {.method = "DELETE", .key = key};
+    int rc = s3_request(s, &r, &resp);
+    if (rc < 0 && resp.status == 404 && err_kind() == ERR_NOT_FOUND &&
+        !strstr(err_message(), "NoSuchBucket")) {
+        err_clear();
+        rc = 0;
+    }
+    http_response_free(&resp);
+    free(key);
+    return rc;
+}
+
+/* --- life cycle ----------------------------------------------------------------- */
+
+static void s3_free(struct storage *st)
+{
+    struct s3 *s = (struct s3 *)st;
+    if (!s)
+        return;
+    for (int i = 0; i < s->nidle; i++)
+        http_client_free(s->idle[i]);
+    free(s->idle);
+    pthread_mutex_destroy(&s->lock);
+    sigv4_release(&s->signer);
+    if (s->session_token)
+        secure_free(s->session_token, strlen(s->session_token));
+    free(s->scheme);
+    free(s->host);
+    free(s->base_path);
+    free(s->bucket);
+    free(s->prefix);
+    free(s->ca_file);
+    free(s); /* s->base.name is released by storage_free */
+}
+
+static const struct storage_ops s3_ops = {
+    .version = STORAGE_OPS_VERSION,
+    .type = "s3",
+    .read = s3_read,
+    .write_open = s3_write_open,
+    .write_data = s3_write_data,
+    .write_commit = s3_write_commit,
+    .write_abort = s3_write_abort,
+    .list = s3_list,
+    .info = s3_info,
+    .remove = s3_remove,
+    .rename = NULL,
+    .free = s3_free,
+};
+
+struct storage *storage_s3_new(const struct storage_s3_options *o)
+{
+    const char *name = o->name ? o->name : "";
+    const char *ep = o->endpoint ? o->endpoint : "";
+    const char *hostport;
+    const char *scheme;
+
+    if (strncmp(ep, "https://", 8) == 0)
+        scheme = "https", hostport = ep + 8;
+    else if (strncmp(ep, "http://", 7) == 0)
+        scheme = "http", hostport = ep + 7;
+    else {
+        err_set(ERR_CONFIG, "repository \"%s\": endpoint \"%s\" is not an http:// or https:// URL",
+                name, ep);
+        return NULL;
+    }
+    size_t hlen = strcspn(hostport, "/?#");
+    if (hlen == 0 || (hostport[hlen] && strcmp(hostport + hlen, "/") != 0)) {
+        err_set(ERR_CONFIG, "repository \"%s\": endpoint \"%s\" must be scheme://host[:port]", name,
+                ep);
+        return NULL;
+    }
+    if (!o->bucket || !*o->bucket || strchr(o->bucket, '/')) {
+        err_set(ERR_CONFIG, "repository \"%s\": invalid or missing bucket \"%s\"", name,
+                o->bucket ? o->bucket : "");
+        return NULL;
+    }
+    if (!o->access_key_id || !*o->access_key_id || !o->secret_access_key ||
+        !*o->secret_access_key) {
+        err_set(ERR_CONFIG, "repository \"%s\": access_key_id and secret_access_key are required",
+                name);
+        return NULL;
+    }
+    size_t part = o->part_size ? o->part_size : STORAGE_S3_DEFAULT_PART_SIZE;
+    if (part < STORAGE_S3_MIN_PART_SIZE || part > (size_t)5 * 1024 * 1024 * 1024) {
+        err_set(ERR_CONFIG, "repository \"%s\": part size %zu is outside 5 MiB to 5 GiB", name,
+                part);
+        return NULL;
+    }
+
+    struct s3 *s = xcalloc(1, sizeof(*s));
+    storage_init(&s->base, &s3_ops, name);
+    s->base.retries_inside = true;
+    s->scheme = xstrdup(scheme);
+    s->bucket = xstrdup(o->bucket);
+    if (o->uri_style == STORAGE_S3_URI_HOST) {
+        s->host = xasprintf("%s.%.*s", o->bucket, (int)hlen, hostport);
+        s->base_path = xstrdup("");
+    } else {
+        s->host = xstrndup(hostport, hlen);
+        s->base_path = xasprintf("/%s", o->bucket);
+    }
+    const char *pre = o->prefix ? o->prefix : "";
+    while (*pre == '/')
+        pre++;
+    size_t prelen = strlen(pre);
+    s->prefix = xasprintf("%s%s", pre, prelen && pre[prelen - 1] != '/' ? "/" : "");
+    const char *token = o->session_token ? o->session_token : getenv("AWS_SESSION_TOKEN");
+    s->session_token = token && *token ? xstrdup(token) : NULL;
+    s->part_size = part;
+    s->concurrency = o->concurrency > 0 ? o->concurrency : 4;
+    s->ca_file = o->ca_file ? xstrdup(o->ca_file) : NULL;
+    s->http.ca_file = s->ca_file;
+    s->http.connect_timeout_ms = o->connect_timeout_ms;
+    s->http.low_speed_time_s = o->low_speed_time_s;
+    sigv4_init(&s->signer, o->access_key_id, o->secret_access_key,
+               o->region && *o->region ? o->region : "us-east-1", "s3");
+    pthread_mutex_init(&s->lock, NULL);
+    log_add_secret(o->secret_access_key);
+    if (s->session_token)
+        log_add_secret(s->session_token);
+    return &s->base;
+}

@@ -1,0 +1,108 @@
+# PgarkOps — helpers of the tests of the operations commands (check, verify): a
+# `pgark receive` in the background to fill posix repositories, polling, and the
+# YAML of one cluster. Kept apart from PgarkTest so that receiver helpers written for
+# the receiver's own tests can land there without a clash; the names differ.
+
+package PgarkOps;
+
+use strict;
+use warnings;
+
+use Carp;
+use Exporter 'import';
+use File::Basename ();
+use File::Path qw(make_path);
+use POSIX qw(WNOHANG);
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+use PgarkTest;
+
+our @EXPORT = qw(ops_config ops_receiver_start ops_receiver_stop wait_for);
+
+my @running;
+
+# Poll $cond every 50 ms until it returns true or $timeout seconds (default 60) pass;
+# returns its last value.
+sub wait_for
+{
+	my ($cond, $timeout) = @_;
+	my $deadline = Time::HiRes::time() + ($timeout // 60);
+	while (1)
+	{
+		my $v = $cond->();
+		return $v if $v || Time::HiRes::time() >= $deadline;
+		usleep(50_000);
+	}
+}
+
+# YAML for cluster "main" received into posix repositories:
+# ops_config(spool => DIR, conninfo => ..., repos => [[name, path], ...],
+#            rpo_target => '15m', create_slot => 1, extra => "...")
+sub ops_config
+{
+	my (%o) = @_;
+	make_path($o{spool});
+	my $yaml = "spool: $o{spool}\nlog: { level: detail }\nrepos:\n";
+	$yaml .= "  $_->[0]: { type: posix, path: $_->[1] }\n" for @{ $o{repos} };
+	$yaml .= "clusters:\n  main:\n";
+	$yaml .= "    conninfo: \"$o{conninfo}\"\n";
+	$yaml .= "    create_slot: " . ($o{create_slot} ? 'true' : 'false') . "\n";
+	$yaml .= "    partial_upload_interval: 0s\n";
+	$yaml .= "    rpo_target: " . ($o{rpo_target} // '15m') . "\n";
+	$yaml .= "    repos: [" . join(', ', map { $_->[0] } @{ $o{repos} }) . "]\n";
+	$yaml .= $o{extra} if $o{extra};
+	return $yaml;
+}
+
+# Start "pgark --config FILE receive" in the background, output to a log file.
+sub ops_receiver_start
+{
+	my ($config) = @_;
+	my ($test) = File::Basename::basename($0) =~ /^([^.]+)/;
+	my $log = "$PostgreSQL::Test::Utils::tmp_check/${test}_receiver_" . (scalar(@running) + 1) . '.log';
+	my $pid = fork() // croak "fork: $!";
+	if ($pid == 0)
+	{
+		$ENV{PGPASSFILE} = '/nonexistent';
+		open(STDIN, '<', '/dev/null');
+		open(STDOUT, '>', $log);
+		open(STDERR, '>&', \*STDOUT);
+		exec(pgark_bin(), '--config', $config, 'receive') or POSIX::_exit(127);
+	}
+	my $rx = { pid => $pid, log => $log };
+	push @running, $rx;
+	note("receiver pid $pid, log $log");
+	return $rx;
+}
+
+# SIGTERM and wait (SIGKILL after 30 s); returns the exit code.
+sub ops_receiver_stop
+{
+	my ($rx) = @_;
+	return $rx->{rc} unless $rx->{pid};
+	kill('TERM', $rx->{pid});
+	my $done = wait_for(sub { waitpid($rx->{pid}, WNOHANG) == $rx->{pid} }, 30);
+	if (!$done)
+	{
+		kill('KILL', $rx->{pid});
+		waitpid($rx->{pid}, 0);
+	}
+	$rx->{rc} = $? >> 8;
+	$rx->{pid} = undef;
+	return $rx->{rc};
+}
+
+END
+{
+	my $rc = $?;
+	for my $rx (@running)
+	{
+		next unless $rx->{pid};
+		kill('KILL', $rx->{pid});
+		waitpid($rx->{pid}, 0);
+	}
+	$? = $rc;
+}
+
+1;

@@ -1,0 +1,794 @@
+/*
+ * test_storage_s3.c — the S3 driver and the HTTP module against a real s3rver
+ * (started here on a free loopback port), through a fault-injecting proxy, and
+ * over HTTPS with a throwaway CA.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "../../src/storage/s3/s3_int.h"
+#include "faultproxy.h"
+#include "storage_suite.h"
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/storage_s3.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S3RVER_JS "tests/harness/s3/node_modules/s3rver/bin/s3rver.js"
+#define BUCKET "pgark-test"
+#define MIB (1024 * 1024)
+
+/* --- s3rver ------------------------------------------------------------------------ */
+
+struct server {
+    pid_t pid;
+    int port;
+    char dir[128];
+};
+
+static char tmpdir[64];
+static struct server plain, tls;
+static char endpoint[64];
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t len = sizeof(a);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+        return -1;
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static bool port_open(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+static int server_start(struct server *sv, const char *key, const char *cert)
+{
+    snprintf(sv->dir, sizeof(sv->dir), "%s/data%s", tmpdir, key ? "-tls" : "");
+    mkdir(sv->dir, 0700);
+    sv->port = free_port();
+    char port[16];
+    snprintf(port, sizeof(port), "%d", sv->port);
+    sv->pid = fork();
+    if (sv->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive a crashed test */
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
+            _exit(127);
+        if (key)
+            execlp("node", "node", "--openssl-legacy-provider", S3RVER_JS, "-d", sv->dir, "-a",
+                   "127.0.0.1", "-p", port, "--silent", "--key", key, "--cert", cert, NULL);
+        else
+            execlp("node", "node", "--openssl-legacy-provider", S3RVER_JS, "-d", sv->dir, "-a",
+                   "127.0.0.1", "-p", port, "--silent", NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 200; i++) {
+        if (port_open(sv->port))
+            return 0;
+        int status;
+        if (waitpid(sv->pid, &status, WNOHANG) == sv->pid) {
+            sv->pid = 0;
+            return -1;
+        }
+        usleep(50000);
+    }
+    return -1;
+}
+
+static void server_stop(struct server *sv)
+{
+    if (sv->pid > 0) {
+        kill(sv->pid, SIGTERM);
+        waitpid(sv->pid, NULL, 0);
+        sv->pid = 0;
+    }
+}
+
+static struct storage_s3_options base_options(const char *ep)
+{
+    struct storage_s3_options o = {
+        .name = "test",
+        .endpoint = ep,
+        .region = "us-east-1",
+        .bucket = BUCKET,
+        .prefix = "pre/fix",
+        .access_key_id = "S3RVER",
+        .secret_access_key = "S3RVER",
+        .part_size = 5 * MIB,
+    };
+    return o;
+}
+
+static struct storage *open_s3(const char *ep, const char *ca_file)
+{
+    struct storage_s3_options o = base_options(ep);
+    o.ca_file = ca_file;
+    struct storage *s = storage_s3_new(&o);
+    assert_non_null(s);
+    s->retry_base_ms = 10;
+    return s;
+}
+
+static int create_bucket(struct storage *st)
+{
+    struct http_response resp = {0};
+    struct s3_req r = {.method = "PUT"};
+    int rc = s3_request((struct s3 *)st, &r, &resp);
+    http_response_free(&resp);
+    return rc;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (access(S3RVER_JS, R_OK) != 0) {
+        fprintf(stderr,
+                "# s3rver is not installed at %s (cwd must be the repository root); "
+                "install it with: npm install --prefix tests/harness/s3 s3rver@3.7.1\n",
+                S3RVER_JS);
+        return -1;
+    }
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/pgark-s3-XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    if (server_start(&plain, NULL, NULL) < 0) {
+        fprintf(stderr, "# s3rver did not start (node --openssl-legacy-provider %s)\n", S3RVER_JS);
+        return -1;
+    }
+    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d", plain.port);
+    struct storage *s = open_s3(endpoint, NULL);
+    int rc = create_bucket(s);
+    storage_free(s);
+    if (rc < 0) {
+        fprintf(stderr, "# cannot create bucket: %s\n", err_message());
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    server_stop(&plain);
+    server_stop(&tls);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* --- helpers ---------------------------------------------------------------------- */
+
+static uint8_t *pattern(size_t len, unsigned seed)
+{
+    uint8_t *p = xmalloc(len ? len : 1);
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < len; i++) {
+        x = x * 1103515245u + 12345u;
+        p[i] = (uint8_t)(x >> 16);
+    }
+    return p;
+}
+
+static int to_buf(void *ctx, const uint8_t *data, size_t len)
+{
+    buf_append(ctx, data, len);
+    return 0;
+}
+
+static int write_chunks(struct storage *s, const char *path, const uint8_t *data, size_t len,
+                        size_t chunk)
+{
+    struct storage_write *w = s->ops->write_open(s, path, STORAGE_TO_END);
+    assert_non_null(w);
+    for (size_t off = 0; off < len; off += chunk) {
+        size_t n = len - off < chunk ? len - off : chunk;
+        int rc = s->ops->write_data(w, data + off, n);
+        if (rc < 0) {
+            s->ops->write_abort(w);
+            return rc;
+        }
+    }
+    return s->ops->write_commit(w);
+}
+
+static void assert_read_equals(struct storage *s, const char *path, uint64_t off, uint64_t len,
+                               const uint8_t *want, size_t want_len)
+{
+    struct buf got = BUF_INIT;
+    int rc = s->ops->read(s, path, off, len, to_buf, &got);
+    if (rc < 0)
+        fail_msg("read \"%s\": %s", path, err_message());
+    assert_int_equal(got.len, want_len);
+    if (want_len)
+        assert_memory_equal(got.data, want, want_len);
+    buf_free(&got);
+}
+
+/* --- tests -------------------------------------------------------------------------- */
+
+static void test_round_trips(void **state)
+{
+    (void)state;
+    struct storage *s = open_s3(endpoint, NULL);
+    const size_t sizes[] = {0, 1, MIB + 1, 40 * MIB, 5 * MIB, 10 * MIB + 7};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "rt/object-%zu", sizes[i]);
+        uint8_t *data = pattern(sizes[i], (unsigned)i);
+        if (write_chunks(s, path, data, sizes[i], 100003) < 0)
+            fail_msg("write %zu: %s", sizes[i], err_message());
+        assert_read_equals(s, path, 0, STORAGE_TO_END, data, sizes[i]);
+        struct storage_info info;
+        assert_int_equal(s->ops->info(s, path, &info), 0);
+        assert_int_equal(info.size, sizes[i]);
+        assert_true(info.mtime_us > (int64_t)1600000000 * 1000000);
+        free(data);
+    }
+    /* overwrite: readers see the new content */
+    uint8_t *a = pattern(1000, 7);
+    assert_int_equal(write_chunks(s, "rt/over", a, 1000, 1000), 0);
+    uint8_t *b = pattern(10, 8);
+    assert_int_equal(write_chunks(s, "rt/over", b, 10, 3), 0);
+    assert_read_equals(s, "rt/over", 0, STORAGE_TO_END, b, 10);
+    /* an aborted write leaves nothing, a multipart one included */
+    struct storage_write *w = s->ops->write_open(s, "rt/aborted", STORAGE_TO_END);
+    uint8_t *big = pattern(6 * MIB, 9);
+    assert_int_equal(s->ops->write_data(w, big, 6 * MIB), 0);
+    s->ops->write_abort(w);
+    struct storage_info info;
+    assert_int_equal(s->ops->info(s, "rt/aborted", &info), -ERR_NOT_FOUND);
+    free(a);
+    free(b);
+    free(big);
+    storage_free(s);
+}
+
+static void test_ranges(void **state)
+{
+    (void)state;
+    struct storage *s = open_s3(endpoint, NULL);
+    uint8_t *d = pattern(12 * MIB, 3); /* three parts of 5, 5, 2 MiB */
+    assert_int_equal(write_chunks(s, "range/obj", d, 12 * MIB, MIB), 0);
+    assert_read_equals(s, "range/obj", 10, 20, d + 10, 20);
+    assert_read_equals(s, "range/obj", 5 * MIB - 3, 7, d + 5 * MIB - 3, 7);
+    assert_read_equals(s, "range/obj", 12 * MIB - 10, STORAGE_TO_END, d + 12 * MIB - 10, 10);
+    assert_read_equals(s, "range/obj", 12 * MIB, STORAGE_TO_END, NULL, 0);
+    assert_read_equals(s, "range/obj", 100, 0, NULL, 0);
+
+    struct buf got = BUF_INIT;
+    assert_int_equal(s->ops->read(s, "range/obj", 12 * MIB - 5, 10, to_buf, &got), -ERR_INTEGRITY);
+    assert_string_equal(err_message(),
+                        "object \"pre/fix/range/obj\" in repository \"test\" is shorter than "
+                        "expected: wanted 10 bytes at offset 12582907, got 5");
+    buf_reset(&got);
+    assert_int_equal(s->ops->read(s, "range/obj", 13 * MIB, 5, to_buf, &got), -ERR_INTEGRITY);
+    assert_string_equal(err_message(), "range past the end of object \"pre/fix/range/obj\" in "
+                                       "repository \"test\": offset 13631488, size 12582912");
+    assert_int_equal(got.len, 0);
+    buf_free(&got);
+    free(d);
+    storage_free(s);
+}
+
+struct listed {
+    char **paths;
+    uint64_t *sizes;
+    size_t n, cap;
+};
+
+static int collect(void *ctx, const struct storage_info *info)
+{
+    struct listed *l = ctx;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->paths = xrealloc(l->paths, l->cap * sizeof(*l->paths));
+        l->sizes = xrealloc(l->sizes, l->cap * sizeof(*l->sizes));
+    }
+    l->paths[l->n] = xstrdup(info->path);
+    l->sizes[l->n++] = info->size;
+    return 0;
+}
+
+static void listed_free(struct listed *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->paths[i]);
+    free(l->paths);
+    free(l->sizes);
+    memset(l, 0, sizeof(*l));
+}
+
+static void test_list_pagination_and_batch_delete(void **state)
+{
+    (void)state;
+    struct storage *s = open_s3(endpoint, NULL);
+    enum { N = 2500 };
+    struct storage_s3_object *objs = xcalloc(N, sizeof(*objs));
+    char(*names)[32] = xcalloc(N, 32);
+    static const char filler[50] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM";
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], 32, "many/%05d", (i * 7919) % N); /* not in order */
+        objs[i] = (struct storage_s3_object){names[i], filler, (size_t)(i % 50)};
+    }
+    if (storage_s3_put_many(s, objs, N) < 0)
+        fail_msg("put_many: %s", err_message());
+    assert_int_equal(s->ops->write_data != NULL, 1);
+    uint8_t one = 'x';
+    assert_int_equal(write_chunks(s, "many0", &one, 1, 1), 0); /* prefix "many" not "many/" */
+
+    struct listed l = {0};
+    assert_int_equal(s->ops->list(s, "many/", collect, &l), 0);
+    assert_int_equal(l.n, N);
+    for (size_t i = 0; i < l.n; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "many/%05zu", i);
+        assert_string_equal(l.paths[i], want);
+    }
+    listed_free(&l);
+    assert_int_equal(s->ops->list(s, "many/012", collect, &l), 0);
+    assert_int_equal(l.n, 100);
+    listed_free(&l);
+    assert_int_equal(s->ops->list(s, "many", collect, &l), 0);
+    assert_int_equal(l.n, N + 1);
+    assert_string_equal(l.paths[N], "many0");
+    listed_free(&l);
+
+    const char **paths = xcalloc(N + 1, sizeof(*paths));
+    for (int i = 0; i < N; i++)
+        paths[i] = names[i];
+    paths[N] = "many/missing-is-fine";
+    assert_int_equal(storage_s3_remove_many(s, paths, N + 1), 0);
+    assert_int_equal(s->ops->list(s, "many", collect, &l), 0);
+    assert_int_equal(l.n, 1);
+    listed_free(&l);
+
+    assert_int_equal(s->ops->remove(s, "many0"), 0);
+    assert_int_equal(s->ops->remove(s, "many0"), 0); /* missing: not an error */
+    struct storage_info info;
+    assert_int_equal(s->ops->info(s, "many0", &info), -ERR_NOT_FOUND);
+    free(paths);
+    free(objs);
+    free(names);
+    storage_free(s);
+}
+
+static void test_missing_key_and_bucket(void **state)
+{
+    (void)state;
+    struct storage *s = open_s3(endpoint, NULL);
+    struct buf got = BUF_INIT;
+    assert_int_equal(s->ops->read(s, "no/such", 0, STORAGE_TO_END, to_buf, &got), -ERR_NOT_FOUND);
+    assert_string_equal(err_message(), "object \"pre/fix/no/such\" does not exist in repository "
+                                       "\"test\" (NoSuchKey: The specified key does not exist)");
+    struct storage_info info;
+    assert_int_equal(s->ops->info(s, "no/such", &info), -ERR_NOT_FOUND);
+    assert_string_equal(err_message(),
+                        "object \"pre/fix/no/such\" does not exist in repository \"test\" "
+                        "(HTTP 404)");
+    storage_free(s);
+
+    struct storage_s3_options o = base_options(endpoint);
+    o.bucket = "no-such-bucket";
+    s = storage_s3_new(&o);
+    assert_int_equal(s->ops->read(s, "x", 0, STORAGE_TO_END, to_buf, &got), -ERR_NOT_FOUND);
+    assert_string_equal(err_message(), "bucket \"no-such-bucket\" of repository \"test\" does "
+                                       "not exist (NoSuchBucket: The specified bucket does not "
+                                       "exist)");
+    assert_string_equal(err_hint_text(),
+                        "create the bucket, or correct the bucket name of repository \"test\"");
+    struct listed l = {0};
+    assert_int_equal(s->ops->list(s, "", collect, &l), -ERR_NOT_FOUND);
+    assert_non_null(strstr(err_message(), "bucket \"no-such-bucket\""));
+    assert_int_equal(s->ops->remove(s, "x"), -ERR_NOT_FOUND);
+    assert_int_equal(write_chunks(s, "x", (const uint8_t *)"abc", 3, 3), -ERR_NOT_FOUND);
+    assert_int_equal(got.len, 0);
+    buf_free(&got);
+    storage_free(s);
+}
+
+static void test_wrong_access_key(void **state)
+{
+    (void)state;
+    struct storage_s3_options o = base_options(endpoint);
+    o.access_key_id = "NOTAKEY";
+    struct storage *s = storage_s3_new(&o);
+    assert_int_equal(write_chunks(s, "k", (const uint8_t *)"abc", 3, 3), -ERR_AUTH);
+    assert_string_equal(err_message(),
+                        "s3 PUT of object \"pre/fix/k\" in repository \"test\" refused: "
+                        "InvalidAccessKeyId: The AWS Access Key Id you provided does not exist "
+                        "in our records");
+    assert_non_null(err_hint_text());
+    storage_free(s);
+}
+
+static void test_bad_options(void **state)
+{
+    (void)state;
+    struct storage_s3_options o = base_options("ftp://x");
+    assert_null(storage_s3_new(&o));
+    assert_int_equal(err_kind(), ERR_CONFIG);
+    o = base_options(endpoint);
+    o.part_size = MIB;
+    assert_null(storage_s3_new(&o));
+    assert_string_equal(err_message(),
+                        "repository \"test\": part size 1048576 is outside 5 MiB to 5 GiB");
+}
+
+static void test_special_keys(void **state)
+{
+    (void)state;
+    struct storage *s = open_s3(endpoint, NULL);
+    const char *keys[] = {"sp/a b",        "sp/plus+sign",
+                          "sp/eq=ual&amp", "sp/caf\xc3\xa9/\xe2\x82\xac",
+                          "sp/tilde~_-.x", "sp/lt<gt>\"quote'"};
+    size_t n = sizeof(keys) / sizeof(keys[0]);
+    for (size_t i = 0; i < n; i++) {
+        if (write_chunks(s, keys[i], (const uint8_t *)keys[i], strlen(keys[i]), 4) < 0)
+            fail_msg("write \"%s\": %s", keys[i], err_message());
+        assert_read_equals(s, keys[i], 0, STORAGE_TO_END, (const uint8_t *)keys[i],
+                           strlen(keys[i]));
+    }
+    struct listed l = {0};
+    assert_int_equal(s->ops->list(s, "sp/", collect, &l), 0);
+    assert_int_equal(l.n, n);
+    for (size_t i = 0; i < n; i++) {
+        bool found = false;
+        for (size_t j = 0; j < l.n; j++)
+            found = found || (strcmp(l.paths[j], keys[i]) == 0 && l.sizes[j] == strlen(keys[i]));
+        if (!found)
+            fail_msg("\"%s\" not listed back", keys[i]);
+    }
+    for (size_t j = 1; j < l.n; j++)
+        assert_true(strcmp(l.paths[j - 1], l.paths[j]) < 0);
+    listed_free(&l);
+    assert_int_equal(storage_s3_remove_many(s, keys, n), 0);
+    assert_int_equal(s->ops->list(s, "sp/", collect, &l), 0);
+    assert_int_equal(l.n, 0);
+    storage_free(s);
+}
+
+static void test_parallel_concurrency(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    struct storage_s3_object objs[N];
+    char names[2][N][32];
+    uint8_t *data[N];
+    struct listed l[2] = {{0}};
+    for (int c = 0; c < 2; c++) {
+        struct storage_s3_options o = base_options(endpoint);
+        o.concurrency = c == 0 ? 1 : 16;
+        struct storage *s = storage_s3_new(&o);
+        for (int i = 0; i < N; i++) {
+            if (c == 0)
+                data[i] = pattern((size_t)i * 97, (unsigned)i);
+            snprintf(names[c][i], 32, "par%d/obj-%03d", c, i);
+            objs[i] = (struct storage_s3_object){names[c][i], data[i], (size_t)i * 97};
+        }
+        if (storage_s3_put_many(s, objs, N) < 0)
+            fail_msg("put_many at concurrency %d: %s", o.concurrency, err_message());
+        char prefix[24];
+        snprintf(prefix, sizeof(prefix), "par%d/", c);
+        assert_int_equal(s->ops->list(s, prefix, collect, &l[c]), 0);
+        assert_int_equal(l[c].n, N);
+        for (int i = 0; i < N; i++)
+            assert_read_equals(s, names[c][i], 0, STORAGE_TO_END, data[i], (size_t)i * 97);
+        storage_free(s);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_string_equal(l[0].paths[i] + 5, l[1].paths[i] + 5);
+        assert_int_equal(l[0].sizes[i], l[1].sizes[i]);
+        free(data[i]);
+    }
+    listed_free(&l[0]);
+    listed_free(&l[1]);
+}
+
+static void test_https(void **state)
+{
+    (void)state;
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && "
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+             "-subj /CN=pgark-test-ca && "
+             "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+             "-subj /CN=127.0.0.1 && "
+             "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ext.cnf && "
+             "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out server.pem -days 2 -extfile ext.cnf",
+             tmpdir);
+    char full[2200];
+    snprintf(full, sizeof(full), "(%s) >/dev/null 2>&1", cmd);
+    assert_int_equal(system(full), 0);
+    char key[128], cert[128], ca[128], ep[64];
+    snprintf(key, sizeof(key), "%s/server.key", tmpdir);
+    snprintf(cert, sizeof(cert), "%s/server.pem", tmpdir);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", tmpdir);
+    assert_int_equal(server_start(&tls, key, cert), 0);
+    snprintf(ep, sizeof(ep), "https://127.0.0.1:%d", tls.port);
+
+    struct storage *s = open_s3(ep, ca);
+    if (create_bucket(s) < 0)
+        fail_msg("create bucket over https: %s", err_message());
+    uint8_t *d = pattern(MIB, 11);
+    assert_int_equal(write_chunks(s, "tls/obj", d, MIB, 65536), 0);
+    assert_read_equals(s, "tls/obj", 0, STORAGE_TO_END, d, MIB);
+    storage_free(s);
+
+    s = open_s3(ep, NULL); /* the system store does not know this CA */
+    struct buf got = BUF_INIT;
+    assert_int_equal(s->ops->read(s, "tls/obj", 0, STORAGE_TO_END, to_buf, &got), -ERR_CONNECT);
+    assert_non_null(strstr(err_message(), "repository \"test\""));
+    assert_non_null(strstr(err_message(), "certificate"));
+    assert_int_equal(got.len, 0);
+    buf_free(&got);
+    free(d);
+    storage_free(s);
+    server_stop(&tls);
+}
+
+static void test_fault_slowdown_retried(void **state)
+{
+    (void)state;
+    struct faultproxy *fp = faultproxy_start(plain.port);
+    assert_non_null(fp);
+    char ep[64];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", faultproxy_port(fp));
+    struct storage *s = open_s3(ep, NULL);
+    s->retries = 4;
+    s->retry_base_ms = 5;
+    uint8_t *d = pattern(300000, 5);
+
+    faultproxy_set(fp, FAULTPROXY_SLOWDOWN, 3, 0);
+    int before = faultproxy_requests(fp);
+    if (write_chunks(s, "fault/slow", d, 300000, 65536) < 0)
+        fail_msg("put through 3 SlowDown answers: %s", err_message());
+    assert_int_equal(faultproxy_faults(fp), 3);
+    assert_int_equal(faultproxy_requests(fp) - before, 4); /* 3 refused + 1 stored */
+    faultproxy_set(fp, FAULTPROXY_SLOWDOWN, 2, 0);
+    assert_read_equals(s, "fault/slow", 0, STORAGE_TO_END, d, 300000);
+    assert_int_equal(faultproxy_faults(fp), 5);
+
+    /* more SlowDown than retries: a transient error naming the repository */
+    faultproxy_set(fp, FAULTPROXY_SLOWDOWN, 10, 0);
+    s->retries = 2;
+    struct storage_info info;
+    assert_int_equal(s->ops->info(s, "fault/slow", &info), -ERR_TRANSIENT);
+    assert_string_equal(err_message(), "s3 HEAD of object \"pre/fix/fault/slow\" in repository "
+                                       "\"test\" failed: HTTP 503");
+    assert_int_equal(faultproxy_faults(fp), 8);
+    faultproxy_set(fp, FAULTPROXY_PASS, 0, 0);
+
+    /* parallel PUTs retry on their own */
+    faultproxy_set(fp, FAULTPROXY_SLOWDOWN, 5, 0);
+    s->retries = 6;
+    struct storage_s3_object objs[20];
+    char names[20][32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(names[i], 32, "fault/par-%02d", i);
+        objs[i] = (struct storage_s3_object){names[i], d, (size_t)i * 1000};
+    }
+    if (storage_s3_put_many(s, objs, 20) < 0)
+        fail_msg("put_many through SlowDown: %s", err_message());
+    assert_int_equal(faultproxy_faults(fp), 13);
+    for (int i = 0; i < 20; i++)
+        assert_read_equals(s, names[i], 0, STORAGE_TO_END, d, (size_t)i * 1000);
+    free(d);
+    storage_free(s);
+    faultproxy_stop(fp);
+}
+
+static void test_fault_reset_mid_upload(void **state)
+{
+    (void)state;
+    struct faultproxy *fp = faultproxy_start(plain.port);
+    assert_non_null(fp);
+    char ep[64];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", faultproxy_port(fp));
+    struct storage *s = open_s3(ep, NULL);
+    s->retry_base_ms = 5;
+    size_t len = 12 * MIB;
+    uint8_t *d = pattern(len, 6);
+    /* single PUT cut after 100 KB, then a multipart whose parts get cut after 1 MiB */
+    faultproxy_set(fp, FAULTPROXY_RESET, 1, 100000);
+    assert_int_equal(write_chunks(s, "fault/reset-small", d, MIB, 4096), 0);
+    assert_int_equal(faultproxy_faults(fp), 1);
+    faultproxy_set(fp, FAULTPROXY_RESET, 0, 0);
+    assert_read_equals(s, "fault/reset-small", 0, STORAGE_TO_END, d, MIB);
+
+    struct storage_write *w = s->ops->write_open(s, "fault/reset-big", len);
+    assert_int_equal(w != NULL, 1);
+    assert_int_equal(s->ops->write_data(w, d, 5 * MIB), 0);
+    faultproxy_set(fp, FAULTPROXY_RESET, 2, MIB); /* hits the upload of part 1 twice */
+    assert_int_equal(s->ops->write_data(w, d + 5 * MIB, len - 5 * MIB), 0);
+    if (s->ops->write_commit(w) < 0)
+        fail_msg("commit after resets: %s", err_message());
+    assert_int_equal(faultproxy_faults(fp), 3);
+    assert_read_equals(s, "fault/reset-big", 0, STORAGE_TO_END, d, len);
+    free(d);
+    storage_free(s);
+    faultproxy_stop(fp);
+}
+
+static void test_fault_hang_bounded(void **state)
+{
+    (void)state;
+    struct faultproxy *fp = faultproxy_start(plain.port);
+    assert_non_null(fp);
+    char ep[64];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", faultproxy_port(fp));
+    struct storage_s3_options o = base_options(ep);
+    o.low_speed_time_s = 1;
+    o.connect_timeout_ms = 1000;
+    struct storage *s = storage_s3_new(&o);
+    s->retries = 1;
+    s->retry_base_ms = 10;
+    faultproxy_set(fp, FAULTPROXY_HANG, 0, 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct buf got = BUF_INIT;
+    int rc = s->ops->read(s, "anything", 0, STORAGE_TO_END, to_buf, &got);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_int_equal(rc, -ERR_TRANSIENT);
+    assert_true(strncmp(err_message(), "repository \"test\": GET \"http://127.0.0.1:", 40) == 0);
+    if (!strstr(err_message(), "Operation too slow"))
+        fail_msg("unexpected: %s", err_message());
+    assert_true(secs >= 1.5 && secs < 8.0); /* two attempts of ~1 s, not 30 s each */
+    assert_int_equal(faultproxy_faults(fp), 2);
+    buf_free(&got);
+    storage_free(s);
+    faultproxy_stop(fp);
+}
+
+static void test_no_secrets_in_logs(void **state)
+{
+    (void)state;
+    char *logtext = NULL;
+    size_t loglen = 0;
+    FILE *mem = open_memstream(&logtext, &loglen);
+    const char *secret = "Sup3rS3cretKeyValue/ForLogTest+xyz";
+    const char *token = "SessionTokenValueThatMustNotLeak0123456789";
+    log_set_stream(mem);
+    log_set_level(LOG_DEBUG);
+
+    struct storage_s3_options o = base_options(endpoint);
+    o.secret_access_key = secret;
+    o.session_token = token;
+    struct storage *s = storage_s3_new(&o);
+    s->retry_base_ms = 1;
+    uint8_t *d = pattern(6 * MIB, 12);
+    assert_int_equal(write_chunks(s, "log/obj", d, 6 * MIB, MIB), 0);
+    assert_read_equals(s, "log/obj", 3, 10, d + 3, 10);
+    struct listed l = {0};
+    assert_int_equal(s->ops->list(s, "log/", collect, &l), 0);
+    listed_free(&l);
+    const char *keys[] = {"log/obj"};
+    assert_int_equal(storage_s3_remove_many(s, keys, 1), 0);
+    /* failures too: the error text and its retries are logged */
+    struct faultproxy *fp = faultproxy_start(plain.port);
+    char ep[64];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", faultproxy_port(fp));
+    o.endpoint = ep;
+    struct storage *s2 = storage_s3_new(&o);
+    s2->retry_base_ms = 1;
+    s2->retries = 1;
+    faultproxy_set(fp, FAULTPROXY_SLOWDOWN, 5, 0);
+    struct storage_info info;
+    assert_int_equal(s2->ops->info(s2, "log/x", &info), -ERR_TRANSIENT);
+    char *errtext = err_format();
+    log_error("%s", errtext);
+    faultproxy_stop(fp);
+
+    log_set_stream(NULL);
+    log_set_level(LOG_INFO);
+    fclose(mem);
+    assert_non_null(strstr(logtext, "http: PUT "));
+    assert_non_null(strstr(logtext, "retrying s3 HEAD"));
+    const char *forbidden[] = {
+        secret, token, "Signature=", "AWS4-HMAC-SHA256", "Credential=", "x-amz-security-token"};
+    for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++) {
+        if (strstr(logtext, forbidden[i]) || strstr(errtext, forbidden[i]))
+            fail_msg("\"%s\" appears in the log", forbidden[i]);
+    }
+    free(errtext);
+    free(logtext);
+    free(d);
+    storage_free(s);
+    storage_free(s2);
+}
+
+/* --- the shared driver suite, unchanged, against s3rver ----------------------------- */
+
+struct suite_ctx {
+    int serial;
+};
+
+static struct storage *suite_create(void *ctx)
+{
+    struct suite_ctx *c = ctx;
+    struct storage_s3_options o = base_options(endpoint);
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "suite/%d/", ++c->serial);
+    o.prefix = prefix;
+    struct storage *s = storage_s3_new(&o);
+    if (s)
+        s->retry_base_ms = 10;
+    return s;
+}
+
+static int collect_path(void *ctx, const struct storage_info *info)
+{
+    struct listed *l = ctx;
+    l->paths = xrealloc(l->paths, (l->n + 1) * sizeof(*l->paths));
+    l->paths[l->n++] = xstrdup(info->path);
+    return 0;
+}
+
+static void suite_destroy(struct storage *s, void *ctx)
+{
+    (void)ctx;
+    if (!s)
+        return;
+    struct listed l = {0};
+    if (storage_list(s, "", collect_path, &l) == 0 && l.n)
+        storage_s3_remove_many(s, (const char *const *)l.paths, l.n);
+    err_clear();
+    listed_free(&l);
+    storage_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_round_trips),
+        cmocka_unit_test(test_ranges),
+        cmocka_unit_test(test_list_pagination_and_batch_delete),
+        cmocka_unit_test(test_missing_key_and_bucket),
+        cmocka_unit_test(test_wrong_access_key),
+        cmocka_unit_test(test_special_keys),
+        cmocka_unit_test(test_parallel_concurrency),
+        cmocka_unit_test(test_https),
+        cmocka_unit_test(test_fault_slowdown_retried),
+        cmocka_unit_test(test_fault_reset_mid_upload),
+        cmocka_unit_test(test_fault_hang_bounded),
+        cmocka_unit_test(test_no_secrets_in_logs),
+    };
+    if (group_setup(NULL) != 0) {
+        printf("1..1\nnot ok 1 - s3rver could not be started (see above)\n");
+        return 1;
+    }
+    struct suite_ctx ctx = {0};
+    struct storage_suite_target target = {"s3", suite_create, suite_destroy, &ctx};
+    int rc = storage_suite_run(&target, tests, sizeof(tests) / sizeof(tests[0]));
+    group_teardown(NULL);
+    return rc;
+}

@@ -1,0 +1,444 @@
+/* test_walindex.c — the time index written by every WAL push, and its look-ups.
+ *
+ * Real PostgreSQL 15 WAL (the waldecode fixture: segments 0/900000 and 0/A00000 of a
+ * 1 MiB-segment cluster, see test_waldecode.c for where the expected values come from)
+ * pushed through repo_wal_push_fd / repo_wal_push_partial_fd into a posix repository;
+ * the index read back must tell the commits PostgreSQL made, and a segment that does
+ * not decode must still be archived.
+ */
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/repo.h"
+#include "pgark/storage.h"
+#include "pgark/units.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <zstd.h>
+
+#define SEG (1024 * 1024)
+#define SYSID UINT64_C(7712208971608537675)
+#define SEG9_NAME "000000010000000000000009"
+#define SEGA_NAME "00000001000000000000000A"
+#define BIG_COMMIT UINT64_C(0x9FE878)
+/* Commit times as PostgreSQL reported them (pg_xact_commit_timestamp), in Unix us. */
+#define T(pg) (INT64_C(pg) + PG_EPOCH_OFFSET_US)
+#define T725 T(848953780246677)
+#define T734 T(848953780473837)
+#define T3736 T(848953780546087)
+#define T3737 T(848953780564230)
+
+static uint8_t *wal; /* segments 9 and A back to back */
+
+static FILE *open_fixture(const char *name)
+{
+    char path[PATH_MAX + 64];
+    const char *env = getenv("PGARK_UNIT_DATA");
+    if (env) {
+        snprintf(path, sizeof(path), "%s/%s", env, name);
+        return fopen(path, "rb");
+    }
+    FILE *f;
+    snprintf(path, sizeof(path), "tests/unit/data/%s", name);
+    if ((f = fopen(path, "rb")))
+        return f;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return NULL;
+    exe[n] = '\0';
+    for (int up = 0; up < 5; up++) {
+        char *slash = strrchr(exe, '/');
+        if (!slash)
+            break;
+        *slash = '\0';
+        snprintf(path, sizeof(path), "%s/tests/unit/data/%s", exe, name);
+        if ((f = fopen(path, "rb")))
+            return f;
+    }
+    return NULL;
+}
+
+static void load_segment(const char *name, uint8_t *dst)
+{
+    FILE *f = open_fixture(name);
+    if (!f) {
+        fprintf(stderr, "cannot find fixture \"%s\" (set PGARK_UNIT_DATA)\n", name);
+        exit(1);
+    }
+    uint8_t *comp = malloc(1 << 20);
+    size_t n = fread(comp, 1, 1 << 20, f);
+    fclose(f);
+    size_t got = ZSTD_decompress(dst, SEG, comp, n);
+    free(comp);
+    if (ZSTD_isError(got) || got != SEG) {
+        fprintf(stderr, "fixture \"%s\" does not decompress to one segment\n", name);
+        exit(1);
+    }
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    wal = malloc(2 * SEG);
+    load_segment("waldecode-000000010000000000000009.zst", wal);
+    load_segment("waldecode-00000001000000000000000A.zst", wal + SEG);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    free(wal);
+    return 0;
+}
+
+/* ---- a fresh repository per test ------------------------------------------------------ */
+
+struct fx {
+    char dir[64];
+    char file[96]; /* scratch file holding what is pushed */
+    struct storage *s;
+    struct repo *r;
+    FILE *log;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/pgark-walindex-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->file, sizeof(f->file), "%s/wal.bin", f->dir);
+    char root[96];
+    snprintf(root, sizeof(root), "%s/repo", f->dir);
+    f->s = storage_posix_new("local", root);
+    struct repo_options o = {.cluster = "main", .compress_level = 1};
+    struct repo_identity id = {.system_identifier = SYSID, .pg_major = 15, .seg_size = SEG};
+    f->r = repo_open(f->s, &o, &id, true);
+    if (!f->r)
+        return -1;
+    f->log = tmpfile();
+    log_set_stream(f->log);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char cmd[160];
+    log_set_stream(stderr);
+    fclose(f->log);
+    repo_close(f->r);
+    storage_free(f->s);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    if (system(cmd) != 0)
+        return -1;
+    free(f);
+    err_clear();
+    return 0;
+}
+
+/* Write len bytes to the scratch file; returns an fd open on it. */
+static int scratch(struct fx *f, const uint8_t *data, size_t len)
+{
+    int fd = open(f->file, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    return fd;
+}
+
+static int push(struct fx *f, const char *name, const uint8_t *data)
+{
+    int fd = scratch(f, data, SEG);
+    int rc = repo_wal_push_fd(f->r, name, fd, SEG);
+    close(fd);
+    return rc;
+}
+
+static int push_partial(struct fx *f, const char *name, const uint8_t *data, size_t len)
+{
+    int fd = scratch(f, data, len);
+    int rc = repo_wal_push_partial_fd(f->r, name, fd, len);
+    close(fd);
+    return rc;
+}
+
+static char *log_text(struct fx *f)
+{
+    static char text[8192];
+    fflush(f->log);
+    rewind(f->log);
+    size_t n = fread(text, 1, sizeof(text) - 1, f->log);
+    text[n] = '\0';
+    return text;
+}
+
+static bool object_exists(struct fx *f, const char *rel)
+{
+    char path[256];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/repo/main/%s", f->dir, rel);
+    return stat(path, &st) == 0;
+}
+
+/* ---- tests ---------------------------------------------------------------------------- */
+
+/* Segment 9 alone: nine commits (725..732 and the prepared 734), the abort of 733, the
+ * restore point; the big commit 735 starts here but ends in A, so it is in neither. */
+static void test_index_of_complete_segment(void **state)
+{
+    struct fx *f = *state;
+    struct repo_wal_index ix;
+    assert_int_equal(push(f, SEG9_NAME, wal), 0);
+    assert_true(object_exists(f, "wal/00000001/" SEG9_NAME));
+    assert_int_equal(repo_wal_index_get(f->r, 1, SEG9_NAME, &ix), 0);
+    assert_int_equal(ix.tli, 1);
+    assert_int_equal(ix.segno, 9);
+    assert_false(ix.partial);
+    assert_int_equal(ix.bytes, SEG);
+    assert_int_equal(ix.commits, 9);
+    assert_int_equal(ix.aborts, 1);
+    assert_int_equal(ix.first_commit.xid, 725);
+    assert_int_equal(ix.first_commit.lsn, 0x902618);
+    assert_int_equal(ix.first_commit.end_lsn, 0x902640);
+    assert_int_equal(ix.first_commit.time_us, T725);
+    assert_int_equal(ix.last_commit.xid, 734);
+    assert_int_equal(ix.last_commit.lsn, 0x91FA70);
+    assert_int_equal(ix.last_commit.time_us, T734);
+    assert_int_equal(ix.nrestore_points, 1);
+    assert_string_equal(ix.restore_points[0].name, "before_drop");
+    assert_int_equal(ix.restore_points[0].lsn, 0x902800);
+    assert_int_equal(ix.restore_points[0].end_lsn, 0x902868);
+    assert_true(ix.restore_points[0].time_us > T(848953780333960) &&
+                ix.restore_points[0].time_us < T(848953780397840));
+    assert_false(ix.switch_seen);
+    assert_false(ix.end_of_wal);
+    assert_int_equal(ix.end_lsn, BIG_COMMIT); /* the last complete record ends there */
+    repo_wal_index_free(&ix);
+    assert_string_equal(log_text(f), "");
+}
+
+/* Segment A: the two commits after the big one, then pg_switch_wal(). */
+static void test_index_with_switch(void **state)
+{
+    struct fx *f = *state;
+    struct repo_wal_index ix;
+    assert_int_equal(push(f, SEGA_NAME, wal + SEG), 0);
+    assert_int_equal(repo_wal_index_get(f->r, 1, SEGA_NAME, &ix), 0);
+    assert_int_equal(ix.commits, 2);
+    assert_int_equal(ix.aborts, 0);
+    assert_int_equal(ix.first_commit.xid, 3736);
+    assert_int_equal(ix.first_commit.time_us, T3736);
+    assert_int_equal(ix.last_commit.xid, 3737);
+    assert_int_equal(ix.last_commit.lsn, 0xA01868);
+    assert_int_equal(ix.last_commit.time_us, T3737);
+    assert_int_equal(ix.nrestore_points, 0);
+    assert_true(ix.switch_seen);
+    assert_int_equal(ix.switch_lsn, 0xA01890);
+    assert_false(ix.end_of_wal);
+    assert_int_equal(ix.end_lsn, 0xB00000);
+    repo_wal_index_free(&ix);
+}
+
+/* The partial copy gets its own index, describing exactly the bytes pushed, and a
+ * newer partial replaces it. */
+static void test_partial_index(void **state)
+{
+    struct fx *f = *state;
+    struct repo_wal_index ix;
+    /* 0x3000 bytes hold commits 725..729 and the restore point. */
+    assert_int_equal(push_partial(f, SEG9_NAME, wal, 0x3000), 0);
+    assert_int_equal(repo_wal_index_get(f->r, 1, SEG9_NAME ".partial", &ix), 0);
+    assert_true(ix.partial);
+    assert_int_equal(ix.bytes, 0x3000);
+    assert_int_equal(ix.commits, 5);
+    assert_int_equal(ix.last_commit.xid, 729);
+    assert_int_equal(ix.nrestore_points, 1);
+    repo_wal_index_free(&ix);
+    /* No complete segment yet: no plain index. */
+    assert_int_equal(repo_wal_index_get(f->r, 1, SEG9_NAME, &ix), -ERR_NOT_FOUND);
+    err_clear();
+
+    assert_int_equal(push_partial(f, SEG9_NAME, wal, 0x20000), 0);
+    assert_int_equal(repo_wal_index_get(f->r, 1, SEG9_NAME ".partial", &ix), 0);
+    assert_int_equal(ix.bytes, 0x20000);
+    assert_int_equal(ix.commits, 9);
+    assert_int_equal(ix.aborts, 1);
+    assert_int_equal(ix.last_commit.xid, 734);
+    repo_wal_index_free(&ix);
+}
+
+/* Finding the segment a time target needs, and the newest commit. */
+static void test_find_time_and_latest(void **state)
+{
+    struct fx *f = *state;
+    struct repo_wal_index ix;
+    assert_int_equal(push(f, SEG9_NAME, wal), 0);
+    assert_int_equal(push(f, SEGA_NAME, wal + SEG), 0);
+
+    assert_int_equal(repo_wal_index_find_time(f->r, 1, T725 - 3600000000LL, &ix), 0);
+    assert_int_equal(ix.segno, 9);
+    repo_wal_index_free(&ix);
+    assert_int_equal(repo_wal_index_find_time(f->r, 1, T734, &ix), 0);
+    assert_int_equal(ix.segno, 9); /* inclusive */
+    repo_wal_index_free(&ix);
+    assert_int_equal(repo_wal_index_find_time(f->r, 1, T734 + 1, &ix), 0);
+    assert_int_equal(ix.segno, 10);
+    assert_false(ix.partial);
+    repo_wal_index_free(&ix);
+    assert_int_equal(repo_wal_index_find_time(f->r, 1, T3737 + 1, &ix), -ERR_NOT_FOUND);
+    char when[48];
+    char *want = NULL;
+    time_format_pg(T3737 + 1, when, sizeof(when));
+    if (asprintf(&want, "no commit at or after %s on timeline 1 in repository \"local\"", when) < 0)
+        fail();
+    assert_string_equal(err_message(), want);
+    free(want);
+    err_clear();
+    assert_int_equal(repo_wal_index_find_time(f->r, 2, T725, &ix), -ERR_NOT_FOUND);
+    err_clear();
+
+    assert_int_equal(repo_wal_index_latest(f->r, 1, &ix), 0);
+    assert_int_equal(ix.segno, 10);
+    assert_int_equal(ix.last_commit.xid, 3737);
+    repo_wal_index_free(&ix);
+    assert_int_equal(repo_wal_index_latest(f->r, 2, &ix), -ERR_NOT_FOUND);
+    err_clear();
+}
+
+/* A newer partial after the complete segments counts for "latest" and for targets
+ * past the last complete segment. */
+static void test_partial_is_newest(void **state)
+{
+    struct fx *f = *state;
+    struct repo_wal_index ix;
+    assert_int_equal(push(f, SEG9_NAME, wal), 0);
+    assert_int_equal(push_partial(f, SEGA_NAME, wal + SEG, 0x1000), 0); /* no commit yet */
+    assert_int_equal(repo_wal_index_latest(f->r, 1, &ix), 0);
+    assert_int_equal(ix.segno, 9);
+    repo_wal_index_free(&ix);
+    assert_int_equal(push_partial(f, SEGA_NAME, wal + SEG, 0x1900), 0);
+    assert_int_equal(repo_wal_index_latest(f->r, 1, &ix), 0);
+    assert_int_equal(ix.segno, 10);
+    assert_true(ix.partial);
+    assert_int_equal(ix.last_commit.xid, 3737);
+    repo_wal_index_free(&ix);
+    assert_int_equal(repo_wal_index_find_time(f->r, 1, T3736, &ix), 0);
+    assert_int_equal(ix.segno, 10);
+    assert_true(ix.partial);
+    repo_wal_index_free(&ix);
+}
+
+/* A segment whose records fail their CRC is archived all the same, without an index,
+ * and the warning says why. */
+static void test_undecodable_segment_is_archived(void **state)
+{
+    struct fx *f = *state;
+    struct repo_wal_index ix;
+    uint8_t *copy = malloc(SEG);
+    memcpy(copy, wal, SEG);
+    copy[0x26F8 + 28] ^= 0x10; /* inside the commit of xid 727 */
+    assert_int_equal(push(f, SEG9_NAME, copy), 0);
+    assert_true(object_exists(f, "wal/00000001/" SEG9_NAME));
+    assert_false(object_exists(f, "wal/00000001/" SEG9_NAME ".idx"));
+    assert_int_equal(repo_wal_index_get(f->r, 1, SEG9_NAME, &ix), -ERR_NOT_FOUND);
+    err_clear();
+    const char *log = log_text(f);
+    assert_non_null(strstr(log, "segment " SEG9_NAME " in repository \"local\" does not decode, so "
+                                "it has no time index: invalid WAL record at 0/9026F8: checksum "
+                                "mismatch"));
+    /* What was archived is the bytes given, not something "repaired". */
+    uint8_t *got = NULL;
+    size_t len = 0;
+    assert_int_equal(repo_get_all(f->r, "wal/00000001/" SEG9_NAME, &got, &len), 0);
+    assert_int_equal(len, SEG);
+    assert_memory_equal(got, copy, SEG);
+    free(got);
+    free(copy);
+}
+
+/* Re-pushing an archived segment whose index is missing (a push cut short before it)
+ * stores the index; a different segment under that name is still refused. */
+static void test_repush_restores_index(void **state)
+{
+    struct fx *f = *state;
+    struct repo_wal_index ix;
+    char path[256];
+    assert_int_equal(push(f, SEG9_NAME, wal), 0);
+    snprintf(path, sizeof(path), "%s/repo/main/wal/00000001/" SEG9_NAME ".idx", f->dir);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(push(f, SEG9_NAME, wal), 0);
+    assert_int_equal(repo_wal_index_get(f->r, 1, SEG9_NAME, &ix), 0);
+    assert_int_equal(ix.commits, 9);
+    repo_wal_index_free(&ix);
+    assert_int_equal(push(f, SEG9_NAME, wal + SEG), -ERR_EXISTS);
+    err_clear();
+}
+
+/* A damaged index is an integrity error on its own, and look-ups pass over it. */
+static void test_damaged_index(void **state)
+{
+    struct fx *f = *state;
+    struct repo_wal_index ix;
+    char path[256];
+    assert_int_equal(push(f, SEG9_NAME, wal), 0);
+    assert_int_equal(push(f, SEGA_NAME, wal + SEG), 0);
+    snprintf(path, sizeof(path), "%s/repo/main/wal/00000001/" SEGA_NAME ".idx", f->dir);
+    FILE *o = fopen(path, "r+b");
+    assert_non_null(o);
+    assert_int_equal(fseek(o, 40, SEEK_SET), 0);
+    int c = fgetc(o);
+    assert_int_equal(fseek(o, 40, SEEK_SET), 0);
+    fputc(c ^ 0x40, o);
+    fclose(o);
+    assert_int_equal(repo_wal_index_get(f->r, 1, SEGA_NAME, &ix), -ERR_INTEGRITY);
+    char *text = err_format();
+    assert_non_null(strstr(text, "wal/00000001/" SEGA_NAME ".idx"));
+    assert_non_null(strstr(text, "repository \"local\""));
+    free(text);
+    err_clear();
+    assert_int_equal(repo_wal_index_latest(f->r, 1, &ix), 0);
+    assert_int_equal(ix.segno, 9);
+    repo_wal_index_free(&ix);
+    assert_non_null(strstr(log_text(f), "skipping the time index of " SEGA_NAME));
+}
+
+static void test_bad_arguments(void **state)
+{
+    struct fx *f = *state;
+    struct repo_wal_index ix;
+    assert_int_equal(push(f, SEG9_NAME, wal), 0);
+    assert_int_equal(repo_wal_index_get(f->r, 2, SEG9_NAME, &ix), -ERR_USAGE);
+    assert_string_equal(err_message(), "segment \"" SEG9_NAME "\" is not on timeline 2");
+    assert_int_equal(repo_wal_index_get(f->r, 1, "00000001000000000000009", &ix), -ERR_USAGE);
+    err_clear();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_index_of_complete_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_with_switch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partial_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_time_and_latest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partial_is_newest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_undecodable_segment_is_archived, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repush_restores_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
