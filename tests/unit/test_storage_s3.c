@@ -283,13 +283,38 @@ static void test_ranges(void **state)
 
     struct buf got = BUF_INIT;
     assert_int_equal(s->ops->read(s, "range/obj", 12 * MIB - 5, 10, to_buf, &got), -ERR_INTEGRITY);
+    /* the size comes from the 206's Content-Range, as the 416's from its error body */
     assert_string_equal(err_message(),
-                        "object \"pre/fix/range/obj\" in repository \"test\" is shorter than "
-                        "expected: wanted 10 bytes at offset 12582907, got 5");
+                        "object \"pre/fix/range/obj\" in repository \"test\" is truncated: "
+                        "reading 10 bytes at offset 12582907 but its size is 12582912");
     buf_reset(&got);
     assert_int_equal(s->ops->read(s, "range/obj", 13 * MIB, 5, to_buf, &got), -ERR_INTEGRITY);
-    assert_string_equal(err_message(), "range past the end of object \"pre/fix/range/obj\" in "
-                                       "repository \"test\": offset 13631488, size 12582912");
+    assert_string_equal(err_message(),
+                        "object \"pre/fix/range/obj\" in repository \"test\" is truncated: "
+                        "reading 5 bytes at offset 13631488 but its size is 12582912");
+    assert_int_equal(s->ops->read(s, "range/obj", 12 * MIB + 1, STORAGE_TO_END, to_buf, &got),
+                     -ERR_INTEGRITY);
+    assert_string_equal(err_message(),
+                        "object \"pre/fix/range/obj\" in repository \"test\" is truncated: "
+                        "reading from offset 12582913 but its size is 12582912");
+    assert_int_equal(got.len, 0);
+
+    /* An empty object: s3rver answers a range of it with "206, Content-Range: bytes
+     * 0-0/0, Content-Length: 1" and no byte; that is seen at once from the headers,
+     * not after the server drops the connection (5 s) on each retry. */
+    assert_int_equal(write_chunks(s, "range/empty", NULL, 0, 1), 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(s->ops->read(s, "range/empty", 0, 1, to_buf, &got), -ERR_INTEGRITY);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_string_equal(err_message(),
+                        "object \"pre/fix/range/empty\" in repository \"test\" is truncated: "
+                        "reading 1 bytes at offset 0 but its size is 0");
+    assert_true(t1.tv_sec - t0.tv_sec < 3);
+    assert_int_equal(s->ops->read(s, "range/empty", 0, 100, to_buf, &got), -ERR_INTEGRITY);
+    assert_int_equal(s->ops->read(s, "range/empty", 1, STORAGE_TO_END, to_buf, &got),
+                     -ERR_INTEGRITY);
+    assert_read_equals(s, "range/empty", 0, STORAGE_TO_END, NULL, 0);
     assert_int_equal(got.len, 0);
     buf_free(&got);
     free(d);

@@ -51,6 +51,71 @@ static int read_sink(void *ctx, const uint8_t *data, size_t len)
 
 static int s3_info(struct storage *st, const char *path, struct storage_info *info);
 
+/* The object's size from an answer: the total of its Content-Range ("bytes A-B/T"
+ * or, on a 416, "bytes * /T" without the space), else the <ActualObjectSize> of an
+ * InvalidRange error; -1 when the answer does not say. */
+static int64_t answered_size(const struct http_response *resp)
+{
+    const char *cr = resp->content_range;
+    const char *slash = cr ? strrchr(cr, '/') : NULL;
+    if (slash && slash[1] >= '0' && slash[1] <= '9') {
+        char *end = NULL;
+        unsigned long long n = strtoull(slash + 1, &end, 10);
+        if (*end == '\0' && n <= INT64_MAX)
+            return (int64_t)n;
+    }
+    if (resp->status == 416 && resp->body.len) {
+        const char *b = (const char *)resp->body.data;
+        char *text = s3_xml_get(b, b + resp->body.len, "ActualObjectSize");
+        char *end = NULL;
+        unsigned long long n = text ? strtoull(text, &end, 10) : 0;
+        bool ok = text && end != text && *end == '\0' && n <= INT64_MAX;
+        free(text);
+        if (ok)
+            return (int64_t)n;
+    }
+    return -1;
+}
+
+/* The same wording as the posix driver: the object is shorter than the range read. */
+static int truncated_error(struct s3 *s, const char *key, uint64_t offset, uint64_t length,
+                           uint64_t size)
+{
+    if (length == STORAGE_TO_END)
+        return err_set(ERR_INTEGRITY,
+                       "object \"%s\" in repository \"%s\" is truncated: reading from offset "
+                       "%llu but its size is %llu",
+                       key, s->base.name, (unsigned long long)offset, (unsigned long long)size);
+    return err_set(ERR_INTEGRITY,
+                   "object \"%s\" in repository \"%s\" is truncated: reading %llu bytes at "
+                   "offset %llu but its size is %llu",
+                   key, s->base.name, (unsigned long long)length, (unsigned long long)offset,
+                   (unsigned long long)size);
+}
+
+/* The size of an object a read found too short: from the answer, else a HEAD
+ * (whose error replaces the current one when it fails). */
+static int size_after_short_read(struct storage *st, const char *path,
+                                 const struct http_response *resp, uint64_t *size)
+{
+    int64_t n = answered_size(resp);
+    if (n >= 0) {
+        *size = (uint64_t)n;
+        return 0;
+    }
+    struct err_saved *saved = err_save();
+    struct storage_info info;
+    int rc = s3_info(st, path, &info);
+    struct err_saved *head_error = rc < 0 ? err_save() : NULL;
+    err_restore(saved);
+    if (rc < 0) {
+        err_restore(head_error);
+        return rc;
+    }
+    *size = info.size;
+    return 0;
+}
+
 static int s3_read(struct storage *st, const char *path, uint64_t offset, uint64_t length,
                    storage_sink_fn sink, void *ctx)
 {
@@ -59,18 +124,15 @@ static int s3_read(struct storage *st, const char *path, uint64_t offset, uint64
     struct read_state rs = {sink, ctx, offset, length, 0, ""};
     char *key = s3_key(s, path);
     struct storage_info info;
+    uint64_t size;
     int rc;
 
-    if (length == 0 || (length != STORAGE_TO_END && offset + length < offset)) {
+    if (length == 0) {
         /* nothing to fetch: only check the object and the range */
         if ((rc = s3_info(st, path, &info)) < 0)
             goto out;
-        if (offset > info.size) {
-            rc = err_set(ERR_INTEGRITY,
-                         "range past the end of object \"%s\" in repository \"%s\": offset "
-                         "%llu, size %llu",
-                         key, st->name, (unsigned long long)offset, (unsigned long long)info.size);
-        }
+        if (offset > info.size)
+            rc = truncated_error(s, key, offset, length, info.size);
         goto out;
     }
     struct s3_req r = {.method = "GET",
@@ -80,33 +142,28 @@ static int s3_read(struct storage *st, const char *path, uint64_t offset, uint64
                        .before_attempt = read_before_attempt,
                        .attempt_ctx = &rs};
     rc = s3_request(s, &r, &resp);
-    if (rc < 0 && resp.status == 416) {
-        /* reading from exactly the end to the end is an empty read, not a truncation */
-        struct err_saved *saved = err_save();
-        int irc = s3_info(st, path, &info);
-        if (irc == 0 && length == STORAGE_TO_END && offset == info.size) {
-            err_restore(saved);
-            err_clear();
-            rc = 0;
+    uint64_t start = offset + rs.delivered;
+    if (rc < 0) {
+        /* A 416, or an answer whose Content-Range puts our start at or past the end
+         * (s3rver answers "bytes 0-0/0" for any range of an empty object), means the
+         * object is shorter than the range; anything else is the request's error. */
+        int64_t n = answered_size(&resp);
+        if (resp.status != 416 && !(n >= 0 && start >= (uint64_t)n))
+            goto out;
+        if ((rc = size_after_short_read(st, path, &resp, &size)) < 0)
+            goto out;
+        err_clear();
+        if (length == STORAGE_TO_END && start == size) {
+            rc = 0; /* reading from exactly the end to the end: an empty read */
             goto out;
         }
-        err_restore(saved);
-        if (irc == 0) {
-            rc = err_set(ERR_INTEGRITY,
-                         "range past the end of object \"%s\" in repository \"%s\": offset "
-                         "%llu, size %llu",
-                         key, st->name, (unsigned long long)offset, (unsigned long long)info.size);
-        }
+        rc = truncated_error(s, key, offset, length, size);
         goto out;
     }
-    if (rc < 0)
-        goto out;
     if (length != STORAGE_TO_END && rs.delivered < length) {
-        rc = err_set(ERR_INTEGRITY,
-                     "object \"%s\" in repository \"%s\" is shorter than expected: wanted %llu "
-                     "bytes at offset %llu, got %llu",
-                     key, st->name, (unsigned long long)length, (unsigned long long)offset,
-                     (unsigned long long)rs.delivered);
+        if ((rc = size_after_short_read(st, path, &resp, &size)) < 0)
+            goto out;
+        rc = truncated_error(s, key, offset, length, size);
     }
 out:
     http_response_free(&resp);
