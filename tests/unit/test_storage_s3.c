@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #define S3RVER_JS "tests/harness/s3/node_modules/s3rver/bin/s3rver.js"
+#define S3RVER_UTILS_JS "tests/harness/s3/node_modules/s3rver/lib/utils.js"
 #define BUCKET "pgark-test"
 #define MIB (1024 * 1024)
 
@@ -68,9 +69,44 @@ static bool port_open(int port)
     return ok;
 }
 
-static int server_start(struct server *sv, const char *key, const char *cert)
+/*
+ * s3rver lists keys in the order it walks its directories: the objects below
+ * "many/" before the object "many.txt" ('.' sorts before '/'). Within a page the
+ * driver copes (it sorts each page), but across pages s3rver itself drops such a
+ * key: the next page starts after the last key walked, and "many.txt" is smaller
+ * than "many/999". S3 lists in byte order, so the servers the suite runs against
+ * are given a walk in S3's order, loaded before s3rver (-r) into its module cache.
+ */
+static const char s3order_js[] =
+    "'use strict';\n"
+    "const fs = require('fs');\n"
+    "const path = require('path');\n"
+    "const utils = require(process.env.PGARK_S3RVER_UTILS);\n"
+    "const tag = '._S3rver_';\n"
+    "function key(name, dir) {\n"
+    "  const i = name.lastIndexOf(tag);\n"
+    "  return Buffer.from(dir ? name + '/' : i >= 0 ? name.slice(0, i) : name);\n"
+    "}\n"
+    "utils.walk = function* walk(dir, filter) {\n"
+    "  const all = fs.readdirSync(dir).map(name => {\n"
+    "    const p = path.posix.join(dir, name);\n"
+    "    const isDir = fs.statSync(p).isDirectory();\n"
+    "    return { p, isDir, k: key(name, isDir) };\n"
+    "  });\n"
+    "  all.sort((a, b) => Buffer.compare(a.k, b.k) || (a.p < b.p ? -1 : a.p > b.p ? 1 : 0));\n"
+    "  for (const e of all) {\n"
+    "    if (!e.isDir) yield e.p;\n"
+    "    else if (!filter || filter(e.p)) yield* walk(e.p, filter);\n"
+    "  }\n"
+    "};\n";
+
+static char s3order_path[128];
+
+/* sorted: list in S3's byte order (see s3order_js); else s3rver's own walk order. */
+static int server_start(struct server *sv, const char *key, const char *cert, bool sorted)
 {
-    snprintf(sv->dir, sizeof(sv->dir), "%s/data%s", tmpdir, key ? "-tls" : "");
+    snprintf(sv->dir, sizeof(sv->dir), "%s/data%s%s", tmpdir, key ? "-tls" : "",
+             sorted ? "" : "-unsorted");
     mkdir(sv->dir, 0700);
     sv->port = free_port();
     char port[16];
@@ -80,12 +116,25 @@ static int server_start(struct server *sv, const char *key, const char *cert)
         prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive a crashed test */
         if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
             _exit(127);
-        if (key)
-            execlp("node", "node", "--openssl-legacy-provider", S3RVER_JS, "-d", sv->dir, "-a",
-                   "127.0.0.1", "-p", port, "--silent", "--key", key, "--cert", cert, NULL);
-        else
-            execlp("node", "node", "--openssl-legacy-provider", S3RVER_JS, "-d", sv->dir, "-a",
-                   "127.0.0.1", "-p", port, "--silent", NULL);
+        const char *argv[20];
+        int n = 0;
+        argv[n++] = "node";
+        argv[n++] = "--openssl-legacy-provider";
+        if (sorted) {
+            argv[n++] = "-r";
+            argv[n++] = s3order_path;
+        }
+        const char *rest[] = {S3RVER_JS, "-d", sv->dir, "-a", "127.0.0.1", "-p", port, "--silent"};
+        for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++)
+            argv[n++] = rest[i];
+        if (key) {
+            argv[n++] = "--key";
+            argv[n++] = key;
+            argv[n++] = "--cert";
+            argv[n++] = cert;
+        }
+        argv[n] = NULL;
+        execvp("node", (char *const *)argv);
         _exit(127);
     }
     for (int i = 0; i < 200; i++) {
@@ -157,7 +206,14 @@ static int group_setup(void **state)
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/pgark-s3-XXXXXX");
     if (!mkdtemp(tmpdir))
         return -1;
-    if (server_start(&plain, NULL, NULL) < 0) {
+    char utils[4096];
+    if (!realpath(S3RVER_UTILS_JS, utils) || setenv("PGARK_S3RVER_UTILS", utils, 1) != 0)
+        return -1;
+    snprintf(s3order_path, sizeof(s3order_path), "%s/s3order.js", tmpdir);
+    FILE *f = fopen(s3order_path, "w");
+    if (!f || fputs(s3order_js, f) == EOF || fclose(f) != 0)
+        return -1;
+    if (server_start(&plain, NULL, NULL, true) < 0) {
         fprintf(stderr, "# s3rver did not start (node --openssl-legacy-provider %s)\n", S3RVER_JS);
         return -1;
     }
@@ -403,6 +459,60 @@ static void test_list_pagination_and_batch_delete(void **state)
     storage_free(s);
 }
 
+static int cmp_path(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* s3rver's own walk lists "wal/00000001/..." before "wal/00000001.history" and
+ * "many/..." before "many.txt": the driver still hands paths on in byte order. */
+static void test_list_order_of_unsorted_server(void **state)
+{
+    (void)state;
+    struct server raw = {0};
+    assert_int_equal(server_start(&raw, NULL, NULL, false), 0);
+    char ep[64];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", raw.port);
+    struct storage *s = open_s3(ep, NULL);
+    if (create_bucket(s) < 0)
+        fail_msg("create bucket: %s", err_message());
+    const char *keys[] = {"wal/00000001/000000010000000000000001",
+                          "wal/00000001/000000010000000000000002",
+                          "wal/00000001.history",
+                          "wal/00000001",
+                          "wal/00000001-x",
+                          "wal0",
+                          "many/1",
+                          "many/10",
+                          "many.txt",
+                          "many-",
+                          "manz"};
+    size_t n = sizeof(keys) / sizeof(keys[0]);
+    for (size_t i = 0; i < n; i++) {
+        if (storage_write_all(s, keys[i], "x", 1) < 0)
+            fail_msg("write \"%s\": %s", keys[i], err_message());
+    }
+    const char **sorted = xmalloc(sizeof(keys));
+    memcpy(sorted, keys, sizeof(keys));
+    qsort(sorted, n, sizeof(*sorted), cmp_path);
+    struct listed l = {0};
+    if (storage_list(s, "", collect, &l) < 0)
+        fail_msg("list: %s", err_message());
+    assert_int_equal(l.n, n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(l.paths[i], sorted[i]);
+    listed_free(&l);
+    assert_int_equal(storage_list(s, "wal/00000001", collect, &l), 0);
+    assert_int_equal(l.n, 5);
+    assert_string_equal(l.paths[0], "wal/00000001");
+    assert_string_equal(l.paths[1], "wal/00000001-x");
+    assert_string_equal(l.paths[2], "wal/00000001.history");
+    listed_free(&l);
+    free(sorted);
+    storage_free(s);
+    server_stop(&raw);
+}
+
 static void test_missing_key_and_bucket(void **state)
 {
     (void)state;
@@ -556,7 +666,7 @@ static void test_https(void **state)
     snprintf(key, sizeof(key), "%s/server.key", tmpdir);
     snprintf(cert, sizeof(cert), "%s/server.pem", tmpdir);
     snprintf(ca, sizeof(ca), "%s/ca.pem", tmpdir);
-    assert_int_equal(server_start(&tls, key, cert), 0);
+    assert_int_equal(server_start(&tls, key, cert, true), 0);
     snprintf(ep, sizeof(ep), "https://127.0.0.1:%d", tls.port);
 
     struct storage *s = open_s3(ep, ca);
@@ -797,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_ranges),
         cmocka_unit_test(test_list_pagination_and_batch_delete),
+        cmocka_unit_test(test_list_order_of_unsorted_server),
         cmocka_unit_test(test_missing_key_and_bucket),
         cmocka_unit_test(test_wrong_access_key),
         cmocka_unit_test(test_special_keys),

@@ -223,6 +223,59 @@ static int s3_info(struct storage *st, const char *path, struct storage_info *in
 
 /* --- list ----------------------------------------------------------------------- */
 
+struct list_entry {
+    char *key;
+    uint64_t size;
+    int64_t mtime_us;
+};
+
+static int cmp_entry(const void *a, const void *b)
+{
+    return strcmp(((const struct list_entry *)a)->key, ((const struct list_entry *)b)->key);
+}
+
+/* Parse the <Contents> of one ListObjectsV2 page into *out (caller frees the keys). */
+static int parse_page(struct s3 *s, const struct http_response *resp, struct list_entry **out,
+                      size_t *count, size_t *cap)
+{
+    const char *p = (const char *)resp->body.data, *end = p + resp->body.len;
+    const char *cend, *next, *c;
+    size_t root_len = strlen(s->prefix);
+    *count = 0;
+    while ((c = s3_xml_find(p, end, "Contents", &cend, &next)) != NULL) {
+        char *k = s3_xml_get(c, cend, "Key");
+        char *size = s3_xml_get(c, cend, "Size");
+        char *mod = s3_xml_get(c, cend, "LastModified");
+        char *endp = NULL;
+        unsigned long long n = size ? strtoull(size, &endp, 10) : 0;
+        bool ok = k && size && endp != size && !*endp && strncmp(k, s->prefix, root_len) == 0;
+        if (ok) {
+            if (*count == *cap) {
+                *cap = *cap ? 2 * *cap : 64;
+                *out = xrealloc(*out, *cap * sizeof(**out));
+            }
+            (*out)[(*count)++] = (struct list_entry){k, n, parse_iso_date(mod)};
+            k = NULL;
+        }
+        free(k);
+        free(size);
+        free(mod);
+        if (!ok)
+            return err_set(ERR_PROTOCOL,
+                           "s3 list of repository \"%s\" returned an unreadable entry",
+                           s->base.name);
+        p = next;
+    }
+    return 0;
+}
+
+/*
+ * Paths come out in byte order, as storage.h promises. S3 sends each page in that
+ * order, but not every S3-compatible server does: s3rver walks its directories, so
+ * "wal/00000001/..." comes before "wal/00000001.history" ('.' < '/'). A page is
+ * therefore sorted before it is handed on; pages must follow each other in order,
+ * and a server whose pages overlap is refused rather than losing paths silently.
+ */
 static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, void *ctx)
 {
     struct s3 *s = (struct s3 *)st;
@@ -230,6 +283,9 @@ static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, v
     /* a list prefix is a plain string prefix of paths ("wal/", "wal/0000") */
     char *full = xasprintf("%s%s", s->prefix, prefix ? prefix : "");
     char *token = NULL;
+    char *last = NULL; /* last key handed on */
+    struct list_entry *page = NULL;
+    size_t count = 0, cap = 0;
     size_t root_len = strlen(s->prefix);
     int rc = 0;
 
@@ -241,30 +297,31 @@ static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, v
         struct s3_req r = {.method = "GET", .query = q, .nquery = nq};
         if ((rc = s3_request(s, &r, &resp)) < 0)
             goto out;
-        const char *p = (const char *)resp.body.data, *end = p + resp.body.len;
-        const char *cend, *next;
-        const char *c;
-        while ((c = s3_xml_find(p, end, "Contents", &cend, &next)) != NULL) {
-            char *k = s3_xml_get(c, cend, "Key");
-            char *size = s3_xml_get(c, cend, "Size");
-            char *mod = s3_xml_get(c, cend, "LastModified");
-            char *endp = NULL;
-            unsigned long long n = size ? strtoull(size, &endp, 10) : 0;
-            if (!k || !size || endp == size || *endp || strncmp(k, s->prefix, root_len) != 0) {
-                rc = err_set(ERR_PROTOCOL,
-                             "s3 list of repository \"%s\" returned an unreadable entry", st->name);
-            } else {
-                struct storage_info info = {k + root_len, n, parse_iso_date(mod)};
+        rc = parse_page(s, &resp, &page, &count, &cap);
+        qsort(page, count, sizeof(*page), cmp_entry);
+        if (rc == 0 && count && last && strcmp(page[0].key, last) <= 0) {
+            rc = err_set(ERR_PROTOCOL,
+                         "s3 list of repository \"%s\" returned \"%s\" after \"%s\": the "
+                         "server does not list keys in byte order",
+                         st->name, page[0].key, last);
+        }
+        for (size_t i = 0; i < count; i++) {
+            if (rc == 0) {
+                struct storage_info info = {page[i].key + root_len, page[i].size,
+                                            page[i].mtime_us};
                 rc = fn(ctx, &info);
             }
-            free(k);
-            free(size);
-            free(mod);
-            if (rc < 0)
-                goto out;
-            p = next;
+            if (i + 1 == count && rc == 0) {
+                free(last);
+                last = page[i].key;
+            } else {
+                free(page[i].key);
+            }
         }
-        const char *b = (const char *)resp.body.data;
+        count = 0;
+        if (rc < 0)
+            goto out;
+        const char *b = (const char *)resp.body.data, *end = b + resp.body.len;
         char *truncated = s3_xml_get(b, end, "IsTruncated");
         bool more = truncated && strcmp(truncated, "true") == 0;
         free(truncated);
@@ -281,6 +338,10 @@ static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, v
         }
     }
 out:
+    for (size_t i = 0; i < count; i++)
+        free(page[i].key);
+    free(page);
+    free(last);
     free(token);
     free(full);
     http_response_free(&resp);
