@@ -298,7 +298,8 @@ static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, v
         if ((rc = s3_request(s, &r, &resp)) < 0)
             goto out;
         rc = parse_page(s, &resp, &page, &count, &cap);
-        qsort(page, count, sizeof(*page), cmp_entry);
+        if (count > 1)
+            qsort(page, count, sizeof(*page), cmp_entry);
         if (rc == 0 && count && last && strcmp(page[0].key, last) <= 0) {
             rc = err_set(ERR_PROTOCOL,
                          "s3 list of repository \"%s\" returned \"%s\" after \"%s\": the "
