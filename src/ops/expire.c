@@ -274,8 +274,8 @@ static int sweep_chunks(struct expire *e, char **expired, size_t nexpired)
         if (ops_manifest_read(e->r, list[i].label, mark_file, sw.marked) < 0) {
             char *text = err_format();
             err_clear();
-            skipped = xasprintf("the manifest of backup \"%s\" cannot be read: %s",
-                                list[i].label, text);
+            skipped =
+                xasprintf("the manifest of backup \"%s\" cannot be read: %s", list[i].label, text);
             free(text);
         }
     }
@@ -339,8 +339,7 @@ static int expire_repo(struct expire *e, int64_t now_us)
     rb = xcalloc(n + 1, sizeof(*rb));
     for (size_t i = 0; i < n; i++) {
         if (list[i].complete && list[i].readable)
-            rb[nrb++] = (struct retention_backup){list[i].b.header.stop_time, list[i].label,
-                                                  false};
+            rb[nrb++] = (struct retention_backup){list[i].b.header.stop_time, list[i].label, false};
     }
     retention_apply(rb, nrb, e->cl->retention.full, e->cl->retention.window_ms, now_us);
     expired = xcalloc(n + 1, sizeof(*expired));
@@ -429,12 +428,12 @@ static void print_human(json_t *root)
         print_labels(dry ? "incomplete, to remove" : "incomplete, removed", inc);
         if (ex || inc)
             printf("  %s %zu backups (%s)\n", verb, json_array_size(ex) + json_array_size(inc),
-                   size_format((uint64_t)json_integer_value(json_object_get(r, "backup_bytes")),
-                               a, sizeof(a)));
+                   size_format((uint64_t)json_integer_value(json_object_get(r, "backup_bytes")), a,
+                               sizeof(a)));
         json_t *w = json_object_get(r, "wal");
         if (w)
-            printf("  %s %lld WAL segments, %lld partial, %lld time indexes before %s (%s)\n",
-                   verb, (long long)json_integer_value(json_object_get(w, "segments")),
+            printf("  %s %lld WAL segments, %lld partial, %lld time indexes before %s (%s)\n", verb,
+                   (long long)json_integer_value(json_object_get(w, "segments")),
                    (long long)json_integer_value(json_object_get(w, "partials")),
                    (long long)json_integer_value(json_object_get(w, "time_indexes")),
                    json_string_value(json_object_get(w, "before")),
@@ -442,8 +441,7 @@ static void print_human(json_t *root)
                                sizeof(a)));
         json_t *c = json_object_get(r, "chunks");
         if (c && json_is_string(json_object_get(c, "skipped")))
-            printf("  chunk sweep skipped: %s\n",
-                   json_string_value(json_object_get(c, "skipped")));
+            printf("  chunk sweep skipped: %s\n", json_string_value(json_object_get(c, "skipped")));
         else if (c)
             printf("  %s %lld unreferenced chunks (%s); %lld referenced\n", verb,
                    (long long)json_integer_value(json_object_get(c, "removed")),
@@ -504,18 +502,19 @@ int cmd_expire(struct cli_context *ctx, int argc, char **argv)
 
     int64_t now_us = time_now_us();
     json_t *root = json_pack("{s:s, s:b}", "cluster", cl->name, "dry_run", dry_run);
-    json_object_set_new(root, "retention",
-                        json_pack("{s:o, s:o}", "full",
-                                  cl->retention.full > 0 ? json_integer(cl->retention.full)
-                                                         : json_null(),
-                                  "window_seconds",
-                                  cl->retention.window_ms > 0
-                                      ? json_integer(cl->retention.window_ms / 1000)
-                                      : json_null()));
+    json_object_set_new(
+        root, "retention",
+        json_pack("{s:o, s:o}", "full",
+                  cl->retention.full > 0 ? json_integer(cl->retention.full) : json_null(),
+                  "window_seconds",
+                  cl->retention.window_ms > 0 ? json_integer(cl->retention.window_ms / 1000)
+                                              : json_null()));
     json_t *repos = json_array();
     for (size_t i = 0; i < cl->nrepos; i++) {
         const struct config_repo *cr = config_cluster_repo(cfg, cl, i);
-        struct expire e = {.dry_run = dry_run, .cl = cl, .cluster = cl->name,
+        struct expire e = {.dry_run = dry_run,
+                           .cl = cl,
+                           .cluster = cl->name,
                            .out = json_pack("{s:s}", "name", cr->name)};
         struct storage *s = cli_open_storage(cr);
         struct repo_options ro = {.cluster = cl->name, .passphrase = cfg->encryption.passphrase};

@@ -19,8 +19,8 @@ struct ops_backup {
     bool complete; /* manifest.json is there */
     bool readable; /* and its header was read: b.header is valid */
     struct repo_backup b;
-    char *error;   /* complete && !readable: why (one line) */
-    bool running;  /* a live marker backups/<label>.running says it is being written */
+    char *error;  /* complete && !readable: why (one line) */
+    bool running; /* a live marker backups/<label>.running says it is being written */
 };
 
 /* Every folder under backups/ of cluster (the repository's folder name), sorted by

@@ -51,8 +51,8 @@ struct seglist {
 struct bk_verify {
     struct verify_run *v;
     struct verify_repo *vr;
-    struct chunkset *present;    /* chunks the repository holds */
-    struct chunkset *files_done; /* digests of (file SHA-256, chunk names) checked */
+    struct chunkset *present;     /* chunks the repository holds */
+    struct chunkset *files_done;  /* digests of (file SHA-256, chunk names) checked */
     struct chunkset *chunks_read; /* under lock */
     pthread_mutex_t lock;
     const char *label;
@@ -117,10 +117,8 @@ static void check_file(void *arg, size_t i)
     if (!failed) {
         uint8_t got[SHA256_LEN];
         sha256_ctx_final(fr.sha, got);
-        struct verify_where w = {.kind = "damaged",
-                                 .object = bv->manifest_path,
-                                 .backup = bv->label,
-                                 .file = t->path};
+        struct verify_where w = {
+            .kind = "damaged", .object = bv->manifest_path, .backup = bv->label, .file = t->path};
         if (fr.bytes != t->size) {
             verify_problem_at(bv->v, bv->vr, &w,
                               "file \"%s\" of backup \"%s\": its chunks hold %" PRIu64
@@ -164,11 +162,8 @@ static int on_file(void *arg, const struct manifest_file *f)
         char name[SHA256_HEX_LEN + 1], path[96];
         hex_encode(f->chunks + first * SHA256_LEN, SHA256_LEN, name);
         snprintf(path, sizeof(path), "chunks/%.2s/%s", name, name);
-        struct verify_where w = {.kind = "missing",
-                                 .object = path,
-                                 .backup = bv->label,
-                                 .file = f->path,
-                                 .chunk = name};
+        struct verify_where w = {
+            .kind = "missing", .object = path, .backup = bv->label, .file = f->path, .chunk = name};
         if (missing == 1)
             verify_problem_at(bv->v, bv->vr, &w,
                               "file \"%s\" of backup \"%s\": chunk %zu (%s) is missing", f->path,
@@ -286,8 +281,8 @@ static void check_wal(struct bk_verify *bv, const struct repo_backup *b)
     const struct manifest_header *h = &b->header;
     uint64_t seg_size = repo_identity(bv->vr->repo)->seg_size;
     uint64_t first = lsn_to_segno(h->start_lsn, seg_size);
-    uint64_t last = lsn_to_segno(h->stop_lsn > h->start_lsn ? h->stop_lsn - 1 : h->start_lsn,
-                                 seg_size);
+    uint64_t last =
+        lsn_to_segno(h->stop_lsn > h->start_lsn ? h->stop_lsn - 1 : h->start_lsn, seg_size);
     struct seglist *l = wal_of(bv, h->timeline);
     if (!l) {
         struct verify_where w = {.kind = "repository", .backup = b->label};
@@ -299,9 +294,11 @@ static void check_wal(struct bk_verify *bv, const struct repo_backup *b)
         char name[WAL_NAME_BUFLEN], path[64];
         wal_segment_name(h->timeline, s, seg_size, name);
         snprintf(path, sizeof(path), "wal/%08X/%s", h->timeline, name);
-        struct verify_where w = {
-            .kind = "missing", .object = path, .segment = name, .tli = h->timeline,
-            .backup = b->label};
+        struct verify_where w = {.kind = "missing",
+                                 .object = path,
+                                 .segment = name,
+                                 .tli = h->timeline,
+                                 .backup = b->label};
         if (!bsearch(&s, l->segnos, l->n, sizeof(*l->segnos), cmp_u64)) {
             verify_problem_at(bv->v, bv->vr, &w,
                               "segment %s is missing: backup \"%s\" needs the WAL from its start "
@@ -400,8 +397,7 @@ int verify_backups(struct verify_run *v, struct verify_repo *vr)
             return 0;
         }
         if (!b->complete) {
-            verify_problem_at(v, vr, &w,
-                              "backup \"%s\" is not complete: it has no manifest.json%s",
+            verify_problem_at(v, vr, &w, "backup \"%s\" is not complete: it has no manifest.json%s",
                               v->backup, b->running ? " (it is being written)" : "");
             return 0;
         }

@@ -103,8 +103,8 @@ static void marker_read(struct repo *r, const char *path, struct repo_marker *m)
     free(data);
     this_host(host, sizeof(host));
     int64_t age_s = m->mtime_us ? (time_now_us() - m->mtime_us) / 1000000 : 0;
-    bool gone = strcmp(m->host, host) == 0 && m->pid > 0 &&
-                kill((pid_t)m->pid, 0) != 0 && errno == ESRCH;
+    bool gone =
+        strcmp(m->host, host) == 0 && m->pid > 0 && kill((pid_t)m->pid, 0) != 0 && errno == ESRCH;
     m->stale = gone || age_s > REPO_MARKER_STALE_S;
 }
 

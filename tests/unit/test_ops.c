@@ -119,7 +119,8 @@ static struct repo *repo;
 static int setup(void **state)
 {
     (void)state;
-    snprintf(root, sizeof(root), "%s/pgark-test-ops-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(root, sizeof(root), "%s/pgark-test-ops-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     assert_non_null(mkdtemp(root));
     st = storage_posix_new("r", root);
     struct repo_options ro = {.cluster = "main"};
@@ -232,7 +233,7 @@ static void test_markers(void **state)
     err_clear();
 
     assert_int_equal(repo_marker_remove(repo, NULL), 0);
-    assert_int_equal(repo_marker_remove(repo, NULL), 0); /* gone already: fine */
+    assert_int_equal(repo_marker_remove(repo, NULL), 0);   /* gone already: fine */
     assert_int_equal(repo_backup_begin(repo, "E", 10), 0); /* no expire: no wait */
     assert_int_equal(repo_markers_list(repo, &m, &n), 0);
     assert_int_equal(n, 2);
