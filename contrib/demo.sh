@@ -1,5 +1,6 @@
 #!/bin/sh
 # demo.sh — `make demo`: the main job of pgark on a throwaway cluster, end to end.
+# About a minute; exit 0 only when the restored rows match the chosen moment.
 #
 # Installs what is missing, builds, starts a PostgreSQL 15 cluster and `pgark
 # receive` with a local repository, takes a backup, runs a workload that records the
@@ -40,9 +41,14 @@ port=54329
 sock="$dir"
 export PGHOST="$sock" PGPORT="$port" PGDATABASE=postgres
 cleanup() {
-    [ -n "${rx:-}" ] && kill "$rx" 2>/dev/null && wait "$rx" 2>/dev/null
+    status=$?
+    if [ -n "${rx:-}" ]; then
+        kill "$rx" 2>/dev/null || true
+        wait "$rx" 2>/dev/null || true
+    fi
     "$bindir/pg_ctl" -D "$dir/restored" -m immediate stop >/dev/null 2>&1 || true
     "$bindir/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
+    exit "$status"
 }
 trap cleanup EXIT INT TERM
 
@@ -74,7 +80,7 @@ mkdir -p spool
 pg() { "$pgark" --config "$dir/pgark.yaml" "$@"; }
 
 say "pgark receive (streaming WAL into the spool and the repository)"
-pg receive >receive.log 2>&1 &
+"$pgark" --config "$dir/pgark.yaml" receive >receive.log 2>&1 &
 rx=$!
 
 say "pgark backup"

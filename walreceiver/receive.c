@@ -158,7 +158,10 @@ static int flush_and_report(struct receiver *rx, struct pg_conn *conn, bool forc
         return rc;
     if (flushed > before) {
         receiver_note_flush(rx, flushed);
-        shippers_wake(rx);
+        /* Shippers have work when a segment completed; partial copies run on their own
+         * timer. Waking them on every flush cost more CPU than the shipping itself. */
+        if (lsn_to_segno(flushed, rx->seg_size) != lsn_to_segno(before, rx->seg_size))
+            shippers_wake(rx);
     }
     if (flushed > before || force) {
         lsn_t received;

@@ -38,6 +38,8 @@ struct storage *cli_open_s3(const struct config_repo *repo);
 /* Commands (argv[0] is the command name). */
 int cmd_receive(struct cli_context *ctx, int argc, char **argv);
 int cmd_info(struct cli_context *ctx, int argc, char **argv);
+int cmd_restore(struct cli_context *ctx, int argc, char **argv);
+int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv);
 int cmd_wal_push(struct cli_context *ctx, int argc, char **argv);
 /* Exit 3 when a problem is found (verify) or something is wrong (check). */
 int cmd_verify(struct cli_context *ctx, int argc, char **argv);

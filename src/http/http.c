@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -62,6 +63,17 @@ static void take_value(char **slot, const char *v, size_t len)
     *slot = xstrndup(v, len);
 }
 
+/* A "bytes FIRST-LAST/TOTAL" range must lie within its total (RFC 9110 14.4); the
+ * unsatisfied-range form ("bytes" then "*" and the total) and unknown totals pass. */
+static bool content_range_valid(const char *v)
+{
+    unsigned long long first, last, total;
+    int n = 0;
+    if (sscanf(v, "bytes %llu-%llu/%llu%n", &first, &last, &total, &n) != 3 || v[n] != '\0')
+        return true;
+    return first <= last && last < total;
+}
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct http_xfer *x = userp;
@@ -87,6 +99,14 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
         take_value(&r->etag, v, vlen);
     } else if (nlen == 13 && strncasecmp(data, "content-range", 13) == 0) {
         take_value(&r->content_range, v, vlen);
+        if (!content_range_valid(r->content_range)) {
+            /* e.g. "bytes 0-0/0" for an empty object, announcing a byte that can never
+             * come: waiting for it would only end when the server drops the connection */
+            x->cb_rc = err_set(ERR_PROTOCOL, "%s \"%s\" failed: invalid Content-Range \"%s\"",
+                               x->req.method, x->req.url, r->content_range);
+            x->cb_err = err_save();
+            return 0; /* curl stops the transfer */
+        }
     } else if (nlen == 4 && strncasecmp(data, "date", 4) == 0) {
         take_value(&r->date, v, vlen);
     } else if (nlen == 13 && strncasecmp(data, "last-modified", 13) == 0) {

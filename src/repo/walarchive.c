@@ -183,9 +183,21 @@ int repo_wal_push_fd(struct repo *r, const char *segment_name, int fd, uint64_t 
                        (unsigned long long)len, (unsigned long long)r->identity.seg_size);
     repo_wal_path(tli, segment_name, false, path, sizeof(path));
     snprintf(what, sizeof(what), "segment %s", segment_name);
-    /* One pass digests and decodes; a second writes, only when the segment is new. */
-    pass.sha = sha256_ctx_new();
+    /* A new segment (the usual case) is read once: written and decoded in one pass.
+     * Only a re-push reads it to compare digests with what is stored. */
+    char *full = repo_full_path(r, path);
+    int exists = storage_exists(r->storage, full);
+    free(full);
+    if (exists < 0)
+        return exists;
     pass.dec = index_decoder(r, tli, segno, what);
+    if (!exists) {
+        rc = put_fd(r, path, fd, len, &pass);
+        if (rc == 0)
+            index_store(r, tli, segno, false, len, &pass, what);
+        goto out;
+    }
+    pass.sha = sha256_ctx_new();
     if ((rc = fd_pass_run(fd, len, &pass)) < 0)
         goto out;
     sha256_ctx_final(pass.sha, digest);
@@ -197,9 +209,9 @@ int repo_wal_push_fd(struct repo *r, const char *segment_name, int fd, uint64_t 
          * without one. */
         char ipath[112];
         snprintf(ipath, sizeof(ipath), "%s.idx", path);
-        char *full = repo_full_path(r, ipath);
-        int have = storage_exists(r->storage, full);
-        free(full);
+        char *ifull = repo_full_path(r, ipath);
+        int have = storage_exists(r->storage, ifull);
+        free(ifull);
         if (have < 0)
             err_clear();
         else if (have == 0)
@@ -207,6 +219,7 @@ int repo_wal_push_fd(struct repo *r, const char *segment_name, int fd, uint64_t 
         rc = 0;
         goto out;
     }
+    /* Absent again by now (removed meanwhile): write it. */
     struct fd_pass write_pass = {0};
     rc = put_fd(r, path, fd, len, &write_pass);
     fd_pass_free(&write_pass);

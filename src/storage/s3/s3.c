@@ -51,6 +51,71 @@ static int read_sink(void *ctx, const uint8_t *data, size_t len)
 
 static int s3_info(struct storage *st, const char *path, struct storage_info *info);
 
+/* The object's size from an answer: the total of its Content-Range ("bytes A-B/T"
+ * or, on a 416, "bytes * /T" without the space), else the <ActualObjectSize> of an
+ * InvalidRange error; -1 when the answer does not say. */
+static int64_t answered_size(const struct http_response *resp)
+{
+    const char *cr = resp->content_range;
+    const char *slash = cr ? strrchr(cr, '/') : NULL;
+    if (slash && slash[1] >= '0' && slash[1] <= '9') {
+        char *end = NULL;
+        unsigned long long n = strtoull(slash + 1, &end, 10);
+        if (*end == '\0' && n <= INT64_MAX)
+            return (int64_t)n;
+    }
+    if (resp->status == 416 && resp->body.len) {
+        const char *b = (const char *)resp->body.data;
+        char *text = s3_xml_get(b, b + resp->body.len, "ActualObjectSize");
+        char *end = NULL;
+        unsigned long long n = text ? strtoull(text, &end, 10) : 0;
+        bool ok = text && end != text && *end == '\0' && n <= INT64_MAX;
+        free(text);
+        if (ok)
+            return (int64_t)n;
+    }
+    return -1;
+}
+
+/* The same wording as the posix driver: the object is shorter than the range read. */
+static int truncated_error(struct s3 *s, const char *key, uint64_t offset, uint64_t length,
+                           uint64_t size)
+{
+    if (length == STORAGE_TO_END)
+        return err_set(ERR_INTEGRITY,
+                       "object \"%s\" in repository \"%s\" is truncated: reading from offset "
+                       "%llu but its size is %llu",
+                       key, s->base.name, (unsigned long long)offset, (unsigned long long)size);
+    return err_set(ERR_INTEGRITY,
+                   "object \"%s\" in repository \"%s\" is truncated: reading %llu bytes at "
+                   "offset %llu but its size is %llu",
+                   key, s->base.name, (unsigned long long)length, (unsigned long long)offset,
+                   (unsigned long long)size);
+}
+
+/* The size of an object a read found too short: from the answer, else a HEAD
+ * (whose error replaces the current one when it fails). */
+static int size_after_short_read(struct storage *st, const char *path,
+                                 const struct http_response *resp, uint64_t *size)
+{
+    int64_t n = answered_size(resp);
+    if (n >= 0) {
+        *size = (uint64_t)n;
+        return 0;
+    }
+    struct err_saved *saved = err_save();
+    struct storage_info info;
+    int rc = s3_info(st, path, &info);
+    struct err_saved *head_error = rc < 0 ? err_save() : NULL;
+    err_restore(saved);
+    if (rc < 0) {
+        err_restore(head_error);
+        return rc;
+    }
+    *size = info.size;
+    return 0;
+}
+
 static int s3_read(struct storage *st, const char *path, uint64_t offset, uint64_t length,
                    storage_sink_fn sink, void *ctx)
 {
@@ -59,18 +124,15 @@ static int s3_read(struct storage *st, const char *path, uint64_t offset, uint64
     struct read_state rs = {sink, ctx, offset, length, 0, ""};
     char *key = s3_key(s, path);
     struct storage_info info;
+    uint64_t size;
     int rc;
 
-    if (length == 0 || (length != STORAGE_TO_END && offset + length < offset)) {
+    if (length == 0) {
         /* nothing to fetch: only check the object and the range */
         if ((rc = s3_info(st, path, &info)) < 0)
             goto out;
-        if (offset > info.size) {
-            rc = err_set(ERR_INTEGRITY,
-                         "range past the end of object \"%s\" in repository \"%s\": offset "
-                         "%llu, size %llu",
-                         key, st->name, (unsigned long long)offset, (unsigned long long)info.size);
-        }
+        if (offset > info.size)
+            rc = truncated_error(s, key, offset, length, info.size);
         goto out;
     }
     struct s3_req r = {.method = "GET",
@@ -80,33 +142,28 @@ static int s3_read(struct storage *st, const char *path, uint64_t offset, uint64
                        .before_attempt = read_before_attempt,
                        .attempt_ctx = &rs};
     rc = s3_request(s, &r, &resp);
-    if (rc < 0 && resp.status == 416) {
-        /* reading from exactly the end to the end is an empty read, not a truncation */
-        struct err_saved *saved = err_save();
-        int irc = s3_info(st, path, &info);
-        if (irc == 0 && length == STORAGE_TO_END && offset == info.size) {
-            err_restore(saved);
-            err_clear();
-            rc = 0;
+    uint64_t start = offset + rs.delivered;
+    if (rc < 0) {
+        /* A 416, or an answer whose Content-Range puts our start at or past the end
+         * (s3rver answers "bytes 0-0/0" for any range of an empty object), means the
+         * object is shorter than the range; anything else is the request's error. */
+        int64_t n = answered_size(&resp);
+        if (resp.status != 416 && !(n >= 0 && start >= (uint64_t)n))
+            goto out;
+        if ((rc = size_after_short_read(st, path, &resp, &size)) < 0)
+            goto out;
+        err_clear();
+        if (length == STORAGE_TO_END && start == size) {
+            rc = 0; /* reading from exactly the end to the end: an empty read */
             goto out;
         }
-        err_restore(saved);
-        if (irc == 0) {
-            rc = err_set(ERR_INTEGRITY,
-                         "range past the end of object \"%s\" in repository \"%s\": offset "
-                         "%llu, size %llu",
-                         key, st->name, (unsigned long long)offset, (unsigned long long)info.size);
-        }
+        rc = truncated_error(s, key, offset, length, size);
         goto out;
     }
-    if (rc < 0)
-        goto out;
     if (length != STORAGE_TO_END && rs.delivered < length) {
-        rc = err_set(ERR_INTEGRITY,
-                     "object \"%s\" in repository \"%s\" is shorter than expected: wanted %llu "
-                     "bytes at offset %llu, got %llu",
-                     key, st->name, (unsigned long long)length, (unsigned long long)offset,
-                     (unsigned long long)rs.delivered);
+        if ((rc = size_after_short_read(st, path, &resp, &size)) < 0)
+            goto out;
+        rc = truncated_error(s, key, offset, length, size);
     }
 out:
     http_response_free(&resp);
@@ -166,6 +223,59 @@ static int s3_info(struct storage *st, const char *path, struct storage_info *in
 
 /* --- list ----------------------------------------------------------------------- */
 
+struct list_entry {
+    char *key;
+    uint64_t size;
+    int64_t mtime_us;
+};
+
+static int cmp_entry(const void *a, const void *b)
+{
+    return strcmp(((const struct list_entry *)a)->key, ((const struct list_entry *)b)->key);
+}
+
+/* Parse the <Contents> of one ListObjectsV2 page into *out (caller frees the keys). */
+static int parse_page(struct s3 *s, const struct http_response *resp, struct list_entry **out,
+                      size_t *count, size_t *cap)
+{
+    const char *p = (const char *)resp->body.data, *end = p + resp->body.len;
+    const char *cend, *next, *c;
+    size_t root_len = strlen(s->prefix);
+    *count = 0;
+    while ((c = s3_xml_find(p, end, "Contents", &cend, &next)) != NULL) {
+        char *k = s3_xml_get(c, cend, "Key");
+        char *size = s3_xml_get(c, cend, "Size");
+        char *mod = s3_xml_get(c, cend, "LastModified");
+        char *endp = NULL;
+        unsigned long long n = size ? strtoull(size, &endp, 10) : 0;
+        bool ok = k && size && endp != size && !*endp && strncmp(k, s->prefix, root_len) == 0;
+        if (ok) {
+            if (*count == *cap) {
+                *cap = *cap ? 2 * *cap : 64;
+                *out = xrealloc(*out, *cap * sizeof(**out));
+            }
+            (*out)[(*count)++] = (struct list_entry){k, n, parse_iso_date(mod)};
+            k = NULL;
+        }
+        free(k);
+        free(size);
+        free(mod);
+        if (!ok)
+            return err_set(ERR_PROTOCOL,
+                           "s3 list of repository \"%s\" returned an unreadable entry",
+                           s->base.name);
+        p = next;
+    }
+    return 0;
+}
+
+/*
+ * Paths come out in byte order, as storage.h promises. S3 sends each page in that
+ * order, but not every S3-compatible server does: s3rver walks its directories, so
+ * "wal/00000001/..." comes before "wal/00000001.history" ('.' < '/'). A page is
+ * therefore sorted before it is handed on; pages must follow each other in order,
+ * and a server whose pages overlap is refused rather than losing paths silently.
+ */
 static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, void *ctx)
 {
     struct s3 *s = (struct s3 *)st;
@@ -173,6 +283,9 @@ static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, v
     /* a list prefix is a plain string prefix of paths ("wal/", "wal/0000") */
     char *full = xasprintf("%s%s", s->prefix, prefix ? prefix : "");
     char *token = NULL;
+    char *last = NULL; /* last key handed on */
+    struct list_entry *page = NULL;
+    size_t count = 0, cap = 0;
     size_t root_len = strlen(s->prefix);
     int rc = 0;
 
@@ -184,30 +297,32 @@ static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, v
         struct s3_req r = {.method = "GET", .query = q, .nquery = nq};
         if ((rc = s3_request(s, &r, &resp)) < 0)
             goto out;
-        const char *p = (const char *)resp.body.data, *end = p + resp.body.len;
-        const char *cend, *next;
-        const char *c;
-        while ((c = s3_xml_find(p, end, "Contents", &cend, &next)) != NULL) {
-            char *k = s3_xml_get(c, cend, "Key");
-            char *size = s3_xml_get(c, cend, "Size");
-            char *mod = s3_xml_get(c, cend, "LastModified");
-            char *endp = NULL;
-            unsigned long long n = size ? strtoull(size, &endp, 10) : 0;
-            if (!k || !size || endp == size || *endp || strncmp(k, s->prefix, root_len) != 0) {
-                rc = err_set(ERR_PROTOCOL,
-                             "s3 list of repository \"%s\" returned an unreadable entry", st->name);
-            } else {
-                struct storage_info info = {k + root_len, n, parse_iso_date(mod)};
+        rc = parse_page(s, &resp, &page, &count, &cap);
+        if (count > 1)
+            qsort(page, count, sizeof(*page), cmp_entry);
+        if (rc == 0 && count && last && strcmp(page[0].key, last) <= 0) {
+            rc = err_set(ERR_PROTOCOL,
+                         "s3 list of repository \"%s\" returned \"%s\" after \"%s\": the "
+                         "server does not list keys in byte order",
+                         st->name, page[0].key, last);
+        }
+        for (size_t i = 0; i < count; i++) {
+            if (rc == 0) {
+                struct storage_info info = {page[i].key + root_len, page[i].size,
+                                            page[i].mtime_us};
                 rc = fn(ctx, &info);
             }
-            free(k);
-            free(size);
-            free(mod);
-            if (rc < 0)
-                goto out;
-            p = next;
+            if (i + 1 == count && rc == 0) {
+                free(last);
+                last = page[i].key;
+            } else {
+                free(page[i].key);
+            }
         }
-        const char *b = (const char *)resp.body.data;
+        count = 0;
+        if (rc < 0)
+            goto out;
+        const char *b = (const char *)resp.body.data, *end = b + resp.body.len;
         char *truncated = s3_xml_get(b, end, "IsTruncated");
         bool more = truncated && strcmp(truncated, "true") == 0;
         free(truncated);
@@ -224,6 +339,10 @@ static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, v
         }
     }
 out:
+    for (size_t i = 0; i < count; i++)
+        free(page[i].key);
+    free(page);
+    free(last);
     free(token);
     free(full);
     http_response_free(&resp);

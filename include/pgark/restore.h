@@ -1,0 +1,102 @@
+/*
+ * restore.h — the pure parts of `pgark restore`: recovery targets, the recovery
+ * settings written into postgresql.auto.conf, and the choice of a backup.
+ *
+ * Promise: no I/O. A target is checked when it is parsed (one target at most, each
+ * value in PostgreSQL's own syntax), so nothing is written for a command line the
+ * server would refuse. The settings text is quoted for postgresql.conf (single
+ * quotes doubled, backslashes escaped) and the restore_command for the shell and for
+ * the server's %-substitution, whatever bytes the paths hold.
+ */
+#ifndef PGARK_RESTORE_H
+#define PGARK_RESTORE_H
+
+#include "pgark/mem.h"
+#include "pgark/wal.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum restore_target_kind {
+    RESTORE_TARGET_LATEST = 0, /* replay everything there is (the default) */
+    RESTORE_TARGET_IMMEDIATE,  /* stop as soon as the backup is consistent */
+    RESTORE_TARGET_TIME,
+    RESTORE_TARGET_XID,
+    RESTORE_TARGET_LSN,
+    RESTORE_TARGET_NAME,
+};
+
+enum restore_action {
+    RESTORE_ACTION_DEFAULT = 0, /* the server's default (pause) */
+    RESTORE_ACTION_PAUSE,
+    RESTORE_ACTION_PROMOTE,
+    RESTORE_ACTION_SHUTDOWN,
+};
+
+struct restore_target {
+    enum restore_target_kind kind;
+    bool kind_set;   /* a target option was given (a second one is an error) */
+    int64_t time_us; /* TIME: Unix microseconds */
+    uint32_t xid;    /* XID */
+    lsn_t lsn;       /* LSN */
+    char *name;      /* NAME (owned) */
+    bool exclusive;  /* --target-exclusive */
+    enum restore_action action;
+    timeline_t timeline; /* --target-timeline N; 0 = latest */
+};
+
+/* Record one target option: option is "time", "xid", "lsn", "name" or "target"
+ * (value "immediate" or "latest"). ERR_USAGE naming the option and the value when the
+ * value is malformed or a target was already given. */
+int restore_target_set(struct restore_target *t, const char *option, const char *value);
+/* "promote", "pause", "shutdown"; ERR_USAGE otherwise. */
+int restore_action_parse(const char *text, enum restore_action *out);
+/* "latest" (0) or a decimal or 0x-hex timeline number >= 1; ERR_USAGE otherwise. */
+int restore_timeline_parse(const char *text, timeline_t *out);
+void restore_target_free(struct restore_target *t);
+/* "time 2026-11-25 14:03:27+00", "xid 1234", "latest", ... into buf (>= 128). */
+char *restore_target_describe(const struct restore_target *t, char *buf, size_t cap);
+
+/* Append value as a postgresql.conf string literal ('...'). */
+void restore_conf_quote(struct buf *b, const char *value);
+/* Append word quoted for /bin/sh (bare when it holds only safe characters). */
+void restore_shell_quote(struct buf *b, const char *word);
+
+/* The restore_command (unquoted for the conf file): the program, --config, --cluster,
+ * wal-fetch "%f" "%p", with '%' in the paths doubled so the server substitutes only its
+ * own %f and %p. Caller frees. */
+char *restore_command_text(const char *program, const char *config_path, const char *cluster);
+
+/* The lines appended to postgresql.auto.conf: restore_command, the target, its
+ * inclusiveness, the action and the timeline. Caller frees. */
+char *restore_recovery_conf(const struct restore_target *t, const char *restore_command);
+
+/* --- choosing a backup ----------------------------------------------------------- */
+
+struct restore_backup {
+    const char *label;
+    lsn_t start_lsn, stop_lsn;
+    int64_t start_time, stop_time; /* Unix seconds */
+    timeline_t timeline;
+};
+
+/* Whether WAL from a backup on timeline tli that ends at stop_lsn can be replayed into
+ * timeline history h (the history of the target timeline; NULL means timeline 1 or a
+ * timeline without ancestors, target_tli). True when tli is the target timeline, or an
+ * ancestor that was left at or after stop_lsn. */
+bool restore_timeline_leads(timeline_t tli, lsn_t stop_lsn, timeline_t target_tli,
+                            const struct timeline_history *h);
+
+/* Whether backup b ends before target t may stop: for a time, stop_time + 1 s <= the
+ * target (stop times are whole seconds, so the backup's true end may be up to a second
+ * later); for an LSN, stop_lsn <= the target; any other kind fits. */
+bool restore_backup_fits(const struct restore_backup *b, const struct restore_target *t);
+
+/* Index of the newest backup (by stop LSN, then stop time) that fits t and leads to the
+ * target timeline, or -1 when none does. */
+int restore_backup_pick(const struct restore_backup *backups, size_t n,
+                        const struct restore_target *t, timeline_t target_tli,
+                        const struct timeline_history *h);
+
+#endif

@@ -1,0 +1,659 @@
+/*
+ * restore.c — `pgark restore`: choose a backup for the target, check everything that
+ * could make the restore refuse (a running server, a non-empty directory, a target
+ * outside what the repositories can reach, a tablespace directory in the way) before
+ * touching a single file, then lay the backup down, leave the server's backup_manifest,
+ * write recovery.signal and the recovery settings, and optionally start the server.
+ */
+#include "restore_int.h"
+
+#include "pgark/cli.h"
+#include "pgark/config.h"
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+#include "pgark/units.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct ts_map {
+    uint32_t oid;
+    char *dir;
+};
+
+struct restore_args {
+    const char *pgdata_arg;
+    char *pgdata; /* absolute */
+    const char *backup;
+    const char *repo;
+    struct restore_target target;
+    bool delta, force, start, wait, json, no_progress;
+    int port;
+    struct ts_map *map;
+    size_t nmap;
+};
+
+static char *absolute_path(const char *path)
+{
+    if (path[0] == '/')
+        return xstrdup(path);
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof(cwd)))
+        return xstrdup(path);
+    return xasprintf("%s/%s", cwd, path);
+}
+
+static int parse_map(struct restore_args *a, const char *text)
+{
+    unsigned oid = 0;
+    int end = 0;
+    if (sscanf(text, "%u=%n", &oid, &end) != 1 || end == 0 || text[end] != '/' || oid == 0)
+        return err_set(ERR_USAGE, "invalid --tablespace-map \"%s\": expected OID=/absolute/dir",
+                       text);
+    a->map = xrealloc(a->map, (a->nmap + 1) * sizeof(*a->map));
+    a->map[a->nmap++] = (struct ts_map){oid, xstrdup(text + end)};
+    return 0;
+}
+
+static int parse_args(struct restore_args *a, int argc, char **argv)
+{
+    enum {
+        OPT_PGDATA = 1,
+        OPT_BACKUP,
+        OPT_TIME,
+        OPT_XID,
+        OPT_LSN,
+        OPT_NAME,
+        OPT_TARGET,
+        OPT_EXCL,
+        OPT_ACTION,
+        OPT_TIMELINE,
+        OPT_DELTA,
+        OPT_FORCE,
+        OPT_MAP,
+        OPT_REPO,
+        OPT_START,
+        OPT_PORT,
+        OPT_WAIT,
+        OPT_JSON,
+        OPT_NOPROGRESS,
+        OPT_HELP
+    };
+    static const struct option options[] = {
+        {"pgdata", required_argument, NULL, OPT_PGDATA},
+        {"backup", required_argument, NULL, OPT_BACKUP},
+        {"target-time", required_argument, NULL, OPT_TIME},
+        {"target-xid", required_argument, NULL, OPT_XID},
+        {"target-lsn", required_argument, NULL, OPT_LSN},
+        {"target-name", required_argument, NULL, OPT_NAME},
+        {"target", required_argument, NULL, OPT_TARGET},
+        {"target-exclusive", no_argument, NULL, OPT_EXCL},
+        {"target-action", required_argument, NULL, OPT_ACTION},
+        {"target-timeline", required_argument, NULL, OPT_TIMELINE},
+        {"delta", no_argument, NULL, OPT_DELTA},
+        {"force", no_argument, NULL, OPT_FORCE},
+        {"tablespace-map", required_argument, NULL, OPT_MAP},
+        {"repo", required_argument, NULL, OPT_REPO},
+        {"start", no_argument, NULL, OPT_START},
+        {"port", required_argument, NULL, OPT_PORT},
+        {"wait", no_argument, NULL, OPT_WAIT},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"no-progress", no_argument, NULL, OPT_NOPROGRESS},
+        {"help", no_argument, NULL, OPT_HELP},
+        {0, 0, 0, 0}};
+    int opt;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        int rc = 0;
+        switch (opt) {
+        case OPT_PGDATA:
+            a->pgdata_arg = optarg;
+            break;
+        case OPT_BACKUP:
+            a->backup = strcmp(optarg, "latest") ? optarg : NULL;
+            break;
+        case OPT_TIME:
+            rc = restore_target_set(&a->target, "time", optarg);
+            break;
+        case OPT_XID:
+            rc = restore_target_set(&a->target, "xid", optarg);
+            break;
+        case OPT_LSN:
+            rc = restore_target_set(&a->target, "lsn", optarg);
+            break;
+        case OPT_NAME:
+            rc = restore_target_set(&a->target, "name", optarg);
+            break;
+        case OPT_TARGET:
+            rc = restore_target_set(&a->target, "target", optarg);
+            break;
+        case OPT_EXCL:
+            a->target.exclusive = true;
+            break;
+        case OPT_ACTION:
+            rc = restore_action_parse(optarg, &a->target.action);
+            break;
+        case OPT_TIMELINE:
+            rc = restore_timeline_parse(optarg, &a->target.timeline);
+            break;
+        case OPT_DELTA:
+            a->delta = true;
+            break;
+        case OPT_FORCE:
+            a->force = true;
+            break;
+        case OPT_MAP:
+            rc = parse_map(a, optarg);
+            break;
+        case OPT_REPO:
+            a->repo = optarg;
+            break;
+        case OPT_START:
+            a->start = true;
+            break;
+        case OPT_PORT: {
+            char *end = NULL;
+            long p = strtol(optarg, &end, 10);
+            if (!*optarg || *end || p < 1 || p > 65535)
+                rc = err_set(ERR_USAGE, "invalid --port \"%s\"", optarg);
+            a->port = (int)p;
+            break;
+        }
+        case OPT_WAIT:
+            a->wait = true;
+            break;
+        case OPT_JSON:
+            a->json = true;
+            break;
+        case OPT_NOPROGRESS:
+            a->no_progress = true;
+            break;
+        case OPT_HELP:
+            printf("usage: pgark restore --pgdata DIR [--backup LABEL|latest] [TARGET] ...\n"
+                   "run \"pgark help restore\" for every option\n");
+            return 1;
+        default:
+            err_set(ERR_USAGE, "unknown option or missing value \"%s\" for restore",
+                    argv[optind - 1]);
+            return err_hint("run \"pgark help restore\"");
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if (optind < argc)
+        return err_set(ERR_USAGE, "unexpected argument \"%s\" for restore", argv[optind]);
+    if (!a->pgdata_arg || !a->pgdata_arg[0])
+        return err_set(ERR_USAGE, "restore needs --pgdata DIR");
+    if ((a->port || a->wait) && !a->start)
+        return err_set(ERR_USAGE, "--port and --wait go with --start");
+    if (a->target.exclusive && a->target.kind != RESTORE_TARGET_TIME &&
+        a->target.kind != RESTORE_TARGET_XID && a->target.kind != RESTORE_TARGET_LSN)
+        return err_set(ERR_USAGE, "--target-exclusive needs --target-time, --target-xid or "
+                                  "--target-lsn");
+    if (a->target.action && (a->target.kind == RESTORE_TARGET_LATEST))
+        return err_set(ERR_USAGE, "--target-action needs a recovery target (the server ignores "
+                                  "it when replaying to the end of the archive)");
+    a->pgdata = absolute_path(a->pgdata_arg);
+    return 0;
+}
+
+/* --- the restorable window ----------------------------------------------------------- */
+
+static int window_error(const struct restore_args *a, const char *from, const char *to,
+                        const char *why)
+{
+    char t[128];
+    restore_target_describe(&a->target, t, sizeof(t));
+    err_set(ERR_USAGE, "recovery target %s is outside the restorable window %s .. %s%s%s", t, from,
+            to, why ? ": " : "", why ? why : "");
+    return err_hint("choose a target inside the window; nothing was changed");
+}
+
+/* Refuse a time or LSN target that no backup precedes or that the archive does not
+ * reach. xid and restore point targets are not checked here: the server reports them
+ * ("recovery ended before configured recovery target was reached"). */
+static int check_window(struct restore_args *a, struct repo_set *set, const struct catalog *cat,
+                        timeline_t tli, const struct timeline_history *h)
+{
+    if (a->target.kind != RESTORE_TARGET_TIME && a->target.kind != RESTORE_TARGET_LSN)
+        return 0;
+    const struct restore_backup *oldest = NULL;
+    for (size_t i = 0; i < cat->n; i++) {
+        const struct restore_backup *b = &cat->e[i].b;
+        if (!restore_timeline_leads(b->timeline, b->stop_lsn, tli, h))
+            continue;
+        if (!oldest || b->stop_lsn < oldest->stop_lsn)
+            oldest = b;
+    }
+    struct wal_end end;
+    int rc = catalog_wal_end(set, tli, &end);
+    if (rc < 0)
+        return err_context("while finding where the WAL archive of timeline %u ends", tli);
+    char from[64] = "(no backup)", to[64] = "(no WAL)";
+    if (a->target.kind == RESTORE_TARGET_TIME) {
+        if (oldest)
+            time_format_pg((oldest->stop_time + 1) * INT64_C(1000000), from, sizeof(from));
+        if (end.found && end.have_xact)
+            time_format_pg(end.last_xact_us, to, sizeof(to));
+        if (!oldest)
+            return window_error(a, from, to, "no backup leads to this timeline");
+        if (a->target.time_us < (oldest->stop_time + 1) * INT64_C(1000000))
+            return window_error(a, from, to, "it is before the end of the oldest backup");
+        if (!end.found || !end.have_xact)
+            return window_error(a, from, to, "no transaction in the WAL archive ends after it");
+        if (a->target.time_us >= end.last_xact_us)
+            return window_error(a, from, to,
+                                "no transaction in the WAL archive ends after it (the last "
+                                "one ends at the window's end; use --target latest to replay "
+                                "everything)");
+    } else {
+        if (oldest)
+            lsn_format(oldest->stop_lsn, from);
+        if (end.found)
+            lsn_format(end.last_record, to);
+        if (!oldest)
+            return window_error(a, from, to, "no backup leads to this timeline");
+        if (a->target.lsn < oldest->stop_lsn)
+            return window_error(a, from, to, "it is before the end of the oldest backup");
+        if (!end.found || a->target.lsn > end.last_record)
+            return window_error(a, from, to, "the WAL archive ends before it");
+    }
+    return 0;
+}
+
+/* --- small files ------------------------------------------------------------------------ */
+
+static int write_file_atomic(const char *dir, const char *name, const void *data, size_t len)
+{
+    char *tmp = xasprintf("%s/.%s.pgark-tmp", dir, name);
+    char *path = xasprintf("%s/%s", dir, name);
+    int rc = 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = err_set_errno(ERR_IO, errno, "could not create \"%s\"", tmp);
+        goto out;
+    }
+    const uint8_t *p = data;
+    size_t left = len;
+    while (left) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = err_set_errno(ERR_IO, errno, "could not write \"%s\"", tmp);
+            break;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    if (rc == 0 && fsync(fd) < 0)
+        rc = err_set_errno(ERR_IO, errno, "could not fsync \"%s\"", tmp);
+    close(fd);
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = err_set_errno(ERR_IO, errno, "could not rename \"%s\" to \"%s\"", tmp, path);
+    if (rc < 0)
+        unlink(tmp);
+out:
+    free(tmp);
+    free(path);
+    return rc;
+}
+
+static int append_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return err_set_errno(ERR_IO, errno, "could not open \"%s\"", path);
+    size_t len = strlen(text);
+    ssize_t n = write(fd, text, len);
+    int rc = 0;
+    if (n != (ssize_t)len)
+        rc = err_set_errno(ERR_IO, n < 0 ? errno : ENOSPC, "could not write \"%s\"", path);
+    else if (fsync(fd) < 0)
+        rc = err_set_errno(ERR_IO, errno, "could not fsync \"%s\"", path);
+    close(fd);
+    return rc;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0) {
+        int rc = err_set_errno(ERR_IO, errno, "could not fsync directory \"%s\"", dir);
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    close(fd);
+    return 0;
+}
+
+/* The server's own backup_manifest, so pg_verifybackup runs on the directory as it is. */
+static int put_backup_manifest(struct repo *r, const char *label, const char *pgdata)
+{
+    char path[128];
+    uint8_t *data = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof(path), "backups/%s/backup_manifest", label);
+    int rc = repo_get_all(r, path, &data, &len);
+    if (rc < 0) {
+        if (err_kind() == ERR_NOT_FOUND) {
+            err_clear();
+            log_warn("backup \"%s\" has no backup_manifest in repository \"%s\": "
+                     "pg_verifybackup will not run on the restored directory",
+                     label, repo_name(r));
+            return 0;
+        }
+        return err_context("while fetching the backup_manifest of backup \"%s\"", label);
+    }
+    rc = write_file_atomic(pgdata, "backup_manifest", data, len);
+    free(data);
+    return rc;
+}
+
+static int write_recovery(const struct restore_args *a, const char *program,
+                          const char *config_path, const char *cluster)
+{
+    char *cmd = restore_command_text(program, config_path, cluster);
+    char *conf = restore_recovery_conf(&a->target, cmd);
+    char *auto_conf = xasprintf("%s/postgresql.auto.conf", a->pgdata);
+    char *standby = xasprintf("%s/standby.signal", a->pgdata);
+    int rc = append_file(auto_conf, conf);
+    if (rc == 0 && unlink(standby) < 0 && errno != ENOENT)
+        rc = err_set_errno(ERR_IO, errno, "could not remove \"%s\"", standby);
+    if (rc == 0)
+        rc = write_file_atomic(a->pgdata, "recovery.signal", "", 0);
+    if (rc == 0)
+        rc = fsync_dir(a->pgdata);
+    free(standby);
+    free(auto_conf);
+    free(conf);
+    free(cmd);
+    return rc;
+}
+
+/* --- the command ------------------------------------------------------------------------ */
+
+static int threads_for(const struct config_repo *rc)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    /* Remote storage waits on the network: more requests in flight than cores. */
+    if (rc->type != CONFIG_REPO_POSIX)
+        n = n * 4 > rc->concurrency ? n * 4 : rc->concurrency;
+    return n > 64 ? 64 : (int)n;
+}
+
+static void free_args(struct restore_args *a)
+{
+    restore_target_free(&a->target);
+    for (size_t i = 0; i < a->nmap; i++)
+        free(a->map[i].dir);
+    free(a->map);
+    free(a->pgdata);
+}
+
+int cmd_restore(struct cli_context *ctx, int argc, char **argv)
+{
+    struct restore_args a;
+    struct repo_set set;
+    struct catalog cat;
+    struct timeline_history *hist = NULL;
+    struct path_set *seen = NULL;
+    const char **ts_dir = NULL;
+    char *config_abs = NULL;
+    int64_t t0 = time_mono_us();
+    int rc;
+
+    memset(&a, 0, sizeof(a));
+    memset(&set, 0, sizeof(set));
+    memset(&cat, 0, sizeof(cat));
+    if ((rc = parse_args(&a, argc, argv)) != 0) {
+        rc = rc > 0 ? 0 : 2;
+        goto out;
+    }
+    const struct config *cfg = cli_config(ctx);
+    if (!cfg) {
+        rc = 2;
+        goto out;
+    }
+    const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
+    if (!cl || repo_set_init(&set, cfg, cl, a.repo) < 0) {
+        rc = 2;
+        goto out;
+    }
+
+    /* Everything that can refuse comes before the first write. */
+    if (pgdata_check_postmaster(a.pgdata) < 0) {
+        rc = 2;
+        goto out;
+    }
+    int nonempty = pgdata_nonempty(a.pgdata);
+    if (nonempty < 0) {
+        rc = 1;
+        goto out;
+    }
+    if (nonempty && !a.delta && !a.force) {
+        err_set(ERR_USAGE, "data directory \"%s\" is not empty", a.pgdata);
+        err_hint("give --delta to reuse the files that match the backup, or --force to "
+                 "overwrite it; nothing was changed");
+        rc = 2;
+        goto out;
+    }
+    if (catalog_load(&set, &cat) < 0) {
+        rc = 1;
+        goto out;
+    }
+    timeline_t tli = a.target.timeline;
+    if (!tli) {
+        catalog_newest_timeline(&set, &tli);
+        for (size_t i = 0; i < cat.n; i++) {
+            if (cat.e[i].b.timeline > tli)
+                tli = cat.e[i].b.timeline;
+        }
+    }
+    if (catalog_history(&set, tli, &hist) < 0) {
+        rc = 1;
+        goto out;
+    }
+    if (check_window(&a, &set, &cat, tli, hist) < 0) {
+        rc = err_kind() == ERR_USAGE ? 2 : 1;
+        goto out;
+    }
+
+    /* The backup: the one asked for, else the newest that fits. */
+    const struct catalog_entry *chosen = NULL;
+    if (a.backup) {
+        for (size_t i = 0; i < cat.n && !chosen; i++) {
+            if (!strcmp(cat.e[i].b.label, a.backup))
+                chosen = &cat.e[i];
+        }
+        if (!chosen) {
+            err_set(ERR_USAGE, "no complete backup \"%s\" of cluster \"%s\"", a.backup, cl->name);
+            err_hint("\"pgark info\" lists the backups");
+            rc = 2;
+            goto out;
+        }
+        char t[128];
+        if (!restore_backup_fits(&chosen->b, &a.target)) {
+            err_set(ERR_USAGE, "backup \"%s\" ends after the recovery target %s", a.backup,
+                    restore_target_describe(&a.target, t, sizeof(t)));
+            rc = 2;
+            goto out;
+        }
+        if (!restore_timeline_leads(chosen->b.timeline, chosen->b.stop_lsn, tli, hist)) {
+            err_set(ERR_USAGE, "backup \"%s\" (timeline %u) does not lead to timeline %u", a.backup,
+                    chosen->b.timeline, tli);
+            rc = 2;
+            goto out;
+        }
+    } else {
+        struct restore_backup *bs = xcalloc(cat.n, sizeof(*bs));
+        for (size_t i = 0; i < cat.n; i++)
+            bs[i] = cat.e[i].b;
+        int k = restore_backup_pick(bs, cat.n, &a.target, tli, hist);
+        free(bs);
+        if (k < 0) {
+            char t[128];
+            err_set(ERR_USAGE,
+                    "no backup ends before the recovery target %s on a timeline "
+                    "leading to timeline %u",
+                    restore_target_describe(&a.target, t, sizeof(t)), tli);
+            rc = 2;
+            goto out;
+        }
+        /* The same label in several repos: the first in the local-first order. */
+        chosen = &cat.e[k];
+        for (size_t i = 0; i < cat.n; i++) {
+            if (!strcmp(cat.e[i].b.label, chosen->b.label) && cat.e[i].repo < chosen->repo)
+                chosen = &cat.e[i];
+        }
+    }
+
+    /* Tablespaces: where each goes, and nothing in the way. */
+    ts_dir = xcalloc(chosen->n_ts + 1, sizeof(*ts_dir));
+    for (size_t m = 0; m < a.nmap; m++) {
+        bool known = false;
+        for (size_t i = 0; i < chosen->n_ts; i++)
+            known |= chosen->ts_oid[i] == a.map[m].oid;
+        if (!known) {
+            err_set(ERR_USAGE,
+                    "--tablespace-map names tablespace %u, which backup \"%s\" does "
+                    "not have",
+                    a.map[m].oid, chosen->b.label);
+            rc = 2;
+            goto out;
+        }
+    }
+    bool ts_nonempty = false;
+    for (size_t i = 0; i < chosen->n_ts; i++) {
+        ts_dir[i] = chosen->ts_location[i];
+        for (size_t m = 0; m < a.nmap; m++) {
+            if (a.map[m].oid == chosen->ts_oid[i])
+                ts_dir[i] = a.map[m].dir;
+        }
+        int ne = pgdata_nonempty(ts_dir[i]);
+        if (ne < 0) {
+            rc = 1;
+            goto out;
+        }
+        if (ne && !a.delta && !a.force) {
+            err_set(ERR_USAGE, "tablespace directory \"%s\" (tablespace %u) is not empty",
+                    ts_dir[i], chosen->ts_oid[i]);
+            err_hint("map it elsewhere with --tablespace-map %u=DIR, or give --delta or "
+                     "--force; nothing was changed",
+                     chosen->ts_oid[i]);
+            rc = 2;
+            goto out;
+        }
+        ts_nonempty |= ne > 0;
+    }
+
+    struct repo *r = repo_set_get(&set, chosen->repo);
+    if (!r) {
+        rc = 1;
+        goto out;
+    }
+    config_abs = absolute_path(ctx->config_path ? ctx->config_path : config_default_path());
+    {
+        char real[PATH_MAX];
+        if (realpath(config_abs, real)) {
+            free(config_abs);
+            config_abs = xstrdup(real);
+        }
+    }
+    char t[128];
+    log_info("restoring backup \"%s\" (timeline %u) from repository \"%s\" into \"%s\", "
+             "target %s",
+             chosen->b.label, chosen->b.timeline, repo_name(r), a.pgdata,
+             restore_target_describe(&a.target, t, sizeof(t)));
+
+    if (nonempty || ts_nonempty)
+        seen = path_set_new();
+    struct writer_options wo = {.pgdata = a.pgdata,
+                                .repo = r,
+                                .threads = threads_for(set.conf[chosen->repo]),
+                                .delta = a.delta,
+                                .progress = isatty(2) && !a.no_progress && !a.json,
+                                .total_bytes = chosen->logical_bytes,
+                                .ts_oid = chosen->ts_oid,
+                                .ts_dir = ts_dir,
+                                .n_ts = chosen->n_ts,
+                                .seen = seen};
+    struct writer_stats st;
+    if (writer_restore(&wo, chosen->b.label, &st) < 0) {
+        rc = 1;
+        goto out;
+    }
+    uint64_t removed = 0;
+    if (seen) {
+        path_set_add(seen, "backup_manifest");
+        if (pgdata_remove_extra(a.pgdata, seen, &removed) < 0) {
+            rc = 1;
+            goto out;
+        }
+    }
+    if (put_backup_manifest(r, chosen->b.label, a.pgdata) < 0 ||
+        write_recovery(&a, ctx->program, config_abs, cl->name) < 0) {
+        rc = 1;
+        goto out;
+    }
+    int64_t elapsed_ms = (time_mono_us() - t0) / 1000;
+    char sz[32], wsz[32], dur[32];
+    size_format(st.bytes, sz, sizeof(sz));
+    size_format(st.bytes_written, wsz, sizeof(wsz));
+    duration_format(elapsed_ms, dur, sizeof(dur));
+    if (a.json) {
+        json_t *o =
+            json_pack("{s:s, s:s, s:s, s:i, s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "backup",
+                      chosen->b.label, "repository", repo_name(r), "pgdata", a.pgdata, "timeline",
+                      (int)tli, "target", t, "files", (json_int_t)st.files, "bytes",
+                      (json_int_t)st.bytes, "files_written", (json_int_t)st.files_written,
+                      "bytes_written", (json_int_t)st.bytes_written, "files_removed",
+                      (json_int_t)removed, "delta", a.delta, "elapsed_ms", (json_int_t)elapsed_ms);
+        char *text = json_dumps(o, JSON_PRESERVE_ORDER);
+        printf("%s\n", text);
+        free(text);
+        json_decref(o);
+    } else {
+        printf("restored backup \"%s\" from repository \"%s\" into \"%s\": %llu files, %s "
+               "in %s\n",
+               chosen->b.label, repo_name(r), a.pgdata, (unsigned long long)st.files, sz, dur);
+        if (nonempty || ts_nonempty)
+            printf("%s: rewrote %llu files, %s; removed %llu files not in the backup\n",
+                   a.delta ? "delta" : "force", (unsigned long long)st.files_written, wsz,
+                   (unsigned long long)removed);
+        printf("recovery target: %s (timeline %s)\n", t, a.target.timeline ? "as given" : "latest");
+    }
+    fflush(stdout);
+    rc = 0;
+    if (a.start) {
+        struct start_options so = {.pgdata = a.pgdata,
+                                   .port = a.port,
+                                   .wait = a.wait,
+                                   .target = &a.target,
+                                   .pg_major = repo_identity(r)->pg_major};
+        if (restore_start(&so) < 0)
+            rc = 1;
+    }
+out:
+    path_set_free(seen);
+    free(ts_dir);
+    free(config_abs);
+    timeline_history_free(hist);
+    catalog_free(&cat);
+    repo_set_free(&set);
+    free_args(&a);
+    return rc;
+}

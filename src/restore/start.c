@@ -1,0 +1,324 @@
+/*
+ * start.c — `restore --start [--port N] [--wait]`: start the restored cluster with
+ * pg_ctl and, with --wait, follow recovery until it reaches the target or stops.
+ *
+ * How the end is recognised (PROTOCOL.md §3.2), without depending on the server's
+ * log settings: over SQL (psql on the socket postmaster.pid names), recovery is over
+ * when pg_is_in_recovery() is false (promoted, or the end of the archive for "latest")
+ * and has stopped at the target when the replay is paused; when the postmaster exits,
+ * the control file tells a target shutdown ("shut down in recovery") from a failure.
+ * The server log that pg_ctl writes (-l) supplies the server's own words for the
+ * report when something goes wrong. psql and pg_ctl are PostgreSQL's own programs,
+ * from the bin directory of the backup's major version when it is installed there.
+ */
+#include "restore_int.h"
+
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+#include "pgark/units.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define START_LOG "pgark-start.log"
+#define POLL_US 200000
+
+static char *pg_program(int major, const char *name)
+{
+    char *path = xasprintf("/usr/lib/postgresql/%d/bin/%s", major, name);
+    if (access(path, X_OK) == 0)
+        return path;
+    free(path);
+    return xstrdup(name); /* from PATH */
+}
+
+/* Run argv, capture stdout (up to 64 KiB) into *out; returns the exit status, or -1
+ * when it could not run. stderr goes to /dev/null unless keep_stderr. */
+static int run_capture(char *const argv[], char **out, bool keep_stderr)
+{
+    int pipefd[2];
+    if (pipe(pipefd) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(pipefd[1], 1);
+        if (!keep_stderr) {
+            int devnull = open("/dev/null", O_WRONLY);
+            if (devnull >= 0)
+                dup2(devnull, 2);
+        }
+        close(pipefd[0]);
+        close(pipefd[1]);
+        setenv("LC_ALL", "C", 1);
+        setenv("PGCONNECT_TIMEOUT", "5", 1);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    struct buf b = BUF_INIT;
+    char chunk[4096];
+    ssize_t n;
+    while ((n = read(pipefd[0], chunk, sizeof(chunk))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        if (b.len < 65536)
+            buf_append(&b, chunk, (size_t)n);
+    }
+    close(pipefd[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (out)
+        *out = buf_steal(&b);
+    else
+        buf_free(&b);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+struct pidfile {
+    long pid;
+    int port;
+    char socket_dir[1024];
+};
+
+static bool read_pidfile(const char *pgdata, struct pidfile *pf)
+{
+    char *path = xasprintf("%s/postmaster.pid", pgdata);
+    FILE *f = fopen(path, "r");
+    free(path);
+    if (!f)
+        return false;
+    char line[1024];
+    int n = 0;
+    memset(pf, 0, sizeof(*pf));
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        n++;
+        if (n == 1)
+            pf->pid = atol(line);
+        else if (n == 4)
+            pf->port = atoi(line);
+        else if (n == 5)
+            snprintf(pf->socket_dir, sizeof(pf->socket_dir), "%s", line);
+    }
+    fclose(f);
+    return pf->pid > 0 && n >= 5;
+}
+
+static bool alive(long pid)
+{
+    return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+/* The first line of the log containing needle (caller frees), or NULL. */
+static char *log_line(const char *logfile, const char *needle)
+{
+    FILE *f = fopen(logfile, "r");
+    if (!f)
+        return NULL;
+    char line[2048];
+    char *found = NULL;
+    while (fgets(line, sizeof(line), f)) {
+        if (strstr(line, needle)) {
+            line[strcspn(line, "\n")] = '\0';
+            free(found);
+            found = xstrdup(line);
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static char *control_state(int major, const char *pgdata)
+{
+    char *prog = pg_program(major, "pg_controldata");
+    char *argv[] = {prog, "-D", (char *)pgdata, NULL};
+    char *out = NULL;
+    char *state = NULL;
+    if (run_capture(argv, &out, false) == 0) {
+        char *p = strstr(out, "Database cluster state:");
+        if (p) {
+            p += strlen("Database cluster state:");
+            while (*p == ' ')
+                p++;
+            state = xstrndup(p, strcspn(p, "\n"));
+        }
+    }
+    free(out);
+    free(prog);
+    return state;
+}
+
+/* Remove wal-fetch's read-ahead cache: recovery no longer needs it. */
+static void drop_prefetch(const char *pgdata)
+{
+    char *dir = xasprintf("%s/pg_wal/%s", pgdata, PREFETCH_DIR);
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+                char *p = xasprintf("%s/%s", dir, de->d_name);
+                unlink(p);
+                free(p);
+            }
+        }
+        closedir(d);
+        rmdir(dir);
+    }
+    free(dir);
+}
+
+int restore_start(const struct start_options *o)
+{
+    char *pg_ctl = pg_program(o->pg_major, "pg_ctl");
+    char *psql = pg_program(o->pg_major, "psql");
+    char *logfile = xasprintf("%s/%s", o->pgdata, START_LOG);
+    char *port_opt = o->port ? xasprintf("-p %d", o->port) : NULL;
+    int64_t t0 = time_mono_us();
+    int rc = 0;
+
+    char *argv[12];
+    int n = 0;
+    argv[n++] = pg_ctl;
+    argv[n++] = "-D";
+    argv[n++] = (char *)o->pgdata;
+    argv[n++] = "-l";
+    argv[n++] = logfile;
+    argv[n++] = "-W";
+    if (port_opt) {
+        argv[n++] = "-o";
+        argv[n++] = port_opt;
+    }
+    argv[n++] = "start";
+    argv[n] = NULL;
+    char *out = NULL;
+    int st = run_capture(argv, &out, true);
+    free(out);
+    if (st != 0) {
+        rc = err_set(ERR_RUNTIME, "pg_ctl could not start the server on \"%s\" (exit %d)",
+                     o->pgdata, st);
+        err_hint("see \"%s\"", logfile);
+        goto out;
+    }
+    printf("server starting on \"%s\"%s%s, log in \"%s\"\n", o->pgdata, port_opt ? ", port " : "",
+           port_opt ? port_opt + 3 : "", logfile);
+    fflush(stdout);
+    if (!o->wait)
+        goto out;
+
+    struct pidfile pf = {0};
+    bool have_pid = false;
+    char *reached = NULL; /* "promoted", "paused", "shut down" */
+    char *last_ts = NULL, *last_lsn = NULL;
+    for (;;) {
+        /* The socket directory is added to postmaster.pid after the file is created:
+         * read it again until it is there. */
+        if (!have_pid || !pf.socket_dir[0])
+            have_pid = read_pidfile(o->pgdata, &pf) || have_pid;
+        if (have_pid && !alive(pf.pid))
+            break;
+        if (!have_pid && time_mono_us() - t0 > 60 * INT64_C(1000000)) {
+            /* pg_ctl started it, yet no postmaster.pid after a minute: it died early. */
+            break;
+        }
+        if (have_pid && pf.socket_dir[0]) {
+            char port[16];
+            snprintf(port, sizeof(port), "%d", pf.port);
+            const char *q = o->pg_major >= 14
+                                ? "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
+                                  "THEN pg_get_wal_replay_pause_state() END, "
+                                  "pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()"
+                                : "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
+                                  "AND pg_is_wal_replay_paused() THEN 'paused' END, "
+                                  "pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()";
+            char *qargv[] = {psql, "-X", "-A", "-t",       "-F", "|",       "-h", pf.socket_dir,
+                             "-p", port, "-d", "postgres", "-c", (char *)q, NULL};
+            char *res = NULL;
+            if (run_capture(qargv, &res, false) == 0) {
+                res[strcspn(res, "\n")] = '\0';
+                char *f[4] = {NULL};
+                char *p = res;
+                for (int i = 0; i < 4; i++) {
+                    f[i] = p;
+                    p = p ? strchr(p, '|') : NULL;
+                    if (p)
+                        *p++ = '\0';
+                }
+                if (f[0] && !strcmp(f[0], "f"))
+                    reached = "promoted";
+                else if (f[1] && !strcmp(f[1], "paused"))
+                    reached = "paused at the target";
+                if (reached) {
+                    last_ts = xstrdup(f[2] && *f[2] ? f[2] : "none");
+                    last_lsn = xstrdup(f[3] && *f[3] ? f[3] : "unknown");
+                }
+            }
+            free(res);
+            if (reached)
+                break;
+        }
+        usleep(POLL_US);
+    }
+    char dur[32];
+    duration_format((time_mono_us() - t0) / 1000, dur, sizeof(dur));
+    if (!reached) {
+        /* The postmaster is gone: a target shutdown, or a failure. */
+        char *state = control_state(o->pg_major, o->pgdata);
+        char *fatal = log_line(logfile, "recovery ended before configured recovery target");
+        char *stopping = log_line(logfile, "recovery stopping");
+        if (state && !strcmp(state, "shut down in recovery") && !fatal) {
+            printf("recovery reached the target and the server shut down%s%s; recovery took "
+                   "%s\n",
+                   stopping ? ": " : "", stopping ? strstr(stopping, "recovery stopping") : "",
+                   dur);
+            drop_prefetch(o->pgdata);
+        } else if (fatal) {
+            rc = err_set(ERR_RUNTIME,
+                         "recovery ended before the target was reached; the server "
+                         "stopped after %s",
+                         dur);
+            err_hint("the server said: %s (log \"%s\")", strstr(fatal, "recovery ended"), logfile);
+        } else {
+            char *any = log_line(logfile, "FATAL");
+            rc = err_set(ERR_RUNTIME, "the server stopped during recovery after %s%s%s", dur,
+                         any ? ": " : "", any ? any : "");
+            err_hint("see \"%s\"", logfile);
+            free(any);
+        }
+        free(state);
+        free(fatal);
+        free(stopping);
+        goto out;
+    }
+    printf("recovery %s: last replayed transaction committed at %s, replayed up to LSN %s; "
+           "recovery took %s\n",
+           reached, last_ts, last_lsn, dur);
+    drop_prefetch(o->pgdata);
+    free(last_ts);
+    free(last_lsn);
+out:
+    fflush(stdout);
+    free(pg_ctl);
+    free(psql);
+    free(logfile);
+    free(port_opt);
+    return rc;
+}

@@ -1,0 +1,307 @@
+/*
+ * walfetch.c — `pgark wal-fetch SEGMENT DEST`, the restore_command (%f %p).
+ *
+ * The server runs it from the data directory for every file it wants and treats exit
+ * 0 as "delivered", 1 as "not available" (PROTOCOL.md §3.1). So DEST appears only
+ * complete and verified: written under a temporary name in DEST's directory, fsynced,
+ * renamed. Repositories are tried local tier first; a damaged copy in one is reported
+ * and the next one tried. The last segment of the newest timeline exists only as the
+ * receiver's .partial until it completes: it is served zero-padded to the segment
+ * size, so that a restore replays up to the last commit the receiver got (the zeros
+ * read as the end of WAL). After a segment is served, a detached process reads the
+ * next ones ahead into a cache beside DEST (prefetch.c).
+ */
+#include "restore_int.h"
+
+#include "pgark/cli.h"
+#include "pgark/config.h"
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct fd_sink {
+    int fd;
+    uint64_t len;
+    const char *tmp;
+};
+
+static int write_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct fd_sink *s = ctx;
+    while (len) {
+        ssize_t n = write(s->fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return err_set_errno(ERR_IO, errno, "could not write \"%s\"", s->tmp);
+        data += n;
+        len -= (size_t)n;
+        s->len += (uint64_t)n;
+    }
+    return 0;
+}
+
+static char *dir_of(const char *path)
+{
+    char *copy = xstrdup(path);
+    char *d = xstrdup(dirname(copy));
+    free(copy);
+    return d;
+}
+
+/* One repo: 1 written, 0 not there, negative on failure (the temp file is gone). */
+static int fetch_from(struct repo *r, const char *path, const char *dest, uint64_t seg_size,
+                      bool pad, const char *what)
+{
+    char *dir = dir_of(dest);
+    char *copy = xstrdup(dest);
+    /* pid and name: unique among concurrent fetches (read-ahead threads) */
+    char *tmp = xasprintf("%s/.pgark-fetch.%ld.%s.tmp", dir, (long)getpid(), basename(copy));
+    free(copy);
+    struct fd_sink s = {-1, 0, tmp};
+    int rc;
+    s.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (s.fd < 0) {
+        rc = err_set_errno(ERR_IO, errno, "could not create \"%s\"", tmp);
+        goto out;
+    }
+    rc = repo_get(r, path, write_sink, &s);
+    if (rc < 0) {
+        if (err_kind() == ERR_NOT_FOUND) {
+            err_clear();
+            rc = 0;
+        } else {
+            err_context("while fetching %s from repository \"%s\"", what, repo_name(r));
+        }
+        goto out;
+    }
+    if (seg_size && !pad && s.len != seg_size) {
+        rc = err_set(ERR_INTEGRITY, "%s in repository \"%s\" has %llu bytes, not %llu", what,
+                     repo_name(r), (unsigned long long)s.len, (unsigned long long)seg_size);
+        goto out;
+    }
+    if (seg_size && pad) {
+        if (s.len > seg_size) {
+            rc = err_set(ERR_INTEGRITY, "%s in repository \"%s\" is longer than a segment", what,
+                         repo_name(r));
+            goto out;
+        }
+        if (ftruncate(s.fd, (off_t)seg_size) < 0) {
+            rc = err_set_errno(ERR_IO, errno, "could not pad \"%s\"", tmp);
+            goto out;
+        }
+    }
+    if (fsync(s.fd) < 0) {
+        rc = err_set_errno(ERR_IO, errno, "could not fsync \"%s\"", tmp);
+        goto out;
+    }
+    close(s.fd);
+    s.fd = -1;
+    if (rename(tmp, dest) < 0) {
+        rc = err_set_errno(ERR_IO, errno, "could not rename \"%s\" to \"%s\"", tmp, dest);
+        goto out;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    rc = 1;
+out:
+    if (s.fd >= 0)
+        close(s.fd);
+    if (rc <= 0)
+        unlink(tmp);
+    free(tmp);
+    free(dir);
+    return rc;
+}
+
+int walfetch_object(struct repo_set *set, const char *path, const char *dest, uint64_t seg_size,
+                    bool pad, const char *what)
+{
+    enum err_kind kind = ERR_OK;
+    char *first_error = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < set->n; i++) {
+        struct repo *r = repo_set_get(set, i);
+        if (r)
+            rc = fetch_from(r, path, dest, seg_size, pad, what);
+        else
+            rc = err_context("while opening repository \"%s\"", set->conf[i]->name);
+        if (rc > 0)
+            break;
+        if (rc < 0) {
+            /* Keep the first failure, try the next repository. */
+            char *text = err_format();
+            if (!first_error) {
+                first_error = xstrdup(text);
+                kind = err_kind();
+            } else {
+                log_warn("%s", text);
+            }
+            free(text);
+            err_clear();
+            rc = 0;
+        }
+    }
+    if (rc > 0) {
+        if (first_error)
+            log_warn("%s (served from another repository)", first_error);
+    } else if (first_error) {
+        rc = err_set(kind, "%s", first_error);
+    }
+    free(first_error);
+    return rc;
+}
+
+/* Does any repo have the history file of tli (a newer timeline than the partial's)? */
+static bool history_exists(struct repo_set *set, timeline_t tli)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/wal/%08X.history", set->cluster, tli);
+    for (size_t i = 0; i < set->n; i++) {
+        struct repo *r = repo_set_get(set, i);
+        if (!r) {
+            err_clear();
+            continue;
+        }
+        int e = storage_exists(repo_storage(r), path);
+        if (e > 0)
+            return true;
+        if (e < 0)
+            err_clear();
+    }
+    return false;
+}
+
+static uint64_t seg_size_of(struct repo_set *set)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        struct repo *r = repo_set_get(set, i);
+        if (r)
+            return repo_identity(r)->seg_size;
+        err_clear();
+    }
+    return 0;
+}
+
+/* Segment size from the long header of a segment file (xlp_seg_size). */
+static uint64_t seg_size_from_file(const char *path)
+{
+    uint8_t h[40];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = pread(fd, h, sizeof(h), 0);
+    close(fd);
+    if (n != (ssize_t)sizeof(h))
+        return 0;
+    uint64_t v =
+        (uint64_t)h[32] | (uint64_t)h[33] << 8 | (uint64_t)h[34] << 16 | (uint64_t)h[35] << 24;
+    return wal_seg_size_valid(v) ? v : 0;
+}
+
+static int fetch_segment(struct repo_set *set, const char *name, const char *dest,
+                         const char *cache_dir)
+{
+    uint64_t seg_size = 0;
+    timeline_t tli;
+    uint64_t segno;
+    char path[96], what[96];
+
+    if (prefetch_consume(cache_dir, name, dest) > 0) {
+        seg_size = seg_size_from_file(dest);
+        if (seg_size && wal_segment_parse(name, seg_size, &tli, &segno) == 0)
+            prefetch_spawn(set, cache_dir, tli, segno, seg_size);
+        err_clear();
+        log_detail("restored segment %s from the read-ahead cache", name);
+        return 0;
+    }
+    seg_size = seg_size_of(set);
+    if (!seg_size) {
+        err_set(ERR_RUNTIME, "no repository of cluster \"%s\" could be opened", set->cluster);
+        return 1;
+    }
+    if (wal_segment_parse(name, seg_size, &tli, &segno) < 0) {
+        err_clear();
+        log_info("\"%s\" is not a WAL segment of this cluster: not found", name);
+        return 1;
+    }
+    snprintf(what, sizeof(what), "segment %s", name);
+    repo_wal_path(tli, name, false, path, sizeof(path));
+    int rc = walfetch_object(set, path, dest, seg_size, false, what);
+    if (rc < 0)
+        return 1;
+    if (rc > 0) {
+        prefetch_spawn(set, cache_dir, tli, segno, seg_size);
+        return 0;
+    }
+    /* Not archived complete: the receiver's partial copy, if this is the newest
+     * timeline (an older timeline's partial ends in WAL that the newer one replaced). */
+    if (!history_exists(set, tli + 1)) {
+        snprintf(what, sizeof(what), "partial segment %s", name);
+        repo_wal_path(tli, name, true, path, sizeof(path));
+        rc = walfetch_object(set, path, dest, seg_size, true, what);
+        if (rc < 0)
+            return 1;
+        if (rc > 0) {
+            log_info("restored partial segment %s, zero-padded: the newest WAL the receiver "
+                     "shipped",
+                     name);
+            return 0;
+        }
+    }
+    log_info("segment %s not found in any repository", name);
+    return 1;
+}
+
+int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
+{
+    struct repo_set set;
+    memset(&set, 0, sizeof(set));
+    int rc = 1;
+    if (argc != 3) {
+        err_set(ERR_USAGE, "usage: pgark wal-fetch SEGMENT DEST");
+        err_hint("as restore_command: wal-fetch \"%%f\" \"%%p\"");
+        return 2;
+    }
+    const char *name = argv[1], *dest = argv[2];
+    bool segment = wal_is_segment_name(name), history = wal_is_history_name(name);
+    if (!segment && !history) {
+        log_info("\"%s\" is neither a WAL segment nor a timeline history file: not found", name);
+        return 1;
+    }
+    const struct config *cfg = cli_config(ctx);
+    if (!cfg)
+        return 2;
+    const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
+    if (!cl || repo_set_init(&set, cfg, cl, NULL) < 0)
+        return 2;
+    if (segment) {
+        char *dir = dir_of(dest);
+        char *cache = xasprintf("%s/%s", dir, PREFETCH_DIR);
+        rc = fetch_segment(&set, name, dest, cache);
+        free(cache);
+        free(dir);
+    } else {
+        char path[64], what[64];
+        snprintf(path, sizeof(path), "wal/%s", name);
+        snprintf(what, sizeof(what), "history file %s", name);
+        int found = walfetch_object(&set, path, dest, 0, false, what);
+        if (found == 0)
+            log_info("history file %s not found in any repository", name);
+        rc = found > 0 ? 0 : 1;
+    }
+    repo_set_free(&set);
+    return rc;
+}

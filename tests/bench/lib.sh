@@ -1,0 +1,143 @@
+# lib.sh — helpers shared by the benchmark scripts (sourced, POSIX sh).
+#
+# A benchmark script sets WORK (its scratch directory, removed at exit) and then uses:
+#   bench_log MSG...                 a timestamped line on stderr
+#   bench_die MSG...                 log and exit 1 (the EXIT trap cleans up)
+#   pg_init DIR PORT [SETTING...]    initdb -k and a postgresql.conf for a socket-only server
+#   pg_start / pg_stop               start (waits until ready) / stop the cluster of pg_init
+#   q SQL                            one value from psql on that cluster (-XAt, stops on error)
+#   wait_until SECONDS SQL           poll SQL every 0.2 s until it returns "t"; 1 on timeout
+#   proc_cpu_ticks PID               utime+stime of a process (all its threads), in ticks
+#   rss_sampler_start PID FILE       VmRSS (KiB) of PID every second into FILE, in background
+#   sampler_stop PID                 stop a sampler started here
+#   percentile Q < numbers           nearest-rank percentile (Q in 0..100) of stdin, one a line
+#   bench_register_pid PID           killed by bench_cleanup if still running
+#   bench_cleanup                    kill registered processes, stop the cluster
+# Conventions: every wait is bounded; a cluster uses its own port and a Unix socket in
+# WORK only; everything a script starts is registered so the EXIT trap can end it.
+
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+CLK_TCK=$(getconf CLK_TCK)
+BENCH_PIDS=""
+PGDATA_BENCH=""
+PGSOCK_BENCH=""
+PGPORT_BENCH=""
+
+bench_log() {
+    printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2
+}
+
+bench_die() {
+    bench_log "error: $*"
+    exit 1
+}
+
+bench_register_pid() {
+    BENCH_PIDS="$BENCH_PIDS $1"
+}
+
+# pg_init DIR PORT [SETTING...]: a fresh cluster in DIR/data, socket in DIR/sock.
+pg_init() {
+    PGDATA_BENCH=$1/data
+    PGSOCK_BENCH=$1/sock
+    PGPORT_BENCH=$2
+    shift 2
+    mkdir -p "$PGSOCK_BENCH"
+    "$PGBIN/initdb" -k -A trust -U postgres -E UTF8 --locale=C -D "$PGDATA_BENCH" \
+        >"$WORK/initdb.log" 2>&1 ||
+        bench_die "initdb failed: $(tail -5 "$WORK/initdb.log")"
+    {
+        echo "listen_addresses = ''"
+        echo "port = $PGPORT_BENCH"
+        echo "unix_socket_directories = '$PGSOCK_BENCH'"
+        echo "wal_level = replica"
+        echo "max_wal_senders = 10"
+        echo "max_replication_slots = 10"
+        echo "logging_collector = off"
+        for setting in "$@"; do
+            echo "$setting"
+        done
+    } >>"$PGDATA_BENCH/postgresql.conf"
+}
+
+pg_start() {
+    "$PGBIN/pg_ctl" -D "$PGDATA_BENCH" -l "$WORK/postgres.log" -w -t 60 start >/dev/null ||
+        bench_die "the server did not start: $(tail -5 "$WORK/postgres.log")"
+}
+
+pg_stop() {
+    if [ -n "$PGDATA_BENCH" ] && [ -f "$PGDATA_BENCH/postmaster.pid" ]; then
+        "$PGBIN/pg_ctl" -D "$PGDATA_BENCH" -m fast -w -t 60 stop >/dev/null 2>&1 ||
+            "$PGBIN/pg_ctl" -D "$PGDATA_BENCH" -m immediate -w -t 30 stop >/dev/null 2>&1 ||
+            true
+    fi
+}
+
+# The libpq connection string of the cluster (for receivers).
+pg_conninfo() {
+    echo "host=$PGSOCK_BENCH port=$PGPORT_BENCH user=postgres dbname=postgres"
+}
+
+q() {
+    "$PGBIN/psql" -XAtq -v ON_ERROR_STOP=1 -h "$PGSOCK_BENCH" -p "$PGPORT_BENCH" -U postgres \
+        -d postgres -c "$1"
+}
+
+# wait_until SECONDS SQL: 0 once SQL says "t", 1 if it never did within SECONDS.
+wait_until() {
+    deadline=$(($(date +%s) + $1))
+    while [ "$(date +%s)" -le "$deadline" ]; do
+        if [ "$(q "$2" 2>/dev/null)" = t ]; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    return 1
+}
+
+proc_cpu_ticks() {
+    # Fields after the ")" that ends the command name: utime and stime are 12 and 13.
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# Ticks to seconds, three decimals.
+ticks_to_s() {
+    awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", t / hz }'
+}
+
+rss_sampler_start() {
+    (
+        while [ -r "/proc/$1/status" ]; do
+            awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || break
+            sleep 1
+        done
+    ) >"$2" &
+    SAMPLER_PID=$!
+    bench_register_pid "$SAMPLER_PID"
+}
+
+sampler_stop() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+percentile() {
+    sort -n | awk -v p="$1" '
+        { v[NR] = $1 }
+        END {
+            if (NR == 0) { print "null"; exit }
+            k = int(p / 100 * NR); if (k < p / 100 * NR) k++; if (k < 1) k = 1
+            print v[k]
+        }'
+}
+
+bench_cleanup() {
+    for pid in $BENCH_PIDS; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in $BENCH_PIDS; do
+        wait "$pid" 2>/dev/null || true
+    done
+    BENCH_PIDS=""
+    pg_stop
+}

@@ -1,0 +1,135 @@
+#!/bin/sh
+# run.sh — `make bench`: run the benchmarks named by BENCH.
+#
+# BENCH: a benchmark name (a script tests/bench/NAME.sh) or a space-separated list of
+# them, or "all" (the default: every tests/bench/*.sh but run.sh and lib.sh).
+#
+# PostgreSQL refuses to run as root. As root this makes sure the unprivileged user
+# (PGARK_BENCH_USER, default pgarktest) exists, copies the built binary and these scripts
+# into a scratch directory that user owns (PGARK_BENCH_DIR, default
+# /var/tmp/pgark-bench), runs each benchmark there as that user with a clean
+# environment, copies the results back into tests/bench/results/ and removes the
+# scratch directory, whatever happened. Not root: runs the benchmarks right here.
+#
+# Each benchmark gets PGARK (the binary), WORK (its scratch directory) and RESULTS_DIR,
+# plus every BENCH_* variable of this environment. The whole run is bounded by
+# BENCH_TIMEOUT seconds (default: a generous bound from BENCH_SECONDS and BENCH_ROUNDS).
+#
+# Adding a benchmark: a script tests/bench/NAME.sh (POSIX sh) that sources lib.sh (cluster
+# start/stop, CPU and RSS sampling, percentiles), keeps everything under WORK with an EXIT
+# trap that calls bench_cleanup and removes WORK, bounds every wait, and writes
+# $RESULTS_DIR/NAME-<UTC timestamp>.json plus a table on stderr. Results are not committed
+# (tests/bench/.gitignore).
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${BUILD:-build}
+case "$build" in
+/*) pgark=$build/pgark ;;
+*) pgark=$root/$build/pgark ;;
+esac
+[ -x "$pgark" ] || {
+    echo "run.sh: no pgark binary at \"$pgark\": run make first" >&2
+    exit 2
+}
+
+names=${BENCH:-all}
+if [ "$names" = all ]; then
+    names=""
+    for f in "$here"/*.sh; do
+        n=$(basename "$f" .sh)
+        case "$n" in
+        run | lib) ;;
+        *) names="$names $n" ;;
+        esac
+    done
+fi
+for n in $names; do
+    [ -f "$here/$n.sh" ] || {
+        echo "run.sh: no benchmark \"$n\" (no tests/bench/$n.sh)" >&2
+        exit 2
+    }
+done
+
+secs=${BENCH_SECONDS:-300}
+rounds=${BENCH_ROUNDS:-3}
+# Per round at most 5 variants of the load plus set-up and catch-up; then pgbench -i.
+limit=${BENCH_TIMEOUT:-$((rounds * 5 * (secs + 240) + 900))}
+results=$here/results
+mkdir -p "$results"
+
+bench_env() { # the BENCH_* variables, as NAME=VALUE arguments
+    env | grep '^BENCH_[A-Z_]*=' || true
+}
+
+if [ "$(id -u)" -ne 0 ]; then
+    status=0
+    for n in $names; do
+        echo "run.sh: benchmark $n" >&2
+        PGARK=$pgark WORK=${PGARK_BENCH_DIR:-${TMPDIR:-/tmp}/pgark-bench-$$}/$n RESULTS_DIR=$results \
+            timeout -k 30 "$limit" sh "$here/$n.sh" || status=$?
+    done
+    exit "$status"
+fi
+
+user=${PGARK_BENCH_USER:-pgarktest}
+dest=${PGARK_BENCH_DIR:-/var/tmp/pgark-bench}
+case "$dest" in
+/*/*) ;;
+*)
+    echo "run.sh: refusing scratch directory \"$dest\": give an absolute path two levels deep" >&2
+    exit 2
+    ;;
+esac
+if ! id -u "$user" >/dev/null 2>&1; then
+    useradd --system --user-group --create-home --shell /usr/sbin/nologin "$user"
+fi
+home=$(getent passwd "$user" | cut -d: -f6)
+
+child=""
+cleanup() {
+    status=$?
+    trap - EXIT INT TERM
+    if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+        # timeout passes the signal on to the benchmark's whole process group, and
+        # kills it 30 s later if it has not finished cleaning up.
+        kill -TERM "$child" 2>/dev/null || true
+        wait "$child" 2>/dev/null || true
+    fi
+    # A benchmark killed from outside may leave its server running: stop it as the user.
+    for pid_file in "$dest"/work/*/pg/data/postmaster.pid; do
+        [ -f "$pid_file" ] || continue
+        runuser -u "$user" -- /usr/lib/postgresql/15/bin/pg_ctl -D "$(dirname "$pid_file")" \
+            -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+    done
+    if [ -d "$dest/results" ]; then
+        cp -p "$dest"/results/* "$results"/ 2>/dev/null || true
+    fi
+    rm -rf "$dest"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rm -rf "$dest"
+mkdir -p "$dest/bin" "$dest/bench" "$dest/work" "$dest/results"
+cp "$pgark" "$dest/bin/pgark"
+cp "$here"/*.sh "$dest/bench/"
+chown -R "$user:$user" "$dest"
+chmod 0700 "$dest"
+
+status=0
+for n in $names; do
+    echo "run.sh: benchmark $n as $user in $dest (bounded to $limit s)" >&2
+    # shellcheck disable=SC2046 # bench_env yields whole NAME=VALUE words without spaces in names
+    # In the background and waited for, so that a signal to this script is acted on now.
+    timeout -k 30 "$limit" runuser -u "$user" -- env -i PATH=/usr/local/bin:/usr/bin:/bin \
+        HOME="$home" USER="$user" LANG=C.UTF-8 PGARK="$dest/bin/pgark" WORK="$dest/work/$n" \
+        RESULTS_DIR="$dest/results" $(bench_env) sh "$dest/bench/$n.sh" &
+    child=$!
+    wait "$child" || status=$?
+    child=""
+done
+[ "$status" -ne 0 ] || echo "run.sh: results in $results" >&2
+exit "$status"

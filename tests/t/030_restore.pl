@@ -1,0 +1,271 @@
+# pgark restore and wal-fetch against a real workload: a table where every
+# transaction inserts one row, with track_commit_timestamp = on so that the commit time
+# of each row is known. After a restore to a time, an xid, an LSN, a restore point,
+# "immediate" or "latest", the rows in the restored cluster must be exactly those whose
+# transactions committed at or before the target (strictly before for an exclusive
+# target). Refusals (a non-empty directory, a running server, a target outside the
+# restorable window) must exit 2 and leave the directory untouched. wal-fetch: a missing
+# segment is exit 1 with nothing written, a damaged object is an error naming the
+# repository and the segment, history files are served.
+#
+# WAL reaches the repository through archive_command = pgark wal-push; the base backup
+# is pg_basebackup -Fp stored by tests/tools/mkbackup the way `pgark backup` stores one.
+use strict;
+use warnings;
+
+use File::Path qw(make_path rmtree);
+use POSIX qw(strftime);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+use PgarkTest;
+
+my $pgark = pgark_bin();
+my $tmp = PostgreSQL::Test::Utils::tempdir();
+my $repo = "$tmp/repo";
+my $config = write_config(<<"EOF", "$tmp/pgark.yaml");
+spool: $tmp/spool
+repos:
+  local: { type: posix, path: $repo }
+clusters:
+  main:
+    conninfo: "dbname=postgres"
+    repos: [local]
+    backup: { chunk_size: 256KiB }
+EOF
+
+my $src = PostgreSQL::Test::Cluster->new('src');
+$src->init(allows_streaming => 1, extra => ['--data-checksums']);
+$src->append_conf('postgresql.conf', <<"EOF");
+track_commit_timestamp = on
+archive_mode = on
+archive_command = '"$pgark" --config "$config" wal-push "%p"'
+EOF
+$src->start;
+
+sub sql { return $src->safe_psql('postgres', $_[0]) }
+
+sql('CREATE TABLE t (id serial PRIMARY KEY, xid bigint, pad text)');
+sql('CREATE TABLE big AS SELECT g, repeat(md5(g::text), 10) AS pad FROM generate_series(1, 60000) g');
+
+# One row per transaction; returns the ids inserted.
+my %row;    # id -> { xid, ts (commit time text), us (epoch microseconds), lsn_after }
+sub workload
+{
+	my ($n) = @_;
+	my @ids;
+	for (1 .. $n)
+	{
+		my $id = sql("INSERT INTO t (xid, pad) VALUES (txid_current(), 'x') RETURNING id");
+		my $info = sql("SELECT xmin::text, pg_xact_commit_timestamp(xmin),
+			extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000, pg_current_wal_insert_lsn()
+			FROM t WHERE id = $id");
+		my ($xid, $ts, $us, $lsn) = split /\|/, $info;
+		$row{$id} = { xid => $xid, ts => $ts, us => $us, lsn => $lsn };
+		push @ids, $id;
+	}
+	return @ids;
+}
+
+sub wait_archived
+{
+	my $seg = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
+	sql('SELECT pg_switch_wal()');
+	ok( $src->poll_query_until('postgres',
+			"SELECT last_archived_wal >= '$seg' FROM pg_stat_archiver"),
+		"segment $seg archived");
+	return $seg;
+}
+
+my @before = workload(5);
+wait_archived();    # the first segment creates the repository
+
+# --- the base backup ---------------------------------------------------------------------
+
+my $bdir = "$tmp/basebackup";
+my $label = strftime('%Y%m%dT%H%M%SZ', gmtime());
+command_ok([ 'pg_basebackup', '-D', $bdir, '-Fp', '-X', 'fetch', '-d', $src->connstr('postgres') ],
+	'pg_basebackup');
+my $r = run_cmd([ tool_bin('mkbackup'), $repo, 'main', $bdir, $label, 256 * 1024 ]);
+is($r->{rc}, 0, "backup $label stored in the repository") or diag($r->{stderr});
+my $backup_done = time();
+
+# Stop times are whole seconds: a target must be a second past the backup's end.
+usleep(1_200_000) while time() < $backup_done + 1.2;
+
+my @a = workload(8);    # just after the backup
+wait_archived();
+my @b = workload(8);
+my $rp_lsn = sql("SELECT pg_create_restore_point('before_c')");
+my @c = workload(8);
+wait_archived();
+my @after_rp = workload(3);    # so that a transaction ends after every target
+wait_archived();
+
+my @all = sort { $a <=> $b } keys %row;
+
+sub expect_ids
+{
+	my ($pred) = @_;
+	return join(',', grep { $pred->($row{$_}) } @all);
+}
+
+my $rnum = 0;
+
+# Restore into a fresh node with the given pgark arguments, start it (archiving off, so
+# the restored cluster does not write into the repository), wait for the end of
+# recovery, return the node.
+sub restore_to
+{
+	my ($args, %opt) = @_;
+	my $node = PostgreSQL::Test::Cluster->new('r' . ++$rnum);
+	my $res = run_pgark([ '--config', $config, 'restore', '--pgdata', $node->data_dir, @$args ]);
+	is($res->{rc}, 0, "restore @$args") or diag($res->{stderr});
+	$node->append_conf('postgresql.conf',
+		"port = " . $node->port . "\narchive_mode = off\n");
+	$node->start;
+	my $done = $opt{paused}
+	  ? "SELECT pg_get_wal_replay_pause_state() = 'paused'"
+	  : 'SELECT NOT pg_is_in_recovery()';
+	ok($node->poll_query_until('postgres', $done), "recovery of @$args finished");
+	return ($node, $res);
+}
+
+sub check_rows
+{
+	my ($node, $expect, $what) = @_;
+	is($node->safe_psql('postgres', "SELECT string_agg(id::text, ',' ORDER BY id) FROM t"),
+		$expect, $what);
+}
+
+# --- time targets ---------------------------------------------------------------------------
+
+my $k = $a[0];    # the first transaction after the backup
+my ($n, $res) = restore_to([ '--target-time', $row{$k}{ts}, '--target-action', 'promote' ]);
+check_rows($n, expect_ids(sub { $_[0]{us} <= $row{$k}{us} }),
+	'time just after the backup: rows committed at or before it');
+like($res->{stdout}, qr/restored backup "\Q$label\E"/, 'the backup chosen is named');
+$n->stop;
+
+$k = $a[4];    # inside an archived segment
+($n) = restore_to([ '--target-time', $row{$k}{ts}, '--target-action', 'promote' ]);
+check_rows($n, expect_ids(sub { $_[0]{us} <= $row{$k}{us} }),
+	'time inside an archived segment, inclusive');
+$n->stop;
+
+($n) = restore_to(
+	[ '--target-time', $row{$k}{ts}, '--target-exclusive', '--target-action', 'promote' ]);
+check_rows($n, expect_ids(sub { $_[0]{us} < $row{$k}{us} }),
+	'the same time, exclusive: strictly before');
+$n->stop;
+
+# --- xid, LSN, restore point, immediate, latest -------------------------------------------
+
+$k = $b[3];
+($n) = restore_to([ '--target-xid', $row{$k}{xid}, '--target-action', 'promote' ]);
+check_rows($n, expect_ids(sub { $_[0]{xid} <= $row{$k}{xid} }), 'xid, inclusive');
+$n->stop;
+
+($n) = restore_to(
+	[ '--target-xid', $row{$k}{xid}, '--target-exclusive', '--target-action', 'promote' ]);
+check_rows($n, expect_ids(sub { $_[0]{xid} < $row{$k}{xid} }), 'xid, exclusive');
+$n->stop;
+
+$k = $b[5];
+($n) = restore_to([ '--target-lsn', $row{$k}{lsn}, '--target-action', 'promote' ]);
+check_rows($n, expect_ids(sub { $_[0]{xid} <= $row{$k}{xid} }),
+	'LSN just after a commit: up to that commit');
+$n->stop;
+
+($n) = restore_to([ '--target-name', 'before_c' ], paused => 1);
+check_rows($n, expect_ids(sub { $_[0]{xid} <= $row{ $b[-1] }{xid} }),
+	'restore point: everything before it, server paused there');
+$n->stop;
+
+($n) = restore_to([ '--target', 'immediate', '--target-action', 'promote' ]);
+check_rows($n, join(',', @before), 'immediate: the rows of the backup only');
+$n->stop;
+
+($n) = restore_to([]);
+check_rows($n, join(',', @all), 'latest: every archived row');
+$n->stop;
+
+# --- a target the archive does not reach: --start --wait fails with the server's words --
+
+{
+	my $node = PostgreSQL::Test::Cluster->new('unreached');
+	my $res = run_pgark([ '--config', $config, 'restore', '--pgdata', $node->data_dir,
+		'--target-xid', '4000000000', '--start', '--wait', '--port', $node->port ]);
+	is($res->{rc}, 1, 'an xid that never comes: --start --wait exits 1');
+	like($res->{stderr}, qr/recovery ended before the target was reached/,
+		'and says the target was not reached');
+	like($res->{stderr}, qr/recovery ended before configured recovery target was reached/,
+		'quoting the server');
+}
+
+# --- refusals: exit 2, directory untouched ---------------------------------------------------
+
+my $full = "$tmp/notempty";
+write_file("$full/keep.txt", "mine\n");
+$r = run_pgark([ '--config', $config, 'restore', '--pgdata', $full ]);
+is($r->{rc}, 2, 'non-empty data directory: exit 2');
+like($r->{stderr}, qr/data directory "\Q$full\E" is not empty/, 'and says so');
+is(join(',', map { s{.*/}{}r } glob("$full/*")), 'keep.txt', 'and nothing was written');
+
+$r = run_pgark([ '--config', $config, 'restore', '--delta', '--pgdata', $src->data_dir ]);
+is($r->{rc}, 2, 'running server: exit 2');
+like($r->{stderr}, qr/a server is running on/, 'and says so');
+
+my $empty = "$tmp/window";
+for my $case (
+	[ 'before the backup', $row{ $before[0] }{ts} ],
+	[ 'after the last commit', '2999-01-01 00:00:00+00' ])
+{
+	$r = run_pgark(
+		[ '--config', $config, 'restore', '--pgdata', $empty, '--target-time', $case->[1] ]);
+	is($r->{rc}, 2, "target time $case->[0]: exit 2");
+	like($r->{stderr}, qr/is outside the restorable window \S+ \S+ \.\. \S+ \S+/,
+		'the message names the window');
+	ok(!-e $empty, 'and the directory was not created');
+}
+
+# --- wal-fetch ----------------------------------------------------------------------------
+
+my $wdir = "$tmp/walfetch";
+make_path($wdir);
+$r = run_pgark([ '--config', $config, 'wal-fetch', '0000000100000000000000EE', "$wdir/RECOVERYXLOG" ]);
+is($r->{rc}, 1, 'missing segment: exit 1');
+ok(!-e "$wdir/RECOVERYXLOG", 'and nothing written');
+$r = run_pgark([ '--config', $config, 'wal-fetch', 'RECOVERYXLOG.backup', "$wdir/RECOVERYXLOG" ]);
+is($r->{rc}, 1, 'a name that is no WAL file: exit 1');
+
+my $seg = (sort grep { /\/[0-9A-F]{24}$/ } glob("$repo/main/wal/00000001/*"))[-1];
+my ($segname) = $seg =~ m{/([0-9A-F]{24})$};
+$r = run_pgark([ '--config', $config, 'wal-fetch', $segname, "$wdir/RECOVERYXLOG" ]);
+is($r->{rc}, 0, "segment $segname fetched");
+is(-s "$wdir/RECOVERYXLOG", 16 * 1024 * 1024, 'a whole segment');
+is(slurp_file("$wdir/RECOVERYXLOG"), slurp_file($src->data_dir . "/pg_wal/$segname"),
+	'equal to the server\'s') if -e $src->data_dir . "/pg_wal/$segname";
+unlink("$wdir/RECOVERYXLOG");
+
+# Damage the stored object: one byte flipped in the middle.
+{
+	open(my $fh, '+<', $seg) or die;
+	binmode($fh);
+	my $size = -s $seg;
+	seek($fh, int($size / 2), 0);
+	read($fh, my $byte, 1);
+	seek($fh, int($size / 2), 0);
+	print $fh chr(ord($byte) ^ 0xff);
+	close($fh);
+}
+$r = run_pgark([ '--config', $config, 'wal-fetch', $segname, "$wdir/RECOVERYXLOG" ]);
+is($r->{rc}, 1, 'damaged segment: exit 1');
+like($r->{stderr}, qr/\Q$segname\E.*repository "local"|repository "local".*\Q$segname\E/s,
+	'the error names the segment and the repository');
+ok(!-e "$wdir/RECOVERYXLOG", 'and nothing was written to DEST');
+is(join(',', glob("$wdir/.pgark-fetch*")), '', 'not even a temporary file');
+
+$src->stop;
+done_testing();
