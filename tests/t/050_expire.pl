@@ -198,9 +198,24 @@ $r = pgark('expire');
 is($r->{rc}, 0, 'a second expire exits 0');
 like($r->{stdout}, qr/removed 0 unreferenced chunks/, 'and finds nothing more to sweep');
 
-# TODO when `pgark restore` lands in main: restore to the oldest point of the window
-# (the kept backup's stop) and check the rows; until then the kept backup's chunks and
-# WAL range are checked above and by verify.
+# The oldest point of the window is the kept backup's consistency point: a restore to
+# it still works, with the rows of that moment (two pgbench runs of 300 transactions);
+# a time before it was expired and is refused.
+my $rn = PostgreSQL::Test::Cluster->new('restored');
+$r = pgark('restore', '--pgdata', $rn->data_dir, '--target', 'immediate', '--target-action', 'promote');
+is($r->{rc}, 0, 'restore to the oldest point of the window exits 0') or diag($r->{stderr});
+like($r->{stdout}, qr/restored backup "\Q$labels[2]\E"/, 'from the kept backup');
+$rn->append_conf('postgresql.conf', 'port = ' . $rn->port . "\n");
+$rn->start;
+ok($rn->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()'), 'recovery finishes');
+is($rn->safe_psql('postgres', 'SELECT count(*) FROM pgbench_history'), '600',
+	'the restored cluster holds the rows of that moment');
+$rn->stop;
+my $rn2 = PostgreSQL::Test::Cluster->new('too_early');
+$r = pgark('restore', '--pgdata', $rn2->data_dir, '--target-time', $b[0]{stop_time});
+is($r->{rc}, 2, 'a time before the window (an expired backup\'s) is refused');
+like($r->{stderr}, qr/outside the restorable window.*before the end of the oldest backup/,
+	'saying it is before the oldest backup');
 
 # --- a backup running while expire sweeps ----------------------------------------------
 
