@@ -51,9 +51,12 @@ static const struct command commands[] = {
     {"verify", cmd_verify, "verify [--backup LABEL|--days N] [--json]",
      "re-read and check every object, WAL continuity and timelines",
      "Re-reads every object of every repository of the cluster (envelope, authentication\n"
-     "tag, SHA-256), decodes every WAL segment (page headers, record CRCs, the xl_prev\n"
-     "chain), checks the time indexes, WAL continuity per timeline and the history\n"
-     "files. --days N limits it to what was archived in the last N days.\n"
+     "tag, SHA-256): each backup's manifest, every chunk it names (each file's SHA-256\n"
+     "recomputed), the server's backup_manifest and the WAL from the backup's start to\n"
+     "its stop; decodes every WAL segment (page headers, record CRCs, the xl_prev\n"
+     "chain), checks the time indexes, WAL continuity per timeline from the oldest\n"
+     "backup's start and the history files. --backup LABEL checks that backup alone;\n"
+     "--days N limits it to what was archived (backups that ended) in the last N days.\n"
      "Exits 3 when a problem is found, 0 when none.\n"},
     {"expire", cmd_expire, "expire [--dry-run] [--json]",
      "apply retention; remove unreferenced chunks and WAL",
