@@ -64,8 +64,7 @@ void ops_backup_scan_free(struct ops_backup *list, size_t n)
     free(list);
 }
 
-/* err_format with its context lines joined into one line. */
-static char *error_line(void)
+char *ops_error_line(void)
 {
     char *text = err_format();
     err_clear();
@@ -108,7 +107,7 @@ int ops_backup_scan(struct repo *r, const char *cluster, struct ops_backup **out
             b->complete = false; /* removed since the listing */
             err_clear();
         } else {
-            b->error = error_line();
+            b->error = ops_error_line();
         }
     }
     *out = s.list;

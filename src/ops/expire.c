@@ -272,8 +272,7 @@ static int sweep_chunks(struct expire *e, char **expired, size_t nexpired)
             break;
         }
         if (ops_manifest_read(e->r, list[i].label, mark_file, sw.marked) < 0) {
-            char *text = err_format();
-            err_clear();
+            char *text = ops_error_line();
             skipped =
                 xasprintf("the manifest of backup \"%s\" cannot be read: %s", list[i].label, text);
             free(text);

@@ -68,19 +68,6 @@ static void add_problem(struct verify_run *v, struct verify_repo *vr, const stru
     pthread_mutex_unlock(&v->lock);
 }
 
-/* err_format with its context lines joined: a problem is one line. */
-static char *error_line(void)
-{
-    char *message = err_format();
-    err_clear();
-    for (char *p; (p = strstr(message, "\n  ")) != NULL;) {
-        p[0] = ';';
-        p[1] = ' ';
-        memmove(p + 2, p + 3, strlen(p + 3) + 1);
-    }
-    return message;
-}
-
 void verify_problem_at(struct verify_run *v, struct verify_repo *vr, const struct verify_where *w,
                        const char *fmt, ...)
 {
@@ -94,7 +81,7 @@ void verify_problem_at(struct verify_run *v, struct verify_repo *vr, const struc
 void verify_problem_err_at(struct verify_run *v, struct verify_repo *vr,
                            const struct verify_where *w)
 {
-    add_problem(v, vr, w, error_line());
+    add_problem(v, vr, w, ops_error_line());
 }
 
 void verify_problem(struct verify_run *v, struct verify_repo *vr, const char *kind,
@@ -112,7 +99,7 @@ void verify_problem_err(struct verify_run *v, struct verify_repo *vr, const char
                         const char *object, const char *segment, timeline_t tli)
 {
     struct verify_where w = {.kind = kind, .object = object, .segment = segment, .tli = tli};
-    add_problem(v, vr, &w, error_line());
+    add_problem(v, vr, &w, ops_error_line());
 }
 
 void verify_count(struct verify_run *v, struct verify_repo *vr, const struct verify_counts *add)
