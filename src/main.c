@@ -51,12 +51,21 @@ static const struct command commands[] = {
     {"verify", cmd_verify, "verify [--backup LABEL|--days N] [--json]",
      "re-read and check every object, WAL continuity and timelines",
      "Re-reads every object of every repository of the cluster (envelope, authentication\n"
-     "tag, SHA-256), decodes every WAL segment (page headers, record CRCs, the xl_prev\n"
-     "chain), checks the time indexes, WAL continuity per timeline and the history\n"
-     "files. --days N limits it to what was archived in the last N days.\n"
+     "tag, SHA-256): each backup's manifest, every chunk it names (each file's SHA-256\n"
+     "recomputed), the server's backup_manifest and the WAL from the backup's start to\n"
+     "its stop; decodes every WAL segment (page headers, record CRCs, the xl_prev\n"
+     "chain), checks the time indexes, WAL continuity per timeline from the oldest\n"
+     "backup's start and the history files. --backup LABEL checks that backup alone;\n"
+     "--days N limits it to what was archived (backups that ended) in the last N days.\n"
      "Exits 3 when a problem is found, 0 when none.\n"},
-    {"expire", NULL, "expire [--dry-run]",
-     "apply retention; remove unreferenced chunks and WAL", ""},
+    {"expire", cmd_expire, "expire [--dry-run] [--json]",
+     "apply retention; remove unreferenced chunks and WAL",
+     "Keeps the backups retention keeps in every repository: full: N the N newest,\n"
+     "window: D the newest backup that ended at or before now - D and every newer one\n"
+     "(with both, what either keeps). Removes the other backups (manifest.json first),\n"
+     "folders of backups that died before completing, the WAL before the oldest kept\n"
+     "backup's start (history files stay) and chunks no remaining manifest names.\n"
+     "The chunk sweep is skipped while a backup runs. --dry-run removes nothing.\n"},
     {"check", cmd_check, "check [--json]",
      "config, connection, slot, repositories writable, RPO within target",
      "Exits 3 when something is wrong, for monitoring systems.\n"},

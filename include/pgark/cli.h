@@ -45,5 +45,6 @@ int cmd_wal_push(struct cli_context *ctx, int argc, char **argv);
 int cmd_verify(struct cli_context *ctx, int argc, char **argv);
 int cmd_check(struct cli_context *ctx, int argc, char **argv);
 int cmd_backup(struct cli_context *ctx, int argc, char **argv);
+int cmd_expire(struct cli_context *ctx, int argc, char **argv);
 
 #endif

@@ -259,4 +259,39 @@ void repo_backup_clear(struct repo_backup *b);
 /* 1 when backups/<label>/manifest.json exists, 0 when not, negative on error. */
 int repo_backup_exists(struct repo *r, const char *label);
 
+/* --- running markers ------------------------------------------------------------ */
+/*
+ * A backup being written and an expire sweeping unreferenced chunks must not miss each
+ * other: a backup lists the chunks the repository holds when it starts and references
+ * them without writing them again, so a sweep meanwhile could remove a chunk its
+ * manifest is about to name. Each announces itself with a small object FIRST and only
+ * then looks for the other (storage is read-after-write consistent, so of two that
+ * start together at least one sees the other):
+ *   backups/<LABEL>.running  `backup`: before it lists chunks; removed after manifest.json
+ *   expire.running           `expire`: before it looks for backups; removed after the sweep
+ * A sweep that sees a live backup marker is skipped; a backup that sees a live expire
+ * marker waits for it to go. A marker is stale (its writer died) when it names a
+ * process on this host that is gone, or is older than REPO_MARKER_STALE_S.
+ */
+#define REPO_MARKER_STALE_S (3 * 24 * 3600)
+
+struct repo_marker {
+    char *label; /* the backup's label; NULL for expire's marker */
+    char *host;
+    long pid;
+    int64_t mtime_us; /* when it was written (storage time) */
+    bool stale;
+};
+
+/* Write the marker of backup label (label NULL: expire's). */
+int repo_marker_put(struct repo *r, const char *label);
+/* Remove it; a missing marker is not an error. */
+int repo_marker_remove(struct repo *r, const char *label);
+/* Every marker (backups' and expire's), read and judged. Free with repo_markers_free. */
+int repo_markers_list(struct repo *r, struct repo_marker **out, size_t *n);
+void repo_markers_free(struct repo_marker *m, size_t n);
+/* For `backup`: write its marker, then wait while a live expire marker is there,
+ * polling every poll_ms (logs once that it waits). */
+int repo_backup_begin(struct repo *r, const char *label, int poll_ms);
+
 #endif

@@ -170,6 +170,8 @@ static void print_human(json_t *s)
 }
 
 struct session {
+    const char *label; /* set once the markers are written */
+    size_t marked;     /* repositories holding this backup's running marker */
     struct pg_conn *conn;
     struct storage **storages;
     struct backup_target *targets;
@@ -178,6 +180,15 @@ struct session {
 
 static void session_free(struct session *s)
 {
+    struct err_saved *saved = err_save();
+    for (size_t i = 0; i < s->marked; i++) {
+        if (repo_marker_remove(s->targets[i].repo, s->label) < 0) {
+            log_warn("could not remove the running marker of backup \"%s\": %s", s->label,
+                     err_message());
+            err_clear();
+        }
+    }
+    err_restore(saved);
     for (size_t i = 0; i < s->ntargets; i++) {
         repo_close(s->targets[i].repo);
         storage_free(s->storages[i]);
@@ -276,6 +287,15 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
             err_hint("give another --label, or wait a second for a new time-based label");
             goto fail;
         }
+    }
+
+    /* Announce the backup before listing the chunks it may reuse, so that an expire
+     * does not sweep them meanwhile (repo.h, running markers). */
+    s.label = label;
+    for (size_t i = 0; i < s.ntargets; i++) {
+        s.marked = i + 1;
+        if (repo_backup_begin(s.targets[i].repo, label, 1000) < 0)
+            goto fail;
     }
 
     struct backup_params params = {

@@ -1,6 +1,8 @@
 /*
  * info.c — `pgark info [--json]`: the receiver's state (from its status.json), the
- * RPO per tier right now, and what every repository of the cluster holds.
+ * RPO per tier right now, and what every repository of the cluster holds: the WAL
+ * archive, the backups, and the recovery window per timeline (from the oldest backup's
+ * consistency point to the latest commit archived, times from the time index).
  */
 #include "pgark/cli.h"
 #include "pgark/config.h"
@@ -82,14 +84,10 @@ static int count_chunk(void *ctx, const char *name, uint64_t stored_size)
 }
 
 /* The complete backups (from each manifest's first line) and the chunk store. */
-static int backups_json(struct repo *r, json_t *o)
+static int backups_json(struct repo *r, const struct repo_backup *list, size_t n, json_t *o)
 {
-    struct repo_backup *list = NULL;
-    size_t n = 0;
     uint64_t chunks[2] = {0, 0}, logical = 0;
-    int rc = repo_backup_list(r, &list, &n);
-    if (rc < 0)
-        return rc;
+    int rc;
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         const struct manifest_header *h = &list[i].header;
@@ -106,7 +104,6 @@ static int backups_json(struct repo *r, json_t *o)
                            ratio_json(h->logical_bytes, h->stored_bytes), "pg_version",
                            h->pg_version, "encrypted", h->encrypted));
     }
-    repo_backup_list_free(list, n);
     json_object_set_new(o, "backups", arr);
     if ((rc = repo_chunk_list(r, count_chunk, chunks)) < 0 && rc != -ERR_NOT_FOUND)
         return rc;
@@ -120,9 +117,70 @@ static int backups_json(struct repo *r, json_t *o)
     return 0;
 }
 
-static json_t *repo_json(const struct config *cfg, const struct config_cluster *cl,
-                         const struct config_repo *rc_repo)
+static json_t *time_us_text(int64_t us)
 {
+    char text[40];
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(text + n, sizeof(text) - n, ".%06dZ", (int)(us % 1000000));
+    return json_string(text);
+}
+
+/*
+ * The recovery window of each timeline with WAL: from the consistency point (stop LSN
+ * and time) of the oldest backup on that timeline or an earlier one, to the latest
+ * commit the time index knows on it. Missing segments in the archive are counted: a
+ * window with a gap ends before it (verify names them).
+ */
+static json_t *window_json(struct repo *r, const struct repo_wal_summary *sum,
+                           const struct repo_backup *list, size_t n, json_t *receiver)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < sum->ntimelines; i++) {
+        const struct repo_wal_timeline *t = &sum->timelines[i];
+        const struct repo_backup *from = NULL;
+        for (size_t k = 0; k < n; k++) {
+            const struct manifest_header *h = &list[k].header;
+            if (h->timeline <= t->tli && (!from || h->stop_lsn < from->header.stop_lsn))
+                from = &list[k];
+        }
+        char a[LSN_STRLEN], b[LSN_STRLEN];
+        json_t *o = json_pack("{s:i}", "timeline", (int)t->tli);
+        if (from) {
+            json_object_set_new(o, "from_backup", json_string(from->label));
+            json_object_set_new(o, "from_lsn", json_string(lsn_format(from->header.stop_lsn, a)));
+            json_object_set_new(o, "from_time", utc_text(from->header.stop_time));
+        } else {
+            json_object_set_new(o, "from_backup", json_null());
+        }
+        struct repo_wal_index ix;
+        if (repo_wal_index_latest(r, t->tli, &ix) == 0) {
+            json_object_set_new(o, "to_lsn", json_string(lsn_format(ix.last_commit.end_lsn, b)));
+            json_object_set_new(o, "to_time", time_us_text(ix.last_commit.time_us));
+            json_object_set_new(o, "to_xid", json_integer(ix.last_commit.xid));
+            repo_wal_index_free(&ix);
+        } else {
+            err_clear();
+            json_object_set_new(o, "to_lsn", json_null());
+            json_object_set_new(o, "to_time", json_null());
+        }
+        json_object_set_new(o, "missing_segments", json_integer((json_int_t)t->gaps));
+        /* WAL the receiver holds beyond what is archived (its spool). */
+        if (json_integer_value(json_object_get(receiver, "timeline")) == (json_int_t)t->tli &&
+            json_is_string(json_object_get(receiver, "flushed_lsn")))
+            json_object_set(o, "received_lsn", json_object_get(receiver, "flushed_lsn"));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+static json_t *repo_json(const struct config *cfg, const struct config_cluster *cl,
+                         const struct config_repo *rc_repo, json_t *receiver)
+{
+    struct repo_backup *list = NULL;
+    size_t nlist = 0;
     json_t *o = json_pack("{s:s, s:s}", "name", rc_repo->name, "type",
                           config_repo_type_name(rc_repo->type));
     if (rc_repo->type == CONFIG_REPO_POSIX)
@@ -169,8 +227,13 @@ static json_t *repo_json(const struct config *cfg, const struct config_cluster *
     }
     json_object_set_new(wal, "timelines", tls);
     json_object_set_new(o, "wal", wal);
+    if (repo_backup_list(r, &list, &nlist) < 0) {
+        repo_wal_summary_free(&sum);
+        goto error;
+    }
+    json_object_set_new(o, "recovery_window", window_json(r, &sum, list, nlist, receiver));
     repo_wal_summary_free(&sum);
-    if (backups_json(r, o) < 0)
+    if (backups_json(r, list, nlist, o) < 0)
         goto error;
     goto out;
 error:
@@ -181,6 +244,7 @@ error:
         err_clear();
     }
 out:
+    repo_backup_list_free(list, nlist);
     repo_close(r);
     storage_free(s);
     return o;
@@ -220,6 +284,35 @@ static void print_backups(json_t *r)
                            sizeof(a)));
         if (json_is_real(ratio))
             printf(", deduplication %.1fx over all backups", json_real_value(ratio));
+        printf("\n");
+    }
+}
+
+static void print_window(json_t *r)
+{
+    size_t i;
+    json_t *w;
+    json_array_foreach(json_object_get(r, "recovery_window"), i, w)
+    {
+        long long tli = (long long)json_integer_value(json_object_get(w, "timeline"));
+        const char *from = json_string_value(json_object_get(w, "from_backup"));
+        const char *to = json_string_value(json_object_get(w, "to_time"));
+        if (!from) {
+            printf("  recovery window, timeline %lld: none (no backup on it or before it)\n", tli);
+            continue;
+        }
+        printf("  recovery window, timeline %lld: %s (backup %s, %s) .. ", tli,
+               json_string_value(json_object_get(w, "from_time")), from,
+               json_string_value(json_object_get(w, "from_lsn")));
+        if (to)
+            printf("%s (last commit, %s, xid %lld)", to,
+                   json_string_value(json_object_get(w, "to_lsn")),
+                   (long long)json_integer_value(json_object_get(w, "to_xid")));
+        else
+            printf("no commit archived yet");
+        if (json_integer_value(json_object_get(w, "missing_segments")))
+            printf("; %lld segments missing: run verify",
+                   (long long)json_integer_value(json_object_get(w, "missing_segments")));
         printf("\n");
     }
 }
@@ -308,6 +401,7 @@ static void print_human(json_t *root)
             printf("\n");
         }
         print_backups(r);
+        print_window(r);
     }
 }
 
@@ -341,10 +435,11 @@ int cmd_info(struct cli_context *ctx, int argc, char **argv)
     if (!cl)
         return 2;
     json_t *root = json_pack("{s:s}", "cluster", cl->name);
-    json_object_set_new(root, "receiver", receiver_json(cfg, cl));
+    json_t *rx = receiver_json(cfg, cl);
+    json_object_set_new(root, "receiver", rx);
     json_t *repos = json_array();
     for (size_t i = 0; i < cl->nrepos; i++)
-        json_array_append_new(repos, repo_json(cfg, cl, config_cluster_repo(cfg, cl, i)));
+        json_array_append_new(repos, repo_json(cfg, cl, config_cluster_repo(cfg, cl, i), rx));
     json_object_set_new(root, "repositories", repos);
     if (as_json) {
         char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));

@@ -3,10 +3,11 @@
  * repository of the cluster holds and report each problem, naming the repository and
  * the segment, file or backup. Exit 3 when a problem is found, 0 when none.
  *
- * The work is split by scope (verify_int.h): the WAL archive (verify_wal.c) now; the
- * backups' scope plugs into the same table once the backup catalog exists. Scopes run
- * one repository after another; inside a scope the objects are checked by a pool of
- * worker threads (one struct repo is shared by them: reads do not change it).
+ * The work is split by scope (verify_int.h): the backups (verify_backup.c) and the WAL
+ * archive (verify_wal.c). Scopes run one repository after another; inside a scope the
+ * objects are checked by a pool of worker threads (one struct repo is shared by them:
+ * reads do not change it). --backup LABEL checks that backup alone, with the WAL from
+ * its start to its stop, not the whole archive.
  */
 #include "verify_int.h"
 
@@ -32,17 +33,23 @@
 struct scope {
     const char *name;
     int (*fn)(struct verify_run *v, struct verify_repo *vr);
+    bool with_backup_option; /* runs under --backup LABEL too */
 };
 
-/* Backups join here (src/ops/verify_backup.c) once backups/ can be listed. */
 static const struct scope scopes[] = {
-    {"WAL archive", verify_wal},
+    {"backups", verify_backups, true},
+    {"WAL archive", verify_wal, false},
 };
 
 /* --- problems and counts ----------------------------------------------------------------- */
 
-static void add_problem(struct verify_run *v, struct verify_repo *vr, const char *kind,
-                        const char *object, const char *segment, timeline_t tli, char *message)
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+static void add_problem(struct verify_run *v, struct verify_repo *vr, const struct verify_where *w,
+                        char *message)
 {
     pthread_mutex_lock(&v->lock);
     v->problems = xrealloc(v->problems, (v->nproblems + 1) * sizeof(*v->problems));
@@ -50,37 +57,49 @@ static void add_problem(struct verify_run *v, struct verify_repo *vr, const char
     memset(p, 0, sizeof(*p));
     p->repo_index = vr->index;
     p->repo = xstrdup(vr->name);
-    p->kind = xstrdup(kind);
-    p->object = object ? xstrdup(object) : NULL;
-    p->segment = segment ? xstrdup(segment) : NULL;
-    p->backup = v->backup ? xstrdup(v->backup) : NULL;
-    p->tli = tli;
+    p->kind = xstrdup(w->kind);
+    p->object = dup_or_null(w->object);
+    p->segment = dup_or_null(w->segment);
+    p->backup = dup_or_null(w->backup);
+    p->file = dup_or_null(w->file);
+    p->chunk = dup_or_null(w->chunk);
+    p->tli = w->tli;
     p->message = message;
     pthread_mutex_unlock(&v->lock);
 }
 
-void verify_problem(struct verify_run *v, struct verify_repo *vr, const char *kind,
-                    const char *object, const char *segment, timeline_t tli, const char *fmt, ...)
+void verify_problem_at(struct verify_run *v, struct verify_repo *vr, const struct verify_where *w,
+                       const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     char *message = xvasprintf(fmt, ap);
     va_end(ap);
-    add_problem(v, vr, kind, object, segment, tli, message);
+    add_problem(v, vr, w, message);
+}
+
+void verify_problem_err_at(struct verify_run *v, struct verify_repo *vr,
+                           const struct verify_where *w)
+{
+    add_problem(v, vr, w, ops_error_line());
+}
+
+void verify_problem(struct verify_run *v, struct verify_repo *vr, const char *kind,
+                    const char *object, const char *segment, timeline_t tli, const char *fmt, ...)
+{
+    struct verify_where w = {.kind = kind, .object = object, .segment = segment, .tli = tli};
+    va_list ap;
+    va_start(ap, fmt);
+    char *message = xvasprintf(fmt, ap);
+    va_end(ap);
+    add_problem(v, vr, &w, message);
 }
 
 void verify_problem_err(struct verify_run *v, struct verify_repo *vr, const char *kind,
                         const char *object, const char *segment, timeline_t tli)
 {
-    char *message = err_format();
-    err_clear();
-    /* err_format puts context on further lines; a problem is one line. */
-    for (char *p; (p = strstr(message, "\n  ")) != NULL;) {
-        p[0] = ';';
-        p[1] = ' ';
-        memmove(p + 2, p + 3, strlen(p + 3) + 1);
-    }
-    add_problem(v, vr, kind, object, segment, tli, message);
+    struct verify_where w = {.kind = kind, .object = object, .segment = segment, .tli = tli};
+    add_problem(v, vr, &w, ops_error_line());
 }
 
 void verify_count(struct verify_run *v, struct verify_repo *vr, const struct verify_counts *add)
@@ -94,6 +113,9 @@ void verify_count(struct verify_run *v, struct verify_repo *vr, const struct ver
     c->histories += add->histories;
     c->indexes += add->indexes;
     c->without_index += add->without_index;
+    c->backups += add->backups;
+    c->files += add->files;
+    c->chunks += add->chunks;
     pthread_mutex_unlock(&v->lock);
 }
 
@@ -150,6 +172,25 @@ void verify_parallel(struct verify_run *v, size_t n, void (*fn)(void *arg, size_
 
 /* --- one repository ---------------------------------------------------------------------- */
 
+/* The oldest backup's start segment: WAL before it restores nothing this repository
+ * can restore, so continuity is required from there (DESIGN.md). */
+static void set_floor(struct verify_repo *vr)
+{
+    uint64_t seg_size = repo_identity(vr->repo)->seg_size;
+    vr->have_floor = false;
+    for (size_t i = 0; i < vr->nbackups; i++) {
+        const struct ops_backup *b = &vr->backups[i];
+        if (!b->readable)
+            continue;
+        uint64_t segno = lsn_to_segno(b->b.header.start_lsn, seg_size);
+        if (!vr->have_floor || segno < vr->floor_segno) {
+            vr->have_floor = true;
+            vr->floor_segno = segno;
+            vr->floor_tli = b->b.header.timeline;
+        }
+    }
+}
+
 static void verify_one(struct verify_run *v, const struct config *cfg,
                        const struct config_cluster *cl, const struct config_repo *rc_repo,
                        struct verify_repo *vr)
@@ -168,13 +209,23 @@ static void verify_one(struct verify_run *v, const struct config *cfg,
         return;
     }
     vr->counts.objects++; /* repo.json, read and checked by repo_open */
+    if (ops_backup_scan(vr->repo, vr->cluster, &vr->backups, &vr->nbackups) < 0) {
+        err_context("while listing the backups");
+        verify_problem_err(v, vr, "repository", "backups/", NULL, 0);
+    }
+    set_floor(vr);
     for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++) {
+        if (v->backup && !scopes[i].with_backup_option)
+            continue;
         log_detail("verifying the %s of repository \"%s\"", scopes[i].name, vr->name);
         if (scopes[i].fn(v, vr) < 0) {
             err_context("while verifying the %s", scopes[i].name);
             verify_problem_err(v, vr, "repository", NULL, NULL, 0);
         }
     }
+    ops_backup_scan_free(vr->backups, vr->nbackups);
+    vr->backups = NULL;
+    vr->nbackups = 0;
     repo_close(vr->repo);
     vr->repo = NULL;
     storage_free(s);
@@ -195,11 +246,13 @@ static json_t *result_json(const struct verify_run *v, const struct config_clust
         const struct verify_counts *c = &repos[i].counts;
         json_array_append_new(
             rs,
-            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "name", repos[i].name, "objects",
-                      (json_int_t)c->objects, "bytes", (json_int_t)c->bytes, "segments",
-                      (json_int_t)c->segments, "partials", (json_int_t)c->partials, "histories",
-                      (json_int_t)c->histories, "time_indexes", (json_int_t)c->indexes,
-                      "segments_without_time_index", (json_int_t)c->without_index));
+            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "name",
+                      repos[i].name, "objects", (json_int_t)c->objects, "bytes",
+                      (json_int_t)c->bytes, "segments", (json_int_t)c->segments, "partials",
+                      (json_int_t)c->partials, "histories", (json_int_t)c->histories,
+                      "time_indexes", (json_int_t)c->indexes, "segments_without_time_index",
+                      (json_int_t)c->without_index, "backups", (json_int_t)c->backups, "files",
+                      (json_int_t)c->files, "chunks", (json_int_t)c->chunks));
     }
     json_object_set_new(root, "repositories", rs);
     json_t *ps = json_array();
@@ -212,6 +265,8 @@ static json_t *result_json(const struct verify_run *v, const struct config_clust
         json_object_set_new(o, "segment", p->segment ? json_string(p->segment) : json_null());
         json_object_set_new(o, "timeline", p->tli ? json_integer(p->tli) : json_null());
         json_object_set_new(o, "backup", p->backup ? json_string(p->backup) : json_null());
+        json_object_set_new(o, "file", p->file ? json_string(p->file) : json_null());
+        json_object_set_new(o, "chunk", p->chunk ? json_string(p->chunk) : json_null());
         json_object_set_new(o, "message", json_string(p->message));
         json_array_append_new(ps, o);
     }
@@ -234,11 +289,16 @@ static void print_human(const struct verify_run *v, const struct config_cluster 
                (unsigned long long)c->indexes);
         if (c->without_index)
             printf(" (%llu segments without one)", (unsigned long long)c->without_index);
-        printf("\n");
+        printf("; %llu backups, %llu files, %llu chunks\n", (unsigned long long)c->backups,
+               (unsigned long long)c->files, (unsigned long long)c->chunks);
     }
     for (size_t i = 0; i < v->nproblems; i++) {
         const struct verify_problem *p = &v->problems[i];
         printf("problem: repository \"%s\"", p->repo);
+        if (p->backup && !strstr(p->message, p->backup))
+            printf(", backup \"%s\"", p->backup);
+        if (p->file && !strstr(p->message, p->file))
+            printf(", file \"%s\"", p->file);
         if (p->segment && !strstr(p->message, p->segment))
             printf(", segment %s", p->segment);
         else if (!p->segment && p->object && !strstr(p->message, p->object))
@@ -315,9 +375,9 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         err_set(ERR_USAGE, "--backup and --days cannot be combined");
         return 2;
     }
-    if (v.backup) {
-        err_set(ERR_RUNTIME, "verify --backup is not built yet: this build cannot list backups");
-        return 1;
+    if (v.backup && !repo_backup_label_valid(v.backup)) {
+        err_set(ERR_USAGE, "invalid backup label \"%s\"", v.backup);
+        return 2;
     }
     const struct config *cfg = cli_config(ctx);
     if (!cfg)
@@ -364,6 +424,8 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         free(p->object);
         free(p->segment);
         free(p->backup);
+        free(p->file);
+        free(p->chunk);
         free(p->message);
     }
     free(v.problems);

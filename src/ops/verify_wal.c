@@ -7,8 +7,9 @@
  *     also across consecutive segments) and must be valid to its end, or end with a
  *     switch record, or end where a history file says its timeline ended;
  *   - its time index, when it has one, must say what the segment's records say;
- *   - per timeline, no segment may be missing from the first needed to the newest,
- *     across timeline switches too;
+ *   - per timeline, no segment may be missing from the first needed (the oldest
+ *     backup's start segment; without backups, the oldest segment archived) to the
+ *     newest, across timeline switches too;
  *   - every history file parses, is consistent with its parent's, every timeline above
  *     1 that has WAL has one, and no segment of a timeline lies before its start.
  *
@@ -293,6 +294,18 @@ static void check_continuity(struct wal_verify *w)
             uint64_t p = t->partials[k].segno;
             if (in_scope(w, &t->partials[k]) && p > 0 && p - 1 > last)
                 last = p - 1;
+        }
+        /* With backups, what is needed starts at the oldest one's start segment
+         * (DESIGN.md): older WAL may have gaps, and a segment missing at that start is
+         * reported even when none older is there. */
+        const struct verify_repo *vr = w->vr;
+        if (vr->have_floor && w->v->since_us == 0) {
+            if (t->tli == vr->floor_tli)
+                first = vr->floor_segno;
+            else if (first < vr->floor_segno)
+                first = vr->floor_segno;
+            if (first > last)
+                continue;
         }
         need(t, first, last);
     }

@@ -1,0 +1,546 @@
+/*
+ * expire.c — `pgark expire [--dry-run] [--json]`: apply the cluster's retention to
+ * every repository, and remove what nothing needs any more.
+ *
+ * Per repository (each holds its own backups; a backup that failed in one is simply
+ * not there):
+ *   1. Which backups to keep: retention.full (the N newest) and retention.window
+ *      (every moment of the window restorable: the newest backup that ended at or
+ *      before now - window, and every newer one); a backup either rule keeps is kept.
+ *      A backup whose manifest cannot be read is kept, and the chunk sweep is skipped
+ *      (its chunks cannot be told apart).
+ *   2. The expired backups: manifest.json FIRST (from then on the backup is not
+ *      listed, so a half-removed backup is never taken for a complete one), then the
+ *      rest of its folder. Folders of backups that died before their manifest.json
+ *      (no live running marker) are removed too.
+ *   3. The WAL before the oldest kept backup's start segment, on every timeline:
+ *      segments, partial copies and their time indexes. History files stay (tiny, and
+ *      restore needs them to follow timelines).
+ *   4. Chunks no remaining manifest names: mark (every manifest still there, read as a
+ *      stream, its chunk names into a set) and sweep (one listing of chunks/). A
+ *      running backup references chunks it found at its start without writing them
+ *      again, so expire first writes its marker expire.running and then looks for
+ *      backups' markers: when one is running, the sweep is skipped (the next expire
+ *      does it); a backup starting meanwhile sees expire's marker and waits for the
+ *      sweep to end before it lists chunks (repo.h, running markers). The mark reads
+ *      the manifests after the marker is written, so a backup that completed meanwhile
+ *      is marked too.
+ * --dry-run lists what would be removed and removes nothing (no marker either).
+ * Exit codes: 0 done; 1 when a repository could not be expired; 2 usage or
+ * configuration (no retention set).
+ */
+#include "ops_int.h"
+
+#include "../backup/backup_int.h" /* chunkset */
+
+#include "pgark/cli.h"
+#include "pgark/config.h"
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+#include "pgark/units.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct expire {
+    bool dry_run;
+    const struct config_cluster *cl;
+    struct repo *r;
+    const char *cluster;
+    json_t *out; /* this repository's report */
+};
+
+/* --- removing ----------------------------------------------------------------------- */
+
+struct folder {
+    char **paths; /* full storage paths */
+    uint64_t *sizes;
+    size_t n;
+};
+
+static int on_folder_object(void *ctx, const struct storage_info *info)
+{
+    struct folder *f = ctx;
+    f->paths = xrealloc(f->paths, (f->n + 1) * sizeof(*f->paths));
+    f->sizes = xrealloc(f->sizes, (f->n + 1) * sizeof(*f->sizes));
+    f->paths[f->n] = xstrdup(info->path);
+    f->sizes[f->n++] = info->size;
+    return 0;
+}
+
+static void folder_free(struct folder *f)
+{
+    for (size_t i = 0; i < f->n; i++)
+        free(f->paths[i]);
+    free(f->paths);
+    free(f->sizes);
+}
+
+/* Remove backups/<label>/: manifest.json first. *bytes += what was there. */
+static int remove_backup(struct expire *e, const char *label, uint64_t *bytes)
+{
+    struct storage *s = repo_storage(e->r);
+    char *prefix = xasprintf("%s/backups/%s/", e->cluster, label);
+    char *manifest = xasprintf("%smanifest.json", prefix);
+    struct folder f = {0};
+    int rc = storage_list(s, prefix, on_folder_object, &f);
+
+    if (rc == -ERR_NOT_FOUND) {
+        err_clear();
+        rc = 0;
+    }
+    if (rc < 0)
+        goto out;
+    for (size_t i = 0; i < f.n; i++)
+        *bytes += f.sizes[i];
+    if (e->dry_run)
+        goto out;
+    if ((rc = storage_remove(s, manifest)) < 0)
+        goto out;
+    for (size_t i = 0; i < f.n && rc == 0; i++) {
+        if (strcmp(f.paths[i], manifest) != 0)
+            rc = storage_remove(s, f.paths[i]);
+    }
+out:
+    if (rc < 0)
+        err_context("while removing backup \"%s\"", label);
+    folder_free(&f);
+    free(manifest);
+    free(prefix);
+    return rc;
+}
+
+/* --- WAL ---------------------------------------------------------------------------- */
+
+struct wal_prune {
+    struct expire *e;
+    size_t prefix_len;
+    uint64_t floor; /* segments below it go */
+    struct folder doomed;
+    uint64_t segments, partials, indexes, bytes;
+};
+
+static int on_wal_object(void *ctx, const struct storage_info *info)
+{
+    struct wal_prune *w = ctx;
+    const char *rel = info->path + w->prefix_len; /* "<TLI>/<name>" or "<TLI>.history" */
+    const char *slash = strchr(rel, '/');
+    if (!slash || slash - rel != 8)
+        return 0; /* history files stay */
+    const char *name = slash + 1;
+    char base[WAL_NAME_BUFLEN];
+    timeline_t tli;
+    uint64_t segno;
+    if (strlen(name) < 24)
+        return 0;
+    snprintf(base, sizeof(base), "%.24s", name);
+    if (!wal_is_segment_name(base) ||
+        wal_segment_parse(base, repo_identity(w->e->r)->seg_size, &tli, &segno) < 0) {
+        err_clear();
+        return 0;
+    }
+    const char *suffix = name + 24;
+    if (segno >= w->floor)
+        return 0;
+    if (!*suffix)
+        w->segments++;
+    else if (!strcmp(suffix, ".partial"))
+        w->partials++;
+    else if (!strcmp(suffix, ".idx") || !strcmp(suffix, ".partial.idx"))
+        w->indexes++;
+    else
+        return 0;
+    w->bytes += info->size;
+    return on_folder_object(&w->doomed, info);
+}
+
+static int prune_wal(struct expire *e, timeline_t floor_tli, uint64_t floor_segno)
+{
+    char *prefix = xasprintf("%s/wal/", e->cluster);
+    struct wal_prune w = {.e = e, .prefix_len = strlen(prefix), .floor = floor_segno};
+    int rc = storage_list(repo_storage(e->r), prefix, on_wal_object, &w);
+    char floor_name[WAL_NAME_BUFLEN];
+
+    if (rc == -ERR_NOT_FOUND) {
+        err_clear();
+        rc = 0;
+    }
+    /* Segments before their time index: a segment is never left without its index
+     * while its index is gone, and an index alone is harmless. */
+    for (size_t i = 0; rc == 0 && !e->dry_run && i < w.doomed.n; i++)
+        rc = storage_remove(repo_storage(e->r), w.doomed.paths[i]);
+    if (rc < 0)
+        err_context("while removing WAL older than the oldest kept backup");
+    wal_segment_name(floor_tli, floor_segno, repo_identity(e->r)->seg_size, floor_name);
+    json_object_set_new(e->out, "wal",
+                        json_pack("{s:s, s:I, s:I, s:I, s:I}", "before", floor_name, "segments",
+                                  (json_int_t)w.segments, "partials", (json_int_t)w.partials,
+                                  "time_indexes", (json_int_t)w.indexes, "bytes",
+                                  (json_int_t)w.bytes));
+    folder_free(&w.doomed);
+    free(prefix);
+    return rc;
+}
+
+/* --- chunks ------------------------------------------------------------------------- */
+
+static int mark_file(void *arg, const struct manifest_file *f)
+{
+    for (size_t k = 0; k < f->n_chunks; k++)
+        chunkset_add(arg, f->chunks + k * SHA256_LEN);
+    return 0;
+}
+
+struct sweep {
+    struct chunkset *marked;
+    struct folder doomed; /* chunk names */
+    uint64_t kept, removed, bytes;
+};
+
+static int on_chunk(void *ctx, const char *name, uint64_t stored_size)
+{
+    struct sweep *sw = ctx;
+    uint8_t raw[SHA256_LEN];
+    if (hex_decode(name, raw, SHA256_LEN) < 0) {
+        err_clear();
+        return 0;
+    }
+    if (chunkset_has(sw->marked, raw)) {
+        sw->kept++;
+        return 0;
+    }
+    sw->removed++;
+    sw->bytes += stored_size;
+    struct storage_info info = {.path = name, .size = stored_size};
+    return on_folder_object(&sw->doomed, &info);
+}
+
+/* Why the sweep cannot run now (a malloc'd sentence), or NULL. */
+static char *running_backup(struct expire *e, int *rc)
+{
+    struct repo_marker *m = NULL;
+    size_t n = 0;
+    char *why = NULL;
+    if ((*rc = repo_markers_list(e->r, &m, &n)) < 0)
+        return NULL;
+    for (size_t i = 0; i < n && !why; i++) {
+        if (m[i].label && !m[i].stale)
+            why = xasprintf("backup \"%s\" is running (pid %ld on \"%s\")", m[i].label, m[i].pid,
+                            m[i].host);
+        else if (m[i].label)
+            log_warn("repository \"%s\": backup \"%s\" left a running marker but its process "
+                     "is gone; ignoring it",
+                     repo_name(e->r), m[i].label);
+    }
+    repo_markers_free(m, n);
+    return why;
+}
+
+/* expired: labels removed (or, dry run, to be removed): not marked. */
+static int sweep_chunks(struct expire *e, char **expired, size_t nexpired)
+{
+    struct sweep sw = {.marked = chunkset_new()};
+    struct ops_backup *list = NULL;
+    size_t n = 0;
+    char *skipped = NULL;
+    bool marker = false;
+    int rc = 0;
+
+    if (!e->dry_run) {
+        if ((rc = repo_marker_put(e->r, NULL)) < 0)
+            goto out;
+        marker = true;
+        skipped = running_backup(e, &rc);
+        if (rc < 0 || skipped)
+            goto out;
+    }
+    if ((rc = ops_backup_scan(e->r, e->cluster, &list, &n)) < 0)
+        goto out;
+    for (size_t i = 0; i < n && !skipped; i++) {
+        bool gone = false;
+        for (size_t k = 0; k < nexpired; k++)
+            gone |= strcmp(expired[k], list[i].label) == 0;
+        if (gone || !list[i].complete)
+            continue;
+        if (!list[i].readable) {
+            skipped = xasprintf("the manifest of backup \"%s\" cannot be read", list[i].label);
+            break;
+        }
+        if (ops_manifest_read(e->r, list[i].label, mark_file, sw.marked) < 0) {
+            char *text = ops_error_line();
+            skipped =
+                xasprintf("the manifest of backup \"%s\" cannot be read: %s", list[i].label, text);
+            free(text);
+        }
+    }
+    if (skipped)
+        goto out;
+    rc = repo_chunk_list(e->r, on_chunk, &sw);
+    if (rc == -ERR_NOT_FOUND) {
+        err_clear();
+        rc = 0;
+    }
+    for (size_t i = 0; rc == 0 && !e->dry_run && i < sw.doomed.n; i++) {
+        char path[96];
+        if ((rc = repo_chunk_path(sw.doomed.paths[i], path, sizeof(path))) == 0) {
+            char *full = xasprintf("%s/%s", e->cluster, path);
+            rc = storage_remove(repo_storage(e->r), full);
+            free(full);
+        }
+    }
+    if (rc < 0)
+        err_context("while sweeping unreferenced chunks");
+out:
+    if (marker) {
+        struct err_saved *saved = err_save();
+        if (repo_marker_remove(e->r, NULL) < 0) {
+            log_warn("repository \"%s\": could not remove expire's marker: %s", repo_name(e->r),
+                     err_message());
+            err_clear();
+        }
+        err_restore(saved);
+    }
+    if (skipped)
+        log_warn("repository \"%s\": chunk sweep skipped: %s", repo_name(e->r), skipped);
+    json_object_set_new(e->out, "chunks",
+                        json_pack("{s:I, s:I, s:I, s:s?}", "referenced", (json_int_t)sw.kept,
+                                  "removed", (json_int_t)(skipped ? 0 : sw.removed), "bytes",
+                                  (json_int_t)(skipped ? 0 : sw.bytes), "skipped", skipped));
+    free(skipped);
+    ops_backup_scan_free(list, n);
+    folder_free(&sw.doomed);
+    chunkset_free(sw.marked);
+    return rc;
+}
+
+/* --- one repository ----------------------------------------------------------------- */
+
+static int expire_repo(struct expire *e, int64_t now_us)
+{
+    struct ops_backup *list = NULL;
+    struct retention_backup *rb = NULL;
+    char **expired = NULL;
+    size_t n = 0, nrb = 0, nexpired = 0;
+    uint64_t backup_bytes = 0;
+    json_t *kept = json_array(), *gone = json_array(), *incomplete = json_array();
+    bool have_floor = false;
+    timeline_t floor_tli = 0;
+    uint64_t floor_segno = 0, seg_size = repo_identity(e->r)->seg_size;
+    int rc = ops_backup_scan(e->r, e->cluster, &list, &n);
+
+    if (rc < 0)
+        goto out;
+    rb = xcalloc(n + 1, sizeof(*rb));
+    for (size_t i = 0; i < n; i++) {
+        if (list[i].complete && list[i].readable)
+            rb[nrb++] = (struct retention_backup){list[i].b.header.stop_time, list[i].label, false};
+    }
+    retention_apply(rb, nrb, e->cl->retention.full, e->cl->retention.window_ms, now_us);
+    expired = xcalloc(n + 1, sizeof(*expired));
+    for (size_t i = 0, k = 0; i < n; i++) {
+        struct ops_backup *b = &list[i];
+        if (!b->complete) {
+            /* Died before its manifest.json, unless it is being written now. */
+            if (b->running)
+                continue;
+            if ((rc = remove_backup(e, b->label, &backup_bytes)) < 0)
+                goto out;
+            json_array_append_new(incomplete, json_string(b->label));
+            continue;
+        }
+        if (!b->readable) {
+            log_warn("repository \"%s\": keeping backup \"%s\": %s", repo_name(e->r), b->label,
+                     b->error);
+            json_array_append_new(kept, json_string(b->label));
+            continue;
+        }
+        bool keep = rb[k++].keep;
+        if (keep) {
+            json_array_append_new(kept, json_string(b->label));
+            uint64_t segno = lsn_to_segno(b->b.header.start_lsn, seg_size);
+            if (!have_floor || segno < floor_segno) {
+                have_floor = true;
+                floor_segno = segno;
+                floor_tli = b->b.header.timeline;
+            }
+            continue;
+        }
+        if ((rc = remove_backup(e, b->label, &backup_bytes)) < 0)
+            goto out;
+        json_array_append_new(gone, json_string(b->label));
+        expired[nexpired++] = b->label;
+    }
+    json_object_set_new(e->out, "kept", kept);
+    json_object_set_new(e->out, "expired", gone);
+    json_object_set_new(e->out, "incomplete_removed", incomplete);
+    json_object_set_new(e->out, "backup_bytes", json_integer((json_int_t)backup_bytes));
+    kept = gone = incomplete = NULL;
+    /* Without a kept backup nothing anchors the WAL: it stays. */
+    if (have_floor && (rc = prune_wal(e, floor_tli, floor_segno)) < 0)
+        goto out;
+    rc = sweep_chunks(e, expired, nexpired);
+out:
+    json_decref(kept);
+    json_decref(gone);
+    json_decref(incomplete);
+    free(expired);
+    free(rb);
+    ops_backup_scan_free(list, n);
+    return rc;
+}
+
+/* --- output ------------------------------------------------------------------------- */
+
+static void print_labels(const char *what, json_t *arr)
+{
+    size_t i;
+    json_t *l;
+    if (!json_array_size(arr))
+        return;
+    printf("  %s:", what);
+    json_array_foreach(arr, i, l) printf(" %s", json_string_value(l));
+    printf("\n");
+}
+
+static void print_human(json_t *root)
+{
+    bool dry = json_is_true(json_object_get(root, "dry_run"));
+    const char *verb = dry ? "would remove" : "removed";
+    char a[32];
+    size_t i;
+    json_t *r;
+
+    json_array_foreach(json_object_get(root, "repositories"), i, r)
+    {
+        printf("repository \"%s\"%s\n", json_string_value(json_object_get(r, "name")),
+               dry ? " (dry run: nothing removed)" : "");
+        const char *err = json_string_value(json_object_get(r, "error"));
+        print_labels("kept", json_object_get(r, "kept"));
+        json_t *ex = json_object_get(r, "expired");
+        json_t *inc = json_object_get(r, "incomplete_removed");
+        print_labels(dry ? "to expire" : "expired", ex);
+        print_labels(dry ? "incomplete, to remove" : "incomplete, removed", inc);
+        if (ex || inc)
+            printf("  %s %zu backups (%s)\n", verb, json_array_size(ex) + json_array_size(inc),
+                   size_format((uint64_t)json_integer_value(json_object_get(r, "backup_bytes")), a,
+                               sizeof(a)));
+        json_t *w = json_object_get(r, "wal");
+        if (w)
+            printf("  %s %lld WAL segments, %lld partial, %lld time indexes before %s (%s)\n", verb,
+                   (long long)json_integer_value(json_object_get(w, "segments")),
+                   (long long)json_integer_value(json_object_get(w, "partials")),
+                   (long long)json_integer_value(json_object_get(w, "time_indexes")),
+                   json_string_value(json_object_get(w, "before")),
+                   size_format((uint64_t)json_integer_value(json_object_get(w, "bytes")), a,
+                               sizeof(a)));
+        json_t *c = json_object_get(r, "chunks");
+        if (c && json_is_string(json_object_get(c, "skipped")))
+            printf("  chunk sweep skipped: %s\n", json_string_value(json_object_get(c, "skipped")));
+        else if (c)
+            printf("  %s %lld unreferenced chunks (%s); %lld referenced\n", verb,
+                   (long long)json_integer_value(json_object_get(c, "removed")),
+                   size_format((uint64_t)json_integer_value(json_object_get(c, "bytes")), a,
+                               sizeof(a)),
+                   (long long)json_integer_value(json_object_get(c, "referenced")));
+        if (err)
+            printf("  error: %s\n", err);
+    }
+}
+
+/* --- the command -------------------------------------------------------------------- */
+
+int cmd_expire(struct cli_context *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {{"dry-run", no_argument, NULL, 'n'},
+                                            {"json", no_argument, NULL, 'j'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {0, 0, 0, 0}};
+    bool dry_run = false, as_json = false;
+    int opt, rc = 0;
+
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case 'n':
+            dry_run = true;
+            break;
+        case 'j':
+            as_json = true;
+            break;
+        case 'h':
+            printf("usage: pgark expire [--dry-run] [--json]\n");
+            return 0;
+        default:
+            err_set(ERR_USAGE, "unknown option \"%s\" for expire", argv[optind - 1]);
+            err_hint("run \"pgark help expire\"");
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        err_set(ERR_USAGE, "unexpected argument \"%s\" for expire", argv[optind]);
+        return 2;
+    }
+    const struct config *cfg = cli_config(ctx);
+    if (!cfg)
+        return 2;
+    const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
+    if (!cl)
+        return 2;
+    if (cl->retention.full <= 0 && cl->retention.window_ms <= 0) {
+        err_set(ERR_CONFIG, "cluster \"%s\" has no retention: expire would keep everything",
+                cl->name);
+        err_hint("set retention: { full: N } and/or { window: D } for the cluster");
+        return 2;
+    }
+
+    int64_t now_us = time_now_us();
+    json_t *root = json_pack("{s:s, s:b}", "cluster", cl->name, "dry_run", dry_run);
+    json_object_set_new(
+        root, "retention",
+        json_pack("{s:o, s:o}", "full",
+                  cl->retention.full > 0 ? json_integer(cl->retention.full) : json_null(),
+                  "window_seconds",
+                  cl->retention.window_ms > 0 ? json_integer(cl->retention.window_ms / 1000)
+                                              : json_null()));
+    json_t *repos = json_array();
+    for (size_t i = 0; i < cl->nrepos; i++) {
+        const struct config_repo *cr = config_cluster_repo(cfg, cl, i);
+        struct expire e = {.dry_run = dry_run,
+                           .cl = cl,
+                           .cluster = cl->name,
+                           .out = json_pack("{s:s}", "name", cr->name)};
+        struct storage *s = cli_open_storage(cr);
+        struct repo_options ro = {.cluster = cl->name, .passphrase = cfg->encryption.passphrase};
+        int one = -1;
+        if (s && (e.r = repo_open(s, &ro, NULL, false)) != NULL)
+            one = expire_repo(&e, now_us);
+        if (one < 0) {
+            err_context("while expiring repository \"%s\"", cr->name);
+            char *text = err_format();
+            log_error("%s", text);
+            json_object_set_new(e.out, "error", json_string(text));
+            free(text);
+            err_clear();
+            rc = 1;
+        }
+        repo_close(e.r);
+        storage_free(s);
+        json_array_append_new(repos, e.out);
+    }
+    json_object_set_new(root, "repositories", repos);
+    if (as_json) {
+        char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", text);
+        free(text);
+    } else {
+        print_human(root);
+    }
+    json_decref(root);
+    return rc;
+}
