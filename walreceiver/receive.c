@@ -24,6 +24,9 @@
 #define BATCH_BYTES (8 * 1024 * 1024)
 #define RETRY_MIN_MS 1000
 #define RETRY_MAX_MS 30000
+/* How long the stream waits for the repositories to open before it starts without
+ * the slow ones (their WAL waits in the spool). */
+#define OPEN_WAIT_MS 3000
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t reload_requested;
@@ -43,8 +46,7 @@ static bool should_return(void)
     return stop_requested || reload_requested;
 }
 
-/* Errors that a new connection cannot fix end the run. */
-static bool is_fatal(enum err_kind kind)
+bool receiver_is_fatal(enum err_kind kind)
 {
     return kind == ERR_AUTH || kind == ERR_CONFIG || kind == ERR_MISMATCH ||
            kind == ERR_INTEGRITY || kind == ERR_USAGE;
@@ -65,11 +67,8 @@ static void set_connected(struct receiver *rx, bool connected)
     pthread_mutex_unlock(&rx->lock);
 }
 
-/* Open every repository for this system (creating repo.json on first use). One
- * that is unavailable now (unreachable, I/O trouble) is left to its shipper to open
- * later, so that it cannot stall the stream; one that can never work (another
- * cluster's, a wrong passphrase) ends the run. */
-static int open_repos(struct receiver *rx)
+/* One shipper per repository; each opens its repository from its own thread. */
+static void make_shippers(struct receiver *rx)
 {
     const struct receiver_options *o = rx->o;
     rx->shippers = xcalloc((size_t)o->nrepos, sizeof(*rx->shippers));
@@ -80,29 +79,7 @@ static int open_repos(struct receiver *rx)
         sh->index = i;
         sh->name = o->repos[i].name;
         sh->offsite = o->repos[i].offsite;
-        if (shipper_open_repo(sh) == 0)
-            continue;
-        if (!is_fatal(err_kind())) {
-            sh->last_error = err_format();
-            sh->error_since_us = time_now_us();
-            log_warn("repository \"%s\": %s", sh->name, sh->last_error);
-            log_info("WAL for repository \"%s\" stays in the spool until it can be opened",
-                     sh->name);
-            err_clear();
-            continue;
-        }
-        int rc = err_code();
-        /* Leave nothing half-open: the next attempt starts over. */
-        for (int j = 0; j < i; j++)
-            repo_close(rx->shippers[j].repo);
-        for (int j = 0; j < i; j++)
-            free(rx->shippers[j].last_error);
-        free(rx->shippers);
-        rx->shippers = NULL;
-        rx->nshippers = 0;
-        return rc;
     }
-    return 0;
 }
 
 static int ensure_slot(struct receiver *rx, struct pg_conn *conn, bool *exists, lsn_t *restart,
@@ -282,6 +259,10 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
         if (rc < 0)
             break;
         if (now - last_file >= STATUS_FILE_INTERVAL_US) {
+            /* A repository that answered late that it can never work ends the run. */
+            rc = shippers_wait_open(rx, 0, should_return);
+            if (rc < 0)
+                break;
             if (status_write(rx) < 0) {
                 log_warn("%s", err_message());
                 err_clear();
@@ -367,15 +348,13 @@ static int session(struct receiver *rx, bool *made_progress)
     int major = pg_server_version(conn) / 10000;
 
     if (!rx->spool) {
-        /* A retry after a failure below must not open the repositories twice. */
+        /* A retry after a failure below must not make the shippers twice. */
         if (!rx->shippers) {
             rx->identity.system_identifier = sys.systemid;
             rx->identity.pg_major = major;
             rx->identity.seg_size = seg_size;
             rx->seg_size = seg_size;
-            rc = open_repos(rx);
-            if (rc < 0)
-                goto out;
+            make_shippers(rx);
         }
         rx->spool = spool_open(o->spool_dir, seg_size, o->spool_max);
         if (!rx->spool) {
@@ -383,6 +362,8 @@ static int session(struct receiver *rx, bool *made_progress)
             goto out;
         }
         rc = shippers_start(rx);
+        if (rc == 0)
+            rc = shippers_wait_open(rx, OPEN_WAIT_MS, should_return);
         if (rc < 0)
             goto out;
     } else if (sys.systemid != rx->identity.system_identifier || seg_size != rx->seg_size ||
@@ -435,27 +416,24 @@ static void sleep_interruptible(int64_t ms)
 
 int receiver_run(const struct receiver_options *o)
 {
-    struct receiver rx;
+    struct receiver *rx = receiver_new(o);
     int rc = 0, failures = 0;
     int64_t backoff = 0;
 
-    memset(&rx, 0, sizeof(rx));
-    rx.o = o;
-    pthread_mutex_init(&rx.lock, NULL);
-    pthread_cond_init(&rx.wake, NULL);
+    o = rx->o;
     stop_requested = 0;
     reload_requested = 0;
 
     while (!should_return()) {
         bool progress = false;
-        rc = session(&rx, &progress);
+        rc = session(rx, &progress);
         if (rc == 0)
             break;
-        if (is_fatal(err_kind()))
+        if (receiver_is_fatal(err_kind()))
             break;
         char *text = err_format();
-        set_last_error(&rx, text);
-        if (err_kind() == ERR_NO_SPACE && rx.spool) {
+        set_last_error(rx, text);
+        if (err_kind() == ERR_NO_SPACE && rx->spool) {
             /* Reconnecting cannot help until the shippers (or the admin) make room:
              * wait for it, then resume at once. */
             log_warn("%s", text);
@@ -464,8 +442,8 @@ int receiver_run(const struct receiver_options *o)
             log_info("waiting for room in the spool");
             free(text);
             err_clear();
-            status_write(&rx), err_clear();
-            while (!should_return() && !spool_has_room(rx.spool))
+            status_write(rx), err_clear();
+            while (!should_return() && !spool_has_room(rx->spool))
                 sleep_interruptible(200);
             if (!should_return())
                 log_info("room in the spool again; resuming");
@@ -489,26 +467,20 @@ int receiver_run(const struct receiver_options *o)
         log_info("reconnecting in %.1f s", (double)wait / 1000);
         free(text);
         err_clear();
-        if (rx.spool)
-            status_write(&rx), err_clear();
+        if (rx->spool)
+            status_write(rx), err_clear();
         sleep_interruptible(wait);
         rc = 0;
     }
 
     struct err_saved *saved = err_save();
-    shippers_stop(&rx);
-    if (rx.spool && status_write(&rx) < 0)
+    shippers_stop(rx);
+    if (rx->spool && status_write(rx) < 0)
         err_clear();
     err_restore(saved);
-    for (int i = 0; i < rx.nshippers; i++) {
-        if (!rx.shippers[i].started) {
-            repo_close(rx.shippers[i].repo);
-            free(rx.shippers[i].last_error);
-        }
-    }
-    free(rx.shippers);
-    spool_close(rx.spool);
-    free(rx.last_error);
+    /* A shipper left behind keeps the receiver (and its repository, storage and
+     * options) until its upload ends; the last reference frees them. */
+    receiver_release(rx);
     if (rc == 0 && reload_requested)
         rc = RECEIVER_RELOAD;
     return rc;

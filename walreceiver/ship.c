@@ -202,6 +202,10 @@ static int ship_next(struct shipper *sh, bool *did)
                     it.partial ? ".partial" : "", sh->name);
         goto out;
     }
+    /* Left behind at a stop or reload: the next receiver may be shipping the items
+     * after this one already; a cursor file written now could move its cursor back. */
+    if (atomic_load(&sh->abandoned))
+        goto out;
     pthread_mutex_lock(&rx->lock);
     memcpy(sh->cursor, it.base, sizeof(it.base));
     sh->segments_shipped++;
@@ -369,6 +373,68 @@ int shipper_open_repo(struct shipper *sh)
     return 0;
 }
 
+/* Open the repository; on the first attempt tell shippers_wait_open how it went.
+ * Returns 1 when that first attempt failed for good (its error is handed over). */
+static int open_first(struct shipper *sh)
+{
+    struct receiver *rx = sh->rx;
+    bool first;
+    pthread_mutex_lock(&rx->lock);
+    first = !sh->open_tried;
+    pthread_mutex_unlock(&rx->lock);
+    int rc = shipper_open_repo(sh);
+    if (rc == 0 && !first)
+        log_info("repository \"%s\" opened", sh->name);
+    if (!first)
+        return rc;
+    bool fatal = rc < 0 && receiver_is_fatal(err_kind());
+    pthread_mutex_lock(&rx->lock);
+    sh->open_tried = true;
+    if (fatal)
+        sh->open_fatal = err_save();
+    pthread_cond_broadcast(&rx->wake);
+    pthread_mutex_unlock(&rx->lock);
+    if (fatal)
+        return 1;
+    if (rc < 0) {
+        record_error(sh);
+        log_info("WAL for repository \"%s\" stays in the spool until it can be opened", sh->name);
+        rc = -ERR_TRANSIENT; /* recorded: go to the backoff below */
+    }
+    return rc;
+}
+
+int shippers_wait_open(struct receiver *rx, int64_t timeout_ms, bool (*stop)(void))
+{
+    int64_t until = time_mono_us() + timeout_ms * 1000;
+    int rc = 0;
+    pthread_mutex_lock(&rx->lock);
+    for (;;) {
+        bool all = true;
+        for (int i = 0; i < rx->nshippers && rc == 0; i++) {
+            struct shipper *sh = &rx->shippers[i];
+            all = all && sh->open_tried;
+            if (sh->open_fatal) {
+                err_restore(sh->open_fatal);
+                sh->open_fatal = NULL;
+                rc = err_code();
+            }
+        }
+        if (rc < 0 || all || stop() || time_mono_us() >= until)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&rx->wake, &rx->lock, &ts);
+    }
+    pthread_mutex_unlock(&rx->lock);
+    return rc;
+}
+
 static void *shipper_main(void *arg)
 {
     struct shipper *sh = arg;
@@ -380,8 +446,12 @@ static void *shipper_main(void *arg)
     while (!atomic_load(&rx->stopping)) {
         bool did = false;
         int rc = 0;
-        if (!sh->repo && (rc = shipper_open_repo(sh)) == 0)
-            log_info("repository \"%s\" opened", sh->name);
+        if (!sh->repo && (rc = open_first(sh)) > 0) {
+            /* Retrying cannot fix it: the receive loop ends the run. */
+            while (!atomic_load(&rx->stopping))
+                wait_ms(rx, IDLE_WAIT_MS);
+            break;
+        }
         if (rc == 0)
             rc = ship_histories(sh, histories, &nhistories);
         if (rc == 0)
@@ -405,6 +475,7 @@ static void *shipper_main(void *arg)
             wait_ms(rx, w);
         }
     }
+    receiver_release(rx);
     return NULL;
 }
 
@@ -413,9 +484,13 @@ int shippers_start(struct receiver *rx)
     for (int i = 0; i < rx->nshippers; i++) {
         struct shipper *sh = &rx->shippers[i];
         cursor_load(sh);
-        if (pthread_create(&sh->thread, NULL, shipper_main, sh) != 0)
+        atomic_store(&sh->abandoned, false);
+        receiver_hold(rx); /* the thread's, released when it ends */
+        if (pthread_create(&sh->thread, NULL, shipper_main, sh) != 0) {
+            receiver_release(rx);
             return err_set(ERR_RUNTIME, "could not start the shipper of repository \"%s\"",
                            sh->name);
+        }
         sh->started = true;
     }
     return 0;
@@ -433,7 +508,8 @@ void shippers_stop(struct receiver *rx)
     atomic_store(&rx->stopping, true);
     shippers_wake(rx);
     /* An upload to a dead server can take long to time out; the spool keeps what it
-     * was shipping, so after a short grace period the process may go without it. */
+     * was shipping, so after a short grace period the receiver goes on without it.
+     * The thread keeps its reference: what it uses stays alive until it ends. */
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += 3;
@@ -444,6 +520,7 @@ void shippers_stop(struct receiver *rx)
         if (pthread_timedjoin_np(sh->thread, NULL, &deadline) != 0) {
             log_warn("repository \"%s\": abandoning the upload under way to stop in time",
                      sh->name);
+            atomic_store(&sh->abandoned, true);
             pthread_detach(sh->thread);
         }
         sh->started = false;

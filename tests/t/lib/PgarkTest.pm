@@ -22,7 +22,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(pgark_bin tool_bin run_cmd run_pgark write_file write_config
+our @EXPORT = qw(pgark_bin pgark_asan_bin tool_bin run_cmd run_pgark write_file write_config
   s3rver_start s3rver_stop s3_create_bucket free_tcp_port
   poll_until receiver_config receiver_start receiver_stop receiver_wait_exit
   receiver_log receiver_alive read_status repo_cat slurp_bytes
@@ -47,6 +47,14 @@ sub build_dir
 sub pgark_bin
 {
 	return build_dir() . '/pgark';
+}
+
+# The address/undefined-sanitizer build of pgark ("make asan" beside the build under
+# test), or undef when it was not built.
+sub pgark_asan_bin
+{
+	my $bin = build_dir() . '-asan/pgark';
+	return -x $bin ? $bin : undef;
 }
 
 # A helper program built from tests/tools/NAME.c.
@@ -294,7 +302,8 @@ sub receiver_config
 
 # Start "pgark --config FILE receive" in the background, stdout and stderr into a
 # log file. Options: env => { VAR => value }, args => [ extra global options ],
-# name (for the log file). Returns a handle for the functions below.
+# name (for the log file), bin => another pgark binary (the sanitizer build's).
+# Returns a handle for the functions below.
 sub receiver_start
 {
 	my ($config, %opt) = @_;
@@ -302,7 +311,7 @@ sub receiver_start
 	# One log per receiver, named after the test file: test files run in parallel.
 	my $test = File::Basename::basename($0, '.pl');
 	my $log = "$PostgreSQL::Test::Utils::log_path/${test}_${name}_" . (scalar(@receivers) + 1) . '.log';
-	my @cmd = (pgark_bin(), '--config', $config, @{ $opt{args} // [] }, 'receive');
+	my @cmd = ($opt{bin} // pgark_bin(), '--config', $config, @{ $opt{args} // [] }, 'receive');
 	my $pid = fork() // croak "fork: $!";
 	if ($pid == 0)
 	{
