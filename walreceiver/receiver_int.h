@@ -97,9 +97,10 @@ int shipper_open_repo(struct shipper *sh);
  * keeps trying (with backoff) while that fails. */
 int shippers_start(struct receiver *rx);
 /* Wait up to timeout_ms (or until stop returns true) for every shipper's first
- * attempt to open its repository. Returns the error of one that failed in a way
- * retrying cannot fix (another cluster's repository, a wrong passphrase); 0
- * otherwise, also when some attempt is still under way (a hung server). */
+ * attempt to open its repository. Returns the error of one that belongs to another
+ * system (ERR_MISMATCH: the configuration points at the wrong place); 0 otherwise,
+ * also when some attempt is still under way (a hung server). Other failures are
+ * the shipper's to report and retry. */
 int shippers_wait_open(struct receiver *rx, int64_t timeout_ms, bool (*stop)(void));
 /* Stop and join them. A thread still uploading after a few seconds is left to finish
  * on its own (the spool keeps what it was shipping); it holds its reference to rx

@@ -342,8 +342,14 @@ static void record_error(struct shipper *sh)
     free(sh->last_error);
     sh->last_error = text;
     pthread_mutex_unlock(&rx->lock);
-    if (!same)
-        log_warn("repository \"%s\": %s", sh->name, text);
+    if (!same) {
+        /* Most messages name the repository already; say it once. */
+        char prefix[80];
+        snprintf(prefix, sizeof(prefix), "repository \"%s\": ", sh->name);
+        const char *rest =
+            strncmp(text, prefix, strlen(prefix)) == 0 ? text + strlen(prefix) : text;
+        log_warn("%s%s", prefix, rest);
+    }
 }
 
 static void clear_error(struct shipper *sh)
@@ -375,7 +381,7 @@ int shipper_open_repo(struct shipper *sh)
 
 /* Open the repository; on the first attempt tell shippers_wait_open how it went.
  * Returns 1 when that first attempt failed for good (its error is handed over). */
-static int open_first(struct shipper *sh)
+static int open_first(struct shipper *sh, bool *first_failed)
 {
     struct receiver *rx = sh->rx;
     bool first;
@@ -387,7 +393,11 @@ static int open_first(struct shipper *sh)
         log_info("repository \"%s\" opened", sh->name);
     if (!first)
         return rc;
-    bool fatal = rc < 0 && receiver_is_fatal(err_kind());
+    /* Only a repository of another system (or format) ends the run: it means the
+     * configuration points at the wrong place. Credentials, a missing bucket, a
+     * wrong passphrase are this repository's trouble; the others keep receiving
+     * while it is reported and retried. */
+    bool fatal = rc < 0 && err_kind() == ERR_MISMATCH;
     pthread_mutex_lock(&rx->lock);
     sh->open_tried = true;
     if (fatal)
@@ -396,11 +406,7 @@ static int open_first(struct shipper *sh)
     pthread_mutex_unlock(&rx->lock);
     if (fatal)
         return 1;
-    if (rc < 0) {
-        record_error(sh);
-        log_info("WAL for repository \"%s\" stays in the spool until it can be opened", sh->name);
-        rc = -ERR_TRANSIENT; /* recorded: go to the backoff below */
-    }
+    *first_failed = rc < 0;
     return rc;
 }
 
@@ -444,9 +450,9 @@ static void *shipper_main(void *arg)
     int64_t backoff = 0;
 
     while (!atomic_load(&rx->stopping)) {
-        bool did = false;
+        bool did = false, first_failed = false;
         int rc = 0;
-        if (!sh->repo && (rc = open_first(sh)) > 0) {
+        if (!sh->repo && (rc = open_first(sh, &first_failed)) > 0) {
             /* Retrying cannot fix it: the receive loop ends the run. */
             while (!atomic_load(&rx->stopping))
                 wait_ms(rx, IDLE_WAIT_MS);
@@ -460,6 +466,9 @@ static void *shipper_main(void *arg)
             rc = ship_partial(sh);
         if (rc < 0) {
             record_error(sh);
+            if (first_failed)
+                log_info("WAL for repository \"%s\" stays in the spool until it can be opened",
+                         sh->name);
             backoff = backoff ? backoff * 2 : BACKOFF_MIN_MS;
             if (backoff > BACKOFF_MAX_MS)
                 backoff = BACKOFF_MAX_MS;
