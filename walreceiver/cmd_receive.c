@@ -86,6 +86,8 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
         cfg->compression.algorithm == CONFIG_COMPRESSION_NONE ? 0 : cfg->compression.level;
     const char *kdf = getenv("PGARK_TEST_KDF_N"); /* tests: a cheaper scrypt */
     r->o.kdf_n = kdf ? strtoull(kdf, NULL, 10) : 0;
+    const char *silence = getenv("PGARK_TEST_SILENCE_TIMEOUT_MS"); /* tests: shorter */
+    r->o.silence_timeout_ms = silence ? strtoll(silence, NULL, 10) : 0;
     const char *retries = getenv("PGARK_TEST_MAX_RETRIES");
     r->o.max_retries = retries ? atoi(retries) : 0;
     r->o.repos = xcalloc(cl->nrepos, sizeof(*r->o.repos));

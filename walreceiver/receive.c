@@ -27,6 +27,7 @@
 /* How long the stream waits for the repositories to open before it starts without
  * the slow ones (their WAL waits in the spool). */
 #define OPEN_WAIT_MS 3000
+#define SILENCE_TIMEOUT_MS 60000
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t reload_requested;
@@ -159,6 +160,12 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
     int64_t last_status = time_mono_us(), last_file = 0;
     size_t unflushed = 0;
     int rc;
+    /* wal_receiver_timeout's rule: silence for half the limit, ask for a reply;
+     * for the whole of it, the connection is gone even if the socket says not. */
+    int64_t silence_us =
+        (o->silence_timeout_ms > 0 ? o->silence_timeout_ms : SILENCE_TIMEOUT_MS) * 1000;
+    int64_t last_msg = time_mono_us();
+    bool pinged = false;
 
     *timeline_ended = false;
     rc = walpage_checker_init(&check, rx->identity.system_identifier, rx->seg_size, pg_major, *tli,
@@ -190,6 +197,10 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
         if (rc < 0)
             break;
         int64_t now = time_mono_us();
+        if (msg.kind != PG_MSG_NONE) {
+            last_msg = now;
+            pinged = false;
+        }
         switch (msg.kind) {
         case PG_MSG_XLOGDATA:
             rc = walpage_check(&check, msg.data_start, msg.data, msg.len);
@@ -228,7 +239,19 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
             }
             break;
         case PG_MSG_NONE:
-            if (unflushed || now - last_status >= o->status_interval_ms * 1000) {
+            if (now - last_msg >= silence_us) {
+                rc = err_set(ERR_CONNECT,
+                             "no message from server \"%s\" for %lld s: taking the connection "
+                             "as lost",
+                             pg_conn_target(conn), (long long)(silence_us / 1000000));
+                break;
+            }
+            if (!pinged && now - last_msg >= silence_us / 2) {
+                rc = flush_and_report(rx, conn, true, true);
+                unflushed = 0;
+                last_status = now;
+                pinged = true;
+            } else if (unflushed || now - last_status >= o->status_interval_ms * 1000) {
                 rc = flush_and_report(rx, conn, now - last_status >= o->status_interval_ms * 1000,
                                       false);
                 unflushed = 0;
@@ -432,6 +455,15 @@ int receiver_run(const struct receiver_options *o)
         if (receiver_is_fatal(err_kind()))
             break;
         char *text = err_format();
+        if (should_return()) {
+            /* Stopping anyway (the server did not end the stream in time, say):
+             * report it and go, without talk of reconnecting. */
+            log_warn("%s", text);
+            free(text);
+            err_clear();
+            rc = 0;
+            break;
+        }
         set_last_error(rx, text);
         if (err_kind() == ERR_NO_SPACE && rx->spool) {
             /* Reconnecting cannot help until the shippers (or the admin) make room:

@@ -36,6 +36,10 @@ struct receiver_options {
     uint64_t spool_max;    /* 0: no cap */
     int64_t partial_interval_ms;
     int64_t status_interval_ms; /* standby status updates when idle; default 10 s */
+    /* No message from the server for this long: the connection is taken as lost and
+     * made again (PostgreSQL's wal_receiver_timeout); at half of it the server is
+     * asked for a reply. 0: 60 s. */
+    int64_t silence_timeout_ms;
     struct receiver_repo *repos;
     int nrepos;
     const char *passphrase; /* NULL: no encryption */
