@@ -458,11 +458,13 @@ static void *shipper_main(void *arg)
                 wait_ms(rx, IDLE_WAIT_MS);
             break;
         }
-        if (rc == 0)
+        /* Each step can take long (a slow server): a stop that came meanwhile must
+         * not start another upload, least of all from a thread left behind. */
+        if (rc == 0 && !atomic_load(&rx->stopping))
             rc = ship_histories(sh, histories, &nhistories);
-        if (rc == 0)
+        if (rc == 0 && !atomic_load(&rx->stopping))
             rc = ship_next(sh, &did);
-        if (rc == 0 && !did)
+        if (rc == 0 && !did && !atomic_load(&rx->stopping))
             rc = ship_partial(sh);
         if (rc < 0) {
             record_error(sh);
