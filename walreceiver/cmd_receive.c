@@ -51,6 +51,12 @@ struct run {
     char *spool_dir;
 };
 
+/* receiver_run took the storages. */
+static void run_disown_storages(struct run *r)
+{
+    r->nstorages = 0;
+}
+
 static void run_free(struct run *r)
 {
     for (int i = 0; i < r->nstorages; i++)
@@ -80,6 +86,8 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
         cfg->compression.algorithm == CONFIG_COMPRESSION_NONE ? 0 : cfg->compression.level;
     const char *kdf = getenv("PGARK_TEST_KDF_N"); /* tests: a cheaper scrypt */
     r->o.kdf_n = kdf ? strtoull(kdf, NULL, 10) : 0;
+    const char *silence = getenv("PGARK_TEST_SILENCE_TIMEOUT_MS"); /* tests: shorter */
+    r->o.silence_timeout_ms = silence ? strtoll(silence, NULL, 10) : 0;
     const char *retries = getenv("PGARK_TEST_MAX_RETRIES");
     r->o.max_retries = retries ? atoi(retries) : 0;
     r->o.repos = xcalloc(cl->nrepos, sizeof(*r->o.repos));
@@ -134,30 +142,30 @@ int cmd_receive(struct cli_context *ctx, int argc, char **argv)
              run.o.nrepos, cl->synchronous ? ", synchronous" : "");
     for (;;) {
         rc = receiver_run(&run.o);
+        run_disown_storages(&run);
+        run_free(&run);
         if (rc != RECEIVER_RELOAD)
             break;
-        /* SIGHUP: load the file again; keep the old settings if it is broken. */
+        /* SIGHUP: load the file again; keep the old settings if it is broken. Every
+         * run gets storages of its own: the last one's may still be in use by an
+         * upload it left behind. */
         const char *path = ctx->config_path ? ctx->config_path : config_default_path();
         struct config *fresh = NULL;
-        if (config_load(path, &fresh) < 0) {
+        const struct config_cluster *fresh_cl = NULL;
+        if (config_load(path, &fresh) < 0 || !(fresh_cl = config_cluster_find(fresh, cl->name)) ||
+            run_prepare(fresh, fresh_cl, &run) < 0) {
             char *text = err_format();
             log_error("configuration not reloaded: %s", text);
             free(text);
             err_clear();
-            continue;
-        }
-        const struct config_cluster *fresh_cl = config_cluster_find(fresh, cl->name);
-        struct run next;
-        if (!fresh_cl || run_prepare(fresh, fresh_cl, &next) < 0) {
-            char *text = err_format();
-            log_error("configuration not reloaded: %s", text);
-            free(text);
-            err_clear();
+            run_free(&run);
             config_free(fresh);
+            if (run_prepare(cfg, cl, &run) < 0) {
+                rc = err_exit_code();
+                goto out;
+            }
             continue;
         }
-        run_free(&run);
-        run = next;
         config_free(owned);
         owned = fresh;
         cfg = fresh;

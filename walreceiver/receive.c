@@ -24,6 +24,10 @@
 #define BATCH_BYTES (8 * 1024 * 1024)
 #define RETRY_MIN_MS 1000
 #define RETRY_MAX_MS 30000
+/* How long the stream waits for the repositories to open before it starts without
+ * the slow ones (their WAL waits in the spool). */
+#define OPEN_WAIT_MS 3000
+#define SILENCE_TIMEOUT_MS 60000
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t reload_requested;
@@ -43,8 +47,7 @@ static bool should_return(void)
     return stop_requested || reload_requested;
 }
 
-/* Errors that a new connection cannot fix end the run. */
-static bool is_fatal(enum err_kind kind)
+bool receiver_is_fatal(enum err_kind kind)
 {
     return kind == ERR_AUTH || kind == ERR_CONFIG || kind == ERR_MISMATCH ||
            kind == ERR_INTEGRITY || kind == ERR_USAGE;
@@ -65,11 +68,8 @@ static void set_connected(struct receiver *rx, bool connected)
     pthread_mutex_unlock(&rx->lock);
 }
 
-/* Open every repository for this system (creating repo.json on first use). One
- * that is unavailable now (unreachable, I/O trouble) is left to its shipper to open
- * later, so that it cannot stall the stream; one that can never work (another
- * cluster's, a wrong passphrase) ends the run. */
-static int open_repos(struct receiver *rx)
+/* One shipper per repository; each opens its repository from its own thread. */
+static void make_shippers(struct receiver *rx)
 {
     const struct receiver_options *o = rx->o;
     rx->shippers = xcalloc((size_t)o->nrepos, sizeof(*rx->shippers));
@@ -80,29 +80,7 @@ static int open_repos(struct receiver *rx)
         sh->index = i;
         sh->name = o->repos[i].name;
         sh->offsite = o->repos[i].offsite;
-        if (shipper_open_repo(sh) == 0)
-            continue;
-        if (!is_fatal(err_kind())) {
-            sh->last_error = err_format();
-            sh->error_since_us = time_now_us();
-            log_warn("repository \"%s\": %s", sh->name, sh->last_error);
-            log_info("WAL for repository \"%s\" stays in the spool until it can be opened",
-                     sh->name);
-            err_clear();
-            continue;
-        }
-        int rc = err_code();
-        /* Leave nothing half-open: the next attempt starts over. */
-        for (int j = 0; j < i; j++)
-            repo_close(rx->shippers[j].repo);
-        for (int j = 0; j < i; j++)
-            free(rx->shippers[j].last_error);
-        free(rx->shippers);
-        rx->shippers = NULL;
-        rx->nshippers = 0;
-        return rc;
     }
-    return 0;
 }
 
 static int ensure_slot(struct receiver *rx, struct pg_conn *conn, bool *exists, lsn_t *restart,
@@ -185,6 +163,12 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
     int64_t last_status = time_mono_us(), last_file = 0;
     size_t unflushed = 0;
     int rc;
+    /* wal_receiver_timeout's rule: silence for half the limit, ask for a reply;
+     * for the whole of it, the connection is gone even if the socket says not. */
+    int64_t silence_us =
+        (o->silence_timeout_ms > 0 ? o->silence_timeout_ms : SILENCE_TIMEOUT_MS) * 1000;
+    int64_t last_msg = time_mono_us();
+    bool pinged = false;
 
     *timeline_ended = false;
     rc = walpage_checker_init(&check, rx->identity.system_identifier, rx->seg_size, pg_major, *tli,
@@ -216,6 +200,10 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
         if (rc < 0)
             break;
         int64_t now = time_mono_us();
+        if (msg.kind != PG_MSG_NONE) {
+            last_msg = now;
+            pinged = false;
+        }
         switch (msg.kind) {
         case PG_MSG_XLOGDATA:
             rc = walpage_check(&check, msg.data_start, msg.data, msg.len);
@@ -254,7 +242,19 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
             }
             break;
         case PG_MSG_NONE:
-            if (unflushed || now - last_status >= o->status_interval_ms * 1000) {
+            if (now - last_msg >= silence_us) {
+                rc = err_set(ERR_CONNECT,
+                             "no message from server \"%s\" for %lld s: taking the connection "
+                             "as lost",
+                             pg_conn_target(conn), (long long)(silence_us / 1000000));
+                break;
+            }
+            if (!pinged && now - last_msg >= silence_us / 2) {
+                rc = flush_and_report(rx, conn, true, true);
+                unflushed = 0;
+                last_status = now;
+                pinged = true;
+            } else if (unflushed || now - last_status >= o->status_interval_ms * 1000) {
                 rc = flush_and_report(rx, conn, now - last_status >= o->status_interval_ms * 1000,
                                       false);
                 unflushed = 0;
@@ -285,6 +285,10 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
         if (rc < 0)
             break;
         if (now - last_file >= STATUS_FILE_INTERVAL_US) {
+            /* A repository that answered late that it can never work ends the run. */
+            rc = shippers_wait_open(rx, 0, should_return);
+            if (rc < 0)
+                break;
             if (status_write(rx) < 0) {
                 log_warn("%s", err_message());
                 err_clear();
@@ -370,15 +374,13 @@ static int session(struct receiver *rx, bool *made_progress)
     int major = pg_server_version(conn) / 10000;
 
     if (!rx->spool) {
-        /* A retry after a failure below must not open the repositories twice. */
+        /* A retry after a failure below must not make the shippers twice. */
         if (!rx->shippers) {
             rx->identity.system_identifier = sys.systemid;
             rx->identity.pg_major = major;
             rx->identity.seg_size = seg_size;
             rx->seg_size = seg_size;
-            rc = open_repos(rx);
-            if (rc < 0)
-                goto out;
+            make_shippers(rx);
         }
         rx->spool = spool_open(o->spool_dir, seg_size, o->spool_max);
         if (!rx->spool) {
@@ -386,6 +388,8 @@ static int session(struct receiver *rx, bool *made_progress)
             goto out;
         }
         rc = shippers_start(rx);
+        if (rc == 0)
+            rc = shippers_wait_open(rx, OPEN_WAIT_MS, should_return);
         if (rc < 0)
             goto out;
     } else if (sys.systemid != rx->identity.system_identifier || seg_size != rx->seg_size ||
@@ -438,27 +442,33 @@ static void sleep_interruptible(int64_t ms)
 
 int receiver_run(const struct receiver_options *o)
 {
-    struct receiver rx;
+    struct receiver *rx = receiver_new(o);
     int rc = 0, failures = 0;
     int64_t backoff = 0;
 
-    memset(&rx, 0, sizeof(rx));
-    rx.o = o;
-    pthread_mutex_init(&rx.lock, NULL);
-    pthread_cond_init(&rx.wake, NULL);
+    o = rx->o;
     stop_requested = 0;
     reload_requested = 0;
 
     while (!should_return()) {
         bool progress = false;
-        rc = session(&rx, &progress);
+        rc = session(rx, &progress);
         if (rc == 0)
             break;
-        if (is_fatal(err_kind()))
+        if (receiver_is_fatal(err_kind()))
             break;
         char *text = err_format();
-        set_last_error(&rx, text);
-        if (err_kind() == ERR_NO_SPACE && rx.spool) {
+        if (should_return()) {
+            /* Stopping anyway (the server did not end the stream in time, say):
+             * report it and go, without talk of reconnecting. */
+            log_warn("%s", text);
+            free(text);
+            err_clear();
+            rc = 0;
+            break;
+        }
+        set_last_error(rx, text);
+        if (err_kind() == ERR_NO_SPACE && rx->spool) {
             /* Reconnecting cannot help until the shippers (or the admin) make room:
              * wait for it, then resume at once. */
             log_warn("%s", text);
@@ -467,8 +477,8 @@ int receiver_run(const struct receiver_options *o)
             log_info("waiting for room in the spool");
             free(text);
             err_clear();
-            status_write(&rx), err_clear();
-            while (!should_return() && !spool_has_room(rx.spool))
+            status_write(rx), err_clear();
+            while (!should_return() && !spool_has_room(rx->spool))
                 sleep_interruptible(200);
             if (!should_return())
                 log_info("room in the spool again; resuming");
@@ -492,26 +502,20 @@ int receiver_run(const struct receiver_options *o)
         log_info("reconnecting in %.1f s", (double)wait / 1000);
         free(text);
         err_clear();
-        if (rx.spool)
-            status_write(&rx), err_clear();
+        if (rx->spool)
+            status_write(rx), err_clear();
         sleep_interruptible(wait);
         rc = 0;
     }
 
     struct err_saved *saved = err_save();
-    shippers_stop(&rx);
-    if (rx.spool && status_write(&rx) < 0)
+    shippers_stop(rx);
+    if (rx->spool && status_write(rx) < 0)
         err_clear();
     err_restore(saved);
-    for (int i = 0; i < rx.nshippers; i++) {
-        if (!rx.shippers[i].started) {
-            repo_close(rx.shippers[i].repo);
-            free(rx.shippers[i].last_error);
-        }
-    }
-    free(rx.shippers);
-    spool_close(rx.spool);
-    free(rx.last_error);
+    /* A shipper left behind keeps the receiver (and its repository, storage and
+     * options) until its upload ends; the last reference frees them. */
+    receiver_release(rx);
     if (rc == 0 && reload_requested)
         rc = RECEIVER_RELOAD;
     return rc;

@@ -5,6 +5,7 @@
 #ifndef PGARK_RECEIVER_INT_H
 #define PGARK_RECEIVER_INT_H
 
+#include "pgark/error.h"
 #include "pgark/repo.h"
 #include "pgark/walreceiver.h"
 #include "spool_int.h"
@@ -23,6 +24,13 @@ struct shipper {
     struct repo *repo;
     pthread_t thread;
     bool started;
+    /* Left behind by shippers_stop (an upload outlived the deadline): whatever it
+     * does afterwards must not record progress the next receiver would contradict. */
+    atomic_bool abandoned;
+    /* The first attempt to open the repository (made by the thread, so that a hung
+     * server cannot stall the stream). Guarded by rx->lock. */
+    bool open_tried;
+    struct err_saved *open_fatal; /* its error, when retrying cannot fix it */
 
     /* Guarded by rx->lock. */
     char cursor[WAL_NAME_BUFLEN]; /* last item shipped (24-hex base name), "" if none */
@@ -47,7 +55,9 @@ struct flush_mark {
 #define FLUSH_MARKS 256
 
 struct receiver {
-    const struct receiver_options *o;
+    struct receiver_options opts;     /* the caller's, copied; storages owned */
+    const struct receiver_options *o; /* &opts */
+    atomic_int refs;                  /* receiver_run and each shipper thread */
     struct spool *spool;
     uint64_t seg_size;
     struct repo_identity identity;
@@ -71,12 +81,30 @@ struct receiver {
     int nshippers;
 };
 
+/* A receiver with one reference, owning a copy of *o and o's storages. */
+struct receiver *receiver_new(const struct receiver_options *o);
+void receiver_hold(struct receiver *rx);
+/* Drop a reference; the last one frees the repositories, the spool, the storages
+ * and the receiver itself. */
+void receiver_release(struct receiver *rx);
+
+/* Errors that a new connection or another attempt cannot fix end the run. */
+bool receiver_is_fatal(enum err_kind kind);
+
 /* Open the shipper's repository for rx->identity (creating repo.json on first use). */
 int shipper_open_repo(struct shipper *sh);
-/* Start one shipper thread per repository; one whose repository could not be opened
- * yet (sh->repo NULL) keeps trying from its thread. */
+/* Start one shipper thread per repository; each opens its repository first, and
+ * keeps trying (with backoff) while that fails. */
 int shippers_start(struct receiver *rx);
-/* Stop and join them; an upload under way is abandoned (the spool keeps it). */
+/* Wait up to timeout_ms (or until stop returns true) for every shipper's first
+ * attempt to open its repository. Returns the error of one that belongs to another
+ * system (ERR_MISMATCH: the configuration points at the wrong place); 0 otherwise,
+ * also when some attempt is still under way (a hung server). Other failures are
+ * the shipper's to report and retry. */
+int shippers_wait_open(struct receiver *rx, int64_t timeout_ms, bool (*stop)(void));
+/* Stop and join them. A thread still uploading after a few seconds is left to finish
+ * on its own (the spool keeps what it was shipping); it holds its reference to rx
+ * until then. */
 void shippers_stop(struct receiver *rx);
 /* Wake the shippers (segment completed, flush advanced). */
 void shippers_wake(struct receiver *rx);

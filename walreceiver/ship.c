@@ -202,6 +202,10 @@ static int ship_next(struct shipper *sh, bool *did)
                     it.partial ? ".partial" : "", sh->name);
         goto out;
     }
+    /* Left behind at a stop or reload: the next receiver may be shipping the items
+     * after this one already; a cursor file written now could move its cursor back. */
+    if (atomic_load(&sh->abandoned))
+        goto out;
     pthread_mutex_lock(&rx->lock);
     memcpy(sh->cursor, it.base, sizeof(it.base));
     sh->segments_shipped++;
@@ -338,8 +342,14 @@ static void record_error(struct shipper *sh)
     free(sh->last_error);
     sh->last_error = text;
     pthread_mutex_unlock(&rx->lock);
-    if (!same)
-        log_warn("repository \"%s\": %s", sh->name, text);
+    if (!same) {
+        /* Most messages name the repository already; say it once. */
+        char prefix[80];
+        snprintf(prefix, sizeof(prefix), "repository \"%s\": ", sh->name);
+        const char *rest =
+            strncmp(text, prefix, strlen(prefix)) == 0 ? text + strlen(prefix) : text;
+        log_warn("%s%s", prefix, rest);
+    }
 }
 
 static void clear_error(struct shipper *sh)
@@ -369,6 +379,68 @@ int shipper_open_repo(struct shipper *sh)
     return 0;
 }
 
+/* Open the repository; on the first attempt tell shippers_wait_open how it went.
+ * Returns 1 when that first attempt failed for good (its error is handed over). */
+static int open_first(struct shipper *sh, bool *first_failed)
+{
+    struct receiver *rx = sh->rx;
+    bool first;
+    pthread_mutex_lock(&rx->lock);
+    first = !sh->open_tried;
+    pthread_mutex_unlock(&rx->lock);
+    int rc = shipper_open_repo(sh);
+    if (rc == 0 && !first)
+        log_info("repository \"%s\" opened", sh->name);
+    if (!first)
+        return rc;
+    /* Only a repository of another system (or format) ends the run: it means the
+     * configuration points at the wrong place. Credentials, a missing bucket, a
+     * wrong passphrase are this repository's trouble; the others keep receiving
+     * while it is reported and retried. */
+    bool fatal = rc < 0 && err_kind() == ERR_MISMATCH;
+    pthread_mutex_lock(&rx->lock);
+    sh->open_tried = true;
+    if (fatal)
+        sh->open_fatal = err_save();
+    pthread_cond_broadcast(&rx->wake);
+    pthread_mutex_unlock(&rx->lock);
+    if (fatal)
+        return 1;
+    *first_failed = rc < 0;
+    return rc;
+}
+
+int shippers_wait_open(struct receiver *rx, int64_t timeout_ms, bool (*stop)(void))
+{
+    int64_t until = time_mono_us() + timeout_ms * 1000;
+    int rc = 0;
+    pthread_mutex_lock(&rx->lock);
+    for (;;) {
+        bool all = true;
+        for (int i = 0; i < rx->nshippers && rc == 0; i++) {
+            struct shipper *sh = &rx->shippers[i];
+            all = all && sh->open_tried;
+            if (sh->open_fatal) {
+                err_restore(sh->open_fatal);
+                sh->open_fatal = NULL;
+                rc = err_code();
+            }
+        }
+        if (rc < 0 || all || stop() || time_mono_us() >= until)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&rx->wake, &rx->lock, &ts);
+    }
+    pthread_mutex_unlock(&rx->lock);
+    return rc;
+}
+
 static void *shipper_main(void *arg)
 {
     struct shipper *sh = arg;
@@ -378,18 +450,27 @@ static void *shipper_main(void *arg)
     int64_t backoff = 0;
 
     while (!atomic_load(&rx->stopping)) {
-        bool did = false;
+        bool did = false, first_failed = false;
         int rc = 0;
-        if (!sh->repo && (rc = shipper_open_repo(sh)) == 0)
-            log_info("repository \"%s\" opened", sh->name);
-        if (rc == 0)
+        if (!sh->repo && (rc = open_first(sh, &first_failed)) > 0) {
+            /* Retrying cannot fix it: the receive loop ends the run. */
+            while (!atomic_load(&rx->stopping))
+                wait_ms(rx, IDLE_WAIT_MS);
+            break;
+        }
+        /* Each step can take long (a slow server): a stop that came meanwhile must
+         * not start another upload, least of all from a thread left behind. */
+        if (rc == 0 && !atomic_load(&rx->stopping))
             rc = ship_histories(sh, histories, &nhistories);
-        if (rc == 0)
+        if (rc == 0 && !atomic_load(&rx->stopping))
             rc = ship_next(sh, &did);
-        if (rc == 0 && !did)
+        if (rc == 0 && !did && !atomic_load(&rx->stopping))
             rc = ship_partial(sh);
         if (rc < 0) {
             record_error(sh);
+            if (first_failed)
+                log_info("WAL for repository \"%s\" stays in the spool until it can be opened",
+                         sh->name);
             backoff = backoff ? backoff * 2 : BACKOFF_MIN_MS;
             if (backoff > BACKOFF_MAX_MS)
                 backoff = BACKOFF_MAX_MS;
@@ -405,6 +486,7 @@ static void *shipper_main(void *arg)
             wait_ms(rx, w);
         }
     }
+    receiver_release(rx);
     return NULL;
 }
 
@@ -413,9 +495,13 @@ int shippers_start(struct receiver *rx)
     for (int i = 0; i < rx->nshippers; i++) {
         struct shipper *sh = &rx->shippers[i];
         cursor_load(sh);
-        if (pthread_create(&sh->thread, NULL, shipper_main, sh) != 0)
+        atomic_store(&sh->abandoned, false);
+        receiver_hold(rx); /* the thread's, released when it ends */
+        if (pthread_create(&sh->thread, NULL, shipper_main, sh) != 0) {
+            receiver_release(rx);
             return err_set(ERR_RUNTIME, "could not start the shipper of repository \"%s\"",
                            sh->name);
+        }
         sh->started = true;
     }
     return 0;
@@ -433,7 +519,8 @@ void shippers_stop(struct receiver *rx)
     atomic_store(&rx->stopping, true);
     shippers_wake(rx);
     /* An upload to a dead server can take long to time out; the spool keeps what it
-     * was shipping, so after a short grace period the process may go without it. */
+     * was shipping, so after a short grace period the receiver goes on without it.
+     * The thread keeps its reference: what it uses stays alive until it ends. */
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += 3;
@@ -444,6 +531,7 @@ void shippers_stop(struct receiver *rx)
         if (pthread_timedjoin_np(sh->thread, NULL, &deadline) != 0) {
             log_warn("repository \"%s\": abandoning the upload under way to stop in time",
                      sh->name);
+            atomic_store(&sh->abandoned, true);
             pthread_detach(sh->thread);
         }
         sh->started = false;

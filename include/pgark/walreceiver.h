@@ -21,7 +21,7 @@
 
 struct receiver_repo {
     const char *name;
-    struct storage *storage; /* borrowed */
+    struct storage *storage; /* handed over to receiver_run (see there) */
     bool offsite;            /* counts for the off-site RPO tier (s3) */
 };
 
@@ -31,11 +31,15 @@ struct receiver_options {
     const char *slot;
     bool create_slot;
     const char *application_name;
-    bool synchronous;          /* report flush at once so synchronous commits can wait on us */
-    const char *spool_dir;     /* <spool>/<cluster> */
-    uint64_t spool_max;        /* 0: no cap */
+    bool synchronous;      /* report flush at once so synchronous commits can wait on us */
+    const char *spool_dir; /* <spool>/<cluster> */
+    uint64_t spool_max;    /* 0: no cap */
     int64_t partial_interval_ms;
     int64_t status_interval_ms; /* standby status updates when idle; default 10 s */
+    /* No message from the server for this long: the connection is taken as lost and
+     * made again (PostgreSQL's wal_receiver_timeout); at half of it the server is
+     * asked for a reply. 0: 60 s. */
+    int64_t silence_timeout_ms;
     struct receiver_repo *repos;
     int nrepos;
     const char *passphrase; /* NULL: no encryption */
@@ -47,7 +51,11 @@ struct receiver_options {
 
 /* Run until stopped. Returns 0 after receiver_request_stop, RECEIVER_RELOAD after
  * receiver_request_reload (the caller reloads its configuration and calls again:
- * the stream resumes from the spool with no gap), or a negative error. */
+ * the stream resumes from the spool with no gap), or a negative error.
+ * Ownership: receiver_run copies what it keeps of *o (the caller may free it on
+ * return) and takes every repos[i].storage, whatever it returns: they are freed once
+ * nothing uses them any more, which can be after the return (an upload to a hung
+ * server is left to end on its own rather than delay a stop or a reload). */
 int receiver_run(const struct receiver_options *o);
 
 #define RECEIVER_RELOAD 1

@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Seconds (libpq's connect_timeout) when neither the conninfo nor the environment
+ * says. */
+#define PG_DEFAULT_CONNECT_TIMEOUT "10"
 
 static bool looks_like_conninfo(const char *s)
 {
@@ -35,8 +38,8 @@ static void connect_hint(const char *msg, const char *user)
 struct pg_conn *pg_connect_replication(const char *conninfo, const char *application_name)
 {
     struct pg_conn *conn = xcalloc(1, sizeof(*conn));
-    const char *keys[6];
-    const char *vals[6];
+    const char *keys[7];
+    const char *vals[7];
     int n = 0;
     char *msg = NULL;
 
@@ -60,6 +63,11 @@ struct pg_conn *pg_connect_replication(const char *conninfo, const char *applica
         PQconninfoFree(opts);
     }
 
+    /* A server that accepts the connection and then says nothing (a stopped
+     * postmaster, a lost network) must not hang us forever. Before dbname, so that
+     * the conninfo's own connect_timeout wins; PGCONNECT_TIMEOUT wins too. */
+    if (!getenv("PGCONNECT_TIMEOUT"))
+        keys[n] = "connect_timeout", vals[n++] = PG_DEFAULT_CONNECT_TIMEOUT;
     /* Later keywords override what the expanded conninfo says. */
     keys[n] = "dbname", vals[n++] = conninfo;
     keys[n] = "replication", vals[n++] = "true";

@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* How long a server may take to end a stream (ours or its own) before we give up. */
+#define STREAM_END_WAIT_S 3
+
 static uint64_t get_be64(const uint8_t *p)
 {
     uint64_t v = 0;
@@ -49,8 +52,9 @@ int pg_read_slot(struct pg_conn *conn, const char *slot, bool *exists, lsn_t *re
     if (rc < 0)
         return rc;
     if (PQserverVersion(conn->pq) < 150000)
-        return err_set(ERR_RUNTIME, "server \"%s\" is older than PostgreSQL 15: "
-                                    "READ_REPLICATION_SLOT is not available",
+        return err_set(ERR_RUNTIME,
+                       "server \"%s\" is older than PostgreSQL 15: "
+                       "READ_REPLICATION_SLOT is not available",
                        conn->target);
     snprintf(command, sizeof(command), "READ_REPLICATION_SLOT %s", slot);
     rc = pg_exec_simple(conn, command, &rows);
@@ -246,21 +250,67 @@ int pg_stream_status(struct pg_conn *conn, lsn_t write, lsn_t flush, lsn_t apply
     return 0;
 }
 
+/* Skip the rest of a COPY the server is still sending, until it ends it. */
+static int drain_copy(struct pg_conn *conn, int64_t deadline_us);
+
+/* Wait for input from the server until deadline (monotonic microseconds), and take
+ * it in. A server that stays silent (hung, or stopped) must not hold a stop. */
+static int wait_input(struct pg_conn *conn, int64_t deadline_us, const char *what)
+{
+    int64_t left = deadline_us - time_mono_us();
+    if (left <= 0)
+        return err_set(ERR_CONNECT, "server \"%s\" did not %s within %d s", conn->target, what,
+                       STREAM_END_WAIT_S);
+    struct pollfd p = {.fd = PQsocket(conn->pq), .events = POLLIN};
+    int r = poll(&p, 1, (int)((left + 999) / 1000));
+    if (r < 0 && errno != EINTR)
+        return err_set_errno(ERR_CONNECT, errno, "could not wait for server \"%s\"", conn->target);
+    if (r > 0 && PQconsumeInput(conn->pq) == 0)
+        return lost(conn, "lost connection to");
+    return 0;
+}
+
+static int drain_copy(struct pg_conn *conn, int64_t deadline_us)
+{
+    for (;;) {
+        char *buf = NULL;
+        int n = PQgetCopyData(conn->pq, &buf, 1);
+        if (n > 0) {
+            PQfreemem(buf);
+            continue;
+        }
+        if (n == -1)
+            return 0;
+        if (n < -1)
+            return lost(conn, "could not read the WAL stream from");
+        int rc = wait_input(conn, deadline_us, "end the stream");
+        if (rc < 0)
+            return rc;
+    }
+}
+
 /* Collect results until NULL; the first error wins. */
 static int drain_results(struct pg_conn *conn, const char *what, timeline_t *next_tli,
-                         lsn_t *next_start)
+                         lsn_t *next_start, int64_t deadline_us)
 {
     PGresult *res;
     int rc = 0;
-    while ((res = PQgetResult(conn->pq)) != NULL) {
+    for (;;) {
+        while (PQisBusy(conn->pq)) {
+            int rc2 = wait_input(conn, deadline_us, "end the stream");
+            if (rc2 < 0)
+                return rc ? rc : rc2;
+        }
+        if ((res = PQgetResult(conn->pq)) == NULL)
+            break;
         ExecStatusType st = PQresultStatus(res);
         if (st == PGRES_COPY_IN || st == PGRES_COPY_BOTH) {
             if (PQputCopyEnd(conn->pq, NULL) <= 0 || PQflush(conn->pq) != 0)
                 rc = rc ? rc : lost(conn, "could not end the stream on");
         } else if (st == PGRES_COPY_OUT) {
-            char *buf;
-            while (PQgetCopyData(conn->pq, &buf, 0) > 0)
-                PQfreemem(buf);
+            int rc2 = drain_copy(conn, deadline_us);
+            if (rc2 < 0)
+                rc = rc ? rc : rc2;
         } else if (st == PGRES_TUPLES_OK && next_tli && PQnfields(res) >= 2 &&
                    PQntuples(res) == 1) {
             if (rc == 0 &&
@@ -284,21 +334,23 @@ int pg_stream_end(struct pg_conn *conn, timeline_t *next_tli, lsn_t *next_start)
 {
     *next_tli = 0;
     *next_start = LSN_INVALID;
-    int rc = drain_results(conn, "START_REPLICATION", next_tli, next_start);
+    int rc = drain_results(conn, "START_REPLICATION", next_tli, next_start,
+                           time_mono_us() + STREAM_END_WAIT_S * 1000000);
     if (rc == 0 && *next_tli == 0)
-        rc = err_set(ERR_PROTOCOL, "server \"%s\" ended the WAL stream without naming the next "
-                                   "timeline",
+        rc = err_set(ERR_PROTOCOL,
+                     "server \"%s\" ended the WAL stream without naming the next "
+                     "timeline",
                      conn->target);
     return rc;
 }
 
 int pg_stream_stop(struct pg_conn *conn)
 {
+    int64_t deadline = time_mono_us() + STREAM_END_WAIT_S * 1000000;
     if (PQputCopyEnd(conn->pq, NULL) <= 0 || PQflush(conn->pq) != 0)
         return lost(conn, "could not stop the stream on");
-    char *buf;
-    int n;
-    while ((n = PQgetCopyData(conn->pq, &buf, 0)) > 0)
-        PQfreemem(buf);
-    return drain_results(conn, "START_REPLICATION", NULL, NULL);
+    int rc = drain_copy(conn, deadline);
+    if (rc == 0)
+        rc = drain_results(conn, "START_REPLICATION", NULL, NULL, deadline);
+    return rc;
 }

@@ -1,5 +1,5 @@
 /*
- * repo_cat — read one object of a posix repository through src/repo, for the
+ * repo_cat — read one object of a repository through src/repo, for the
  * integration tests.
  *
  *   repo_cat ROOT CLUSTER PATH      write the object's verified plaintext to stdout
@@ -9,11 +9,16 @@
  *                                   (tests plant foreign content the way another
  *                                   writer of the repository would)
  *
+ * ROOT is a posix repository's directory, or "config:FILE:REPO" for any repository of
+ * a pgark configuration (an S3 bucket too), opened as the commands open it.
+ *
  * The repository is opened as restore would (no expected identity, no creation); the
  * passphrase, if any, comes from $PGARK_PASSPHRASE. Errors go through the error slot
  * and the exit code is err_exit_code()'s. Nothing reaches stdout unless the whole
  * object was verified.
  */
+#include "pgark/cli.h"
+#include "pgark/config.h"
 #include "pgark/error.h"
 #include "pgark/mem.h"
 #include "pgark/repo.h"
@@ -44,8 +49,32 @@ static int print_header(struct storage *s, const char *cluster, const char *path
     return rc;
 }
 
+/* A posix directory, or "config:FILE:REPO". */
+static struct storage *open_root(const char *root, struct config **cfg)
+{
+    if (strncmp(root, "config:", 7) != 0)
+        return storage_posix_new("test", root);
+    char *file = xstrdup(root + 7);
+    char *name = strrchr(file, ':');
+    struct storage *s = NULL;
+    if (!name) {
+        err_set(ERR_USAGE, "\"%s\" is not config:FILE:REPO", root);
+        goto out;
+    }
+    *name++ = '\0';
+    if (config_load(file, cfg) < 0)
+        goto out;
+    const struct config_repo *repo = config_repo_find(*cfg, name);
+    if (repo)
+        s = cli_open_storage(repo);
+out:
+    free(file);
+    return s;
+}
+
 int main(int argc, char **argv)
 {
+    struct config *cfg = NULL;
     struct storage *s = NULL;
     struct repo *r = NULL;
     uint8_t *data = NULL;
@@ -58,7 +87,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: repo_cat ROOT CLUSTER [-h|-w] PATH\n");
         return 2;
     }
-    s = storage_posix_new("test", argv[1]);
+    s = open_root(argv[1], &cfg);
     if (!s) {
         rc = -1;
         goto out;
@@ -90,6 +119,7 @@ out:
     free(data);
     repo_close(r);
     storage_free(s);
+    config_free(cfg);
     if (rc < 0 || fflush(stdout) != 0) {
         int code = err_exit_code();
         err_print();

@@ -22,8 +22,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(pgark_bin tool_bin run_cmd run_pgark write_file write_config
-  s3rver_start s3rver_stop free_tcp_port
+our @EXPORT = qw(pgark_bin pgark_asan_bin tool_bin run_cmd run_pgark write_file write_config
+  s3rver_start s3rver_stop s3_create_bucket free_tcp_port
   poll_until receiver_config receiver_start receiver_stop receiver_wait_exit
   receiver_log receiver_alive read_status repo_cat repo_plant slurp_bytes
   lsn_int lsn_text seg_name seg_of_name);
@@ -47,6 +47,14 @@ sub build_dir
 sub pgark_bin
 {
 	return build_dir() . '/pgark';
+}
+
+# The address/undefined-sanitizer build of pgark ("make asan" beside the build under
+# test), or undef when it was not built.
+sub pgark_asan_bin
+{
+	my $bin = build_dir() . '-asan/pgark';
+	return -x $bin ? $bin : undef;
 }
 
 # A helper program built from tests/tools/NAME.c.
@@ -140,7 +148,8 @@ sub s3rver_script
 
 # Start an s3rver; returns { endpoint, host, port, dir, pid, access_key, secret_key }.
 # Options: dir => data directory (default: a fresh temp dir), key/cert => files for
-# HTTPS. It is stopped by s3rver_stop or when the test script ends.
+# HTTPS, port => the port to listen on (to restart one where it was; default: a
+# free one). It is stopped by s3rver_stop or when the test script ends.
 sub s3rver_start
 {
 	my (%opt) = @_;
@@ -150,7 +159,7 @@ sub s3rver_start
 
 	for my $attempt (1 .. 5)
 	{
-		my $port = free_tcp_port();
+		my $port = $opt{port} // free_tcp_port();
 		my $log = "$PostgreSQL::Test::Utils::log_path/s3rver_$port.log";
 		my @cmd = (
 			'node', '--openssl-legacy-provider', $js,
@@ -220,6 +229,17 @@ sub s3rver_stop
 	return;
 }
 
+# Create a bucket (s3rver does not check signatures: a bare PUT does). Returns 1.
+sub s3_create_bucket
+{
+	my ($s3, $bucket) = @_;
+	require HTTP::Tiny;
+	my $r = HTTP::Tiny->new(timeout => 10)->put("$s3->{endpoint}/$bucket");
+	croak "could not create bucket \"$bucket\": $r->{status} $r->{content}"
+	  unless $r->{success};
+	return 1;
+}
+
 # --- the WAL receiver ------------------------------------------------------------
 
 # Poll $cond (a code ref) every 50 ms until it returns true or $timeout seconds
@@ -242,7 +262,8 @@ sub poll_until
 # repos => [ [name, path], ... ], cluster (default "main"), conninfo, slot,
 # create_slot, synchronous, partial (partial_upload_interval, default "0s"),
 # passphrase_file, spool_max, level (log level, default "detail"), extra (text
-# appended to the cluster section).
+# appended to the cluster section), s3 => [ [name, $s3rver, bucket, { key => value
+# overrides }], ... ] (S3 repositories, after the posix ones).
 sub receiver_config
 {
 	my (%o) = @_;
@@ -252,6 +273,19 @@ sub receiver_config
 	$yaml .= "log: { level: " . ($o{level} // 'detail') . " }\n";
 	$yaml .= "repos:\n";
 	$yaml .= "  $_->[0]: { type: posix, path: $_->[1] }\n" for @{ $o{repos} };
+	for my $r (@{ $o{s3} // [] })
+	{
+		my ($name, $s3, $bucket, $over) = @$r;
+		my %k = (
+			endpoint => $s3->{endpoint},
+			bucket => $bucket,
+			access_key_id => $s3->{access_key},
+			secret_access_key => $s3->{secret_key},
+			retries => 1,
+			%{ $over // {} });
+		$yaml .= "  $name: { type: s3, "
+		  . join(', ', map { "$_: $k{$_}" } sort keys %k) . " }\n";
+	}
 	$yaml .= "encryption: { passphrase_file: $o{passphrase_file} }\n"
 	  if $o{passphrase_file};
 	$yaml .= "clusters:\n  $cluster:\n";
@@ -260,14 +294,16 @@ sub receiver_config
 	$yaml .= "    create_slot: " . ($o{create_slot} ? 'true' : 'false') . "\n";
 	$yaml .= "    synchronous: " . ($o{synchronous} ? 'true' : 'false') . "\n";
 	$yaml .= "    partial_upload_interval: " . ($o{partial} // '0s') . "\n";
-	$yaml .= "    repos: [" . join(', ', map { $_->[0] } @{ $o{repos} }) . "]\n";
+	$yaml .= "    repos: ["
+	  . join(', ', map { $_->[0] } @{ $o{repos} }, @{ $o{s3} // [] }) . "]\n";
 	$yaml .= $o{extra} if $o{extra};
 	return $yaml;
 }
 
 # Start "pgark --config FILE receive" in the background, stdout and stderr into a
 # log file. Options: env => { VAR => value }, args => [ extra global options ],
-# name (for the log file). Returns a handle for the functions below.
+# name (for the log file), bin => another pgark binary (the sanitizer build's).
+# Returns a handle for the functions below.
 sub receiver_start
 {
 	my ($config, %opt) = @_;
@@ -275,7 +311,7 @@ sub receiver_start
 	# One log per receiver, named after the test file: test files run in parallel.
 	my $test = File::Basename::basename($0, '.pl');
 	my $log = "$PostgreSQL::Test::Utils::log_path/${test}_${name}_" . (scalar(@receivers) + 1) . '.log';
-	my @cmd = (pgark_bin(), '--config', $config, @{ $opt{args} // [] }, 'receive');
+	my @cmd = ($opt{bin} // pgark_bin(), '--config', $config, @{ $opt{args} // [] }, 'receive');
 	my $pid = fork() // croak "fork: $!";
 	if ($pid == 0)
 	{
