@@ -67,11 +67,12 @@ check:
 	@sh tests/harness/check.sh
 
 # The suite itself, run as the unprivileged user: one prove run over the C
-# unit tests (plain and sanitizer builds) and the Perl integration tests.
+# unit tests (plain and sanitizer builds) and the Perl integration tests; the
+# sanitizer build of pgark itself serves the tests that look for one (016).
 check-local: all unit tools
 	$(MAKE) --no-print-directory BUILD=$(BUILD)-asan OPT=-O1 \
 	    SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    unit
+	    all unit
 	PGARK_BUILD=$(CURDIR)/$(BUILD) sh tests/harness/prove.sh
 
 asan:
