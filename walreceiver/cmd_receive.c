@@ -127,12 +127,10 @@ int cmd_receive(struct cli_context *ctx, int argc, char **argv)
         err_set(ERR_USAGE, "unexpected argument \"%s\" for receive", argv[optind]);
         return 2;
     }
-    const struct config *cfg = cli_config(ctx);
-    if (!cfg)
-        return 2;
-    const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
+    const struct config_cluster *cl = cli_cluster(ctx);
     if (!cl)
         return 2;
+    const struct config *cfg = cli_config(ctx);
     if (run_prepare(cfg, cl, &run) < 0) {
         rc = err_exit_code();
         goto out;

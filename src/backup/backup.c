@@ -251,12 +251,10 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
         return 0; /* --help */
     if (rc < 0)
         return 2;
-    const struct config *cfg = cli_config(ctx);
-    if (!cfg)
-        return 2;
-    const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
+    const struct config_cluster *cl = cli_cluster(ctx);
     if (!cl)
         return 2;
+    const struct config *cfg = cli_config(ctx);
     bool fast = args.checkpoint >= 0 ? args.checkpoint == CONFIG_CHECKPOINT_FAST
                                      : cl->backup.checkpoint == CONFIG_CHECKPOINT_FAST;
 

@@ -1,5 +1,6 @@
 /* manifest.c — pgark's JSON Lines backup manifest, streamed (see include/pgark/manifest.h). */
 #include "pgark/manifest.h"
+#include "pgark/wal.h"
 
 #include "pgark/error.h"
 #include "pgark/mem.h"
@@ -17,41 +18,6 @@
 #define COPY_BUF (64 * 1024)
 
 /* ---- text forms shared by writer and reader ---- */
-
-/* LSN as "%X/%X". Local until src/common/wal.c's lsn_format/lsn_parse are merged. */
-static void lsn_text(uint64_t lsn, char out[24])
-{
-    snprintf(out, 24, "%X/%X", (uint32_t)(lsn >> 32), (uint32_t)lsn);
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static bool lsn_from_text(const char *s, uint64_t *out)
-{
-    uint64_t part[2] = {0, 0};
-    for (int k = 0; k < 2; k++) {
-        int digits = 0;
-        for (; *s && hexval(*s) >= 0; s++, digits++)
-            part[k] = part[k] * 16 + (uint64_t)hexval(*s);
-        if (digits == 0 || digits > 8)
-            return false;
-        if (k == 0 && *s++ != '/')
-            return false;
-    }
-    if (*s)
-        return false;
-    *out = part[0] << 32 | part[1];
-    return true;
-}
 
 static void time_text(int64_t t, char out[32])
 {
@@ -254,8 +220,8 @@ static json_t *header_json(const struct manifest_header *h)
     json_t *o = json_object();
     json_object_set_new(o, "format", json_integer(h->format));
     json_object_set_new(o, "label", json_string(h->label ? h->label : ""));
-    lsn_text(h->start_lsn, a);
-    lsn_text(h->stop_lsn, b);
+    lsn_format(h->start_lsn, a);
+    lsn_format(h->stop_lsn, b);
     json_object_set_new(o, "start_lsn", json_string(a));
     json_object_set_new(o, "stop_lsn", json_string(b));
     time_text(h->start_time, a);
@@ -490,8 +456,10 @@ static int parse_header(struct manifest_reader *r, json_t *o)
     for (int i = 0; i < 2; i++) {
         if ((rc = get_str(r, o, lsns[i], &s)) < 0)
             return rc;
-        if (!lsn_from_text(s, i ? &h->stop_lsn : &h->start_lsn))
+        if (lsn_parse(s, i ? &h->stop_lsn : &h->start_lsn) < 0) {
+            err_clear();
             return bad(r, "\"%s\" is not an LSN: \"%s\"", lsns[i], s);
+        }
     }
     static const char *const times[] = {"start_time", "stop_time"};
     for (int i = 0; i < 2; i++) {

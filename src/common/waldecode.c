@@ -109,12 +109,6 @@ static uint64_t get64(const uint8_t *p)
     return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
-/* "%X/%X"; local so this module does not wait for wal.c's lsn_format. */
-static const char *fmt_lsn(lsn_t lsn, char *buf)
-{
-    snprintf(buf, LSN_STRLEN, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
-    return buf;
-}
 
 static int fail(struct waldecode *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -293,7 +287,7 @@ static int find_main_data(struct waldecode *d, lsn_t lsn, const uint8_t *r, uint
         why = "block and data lengths do not add up to the record length";
 out:
     if (why)
-        return fail(d, "invalid WAL record at %s: %s", fmt_lsn(lsn, at), why);
+        return fail(d, "invalid WAL record at %s: %s", lsn_format(lsn, at), why);
     *main_len = mlen;
     *main = r + tot - mlen;
     return 0;
@@ -344,7 +338,7 @@ static int check_length(struct waldecode *d, lsn_t lsn, uint32_t tot)
 {
     char at[LSN_STRLEN];
     if (tot < REC_HDR || tot > REC_MAX)
-        return fail(d, "invalid WAL record at %s: length %" PRIu32, fmt_lsn(lsn, at), tot);
+        return fail(d, "invalid WAL record at %s: length %" PRIu32, lsn_format(lsn, at), tot);
     return 0;
 }
 
@@ -354,7 +348,7 @@ static int check_prev(struct waldecode *d, lsn_t lsn, const uint8_t *hdr)
     if (d->prev_lsn != LSN_INVALID && prev != d->prev_lsn) {
         char at[LSN_STRLEN], a[LSN_STRLEN], b[LSN_STRLEN];
         return fail(d, "invalid WAL record at %s: previous record pointer %s, expected %s",
-                    fmt_lsn(lsn, at), fmt_lsn(prev, a), fmt_lsn(d->prev_lsn, b));
+                    lsn_format(lsn, at), lsn_format(prev, a), lsn_format(d->prev_lsn, b));
     }
     return 0;
 }
@@ -373,7 +367,7 @@ static int record_done(struct waldecode *d, lsn_t lsn, const uint8_t *r, uint32_
     crc = crc32c_final(crc32c_update(crc, r, REC_CRC_OFF));
     if (crc != get32(r + REC_CRC_OFF))
         return fail(d, "invalid WAL record at %s: checksum mismatch (stored %08X, computed %08X)",
-                    fmt_lsn(lsn, at), get32(r + REC_CRC_OFF), crc);
+                    lsn_format(lsn, at), get32(r + REC_CRC_OFF), crc);
     const uint8_t *main = NULL;
     uint32_t main_len = 0;
     rc = find_main_data(d, lsn, r, tot, &main, &main_len);
@@ -435,7 +429,7 @@ static int record_done(struct waldecode *d, lsn_t lsn, const uint8_t *r, uint32_
     if (bad)
         return fail(
             d, "invalid WAL record at %s: malformed %s record (%" PRIu32 " bytes of main data)",
-            fmt_lsn(lsn, at), bad, main_len);
+            lsn_format(lsn, at), bad, main_len);
     return 0;
 }
 
@@ -455,28 +449,28 @@ static int page_header(struct waldecode *d, lsn_t page)
     static const uint8_t zero[LONG_PHDR];
 
     if (memcmp(h, zero, hdr_len) == 0) {
-        end_of_wal(d, where, "zeroed page at %s", fmt_lsn(page, at));
+        end_of_wal(d, where, "zeroed page at %s", lsn_format(page, at));
         return 0;
     }
     if (magic != d->magic)
         return fail(d, "invalid WAL page header at %s: magic 0x%04X, expected 0x%04X",
-                    fmt_lsn(page, at), magic, d->magic);
+                    lsn_format(page, at), magic, d->magic);
     if (info & ~XLP_ALL_FLAGS)
-        return fail(d, "invalid WAL page header at %s: unknown info bits 0x%04X", fmt_lsn(page, at),
+        return fail(d, "invalid WAL page header at %s: unknown info bits 0x%04X", lsn_format(page, at),
                     info);
     if (addr != page) {
-        end_of_wal(d, where, "page at %s has address %s (recycled WAL)", fmt_lsn(page, at),
-                   fmt_lsn(addr, a));
+        end_of_wal(d, where, "page at %s has address %s (recycled WAL)", lsn_format(page, at),
+                   lsn_format(addr, a));
         return 0;
     }
     if (tli > d->cfg.tli)
         return fail(d, "invalid WAL page header at %s: timeline %u is above the expected %u",
-                    fmt_lsn(page, at), tli, d->cfg.tli);
+                    lsn_format(page, at), tli, d->cfg.tli);
     if (tli < d->last_tli)
         return fail(d, "invalid WAL page header at %s: timeline %u goes back from %u",
-                    fmt_lsn(page, at), tli, d->last_tli);
+                    lsn_format(page, at), tli, d->last_tli);
     if (first != ((info & XLP_LONG_HEADER) != 0))
-        return fail(d, "invalid WAL page header at %s: %s", fmt_lsn(page, at),
+        return fail(d, "invalid WAL page header at %s: %s", lsn_format(page, at),
                     first ? "first page of a segment without a long header"
                           : "long header in the middle of a segment");
     if (first) {
@@ -486,12 +480,12 @@ static int page_header(struct waldecode *d, lsn_t page)
             return fail(d,
                         "invalid WAL page header at %s: system identifier %" PRIu64
                         ", expected %" PRIu64,
-                        fmt_lsn(page, at), sysid, d->cfg.system_identifier);
+                        lsn_format(page, at), sysid, d->cfg.system_identifier);
         if (seg != d->cfg.seg_size || blck != WAL_BLCKSZ)
             return fail(d,
                         "invalid WAL page header at %s: segment size %u and block size %u, "
                         "expected %" PRIu64 " and %d",
-                        fmt_lsn(page, at), seg, blck, d->cfg.seg_size, WAL_BLCKSZ);
+                        lsn_format(page, at), seg, blck, d->cfg.seg_size, WAL_BLCKSZ);
     }
     d->last_tli = tli;
 
@@ -510,23 +504,23 @@ static int page_header(struct waldecode *d, lsn_t page)
             return fail(d,
                         "invalid WAL page header at %s: no continuation flag for the "
                         "record at %s",
-                        fmt_lsn(page, at), fmt_lsn(where, a));
+                        lsn_format(page, at), lsn_format(where, a));
         if (!cont)
             return fail(d,
                         "invalid WAL page header at %s: no continuation flag for the "
                         "record continued from before %s",
-                        fmt_lsn(page, at), fmt_lsn(d->cfg.start, a));
+                        lsn_format(page, at), lsn_format(d->cfg.start, a));
         if (rem != left)
             return fail(d,
                         "invalid WAL page header at %s: continuation length %" PRIu32
                         ", expected %" PRIu64,
-                        fmt_lsn(page, at), rem, left);
+                        lsn_format(page, at), rem, left);
     } else if (cont) {
         if (!first_seen)
             return fail(d,
                         "invalid WAL page header at %s: continuation flag where a record "
                         "should start",
-                        fmt_lsn(page, at));
+                        lsn_format(page, at));
         d->st = ST_SKIP_CONT;
         d->cont_left = rem;
         d->sum.skipped_bytes += rem;
@@ -548,7 +542,7 @@ int waldecode_new(const struct waldecode_config *cfg, struct waldecode **out)
     if (cfg->start % WAL_BLCKSZ != 0) {
         char at[LSN_STRLEN];
         return err_set(ERR_CONFIG, "WAL decoding must start at a page boundary, not at %s",
-                       fmt_lsn(cfg->start, at));
+                       lsn_format(cfg->start, at));
     }
     struct waldecode *d = xcalloc(1, sizeof(*d));
     d->cfg = *cfg;
@@ -632,7 +626,7 @@ static int record_bytes(struct waldecode *d, const uint8_t *p, size_t avail, siz
         if (avail >= 4) {
             uint32_t tot = get32(p);
             if (tot == 0) {
-                end_of_wal(d, d->pos, "record length 0 at %s", fmt_lsn(d->pos, at));
+                end_of_wal(d, d->pos, "record length 0 at %s", lsn_format(d->pos, at));
                 return 0;
             }
             if (tot >= REC_HDR && tot <= avail) { /* whole record in place: no copy */
@@ -658,7 +652,7 @@ static int record_bytes(struct waldecode *d, const uint8_t *p, size_t avail, siz
     if (before < 4 && d->rec_have >= 4) {
         d->rec_tot = get32(d->rec);
         if (d->rec_tot == 0) {
-            end_of_wal(d, d->rec_lsn, "record length 0 at %s", fmt_lsn(d->rec_lsn, at));
+            end_of_wal(d, d->rec_lsn, "record length 0 at %s", lsn_format(d->rec_lsn, at));
             return 0;
         }
         int rc = check_length(d, d->rec_lsn, d->rec_tot);
@@ -743,7 +737,7 @@ int waldecode_segment(const uint8_t *seg, size_t len, const struct waldecode_con
     if (cfg->start % cfg->seg_size != 0) {
         char at[LSN_STRLEN];
         rc = err_set(ERR_CONFIG, "segment decoding must start at a segment boundary, not at %s",
-                     fmt_lsn(cfg->start, at));
+                     lsn_format(cfg->start, at));
         goto out;
     }
     if (len > cfg->seg_size) {

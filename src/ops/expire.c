@@ -486,12 +486,10 @@ int cmd_expire(struct cli_context *ctx, int argc, char **argv)
         err_set(ERR_USAGE, "unexpected argument \"%s\" for expire", argv[optind]);
         return 2;
     }
-    const struct config *cfg = cli_config(ctx);
-    if (!cfg)
-        return 2;
-    const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
+    const struct config_cluster *cl = cli_cluster(ctx);
     if (!cl)
         return 2;
+    const struct config *cfg = cli_config(ctx);
     if (cl->retention.full <= 0 && cl->retention.window_ms <= 0) {
         err_set(ERR_CONFIG, "cluster \"%s\" has no retention: expire would keep everything",
                 cl->name);

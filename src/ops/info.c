@@ -428,12 +428,10 @@ int cmd_info(struct cli_context *ctx, int argc, char **argv)
             return 2;
         }
     }
-    const struct config *cfg = cli_config(ctx);
-    if (!cfg)
-        return 2;
-    const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
+    const struct config_cluster *cl = cli_cluster(ctx);
     if (!cl)
         return 2;
+    const struct config *cfg = cli_config(ctx);
     json_t *root = json_pack("{s:s}", "cluster", cl->name);
     json_t *rx = receiver_json(cfg, cl);
     json_object_set_new(root, "receiver", rx);

@@ -379,12 +379,10 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         err_set(ERR_USAGE, "invalid backup label \"%s\"", v.backup);
         return 2;
     }
-    const struct config *cfg = cli_config(ctx);
-    if (!cfg)
-        return 2;
-    const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
+    const struct config_cluster *cl = cli_cluster(ctx);
     if (!cl)
         return 2;
+    const struct config *cfg = cli_config(ctx);
 
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     v.jobs = cpus < 2 ? 2 : cpus > MAX_JOBS ? MAX_JOBS : (int)cpus;

@@ -90,12 +90,10 @@ int cmd_wal_push(struct cli_context *ctx, int argc, char **argv)
         err_set(ERR_USAGE, "\"%s\" is not a WAL segment, partial segment or history file", path);
         return 2;
     }
-    const struct config *cfg = cli_config(ctx);
-    if (!cfg)
-        return 2;
-    const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
+    const struct config_cluster *cl = cli_cluster(ctx);
     if (!cl)
         return 2;
+    const struct config *cfg = cli_config(ctx);
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
