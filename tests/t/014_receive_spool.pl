@@ -116,10 +116,13 @@ my $sdir = "$spool/main";
 my $rx = receiver_start(config($spool));
 my $a = finish_segment();
 ok(poll_until(sub { in_repo('one', $a) && in_repo('two', $a) }), "segment $a archived");
-# Plant $a's object under the next segment's name in "two".
+# Plant $a's content under the next segment's name in "two", as another server
+# archiving into the same repository would.
 my (undef, $ano) = seg_of_name($a);
 my $b = seg_name(1, $ano + 1);
-copy("$repo{two}/main/wal/00000001/$a", "$repo{two}/main/wal/00000001/$b") or die "copy: $!";
+my $a_content = repo_cat($repo{two}, 'main', "wal/00000001/$a");
+die "repo_cat $a: $a_content->{stderr}" if $a_content->{rc} != 0;
+repo_plant($repo{two}, 'main', "wal/00000001/$b", $a_content->{stdout});
 my $planted = slurp_bytes("$repo{two}/main/wal/00000001/$b");
 is(finish_segment(), $b, "the next segment is $b");
 ok(poll_until(sub { in_repo('one', $b) }), "repository \"one\" gets $b");

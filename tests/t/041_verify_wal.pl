@@ -155,7 +155,7 @@ scenario(
 	seg => $segs[1],
 	damage => sub { truncate($_[0], int((-s $_[0]) / 3)) or die "truncate: $!" },
 	kind => 'damaged',
-	message => qr/truncated.*"wal\/00000001\/$segs[1]" of repository "two"/);
+	message => qr/truncated.*"main\/wal\/00000001\/$segs[1]" of repository "two"/);
 
 # A timeline-2 segment without 00000002.history (as after a promotion whose history
 # file was lost): the segment's bytes are timeline 1's, which a timeline-2 stream may
@@ -169,8 +169,9 @@ scenario(
 	segment => undef,
 	text => qr/00000002\.history/,
 	damage => sub {
-		mkdir("$root{one}/main/wal/00000002");
-		copy(wal_file('one', '00000001', $segs[-1]), $_[0]) or die "copy: $!";
+		my $c = repo_cat($root{one}, 'main', "wal/00000001/$segs[-1]");
+		die "repo_cat: $c->{stderr}" if $c->{rc} != 0;
+		repo_plant($root{one}, 'main', "wal/00000002/$tl2", $c->{stdout});
 	},
 	repair => sub { unlink($_[0]); rmdir("$root{one}/main/wal/00000002") },
 	kind => 'history',

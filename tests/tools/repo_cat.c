@@ -5,6 +5,9 @@
  *   repo_cat ROOT CLUSTER PATH      write the object's verified plaintext to stdout
  *   repo_cat ROOT CLUSTER -h PATH   print the envelope header: "compression=N cipher=N
  *                                   length=N" (read raw, to show what is on disk)
+ *   repo_cat ROOT CLUSTER -w PATH   write stdin as the object PATH, a proper envelope
+ *                                   (tests plant foreign content the way another
+ *                                   writer of the repository would)
  *
  * The repository is opened as restore would (no expected identity, no creation); the
  * passphrase, if any, comes from $PGARK_PASSPHRASE. Errors go through the error slot
@@ -49,9 +52,10 @@ int main(int argc, char **argv)
     size_t len = 0;
     int rc = 0;
     bool header = argc == 5 && strcmp(argv[3], "-h") == 0;
+    bool write = argc == 5 && strcmp(argv[3], "-w") == 0;
 
-    if (argc != 4 && !header) {
-        fprintf(stderr, "usage: repo_cat ROOT CLUSTER [-h] PATH\n");
+    if (argc != 4 && !header && !write) {
+        fprintf(stderr, "usage: repo_cat ROOT CLUSTER [-h|-w] PATH\n");
         return 2;
     }
     s = storage_posix_new("test", argv[1]);
@@ -67,6 +71,16 @@ int main(int argc, char **argv)
     r = repo_open(s, &ro, NULL, false);
     if (!r) {
         rc = -1;
+        goto out;
+    }
+    if (write) {
+        struct buf in = BUF_INIT;
+        char piece[65536];
+        size_t n;
+        while ((n = fread(piece, 1, sizeof(piece), stdin)) > 0)
+            buf_append(&in, piece, n);
+        rc = repo_put(r, argv[4], in.data ? in.data : (uint8_t *)"", in.len);
+        buf_free(&in);
         goto out;
     }
     rc = repo_get_all(r, argv[3], &data, &len);

@@ -25,7 +25,7 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(pgark_bin tool_bin run_cmd run_pgark write_file write_config
   s3rver_start s3rver_stop free_tcp_port
   poll_until receiver_config receiver_start receiver_stop receiver_wait_exit
-  receiver_log receiver_alive read_status repo_cat slurp_bytes
+  receiver_log receiver_alive read_status repo_cat repo_plant slurp_bytes
   lsn_int lsn_text seg_name seg_of_name);
 
 use JSON::PP;
@@ -365,6 +365,16 @@ sub repo_cat
 	};
 	IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err, init => $init);
 	return { rc => $? >> 8, stdout => $out, stderr => $err };
+}
+
+# Write $content as object $path of a posix repository, as a proper envelope (the way a
+# second writer of the repository would); dies on failure.
+sub repo_plant
+{
+	my ($root, $cluster, $path, $content) = @_;
+	my $r = run_cmd([ tool_bin('repo_cat'), $root, $cluster, '-w', $path ], stdin => $content);
+	die "repo_cat -w $path failed: $r->{stderr}" if $r->{rc} != 0;
+	return;
 }
 
 # LSN text "X/X" <-> integer; WAL segment names for 16 MiB segments (the suite's).
