@@ -7,7 +7,6 @@
 use strict;
 use warnings;
 
-use POSIX qw(strftime);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -18,17 +17,17 @@ use PgarkTest;
 my $pgark = pgark_bin();
 my $tmp = PostgreSQL::Test::Utils::tempdir();
 my $repo = "$tmp/repo";
+my $node = PostgreSQL::Test::Cluster->new('src');
 my $config = write_config(<<"EOF", "$tmp/pgark.yaml");
 spool: $tmp/spool
 repos:
   local: { type: posix, path: $repo }
 clusters:
   main:
-    conninfo: "dbname=postgres"
+    conninfo: "host=@{[$node->host]} port=@{[$node->port]} dbname=postgres"
     repos: [local]
 EOF
 
-my $node = PostgreSQL::Test::Cluster->new('src');
 $node->init(allows_streaming => 1, extra => ['--data-checksums']);
 $node->append_conf('postgresql.conf', <<"EOF");
 track_commit_timestamp = on
@@ -54,12 +53,8 @@ sql("INSERT INTO t SELECT g, repeat('p', 200) FROM generate_series(1, 20000) g")
 sql('CREATE TABLE other AS SELECT g FROM generate_series(1, 1000) g');
 wait_archived();
 
-my $bdir = "$tmp/basebackup";
-my $label = strftime('%Y%m%dT%H%M%SZ', gmtime());
-command_ok([ 'pg_basebackup', '-D', $bdir, '-Fp', '-X', 'fetch', '-d', $node->connstr('postgres') ],
-	'pg_basebackup');
-my $r = run_cmd([ tool_bin('mkbackup'), $repo, 'main', $bdir, $label, 1024 * 1024 ]);
-is($r->{rc}, 0, 'backup stored') or diag($r->{stderr});
+my $r = run_pgark([ '--config', $config, 'backup', '--no-progress' ]);
+is($r->{rc}, 0, 'pgark backup') or diag($r->{stderr});
 my $done = time();
 usleep(100_000) while time() < $done + 1.2;
 
