@@ -9,7 +9,11 @@
 #  - every table's content equals the source's at the end of the backup (md5 of the
 #    ordered rows; the source is idle from the backup to the comparison);
 #  - pg_amcheck --all (heap and B-tree, all indexes) finds nothing;
-#  - pg_checksums --check passes on the cleanly stopped restored cluster.
+#  - pg_checksums --check passes on the cleanly stopped restored cluster;
+#  - after the restored cluster has lived (new tables in both tablespaces, a new
+#    timeline), restore --delta over it brings back exactly the backup: pg_verifybackup
+#    passes again (no extra file, in PGDATA or in the tablespace) and the rows are
+#    the source's.
 use strict;
 use warnings;
 
@@ -143,6 +147,43 @@ command_ok([ 'pg_checksums', '--check', '-D', $pgdata ],
 $r = run_cmd([ 'pg_checksums', '--check', '-D', $pgdata ]);
 like($r->{stdout}, qr/Bad checksums:\s+0/, 'pg_checksums: 0 bad checksums');
 like($r->{stdout}, qr/Blocks scanned:\s+([1-9]\d{3,})/, 'over thousands of blocks');
+
+# --- the restored cluster lives on; restore --delta brings the backup back -------------
+
+$dst->start;
+$dst->safe_psql('postgres', <<'EOF');
+CREATE TABLE later_ts TABLESPACE ts1 AS SELECT g FROM generate_series(1, 20000) g;
+CREATE TABLE later AS SELECT g FROM generate_series(1, 20000) g;
+UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 1000 = 0;
+DELETE FROM in_ts WHERE id % 7 = 0;
+CHECKPOINT;
+EOF
+my $later_ts = $dst->safe_psql('postgres', "SELECT pg_relation_filepath('later_ts')");
+$dst->stop;
+ok(-f "$pgdata/$later_ts", "a table created since lives in the tablespace ($later_ts)");
+
+$r = run_pgark([ '--config', $config, 'restore', '--pgdata', $pgdata, '--delta', '--json',
+	'--target', 'immediate', '--target-action', 'promote',
+	'--tablespace-map', "$tsoid=$tsnew" ]);
+is($r->{rc}, 0, 'restore --delta over the restored cluster') or diag($r->{stderr});
+my ($line) = $r->{stdout} =~ /^(\{.*\})$/m;
+my $delta = eval { decode_json($line) } // {};
+cmp_ok($delta->{files_removed} // 0, '>=', 2, "files not in the backup removed ($delta->{files_removed})");
+cmp_ok($delta->{files_written} // 1e9, '<', $delta->{files} // 0,
+	"only changed files rewritten ($delta->{files_written} of $delta->{files})");
+ok(!-e "$pgdata/$later_ts", 'the new table\'s file in the tablespace is gone');
+command_ok([ 'pg_verifybackup', $pgdata ], 'pg_verifybackup passes after the delta restore');
+
+# postgresql.conf is the backup's again: the port once more.
+$dst->append_conf('postgresql.conf', 'port = ' . $dst->port . "\n");
+$dst->start;
+ok($dst->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()'), 'it promotes again');
+$got = table_hashes($dst);
+is_deeply($got, $want, 'every table equals the source\'s at the end of the backup again');
+is($dst->safe_psql('postgres', "SELECT count(*) FROM pg_class WHERE relname IN ('later', 'later_ts')"),
+	'0', 'the tables created since are gone');
+$dst->stop;
+command_ok([ 'pg_checksums', '--check', '-D', $pgdata ], 'pg_checksums --check after the delta restore');
 
 $src->stop;
 done_testing();
