@@ -7,6 +7,8 @@
 #  - A restore replaying six segments written after the backup: the server log shows
 #    later segments came from the cache, the rows equal the source's, and nothing is
 #    left in the cache afterwards.
+#  - restore --start --wait with a target and action shutdown reports the target reached,
+#    although the server log that came with the backup holds an old failure.
 use strict;
 use warnings;
 
@@ -41,6 +43,11 @@ $src->start;
 sub sql { return $src->safe_psql('postgres', $_[0]) }
 
 sql('CREATE TABLE t (id int PRIMARY KEY, pad text)');
+# As if this cluster had once been restored by pgark with --start: the server log of
+# that start is in the data directory, so it is in the backup too, with the words of a
+# failed attempt. A later restore --start --wait must judge by its own start only.
+write_file($src->data_dir . '/pgark-start.log',
+	"2026-01-01 00:00:00.000 UTC [1] FATAL:  recovery ended before configured recovery target was reached\n");
 my $r = run_pgark([ '--config', $config, 'backup', '--no-progress' ]);
 is($r->{rc}, 0, 'pgark backup') or diag($r->{stderr});
 
@@ -123,5 +130,14 @@ my $dcache = $dst->data_dir . '/pg_wal/.pgark-prefetch';
 ok(poll_until(sub { !glob("$dcache/0*") }, 30), 'no segment is left in the cache');
 
 $dst->stop;
+
+my $sd = PostgreSQL::Test::Cluster->new('shutdown');
+$r = run_pgark([ '--config', $config, 'restore', '--pgdata', $sd->data_dir,
+	'--target', 'immediate', '--target-action', 'shutdown', '--start', '--wait', '--port', $sd->port ]);
+is($r->{rc}, 0, 'restore --target immediate --target-action shutdown --start --wait')
+  or diag($r->{stderr});
+like($r->{stdout}, qr/recovery reached the target and the server shut down: .*recovery stopping after reaching consistency/,
+	'reports the target reached, from this start\'s log lines');
+
 $src->stop;
 done_testing();
