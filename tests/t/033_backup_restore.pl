@@ -89,7 +89,7 @@ like($want->{in_ts}, qr/^30000:/, 'and the tablespace table');
 
 my $dst = PostgreSQL::Test::Cluster->new('restored');
 my $pgdata = $dst->data_dir;
-my $tsnew = "$tmp/ts_restored";
+my $tsnew = "$tmp/restored/tablespaces/ts1";    # parents created as needed
 $r = run_pgark([ '--config', $config, 'restore', '--pgdata', $pgdata,
 	'--target', 'immediate', '--target-action', 'promote',
 	'--tablespace-map', "$tsoid=$tsnew" ]);
