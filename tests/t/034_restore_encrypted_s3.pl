@@ -102,7 +102,7 @@ sub restore_and_check
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	my $res = run_pgark([ '--config', $config, 'restore', '--pgdata', $node->data_dir,
 		'--start', '--wait', '--port', $node->port, @args ]);
-	is($res->{rc}, 0, "$name: restore @args --start --wait") or diag($res->{stderr});
+	is($res->{rc}, 0, join(' ', "$name: restore", @args, '--start --wait')) or diag($res->{stderr});
 	$node->_update_pid(1);
 	is($node->safe_psql('postgres',
 		"SELECT count(*) || ':' || md5(string_agg(id || ':' || pad, ',' ORDER BY id)) FROM t"),
