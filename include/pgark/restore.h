@@ -72,6 +72,13 @@ char *restore_command_text(const char *program, const char *config_path, const c
  * inclusiveness, the action and the timeline. Caller frees. */
 char *restore_recovery_conf(const struct restore_target *t, const char *restore_command);
 
+/* postgresql.auto.conf as it came with the backup (len bytes of text), with every
+ * setting restore writes (restore_command, recovery_target and recovery_target_*)
+ * commented out: a backup of a cluster that was itself restored carries the old
+ * restore's target, and the server would stop there, or refuse two targets, when the
+ * new restore names another one or none. Everything else stays as it is. Caller frees. */
+char *restore_conf_strip(const char *text, size_t len);
+
 /* --- choosing a backup ----------------------------------------------------------- */
 
 struct restore_backup {

@@ -309,22 +309,6 @@ out:
     return rc;
 }
 
-static int append_file(const char *path, const char *text)
-{
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return err_set_errno(ERR_IO, errno, "could not open \"%s\"", path);
-    size_t len = strlen(text);
-    ssize_t n = write(fd, text, len);
-    int rc = 0;
-    if (n != (ssize_t)len)
-        rc = err_set_errno(ERR_IO, n < 0 ? errno : ENOSPC, "could not write \"%s\"", path);
-    else if (fsync(fd) < 0)
-        rc = err_set_errno(ERR_IO, errno, "could not fsync \"%s\"", path);
-    close(fd);
-    return rc;
-}
-
 static int fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -361,14 +345,53 @@ static int put_backup_manifest(struct repo *r, const char *label, const char *pg
     return rc;
 }
 
+/* postgresql.auto.conf with the recovery settings of an earlier restore (they come
+ * with a backup of a cluster that was restored once) commented out, and ours after. */
+static int write_auto_conf(const char *pgdata, const char *conf)
+{
+    char *path = xasprintf("%s/postgresql.auto.conf", pgdata);
+    struct buf old = BUF_INIT;
+    char *text = NULL;
+    int rc = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT) {
+        rc = err_set_errno(ERR_IO, errno, "could not open \"%s\"", path);
+        goto out;
+    }
+    while (fd >= 0) {
+        char chunk[8192];
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = err_set_errno(ERR_IO, errno, "could not read \"%s\"", path);
+            goto out;
+        }
+        if (n == 0)
+            break;
+        buf_append(&old, chunk, (size_t)n);
+    }
+    text = restore_conf_strip(old.data ? (const char *)old.data : "", old.len);
+    buf_reset(&old);
+    buf_append_str(&old, text);
+    buf_append_str(&old, conf);
+    rc = write_file_atomic(pgdata, "postgresql.auto.conf", old.data, old.len);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(text);
+    buf_free(&old);
+    free(path);
+    return rc;
+}
+
 static int write_recovery(const struct restore_args *a, const char *program,
                           const char *config_path, const char *cluster)
 {
     char *cmd = restore_command_text(program, config_path, cluster);
     char *conf = restore_recovery_conf(&a->target, cmd);
-    char *auto_conf = xasprintf("%s/postgresql.auto.conf", a->pgdata);
     char *standby = xasprintf("%s/standby.signal", a->pgdata);
-    int rc = append_file(auto_conf, conf);
+    int rc = write_auto_conf(a->pgdata, conf);
     if (rc == 0 && unlink(standby) < 0 && errno != ENOENT)
         rc = err_set_errno(ERR_IO, errno, "could not remove \"%s\"", standby);
     if (rc == 0)
@@ -376,7 +399,6 @@ static int write_recovery(const struct restore_args *a, const char *program,
     if (rc == 0)
         rc = fsync_dir(a->pgdata);
     free(standby);
-    free(auto_conf);
     free(conf);
     free(cmd);
     return rc;

@@ -127,12 +127,18 @@ static bool alive(long pid)
     return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
 }
 
-/* The first line of the log containing needle (caller frees), or NULL. */
-static char *log_line(const char *logfile, const char *needle)
+/* The last line of the log after byte `from` containing needle (caller frees), or
+ * NULL. The log may have come with the backup (a cluster restored and started by
+ * pgark writes it in its data directory): only what this start wrote counts. */
+static char *log_line(const char *logfile, off_t from, const char *needle)
 {
     FILE *f = fopen(logfile, "r");
     if (!f)
         return NULL;
+    if (from > 0 && fseeko(f, from, SEEK_SET) != 0) {
+        fclose(f);
+        return NULL;
+    }
     char line[2048];
     char *found = NULL;
     while (fgets(line, sizeof(line), f)) {
@@ -194,6 +200,8 @@ int restore_start(const struct start_options *o)
     char *port_opt = o->port ? xasprintf("-p %d", o->port) : NULL;
     int64_t t0 = time_mono_us();
     int rc = 0;
+    struct stat lst;
+    off_t log_from = stat(logfile, &lst) == 0 ? lst.st_size : 0;
 
     char *argv[12];
     int n = 0;
@@ -282,8 +290,9 @@ int restore_start(const struct start_options *o)
     if (!reached) {
         /* The postmaster is gone: a target shutdown, or a failure. */
         char *state = control_state(o->pg_major, o->pgdata);
-        char *fatal = log_line(logfile, "recovery ended before configured recovery target");
-        char *stopping = log_line(logfile, "recovery stopping");
+        char *fatal =
+            log_line(logfile, log_from, "recovery ended before configured recovery target");
+        char *stopping = log_line(logfile, log_from, "recovery stopping");
         if (state && !strcmp(state, "shut down in recovery") && !fatal) {
             printf("recovery reached the target and the server shut down%s%s; recovery took "
                    "%s\n",
@@ -297,7 +306,7 @@ int restore_start(const struct start_options *o)
                          dur);
             err_hint("the server said: %s (log \"%s\")", strstr(fatal, "recovery ended"), logfile);
         } else {
-            char *any = log_line(logfile, "FATAL");
+            char *any = log_line(logfile, log_from, "FATAL");
             rc = err_set(ERR_RUNTIME, "the server stopped during recovery after %s%s%s", dur,
                          any ? ": " : "", any ? any : "");
             err_hint("see \"%s\"", logfile);

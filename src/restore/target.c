@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static int parse_u32(const char *text, int base, uint32_t *out)
 {
@@ -275,6 +276,50 @@ char *restore_recovery_conf(const struct restore_target *t, const char *restore_
     } else {
         setting(&b, "recovery_target_timeline", "latest");
     }
+    return buf_steal(&b);
+}
+
+/* The settings restore_recovery_conf writes, in any case (GUC names are not
+ * case-sensitive). */
+static bool managed_setting(const char *name, size_t len)
+{
+    static const char *const names[] = {
+        "restore_command",           "recovery_target",        "recovery_target_time",
+        "recovery_target_xid",       "recovery_target_lsn",    "recovery_target_name",
+        "recovery_target_inclusive", "recovery_target_action", "recovery_target_timeline",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strlen(names[i]) == len && strncasecmp(names[i], name, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+char *restore_conf_strip(const char *text, size_t len)
+{
+    struct buf b = BUF_INIT;
+    size_t pos = 0;
+    while (pos < len) {
+        const char *line = text + pos;
+        const char *nl = memchr(line, '\n', len - pos);
+        size_t line_len = nl ? (size_t)(nl - line) + 1 : len - pos;
+        size_t i = 0;
+        while (i < line_len && (line[i] == ' ' || line[i] == '\t'))
+            i++;
+        size_t start = i;
+        while (i < line_len &&
+               (isalnum((unsigned char)line[i]) || line[i] == '_' || line[i] == '.'))
+            i++;
+        /* "name = value" or "name value": the name ends at '=' or blank space. */
+        bool named =
+            i > start && i < line_len && (line[i] == '=' || line[i] == ' ' || line[i] == '\t');
+        if (named && managed_setting(line + start, i - start))
+            buf_append_str(&b, "# removed by pgark restore: ");
+        buf_append(&b, line, line_len);
+        pos += line_len;
+    }
+    if (len && text[len - 1] != '\n' && b.len)
+        buf_append_str(&b, "\n");
     return buf_steal(&b);
 }
 

@@ -544,12 +544,30 @@ static int fsync_dir_rel(int root_fd, const char *rel)
     return rc;
 }
 
+/* dir and any missing parent (as pg_basebackup -T does), 0700. 0, or -1 with errno. */
+static int mkdir_parents(const char *dir)
+{
+    char *p = xstrdup(dir);
+    int e = 0;
+    for (char *s = strchr(p + 1, '/'); s && !e; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        if (mkdir(p, 0700) < 0 && errno != EEXIST)
+            e = errno;
+        *s = '/';
+    }
+    if (!e && mkdir(p, 0700) < 0 && errno != EEXIST)
+        e = errno;
+    free(p);
+    errno = e;
+    return e ? -1 : 0;
+}
+
 /* Tablespace directories and the pg_tblspc symlinks, before any file goes through. */
 static int prepare_tablespaces(struct writer *w)
 {
     const struct writer_options *o = w->o;
     for (size_t i = 0; i < o->n_ts; i++) {
-        if (mkdir(o->ts_dir[i], 0700) < 0 && errno != EEXIST)
+        if (mkdir_parents(o->ts_dir[i]) < 0)
             return err_set_errno(ERR_IO, errno, "could not create tablespace directory \"%s\"",
                                  o->ts_dir[i]);
         char rel[64];

@@ -9,12 +9,13 @@
 # repository and the segment, history files are served.
 #
 # WAL reaches the repository through archive_command = pgark wal-push; the base backup
-# is pg_basebackup -Fp stored by tests/tools/mkbackup the way `pgark backup` stores one.
+# is taken by `pgark backup`, which archives the backup's own WAL too (the same
+# segments the archiver pushes: both must agree).
 use strict;
 use warnings;
 
 use File::Path qw(make_path rmtree);
-use POSIX qw(strftime);
+use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -24,18 +25,18 @@ use PgarkTest;
 my $pgark = pgark_bin();
 my $tmp = PostgreSQL::Test::Utils::tempdir();
 my $repo = "$tmp/repo";
+my $src = PostgreSQL::Test::Cluster->new('src');
 my $config = write_config(<<"EOF", "$tmp/pgark.yaml");
 spool: $tmp/spool
 repos:
   local: { type: posix, path: $repo }
 clusters:
   main:
-    conninfo: "dbname=postgres"
+    conninfo: "host=@{[$src->host]} port=@{[$src->port]} dbname=postgres"
     repos: [local]
     backup: { chunk_size: 256KiB }
 EOF
 
-my $src = PostgreSQL::Test::Cluster->new('src');
 $src->init(allows_streaming => 1, extra => ['--data-checksums']);
 $src->append_conf('postgresql.conf', <<"EOF");
 track_commit_timestamp = on
@@ -83,12 +84,9 @@ wait_archived();    # the first segment creates the repository
 
 # --- the base backup ---------------------------------------------------------------------
 
-my $bdir = "$tmp/basebackup";
-my $label = strftime('%Y%m%dT%H%M%SZ', gmtime());
-command_ok([ 'pg_basebackup', '-D', $bdir, '-Fp', '-X', 'fetch', '-d', $src->connstr('postgres') ],
-	'pg_basebackup');
-my $r = run_cmd([ tool_bin('mkbackup'), $repo, 'main', $bdir, $label, 256 * 1024 ]);
-is($r->{rc}, 0, "backup $label stored in the repository") or diag($r->{stderr});
+my $r = run_pgark([ '--config', $config, 'backup', '--no-progress', '--json' ]);
+is($r->{rc}, 0, 'pgark backup') or diag($r->{stderr});
+my $label = eval { decode_json($r->{stdout})->{label} } // 'none';
 my $backup_done = time();
 
 # Stop times are whole seconds: a target must be a second past the backup's end.

@@ -7,7 +7,6 @@
 use strict;
 use warnings;
 
-use POSIX qw(strftime);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -18,17 +17,17 @@ use PgarkTest;
 my $pgark = pgark_bin();
 my $tmp = PostgreSQL::Test::Utils::tempdir();
 my $repo = "$tmp/repo";
+my $node = PostgreSQL::Test::Cluster->new('src');
 my $config = write_config(<<"EOF", "$tmp/pgark.yaml");
 spool: $tmp/spool
 repos:
   local: { type: posix, path: $repo }
 clusters:
   main:
-    conninfo: "dbname=postgres"
+    conninfo: "host=@{[$node->host]} port=@{[$node->port]} dbname=postgres"
     repos: [local]
 EOF
 
-my $node = PostgreSQL::Test::Cluster->new('src');
 $node->init(allows_streaming => 1, extra => ['--data-checksums']);
 $node->append_conf('postgresql.conf', <<"EOF");
 track_commit_timestamp = on
@@ -54,12 +53,8 @@ sql("INSERT INTO t SELECT g, repeat('p', 200) FROM generate_series(1, 20000) g")
 sql('CREATE TABLE other AS SELECT g FROM generate_series(1, 1000) g');
 wait_archived();
 
-my $bdir = "$tmp/basebackup";
-my $label = strftime('%Y%m%dT%H%M%SZ', gmtime());
-command_ok([ 'pg_basebackup', '-D', $bdir, '-Fp', '-X', 'fetch', '-d', $node->connstr('postgres') ],
-	'pg_basebackup');
-my $r = run_cmd([ tool_bin('mkbackup'), $repo, 'main', $bdir, $label, 1024 * 1024 ]);
-is($r->{rc}, 0, 'backup stored') or diag($r->{stderr});
+my $r = run_pgark([ '--config', $config, 'backup', '--no-progress' ]);
+is($r->{rc}, 0, 'pgark backup') or diag($r->{stderr});
 my $done = time();
 usleep(100_000) while time() < $done + 1.2;
 
@@ -122,6 +117,31 @@ $r = run_pgark([ '--config', $config, 'wal-fetch', '00000002.history', "$tmp/REC
 is($r->{rc}, 0, 'wal-fetch serves a history file');
 is(slurp_file("$tmp/RECOVERYHISTORY"), slurp_file($node->data_dir . '/pg_wal/00000002.history'),
 	'equal to the server\'s');
+
+# --- life goes on on timeline 2: a backup there, and a restore of it ---------------------
+
+$r = run_pgark([ '--config', $config, 'backup', '--no-progress', '--json' ]);
+is($r->{rc}, 0, 'pgark backup of the promoted cluster') or diag($r->{stderr});
+my $b2 = eval { decode_json($r->{stdout}) } // {};
+is($b2->{timeline}, 2, 'the backup is on timeline 2');
+sql("UPDATE t SET pad = 'on timeline 2' WHERE id > 19990");
+my $last = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
+sql('SELECT pg_switch_wal()');
+ok($node->poll_query_until('postgres', "SELECT last_archived_wal >= '$last' FROM pg_stat_archiver"),
+	"$last archived");
+my $expect2 = sql("SELECT md5(string_agg(id || ':' || pad, ',' ORDER BY id)) FROM t");
+
+my $fresh = PostgreSQL::Test::Cluster->new('fresh');
+$r = run_pgark([ '--config', $config, 'restore', '--pgdata', $fresh->data_dir,
+	'--start', '--wait', '--port', $fresh->port ]);
+is($r->{rc}, 0, 'restore to the latest WAL into a new directory') or diag($r->{stderr});
+like($r->{stdout}, qr/restored backup "\Q$b2->{label}\E"/, 'from the timeline 2 backup');
+$fresh->_update_pid(1);
+is($fresh->safe_psql('postgres', "SELECT md5(string_agg(id || ':' || pad, ',' ORDER BY id)) FROM t"),
+	$expect2, 'the rows equal the source\'s, changes on timeline 2 included');
+like(slurp_file($fresh->data_dir . '/pgark-start.log'), qr/restored log file "\Q$last\E" from archive/,
+	"$last replayed from the archive");
+$fresh->stop;
 
 $node->stop;
 done_testing();

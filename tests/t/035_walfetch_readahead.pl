@@ -1,0 +1,143 @@
+# wal-fetch's read-ahead: after serving segment N it fetches the next segments into
+# pg_wal/.pgark-prefetch, and a later request is served from there (a rename, logged at
+# level detail as "restored segment X from the read-ahead cache").
+#  - Step by step with wal-fetch itself: after the first segment, the following ones
+#    appear in the cache; the next request is served from the cache, with the same bytes
+#    a plain fetch gives; segments the server has gone past are pruned.
+#  - A restore replaying six segments written after the backup: the server log shows
+#    later segments came from the cache, the rows equal the source's, and nothing is
+#    left in the cache afterwards.
+#  - restore --start --wait with a target and action shutdown reports the target reached,
+#    although the server log that came with the backup holds an old failure.
+use strict;
+use warnings;
+
+use File::Path qw(make_path);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use PgarkTest;
+
+my $pgark = pgark_bin();
+my $tmp = PostgreSQL::Test::Utils::tempdir();
+my $repo = "$tmp/repo";
+
+my $src = PostgreSQL::Test::Cluster->new('src');
+my $config = write_config(<<"EOF", "$tmp/pgark.yaml");
+spool: $tmp/spool
+log: { level: detail }
+repos:
+  local: { type: posix, path: $repo }
+clusters:
+  main:
+    conninfo: "host=@{[$src->host]} port=@{[$src->port]} dbname=postgres"
+    repos: [local]
+EOF
+$src->init(allows_streaming => 1);
+$src->append_conf('postgresql.conf', <<"EOF");
+autovacuum = off
+archive_mode = on
+archive_command = '"$pgark" --config "$config" wal-push "%p"'
+EOF
+$src->start;
+sub sql { return $src->safe_psql('postgres', $_[0]) }
+
+sql('CREATE TABLE t (id int PRIMARY KEY, pad text)');
+# As if this cluster had once been restored by pgark with --start: the server log of
+# that start is in the data directory, so it is in the backup too, with the words of a
+# failed attempt. A later restore --start --wait must judge by its own start only.
+write_file($src->data_dir . '/pgark-start.log',
+	"2026-01-01 00:00:00.000 UTC [1] FATAL:  recovery ended before configured recovery target was reached\n");
+my $r = run_pgark([ '--config', $config, 'backup', '--no-progress' ]);
+is($r->{rc}, 0, 'pgark backup') or diag($r->{stderr});
+
+# Six segments of real WAL after the backup (several MB of inserts each, so that
+# replaying one takes the server a moment), each closed with a switch.
+my @segs;
+for my $i (0 .. 5)
+{
+	sql("INSERT INTO t SELECT g, md5(g::text) FROM generate_series($i * 50000 + 1, ($i + 1) * 50000) g");
+	push @segs, sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
+	sql('SELECT pg_switch_wal()');
+}
+ok($src->poll_query_until('postgres',
+	"SELECT last_archived_wal >= '$segs[-1]' FROM pg_stat_archiver"),
+	"the six segments $segs[0] .. $segs[-1] are archived");
+is(scalar(grep { -f "$repo/main/wal/00000001/$_" } @segs), 6, 'all six in the repository');
+my $want = sql("SELECT count(*) || ':' || md5(string_agg(id || ':' || pad, ',' ORDER BY id)) FROM t");
+
+# --- step by step ---------------------------------------------------------------------
+
+my $wal = "$tmp/step/pg_wal";
+my $cache = "$wal/.pgark-prefetch";
+make_path($wal);
+sub fetch
+{
+	my ($seg, $dir) = @_;
+	return run_pgark([ '--config', $config, 'wal-fetch', $seg, "$dir/RECOVERYXLOG" ]);
+}
+
+$r = fetch($segs[0], $wal);
+is($r->{rc}, 0, "wal-fetch $segs[0]");
+unlike($r->{stderr}, qr/read-ahead cache/, 'the first one is fetched from the repository');
+ok(poll_until(sub { !grep { !-f "$cache/$_" } @segs[ 1 .. 5 ] }, 60),
+	'the read-ahead fetched the five segments after it into the cache');
+
+$r = fetch($segs[1], $wal);
+is($r->{rc}, 0, "wal-fetch $segs[1]");
+like($r->{stderr}, qr/restored segment \Q$segs[1]\E from the read-ahead cache/,
+	'served from the cache, and logged so');
+ok(!-e "$cache/$segs[1]", 'it left the cache (moved, not copied)');
+my $from_cache = slurp_bytes("$wal/RECOVERYXLOG");
+
+my $plain = "$tmp/plain/pg_wal";
+make_path($plain);
+$r = fetch($segs[1], $plain);
+is($r->{rc}, 0, 'the same segment fetched where no cache is');
+unlike($r->{stderr}, qr/read-ahead cache/, 'that one from the repository');
+is(length($from_cache), 16 * 1024 * 1024, 'the cached copy is a whole segment');
+ok($from_cache eq slurp_bytes("$plain/RECOVERYXLOG"), 'with the same bytes');
+
+# The server skips nothing in practice, but whatever it has gone past goes.
+$r = fetch($segs[3], $wal);
+like($r->{stderr}, qr/restored segment \Q$segs[3]\E from the read-ahead cache/,
+	"$segs[3] from the cache too");
+ok(!-e "$cache/$segs[2]", "$segs[2], passed over, was pruned");
+ok(-e "$cache/$segs[4]" || -e "$cache/$segs[5]", 'the later ones stay');
+
+# --- a restore that replays the six segments ------------------------------------------
+
+my $dst = PostgreSQL::Test::Cluster->new('restored');
+$r = run_pgark([ '--config', $config, 'restore', '--pgdata', $dst->data_dir,
+	'--start', '--wait', '--port', $dst->port ]);
+is($r->{rc}, 0, 'restore --target latest --start --wait') or diag($r->{stderr});
+$dst->_update_pid(1);
+is($dst->safe_psql('postgres',
+	"SELECT count(*) || ':' || md5(string_agg(id || ':' || pad, ',' ORDER BY id)) FROM t"),
+	$want, 'the rows equal the source\'s');
+
+my $log = slurp_file($dst->data_dir . '/pgark-start.log');
+my @replayed = grep { $log =~ /restored log file "\Q$_\E" from archive/ } @segs;
+is(scalar @replayed, 6, 'the server replayed the six segments from wal-fetch');
+my @cached = grep { $log =~ /restored segment \Q$_\E from the read-ahead cache/ } @segs;
+note('served from the read-ahead cache: ' . join(' ', @cached));
+# Replaying a segment of inserts takes the server far longer than reading the next one
+# ahead (5 of 6 from the cache on an idle machine): at least two, even under load.
+cmp_ok(scalar @cached, '>=', 2, scalar(@cached) . ' of them came from the read-ahead cache');
+
+# When the server asks past the end of the archive, the cache empties.
+my $dcache = $dst->data_dir . '/pg_wal/.pgark-prefetch';
+ok(poll_until(sub { !glob("$dcache/0*") }, 30), 'no segment is left in the cache');
+
+$dst->stop;
+
+my $sd = PostgreSQL::Test::Cluster->new('shutdown');
+$r = run_pgark([ '--config', $config, 'restore', '--pgdata', $sd->data_dir,
+	'--target', 'immediate', '--target-action', 'shutdown', '--start', '--wait', '--port', $sd->port ]);
+is($r->{rc}, 0, 'restore --target immediate --target-action shutdown --start --wait')
+  or diag($r->{stderr});
+like($r->{stdout}, qr/recovery reached the target and the server shut down: .*recovery stopping after reaching consistency/,
+	'reports the target reached, from this start\'s log lines');
+
+$src->stop;
+done_testing();
