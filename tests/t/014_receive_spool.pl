@@ -130,10 +130,10 @@ ok(same_as_server('one', $b), 'equal to pg_wal');
 my $two;
 ok(poll_until(sub { $two = repo_status($sdir, 'two'); $two && $two->{last_error} }),
 	'repository "two" reports an error');
-# The object planted is $a's: its envelope names $a, so reading it under $b's name
-# already fails (the envelope binds each object to its path).
-my $conflict = qr/object "main\/wal\/00000001\/\Q$b\E" in repository "two" is damaged: written under another name/;
-like($two->{last_error}, $conflict, 'status.json: the object under that name is not the segment');
+# A well-formed object under $b's name holding other WAL: what a second server
+# archiving into the same repository would leave.
+my $conflict = qr/segment \Q$b\E is already in repository "two" with different content/;
+like($two->{last_error}, $conflict, 'status.json: the segment is already there with different content');
 like($two->{last_error}, qr/while shipping \Q$b\E to repository "two"/, 'and says what was being shipped');
 like(receiver_log($rx), qr/warn\s+repository "two": $conflict/, 'the log says the same');
 ok(slurp_bytes("$repo{two}/main/wal/00000001/$b") eq $planted, 'the stored object was not overwritten');
