@@ -21,7 +21,8 @@
 # BENCH_ROUNDS times, for its peak RSS against the big one's.
 # Targets: pgark full wall time <= pgBackRest's; pgark second backup after the
 # contiguous 5% change <= half of its full; peak RSS at the big scale within 20% of
-# the small one's.
+# the small one's. Ratios of medians, and paired ratios (within each round, then the
+# median over rounds: wall times swing with the load of a shared machine).
 #
 # Environment: PGARK (required), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3),
 # BENCH_BACKUP_SCALE (100), BENCH_BACKUP_SMALL_SCALE (10), BENCH_BACKUP_PORT (54392),
@@ -322,9 +323,23 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
         second_contig_stored_vs_full: ratio($m["2nd_contig/pgark"].stored_bytes; $m["full/pgark"].stored_bytes),
         second_random_stored_vs_full: ratio($m["2nd_random/pgark"].stored_bytes; $m["full/pgark"].stored_bytes),
         rss_big_vs_small: ratio($m["full/pgark"].rss_kib_max; $m["small/pgark"].rss_kib_max)} |
+    # Paired: the ratio within each round (its runs minutes apart, under about the same
+    # load of the shared machine), then the median over rounds.
+    def run(r; p; t): $runs | map(select(.round == r and .phase == p and .tool == t)) | .[0];
+    def paired(p1; t1; p2; t2; f):
+        [ $runs | map(.round) | unique | .[] as $r |
+          ratio(run($r; p1; t1) | f; run($r; p2; t2) | f) ] | median;
+    .paired_ratios = {
+        full_wall_pgark_vs_pgbackrest: paired("full"; "pgark"; "full"; "pgbackrest"; .wall_s),
+        full_wall_pgark_vs_pg_basebackup: paired("full"; "pgark"; "full"; "pg_basebackup"; .wall_s),
+        full_cpu_pgark_vs_pgbackrest: paired("full"; "pgark"; "full"; "pgbackrest"; .cpu_s),
+        second_contig_wall_vs_full: paired("2nd_contig"; "pgark"; "full"; "pgark"; .wall_s),
+        second_random_wall_vs_full: paired("2nd_random"; "pgark"; "full"; "pgark"; .wall_s),
+        second_contig_cpu_vs_full: paired("2nd_contig"; "pgark"; "full"; "pgark"; .cpu_s)} |
     .targets = {
         full_wall_at_most_pgbackrest: (if .ratios.full_wall_pgark_vs_pgbackrest == null then null else .ratios.full_wall_pgark_vs_pgbackrest <= 1 end),
         second_at_most_half_of_full: (if .ratios.second_contig_wall_vs_full == null then null else .ratios.second_contig_wall_vs_full <= 0.5 end),
+        second_at_most_half_of_full_paired: (if .paired_ratios.second_contig_wall_vs_full == null then null else .paired_ratios.second_contig_wall_vs_full <= 0.5 end),
         rss_within_20_percent: (if .ratios.rss_big_vs_small == null then null else .ratios.rss_big_vs_small <= 1.2 end)}
     ' "$raw" >"$out"
 
@@ -339,6 +354,8 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
     ' "$out" | column -t -s "$(printf '\t')"
     echo "ratios:"
     jq -r '.ratios | to_entries[] | "  \(.key): \(.value // "-")"' "$out"
+    echo "paired ratios (per round, median over rounds):"
+    jq -r '.paired_ratios | to_entries[] | "  \(.key): \(.value // "-")"' "$out"
     echo "targets:"
     jq -r '.targets | to_entries[] | "  \(.key): \(if .value == null then "-" elif .value then "met" else "MISSED" end)"' "$out"
     echo
