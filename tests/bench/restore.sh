@@ -27,7 +27,8 @@
 #
 # Environment: PGARK (required), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3),
 # BENCH_RESTORE_SCALE (100), BENCH_RESTORE_WAL_MIB (1024), BENCH_RESTORE_PORT (54394),
-# BENCH_RESTORE_VARIANTS ("walfetch local pgbackrest_async"), BENCH_STEP_TIMEOUT (1800).
+# BENCH_RESTORE_VARIANTS ("walfetch local pgbackrest_async"), BENCH_STEP_TIMEOUT (1800),
+# BENCH_PERF=1: one more pgark restore under perf record -g (restore-<stamp>-perf.txt).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,6 +43,7 @@ WAL_MIB=${BENCH_RESTORE_WAL_MIB:-1024}
 PORT=${BENCH_RESTORE_PORT:-54394}
 REPLAY_VARIANTS=${BENCH_RESTORE_VARIANTS:-walfetch local pgbackrest_async}
 STEP=${BENCH_STEP_TIMEOUT:-1800}
+PERF=${BENCH_PERF:-0}
 PGBACKREST=${PGBACKREST:-/usr/bin/pgbackrest}
 STANZA=bench
 
@@ -62,8 +64,9 @@ cleanup() {
     for d in "$WORK"/target; do
         [ -d "$d" ] || continue
         "$PGBIN/pg_ctl" -D "$d" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+        rm_tree "$d" || true
     done
-    rm -rf "$WORK"
+    rm -rf "$WORK" 2>/dev/null || { sleep 2 && rm -rf "$WORK"; } || true
     exit "$status"
 }
 trap cleanup EXIT
@@ -136,8 +139,23 @@ json_num() {
     if [ -n "$1" ]; then echo "$1"; else echo null; fi
 }
 
+# rm_tree DIR: DIR may hold a read-ahead cache (pg_wal/.pgark-prefetch) that pgark's
+# detached read-ahead process still writes into: wait for its lock, then retry.
+rm_tree() {
+    [ -e "$1" ] || return 0
+    for lock in "$1"/.pgark-prefetch/.lock "$1"/pg_wal/.pgark-prefetch/.lock; do
+        [ ! -f "$lock" ] || flock -w 60 "$lock" true 2>/dev/null || true
+    done
+    i=0
+    until rm -rf "$1" 2>/dev/null; do
+        [ $i -lt 50 ] || bench_die "cannot remove \"$1\""
+        sleep 0.2
+        i=$((i + 1))
+    done
+}
+
 fresh_target() {
-    rm -rf "$TARGET"
+    rm_tree "$TARGET"
     mkdir -m 0700 "$TARGET"
     sync
 }
@@ -177,7 +195,7 @@ run_restore() { # tool round
           cpu_sys_s: $sys, cpu_s: ($usr + $sys), rss_kib: $rss, restored_bytes: $bytes,
           pg_wal_bytes: $walb, load1: $load}' >>"$raw"
     bench_log "  $tool: wall $wall s, CPU $usr+$sys s, RSS $((rss / 1024)) MiB, $((bytes / 1048576)) MiB laid down, load $(load1)"
-    rm -rf "$TARGET"
+    rm_tree "$TARGET"
 }
 
 rotate_run() { # function variants...: one round of them, rotated by $round
@@ -202,6 +220,23 @@ while [ "$round" -le "$ROUNDS" ]; do
     rotate_run run_restore pgark pgbackrest
     round=$((round + 1))
 done
+
+if [ "$PERF" = 1 ]; then
+    bench_log "profiling: pgark restore under perf record"
+    fresh_target
+    perf record -g -F 499 -o "$WORK/perf.data" -- "$PGARK" --config "$PGARK_CONF" restore \
+        --pgdata "$TARGET" --target immediate >"$WORK/perf.log" 2>&1 &
+    bench_register_pid $!
+    wait $! || bench_log "perf record of pgark restore failed: $(tail -3 "$WORK/perf.log")"
+    {
+        for keys in dso dso,sym; do
+            echo "== self time by $keys"
+            perf report -i "$WORK/perf.data" --stdio --no-children -g none \
+                --sort "$keys" --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$'
+        done
+    } >"$RESULTS_DIR/restore-$stamp-perf.txt" || bench_log "perf report failed"
+    rm_tree "$TARGET"
+fi
 
 # --- WAL to replay ------------------------------------------------------------------------
 
@@ -250,9 +285,9 @@ while "$PGARK" --config "$PGARK_CONF" wal-fetch "$seg" "$WALCACHE/$seg" >"$WORK/
     seg=$(printf '%s%08X%08X' "$(echo "$seg" | cut -c1-8)" "$hi" "$lo")
 done
 [ "$seg" = "$last_seg" ] || bench_die "pgark wal-fetch stopped at $seg, not $last_seg: $(tail -3 "$WORK/walfetch.log")"
-rm -rf "$WALCACHE/.pgark-prefetch"
+rm_tree "$WALCACHE/.pgark-prefetch"
 bench_log "  $n segments $first_seg..$last_seg in $WALCACHE"
-rm -rf "$TARGET"
+rm_tree "$TARGET"
 
 # --- replay -------------------------------------------------------------------------------
 
@@ -309,7 +344,7 @@ run_replay() { # variant round
           server_cpu_s: $cpu, replayed_bytes: $replayed, load1: $load}' >>"$raw"
     bench_log "  $variant: wall $wall s (redo ${redo:-?} s), server CPU $cpu s, $((${replayed:-0} / 1048576)) MiB replayed, load $(load1)"
     cp "$log" "$WORK/replay-$variant.log"
-    rm -rf "$TARGET"
+    rm_tree "$TARGET"
 }
 
 round=1
