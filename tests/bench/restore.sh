@@ -232,7 +232,8 @@ if [ "$PERF" = 1 ]; then
         for keys in dso dso,sym; do
             echo "== self time by $keys"
             perf report -i "$WORK/perf.data" --stdio --no-children -g none \
-                --sort "$keys" --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$'
+                --sort "$keys" --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$' |
+                    grep -v '\[\.\] 0x' # libraries without symbols: their time shows by dso
         done
     } >"$RESULTS_DIR/restore-$stamp-perf.txt" || bench_log "perf report failed"
     rm_tree "$TARGET"
