@@ -13,6 +13,15 @@
 #   percentile Q < numbers           nearest-rank percentile (Q in 0..100) of stdin, one a line
 #   bench_register_pid PID           killed by bench_cleanup if still running
 #   bench_cleanup                    kill registered processes, stop the cluster
+#   timed OUT CMD...                 run CMD (in the background, waited for) under
+#                                    /usr/bin/time: OUT gets "wall user sys maxrss_kib"
+#   timed_field OUT N                field N of that line (1 wall, 2 user, 3 sys, 4 RSS)
+#   server_cpu_ticks                 CPU of the whole cluster so far: the postmaster, its
+#                                    living children and every child it has reaped
+#   du_bytes PATH...                 bytes stored under the paths (apparent size)
+#   load1                            the 1-minute load average
+#   pgbr_write_config FILE DIR STANZA   a pgBackRest config for the cluster of pg_init
+#                                    (repo, lock, log, spool under DIR; zst 3, 2 processes)
 # Conventions: every wait is bounded; a cluster uses its own port and a Unix socket in
 # WORK only; everything a script starts is registered so the EXIT trap can end it.
 
@@ -129,6 +138,64 @@ percentile() {
             k = int(p / 100 * NR); if (k < p / 100 * NR) k++; if (k < 1) k = 1
             print v[k]
         }'
+}
+
+# timed OUT CMD...: CMD's wall time, user and system CPU (its own and that of every child
+# it waited for) and its peak RSS (the largest single process), into OUT.
+timed() {
+    timed_out=$1
+    shift
+    /usr/bin/time -f '%e %U %S %M' -o "$timed_out" "$@" &
+    bench_register_pid $!
+    wait $!
+}
+
+timed_field() {
+    awk -v n="$2" 'NF == 4 { v = $n } END { print v }' "$1"
+}
+
+server_cpu_ticks() {
+    pm=$(head -1 "$PGDATA_BENCH/postmaster.pid")
+    {
+        # utime stime cutime cstime: fields 14-17, 12-15 after the command name
+        sed 's/^.*) //' "/proc/$pm/stat" | awk '{ print $12 + $13 + $14 + $15 }'
+        for c in $(cat "/proc/$pm/task/$pm/children" 2>/dev/null); do
+            sed 's/^.*) //' "/proc/$c/stat" 2>/dev/null | awk '{ print $12 + $13 + $14 + $15 }'
+        done
+    } | awk '{ t += $1 } END { print t + 0 }'
+}
+
+du_bytes() {
+    du -sbc "$@" 2>/dev/null | awk 'END { print $1 + 0 }'
+}
+
+load1() {
+    cut -d' ' -f1 /proc/loadavg
+}
+
+# pgbr_write_config FILE DIR STANZA: everything pgBackRest writes stays under DIR.
+pgbr_write_config() {
+    mkdir -p "$2/repo" "$2/lock" "$2/log" "$2/spool"
+    cat >"$1" <<EOF
+[global]
+repo1-path=$2/repo
+repo1-retention-full=9999
+lock-path=$2/lock
+log-path=$2/log
+spool-path=$2/spool
+log-level-console=warn
+log-level-file=info
+compress-type=zst
+compress-level=3
+process-max=2
+start-fast=y
+
+[$3]
+pg1-path=$PGDATA_BENCH
+pg1-socket-path=$PGSOCK_BENCH
+pg1-port=$PGPORT_BENCH
+pg1-user=postgres
+EOF
 }
 
 bench_cleanup() {

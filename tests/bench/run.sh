@@ -12,7 +12,8 @@
 # scratch directory, whatever happened. Not root: runs the benchmarks right here.
 #
 # Each benchmark gets PGARK (the binary), WORK (its scratch directory) and RESULTS_DIR,
-# plus every BENCH_* variable of this environment. The whole run is bounded by
+# S3BENCH (tests/tools/s3bench, built here: `make all` does not) and S3RVER_JS (s3rver, from make
+# deps), plus every BENCH_* variable of this environment. The whole run is bounded by
 # BENCH_TIMEOUT seconds (default: a generous bound from BENCH_SECONDS and BENCH_ROUNDS).
 #
 # Adding a benchmark: a script tests/bench/NAME.sh (POSIX sh) that sources lib.sh (cluster
@@ -52,6 +53,22 @@ for n in $names; do
     }
 done
 
+# The helper tools (s3bench) are not part of `make all`.
+s3bench=$(dirname "$pgark")/tests/tools/s3bench
+s3rver_dir=$root/tests/harness/s3
+case " $names " in
+*" s3 "*)
+    ${MAKE:-make} -s -C "$root" BUILD="$build" tools >&2 || {
+        echo "run.sh: could not build the test tools (make tools)" >&2
+        exit 2
+    }
+    [ -f "$s3rver_dir/node_modules/s3rver/bin/s3rver.js" ] || {
+        echo "run.sh: s3rver is not installed in \"$s3rver_dir\": run make deps" >&2
+        exit 2
+    }
+    ;;
+esac
+
 secs=${BENCH_SECONDS:-300}
 rounds=${BENCH_ROUNDS:-3}
 # Per round at most 5 variants of the load plus set-up and catch-up; then pgbench -i.
@@ -60,14 +77,14 @@ results=$here/results
 mkdir -p "$results"
 
 bench_env() { # the BENCH_* variables, as NAME=VALUE arguments
-    env | grep '^BENCH_[A-Z_]*=' || true
+    env | grep '^BENCH_[A-Z0-9_]*=' || true
 }
 
 if [ "$(id -u)" -ne 0 ]; then
     status=0
     for n in $names; do
         echo "run.sh: benchmark $n" >&2
-        PGARK=$pgark WORK=${PGARK_BENCH_DIR:-${TMPDIR:-/tmp}/pgark-bench-$$}/$n RESULTS_DIR=$results \
+        PGARK=$pgark S3BENCH=$s3bench S3RVER_JS=$s3rver_dir/node_modules/s3rver/bin/s3rver.js WORK=${PGARK_BENCH_DIR:-${TMPDIR:-/tmp}/pgark-bench-$$}/$n RESULTS_DIR=$results \
             timeout -k 30 "$limit" sh "$here/$n.sh" || status=$?
     done
     exit "$status"
@@ -115,6 +132,8 @@ trap 'exit 130' INT TERM
 rm -rf "$dest"
 mkdir -p "$dest/bin" "$dest/bench" "$dest/work" "$dest/results"
 cp "$pgark" "$dest/bin/pgark"
+[ ! -x "$s3bench" ] || cp "$s3bench" "$dest/bin/s3bench"
+[ ! -d "$s3rver_dir/node_modules" ] || cp -a "$s3rver_dir" "$dest/s3"
 cp "$here"/*.sh "$dest/bench/"
 chown -R "$user:$user" "$dest"
 chmod 0700 "$dest"
@@ -126,6 +145,7 @@ for n in $names; do
     # In the background and waited for, so that a signal to this script is acted on now.
     timeout -k 30 "$limit" runuser -u "$user" -- env -i PATH=/usr/local/bin:/usr/bin:/bin \
         HOME="$home" USER="$user" LANG=C.UTF-8 PGARK="$dest/bin/pgark" WORK="$dest/work/$n" \
+        S3BENCH="$dest/bin/s3bench" S3RVER_JS="$dest/s3/node_modules/s3rver/bin/s3rver.js" \
         RESULTS_DIR="$dest/results" $(bench_env) sh "$dest/bench/$n.sh" &
     child=$!
     wait "$child" || status=$?

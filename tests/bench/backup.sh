@@ -1,0 +1,364 @@
+#!/bin/sh
+# backup.sh — base backup benchmark: pgark backup against pg_basebackup and pgBackRest.
+#
+# One throwaway cluster (data checksums on, archive_mode = on with archive_command
+# pushing to pgBackRest, which its backup needs), pgbench -i at BENCH_BACKUP_SCALE, and
+# per round these variants in an order that rotates from round to round:
+#   pgark          pgark backup into a fresh posix repository, zstd level 3
+#   pg_basebackup  pg_basebackup -Ft -X none -c fast --compress=client-zstd:3
+#   pgbackrest     pgbackrest backup --type=full, zst level 3, process-max 2
+# then, on that round's pgark repository:
+#   pgark_2nd_contig   pgark backup after UPDATE of the first 5% of pgbench_accounts
+#   pgark_2nd_random   pgark backup after UPDATE of every 20th row (5%, on every page)
+# (then VACUUM, untimed, so that the table grows by the same amount every round).
+# Before each timed run: CHECKPOINT, a WAL switch, wait until archived, sync.
+# Measured: wall time, CPU of the client (user+sys, children included: pgBackRest's
+# worker processes), CPU of the whole cluster over the run (pg_basebackup and pgark
+# make the server read and send the files; pgBackRest reads them itself), peak RSS of
+# the client (/usr/bin/time: the largest process), stored bytes (pgark: chunks and
+# manifests; pg_basebackup: its output; pgBackRest: that backup's directory; WAL not
+# counted). After the rounds a cluster at BENCH_BACKUP_SMALL_SCALE is backed up by pgark
+# BENCH_ROUNDS times, for its peak RSS against the big one's.
+# Targets: pgark full wall time <= pgBackRest's; pgark second backup after the
+# contiguous 5% change <= half of its full; peak RSS at the big scale within 20% of
+# the small one's. Ratios of medians, and paired ratios (within each round, then the
+# median over rounds: wall times swing with the load of a shared machine).
+#
+# Environment: PGARK (required), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3),
+# BENCH_BACKUP_SCALE (100), BENCH_BACKUP_SMALL_SCALE (10), BENCH_BACKUP_PORT (54392),
+# BENCH_STEP_TIMEOUT (1800 s for any one command), BENCH_PERF=1: one more pgark full and
+# contiguous second backup under perf record -g (reports backup-<stamp>-perf-*.txt).
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+: "${PGARK:?set PGARK to the pgark binary}"
+: "${WORK:?set WORK to a scratch directory}"
+RESULTS_DIR=${RESULTS_DIR:-$here/results}
+ROUNDS=${BENCH_ROUNDS:-3}
+SCALE=${BENCH_BACKUP_SCALE:-100}
+SMALL_SCALE=${BENCH_BACKUP_SMALL_SCALE:-10}
+PORT=${BENCH_BACKUP_PORT:-54392}
+STEP=${BENCH_STEP_TIMEOUT:-1800}
+PERF=${BENCH_PERF:-0}
+PGBACKREST=${PGBACKREST:-/usr/bin/pgbackrest}
+STANZA=bench
+
+[ -x "$PGARK" ] || bench_die "no pgark binary at \"$PGARK\""
+[ -x "$PGBACKREST" ] || bench_die "no pgbackrest at \"$PGBACKREST\""
+
+cleanup() {
+    status=$?
+    trap - EXIT INT TERM
+    bench_cleanup
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rm -rf "$WORK"
+mkdir -p "$WORK" "$RESULTS_DIR"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+raw=$WORK/runs.jsonl
+: >"$raw"
+PGBR_CONF=$WORK/pgbackrest.conf
+
+bench_log "cluster on port $PORT in $WORK; pgbench scale $SCALE, $ROUNDS rounds; load $(load1)"
+pg_init "$WORK/pg" "$PORT" \
+    "shared_buffers = 256MB" \
+    "max_wal_size = 8GB" \
+    "checkpoint_timeout = 30min" \
+    "autovacuum = off" \
+    "archive_mode = on" \
+    "archive_command = '$PGBACKREST --config=$PGBR_CONF --stanza=$STANZA archive-push %p'"
+pgbr_write_config "$PGBR_CONF" "$WORK/pgbr" "$STANZA"
+pg_start
+"$PGBACKREST" --config="$PGBR_CONF" --stanza="$STANZA" stanza-create >"$WORK/stanza.log" 2>&1 ||
+    bench_die "pgbackrest stanza-create failed: $(tail -5 "$WORK/stanza.log")"
+
+pgbench_init() { # scale
+    t0=$(date +%s)
+    "$PGBIN/pgbench" -i -q -s "$1" -h "$PGSOCK_BENCH" -p "$PGPORT_BENCH" -U postgres postgres \
+        >"$WORK/pgbench-init.log" 2>&1 &
+    bench_register_pid $!
+    wait $! || bench_die "pgbench -i failed: $(tail -3 "$WORK/pgbench-init.log")"
+    bench_log "pgbench -i -s $1 took $(($(date +%s) - t0)) s; database $(q "SELECT pg_size_pretty(pg_database_size('postgres'))")"
+}
+pgbench_init "$SCALE"
+
+# Nothing of one run left for the next: a checkpoint, every WAL segment archived (so
+# that the archiver does not push during the next run), dirty pages written back.
+quiesce() {
+    q "CHECKPOINT" >/dev/null
+    if [ "$(q "SHOW archive_mode")" = on ]; then
+        seg=$(q "SELECT pg_walfile_name(pg_current_wal_lsn())")
+        q "SELECT pg_switch_wal()" >/dev/null
+        wait_until 300 "SELECT coalesce(last_archived_wal >= '$seg', false) FROM pg_stat_archiver" ||
+            bench_die "segment $seg was not archived within 300 s"
+    fi
+    sync
+}
+
+write_pgark_config() { # file repo-dir
+    cat >"$1" <<EOF
+spool: $WORK/spool
+repos:
+  r1:
+    type: posix
+    path: $2
+compression:
+  algorithm: zstd
+  level: 3
+clusters:
+  $STANZA:
+    conninfo: "$(pg_conninfo)"
+    repos: [r1]
+EOF
+}
+
+pgark_stored() { # repo-dir: chunks and manifests, not WAL
+    du_bytes "$1/$STANZA/chunks" "$1/$STANZA/backups"
+}
+
+json_num() {
+    if [ -n "$1" ]; then echo "$1"; else echo null; fi
+}
+
+# run_timed phase tool round out-prefix CMD...: one measured run; appends a record.
+# STORED must be set by the caller after the run (stored_after hook): see measure().
+record() { # phase tool round timefile server-ticks stored scale
+    wall=$(timed_field "$4" 1)
+    usr=$(timed_field "$4" 2)
+    sys=$(timed_field "$4" 3)
+    rss=$(timed_field "$4" 4)
+    srv=$(ticks_to_s "$5")
+    jq -cn --arg phase "$1" --arg tool "$2" --argjson round "$3" \
+        --argjson wall "$wall" --argjson usr "$usr" --argjson sys "$sys" --argjson rss "$rss" \
+        --argjson srv "$srv" --argjson stored "$(json_num "$6")" --argjson scale "$7" \
+        --argjson load "$(load1)" \
+        --argjson db "$(q "SELECT pg_database_size('postgres')" 2>/dev/null || echo null)" \
+        '{phase: $phase, tool: $tool, round: $round, scale: $scale, wall_s: $wall,
+          cpu_user_s: $usr, cpu_sys_s: $sys, cpu_s: ($usr + $sys), server_cpu_s: $srv,
+          rss_kib: $rss, stored_bytes: $stored, db_bytes: $db, load1: $load}' >>"$raw"
+    bench_log "  $2: wall $wall s, CPU $usr+$sys s (server $srv s), RSS $((rss / 1024)) MiB, stored $(awk -v b="${6:-0}" 'BEGIN { printf "%.1f", b / 1048576 }') MiB, load $(load1)"
+}
+
+pgark_backup() { # config timefile [perf-data]
+    if [ -n "${3:-}" ]; then
+        timed "$2" timeout "$STEP" perf record -g -F 499 -o "$3" -- \
+            "$PGARK" --config "$1" backup --no-progress >"$WORK/pgark.log" 2>&1
+    else
+        timed "$2" timeout "$STEP" "$PGARK" --config "$1" backup --no-progress >"$WORK/pgark.log" 2>&1
+    fi || bench_die "pgark backup failed: $(tail -5 "$WORK/pgark.log")"
+}
+
+run_variant() { # tool round
+    tool=$1 round=$2
+    bench_log "round $round: $tool"
+    quiesce
+    tf=$WORK/time
+    cpu0=$(server_cpu_ticks)
+    case "$tool" in
+    pgark)
+        repo=$WORK/pgark-repo-$round
+        rm -rf "$repo"
+        write_pgark_config "$WORK/pgark-$round.yaml" "$repo"
+        pgark_backup "$WORK/pgark-$round.yaml" "$tf"
+        stored=$(pgark_stored "$repo")
+        ;;
+    pg_basebackup)
+        out=$WORK/basebackup
+        rm -rf "$out"
+        timed "$tf" timeout "$STEP" "$PGBIN/pg_basebackup" -D "$out" -Ft -X none -c fast \
+            --compress=client-zstd:3 -h "$PGSOCK_BENCH" -p "$PGPORT_BENCH" -U postgres \
+            >"$WORK/pg_basebackup.log" 2>&1 ||
+            bench_die "pg_basebackup failed: $(tail -5 "$WORK/pg_basebackup.log")"
+        stored=$(du_bytes "$out")
+        rm -rf "$out"
+        ;;
+    pgbackrest)
+        timed "$tf" timeout "$STEP" "$PGBACKREST" --config="$PGBR_CONF" --stanza="$STANZA" \
+            --type=full backup >"$WORK/pgbackrest.log" 2>&1 ||
+            bench_die "pgbackrest backup failed: $(tail -5 "$WORK/pgbackrest.log")"
+        last=$(ls -1d "$WORK/pgbr/repo/backup/$STANZA"/*F | tail -1)
+        stored=$(du_bytes "$last")
+        ;;
+    esac
+    cpu1=$(server_cpu_ticks)
+    record full "$tool" "$round" "$tf" $((cpu1 - cpu0)) "$stored" "$SCALE"
+}
+
+# A second pgark backup into the round's repository after changing 5% of the rows.
+run_second() { # kind round
+    kind=$1 round=$2
+    naccounts=$((SCALE * 100000))
+    case "$kind" in
+    contig) where="aid <= $((naccounts / 20))" ;;
+    random) where="aid % 20 = 0" ;;
+    esac
+    bench_log "round $round: pgark second backup after UPDATE ... WHERE $where"
+    q "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE $where" >/dev/null
+    quiesce
+    repo=$WORK/pgark-repo-$round
+    before=$(pgark_stored "$repo")
+    cpu0=$(server_cpu_ticks)
+    pgark_backup "$WORK/pgark-$round.yaml" "$WORK/time"
+    cpu1=$(server_cpu_ticks)
+    after=$(pgark_stored "$repo")
+    record "2nd_$kind" pgark "$round" "$WORK/time" $((cpu1 - cpu0)) $((after - before)) "$SCALE"
+}
+
+variants="pgark pg_basebackup pgbackrest"
+nvar=3
+round=1
+while [ "$round" -le "$ROUNDS" ]; do
+    shift_by=$(((round - 1) % nvar))
+    # shellcheck disable=SC2086 # word splitting of the list is intended
+    set -- $variants
+    i=0
+    while [ $i -lt "$shift_by" ]; do
+        first=$1
+        shift
+        set -- "$@" "$first"
+        i=$((i + 1))
+    done
+    for v in "$@"; do
+        run_variant "$v" "$round"
+    done
+    run_second contig "$round"
+    run_second random "$round"
+    q "VACUUM pgbench_accounts" >/dev/null
+    rm -rf "$WORK/pgark-repo-$round"
+    round=$((round + 1))
+done
+
+if [ "$PERF" = 1 ]; then
+    bench_log "profiling: pgark full and contiguous second backup under perf record"
+    repo=$WORK/pgark-repo-perf
+    write_pgark_config "$WORK/pgark-perf.yaml" "$repo"
+    quiesce
+    pgark_backup "$WORK/pgark-perf.yaml" "$WORK/time" "$WORK/perf-full.data"
+    q "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= $((SCALE * 5000))" >/dev/null
+    quiesce
+    pgark_backup "$WORK/pgark-perf.yaml" "$WORK/time" "$WORK/perf-2nd.data"
+    for p in full 2nd; do
+        {
+            for keys in comm dso dso,sym; do
+                echo "== self time by $keys"
+                perf report -i "$WORK/perf-$p.data" --stdio --no-children -g none \
+                    --sort "$keys" --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$' |
+                    grep -v '\[\.\] 0x' # libraries without symbols: their time shows by dso
+            done
+        } >"$RESULTS_DIR/backup-$stamp-perf-$p.txt" || bench_log "perf report failed"
+    done
+    rm -rf "$repo"
+fi
+
+# The small cluster: pgark's peak RSS should not depend on the size of the database.
+pg_stop
+rm -rf "$WORK/pg"
+bench_log "small cluster: pgbench scale $SMALL_SCALE, pgark backup x $ROUNDS"
+pg_init "$WORK/pg-small" $((PORT + 1)) "shared_buffers = 256MB" "autovacuum = off"
+pg_start
+pgbench_init "$SMALL_SCALE"
+round=1
+while [ "$round" -le "$ROUNDS" ]; do
+    repo=$WORK/pgark-repo-small
+    rm -rf "$repo"
+    write_pgark_config "$WORK/pgark-small.yaml" "$repo"
+    quiesce
+    cpu0=$(server_cpu_ticks)
+    pgark_backup "$WORK/pgark-small.yaml" "$WORK/time"
+    cpu1=$(server_cpu_ticks)
+    record small pgark "$round" "$WORK/time" $((cpu1 - cpu0)) "$(pgark_stored "$repo")" "$SMALL_SCALE"
+    round=$((round + 1))
+done
+pg_stop
+
+out=$RESULTS_DIR/backup-$stamp.json
+jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
+    --argjson small "$SMALL_SCALE" --arg host "$(uname -n)" --argjson cpus "$(nproc)" \
+    --arg pgark "$("$PGARK" --version 2>/dev/null | head -1)" \
+    --arg pgbackrest "$("$PGBACKREST" version)" \
+    --arg pg "$("$PGBIN/postgres" --version)" '
+    def median: map(select(. != null)) | sort |
+        if length == 0 then null
+        elif length % 2 == 1 then .[length / 2 | floor]
+        else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+    def med(f): map(f) | median;
+    def ratio(a; b): if a == null or b == null or b == 0 then null else (a / b * 1000 | round / 1000) end;
+    . as $runs |
+    [ ["full", "pgark"], ["full", "pg_basebackup"], ["full", "pgbackrest"],
+      ["2nd_contig", "pgark"], ["2nd_random", "pgark"], ["small", "pgark"] ] as $keys |
+    {benchmark: "backup", started_utc: $stamp, host: $host, cpus: $cpus, postgres: $pg,
+     pgark: $pgark, pgbackrest: $pgbackrest,
+     settings: {rounds: $rounds, pgbench_scale: $scale, small_scale: $small,
+                pgark: "posix repository, zstd level 3, fresh repository per full",
+                pg_basebackup: "-Ft -X none -c fast --compress=client-zstd:3",
+                pgbackrest: "--type=full, compress-type=zst level 3, process-max 2, start-fast",
+                second_backups: "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= N/20 (contig) or aid % 20 = 0 (random)"},
+     runs: $runs,
+     load1: {min: ($runs | map(.load1) | min), median: ($runs | med(.load1)), max: ($runs | map(.load1) | max)},
+     medians: [ $keys[] as $k | ($runs | map(select(.phase == $k[0] and .tool == $k[1]))) as $r |
+        select($r | length > 0) |
+        {phase: $k[0], tool: $k[1], wall_s: ($r | med(.wall_s)), cpu_s: ($r | med(.cpu_s)),
+         server_cpu_s: ($r | med(.server_cpu_s)), rss_kib: ($r | med(.rss_kib)),
+         rss_kib_max: ($r | map(.rss_kib) | max), stored_bytes: ($r | med(.stored_bytes))} ] } |
+    (.medians | map({key: "\(.phase)/\(.tool)", value: .}) | from_entries) as $m |
+    .ratios = {
+        full_wall_pgark_vs_pgbackrest: ratio($m["full/pgark"].wall_s; $m["full/pgbackrest"].wall_s),
+        full_wall_pgark_vs_pg_basebackup: ratio($m["full/pgark"].wall_s; $m["full/pg_basebackup"].wall_s),
+        full_cpu_pgark_vs_pgbackrest: ratio($m["full/pgark"].cpu_s; $m["full/pgbackrest"].cpu_s),
+        full_cpu_pgark_vs_pg_basebackup: ratio($m["full/pgark"].cpu_s; $m["full/pg_basebackup"].cpu_s),
+        full_cpu_with_server_pgark_vs_pgbackrest:
+            ratio($m["full/pgark"].cpu_s + $m["full/pgark"].server_cpu_s;
+                  $m["full/pgbackrest"].cpu_s + $m["full/pgbackrest"].server_cpu_s),
+        full_cpu_with_server_pgark_vs_pg_basebackup:
+            ratio($m["full/pgark"].cpu_s + $m["full/pgark"].server_cpu_s;
+                  $m["full/pg_basebackup"].cpu_s + $m["full/pg_basebackup"].server_cpu_s),
+        full_stored_pgark_vs_pgbackrest: ratio($m["full/pgark"].stored_bytes; $m["full/pgbackrest"].stored_bytes),
+        second_contig_wall_vs_full: ratio($m["2nd_contig/pgark"].wall_s; $m["full/pgark"].wall_s),
+        second_random_wall_vs_full: ratio($m["2nd_random/pgark"].wall_s; $m["full/pgark"].wall_s),
+        second_contig_stored_vs_full: ratio($m["2nd_contig/pgark"].stored_bytes; $m["full/pgark"].stored_bytes),
+        second_random_stored_vs_full: ratio($m["2nd_random/pgark"].stored_bytes; $m["full/pgark"].stored_bytes),
+        rss_big_vs_small: ratio($m["full/pgark"].rss_kib_max; $m["small/pgark"].rss_kib_max)} |
+    # Paired: the ratio within each round (its runs minutes apart, under about the same
+    # load of the shared machine), then the median over rounds.
+    def run(r; p; t): $runs | map(select(.round == r and .phase == p and .tool == t)) | .[0];
+    def paired(p1; t1; p2; t2; f):
+        [ $runs | map(.round) | unique | .[] as $r |
+          ratio(run($r; p1; t1) | f; run($r; p2; t2) | f) ] | median;
+    .paired_ratios = {
+        full_wall_pgark_vs_pgbackrest: paired("full"; "pgark"; "full"; "pgbackrest"; .wall_s),
+        full_wall_pgark_vs_pg_basebackup: paired("full"; "pgark"; "full"; "pg_basebackup"; .wall_s),
+        full_cpu_pgark_vs_pgbackrest: paired("full"; "pgark"; "full"; "pgbackrest"; .cpu_s),
+        second_contig_wall_vs_full: paired("2nd_contig"; "pgark"; "full"; "pgark"; .wall_s),
+        second_random_wall_vs_full: paired("2nd_random"; "pgark"; "full"; "pgark"; .wall_s),
+        second_contig_cpu_vs_full: paired("2nd_contig"; "pgark"; "full"; "pgark"; .cpu_s)} |
+    .targets = {
+        full_wall_at_most_pgbackrest: (if .ratios.full_wall_pgark_vs_pgbackrest == null then null else .ratios.full_wall_pgark_vs_pgbackrest <= 1 end),
+        second_at_most_half_of_full: (if .ratios.second_contig_wall_vs_full == null then null else .ratios.second_contig_wall_vs_full <= 0.5 end),
+        second_at_most_half_of_full_paired: (if .paired_ratios.second_contig_wall_vs_full == null then null else .paired_ratios.second_contig_wall_vs_full <= 0.5 end),
+        rss_within_20_percent: (if .ratios.rss_big_vs_small == null then null else .ratios.rss_big_vs_small <= 1.2 end)}
+    ' "$raw" >"$out"
+
+{
+    echo
+    echo "backup benchmark: pgbench scale $SCALE (small: $SMALL_SCALE), medians of $ROUNDS rounds, load $(jq -r '"\(.load1.min)..\(.load1.max)"' "$out")"
+    jq -r '
+        def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
+        (["phase", "tool", "wall_s", "CPU_s", "server_CPU_s", "RSS_MiB", "RSS_max_MiB", "stored_MiB"] | @tsv),
+        (.medians[] | [.phase, .tool, (.wall_s | f(2)), (.cpu_s | f(2)), (.server_cpu_s | f(2)),
+            (.rss_kib / 1024 | f(1)), (.rss_kib_max / 1024 | f(1)), (.stored_bytes / 1048576 | f(1))] | @tsv)
+    ' "$out" | column -t -s "$(printf '\t')"
+    echo "ratios:"
+    jq -r '.ratios | to_entries[] | "  \(.key): \(.value // "-")"' "$out"
+    echo "paired ratios (per round, median over rounds):"
+    jq -r '.paired_ratios | to_entries[] | "  \(.key): \(.value // "-")"' "$out"
+    echo "targets:"
+    jq -r '.targets | to_entries[] | "  \(.key): \(if .value == null then "-" elif .value then "met" else "MISSED" end)"' "$out"
+    echo
+    echo "results: $(basename "$out")"
+} >&2
