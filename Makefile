@@ -93,7 +93,7 @@ uninstall:
 deps:
 	@sh tests/harness/deps.sh
 
-bench: all
+bench: all tools
 	@sh tests/bench/run.sh
 
 demo:
