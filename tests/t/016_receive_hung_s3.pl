@@ -59,6 +59,10 @@ sub shipped
 }
 
 my $rx = receiver_start($config, %bin, name => 'hung');
+# The sanitizer build starts slowly: let it reach the stream before WAL is made, or the
+# segment finishes before the slot exists and is never streamed.
+ok(poll_until(sub { my $st = read_status($sdir); $st && $st->{connected} }, 60),
+	'the receiver is streaming');
 my $a = finish_segment();
 ok(poll_until(sub { shipped('local', $a) && shipped('offsite', $a) }, 30), "$a shipped to both repositories");
 
