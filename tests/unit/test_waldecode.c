@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "walfixture.h"
 #include <zstd.h>
 
 #define SEG (1024 * 1024)
@@ -67,62 +69,10 @@ static const struct expect expected[] = {
 
 static uint8_t *wal; /* segments 9 and A back to back */
 
-/* ---- fixture loading ---------------------------------------------------------------- */
-
-/* The data directory: $PGARK_UNIT_DATA, else tests/unit/data found from the current
- * directory or above the binary (build/tests/unit). */
-static FILE *open_fixture(const char *name)
-{
-    char path[PATH_MAX + 64];
-    const char *env = getenv("PGARK_UNIT_DATA");
-    if (env) {
-        snprintf(path, sizeof(path), "%s/%s", env, name);
-        return fopen(path, "rb");
-    }
-    FILE *f;
-    snprintf(path, sizeof(path), "tests/unit/data/%s", name);
-    if ((f = fopen(path, "rb")))
-        return f;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return NULL;
-    exe[n] = '\0';
-    for (int up = 0; up < 5; up++) {
-        char *slash = strrchr(exe, '/');
-        if (!slash)
-            break;
-        *slash = '\0';
-        snprintf(path, sizeof(path), "%s/tests/unit/data/%s", exe, name);
-        if ((f = fopen(path, "rb")))
-            return f;
-    }
-    return NULL;
-}
-
-static void load_segment(const char *name, uint8_t *dst)
-{
-    FILE *f = open_fixture(name);
-    if (!f) {
-        fprintf(stderr, "cannot find fixture \"%s\" (set PGARK_UNIT_DATA)\n", name);
-        exit(1);
-    }
-    static uint8_t comp[1 << 20];
-    size_t n = fread(comp, 1, sizeof(comp), f);
-    fclose(f);
-    size_t got = ZSTD_decompress(dst, SEG, comp, n);
-    if (ZSTD_isError(got) || got != SEG) {
-        fprintf(stderr, "fixture \"%s\" does not decompress to one segment\n", name);
-        exit(1);
-    }
-}
-
 static int setup(void **state)
 {
     (void)state;
-    wal = malloc(2 * SEG);
-    load_segment("waldecode-000000010000000000000009.zst", wal);
-    load_segment("waldecode-00000001000000000000000A.zst", wal + SEG);
+    wal = walfixture_load();
     return 0;
 }
 
