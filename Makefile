@@ -94,6 +94,7 @@ deps:
 	@sh tests/harness/deps.sh
 
 bench: all tools
+	@sh tests/harness/deps.sh bench
 	@sh tests/bench/run.sh
 
 demo:

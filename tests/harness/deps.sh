@@ -5,6 +5,8 @@
 # something is missing; --no-upgrade so present packages stay as they are), then
 # s3rver into tests/harness/s3 when absent. Not root: prints the apt-get line for
 # what is missing and exits 1. Quick and silent when everything is there.
+#
+# `deps.sh bench` adds what `make bench` compares pgark with (pgbackrest).
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -13,6 +15,14 @@ s3rver_version=3.7.1
 
 packages="build-essential make pkg-config libpq-dev libzstd-dev libssl-dev libyaml-dev
 libcurl4-openssl-dev libjansson-dev libcmocka-dev postgresql-15 libipc-run-perl zstd"
+case "${1:-}" in
+"") ;;
+bench) packages="$packages pgbackrest" ;;
+*)
+    echo "deps: unknown argument \"$1\" (expected nothing or \"bench\")" >&2
+    exit 2
+    ;;
+esac
 
 installed() {
     [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null)" = "ii " ]
