@@ -123,7 +123,9 @@ int spool_resume_point(struct spool *s, bool *found, timeline_t *tli_out, lsn_t 
         struct stat st;
         if (fstatat(s->dirfd, e->d_name, &st, 0) < 0)
             continue;
-        if ((uint64_t)st.st_size != s->seg_size && !(partial && st.st_size == 0)) {
+        /* A .partial shorter than a segment was cut short while being padded: no WAL yet. */
+        if ((uint64_t)st.st_size != s->seg_size &&
+            !(partial && (uint64_t)st.st_size < s->seg_size)) {
             log_warn("spool file \"%s/%s\" has size %lld, not %llu: ignored", s->dir, e->d_name,
                      (long long)st.st_size, (unsigned long long)s->seg_size);
             continue;
@@ -181,27 +183,66 @@ bool spool_has_room(struct spool *s)
     return true;
 }
 
-/* Open or create the partial file of (tli, segno), pre-padded with zeros. */
+/* Whether the first `len` bytes of fd are all zero: what a kill while padding a new
+ * segment leaves behind (no WAL is written before the padding is complete). */
+static int all_zero(struct spool *s, int fd, const char *path, uint64_t len, bool *zero)
+{
+    uint8_t *buf = xmalloc(ZERO_BLOCK);
+    int rc = 0;
+    *zero = true;
+    for (uint64_t off = 0; off < len && *zero;) {
+        size_t n = len - off < ZERO_BLOCK ? (size_t)(len - off) : ZERO_BLOCK;
+        ssize_t r = pread(fd, buf, n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = err_set_errno(ERR_IO, r < 0 ? errno : EIO, "could not read \"%s/%s\"", s->dir,
+                               path);
+            break;
+        }
+        for (ssize_t i = 0; i < r; i++)
+            if (buf[i]) {
+                *zero = false;
+                break;
+            }
+        off += (uint64_t)r;
+    }
+    free(buf);
+    return rc;
+}
+
+/* Open or create the partial file of (tli, segno), pre-padded with zeros. A file cut
+ * short while it was being padded (only zeros) is padded to the end. */
 static int segment_open(struct spool *s, timeline_t tli, uint64_t segno)
 {
     char name[WAL_NAME_BUFLEN], path[WAL_NAME_BUFLEN + 16];
     wal_segment_name(tli, segno, s->seg_size, name);
     snprintf(path, sizeof(path), "%s%s", name, PARTIAL_SUFFIX);
 
+    uint64_t off = 0; /* where the padding starts */
     int fd = openat(s->dirfd, path, O_RDWR | O_CLOEXEC);
     if (fd >= 0) {
         struct stat st;
+        bool zero = false;
         if (fstat(fd, &st) < 0) {
             close(fd);
             return err_set_errno(ERR_IO, errno, "could not stat \"%s/%s\"", s->dir, path);
         }
         if ((uint64_t)st.st_size == s->seg_size)
             goto opened;
-        if (st.st_size != 0) {
+        int zrc = (uint64_t)st.st_size < s->seg_size
+                      ? all_zero(s, fd, path, (uint64_t)st.st_size, &zero)
+                      : 0;
+        if (zrc < 0) {
             close(fd);
-            return err_set(ERR_INTEGRITY, "spool file \"%s/%s\" has size %lld, expected 0 or %llu",
+            return zrc;
+        }
+        if (!zero) {
+            close(fd);
+            return err_set(ERR_INTEGRITY, "spool file \"%s/%s\" has size %lld, not %llu, and holds data",
                            s->dir, path, (long long)st.st_size, (unsigned long long)s->seg_size);
         }
+        off = (uint64_t)st.st_size;
     } else if (errno != ENOENT) {
         return err_set_errno(ERR_IO, errno, "could not open \"%s/%s\"", s->dir, path);
     } else {
@@ -220,7 +261,6 @@ static int segment_open(struct spool *s, timeline_t tli, uint64_t segno)
     /* Pad with real zeros so later fdatasyncs need no metadata and ENOSPC shows now. */
     {
         uint8_t *zeros = xcalloc(1, ZERO_BLOCK);
-        uint64_t off = 0;
         int rc = 0;
         while (off < s->seg_size) {
             size_t n = s->seg_size - off < ZERO_BLOCK ? (size_t)(s->seg_size - off) : ZERO_BLOCK;

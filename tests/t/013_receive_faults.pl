@@ -167,6 +167,27 @@ is_deeply(\@bad, [], "no gap after SIGKILL: every segment $a..$k in both reposit
 my $stop = receiver_stop($rx);
 is($stop->{rc}, 0, 'SIGTERM: exit 0');
 
+# Killed while padding a new segment: its .partial is shorter than a segment and holds
+# only zeros (nothing is written into it before the padding is done). The restart pads
+# it to the end and streams that segment again from the server, with no gap.
+my @partials = glob("$sdir/*.partial");
+is(scalar(@partials), 1, 'the stopped receiver left one .partial in the spool');
+my $cut = $partials[0];
+my ($cut_name) = $cut =~ m{/([0-9A-F]{24})\.partial$};
+truncate($cut, 0) or die "truncate $cut: $!";
+truncate($cut, 3 * 1024 * 1024 + 512) or die "truncate $cut: $!";
+$rx = receiver_start($config, name => 'cut');
+sql('INSERT INTO t SELECT g FROM generate_series(1, 1000) g');
+my $c = finish_segment(0);
+is($c, $cut_name, "the segment being written when stopped is $cut_name");
+ok(poll_until(sub { in_repo('one', $c) && in_repo('two', $c) }, 60),
+	"after a kill while padding, segment $c reached both repositories");
+ok(same_as_server('one', $c) && same_as_server('two', $c),
+	"segment $c in both repositories equals pg_wal");
+unlike(receiver_log($rx), qr/has size/, 'the short zero-filled .partial is not reported as damage');
+$stop = receiver_stop($rx);
+is($stop->{rc}, 0, 'SIGTERM: exit 0');
+
 # --- a repository unavailable when the receiver starts -------------------------------
 
 # A file where the cluster's folder should be: repo.json can be neither read nor

@@ -71,9 +71,13 @@ my @delays;
 my $killed = 0;
 for my $i (1 .. $KILLS)
 {
+	my $from = lsn_int(sql('SELECT pg_current_wal_lsn()'));
 	my $delay = 0.3 + rand(2.7);
 	push @delays, sprintf('%.2f', $delay);
 	usleep(int($delay * 1_000_000));
+	# On a busy machine pgbench can be slow: each run of the receiver also sees at
+	# least a quarter of a segment of new WAL, so that the kills span segments.
+	poll_until(sub { lsn_int(sql('SELECT pg_current_wal_lsn()')) - $from >= $SEG / 4 }, 60);
 	kill('KILL', $rx->{pid});
 	$killed++ if (receiver_wait_exit($rx, 10) // 0) == 128 + 9;
 	$rx = receiver_start($config, name => 'run');
