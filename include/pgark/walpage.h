@@ -18,6 +18,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Length of the longest page header (the long one that starts a segment). */
+#define WALPAGE_MAX_HDR 40
+
 struct walpage_checker {
     uint64_t system_identifier;
     uint64_t seg_size;
@@ -25,7 +28,7 @@ struct walpage_checker {
     uint16_t magic;     /* expected xlp_magic */
     timeline_t last_tli; /* highest xlp_tli seen */
     lsn_t pos;           /* next LSN expected */
-    uint8_t hdr[40];     /* header bytes gathered across calls */
+    uint8_t hdr[WALPAGE_MAX_HDR]; /* header bytes gathered across calls */
     size_t hdr_have;
     bool padding;        /* in the zeros that follow a WAL switch, up to the segment end */
 };
@@ -39,5 +42,11 @@ int walpage_checker_init(struct walpage_checker *c, uint64_t system_identifier,
 
 /* Check len bytes that start at lsn (must equal c->pos). */
 int walpage_check(struct walpage_checker *c, lsn_t lsn, const uint8_t *data, size_t len);
+
+/* End of the vetted bytes: c->pos, or the start of the page whose header was only
+ * partly fed (fewer than WALPAGE_MAX_HDR bytes before c->pos). Bytes past it may
+ * belong to a bad page: they must not be written or acknowledged before a later
+ * call completes their header. */
+lsn_t walpage_vetted(const struct walpage_checker *c);
 
 #endif

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #define SHORT_HDR 24
-#define LONG_HDR 40
+#define LONG_HDR WALPAGE_MAX_HDR
 #define XLP_FIRST_IS_CONTRECORD 0x0001
 #define XLP_LONG_HEADER 0x0002
 #define XLP_BKP_REMOVABLE 0x0004
@@ -143,6 +143,17 @@ static int check_header(struct walpage_checker *c, lsn_t page)
     return 0;
 }
 
+static size_t header_len(const struct walpage_checker *c, lsn_t page)
+{
+    return page % c->seg_size == 0 ? LONG_HDR : SHORT_HDR;
+}
+
+lsn_t walpage_vetted(const struct walpage_checker *c)
+{
+    lsn_t page = c->pos - c->pos % WAL_BLCKSZ;
+    return c->pos - page < header_len(c, page) ? page : c->pos;
+}
+
 int walpage_check(struct walpage_checker *c, lsn_t lsn, const uint8_t *data, size_t len)
 {
     if (lsn != c->pos) {
@@ -155,7 +166,7 @@ int walpage_check(struct walpage_checker *c, lsn_t lsn, const uint8_t *data, siz
         lsn_t here = c->pos;
         lsn_t page = here - here % WAL_BLCKSZ;
         size_t in_page = (size_t)(here - page);
-        size_t hdr_len = page % c->seg_size == 0 ? LONG_HDR : SHORT_HDR;
+        size_t hdr_len = header_len(c, page);
         size_t avail = len - done;
         if (in_page < hdr_len) {
             size_t take = hdr_len - in_page;
