@@ -49,8 +49,8 @@ uint16_t walpage_magic_for_major(int pg_major)
     }
 }
 
-int walpage_checker_init(struct walpage_checker *c, uint64_t system_identifier,
-                         uint64_t seg_size, int pg_major, timeline_t tli, lsn_t lsn)
+int walpage_checker_init(struct walpage_checker *c, uint64_t system_identifier, uint64_t seg_size,
+                         int pg_major, timeline_t tli, lsn_t lsn)
 {
     memset(c, 0, sizeof(*c));
     c->magic = walpage_magic_for_major(pg_major);
@@ -114,8 +114,7 @@ static int check_header(struct walpage_checker *c, lsn_t page)
         return bad(page, text);
     }
     if (tli > c->tli) {
-        snprintf(text, sizeof(text), "timeline %u is above the streamed timeline %u", tli,
-                 c->tli);
+        snprintf(text, sizeof(text), "timeline %u is above the streamed timeline %u", tli, c->tli);
         return bad(page, text);
     }
     if (tli < c->last_tli) {
