@@ -5,7 +5,7 @@
 # messages. For each kind of damage (xlp_magic, xlp_pageaddr, xlp_tli, and the magic
 # again with the header cut across two messages) the receiver must stop the stream
 # with an error naming the page and the field, log it at error level and reconnect
-# with backoff (the same bad page again: the same error, a longer wait); the flush it
+# with backoff (to meet the same bad page again: the same error); the flush it
 # reports to the server (pg_stat_replication while connected, the slot afterwards)
 # never reaches the bad page; the spool never holds a byte of it (its partial segment
 # is pg_wal's bytes, then zeros). Once the proxy relays faithfully again the stream
