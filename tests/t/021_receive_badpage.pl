@@ -105,7 +105,10 @@ sub caught_up
 sub seg_of_lsn { return seg_name(1, int($_[0] / $SEG)) }
 
 sql('CREATE TABLE t (id int, pad text)');
-my $rx = receiver_start($config);
+# The sanitizer build, when there is one: the held header bytes are copied around.
+my $asan = pgark_asan_bin();
+note($asan ? "running the sanitizer build $asan" : 'no sanitizer build: running the plain one');
+my $rx = receiver_start($config, $asan ? (bin => $asan) : ());
 ok(caught_up(), 'the receiver streams through the proxy');
 my $first = seg_of_lsn(lsn_int(sql('SELECT pg_current_wal_lsn()')));
 
