@@ -3,8 +3,11 @@
  *
  * WAL bytes are checked (page headers), written to the spool, and fsynced as soon
  * as the socket has nothing more to give; only then is the flush position reported,
- * so the slot never moves past bytes that are not durable here. Connection trouble
- * is retried with backoff and jitter; what retrying cannot fix ends the run.
+ * so the slot never moves past bytes that are not durable here. A page header that
+ * arrives in pieces is written only once it is complete and valid; a bad one ends
+ * the connection, and nothing of its message reaches the spool or the server's
+ * flush position. Connection trouble and bad pages are retried with backoff and
+ * jitter; what retrying cannot fix ends the run.
  */
 #include "receiver_int.h"
 
@@ -152,6 +155,52 @@ static int flush_and_report(struct receiver *rx, struct pg_conn *conn, bool forc
     return rc;
 }
 
+/* The start of a page header whose bytes came in more than one message: held back
+ * until the header is complete and found valid. */
+struct held_header {
+    uint8_t bytes[WALPAGE_MAX_HDR];
+    size_t len;
+    lsn_t lsn;
+};
+
+/* Check an XLogData message and write what is vetted to the spool. Bytes of a page
+ * header not yet complete are held (h) and written with the rest of it, so no byte
+ * of a bad page is ever written, flushed or acknowledged. A bad page sets
+ * rx->bad_page. */
+static int take_wal(struct receiver *rx, struct walpage_checker *check, struct held_header *h,
+                    timeline_t tli, const struct pg_msg *msg)
+{
+    int rc = walpage_check(check, msg->data_start, msg->data, msg->len);
+    if (rc < 0) {
+        if (err_kind() == ERR_INTEGRITY)
+            rx->bad_page = true;
+        return rc;
+    }
+    lsn_t vetted = walpage_vetted(check);
+    if (vetted < msg->data_start) {
+        /* Still inside the held header: hold these bytes too (they fit: the header is
+         * incomplete, so all of them belong to it). */
+        memcpy(h->bytes + h->len, msg->data, msg->len);
+        h->len += msg->len;
+        return 0;
+    }
+    if (h->len) {
+        rc = spool_write(rx->spool, tli, h->lsn, h->bytes, h->len);
+        h->len = 0;
+        if (rc < 0)
+            return rc;
+    }
+    size_t take = (size_t)(vetted - msg->data_start);
+    if (take)
+        rc = spool_write(rx->spool, tli, msg->data_start, msg->data, take);
+    if (rc == 0 && take < msg->len) {
+        h->len = msg->len - take;
+        h->lsn = vetted;
+        memcpy(h->bytes, msg->data + take, h->len);
+    }
+    return rc;
+}
+
 /* Stream one timeline from start until it ends, the connection fails, or a stop.
  * On end of timeline, *tli and *start are set to where the next one begins. */
 static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timeline_t *tli,
@@ -159,6 +208,7 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
 {
     const struct receiver_options *o = rx->o;
     struct walpage_checker check;
+    struct held_header held = {.len = 0};
     struct pg_msg msg;
     int64_t last_status = time_mono_us(), last_file = 0;
     size_t unflushed = 0;
@@ -206,9 +256,7 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
         }
         switch (msg.kind) {
         case PG_MSG_XLOGDATA:
-            rc = walpage_check(&check, msg.data_start, msg.data, msg.len);
-            if (rc == 0)
-                rc = spool_write(rx->spool, *tli, msg.data_start, msg.data, msg.len);
+            rc = take_wal(rx, &check, &held, *tli, &msg);
             if (rc < 0) {
                 /* Whatever did reach the spool (a segment completed just before the
                  * disk filled) is durable: say so, so the slot does not lag. */
@@ -455,7 +503,12 @@ int receiver_run(const struct receiver_options *o)
         rc = session(rx, &progress);
         if (rc == 0)
             break;
-        if (receiver_is_fatal(err_kind()))
+        /* A bad page from the server is retried like a lost connection (it may have
+         * been damaged on the way), but it is an error each time: if the server's own
+         * WAL is damaged, no attempt will get past it. */
+        bool bad_page = rx->bad_page;
+        rx->bad_page = false;
+        if (receiver_is_fatal(err_kind()) && !bad_page)
             break;
         char *text = err_format();
         if (should_return()) {
@@ -496,9 +549,9 @@ int receiver_run(const struct receiver_options *o)
         if (backoff > RETRY_MAX_MS)
             backoff = RETRY_MAX_MS;
         int64_t wait = backoff / 2 + random() % (backoff / 2 + 1);
-        log_warn("%s", text);
+        log_msg(bad_page ? LOG_ERROR : LOG_WARN, "%s", text);
         if (err_hint_text())
-            log_warn("hint: %s", err_hint_text());
+            log_msg(bad_page ? LOG_ERROR : LOG_WARN, "hint: %s", err_hint_text());
         log_info("reconnecting in %.1f s", (double)wait / 1000);
         free(text);
         err_clear();

@@ -61,6 +61,9 @@ struct receiver {
     struct spool *spool;
     uint64_t seg_size;
     struct repo_identity identity;
+    /* The last session ended on a bad WAL page from the server (set and read by the
+     * receive loop's thread only). */
+    bool bad_page;
 
     pthread_mutex_t lock;
     pthread_cond_t wake; /* signalled when a segment completes, on flush, and on stop */

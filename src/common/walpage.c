@@ -7,7 +7,7 @@
 #include <string.h>
 
 #define SHORT_HDR 24
-#define LONG_HDR 40
+#define LONG_HDR WALPAGE_MAX_HDR
 #define XLP_FIRST_IS_CONTRECORD 0x0001
 #define XLP_LONG_HEADER 0x0002
 #define XLP_BKP_REMOVABLE 0x0004
@@ -49,8 +49,8 @@ uint16_t walpage_magic_for_major(int pg_major)
     }
 }
 
-int walpage_checker_init(struct walpage_checker *c, uint64_t system_identifier,
-                         uint64_t seg_size, int pg_major, timeline_t tli, lsn_t lsn)
+int walpage_checker_init(struct walpage_checker *c, uint64_t system_identifier, uint64_t seg_size,
+                         int pg_major, timeline_t tli, lsn_t lsn)
 {
     memset(c, 0, sizeof(*c));
     c->magic = walpage_magic_for_major(pg_major);
@@ -114,8 +114,7 @@ static int check_header(struct walpage_checker *c, lsn_t page)
         return bad(page, text);
     }
     if (tli > c->tli) {
-        snprintf(text, sizeof(text), "timeline %u is above the streamed timeline %u", tli,
-                 c->tli);
+        snprintf(text, sizeof(text), "timeline %u is above the streamed timeline %u", tli, c->tli);
         return bad(page, text);
     }
     if (tli < c->last_tli) {
@@ -143,6 +142,17 @@ static int check_header(struct walpage_checker *c, lsn_t page)
     return 0;
 }
 
+static size_t header_len(const struct walpage_checker *c, lsn_t page)
+{
+    return page % c->seg_size == 0 ? LONG_HDR : SHORT_HDR;
+}
+
+lsn_t walpage_vetted(const struct walpage_checker *c)
+{
+    lsn_t page = c->pos - c->pos % WAL_BLCKSZ;
+    return c->pos - page < header_len(c, page) ? page : c->pos;
+}
+
 int walpage_check(struct walpage_checker *c, lsn_t lsn, const uint8_t *data, size_t len)
 {
     if (lsn != c->pos) {
@@ -155,7 +165,7 @@ int walpage_check(struct walpage_checker *c, lsn_t lsn, const uint8_t *data, siz
         lsn_t here = c->pos;
         lsn_t page = here - here % WAL_BLCKSZ;
         size_t in_page = (size_t)(here - page);
-        size_t hdr_len = page % c->seg_size == 0 ? LONG_HDR : SHORT_HDR;
+        size_t hdr_len = header_len(c, page);
         size_t avail = len - done;
         if (in_page < hdr_len) {
             size_t take = hdr_len - in_page;

@@ -187,6 +187,34 @@ static void test_failed_call_not_accepted(void **state)
     free(seg);
 }
 
+/* Bytes of a header not yet complete are not vetted: a bad page must not be partly
+ * written. Long header on a segment's first page, short ones after. */
+static void test_vetted(void **state)
+{
+    (void)state;
+    uint8_t *seg = make_segment(1);
+    lsn_t start = 3 * (lsn_t)SEG;
+    struct walpage_checker c;
+    assert_int_equal(walpage_checker_init(&c, SYSID, SEG, 15, 1, start), 0);
+    assert_true(walpage_vetted(&c) == start);
+    assert_int_equal(walpage_check(&c, start, seg, 39), 0);
+    assert_true(walpage_vetted(&c) == start);
+    assert_int_equal(walpage_check(&c, start + 39, seg + 39, 1), 0);
+    assert_true(walpage_vetted(&c) == start + 40);
+    /* Up to the next page, then 23 bytes of its short header, then the last one. */
+    assert_int_equal(walpage_check(&c, start + 40, seg + 40, WAL_BLCKSZ - 40), 0);
+    assert_true(walpage_vetted(&c) == start + WAL_BLCKSZ);
+    assert_int_equal(walpage_check(&c, start + WAL_BLCKSZ, seg + WAL_BLCKSZ, 23), 0);
+    assert_true(walpage_vetted(&c) == start + WAL_BLCKSZ);
+    assert_int_equal(walpage_check(&c, start + WAL_BLCKSZ + 23, seg + WAL_BLCKSZ + 23, 1), 0);
+    assert_true(walpage_vetted(&c) == start + WAL_BLCKSZ + 24);
+    /* Starting mid-page, past the header: everything fed is vetted. */
+    assert_int_equal(walpage_checker_init(&c, SYSID, SEG, 15, 1, start + 100), 0);
+    assert_int_equal(walpage_check(&c, start + 100, seg + 100, 8), 0);
+    assert_true(walpage_vetted(&c) == start + 108);
+    free(seg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_bad_headers),
         cmocka_unit_test(test_failed_call_not_accepted),
         cmocka_unit_test(test_switch_padding),
+        cmocka_unit_test(test_vetted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
