@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define HTTP_ENGINE_WAKE (256 * 1024)
+
 enum call_state { CALL_QUEUED, CALL_RUNNING, CALL_ENDED };
 
 struct http_call {
@@ -188,10 +190,12 @@ static int inbox_sink(void *ctx, const uint8_t *data, size_t len)
         c->paused = true;
         rc = HTTP_SINK_PAUSE;
     } else {
-        bool was_empty = c->inbox.len == 0;
+        /* the waiting thread is woken once enough has come to be worth a switch of
+         * threads (or when the call ends), not for every piece curl hands over */
+        bool below = c->inbox.len < HTTP_ENGINE_WAKE;
         buf_append(&c->inbox, data, len);
         c->received += len;
-        if (was_empty && c->g->waiting)
+        if (below && c->inbox.len >= HTTP_ENGINE_WAKE && c->g->waiting)
             pthread_cond_signal(&c->g->cond);
     }
     pthread_mutex_unlock(&e->lock);
