@@ -21,10 +21,13 @@
 #include "pgark/log.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define HTTP_ENGINE_WAKE (256 * 1024)
+#define HTTP_ENGINE_WAKE (512 * 1024)
+/* Body buffers kept for reuse: two per transfer slot. */
+#define ENGINE_POOL(e) (2 * (e)->concurrency + 2)
 
 enum call_state { CALL_QUEUED, CALL_RUNNING, CALL_ENDED };
 
@@ -73,6 +76,10 @@ struct http_engine {
     struct http_call *qhead, *qtail; /* waiting to start */
     struct http_call *cmds;          /* cancel or resume wanted */
     int nactive;
+    /* body buffers of finished calls, kept with their memory: a fresh buffer per
+     * download would cost its page faults every time */
+    struct buf *pool;
+    int npool;
     /* engine thread only */
     CURL **idle;
     int nidle, cap_idle;
@@ -98,6 +105,7 @@ struct http_engine *http_engine_new(const struct http_options *o, int concurrenc
     /* the limit on transfers is ours (urgent calls may pass it); curl only keeps
      * that many idle connections for reuse */
     curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)e->concurrency);
+    e->pool = xcalloc((size_t)ENGINE_POOL(e), sizeof(*e->pool));
     pthread_mutex_init(&e->lock, NULL);
     return e;
 }
@@ -175,6 +183,16 @@ static void cancel_locked(struct http_engine *e, struct http_call *c)
     }
 }
 
+static void pool_put_locked(struct http_engine *e, struct buf *b)
+{
+    if (b->cap && e->npool < ENGINE_POOL(e)) {
+        buf_reset(b);
+        e->pool[e->npool++] = *b;
+    } else {
+        buf_free(b);
+    }
+}
+
 /* --- engine thread --------------------------------------------------------------- */
 
 /* The body sink of a running attempt: queue the bytes for the group's thread. */
@@ -193,6 +211,8 @@ static int inbox_sink(void *ctx, const uint8_t *data, size_t len)
         /* the waiting thread is woken once enough has come to be worth a switch of
          * threads (or when the call ends), not for every piece curl hands over */
         bool below = c->inbox.len < HTTP_ENGINE_WAKE;
+        if (!c->inbox.cap && e->npool)
+            c->inbox = e->pool[--e->npool];
         buf_append(&c->inbox, data, len);
         c->received += len;
         if (below && c->inbox.len >= HTTP_ENGINE_WAKE && c->g->waiting)
@@ -367,6 +387,9 @@ void http_engine_free(struct http_engine *e)
         curl_easy_cleanup(e->idle[i]);
     curl_multi_cleanup(e->multi);
     pthread_mutex_destroy(&e->lock);
+    for (int i = 0; i < e->npool; i++)
+        buf_free(&e->pool[i]);
+    free(e->pool);
     free(e->idle);
     free(e->ca_file);
     free(e);
@@ -395,8 +418,14 @@ struct http_call *http_group_start(struct http_group *g, const struct http_call_
     c->resp.content_length = -1;
     pthread_mutex_lock(&e->lock);
     if (!e->started) {
+        /* process signals (SIGTERM, SIGHUP) stay with the threads that wait for them:
+         * the engine thread starts with all of them blocked */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
         if (pthread_create(&e->thread, NULL, engine_main, e) != 0)
             abort(); /* as an allocation failure: nothing sensible is left to do */
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         e->started = true;
     }
     /* this thread waits on g while it may hold transfers of its other groups, which
@@ -500,8 +529,11 @@ int http_call_finish(struct http_call *c, struct http_response *resp)
     }
     http_response_free(resp);
     *resp = c->resp;
-    buf_free(&c->inbox);
-    buf_free(&c->spare);
+    struct http_engine *e = c->g->e;
+    pthread_mutex_lock(&e->lock);
+    pool_put_locked(e, &c->inbox);
+    pool_put_locked(e, &c->spare);
+    pthread_mutex_unlock(&e->lock);
     free(c);
     return rc;
 }
