@@ -23,6 +23,8 @@
 
 struct storage;
 struct storage_write;
+struct storage_async;
+struct storage_batch;
 
 struct storage_info {
     const char *path; /* relative to the root; valid during the callback only */
@@ -46,8 +48,7 @@ struct storage_ops {
                 storage_sink_fn sink, void *ctx);
     /* Start an atomic write. size_hint is the final size when known, else
      * STORAGE_TO_END. Returns NULL with the error set. */
-    struct storage_write *(*write_open)(struct storage *s, const char *path,
-                                        uint64_t size_hint);
+    struct storage_write *(*write_open)(struct storage *s, const char *path, uint64_t size_hint);
     int (*write_data)(struct storage_write *w, const uint8_t *data, size_t len);
     /* Make the object durable and visible under its name; frees w in every case. */
     int (*write_commit)(struct storage_write *w);
@@ -61,6 +62,23 @@ struct storage_ops {
     /* Optional (NULL when the driver has no cheaper way than write + remove). */
     int (*rename)(struct storage *s, const char *from, const char *to);
     void (*free)(struct storage *s);
+    /* Optional: transfers kept in flight from one thread (see storage_batch below);
+     * NULL when the driver has none, and the generic layer then runs each transfer
+     * to its end when it is added. async_put and async_get return 0 when the transfer
+     * started, 1 when the driver declines it (the generic layer then runs it
+     * synchronously), or a negative error. async_next waits until a transfer has
+     * ended, calling the sinks of the running ones meanwhile, and returns 1 with its
+     * tag and result (*rc < 0: its error is set), or 0 when none is in flight.
+     * async_cancel makes every running transfer end soon (async_next still returns
+     * them); async_free is called with none left. */
+    struct storage_async *(*async_new)(struct storage *s);
+    int (*async_put)(struct storage_async *a, const char *path, const void *data, size_t len,
+                     void *tag);
+    int (*async_get)(struct storage_async *a, const char *path, uint64_t offset, uint64_t length,
+                     storage_sink_fn sink, void *ctx, void *tag);
+    int (*async_next)(struct storage_async *a, void **tag, int *rc);
+    void (*async_cancel)(struct storage_async *a);
+    void (*async_free)(struct storage_async *a);
 };
 
 #define STORAGE_OPS_VERSION 1
@@ -68,8 +86,8 @@ struct storage_ops {
 /* Common part embedded first in every driver's struct. */
 struct storage {
     const struct storage_ops *ops;
-    char *name;           /* repository name from the config, for messages */
-    int retries;          /* attempts after the first for ERR_TRANSIENT; default 4 */
+    char *name;            /* repository name from the config, for messages */
+    int retries;           /* attempts after the first for ERR_TRANSIENT; default 4 */
     int64_t retry_base_ms; /* first backoff; doubles each time, with jitter; default 200 */
     /* The driver retries each request itself (it can rewind a body, retry one part);
      * the generic layer then adds no retries of its own on top. */
@@ -80,6 +98,8 @@ struct storage {
 struct storage_write {
     struct storage *storage;
     char *path; /* owned by the driver's handle; freed with it */
+    /* set by storage_batch_write_open on its own handles; NULL for drivers' ones */
+    struct storage_batch *batch;
 };
 
 /* Drivers call this from their constructor. name is copied. */
@@ -95,8 +115,7 @@ int storage_read(struct storage *s, const char *path, uint64_t offset, uint64_t 
 /* Read a whole object into memory (for small objects: repo.json, manifests' headers).
  * *data is malloc'd and NUL-terminated (not counted in *len). */
 int storage_read_all(struct storage *s, const char *path, uint8_t **data, size_t *len);
-struct storage_write *storage_write_open(struct storage *s, const char *path,
-                                         uint64_t size_hint);
+struct storage_write *storage_write_open(struct storage *s, const char *path, uint64_t size_hint);
 int storage_write_data(struct storage_write *w, const void *data, size_t len);
 int storage_write_commit(struct storage_write *w);
 void storage_write_abort(struct storage_write *w);
@@ -109,6 +128,69 @@ int storage_exists(struct storage *s, const char *path);
 int storage_remove(struct storage *s, const char *path);
 int storage_rename(struct storage *s, const char *from, const char *to);
 void storage_free(struct storage *s);
+
+/* --- many transfers from one thread ---------------------------------------------
+ *
+ * A batch keeps up to max_in_flight transfers going at once, all started and
+ * reported in the thread that made the batch (a batch is not shared between
+ * threads). With a driver that has an asynchronous path (s3) the transfers run
+ * while the thread goes on producing the next ones; without (posix), each runs to
+ * its end when it is added. The guarantees of the synchronous calls hold: atomic
+ * writes, retries, the "in repository" context on every error.
+ *
+ *     struct storage_batch *b = storage_batch_new(s, 16);
+ *     for (each chunk)
+ *         if (storage_batch_put(b, name, data, len, release, data) < 0)
+ *             break;
+ *     rc = storage_batch_wait(b);
+ *     storage_batch_free(b);
+ *
+ * Completion: done(ctx, rc) is called exactly once for every transfer that was
+ * started (its storage_batch_* call returned 0), in this thread, from within a later
+ * storage_batch_* call (posix: before the call that started it returns). rc is 0 or
+ * the transfer's error (then in the error slot). done returns the outcome to keep:
+ * rc as given, 0 to forgive a failure, or a new negative error. NULL done: rc is kept.
+ *
+ * Errors: the first kept failure stops the batch: no transfer starts after it, the
+ * running ones still end (done is still called). It is reported once, in the error
+ * slot, by the first storage_batch_* call to return it; later calls return the same
+ * code without touching the error slot.
+ */
+
+/* Called with the outcome of one transfer; see above. */
+typedef int (*storage_done_fn)(void *ctx, int rc);
+
+/* max_in_flight >= 1 (smaller is taken as 1). Never fails. */
+struct storage_batch *storage_batch_new(struct storage *s, int max_in_flight);
+
+/* Store len bytes of data under path, atomically, as storage_write_all. data must
+ * stay unchanged until done is called. Waits (running sinks and done callbacks of
+ * earlier transfers) while max_in_flight transfers are running. */
+int storage_batch_put(struct storage_batch *b, const char *path, const void *data, size_t len,
+                      storage_done_fn done, void *ctx);
+
+/* Read [offset, offset+length) of path to sink as storage_read does. The sink is
+ * called in this thread, from within storage_batch_* calls, bytes in order. */
+int storage_batch_get(struct storage_batch *b, const char *path, uint64_t offset, uint64_t length,
+                      storage_sink_fn sink, void *sink_ctx, storage_done_fn done, void *ctx);
+
+/* A write whose bytes come from a stream (a filter chain's output): use it with
+ * storage_write_data, then storage_write_commit, which starts the upload and
+ * returns at once (0), or storage_write_abort (done is then not called). The
+ * object is buffered in memory for the upload, up to STORAGE_BATCH_BUFFER_MAX;
+ * a larger one goes on as an ordinary synchronous write. NULL with the error set
+ * (as storage_write_open, or the batch's error). */
+#define STORAGE_BATCH_BUFFER_MAX ((size_t)64 * 1024 * 1024)
+struct storage_write *storage_batch_write_open(struct storage_batch *b, const char *path,
+                                               uint64_t size_hint, storage_done_fn done, void *ctx);
+
+/* Wait until every transfer started has ended. 0, or the batch's error. */
+int storage_batch_wait(struct storage_batch *b);
+
+/* Cancel what is still running (their done callbacks are called, with
+ * ERR_CANCELED unless they had ended otherwise) and free b. The error slot is
+ * left as it was. NULL is a no-op. */
+void storage_batch_free(struct storage_batch *b);
 
 /* --- drivers ---------------------------------------------------------------- */
 

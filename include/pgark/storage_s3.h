@@ -8,8 +8,12 @@
  * signed by pgark (SigV4). Transient failures (5xx, SlowDown, RequestTimeout,
  * resets, timeouts) are retried per request with exponential backoff and jitter,
  * bounded by storage.retries / retry_base_ms. The secret and session token are
- * registered with the logger's redaction and never logged. Thread-safe: each call
- * takes its own HTTP connection from a small pool.
+ * registered with the logger's redaction and never logged. Thread-safe: every
+ * request of a handle, from any thread, runs through the handle's one transfer
+ * engine (http.h): one pool of kept-alive connections and at most `concurrency`
+ * transfers at once; a request waiting for its retry holds up no other. The
+ * asynchronous storage_batch_* calls of storage.h keep many transfers in flight
+ * from one thread.
  */
 #ifndef PGARK_STORAGE_S3_H
 #define PGARK_STORAGE_S3_H
@@ -39,7 +43,7 @@ struct storage_s3_options {
     const char *session_token; /* NULL: $AWS_SESSION_TOKEN if set */
     const char *ca_file;       /* NULL: system trust store */
     size_t part_size;          /* 0: 16 MiB; at least 5 MiB */
-    int concurrency;           /* parallel transfers; 0: 4 */
+    int concurrency;           /* transfers at once, over all threads; 0: 4 */
     /* transport limits (0: defaults of http.h: 10 s connect, stalled for 30 s) */
     long connect_timeout_ms;
     long low_speed_time_s;
@@ -56,8 +60,8 @@ struct storage_s3_object {
 };
 
 /* Write n small objects (each under part_size) with up to `concurrency` requests at
- * once; each is a single PUT, retried on its own. 0 when all are stored, else the
- * first error (others may or may not have been stored). */
+ * once (a storage_batch); each is a single PUT, retried on its own. 0 when all are
+ * stored, else the first error (others may or may not have been stored). */
 int storage_s3_put_many(struct storage *s, const struct storage_s3_object *objs, size_t n);
 
 /* Remove paths with DeleteObjects (1000 per request); a missing object is not an

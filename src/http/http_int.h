@@ -19,6 +19,10 @@ struct http_xfer {
     char errbuf[CURL_ERROR_SIZE];
 };
 
+/* A request's sink may return this to pause the transfer (curl keeps the bytes and
+ * offers them again once the transfer is resumed with curl_easy_pause). */
+#define HTTP_SINK_PAUSE 1
+
 void http_global_init(void);
 
 /* Reset x->easy and configure it for req (kept by pointer: must outlive the transfer). */
@@ -28,6 +32,12 @@ void http_xfer_setup(struct http_xfer *x, const struct http_options *o,
 /* After the transfer: turn curl's result into 0 or an error (and log at debug);
  * releases the per-request header list. */
 int http_xfer_finish(struct http_xfer *x, CURLcode code);
+
+/* Drop a saved error without touching the calling thread's own slot. */
+void http_err_discard(struct err_saved *saved);
+
+/* Release what a transfer holds when it is dropped without http_xfer_finish. */
+void http_xfer_drop(struct http_xfer *x);
 
 int64_t http_now_us(void);
 

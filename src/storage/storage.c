@@ -20,7 +20,7 @@
  * Ownership: storage_init copies the name into s->name and storage_free releases
  * it after the driver's free, so a driver's free must not free s->name.
  */
-#include "pgark/storage.h"
+#include "storage_int.h"
 
 #include "pgark/error.h"
 #include "pgark/hash.h"
@@ -98,7 +98,7 @@ static int prefix_check(const char *prefix)
     return 0;
 }
 
-static int add_context(struct storage *s)
+int storage_add_context(struct storage *s)
 {
     return err_context("in repository \"%s\"", s->name);
 }
@@ -211,7 +211,7 @@ int storage_read(struct storage *s, const char *path, uint64_t offset, uint64_t 
     rc = with_retries(s, "read of", path, read_attempt, &st);
 out:
     if (rc < 0)
-        add_context(s);
+        storage_add_context(s);
     return rc;
 }
 
@@ -256,7 +256,7 @@ struct storage_write *storage_write_open(struct storage *s, const char *path, ui
 {
     struct open_state st = {.path = path, .size_hint = size_hint};
     if (storage_path_check(path) < 0 || with_retries(s, "write of", path, open_attempt, &st) < 0) {
-        add_context(s);
+        storage_add_context(s);
         return NULL;
     }
     return st.w;
@@ -266,24 +266,30 @@ int storage_write_data(struct storage_write *w, const void *data, size_t len)
 {
     if (len == 0)
         return 0;
+    if (w->batch)
+        return storage_batch_write_data(w, data, len);
     int rc = w->storage->ops->write_data(w, data, len);
     if (rc < 0)
-        add_context(w->storage);
+        storage_add_context(w->storage);
     return rc;
 }
 
 int storage_write_commit(struct storage_write *w)
 {
     struct storage *s = w->storage;
+    if (w->batch)
+        return storage_batch_write_commit(w);
     int rc = s->ops->write_commit(w);
     if (rc < 0)
-        add_context(s);
+        storage_add_context(s);
     return rc;
 }
 
 void storage_write_abort(struct storage_write *w)
 {
-    if (w)
+    if (w && w->batch)
+        storage_batch_write_abort(w);
+    else if (w)
         w->storage->ops->write_abort(w);
 }
 
@@ -317,7 +323,7 @@ int storage_write_all(struct storage *s, const char *path, const void *data, siz
     if (rc == 0)
         rc = with_retries(s, "write of", path, write_all_attempt, &st);
     if (rc < 0)
-        add_context(s);
+        storage_add_context(s);
     return rc;
 }
 
@@ -362,7 +368,7 @@ int storage_list(struct storage *s, const char *prefix, storage_list_fn fn, void
     if (rc == 0)
         rc = with_retries(s, "list of", prefix, list_attempt, &st);
     if (rc < 0)
-        add_context(s);
+        storage_add_context(s);
     free(st.last);
     return rc;
 }
@@ -390,7 +396,7 @@ int storage_info(struct storage *s, const char *path, struct storage_info *info)
         rc = with_retries(s, "stat of", path, info_attempt, &st);
     info->path = NULL;
     if (rc < 0)
-        add_context(s);
+        storage_add_context(s);
     return rc;
 }
 
@@ -424,7 +430,7 @@ int storage_remove(struct storage *s, const char *path)
     if (rc == 0)
         rc = with_retries(s, "removal of", path, remove_attempt, (void *)path);
     if (rc < 0)
-        add_context(s);
+        storage_add_context(s);
     return rc;
 }
 
@@ -498,7 +504,7 @@ int storage_rename(struct storage *s, const char *from, const char *to)
         rc = with_retries(s, "rename of", from, copy_attempt, &st);
 out:
     if (rc < 0)
-        add_context(s);
+        storage_add_context(s);
     return rc;
 }
 

@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -871,6 +872,188 @@ static void test_no_secrets_in_logs(void **state)
     storage_free(s2);
 }
 
+/* --- the transfer engine ------------------------------------------------------------ */
+
+struct reader {
+    struct storage *s;
+    int id;
+    pthread_t sink_thread;
+    bool other_thread;
+    char *error;
+};
+
+static int thread_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct reader *r = ctx;
+    (void)data;
+    (void)len;
+    if (!pthread_equal(pthread_self(), r->sink_thread))
+        r->other_thread = true;
+    return 0;
+}
+
+static void *reader_main(void *arg)
+{
+    struct reader *r = arg;
+    r->sink_thread = pthread_self();
+    for (int i = 0; i < 10 && !r->error; i++) {
+        if (storage_read(r->s, "eng/obj", 0, STORAGE_TO_END, thread_sink, r) < 0)
+            r->error = err_format();
+    }
+    err_clear();
+    return NULL;
+}
+
+/* Every thread's requests go through the handle's one connection pool, at most
+ * `concurrency` at once; and each sink runs in the thread that asked. */
+static void test_engine_shared_pool(void **state)
+{
+    (void)state;
+    enum { THREADS = 8 };
+    struct faultproxy *fp = faultproxy_start(plain.port);
+    assert_non_null(fp);
+    char ep[64];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", faultproxy_port(fp));
+    struct storage_s3_options o = base_options(ep);
+    o.concurrency = 2;
+    struct storage *s = storage_s3_new(&o);
+    uint8_t *d = pattern(100000, 21);
+    assert_int_equal(storage_write_all(s, "eng/obj", d, 100000), 0);
+    pthread_t th[THREADS];
+    struct reader r[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        r[t] = (struct reader){.s = s, .id = t};
+        assert_int_equal(pthread_create(&th[t], NULL, reader_main, &r[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++)
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+    for (int t = 0; t < THREADS; t++) {
+        if (r[t].error)
+            fail_msg("thread %d: %s", t, r[t].error);
+        assert_false(r[t].other_thread);
+    }
+    /* 81 requests from 9 threads over at most 2 kept-alive connections */
+    assert_int_equal(faultproxy_requests(fp), 1 + THREADS * 10);
+    assert_true(faultproxy_connections(fp) <= 2);
+    free(d);
+    storage_free(s);
+    faultproxy_stop(fp);
+}
+
+struct nested {
+    struct storage *s;
+    int calls;
+    int rc;
+};
+
+static int nested_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct nested *n = ctx;
+    (void)data;
+    (void)len;
+    struct storage_info info;
+    n->calls++;
+    n->rc = storage_info(n->s, "nest/obj", &info);
+    return n->rc;
+}
+
+/* With one slot, a sink that makes a request of the same repository while its own
+ * transfer holds the slot (a copy, a lookup) still gets an answer. */
+static void test_engine_nested_request(void **state)
+{
+    (void)state;
+    struct storage_s3_options o = base_options(endpoint);
+    o.concurrency = 1;
+    struct storage *s = storage_s3_new(&o);
+    uint8_t *d = pattern(3 * MIB, 22);
+    assert_int_equal(storage_write_all(s, "nest/obj", d, 3 * MIB), 0);
+    alarm(120); /* a deadlock fails the test instead of hanging it */
+    struct nested n = {.s = s};
+    if (storage_read(s, "nest/obj", 0, STORAGE_TO_END, nested_sink, &n) < 0)
+        fail_msg("read with a nested request: %s", err_message());
+    struct storage_batch *b = storage_batch_new(s, 4);
+    struct nested m = {.s = s};
+    assert_int_equal(
+        storage_batch_get(b, "nest/obj", 0, STORAGE_TO_END, nested_sink, &m, NULL, NULL), 0);
+    assert_int_equal(
+        storage_batch_get(b, "nest/obj", 0, STORAGE_TO_END, nested_sink, &m, NULL, NULL), 0);
+    if (storage_batch_wait(b) < 0)
+        fail_msg("batch with nested requests: %s", err_message());
+    alarm(0);
+    storage_batch_free(b);
+    assert_true(n.calls >= 1);
+    assert_int_equal(n.rc, 0);
+    assert_true(m.calls >= 2);
+    assert_int_equal(m.rc, 0);
+    free(d);
+    storage_free(s);
+}
+
+struct order {
+    int n;
+    int done_at[8];
+};
+
+struct order_item {
+    struct order *o;
+    int index;
+};
+
+static int order_done(void *ctx, int rc)
+{
+    struct order_item *it = ctx;
+    it->o->done_at[it->index] = it->o->n++;
+    return rc;
+}
+
+/* A request waiting for its retry holds up no other: the one refused with SlowDown
+ * (named by the retry line in the log) ends after all the others. */
+static void test_engine_retry_does_not_block(void **state)
+{
+    (void)state;
+    struct faultproxy *fp = faultproxy_start(plain.port);
+    assert_non_null(fp);
+    char ep[64];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", faultproxy_port(fp));
+    struct storage_s3_options o = base_options(ep);
+    o.concurrency = 2;
+    struct storage *s = storage_s3_new(&o);
+    s->retry_base_ms = 4000; /* the retry waits 2 to 4 s */
+    char *logtext = NULL;
+    size_t loglen = 0;
+    FILE *mem = open_memstream(&logtext, &loglen);
+    log_set_stream(mem);
+    log_set_level(LOG_DETAIL);
+
+    faultproxy_set(fp, FAULTPROXY_SLOWDOWN, 1, 0);
+    struct order ord = {0};
+    struct order_item items[8];
+    char names[8][32];
+    struct storage_batch *b = storage_batch_new(s, 8);
+    for (int i = 0; i < 8; i++) {
+        snprintf(names[i], sizeof(names[i]), "retry/obj%d", i);
+        items[i] = (struct order_item){&ord, i};
+        assert_int_equal(
+            storage_batch_put(b, names[i], names[i], strlen(names[i]), order_done, &items[i]), 0);
+    }
+    int rc = storage_batch_wait(b);
+    storage_batch_free(b);
+    log_set_stream(NULL);
+    log_set_level(LOG_INFO);
+    fclose(mem);
+    if (rc < 0)
+        fail_msg("batch through one SlowDown: %s", err_message());
+    assert_int_equal(faultproxy_faults(fp), 1);
+    const char *retried = strstr(logtext, "retrying s3 PUT of \"pre/fix/retry/obj");
+    assert_non_null(retried);
+    int k = retried[strlen("retrying s3 PUT of \"pre/fix/retry/obj")] - '0';
+    assert_true(k >= 0 && k < 8);
+    assert_int_equal(ord.done_at[k], 7);
+    free(logtext);
+    storage_free(s);
+    faultproxy_stop(fp);
+}
+
 /* --- the shared driver suite, unchanged, against s3rver ----------------------------- */
 
 struct suite_ctx {
@@ -926,6 +1109,9 @@ int main(void)
         cmocka_unit_test(test_fault_reset_mid_upload),
         cmocka_unit_test(test_fault_hang_bounded),
         cmocka_unit_test(test_no_secrets_in_logs),
+        cmocka_unit_test(test_engine_shared_pool),
+        cmocka_unit_test(test_engine_nested_request),
+        cmocka_unit_test(test_engine_retry_does_not_block),
     };
     if (group_setup(NULL) != 0) {
         printf("1..1\nnot ok 1 - s3rver could not be started (see above)\n");

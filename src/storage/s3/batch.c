@@ -2,69 +2,14 @@
 #include "s3_int.h"
 
 #include "pgark/error.h"
-#include "pgark/hash.h"
 #include "pgark/log.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-
-struct put_item {
-    struct s3 *s;
-    struct http_parallel *par;
-    const struct storage_s3_object *obj;
-    char *key;
-    int attempt;
-    struct s3_req req;
-};
-
-static int put_done(void *ctx, int rc, struct http_response *resp);
-
-static void put_submit(struct put_item *it, int64_t delay_ms)
-{
-    struct s3_signed sg;
-    s3_sign(it->s, &it->req, &sg);
-    http_parallel_add(it->par, &sg.http, delay_ms, put_done, it);
-    s3_signed_free(&sg); /* the runner keeps its own copies */
-}
-
-static int put_done(void *ctx, int rc, struct http_response *resp)
-{
-    struct put_item *it = ctx;
-    struct s3 *s = it->s;
-    bool retry, slow;
-    rc = s3_judge(s, &it->req, rc, resp, &retry, &slow);
-    if (rc < 0 && retry && it->attempt < s->base.retries) {
-        it->attempt++;
-        log_detail("repository \"%s\": retrying s3 PUT of \"%s\" (retry %d of %d): %s",
-                   s->base.name, it->key, it->attempt, s->base.retries, err_message());
-        err_clear();
-        put_submit(it, s3_backoff_ms(s, it->attempt, slow));
-        return 0;
-    }
-    if (rc == 0) {
-        uint8_t d[MD5_LEN];
-        char hexbuf[2 * MD5_LEN + 1];
-        md5(it->obj->data ? it->obj->data : "", it->obj->len, d);
-        hex_encode(d, sizeof(d), hexbuf);
-        const char *e = resp->etag ? resp->etag : "";
-        size_t elen = strlen(e);
-        if (elen >= 2 && e[0] == '"')
-            e++, elen -= 2;
-        if (elen != 2 * MD5_LEN || strncasecmp(e, hexbuf, elen) != 0)
-            rc = err_set(ERR_INTEGRITY,
-                         "object \"%s\" stored in repository \"%s\" has ETag %s, expected the "
-                         "MD5 %s of the data sent",
-                         it->key, s->base.name, resp->etag ? resp->etag : "(none)", hexbuf);
-    }
-    return rc;
-}
 
 int storage_s3_put_many(struct storage *st, const struct storage_s3_object *objs, size_t n)
 {
     struct s3 *s = (struct s3 *)st;
-    struct http_parallel *par = http_parallel_new(&s->http, s->concurrency);
-    struct put_item *items = xcalloc(n ? n : 1, sizeof(*items));
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         if ((rc = storage_path_check(objs[i].path)) < 0)
@@ -75,24 +20,16 @@ int storage_s3_put_many(struct storage *st, const struct storage_s3_object *objs
             goto out;
         }
     }
-    for (size_t i = 0; i < n; i++) {
-        struct put_item *it = &items[i];
-        it->s = s;
-        it->par = par;
-        it->obj = &objs[i];
-        it->key = s3_key(s, objs[i].path);
-        it->req = (struct s3_req){
-            .method = "PUT", .key = it->key, .body = objs[i].data, .body_len = objs[i].len};
-        put_submit(it, 0);
-    }
-    rc = http_parallel_run(par);
+    struct storage_batch *b = storage_batch_new(st, s->concurrency);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = storage_batch_put(b, objs[i].path, objs[i].data, objs[i].len, NULL, NULL);
+    int wrc = storage_batch_wait(b);
+    if (rc == 0)
+        rc = wrc;
+    storage_batch_free(b);
 out:
     if (rc < 0)
         err_context("while writing %zu objects to repository \"%s\"", n, st->name);
-    http_parallel_free(par);
-    for (size_t i = 0; i < n; i++)
-        free(items[i].key);
-    free(items);
     return rc;
 }
 

@@ -7,32 +7,12 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 char *s3_key(struct s3 *s, const char *path)
 {
     return xasprintf("%s%s", s->prefix, path);
-}
-
-struct http_client *s3_client_get(struct s3 *s)
-{
-    struct http_client *c = NULL;
-    pthread_mutex_lock(&s->lock);
-    if (s->nidle)
-        c = s->idle[--s->nidle];
-    pthread_mutex_unlock(&s->lock);
-    return c ? c : http_client_new(&s->http);
-}
-
-void s3_client_put(struct s3 *s, struct http_client *c)
-{
-    pthread_mutex_lock(&s->lock);
-    if (s->nidle == s->cap_idle) {
-        s->cap_idle = s->cap_idle ? 2 * s->cap_idle : 4;
-        s->idle = xrealloc(s->idle, (size_t)s->cap_idle * sizeof(*s->idle));
-    }
-    s->idle[s->nidle++] = c;
-    pthread_mutex_unlock(&s->lock);
 }
 
 static void add_header(struct s3_signed *sg, const char *name, char *owned_value)
@@ -239,29 +219,92 @@ void s3_backoff(struct s3 *s, int attempt, bool slow_down)
         ;
 }
 
+/* Compare a single-part ETag ("<md5 hex>", quoted) with the MD5 of what was sent. */
+static int check_etag(struct s3 *s, const struct s3_req *r, const char *md5_hex, const char *etag)
+{
+    const char *e = etag ? etag : "";
+    size_t elen = strlen(e);
+    if (elen >= 2 && e[0] == '"' && e[elen - 1] == '"')
+        e++, elen -= 2;
+    if (elen != 2 * MD5_LEN || strncasecmp(e, md5_hex, elen) != 0)
+        return err_set(ERR_INTEGRITY,
+                       "object \"%s\" stored in repository \"%s\" has ETag %s, expected the "
+                       "MD5 %s of the data sent",
+                       r->key, s->base.name, etag ? etag : "(none)", md5_hex);
+    return 0;
+}
+
+/* Engine thread, before each attempt: move the request on, sign it now. */
+static int call_before(void *ctx, struct http_request *req, uint64_t received)
+{
+    struct s3_call *c = ctx;
+    struct s3_req *r = c->r;
+    int rc = 0;
+    if (r->before_attempt && (rc = r->before_attempt(r->attempt_ctx, r, received)) < 0)
+        return rc;
+    if (c->attempt > 0 && r->read && r->rewind && (rc = r->rewind(r->read_ctx)) < 0)
+        return rc;
+    s3_sign(c->s, r, &c->sg);
+    *req = c->sg.http;
+    req->sink = NULL; /* the engine hands the body to r->sink in the waiting thread */
+    req->sink_ctx = NULL;
+    return 0;
+}
+
+/* Engine thread, after each attempt: judge, check the ETag, or ask for a retry. */
+static int call_after(void *ctx, int rc, struct http_response *resp, int64_t *retry_ms)
+{
+    struct s3_call *c = ctx;
+    struct s3 *s = c->s;
+    bool retry, slow;
+    s3_signed_free(&c->sg);
+    rc = s3_judge(s, c->r, rc, resp, &retry, &slow);
+    if (rc == 0 && c->r->check_etag)
+        rc = check_etag(s, c->r, c->h.md5_hex, resp->etag);
+    if (rc < 0 && retry && c->attempt < s->base.retries) {
+        c->attempt++;
+        log_detail("repository \"%s\": retrying s3 %s of \"%s\" (retry %d of %d): %s", s->base.name,
+                   c->r->method, c->r->key ? c->r->key : s->bucket, c->attempt, s->base.retries,
+                   err_message());
+        *retry_ms = s3_backoff_ms(s, c->attempt, slow);
+    }
+    return rc;
+}
+
+void s3_call_init(struct s3_call *c, struct s3 *s, struct s3_req *r, struct http_call_spec *spec)
+{
+    memset(c, 0, sizeof(*c));
+    c->s = s;
+    c->r = r;
+    bool sends_body = strcmp(r->method, "PUT") == 0 || strcmp(r->method, "POST") == 0;
+    if (!r->sha256_hex && !r->read) {
+        if (sends_body && (r->body_len || r->check_etag)) {
+            /* once per request, here in the caller's thread: not per attempt, and not
+             * in the engine thread that every transfer of the process shares */
+            uint8_t d[SHA256_LEN];
+            sha256(r->body_len ? (const void *)r->body : "", r->body_len, d);
+            hex_encode(d, sizeof(d), c->h.sha256_hex);
+            uint8_t m[MD5_LEN];
+            md5(r->body_len ? (const void *)r->body : "", r->body_len, m);
+            hex_encode(m, sizeof(m), c->h.md5_hex);
+            base64_encode(m, sizeof(m), c->h.md5_b64);
+            r->sha256_hex = c->h.sha256_hex;
+            r->md5_b64 = c->h.md5_b64;
+        } else if (!r->body_len) {
+            r->sha256_hex = S3_EMPTY_SHA256;
+        }
+    }
+    *spec = (struct http_call_spec){.before = call_before,
+                                    .after = call_after,
+                                    .ctx = c,
+                                    .sink = r->sink,
+                                    .sink_ctx = r->sink_ctx};
+}
+
 int s3_request(struct s3 *s, struct s3_req *r, struct http_response *resp)
 {
-    struct http_client *c = s3_client_get(s);
-    int rc = 0;
-    for (int attempt = 0;; attempt++) {
-        if (r->before_attempt && (rc = r->before_attempt(r->attempt_ctx, r)) < 0)
-            break;
-        if (attempt > 0 && r->read && r->rewind && (rc = r->rewind(r->read_ctx)) < 0)
-            break;
-        struct s3_signed sg;
-        s3_sign(s, r, &sg);
-        rc = http_client_do(c, &sg.http, resp);
-        s3_signed_free(&sg);
-        bool retry, slow;
-        rc = s3_judge(s, r, rc, resp, &retry, &slow);
-        if (rc == 0 || !retry || attempt >= s->base.retries)
-            break;
-        log_detail("repository \"%s\": retrying s3 %s of \"%s\" (retry %d of %d): %s", s->base.name,
-                   r->method, r->key ? r->key : s->bucket, attempt + 1, s->base.retries,
-                   err_message());
-        err_clear();
-        s3_backoff(s, attempt + 1, slow);
-    }
-    s3_client_put(s, c);
-    return rc;
+    struct s3_call c;
+    struct http_call_spec spec;
+    s3_call_init(&c, s, r, &spec);
+    return http_engine_run(s->engine, &spec, resp);
 }

@@ -16,17 +16,12 @@ void s3_write_abort(struct storage_write *w);
 
 /* --- read --------------------------------------------------------------------- */
 
-struct read_state {
-    storage_sink_fn sink;
-    void *ctx;
-    uint64_t offset, length, delivered;
-    char range[64];
-};
-
-static int read_before_attempt(void *ctx, struct s3_req *r)
+/* Engine thread: ask for what is still missing (a retry resumes after the bytes the
+ * sink already has). */
+static int read_before_attempt(void *ctx, struct s3_req *r, uint64_t received)
 {
-    struct read_state *rs = ctx;
-    uint64_t start = rs->offset + rs->delivered;
+    struct s3_read_state *rs = ctx;
+    uint64_t start = rs->offset + received;
     if (start == 0 && rs->length == STORAGE_TO_END) {
         r->range = NULL;
     } else if (rs->length == STORAGE_TO_END) {
@@ -42,7 +37,7 @@ static int read_before_attempt(void *ctx, struct s3_req *r)
 
 static int read_sink(void *ctx, const uint8_t *data, size_t len)
 {
-    struct read_state *rs = ctx;
+    struct s3_read_state *rs = ctx;
     if (rs->length != STORAGE_TO_END && rs->delivered + len > rs->length)
         return err_set(ERR_PROTOCOL, "s3 server sent more than the requested range");
     rs->delivered += len;
@@ -116,58 +111,81 @@ static int size_after_short_read(struct storage *st, const char *path,
     return 0;
 }
 
+void s3_get_init(struct s3 *s, struct s3_transfer *g, const char *path, uint64_t offset,
+                 uint64_t length, storage_sink_fn sink, void *ctx, struct http_call_spec *spec)
+{
+    memset(g, 0, sizeof(*g));
+    g->rs = (struct s3_read_state){sink, ctx, offset, length, 0, ""};
+    g->path = xstrdup(path);
+    g->key = s3_key(s, path);
+    g->req = (struct s3_req){.method = "GET",
+                             .key = g->key,
+                             .sink = read_sink,
+                             .sink_ctx = &g->rs,
+                             .before_attempt = read_before_attempt,
+                             .attempt_ctx = &g->rs};
+    s3_call_init(&g->call, s, &g->req, spec);
+}
+
+/* Reading from exactly the end of an object to its end is an empty read. */
+int s3_get_end(struct s3 *s, struct s3_transfer *g, int rc, struct http_response *resp)
+{
+    struct s3_read_state *rs = &g->rs;
+    uint64_t start = rs->offset + rs->delivered;
+    uint64_t size;
+    if (rc < 0) {
+        /* A 416, or an answer whose Content-Range puts our start at or past the end
+         * (s3rver answers "bytes 0-0/0" for any range of an empty object), means the
+         * object is shorter than the range; anything else is the request's error. */
+        int64_t n = answered_size(resp);
+        if (resp->status != 416 && !(n >= 0 && start >= (uint64_t)n))
+            goto out;
+        if ((rc = size_after_short_read(&s->base, g->path, resp, &size)) < 0)
+            goto out;
+        err_clear();
+        if (rs->length == STORAGE_TO_END && start == size) {
+            rc = 0; /* reading from exactly the end to the end: an empty read */
+            goto out;
+        }
+        rc = truncated_error(s, g->key, rs->offset, rs->length, size);
+        goto out;
+    }
+    if (rs->length != STORAGE_TO_END && rs->delivered < rs->length) {
+        if ((rc = size_after_short_read(&s->base, g->path, resp, &size)) < 0)
+            goto out;
+        rc = truncated_error(s, g->key, rs->offset, rs->length, size);
+    }
+out:
+    free(g->path);
+    free(g->key);
+    return rc;
+}
+
 static int s3_read(struct storage *st, const char *path, uint64_t offset, uint64_t length,
                    storage_sink_fn sink, void *ctx)
 {
     struct s3 *s = (struct s3 *)st;
     struct http_response resp = {0};
-    struct read_state rs = {sink, ctx, offset, length, 0, ""};
-    char *key = s3_key(s, path);
     struct storage_info info;
-    uint64_t size;
     int rc;
 
     if (length == 0) {
         /* nothing to fetch: only check the object and the range */
         if ((rc = s3_info(st, path, &info)) < 0)
-            goto out;
-        if (offset > info.size)
+            return rc;
+        if (offset > info.size) {
+            char *key = s3_key(s, path);
             rc = truncated_error(s, key, offset, length, info.size);
-        goto out;
-    }
-    struct s3_req r = {.method = "GET",
-                       .key = key,
-                       .sink = read_sink,
-                       .sink_ctx = &rs,
-                       .before_attempt = read_before_attempt,
-                       .attempt_ctx = &rs};
-    rc = s3_request(s, &r, &resp);
-    uint64_t start = offset + rs.delivered;
-    if (rc < 0) {
-        /* A 416, or an answer whose Content-Range puts our start at or past the end
-         * (s3rver answers "bytes 0-0/0" for any range of an empty object), means the
-         * object is shorter than the range; anything else is the request's error. */
-        int64_t n = answered_size(&resp);
-        if (resp.status != 416 && !(n >= 0 && start >= (uint64_t)n))
-            goto out;
-        if ((rc = size_after_short_read(st, path, &resp, &size)) < 0)
-            goto out;
-        err_clear();
-        if (length == STORAGE_TO_END && start == size) {
-            rc = 0; /* reading from exactly the end to the end: an empty read */
-            goto out;
+            free(key);
         }
-        rc = truncated_error(s, key, offset, length, size);
-        goto out;
+        return rc;
     }
-    if (length != STORAGE_TO_END && rs.delivered < length) {
-        if ((rc = size_after_short_read(st, path, &resp, &size)) < 0)
-            goto out;
-        rc = truncated_error(s, key, offset, length, size);
-    }
-out:
+    struct s3_transfer g;
+    struct http_call_spec spec;
+    s3_get_init(s, &g, path, offset, length, sink, ctx, &spec);
+    rc = http_engine_run(s->engine, &spec, &resp);
+    rc = s3_get_end(s, &g, rc, &resp);
     http_response_free(&resp);
-    free(key);
     return rc;
 }
 
@@ -308,8 +326,7 @@ static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, v
         }
         for (size_t i = 0; i < count; i++) {
             if (rc == 0) {
-                struct storage_info info = {page[i].key + root_len, page[i].size,
-                                            page[i].mtime_us};
+                struct storage_info info = {page[i].key + root_len, page[i].size, page[i].mtime_us};
                 rc = fn(ctx, &info);
             }
             if (i + 1 == count && rc == 0) {
@@ -375,10 +392,7 @@ static void s3_free(struct storage *st)
     struct s3 *s = (struct s3 *)st;
     if (!s)
         return;
-    for (int i = 0; i < s->nidle; i++)
-        http_client_free(s->idle[i]);
-    free(s->idle);
-    pthread_mutex_destroy(&s->lock);
+    http_engine_free(s->engine);
     sigv4_release(&s->signer);
     if (s->session_token)
         secure_free(s->session_token, strlen(s->session_token));
@@ -404,6 +418,12 @@ static const struct storage_ops s3_ops = {
     .remove = s3_remove,
     .rename = NULL,
     .free = s3_free,
+    .async_new = s3_async_new,
+    .async_put = s3_async_put,
+    .async_get = s3_async_get,
+    .async_next = s3_async_next,
+    .async_cancel = s3_async_cancel,
+    .async_free = s3_async_free,
 };
 
 struct storage *storage_s3_new(const struct storage_s3_options *o)
@@ -473,7 +493,7 @@ struct storage *storage_s3_new(const struct storage_s3_options *o)
     s->http.low_speed_time_s = o->low_speed_time_s;
     sigv4_init(&s->signer, o->access_key_id, o->secret_access_key,
                o->region && *o->region ? o->region : "us-east-1", "s3");
-    pthread_mutex_init(&s->lock, NULL);
+    s->engine = http_engine_new(&s->http, s->concurrency);
     log_add_secret(o->secret_access_key);
     if (s->session_token)
         log_add_secret(s->session_token);

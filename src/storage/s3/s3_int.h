@@ -22,9 +22,7 @@ struct s3 {
     struct http_options http;
     char *ca_file;
     struct sigv4 signer;
-    pthread_mutex_t lock; /* guards the idle client pool */
-    struct http_client **idle;
-    int nidle, cap_idle;
+    struct http_engine *engine; /* every request of this handle, from any thread */
 };
 
 #define S3_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -45,11 +43,22 @@ struct s3_req {
     uint64_t read_len;
     const char *sha256_hex; /* required with read; computed for a memory body */
     const char *md5_b64;    /* Content-MD5; computed for a memory body (if non-empty) */
+    /* a 2xx answer's ETag must be the MD5 of the memory body sent (single PUTs) */
+    bool check_etag;
+    /* a 2xx body goes here, in the thread waiting for the request */
     http_sink_fn sink;
     void *sink_ctx;
-    /* called before every attempt (retries included), e.g. to move a Range on */
-    int (*before_attempt)(void *ctx, struct s3_req *req);
+    /* called in the engine thread before every attempt (retries included), with the
+     * body bytes already handed to the sink, e.g. to move a Range on */
+    int (*before_attempt)(void *ctx, struct s3_req *req, uint64_t received);
     void *attempt_ctx;
+};
+
+/* The hashes of a memory body, computed once per request (not per attempt). */
+struct s3_hashes {
+    char sha256_hex[2 * 32 + 1];
+    char md5_hex[2 * 16 + 1];
+    char md5_b64[25];
 };
 
 /* A request ready for http: URL, headers (Authorization included); freed by
@@ -62,12 +71,60 @@ struct s3_signed {
     size_t nheaders;
 };
 
+/* One request through the engine: signed just before each attempt, judged after it,
+ * retried with backoff. Lives until the request has ended. */
+struct s3_call {
+    struct s3 *s;
+    struct s3_req *r;
+    struct s3_signed sg; /* the attempt in flight */
+    int attempt;
+    struct s3_hashes h;
+};
+
 void s3_sign(struct s3 *s, const struct s3_req *r, struct s3_signed *out);
 void s3_signed_free(struct s3_signed *sg);
 
 /* Run r with retries. 0 on a 2xx answer (resp filled); else the error is set (kind
  * from the S3 <Code>) and resp holds the last answer. */
 int s3_request(struct s3 *s, struct s3_req *r, struct http_response *resp);
+
+/* Prepare c for r (both must live until the request ends): hashes a memory body now,
+ * in the calling thread, and points r at the hashes. Fills spec for http_group_start. */
+void s3_call_init(struct s3_call *c, struct s3 *s, struct s3_req *r, struct http_call_spec *spec);
+
+/* One object transfer (a GET of a range, or a single PUT) and what it needs to
+ * live until it ends, synchronous or in a batch. */
+struct s3_read_state {
+    storage_sink_fn sink;
+    void *ctx;
+    uint64_t offset, length, delivered;
+    char range[64];
+};
+
+struct s3_transfer {
+    struct s3_call call; /* first: the call's ctx is the transfer */
+    struct s3_req req;
+    struct s3_read_state rs;
+    char *path;
+    char *key;
+};
+
+/* A GET of [offset, offset+length) of path to sink (length > 0). */
+void s3_get_init(struct s3 *s, struct s3_transfer *t, const char *path, uint64_t offset,
+                 uint64_t length, storage_sink_fn sink, void *ctx, struct http_call_spec *spec);
+/* The outcome of that GET, from its request's rc and last answer: a short object is
+ * ERR_INTEGRITY. Releases what t holds. */
+int s3_get_end(struct s3 *s, struct s3_transfer *t, int rc, struct http_response *resp);
+
+/* Asynchronous transfers (storage_ops async_*). */
+struct storage_async *s3_async_new(struct storage *st);
+int s3_async_put(struct storage_async *a, const char *path, const void *data, size_t len,
+                 void *tag);
+int s3_async_get(struct storage_async *a, const char *path, uint64_t offset, uint64_t length,
+                 storage_sink_fn sink, void *ctx, void *tag);
+int s3_async_next(struct storage_async *a, void **tag, int *rc);
+void s3_async_cancel(struct storage_async *a);
+void s3_async_free(struct storage_async *a);
 
 /* Judge a finished exchange (rc from http, resp): 0 for a 2xx, else set the error
  * and return it; *retry says whether it is worth another attempt. */
@@ -77,9 +134,6 @@ int s3_judge(struct s3 *s, const struct s3_req *r, int rc, struct http_response 
 /* Sleep before attempt number `attempt` (1 = first retry). */
 void s3_backoff(struct s3 *s, int attempt, bool slow_down);
 int64_t s3_backoff_ms(struct s3 *s, int attempt, bool slow_down);
-
-struct http_client *s3_client_get(struct s3 *s);
-void s3_client_put(struct s3 *s, struct http_client *c);
 
 /* "prefix" + path; caller frees. */
 char *s3_key(struct s3 *s, const char *path);

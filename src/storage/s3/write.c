@@ -2,12 +2,10 @@
 #include "s3_int.h"
 
 #include "pgark/error.h"
-#include "pgark/hash.h"
 #include "pgark/log.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 struct s3_write {
     struct storage_write base;
@@ -45,27 +43,6 @@ static void write_free(struct s3_write *w)
     free(w->key);
     free(w->base.path);
     free(w);
-}
-
-/* Compare a single-part ETag ("<md5 hex>") with the MD5 of what was sent. */
-static int check_etag(struct s3 *s, const char *key, const char *etag, const uint8_t *data,
-                      size_t len)
-{
-    uint8_t d[MD5_LEN];
-    char hexbuf[2 * MD5_LEN + 1];
-    md5(data ? (const void *)data : "", data ? len : 0, d);
-    hex_encode(d, sizeof(d), hexbuf);
-    const char *e = etag ? etag : "";
-    size_t elen = strlen(e);
-    if (elen >= 2 && e[0] == '"' && e[elen - 1] == '"')
-        e++, elen -= 2;
-    if (elen != 2 * MD5_LEN || strncasecmp(e, hexbuf, elen) != 0) {
-        return err_set(ERR_INTEGRITY,
-                       "object \"%s\" stored in repository \"%s\" has ETag %s, expected the "
-                       "MD5 %s of the data sent",
-                       key, s->base.name, etag ? etag : "(none)", hexbuf);
-    }
-    return 0;
 }
 
 static int start_multipart(struct s3 *s, struct s3_write *w)
@@ -167,11 +144,12 @@ static void abort_multipart(struct s3 *s, struct s3_write *w)
 static int single_put(struct s3 *s, struct s3_write *w)
 {
     struct http_response resp = {0};
-    struct s3_req r = {
-        .method = "PUT", .key = w->key, .body = w->data.data, .body_len = w->data.len};
+    struct s3_req r = {.method = "PUT",
+                       .key = w->key,
+                       .body = w->data.data,
+                       .body_len = w->data.len,
+                       .check_etag = true};
     int rc = s3_request(s, &r, &resp);
-    if (rc == 0)
-        rc = check_etag(s, w->key, resp.etag, w->data.data, w->data.len);
     http_response_free(&resp);
     return rc;
 }

@@ -34,6 +34,7 @@ struct faultproxy {
     size_t after_bytes;
     int requests;
     int faults;
+    int connections;
     struct conn conns[FAULTPROXY_MAX_CONN];
 };
 
@@ -238,6 +239,9 @@ static void *accept_main(void *arg)
         int cfd = accept(p->listen_fd, NULL, NULL);
         if (cfd < 0)
             continue;
+        pthread_mutex_lock(&p->lock);
+        p->connections++;
+        pthread_mutex_unlock(&p->lock);
         struct conn *slot = NULL;
         for (int i = 0; i < FAULTPROXY_MAX_CONN && !slot; i++) {
             struct conn *c = &p->conns[i];
@@ -306,6 +310,14 @@ int faultproxy_requests(struct faultproxy *p)
 {
     pthread_mutex_lock(&p->lock);
     int n = p->requests;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+int faultproxy_connections(struct faultproxy *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int n = p->connections;
     pthread_mutex_unlock(&p->lock);
     return n;
 }

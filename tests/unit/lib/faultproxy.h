@@ -30,6 +30,8 @@ void faultproxy_set(struct faultproxy *p, enum faultproxy_mode mode, int count, 
 /* Requests seen (heads read) and faults injected since start. */
 int faultproxy_requests(struct faultproxy *p);
 int faultproxy_faults(struct faultproxy *p);
+/* Client connections accepted since start. */
+int faultproxy_connections(struct faultproxy *p);
 void faultproxy_stop(struct faultproxy *p);
 
 #endif

@@ -870,6 +870,213 @@ static void test_concurrent_writers(void **state)
     listing_free(&l);
 }
 
+/* --- many transfers from one thread (storage_batch) ------------------------------- */
+
+#define BATCH_N 24
+
+/* Outcome of each transfer, as its done callback saw it. */
+struct outcome {
+    int calls;
+    int rc;
+    char *error;
+    int keep; /* what done returns: 1 = rc as given, 0 = forgive */
+};
+
+static int record_done(void *ctx, int rc)
+{
+    struct outcome *o = ctx;
+    o->calls++;
+    o->rc = rc;
+    if (rc < 0 && !o->error)
+        o->error = err_format();
+    return o->keep ? rc : 0;
+}
+
+static void outcomes_free(struct outcome *o, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(o[i].error);
+}
+
+/* Sizes from empty to past a part (s3: 5 MiB parts in the tests; such a put is a
+ * multipart upload, run synchronously). */
+static size_t batch_size(int i)
+{
+    return i == 0 ? 0 : i == 1 ? 6 * 1024 * 1024 + 3 : (size_t)i * 7777;
+}
+
+static void test_batch_put_get(void **state)
+{
+    struct storage *s = *state;
+    uint8_t *data[BATCH_N];
+    char *paths[BATCH_N];
+    struct outcome put[BATCH_N] = {{0}}, get[BATCH_N] = {{0}};
+    struct verify v[BATCH_N];
+    struct storage_batch *b = storage_batch_new(s, 4);
+    for (int i = 0; i < BATCH_N; i++) {
+        paths[i] = xasprintf("batch/obj-%02d", i);
+        data[i] = gen(500 + (uint64_t)i, batch_size(i));
+        put[i].keep = 1;
+        CHECK(storage_batch_put(b, paths[i], data[i], batch_size(i), record_done, &put[i]));
+    }
+    CHECK(storage_batch_wait(b));
+    for (int i = 0; i < BATCH_N; i++) {
+        assert_int_equal(put[i].calls, 1);
+        assert_int_equal(put[i].rc, 0);
+        assert_content(s, paths[i], 500 + (uint64_t)i, batch_size(i));
+    }
+    /* whole objects, ranges and an empty range, into sinks, in the same batch */
+    for (int i = 0; i < BATCH_N; i++) {
+        uint64_t off = i % 3 == 1 ? batch_size(i) / 3 : 0;
+        uint64_t len = i % 3 == 0 ? STORAGE_TO_END : i % 3 == 1 ? batch_size(i) / 2 : 0;
+        verify_init(&v[i], 500 + (uint64_t)i, off);
+        get[i].keep = 1;
+        CHECK(storage_batch_get(b, paths[i], off, len, verify_sink, &v[i], record_done, &get[i]));
+    }
+    CHECK(storage_batch_wait(b));
+    for (int i = 0; i < BATCH_N; i++) {
+        uint64_t want = i % 3 == 0 ? batch_size(i) : i % 3 == 1 ? batch_size(i) / 2 : 0;
+        assert_int_equal(get[i].calls, 1);
+        assert_int_equal(get[i].rc, 0);
+        assert_int_equal(v[i].received, want);
+        assert_true(v[i].first_bad == UINT64_MAX);
+    }
+    storage_batch_free(b);
+    for (int i = 0; i < BATCH_N; i++) {
+        free(paths[i]);
+        free(data[i]);
+    }
+}
+
+/* A streamed write committed asynchronously: bytes in odd pieces, as a filter
+ * chain's output would come; an aborted one leaves nothing and reports nothing. */
+static void test_batch_streamed_write(void **state)
+{
+    struct storage *s = *state;
+    struct outcome o[3] = {{.keep = 1}, {.keep = 1}, {.keep = 1}};
+    const size_t lens[3] = {0, 3 * 1024 * 1024 + 5, 200001};
+    struct storage_batch *b = storage_batch_new(s, 2);
+    for (int k = 0; k < 3; k++) {
+        char path[32];
+        snprintf(path, sizeof(path), "bw/obj%d", k);
+        struct storage_write *w = storage_batch_write_open(
+            b, path, k == 2 ? STORAGE_TO_END : lens[k], record_done, &o[k]);
+        if (!w)
+            CHECK(err_code());
+        for (size_t done = 0; done < lens[k];) {
+            size_t n = lens[k] - done < 65537 ? lens[k] - done : 65537;
+            uint8_t *piece = xmalloc(n);
+            for (size_t i = 0; i < n; i++)
+                piece[i] = gen_byte(900 + (uint64_t)k, done + i);
+            int rc = storage_write_data(w, piece, n);
+            free(piece);
+            CHECK(rc);
+            done += n;
+        }
+        CHECK(storage_write_commit(w));
+    }
+    struct storage_write *w = storage_batch_write_open(b, "bw/aborted", 10, record_done, &o[0]);
+    assert_non_null(w);
+    CHECK(storage_write_data(w, "0123456789", 10));
+    storage_write_abort(w);
+    CHECK(storage_batch_wait(b));
+    storage_batch_free(b);
+    for (int k = 0; k < 3; k++) {
+        char path[32];
+        snprintf(path, sizeof(path), "bw/obj%d", k);
+        assert_int_equal(o[k].calls, 1);
+        assert_int_equal(o[k].rc, 0);
+        assert_content(s, path, 900 + (uint64_t)k, lens[k]);
+    }
+    assert_int_equal(storage_exists(s, "bw/aborted"), 0);
+}
+
+/* The first kept failure stops the batch and is reported once; a forgiven one is
+ * not; a bad path is refused at once without a done call. */
+static void test_batch_errors(void **state)
+{
+    struct storage *s = *state;
+    storage_suite_put(s, "be/here", "abc", 3);
+    struct outcome o[4] = {{0}};
+    struct verify v[4];
+    struct storage_batch *b = storage_batch_new(s, 3);
+
+    assert_storage_error(storage_batch_put(b, "../bad", "x", 1, record_done, &o[0]), ERR_USAGE,
+                         "invalid object path \"../bad\"");
+    assert_int_equal(o[0].calls, 0);
+    storage_batch_free(b);
+
+    b = storage_batch_new(s, 3);
+    verify_init(&v[0], 0, 0);
+    o[0].keep = 0; /* forgiven: the batch goes on */
+    CHECK(storage_batch_get(b, "be/missing", 0, STORAGE_TO_END, verify_sink, &v[0], record_done,
+                            &o[0]));
+    CHECK(storage_batch_wait(b));
+    assert_int_equal(o[0].calls, 1);
+    assert_int_equal(o[0].rc, -ERR_NOT_FOUND);
+    assert_non_null(strstr(o[0].error, "in repository"));
+    assert_false(err_is_set());
+
+    o[1].keep = 1;
+    CHECK(storage_batch_get(b, "be/missing", 0, STORAGE_TO_END, verify_sink, &v[1], record_done,
+                            &o[1]));
+    int rc = storage_batch_wait(b);
+    assert_storage_error(rc, ERR_NOT_FOUND, "be/missing");
+    assert_int_equal(o[1].calls, 1);
+    /* reported once: later calls give the code and leave the slot alone */
+    err_set(ERR_IO, "the caller's own error");
+    assert_int_equal(storage_batch_put(b, "be/later", "x", 1, record_done, &o[2]), -ERR_NOT_FOUND);
+    assert_int_equal(storage_batch_wait(b), -ERR_NOT_FOUND);
+    assert_string_equal(err_message(), "the caller's own error");
+    err_clear();
+    assert_int_equal(o[2].calls, 0);
+    storage_batch_free(b);
+    assert_int_equal(storage_exists(s, "be/later"), 0);
+    outcomes_free(o, 4);
+}
+
+static void test_batch_sink_error(void **state)
+{
+    struct storage *s = *state;
+    put_streamed(s, "bsink/obj", 12, 2 * 1024 * 1024);
+    struct outcome o = {.keep = 1};
+    size_t calls = 0;
+    struct storage_batch *b = storage_batch_new(s, 2);
+    CHECK(storage_batch_get(b, "bsink/obj", 0, STORAGE_TO_END, stop_sink, &calls, record_done, &o));
+    assert_storage_error(storage_batch_wait(b), ERR_CANCELED, "stopped by the sink");
+    assert_int_equal(o.calls, 1);
+    assert_int_equal(o.rc, -ERR_CANCELED);
+    assert_int_equal(calls, 1);
+    storage_batch_free(b);
+    outcomes_free(&o, 1);
+}
+
+/* Freeing a batch with transfers running: each done is still called once. */
+static void test_batch_free_running(void **state)
+{
+    struct storage *s = *state;
+    put_streamed(s, "bfree/obj", 13, 3 * 1024 * 1024);
+    struct outcome o[6] = {{0}};
+    struct verify v[6];
+    struct storage_batch *b = storage_batch_new(s, 6);
+    for (int i = 0; i < 6; i++) {
+        verify_init(&v[i], 13, 0);
+        o[i].keep = 1;
+        CHECK(storage_batch_get(b, "bfree/obj", 0, STORAGE_TO_END, verify_sink, &v[i], record_done,
+                                &o[i]));
+    }
+    err_set(ERR_IO, "kept across the free");
+    storage_batch_free(b);
+    assert_string_equal(err_message(), "kept across the free");
+    err_clear();
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(o[i].calls, 1);
+        assert_true(o[i].rc == 0 || o[i].rc == -ERR_CANCELED);
+        assert_true(v[i].first_bad == UINT64_MAX);
+    }
+    outcomes_free(o, 6);
+}
+
 #define SUITE_TEST(f)                                                                              \
     cmocka_unit_test_setup_teardown(f, storage_suite_setup, storage_suite_teardown)
 
@@ -894,6 +1101,11 @@ static const struct CMUnitTest shared_tests[] = {
     SUITE_TEST(test_special_names),
     SUITE_TEST(test_sink_error),
     SUITE_TEST(test_concurrent_writers),
+    SUITE_TEST(test_batch_put_get),
+    SUITE_TEST(test_batch_streamed_write),
+    SUITE_TEST(test_batch_errors),
+    SUITE_TEST(test_batch_sink_error),
+    SUITE_TEST(test_batch_free_running),
 };
 
 int storage_suite_run(const struct storage_suite_target *target, const struct CMUnitTest *extra,
