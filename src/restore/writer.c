@@ -48,9 +48,10 @@ struct wfile {
     uint8_t sha256[SHA256_LEN];
     uint8_t *chunks; /* n_chunks * 32 raw names */
     size_t n_chunks;
-    size_t pieces;      /* in all */
-    size_t pieces_left; /* not done yet (under lock): the last one frees the file */
-    size_t hash_next;   /* the piece whose turn it is to feed sha (under writer.lock) */
+    size_t pieces;           /* in all */
+    size_t pieces_left;      /* not done yet (under lock): the last one frees the file */
+    atomic_size_t hash_next; /* the piece whose turn it is to feed sha (moves under
+                                writer.lock) */
     struct sha256_ctx *sha;
     atomic_bool changed;
     pthread_mutex_t lock;
@@ -246,23 +247,24 @@ static bool piece_done(struct wfile *f)
     return last;
 }
 
-/* Feed the piece's verified bytes to the file's digest once the pieces before it have
- * fed theirs (pieces leave the queue in order, so the earliest piece in flight never
- * waits). True when this was the last piece of the file; false after a failure. */
+/* Feed the rest of the piece's verified bytes to the file's digest once the pieces
+ * before it have fed theirs (pieces leave the queue in order, so the earliest piece in
+ * flight never waits; it hashes its chunks as they come, see do_piece). True when this
+ * was the last piece of the file; false after a failure. */
 static bool hash_in_turn(struct writer *w, struct wfile *f, size_t piece, const uint8_t *data,
                          size_t len)
 {
     pthread_mutex_lock(&w->lock);
-    while (f->hash_next != piece && !atomic_load(&w->failed))
+    while (atomic_load(&f->hash_next) != piece && !atomic_load(&w->failed))
         pthread_cond_wait(&w->turn, &w->lock);
-    bool mine = f->hash_next == piece && !atomic_load(&w->failed);
+    bool mine = atomic_load(&f->hash_next) == piece && !atomic_load(&w->failed);
     pthread_mutex_unlock(&w->lock);
     if (!mine)
         return false;
     /* Only the piece in turn touches f->sha: no lock needed while hashing. */
     sha256_ctx_update(f->sha, data, len);
     pthread_mutex_lock(&w->lock);
-    f->hash_next++;
+    atomic_store(&f->hash_next, piece + 1);
     pthread_cond_broadcast(&w->turn);
     pthread_mutex_unlock(&w->lock);
     return piece + 1 == f->pieces;
@@ -299,7 +301,7 @@ static int do_piece(struct writer *w, struct job *j, uint8_t *buf)
 {
     struct wfile *f = j->f;
     uint64_t start = (uint64_t)j->first * w->chunk_size;
-    size_t filled = 0;
+    size_t filled = 0, hashed = 0;
     bool wrote = false;
     int rc = 0;
     for (size_t i = j->first; i < j->first + j->count && rc == 0; i++) {
@@ -317,6 +319,12 @@ static int do_piece(struct writer *w, struct job *j, uint8_t *buf)
         }
         filled += len;
         progress_add(w->progress, len);
+        /* The piece in turn hashes as it goes (the turn, once here, stays until this
+         * piece passes it on); the others wait for theirs with the bytes in buf. */
+        if (rc == 0 && atomic_load(&f->hash_next) == j->piece) {
+            sha256_ctx_update(f->sha, buf + hashed, filled - hashed);
+            hashed = filled;
+        }
     }
 #ifdef SYNC_FILE_RANGE_WRITE
     /* Start the writeback of the piece now, so that the fsync at the end of the file has
@@ -327,7 +335,8 @@ static int do_piece(struct writer *w, struct job *j, uint8_t *buf)
     (void)start;
     (void)wrote;
 #endif
-    if (rc == 0 && !atomic_load(&w->failed) && hash_in_turn(w, f, j->piece, buf, filled))
+    if (rc == 0 && !atomic_load(&w->failed) &&
+        hash_in_turn(w, f, j->piece, buf + hashed, filled - hashed))
         rc = file_finish(w, f);
     if (piece_done(f))
         wfile_free(f);
