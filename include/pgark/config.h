@@ -67,6 +67,8 @@ enum config_event {
 #define CONFIG_DEFAULT_S3_RETRIES 5
 #define CONFIG_DEFAULT_RPO_TARGET_MS (INT64_C(15) * 60 * 1000)
 #define CONFIG_DEFAULT_PARTIAL_UPLOAD_INTERVAL_MS (INT64_C(10) * 1000)
+#define CONFIG_DEFAULT_WAL_FETCH_READ_AHEAD 16
+#define CONFIG_MAX_WAL_FETCH_READ_AHEAD 256
 #define CONFIG_DEFAULT_CHUNK_SIZE (UINT64_C(1) << 20)
 #define CONFIG_MIN_CHUNK_SIZE (UINT64_C(64) << 10)
 #define CONFIG_MAX_CHUNK_SIZE (UINT64_C(64) << 20)
@@ -113,7 +115,8 @@ struct config_cluster {
     int64_t partial_upload_interval_ms; /* default 10s; 0 disables */
     struct config_retention retention;
     struct config_backup backup;
-    char *application_name; /* default "pgark_<name>" */
+    char *application_name;   /* default "pgark_<name>" */
+    int wal_fetch_read_ahead; /* segments wal-fetch keeps fetched ahead; default 16, 0 off */
 };
 
 struct config_notify {

@@ -198,7 +198,10 @@ int repo_chunk_put(struct repo *r, const char *name, const void *data, size_t le
 int repo_chunk_put_sized(struct repo *r, const char *name, const void *data, size_t len,
                          uint64_t *stored);
 /* Stream a chunk's plaintext to sink; verifies the envelope and that the content
- * still has this name (a chunk swapped for another is ERR_INTEGRITY). */
+ * still has this name (a chunk swapped for another is ERR_INTEGRITY), hashing it once:
+ * in a plain repository the envelope's verified SHA-256 is compared with the name; in
+ * an encrypted one (HMAC names) the name is authenticated with the object (AES-GCM
+ * with the path as associated data), and the HMAC is not recomputed. */
 int repo_chunk_get(struct repo *r, const char *name, storage_sink_fn sink, void *ctx);
 /* Every chunk name in the repository (one listing of chunks/). */
 typedef int (*repo_chunk_fn)(void *ctx, const char *name, uint64_t stored_size);

@@ -4,6 +4,7 @@
 #include "pgark/error.h"
 #include "pgark/mem.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <zstd.h>
 
@@ -120,10 +121,53 @@ out:
     return rc;
 }
 
+/* A decompression context is worth keeping: making one allocates its tables and
+ * window each time. Each thread keeps the last one it freed (reset) for its next
+ * decompressor; the thread's exit frees it. */
+static pthread_key_t spare_dctx;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static bool spare_ok;
+
+static void spare_free(void *p)
+{
+    ZSTD_freeDCtx(p);
+}
+
+static void spare_init(void)
+{
+    spare_ok = pthread_key_create(&spare_dctx, spare_free) == 0;
+}
+
+static ZSTD_DCtx *dctx_take(void)
+{
+    pthread_once(&spare_once, spare_init);
+    ZSTD_DCtx *d = spare_ok ? pthread_getspecific(spare_dctx) : NULL;
+    if (d) {
+        (void)pthread_setspecific(spare_dctx, NULL);
+        return d;
+    }
+    d = ZSTD_createDCtx();
+    if (!d)
+        abort(); /* zstd only fails here when out of memory */
+    if (ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, COMPRESS_ZSTD_MAX_WINDOW_LOG)))
+        abort();
+    return d;
+}
+
+static void dctx_give_back(ZSTD_DCtx *d)
+{
+    /* A session reset keeps the parameters (the window limit) and the memory. */
+    if (spare_ok && !pthread_getspecific(spare_dctx) &&
+        !ZSTD_isError(ZSTD_DCtx_reset(d, ZSTD_reset_session_only)) &&
+        pthread_setspecific(spare_dctx, d) == 0)
+        return;
+    ZSTD_freeDCtx(d);
+}
+
 static void zstd_dec_free(struct filter *f)
 {
     struct zstd_dec *z = (struct zstd_dec *)f;
-    ZSTD_freeDCtx(z->dctx);
+    dctx_give_back(z->dctx);
     free(z);
 }
 
@@ -134,11 +178,6 @@ struct filter *filter_zstd_decompress_new(void)
 {
     struct zstd_dec *z = xcalloc(1, sizeof(*z));
     z->base.ops = &zstd_dec_ops;
-    z->dctx = ZSTD_createDCtx();
-    if (!z->dctx)
-        abort();
-    if (ZSTD_isError(
-            ZSTD_DCtx_setParameter(z->dctx, ZSTD_d_windowLogMax, COMPRESS_ZSTD_MAX_WINDOW_LOG)))
-        abort();
+    z->dctx = dctx_take();
     return &z->base;
 }

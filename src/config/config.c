@@ -14,9 +14,8 @@
 
 #define CONFIG_FILE_MAX (4 * 1024 * 1024)
 
-static const char *const top_keys[] = {"spool",       "spool_max",  "log",
-                                       "repos",       "compression", "encryption",
-                                       "clusters",    "notify",     NULL};
+static const char *const top_keys[] = {"spool",      "spool_max", "log",    "repos", "compression",
+                                       "encryption", "clusters",  "notify", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const compression_keys[] = {"algorithm", "level", NULL};
 static const char *const encryption_keys[] = {"passphrase", "passphrase_file", NULL};
@@ -30,6 +29,7 @@ static const char *const cluster_keys[] = {"conninfo",
                                            "retention",
                                            "backup",
                                            "application_name",
+                                           "wal_fetch_read_ahead",
                                            NULL};
 static const char *const retention_keys[] = {"full", "window", NULL};
 static const char *const backup_keys[] = {"chunk_size", "checkpoint", NULL};
@@ -236,6 +236,7 @@ static int load_cluster(struct cfg_reader *r, yaml_node_t *key_node, const char 
     c->name = xstrdup(name);
     c->rpo_target_ms = CONFIG_DEFAULT_RPO_TARGET_MS;
     c->partial_upload_interval_ms = CONFIG_DEFAULT_PARTIAL_UPLOAD_INTERVAL_MS;
+    c->wal_fetch_read_ahead = CONFIG_DEFAULT_WAL_FETCH_READ_AHEAD;
     c->backup.chunk_size = CONFIG_DEFAULT_CHUNK_SIZE;
     c->backup.checkpoint = CONFIG_CHECKPOINT_FAST;
     default_slot(c);
@@ -263,7 +264,9 @@ static int load_cluster(struct cfg_reader *r, yaml_node_t *key_node, const char 
         (rc = cfg_get_duration(&m, "rpo_target", &c->rpo_target_ms)) != 0 ||
         (rc = cfg_get_duration(&m, "partial_upload_interval", &c->partial_upload_interval_ms)) !=
             0 ||
-        (rc = cfg_get_string(&m, "application_name", &c->application_name)) != 0)
+        (rc = cfg_get_string(&m, "application_name", &c->application_name)) != 0 ||
+        (rc = cfg_get_int(&m, "wal_fetch_read_ahead", 0, CONFIG_MAX_WAL_FETCH_READ_AHEAD,
+                          &c->wal_fetch_read_ahead)) != 0)
         goto out;
     if (c->rpo_target_ms <= 0) {
         rc = cfg_error(r, cfg_map_value(&m, "rpo_target"),

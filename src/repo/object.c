@@ -118,8 +118,8 @@ struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t 
     if (r->keyring) {
         size_t aad_len;
         uint8_t *aad = object_aad(header, path, &aad_len);
-        int rc = codec_add_encrypt(rw->chain, r->cipher, crypto_keyring_data_key(r->keyring),
-                                   nonce, aad, aad_len);
+        int rc = codec_add_encrypt(rw->chain, r->cipher, crypto_keyring_data_key(r->keyring), nonce,
+                                   aad, aad_len);
         free(aad);
         if (rc < 0)
             goto fail;
@@ -134,9 +134,9 @@ fail:
 int repo_writer_write(struct repo_writer *rw, const void *data, size_t len)
 {
     if (rw->written + len > rw->expect)
-        return err_set(ERR_RUNTIME, "object \"%s\": %llu bytes written, more than the %llu declared",
-                       rw->path, (unsigned long long)(rw->written + len),
-                       (unsigned long long)rw->expect);
+        return err_set(ERR_RUNTIME,
+                       "object \"%s\": %llu bytes written, more than the %llu declared", rw->path,
+                       (unsigned long long)(rw->written + len), (unsigned long long)rw->expect);
     rw->written += len;
     return filter_chain_write(rw->chain, data, len);
 }
@@ -189,8 +189,7 @@ int repo_put(struct repo *r, const char *path, const void *data, size_t len)
     return repo_put_sized(r, path, data, len, NULL);
 }
 
-int repo_put_sized(struct repo *r, const char *path, const void *data, size_t len,
-                   uint64_t *stored)
+int repo_put_sized(struct repo *r, const char *path, const void *data, size_t len, uint64_t *stored)
 {
     struct repo_writer *rw = repo_writer_open(r, path, len);
     if (!rw)
@@ -345,9 +344,8 @@ static int stored_sink(void *ctx, const uint8_t *data, size_t len)
     return rc < 0 ? object_context(rd) : 0;
 }
 
-/* Read and verify an object; plaintext to sink (may be NULL), digest to sha_out. */
-static int read_object(struct repo *r, const char *path, storage_sink_fn sink, void *ctx,
-                       uint8_t sha_out[SHA256_LEN], uint64_t *len_out)
+int repo_object_read(struct repo *r, const char *path, storage_sink_fn sink, void *ctx,
+                     uint8_t sha_out[SHA256_LEN], uint64_t *len_out)
 {
     struct reader rd;
     char *full = repo_full_path(r, path);
@@ -395,7 +393,7 @@ out:
 
 int repo_get(struct repo *r, const char *path, storage_sink_fn sink, void *ctx)
 {
-    return read_object(r, path, sink, ctx, NULL, NULL);
+    return repo_object_read(r, path, sink, ctx, NULL, NULL);
 }
 
 static int buf_sink(void *ctx, const uint8_t *data, size_t len)
@@ -407,7 +405,7 @@ static int buf_sink(void *ctx, const uint8_t *data, size_t len)
 int repo_get_all(struct repo *r, const char *path, uint8_t **data, size_t *len)
 {
     struct buf b = BUF_INIT;
-    int rc = read_object(r, path, buf_sink, &b, NULL, NULL);
+    int rc = repo_object_read(r, path, buf_sink, &b, NULL, NULL);
     if (rc < 0) {
         buf_free(&b);
         return rc;
@@ -419,5 +417,5 @@ int repo_get_all(struct repo *r, const char *path, uint8_t **data, size_t *len)
 
 int repo_object_digest(struct repo *r, const char *path, uint8_t sha[32], uint64_t *len)
 {
-    return read_object(r, path, NULL, NULL, sha, len);
+    return repo_object_read(r, path, NULL, NULL, sha, len);
 }

@@ -25,6 +25,12 @@ struct repo {
 /* Store ix as the time index of its segment (walindex.c). */
 int repo_wal_index_store(struct repo *r, const struct repo_wal_index *ix);
 
+/* Read and verify an object (header, authentication, length, the trailer's SHA-256 of
+ * the plaintext); plaintext to sink (may be NULL), the verified digest to sha_out and
+ * the length to len_out (either may be NULL). */
+int repo_object_read(struct repo *r, const char *path, storage_sink_fn sink, void *ctx,
+                     uint8_t sha_out[32], uint64_t *len_out);
+
 /* "<cluster>/<path>" (caller frees). */
 char *repo_full_path(const struct repo *r, const char *path);
 

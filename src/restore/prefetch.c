@@ -1,17 +1,27 @@
 /*
- * prefetch.c — wal-fetch's read-ahead: while the server replays segment N, the next
- * PREFETCH_DEPTH segments are already being fetched, in parallel, into a cache
- * directory beside DEST (pg_wal/.pgark-prefetch), so most calls only rename a file.
+ * prefetch.c — wal-fetch's read-ahead: a rolling window. While the server replays
+ * segment N, a background process keeps the `depth` segments after the last one served
+ * fetched, a few in parallel, into a cache directory beside DEST (pg_wal/.pgark-prefetch),
+ * so that the next restore_command call finds its segment there and only renames it.
+ * Each call records the segment it served (".want"); the read-ahead process watches
+ * that file and, as the window slides, starts the segments that entered it — it does
+ * not wait for a batch to finish.
  *
  * Rules that keep the cache honest and small:
  *  - a file appears under its segment name only once it is complete and verified
- *    (written under a temporary name, fsynced, renamed — walfetch_object);
+ *    (written under a temporary name, renamed — walfetch_object);
  *  - only complete archived segments are cached, never a padded .partial, which would
  *    go stale when the segment completes;
- *  - the cache holds at most the PREFETCH_DEPTH segments after the last one served
- *    (".want"); anything else — older, another timeline — is deleted;
- *  - one read-ahead process at a time (flock on ".lock"); at most one more waits for
- *    it (".waiter"), and picks up the newest ".want" when its turn comes.
+ *  - the cache holds at most the `depth` segments after the last one served, on its
+ *    timeline; anything else — older, another timeline — is deleted when the window
+ *    moves and when a segment is served;
+ *  - one read-ahead process at a time: it holds an flock on ".lock" for its life. A
+ *    wal-fetch call that finds the lock taken only updates ".want", which the running
+ *    process picks up. The process leaves after a while without a new ".want" (or when
+ *    the cache directory is gone); before it goes it drops the lock and looks at ".want"
+ *    once more, so a call that found the lock taken just then is not left unserved.
+ * Nothing here is fsynced: PostgreSQL copies or keeps what restore_command hands it and
+ * asks again after a crash, so a cached copy lost in a crash only costs a fetch.
  * The read-ahead process is detached (setsid, its own fds closed), so the server's
  * restore_command returns at once and a server shutdown does not wait for it.
  */
@@ -23,33 +33,22 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PREFETCH_THREADS 4
+#define PREFETCH_POLL_MS 10   /* how often an idle read-ahead looks at ".want" */
+#define PREFETCH_IDLE_MS 5000 /* and leaves after this long without a new one */
 
-static void fsync_dir_of(const char *path)
-{
-    char *copy = xstrdup(path);
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(copy);
-}
-
-/* Delete cached segments outside (want, want + depth] of timeline want_tli; with
- * segno_known false, everything of another timeline or not after want_name. */
-static void prune_cache(const char *cache_dir, const char *want_name, uint64_t last_keep_cmp_len,
-                        const char *last_keep)
+/* Delete cached segments that are not in (first, last] of first's timeline (last NULL:
+ * no upper bound). */
+static void prune_cache(const char *cache_dir, const char *first, const char *last)
 {
     DIR *d = opendir(cache_dir);
     if (!d)
@@ -58,8 +57,8 @@ static void prune_cache(const char *cache_dir, const char *want_name, uint64_t l
     while ((de = readdir(d)) != NULL) {
         if (!wal_is_segment_name(de->d_name))
             continue;
-        bool stale = strncmp(de->d_name, want_name, 8) != 0 || strcmp(de->d_name, want_name) <= 0 ||
-                     (last_keep && strncmp(de->d_name, last_keep, last_keep_cmp_len) > 0);
+        bool stale = strncmp(de->d_name, first, 8) != 0 || strcmp(de->d_name, first) <= 0 ||
+                     (last && strcmp(de->d_name, last) > 0);
         if (stale) {
             char *p = xasprintf("%s/%s", cache_dir, de->d_name);
             unlink(p);
@@ -72,14 +71,10 @@ static void prune_cache(const char *cache_dir, const char *want_name, uint64_t l
 int prefetch_consume(const char *cache_dir, const char *name, const char *dest)
 {
     char *cached = xasprintf("%s/%s", cache_dir, name);
-    int served = 0;
-    if (rename(cached, dest) == 0) {
-        fsync_dir_of(dest);
-        served = 1;
-    }
+    int served = rename(cached, dest) == 0;
     free(cached);
     /* Whatever is not after this segment on this timeline will not be asked for. */
-    prune_cache(cache_dir, name, 0, NULL);
+    prune_cache(cache_dir, name, NULL);
     return served;
 }
 
@@ -122,44 +117,117 @@ static void write_want(const char *cache_dir, timeline_t tli, uint64_t segno)
     free(path);
 }
 
-struct job {
+struct window {
     struct repo_set *set;
     const char *cache_dir;
     uint64_t seg_size;
-    timeline_t tli;
-    uint64_t *segnos;
-    size_t n, next;
-    bool stop;
+    unsigned depth;
     pthread_mutex_t lock;
+    pthread_cond_t moved; /* the window moved or a fetch ended */
+    struct want want;     /* the last ".want" seen */
+    bool have_want;
+    uint64_t next; /* the next segment to start */
+    uint64_t end;  /* not in the archive when last asked (UINT64_MAX: unknown) */
+    int busy;      /* fetches in flight */
+    int64_t idle_since_ms;
+    bool stop;
 };
 
-static void *fetch_thread(void *arg)
+static int64_t now_ms(void)
 {
-    struct job *j = arg;
-    for (;;) {
-        pthread_mutex_lock(&j->lock);
-        if (j->stop || j->next >= j->n) {
-            pthread_mutex_unlock(&j->lock);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool cached(const struct window *w, uint64_t segno)
+{
+    char name[WAL_NAME_BUFLEN];
+    wal_segment_name(w->want.tli, segno, w->seg_size, name);
+    char *p = xasprintf("%s/%s", w->cache_dir, name);
+    bool there = access(p, F_OK) == 0;
+    free(p);
+    return there;
+}
+
+/* Look at ".want" (under w->lock): slide the window, prune what fell out of it. False
+ * when the cache is gone. */
+static bool refresh(struct window *w)
+{
+    struct want now;
+    if (!read_want(w->cache_dir, &now))
+        return false;
+    if (w->have_want && now.tli == w->want.tli && now.segno == w->want.segno)
+        return true;
+    bool new_tli = !w->have_want || now.tli != w->want.tli;
+    w->want = now;
+    w->have_want = true;
+    w->idle_since_ms = now_ms();
+    /* The archive may have grown since a segment was missing: ask again. */
+    w->end = UINT64_MAX;
+    if (new_tli || w->next <= now.segno)
+        w->next = now.segno + 1;
+    char first[WAL_NAME_BUFLEN], last[WAL_NAME_BUFLEN];
+    wal_segment_name(now.tli, now.segno, w->seg_size, first);
+    wal_segment_name(now.tli, now.segno + w->depth, w->seg_size, last);
+    prune_cache(w->cache_dir, first, last);
+    pthread_cond_broadcast(&w->moved);
+    return true;
+}
+
+static void *window_thread(void *arg)
+{
+    struct window *w = arg;
+    pthread_mutex_lock(&w->lock);
+    while (!w->stop) {
+        if (!refresh(w)) {
+            w->stop = true;
             break;
         }
-        uint64_t segno = j->segnos[j->next++];
-        pthread_mutex_unlock(&j->lock);
-        char name[WAL_NAME_BUFLEN], path[96], what[64];
-        wal_segment_name(j->tli, segno, j->seg_size, name);
-        repo_wal_path(j->tli, name, false, path, sizeof(path));
-        snprintf(what, sizeof(what), "segment %s", name);
-        char *dest = xasprintf("%s/%s", j->cache_dir, name);
-        int rc = walfetch_object(j->set, path, dest, j->seg_size, false, what);
-        free(dest);
-        err_clear();
-        if (rc <= 0) {
-            /* The end of the archive (or a damaged copy, which the server's own request
-             * will report): nothing further to read ahead. */
-            pthread_mutex_lock(&j->lock);
-            j->stop = true;
-            pthread_mutex_unlock(&j->lock);
+        if (w->next <= w->want.segno + w->depth && w->next < w->end) {
+            uint64_t segno = w->next++;
+            if (cached(w, segno))
+                continue;
+            timeline_t tli = w->want.tli;
+            w->busy++;
+            pthread_mutex_unlock(&w->lock);
+
+            char name[WAL_NAME_BUFLEN], path[96], what[64];
+            wal_segment_name(tli, segno, w->seg_size, name);
+            repo_wal_path(tli, name, false, path, sizeof(path));
+            snprintf(what, sizeof(what), "segment %s", name);
+            char *dest = xasprintf("%s/%s", w->cache_dir, name);
+            int rc = walfetch_object(w->set, path, dest, w->seg_size, false, what);
+            free(dest);
+            err_clear();
+
+            pthread_mutex_lock(&w->lock);
+            w->busy--;
+            /* Not there (the end of the archive), or damaged everywhere (the server's
+             * own request will report it): nothing at or past it until the window
+             * moves. */
+            if (rc <= 0 && tli == w->want.tli && segno < w->end)
+                w->end = segno;
+            w->idle_since_ms = now_ms();
+            pthread_cond_broadcast(&w->moved);
+            continue;
         }
+        /* Nothing to start: wait for the server to move on, or leave when it does not. */
+        if (w->busy == 0 && now_ms() - w->idle_since_ms > PREFETCH_IDLE_MS) {
+            w->stop = true;
+            break;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += PREFETCH_POLL_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        (void)pthread_cond_timedwait(&w->moved, &w->lock, &until);
     }
+    pthread_cond_broadcast(&w->moved);
+    pthread_mutex_unlock(&w->lock);
     return NULL;
 }
 
@@ -179,93 +247,98 @@ static void remove_temps(const char *cache_dir)
     closedir(d);
 }
 
-static void read_ahead(struct repo_set *set, const char *cache_dir, uint64_t seg_size)
+/* Run the window until it goes idle; the last ".want" seen goes to *seen. */
+static void read_ahead(struct repo_set *set, const char *cache_dir, uint64_t seg_size,
+                       unsigned depth, struct want *seen, bool *have_seen)
 {
-    /* Open every repo before threads share them. */
-    for (size_t i = 0; i < set->n; i++) {
-        if (!repo_set_get(set, i))
-            err_clear();
-    }
+    struct window w = {.set = set,
+                       .cache_dir = cache_dir,
+                       .seg_size = seg_size,
+                       .depth = depth,
+                       .end = UINT64_MAX,
+                       .idle_since_ms = now_ms()};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.moved, NULL);
     remove_temps(cache_dir);
-    for (int round = 0; round < 100000; round++) {
-        struct want w;
-        if (!read_want(cache_dir, &w))
-            return;
-        char first[WAL_NAME_BUFLEN], last[WAL_NAME_BUFLEN];
-        wal_segment_name(w.tli, w.segno, seg_size, first);
-        wal_segment_name(w.tli, w.segno + PREFETCH_DEPTH, seg_size, last);
-        prune_cache(cache_dir, first, WAL_NAME_LEN, last);
-        uint64_t segnos[PREFETCH_DEPTH];
-        size_t n = 0;
-        for (uint64_t s = w.segno + 1; s <= w.segno + PREFETCH_DEPTH; s++) {
-            char name[WAL_NAME_BUFLEN];
-            wal_segment_name(w.tli, s, seg_size, name);
-            char *p = xasprintf("%s/%s", cache_dir, name);
-            if (access(p, F_OK) != 0)
-                segnos[n++] = s;
-            free(p);
-        }
-        if (n == 0)
-            return;
-        struct job j = {
-            set, cache_dir, seg_size, w.tli, segnos, n, 0, false, PTHREAD_MUTEX_INITIALIZER};
-        pthread_t th[PREFETCH_THREADS];
-        int started = 0;
-        for (int i = 0; i < PREFETCH_THREADS && (size_t)i < n; i++) {
-            if (pthread_create(&th[started], NULL, fetch_thread, &j) == 0)
-                started++;
-        }
-        if (!started)
-            fetch_thread(&j);
-        for (int i = 0; i < started; i++)
-            pthread_join(th[i], NULL);
-        if (j.stop)
-            return;
+    int n = depth < PREFETCH_THREADS ? (int)depth : PREFETCH_THREADS;
+    pthread_t th[PREFETCH_THREADS];
+    int started = 0;
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&th[started], NULL, window_thread, &w) == 0)
+            started++;
     }
+    if (!started)
+        window_thread(&w);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    *seen = w.want;
+    *have_seen = w.have_want;
+    pthread_cond_destroy(&w.moved);
+    pthread_mutex_destroy(&w.lock);
+}
+
+static bool take_lock(int fd)
+{
+    return flock(fd, LOCK_EX | LOCK_NB) == 0;
 }
 
 void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli, uint64_t segno,
-                    uint64_t seg_size)
+                    uint64_t seg_size, unsigned depth)
 {
-    if (mkdir(cache_dir, 0700) < 0 && errno != EEXIST)
+    if (depth == 0 || (mkdir(cache_dir, 0700) < 0 && errno != EEXIST))
         return;
     write_want(cache_dir, tli, segno);
+    /* A read-ahead that runs will see the new ".want": nothing more to do. */
+    char *lock_path = xasprintf("%s/.lock", cache_dir);
+    int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    free(lock_path);
+    if (lock < 0)
+        return;
+    if (!take_lock(lock)) {
+        close(lock);
+        return;
+    }
     pid_t pid = fork();
-    if (pid != 0)
-        return; /* the parent (or a failed fork: no read-ahead, no harm) */
+    if (pid != 0) {
+        /* The parent: the child's copy of the descriptor keeps the lock (or, when the
+         * fork failed, closing it releases the lock: no read-ahead, no harm). */
+        close(lock);
+        return;
+    }
 
     /* The child: detach from the server's process group and descriptors. */
     setsid();
-    struct rlimit rl;
-    int maxfd =
-        getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
-    for (int fd = 0; fd < maxfd; fd++)
+    for (int fd = 0; fd < lock; fd++)
         close(fd);
+    if (close_range((unsigned)lock + 1, ~0u, 0) < 0) {
+        for (int fd = lock + 1; fd < 1024; fd++)
+            close(fd);
+    }
     int devnull = open("/dev/null", O_RDWR);
     if (devnull >= 0) {
         dup2(devnull, 1);
         dup2(devnull, 2);
     }
-    /* Handles opened by the parent lost their descriptors: open afresh. */
+    /* Handles opened by the parent lost their descriptors: open afresh, before threads
+     * share them. */
     struct repo_set fresh = *set;
     fresh.storage = xcalloc(set->n ? set->n : 1, sizeof(*fresh.storage));
     fresh.repo = xcalloc(set->n ? set->n : 1, sizeof(*fresh.repo));
-
-    char *lock_path = xasprintf("%s/.lock", cache_dir);
-    char *waiter_path = xasprintf("%s/.waiter", cache_dir);
-    int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    int waiter = -1;
-    if (lock < 0)
-        _exit(0);
-    if (flock(lock, LOCK_EX | LOCK_NB) < 0) {
-        waiter = open(waiter_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (waiter < 0 || flock(waiter, LOCK_EX | LOCK_NB) < 0)
-            _exit(0); /* one is running and one is waiting already */
-        if (flock(lock, LOCK_EX) < 0)
-            _exit(0);
-        close(waiter); /* releases .waiter for the next one */
+    for (size_t i = 0; i < fresh.n; i++) {
+        if (!repo_set_get(&fresh, i))
+            err_clear();
     }
-    read_ahead(&fresh, cache_dir, seg_size);
+    for (;;) {
+        struct want seen, now;
+        bool have_seen = false;
+        read_ahead(&fresh, cache_dir, seg_size, depth, &seen, &have_seen);
+        /* Idle: let go, then look once more — a call may have found the lock taken
+         * after our last look at ".want". */
+        flock(lock, LOCK_UN);
+        if (!read_want(cache_dir, &now) ||
+            (have_seen && now.tli == seen.tli && now.segno == seen.segno) || !take_lock(lock))
+            break;
+    }
     repo_set_free(&fresh);
     _exit(0);
 }

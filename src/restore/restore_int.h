@@ -107,6 +107,7 @@ struct writer_options {
     const char *const *ts_dir;
     size_t n_ts;
     struct path_set *seen; /* when not NULL, every manifest path is added */
+    uint64_t piece_bytes;  /* work unit per thread; 0: the default (tests use small ones) */
 };
 
 struct writer_stats {
@@ -132,18 +133,20 @@ int restore_start(const struct start_options *o);
 /* --- wal-fetch's read-ahead cache (prefetch.c) --------------------------------------- */
 
 #define PREFETCH_DIR ".pgark-prefetch"
-#define PREFETCH_DEPTH 8
 
 /* Move a cached, verified copy of name into dest (in cache_dir's parent). 1 when served,
  * 0 when not cached. Removes cached files the server has gone past. */
 int prefetch_consume(const char *cache_dir, const char *name, const char *dest);
-/* Start a detached process that fetches the segments after `name` into cache_dir. */
+/* Record that segment `segno` was served and make sure a detached read-ahead process
+ * keeps the `depth` segments after it in cache_dir (starts one unless one runs; none
+ * when depth is 0). */
 void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli, uint64_t segno,
-                    uint64_t seg_size);
+                    uint64_t seg_size, unsigned depth);
 /* Fetch one WAL object of any repo (posix first) into dest atomically (temp name in
- * dest's directory, fsync, rename). With seg_size non-zero the object must be a whole
- * segment, or with pad at most one, zero-padded to seg_size. 1 found, 0 not found in
- * any repo, negative when a copy was damaged and no repo had a good one. */
+ * dest's directory, renamed; not fsynced: the server asks again after a crash). With
+ * seg_size non-zero the object must be a whole segment, or with pad at most one,
+ * zero-padded to seg_size. 1 found, 0 not found in any repo, negative when a copy was
+ * damaged and no repo had a good one. */
 int walfetch_object(struct repo_set *set, const char *path, const char *dest, uint64_t seg_size,
                     bool pad, const char *what);
 

@@ -3,9 +3,10 @@
  *
  * The server runs it from the data directory for every file it wants and treats exit
  * 0 as "delivered", 1 as "not available" (PROTOCOL.md §3.1). So DEST appears only
- * complete and verified: written under a temporary name in DEST's directory, fsynced,
- * renamed. Repositories are tried local tier first; a damaged copy in one is reported
- * and the next one tried. The last segment of the newest timeline exists only as the
+ * complete and verified: written under a temporary name in DEST's directory, renamed.
+ * It is not fsynced: the server copies or keeps (and syncs) what it is handed, and
+ * after a crash it asks again. Repositories are tried local tier first; a damaged copy in one is
+ * reported and the next one tried. The last segment of the newest timeline exists only as the
  * receiver's .partial until it completes: it is served zero-padded to the segment
  * size, so that a restore replays up to the last commit the receiver got (the zeros
  * read as the end of WAL). After a segment is served, a detached process reads the
@@ -100,20 +101,11 @@ static int fetch_from(struct repo *r, const char *path, const char *dest, uint64
             goto out;
         }
     }
-    if (fsync(s.fd) < 0) {
-        rc = err_set_errno(ERR_IO, errno, "could not fsync \"%s\"", tmp);
-        goto out;
-    }
     close(s.fd);
     s.fd = -1;
     if (rename(tmp, dest) < 0) {
         rc = err_set_errno(ERR_IO, errno, "could not rename \"%s\" to \"%s\"", tmp, dest);
         goto out;
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
     }
     rc = 1;
 out:
@@ -212,7 +204,7 @@ static uint64_t seg_size_from_file(const char *path)
 }
 
 static int fetch_segment(struct repo_set *set, const char *name, const char *dest,
-                         const char *cache_dir)
+                         const char *cache_dir, unsigned depth)
 {
     uint64_t seg_size = 0;
     timeline_t tli;
@@ -222,7 +214,7 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
     if (prefetch_consume(cache_dir, name, dest) > 0) {
         seg_size = seg_size_from_file(dest);
         if (seg_size && wal_segment_parse(name, seg_size, &tli, &segno) == 0)
-            prefetch_spawn(set, cache_dir, tli, segno, seg_size);
+            prefetch_spawn(set, cache_dir, tli, segno, seg_size, depth);
         err_clear();
         log_detail("restored segment %s from the read-ahead cache", name);
         return 0;
@@ -243,7 +235,7 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
     if (rc < 0)
         return 1;
     if (rc > 0) {
-        prefetch_spawn(set, cache_dir, tli, segno, seg_size);
+        prefetch_spawn(set, cache_dir, tli, segno, seg_size, depth);
         return 0;
     }
     /* Not archived complete: the receiver's partial copy, if this is the newest
@@ -290,7 +282,7 @@ int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
     if (segment) {
         char *dir = dir_of(dest);
         char *cache = xasprintf("%s/%s", dir, PREFETCH_DIR);
-        rc = fetch_segment(&set, name, dest, cache);
+        rc = fetch_segment(&set, name, dest, cache, (unsigned)cl->wal_fetch_read_ahead);
         free(cache);
         free(dir);
     } else {

@@ -3,13 +3,17 @@
  *
  * The manifest is read as a stream; each regular file is cut into pieces of a few
  * chunks that a pool of threads downloads in parallel (repo_chunk_get verifies every
- * chunk's envelope and that its content still has its name), writes with pwrite at the
- * chunk's offset, and — once the last piece of a file is done — checks the SHA-256 of
- * the whole file against the manifest, fsyncs it and sets its mode and mtime. With
- * delta, a chunk whose bytes on disk already have the chunk's name is kept, so only
- * what changed is fetched and written. Directories get their mode and mtime last, and
- * are fsynced. The first failure stops every thread and is reported with the file and
- * the repository; memory is bounded by the queue, whatever the size of the backup.
+ * chunk's envelope and that its content still has its name) into a buffer the size of a
+ * piece, and writes with pwrite at the chunk's offset. The SHA-256 of the whole file is
+ * computed from those verified bytes as they go by: a finished piece waits for its turn
+ * (the pieces before it hashed) and feeds its buffer to the file's digest, so nothing is
+ * read back from disk and no byte is hashed twice for the file. Once the last piece is
+ * hashed the digest is checked against the manifest, the file fsynced (its writeback
+ * was started piece by piece) and its mode and mtime set. With delta, a chunk whose
+ * bytes on disk already have the chunk's name is kept, so only what changed is fetched
+ * and written. Directories get their mode and mtime last, and are fsynced. The first
+ * failure stops every thread and is reported with the file and the repository; memory
+ * is bounded by the queue and the piece buffers, whatever the size of the backup.
  */
 #include "restore_int.h"
 
@@ -31,7 +35,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define PIECE_BYTES (8u << 20) /* work unit: this many bytes of a file */
+#define PIECE_BYTES (8u << 20)     /* work unit: at most this many bytes of a file */
+#define PIECE_BUDGET (64ull << 20) /* all threads' piece buffers together */
 #define QUEUE_PER_THREAD 4
 
 struct wfile {
@@ -43,14 +48,18 @@ struct wfile {
     uint8_t sha256[SHA256_LEN];
     uint8_t *chunks; /* n_chunks * 32 raw names */
     size_t n_chunks;
-    size_t pieces_left;
-    bool single; /* one piece: hashed as it is written */
+    size_t pieces;           /* in all */
+    size_t pieces_left;      /* not done yet (under lock): the last one frees the file */
+    atomic_size_t hash_next; /* the piece whose turn it is to feed sha (moves under
+                                writer.lock) */
+    struct sha256_ctx *sha;
     atomic_bool changed;
     pthread_mutex_t lock;
 };
 
 struct job {
     struct wfile *f;
+    size_t piece;
     size_t first, count;
 };
 
@@ -66,8 +75,11 @@ struct writer {
     int root_fd;
     struct progress *progress;
 
+    size_t per_piece; /* chunks in a piece */
+
     pthread_mutex_t lock;
     pthread_cond_t not_empty, not_full;
+    pthread_cond_t turn; /* a file's hash_next moved, or a failure */
     struct job *queue;
     size_t qcap, qhead, qlen;
     bool closing;
@@ -97,6 +109,7 @@ static void fail_from_slot(struct writer *w)
     atomic_store(&w->failed, true);
     pthread_cond_broadcast(&w->not_full);
     pthread_cond_broadcast(&w->not_empty);
+    pthread_cond_broadcast(&w->turn);
     pthread_mutex_unlock(&w->lock);
     err_clear();
 }
@@ -182,39 +195,13 @@ static ssize_t pread_full(int fd, uint8_t *data, size_t len, uint64_t off)
     return (ssize_t)got;
 }
 
-static int file_digest(int fd, uint64_t size, uint8_t *buf, size_t cap, uint8_t out[SHA256_LEN])
-{
-    struct sha256_ctx *c = sha256_ctx_new();
-    uint64_t off = 0;
-    int rc = 0;
-    while (off < size) {
-        size_t want = size - off < cap ? (size_t)(size - off) : cap;
-        ssize_t n = pread_full(fd, buf, want, off);
-        if (n != (ssize_t)want) {
-            rc = -1;
-            break;
-        }
-        sha256_ctx_update(c, buf, want);
-        off += want;
-    }
-    sha256_ctx_final(c, out);
-    sha256_ctx_free(c);
-    return rc;
-}
-
-/* All pieces written: check the whole file, make it durable, set mode and mtime. */
-static int file_finish(struct writer *w, struct wfile *f, struct sha256_ctx *inline_sha,
-                       struct chunk_buf *buf)
+/* Every piece hashed: check the whole file, make it durable, set mode and mtime. */
+static int file_finish(struct writer *w, struct wfile *f)
 {
     uint8_t got[SHA256_LEN];
     char *shown = xasprintf("%s/%s", w->o->pgdata, f->path);
     int rc = 0;
-    if (inline_sha) {
-        sha256_ctx_final(inline_sha, got);
-    } else if (file_digest(f->fd, f->size, buf->data, buf->cap, got) < 0) {
-        rc = err_set_errno(ERR_IO, errno, "could not read back \"%s\"", shown);
-        goto out;
-    }
+    sha256_ctx_final(f->sha, got);
     if (memcmp(got, f->sha256, SHA256_LEN) != 0) {
         rc = err_set(ERR_INTEGRITY,
                      "file \"%s\" restored from repository \"%s\" does not match the SHA-256 "
@@ -244,72 +231,114 @@ static void wfile_free(struct wfile *f)
     if (f->fd >= 0)
         close(f->fd);
     pthread_mutex_destroy(&f->lock);
+    sha256_ctx_free(f->sha);
     free(f->path);
     free(f->chunks);
     free(f);
 }
 
-static int do_piece(struct writer *w, struct job *j, struct chunk_buf *buf, uint8_t *old)
+/* One piece of f is done with (or dropped): true when it was the last, and f is to be
+ * freed by the caller. */
+static bool piece_done(struct wfile *f)
+{
+    pthread_mutex_lock(&f->lock);
+    bool last = --f->pieces_left == 0;
+    pthread_mutex_unlock(&f->lock);
+    return last;
+}
+
+/* Feed the rest of the piece's verified bytes to the file's digest once the pieces
+ * before it have fed theirs (pieces leave the queue in order, so the earliest piece in
+ * flight never waits; it hashes its chunks as they come, see do_piece). True when this
+ * was the last piece of the file; false after a failure. */
+static bool hash_in_turn(struct writer *w, struct wfile *f, size_t piece, const uint8_t *data,
+                         size_t len)
+{
+    pthread_mutex_lock(&w->lock);
+    while (atomic_load(&f->hash_next) != piece && !atomic_load(&w->failed))
+        pthread_cond_wait(&w->turn, &w->lock);
+    bool mine = atomic_load(&f->hash_next) == piece && !atomic_load(&w->failed);
+    pthread_mutex_unlock(&w->lock);
+    if (!mine)
+        return false;
+    /* Only the piece in turn touches f->sha: no lock needed while hashing. */
+    sha256_ctx_update(f->sha, data, len);
+    pthread_mutex_lock(&w->lock);
+    atomic_store(&f->hash_next, piece + 1);
+    pthread_cond_broadcast(&w->turn);
+    pthread_mutex_unlock(&w->lock);
+    return piece + 1 == f->pieces;
+}
+
+/* Fetch (or with delta, keep) chunk i of f into dst; 1 when it was written. */
+static int do_chunk(struct writer *w, struct wfile *f, size_t i, uint8_t *dst, size_t len)
+{
+    uint64_t off = (uint64_t)i * w->chunk_size;
+    char name[SHA256_HEX_LEN + 1];
+    hex_encode(f->chunks + i * SHA256_LEN, SHA256_LEN, name);
+    if (w->o->delta && pread_full(f->fd, dst, len, off) == (ssize_t)len) {
+        char have[REPO_CHUNK_NAME_LEN + 1];
+        repo_chunk_name(w->o->repo, dst, len, have);
+        if (strcmp(have, name) == 0)
+            return 0;
+    }
+    struct chunk_buf b = {dst, 0, w->chunk_size};
+    int rc = repo_chunk_get(w->o->repo, name, chunk_sink, &b);
+    if (rc == 0 && b.len != len)
+        rc = err_set(ERR_INTEGRITY, "chunk %s has %zu bytes, the manifest expects %zu", name, b.len,
+                     len);
+    if (rc < 0)
+        return err_context("while restoring file \"%s\" from repository \"%s\"", f->path,
+                           repo_name(w->o->repo));
+    int e = pwrite_all(f->fd, dst, len, off);
+    if (e < 0)
+        return err_set_errno(ERR_IO, -e, "could not write \"%s/%s\"", w->o->pgdata, f->path);
+    return 1;
+}
+
+/* buf holds a whole piece: the chunks land side by side, as in the file. */
+static int do_piece(struct writer *w, struct job *j, uint8_t *buf)
 {
     struct wfile *f = j->f;
-    struct sha256_ctx *sha = f->single ? sha256_ctx_new() : NULL;
+    uint64_t start = (uint64_t)j->first * w->chunk_size;
+    size_t filled = 0, hashed = 0;
+    bool wrote = false;
     int rc = 0;
     for (size_t i = j->first; i < j->first + j->count && rc == 0; i++) {
         if (atomic_load(&w->failed))
             break;
         uint64_t off = (uint64_t)i * w->chunk_size;
         size_t len = (size_t)(f->size - off < w->chunk_size ? f->size - off : w->chunk_size);
-        char name[SHA256_HEX_LEN + 1];
-        hex_encode(f->chunks + i * SHA256_LEN, SHA256_LEN, name);
-        if (w->o->delta) {
-            ssize_t n = pread_full(f->fd, old, len, off);
-            if (n == (ssize_t)len) {
-                char have[REPO_CHUNK_NAME_LEN + 1];
-                repo_chunk_name(w->o->repo, old, len, have);
-                if (strcmp(have, name) == 0) {
-                    if (sha)
-                        sha256_ctx_update(sha, old, len);
-                    progress_add(w->progress, len);
-                    continue;
-                }
-            }
+        rc = do_chunk(w, f, i, buf + filled, len);
+        if (rc > 0) {
+            wrote = true;
+            atomic_store(&f->changed, true);
+            atomic_fetch_add(&w->bytes_written, len);
+            atomic_fetch_add(&w->chunks_fetched, 1);
+            rc = 0;
         }
-        buf->len = 0;
-        rc = repo_chunk_get(w->o->repo, name, chunk_sink, buf);
-        if (rc == 0 && buf->len != len)
-            rc = err_set(ERR_INTEGRITY, "chunk %s has %zu bytes, the manifest expects %zu", name,
-                         buf->len, len);
-        if (rc < 0) {
-            err_context("while restoring file \"%s\" from repository \"%s\"", f->path,
-                        repo_name(w->o->repo));
-            break;
-        }
-        int e = pwrite_all(f->fd, buf->data, len, off);
-        if (e < 0) {
-            rc = err_set_errno(ERR_IO, -e, "could not write \"%s/%s\"", w->o->pgdata, f->path);
-            break;
-        }
-        if (sha)
-            sha256_ctx_update(sha, buf->data, len);
-        atomic_store(&f->changed, true);
-        atomic_fetch_add(&w->bytes_written, len);
-        atomic_fetch_add(&w->chunks_fetched, 1);
+        filled += len;
         progress_add(w->progress, len);
+        /* The piece in turn hashes as it goes (the turn, once here, stays until this
+         * piece passes it on); the others wait for theirs with the bytes in buf. */
+        if (rc == 0 && atomic_load(&f->hash_next) == j->piece) {
+            sha256_ctx_update(f->sha, buf + hashed, filled - hashed);
+            hashed = filled;
+        }
     }
-    bool last = false;
-    if (rc == 0 && !atomic_load(&w->failed)) {
-        pthread_mutex_lock(&f->lock);
-        last = --f->pieces_left == 0;
-        pthread_mutex_unlock(&f->lock);
-        if (last)
-            rc = file_finish(w, f, sha, buf);
-    } else {
-        pthread_mutex_lock(&f->lock);
-        last = --f->pieces_left == 0;
-        pthread_mutex_unlock(&f->lock);
-    }
-    sha256_ctx_free(sha);
-    if (last)
+#ifdef SYNC_FILE_RANGE_WRITE
+    /* Start the writeback of the piece now, so that the fsync at the end of the file has
+     * little left to wait for (a hint: durability still comes from that fsync). */
+    if (rc == 0 && wrote)
+        (void)sync_file_range(f->fd, (off_t)start, (off_t)filled, SYNC_FILE_RANGE_WRITE);
+#else
+    (void)start;
+    (void)wrote;
+#endif
+    if (rc == 0 && !atomic_load(&w->failed) &&
+        hash_in_turn(w, f, j->piece, buf + hashed, filled - hashed))
+        rc = file_finish(w, f);
+    if (piece_done(f))
         wfile_free(f);
     return rc;
 }
@@ -317,9 +346,7 @@ static int do_piece(struct writer *w, struct job *j, struct chunk_buf *buf, uint
 static void *worker_main(void *arg)
 {
     struct writer *w = arg;
-    struct chunk_buf buf = {xmalloc(w->chunk_size > (1u << 20) ? w->chunk_size : (1u << 20)), 0,
-                            w->chunk_size > (1u << 20) ? w->chunk_size : (1u << 20)};
-    uint8_t *old = w->o->delta ? xmalloc(w->chunk_size) : NULL;
+    uint8_t *buf = xmalloc(w->per_piece * w->chunk_size);
     for (;;) {
         pthread_mutex_lock(&w->lock);
         while (w->qlen == 0 && !w->closing)
@@ -333,11 +360,10 @@ static void *worker_main(void *arg)
         w->qlen--;
         pthread_cond_signal(&w->not_full);
         pthread_mutex_unlock(&w->lock);
-        if (do_piece(w, &j, &buf, old) < 0)
+        if (do_piece(w, &j, buf) < 0)
             fail_from_slot(w);
     }
-    free(buf.data);
-    free(old);
+    free(buf);
     return NULL;
 }
 
@@ -398,23 +424,20 @@ static int add_file(struct writer *w, const struct manifest_file *mf)
     }
     w->files++;
     w->bytes += f->size;
+    f->sha = sha256_ctx_new();
     if (mf->n_chunks == 0) {
-        struct sha256_ctx *sha = sha256_ctx_new();
-        struct chunk_buf none = {NULL, 0, 0};
-        rc = file_finish(w, f, sha, &none);
-        sha256_ctx_free(sha);
+        rc = file_finish(w, f);
         wfile_free(f);
         return rc;
     }
     f->n_chunks = mf->n_chunks;
     f->chunks = xmalloc(mf->n_chunks * SHA256_LEN);
     memcpy(f->chunks, mf->chunks, mf->n_chunks * SHA256_LEN);
-    size_t per = PIECE_BYTES / w->chunk_size ? PIECE_BYTES / w->chunk_size : 1;
-    f->pieces_left = (f->n_chunks + per - 1) / per;
-    f->single = f->pieces_left == 1;
-    size_t pieces = f->pieces_left;
+    size_t per = w->per_piece;
+    f->pieces = f->pieces_left = (f->n_chunks + per - 1) / per;
+    size_t pieces = f->pieces;
     for (size_t p = 0; p < pieces; p++) {
-        struct job j = {f, p * per, f->n_chunks - p * per < per ? f->n_chunks - p * per : per};
+        struct job j = {f, p, p * per, f->n_chunks - p * per < per ? f->n_chunks - p * per : per};
         if ((rc = enqueue(w, j)) < 0) {
             /* Not queued: account for the pieces that never will be. */
             pthread_mutex_lock(&f->lock);
@@ -475,6 +498,14 @@ static int start_pool(struct writer *w)
     w->chunk_size = h->chunk_size;
     if (!w->chunk_size)
         return err_set(ERR_INTEGRITY, "backup manifest has a chunk size of 0");
+    /* Pieces of up to PIECE_BYTES, smaller with many threads (remote storage), and at
+     * least one chunk: each thread holds one piece in memory. */
+    uint64_t piece = PIECE_BUDGET / (uint64_t)w->nthreads;
+    if (piece > PIECE_BYTES)
+        piece = PIECE_BYTES;
+    if (w->o->piece_bytes)
+        piece = w->o->piece_bytes;
+    w->per_piece = piece / w->chunk_size ? (size_t)(piece / w->chunk_size) : 1;
     for (; w->started < w->nthreads; w->started++) {
         int e = pthread_create(&w->threads[w->started], NULL, worker_main, w);
         if (e != 0) {
@@ -618,6 +649,7 @@ int writer_restore(const struct writer_options *o, const char *label, struct wri
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.not_empty, NULL);
     pthread_cond_init(&w.not_full, NULL);
+    pthread_cond_init(&w.turn, NULL);
     w.nthreads = o->threads > 0 ? o->threads : 1;
     w.threads = xcalloc((size_t)w.nthreads, sizeof(*w.threads));
     w.qcap = (size_t)w.nthreads * QUEUE_PER_THREAD;
@@ -663,10 +695,7 @@ int writer_restore(const struct writer_options *o, const char *label, struct wri
             struct job j = w.queue[w.qhead];
             w.qhead = (w.qhead + 1) % w.qcap;
             w.qlen--;
-            pthread_mutex_lock(&j.f->lock);
-            bool last = --j.f->pieces_left == 0;
-            pthread_mutex_unlock(&j.f->lock);
-            if (last)
+            if (piece_done(j.f))
                 wfile_free(j.f);
         }
     }
@@ -699,6 +728,7 @@ out:
     free(w.queue);
     free(w.threads);
     free(w.fail_text);
+    pthread_cond_destroy(&w.turn);
     pthread_cond_destroy(&w.not_full);
     pthread_cond_destroy(&w.not_empty);
     pthread_mutex_destroy(&w.lock);

@@ -4,6 +4,8 @@
 #  - Step by step with wal-fetch itself: after the first segment, the following ones
 #    appear in the cache; the next request is served from the cache, with the same bytes
 #    a plain fetch gives; segments the server has gone past are pruned.
+#  - The window is wal_fetch_read_ahead segments after the last one served, and slides
+#    with each request; 0 turns the read-ahead off.
 #  - A restore replaying six segments written after the backup: the server log shows
 #    later segments came from the cache, the rows equal the source's, and nothing is
 #    left in the cache afterwards.
@@ -104,6 +106,48 @@ like($r->{stderr}, qr/restored segment \Q$segs[3]\E from the read-ahead cache/,
 	"$segs[3] from the cache too");
 ok(!-e "$cache/$segs[2]", "$segs[2], passed over, was pruned");
 ok(-e "$cache/$segs[4]" || -e "$cache/$segs[5]", 'the later ones stay');
+
+# --- the size of the window ------------------------------------------------------------
+
+sub config_with
+{
+	my ($depth) = @_;
+	my $text = slurp_file($config);
+	$text =~ s/(    repos: \[local\]\n)/$1    wal_fetch_read_ahead: $depth\n/ or die 'no repos line';
+	return write_config($text, "$tmp/pgark-$depth.yaml");
+}
+
+# The k-th segment after $segs[0] (16 MiB segments: 256 a log file).
+sub seg_after
+{
+	my ($k) = @_;
+	my ($tli, $log, $seg) = map { hex } unpack('A8 A8 A8', $segs[0]);
+	my $n = $log * 256 + $seg + $k;
+	return sprintf('%08X%08X%08X', $tli, int($n / 256), $n % 256);
+}
+my @w = map { seg_after($_) } 0 .. 4;
+
+my $two = config_with(2);
+my $wwal = "$tmp/window/pg_wal";
+my $wcache = "$wwal/.pgark-prefetch";
+make_path($wwal);
+$r = run_pgark([ '--config', $two, 'wal-fetch', $w[0], "$wwal/RECOVERYXLOG" ]);
+is($r->{rc}, 0, "wal_fetch_read_ahead 2: wal-fetch $w[0]");
+ok(poll_until(sub { -f "$wcache/$w[1]" && -f "$wcache/$w[2]" }, 60),
+	'the two segments after it are read ahead');
+ok(!-e "$wcache/$w[3]", 'but not a third');
+$r = run_pgark([ '--config', $two, 'wal-fetch', $w[1], "$wwal/RECOVERYXLOG" ]);
+like($r->{stderr}, qr/restored segment \Q$w[1]\E from the read-ahead cache/,
+	"$w[1] from the cache");
+ok(poll_until(sub { -f "$wcache/$w[3]" }, 60), 'the window slid: the next one is read ahead');
+ok(!-e "$wcache/$w[4]", 'and only that one');
+
+my $off = config_with(0);
+my $owal = "$tmp/off/pg_wal";
+make_path($owal);
+$r = run_pgark([ '--config', $off, 'wal-fetch', $segs[0], "$owal/RECOVERYXLOG" ]);
+is($r->{rc}, 0, "wal_fetch_read_ahead 0: wal-fetch $segs[0]");
+ok(!-e "$owal/.pgark-prefetch", 'no read-ahead at all');
 
 # --- a restore that replays the six segments ------------------------------------------
 

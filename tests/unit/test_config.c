@@ -260,6 +260,7 @@ static void test_non_defaults(void **state)
         "clusters:\n"
         "  a: {conninfo: x, repos: [s], create_slot: true, synchronous: true, slot: my_slot,\n"
         "      rpo_target: 1s, partial_upload_interval: 0s, application_name: app,\n"
+        "      wal_fetch_read_ahead: 0,\n"
         "      retention: {window: 1w}, backup: {chunk_size: 64MiB, checkpoint: spread}}\n"
         "  b: {conninfo: y, repos: [s], backup: {chunk_size: 64KiB}, retention: {full: 1}}\n"
         "notify:\n"
@@ -287,6 +288,8 @@ static void test_non_defaults(void **state)
     assert_int_equal(a->rpo_target_ms, 1000);
     assert_int_equal(a->partial_upload_interval_ms, 0);
     assert_string_equal(a->application_name, "app");
+    assert_int_equal(a->wal_fetch_read_ahead, 0);
+    assert_int_equal(b->wal_fetch_read_ahead, CONFIG_DEFAULT_WAL_FETCH_READ_AHEAD);
     assert_int_equal(a->retention.full, 0);
     assert_int_equal(a->retention.window_ms, 7LL * 86400000);
     assert_true(a->backup.chunk_size == 64 << 20);
@@ -565,6 +568,10 @@ static const struct bad_case bad_cases[] = {
      F ":7:26: key \"algorithm\" in \"compression\" must be zstd or none, not \"lz4\""},
     {BASE_REPOS BASE_CLUSTERS "compression: {level: 20}\n",
      F ":7:22: key \"level\" in \"compression\" must be between 1 and 19, not 20"},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: host=x\n    repos: [r1]\n"
+                "    wal_fetch_read_ahead: 257\n",
+     F ":7:27: key \"wal_fetch_read_ahead\" in cluster \"main\" must be between 0 and 256, not "
+       "257"},
     {BASE_REPOS BASE_CLUSTERS "compression: {level: 0}\n",
      F ":7:22: key \"level\" in \"compression\" must be between 1 and 19, not 0"},
     {BASE_REPOS BASE_CLUSTERS "compression: {level: high}\n",

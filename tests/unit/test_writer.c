@@ -1,0 +1,283 @@
+/*
+ * test_writer.c — laying a backup down (src/restore/writer.c) from a plain and an
+ * encrypted posix repository, with small pieces so that the pieces of one file go
+ * through several threads and feed the file's digest in turn: the bytes on disk, a
+ * flipped byte in a stored chunk and a chunk holding other content (both stop the
+ * restore naming the file and the repository), and --delta keeping what matches.
+ */
+#include "../../src/restore/restore_int.h"
+#include "pgark/error.h"
+#include "pgark/hash.h"
+#include "pgark/manifest.h"
+#include "pgark/mem.h"
+#include "pgark/repo.h"
+#include "pgark/storage.h"
+
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define CHUNK 4096u
+#define NFILES 4
+
+static const struct repo_identity ID = {7000000000000000002ULL, 15, 16u << 20};
+
+/* Sizes: empty, less than a chunk, several pieces with a short tail, a few chunks. */
+static const size_t SIZES[NFILES] = {0, 1000, 23 * CHUNK + 17, 3 * CHUNK};
+static const char *const PATHS[NFILES] = {"empty", "base/1/small", "base/1/big", "global/three"};
+
+struct fixture {
+    char dir[64];
+    struct storage *s[2];
+    struct repo *r[2];
+    uint8_t *data[NFILES];
+    char first_big_chunk[2][REPO_CHUNK_NAME_LEN + 1]; /* of base/1/big, per repo */
+};
+
+static void fill(uint8_t *p, size_t n, uint32_t seed)
+{
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        p[i] = (uint8_t)(x >> 16);
+    }
+}
+
+static int buf_sink(void *arg, const void *data, size_t len)
+{
+    buf_append(arg, data, len);
+    return 0;
+}
+
+/* Store the chunks of every file and a manifest naming them, as a backup would. */
+static void put_backup(struct fixture *f, int i)
+{
+    struct repo *r = f->r[i];
+    struct manifest_writer *mw = manifest_writer_new(f->dir, CHUNK);
+    assert_non_null(mw);
+    struct manifest_file dir = {.path = "base", .type = MANIFEST_TYPE_DIR, .mode = 0700};
+    assert_int_equal(manifest_writer_add(mw, &dir), 0);
+    for (int k = 0; k < NFILES; k++) {
+        size_t n = (SIZES[k] + CHUNK - 1) / CHUNK;
+        uint8_t *names = xmalloc(n ? n * SHA256_LEN : 1);
+        for (size_t c = 0; c < n; c++) {
+            size_t len = SIZES[k] - c * CHUNK < CHUNK ? SIZES[k] - c * CHUNK : CHUNK;
+            char name[REPO_CHUNK_NAME_LEN + 1];
+            repo_chunk_name(r, f->data[k] + c * CHUNK, len, name);
+            assert_int_equal(repo_chunk_put(r, name, f->data[k] + c * CHUNK, len), 0);
+            assert_int_equal(hex_decode(name, names + c * SHA256_LEN, SHA256_LEN), 0);
+            if (k == 2 && c == 0)
+                memcpy(f->first_big_chunk[i], name, sizeof(name));
+        }
+        struct manifest_file mf = {.path = PATHS[k],
+                                   .type = MANIFEST_TYPE_FILE,
+                                   .mode = 0600,
+                                   .size = SIZES[k],
+                                   .mtime = 1700000000,
+                                   .chunks = names,
+                                   .n_chunks = n};
+        sha256(f->data[k], SIZES[k], mf.sha256);
+        assert_int_equal(manifest_writer_add(mw, &mf), 0);
+        free(names);
+    }
+    struct manifest_header h = {.format = MANIFEST_FORMAT,
+                                .label = "L1",
+                                .timeline = 1,
+                                .pg_version = 150000,
+                                .system_identifier = ID.system_identifier,
+                                .chunk_size = CHUNK,
+                                .compression = "zstd",
+                                .encrypted = i == 1};
+    struct buf text = BUF_INIT;
+    assert_int_equal(manifest_writer_finish(mw, &h, buf_sink, &text), 0);
+    manifest_writer_free(mw);
+    assert_int_equal(repo_put(r, "backups/L1/manifest.json", text.data, text.len), 0);
+    buf_free(&text);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = xcalloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/pgark-test-writer-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    for (int k = 0; k < NFILES; k++) {
+        f->data[k] = xmalloc(SIZES[k] ? SIZES[k] : 1);
+        fill(f->data[k], SIZES[k], (uint32_t)k + 1);
+    }
+    for (int i = 0; i < 2; i++) {
+        char *root = xasprintf("%s/repo%d", f->dir, i);
+        f->s[i] = storage_posix_new(i ? "secret" : "plain", root);
+        free(root);
+        struct repo_options ro = {.cluster = "main",
+                                  .passphrase = i ? "pass phrase" : NULL,
+                                  .compress_level = 1,
+                                  .kdf_n = 1024};
+        f->r[i] = repo_open(f->s[i], &ro, &ID, true);
+        assert_non_null(f->r[i]);
+        put_backup(f, i);
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 2; i++) {
+        repo_close(f->r[i]);
+        storage_free(f->s[i]);
+    }
+    char *cmd = xasprintf("rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    for (int k = 0; k < NFILES; k++)
+        free(f->data[k]);
+    free(f);
+    return 0;
+}
+
+static int restore_into(struct fixture *f, int i, const char *pgdata, bool delta,
+                        struct writer_stats *st)
+{
+    struct writer_options o = {
+        .pgdata = pgdata, .repo = f->r[i], .threads = 3, .delta = delta, .piece_bytes = 2 * CHUNK};
+    return writer_restore(&o, "L1", st);
+}
+
+static void assert_files(struct fixture *f, const char *pgdata)
+{
+    for (int k = 0; k < NFILES; k++) {
+        char *p = xasprintf("%s/%s", pgdata, PATHS[k]);
+        FILE *fp = fopen(p, "rb");
+        assert_non_null(fp);
+        uint8_t *got = xmalloc(SIZES[k] + 1);
+        size_t n = fread(got, 1, SIZES[k] + 1, fp);
+        fclose(fp);
+        assert_int_equal(n, SIZES[k]);
+        assert_memory_equal(got, f->data[k], SIZES[k]);
+        free(got);
+        free(p);
+    }
+}
+
+static void test_restore(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 2; i++) {
+        char *pgdata = xasprintf("%s/pgdata%d", f->dir, i);
+        struct writer_stats st;
+        assert_int_equal(restore_into(f, i, pgdata, false, &st), 0);
+        assert_files(f, pgdata);
+        assert_int_equal(st.files, NFILES);
+        assert_int_equal(st.chunks_fetched, 1 + 24 + 3);
+
+        /* delta: one byte changed on disk; only its chunk is fetched again */
+        char *big = xasprintf("%s/base/1/big", pgdata);
+        int fd = open(big, O_WRONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, "?", 1, 5 * CHUNK + 3), 1);
+        close(fd);
+        assert_int_equal(restore_into(f, i, pgdata, true, &st), 0);
+        assert_files(f, pgdata);
+        assert_int_equal(st.files_written, 1);
+        assert_int_equal(st.chunks_fetched, 1);
+        free(big);
+        free(pgdata);
+    }
+}
+
+/* Replace the first chunk of base/1/big in repo i with `stored` bytes. */
+static void replace_chunk(struct fixture *f, int i, const uint8_t *stored, size_t len)
+{
+    char rel[96];
+    assert_int_equal(repo_chunk_path(f->first_big_chunk[i], rel, sizeof(rel)), 0);
+    char *p = xasprintf("%s/repo%d/main/%s", f->dir, i, rel);
+    FILE *fp = fopen(p, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(stored, 1, len, fp), len);
+    fclose(fp);
+    free(p);
+}
+
+static uint8_t *read_chunk(struct fixture *f, int i, size_t *len)
+{
+    char rel[96];
+    assert_int_equal(repo_chunk_path(f->first_big_chunk[i], rel, sizeof(rel)), 0);
+    char *p = xasprintf("%s/repo%d/main/%s", f->dir, i, rel);
+    FILE *fp = fopen(p, "rb");
+    assert_non_null(fp);
+    uint8_t *b = xmalloc(1 << 16);
+    *len = fread(b, 1, 1 << 16, fp);
+    fclose(fp);
+    free(p);
+    return b;
+}
+
+static void expect_failure(struct fixture *f, int i, const char *tag, const char *why)
+{
+    char *pgdata = xasprintf("%s/bad-%s-%d", f->dir, tag, i);
+    struct writer_stats st;
+    assert_int_equal(restore_into(f, i, pgdata, false, &st), -ERR_INTEGRITY);
+    char *msg = err_format();
+    char *repo = xasprintf("repository \"%s\"", i ? "secret" : "plain");
+    if (!strstr(msg, "base/1/big") || !strstr(msg, repo) || (why && !strstr(msg, why)))
+        fail_msg("%s, repo %d: %s", tag, i, msg);
+    free(repo);
+    free(msg);
+    err_clear();
+    free(pgdata);
+}
+
+static void test_damaged_chunk(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 2; i++) {
+        size_t len;
+        uint8_t *good = read_chunk(f, i, &len);
+        uint8_t *bad = xmalloc(len);
+        memcpy(bad, good, len);
+        bad[len / 2] ^= 0x01;
+        replace_chunk(f, i, bad, len);
+        expect_failure(f, i, "flip", NULL);
+        replace_chunk(f, i, good, len);
+        free(bad);
+        free(good);
+    }
+}
+
+/* A well-formed object under the name of the first chunk of base/1/big, but with the
+ * content of its second chunk: a swapped or misnamed chunk. */
+static void test_wrong_chunk(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 2; i++) {
+        size_t len;
+        uint8_t *good = read_chunk(f, i, &len);
+        char rel[96];
+        assert_int_equal(repo_chunk_path(f->first_big_chunk[i], rel, sizeof(rel)), 0);
+        assert_int_equal(repo_put(f->r[i], rel, f->data[2] + CHUNK, CHUNK), 0);
+        /* plain: the name is the digest; encrypted: the file's digest catches it */
+        expect_failure(f, i, "wrong", i ? "does not match the SHA-256" : "holds other content");
+        replace_chunk(f, i, good, len);
+        free(good);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_restore, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_chunk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_chunk, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
