@@ -79,6 +79,7 @@ struct receiver {
 
     struct shipper *shippers;
     int nshippers;
+    struct prep_cache *prep; /* set by shippers_start; NULL: every shipper prepares alone */
 };
 
 /* A receiver with one reference, owning a copy of *o and o's storages. */
@@ -113,6 +114,23 @@ void shippers_wake(struct receiver *rx);
 void receiver_note_flush(struct receiver *rx, lsn_t lsn);
 /* When the spool first held lsn (0 when unknown or older than the marks kept). */
 int64_t receiver_flush_time(struct receiver *rx, lsn_t lsn);
+
+/*
+ * Items prepared once for every shipper (prep.c): compressed into scratch files in
+ * scratch_dir, by one thread at a time. Thread-safe.
+ */
+struct prep_cache;
+struct prep_cache *prep_cache_new(const struct repo_identity *id, int compress_level,
+                                  const char *scratch_dir, int nshippers);
+void prep_cache_free(struct prep_cache *c);
+/* The first len bytes of fd prepared as item name (partial or complete): by another
+ * shipper already, or now by this one (waiting while another prepares it). *out is
+ * NULL when no slot is free (push the ordinary way); hand it back with prep_release.
+ * An error is the preparation's (the ordinary push may still work). */
+int prep_acquire(struct prep_cache *c, const char *name, bool partial, int fd, uint64_t len,
+                 struct repo_wal_prepared **out);
+/* Done pushing p (NULL is a no-op); it is freed once every shipper took it. */
+void prep_release(struct prep_cache *c, struct repo_wal_prepared *p);
 
 /* Write <spool dir>/status.json atomically. */
 int status_write(struct receiver *rx);

@@ -167,6 +167,28 @@ static void note_shipped(struct shipper *sh, timeline_t tli, lsn_t end, uint64_t
     pthread_mutex_unlock(&rx->lock);
 }
 
+/* Push the first len bytes of fd as item name: prepared once for every shipper, or,
+ * when that fails, the ordinary way (which reports what is wrong, if anything is). */
+static int push_item(struct shipper *sh, const char *name, bool partial, int fd, uint64_t len)
+{
+    struct receiver *rx = sh->rx;
+    struct repo_wal_prepared *prep = NULL;
+    int rc;
+    if (rx->prep && prep_acquire(rx->prep, name, partial, fd, len, &prep) < 0) {
+        log_detail("%s", err_message());
+        err_clear();
+    }
+    if (prep)
+        rc = repo_wal_push_prepared(sh->repo, prep);
+    else if (partial)
+        rc = repo_wal_push_partial_fd(sh->repo, name, fd, len);
+    else
+        rc = repo_wal_push_fd(sh->repo, name, fd, len);
+    if (rx->prep)
+        prep_release(rx->prep, prep);
+    return rc;
+}
+
 /* Ship the next queued item, if any. */
 static int ship_next(struct shipper *sh, bool *did)
 {
@@ -193,10 +215,7 @@ static int ship_next(struct shipper *sh, bool *did)
     rc = wal_segment_parse(it.base, rx->seg_size, &tli, &segno);
     if (rc < 0)
         goto out;
-    if (it.partial)
-        rc = repo_wal_push_partial_fd(sh->repo, it.base, fd, size);
-    else
-        rc = repo_wal_push_fd(sh->repo, it.base, fd, size);
+    rc = push_item(sh, it.base, it.partial, fd, size);
     if (rc < 0) {
         err_context("while shipping %s%s to repository \"%s\"", it.base,
                     it.partial ? ".partial" : "", sh->name);
@@ -250,7 +269,7 @@ static int ship_partial(struct shipper *sh)
         }
         goto out;
     }
-    rc = repo_wal_push_partial_fd(sh->repo, name, fd, flushed);
+    rc = push_item(sh, name, true, fd, flushed);
     if (rc < 0) {
         err_context("while shipping %s.partial to repository \"%s\"", name, sh->name);
         goto out;
@@ -492,6 +511,12 @@ static void *shipper_main(void *arg)
 
 int shippers_start(struct receiver *rx)
 {
+    if (!rx->prep) {
+        rx->prep = prep_cache_new(&rx->identity, rx->o->compress_level, spool_dir(rx->spool),
+                                  rx->nshippers);
+        if (!rx->prep) /* each shipper then prepares for itself */
+            log_warn("%s", err_message()), err_clear();
+    }
     for (int i = 0; i < rx->nshippers; i++) {
         struct shipper *sh = &rx->shippers[i];
         cursor_load(sh);
