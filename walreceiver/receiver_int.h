@@ -15,6 +15,25 @@
 
 #define SHIP_CURSOR_PREFIX "shipped."
 
+/* A spool item: a complete segment, or the .partial of a timeline that was left. */
+struct ship_item {
+    char base[WAL_NAME_BUFLEN]; /* 24-hex name */
+    bool partial;
+    bool ready; /* may be shipped now (a .partial only once the stream moved past it) */
+};
+
+#define SHIP_QUEUE_MAX 32
+
+/* The items after a shipper's cursor as it last saw the spool: it looks again only when
+ * spool_changes moved, or the queue ran out and had been cut at SHIP_QUEUE_MAX. */
+struct ship_queue {
+    bool valid;
+    bool cut;
+    uint64_t changes; /* spool_changes before the look */
+    int n, head;
+    struct ship_item items[SHIP_QUEUE_MAX]; /* sorted by name */
+};
+
 /* One repository's shipper: a thread that copies spool files to it in order. */
 struct shipper {
     struct receiver *rx;
@@ -31,6 +50,10 @@ struct shipper {
      * server cannot stall the stream). Guarded by rx->lock. */
     bool open_tried;
     struct err_saved *open_fatal; /* its error, when retrying cannot fix it */
+    /* The thread's own. */
+    struct ship_queue queue;
+    uint64_t histories_changes; /* spool_changes when every history file was in */
+    bool histories_done;
 
     /* Guarded by rx->lock. */
     char cursor[WAL_NAME_BUFLEN]; /* last item shipped (24-hex base name), "" if none */
