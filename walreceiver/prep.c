@@ -90,8 +90,7 @@ static struct prep_slot *victim(struct prep_cache *c)
         struct prep_slot *s = &c->slots[i];
         if (s->state == SLOT_EMPTY)
             return s;
-        if (s->state == SLOT_READY && s->users == 0 &&
-            (!best || strcmp(s->name, best->name) < 0))
+        if (s->state == SLOT_READY && s->users == 0 && (!best || strcmp(s->name, best->name) < 0))
             best = s;
     }
     return best;

@@ -58,8 +58,7 @@ static int zstd_enc_reset(struct filter *f)
     /* The session only: the level and the checksum flag stay, and so does the memory. */
     size_t r = ZSTD_CCtx_reset(z->cctx, ZSTD_reset_session_only);
     if (ZSTD_isError(r))
-        return err_set(ERR_RUNTIME, "zstd compression could not restart: %s",
-                       ZSTD_getErrorName(r));
+        return err_set(ERR_RUNTIME, "zstd compression could not restart: %s", ZSTD_getErrorName(r));
     z->done = false;
     return 0;
 }

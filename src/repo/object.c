@@ -181,9 +181,8 @@ int repo_writer_commit_sized(struct repo_writer *rw, uint64_t *stored)
     uint8_t digest[SHA256_LEN];
     if (!rw->payload) { /* a payload carries its digest already */
         if (rw->written != rw->expect) {
-            rc = err_set(ERR_RUNTIME, "object \"%s\": %llu bytes written, %llu declared",
-                         rw->path, (unsigned long long)rw->written,
-                         (unsigned long long)rw->expect);
+            rc = err_set(ERR_RUNTIME, "object \"%s\": %llu bytes written, %llu declared", rw->path,
+                         (unsigned long long)rw->written, (unsigned long long)rw->expect);
             goto fail;
         }
         filter_sha256_result(rw->sha, digest);

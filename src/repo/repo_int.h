@@ -55,6 +55,10 @@ bool repo_wal_index_absent(struct repo *r, const char *path);
 int repo_wal_same_as_stored(struct repo *r, const char *path, const uint8_t digest[32],
                             uint64_t len, const char *what);
 
+/* Write the first len bytes of fd into w and commit it; on failure w is aborted. Frees w
+ * in every case. */
+int repo_writer_copy_fd(struct repo_writer *w, int fd, uint64_t len);
+
 /* "<cluster>/<path>" (caller frees). */
 char *repo_full_path(const struct repo *r, const char *path);
 

@@ -165,14 +165,11 @@ static void fd_pass_free(struct fd_pass *p)
     free(p->decode_error);
 }
 
-/* Write the first len bytes of fd as object path. */
-static int put_fd(struct repo *r, const char *path, int fd, uint64_t len, struct fd_pass *p)
+/* Run the first len bytes of fd through p, with w as its writer; commit w, or abort it. */
+static int write_fd(struct repo_writer *w, int fd, uint64_t len, struct fd_pass *p)
 {
-    p->w = repo_writer_open(r, path, len);
-    if (!p->w)
-        return err_code();
+    p->w = w;
     int rc = fd_pass_run(fd, len, p);
-    struct repo_writer *w = p->w;
     p->w = NULL;
     if (rc < 0) {
         repo_writer_abort(w);
@@ -181,8 +178,23 @@ static int put_fd(struct repo *r, const char *path, int fd, uint64_t len, struct
     return repo_writer_commit(w);
 }
 
+int repo_writer_copy_fd(struct repo_writer *w, int fd, uint64_t len)
+{
+    struct fd_pass pass = {0};
+    return write_fd(w, fd, len, &pass);
+}
+
+/* Write the first len bytes of fd as object path. */
+static int put_fd(struct repo *r, const char *path, int fd, uint64_t len, struct fd_pass *p)
+{
+    struct repo_writer *w = repo_writer_open(r, path, len);
+    if (!w)
+        return err_code();
+    return write_fd(w, fd, len, p);
+}
+
 int repo_wal_same_as_stored(struct repo *r, const char *path, const uint8_t digest[SHA256_LEN],
-                          uint64_t len, const char *what)
+                            uint64_t len, const char *what)
 {
     char *full = repo_full_path(r, path);
     int rc = storage_exists(r->storage, full);

@@ -23,7 +23,6 @@
 #include <unistd.h>
 
 #define PREP_READ_BUF (1024 * 1024)
-#define PUSH_READ_BUF (256 * 1024)
 
 struct repo_wal_preparer {
     struct repo_identity identity;
@@ -177,8 +176,8 @@ int repo_wal_prepare(struct repo_wal_preparer *p, const char *segment_name, bool
     if (rc < 0)
         goto out;
     if (partial && len > p->identity.seg_size) {
-        rc = err_set(ERR_IO, "partial segment %s has %llu bytes, more than a segment",
-                     segment_name, (unsigned long long)len);
+        rc = err_set(ERR_IO, "partial segment %s has %llu bytes, more than a segment", segment_name,
+                     (unsigned long long)len);
         goto out;
     }
     if (!partial && len != p->identity.seg_size) {
@@ -210,8 +209,7 @@ int repo_wal_prepare(struct repo_wal_preparer *p, const char *segment_name, bool
     if (rc < 0)
         goto out;
     if (dec && !s->why) {
-        repo_wal_index_from_summary(s->tli, s->segno, partial, len, waldecode_summary(dec),
-                                    &s->ix);
+        repo_wal_index_from_summary(s->tli, s->segno, partial, len, waldecode_summary(dec), &s->ix);
         s->have_index = true;
     }
     *out = s;
@@ -240,30 +238,7 @@ static int put_payload(struct repo *r, const char *path, const struct repo_wal_p
     struct repo_writer *w = repo_writer_open_payload(r, path, s->len);
     if (!w)
         return err_code();
-    uint8_t *buf = xmalloc(PUSH_READ_BUF);
-    uint64_t off = 0;
-    int rc = 0;
-    while (rc == 0 && off < s->payload_len) {
-        uint64_t left = s->payload_len - off;
-        size_t want = left < PUSH_READ_BUF ? (size_t)left : PUSH_READ_BUF;
-        ssize_t n = pread(s->payload_fd, buf, want, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n < 0 ? err_set_errno(ERR_IO, errno, "could not read the prepared %s", s->name)
-                       : err_set(ERR_IO, "the prepared %s is shorter than it was written",
-                                 s->name);
-            break;
-        }
-        rc = repo_writer_write(w, buf, (size_t)n);
-        off += (uint64_t)n;
-    }
-    free(buf);
-    if (rc < 0) {
-        repo_writer_abort(w);
-        return rc;
-    }
-    return repo_writer_commit(w);
+    return repo_writer_copy_fd(w, s->payload_fd, s->payload_len);
 }
 
 static void index_put(struct repo *r, const struct repo_wal_prepared *s, const char *what)

@@ -427,8 +427,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_index_with_switch, setup_prep, teardown),
         cmocka_unit_test_setup_teardown(test_partial_index, setup_prep, teardown),
         cmocka_unit_test_setup_teardown(test_find_time_and_latest, setup_prep, teardown),
-        cmocka_unit_test_setup_teardown(test_undecodable_segment_is_archived, setup_prep,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_undecodable_segment_is_archived, setup_prep, teardown),
         cmocka_unit_test_setup_teardown(test_repush_restores_index, setup_prep, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
