@@ -6,9 +6,11 @@
  * repository: the first shipper that needs an item prepares it (repo_wal_prepare) and
  * the others push from what it prepared. A few slots hold prepared items: one more
  * than there are shippers, so that however the shippers are spread over items, one
- * slot is free to prepare into. An item leaves its slot once every shipper took it,
- * or when the slot is needed and no shipper is using it (a shipper that lags far
- * behind, its repository down, prepares for itself when it catches up).
+ * slot is free to prepare into. An item leaves its slot once every shipper expected
+ * to want it took it (those behind it and not failing, said the one that prepared it),
+ * when its slot is needed and nobody is using it, or when the receiver needs room in
+ * the spool: its scratch file must never be what keeps the spool full. A shipper
+ * that lags behind, its repository down, prepares for itself when it catches up.
  */
 #include "receiver_int.h"
 
@@ -26,8 +28,9 @@ struct prep_slot {
     bool partial;
     uint64_t len;
     struct repo_wal_prepared *p;
-    int users; /* shippers pushing from it now (the builder too, while building) */
-    int taken; /* shippers that took it so far */
+    int users;  /* shippers pushing from it now (the builder too, while building) */
+    int taken;  /* shippers that took it so far */
+    int wanted; /* shippers expected to take it */
 };
 
 struct prep_cache {
@@ -97,7 +100,7 @@ static struct prep_slot *victim(struct prep_cache *c)
 }
 
 int prep_acquire(struct prep_cache *c, const char *name, bool partial, int fd, uint64_t len,
-                 struct repo_wal_prepared **out)
+                 int wanted, struct repo_wal_prepared **out)
 {
     struct repo_wal_prepared *old = NULL, *made = NULL;
     struct prep_slot *s;
@@ -114,6 +117,8 @@ int prep_acquire(struct prep_cache *c, const char *name, bool partial, int fd, u
     if (s) {
         s->users++;
         s->taken++;
+        if (wanted > s->wanted)
+            s->wanted = wanted;
         *out = s->p;
         pthread_mutex_unlock(&c->lock);
         goto out;
@@ -131,6 +136,7 @@ int prep_acquire(struct prep_cache *c, const char *name, bool partial, int fd, u
     s->len = len;
     s->users = 1;
     s->taken = 1;
+    s->wanted = wanted;
     pthread_mutex_unlock(&c->lock);
 
     repo_wal_prepared_free(old);
@@ -164,14 +170,30 @@ void prep_release(struct prep_cache *c, struct repo_wal_prepared *p)
         if (s->p != p)
             continue;
         s->users--;
-        if (s->users == 0 && s->taken >= c->nshippers) { /* every shipper has it */
+        if (s->users == 0 && s->taken >= s->wanted) { /* nobody else is expected */
             done = s->p;
             s->p = NULL;
             s->state = SLOT_EMPTY;
-            s->taken = 0;
         }
         break;
     }
     pthread_mutex_unlock(&c->lock);
     repo_wal_prepared_free(done);
+}
+
+int prep_cache_trim(struct prep_cache *c)
+{
+    int n = 0;
+    pthread_mutex_lock(&c->lock);
+    for (int i = 0; i < c->nslots; i++) {
+        struct prep_slot *s = &c->slots[i];
+        if (s->state == SLOT_READY && s->users == 0) {
+            repo_wal_prepared_free(s->p); /* closes two descriptors: quick */
+            s->p = NULL;
+            s->state = SLOT_EMPTY;
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return n;
 }

@@ -147,13 +147,18 @@ struct prep_cache *prep_cache_new(const struct repo_identity *id, int compress_l
                                   const char *scratch_dir, int nshippers);
 void prep_cache_free(struct prep_cache *c);
 /* The first len bytes of fd prepared as item name (partial or complete): by another
- * shipper already, or now by this one (waiting while another prepares it). *out is
- * NULL when no slot is free (push the ordinary way); hand it back with prep_release.
- * An error is the preparation's (the ordinary push may still work). */
+ * shipper already, or now by this one (waiting while another prepares it). wanted is
+ * how many shippers, this one included, are expected to take it. *out is NULL when no
+ * slot is free (push the ordinary way); hand it back with prep_release. An error is
+ * the preparation's (the ordinary push may still work). */
 int prep_acquire(struct prep_cache *c, const char *name, bool partial, int fd, uint64_t len,
-                 struct repo_wal_prepared **out);
-/* Done pushing p (NULL is a no-op); it is freed once every shipper took it. */
+                 int wanted, struct repo_wal_prepared **out);
+/* Done pushing p (NULL is a no-op); it is freed once as many shippers as wanted took
+ * it. */
 void prep_release(struct prep_cache *c, struct repo_wal_prepared *p);
+/* Free every prepared item nobody is pushing from now (the receiver needs room in the
+ * spool, where their scratch files are). Returns how many. */
+int prep_cache_trim(struct prep_cache *c);
 
 /* Write <spool dir>/status.json atomically. */
 int status_write(struct receiver *rx);

@@ -201,14 +201,33 @@ static void note_shipped(struct shipper *sh, timeline_t tli, lsn_t end, uint64_t
     pthread_mutex_unlock(&rx->lock);
 }
 
-/* Push the first len bytes of fd as item name: prepared once for every shipper, or,
- * when that fails, the ordinary way (which reports what is wrong, if anything is). */
-static int push_item(struct shipper *sh, const char *name, bool partial, int fd, uint64_t len)
+/* How many shippers will want queue item name: this one, and the others still behind
+ * it that are not failing (one that is prepares for itself once it works again). */
+static int item_takers(struct shipper *sh, const char *name)
+{
+    struct receiver *rx = sh->rx;
+    int n = 1;
+    pthread_mutex_lock(&rx->lock);
+    for (int i = 0; i < rx->nshippers; i++) {
+        const struct shipper *o = &rx->shippers[i];
+        if (o != sh && !o->last_error && strcmp(o->cursor, name) < 0)
+            n++;
+    }
+    pthread_mutex_unlock(&rx->lock);
+    return n;
+}
+
+/* Push the first len bytes of fd as item name (a queue item, or else the upload of the
+ * segment being filled): prepared once for every shipper, or, when that fails, the
+ * ordinary way (which reports what is wrong, if anything is). */
+static int push_item(struct shipper *sh, const char *name, bool partial, bool queued, int fd,
+                     uint64_t len)
 {
     struct receiver *rx = sh->rx;
     struct repo_wal_prepared *prep = NULL;
     int rc;
-    if (rx->prep && prep_acquire(rx->prep, name, partial, fd, len, &prep) < 0) {
+    int wanted = queued ? item_takers(sh, name) : 1;
+    if (rx->prep && prep_acquire(rx->prep, name, partial, fd, len, wanted, &prep) < 0) {
         log_detail("%s", err_message());
         err_clear();
     }
@@ -249,7 +268,7 @@ static int ship_next(struct shipper *sh, bool *did)
     rc = wal_segment_parse(it.base, rx->seg_size, &tli, &segno);
     if (rc < 0)
         goto out;
-    rc = push_item(sh, it.base, it.partial, fd, size);
+    rc = push_item(sh, it.base, it.partial, true, fd, size);
     if (rc < 0) {
         err_context("while shipping %s%s to repository \"%s\"", it.base,
                     it.partial ? ".partial" : "", sh->name);
@@ -305,7 +324,7 @@ static int ship_partial(struct shipper *sh)
         }
         goto out;
     }
-    rc = push_item(sh, name, true, fd, flushed);
+    rc = push_item(sh, name, true, false, fd, flushed);
     if (rc < 0) {
         err_context("while shipping %s.partial to repository \"%s\"", name, sh->name);
         goto out;
