@@ -66,7 +66,6 @@ struct shipper {
     uint64_t bytes_shipped;
     char partial_name[WAL_NAME_BUFLEN]; /* segment of the last partial upload */
     uint64_t partial_bytes;             /* bytes of it uploaded */
-    int64_t partial_at_us;
 };
 
 /* A (position, time) pair: when the spool's flushed position reached lsn. */
@@ -99,6 +98,11 @@ struct receiver {
     char *last_error;
     struct flush_mark marks[FLUSH_MARKS];
     int nmarks, mark_head;
+    /* The partial copy every shipper is to make (ship.c): taken by the first one due,
+     * so that all push the same bytes, prepared once. */
+    char partial_name[WAL_NAME_BUFLEN];
+    uint64_t partial_len;
+    int64_t partial_at_us;
 
     struct shipper *shippers;
     int nshippers;

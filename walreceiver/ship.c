@@ -217,16 +217,15 @@ static int item_takers(struct shipper *sh, const char *name)
     return n;
 }
 
-/* Push the first len bytes of fd as item name (a queue item, or else the upload of the
- * segment being filled): prepared once for every shipper, or, when that fails, the
- * ordinary way (which reports what is wrong, if anything is). */
-static int push_item(struct shipper *sh, const char *name, bool partial, bool queued, int fd,
+/* Push the first len bytes of fd as item name: prepared once for the wanted shippers
+ * (this one included), or, when that fails, the ordinary way (which reports what is
+ * wrong, if anything is). */
+static int push_item(struct shipper *sh, const char *name, bool partial, int wanted, int fd,
                      uint64_t len)
 {
     struct receiver *rx = sh->rx;
     struct repo_wal_prepared *prep = NULL;
     int rc;
-    int wanted = queued ? item_takers(sh, name) : 1;
     if (rx->prep && prep_acquire(rx->prep, name, partial, fd, len, wanted, &prep) < 0) {
         log_detail("%s", err_message());
         err_clear();
@@ -268,7 +267,7 @@ static int ship_next(struct shipper *sh, bool *did)
     rc = wal_segment_parse(it.base, rx->seg_size, &tli, &segno);
     if (rc < 0)
         goto out;
-    rc = push_item(sh, it.base, it.partial, true, fd, size);
+    rc = push_item(sh, it.base, it.partial, item_takers(sh, it.base), fd, size);
     if (rc < 0) {
         err_context("while shipping %s%s to repository \"%s\"", it.base,
                     it.partial ? ".partial" : "", sh->name);
@@ -299,8 +298,27 @@ out:
     return rc;
 }
 
+/* How many shippers will want the partial copy (name, len): this one, and the others
+ * that have not made it and are not failing. */
+static int partial_takers(struct shipper *sh, const char *name, uint64_t len)
+{
+    struct receiver *rx = sh->rx;
+    int n = 1;
+    pthread_mutex_lock(&rx->lock);
+    for (int i = 0; i < rx->nshippers; i++) {
+        const struct shipper *o = &rx->shippers[i];
+        if (o != sh && !o->last_error &&
+            (strcmp(o->partial_name, name) != 0 || o->partial_bytes < len))
+            n++;
+    }
+    pthread_mutex_unlock(&rx->lock);
+    return n;
+}
+
 /* Copy the flushed part of the segment being filled, when it grew and the interval
- * has passed since the last copy. */
+ * has passed since the last copy. The first shipper due fixes what the copy holds (the
+ * segment and its flushed length then); every shipper copies exactly that, so that it
+ * is prepared once for all. */
 static int ship_partial(struct shipper *sh)
 {
     struct receiver *rx = sh->rx;
@@ -312,8 +330,18 @@ static int ship_partial(struct shipper *sh)
     if (rx->o->partial_interval_ms <= 0 || !spool_current(rx->spool, &tli, name, &flushed))
         return 0;
     int64_t now = time_now_us();
+    pthread_mutex_lock(&rx->lock);
+    bool newer = strcmp(name, rx->partial_name) != 0 || flushed > rx->partial_len;
+    if (newer && flushed > 0 && now - rx->partial_at_us >= rx->o->partial_interval_ms * 1000) {
+        memcpy(rx->partial_name, name, sizeof(name));
+        rx->partial_len = flushed;
+        rx->partial_at_us = now;
+    }
+    memcpy(name, rx->partial_name, sizeof(name));
+    flushed = rx->partial_len;
     bool grew = strcmp(name, sh->partial_name) != 0 || flushed > sh->partial_bytes;
-    if (!grew || flushed == 0 || now - sh->partial_at_us < rx->o->partial_interval_ms * 1000)
+    pthread_mutex_unlock(&rx->lock);
+    if (!grew || flushed == 0)
         return 0;
     uint64_t size;
     rc = open_spool_file(rx, name, ".partial", &fd, &size);
@@ -324,14 +352,15 @@ static int ship_partial(struct shipper *sh)
         }
         goto out;
     }
-    rc = push_item(sh, name, true, false, fd, flushed);
+    rc = push_item(sh, name, true, partial_takers(sh, name, flushed), fd, flushed);
     if (rc < 0) {
         err_context("while shipping %s.partial to repository \"%s\"", name, sh->name);
         goto out;
     }
+    pthread_mutex_lock(&rx->lock);
     memcpy(sh->partial_name, name, sizeof(name));
     sh->partial_bytes = flushed;
-    sh->partial_at_us = now;
+    pthread_mutex_unlock(&rx->lock);
     uint64_t segno;
     if (wal_segment_parse(name, rx->seg_size, &tli, &segno) == 0)
         note_shipped(sh, tli, segno_to_lsn(segno, rx->seg_size) + flushed, 0);
