@@ -531,8 +531,13 @@ int receiver_run(const struct receiver_options *o)
             free(text);
             err_clear();
             status_write(rx), err_clear();
-            while (!should_return() && !spool_has_room(rx->spool))
+            /* Segments prepared for a repository that is behind wait in scratch files
+             * in the spool: never let them be what keeps it full. */
+            while (!should_return() && !spool_has_room(rx->spool)) {
+                if (rx->prep && prep_cache_trim(rx->prep) > 0)
+                    log_detail("dropped prepared segments to make room in the spool");
                 sleep_interruptible(200);
+            }
             if (!should_return())
                 log_info("room in the spool again; resuming");
             failures = 0;

@@ -15,6 +15,25 @@
 
 #define SHIP_CURSOR_PREFIX "shipped."
 
+/* A spool item: a complete segment, or the .partial of a timeline that was left. */
+struct ship_item {
+    char base[WAL_NAME_BUFLEN]; /* 24-hex name */
+    bool partial;
+    bool ready; /* may be shipped now (a .partial only once the stream moved past it) */
+};
+
+#define SHIP_QUEUE_MAX 32
+
+/* The items after a shipper's cursor as it last saw the spool: it looks again only when
+ * spool_changes moved, or the queue ran out and had been cut at SHIP_QUEUE_MAX. */
+struct ship_queue {
+    bool valid;
+    bool cut;
+    uint64_t changes; /* spool_changes before the look */
+    int n, head;
+    struct ship_item items[SHIP_QUEUE_MAX]; /* sorted by name */
+};
+
 /* One repository's shipper: a thread that copies spool files to it in order. */
 struct shipper {
     struct receiver *rx;
@@ -31,6 +50,10 @@ struct shipper {
      * server cannot stall the stream). Guarded by rx->lock. */
     bool open_tried;
     struct err_saved *open_fatal; /* its error, when retrying cannot fix it */
+    /* The thread's own. */
+    struct ship_queue queue;
+    uint64_t histories_changes; /* spool_changes when every history file was in */
+    bool histories_done;
 
     /* Guarded by rx->lock. */
     char cursor[WAL_NAME_BUFLEN]; /* last item shipped (24-hex base name), "" if none */
@@ -43,7 +66,6 @@ struct shipper {
     uint64_t bytes_shipped;
     char partial_name[WAL_NAME_BUFLEN]; /* segment of the last partial upload */
     uint64_t partial_bytes;             /* bytes of it uploaded */
-    int64_t partial_at_us;
 };
 
 /* A (position, time) pair: when the spool's flushed position reached lsn. */
@@ -79,9 +101,15 @@ struct receiver {
     char *last_error;
     struct flush_mark marks[FLUSH_MARKS];
     int nmarks, mark_head;
+    /* The partial copy every shipper is to make (ship.c): taken by the first one due,
+     * so that all push the same bytes, prepared once. */
+    char partial_name[WAL_NAME_BUFLEN];
+    uint64_t partial_len;
+    int64_t partial_at_us;
 
     struct shipper *shippers;
     int nshippers;
+    struct prep_cache *prep; /* set by shippers_start; NULL: every shipper prepares alone */
 };
 
 /* A receiver with one reference, owning a copy of *o and o's storages. */
@@ -116,6 +144,28 @@ void shippers_wake(struct receiver *rx);
 void receiver_note_flush(struct receiver *rx, lsn_t lsn);
 /* When the spool first held lsn (0 when unknown or older than the marks kept). */
 int64_t receiver_flush_time(struct receiver *rx, lsn_t lsn);
+
+/*
+ * Items prepared once for every shipper (prep.c): compressed into scratch files in
+ * scratch_dir, by one thread at a time. Thread-safe.
+ */
+struct prep_cache;
+struct prep_cache *prep_cache_new(const struct repo_identity *id, int compress_level,
+                                  const char *scratch_dir, int nshippers);
+void prep_cache_free(struct prep_cache *c);
+/* The first len bytes of fd prepared as item name (partial or complete): by another
+ * shipper already, or now by this one (waiting while another prepares it). wanted is
+ * how many shippers, this one included, are expected to take it. *out is NULL when no
+ * slot is free (push the ordinary way); hand it back with prep_release. An error is
+ * the preparation's (the ordinary push may still work). */
+int prep_acquire(struct prep_cache *c, const char *name, bool partial, int fd, uint64_t len,
+                 int wanted, struct repo_wal_prepared **out);
+/* Done pushing p (NULL is a no-op); it is freed once as many shippers as wanted took
+ * it. */
+void prep_release(struct prep_cache *c, struct repo_wal_prepared *p);
+/* Free every prepared item nobody is pushing from now (the receiver needs room in the
+ * spool, where their scratch files are). Returns how many. */
+int prep_cache_trim(struct prep_cache *c);
 
 /* Write <spool dir>/status.json atomically. */
 int status_write(struct receiver *rx);

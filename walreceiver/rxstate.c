@@ -68,6 +68,7 @@ void receiver_release(struct receiver *rx)
         }
     }
     free(rx->shippers);
+    prep_cache_free(rx->prep);
     spool_close(rx->spool);
     free(rx->last_error);
     struct receiver_options *c = &rx->opts;

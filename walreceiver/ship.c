@@ -66,56 +66,90 @@ static int cursor_save(struct shipper *sh)
 
 /* --- the queue ------------------------------------------------------------------ */
 
-struct item {
-    char base[WAL_NAME_BUFLEN]; /* 24-hex name */
-    bool partial;
-};
+/* Put it into the sorted q, keeping the SHIP_QUEUE_MAX first names. */
+static void queue_insert(struct ship_queue *q, const struct ship_item *it)
+{
+    int at = q->n;
+    while (at > 0 && strcmp(q->items[at - 1].base, it->base) > 0)
+        at--;
+    if (at == SHIP_QUEUE_MAX) {
+        q->cut = true;
+        return;
+    }
+    if (q->n == SHIP_QUEUE_MAX)
+        q->cut = true;
+    else
+        q->n++;
+    memmove(&q->items[at + 1], &q->items[at], (size_t)(q->n - 1 - at) * sizeof(q->items[0]));
+    q->items[at] = *it;
+}
 
-/* Find the first item after `after`, and whether any file sorts after that item
- * (a .partial is shippable only once the stream has moved past it). */
-static int next_item(struct shipper *sh, const char *after, struct item *out, bool *found)
+/* Look at the spool: the items after `after`, sorted, and whether each may go now. */
+static int queue_fill(struct shipper *sh, const char *after)
 {
     struct receiver *rx = sh->rx;
+    struct ship_queue *q = &sh->queue;
     timeline_t cur_tli = 0;
     char cur_name[WAL_NAME_BUFLEN] = "";
     uint64_t cur_bytes;
-    bool have_cur = spool_current(rx->spool, &cur_tli, cur_name, &cur_bytes);
 
+    memset(q, 0, sizeof(*q));
+    q->changes = spool_changes(rx->spool); /* first: a change after it makes us look again */
+    bool have_cur = spool_current(rx->spool, &cur_tli, cur_name, &cur_bytes);
     DIR *d = opendir(spool_dir(rx->spool));
     if (!d)
         return err_set_errno(ERR_IO, errno, "could not read spool directory \"%s\"",
                              spool_dir(rx->spool));
-    struct item best = {{0}, false};
     char newest[WAL_NAME_BUFLEN] = "";
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         bool partial = wal_is_partial_name(e->d_name);
         if (!partial && !wal_is_segment_name(e->d_name))
             continue;
-        char base[WAL_NAME_BUFLEN];
-        snprintf(base, sizeof(base), "%.24s", e->d_name);
-        if (strcmp(base, newest) > 0)
-            memcpy(newest, base, sizeof(base));
-        if (partial && have_cur && strcmp(base, cur_name) == 0)
+        struct ship_item it = {.partial = partial};
+        snprintf(it.base, sizeof(it.base), "%.24s", e->d_name);
+        if (strcmp(it.base, newest) > 0)
+            memcpy(newest, it.base, sizeof(it.base));
+        if (partial && have_cur && strcmp(it.base, cur_name) == 0)
             continue; /* being filled: shipped as a partial upload, not as an item */
-        if (strcmp(base, after) <= 0)
-            continue;
-        if (!best.base[0] || strcmp(base, best.base) < 0) {
-            memcpy(best.base, base, sizeof(base));
-            best.partial = partial;
-        }
+        if (strcmp(it.base, after) > 0)
+            queue_insert(q, &it);
     }
     closedir(d);
     if (have_cur && strcmp(cur_name, newest) > 0)
         memcpy(newest, cur_name, sizeof(newest));
-    *found = best.base[0] && (!best.partial || strcmp(newest, best.base) > 0);
-    if (*found)
-        *out = best;
+    for (int i = 0; i < q->n; i++)
+        q->items[i].ready = !q->items[i].partial || strcmp(newest, q->items[i].base) > 0;
+    q->valid = true;
     return 0;
 }
 
+/* The first item after `after`, if it may be shipped now. The spool is looked at only
+ * when it changed since the last look (or the queue ran out of what that look kept). */
+static int next_item(struct shipper *sh, const char *after, struct ship_item *out, bool *found)
+{
+    struct ship_queue *q = &sh->queue;
+    int rc = 0;
+    *found = false;
+    if (!q->valid || q->changes != spool_changes(sh->rx->spool))
+        rc = queue_fill(sh, after);
+    while (rc == 0) {
+        while (q->head < q->n && strcmp(q->items[q->head].base, after) <= 0)
+            q->head++;
+        if (q->head < q->n) {
+            *found = q->items[q->head].ready;
+            *out = q->items[q->head];
+            break;
+        }
+        if (!q->cut)
+            break;
+        rc = queue_fill(sh, after);
+    }
+    return rc;
+}
+
 /* Remove an item every repository holds. */
-static void maybe_remove(struct receiver *rx, const struct item *it)
+static void maybe_remove(struct receiver *rx, const struct ship_item *it)
 {
     pthread_mutex_lock(&rx->lock);
     bool all = true;
@@ -167,11 +201,51 @@ static void note_shipped(struct shipper *sh, timeline_t tli, lsn_t end, uint64_t
     pthread_mutex_unlock(&rx->lock);
 }
 
+/* How many shippers will want queue item name: this one, and the others still behind
+ * it that are not failing (one that is prepares for itself once it works again). */
+static int item_takers(struct shipper *sh, const char *name)
+{
+    struct receiver *rx = sh->rx;
+    int n = 1;
+    pthread_mutex_lock(&rx->lock);
+    for (int i = 0; i < rx->nshippers; i++) {
+        const struct shipper *o = &rx->shippers[i];
+        if (o != sh && !o->last_error && strcmp(o->cursor, name) < 0)
+            n++;
+    }
+    pthread_mutex_unlock(&rx->lock);
+    return n;
+}
+
+/* Push the first len bytes of fd as item name: prepared once for the wanted shippers
+ * (this one included), or, when that fails, the ordinary way (which reports what is
+ * wrong, if anything is). */
+static int push_item(struct shipper *sh, const char *name, bool partial, int wanted, int fd,
+                     uint64_t len)
+{
+    struct receiver *rx = sh->rx;
+    struct repo_wal_prepared *prep = NULL;
+    int rc;
+    if (rx->prep && prep_acquire(rx->prep, name, partial, fd, len, wanted, &prep) < 0) {
+        log_detail("%s", err_message());
+        err_clear();
+    }
+    if (prep)
+        rc = repo_wal_push_prepared(sh->repo, prep);
+    else if (partial)
+        rc = repo_wal_push_partial_fd(sh->repo, name, fd, len);
+    else
+        rc = repo_wal_push_fd(sh->repo, name, fd, len);
+    if (rx->prep)
+        prep_release(rx->prep, prep);
+    return rc;
+}
+
 /* Ship the next queued item, if any. */
 static int ship_next(struct shipper *sh, bool *did)
 {
     struct receiver *rx = sh->rx;
-    struct item it;
+    struct ship_item it;
     bool found = false;
     char after[WAL_NAME_BUFLEN];
     int fd = -1, rc;
@@ -193,10 +267,7 @@ static int ship_next(struct shipper *sh, bool *did)
     rc = wal_segment_parse(it.base, rx->seg_size, &tli, &segno);
     if (rc < 0)
         goto out;
-    if (it.partial)
-        rc = repo_wal_push_partial_fd(sh->repo, it.base, fd, size);
-    else
-        rc = repo_wal_push_fd(sh->repo, it.base, fd, size);
+    rc = push_item(sh, it.base, it.partial, item_takers(sh, it.base), fd, size);
     if (rc < 0) {
         err_context("while shipping %s%s to repository \"%s\"", it.base,
                     it.partial ? ".partial" : "", sh->name);
@@ -220,13 +291,34 @@ static int ship_next(struct shipper *sh, bool *did)
     maybe_remove(rx, &it);
     *did = true;
 out:
+    if (rc < 0) /* look at the spool again: the item may have gone meanwhile */
+        sh->queue.valid = false;
     if (fd >= 0)
         close(fd);
     return rc;
 }
 
+/* How many shippers will want the partial copy (name, len): this one, and the others
+ * that have not made it and are not failing. */
+static int partial_takers(struct shipper *sh, const char *name, uint64_t len)
+{
+    struct receiver *rx = sh->rx;
+    int n = 1;
+    pthread_mutex_lock(&rx->lock);
+    for (int i = 0; i < rx->nshippers; i++) {
+        const struct shipper *o = &rx->shippers[i];
+        if (o != sh && !o->last_error &&
+            (strcmp(o->partial_name, name) != 0 || o->partial_bytes < len))
+            n++;
+    }
+    pthread_mutex_unlock(&rx->lock);
+    return n;
+}
+
 /* Copy the flushed part of the segment being filled, when it grew and the interval
- * has passed since the last copy. */
+ * has passed since the last copy. The first shipper due fixes what the copy holds (the
+ * segment and its flushed length then); every shipper copies exactly that, so that it
+ * is prepared once for all. */
 static int ship_partial(struct shipper *sh)
 {
     struct receiver *rx = sh->rx;
@@ -238,8 +330,18 @@ static int ship_partial(struct shipper *sh)
     if (rx->o->partial_interval_ms <= 0 || !spool_current(rx->spool, &tli, name, &flushed))
         return 0;
     int64_t now = time_now_us();
+    pthread_mutex_lock(&rx->lock);
+    bool newer = strcmp(name, rx->partial_name) != 0 || flushed > rx->partial_len;
+    if (newer && flushed > 0 && now - rx->partial_at_us >= rx->o->partial_interval_ms * 1000) {
+        memcpy(rx->partial_name, name, sizeof(name));
+        rx->partial_len = flushed;
+        rx->partial_at_us = now;
+    }
+    memcpy(name, rx->partial_name, sizeof(name));
+    flushed = rx->partial_len;
     bool grew = strcmp(name, sh->partial_name) != 0 || flushed > sh->partial_bytes;
-    if (!grew || flushed == 0 || now - sh->partial_at_us < rx->o->partial_interval_ms * 1000)
+    pthread_mutex_unlock(&rx->lock);
+    if (!grew || flushed == 0)
         return 0;
     uint64_t size;
     rc = open_spool_file(rx, name, ".partial", &fd, &size);
@@ -250,14 +352,15 @@ static int ship_partial(struct shipper *sh)
         }
         goto out;
     }
-    rc = repo_wal_push_partial_fd(sh->repo, name, fd, flushed);
+    rc = push_item(sh, name, true, partial_takers(sh, name, flushed), fd, flushed);
     if (rc < 0) {
         err_context("while shipping %s.partial to repository \"%s\"", name, sh->name);
         goto out;
     }
+    pthread_mutex_lock(&rx->lock);
     memcpy(sh->partial_name, name, sizeof(name));
     sh->partial_bytes = flushed;
-    sh->partial_at_us = now;
+    pthread_mutex_unlock(&rx->lock);
     uint64_t segno;
     if (wal_segment_parse(name, rx->seg_size, &tli, &segno) == 0)
         note_shipped(sh, tli, segno_to_lsn(segno, rx->seg_size) + flushed, 0);
@@ -269,11 +372,15 @@ out:
     return rc;
 }
 
-/* History files are tiny and few: push every one each pass until it is in. */
+/* History files are tiny and few: push every one each pass until it is in; look at the
+ * spool again only when it changed since every one was. */
 static int ship_histories(struct shipper *sh, char shipped[][24], int *nshipped)
 {
     struct receiver *rx = sh->rx;
     int rc = 0;
+    uint64_t changes = spool_changes(rx->spool);
+    if (sh->histories_done && sh->histories_changes == changes)
+        return 0;
     DIR *d = opendir(spool_dir(rx->spool));
     if (!d)
         return err_set_errno(ERR_IO, errno, "could not read spool directory \"%s\"",
@@ -311,6 +418,8 @@ static int ship_histories(struct shipper *sh, char shipped[][24], int *nshipped)
         log_detail("shipped %s to repository \"%s\"", e->d_name, sh->name);
     }
     closedir(d);
+    sh->histories_done = rc == 0 && *nshipped < 64;
+    sh->histories_changes = changes;
     return rc;
 }
 
@@ -492,6 +601,12 @@ static void *shipper_main(void *arg)
 
 int shippers_start(struct receiver *rx)
 {
+    if (!rx->prep) {
+        rx->prep = prep_cache_new(&rx->identity, rx->o->compress_level, spool_dir(rx->spool),
+                                  rx->nshippers);
+        if (!rx->prep) /* each shipper then prepares for itself */
+            log_warn("%s", err_message()), err_clear();
+    }
     for (int i = 0; i < rx->nshippers; i++) {
         struct shipper *sh = &rx->shippers[i];
         cursor_load(sh);

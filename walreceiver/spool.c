@@ -33,7 +33,23 @@ struct spool {
     uint64_t written; /* bytes written into the open segment */
     uint64_t synced;  /* of which durable */
     lsn_t flushed;    /* end of durable WAL overall */
+    uint64_t changes; /* see spool_changes */
 };
+
+static void changed(struct spool *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->changes++;
+    pthread_mutex_unlock(&s->lock);
+}
+
+uint64_t spool_changes(struct spool *s)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t n = s->changes;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
 
 /* mkdir -p, 0700: the configured spool need not exist yet (the repositories'
  * directories are created the same way). */
@@ -292,6 +308,7 @@ opened:
     memcpy(s->name, name, sizeof(name));
     s->written = 0;
     s->synced = 0;
+    s->changes++;
     pthread_mutex_unlock(&s->lock);
     return 0;
 }
@@ -325,6 +342,7 @@ static int segment_complete(struct spool *s)
     pthread_mutex_lock(&s->lock);
     close(s->fd);
     s->fd = -1;
+    s->changes++;
     pthread_mutex_unlock(&s->lock);
     log_detail("segment %s received", s->name);
     return rc;
@@ -402,6 +420,7 @@ int spool_close_segment(struct spool *s)
     pthread_mutex_lock(&s->lock);
     close(s->fd);
     s->fd = -1;
+    s->changes++;
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
@@ -455,6 +474,7 @@ int spool_write_history(struct spool *s, timeline_t tli, const void *data, size_
         rc = err_set_errno(ERR_IO, errno, "could not rename \"%s/%s\"", s->dir, tmp);
         goto out;
     }
+    changed(s);
     rc = fsync_dir(s);
 out:
     close(fd);

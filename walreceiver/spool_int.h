@@ -50,6 +50,11 @@ int spool_write_history(struct spool *s, timeline_t tli, const void *data, size_
 /* Current partial segment, if open: name (WAL_NAME_BUFLEN) and bytes flushed in it. */
 bool spool_current(struct spool *s, timeline_t *tli, char *name, uint64_t *flushed_bytes);
 
+/* How many times a file appeared in the spool or changed its name (a segment created
+ * or completed, a history file written, the segment being filled closed): a shipper
+ * that saw the spool at one count need not look again until it moves. Thread-safe. */
+uint64_t spool_changes(struct spool *s);
+
 /* Bytes the spool holds (complete + partial segments, history files excluded). */
 uint64_t spool_usage(struct spool *s);
 /* Whether a new segment would fit now: under spool_max and in the filesystem. */

@@ -32,6 +32,10 @@ struct filter_ops {
     int (*process)(struct filter *f, const uint8_t *in, size_t in_len, size_t *in_used,
                    uint8_t *out, size_t out_cap, size_t *out_len, bool finish, bool *done);
     void (*free)(struct filter *f);
+    /* Optional (NULL: the filter cannot be reused). Make the filter ready for a new
+     * stream, as if just built, keeping what it allocated (a zstd context): long loops
+     * reset one chain instead of building one per item. Returns 0 or a negative error. */
+    int (*reset)(struct filter *f);
 };
 
 #define FILTER_OPS_VERSION 1
@@ -58,6 +62,10 @@ int filter_chain_write(struct filter_chain *c, const void *data, size_t len);
 /* Signal end of input, flush every stage to the sink. Call once. */
 int filter_chain_finish(struct filter_chain *c);
 void filter_chain_free(struct filter_chain *c);
+/* Make the chain ready for a new stream (also after a failure): every stage is reset
+ * (filter_ops.reset). ERR_RUNTIME, and the chain stays unusable, when a stage has no
+ * reset. */
+int filter_chain_reset(struct filter_chain *c);
 
 /* Run whole input through one filter (no chain) into a new buffer: for tests and
  * small objects. *out is malloc'd; caller frees. */

@@ -107,6 +107,40 @@ int repo_wal_push_partial_fd(struct repo *r, const char *segment_name, int fd, u
 /* Archive a timeline history file ("%08X.history"); identical = no-op. */
 int repo_wal_push_history(struct repo *r, timeline_t tli, const void *data, size_t len);
 
+/* --- segments prepared once for several repositories ------------------------------ */
+/*
+ * What archiving a segment costs but does not depend on the repository — reading it, its
+ * SHA-256, its time index, and compressing the envelope payload (plaintext || SHA-256) —
+ * done once, then pushed to each repository, which only adds its own header, encrypts
+ * with its own key and nonce, and writes. The objects are byte for byte what
+ * repo_wal_push_fd would write (but for the nonce), bound to their path the same way.
+ * The compressed payload waits in an unlinked scratch file, so memory stays flat
+ * whatever the segment's size or compressibility.
+ */
+struct repo_wal_preparer;
+struct repo_wal_prepared;
+
+/* A preparer for WAL of identity *id, compressing at compress_level (as repo_options;
+ * 0 = none), with its scratch files in scratch_dir (copied). It keeps one compression
+ * context and one read buffer for all its segments. Not thread-safe: one preparation at
+ * a time. */
+struct repo_wal_preparer *repo_wal_preparer_new(const struct repo_identity *id, int compress_level,
+                                                const char *scratch_dir);
+void repo_wal_preparer_free(struct repo_wal_preparer *p);
+
+/* Prepare the first len bytes of fd as segment_name, complete (len must be the segment
+ * size) or partial. fd is duplicated, not consumed: a repository that compresses
+ * otherwise is pushed from it the ordinary way. A segment that does not decode is still
+ * prepared (its pushes warn, as repo_wal_push_fd's). *out is the caller's (free with
+ * repo_wal_prepared_free); it may be pushed from several threads at once. */
+int repo_wal_prepare(struct repo_wal_preparer *p, const char *segment_name, bool partial, int fd,
+                     uint64_t len, struct repo_wal_prepared **out);
+void repo_wal_prepared_free(struct repo_wal_prepared *s);
+
+/* As repo_wal_push_fd (complete) or repo_wal_push_partial_fd (partial), for the prepared
+ * bytes: identical content already stored is a no-op, different content ERR_EXISTS. */
+int repo_wal_push_prepared(struct repo *r, const struct repo_wal_prepared *s);
+
 /* --- time index -------------------------------------------------------------- */
 /*
  * Every segment pushed (complete or .partial) is decoded on the way in, and what its

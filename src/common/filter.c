@@ -77,8 +77,14 @@ static void size_free(struct filter *f)
     free(f);
 }
 
+static int size_reset(struct filter *f)
+{
+    ((struct size_filter *)f)->bytes = 0;
+    return 0;
+}
+
 static const struct filter_observer_ops size_ops = {
-    .base = {FILTER_OPS_VERSION, "size", filter_observer_process, size_free},
+    .base = {FILTER_OPS_VERSION, "size", filter_observer_process, size_free, size_reset},
     .observe = size_observe,
 };
 
@@ -232,6 +238,25 @@ void filter_chain_free(struct filter_chain *c)
     }
     free(c->stages);
     free(c);
+}
+
+int filter_chain_reset(struct filter_chain *c)
+{
+    int rc = 0;
+    c->failed = true; /* until every stage is reset */
+    for (size_t i = 0; i < c->n; i++) {
+        struct filter *f = c->stages[i].f;
+        if (!f->ops->reset) {
+            rc = err_set(ERR_RUNTIME, "filter \"%s\" cannot be reset", f->ops->name);
+            goto out;
+        }
+        if ((rc = f->ops->reset(f)) < 0)
+            goto out;
+        c->stages[i].done = false;
+    }
+    c->started = c->finished = c->failed = false;
+out:
+    return rc;
 }
 
 int filter_run(struct filter *f, const void *in, size_t in_len, uint8_t **out, size_t *out_len)

@@ -53,8 +53,19 @@ static void zstd_enc_free(struct filter *f)
     free(z);
 }
 
+static int zstd_enc_reset(struct filter *f)
+{
+    struct zstd_enc *z = (struct zstd_enc *)f;
+    /* The session only: the level and the checksum flag stay, and so does the memory. */
+    size_t r = ZSTD_CCtx_reset(z->cctx, ZSTD_reset_session_only);
+    if (ZSTD_isError(r))
+        return err_set(ERR_RUNTIME, "zstd compression could not restart: %s", ZSTD_getErrorName(r));
+    z->done = false;
+    return 0;
+}
+
 static const struct filter_ops zstd_enc_ops = {FILTER_OPS_VERSION, "zstd compress",
-                                               zstd_enc_process, zstd_enc_free};
+                                               zstd_enc_process, zstd_enc_free, zstd_enc_reset};
 
 struct filter *filter_zstd_compress_new(int level)
 {
@@ -172,7 +183,7 @@ static void zstd_dec_free(struct filter *f)
 }
 
 static const struct filter_ops zstd_dec_ops = {FILTER_OPS_VERSION, "zstd decompress",
-                                               zstd_dec_process, zstd_dec_free};
+                                               zstd_dec_process, zstd_dec_free, NULL};
 
 struct filter *filter_zstd_decompress_new(void)
 {

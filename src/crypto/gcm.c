@@ -268,9 +268,9 @@ static void gcm_free(struct filter *f)
 }
 
 static const struct filter_ops enc_ops = {FILTER_OPS_VERSION, "aes-256-gcm encrypt", enc_process,
-                                          gcm_free};
+                                          gcm_free, NULL};
 static const struct filter_ops dec_ops = {FILTER_OPS_VERSION, "aes-256-gcm decrypt", dec_process,
-                                          gcm_free};
+                                          gcm_free, NULL};
 
 static struct filter *gcm_new(const struct filter_ops *ops, bool encrypt, const uint8_t key[32],
                               const uint8_t nonce[12], const void *aad, size_t aad_len)

@@ -39,7 +39,7 @@ static void sha256_free(struct filter *f)
 }
 
 static const struct filter_observer_ops sha256_ops = {
-    .base = {FILTER_OPS_VERSION, "sha256", filter_observer_process, sha256_free},
+    .base = {FILTER_OPS_VERSION, "sha256", filter_observer_process, sha256_free, NULL},
     .observe = sha256_observe,
 };
 

@@ -76,6 +76,7 @@ struct repo_writer {
     uint64_t expect;
     uint64_t written;
     uint64_t stored; /* envelope bytes sent to storage */
+    bool payload;    /* given the compressed payload, not the plaintext */
 };
 
 static int writer_sink(void *ctx, const uint8_t *data, size_t len)
@@ -85,7 +86,8 @@ static int writer_sink(void *ctx, const uint8_t *data, size_t len)
     return storage_write_data(rw->w, data, len);
 }
 
-struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t plaintext_len)
+static struct repo_writer *writer_open(struct repo *r, const char *path, uint64_t plaintext_len,
+                                       bool payload)
 {
     struct repo_writer *rw = xcalloc(1, sizeof(*rw));
     uint8_t header[ENVELOPE_HEADER_LEN] = {0};
@@ -112,9 +114,12 @@ struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t 
         goto fail;
     rw->stored = sizeof(header);
     rw->chain = filter_chain_new(0, writer_sink, rw);
-    rw->sha = filter_chain_add(rw->chain, filter_sha256_new());
-    if (codec_add_compress(rw->chain, r->compression, r->compress_level) < 0)
-        goto fail;
+    rw->payload = payload;
+    if (!payload) {
+        rw->sha = filter_chain_add(rw->chain, filter_sha256_new());
+        if (codec_add_compress(rw->chain, r->compression, r->compress_level) < 0)
+            goto fail;
+    }
     if (r->keyring) {
         size_t aad_len;
         uint8_t *aad = object_aad(header, path, &aad_len);
@@ -131,8 +136,21 @@ fail:
     return NULL;
 }
 
+struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t plaintext_len)
+{
+    return writer_open(r, path, plaintext_len, false);
+}
+
+struct repo_writer *repo_writer_open_payload(struct repo *r, const char *path,
+                                             uint64_t plaintext_len)
+{
+    return writer_open(r, path, plaintext_len, true);
+}
+
 int repo_writer_write(struct repo_writer *rw, const void *data, size_t len)
 {
+    if (rw->payload)
+        return filter_chain_write(rw->chain, data, len);
     if (rw->written + len > rw->expect)
         return err_set(ERR_RUNTIME,
                        "object \"%s\": %llu bytes written, more than the %llu declared", rw->path,
@@ -161,14 +179,17 @@ int repo_writer_commit_sized(struct repo_writer *rw, uint64_t *stored)
 {
     int rc = 0;
     uint8_t digest[SHA256_LEN];
-    if (rw->written != rw->expect) {
-        rc = err_set(ERR_RUNTIME, "object \"%s\": %llu bytes written, %llu declared", rw->path,
-                     (unsigned long long)rw->written, (unsigned long long)rw->expect);
-        goto fail;
+    if (!rw->payload) { /* a payload carries its digest already */
+        if (rw->written != rw->expect) {
+            rc = err_set(ERR_RUNTIME, "object \"%s\": %llu bytes written, %llu declared", rw->path,
+                         (unsigned long long)rw->written, (unsigned long long)rw->expect);
+            goto fail;
+        }
+        filter_sha256_result(rw->sha, digest);
+        if ((rc = filter_chain_write(rw->chain, digest, sizeof(digest))) < 0)
+            goto fail;
     }
-    filter_sha256_result(rw->sha, digest);
-    if ((rc = filter_chain_write(rw->chain, digest, sizeof(digest))) < 0 ||
-        (rc = filter_chain_finish(rw->chain)) < 0)
+    if ((rc = filter_chain_finish(rw->chain)) < 0)
         goto fail;
     struct storage_write *w = rw->w;
     rw->w = NULL;

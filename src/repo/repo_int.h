@@ -31,6 +31,40 @@ int repo_wal_index_store(struct repo *r, const struct repo_wal_index *ix);
 int repo_object_read(struct repo *r, const char *path, storage_sink_fn sink, void *ctx,
                      uint8_t sha_out[32], uint64_t *len_out);
 
+/*
+ * A writer for an object whose payload was made elsewhere: the bytes written are
+ * (plaintext || SHA-256(plaintext)) already compressed with r's codec and level, of a
+ * plaintext of plaintext_len bytes. The header (with this object's nonce and path tag)
+ * and the encryption, with (header || path) as associated data, are this writer's as
+ * for any object, so the object is bound to its name the same way. Whether the payload
+ * matches plaintext_len is the producer's promise; every read checks it.
+ */
+struct repo_writer *repo_writer_open_payload(struct repo *r, const char *path,
+                                             uint64_t plaintext_len);
+
+/* --- shared by the WAL archive's two ways in (walarchive.c, walprep.c) --- */
+
+struct waldecode;
+
+/* A decoder for a segment's bytes from its start; NULL, with *why (caller frees), when
+ * waldecode cannot read WAL of this identity. */
+struct waldecode *repo_wal_decoder_new(const struct repo_identity *id, timeline_t tli,
+                                       uint64_t segno, char **why);
+/* Warn that what gets no time index in r: no decoder for it, or it did not decode. */
+void repo_wal_index_missing(struct repo *r, const char *what, bool no_decoder, const char *why);
+/* Store ix; a failure is a warning, never an archiving failure. */
+void repo_wal_index_put(struct repo *r, const struct repo_wal_index *ix);
+/* Whether the object at path is known to have no ".idx" beside it (false when unsure). */
+bool repo_wal_index_absent(struct repo *r, const char *path);
+/* 1 when path already holds exactly this content (by plaintext digest and length), 0
+ * when it is absent, ERR_EXISTS naming what when it holds something else. */
+int repo_wal_same_as_stored(struct repo *r, const char *path, const uint8_t digest[32],
+                            uint64_t len, const char *what);
+
+/* Write the first len bytes of fd into w and commit it; on failure w is aborted. Frees w
+ * in every case. */
+int repo_writer_copy_fd(struct repo_writer *w, int fd, uint64_t len);
+
 /* "<cluster>/<path>" (caller frees). */
 char *repo_full_path(const struct repo *r, const char *path);
 

@@ -75,28 +75,69 @@ static int fd_pass_run(int fd, uint64_t len, struct fd_pass *p)
     return rc;
 }
 
+struct waldecode *repo_wal_decoder_new(const struct repo_identity *id, timeline_t tli,
+                                       uint64_t segno, char **why)
+{
+    struct waldecode *d = NULL;
+    struct waldecode_config cfg = {
+        .seg_size = id->seg_size,
+        .system_identifier = id->system_identifier,
+        .pg_major = id->pg_major,
+        .tli = tli,
+        .start = segno_to_lsn(segno, id->seg_size),
+        .prev_lsn = LSN_INVALID,
+    };
+    *why = NULL;
+    if (waldecode_new(&cfg, &d) < 0) {
+        *why = err_format();
+        err_clear();
+        return NULL;
+    }
+    return d;
+}
+
+void repo_wal_index_missing(struct repo *r, const char *what, bool no_decoder, const char *why)
+{
+    if (no_decoder)
+        log_warn("%s of repository \"%s\" gets no time index: %s", what, repo_name(r), why);
+    else
+        log_warn("%s in repository \"%s\" does not decode, so it has no time index: %s", what,
+                 repo_name(r), why);
+}
+
+void repo_wal_index_put(struct repo *r, const struct repo_wal_index *ix)
+{
+    if (repo_wal_index_store(r, ix) < 0) {
+        char *text = err_format();
+        err_clear();
+        log_warn("%s", text);
+        free(text);
+    }
+}
+
+bool repo_wal_index_absent(struct repo *r, const char *path)
+{
+    char ipath[112];
+    snprintf(ipath, sizeof(ipath), "%s.idx", path);
+    char *ifull = repo_full_path(r, ipath);
+    int have = storage_exists(r->storage, ifull);
+    free(ifull);
+    if (have < 0)
+        err_clear();
+    return have == 0;
+}
+
 /* A decoder for the segment's bytes from its start; NULL (with a warning) when the
  * repository's identity is one waldecode cannot read: the segment is archived without
  * an index. */
 static struct waldecode *index_decoder(struct repo *r, timeline_t tli, uint64_t segno,
                                        const char *what)
 {
-    struct waldecode *d = NULL;
-    struct waldecode_config cfg = {
-        .seg_size = r->identity.seg_size,
-        .system_identifier = r->identity.system_identifier,
-        .pg_major = r->identity.pg_major,
-        .tli = tli,
-        .start = segno_to_lsn(segno, r->identity.seg_size),
-        .prev_lsn = LSN_INVALID,
-    };
-    if (waldecode_new(&cfg, &d) < 0) {
-        char *text = err_format();
-        err_clear();
-        log_warn("%s of repository \"%s\" gets no time index: %s", what, repo_name(r), text);
-        free(text);
-        return NULL;
-    }
+    char *why = NULL;
+    struct waldecode *d = repo_wal_decoder_new(&r->identity, tli, segno, &why);
+    if (!d)
+        repo_wal_index_missing(r, what, true, why);
+    free(why);
     return d;
 }
 
@@ -108,18 +149,12 @@ static void index_store(struct repo *r, timeline_t tli, uint64_t segno, bool par
     if (!p->dec)
         return;
     if (p->decode_error) {
-        log_warn("%s in repository \"%s\" does not decode, so it has no time index: %s", what,
-                 repo_name(r), p->decode_error);
+        repo_wal_index_missing(r, what, false, p->decode_error);
         return;
     }
     struct repo_wal_index ix;
     repo_wal_index_from_summary(tli, segno, partial, len, waldecode_summary(p->dec), &ix);
-    if (repo_wal_index_store(r, &ix) < 0) {
-        char *text = err_format();
-        err_clear();
-        log_warn("%s", text);
-        free(text);
-    }
+    repo_wal_index_put(r, &ix);
     repo_wal_index_free(&ix);
 }
 
@@ -130,14 +165,11 @@ static void fd_pass_free(struct fd_pass *p)
     free(p->decode_error);
 }
 
-/* Write the first len bytes of fd as object path. */
-static int put_fd(struct repo *r, const char *path, int fd, uint64_t len, struct fd_pass *p)
+/* Run the first len bytes of fd through p, with w as its writer; commit w, or abort it. */
+static int write_fd(struct repo_writer *w, int fd, uint64_t len, struct fd_pass *p)
 {
-    p->w = repo_writer_open(r, path, len);
-    if (!p->w)
-        return err_code();
+    p->w = w;
     int rc = fd_pass_run(fd, len, p);
-    struct repo_writer *w = p->w;
     p->w = NULL;
     if (rc < 0) {
         repo_writer_abort(w);
@@ -146,10 +178,23 @@ static int put_fd(struct repo *r, const char *path, int fd, uint64_t len, struct
     return repo_writer_commit(w);
 }
 
-/* 1 when path already holds exactly this content, 0 when it is absent, ERR_EXISTS
- * when it holds something else. */
-static int same_as_stored(struct repo *r, const char *path, const uint8_t digest[SHA256_LEN],
-                          uint64_t len, const char *what)
+int repo_writer_copy_fd(struct repo_writer *w, int fd, uint64_t len)
+{
+    struct fd_pass pass = {0};
+    return write_fd(w, fd, len, &pass);
+}
+
+/* Write the first len bytes of fd as object path. */
+static int put_fd(struct repo *r, const char *path, int fd, uint64_t len, struct fd_pass *p)
+{
+    struct repo_writer *w = repo_writer_open(r, path, len);
+    if (!w)
+        return err_code();
+    return write_fd(w, fd, len, p);
+}
+
+int repo_wal_same_as_stored(struct repo *r, const char *path, const uint8_t digest[SHA256_LEN],
+                            uint64_t len, const char *what)
 {
     char *full = repo_full_path(r, path);
     int rc = storage_exists(r->storage, full);
@@ -201,20 +246,13 @@ int repo_wal_push_fd(struct repo *r, const char *segment_name, int fd, uint64_t 
     if ((rc = fd_pass_run(fd, len, &pass)) < 0)
         goto out;
     sha256_ctx_final(pass.sha, digest);
-    rc = same_as_stored(r, path, digest, len, what);
+    rc = repo_wal_same_as_stored(r, path, digest, len, what);
     if (rc < 0)
         goto out;
     if (rc == 1) {
         /* Already archived; a push interrupted before its index was stored left it
          * without one. */
-        char ipath[112];
-        snprintf(ipath, sizeof(ipath), "%s.idx", path);
-        char *ifull = repo_full_path(r, ipath);
-        int have = storage_exists(r->storage, ifull);
-        free(ifull);
-        if (have < 0)
-            err_clear();
-        else if (have == 0)
+        if (repo_wal_index_absent(r, path))
             index_store(r, tli, segno, false, len, &pass, what);
         rc = 0;
         goto out;
@@ -264,7 +302,7 @@ int repo_wal_push_history(struct repo *r, timeline_t tli, const void *data, size
     snprintf(path, sizeof(path), "wal/%08X.history", tli);
     snprintf(what, sizeof(what), "history file %08X.history", tli);
     sha256(data, len, digest);
-    rc = same_as_stored(r, path, digest, len, what);
+    rc = repo_wal_same_as_stored(r, path, digest, len, what);
     if (rc != 0)
         return rc < 0 ? rc : 0;
     return repo_put(r, path, data, len);

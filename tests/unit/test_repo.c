@@ -1359,6 +1359,113 @@ static void test_wal_partial_replaces(void **state)
     repo_close(r);
 }
 
+static struct repo_wal_prepared *prepare(struct repo_wal_preparer *p, const char *name,
+                                         bool partial, const uint8_t *data, size_t len)
+{
+    struct repo_wal_prepared *s = NULL;
+    int fd = make_fd(data, len);
+    check_ok(repo_wal_prepare(p, name, partial, fd, len, &s), "prepare");
+    close(fd); /* the preparation keeps its own descriptor */
+    return s;
+}
+
+/* One preparation serves repositories of every mode: those compressing as it does get
+ * its payload in their own envelope (with their own key and nonce), the others the
+ * ordinary push from the segment; a re-push is a no-op and different content under the
+ * name is refused, as with repo_wal_push_fd. */
+static void test_wal_push_prepared(void **state)
+{
+    (void)state;
+    struct repo *r[M_COUNT];
+    for (int m = 0; m < M_COUNT; m++)
+        r[m] = open_mode((enum mode)m);
+    struct repo_wal_preparer *p = repo_wal_preparer_new(&ident, 3, fx.base);
+    assert_non_null(p);
+    uint8_t *seg = xmalloc(SEG);
+    char path[96], want[256];
+
+    /* The payload path never reads the segment again: with it emptied after the
+     * preparation, only the repositories that compress otherwise fail. */
+    fill_random(seg, SEG / 2, 40);
+    fill_text(seg + SEG / 2, SEG / 2);
+    const char *name = seg_name(1, 40);
+    int fd = make_fd(seg, SEG);
+    struct repo_wal_prepared *s = NULL;
+    check_ok(repo_wal_prepare(p, name, false, fd, SEG, &s), "prepare");
+    assert_int_equal(ftruncate(fd, 0), 0);
+    close(fd);
+    for (int m = 0; m < M_COUNT; m++) {
+        if (m == M_ZSTD || m == M_ENC_ZSTD)
+            check_ok(repo_wal_push_prepared(r[m], s), "push prepared");
+        else
+            expect_err(repo_wal_push_prepared(r[m], s), ERR_IO,
+                       "WAL file to archive is shorter than 1048576 bytes", NULL);
+    }
+    repo_wal_prepared_free(s);
+
+    /* The preparer serves one segment after another. */
+    for (uint64_t segno = 40; segno < 43; segno++) {
+        fill_random(seg, SEG / 2, segno);
+        fill_text(seg + SEG / 2, SEG / 2);
+        name = seg_name(1, segno);
+        repo_wal_path(1, name, false, path, sizeof(path));
+        s = prepare(p, name, false, seg, SEG);
+        for (int m = 0; m < M_COUNT; m++) {
+            check_ok(repo_wal_push_prepared(r[m], s), "push");
+            struct stat st0 = stat_disk(modes[m].cluster, path);
+            check_ok(repo_wal_push_prepared(r[m], s), "push again"); /* a no-op */
+            struct stat st1 = stat_disk(modes[m].cluster, path);
+            assert_int_equal(st0.st_ino, st1.st_ino);
+            uint8_t *got;
+            size_t got_len;
+            check_ok(repo_get_all(r[m], path, &got, &got_len), "get");
+            assert_int_equal(got_len, SEG);
+            assert_memory_equal(got, seg, SEG);
+            free(got);
+        }
+        repo_wal_prepared_free(s);
+    }
+
+    /* Different content under an archived name. */
+    seg[SEG - 100] ^= 1;
+    s = prepare(p, name, false, seg, SEG);
+    snprintf(want, sizeof(want),
+             "segment %s is already in repository \"local\" with different content", name);
+    for (int m = 0; m < M_COUNT; m++)
+        expect_err(repo_wal_push_prepared(r[m], s), ERR_EXISTS, want,
+                   "two servers may be archiving into one repository; nothing was overwritten");
+    repo_wal_prepared_free(s);
+
+    /* Partial copies replace each other. */
+    name = seg_name(1, 50);
+    repo_wal_path(1, name, true, path, sizeof(path));
+    for (size_t len = 1000; len <= 5000; len += 4000) {
+        s = prepare(p, name, true, seg, len);
+        check_ok(repo_wal_push_prepared(r[M_ENC_ZSTD], s), "push partial");
+        repo_wal_prepared_free(s);
+        uint8_t *got;
+        size_t got_len;
+        check_ok(repo_get_all(r[M_ENC_ZSTD], path, &got, &got_len), "get partial");
+        assert_int_equal(got_len, len);
+        assert_memory_equal(got, seg, len);
+        free(got);
+    }
+
+    /* Bad sizes are refused before any work. */
+    fd = make_fd(seg, SEG);
+    snprintf(want, sizeof(want),
+             "segment %s has 1048575 bytes, not 1048576\n  while preparing %s for archiving", name,
+             name);
+    expect_err(repo_wal_prepare(p, name, false, fd, SEG - 1, &s), ERR_IO, want, NULL);
+    assert_null(s);
+    close(fd);
+
+    free(seg);
+    repo_wal_preparer_free(p);
+    for (int m = 0; m < M_COUNT; m++)
+        repo_close(r[m]);
+}
+
 #define HIST2 "1\t0/3000000\tno recovery target specified\n"
 
 static void test_wal_history(void **state)
@@ -1550,6 +1657,7 @@ int main(void)
         T(test_wal_push_encrypted),
         T(test_wal_push_bad_input),
         T(test_wal_partial_replaces),
+        T(test_wal_push_prepared),
         T(test_wal_history),
         T(test_wal_summary),
 #undef T

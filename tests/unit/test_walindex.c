@@ -2,7 +2,8 @@
  *
  * Real PostgreSQL 15 WAL (the waldecode fixture: segments 0/900000 and 0/A00000 of a
  * 1 MiB-segment cluster, see test_waldecode.c for where the expected values come from)
- * pushed through repo_wal_push_fd / repo_wal_push_partial_fd into a posix repository;
+ * pushed through repo_wal_push_fd / repo_wal_push_partial_fd into a posix repository (and
+ * again, the *_prep tests, prepared once with repo_wal_prepare and pushed from that);
  * the index read back must tell the commits PostgreSQL made, and a segment that does
  * not decode must still be archived.
  */
@@ -60,6 +61,7 @@ static int group_teardown(void **state)
 /* ---- a fresh repository per test ------------------------------------------------------ */
 
 struct fx {
+    bool prep; /* push through repo_wal_prepare / repo_wal_push_prepared */
     char dir[64];
     char file[96]; /* scratch file holding what is pushed */
     struct storage *s;
@@ -88,6 +90,14 @@ static int setup(void **state)
     return 0;
 }
 
+static int setup_prep(void **state)
+{
+    int rc = setup(state);
+    if (rc == 0)
+        ((struct fx *)*state)->prep = true;
+    return rc;
+}
+
 static int teardown(void **state)
 {
     struct fx *f = *state;
@@ -113,9 +123,28 @@ static int scratch(struct fx *f, const uint8_t *data, size_t len)
     return fd;
 }
 
+/* Prepared with the repository's level, into scratch files of the fixture's directory;
+ * the descriptor is closed before the push (the preparation keeps its own). */
+static int push_prepared(struct fx *f, const char *name, bool partial, int fd, size_t len)
+{
+    struct repo_identity id = {.system_identifier = SYSID, .pg_major = 15, .seg_size = SEG};
+    struct repo_wal_preparer *p = repo_wal_preparer_new(&id, 1, f->dir);
+    struct repo_wal_prepared *s = NULL;
+    assert_non_null(p);
+    int rc = repo_wal_prepare(p, name, partial, fd, len, &s);
+    close(fd);
+    if (rc == 0)
+        rc = repo_wal_push_prepared(f->r, s);
+    repo_wal_prepared_free(s);
+    repo_wal_preparer_free(p);
+    return rc;
+}
+
 static int push(struct fx *f, const char *name, const uint8_t *data)
 {
     int fd = scratch(f, data, SEG);
+    if (f->prep)
+        return push_prepared(f, name, false, fd, SEG);
     int rc = repo_wal_push_fd(f->r, name, fd, SEG);
     close(fd);
     return rc;
@@ -124,6 +153,8 @@ static int push(struct fx *f, const char *name, const uint8_t *data)
 static int push_partial(struct fx *f, const char *name, const uint8_t *data, size_t len)
 {
     int fd = scratch(f, data, len);
+    if (f->prep)
+        return push_prepared(f, name, true, fd, len);
     int rc = repo_wal_push_partial_fd(f->r, name, fd, len);
     close(fd);
     return rc;
@@ -392,6 +423,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_repush_restores_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_of_complete_segment, setup_prep, teardown),
+        cmocka_unit_test_setup_teardown(test_index_with_switch, setup_prep, teardown),
+        cmocka_unit_test_setup_teardown(test_partial_index, setup_prep, teardown),
+        cmocka_unit_test_setup_teardown(test_find_time_and_latest, setup_prep, teardown),
+        cmocka_unit_test_setup_teardown(test_undecodable_segment_is_archived, setup_prep, teardown),
+        cmocka_unit_test_setup_teardown(test_repush_restores_index, setup_prep, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -225,6 +225,36 @@ static void test_window_too_large_rejected(void **state)
     buf_free(&plain);
 }
 
+/* A compressor reset between streams (a reused context) writes one complete frame per
+ * stream, also when the previous stream was abandoned half way. */
+static void test_reset_reuses_the_compressor(void **state)
+{
+    (void)state;
+    struct buf z = BUF_INIT, out = BUF_INIT;
+    struct filter_chain *c = filter_chain_new(0, sink_fn, &z);
+    filter_chain_add(c, filter_zstd_compress_new(3));
+    for (uint64_t round = 0; round < 4; round++) {
+        size_t len = round == 2 ? 0 : 300000 + (size_t)round;
+        uint8_t *data = mixed_data(len, round);
+        assert_int_equal(filter_chain_reset(c), 0);
+        buf_free(&z);
+        assert_int_equal(filter_chain_write(c, data, len), 0);
+        if (round == 1) { /* abandoned */
+            free(data);
+            continue;
+        }
+        assert_int_equal(filter_chain_finish(c), 0);
+        assert_int_equal(decompress(z.data, z.len, 0, &out), 0);
+        assert_int_equal(out.len, len);
+        if (len)
+            assert_memory_equal(out.data, data, len);
+        buf_free(&out);
+        free(data);
+    }
+    filter_chain_free(c);
+    buf_free(&z);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_trailing_data_rejected),
         cmocka_unit_test(test_corruption_rejected),
         cmocka_unit_test(test_window_too_large_rejected),
+        cmocka_unit_test(test_reset_reuses_the_compressor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

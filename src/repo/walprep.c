@@ -1,0 +1,282 @@
+/*
+ * walprep.c — a WAL segment prepared once for several repositories (see repo.h).
+ *
+ * An object's payload is (plaintext || SHA-256) compressed with the repository's codec
+ * and level (object.c): nothing in it depends on the repository, while the header (its
+ * nonce) and the encryption (key, nonce, and header || path as associated data) do. So
+ * the payload is made once here, into an unlinked scratch file, and each push wraps it
+ * in that repository's own envelope through repo_writer_open_payload. A repository with
+ * another codec, level or identity gets the ordinary push from the segment file.
+ */
+#include "repo_int.h"
+
+#include "pgark/error.h"
+#include "pgark/hash.h"
+#include "pgark/mem.h"
+#include "pgark/waldecode.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PREP_READ_BUF (1024 * 1024)
+
+struct repo_wal_preparer {
+    struct repo_identity identity;
+    const struct codec *compression;
+    int level;
+    char *scratch_dir;
+    struct filter_chain *chain; /* the compressor, reset for each segment */
+    uint8_t *buf;
+    struct repo_wal_prepared *cur; /* being prepared: the chain's sink writes to it */
+};
+
+struct repo_wal_prepared {
+    char name[WAL_NAME_BUFLEN];
+    bool partial;
+    timeline_t tli;
+    uint64_t segno;
+    uint64_t len;
+    int src_fd;
+    struct repo_identity identity;
+    const struct codec *compression;
+    int level;
+    uint8_t digest[SHA256_LEN];
+    int payload_fd;
+    uint64_t payload_len;
+    bool have_index;
+    struct repo_wal_index ix;
+    bool no_decoder; /* why there is no index: no decoder, or it failed (why) */
+    char *why;
+};
+
+static int scratch_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct repo_wal_preparer *p = ctx;
+    struct repo_wal_prepared *s = p->cur;
+    while (len) {
+        ssize_t n = write(s->payload_fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return err_set_errno(ERR_IO, errno, "could not write a scratch file in \"%s\"",
+                                 p->scratch_dir);
+        data += n;
+        len -= (size_t)n;
+        s->payload_len += (uint64_t)n;
+    }
+    return 0;
+}
+
+struct repo_wal_preparer *repo_wal_preparer_new(const struct repo_identity *id, int compress_level,
+                                                const char *scratch_dir)
+{
+    struct repo_wal_preparer *p = xcalloc(1, sizeof(*p));
+    p->identity = *id;
+    p->level = compress_level;
+    p->compression = codec_by_name(CODEC_COMPRESSION, compress_level > 0 ? "zstd" : "none");
+    p->scratch_dir = xstrdup(scratch_dir);
+    p->chain = filter_chain_new(0, scratch_sink, p);
+    p->buf = xmalloc(PREP_READ_BUF);
+    if (codec_add_compress(p->chain, p->compression, p->level) < 0) {
+        repo_wal_preparer_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void repo_wal_preparer_free(struct repo_wal_preparer *p)
+{
+    if (!p)
+        return;
+    filter_chain_free(p->chain);
+    free(p->buf);
+    free(p->scratch_dir);
+    free(p);
+}
+
+void repo_wal_prepared_free(struct repo_wal_prepared *s)
+{
+    if (!s)
+        return;
+    if (s->src_fd >= 0)
+        close(s->src_fd);
+    if (s->payload_fd >= 0)
+        close(s->payload_fd);
+    if (s->have_index)
+        repo_wal_index_free(&s->ix);
+    free(s->why);
+    free(s);
+}
+
+/* An unlinked file in dir: gone with its last descriptor, whatever happens. */
+static int scratch_open(const char *dir)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        char *path = xasprintf("%s/.prepared.XXXXXX", dir);
+        fd = mkostemp(path, O_CLOEXEC);
+        if (fd >= 0)
+            unlink(path);
+        free(path);
+    }
+    if (fd < 0)
+        return err_set_errno(ERR_IO, errno, "could not create a scratch file in \"%s\"", dir);
+    return fd;
+}
+
+/* Read the segment once: digest, decoder and compressor each see every byte. */
+static int prepare_pass(struct repo_wal_preparer *p, struct repo_wal_prepared *s,
+                        struct sha256_ctx *sha, struct waldecode *dec)
+{
+    uint64_t off = 0;
+    int rc = 0;
+    while (rc == 0 && off < s->len) {
+        size_t want = s->len - off < PREP_READ_BUF ? (size_t)(s->len - off) : PREP_READ_BUF;
+        ssize_t n = pread(s->src_fd, p->buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? err_set_errno(ERR_IO, errno, "could not read WAL to archive")
+                       : err_set(ERR_IO, "WAL file to archive is shorter than %llu bytes",
+                                 (unsigned long long)s->len);
+            break;
+        }
+        sha256_ctx_update(sha, p->buf, (size_t)n);
+        if (dec && !s->why && waldecode_feed(dec, p->buf, (size_t)n) < 0) {
+            s->why = err_format();
+            err_clear();
+        }
+        rc = filter_chain_write(p->chain, p->buf, (size_t)n);
+        off += (uint64_t)n;
+    }
+    if (rc == 0) {
+        sha256_ctx_final(sha, s->digest);
+        rc = filter_chain_write(p->chain, s->digest, SHA256_LEN);
+    }
+    if (rc == 0)
+        rc = filter_chain_finish(p->chain);
+    return rc;
+}
+
+int repo_wal_prepare(struct repo_wal_preparer *p, const char *segment_name, bool partial, int fd,
+                     uint64_t len, struct repo_wal_prepared **out)
+{
+    struct repo_wal_prepared *s = xcalloc(1, sizeof(*s));
+    struct sha256_ctx *sha = NULL;
+    struct waldecode *dec = NULL;
+    int rc;
+
+    s->src_fd = s->payload_fd = -1;
+    *out = NULL;
+    rc = wal_segment_parse(segment_name, p->identity.seg_size, &s->tli, &s->segno);
+    if (rc < 0)
+        goto out;
+    if (partial && len > p->identity.seg_size) {
+        rc = err_set(ERR_IO, "partial segment %s has %llu bytes, more than a segment", segment_name,
+                     (unsigned long long)len);
+        goto out;
+    }
+    if (!partial && len != p->identity.seg_size) {
+        rc = err_set(ERR_IO, "segment %s has %llu bytes, not %llu", segment_name,
+                     (unsigned long long)len, (unsigned long long)p->identity.seg_size);
+        goto out;
+    }
+    snprintf(s->name, sizeof(s->name), "%s", segment_name);
+    s->partial = partial;
+    s->len = len;
+    s->identity = p->identity;
+    s->compression = p->compression;
+    s->level = p->level;
+    s->src_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (s->src_fd < 0) {
+        rc = err_set_errno(ERR_IO, errno, "could not duplicate the descriptor of %s", s->name);
+        goto out;
+    }
+    if ((rc = s->payload_fd = scratch_open(p->scratch_dir)) < 0)
+        goto out;
+    if ((rc = filter_chain_reset(p->chain)) < 0)
+        goto out;
+    dec = repo_wal_decoder_new(&p->identity, s->tli, s->segno, &s->why);
+    s->no_decoder = !dec;
+    sha = sha256_ctx_new();
+    p->cur = s;
+    rc = prepare_pass(p, s, sha, dec);
+    p->cur = NULL;
+    if (rc < 0)
+        goto out;
+    if (dec && !s->why) {
+        repo_wal_index_from_summary(s->tli, s->segno, partial, len, waldecode_summary(dec), &s->ix);
+        s->have_index = true;
+    }
+    *out = s;
+    s = NULL;
+out:
+    if (rc < 0)
+        err_context("while preparing %s%s for archiving", segment_name, partial ? ".partial" : "");
+    sha256_ctx_free(sha);
+    waldecode_free(dec);
+    repo_wal_prepared_free(s);
+    return rc < 0 ? rc : 0;
+}
+
+/* Whether r would write exactly this payload: the same codec, level and WAL. */
+static bool fits(const struct repo *r, const struct repo_wal_prepared *s)
+{
+    return r->compression == s->compression &&
+           (codec_is_none(r->compression) || r->compress_level == s->level) &&
+           r->identity.system_identifier == s->identity.system_identifier &&
+           r->identity.pg_major == s->identity.pg_major &&
+           r->identity.seg_size == s->identity.seg_size;
+}
+
+static int put_payload(struct repo *r, const char *path, const struct repo_wal_prepared *s)
+{
+    struct repo_writer *w = repo_writer_open_payload(r, path, s->len);
+    if (!w)
+        return err_code();
+    return repo_writer_copy_fd(w, s->payload_fd, s->payload_len);
+}
+
+static void index_put(struct repo *r, const struct repo_wal_prepared *s, const char *what)
+{
+    if (s->have_index)
+        repo_wal_index_put(r, &s->ix);
+    else
+        repo_wal_index_missing(r, what, s->no_decoder, s->why);
+}
+
+int repo_wal_push_prepared(struct repo *r, const struct repo_wal_prepared *s)
+{
+    char path[96], what[64];
+    int rc = 0;
+
+    if (!fits(r, s)) {
+        rc = s->partial ? repo_wal_push_partial_fd(r, s->name, s->src_fd, s->len)
+                        : repo_wal_push_fd(r, s->name, s->src_fd, s->len);
+        goto out;
+    }
+    repo_wal_path(s->tli, s->name, s->partial, path, sizeof(path));
+    snprintf(what, sizeof(what), "%s %s", s->partial ? "partial segment" : "segment", s->name);
+    if (!s->partial) {
+        /* A complete segment is written once; its digest is known, so a re-push
+         * compares without reading the segment again. */
+        rc = repo_wal_same_as_stored(r, path, s->digest, s->len, what);
+        if (rc < 0)
+            goto out;
+        if (rc == 1) {
+            if (repo_wal_index_absent(r, path))
+                index_put(r, s, what);
+            rc = 0;
+            goto out;
+        }
+    }
+    rc = put_payload(r, path, s);
+    if (rc == 0)
+        index_put(r, s, what);
+out:
+    return rc;
+}
