@@ -461,10 +461,16 @@ static int session(struct receiver *rx, bool *made_progress)
 
     for (;;) {
         bool ended = false;
-        lsn_t before = rx->received;
         rc = stream(rx, conn, major, &tli, &start, &ended);
-        if (rx->received > before)
+        /* Progress is durable WAL past the best of every earlier session: bytes
+         * received again after a reconnect (up to a bad page, say) are not. */
+        pthread_mutex_lock(&rx->lock);
+        lsn_t flushed = rx->flushed;
+        pthread_mutex_unlock(&rx->lock);
+        if (flushed > rx->progress_mark) {
+            rx->progress_mark = flushed;
             *made_progress = true;
+        }
         if (rc < 0 || !ended || should_return())
             break;
     }

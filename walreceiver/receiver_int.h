@@ -86,6 +86,9 @@ struct receiver {
     /* The last session ended on a bad WAL page from the server (set and read by the
      * receive loop's thread only). */
     bool bad_page;
+    /* The highest flush position any session reached: a session that passes it made
+     * progress and resets the reconnect backoff (receive loop's thread only). */
+    lsn_t progress_mark;
 
     pthread_mutex_t lock;
     pthread_cond_t wake; /* signalled when a segment completes, on flush, and on stop */

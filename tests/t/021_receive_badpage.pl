@@ -152,6 +152,15 @@ for my $case (@cases)
 	like(receiver_log($rx), qr/error\s+\Q$expect\E\n(?:.*\n)*?.*reconnecting in [\d.]+ s/,
 		"$label: the receiver reconnects with backoff");
 	ok(receiver_alive($rx), "$label: and keeps running");
+	if ($case == $cases[0])
+	{
+		# Meeting the same bad page again is no progress: the waits grow.
+		ok(poll_until(sub { $count->() >= 3 }, 60), "$label: a third attempt");
+		my ($after) = receiver_log($rx) =~ /(error\s+\Q$expect\E.*)\z/s;
+		my @waits = ($after // '') =~ /reconnecting in ([\d.]+) s/g;
+		ok(@waits >= 2 && $waits[1] >= 1.0,
+			"$label: the second wait after the bad page is backed off to 1..2 s (@waits)");
+	}
 	like((read_status($sdir) // {})->{last_error} // '', qr/\Q$expect\E/,
 		"$label: status.json says why");
 	like(slurp_file($plog), qr/corrupted \Q$kind\E at \Q${\lsn_text($page)}\E/,
