@@ -4,12 +4,15 @@
  * The manifest is read as a stream; each regular file is cut into pieces of a few
  * chunks that a pool of threads downloads in parallel (repo_chunk_get verifies every
  * chunk's envelope and that its content still has its name) into a buffer the size of a
- * piece, and writes with pwrite at the chunk's offset. The SHA-256 of the whole file is
- * computed from those verified bytes as they go by: a finished piece waits for its turn
- * (the pieces before it hashed) and feeds its buffer to the file's digest, so nothing is
- * read back from disk and no byte is hashed twice for the file. Once the last piece is
- * hashed the digest is checked against the manifest, the file fsynced (its writeback
- * was started piece by piece) and its mode and mtime set. With delta, a chunk whose
+ * piece, and writes with pwrite at the chunk's offset. Where chunk names are the SHA-256
+ * of their content, a verified chunk is proof of its bytes and the file is the manifest's
+ * chunks in order, so no more hashing is needed. In an encrypted repository names are
+ * HMACs that a read does not recompute, so the SHA-256 of the whole file is computed from
+ * the verified bytes as they go by: a finished piece waits for its turn (the pieces
+ * before it hashed) and feeds its buffer to the file's digest, so nothing is read back
+ * from disk, and the digest is checked against the manifest. Once every piece is done
+ * the file is fsynced (its writeback was started piece by piece) and its mode and mtime
+ * set. With delta, a chunk whose
  * bytes on disk already have the chunk's name is kept, so only what changed is fetched
  * and written. Directories get their mode and mtime last, and are fsynced. The first
  * failure stops every thread and is reported with the file and the repository; memory
@@ -52,7 +55,7 @@ struct wfile {
     size_t pieces_left;      /* not done yet (under lock): the last one frees the file */
     atomic_size_t hash_next; /* the piece whose turn it is to feed sha (moves under
                                 writer.lock) */
-    struct sha256_ctx *sha;
+    struct sha256_ctx *sha;  /* NULL when chunk names are content digests */
     atomic_bool changed;
     pthread_mutex_t lock;
 };
@@ -195,14 +198,16 @@ static ssize_t pread_full(int fd, uint8_t *data, size_t len, uint64_t off)
     return (ssize_t)got;
 }
 
-/* Every piece hashed: check the whole file, make it durable, set mode and mtime. */
+/* Every piece done (and hashed): check the whole file, make it durable, set mode and
+ * mtime. */
 static int file_finish(struct writer *w, struct wfile *f)
 {
     uint8_t got[SHA256_LEN];
     char *shown = xasprintf("%s/%s", w->o->pgdata, f->path);
     int rc = 0;
-    sha256_ctx_final(f->sha, got);
-    if (memcmp(got, f->sha256, SHA256_LEN) != 0) {
+    if (f->sha)
+        sha256_ctx_final(f->sha, got);
+    if (f->sha && memcmp(got, f->sha256, SHA256_LEN) != 0) {
         rc = err_set(ERR_INTEGRITY,
                      "file \"%s\" restored from repository \"%s\" does not match the SHA-256 "
                      "of the backup manifest",
@@ -321,7 +326,7 @@ static int do_piece(struct writer *w, struct job *j, uint8_t *buf)
         progress_add(w->progress, len);
         /* The piece in turn hashes as it goes (the turn, once here, stays until this
          * piece passes it on); the others wait for theirs with the bytes in buf. */
-        if (rc == 0 && atomic_load(&f->hash_next) == j->piece) {
+        if (rc == 0 && f->sha && atomic_load(&f->hash_next) == j->piece) {
             sha256_ctx_update(f->sha, buf + hashed, filled - hashed);
             hashed = filled;
         }
@@ -335,11 +340,18 @@ static int do_piece(struct writer *w, struct job *j, uint8_t *buf)
     (void)start;
     (void)wrote;
 #endif
-    if (rc == 0 && !atomic_load(&w->failed) &&
-        hash_in_turn(w, f, j->piece, buf + hashed, filled - hashed))
-        rc = file_finish(w, f);
-    if (piece_done(f))
+    if (f->sha) {
+        /* The last piece to hash is the last piece done. */
+        if (rc == 0 && !atomic_load(&w->failed) &&
+            hash_in_turn(w, f, j->piece, buf + hashed, filled - hashed))
+            rc = file_finish(w, f);
+        if (piece_done(f))
+            wfile_free(f);
+    } else if (piece_done(f)) {
+        if (rc == 0 && !atomic_load(&w->failed))
+            rc = file_finish(w, f);
         wfile_free(f);
+    }
     return rc;
 }
 
@@ -424,7 +436,8 @@ static int add_file(struct writer *w, const struct manifest_file *mf)
     }
     w->files++;
     w->bytes += f->size;
-    f->sha = sha256_ctx_new();
+    if (repo_encrypted(w->o->repo))
+        f->sha = sha256_ctx_new();
     if (mf->n_chunks == 0) {
         rc = file_finish(w, f);
         wfile_free(f);
