@@ -13,6 +13,8 @@
 
 #include "pgark/filter.h"
 
+#include <stdint.h>
+
 /* Levels accepted by filter_zstd_compress_new; higher levels would need bigger windows. */
 #define COMPRESS_ZSTD_LEVEL_MIN 1
 #define COMPRESS_ZSTD_LEVEL_MAX 19
@@ -21,8 +23,13 @@
 #define COMPRESS_ZSTD_MAX_WINDOW_LOG 23
 
 /* A compressor at level (COMPRESS_ZSTD_LEVEL_MIN..COMPRESS_ZSTD_LEVEL_MAX). Returns NULL with
- * ERR_CONFIG set for a level out of range. The caller owns the filter (or hands it to a chain). */
+ * ERR_CONFIG set for a level out of range. The caller owns the filter (or hands it to a chain).
+ * Its zstd context is reused: freeing the filter keeps the context for the next compressor
+ * the same thread creates (one spare per thread, freed when the thread ends). */
 struct filter *filter_zstd_compress_new(int level);
+
+/* Compression contexts created so far by this process (tests: reuse shows here). */
+uint64_t filter_zstd_contexts_made(void);
 
 /* A decompressor; never NULL. */
 struct filter *filter_zstd_decompress_new(void);

@@ -67,6 +67,11 @@ int repo_put(struct repo *r, const char *path, const void *data, size_t len);
  * compressed, encrypted), for the stored-bytes figures of a backup. */
 int repo_put_sized(struct repo *r, const char *path, const void *data, size_t len,
                    uint64_t *stored);
+/* As repo_put_sized, for a caller that already computed the plaintext's SHA-256: the
+ * object is the same, the plaintext is not hashed again. A wrong sha256 makes an object
+ * every read rejects (ERR_INTEGRITY), never one read as valid. */
+int repo_put_digest(struct repo *r, const char *path, const void *data, size_t len,
+                    const uint8_t sha256[32], uint64_t *stored);
 
 /* Streamed writing of an object of known plaintext length. */
 struct repo_writer;
@@ -197,6 +202,11 @@ int repo_chunk_put(struct repo *r, const char *name, const void *data, size_t le
 /* As repo_chunk_put; *stored (may be NULL) receives the chunk's size as stored. */
 int repo_chunk_put_sized(struct repo *r, const char *name, const void *data, size_t len,
                          uint64_t *stored);
+/* As repo_chunk_put_sized with the plaintext's SHA-256 known (repo_put_digest; NULL:
+ * computed here). In an unencrypted repository that is the name itself, so a chunk is
+ * hashed once. */
+int repo_chunk_put_digest(struct repo *r, const char *name, const void *data, size_t len,
+                          const uint8_t sha256[32], uint64_t *stored);
 /* Stream a chunk's plaintext to sink; verifies the envelope and that the content
  * still has this name (a chunk swapped for another is ERR_INTEGRITY). */
 int repo_chunk_get(struct repo *r, const char *name, storage_sink_fn sink, void *ctx);

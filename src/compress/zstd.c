@@ -4,6 +4,7 @@
 #include "pgark/error.h"
 #include "pgark/mem.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <zstd.h>
 
@@ -45,10 +46,59 @@ out:
     return rc;
 }
 
+/*
+ * One spare compression context per thread. A backup worker compresses thousands of
+ * chunk-sized objects, and a fresh context allocates and initialises its tables (about
+ * a megabyte at level 3) for each one; a reused context keeps them. A compressor takes
+ * its thread's spare and gives it back when freed; the spare goes when the thread ends.
+ */
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static _Atomic uint64_t contexts_made;
+
+uint64_t filter_zstd_contexts_made(void)
+{
+    return contexts_made;
+}
+
+static void spare_destroy(void *cctx)
+{
+    ZSTD_freeCCtx(cctx);
+}
+
+static void spare_key_init(void)
+{
+    if (pthread_key_create(&spare_key, spare_destroy) != 0)
+        abort(); /* only when out of keys or memory */
+}
+
+static ZSTD_CCtx *cctx_take(void)
+{
+    pthread_once(&spare_once, spare_key_init);
+    ZSTD_CCtx *cctx = pthread_getspecific(spare_key);
+    if (cctx) {
+        pthread_setspecific(spare_key, NULL);
+        ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+    } else {
+        cctx = ZSTD_createCCtx();
+        if (!cctx)
+            abort(); /* zstd only fails here when out of memory */
+        contexts_made++;
+    }
+    return cctx;
+}
+
+static void cctx_give_back(ZSTD_CCtx *cctx)
+{
+    if (cctx && !pthread_getspecific(spare_key) && pthread_setspecific(spare_key, cctx) == 0)
+        return;
+    ZSTD_freeCCtx(cctx);
+}
+
 static void zstd_enc_free(struct filter *f)
 {
     struct zstd_enc *z = (struct zstd_enc *)f;
-    ZSTD_freeCCtx(z->cctx);
+    cctx_give_back(z->cctx);
     free(z);
 }
 
@@ -64,9 +114,7 @@ struct filter *filter_zstd_compress_new(int level)
     }
     struct zstd_enc *z = xcalloc(1, sizeof(*z));
     z->base.ops = &zstd_enc_ops;
-    z->cctx = ZSTD_createCCtx();
-    if (!z->cctx)
-        abort(); /* zstd only fails here when out of memory */
+    z->cctx = cctx_take();
     if (ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_compressionLevel, level)) ||
         ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_checksumFlag, 1)))
         abort(); /* both values are valid by construction */

@@ -12,7 +12,8 @@
  * its name: a whole object copied over another one is self-consistent otherwise, and
  * would be read back as the other object's content. Every header byte is checked.
  *
- * Writing runs plaintext -> sha256 -> zstd -> aes-gcm -> storage; reading the reverse,
+ * Writing runs plaintext -> sha256 -> zstd -> aes-gcm -> storage (no sha256 step when the
+ * caller already has the digest: repo_put_digest); reading the reverse,
  * and a trailer check that compares the length and the digest before it reports
  * success.
  */
@@ -72,7 +73,8 @@ struct repo_writer {
     char *path;
     struct storage_write *w;
     struct filter_chain *chain;
-    struct filter *sha;
+    struct filter *sha; /* NULL when the caller gave the digest */
+    uint8_t digest[SHA256_LEN]; /* the caller's digest of the plaintext */
     uint64_t expect;
     uint64_t written;
     uint64_t stored; /* envelope bytes sent to storage */
@@ -85,7 +87,9 @@ static int writer_sink(void *ctx, const uint8_t *data, size_t len)
     return storage_write_data(rw->w, data, len);
 }
 
-struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t plaintext_len)
+/* digest NULL: hash the plaintext on its way through; else the caller's SHA-256 of it. */
+static struct repo_writer *writer_open(struct repo *r, const char *path, uint64_t plaintext_len,
+                                       const uint8_t *digest)
 {
     struct repo_writer *rw = xcalloc(1, sizeof(*rw));
     uint8_t header[ENVELOPE_HEADER_LEN] = {0};
@@ -112,7 +116,10 @@ struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t 
         goto fail;
     rw->stored = sizeof(header);
     rw->chain = filter_chain_new(0, writer_sink, rw);
-    rw->sha = filter_chain_add(rw->chain, filter_sha256_new());
+    if (digest)
+        memcpy(rw->digest, digest, SHA256_LEN);
+    else
+        rw->sha = filter_chain_add(rw->chain, filter_sha256_new());
     if (codec_add_compress(rw->chain, r->compression, r->compress_level) < 0)
         goto fail;
     if (r->keyring) {
@@ -129,6 +136,11 @@ fail:
     err_context("while writing \"%s\" in repository \"%s\"", rw->path, repo_name(r));
     repo_writer_abort(rw);
     return NULL;
+}
+
+struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t plaintext_len)
+{
+    return writer_open(r, path, plaintext_len, NULL);
 }
 
 int repo_writer_write(struct repo_writer *rw, const void *data, size_t len)
@@ -160,14 +172,14 @@ int repo_writer_commit(struct repo_writer *rw)
 int repo_writer_commit_sized(struct repo_writer *rw, uint64_t *stored)
 {
     int rc = 0;
-    uint8_t digest[SHA256_LEN];
     if (rw->written != rw->expect) {
         rc = err_set(ERR_RUNTIME, "object \"%s\": %llu bytes written, %llu declared", rw->path,
                      (unsigned long long)rw->written, (unsigned long long)rw->expect);
         goto fail;
     }
-    filter_sha256_result(rw->sha, digest);
-    if ((rc = filter_chain_write(rw->chain, digest, sizeof(digest))) < 0 ||
+    if (rw->sha)
+        filter_sha256_result(rw->sha, rw->digest);
+    if ((rc = filter_chain_write(rw->chain, rw->digest, SHA256_LEN)) < 0 ||
         (rc = filter_chain_finish(rw->chain)) < 0)
         goto fail;
     struct storage_write *w = rw->w;
@@ -189,10 +201,10 @@ int repo_put(struct repo *r, const char *path, const void *data, size_t len)
     return repo_put_sized(r, path, data, len, NULL);
 }
 
-int repo_put_sized(struct repo *r, const char *path, const void *data, size_t len,
-                   uint64_t *stored)
+static int put_whole(struct repo *r, const char *path, const void *data, size_t len,
+                     const uint8_t *digest, uint64_t *stored)
 {
-    struct repo_writer *rw = repo_writer_open(r, path, len);
+    struct repo_writer *rw = writer_open(r, path, len, digest);
     if (!rw)
         return err_code();
     int rc = repo_writer_write(rw, data, len);
@@ -201,6 +213,20 @@ int repo_put_sized(struct repo *r, const char *path, const void *data, size_t le
         return rc;
     }
     return repo_writer_commit_sized(rw, stored);
+}
+
+int repo_put_sized(struct repo *r, const char *path, const void *data, size_t len,
+                   uint64_t *stored)
+{
+    return put_whole(r, path, data, len, NULL, stored);
+}
+
+/* The same envelope; the trailer is the caller's digest instead of one computed here (a
+ * wrong one makes an object that every read rejects, never one read as valid). */
+int repo_put_digest(struct repo *r, const char *path, const void *data, size_t len,
+                    const uint8_t sha256[SHA256_LEN], uint64_t *stored)
+{
+    return put_whole(r, path, data, len, sha256, stored);
 }
 
 /* --- reading ------------------------------------------------------------------------ */

@@ -10,6 +10,7 @@
 #include "pgark/error.h"
 #include "pgark/mem.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -202,6 +203,58 @@ static void test_corruption_rejected(void **state)
     free(data);
 }
 
+struct level_job {
+    int level;
+    const uint8_t *data;
+    size_t len;
+    struct buf z;
+};
+
+static void *compress_at_level(void *arg)
+{
+    struct level_job *j = arg;
+    if (run_chain(filter_zstd_compress_new(j->level), 0, j->data, j->len, 4096, &j->z) < 0)
+        fail_msg("compression failed on a fresh thread");
+    return NULL;
+}
+
+/* One context per thread, reused: freeing a compressor keeps its context for the next
+ * one, which starts from a clean state (its own level, nothing of the last input). Two
+ * alive at once have a context each; a thread's spare goes with the thread (ASan). */
+static void test_context_reused(void **state)
+{
+    (void)state;
+    size_t len = 300000;
+    uint8_t *data = mixed_data(len, 3), *other = mixed_data(len, 4);
+    int levels[] = {19, 1, 3};
+    struct buf warm = BUF_INIT;
+    compress(other, len, &warm); /* this thread has a spare now */
+    uint64_t made = filter_zstd_contexts_made();
+    for (size_t i = 0; i < 3; i++) {
+        struct buf reused = BUF_INIT;
+        assert_int_equal(run_chain(filter_zstd_compress_new(levels[i]), 0, data, len, 4096, &reused),
+                         0);
+        struct level_job fresh = {levels[i], data, len, BUF_INIT};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, compress_at_level, &fresh), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(reused.len, fresh.z.len);
+        assert_memory_equal(reused.data, fresh.z.data, reused.len);
+        buf_free(&reused);
+        buf_free(&fresh.z);
+    }
+    /* Three fresh threads made one context each; this thread made none. */
+    assert_int_equal(filter_zstd_contexts_made(), made + 3);
+
+    struct filter *a = filter_zstd_compress_new(3), *b = filter_zstd_compress_new(3);
+    assert_int_equal(filter_zstd_contexts_made(), made + 4);
+    filter_free(a);
+    filter_free(b); /* the spare slot is taken: b's context is freed */
+    buf_free(&warm);
+    free(data);
+    free(other);
+}
+
 static void test_window_too_large_rejected(void **state)
 {
     (void)state;
@@ -234,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_trailing_data_rejected),
         cmocka_unit_test(test_corruption_rejected),
         cmocka_unit_test(test_window_too_large_rejected),
+        cmocka_unit_test(test_context_reused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
