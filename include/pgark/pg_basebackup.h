@@ -31,7 +31,9 @@ struct pg_bb_options {
     bool fast_checkpoint; /* CHECKPOINT 'fast' (13/14: FAST) */
     bool wal;             /* WAL: start..stop segments into base.tar's pg_wal/ */
     bool progress;        /* PROGRESS: tablespace sizes known up front */
-    bool manifest;        /* MANIFEST 'yes' with SHA256 checksums */
+    bool manifest;        /* MANIFEST 'yes' with CRC32C checksums (pgark keeps the
+                           * manifest for pg_verifybackup; CRC-32C costs the server far
+                           * less CPU than SHA-256, and pgark has its own SHA-256s) */
     uint32_t max_rate_kb; /* MAX_RATE in kB/s (32..1048576); 0: unlimited */
 };
 

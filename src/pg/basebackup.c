@@ -54,7 +54,7 @@ char *pg_bb_command(int server_version, const struct pg_bb_options *o)
         if (o->max_rate_kb)
             buf_appendf(&b, "MAX_RATE %u, ", o->max_rate_kb);
         if (o->manifest)
-            buf_append_str(&b, "MANIFEST 'yes', MANIFEST_CHECKSUMS 'SHA256', ");
+            buf_append_str(&b, "MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', ");
         buf_append_str(&b, "TARGET 'client')");
     } else {
         if (o->label) {
@@ -71,7 +71,7 @@ char *pg_bb_command(int server_version, const struct pg_bb_options *o)
         if (o->max_rate_kb)
             buf_appendf(&b, " MAX_RATE %u", o->max_rate_kb);
         if (o->manifest)
-            buf_append_str(&b, " MANIFEST 'yes' MANIFEST_CHECKSUMS 'SHA256'");
+            buf_append_str(&b, " MANIFEST 'yes' MANIFEST_CHECKSUMS 'CRC32C'");
     }
     return buf_steal(&b);
 }

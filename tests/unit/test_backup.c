@@ -143,11 +143,11 @@ static void test_command(void **state)
                               .progress = true, .manifest = true};
     char *c = pg_bb_command(150018, &o);
     assert_string_equal(c, "BASE_BACKUP (LABEL 'it''s', PROGRESS, CHECKPOINT 'fast', WAL, WAIT "
-                           "false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'SHA256', TARGET 'client')");
+                           "false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TARGET 'client')");
     free(c);
     c = pg_bb_command(140005, &o);
     assert_string_equal(c, "BASE_BACKUP LABEL 'it''s' PROGRESS FAST WAL NOWAIT MANIFEST 'yes' "
-                           "MANIFEST_CHECKSUMS 'SHA256'");
+                           "MANIFEST_CHECKSUMS 'CRC32C'");
     free(c);
     struct pg_bb_options spread = {.label = "x", .wal = true, .max_rate_kb = 2048};
     c = pg_bb_command(170000, &spread);
