@@ -38,9 +38,9 @@ struct pg_bb_options {
 };
 
 struct pg_bb_tablespace {
-    uint32_t oid;     /* 0 for the main data directory (the last row) */
-    char *location;   /* "" for the main data directory */
-    int64_t size_kb;  /* estimated size, -1 when not asked for (no PROGRESS) */
+    uint32_t oid;    /* 0 for the main data directory (the last row) */
+    char *location;  /* "" for the main data directory */
+    int64_t size_kb; /* estimated size, -1 when not asked for (no PROGRESS) */
 };
 
 struct pg_bb_info {

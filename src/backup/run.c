@@ -67,7 +67,7 @@ enum entry_kind { ENTRY_SKIP = 0, ENTRY_PLAIN, ENTRY_WAL, ENTRY_HISTORY };
 
 struct target_state {
     struct backup_target *t;
-    size_t group;          /* index of its naming key */
+    size_t group;           /* index of its naming key */
     struct chunkset *known; /* names in the repository or written by this backup */
     struct manifest_writer *mw;
 };
@@ -160,19 +160,17 @@ static int put_fd(struct repo *r, const char *path, int fd, uint64_t len)
 
 /* --- workers ------------------------------------------------------------------------- */
 
-static uint8_t *name_slot(struct bk_file *f, size_t group,
-                          uint64_t index)
+static uint8_t *name_slot(struct bk_file *f, size_t group, uint64_t index)
 {
     return f->names + (group * f->nchunks + index) * SHA256_LEN;
 }
 
-static int store_chunk(void *arg, void *job, uint64_t index, const uint8_t *data, size_t len,
+static int store_chunk(void *arg, void *job, uint64_t index, uint8_t *data, size_t len,
                        bool skipped)
 {
     struct backup_run *run = arg;
     struct bk_file *f = job;
-    uint8_t plain_sha[SHA256_LEN]; /* of an encrypted repository's new chunk */
-    bool have_plain_sha = false;
+    bool laid_out = false; /* the plaintext's SHA-256 is after it: data is a payload */
     int rc = 0;
 
     for (size_t g = 0; !skipped && g < run->ngroups; g++)
@@ -188,18 +186,21 @@ static int store_chunk(void *arg, void *job, uint64_t index, const uint8_t *data
         pthread_mutex_unlock(&run->lock);
         if (!fresh)
             continue;
-        /* The envelope's digest: the name itself unless the names are keyed. */
-        const uint8_t *digest = name;
-        if (run->group_keys[ts->group]) {
-            if (!have_plain_sha)
-                sha256(data, len, plain_sha);
-            have_plain_sha = true;
-            digest = plain_sha;
+        /* The envelope's digest: a plain (unkeyed) name is the SHA-256 already. */
+        if (!laid_out) {
+            const uint8_t *plain = NULL;
+            for (size_t g = 0; !plain && g < run->ngroups; g++)
+                plain = run->group_keys[g] ? NULL : name_slot(f, g, index);
+            if (plain)
+                memcpy(data + len, plain, SHA256_LEN);
+            else
+                sha256(data, len, data + len);
+            laid_out = true;
         }
         char hex[SHA256_HEX_LEN + 1];
         uint64_t stored = 0;
         hex_encode(name, SHA256_LEN, hex);
-        rc = repo_chunk_put_digest(ts->t->repo, hex, data, len, digest, &stored);
+        rc = repo_chunk_put_payload(ts->t->repo, hex, data, len, &stored);
         if (rc < 0) {
             err_context("while storing chunk %llu of \"%s\" in repository \"%s\"",
                         (unsigned long long)index, f->path, repo_name(ts->t->repo));
@@ -296,8 +297,7 @@ static int on_chunk(void *arg, struct chunk *c)
 
     if (c->index >= f->nchunks) {
         pool_release(run->pool, c->data);
-        return err_set(ERR_PROTOCOL, "file \"%s\" has more data than its tar header says",
-                       f->path);
+        return err_set(ERR_PROTOCOL, "file \"%s\" has more data than its tar header says", f->path);
     }
     pthread_mutex_lock(&run->lock);
     f->pending++;
@@ -314,8 +314,7 @@ static int on_entry_begin(void *arg, const struct tar_entry *e)
     run->kind = ENTRY_SKIP;
     run->cur = NULL;
     if (e->type == TAR_TYPE_HARDLINK)
-        return err_set(ERR_PROTOCOL, "the backup holds a hard link \"%s\": not supported",
-                       e->path);
+        return err_set(ERR_PROTOCOL, "the backup holds a hard link \"%s\": not supported", e->path);
     f = xcalloc(1, sizeof(*f));
     f->path = xstrdup(e->path);
     f->mode = e->mode;
@@ -370,8 +369,7 @@ static int on_entry_data(void *arg, const uint8_t *data, size_t len)
     if (run->kind == ENTRY_WAL) {
         size_t done = 0;
         while (done < len) {
-            ssize_t n = pwrite(run->wal_fd, data + done, len - done,
-                               (off_t)(run->wal_len + done));
+            ssize_t n = pwrite(run->wal_fd, data + done, len - done, (off_t)(run->wal_len + done));
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0)
@@ -531,8 +529,10 @@ struct backup_run *backup_run_new(const struct backup_params *params)
         goto fail;
     int workers = params->workers > 0 ? params->workers : pool_default_workers();
     /* One buffer per worker, and a few for the stream to fill meanwhile: memory is
-     * (workers + 4) chunks whatever the size of the cluster. */
-    run->pool = pool_new(workers, (size_t)workers + 4, params->chunk_size, store_chunk, run);
+     * (workers + 4) chunks whatever the size of the cluster. Each has room for the
+     * chunk's SHA-256 after it (repo_put_payload). */
+    run->pool =
+        pool_new(workers, (size_t)workers + 4, params->chunk_size + SHA256_LEN, store_chunk, run);
     if (!run->pool)
         goto fail;
     run->chunker = chunker_new(params->chunk_size, &CHUNK_BUFFERS, on_chunk, run);
@@ -605,8 +605,7 @@ const struct backup_totals *backup_run_totals(const struct backup_run *run)
 int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int64_t start_us,
                       int64_t stop_us)
 {
-    struct manifest_tablespace *tablespaces = xcalloc(info->ntablespaces + 1,
-                                                      sizeof(*tablespaces));
+    struct manifest_tablespace *tablespaces = xcalloc(info->ntablespaces + 1, sizeof(*tablespaces));
     size_t ntablespaces = 0;
     char path[320];
     int rc;
@@ -633,8 +632,8 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
     if ((rc = repo_backup_path(run->p.label, "backup_manifest", path, sizeof(path))) < 0)
         goto out;
     for (size_t i = 0; mlen > 0 && i < run->p.ntargets; i++) {
-        if ((rc = put_fd(run->ts[i].t->repo, path, fileno(run->server_manifest),
-                         (uint64_t)mlen)) < 0) {
+        if ((rc = put_fd(run->ts[i].t->repo, path, fileno(run->server_manifest), (uint64_t)mlen)) <
+            0) {
             err_context("while storing the server's backup_manifest");
             goto out;
         }

@@ -47,11 +47,18 @@ out:
 }
 
 /*
- * One spare compression context per thread. A backup worker compresses thousands of
- * chunk-sized objects, and a fresh context allocates and initialises its tables (about
- * a megabyte at level 3) for each one; a reused context keeps them. A compressor takes
- * its thread's spare and gives it back when freed; the spare goes when the thread ends.
+ * One spare compression context per thread, with an output buffer for whole-buffer
+ * compression. A backup worker compresses thousands of chunk-sized objects, and a
+ * fresh context allocates and initialises its tables (about a megabyte at level 3) for
+ * each one; a reused context keeps them. A compressor takes its thread's spare and gives
+ * it back when freed; the spare goes when the thread ends.
  */
+struct spare {
+    ZSTD_CCtx *cctx;
+    uint8_t *out; /* compress_zstd_buffer's output */
+    size_t cap;
+};
+
 static pthread_key_t spare_key;
 static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
 static _Atomic uint64_t contexts_made;
@@ -61,9 +68,12 @@ uint64_t filter_zstd_contexts_made(void)
     return contexts_made;
 }
 
-static void spare_destroy(void *cctx)
+static void spare_destroy(void *arg)
 {
-    ZSTD_freeCCtx(cctx);
+    struct spare *sp = arg;
+    ZSTD_freeCCtx(sp->cctx);
+    free(sp->out);
+    free(sp);
 }
 
 static void spare_key_init(void)
@@ -72,12 +82,26 @@ static void spare_key_init(void)
         abort(); /* only when out of keys or memory */
 }
 
-static ZSTD_CCtx *cctx_take(void)
+/* This thread's spare; its context is NULL while a compressor filter has it. */
+static struct spare *thread_spare(void)
 {
     pthread_once(&spare_once, spare_key_init);
-    ZSTD_CCtx *cctx = pthread_getspecific(spare_key);
+    struct spare *sp = pthread_getspecific(spare_key);
+    if (!sp) {
+        sp = xcalloc(1, sizeof(*sp));
+        if (pthread_setspecific(spare_key, sp) != 0)
+            abort(); /* out of memory */
+    }
+    return sp;
+}
+
+/* A context reset to level (valid) with content checksums. */
+static ZSTD_CCtx *cctx_take(int level)
+{
+    struct spare *sp = thread_spare();
+    ZSTD_CCtx *cctx = sp->cctx;
+    sp->cctx = NULL;
     if (cctx) {
-        pthread_setspecific(spare_key, NULL);
         ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
     } else {
         cctx = ZSTD_createCCtx();
@@ -85,14 +109,50 @@ static ZSTD_CCtx *cctx_take(void)
             abort(); /* zstd only fails here when out of memory */
         contexts_made++;
     }
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)))
+        abort(); /* both values are valid by construction */
     return cctx;
 }
 
 static void cctx_give_back(ZSTD_CCtx *cctx)
 {
-    if (cctx && !pthread_getspecific(spare_key) && pthread_setspecific(spare_key, cctx) == 0)
-        return;
-    ZSTD_freeCCtx(cctx);
+    struct spare *sp = thread_spare();
+    if (!sp->cctx)
+        sp->cctx = cctx;
+    else
+        ZSTD_freeCCtx(cctx);
+}
+
+static int check_level(int level)
+{
+    if (level < COMPRESS_ZSTD_LEVEL_MIN || level > COMPRESS_ZSTD_LEVEL_MAX)
+        return err_set(ERR_CONFIG, "zstd compression level %d is out of range (%d to %d)", level,
+                       COMPRESS_ZSTD_LEVEL_MIN, COMPRESS_ZSTD_LEVEL_MAX);
+    return 0;
+}
+
+int compress_zstd_buffer(int level, const void *in, size_t len, const uint8_t **out,
+                         size_t *out_len)
+{
+    int rc = check_level(level);
+    if (rc < 0)
+        return rc;
+    ZSTD_CCtx *cctx = cctx_take(level);
+    struct spare *sp = thread_spare();
+    size_t bound = ZSTD_compressBound(len);
+    if (sp->cap < bound) {
+        free(sp->out);
+        sp->out = xmalloc(bound);
+        sp->cap = bound;
+    }
+    size_t n = ZSTD_compress2(cctx, sp->out, sp->cap, in, len);
+    cctx_give_back(cctx);
+    if (ZSTD_isError(n))
+        return err_set(ERR_RUNTIME, "zstd compression failed: %s", ZSTD_getErrorName(n));
+    *out = sp->out;
+    *out_len = n;
+    return 0;
 }
 
 static void zstd_enc_free(struct filter *f)
@@ -107,17 +167,11 @@ static const struct filter_ops zstd_enc_ops = {FILTER_OPS_VERSION, "zstd compres
 
 struct filter *filter_zstd_compress_new(int level)
 {
-    if (level < COMPRESS_ZSTD_LEVEL_MIN || level > COMPRESS_ZSTD_LEVEL_MAX) {
-        err_set(ERR_CONFIG, "zstd compression level %d is out of range (%d to %d)", level,
-                COMPRESS_ZSTD_LEVEL_MIN, COMPRESS_ZSTD_LEVEL_MAX);
+    if (check_level(level) < 0)
         return NULL;
-    }
     struct zstd_enc *z = xcalloc(1, sizeof(*z));
     z->base.ops = &zstd_enc_ops;
-    z->cctx = cctx_take();
-    if (ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_compressionLevel, level)) ||
-        ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_checksumFlag, 1)))
-        abort(); /* both values are valid by construction */
+    z->cctx = cctx_take(level);
     return &z->base;
 }
 

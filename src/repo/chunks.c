@@ -60,18 +60,21 @@ int repo_chunk_put(struct repo *r, const char *name, const void *data, size_t le
 int repo_chunk_put_sized(struct repo *r, const char *name, const void *data, size_t len,
                          uint64_t *stored)
 {
-    return repo_chunk_put_digest(r, name, data, len, NULL, stored);
+    char path[96];
+    int rc = repo_chunk_path(name, path, sizeof(path));
+    if (rc < 0)
+        return rc;
+    return repo_put_sized(r, path, data, len, stored);
 }
 
-int repo_chunk_put_digest(struct repo *r, const char *name, const void *data, size_t len,
-                          const uint8_t sha256[32], uint64_t *stored)
+int repo_chunk_put_payload(struct repo *r, const char *name, const void *payload, size_t len,
+                           uint64_t *stored)
 {
     char path[96];
     int rc = repo_chunk_path(name, path, sizeof(path));
     if (rc < 0)
         return rc;
-    return sha256 ? repo_put_digest(r, path, data, len, sha256, stored)
-                  : repo_put_sized(r, path, data, len, stored);
+    return repo_put_payload(r, path, payload, len, stored);
 }
 
 /* HMAC_CTX is deprecated in OpenSSL 3 in favour of EVP_MAC, but it is still there and
@@ -81,8 +84,8 @@ int repo_chunk_put_digest(struct repo *r, const char *name, const void *data, si
 struct chunk_check {
     storage_sink_fn sink;
     void *ctx;
-    EVP_MD_CTX *md;   /* plain SHA-256 */
-    HMAC_CTX *hmac;   /* keyed names */
+    EVP_MD_CTX *md; /* plain SHA-256 */
+    HMAC_CTX *hmac; /* keyed names */
 };
 
 static int check_sink(void *ctx, const uint8_t *data, size_t len)

@@ -12,8 +12,8 @@
  * its name: a whole object copied over another one is self-consistent otherwise, and
  * would be read back as the other object's content. Every header byte is checked.
  *
- * Writing runs plaintext -> sha256 -> zstd -> aes-gcm -> storage (no sha256 step when the
- * caller already has the digest: repo_put_digest); reading the reverse,
+ * Writing runs plaintext -> sha256 -> zstd -> aes-gcm -> storage (repo_put_payload: the
+ * caller has the digest, and the payload is compressed in one piece); reading the reverse,
  * and a trailer check that compares the length and the digest before it reports
  * success.
  */
@@ -73,8 +73,9 @@ struct repo_writer {
     char *path;
     struct storage_write *w;
     struct filter_chain *chain;
-    struct filter *sha; /* NULL when the caller gave the digest */
+    struct filter *sha;         /* NULL when the caller gave the digest */
     uint8_t digest[SHA256_LEN]; /* the caller's digest of the plaintext */
+    bool compressed;            /* the caller writes the compressed payload */
     uint64_t expect;
     uint64_t written;
     uint64_t stored; /* envelope bytes sent to storage */
@@ -87,9 +88,11 @@ static int writer_sink(void *ctx, const uint8_t *data, size_t len)
     return storage_write_data(rw->w, data, len);
 }
 
-/* digest NULL: hash the plaintext on its way through; else the caller's SHA-256 of it. */
+/* digest NULL: hash the plaintext on its way through; else the caller's SHA-256 of it.
+ * compressed: the caller writes the payload (plaintext and digest) compressed already,
+ * and the chain only encrypts it. */
 static struct repo_writer *writer_open(struct repo *r, const char *path, uint64_t plaintext_len,
-                                       const uint8_t *digest)
+                                       const uint8_t *digest, bool compressed)
 {
     struct repo_writer *rw = xcalloc(1, sizeof(*rw));
     uint8_t header[ENVELOPE_HEADER_LEN] = {0};
@@ -116,17 +119,18 @@ static struct repo_writer *writer_open(struct repo *r, const char *path, uint64_
         goto fail;
     rw->stored = sizeof(header);
     rw->chain = filter_chain_new(0, writer_sink, rw);
+    rw->compressed = compressed;
     if (digest)
         memcpy(rw->digest, digest, SHA256_LEN);
-    else
+    else if (!compressed)
         rw->sha = filter_chain_add(rw->chain, filter_sha256_new());
-    if (codec_add_compress(rw->chain, r->compression, r->compress_level) < 0)
+    if (!compressed && codec_add_compress(rw->chain, r->compression, r->compress_level) < 0)
         goto fail;
     if (r->keyring) {
         size_t aad_len;
         uint8_t *aad = object_aad(header, path, &aad_len);
-        int rc = codec_add_encrypt(rw->chain, r->cipher, crypto_keyring_data_key(r->keyring),
-                                   nonce, aad, aad_len);
+        int rc = codec_add_encrypt(rw->chain, r->cipher, crypto_keyring_data_key(r->keyring), nonce,
+                                   aad, aad_len);
         free(aad);
         if (rc < 0)
             goto fail;
@@ -140,15 +144,15 @@ fail:
 
 struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t plaintext_len)
 {
-    return writer_open(r, path, plaintext_len, NULL);
+    return writer_open(r, path, plaintext_len, NULL, false);
 }
 
 int repo_writer_write(struct repo_writer *rw, const void *data, size_t len)
 {
     if (rw->written + len > rw->expect)
-        return err_set(ERR_RUNTIME, "object \"%s\": %llu bytes written, more than the %llu declared",
-                       rw->path, (unsigned long long)(rw->written + len),
-                       (unsigned long long)rw->expect);
+        return err_set(ERR_RUNTIME,
+                       "object \"%s\": %llu bytes written, more than the %llu declared", rw->path,
+                       (unsigned long long)(rw->written + len), (unsigned long long)rw->expect);
     rw->written += len;
     return filter_chain_write(rw->chain, data, len);
 }
@@ -172,6 +176,11 @@ int repo_writer_commit(struct repo_writer *rw)
 int repo_writer_commit_sized(struct repo_writer *rw, uint64_t *stored)
 {
     int rc = 0;
+    if (rw->compressed) {
+        if ((rc = filter_chain_finish(rw->chain)) < 0)
+            goto fail;
+        goto commit;
+    }
     if (rw->written != rw->expect) {
         rc = err_set(ERR_RUNTIME, "object \"%s\": %llu bytes written, %llu declared", rw->path,
                      (unsigned long long)rw->written, (unsigned long long)rw->expect);
@@ -182,6 +191,7 @@ int repo_writer_commit_sized(struct repo_writer *rw, uint64_t *stored)
     if ((rc = filter_chain_write(rw->chain, rw->digest, SHA256_LEN)) < 0 ||
         (rc = filter_chain_finish(rw->chain)) < 0)
         goto fail;
+commit:;
     struct storage_write *w = rw->w;
     rw->w = NULL;
     rc = storage_write_commit(w);
@@ -201,10 +211,9 @@ int repo_put(struct repo *r, const char *path, const void *data, size_t len)
     return repo_put_sized(r, path, data, len, NULL);
 }
 
-static int put_whole(struct repo *r, const char *path, const void *data, size_t len,
-                     const uint8_t *digest, uint64_t *stored)
+int repo_put_sized(struct repo *r, const char *path, const void *data, size_t len, uint64_t *stored)
 {
-    struct repo_writer *rw = writer_open(r, path, len, digest);
+    struct repo_writer *rw = repo_writer_open(r, path, len);
     if (!rw)
         return err_code();
     int rc = repo_writer_write(rw, data, len);
@@ -215,18 +224,41 @@ static int put_whole(struct repo *r, const char *path, const void *data, size_t 
     return repo_writer_commit_sized(rw, stored);
 }
 
-int repo_put_sized(struct repo *r, const char *path, const void *data, size_t len,
-                   uint64_t *stored)
-{
-    return put_whole(r, path, data, len, NULL, stored);
-}
+/* --- writing a laid-out payload (backup chunks) ------------------------------------- */
 
-/* The same envelope; the trailer is the caller's digest instead of one computed here (a
- * wrong one makes an object that every read rejects, never one read as valid). */
-int repo_put_digest(struct repo *r, const char *path, const void *data, size_t len,
-                    const uint8_t sha256[SHA256_LEN], uint64_t *stored)
+/*
+ * The same envelope as repo_put_sized, from a payload the caller already laid out:
+ * plaintext || SHA-256(plaintext). Nothing is hashed here, and a compressing repository
+ * compresses it in one piece, with no copy. A wrong digest makes an object that every
+ * read rejects, never one read as valid.
+ */
+int repo_put_payload(struct repo *r, const char *path, const void *payload, size_t len,
+                     uint64_t *stored)
 {
-    return put_whole(r, path, data, len, sha256, stored);
+    const uint8_t *digest = (const uint8_t *)payload + len;
+    const uint8_t *z = NULL;
+    size_t zlen = 0;
+    bool compress = r->compression->compress_buffer != NULL;
+    int rc;
+
+    if (compress && (rc = r->compression->compress_buffer(r->compress_level, payload,
+                                                          len + SHA256_LEN, &z, &zlen)) < 0) {
+        err_context("while writing \"%s\" in repository \"%s\"", path, repo_name(r));
+        return rc;
+    }
+    struct repo_writer *rw = writer_open(r, path, len, digest, compress);
+    if (!rw)
+        return err_code();
+    if (compress) {
+        rc = filter_chain_write(rw->chain, z, zlen);
+    } else {
+        rc = repo_writer_write(rw, payload, len);
+    }
+    if (rc < 0) {
+        repo_writer_abort(rw);
+        return rc;
+    }
+    return repo_writer_commit_sized(rw, stored);
 }
 
 /* --- reading ------------------------------------------------------------------------ */

@@ -164,8 +164,7 @@ static int list_backups(struct repo *r)
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < n; i++)
-        printf("%s\t%llu\t%llu\n", list[i].label,
-               (unsigned long long)list[i].header.stored_bytes,
+        printf("%s\t%llu\t%llu\n", list[i].label, (unsigned long long)list[i].header.stored_bytes,
                (unsigned long long)list[i].header.logical_bytes);
     repo_backup_list_free(list, n);
     return 0;

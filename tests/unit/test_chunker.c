@@ -19,7 +19,7 @@ static const uint8_t KEY[CHUNK_KEY_LEN] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9
                                            22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
 
 struct got {
-    struct buf joined; /* concatenated chunk bytes */
+    struct buf joined;  /* concatenated chunk bytes */
     const uint8_t *key; /* names the chunks with this key (NULL: SHA-256) */
     char names[64][SHA256_HEX_LEN + 1];
     size_t lens[64];
@@ -29,9 +29,9 @@ struct got {
     size_t chunk_size;
     /* buffers lent to the chunker */
     uint8_t *lent[8];
-    size_t out;         /* lent and not back */
-    size_t gets, puts;  /* calls */
-    bool refuse;        /* get fails */
+    size_t out;        /* lent and not back */
+    size_t gets, puts; /* calls */
+    bool refuse;       /* get fails */
 };
 
 static uint8_t *lend(void *arg)
