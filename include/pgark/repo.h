@@ -198,13 +198,9 @@ void repo_chunk_name(const struct repo *r, const void *data, size_t len,
                      char out[REPO_CHUNK_NAME_LEN + 1]);
 /* "chunks/<aa>/<name>" into buf (>= 80). ERR_USAGE if name is not 64 hex digits. */
 int repo_chunk_path(const char *name, char *buf, size_t cap);
-/* Store a chunk under its name (the caller computed it with repo_chunk_name). */
-int repo_chunk_put(struct repo *r, const char *name, const void *data, size_t len);
-/* As repo_chunk_put; *stored (may be NULL) receives the chunk's size as stored. */
-int repo_chunk_put_sized(struct repo *r, const char *name, const void *data, size_t len,
-                         uint64_t *stored);
-/* As repo_chunk_put_sized from a laid-out payload (repo_put_payload). In an unencrypted
- * repository the digest is the name itself, so a chunk is hashed once. */
+/* Store a chunk under its name (repo_chunk_name) from a laid-out payload: the chunk, then
+ * its SHA-256 (repo_put_payload). In an unencrypted repository that digest is the name
+ * itself, so a chunk is hashed once. */
 int repo_chunk_put_payload(struct repo *r, const char *name, const void *payload, size_t len,
                            uint64_t *stored);
 /* Stream a chunk's plaintext to sink; verifies the envelope and that the content
