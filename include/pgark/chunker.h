@@ -1,14 +1,19 @@
 /*
- * chunker.h — cuts one file's byte stream into fixed-size, content-named chunks.
+ * chunker.h — cuts one file's byte stream into fixed-size chunks, and names chunks.
  *
- * Promise: the bytes of a file, fed in pieces of any size, are handed on as chunks of
- * exactly chunk_size bytes, in order, the last one shorter; a 0-byte file has no chunks.
- * Each chunk is named by the lowercase hex SHA-256 of its plaintext, or, when a 32-byte
- * naming key is given (encrypted repositories), by hex HMAC-SHA256 under that key so
- * that names do not reveal content. The SHA-256 of the whole file comes out at the end.
- * Memory: at most one chunk buffer (chunk_size bytes), allocated on first need and reused
- * for every file; a piece that covers a whole chunk on its own is passed on without a
- * copy. A chunker serves one file at a time and is reused for the next after finish.
+ * Promise: the bytes of a file, fed in pieces of any size, are copied once, into
+ * buffers of chunk_size bytes that the caller lends, and handed on as chunks of exactly
+ * chunk_size bytes, in order, the last one shorter; a 0-byte file has no chunks. The
+ * SHA-256 of the whole file comes out at the end. Chunks are not named here: the
+ * consumer names each one (chunk_name, chunk_digest) where it works on it, so that
+ * naming runs on as many threads as the consumer has. Memory: at most one buffer held
+ * between calls (the chunk being filled); every buffer taken from the caller goes back
+ * either with a chunk or through the put function. A chunker serves one file at a time
+ * and is reused for the next after finish.
+ *
+ * Names: the lowercase hex SHA-256 of a chunk's plaintext, or, when a 32-byte naming
+ * key is given (encrypted repositories), hex HMAC-SHA256 under that key so that names
+ * do not reveal content.
  */
 #ifndef PGARK_CHUNKER_H
 #define PGARK_CHUNKER_H
@@ -21,25 +26,35 @@
 #define CHUNK_KEY_LEN 32
 
 struct chunk {
-    const uint8_t *data; /* valid only during the callback: copy it to keep it */
+    uint8_t *data; /* a buffer from the get function: the callback owns it from now on,
+                    * whatever it returns */
     size_t len;
     uint64_t index;  /* 0, 1, ... within the file */
     uint64_t offset; /* byte offset within the file */
-    char name[SHA256_HEX_LEN + 1];
 };
 
 /* Receives each chunk; return 0, or a negative code with the error slot set to stop. */
-typedef int (*chunker_fn)(void *arg, const struct chunk *chunk);
+typedef int (*chunker_fn)(void *arg, struct chunk *chunk);
+
+/* Where chunk buffers come from (both called with the chunker's arg). */
+struct chunker_buffers {
+    /* A buffer of at least chunk_size bytes, or NULL with the error slot set (feeding
+     * then fails with that error). May block: that is how a consumer bounds memory. */
+    uint8_t *(*get)(void *arg);
+    /* Take back a buffer that will not be handed on as a chunk (failure, reset, free). */
+    void (*put)(void *arg, uint8_t *buf);
+};
 
 struct chunker;
 
-/* key is NULL (plain SHA-256 names) or CHUNK_KEY_LEN bytes (copied; wiped on free).
- * NULL with ERR_USAGE when chunk_size is 0. */
-struct chunker *chunker_new(size_t chunk_size, const uint8_t *key, chunker_fn fn, void *arg);
+/* bufs is copied. NULL with ERR_USAGE when chunk_size is 0. */
+struct chunker *chunker_new(size_t chunk_size, const struct chunker_buffers *bufs, chunker_fn fn,
+                            void *arg);
+/* Gives back the buffer being filled, if any. */
 void chunker_free(struct chunker *c);
 
-/* Next bytes of the current file. 0 or the callback's negative code; after a failure
- * the current file is abandoned: call chunker_reset before the next one. */
+/* Next bytes of the current file. 0, the get function's or the callback's negative code;
+ * after a failure the current file is abandoned: call chunker_reset before the next one. */
 int chunker_feed(struct chunker *c, const void *data, size_t len);
 
 /* The file is over: hand on the last (short) chunk, write the file's SHA-256 to
@@ -50,7 +65,9 @@ int chunker_finish(struct chunker *c, uint8_t file_sha256[SHA256_LEN], uint64_t 
 /* Drop any partial state (after a failure) so the next file starts clean. */
 void chunker_reset(struct chunker *c);
 
-/* The name chunker gives data: hex SHA-256, or hex HMAC-SHA256 under key (32 bytes). */
+/* The raw name of data: SHA-256, or HMAC-SHA256 under key (CHUNK_KEY_LEN bytes). */
+void chunk_digest(const uint8_t *key, const void *data, size_t len, uint8_t out[SHA256_LEN]);
+/* The same in lowercase hex. */
 void chunk_name(const uint8_t *key, const void *data, size_t len, char out[SHA256_HEX_LEN + 1]);
 
 #endif

@@ -32,6 +32,9 @@ struct codec {
     int level_min, level_max, level_default;
     struct filter *(*compress_new)(int level);
     struct filter *(*decompress_new)(void);
+    /* Compression of a whole buffer in one piece (compress.h); NULL for "none". */
+    int (*compress_buffer)(int level, const void *in, size_t len, const uint8_t **out,
+                           size_t *out_len);
     /* Cipher: key and nonce sizes (0 for "none"); constructors NULL for "none". */
     size_t key_len, nonce_len;
     struct filter *(*encrypt_new)(const uint8_t *key, const uint8_t *nonce, const void *aad,

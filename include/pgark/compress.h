@@ -13,6 +13,8 @@
 
 #include "pgark/filter.h"
 
+#include <stdint.h>
+
 /* Levels accepted by filter_zstd_compress_new; higher levels would need bigger windows. */
 #define COMPRESS_ZSTD_LEVEL_MIN 1
 #define COMPRESS_ZSTD_LEVEL_MAX 19
@@ -21,8 +23,23 @@
 #define COMPRESS_ZSTD_MAX_WINDOW_LOG 23
 
 /* A compressor at level (COMPRESS_ZSTD_LEVEL_MIN..COMPRESS_ZSTD_LEVEL_MAX). Returns NULL with
- * ERR_CONFIG set for a level out of range. The caller owns the filter (or hands it to a chain). */
+ * ERR_CONFIG set for a level out of range. The caller owns the filter (or hands it to a chain).
+ * Its zstd context is reused: freeing the filter keeps the context for the next compressor
+ * the same thread creates (one spare per thread, freed when the thread ends). */
 struct filter *filter_zstd_compress_new(int level);
+
+/*
+ * One frame of in (len bytes) at level, as the compressor filter makes it (content
+ * checksum; the frame also records its content size), compressed in one piece without
+ * copying the input, with the thread's reused context. *out points into a buffer of the
+ * calling thread, valid until its next call (it keeps the largest size needed). 0,
+ * ERR_CONFIG for a level out of range, ERR_RUNTIME if zstd fails.
+ */
+int compress_zstd_buffer(int level, const void *in, size_t len, const uint8_t **out,
+                         size_t *out_len);
+
+/* Compression contexts created so far by this process (tests: reuse shows here). */
+uint64_t filter_zstd_contexts_made(void);
 
 /* A decompressor; never NULL. */
 struct filter *filter_zstd_decompress_new(void);

@@ -31,14 +31,16 @@ struct pg_bb_options {
     bool fast_checkpoint; /* CHECKPOINT 'fast' (13/14: FAST) */
     bool wal;             /* WAL: start..stop segments into base.tar's pg_wal/ */
     bool progress;        /* PROGRESS: tablespace sizes known up front */
-    bool manifest;        /* MANIFEST 'yes' with SHA256 checksums */
+    bool manifest;        /* MANIFEST 'yes' with CRC32C checksums (pgark keeps the
+                           * manifest for pg_verifybackup; CRC-32C costs the server far
+                           * less CPU than SHA-256, and pgark has its own SHA-256s) */
     uint32_t max_rate_kb; /* MAX_RATE in kB/s (32..1048576); 0: unlimited */
 };
 
 struct pg_bb_tablespace {
-    uint32_t oid;     /* 0 for the main data directory (the last row) */
-    char *location;   /* "" for the main data directory */
-    int64_t size_kb;  /* estimated size, -1 when not asked for (no PROGRESS) */
+    uint32_t oid;    /* 0 for the main data directory (the last row) */
+    char *location;  /* "" for the main data directory */
+    int64_t size_kb; /* estimated size, -1 when not asked for (no PROGRESS) */
 };
 
 struct pg_bb_info {

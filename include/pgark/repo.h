@@ -67,6 +67,13 @@ int repo_put(struct repo *r, const char *path, const void *data, size_t len);
  * compressed, encrypted), for the stored-bytes figures of a backup. */
 int repo_put_sized(struct repo *r, const char *path, const void *data, size_t len,
                    uint64_t *stored);
+/* As repo_put_sized, from a payload laid out as the envelope wants it: len bytes of
+ * plaintext followed by their SHA-256 (len + 32 bytes in all), for a caller that has
+ * the digest already (a backup names chunks by it). The object is equivalent; the
+ * plaintext is not hashed again, and is compressed in one piece without a copy. A wrong
+ * digest makes an object every read rejects (ERR_INTEGRITY), never one read as valid. */
+int repo_put_payload(struct repo *r, const char *path, const void *payload, size_t len,
+                     uint64_t *stored);
 
 /* Streamed writing of an object of known plaintext length. */
 struct repo_writer;
@@ -92,8 +99,7 @@ int repo_object_digest(struct repo *r, const char *path, uint8_t sha[32], uint64
 /* --- WAL archive ------------------------------------------------------------ */
 
 /* "wal/<TLI>/<SEGMENT>" (plus ".partial" when partial) into buf (>= 64). */
-char *repo_wal_path(timeline_t tli, const char *segment_name, bool partial, char *buf,
-                    size_t cap);
+char *repo_wal_path(timeline_t tli, const char *segment_name, bool partial, char *buf, size_t cap);
 
 /*
  * Archive one complete segment, read from fd (len must be the segment size; the
@@ -226,11 +232,11 @@ void repo_chunk_name(const struct repo *r, const void *data, size_t len,
                      char out[REPO_CHUNK_NAME_LEN + 1]);
 /* "chunks/<aa>/<name>" into buf (>= 80). ERR_USAGE if name is not 64 hex digits. */
 int repo_chunk_path(const char *name, char *buf, size_t cap);
-/* Store a chunk under its name (the caller computed it with repo_chunk_name). */
-int repo_chunk_put(struct repo *r, const char *name, const void *data, size_t len);
-/* As repo_chunk_put; *stored (may be NULL) receives the chunk's size as stored. */
-int repo_chunk_put_sized(struct repo *r, const char *name, const void *data, size_t len,
-                         uint64_t *stored);
+/* Store a chunk under its name (repo_chunk_name) from a laid-out payload: the chunk, then
+ * its SHA-256 (repo_put_payload). In an unencrypted repository that digest is the name
+ * itself, so a chunk is hashed once. */
+int repo_chunk_put_payload(struct repo *r, const char *name, const void *payload, size_t len,
+                           uint64_t *stored);
 /* Stream a chunk's plaintext to sink; verifies the envelope and that the content
  * still has this name (a chunk swapped for another is ERR_INTEGRITY), hashing it once:
  * in a plain repository the envelope's verified SHA-256 is compared with the name; in
@@ -248,7 +254,7 @@ struct repo_wal_timeline {
     uint64_t segments;    /* complete segments */
     uint64_t first_segno; /* lowest and highest complete segment */
     uint64_t last_segno;
-    uint64_t gaps;        /* segments missing between first and last */
+    uint64_t gaps; /* segments missing between first and last */
     bool has_partial;
     uint64_t partial_segno; /* newest .partial */
 };

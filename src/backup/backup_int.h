@@ -37,10 +37,10 @@ size_t chunkset_count(const struct chunkset *set);
 
 /* --- pool.c ------------------------------------------------------------------------ */
 
-/* Work on one buffer: return 0, or negative with the worker's error slot set. Called
+/* Work on one buffer (len bytes of data; all buf_size bytes are the worker's to use
+ * until it returns): return 0, or negative with the worker's error slot set. Called
  * for every submitted buffer, also after a failure (skipped true: clean up only). */
-typedef int (*pool_fn)(void *arg, void *job, uint64_t tag, const uint8_t *data, size_t len,
-                       bool skipped);
+typedef int (*pool_fn)(void *arg, void *job, uint64_t tag, uint8_t *data, size_t len, bool skipped);
 
 /*
  * nworkers threads and nbufs buffers of buf_size bytes. The producer takes a free

@@ -10,28 +10,33 @@
 
 struct chunker {
     size_t chunk_size;
-    bool keyed;
-    uint8_t key[CHUNK_KEY_LEN];
+    struct chunker_buffers bufs;
     chunker_fn fn;
     void *arg;
-    uint8_t *buf; /* chunk_size bytes once needed */
+    uint8_t *buf; /* the chunk being filled, borrowed from bufs; NULL between chunks */
     size_t have;
     uint64_t index;
     uint64_t offset;
     struct sha256_ctx *file;
 };
 
+void chunk_digest(const uint8_t *key, const void *data, size_t len, uint8_t out[SHA256_LEN])
+{
+    if (key)
+        hmac_sha256(key, CHUNK_KEY_LEN, data, len, out);
+    else
+        sha256(data, len, out);
+}
+
 void chunk_name(const uint8_t *key, const void *data, size_t len, char out[SHA256_HEX_LEN + 1])
 {
     uint8_t md[SHA256_LEN];
-    if (key)
-        hmac_sha256(key, CHUNK_KEY_LEN, data, len, md);
-    else
-        sha256(data, len, md);
+    chunk_digest(key, data, len, md);
     hex_encode(md, SHA256_LEN, out);
 }
 
-struct chunker *chunker_new(size_t chunk_size, const uint8_t *key, chunker_fn fn, void *arg)
+struct chunker *chunker_new(size_t chunk_size, const struct chunker_buffers *bufs, chunker_fn fn,
+                            void *arg)
 {
     if (chunk_size == 0) {
         err_set(ERR_USAGE, "chunk size must be greater than zero");
@@ -39,51 +44,52 @@ struct chunker *chunker_new(size_t chunk_size, const uint8_t *key, chunker_fn fn
     }
     struct chunker *c = xcalloc(1, sizeof(*c));
     c->chunk_size = chunk_size;
-    if (key) {
-        c->keyed = true;
-        memcpy(c->key, key, CHUNK_KEY_LEN);
-    }
+    c->bufs = *bufs;
     c->fn = fn;
     c->arg = arg;
     c->file = sha256_ctx_new();
     return c;
 }
 
+static void drop_buffer(struct chunker *c)
+{
+    if (c->buf)
+        c->bufs.put(c->arg, c->buf);
+    c->buf = NULL;
+    c->have = 0;
+}
+
 void chunker_free(struct chunker *c)
 {
     if (!c)
         return;
-    secure_zero(c->key, sizeof(c->key));
-    if (c->buf)
-        secure_free(c->buf, c->chunk_size); /* plaintext of a data file */
+    drop_buffer(c);
     sha256_ctx_free(c->file);
     free(c);
 }
 
-static int emit(struct chunker *c, const uint8_t *data, size_t len)
+/* Hand on the buffer being filled (its ownership goes with it). */
+static int emit(struct chunker *c)
 {
-    struct chunk ch = {.data = data, .len = len, .index = c->index, .offset = c->offset};
-    chunk_name(c->keyed ? c->key : NULL, data, len, ch.name);
+    struct chunk ch = {.data = c->buf, .len = c->have, .index = c->index, .offset = c->offset};
+    c->buf = NULL;
+    c->have = 0;
     c->index++;
-    c->offset += len;
-    return c->fn ? c->fn(c->arg, &ch) : 0;
+    c->offset += ch.len;
+    return c->fn(c->arg, &ch);
 }
 
 int chunker_feed(struct chunker *c, const void *data, size_t len)
 {
     const uint8_t *p = data;
+    int rc = 0;
+
     sha256_ctx_update(c->file, data, len);
     while (len > 0) {
-        if (c->have == 0 && len >= c->chunk_size) {
-            int rc = emit(c, p, c->chunk_size);
-            if (rc < 0)
-                return rc;
-            p += c->chunk_size;
-            len -= c->chunk_size;
-            continue;
+        if (!c->buf && !(c->buf = c->bufs.get(c->arg))) {
+            rc = err_code();
+            break;
         }
-        if (!c->buf)
-            c->buf = xmalloc(c->chunk_size);
         size_t n = c->chunk_size - c->have;
         if (n > len)
             n = len;
@@ -91,21 +97,17 @@ int chunker_feed(struct chunker *c, const void *data, size_t len)
         c->have += n;
         p += n;
         len -= n;
-        if (c->have == c->chunk_size) {
-            c->have = 0;
-            int rc = emit(c, c->buf, c->chunk_size);
-            if (rc < 0)
-                return rc;
-        }
+        if (c->have == c->chunk_size && (rc = emit(c)) < 0)
+            break;
     }
-    return 0;
+    return rc;
 }
 
 void chunker_reset(struct chunker *c)
 {
     uint8_t scratch[SHA256_LEN];
     sha256_ctx_final(c->file, scratch); /* restarts the context */
-    c->have = 0;
+    drop_buffer(c);
     c->index = 0;
     c->offset = 0;
 }
@@ -113,13 +115,8 @@ void chunker_reset(struct chunker *c)
 int chunker_finish(struct chunker *c, uint8_t file_sha256[SHA256_LEN], uint64_t *n_chunks)
 {
     int rc = 0;
-    if (c->have > 0) {
-        size_t n = c->have;
-        c->have = 0;
-        rc = emit(c, c->buf, n);
-        if (rc < 0)
-            goto out;
-    }
+    if (c->have > 0 && (rc = emit(c)) < 0)
+        goto out;
     uint8_t md[SHA256_LEN];
     sha256_ctx_final(c->file, md);
     if (file_sha256)

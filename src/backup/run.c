@@ -2,11 +2,13 @@
  * run.c — one backup from the BASE_BACKUP stream into every repository of the
  * cluster (see backup_int.h).
  *
- * The main thread parses the stream, cuts each regular file into chunks (the chunker
- * names them for the first repository and computes the file's SHA-256), copies each
- * chunk into a pool buffer and queues it. Workers name the chunk for the other
- * repositories, and write it to every repository that does not hold it yet. Memory
- * is the pool's buffers plus one record per file still waiting for its chunks.
+ * The main thread parses the stream and cuts each regular file into chunks: the chunker
+ * computes the file's SHA-256 and copies its bytes, once, into pool buffers, which are
+ * queued as they fill. Workers name each chunk (once per naming key) and write it to
+ * every repository that does not hold it yet; a chunk every repository holds costs its
+ * naming hash and a lookup, nothing more. In an unencrypted repository the name is the
+ * SHA-256 the object envelope carries, so a new chunk is hashed once. Memory is the
+ * pool's buffers plus one record per file still waiting for its chunks.
  *
  * Chunk names: all repositories of a cluster share the passphrase but each has its
  * own data key, so an encrypted repository names chunks with its own HMAC key. Every
@@ -65,7 +67,7 @@ enum entry_kind { ENTRY_SKIP = 0, ENTRY_PLAIN, ENTRY_WAL, ENTRY_HISTORY };
 
 struct target_state {
     struct backup_target *t;
-    size_t group;          /* index of its naming key */
+    size_t group;           /* index of its naming key */
     struct chunkset *known; /* names in the repository or written by this backup */
     struct manifest_writer *mw;
 };
@@ -158,26 +160,21 @@ static int put_fd(struct repo *r, const char *path, int fd, uint64_t len)
 
 /* --- workers ------------------------------------------------------------------------- */
 
-static uint8_t *name_slot(struct bk_file *f, size_t group,
-                          uint64_t index)
+static uint8_t *name_slot(struct bk_file *f, size_t group, uint64_t index)
 {
     return f->names + (group * f->nchunks + index) * SHA256_LEN;
 }
 
-static int store_chunk(void *arg, void *job, uint64_t index, const uint8_t *data, size_t len,
+static int store_chunk(void *arg, void *job, uint64_t index, uint8_t *data, size_t len,
                        bool skipped)
 {
     struct backup_run *run = arg;
     struct bk_file *f = job;
+    bool laid_out = false; /* the plaintext's SHA-256 is after it: data is a payload */
     int rc = 0;
 
-    for (size_t g = 1; !skipped && g < run->ngroups; g++) {
-        uint8_t *slot = name_slot(f, g, index);
-        if (run->group_keys[g])
-            hmac_sha256(run->group_keys[g], CHUNK_KEY_LEN, data, len, slot);
-        else
-            sha256(data, len, slot);
-    }
+    for (size_t g = 0; !skipped && g < run->ngroups; g++)
+        chunk_digest(run->group_keys[g], data, len, name_slot(f, g, index));
     for (size_t i = 0; !skipped && rc == 0 && i < run->p.ntargets; i++) {
         struct target_state *ts = &run->ts[i];
         const uint8_t *name = name_slot(f, ts->group, index);
@@ -189,10 +186,21 @@ static int store_chunk(void *arg, void *job, uint64_t index, const uint8_t *data
         pthread_mutex_unlock(&run->lock);
         if (!fresh)
             continue;
+        /* The envelope's digest: a plain (unkeyed) name is the SHA-256 already. */
+        if (!laid_out) {
+            const uint8_t *plain = NULL;
+            for (size_t g = 0; !plain && g < run->ngroups; g++)
+                plain = run->group_keys[g] ? NULL : name_slot(f, g, index);
+            if (plain)
+                memcpy(data + len, plain, SHA256_LEN);
+            else
+                sha256(data, len, data + len);
+            laid_out = true;
+        }
         char hex[SHA256_HEX_LEN + 1];
         uint64_t stored = 0;
         hex_encode(name, SHA256_LEN, hex);
-        rc = repo_chunk_put_sized(ts->t->repo, hex, data, len, &stored);
+        rc = repo_chunk_put_payload(ts->t->repo, hex, data, len, &stored);
         if (rc < 0) {
             err_context("while storing chunk %llu of \"%s\" in repository \"%s\"",
                         (unsigned long long)index, f->path, repo_name(ts->t->repo));
@@ -267,26 +275,35 @@ static int flush_files(struct backup_run *run)
 
 /* --- stream callbacks (main thread) -------------------------------------------------- */
 
-static int on_chunk(void *arg, const struct chunk *c)
+/* The chunker's buffers are the pool's: a chunk is copied once, from the stream. */
+static uint8_t *chunk_buffer(void *arg)
+{
+    struct backup_run *run = arg;
+    return pool_buffer(run->pool);
+}
+
+static void chunk_buffer_back(void *arg, uint8_t *buf)
+{
+    struct backup_run *run = arg;
+    pool_release(run->pool, buf);
+}
+
+static const struct chunker_buffers CHUNK_BUFFERS = {chunk_buffer, chunk_buffer_back};
+
+static int on_chunk(void *arg, struct chunk *c)
 {
     struct backup_run *run = arg;
     struct bk_file *f = run->cur;
-    int rc;
 
-    if (c->index >= f->nchunks)
-        return err_set(ERR_PROTOCOL, "file \"%s\" has more data than its tar header says",
-                       f->path);
-    if ((rc = hex_decode(c->name, name_slot(f, 0, c->index), SHA256_LEN)) < 0)
-        return rc;
-    uint8_t *buf = pool_buffer(run->pool);
-    if (!buf)
-        return err_code();
-    memcpy(buf, c->data, c->len);
+    if (c->index >= f->nchunks) {
+        pool_release(run->pool, c->data);
+        return err_set(ERR_PROTOCOL, "file \"%s\" has more data than its tar header says", f->path);
+    }
     pthread_mutex_lock(&run->lock);
     f->pending++;
     pthread_mutex_unlock(&run->lock);
     run->totals.chunks++;
-    return pool_submit(run->pool, buf, c->len, f, c->index);
+    return pool_submit(run->pool, c->data, c->len, f, c->index);
 }
 
 static int on_entry_begin(void *arg, const struct tar_entry *e)
@@ -297,8 +314,7 @@ static int on_entry_begin(void *arg, const struct tar_entry *e)
     run->kind = ENTRY_SKIP;
     run->cur = NULL;
     if (e->type == TAR_TYPE_HARDLINK)
-        return err_set(ERR_PROTOCOL, "the backup holds a hard link \"%s\": not supported",
-                       e->path);
+        return err_set(ERR_PROTOCOL, "the backup holds a hard link \"%s\": not supported", e->path);
     f = xcalloc(1, sizeof(*f));
     f->path = xstrdup(e->path);
     f->mode = e->mode;
@@ -353,8 +369,7 @@ static int on_entry_data(void *arg, const uint8_t *data, size_t len)
     if (run->kind == ENTRY_WAL) {
         size_t done = 0;
         while (done < len) {
-            ssize_t n = pwrite(run->wal_fd, data + done, len - done,
-                               (off_t)(run->wal_len + done));
+            ssize_t n = pwrite(run->wal_fd, data + done, len - done, (off_t)(run->wal_len + done));
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0)
@@ -507,9 +522,6 @@ struct backup_run *backup_run_new(const struct backup_params *params)
         if (!ts->mw)
             goto fail;
     }
-    run->chunker = chunker_new(params->chunk_size, run->group_keys[0], on_chunk, run);
-    if (!run->chunker)
-        goto fail;
     if (temp_fd(params->tmp_dir, "wal", &run->wal_fd) < 0)
         goto fail;
     run->server_manifest = temp_file(params->tmp_dir, "manifest");
@@ -517,9 +529,14 @@ struct backup_run *backup_run_new(const struct backup_params *params)
         goto fail;
     int workers = params->workers > 0 ? params->workers : pool_default_workers();
     /* One buffer per worker, and a few for the stream to fill meanwhile: memory is
-     * (workers + 4) chunks whatever the size of the cluster. */
-    run->pool = pool_new(workers, (size_t)workers + 4, params->chunk_size, store_chunk, run);
+     * (workers + 4) chunks whatever the size of the cluster. Each has room for the
+     * chunk's SHA-256 after it (repo_put_payload). */
+    run->pool =
+        pool_new(workers, (size_t)workers + 4, params->chunk_size + SHA256_LEN, store_chunk, run);
     if (!run->pool)
+        goto fail;
+    run->chunker = chunker_new(params->chunk_size, &CHUNK_BUFFERS, on_chunk, run);
+    if (!run->chunker)
         goto fail;
     return run;
 fail:
@@ -531,7 +548,8 @@ void backup_run_free(struct backup_run *run)
 {
     if (!run)
         return;
-    pool_free(run->pool); /* workers stop before the files they point to go */
+    chunker_free(run->chunker); /* gives its buffer back to the pool */
+    pool_free(run->pool);       /* workers stop before the files they point to go */
     while (run->head) {
         struct bk_file *f = run->head;
         run->head = f->next;
@@ -543,7 +561,6 @@ void backup_run_free(struct backup_run *run)
     }
     free(run->ts);
     free(run->group_keys);
-    chunker_free(run->chunker);
     if (run->wal_fd >= 0)
         close(run->wal_fd);
     if (run->server_manifest)
@@ -588,8 +605,7 @@ const struct backup_totals *backup_run_totals(const struct backup_run *run)
 int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int64_t start_us,
                       int64_t stop_us)
 {
-    struct manifest_tablespace *tablespaces = xcalloc(info->ntablespaces + 1,
-                                                      sizeof(*tablespaces));
+    struct manifest_tablespace *tablespaces = xcalloc(info->ntablespaces + 1, sizeof(*tablespaces));
     size_t ntablespaces = 0;
     char path[320];
     int rc;
@@ -616,8 +632,8 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
     if ((rc = repo_backup_path(run->p.label, "backup_manifest", path, sizeof(path))) < 0)
         goto out;
     for (size_t i = 0; mlen > 0 && i < run->p.ntargets; i++) {
-        if ((rc = put_fd(run->ts[i].t->repo, path, fileno(run->server_manifest),
-                         (uint64_t)mlen)) < 0) {
+        if ((rc = put_fd(run->ts[i].t->repo, path, fileno(run->server_manifest), (uint64_t)mlen)) <
+            0) {
             err_context("while storing the server's backup_manifest");
             goto out;
         }

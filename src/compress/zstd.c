@@ -46,10 +46,122 @@ out:
     return rc;
 }
 
+/*
+ * One spare compression context per thread, with an output buffer for whole-buffer
+ * compression, and one spare decompression context. A backup worker compresses
+ * thousands of chunk-sized objects and a restore worker decompresses as many, and a
+ * fresh context allocates and initialises its tables (about a megabyte at level 3) for
+ * each one; a reused context keeps them. A compressor or decompressor takes its
+ * thread's spare and gives it back when freed; the spares go when the thread ends.
+ */
+struct spare {
+    ZSTD_CCtx *cctx;
+    uint8_t *out; /* compress_zstd_buffer's output */
+    size_t cap;
+    ZSTD_DCtx *dctx;
+};
+
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static _Atomic uint64_t contexts_made;
+
+uint64_t filter_zstd_contexts_made(void)
+{
+    return contexts_made;
+}
+
+static void spare_destroy(void *arg)
+{
+    struct spare *sp = arg;
+    ZSTD_freeCCtx(sp->cctx);
+    ZSTD_freeDCtx(sp->dctx);
+    free(sp->out);
+    free(sp);
+}
+
+static void spare_key_init(void)
+{
+    if (pthread_key_create(&spare_key, spare_destroy) != 0)
+        abort(); /* only when out of keys or memory */
+}
+
+/* This thread's spare; its context is NULL while a compressor filter has it. */
+static struct spare *thread_spare(void)
+{
+    pthread_once(&spare_once, spare_key_init);
+    struct spare *sp = pthread_getspecific(spare_key);
+    if (!sp) {
+        sp = xcalloc(1, sizeof(*sp));
+        if (pthread_setspecific(spare_key, sp) != 0)
+            abort(); /* out of memory */
+    }
+    return sp;
+}
+
+/* A context reset to level (valid) with content checksums. */
+static ZSTD_CCtx *cctx_take(int level)
+{
+    struct spare *sp = thread_spare();
+    ZSTD_CCtx *cctx = sp->cctx;
+    sp->cctx = NULL;
+    if (cctx) {
+        ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+    } else {
+        cctx = ZSTD_createCCtx();
+        if (!cctx)
+            abort(); /* zstd only fails here when out of memory */
+        contexts_made++;
+    }
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)))
+        abort(); /* both values are valid by construction */
+    return cctx;
+}
+
+static void cctx_give_back(ZSTD_CCtx *cctx)
+{
+    struct spare *sp = thread_spare();
+    if (!sp->cctx)
+        sp->cctx = cctx;
+    else
+        ZSTD_freeCCtx(cctx);
+}
+
+static int check_level(int level)
+{
+    if (level < COMPRESS_ZSTD_LEVEL_MIN || level > COMPRESS_ZSTD_LEVEL_MAX)
+        return err_set(ERR_CONFIG, "zstd compression level %d is out of range (%d to %d)", level,
+                       COMPRESS_ZSTD_LEVEL_MIN, COMPRESS_ZSTD_LEVEL_MAX);
+    return 0;
+}
+
+int compress_zstd_buffer(int level, const void *in, size_t len, const uint8_t **out,
+                         size_t *out_len)
+{
+    int rc = check_level(level);
+    if (rc < 0)
+        return rc;
+    ZSTD_CCtx *cctx = cctx_take(level);
+    struct spare *sp = thread_spare();
+    size_t bound = ZSTD_compressBound(len);
+    if (sp->cap < bound) {
+        free(sp->out);
+        sp->out = xmalloc(bound);
+        sp->cap = bound;
+    }
+    size_t n = ZSTD_compress2(cctx, sp->out, sp->cap, in, len);
+    cctx_give_back(cctx);
+    if (ZSTD_isError(n))
+        return err_set(ERR_RUNTIME, "zstd compression failed: %s", ZSTD_getErrorName(n));
+    *out = sp->out;
+    *out_len = n;
+    return 0;
+}
+
 static void zstd_enc_free(struct filter *f)
 {
     struct zstd_enc *z = (struct zstd_enc *)f;
-    ZSTD_freeCCtx(z->cctx);
+    cctx_give_back(z->cctx);
     free(z);
 }
 
@@ -69,19 +181,11 @@ static const struct filter_ops zstd_enc_ops = {FILTER_OPS_VERSION, "zstd compres
 
 struct filter *filter_zstd_compress_new(int level)
 {
-    if (level < COMPRESS_ZSTD_LEVEL_MIN || level > COMPRESS_ZSTD_LEVEL_MAX) {
-        err_set(ERR_CONFIG, "zstd compression level %d is out of range (%d to %d)", level,
-                COMPRESS_ZSTD_LEVEL_MIN, COMPRESS_ZSTD_LEVEL_MAX);
+    if (check_level(level) < 0)
         return NULL;
-    }
     struct zstd_enc *z = xcalloc(1, sizeof(*z));
     z->base.ops = &zstd_enc_ops;
-    z->cctx = ZSTD_createCCtx();
-    if (!z->cctx)
-        abort(); /* zstd only fails here when out of memory */
-    if (ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_compressionLevel, level)) ||
-        ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_checksumFlag, 1)))
-        abort(); /* both values are valid by construction */
+    z->cctx = cctx_take(level);
     return &z->base;
 }
 
@@ -132,29 +236,12 @@ out:
     return rc;
 }
 
-/* A decompression context is worth keeping: making one allocates its tables and
- * window each time. Each thread keeps the last one it freed (reset) for its next
- * decompressor; the thread's exit frees it. */
-static pthread_key_t spare_dctx;
-static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
-static bool spare_ok;
-
-static void spare_free(void *p)
-{
-    ZSTD_freeDCtx(p);
-}
-
-static void spare_init(void)
-{
-    spare_ok = pthread_key_create(&spare_dctx, spare_free) == 0;
-}
-
 static ZSTD_DCtx *dctx_take(void)
 {
-    pthread_once(&spare_once, spare_init);
-    ZSTD_DCtx *d = spare_ok ? pthread_getspecific(spare_dctx) : NULL;
+    struct spare *sp = thread_spare();
+    ZSTD_DCtx *d = sp->dctx;
     if (d) {
-        (void)pthread_setspecific(spare_dctx, NULL);
+        sp->dctx = NULL;
         return d;
     }
     d = ZSTD_createDCtx();
@@ -168,11 +255,11 @@ static ZSTD_DCtx *dctx_take(void)
 static void dctx_give_back(ZSTD_DCtx *d)
 {
     /* A session reset keeps the parameters (the window limit) and the memory. */
-    if (spare_ok && !pthread_getspecific(spare_dctx) &&
-        !ZSTD_isError(ZSTD_DCtx_reset(d, ZSTD_reset_session_only)) &&
-        pthread_setspecific(spare_dctx, d) == 0)
-        return;
-    ZSTD_freeDCtx(d);
+    struct spare *sp = thread_spare();
+    if (!sp->dctx && !ZSTD_isError(ZSTD_DCtx_reset(d, ZSTD_reset_session_only)))
+        sp->dctx = d;
+    else
+        ZSTD_freeDCtx(d);
 }
 
 static void zstd_dec_free(struct filter *f)

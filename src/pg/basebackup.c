@@ -54,7 +54,7 @@ char *pg_bb_command(int server_version, const struct pg_bb_options *o)
         if (o->max_rate_kb)
             buf_appendf(&b, "MAX_RATE %u, ", o->max_rate_kb);
         if (o->manifest)
-            buf_append_str(&b, "MANIFEST 'yes', MANIFEST_CHECKSUMS 'SHA256', ");
+            buf_append_str(&b, "MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', ");
         buf_append_str(&b, "TARGET 'client')");
     } else {
         if (o->label) {
@@ -71,7 +71,7 @@ char *pg_bb_command(int server_version, const struct pg_bb_options *o)
         if (o->max_rate_kb)
             buf_appendf(&b, " MAX_RATE %u", o->max_rate_kb);
         if (o->manifest)
-            buf_append_str(&b, " MANIFEST 'yes' MANIFEST_CHECKSUMS 'SHA256'");
+            buf_append_str(&b, " MANIFEST 'yes' MANIFEST_CHECKSUMS 'CRC32C'");
     }
     return buf_steal(&b);
 }
@@ -129,8 +129,8 @@ static int parse_tablespaces(struct pg_conn *conn, const PGresult *res, struct p
             if (pg_int_parse_u64("spcoid", PQgetvalue(res, i, 0), &v) < 0)
                 return err_context("in the tablespace list of server \"%s\"", conn->target);
             if (v == 0 || v > UINT32_MAX)
-                return err_set(ERR_PROTOCOL, "server \"%s\" sent tablespace OID %s",
-                               conn->target, PQgetvalue(res, i, 0));
+                return err_set(ERR_PROTOCOL, "server \"%s\" sent tablespace OID %s", conn->target,
+                               PQgetvalue(res, i, 0));
             t->oid = (uint32_t)v;
         }
         if (!PQgetisnull(res, i, 2)) {
@@ -206,8 +206,8 @@ int pg_base_backup(struct pg_conn *conn, const struct pg_bb_options *o, pg_bb_st
         case PGRES_TUPLES_OK:
             tuples++;
             if (tuples == 1) {
-                rc = parse_position(conn, "start position", res, &info->start_lsn,
-                                    &info->start_tli);
+                rc =
+                    parse_position(conn, "start position", res, &info->start_lsn, &info->start_tli);
             } else if (tuples == 2) {
                 rc = parse_tablespaces(conn, res, info);
                 if (rc == 0 && started)

@@ -50,19 +50,14 @@ int repo_chunk_path(const char *name, char *buf, size_t cap)
     return 0;
 }
 
-int repo_chunk_put(struct repo *r, const char *name, const void *data, size_t len)
-{
-    return repo_chunk_put_sized(r, name, data, len, NULL);
-}
-
-int repo_chunk_put_sized(struct repo *r, const char *name, const void *data, size_t len,
-                         uint64_t *stored)
+int repo_chunk_put_payload(struct repo *r, const char *name, const void *payload, size_t len,
+                           uint64_t *stored)
 {
     char path[96];
     int rc = repo_chunk_path(name, path, sizeof(path));
     if (rc < 0)
         return rc;
-    return repo_put_sized(r, path, data, len, stored);
+    return repo_put_payload(r, path, payload, len, stored);
 }
 
 /*

@@ -12,7 +12,8 @@
  * its name: a whole object copied over another one is self-consistent otherwise, and
  * would be read back as the other object's content. Every header byte is checked.
  *
- * Writing runs plaintext -> sha256 -> zstd -> aes-gcm -> storage; reading the reverse,
+ * Writing runs plaintext -> sha256 -> zstd -> aes-gcm -> storage (repo_put_payload: the
+ * caller has the digest, and the payload is compressed in one piece); reading the reverse,
  * and a trailer check that compares the length and the digest before it reports
  * success.
  */
@@ -72,11 +73,12 @@ struct repo_writer {
     char *path;
     struct storage_write *w;
     struct filter_chain *chain;
-    struct filter *sha;
+    struct filter *sha;         /* NULL when the caller gave the digest */
+    uint8_t digest[SHA256_LEN]; /* the caller's digest of the plaintext */
+    bool compressed;            /* the caller writes the compressed payload */
     uint64_t expect;
     uint64_t written;
     uint64_t stored; /* envelope bytes sent to storage */
-    bool payload;    /* given the compressed payload, not the plaintext */
 };
 
 static int writer_sink(void *ctx, const uint8_t *data, size_t len)
@@ -86,8 +88,11 @@ static int writer_sink(void *ctx, const uint8_t *data, size_t len)
     return storage_write_data(rw->w, data, len);
 }
 
+/* digest NULL: hash the plaintext on its way through; else the caller's SHA-256 of it.
+ * compressed: the caller writes the payload (plaintext and digest) compressed already,
+ * and the chain only encrypts it. */
 static struct repo_writer *writer_open(struct repo *r, const char *path, uint64_t plaintext_len,
-                                       bool payload)
+                                       const uint8_t *digest, bool compressed)
 {
     struct repo_writer *rw = xcalloc(1, sizeof(*rw));
     uint8_t header[ENVELOPE_HEADER_LEN] = {0};
@@ -114,12 +119,13 @@ static struct repo_writer *writer_open(struct repo *r, const char *path, uint64_
         goto fail;
     rw->stored = sizeof(header);
     rw->chain = filter_chain_new(0, writer_sink, rw);
-    rw->payload = payload;
-    if (!payload) {
+    rw->compressed = compressed;
+    if (digest)
+        memcpy(rw->digest, digest, SHA256_LEN);
+    else if (!compressed)
         rw->sha = filter_chain_add(rw->chain, filter_sha256_new());
-        if (codec_add_compress(rw->chain, r->compression, r->compress_level) < 0)
-            goto fail;
-    }
+    if (!compressed && codec_add_compress(rw->chain, r->compression, r->compress_level) < 0)
+        goto fail;
     if (r->keyring) {
         size_t aad_len;
         uint8_t *aad = object_aad(header, path, &aad_len);
@@ -138,18 +144,18 @@ fail:
 
 struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t plaintext_len)
 {
-    return writer_open(r, path, plaintext_len, false);
+    return writer_open(r, path, plaintext_len, NULL, false);
 }
 
 struct repo_writer *repo_writer_open_payload(struct repo *r, const char *path,
                                              uint64_t plaintext_len)
 {
-    return writer_open(r, path, plaintext_len, true);
+    return writer_open(r, path, plaintext_len, NULL, true);
 }
 
 int repo_writer_write(struct repo_writer *rw, const void *data, size_t len)
 {
-    if (rw->payload)
+    if (rw->compressed) /* the payload's length is not the plaintext's */
         return filter_chain_write(rw->chain, data, len);
     if (rw->written + len > rw->expect)
         return err_set(ERR_RUNTIME,
@@ -178,19 +184,22 @@ int repo_writer_commit(struct repo_writer *rw)
 int repo_writer_commit_sized(struct repo_writer *rw, uint64_t *stored)
 {
     int rc = 0;
-    uint8_t digest[SHA256_LEN];
-    if (!rw->payload) { /* a payload carries its digest already */
-        if (rw->written != rw->expect) {
-            rc = err_set(ERR_RUNTIME, "object \"%s\": %llu bytes written, %llu declared", rw->path,
-                         (unsigned long long)rw->written, (unsigned long long)rw->expect);
+    if (rw->compressed) {
+        if ((rc = filter_chain_finish(rw->chain)) < 0)
             goto fail;
-        }
-        filter_sha256_result(rw->sha, digest);
-        if ((rc = filter_chain_write(rw->chain, digest, sizeof(digest))) < 0)
-            goto fail;
+        goto commit;
     }
-    if ((rc = filter_chain_finish(rw->chain)) < 0)
+    if (rw->written != rw->expect) {
+        rc = err_set(ERR_RUNTIME, "object \"%s\": %llu bytes written, %llu declared", rw->path,
+                     (unsigned long long)rw->written, (unsigned long long)rw->expect);
         goto fail;
+    }
+    if (rw->sha)
+        filter_sha256_result(rw->sha, rw->digest);
+    if ((rc = filter_chain_write(rw->chain, rw->digest, SHA256_LEN)) < 0 ||
+        (rc = filter_chain_finish(rw->chain)) < 0)
+        goto fail;
+commit:;
     struct storage_write *w = rw->w;
     rw->w = NULL;
     rc = storage_write_commit(w);
@@ -216,6 +225,43 @@ int repo_put_sized(struct repo *r, const char *path, const void *data, size_t le
     if (!rw)
         return err_code();
     int rc = repo_writer_write(rw, data, len);
+    if (rc < 0) {
+        repo_writer_abort(rw);
+        return rc;
+    }
+    return repo_writer_commit_sized(rw, stored);
+}
+
+/* --- writing a laid-out payload (backup chunks) ------------------------------------- */
+
+/*
+ * The same envelope as repo_put_sized, from a payload the caller already laid out:
+ * plaintext || SHA-256(plaintext). Nothing is hashed here, and a compressing repository
+ * compresses it in one piece, with no copy. A wrong digest makes an object that every
+ * read rejects, never one read as valid.
+ */
+int repo_put_payload(struct repo *r, const char *path, const void *payload, size_t len,
+                     uint64_t *stored)
+{
+    const uint8_t *digest = (const uint8_t *)payload + len;
+    const uint8_t *z = NULL;
+    size_t zlen = 0;
+    bool compress = r->compression->compress_buffer != NULL;
+    int rc;
+
+    if (compress && (rc = r->compression->compress_buffer(r->compress_level, payload,
+                                                          len + SHA256_LEN, &z, &zlen)) < 0) {
+        err_context("while writing \"%s\" in repository \"%s\"", path, repo_name(r));
+        return rc;
+    }
+    struct repo_writer *rw = writer_open(r, path, len, digest, compress);
+    if (!rw)
+        return err_code();
+    if (compress) {
+        rc = filter_chain_write(rw->chain, z, zlen);
+    } else {
+        rc = repo_writer_write(rw, payload, len);
+    }
     if (rc < 0) {
         repo_writer_abort(rw);
         return rc;

@@ -1,6 +1,7 @@
 # pgark backup against a real server: what lands in the repositories must be the data
-# directory (same files, sizes and SHA-256 as the server's own backup_manifest, chunks
-# that reassemble to the source bytes), the WAL start..stop in every repository's
+# directory (same files and sizes as the server's own backup_manifest, every file
+# reassembled from its chunks having the manifest's SHA-256 and the server's CRC-32C,
+# chunks that reassemble to the source bytes), the WAL start..stop in every repository's
 # archive, both repositories complete, a killed backup invisible and its chunks reused,
 # storage incremental, and every way of failing clear.
 use strict;
@@ -149,7 +150,9 @@ for my $name ('a', 'b')
 		"repo $name: system identifier");
 
 	# The server's own manifest, stored verbatim, lists the same files with the same
-	# sizes and SHA-256 (WAL files are not in it; archive_status is not in ours).
+	# sizes (WAL files are not in it; archive_status is not in ours), and its checksums
+	# (CRC-32C: cheaper for the server than SHA-256) are those of the files reassembled
+	# from the repository, which have the SHA-256 of our manifest (repo_dump sums).
 	my $sm = dump_repo($repo{$name}, 'get', "backups/$label1/backup_manifest");
 	is($sm->{rc}, 0, "repo $name: backup_manifest stored");
 	my $server = $json->decode($sm->{stdout});
@@ -157,11 +160,17 @@ for my $name ('a', 'b')
 	my @ours = grep { $files->{$_}{type} eq 'file' && !m{^pg_wal/[^/]+$} } keys %$files;
 	is_deeply([ sort @ours ], [ sort keys %want ],
 		"repo $name: regular files equal the server manifest's");
+	is_deeply([ sort grep { $_->{'Checksum-Algorithm'} ne 'CRC32C' } values %want ],
+		[], "repo $name: the server's checksums are CRC-32C");
+	my $sums = dump_repo($repo{$name}, 'sums', $label1);
+	is($sums->{rc}, 0, "repo $name: every file reassembles to its SHA-256")
+	  or diag($sums->{stderr});
+	my %crc = map { split /\t/ } split /\n/, $sums->{stdout};
 	my @bad = grep {
 		     $files->{$_}{size} != $want{$_}{Size}
-		  || $files->{$_}{sha256} ne $want{$_}{Checksum}
+		  || ($crc{$_} // '') ne $want{$_}{Checksum}
 	} grep { $want{$_} } @ours;
-	is_deeply(\@bad, [], "repo $name: every size and SHA-256 equals the server's");
+	is_deeply(\@bad, [], "repo $name: every size and checksum equals the server's");
 
 	# WAL start..stop: in the manifest, and in the repository's archive.
 	my @segs = segments(1, $s1->{start_lsn}, $s1->{stop_lsn});
@@ -326,7 +335,8 @@ ok($fts->{$tsfile}, "table file listed as $tsfile");
 my $server_ts = $json->decode(
 	dump_repo($repo{a}, 'get', "backups/$st->{label}/backup_manifest")->{stdout});
 my ($sfile) = grep { $_->{Path} eq $tsfile } @{ $server_ts->{Files} };
-is($fts->{$tsfile}{sha256}, $sfile->{Checksum}, 'same SHA-256 as the server manifest');
+my %ts_crc = map { split /\t/ } split /\n/, dump_repo($repo{a}, 'sums', $st->{label})->{stdout};
+is($ts_crc{$tsfile}, $sfile->{Checksum}, 'same checksum as the server manifest');
 my $c = dump_repo($repo{a}, 'cat', $st->{label}, $tsfile);
 ok($c->{rc} == 0 && $c->{stdout} eq slurp_file("$pgdata/$tsfile"),
 	'tablespace file reassembles to the bytes on disk');

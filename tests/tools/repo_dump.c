@@ -7,11 +7,16 @@
  *   repo_dump [-p PASSPHRASE_FILE] ROOT CLUSTER cat LABEL PATH
  *       file PATH of backup LABEL reassembled from its chunks; exit 3 when the bytes
  *       do not have the SHA-256 the manifest gives
+ *   repo_dump [-p PASSPHRASE_FILE] ROOT CLUSTER sums LABEL
+ *       "path<TAB>crc32c" per regular file of backup LABEL, reassembled from its chunks,
+ *       the CRC-32C as PostgreSQL's backup_manifest writes it (hex of its 4 bytes in
+ *       memory order); exit 3 when a file does not have the manifest's SHA-256
  *   repo_dump [-p PASSPHRASE_FILE] ROOT CLUSTER backups
  *       "label<TAB>stored_bytes<TAB>logical_bytes" per complete backup
  *
  * Errors go through the error slot; the exit code is err_exit_code()'s.
  */
+#include "pgark/crc32c.h"
 #include "pgark/error.h"
 #include "pgark/hash.h"
 #include "pgark/log.h"
@@ -32,24 +37,26 @@ static int to_stdout(void *ctx, const uint8_t *data, size_t len)
     return 0;
 }
 
+/* Every regular file of the manifest (sums) or the one named path (cat). */
 struct find {
-    const char *path;
-    bool found;
-    uint8_t sha[SHA256_LEN];
-    uint8_t *chunks;
+    const char *path; /* NULL: all */
+    struct manifest_file *files;
     size_t n;
 };
 
 static int on_file(void *arg, const struct manifest_file *f)
 {
     struct find *fd = arg;
-    if (strcmp(f->path, fd->path) != 0 || f->type != MANIFEST_TYPE_FILE)
+    if (f->type != MANIFEST_TYPE_FILE || (fd->path && strcmp(f->path, fd->path) != 0))
         return 0;
-    fd->found = true;
-    memcpy(fd->sha, f->sha256, SHA256_LEN);
-    fd->n = f->n_chunks;
-    fd->chunks = xmalloc(f->n_chunks * SHA256_LEN + 1);
-    memcpy(fd->chunks, f->chunks, f->n_chunks * SHA256_LEN);
+    fd->files = xrealloc(fd->files, (fd->n + 1) * sizeof(*fd->files));
+    struct manifest_file *c = &fd->files[fd->n++];
+    *c = *f;
+    c->path = xstrdup(f->path);
+    c->link = NULL;
+    uint8_t *chunks = xmalloc(f->n_chunks * SHA256_LEN + 1);
+    memcpy(chunks, f->chunks, f->n_chunks * SHA256_LEN);
+    c->chunks = chunks;
     return 0;
 }
 
@@ -58,41 +65,94 @@ static int feed_reader(void *ctx, const uint8_t *data, size_t len)
     return manifest_reader_feed(ctx, data, len);
 }
 
-static int hash_out(void *ctx, const uint8_t *data, size_t len)
-{
-    sha256_ctx_update(ctx, data, len);
-    return to_stdout(NULL, data, len);
-}
-
-static int cat_file(struct repo *r, const char *label, const char *path)
+static int find_files(struct repo *r, const char *label, struct find *fd)
 {
     char object[320];
-    struct find fd = {.path = path};
-    struct manifest_reader *mr = manifest_reader_new(on_file, &fd);
-    struct sha256_ctx *sha = sha256_ctx_new();
+    struct manifest_reader *mr = manifest_reader_new(on_file, fd);
     int rc = repo_backup_path(label, "manifest.json", object, sizeof(object));
 
     if (rc == 0)
         rc = repo_get(r, object, feed_reader, mr);
     if (rc == 0)
         rc = manifest_reader_finish(mr);
-    if (rc == 0 && !fd.found)
-        rc = err_set(ERR_NOT_FOUND, "no file \"%s\" in backup \"%s\"", path, label);
-    for (size_t i = 0; rc == 0 && i < fd.n; i++) {
+    manifest_reader_free(mr);
+    return rc;
+}
+
+static void find_free(struct find *fd)
+{
+    for (size_t i = 0; i < fd->n; i++) {
+        free((char *)fd->files[i].path);
+        free((uint8_t *)fd->files[i].chunks);
+    }
+    free(fd->files);
+}
+
+struct reassembly {
+    struct sha256_ctx *sha;
+    uint32_t crc;
+    bool print; /* the bytes to stdout */
+};
+
+static int reassembled(void *ctx, const uint8_t *data, size_t len)
+{
+    struct reassembly *ra = ctx;
+    sha256_ctx_update(ra->sha, data, len);
+    ra->crc = crc32c_update(ra->crc, data, len);
+    return ra->print ? to_stdout(NULL, data, len) : 0;
+}
+
+/* Read f's chunks through ra; ERR_INTEGRITY when they do not make the file's SHA-256. */
+static int reassemble(struct repo *r, const struct manifest_file *f, struct reassembly *ra)
+{
+    int rc = 0;
+    ra->crc = CRC32C_INIT;
+    for (size_t i = 0; rc == 0 && i < f->n_chunks; i++) {
         char hex[SHA256_HEX_LEN + 1];
-        hex_encode(fd.chunks + i * SHA256_LEN, SHA256_LEN, hex);
-        rc = repo_chunk_get(r, hex, hash_out, sha);
+        hex_encode(f->chunks + i * SHA256_LEN, SHA256_LEN, hex);
+        rc = repo_chunk_get(r, hex, reassembled, ra);
     }
     if (rc == 0) {
         uint8_t got[SHA256_LEN];
-        sha256_ctx_final(sha, got);
-        if (memcmp(got, fd.sha, SHA256_LEN) != 0)
+        sha256_ctx_final(ra->sha, got);
+        if (memcmp(got, f->sha256, SHA256_LEN) != 0)
             rc = err_set(ERR_INTEGRITY, "file \"%s\" reassembled does not match its SHA-256",
-                         path);
+                         f->path);
     }
-    free(fd.chunks);
-    sha256_ctx_free(sha);
-    manifest_reader_free(mr);
+    return rc;
+}
+
+static int cat_file(struct repo *r, const char *label, const char *path)
+{
+    struct find fd = {.path = path};
+    struct reassembly ra = {.sha = sha256_ctx_new(), .print = true};
+    int rc = find_files(r, label, &fd);
+
+    if (rc == 0 && fd.n == 0)
+        rc = err_set(ERR_NOT_FOUND, "no file \"%s\" in backup \"%s\"", path, label);
+    if (rc == 0)
+        rc = reassemble(r, &fd.files[0], &ra);
+    sha256_ctx_free(ra.sha);
+    find_free(&fd);
+    return rc;
+}
+
+static int sum_files(struct repo *r, const char *label)
+{
+    struct find fd = {0};
+    struct reassembly ra = {.sha = sha256_ctx_new()};
+    int rc = find_files(r, label, &fd);
+
+    for (size_t i = 0; rc == 0 && i < fd.n; i++) {
+        if ((rc = reassemble(r, &fd.files[i], &ra)) == 0) {
+            uint32_t crc = crc32c_final(ra.crc);
+            char hex[9];
+            hex_encode((const uint8_t *)&crc, sizeof(crc), hex);
+            printf("%s\t%s\n", fd.files[i].path, hex);
+        }
+    }
+    sha256_ctx_free(ra.sha);
+    find_free(&fd);
     return rc;
 }
 
@@ -104,8 +164,7 @@ static int list_backups(struct repo *r)
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < n; i++)
-        printf("%s\t%llu\t%llu\n", list[i].label,
-               (unsigned long long)list[i].header.stored_bytes,
+        printf("%s\t%llu\t%llu\n", list[i].label, (unsigned long long)list[i].header.stored_bytes,
                (unsigned long long)list[i].header.logical_bytes);
     repo_backup_list_free(list, n);
     return 0;
@@ -141,7 +200,7 @@ int main(int argc, char **argv)
     }
     if (argc - i < 3) {
         err_set(ERR_USAGE, "usage: repo_dump [-p FILE] ROOT CLUSTER get OBJECT | cat LABEL "
-                           "PATH | backups");
+                           "PATH | sums LABEL | backups");
         goto out;
     }
     s = storage_posix_new("test", argv[i]);
@@ -156,6 +215,8 @@ int main(int argc, char **argv)
         rc = repo_get(r, argv[i + 3], to_stdout, NULL);
     else if (strcmp(cmd, "cat") == 0 && argc - i == 5)
         rc = cat_file(r, argv[i + 3], argv[i + 4]);
+    else if (strcmp(cmd, "sums") == 0 && argc - i == 4)
+        rc = sum_files(r, argv[i + 3]);
     else if (strcmp(cmd, "backups") == 0 && argc - i == 3)
         rc = list_backups(r);
     else

@@ -67,8 +67,7 @@ struct pool_test {
     uint64_t fail_tag; /* UINT64_MAX: never */
 };
 
-static int pool_work(void *arg, void *job, uint64_t tag, const uint8_t *data, size_t len,
-                     bool skipped)
+static int pool_work(void *arg, void *job, uint64_t tag, uint8_t *data, size_t len, bool skipped)
 {
     struct pool_test *t = arg;
     assert_ptr_equal(job, t);
@@ -139,15 +138,15 @@ static void test_pool(void **state)
 static void test_command(void **state)
 {
     (void)state;
-    struct pg_bb_options o = {.label = "it's", .fast_checkpoint = true, .wal = true,
-                              .progress = true, .manifest = true};
+    struct pg_bb_options o = {
+        .label = "it's", .fast_checkpoint = true, .wal = true, .progress = true, .manifest = true};
     char *c = pg_bb_command(150018, &o);
     assert_string_equal(c, "BASE_BACKUP (LABEL 'it''s', PROGRESS, CHECKPOINT 'fast', WAL, WAIT "
-                           "false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'SHA256', TARGET 'client')");
+                           "false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TARGET 'client')");
     free(c);
     c = pg_bb_command(140005, &o);
     assert_string_equal(c, "BASE_BACKUP LABEL 'it''s' PROGRESS FAST WAL NOWAIT MANIFEST 'yes' "
-                           "MANIFEST_CHECKSUMS 'SHA256'");
+                           "MANIFEST_CHECKSUMS 'CRC32C'");
     free(c);
     struct pg_bb_options spread = {.label = "x", .wal = true, .max_rate_kb = 2048};
     c = pg_bb_command(170000, &spread);
@@ -169,9 +168,9 @@ struct fixture {
     struct storage *s[2];
     struct repo *r[2];
     struct backup_target t[2];
-    uint8_t *rel;   /* base/5/16384: 2.5 chunks, the middle one repeated */
-    uint8_t *wal;   /* pg_wal/000000010000000000000002 */
-    uint8_t *ts;    /* tablespace file */
+    uint8_t *rel; /* base/5/16384: 2.5 chunks, the middle one repeated */
+    uint8_t *wal; /* pg_wal/000000010000000000000002 */
+    uint8_t *ts;  /* tablespace file */
     struct buf manifest_text;
 };
 
@@ -211,7 +210,8 @@ static int setup(void **state)
     fill(f->wal, 20000, 2);
     f->ts = xmalloc(100);
     fill(f->ts, 100, 3);
-    buf_append_str(&f->manifest_text, "{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [] }\n");
+    buf_append_str(&f->manifest_text,
+                   "{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [] }\n");
     *state = f;
     return 0;
 }
@@ -450,9 +450,8 @@ static void test_run(void **state)
         /* WAL archived, server manifest verbatim */
         uint8_t *data;
         size_t len;
-        assert_int_equal(repo_get_all(f->r[i], "wal/00000001/000000010000000000000002", &data,
-                                      &len),
-                         0);
+        assert_int_equal(
+            repo_get_all(f->r[i], "wal/00000001/000000010000000000000002", &data, &len), 0);
         assert_int_equal(len, SEG);
         assert_memory_equal(data, f->wal, SEG);
         free(data);
@@ -540,10 +539,8 @@ static void test_interrupted(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chunkset),
-        cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_command),
-        cmocka_unit_test(test_run),
+        cmocka_unit_test(test_chunkset),    cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_command),     cmocka_unit_test(test_run),
         cmocka_unit_test(test_interrupted),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -6,6 +6,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,30 +19,82 @@ static const uint8_t KEY[CHUNK_KEY_LEN] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9
                                            22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
 
 struct got {
-    struct buf joined; /* concatenated chunk bytes */
+    struct buf joined;  /* concatenated chunk bytes */
+    const uint8_t *key; /* names the chunks with this key (NULL: SHA-256) */
     char names[64][SHA256_HEX_LEN + 1];
     size_t lens[64];
     uint64_t offsets[64];
     size_t n;
-    const uint8_t *last_ptr;
     int fail_at; /* >0: fail on this chunk number (1-based) */
+    size_t chunk_size;
+    /* buffers lent to the chunker */
+    uint8_t *lent[8];
+    size_t out;        /* lent and not back */
+    size_t gets, puts; /* calls */
+    bool refuse;       /* get fails */
 };
 
-static int on_chunk(void *arg, const struct chunk *ch)
+static uint8_t *lend(void *arg)
+{
+    struct got *g = arg;
+    if (g->refuse) {
+        err_set(ERR_RUNTIME, "no buffer");
+        return NULL;
+    }
+    assert_true(g->out < 8);
+    uint8_t *b = xmalloc(g->chunk_size);
+    g->lent[g->out++] = b;
+    g->gets++;
+    return b;
+}
+
+/* A lent buffer is back: it must be one of ours. */
+static void back(struct got *g, uint8_t *b)
+{
+    for (size_t i = 0; i < g->out; i++) {
+        if (g->lent[i] == b) {
+            g->lent[i] = g->lent[--g->out];
+            free(b);
+            return;
+        }
+    }
+    fail_msg("a buffer came back that was not lent");
+}
+
+static void put_back(void *arg, uint8_t *b)
+{
+    struct got *g = arg;
+    g->puts++;
+    back(g, b);
+}
+
+static const struct chunker_buffers BUFS = {lend, put_back};
+
+static int on_chunk(void *arg, struct chunk *ch)
 {
     struct got *g = arg;
     assert_int_equal(ch->index, g->n);
     assert_true(ch->len > 0);
-    if (g->fail_at && (int)g->n + 1 == g->fail_at)
-        return err_set(ERR_IO, "upload failed");
-    assert_true(g->n < 64);
-    strcpy(g->names[g->n], ch->name);
-    g->lens[g->n] = ch->len;
-    g->offsets[g->n] = ch->offset;
-    g->last_ptr = ch->data;
-    buf_append(&g->joined, ch->data, ch->len);
-    g->n++;
-    return 0;
+    assert_true(ch->len <= g->chunk_size);
+    int rc = 0;
+    if (g->fail_at && (int)g->n + 1 == g->fail_at) {
+        rc = err_set(ERR_IO, "upload failed");
+    } else {
+        assert_true(g->n < 64);
+        chunk_name(g->key, ch->data, ch->len, g->names[g->n]);
+        g->lens[g->n] = ch->len;
+        g->offsets[g->n] = ch->offset;
+        buf_append(&g->joined, ch->data, ch->len);
+        g->n++;
+    }
+    back(g, ch->data); /* ours now, also on failure */
+    return rc;
+}
+
+static struct chunker *new_chunker(struct got *g, size_t chunk_size)
+{
+    g->chunk_size = chunk_size;
+    return chunker_new(chunk_size, &BUFS, on_chunk, g);
 }
 
 static uint8_t *pattern(size_t n)
@@ -74,7 +127,8 @@ static void test_sizes_and_splits(void **state)
     for (int keyed = 0; keyed < 2; keyed++) {
         struct got g;
         memset(&g, 0, sizeof(g));
-        struct chunker *c = chunker_new(cs, keyed ? KEY : NULL, on_chunk, &g);
+        g.key = keyed ? KEY : NULL;
+        struct chunker *c = new_chunker(&g, cs);
         assert_non_null(c);
         for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
             size_t n = sizes[si];
@@ -107,9 +161,14 @@ static void test_sizes_and_splits(void **state)
                     hex_encode(md, SHA256_LEN, name);
                     assert_string_equal(g.names[i], name);
                 }
+                /* one buffer per chunk, each handed on, none kept between files */
+                assert_int_equal(g.gets, g.n);
+                assert_int_equal(g.out, 0);
+                g.gets = 0;
             }
             free(d);
         }
+        assert_int_equal(g.puts, 0);
         chunker_free(c);
         buf_free(&g.joined);
     }
@@ -127,7 +186,8 @@ static void test_names_known_values(void **state)
 
     struct got g;
     memset(&g, 0, sizeof(g));
-    struct chunker *c = chunker_new(3, KEY, on_chunk, &g);
+    g.key = KEY;
+    struct chunker *c = new_chunker(&g, 3);
     assert_int_equal(chunker_feed(c, "abcab", 5), 0);
     assert_int_equal(chunker_finish(c, NULL, NULL), 0);
     assert_int_equal(g.n, 2);
@@ -136,17 +196,45 @@ static void test_names_known_values(void **state)
     buf_free(&g.joined);
 }
 
-static void test_whole_chunk_not_copied(void **state)
+/* Every byte is copied once, into a lent buffer; a buffer held when the file is
+ * abandoned or the chunker freed goes back through put. */
+static void test_buffers_lent_and_returned(void **state)
 {
     (void)state;
     struct got g;
     memset(&g, 0, sizeof(g));
-    struct chunker *c = chunker_new(4096, NULL, on_chunk, &g);
-    uint8_t *d = pattern(8192);
-    assert_int_equal(chunker_feed(c, d, 8192), 0);
-    assert_ptr_equal(g.last_ptr, d + 4096); /* handed on from the caller's piece */
-    assert_int_equal(chunker_finish(c, NULL, NULL), 0);
+    struct chunker *c = new_chunker(&g, 4096);
+    uint8_t *d = pattern(8192 + 100);
+    assert_int_equal(chunker_feed(c, d, 8192 + 100), 0);
     assert_int_equal(g.n, 2);
+    assert_int_equal(g.out, 1); /* the third chunk, being filled */
+    chunker_reset(c);
+    assert_int_equal(g.out, 0);
+    assert_int_equal(g.puts, 1);
+
+    g.n = 0;
+    buf_reset(&g.joined);
+    assert_int_equal(chunker_feed(c, d, 10), 0);
+    assert_int_equal(g.out, 1);
+    chunker_free(c); /* gives back the buffer of the file it was in */
+    assert_int_equal(g.out, 0);
+    assert_int_equal(g.puts, 2);
+
+    /* get failing: feeding fails with its error, nothing is lent */
+    c = new_chunker(&g, 4096);
+    g.refuse = true;
+    assert_int_equal(chunker_feed(c, d, 1), -ERR_RUNTIME);
+    assert_string_equal(err_message(), "no buffer");
+    assert_int_equal(g.out, 0);
+    chunker_reset(c);
+    g.refuse = false;
+    g.n = 0;
+    buf_reset(&g.joined);
+    uint64_t count;
+    chunk_file(c, d, 5000, 0, NULL, &count);
+    assert_int_equal(count, 2);
+    assert_memory_equal(g.joined.data, d, 5000);
+    assert_int_equal(g.out, 0);
     free(d);
     chunker_free(c);
     buf_free(&g.joined);
@@ -158,7 +246,7 @@ static void test_callback_failure_and_reset(void **state)
     struct got g;
     memset(&g, 0, sizeof(g));
     g.fail_at = 2;
-    struct chunker *c = chunker_new(100, NULL, on_chunk, &g);
+    struct chunker *c = new_chunker(&g, 100);
     uint8_t *d = pattern(350);
     assert_int_equal(chunker_feed(c, d, 350), -ERR_IO);
     assert_string_equal(err_message(), "upload failed");
@@ -180,6 +268,7 @@ static void test_callback_failure_and_reset(void **state)
     g.n = 0;
     assert_int_equal(chunker_feed(c, d, 10), 0);
     assert_int_equal(chunker_finish(c, sha, &count), -ERR_IO);
+    assert_int_equal(g.out, 0);
     g.fail_at = 0;
     chunk_file(c, d, 0, 0, sha, &count);
     assert_int_equal(count, 0);
@@ -193,7 +282,7 @@ static void test_callback_failure_and_reset(void **state)
 static void test_zero_chunk_size(void **state)
 {
     (void)state;
-    assert_null(chunker_new(0, NULL, on_chunk, NULL));
+    assert_null(chunker_new(0, &BUFS, on_chunk, NULL));
     assert_int_equal(err_kind(), ERR_USAGE);
     assert_string_equal(err_message(), "chunk size must be greater than zero");
 }
@@ -203,7 +292,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sizes_and_splits),
         cmocka_unit_test(test_names_known_values),
-        cmocka_unit_test(test_whole_chunk_not_copied),
+        cmocka_unit_test(test_buffers_lent_and_returned),
         cmocka_unit_test(test_callback_failure_and_reset),
         cmocka_unit_test(test_zero_chunk_size),
     };

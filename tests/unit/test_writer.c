@@ -73,7 +73,9 @@ static void put_backup(struct fixture *f, int i)
             size_t len = SIZES[k] - c * CHUNK < CHUNK ? SIZES[k] - c * CHUNK : CHUNK;
             char name[REPO_CHUNK_NAME_LEN + 1];
             repo_chunk_name(r, f->data[k] + c * CHUNK, len, name);
-            assert_int_equal(repo_chunk_put(r, name, f->data[k] + c * CHUNK, len), 0);
+            char rel[96];
+            assert_int_equal(repo_chunk_path(name, rel, sizeof(rel)), 0);
+            assert_int_equal(repo_put(r, rel, f->data[k] + c * CHUNK, len), 0);
             assert_int_equal(hex_decode(name, names + c * SHA256_LEN, SHA256_LEN), 0);
             if (k == 2 && c == 0)
                 memcpy(f->first_big_chunk[i], name, sizeof(name));

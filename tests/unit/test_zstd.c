@@ -10,6 +10,7 @@
 #include "pgark/error.h"
 #include "pgark/mem.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -202,6 +203,91 @@ static void test_corruption_rejected(void **state)
     free(data);
 }
 
+struct level_job {
+    int level;
+    const uint8_t *data;
+    size_t len;
+    struct buf z;
+};
+
+static void *compress_at_level(void *arg)
+{
+    struct level_job *j = arg;
+    if (run_chain(filter_zstd_compress_new(j->level), 0, j->data, j->len, 4096, &j->z) < 0)
+        fail_msg("compression failed on a fresh thread");
+    return NULL;
+}
+
+/* One context per thread, reused: freeing a compressor keeps its context for the next
+ * one, which starts from a clean state (its own level, nothing of the last input). Two
+ * alive at once have a context each; a thread's spare goes with the thread (ASan). */
+static void test_context_reused(void **state)
+{
+    (void)state;
+    size_t len = 300000;
+    uint8_t *data = mixed_data(len, 3), *other = mixed_data(len, 4);
+    int levels[] = {19, 1, 3};
+    struct buf warm = BUF_INIT;
+    compress(other, len, &warm); /* this thread has a spare now */
+    uint64_t made = filter_zstd_contexts_made();
+    for (size_t i = 0; i < 3; i++) {
+        struct buf reused = BUF_INIT;
+        assert_int_equal(
+            run_chain(filter_zstd_compress_new(levels[i]), 0, data, len, 4096, &reused), 0);
+        struct level_job fresh = {levels[i], data, len, BUF_INIT};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, compress_at_level, &fresh), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(reused.len, fresh.z.len);
+        assert_memory_equal(reused.data, fresh.z.data, reused.len);
+        buf_free(&reused);
+        buf_free(&fresh.z);
+    }
+    /* Three fresh threads made one context each; this thread made none. */
+    assert_int_equal(filter_zstd_contexts_made(), made + 3);
+
+    struct filter *a = filter_zstd_compress_new(3), *b = filter_zstd_compress_new(3);
+    assert_int_equal(filter_zstd_contexts_made(), made + 4);
+    filter_free(a);
+    filter_free(b); /* the spare slot is taken: b's context is freed */
+    buf_free(&warm);
+    free(data);
+    free(other);
+}
+
+/* Whole-buffer compression: a frame the decompressor filter reads back, made with the
+ * thread's spare context; the output buffer is the thread's and grows as needed. */
+static void test_compress_buffer(void **state)
+{
+    (void)state;
+    size_t sizes[] = {0, 1, 4095, 1024 * 1024 + 32, 3 * 1024 * 1024, 100};
+    struct buf warm = BUF_INIT;
+    compress((const uint8_t *)"x", 1, &warm); /* this thread has a spare now */
+    uint64_t made = filter_zstd_contexts_made();
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t len = sizes[i];
+        uint8_t *data = mixed_data(len, i + 20);
+        const uint8_t *z = NULL;
+        size_t z_len = 0;
+        assert_int_equal(compress_zstd_buffer(i % 2 ? 1 : 3, data, len, &z, &z_len), 0);
+        assert_int_equal(ZSTD_getFrameContentSize(z, z_len), len);
+        if (len > 4000)
+            assert_true(z_len < len * 3 / 4);
+        struct buf out = BUF_INIT;
+        assert_int_equal(decompress(z, z_len, 0, &out), 0);
+        assert_int_equal(out.len, len);
+        if (len)
+            assert_memory_equal(out.data, data, len);
+        buf_free(&out);
+        free(data);
+    }
+    assert_int_equal(filter_zstd_contexts_made(), made);
+    const uint8_t *z;
+    size_t z_len;
+    assert_int_equal(compress_zstd_buffer(20, "a", 1, &z, &z_len), -ERR_CONFIG);
+    buf_free(&warm);
+}
+
 static void test_window_too_large_rejected(void **state)
 {
     (void)state;
@@ -265,6 +351,8 @@ int main(void)
         cmocka_unit_test(test_corruption_rejected),
         cmocka_unit_test(test_window_too_large_rejected),
         cmocka_unit_test(test_reset_reuses_the_compressor),
+        cmocka_unit_test(test_context_reused),
+        cmocka_unit_test(test_compress_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
