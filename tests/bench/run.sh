@@ -141,13 +141,19 @@ chmod 0700 "$dest"
 status=0
 for n in $names; do
     echo "run.sh: benchmark $n as $user in $dest (bounded to $limit s)" >&2
-    # shellcheck disable=SC2046 # bench_env yields whole NAME=VALUE words without spaces in names
+    # bench_env yields one NAME=VALUE per line; a value may hold spaces
+    # (BENCH_RESTORE_VARIANTS="walfetch local"), so split on newlines only.
     # In the background and waited for, so that a signal to this script is acted on now.
+    saved_ifs=$IFS
+    IFS='
+'
+    # shellcheck disable=SC2046 # one word per line of bench_env, on purpose
     timeout -k 30 "$limit" runuser -u "$user" -- env -i PATH=/usr/local/bin:/usr/bin:/bin \
         HOME="$home" USER="$user" LANG=C.UTF-8 PGARK="$dest/bin/pgark" WORK="$dest/work/$n" \
         S3BENCH="$dest/bin/s3bench" S3RVER_JS="$dest/s3/node_modules/s3rver/bin/s3rver.js" \
         RESULTS_DIR="$dest/results" $(bench_env) sh "$dest/bench/$n.sh" &
     child=$!
+    IFS=$saved_ifs
     wait "$child" || status=$?
     child=""
 done
