@@ -185,6 +185,15 @@ static struct storage *open_s3(const char *ep, const char *ca_file)
     return s;
 }
 
+/* A fault proxy in front of the plain s3rver; its endpoint URL goes to ep. */
+static struct faultproxy *proxy_before_s3(char ep[64])
+{
+    struct faultproxy *fp = faultproxy_start(plain.port);
+    assert_non_null(fp);
+    snprintf(ep, 64, "http://127.0.0.1:%d", faultproxy_port(fp));
+    return fp;
+}
+
 static int create_bucket(struct storage *st)
 {
     struct http_response resp = {0};
@@ -704,10 +713,8 @@ static void test_https(void **state)
 static void test_fault_slowdown_retried(void **state)
 {
     (void)state;
-    struct faultproxy *fp = faultproxy_start(plain.port);
-    assert_non_null(fp);
     char ep[64];
-    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", faultproxy_port(fp));
+    struct faultproxy *fp = proxy_before_s3(ep);
     struct storage *s = open_s3(ep, NULL);
     s->retries = 4;
     s->retry_base_ms = 5;
@@ -755,10 +762,8 @@ static void test_fault_slowdown_retried(void **state)
 static void test_fault_reset_mid_upload(void **state)
 {
     (void)state;
-    struct faultproxy *fp = faultproxy_start(plain.port);
-    assert_non_null(fp);
     char ep[64];
-    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", faultproxy_port(fp));
+    struct faultproxy *fp = proxy_before_s3(ep);
     struct storage *s = open_s3(ep, NULL);
     s->retry_base_ms = 5;
     size_t len = 12 * MIB;
@@ -787,10 +792,8 @@ static void test_fault_reset_mid_upload(void **state)
 static void test_fault_hang_bounded(void **state)
 {
     (void)state;
-    struct faultproxy *fp = faultproxy_start(plain.port);
-    assert_non_null(fp);
     char ep[64];
-    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", faultproxy_port(fp));
+    struct faultproxy *fp = proxy_before_s3(ep);
     struct storage_s3_options o = base_options(ep);
     o.low_speed_time_s = 1;
     o.connect_timeout_ms = 1000;
@@ -840,9 +843,8 @@ static void test_no_secrets_in_logs(void **state)
     const char *keys[] = {"log/obj"};
     assert_int_equal(storage_s3_remove_many(s, keys, 1), 0);
     /* failures too: the error text and its retries are logged */
-    struct faultproxy *fp = faultproxy_start(plain.port);
     char ep[64];
-    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", faultproxy_port(fp));
+    struct faultproxy *fp = proxy_before_s3(ep);
     o.endpoint = ep;
     struct storage *s2 = storage_s3_new(&o);
     s2->retry_base_ms = 1;
@@ -910,10 +912,8 @@ static void test_engine_shared_pool(void **state)
 {
     (void)state;
     enum { THREADS = 8 };
-    struct faultproxy *fp = faultproxy_start(plain.port);
-    assert_non_null(fp);
     char ep[64];
-    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", faultproxy_port(fp));
+    struct faultproxy *fp = proxy_before_s3(ep);
     struct storage_s3_options o = base_options(ep);
     o.concurrency = 2;
     struct storage *s = storage_s3_new(&o);
@@ -1011,10 +1011,8 @@ static int order_done(void *ctx, int rc)
 static void test_engine_retry_does_not_block(void **state)
 {
     (void)state;
-    struct faultproxy *fp = faultproxy_start(plain.port);
-    assert_non_null(fp);
     char ep[64];
-    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", faultproxy_port(fp));
+    struct faultproxy *fp = proxy_before_s3(ep);
     struct storage_s3_options o = base_options(ep);
     o.concurrency = 2;
     struct storage *s = storage_s3_new(&o);
