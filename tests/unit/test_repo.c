@@ -120,6 +120,18 @@ static void check_ok(int rc, const char *what)
     }
 }
 
+/* Assert the object at path reads back (verified) as exactly len bytes of want. */
+static void check_content(struct repo *r, const char *path, const void *want, size_t len,
+                          const char *what)
+{
+    uint8_t *got;
+    size_t got_len;
+    check_ok(repo_get_all(r, path, &got, &got_len), what);
+    assert_int_equal(got_len, len);
+    assert_memory_equal(got, want, len);
+    free(got);
+}
+
 /* Assert rc is -kind and the full error text (message and context) is want; the
  * hint is hint (NULL: none). Clears the error. */
 #define expect_err(rc, kind, want, hint) expect_err_at((rc), (kind), (want), (hint), __LINE__)
@@ -844,12 +856,7 @@ static void corruption_table(enum mode m)
     }
     /* restored, it reads again */
     write_disk(cl, "t/a", orig, len);
-    uint8_t *got;
-    size_t got_len;
-    check_ok(repo_get_all(r, "t/a", &got, &got_len), "restored");
-    assert_int_equal(got_len, OBJ_LEN);
-    assert_memory_equal(got, plain, OBJ_LEN);
-    free(got);
+    check_content(r, "t/a", plain, OBJ_LEN, "restored");
 
     free(orig);
     free(other);
@@ -1284,12 +1291,7 @@ static void wal_push_identical_refused(enum mode m)
     size_t len;
     uint8_t *stored = read_disk(cl, path, &len);
     struct stat st0 = stat_disk(cl, path);
-    uint8_t *got;
-    size_t got_len;
-    check_ok(repo_get_all(r, path, &got, &got_len), "get");
-    assert_int_equal(got_len, SEG);
-    assert_memory_equal(got, seg, SEG);
-    free(got);
+    check_content(r, path, seg, SEG, "get");
 
     /* again, identical, file offset elsewhere: no-op */
     assert_int_equal(lseek(fd, 12345, SEEK_SET), 12345);
@@ -1468,12 +1470,7 @@ static void test_wal_push_prepared(void **state)
             check_ok(repo_wal_push_prepared(r[m], s), "push again"); /* a no-op */
             struct stat st1 = stat_disk(modes[m].cluster, path);
             assert_int_equal(st0.st_ino, st1.st_ino);
-            uint8_t *got;
-            size_t got_len;
-            check_ok(repo_get_all(r[m], path, &got, &got_len), "get");
-            assert_int_equal(got_len, SEG);
-            assert_memory_equal(got, seg, SEG);
-            free(got);
+            check_content(r[m], path, seg, SEG, "get");
         }
         repo_wal_prepared_free(s);
     }
@@ -1495,12 +1492,7 @@ static void test_wal_push_prepared(void **state)
         s = prepare(p, name, true, seg, len);
         check_ok(repo_wal_push_prepared(r[M_ENC_ZSTD], s), "push partial");
         repo_wal_prepared_free(s);
-        uint8_t *got;
-        size_t got_len;
-        check_ok(repo_get_all(r[M_ENC_ZSTD], path, &got, &got_len), "get partial");
-        assert_int_equal(got_len, len);
-        assert_memory_equal(got, seg, len);
-        free(got);
+        check_content(r[M_ENC_ZSTD], path, seg, len, "get partial");
     }
 
     /* Bad sizes are refused before any work. */
@@ -1684,34 +1676,20 @@ int main(void)
     log_set_level(LOG_WARN);
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-        T(test_round_trip_plain),
-        T(test_round_trip_zstd),
-        T(test_round_trip_encrypted),
-        T(test_round_trip_encrypted_zstd),
-        T(test_put_payload),
-        T(test_fresh_handle_reads),
-        T(test_writer_length),
-        T(test_stored_plain),
-        T(test_stored_zstd_smaller),
-        T(test_stored_encrypted),
-        T(test_corruption_plain),
-        T(test_corruption_zstd),
-        T(test_corruption_encrypted),
-        T(test_corruption_encrypted_zstd),
-        T(test_foreign_objects),
-        T(test_missing_object),
-        T(test_json_created),
-        T(test_json_mismatch),
-        T(test_json_missing),
-        T(test_json_damaged),
-        T(test_json_encryption),
-        T(test_wal_path),
-        T(test_wal_push_plain),
-        T(test_wal_push_encrypted),
-        T(test_wal_push_bad_input),
-        T(test_wal_partial_replaces),
-        T(test_wal_push_prepared),
-        T(test_wal_history),
+        T(test_round_trip_plain),     T(test_round_trip_zstd),
+        T(test_round_trip_encrypted), T(test_round_trip_encrypted_zstd),
+        T(test_put_payload),          T(test_fresh_handle_reads),
+        T(test_writer_length),        T(test_stored_plain),
+        T(test_stored_zstd_smaller),  T(test_stored_encrypted),
+        T(test_corruption_plain),     T(test_corruption_zstd),
+        T(test_corruption_encrypted), T(test_corruption_encrypted_zstd),
+        T(test_foreign_objects),      T(test_missing_object),
+        T(test_json_created),         T(test_json_mismatch),
+        T(test_json_missing),         T(test_json_damaged),
+        T(test_json_encryption),      T(test_wal_path),
+        T(test_wal_push_plain),       T(test_wal_push_encrypted),
+        T(test_wal_push_bad_input),   T(test_wal_partial_replaces),
+        T(test_wal_push_prepared),    T(test_wal_history),
         T(test_wal_summary),
 #undef T
     };
