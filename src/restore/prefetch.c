@@ -20,8 +20,12 @@
  *    process picks up. The process leaves after a while without a new ".want" (or when
  *    the cache directory is gone); before it goes it drops the lock and looks at ".want"
  *    once more, so a call that found the lock taken just then is not left unserved.
- * Nothing here is fsynced: PostgreSQL copies or keeps what restore_command hands it and
- * asks again after a crash, so a cached copy lost in a crash only costs a fetch.
+ * A cached copy is written out to disk (writeback started per MiB, fdatasync) before it
+ * is renamed into the cache, though a copy lost in a crash would only cost a fetch:
+ * PostgreSQL fsyncs every segment restore_command hands it (durable_rename in its
+ * startup process, before replaying it), and on a file still dirty in the page cache
+ * that fsync stalled replay for the whole 16 MiB write-out. The cache's directory
+ * entries are not fsynced.
  * The read-ahead process is detached (setsid, its own fds closed), so the server's
  * restore_command returns at once and a server shutdown does not wait for it.
  */
@@ -197,7 +201,7 @@ static void *window_thread(void *arg)
             repo_wal_path(tli, name, false, path, sizeof(path));
             snprintf(what, sizeof(what), "segment %s", name);
             char *dest = xasprintf("%s/%s", w->cache_dir, name);
-            int rc = walfetch_object(w->set, path, dest, w->seg_size, false, what);
+            int rc = walfetch_object(w->set, path, dest, w->seg_size, WALFETCH_FLUSH, what);
             free(dest);
             err_clear();
 

@@ -142,12 +142,21 @@ int prefetch_consume(const char *cache_dir, const char *name, const char *dest);
  * when depth is 0). */
 void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli, uint64_t segno,
                     uint64_t seg_size, unsigned depth);
+/* How walfetch_object lays its copy down. */
+enum walfetch_flags {
+    /* the object may be shorter than a segment (a .partial): zero-pad it to seg_size */
+    WALFETCH_PAD = 1,
+    /* write the copy out to disk before it is renamed into place (the read-ahead cache:
+     * the server fsyncs every segment it restores, in its startup process, and a copy
+     * already on disk makes that fsync cheap) */
+    WALFETCH_FLUSH = 2,
+};
 /* Fetch one WAL object of any repo (posix first) into dest atomically (temp name in
- * dest's directory, renamed; not fsynced: the server asks again after a crash). With
- * seg_size non-zero the object must be a whole segment, or with pad at most one,
- * zero-padded to seg_size. 1 found, 0 not found in any repo, negative when a copy was
+ * dest's directory, renamed; fsynced only with WALFETCH_FLUSH: the server asks again
+ * after a crash). With seg_size non-zero the object must be a whole segment, or with
+ * WALFETCH_PAD at most one. 1 found, 0 not found in any repo, negative when a copy was
  * damaged and no repo had a good one. */
 int walfetch_object(struct repo_set *set, const char *path, const char *dest, uint64_t seg_size,
-                    bool pad, const char *what);
+                    unsigned flags, const char *what);
 
 #endif

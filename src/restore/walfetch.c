@@ -4,13 +4,14 @@
  * The server runs it from the data directory for every file it wants and treats exit
  * 0 as "delivered", 1 as "not available" (PROTOCOL.md §3.1). So DEST appears only
  * complete and verified: written under a temporary name in DEST's directory, renamed.
- * It is not fsynced: the server copies or keeps (and syncs) what it is handed, and
- * after a crash it asks again. Repositories are tried local tier first; a damaged copy in one is
- * reported and the next one tried. The last segment of the newest timeline exists only as the
- * receiver's .partial until it completes: it is served zero-padded to the segment
- * size, so that a restore replays up to the last commit the receiver got (the zeros
- * read as the end of WAL). After a segment is served, a detached process reads the
- * next ones ahead into a cache beside DEST (prefetch.c).
+ * It is not fsynced here: the server keeps (and fsyncs) what it is handed, and after a
+ * crash it asks again. The read-ahead's copies are written out before they are published,
+ * as that fsync runs in the server's startup process and would stall replay. Repositories are tried
+ * local tier first; a damaged copy in one is reported and the next one tried. The last segment of
+ * the newest timeline exists only as the receiver's .partial until it completes: it is served
+ * zero-padded to the segment size, so that a restore replays up to the last commit the receiver got
+ * (the zeros read as the end of WAL). After a segment is served, a detached process reads the next
+ * ones ahead into a cache beside DEST (prefetch.c).
  */
 #include "restore_int.h"
 
@@ -29,9 +30,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Start writeback this often when the copy is to be flushed, so the final fdatasync
+ * finds little left and dirty pages do not pile up. */
+#define FLUSH_STEP (1u << 20)
+
 struct fd_sink {
     int fd;
     uint64_t len;
+    uint64_t kicked; /* bytes handed to writeback so far (flush only) */
+    bool flush;
     const char *tmp;
 };
 
@@ -48,6 +55,11 @@ static int write_sink(void *ctx, const uint8_t *data, size_t len)
         len -= (size_t)n;
         s->len += (uint64_t)n;
     }
+    if (s->flush && s->len - s->kicked >= FLUSH_STEP) {
+        (void)sync_file_range(s->fd, (off_t)s->kicked, (off_t)(s->len - s->kicked),
+                              SYNC_FILE_RANGE_WRITE);
+        s->kicked = s->len;
+    }
     return 0;
 }
 
@@ -61,14 +73,15 @@ static char *dir_of(const char *path)
 
 /* One repo: 1 written, 0 not there, negative on failure (the temp file is gone). */
 static int fetch_from(struct repo *r, const char *path, const char *dest, uint64_t seg_size,
-                      bool pad, const char *what)
+                      unsigned flags, const char *what)
 {
     char *dir = dir_of(dest);
     char *copy = xstrdup(dest);
     /* pid and name: unique among concurrent fetches (read-ahead threads) */
     char *tmp = xasprintf("%s/.pgark-fetch.%ld.%s.tmp", dir, (long)getpid(), basename(copy));
     free(copy);
-    struct fd_sink s = {-1, 0, tmp};
+    struct fd_sink s = {.fd = -1, .flush = flags & WALFETCH_FLUSH, .tmp = tmp};
+    bool pad = flags & WALFETCH_PAD;
     int rc;
     s.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (s.fd < 0) {
@@ -101,6 +114,10 @@ static int fetch_from(struct repo *r, const char *path, const char *dest, uint64
             goto out;
         }
     }
+    if (s.flush && fdatasync(s.fd) < 0) {
+        rc = err_set_errno(ERR_IO, errno, "could not write \"%s\" to disk", tmp);
+        goto out;
+    }
     close(s.fd);
     s.fd = -1;
     if (rename(tmp, dest) < 0) {
@@ -119,7 +136,7 @@ out:
 }
 
 int walfetch_object(struct repo_set *set, const char *path, const char *dest, uint64_t seg_size,
-                    bool pad, const char *what)
+                    unsigned flags, const char *what)
 {
     enum err_kind kind = ERR_OK;
     char *first_error = NULL;
@@ -127,7 +144,7 @@ int walfetch_object(struct repo_set *set, const char *path, const char *dest, ui
     for (size_t i = 0; i < set->n; i++) {
         struct repo *r = repo_set_get(set, i);
         if (r)
-            rc = fetch_from(r, path, dest, seg_size, pad, what);
+            rc = fetch_from(r, path, dest, seg_size, flags, what);
         else
             rc = err_context("while opening repository \"%s\"", set->conf[i]->name);
         if (rc > 0)
@@ -231,7 +248,7 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
     }
     snprintf(what, sizeof(what), "segment %s", name);
     repo_wal_path(tli, name, false, path, sizeof(path));
-    int rc = walfetch_object(set, path, dest, seg_size, false, what);
+    int rc = walfetch_object(set, path, dest, seg_size, 0, what);
     if (rc < 0)
         return 1;
     if (rc > 0) {
@@ -243,7 +260,7 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
     if (!history_exists(set, tli + 1)) {
         snprintf(what, sizeof(what), "partial segment %s", name);
         repo_wal_path(tli, name, true, path, sizeof(path));
-        rc = walfetch_object(set, path, dest, seg_size, true, what);
+        rc = walfetch_object(set, path, dest, seg_size, WALFETCH_PAD, what);
         if (rc < 0)
             return 1;
         if (rc > 0) {
@@ -289,7 +306,7 @@ int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
         char path[64], what[64];
         snprintf(path, sizeof(path), "wal/%s", name);
         snprintf(what, sizeof(what), "history file %s", name);
-        int found = walfetch_object(&set, path, dest, 0, false, what);
+        int found = walfetch_object(&set, path, dest, 0, 0, what);
         if (found == 0)
             log_info("history file %s not found in any repository", name);
         rc = found > 0 ? 0 : 1;
