@@ -64,9 +64,11 @@ void restore_conf_quote(struct buf *b, const char *value);
 void restore_shell_quote(struct buf *b, const char *word);
 
 /* The restore_command (unquoted for the conf file): the program, --config, --cluster,
- * wal-fetch "%f" "%p", with '%' in the paths doubled so the server substitutes only its
- * own %f and %p. Caller frees. */
-char *restore_command_text(const char *program, const char *config_path, const char *cluster);
+ * wal-fetch [--repo REPO] "%f" "%p", with '%' in the paths doubled so the server
+ * substitutes only its own %f and %p. repo (NULL: every repository of the cluster) is the
+ * one `restore --repo` was told to use. Caller frees. */
+char *restore_command_text(const char *program, const char *config_path, const char *cluster,
+                           const char *repo);
 
 /* The lines appended to postgresql.auto.conf: restore_command, the target, its
  * inclusiveness, the action and the timeline. Caller frees. */

@@ -388,7 +388,7 @@ out:
 static int write_recovery(const struct restore_args *a, const char *program,
                           const char *config_path, const char *cluster)
 {
-    char *cmd = restore_command_text(program, config_path, cluster);
+    char *cmd = restore_command_text(program, config_path, cluster, a->repo);
     char *conf = restore_recovery_conf(&a->target, cmd);
     char *standby = xasprintf("%s/standby.signal", a->pgdata);
     int rc = write_auto_conf(a->pgdata, conf);

@@ -205,7 +205,8 @@ static void command_word(struct buf *b, const char *word)
     buf_free(&q);
 }
 
-char *restore_command_text(const char *program, const char *config_path, const char *cluster)
+char *restore_command_text(const char *program, const char *config_path, const char *cluster,
+                           const char *repo)
 {
     struct buf b = BUF_INIT;
     command_word(&b, program);
@@ -213,7 +214,12 @@ char *restore_command_text(const char *program, const char *config_path, const c
     command_word(&b, config_path);
     buf_append_str(&b, " --cluster ");
     command_word(&b, cluster);
-    buf_append_str(&b, " wal-fetch \"%f\" \"%p\"");
+    buf_append_str(&b, " wal-fetch");
+    if (repo) {
+        buf_append_str(&b, " --repo ");
+        command_word(&b, repo);
+    }
+    buf_append_str(&b, " \"%f\" \"%p\"");
     return buf_steal(&b);
 }
 

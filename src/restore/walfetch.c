@@ -1,8 +1,16 @@
 /*
- * walfetch.c — `pgark wal-fetch SEGMENT DEST`, the restore_command (%f %p).
+ * walfetch.c — `pgark wal-fetch [--repo NAME] SEGMENT DEST`, the restore_command (%f %p);
+ * with --repo (written by `restore --repo`) only that repository is read.
  *
  * The server runs it from the data directory for every file it wants and treats exit
- * 0 as "delivered", 1 as "not available" (PROTOCOL.md §3.1). So DEST appears only
+ * 0 as "delivered", 1-125 as "not available" (PROTOCOL.md §3.1), after which it tries
+ * elsewhere or ends recovery; an exit status above 125 stops its startup instead. So
+ * "not available" is said only when every repository answered that it does not have
+ * the file: a repository that cannot be reached, a copy damaged everywhere, a broken
+ * configuration or a DEST that cannot be written exits WALFETCH_EXIT_ABORT, because
+ * the server would otherwise end recovery early and, restoring to "latest", promote a
+ * new timeline short of the WAL that exists. The server stops with the error in its
+ * log; once the cause is fixed, starting it again resumes recovery. DEST appears only
  * complete and verified: written under a temporary name in DEST's directory, renamed.
  * It is not fsynced here: the server keeps (and fsyncs) what it is handed, and after a
  * crash it asks again. The read-ahead's copies are written out before they are published,
@@ -29,6 +37,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* Above 125: PostgreSQL stops its startup rather than take the file as missing. */
+#define WALFETCH_EXIT_ABORT 255
 
 /* Start writeback this often when the copy is to be flushed, so the final fdatasync
  * finds little left and dirty pages do not pile up. */
@@ -239,7 +250,7 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
     seg_size = seg_size_of(set);
     if (!seg_size) {
         err_set(ERR_RUNTIME, "no repository of cluster \"%s\" could be opened", set->cluster);
-        return 1;
+        return WALFETCH_EXIT_ABORT;
     }
     if (wal_segment_parse(name, seg_size, &tli, &segno) < 0) {
         err_clear();
@@ -250,7 +261,7 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
     repo_wal_path(tli, name, false, path, sizeof(path));
     int rc = walfetch_object(set, path, dest, seg_size, 0, what);
     if (rc < 0)
-        return 1;
+        return WALFETCH_EXIT_ABORT;
     if (rc > 0) {
         prefetch_spawn(set, cache_dir, tli, segno, seg_size, depth);
         return 0;
@@ -262,7 +273,7 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
         repo_wal_path(tli, name, true, path, sizeof(path));
         rc = walfetch_object(set, path, dest, seg_size, WALFETCH_PAD, what);
         if (rc < 0)
-            return 1;
+            return WALFETCH_EXIT_ABORT;
         if (rc > 0) {
             log_info("restored partial segment %s, zero-padded: the newest WAL the receiver "
                      "shipped",
@@ -279,10 +290,17 @@ int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
     struct repo_set set;
     memset(&set, 0, sizeof(set));
     int rc = 1;
+    const char *only = NULL;
+    /* wal-fetch [--repo NAME] SEGMENT DEST */
+    if (argc == 5 && strcmp(argv[1], "--repo") == 0) {
+        only = argv[2];
+        argv += 2;
+        argc -= 2;
+    }
     if (argc != 3) {
-        err_set(ERR_USAGE, "usage: pgark wal-fetch SEGMENT DEST");
+        err_set(ERR_USAGE, "usage: pgark wal-fetch [--repo NAME] SEGMENT DEST");
         err_hint("as restore_command: wal-fetch \"%%f\" \"%%p\"");
-        return 2;
+        return WALFETCH_EXIT_ABORT;
     }
     const char *name = argv[1], *dest = argv[2];
     bool segment = wal_is_segment_name(name), history = wal_is_history_name(name);
@@ -292,10 +310,10 @@ int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
     }
     const struct config *cfg = cli_config(ctx);
     if (!cfg)
-        return 2;
+        return WALFETCH_EXIT_ABORT;
     const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
-    if (!cl || repo_set_init(&set, cfg, cl, NULL) < 0)
-        return 2;
+    if (!cl || repo_set_init(&set, cfg, cl, only) < 0)
+        return WALFETCH_EXIT_ABORT;
     if (segment) {
         char *dir = dir_of(dest);
         char *cache = xasprintf("%s/%s", dir, PREFETCH_DIR);
@@ -309,7 +327,7 @@ int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
         int found = walfetch_object(&set, path, dest, 0, 0, what);
         if (found == 0)
             log_info("history file %s not found in any repository", name);
-        rc = found > 0 ? 0 : 1;
+        rc = found > 0 ? 0 : found == 0 ? 1 : WALFETCH_EXIT_ABORT;
     }
     repo_set_free(&set);
     return rc;

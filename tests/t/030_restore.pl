@@ -5,8 +5,9 @@
 # transactions committed at or before the target (strictly before for an exclusive
 # target). Refusals (a non-empty directory, a running server, a target outside the
 # restorable window) must exit 2 and leave the directory untouched. wal-fetch: a missing
-# segment is exit 1 with nothing written, a damaged object is an error naming the
-# repository and the segment, history files are served.
+# segment is exit 1 with nothing written; a damaged object, a repository that cannot be
+# opened or a broken configuration exit 255 (the server stops instead of ending recovery
+# early) with an error naming the repository and the segment; history files are served.
 #
 # WAL reaches the repository through archive_command = pgark wal-push; the base backup
 # is taken by `pgark backup`, which archives the backup's own WAL too (the same
@@ -247,6 +248,29 @@ is(slurp_file("$wdir/RECOVERYXLOG"), slurp_file($src->data_dir . "/pg_wal/$segna
 	'equal to the server\'s') if -e $src->data_dir . "/pg_wal/$segname";
 unlink("$wdir/RECOVERYXLOG");
 
+# A second repository that cannot be opened: what the first has is served (with a
+# warning naming the other); what it lacks cannot be called missing, since the other
+# might hold it.
+my $config2 = write_config(<<"EOF", "$tmp/pgark-gone.yaml");
+spool: $tmp/spool
+repos:
+  local: { type: posix, path: $repo }
+  gone: { type: posix, path: $tmp/no-such-repository }
+clusters:
+  main:
+    conninfo: "host=@{[$src->host]} port=@{[$src->port]} dbname=postgres"
+    repos: [local, gone]
+EOF
+$r = run_pgark([ '--config', $config2, 'wal-fetch', $segname, "$wdir/RECOVERYXLOG" ]);
+is($r->{rc}, 0, 'one repository cannot be opened: a segment the other has is served');
+unlink("$wdir/RECOVERYXLOG");
+$r = run_pgark([ '--config', $config2, 'wal-fetch', '0000000100000000000000EE', "$wdir/RECOVERYXLOG" ]);
+is($r->{rc}, 255, 'a segment the open one lacks: exit 255, not "missing"');
+like($r->{stderr}, qr/repository "gone"/, 'naming the repository that failed');
+ok(!-e "$wdir/RECOVERYXLOG", 'and nothing written');
+$r = run_pgark([ '--config', "$tmp/no-such-config.yaml", 'wal-fetch', $segname, "$wdir/RECOVERYXLOG" ]);
+is($r->{rc}, 255, 'no configuration: exit 255');
+
 # Damage the stored object: one byte flipped in the middle.
 {
 	open(my $fh, '+<', $seg) or die;
@@ -259,7 +283,7 @@ unlink("$wdir/RECOVERYXLOG");
 	close($fh);
 }
 $r = run_pgark([ '--config', $config, 'wal-fetch', $segname, "$wdir/RECOVERYXLOG" ]);
-is($r->{rc}, 1, 'damaged segment: exit 1');
+is($r->{rc}, 255, 'damaged segment: exit 255, which stops the server rather than ending recovery');
 like($r->{stderr}, qr/\Q$segname\E.*repository "local"|repository "local".*\Q$segname\E/s,
 	'the error names the segment and the repository');
 ok(!-e "$wdir/RECOVERYXLOG", 'and nothing was written to DEST');

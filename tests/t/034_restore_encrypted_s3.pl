@@ -120,6 +120,9 @@ rename($local, "$local.away") or die "rename: $!";
 my ($n2, $res2) = restore_and_check('from_s3', '--repo', 'offsite');
 like($res2->{stdout}, qr/restored backup "\Q$sum->{label}\E" from repository "offsite"/,
 	'from_s3: the backup came from S3');
+like(slurp_file($n2->data_dir . '/postgresql.auto.conf'),
+	qr/^restore_command = '.* wal-fetch --repo offsite "%f" "%p"'$/m,
+	'from_s3: the restore_command reads the chosen repository only');
 my $log = slurp_file($n2->data_dir . '/pgark-start.log');
 for my $seg (@segs)
 {

@@ -11,6 +11,8 @@
 #    left in the cache afterwards.
 #  - restore --start --wait with a target and action shutdown reports the target reached,
 #    although the server log that came with the backup holds an old failure.
+#  - A segment damaged in every repository stops the server, still in recovery (not an
+#    early end of recovery and promotion); repaired, a new start finishes the recovery.
 use strict;
 use warnings;
 
@@ -182,6 +184,42 @@ is($r->{rc}, 0, 'restore --target immediate --target-action shutdown --start --w
   or diag($r->{stderr});
 like($r->{stdout}, qr/recovery reached the target and the server shut down: .*recovery stopping after reaching consistency/,
 	'reports the target reached, from this start\'s log lines');
+
+# --- a damaged segment stops recovery instead of ending it --------------------------------
+# Were a damaged (or unreachable) segment reported as missing, the server would end
+# recovery before it and, restoring to latest, promote a timeline short of the WAL that
+# exists. wal-fetch exits above 125: the server stops, still in recovery; once the copy
+# is repaired, starting it again finishes the recovery.
+my $bad = "$repo/main/wal/00000001/$segs[3]";
+my $good = slurp_file($bad);
+{
+	open(my $fh, '+<', $bad) or die;
+	binmode($fh);
+	seek($fh, int(length($good) / 2), 0);
+	print $fh chr(ord(substr($good, int(length($good) / 2), 1)) ^ 0xff);
+	close($fh);
+}
+my $dd = PostgreSQL::Test::Cluster->new('damaged');
+$r = run_pgark([ '--config', $config, 'restore', '--pgdata', $dd->data_dir,
+	'--start', '--wait', '--port', $dd->port ]);
+isnt($r->{rc}, 0, 'restore --start --wait fails when a segment is damaged in every repository');
+$log = slurp_file($dd->data_dir . '/pgark-start.log');
+like($log, qr/\Q$segs[3]\E.*repository "local"/, 'the server log has wal-fetch\'s error naming the segment and the repository');
+like($log, qr/FATAL:\s+could not restore file "\Q$segs[3]\E" from archive/, 'the server stopped on it');
+unlike($log, qr/archive recovery complete|selected new timeline ID/, 'and did not end recovery or promote');
+ok(poll_until(sub { !-e $dd->data_dir . '/postmaster.pid' }, 60), 'no server is left running');
+my ($ctl) = run_command([ 'pg_controldata', '-D', $dd->data_dir ]);
+like($ctl, qr/Database cluster state:\s+in archive recovery/, 'pg_control: still in archive recovery');
+
+write_file($bad, $good);
+# the restored configuration is the source's: this node's own port for a plain start
+$dd->append_conf('postgresql.conf', 'port = ' . $dd->port);
+$dd->start;
+ok($dd->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()'), 'repaired, a new start ends the recovery');
+is($dd->safe_psql('postgres',
+	"SELECT count(*) || ':' || md5(string_agg(id || ':' || pad, ',' ORDER BY id)) FROM t"),
+	$want, 'with the source\'s rows');
+$dd->stop;
 
 $src->stop;
 done_testing();

@@ -66,7 +66,12 @@ static void test_targets_parse(void **state)
 static void test_quoting(void **state)
 {
     (void)state;
-    char *cmd = restore_command_text("/usr/local/bin/pgark", "/etc/pg ark/it's 100%.yaml", "main");
+    char *with_repo = restore_command_text("pgark", "/etc/pgark.yaml", "main", "off site");
+    assert_string_equal(with_repo, "pgark --config /etc/pgark.yaml --cluster main wal-fetch --repo "
+                                   "'off site' \"%f\" \"%p\"");
+    free(with_repo);
+    char *cmd =
+        restore_command_text("/usr/local/bin/pgark", "/etc/pg ark/it's 100%.yaml", "main", NULL);
     /* Shell-quoted, % doubled for the server, the placeholders left as they are. */
     assert_string_equal(cmd, "/usr/local/bin/pgark --config '/etc/pg ark/it'\\''s 100%%.yaml' "
                              "--cluster main wal-fetch \"%f\" \"%p\"");
