@@ -43,7 +43,8 @@ static const struct command commands[] = {
      "--target-name NAME, --target immediate, --target latest (the default);\n"
      "--target-exclusive stops just before the target instead of just after.\n"},
     {"wal-fetch", cmd_wal_fetch, "wal-fetch [--repo NAME] SEGMENT DEST", "restore_command helper (%f %p), with read-ahead",
-     "Exits 1 when the segment does not exist, as restore_command requires.\n"},
+     "Exits 1 when no repository has the file, as restore_command requires, and 255\n"
+     "(which stops the server's startup) on any other failure; --repo reads only NAME.\n"},
     {"wal-push", cmd_wal_push, "wal-push PATH", "archive_command helper (%p)",
      "For servers that cannot be streamed from.\n"},
     {"info", cmd_info, "info [--json]",
