@@ -6,10 +6,10 @@
  * chunk_size bytes, in order, the last one shorter; a 0-byte file has no chunks. Nothing
  * is hashed here: the consumer names each chunk (chunk_name, chunk_digest) where it works
  * on it, so that hashing runs on as many threads as the consumer has, and a file's
- * digest is made of its chunks' (manifest_chunks_digest), so no byte is hashed twice. Memory: at most one buffer held
- * between calls (the chunk being filled); every buffer taken from the caller goes back
- * either with a chunk or through the put function. A chunker serves one file at a time
- * and is reused for the next after finish.
+ * digest is made of its chunks' (manifest_chunks_digest), so no byte is hashed twice.
+ * Memory: at most one buffer held between calls (the chunk being filled); every buffer
+ * taken from the caller goes back either with a chunk or through the put function. A
+ * chunker serves one file at a time and is reused for the next after finish.
  *
  * Names: the lowercase hex SHA-256 of a chunk's plaintext, or, when a 32-byte naming
  * key is given (encrypted repositories), hex HMAC-SHA256 under that key so that names

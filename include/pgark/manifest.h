@@ -96,7 +96,7 @@ struct manifest_file {
     enum manifest_digest_kind digest_kind; /* regular files */
     uint8_t digest[SHA256_LEN];            /* regular files: see digest_kind */
     const char *link;                      /* symlinks: target; NULL otherwise */
-    const uint8_t *chunks;      /* n_chunks raw 32-byte chunk names, in file order */
+    const uint8_t *chunks;                 /* n_chunks raw 32-byte chunk names, in file order */
     size_t n_chunks;
 };
 

@@ -247,8 +247,7 @@ static int flush_files(struct backup_run *run)
         if (!ready)
             break;
         uint8_t digest[SHA256_LEN];
-        manifest_chunks_digest(f->nchunks ? name_slot(f, run->plain, 0) : NULL, f->nchunks,
-                               digest);
+        manifest_chunks_digest(f->nchunks ? name_slot(f, run->plain, 0) : NULL, f->nchunks, digest);
         for (size_t i = 0; rc == 0 && i < run->p.ntargets; i++) {
             struct manifest_file mf = {
                 .path = f->path,

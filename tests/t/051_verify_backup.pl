@@ -1,7 +1,9 @@
 # pgark verify, backups scope, against backups of a small pgbench database taken by
 # `pgark backup` while `pgark receive` archives the WAL into two posix repositories:
 # clean backups verify with exit 0; a byte flipped in a chunk, a chunk deleted, a
-# manifest truncated, a segment of a backup's WAL deleted each make verify exit 3
+# manifest truncated, a file's sound chunks listed in the wrong order (only the file
+# digest, over the chunks' SHA-256s, tells), a segment of a backup's WAL deleted each
+# make verify exit 3
 # naming the repository, the backup and the file (or segment); --backup LABEL checks
 # that backup alone; WAL older than the oldest backup is not required.
 use strict;
@@ -214,6 +216,38 @@ scenario(
 	kind => 'missing',
 	text => qr/chunk 0 \($ver\) is missing/,
 	fields => { chunk => $ver });
+
+# Every chunk present and sound, the sizes right, but a file's first two chunks listed
+# the other way round: the file digest (SHA-256 over its chunks' SHA-256s) catches it.
+my ($swap) = grep {
+	my $c = $m1->{$_}{chunks} // [];
+	@$c >= 2 && $c->[0] ne $c->[1]
+} sort keys %$m1;
+ok(defined $swap, 'a file of the first backup has two different chunks');
+my $repo_cat = tool_bin('repo_cat');
+scenario(
+	name => 'chunks in the wrong order',
+	repo => 'one',
+	path => "$root{one}/main/backups/$l1/manifest.json",
+	damage => sub {
+		my $g = run_cmd([ $dump, $root{one}, 'main', 'get', "backups/$l1/manifest.json" ]);
+		die "get: $g->{stderr}" if $g->{rc};
+		my ($a, $b) = @{ $m1->{$swap}{chunks} }[ 0, 1 ];
+		my $n = 0;
+		my $text = join('', map {
+			$n += s/"chunks":\["\Q$a\E","\Q$b\E"/"chunks":["$b","$a"/ if index($_, "\"path\":\"$swap\"") >= 0;
+			$_
+		} split /^/, $g->{stdout});
+		die "no line for $swap" unless $n == 1;
+		my $w = run_cmd([ $repo_cat, $root{one}, 'main', '-w', "backups/$l1/manifest.json" ],
+			stdin => $text);
+		die "put: $w->{stderr}" if $w->{rc};
+	},
+	expect => [ [ $l1, $swap ] ],
+	kind => 'damaged',
+	text => qr/its chunks have digest [0-9a-f]{64}, the manifest says/,
+	fields => { file => $swap, object => "backups/$l1/manifest.json" },
+	clean_args => [ '--backup', $l2 ]);
 
 scenario(
 	name => 'manifest truncated',

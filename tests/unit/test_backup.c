@@ -306,8 +306,7 @@ static struct pg_bb_tablespace TS[2] = {{16385, "/srv/ts1", -1}, {0, "", -1}};
 static const struct pg_bb_info INFO = {0x2000028, 1, TS, 2, 0x2000100, 1};
 
 /* A run into n of the fixture's repositories, from the first-th. */
-static struct backup_run *new_run_into(struct fixture *f, const char *label, size_t first,
-                                       size_t n)
+static struct backup_run *new_run_into(struct fixture *f, const char *label, size_t first, size_t n)
 {
     struct backup_params p = {
         .label = label,

@@ -108,8 +108,7 @@ static uint8_t *pattern(size_t n)
     return d;
 }
 
-static void chunk_file(struct chunker *c, const uint8_t *d, size_t n, size_t step,
-                       uint64_t *count)
+static void chunk_file(struct chunker *c, const uint8_t *d, size_t n, size_t step, uint64_t *count)
 {
     if (step == 0)
         step = n ? n : 1;
