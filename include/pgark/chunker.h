@@ -3,13 +3,13 @@
  *
  * Promise: the bytes of a file, fed in pieces of any size, are copied once, into
  * buffers of chunk_size bytes that the caller lends, and handed on as chunks of exactly
- * chunk_size bytes, in order, the last one shorter; a 0-byte file has no chunks. The
- * SHA-256 of the whole file comes out at the end. Chunks are not named here: the
- * consumer names each one (chunk_name, chunk_digest) where it works on it, so that
- * naming runs on as many threads as the consumer has. Memory: at most one buffer held
- * between calls (the chunk being filled); every buffer taken from the caller goes back
- * either with a chunk or through the put function. A chunker serves one file at a time
- * and is reused for the next after finish.
+ * chunk_size bytes, in order, the last one shorter; a 0-byte file has no chunks. Nothing
+ * is hashed here: the consumer names each chunk (chunk_name, chunk_digest) where it works
+ * on it, so that hashing runs on as many threads as the consumer has, and a file's
+ * digest is made of its chunks' (manifest_chunks_digest), so no byte is hashed twice.
+ * Memory: at most one buffer held between calls (the chunk being filled); every buffer
+ * taken from the caller goes back either with a chunk or through the put function. A
+ * chunker serves one file at a time and is reused for the next after finish.
  *
  * Names: the lowercase hex SHA-256 of a chunk's plaintext, or, when a 32-byte naming
  * key is given (encrypted repositories), hex HMAC-SHA256 under that key so that names
@@ -57,10 +57,10 @@ void chunker_free(struct chunker *c);
  * after a failure the current file is abandoned: call chunker_reset before the next one. */
 int chunker_feed(struct chunker *c, const void *data, size_t len);
 
-/* The file is over: hand on the last (short) chunk, write the file's SHA-256 to
- * file_sha256 (may be NULL) and the number of chunks to n_chunks (may be NULL), and get
- * ready for the next file. 0 or the callback's negative code. */
-int chunker_finish(struct chunker *c, uint8_t file_sha256[SHA256_LEN], uint64_t *n_chunks);
+/* The file is over: hand on the last (short) chunk, write the number of chunks to
+ * n_chunks (may be NULL), and get ready for the next file. 0 or the callback's negative
+ * code. */
+int chunker_finish(struct chunker *c, uint64_t *n_chunks);
 
 /* Drop any partial state (after a failure) so the next file starts clean. */
 void chunker_reset(struct chunker *c);

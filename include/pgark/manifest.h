@@ -12,9 +12,16 @@
  *    "tablespaces":[{"oid":16384,"location":"/srv/ts1"}],"logical_bytes":N,
  *    "stored_bytes":N,"files":N,"compression":"zstd","encrypted":false}
  *   {"path":"base/1/1259","type":"file","mode":600,"size":8192,"mtime":1764095054,
- *    "sha256":"<64 hex>","chunks":["<64 hex>",...]}
+ *    "sha256_chunks":"<64 hex>","chunks":["<64 hex>",...]}
  *   {"path":"pg_tblspc/16384","type":"symlink","mode":777,"mtime":...,"link":"/srv/ts1"}
  *   {"path":"pg_wal","type":"dir","mode":700,"mtime":...}
+ * - "sha256_chunks" is the file's digest: the SHA-256 of the concatenation of its chunks'
+ *   plaintext SHA-256 digests (32 bytes each, in file order); an empty file, with no
+ *   chunks, has the SHA-256 of nothing (manifest_chunks_digest). A backup hashes each
+ *   chunk once, in its workers, and the file digest costs 32 bytes per chunk. Manifests
+ *   of earlier pgark versions carry "sha256" instead: the SHA-256 of the whole content.
+ *   The reader accepts either (exactly one), and says which (manifest_file.digest_kind);
+ *   the writer writes the kind it is given.
  * - "mode" is written in octal digits as a JSON integer (0600 is 600).
  * - "mtime" is seconds since the epoch; header times are UTC text, LSNs "%X/%X".
  * - A path, link or tablespace location that is not valid UTF-8 is written as
@@ -68,6 +75,12 @@ struct manifest_header {
     bool encrypted;
 };
 
+/* What a regular file's digest covers. */
+enum manifest_digest_kind {
+    MANIFEST_DIGEST_CHUNKS = 0, /* "sha256_chunks": SHA-256 over the chunks' SHA-256s */
+    MANIFEST_DIGEST_FILE,       /* "sha256" (older manifests): SHA-256 of the content */
+};
+
 enum manifest_file_type {
     MANIFEST_TYPE_FILE = 0,
     MANIFEST_TYPE_DIR,
@@ -80,11 +93,16 @@ struct manifest_file {
     uint32_t mode; /* permission bits */
     uint64_t size; /* regular files; 0 otherwise */
     int64_t mtime;
-    uint8_t sha256[SHA256_LEN]; /* regular files: digest of the whole content */
-    const char *link;           /* symlinks: target; NULL otherwise */
-    const uint8_t *chunks;      /* n_chunks raw 32-byte chunk names, in file order */
+    enum manifest_digest_kind digest_kind; /* regular files */
+    uint8_t digest[SHA256_LEN];            /* regular files: see digest_kind */
+    const char *link;                      /* symlinks: target; NULL otherwise */
+    const uint8_t *chunks;                 /* n_chunks raw 32-byte chunk names, in file order */
     size_t n_chunks;
 };
+
+/* A file's MANIFEST_DIGEST_CHUNKS digest from the plaintext SHA-256 of its n chunks,
+ * laid side by side in file order (n * 32 bytes; n 0: the SHA-256 of nothing). */
+void manifest_chunks_digest(const uint8_t *chunk_sha256, size_t n, uint8_t out[SHA256_LEN]);
 
 /* Where the writer's bytes go: 0, or negative with the error slot set. */
 typedef int (*manifest_sink_fn)(void *arg, const void *data, size_t len);

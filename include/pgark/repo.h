@@ -241,8 +241,11 @@ int repo_chunk_put_payload(struct repo *r, const char *name, const void *payload
  * still has this name (a chunk swapped for another is ERR_INTEGRITY), hashing it once:
  * in a plain repository the envelope's verified SHA-256 is compared with the name; in
  * an encrypted one (HMAC names) the name is authenticated with the object (AES-GCM
- * with the path as associated data), and the HMAC is not recomputed. */
-int repo_chunk_get(struct repo *r, const char *name, storage_sink_fn sink, void *ctx);
+ * with the path as associated data), and the HMAC is not recomputed. sha256 (may be
+ * NULL) receives the verified SHA-256 of the plaintext, for a file digest made of its
+ * chunks' (manifest_chunks_digest). */
+int repo_chunk_get(struct repo *r, const char *name, storage_sink_fn sink, void *ctx,
+                   uint8_t sha256[32]);
 /* Every chunk name in the repository (one listing of chunks/). */
 typedef int (*repo_chunk_fn)(void *ctx, const char *name, uint64_t stored_size);
 int repo_chunk_list(struct repo *r, repo_chunk_fn fn, void *ctx);

@@ -17,7 +17,6 @@ struct chunker {
     size_t have;
     uint64_t index;
     uint64_t offset;
-    struct sha256_ctx *file;
 };
 
 void chunk_digest(const uint8_t *key, const void *data, size_t len, uint8_t out[SHA256_LEN])
@@ -47,7 +46,6 @@ struct chunker *chunker_new(size_t chunk_size, const struct chunker_buffers *buf
     c->bufs = *bufs;
     c->fn = fn;
     c->arg = arg;
-    c->file = sha256_ctx_new();
     return c;
 }
 
@@ -64,7 +62,6 @@ void chunker_free(struct chunker *c)
     if (!c)
         return;
     drop_buffer(c);
-    sha256_ctx_free(c->file);
     free(c);
 }
 
@@ -84,7 +81,6 @@ int chunker_feed(struct chunker *c, const void *data, size_t len)
     const uint8_t *p = data;
     int rc = 0;
 
-    sha256_ctx_update(c->file, data, len);
     while (len > 0) {
         if (!c->buf && !(c->buf = c->bufs.get(c->arg))) {
             rc = err_code();
@@ -105,22 +101,16 @@ int chunker_feed(struct chunker *c, const void *data, size_t len)
 
 void chunker_reset(struct chunker *c)
 {
-    uint8_t scratch[SHA256_LEN];
-    sha256_ctx_final(c->file, scratch); /* restarts the context */
     drop_buffer(c);
     c->index = 0;
     c->offset = 0;
 }
 
-int chunker_finish(struct chunker *c, uint8_t file_sha256[SHA256_LEN], uint64_t *n_chunks)
+int chunker_finish(struct chunker *c, uint64_t *n_chunks)
 {
     int rc = 0;
     if (c->have > 0 && (rc = emit(c)) < 0)
         goto out;
-    uint8_t md[SHA256_LEN];
-    sha256_ctx_final(c->file, md);
-    if (file_sha256)
-        memcpy(file_sha256, md, SHA256_LEN);
     if (n_chunks)
         *n_chunks = c->index;
 out:

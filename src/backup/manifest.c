@@ -85,6 +85,11 @@ static void set_bytes(json_t *o, const char *key, const char *key_hex, const cha
     free(hex);
 }
 
+void manifest_chunks_digest(const uint8_t *chunk_sha256, size_t n, uint8_t out[SHA256_LEN])
+{
+    sha256(n ? chunk_sha256 : (const uint8_t *)"", n * SHA256_LEN, out);
+}
+
 /* ---- writer ---- */
 
 struct manifest_writer {
@@ -176,8 +181,9 @@ int manifest_writer_add(struct manifest_writer *w, const struct manifest_file *f
     json_object_set_new(o, "mtime", json_integer((json_int_t)f->mtime));
     if (is_file) {
         char hex[SHA256_HEX_LEN + 1];
-        hex_encode(f->sha256, SHA256_LEN, hex);
-        json_object_set_new(o, "sha256", json_string(hex));
+        hex_encode(f->digest, SHA256_LEN, hex);
+        json_object_set_new(o, f->digest_kind == MANIFEST_DIGEST_FILE ? "sha256" : "sha256_chunks",
+                            json_string(hex));
         json_t *a = json_array();
         for (size_t i = 0; i < f->n_chunks; i++) {
             hex_encode(f->chunks + i * SHA256_LEN, SHA256_LEN, hex);
@@ -570,10 +576,15 @@ static int parse_file(struct manifest_reader *r, json_t *o)
     if (f.type == MANIFEST_TYPE_FILE) {
         if ((rc = get_u64(r, o, "size", &f.size)) < 0)
             return rc;
-        if ((rc = get_str(r, o, "sha256", &s)) < 0)
+        bool old = json_object_get(o, "sha256") != NULL;
+        const char *key = old ? "sha256" : "sha256_chunks";
+        if (old && json_object_get(o, "sha256_chunks"))
+            return bad(r, "both \"sha256\" and \"sha256_chunks\" are present");
+        if ((rc = get_str(r, o, key, &s)) < 0)
             return rc;
-        if (strlen(s) != SHA256_HEX_LEN || hex_decode(s, f.sha256, SHA256_LEN) < 0)
-            return bad(r, "\"sha256\" is not a SHA-256 digest");
+        if (strlen(s) != SHA256_HEX_LEN || hex_decode(s, f.digest, SHA256_LEN) < 0)
+            return bad(r, "\"%s\" is not a SHA-256 digest", key);
+        f.digest_kind = old ? MANIFEST_DIGEST_FILE : MANIFEST_DIGEST_CHUNKS;
         if ((rc = need(r, o, "chunks", JSON_ARRAY, "an array", &j)) < 0)
             return rc;
         f.n_chunks = json_array_size(j);

@@ -3,11 +3,14 @@
  * cluster (see backup_int.h).
  *
  * The main thread parses the stream and cuts each regular file into chunks: the chunker
- * computes the file's SHA-256 and copies its bytes, once, into pool buffers, which are
- * queued as they fill. Workers name each chunk (once per naming key) and write it to
+ * copies its bytes, once, into pool buffers, which are queued as they fill; the main
+ * thread hashes nothing. Workers name each chunk (once per naming key) and write it to
  * every repository that does not hold it yet; a chunk every repository holds costs its
- * naming hash and a lookup, nothing more. In an unencrypted repository the name is the
- * SHA-256 the object envelope carries, so a new chunk is hashed once. Memory is the
+ * naming hash and a lookup, nothing more. Every chunk's plaintext SHA-256 is kept: it is
+ * the name in an unencrypted repository, the digest the object envelope carries, and,
+ * combined in chunk order when the file is complete, the file's digest in the manifest
+ * (manifest_chunks_digest: 32 bytes per chunk). So every byte of the backup is hashed
+ * once, or, with an encrypted repository, once more for the HMAC name. Memory is the
  * pool's buffers plus one record per file still waiting for its chunks.
  *
  * Chunk names: all repositories of a cluster share the passphrase but each has its
@@ -40,6 +43,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,9 +60,8 @@ struct bk_file {
     uint32_t mode;
     uint64_t size;
     int64_t mtime;
-    uint8_t sha256[SHA256_LEN];
     uint64_t nchunks;
-    uint8_t *names;   /* ngroups blocks of nchunks raw names */
+    uint8_t *names;   /* nblocks blocks of nchunks raw 32-byte digests */
     uint64_t pending; /* chunks queued and not done (under run->lock) */
     bool fed;         /* the main thread is done with it */
 };
@@ -77,6 +80,9 @@ struct backup_run {
     struct target_state *ts;
     const uint8_t **group_keys; /* NULL entries: plain SHA-256 */
     size_t ngroups;
+    /* A file's digests: one block of names per group, and the block of plaintext
+     * SHA-256s, which is the unkeyed group's when there is one, else one more block. */
+    size_t nblocks, plain;
     pthread_mutex_t lock;
     struct pool *pool;
     struct chunker *chunker;
@@ -170,11 +176,16 @@ static int store_chunk(void *arg, void *job, uint64_t index, uint8_t *data, size
 {
     struct backup_run *run = arg;
     struct bk_file *f = job;
-    bool laid_out = false; /* the plaintext's SHA-256 is after it: data is a payload */
     int rc = 0;
 
-    for (size_t g = 0; !skipped && g < run->ngroups; g++)
-        chunk_digest(run->group_keys[g], data, len, name_slot(f, g, index));
+    if (!skipped) {
+        for (size_t g = 0; g < run->ngroups; g++)
+            chunk_digest(run->group_keys[g], data, len, name_slot(f, g, index));
+        if (run->plain == run->ngroups) /* every repository is encrypted */
+            sha256(data, len, name_slot(f, run->plain, index));
+        /* The envelope's digest after the plaintext: data is a payload. */
+        memcpy(data + len, name_slot(f, run->plain, index), SHA256_LEN);
+    }
     for (size_t i = 0; !skipped && rc == 0 && i < run->p.ntargets; i++) {
         struct target_state *ts = &run->ts[i];
         const uint8_t *name = name_slot(f, ts->group, index);
@@ -186,17 +197,6 @@ static int store_chunk(void *arg, void *job, uint64_t index, uint8_t *data, size
         pthread_mutex_unlock(&run->lock);
         if (!fresh)
             continue;
-        /* The envelope's digest: a plain (unkeyed) name is the SHA-256 already. */
-        if (!laid_out) {
-            const uint8_t *plain = NULL;
-            for (size_t g = 0; !plain && g < run->ngroups; g++)
-                plain = run->group_keys[g] ? NULL : name_slot(f, g, index);
-            if (plain)
-                memcpy(data + len, plain, SHA256_LEN);
-            else
-                sha256(data, len, data + len);
-            laid_out = true;
-        }
         char hex[SHA256_HEX_LEN + 1];
         uint64_t stored = 0;
         hex_encode(name, SHA256_LEN, hex);
@@ -246,6 +246,8 @@ static int flush_files(struct backup_run *run)
         pthread_mutex_unlock(&run->lock);
         if (!ready)
             break;
+        uint8_t digest[SHA256_LEN];
+        manifest_chunks_digest(f->nchunks ? name_slot(f, run->plain, 0) : NULL, f->nchunks, digest);
         for (size_t i = 0; rc == 0 && i < run->p.ntargets; i++) {
             struct manifest_file mf = {
                 .path = f->path,
@@ -256,8 +258,9 @@ static int flush_files(struct backup_run *run)
                 .link = f->link,
                 .chunks = f->nchunks ? name_slot(f, run->ts[i].group, 0) : NULL,
                 .n_chunks = f->nchunks,
+                .digest_kind = MANIFEST_DIGEST_CHUNKS,
             };
-            memcpy(mf.sha256, f->sha256, SHA256_LEN);
+            memcpy(mf.digest, digest, SHA256_LEN);
             rc = manifest_writer_add(run->ts[i].mw, &mf);
         }
         if (rc == 0) {
@@ -334,7 +337,7 @@ static int on_entry_begin(void *arg, const struct tar_entry *e)
         f->size = e->size;
         f->nchunks = (e->size + run->p.chunk_size - 1) / run->p.chunk_size;
         if (f->nchunks)
-            f->names = xmalloc(run->ngroups * f->nchunks * SHA256_LEN);
+            f->names = xmalloc(run->nblocks * f->nchunks * SHA256_LEN);
         run->kind = ENTRY_PLAIN;
         run->cur = f;
         if (strncmp(e->path, "pg_wal/", 7) == 0) {
@@ -428,7 +431,7 @@ static int on_entry_end(void *arg)
     int rc = 0;
 
     if (f) {
-        rc = chunker_finish(run->chunker, f->sha256, &n);
+        rc = chunker_finish(run->chunker, &n);
         if (rc == 0 && n != f->nchunks)
             rc = err_set(ERR_PROTOCOL, "file \"%s\" ended after %llu of %llu chunks", f->path,
                          (unsigned long long)n, (unsigned long long)f->nchunks);
@@ -492,6 +495,7 @@ static int load_known(void *ctx, const char *name, uint64_t stored_size)
 struct backup_run *backup_run_new(const struct backup_params *params)
 {
     struct backup_run *run = xcalloc(1, sizeof(*run));
+    size_t unkeyed = SIZE_MAX;
 
     run->p = *params;
     run->wal_fd = -1;
@@ -511,6 +515,8 @@ struct backup_run *backup_run_new(const struct backup_params *params)
         if (g == run->ngroups)
             run->group_keys[run->ngroups++] = key;
         ts->group = g;
+        if (key == NULL)
+            unkeyed = g;
         ts->known = chunkset_new();
         if (repo_chunk_list(ts->t->repo, load_known, ts->known) < 0) {
             err_context("while listing the chunks of repository \"%s\"", repo_name(ts->t->repo));
@@ -522,6 +528,8 @@ struct backup_run *backup_run_new(const struct backup_params *params)
         if (!ts->mw)
             goto fail;
     }
+    run->plain = unkeyed != SIZE_MAX ? unkeyed : run->ngroups;
+    run->nblocks = run->plain == run->ngroups ? run->ngroups + 1 : run->ngroups;
     if (temp_fd(params->tmp_dir, "wal", &run->wal_fd) < 0)
         goto fail;
     run->server_manifest = temp_file(params->tmp_dir, "manifest");

@@ -6,15 +6,17 @@
  *   - every chunk a manifest names exists (one listing of chunks/ into a set, not one
  *     request per chunk);
  *   - every chunk of every file is read (repo_chunk_get: envelope, tag, SHA-256 and
- *     that the content still has its name) and the file's SHA-256 is recomputed from
- *     its chunks in order and compared with the manifest's;
+ *     that the content still has its name) and the file's digest is recomputed from its
+ *     chunks in order and compared with the manifest's: from the chunks' verified
+ *     SHA-256s ("sha256_chunks", manifest_chunks_digest), so each byte is hashed once,
+ *     or, for a manifest of an older pgark ("sha256"), over the whole content;
  *   - the server's backup_manifest is readable;
  *   - the WAL from the backup's start to its stop is in the archive (read too under
  *     --backup, where the WAL scope does not run).
  *
  * Files are checked by the worker pool in batches, as the manifest streams by, so
  * memory stays bounded whatever the size of the manifest. A file identical to one
- * already checked (same SHA-256, same chunks: most files of the next backup) is not
+ * already checked (same digest, same chunks: most files of the next backup) is not
  * read again.
  */
 #include "verify_int.h"
@@ -37,7 +39,8 @@
 struct file_task {
     char *path;
     uint64_t size;
-    uint8_t sha256[SHA256_LEN];
+    enum manifest_digest_kind digest_kind;
+    uint8_t digest[SHA256_LEN];
     uint8_t *chunks;
     size_t n_chunks;
 };
@@ -52,7 +55,7 @@ struct bk_verify {
     struct verify_run *v;
     struct verify_repo *vr;
     struct chunkset *present;     /* chunks the repository holds */
-    struct chunkset *files_done;  /* digests of (file SHA-256, chunk names) checked */
+    struct chunkset *files_done;  /* digests of (file digest, chunk names) checked */
     struct chunkset *chunks_read; /* under lock */
     pthread_mutex_t lock;
     const char *label;
@@ -68,14 +71,16 @@ struct bk_verify {
 /* --- chunks of one file ------------------------------------------------------------- */
 
 struct file_read {
-    struct sha256_ctx *sha;
+    struct sha256_ctx *sha; /* MANIFEST_DIGEST_FILE: the whole content */
+    uint8_t *plain;         /* MANIFEST_DIGEST_CHUNKS: each chunk's SHA-256 */
     uint64_t bytes, chunk_bytes;
 };
 
 static int file_sink(void *ctx, const uint8_t *data, size_t len)
 {
     struct file_read *f = ctx;
-    sha256_ctx_update(f->sha, data, len);
+    if (f->sha)
+        sha256_ctx_update(f->sha, data, len);
     f->bytes += len;
     f->chunk_bytes += len;
     return 0;
@@ -85,7 +90,9 @@ static void check_file(void *arg, size_t i)
 {
     struct bk_verify *bv = arg;
     struct file_task *t = &bv->batch[i];
-    struct file_read fr = {sha256_ctx_new(), 0, 0};
+    bool whole = t->digest_kind == MANIFEST_DIGEST_FILE;
+    struct file_read fr = {whole ? sha256_ctx_new() : NULL,
+                           whole || !t->n_chunks ? NULL : xmalloc(t->n_chunks * SHA256_LEN), 0, 0};
     struct verify_counts add = {.files = 1};
     bool failed = false;
 
@@ -94,7 +101,8 @@ static void check_file(void *arg, size_t i)
         hex_encode(t->chunks + k * SHA256_LEN, SHA256_LEN, name);
         snprintf(path, sizeof(path), "chunks/%.2s/%s", name, name);
         fr.chunk_bytes = 0;
-        if (repo_chunk_get(bv->vr->repo, name, file_sink, &fr) < 0) {
+        if (repo_chunk_get(bv->vr->repo, name, file_sink, &fr,
+                           fr.plain ? fr.plain + k * SHA256_LEN : NULL) < 0) {
             struct verify_where w = {.kind = err_kind() == ERR_NOT_FOUND ? "missing" : "damaged",
                                      .object = path,
                                      .backup = bv->label,
@@ -116,7 +124,10 @@ static void check_file(void *arg, size_t i)
     }
     if (!failed) {
         uint8_t got[SHA256_LEN];
-        sha256_ctx_final(fr.sha, got);
+        if (whole)
+            sha256_ctx_final(fr.sha, got);
+        else
+            manifest_chunks_digest(fr.plain, t->n_chunks, got);
         struct verify_where w = {
             .kind = "damaged", .object = bv->manifest_path, .backup = bv->label, .file = t->path};
         if (fr.bytes != t->size) {
@@ -124,16 +135,17 @@ static void check_file(void *arg, size_t i)
                               "file \"%s\" of backup \"%s\": its chunks hold %" PRIu64
                               " bytes, the manifest says %" PRIu64,
                               t->path, bv->label, fr.bytes, t->size);
-        } else if (memcmp(got, t->sha256, SHA256_LEN) != 0) {
+        } else if (memcmp(got, t->digest, SHA256_LEN) != 0) {
             char a[SHA256_HEX_LEN + 1], b[SHA256_HEX_LEN + 1];
             verify_problem_at(bv->v, bv->vr, &w,
-                              "file \"%s\" of backup \"%s\": its chunks have SHA-256 %s, the "
+                              "file \"%s\" of backup \"%s\": its chunks have %s %s, the "
                               "manifest says %s",
-                              t->path, bv->label, hex_encode(got, SHA256_LEN, a),
-                              hex_encode(t->sha256, SHA256_LEN, b));
+                              t->path, bv->label, whole ? "SHA-256" : "digest",
+                              hex_encode(got, SHA256_LEN, a), hex_encode(t->digest, SHA256_LEN, b));
         }
     }
     sha256_ctx_free(fr.sha);
+    free(fr.plain);
     verify_count(bv->v, bv->vr, &add);
 }
 
@@ -178,7 +190,9 @@ static int on_file(void *arg, const struct manifest_file *f)
     /* The same file with the same chunks was checked already (an earlier backup). */
     struct sha256_ctx *c = sha256_ctx_new();
     uint8_t key[SHA256_LEN];
-    sha256_ctx_update(c, f->sha256, SHA256_LEN);
+    uint8_t kind = (uint8_t)f->digest_kind;
+    sha256_ctx_update(c, &kind, 1);
+    sha256_ctx_update(c, f->digest, SHA256_LEN);
     sha256_ctx_update(c, &f->size, sizeof(f->size));
     if (f->n_chunks)
         sha256_ctx_update(c, f->chunks, f->n_chunks * SHA256_LEN);
@@ -191,7 +205,8 @@ static int on_file(void *arg, const struct manifest_file *f)
     struct file_task *t = &bv->batch[bv->nbatch++];
     t->path = xstrdup(f->path);
     t->size = f->size;
-    memcpy(t->sha256, f->sha256, SHA256_LEN);
+    t->digest_kind = f->digest_kind;
+    memcpy(t->digest, f->digest, SHA256_LEN);
     t->n_chunks = f->n_chunks;
     t->chunks = f->n_chunks ? xmalloc(f->n_chunks * SHA256_LEN) : NULL;
     if (f->n_chunks)

@@ -67,10 +67,11 @@ int repo_chunk_put_payload(struct repo *r, const char *name, const void *payload
  * without hashing it again. In an encrypted repository the name is an HMAC: there
  * AES-GCM authenticates every frame with the object's path (hence the name) as
  * associated data, so only a holder of the data key could have put other content under
- * this name; the SHA-256 of each whole file, which restore and verify check, covers that
- * case too.
+ * this name; the file digest of the manifest, which restore and verify check from the
+ * chunks' verified SHA-256s, covers that case too.
  */
-int repo_chunk_get(struct repo *r, const char *name, storage_sink_fn sink, void *ctx)
+int repo_chunk_get(struct repo *r, const char *name, storage_sink_fn sink, void *ctx,
+                   uint8_t sha256_out[SHA256_LEN])
 {
     char path[96];
     uint8_t digest[SHA256_LEN];
@@ -78,6 +79,8 @@ int repo_chunk_get(struct repo *r, const char *name, storage_sink_fn sink, void 
     if (rc < 0)
         return rc;
     rc = repo_object_read(r, path, sink, ctx, digest, NULL);
+    if (rc == 0 && sha256_out)
+        memcpy(sha256_out, digest, SHA256_LEN);
     if (rc < 0 || repo_chunk_key(r))
         return rc;
     char got[REPO_CHUNK_NAME_LEN + 1];

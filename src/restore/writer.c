@@ -4,13 +4,16 @@
  * The manifest is read as a stream; each regular file is cut into pieces of a few
  * chunks that a pool of threads downloads in parallel (repo_chunk_get verifies every
  * chunk's envelope and that its content still has its name) into a buffer the size of a
- * piece, and writes with pwrite at the chunk's offset. Where chunk names are the SHA-256
- * of their content, a verified chunk is proof of its bytes and the file is the manifest's
- * chunks in order, so no more hashing is needed. In an encrypted repository names are
- * HMACs that a read does not recompute, so the SHA-256 of the whole file is computed from
+ * piece, and writes with pwrite at the chunk's offset. Each chunk is hashed once, by that
+ * read: its verified plaintext SHA-256 (the name itself where names are SHA-256s) goes to
+ * the chunk's slot, and when the file is complete the slots, combined in order
+ * (manifest_chunks_digest), must give the manifest's file digest. In an encrypted
+ * repository, whose HMAC names a read does not recompute, that check is what proves each
+ * chunk is the one the file needs. A manifest of an older pgark carries the SHA-256 of
+ * the whole content instead ("sha256"): in an encrypted repository that is computed from
  * the verified bytes as they go by: a finished piece waits for its turn (the pieces
  * before it hashed) and feeds its buffer to the file's digest, so nothing is read back
- * from disk, and the digest is checked against the manifest. Once every piece is done
+ * from disk; in a plain one the verified chunks are the proof. Once every piece is done
  * the file is fsynced (its writeback was started piece by piece) and its mode and mtime
  * set. With delta, a chunk whose
  * bytes on disk already have the chunk's name is kept, so only what changed is fetched
@@ -48,14 +51,17 @@ struct wfile {
     uint64_t size;
     uint32_t mode;
     int64_t mtime;
-    uint8_t sha256[SHA256_LEN];
+    enum manifest_digest_kind digest_kind;
+    uint8_t digest[SHA256_LEN];
     uint8_t *chunks; /* n_chunks * 32 raw names */
+    uint8_t *plain;  /* MANIFEST_DIGEST_CHUNKS: n_chunks * 32 plaintext SHA-256s, each
+                        written by the piece holding the chunk */
     size_t n_chunks;
     size_t pieces;           /* in all */
     size_t pieces_left;      /* not done yet (under lock): the last one frees the file */
     atomic_size_t hash_next; /* the piece whose turn it is to feed sha (moves under
                                 writer.lock) */
-    struct sha256_ctx *sha;  /* NULL when chunk names are content digests */
+    struct sha256_ctx *sha;  /* MANIFEST_DIGEST_FILE in an encrypted repository only */
     atomic_bool changed;
     pthread_mutex_t lock;
 };
@@ -204,10 +210,13 @@ static int file_finish(struct writer *w, struct wfile *f)
 {
     uint8_t got[SHA256_LEN];
     char *shown = xasprintf("%s/%s", w->o->pgdata, f->path);
+    bool check = f->digest_kind == MANIFEST_DIGEST_CHUNKS || f->sha;
     int rc = 0;
-    if (f->sha)
+    if (f->digest_kind == MANIFEST_DIGEST_CHUNKS)
+        manifest_chunks_digest(f->plain, f->n_chunks, got);
+    else if (f->sha)
         sha256_ctx_final(f->sha, got);
-    if (f->sha && memcmp(got, f->sha256, SHA256_LEN) != 0) {
+    if (check && memcmp(got, f->digest, SHA256_LEN) != 0) {
         rc = err_set(ERR_INTEGRITY,
                      "file \"%s\" restored from repository \"%s\" does not match the SHA-256 "
                      "of the backup manifest",
@@ -239,6 +248,7 @@ static void wfile_free(struct wfile *f)
     sha256_ctx_free(f->sha);
     free(f->path);
     free(f->chunks);
+    free(f->plain);
     free(f);
 }
 
@@ -275,20 +285,29 @@ static bool hash_in_turn(struct writer *w, struct wfile *f, size_t piece, const 
     return piece + 1 == f->pieces;
 }
 
-/* Fetch (or with delta, keep) chunk i of f into dst; 1 when it was written. */
+/* Fetch (or with delta, keep) chunk i of f into dst, and its plaintext SHA-256 into its
+ * slot of f->plain; 1 when it was written. */
 static int do_chunk(struct writer *w, struct wfile *f, size_t i, uint8_t *dst, size_t len)
 {
     uint64_t off = (uint64_t)i * w->chunk_size;
+    const uint8_t *raw = f->chunks + i * SHA256_LEN;
+    uint8_t *plain = f->plain ? f->plain + i * SHA256_LEN : NULL;
     char name[SHA256_HEX_LEN + 1];
-    hex_encode(f->chunks + i * SHA256_LEN, SHA256_LEN, name);
+    hex_encode(raw, SHA256_LEN, name);
     if (w->o->delta && pread_full(f->fd, dst, len, off) == (ssize_t)len) {
         char have[REPO_CHUNK_NAME_LEN + 1];
         repo_chunk_name(w->o->repo, dst, len, have);
-        if (strcmp(have, name) == 0)
+        if (strcmp(have, name) == 0) {
+            /* Kept: an HMAC name says nothing of the plaintext's SHA-256. */
+            if (plain && repo_encrypted(w->o->repo))
+                sha256(dst, len, plain);
+            else if (plain)
+                memcpy(plain, raw, SHA256_LEN);
             return 0;
+        }
     }
     struct chunk_buf b = {dst, 0, w->chunk_size};
-    int rc = repo_chunk_get(w->o->repo, name, chunk_sink, &b);
+    int rc = repo_chunk_get(w->o->repo, name, chunk_sink, &b, plain);
     if (rc == 0 && b.len != len)
         rc = err_set(ERR_INTEGRITY, "chunk %s has %zu bytes, the manifest expects %zu", name, b.len,
                      len);
@@ -406,7 +425,8 @@ static int add_file(struct writer *w, const struct manifest_file *mf)
     f->size = mf->size;
     f->mode = mf->mode;
     f->mtime = mf->mtime;
-    memcpy(f->sha256, mf->sha256, SHA256_LEN);
+    f->digest_kind = mf->digest_kind;
+    memcpy(f->digest, mf->digest, SHA256_LEN);
     pthread_mutex_init(&f->lock, NULL);
     /* Whatever stands there and is not a regular file goes. */
     struct stat st;
@@ -436,7 +456,7 @@ static int add_file(struct writer *w, const struct manifest_file *mf)
     }
     w->files++;
     w->bytes += f->size;
-    if (repo_encrypted(w->o->repo))
+    if (repo_encrypted(w->o->repo) && f->digest_kind == MANIFEST_DIGEST_FILE)
         f->sha = sha256_ctx_new();
     if (mf->n_chunks == 0) {
         rc = file_finish(w, f);
@@ -446,6 +466,8 @@ static int add_file(struct writer *w, const struct manifest_file *mf)
     f->n_chunks = mf->n_chunks;
     f->chunks = xmalloc(mf->n_chunks * SHA256_LEN);
     memcpy(f->chunks, mf->chunks, mf->n_chunks * SHA256_LEN);
+    if (f->digest_kind == MANIFEST_DIGEST_CHUNKS)
+        f->plain = xmalloc(mf->n_chunks * SHA256_LEN);
     size_t per = w->per_piece;
     f->pieces = f->pieces_left = (f->n_chunks + per - 1) / per;
     size_t pieces = f->pieces;

@@ -1,6 +1,7 @@
 # pgark backup against a real server: what lands in the repositories must be the data
 # directory (same files and sizes as the server's own backup_manifest, every file
-# reassembled from its chunks having the manifest's SHA-256 and the server's CRC-32C,
+# reassembled from its chunks having the manifest's digest and the server's CRC-32C,
+# the digest being the SHA-256 over the SHA-256s of its chunk-size pieces,
 # chunks that reassemble to the source bytes), the WAL start..stop in every repository's
 # archive, both repositories complete, a killed backup invisible and its chunks reused,
 # storage incremental, and every way of failing clear.
@@ -12,11 +13,25 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Digest::SHA qw(sha256 sha256_hex);
 use Time::HiRes qw(usleep);
 use PgarkTest;
 
 my $dump = tool_bin('repo_dump');
 my $json = JSON::PP->new;
+
+# The manifest's file digest ("sha256_chunks"), computed here from the bytes: SHA-256
+# over the SHA-256 of each chunk_size piece, in order.
+sub chunks_digest
+{
+	my ($bytes, $chunk) = @_;
+	my $sums = '';
+	for (my $off = 0; $off < length($bytes); $off += $chunk)
+	{
+		$sums .= sha256(substr($bytes, $off, $chunk));
+	}
+	return sha256_hex($sums);
+}
 
 my $node = PostgreSQL::Test::Cluster->new('primary');
 $node->init(allows_streaming => 1, extra => ['--data-checksums']);
@@ -152,7 +167,7 @@ for my $name ('a', 'b')
 	# The server's own manifest, stored verbatim, lists the same files with the same
 	# sizes (WAL files are not in it; archive_status is not in ours), and its checksums
 	# (CRC-32C: cheaper for the server than SHA-256) are those of the files reassembled
-	# from the repository, which have the SHA-256 of our manifest (repo_dump sums).
+	# from the repository, which have the digest of our manifest (repo_dump sums).
 	my $sm = dump_repo($repo{$name}, 'get', "backups/$label1/backup_manifest");
 	is($sm->{rc}, 0, "repo $name: backup_manifest stored");
 	my $server = $json->decode($sm->{stdout});
@@ -163,7 +178,7 @@ for my $name ('a', 'b')
 	is_deeply([ sort grep { $_->{'Checksum-Algorithm'} ne 'CRC32C' } values %want ],
 		[], "repo $name: the server's checksums are CRC-32C");
 	my $sums = dump_repo($repo{$name}, 'sums', $label1);
-	is($sums->{rc}, 0, "repo $name: every file reassembles to its SHA-256")
+	is($sums->{rc}, 0, "repo $name: every file reassembles to its digest")
 	  or diag($sums->{stderr});
 	my %crc = map { split /\t/ } split /\n/, $sums->{stdout};
 	my @bad = grep {
@@ -194,11 +209,16 @@ my @paths = ('PG_VERSION', map {
 		  . $node->safe_psql('postgres', "SELECT pg_relation_filenode('$_')")
 } qw(pgbench_accounts pgbench_accounts_pkey pgbench_branches));
 my $pgdata = $node->data_dir;
+my (undef, $files_b) = manifest($repo{b}, $label1);
 for my $p (@paths)
 {
 	my $c = dump_repo($repo{b}, 'cat', $label1, $p);
-	is($c->{rc}, 0, "$p reassembles with its SHA-256");
+	is($c->{rc}, 0, "$p reassembles with its digest");
 	ok($c->{stdout} eq slurp_file("$pgdata/$p"), "$p: chunks give the bytes in PGDATA");
+	ok(!exists $files_b->{$p}{sha256}, "$p: no whole-content \"sha256\" in the manifest");
+	is($files_b->{$p}{sha256_chunks},
+		chunks_digest(slurp_file("$pgdata/$p"), 262144),
+		"$p: the digest is the SHA-256 of its chunks' SHA-256s");
 }
 
 my $list = dump_repo($repo{a}, 'backups');
@@ -293,10 +313,14 @@ ok($he1->{encrypted} && $he2->{encrypted}, 'manifests say encrypted');
 is($he1->{chunk_size}, 1048576, 'default chunk size 1 MiB');
 my $acc = "base/$dboid/" . $node->safe_psql('postgres',
 	"SELECT pg_relation_filenode('pgbench_accounts')");
-is($fe1->{$acc}{sha256}, $fe2->{$acc}{sha256}, 'same file digest in both');
+like($fe1->{$acc}{sha256_chunks}, qr/^[0-9a-f]{64}$/, 'encrypted: a file digest');
+is($fe1->{$acc}{sha256_chunks}, $fe2->{$acc}{sha256_chunks}, 'same file digest in both');
+is($fe1->{$acc}{sha256_chunks},
+	chunks_digest(slurp_file("$pgdata/$acc"), 1048576),
+	'encrypted: the digest is of the plaintext chunks');
 isnt($fe1->{$acc}{chunks}[0], $fe2->{$acc}{chunks}[0],
 	'but each repository names chunks with its own key');
-isnt($fe1->{PG_VERSION}{chunks}[0], $fe1->{PG_VERSION}{sha256},
+isnt($fe1->{PG_VERSION}{chunks}[0], sha256_hex(slurp_file("$pgdata/PG_VERSION")),
 	'names are not plain SHA-256 digests');
 for my $e ('e1', 'e2')
 {

@@ -1,12 +1,16 @@
 # pgark verify, backups scope, against backups of a small pgbench database taken by
 # `pgark backup` while `pgark receive` archives the WAL into two posix repositories:
 # clean backups verify with exit 0; a byte flipped in a chunk, a chunk deleted, a
-# manifest truncated, a segment of a backup's WAL deleted each make verify exit 3
-# naming the repository, the backup and the file (or segment); --backup LABEL checks
-# that backup alone; WAL older than the oldest backup is not required.
+# manifest truncated, a file's sound chunks listed in the wrong order (only the file
+# digest, over the chunks' SHA-256s, tells), a wrong whole-content "sha256" in a line
+# as an older pgark wrote it (a right one verifies), a segment of a backup's WAL
+# deleted each make verify exit 3 naming the repository, the backup and the file (or
+# segment); --backup LABEL checks that backup alone; WAL older than the oldest backup
+# is not required.
 use strict;
 use warnings;
 
+use Digest::SHA qw(sha256_hex);
 use File::Copy qw(copy);
 use JSON::PP;
 use PostgreSQL::Test::Cluster;
@@ -214,6 +218,70 @@ scenario(
 	kind => 'missing',
 	text => qr/chunk 0 \($ver\) is missing/,
 	fields => { chunk => $ver });
+
+# Every chunk present and sound, the sizes right, but a file's first two chunks listed
+# the other way round: the file digest (SHA-256 over its chunks' SHA-256s) catches it.
+my ($swap) = grep {
+	my $c = $m1->{$_}{chunks} // [];
+	@$c >= 2 && $c->[0] ne $c->[1]
+} sort keys %$m1;
+ok(defined $swap, 'a file of the first backup has two different chunks');
+my $repo_cat = tool_bin('repo_cat');
+my $m1_object = "backups/$l1/manifest.json";
+
+# Rewrite the manifest line of $swap in the first backup (repository one) with $edit,
+# which changes $_ and returns true.
+sub edit_swap_line
+{
+	my ($edit) = @_;
+	my $g = run_cmd([ $dump, $root{one}, 'main', 'get', $m1_object ]);
+	die "get: $g->{stderr}" if $g->{rc};
+	my $n = 0;
+	my $text = join('', map {
+		$n++ if index($_, "\"path\":\"$swap\"") >= 0 && $edit->();
+		$_
+	} split /^/, $g->{stdout});
+	die "no line for $swap" unless $n == 1;
+	my $w = run_cmd([ $repo_cat, $root{one}, 'main', '-w', $m1_object ], stdin => $text);
+	die "put: $w->{stderr}" if $w->{rc};
+}
+
+scenario(
+	name => 'chunks in the wrong order',
+	repo => 'one',
+	path => "$root{one}/main/$m1_object",
+	damage => sub {
+		my ($a, $b) = @{ $m1->{$swap}{chunks} }[ 0, 1 ];
+		edit_swap_line(sub { s/"chunks":\["\Q$a\E","\Q$b\E"/"chunks":["$b","$a"/ });
+	},
+	expect => [ [ $l1, $swap ] ],
+	kind => 'damaged',
+	text => qr/its chunks have digest [0-9a-f]{64}, the manifest says/,
+	fields => { file => $swap, object => $m1_object },
+	clean_args => [ '--backup', $l2 ]);
+
+# A line as an older pgark wrote it, with "sha256", the SHA-256 of the whole content:
+# still verified, by that rule.
+my $content = run_cmd([ $dump, $root{one}, 'main', 'cat', $l1, $swap ]);
+is($content->{rc}, 0, "$swap reassembles") or diag($content->{stderr});
+my $whole = sha256_hex($content->{stdout});
+my $saved_manifest = "$tmp/saved_manifest";
+copy("$root{one}/main/$m1_object", $saved_manifest) or die "copy: $!";
+edit_swap_line(sub { s/"sha256_chunks":"[0-9a-f]{64}"/"sha256":"$whole"/ });
+is(pgark('verify', '--backup', $l1)->{rc}, 0, 'a whole-content "sha256" of an older pgark verifies');
+copy($saved_manifest, "$root{one}/main/$m1_object") or die "copy back: $!";
+scenario(
+	name => 'older line with a wrong sha256',
+	repo => 'one',
+	path => "$root{one}/main/$m1_object",
+	damage => sub {
+		edit_swap_line(sub { s/"sha256_chunks":"[0-9a-f]{64}"/"sha256":"@{['0' x 64]}"/ });
+	},
+	expect => [ [ $l1, $swap ] ],
+	kind => 'damaged',
+	text => qr/its chunks have SHA-256 \Q$whole\E, the manifest says 0{64}/,
+	fields => { file => $swap, object => $m1_object },
+	clean_args => [ '--backup', $l2 ]);
 
 scenario(
 	name => 'manifest truncated',

@@ -6,11 +6,13 @@
  *       the verified plaintext of one object (e.g. backups/L/manifest.json)
  *   repo_dump [-p PASSPHRASE_FILE] ROOT CLUSTER cat LABEL PATH
  *       file PATH of backup LABEL reassembled from its chunks; exit 3 when the bytes
- *       do not have the SHA-256 the manifest gives
+ *       do not have the digest the manifest gives (SHA-256 over the SHA-256s of its
+ *       chunks, each computed here from the bytes read; or, in a manifest of an older
+ *       pgark, the SHA-256 of the whole content)
  *   repo_dump [-p PASSPHRASE_FILE] ROOT CLUSTER sums LABEL
  *       "path<TAB>crc32c" per regular file of backup LABEL, reassembled from its chunks,
  *       the CRC-32C as PostgreSQL's backup_manifest writes it (hex of its 4 bytes in
- *       memory order); exit 3 when a file does not have the manifest's SHA-256
+ *       memory order); exit 3 when a file does not have the manifest's digest
  *   repo_dump [-p PASSPHRASE_FILE] ROOT CLUSTER backups
  *       "label<TAB>stored_bytes<TAB>logical_bytes" per complete backup
  *
@@ -89,7 +91,8 @@ static void find_free(struct find *fd)
 }
 
 struct reassembly {
-    struct sha256_ctx *sha;
+    struct sha256_ctx *sha;   /* the whole content */
+    struct sha256_ctx *chunk; /* the current chunk's */
     uint32_t crc;
     bool print; /* the bytes to stdout */
 };
@@ -98,34 +101,40 @@ static int reassembled(void *ctx, const uint8_t *data, size_t len)
 {
     struct reassembly *ra = ctx;
     sha256_ctx_update(ra->sha, data, len);
+    sha256_ctx_update(ra->chunk, data, len);
     ra->crc = crc32c_update(ra->crc, data, len);
     return ra->print ? to_stdout(NULL, data, len) : 0;
 }
 
-/* Read f's chunks through ra; ERR_INTEGRITY when they do not make the file's SHA-256. */
+/* Read f's chunks through ra; ERR_INTEGRITY when they do not make the file's digest. */
 static int reassemble(struct repo *r, const struct manifest_file *f, struct reassembly *ra)
 {
+    uint8_t *sums = xmalloc(f->n_chunks * SHA256_LEN + 1);
     int rc = 0;
     ra->crc = CRC32C_INIT;
     for (size_t i = 0; rc == 0 && i < f->n_chunks; i++) {
         char hex[SHA256_HEX_LEN + 1];
         hex_encode(f->chunks + i * SHA256_LEN, SHA256_LEN, hex);
-        rc = repo_chunk_get(r, hex, reassembled, ra);
+        rc = repo_chunk_get(r, hex, reassembled, ra, NULL);
+        sha256_ctx_final(ra->chunk, sums + i * SHA256_LEN);
     }
     if (rc == 0) {
         uint8_t got[SHA256_LEN];
         sha256_ctx_final(ra->sha, got);
-        if (memcmp(got, f->sha256, SHA256_LEN) != 0)
-            rc = err_set(ERR_INTEGRITY, "file \"%s\" reassembled does not match its SHA-256",
+        if (f->digest_kind == MANIFEST_DIGEST_CHUNKS)
+            sha256(sums, f->n_chunks * SHA256_LEN, got);
+        if (memcmp(got, f->digest, SHA256_LEN) != 0)
+            rc = err_set(ERR_INTEGRITY, "file \"%s\" reassembled does not match its digest",
                          f->path);
     }
+    free(sums);
     return rc;
 }
 
 static int cat_file(struct repo *r, const char *label, const char *path)
 {
     struct find fd = {.path = path};
-    struct reassembly ra = {.sha = sha256_ctx_new(), .print = true};
+    struct reassembly ra = {.sha = sha256_ctx_new(), .chunk = sha256_ctx_new(), .print = true};
     int rc = find_files(r, label, &fd);
 
     if (rc == 0 && fd.n == 0)
@@ -133,6 +142,7 @@ static int cat_file(struct repo *r, const char *label, const char *path)
     if (rc == 0)
         rc = reassemble(r, &fd.files[0], &ra);
     sha256_ctx_free(ra.sha);
+    sha256_ctx_free(ra.chunk);
     find_free(&fd);
     return rc;
 }
@@ -140,7 +150,7 @@ static int cat_file(struct repo *r, const char *label, const char *path)
 static int sum_files(struct repo *r, const char *label)
 {
     struct find fd = {0};
-    struct reassembly ra = {.sha = sha256_ctx_new()};
+    struct reassembly ra = {.sha = sha256_ctx_new(), .chunk = sha256_ctx_new()};
     int rc = find_files(r, label, &fd);
 
     for (size_t i = 0; rc == 0 && i < fd.n; i++) {
@@ -152,6 +162,7 @@ static int sum_files(struct repo *r, const char *label)
         }
     }
     sha256_ctx_free(ra.sha);
+    sha256_ctx_free(ra.chunk);
     find_free(&fd);
     return rc;
 }

@@ -305,15 +305,16 @@ static int feed(struct fixture *f, struct backup_run *run, size_t stop_after)
 static struct pg_bb_tablespace TS[2] = {{16385, "/srv/ts1", -1}, {0, "", -1}};
 static const struct pg_bb_info INFO = {0x2000028, 1, TS, 2, 0x2000100, 1};
 
-static struct backup_run *new_run(struct fixture *f, const char *label)
+/* A run into n of the fixture's repositories, from the first-th. */
+static struct backup_run *new_run_into(struct fixture *f, const char *label, size_t first, size_t n)
 {
     struct backup_params p = {
         .label = label,
         .chunk_size = CHUNK,
         .workers = 3,
         .tmp_dir = f->dir,
-        .targets = f->t,
-        .ntargets = 2,
+        .targets = f->t + first,
+        .ntargets = n,
         .pg_version = 150018,
         .system_identifier = ID.system_identifier,
         .seg_size = SEG,
@@ -327,11 +328,17 @@ static struct backup_run *new_run(struct fixture *f, const char *label)
     return run;
 }
 
+static struct backup_run *new_run(struct fixture *f, const char *label)
+{
+    return new_run_into(f, label, 0, 2);
+}
+
 struct got_file {
     char path[128];
     int type;
     uint64_t size;
-    uint8_t sha[SHA256_LEN];
+    int digest_kind;
+    uint8_t digest[SHA256_LEN];
     char link[64];
     uint8_t chunks[300][SHA256_LEN];
     size_t n;
@@ -350,7 +357,8 @@ static int on_file(void *arg, const struct manifest_file *mf)
     snprintf(g->path, sizeof(g->path), "%s", mf->path);
     g->type = mf->type;
     g->size = mf->size;
-    memcpy(g->sha, mf->sha256, SHA256_LEN);
+    g->digest_kind = mf->digest_kind;
+    memcpy(g->digest, mf->digest, SHA256_LEN);
     snprintf(g->link, sizeof(g->link), "%s", mf->link ? mf->link : "");
     assert_true(mf->n_chunks <= 300);
     if (mf->n_chunks)
@@ -389,17 +397,39 @@ static int buf_sink(void *ctx, const uint8_t *d, size_t n)
     return 0;
 }
 
+/* Reassembled from its chunks, g is want; each read gives the chunk's SHA-256. */
 static void assert_reassembles(struct repo *r, const struct got_file *g, const void *want)
 {
     struct buf b = BUF_INIT;
     for (size_t i = 0; i < g->n; i++) {
         char hex[SHA256_HEX_LEN + 1];
+        uint8_t got[SHA256_LEN], sum[SHA256_LEN];
+        size_t at = b.len;
         hex_encode(g->chunks[i], SHA256_LEN, hex);
-        assert_int_equal(repo_chunk_get(r, hex, buf_sink, &b), 0);
+        assert_int_equal(repo_chunk_get(r, hex, buf_sink, &b, got), 0);
+        sha256(b.data + at, b.len - at, sum);
+        assert_memory_equal(got, sum, SHA256_LEN);
     }
     assert_int_equal(b.len, g->size);
     assert_memory_equal(b.data, want, g->size);
     buf_free(&b);
+}
+
+/* The manifest's file digest, computed here: SHA-256 over the SHA-256 of each CHUNK-byte
+ * piece of data, in order. */
+static void assert_file_digest(const struct got_file *g, const uint8_t *data, size_t len)
+{
+    struct buf sums = BUF_INIT;
+    uint8_t md[SHA256_LEN];
+    for (size_t off = 0; off < len; off += CHUNK) {
+        sha256(data + off, len - off < CHUNK ? len - off : CHUNK, md);
+        buf_append(&sums, md, SHA256_LEN);
+    }
+    sha256(sums.len ? sums.data : (const uint8_t *)"", sums.len, md);
+    assert_int_equal(g->digest_kind, MANIFEST_DIGEST_CHUNKS);
+    assert_int_equal(g->size, len);
+    assert_memory_equal(g->digest, md, SHA256_LEN);
+    buf_free(&sums);
 }
 
 static void test_run(void **state)
@@ -430,12 +460,12 @@ static void test_run(void **state)
         assert_non_null(g);
         assert_int_equal(g->n, 3);
         assert_memory_equal(g->chunks[0], g->chunks[1], SHA256_LEN);
-        uint8_t sha[SHA256_LEN];
-        sha256(f->rel, CHUNK * 5 / 2, sha);
-        assert_memory_equal(g->sha, sha, SHA256_LEN);
+        /* the same digest in both repositories, whatever their chunk names */
+        assert_file_digest(g, f->rel, CHUNK * 5 / 2);
         assert_reassembles(f->r[i], g, f->rel);
         g = find(&rb[i], "pg_tblspc/16385/PG_15_202209061/5/16999");
         assert_non_null(g);
+        assert_file_digest(g, f->ts, 100);
         assert_reassembles(f->r[i], g, f->ts);
         g = find(&rb[i], "pg_tblspc/16385");
         assert_non_null(g);
@@ -443,9 +473,11 @@ static void test_run(void **state)
         assert_string_equal(g->link, "/srv/ts1");
         g = find(&rb[i], "pg_wal/000000010000000000000002");
         assert_non_null(g);
+        assert_file_digest(g, f->wal, SEG);
         assert_reassembles(f->r[i], g, f->wal);
         assert_non_null(find(&rb[i], "pg_wal/archive_status/000000010000000000000002.done"));
         assert_int_equal(find(&rb[i], "base/5/empty")->n, 0);
+        assert_file_digest(find(&rb[i], "base/5/empty"), NULL, 0);
 
         /* WAL archived, server manifest verbatim */
         uint8_t *data;
@@ -536,12 +568,36 @@ static void test_interrupted(void **state)
     free(rb);
 }
 
+/* With no unencrypted repository there are no plain names: the workers still keep each
+ * chunk's SHA-256 for the envelope and the file digest. */
+static void test_encrypted_only(void **state)
+{
+    struct fixture *f = *state;
+    struct backup_run *run = new_run_into(f, "secret-only", 1, 1);
+    struct read_back *rb = xcalloc(1, sizeof(*rb));
+
+    fill(f->rel, CHUNK * 5 / 2, 77); /* new chunks: written with their digest */
+    memcpy(f->rel + CHUNK, f->rel, CHUNK);
+    assert_int_equal(feed(f, run, 0), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, 1764095090000000, 1764095091000000), 0);
+    backup_run_free(run);
+    assert_true(f->t[1].new_chunks > 0);
+    read_manifest(f->r[1], "secret-only", rb);
+    const struct got_file *g = find(rb, "base/5/16384");
+    assert_non_null(g);
+    assert_file_digest(g, f->rel, CHUNK * 5 / 2);
+    assert_reassembles(f->r[1], g, f->rel);
+    assert_file_digest(find(rb, "pg_tblspc/16385/PG_15_202209061/5/16999"), f->ts, 100);
+    assert_file_digest(find(rb, "base/5/empty"), NULL, 0);
+    free(rb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunkset),    cmocka_unit_test(test_pool),
         cmocka_unit_test(test_command),     cmocka_unit_test(test_run),
-        cmocka_unit_test(test_interrupted),
+        cmocka_unit_test(test_interrupted), cmocka_unit_test(test_encrypted_only),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -72,7 +72,8 @@ static void make_header(struct manifest_header *h)
     h->encrypted = true;
 }
 
-/* File number i, deterministic; chunk names in chunks (room for 8). */
+/* File number i, deterministic; chunk names in chunks (room for 8). Every third file has
+ * a digest of the older kind (whole-content "sha256"). */
 static void make_file(uint64_t i, struct manifest_file *f, char *path, uint8_t *chunks)
 {
     memset(f, 0, sizeof(*f));
@@ -82,7 +83,8 @@ static void make_file(uint64_t i, struct manifest_file *f, char *path, uint8_t *
     f->mode = 0600;
     f->size = (i % 5) * 5000; /* 0 .. 20000: 0 to 3 chunks */
     f->mtime = 1700000000 + (int64_t)i;
-    sha256(&i, sizeof(i), f->sha256);
+    f->digest_kind = i % 3 == 0 ? MANIFEST_DIGEST_FILE : MANIFEST_DIGEST_CHUNKS;
+    sha256(&i, sizeof(i), f->digest);
     f->n_chunks = (f->size + CS - 1) / CS;
     for (size_t k = 0; k < f->n_chunks; k++) {
         uint64_t seed[2] = {i, k};
@@ -106,7 +108,8 @@ struct entry_copy {
     uint32_t mode;
     uint64_t size;
     int64_t mtime;
-    uint8_t sha[SHA256_LEN];
+    enum manifest_digest_kind digest_kind;
+    uint8_t digest[SHA256_LEN];
     uint8_t chunks[8 * SHA256_LEN];
     size_t n_chunks;
 };
@@ -129,7 +132,8 @@ static int keep(void *arg, const struct manifest_file *f)
     c->mode = f->mode;
     c->size = f->size;
     c->mtime = f->mtime;
-    memcpy(c->sha, f->sha256, SHA256_LEN);
+    c->digest_kind = f->digest_kind;
+    memcpy(c->digest, f->digest, SHA256_LEN);
     c->n_chunks = f->n_chunks;
     if (f->n_chunks)
         memcpy(c->chunks, f->chunks, f->n_chunks * SHA256_LEN);
@@ -221,6 +225,18 @@ static void test_round_trip_small(void **state)
     assert_non_null(strstr((char *)m.data, "\"link_hex\":"));
     assert_non_null(strstr((char *)m.data, "{\"path\":\"pg_wal\",\"type\":\"dir\",\"mode\":700,"
                                            "\"mtime\":1700000005}\n"));
+    /* each file's digest under the name of its kind */
+    char hex[SHA256_HEX_LEN + 1], *want = NULL;
+    hex_encode(files[0].digest, SHA256_LEN, hex);
+    assert_int_equal(files[0].digest_kind, MANIFEST_DIGEST_CHUNKS);
+    want = xasprintf("\"mtime\":1700000001,\"sha256_chunks\":\"%s\",\"chunks\":[", hex);
+    assert_non_null(strstr((char *)m.data, want));
+    free(want);
+    hex_encode(files[2].digest, SHA256_LEN, hex);
+    assert_int_equal(files[2].digest_kind, MANIFEST_DIGEST_FILE);
+    want = xasprintf("\"mtime\":1700000003,\"sha256\":\"%s\",\"chunks\":[", hex);
+    assert_non_null(strstr((char *)m.data, want));
+    free(want);
     /* exactly 7 lines, so the embedded newline was escaped */
     size_t lines = 0;
     for (size_t i = 0; i < m.len; i++)
@@ -258,8 +274,10 @@ static void test_round_trip_small(void **state)
             assert_int_equal(s.e[i].size, files[i].size);
             assert_int_equal(s.e[i].mtime, files[i].mtime);
             assert_int_equal(s.e[i].n_chunks, files[i].n_chunks);
-            if (files[i].type == MANIFEST_TYPE_FILE)
-                assert_memory_equal(s.e[i].sha, files[i].sha256, SHA256_LEN);
+            if (files[i].type == MANIFEST_TYPE_FILE) {
+                assert_int_equal(s.e[i].digest_kind, files[i].digest_kind);
+                assert_memory_equal(s.e[i].digest, files[i].digest, SHA256_LEN);
+            }
             if (files[i].n_chunks)
                 assert_memory_equal(s.e[i].chunks, files[i].chunks, files[i].n_chunks * SHA256_LEN);
         }
@@ -295,7 +313,8 @@ static int big_check(void *arg, const struct manifest_file *f)
     assert_int_equal(f->size, want.size);
     assert_int_equal(f->mtime, want.mtime);
     assert_int_equal(f->n_chunks, want.n_chunks);
-    assert_memory_equal(f->sha256, want.sha256, SHA256_LEN);
+    assert_int_equal(f->digest_kind, want.digest_kind);
+    assert_memory_equal(f->digest, want.digest, SHA256_LEN);
     if (want.n_chunks)
         assert_memory_equal(f->chunks, chunks, want.n_chunks * SHA256_LEN);
     b->seen++;
@@ -452,7 +471,22 @@ static void test_bad_lines(void **state)
               "{\"path\":\"a\",\"type\":\"file\",\"mode\":600,\"size\":1,\"mtime\":1,"
               "\"chunks\":[\"x\"]}",
               &t);
-    expect_integrity(&t, 0, "manifest line 2: \"sha256\" is missing or not a string", 0);
+    expect_integrity(&t, 0, "manifest line 2: \"sha256_chunks\" is missing or not a string", 0);
+    edit_line(&m, 2,
+              "{\"path\":\"a\",\"type\":\"file\",\"mode\":600,\"size\":0,\"mtime\":1,"
+              "\"sha256\":\""
+              "0000000000000000000000000000000000000000000000000000000000000000"
+              "\",\"sha256_chunks\":\""
+              "0000000000000000000000000000000000000000000000000000000000000000"
+              "\",\"chunks\":[]}",
+              &t);
+    expect_integrity(&t, 0, "manifest line 2: both \"sha256\" and \"sha256_chunks\" are present",
+                     0);
+    edit_line(&m, 2,
+              "{\"path\":\"a\",\"type\":\"file\",\"mode\":600,\"size\":0,\"mtime\":1,"
+              "\"sha256_chunks\":\"00\",\"chunks\":[]}",
+              &t);
+    expect_integrity(&t, 0, "manifest line 2: \"sha256_chunks\" is not a SHA-256 digest", 0);
     edit_line(&m, 2, "{\"path\":\"a\",\"type\":\"socket\",\"mode\":700,\"mtime\":1}", &t);
     expect_integrity(&t, 0, "manifest line 2: unknown type \"socket\"", 0);
     edit_line(&m, 2, "{\"path\":\"a\",\"type\":\"dir\",\"mode\":700,\"mtime\":1,\"mtime\":2}", &t);
@@ -476,6 +510,60 @@ static void test_bad_lines(void **state)
     expect_integrity(&t, 0, "manifest damaged: file sizes add up to", 6);
 
     buf_free(&more);
+    buf_free(&m);
+    buf_free(&t);
+}
+
+/* The file digest of the format: SHA-256 over the chunks' SHA-256s (values from
+ * Python's hashlib). */
+static void test_chunks_digest(void **state)
+{
+    (void)state;
+    uint8_t sums[2 * SHA256_LEN], got[SHA256_LEN];
+    char hex[SHA256_HEX_LEN + 1];
+    sha256("abc", 3, sums);
+    sha256("", 0, sums + SHA256_LEN);
+    manifest_chunks_digest(NULL, 0, got); /* empty file: the SHA-256 of nothing */
+    assert_string_equal(hex_encode(got, SHA256_LEN, hex),
+                        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    manifest_chunks_digest(sums, 1, got);
+    assert_string_equal(hex_encode(got, SHA256_LEN, hex),
+                        "4f8b42c22dd3729b519ba6f68d2da7cc5b2d606d05daed5ad5128cc03e6c6358");
+    manifest_chunks_digest(sums, 2, got);
+    assert_string_equal(hex_encode(got, SHA256_LEN, hex),
+                        "6f1290896ee81a0349174d19f4473d267a10289c40480861d5c42affffbd79f9");
+}
+
+/* A file line as an older pgark wrote it (whole-content "sha256") still reads, as that
+ * kind; the same line with "sha256_chunks" reads as the new kind. */
+static void test_old_digest_line(void **state)
+{
+    (void)state;
+    struct buf m = BUF_INIT, t = BUF_INIT;
+    struct manifest_file files[6];
+    uint8_t chunks[6][8 * 32];
+    write_small(&m, files, chunks); /* line 2: 5000 bytes, one chunk */
+    static const char *const keys[] = {"sha256", "sha256_chunks"};
+    for (int k = 0; k < 2; k++) {
+        char *line = xasprintf(
+            "{\"path\":\"backup_label\",\"type\":\"file\",\"mode\":600,\"size\":5000,"
+            "\"mtime\":1700000001,\"%s\":"
+            "\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\","
+            "\"chunks\":[\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"]}",
+            keys[k]);
+        edit_line(&m, 2, line, &t);
+        free(line);
+        struct small s = {.n = 0};
+        assert_int_equal(read_all(t.data, t.len, 0, &s, NULL), 0);
+        assert_int_equal(s.n, 6);
+        assert_string_equal(s.e[0].path, "backup_label");
+        assert_int_equal(s.e[0].digest_kind, k ? MANIFEST_DIGEST_CHUNKS : MANIFEST_DIGEST_FILE);
+        char hex[SHA256_HEX_LEN + 1];
+        assert_string_equal(hex_encode(s.e[0].digest, SHA256_LEN, hex),
+                            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_string_equal(hex_encode(s.e[0].chunks, SHA256_LEN, hex),
+                            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
     buf_free(&m);
     buf_free(&t);
 }
@@ -572,6 +660,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_small), cmocka_unit_test(test_100k_files_flat_memory),
         cmocka_unit_test(test_truncated),        cmocka_unit_test(test_bad_lines),
         cmocka_unit_test(test_header_fields),    cmocka_unit_test(test_writer_checks),
+        cmocka_unit_test(test_chunks_digest),    cmocka_unit_test(test_old_digest_line),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,9 +1,11 @@
 /*
  * test_writer.c — laying a backup down (src/restore/writer.c) from a plain and an
  * encrypted posix repository, with small pieces so that the pieces of one file go
- * through several threads and feed the file's digest in turn: the bytes on disk, a
- * flipped byte in a stored chunk and a chunk holding other content (both stop the
- * restore naming the file and the repository), and --delta keeping what matches.
+ * through several threads: the bytes on disk, a flipped byte in a stored chunk and a
+ * chunk holding other content (both stop the restore naming the file and the
+ * repository), and --delta keeping what matches. Each test runs on a manifest with file
+ * digests of either kind: over the chunks' SHA-256s (each piece fills its chunks' slots)
+ * and, as older manifests have them, over the whole content (fed by the pieces in turn).
  */
 #include "../../src/restore/restore_int.h"
 #include "pgark/error.h"
@@ -36,6 +38,7 @@ static const size_t SIZES[NFILES] = {0, 1000, 23 * CHUNK + 17, 3 * CHUNK};
 static const char *const PATHS[NFILES] = {"empty", "base/1/small", "base/1/big", "global/three"};
 
 struct fixture {
+    enum manifest_digest_kind kind;
     char dir[64];
     struct storage *s[2];
     struct repo *r[2];
@@ -69,8 +72,10 @@ static void put_backup(struct fixture *f, int i)
     for (int k = 0; k < NFILES; k++) {
         size_t n = (SIZES[k] + CHUNK - 1) / CHUNK;
         uint8_t *names = xmalloc(n ? n * SHA256_LEN : 1);
+        uint8_t *sums = xmalloc(n ? n * SHA256_LEN : 1);
         for (size_t c = 0; c < n; c++) {
             size_t len = SIZES[k] - c * CHUNK < CHUNK ? SIZES[k] - c * CHUNK : CHUNK;
+            sha256(f->data[k] + c * CHUNK, len, sums + c * SHA256_LEN);
             char name[REPO_CHUNK_NAME_LEN + 1];
             repo_chunk_name(r, f->data[k] + c * CHUNK, len, name);
             char rel[96];
@@ -86,10 +91,15 @@ static void put_backup(struct fixture *f, int i)
                                    .size = SIZES[k],
                                    .mtime = 1700000000,
                                    .chunks = names,
-                                   .n_chunks = n};
-        sha256(f->data[k], SIZES[k], mf.sha256);
+                                   .n_chunks = n,
+                                   .digest_kind = f->kind};
+        if (f->kind == MANIFEST_DIGEST_FILE)
+            sha256(f->data[k], SIZES[k], mf.digest);
+        else
+            sha256(sums, n * SHA256_LEN, mf.digest);
         assert_int_equal(manifest_writer_add(mw, &mf), 0);
         free(names);
+        free(sums);
     }
     struct manifest_header h = {.format = MANIFEST_FORMAT,
                                 .label = "L1",
@@ -106,9 +116,10 @@ static void put_backup(struct fixture *f, int i)
     buf_free(&text);
 }
 
-static int setup(void **state)
+static int setup(void **state, enum manifest_digest_kind kind)
 {
     struct fixture *f = xcalloc(1, sizeof(*f));
+    f->kind = kind;
     snprintf(f->dir, sizeof(f->dir), "/tmp/pgark-test-writer-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     for (int k = 0; k < NFILES; k++) {
@@ -129,6 +140,16 @@ static int setup(void **state)
     }
     *state = f;
     return 0;
+}
+
+static int setup_chunks(void **state)
+{
+    return setup(state, MANIFEST_DIGEST_CHUNKS);
+}
+
+static int setup_file(void **state)
+{
+    return setup(state, MANIFEST_DIGEST_FILE);
 }
 
 static int teardown(void **state)
@@ -274,12 +295,46 @@ static void test_wrong_chunk(void **state)
     }
 }
 
+/* Sound chunks, but a manifest whose file digest is not theirs: the combined digest
+ * catches it, in a plain repository too (32 bytes a chunk, no second pass). */
+static void test_wrong_digest(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 2; i++) {
+        uint8_t *text;
+        size_t len;
+        assert_int_equal(repo_get_all(f->r[i], "backups/L1/manifest.json", &text, &len), 0);
+        /* the first file with chunks is base/1/small: its digest's first hex digit */
+        char *at = strstr((char *)text, "\"path\":\"base/1/small\"");
+        assert_non_null(at);
+        at = strstr(at, "\"sha256_chunks\":\"");
+        assert_non_null(at);
+        at += strlen("\"sha256_chunks\":\"");
+        *at = *at == '0' ? '1' : '0';
+        assert_int_equal(repo_put(f->r[i], "backups/L1/manifest.json", text, len), 0);
+        free(text);
+        char *pgdata = xasprintf("%s/bad-digest-%d", f->dir, i);
+        struct writer_stats st;
+        assert_int_equal(restore_into(f, i, pgdata, false, &st), -ERR_INTEGRITY);
+        char *msg = err_format();
+        if (!strstr(msg, "base/1/small") || !strstr(msg, "does not match the SHA-256"))
+            fail_msg("repo %d: %s", i, msg);
+        free(msg);
+        err_clear();
+        free(pgdata);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_restore, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_damaged_chunk, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wrong_chunk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore, setup_chunks, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_chunk, setup_chunks, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_chunk, setup_chunks, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_digest, setup_chunks, teardown),
+        cmocka_unit_test_setup_teardown(test_restore, setup_file, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_chunk, setup_file, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_chunk, setup_file, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
