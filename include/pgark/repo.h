@@ -147,6 +147,16 @@ void repo_wal_prepared_free(struct repo_wal_prepared *s);
  * bytes: identical content already stored is a no-op, different content ERR_EXISTS. */
 int repo_wal_push_prepared(struct repo *r, const struct repo_wal_prepared *s);
 
+/* The same, the object uploaded among b's transfers (its body waits where the batch keeps
+ * streamed writes: see storage_batch_spool), so that several segments go at once. Whether
+ * it is stored already, and how, is looked at now. Returns 0 when the upload started:
+ * done(ctx, rc) then tells how it ended (as storage.h's batch calls do; the time index
+ * is stored before done hears of success), and s may be freed at once. Returns 1 when
+ * there was nothing left to upload or the push was made here synchronously (a partial
+ * segment, another codec), done not called; negative on error, done not called. */
+int repo_wal_push_prepared_batch(struct repo *r, const struct repo_wal_prepared *s,
+                                 struct storage_batch *b, storage_done_fn done, void *ctx);
+
 /* --- time index -------------------------------------------------------------- */
 /*
  * Every segment pushed (complete or .partial) is decoded on the way in, and what its
