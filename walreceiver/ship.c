@@ -352,9 +352,10 @@ static int window_done(void *ctx, int rc)
     return window_settle(win);
 }
 
-/* Start the upload of window segment i among b's transfers (or push it here: a segment
- * stored already, one that could not be prepared). 1 when it was started. */
-static int window_push(struct window *win, struct storage_batch *b, int i)
+/* Make window segment i ready to go among b's transfers (*st), or push it here: one
+ * stored already, or one that could not be prepared. */
+static int window_stage(struct window *win, struct storage_batch *b, int i,
+                        struct repo_wal_staged **st)
 {
     struct shipper *sh = win->sh;
     struct receiver *rx = sh->rx;
@@ -370,13 +371,11 @@ static int window_push(struct window *win, struct storage_batch *b, int i)
         log_detail("%s", err_message());
         err_clear();
     }
-    rc = prep ? repo_wal_push_prepared_batch(sh->repo, prep, b, window_done, &win->slots[i])
+    rc = prep ? repo_wal_stage_prepared(sh->repo, prep, b, window_done, &win->slots[i], st)
               : repo_wal_push_fd(sh->repo, it->base, fd, size);
     if (rx->prep)
-        prep_release(rx->prep, prep); /* the upload reads its own copy */
-    if (rc == 0 && prep)
-        rc = 1;
-    else if (rc >= 0) { /* ended here */
+        prep_release(rx->prep, prep); /* what is staged is a copy of its own */
+    if (rc >= 0 && !*st) {            /* ended here */
         ship_window_end(&win->w, i, true);
         rc = window_settle(win);
     }
@@ -389,8 +388,10 @@ out:
 }
 
 /* When more than one complete segment is pending and the repository's storage keeps
- * transfers in flight, push up to its concurrency of them at once; the cursor moves
- * over them in order as they end (*handled false: ship them one at a time). */
+ * transfers in flight, push up to its concurrency of them at once: each is prepared
+ * and staged (its object written to an unlinked spool file: memory stays flat), then
+ * their uploads start together, and the cursor moves over them in order as they end.
+ * *handled false: ship them one at a time. */
 static int ship_window(struct shipper *sh, bool *did, bool *handled)
 {
     struct receiver *rx = sh->rx;
@@ -400,7 +401,7 @@ static int ship_window(struct shipper *sh, bool *did, bool *handled)
     char after[WAL_NAME_BUFLEN];
     bool found = false;
     int max = repo->concurrency < SHIP_QUEUE_MAX ? repo->concurrency : SHIP_QUEUE_MAX;
-    int rc = 0, n = 0, uploads = 0;
+    int rc = 0, n = 0, staged = 0, uploads = 0;
 
     *did = *handled = false;
     if (max < 2 || !repo->storage->ops->async_new)
@@ -417,6 +418,7 @@ static int ship_window(struct shipper *sh, bool *did, bool *handled)
         return 0;
 
     struct window *win = xcalloc(1, sizeof(*win));
+    struct repo_wal_staged *st[SHIP_QUEUE_MAX] = {0};
     win->sh = sh;
     ship_window_start(&win->w, n);
     for (int i = 0; i < n; i++) {
@@ -424,16 +426,32 @@ static int ship_window(struct shipper *sh, bool *did, bool *handled)
         win->slots[i] = (struct window_slot){win, i};
     }
     struct storage_batch *b = storage_batch_new(repo->storage, n);
-    storage_batch_spool(b, spool_dir(rx->spool)); /* bodies wait on disk, not in memory */
-    for (int i = 0; i < n && rc >= 0 && !atomic_load(&rx->stopping); i++) {
-        rc = window_push(win, b, i);
-        uploads += rc == 1;
+    storage_batch_spool(b, spool_dir(rx->spool));
+    int src = 0;
+    for (; staged < n && src >= 0 && !atomic_load(&rx->stopping); staged++)
+        src = window_stage(win, b, staged, &st[staged]);
+    struct err_saved *stage_err = src < 0 ? err_save() : NULL;
+    /* Those staged come before any that failed to stage: they may all go. */
+    for (int i = 0; i < staged; i++) {
+        if (!st[i])
+            continue;
+        if (rc < 0 || atomic_load(&rx->stopping)) {
+            repo_wal_staged_abort(st[i]); /* it and those after it stay pending */
+            continue;
+        }
+        rc = repo_wal_staged_start(st[i]);
+        if (rc < 0)
+            err_context("while shipping %s to repository \"%s\"", win->items[i].base, sh->name);
+        else
+            uploads++;
     }
-    struct err_saved *first_err = rc < 0 ? err_save() : NULL;
+    /* The error to report: the earliest segment's that is known. */
+    struct err_saved *start_err = rc < 0 ? err_save() : NULL;
     int wrc = storage_batch_wait(b);
-    if (first_err) {
-        err_clear();
-        err_restore(first_err);
+    if (start_err || stage_err) {
+        err_restore(stage_err); /* a failure to start came first: it replaces this */
+        err_restore(start_err);
+        rc = err_code();
     } else {
         rc = wrc;
     }

@@ -69,6 +69,8 @@ int repo_wal_same_as_stored(struct repo *r, const char *path, const uint8_t dige
 /* Write the first len bytes of fd into w and commit it; on failure w is aborted. Frees w
  * in every case. */
 int repo_writer_copy_fd(struct repo_writer *w, int fd, uint64_t len);
+/* Write the first len bytes of fd into w, nothing more (w stays open). */
+int repo_writer_feed_fd(struct repo_writer *w, int fd, uint64_t len);
 
 /* "<cluster>/<path>" (caller frees). */
 char *repo_full_path(const struct repo *r, const char *path);

@@ -298,10 +298,17 @@ static int batch_pushed(void *ctx, int rc)
     return kept;
 }
 
-int repo_wal_push_prepared_batch(struct repo *r, const struct repo_wal_prepared *s,
-                                 struct storage_batch *b, storage_done_fn done, void *ctx)
+struct repo_wal_staged {
+    struct repo_writer *w;
+    struct batch_push *bp;
+};
+
+int repo_wal_stage_prepared(struct repo *r, const struct repo_wal_prepared *s,
+                            struct storage_batch *b, storage_done_fn done, void *ctx,
+                            struct repo_wal_staged **out)
 {
     char path[96];
+    *out = NULL;
     if (!fits(r, s) || s->partial) {
         int rc = repo_wal_push_prepared(r, s);
         return rc < 0 ? rc : 1;
@@ -328,8 +335,32 @@ int repo_wal_push_prepared_batch(struct repo *r, const struct repo_wal_prepared 
     bp->no_decoder = s->no_decoder;
     bp->why = s->why ? xstrdup(s->why) : NULL;
     struct repo_writer *w = repo_writer_open_payload_batch(r, path, s->len, b, batch_pushed, bp);
-    rc = w ? repo_writer_copy_fd(w, s->payload_fd, s->payload_len) : err_code();
-    if (rc < 0) /* the upload did not start: batch_pushed is not called */
+    rc = w ? repo_writer_feed_fd(w, s->payload_fd, s->payload_len) : err_code();
+    if (rc < 0) {
+        repo_writer_abort(w);
         batch_push_free(bp);
+        return rc;
+    }
+    *out = xcalloc(1, sizeof(**out));
+    (*out)->w = w;
+    (*out)->bp = bp;
+    return 0;
+}
+
+int repo_wal_staged_start(struct repo_wal_staged *st)
+{
+    int rc = repo_writer_commit(st->w);
+    if (rc < 0) /* the upload did not start: batch_pushed is not called */
+        batch_push_free(st->bp);
+    free(st);
     return rc;
+}
+
+void repo_wal_staged_abort(struct repo_wal_staged *st)
+{
+    if (!st)
+        return;
+    repo_writer_abort(st->w);
+    batch_push_free(st->bp);
+    free(st);
 }
