@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static const struct storage_suite_target *current;
 
@@ -948,6 +949,20 @@ static void test_batch_put_get(void **state)
     }
 }
 
+/* len bytes of seed into w in odd pieces, as a filter chain's output would come. */
+static void write_pieces(struct storage_write *w, uint64_t seed, size_t len)
+{
+    uint8_t *piece = xmalloc(65537);
+    for (size_t done = 0; done < len;) {
+        size_t n = len - done < 65537 ? len - done : 65537;
+        for (size_t i = 0; i < n; i++)
+            piece[i] = gen_byte(seed, done + i);
+        CHECK(storage_write_data(w, piece, n));
+        done += n;
+    }
+    free(piece);
+}
+
 /* A streamed write committed asynchronously: bytes in odd pieces, as a filter
  * chain's output would come; an aborted one leaves nothing and reports nothing. */
 static void test_batch_streamed_write(void **state)
@@ -963,16 +978,7 @@ static void test_batch_streamed_write(void **state)
             b, path, k == 2 ? STORAGE_TO_END : lens[k], record_done, &o[k]);
         if (!w)
             CHECK(err_code());
-        for (size_t done = 0; done < lens[k];) {
-            size_t n = lens[k] - done < 65537 ? lens[k] - done : 65537;
-            uint8_t *piece = xmalloc(n);
-            for (size_t i = 0; i < n; i++)
-                piece[i] = gen_byte(900 + (uint64_t)k, done + i);
-            int rc = storage_write_data(w, piece, n);
-            free(piece);
-            CHECK(rc);
-            done += n;
-        }
+        write_pieces(w, 900 + (uint64_t)k, lens[k]);
         CHECK(storage_write_commit(w));
     }
     struct storage_write *w = storage_batch_write_open(b, "bw/aborted", 10, record_done, &o[0]);
@@ -989,6 +995,66 @@ static void test_batch_streamed_write(void **state)
         assert_content(s, path, 900 + (uint64_t)k, lens[k]);
     }
     assert_int_equal(storage_exists(s, "bw/aborted"), 0);
+}
+
+/* Streamed writes whose bodies wait in spool files (storage_batch_spool): every size,
+ * one above the s3 target's part size (then a synchronous multipart write from the
+ * file) among them; an aborted one leaves nothing; the files go with their transfers. */
+static void test_batch_streamed_write_spooled(void **state)
+{
+    struct storage *s = *state;
+    char dir[] = "/tmp/pgark-bspool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct outcome o[4] = {{.keep = 1}, {.keep = 1}, {.keep = 1}, {.keep = 1}};
+    const size_t lens[4] = {0, 1, 3 * 1024 * 1024 + 5, 6 * 1024 * 1024 + 7};
+    struct storage_batch *b = storage_batch_new(s, 3);
+    storage_batch_spool(b, dir);
+    for (int k = 0; k < 4; k++) {
+        char path[32];
+        snprintf(path, sizeof(path), "bs/obj%d", k);
+        struct storage_write *w =
+            storage_batch_write_open(b, path, STORAGE_TO_END, record_done, &o[k]);
+        if (!w)
+            CHECK(err_code());
+        write_pieces(w, 950 + (uint64_t)k, lens[k]);
+        CHECK(storage_write_commit(w));
+    }
+    struct storage_write *w = storage_batch_write_open(b, "bs/aborted", 10, record_done, &o[0]);
+    assert_non_null(w);
+    CHECK(storage_write_data(w, "0123456789", 10));
+    storage_write_abort(w);
+    CHECK(storage_batch_wait(b));
+    storage_batch_free(b);
+    for (int k = 0; k < 4; k++) {
+        char path[32];
+        snprintf(path, sizeof(path), "bs/obj%d", k);
+        assert_int_equal(o[k].calls, 1);
+        assert_int_equal(o[k].rc, 0);
+        assert_content(s, path, 950 + (uint64_t)k, lens[k]);
+    }
+    assert_int_equal(storage_exists(s, "bs/aborted"), 0);
+    assert_int_equal(rmdir(dir), 0); /* nothing left in it */
+}
+
+/* A streamed write bigger than a batch buffers goes on as an ordinary synchronous
+ * write: it has ended (done called) when its commit returns, and reads back whole. */
+static void test_batch_streamed_write_too_big(void **state)
+{
+    struct storage *s = *state;
+    struct outcome o = {.keep = 1};
+    const size_t len = STORAGE_BATCH_BUFFER_MAX + 3;
+    struct storage_batch *b = storage_batch_new(s, 2);
+    struct storage_write *w =
+        storage_batch_write_open(b, "bt/big", STORAGE_TO_END, record_done, &o);
+    if (!w)
+        CHECK(err_code());
+    write_pieces(w, 990, len);
+    CHECK(storage_write_commit(w));
+    assert_int_equal(o.calls, 1); /* synchronous: no wait needed */
+    assert_int_equal(o.rc, 0);
+    CHECK(storage_batch_wait(b));
+    storage_batch_free(b);
+    assert_content(s, "bt/big", 990, len);
 }
 
 /* The first kept failure stops the batch and is reported once; a forgiven one is
@@ -1103,6 +1169,8 @@ static const struct CMUnitTest shared_tests[] = {
     SUITE_TEST(test_concurrent_writers),
     SUITE_TEST(test_batch_put_get),
     SUITE_TEST(test_batch_streamed_write),
+    SUITE_TEST(test_batch_streamed_write_spooled),
+    SUITE_TEST(test_batch_streamed_write_too_big),
     SUITE_TEST(test_batch_errors),
     SUITE_TEST(test_batch_sink_error),
     SUITE_TEST(test_batch_free_running),
