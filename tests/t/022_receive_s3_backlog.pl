@@ -125,6 +125,7 @@ ok(poll_until(
 is_deeply(\@backwards, [], 'its shipped LSN never went back');
 is(scalar(@passed), 0, 'its cursor never passed a segment the bucket lacked')
   or diag(join("\n", @passed[ 0 .. ($#passed < 9 ? $#passed : 9) ]));
+note('the most PUTs in flight at once: ' . proxy_stats()->{max_puts_open});
 cmp_ok(proxy_stats()->{max_puts_open}, '>', 1,
 	'the backlog went up with more than one PUT in flight at once');
 like(receiver_log($rx), qr/repository "offsite": a backlog of \d+ segments was pushed \d+ at once/,
