@@ -204,6 +204,9 @@ void storage_batch_free(struct storage_batch *b);
 /* An unlinked file in dir, read-write: gone with its last descriptor whatever
  * happens. The descriptor, or ERR_IO naming dir. */
 int storage_scratch_open(const char *dir);
+/* Hand the first len bytes of fd (read positionally, in pieces) to sink; 0, the sink's
+ * error, or ERR_IO when fd cannot be read or is shorter. */
+int storage_fd_pass(int fd, uint64_t len, storage_sink_fn sink, void *ctx);
 
 /* --- drivers ---------------------------------------------------------------- */
 

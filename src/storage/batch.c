@@ -305,27 +305,42 @@ int storage_batch_write_data(struct storage_write *sw, const void *data, size_t 
     return 0;
 }
 
-/* The synchronous write of a spooled body the driver declined (too big for one PUT):
- * copied through in pieces, so memory stays as small as the driver's write keeps it. */
-static int put_from_fd(struct storage *s, const char *path, int fd, uint64_t len)
+int storage_fd_pass(int fd, uint64_t len, storage_sink_fn sink, void *ctx)
 {
-    struct storage_write *w = storage_write_open(s, path, len);
     uint8_t *chunk = xmalloc(SPOOL_COPY_BUF);
     uint64_t off = 0;
-    int rc = w ? 0 : err_code();
+    int rc = 0;
     while (rc == 0 && off < len) {
         size_t want = len - off < SPOOL_COPY_BUF ? (size_t)(len - off) : SPOOL_COPY_BUF;
         ssize_t n = pread(fd, chunk, want, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
-            rc = n < 0 ? err_set_errno(ERR_IO, errno, "could not read a scratch file")
-                       : err_set(ERR_IO, "a scratch file is shorter than it was written");
-        else
-            rc = storage_write_data(w, chunk, (size_t)n);
-        off += n > 0 ? (uint64_t)n : 0;
+        if (n <= 0) {
+            rc = n < 0 ? err_set_errno(ERR_IO, errno, "could not read a file to upload")
+                       : err_set(ERR_IO, "a file to upload is shorter than %llu bytes",
+                                 (unsigned long long)len);
+            break;
+        }
+        rc = sink(ctx, chunk, (size_t)n);
+        off += (uint64_t)n;
     }
     free(chunk);
+    return rc;
+}
+
+static int write_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    return storage_write_data(ctx, data, len);
+}
+
+/* The synchronous write of a spooled body the driver declined (too big for one PUT):
+ * copied through in pieces, so memory stays as small as the driver's write keeps it. */
+static int put_from_fd(struct storage *s, const char *path, int fd, uint64_t len)
+{
+    struct storage_write *w = storage_write_open(s, path, len);
+    if (!w)
+        return err_code();
+    int rc = storage_fd_pass(fd, len, write_sink, w);
     if (rc < 0) {
         storage_write_abort(w);
         return rc;

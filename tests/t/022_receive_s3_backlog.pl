@@ -133,17 +133,7 @@ like(receiver_log($rx), qr/repository "offsite": a backlog of \d+ segments was p
 ok(poll_until(sub { !grep { /^[0-9A-F]{24}$/ } slurp_dir($sdir) }, 30),
 	'the spool drained: no complete segment left in it');
 
-my @bad;
-for my $segno ($from .. $to)
-{
-	my $name = seg_name(1, $segno);
-	my $want = slurp_bytes("$pgwal/$name");
-	for my $repo ("config:$config:offsite", $local)
-	{
-		my $got = repo_cat($repo, 'main', "wal/00000001/$name");
-		push @bad, "$repo/$name" unless $got->{rc} == 0 && $got->{stdout} eq $want;
-	}
-}
+my @bad = wal_mismatches($pgwal, $from, $to, "config:$config:offsite", $local);
 is_deeply(\@bad, [], sprintf('all %d segments %s..%s in the bucket and in "local" equal pg_wal',
 		$to - $from + 1, $first, $last));
 unlike(receiver_log($rx), qr/^\S+ error /m, 'no error line in the log');

@@ -9,8 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define FD_HASH_BUF (256 * 1024)
-
 struct storage_async {
     struct s3 *s;
     struct http_group *g;
@@ -87,41 +85,35 @@ static int fd_rewind(void *ctx)
     return 0;
 }
 
+struct fd_hashes {
+    struct sha256_ctx *sha;
+    struct md5_ctx *md5;
+};
+
+static int hash_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct fd_hashes *h = ctx;
+    sha256_ctx_update(h->sha, data, len);
+    md5_ctx_update(h->md5, data, len);
+    return 0;
+}
+
 /* SHA-256 (signed) and MD5 (Content-MD5, the ETag) of the first len bytes of fd, read
  * once here in the caller's thread. */
-static int fd_hash(int fd, uint64_t len, struct s3_hashes *h)
+static int fd_hash(int fd, uint64_t len, struct s3_hashes *out)
 {
-    struct sha256_ctx *sha = sha256_ctx_new();
-    struct md5_ctx *m5 = md5_ctx_new();
-    uint8_t *chunk = xmalloc(FD_HASH_BUF);
-    uint64_t off = 0;
-    int rc = 0;
-    while (rc == 0 && off < len) {
-        size_t want = len - off < FD_HASH_BUF ? (size_t)(len - off) : FD_HASH_BUF;
-        ssize_t n = pread(fd, chunk, want, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n < 0 ? err_set_errno(ERR_IO, errno, "could not read a body to upload")
-                       : err_set(ERR_IO, "a body to upload is shorter than %llu bytes",
-                                 (unsigned long long)len);
-            break;
-        }
-        sha256_ctx_update(sha, chunk, (size_t)n);
-        md5_ctx_update(m5, chunk, (size_t)n);
-        off += (uint64_t)n;
-    }
+    struct fd_hashes h = {sha256_ctx_new(), md5_ctx_new()};
+    int rc = storage_fd_pass(fd, len, hash_sink, &h);
     if (rc == 0) {
         uint8_t d[SHA256_LEN], m[MD5_LEN];
-        sha256_ctx_final(sha, d);
-        md5_ctx_final(m5, m);
-        hex_encode(d, sizeof(d), h->sha256_hex);
-        hex_encode(m, sizeof(m), h->md5_hex);
-        base64_encode(m, sizeof(m), h->md5_b64);
+        sha256_ctx_final(h.sha, d);
+        md5_ctx_final(h.md5, m);
+        hex_encode(d, sizeof(d), out->sha256_hex);
+        hex_encode(m, sizeof(m), out->md5_hex);
+        base64_encode(m, sizeof(m), out->md5_b64);
     }
-    free(chunk);
-    md5_ctx_free(m5);
-    sha256_ctx_free(sha);
+    md5_ctx_free(h.md5);
+    sha256_ctx_free(h.sha);
     return rc;
 }
 

@@ -963,38 +963,47 @@ static void write_pieces(struct storage_write *w, uint64_t seed, size_t len)
     free(piece);
 }
 
-/* A streamed write committed asynchronously: bytes in odd pieces, as a filter
- * chain's output would come; an aborted one leaves nothing and reports nothing. */
-static void test_batch_streamed_write(void **state)
+/* Objects "<dir>/obj<k>" of lens[k] bytes (seed + k) written through b as streamed
+ * writes (the size given when hinted), then one aborted; all checked once b is done:
+ * each done called once and well, each object whole, the aborted one absent. */
+static void streamed_writes(struct storage *s, struct storage_batch *b, const char *dir,
+                            uint64_t seed, const size_t *lens, int n, bool hinted)
 {
-    struct storage *s = *state;
-    struct outcome o[3] = {{.keep = 1}, {.keep = 1}, {.keep = 1}};
-    const size_t lens[3] = {0, 3 * 1024 * 1024 + 5, 200001};
-    struct storage_batch *b = storage_batch_new(s, 2);
-    for (int k = 0; k < 3; k++) {
-        char path[32];
-        snprintf(path, sizeof(path), "bw/obj%d", k);
+    struct outcome o[8] = {{0}};
+    char path[64];
+    assert_true(n <= 8);
+    for (int k = 0; k < n; k++) {
+        o[k].keep = 1;
+        snprintf(path, sizeof(path), "%s/obj%d", dir, k);
         struct storage_write *w = storage_batch_write_open(
-            b, path, k == 2 ? STORAGE_TO_END : lens[k], record_done, &o[k]);
+            b, path, hinted && k % 2 == 0 ? lens[k] : STORAGE_TO_END, record_done, &o[k]);
         if (!w)
             CHECK(err_code());
-        write_pieces(w, 900 + (uint64_t)k, lens[k]);
+        write_pieces(w, seed + (uint64_t)k, lens[k]);
         CHECK(storage_write_commit(w));
     }
-    struct storage_write *w = storage_batch_write_open(b, "bw/aborted", 10, record_done, &o[0]);
+    snprintf(path, sizeof(path), "%s/aborted", dir);
+    struct storage_write *w = storage_batch_write_open(b, path, 10, record_done, &o[0]);
     assert_non_null(w);
     CHECK(storage_write_data(w, "0123456789", 10));
     storage_write_abort(w);
     CHECK(storage_batch_wait(b));
     storage_batch_free(b);
-    for (int k = 0; k < 3; k++) {
-        char path[32];
-        snprintf(path, sizeof(path), "bw/obj%d", k);
+    assert_int_equal(storage_exists(s, path), 0);
+    for (int k = 0; k < n; k++) {
+        snprintf(path, sizeof(path), "%s/obj%d", dir, k);
         assert_int_equal(o[k].calls, 1);
         assert_int_equal(o[k].rc, 0);
-        assert_content(s, path, 900 + (uint64_t)k, lens[k]);
+        assert_content(s, path, seed + (uint64_t)k, lens[k]);
     }
-    assert_int_equal(storage_exists(s, "bw/aborted"), 0);
+}
+
+/* A streamed write committed asynchronously: bytes in odd pieces, as a filter
+ * chain's output would come; an aborted one leaves nothing and reports nothing. */
+static void test_batch_streamed_write(void **state)
+{
+    const size_t lens[3] = {0, 3 * 1024 * 1024 + 5, 200001};
+    streamed_writes(*state, storage_batch_new(*state, 2), "bw", 900, lens, 3, true);
 }
 
 /* Streamed writes whose bodies wait in spool files (storage_batch_spool): every size,
@@ -1002,37 +1011,12 @@ static void test_batch_streamed_write(void **state)
  * file) among them; an aborted one leaves nothing; the files go with their transfers. */
 static void test_batch_streamed_write_spooled(void **state)
 {
-    struct storage *s = *state;
     char dir[] = "/tmp/pgark-bspool-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    struct outcome o[4] = {{.keep = 1}, {.keep = 1}, {.keep = 1}, {.keep = 1}};
     const size_t lens[4] = {0, 1, 3 * 1024 * 1024 + 5, 6 * 1024 * 1024 + 7};
-    struct storage_batch *b = storage_batch_new(s, 3);
+    struct storage_batch *b = storage_batch_new(*state, 3);
     storage_batch_spool(b, dir);
-    for (int k = 0; k < 4; k++) {
-        char path[32];
-        snprintf(path, sizeof(path), "bs/obj%d", k);
-        struct storage_write *w =
-            storage_batch_write_open(b, path, STORAGE_TO_END, record_done, &o[k]);
-        if (!w)
-            CHECK(err_code());
-        write_pieces(w, 950 + (uint64_t)k, lens[k]);
-        CHECK(storage_write_commit(w));
-    }
-    struct storage_write *w = storage_batch_write_open(b, "bs/aborted", 10, record_done, &o[0]);
-    assert_non_null(w);
-    CHECK(storage_write_data(w, "0123456789", 10));
-    storage_write_abort(w);
-    CHECK(storage_batch_wait(b));
-    storage_batch_free(b);
-    for (int k = 0; k < 4; k++) {
-        char path[32];
-        snprintf(path, sizeof(path), "bs/obj%d", k);
-        assert_int_equal(o[k].calls, 1);
-        assert_int_equal(o[k].rc, 0);
-        assert_content(s, path, 950 + (uint64_t)k, lens[k]);
-    }
-    assert_int_equal(storage_exists(s, "bs/aborted"), 0);
+    streamed_writes(*state, b, "bs", 950, lens, 4, false);
     assert_int_equal(rmdir(dir), 0); /* nothing left in it */
 }
 
