@@ -54,9 +54,13 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(UNIT_LIB) $(BUILD)/libpgark.a
 	$(CC) $(CFLAGS_ALL) -Itests/unit/lib $(LDFLAGS_ALL) -o $@ $< $(UNIT_LIB) \
 	    $(BUILD)/libpgark.a $(LIBS_ALL) -lcmocka
 
-$(BUILD)/tests/tools/%: tests/tools/%.c $(BUILD)/libpgark.a
+# the tools may use the unit tests' fault proxy (s3proxy runs it as a process)
+TOOL_LIB := tests/unit/lib/faultproxy.c
+
+$(BUILD)/tests/tools/%: tests/tools/%.c $(TOOL_LIB) $(BUILD)/libpgark.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libpgark.a $(LIBS_ALL)
+	$(CC) $(CFLAGS_ALL) -Itests/unit/lib $(LDFLAGS_ALL) -o $@ $< $(TOOL_LIB) $(BUILD)/libpgark.a \
+	    $(LIBS_ALL)
 
 unit: $(UNIT_BIN)
 tools: $(TOOL_BIN)

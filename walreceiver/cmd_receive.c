@@ -101,6 +101,7 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
         r->o.repos[i].name = repo->name;
         r->o.repos[i].storage = s;
         r->o.repos[i].offsite = repo->type == CONFIG_REPO_S3;
+        r->o.repos[i].concurrency = repo->type == CONFIG_REPO_S3 ? repo->concurrency : 1;
     }
     r->o.nrepos = (int)cl->nrepos;
     return 0;

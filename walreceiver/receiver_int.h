@@ -34,6 +34,25 @@ struct ship_queue {
     struct ship_item items[SHIP_QUEUE_MAX]; /* sorted by name */
 };
 
+/* Segments in flight at once to one repository (ship.c): they end in any order, and
+ * the shipper's cursor moves only over the leading run of them that ended well, so
+ * that a segment that failed, and every one after it, stays pending. */
+enum ship_slot_state { SHIP_SLOT_RUNNING, SHIP_SLOT_DONE, SHIP_SLOT_FAILED };
+
+struct ship_window {
+    int n;       /* slots in use, in queue order */
+    int settled; /* leading slots the cursor has moved over */
+    enum ship_slot_state state[SHIP_QUEUE_MAX];
+};
+
+/* Start a window of n (<= SHIP_QUEUE_MAX) slots, all running. */
+void ship_window_start(struct ship_window *w, int n);
+/* Slot i ended, well or not. */
+void ship_window_end(struct ship_window *w, int i, bool ok);
+/* How many slots after the settled ones ended well with none before them running or
+ * failed: the cursor may move over them now (they count as settled from here on). */
+int ship_window_take(struct ship_window *w);
+
 /* One repository's shipper: a thread that copies spool files to it in order. */
 struct shipper {
     struct receiver *rx;

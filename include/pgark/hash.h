@@ -27,6 +27,13 @@ void sha256_ctx_update(struct sha256_ctx *c, const void *data, size_t len);
 void sha256_ctx_final(struct sha256_ctx *c, uint8_t out[SHA256_LEN]);
 void sha256_ctx_free(struct sha256_ctx *c);
 
+/* Incremental MD5, the same way. */
+struct md5_ctx;
+struct md5_ctx *md5_ctx_new(void);
+void md5_ctx_update(struct md5_ctx *c, const void *data, size_t len);
+void md5_ctx_final(struct md5_ctx *c, uint8_t out[MD5_LEN]);
+void md5_ctx_free(struct md5_ctx *c);
+
 /* Cryptographically strong random bytes; 0 or ERR_RUNTIME. */
 int random_bytes(void *buf, size_t len);
 

@@ -135,6 +135,10 @@ struct http_call_spec {
 struct http_engine *http_engine_new(const struct http_options *o, int concurrency);
 /* Every group must have been freed. NULL is a no-op. */
 void http_engine_free(struct http_engine *e);
+/* Since e started: the most bytes one transfer held for its sink (at most
+ * HTTP_ENGINE_INBOX but for a single larger piece from curl), and how many times a
+ * transfer was paused because its sink had not taken them. For tests. */
+void http_engine_inbox_stats(struct http_engine *e, size_t *peak, uint64_t *pauses);
 
 /* A set of calls started and waited for by one thread. Never fails. */
 struct http_group *http_group_new(struct http_engine *e);

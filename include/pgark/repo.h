@@ -147,6 +147,24 @@ void repo_wal_prepared_free(struct repo_wal_prepared *s);
  * bytes: identical content already stored is a no-op, different content ERR_EXISTS. */
 int repo_wal_push_prepared(struct repo *r, const struct repo_wal_prepared *s);
 
+/* The same, the object uploaded among b's transfers, so that several segments go at
+ * once. Staging looks at whether the segment is stored already, and how (as
+ * repo_wal_push_prepared), and writes the object where the batch keeps streamed
+ * writes (see storage_batch_spool); s may be freed once it returns. Returns 0 with
+ * *out staged: repo_wal_staged_start starts the upload, and done(ctx, rc) then tells
+ * how it ended (as storage.h's batch calls do; the time index is stored before done
+ * hears of success), or repo_wal_staged_abort throws it away (done not called).
+ * Returns 1 when there was nothing left to upload or the push was made here at once
+ * (a partial segment, another codec); negative on error; in both, *out is NULL. */
+struct repo_wal_staged;
+int repo_wal_stage_prepared(struct repo *r, const struct repo_wal_prepared *s,
+                            struct storage_batch *b, storage_done_fn done, void *ctx,
+                            struct repo_wal_staged **out);
+/* Start the upload; frees st. 0, or negative when it could not start (done not called). */
+int repo_wal_staged_start(struct repo_wal_staged *st);
+/* NULL is a no-op. */
+void repo_wal_staged_abort(struct repo_wal_staged *st);
+
 /* --- time index -------------------------------------------------------------- */
 /*
  * Every segment pushed (complete or .partial) is decoded on the way in, and what its

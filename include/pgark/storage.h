@@ -79,6 +79,9 @@ struct storage_ops {
     int (*async_next)(struct storage_async *a, void **tag, int *rc);
     void (*async_cancel)(struct storage_async *a);
     void (*async_free)(struct storage_async *a);
+    /* Optional (NULL: none): as async_put, the body being the first len bytes of fd,
+     * read positionally (fd stays open until async_next returned the transfer). */
+    int (*async_put_fd)(struct storage_async *a, const char *path, int fd, uint64_t len, void *tag);
 };
 
 #define STORAGE_OPS_VERSION 1
@@ -184,6 +187,12 @@ int storage_batch_get(struct storage_batch *b, const char *path, uint64_t offset
 struct storage_write *storage_batch_write_open(struct storage_batch *b, const char *path,
                                                uint64_t size_hint, storage_done_fn done, void *ctx);
 
+/* Keep the bodies of b's streamed writes in unlinked files in dir (copied) rather
+ * than in memory, when the driver can upload from a file: memory then stays small
+ * whatever the objects' sizes and however many are in flight (each file goes with
+ * its transfer). Without that, or for a driver that cannot, nothing changes. */
+void storage_batch_spool(struct storage_batch *b, const char *dir);
+
 /* Wait until every transfer started has ended. 0, or the batch's error. */
 int storage_batch_wait(struct storage_batch *b);
 
@@ -191,6 +200,13 @@ int storage_batch_wait(struct storage_batch *b);
  * ERR_CANCELED unless they had ended otherwise) and free b. The error slot is
  * left as it was. NULL is a no-op. */
 void storage_batch_free(struct storage_batch *b);
+
+/* An unlinked file in dir, read-write: gone with its last descriptor whatever
+ * happens. The descriptor, or ERR_IO naming dir. */
+int storage_scratch_open(const char *dir);
+/* Hand the first len bytes of fd (read positionally, in pieces) to sink; 0, the sink's
+ * error, or ERR_IO when fd cannot be read or is shorter. */
+int storage_fd_pass(int fd, uint64_t len, storage_sink_fn sink, void *ctx);
 
 /* --- drivers ---------------------------------------------------------------- */
 

@@ -23,6 +23,9 @@ struct receiver_repo {
     const char *name;
     struct storage *storage; /* handed over to receiver_run (see there) */
     bool offsite;            /* counts for the off-site RPO tier (s3) */
+    /* A backlog goes up with this many segments in flight at once, when the storage
+     * has asynchronous transfers (s3); 0 or 1: one at a time. */
+    int concurrency;
 };
 
 struct receiver_options {

@@ -39,34 +39,77 @@ void hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
         abort();
 }
 
-struct sha256_ctx *sha256_ctx_new(void)
+/* The incremental contexts are one EVP context each; a md5_ctx is a sha256_ctx of
+ * another type. */
+static struct sha256_ctx *md_new(const EVP_MD *type)
 {
     struct sha256_ctx *c = xmalloc(sizeof(*c));
     c->md = EVP_MD_CTX_new();
-    if (!c->md || EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1)
+    if (!c->md || EVP_DigestInit_ex(c->md, type, NULL) != 1)
         abort();
     return c;
 }
 
-void sha256_ctx_update(struct sha256_ctx *c, const void *data, size_t len)
+static void md_update(struct sha256_ctx *c, const void *data, size_t len)
 {
     if (len && EVP_DigestUpdate(c->md, data, len) != 1)
         abort();
 }
 
-void sha256_ctx_final(struct sha256_ctx *c, uint8_t out[SHA256_LEN])
+static void md_final(struct sha256_ctx *c, uint8_t *out)
 {
     unsigned int n = 0;
-    if (EVP_DigestFinal_ex(c->md, out, &n) != 1 || EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1)
+    const EVP_MD *type = EVP_MD_CTX_get0_md(c->md);
+    if (EVP_DigestFinal_ex(c->md, out, &n) != 1 || EVP_DigestInit_ex(c->md, type, NULL) != 1)
         abort();
 }
 
-void sha256_ctx_free(struct sha256_ctx *c)
+static void md_free(struct sha256_ctx *c)
 {
     if (!c)
         return;
     EVP_MD_CTX_free(c->md);
     free(c);
+}
+
+struct sha256_ctx *sha256_ctx_new(void)
+{
+    return md_new(EVP_sha256());
+}
+
+void sha256_ctx_update(struct sha256_ctx *c, const void *data, size_t len)
+{
+    md_update(c, data, len);
+}
+
+void sha256_ctx_final(struct sha256_ctx *c, uint8_t out[SHA256_LEN])
+{
+    md_final(c, out);
+}
+
+void sha256_ctx_free(struct sha256_ctx *c)
+{
+    md_free(c);
+}
+
+struct md5_ctx *md5_ctx_new(void)
+{
+    return (struct md5_ctx *)md_new(EVP_md5());
+}
+
+void md5_ctx_update(struct md5_ctx *c, const void *data, size_t len)
+{
+    md_update((struct sha256_ctx *)c, data, len);
+}
+
+void md5_ctx_final(struct md5_ctx *c, uint8_t out[MD5_LEN])
+{
+    md_final((struct sha256_ctx *)c, out);
+}
+
+void md5_ctx_free(struct md5_ctx *c)
+{
+    md_free((struct sha256_ctx *)c);
 }
 
 int random_bytes(void *buf, size_t len)
@@ -101,13 +144,11 @@ static int hex_value(char c)
 int hex_decode(const char *hex, uint8_t *out, size_t out_len)
 {
     if (strlen(hex) != 2 * out_len)
-        return err_set(ERR_INTEGRITY, "expected %zu hex digits, got %zu", 2 * out_len,
-                       strlen(hex));
+        return err_set(ERR_INTEGRITY, "expected %zu hex digits, got %zu", 2 * out_len, strlen(hex));
     for (size_t i = 0; i < out_len; i++) {
         int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
-            return err_set(ERR_INTEGRITY, "invalid hex digit in \"%.*s\"", (int)(2 * out_len),
-                           hex);
+            return err_set(ERR_INTEGRITY, "invalid hex digit in \"%.*s\"", (int)(2 * out_len), hex);
         out[i] = (uint8_t)(hi << 4 | lo);
     }
     return 0;

@@ -80,6 +80,8 @@ struct http_engine {
      * download would cost its page faults every time */
     struct buf *pool;
     int npool;
+    size_t inbox_peak; /* the most bytes one inbox held */
+    uint64_t pauses;   /* transfers paused for a full inbox */
     /* engine thread only */
     CURL **idle;
     int nidle, cap_idle;
@@ -193,6 +195,14 @@ static void pool_put_locked(struct http_engine *e, struct buf *b)
     }
 }
 
+void http_engine_inbox_stats(struct http_engine *e, size_t *peak, uint64_t *pauses)
+{
+    pthread_mutex_lock(&e->lock);
+    *peak = e->inbox_peak;
+    *pauses = e->pauses;
+    pthread_mutex_unlock(&e->lock);
+}
+
 /* --- engine thread --------------------------------------------------------------- */
 
 /* The body sink of a running attempt: queue the bytes for the group's thread. */
@@ -206,6 +216,7 @@ static int inbox_sink(void *ctx, const uint8_t *data, size_t len)
         rc = err_set(ERR_CANCELED, "transfer cancelled");
     } else if (c->inbox.len && c->inbox.len + len > HTTP_ENGINE_INBOX) {
         c->paused = true;
+        e->pauses++;
         rc = HTTP_SINK_PAUSE;
     } else {
         /* the waiting thread is woken once enough has come to be worth a switch of
@@ -215,6 +226,8 @@ static int inbox_sink(void *ctx, const uint8_t *data, size_t len)
             c->inbox = e->pool[--e->npool];
         buf_append(&c->inbox, data, len);
         c->received += len;
+        if (c->inbox.len > e->inbox_peak)
+            e->inbox_peak = c->inbox.len;
         if (below && c->inbox.len >= HTTP_ENGINE_WAKE && c->g->waiting)
             pthread_cond_signal(&c->g->cond);
     }

@@ -88,11 +88,19 @@ static int writer_sink(void *ctx, const uint8_t *data, size_t len)
     return storage_write_data(rw->w, data, len);
 }
 
+/* Where a writer's object goes when it is uploaded among a batch's transfers. */
+struct writer_batch {
+    struct storage_batch *b;
+    storage_done_fn done;
+    void *ctx;
+};
+
 /* digest NULL: hash the plaintext on its way through; else the caller's SHA-256 of it.
  * compressed: the caller writes the payload (plaintext and digest) compressed already,
- * and the chain only encrypts it. */
+ * and the chain only encrypts it. wb NULL: an ordinary write. */
 static struct repo_writer *writer_open(struct repo *r, const char *path, uint64_t plaintext_len,
-                                       const uint8_t *digest, bool compressed)
+                                       const uint8_t *digest, bool compressed,
+                                       const struct writer_batch *wb)
 {
     struct repo_writer *rw = xcalloc(1, sizeof(*rw));
     uint8_t header[ENVELOPE_HEADER_LEN] = {0};
@@ -112,7 +120,8 @@ static struct repo_writer *writer_open(struct repo *r, const char *path, uint64_
     memcpy(header + 16, nonce, sizeof(nonce));
     path_tag(path, header + 28);
 
-    rw->w = storage_write_open(r->storage, rw->path, STORAGE_TO_END);
+    rw->w = wb ? storage_batch_write_open(wb->b, rw->path, STORAGE_TO_END, wb->done, wb->ctx)
+               : storage_write_open(r->storage, rw->path, STORAGE_TO_END);
     if (!rw->w)
         goto fail;
     if (storage_write_data(rw->w, header, sizeof(header)) < 0)
@@ -144,13 +153,21 @@ fail:
 
 struct repo_writer *repo_writer_open(struct repo *r, const char *path, uint64_t plaintext_len)
 {
-    return writer_open(r, path, plaintext_len, NULL, false);
+    return writer_open(r, path, plaintext_len, NULL, false, NULL);
 }
 
 struct repo_writer *repo_writer_open_payload(struct repo *r, const char *path,
                                              uint64_t plaintext_len)
 {
-    return writer_open(r, path, plaintext_len, NULL, true);
+    return writer_open(r, path, plaintext_len, NULL, true, NULL);
+}
+
+struct repo_writer *repo_writer_open_payload_batch(struct repo *r, const char *path,
+                                                   uint64_t plaintext_len, struct storage_batch *b,
+                                                   storage_done_fn done, void *ctx)
+{
+    struct writer_batch wb = {b, done, ctx};
+    return writer_open(r, path, plaintext_len, NULL, true, &wb);
 }
 
 int repo_writer_write(struct repo_writer *rw, const void *data, size_t len)
@@ -254,7 +271,7 @@ int repo_put_payload(struct repo *r, const char *path, const void *payload, size
         err_context("while writing \"%s\" in repository \"%s\"", path, repo_name(r));
         return rc;
     }
-    struct repo_writer *rw = writer_open(r, path, len, digest, compress);
+    struct repo_writer *rw = writer_open(r, path, len, digest, compress, NULL);
     if (!rw)
         return err_code();
     if (compress) {

@@ -41,6 +41,11 @@ int repo_object_read(struct repo *r, const char *path, storage_sink_fn sink, voi
  */
 struct repo_writer *repo_writer_open_payload(struct repo *r, const char *path,
                                              uint64_t plaintext_len);
+/* The same, the object uploaded among b's transfers: repo_writer_commit starts the upload
+ * (storage_batch_write_open), and done(ctx, rc) tells how it ended. */
+struct repo_writer *repo_writer_open_payload_batch(struct repo *r, const char *path,
+                                                   uint64_t plaintext_len, struct storage_batch *b,
+                                                   storage_done_fn done, void *ctx);
 
 /* --- shared by the WAL archive's two ways in (walarchive.c, walprep.c) --- */
 
@@ -64,6 +69,8 @@ int repo_wal_same_as_stored(struct repo *r, const char *path, const uint8_t dige
 /* Write the first len bytes of fd into w and commit it; on failure w is aborted. Frees w
  * in every case. */
 int repo_writer_copy_fd(struct repo_writer *w, int fd, uint64_t len);
+/* Write the first len bytes of fd into w, nothing more (w stays open). */
+int repo_writer_feed_fd(struct repo_writer *w, int fd, uint64_t len);
 
 /* "<cluster>/<path>" (caller frees). */
 char *repo_full_path(const struct repo *r, const char *path);

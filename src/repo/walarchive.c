@@ -184,6 +184,12 @@ int repo_writer_copy_fd(struct repo_writer *w, int fd, uint64_t len)
     return write_fd(w, fd, len, &pass);
 }
 
+int repo_writer_feed_fd(struct repo_writer *w, int fd, uint64_t len)
+{
+    struct fd_pass pass = {.w = w};
+    return fd_pass_run(fd, len, &pass);
+}
+
 /* Write the first len bytes of fd as object path. */
 static int put_fd(struct repo *r, const char *path, int fd, uint64_t len, struct fd_pass *p)
 {

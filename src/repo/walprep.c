@@ -112,22 +112,6 @@ void repo_wal_prepared_free(struct repo_wal_prepared *s)
     free(s);
 }
 
-/* An unlinked file in dir: gone with its last descriptor, whatever happens. */
-static int scratch_open(const char *dir)
-{
-    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
-        char *path = xasprintf("%s/.prepared.XXXXXX", dir);
-        fd = mkostemp(path, O_CLOEXEC);
-        if (fd >= 0)
-            unlink(path);
-        free(path);
-    }
-    if (fd < 0)
-        return err_set_errno(ERR_IO, errno, "could not create a scratch file in \"%s\"", dir);
-    return fd;
-}
-
 /* Read the segment once: digest, decoder and compressor each see every byte. */
 static int prepare_pass(struct repo_wal_preparer *p, struct repo_wal_prepared *s,
                         struct sha256_ctx *sha, struct waldecode *dec)
@@ -196,7 +180,7 @@ int repo_wal_prepare(struct repo_wal_preparer *p, const char *segment_name, bool
         rc = err_set_errno(ERR_IO, errno, "could not duplicate the descriptor of %s", s->name);
         goto out;
     }
-    if ((rc = s->payload_fd = scratch_open(p->scratch_dir)) < 0)
+    if ((rc = s->payload_fd = storage_scratch_open(p->scratch_dir)) < 0)
         goto out;
     if ((rc = filter_chain_reset(p->chain)) < 0)
         goto out;
@@ -279,4 +263,104 @@ int repo_wal_push_prepared(struct repo *r, const struct repo_wal_prepared *s)
         index_put(r, s, what);
 out:
     return rc;
+}
+
+/* A push under way in a batch: what to do once its object is stored. */
+struct batch_push {
+    struct repo *r;
+    char what[64];
+    bool have_index;
+    struct repo_wal_index ix; /* a copy: the prepared segment may be gone by then */
+    bool no_decoder;
+    char *why;
+    storage_done_fn done;
+    void *ctx;
+};
+
+static void batch_push_free(struct batch_push *bp)
+{
+    if (bp->have_index)
+        repo_wal_index_free(&bp->ix);
+    free(bp->why);
+    free(bp);
+}
+
+/* The object's upload ended: its index follows it, as in repo_wal_push_prepared. */
+static int batch_pushed(void *ctx, int rc)
+{
+    struct batch_push *bp = ctx;
+    if (rc == 0 && bp->have_index)
+        repo_wal_index_put(bp->r, &bp->ix);
+    else if (rc == 0)
+        repo_wal_index_missing(bp->r, bp->what, bp->no_decoder, bp->why);
+    int kept = bp->done ? bp->done(bp->ctx, rc) : rc;
+    batch_push_free(bp);
+    return kept;
+}
+
+struct repo_wal_staged {
+    struct repo_writer *w;
+    struct batch_push *bp;
+};
+
+int repo_wal_stage_prepared(struct repo *r, const struct repo_wal_prepared *s,
+                            struct storage_batch *b, storage_done_fn done, void *ctx,
+                            struct repo_wal_staged **out)
+{
+    char path[96];
+    *out = NULL;
+    if (!fits(r, s) || s->partial) {
+        int rc = repo_wal_push_prepared(r, s);
+        return rc < 0 ? rc : 1;
+    }
+    repo_wal_path(s->tli, s->name, false, path, sizeof(path));
+    struct batch_push *bp = xcalloc(1, sizeof(*bp));
+    bp->r = r;
+    bp->done = done;
+    bp->ctx = ctx;
+    snprintf(bp->what, sizeof(bp->what), "segment %s", s->name);
+    int rc = repo_wal_same_as_stored(r, path, s->digest, s->len, bp->what);
+    if (rc != 0) { /* stored already (1: then only its index may be missing), or an error */
+        if (rc == 1 && repo_wal_index_absent(r, path))
+            index_put(r, s, bp->what);
+        free(bp);
+        return rc;
+    }
+    bp->have_index = s->have_index;
+    if (s->have_index) {
+        bp->ix = s->ix;
+        size_t n = s->ix.nrestore_points * sizeof(*s->ix.restore_points);
+        bp->ix.restore_points = n ? memcpy(xmalloc(n), s->ix.restore_points, n) : NULL;
+    }
+    bp->no_decoder = s->no_decoder;
+    bp->why = s->why ? xstrdup(s->why) : NULL;
+    struct repo_writer *w = repo_writer_open_payload_batch(r, path, s->len, b, batch_pushed, bp);
+    rc = w ? repo_writer_feed_fd(w, s->payload_fd, s->payload_len) : err_code();
+    if (rc < 0) {
+        repo_writer_abort(w);
+        batch_push_free(bp);
+        return rc;
+    }
+    *out = xcalloc(1, sizeof(**out));
+    (*out)->w = w;
+    (*out)->bp = bp;
+    return 0;
+}
+
+int repo_wal_staged_start(struct repo_wal_staged *st)
+{
+    int rc = repo_writer_commit(st->w);
+    if (rc < 0) /* the upload did not start: batch_pushed is not called */
+        batch_push_free(st->bp);
+    free(st);
+    return rc;
+}
+
+void repo_wal_staged_abort(struct repo_wal_staged *st)
+{
+    if (!st)
+        return;
+    repo_writer_abort(st->w);
+    batch_push_free(st->bp);
+    free(st);
 }

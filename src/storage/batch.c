@@ -17,9 +17,15 @@
 #include "pgark/error.h"
 #include "pgark/mem.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#define SPOOL_COPY_BUF (256 * 1024)
 
 struct storage_batch {
     struct storage *s;
@@ -27,6 +33,7 @@ struct storage_batch {
     int max, inflight;
     int rc;                /* first kept failure; sticky */
     struct err_saved *err; /* its error, until a call reports it */
+    char *spool_dir;       /* streamed writes' bodies go to files here; NULL: memory */
 };
 
 /* One started transfer, the driver's tag for it. */
@@ -34,12 +41,15 @@ struct batch_item {
     storage_done_fn done;
     void *ctx;
     struct buf data; /* the body of a streamed write, owned */
+    int fd;          /* or its spool file, owned; -1 when none */
 };
 
 struct batch_write {
     struct storage_write base;
     struct storage_write *inner; /* synchronous write: posix, or too big to buffer */
     struct buf data;
+    int fd; /* the body in a spool file instead of data (-1: none) */
+    uint64_t fd_len;
     storage_done_fn done;
     void *ctx;
 };
@@ -52,6 +62,35 @@ struct storage_batch *storage_batch_new(struct storage *s, int max_in_flight)
     if (s->ops->async_new)
         b->a = s->ops->async_new(s);
     return b;
+}
+
+void storage_batch_spool(struct storage_batch *b, const char *dir)
+{
+    free(b->spool_dir);
+    b->spool_dir = b->a && b->s->ops->async_put_fd ? xstrdup(dir) : NULL;
+}
+
+int storage_scratch_open(const char *dir)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        char *path = xasprintf("%s/.scratch.XXXXXX", dir);
+        fd = mkostemp(path, O_CLOEXEC);
+        if (fd >= 0)
+            unlink(path);
+        free(path);
+    }
+    if (fd < 0)
+        return err_set_errno(ERR_IO, errno, "could not create a scratch file in \"%s\"", dir);
+    return fd;
+}
+
+static void item_free(struct batch_item *it)
+{
+    buf_free(&it->data);
+    if (it->fd >= 0)
+        close(it->fd);
+    free(it);
 }
 
 /* The batch's error: handed to the slot the first time, then the code alone. */
@@ -85,8 +124,7 @@ static void settle(struct storage_batch *b, struct batch_item *it, int rc, bool 
         b->err = err_save();
     }
     err_clear();
-    buf_free(&it->data);
-    free(it);
+    item_free(it);
 }
 
 /* Collect one ended transfer; 0 when none is in flight. The slot is left as it was. */
@@ -119,6 +157,7 @@ static struct batch_item *item_new(storage_done_fn done, void *ctx)
     struct batch_item *it = xcalloc(1, sizeof(*it));
     it->done = done;
     it->ctx = ctx;
+    it->fd = -1;
     return it;
 }
 
@@ -130,8 +169,7 @@ static int started(struct storage_batch *b, struct batch_item *it, int rc)
         b->inflight++;
         return 0;
     }
-    buf_free(&it->data);
-    free(it);
+    item_free(it);
     storage_add_context(b->s);
     return fail_start(b, rc);
 }
@@ -186,6 +224,15 @@ int storage_batch_get(struct storage_batch *b, const char *path, uint64_t offset
     return 0;
 }
 
+static void batch_write_free(struct batch_write *w)
+{
+    buf_free(&w->data);
+    if (w->fd >= 0)
+        close(w->fd);
+    free(w->base.path);
+    free(w);
+}
+
 struct storage_write *storage_batch_write_open(struct storage_batch *b, const char *path,
                                                uint64_t size_hint, storage_done_fn done, void *ctx)
 {
@@ -203,12 +250,19 @@ struct storage_write *storage_batch_write_open(struct storage_batch *b, const ch
     w->base.batch = b;
     w->done = done;
     w->ctx = ctx;
-    if (!b->a) {
+    w->fd = -1;
+    if (b->spool_dir) {
+        w->fd = storage_scratch_open(b->spool_dir);
+        if (w->fd < 0) {
+            fail_start(b, storage_add_context(b->s));
+            batch_write_free(w);
+            return NULL;
+        }
+    } else if (!b->a) {
         w->inner = storage_write_open(b->s, path, size_hint);
         if (!w->inner) {
             fail_start(b, err_code());
-            free(w->base.path);
-            free(w);
+            batch_write_free(w);
             return NULL;
         }
     } else if (size_hint != STORAGE_TO_END && size_hint <= STORAGE_BATCH_BUFFER_MAX) {
@@ -217,16 +271,24 @@ struct storage_write *storage_batch_write_open(struct storage_batch *b, const ch
     return &w->base;
 }
 
-static void batch_write_free(struct batch_write *w)
-{
-    buf_free(&w->data);
-    free(w->base.path);
-    free(w);
-}
-
 int storage_batch_write_data(struct storage_write *sw, const void *data, size_t len)
 {
     struct batch_write *w = (struct batch_write *)sw;
+    if (w->fd >= 0) {
+        const uint8_t *p = data;
+        while (len) {
+            ssize_t n = write(w->fd, p, len);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                return err_set_errno(ERR_IO, errno, "could not write a scratch file in \"%s\"",
+                                     sw->batch->spool_dir);
+            p += n;
+            len -= (size_t)n;
+            w->fd_len += (uint64_t)n;
+        }
+        return 0;
+    }
     if (!w->inner && w->data.len + len > STORAGE_BATCH_BUFFER_MAX) {
         /* too big to keep in memory: go on as a synchronous write */
         w->inner = storage_write_open(sw->storage, sw->path, STORAGE_TO_END);
@@ -241,6 +303,49 @@ int storage_batch_write_data(struct storage_write *sw, const void *data, size_t 
         return storage_write_data(w->inner, data, len);
     buf_append(&w->data, data, len);
     return 0;
+}
+
+int storage_fd_pass(int fd, uint64_t len, storage_sink_fn sink, void *ctx)
+{
+    uint8_t *chunk = xmalloc(SPOOL_COPY_BUF);
+    uint64_t off = 0;
+    int rc = 0;
+    while (rc == 0 && off < len) {
+        size_t want = len - off < SPOOL_COPY_BUF ? (size_t)(len - off) : SPOOL_COPY_BUF;
+        ssize_t n = pread(fd, chunk, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? err_set_errno(ERR_IO, errno, "could not read a file to upload")
+                       : err_set(ERR_IO, "a file to upload is shorter than %llu bytes",
+                                 (unsigned long long)len);
+            break;
+        }
+        rc = sink(ctx, chunk, (size_t)n);
+        off += (uint64_t)n;
+    }
+    free(chunk);
+    return rc;
+}
+
+static int write_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    return storage_write_data(ctx, data, len);
+}
+
+/* The synchronous write of a spooled body the driver declined (too big for one PUT):
+ * copied through in pieces, so memory stays as small as the driver's write keeps it. */
+static int put_from_fd(struct storage *s, const char *path, int fd, uint64_t len)
+{
+    struct storage_write *w = storage_write_open(s, path, len);
+    if (!w)
+        return err_code();
+    int rc = storage_fd_pass(fd, len, write_sink, w);
+    if (rc < 0) {
+        storage_write_abort(w);
+        return rc;
+    }
+    return storage_write_commit(w);
 }
 
 int storage_batch_write_commit(struct storage_write *sw)
@@ -258,6 +363,17 @@ int storage_batch_write_commit(struct storage_write *sw)
         settle_sync(b, it, storage_write_commit(w->inner));
         batch_write_free(w);
         return 0;
+    }
+    if (w->fd >= 0) {
+        it->fd = w->fd; /* the body lives as long as the transfer */
+        w->fd = -1;
+        rc = b->s->ops->async_put_fd(b->a, sw->path, it->fd, w->fd_len, it);
+        if (rc == 1)
+            settle_sync(b, it, put_from_fd(b->s, sw->path, it->fd, w->fd_len));
+        else
+            rc = started(b, it, rc);
+        batch_write_free(w);
+        return rc < 0 ? rc : 0;
     }
     it->data = w->data; /* the body lives as long as the transfer */
     memset(&w->data, 0, sizeof(w->data));
@@ -300,5 +416,6 @@ void storage_batch_free(struct storage_batch *b)
         err_restore(b->err);
         err_restore(mine);
     }
+    free(b->spool_dir);
     free(b);
 }

@@ -112,17 +112,7 @@ ok(poll_until(sub { !grep { /^[0-9A-F]{24}$/ } slurp_dir($sdir) }, 30),
 
 my (undef, $from) = seg_of_name($first);
 my (undef, $to) = seg_of_name($last);
-my @bad;
-for my $segno ($from .. $to)
-{
-	my $name = seg_name(1, $segno);
-	my $want = slurp_bytes("$pgwal/$name");
-	for my $repo ("config:$config:offsite", $local)
-	{
-		my $got = repo_cat($repo, 'main', "wal/00000001/$name");
-		push @bad, "$repo/$name" unless $got->{rc} == 0 && $got->{stdout} eq $want;
-	}
-}
+my @bad = wal_mismatches($pgwal, $from, $to, "config:$config:offsite", $local);
 is_deeply(\@bad, [], sprintf('all %d segments %s..%s in the bucket and in "local" equal pg_wal',
 		$to - $from + 1, $first, $last));
 unlike(receiver_log($rx), qr/^\S+ error /m, 'no error line in the log');

@@ -1,7 +1,8 @@
 /*
  * test_receiver_prep.c — walreceiver/prep.c, the items prepared once for every shipper:
  * shared between takers, freed once every expected taker has it, trimmed when the
- * spool needs room, and never more slots in use than there are.
+ * spool needs room, and never more slots in use than there are. And walreceiver/shipwin.c:
+ * segments pushed at once move the cursor only in order.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -173,6 +174,56 @@ static void test_failure(void **state)
     assert_int_equal(scratch_files(), 0);
 }
 
+/* A later segment that ends first does not move the cursor; once the earlier ones end,
+ * it moves over all of them at once. */
+static void test_window_later_first(void **state)
+{
+    (void)state;
+    struct ship_window w;
+    ship_window_start(&w, 4);
+    assert_int_equal(ship_window_take(&w), 0);
+    ship_window_end(&w, 2, true);
+    ship_window_end(&w, 1, true);
+    assert_int_equal(ship_window_take(&w), 0); /* 0 still running */
+    ship_window_end(&w, 0, true);
+    assert_int_equal(ship_window_take(&w), 3);
+    assert_int_equal(ship_window_take(&w), 0); /* each counted once */
+    ship_window_end(&w, 3, true);
+    assert_int_equal(ship_window_take(&w), 1);
+    assert_int_equal(w.settled, 4);
+}
+
+/* A segment in the middle that fails holds the cursor before it for good, whatever
+ * ends after it. */
+static void test_window_middle_fails(void **state)
+{
+    (void)state;
+    struct ship_window w;
+    ship_window_start(&w, 5);
+    ship_window_end(&w, 3, true);
+    ship_window_end(&w, 2, false);
+    ship_window_end(&w, 0, true);
+    assert_int_equal(ship_window_take(&w), 1);
+    ship_window_end(&w, 4, true);
+    ship_window_end(&w, 1, true);
+    assert_int_equal(ship_window_take(&w), 1);
+    assert_int_equal(ship_window_take(&w), 0);
+    assert_int_equal(w.settled, 2); /* 2 and everything after it stay pending */
+}
+
+/* A window never takes more slots than the queue holds. */
+static void test_window_bounds(void **state)
+{
+    (void)state;
+    struct ship_window w;
+    ship_window_start(&w, SHIP_QUEUE_MAX + 5);
+    assert_int_equal(w.n, SHIP_QUEUE_MAX);
+    ship_window_end(&w, SHIP_QUEUE_MAX, true); /* out of range: ignored */
+    for (int i = 0; i < SHIP_QUEUE_MAX; i++)
+        ship_window_end(&w, i, true);
+    assert_int_equal(ship_window_take(&w), SHIP_QUEUE_MAX);
+}
+
 int main(void)
 {
     log_set_level(LOG_ERROR);
@@ -182,6 +233,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failure, setup, teardown),
+        cmocka_unit_test(test_window_later_first),
+        cmocka_unit_test(test_window_middle_fails),
+        cmocka_unit_test(test_window_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -940,6 +940,68 @@ static void test_engine_shared_pool(void **state)
     faultproxy_stop(fp);
 }
 
+struct counted {
+    uint64_t seed, received, first_bad;
+};
+
+static int counted_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct counted *c = ctx;
+    for (size_t i = 0; i < len; i++, c->received++) {
+        if (data[i] != (uint8_t)(c->received * 131 + c->seed) && c->first_bad == UINT64_MAX)
+            c->first_bad = c->received;
+    }
+    return 0;
+}
+
+/* Downloads whose sinks are not run (their thread is busy elsewhere) are paused once
+ * HTTP_ENGINE_INBOX bytes wait for them: memory stays bounded however large the
+ * objects; once the thread takes the bytes they resume and end whole. */
+static void test_engine_paused_bounded(void **state)
+{
+    (void)state;
+    enum { N = 3, LEN = 6 * 1024 * 1024 };
+    struct storage_s3_options o = base_options(endpoint);
+    struct storage *s = storage_s3_new(&o);
+    uint8_t *d = xmalloc(LEN);
+    struct counted c[N];
+    char path[N][32];
+    for (int k = 0; k < N; k++) {
+        for (size_t i = 0; i < LEN; i++)
+            d[i] = (uint8_t)(i * 131 + (uint64_t)k);
+        snprintf(path[k], sizeof(path[k]), "pause/obj%d", k);
+        assert_int_equal(storage_write_all(s, path[k], d, LEN), 0);
+        c[k] = (struct counted){.seed = (uint64_t)k, .first_bad = UINT64_MAX};
+    }
+    free(d);
+    struct storage_batch *b = storage_batch_new(s, N);
+    for (int k = 0; k < N; k++)
+        assert_int_equal(
+            storage_batch_get(b, path[k], 0, STORAGE_TO_END, counted_sink, &c[k], NULL, NULL), 0);
+    /* No batch call now: nobody takes the bytes. Every download must end up paused. */
+    struct http_engine *e = ((struct s3 *)s)->engine;
+    size_t peak = 0;
+    uint64_t pauses = 0;
+    for (int i = 0; i < 30000 && pauses < N; i++) {
+        http_engine_inbox_stats(e, &peak, &pauses);
+        if (pauses < N)
+            nanosleep(&(struct timespec){0, 1000000}, NULL); /* polling a condition */
+    }
+    assert_int_equal(pauses, N);
+    assert_true(peak <= HTTP_ENGINE_INBOX);
+    for (int k = 0; k < N; k++)
+        assert_true(c[k].received == 0); /* the sinks run in this thread only */
+    assert_int_equal(storage_batch_wait(b), 0);
+    storage_batch_free(b);
+    http_engine_inbox_stats(e, &peak, &pauses);
+    assert_true(peak <= HTTP_ENGINE_INBOX);
+    for (int k = 0; k < N; k++) {
+        assert_true(c[k].received == LEN);
+        assert_true(c[k].first_bad == UINT64_MAX);
+    }
+    storage_free(s);
+}
+
 struct nested {
     struct storage *s;
     int calls;
@@ -1110,6 +1172,7 @@ int main(void)
         cmocka_unit_test(test_engine_shared_pool),
         cmocka_unit_test(test_engine_nested_request),
         cmocka_unit_test(test_engine_retry_does_not_block),
+        cmocka_unit_test(test_engine_paused_bounded),
     };
     if (group_setup(NULL) != 0) {
         printf("1..1\nnot ok 1 - s3rver could not be started (see above)\n");

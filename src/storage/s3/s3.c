@@ -424,6 +424,7 @@ static const struct storage_ops s3_ops = {
     .async_next = s3_async_next,
     .async_cancel = s3_async_cancel,
     .async_free = s3_async_free,
+    .async_put_fd = s3_async_put_fd,
 };
 
 struct storage *storage_s3_new(const struct storage_s3_options *o)

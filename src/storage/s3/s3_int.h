@@ -123,6 +123,7 @@ int s3_async_put(struct storage_async *a, const char *path, const void *data, si
 int s3_async_get(struct storage_async *a, const char *path, uint64_t offset, uint64_t length,
                  storage_sink_fn sink, void *ctx, void *tag);
 int s3_async_next(struct storage_async *a, void **tag, int *rc);
+int s3_async_put_fd(struct storage_async *a, const char *path, int fd, uint64_t len, void *tag);
 void s3_async_cancel(struct storage_async *a);
 void s3_async_free(struct storage_async *a);
 

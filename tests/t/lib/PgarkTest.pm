@@ -25,7 +25,7 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(pgark_bin pgark_asan_bin tool_bin run_cmd run_pgark write_file write_config
   s3rver_start s3rver_stop s3_create_bucket free_tcp_port
   poll_until receiver_config receiver_start receiver_stop receiver_wait_exit
-  receiver_log receiver_alive read_status repo_cat repo_plant slurp_bytes
+  receiver_log receiver_alive read_status repo_cat repo_plant slurp_bytes wal_mismatches
   lsn_int lsn_text seg_name seg_of_name);
 
 use JSON::PP;
@@ -401,6 +401,25 @@ sub repo_cat
 	};
 	IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err, init => $init);
 	return { rc => $? >> 8, stdout => $out, stderr => $err };
+}
+
+# Segments $from..$to (numbers, timeline 1) whose copy in any of @repos (repo_cat roots)
+# is missing or differs from pg_wal's: a list of "repo/segment", empty when all match.
+sub wal_mismatches
+{
+	my ($pgwal, $from, $to, @repos) = @_;
+	my @bad;
+	for my $segno ($from .. $to)
+	{
+		my $name = seg_name(1, $segno);
+		my $want = slurp_bytes("$pgwal/$name");
+		for my $repo (@repos)
+		{
+			my $got = repo_cat($repo, 'main', "wal/00000001/$name");
+			push @bad, "$repo/$name" unless $got->{rc} == 0 && $got->{stdout} eq $want;
+		}
+	}
+	return @bad;
 }
 
 # Write $content as object $path of a posix repository, as a proper envelope (the way a

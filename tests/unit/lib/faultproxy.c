@@ -35,6 +35,7 @@ struct faultproxy {
     int requests;
     int faults;
     int connections;
+    int puts_open, puts_max; /* PUTs relayed and not answered yet; the most at once */
     struct conn conns[FAULTPROXY_MAX_CONN];
 };
 
@@ -93,6 +94,28 @@ static const char *header(const char *head, const char *name, char *out, size_t 
     return NULL;
 }
 
+/* A PUT was relayed (open) or answered; count how many wait for their answer at once. */
+static void put_open_close(struct faultproxy *p, bool open)
+{
+    pthread_mutex_lock(&p->lock);
+    p->puts_open += open ? 1 : -1;
+    if (p->puts_open > p->puts_max)
+        p->puts_max = p->puts_open;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Whether data (from upstream) holds the status line of a final (not 1xx) answer. */
+static bool final_status(const char *data, size_t len)
+{
+    for (const char *at = data; (at = memmem(at, len - (size_t)(at - data), "HTTP/1.", 7)) != NULL;
+         at++) {
+        size_t left = len - (size_t)(at - data);
+        if (left >= 10 && at[8] == ' ' && at[9] >= '2' && at[9] <= '5')
+            return true;
+    }
+    return false;
+}
+
 /* Relay one connection, request by request. */
 static void *conn_main(void *arg)
 {
@@ -104,6 +127,7 @@ static void *conn_main(void *arg)
     size_t body_left = 0;   /* body bytes of the current request still to forward */
     size_t reset_after = 0; /* when resetting: body bytes still allowed through */
     bool resetting = false, hanging = false;
+    bool put_waiting = false; /* a PUT relayed, its answer not seen yet */
 
     while (!p->stop) {
         struct pollfd fds[2] = {{c->client, POLLIN, 0}, {up, POLLIN, 0}};
@@ -113,6 +137,10 @@ static void *conn_main(void *arg)
         if (up >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
             char tmp[65536];
             ssize_t got = recv(up, tmp, sizeof(tmp), 0);
+            if (got > 0 && put_waiting && final_status(tmp, (size_t)got)) {
+                put_waiting = false;
+                put_open_close(p, false);
+            }
             if (got <= 0 || !send_all(c->client, tmp, (size_t)got))
                 break;
         }
@@ -195,6 +223,10 @@ static void *conn_main(void *arg)
                 goto out;
             if (!send_all(up, buf, head_len))
                 goto out;
+            if (strncmp(buf, "PUT ", 4) == 0 && !put_waiting) {
+                put_waiting = true;
+                put_open_close(p, true);
+            }
             memmove(buf, buf + head_len, have - head_len);
             have -= head_len;
             body_left = clen;
@@ -212,6 +244,8 @@ reset:
         hard_close(up);
     up = -1;
 out:
+    if (put_waiting)
+        put_open_close(p, false);
     while (hanging && !p->stop) {
         /* swallow whatever comes, answer nothing, until the client gives up */
         struct pollfd fd = {c->client, POLLIN, 0};
@@ -318,6 +352,14 @@ int faultproxy_connections(struct faultproxy *p)
 {
     pthread_mutex_lock(&p->lock);
     int n = p->connections;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+int faultproxy_max_puts_open(struct faultproxy *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int n = p->puts_max;
     pthread_mutex_unlock(&p->lock);
     return n;
 }

@@ -32,6 +32,9 @@ int faultproxy_requests(struct faultproxy *p);
 int faultproxy_faults(struct faultproxy *p);
 /* Client connections accepted since start. */
 int faultproxy_connections(struct faultproxy *p);
+/* The most PUT requests relayed and not answered yet at one time, since start: how
+ * many uploads the client had in flight at once. */
+int faultproxy_max_puts_open(struct faultproxy *p);
 void faultproxy_stop(struct faultproxy *p);
 
 #endif

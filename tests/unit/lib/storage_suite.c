@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static const struct storage_suite_target *current;
 
@@ -948,47 +949,96 @@ static void test_batch_put_get(void **state)
     }
 }
 
-/* A streamed write committed asynchronously: bytes in odd pieces, as a filter
- * chain's output would come; an aborted one leaves nothing and reports nothing. */
-static void test_batch_streamed_write(void **state)
+/* len bytes of seed into w in odd pieces, as a filter chain's output would come. */
+static void write_pieces(struct storage_write *w, uint64_t seed, size_t len)
 {
-    struct storage *s = *state;
-    struct outcome o[3] = {{.keep = 1}, {.keep = 1}, {.keep = 1}};
-    const size_t lens[3] = {0, 3 * 1024 * 1024 + 5, 200001};
-    struct storage_batch *b = storage_batch_new(s, 2);
-    for (int k = 0; k < 3; k++) {
-        char path[32];
-        snprintf(path, sizeof(path), "bw/obj%d", k);
+    uint8_t *piece = xmalloc(65537);
+    for (size_t done = 0; done < len;) {
+        size_t n = len - done < 65537 ? len - done : 65537;
+        for (size_t i = 0; i < n; i++)
+            piece[i] = gen_byte(seed, done + i);
+        CHECK(storage_write_data(w, piece, n));
+        done += n;
+    }
+    free(piece);
+}
+
+/* Objects "<dir>/obj<k>" of lens[k] bytes (seed + k) written through b as streamed
+ * writes (the size given when hinted), then one aborted; all checked once b is done:
+ * each done called once and well, each object whole, the aborted one absent. */
+static void streamed_writes(struct storage *s, struct storage_batch *b, const char *dir,
+                            uint64_t seed, const size_t *lens, int n, bool hinted)
+{
+    struct outcome o[8] = {{0}};
+    char path[64];
+    assert_true(n <= 8);
+    for (int k = 0; k < n; k++) {
+        o[k].keep = 1;
+        snprintf(path, sizeof(path), "%s/obj%d", dir, k);
         struct storage_write *w = storage_batch_write_open(
-            b, path, k == 2 ? STORAGE_TO_END : lens[k], record_done, &o[k]);
+            b, path, hinted && k % 2 == 0 ? lens[k] : STORAGE_TO_END, record_done, &o[k]);
         if (!w)
             CHECK(err_code());
-        for (size_t done = 0; done < lens[k];) {
-            size_t n = lens[k] - done < 65537 ? lens[k] - done : 65537;
-            uint8_t *piece = xmalloc(n);
-            for (size_t i = 0; i < n; i++)
-                piece[i] = gen_byte(900 + (uint64_t)k, done + i);
-            int rc = storage_write_data(w, piece, n);
-            free(piece);
-            CHECK(rc);
-            done += n;
-        }
+        write_pieces(w, seed + (uint64_t)k, lens[k]);
         CHECK(storage_write_commit(w));
     }
-    struct storage_write *w = storage_batch_write_open(b, "bw/aborted", 10, record_done, &o[0]);
+    snprintf(path, sizeof(path), "%s/aborted", dir);
+    struct storage_write *w = storage_batch_write_open(b, path, 10, record_done, &o[0]);
     assert_non_null(w);
     CHECK(storage_write_data(w, "0123456789", 10));
     storage_write_abort(w);
     CHECK(storage_batch_wait(b));
     storage_batch_free(b);
-    for (int k = 0; k < 3; k++) {
-        char path[32];
-        snprintf(path, sizeof(path), "bw/obj%d", k);
+    assert_int_equal(storage_exists(s, path), 0);
+    for (int k = 0; k < n; k++) {
+        snprintf(path, sizeof(path), "%s/obj%d", dir, k);
         assert_int_equal(o[k].calls, 1);
         assert_int_equal(o[k].rc, 0);
-        assert_content(s, path, 900 + (uint64_t)k, lens[k]);
+        assert_content(s, path, seed + (uint64_t)k, lens[k]);
     }
-    assert_int_equal(storage_exists(s, "bw/aborted"), 0);
+}
+
+/* A streamed write committed asynchronously: bytes in odd pieces, as a filter
+ * chain's output would come; an aborted one leaves nothing and reports nothing. */
+static void test_batch_streamed_write(void **state)
+{
+    const size_t lens[3] = {0, 3 * 1024 * 1024 + 5, 200001};
+    streamed_writes(*state, storage_batch_new(*state, 2), "bw", 900, lens, 3, true);
+}
+
+/* Streamed writes whose bodies wait in spool files (storage_batch_spool): every size,
+ * one above the s3 target's part size (then a synchronous multipart write from the
+ * file) among them; an aborted one leaves nothing; the files go with their transfers. */
+static void test_batch_streamed_write_spooled(void **state)
+{
+    char dir[] = "/tmp/pgark-bspool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const size_t lens[4] = {0, 1, 3 * 1024 * 1024 + 5, 6 * 1024 * 1024 + 7};
+    struct storage_batch *b = storage_batch_new(*state, 3);
+    storage_batch_spool(b, dir);
+    streamed_writes(*state, b, "bs", 950, lens, 4, false);
+    assert_int_equal(rmdir(dir), 0); /* nothing left in it */
+}
+
+/* A streamed write bigger than a batch buffers goes on as an ordinary synchronous
+ * write: it has ended (done called) when its commit returns, and reads back whole. */
+static void test_batch_streamed_write_too_big(void **state)
+{
+    struct storage *s = *state;
+    struct outcome o = {.keep = 1};
+    const size_t len = STORAGE_BATCH_BUFFER_MAX + 3;
+    struct storage_batch *b = storage_batch_new(s, 2);
+    struct storage_write *w =
+        storage_batch_write_open(b, "bt/big", STORAGE_TO_END, record_done, &o);
+    if (!w)
+        CHECK(err_code());
+    write_pieces(w, 990, len);
+    CHECK(storage_write_commit(w));
+    assert_int_equal(o.calls, 1); /* synchronous: no wait needed */
+    assert_int_equal(o.rc, 0);
+    CHECK(storage_batch_wait(b));
+    storage_batch_free(b);
+    assert_content(s, "bt/big", 990, len);
 }
 
 /* The first kept failure stops the batch and is reported once; a forgiven one is
@@ -1103,6 +1153,8 @@ static const struct CMUnitTest shared_tests[] = {
     SUITE_TEST(test_concurrent_writers),
     SUITE_TEST(test_batch_put_get),
     SUITE_TEST(test_batch_streamed_write),
+    SUITE_TEST(test_batch_streamed_write_spooled),
+    SUITE_TEST(test_batch_streamed_write_too_big),
     SUITE_TEST(test_batch_errors),
     SUITE_TEST(test_batch_sink_error),
     SUITE_TEST(test_batch_free_running),
