@@ -204,9 +204,11 @@ void storage_batch_free(struct storage_batch *b);
 /* An unlinked file in dir, read-write: gone with its last descriptor whatever
  * happens. The descriptor, or ERR_IO naming dir. */
 int storage_scratch_open(const char *dir);
-/* Hand the first len bytes of fd (read positionally, in pieces) to sink; 0, the sink's
- * error, or ERR_IO when fd cannot be read or is shorter. */
-int storage_fd_pass(int fd, uint64_t len, storage_sink_fn sink, void *ctx);
+/* Hand the first len bytes of fd (read positionally, in pieces of buf_size into buf, or
+ * into a buffer of its own when buf is NULL) to sink; 0, the sink's error, or ERR_IO
+ * naming `what` ("could not read WHAT", "WHAT is shorter than N bytes"). */
+int storage_fd_pass(int fd, uint64_t len, uint8_t *buf, size_t buf_size, const char *what,
+                    storage_sink_fn sink, void *ctx);
 
 /* --- drivers ---------------------------------------------------------------- */
 

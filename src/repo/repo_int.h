@@ -75,4 +75,7 @@ int repo_writer_feed_fd(struct repo_writer *w, int fd, uint64_t len);
 /* "<cluster>/<path>" (caller frees). */
 char *repo_full_path(const struct repo *r, const char *path);
 
+/* What a WAL segment being archived is called in read errors (storage_fd_pass). */
+#define WAL_TO_ARCHIVE "WAL file to archive"
+
 #endif

@@ -45,34 +45,21 @@ struct fd_pass {
     char *decode_error;     /* set when dec failed (caller frees) */
 };
 
+static int fd_pass_sink(void *ctx, const uint8_t *buf, size_t n)
+{
+    struct fd_pass *p = ctx;
+    if (p->sha)
+        sha256_ctx_update(p->sha, buf, n);
+    if (p->dec && !p->decode_error && waldecode_feed(p->dec, buf, n) < 0) {
+        p->decode_error = err_format();
+        err_clear();
+    }
+    return p->w ? repo_writer_write(p->w, buf, n) : 0;
+}
+
 static int fd_pass_run(int fd, uint64_t len, struct fd_pass *p)
 {
-    uint8_t *buf = xmalloc(PUSH_BUF);
-    uint64_t off = 0;
-    int rc = 0;
-    while (rc == 0 && off < len) {
-        size_t want = len - off < PUSH_BUF ? (size_t)(len - off) : PUSH_BUF;
-        ssize_t n = pread(fd, buf, want, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n < 0 ? err_set_errno(ERR_IO, errno, "could not read WAL to archive")
-                       : err_set(ERR_IO, "WAL file to archive is shorter than %llu bytes",
-                                 (unsigned long long)len);
-            break;
-        }
-        if (p->sha)
-            sha256_ctx_update(p->sha, buf, (size_t)n);
-        if (p->dec && !p->decode_error && waldecode_feed(p->dec, buf, (size_t)n) < 0) {
-            p->decode_error = err_format();
-            err_clear();
-        }
-        if (p->w)
-            rc = repo_writer_write(p->w, buf, (size_t)n);
-        off += (uint64_t)n;
-    }
-    free(buf);
-    return rc;
+    return storage_fd_pass(fd, len, NULL, PUSH_BUF, WAL_TO_ARCHIVE, fd_pass_sink, p);
 }
 
 struct waldecode *repo_wal_decoder_new(const struct repo_identity *id, timeline_t tli,

@@ -112,31 +112,31 @@ void repo_wal_prepared_free(struct repo_wal_prepared *s)
     free(s);
 }
 
+struct prepare_ctx {
+    struct repo_wal_preparer *p;
+    struct repo_wal_prepared *s;
+    struct sha256_ctx *sha;
+    struct waldecode *dec;
+};
+
+static int prepare_sink(void *ctx, const uint8_t *buf, size_t n)
+{
+    struct prepare_ctx *c = ctx;
+    sha256_ctx_update(c->sha, buf, n);
+    if (c->dec && !c->s->why && waldecode_feed(c->dec, buf, n) < 0) {
+        c->s->why = err_format();
+        err_clear();
+    }
+    return filter_chain_write(c->p->chain, buf, n);
+}
+
 /* Read the segment once: digest, decoder and compressor each see every byte. */
 static int prepare_pass(struct repo_wal_preparer *p, struct repo_wal_prepared *s,
                         struct sha256_ctx *sha, struct waldecode *dec)
 {
-    uint64_t off = 0;
-    int rc = 0;
-    while (rc == 0 && off < s->len) {
-        size_t want = s->len - off < PREP_READ_BUF ? (size_t)(s->len - off) : PREP_READ_BUF;
-        ssize_t n = pread(s->src_fd, p->buf, want, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n < 0 ? err_set_errno(ERR_IO, errno, "could not read WAL to archive")
-                       : err_set(ERR_IO, "WAL file to archive is shorter than %llu bytes",
-                                 (unsigned long long)s->len);
-            break;
-        }
-        sha256_ctx_update(sha, p->buf, (size_t)n);
-        if (dec && !s->why && waldecode_feed(dec, p->buf, (size_t)n) < 0) {
-            s->why = err_format();
-            err_clear();
-        }
-        rc = filter_chain_write(p->chain, p->buf, (size_t)n);
-        off += (uint64_t)n;
-    }
+    struct prepare_ctx c = {p, s, sha, dec};
+    int rc =
+        storage_fd_pass(s->src_fd, s->len, p->buf, PREP_READ_BUF, WAL_TO_ARCHIVE, prepare_sink, &c);
     if (rc == 0) {
         sha256_ctx_final(sha, s->digest);
         rc = filter_chain_write(p->chain, s->digest, SHA256_LEN);

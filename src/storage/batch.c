@@ -305,26 +305,28 @@ int storage_batch_write_data(struct storage_write *sw, const void *data, size_t 
     return 0;
 }
 
-int storage_fd_pass(int fd, uint64_t len, storage_sink_fn sink, void *ctx)
+int storage_fd_pass(int fd, uint64_t len, uint8_t *buf, size_t buf_size, const char *what,
+                    storage_sink_fn sink, void *ctx)
 {
-    uint8_t *chunk = xmalloc(SPOOL_COPY_BUF);
+    uint8_t *own = buf ? NULL : xmalloc(buf_size);
+    uint8_t *chunk = buf ? buf : own;
     uint64_t off = 0;
     int rc = 0;
     while (rc == 0 && off < len) {
-        size_t want = len - off < SPOOL_COPY_BUF ? (size_t)(len - off) : SPOOL_COPY_BUF;
+        size_t want = len - off < buf_size ? (size_t)(len - off) : buf_size;
         ssize_t n = pread(fd, chunk, want, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            rc = n < 0 ? err_set_errno(ERR_IO, errno, "could not read a file to upload")
-                       : err_set(ERR_IO, "a file to upload is shorter than %llu bytes",
+            rc = n < 0 ? err_set_errno(ERR_IO, errno, "could not read %s", what)
+                       : err_set(ERR_IO, "%s is shorter than %llu bytes", what,
                                  (unsigned long long)len);
             break;
         }
         rc = sink(ctx, chunk, (size_t)n);
         off += (uint64_t)n;
     }
-    free(chunk);
+    free(own);
     return rc;
 }
 
@@ -340,7 +342,7 @@ static int put_from_fd(struct storage *s, const char *path, int fd, uint64_t len
     struct storage_write *w = storage_write_open(s, path, len);
     if (!w)
         return err_code();
-    int rc = storage_fd_pass(fd, len, write_sink, w);
+    int rc = storage_fd_pass(fd, len, NULL, SPOOL_COPY_BUF, "a file to upload", write_sink, w);
     if (rc < 0) {
         storage_write_abort(w);
         return rc;

@@ -103,7 +103,7 @@ static int hash_sink(void *ctx, const uint8_t *data, size_t len)
 static int fd_hash(int fd, uint64_t len, struct s3_hashes *out)
 {
     struct fd_hashes h = {sha256_ctx_new(), md5_ctx_new()};
-    int rc = storage_fd_pass(fd, len, hash_sink, &h);
+    int rc = storage_fd_pass(fd, len, NULL, 256 * 1024, "a file to upload", hash_sink, &h);
     if (rc == 0) {
         uint8_t d[SHA256_LEN], m[MD5_LEN];
         sha256_ctx_final(h.sha, d);
