@@ -179,7 +179,7 @@ close($fh);
 truncate($cut, 3 * 1024 * 1024 + 512) or die "truncate $cut: $!";
 $rx = receiver_start($config, name => 'cut');
 sql('INSERT INTO t SELECT g FROM generate_series(1, 1000) g');
-my $c = finish_segment(0);
+$c = finish_segment(0);
 is($c, $cut_name, "the segment being written when stopped is $cut_name");
 ok(poll_until(sub { in_repo('one', $c) && in_repo('two', $c) }, 60),
 	"after a kill while padding, segment $c reached both repositories");
