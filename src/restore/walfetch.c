@@ -13,13 +13,14 @@
  * log; once the cause is fixed, starting it again resumes recovery. DEST appears only
  * complete and verified: written under a temporary name in DEST's directory, renamed.
  * It is not fsynced here: the server keeps (and fsyncs) what it is handed, and after a
- * crash it asks again. The read-ahead's copies are written out before they are published,
- * as that fsync runs in the server's startup process and would stall replay. Repositories are tried
- * local tier first; a damaged copy in one is reported and the next one tried. The last segment of
- * the newest timeline exists only as the receiver's .partial until it completes: it is served
- * zero-padded to the segment size, so that a restore replays up to the last commit the receiver got
- * (the zeros read as the end of WAL). After a segment is served, a detached process reads the next
- * ones ahead into a cache beside DEST (prefetch.c).
+ * crash it asks again. The read-ahead's copies are written out before they are
+ * published, as that fsync runs in the server's startup process and would stall replay.
+ * Repositories are tried local tier first; a damaged copy in one is reported and the
+ * next one tried. The last segment of the newest timeline exists only as the receiver's
+ * .partial until it completes: it is served zero-padded to the segment size, so that a
+ * restore replays up to the last commit the receiver got (the zeros read as the end of
+ * WAL). After a segment is served, a detached process reads the next ones ahead into a
+ * cache beside DEST (prefetch.c).
  */
 #include "restore_int.h"
 
