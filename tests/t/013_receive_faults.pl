@@ -66,6 +66,9 @@ sub repo_status
 
 sql('CREATE TABLE t (id int)');
 my $rx = receiver_start($config);
+# Streaming before the first switch: a receiver that connects after it starts at the
+# server's next segment (its slot is new), and this one would never be received.
+ok(poll_until(sub { (read_status($sdir) // {})->{connected} }, 60), 'receiver streaming');
 my $a = finish_segment(100);
 # Shipped means the shipper says so (status.json), not just that the file is there.
 sub shipped

@@ -114,6 +114,8 @@ sql('CREATE TABLE t (id int)');
 my $spool = "$tmp/spool";
 my $sdir = "$spool/main";
 my $rx = receiver_start(config($spool));
+# streaming before the switch, or its new slot would start at the next segment
+ok(poll_until(sub { (read_status($sdir) // {})->{connected} }, 60), 'receiver streaming');
 my $a = finish_segment();
 ok(poll_until(sub { in_repo('one', $a) && in_repo('two', $a) }), "segment $a archived");
 # Plant $a's content under the next segment's name in "two", as another server
