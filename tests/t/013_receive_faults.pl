@@ -54,13 +54,6 @@ sub same_as_server
 	return $got->{rc} == 0 && $got->{stdout} eq slurp_bytes("$pgwal/$name");
 }
 
-sub repo_status
-{
-	my ($name) = @_;
-	my $st = read_status($sdir) or return undef;
-	my ($r) = grep { $_->{name} eq $name } @{ $st->{repos} };
-	return $r;
-}
 
 # --- a dead repository --------------------------------------------------------------
 
@@ -74,7 +67,7 @@ my $a = finish_segment(100);
 sub shipped
 {
 	my ($r, $name) = @_;
-	my $st = repo_status($r);
+	my $st = repo_status($sdir, $r);
 	return $st && ($st->{last_segment} // '') ge $name;
 }
 ok(poll_until(sub { shipped('one', $a) && shipped('two', $a) }), "segment $a shipped to both repositories");
@@ -89,16 +82,16 @@ ok(poll_until(sub { (read_status($sdir) // {})->{flushed_lsn} eq $flush }),
 	"the stream goes on: flushed up to the server's $flush");
 ok(-f "$sdir/$b" && -f "$sdir/$c", 'the spool keeps the segments "two" does not have');
 my $two;
-ok(poll_until(sub { $two = repo_status('two'); $two && $two->{last_error} }),
+ok(poll_until(sub { $two = repo_status($sdir, 'two'); $two && $two->{last_error} }),
 	'status.json: repository "two" has an error');
 like($two->{last_error}, qr/Permission denied/, 'which says permission denied');
 like($two->{last_error}, qr/while shipping \Q$b\E to repository "two"/, 'and what was being shipped');
 cmp_ok($two->{lag_bytes}, '>=', 2 * $SEG, 'its lag is at least the two segments');
-is(repo_status('one')->{last_error}, undef, 'repository "one" has none');
+is(repo_status($sdir, 'one')->{last_error}, undef, 'repository "one" has none');
 like(receiver_log($rx), qr/warn\s+repository "two": .*Permission denied/, 'the log warns about it');
 # Lag in seconds grows while "two" is down, and the local tier's RPO shows it.
-my $lag1 = repo_status('two')->{lag_seconds};
-ok(poll_until(sub { repo_status('two')->{lag_seconds} > $lag1 + 0.5 }, 10),
+my $lag1 = repo_status($sdir, 'two')->{lag_seconds};
+ok(poll_until(sub { repo_status($sdir, 'two')->{lag_seconds} > $lag1 + 0.5 }, 10),
 	"\"two\"'s lag_seconds grows while it is down ($lag1 s, then more)");
 my $st = read_status($sdir);
 my ($two_now) = grep { $_->{name} eq 'two' } @{ $st->{repos} };
@@ -110,7 +103,7 @@ ok(poll_until(sub { in_repo('two', $b) && in_repo('two', $c) }, 60),
 	'writable again: "two" catches up');
 ok(same_as_server('two', $b) && same_as_server('two', $c), 'with segments equal to pg_wal');
 ok(poll_until(sub { !-e "$sdir/$b" && !-e "$sdir/$c" }), 'and the spool drains');
-ok(poll_until(sub { my $r = repo_status('two'); $r && !defined $r->{last_error} }),
+ok(poll_until(sub { my $r = repo_status($sdir, 'two'); $r->{name} && !defined $r->{last_error} }),
 	'status.json clears the error');
 like(receiver_log($rx), qr/repository "two" is reachable again/, 'the log says it recovered');
 

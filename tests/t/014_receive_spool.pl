@@ -62,13 +62,6 @@ sub same_as_server
 	return $got->{rc} == 0 && $got->{stdout} eq slurp_bytes("$pgwal/$name");
 }
 
-sub repo_status
-{
-	my ($sdir, $name) = @_;
-	my $st = read_status($sdir) or return undef;
-	my ($r) = grep { $_->{name} eq $name } @{ $st->{repos} };
-	return $r;
-}
 
 # Segments $from..$to (numbers) in both repositories equal pg_wal; returns the misses.
 sub missing

@@ -95,17 +95,10 @@ note("pgbench: $pgb_out $pgb_err");
 my $last = seg_name(1, int(lsn_int(sql('SELECT pg_current_wal_lsn()')) / $SEG));
 sql('SELECT pg_switch_wal()');
 
-sub repo_state
-{
-	my ($name) = @_;
-	my $st = read_status($sdir) or return undef;
-	my ($rs) = grep { $_->{name} eq $name } @{ $st->{repos} };
-	return $rs;
-}
 ok( poll_until(
 		sub {
-			my ($l, $o) = (repo_state('local'), repo_state('offsite'));
-			return $l && $o && $l->{last_segment} ge $last && $o->{last_segment} ge $last;
+			my ($l, $o) = (repo_status($sdir, 'local'), repo_status($sdir, 'offsite'));
+			return ($l->{last_segment} // '') ge $last && ($o->{last_segment} // '') ge $last;
 		},
 		60),
 	"both repositories shipped up to $last");

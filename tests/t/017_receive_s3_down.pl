@@ -42,12 +42,7 @@ my $config = write_config(
 	"$tmp/pgark.yaml");
 
 sub status { return read_status($sdir) // {} }
-sub repo_state
-{
-	my ($name) = @_;
-	my ($r) = grep { $_->{name} eq $name } @{ status()->{repos} // [] };
-	return $r // {};
-}
+sub repo_state { return repo_status($sdir, $_[0]) }
 
 is(run_cmd([ 'pgbench', '-i', '-s', '1', '-q', '-h', $host, '-p', $port, 'postgres' ])->{rc},
 	0, 'pgbench -i -s 1');

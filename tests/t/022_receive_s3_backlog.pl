@@ -63,12 +63,7 @@ my $config = write_config(
 	"$tmp/pgark.yaml");
 
 sub status { return read_status($sdir) // {} }
-sub repo_state
-{
-	my ($name) = @_;
-	my ($r) = grep { $_->{name} eq $name } @{ status()->{repos} // [] };
-	return $r // {};
-}
+sub repo_state { return repo_status($sdir, $_[0]) }
 
 my $rx = receiver_start($config);
 ok(poll_until(sub { status()->{connected} }, 20), 'receiver streaming');

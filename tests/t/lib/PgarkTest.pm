@@ -25,7 +25,7 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(pgark_bin pgark_asan_bin tool_bin run_cmd run_pgark write_file write_config
   s3rver_start s3rver_stop s3_create_bucket free_tcp_port
   poll_until receiver_config receiver_start receiver_stop receiver_wait_exit
-  receiver_log receiver_alive read_status repo_cat repo_plant slurp_bytes wal_mismatches
+  receiver_log receiver_alive read_status repo_status repo_cat repo_plant slurp_bytes wal_mismatches
   lsn_int lsn_text seg_name seg_of_name);
 
 use JSON::PP;
@@ -386,6 +386,16 @@ sub read_status
 	return undef unless -f $path;
 	my $text = eval { slurp_file($path) } // return undef;
 	return eval { JSON::PP->new->decode($text) };
+}
+
+# Repository $name's entry in the receiver's status.json under $spool_dir; {} while
+# there is none (no file yet, or no such repository), so a caller can look at a key.
+sub repo_status
+{
+	my ($spool_dir, $name) = @_;
+	my $st = read_status($spool_dir) // {};
+	my ($r) = grep { $_->{name} eq $name } @{ $st->{repos} // [] };
+	return $r // {};
 }
 
 # An object's verified plaintext through tests/tools/repo_cat: { rc, stdout, stderr }.
