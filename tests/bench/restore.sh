@@ -18,6 +18,9 @@
 #                              (restore_command = 'false')
 #              pgbackrest_async  pgBackRest's restore, restore_command archive-get with
 #                              archive-async (process-max 2)
+#              mv              (not by default) the floor of any restore_command: each
+#                              segment, already written out on the same file system, is
+#                              handed over by `mv` (the server still fsyncs and renames it)
 #            measured: wall time from pg_ctl start to pg_is_in_recovery() false (polled
 #            every 0.2 s), the server's own "redo done ... elapsed" figure, and the CPU
 #            of the cluster's processes with their waited-for children (the startup
@@ -27,7 +30,8 @@
 #
 # Environment: PGARK (required), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3),
 # BENCH_RESTORE_SCALE (100), BENCH_RESTORE_WAL_MIB (1024), BENCH_RESTORE_PORT (54394),
-# BENCH_RESTORE_VARIANTS ("walfetch local pgbackrest_async"), BENCH_STEP_TIMEOUT (1800),
+# BENCH_RESTORE_VARIANTS ("walfetch local pgbackrest_async"; also "mv"),
+# BENCH_RESTORE_TOOLS ("pgark pgbackrest"; empty: no restore phase), BENCH_STEP_TIMEOUT (1800),
 # BENCH_PERF=1: one more pgark restore under perf record -g (restore-<stamp>-perf.txt).
 set -eu
 
@@ -42,6 +46,7 @@ SCALE=${BENCH_RESTORE_SCALE:-100}
 WAL_MIB=${BENCH_RESTORE_WAL_MIB:-1024}
 PORT=${BENCH_RESTORE_PORT:-54394}
 REPLAY_VARIANTS=${BENCH_RESTORE_VARIANTS:-walfetch local pgbackrest_async}
+RESTORE_TOOLS=${BENCH_RESTORE_TOOLS-pgark pgbackrest}
 STEP=${BENCH_STEP_TIMEOUT:-1800}
 PERF=${BENCH_PERF:-0}
 PGBACKREST=${PGBACKREST:-/usr/bin/pgbackrest}
@@ -51,8 +56,8 @@ STANZA=bench
 [ -x "$PGBACKREST" ] || bench_die "no pgbackrest at \"$PGBACKREST\""
 for v in $REPLAY_VARIANTS; do
     case "$v" in
-    walfetch | local | pgbackrest_async) ;;
-    *) bench_die "unknown replay variant \"$v\" (walfetch, local, pgbackrest_async)" ;;
+    walfetch | local | pgbackrest_async | mv) ;;
+    *) bench_die "unknown replay variant \"$v\" (walfetch, local, pgbackrest_async, mv)" ;;
     esac
 done
 
@@ -216,8 +221,9 @@ rotate_run() { # function variants...: one round of them, rotated by $round
 }
 
 round=1
-while [ "$round" -le "$ROUNDS" ]; do
-    rotate_run run_restore pgark pgbackrest
+while [ -n "$RESTORE_TOOLS" ] && [ "$round" -le "$ROUNDS" ]; do
+    # shellcheck disable=SC2086 # word splitting of the list is intended
+    rotate_run run_restore $RESTORE_TOOLS
     round=$((round + 1))
 done
 
@@ -298,12 +304,17 @@ run_replay() { # variant round
     bench_log "round $round: replay, $variant"
     fresh_target
     case "$variant" in
-    walfetch | local)
+    walfetch | local | mv)
         restore_pgark --target latest >"$WORK/restore.log" 2>&1 ||
             bench_die "pgark restore failed: $(tail -5 "$WORK/restore.log")"
         if [ "$variant" = local ]; then
             echo "restore_command = 'false'" >>"$TARGET/postgresql.auto.conf"
             cp "$WALCACHE"/0* "$TARGET/pg_wal/"
+        elif [ "$variant" = mv ]; then
+            rm -rf "$WORK/walmv"
+            mkdir "$WORK/walmv"
+            cp "$WALCACHE"/0* "$WORK/walmv/"
+            echo "restore_command = 'mv \"$WORK/walmv/%f\" \"%p\"'" >>"$TARGET/postgresql.auto.conf"
         fi
         ;;
     pgbackrest_async)
@@ -373,7 +384,7 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
      settings: {rounds: $rounds, pgbench_scale: $scale, wal_generated_bytes: $wal,
                 pgark_restore: "--target immediate, no start (threads: one per core)",
                 pgbackrest_restore: "--type=immediate, process-max 2",
-                replay: "walfetch: restore_command pgark wal-fetch; local: segments in pg_wal, restore_command false; pgbackrest_async: archive-get --archive-async, process-max 2"},
+                replay: "walfetch: restore_command pgark wal-fetch; local: segments in pg_wal, restore_command false; pgbackrest_async: archive-get --archive-async, process-max 2; mv: restore_command mv of segments already written out on the same file system"},
      runs: $runs,
      load1: {min: ($runs | map(.load1) | min), median: ($runs | med(.load1)), max: ($runs | map(.load1) | max)},
      medians: [ ($runs | map([.phase, .tool]) | unique)[] as $k |
@@ -389,6 +400,7 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
         replay_wall_walfetch_vs_local: ratio($m["replay/walfetch"].wall_s; $m["replay/local"].wall_s),
         replay_redo_walfetch_vs_local: ratio($m["replay/walfetch"].redo_elapsed_s; $m["replay/local"].redo_elapsed_s),
         replay_wall_pgbackrest_async_vs_local: ratio($m["replay/pgbackrest_async"].wall_s; $m["replay/local"].wall_s),
+        replay_wall_mv_vs_local: ratio($m["replay/mv"].wall_s; $m["replay/local"].wall_s),
         replay_wall_walfetch_vs_pgbackrest_async: ratio($m["replay/walfetch"].wall_s; $m["replay/pgbackrest_async"].wall_s)} |
     .targets = {
         restore_faster_than_pgbackrest: (if .ratios.restore_wall_pgark_vs_pgbackrest == null then null else .ratios.restore_wall_pgark_vs_pgbackrest <= 1 end),
