@@ -9,9 +9,10 @@
  * the file: a repository that cannot be reached, a copy damaged everywhere, a broken
  * configuration, a DEST that cannot be written or a libcurl that cannot be loaded
  * exits WALFETCH_EXIT_ABORT, because the server would otherwise end recovery early
- * and, restoring to "latest", promote a new timeline short of the WAL that exists. The server stops
- * with the error in its log; once the cause is fixed, starting it again resumes recovery. DEST
- * appears only complete and verified: written under a temporary name in DEST's directory, renamed.
+ * and, restoring to "latest", promote a new timeline short of the WAL that exists.
+ * The server stops with the error in its log; once the cause is fixed, starting it
+ * again resumes recovery. DEST appears only complete and verified: written under a
+ * temporary name in DEST's directory, renamed.
  * It is not fsynced here: the server keeps (and fsyncs) what it is handed, and after a
  * crash it asks again. The read-ahead's copies are written out before they are
  * published, as that fsync runs in the server's startup process and would stall replay.
