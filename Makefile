@@ -14,9 +14,13 @@ PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 BUILD   ?= build
 CC      ?= cc
-PKGS    := libpq libzstd libcrypto yaml-0.1 libcurl jansson
+PKGS    := libzstd libcrypto yaml-0.1 jansson
+# libcurl and libpq: headers only. They are dlopen'ed on first use (src/http/curl_dl.c,
+# src/pg/pq_dl.c), so that wal-fetch, run once per WAL segment, does not load them and
+# the ~30 libraries they pull in.
+DL_PKGS := libpq libcurl
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(DL_PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 OPT      ?= -O2

@@ -7,11 +7,12 @@
  * elsewhere or ends recovery; an exit status above 125 stops its startup instead. So
  * "not available" is said only when every repository answered that it does not have
  * the file: a repository that cannot be reached, a copy damaged everywhere, a broken
- * configuration or a DEST that cannot be written exits WALFETCH_EXIT_ABORT, because
- * the server would otherwise end recovery early and, restoring to "latest", promote a
- * new timeline short of the WAL that exists. The server stops with the error in its
- * log; once the cause is fixed, starting it again resumes recovery. DEST appears only
- * complete and verified: written under a temporary name in DEST's directory, renamed.
+ * configuration, a DEST that cannot be written or a libcurl that cannot be loaded
+ * exits WALFETCH_EXIT_ABORT, because the server would otherwise end recovery early
+ * and, restoring to "latest", promote a new timeline short of the WAL that exists.
+ * The server stops with the error in its log; once the cause is fixed, starting it
+ * again resumes recovery. DEST appears only complete and verified: written under a
+ * temporary name in DEST's directory, renamed.
  * It is not fsynced here: the server keeps (and fsyncs) what it is handed, and after a
  * crash it asks again. The read-ahead's copies are written out before they are
  * published, as that fsync runs in the server's startup process and would stall replay.
@@ -26,6 +27,7 @@
 
 #include "pgark/cli.h"
 #include "pgark/config.h"
+#include "pgark/dl.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
@@ -292,6 +294,9 @@ int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
     memset(&set, 0, sizeof(set));
     int rc = 1;
     const char *only = NULL;
+    /* libcurl, loaded when an S3 repository is first read, may be missing: that is no
+     * "not available" either. */
+    dl_set_failure_status(WALFETCH_EXIT_ABORT);
     /* wal-fetch [--repo NAME] SEGMENT DEST */
     if (argc == 5 && strcmp(argv[1], "--repo") == 0) {
         only = argv[2];
