@@ -450,6 +450,18 @@ static int stored_sink(void *ctx, const uint8_t *data, size_t len)
     return rc < 0 ? object_context(rd) : 0;
 }
 
+/* The stored object through rd's chain, header checked and the chain finished. */
+static int read_stored(struct reader *rd)
+{
+    int rc = storage_read(rd->r->storage, rd->name, 0, STORAGE_TO_END, stored_sink, rd);
+    if (rc < 0)
+        return rc;
+    if (rd->header_have < ENVELOPE_HEADER_LEN)
+        return bad_object(rd, "shorter than its header");
+    rc = filter_chain_finish(rd->chain);
+    return rc < 0 ? object_context(rd) : 0;
+}
+
 int repo_object_read(struct repo *r, const char *path, storage_sink_fn sink, void *ctx,
                      uint8_t sha_out[SHA256_LEN], uint64_t *len_out)
 {
@@ -465,18 +477,8 @@ int repo_object_read(struct repo *r, const char *path, storage_sink_fn sink, voi
     rd.sink = sink;
     rd.ctx = ctx;
     rd.sha = sha256_ctx_new();
-    rc = storage_read(r->storage, full, 0, STORAGE_TO_END, stored_sink, &rd);
-    if (rc < 0)
+    if ((rc = read_stored(&rd)) < 0)
         goto out;
-    if (rd.header_have < ENVELOPE_HEADER_LEN) {
-        rc = bad_object(&rd, "shorter than its header");
-        goto out;
-    }
-    rc = filter_chain_finish(rd.chain);
-    if (rc < 0) {
-        object_context(&rd);
-        goto out;
-    }
     if (rd.hold_len != ENVELOPE_TRAILER_LEN || rd.delivered != rd.plain_len) {
         rc = bad_object(&rd, "truncated");
         goto out;
@@ -590,18 +592,8 @@ int repo_object_read_into(struct repo *r, const char *path, uint8_t *dst, size_t
     rd.payload = &tb->payload;
     rd.cap = cap;
     buf_reset(&tb->payload);
-    rc = storage_read(r->storage, full, 0, STORAGE_TO_END, stored_sink, &rd);
-    if (rc < 0)
+    if ((rc = read_stored(&rd)) < 0)
         goto out;
-    if (rd.header_have < ENVELOPE_HEADER_LEN) {
-        rc = bad_object(&rd, "shorter than its header");
-        goto out;
-    }
-    rc = filter_chain_finish(rd.chain);
-    if (rc < 0) {
-        object_context(&rd);
-        goto out;
-    }
     if ((rc = decode_into(&rd, tb, dst, cap, digest)) < 0)
         goto out;
     *len_out = (size_t)rd.plain_len;
