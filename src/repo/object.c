@@ -563,7 +563,7 @@ static int decode_into(struct reader *rd, struct into_bufs *tb, uint8_t *dst, si
             return object_context(rd);
     } else {
         got = tb->payload.len;
-        if (got <= need)
+        if (got && got <= need)
             memcpy(out, tb->payload.data, got);
     }
     if (got != need)
