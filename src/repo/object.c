@@ -450,6 +450,17 @@ static int stored_sink(void *ctx, const uint8_t *data, size_t len)
     return rc < 0 ? object_context(rd) : 0;
 }
 
+/* A reader of the object at path; returns its full name (rd->name), the caller's to free. */
+static char *reader_init(struct reader *rd, struct repo *r, const char *path)
+{
+    char *full = repo_full_path(r, path);
+    memset(rd, 0, sizeof(*rd));
+    rd->r = r;
+    rd->path = path;
+    rd->name = full;
+    return full;
+}
+
 /* The stored object through rd's chain, header checked and the chain finished. */
 static int read_stored(struct reader *rd)
 {
@@ -466,14 +477,10 @@ int repo_object_read(struct repo *r, const char *path, storage_sink_fn sink, voi
                      uint8_t sha_out[SHA256_LEN], uint64_t *len_out)
 {
     struct reader rd;
-    char *full = repo_full_path(r, path);
+    char *full = reader_init(&rd, r, path);
     uint8_t digest[SHA256_LEN];
     int rc;
 
-    memset(&rd, 0, sizeof(rd));
-    rd.r = r;
-    rd.path = path;
-    rd.name = full;
     rd.sink = sink;
     rd.ctx = ctx;
     rd.sha = sha256_ctx_new();
@@ -581,14 +588,10 @@ int repo_object_read_into(struct repo *r, const char *path, uint8_t *dst, size_t
 {
     struct reader rd;
     struct into_bufs *tb = thread_into_bufs();
-    char *full = repo_full_path(r, path);
+    char *full = reader_init(&rd, r, path);
     uint8_t digest[SHA256_LEN];
     int rc;
 
-    memset(&rd, 0, sizeof(rd));
-    rd.r = r;
-    rd.path = path;
-    rd.name = full;
     rd.payload = &tb->payload;
     rd.cap = cap;
     buf_reset(&tb->payload);
