@@ -35,6 +35,10 @@ struct codec {
     /* Compression of a whole buffer in one piece (compress.h); NULL for "none". */
     int (*compress_buffer)(int level, const void *in, size_t len, const uint8_t **out,
                            size_t *out_len);
+    /* Decompression of a whole payload in one piece into out (cap bytes; compress.h's
+     * decompress_zstd_buffer: the caller checks the content's digest); NULL for "none",
+     * whose payload is the content itself. */
+    int (*decompress_buffer)(const void *in, size_t len, void *out, size_t cap, size_t *out_len);
     /* Cipher: key and nonce sizes (0 for "none"); constructors NULL for "none". */
     size_t key_len, nonce_len;
     struct filter *(*encrypt_new)(const uint8_t *key, const uint8_t *nonce, const void *aad,

@@ -44,4 +44,16 @@ uint64_t filter_zstd_contexts_made(void);
 /* A decompressor; never NULL. */
 struct filter *filter_zstd_decompress_new(void);
 
+/*
+ * The one frame that in (len bytes, the whole frame and nothing after it) holds,
+ * decompressed in one piece straight into out (cap bytes), with a context the calling
+ * thread keeps. Output past cap is never written: a frame that would need more is
+ * ERR_INTEGRITY, as are a truncated or corrupt frame and bytes after its end. The
+ * frame's content checksum is NOT checked (zstd >= 1.4.7; older libraries still check
+ * it): this is for callers that verify a stronger digest of the output themselves,
+ * which makes the checksum a second pass over every byte for nothing. 0 with
+ * *out_len set, or ERR_INTEGRITY.
+ */
+int decompress_zstd_buffer(const void *in, size_t len, void *out, size_t cap, size_t *out_len);
+
 #endif

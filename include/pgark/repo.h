@@ -264,6 +264,20 @@ int repo_chunk_put_payload(struct repo *r, const char *name, const void *payload
  * chunks' (manifest_chunks_digest). */
 int repo_chunk_get(struct repo *r, const char *name, storage_sink_fn sink, void *ctx,
                    uint8_t sha256[32]);
+/*
+ * The same checks, the plaintext into dst instead of a sink, and *len set to its length:
+ * the stored payload is read into a buffer the calling thread keeps, decrypted, and
+ * decompressed in one piece straight into dst, then hashed there once, so no byte of
+ * the plaintext is copied. dst holds cap bytes and nothing past them is written. A
+ * chunk whose plaintext is longer than cap is ERR_INTEGRITY before anything is decoded.
+ * The trailer (32 bytes) is decoded after the plaintext when
+ * *len + REPO_CHUNK_GET_SLACK <= cap; with less room the chunk goes through a scratch
+ * buffer and is copied, so a caller that knows the length gives that much more. On
+ * failure dst[0..cap) holds anything.
+ */
+#define REPO_CHUNK_GET_SLACK 32
+int repo_chunk_get_into(struct repo *r, const char *name, uint8_t *dst, size_t cap, size_t *len,
+                        uint8_t sha256[32]);
 /* Every chunk name in the repository (one listing of chunks/). */
 typedef int (*repo_chunk_fn)(void *ctx, const char *name, uint64_t stored_size);
 int repo_chunk_list(struct repo *r, repo_chunk_fn fn, void *ctx);

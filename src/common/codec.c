@@ -20,6 +20,7 @@ static const struct codec codecs[] = {
         .compress_new = filter_zstd_compress_new,
         .decompress_new = filter_zstd_decompress_new,
         .compress_buffer = compress_zstd_buffer,
+        .decompress_buffer = decompress_zstd_buffer,
     },
     {.type = CODEC_CIPHER, .name = "none", .id = CODEC_ID_CIPHER_NONE},
     {

@@ -6,7 +6,12 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+/* For ZSTD_d_forceIgnoreChecksum (zstd >= 1.4.7), passed through the stable
+ * ZSTD_DCtx_setParameter: a library that does not know it refuses it, and the checksum
+ * is then checked as usual. */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
+#include <zstd_errors.h>
 
 struct zstd_enc {
     struct filter base;
@@ -59,6 +64,7 @@ struct spare {
     uint8_t *out; /* compress_zstd_buffer's output */
     size_t cap;
     ZSTD_DCtx *dctx;
+    ZSTD_DCtx *bdctx; /* decompress_zstd_buffer's: content checksums not checked */
 };
 
 static pthread_key_t spare_key;
@@ -75,6 +81,7 @@ static void spare_destroy(void *arg)
     struct spare *sp = arg;
     ZSTD_freeCCtx(sp->cctx);
     ZSTD_freeDCtx(sp->dctx);
+    ZSTD_freeDCtx(sp->bdctx);
     free(sp->out);
     free(sp);
 }
@@ -278,4 +285,49 @@ struct filter *filter_zstd_decompress_new(void)
     z->base.ops = &zstd_dec_ops;
     z->dctx = dctx_take();
     return &z->base;
+}
+
+int decompress_zstd_buffer(const void *in, size_t len, void *out, size_t cap, size_t *out_len)
+{
+    struct spare *sp = thread_spare();
+    int rc = 0;
+    *out_len = 0;
+    /* Exactly one frame, all of it here: ZSTD_decompressDCtx would go on to a second. */
+    size_t frame = ZSTD_findFrameCompressedSize(in, len);
+    if (ZSTD_isError(frame)) {
+        rc = err_set(ERR_INTEGRITY, "compressed data is %s",
+                     ZSTD_getErrorCode(frame) == ZSTD_error_srcSize_wrong
+                         ? "truncated"
+                         : "corrupt: not one zstd frame");
+        goto out;
+    }
+    if (frame != len) {
+        rc = err_set(ERR_INTEGRITY,
+                     "compressed data is corrupt: unexpected data after the end of the frame");
+        goto out;
+    }
+    unsigned long long content = ZSTD_getFrameContentSize(in, len);
+    if (content != ZSTD_CONTENTSIZE_UNKNOWN && content != ZSTD_CONTENTSIZE_ERROR && content > cap) {
+        rc = err_set(ERR_INTEGRITY,
+                     "compressed data is longer than expected: %llu bytes, more than %zu", content,
+                     cap);
+        goto out;
+    }
+    if (!sp->bdctx) {
+        sp->bdctx = ZSTD_createDCtx();
+        if (!sp->bdctx)
+            abort(); /* zstd only fails here when out of memory */
+        (void)ZSTD_DCtx_setParameter(sp->bdctx, ZSTD_d_forceIgnoreChecksum, ZSTD_d_ignoreChecksum);
+    }
+    size_t n = ZSTD_decompressDCtx(sp->bdctx, out, cap, in, len);
+    if (ZSTD_isError(n)) {
+        rc = err_set(ERR_INTEGRITY, "compressed data is %s: %s",
+                     ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? "longer than expected"
+                                                                         : "corrupt",
+                     ZSTD_getErrorName(n));
+        goto out;
+    }
+    *out_len = n;
+out:
+    return rc;
 }

@@ -70,19 +70,11 @@ int repo_chunk_put_payload(struct repo *r, const char *name, const void *payload
  * this name; the file digest of the manifest, which restore and verify check from the
  * chunks' verified SHA-256s, covers that case too.
  */
-int repo_chunk_get(struct repo *r, const char *name, storage_sink_fn sink, void *ctx,
-                   uint8_t sha256_out[SHA256_LEN])
+/* digest: the verified SHA-256 of chunk name's plaintext. */
+static int check_name(struct repo *r, const char *name, const uint8_t digest[SHA256_LEN])
 {
-    char path[96];
-    uint8_t digest[SHA256_LEN];
-    int rc = repo_chunk_path(name, path, sizeof(path));
-    if (rc < 0)
-        return rc;
-    rc = repo_object_read(r, path, sink, ctx, digest, NULL);
-    if (rc == 0 && sha256_out)
-        memcpy(sha256_out, digest, SHA256_LEN);
-    if (rc < 0 || repo_chunk_key(r))
-        return rc;
+    if (repo_chunk_key(r))
+        return 0;
     char got[REPO_CHUNK_NAME_LEN + 1];
     hex_encode(digest, SHA256_LEN, got);
     if (strcmp(got, name) != 0)
@@ -90,6 +82,38 @@ int repo_chunk_get(struct repo *r, const char *name, storage_sink_fn sink, void 
                        "chunk %s in repository \"%s\" holds other content (its name would be %s)",
                        name, repo_name(r), got);
     return 0;
+}
+
+int repo_chunk_get(struct repo *r, const char *name, storage_sink_fn sink, void *ctx,
+                   uint8_t sha256_out[SHA256_LEN])
+{
+    char path[96];
+    uint8_t digest[SHA256_LEN];
+    int rc = repo_chunk_path(name, path, sizeof(path));
+    if (rc == 0)
+        rc = repo_object_read(r, path, sink, ctx, digest, NULL);
+    if (rc == 0 && sha256_out)
+        memcpy(sha256_out, digest, SHA256_LEN);
+    return rc < 0 ? rc : check_name(r, name, digest);
+}
+
+int repo_chunk_get_into(struct repo *r, const char *name, uint8_t *dst, size_t cap, size_t *len,
+                        uint8_t sha256_out[SHA256_LEN])
+{
+    char path[96];
+    uint8_t digest[SHA256_LEN];
+    size_t got = 0;
+    int rc = repo_chunk_path(name, path, sizeof(path));
+    if (rc == 0)
+        rc = repo_object_read_into(r, path, dst, cap, &got, digest);
+    if (rc == 0)
+        rc = check_name(r, name, digest);
+    if (rc == 0) {
+        *len = got;
+        if (sha256_out)
+            memcpy(sha256_out, digest, SHA256_LEN);
+    }
+    return rc;
 }
 
 struct list_ctx {

@@ -23,6 +23,7 @@
 #include "pgark/hash.h"
 #include "pgark/mem.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,6 +305,11 @@ struct reader {
     struct sha256_ctx *sha;
     uint64_t plain_len; /* from the header */
     uint64_t delivered;
+    /* Reading into a caller's buffer (repo_object_read_into): the chain only decrypts,
+     * the payload collects here, and comp decompresses it in one piece afterwards. */
+    struct buf *payload;
+    size_t cap;
+    const struct codec *comp;
 };
 
 static int bad_object(struct reader *rd, const char *what)
@@ -360,6 +366,14 @@ static int plain_sink(void *ctx, const uint8_t *data, size_t len)
     return 0;
 }
 
+/* Output of the decrypting chain when reading into a buffer: the compressed payload. */
+static int payload_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct reader *rd = ctx;
+    buf_append(rd->payload, data, len);
+    return 0;
+}
+
 static int start_chain(struct reader *rd)
 {
     const uint8_t *h = rd->header;
@@ -384,7 +398,15 @@ static int start_chain(struct reader *rd)
     if (memcmp(h + 28, tag, sizeof(tag)) != 0)
         return bad_object(rd, "written under another name");
     rd->plain_len = get_be64(h + 8);
-    rd->chain = filter_chain_new(0, plain_sink, rd);
+    if (rd->payload && rd->plain_len > rd->cap) {
+        rd->reported = true;
+        return err_set(ERR_INTEGRITY,
+                       "object \"%s\" in repository \"%s\" holds %llu bytes, more than the %zu "
+                       "expected",
+                       rd->name, repo_name(rd->r), (unsigned long long)rd->plain_len, rd->cap);
+    }
+    rd->comp = comp;
+    rd->chain = filter_chain_new(0, rd->payload ? payload_sink : plain_sink, rd);
     if (!codec_is_none(cipher)) {
         if (!rd->r->keyring)
             return bad_object(rd, "encrypted, but the repository has no key");
@@ -402,7 +424,7 @@ static int start_chain(struct reader *rd)
     } else if (memcmp(h + 16, (const uint8_t[CRYPTO_NONCE_LEN]){0}, CRYPTO_NONCE_LEN) != 0) {
         return bad_object(rd, "not encrypted, but its header has a nonce");
     }
-    return codec_add_decompress(rd->chain, comp);
+    return rd->payload ? 0 : codec_add_decompress(rd->chain, comp);
 }
 
 static int stored_sink(void *ctx, const uint8_t *data, size_t len)
@@ -428,33 +450,42 @@ static int stored_sink(void *ctx, const uint8_t *data, size_t len)
     return rc < 0 ? object_context(rd) : 0;
 }
 
+/* A reader of the object at path; returns its full name (rd->name), the caller's to free. */
+static char *reader_init(struct reader *rd, struct repo *r, const char *path)
+{
+    char *full = repo_full_path(r, path);
+    memset(rd, 0, sizeof(*rd));
+    rd->r = r;
+    rd->path = path;
+    rd->name = full;
+    return full;
+}
+
+/* The stored object through rd's chain, header checked and the chain finished. */
+static int read_stored(struct reader *rd)
+{
+    int rc = storage_read(rd->r->storage, rd->name, 0, STORAGE_TO_END, stored_sink, rd);
+    if (rc < 0)
+        return rc;
+    if (rd->header_have < ENVELOPE_HEADER_LEN)
+        return bad_object(rd, "shorter than its header");
+    rc = filter_chain_finish(rd->chain);
+    return rc < 0 ? object_context(rd) : 0;
+}
+
 int repo_object_read(struct repo *r, const char *path, storage_sink_fn sink, void *ctx,
                      uint8_t sha_out[SHA256_LEN], uint64_t *len_out)
 {
     struct reader rd;
-    char *full = repo_full_path(r, path);
+    char *full = reader_init(&rd, r, path);
     uint8_t digest[SHA256_LEN];
     int rc;
 
-    memset(&rd, 0, sizeof(rd));
-    rd.r = r;
-    rd.path = path;
-    rd.name = full;
     rd.sink = sink;
     rd.ctx = ctx;
     rd.sha = sha256_ctx_new();
-    rc = storage_read(r->storage, full, 0, STORAGE_TO_END, stored_sink, &rd);
-    if (rc < 0)
+    if ((rc = read_stored(&rd)) < 0)
         goto out;
-    if (rd.header_have < ENVELOPE_HEADER_LEN) {
-        rc = bad_object(&rd, "shorter than its header");
-        goto out;
-    }
-    rc = filter_chain_finish(rd.chain);
-    if (rc < 0) {
-        object_context(&rd);
-        goto out;
-    }
     if (rd.hold_len != ENVELOPE_TRAILER_LEN || rd.delivered != rd.plain_len) {
         rc = bad_object(&rd, "truncated");
         goto out;
@@ -471,6 +502,108 @@ int repo_object_read(struct repo *r, const char *path, storage_sink_fn sink, voi
 out:
     filter_chain_free(rd.chain);
     sha256_ctx_free(rd.sha);
+    free(full);
+    return rc;
+}
+
+/* --- reading into a caller's buffer ------------------------------------------------- */
+
+/*
+ * What a thread keeps from one read into a buffer to the next, so that a restore worker
+ * reading thousands of chunks allocates nothing per chunk: the stored payload (after
+ * decryption), and room for a plaintext whose trailer does not fit the caller's buffer.
+ * Freed when the thread ends.
+ */
+struct into_bufs {
+    struct buf payload;
+    struct buf scratch;
+};
+
+static pthread_key_t into_key;
+static pthread_once_t into_once = PTHREAD_ONCE_INIT;
+
+static void into_bufs_destroy(void *arg)
+{
+    struct into_bufs *tb = arg;
+    buf_free(&tb->payload);
+    buf_free(&tb->scratch);
+    free(tb);
+}
+
+static void into_key_init(void)
+{
+    if (pthread_key_create(&into_key, into_bufs_destroy) != 0)
+        abort(); /* only when out of keys or memory */
+}
+
+static struct into_bufs *thread_into_bufs(void)
+{
+    pthread_once(&into_once, into_key_init);
+    struct into_bufs *tb = pthread_getspecific(into_key);
+    if (!tb) {
+        tb = xcalloc(1, sizeof(*tb));
+        if (pthread_setspecific(into_key, tb) != 0)
+            abort(); /* out of memory */
+    }
+    return tb;
+}
+
+/* The payload collected in rd (plain_len <= cap) decoded into dst and checked against its
+ * trailer. Straight into dst when the trailer fits after the plaintext, else through the
+ * thread's scratch buffer. */
+static int decode_into(struct reader *rd, struct into_bufs *tb, uint8_t *dst, size_t cap,
+                       uint8_t digest[SHA256_LEN])
+{
+    size_t plain = (size_t)rd->plain_len;
+    size_t need = plain + ENVELOPE_TRAILER_LEN;
+    uint8_t *out = dst;
+    size_t got = 0;
+    int rc;
+    if (need > cap) {
+        buf_reset(&tb->scratch);
+        buf_reserve(&tb->scratch, need);
+        out = tb->scratch.data;
+    }
+    if (rd->comp->decompress_buffer) {
+        rc = rd->comp->decompress_buffer(tb->payload.data, tb->payload.len, out, need, &got);
+        if (rc < 0)
+            return object_context(rd);
+    } else {
+        got = tb->payload.len;
+        if (got && got <= need)
+            memcpy(out, tb->payload.data, got);
+    }
+    if (got != need)
+        return bad_object(rd, got < need ? "truncated" : "longer than its header says");
+    sha256(out, plain, digest);
+    if (memcmp(digest, out + plain, SHA256_LEN) != 0)
+        return bad_object(rd, "SHA-256 of the content does not match");
+    if (out != dst)
+        memcpy(dst, out, plain);
+    return 0;
+}
+
+int repo_object_read_into(struct repo *r, const char *path, uint8_t *dst, size_t cap,
+                          size_t *len_out, uint8_t sha_out[SHA256_LEN])
+{
+    struct reader rd;
+    struct into_bufs *tb = thread_into_bufs();
+    char *full = reader_init(&rd, r, path);
+    uint8_t digest[SHA256_LEN];
+    int rc;
+
+    rd.payload = &tb->payload;
+    rd.cap = cap;
+    buf_reset(&tb->payload);
+    if ((rc = read_stored(&rd)) < 0)
+        goto out;
+    if ((rc = decode_into(&rd, tb, dst, cap, digest)) < 0)
+        goto out;
+    *len_out = (size_t)rd.plain_len;
+    if (sha_out)
+        memcpy(sha_out, digest, SHA256_LEN);
+out:
+    filter_chain_free(rd.chain);
     free(full);
     return rc;
 }

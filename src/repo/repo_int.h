@@ -30,6 +30,10 @@ int repo_wal_index_store(struct repo *r, const struct repo_wal_index *ix);
  * the length to len_out (either may be NULL). */
 int repo_object_read(struct repo *r, const char *path, storage_sink_fn sink, void *ctx,
                      uint8_t sha_out[32], uint64_t *len_out);
+/* The same, the plaintext into dst (cap bytes) instead of a sink: the payload is
+ * decrypted, then decompressed in one piece straight into dst (repo_chunk_get_into). */
+int repo_object_read_into(struct repo *r, const char *path, uint8_t *dst, size_t cap,
+                          size_t *len_out, uint8_t sha_out[32]);
 
 /*
  * A writer for an object whose payload was made elsewhere: the bytes written are

@@ -2,9 +2,10 @@
  * writer.c — lays a backup down in a data directory.
  *
  * The manifest is read as a stream; each regular file is cut into pieces of a few
- * chunks that a pool of threads downloads in parallel (repo_chunk_get verifies every
- * chunk's envelope and that its content still has its name) into a buffer the size of a
- * piece, and writes with pwrite at the chunk's offset. Each chunk is hashed once, by that
+ * chunks that a pool of threads downloads in parallel (repo_chunk_get_into verifies every
+ * chunk's envelope and that its content still has its name, decompressing it straight
+ * into its place) into a buffer the size of a piece, and writes with pwrite at the
+ * chunk's offset. Each chunk is hashed once, by that
  * read: its verified plaintext SHA-256 (the name itself where names are SHA-256s) goes to
  * the chunk's slot, and when the file is complete the slots, combined in order
  * (manifest_chunks_digest), must give the manifest's file digest. In an encrypted
@@ -157,21 +158,6 @@ static int set_path_time(int dir_fd, const char *rel, int64_t mtime)
 
 /* --- the work of one piece ----------------------------------------------------------- */
 
-struct chunk_buf {
-    uint8_t *data;
-    size_t len, cap;
-};
-
-static int chunk_sink(void *ctx, const uint8_t *data, size_t len)
-{
-    struct chunk_buf *b = ctx;
-    if (b->len + len > b->cap)
-        return err_set(ERR_INTEGRITY, "chunk is longer than the manifest's chunk size");
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    return 0;
-}
-
 static int pwrite_all(int fd, const uint8_t *data, size_t len, uint64_t off)
 {
     while (len) {
@@ -306,10 +292,12 @@ static int do_chunk(struct writer *w, struct wfile *f, size_t i, uint8_t *dst, s
             return 0;
         }
     }
-    struct chunk_buf b = {dst, 0, w->chunk_size};
-    int rc = repo_chunk_get(w->o->repo, name, chunk_sink, &b, plain);
-    if (rc == 0 && b.len != len)
-        rc = err_set(ERR_INTEGRITY, "chunk %s has %zu bytes, the manifest expects %zu", name, b.len,
+    /* dst has REPO_CHUNK_GET_SLACK bytes after the chunk's place (the next chunk's, not
+     * fetched yet, or the piece buffer's spare end): the chunk decodes straight in. */
+    size_t got = 0;
+    int rc = repo_chunk_get_into(w->o->repo, name, dst, len + REPO_CHUNK_GET_SLACK, &got, plain);
+    if (rc == 0 && got != len)
+        rc = err_set(ERR_INTEGRITY, "chunk %s has %zu bytes, the manifest expects %zu", name, got,
                      len);
     if (rc < 0)
         return err_context("while restoring file \"%s\" from repository \"%s\"", f->path,
@@ -320,7 +308,8 @@ static int do_chunk(struct writer *w, struct wfile *f, size_t i, uint8_t *dst, s
     return 1;
 }
 
-/* buf holds a whole piece: the chunks land side by side, as in the file. */
+/* buf holds a whole piece and REPO_CHUNK_GET_SLACK bytes more: the chunks land side by
+ * side, as in the file. */
 static int do_piece(struct writer *w, struct job *j, uint8_t *buf)
 {
     struct wfile *f = j->f;
@@ -377,7 +366,7 @@ static int do_piece(struct writer *w, struct job *j, uint8_t *buf)
 static void *worker_main(void *arg)
 {
     struct writer *w = arg;
-    uint8_t *buf = xmalloc(w->per_piece * w->chunk_size);
+    uint8_t *buf = xmalloc(w->per_piece * w->chunk_size + REPO_CHUNK_GET_SLACK);
     for (;;) {
         pthread_mutex_lock(&w->lock);
         while (w->qlen == 0 && !w->closing)

@@ -3,7 +3,8 @@
  * (round trips at frame and trailer boundaries, the bytes it stores, a corruption
  * table per compression/encryption mode), repo.json (creation, identity checks,
  * damage, passphrases) and the WAL archive (identical re-push, refused overwrite,
- * partials, histories, the summary).
+ * partials, histories, the summary), and chunks read straight into a caller's buffer
+ * (repo_chunk_get_into: round trips through both of its paths, the bound, damage).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,8 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+
+#include "../../src/repo/repo_int.h"
 
 #include "pgark/crypto.h"
 #include "pgark/error.h"
@@ -781,6 +784,29 @@ static void check_damaged_read(struct repo *r, enum mode m, enum damage d, const
         fail_msg("%s: digest rc %d", label, rc);
     err_clear();
 
+    /* into a buffer (repo_object_read_into): refused, naming the object, and nothing
+     * written past the buffer */
+    size_t cap = OBJ_LEN + REPO_CHUNK_GET_SLACK, into_len = 777;
+    uint8_t *dst = xmalloc(cap + 64);
+    memset(dst + cap, 0xA5, 64);
+    rc = repo_object_read_into(r, "t/a", dst, cap, &into_len, NULL);
+    text = err_format();
+    if (m == M_ZSTD && d == D_PAY_END) {
+        /* Only the frame's own checksum (its last byte) is damaged: read into a buffer,
+         * which checks the SHA-256 of the content instead, the content is intact. */
+        if (rc != 0 || into_len != OBJ_LEN || memcmp(dst, plain, OBJ_LEN) != 0)
+            fail_msg("%s: read_into rc %d \"%s\"", label, rc, text);
+    } else if (rc != -ERR_INTEGRITY || !contains(text, "/t/a\"") || !contains(text, "\"local\"")) {
+        fail_msg("%s: read_into rc %d \"%s\"", label, rc, text);
+    } else {
+        assert_int_equal(into_len, 777);
+    }
+    free(text);
+    for (size_t i = 0; i < 64; i++)
+        assert_int_equal(dst[cap + i], 0xA5);
+    free(dst);
+    err_clear();
+
     /* streamed: for encrypted objects only authenticated bytes reach the sink */
     struct cmp_sink c = {plain, OBJ_LEN, 0, false};
     rc = repo_get(r, "t/a", cmp_sink, &c);
@@ -971,7 +997,223 @@ static void test_missing_object(void **state)
     repo_close(r);
 }
 
-/* --- repo.json ----------------------------------------------------------------------- */
+/* --- chunks into a caller's buffer ---------------------------------------------------- */
+
+#define CANARY 0x5A
+#define GUARD 64
+
+/* Store data (len bytes) as a chunk under its own name (name out). */
+static void put_chunk(struct repo *r, const uint8_t *data, size_t len,
+                      char name[REPO_CHUNK_NAME_LEN + 1])
+{
+    uint8_t *payload = xmalloc(len + SHA256_LEN);
+    memcpy(payload, data, len);
+    sha256(data, len, payload + len);
+    repo_chunk_name(r, data, len, name);
+    check_ok(repo_chunk_put_payload(r, name, payload, len, NULL), name);
+    free(payload);
+}
+
+/* A buffer of cap bytes with GUARD canary bytes after it. */
+static uint8_t *guarded(size_t cap)
+{
+    uint8_t *p = xmalloc(cap + GUARD);
+    memset(p, CANARY, cap + GUARD);
+    return p;
+}
+
+static void check_guard(const uint8_t *p, size_t from, size_t to, const char *what)
+{
+    for (size_t i = from; i < to; i++)
+        if (p[i] != CANARY)
+            fail_msg("%s: byte %zu past what may be written was changed", what, i);
+}
+
+static void chunk_into(enum mode m)
+{
+    static const size_t sizes[] = {0, 1, 31, 32, 33, 4096, 65536 + 7, 1024 * 1024};
+    struct repo *r = open_mode(m);
+    size_t max = sizes[sizeof(sizes) / sizeof(sizes[0]) - 1];
+    uint8_t *data = xmalloc(max);
+
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t len = sizes[i];
+        char name[REPO_CHUNK_NAME_LEN + 1];
+        fill_random(data, len / 2, len + 11 * m);
+        fill_text(data + len / 2, len - len / 2);
+        put_chunk(r, data, len, name);
+        uint8_t want_sha[SHA256_LEN];
+        sha256(data, len, want_sha);
+        /* Room for the trailer (decoded in place), none (through the scratch buffer),
+         * and one byte short of it. */
+        const size_t caps[] = {len + REPO_CHUNK_GET_SLACK, len, len + REPO_CHUNK_GET_SLACK - 1};
+        for (size_t k = 0; k < 3; k++) {
+            uint8_t *dst = guarded(caps[k]);
+            uint8_t sha[SHA256_LEN];
+            size_t got = 12345;
+            check_ok(repo_chunk_get_into(r, name, dst, caps[k], &got, sha), name);
+            assert_int_equal(got, len);
+            assert_true(len == 0 || memcmp(dst, data, len) == 0);
+            assert_memory_equal(sha, want_sha, SHA256_LEN);
+            check_guard(dst, k == 0 ? caps[k] : len, caps[k] + GUARD, name);
+            free(dst);
+        }
+        /* No digest wanted. */
+        uint8_t *dst = guarded(len + REPO_CHUNK_GET_SLACK);
+        size_t got = 0;
+        check_ok(repo_chunk_get_into(r, name, dst, len + REPO_CHUNK_GET_SLACK, &got, NULL), name);
+        assert_int_equal(got, len);
+        free(dst);
+
+        /* Longer than cap: refused before anything is decoded. */
+        if (len > 0) {
+            dst = guarded(len - 1);
+            got = 12345;
+            int rc = repo_chunk_get_into(r, name, dst, len - 1, &got, NULL);
+            char *text = err_format();
+            char want[200];
+            snprintf(want, sizeof(want), "holds %zu bytes, more than the %zu expected", len,
+                     len - 1);
+            if (rc != -ERR_INTEGRITY || !contains(text, want) || !contains(text, name) ||
+                !contains(text, "\"local\""))
+                fail_msg("%s: cap %zu: rc %d \"%s\"", modes[m].cluster, len - 1, rc, text);
+            free(text);
+            err_clear();
+            check_guard(dst, 0, len - 1 + GUARD, "refused");
+            assert_int_equal(got, 12345);
+            free(dst);
+        }
+    }
+    free(data);
+    repo_close(r);
+}
+
+static void test_chunk_into_plain(void **state)
+{
+    (void)state;
+    chunk_into(M_PLAIN);
+}
+
+static void test_chunk_into_zstd(void **state)
+{
+    (void)state;
+    chunk_into(M_ZSTD);
+}
+
+static void test_chunk_into_encrypted(void **state)
+{
+    (void)state;
+    chunk_into(M_ENC);
+}
+
+static void test_chunk_into_encrypted_zstd(void **state)
+{
+    (void)state;
+    chunk_into(M_ENC_ZSTD);
+}
+
+/* Damaged chunks: each refused with ERR_INTEGRITY naming the chunk's object and the
+ * repository, nothing written past cap; a chunk under another chunk's name too. */
+static void test_chunk_into_damaged(void **state)
+{
+    (void)state;
+    enum { FLIP_MID, FLIP_LAST, TRUNC_1, TRUNC_HEADER, APPEND, OTHER_CONTENT, NKINDS };
+    for (enum mode m = 0; m < M_COUNT; m++) {
+        struct repo *r = open_mode(m);
+        size_t len = 300000;
+        uint8_t *data = xmalloc(len), *other = xmalloc(len);
+        fill_text(data, len);
+        fill_random(other, len, 5 + m);
+        char name[REPO_CHUNK_NAME_LEN + 1], oname[REPO_CHUNK_NAME_LEN + 1];
+        put_chunk(r, data, len, name);
+        put_chunk(r, other, len, oname);
+        char rel[128];
+        snprintf(rel, sizeof(rel), "chunks/%.2s/%s", name, name);
+        size_t slen;
+        uint8_t *orig = read_disk(modes[m].cluster, rel, &slen);
+        for (int kind = 0; kind < NKINDS; kind++) {
+            uint8_t *bad = xmalloc(slen + 16);
+            memcpy(bad, orig, slen);
+            size_t blen = slen;
+            switch (kind) {
+            case FLIP_MID:
+                bad[32 + (slen - 32) / 2] ^= 0x10;
+                break;
+            case FLIP_LAST:
+                bad[slen - 1] ^= 0x01;
+                break;
+            case TRUNC_1:
+                blen = slen - 1;
+                break;
+            case TRUNC_HEADER:
+                blen = 32;
+                break;
+            case APPEND:
+                memcpy(bad + slen, "sixteen bytes!!!", 16);
+                blen = slen + 16;
+                break;
+            case OTHER_CONTENT: {
+                /* other's content stored (validly) under name: only the name tells */
+                uint8_t *payload = xmalloc(len + SHA256_LEN);
+                memcpy(payload, other, len);
+                sha256(other, len, payload + len);
+                check_ok(repo_chunk_put_payload(r, name, payload, len, NULL), "other content");
+                free(payload);
+                free(bad);
+                bad = read_disk(modes[m].cluster, rel, &blen);
+                break;
+            }
+            }
+            write_disk(modes[m].cluster, rel, bad, blen);
+            size_t cap = len + REPO_CHUNK_GET_SLACK, got = 12345;
+            uint8_t *dst = guarded(cap);
+            int rc = repo_chunk_get_into(r, name, dst, cap, &got, NULL);
+            char *text = err_format();
+            /* In an encrypted repository a chunk with other content under a name is only
+             * caught by the file digest (names are HMACs the read does not recompute).
+             * The last byte of a plain zstd chunk is the frame's own checksum, which this
+             * read leaves to the content's SHA-256: the content is intact. */
+            bool expect_ok =
+                (kind == OTHER_CONTENT && modes[m].pass) || (kind == FLIP_LAST && m == M_ZSTD);
+            bool named = kind == OTHER_CONTENT ? contains(text, "holds other content")
+                                               : contains(text, rel) && contains(text, "\"local\"");
+            if (expect_ok ? rc != 0 : rc != -ERR_INTEGRITY || !named)
+                fail_msg("%s: damage %d: rc %d \"%s\"", modes[m].cluster, kind, rc, text);
+            free(text);
+            err_clear();
+            check_guard(dst, cap, cap + GUARD, "damaged");
+            if (!expect_ok)
+                assert_int_equal(got, 12345);
+            else if (kind == FLIP_LAST)
+                assert_memory_equal(dst, data, len);
+            free(dst);
+            free(bad);
+        }
+        write_disk(modes[m].cluster, rel, orig, slen);
+        free(orig);
+        free(data);
+        free(other);
+        repo_close(r);
+    }
+}
+
+/* A missing chunk is ERR_NOT_FOUND, and a name that is not one is ERR_USAGE. */
+static void test_chunk_into_missing(void **state)
+{
+    (void)state;
+    struct repo *r = open_mode(M_ZSTD);
+    uint8_t dst[64];
+    size_t got = 0;
+    char name[REPO_CHUNK_NAME_LEN + 1];
+    repo_chunk_name(r, "absent", 6, name);
+    assert_int_equal(repo_chunk_get_into(r, name, dst, sizeof(dst), &got, NULL), -ERR_NOT_FOUND);
+    err_clear();
+    assert_int_equal(repo_chunk_get_into(r, "nothex", dst, sizeof(dst), &got, NULL), -ERR_USAGE);
+    err_clear();
+    repo_close(r);
+}
+
+/* --- repo.json ------------------------------------------------------------------------ */
 
 static json_t *load_repo_json(const char *cluster)
 {
@@ -1676,21 +1918,41 @@ int main(void)
     log_set_level(LOG_WARN);
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-        T(test_round_trip_plain),     T(test_round_trip_zstd),
-        T(test_round_trip_encrypted), T(test_round_trip_encrypted_zstd),
-        T(test_put_payload),          T(test_fresh_handle_reads),
-        T(test_writer_length),        T(test_stored_plain),
-        T(test_stored_zstd_smaller),  T(test_stored_encrypted),
-        T(test_corruption_plain),     T(test_corruption_zstd),
-        T(test_corruption_encrypted), T(test_corruption_encrypted_zstd),
-        T(test_foreign_objects),      T(test_missing_object),
-        T(test_json_created),         T(test_json_mismatch),
-        T(test_json_missing),         T(test_json_damaged),
-        T(test_json_encryption),      T(test_wal_path),
-        T(test_wal_push_plain),       T(test_wal_push_encrypted),
-        T(test_wal_push_bad_input),   T(test_wal_partial_replaces),
-        T(test_wal_push_prepared),    T(test_wal_history),
+        T(test_round_trip_plain),
+        T(test_round_trip_zstd),
+        T(test_round_trip_encrypted),
+        T(test_round_trip_encrypted_zstd),
+        T(test_put_payload),
+        T(test_fresh_handle_reads),
+        T(test_writer_length),
+        T(test_stored_plain),
+        T(test_stored_zstd_smaller),
+        T(test_stored_encrypted),
+        T(test_corruption_plain),
+        T(test_corruption_zstd),
+        T(test_corruption_encrypted),
+        T(test_corruption_encrypted_zstd),
+        T(test_foreign_objects),
+        T(test_missing_object),
+        T(test_json_created),
+        T(test_json_mismatch),
+        T(test_json_missing),
+        T(test_json_damaged),
+        T(test_json_encryption),
+        T(test_wal_path),
+        T(test_wal_push_plain),
+        T(test_wal_push_encrypted),
+        T(test_wal_push_bad_input),
+        T(test_wal_partial_replaces),
+        T(test_wal_push_prepared),
+        T(test_wal_history),
         T(test_wal_summary),
+        T(test_chunk_into_plain),
+        T(test_chunk_into_zstd),
+        T(test_chunk_into_encrypted),
+        T(test_chunk_into_encrypted_zstd),
+        T(test_chunk_into_damaged),
+        T(test_chunk_into_missing),
 #undef T
     };
     return cmocka_run_group_tests_name("repo", tests, NULL, NULL);

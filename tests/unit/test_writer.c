@@ -295,6 +295,28 @@ static void test_wrong_chunk(void **state)
     }
 }
 
+/* A well-formed object under the name of the first chunk of base/1/big, longer than the
+ * manifest says the chunk is: by less than the room a chunk gets after its place (decoded,
+ * then refused by its length) and by more (refused from its header, nothing decoded). */
+static void test_long_chunk(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 2; i++) {
+        size_t len;
+        uint8_t *good = read_chunk(f, i, &len);
+        char rel[96];
+        assert_int_equal(repo_chunk_path(f->first_big_chunk[i], rel, sizeof(rel)), 0);
+        assert_int_equal(repo_put(f->r[i], rel, f->data[2], CHUNK + 10), 0);
+        /* plain: the name is checked first */
+        expect_failure(f, i, "long",
+                       i ? "has 4106 bytes, the manifest expects 4096" : "holds other content");
+        assert_int_equal(repo_put(f->r[i], rel, f->data[2], 2 * CHUNK), 0);
+        expect_failure(f, i, "longer", "holds 8192 bytes, more than the");
+        replace_chunk(f, i, good, len);
+        free(good);
+    }
+}
+
 /* Sound chunks, but a manifest whose file digest is not theirs: the combined digest
  * catches it, in a plain repository too (32 bytes a chunk, no second pass). */
 static void test_wrong_digest(void **state)
@@ -331,10 +353,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restore, setup_chunks, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_chunk, setup_chunks, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_chunk, setup_chunks, teardown),
+        cmocka_unit_test_setup_teardown(test_long_chunk, setup_chunks, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_digest, setup_chunks, teardown),
         cmocka_unit_test_setup_teardown(test_restore, setup_file, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_chunk, setup_file, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_chunk, setup_file, teardown),
+        cmocka_unit_test_setup_teardown(test_long_chunk, setup_file, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

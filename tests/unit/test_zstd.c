@@ -288,6 +288,86 @@ static void test_compress_buffer(void **state)
     buf_free(&warm);
 }
 
+/* Decompress z into a buffer of cap bytes followed by canary bytes that must survive. */
+static int into(const uint8_t *z, size_t z_len, size_t cap, uint8_t **out, size_t *out_len)
+{
+    *out = xmalloc(cap + 64);
+    memset(*out, 0xC3, cap + 64);
+    int rc = decompress_zstd_buffer(z, z_len, *out, cap, out_len);
+    for (size_t i = 0; i < 64; i++)
+        assert_int_equal((*out)[cap + i], 0xC3);
+    return rc;
+}
+
+static void expect_into_error(const uint8_t *z, size_t z_len, size_t cap, const char *want)
+{
+    uint8_t *out;
+    size_t n = 99;
+    assert_int_equal(into(z, z_len, cap, &out, &n), -ERR_INTEGRITY);
+    if (!strstr(err_message(), want))
+        fail_msg("got \"%s\", want \"%s\"", err_message(), want);
+    err_clear();
+    free(out);
+}
+
+static void test_decompress_buffer(void **state)
+{
+    (void)state;
+    size_t sizes[] = {0, 1, 4095, 1024 * 1024 + 32, 3 * 1024 * 1024};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t len = sizes[i];
+        uint8_t *data = mixed_data(len, i + 40);
+        struct buf z = BUF_INIT, two = BUF_INIT;
+        compress(data, len, &z);
+        /* exact room, and more */
+        for (size_t extra = 0; extra <= 100; extra += 100) {
+            uint8_t *out;
+            size_t n = 99;
+            assert_int_equal(into(z.data, z.len, len + extra, &out, &n), 0);
+            assert_int_equal(n, len);
+            if (len)
+                assert_memory_equal(out, data, len);
+            free(out);
+        }
+        /* one byte short: refused, nothing written past cap */
+        if (len)
+            expect_into_error(z.data, z.len, len - 1, "longer than expected");
+        /* truncated, junk after the frame, a second frame */
+        expect_into_error(z.data, z.len - 1, len + 1, "truncated");
+        buf_append(&two, z.data, z.len);
+        buf_append(&two, z.data, z.len);
+        expect_into_error(two.data, two.len, 2 * len + 1, "after the end of the frame");
+        /* corrupt block data (past the frame header): refused */
+        if (len > 4000) {
+            uint8_t *bad = xmalloc(z.len);
+            memcpy(bad, z.data, z.len);
+            for (size_t k = 20; k < z.len - 8; k += 97)
+                bad[k] ^= 0x5A;
+            uint8_t *out;
+            size_t n;
+            assert_int_equal(into(bad, z.len, len, &out, &n), -ERR_INTEGRITY);
+            err_clear();
+            free(out);
+            free(bad);
+        }
+        /* the frame's content checksum (its last 4 bytes) is left to the caller */
+        if (len) {
+            ((uint8_t *)z.data)[z.len - 1] ^= 0xFF;
+            uint8_t *out;
+            size_t n = 0;
+            assert_int_equal(into(z.data, z.len, len, &out, &n), 0);
+            assert_int_equal(n, len);
+            assert_memory_equal(out, data, len);
+            free(out);
+        }
+        buf_free(&z);
+        buf_free(&two);
+        free(data);
+    }
+    /* not zstd at all */
+    expect_into_error((const uint8_t *)"not a zstd frame", 16, 100, "corrupt");
+}
+
 static void test_window_too_large_rejected(void **state)
 {
     (void)state;
@@ -353,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_reset_reuses_the_compressor),
         cmocka_unit_test(test_context_reused),
         cmocka_unit_test(test_compress_buffer),
+        cmocka_unit_test(test_decompress_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
