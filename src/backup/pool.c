@@ -24,10 +24,8 @@
 #include <unistd.h>
 
 struct pool_item {
-    uint8_t *buf;
-    size_t len;
+    struct chunk chunk;
     void *job;
-    uint64_t tag;
 };
 
 struct pool {
@@ -102,7 +100,7 @@ static void *worker(void *arg)
         bool skip = p->fail_kind != ERR_OK || p->stopping;
         pthread_mutex_unlock(&p->lock);
 
-        int rc = p->fn(p->arg, it.job, it.tag, it.buf, it.len, skip);
+        int rc = p->fn(p->arg, it.job, &it.chunk, skip);
         char *text = NULL;
         enum err_kind kind = ERR_OK;
         if (rc < 0 && !skip) {
@@ -118,7 +116,7 @@ static void *worker(void *arg)
             text = NULL;
         }
         free(text);
-        p->free_bufs[p->nfree++] = it.buf;
+        p->free_bufs[p->nfree++] = it.chunk.data;
         p->running--;
         wake_waiters_locked(p);
     }
@@ -185,17 +183,19 @@ void pool_release(struct pool *p, uint8_t *buf)
     pthread_mutex_unlock(&p->lock);
 }
 
-int pool_submit(struct pool *p, uint8_t *buf, size_t len, void *job, uint64_t tag)
+int pool_submit(struct pool *p, const struct chunk *chunk, void *job)
 {
     int rc = 0;
 
     pthread_mutex_lock(&p->lock);
     if (p->fail_kind != ERR_OK) {
-        p->free_bufs[p->nfree++] = buf;
+        struct chunk dropped = *chunk;
+        chunk_release(&dropped);
+        p->free_bufs[p->nfree++] = chunk->data;
         rc = failure_locked(p);
     } else {
         /* At most nbufs buffers exist, so the ring never overflows. */
-        p->queue[(p->qhead + p->qlen) % p->nbufs] = (struct pool_item){buf, len, job, tag};
+        p->queue[(p->qhead + p->qlen) % p->nbufs] = (struct pool_item){*chunk, job};
         p->qlen++;
         pthread_cond_signal(&p->work);
     }

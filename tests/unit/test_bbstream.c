@@ -24,6 +24,11 @@ struct rec {
     uint64_t got;
     int fail_on_archive; /* >0: archive_begin fails for the n-th archive */
     int archives;
+    /* the message being sent with bbstream_copy_data_ref (NULL: none) */
+    struct refbuf *lent;
+    const uint8_t *lent_msg;
+    size_t lent_len;
+    uint64_t lent_bytes; /* entry bytes passed with a reference */
 };
 
 static int r_archive_begin(void *arg, const struct bbstream_archive *a)
@@ -62,6 +67,18 @@ static int r_entry_data(void *arg, const uint8_t *d, size_t n)
     return 0;
 }
 
+/* entry_data_ref: the reference is the message's, and the bytes lie inside it. */
+static int r_entry_data_ref(void *arg, const uint8_t *d, size_t n, struct refbuf *ref)
+{
+    struct rec *r = arg;
+    assert_ptr_equal(ref, r->lent);
+    if (ref) {
+        assert_true(d > r->lent_msg && d + n <= r->lent_msg + r->lent_len);
+        r->lent_bytes += n;
+    }
+    return r_entry_data(arg, d, n);
+}
+
 static int r_entry_end(void *arg)
 {
     struct rec *r = arg;
@@ -89,7 +106,7 @@ static int r_manifest(void *arg, const uint8_t *d, size_t n)
 
 static const struct bbstream_callbacks CB = {r_archive_begin, r_archive_end, r_entry_begin,
                                              r_entry_data,    r_entry_end,   r_progress,
-                                             r_manifest};
+                                             r_manifest,      NULL};
 
 static void rec_init(struct rec *r)
 {
@@ -212,6 +229,68 @@ static int send_d(struct bbstream *s, const struct buf *data, size_t step)
 }
 
 static const size_t STEPS[] = {1, 511, 512, 513, 8192, 65536};
+
+/* 'd' messages of step bytes each, lent with a reference (lend false: without) */
+static void send_d_ref(struct bbstream *s, struct rec *r, const struct buf *data, size_t step,
+                       bool lend)
+{
+    for (size_t off = 0; off < data->len; off += step) {
+        size_t n = data->len - off < step ? data->len - off : step;
+        uint8_t *m = xmalloc(n + 1);
+        m[0] = 'd';
+        memcpy(m + 1, data->data + off, n);
+        r->lent = lend ? refbuf_new(m, free) : NULL;
+        r->lent_msg = m;
+        r->lent_len = n + 1;
+        assert_int_equal(lend ? bbstream_copy_data_ref(s, m, n + 1, r->lent)
+                              : bbstream_copy_data(s, m, n + 1),
+                         0);
+        if (lend)
+            refbuf_put(r->lent); /* the last reference: frees m */
+        else
+            free(m);
+        r->lent = NULL;
+    }
+}
+
+/* With entry_data_ref, entry bytes come with the reference of the message they lie in
+ * (NULL for a message sent without one); the events are the same. */
+static void test_lent_messages(void **state)
+{
+    (void)state;
+    struct buf ts = BUF_INIT, base = BUF_INIT, man = BUF_INIT;
+    make_tars(&ts, &base, true);
+    buf_append_str(&man, MANIFEST);
+    char *want = expected_log(true);
+    struct bbstream_callbacks cb = CB;
+    cb.entry_data = NULL;
+    cb.entry_data_ref = r_entry_data_ref;
+    for (int lend = 0; lend < 2; lend++) {
+        struct rec r;
+        rec_init(&r);
+        struct bbstream *s = bbstream_new(BBSTREAM_STREAMED, &cb, &r);
+        assert_int_equal(send_n(s, "16384.tar", "/srv/ts1"), 0);
+        send_d_ref(s, &r, &ts, 8192, lend);
+        assert_int_equal(send_p(s, 20480), 0);
+        assert_int_equal(send_n(s, "base.tar", ""), 0);
+        send_d_ref(s, &r, &base, 1000, lend);
+        assert_int_equal(send_p(s, 30720), 0);
+        assert_int_equal(send(s, 'm', NULL, 0), 0);
+        send_d_ref(s, &r, &man, 100, lend);
+        assert_int_equal(bbstream_finish(s), 0);
+        assert_string_equal((char *)r.log.data, want);
+        if (lend)
+            assert_true(r.lent_bytes >= sizeof(relfile) + sizeof(control));
+        else
+            assert_int_equal(r.lent_bytes, 0);
+        bbstream_free(s);
+        rec_free(&r);
+    }
+    free(want);
+    buf_free(&ts);
+    buf_free(&base);
+    buf_free(&man);
+}
 
 static void test_streamed(void **state)
 {
@@ -454,9 +533,8 @@ static void test_order_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_streamed),
-        cmocka_unit_test(test_legacy),
-        cmocka_unit_test(test_malformed_messages),
+        cmocka_unit_test(test_streamed),     cmocka_unit_test(test_lent_messages),
+        cmocka_unit_test(test_legacy),       cmocka_unit_test(test_malformed_messages),
         cmocka_unit_test(test_order_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
