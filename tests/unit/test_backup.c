@@ -603,50 +603,46 @@ static void test_interrupted(void **state)
     free(rb);
 }
 
+/* One backup into repository i of the fixture: its files come back whole. */
+static void backup_one(struct fixture *f, const char *label, size_t i, int64_t start_us)
+{
+    struct backup_run *run = new_run_into(f, label, i, 1);
+    struct read_back *rb = xcalloc(1, sizeof(*rb));
+
+    assert_int_equal(feed(f, run, 0), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, start_us, start_us + 1000000), 0);
+    backup_run_free(run);
+    read_manifest(f->r[i], label, rb);
+    const struct got_file *g = find(rb, "base/5/16384");
+    assert_non_null(g);
+    assert_file_digest(g, f->rel, CHUNK * 5 / 2);
+    assert_reassembles(f->r[i], g, f->rel);
+    assert_file_digest(find(rb, "pg_tblspc/16385/PG_15_202209061/5/16999"), f->ts, 100);
+    assert_file_digest(find(rb, "base/5/empty"), NULL, 0);
+    free(rb);
+}
+
 /* With no unencrypted repository there are no plain names: the workers still keep each
  * chunk's SHA-256 for the envelope and the file digest. */
 static void test_encrypted_only(void **state)
 {
     struct fixture *f = *state;
-    struct backup_run *run = new_run_into(f, "secret-only", 1, 1);
-    struct read_back *rb = xcalloc(1, sizeof(*rb));
 
     fill(f->rel, CHUNK * 5 / 2, 77); /* new chunks: written with their digest */
     memcpy(f->rel + CHUNK, f->rel, CHUNK);
-    assert_int_equal(feed(f, run, 0), 0);
-    assert_int_equal(backup_run_finish(run, &INFO, 1764095090000000, 1764095091000000), 0);
-    backup_run_free(run);
+    backup_one(f, "secret-only", 1, 1764095090000000);
     assert_true(f->t[1].new_chunks > 0);
-    read_manifest(f->r[1], "secret-only", rb);
-    const struct got_file *g = find(rb, "base/5/16384");
-    assert_non_null(g);
-    assert_file_digest(g, f->rel, CHUNK * 5 / 2);
-    assert_reassembles(f->r[1], g, f->rel);
-    assert_file_digest(find(rb, "pg_tblspc/16385/PG_15_202209061/5/16999"), f->ts, 100);
-    assert_file_digest(find(rb, "base/5/empty"), NULL, 0);
-    free(rb);
 }
 
 /* Messages fed without a reference (the chunker copies them): the same backup. */
 static void test_copied_messages(void **state)
 {
     struct fixture *f = *state;
-    struct backup_run *run = new_run_into(f, "copied", 0, 1);
-    struct read_back *rb = xcalloc(1, sizeof(*rb));
 
     fill(f->rel, CHUNK * 5 / 2, 78); /* new chunks */
     f->copied = true;
-    assert_int_equal(feed(f, run, 0), 0);
+    backup_one(f, "copied", 0, 1764095092000000);
     f->copied = false;
-    assert_int_equal(backup_run_finish(run, &INFO, 1764095092000000, 1764095093000000), 0);
-    backup_run_free(run);
-    read_manifest(f->r[0], "copied", rb);
-    const struct got_file *g = find(rb, "base/5/16384");
-    assert_non_null(g);
-    assert_file_digest(g, f->rel, CHUNK * 5 / 2);
-    assert_reassembles(f->r[0], g, f->rel);
-    assert_file_digest(find(rb, "pg_tblspc/16385/PG_15_202209061/5/16999"), f->ts, 100);
-    free(rb);
 }
 
 int main(void)

@@ -253,45 +253,21 @@ static void send_d_ref(struct bbstream *s, struct rec *r, const struct buf *data
     }
 }
 
-/* With entry_data_ref, entry bytes come with the reference of the message they lie in
- * (NULL for a message sent without one); the events are the same. */
-static void test_lent_messages(void **state)
+/* How test_streamed sends: entry_data callbacks; entry_data_ref callbacks with
+ * messages sent without a reference; the same with lent messages. */
+enum send_mode { SEND_PLAIN, SEND_REF_CB, SEND_LENT, SEND_MODES };
+
+static void send_data(struct bbstream *s, struct rec *r, const struct buf *data, size_t step,
+                      enum send_mode mode)
 {
-    (void)state;
-    struct buf ts = BUF_INIT, base = BUF_INIT, man = BUF_INIT;
-    make_tars(&ts, &base, true);
-    buf_append_str(&man, MANIFEST);
-    char *want = expected_log(true);
-    struct bbstream_callbacks cb = CB;
-    cb.entry_data = NULL;
-    cb.entry_data_ref = r_entry_data_ref;
-    for (int lend = 0; lend < 2; lend++) {
-        struct rec r;
-        rec_init(&r);
-        struct bbstream *s = bbstream_new(BBSTREAM_STREAMED, &cb, &r);
-        assert_int_equal(send_n(s, "16384.tar", "/srv/ts1"), 0);
-        send_d_ref(s, &r, &ts, 8192, lend);
-        assert_int_equal(send_p(s, 20480), 0);
-        assert_int_equal(send_n(s, "base.tar", ""), 0);
-        send_d_ref(s, &r, &base, 1000, lend);
-        assert_int_equal(send_p(s, 30720), 0);
-        assert_int_equal(send(s, 'm', NULL, 0), 0);
-        send_d_ref(s, &r, &man, 100, lend);
-        assert_int_equal(bbstream_finish(s), 0);
-        assert_string_equal((char *)r.log.data, want);
-        if (lend)
-            assert_true(r.lent_bytes >= sizeof(relfile) + sizeof(control));
-        else
-            assert_int_equal(r.lent_bytes, 0);
-        bbstream_free(s);
-        rec_free(&r);
-    }
-    free(want);
-    buf_free(&ts);
-    buf_free(&base);
-    buf_free(&man);
+    if (mode == SEND_PLAIN)
+        assert_int_equal(send_d(s, data, step), 0);
+    else
+        send_d_ref(s, r, data, step, mode == SEND_LENT);
 }
 
+/* With entry_data_ref, entry bytes come with the reference of the message they lie in
+ * (NULL for a message sent without one); the events are the same every way. */
 static void test_streamed(void **state)
 {
     (void)state;
@@ -299,26 +275,36 @@ static void test_streamed(void **state)
     make_tars(&ts, &base, true);
     buf_append_str(&man, MANIFEST);
     char *want = expected_log(true);
+    struct bbstream_callbacks cb_ref = CB;
+    cb_ref.entry_data = NULL;
+    cb_ref.entry_data_ref = r_entry_data_ref;
     for (size_t i = 0; i < sizeof(STEPS) / sizeof(STEPS[0]); i++) {
-        struct rec r;
-        rec_init(&r);
-        struct bbstream *s = bbstream_new(BBSTREAM_STREAMED, &CB, &r);
-        assert_int_equal(send_n(s, "16384.tar", "/srv/ts1"), 0);
-        assert_int_equal(send_d(s, &ts, STEPS[i]), 0);
-        assert_int_equal(send_p(s, 20480), 0);
-        assert_int_equal(send_n(s, "base.tar", ""), 0);
-        assert_int_equal(send_d(s, &base, STEPS[i]), 0);
-        assert_int_equal(send_p(s, 30720), 0);
-        assert_false(bbstream_manifest_seen(s));
-        assert_int_equal(send(s, 'm', NULL, 0), 0);
-        assert_true(bbstream_manifest_seen(s));
-        assert_int_equal(send_d(s, &man, STEPS[i]), 0);
-        assert_int_equal(bbstream_finish(s), 0);
-        assert_string_equal((char *)r.log.data, want);
-        assert_int_equal(r.manifest.len, strlen(MANIFEST));
-        assert_memory_equal(r.manifest.data, MANIFEST, strlen(MANIFEST));
-        bbstream_free(s);
-        rec_free(&r);
+        for (enum send_mode mode = SEND_PLAIN; mode < SEND_MODES; mode++) {
+            struct rec r;
+            rec_init(&r);
+            struct bbstream *s =
+                bbstream_new(BBSTREAM_STREAMED, mode == SEND_PLAIN ? &CB : &cb_ref, &r);
+            assert_int_equal(send_n(s, "16384.tar", "/srv/ts1"), 0);
+            send_data(s, &r, &ts, STEPS[i], mode);
+            assert_int_equal(send_p(s, 20480), 0);
+            assert_int_equal(send_n(s, "base.tar", ""), 0);
+            send_data(s, &r, &base, STEPS[i], mode);
+            assert_int_equal(send_p(s, 30720), 0);
+            assert_false(bbstream_manifest_seen(s));
+            assert_int_equal(send(s, 'm', NULL, 0), 0);
+            assert_true(bbstream_manifest_seen(s));
+            send_data(s, &r, &man, STEPS[i], mode);
+            assert_int_equal(bbstream_finish(s), 0);
+            assert_string_equal((char *)r.log.data, want);
+            assert_int_equal(r.manifest.len, strlen(MANIFEST));
+            assert_memory_equal(r.manifest.data, MANIFEST, strlen(MANIFEST));
+            if (mode == SEND_LENT)
+                assert_true(r.lent_bytes >= sizeof(relfile) + sizeof(control));
+            else
+                assert_int_equal(r.lent_bytes, 0);
+            bbstream_free(s);
+            rec_free(&r);
+        }
     }
     free(want);
     buf_free(&ts);
@@ -533,8 +519,9 @@ static void test_order_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_streamed),     cmocka_unit_test(test_lent_messages),
-        cmocka_unit_test(test_legacy),       cmocka_unit_test(test_malformed_messages),
+        cmocka_unit_test(test_streamed),
+        cmocka_unit_test(test_legacy),
+        cmocka_unit_test(test_malformed_messages),
         cmocka_unit_test(test_order_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
