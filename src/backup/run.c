@@ -511,7 +511,7 @@ static int load_known(void *ctx, const char *name, uint64_t stored_size)
 }
 
 /*
- * The received messages (32 KiB each from PostgreSQL 15) now live until a worker has
+ * The received messages (32 KiB each from PostgreSQL 15) live until a worker has
  * named their chunk and are freed in runs by the workers; glibc then gives the top of
  * the heap back to the kernel (trim threshold 128 KiB) and the next messages fault it
  * in again: a second backup of 1.5 GB made ten times the page faults, and more system
