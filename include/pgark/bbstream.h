@@ -26,6 +26,7 @@
 #ifndef PGARK_BBSTREAM_H
 #define PGARK_BBSTREAM_H
 
+#include "pgark/mem.h"
 #include "pgark/tar.h"
 
 #include <stdbool.h>
@@ -53,6 +54,10 @@ struct bbstream_callbacks {
     int (*entry_end)(void *arg);
     int (*progress)(void *arg, uint64_t bytes_done);
     int (*manifest_data)(void *arg, const uint8_t *data, size_t len);
+    /* When set, called instead of entry_data, with the reference to the message the
+     * bytes lie in (bbstream_copy_data_ref): a consumer may take references to keep the
+     * bytes past the call. ref is NULL when the bytes may not be kept. */
+    int (*entry_data_ref)(void *arg, const uint8_t *data, size_t len, struct refbuf *ref);
 };
 
 struct bbstream;
@@ -65,6 +70,9 @@ void bbstream_free(struct bbstream *s);
 /* One CopyData payload (streamed: with its type byte; legacy: raw archive or manifest
  * bytes of the current COPY). 0 or negative (see above). */
 int bbstream_copy_data(struct bbstream *s, const void *msg, size_t len);
+/* The same for a message whose bytes ref keeps alive: entry data is passed on with ref
+ * (entry_data_ref), so that it can be kept without a copy. */
+int bbstream_copy_data_ref(struct bbstream *s, const void *msg, size_t len, struct refbuf *ref);
 
 /* Legacy only: the next COPY carries the tar of tablespace spcoid at location (0 and ""
  * for the main data directory, which comes last). Ends the previous archive. */

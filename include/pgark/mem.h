@@ -42,4 +42,15 @@ void buf_reset(struct buf *b);
 char *buf_steal(struct buf *b);
 void buf_free(struct buf *b);
 
+/*
+ * A reference to bytes allocated elsewhere (a received message), so that consumers on
+ * other threads can keep parts of them without a copy. refbuf_new returns it with one
+ * reference; the last refbuf_put calls release(data) and frees the refbuf. Counting is
+ * atomic: references may be taken and dropped on any thread.
+ */
+struct refbuf;
+struct refbuf *refbuf_new(void *data, void (*release)(void *data));
+void refbuf_get(struct refbuf *r);
+void refbuf_put(struct refbuf *r);
+
 #endif

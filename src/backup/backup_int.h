@@ -12,6 +12,7 @@
 #define PGARK_BACKUP_INT_H
 
 #include "pgark/bbstream.h"
+#include "pgark/chunker.h"
 #include "pgark/hash.h"
 #include "pgark/manifest.h"
 #include "pgark/pg_basebackup.h"
@@ -37,10 +38,12 @@ size_t chunkset_count(const struct chunkset *set);
 
 /* --- pool.c ------------------------------------------------------------------------ */
 
-/* Work on one buffer (len bytes of data; all buf_size bytes are the worker's to use
- * until it returns): return 0, or negative with the worker's error slot set. Called
- * for every submitted buffer, also after a failure (skipped true: clean up only). */
-typedef int (*pool_fn)(void *arg, void *job, uint64_t tag, uint8_t *data, size_t len, bool skipped);
+/* Work on one chunk (its buffer, all buf_size bytes of it, is the worker's to use
+ * until it returns; the pool takes the buffer back then, and the function must have
+ * dropped the chunk's pieces, chunk_release): return 0, or negative with the worker's
+ * error slot set. Called for every submitted chunk, also after a failure (skipped
+ * true: clean up only). */
+typedef int (*pool_fn)(void *arg, void *job, struct chunk *chunk, bool skipped);
 
 /*
  * nworkers threads and nbufs buffers of buf_size bytes. The producer takes a free
@@ -52,9 +55,9 @@ struct pool;
 struct pool *pool_new(int nworkers, size_t nbufs, size_t buf_size, pool_fn fn, void *arg);
 /* A free buffer, or NULL with the pool's first failure set in the caller's slot. */
 uint8_t *pool_buffer(struct pool *p);
-/* Queue buf (from pool_buffer) with len bytes for (job, tag). 0, or the pool's failure
- * (then fn is not called for it). */
-int pool_submit(struct pool *p, uint8_t *buf, size_t len, void *job, uint64_t tag);
+/* Queue chunk (its data from pool_buffer; the pool owns it and its pieces from now on)
+ * for job. 0, or the pool's failure (then fn is not called for it: the pool drops it). */
+int pool_submit(struct pool *p, const struct chunk *chunk, void *job);
 /* Give back a buffer that was not submitted. */
 void pool_release(struct pool *p, uint8_t *buf);
 /* Wait until every submitted job ran. 0, or the pool's first failure. */

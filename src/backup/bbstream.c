@@ -24,7 +24,8 @@ struct bbstream {
     bool manifest_seen;
     bool base_seen;
     bool finished;
-    int failed; /* first failure code, 0 while healthy */
+    int failed;         /* first failure code, 0 while healthy */
+    struct refbuf *ref; /* the message being parsed, if the caller lends it */
 };
 
 static int fail(struct bbstream *s, int rc)
@@ -65,6 +66,8 @@ static int tar_begin(void *arg, const struct tar_entry *e)
 static int tar_data(void *arg, const uint8_t *d, size_t n)
 {
     struct bbstream *s = arg;
+    if (s->cb.entry_data_ref)
+        return s->cb.entry_data_ref(s->arg, d, n, s->ref);
     return s->cb.entry_data ? s->cb.entry_data(s->arg, d, n) : 0;
 }
 
@@ -250,6 +253,14 @@ static int check_usable(struct bbstream *s)
     if (s->finished)
         return err_set(ERR_RUNTIME, "backup stream parser used after the stream ended");
     return 0;
+}
+
+int bbstream_copy_data_ref(struct bbstream *s, const void *msg, size_t len, struct refbuf *ref)
+{
+    s->ref = ref;
+    int rc = bbstream_copy_data(s, msg, len);
+    s->ref = NULL;
+    return rc;
 }
 
 int bbstream_copy_data(struct bbstream *s, const void *msg, size_t len)

@@ -15,6 +15,8 @@ struct chunker {
     void *arg;
     uint8_t *buf; /* the chunk being filled, borrowed from bufs; NULL between chunks */
     size_t have;
+    struct chunk_piece *pieces; /* its bytes when npieces > 0 (else they are in buf) */
+    size_t npieces, cap;
     uint64_t index;
     uint64_t offset;
 };
@@ -34,6 +36,38 @@ void chunk_name(const uint8_t *key, const void *data, size_t len, char out[SHA25
     hex_encode(md, SHA256_LEN, out);
 }
 
+void chunk_release(struct chunk *ch)
+{
+    for (size_t i = 0; i < ch->npieces; i++)
+        refbuf_put(ch->pieces[i].ref);
+    free(ch->pieces);
+    ch->pieces = NULL;
+    ch->npieces = 0;
+}
+
+void chunk_gather(struct chunk *ch)
+{
+    size_t at = 0;
+    for (size_t i = 0; i < ch->npieces; i++) {
+        memcpy(ch->data + at, ch->pieces[i].data, ch->pieces[i].len);
+        at += ch->pieces[i].len;
+    }
+    chunk_release(ch);
+}
+
+void chunk_sha256(const struct chunk *ch, uint8_t out[SHA256_LEN])
+{
+    if (ch->npieces == 0) {
+        sha256(ch->data, ch->len, out);
+        return;
+    }
+    struct sha256_ctx *ctx = sha256_ctx_new();
+    for (size_t i = 0; i < ch->npieces; i++)
+        sha256_ctx_update(ctx, ch->pieces[i].data, ch->pieces[i].len);
+    sha256_ctx_final(ctx, out);
+    sha256_ctx_free(ctx);
+}
+
 struct chunker *chunker_new(size_t chunk_size, const struct chunker_buffers *bufs, chunker_fn fn,
                             void *arg)
 {
@@ -49,12 +83,28 @@ struct chunker *chunker_new(size_t chunk_size, const struct chunker_buffers *buf
     return c;
 }
 
-static void drop_buffer(struct chunker *c)
+/* The chunk being filled as a struct chunk (its pieces go with it). */
+static struct chunk current(struct chunker *c)
 {
-    if (c->buf)
-        c->bufs.put(c->arg, c->buf);
+    struct chunk ch = {.data = c->buf,
+                       .len = c->have,
+                       .index = c->index,
+                       .offset = c->offset,
+                       .pieces = c->pieces,
+                       .npieces = c->npieces};
     c->buf = NULL;
     c->have = 0;
+    c->pieces = NULL;
+    c->npieces = c->cap = 0;
+    return ch;
+}
+
+static void drop_buffer(struct chunker *c)
+{
+    struct chunk ch = current(c);
+    chunk_release(&ch);
+    if (ch.data)
+        c->bufs.put(c->arg, ch.data);
 }
 
 void chunker_free(struct chunker *c)
@@ -68,15 +118,43 @@ void chunker_free(struct chunker *c)
 /* Hand on the buffer being filled (its ownership goes with it). */
 static int emit(struct chunker *c)
 {
-    struct chunk ch = {.data = c->buf, .len = c->have, .index = c->index, .offset = c->offset};
-    c->buf = NULL;
-    c->have = 0;
+    struct chunk ch = current(c);
     c->index++;
     c->offset += ch.len;
     return c->fn(c->arg, &ch);
 }
 
+/* Keep n bytes at p, inside ref's message, as a piece of the chunk being filled. */
+static void add_piece(struct chunker *c, const uint8_t *p, size_t n, struct refbuf *ref)
+{
+    struct chunk_piece *last = c->npieces ? &c->pieces[c->npieces - 1] : NULL;
+    if (last && last->ref == ref && last->data + last->len == p) {
+        last->len += n; /* the same message, contiguous: one reference does */
+        return;
+    }
+    if (c->npieces == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 8;
+        c->pieces = xrealloc(c->pieces, c->cap * sizeof(*c->pieces));
+    }
+    refbuf_get(ref);
+    c->pieces[c->npieces++] = (struct chunk_piece){p, n, ref};
+}
+
+/* Bytes without a reference after pieces: the chunk becomes a copied one. */
+static void gather_current(struct chunker *c)
+{
+    struct chunk ch = {.data = c->buf, .pieces = c->pieces, .npieces = c->npieces};
+    chunk_gather(&ch);
+    c->pieces = NULL;
+    c->npieces = c->cap = 0;
+}
+
 int chunker_feed(struct chunker *c, const void *data, size_t len)
+{
+    return chunker_feed_ref(c, data, len, NULL);
+}
+
+int chunker_feed_ref(struct chunker *c, const void *data, size_t len, struct refbuf *ref)
 {
     const uint8_t *p = data;
     int rc = 0;
@@ -89,7 +167,13 @@ int chunker_feed(struct chunker *c, const void *data, size_t len)
         size_t n = c->chunk_size - c->have;
         if (n > len)
             n = len;
-        memcpy(c->buf + c->have, p, n);
+        if (ref && (c->have == 0 || c->npieces > 0)) {
+            add_piece(c, p, n, ref);
+        } else {
+            if (c->npieces > 0)
+                gather_current(c);
+            memcpy(c->buf + c->have, p, n);
+        }
         c->have += n;
         p += n;
         len -= n;

@@ -1,6 +1,7 @@
 /* mem.c — allocators that do not return NULL, and a growable buffer. */
 #include "pgark/mem.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,4 +150,33 @@ void buf_free(struct buf *b)
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
+}
+
+struct refbuf {
+    atomic_size_t refs;
+    void *data;
+    void (*release)(void *data);
+};
+
+struct refbuf *refbuf_new(void *data, void (*release)(void *data))
+{
+    struct refbuf *r = xmalloc(sizeof(*r));
+    atomic_init(&r->refs, 1);
+    r->data = data;
+    r->release = release;
+    return r;
+}
+
+void refbuf_get(struct refbuf *r)
+{
+    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+}
+
+void refbuf_put(struct refbuf *r)
+{
+    if (!r || atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (r->release)
+        r->release(r->data);
+    free(r);
 }

@@ -156,7 +156,14 @@ static int lost(struct pg_conn *conn)
     return rc;
 }
 
-/* One COPY: every CopyData to the stream until CopyDone. */
+static void free_copy_data(void *data)
+{
+    PQfreemem(data);
+}
+
+/* One COPY: every CopyData to the stream until CopyDone. Each message is lent with a
+ * reference, so that the backup keeps the parts of it it needs instead of copying them
+ * (the message is freed when the last reference goes, on whichever thread). */
 static int read_copy(struct pg_conn *conn, struct bbstream *s)
 {
     for (;;) {
@@ -167,8 +174,9 @@ static int read_copy(struct pg_conn *conn, struct bbstream *s)
             return 0; /* CopyDone: the result follows */
         if (n < 0)
             return lost(conn);
-        int rc = bbstream_copy_data(s, data, (size_t)n);
-        PQfreemem(data);
+        struct refbuf *ref = refbuf_new(data, free_copy_data);
+        int rc = bbstream_copy_data_ref(s, data, (size_t)n, ref);
+        refbuf_put(ref);
         if (rc < 0)
             return rc;
     }

@@ -67,21 +67,28 @@ struct pool_test {
     uint64_t fail_tag; /* UINT64_MAX: never */
 };
 
-static int pool_work(void *arg, void *job, uint64_t tag, uint8_t *data, size_t len, bool skipped)
+static int pool_work(void *arg, void *job, struct chunk *ch, bool skipped)
 {
     struct pool_test *t = arg;
+    uint64_t tag = ch->index;
     assert_ptr_equal(job, t);
-    assert_int_equal(len, 8);
+    assert_int_equal(ch->len, 8);
     pthread_mutex_lock(&t->lock);
     t->calls++;
     if (skipped)
         t->skipped++;
     else
-        t->sum += data[0];
+        t->sum += ch->npieces ? ch->pieces[0].data[0] : ch->data[0];
     pthread_mutex_unlock(&t->lock);
+    chunk_release(ch);
     if (!skipped && tag == t->fail_tag)
         return err_set(ERR_IO, "job %llu failed", (unsigned long long)tag);
     return 0;
+}
+
+static void count_release(void *data)
+{
+    (*(size_t *)data)++;
 }
 
 static void test_pool(void **state)
@@ -97,7 +104,8 @@ static void test_pool(void **state)
         assert_non_null(buf);
         buf[0] = (uint8_t)i;
         want += (uint8_t)i;
-        assert_int_equal(pool_submit(p, buf, 8, &t, i), 0);
+        struct chunk ch = {.data = buf, .len = 8, .index = i};
+        assert_int_equal(pool_submit(p, &ch, &t), 0);
     }
     assert_int_equal(pool_wait(p), 0);
     assert_int_equal(t.sum, want);
@@ -109,6 +117,9 @@ static void test_pool(void **state)
     pthread_mutex_init(&t.lock, NULL);
     t.fail_tag = 10;
     p = pool_new(2, 3, 8, pool_work, &t);
+    static uint8_t msg[8] = {1};
+    size_t released = 0;
+    struct refbuf *ref = refbuf_new(&released, count_release);
     uint64_t submitted = 0;
     int rc = 0;
     for (uint64_t i = 0; i < 1000 && rc == 0; i++) {
@@ -117,8 +128,13 @@ static void test_pool(void **state)
             rc = err_code();
             break;
         }
-        buf[0] = 1;
-        rc = pool_submit(p, buf, 8, &t, i);
+        /* every chunk as a piece of one message: each holds a reference */
+        struct chunk ch = {.data = buf, .len = 8, .index = i};
+        ch.pieces = xmalloc(sizeof(*ch.pieces));
+        ch.pieces[0] = (struct chunk_piece){msg, 8, ref};
+        ch.npieces = 1;
+        refbuf_get(ref);
+        rc = pool_submit(p, &ch, &t);
         if (rc == 0)
             submitted++;
     }
@@ -131,6 +147,10 @@ static void test_pool(void **state)
     assert_true(submitted < 1000);
     pool_free(p);
     assert_int_equal(t.calls, submitted); /* skipped jobs are still handed back */
+    /* the pieces of run, skipped and refused chunks alike were dropped */
+    assert_int_equal(released, 0);
+    refbuf_put(ref);
+    assert_int_equal(released, 1);
 }
 
 /* ---- command text -------------------------------------------------------------------- */
@@ -172,6 +192,7 @@ struct fixture {
     uint8_t *wal; /* pg_wal/000000010000000000000002 */
     uint8_t *ts;  /* tablespace file */
     struct buf manifest_text;
+    bool copied; /* feed messages without a reference (as bbstream_copy_data) */
 };
 
 static void fill(uint8_t *p, size_t n, uint32_t seed)
@@ -240,6 +261,20 @@ static void msg(struct buf *out, char type, const void *data, size_t len)
     buf_append(out, data, len);
 }
 
+/* One message to the stream; lent with a reference, as pg_base_backup does, unless
+ * f->copied: then a fresh allocation that lives only as long as its references. */
+static int send_msg(struct fixture *f, struct bbstream *s, const struct buf *m)
+{
+    if (f->copied)
+        return bbstream_copy_data(s, m->data, m->len);
+    uint8_t *copy = xmalloc(m->len);
+    memcpy(copy, m->data, m->len);
+    struct refbuf *ref = refbuf_new(copy, free);
+    int rc = bbstream_copy_data_ref(s, copy, m->len, ref);
+    refbuf_put(ref);
+    return rc;
+}
+
 /* Feed the stream of a backup with one tablespace, as a 15 server sends it. Stops
  * after `stop_after` bytes of base.tar when not 0. */
 static int feed(struct fixture *f, struct backup_run *run, size_t stop_after)
@@ -265,33 +300,33 @@ static int feed(struct fixture *f, struct backup_run *run, size_t stop_after)
     tb_end(&base);
 
     msg(&m, 'n', "16385.tar\0/srv/ts1", 19);
-    rc = bbstream_copy_data(s, m.data, m.len + 0) < 0 ? err_code() : 0;
+    rc = send_msg(f, s, &m) < 0 ? err_code() : 0;
     buf_reset(&m);
     for (size_t off = 0; rc == 0 && off < ts.len; off += 1000) {
         buf_reset(&m);
         msg(&m, 'd', ts.data + off, ts.len - off < 1000 ? ts.len - off : 1000);
-        rc = bbstream_copy_data(s, m.data, m.len);
+        rc = send_msg(f, s, &m);
     }
     if (rc == 0) {
         buf_reset(&m);
         msg(&m, 'n', "base.tar\0", 10);
-        rc = bbstream_copy_data(s, m.data, m.len);
+        rc = send_msg(f, s, &m);
     }
     size_t limit = stop_after ? stop_after : base.len;
     for (size_t off = 0; rc == 0 && off < limit; off += 3000) {
         buf_reset(&m);
         size_t n = limit - off < 3000 ? limit - off : 3000;
         msg(&m, 'd', base.data + off, n);
-        rc = bbstream_copy_data(s, m.data, m.len);
+        rc = send_msg(f, s, &m);
     }
     if (rc == 0 && !stop_after) {
         buf_reset(&m);
         msg(&m, 'm', "", 0);
-        rc = bbstream_copy_data(s, m.data, m.len);
+        rc = send_msg(f, s, &m);
         buf_reset(&m);
         msg(&m, 'd', f->manifest_text.data, f->manifest_text.len);
         if (rc == 0)
-            rc = bbstream_copy_data(s, m.data, m.len);
+            rc = send_msg(f, s, &m);
         if (rc == 0)
             rc = bbstream_finish(s);
     }
@@ -568,36 +603,55 @@ static void test_interrupted(void **state)
     free(rb);
 }
 
-/* With no unencrypted repository there are no plain names: the workers still keep each
- * chunk's SHA-256 for the envelope and the file digest. */
-static void test_encrypted_only(void **state)
+/* One backup into repository i of the fixture: its files come back whole. */
+static void backup_one(struct fixture *f, const char *label, size_t i, int64_t start_us)
 {
-    struct fixture *f = *state;
-    struct backup_run *run = new_run_into(f, "secret-only", 1, 1);
+    struct backup_run *run = new_run_into(f, label, i, 1);
     struct read_back *rb = xcalloc(1, sizeof(*rb));
 
-    fill(f->rel, CHUNK * 5 / 2, 77); /* new chunks: written with their digest */
-    memcpy(f->rel + CHUNK, f->rel, CHUNK);
     assert_int_equal(feed(f, run, 0), 0);
-    assert_int_equal(backup_run_finish(run, &INFO, 1764095090000000, 1764095091000000), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, start_us, start_us + 1000000), 0);
     backup_run_free(run);
-    assert_true(f->t[1].new_chunks > 0);
-    read_manifest(f->r[1], "secret-only", rb);
+    read_manifest(f->r[i], label, rb);
     const struct got_file *g = find(rb, "base/5/16384");
     assert_non_null(g);
     assert_file_digest(g, f->rel, CHUNK * 5 / 2);
-    assert_reassembles(f->r[1], g, f->rel);
+    assert_reassembles(f->r[i], g, f->rel);
     assert_file_digest(find(rb, "pg_tblspc/16385/PG_15_202209061/5/16999"), f->ts, 100);
     assert_file_digest(find(rb, "base/5/empty"), NULL, 0);
     free(rb);
 }
 
+/* With no unencrypted repository there are no plain names: the workers still keep each
+ * chunk's SHA-256 for the envelope and the file digest. */
+static void test_encrypted_only(void **state)
+{
+    struct fixture *f = *state;
+
+    fill(f->rel, CHUNK * 5 / 2, 77); /* new chunks: written with their digest */
+    memcpy(f->rel + CHUNK, f->rel, CHUNK);
+    backup_one(f, "secret-only", 1, 1764095090000000);
+    assert_true(f->t[1].new_chunks > 0);
+}
+
+/* Messages fed without a reference (the chunker copies them): the same backup. */
+static void test_copied_messages(void **state)
+{
+    struct fixture *f = *state;
+
+    fill(f->rel, CHUNK * 5 / 2, 78); /* new chunks */
+    f->copied = true;
+    backup_one(f, "copied", 0, 1764095092000000);
+    f->copied = false;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chunkset),    cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_command),     cmocka_unit_test(test_run),
-        cmocka_unit_test(test_interrupted), cmocka_unit_test(test_encrypted_only),
+        cmocka_unit_test(test_chunkset),        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_command),         cmocka_unit_test(test_run),
+        cmocka_unit_test(test_interrupted),     cmocka_unit_test(test_encrypted_only),
+        cmocka_unit_test(test_copied_messages),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -24,6 +24,11 @@ struct rec {
     uint64_t got;
     int fail_on_archive; /* >0: archive_begin fails for the n-th archive */
     int archives;
+    /* the message being sent with bbstream_copy_data_ref (NULL: none) */
+    struct refbuf *lent;
+    const uint8_t *lent_msg;
+    size_t lent_len;
+    uint64_t lent_bytes; /* entry bytes passed with a reference */
 };
 
 static int r_archive_begin(void *arg, const struct bbstream_archive *a)
@@ -62,6 +67,18 @@ static int r_entry_data(void *arg, const uint8_t *d, size_t n)
     return 0;
 }
 
+/* entry_data_ref: the reference is the message's, and the bytes lie inside it. */
+static int r_entry_data_ref(void *arg, const uint8_t *d, size_t n, struct refbuf *ref)
+{
+    struct rec *r = arg;
+    assert_ptr_equal(ref, r->lent);
+    if (ref) {
+        assert_true(d > r->lent_msg && d + n <= r->lent_msg + r->lent_len);
+        r->lent_bytes += n;
+    }
+    return r_entry_data(arg, d, n);
+}
+
 static int r_entry_end(void *arg)
 {
     struct rec *r = arg;
@@ -89,7 +106,7 @@ static int r_manifest(void *arg, const uint8_t *d, size_t n)
 
 static const struct bbstream_callbacks CB = {r_archive_begin, r_archive_end, r_entry_begin,
                                              r_entry_data,    r_entry_end,   r_progress,
-                                             r_manifest};
+                                             r_manifest,      NULL};
 
 static void rec_init(struct rec *r)
 {
@@ -213,6 +230,44 @@ static int send_d(struct bbstream *s, const struct buf *data, size_t step)
 
 static const size_t STEPS[] = {1, 511, 512, 513, 8192, 65536};
 
+/* 'd' messages of step bytes each, lent with a reference (lend false: without) */
+static void send_d_ref(struct bbstream *s, struct rec *r, const struct buf *data, size_t step,
+                       bool lend)
+{
+    for (size_t off = 0; off < data->len; off += step) {
+        size_t n = data->len - off < step ? data->len - off : step;
+        uint8_t *m = xmalloc(n + 1);
+        m[0] = 'd';
+        memcpy(m + 1, data->data + off, n);
+        r->lent = lend ? refbuf_new(m, free) : NULL;
+        r->lent_msg = m;
+        r->lent_len = n + 1;
+        assert_int_equal(lend ? bbstream_copy_data_ref(s, m, n + 1, r->lent)
+                              : bbstream_copy_data(s, m, n + 1),
+                         0);
+        if (lend)
+            refbuf_put(r->lent); /* the last reference: frees m */
+        else
+            free(m);
+        r->lent = NULL;
+    }
+}
+
+/* How test_streamed sends: entry_data callbacks; entry_data_ref callbacks with
+ * messages sent without a reference; the same with lent messages. */
+enum send_mode { SEND_PLAIN, SEND_REF_CB, SEND_LENT, SEND_MODES };
+
+static void send_data(struct bbstream *s, struct rec *r, const struct buf *data, size_t step,
+                      enum send_mode mode)
+{
+    if (mode == SEND_PLAIN)
+        assert_int_equal(send_d(s, data, step), 0);
+    else
+        send_d_ref(s, r, data, step, mode == SEND_LENT);
+}
+
+/* With entry_data_ref, entry bytes come with the reference of the message they lie in
+ * (NULL for a message sent without one); the events are the same every way. */
 static void test_streamed(void **state)
 {
     (void)state;
@@ -220,26 +275,36 @@ static void test_streamed(void **state)
     make_tars(&ts, &base, true);
     buf_append_str(&man, MANIFEST);
     char *want = expected_log(true);
+    struct bbstream_callbacks cb_ref = CB;
+    cb_ref.entry_data = NULL;
+    cb_ref.entry_data_ref = r_entry_data_ref;
     for (size_t i = 0; i < sizeof(STEPS) / sizeof(STEPS[0]); i++) {
-        struct rec r;
-        rec_init(&r);
-        struct bbstream *s = bbstream_new(BBSTREAM_STREAMED, &CB, &r);
-        assert_int_equal(send_n(s, "16384.tar", "/srv/ts1"), 0);
-        assert_int_equal(send_d(s, &ts, STEPS[i]), 0);
-        assert_int_equal(send_p(s, 20480), 0);
-        assert_int_equal(send_n(s, "base.tar", ""), 0);
-        assert_int_equal(send_d(s, &base, STEPS[i]), 0);
-        assert_int_equal(send_p(s, 30720), 0);
-        assert_false(bbstream_manifest_seen(s));
-        assert_int_equal(send(s, 'm', NULL, 0), 0);
-        assert_true(bbstream_manifest_seen(s));
-        assert_int_equal(send_d(s, &man, STEPS[i]), 0);
-        assert_int_equal(bbstream_finish(s), 0);
-        assert_string_equal((char *)r.log.data, want);
-        assert_int_equal(r.manifest.len, strlen(MANIFEST));
-        assert_memory_equal(r.manifest.data, MANIFEST, strlen(MANIFEST));
-        bbstream_free(s);
-        rec_free(&r);
+        for (enum send_mode mode = SEND_PLAIN; mode < SEND_MODES; mode++) {
+            struct rec r;
+            rec_init(&r);
+            struct bbstream *s =
+                bbstream_new(BBSTREAM_STREAMED, mode == SEND_PLAIN ? &CB : &cb_ref, &r);
+            assert_int_equal(send_n(s, "16384.tar", "/srv/ts1"), 0);
+            send_data(s, &r, &ts, STEPS[i], mode);
+            assert_int_equal(send_p(s, 20480), 0);
+            assert_int_equal(send_n(s, "base.tar", ""), 0);
+            send_data(s, &r, &base, STEPS[i], mode);
+            assert_int_equal(send_p(s, 30720), 0);
+            assert_false(bbstream_manifest_seen(s));
+            assert_int_equal(send(s, 'm', NULL, 0), 0);
+            assert_true(bbstream_manifest_seen(s));
+            send_data(s, &r, &man, STEPS[i], mode);
+            assert_int_equal(bbstream_finish(s), 0);
+            assert_string_equal((char *)r.log.data, want);
+            assert_int_equal(r.manifest.len, strlen(MANIFEST));
+            assert_memory_equal(r.manifest.data, MANIFEST, strlen(MANIFEST));
+            if (mode == SEND_LENT)
+                assert_true(r.lent_bytes >= sizeof(relfile) + sizeof(control));
+            else
+                assert_int_equal(r.lent_bytes, 0);
+            bbstream_free(s);
+            rec_free(&r);
+        }
     }
     free(want);
     buf_free(&ts);

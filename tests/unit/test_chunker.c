@@ -24,6 +24,7 @@ struct got {
     char names[64][SHA256_HEX_LEN + 1];
     size_t lens[64];
     uint64_t offsets[64];
+    size_t npieces[64]; /* pieces a chunk came with (0: copied) */
     size_t n;
     int fail_at; /* >0: fail on this chunk number (1-based) */
     size_t chunk_size;
@@ -81,12 +82,21 @@ static int on_chunk(void *arg, struct chunk *ch)
         rc = err_set(ERR_IO, "upload failed");
     } else {
         assert_true(g->n < 64);
+        /* the digest of the pieces is the digest of the bytes they gather into */
+        uint8_t md[SHA256_LEN], md2[SHA256_LEN];
+        g->npieces[g->n] = ch->npieces;
+        chunk_sha256(ch, md);
+        chunk_gather(ch);
+        assert_int_equal(ch->npieces, 0);
+        sha256(ch->data, ch->len, md2);
+        assert_memory_equal(md, md2, SHA256_LEN);
         chunk_name(g->key, ch->data, ch->len, g->names[g->n]);
         g->lens[g->n] = ch->len;
         g->offsets[g->n] = ch->offset;
         buf_append(&g->joined, ch->data, ch->len);
         g->n++;
     }
+    chunk_release(ch); /* the pieces of a failed one */
     back(g, ch->data); /* ours now, also on failure */
     return rc;
 }
@@ -273,6 +283,98 @@ static void test_callback_failure_and_reset(void **state)
     buf_free(&g.joined);
 }
 
+/* A message with a counter of the times it was released. */
+struct msg {
+    uint8_t *data;
+    size_t released;
+};
+
+static void release_msg(void *arg)
+{
+    struct msg *m = arg;
+    m->released++;
+}
+
+/* Bytes fed with a reference are kept as pieces, not copied: contiguous feeds from one
+ * message make one piece; every reference is dropped once its chunk is done, the file
+ * abandoned or the chunker freed; bytes without a reference turn the chunk into a
+ * copied one. */
+static void test_pieces_by_reference(void **state)
+{
+    (void)state;
+    struct got g;
+    memset(&g, 0, sizeof(g));
+    struct chunker *c = new_chunker(&g, 1000);
+    uint8_t *d = pattern(2100);
+    struct msg m[3] = {{d, 0}, {d + 700, 0}, {d + 1400, 0}};
+    struct refbuf *ref[3];
+    for (int i = 0; i < 3; i++)
+        ref[i] = refbuf_new(&m[i], release_msg);
+
+    /* each message of 700 bytes fed in two runs */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(chunker_feed_ref(c, m[i].data, 300, ref[i]), 0);
+        assert_int_equal(chunker_feed_ref(c, m[i].data + 300, 400, ref[i]), 0);
+    }
+    uint64_t count;
+    assert_int_equal(chunker_finish(c, &count), 0);
+    assert_int_equal(count, 3);
+    assert_int_equal(g.joined.len, 2100);
+    assert_memory_equal(g.joined.data, d, 2100);
+    assert_int_equal(g.npieces[0], 2); /* 700 of message 0, 300 of message 1 */
+    assert_int_equal(g.npieces[1], 2); /* 400 of message 1, 600 of message 2 */
+    assert_int_equal(g.npieces[2], 1); /* the last 100 of message 2 */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(m[i].released, 0); /* the test still holds its own */
+        refbuf_put(ref[i]);
+        assert_int_equal(m[i].released, 1); /* so the chunks dropped theirs */
+    }
+
+    /* a reference, then bytes without one: the chunk is copied, and right */
+    g.n = 0;
+    buf_reset(&g.joined);
+    m[0].released = 0;
+    ref[0] = refbuf_new(&m[0], release_msg);
+    assert_int_equal(chunker_feed_ref(c, d, 600, ref[0]), 0);
+    assert_int_equal(chunker_feed(c, d + 600, 400), 0);
+    assert_int_equal(chunker_feed_ref(c, d + 1000, 200, ref[0]), 0);
+    assert_int_equal(chunker_finish(c, &count), 0);
+    assert_int_equal(count, 2);
+    assert_int_equal(g.npieces[0], 0);
+    assert_int_equal(g.npieces[1], 1); /* the next chunk starts with a piece again */
+    assert_memory_equal(g.joined.data, d, 1200);
+    refbuf_put(ref[0]);
+    assert_int_equal(m[0].released, 1);
+
+    /* an abandoned file and a freed chunker drop the references they hold */
+    m[0].released = 0;
+    ref[0] = refbuf_new(&m[0], release_msg);
+    assert_int_equal(chunker_feed_ref(c, d, 10, ref[0]), 0);
+    chunker_reset(c);
+    assert_int_equal(chunker_feed_ref(c, d, 10, ref[0]), 0);
+    assert_int_equal(g.out, 1);
+    chunker_free(c);
+    assert_int_equal(g.out, 0);
+    refbuf_put(ref[0]);
+    assert_int_equal(m[0].released, 1);
+
+    /* a callback failure: the failing chunk's pieces are dropped by the callback, the
+     * chunk being filled by the reset */
+    c = new_chunker(&g, 100);
+    g.fail_at = 2;
+    g.n = 0;
+    m[0].released = 0;
+    ref[0] = refbuf_new(&m[0], release_msg);
+    assert_int_equal(chunker_feed_ref(c, d, 250, ref[0]), -ERR_IO);
+    chunker_reset(c);
+    refbuf_put(ref[0]);
+    assert_int_equal(m[0].released, 1);
+    assert_int_equal(g.out, 0);
+    chunker_free(c);
+    free(d);
+    buf_free(&g.joined);
+}
+
 static void test_zero_chunk_size(void **state)
 {
     (void)state;
@@ -288,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_names_known_values),
         cmocka_unit_test(test_buffers_lent_and_returned),
         cmocka_unit_test(test_callback_failure_and_reset),
+        cmocka_unit_test(test_pieces_by_reference),
         cmocka_unit_test(test_zero_chunk_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
