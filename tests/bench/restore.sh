@@ -200,10 +200,11 @@ run_restore() { # tool round
           cpu_sys_s: $sys, cpu_s: ($usr + $sys), rss_kib: $rss, restored_bytes: $bytes,
           pg_wal_bytes: $walb, load1: $load}' >>"$raw"
     bench_log "  $tool: wall $wall s, CPU $usr+$sys s, RSS $((rss / 1024)) MiB, $((bytes / 1048576)) MiB laid down, load $(load1)"
-    # Set aside, not deleted, until the end (WORK is removed at exit): on ext4 without a
-    # journal, files created within a minute of deleting many cost an inode-table scan
-    # each (recently_deleted()), noise that depends on what ran just before.
-    mv "$TARGET" "$WORK/restored-$round-$tool"
+    # Deleted, though on ext4 without a journal files created within a minute of deleting
+    # many cost an inode-table scan each (recently_deleted()): both tools pay it (each
+    # run follows a deletion). Keeping the trees instead made both slower (more system
+    # time, for pgark 2.7 -> 5.0 s) on this machine.
+    rm_tree "$TARGET"
 }
 
 rotate_run() { # function variants...: one round of them, rotated by $round
