@@ -8,7 +8,9 @@
 #ifndef PGARK_MEM_H
 #define PGARK_MEM_H
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,5 +54,24 @@ struct refbuf;
 struct refbuf *refbuf_new(void *data, void (*release)(void *data));
 void refbuf_get(struct refbuf *r);
 void refbuf_put(struct refbuf *r);
+
+/*
+ * One object per thread, made (zeroed, size bytes) the first time a thread asks for it
+ * and passed to destroy, which frees it and what it holds, when that thread ends: for
+ * the buffers and contexts a worker reuses from one call to the next. A slot has static
+ * storage, initialised with THREAD_SLOT_INIT; any thread may ask at any time.
+ */
+struct thread_slot {
+    size_t size;
+    void (*destroy)(void *obj);
+    pthread_mutex_t lock;
+    atomic_bool ready;
+    pthread_key_t key;
+};
+
+#define THREAD_SLOT_INIT(obj_size, destroy_fn)                                                     \
+    {.size = (obj_size), .destroy = (destroy_fn), .lock = PTHREAD_MUTEX_INITIALIZER}
+
+void *thread_slot_get(struct thread_slot *s);
 
 #endif

@@ -1,7 +1,9 @@
-/* mem.c — allocators that do not return NULL, and a growable buffer. */
+/* mem.c — allocators that do not return NULL, a growable buffer, shared and per-thread
+ * objects. */
 #include "pgark/mem.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,4 +181,24 @@ void refbuf_put(struct refbuf *r)
     if (r->release)
         r->release(r->data);
     free(r);
+}
+
+void *thread_slot_get(struct thread_slot *s)
+{
+    if (!atomic_load_explicit(&s->ready, memory_order_acquire)) {
+        pthread_mutex_lock(&s->lock);
+        if (!atomic_load_explicit(&s->ready, memory_order_relaxed)) {
+            if (pthread_key_create(&s->key, s->destroy) != 0)
+                abort(); /* only when out of keys or memory */
+            atomic_store_explicit(&s->ready, true, memory_order_release);
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    void *obj = pthread_getspecific(s->key);
+    if (!obj) {
+        obj = xcalloc(1, s->size);
+        if (pthread_setspecific(s->key, obj) != 0)
+            abort(); /* out of memory */
+    }
+    return obj;
 }

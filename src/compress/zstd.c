@@ -4,7 +4,6 @@
 #include "pgark/error.h"
 #include "pgark/mem.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 /* For ZSTD_d_forceIgnoreChecksum (zstd >= 1.4.7), passed through the stable
  * ZSTD_DCtx_setParameter: a library that does not know it refuses it, and the checksum
@@ -67,8 +66,6 @@ struct spare {
     ZSTD_DCtx *bdctx; /* decompress_zstd_buffer's: content checksums not checked */
 };
 
-static pthread_key_t spare_key;
-static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
 static _Atomic uint64_t contexts_made;
 
 uint64_t filter_zstd_contexts_made(void)
@@ -86,23 +83,12 @@ static void spare_destroy(void *arg)
     free(sp);
 }
 
-static void spare_key_init(void)
-{
-    if (pthread_key_create(&spare_key, spare_destroy) != 0)
-        abort(); /* only when out of keys or memory */
-}
+static struct thread_slot spare_slot = THREAD_SLOT_INIT(sizeof(struct spare), spare_destroy);
 
 /* This thread's spare; its context is NULL while a compressor filter has it. */
 static struct spare *thread_spare(void)
 {
-    pthread_once(&spare_once, spare_key_init);
-    struct spare *sp = pthread_getspecific(spare_key);
-    if (!sp) {
-        sp = xcalloc(1, sizeof(*sp));
-        if (pthread_setspecific(spare_key, sp) != 0)
-            abort(); /* out of memory */
-    }
-    return sp;
+    return thread_slot_get(&spare_slot);
 }
 
 /* A context reset to level (valid) with content checksums. */

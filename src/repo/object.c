@@ -23,7 +23,6 @@
 #include "pgark/hash.h"
 #include "pgark/mem.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -519,9 +518,6 @@ struct into_bufs {
     struct buf scratch;
 };
 
-static pthread_key_t into_key;
-static pthread_once_t into_once = PTHREAD_ONCE_INIT;
-
 static void into_bufs_destroy(void *arg)
 {
     struct into_bufs *tb = arg;
@@ -530,23 +526,7 @@ static void into_bufs_destroy(void *arg)
     free(tb);
 }
 
-static void into_key_init(void)
-{
-    if (pthread_key_create(&into_key, into_bufs_destroy) != 0)
-        abort(); /* only when out of keys or memory */
-}
-
-static struct into_bufs *thread_into_bufs(void)
-{
-    pthread_once(&into_once, into_key_init);
-    struct into_bufs *tb = pthread_getspecific(into_key);
-    if (!tb) {
-        tb = xcalloc(1, sizeof(*tb));
-        if (pthread_setspecific(into_key, tb) != 0)
-            abort(); /* out of memory */
-    }
-    return tb;
-}
+static struct thread_slot into_slot = THREAD_SLOT_INIT(sizeof(struct into_bufs), into_bufs_destroy);
 
 /* The payload collected in rd (plain_len <= cap) decoded into dst and checked against its
  * trailer. Straight into dst when the trailer fits after the plaintext, else through the
@@ -587,7 +567,7 @@ int repo_object_read_into(struct repo *r, const char *path, uint8_t *dst, size_t
                           size_t *len_out, uint8_t sha_out[SHA256_LEN])
 {
     struct reader rd;
-    struct into_bufs *tb = thread_into_bufs();
+    struct into_bufs *tb = thread_slot_get(&into_slot);
     char *full = reader_init(&rd, r, path);
     uint8_t digest[SHA256_LEN];
     int rc;

@@ -1,0 +1,59 @@
+/* test_mem.c — per-thread objects (thread_slot); refbuf is tested with its user, test_backup. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "pgark/mem.h"
+
+#include <stdlib.h>
+
+struct counter {
+    int value;
+};
+
+static atomic_int destroyed;
+
+static void counter_destroy(void *obj)
+{
+    atomic_fetch_add(&destroyed, 1);
+    free(obj);
+}
+
+static struct thread_slot slot = THREAD_SLOT_INIT(sizeof(struct counter), counter_destroy);
+
+/* A thread's object is made zeroed, the same one on every call. */
+static void *use_slot(void *arg)
+{
+    struct counter *c = thread_slot_get(&slot);
+    assert_int_equal(c->value, 0);
+    c->value = (int)(intptr_t)arg;
+    assert_ptr_equal(thread_slot_get(&slot), c);
+    assert_int_equal(((struct counter *)thread_slot_get(&slot))->value, (int)(intptr_t)arg);
+    return NULL;
+}
+
+static void test_thread_slot(void **state)
+{
+    (void)state;
+    pthread_t t[4];
+    atomic_store(&destroyed, 0);
+    for (intptr_t i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, use_slot, (void *)(i + 1)), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    /* one object per thread, each destroyed when its thread ended */
+    assert_int_equal(atomic_load(&destroyed), 4);
+    /* the main thread gets its own, untouched by the others */
+    struct counter *mine = thread_slot_get(&slot);
+    assert_int_equal(mine->value, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_thread_slot),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
