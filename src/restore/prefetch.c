@@ -20,12 +20,13 @@
  *    process picks up. The process leaves after a while without a new ".want" (or when
  *    the cache directory is gone); before it goes it drops the lock and looks at ".want"
  *    once more, so a call that found the lock taken just then is not left unserved.
- * A cached copy is written out to disk (writeback started per MiB, fdatasync) before it
- * is renamed into the cache, though a copy lost in a crash would only cost a fetch:
- * PostgreSQL fsyncs every segment restore_command hands it (durable_rename in its
+ * A cached copy is made durable a MiB at a time as it is written (walfetch.c, FLUSH_STEP)
+ * before it is renamed into the cache, though a copy lost in a crash would only cost a
+ * fetch: PostgreSQL fsyncs every segment restore_command hands it (durable_rename in its
  * startup process, before replaying it), and on a file still dirty in the page cache
- * that fsync stalled replay for the whole 16 MiB write-out. The cache's directory
- * entries are not fsynced.
+ * that fsync stalled replay for the whole 16 MiB write-out; flushing a MiB at a time
+ * keeps the server's other fsyncs from waiting on a whole segment. The cache's
+ * directory entries are not fsynced.
  * The read-ahead process is detached (setsid, its own fds closed), so the server's
  * restore_command returns at once and a server shutdown does not wait for it.
  */
