@@ -103,6 +103,10 @@ struct storage_write {
     char *path; /* owned by the driver's handle; freed with it */
     /* set by storage_batch_write_open on its own handles; NULL for drivers' ones */
     struct storage_batch *batch;
+    /* set by storage_create_all: the commit fails with ERR_EXISTS, writing nothing,
+     * when an object is already at path (posix: rename without replacing; s3: a
+     * single PUT with If-None-Match: *, where the server honours it) */
+    bool no_replace;
 };
 
 /* Drivers call this from their constructor. name is copied. */
@@ -124,6 +128,9 @@ int storage_write_commit(struct storage_write *w);
 void storage_write_abort(struct storage_write *w);
 /* Write a whole buffer atomically (retried as a whole on transient failure). */
 int storage_write_all(struct storage *s, const char *path, const void *data, size_t len);
+/* The same, only if nothing is at path yet: -ERR_EXISTS (set) when something is —
+ * possibly this very write, when a retry follows an attempt whose answer was lost. */
+int storage_create_all(struct storage *s, const char *path, const void *data, size_t len);
 int storage_list(struct storage *s, const char *prefix, storage_list_fn fn, void *ctx);
 int storage_info(struct storage *s, const char *path, struct storage_info *info);
 /* 1 if the object exists, 0 if not, negative on error. */

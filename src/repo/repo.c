@@ -174,6 +174,11 @@ out:
     return rc;
 }
 
+/* Create repo.json: 0, or 1 when another process created it first (the error is
+ * clear; the caller reads theirs). Two first commands of a new cluster often start
+ * together (a receiver and the first backup); with encryption each makes its own data
+ * key, and a repo.json that replaced another would leave everything written with the
+ * other key unreadable: so it is created only where none exists. */
 static int create_json(struct repo *r, const struct repo_options *opts)
 {
     int rc = 0;
@@ -188,8 +193,16 @@ static int create_json(struct repo *r, const struct repo_options *opts)
         r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
     }
     char *text = identity_json(r);
-    rc = storage_write_all(r->storage, full, text, strlen(text));
+    rc = storage_create_all(r->storage, full, text, strlen(text));
     free(text);
+    if (rc < 0 && err_kind() == ERR_EXISTS) {
+        err_clear();
+        crypto_keyring_free(r->keyring);
+        r->keyring = NULL;
+        r->cipher = codec_by_name(CODEC_CIPHER, "none");
+        rc = 1;
+        goto out;
+    }
     if (rc == 0)
         log_info("created repository for cluster \"%s\" in \"%s\"%s", r->cluster, repo_name(r),
                  r->keyring ? " (encrypted)" : "");
@@ -225,9 +238,14 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
             goto fail;
         }
         r->identity = *expect;
-        if (create_json(r, opts) < 0)
+        rc = create_json(r, opts);
+        if (rc < 0)
             goto fail;
-        goto done;
+        if (rc == 0)
+            goto done;
+        log_detail("repository \"%s\": another process created repo.json first; using it",
+                   repo_name(r));
+        rc = storage_read_all(s, full, &data, &len);
     }
     if (rc < 0)
         goto fail;

@@ -297,6 +297,7 @@ struct write_all_state {
     const char *path;
     const void *data;
     size_t len;
+    bool no_replace;
 };
 
 static int write_all_attempt(struct storage *s, void *arg, bool *final)
@@ -306,6 +307,7 @@ static int write_all_attempt(struct storage *s, void *arg, bool *final)
     struct storage_write *w = s->ops->write_open(s, st->path, st->len);
     if (!w)
         return err_code();
+    w->no_replace = st->no_replace;
     if (st->len > 0) {
         int rc = s->ops->write_data(w, st->data, st->len);
         if (rc < 0) {
@@ -316,15 +318,26 @@ static int write_all_attempt(struct storage *s, void *arg, bool *final)
     return s->ops->write_commit(w);
 }
 
-int storage_write_all(struct storage *s, const char *path, const void *data, size_t len)
+static int write_all(struct storage *s, const char *path, const void *data, size_t len,
+                     bool no_replace)
 {
-    struct write_all_state st = {.path = path, .data = data, .len = len};
+    struct write_all_state st = {.path = path, .data = data, .len = len, .no_replace = no_replace};
     int rc = storage_path_check(path);
     if (rc == 0)
         rc = with_retries(s, "write of", path, write_all_attempt, &st);
     if (rc < 0)
         storage_add_context(s);
     return rc;
+}
+
+int storage_write_all(struct storage *s, const char *path, const void *data, size_t len)
+{
+    return write_all(s, path, data, len, false);
+}
+
+int storage_create_all(struct storage *s, const char *path, const void *data, size_t len)
+{
+    return write_all(s, path, data, len, true);
 }
 
 /* --- list ------------------------------------------------------------------ */

@@ -177,7 +177,6 @@ ok(@only_old > 0, scalar(@only_old) . ' chunks were named by the expired backups
 $r = pgark('verify');
 is($r->{rc}, 0, 'verify is clean after expire') or diag($r->{stdout});
 # The recovery window starts at the kept backup's consistency point now.
-sub lsn_int { my ($h, $l) = map { hex } split m{/}, $_[0]; return $h * 2**32 + $l }
 $r = pgark('info', '--json');
 is($r->{rc}, 0, 'info --json exits 0');
 my ($ri) = grep { $_->{name} eq 'one' } @{ decode_json($r->{stdout})->{repositories} };

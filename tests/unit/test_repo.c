@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define SEG (1024 * 1024)
@@ -358,6 +359,57 @@ static void test_fresh_handle_reads(void **state)
     assert_int_equal(len, sizeof(data));
     assert_memory_equal(got, data, sizeof(data));
     free(got);
+    repo_close(r);
+}
+
+/* Processes that open a new encrypted repository at the same moment (a receiver and
+ * the first backup) all end up with the one data key in repo.json: each writes an
+ * object with the key it opened with, and a fresh handle reads every one. Before
+ * repo.json was created without replacing, the last writer's file won and the others'
+ * objects could not be decrypted. */
+static void test_concurrent_create(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    int go[2];
+    pid_t pids[N];
+    assert_int_equal(pipe(go), 0);
+    for (int i = 0; i < N; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            char c;
+            close(go[1]);
+            if (read(go[0], &c, 1) != 0) /* all start when the pipe closes */
+                _exit(3);
+            struct repo *r = open_repo("c-race", 0, PASS, &ident, true);
+            char path[32];
+            snprintf(path, sizeof(path), "x/from-%d", i);
+            int rc = r ? repo_put(r, path, path, strlen(path)) : -1;
+            repo_close(r);
+            _exit(rc == 0 ? 0 : 1);
+        }
+    }
+    close(go[0]);
+    close(go[1]);
+    for (int i = 0; i < N; i++) {
+        int st;
+        assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+    }
+    struct repo *r = open_repo("c-race", 0, PASS, NULL, false);
+    assert_non_null(r);
+    for (int i = 0; i < N; i++) {
+        char path[32];
+        uint8_t *got;
+        size_t len;
+        snprintf(path, sizeof(path), "x/from-%d", i);
+        check_ok(repo_get_all(r, path, &got, &len), path);
+        assert_int_equal(len, strlen(path));
+        assert_memory_equal(got, path, len);
+        free(got);
+    }
     repo_close(r);
 }
 
@@ -1924,6 +1976,7 @@ int main(void)
         T(test_round_trip_encrypted_zstd),
         T(test_put_payload),
         T(test_fresh_handle_reads),
+        T(test_concurrent_create),
         T(test_writer_length),
         T(test_stored_plain),
         T(test_stored_zstd_smaller),

@@ -297,6 +297,29 @@ static void test_failed_write_keeps_old(void **state)
     free(dir);
 }
 
+/* storage_create_all writes where nothing is, and never replaces: the second create
+ * fails with ERR_EXISTS, the first content stays, no temporary file is left. */
+static void test_create_never_replaces(void **state)
+{
+    struct storage *s = storage_suite_storage(state);
+    assert_int_equal(storage_create_all(s, "new/obj", "first", 5), 0);
+    int rc = storage_create_all(s, "new/obj", "second!", 7);
+    char *want = xasprintf("\"%s/new/obj\" already exists", pctx.root);
+    assert_storage_error(rc, ERR_EXISTS, want);
+    free(want);
+    char *got = storage_suite_get(s, "new/obj", NULL);
+    assert_string_equal(got, "first");
+    free(got);
+    char *dir = root_path("new");
+    assert_int_equal(count_entries(dir, ".tmp."), 0);
+    free(dir);
+    /* an ordinary write still replaces */
+    assert_int_equal(storage_write_all(s, "new/obj", "third", 5), 0);
+    got = storage_suite_get(s, "new/obj", NULL);
+    assert_string_equal(got, "third");
+    free(got);
+}
+
 static void test_enospc(void **state)
 {
     (void)state;
@@ -846,6 +869,7 @@ int main(void)
         POSIX_TEST(test_temp_files_invisible),
         POSIX_TEST(test_commit_onto_directory),
         POSIX_TEST(test_failed_write_keeps_old),
+        POSIX_TEST(test_create_never_replaces),
         POSIX_TEST(test_enospc),
         POSIX_TEST(test_rename_fallback_copy),
         RETRY_TEST(test_retry_read_resumes),

@@ -313,6 +313,27 @@ static int posix_write_data(struct storage_write *sw, const uint8_t *data, size_
     return 0;
 }
 
+/* Publish the temporary file under its name only if that name is free. */
+static int link_new(struct storage_posix *p, struct posix_write *w, const char *path)
+{
+    int rc = renameat2(w->dir_fd, w->tmp, w->dir_fd, w->name, RENAME_NOREPLACE);
+    if (rc < 0 && (errno == EINVAL || errno == ENOSYS)) {
+        /* a file system without RENAME_NOREPLACE: a hard link does not replace either */
+        rc = linkat(w->dir_fd, w->tmp, w->dir_fd, w->name, 0);
+        if (rc == 0)
+            unlinkat(w->dir_fd, w->tmp, 0);
+    }
+    if (rc == 0)
+        return 0;
+    if (errno == EEXIST) {
+        char *full = full_path(p, path);
+        rc = err_set(ERR_EXISTS, "\"%s\" already exists", full);
+        free(full);
+        return rc;
+    }
+    return errno_error(p, errno, "rename temporary file to", path);
+}
+
 static int posix_write_commit(struct storage_write *sw)
 {
     struct posix_write *w = (struct posix_write *)sw;
@@ -329,7 +350,11 @@ static int posix_write_commit(struct storage_write *sw)
         rc = errno_error(p, errno, "close", sw->path);
         goto out;
     }
-    if (renameat(w->dir_fd, w->tmp, w->dir_fd, w->name) < 0) {
+    if (sw->no_replace) {
+        rc = link_new(p, w, sw->path);
+        if (rc < 0)
+            goto out;
+    } else if (renameat(w->dir_fd, w->tmp, w->dir_fd, w->name) < 0) {
         rc = errno_error(p, errno, "rename temporary file to", sw->path);
         goto out;
     }

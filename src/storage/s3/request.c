@@ -82,6 +82,8 @@ void s3_sign(struct s3 *s, const struct s3_req *r, struct s3_signed *out)
         add_header(out, "Content-MD5", xstrdup(md5_b64));
     if (r->range)
         add_header(out, "Range", xstrdup(r->range));
+    if (r->if_none_match)
+        add_header(out, "If-None-Match", xstrdup("*"));
     add_header(out, "Authorization", auth);
 
     out->http = (struct http_request){
@@ -122,8 +124,9 @@ static bool code_is(const char *code, const char *const *list)
 int s3_judge(struct s3 *s, const struct s3_req *r, int rc, struct http_response *resp, bool *retry,
              bool *slow_down)
 {
-    static const char *const retry_codes[] = {"InternalError", "SlowDown", "ServiceUnavailable",
-                                              "RequestTimeout", NULL};
+    static const char *const retry_codes[] = {"InternalError",  "SlowDown",
+                                              "ServiceUnavailable", "RequestTimeout",
+                                              "ConditionalRequestConflict", NULL};
     static const char *const auth_codes[] = {"AccessDenied",
                                              "SignatureDoesNotMatch",
                                              "InvalidAccessKeyId",
@@ -174,6 +177,9 @@ int s3_judge(struct s3 *s, const struct s3_req *r, int rc, struct http_response 
         err_hint("create the bucket, or correct the bucket name of repository \"%s\"", name);
     } else if (st == 404) {
         rc = err_set(ERR_NOT_FOUND, "%s does not exist in repository \"%s\" (%s)", what, name,
+                     detail);
+    } else if (st == 412 && r->if_none_match) {
+        rc = err_set(ERR_EXISTS, "%s already exists in repository \"%s\" (%s)", what, name,
                      detail);
     } else if (st == 403 || code_is(code, auth_codes)) {
         rc = err_set(ERR_AUTH, "s3 %s of %s in repository \"%s\" refused: %s", r->method, what,

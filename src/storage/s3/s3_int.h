@@ -45,6 +45,8 @@ struct s3_req {
     const char *md5_b64;    /* Content-MD5; computed for a memory body (if non-empty) */
     /* a 2xx answer's ETag must be the MD5 of the memory body sent (single PUTs) */
     bool check_etag;
+    /* If-None-Match: * — a PUT that must not replace an object (412: ERR_EXISTS) */
+    bool if_none_match;
     /* a 2xx body goes here, in the thread waiting for the request */
     http_sink_fn sink;
     void *sink_ctx;
@@ -66,8 +68,8 @@ struct s3_hashes {
 struct s3_signed {
     struct http_request http;
     char *url;
-    struct http_header headers[8];
-    char *values[8]; /* owned header values */
+    struct http_header headers[9];
+    char *values[9]; /* owned header values */
     size_t nheaders;
 };
 

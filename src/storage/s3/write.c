@@ -148,7 +148,8 @@ static int single_put(struct s3 *s, struct s3_write *w)
                        .key = w->key,
                        .body = w->data.data,
                        .body_len = w->data.len,
-                       .check_etag = true};
+                       .check_etag = true,
+                       .if_none_match = w->base.no_replace};
     int rc = s3_request(s, &r, &resp);
     http_response_free(&resp);
     return rc;
@@ -200,7 +201,10 @@ int s3_write_commit(struct storage_write *sw)
     struct s3_write *w = (struct s3_write *)sw;
     struct s3 *s = (struct s3 *)sw->storage;
     int rc;
-    if (!w->upload_id) {
+    if (w->upload_id && sw->no_replace) {
+        rc = err_set(ERR_USAGE, "a write that must not replace an object is one PUT of at most "
+                                "part_size bytes");
+    } else if (!w->upload_id) {
         rc = single_put(s, w);
     } else if ((rc = upload_part(s, w)) == 0) {
         rc = complete_multipart(s, w);
