@@ -14,11 +14,12 @@ PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 BUILD   ?= build
 CC      ?= cc
-PKGS    := libzstd libcrypto yaml-0.1 jansson
-# libcurl and libpq: headers only. They are dlopen'ed on first use (src/http/curl_dl.c,
-# src/pg/pq_dl.c), so that wal-fetch, run once per WAL segment, does not load them and
-# the ~30 libraries they pull in.
-DL_PKGS := libpq libcurl
+PKGS    := yaml-0.1 jansson
+# libcurl, libpq, libcrypto and libzstd: headers only. They are dlopen'ed on first use
+# (src/http/curl_dl.c, src/pg/pq_dl.c, src/crypto/crypto_dl.c, src/compress/zstd_dl.c),
+# so that wal-fetch, run once per WAL segment and often only renaming a file the
+# read-ahead fetched, does not load them (and the ~30 libraries libcurl and libpq pull in).
+DL_PKGS := libpq libcurl libcrypto libzstd
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(DL_PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)

@@ -1,8 +1,9 @@
 # wal-fetch runs once per WAL segment in the server's startup process, so its start-up
-# time adds to every segment replayed: libcurl and libpq (and the libraries they pull
-# in) are loaded only when a command first needs them.
+# time adds to every segment replayed: libcurl, libpq, libcrypto and libzstd (and the
+# libraries they pull in) are loaded only when a command first needs them.
 #  - A segment served from the read-ahead cache, with an S3 repository configured,
-#    loads neither library (LD_DEBUG=libs lists what the dynamic loader looks for).
+#    loads none of them (LD_DEBUG=libs lists what the dynamic loader looks for), and is
+#    served even when unusable copies of all four come first on LD_LIBRARY_PATH.
 #  - A libcurl that cannot be loaded, when wal-fetch must read S3, stops with exit 255
 #    (not 1, which PostgreSQL would take for "no such segment" and end recovery), the
 #    loader's reason and the package to install; nothing is written to DEST.
@@ -31,14 +32,17 @@ my $seg = '000000010000000000000005';
 my $wal = "$tmp/pg_wal";
 my $dest = "$wal/RECOVERYXLOG";
 
+my $unusable = "$tmp/unusable";
+write_file("$unusable/$_", "not a shared library\n")
+  for qw(libcurl.so.4 libpq.so.5 libcrypto.so.3 libzstd.so.1);
 write_file("$wal/.pgark-prefetch/$seg", "cached bytes of $seg");
 my $r = run_pgark([ '--config', $config, 'wal-fetch', $seg, $dest ],
-	env => { LD_DEBUG => 'libs' });
+	env => { LD_DEBUG => 'libs', LD_LIBRARY_PATH => $unusable });
 is($r->{rc}, 0, 'wal-fetch serves the cached segment');
 is(slurp_file($dest), "cached bytes of $seg", 'with its bytes');
-like($r->{stderr}, qr/find library=libzstd\.so/, 'LD_DEBUG lists the libraries looked for');
-my @loaded = $r->{stderr} =~ /find library=(lib(?:curl|pq)[^ ]*)/g;
-is_deeply(\@loaded, [], 'neither libcurl nor libpq is loaded');
+like($r->{stderr}, qr/find library=libyaml-0\.so/, 'LD_DEBUG lists the libraries looked for');
+my @loaded = $r->{stderr} =~ /find library=(lib(?:curl|pq|crypto|zstd)[^ ]*)/g;
+is_deeply(\@loaded, [], 'none of libcurl, libpq, libcrypto and libzstd is loaded');
 unlink $dest;
 
 # Libraries that the loader finds but cannot load.
