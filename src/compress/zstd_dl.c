@@ -8,24 +8,24 @@
 
 #include "pgark/dl.h"
 
-#define ZSTD_FUNCTIONS(X) \
-    X(ZSTD_CCtx_reset) \
-    X(ZSTD_CCtx_setParameter) \
-    X(ZSTD_DCtx_reset) \
-    X(ZSTD_DCtx_setParameter) \
-    X(ZSTD_compress2) \
-    X(ZSTD_compressBound) \
-    X(ZSTD_compressStream2) \
-    X(ZSTD_createCCtx) \
-    X(ZSTD_createDCtx) \
-    X(ZSTD_decompressDCtx) \
-    X(ZSTD_decompressStream) \
-    X(ZSTD_findFrameCompressedSize) \
-    X(ZSTD_freeCCtx) \
-    X(ZSTD_freeDCtx) \
-    X(ZSTD_getErrorCode) \
-    X(ZSTD_getErrorName) \
-    X(ZSTD_getFrameContentSize) \
+#define ZSTD_FUNCTIONS(X)                                                                          \
+    X(ZSTD_CCtx_reset)                                                                             \
+    X(ZSTD_CCtx_setParameter)                                                                      \
+    X(ZSTD_DCtx_reset)                                                                             \
+    X(ZSTD_DCtx_setParameter)                                                                      \
+    X(ZSTD_compress2)                                                                              \
+    X(ZSTD_compressBound)                                                                          \
+    X(ZSTD_compressStream2)                                                                        \
+    X(ZSTD_createCCtx)                                                                             \
+    X(ZSTD_createDCtx)                                                                             \
+    X(ZSTD_decompressDCtx)                                                                         \
+    X(ZSTD_decompressStream)                                                                       \
+    X(ZSTD_findFrameCompressedSize)                                                                \
+    X(ZSTD_freeCCtx)                                                                               \
+    X(ZSTD_freeDCtx)                                                                               \
+    X(ZSTD_getErrorCode)                                                                           \
+    X(ZSTD_getErrorName)                                                                           \
+    X(ZSTD_getFrameContentSize)                                                                    \
     X(ZSTD_isError)
 
 enum { ZSTD_FUNCTIONS(DL_ENUM) ZSTD_NFUNCTIONS };
@@ -59,7 +59,8 @@ size_t ZSTD_DCtx_setParameter(ZSTD_DCtx *dctx, ZSTD_dParameter param, int value)
     return REAL(ZSTD_DCtx_setParameter)(dctx, param, value);
 }
 
-size_t ZSTD_compress2(ZSTD_CCtx *cctx, void *dst, size_t dstCapacity, const void *src, size_t srcSize)
+size_t ZSTD_compress2(ZSTD_CCtx *cctx, void *dst, size_t dstCapacity, const void *src,
+                      size_t srcSize)
 {
     return REAL(ZSTD_compress2)(cctx, dst, dstCapacity, src, srcSize);
 }
@@ -69,7 +70,8 @@ size_t ZSTD_compressBound(size_t srcSize)
     return REAL(ZSTD_compressBound)(srcSize);
 }
 
-size_t ZSTD_compressStream2(ZSTD_CCtx *cctx, ZSTD_outBuffer *output, ZSTD_inBuffer *input, ZSTD_EndDirective endOp)
+size_t ZSTD_compressStream2(ZSTD_CCtx *cctx, ZSTD_outBuffer *output, ZSTD_inBuffer *input,
+                            ZSTD_EndDirective endOp)
 {
     return REAL(ZSTD_compressStream2)(cctx, output, input, endOp);
 }
@@ -84,7 +86,8 @@ ZSTD_DCtx *ZSTD_createDCtx(void)
     return REAL(ZSTD_createDCtx)();
 }
 
-size_t ZSTD_decompressDCtx(ZSTD_DCtx *dctx, void *dst, size_t dstCapacity, const void *src, size_t srcSize)
+size_t ZSTD_decompressDCtx(ZSTD_DCtx *dctx, void *dst, size_t dstCapacity, const void *src,
+                           size_t srcSize)
 {
     return REAL(ZSTD_decompressDCtx)(dctx, dst, dstCapacity, src, srcSize);
 }
@@ -128,4 +131,3 @@ unsigned ZSTD_isError(size_t code)
 {
     return REAL(ZSTD_isError)(code);
 }
-

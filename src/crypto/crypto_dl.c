@@ -18,39 +18,39 @@
 
 #include "pgark/dl.h"
 
-#define CRYPTO_FUNCTIONS(X) \
-    X(EVP_CIPHER_CTX_ctrl) \
-    X(EVP_CIPHER_CTX_free) \
-    X(EVP_CIPHER_CTX_new) \
-    X(EVP_CipherInit_ex) \
-    X(EVP_CipherUpdate) \
-    X(EVP_DecryptFinal_ex) \
-    X(EVP_DecryptUpdate) \
-    X(EVP_Digest) \
-    X(EVP_DigestFinal_ex) \
-    X(EVP_DigestInit_ex) \
-    X(EVP_DigestUpdate) \
-    X(EVP_EncodeBlock) \
-    X(EVP_EncryptFinal_ex) \
-    X(EVP_EncryptUpdate) \
-    X(EVP_KDF_CTX_free) \
-    X(EVP_KDF_CTX_new) \
-    X(EVP_KDF_derive) \
-    X(EVP_KDF_fetch) \
-    X(EVP_KDF_free) \
-    X(EVP_MD_CTX_copy_ex) \
-    X(EVP_MD_CTX_free) \
-    X(EVP_MD_CTX_get0_md) \
-    X(EVP_MD_CTX_new) \
-    X(EVP_aes_256_gcm) \
-    X(EVP_md5) \
-    X(EVP_sha256) \
-    X(HMAC) \
-    X(OSSL_PARAM_construct_end) \
-    X(OSSL_PARAM_construct_octet_string) \
-    X(OSSL_PARAM_construct_uint32) \
-    X(OSSL_PARAM_construct_uint64) \
-    X(OSSL_PARAM_construct_utf8_string) \
+#define CRYPTO_FUNCTIONS(X)                                                                        \
+    X(EVP_CIPHER_CTX_ctrl)                                                                         \
+    X(EVP_CIPHER_CTX_free)                                                                         \
+    X(EVP_CIPHER_CTX_new)                                                                          \
+    X(EVP_CipherInit_ex)                                                                           \
+    X(EVP_CipherUpdate)                                                                            \
+    X(EVP_DecryptFinal_ex)                                                                         \
+    X(EVP_DecryptUpdate)                                                                           \
+    X(EVP_Digest)                                                                                  \
+    X(EVP_DigestFinal_ex)                                                                          \
+    X(EVP_DigestInit_ex)                                                                           \
+    X(EVP_DigestUpdate)                                                                            \
+    X(EVP_EncodeBlock)                                                                             \
+    X(EVP_EncryptFinal_ex)                                                                         \
+    X(EVP_EncryptUpdate)                                                                           \
+    X(EVP_KDF_CTX_free)                                                                            \
+    X(EVP_KDF_CTX_new)                                                                             \
+    X(EVP_KDF_derive)                                                                              \
+    X(EVP_KDF_fetch)                                                                               \
+    X(EVP_KDF_free)                                                                                \
+    X(EVP_MD_CTX_copy_ex)                                                                          \
+    X(EVP_MD_CTX_free)                                                                             \
+    X(EVP_MD_CTX_get0_md)                                                                          \
+    X(EVP_MD_CTX_new)                                                                              \
+    X(EVP_aes_256_gcm)                                                                             \
+    X(EVP_md5)                                                                                     \
+    X(EVP_sha256)                                                                                  \
+    X(HMAC)                                                                                        \
+    X(OSSL_PARAM_construct_end)                                                                    \
+    X(OSSL_PARAM_construct_octet_string)                                                           \
+    X(OSSL_PARAM_construct_uint32)                                                                 \
+    X(OSSL_PARAM_construct_uint64)                                                                 \
+    X(OSSL_PARAM_construct_utf8_string)                                                            \
     X(RAND_bytes)
 
 enum { CRYPTO_FUNCTIONS(DL_ENUM) CRYPTO_NFUNCTIONS };
@@ -79,12 +79,14 @@ EVP_CIPHER_CTX *EVP_CIPHER_CTX_new(void)
     return REAL(EVP_CIPHER_CTX_new)();
 }
 
-int EVP_CipherInit_ex(EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, ENGINE *impl, const unsigned char *key, const unsigned char *iv, int enc)
+int EVP_CipherInit_ex(EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, ENGINE *impl,
+                      const unsigned char *key, const unsigned char *iv, int enc)
 {
     return REAL(EVP_CipherInit_ex)(ctx, cipher, impl, key, iv, enc);
 }
 
-int EVP_CipherUpdate(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl, const unsigned char *in, int inl)
+int EVP_CipherUpdate(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl, const unsigned char *in,
+                     int inl)
 {
     return REAL(EVP_CipherUpdate)(ctx, out, outl, in, inl);
 }
@@ -94,12 +96,14 @@ int EVP_DecryptFinal_ex(EVP_CIPHER_CTX *ctx, unsigned char *outm, int *outl)
     return REAL(EVP_DecryptFinal_ex)(ctx, outm, outl);
 }
 
-int EVP_DecryptUpdate(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl, const unsigned char *in, int inl)
+int EVP_DecryptUpdate(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl, const unsigned char *in,
+                      int inl)
 {
     return REAL(EVP_DecryptUpdate)(ctx, out, outl, in, inl);
 }
 
-int EVP_Digest(const void *data, size_t count, unsigned char *md, unsigned int *size, const EVP_MD *type, ENGINE *impl)
+int EVP_Digest(const void *data, size_t count, unsigned char *md, unsigned int *size,
+               const EVP_MD *type, ENGINE *impl)
 {
     return REAL(EVP_Digest)(data, count, md, size, type, impl);
 }
@@ -129,7 +133,8 @@ int EVP_EncryptFinal_ex(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl)
     return REAL(EVP_EncryptFinal_ex)(ctx, out, outl);
 }
 
-int EVP_EncryptUpdate(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl, const unsigned char *in, int inl)
+int EVP_EncryptUpdate(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl, const unsigned char *in,
+                      int inl)
 {
     return REAL(EVP_EncryptUpdate)(ctx, out, outl, in, inl);
 }
@@ -194,7 +199,8 @@ const EVP_MD *EVP_sha256(void)
     return REAL(EVP_sha256)();
 }
 
-unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len, const unsigned char *data, size_t data_len, unsigned char *md, unsigned int *md_len)
+unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len, const unsigned char *data,
+                    size_t data_len, unsigned char *md, unsigned int *md_len)
 {
     return REAL(HMAC)(evp_md, key, key_len, data, data_len, md, md_len);
 }
@@ -228,4 +234,3 @@ int RAND_bytes(unsigned char *buf, int num)
 {
     return REAL(RAND_bytes)(buf, num);
 }
-

@@ -124,9 +124,12 @@ static bool code_is(const char *code, const char *const *list)
 int s3_judge(struct s3 *s, const struct s3_req *r, int rc, struct http_response *resp, bool *retry,
              bool *slow_down)
 {
-    static const char *const retry_codes[] = {"InternalError",  "SlowDown",
-                                              "ServiceUnavailable", "RequestTimeout",
-                                              "ConditionalRequestConflict", NULL};
+    static const char *const retry_codes[] = {"InternalError",
+                                              "SlowDown",
+                                              "ServiceUnavailable",
+                                              "RequestTimeout",
+                                              "ConditionalRequestConflict",
+                                              NULL};
     static const char *const auth_codes[] = {"AccessDenied",
                                              "SignatureDoesNotMatch",
                                              "InvalidAccessKeyId",
@@ -179,8 +182,7 @@ int s3_judge(struct s3 *s, const struct s3_req *r, int rc, struct http_response 
         rc = err_set(ERR_NOT_FOUND, "%s does not exist in repository \"%s\" (%s)", what, name,
                      detail);
     } else if (st == 412 && r->if_none_match) {
-        rc = err_set(ERR_EXISTS, "%s already exists in repository \"%s\" (%s)", what, name,
-                     detail);
+        rc = err_set(ERR_EXISTS, "%s already exists in repository \"%s\" (%s)", what, name, detail);
     } else if (st == 403 || code_is(code, auth_codes)) {
         rc = err_set(ERR_AUTH, "s3 %s of %s in repository \"%s\" refused: %s", r->method, what,
                      name, detail);
