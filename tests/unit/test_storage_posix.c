@@ -91,6 +91,19 @@ static int count_entries(const char *dir, const char *needle)
     return n;
 }
 
+/* The object at dir/obj holds want, and dir has no temporary file left. */
+static void assert_kept(struct storage *s, const char *dir, const char *want)
+{
+    char *path = xasprintf("%s/obj", dir);
+    char *got = storage_suite_get(s, path, NULL);
+    assert_string_equal(got, want);
+    free(got);
+    free(path);
+    char *full = root_path(dir);
+    assert_int_equal(count_entries(full, ".tmp."), 0);
+    free(full);
+}
+
 static int mode_of(const char *path)
 {
     struct stat st;
@@ -289,12 +302,7 @@ static void test_failed_write_keeps_old(void **state)
     free(want);
     free(data);
 
-    char *got = storage_suite_get(s, "keep/obj", NULL);
-    assert_string_equal(got, "old content");
-    free(got);
-    char *dir = root_path("keep");
-    assert_int_equal(count_entries(dir, ".tmp."), 0);
-    free(dir);
+    assert_kept(s, "keep", "old content");
 }
 
 /* storage_create_all writes where nothing is, and never replaces: the second create
@@ -307,17 +315,10 @@ static void test_create_never_replaces(void **state)
     char *want = xasprintf("\"%s/new/obj\" already exists", pctx.root);
     assert_storage_error(rc, ERR_EXISTS, want);
     free(want);
-    char *got = storage_suite_get(s, "new/obj", NULL);
-    assert_string_equal(got, "first");
-    free(got);
-    char *dir = root_path("new");
-    assert_int_equal(count_entries(dir, ".tmp."), 0);
-    free(dir);
+    assert_kept(s, "new", "first");
     /* an ordinary write still replaces */
     assert_int_equal(storage_write_all(s, "new/obj", "third", 5), 0);
-    got = storage_suite_get(s, "new/obj", NULL);
-    assert_string_equal(got, "third");
-    free(got);
+    assert_kept(s, "new", "third");
 }
 
 static void test_enospc(void **state)
