@@ -31,9 +31,20 @@ void *dl_sym(struct dl_library *lib, size_t i);
  * exit codes its own way (wal-fetch) sets it before anything can load a library. */
 void dl_set_failure_status(int status);
 
-/* Helpers for a shim's table: LIST(X) names each function once, and
- *   enum { LIST(DL_ENUM) N };  static const char *const names[] = {LIST(DL_NAME)};  */
+/* A shim's library, one per file: LIST(X) names each function once. Defines the
+ * table (DL_<name> indexes it) and DL_REAL(name): the library's own function of that
+ * name, loaded on first use, for the shim's definition of name to forward to. */
 #define DL_ENUM(name) DL_##name,
 #define DL_NAME(name) #name,
+#define DL_LIBRARY(LIST, SONAME, PACKAGE)                                                          \
+    enum { LIST(DL_ENUM) DL_NFUNCTIONS };                                                          \
+    static const char *const dl_names[] = {LIST(DL_NAME)};                                         \
+    static void *dl_syms[DL_NFUNCTIONS];                                                           \
+    static struct dl_library dl_library = {.soname = SONAME,                                       \
+                                           .package = PACKAGE,                                     \
+                                           .names = dl_names,                                      \
+                                           .syms = dl_syms,                                        \
+                                           .n = DL_NFUNCTIONS}
+#define DL_REAL(name) ((__typeof__(&name))dl_sym(&dl_library, DL_##name))
 
 #endif

@@ -28,106 +28,97 @@
     X(ZSTD_getFrameContentSize)                                                                    \
     X(ZSTD_isError)
 
-enum { ZSTD_FUNCTIONS(DL_ENUM) ZSTD_NFUNCTIONS };
-static const char *const names[] = {ZSTD_FUNCTIONS(DL_NAME)};
-static void *syms[ZSTD_NFUNCTIONS];
-static struct dl_library libzstd = {.soname = "libzstd.so.1",
-                                    .package = "libzstd1",
-                                    .names = names,
-                                    .syms = syms,
-                                    .n = ZSTD_NFUNCTIONS};
-
-#define REAL(name) ((__typeof__(&name))dl_sym(&libzstd, DL_##name))
+DL_LIBRARY(ZSTD_FUNCTIONS, "libzstd.so.1", "libzstd1");
 
 size_t ZSTD_CCtx_reset(ZSTD_CCtx *cctx, ZSTD_ResetDirective reset)
 {
-    return REAL(ZSTD_CCtx_reset)(cctx, reset);
+    return DL_REAL(ZSTD_CCtx_reset)(cctx, reset);
 }
 
 size_t ZSTD_CCtx_setParameter(ZSTD_CCtx *cctx, ZSTD_cParameter param, int value)
 {
-    return REAL(ZSTD_CCtx_setParameter)(cctx, param, value);
+    return DL_REAL(ZSTD_CCtx_setParameter)(cctx, param, value);
 }
 
 size_t ZSTD_DCtx_reset(ZSTD_DCtx *dctx, ZSTD_ResetDirective reset)
 {
-    return REAL(ZSTD_DCtx_reset)(dctx, reset);
+    return DL_REAL(ZSTD_DCtx_reset)(dctx, reset);
 }
 
 size_t ZSTD_DCtx_setParameter(ZSTD_DCtx *dctx, ZSTD_dParameter param, int value)
 {
-    return REAL(ZSTD_DCtx_setParameter)(dctx, param, value);
+    return DL_REAL(ZSTD_DCtx_setParameter)(dctx, param, value);
 }
 
 size_t ZSTD_compress2(ZSTD_CCtx *cctx, void *dst, size_t dstCapacity, const void *src,
                       size_t srcSize)
 {
-    return REAL(ZSTD_compress2)(cctx, dst, dstCapacity, src, srcSize);
+    return DL_REAL(ZSTD_compress2)(cctx, dst, dstCapacity, src, srcSize);
 }
 
 size_t ZSTD_compressBound(size_t srcSize)
 {
-    return REAL(ZSTD_compressBound)(srcSize);
+    return DL_REAL(ZSTD_compressBound)(srcSize);
 }
 
 size_t ZSTD_compressStream2(ZSTD_CCtx *cctx, ZSTD_outBuffer *output, ZSTD_inBuffer *input,
                             ZSTD_EndDirective endOp)
 {
-    return REAL(ZSTD_compressStream2)(cctx, output, input, endOp);
+    return DL_REAL(ZSTD_compressStream2)(cctx, output, input, endOp);
 }
 
 ZSTD_CCtx *ZSTD_createCCtx(void)
 {
-    return REAL(ZSTD_createCCtx)();
+    return DL_REAL(ZSTD_createCCtx)();
 }
 
 ZSTD_DCtx *ZSTD_createDCtx(void)
 {
-    return REAL(ZSTD_createDCtx)();
+    return DL_REAL(ZSTD_createDCtx)();
 }
 
 size_t ZSTD_decompressDCtx(ZSTD_DCtx *dctx, void *dst, size_t dstCapacity, const void *src,
                            size_t srcSize)
 {
-    return REAL(ZSTD_decompressDCtx)(dctx, dst, dstCapacity, src, srcSize);
+    return DL_REAL(ZSTD_decompressDCtx)(dctx, dst, dstCapacity, src, srcSize);
 }
 
 size_t ZSTD_decompressStream(ZSTD_DStream *zds, ZSTD_outBuffer *output, ZSTD_inBuffer *input)
 {
-    return REAL(ZSTD_decompressStream)(zds, output, input);
+    return DL_REAL(ZSTD_decompressStream)(zds, output, input);
 }
 
 size_t ZSTD_findFrameCompressedSize(const void *src, size_t srcSize)
 {
-    return REAL(ZSTD_findFrameCompressedSize)(src, srcSize);
+    return DL_REAL(ZSTD_findFrameCompressedSize)(src, srcSize);
 }
 
 size_t ZSTD_freeCCtx(ZSTD_CCtx *cctx)
 {
-    return REAL(ZSTD_freeCCtx)(cctx);
+    return DL_REAL(ZSTD_freeCCtx)(cctx);
 }
 
 size_t ZSTD_freeDCtx(ZSTD_DCtx *dctx)
 {
-    return REAL(ZSTD_freeDCtx)(dctx);
+    return DL_REAL(ZSTD_freeDCtx)(dctx);
 }
 
 ZSTD_ErrorCode ZSTD_getErrorCode(size_t functionResult)
 {
-    return REAL(ZSTD_getErrorCode)(functionResult);
+    return DL_REAL(ZSTD_getErrorCode)(functionResult);
 }
 
 const char *ZSTD_getErrorName(size_t code)
 {
-    return REAL(ZSTD_getErrorName)(code);
+    return DL_REAL(ZSTD_getErrorName)(code);
 }
 
 unsigned long long ZSTD_getFrameContentSize(const void *src, size_t srcSize)
 {
-    return REAL(ZSTD_getFrameContentSize)(src, srcSize);
+    return DL_REAL(ZSTD_getFrameContentSize)(src, srcSize);
 }
 
 unsigned ZSTD_isError(size_t code)
 {
-    return REAL(ZSTD_isError)(code);
+    return DL_REAL(ZSTD_isError)(code);
 }

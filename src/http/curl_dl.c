@@ -37,16 +37,7 @@
     X(curl_slist_append)                                                                           \
     X(curl_slist_free_all)
 
-enum { CURL_FUNCTIONS(DL_ENUM) CURL_NFUNCTIONS };
-static const char *const names[] = {CURL_FUNCTIONS(DL_NAME)};
-static void *syms[CURL_NFUNCTIONS];
-static struct dl_library libcurl = {.soname = "libcurl.so.4",
-                                    .package = "libcurl4",
-                                    .names = names,
-                                    .syms = syms,
-                                    .n = CURL_NFUNCTIONS};
-
-#define REAL(name) ((__typeof__(&name))dl_sym(&libcurl, DL_##name))
+DL_LIBRARY(CURL_FUNCTIONS, "libcurl.so.4", "libcurl4");
 
 /* The setopt calls take exactly one argument after the option, whose type the option's
  * number range gives (CURLOPTTYPE_*, the same numbering for CURLMOPT_*): read it as
@@ -54,13 +45,13 @@ static struct dl_library libcurl = {.soname = "libcurl.so.4",
 #define FORWARD_OPTION(rc, fn, handle, option, ap)                                                 \
     do {                                                                                           \
         if ((option) < CURLOPTTYPE_OBJECTPOINT)                                                    \
-            rc = REAL(fn)(handle, option, va_arg(ap, long));                                       \
+            rc = DL_REAL(fn)(handle, option, va_arg(ap, long));                                    \
         else if ((option) < CURLOPTTYPE_FUNCTIONPOINT || (option) >= CURLOPTTYPE_BLOB)             \
-            rc = REAL(fn)(handle, option, va_arg(ap, void *));                                     \
+            rc = DL_REAL(fn)(handle, option, va_arg(ap, void *));                                  \
         else if ((option) < CURLOPTTYPE_OFF_T)                                                     \
-            rc = REAL(fn)(handle, option, va_arg(ap, void (*)(void)));                             \
+            rc = DL_REAL(fn)(handle, option, va_arg(ap, void (*)(void)));                          \
         else                                                                                       \
-            rc = REAL(fn)(handle, option, va_arg(ap, curl_off_t));                                 \
+            rc = DL_REAL(fn)(handle, option, va_arg(ap, curl_off_t));                              \
     } while (0)
 
 /* The names of the variadic ones are parenthesized: curl.h defines them as macros. */
@@ -90,93 +81,93 @@ CURLcode(curl_easy_getinfo)(CURL *curl, CURLINFO info, ...)
 {
     va_list ap;
     va_start(ap, info);
-    CURLcode rc = REAL(curl_easy_getinfo)(curl, info, va_arg(ap, void *));
+    CURLcode rc = DL_REAL(curl_easy_getinfo)(curl, info, va_arg(ap, void *));
     va_end(ap);
     return rc;
 }
 
 CURLcode curl_global_init(long flags)
 {
-    return REAL(curl_global_init)(flags);
+    return DL_REAL(curl_global_init)(flags);
 }
 
 CURL *curl_easy_init(void)
 {
-    return REAL(curl_easy_init)();
+    return DL_REAL(curl_easy_init)();
 }
 
 void curl_easy_cleanup(CURL *curl)
 {
-    REAL(curl_easy_cleanup)(curl);
+    DL_REAL(curl_easy_cleanup)(curl);
 }
 
 void curl_easy_reset(CURL *curl)
 {
-    REAL(curl_easy_reset)(curl);
+    DL_REAL(curl_easy_reset)(curl);
 }
 
 CURLcode curl_easy_perform(CURL *curl)
 {
-    return REAL(curl_easy_perform)(curl);
+    return DL_REAL(curl_easy_perform)(curl);
 }
 
 CURLcode curl_easy_pause(CURL *curl, int bitmask)
 {
-    return REAL(curl_easy_pause)(curl, bitmask);
+    return DL_REAL(curl_easy_pause)(curl, bitmask);
 }
 
 const char *curl_easy_strerror(CURLcode code)
 {
-    return REAL(curl_easy_strerror)(code);
+    return DL_REAL(curl_easy_strerror)(code);
 }
 
 CURLM *curl_multi_init(void)
 {
-    return REAL(curl_multi_init)();
+    return DL_REAL(curl_multi_init)();
 }
 
 CURLMcode curl_multi_cleanup(CURLM *multi)
 {
-    return REAL(curl_multi_cleanup)(multi);
+    return DL_REAL(curl_multi_cleanup)(multi);
 }
 
 CURLMcode curl_multi_add_handle(CURLM *multi, CURL *curl)
 {
-    return REAL(curl_multi_add_handle)(multi, curl);
+    return DL_REAL(curl_multi_add_handle)(multi, curl);
 }
 
 CURLMcode curl_multi_remove_handle(CURLM *multi, CURL *curl)
 {
-    return REAL(curl_multi_remove_handle)(multi, curl);
+    return DL_REAL(curl_multi_remove_handle)(multi, curl);
 }
 
 CURLMcode curl_multi_perform(CURLM *multi, int *running)
 {
-    return REAL(curl_multi_perform)(multi, running);
+    return DL_REAL(curl_multi_perform)(multi, running);
 }
 
 CURLMcode curl_multi_poll(CURLM *multi, struct curl_waitfd extra_fds[], unsigned int extra_nfds,
                           int timeout_ms, int *ret)
 {
-    return REAL(curl_multi_poll)(multi, extra_fds, extra_nfds, timeout_ms, ret);
+    return DL_REAL(curl_multi_poll)(multi, extra_fds, extra_nfds, timeout_ms, ret);
 }
 
 CURLMcode curl_multi_wakeup(CURLM *multi)
 {
-    return REAL(curl_multi_wakeup)(multi);
+    return DL_REAL(curl_multi_wakeup)(multi);
 }
 
 CURLMsg *curl_multi_info_read(CURLM *multi, int *msgs_in_queue)
 {
-    return REAL(curl_multi_info_read)(multi, msgs_in_queue);
+    return DL_REAL(curl_multi_info_read)(multi, msgs_in_queue);
 }
 
 struct curl_slist *curl_slist_append(struct curl_slist *list, const char *data)
 {
-    return REAL(curl_slist_append)(list, data);
+    return DL_REAL(curl_slist_append)(list, data);
 }
 
 void curl_slist_free_all(struct curl_slist *list)
 {
-    REAL(curl_slist_free_all)(list);
+    DL_REAL(curl_slist_free_all)(list);
 }

@@ -47,184 +47,178 @@
     X(PQstatus)                                                                                    \
     X(PQuser)
 
-enum { PQ_FUNCTIONS(DL_ENUM) PQ_NFUNCTIONS };
-static const char *const names[] = {PQ_FUNCTIONS(DL_NAME)};
-static void *syms[PQ_NFUNCTIONS];
-static struct dl_library libpq = {
-    .soname = "libpq.so.5", .package = "libpq5", .names = names, .syms = syms, .n = PQ_NFUNCTIONS};
-
-#define REAL(name) ((__typeof__(&name))dl_sym(&libpq, DL_##name))
+DL_LIBRARY(PQ_FUNCTIONS, "libpq.so.5", "libpq5");
 
 /* connections */
 
 PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values, int expand_dbname)
 {
-    return REAL(PQconnectdbParams)(keywords, values, expand_dbname);
+    return DL_REAL(PQconnectdbParams)(keywords, values, expand_dbname);
 }
 
 void PQfinish(PGconn *conn)
 {
-    REAL(PQfinish)(conn);
+    DL_REAL(PQfinish)(conn);
 }
 
 ConnStatusType PQstatus(const PGconn *conn)
 {
-    return REAL(PQstatus)(conn);
+    return DL_REAL(PQstatus)(conn);
 }
 
 char *PQerrorMessage(const PGconn *conn)
 {
-    return REAL(PQerrorMessage)(conn);
+    return DL_REAL(PQerrorMessage)(conn);
 }
 
 int PQconnectionNeedsPassword(const PGconn *conn)
 {
-    return REAL(PQconnectionNeedsPassword)(conn);
+    return DL_REAL(PQconnectionNeedsPassword)(conn);
 }
 
 int PQserverVersion(const PGconn *conn)
 {
-    return REAL(PQserverVersion)(conn);
+    return DL_REAL(PQserverVersion)(conn);
 }
 
 int PQsocket(const PGconn *conn)
 {
-    return REAL(PQsocket)(conn);
+    return DL_REAL(PQsocket)(conn);
 }
 
 char *PQhost(const PGconn *conn)
 {
-    return REAL(PQhost)(conn);
+    return DL_REAL(PQhost)(conn);
 }
 
 char *PQport(const PGconn *conn)
 {
-    return REAL(PQport)(conn);
+    return DL_REAL(PQport)(conn);
 }
 
 char *PQuser(const PGconn *conn)
 {
-    return REAL(PQuser)(conn);
+    return DL_REAL(PQuser)(conn);
 }
 
 PQconninfoOption *PQconninfoParse(const char *conninfo, char **errmsg)
 {
-    return REAL(PQconninfoParse)(conninfo, errmsg);
+    return DL_REAL(PQconninfoParse)(conninfo, errmsg);
 }
 
 void PQconninfoFree(PQconninfoOption *options)
 {
-    REAL(PQconninfoFree)(options);
+    DL_REAL(PQconninfoFree)(options);
 }
 
 /* queries and COPY */
 
 PGresult *PQexec(PGconn *conn, const char *query)
 {
-    return REAL(PQexec)(conn, query);
+    return DL_REAL(PQexec)(conn, query);
 }
 
 PGresult *PQexecParams(PGconn *conn, const char *command, int nParams, const Oid *paramTypes,
                        const char *const *paramValues, const int *paramLengths,
                        const int *paramFormats, int resultFormat)
 {
-    return REAL(PQexecParams)(conn, command, nParams, paramTypes, paramValues, paramLengths,
-                              paramFormats, resultFormat);
+    return DL_REAL(PQexecParams)(conn, command, nParams, paramTypes, paramValues, paramLengths,
+                                 paramFormats, resultFormat);
 }
 
 int PQsendQuery(PGconn *conn, const char *query)
 {
-    return REAL(PQsendQuery)(conn, query);
+    return DL_REAL(PQsendQuery)(conn, query);
 }
 
 PGresult *PQgetResult(PGconn *conn)
 {
-    return REAL(PQgetResult)(conn);
+    return DL_REAL(PQgetResult)(conn);
 }
 
 int PQconsumeInput(PGconn *conn)
 {
-    return REAL(PQconsumeInput)(conn);
+    return DL_REAL(PQconsumeInput)(conn);
 }
 
 int PQisBusy(PGconn *conn)
 {
-    return REAL(PQisBusy)(conn);
+    return DL_REAL(PQisBusy)(conn);
 }
 
 int PQflush(PGconn *conn)
 {
-    return REAL(PQflush)(conn);
+    return DL_REAL(PQflush)(conn);
 }
 
 int PQgetCopyData(PGconn *conn, char **buffer, int async)
 {
-    return REAL(PQgetCopyData)(conn, buffer, async);
+    return DL_REAL(PQgetCopyData)(conn, buffer, async);
 }
 
 int PQputCopyData(PGconn *conn, const char *buffer, int nbytes)
 {
-    return REAL(PQputCopyData)(conn, buffer, nbytes);
+    return DL_REAL(PQputCopyData)(conn, buffer, nbytes);
 }
 
 int PQputCopyEnd(PGconn *conn, const char *errormsg)
 {
-    return REAL(PQputCopyEnd)(conn, errormsg);
+    return DL_REAL(PQputCopyEnd)(conn, errormsg);
 }
 
 void PQfreemem(void *ptr)
 {
-    REAL(PQfreemem)(ptr);
+    DL_REAL(PQfreemem)(ptr);
 }
 
 /* results */
 
 void PQclear(PGresult *res)
 {
-    REAL(PQclear)(res);
+    DL_REAL(PQclear)(res);
 }
 
 ExecStatusType PQresultStatus(const PGresult *res)
 {
-    return REAL(PQresultStatus)(res);
+    return DL_REAL(PQresultStatus)(res);
 }
 
 char *PQresStatus(ExecStatusType status)
 {
-    return REAL(PQresStatus)(status);
+    return DL_REAL(PQresStatus)(status);
 }
 
 char *PQresultErrorField(const PGresult *res, int fieldcode)
 {
-    return REAL(PQresultErrorField)(res, fieldcode);
+    return DL_REAL(PQresultErrorField)(res, fieldcode);
 }
 
 int PQntuples(const PGresult *res)
 {
-    return REAL(PQntuples)(res);
+    return DL_REAL(PQntuples)(res);
 }
 
 int PQnfields(const PGresult *res)
 {
-    return REAL(PQnfields)(res);
+    return DL_REAL(PQnfields)(res);
 }
 
 char *PQfname(const PGresult *res, int field_num)
 {
-    return REAL(PQfname)(res, field_num);
+    return DL_REAL(PQfname)(res, field_num);
 }
 
 char *PQgetvalue(const PGresult *res, int tup_num, int field_num)
 {
-    return REAL(PQgetvalue)(res, tup_num, field_num);
+    return DL_REAL(PQgetvalue)(res, tup_num, field_num);
 }
 
 int PQgetisnull(const PGresult *res, int tup_num, int field_num)
 {
-    return REAL(PQgetisnull)(res, tup_num, field_num);
+    return DL_REAL(PQgetisnull)(res, tup_num, field_num);
 }
 
 int PQgetlength(const PGresult *res, int tup_num, int field_num)
 {
-    return REAL(PQgetlength)(res, tup_num, field_num);
+    return DL_REAL(PQgetlength)(res, tup_num, field_num);
 }
