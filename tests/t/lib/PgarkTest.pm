@@ -143,7 +143,7 @@ sub s3rver_script
 {
 	my $js = "$root/tests/harness/s3/node_modules/s3rver/bin/s3rver.js";
 	croak "s3rver is not installed at \"$js\": run make deps" unless -f $js;
-	return $js;
+	return "$root/tests/harness/s3rver-atomic.js";    # s3rver with atomic PUTs
 }
 
 # Start an s3rver; returns { endpoint, host, port, dir, pid, access_key, secret_key }.
