@@ -176,19 +176,7 @@ static char *control_state(int major, const char *pgdata)
 static void drop_prefetch(const char *pgdata)
 {
     char *dir = xasprintf("%s/pg_wal/%s", pgdata, PREFETCH_DIR);
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL) {
-            if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
-                char *p = xasprintf("%s/%s", dir, de->d_name);
-                unlink(p);
-                free(p);
-            }
-        }
-        closedir(d);
-        rmdir(dir);
-    }
+    prefetch_drop(dir);
     free(dir);
 }
 
@@ -243,9 +231,15 @@ int restore_start(const struct start_options *o)
             have_pid = read_pidfile(o->pgdata, &pf) || have_pid;
         if (have_pid && !alive(pf.pid))
             break;
-        if (!have_pid && time_mono_us() - t0 > 60 * INT64_C(1000000)) {
-            /* pg_ctl started it, yet no postmaster.pid after a minute: it died early. */
-            break;
+        if (!have_pid) {
+            /* Gone before its postmaster.pid was read: a target reached at once with
+             * action shutdown, or a failed start (its log ends so in both cases) — or no
+             * postmaster.pid after a minute, though pg_ctl started it: it died early. */
+            char *down = log_line(logfile, log_from, "database system is shut down");
+            bool gone = down || time_mono_us() - t0 > 60 * INT64_C(1000000);
+            free(down);
+            if (gone)
+                break;
         }
         if (have_pid && pf.socket_dir[0]) {
             char port[16];
