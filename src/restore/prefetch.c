@@ -29,6 +29,11 @@
  * directory entries are not fsynced.
  * The read-ahead process is detached (setsid, its own fds closed), so the server's
  * restore_command returns at once and a server shutdown does not wait for it.
+ * When the cache is in a data directory's pg_wal (DEST is the server's
+ * pg_wal/RECOVERYXLOG), the read-ahead also watches for the end of recovery: once
+ * neither recovery.signal nor standby.signal is there, the server will ask for nothing
+ * more, and the read-ahead removes the cache and leaves — a restore to a point before
+ * the end of the archive would otherwise leave up to `depth` segments in pg_wal.
  */
 #include "restore_int.h"
 
@@ -47,9 +52,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PREFETCH_THREADS 4
-#define PREFETCH_POLL_MS 10   /* how often an idle read-ahead looks at ".want" */
-#define PREFETCH_IDLE_MS 5000 /* and leaves after this long without a new one */
+#define PREFETCH_THREADS 4          /* at most: one per CPU, but at least 2 */
+#define PREFETCH_AWAIT_STEP_US 1000 /* how often a call that waits looks for its copy */
+#define PREFETCH_POLL_MS 10         /* how often an idle read-ahead looks at ".want" */
+#define PREFETCH_IDLE_MS 5000       /* and leaves after this long without a new one */
 
 /* Delete cached segments that are not in (first, last] of first's timeline (last NULL:
  * no upper bound). */
@@ -81,6 +87,119 @@ int prefetch_consume(const char *cache_dir, const char *name, const char *dest)
     /* Whatever is not after this segment on this timeline will not be asked for. */
     prune_cache(cache_dir, name, NULL);
     return served;
+}
+
+/* Is the read-ahead fetching name right now (its temporary copy is in cache_dir)? */
+static bool in_flight(const char *cache_dir, const char *name)
+{
+    DIR *d = opendir(cache_dir);
+    if (!d)
+        return false;
+    size_t n = strlen(name);
+    bool found = false;
+    struct dirent *de;
+    while (!found && (de = readdir(d)) != NULL) {
+        /* .pgark-fetch.<pid>.<name>.tmp (walfetch.c) */
+        size_t len = strlen(de->d_name);
+        found = !strncmp(de->d_name, ".pgark-fetch.", 13) && len > 13 + n + 5 &&
+                !strcmp(de->d_name + len - 4, ".tmp") &&
+                !strncmp(de->d_name + len - 4 - n, name, n) && de->d_name[len - 5 - n] == '.';
+    }
+    closedir(d);
+    return found;
+}
+
+/* Does a read-ahead process run (hold ".lock")? */
+static bool read_ahead_runs(const char *cache_dir)
+{
+    char *path = xasprintf("%s/.lock", cache_dir);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    free(path);
+    if (fd < 0)
+        return false;
+    bool runs = flock(fd, LOCK_EX | LOCK_NB) < 0;
+    close(fd); /* releases the lock if it was taken here */
+    return runs;
+}
+
+int prefetch_await(const char *cache_dir, const char *name, const char *dest)
+{
+    if (!in_flight(cache_dir, name))
+        return 0;
+    char *cached = xasprintf("%s/%s", cache_dir, name);
+    int served = 0;
+    for (unsigned i = 1;; i++) {
+        /* looked at before the rename: a fetch seen over has renamed its copy already */
+        bool fetching = in_flight(cache_dir, name);
+        if (rename(cached, dest) == 0) {
+            served = 1;
+            prune_cache(cache_dir, name, NULL);
+            break;
+        }
+        /* Gone without a copy (not in the archive, or damaged: the caller fetches and
+         * reports it), or the read-ahead died with its temporary file in place. */
+        if (!fetching || (i % 100 == 0 && !read_ahead_runs(cache_dir)))
+            break;
+        usleep(PREFETCH_AWAIT_STEP_US);
+    }
+    free(cached);
+    return served;
+}
+
+void prefetch_drop(const char *cache_dir)
+{
+    DIR *d = opendir(cache_dir);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+                char *p = xasprintf("%s/%s", cache_dir, de->d_name);
+                unlink(p);
+                free(p);
+            }
+        }
+        closedir(d);
+    }
+    rmdir(cache_dir);
+}
+
+/* The data directory whose recovery the cache serves: cache_dir is <D>/pg_wal/<cache>
+ * and <D> has a PG_VERSION. NULL when the cache is anywhere else (wal-fetch run by
+ * hand): then there is no recovery to watch. */
+static char *data_dir_of(const char *cache_dir)
+{
+    char *wal = xstrdup(cache_dir);
+    char *slash = strrchr(wal, '/');
+    char *data = NULL;
+    if (slash) {
+        *slash = '\0';
+        slash = strrchr(wal, '/');
+        const char *base = slash ? slash + 1 : wal;
+        if (!strcmp(base, "pg_wal")) {
+            data = slash ? xstrndup(wal, (size_t)(slash - wal)) : xstrdup(".");
+            char *version = xasprintf("%s/PG_VERSION", data);
+            if (access(version, F_OK) != 0) {
+                free(data);
+                data = NULL;
+            }
+            free(version);
+        }
+    }
+    free(wal);
+    return data;
+}
+
+/* Has the server of data_dir left recovery (no recovery.signal, no standby.signal)? */
+static bool recovery_over(const char *data_dir)
+{
+    if (!data_dir)
+        return false;
+    char *rec = xasprintf("%s/recovery.signal", data_dir);
+    char *standby = xasprintf("%s/standby.signal", data_dir);
+    bool over = access(rec, F_OK) != 0 && access(standby, F_OK) != 0;
+    free(rec);
+    free(standby);
+    return over;
 }
 
 /* --- the read-ahead process ----------------------------------------------------------- */
@@ -125,6 +244,7 @@ static void write_want(const char *cache_dir, timeline_t tli, uint64_t segno)
 struct window {
     struct repo_set *set;
     const char *cache_dir;
+    const char *data_dir; /* whose recovery ending ends the read-ahead (NULL: none) */
     uint64_t seg_size;
     unsigned depth;
     pthread_mutex_t lock;
@@ -156,11 +276,11 @@ static bool cached(const struct window *w, uint64_t segno)
 }
 
 /* Look at ".want" (under w->lock): slide the window, prune what fell out of it. False
- * when the cache is gone. */
+ * when the cache is gone or recovery is over. */
 static bool refresh(struct window *w)
 {
     struct want now;
-    if (!read_want(w->cache_dir, &now))
+    if (!read_want(w->cache_dir, &now) || recovery_over(w->data_dir))
         return false;
     if (w->have_want && now.tli == w->want.tli && now.segno == w->want.segno)
         return true;
@@ -253,11 +373,12 @@ static void remove_temps(const char *cache_dir)
 }
 
 /* Run the window until it goes idle; the last ".want" seen goes to *seen. */
-static void read_ahead(struct repo_set *set, const char *cache_dir, uint64_t seg_size,
-                       unsigned depth, struct want *seen, bool *have_seen)
+static void read_ahead(struct repo_set *set, const char *cache_dir, const char *data_dir,
+                       uint64_t seg_size, unsigned depth, struct want *seen, bool *have_seen)
 {
     struct window w = {.set = set,
                        .cache_dir = cache_dir,
+                       .data_dir = data_dir,
                        .seg_size = seg_size,
                        .depth = depth,
                        .end = UINT64_MAX,
@@ -265,7 +386,13 @@ static void read_ahead(struct repo_set *set, const char *cache_dir, uint64_t seg
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.moved, NULL);
     remove_temps(cache_dir);
-    int n = depth < PREFETCH_THREADS ? (int)depth : PREFETCH_THREADS;
+    /* More fetches at once than CPUs only slow the one the server will ask for next:
+     * on 2 CPUs with 4 threads, the segments right after the first were still being
+     * fetched when the server, replaying fast at the start, asked for them. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = cpus < 2 ? 2 : cpus > PREFETCH_THREADS ? PREFETCH_THREADS : (int)cpus;
+    if ((unsigned)n > depth)
+        n = (int)depth;
     pthread_t th[PREFETCH_THREADS];
     int started = 0;
     for (int i = 0; i < n; i++) {
@@ -333,10 +460,15 @@ void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli,
         if (!repo_set_get(&fresh, i))
             err_clear();
     }
+    char *data_dir = data_dir_of(cache_dir);
     for (;;) {
         struct want seen, now;
         bool have_seen = false;
-        read_ahead(&fresh, cache_dir, seg_size, depth, &seen, &have_seen);
+        read_ahead(&fresh, cache_dir, data_dir, seg_size, depth, &seen, &have_seen);
+        if (recovery_over(data_dir)) {
+            prefetch_drop(cache_dir);
+            break;
+        }
         /* Idle: let go, then look once more — a call may have found the lock taken
          * after our last look at ".want". */
         flock(lock, LOCK_UN);
@@ -344,6 +476,7 @@ void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli,
             (have_seen && now.tli == seen.tli && now.segno == seen.segno) || !take_lock(lock))
             break;
     }
+    free(data_dir);
     repo_set_free(&fresh);
     _exit(0);
 }

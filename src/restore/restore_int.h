@@ -137,11 +137,16 @@ int restore_start(const struct start_options *o);
 /* Move a cached, verified copy of name into dest (in cache_dir's parent). 1 when served,
  * 0 when not cached. Removes cached files the server has gone past. */
 int prefetch_consume(const char *cache_dir, const char *name, const char *dest);
+/* When the running read-ahead is fetching name, wait for its copy and serve it as
+ * prefetch_consume does (1); 0 when it is not fetching it or ends without a copy. */
+int prefetch_await(const char *cache_dir, const char *name, const char *dest);
 /* Record that segment `segno` was served and make sure a detached read-ahead process
  * keeps the `depth` segments after it in cache_dir (starts one unless one runs; none
  * when depth is 0). */
 void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli, uint64_t segno,
                     uint64_t seg_size, unsigned depth);
+/* Remove the cache directory and everything in it. */
+void prefetch_drop(const char *cache_dir);
 /* How walfetch_object lays its copy down. */
 enum walfetch_flags {
     /* the object may be shorter than a segment (a .partial): zero-pad it to seg_size */

@@ -247,12 +247,18 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
     uint64_t segno;
     char path[96], what[96];
 
-    if (prefetch_consume(cache_dir, name, dest) > 0) {
+    /* Cached, or being fetched by the read-ahead: fetching it here too would only
+     * race it for the CPU and the disk (at the start of a replay, when the server
+     * asks for segments faster than the read-ahead has warmed up). */
+    bool waited = false;
+    if (prefetch_consume(cache_dir, name, dest) > 0 ||
+        (waited = prefetch_await(cache_dir, name, dest) > 0)) {
         seg_size = seg_size_from_file(dest);
         if (seg_size && wal_segment_parse(name, seg_size, &tli, &segno) == 0)
             prefetch_spawn(set, cache_dir, tli, segno, seg_size, depth);
         err_clear();
-        log_detail("restored segment %s from the read-ahead cache", name);
+        log_detail("restored segment %s from the read-ahead cache%s", name,
+                   waited ? ", once the read-ahead had fetched it" : "");
         return 0;
     }
     seg_size = seg_size_of(set);
@@ -267,13 +273,15 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
     }
     snprintf(what, sizeof(what), "segment %s", name);
     repo_wal_path(tli, name, false, path, sizeof(path));
+    /* The read-ahead of the segments after this one starts first: the server asks for
+     * the next one as soon as it has replayed this one, fast at the start of a replay,
+     * and it sits idle while this one is fetched. */
+    prefetch_spawn(set, cache_dir, tli, segno, seg_size, depth);
     int rc = walfetch_object(set, path, dest, seg_size, 0, what);
     if (rc < 0)
         return WALFETCH_EXIT_ABORT;
-    if (rc > 0) {
-        prefetch_spawn(set, cache_dir, tli, segno, seg_size, depth);
+    if (rc > 0)
         return 0;
-    }
     /* Not archived complete: the receiver's partial copy, if this is the newest
      * timeline (an older timeline's partial ends in WAL that the newer one replaced). */
     if (!history_exists(set, tli + 1)) {

@@ -6,17 +6,24 @@
 #    a plain fetch gives; segments the server has gone past are pruned.
 #  - The window is wal_fetch_read_ahead segments after the last one served, and slides
 #    with each request; 0 turns the read-ahead off.
+#  - A request for a segment the read-ahead is fetching waits for its copy and serves
+#    it; when the read-ahead ends without one, or left only a stale temporary file and
+#    runs no more, the segment is fetched from the repository.
 #  - A restore replaying six segments written after the backup: the server log shows
 #    later segments came from the cache, the rows equal the source's, and nothing is
 #    left in the cache afterwards.
 #  - restore --start --wait with a target and action shutdown reports the target reached,
 #    although the server log that came with the backup holds an old failure.
+#  - A restore to a point before the end of the archive, started by hand: once the
+#    server has left recovery, the read-ahead removes its cache from pg_wal.
 #  - A segment damaged in every repository stops the server, still in recovery (not an
 #    early end of recovery and promotion); repaired, a new start finishes the recovery.
 use strict;
 use warnings;
 
+use Fcntl qw(:flock);
 use File::Path qw(make_path);
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -151,6 +158,68 @@ $r = run_pgark([ '--config', $off, 'wal-fetch', $segs[0], "$owal/RECOVERYXLOG" ]
 is($r->{rc}, 0, "wal_fetch_read_ahead 0: wal-fetch $segs[0]");
 ok(!-e "$owal/.pgark-prefetch", 'no read-ahead at all');
 
+# --- a request for the segment the read-ahead is fetching --------------------------------
+# At the start of a replay the server asks for segments faster than the read-ahead has
+# warmed up: a request that finds its segment being fetched (the read-ahead's temporary
+# copy in the cache, its lock held) waits for that copy instead of fetching the segment
+# a second time. Played here by hand: this test holds the lock and the temporary file.
+my $ref = "$tmp/ref/pg_wal";
+make_path($ref);
+is(fetch($segs[2], $ref)->{rc}, 0, "$segs[2] fetched where no cache is, for reference");
+my $ref_bytes = slurp_bytes("$ref/RECOVERYXLOG");
+
+my $awal = "$tmp/await/pg_wal";
+my $acache = "$awal/.pgark-prefetch";
+make_path($acache);
+my $adest = "$awal/RECOVERYXLOG";
+my $atmp = "$acache/.pgark-fetch.4242.$segs[2].tmp";
+open(my $lock, '>', "$acache/.lock") or die "lock: $!";
+flock($lock, LOCK_EX | LOCK_NB) or die "flock: $!";
+
+sub start_fetch
+{
+	my ($out) = @_;
+	return IPC::Run::start([ $pgark, '--config', $off, 'wal-fetch', $segs[2], $adest ],
+		'<', \undef, '>', $out, '2>', $out, IPC::Run::timeout(60));
+}
+
+write_file($atmp, 'partial copy');
+my $aout = '';
+my $h = start_fetch(\$aout);
+sleep 1;
+ok($h->pumpable, 'a request for a segment being read ahead waits for it');
+write_file("$acache/$segs[2]", "read-ahead copy of $segs[2]");
+unlink $atmp;
+$h->finish;
+is(($h->results)[0], 0, 'and exits 0 once the copy is there');
+is(slurp_file($adest), "read-ahead copy of $segs[2]", "serving the read-ahead's copy");
+like($aout,
+	qr/restored segment \Q$segs[2]\E from the read-ahead cache, once the read-ahead had fetched it/,
+	'logged so');
+unlink $adest;
+
+# The read-ahead ends without a copy (not in the archive, damaged): fetched here.
+write_file($atmp, 'partial copy');
+$aout = '';
+$h = start_fetch(\$aout);
+sleep 1;
+ok($h->pumpable, 'waiting again');
+unlink $atmp;
+$h->finish;
+is(($h->results)[0], 0, 'the read-ahead ended without a copy: exit 0');
+ok(slurp_bytes($adest) eq $ref_bytes, "with the repository's bytes");
+unlike($aout, qr/read-ahead cache/, 'fetched from the repository');
+unlink $adest;
+
+# A temporary file left by a read-ahead that died: no lock held, no wait for ever.
+close($lock);
+write_file($atmp, 'partial copy');
+$aout = '';
+$h = start_fetch(\$aout);
+$h->finish;
+is(($h->results)[0], 0, 'a stale temporary file and no read-ahead running: exit 0');
+ok(slurp_bytes($adest) eq $ref_bytes, "with the repository's bytes");
+
 # --- a restore that replays the six segments ------------------------------------------
 
 my $dst = PostgreSQL::Test::Cluster->new('restored');
@@ -184,6 +253,22 @@ is($r->{rc}, 0, 'restore --target immediate --target-action shutdown --start --w
   or diag($r->{stderr});
 like($r->{stdout}, qr/recovery reached the target and the server shut down: .*recovery stopping after reaching consistency/,
 	'reports the target reached, from this start\'s log lines');
+
+# --- a restore started by hand, to a point before the end of the archive ---------------
+# The read-ahead has fetched segments past the target, which the promoted server never
+# asks for: once recovery is over (no recovery.signal), it removes the cache from pg_wal.
+my $hd = PostgreSQL::Test::Cluster->new('byhand');
+$r = run_pgark([ '--config', $config, 'restore', '--pgdata', $hd->data_dir,
+	'--target', 'immediate', '--target-action', 'promote' ]);
+is($r->{rc}, 0, 'restore --target immediate --target-action promote') or diag($r->{stderr});
+$hd->append_conf('postgresql.conf', 'port = ' . $hd->port);
+$hd->start;
+ok($hd->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()'), 'started by hand, promoted');
+my $hcache = $hd->data_dir . '/pg_wal/.pgark-prefetch';
+like(slurp_file($hd->logfile), qr/restored log file "[0-9A-F]{24}" from archive/,
+	'its WAL came through wal-fetch');
+ok(poll_until(sub { !-e $hcache }, 30), 'the read-ahead cache is gone from pg_wal after recovery');
+$hd->stop;
 
 # --- a damaged segment stops recovery instead of ending it --------------------------------
 # Were a damaged (or unreachable) segment reported as missing, the server would end
