@@ -88,7 +88,8 @@ my $lsn1 = lsn_int(sql('SELECT pg_current_wal_lsn()'));
 note(sprintf('WAL written meanwhile: %.1f MiB', ($lsn1 - $lsn0) / 1048576));
 cmp_ok($lsn1 - $lsn0, '>', 2 * $SEG, 'the load wrote more than two segments meanwhile');
 
-$pgbench->signal('INT');
+# TERM, not INT: started from a background job, pgbench inherits SIGINT ignored
+$pgbench->signal('TERM');
 eval { $pgbench->finish; 1 } or $pgbench->kill_kill;
 note("pgbench: $pgb_out $pgb_err");
 

@@ -94,7 +94,8 @@ ok(receiver_alive($rx), 'the receiver runs on');
 my $port0 = $s3->{port};
 $s3 = s3rver_start(dir => $s3->{dir}, port => $port0);
 is($s3->{port}, $port0, "s3rver restarted on port $port0 with the same data");
-$pgbench->signal('INT');
+# TERM, not INT: started from a background job, pgbench inherits SIGINT ignored
+$pgbench->signal('TERM');
 eval { $pgbench->finish; 1 } or $pgbench->kill_kill;
 my $last = seg_name(1, int(lsn_int(sql('SELECT pg_current_wal_lsn()')) / $SEG));
 sql('SELECT pg_switch_wal()');
