@@ -186,7 +186,9 @@ sub start_fetch
 write_file($atmp, 'partial copy');
 my $aout = '';
 my $h = start_fetch(\$aout);
-sleep 1;
+# time enough to start and look at the cache, even on a loaded machine: the copy must
+# appear while it waits, for the log line below
+sleep 3;
 ok($h->pumpable, 'a request for a segment being read ahead waits for it');
 write_file("$acache/$segs[2]", "read-ahead copy of $segs[2]");
 unlink $atmp;
