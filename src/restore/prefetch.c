@@ -89,21 +89,22 @@ int prefetch_consume(const char *cache_dir, const char *name, const char *dest)
     return served;
 }
 
-/* Is the read-ahead fetching name right now (its temporary copy is in cache_dir)? */
-static bool in_flight(const char *cache_dir, const char *name)
+/* The read-ahead's temporary copy of name in cache_dir, if it is fetching it right now
+ * (.pgark-fetch.<pid>.<name>.tmp, walfetch.c); NULL otherwise. */
+static char *in_flight(const char *cache_dir, const char *name)
 {
     DIR *d = opendir(cache_dir);
     if (!d)
-        return false;
+        return NULL;
     size_t n = strlen(name);
-    bool found = false;
+    char *found = NULL;
     struct dirent *de;
     while (!found && (de = readdir(d)) != NULL) {
-        /* .pgark-fetch.<pid>.<name>.tmp (walfetch.c) */
         size_t len = strlen(de->d_name);
-        found = !strncmp(de->d_name, ".pgark-fetch.", 13) && len > 13 + n + 5 &&
-                !strcmp(de->d_name + len - 4, ".tmp") &&
-                !strncmp(de->d_name + len - 4 - n, name, n) && de->d_name[len - 5 - n] == '.';
+        if (!strncmp(de->d_name, ".pgark-fetch.", 13) && len > 13 + n + 5 &&
+            !strcmp(de->d_name + len - 4, ".tmp") && !strncmp(de->d_name + len - 4 - n, name, n) &&
+            de->d_name[len - 5 - n] == '.')
+            found = xasprintf("%s/%s", cache_dir, de->d_name);
     }
     closedir(d);
     return found;
@@ -124,13 +125,14 @@ static bool read_ahead_runs(const char *cache_dir)
 
 int prefetch_await(const char *cache_dir, const char *name, const char *dest)
 {
-    if (!in_flight(cache_dir, name))
+    char *tmp = in_flight(cache_dir, name);
+    if (!tmp)
         return 0;
     char *cached = xasprintf("%s/%s", cache_dir, name);
     int served = 0;
     for (unsigned i = 1;; i++) {
         /* looked at before the rename: a fetch seen over has renamed its copy already */
-        bool fetching = in_flight(cache_dir, name);
+        bool fetching = access(tmp, F_OK) == 0;
         if (rename(cached, dest) == 0) {
             served = 1;
             prune_cache(cache_dir, name, NULL);
@@ -143,6 +145,7 @@ int prefetch_await(const char *cache_dir, const char *name, const char *dest)
         usleep(PREFETCH_AWAIT_STEP_US);
     }
     free(cached);
+    free(tmp);
     return served;
 }
 
