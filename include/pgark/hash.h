@@ -1,5 +1,5 @@
 /*
- * hash.h — SHA-256, HMAC-SHA256, MD5 (S3 Content-MD5 only), random bytes and hex.
+ * hash.h — SHA-256, HMAC-SHA256, GMAC, MD5 (S3 Content-MD5 only), random bytes and hex.
  *
  * Promise: thin, allocation-free wrappers over OpenSSL that cannot fail except
  * where they return int (the RNG). Digests are raw bytes; hex is lowercase.
@@ -33,6 +33,22 @@ struct md5_ctx *md5_ctx_new(void);
 void md5_ctx_update(struct md5_ctx *c, const void *data, size_t len);
 void md5_ctx_final(struct md5_ctx *c, uint8_t out[MD5_LEN]);
 void md5_ctx_free(struct md5_ctx *c);
+
+/*
+ * Incremental GMAC: AES-256-GCM over associated data only, the 16-byte tag. A keyed
+ * fingerprint about four times as fast as SHA-256 (GHASH with carry-less multiply): for
+ * two different inputs of n bytes it is equal with a chance of at most (n/16 + 1) / 2^128
+ * when the key is unknown. The context copies key and nonce; final writes the tag and
+ * resets for the next input. Never NULL.
+ */
+#define GMAC_KEY_LEN 32
+#define GMAC_NONCE_LEN 12
+#define GMAC_TAG_LEN 16
+struct gmac_ctx;
+struct gmac_ctx *gmac_ctx_new(const uint8_t key[GMAC_KEY_LEN], const uint8_t nonce[GMAC_NONCE_LEN]);
+void gmac_ctx_update(struct gmac_ctx *c, const void *data, size_t len);
+void gmac_ctx_final(struct gmac_ctx *c, uint8_t out[GMAC_TAG_LEN]);
+void gmac_ctx_free(struct gmac_ctx *c);
 
 /* Cryptographically strong random bytes; 0 or ERR_RUNTIME. */
 int random_bytes(void *buf, size_t len);

@@ -112,6 +112,59 @@ void md5_ctx_free(struct md5_ctx *c)
     md_free((struct sha256_ctx *)c);
 }
 
+struct gmac_ctx {
+    EVP_CIPHER_CTX *ctx;
+    uint8_t nonce[GMAC_NONCE_LEN];
+};
+
+static void gmac_start(struct gmac_ctx *c)
+{
+    if (EVP_CipherInit_ex(c->ctx, NULL, NULL, NULL, c->nonce, 1) != 1)
+        abort();
+}
+
+struct gmac_ctx *gmac_ctx_new(const uint8_t key[GMAC_KEY_LEN], const uint8_t nonce[GMAC_NONCE_LEN])
+{
+    struct gmac_ctx *c = xmalloc(sizeof(*c));
+    memcpy(c->nonce, nonce, GMAC_NONCE_LEN);
+    c->ctx = EVP_CIPHER_CTX_new();
+    if (!c->ctx || EVP_CipherInit_ex(c->ctx, EVP_aes_256_gcm(), NULL, key, NULL, 1) != 1)
+        abort();
+    gmac_start(c);
+    return c;
+}
+
+void gmac_ctx_update(struct gmac_ctx *c, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len > 0) { /* OpenSSL takes an int */
+        int n = len > (1u << 30) ? 1 << 30 : (int)len;
+        int outl = 0;
+        if (EVP_EncryptUpdate(c->ctx, NULL, &outl, p, n) != 1)
+            abort();
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+void gmac_ctx_final(struct gmac_ctx *c, uint8_t out[GMAC_TAG_LEN])
+{
+    uint8_t none[GMAC_TAG_LEN]; /* GCM's final writes no bytes */
+    int outl = 0;
+    if (EVP_EncryptFinal_ex(c->ctx, none, &outl) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c->ctx, EVP_CTRL_GCM_GET_TAG, GMAC_TAG_LEN, out) != 1)
+        abort();
+    gmac_start(c);
+}
+
+void gmac_ctx_free(struct gmac_ctx *c)
+{
+    if (!c)
+        return;
+    EVP_CIPHER_CTX_free(c->ctx); /* clears the key schedule */
+    free(c);
+}
+
 int random_bytes(void *buf, size_t len)
 {
     if (len && RAND_bytes(buf, (int)len) != 1)

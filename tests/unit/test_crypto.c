@@ -75,6 +75,62 @@ static int decrypt_with(const uint8_t *ct, size_t len, const uint8_t *k, const u
     return run_chain(f, buf_size, ct, len, 0, pt);
 }
 
+/* --- GMAC -------------------------------------------------------------------------- */
+
+/* The tag of AES-256-GCM with an empty plaintext and the input as associated data, as
+ * Python's cryptography package computes it; the same in pieces of any size; another
+ * key, nonce or byte gives another tag; final resets the context. */
+static void test_gmac(void **state)
+{
+    (void)state;
+    uint8_t k[GMAC_KEY_LEN], n[GMAC_NONCE_LEN], data[1000], tag[GMAC_TAG_LEN], again[GMAC_TAG_LEN];
+    for (size_t i = 0; i < sizeof(k); i++)
+        k[i] = (uint8_t)i;
+    for (size_t i = 0; i < sizeof(n); i++)
+        n[i] = (uint8_t)(100 + i);
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 7);
+    static const uint8_t want[GMAC_TAG_LEN] = {0xa9, 0x93, 0x15, 0x2b, 0xa1, 0x38, 0x70, 0x02,
+                                               0x9b, 0x10, 0xed, 0x6a, 0x3a, 0x04, 0x94, 0x3c};
+    static const uint8_t want_empty[GMAC_TAG_LEN] = {0x60, 0x9b, 0xd5, 0x0f, 0x6a, 0xd7,
+                                                     0x6d, 0xf6, 0x65, 0xf0, 0x48, 0xba,
+                                                     0x8c, 0x5f, 0xd7, 0x06};
+
+    struct gmac_ctx *c = gmac_ctx_new(k, n);
+    gmac_ctx_update(c, data, sizeof(data));
+    gmac_ctx_final(c, tag);
+    assert_memory_equal(tag, want, GMAC_TAG_LEN);
+    gmac_ctx_final(c, tag);
+    assert_memory_equal(tag, want_empty, GMAC_TAG_LEN);
+    for (size_t piece = 1; piece <= 37; piece += 12) {
+        for (size_t at = 0; at < sizeof(data); at += piece)
+            gmac_ctx_update(c, data + at, sizeof(data) - at < piece ? sizeof(data) - at : piece);
+        gmac_ctx_final(c, again);
+        assert_memory_equal(again, want, GMAC_TAG_LEN);
+    }
+    data[999] ^= 1;
+    gmac_ctx_update(c, data, sizeof(data));
+    gmac_ctx_final(c, again);
+    assert_memory_not_equal(again, want, GMAC_TAG_LEN);
+    data[999] ^= 1;
+    gmac_ctx_free(c);
+
+    k[0] ^= 1;
+    c = gmac_ctx_new(k, n);
+    gmac_ctx_update(c, data, sizeof(data));
+    gmac_ctx_final(c, again);
+    assert_memory_not_equal(again, want, GMAC_TAG_LEN);
+    gmac_ctx_free(c);
+    k[0] ^= 1;
+    n[0] ^= 1;
+    c = gmac_ctx_new(k, n);
+    gmac_ctx_update(c, data, sizeof(data));
+    gmac_ctx_final(c, again);
+    assert_memory_not_equal(again, want, GMAC_TAG_LEN);
+    gmac_ctx_free(c);
+    gmac_ctx_free(NULL);
+}
+
 /* --- SHA-256 observer -------------------------------------------------------------- */
 
 static void test_sha256_observer(void **state)
@@ -547,6 +603,7 @@ static void test_keyring_defaults(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gmac),
         cmocka_unit_test(test_sha256_observer),
         cmocka_unit_test(test_gcm_matches_documented_format),
         cmocka_unit_test(test_gcm_round_trips),
