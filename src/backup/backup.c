@@ -123,7 +123,7 @@ static json_t *summary_json(const char *label, const struct pg_bb_info *info, in
                              (json_int_t)targets[i].reused_chunks));
     }
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:i, s:I, s:I, s:I, s:I, s:I, s:I, "
-                          "s:I, s:f}",
+                          "s:I, s:I, s:f}",
                           "cluster", cl->name, "label", label, "start_lsn",
                           lsn_format(info->start_lsn, a), "stop_lsn",
                           lsn_format(info->end_lsn, b), "start_time", iso_time(start_us),
@@ -131,7 +131,8 @@ static json_t *summary_json(const char *label, const struct pg_bb_info *info, in
                           "files", (json_int_t)tot->files, "logical_bytes",
                           (json_int_t)tot->logical_bytes, "stored_bytes", (json_int_t)stored,
                           "new_chunks", (json_int_t)fresh, "reused_chunks", (json_int_t)reused,
-                          "chunks", (json_int_t)tot->chunks, "wal_segments",
+                          "chunks", (json_int_t)tot->chunks, "unchanged_chunks",
+                          (json_int_t)tot->unchanged, "wal_segments",
                           (json_int_t)tot->wal_segments, "duration_seconds",
                           round((double)(stop_us - start_us) / 1000.0) / 1000.0);
     json_object_set_new(o, "repositories", repos);
@@ -244,6 +245,7 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
     struct pg_system sys;
     uint64_t seg_size = 0;
     char label[64];
+    char *fp_dir = NULL;
     int rc;
 
     rc = parse_args(argc, argv, &args);
@@ -296,10 +298,12 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
             goto fail;
     }
 
+    fp_dir = xasprintf("%s/%s", cfg->spool, cl->name);
     struct backup_params params = {
         .label = label,
         .chunk_size = cl->backup.chunk_size,
         .tmp_dir = tmp_dir(),
+        .fp_dir = fp_dir,
         .targets = s.targets,
         .ntargets = s.ntargets,
         .pg_version = version,
@@ -350,6 +354,7 @@ fail:
     rc = err_exit_code();
 out:
     backup_run_free(run);
+    free(fp_dir);
     pg_bb_info_free(&info);
     session_free(&s);
     return rc;

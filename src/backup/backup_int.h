@@ -3,6 +3,7 @@
  * their unit tests (not a public interface).
  *
  *   chunkset.c  a set of 32-byte chunk names (what a repository already holds)
+ *   fpcache.c   the fingerprint cache: what the last backup saw, to skip hashing again
  *   pool.c      worker threads with a bounded set of chunk buffers
  *   run.c       one backup: the BASE_BACKUP stream's entries cut into chunks, named,
  *               stored, WAL archived, manifests written last
@@ -35,6 +36,59 @@ void chunkset_free(struct chunkset *set);
 bool chunkset_add(struct chunkset *set, const uint8_t name[SHA256_LEN]);
 bool chunkset_has(const struct chunkset *set, const uint8_t name[SHA256_LEN]);
 size_t chunkset_count(const struct chunkset *set);
+
+/* --- fpcache.c --------------------------------------------------------------------- */
+
+/*
+ * A second backup receives every byte again (PostgreSQL 15 has no incremental
+ * BASE_BACKUP), and naming every chunk with SHA-256 was a third of its CPU. The cache,
+ * <spool>/<cluster>/backup-fingerprints (mode 0600), keeps for each file of the last
+ * backup its size and, per chunk, a GMAC fingerprint (hash.h: about four times as fast
+ * as SHA-256) and the chunk's digests (one block per naming key, as run.c keeps them).
+ * A chunk whose fingerprint and length equal those at the same path and index takes the
+ * cached digests instead of being hashed. That is safe because the GMAC key is random,
+ * kept only in the cache, beside the spooled WAL that holds the same data: without it,
+ * making different bytes with the same fingerprint has a chance of about 2^-112 per
+ * 1 MiB try. run.c takes cached digests only for chunks every repository still holds.
+ * The cache is an optimisation: when it cannot be read or written the backup hashes
+ * everything and says so; it is never a reason for a backup to fail.
+ */
+#define FP_TAG_LEN GMAC_TAG_LEN
+
+struct fp_ident {
+    uint64_t system_identifier;
+    uint64_t chunk_size;
+    size_t nblocks;           /* digests kept per chunk */
+    const uint8_t *block_ids; /* nblocks * 32 bytes: which naming key each block is for */
+};
+
+struct fpcache;
+struct fp_file;
+
+/* Open the cache in dir (created 0700, with its parent, if missing): the previous one
+ * when it is sound and for ident (else none: a damaged one is warned about), and a new
+ * one being written beside it. NULL with the error set when the new one cannot be
+ * written (directory, permissions, another backup of the cluster writing it). */
+struct fpcache *fpcache_open(const char *dir, const struct fp_ident *id);
+/* The previous backup's record of path, or NULL. */
+const struct fp_file *fpcache_find(const struct fpcache *c, const char *path);
+/* The chunk's fingerprint under the cache's key (its pieces or its data). Thread-safe. */
+void fpcache_tag(const struct fpcache *c, const struct chunk *ch, uint8_t out[FP_TAG_LEN]);
+/* When chunk index of f had len bytes and this tag: its digests (read with
+ * fpcache_digest); else NULL. f may be NULL. Thread-safe. */
+const uint8_t *fpcache_match(const struct fpcache *c, const struct fp_file *f, uint64_t index,
+                             size_t len, const uint8_t tag[FP_TAG_LEN]);
+const uint8_t *fpcache_digest(const struct fp_file *f, const uint8_t *match, size_t block);
+/* Record a file of this backup: size, its chunks' tags, and its digests (block-major:
+ * nblocks blocks of nchunks). A write failure is warned about once and drops the new
+ * cache. Main thread only. */
+void fpcache_add(struct fpcache *c, const char *path, uint64_t size, const uint8_t *tags,
+                 const uint8_t *digests);
+/* The backup is complete: the new cache replaces the previous one (durably). A failure
+ * is warned about and keeps the previous one. */
+void fpcache_commit(struct fpcache *c);
+/* Without a commit the new cache is removed. */
+void fpcache_free(struct fpcache *c);
 
 /* --- pool.c ------------------------------------------------------------------------ */
 
@@ -83,6 +137,7 @@ struct backup_params {
     uint64_t chunk_size;
     int workers;         /* 0: pool_default_workers() */
     const char *tmp_dir; /* spooled manifests and WAL segments */
+    const char *fp_dir;  /* the fingerprint cache's directory; NULL: none */
     struct backup_target *targets;
     size_t ntargets;
     int pg_version;
@@ -96,6 +151,7 @@ struct backup_totals {
     uint64_t logical_bytes; /* sum of file sizes */
     uint64_t chunks;        /* chunks of this backup (each counted once per file) */
     uint64_t wal_segments;  /* pg_wal segments archived */
+    uint64_t unchanged;     /* chunks named from the fingerprint cache, not hashed */
 };
 
 struct backup_run;

@@ -68,9 +68,11 @@ struct bk_file {
     uint64_t size;
     int64_t mtime;
     uint64_t nchunks;
-    uint8_t *names;   /* nblocks blocks of nchunks raw 32-byte digests */
-    uint64_t pending; /* chunks queued and not done (under run->lock) */
-    bool fed;         /* the main thread is done with it */
+    uint8_t *names;            /* nblocks blocks of nchunks raw 32-byte digests */
+    uint8_t *tags;             /* nchunks fingerprints, when there is a fingerprint cache */
+    const struct fp_file *old; /* its record in the fingerprint cache */
+    uint64_t pending;          /* chunks queued and not done (under run->lock) */
+    bool fed;                  /* the main thread is done with it */
 };
 
 enum entry_kind { ENTRY_SKIP = 0, ENTRY_PLAIN, ENTRY_WAL, ENTRY_HISTORY };
@@ -94,6 +96,7 @@ struct backup_run {
     pthread_mutex_t lock;
     struct pool *pool;
     struct chunker *chunker;
+    struct fpcache *fp; /* NULL: every chunk is hashed */
     struct progress *progress;
     bool show_progress;
     struct backup_totals totals;
@@ -179,6 +182,28 @@ static uint8_t *name_slot(struct bk_file *f, size_t group, uint64_t index)
     return f->names + (group * f->nchunks + index) * SHA256_LEN;
 }
 
+/* Name chunk index of f from the fingerprint cache when it is unchanged since the last
+ * backup and every repository still holds it. True if named. */
+static bool name_from_cache(struct backup_run *run, struct bk_file *f, const struct chunk *ch)
+{
+    uint8_t *tag = f->tags + ch->index * FP_TAG_LEN;
+    bool held = true;
+
+    fpcache_tag(run->fp, ch, tag);
+    const uint8_t *m = fpcache_match(run->fp, f->old, ch->index, ch->len, tag);
+    if (!m)
+        return false;
+    pthread_mutex_lock(&run->lock);
+    for (size_t i = 0; held && i < run->p.ntargets; i++)
+        held = chunkset_has(run->ts[i].known, fpcache_digest(f->old, m, run->ts[i].group));
+    if (held)
+        run->totals.unchanged++;
+    pthread_mutex_unlock(&run->lock);
+    for (size_t b = 0; held && b < run->nblocks; b++)
+        memcpy(name_slot(f, b, ch->index), fpcache_digest(f->old, m, b), SHA256_LEN);
+    return held;
+}
+
 static int store_chunk(void *arg, void *job, struct chunk *ch, bool skipped)
 {
     struct backup_run *run = arg;
@@ -186,7 +211,7 @@ static int store_chunk(void *arg, void *job, struct chunk *ch, bool skipped)
     uint64_t index = ch->index;
     int rc = 0;
 
-    if (!skipped) {
+    if (!skipped && !(run->fp && name_from_cache(run, f, ch))) {
         if (run->keyed) /* HMAC names are computed on the bytes in one piece */
             chunk_gather(ch);
         for (size_t g = 0; g < run->ngroups; g++) {
@@ -243,6 +268,7 @@ static void file_free(struct bk_file *f)
     free(f->path);
     free(f->link);
     free(f->names);
+    free(f->tags);
     free(f);
 }
 
@@ -280,6 +306,8 @@ static int flush_files(struct backup_run *run)
             memcpy(mf.digest, digest, SHA256_LEN);
             rc = manifest_writer_add(run->ts[i].mw, &mf);
         }
+        if (rc == 0 && run->fp && f->nchunks)
+            fpcache_add(run->fp, f->path, f->size, f->tags, f->names);
         if (rc == 0) {
             run->totals.files++;
             run->totals.logical_bytes += f->size;
@@ -356,6 +384,10 @@ static int on_entry_begin(void *arg, const struct tar_entry *e)
         f->nchunks = (e->size + run->p.chunk_size - 1) / run->p.chunk_size;
         if (f->nchunks)
             f->names = xmalloc(run->nblocks * f->nchunks * SHA256_LEN);
+        if (f->nchunks && run->fp) {
+            f->tags = xmalloc(f->nchunks * FP_TAG_LEN);
+            f->old = fpcache_find(run->fp, f->path);
+        }
         run->kind = ENTRY_PLAIN;
         run->cur = f;
         if (strncmp(e->path, "pg_wal/", 7) == 0) {
@@ -524,6 +556,27 @@ static void keep_heap(void)
 #endif
 }
 
+/* The fingerprint cache, for these naming keys: each block of digests is identified by
+ * an HMAC of its key (zeros: plain SHA-256), so a cache written for other repositories'
+ * keys is not used. Without a cache the backup hashes every chunk. */
+static void open_fingerprints(struct backup_run *run)
+{
+    uint8_t *ids = xcalloc(run->nblocks, SHA256_LEN);
+    static const char what[] = "pgark fingerprint cache";
+
+    for (size_t g = 0; g < run->ngroups; g++)
+        if (run->group_keys[g])
+            hmac_sha256(run->group_keys[g], CHUNK_KEY_LEN, what, sizeof(what) - 1,
+                        ids + g * SHA256_LEN);
+    struct fp_ident id = {run->p.system_identifier, run->p.chunk_size, run->nblocks, ids};
+    run->fp = fpcache_open(run->p.fp_dir, &id);
+    if (!run->fp) {
+        log_info("no fingerprint cache, every chunk is hashed: %s", err_message());
+        err_clear();
+    }
+    free(ids);
+}
+
 struct backup_run *backup_run_new(const struct backup_params *params)
 {
     struct backup_run *run = xcalloc(1, sizeof(*run));
@@ -565,6 +618,8 @@ struct backup_run *backup_run_new(const struct backup_params *params)
     }
     run->plain = unkeyed != SIZE_MAX ? unkeyed : run->ngroups;
     run->nblocks = run->plain == run->ngroups ? run->ngroups + 1 : run->ngroups;
+    if (params->fp_dir)
+        open_fingerprints(run);
     if (temp_fd(params->tmp_dir, "wal", &run->wal_fd) < 0)
         goto fail;
     run->server_manifest = temp_file(params->tmp_dir, "manifest");
@@ -593,6 +648,7 @@ void backup_run_free(struct backup_run *run)
         return;
     chunker_free(run->chunker); /* gives its buffer back to the pool */
     pool_free(run->pool);       /* workers stop before the files they point to go */
+    fpcache_free(run->fp);
     while (run->head) {
         struct bk_file *f = run->head;
         run->head = f->next;
@@ -719,6 +775,13 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
                         run->p.label, repo_name(ts->t->repo));
             goto out;
         }
+    }
+    if (run->fp) {
+        fpcache_commit(run->fp);
+        log_detail("%llu of %llu chunks unchanged since the last backup (by their fingerprint): "
+                   "not hashed",
+                   (unsigned long long)run->totals.unchanged,
+                   (unsigned long long)run->totals.chunks);
     }
     progress_done(run->progress);
 out:

@@ -125,6 +125,25 @@ sub segments
 	return @n;
 }
 
+# Files of backup $label in $root whose size or reassembled CRC-32C differ from the
+# server's backup_manifest of that backup (the server computed those on the bytes it
+# sent): (\@bad, number of files compared, the repo_dump sums result).
+sub server_disagrees
+{
+	my ($root, $label, $files) = @_;
+	my $sm = dump_repo($root, 'get', "backups/$label/backup_manifest");
+	die "no backup_manifest for $label: $sm->{stderr}" if $sm->{rc};
+	my %want = map { ($_->{Path} => $_) } @{ $json->decode($sm->{stdout})->{Files} };
+	my $sums = dump_repo($root, 'sums', $label);
+	my %crc = map { split /\t/ } split /\n/, $sums->{stdout};
+	my @ours = grep { $files->{$_}{type} eq 'file' && $want{$_} } keys %$files;
+	my @bad = grep {
+		     $files->{$_}{size} != $want{$_}{Size}
+		  || ($crc{$_} // '') ne $want{$_}{Checksum}
+	} @ours;
+	return (\@bad, scalar @ours, $sums);
+}
+
 sub info_backups
 {
 	my ($cf, $name) = @_;
@@ -177,15 +196,10 @@ for my $name ('a', 'b')
 		"repo $name: regular files equal the server manifest's");
 	is_deeply([ sort grep { $_->{'Checksum-Algorithm'} ne 'CRC32C' } values %want ],
 		[], "repo $name: the server's checksums are CRC-32C");
-	my $sums = dump_repo($repo{$name}, 'sums', $label1);
+	my ($bad, undef, $sums) = server_disagrees($repo{$name}, $label1, $files);
 	is($sums->{rc}, 0, "repo $name: every file reassembles to its digest")
 	  or diag($sums->{stderr});
-	my %crc = map { split /\t/ } split /\n/, $sums->{stdout};
-	my @bad = grep {
-		     $files->{$_}{size} != $want{$_}{Size}
-		  || ($crc{$_} // '') ne $want{$_}{Checksum}
-	} grep { $want{$_} } @ours;
-	is_deeply(\@bad, [], "repo $name: every size and checksum equals the server's");
+	is_deeply($bad, [], "repo $name: every size and checksum equals the server's");
 
 	# WAL start..stop: in the manifest, and in the repository's archive.
 	my @segs = segments(1, $s1->{start_lsn}, $s1->{stop_lsn});
@@ -251,6 +265,72 @@ ok($s2->{repositories}[0]{reused_chunks} > $s2->{repositories}[0]{new_chunks},
 	'most chunks are reused');
 is($s2->{logical_bytes} >= $s1->{logical_bytes}, 1, 'yet the manifest is full');
 
+# --- the fingerprint cache ---------------------------------------------------------------
+
+# The second backup named the chunks unchanged since the first from the fingerprint cache
+# (not hashed); the ones the UPDATE changed were hashed and stored. What it holds is still
+# what the server sent: every file reassembles to the server's own CRC-32C.
+my $cache = "$tmp/spool/main/backup-fingerprints";
+is($s1->{unchanged_chunks}, 0, 'first backup: no fingerprint cache yet');
+ok(-f $cache, 'the fingerprint cache is in the cluster\'s spool directory');
+is((stat $cache)[2] & 0777, 0600, 'and readable by its owner only');
+ok($s2->{unchanged_chunks} > $s2->{chunks} / 2,
+	"second backup: $s2->{unchanged_chunks} of $s2->{chunks} chunks named from the cache");
+ok($s2->{unchanged_chunks} + $s2->{repositories}[0]{new_chunks} <= $s2->{chunks},
+	'the changed chunks were not taken from it');
+for my $name ('a', 'b')
+{
+	my (undef, $files) = manifest($repo{$name}, $s2->{label});
+	my ($bad, $n, $sums) = server_disagrees($repo{$name}, $s2->{label}, $files);
+	is($sums->{rc}, 0, "second backup, repo $name: every file reassembles to its digest");
+	ok($n > 900, "second backup, repo $name: $n files compared with the server's manifest");
+	is_deeply($bad, [], "second backup, repo $name: every size and checksum equals the server's");
+}
+
+# A damaged cache is not used (said so), and the backup is whole all the same.
+{
+	open(my $cf, '+<', $cache) or die $!;
+	binmode $cf;
+	seek($cf, 300, 0);
+	read($cf, my $byte, 1);
+	seek($cf, 300, 0);
+	print $cf chr(ord($byte) ^ 1);
+	close($cf);
+}
+$node->safe_psql('postgres',
+	'UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid > 190000; CHECKPOINT');
+sleep(1);
+$r = backup($conf, '--json');
+is($r->{rc}, 0, 'damaged fingerprint cache: backup exits 0') or diag($r->{stderr});
+like(
+	$r->{stderr},
+	qr/warn +fingerprint cache "\Q$cache\E" not used: its checksum does not match its content; every chunk is hashed/,
+	'damaged fingerprint cache: warned about');
+my $s3 = $json->decode($r->{stdout});
+is($s3->{unchanged_chunks}, 0, 'damaged fingerprint cache: every chunk hashed');
+{
+	my (undef, $files) = manifest($repo{a}, $s3->{label});
+	my ($bad) = server_disagrees($repo{a}, $s3->{label}, $files);
+	is_deeply($bad, [], 'damaged fingerprint cache: the backup equals the server\'s files');
+}
+
+# A spool that cannot be created: no cache, said so, and the backup is done.
+my $nospool = config(name => 'nospool');
+{
+	my $text = slurp_file($nospool);
+	$text =~ s{^spool: .*$}{spool: $conf/spool}m;    # under a regular file
+	write_config($text, $nospool);
+}
+sleep(1);
+$r = backup($nospool, '--json');
+is($r->{rc}, 0, 'no fingerprint cache: backup exits 0') or diag($r->{stderr});
+like(
+	$r->{stderr},
+	qr/info +no fingerprint cache, every chunk is hashed: could not create directory "\Q$conf\E\/spool": Not a directory/,
+	'no fingerprint cache: says why');
+my $s4 = $json->decode($r->{stdout});
+is($s4->{unchanged_chunks}, 0, 'no fingerprint cache: nothing taken from one');
+
 # --- a backup killed half-way ---------------------------------------------------------
 
 $node->safe_psql('postgres',
@@ -278,7 +358,7 @@ eval { $h->finish };
 ok($grew >= 6, "killed after it wrote new chunks ($grew)");
 my $after_kill = chunk_names($repo{a});
 my @orphans = grep { !$before->{$_} } keys %$after_kill;
-is_deeply(info_backups($conf, 'a'), [ $label1, $s2->{label} ],
+is_deeply(info_backups($conf, 'a'), [ $label1, map { $_->{label} } $s2, $s3, $s4 ],
 	'killed backup is not listed by info');
 my @dirs = map { m{/([^/]+)$} } glob("$repo{a}/main/backups/*");
 my @incomplete = grep { !-f "$repo{a}/main/backups/$_/manifest.json" } @dirs;

@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -192,7 +194,8 @@ struct fixture {
     uint8_t *wal; /* pg_wal/000000010000000000000002 */
     uint8_t *ts;  /* tablespace file */
     struct buf manifest_text;
-    bool copied; /* feed messages without a reference (as bbstream_copy_data) */
+    bool copied;  /* feed messages without a reference (as bbstream_copy_data) */
+    char *fp_dir; /* the fingerprint cache's directory, or NULL */
 };
 
 static void fill(uint8_t *p, size_t n, uint32_t seed)
@@ -348,6 +351,7 @@ static struct backup_run *new_run_into(struct fixture *f, const char *label, siz
         .chunk_size = CHUNK,
         .workers = 3,
         .tmp_dir = f->dir,
+        .fp_dir = f->fp_dir,
         .targets = f->t + first,
         .ntargets = n,
         .pg_version = 150018,
@@ -645,13 +649,134 @@ static void test_copied_messages(void **state)
     f->copied = false;
 }
 
+/* A run into both repositories with the fingerprint cache: its totals; every file of
+ * the data comes back whole from both. */
+static struct backup_totals fp_run(struct fixture *f, const char *label, int64_t start_us)
+{
+    struct backup_run *run = new_run(f, label);
+    struct read_back *rb = xcalloc(1, sizeof(*rb));
+
+    assert_int_equal(feed(f, run, 0), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, start_us, start_us + 1000000), 0);
+    struct backup_totals tot = *backup_run_totals(run);
+    backup_run_free(run);
+    for (int i = 0; i < 2; i++) {
+        read_manifest(f->r[i], label, rb);
+        const struct got_file *g = find(rb, "base/5/16384");
+        assert_file_digest(g, f->rel, CHUNK * 5 / 2);
+        assert_reassembles(f->r[i], g, f->rel);
+        g = find(rb, "pg_wal/000000010000000000000002");
+        assert_file_digest(g, f->wal, SEG);
+        assert_reassembles(f->r[i], g, f->wal);
+        assert_file_digest(find(rb, "pg_tblspc/16385/PG_15_202209061/5/16999"), f->ts, 100);
+    }
+    free(rb);
+    return tot;
+}
+
+/* The path of the chunk holding the first CHUNK bytes at data in the plain repository. */
+static char *plain_chunk_path(struct fixture *f, const uint8_t *data)
+{
+    char hex[SHA256_HEX_LEN + 1];
+    chunk_name(NULL, data, CHUNK, hex);
+    return xasprintf("%s/repo0/main/chunks/%.2s/%s", f->dir, hex, hex);
+}
+
+/* The fingerprint cache: unchanged chunks are named from it, a changed one is hashed and
+ * stored, a damaged cache is not used, and a cached name a repository no longer holds is
+ * hashed and stored again. Every backup reassembles to the data of its time. */
+static void test_fingerprints(void **state)
+{
+    struct fixture *f = *state;
+    struct stat st;
+
+    f->fp_dir = xasprintf("%s/spool/main", f->dir);
+    char *cache = xasprintf("%s/backup-fingerprints", f->fp_dir);
+    fill(f->rel, CHUNK * 5 / 2, 90);
+    memcpy(f->rel + CHUNK, f->rel, CHUNK);
+
+    struct backup_totals t = fp_run(f, "fp1", 1764095100000000);
+    assert_int_equal(t.unchanged, 0);
+    assert_int_equal(stat(cache, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    t = fp_run(f, "fp2", 1764095110000000);
+    assert_true(t.chunks > 4);
+    assert_int_equal(t.unchanged, t.chunks);
+    assert_int_equal(f->t[0].new_chunks + f->t[1].new_chunks, 0);
+
+    /* one byte of the last chunk (same length), and the first chunk (no longer equal to
+     * the second) */
+    f->rel[CHUNK * 2 + 5] ^= 1;
+    f->rel[7] ^= 1;
+    t = fp_run(f, "fp3", 1764095120000000);
+    assert_int_equal(t.unchanged, t.chunks - 2);
+    assert_int_equal(f->t[0].new_chunks, 2);
+    assert_int_equal(f->t[1].new_chunks, 2);
+
+    /* a flipped byte anywhere: the cache is not used, the backup is whole */
+    FILE *fh = fopen(cache, "r+");
+    assert_non_null(fh);
+    assert_int_equal(fseek(fh, 200, SEEK_SET), 0);
+    int c = fgetc(fh);
+    assert_int_equal(fseek(fh, 200, SEEK_SET), 0);
+    fputc(c ^ 0x10, fh);
+    fclose(fh);
+    t = fp_run(f, "fp4", 1764095130000000);
+    assert_int_equal(t.unchanged, 0);
+
+    /* a chunk gone from the plain repository: hashed and stored again there */
+    char *gone = plain_chunk_path(f, f->rel);
+    assert_int_equal(unlink(gone), 0);
+    t = fp_run(f, "fp5", 1764095140000000);
+    assert_int_equal(t.unchanged, t.chunks - 1);
+    assert_int_equal(f->t[0].new_chunks, 1);
+    assert_int_equal(f->t[1].new_chunks, 0);
+    assert_int_equal(stat(gone, &st), 0);
+
+    /* written for other repositories (only the plain one: one block of digests, not
+     * two): not used, and replaced */
+    struct backup_run *run = new_run_into(f, "fp6", 0, 1);
+    assert_int_equal(feed(f, run, 0), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, 1764095150000000, 1764095151000000), 0);
+    assert_int_equal(backup_run_totals(run)->unchanged, 0);
+    backup_run_free(run);
+    run = new_run_into(f, "fp7", 0, 1);
+    assert_int_equal(feed(f, run, 0), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, 1764095160000000, 1764095161000000), 0);
+    assert_int_equal(backup_run_totals(run)->unchanged, backup_run_totals(run)->chunks);
+    backup_run_free(run);
+
+    /* a run that does not finish leaves the cache as it was, and no temporary file */
+    assert_int_equal(stat(cache, &st), 0);
+    off_t size = st.st_size;
+    time_t mtime = st.st_mtime;
+    f->rel[9] ^= 1;
+    run = new_run_into(f, "fp8", 0, 1);
+    assert_int_equal(feed(f, run, 3 * 512 + CHUNK * 3), 0);
+    assert_int_equal(backup_run_wait(run), 0);
+    backup_run_free(run);
+    assert_int_equal(stat(cache, &st), 0);
+    assert_int_equal(st.st_size, size);
+    assert_int_equal(st.st_mtime, mtime);
+    char *tmp = xasprintf("%s.tmp", cache);
+    assert_int_equal(stat(tmp, &st), -1);
+    f->rel[9] ^= 1;
+
+    free(tmp);
+    free(gone);
+    free(cache);
+    free(f->fp_dir);
+    f->fp_dir = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunkset),        cmocka_unit_test(test_pool),
         cmocka_unit_test(test_command),         cmocka_unit_test(test_run),
         cmocka_unit_test(test_interrupted),     cmocka_unit_test(test_encrypted_only),
-        cmocka_unit_test(test_copied_messages),
+        cmocka_unit_test(test_copied_messages), cmocka_unit_test(test_fingerprints),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
