@@ -14,8 +14,10 @@
  * plaintext SHA-256 is kept: it is the name in an unencrypted repository, the digest the object
  * envelope carries, and, combined in chunk order when the file is complete, the file's digest in
  * the manifest (manifest_chunks_digest: 32 bytes per chunk). So every byte of the backup is hashed
- * once, or, with an encrypted repository, once more for the HMAC name. Memory is the
- * pool's buffers plus one record per file still waiting for its chunks.
+ * once, or, with an encrypted repository, once more for the HMAC name — unless the chunk is
+ * unchanged since the last backup: the fingerprint cache (fpcache.c) then gives its digests for
+ * the price of a GMAC. Memory is the pool's buffers, one record per file still waiting for its
+ * chunks, and the last backup's fingerprints (48 bytes per chunk, unencrypted).
  *
  * Chunk names: all repositories of a cluster share the passphrase but each has its
  * own data key, so an encrypted repository names chunks with its own HMAC key. Every
