@@ -31,9 +31,10 @@ struct filter *filter_zstd_compress_new(int level);
 /*
  * One frame of in (len bytes) at level, as the compressor filter makes it (content
  * checksum; the frame also records its content size), compressed in one piece without
- * copying the input, with the thread's reused context. *out points into a buffer of the
- * calling thread, valid until its next call (it keeps the largest size needed). 0,
- * ERR_CONFIG for a level out of range, ERR_RUNTIME if zstd fails.
+ * copying the input. At most one such compression per CPU runs at a time (a caller waits
+ * for its turn), on contexts shared by all threads and reused warm. *out points into a
+ * buffer of the calling thread, valid until its next call (it keeps the largest size
+ * needed). 0, ERR_CONFIG for a level out of range, ERR_RUNTIME if zstd fails.
  */
 int compress_zstd_buffer(int level, const void *in, size_t len, const uint8_t **out,
                          size_t *out_len);

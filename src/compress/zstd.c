@@ -4,7 +4,9 @@
 #include "pgark/error.h"
 #include "pgark/mem.h"
 
+#include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 /* For ZSTD_d_forceIgnoreChecksum (zstd >= 1.4.7), passed through the stable
  * ZSTD_DCtx_setParameter: a library that does not know it refuses it, and the checksum
  * is then checked as usual. */
@@ -128,13 +130,68 @@ static int check_level(int level)
     return 0;
 }
 
+/*
+ * Whole-buffer compressions run at most one per CPU at a time, on contexts shared by all
+ * threads, the most recently used first. A backup has four workers per CPU (they wait on
+ * fsync or the network more than they compute); with a context each, every chunk was
+ * compressed with tables another worker's chunk had pushed out of the cache: measured on
+ * 1.5 GB of pgbench data in 1 MiB pieces on 2 CPUs, 8 threads with their own contexts
+ * took 4.1 s of CPU, 2 threads 2.4-2.7 s, 8 threads sharing 2 warm contexts 3.2-3.4 s.
+ */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    ZSTD_CCtx *warm[64]; /* free contexts, the most recently used last */
+    int nwarm;
+    int busy;
+    int limit; /* 0 until first use */
+} shared = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {NULL}, 0, 0, 0};
+
+static ZSTD_CCtx *shared_take(int level)
+{
+    ZSTD_CCtx *cctx = NULL;
+
+    pthread_mutex_lock(&shared.lock);
+    if (shared.limit == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        shared.limit = n < 1 ? 1 : n > 64 ? 64 : (int)n;
+    }
+    while (shared.busy >= shared.limit)
+        pthread_cond_wait(&shared.freed, &shared.lock);
+    shared.busy++;
+    if (shared.nwarm > 0)
+        cctx = shared.warm[--shared.nwarm];
+    pthread_mutex_unlock(&shared.lock);
+    if (cctx) {
+        ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+    } else {
+        cctx = ZSTD_createCCtx();
+        if (!cctx)
+            abort(); /* zstd only fails here when out of memory */
+        contexts_made++;
+    }
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)))
+        abort(); /* both values are valid by construction */
+    return cctx;
+}
+
+static void shared_give_back(ZSTD_CCtx *cctx)
+{
+    pthread_mutex_lock(&shared.lock);
+    shared.warm[shared.nwarm++] = cctx; /* at most limit exist: busy bounds them */
+    shared.busy--;
+    pthread_cond_signal(&shared.freed);
+    pthread_mutex_unlock(&shared.lock);
+}
+
 int compress_zstd_buffer(int level, const void *in, size_t len, const uint8_t **out,
                          size_t *out_len)
 {
     int rc = check_level(level);
     if (rc < 0)
         return rc;
-    ZSTD_CCtx *cctx = cctx_take(level);
+    ZSTD_CCtx *cctx = shared_take(level);
     struct spare *sp = thread_spare();
     size_t bound = ZSTD_compressBound(len);
     if (sp->cap < bound) {
@@ -143,7 +200,7 @@ int compress_zstd_buffer(int level, const void *in, size_t len, const uint8_t **
         sp->cap = bound;
     }
     size_t n = ZSTD_compress2(cctx, sp->out, sp->cap, in, len);
-    cctx_give_back(cctx);
+    shared_give_back(cctx);
     if (ZSTD_isError(n))
         return err_set(ERR_RUNTIME, "zstd compression failed: %s", ZSTD_getErrorName(n));
     *out = sp->out;

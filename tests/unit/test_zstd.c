@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zstd.h>
 
 static int sink_fn(void *ctx, const uint8_t *data, size_t len)
@@ -255,14 +256,15 @@ static void test_context_reused(void **state)
     free(other);
 }
 
-/* Whole-buffer compression: a frame the decompressor filter reads back, made with the
- * thread's spare context; the output buffer is the thread's and grows as needed. */
+/* Whole-buffer compression: a frame the decompressor filter reads back, made with a
+ * shared context that is reused; the output buffer is the thread's and grows as needed. */
 static void test_compress_buffer(void **state)
 {
     (void)state;
     size_t sizes[] = {0, 1, 4095, 1024 * 1024 + 32, 3 * 1024 * 1024, 100};
-    struct buf warm = BUF_INIT;
-    compress((const uint8_t *)"x", 1, &warm); /* this thread has a spare now */
+    const uint8_t *first;
+    size_t first_len;
+    assert_int_equal(compress_zstd_buffer(3, "x", 1, &first, &first_len), 0); /* one shared */
     uint64_t made = filter_zstd_contexts_made();
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         size_t len = sizes[i];
@@ -285,7 +287,51 @@ static void test_compress_buffer(void **state)
     const uint8_t *z;
     size_t z_len;
     assert_int_equal(compress_zstd_buffer(20, "a", 1, &z, &z_len), -ERR_CONFIG);
-    buf_free(&warm);
+}
+
+struct buffer_job {
+    uint32_t seed;
+    int failures;
+};
+
+/* Ten buffers of its own, each compressed and read back. */
+static void *compress_buffers(void *arg)
+{
+    struct buffer_job *job = arg;
+    for (uint32_t i = 0; i < 10; i++) {
+        size_t len = 200000 + i * 1000;
+        uint8_t *data = mixed_data(len, job->seed * 100 + i);
+        const uint8_t *z = NULL;
+        size_t z_len = 0;
+        struct buf out = BUF_INIT;
+        if (compress_zstd_buffer(3, data, len, &z, &z_len) != 0 || decompress(z, z_len, 0, &out) ||
+            out.len != len || memcmp(out.data, data, len) != 0)
+            job->failures++;
+        buf_free(&out);
+        free(data);
+    }
+    return NULL;
+}
+
+/* Sixteen threads at once: every frame right, and no more contexts than CPUs in all (a
+ * context per thread pushed each other's tables out of the cache). */
+static void test_compress_buffer_shared(void **state)
+{
+    (void)state;
+    enum { N = 16 };
+    pthread_t t[N];
+    struct buffer_job jobs[N];
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t made = filter_zstd_contexts_made();
+    for (int i = 0; i < N; i++) {
+        jobs[i] = (struct buffer_job){(uint32_t)i + 1, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, compress_buffers, &jobs[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(jobs[i].failures, 0);
+    }
+    assert_true(filter_zstd_contexts_made() - made <= (uint64_t)(cpus < 1 ? 1 : cpus));
 }
 
 /* Decompress z into a buffer of cap bytes followed by canary bytes that must survive. */
@@ -433,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_reset_reuses_the_compressor),
         cmocka_unit_test(test_context_reused),
         cmocka_unit_test(test_compress_buffer),
+        cmocka_unit_test(test_compress_buffer_shared),
         cmocka_unit_test(test_decompress_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
