@@ -93,12 +93,9 @@ static struct spare *thread_spare(void)
     return thread_slot_get(&spare_slot);
 }
 
-/* A context reset to level (valid) with content checksums. */
-static ZSTD_CCtx *cctx_take(int level)
+/* cctx reset, or a new context when NULL, set to level (valid) with content checksums. */
+static ZSTD_CCtx *cctx_ready(ZSTD_CCtx *cctx, int level)
 {
-    struct spare *sp = thread_spare();
-    ZSTD_CCtx *cctx = sp->cctx;
-    sp->cctx = NULL;
     if (cctx) {
         ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
     } else {
@@ -111,6 +108,15 @@ static ZSTD_CCtx *cctx_take(int level)
         ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)))
         abort(); /* both values are valid by construction */
     return cctx;
+}
+
+/* This thread's spare context, or a new one, ready for level. */
+static ZSTD_CCtx *cctx_take(int level)
+{
+    struct spare *sp = thread_spare();
+    ZSTD_CCtx *cctx = sp->cctx;
+    sp->cctx = NULL;
+    return cctx_ready(cctx, level);
 }
 
 static void cctx_give_back(ZSTD_CCtx *cctx)
@@ -162,18 +168,7 @@ static ZSTD_CCtx *shared_take(int level)
     if (shared.nwarm > 0)
         cctx = shared.warm[--shared.nwarm];
     pthread_mutex_unlock(&shared.lock);
-    if (cctx) {
-        ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
-    } else {
-        cctx = ZSTD_createCCtx();
-        if (!cctx)
-            abort(); /* zstd only fails here when out of memory */
-        contexts_made++;
-    }
-    if (ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)) ||
-        ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)))
-        abort(); /* both values are valid by construction */
-    return cctx;
+    return cctx_ready(cctx, level);
 }
 
 static void shared_give_back(ZSTD_CCtx *cctx)
