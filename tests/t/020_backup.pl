@@ -306,11 +306,11 @@ like(
 	$r->{stderr},
 	qr/warn +fingerprint cache "\Q$cache\E" not used: its checksum does not match its content; every chunk is hashed/,
 	'damaged fingerprint cache: warned about');
-my $s3 = $json->decode($r->{stdout});
-is($s3->{unchanged_chunks}, 0, 'damaged fingerprint cache: every chunk hashed');
+my $s_damaged = $json->decode($r->{stdout});
+is($s_damaged->{unchanged_chunks}, 0, 'damaged fingerprint cache: every chunk hashed');
 {
-	my (undef, $files) = manifest($repo{a}, $s3->{label});
-	my ($bad) = server_disagrees($repo{a}, $s3->{label}, $files);
+	my (undef, $files) = manifest($repo{a}, $s_damaged->{label});
+	my ($bad) = server_disagrees($repo{a}, $s_damaged->{label}, $files);
 	is_deeply($bad, [], 'damaged fingerprint cache: the backup equals the server\'s files');
 }
 
@@ -328,8 +328,8 @@ like(
 	$r->{stderr},
 	qr/info +no fingerprint cache, every chunk is hashed: could not create directory "\Q$conf\E\/spool": Not a directory/,
 	'no fingerprint cache: says why');
-my $s4 = $json->decode($r->{stdout});
-is($s4->{unchanged_chunks}, 0, 'no fingerprint cache: nothing taken from one');
+my $s_nocache = $json->decode($r->{stdout});
+is($s_nocache->{unchanged_chunks}, 0, 'no fingerprint cache: nothing taken from one');
 
 # --- a backup killed half-way ---------------------------------------------------------
 
@@ -358,7 +358,7 @@ eval { $h->finish };
 ok($grew >= 6, "killed after it wrote new chunks ($grew)");
 my $after_kill = chunk_names($repo{a});
 my @orphans = grep { !$before->{$_} } keys %$after_kill;
-is_deeply(info_backups($conf, 'a'), [ $label1, map { $_->{label} } $s2, $s3, $s4 ],
+is_deeply(info_backups($conf, 'a'), [ $label1, map { $_->{label} } $s2, $s_damaged, $s_nocache ],
 	'killed backup is not listed by info');
 my @dirs = map { m{/([^/]+)$} } glob("$repo{a}/main/backups/*");
 my @incomplete = grep { !-f "$repo{a}/main/backups/$_/manifest.json" } @dirs;
