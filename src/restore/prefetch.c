@@ -57,26 +57,43 @@
 #define PREFETCH_POLL_MS 10         /* how often an idle read-ahead looks at ".want" */
 #define PREFETCH_IDLE_MS 5000       /* and leaves after this long without a new one */
 
-/* Delete cached segments that are not in (first, last] of first's timeline (last NULL:
- * no upper bound). */
-static void prune_cache(const char *cache_dir, const char *first, const char *last)
+/* Unlink every entry of cache_dir that doomed(name, arg) picks. */
+static void remove_entries(const char *cache_dir, bool (*doomed)(const char *name, const void *arg),
+                           const void *arg)
 {
     DIR *d = opendir(cache_dir);
     if (!d)
         return;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (!wal_is_segment_name(de->d_name))
-            continue;
-        bool stale = strncmp(de->d_name, first, 8) != 0 || strcmp(de->d_name, first) <= 0 ||
-                     (last && strcmp(de->d_name, last) > 0);
-        if (stale) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+            doomed(de->d_name, arg)) {
             char *p = xasprintf("%s/%s", cache_dir, de->d_name);
             unlink(p);
             free(p);
         }
     }
     closedir(d);
+}
+
+struct seg_range {
+    const char *first, *last;
+};
+
+static bool stale_segment(const char *name, const void *arg)
+{
+    const struct seg_range *r = arg;
+    return wal_is_segment_name(name) &&
+           (strncmp(name, r->first, 8) != 0 || strcmp(name, r->first) <= 0 ||
+            (r->last && strcmp(name, r->last) > 0));
+}
+
+/* Delete cached segments that are not in (first, last] of first's timeline (last NULL:
+ * no upper bound). */
+static void prune_cache(const char *cache_dir, const char *first, const char *last)
+{
+    struct seg_range r = {first, last};
+    remove_entries(cache_dir, stale_segment, &r);
 }
 
 int prefetch_consume(const char *cache_dir, const char *name, const char *dest)
@@ -110,6 +127,11 @@ static char *in_flight(const char *cache_dir, const char *name)
     return found;
 }
 
+static bool take_lock(int fd)
+{
+    return flock(fd, LOCK_EX | LOCK_NB) == 0;
+}
+
 /* Does a read-ahead process run (hold ".lock")? */
 static bool read_ahead_runs(const char *cache_dir)
 {
@@ -118,7 +140,7 @@ static bool read_ahead_runs(const char *cache_dir)
     free(path);
     if (fd < 0)
         return false;
-    bool runs = flock(fd, LOCK_EX | LOCK_NB) < 0;
+    bool runs = !take_lock(fd);
     close(fd); /* releases the lock if it was taken here */
     return runs;
 }
@@ -149,20 +171,16 @@ int prefetch_await(const char *cache_dir, const char *name, const char *dest)
     return served;
 }
 
+static bool any_entry(const char *name, const void *arg)
+{
+    (void)name;
+    (void)arg;
+    return true;
+}
+
 void prefetch_drop(const char *cache_dir)
 {
-    DIR *d = opendir(cache_dir);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL) {
-            if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
-                char *p = xasprintf("%s/%s", cache_dir, de->d_name);
-                unlink(p);
-                free(p);
-            }
-        }
-        closedir(d);
-    }
+    remove_entries(cache_dir, any_entry, NULL);
     rmdir(cache_dir);
 }
 
@@ -359,20 +377,15 @@ static void *window_thread(void *arg)
     return NULL;
 }
 
+static bool temp_copy(const char *name, const void *arg)
+{
+    (void)arg;
+    return strncmp(name, ".pgark-fetch.", 13) == 0;
+}
+
 static void remove_temps(const char *cache_dir)
 {
-    DIR *d = opendir(cache_dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (!strncmp(de->d_name, ".pgark-fetch.", 13)) {
-            char *p = xasprintf("%s/%s", cache_dir, de->d_name);
-            unlink(p);
-            free(p);
-        }
-    }
-    closedir(d);
+    remove_entries(cache_dir, temp_copy, NULL);
 }
 
 /* Run the window until it goes idle; the last ".want" seen goes to *seen. */
@@ -410,11 +423,6 @@ static void read_ahead(struct repo_set *set, const char *cache_dir, const char *
     *have_seen = w.have_want;
     pthread_cond_destroy(&w.moved);
     pthread_mutex_destroy(&w.lock);
-}
-
-static bool take_lock(int fd)
-{
-    return flock(fd, LOCK_EX | LOCK_NB) == 0;
 }
 
 void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli, uint64_t segno,
