@@ -91,6 +91,9 @@ void repo_writer_abort(struct repo_writer *w);
 int repo_get(struct repo *r, const char *path, storage_sink_fn sink, void *ctx);
 /* Read an object's plaintext into memory (malloc'd, NUL-terminated). */
 int repo_get_all(struct repo *r, const char *path, uint8_t **data, size_t *len);
+/* 1 when the object is there, 0 when not, negative on error (one HEAD or stat; the
+ * content is not read). */
+int repo_object_exists(struct repo *r, const char *path);
 
 /* Plaintext SHA-256 and length from an object's trailer and header, verified by
  * reading it whole. */
@@ -281,6 +284,8 @@ int repo_chunk_get_into(struct repo *r, const char *name, uint8_t *dst, size_t c
 /* Every chunk name in the repository (one listing of chunks/). */
 typedef int (*repo_chunk_fn)(void *ctx, const char *name, uint64_t stored_size);
 int repo_chunk_list(struct repo *r, repo_chunk_fn fn, void *ctx);
+/* 1 when chunk name (hex) is stored, 0 when not, negative on error. */
+int repo_chunk_exists(struct repo *r, const char *name);
 
 /* --- catalog ----------------------------------------------------------------- */
 

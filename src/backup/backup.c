@@ -316,6 +316,7 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
         .system_identifier = sys.systemid,
         .seg_size = seg_size,
         .compression = cfg->compression.algorithm == CONFIG_COMPRESSION_NONE ? "none" : "zstd",
+        .heartbeat = s.heartbeat,
     };
     const char *w = getenv("PGARK_BACKUP_WORKERS");
     params.workers = w ? atoi(w) : 0;
