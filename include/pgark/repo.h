@@ -91,6 +91,9 @@ void repo_writer_abort(struct repo_writer *w);
 int repo_get(struct repo *r, const char *path, storage_sink_fn sink, void *ctx);
 /* Read an object's plaintext into memory (malloc'd, NUL-terminated). */
 int repo_get_all(struct repo *r, const char *path, uint8_t **data, size_t *len);
+/* 1 when the object is there, 0 when not, negative on error (one HEAD or stat; the
+ * content is not read). */
+int repo_object_exists(struct repo *r, const char *path);
 
 /* Plaintext SHA-256 and length from an object's trailer and header, verified by
  * reading it whole. */
@@ -281,6 +284,8 @@ int repo_chunk_get_into(struct repo *r, const char *name, uint8_t *dst, size_t c
 /* Every chunk name in the repository (one listing of chunks/). */
 typedef int (*repo_chunk_fn)(void *ctx, const char *name, uint64_t stored_size);
 int repo_chunk_list(struct repo *r, repo_chunk_fn fn, void *ctx);
+/* 1 when chunk name (hex) is stored, 0 when not, negative on error. */
+int repo_chunk_exists(struct repo *r, const char *name);
 
 /* --- catalog ----------------------------------------------------------------- */
 
@@ -346,30 +351,84 @@ int repo_backup_exists(struct repo *r, const char *label);
  * then looks for the other (storage is read-after-write consistent, so of two that
  * start together at least one sees the other):
  *   backups/<LABEL>.running  `backup`: before it lists chunks; removed after manifest.json
- *   expire.running           `expire`: before it looks for backups; removed after the sweep
- * A sweep that sees a live backup marker is skipped; a backup that sees a live expire
- * marker waits for it to go. A marker is stale (its writer died) when it names a
- * process on this host that is gone, or is older than REPO_MARKER_STALE_S.
+ *   expire.running           `expire`: before it looks for backups; removed when it is
+ *                            done with the repository
+ * A sweep (and the WAL pruning) is skipped while a live backup marker is there; a
+ * backup waits while a live expire marker is there.
+ *
+ * Liveness is a heartbeat, not a process: a marker is {"host", "pid", "heartbeat_ms",
+ * "interval_s"}, heartbeat_ms the writer's own clock (Unix ms) when it wrote it, and the
+ * writer rewrites it every REPO_MARKER_BEAT_S from a thread of its own
+ * (repo_heartbeat_start), whatever its main thread waits on (the server's checkpoint,
+ * a slow upload). Host and pid are for people: a process in another PID namespace or
+ * on another host is neither more nor less alive. A marker is stale when it was not
+ * refreshed for more than REPO_MARKER_STALE_S by BOTH witnesses of its age: its
+ * heartbeat_ms and the storage's time of the object (mtime, Last-Modified), each
+ * against the reader's clock. So a live writer (refreshed within one interval) is taken
+ * for dead only when the reader's clock is ahead of the writer's AND of the storage's
+ * by more than STALE - BEAT (9 minutes); a heartbeat dated in the future only makes the
+ * marker younger (and is warned about by expire). A marker without heartbeat_ms
+ * (written by an earlier pgark, or unreadable) is stale REPO_MARKER_LEGACY_STALE_S after
+ * its storage time.
+ *
+ * A writer that was stopped for longer than the limit (a suspended machine, SIGSTOP)
+ * may have been taken for dead meanwhile, and its heartbeat cannot tell it in time. So
+ * each holds a lease: repo_heartbeat_held is true while no gap between its successful
+ * beats exceeded REPO_MARKER_LEASE_S (half the limit: the other half is the margin for
+ * clock skew). Expire checks it before each chunk it removes; a backup beats, waits for
+ * any live expire, confirms that every chunk it names is still stored, and writes
+ * manifest.json only while its lease since that beat holds (backup/run.c).
  */
-#define REPO_MARKER_STALE_S (3 * 24 * 3600)
+#define REPO_MARKER_BEAT_S 60
+#define REPO_MARKER_STALE_S (10 * REPO_MARKER_BEAT_S)
+#define REPO_MARKER_LEASE_S (REPO_MARKER_STALE_S / 2)
+#define REPO_MARKER_LEGACY_STALE_S (3 * 24 * 3600)
 
 struct repo_marker {
     char *label; /* the backup's label; NULL for expire's marker */
-    char *host;
+    char *host;  /* "" when unknown */
     long pid;
-    int64_t mtime_us; /* when it was written (storage time) */
+    int64_t mtime_us; /* when it was written, by the storage's clock; 0: unknown */
+    int64_t beat_us;  /* when it was written, by its writer's clock; 0: no heartbeat */
+    int64_t age_s;    /* seconds since its last refresh, as judged (the younger witness) */
     bool stale;
 };
 
-/* Write the marker of backup label (label NULL: expire's). */
+/* Write the marker of backup label (label NULL: expire's), its heartbeat now. */
 int repo_marker_put(struct repo *r, const char *label);
 /* Remove it; a missing marker is not an error. */
 int repo_marker_remove(struct repo *r, const char *label);
+/* Judge m (its beat_us and mtime_us read) at now_us by the rules above: sets age_s and
+ * stale. */
+void repo_marker_judge(struct repo_marker *m, int64_t now_us);
 /* Every marker (backups' and expire's), read and judged. Free with repo_markers_free. */
 int repo_markers_list(struct repo *r, struct repo_marker **out, size_t *n);
 void repo_markers_free(struct repo_marker *m, size_t n);
-/* For `backup`: write its marker, then wait while a live expire marker is there,
- * polling every poll_ms (logs once that it waits). */
-int repo_backup_begin(struct repo *r, const char *label, int poll_ms);
+/* For `backup`, after its marker is written: wait while a live expire marker is there,
+ * polling every poll_ms (logs once that it waits). 0, or negative on error. */
+int repo_expire_wait(struct repo *r, int poll_ms);
+
+/*
+ * A heartbeat: the marker of label (NULL: expire's) in each of n repositories (borrowed:
+ * they must outlive it), written at once and then rewritten every interval_ms (0:
+ * REPO_MARKER_BEAT_S) by a thread of its own until repo_heartbeat_stop. A beat that
+ * fails in the thread is warned about (once until one succeeds again) and retried at
+ * the next interval. lease_ms (0: REPO_MARKER_LEASE_S) is the gap between successful
+ * beats beyond which the lease is lost. NULL, with the error set, when a first marker
+ * cannot be written (those written are removed).
+ */
+struct repo_heartbeat;
+struct repo_heartbeat *repo_heartbeat_start(struct repo *const *repos, size_t n, const char *label,
+                                            int interval_ms, int lease_ms);
+/* Beat now in every repository, from the caller's thread, and start a new lease from
+ * it. 0, or the first failure (the lease is lost then). */
+int repo_heartbeat_beat(struct repo_heartbeat *hb);
+/* True while, since the last repo_heartbeat_beat (or the start), no gap between
+ * successful beats, including the one running now, exceeded the lease (CLOCK_BOOTTIME:
+ * time asleep counts). */
+bool repo_heartbeat_held(struct repo_heartbeat *hb);
+/* Stop the thread, remove the markers (a failure is warned about: the marker then goes
+ * stale) and free. NULL is a no-op. */
+void repo_heartbeat_stop(struct repo_heartbeat *hb);
 
 #endif

@@ -171,8 +171,7 @@ static void print_human(json_t *s)
 }
 
 struct session {
-    const char *label; /* set once the markers are written */
-    size_t marked;     /* repositories holding this backup's running marker */
+    struct repo_heartbeat *heartbeat; /* the running markers, once written */
     struct pg_conn *conn;
     struct storage **storages;
     struct backup_target *targets;
@@ -181,15 +180,7 @@ struct session {
 
 static void session_free(struct session *s)
 {
-    struct err_saved *saved = err_save();
-    for (size_t i = 0; i < s->marked; i++) {
-        if (repo_marker_remove(s->targets[i].repo, s->label) < 0) {
-            log_warn("could not remove the running marker of backup \"%s\": %s", s->label,
-                     err_message());
-            err_clear();
-        }
-    }
-    err_restore(saved);
+    repo_heartbeat_stop(s->heartbeat); /* before the repositories it writes to */
     for (size_t i = 0; i < s->ntargets; i++) {
         repo_close(s->targets[i].repo);
         storage_free(s->storages[i]);
@@ -197,6 +188,25 @@ static void session_free(struct session *s)
     free(s->targets);
     free(s->storages);
     pg_conn_free(s->conn);
+}
+
+/* Write the running markers and keep them beating (repo.h, running markers), then wait
+ * for any expire to finish. Tests shorten the interval with PGARK_TEST_HEARTBEAT_MS. */
+static int announce(struct session *s, const char *label)
+{
+    const char *ms = getenv("PGARK_TEST_HEARTBEAT_MS");
+    struct repo **repos = xcalloc(s->ntargets + 1, sizeof(*repos));
+    int rc = 0;
+
+    for (size_t i = 0; i < s->ntargets; i++)
+        repos[i] = s->targets[i].repo;
+    s->heartbeat = repo_heartbeat_start(repos, s->ntargets, label, ms ? atoi(ms) : 0, 0);
+    free(repos);
+    if (!s->heartbeat)
+        return err_code();
+    for (size_t i = 0; rc == 0 && i < s->ntargets; i++)
+        rc = repo_expire_wait(s->targets[i].repo, 1000);
+    return rc;
 }
 
 /* Open (or create) every repository of the cluster for the server's system. */
@@ -291,12 +301,8 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
 
     /* Announce the backup before listing the chunks it may reuse, so that an expire
      * does not sweep them meanwhile (repo.h, running markers). */
-    s.label = label;
-    for (size_t i = 0; i < s.ntargets; i++) {
-        s.marked = i + 1;
-        if (repo_backup_begin(s.targets[i].repo, label, 1000) < 0)
-            goto fail;
-    }
+    if (announce(&s, label) < 0)
+        goto fail;
 
     fp_dir = xasprintf("%s/%s", cfg->spool, cl->name);
     struct backup_params params = {
@@ -310,6 +316,7 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
         .system_identifier = sys.systemid,
         .seg_size = seg_size,
         .compression = cfg->compression.algorithm == CONFIG_COMPRESSION_NONE ? "none" : "zstd",
+        .heartbeat = s.heartbeat,
     };
     const char *w = getenv("PGARK_BACKUP_WORKERS");
     params.workers = w ? atoi(w) : 0;

@@ -144,6 +144,11 @@ struct backup_params {
     uint64_t system_identifier;
     uint64_t seg_size;
     const char *compression; /* "zstd" or "none", for the manifest header */
+    /* The running markers' heartbeat (borrowed): beaten before the chunks are confirmed,
+     * its lease checked before manifest.json. NULL: none (the confirmation alone). */
+    struct repo_heartbeat *heartbeat;
+    int confirm_by; /* how chunks are confirmed: 0 by the rule, 1 a HEAD each, -1 one listing
+                     * (tests pick one) */
 };
 
 struct backup_totals {
@@ -169,7 +174,9 @@ void backup_run_show_progress(struct backup_run *run, bool enabled);
 /* For pg_base_backup's started callback (arg: the run): sizes the progress line. */
 int backup_run_started(void *run, const struct pg_bb_info *info);
 
-/* The stream ended well: wait for the workers, store the server's backup_manifest
+/* The stream ended well: wait for the workers; confirm that every chunk and WAL segment
+ * the backup names is still in every repository (run.c, "before the manifests"), else
+ * fail naming one, with no manifest.json written; store the server's backup_manifest
  * and then, last, every target's manifest.json. Times in Unix microseconds. */
 int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int64_t start_us,
                       int64_t stop_us);

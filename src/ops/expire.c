@@ -4,6 +4,11 @@
  *
  * Per repository (each holds its own backups; a backup that failed in one is simply
  * not there):
+ *   0. expire.running, kept fresh by a heartbeat until expire is done with the
+ *      repository, and only then a look at backups' markers (repo.h, running markers):
+ *      a backup starting from then on waits for expire before it lists chunks; a backup
+ *      whose marker is fresh is running, one not refreshed for REPO_MARKER_STALE_S is
+ *      dead (warned about, and ignored).
  *   1. Which backups to keep: retention.full (the N newest) and retention.window
  *      (every moment of the window restorable: the newest backup that ended at or
  *      before now - window, and every newer one); a backup either rule keeps is kept.
@@ -15,16 +20,15 @@
  *      (no live running marker) are removed too.
  *   3. The WAL before the oldest kept backup's start segment, on every timeline:
  *      segments, partial copies and their time indexes. History files stay (tiny, and
- *      restore needs them to follow timelines).
+ *      restore needs them to follow timelines). Skipped while a backup runs: it may
+ *      have started before the oldest kept backup.
  *   4. Chunks no remaining manifest names: mark (every manifest still there, read as a
- *      stream, its chunk names into a set) and sweep (one listing of chunks/). A
- *      running backup references chunks it found at its start without writing them
- *      again, so expire first writes its marker expire.running and then looks for
- *      backups' markers: when one is running, the sweep is skipped (the next expire
- *      does it); a backup starting meanwhile sees expire's marker and waits for the
- *      sweep to end before it lists chunks (repo.h, running markers). The mark reads
- *      the manifests after the marker is written, so a backup that completed meanwhile
- *      is marked too.
+ *      stream, its chunk names into a set) and sweep (one listing of chunks/). Skipped
+ *      while a backup runs: it references chunks it found at its start without writing
+ *      them again (the next expire does it). The mark reads the manifests after the
+ *      marker is written, so a backup that completed meanwhile is marked too. Each
+ *      removal first checks expire's lease (its marker never went REPO_MARKER_LEASE_S
+ *      without a refresh): a stopped expire that wakes up stops sweeping.
  * --dry-run lists what would be removed and removes nothing (no marker either).
  * Exit codes: 0 done; 1 when a repository could not be expired; 2 usage or
  * configuration (no retention set).
@@ -220,45 +224,59 @@ static int on_chunk(void *ctx, const char *name, uint64_t stored_size)
     return on_folder_object(&sw->doomed, &info);
 }
 
-/* Why the sweep cannot run now (a malloc'd sentence), or NULL. */
+/* Why the WAL and the chunks cannot be touched now (a malloc'd sentence: a backup is
+ * running), or NULL. */
 static char *running_backup(struct expire *e, int *rc)
 {
     struct repo_marker *m = NULL;
     size_t n = 0;
     char *why = NULL;
+    int64_t now_us = time_now_us();
     if ((*rc = repo_markers_list(e->r, &m, &n)) < 0)
         return NULL;
-    for (size_t i = 0; i < n && !why; i++) {
-        if (m[i].label && !m[i].stale)
-            why = xasprintf("backup \"%s\" is running (pid %ld on \"%s\")", m[i].label, m[i].pid,
-                            m[i].host);
-        else if (m[i].label)
-            log_warn("repository \"%s\": backup \"%s\" left a running marker but its process "
-                     "is gone; ignoring it",
-                     repo_name(e->r), m[i].label);
+    for (size_t i = 0; i < n; i++) {
+        if (!m[i].label)
+            continue; /* expire's: ours, or another expire's */
+        if (m[i].beat_us > now_us + (int64_t)REPO_MARKER_BEAT_S * 1000000)
+            log_warn("repository \"%s\": the running marker of backup \"%s\" is dated %lld s "
+                     "ahead of this host's clock: the clocks disagree (it counts as fresh)",
+                     repo_name(e->r), m[i].label, (long long)((m[i].beat_us - now_us) / 1000000));
+        if (m[i].stale) {
+            log_warn("repository \"%s\": backup \"%s\" left a running marker not refreshed for "
+                     "%lld s (limit %d s); %s",
+                     repo_name(e->r), m[i].label, (long long)m[i].age_s, REPO_MARKER_STALE_S,
+                     e->dry_run ? "ignoring it" : "removing it");
+            /* Were its writer only stopped, it writes the marker again when it wakes, and
+             * checks its chunks before its manifest (backup/run.c). */
+            if (!e->dry_run && repo_marker_remove(e->r, m[i].label) < 0) {
+                log_warn("repository \"%s\": %s", repo_name(e->r), err_message());
+                err_clear();
+            }
+        } else if (!why) {
+            why = xasprintf("backup \"%s\" is running (its marker refreshed %lld s ago, pid %ld "
+                            "on \"%s\")",
+                            m[i].label, (long long)m[i].age_s, m[i].pid, m[i].host);
+        }
     }
     repo_markers_free(m, n);
     return why;
 }
 
-/* expired: labels removed (or, dry run, to be removed): not marked. */
-static int sweep_chunks(struct expire *e, char **expired, size_t nexpired)
+/* expired: labels removed (or, dry run, to be removed): not marked. busy: why the sweep
+ * cannot run (a backup is running), or NULL. hb: expire's marker (NULL: dry run). */
+static int sweep_chunks(struct expire *e, char **expired, size_t nexpired, const char *busy,
+                        struct repo_heartbeat *hb)
 {
     struct sweep sw = {.marked = chunkset_new()};
     struct ops_backup *list = NULL;
     size_t n = 0;
-    char *skipped = NULL;
-    bool marker = false;
+    char *skipped = busy ? xstrdup(busy) : NULL;
+    const char *stopped = NULL;
+    uint64_t removed = 0, removed_bytes = 0;
     int rc = 0;
 
-    if (!e->dry_run) {
-        if ((rc = repo_marker_put(e->r, NULL)) < 0)
-            goto out;
-        marker = true;
-        skipped = running_backup(e, &rc);
-        if (rc < 0 || skipped)
-            goto out;
-    }
+    if (skipped)
+        goto out;
     if ((rc = ops_backup_scan(e->r, e->cluster, &list, &n)) < 0)
         goto out;
     for (size_t i = 0; i < n && !skipped; i++) {
@@ -286,31 +304,43 @@ static int sweep_chunks(struct expire *e, char **expired, size_t nexpired)
         rc = 0;
     }
     for (size_t i = 0; rc == 0 && !e->dry_run && i < sw.doomed.n; i++) {
+        /* A backup that started while this marker looked stale lists chunks this sweep
+         * is about to remove: stop before the lease runs out (repo.h, running markers). */
+        if (hb && !repo_heartbeat_held(hb)) {
+            stopped = "expire's own running marker went without a refresh for too long "
+                      "(was the process stopped?)";
+            break;
+        }
         char path[96];
         if ((rc = repo_chunk_path(sw.doomed.paths[i], path, sizeof(path))) == 0) {
             char *full = xasprintf("%s/%s", e->cluster, path);
             rc = storage_remove(repo_storage(e->r), full);
             free(full);
         }
+        if (rc == 0) {
+            removed++;
+            removed_bytes += sw.doomed.sizes[i];
+        }
     }
     if (rc < 0)
         err_context("while sweeping unreferenced chunks");
-out:
-    if (marker) {
-        struct err_saved *saved = err_save();
-        if (repo_marker_remove(e->r, NULL) < 0) {
-            log_warn("repository \"%s\": could not remove expire's marker: %s", repo_name(e->r),
-                     err_message());
-            err_clear();
-        }
-        err_restore(saved);
+    if (e->dry_run) {
+        removed = sw.removed;
+        removed_bytes = sw.bytes;
     }
+out:
     if (skipped)
         log_warn("repository \"%s\": chunk sweep skipped: %s", repo_name(e->r), skipped);
+    if (stopped)
+        log_warn("repository \"%s\": chunk sweep stopped after %llu of %llu chunks: %s; the next "
+                 "expire goes on",
+                 repo_name(e->r), (unsigned long long)removed, (unsigned long long)sw.removed,
+                 stopped);
     json_object_set_new(e->out, "chunks",
-                        json_pack("{s:I, s:I, s:I, s:s?}", "referenced", (json_int_t)sw.kept,
-                                  "removed", (json_int_t)(skipped ? 0 : sw.removed), "bytes",
-                                  (json_int_t)(skipped ? 0 : sw.bytes), "skipped", skipped));
+                        json_pack("{s:I, s:I, s:I, s:s?, s:s?}", "referenced", (json_int_t)sw.kept,
+                                  "removed", (json_int_t)removed, "bytes",
+                                  (json_int_t)removed_bytes, "skipped", skipped, "stopped",
+                                  stopped));
     free(skipped);
     ops_backup_scan_free(list, n);
     folder_free(&sw.doomed);
@@ -320,20 +350,28 @@ out:
 
 /* --- one repository ----------------------------------------------------------------- */
 
-static int expire_repo(struct expire *e, int64_t now_us)
+static int expire_repo(struct expire *e, int64_t now_us, int beat_ms)
 {
     struct ops_backup *list = NULL;
     struct retention_backup *rb = NULL;
-    char **expired = NULL;
+    struct repo_heartbeat *hb = NULL;
+    char **expired = NULL, *busy = NULL;
     size_t n = 0, nrb = 0, nexpired = 0;
     uint64_t backup_bytes = 0;
     json_t *kept = json_array(), *gone = json_array(), *incomplete = json_array();
     bool have_floor = false;
     timeline_t floor_tli = 0;
     uint64_t floor_segno = 0, seg_size = repo_identity(e->r)->seg_size;
-    int rc = ops_backup_scan(e->r, e->cluster, &list, &n);
+    int rc = 0;
 
-    if (rc < 0)
+    /* Announce first, then look for running backups (repo.h, running markers): a backup
+     * starting from now on waits until this expire is done with the repository. */
+    if (!e->dry_run && !(hb = repo_heartbeat_start(&e->r, 1, NULL, beat_ms, 0))) {
+        rc = err_code();
+        goto out;
+    }
+    busy = running_backup(e, &rc);
+    if (rc < 0 || (rc = ops_backup_scan(e->r, e->cluster, &list, &n)) < 0)
         goto out;
     rb = xcalloc(n + 1, sizeof(*rb));
     for (size_t i = 0; i < n; i++) {
@@ -380,14 +418,21 @@ static int expire_repo(struct expire *e, int64_t now_us)
     json_object_set_new(e->out, "incomplete_removed", incomplete);
     json_object_set_new(e->out, "backup_bytes", json_integer((json_int_t)backup_bytes));
     kept = gone = incomplete = NULL;
-    /* Without a kept backup nothing anchors the WAL: it stays. */
-    if (have_floor && (rc = prune_wal(e, floor_tli, floor_segno)) < 0)
+    /* Without a kept backup nothing anchors the WAL: it stays. A running backup may have
+     * started before the oldest kept one (its WAL is older): it stays too. */
+    if (have_floor && busy) {
+        log_warn("repository \"%s\": WAL pruning skipped: %s", repo_name(e->r), busy);
+        json_object_set_new(e->out, "wal", json_pack("{s:s}", "skipped", busy));
+    } else if (have_floor && (rc = prune_wal(e, floor_tli, floor_segno)) < 0) {
         goto out;
-    rc = sweep_chunks(e, expired, nexpired);
+    }
+    rc = sweep_chunks(e, expired, nexpired, busy, hb);
 out:
+    repo_heartbeat_stop(hb); /* keeps the error slot */
     json_decref(kept);
     json_decref(gone);
     json_decref(incomplete);
+    free(busy);
     free(expired);
     free(rb);
     ops_backup_scan_free(list, n);
@@ -430,7 +475,9 @@ static void print_human(json_t *root)
                    size_format((uint64_t)json_integer_value(json_object_get(r, "backup_bytes")), a,
                                sizeof(a)));
         json_t *w = json_object_get(r, "wal");
-        if (w)
+        if (w && json_is_string(json_object_get(w, "skipped")))
+            printf("  WAL pruning skipped: %s\n", json_string_value(json_object_get(w, "skipped")));
+        else if (w)
             printf("  %s %lld WAL segments, %lld partial, %lld time indexes before %s (%s)\n", verb,
                    (long long)json_integer_value(json_object_get(w, "segments")),
                    (long long)json_integer_value(json_object_get(w, "partials")),
@@ -441,6 +488,10 @@ static void print_human(json_t *root)
         json_t *c = json_object_get(r, "chunks");
         if (c && json_is_string(json_object_get(c, "skipped")))
             printf("  chunk sweep skipped: %s\n", json_string_value(json_object_get(c, "skipped")));
+        else if (c && json_is_string(json_object_get(c, "stopped")))
+            printf("  chunk sweep stopped after %lld chunks: %s\n",
+                   (long long)json_integer_value(json_object_get(c, "removed")),
+                   json_string_value(json_object_get(c, "stopped")));
         else if (c)
             printf("  %s %lld unreferenced chunks (%s); %lld referenced\n", verb,
                    (long long)json_integer_value(json_object_get(c, "removed")),
@@ -498,6 +549,7 @@ int cmd_expire(struct cli_context *ctx, int argc, char **argv)
     }
 
     int64_t now_us = time_now_us();
+    const char *beat = getenv("PGARK_TEST_HEARTBEAT_MS"); /* tests: another interval */
     json_t *root = json_pack("{s:s, s:b}", "cluster", cl->name, "dry_run", dry_run);
     json_object_set_new(
         root, "retention",
@@ -517,7 +569,7 @@ int cmd_expire(struct cli_context *ctx, int argc, char **argv)
         struct repo_options ro = {.cluster = cl->name, .passphrase = cfg->encryption.passphrase};
         int one = -1;
         if (s && (e.r = repo_open(s, &ro, NULL, false)) != NULL)
-            one = expire_repo(&e, now_us);
+            one = expire_repo(&e, now_us, beat ? atoi(beat) : 0);
         if (one < 0) {
             err_context("while expiring repository \"%s\"", cr->name);
             char *text = err_format();

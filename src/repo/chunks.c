@@ -140,3 +140,10 @@ int repo_chunk_list(struct repo *r, repo_chunk_fn fn, void *ctx)
     free(prefix);
     return rc;
 }
+
+int repo_chunk_exists(struct repo *r, const char *name)
+{
+    char path[96];
+    int rc = repo_chunk_path(name, path, sizeof(path));
+    return rc < 0 ? rc : repo_object_exists(r, path);
+}

@@ -1,7 +1,8 @@
 /*
  * markers.c — the objects by which a running backup and a running expire see each
- * other (repo.h, "running markers"). A marker is a small envelope object holding
- * {"host", "pid"}; its storage mtime says when it was written.
+ * other (repo.h, "running markers"): writing, listing and judging them. A marker is a
+ * small envelope object holding {"host", "pid", "heartbeat_ms", "interval_s"}; the
+ * heartbeat that rewrites it is heartbeat.c.
  */
 #include "repo_int.h"
 
@@ -10,9 +11,7 @@
 #include "pgark/mem.h"
 #include "pgark/units.h"
 
-#include <errno.h>
 #include <jansson.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +47,9 @@ int repo_marker_put(struct repo *r, const char *label)
     if (rc < 0)
         return rc;
     this_host(host, sizeof(host));
-    json_t *o = json_pack("{s:s, s:I}", "host", host, "pid", (json_int_t)getpid());
+    json_t *o =
+        json_pack("{s:s, s:I, s:I, s:i}", "host", host, "pid", (json_int_t)getpid(), "heartbeat_ms",
+                  (json_int_t)(time_now_us() / 1000), "interval_s", REPO_MARKER_BEAT_S);
     char *text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     rc = repo_put(r, path, text, strlen(text));
@@ -79,20 +80,37 @@ void repo_markers_free(struct repo_marker *m, size_t n)
     free(m);
 }
 
-/* Read one marker and judge whether its writer still lives. A marker that cannot be
+void repo_marker_judge(struct repo_marker *m, int64_t now_us)
+{
+    if (m->beat_us <= 0) {
+        /* No heartbeat: an earlier pgark's marker, written once, or a damaged one. */
+        m->age_s = m->mtime_us ? (now_us - m->mtime_us) / 1000000 : 0;
+        m->stale = m->age_s > REPO_MARKER_LEGACY_STALE_S;
+        return;
+    }
+    /* The younger of the two witnesses: a clock behind the reader's makes a marker look
+     * older, so it takes both clocks behind to take a live one for dead. */
+    int64_t age_us = now_us - m->beat_us;
+    if (m->mtime_us && now_us - m->mtime_us < age_us)
+        age_us = now_us - m->mtime_us;
+    m->age_s = age_us / 1000000;
+    m->stale = age_us > (int64_t)REPO_MARKER_STALE_S * 1000000;
+}
+
+/* Read one marker and judge whether its writer still beats. A marker that cannot be
  * read (written half by a crash cannot happen: writes are atomic; a damaged one can)
- * is judged by its age alone. */
+ * is judged by its storage time alone. */
 static void marker_read(struct repo *r, const char *path, struct repo_marker *m)
 {
     uint8_t *data = NULL;
     size_t len = 0;
-    char host[256];
 
     if (repo_get_all(r, path, &data, &len) == 0) {
         json_t *o = json_loadb((const char *)data, len, 0, NULL);
         const char *h = json_string_value(json_object_get(o, "host"));
         m->host = xstrdup(h ? h : "");
         m->pid = (long)json_integer_value(json_object_get(o, "pid"));
+        m->beat_us = (int64_t)json_integer_value(json_object_get(o, "heartbeat_ms")) * 1000;
         json_decref(o);
     } else {
         log_warn("cannot read the marker \"%s\" in repository \"%s\": %s", path, repo_name(r),
@@ -101,11 +119,7 @@ static void marker_read(struct repo *r, const char *path, struct repo_marker *m)
         m->host = xstrdup("");
     }
     free(data);
-    this_host(host, sizeof(host));
-    int64_t age_s = m->mtime_us ? (time_now_us() - m->mtime_us) / 1000000 : 0;
-    bool gone =
-        strcmp(m->host, host) == 0 && m->pid > 0 && kill((pid_t)m->pid, 0) != 0 && errno == ESRCH;
-    m->stale = gone || age_s > REPO_MARKER_STALE_S;
+    repo_marker_judge(m, time_now_us());
 }
 
 struct marker_list {
@@ -199,23 +213,17 @@ static int expire_running(struct repo *r, long *pid, char *host, size_t cap)
     return found;
 }
 
-int repo_backup_begin(struct repo *r, const char *label, int poll_ms)
+int repo_expire_wait(struct repo *r, int poll_ms)
 {
     char host[256];
     long pid = 0;
     bool told = false;
-    int rc = repo_marker_put(r, label);
+    int rc;
 
-    while (rc == 0) {
-        int running = expire_running(r, &pid, host, sizeof(host));
-        if (running <= 0) {
-            rc = running;
-            break;
-        }
+    while ((rc = expire_running(r, &pid, host, sizeof(host))) > 0) {
         if (!told)
-            log_info("waiting for expire (pid %ld on \"%s\") to finish its sweep of repository "
-                     "\"%s\"",
-                     pid, host, repo_name(r));
+            log_info("waiting for expire (pid %ld on \"%s\") to finish with repository \"%s\"", pid,
+                     host, repo_name(r));
         told = true;
         struct timespec ts = {poll_ms / 1000, (long)(poll_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);

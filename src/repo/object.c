@@ -599,6 +599,19 @@ static int buf_sink(void *ctx, const uint8_t *data, size_t len)
     return 0;
 }
 
+int repo_object_exists(struct repo *r, const char *path)
+{
+    struct storage_info info;
+    char *full = repo_full_path(r, path);
+    int rc = storage_info(r->storage, full, &info);
+    free(full);
+    if (rc == -ERR_NOT_FOUND) {
+        err_clear();
+        return 0;
+    }
+    return rc < 0 ? rc : 1;
+}
+
 int repo_get_all(struct repo *r, const char *path, uint8_t **data, size_t *len)
 {
     struct buf b = BUF_INIT;

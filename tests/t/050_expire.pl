@@ -4,7 +4,8 @@
 # older manifests, the chunks only they named and the WAL before the kept backup's
 # start, keeps the history and every chunk the kept backup names; verify is clean
 # after it. An expire while a backup runs skips the sweep and the backup completes
-# intact; a backup killed half-way leaves chunks the next expire removes.
+# intact; a backup killed half-way leaves chunks an expire removes once its marker went
+# unrefreshed for longer than the limit (not at once: its pid says nothing).
 use strict;
 use warnings;
 
@@ -231,8 +232,10 @@ ok(wait_for(sub { glob("$root{one}/main/backups/*.running") }), 'the running bac
 $r = pgark('expire', '--json');
 is($r->{rc}, 0, 'expire during a backup exits 0') or diag($r->{stderr});
 my $during = decode_json($r->{stdout});
-like($_->{chunks}{skipped}, qr/backup "\d{8}T\d{6}Z" is running \(pid \d+/,
+like($_->{chunks}{skipped}, qr/backup "\d{8}T\d{6}Z" is running \(its marker refreshed \d+ s ago, pid \d+/,
 	"repo $_->{name}: sweep skipped while the backup runs") for @{ $during->{repositories} };
+like($_->{wal}{skipped}, qr/backup "\d{8}T\d{6}Z" is running/,
+	"repo $_->{name}: and so is the WAL pruning") for @{ $during->{repositories} };
 $h->finish;
 is($h->result(0), 0, 'the backup completes') or diag($err);
 my $b4 = decode_json($out);
@@ -240,7 +243,7 @@ ok(!glob("$root{one}/main/backups/*.running"), 'and removes its marker');
 $r = pgark('verify', '--backup', $b4->{label});
 is($r->{rc}, 0, 'the backup taken during expire verifies clean') or diag($r->{stdout});
 
-# --- a killed backup's chunks are swept once its process is gone ------------------------
+# --- a killed backup's chunks are swept once its marker is stale ------------------------
 
 sql("CREATE TABLE rnd2 AS SELECT g, md5(g::text) || md5((g * 3)::text) AS t "
 	  . "FROM generate_series(1, 200000) g; CHECKPOINT");
@@ -257,9 +260,29 @@ $h->signal('KILL');
 eval { $h->finish };
 my @orphans = grep { !$before_kill->{$_} } keys %{ chunks_on_disk('one') };
 ok(@orphans >= 4, scalar(@orphans) . ' chunks left by the killed backup');
+# Its marker is as fresh as its last heartbeat: the process being gone says nothing
+# (it could be in another PID namespace, or on another host).
 $r = pgark('expire', '--json');
-is($r->{rc}, 0, 'expire after the kill exits 0') or diag($r->{stderr});
-like($r->{stderr}, qr/left a running marker but its process is gone/, 'says the marker is stale');
+is($r->{rc}, 0, 'expire right after the kill exits 0') or diag($r->{stderr});
+like(decode_json($r->{stdout})->{repositories}[0]{chunks}{skipped}, qr/is running/,
+	'the killed backup\'s marker, refreshed moments ago, still holds the sweep off');
+is_deeply([ grep { !chunks_on_disk('one')->{$_} } @orphans ], [], 'its chunks stay meanwhile');
+# Eleven minutes later (by the writer's clock in it and by the file's time) it is stale.
+for my $repo (sort keys %root)
+{
+	my ($file) = glob("$root{$repo}/main/backups/*.running");
+	my ($label) = $file =~ m{/([^/]+)\.running$};
+	my $m = decode_json(repo_cat($root{$repo}, 'main', "backups/$label.running")->{stdout});
+	my $old = time() - 660;
+	$m->{heartbeat_ms} = $old * 1000;
+	repo_plant($root{$repo}, 'main', "backups/$label.running", encode_json($m));
+	utime($old, $old, $file) or die "utime: $!";
+}
+$r = pgark('expire', '--json');
+is($r->{rc}, 0, 'expire once the marker is stale exits 0') or diag($r->{stderr});
+like($r->{stderr}, qr/left a running marker not refreshed for 6[6-9]\d s \(limit 600 s\); removing it/,
+	'says the marker is stale, and removes it');
+ok(!glob("$root{$_}/main/backups/*.running"), "repo $_: no marker left") for sort keys %root;
 my $after = chunks_on_disk('one');
 is_deeply([ grep { $after->{$_} } @orphans ], [], 'its chunks are swept');
 is_deeply(decode_json($r->{stdout})->{repositories}[0]{kept}, [ $b4->{label} ], 'full: 1 keeps the newest complete backup');

@@ -194,8 +194,9 @@ struct fixture {
     uint8_t *wal; /* pg_wal/000000010000000000000002 */
     uint8_t *ts;  /* tablespace file */
     struct buf manifest_text;
-    bool copied;  /* feed messages without a reference (as bbstream_copy_data) */
-    char *fp_dir; /* the fingerprint cache's directory, or NULL */
+    bool copied;    /* feed messages without a reference (as bbstream_copy_data) */
+    char *fp_dir;   /* the fingerprint cache's directory, or NULL */
+    int confirm_by; /* backup_params.confirm_by */
 };
 
 static void fill(uint8_t *p, size_t n, uint32_t seed)
@@ -358,6 +359,7 @@ static struct backup_run *new_run_into(struct fixture *f, const char *label, siz
         .system_identifier = ID.system_identifier,
         .seg_size = SEG,
         .compression = "zstd",
+        .confirm_by = f->confirm_by,
     };
     for (int i = 0; i < 2; i++)
         f->t[i].stored_bytes = f->t[i].new_chunks = f->t[i].reused_chunks = 0;
@@ -770,6 +772,74 @@ static void test_fingerprints(void **state)
     f->fp_dir = NULL;
 }
 
+/* Before its manifests a run confirms that every chunk and WAL segment it names is still
+ * stored (an expire that took the backup for dead may have swept them): one missing
+ * fails the run naming it, its file and the repository, and no manifest.json nor
+ * backup_manifest is written anywhere. By one listing and by a HEAD per chunk alike. */
+static void test_chunk_gone(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const labels[] = {"gone-list", "gone-head"};
+    fill(f->rel, CHUNK * 5 / 2, 77);
+    memcpy(f->rel + CHUNK, f->rel, CHUNK);
+    char hex[SHA256_HEX_LEN + 1];
+    chunk_name(NULL, f->rel, CHUNK, hex);
+
+    for (int k = 0; k < 2; k++) {
+        f->confirm_by = k ? 1 : -1;
+        struct backup_run *run = new_run(f, labels[k]);
+        assert_int_equal(feed(f, run, 0), 0);
+        assert_int_equal(backup_run_wait(run), 0);
+        char *gone = plain_chunk_path(f, f->rel);
+        assert_int_equal(unlink(gone), 0); /* chunks 0 and 1 of base/5/16384 */
+        free(gone);
+        assert_int_equal(backup_run_finish(run, &INFO, 1764095200000000, 1764095201000000),
+                         -ERR_RUNTIME);
+        char *want = xasprintf("chunk %s of \"base/5/16384\" is no longer in repository "
+                               "\"plain\": removed while the backup ran",
+                               hex);
+        assert_string_equal(err_message(), want);
+        assert_non_null(strstr(err_hint_text(), "expire takes a backup for dead"));
+        free(want);
+        err_clear();
+        backup_run_free(run);
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(repo_backup_exists(f->r[i], labels[k]), 0);
+            char *bm = xasprintf("backups/%s/backup_manifest", labels[k]);
+            uint8_t *data = NULL;
+            size_t len;
+            assert_int_equal(repo_get_all(f->r[i], bm, &data, &len), -ERR_NOT_FOUND);
+            err_clear();
+            free(bm);
+        }
+    }
+
+    /* A WAL segment of the backup gone from the encrypted repository. */
+    f->confirm_by = 0;
+    struct backup_run *run = new_run(f, "wal-gone");
+    assert_int_equal(feed(f, run, 0), 0);
+    assert_int_equal(backup_run_wait(run), 0);
+    char *seg = xasprintf("%s/repo1/main/wal/00000001/000000010000000000000002", f->dir);
+    assert_int_equal(unlink(seg), 0);
+    free(seg);
+    assert_int_equal(backup_run_finish(run, &INFO, 1764095210000000, 1764095211000000),
+                     -ERR_RUNTIME);
+    assert_string_equal(err_message(), "WAL segment 000000010000000000000002 of the backup is no "
+                                       "longer in repository \"secret\": removed while the "
+                                       "backup ran");
+    err_clear();
+    backup_run_free(run);
+    assert_int_equal(repo_backup_exists(f->r[1], "wal-gone"), 0);
+
+    /* Nothing gone: the next run completes (and stores what was missing again). */
+    run = new_run(f, "whole");
+    assert_int_equal(feed(f, run, 0), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, 1764095220000000, 1764095221000000), 0);
+    backup_run_free(run);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(repo_backup_exists(f->r[i], "whole"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -777,6 +847,7 @@ int main(void)
         cmocka_unit_test(test_command),         cmocka_unit_test(test_run),
         cmocka_unit_test(test_interrupted),     cmocka_unit_test(test_encrypted_only),
         cmocka_unit_test(test_copied_messages), cmocka_unit_test(test_fingerprints),
+        cmocka_unit_test(test_chunk_gone),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,6 +1,8 @@
 /* test_ops.c — what src/ops decides without a server: which backups retention keeps
  * (full, window, both), the listing of backups that survives a damaged manifest, and
- * the running markers by which backup and expire see each other. */
+ * the running markers by which backup and expire see each other: judged by their
+ * heartbeat alone, kept fresh by a thread, and the lease that says a writer may still
+ * count on being seen alive. */
 #include "../../src/ops/ops_int.h"
 #include "pgark/error.h"
 #include "pgark/mem.h"
@@ -18,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -202,11 +205,38 @@ static void test_scan_survives_damage(void **state)
     ops_backup_scan_free(list, n);
 }
 
+/* The marker's file in the posix repository, its mtime set to t seconds. */
+static void set_mtime(const char *rel, int64_t t)
+{
+    char *path = xasprintf("%s/main/%s", root, rel);
+    struct timespec ts[2] = {{(time_t)t, 0}, {(time_t)t, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+    free(path);
+}
+
+/* Plant marker rel with text, written (by the storage's clock) at mtime. */
+static void plant_marker(const char *rel, const char *text, int64_t mtime)
+{
+    assert_int_equal(repo_put(repo, rel, text, strlen(text)), 0);
+    set_mtime(rel, mtime);
+}
+
+static const struct repo_marker *find_marker(const struct repo_marker *m, size_t n,
+                                             const char *label)
+{
+    for (size_t i = 0; i < n; i++)
+        if (m[i].label && strcmp(m[i].label, label) == 0)
+            return &m[i];
+    fail_msg("no marker \"%s\"", label);
+    return NULL;
+}
+
 static void test_markers(void **state)
 {
     (void)state;
     struct repo_marker *m = NULL;
     size_t n = 0;
+    int64_t now_s = time(NULL);
 
     assert_int_equal(repo_marker_put(repo, "D"), 0);
     assert_int_equal(repo_marker_put(repo, NULL), 0);
@@ -214,6 +244,7 @@ static void test_markers(void **state)
     assert_int_equal(n, 2);
     assert_string_equal(m[0].label, "D"); /* backups' first */
     assert_int_equal(m[0].pid, (long)getpid());
+    assert_true(m[0].beat_us / 1000000 >= now_s - 1 && m[0].beat_us / 1000000 <= now_s + 1);
     assert_false(m[0].stale);
     assert_null(m[1].label);
     assert_false(m[1].stale);
@@ -233,14 +264,18 @@ static void test_markers(void **state)
     err_clear();
 
     assert_int_equal(repo_marker_remove(repo, NULL), 0);
-    assert_int_equal(repo_marker_remove(repo, NULL), 0);   /* gone already: fine */
-    assert_int_equal(repo_backup_begin(repo, "E", 10), 0); /* no expire: no wait */
-    assert_int_equal(repo_markers_list(repo, &m, &n), 0);
-    assert_int_equal(n, 2);
-    assert_string_equal(m[1].label, "E");
-    repo_markers_free(m, n);
+    assert_int_equal(repo_marker_remove(repo, NULL), 0); /* gone already: fine */
+    assert_int_equal(repo_expire_wait(repo, 10), 0);     /* no expire: no wait */
+    /* An expire marker not refreshed for 11 minutes does not hold a backup up. */
+    char text[512];
+    snprintf(text, sizeof(text), "{\"host\":\"h\",\"pid\":1,\"heartbeat_ms\":%lld}",
+             (long long)(now_s - 660) * 1000);
+    plant_marker("expire.running", text, now_s - 660);
+    assert_int_equal(repo_expire_wait(repo, 10), 0);
+    assert_int_equal(repo_marker_remove(repo, NULL), 0);
 
-    /* A marker of a process that is gone is stale. */
+    /* The pid says nothing any more: a marker naming a process that is gone (or one in
+     * another PID namespace) is alive while it beats. */
     pid_t child = fork();
     if (child == 0)
         _exit(0);
@@ -248,17 +283,123 @@ static void test_markers(void **state)
     waitpid(child, &status, 0);
     char host[256];
     gethostname(host, sizeof(host));
-    char text[512];
-    snprintf(text, sizeof(text), "{\"host\":\"%s\",\"pid\":%ld}", host, (long)child);
-    assert_int_equal(repo_put(repo, "backups/F.running", text, strlen(text)), 0);
+    snprintf(text, sizeof(text), "{\"host\":\"%s\",\"pid\":%ld,\"heartbeat_ms\":%lld}", host,
+             (long)child, (long long)now_s * 1000);
+    plant_marker("backups/F.running", text, now_s);
+    /* Not refreshed for 11 minutes by both witnesses: stale, whatever the pid. */
+    snprintf(text, sizeof(text), "{\"host\":\"%s\",\"pid\":%ld,\"heartbeat_ms\":%lld}", host,
+             (long)getpid(), (long long)(now_s - 660) * 1000);
+    plant_marker("backups/G.running", text, now_s - 660);
+    /* One witness young is enough: the writer's clock behind ours (old heartbeat, fresh
+     * storage time), or the storage's (old storage time, fresh heartbeat). */
+    plant_marker("backups/H.running", text, now_s - 5);
+    snprintf(text, sizeof(text), "{\"host\":\"x\",\"pid\":7,\"heartbeat_ms\":%lld}",
+             (long long)(now_s - 5) * 1000);
+    plant_marker("backups/I.running", text, now_s - 3600);
+    /* Written by an earlier pgark (no heartbeat): three days by its storage time. */
+    plant_marker("backups/J.running", "{\"host\":\"x\",\"pid\":7}", now_s - 2 * DAY);
+    plant_marker("backups/K.running", "{\"host\":\"x\",\"pid\":7}", now_s - 4 * DAY);
     assert_int_equal(repo_markers_list(repo, &m, &n), 0);
-    assert_int_equal(n, 3);
-    assert_string_equal(m[2].label, "F");
-    assert_true(m[2].stale);
-    assert_false(m[1].stale);
+    assert_int_equal(n, 7); /* D, F..K */
+    assert_false(find_marker(m, n, "D")->stale);
+    assert_false(find_marker(m, n, "F")->stale);
+    const struct repo_marker *g = find_marker(m, n, "G");
+    assert_true(g->stale);
+    assert_true(g->age_s >= 659 && g->age_s <= 662);
+    assert_false(find_marker(m, n, "H")->stale);
+    assert_true(find_marker(m, n, "H")->age_s <= 7);
+    assert_false(find_marker(m, n, "I")->stale);
+    assert_false(find_marker(m, n, "J")->stale);
+    assert_true(find_marker(m, n, "K")->stale);
     repo_markers_free(m, n);
+    for (const char *l = "FGHIJK"; *l; l++) {
+        char label[2] = {*l, 0};
+        assert_int_equal(repo_marker_remove(repo, label), 0);
+    }
+    assert_int_equal(repo_marker_remove(repo, "D"), 0);
     assert_int_equal(repo_marker_remove(repo, "bad/label"), -ERR_USAGE);
     err_clear();
+}
+
+/* The rule alone, at a fixed now: the limit, and a heartbeat from the future. */
+static void test_marker_judge(void **state)
+{
+    (void)state;
+    struct repo_marker m = {.beat_us = NOW_US - 600 * INT64_C(1000000)};
+    repo_marker_judge(&m, NOW_US);
+    assert_false(m.stale); /* at the limit: still alive */
+    m.beat_us -= 1000000;
+    repo_marker_judge(&m, NOW_US);
+    assert_true(m.stale);
+    assert_int_equal(m.age_s, 601);
+    m.mtime_us = NOW_US - 30 * INT64_C(1000000);
+    repo_marker_judge(&m, NOW_US);
+    assert_false(m.stale);
+    assert_int_equal(m.age_s, 30);
+    /* The writer's clock an hour ahead: younger than fresh, not stale for an hour. */
+    m = (struct repo_marker){.beat_us = NOW_US + 3600 * INT64_C(1000000),
+                             .mtime_us = NOW_US - 7200 * INT64_C(1000000)};
+    repo_marker_judge(&m, NOW_US);
+    assert_false(m.stale);
+    assert_int_equal(m.age_s, -3600);
+}
+
+static int64_t read_beat(const char *label)
+{
+    struct repo_marker *m = NULL;
+    size_t n = 0;
+    int64_t beat = -1;
+    assert_int_equal(repo_markers_list(repo, &m, &n), 0);
+    for (size_t i = 0; i < n; i++)
+        if (m[i].label && strcmp(m[i].label, label) == 0)
+            beat = m[i].beat_us;
+    repo_markers_free(m, n);
+    return beat;
+}
+
+static void test_heartbeat(void **state)
+{
+    (void)state;
+    struct repo *repos[1] = {repo};
+
+    /* A thread rewrites the marker every interval, whatever the caller does. */
+    struct repo_heartbeat *hb = repo_heartbeat_start(repos, 1, "L", 20, 0);
+    assert_non_null(hb);
+    int64_t first = read_beat("L");
+    assert_true(first > 0);
+    int64_t later = first;
+    for (int i = 0; i < 500 && later == first; i++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+        later = read_beat("L");
+    }
+    assert_true(later > first);
+    assert_true(repo_heartbeat_held(hb));
+    repo_heartbeat_stop(hb);
+    assert_int_equal(read_beat("L"), -1); /* removed */
+
+    /* No beat for longer than the lease (here 50 ms; the thread waits an hour): lost,
+     * until the caller beats again. */
+    hb = repo_heartbeat_start(repos, 1, "M", 3600 * 1000, 50);
+    assert_non_null(hb);
+    assert_true(repo_heartbeat_held(hb));
+    bool held = true;
+    for (int i = 0; i < 500 && held; i++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+        held = repo_heartbeat_held(hb);
+    }
+    assert_false(held);
+    assert_int_equal(repo_heartbeat_beat(hb), 0);
+    assert_true(repo_heartbeat_held(hb));
+    repo_heartbeat_stop(hb);
+    assert_int_equal(read_beat("M"), -1);
+
+    /* A label that cannot be a marker: no heartbeat, nothing written. */
+    assert_null(repo_heartbeat_start(repos, 1, "bad/label", 0, 0));
+    assert_int_equal(err_kind(), ERR_USAGE);
+    err_clear();
+    repo_heartbeat_stop(NULL);
 }
 
 int main(void)
@@ -270,6 +411,8 @@ int main(void)
         cmocka_unit_test(test_order_and_ties),
         cmocka_unit_test_setup_teardown(test_scan_survives_damage, NULL, NULL),
         cmocka_unit_test(test_markers),
+        cmocka_unit_test(test_marker_judge),
+        cmocka_unit_test(test_heartbeat),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
