@@ -5,6 +5,12 @@
  * SIGTERM and SIGINT stop cleanly. SIGHUP re-reads the configuration: the receiver
  * returns, its stream resumes from the spool with the new settings, no gap. A
  * configuration that no longer loads is reported and the old one is kept.
+ *
+ * One receiver per spool: the spool's lock (spool_lock) is taken before anything
+ * else, before a connection, a slot or a status.json, and held until the process
+ * ends, across reloads; a reload that moves the spool takes the new spool's lock
+ * before it lets go of the old one (and is refused, keeping the old settings, when
+ * another receiver holds it).
  */
 #include "pgark/cli.h"
 #include "pgark/config.h"
@@ -12,6 +18,8 @@
 #include "pgark/log.h"
 #include "pgark/mem.h"
 #include "pgark/walreceiver.h"
+
+#include "spool_int.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -107,11 +115,39 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
     return 0;
 }
 
+/* The spool the receiver holds locked. */
+struct held {
+    char *dir; /* <spool>/<cluster> */
+    int fd;
+};
+
+/* Hold the spool of cluster cl in cfg locked, giving up the one held before, if
+ * another. 0, or the error with h unchanged. */
+static int hold_spool(struct held *h, const struct config *cfg, const struct config_cluster *cl)
+{
+    char *dir = xasprintf("%s/%s", cfg->spool, cl->name);
+    if (h->dir && strcmp(h->dir, dir) == 0) {
+        free(dir);
+        return 0;
+    }
+    int fd = spool_lock(dir);
+    if (fd < 0) {
+        free(dir);
+        return fd;
+    }
+    spool_unlock(h->fd);
+    free(h->dir);
+    h->dir = dir;
+    h->fd = fd;
+    return 0;
+}
+
 int cmd_receive(struct cli_context *ctx, int argc, char **argv)
 {
     static const struct option options[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
     struct config *owned = NULL;
     struct run run = {0};
+    struct held held = {.fd = -1};
     int rc, opt;
 
     optind = 1;
@@ -132,6 +168,10 @@ int cmd_receive(struct cli_context *ctx, int argc, char **argv)
     if (!cl)
         return 2;
     const struct config *cfg = cli_config(ctx);
+    if (hold_spool(&held, cfg, cl) < 0) {
+        rc = err_exit_code();
+        goto out;
+    }
     if (run_prepare(cfg, cl, &run) < 0) {
         rc = err_exit_code();
         goto out;
@@ -152,7 +192,7 @@ int cmd_receive(struct cli_context *ctx, int argc, char **argv)
         struct config *fresh = NULL;
         const struct config_cluster *fresh_cl = NULL;
         if (config_load(path, &fresh) < 0 || !(fresh_cl = config_cluster_find(fresh, cl->name)) ||
-            run_prepare(fresh, fresh_cl, &run) < 0) {
+            run_prepare(fresh, fresh_cl, &run) < 0 || hold_spool(&held, fresh, fresh_cl) < 0) {
             char *text = err_format();
             log_error("configuration not reloaded: %s", text);
             free(text);
@@ -179,5 +219,7 @@ int cmd_receive(struct cli_context *ctx, int argc, char **argv)
 out:
     run_free(&run);
     config_free(owned);
+    spool_unlock(held.fd);
+    free(held.dir);
     return rc;
 }

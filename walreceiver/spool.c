@@ -12,11 +12,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PARTIAL_SUFFIX ".partial"
+#define LOCK_NAME "receive.lock"
+/* How long to wait for a lock's holder to have written its pid (it writes it just
+ * after it took the lock). */
+#define LOCK_PID_WAIT_MS 1000
 #define ZERO_BLOCK (1024 * 1024)
 
 struct spool {
@@ -72,6 +78,79 @@ static int make_dirs(const char *dir)
     }
     free(path);
     return rc;
+}
+
+/* The pid the lock file at fd holds ("1234\n"), or 0 while it holds none yet. */
+static long lock_holder(int fd)
+{
+    for (int waited = 0;; waited += 10) {
+        char text[32];
+        ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+        if (n > 1 && text[n - 1] == '\n') {
+            text[n] = '\0';
+            char *end;
+            long pid = strtol(text, &end, 10);
+            if (pid > 0 && *end == '\n')
+                return pid;
+        }
+        if (waited >= LOCK_PID_WAIT_MS)
+            return 0;
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int spool_lock(const char *dir)
+{
+    char *path = xasprintf("%s/" LOCK_NAME, dir);
+    int fd = -1;
+    int rc = make_dirs(dir);
+    if (rc < 0)
+        goto out;
+    fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = err_set_errno(ERR_IO, errno, "could not open the spool's lock file \"%s\"", path);
+        goto out;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno != EWOULDBLOCK) {
+            rc = err_set_errno(ERR_IO, errno, "could not lock \"%s\"", path);
+            goto out;
+        }
+        long pid = lock_holder(fd);
+        if (pid > 0)
+            rc = err_set(ERR_RUNTIME, "spool \"%s\" is in use by another pgark receive (pid %ld)",
+                         dir, pid);
+        else
+            rc = err_set(ERR_RUNTIME, "spool \"%s\" is in use by another pgark receive", dir);
+        err_hint("one receiver runs per cluster and spool: stop the other one first (it holds "
+                 "\"%s\" locked while it runs)",
+                 path);
+        goto out;
+    }
+    char text[32];
+    int len = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, text, (size_t)len, 0) != len) {
+        rc = err_set_errno(ERR_IO, errno, "could not write \"%s\"", path);
+        goto out;
+    }
+out:
+    if (rc < 0 && fd >= 0)
+        close(fd);
+    free(path);
+    return rc < 0 ? rc : fd;
+}
+
+void spool_unlock(int fd)
+{
+    if (fd < 0)
+        return;
+    /* No pid left behind for the next holder's rival to read before it writes its
+     * own (after a crash the old one stays; the lock, not the text, decides). The
+     * text is only for messages: a failure here changes nothing. */
+    if (ftruncate(fd, 0) < 0)
+        log_debug("could not empty the spool's lock file: %s", strerror(errno));
+    close(fd);
 }
 
 struct spool *spool_open(const char *dir, uint64_t seg_size, uint64_t max_bytes)
@@ -255,8 +334,9 @@ static int segment_open(struct spool *s, timeline_t tli, uint64_t segno)
         }
         if (!zero) {
             close(fd);
-            return err_set(ERR_INTEGRITY, "spool file \"%s/%s\" has size %lld, not %llu, and holds data",
-                           s->dir, path, (long long)st.st_size, (unsigned long long)s->seg_size);
+            return err_set(ERR_INTEGRITY,
+                           "spool file \"%s/%s\" has size %lld, not %llu, and holds data", s->dir,
+                           path, (long long)st.st_size, (unsigned long long)s->seg_size);
         }
         off = (uint64_t)st.st_size;
     } else if (errno != ENOENT) {

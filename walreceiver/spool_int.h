@@ -23,6 +23,17 @@
 
 struct spool;
 
+/* One receiver per spool: take "<dir>/receive.lock" (the directory is created 0700
+ * if missing; the file 0600, close-on-exec) with flock(LOCK_EX | LOCK_NB) and write
+ * this process's pid into it, before anything else touches the spool. The kernel
+ * drops the lock when its holder exits, however it ends, so a killed receiver's
+ * successor starts. Returns the lock's descriptor (spool_unlock releases it), or
+ * -ERR_RUNTIME at once, naming the holder's pid, when another process holds it, or
+ * another negative error. */
+int spool_lock(const char *dir);
+/* Release a lock from spool_lock (a negative fd is a no-op). */
+void spool_unlock(int fd);
+
 /* Open (creating, 0700) the spool directory. max_bytes caps its size (0: no cap);
  * a segment that would pass the cap is refused with ERR_NO_SPACE. */
 struct spool *spool_open(const char *dir, uint64_t seg_size, uint64_t max_bytes);

@@ -11,7 +11,12 @@
  *   - a missing object is ERR_NOT_FOUND, distinguishable from every other failure;
  *   - list returns every object below a prefix, recursively, in byte order of path;
  *   - transient failures (ERR_TRANSIENT) are retried by the generic layer with
- *     exponential backoff and jitter, bounded by the driver's retry settings.
+ *     exponential backoff and jitter, bounded by the driver's retry settings;
+ *   - nothing outside the storage's root is ever read, written or removed: a driver
+ *     whose backend has links (posix) follows none below the root. An entry that is
+ *     neither an object nor a directory (a symbolic link, a FIFO, a socket, a device)
+ *     is skipped by list, which reports it once (warn); read, write, info, rename and
+ *     remove refuse a path that leads to or through one (ERR_IO naming it).
  * Files are created 0600 and directories 0700 (posix).
  */
 #ifndef PGARK_STORAGE_H
@@ -26,10 +31,25 @@ struct storage_write;
 struct storage_async;
 struct storage_batch;
 
+/* What a driver met at a path: an object, or something that is neither an object nor
+ * a directory, which pgark never follows, reads, writes or removes. */
+enum storage_entry {
+    STORAGE_ENTRY_OBJECT = 0,
+    STORAGE_ENTRY_SYMLINK,
+    STORAGE_ENTRY_FIFO,
+    STORAGE_ENTRY_SOCKET,
+    STORAGE_ENTRY_DEVICE,
+    STORAGE_ENTRY_OTHER,
+};
+
 struct storage_info {
     const char *path; /* relative to the root; valid during the callback only */
     uint64_t size;
     int64_t mtime_us; /* Unix microseconds; 0 when unknown */
+    /* Set by a driver's list for an entry that is not an object (size and mtime then
+     * mean nothing): the generic layer reports it and never passes it on, so callers
+     * of storage_list see STORAGE_ENTRY_OBJECT only. */
+    enum storage_entry entry;
 };
 
 /* Receives bytes read; return 0 to go on or a negative error (recorded) to stop. */
@@ -54,6 +74,8 @@ struct storage_ops {
     int (*write_commit)(struct storage_write *w);
     /* Throw the write away; frees w. */
     void (*write_abort)(struct storage_write *w);
+    /* Every object below prefix, and every entry that is not an object (info.entry
+     * set; a directory on the way to prefix that is one included), in byte order. */
     int (*list)(struct storage *s, const char *prefix, storage_list_fn fn, void *ctx);
     /* info->path is set to NULL by this call. */
     int (*info)(struct storage *s, const char *path, struct storage_info *info);
@@ -95,6 +117,11 @@ struct storage {
     /* The driver retries each request itself (it can rewind a body, retry one part);
      * the generic layer then adds no retries of its own on top. */
     bool retries_inside;
+    /* Where the root is, for messages (posix: the configured directory); set with
+     * storage_set_location; NULL: paths are named relative to the root. */
+    char *location;
+    /* Paths of entries list has reported (generic layer; freed by storage_free). */
+    struct storage_reported *reported;
 };
 
 /* Common part embedded first in every driver's write handle. */
@@ -111,6 +138,14 @@ struct storage_write {
 
 /* Drivers call this from their constructor. name is copied. */
 void storage_init(struct storage *s, const struct storage_ops *ops, const char *name);
+/* Drivers may call this from their constructor: where the root is, for messages
+ * ("/var/lib/pgark/repo"). Copied; freed by storage_free. */
+void storage_set_location(struct storage *s, const char *location);
+/* Drivers call this when an operation's path leads to or through where (relative to
+ * the root: the path itself or one of its directories), which is entry, not an object
+ * or a directory. The driver has not followed, read, written or removed it. Sets
+ * ERR_IO naming it (with a hint) and returns -ERR_IO. */
+int storage_refuse(struct storage *s, const char *where, enum storage_entry entry);
 
 /* Check a relative object path; 0 or ERR_USAGE naming the path. */
 int storage_path_check(const char *path);

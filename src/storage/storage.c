@@ -17,8 +17,15 @@
  * same way, after the last path already delivered (lists are in byte order).
  * A failure reported by the caller's sink or list callback is never retried.
  *
+ * Entries that are not objects: a driver never follows a link below its root; it
+ * hands what it meets to the policy here. A list skips such an entry and reports it
+ * at warn level once per storage and path (a command lists the same folders several
+ * times); any other operation whose path leads to or through one fails with the error
+ * storage_refuse words.
+ *
  * Ownership: storage_init copies the name into s->name and storage_free releases
- * it after the driver's free, so a driver's free must not free s->name.
+ * it (and the location, and the reported paths) after the driver's free, so a
+ * driver's free must not free them.
  */
 #include "storage_int.h"
 
@@ -28,6 +35,7 @@
 #include "pgark/mem.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -35,6 +43,23 @@
 #define STORAGE_DEFAULT_RETRIES 4
 #define STORAGE_DEFAULT_RETRY_BASE_MS 200
 #define STORAGE_MAX_BACKOFF_MS 60000
+/* Paths remembered as reported per storage; past it, entries are reported again. */
+#define STORAGE_REPORTED_MAX 4096
+
+struct storage_reported {
+    char **paths;
+    size_t n;
+};
+
+/* Guards every storage's reported list: reports are rare, a storage is shared by
+ * threads (a backup's workers), and drivers' structs hold no lock of their own here. */
+static pthread_mutex_t reported_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *const entry_names[] = {
+    [STORAGE_ENTRY_OBJECT] = "a regular file", [STORAGE_ENTRY_SYMLINK] = "a symbolic link",
+    [STORAGE_ENTRY_FIFO] = "a named pipe",     [STORAGE_ENTRY_SOCKET] = "a socket",
+    [STORAGE_ENTRY_DEVICE] = "a device",       [STORAGE_ENTRY_OTHER] = "of an unknown file type",
+};
 
 void storage_init(struct storage *s, const struct storage_ops *ops, const char *name)
 {
@@ -42,6 +67,82 @@ void storage_init(struct storage *s, const struct storage_ops *ops, const char *
     s->name = xstrdup(name ? name : "");
     s->retries = STORAGE_DEFAULT_RETRIES;
     s->retry_base_ms = STORAGE_DEFAULT_RETRY_BASE_MS;
+    s->location = NULL;
+    s->reported = NULL;
+}
+
+void storage_set_location(struct storage *s, const char *location)
+{
+    free(s->location);
+    s->location = location ? xstrdup(location) : NULL;
+}
+
+static const char *entry_name(enum storage_entry entry)
+{
+    if ((unsigned)entry >= sizeof(entry_names) / sizeof(entry_names[0]))
+        entry = STORAGE_ENTRY_OTHER;
+    return entry_names[entry];
+}
+
+/* where as the user finds it: below the location when the driver gave one. */
+static char *display_path(struct storage *s, const char *where)
+{
+    return s->location ? xasprintf("%s/%s", s->location, where) : xstrdup(where);
+}
+
+int storage_refuse(struct storage *s, const char *where, enum storage_entry entry)
+{
+    char *full = display_path(s, where);
+    int rc;
+    if (entry == STORAGE_ENTRY_SYMLINK) {
+        rc = err_set(ERR_IO, "\"%s\" is a symbolic link: refusing to follow it inside a repository",
+                     full);
+        err_hint("pgark follows no link below a repository's root: replace the link with what "
+                 "it points to, or move it out; a repository kept on another file system is "
+                 "configured by its path, which may itself be a link");
+    } else {
+        rc = err_set(ERR_IO,
+                     "\"%s\" is %s, not a regular file or directory: refusing to use it inside "
+                     "a repository",
+                     full, entry_name(entry));
+        err_hint("move it out of the repository");
+    }
+    free(full);
+    return rc;
+}
+
+/* Whether where has not been reported for s yet (and from now on, it has). */
+static bool first_report(struct storage *s, const char *where)
+{
+    bool first = true;
+    pthread_mutex_lock(&reported_lock);
+    struct storage_reported *r = s->reported;
+    if (!r)
+        r = s->reported = xcalloc(1, sizeof(*r));
+    for (size_t i = 0; i < r->n && first; i++)
+        first = strcmp(r->paths[i], where) != 0;
+    if (first && r->n < STORAGE_REPORTED_MAX) {
+        r->paths = xrealloc(r->paths, (r->n + 1) * sizeof(*r->paths));
+        r->paths[r->n++] = xstrdup(where);
+    }
+    pthread_mutex_unlock(&reported_lock);
+    return first;
+}
+
+/* A list met something that is not an object: say so, once. */
+static void report_entry(struct storage *s, const struct storage_info *info)
+{
+    if (!first_report(s, info->path))
+        return;
+    char *full = display_path(s, info->path);
+    if (info->entry == STORAGE_ENTRY_SYMLINK)
+        log_warn("repository \"%s\": skipping \"%s\": it is a symbolic link, which pgark does "
+                 "not follow inside a repository",
+                 s->name, full);
+    else
+        log_warn("repository \"%s\": skipping \"%s\": it is %s, not a regular file or directory",
+                 s->name, full, entry_name(info->entry));
+    free(full);
 }
 
 /* One path component: non-empty, not "." or "..". */
@@ -343,6 +444,7 @@ int storage_create_all(struct storage *s, const char *path, const void *data, si
 /* --- list ------------------------------------------------------------------ */
 
 struct list_state {
+    struct storage *s;
     const char *prefix;
     storage_list_fn fn;
     void *ctx;
@@ -353,6 +455,10 @@ struct list_state {
 static int list_cb(void *ctx, const struct storage_info *info)
 {
     struct list_state *st = ctx;
+    if (info->entry != STORAGE_ENTRY_OBJECT) {
+        report_entry(st->s, info);
+        return 0;
+    }
     if (st->last && strcmp(info->path, st->last) <= 0)
         return 0;
     int rc = st->fn(st->ctx, info);
@@ -376,7 +482,7 @@ static int list_attempt(struct storage *s, void *arg, bool *final)
 
 int storage_list(struct storage *s, const char *prefix, storage_list_fn fn, void *ctx)
 {
-    struct list_state st = {.prefix = prefix, .fn = fn, .ctx = ctx};
+    struct list_state st = {.s = s, .prefix = prefix, .fn = fn, .ctx = ctx};
     int rc = prefix_check(prefix);
     if (rc == 0)
         rc = with_retries(s, "list of", prefix, list_attempt, &st);
@@ -526,6 +632,15 @@ void storage_free(struct storage *s)
     if (!s)
         return;
     char *name = s->name;
+    char *location = s->location;
+    struct storage_reported *r = s->reported;
     s->ops->free(s);
     free(name);
+    free(location);
+    if (r) {
+        for (size_t i = 0; i < r->n; i++)
+            free(r->paths[i]);
+        free(r->paths);
+        free(r);
+    }
 }

@@ -5,10 +5,13 @@
 # spool once both repositories hold it. Restarts resume from the spool with no gap
 # and no overlap, and from the slot when the spool is gone. status.json tells the
 # positions, and SIGTERM/SIGINT stop cleanly within 5 s with the final flush reported.
+# One receiver per spool: a second one exits 1 at once naming the first's pid; after a
+# kill -9 of the first, a new one starts.
 use strict;
 use warnings;
 
 use File::Path qw(rmtree);
+use Time::HiRes;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -191,6 +194,57 @@ check_segments('one', $first, $s4, 'after losing the spool');
 check_segments('two', $first, $s4, 'after losing the spool');
 $stop = receiver_stop($rx);
 is($stop->{rc}, 0, 'stopped');
+
+# --- one receiver per spool --------------------------------------------------------
+#
+# A second receiver for the same cluster and spool exits 1 at once, naming the first
+# one's pid, before it connects or writes anything; the first goes on, its
+# status.json its own. The lock dies with its holder: after a kill -9 of the first, a
+# new receiver takes the spool and streams from where the spool ends.
+
+# The text of receive.lock ('' while there is none).
+sub lock_text { my $f = "$sdir/receive.lock"; return -f $f ? slurp_file($f) : '' }
+
+$rx = receiver_start($config, name => 'first');
+ok( poll_until(
+		sub { my $s = read_status($sdir); $s && $s->{pid} == $rx->{pid} && $s->{connected} }),
+	'the first receiver streams and writes status.json');
+is(lock_text(), "$rx->{pid}\n", 'receive.lock holds its pid');
+is(-f "$sdir/receive.lock" && sprintf('%o', (stat(_))[2] & 07777), '600', 'receive.lock is 0600');
+my $second = receiver_start($config, name => 'second');
+my $t0 = Time::HiRes::time();
+is(receiver_wait_exit($second, 30), 1, 'a second receiver for the same spool exits 1');
+cmp_ok(Time::HiRes::time() - $t0, '<', 5, 'at once');
+like(receiver_log($second),
+	qr/ error +spool "\Q$sdir\E" is in use by another pgark receive \(pid $rx->{pid}\)\n/,
+	"naming the spool and the first receiver's pid");
+like(receiver_log($second), qr/ error +hint: one receiver runs per cluster and spool: stop the other one first/,
+	'with a hint');
+unlike(receiver_log($second), qr/starting|connect|slot|streaming/i,
+	'before it connected or started anything');
+is(sql('SELECT count(*) FROM pg_stat_replication'), '1', 'the server sees one receiver');
+my $l1 = finish_segment(200);
+ok(poll_until(sub { in_repo('one', $l1) && in_repo('two', $l1) }),
+	"the first receiver goes on: $l1 reached both repositories");
+ok( poll_until(sub { my $s = read_status($sdir); $s && $s->{repos}[0]{last_segment} eq $l1 }),
+	'status.json follows it');
+is(read_status($sdir)->{pid}, $rx->{pid}, "status.json is still the first receiver's");
+is(lock_text(), "$rx->{pid}\n", 'and so is receive.lock');
+
+my $killed = receiver_stop($rx, 'KILL');
+is($killed->{rc}, 137, 'the first receiver is killed (SIGKILL)');
+my $third = receiver_start($config, name => 'after_kill');
+ok( poll_until(
+		sub { my $s = read_status($sdir); $s && $s->{pid} == $third->{pid} && $s->{connected} }, 60),
+	'after the kill, a new receiver takes the spool and streams');
+is(lock_text(), "$third->{pid}\n", 'receive.lock holds the new pid');
+my $l2 = finish_segment(200);
+ok(poll_until(sub { in_repo('one', $l2) && in_repo('two', $l2) }, 60),
+	"and ships: $l2 reached both repositories");
+check_segments('one', $first, $l2, 'after a kill -9 and a new receiver');
+check_segments('two', $first, $l2, 'after a kill -9 and a new receiver');
+is(receiver_stop($third)->{rc}, 0, 'the new receiver stopped cleanly');
+is(lock_text(), '', 'and left receive.lock empty');
 
 # --- encryption: AES-256-GCM under a passphrase ----------------------------------------
 

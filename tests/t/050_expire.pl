@@ -5,7 +5,8 @@
 # start, keeps the history and every chunk the kept backup names; verify is clean
 # after it. An expire while a backup runs skips the sweep and the backup completes
 # intact; a backup killed half-way leaves chunks an expire removes once its marker went
-# unrefreshed for longer than the limit (not at once: its pid says nothing).
+# unrefreshed for longer than the limit (not at once: its pid says nothing). Links planted
+# inside the repository are not followed: nothing outside it is removed.
 use strict;
 use warnings;
 
@@ -288,6 +289,64 @@ is_deeply([ grep { $after->{$_} } @orphans ], [], 'its chunks are swept');
 is_deeply(decode_json($r->{stdout})->{repositories}[0]{kept}, [ $b4->{label} ], 'full: 1 keeps the newest complete backup');
 $r = pgark('verify');
 is($r->{rc}, 0, 'verify is clean at the end') or diag($r->{stdout});
+
+# --- links inside a repository are never followed --------------------------------------
+#
+# Links planted where pgark's directories go, pointing at a live directory outside the
+# repository: a folder that looks like a backup that died (expire removes those), a
+# timeline's WAL directory holding a segment older than the kept backup (expire removes
+# those), and a chunk directory moved to another disk with a chunk no manifest names
+# (expire sweeps those). Expire follows none of them: it exits 0, warns once about each
+# link, and removes nothing outside; verify finds the chunks behind the moved directory
+# missing (exit 3) and names the link.
+
+my $live = "$tmp/live";
+mkdir($live) or die "mkdir $live: $!";
+mkdir("$live/$_") or die "mkdir: $!" for qw(died died/sub wal);
+write_file("$live/died/important.conf", "keep me\n");
+write_file("$live/died/sub/data", 'x' x 1000);
+write_file("$live/wal/000000090000000000000001", "an old timeline's segment\n");
+my ($aa) = map { m{/([0-9a-f]{2})$} ? $1 : () } sort glob("$root{one}/main/chunks/*");
+ok(defined $aa, "repository one has a chunk directory to move ($aa)");
+rename("$root{one}/main/chunks/$aa", "$live/chunks-$aa") or die "rename: $!";
+write_file("$live/chunks-$aa/$aa" . ('0' x 62), "a chunk no manifest names\n");
+my %link = (
+	"backups/20000101T000000Z" => "$live/died",
+	"wal/00000009" => "$live/wal",
+	"chunks/$aa" => "$live/chunks-$aa");
+symlink($link{$_}, "$root{one}/main/$_") or die "symlink $_: $!" for sort keys %link;
+my $live_before = tree($live);
+cmp_ok(scalar(keys %$live_before), '>=', 5, 'the live directory holds files');
+
+$r = pgark('expire', '--json');
+is($r->{rc}, 0, 'expire with links in the repository exits 0') or diag($r->{stderr});
+for my $l (sort keys %link)
+{
+	my $want = qq{repository "one": skipping "$root{one}/main/$l": it is a symbolic link, }
+	  . 'which pgark does not follow inside a repository';
+	my $n = () = $r->{stderr} =~ /\Q$want\E/g;
+	is($n, 1, "expire warns once about the link main/$l");
+}
+my ($lx) = grep { $_->{name} eq 'one' } @{ decode_json($r->{stdout})->{repositories} };
+is_deeply($lx->{incomplete_removed}, [], 'the linked folder is not taken for a backup that died');
+is($lx->{wal}{segments}, 0, 'no WAL segment removed');
+is($lx->{chunks}{removed}, 0, 'no chunk removed');
+is_deeply(tree($live), $live_before, 'every file outside the repository is still there, unchanged');
+ok(-l "$root{one}/main/$_", "the link main/$_ is still there") for sort keys %link;
+
+$r = pgark('verify');
+is($r->{rc}, 3, 'verify exits 3 while chunks sit behind a link');
+like($r->{stdout}, qr{problem: repository "one", "chunks/$aa/$aa[0-9a-f]{62}": .* is missing},
+	'the chunks behind it are missing from the repository');
+like($r->{stderr},
+	qr/repository "one": skipping "\Q$root{one}\E\/main\/chunks\/$aa": it is a symbolic link/,
+	'and it says why: the link it does not follow');
+
+unlink("$root{one}/main/$_") or die "unlink $_: $!" for sort keys %link;
+unlink("$live/chunks-$aa/$aa" . ('0' x 62));    # gone only if expire removed it
+rename("$live/chunks-$aa", "$root{one}/main/chunks/$aa") or die "rename: $!";
+$r = pgark('verify');
+is($r->{rc}, 0, 'verify is clean once the chunks are back in place') or diag($r->{stdout});
 
 # --- bad conditions ------------------------------------------------------------------
 

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -413,6 +414,384 @@ static void test_rename_fallback_copy(void **state)
     assert_memory_equal(got, data, len);
     free(got);
     free(data);
+}
+
+/* --- links and special files inside the repository: never followed --------------- */
+
+static int count_lines(const char *text, const char *needle);
+
+/* Every entry below dir, without following links: "path size bytes" per file,
+ * "path -> target" per link, "path/" per directory, sorted, as one string. */
+static struct buf *tree_out;
+static size_t tree_base;
+
+static int tree_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    const char *rel = path + tree_base;
+    if (flag == FTW_SL) {
+        char target[PATH_MAX];
+        ssize_t n = readlink(path, target, sizeof(target) - 1);
+        target[n < 0 ? 0 : n] = '\0';
+        buf_appendf(tree_out, "%s -> %s\n", rel, target);
+    } else if (S_ISDIR(st->st_mode)) {
+        buf_appendf(tree_out, "%s/\n", rel);
+    } else if (S_ISREG(st->st_mode)) {
+        size_t len = 0;
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        char data[256];
+        len = fread(data, 1, sizeof(data), f);
+        fclose(f);
+        buf_appendf(tree_out, "%s %lld %.*s\n", rel, (long long)st->st_size, (int)len, data);
+    } else {
+        buf_appendf(tree_out, "%s special\n", rel);
+    }
+    return 0;
+}
+
+static char *tree_of(const char *dir)
+{
+    struct buf b = BUF_INIT;
+    tree_out = &b;
+    tree_base = strlen(dir);
+    assert_int_equal(nftw(dir, tree_entry, 16, FTW_PHYS), 0);
+    tree_out = NULL;
+    buf_appendf(&b, "%s", "");
+    return buf_steal(&b);
+}
+
+static void put_file(const char *path, const char *content)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+    close(fd);
+}
+
+static void make_dir(const char *path)
+{
+    assert_int_equal(mkdir(path, 0700), 0);
+}
+
+static void make_link(const char *target, const char *rel)
+{
+    char *at = root_path(rel);
+    assert_int_equal(symlink(target, at), 0);
+    free(at);
+}
+
+/* The error text (message and context) and hint, then cleared. */
+static void assert_refused(int rc, const char *rel, const char *what)
+{
+    char *want = xasprintf("\"%s/%s\" is %s\n  in repository \"local\"", pctx.root, rel, what);
+    char *text = err_format();
+    if (rc != -ERR_IO || strcmp(text, want) != 0)
+        fail_msg("rc %d, error:\n%s\nwanted:\n%s", rc, text, want);
+    assert_non_null(err_hint_text());
+    free(text);
+    free(want);
+    err_clear();
+}
+
+#define LINKED "a symbolic link: refusing to follow it inside a repository"
+#define PIPED                                                                                      \
+    "a named pipe, not a regular file or directory: refusing to use it inside a repository"
+
+#define CHUNK_AB "main/chunks/ab/ab00000000000000000000000000000000000000000000000000000000000000"
+#define CHUNK_CD "main/chunks/cd/cd00000000000000000000000000000000000000000000000000000000000000"
+#define SEG1 "main/wal/00000001/000000010000000000000001"
+#define SEG2 "main/wal/00000001/000000010000000000000002"
+
+static int paths_cb(void *ctx, const struct storage_info *info)
+{
+    assert_int_equal(info->entry, STORAGE_ENTRY_OBJECT);
+    buf_appendf(ctx, "%s ", info->path);
+    return 0;
+}
+
+static char *list_paths(struct storage *s, const char *prefix)
+{
+    struct buf b = BUF_INIT;
+    assert_int_equal(storage_list(s, prefix, paths_cb, &b), 0);
+    buf_appendf(&b, "%s", "");
+    return buf_steal(&b);
+}
+
+/*
+ * A repository with links planted where pgark's own directories and files go (a
+ * backup's folder, a timeline's WAL directory, a chunk directory, a segment, a link
+ * from one backup to another) and a FIFO among the chunks; outside it, a live
+ * directory those links point to. Through the storage s (on pctx.root): list shows
+ * only pgark's own objects and reports each link once; every read, write, stat,
+ * rename and removal through a link is refused naming it; nothing outside changes.
+ */
+static void check_links_refused(struct storage *s)
+{
+    FILE *log = tmpfile();
+    log_set_stream(log);
+    char *out = xasprintf("%s/outside", pctx.base);
+    char *p;
+    make_dir(out);
+    p = xasprintf("%s/backup", out);
+    make_dir(p);
+    free(p);
+    p = xasprintf("%s/backup/manifest.json", out);
+    put_file(p, "live manifest");
+    free(p);
+    p = xasprintf("%s/backup/backup_manifest", out);
+    put_file(p, "live backup_manifest");
+    free(p);
+    p = xasprintf("%s/wal", out);
+    make_dir(p);
+    free(p);
+    p = xasprintf("%s/wal/000000020000000000000001", out);
+    put_file(p, "live wal");
+    free(p);
+    p = xasprintf("%s/chunks", out);
+    make_dir(p);
+    free(p);
+    p = xasprintf("%s/chunks/cd00000000000000000000000000000000000000000000000000000000000000",
+                  out);
+    put_file(p, "live chunk");
+    free(p);
+    p = xasprintf("%s/file", out);
+    put_file(p, "live file");
+    free(p);
+
+    storage_suite_put(s, "main/backups/L1/manifest.json", "m1", 2);
+    storage_suite_put(s, SEG1, "w1", 2);
+    storage_suite_put(s, CHUNK_AB, "c1", 2);
+    p = xasprintf("%s/backup", out);
+    make_link(p, "main/backups/L2");
+    free(p);
+    make_link("L1", "main/backups/L3"); /* inside the repository: not followed either */
+    p = xasprintf("%s/wal", out);
+    make_link(p, "main/wal/00000002");
+    free(p);
+    p = xasprintf("%s/chunks", out);
+    make_link(p, "main/chunks/cd");
+    free(p);
+    p = xasprintf("%s/file", out);
+    make_link(p, SEG2);
+    free(p);
+    p = root_path("main/chunks/ab/fifo");
+    assert_int_equal(mkfifo(p, 0600), 0);
+    free(p);
+    char *outside_before = tree_of(out);
+    char *repo_before = tree_of(pctx.root);
+
+    /* list: pgark's own objects only; each link or FIFO reported once, not followed */
+    char *got = list_paths(s, "");
+    assert_string_equal(got, "main/backups/L1/manifest.json " CHUNK_AB " " SEG1 " ");
+    free(got);
+    got = list_paths(s, "main/");
+    assert_string_equal(got, "main/backups/L1/manifest.json " CHUNK_AB " " SEG1 " ");
+    free(got);
+    got = list_paths(s, "main/backups/L2/");
+    assert_string_equal(got, "");
+    free(got);
+    got = list_paths(s, "main/wal/00000002/0000");
+    assert_string_equal(got, "");
+    free(got);
+    got = list_paths(s, "main/chunks/c");
+    assert_string_equal(got, "");
+    free(got);
+    fflush(log);
+    rewind(log);
+    struct buf text = BUF_INIT;
+    char line[1024];
+    while (fgets(line, sizeof(line), log))
+        buf_append_str(&text, line);
+    buf_appendf(&text, "%s", "");
+    const char *links[] = {"main/backups/L2", "main/backups/L3", "main/wal/00000002",
+                           "main/chunks/cd", SEG2};
+    for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+        char *want = xasprintf("repository \"local\": skipping \"%s/%s\": it is a symbolic link, "
+                               "which pgark does not follow inside a repository\n",
+                               pctx.root, links[i]);
+        const char *at = strstr((char *)text.data, want);
+        if (!at || strstr(at + 1, want))
+            fail_msg("wanted once in the log: %s\nlog:\n%s", want, (char *)text.data);
+        free(want);
+    }
+    char *want = xasprintf("repository \"local\": skipping \"%s/main/chunks/ab/fifo\": it is a "
+                           "named pipe, not a regular file or directory\n",
+                           pctx.root);
+    assert_non_null(strstr((char *)text.data, want));
+    free(want);
+    assert_int_equal(count_lines((char *)text.data, " warn "), 6);
+    buf_free(&text);
+
+    /* read, stat: refused, naming the link or the FIFO (which must not hang the read) */
+    struct buf b = BUF_INIT;
+    assert_refused(
+        storage_read(s, "main/backups/L2/manifest.json", 0, STORAGE_TO_END, buf_sink, &b),
+        "main/backups/L2", LINKED);
+    assert_refused(
+        storage_read(s, "main/backups/L3/manifest.json", 0, STORAGE_TO_END, buf_sink, &b),
+        "main/backups/L3", LINKED);
+    assert_refused(storage_read(s, SEG2, 0, STORAGE_TO_END, buf_sink, &b), SEG2, LINKED);
+    assert_refused(storage_read(s, "main/chunks/ab/fifo", 0, 1, buf_sink, &b),
+                   "main/chunks/ab/fifo", PIPED);
+    assert_int_equal(b.len, 0);
+    buf_free(&b);
+    uint8_t *data;
+    size_t len;
+    assert_refused(storage_read_all(s, "main/wal/00000002/000000020000000000000001", &data, &len),
+                   "main/wal/00000002", LINKED);
+    struct storage_info info;
+    assert_refused(storage_info(s, CHUNK_CD, &info), "main/chunks/cd", LINKED);
+    assert_refused(storage_exists(s, SEG2), SEG2, LINKED);
+    assert_refused(storage_exists(s, "main/backups/L2"), "main/backups/L2", LINKED);
+
+    /* write: refused, whether through a link to a directory, creating directories
+     * below one, or over a link to a file */
+    assert_refused(storage_write_all(s, "main/wal/00000002/000000020000000000000002", "new", 3),
+                   "main/wal/00000002", LINKED);
+    assert_refused(storage_write_all(s, "main/chunks/cd/cdnew", "new", 3), "main/chunks/cd",
+                   LINKED);
+    assert_refused(storage_write_all(s, "main/backups/L2/sub/deeper/obj", "new", 3),
+                   "main/backups/L2", LINKED);
+    assert_refused(storage_write_all(s, SEG2, "new", 3), SEG2, LINKED);
+    assert_refused(storage_create_all(s, "main/backups/L3/backup_manifest", "new", 3),
+                   "main/backups/L3", LINKED);
+    assert_null(storage_write_open(s, "main/chunks/cd/cdnew", 3));
+    assert_refused(err_code(), "main/chunks/cd", LINKED);
+    assert_refused(storage_write_all(s, "main/chunks/ab/fifo", "new", 3), "main/chunks/ab/fifo",
+                   PIPED);
+
+    /* remove: refused; neither what a link points to nor the link goes */
+    assert_refused(storage_remove(s, "main/backups/L2/manifest.json"), "main/backups/L2", LINKED);
+    assert_refused(storage_remove(s, "main/wal/00000002/000000020000000000000001"),
+                   "main/wal/00000002", LINKED);
+    assert_refused(storage_remove(s, CHUNK_CD), "main/chunks/cd", LINKED);
+    assert_refused(storage_remove(s, SEG2), SEG2, LINKED);
+    assert_refused(storage_remove(s, "main/backups/L2"), "main/backups/L2", LINKED);
+    assert_refused(storage_remove(s, "main/chunks/ab/fifo"), "main/chunks/ab/fifo", PIPED);
+
+    /* rename: refused from, into and onto a link */
+    assert_refused(
+        storage_rename(s, "main/backups/L1/manifest.json", "main/backups/L2/manifest.json"),
+        "main/backups/L2", LINKED);
+    assert_refused(storage_rename(s, "main/backups/L2/manifest.json", "main/backups/L1/x"),
+                   "main/backups/L2", LINKED);
+    assert_refused(storage_rename(s, SEG2, "main/wal/00000001/x"), SEG2, LINKED);
+    assert_refused(storage_rename(s, SEG1, SEG2), SEG2, LINKED);
+
+    /* a batch goes through the same driver */
+    struct storage_batch *batch = storage_batch_new(s, 4);
+    assert_int_equal(storage_batch_put(batch, "main/chunks/cd/cdbatch", "new", 3, NULL, NULL), 0);
+    assert_refused(storage_batch_wait(batch), "main/chunks/cd", LINKED);
+    storage_batch_free(batch);
+
+    /* Nothing changed, outside or inside; no new log line (errors are the caller's). */
+    char *outside_after = tree_of(out);
+    assert_string_equal(outside_after, outside_before);
+    char *repo_after = tree_of(pctx.root);
+    assert_string_equal(repo_after, repo_before);
+    got = list_paths(s, "");
+    assert_string_equal(got, "main/backups/L1/manifest.json " CHUNK_AB " " SEG1 " ");
+    free(got);
+    got = storage_suite_get(s, SEG1, NULL);
+    assert_string_equal(got, "w1");
+    free(got);
+    fflush(log);
+    rewind(log);
+    buf_reset(&text);
+    while (fgets(line, sizeof(line), log))
+        buf_append_str(&text, line);
+    buf_appendf(&text, "%s", "");
+    assert_int_equal(count_lines((char *)text.data, " warn "), 6);
+    buf_free(&text);
+    log_set_stream(NULL);
+    fclose(log);
+    free(outside_after);
+    free(outside_before);
+    free(repo_after);
+    free(repo_before);
+    free(out);
+}
+
+static void test_links_refused(void **state)
+{
+    check_links_refused(storage_suite_storage(state));
+}
+
+/* The same where the kernel has no openat2: the component walk's turn. */
+static void test_links_refused_walk(void **state)
+{
+    (void)state;
+    setenv("PGARK_TEST_NO_OPENAT2", "1", 1);
+    struct storage *s = storage_posix_new("local", pctx.root);
+    unsetenv("PGARK_TEST_NO_OPENAT2");
+    assert_non_null(s);
+    check_links_refused(s);
+    /* and the walk still does everything else */
+    storage_suite_put(s, "main/new/dirs/obj", "walked", 6);
+    char *got = storage_suite_get(s, "main/new/dirs/obj", NULL);
+    assert_string_equal(got, "walked");
+    free(got);
+    assert_int_equal(storage_rename(s, "main/new/dirs/obj", "main/other/obj"), 0);
+    assert_int_equal(storage_exists(s, "main/other/obj"), 1);
+    assert_int_equal(storage_remove(s, "main/other/obj"), 0);
+    assert_int_equal(storage_exists(s, "main/other/obj"), 0);
+    uint8_t *data;
+    size_t len;
+    assert_storage_error(storage_read_all(s, "main/no/such", &data, &len), ERR_NOT_FOUND,
+                         "main/no/such");
+    storage_free(s);
+}
+
+/* A link where the cluster's directory goes: nothing below it is listed, read or
+ * written; the configured root itself may be a link (the administrator's choice). */
+static void test_link_above_and_root(void **state)
+{
+    struct storage *s = storage_suite_storage(state);
+    FILE *log = tmpfile();
+    log_set_stream(log);
+    char *real = xasprintf("%s/real", pctx.base);
+    char *p;
+    make_dir(real);
+    p = xasprintf("%s/repo.json", real);
+    put_file(p, "{}");
+    free(p);
+    make_link(real, "main");
+    assert_int_equal(list_count(s, "main/"), 0);
+    assert_int_equal(list_count(s, ""), 0);
+    uint8_t *data;
+    size_t len;
+    assert_refused(storage_read_all(s, "main/repo.json", &data, &len), "main", LINKED);
+    assert_refused(storage_write_all(s, "main/wal/00000001/x", "new", 3), "main", LINKED);
+    fflush(log);
+    rewind(log);
+    char line[1024];
+    int warns = 0;
+    while (fgets(line, sizeof(line), log))
+        warns += strstr(line, " warn ") && strstr(line, "/main\": it is a symbolic link");
+    assert_int_equal(warns, 1);
+    log_set_stream(NULL);
+    fclose(log);
+    char *outside = tree_of(real);
+    assert_string_equal(outside, "/\n/repo.json 2 {}\n");
+    free(outside);
+
+    /* A root configured through a link works as any root. */
+    char *via = xasprintf("%s/via-link", pctx.base);
+    assert_int_equal(symlink(real, via), 0);
+    struct storage *r = storage_posix_new("linked", via);
+    assert_non_null(r);
+    char *got = storage_suite_get(r, "repo.json", NULL);
+    assert_string_equal(got, "{}");
+    free(got);
+    storage_suite_put(r, "wal/00000001/seg", "w", 1);
+    assert_int_equal(list_count(r, ""), 2);
+    p = xasprintf("%s/wal/00000001/seg", real);
+    assert_int_equal(access(p, F_OK), 0);
+    free(p);
+    storage_free(r);
+    free(via);
+    free(real);
 }
 
 /* --- the retry logic, through a scripted flaky driver ---------------------------- */
@@ -873,6 +1252,9 @@ int main(void)
         POSIX_TEST(test_create_never_replaces),
         POSIX_TEST(test_enospc),
         POSIX_TEST(test_rename_fallback_copy),
+        POSIX_TEST(test_links_refused),
+        POSIX_TEST(test_links_refused_walk),
+        POSIX_TEST(test_link_above_and_root),
         RETRY_TEST(test_retry_read_resumes),
         RETRY_TEST(test_retry_gives_up),
         RETRY_TEST(test_retry_only_transient),

@@ -4,8 +4,17 @@
  * Objects are regular files below the root (0600), directories are created on
  * demand (0700) and are not objects themselves. Every operation works relative to
  * a descriptor of the root opened once, so a repository keeps working even if the
- * process changes directory, and nothing is resolved outside the root (the generic
- * layer has already refused "..", "." and absolute paths).
+ * process changes directory. The configured path is resolved once, when it is
+ * opened (it may be or pass through a link the administrator made); below it no
+ * symbolic link is ever followed: every path is resolved beneath the root's
+ * descriptor by openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), or, where the kernel
+ * has no openat2, one component at a time with O_NOFOLLOW | O_DIRECTORY; entries are
+ * examined with AT_SYMLINK_NOFOLLOW and directories are created, renamed into and
+ * fsynced through descriptors opened that way. What is met that is neither a regular
+ * file nor a directory goes to the generic layer's policy: list hands it over marked
+ * (info.entry), the other operations refuse it (storage_refuse), having touched
+ * nothing behind it. Only when an operation fails is its path walked again, to name
+ * the entry that stopped it.
  *
  * A write goes to ".<name>.tmp.<pid>.<random>" in the object's directory, is
  * fsynced, renamed over the final name and the directory is fsynced; when the write
@@ -22,12 +31,18 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#ifdef SYS_openat2
+#include <linux/openat2.h>
+#endif
 
 #define POSIX_IO_SIZE (1024 * 1024)
 #define POSIX_MAX_DEPTH 64
@@ -38,6 +53,7 @@ struct storage_posix {
     struct storage base;
     char *root;
     int root_fd;
+    int no_openat2; /* set (atomically) when openat2 is unavailable: walk instead */
 };
 
 struct posix_write {
@@ -90,9 +106,199 @@ static int not_an_object(struct storage_posix *p, const char *rel)
     return rc;
 }
 
+static enum storage_entry entry_of(mode_t mode)
+{
+    if (S_ISLNK(mode))
+        return STORAGE_ENTRY_SYMLINK;
+    if (S_ISFIFO(mode))
+        return STORAGE_ENTRY_FIFO;
+    if (S_ISSOCK(mode))
+        return STORAGE_ENTRY_SOCKET;
+    if (S_ISCHR(mode) || S_ISBLK(mode))
+        return STORAGE_ENTRY_DEVICE;
+    return STORAGE_ENTRY_OTHER;
+}
+
+/* Open rel (relative, not empty) one component at a time from the root, following no
+ * link: the directories on the way with O_DIRECTORY | O_NOFOLLOW, the last one with
+ * flags | O_NOFOLLOW. -1 with errno as the failing openat left it. */
+static int walk_open(struct storage_posix *p, const char *rel, int flags, mode_t mode)
+{
+    int dir = p->root_fd;
+    const char *c = rel;
+    for (;;) {
+        const char *slash = strchr(c, '/');
+        int fd;
+        if (!slash) {
+            fd = openat(dir, c, flags | O_NOFOLLOW, mode);
+        } else {
+            char name[NAME_MAX + 1];
+            size_t len = (size_t)(slash - c);
+            if (len > NAME_MAX) {
+                fd = -1;
+                errno = ENAMETOOLONG;
+            } else {
+                memcpy(name, c, len);
+                name[len] = '\0';
+                fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            }
+        }
+        if (dir != p->root_fd) {
+            int e = errno;
+            close(dir);
+            errno = e;
+        }
+        if (fd < 0 || !slash)
+            return fd;
+        dir = fd;
+        c = slash + 1;
+    }
+}
+
+/* Open rel ("" for the root) beneath the root without following any symbolic link.
+ * The descriptor, or -1 with errno set (ELOOP or ENOTDIR when a link or a file is in
+ * the way). */
+static int open_beneath(struct storage_posix *p, const char *rel, int flags, mode_t mode)
+{
+    if (!*rel)
+        rel = ".";
+#ifdef SYS_openat2
+    if (!__atomic_load_n(&p->no_openat2, __ATOMIC_RELAXED)) {
+        struct open_how how = {
+            .flags = (uint64_t)flags,
+            .mode = (flags & O_CREAT) ? mode : 0,
+            .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        long fd = syscall(SYS_openat2, p->root_fd, rel, &how, sizeof(how));
+        if (fd >= 0)
+            return (int)fd;
+        /* EAGAIN: the kernel could not rule out a race it guards against; the walk has
+         * none. ENOSYS: no openat2 (an old kernel, a seccomp filter): walk from now on. */
+        if (errno == ENOSYS)
+            __atomic_store_n(&p->no_openat2, 1, __ATOMIC_RELAXED);
+        else if (errno != EAGAIN)
+            return -1;
+    }
+#endif
+    return walk_open(p, rel, flags, mode);
+}
+
+/*
+ * Whether rel, or a directory on the way to it, is neither a directory nor a regular
+ * file: its relative path (malloc'd) and kind in *where and *entry. Called when an
+ * operation on rel failed, to tell a link or a special file in the way (refused)
+ * from an ordinary failure; looks without following anything.
+ */
+static bool find_foreign(struct storage_posix *p, const char *rel, char **where,
+                         enum storage_entry *entry)
+{
+    int dir = p->root_fd;
+    bool found = false;
+    char *part = xstrdup(rel);
+    for (char *c = part; *c;) {
+        char *slash = strchr(c, '/');
+        if (slash)
+            *slash = '\0';
+        struct stat st;
+        if (fstatat(dir, c, &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISREG(st.st_mode))
+            break;
+        if (!S_ISDIR(st.st_mode)) {
+            *where = xstrdup(part); /* part ends at this component */
+            *entry = entry_of(st.st_mode);
+            found = true;
+            break;
+        }
+        if (!slash)
+            break;
+        int sub = openat(dir, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0)
+            break;
+        if (dir != p->root_fd)
+            close(dir);
+        dir = sub;
+        *slash = '/';
+        c = slash + 1;
+    }
+    if (dir != p->root_fd)
+        close(dir);
+    free(part);
+    return found;
+}
+
+/* The refusal when rel leads to or through a link or special file, else 0. */
+static int refuse_foreign(struct storage_posix *p, const char *rel)
+{
+    char *where = NULL;
+    enum storage_entry entry;
+    if (!find_foreign(p, rel, &where, &entry))
+        return 0;
+    int rc = storage_refuse(&p->base, where, entry);
+    free(where);
+    return rc;
+}
+
+/* An operation on rel failed with errnum: refused when a link or special file is in
+ * the way, else lookup_error (ENOENT needs no look: nothing was in the way). */
+static int path_error(struct storage_posix *p, int errnum, const char *what, const char *rel)
+{
+    int rc = errnum == ENOENT ? 0 : refuse_foreign(p, rel);
+    return rc < 0 ? rc : lookup_error(p, errnum, what, rel);
+}
+
+/* rel as an object met by fstatat: 0 for a regular file, not_an_object for a
+ * directory, refused for anything else. */
+static int check_object(struct storage_posix *p, const char *rel, mode_t mode)
+{
+    if (S_ISREG(mode))
+        return 0;
+    if (S_ISDIR(mode))
+        return not_an_object(p, rel);
+    return storage_refuse(&p->base, rel, entry_of(mode));
+}
+
+/*
+ * Open the directory "dir" (relative, "" for the root) beneath the root, creating
+ * missing components 0700 when create is set (*made is then set when anything was
+ * created). The descriptor, or -1 with errno set.
+ */
+static int dir_open(struct storage_posix *p, const char *dir, bool create, bool *made)
+{
+    int fd = open_beneath(p, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    if (fd >= 0 || errno != ENOENT || !create)
+        return fd;
+    /* Create what is missing, one component at a time, through descriptors opened
+     * without following links, so a link in the way is never created through. */
+    int cur = p->root_fd;
+    char *part = xstrdup(dir);
+    for (char *c = part;;) {
+        char *slash = strchr(c, '/');
+        if (slash)
+            *slash = '\0';
+        int sub = openat(cur, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0 && errno == ENOENT) {
+            if (mkdirat(cur, c, 0700) == 0) {
+                *made = true;
+                sub = openat(cur, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            } else if (errno == EEXIST) { /* made meanwhile by another writer */
+                sub = openat(cur, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            }
+        }
+        int e = errno;
+        if (cur != p->root_fd)
+            close(cur);
+        cur = sub;
+        if (cur < 0 || !slash) {
+            free(part);
+            errno = e;
+            return cur;
+        }
+        c = slash + 1;
+    }
+}
+
 static int fsync_dir_at(struct storage_posix *p, const char *rel)
 {
-    int fd = openat(p->root_fd, rel && *rel ? rel : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = dir_open(p, rel ? rel : "", false, NULL);
     if (fd < 0)
         return errno_error(p, errno, "open directory", rel);
     int rc = 0;
@@ -100,38 +306,6 @@ static int fsync_dir_at(struct storage_posix *p, const char *rel)
         rc = errno_error(p, errno, "fsync directory", rel);
     close(fd);
     return rc;
-}
-
-/*
- * Open the directory "dir" (relative, "" for the root), creating missing
- * components 0700 when create is set. *made is set when anything was created.
- */
-static int dir_open(struct storage_posix *p, const char *dir, bool create, bool *made)
-{
-    if (!*dir)
-        return openat(p->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int fd = openat(p->root_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0 || errno != ENOENT || !create)
-        return fd;
-    char *part = xstrdup(dir);
-    for (char *c = part;; c++) {
-        if (*c != '/' && *c != '\0')
-            continue;
-        char saved = *c;
-        *c = '\0';
-        if (mkdirat(p->root_fd, part, 0700) < 0 && errno != EEXIST) {
-            int e = errno;
-            free(part);
-            errno = e;
-            return -1;
-        }
-        *c = saved;
-        if (saved == '\0')
-            break;
-    }
-    free(part);
-    *made = true;
-    return openat(p->root_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
 /* fsync the root and every directory above the last component of "dir" itself
@@ -177,9 +351,10 @@ static int posix_read(struct storage *s, const char *path, uint64_t offset, uint
     struct storage_posix *p = posix_of(s);
     uint8_t *buf = NULL;
     int rc = 0;
-    int fd = openat(p->root_fd, path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO planted here must not hang the open; it is refused below. */
+    int fd = open_beneath(p, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0);
     if (fd < 0) {
-        rc = lookup_error(p, errno, "open", path);
+        rc = path_error(p, errno, "open", path);
         goto out;
     }
     struct stat st;
@@ -187,10 +362,8 @@ static int posix_read(struct storage *s, const char *path, uint64_t offset, uint
         rc = errno_error(p, errno, "stat", path);
         goto out;
     }
-    if (!S_ISREG(st.st_mode)) {
-        rc = not_an_object(p, path);
+    if ((rc = check_object(p, path, st.st_mode)) < 0)
         goto out;
-    }
     uint64_t size = (uint64_t)st.st_size;
     if (offset > size || (length != STORAGE_TO_END && length > size - offset)) {
         char *full = full_path(p, path);
@@ -271,7 +444,18 @@ static struct storage_write *posix_write_open(struct storage *s, const char *pat
     w->name = xstrdup(name);
     w->dir_fd = dir_open(p, dir, true, &w->made_dirs);
     if (w->dir_fd < 0) {
-        rc = errno_error(p, errno, "create directory", dir);
+        int e = errno;
+        if ((rc = refuse_foreign(p, dir)) == 0)
+            rc = errno_error(p, e, "create directory", dir);
+        goto out;
+    }
+    /* The rename at commit would replace a link or special file, not write through it;
+     * still, what is there is not pgark's: refuse it as every other operation does. A
+     * directory there is left to the rename's own error. */
+    struct stat st;
+    if (fstatat(w->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode) &&
+        !S_ISDIR(st.st_mode)) {
+        rc = storage_refuse(s, path, entry_of(st.st_mode));
         goto out;
     }
     uint8_t rnd[4];
@@ -403,11 +587,19 @@ static int entry_cmp(const void *a, const void *b)
     return strcmp(((const struct list_entry *)a)->key, ((const struct list_entry *)b)->key);
 }
 
+/* Hand the generic layer an entry that is not an object (walk->path names it). */
+static int list_foreign(struct list_walk *walk, const char *path, mode_t mode)
+{
+    struct storage_info info = {.path = path, .entry = entry_of(mode)};
+    return walk->fn(walk->ctx, &info);
+}
+
 /*
  * Walk the directory open at fd (path in walk->path), visiting entries whose name
  * starts with "filter" ("" below the first level). Sorting each directory's names
  * with '/' appended to subdirectories yields the byte order of full paths, because
- * a subtree's paths all share the prefix "name/".
+ * a subtree's paths all share the prefix "name/". Nothing is followed: entries are
+ * looked at with AT_SYMLINK_NOFOLLOW, subdirectories opened with O_NOFOLLOW.
  */
 static int list_dir(struct list_walk *walk, int fd, const char *filter, int depth)
 {
@@ -443,14 +635,12 @@ static int list_dir(struct list_walk *walk, int fd, const char *filter, int dept
         if (strncmp(name, filter, filter_len) != 0)
             continue;
         struct stat st;
-        if (fstatat(dirfd(d), name, &st, 0) < 0) {
+        if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
             if (errno == ENOENT)
                 continue; /* removed or renamed while we looked */
             rc = errno_error(p, errno, "stat", (char *)walk->path.data);
             break;
         }
-        if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
-            continue;
         if (count == cap) {
             cap = cap ? cap * 2 : 64;
             entries = xrealloc(entries, cap * sizeof(*entries));
@@ -463,26 +653,39 @@ static int list_dir(struct list_walk *walk, int fd, const char *filter, int dept
         qsort(entries, count, sizeof(*entries), entry_cmp);
     size_t base_len = walk->path.len;
     for (size_t i = 0; rc == 0 && i < count; i++) {
+        const struct stat *st = &entries[i].st;
         walk->path.len = base_len;
         buf_append_str(&walk->path, entries[i].key);
-        if (S_ISDIR(entries[i].st.st_mode)) {
-            int sub = openat(dirfd(d), (char *)walk->path.data + base_len,
-                             O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        const char *path = (const char *)walk->path.data;
+        if (S_ISDIR(st->st_mode)) {
+            int sub =
+                openat(dirfd(d), path + base_len, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub < 0) {
-                if (errno == ENOENT)
+                int e = errno;
+                struct stat now;
+                if (e == ENOENT)
                     continue;
-                rc = errno_error(p, errno, "open directory", (char *)walk->path.data);
+                /* Replaced since it was looked at: by a link (report it) or a file. */
+                walk->path.data[walk->path.len - 1] = '\0';
+                if ((e == ELOOP || e == ENOTDIR) &&
+                    fstatat(dirfd(d), path + base_len, &now, AT_SYMLINK_NOFOLLOW) == 0) {
+                    if (!S_ISREG(now.st_mode) && !S_ISDIR(now.st_mode))
+                        rc = list_foreign(walk, path, now.st_mode);
+                    continue;
+                }
+                rc = errno_error(p, e, "open directory", path);
                 break;
             }
             rc = list_dir(walk, sub, "", depth + 1);
-        } else {
-            const struct stat *st = &entries[i].st;
+        } else if (S_ISREG(st->st_mode)) {
             struct storage_info info = {
-                .path = (const char *)walk->path.data,
+                .path = path,
                 .size = (uint64_t)st->st_size,
                 .mtime_us = (int64_t)st->st_mtim.tv_sec * 1000000 + st->st_mtim.tv_nsec / 1000,
             };
             rc = walk->fn(walk->ctx, &info);
+        } else {
+            rc = list_foreign(walk, path, st->st_mode);
         }
     }
     walk->path.len = base_len;
@@ -499,15 +702,21 @@ static int posix_list(struct storage *s, const char *prefix, storage_list_fn fn,
 {
     struct storage_posix *p = posix_of(s);
     struct list_walk walk = {.p = p, .fn = fn, .ctx = ctx, .path = BUF_INIT};
-    char *dir;
+    char *dir, *where = NULL;
     const char *filter;
+    enum storage_entry entry;
     int rc = 0;
     split_path(prefix, &dir, &filter);
-    bool made = false;
-    int fd = dir_open(p, dir, false, &made);
+    int fd = dir_open(p, dir, false, NULL);
     if (fd < 0) {
-        if (errno != ENOENT && errno != ENOTDIR)
-            rc = errno_error(p, errno, "open directory", dir);
+        int e = errno;
+        if (e != ENOENT && find_foreign(p, dir, &where, &entry)) {
+            /* A link or special file on the way: listed (and so reported), not followed. */
+            struct storage_info info = {.path = where, .entry = entry};
+            rc = fn(ctx, &info);
+        } else if (e != ENOENT && e != ENOTDIR) {
+            rc = errno_error(p, e, "open directory", dir);
+        }
         goto out; /* no such directory: nothing below the prefix */
     }
     if (*dir) {
@@ -520,36 +729,90 @@ static int posix_list(struct storage *s, const char *prefix, storage_list_fn fn,
     rc = list_dir(&walk, fd, filter, 0);
 out:
     buf_free(&walk.path);
+    free(where);
     free(dir);
     return rc;
 }
 
 /* --- info, remove, rename ---------------------------------------------------- */
 
+/* The directory holding path's object, opened beneath the root (the root's own
+ * descriptor for a top-level name: close it with parent_close). *name points into
+ * path. -1 with errno set. */
+static int parent_open(struct storage_posix *p, const char *path, const char **name)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        *name = path;
+        return p->root_fd;
+    }
+    *name = slash + 1;
+    char *dir = xstrndup(path, (size_t)(slash - path));
+    int fd = dir_open(p, dir, false, NULL);
+    int e = errno;
+    free(dir);
+    errno = e;
+    return fd;
+}
+
+static void parent_close(struct storage_posix *p, int fd)
+{
+    if (fd >= 0 && fd != p->root_fd)
+        close(fd);
+}
+
 static int posix_info(struct storage *s, const char *path, struct storage_info *info)
 {
     struct storage_posix *p = posix_of(s);
     struct stat st;
+    const char *name;
+    int rc = 0;
     info->path = NULL;
-    if (fstatat(p->root_fd, path, &st, 0) < 0)
-        return lookup_error(p, errno, "stat", path);
-    if (!S_ISREG(st.st_mode))
-        return not_an_object(p, path);
-    info->size = (uint64_t)st.st_size;
-    info->mtime_us = (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000;
-    return 0;
+    int dir = parent_open(p, path, &name);
+    if (dir < 0)
+        rc = path_error(p, errno, "stat", path);
+    else if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        rc = lookup_error(p, errno, "stat", path);
+    else if ((rc = check_object(p, path, st.st_mode)) == 0) {
+        info->size = (uint64_t)st.st_size;
+        info->mtime_us = (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000;
+    }
+    parent_close(p, dir);
+    return rc;
 }
 
 static int posix_remove(struct storage *s, const char *path)
 {
     struct storage_posix *p = posix_of(s);
-    if (unlinkat(p->root_fd, path, 0) < 0) {
-        /* Missing, below a file, or a directory: in any case no such object. */
-        if (errno == ENOENT || errno == ENOTDIR || errno == EISDIR)
-            return 0;
-        return errno_error(p, errno, "remove", path);
+    struct stat st;
+    const char *name;
+    int rc = 0;
+    int dir = parent_open(p, path, &name);
+    if (dir < 0) {
+        /* Missing or below a file: no such object; a link or special file: refused. */
+        int e = errno;
+        if (e != ENOENT && (rc = refuse_foreign(p, path)) == 0 && e != ENOTDIR)
+            rc = errno_error(p, e, "remove", path);
+        goto out;
     }
-    return 0;
+    if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno != ENOENT)
+            rc = errno_error(p, errno, "remove", path);
+        goto out;
+    }
+    if (S_ISDIR(st.st_mode))
+        goto out; /* a directory is no object */
+    if (!S_ISREG(st.st_mode)) {
+        rc = storage_refuse(s, path, entry_of(st.st_mode));
+        goto out;
+    }
+    /* unlinkat never follows the last component: at worst (a link swapped in since
+     * the look) it removes that link, never what it points to. */
+    if (unlinkat(dir, name, 0) < 0 && errno != ENOENT && errno != EISDIR)
+        rc = errno_error(p, errno, "remove", path);
+out:
+    parent_close(p, dir);
+    return rc;
 }
 
 static int posix_rename(struct storage *s, const char *from, const char *to)
@@ -557,26 +820,36 @@ static int posix_rename(struct storage *s, const char *from, const char *to)
     struct storage_posix *p = posix_of(s);
     char *from_dir = NULL, *to_dir = NULL;
     const char *from_name, *to_name;
-    int to_fd = -1;
+    int from_fd = -1, to_fd = -1;
     bool made = false;
     int rc = 0;
     struct stat st;
-    if (fstatat(p->root_fd, from, &st, 0) < 0) {
+    split_path(from, &from_dir, &from_name);
+    split_path(to, &to_dir, &to_name);
+    from_fd = dir_open(p, from_dir, false, NULL);
+    if (from_fd < 0) {
+        rc = path_error(p, errno, "stat", from);
+        goto out;
+    }
+    if (fstatat(from_fd, from_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
         rc = lookup_error(p, errno, "stat", from);
         goto out;
     }
-    if (!S_ISREG(st.st_mode)) {
-        rc = not_an_object(p, from);
+    if ((rc = check_object(p, from, st.st_mode)) < 0)
         goto out;
-    }
-    split_path(from, &from_dir, &from_name);
-    split_path(to, &to_dir, &to_name);
     to_fd = dir_open(p, to_dir, true, &made);
     if (to_fd < 0) {
-        rc = errno_error(p, errno, "create directory", to_dir);
+        int e = errno;
+        if ((rc = refuse_foreign(p, to_dir)) == 0)
+            rc = errno_error(p, e, "create directory", to_dir);
         goto out;
     }
-    if (renameat(p->root_fd, from, to_fd, to_name) < 0) {
+    if (fstatat(to_fd, to_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode) &&
+        !S_ISDIR(st.st_mode)) {
+        rc = storage_refuse(s, to, entry_of(st.st_mode));
+        goto out;
+    }
+    if (renameat(from_fd, from_name, to_fd, to_name) < 0) {
         char *full = full_path(p, to);
         rc = lookup_error(p, errno, "rename", from);
         err_context("while renaming it to \"%s\"", full);
@@ -587,11 +860,15 @@ static int posix_rename(struct storage *s, const char *from, const char *to)
         rc = errno_error(p, errno, "fsync directory", to_dir);
         goto out;
     }
-    if (strcmp(from_dir, to_dir) != 0)
-        rc = fsync_dir_at(p, from_dir);
-    if (rc == 0 && made)
+    if (strcmp(from_dir, to_dir) != 0 && fsync(from_fd) < 0) {
+        rc = errno_error(p, errno, "fsync directory", from_dir);
+        goto out;
+    }
+    if (made)
         rc = fsync_chain(p, to_dir);
 out:
+    if (from_fd >= 0)
+        close(from_fd);
     if (to_fd >= 0)
         close(to_fd);
     free(from_dir);
@@ -680,7 +957,10 @@ struct storage *storage_posix_new(const char *name, const char *root)
     }
     struct storage_posix *p = xcalloc(1, sizeof(*p));
     storage_init(&p->base, &posix_ops, name);
+    storage_set_location(&p->base, root);
     p->root = xstrdup(root);
     p->root_fd = fd;
+    /* tests: the component walk that kernels without openat2 get */
+    p->no_openat2 = getenv("PGARK_TEST_NO_OPENAT2") != NULL;
     return &p->base;
 }

@@ -326,7 +326,9 @@ static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, v
         }
         for (size_t i = 0; i < count; i++) {
             if (rc == 0) {
-                struct storage_info info = {page[i].key + root_len, page[i].size, page[i].mtime_us};
+                struct storage_info info = {.path = page[i].key + root_len,
+                                            .size = page[i].size,
+                                            .mtime_us = page[i].mtime_us};
                 rc = fn(ctx, &info);
             }
             if (i + 1 == count && rc == 0) {
