@@ -484,6 +484,21 @@ static int check_outer(const char *pgdata, const struct outer *o, size_t n)
     return rc;
 }
 
+/* Whether pgdata/pg_tblspc/<oid> is a symlink to dir (both resolved). */
+static bool own_tablespace(const char *pgdata, uint32_t oid, const char *dir)
+{
+    char *link = xasprintf("%s/pg_tblspc/%u", pgdata, oid);
+    char *a = NULL, *b = NULL;
+    struct stat st;
+    bool same = lstat(link, &st) == 0 && S_ISLNK(st.st_mode) && confine_resolve(link, &a) == 0 &&
+                confine_resolve(dir, &b) == 0 && strcmp(a, b) == 0;
+    err_clear();
+    free(a);
+    free(b);
+    free(link);
+    return same;
+}
+
 /* --- the command ------------------------------------------------------------------------ */
 
 static int threads_for(const struct config_repo *rc)
@@ -704,13 +719,29 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
                 err_set(ERR_USAGE, "tablespace directory \"%s\" (tablespace %u) is not empty",
                         ts_dir[i], chosen->ts_oid[i]);
                 err_hint("map it elsewhere with --tablespace-map %u=DIR, or give --delta or "
-                         "--force; nothing was changed",
+                         "--force if it is this data directory's own; nothing was changed",
                          chosen->ts_oid[i]);
             } else {
                 err_set(ERR_USAGE, "WAL directory \"%s\" is not empty", outer[i].dir);
                 err_hint("give an empty or new directory, or --delta or --force; nothing was "
                          "changed");
             }
+            rc = 2;
+            goto out;
+        }
+        /* --delta and --force reuse a non-empty location the manifest gives only when
+         * it is this data directory's own tablespace (its pg_tblspc link points there):
+         * anything else there (another cluster's tablespace) is not the backup's to
+         * overwrite and prune. A --tablespace-map directory is the DBA's choice. */
+        if (ne && i < chosen->n_ts && outer[i].kind == ERR_INTEGRITY &&
+            !own_tablespace(a.pgdata, chosen->ts_oid[i], ts_dir[i])) {
+            err_set(ERR_USAGE,
+                    "tablespace directory \"%s\" (tablespace %u) is not empty, and it is not "
+                    "the one \"%s/pg_tblspc/%u\" links to",
+                    ts_dir[i], chosen->ts_oid[i], a.pgdata, chosen->ts_oid[i]);
+            err_hint("map the tablespace with --tablespace-map %u=DIR (an empty or new "
+                     "directory, or this one if it is this cluster's); nothing was changed",
+                     chosen->ts_oid[i]);
             rc = 2;
             goto out;
         }

@@ -10,8 +10,9 @@
 # outside, and the data directory is not even created (or, restoring over one with
 # --delta, is left exactly as it was).
 #
-# Then --delta over a restored directory where symlinks (and a hard link) point
-# outside, where the backup has a directory or a file, and a stale temporary file name
+# Then --delta: a header that sends a tablespace into a non-empty directory that is not
+# the data directory's own tablespace is refused (exit 2); and --delta over a restored
+# directory where symlinks (and a hard link) point outside, where the backup has a directory or a file, and a stale temporary file name
 # is a symlink: nothing outside is changed or deleted, and the restored cluster's rows
 # are the backup's. A pg_wal symlink (the DBA's WAL volume) is kept and emptied of what
 # the backup does not hold, never entered further. Last, --waldir: pg_wal becomes a
@@ -293,6 +294,30 @@ is($r->{rc}, 0, 'restore of the real backup') or diag($r->{stderr});
 	is_deeply(snapshot($d), $before, '--delta with a hostile manifest: the data directory is unchanged');
 	is_deeply(snapshot($tsd), $ts_before, '--delta with a hostile manifest: the tablespace directory too');
 	is_deeply(snapshot($outside), $outside_before, '--delta with a hostile manifest: nothing outside changed');
+}
+
+# A manifest whose header sends the tablespace into another cluster's tablespace
+# directory (same version directory name): with --delta, restore would write there and
+# prune what its backup does not hold. Refused: it is not where this data directory's
+# pg_tblspc link points.
+{
+	my $other = "$tmp/other_cluster_ts";
+	write_file("$other/$version_dir/$dboid/16390", "another cluster's table\n", 0600);
+	my $l = plant(sub {
+		my ($h, @e) = @_;
+		$h->{tablespaces}[0]{location} = $other;
+		$_->{link} = $other for grep { $_->{path} eq "pg_tblspc/$oid" } @e;
+		@e;
+	});
+	my $before = snapshot($d);
+	my $other_before = snapshot($other);
+	$r = run_pgark([ '--config', $config, 'restore', '--pgdata', $d, '--backup', $l, '--delta' ]);
+	is($r->{rc}, 2, '--delta into another cluster\'s tablespace directory: exit 2');
+	like($r->{stderr},
+		qr/tablespace directory "\Q$other\E" \(tablespace $oid\) is not empty, and it is not the one "\Q$d\E\/pg_tblspc\/$oid" links to/,
+		'--delta into another cluster\'s tablespace directory: the error says why');
+	is_deeply(snapshot($other), $other_before, '--delta into another cluster\'s tablespace directory: it is untouched');
+	is_deeply(snapshot($d), $before, '--delta into another cluster\'s tablespace directory: the data directory too');
 }
 
 # What an earlier life of the directory (or someone) left: links where the backup has a
