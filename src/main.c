@@ -37,11 +37,16 @@ static const struct command commands[] = {
     {"restore", cmd_restore,
      "restore --pgdata DIR [--backup LABEL|latest] [TARGET] [--target-action promote|pause|shutdown]\n"
      "              [--target-timeline latest|N] [--delta] [--force] [--tablespace-map OID=DIR]...\n"
-     "              [--repo NAME] [--start [--port N] [--wait]]",
+     "              [--waldir DIR] [--repo NAME] [--start [--port N] [--wait]]",
      "lay down a backup and the recovery settings for point-in-time recovery",
      "TARGET is one of --target-time TS, --target-xid X, --target-lsn X/X,\n"
      "--target-name NAME, --target immediate, --target latest (the default);\n"
-     "--target-exclusive stops just before the target instead of just after.\n"},
+     "--target-exclusive stops just before the target instead of just after.\n"
+     "--waldir DIR puts the WAL in DIR (absolute, outside the data directory, empty\n"
+     "unless --delta or --force) with pg_wal a symlink to it; over a directory whose\n"
+     "pg_wal already is a symlink, --delta and --force keep it. A manifest that would\n"
+     "write outside the data directory, its tablespaces or its WAL directory is\n"
+     "refused before anything is written (exit 3).\n"},
     {"wal-fetch", cmd_wal_fetch, "wal-fetch [--repo NAME] SEGMENT DEST", "restore_command helper (%f %p), with read-ahead",
      "Exits 1 when no repository has the file, as restore_command requires, and 255\n"
      "(which stops the server's startup) on any other failure; --repo reads only NAME.\n"},

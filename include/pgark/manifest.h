@@ -22,6 +22,8 @@
  *   of earlier pgark versions carry "sha256" instead: the SHA-256 of the whole content.
  *   The reader accepts either (exactly one), and says which (manifest_file.digest_kind);
  *   the writer writes the kind it is given.
+ * - "path" is relative and normalized (see manifest_path_problem): the writer refuses
+ *   any other, and so does the reader.
  * - "mode" is written in octal digits as a JSON integer (0600 is 600).
  * - "mtime" is seconds since the epoch; header times are UTC text, LSNs "%X/%X".
  * - A path, link or tablespace location that is not valid UTF-8 is written as
@@ -51,6 +53,22 @@
 
 #define MANIFEST_FORMAT 1
 #define MANIFEST_LINE_MAX (256u * 1024 * 1024)
+
+struct buf;
+
+/* Longest path a manifest holds, and longest component of one. */
+#define MANIFEST_PATH_MAX 1024
+#define MANIFEST_NAME_MAX 255
+
+/* Why path may not be a manifest entry's path, as a phrase to follow it ("is an
+ * absolute path"), or NULL when it may: relative and normalized (no empty, "." or ".."
+ * component, no trailing '/'), no control character, at most MANIFEST_PATH_MAX bytes and
+ * no component longer than MANIFEST_NAME_MAX. Such a path can be laid down beneath a
+ * directory and stays there (as long as no symlink on the way is followed). */
+const char *manifest_path_problem(const char *path);
+
+/* Append path for a message, control characters and backslashes as \xNN. */
+void manifest_path_show(struct buf *b, const char *path);
 
 struct manifest_tablespace {
     uint32_t oid;
@@ -116,8 +134,9 @@ struct manifest_writer;
 struct manifest_writer *manifest_writer_new(const char *tmp_dir, uint64_t chunk_size);
 void manifest_writer_free(struct manifest_writer *w);
 
-/* Append one file line. ERR_RUNTIME when the entry is inconsistent (empty path, link on a
- * non-symlink, chunks not matching size and chunk_size); ERR_IO / ERR_NO_SPACE. */
+/* Append one file line. ERR_RUNTIME when the entry is inconsistent (a path that
+ * manifest_path_problem refuses, link on a non-symlink, chunks not matching size and
+ * chunk_size); ERR_IO / ERR_NO_SPACE. */
 int manifest_writer_add(struct manifest_writer *w, const struct manifest_file *file);
 
 /* Fill h->files and h->logical_bytes from what was added, then send the header line and

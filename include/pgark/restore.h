@@ -11,6 +11,7 @@
 #ifndef PGARK_RESTORE_H
 #define PGARK_RESTORE_H
 
+#include "pgark/manifest.h"
 #include "pgark/mem.h"
 #include "pgark/wal.h"
 
@@ -107,5 +108,28 @@ bool restore_backup_fits(const struct restore_backup *b, const struct restore_ta
 int restore_backup_pick(const struct restore_backup *backups, size_t n,
                         const struct restore_target *t, timeline_t target_tli,
                         const struct timeline_history *h);
+
+/* --- vetting a backup manifest -------------------------------------------------- */
+
+/* The checks every entry of one manifest passes before restore acts on it, kept as the
+ * entries go by (whatever their order): each path passes manifest_path_problem; no path
+ * comes twice; nothing is beneath a file; the only symlinks are pg_tblspc/<oid> for the
+ * tablespaces the header lists, pointing to the header's location; what is beneath such
+ * a link is in the tablespace's version directory (PG_<major>_<catalog version>, the
+ * only thing the server sends of a tablespace); pg_wal and pg_tblspc are directories; a
+ * file has no setuid, setgid or sticky bit (a directory's are ignored: a setgid bit
+ * comes to every directory made under a setgid parent, and restore never applies them).
+ * Memory: two 64-bit hashes and a kind per path and per parent directory, not the
+ * paths: a hash collision can only refuse a sound manifest (about n^2 / 2^128), never
+ * let a broken one through, and restore never follows a symlink whatever this says. */
+struct restore_vet;
+
+/* A vet for the entries of the manifest whose header is h (its tablespaces and version
+ * are copied). NULL with ERR_INTEGRITY when the header lists a tablespace twice. */
+struct restore_vet *restore_vet_new(const struct manifest_header *h);
+void restore_vet_free(struct restore_vet *v);
+
+/* 0 when f may be laid down, else ERR_INTEGRITY: "manifest entry "PATH" <why>". */
+int restore_vet_entry(struct restore_vet *v, const struct manifest_file *f);
 
 #endif

@@ -153,6 +153,48 @@ static int tmp_error(struct manifest_writer *w)
                          "cannot write the manifest's temporary file in \"%s\"", w->tmp_dir);
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+const char *manifest_path_problem(const char *path)
+{
+    size_t len = strlen(path);
+    if (len == 0)
+        return "is empty";
+    if (len > MANIFEST_PATH_MAX)
+        return "is longer than " STR(MANIFEST_PATH_MAX) " bytes";
+    if (path[0] == '/')
+        return "is an absolute path";
+    for (const char *c = path; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return "has a control character";
+    }
+    for (const char *c = path;;) {
+        const char *end = strchr(c, '/');
+        size_t n = end ? (size_t)(end - c) : strlen(c);
+        if (n == 0)
+            return "has an empty component";
+        if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+            return "has a \".\" or \"..\" component";
+        if (n > MANIFEST_NAME_MAX)
+            return "has a component longer than " STR(MANIFEST_NAME_MAX) " bytes";
+        if (!end)
+            return NULL;
+        c = end + 1;
+    }
+}
+
+void manifest_path_show(struct buf *b, const char *path)
+{
+    for (const char *c = path; *c; c++) {
+        unsigned char u = (unsigned char)*c;
+        if (u < 0x20 || u == 0x7f || u == '\\')
+            buf_appendf(b, "\\x%02x", u);
+        else
+            buf_append(b, c, 1);
+    }
+}
+
 static const char *const TYPE_NAMES[] = {"file", "dir", "symlink"};
 
 int manifest_writer_add(struct manifest_writer *w, const struct manifest_file *f)
@@ -161,8 +203,17 @@ int manifest_writer_add(struct manifest_writer *w, const struct manifest_file *f
     json_t *o = NULL;
     if (w->done)
         return err_set(ERR_RUNTIME, "manifest writer used after finish");
-    if (!f->path || !*f->path || (unsigned)f->type > MANIFEST_TYPE_SYMLINK)
+    if (!f->path || (unsigned)f->type > MANIFEST_TYPE_SYMLINK)
         return err_set(ERR_RUNTIME, "manifest entry without a path or with an unknown type");
+    const char *why = manifest_path_problem(f->path);
+    if (why) {
+        struct buf b = BUF_INIT;
+        manifest_path_show(&b, f->path);
+        err_set(ERR_RUNTIME, "the path \"%s\" %s: a restore could not lay it down",
+                (const char *)b.data, why);
+        buf_free(&b);
+        return err_code();
+    }
     bool is_file = f->type == MANIFEST_TYPE_FILE;
     uint64_t want_chunks = is_file ? (f->size + w->chunk_size - 1) / w->chunk_size : 0;
     if (f->n_chunks != want_chunks || (!is_file && f->size != 0) ||
@@ -531,16 +582,6 @@ static int parse_header(struct manifest_reader *r, json_t *o)
     return 0;
 }
 
-static bool path_is_safe(const char *p)
-{
-    if (p[0] == '/')
-        return false;
-    for (const char *c = p; *c; c++)
-        if ((c == p || c[-1] == '/') && c[0] == '.' && c[1] == '.' && (c[2] == '/' || !c[2]))
-            return false;
-    return true;
-}
-
 static int parse_file(struct manifest_reader *r, json_t *o)
 {
     struct manifest_file f;
@@ -552,8 +593,14 @@ static int parse_file(struct manifest_reader *r, json_t *o)
     if ((rc = get_bytes(r, o, "path", "path_hex", &r->path)) < 0)
         return rc;
     f.path = (const char *)r->path.data;
-    if (!path_is_safe(f.path))
-        return bad(r, "unsafe path \"%s\"", f.path);
+    const char *why = manifest_path_problem(f.path);
+    if (why) {
+        struct buf b = BUF_INIT;
+        manifest_path_show(&b, f.path);
+        rc = bad(r, "entry \"%s\" %s", (const char *)b.data, why);
+        buf_free(&b);
+        return rc;
+    }
     if ((rc = get_str(r, o, "type", &s)) < 0)
         return rc;
     if (!strcmp(s, "file"))

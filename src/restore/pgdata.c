@@ -129,45 +129,8 @@ void path_set_free(struct path_set *s)
 
 /* --- removing what the backup does not hold ------------------------------------------- */
 
-/* Remove name in directory fd, recursively; symlinks are removed, not followed. */
-static int remove_tree_at(int dfd, const char *name, const char *shown, uint64_t *removed)
-{
-    struct stat st;
-    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return errno == ENOENT ? 0 : err_set_errno(ERR_IO, errno, "could not stat \"%s\"", shown);
-    if (S_ISDIR(st.st_mode)) {
-        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-            return err_set_errno(ERR_IO, errno, "could not open directory \"%s\"", shown);
-        DIR *d = fdopendir(fd);
-        if (!d) {
-            close(fd);
-            return err_set_errno(ERR_IO, errno, "could not open directory \"%s\"", shown);
-        }
-        int rc = 0;
-        struct dirent *de;
-        while (rc == 0 && (de = readdir(d)) != NULL) {
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-                continue;
-            char *sub = xasprintf("%s/%s", shown, de->d_name);
-            rc = remove_tree_at(dirfd(d), de->d_name, sub, removed);
-            free(sub);
-        }
-        closedir(d);
-        if (rc < 0)
-            return rc;
-        if (unlinkat(dfd, name, AT_REMOVEDIR) < 0)
-            return err_set_errno(ERR_IO, errno, "could not remove directory \"%s\"", shown);
-    } else {
-        if (unlinkat(dfd, name, 0) < 0)
-            return err_set_errno(ERR_IO, errno, "could not remove \"%s\"", shown);
-        (*removed)++;
-    }
-    return 0;
-}
-
-static int prune(int dfd, const char *rel, const char *shown, const struct path_set *keep,
-                 uint64_t *removed)
+int pgdata_prune(int dfd, const char *prefix, const char *shown, const struct path_set *keep,
+                 bool top_kept_only, uint64_t *removed)
 {
     DIR *d = fdopendir(dfd);
     if (!d) {
@@ -179,29 +142,23 @@ static int prune(int dfd, const char *rel, const char *shown, const struct path_
     while (rc == 0 && (de = readdir(d)) != NULL) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
-        char *sub_rel = rel[0] ? xasprintf("%s/%s", rel, de->d_name) : xstrdup(de->d_name);
+        char *sub_rel = prefix[0] ? xasprintf("%s/%s", prefix, de->d_name) : xstrdup(de->d_name);
         char *sub_shown = xasprintf("%s/%s", shown, de->d_name);
         if (!path_set_has(keep, sub_rel)) {
-            rc = remove_tree_at(dirfd(d), de->d_name, sub_shown, removed);
+            if (!top_kept_only)
+                rc = confine_remove(dirfd(d), de->d_name, sub_shown, removed);
         } else {
-            /* Kept: descend into directories, and into the symlinks of the backup
-             * (tablespaces), whose contents must equal the backup too. */
-            int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            /* Kept: a directory is entered, never a symlink (pg_wal or a tablespace's,
+             * whose directories are pruned from their own descriptors). */
+            int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (fd >= 0)
-                rc = prune(fd, sub_rel, sub_shown, keep, removed);
+                rc = pgdata_prune(fd, sub_rel, sub_shown, keep, false, removed);
+            else if (errno != ELOOP && errno != ENOTDIR)
+                rc = err_set_errno(ERR_IO, errno, "could not open directory \"%s\"", sub_shown);
         }
         free(sub_rel);
         free(sub_shown);
     }
     closedir(d);
     return rc;
-}
-
-int pgdata_remove_extra(const char *dir, const struct path_set *keep, uint64_t *removed)
-{
-    *removed = 0;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return err_set_errno(ERR_IO, errno, "could not open directory \"%s\"", dir);
-    return prune(fd, "", dir, keep, removed);
 }

@@ -19,6 +19,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ struct restore_args {
     int port;
     struct ts_map *map;
     size_t nmap;
+    const char *waldir; /* --waldir */
 };
 
 static char *absolute_path(const char *path)
@@ -80,6 +82,7 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
         OPT_DELTA,
         OPT_FORCE,
         OPT_MAP,
+        OPT_WALDIR,
         OPT_REPO,
         OPT_START,
         OPT_PORT,
@@ -102,6 +105,7 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
         {"delta", no_argument, NULL, OPT_DELTA},
         {"force", no_argument, NULL, OPT_FORCE},
         {"tablespace-map", required_argument, NULL, OPT_MAP},
+        {"waldir", required_argument, NULL, OPT_WALDIR},
         {"repo", required_argument, NULL, OPT_REPO},
         {"start", no_argument, NULL, OPT_START},
         {"port", required_argument, NULL, OPT_PORT},
@@ -154,6 +158,12 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
             break;
         case OPT_MAP:
             rc = parse_map(a, optarg);
+            break;
+        case OPT_WALDIR:
+            if (optarg[0] != '/')
+                rc = err_set(ERR_USAGE, "invalid --waldir \"%s\": expected an absolute directory",
+                             optarg);
+            a->waldir = optarg;
             break;
         case OPT_REPO:
             a->repo = optarg;
@@ -273,14 +283,22 @@ static int check_window(struct restore_args *a, struct repo_set *set, const stru
 
 /* --- small files ------------------------------------------------------------------------ */
 
-static int write_file_atomic(const char *dir, const char *name, const void *data, size_t len)
+/* name in the data directory (open as dfd, shown as dir), replaced atomically: written
+ * under a temporary name made O_EXCL | O_NOFOLLOW (a stale one, whatever it is, is
+ * removed first, not followed), fsynced, renamed over name (which replaces a symlink
+ * there, never writes through it). */
+static int write_file_atomic(int dfd, const char *dir, const char *name, const void *data,
+                             size_t len)
 {
-    char *tmp = xasprintf("%s/.%s.pgark-tmp", dir, name);
-    char *path = xasprintf("%s/%s", dir, name);
-    int rc = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    char *tmp = xasprintf(".%s.pgark-tmp", name);
+    char *shown = xasprintf("%s/%s", dir, tmp);
+    int rc = confine_remove(dfd, tmp, shown, NULL);
+    int fd = -1;
+    if (rc < 0)
+        goto out;
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
-        rc = err_set_errno(ERR_IO, errno, "could not create \"%s\"", tmp);
+        rc = err_set_errno(ERR_IO, errno, "could not create \"%s\"", shown);
         goto out;
     }
     const uint8_t *p = data;
@@ -290,40 +308,27 @@ static int write_file_atomic(const char *dir, const char *name, const void *data
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            rc = err_set_errno(ERR_IO, errno, "could not write \"%s\"", tmp);
+            rc = err_set_errno(ERR_IO, errno, "could not write \"%s\"", shown);
             break;
         }
         p += n;
         left -= (size_t)n;
     }
     if (rc == 0 && fsync(fd) < 0)
-        rc = err_set_errno(ERR_IO, errno, "could not fsync \"%s\"", tmp);
+        rc = err_set_errno(ERR_IO, errno, "could not fsync \"%s\"", shown);
     close(fd);
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = err_set_errno(ERR_IO, errno, "could not rename \"%s\" to \"%s\"", tmp, path);
+    if (rc == 0 && renameat(dfd, tmp, dfd, name) < 0)
+        rc = err_set_errno(ERR_IO, errno, "could not rename \"%s\" to \"%s/%s\"", shown, dir, name);
     if (rc < 0)
-        unlink(tmp);
+        unlinkat(dfd, tmp, 0);
 out:
+    free(shown);
     free(tmp);
-    free(path);
     return rc;
 }
 
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0) {
-        int rc = err_set_errno(ERR_IO, errno, "could not fsync directory \"%s\"", dir);
-        if (fd >= 0)
-            close(fd);
-        return rc;
-    }
-    close(fd);
-    return 0;
-}
-
 /* The server's own backup_manifest, so pg_verifybackup runs on the directory as it is. */
-static int put_backup_manifest(struct repo *r, const char *label, const char *pgdata)
+static int put_backup_manifest(struct repo *r, const char *label, int dfd, const char *pgdata)
 {
     char path[128];
     uint8_t *data = NULL;
@@ -340,20 +345,20 @@ static int put_backup_manifest(struct repo *r, const char *label, const char *pg
         }
         return err_context("while fetching the backup_manifest of backup \"%s\"", label);
     }
-    rc = write_file_atomic(pgdata, "backup_manifest", data, len);
+    rc = write_file_atomic(dfd, pgdata, "backup_manifest", data, len);
     free(data);
     return rc;
 }
 
 /* postgresql.auto.conf with the recovery settings of an earlier restore (they come
  * with a backup of a cluster that was restored once) commented out, and ours after. */
-static int write_auto_conf(const char *pgdata, const char *conf)
+static int write_auto_conf(int dfd, const char *pgdata, const char *conf)
 {
     char *path = xasprintf("%s/postgresql.auto.conf", pgdata);
     struct buf old = BUF_INIT;
     char *text = NULL;
     int rc = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = openat(dfd, "postgresql.auto.conf", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno != ENOENT) {
         rc = err_set_errno(ERR_IO, errno, "could not open \"%s\"", path);
         goto out;
@@ -375,7 +380,7 @@ static int write_auto_conf(const char *pgdata, const char *conf)
     buf_reset(&old);
     buf_append_str(&old, text);
     buf_append_str(&old, conf);
-    rc = write_file_atomic(pgdata, "postgresql.auto.conf", old.data, old.len);
+    rc = write_file_atomic(dfd, pgdata, "postgresql.auto.conf", old.data, old.len);
 out:
     if (fd >= 0)
         close(fd);
@@ -385,23 +390,113 @@ out:
     return rc;
 }
 
-static int write_recovery(const struct restore_args *a, const char *program,
-                          const char *config_path, const char *cluster)
+/* backup_manifest, postgresql.auto.conf, recovery.signal (and no standby.signal), in
+ * the data directory opened once: none of it through a symlink. */
+static int write_recovery(const struct restore_args *a, struct repo *r, const char *label,
+                          const char *program, const char *config_path, const char *cluster)
 {
     char *cmd = restore_command_text(program, config_path, cluster, a->repo);
     char *conf = restore_recovery_conf(&a->target, cmd);
     char *standby = xasprintf("%s/standby.signal", a->pgdata);
-    int rc = write_auto_conf(a->pgdata, conf);
-    if (rc == 0 && unlink(standby) < 0 && errno != ENOENT)
+    int rc = 0;
+    int dfd = open(a->pgdata, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        rc = err_set_errno(ERR_IO, errno, "could not open data directory \"%s\"", a->pgdata);
+        goto out;
+    }
+    rc = put_backup_manifest(r, label, dfd, a->pgdata);
+    if (rc == 0)
+        rc = write_auto_conf(dfd, a->pgdata, conf);
+    if (rc == 0 && unlinkat(dfd, "standby.signal", 0) < 0 && errno != ENOENT)
         rc = err_set_errno(ERR_IO, errno, "could not remove \"%s\"", standby);
     if (rc == 0)
-        rc = write_file_atomic(a->pgdata, "recovery.signal", "", 0);
-    if (rc == 0)
-        rc = fsync_dir(a->pgdata);
+        rc = write_file_atomic(dfd, a->pgdata, "recovery.signal", "", 0);
+    if (rc == 0 && fsync(dfd) < 0)
+        rc = err_set_errno(ERR_IO, errno, "could not fsync directory \"%s\"", a->pgdata);
+out:
+    if (dfd >= 0)
+        close(dfd);
     free(standby);
     free(conf);
     free(cmd);
     return rc;
+}
+
+/* --- where restore writes besides the data directory --------------------------------- */
+
+/* A tablespace's directory or the WAL directory. */
+struct outer {
+    const char *dir;
+    char *what;         /* for messages: "the location "/srv/ts" of tablespace 16384" */
+    uint32_t oid;       /* a tablespace's */
+    enum err_kind kind; /* ERR_INTEGRITY when the manifest chose it, else ERR_USAGE */
+    bool kept_wal;      /* pg_wal's own link, kept */
+};
+
+static int outer_error(const struct outer *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int outer_error(const struct outer *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *text = xvasprintf(fmt, ap);
+    va_end(ap);
+    err_set(o->kind, "%s", text);
+    free(text);
+    if (o->kind == ERR_INTEGRITY)
+        return err_hint("give --tablespace-map %u=DIR to restore the tablespace elsewhere; "
+                        "nothing was changed",
+                        o->oid);
+    if (o->kept_wal)
+        return err_hint("give --waldir DIR for the WAL, or remove the symlink; nothing was "
+                        "changed");
+    return err_hint("nothing was changed");
+}
+
+/* Each directory absolute, and, symlinks resolved, neither the data directory nor inside
+ * it nor around it, and none inside another. */
+static int check_outer(const char *pgdata, const struct outer *o, size_t n)
+{
+    char *root = NULL, **res = xcalloc(n + 1, sizeof(*res));
+    int rc = confine_resolve(pgdata, &root);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (o[i].dir[0] != '/') {
+            rc = outer_error(&o[i], "%s is not an absolute path", o[i].what);
+            break;
+        }
+        if ((rc = confine_resolve(o[i].dir, &res[i])) < 0)
+            break;
+        if (confine_within(res[i], root))
+            rc = outer_error(&o[i], "%s is inside the data directory \"%s\"", o[i].what, pgdata);
+        else if (confine_within(root, res[i]))
+            rc = outer_error(&o[i], "the data directory \"%s\" is inside %s", pgdata, o[i].what);
+        for (size_t j = 0; j < i && rc == 0; j++) {
+            if (confine_within(res[i], res[j]) || confine_within(res[j], res[i]))
+                rc = outer_error(o[i].kind == ERR_USAGE ? &o[i] : &o[j], "%s and %s overlap",
+                                 o[j].what, o[i].what);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(res[i]);
+    free(res);
+    free(root);
+    return rc;
+}
+
+/* Whether pgdata/pg_tblspc/<oid> is a symlink to dir (both resolved). */
+static bool own_tablespace(const char *pgdata, uint32_t oid, const char *dir)
+{
+    char *link = xasprintf("%s/pg_tblspc/%u", pgdata, oid);
+    char *a = NULL, *b = NULL;
+    struct stat st;
+    bool same = lstat(link, &st) == 0 && S_ISLNK(st.st_mode) && confine_resolve(link, &a) == 0 &&
+                confine_resolve(dir, &b) == 0 && strcmp(a, b) == 0;
+    err_clear();
+    free(a);
+    free(b);
+    free(link);
+    return same;
 }
 
 /* --- the command ------------------------------------------------------------------------ */
@@ -434,6 +529,9 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     struct timeline_history *hist = NULL;
     struct path_set *seen = NULL;
     const char **ts_dir = NULL;
+    struct outer *outer = NULL;
+    size_t n_outer = 0;
+    char *waldir = NULL, *wal_link = NULL;
     char *config_abs = NULL;
     int64_t t0 = time_mono_us();
     int rc;
@@ -545,6 +643,7 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
 
     /* Tablespaces: where each goes, and nothing in the way. */
     ts_dir = xcalloc(chosen->n_ts + 1, sizeof(*ts_dir));
+    outer = xcalloc(chosen->n_ts + 1, sizeof(*outer));
     for (size_t m = 0; m < a.nmap; m++) {
         bool known = false;
         for (size_t i = 0; i < chosen->n_ts; i++)
@@ -558,28 +657,95 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
             goto out;
         }
     }
-    bool ts_nonempty = false;
     for (size_t i = 0; i < chosen->n_ts; i++) {
+        bool mapped = false;
         ts_dir[i] = chosen->ts_location[i];
         for (size_t m = 0; m < a.nmap; m++) {
-            if (a.map[m].oid == chosen->ts_oid[i])
+            if (a.map[m].oid == chosen->ts_oid[i]) {
                 ts_dir[i] = a.map[m].dir;
+                mapped = true;
+            }
         }
-        int ne = pgdata_nonempty(ts_dir[i]);
+        outer[i].dir = ts_dir[i];
+        outer[i].oid = chosen->ts_oid[i];
+        outer[i].kind = mapped ? ERR_USAGE : ERR_INTEGRITY;
+        outer[i].what = mapped ? xasprintf("the --tablespace-map directory \"%s\" of tablespace %u",
+                                           ts_dir[i], chosen->ts_oid[i])
+                               : xasprintf("the location \"%s\" of tablespace %u", ts_dir[i],
+                                           chosen->ts_oid[i]);
+        n_outer++;
+    }
+    /* pg_wal: a symlink to --waldir. Over a directory whose pg_wal is a symlink already
+     * (--delta, --force), without --waldir, the link and its directory stay: a WAL volume
+     * of the DBA's, emptied of what the backup does not hold. */
+    if (a.waldir) {
+        waldir = xstrdup(a.waldir);
+        wal_link = xstrdup(a.waldir);
+        outer[n_outer].what = xasprintf("the --waldir directory \"%s\"", a.waldir);
+        outer[n_outer].kind = ERR_USAGE;
+        outer[n_outer++].dir = waldir;
+    } else if (nonempty) {
+        char *p = xasprintf("%s/pg_wal", a.pgdata);
+        char link[PATH_MAX];
+        ssize_t n = readlink(p, link, sizeof(link) - 1);
+        free(p);
+        if (n > 0) {
+            link[n] = '\0';
+            wal_link = xstrdup(link);
+            waldir = link[0] == '/' ? xstrdup(link) : xasprintf("%s/%s", a.pgdata, link);
+            outer[n_outer].what =
+                xasprintf("the WAL directory \"%s\" that \"%s/pg_wal\" links to", link, a.pgdata);
+            outer[n_outer].kind = ERR_USAGE;
+            outer[n_outer].kept_wal = true;
+            outer[n_outer++].dir = waldir;
+        }
+    }
+    if (check_outer(a.pgdata, outer, n_outer) < 0) {
+        if (err_kind() == ERR_INTEGRITY)
+            err_context("while checking the manifest of backup \"%s\" in repository \"%s\"",
+                        chosen->b.label, set.conf[chosen->repo]->name);
+        rc = err_exit_code();
+        goto out;
+    }
+    bool outer_nonempty = false;
+    for (size_t i = 0; i < n_outer; i++) {
+        int ne = pgdata_nonempty(outer[i].dir);
         if (ne < 0) {
             rc = 1;
             goto out;
         }
         if (ne && !a.delta && !a.force) {
-            err_set(ERR_USAGE, "tablespace directory \"%s\" (tablespace %u) is not empty",
-                    ts_dir[i], chosen->ts_oid[i]);
-            err_hint("map it elsewhere with --tablespace-map %u=DIR, or give --delta or "
-                     "--force; nothing was changed",
+            if (i < chosen->n_ts) {
+                err_set(ERR_USAGE, "tablespace directory \"%s\" (tablespace %u) is not empty",
+                        ts_dir[i], chosen->ts_oid[i]);
+                err_hint("map it elsewhere with --tablespace-map %u=DIR, or give --delta or "
+                         "--force if it is this data directory's own; nothing was changed",
+                         chosen->ts_oid[i]);
+            } else {
+                err_set(ERR_USAGE, "WAL directory \"%s\" is not empty", outer[i].dir);
+                err_hint("give an empty or new directory, or --delta or --force; nothing was "
+                         "changed");
+            }
+            rc = 2;
+            goto out;
+        }
+        /* --delta and --force reuse a non-empty location the manifest gives only when
+         * it is this data directory's own tablespace (its pg_tblspc link points there):
+         * anything else there (another cluster's tablespace) is not the backup's to
+         * overwrite and prune. A --tablespace-map directory is the DBA's choice. */
+        if (ne && i < chosen->n_ts && outer[i].kind == ERR_INTEGRITY &&
+            !own_tablespace(a.pgdata, chosen->ts_oid[i], ts_dir[i])) {
+            err_set(ERR_USAGE,
+                    "tablespace directory \"%s\" (tablespace %u) is not empty, and it is not "
+                    "the one \"%s/pg_tblspc/%u\" links to",
+                    ts_dir[i], chosen->ts_oid[i], a.pgdata, chosen->ts_oid[i]);
+            err_hint("map the tablespace with --tablespace-map %u=DIR (an empty or new "
+                     "directory, or this one if it is this cluster's); nothing was changed",
                      chosen->ts_oid[i]);
             rc = 2;
             goto out;
         }
-        ts_nonempty |= ne > 0;
+        outer_nonempty |= ne > 0;
     }
 
     struct repo *r = repo_set_get(&set, chosen->repo);
@@ -601,8 +767,10 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
              chosen->b.label, chosen->b.timeline, repo_name(r), a.pgdata,
              restore_target_describe(&a.target, t, sizeof(t)));
 
-    if (nonempty || ts_nonempty)
+    if (nonempty || outer_nonempty) {
         seen = path_set_new();
+        path_set_add(seen, "backup_manifest");
+    }
     struct writer_options wo = {.pgdata = a.pgdata,
                                 .repo = r,
                                 .threads = threads_for(set.conf[chosen->repo]),
@@ -610,24 +778,25 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
                                 .progress = isatty(2) && !a.no_progress && !a.json,
                                 .total_bytes = chosen->logical_bytes,
                                 .ts_oid = chosen->ts_oid,
+                                .ts_location = (const char *const *)chosen->ts_location,
                                 .ts_dir = ts_dir,
                                 .n_ts = chosen->n_ts,
+                                .waldir = waldir,
+                                .wal_link = wal_link,
                                 .seen = seen};
+    /* Every entry checked before the first byte is written. */
+    uint8_t digest[SHA256_LEN];
+    if (writer_vet(&wo, chosen->b.label, digest) < 0) {
+        rc = err_kind() == ERR_INTEGRITY ? 3 : 1;
+        goto out;
+    }
     struct writer_stats st;
-    if (writer_restore(&wo, chosen->b.label, &st) < 0) {
+    if (writer_restore(&wo, chosen->b.label, digest, &st) < 0) {
         rc = 1;
         goto out;
     }
-    uint64_t removed = 0;
-    if (seen) {
-        path_set_add(seen, "backup_manifest");
-        if (pgdata_remove_extra(a.pgdata, seen, &removed) < 0) {
-            rc = 1;
-            goto out;
-        }
-    }
-    if (put_backup_manifest(r, chosen->b.label, a.pgdata) < 0 ||
-        write_recovery(&a, ctx->program, config_abs, cl->name) < 0) {
+    uint64_t removed = st.files_removed;
+    if (write_recovery(&a, r, chosen->b.label, ctx->program, config_abs, cl->name) < 0) {
         rc = 1;
         goto out;
     }
@@ -652,7 +821,7 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         printf("restored backup \"%s\" from repository \"%s\" into \"%s\": %llu files, %s "
                "in %s\n",
                chosen->b.label, repo_name(r), a.pgdata, (unsigned long long)st.files, sz, dur);
-        if (nonempty || ts_nonempty)
+        if (seen)
             printf("%s: rewrote %llu files, %s; removed %llu files not in the backup\n",
                    a.delta ? "delta" : "force", (unsigned long long)st.files_written, wsz,
                    (unsigned long long)removed);
@@ -671,6 +840,11 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     }
 out:
     path_set_free(seen);
+    for (size_t i = 0; i < n_outer; i++)
+        free(outer[i].what);
+    free(outer);
+    free(waldir);
+    free(wal_link);
     free(ts_dir);
     free(config_abs);
     timeline_history_free(hist);

@@ -2,6 +2,7 @@
 #ifndef PGARK_RESTORE_INT_H
 #define PGARK_RESTORE_INT_H
 
+#include "pgark/hash.h"
 #include "pgark/repo.h"
 #include "pgark/restore.h"
 
@@ -76,6 +77,26 @@ struct wal_end {
 };
 int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out);
 
+/* --- beneath a directory, never through a symlink (confine.c) ----------------------- */
+
+/* Directory rel (relative, "" for root itself) beneath directory fd root, opened one
+ * component at a time O_NOFOLLOW: no symlink in rel is ever followed. With create,
+ * missing components are made (0700) and whatever else stands where a directory goes
+ * (a file, a symlink) is removed first: the link itself, never what it points to.
+ * shown names root in messages. A new fd, or negative with the error set. */
+int confine_dir(int root, const char *rel, bool create, const char *shown);
+/* Remove name in directory dfd and, when it is a directory, everything beneath it,
+ * following no symlink; counts the non-directories removed (removed may be NULL). A
+ * missing name is not an error. */
+int confine_remove(int dfd, const char *name, const char *shown, uint64_t *removed);
+/* Make name in dfd a symlink to target, replacing whatever is there (never followed). */
+int confine_symlink(int dfd, const char *name, const char *target, const char *shown);
+/* path with every symlink resolved, for the part that exists (the rest appended as it
+ * is); *out is the caller's. ERR_USAGE when a missing part is "." or "..". */
+int confine_resolve(const char *path, char **out);
+/* Whether resolved path is dir or beneath it. */
+bool confine_within(const char *path, const char *dir);
+
 /* --- the data directory (pgdata.c) ------------------------------------------------- */
 
 /* 1 if dir exists and holds anything, 0 if empty or missing, negative on error. */
@@ -89,9 +110,14 @@ struct path_set *path_set_new(void);
 void path_set_add(struct path_set *s, const char *path);
 bool path_set_has(const struct path_set *s, const char *path);
 void path_set_free(struct path_set *s);
-/* Remove everything under dir that is not in keep (paths relative to dir); symlinked
- * directories (tablespaces) are not followed; counts what was removed. */
-int pgdata_remove_extra(const char *dir, const struct path_set *keep, uint64_t *removed);
+/* Remove everything beneath directory fd dfd (taken over: closed) whose path, prefix
+ * "/" name..., is not in keep (prefix "" for the data directory itself), following no
+ * symlink: a kept directory is entered, a kept symlink (a tablespace's, pg_wal) is
+ * left as it is and not entered. With top_kept_only, what is not kept at the top is left
+ * alone too (a tablespace directory, where other clusters keep their own version
+ * directories). shown names dfd in messages; counts the non-directories removed. */
+int pgdata_prune(int dfd, const char *prefix, const char *shown, const struct path_set *keep,
+                 bool top_kept_only, uint64_t *removed);
 
 /* --- laying down files (writer.c) ---------------------------------------------------- */
 
@@ -102,11 +128,18 @@ struct writer_options {
     bool delta;    /* keep chunks whose content already matches */
     bool progress; /* draw a progress line */
     uint64_t total_bytes;
-    /* tablespace remapping: oid -> directory (NULL entries: keep) */
+    /* the backup's tablespaces as its header lists them, and the directory each goes to
+     * (absolute, checked by the caller: outside the data directory and each other) */
     const uint32_t *ts_oid;
+    const char *const *ts_location;
     const char *const *ts_dir;
     size_t n_ts;
-    struct path_set *seen; /* when not NULL, every manifest path is added */
+    /* pg_wal as a symlink: the WAL directory (absolute, checked like a tablespace's) and
+     * the link's text; NULL: pg_wal is a directory in the data directory */
+    const char *waldir;
+    const char *wal_link;
+    struct path_set *seen; /* when not NULL: every manifest path is added, and what is
+                              not in it is removed (--delta, --force) */
     uint64_t piece_bytes;  /* work unit per thread; 0: the default (tests use small ones) */
 };
 
@@ -114,10 +147,22 @@ struct writer_stats {
     uint64_t files, bytes;                 /* in the manifest */
     uint64_t files_written, bytes_written; /* rewritten (delta) or written */
     uint64_t chunks_fetched;
+    uint64_t files_removed; /* not in the backup (with seen) */
 };
 
-/* Stream the manifest of backup label from the repo and lay it down under pgdata. */
-int writer_restore(const struct writer_options *o, const char *label, struct writer_stats *st);
+/* Read the manifest of backup label through restore_vet, writing nothing, and check that
+ * its header lists the tablespaces o does. digest: the SHA-256 of the manifest's bytes,
+ * for writer_restore. ERR_INTEGRITY naming the entry (context: the backup, the
+ * repository, the line) when the manifest is refused. */
+int writer_vet(const struct writer_options *o, const char *label, uint8_t digest[SHA256_LEN]);
+
+/* Lay the backup down: make the data directory, the tablespace and WAL directories and
+ * their symlinks, stream the manifest again (each entry vetted again before it is acted
+ * on; ERR_INTEGRITY at the end when its bytes are not those writer_vet read), write
+ * every file beneath its directory without following a symlink, and with seen remove
+ * what the backup does not hold. */
+int writer_restore(const struct writer_options *o, const char *label,
+                   const uint8_t digest[SHA256_LEN], struct writer_stats *st);
 
 /* --- starting the server (start.c) --------------------------------------------------- */
 

@@ -21,6 +21,16 @@
  * and written. Directories get their mode and mtime last, and are fsynced. The first
  * failure stops every thread and is reported with the file and the repository; memory
  * is bounded by the queue and the piece buffers, whatever the size of the backup.
+ *
+ * Confinement: the manifest is read twice. The first reading (writer_vet) passes every
+ * entry through restore_vet and writes nothing, so a manifest restore refuses leaves
+ * no trace; the second vets each entry again before acting on it, and its bytes must
+ * hash as the first reading's did. Each path goes beneath one of the directories it
+ * belongs to — the data directory, a tablespace's directory (pg_tblspc/<oid>/...,
+ * written from that directory's descriptor, not through the link), the WAL directory
+ * (pg_wal/... when pg_wal is a symlink) — and is walked there without following any
+ * symlink (confine.c). The only symlinks restore makes are pg_tblspc/<oid> for the
+ * header's tablespaces and pg_wal for a WAL directory. Modes are applied & 0777.
  */
 #include "restore_int.h"
 
@@ -32,6 +42,7 @@
 #include "pgark/progress.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -74,16 +85,28 @@ struct job {
 };
 
 struct dir_entry {
-    char *path;
+    char *path; /* as in the manifest, for messages */
+    int base;   /* the directory it is beneath (root, a tablespace's, the WAL one) */
+    char *rel;  /* beneath base; "" for base itself */
     uint32_t mode;
     int64_t mtime;
 };
 
 struct writer {
     const struct writer_options *o;
+    bool vet_only; /* writer_vet: read and check, nothing else */
     uint64_t chunk_size;
     int root_fd;
+    int *ts_fd; /* o->n_ts tablespace directories */
+    int wal_fd; /* o->waldir, or -1 */
     struct progress *progress;
+    struct restore_vet *vet;
+    struct sha256_ctx *digest; /* of the manifest's bytes */
+
+    /* the directory of the last file created (files come directory by directory) */
+    int parent_fd;
+    int parent_base;
+    char *parent_rel;
 
     size_t per_piece; /* chunks in a piece */
 
@@ -126,34 +149,76 @@ static void fail_from_slot(struct writer *w)
 
 /* --- paths ------------------------------------------------------------------------ */
 
-/* Create the parent directories of rel under the root (0700; modes come later). */
-static int make_parents(struct writer *w, const char *rel)
+/* The directory a manifest path goes beneath (*base) and its path there (*rel): a
+ * tablespace's directory for pg_tblspc/<oid>/..., the WAL directory for pg_wal and
+ * pg_wal/... when there is one, the data directory for the rest. */
+static void place(const struct writer *w, const char *path, int *base, const char **rel)
 {
-    char *p = xstrdup(rel);
-    int rc = 0;
-    for (char *s = strchr(p, '/'); s; s = strchr(s + 1, '/')) {
-        *s = '\0';
-        if (mkdirat(w->root_fd, p, 0700) < 0 && errno != EEXIST) {
-            rc = err_set_errno(ERR_IO, errno, "could not create directory \"%s/%s\"", w->o->pgdata,
-                               p);
-            break;
+    const struct writer_options *o = w->o;
+    *base = w->root_fd;
+    *rel = path;
+    if (strncmp(path, "pg_tblspc/", 10) == 0) {
+        for (size_t i = 0; i < o->n_ts; i++) {
+            char pre[32];
+            int n = snprintf(pre, sizeof(pre), "pg_tblspc/%u/", o->ts_oid[i]);
+            if (strncmp(path, pre, (size_t)n) == 0) {
+                *base = w->ts_fd[i];
+                *rel = path + n;
+                return;
+            }
         }
-        *s = '/';
+    } else if (o->waldir && strcmp(path, "pg_wal") == 0) {
+        *base = w->wal_fd;
+        *rel = "";
+    } else if (o->waldir && strncmp(path, "pg_wal/", 7) == 0) {
+        *base = w->wal_fd;
+        *rel = path + 7;
     }
-    free(p);
-    return rc;
+}
+
+/* How base is named in messages. */
+static const char *base_name(const struct writer *w, int base)
+{
+    for (size_t i = 0; i < w->o->n_ts; i++) {
+        if (w->ts_fd[i] == base)
+            return w->o->ts_dir[i];
+    }
+    return base == w->wal_fd && w->o->waldir ? w->o->waldir : w->o->pgdata;
+}
+
+static void forget_parent(struct writer *w)
+{
+    if (w->parent_fd >= 0)
+        close(w->parent_fd);
+    w->parent_fd = -1;
+    free(w->parent_rel);
+    w->parent_rel = NULL;
+}
+
+/* The directory dir beneath base, made when missing (as confine_dir does); kept open
+ * for the next file, which is most often in the same one. Not to be closed. */
+static int parent_dir(struct writer *w, int base, const char *dir, size_t len)
+{
+    if (w->parent_fd >= 0 && w->parent_base == base && strlen(w->parent_rel) == len &&
+        memcmp(w->parent_rel, dir, len) == 0)
+        return w->parent_fd;
+    forget_parent(w);
+    char *rel = xstrndup(dir, len);
+    int fd = confine_dir(base, rel, true, base_name(w, base));
+    if (fd < 0) {
+        free(rel);
+        return fd;
+    }
+    w->parent_fd = fd;
+    w->parent_base = base;
+    w->parent_rel = rel;
+    return fd;
 }
 
 static int set_file_time(int fd, int64_t mtime)
 {
     struct timespec ts[2] = {{mtime, 0}, {mtime, 0}};
     return futimens(fd, ts);
-}
-
-static int set_path_time(int dir_fd, const char *rel, int64_t mtime)
-{
-    struct timespec ts[2] = {{mtime, 0}, {mtime, 0}};
-    return utimensat(dir_fd, rel, ts, 0);
 }
 
 /* --- the work of one piece ----------------------------------------------------------- */
@@ -213,7 +278,8 @@ static int file_finish(struct writer *w, struct wfile *f)
         rc = err_set_errno(ERR_IO, errno, "could not fsync \"%s\"", shown);
         goto out;
     }
-    if (fchmod(f->fd, f->mode & 07777) < 0 || set_file_time(f->fd, f->mtime) < 0) {
+    /* Never a setuid, setgid or sticky bit (restore_vet refuses them on files). */
+    if (fchmod(f->fd, f->mode & 0777) < 0 || set_file_time(f->fd, f->mtime) < 0) {
         rc = err_set_errno(ERR_IO, errno, "could not set the mode and time of \"%s\"", shown);
         goto out;
     }
@@ -404,12 +470,42 @@ static int enqueue(struct writer *w, struct job j)
 
 /* --- entries of the manifest ----------------------------------------------------------- */
 
+/* Open (create) the file rel beneath base for writing. Whatever else stands there goes
+ * (a symlink is removed, not followed), and so does a file with other hard links, whose
+ * other names may be anywhere. */
+static int open_file(struct writer *w, int base, const char *rel, const char *path)
+{
+    const char *slash = strrchr(rel, '/');
+    const char *name = slash ? slash + 1 : rel;
+    int dfd = parent_dir(w, base, rel, slash ? (size_t)(slash - rel) : 0);
+    if (dfd < 0)
+        return dfd;
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        (!S_ISREG(st.st_mode) || st.st_nlink > 1)) {
+        char *shown = xasprintf("%s/%s", base_name(w, base), rel);
+        int rc = confine_remove(dfd, name, shown, NULL);
+        free(shown);
+        if (rc < 0)
+            return rc;
+    }
+    int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (w->o->delta ? 0 : O_TRUNC);
+    int fd = openat(dfd, name, flags, 0600);
+    if (fd < 0)
+        return err_set_errno(ERR_IO, errno, "could not create \"%s/%s\"", w->o->pgdata, path);
+    return fd;
+}
+
 static int add_file(struct writer *w, const struct manifest_file *mf)
 {
-    int rc = make_parents(w, mf->path);
-    if (rc < 0)
-        return rc;
+    int base, rc;
+    const char *rel;
+    place(w, mf->path, &base, &rel);
+    int fd = open_file(w, base, rel, mf->path);
+    if (fd < 0)
+        return fd;
     struct wfile *f = xcalloc(1, sizeof(*f));
+    f->fd = fd;
     f->path = xstrdup(mf->path);
     f->size = mf->size;
     f->mode = mf->mode;
@@ -417,24 +513,7 @@ static int add_file(struct writer *w, const struct manifest_file *mf)
     f->digest_kind = mf->digest_kind;
     memcpy(f->digest, mf->digest, SHA256_LEN);
     pthread_mutex_init(&f->lock, NULL);
-    /* Whatever stands there and is not a regular file goes. */
     struct stat st;
-    if (fstatat(w->root_fd, mf->path, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode)) {
-        if (S_ISDIR(st.st_mode) ? unlinkat(w->root_fd, mf->path, AT_REMOVEDIR) < 0
-                                : unlinkat(w->root_fd, mf->path, 0) < 0) {
-            rc = err_set_errno(ERR_IO, errno, "could not replace \"%s/%s\" with a file",
-                               w->o->pgdata, mf->path);
-            wfile_free(f);
-            return rc;
-        }
-    }
-    int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (w->o->delta ? 0 : O_TRUNC);
-    f->fd = openat(w->root_fd, mf->path, flags, 0600);
-    if (f->fd < 0) {
-        rc = err_set_errno(ERR_IO, errno, "could not create \"%s/%s\"", w->o->pgdata, mf->path);
-        wfile_free(f);
-        return rc;
-    }
     if (fstat(f->fd, &st) < 0 || (uint64_t)st.st_size != f->size) {
         if (ftruncate(f->fd, (off_t)f->size) < 0) {
             rc = err_set_errno(ERR_IO, errno, "could not size \"%s/%s\"", w->o->pgdata, mf->path);
@@ -476,41 +555,23 @@ static int add_file(struct writer *w, const struct manifest_file *mf)
     return 0;
 }
 
-static int ts_index(const struct writer_options *o, const char *path)
+static int add_dir(struct writer *w, const struct manifest_file *mf)
 {
-    unsigned oid;
-    int end = 0;
-    if (sscanf(path, "pg_tblspc/%u%n", &oid, &end) != 1 || path[end] != '\0')
-        return -1;
-    for (size_t i = 0; i < o->n_ts; i++) {
-        if (o->ts_oid[i] == oid)
-            return (int)i;
+    int base;
+    const char *rel;
+    place(w, mf->path, &base, &rel);
+    if (*rel) {
+        /* The parent cache may hold what this replaces (a file or link where the backup
+         * has a directory): it is opened afresh. */
+        forget_parent(w);
+        int fd = confine_dir(base, rel, true, base_name(w, base));
+        if (fd < 0)
+            return fd;
+        close(fd);
     }
-    return -1;
-}
-
-/* A symlink at rel pointing to target, replacing whatever is there. */
-static int put_symlink(struct writer *w, const char *rel, const char *target)
-{
-    char have[4096];
-    ssize_t n = readlinkat(w->root_fd, rel, have, sizeof(have) - 1);
-    if (n >= 0) {
-        have[n] = '\0';
-        if (strcmp(have, target) == 0)
-            return 0;
-    }
-    int rc = make_parents(w, rel);
-    if (rc < 0)
-        return rc;
-    struct stat st;
-    if (fstatat(w->root_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        if (unlinkat(w->root_fd, rel, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0)
-            return err_set_errno(ERR_IO, errno, "could not replace \"%s/%s\" with a symlink",
-                                 w->o->pgdata, rel);
-    }
-    if (symlinkat(target, w->root_fd, rel) < 0)
-        return err_set_errno(ERR_IO, errno, "could not create symlink \"%s/%s\"", w->o->pgdata,
-                             rel);
+    w->dirs = xrealloc(w->dirs, (w->ndirs + 1) * sizeof(*w->dirs));
+    w->dirs[w->ndirs++] =
+        (struct dir_entry){xstrdup(mf->path), base, xstrdup(rel), mf->mode, mf->mtime};
     return 0;
 }
 
@@ -541,16 +602,41 @@ static int start_pool(struct writer *w)
     return 0;
 }
 
+/* The header read now must list the tablespaces the restore was prepared for (from
+ * the header read when the backup was chosen). */
+static int check_header(struct writer *w)
+{
+    const struct manifest_header *h = manifest_reader_header(w->reader);
+    const struct writer_options *o = w->o;
+    bool same = h && h->n_tablespaces == o->n_ts;
+    for (size_t i = 0; same && i < o->n_ts; i++)
+        same = h->tablespaces[i].oid == o->ts_oid[i] &&
+               strcmp(h->tablespaces[i].location, o->ts_location[i]) == 0;
+    if (!same)
+        return err_set(ERR_INTEGRITY, "the manifest's header changed while it was read: its "
+                                      "tablespaces are not those it listed before");
+    return 0;
+}
+
 static int on_file(void *arg, const struct manifest_file *mf)
 {
     struct writer *w = arg;
+    int rc;
     if (atomic_load(&w->failed))
         return -ERR_CANCELED;
-    if (!w->started) {
-        int rc = start_pool(w);
-        if (rc < 0)
+    if (!w->vet) {
+        if ((rc = check_header(w)) < 0)
             return rc;
+        w->vet = restore_vet_new(manifest_reader_header(w->reader));
+        if (!w->vet)
+            return err_code();
     }
+    if ((rc = restore_vet_entry(w->vet, mf)) < 0)
+        return err_context("at line %" PRIu64 " of the manifest", manifest_reader_lines(w->reader));
+    if (w->vet_only)
+        return 0;
+    if (!w->started && (rc = start_pool(w)) < 0)
+        return rc;
     if (w->o->seen) {
         /* The file and every directory above it belong to the backup. */
         char *p = xstrdup(mf->path);
@@ -564,21 +650,12 @@ static int on_file(void *arg, const struct manifest_file *mf)
     switch (mf->type) {
     case MANIFEST_TYPE_FILE:
         return add_file(w, mf);
-    case MANIFEST_TYPE_DIR: {
-        int rc = make_parents(w, mf->path);
-        if (rc < 0)
-            return rc;
-        if (mkdirat(w->root_fd, mf->path, 0700) < 0 && errno != EEXIST)
-            return err_set_errno(ERR_IO, errno, "could not create directory \"%s/%s\"",
-                                 w->o->pgdata, mf->path);
-        w->dirs = xrealloc(w->dirs, (w->ndirs + 1) * sizeof(*w->dirs));
-        w->dirs[w->ndirs++] = (struct dir_entry){xstrdup(mf->path), mf->mode, mf->mtime};
+    case MANIFEST_TYPE_DIR:
+        return add_dir(w, mf);
+    case MANIFEST_TYPE_SYMLINK:
+        /* A tablespace's (restore_vet lets no other through), made before the first
+         * entry: prepare(). */
         return 0;
-    }
-    case MANIFEST_TYPE_SYMLINK: {
-        int i = ts_index(w->o, mf->path);
-        return put_symlink(w, mf->path, i >= 0 ? w->o->ts_dir[i] : mf->link);
-    }
     }
     return 0;
 }
@@ -586,17 +663,8 @@ static int on_file(void *arg, const struct manifest_file *mf)
 static int manifest_sink(void *ctx, const uint8_t *data, size_t len)
 {
     struct writer *w = ctx;
+    sha256_ctx_update(w->digest, data, len);
     return manifest_reader_feed(w->reader, data, len);
-}
-
-static int fsync_dir_rel(int root_fd, const char *rel)
-{
-    int fd = openat(root_fd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
 }
 
 /* dir and any missing parent (as pg_basebackup -T does), 0700. 0, or -1 with errno. */
@@ -617,21 +685,80 @@ static int mkdir_parents(const char *dir)
     return e ? -1 : 0;
 }
 
-/* Tablespace directories and the pg_tblspc symlinks, before any file goes through. */
-static int prepare_tablespaces(struct writer *w)
+/* An absolute directory the caller chose and checked (a tablespace's, the WAL one),
+ * made with its parents when missing, and opened. */
+static int open_outer(const char *dir, const char *what)
+{
+    if (mkdir_parents(dir) < 0)
+        return err_set_errno(ERR_IO, errno, "could not create %s \"%s\"", what, dir);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return err_set_errno(ERR_IO, errno, "could not open %s \"%s\"", what, dir);
+    return fd;
+}
+
+/* The data directory, the tablespace and WAL directories and their symlinks, before
+ * any entry goes through. */
+static int prepare(struct writer *w)
 {
     const struct writer_options *o = w->o;
-    for (size_t i = 0; i < o->n_ts; i++) {
-        if (mkdir_parents(o->ts_dir[i]) < 0)
-            return err_set_errno(ERR_IO, errno, "could not create tablespace directory \"%s\"",
-                                 o->ts_dir[i]);
-        char rel[64];
-        snprintf(rel, sizeof(rel), "pg_tblspc/%u", o->ts_oid[i]);
-        int rc = put_symlink(w, rel, o->ts_dir[i]);
-        if (rc < 0)
-            return rc;
+    int rc = 0, tblspc = -1;
+    if (mkdir(o->pgdata, 0700) < 0 && errno != EEXIST)
+        return err_set_errno(ERR_IO, errno, "could not create data directory \"%s\"", o->pgdata);
+    w->root_fd = open(o->pgdata, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (w->root_fd < 0)
+        return err_set_errno(ERR_IO, errno, "could not open data directory \"%s\"", o->pgdata);
+    if (fchmod(w->root_fd, 0700) < 0)
+        return err_set_errno(ERR_IO, errno, "could not prepare \"%s\"", o->pgdata);
+    if ((tblspc = confine_dir(w->root_fd, "pg_tblspc", true, o->pgdata)) < 0)
+        return tblspc;
+    for (size_t i = 0; i < o->n_ts && rc == 0; i++) {
+        char name[16], *shown = xasprintf("%s/pg_tblspc/%u", o->pgdata, o->ts_oid[i]);
+        snprintf(name, sizeof(name), "%u", o->ts_oid[i]);
+        if ((w->ts_fd[i] = open_outer(o->ts_dir[i], "tablespace directory")) < 0)
+            rc = w->ts_fd[i];
+        else
+            rc = confine_symlink(tblspc, name, o->ts_dir[i], shown);
+        free(shown);
     }
-    return 0;
+    close(tblspc);
+    if (rc == 0 && o->waldir) {
+        char *shown = xasprintf("%s/pg_wal", o->pgdata);
+        if ((w->wal_fd = open_outer(o->waldir, "WAL directory")) < 0)
+            rc = w->wal_fd;
+        else
+            rc = confine_symlink(w->root_fd, "pg_wal", o->wal_link, shown);
+        free(shown);
+    }
+    return rc;
+}
+
+/* Remove what the backup does not hold: in the data directory (a symlink is removed,
+ * never entered), in the version directories the backup has in each tablespace (the
+ * rest of a tablespace directory is not the backup's to judge), in the WAL directory. */
+static int prune(struct writer *w, uint64_t *removed)
+{
+    const struct writer_options *o = w->o;
+    path_set_add(o->seen, "pg_tblspc");
+    for (size_t i = 0; i < o->n_ts; i++) {
+        char rel[32];
+        snprintf(rel, sizeof(rel), "pg_tblspc/%u", o->ts_oid[i]);
+        path_set_add(o->seen, rel);
+    }
+    if (o->waldir)
+        path_set_add(o->seen, "pg_wal");
+    int rc =
+        pgdata_prune(fcntl(w->root_fd, F_DUPFD_CLOEXEC, 0), "", o->pgdata, o->seen, false, removed);
+    for (size_t i = 0; i < o->n_ts && rc == 0; i++) {
+        char rel[32];
+        snprintf(rel, sizeof(rel), "pg_tblspc/%u", o->ts_oid[i]);
+        rc = pgdata_prune(fcntl(w->ts_fd[i], F_DUPFD_CLOEXEC, 0), rel, o->ts_dir[i], o->seen, true,
+                          removed);
+    }
+    if (rc == 0 && o->waldir)
+        rc = pgdata_prune(fcntl(w->wal_fd, F_DUPFD_CLOEXEC, 0), "pg_wal", o->waldir, o->seen, false,
+                          removed);
+    return rc;
 }
 
 /* Directories last: their mode and mtime (creating files changed them), then fsync,
@@ -640,68 +767,136 @@ static int finish_dirs(struct writer *w)
 {
     for (size_t k = w->ndirs; k-- > 0;) {
         struct dir_entry *d = &w->dirs[k];
-        if (fchmodat(w->root_fd, d->path, d->mode & 07777, 0) < 0 ||
-            set_path_time(w->root_fd, d->path, d->mtime) < 0)
-            return err_set_errno(ERR_IO, errno, "could not set the mode and time of \"%s/%s\"",
-                                 w->o->pgdata, d->path);
-        if (fsync_dir_rel(w->root_fd, d->path) < 0)
-            return err_set_errno(ERR_IO, errno, "could not fsync directory \"%s/%s\"", w->o->pgdata,
-                                 d->path);
+        struct timespec ts[2] = {{d->mtime, 0}, {d->mtime, 0}};
+        int fd = confine_dir(d->base, d->rel, false, base_name(w, d->base));
+        if (fd < 0)
+            return fd;
+        int rc = 0;
+        if (fchmod(fd, d->mode & 0777) < 0 || futimens(fd, ts) < 0)
+            rc = err_set_errno(ERR_IO, errno, "could not set the mode and time of \"%s/%s\"",
+                               w->o->pgdata, d->path);
+        else if (fsync(fd) < 0)
+            rc = err_set_errno(ERR_IO, errno, "could not fsync directory \"%s/%s\"", w->o->pgdata,
+                               d->path);
+        close(fd);
+        if (rc < 0)
+            return rc;
     }
-    for (size_t i = 0; i < w->o->n_ts; i++) {
-        int fd = open(w->o->ts_dir[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd >= 0) {
-            (void)fsync(fd);
-            close(fd);
-        }
-    }
-    if (fsync_dir_rel(w->root_fd, "pg_tblspc") < 0 || fsync(w->root_fd) < 0)
+    for (size_t i = 0; i < w->o->n_ts; i++)
+        (void)fsync(w->ts_fd[i]);
+    if (w->wal_fd >= 0)
+        (void)fsync(w->wal_fd);
+    int fd = confine_dir(w->root_fd, "pg_tblspc", false, w->o->pgdata);
+    if (fd < 0)
+        return fd;
+    int rc = fsync(fd);
+    close(fd);
+    if (rc < 0 || fsync(w->root_fd) < 0)
         return err_set_errno(ERR_IO, errno, "could not fsync \"%s\"", w->o->pgdata);
     return 0;
 }
 
-int writer_restore(const struct writer_options *o, const char *label, struct writer_stats *st)
+static void writer_init(struct writer *w, const struct writer_options *o)
+{
+    memset(w, 0, sizeof(*w));
+    w->o = o;
+    w->root_fd = w->wal_fd = w->parent_fd = -1;
+    w->ts_fd = xcalloc(o->n_ts + 1, sizeof(*w->ts_fd));
+    for (size_t i = 0; i < o->n_ts; i++)
+        w->ts_fd[i] = -1;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->not_empty, NULL);
+    pthread_cond_init(&w->not_full, NULL);
+    pthread_cond_init(&w->turn, NULL);
+    w->nthreads = o->threads > 0 ? o->threads : 1;
+    w->threads = xcalloc((size_t)w->nthreads, sizeof(*w->threads));
+    w->qcap = (size_t)w->nthreads * QUEUE_PER_THREAD;
+    w->queue = xcalloc(w->qcap, sizeof(*w->queue));
+    w->reader = manifest_reader_new(on_file, w);
+    w->digest = sha256_ctx_new();
+}
+
+static void writer_release(struct writer *w)
+{
+    progress_free(w->progress);
+    manifest_reader_free(w->reader);
+    restore_vet_free(w->vet);
+    sha256_ctx_free(w->digest);
+    forget_parent(w);
+    if (w->root_fd >= 0)
+        close(w->root_fd);
+    for (size_t i = 0; i < w->o->n_ts; i++) {
+        if (w->ts_fd[i] >= 0)
+            close(w->ts_fd[i]);
+    }
+    free(w->ts_fd);
+    if (w->wal_fd >= 0)
+        close(w->wal_fd);
+    for (size_t i = 0; i < w->ndirs; i++) {
+        free(w->dirs[i].path);
+        free(w->dirs[i].rel);
+    }
+    free(w->dirs);
+    free(w->queue);
+    free(w->threads);
+    free(w->fail_text);
+    pthread_cond_destroy(&w->turn);
+    pthread_cond_destroy(&w->not_full);
+    pthread_cond_destroy(&w->not_empty);
+    pthread_mutex_destroy(&w->lock);
+}
+
+/* The whole manifest through the reader (and on_file); the header checked even when
+ * there is no entry. */
+static int read_manifest(struct writer *w, const char *label)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "backups/%s/manifest.json", label);
+    int rc = repo_get(w->o->repo, path, manifest_sink, w);
+    if (rc == 0)
+        rc = manifest_reader_finish(w->reader);
+    if (rc == 0 && !w->vet)
+        rc = check_header(w);
+    return rc;
+}
+
+int writer_vet(const struct writer_options *o, const char *label, uint8_t digest[SHA256_LEN])
 {
     struct writer w;
-    char path[128];
+    writer_init(&w, o);
+    w.vet_only = true;
+    int rc = read_manifest(&w, label);
+    if (rc < 0) {
+        err_context("while checking the manifest of backup \"%s\"", label);
+        if (err_kind() == ERR_INTEGRITY)
+            err_hint("nothing was changed; the manifest is not as pgark's backup writes it: "
+                     "check the repository (\"pgark verify\") and who can write to it");
+    } else {
+        sha256_ctx_final(w.digest, digest);
+    }
+    writer_release(&w);
+    return rc;
+}
+
+int writer_restore(const struct writer_options *o, const char *label,
+                   const uint8_t digest[SHA256_LEN], struct writer_stats *st)
+{
+    struct writer w;
     int rc;
 
-    memset(&w, 0, sizeof(w));
     memset(st, 0, sizeof(*st));
-    w.o = o;
-    w.root_fd = -1;
-    pthread_mutex_init(&w.lock, NULL);
-    pthread_cond_init(&w.not_empty, NULL);
-    pthread_cond_init(&w.not_full, NULL);
-    pthread_cond_init(&w.turn, NULL);
-    w.nthreads = o->threads > 0 ? o->threads : 1;
-    w.threads = xcalloc((size_t)w.nthreads, sizeof(*w.threads));
-    w.qcap = (size_t)w.nthreads * QUEUE_PER_THREAD;
-    w.queue = xcalloc(w.qcap, sizeof(*w.queue));
-    w.reader = manifest_reader_new(on_file, &w);
-
-    if (mkdir(o->pgdata, 0700) < 0 && errno != EEXIST) {
-        rc = err_set_errno(ERR_IO, errno, "could not create data directory \"%s\"", o->pgdata);
-        goto out;
-    }
-    w.root_fd = open(o->pgdata, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (w.root_fd < 0) {
-        rc = err_set_errno(ERR_IO, errno, "could not open data directory \"%s\"", o->pgdata);
-        goto out;
-    }
-    if (fchmod(w.root_fd, 0700) < 0 ||
-        (mkdirat(w.root_fd, "pg_tblspc", 0700) < 0 && errno != EEXIST)) {
-        rc = err_set_errno(ERR_IO, errno, "could not prepare \"%s\"", o->pgdata);
-        goto out;
-    }
-    if ((rc = prepare_tablespaces(&w)) < 0)
+    writer_init(&w, o);
+    if ((rc = prepare(&w)) < 0)
         goto out;
 
     w.progress = progress_new("restore", o->total_bytes, o->progress);
-    snprintf(path, sizeof(path), "backups/%s/manifest.json", label);
-    rc = repo_get(o->repo, path, manifest_sink, &w);
-    if (rc == 0)
-        rc = manifest_reader_finish(w.reader);
+    rc = read_manifest(&w, label);
+    if (rc == 0) {
+        uint8_t again[SHA256_LEN];
+        sha256_ctx_final(w.digest, again);
+        if (memcmp(again, digest, SHA256_LEN) != 0)
+            rc = err_set(ERR_INTEGRITY, "the manifest changed while it was restored");
+    }
     if (rc < 0 && !atomic_load(&w.failed))
         err_context("while reading the manifest of backup \"%s\" from repository \"%s\"", label,
                     repo_name(o->repo));
@@ -733,6 +928,9 @@ int writer_restore(const struct writer_options *o, const char *label, struct wri
         rc = err_code();
         goto out;
     }
+    forget_parent(&w);
+    if (o->seen && (rc = prune(&w, &st->files_removed)) < 0)
+        goto out;
     if ((rc = finish_dirs(&w)) < 0)
         goto out;
     progress_done(w.progress);
@@ -742,19 +940,6 @@ int writer_restore(const struct writer_options *o, const char *label, struct wri
     st->bytes_written = atomic_load(&w.bytes_written);
     st->chunks_fetched = atomic_load(&w.chunks_fetched);
 out:
-    progress_free(w.progress);
-    manifest_reader_free(w.reader);
-    if (w.root_fd >= 0)
-        close(w.root_fd);
-    for (size_t i = 0; i < w.ndirs; i++)
-        free(w.dirs[i].path);
-    free(w.dirs);
-    free(w.queue);
-    free(w.threads);
-    free(w.fail_text);
-    pthread_cond_destroy(&w.turn);
-    pthread_cond_destroy(&w.not_full);
-    pthread_cond_destroy(&w.not_empty);
-    pthread_mutex_destroy(&w.lock);
+    writer_release(&w);
     return rc;
 }

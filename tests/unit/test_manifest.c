@@ -1,4 +1,5 @@
-/* test_manifest.c — JSON Lines manifest: streaming round trips, flat memory, damage. */
+/* test_manifest.c — JSON Lines manifest: streaming round trips, flat memory, damage, and
+ * the paths an entry may have (hostile ones refused by the reader and the writer). */
 #include "pgark/error.h"
 #include "pgark/hash.h"
 #include "pgark/manifest.h"
@@ -146,7 +147,7 @@ static const char *const PATHS[] = {
     "base/1/caf\xc3\xa9",          /* UTF-8: stays text */
     "pg_tblspc/16384",
     "pg_wal",
-    "base/1/with \"quote\" and\nnewline",
+    "base/1/with \"quote\" and \\ backslash", /* escaped in JSON */
 };
 
 /* Write the small manifest; returns the entries written through *files. */
@@ -237,7 +238,7 @@ static void test_round_trip_small(void **state)
     want = xasprintf("\"mtime\":1700000003,\"sha256\":\"%s\",\"chunks\":[", hex);
     assert_non_null(strstr((char *)m.data, want));
     free(want);
-    /* exactly 7 lines, so the embedded newline was escaped */
+    /* exactly 7 lines: one a line */
     size_t lines = 0;
     for (size_t i = 0; i < m.len; i++)
         lines += m.data[i] == '\n';
@@ -460,7 +461,19 @@ static void test_bad_lines(void **state)
     edit_line(&m, 2, "{\"path\":\"a\",\"type\":\"dir\",\"mode\":800,\"mtime\":1}", &t);
     expect_integrity(&t, 0, "manifest line 2: \"mode\" 800 is not an octal mode", 0);
     edit_line(&m, 2, "{\"path\":\"base/../../etc\",\"type\":\"dir\",\"mode\":700,\"mtime\":1}", &t);
-    expect_integrity(&t, 0, "manifest line 2: unsafe path \"base/../../etc\"", 0);
+    expect_integrity(
+        &t, 0, "manifest line 2: entry \"base/../../etc\" has a \".\" or \"..\" component", 0);
+    edit_line(&m, 2,
+              "{\"path\":\"/etc/passwd\",\"type\":\"file\",\"mode\":600,\"size\":0,\"mtime\":1,"
+              "\"sha256_chunks\":\""
+              "0000000000000000000000000000000000000000000000000000000000000000"
+              "\",\"chunks\":[]}",
+              &t);
+    expect_integrity(&t, 0, "manifest line 2: entry \"/etc/passwd\" is an absolute path", 0);
+    edit_line(&m, 2, "{\"path\":\"a\\n\\u001b[2J\",\"type\":\"dir\",\"mode\":700,\"mtime\":1}", &t);
+    expect_integrity(&t, 0, "manifest line 2: entry \"a\\x0a\\x1b[2J\" has a control character", 0);
+    edit_line(&m, 2, "{\"path_hex\":\"2e2f61\",\"type\":\"dir\",\"mode\":700,\"mtime\":1}", &t);
+    expect_integrity(&t, 0, "manifest line 2: entry \"./a\" has a \".\" or \"..\" component", 0);
     edit_line(&m, 2,
               "{\"path\":\"a\",\"path_hex\":\"61\",\"type\":\"dir\",\"mode\":700,\"mtime\":1}", &t);
     expect_integrity(&t, 0, "manifest line 2: exactly one of \"path\" and \"path_hex\" is required",
@@ -626,6 +639,14 @@ static void test_writer_checks(void **state)
     f.link = "x";
     assert_int_equal(manifest_writer_add(w, &f), -ERR_RUNTIME);
     f.link = NULL;
+    /* a path restore could not lay down is refused when the backup is taken */
+    f.path = "base/\x1b[2J";
+    assert_int_equal(manifest_writer_add(w, &f), -ERR_RUNTIME);
+    assert_string_equal(err_message(), "the path \"base/\\x1b[2J\" has a control character: a "
+                                       "restore could not lay it down");
+    f.path = "../x";
+    assert_int_equal(manifest_writer_add(w, &f), -ERR_RUNTIME);
+    f.path = path;
     assert_int_equal(manifest_writer_add(w, &f), 0);
     struct manifest_header h;
     make_header(&h);
@@ -653,6 +674,58 @@ static int teardown(void **state)
     return rmdir(tmpdir);
 }
 
+/* Paths a manifest may hold, and the hostile ones restore refuses. */
+static void test_path_problem(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {
+        "PG_VERSION", "base/1/1259",      "pg_tblspc/16384/PG_15_1/5/1", ".hidden", "a..b", "..a",
+        "a/.b",       "\xc3\xa9t\xc3\xa9"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(*ok); i++) {
+        if (manifest_path_problem(ok[i]))
+            fail_msg("\"%s\" refused: %s", ok[i], manifest_path_problem(ok[i]));
+    }
+    char longname[300], longpath[1100];
+    memset(longname, 'n', sizeof(longname));
+    longname[256] = '\0';
+    memset(longpath, 'a', sizeof(longpath));
+    for (size_t i = 100; i < 1100; i += 100)
+        longpath[i] = '/';
+    longpath[1025] = '\0';
+    static const struct {
+        const char *path, *why;
+    } bad[] = {
+        {"", "is empty"},
+        {"/etc/passwd", "is an absolute path"},
+        {"../outside", "has a \".\" or \"..\" component"},
+        {"base/../../x", "has a \".\" or \"..\" component"},
+        {"base/..", "has a \".\" or \"..\" component"},
+        {"./PG_VERSION", "has a \".\" or \"..\" component"},
+        {"base/./1", "has a \".\" or \"..\" component"},
+        {"base//1", "has an empty component"},
+        {"base/", "has an empty component"},
+        {"base/\n1", "has a control character"},
+        {"esc\x1b[2J", "has a control character"},
+        {"del\x7f", "has a control character"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        const char *why = manifest_path_problem(bad[i].path);
+        if (!why || strcmp(why, bad[i].why) != 0)
+            fail_msg("\"%s\": %s, expected %s", bad[i].path, why ? why : "accepted", bad[i].why);
+    }
+    assert_string_equal(manifest_path_problem(longname), "has a component longer than 255 bytes");
+    longname[255] = '\0';
+    assert_null(manifest_path_problem(longname));
+    assert_string_equal(manifest_path_problem(longpath), "is longer than 1024 bytes");
+    longpath[1024] = '\0';
+    assert_null(manifest_path_problem(longpath));
+
+    struct buf b = BUF_INIT;
+    manifest_path_show(&b, "a\nb\\c\x1b");
+    assert_string_equal((const char *)b.data, "a\\x0ab\\x5cc\\x1b");
+    buf_free(&b);
+}
+
 int main(void)
 {
     json_set_alloc_funcs(count_malloc, count_free);
@@ -661,6 +734,7 @@ int main(void)
         cmocka_unit_test(test_truncated),        cmocka_unit_test(test_bad_lines),
         cmocka_unit_test(test_header_fields),    cmocka_unit_test(test_writer_checks),
         cmocka_unit_test(test_chunks_digest),    cmocka_unit_test(test_old_digest_line),
+        cmocka_unit_test(test_path_problem),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,5 +1,6 @@
-/* test_restore.c — recovery targets, the recovery settings text and its quoting, and the
- * choice of a backup for a target and a timeline. */
+/* test_restore.c — recovery targets, the recovery settings text and its quoting, the
+ * choice of a backup for a target and a timeline, and the vetting of a manifest's
+ * entries (symlinks, duplicates, entries beneath files, tablespaces, mode bits). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -180,13 +181,182 @@ static void test_pick(void **state)
     assert_false(restore_timeline_leads(3, 0x7000100, 2, &h2));
 }
 
+static const struct manifest_tablespace TS[] = {{16384, "/srv/ts1"}, {16390, "/srv/ts2"}};
+static const struct manifest_header HDR = {
+    .format = MANIFEST_FORMAT, .pg_version = 150018, .tablespaces = TS, .n_tablespaces = 2};
+
+static struct manifest_file entry(const char *path, enum manifest_file_type type)
+{
+    struct manifest_file f = {.path = path, .type = type, .mode = type ? 0700 : 0600};
+    if (type == MANIFEST_TYPE_SYMLINK) {
+        f.mode = 0777;
+        f.link = "/srv/ts1";
+    }
+    return f;
+}
+
+/* Run entries through a fresh vet: every one but the last passes; the last is refused
+ * with message (or passes when message is NULL). */
+static void vet_seq(const struct manifest_file *e, size_t n, const char *message)
+{
+    struct restore_vet *v = restore_vet_new(&HDR);
+    assert_non_null(v);
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (restore_vet_entry(v, &e[i]) != 0)
+            fail_msg("entry %zu \"%s\" refused: %s", i, e[i].path, err_message());
+    }
+    int rc = restore_vet_entry(v, &e[n - 1]);
+    if (message) {
+        assert_int_equal(rc, -ERR_INTEGRITY);
+        if (strcmp(err_message(), message) != 0)
+            fail_msg("got: %s\nexpected: %s", err_message(), message);
+        err_clear();
+    } else if (rc != 0) {
+        fail_msg("\"%s\" refused: %s", e[n - 1].path, err_message());
+    }
+    restore_vet_free(v);
+}
+
+#define F MANIFEST_TYPE_FILE
+#define D MANIFEST_TYPE_DIR
+#define L MANIFEST_TYPE_SYMLINK
+
+static void test_vet(void **state)
+{
+    (void)state;
+    /* A sound data directory, tablespace files before the links (the server's order). */
+    struct manifest_file sound[] = {
+        entry("pg_tblspc/16384/PG_15_202209061", D), entry("pg_tblspc/16384/PG_15_202209061/5", D),
+        entry("pg_tblspc/16384/PG_15_202209061/5/16385", F), entry("PG_VERSION", F),
+        entry("base", D), entry("base/1", D), entry("base/1/1259", F), entry("pg_wal", D),
+        entry("pg_tblspc", D), entry("pg_tblspc/16384", L),
+        /* an in-place tablespace (not in the header) is a plain directory */
+        entry("pg_tblspc/17000", D), entry("pg_tblspc/17000/PG_15_202209061", D)};
+    struct manifest_file *e = sound;
+    sound[1].mode = 02700; /* a setgid directory (made under a setgid parent) is fine */
+    vet_seq(sound, sizeof(sound) / sizeof(*sound), NULL);
+
+    /* The hostile ones: each is refused, naming the entry. */
+    struct manifest_file escape[] = {entry("escape", L)};
+    escape[0].link = "/tmp/outside";
+    vet_seq(escape, 1,
+            "manifest entry \"escape\" is a symlink: restore makes symlinks only for the "
+            "tablespaces the manifest header lists (pg_tblspc/<oid>)");
+    struct manifest_file tmp_link[] = {entry("base", D),
+                                       entry(".postgresql.auto.conf.pgark-tmp", L)};
+    vet_seq(tmp_link, 2,
+            "manifest entry \".postgresql.auto.conf.pgark-tmp\" is a symlink: restore makes "
+            "symlinks only for the tablespaces the manifest header lists (pg_tblspc/<oid>)");
+    struct manifest_file sub_link[] = {entry("base", D), entry("base/evil", L)};
+    vet_seq(sub_link, 2,
+            "manifest entry \"base/evil\" is a symlink: restore makes symlinks only for the "
+            "tablespaces the manifest header lists (pg_tblspc/<oid>)");
+    struct manifest_file other_oid[] = {entry("pg_tblspc/16385", L)};
+    vet_seq(other_oid, 1,
+            "manifest entry \"pg_tblspc/16385\" is a symlink: restore makes symlinks only for "
+            "the tablespaces the manifest header lists (pg_tblspc/<oid>)");
+    struct manifest_file padded_oid[] = {entry("pg_tblspc/016384", L)};
+    vet_seq(padded_oid, 1,
+            "manifest entry \"pg_tblspc/016384\" is a symlink: restore makes symlinks only for "
+            "the tablespaces the manifest header lists (pg_tblspc/<oid>)");
+    struct manifest_file wrong_target[] = {entry("pg_tblspc/16390", L)};
+    vet_seq(wrong_target, 1,
+            "manifest entry \"pg_tblspc/16390\" points to \"/srv/ts1\", not to the location the "
+            "manifest header gives tablespace 16390");
+    struct manifest_file dotdot[] = {entry("base", D), entry("base/../../outside", F)};
+    vet_seq(dotdot, 2, "manifest entry \"base/../../outside\" has a \".\" or \"..\" component");
+    struct manifest_file absolute[] = {entry("/tmp/outside/sentinel", F)};
+    vet_seq(absolute, 1, "manifest entry \"/tmp/outside/sentinel\" is an absolute path");
+    struct manifest_file ctrl[] = {entry("log\n2026-01-01 error: forged", F)};
+    vet_seq(ctrl, 1, "manifest entry \"log\\x0a2026-01-01 error: forged\" has a control character");
+    struct manifest_file dup[] = {entry("PG_VERSION", F), entry("base", D), entry("PG_VERSION", F)};
+    vet_seq(dup, 3, "manifest entry \"PG_VERSION\" appears twice in the manifest");
+    struct manifest_file dup_dir[] = {entry("base", D), entry("base", D)};
+    vet_seq(dup_dir, 2, "manifest entry \"base\" appears twice in the manifest");
+    struct manifest_file dup_kind[] = {entry("base", D), entry("base", F)};
+    vet_seq(dup_kind, 2, "manifest entry \"base\" appears twice in the manifest");
+    struct manifest_file under_file[] = {entry("PG_VERSION", F), entry("PG_VERSION/x", F)};
+    vet_seq(under_file, 2,
+            "manifest entry \"PG_VERSION/x\" is beneath \"PG_VERSION\", a file of the manifest");
+    struct manifest_file deep_under_file[] = {entry("a/b", F), entry("a/b/c/d/e", F)};
+    vet_seq(deep_under_file, 2,
+            "manifest entry \"a/b/c/d/e\" is beneath \"a/b\", a file of the manifest");
+    struct manifest_file file_over[] = {entry("a/b/c", F), entry("a", F)};
+    vet_seq(file_over, 2,
+            "manifest entry \"a\" is a file, and other entries of the manifest are beneath it");
+    struct manifest_file setuid[] = {entry("PG_VERSION", F)};
+    setuid[0].mode = 04755;
+    vet_seq(setuid, 1,
+            "manifest entry \"PG_VERSION\" is a file with mode 4755: setuid, setgid and sticky "
+            "bits are never restored");
+    setuid[0].mode = 01644;
+    vet_seq(setuid, 1,
+            "manifest entry \"PG_VERSION\" is a file with mode 1644: setuid, setgid and sticky "
+            "bits are never restored");
+    struct manifest_file ts_loose[] = {entry("pg_tblspc/16384/.bashrc", F)};
+    vet_seq(ts_loose, 1,
+            "manifest entry \"pg_tblspc/16384/.bashrc\" is in tablespace 16384 but not in its "
+            "version directory (PG_15_<catalog version>)");
+    struct manifest_file ts_other_version[] = {entry("pg_tblspc/16384/PG_14_202107181", D)};
+    vet_seq(ts_other_version, 1,
+            "manifest entry \"pg_tblspc/16384/PG_14_202107181\" is in tablespace 16384 but not "
+            "in its version directory (PG_15_<catalog version>)");
+    struct manifest_file ts_as_dir[] = {entry("pg_tblspc", D), entry("pg_tblspc/16384", D)};
+    vet_seq(ts_as_dir, 2,
+            "manifest entry \"pg_tblspc/16384\" is a directory where tablespace 16384's symlink "
+            "goes");
+    struct manifest_file ts_version_file[] = {entry("pg_tblspc/16384/PG_15_1", F)};
+    vet_seq(ts_version_file, 1,
+            "manifest entry \"pg_tblspc/16384/PG_15_1\" is a file where tablespace 16384's "
+            "version directory goes");
+    struct manifest_file wal_file[] = {entry("pg_wal", F)};
+    vet_seq(wal_file, 1, "manifest entry \"pg_wal\" is a file: the server needs a directory there");
+    /* a symlink at a path other entries are beneath: refused as a symlink first */
+    struct manifest_file link_over[] = {entry("base/1/1259", F), entry("base", L)};
+    vet_seq(link_over, 2,
+            "manifest entry \"base\" is a symlink: restore makes symlinks only for the "
+            "tablespaces the manifest header lists (pg_tblspc/<oid>)");
+    (void)e;
+
+    /* A header listing a tablespace twice. */
+    static const struct manifest_tablespace twice[] = {{16384, "/a"}, {16384, "/b"}};
+    struct manifest_header h2 = HDR;
+    h2.tablespaces = twice;
+    assert_null(restore_vet_new(&h2));
+    assert_string_equal(err_message(), "the manifest header lists tablespace 16384 twice");
+    err_clear();
+}
+
+/* Many entries (the table grows), each path once, then every one of them again. */
+static void test_vet_many(void **state)
+{
+    (void)state;
+    struct restore_vet *v = restore_vet_new(&HDR);
+    char path[64];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(path, sizeof(path), "base/%d/%d", i / 100, i);
+        struct manifest_file f = entry(path, F);
+        assert_int_equal(restore_vet_entry(v, &f), 0);
+    }
+    for (int i = 0; i < 20000; i += 997) {
+        snprintf(path, sizeof(path), "base/%d/%d", i / 100, i);
+        struct manifest_file f = entry(path, F);
+        assert_int_equal(restore_vet_entry(v, &f), -ERR_INTEGRITY);
+        err_clear();
+        snprintf(path, sizeof(path), "base/%d", i / 100);
+        f = entry(path, F);
+        assert_int_equal(restore_vet_entry(v, &f), -ERR_INTEGRITY);
+        err_clear();
+    }
+    restore_vet_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_targets_parse),
-        cmocka_unit_test(test_quoting),
-        cmocka_unit_test(test_conf_strip),
-        cmocka_unit_test(test_pick),
+        cmocka_unit_test(test_targets_parse), cmocka_unit_test(test_quoting),
+        cmocka_unit_test(test_conf_strip),    cmocka_unit_test(test_pick),
+        cmocka_unit_test(test_vet),           cmocka_unit_test(test_vet_many),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,8 @@
  * repository), and --delta keeping what matches. Each test runs on a manifest with file
  * digests of either kind: over the chunks' SHA-256s (each piece fills its chunks' slots)
  * and, as older manifests have them, over the whole content (fed by the pieces in turn).
+ * Confinement: --delta over symlinks and a hard link pointing outside, and a manifest
+ * with a symlink out of the data directory (refused before anything is made).
  */
 #include "../../src/restore/restore_int.h"
 #include "pgark/error.h"
@@ -173,7 +175,9 @@ static int restore_into(struct fixture *f, int i, const char *pgdata, bool delta
 {
     struct writer_options o = {
         .pgdata = pgdata, .repo = f->r[i], .threads = 3, .delta = delta, .piece_bytes = 2 * CHUNK};
-    return writer_restore(&o, "L1", st);
+    uint8_t digest[SHA256_LEN];
+    int rc = writer_vet(&o, "L1", digest);
+    return rc < 0 ? rc : writer_restore(&o, "L1", digest, st);
 }
 
 static void assert_files(struct fixture *f, const char *pgdata)
@@ -347,6 +351,162 @@ static void test_wrong_digest(void **state)
     }
 }
 
+static void put_text(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(text, 1, strlen(text), fp), strlen(text));
+    fclose(fp);
+}
+
+static void assert_text(const char *path, const char *text)
+{
+    char got[256];
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    size_t n = fread(got, 1, sizeof(got) - 1, fp);
+    fclose(fp);
+    got[n] = '\0';
+    assert_string_equal(got, text);
+}
+
+/* --delta over a directory where an earlier life (or someone) left symlinks and a hard
+ * link pointing outside, where the backup has a directory or a file: each is replaced,
+ * never written through, and what they point to is neither changed nor removed. */
+static void test_delta_links(void **state)
+{
+    struct fixture *f = *state;
+    char *pgdata = xasprintf("%s/pgdata-links", f->dir);
+    char *out = xasprintf("%s/outside", f->dir);
+    char *p;
+    struct writer_stats st;
+    assert_int_equal(restore_into(f, 0, pgdata, false, &st), 0);
+
+    assert_int_equal(mkdir(out, 0700), 0);
+    p = xasprintf("%s/1", out);
+    assert_int_equal(mkdir(p, 0700), 0);
+    free(p);
+    p = xasprintf("%s/1/small", out);
+    put_text(p, "outside small");
+    free(p);
+    p = xasprintf("%s/three", out);
+    put_text(p, "outside three");
+    free(p);
+    p = xasprintf("%s/hard", out);
+    put_text(p, "outside hard");
+    free(p);
+    /* base -> outside (the backup has a directory there), global/three -> outside/three
+     * (a file), empty hard-linked to outside/hard, extra -> outside (not in the backup) */
+    char *cmd = xasprintf("cd '%s' && rm -rf base global/three empty && ln -s '%s' base && "
+                          "ln -s '%s/three' global/three && ln '%s/hard' empty && "
+                          "ln -s '%s' extra",
+                          pgdata, out, out, out, out);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+
+    struct path_set *seen = path_set_new();
+    struct writer_options o = {.pgdata = pgdata,
+                               .repo = f->r[0],
+                               .threads = 3,
+                               .delta = true,
+                               .piece_bytes = 2 * CHUNK,
+                               .seen = seen};
+    uint8_t digest[SHA256_LEN];
+    assert_int_equal(writer_vet(&o, "L1", digest), 0);
+    assert_int_equal(writer_restore(&o, "L1", digest, &st), 0);
+    path_set_free(seen);
+    assert_files(f, pgdata);
+
+    struct stat sb;
+    p = xasprintf("%s/base", pgdata);
+    assert_int_equal(lstat(p, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    free(p);
+    p = xasprintf("%s/extra", pgdata);
+    assert_int_equal(lstat(p, &sb), -1);
+    free(p);
+    p = xasprintf("%s/1/small", out);
+    assert_text(p, "outside small");
+    free(p);
+    p = xasprintf("%s/three", out);
+    assert_text(p, "outside three");
+    free(p);
+    p = xasprintf("%s/hard", out);
+    assert_text(p, "outside hard");
+    free(p);
+    free(out);
+    free(pgdata);
+}
+
+/* A manifest with a symlink out of the data directory and a file beneath it: refused by
+ * writer_vet, naming the entry, with nothing made (not even the data directory); and
+ * writer_restore, handed such a manifest anyway (as if it had changed after the vet),
+ * refuses the entry before acting on it. */
+static void test_hostile_manifest(void **state)
+{
+    struct fixture *f = *state;
+    char *out = xasprintf("%s/outside", f->dir);
+    assert_int_equal(mkdir(out, 0700), 0);
+    char *sentinel = xasprintf("%s/sentinel", out);
+    put_text(sentinel, "sentinel");
+
+    struct manifest_writer *mw = manifest_writer_new(f->dir, CHUNK);
+    struct manifest_file dir = {.path = "base", .type = MANIFEST_TYPE_DIR, .mode = 0700};
+    struct manifest_file link = {
+        .path = "escape", .type = MANIFEST_TYPE_SYMLINK, .mode = 0777, .link = out};
+    struct manifest_file file = {
+        .path = "escape/sentinel", .type = MANIFEST_TYPE_FILE, .mode = 0600};
+    manifest_chunks_digest(NULL, 0, file.digest);
+    assert_int_equal(manifest_writer_add(mw, &dir), 0);
+    assert_int_equal(manifest_writer_add(mw, &link), 0);
+    assert_int_equal(manifest_writer_add(mw, &file), 0);
+    struct manifest_header h = {.format = MANIFEST_FORMAT,
+                                .label = "L2",
+                                .timeline = 1,
+                                .pg_version = 150000,
+                                .system_identifier = ID.system_identifier,
+                                .chunk_size = CHUNK,
+                                .compression = "zstd"};
+    struct buf text = BUF_INIT;
+    assert_int_equal(manifest_writer_finish(mw, &h, buf_sink, &text), 0);
+    manifest_writer_free(mw);
+    assert_int_equal(repo_put(f->r[0], "backups/L2/manifest.json", text.data, text.len), 0);
+    buf_free(&text);
+
+    char *pgdata = xasprintf("%s/pgdata-hostile", f->dir);
+    struct writer_options o = {.pgdata = pgdata, .repo = f->r[0], .threads = 2};
+    uint8_t digest[SHA256_LEN] = {0};
+    struct writer_stats st;
+    assert_int_equal(writer_vet(&o, "L2", digest), -ERR_INTEGRITY);
+    char *msg = err_format();
+    assert_string_equal(msg, "manifest entry \"escape\" is a symlink: restore makes symlinks "
+                             "only for the tablespaces the manifest header lists "
+                             "(pg_tblspc/<oid>)\n"
+                             "  at line 3 of the manifest\n"
+                             "  in object \"main/backups/L2/manifest.json\" of repository "
+                             "\"plain\"\n"
+                             "  in repository \"plain\"\n"
+                             "  while checking the manifest of backup \"L2\"");
+    free(msg);
+    err_clear();
+    struct stat sb;
+    assert_int_equal(stat(pgdata, &sb), -1);
+
+    assert_int_equal(writer_restore(&o, "L2", digest, &st), -ERR_INTEGRITY);
+    msg = err_format();
+    if (!strstr(msg, "manifest entry \"escape\" is a symlink"))
+        fail_msg("%s", msg);
+    free(msg);
+    err_clear();
+    char *esc = xasprintf("%s/escape", pgdata);
+    assert_int_equal(lstat(esc, &sb), -1);
+    assert_text(sentinel, "sentinel");
+    free(esc);
+    free(pgdata);
+    free(sentinel);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -355,6 +515,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_chunk, setup_chunks, teardown),
         cmocka_unit_test_setup_teardown(test_long_chunk, setup_chunks, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_digest, setup_chunks, teardown),
+        cmocka_unit_test_setup_teardown(test_delta_links, setup_chunks, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_manifest, setup_chunks, teardown),
         cmocka_unit_test_setup_teardown(test_restore, setup_file, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_chunk, setup_file, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_chunk, setup_file, teardown),
