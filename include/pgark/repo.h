@@ -37,6 +37,9 @@ struct repo_options {
     int compress_level;     /* zstd level 1..19; 0 = store uncompressed */
     /* scrypt cost for a new repository; 0 = default (N=2^15). Tests lower it. */
     uint64_t kdf_n;
+    /* On a store without conditional writes, how long a creator of repo.json waits
+     * for another one to finish; 0 = default (30 s). Tests lower it. */
+    int create_wait_ms;
 };
 
 struct repo;

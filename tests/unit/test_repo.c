@@ -102,7 +102,7 @@ static const struct {
 static struct repo *open_repo(const char *cluster, int level, const char *pass,
                               const struct repo_identity *expect, bool create)
 {
-    struct repo_options o = {cluster, pass, level, 1024};
+    struct repo_options o = {cluster, pass, level, 1024, 0};
     return repo_open(fx.s, &o, expect, create);
 }
 

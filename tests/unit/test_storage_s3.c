@@ -1114,6 +1114,51 @@ static void test_engine_retry_does_not_block(void **state)
     faultproxy_stop(fp);
 }
 
+/* --- conditional writes: s3rver ignores them, AWS answers 412 ---------------------- */
+
+/* s3rver replaces an object that a PUT with If-None-Match: * was not to replace: the
+ * probe finds out, says so, and leaves nothing behind. */
+static void test_s3rver_ignores_if_none_match(void **state)
+{
+    (void)state;
+    struct storage *s = open_s3(endpoint, NULL);
+    char *why = NULL;
+    assert_int_equal(storage_create_honoured(s, "cond/probe", &why), 0);
+    assert_string_equal(why, "the store replaced an object that a write with If-None-Match: * "
+                             "was not to replace");
+    free(why);
+    assert_int_equal(storage_exists(s, "cond/probe"), 0);
+    storage_free(s);
+}
+
+/* AWS (and s3rver here, behind a proxy that answers conditional PUTs as AWS does where
+ * the object exists): 412 PreconditionFailed is ERR_EXISTS, and the object is kept. */
+static void test_aws_precondition_failed_412(void **state)
+{
+    (void)state;
+    char ep[64];
+    struct faultproxy *fp = proxy_before_s3(ep);
+    struct storage *s = open_s3(ep, NULL);
+    faultproxy_set(fp, FAULTPROXY_PRECONDITION, 1, 0);
+    char *why = NULL;
+    assert_int_equal(storage_create_honoured(s, "cond/aws-probe", &why), 1);
+    assert_null(why);
+    assert_int_equal(faultproxy_faults(fp), 1);
+    assert_int_equal(storage_exists(s, "cond/aws-probe"), 0);
+
+    assert_int_equal(storage_write_all(s, "cond/kept", "first", 5), 0);
+    faultproxy_set(fp, FAULTPROXY_PRECONDITION, 1, 0);
+    int rc = storage_create_all(s, "cond/kept", "second", 6);
+    assert_int_equal(rc, -ERR_EXISTS);
+    assert_non_null(strstr(err_message(), "object \"pre/fix/cond/kept\" already exists in "
+                                          "repository \"test\" (PreconditionFailed: At least one "
+                                          "of the pre-conditions you specified did not hold)"));
+    err_clear();
+    assert_read_equals(s, "cond/kept", 0, STORAGE_TO_END, (const uint8_t *)"first", 5);
+    storage_free(s);
+    faultproxy_stop(fp);
+}
+
 /* --- the shared driver suite, unchanged, against s3rver ----------------------------- */
 
 struct suite_ctx {
@@ -1173,6 +1218,8 @@ int main(void)
         cmocka_unit_test(test_engine_nested_request),
         cmocka_unit_test(test_engine_retry_does_not_block),
         cmocka_unit_test(test_engine_paused_bounded),
+        cmocka_unit_test(test_s3rver_ignores_if_none_match),
+        cmocka_unit_test(test_aws_precondition_failed_412),
     };
     if (group_setup(NULL) != 0) {
         printf("1..1\nnot ok 1 - s3rver could not be started (see above)\n");

@@ -187,6 +187,10 @@ int s3_judge(struct s3 *s, const struct s3_req *r, int rc, struct http_response 
         rc = err_set(ERR_AUTH, "s3 %s of %s in repository \"%s\" refused: %s", r->method, what,
                      name, detail);
         err_hint("check the access key id, secret and permissions of repository \"%s\"", name);
+    } else if (st == 501 || (code && strcmp(code, "NotImplemented") == 0)) {
+        /* e.g. a conditional PUT on Swift's S3 API: the caller may have another way */
+        rc = err_set(ERR_UNSUPPORTED, "s3 %s of %s in repository \"%s\" failed: HTTP %ld %s",
+                     r->method, what, name, st, detail);
     } else if (st == 416 || code_is(code, integrity_codes)) {
         rc = err_set(ERR_INTEGRITY, "s3 %s of %s in repository \"%s\" failed: %s", r->method, what,
                      name, detail);
