@@ -1,6 +1,9 @@
 #!/bin/sh
 # deps.sh — install what building and testing pgark needs on Debian 12.
 #
+# python3-swift is OpenStack Swift's code: tests/harness/swift-s3.py runs a one-node
+# Swift with its S3 API from it, in one process (no Swift daemon or service is installed).
+#
 # As root: installs only the missing packages (one apt-get update, and only when
 # something is missing; --no-upgrade so present packages stay as they are), then
 # s3rver into tests/harness/s3 when absent. Not root: prints the apt-get line for
@@ -14,7 +17,8 @@ s3dir="$root/tests/harness/s3"
 s3rver_version=3.7.1
 
 packages="build-essential make pkg-config libpq-dev libzstd-dev libssl-dev libyaml-dev
-libcurl4-openssl-dev libjansson-dev libcmocka-dev postgresql-15 libipc-run-perl zstd"
+libcurl4-openssl-dev libjansson-dev libcmocka-dev postgresql-15 libipc-run-perl zstd
+python3-swift"
 case "${1:-}" in
 "") ;;
 bench) packages="$packages pgbackrest" ;;

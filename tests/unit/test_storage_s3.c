@@ -1226,7 +1226,7 @@ int main(void)
         return 1;
     }
     struct suite_ctx ctx = {0};
-    struct storage_suite_target target = {"s3", suite_create, suite_destroy, &ctx};
+    struct storage_suite_target target = {"s3", suite_create, suite_destroy, &ctx, 0};
     int rc = storage_suite_run(&target, tests, sizeof(tests) / sizeof(tests[0]));
     group_teardown(NULL);
     return rc;

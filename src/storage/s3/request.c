@@ -166,6 +166,9 @@ int s3_judge(struct s3 *s, const struct s3_req *r, int rc, struct http_response 
     }
     char *what =
         r->key ? xasprintf("object \"%s\"", r->key) : xasprintf("bucket \"%s\"", s->bucket);
+    /* "HTTP 400 " before a code; without one (a HEAD has no body) detail is the status */
+    char status[32];
+    snprintf(status, sizeof(status), "HTTP %ld ", st);
     char *detail = code ? xasprintf("%s%s%s", code, message ? ": " : "", message ? message : "")
                         : xasprintf("HTTP %ld", st);
 
@@ -189,14 +192,14 @@ int s3_judge(struct s3 *s, const struct s3_req *r, int rc, struct http_response 
         err_hint("check the access key id, secret and permissions of repository \"%s\"", name);
     } else if (st == 501 || (code && strcmp(code, "NotImplemented") == 0)) {
         /* e.g. a conditional PUT on Swift's S3 API: the caller may have another way */
-        rc = err_set(ERR_UNSUPPORTED, "s3 %s of %s in repository \"%s\" failed: HTTP %ld %s",
-                     r->method, what, name, st, detail);
+        rc = err_set(ERR_UNSUPPORTED, "s3 %s of %s in repository \"%s\" failed: %s%s", r->method,
+                     what, name, code ? status : "", detail);
     } else if (st == 416 || code_is(code, integrity_codes)) {
         rc = err_set(ERR_INTEGRITY, "s3 %s of %s in repository \"%s\" failed: %s", r->method, what,
                      name, detail);
     } else {
-        rc = err_set(ERR_PROTOCOL, "s3 %s of %s in repository \"%s\" failed: HTTP %ld %s",
-                     r->method, what, name, st, detail);
+        rc = err_set(ERR_PROTOCOL, "s3 %s of %s in repository \"%s\" failed: %s%s", r->method, what,
+                     name, code ? status : "", detail);
     }
     free(code);
     free(message);
