@@ -35,14 +35,17 @@ static const struct command commands[] = {
      "Runs BASE_BACKUP over a replication connection and stores every file as\n"
      "deduplicated, compressed (and encrypted) chunks, then the manifest.\n"},
     {"restore", cmd_restore,
-     "restore --pgdata DIR [--backup LABEL|latest] [TARGET] [--target-action promote|pause|shutdown]\n"
-     "              [--target-timeline latest|N] [--delta] [--force] [--tablespace-map OID=DIR]...\n"
+     "restore --pgdata DIR [--backup LABEL|latest] [TARGET] [--target-action "
+     "promote|pause|shutdown]\n"
+     "              [--target-timeline latest|N] [--delta] [--force] [--tablespace-map "
+     "OID=DIR]...\n"
      "              [--repo NAME] [--start [--port N] [--wait]]",
      "lay down a backup and the recovery settings for point-in-time recovery",
      "TARGET is one of --target-time TS, --target-xid X, --target-lsn X/X,\n"
      "--target-name NAME, --target immediate, --target latest (the default);\n"
      "--target-exclusive stops just before the target instead of just after.\n"},
-    {"wal-fetch", cmd_wal_fetch, "wal-fetch [--repo NAME] SEGMENT DEST", "restore_command helper (%f %p), with read-ahead",
+    {"wal-fetch", cmd_wal_fetch, "wal-fetch [--repo NAME] SEGMENT DEST",
+     "restore_command helper (%f %p), with read-ahead",
      "Exits 1 when no repository has the file, as restore_command requires, and 255\n"
      "(which stops the server's startup) on any other failure; --repo reads only NAME.\n"},
     {"wal-push", cmd_wal_push, "wal-push PATH", "archive_command helper (%p)",

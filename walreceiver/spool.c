@@ -255,8 +255,9 @@ static int segment_open(struct spool *s, timeline_t tli, uint64_t segno)
         }
         if (!zero) {
             close(fd);
-            return err_set(ERR_INTEGRITY, "spool file \"%s/%s\" has size %lld, not %llu, and holds data",
-                           s->dir, path, (long long)st.st_size, (unsigned long long)s->seg_size);
+            return err_set(ERR_INTEGRITY,
+                           "spool file \"%s/%s\" has size %lld, not %llu, and holds data", s->dir,
+                           path, (long long)st.st_size, (unsigned long long)s->seg_size);
         }
         off = (uint64_t)st.st_size;
     } else if (errno != ENOENT) {

@@ -10,9 +10,14 @@
 
 #include "../../src/pg/pg_int.h"
 #include "pgark/error.h"
+#include "pgark/mem.h"
 
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static size_t count(char **list)
 {
@@ -110,6 +115,98 @@ static void test_clean_message_masks(void **state)
     char **s = pg_int_conninfo_secrets("postgresql://u:s%4@h/x");
     m = pg_int_clean_message("invalid percent-encoded token: \"s%4\"", s);
     assert_null(strstr(m, "s%4"));
+    free(m);
+    pg_int_secrets_free(s);
+}
+
+/* pg_int_clean_message(msg, secrets) in a child that has 10 s: a masking that never
+ * ends (it once rewrote its own "********" forever) fails the test instead of hanging
+ * it. Returns the child's result (caller frees); fails when the child did not finish. */
+static char *clean_in_child(const char *msg, char *const *secrets)
+{
+    int fds[2];
+
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        alarm(10);
+        char *m = pg_int_clean_message(msg, secrets);
+        size_t len = strlen(m), off = 0;
+
+        while (off < len) {
+            ssize_t w = write(fds[1], m + off, len - off);
+            if (w <= 0)
+                _exit(1);
+            off += (size_t)w;
+        }
+        free(m);
+        _exit(0);
+    }
+    close(fds[1]);
+
+    struct buf b = BUF_INIT;
+    char chunk[512];
+    ssize_t n;
+    int wstatus;
+
+    while ((n = read(fds[0], chunk, sizeof(chunk))) > 0)
+        buf_append(&b, chunk, (size_t)n);
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &wstatus, 0), pid);
+    if (WIFSIGNALED(wstatus))
+        fail_msg("masking \"%s\" did not finish: killed by signal %d (%s)", msg, WTERMSIG(wstatus),
+                 strsignal(WTERMSIG(wstatus)));
+    assert_true(WIFEXITED(wstatus));
+    assert_int_equal(WEXITSTATUS(wstatus), 0);
+    buf_append(&b, "", 0);
+    return buf_steal(&b);
+}
+
+/* Secrets that are, or overlap, the mask itself; an empty one; several occurrences. */
+static void test_clean_message_mask_chars(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *secrets[3];
+        const char *msg, *want;
+    } cases[] = {
+        /* password=* and a host with a '*' in it */
+        {{"*", NULL},
+         "could not translate host name \"db*1\" to address: Name or service not known",
+         "could not translate host name \"db********1\" to address: Name or service not known"},
+        /* each occurrence, and a run of them (overlapping ones too) as one mask */
+        {{"**", NULL}, "a ** b *** c **** d * e", "a ******** b ******** c ******** d * e"},
+        {{"********", NULL}, "x ******** y", "x ******** y"},
+        {{"*", "p*w"}, "p*w and *, p*w", "******** and ********, ********"},
+        /* overlapping secrets: neither leaves a part of itself readable */
+        {{"abc", "bcdef"}, "xabcdefy", "x********y"},
+        /* an empty password hides nothing */
+        {{"", NULL}, "password authentication failed", "password authentication failed"},
+        {{"", "s3cr3t"}, "s3cr3t s3cr3ts3cr3t", "******** ********"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *m = clean_in_child(cases[i].msg, (char *const *)cases[i].secrets);
+
+        assert_string_equal(m, cases[i].want);
+        free(m);
+    }
+
+    /* As found in a conninfo: "password=*" with a host that contains '*'. */
+    char **s = pg_int_conninfo_secrets("host=db*1 user=bob password=*");
+    assert_int_equal(count(s), 1);
+    char *m = clean_in_child("could not translate host name \"db*1\" to address", s);
+    assert_string_equal(m, "could not translate host name \"db********1\" to address");
+    free(m);
+    pg_int_secrets_free(s);
+
+    /* An empty quoted password is no secret; the message comes through whole. */
+    s = pg_int_conninfo_secrets("host=db password='' user=bob");
+    assert_int_equal(count(s), 0);
+    m = clean_in_child("fe_sendauth: no password supplied", s);
+    assert_string_equal(m, "fe_sendauth: no password supplied");
     free(m);
     pg_int_secrets_free(s);
 }
@@ -256,11 +353,17 @@ static void test_parse_seg_size(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_secrets_keyword),    cmocka_unit_test(test_secrets_uri),
-        cmocka_unit_test(test_clean_message),      cmocka_unit_test(test_clean_message_masks),
-        cmocka_unit_test(test_connect_error_kind), cmocka_unit_test(test_sqlstate_kind),
-        cmocka_unit_test(test_parse_u64),          cmocka_unit_test(test_parse_tli),
-        cmocka_unit_test(test_parse_lsn),          cmocka_unit_test(test_parse_seg_size),
+        cmocka_unit_test(test_secrets_keyword),
+        cmocka_unit_test(test_secrets_uri),
+        cmocka_unit_test(test_clean_message),
+        cmocka_unit_test(test_clean_message_masks),
+        cmocka_unit_test(test_clean_message_mask_chars),
+        cmocka_unit_test(test_connect_error_kind),
+        cmocka_unit_test(test_sqlstate_kind),
+        cmocka_unit_test(test_parse_u64),
+        cmocka_unit_test(test_parse_tli),
+        cmocka_unit_test(test_parse_lsn),
+        cmocka_unit_test(test_parse_seg_size),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
