@@ -229,6 +229,9 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    /* PostgreSQL runs these once per WAL segment: a warning about the configuration
+     * would fill its log, once a segment. */
+    ctx.config_warn_level = c->fn == cmd_wal_fetch || c->fn == cmd_wal_push ? LOG_DETAIL : LOG_WARN;
     rc = c->fn(&ctx, argc - i, argv + i);
 
 out:

@@ -132,6 +132,8 @@ int cmd_receive(struct cli_context *ctx, int argc, char **argv)
     if (!cl)
         return 2;
     const struct config *cfg = cli_config(ctx);
+    if (cli_require_tls(cfg, cl) < 0)
+        return 2;
     if (run_prepare(cfg, cl, &run) < 0) {
         rc = err_exit_code();
         goto out;
@@ -152,7 +154,7 @@ int cmd_receive(struct cli_context *ctx, int argc, char **argv)
         struct config *fresh = NULL;
         const struct config_cluster *fresh_cl = NULL;
         if (config_load(path, &fresh) < 0 || !(fresh_cl = config_cluster_find(fresh, cl->name)) ||
-            run_prepare(fresh, fresh_cl, &run) < 0) {
+            cli_require_tls(fresh, fresh_cl) < 0 || run_prepare(fresh, fresh_cl, &run) < 0) {
             char *text = err_format();
             log_error("configuration not reloaded: %s", text);
             free(text);
@@ -165,6 +167,7 @@ int cmd_receive(struct cli_context *ctx, int argc, char **argv)
             }
             continue;
         }
+        cli_config_warnings(fresh, ctx->config_warn_level);
         config_free(owned);
         owned = fresh;
         cfg = fresh;

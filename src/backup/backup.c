@@ -254,6 +254,8 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
     if (!cl)
         return 2;
     const struct config *cfg = cli_config(ctx);
+    if (cli_require_tls(cfg, cl) < 0)
+        return 2;
     bool fast = args.checkpoint >= 0 ? args.checkpoint == CONFIG_CHECKPOINT_FAST
                                      : cl->backup.checkpoint == CONFIG_CHECKPOINT_FAST;
 

@@ -131,6 +131,12 @@ static void find_uri_passwords(const char *s, char ***list, size_t *n)
     }
 }
 
+bool pg_int_looks_like_conninfo(const char *s)
+{
+    return strchr(s, '=') != NULL || strncmp(s, "postgresql://", 13) == 0 ||
+           strncmp(s, "postgres://", 11) == 0;
+}
+
 char **pg_int_conninfo_secrets(const char *conninfo)
 {
     char **list = xcalloc(1, sizeof(*list));
