@@ -6,6 +6,8 @@
  * returns, its stream resumes from the spool with the new settings, no gap. A
  * configuration that no longer loads is reported and the old one is kept.
  */
+#include "spool_int.h"
+
 #include "pgark/cli.h"
 #include "pgark/config.h"
 #include "pgark/error.h"
@@ -78,6 +80,9 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
     r->o.synchronous = cl->synchronous;
     r->spool_dir = xasprintf("%s/%s", cfg->spool, cl->name);
     r->o.spool_dir = r->spool_dir;
+    /* Said before any connection is tried (the spool is opened once one works). */
+    if (spool_check_owner(r->spool_dir) < 0)
+        return err_code();
     r->o.spool_max = cfg->spool_max;
     r->o.partial_interval_ms = cl->partial_upload_interval_ms;
     r->o.status_interval_ms = 10000;

@@ -4,6 +4,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/privfs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -74,10 +75,25 @@ static int make_dirs(const char *dir)
     return rc;
 }
 
+int spool_check_owner(const char *dir)
+{
+    char *parent = xstrdup(dir);
+    char *slash = strrchr(parent, '/');
+    int rc = 0;
+    if (slash && slash != parent) {
+        *slash = '\0';
+        rc = privfs_check_dir(parent, "spool directory");
+    }
+    if (rc == 0)
+        rc = privfs_check_dir(dir, "spool directory");
+    free(parent);
+    return rc;
+}
+
 struct spool *spool_open(const char *dir, uint64_t seg_size, uint64_t max_bytes)
 {
     struct spool *s = NULL;
-    if (make_dirs(dir) < 0)
+    if (spool_check_owner(dir) < 0 || make_dirs(dir) < 0)
         goto fail;
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
