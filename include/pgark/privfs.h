@@ -12,7 +12,8 @@
 #include <stdio.h>
 
 /*
- * 0 when dir does not exist or is a directory owned by this process's effective user;
+ * 0 when dir does not exist (or a component of its path is a file: creating it will
+ * fail and say so) or is a directory owned by this process's effective user;
  * otherwise -ERR_CONFIG: "<what> \"dir\" is owned by uid N (name), not by uid M (name)
  * that runs pgark" with a hint (chown, or run pgark as that user), or "... is not a
  * directory". A dir that cannot be examined (EACCES) fails with ERR_AUTH.

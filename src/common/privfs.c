@@ -28,7 +28,9 @@ int privfs_check_dir(const char *dir, const char *what)
     char owner[300], me[300];
 
     if (stat(dir, &st) < 0) {
-        if (errno == ENOENT)
+        /* Not there (or under a file): nothing to refuse; making it will say what is
+         * wrong. */
+        if (errno == ENOENT || errno == ENOTDIR)
             return 0;
         return err_set_errno(ERR_IO, errno, "could not examine %s \"%s\"", what, dir);
     }
