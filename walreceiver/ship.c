@@ -12,6 +12,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/privfs.h"
 #include "pgark/units.h"
 
 #include <dirent.h>
@@ -55,7 +56,7 @@ static int cursor_save(struct shipper *sh)
     char path[4096], tmp[4200];
     cursor_path(sh, path, sizeof(path));
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "we");
+    FILE *f = privfs_fopen_w(tmp);
     if (!f)
         return err_set_errno(ERR_IO, errno, "could not write \"%s\"", tmp);
     fprintf(f, "%s\n", sh->cursor);

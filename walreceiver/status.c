@@ -12,6 +12,7 @@
 
 #include "pgark/error.h"
 #include "pgark/mem.h"
+#include "pgark/privfs.h"
 #include "pgark/units.h"
 
 #include <errno.h>
@@ -150,7 +151,14 @@ int status_write(struct receiver *rx)
 
     snprintf(path, sizeof(path), "%s/status.json", spool_dir(rx->spool));
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (json_dump_file(root, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
+    /* 0600: it names the repositories, the server and the last errors. */
+    FILE *f = privfs_fopen_w(tmp);
+    if (!f) {
+        rc = err_set_errno(ERR_IO, errno, "could not write \"%s\"", tmp);
+        goto out;
+    }
+    int dumped = json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (fclose(f) != 0 || dumped != 0) {
         rc = err_set(ERR_IO, "could not write \"%s\"", tmp);
         goto out;
     }

@@ -579,7 +579,13 @@ static void open_fingerprints(struct backup_run *run)
                         ids + g * SHA256_LEN);
     struct fp_ident id = {run->p.system_identifier, run->p.chunk_size, run->nblocks, ids};
     run->fp = fpcache_open(run->p.fp_dir, &id);
-    if (!run->fp) {
+    if (!run->fp && err_kind() == ERR_CONFIG) {
+        /* A spool another user owns: refused, loudly. */
+        log_warn("fingerprint cache not used, every chunk is hashed: %s", err_message());
+        if (err_hint_text())
+            log_warn("hint: %s", err_hint_text());
+        err_clear();
+    } else if (!run->fp) {
         log_info("no fingerprint cache, every chunk is hashed: %s", err_message());
         err_clear();
     }

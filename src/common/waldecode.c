@@ -109,7 +109,6 @@ static uint64_t get64(const uint8_t *p)
     return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
-
 static int fail(struct waldecode *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int fail(struct waldecode *d, const char *fmt, ...)
@@ -456,8 +455,8 @@ static int page_header(struct waldecode *d, lsn_t page)
         return fail(d, "invalid WAL page header at %s: magic 0x%04X, expected 0x%04X",
                     lsn_format(page, at), magic, d->magic);
     if (info & ~XLP_ALL_FLAGS)
-        return fail(d, "invalid WAL page header at %s: unknown info bits 0x%04X", lsn_format(page, at),
-                    info);
+        return fail(d, "invalid WAL page header at %s: unknown info bits 0x%04X",
+                    lsn_format(page, at), info);
     if (addr != page) {
         end_of_wal(d, where, "page at %s has address %s (recycled WAL)", lsn_format(page, at),
                    lsn_format(addr, a));

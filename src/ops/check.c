@@ -33,7 +33,23 @@
 struct checks {
     json_t *list;
     int failed;
+    int warned;
 };
+
+enum verdict { CHECK_OK, CHECK_WARN, CHECK_FAIL };
+
+static void entry(struct checks *c, const char *name, enum verdict v, const char *fmt, va_list ap)
+{
+    char *detail = xvasprintf(fmt, ap);
+    json_array_append_new(c->list,
+                          json_pack("{s:s, s:b, s:b, s:s}", "name", name, "ok", v != CHECK_FAIL,
+                                    "warning", v == CHECK_WARN, "detail", detail));
+    if (v == CHECK_FAIL)
+        c->failed++;
+    if (v == CHECK_WARN)
+        c->warned++;
+    free(detail);
+}
 
 static void add(struct checks *c, const char *name, bool ok, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -42,13 +58,20 @@ static void add(struct checks *c, const char *name, bool ok, const char *fmt, ..
 {
     va_list ap;
     va_start(ap, fmt);
-    char *detail = xvasprintf(fmt, ap);
+    entry(c, name, ok ? CHECK_OK : CHECK_FAIL, fmt, ap);
     va_end(ap);
-    json_array_append_new(c->list,
-                          json_pack("{s:s, s:b, s:s}", "name", name, "ok", ok, "detail", detail));
-    if (!ok)
-        c->failed++;
-    free(detail);
+}
+
+/* Passed, but something should be fixed: exit 0 all the same. */
+static void warn(struct checks *c, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void warn(struct checks *c, const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    entry(c, name, CHECK_WARN, fmt, ap);
+    va_end(ap);
 }
 
 /* The current error as one line (context joined with "; "), cleared. */
@@ -199,6 +222,39 @@ out:
     pg_conn_free(conn);
 }
 
+/* How the conninfo reaches the server. Only a TCP connection gets an entry: a Unix
+ * socket needs no TLS. False when require_tls refuses it: then nothing connects. */
+static bool check_transport(struct checks *c, const struct config *cfg,
+                            const struct config_cluster *cl)
+{
+    struct pg_transport t;
+    if (pg_conninfo_transport(cl->conninfo, &t) < 0) {
+        err_clear(); /* the connection check says what is wrong with it */
+        return true;
+    }
+    if (!t.tcp)
+        return true;
+    if (pg_sslmode_authenticates(t.sslmode)) {
+        add(c, "tls", true, "cluster \"%s\" connects to \"%s\" over TCP with sslmode %s", cl->name,
+            t.host, t.sslmode);
+        return true;
+    }
+    if (cli_require_tls(cfg, cl) < 0) {
+        char *e = take_error();
+        add(c, "tls", false, "not connecting: %s", e);
+        free(e);
+        return false;
+    }
+    warn(c, "tls",
+         "cluster \"%s\" connects to \"%s\" over TCP with sslmode \"%s\"%s, which does not "
+         "authenticate the server: whoever can reach the network path can pose as it, and "
+         "with prefer or allow read the WAL in clear (hint: add sslmode=verify-full and "
+         "sslrootcert=FILE to the conninfo, or connect through a Unix socket; require_tls: "
+         "true refuses anything weaker)",
+         cl->name, t.host, t.sslmode, t.sslmode_set ? "" : " (libpq's default: nothing sets it)");
+    return true;
+}
+
 /* --- repositories ------------------------------------------------------------------------ */
 
 /* Write, read back and remove a small object under the cluster's folder. */
@@ -312,14 +368,20 @@ static void print_human(const struct checks *c)
     json_t *e;
     json_array_foreach(c->list, i, e)
     {
-        printf("%-4s  %-24s %s\n", json_is_true(json_object_get(e, "ok")) ? "ok" : "FAIL",
+        printf("%-4s  %-24s %s\n",
+               !json_is_true(json_object_get(e, "ok"))       ? "FAIL"
+               : json_is_true(json_object_get(e, "warning")) ? "warn"
+                                                             : "ok",
                json_string_value(json_object_get(e, "name")),
                json_string_value(json_object_get(e, "detail")));
     }
     if (c->failed)
-        printf("%d of %zu checks failed\n", c->failed, json_array_size(c->list));
+        printf("%d of %zu checks failed", c->failed, json_array_size(c->list));
     else
-        printf("all %zu checks passed\n", json_array_size(c->list));
+        printf("all %zu checks passed", json_array_size(c->list));
+    if (c->warned)
+        printf(", %d with a warning", c->warned);
+    printf("\n");
 }
 
 int cmd_check(struct cli_context *ctx, int argc, char **argv)
@@ -349,7 +411,9 @@ int cmd_check(struct cli_context *ctx, int argc, char **argv)
         return 2;
     }
 
-    struct checks c = {json_array(), 0};
+    struct checks c = {json_array(), 0, 0};
+    /* Its warnings are entries of the report, not log lines. */
+    ctx->config_warn_level = LOG_DEBUG;
     struct receiver_state rs = {0};
     const struct config_cluster *cl = NULL;
     const struct config *cfg = cli_config(ctx);
@@ -364,10 +428,18 @@ int cmd_check(struct cli_context *ctx, int argc, char **argv)
     }
     add(&c, "config", true, "\"%s\" is valid; cluster \"%s\" with %zu repositor%s", cfg->path,
         cl->name, cl->nrepos, cl->nrepos == 1 ? "y" : "ies");
+    for (size_t i = 0; i < cfg->nwarnings; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "permissions:%zu", i + 1);
+        warn(&c, name, "%s%s%s%s", cfg->warnings[i].message,
+             cfg->warnings[i].hint ? " (hint: " : "",
+             cfg->warnings[i].hint ? cfg->warnings[i].hint : "", cfg->warnings[i].hint ? ")" : "");
+    }
 
     receiver_state(cfg, cl, &rs);
     struct server srv = {0};
-    check_server(&c, cl, &rs, &srv);
+    if (check_transport(&c, cfg, cl))
+        check_server(&c, cl, &rs, &srv);
     for (size_t i = 0; i < cl->nrepos; i++)
         check_repo(&c, cfg, cl, config_cluster_repo(cfg, cl, i), &srv, &rs);
 

@@ -245,14 +245,13 @@ static json_t *result_json(const struct verify_run *v, const struct config_clust
     for (size_t i = 0; i < nrepos; i++) {
         const struct verify_counts *c = &repos[i].counts;
         json_array_append_new(
-            rs,
-            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "name",
-                      repos[i].name, "objects", (json_int_t)c->objects, "bytes",
-                      (json_int_t)c->bytes, "segments", (json_int_t)c->segments, "partials",
-                      (json_int_t)c->partials, "histories", (json_int_t)c->histories,
-                      "time_indexes", (json_int_t)c->indexes, "segments_without_time_index",
-                      (json_int_t)c->without_index, "backups", (json_int_t)c->backups, "files",
-                      (json_int_t)c->files, "chunks", (json_int_t)c->chunks));
+            rs, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "name",
+                          repos[i].name, "objects", (json_int_t)c->objects, "bytes",
+                          (json_int_t)c->bytes, "segments", (json_int_t)c->segments, "partials",
+                          (json_int_t)c->partials, "histories", (json_int_t)c->histories,
+                          "time_indexes", (json_int_t)c->indexes, "segments_without_time_index",
+                          (json_int_t)c->without_index, "backups", (json_int_t)c->backups, "files",
+                          (json_int_t)c->files, "chunks", (json_int_t)c->chunks));
     }
     json_object_set_new(root, "repositories", rs);
     json_t *ps = json_array();

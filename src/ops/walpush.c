@@ -114,12 +114,11 @@ int cmd_wal_push(struct cli_context *ctx, int argc, char **argv)
         const struct config_repo *cr = config_cluster_repo(cfg, cl, i);
         struct storage *s = cli_open_storage(cr);
         struct repo *r = NULL;
-        struct repo_options ro = {.cluster = cl->name,
-                                  .passphrase = cfg->encryption.passphrase,
-                                  .compress_level = cfg->compression.algorithm ==
-                                                            CONFIG_COMPRESSION_NONE
-                                                        ? 0
-                                                        : cfg->compression.level};
+        struct repo_options ro = {
+            .cluster = cl->name,
+            .passphrase = cfg->encryption.passphrase,
+            .compress_level =
+                cfg->compression.algorithm == CONFIG_COMPRESSION_NONE ? 0 : cfg->compression.level};
         if (s)
             r = repo_open(s, &ro, expect, expect != NULL);
         if (!r || push_one(r, name, fd, (uint64_t)st.st_size) < 0) {

@@ -18,12 +18,6 @@
  * says. */
 #define PG_DEFAULT_CONNECT_TIMEOUT "10"
 
-static bool looks_like_conninfo(const char *s)
-{
-    return strchr(s, '=') != NULL || strncmp(s, "postgresql://", 13) == 0 ||
-           strncmp(s, "postgres://", 11) == 0;
-}
-
 /* Add the hint a DBA needs for the usual refusals. */
 static void connect_hint(const char *msg, const char *user)
 {
@@ -50,7 +44,7 @@ struct pg_conn *pg_connect_replication(const char *conninfo, const char *applica
         log_add_secret(*s);
 
     /* A malformed conninfo is a configuration error, not a failed connection. */
-    if (looks_like_conninfo(conninfo)) {
+    if (pg_int_looks_like_conninfo(conninfo)) {
         char *perr = NULL;
         PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
 

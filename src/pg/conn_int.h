@@ -13,7 +13,7 @@ struct pg_conn {
     PGconn *pq;
     char **secrets; /* masked in every message this connection produces */
     char *target;
-    char *copybuf;  /* last PQgetCopyData buffer, freed on the next read */
+    char *copybuf; /* last PQgetCopyData buffer, freed on the next read */
 };
 
 /* Record the server's error for command with its SQLSTATE's kind; returns the code. */

@@ -14,6 +14,7 @@
 
 #define PQ_FUNCTIONS(X)                                                                            \
     X(PQclear)                                                                                     \
+    X(PQconndefaults)                                                                              \
     X(PQconnectdbParams)                                                                           \
     X(PQconnectionNeedsPassword)                                                                   \
     X(PQconninfoFree)                                                                              \
@@ -104,6 +105,11 @@ char *PQuser(const PGconn *conn)
 PQconninfoOption *PQconninfoParse(const char *conninfo, char **errmsg)
 {
     return DL_REAL(PQconninfoParse)(conninfo, errmsg);
+}
+
+PQconninfoOption *PQconndefaults(void)
+{
+    return DL_REAL(PQconndefaults)();
 }
 
 void PQconninfoFree(PQconninfoOption *options)

@@ -16,18 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool looks_like_conninfo(const char *s)
-{
-    return strchr(s, '=') != NULL || strncmp(s, "postgresql://", 13) == 0 ||
-           strncmp(s, "postgres://", 11) == 0;
-}
-
 /* Does conninfo name a database? (A plain word is a database name itself.) */
 static bool names_dbname(const char *conninfo)
 {
     if (!*conninfo)
         return getenv("PGDATABASE") != NULL;
-    if (!looks_like_conninfo(conninfo))
+    if (!pg_int_looks_like_conninfo(conninfo))
         return true;
     bool found = false;
     PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);

@@ -55,20 +55,19 @@ static char *identity_json(const struct repo *r)
 {
     char sysid[32], created[64];
     snprintf(sysid, sizeof(sysid), "%llu", (unsigned long long)r->identity.system_identifier);
-    json_t *o = json_pack("{s:i, s:s, s:s, s:i, s:I, s:s, s:s}", "format", PGARK_REPO_FORMAT,
-                          "cluster", r->cluster, "system_identifier", sysid, "pg_major",
-                          r->identity.pg_major, "wal_segment_size",
-                          (json_int_t)r->identity.seg_size, "created",
-                          time_format_pg(time_now_us(), created, sizeof(created)),
-                          "pgark_version", PGARK_VERSION);
+    json_t *o = json_pack(
+        "{s:i, s:s, s:s, s:i, s:I, s:s, s:s}", "format", PGARK_REPO_FORMAT, "cluster", r->cluster,
+        "system_identifier", sysid, "pg_major", r->identity.pg_major, "wal_segment_size",
+        (json_int_t)r->identity.seg_size, "created",
+        time_format_pg(time_now_us(), created, sizeof(created)), "pgark_version", PGARK_VERSION);
     if (r->keyring) {
         struct crypto_key_record rec;
         crypto_keyring_export(r->keyring, &rec);
         json_object_set_new(o, "encryption",
                             json_pack("{s:s, s:s, s:I, s:i, s:i, s:s, s:s}", "cipher",
                                       "aes-256-gcm", "kdf", rec.kdf, "n", (json_int_t)rec.n, "r",
-                                      (int)rec.r, "p", (int)rec.p, "salt", rec.salt,
-                                      "wrapped_key", rec.wrapped_key));
+                                      (int)rec.r, "p", (int)rec.p, "salt", rec.salt, "wrapped_key",
+                                      rec.wrapped_key));
     } else {
         json_object_set_new(o, "encryption", json_null());
     }
@@ -129,8 +128,9 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
     }
     if (json_is_object(enc)) {
         if (!passphrase) {
-            rc = err_set(ERR_CONFIG, "repository \"%s\" is encrypted, but no passphrase is "
-                                     "configured",
+            rc = err_set(ERR_CONFIG,
+                         "repository \"%s\" is encrypted, but no passphrase is "
+                         "configured",
                          repo_name(r));
             err_hint("set encryption.passphrase_file to the passphrase the repository was "
                      "created with");
@@ -162,8 +162,9 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
         }
         r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
     } else if (passphrase) {
-        rc = err_set(ERR_CONFIG, "repository \"%s\" is not encrypted, but encryption.passphrase "
-                                 "is set",
+        rc = err_set(ERR_CONFIG,
+                     "repository \"%s\" is not encrypted, but encryption.passphrase "
+                     "is set",
                      repo_name(r));
         err_hint("a repository is encrypted or not from its creation; remove the passphrase or "
                  "use a new repository");
@@ -186,8 +187,8 @@ static int create_json(struct repo *r, const struct repo_options *opts)
     if (opts->passphrase) {
         struct crypto_kdf_params params = {opts->kdf_n ? opts->kdf_n : CRYPTO_KDF_DEFAULT_N,
                                            CRYPTO_KDF_DEFAULT_R, CRYPTO_KDF_DEFAULT_P};
-        rc = crypto_keyring_create(opts->passphrase, strlen(opts->passphrase), &params,
-                                   &r->keyring);
+        rc =
+            crypto_keyring_create(opts->passphrase, strlen(opts->passphrase), &params, &r->keyring);
         if (rc < 0)
             goto out;
         r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
@@ -266,9 +267,8 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
             err_set(ERR_MISMATCH,
                     "repository \"%s\" holds PostgreSQL %d with %llu-byte WAL segments, but the "
                     "server is PostgreSQL %d with %llu-byte segments",
-                    repo_name(r), r->identity.pg_major,
-                    (unsigned long long)r->identity.seg_size, expect->pg_major,
-                    (unsigned long long)expect->seg_size);
+                    repo_name(r), r->identity.pg_major, (unsigned long long)r->identity.seg_size,
+                    expect->pg_major, (unsigned long long)expect->seg_size);
             goto fail;
         }
     }

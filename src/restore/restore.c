@@ -521,6 +521,27 @@ static void free_args(struct restore_args *a)
     free(a->pgdata);
 }
 
+/* The server --start starts gets none of this process's environment but what
+ * procenv.h allows (no secret), and its restore_command loads the configuration
+ * afresh: a configuration that needs a variable of ours would not load there, and every
+ * wal-fetch would stop the server. Refused before anything is written. */
+static int refuse_env_config(const struct config *cfg)
+{
+    if (!cfg->env_vars[0])
+        return 0;
+    struct buf names = BUF_INIT;
+    for (char **v = cfg->env_vars; *v; v++)
+        buf_appendf(&names, "%s${%s}", v == cfg->env_vars ? "" : ", ", *v);
+    err_set(ERR_CONFIG,
+            "--start: \"%s\" reads %s from the environment, which the server it starts does "
+            "not get: its restore_command (wal-fetch) could not load the configuration",
+            cfg->path, (const char *)names.data);
+    buf_free(&names);
+    return err_hint("give secrets with KEY_file keys and other values in the file itself, or "
+                    "restore without --start and start the server with the environment its "
+                    "restore_command needs");
+}
+
 int cmd_restore(struct cli_context *ctx, int argc, char **argv)
 {
     struct restore_args a;
@@ -555,6 +576,10 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     }
 
     /* Everything that can refuse comes before the first write. */
+    if (a.start && refuse_env_config(cfg) < 0) {
+        rc = 2;
+        goto out;
+    }
     if (pgdata_check_postmaster(a.pgdata) < 0) {
         rc = 2;
         goto out;
@@ -834,7 +859,8 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
                                    .port = a.port,
                                    .wait = a.wait,
                                    .target = &a.target,
-                                   .pg_major = repo_identity(r)->pg_major};
+                                   .pg_major = repo_identity(r)->pg_major,
+                                   .env_drop = (const char *const *)cfg->env_vars};
         if (restore_start(&so) < 0)
             rc = 1;
     }

@@ -172,8 +172,18 @@ struct start_options {
     bool wait;
     const struct restore_target *target;
     int pg_major;
+    /* Left out of the server's environment besides what procenv.h leaves out: the
+     * variables the configuration read through ${VAR} (config->env_vars). */
+    const char *const *env_drop;
 };
+/* Start the server with pg_ctl in an environment from restore_server_environ: none of
+ * pgark's secrets reach it, its children or /proc/<pid>/environ. */
 int restore_start(const struct start_options *o);
+
+/* The environment of a server pgark starts (restore --start, drill): procenv_clean of
+ * this process's environment without env_drop, and LC_ALL=C so that its log, which
+ * restore_start reads, is in English. Free with procenv_free. */
+char **restore_server_environ(const char *const *env_drop);
 
 /* --- wal-fetch's read-ahead cache (prefetch.c) --------------------------------------- */
 

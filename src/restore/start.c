@@ -16,6 +16,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/procenv.h"
 #include "pgark/units.h"
 
 #include <dirent.h>
@@ -42,9 +43,17 @@ static char *pg_program(int major, const char *name)
     return xstrdup(name); /* from PATH */
 }
 
+char **restore_server_environ(const char *const *env_drop)
+{
+    static const char *const set[] = {"LC_ALL=C", NULL};
+    return procenv_clean(environ, env_drop, set);
+}
+
 /* Run argv, capture stdout (up to 64 KiB) into *out; returns the exit status, or -1
- * when it could not run. stderr goes to /dev/null unless keep_stderr. */
-static int run_capture(char *const argv[], char **out, bool keep_stderr)
+ * when it could not run. stderr goes to /dev/null unless keep_stderr. envp: the
+ * program's whole environment (NULL: this process's, with LC_ALL=C and a connect
+ * timeout for psql). */
+static int run_capture(char *const argv[], char *const envp[], char **out, bool keep_stderr)
 {
     int pipefd[2];
     if (pipe(pipefd) < 0)
@@ -64,6 +73,11 @@ static int run_capture(char *const argv[], char **out, bool keep_stderr)
         }
         close(pipefd[0]);
         close(pipefd[1]);
+        if (envp) {
+            /* Looked up in our PATH, run with envp alone. */
+            execvpe(argv[0], argv, envp);
+            _exit(127);
+        }
         setenv("LC_ALL", "C", 1);
         setenv("PGCONNECT_TIMEOUT", "5", 1);
         execvp(argv[0], argv);
@@ -158,7 +172,7 @@ static char *control_state(int major, const char *pgdata)
     char *argv[] = {prog, "-D", (char *)pgdata, NULL};
     char *out = NULL;
     char *state = NULL;
-    if (run_capture(argv, &out, false) == 0) {
+    if (run_capture(argv, NULL, &out, false) == 0) {
         char *p = strstr(out, "Database cluster state:");
         if (p) {
             p += strlen("Database cluster state:");
@@ -206,7 +220,12 @@ int restore_start(const struct start_options *o)
     argv[n++] = "start";
     argv[n] = NULL;
     char *out = NULL;
-    int st = run_capture(argv, &out, true);
+    /* The server, its restore_command and whatever it runs later outlive this command:
+     * they get none of its secrets (the server's wal-fetch reads the configuration
+     * file for itself). */
+    char **env = restore_server_environ(o->env_drop);
+    int st = run_capture(argv, env, &out, true);
+    procenv_free(env);
     free(out);
     if (st != 0) {
         rc = err_set(ERR_RUNTIME, "pg_ctl could not start the server on \"%s\" (exit %d)",
@@ -254,7 +273,7 @@ int restore_start(const struct start_options *o)
             char *qargv[] = {psql, "-X", "-A", "-t",       "-F", "|",       "-h", pf.socket_dir,
                              "-p", port, "-d", "postgres", "-c", (char *)q, NULL};
             char *res = NULL;
-            if (run_capture(qargv, &res, false) == 0) {
+            if (run_capture(qargv, NULL, &res, false) == 0) {
                 res[strcspn(res, "\n")] = '\0';
                 char *f[4] = {NULL};
                 char *p = res;

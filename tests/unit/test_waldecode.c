@@ -550,7 +550,6 @@ static void test_bad_pages(void **state)
     assert_int_equal(waldecode_new(&c, &d), -ERR_CONFIG);
 }
 
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
