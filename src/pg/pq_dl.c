@@ -35,6 +35,7 @@
     X(PQisBusy)                                                                                    \
     X(PQnfields)                                                                                   \
     X(PQntuples)                                                                                   \
+    X(PQparameterStatus)                                                                           \
     X(PQport)                                                                                      \
     X(PQputCopyData)                                                                               \
     X(PQputCopyEnd)                                                                                \
@@ -79,6 +80,11 @@ int PQconnectionNeedsPassword(const PGconn *conn)
 int PQserverVersion(const PGconn *conn)
 {
     return DL_REAL(PQserverVersion)(conn);
+}
+
+const char *PQparameterStatus(const PGconn *conn, const char *paramName)
+{
+    return DL_REAL(PQparameterStatus)(conn, paramName);
 }
 
 int PQsocket(const PGconn *conn)
