@@ -433,6 +433,7 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     struct catalog cat;
     struct timeline_history *hist = NULL;
     struct path_set *seen = NULL;
+    struct pgbin bin = {0};
     const char **ts_dir = NULL;
     char *config_abs = NULL;
     int64_t t0 = time_mono_us();
@@ -587,6 +588,11 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         rc = 1;
         goto out;
     }
+    /* The server that will start it must be of the backup's major. */
+    if (a.start && pgbin_find(cl->pg_bindir, cl->name, repo_identity(r)->pg_major, &bin) < 0) {
+        rc = 2;
+        goto out;
+    }
     config_abs = absolute_path(ctx->config_path ? ctx->config_path : config_default_path());
     {
         char real[PATH_MAX];
@@ -665,11 +671,13 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
                                    .port = a.port,
                                    .wait = a.wait,
                                    .target = &a.target,
-                                   .pg_major = repo_identity(r)->pg_major};
+                                   .pg_major = repo_identity(r)->pg_major,
+                                   .bin = &bin};
         if (restore_start(&so) < 0)
             rc = 1;
     }
 out:
+    pgbin_free(&bin);
     path_set_free(seen);
     free(ts_dir);
     free(config_abs);
