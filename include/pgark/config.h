@@ -124,6 +124,8 @@ struct config_cluster {
     struct config_backup backup;
     char *application_name;   /* default "pgark_<name>" */
     int wal_fetch_read_ahead; /* segments wal-fetch keeps fetched ahead; default 16, 0 off */
+    char *pg_bindir;          /* PostgreSQL's bin directory for restore --start; NULL: look
+                               * in the usual places for the backup's major */
 };
 
 struct config_notify {

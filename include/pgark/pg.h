@@ -53,6 +53,11 @@ const char *pg_conn_target(const struct pg_conn *conn);
 /* Server version as PQserverVersion: 150018 for 15.18. */
 int pg_server_version(const struct pg_conn *conn);
 
+/* 0 when the server's major is one pgark supports (pgmajor.h), else ERR_CONFIG naming
+ * the server, its version and the supported range. Every command calls it right after
+ * connecting, before it creates anything on the server or in a repository. */
+int pg_check_supported(const struct pg_conn *conn);
+
 /* IDENTIFY_SYSTEM. ERR_PROTOCOL if the answer is not one well-formed row. */
 int pg_identify_system(struct pg_conn *conn, struct pg_system *out);
 

@@ -274,7 +274,8 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
         err_context("while connecting to cluster \"%s\"", cl->name);
         goto fail;
     }
-    if (pg_identify_system(s.conn, &sys) < 0 || pg_wal_segment_size(s.conn, &seg_size) < 0)
+    if (pg_check_supported(s.conn) < 0 || pg_identify_system(s.conn, &sys) < 0 ||
+        pg_wal_segment_size(s.conn, &seg_size) < 0)
         goto fail;
     int version = pg_server_version(s.conn);
     struct repo_identity id = {sys.systemid, version / 10000, seg_size};

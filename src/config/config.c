@@ -32,6 +32,7 @@ static const char *const cluster_keys[] = {"conninfo",
                                            "backup",
                                            "application_name",
                                            "wal_fetch_read_ahead",
+                                           "pg_bindir",
                                            NULL};
 static const char *const retention_keys[] = {"full", "window", NULL};
 static const char *const backup_keys[] = {"chunk_size", "checkpoint", NULL};
@@ -134,6 +135,7 @@ static void cluster_release(struct config_cluster *c)
     free(c->slot);
     free(c->repos);
     free(c->application_name);
+    free(c->pg_bindir);
 }
 
 void config_free(struct config *config)
@@ -272,7 +274,8 @@ static int load_cluster(struct cfg_reader *r, yaml_node_t *key_node, const char 
             0 ||
         (rc = cfg_get_string(&m, "application_name", &c->application_name)) != 0 ||
         (rc = cfg_get_int(&m, "wal_fetch_read_ahead", 0, CONFIG_MAX_WAL_FETCH_READ_AHEAD,
-                          &c->wal_fetch_read_ahead)) != 0)
+                          &c->wal_fetch_read_ahead)) != 0 ||
+        (rc = cfg_get_abs_path(&m, "pg_bindir", &c->pg_bindir)) != 0)
         goto out;
     if (c->rpo_target_ms <= 0) {
         rc = cfg_error(r, cfg_map_value(&m, "rpo_target"),

@@ -141,10 +141,21 @@ static double receiver_lag(const struct receiver_state *rs, const char *name)
     return -1;
 }
 
+/* Whether the receiver has streamed anything, or is connected: one that never got a
+ * byte (it cannot connect, its server refuses it) lags by nothing it knows of, so its
+ * lag says nothing about the RPO. */
+static bool receiver_streams(const struct receiver_state *rs)
+{
+    const char *flushed = json_string_value(json_object_get(rs->status, "flushed_lsn"));
+    return json_is_true(json_object_get(rs->status, "connected")) ||
+           (flushed && strcmp(flushed, "0/0") != 0);
+}
+
 /* --- server ------------------------------------------------------------------------------ */
 
 struct server {
     bool connected;
+    bool unsupported; /* a major pgark does not support: nothing else is checked, exit 2 */
     struct pg_system sys;
 };
 
@@ -158,6 +169,13 @@ static void check_server(struct checks *c, const struct config_cluster *cl,
         add(c, "connection", false, "%s", e);
         free(e);
         return;
+    }
+    if (pg_check_supported(conn) < 0) {
+        char *e = take_error();
+        add(c, "server_version", false, "%s", e);
+        free(e);
+        srv->unsupported = true;
+        goto out;
     }
     if (pg_identify_system(conn, &srv->sys) < 0) {
         char *e = take_error();
@@ -327,7 +345,7 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
 
     snprintf(name, sizeof(name), "rpo:%s", cr->name);
     duration_format(cl->rpo_target_ms, target, sizeof(target));
-    double lag = rs->running ? receiver_lag(rs, cr->name) : -1;
+    double lag = rs->running && receiver_streams(rs) ? receiver_lag(rs, cr->name) : -1;
     if (lag >= 0) {
         duration_format((int64_t)(lag * 1000), dur, sizeof(dur));
         add(c, name, lag * 1000 <= (double)cl->rpo_target_ms,
@@ -343,8 +361,9 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
         goto out;
     }
     if (!sum.segments) {
-        add(c, name, false, "repository \"%s\" holds no complete WAL segment (rpo_target %s)",
-            cr->name, target);
+        add(c, name, false, "repository \"%s\" holds no complete WAL segment (rpo_target %s%s)",
+            cr->name, target,
+            rs->running && !receiver_streams(rs) ? "; the receiver has streamed nothing yet" : "");
     } else {
         int64_t age_ms = (time_now_us() - sum.newest_mtime_us) / 1000;
         if (age_ms < 0)
@@ -352,7 +371,10 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
         duration_format(age_ms, dur, sizeof(dur));
         add(c, name, age_ms <= cl->rpo_target_ms,
             "newest WAL segment in repository \"%s\" was archived %s ago (rpo_target %s%s)",
-            cr->name, dur, target, rs->running ? "" : "; no receiver is running");
+            cr->name, dur, target,
+            !rs->running            ? "; no receiver is running"
+            : !receiver_streams(rs) ? "; the receiver has streamed nothing yet"
+                                    : "");
     }
     repo_wal_summary_free(&sum);
 out:
@@ -415,6 +437,7 @@ int cmd_check(struct cli_context *ctx, int argc, char **argv)
     /* Its warnings are entries of the report, not log lines. */
     ctx->config_warn_level = LOG_DEBUG;
     struct receiver_state rs = {0};
+    bool srv_unsupported = false;
     const struct config_cluster *cl = NULL;
     const struct config *cfg = cli_config(ctx);
     if (cfg)
@@ -440,7 +463,8 @@ int cmd_check(struct cli_context *ctx, int argc, char **argv)
     struct server srv = {0};
     if (check_transport(&c, cfg, cl))
         check_server(&c, cl, &rs, &srv);
-    for (size_t i = 0; i < cl->nrepos; i++)
+    srv_unsupported = srv.unsupported;
+    for (size_t i = 0; i < cl->nrepos && !srv.unsupported; i++)
         check_repo(&c, cfg, cl, config_cluster_repo(cfg, cl, i), &srv, &rs);
 
 report:
@@ -454,7 +478,9 @@ report:
     } else {
         print_human(&c);
     }
-    int rc = c.failed ? 3 : 0;
+    /* A server pgark does not support is a configuration error, as in receive and
+     * backup, not a failed check of a cluster that could work. */
+    int rc = srv_unsupported ? 2 : c.failed ? 3 : 0;
     json_decref(c.list);
     json_decref(rs.status);
     return rc;

@@ -13,6 +13,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/pgmajor.h"
 #include "pgark/repo.h"
 #include "pgark/walpage.h"
 
@@ -38,12 +39,13 @@ static int segment_identity(int fd, const char *path, struct repo_identity *id)
     uint16_t magic = (uint16_t)(h[0] | h[1] << 8);
     uint16_t info = (uint16_t)(h[2] | h[3] << 8);
     id->pg_major = 0;
-    for (int major = 13; major <= 17; major++) {
+    for (int major = PG_MAJOR_MIN; major <= PG_MAJOR_MAX; major++) {
         if (walpage_magic_for_major(major) == magic)
             id->pg_major = major;
     }
     if (!id->pg_major || !(info & 0x0002))
-        return err_set(ERR_INTEGRITY, "\"%s\" is not a WAL segment of PostgreSQL 13 to 17", path);
+        return err_set(ERR_INTEGRITY, "\"%s\" is not a WAL segment of PostgreSQL %d to %d", path,
+                       PG_MAJOR_MIN, PG_MAJOR_MAX);
     id->system_identifier = (uint64_t)le32(h + 24) | (uint64_t)le32(h + 28) << 32;
     id->seg_size = le32(h + 32);
     return 0;

@@ -36,6 +36,7 @@
     X(PQisBusy)                                                                                    \
     X(PQnfields)                                                                                   \
     X(PQntuples)                                                                                   \
+    X(PQparameterStatus)                                                                           \
     X(PQport)                                                                                      \
     X(PQputCopyData)                                                                               \
     X(PQputCopyEnd)                                                                                \
@@ -80,6 +81,11 @@ int PQconnectionNeedsPassword(const PGconn *conn)
 int PQserverVersion(const PGconn *conn)
 {
     return DL_REAL(PQserverVersion)(conn);
+}
+
+const char *PQparameterStatus(const PGconn *conn, const char *paramName)
+{
+    return DL_REAL(PQparameterStatus)(conn, paramName);
 }
 
 int PQsocket(const PGconn *conn)

@@ -549,6 +549,7 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     struct catalog cat;
     struct timeline_history *hist = NULL;
     struct path_set *seen = NULL;
+    struct pgbin bin = {0};
     const char **ts_dir = NULL;
     struct outer *outer = NULL;
     size_t n_outer = 0;
@@ -778,6 +779,11 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         rc = 1;
         goto out;
     }
+    /* The server that will start it must be of the backup's major. */
+    if (a.start && pgbin_find(cl->pg_bindir, cl->name, repo_identity(r)->pg_major, &bin) < 0) {
+        rc = 2;
+        goto out;
+    }
     config_abs = absolute_path(ctx->config_path ? ctx->config_path : config_default_path());
     {
         char real[PATH_MAX];
@@ -860,11 +866,13 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
                                    .wait = a.wait,
                                    .target = &a.target,
                                    .pg_major = repo_identity(r)->pg_major,
-                                   .env_drop = (const char *const *)cfg->env_vars};
+                                   .env_drop = (const char *const *)cfg->env_vars,
+                                   .bin = &bin};
         if (restore_start(&so) < 0)
             rc = 1;
     }
 out:
+    pgbin_free(&bin);
     path_set_free(seen);
     for (size_t i = 0; i < n_outer; i++)
         free(outer[i].what);

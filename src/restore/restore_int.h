@@ -164,6 +164,27 @@ int writer_vet(const struct writer_options *o, const char *label, uint8_t digest
 int writer_restore(const struct writer_options *o, const char *label,
                    const uint8_t digest[SHA256_LEN], struct writer_stats *st);
 
+/* --- PostgreSQL's programs and control file (pgbin.c) ------------------------------- */
+
+struct pgbin {
+    char *pg_ctl; /* of the backup's major */
+    char *psql;   /* any major */
+    int major;    /* pg_ctl --version's */
+    char version[32];
+};
+
+/* The programs that start a backup of PostgreSQL `major`: from bindir (the cluster's
+ * pg_bindir) when not NULL, else /usr/lib/postgresql/MAJOR/bin, /usr/pgsql-MAJOR/bin,
+ * PATH. ERR_CONFIG, naming both majors, when pg_ctl is of another one, or when none is
+ * found (cluster names the configuration key in the hint). Free with pgbin_free. */
+int pgbin_find(const char *bindir, const char *cluster, int major, struct pgbin *out);
+void pgbin_free(struct pgbin *b);
+
+/* The cluster state global/pg_control records, in pg_controldata's words ("shut down
+ * in recovery", "in production", ...); NULL when it cannot be read or its CRC is
+ * wrong. Caller frees. */
+char *pgbin_control_state(const char *pgdata);
+
 /* --- starting the server (start.c) --------------------------------------------------- */
 
 struct start_options {
@@ -175,6 +196,7 @@ struct start_options {
     /* Left out of the server's environment besides what procenv.h leaves out: the
      * variables the configuration read through ${VAR} (config->env_vars). */
     const char *const *env_drop;
+    const struct pgbin *bin;
 };
 /* Start the server with pg_ctl in an environment from restore_server_environ: none of
  * pgark's secrets reach it, its children or /proc/<pid>/environ. */

@@ -9,7 +9,7 @@
  * the control file tells a target shutdown ("shut down in recovery") from a failure.
  * The server log that pg_ctl writes (-l) supplies the server's own words for the
  * report when something goes wrong. psql and pg_ctl are PostgreSQL's own programs,
- * from the bin directory of the backup's major version when it is installed there.
+ * found and checked before the restore wrote anything (pgbin.c).
  */
 #include "restore_int.h"
 
@@ -33,15 +33,6 @@
 
 #define START_LOG "pgark-start.log"
 #define POLL_US 200000
-
-static char *pg_program(int major, const char *name)
-{
-    char *path = xasprintf("/usr/lib/postgresql/%d/bin/%s", major, name);
-    if (access(path, X_OK) == 0)
-        return path;
-    free(path);
-    return xstrdup(name); /* from PATH */
-}
 
 char **restore_server_environ(const char *const *env_drop)
 {
@@ -166,26 +157,6 @@ static char *log_line(const char *logfile, off_t from, const char *needle)
     return found;
 }
 
-static char *control_state(int major, const char *pgdata)
-{
-    char *prog = pg_program(major, "pg_controldata");
-    char *argv[] = {prog, "-D", (char *)pgdata, NULL};
-    char *out = NULL;
-    char *state = NULL;
-    if (run_capture(argv, NULL, &out, false) == 0) {
-        char *p = strstr(out, "Database cluster state:");
-        if (p) {
-            p += strlen("Database cluster state:");
-            while (*p == ' ')
-                p++;
-            state = xstrndup(p, strcspn(p, "\n"));
-        }
-    }
-    free(out);
-    free(prog);
-    return state;
-}
-
 /* Remove wal-fetch's read-ahead cache: recovery no longer needs it. */
 static void drop_prefetch(const char *pgdata)
 {
@@ -196,8 +167,8 @@ static void drop_prefetch(const char *pgdata)
 
 int restore_start(const struct start_options *o)
 {
-    char *pg_ctl = pg_program(o->pg_major, "pg_ctl");
-    char *psql = pg_program(o->pg_major, "psql");
+    char *pg_ctl = o->bin->pg_ctl;
+    char *psql = o->bin->psql;
     char *logfile = xasprintf("%s/%s", o->pgdata, START_LOG);
     char *port_opt = o->port ? xasprintf("-p %d", o->port) : NULL;
     int64_t t0 = time_mono_us();
@@ -302,7 +273,7 @@ int restore_start(const struct start_options *o)
     duration_format((time_mono_us() - t0) / 1000, dur, sizeof(dur));
     if (!reached) {
         /* The postmaster is gone: a target shutdown, or a failure. */
-        char *state = control_state(o->pg_major, o->pgdata);
+        char *state = pgbin_control_state(o->pgdata);
         char *fatal =
             log_line(logfile, log_from, "recovery ended before configured recovery target");
         char *stopping = log_line(logfile, log_from, "recovery stopping");
@@ -338,8 +309,6 @@ int restore_start(const struct start_options *o)
     free(last_lsn);
 out:
     fflush(stdout);
-    free(pg_ctl);
-    free(psql);
     free(logfile);
     free(port_opt);
     return rc;

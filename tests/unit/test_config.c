@@ -265,7 +265,7 @@ static void test_non_defaults(void **state)
         "clusters:\n"
         "  a: {conninfo: x, repos: [s], create_slot: true, synchronous: true, slot: my_slot,\n"
         "      rpo_target: 1s, partial_upload_interval: 0s, application_name: app,\n"
-        "      wal_fetch_read_ahead: 0,\n"
+        "      wal_fetch_read_ahead: 0, pg_bindir: /opt/pg18/bin/,\n"
         "      retention: {window: 1w}, backup: {chunk_size: 64MiB, checkpoint: spread}}\n"
         "  b: {conninfo: y, repos: [s], backup: {chunk_size: 64KiB}, retention: {full: 1}}\n"
         "notify:\n"
@@ -294,6 +294,8 @@ static void test_non_defaults(void **state)
     assert_int_equal(a->partial_upload_interval_ms, 0);
     assert_string_equal(a->application_name, "app");
     assert_int_equal(a->wal_fetch_read_ahead, 0);
+    assert_string_equal(a->pg_bindir, "/opt/pg18/bin");
+    assert_null(b->pg_bindir);
     assert_int_equal(b->wal_fetch_read_ahead, CONFIG_DEFAULT_WAL_FETCH_READ_AHEAD);
     assert_int_equal(a->retention.full, 0);
     assert_int_equal(a->retention.window_ms, 7LL * 86400000);
@@ -625,6 +627,8 @@ static const struct bad_case bad_cases[] = {
      F ":1:8: key \"spool\" must be an absolute path"},
     {"repos:\n  r1: {type: posix, path: repo}\n" BASE_CLUSTERS,
      F ":2:27: key \"path\" in repo \"r1\" must be an absolute path"},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    pg_bindir: bin\n",
+     F ":7:16: key \"pg_bindir\" in cluster \"main\" must be an absolute path"},
     {"repos:\n  r1: {type: posix, path: /srv, bucket: b}\n" BASE_CLUSTERS,
      F ":2:33: key \"bucket\" in repo \"r1\" is not valid for type posix"},
     {"repos:\n  s: {type: s3, path: /srv, endpoint: https://e, bucket: bkt}\n" BASE_CLUSTERS,
