@@ -72,9 +72,21 @@ struct wal_end {
     int64_t last_xact_us; /* Unix microseconds */
     lsn_t last_record;    /* start of the last complete record */
     lsn_t end_lsn;        /* where valid WAL ends */
+    lsn_t reach;          /* where the bytes of the newest object end */
+    size_t repo;          /* the repository holding it (index in the set) */
     char object[64];      /* the segment decoded, for messages */
 };
 int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out);
+
+/* The furthest WAL high-water mark of timeline tli in the set's repositories (found false
+ * when none has one; a mark that cannot be read is warned about and passed over). */
+struct wal_hwm_best {
+    bool found;
+    struct repo_wal_hwm m;
+    lsn_t end;
+    size_t repo; /* index in the set */
+};
+int catalog_wal_hwm(struct repo_set *set, timeline_t tli, struct wal_hwm_best *out);
 
 /* --- the data directory (pgdata.c) ------------------------------------------------- */
 
