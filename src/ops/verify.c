@@ -413,7 +413,8 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         free(spool_dir);
     }
     double secs = (double)(time_mono_us() - t0) / 1e6;
-    qsort(v.problems, v.nproblems, sizeof(*v.problems), cmp_problem);
+    if (v.nproblems > 1) /* qsort(NULL, 0, ...) is undefined */
+        qsort(v.problems, v.nproblems, sizeof(*v.problems), cmp_problem);
 
     if (as_json) {
         json_t *root = result_json(&v, cl, repos, nrepos, days, secs);
