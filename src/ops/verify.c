@@ -400,17 +400,21 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         repos[i].index = i;
         repos[i].name = cr->name;
         repos[i].cluster = cl->name;
-        verify_one(&v, cfg, cl, cr, &repos[i]);
     }
+    if (!v.backup) {
+        char *spool_dir = xasprintf("%s/%s", cfg->spool, cl->name);
+        verify_hwm_read_records(repos, nrepos, spool_dir);
+        free(spool_dir);
+    }
+    for (size_t i = 0; i < nrepos; i++)
+        verify_one(&v, cfg, cl, config_cluster_repo(cfg, cl, i), &repos[i]);
     if (!v.backup) {
         /* How far behind another repository one may be before it is a problem: what the
          * receiver is allowed to lag (rpo_target), or two partial uploads if longer. */
         int64_t grace_ms = cl->rpo_target_ms;
         if (2 * cl->partial_upload_interval_ms > grace_ms)
             grace_ms = 2 * cl->partial_upload_interval_ms;
-        char *spool_dir = xasprintf("%s/%s", cfg->spool, cl->name);
-        verify_hwm_compare(&v, repos, nrepos, spool_dir, grace_ms * 1000);
-        free(spool_dir);
+        verify_hwm_compare(&v, repos, nrepos, grace_ms * 1000);
     }
     double secs = (double)(time_mono_us() - t0) / 1e6;
     if (v.nproblems > 1) /* qsort(NULL, 0, ...) is undefined */

@@ -65,8 +65,53 @@ static uint64_t timeline_start(const struct verify_tl *t, uint64_t seg_size)
     return lsn_to_segno(t->history->entries[t->history->count - 1].switchpoint, seg_size);
 }
 
+/*
+ * The listing and the reads of the WAL scope come before the mark is read, and a receiver
+ * may be shipping meanwhile: the mark can name what they did not see yet. So whatever
+ * looks missing by the mark is looked at again, after it was read; the mark is written
+ * after what it names, so what is missing now was archived and is gone.
+ */
+
+/* 1 when the object is there now, 0 when not; an error is a problem of its own, and the
+ * object is taken as there. */
+static int exists_now(struct verify_run *v, struct verify_repo *vr, timeline_t tli, uint64_t segno,
+                      const char *suffix)
+{
+    char name[WAL_NAME_BUFLEN];
+    wal_segment_name(tli, segno, vr->seg_size, name);
+    char *full = xasprintf("%s/wal/%08X/%s%s", vr->cluster, tli, name, suffix);
+    int rc = storage_exists(repo_storage(vr->repo), full);
+    free(full);
+    if (rc < 0) {
+        verify_problem_err(v, vr, "repository", NULL, name, tli);
+        rc = 1;
+    }
+    return rc;
+}
+
+static void report_segments(struct verify_run *v, struct verify_repo *vr, timeline_t tli,
+                            uint64_t lo, uint64_t hi, bool from_top, const char *desc,
+                            const char *reach)
+{
+    char a[WAL_NAME_BUFLEN], b[WAL_NAME_BUFLEN], path[64];
+    wal_segment_name(tli, lo, vr->seg_size, a);
+    wal_segment_name(tli, hi, vr->seg_size, b);
+    snprintf(path, sizeof(path), "wal/%08X/%s", tli, a);
+    if (lo == hi)
+        verify_problem(v, vr, "missing", path, a, tli,
+                       "segment %s is missing%s: the WAL high-water mark of timeline %u says the "
+                       "archive reached %s (%s)",
+                       a, from_top ? " (the timeline holds no complete segment)" : "", tli, reach,
+                       desc);
+    else
+        verify_problem(v, vr, "missing", path, a, tli,
+                       "segments %s to %s are missing (%" PRIu64
+                       "): the WAL high-water mark of timeline %u says the archive reached %s (%s)",
+                       a, b, hi - lo + 1, tli, reach, desc);
+}
+
 /* Complete segments at or below the mark that are gone. The continuity check reported
- * those up to need_last; these are the ones past every segment there is, which only the
+ * those up to need_last; these are the ones past every segment listed, which only the
  * mark shows were ever archived. */
 static void check_segments(struct verify_run *v, struct verify_repo *vr, const struct verify_tl *t,
                            const struct repo_wal_hwm *m, const char *desc, const char *reach)
@@ -85,23 +130,28 @@ static void check_segments(struct verify_run *v, struct verify_repo *vr, const s
         lo = top, from_top = true; /* where this timeline's archive began is not known */
     if (vr->have_floor && lo < vr->floor_segno)
         lo = vr->floor_segno;
-    if (lo > top)
-        return;
-    char a[WAL_NAME_BUFLEN], b[WAL_NAME_BUFLEN], path[64];
-    wal_segment_name(t->tli, lo, vr->seg_size, a);
-    wal_segment_name(t->tli, top, vr->seg_size, b);
-    snprintf(path, sizeof(path), "wal/%08X/%s", t->tli, a);
-    if (lo == top)
-        verify_problem(v, vr, "missing", path, a, t->tli,
-                       "segment %s is missing%s: the WAL high-water mark of timeline %u says the "
-                       "archive reached %s (%s)",
-                       a, from_top ? " (the timeline holds no complete segment)" : "", t->tli,
-                       reach, desc);
-    else
-        verify_problem(v, vr, "missing", path, a, t->tli,
-                       "segments %s to %s are missing (%" PRIu64
-                       "): the WAL high-water mark of timeline %u says the archive reached %s (%s)",
-                       a, b, top - lo + 1, t->tli, reach, desc);
+    /* Runs of segments still missing when looked at again. */
+    bool in_run = false;
+    uint64_t run = 0;
+    for (uint64_t s = lo; s <= top; s++) {
+        bool missing = !exists_now(v, vr, t->tli, s, "");
+        if (missing && !in_run) {
+            in_run = true;
+            run = s;
+        } else if (!missing && in_run) {
+            in_run = false;
+            report_segments(v, vr, t->tli, run, s - 1, from_top, desc, reach);
+        }
+    }
+    if (in_run)
+        report_segments(v, vr, t->tli, run, top, from_top, desc, reach);
+}
+
+static int count_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    (void)data;
+    *(uint64_t *)ctx += len;
+    return 0;
 }
 
 /* The partial copy the mark names: there, and at least as long, unless its segment (or a
@@ -114,26 +164,37 @@ static void check_partial(struct verify_run *v, struct verify_repo *vr, const st
     if (t->nsegs && t->segs[t->nsegs - 1].segno >= p)
         return;
     const struct verify_seg *newest = t->npartials ? &t->partials[t->npartials - 1] : NULL;
+    if (newest && (newest->segno > p || (newest->segno == p && !newest->read_ok) ||
+                   (newest->segno == p && newest->bytes >= m->partial_bytes)))
+        return; /* later WAL, reported damaged already, or long enough */
+    if (exists_now(v, vr, t->tli, p, ""))
+        return; /* completed since the listing */
     char name[WAL_NAME_BUFLEN], path[64];
     wal_segment_name(t->tli, p, vr->seg_size, name);
     snprintf(path, sizeof(path), "wal/%08X/%s.partial", t->tli, name);
-    if (!newest || newest->segno < p)
+    uint64_t bytes = 0;
+    int rc = repo_get(vr->repo, path, count_sink, &bytes);
+    if (rc < 0 && err_kind() == ERR_NOT_FOUND) {
+        err_clear();
         verify_problem(v, vr, "missing", path, name, t->tli,
                        "partial segment %s.partial is missing: the WAL high-water mark of "
                        "timeline %u says %" PRIu64 " bytes of it were archived (%s)",
                        name, t->tli, m->partial_bytes, desc);
-    else if (newest->segno == p && newest->read_ok && newest->bytes < m->partial_bytes)
+    } else if (rc < 0) {
+        verify_problem_err(v, vr, "damaged", path, name, t->tli);
+    } else if (bytes < m->partial_bytes) {
         verify_problem(v, vr, "missing", path, name, t->tli,
                        "partial segment %s.partial holds %" PRIu64 " bytes, fewer than the %" PRIu64
                        " the WAL high-water mark of timeline %u says were archived (%s): it is an "
                        "older copy, and the WAL after it is missing",
-                       name, newest->bytes, m->partial_bytes, t->tli, desc);
+                       name, bytes, m->partial_bytes, t->tli, desc);
+    }
 }
 
 void verify_hwm_timeline(struct verify_run *v, struct verify_repo *vr, const struct verify_tl *t)
 {
     char path[32], desc[160], reach[LSN_STRLEN];
-    struct verify_hwm e = {.tli = t->tli};
+    struct verify_hwm e = {.tli = t->tli, .read_us = time_now_us()};
     repo_wal_hwm_path(t->tli, path, sizeof(path));
     if (repo_wal_hwm_get(vr->repo, t->tli, &e.m) < 0) {
         if (err_kind() == ERR_NOT_FOUND) { /* gone since the listing: as if never there */
@@ -175,40 +236,44 @@ void verify_hwm_absent(struct verify_repo *vr, const struct verify_tl *tls, size
 
 /* --- across sources ------------------------------------------------------------------------ */
 
-/* The receiver's record of the last mark it wrote to vr's repository; false when there is
- * none (or it does not parse: warned about). */
-static bool load_record(const struct verify_repo *vr, const char *spool_dir, char **path_out,
-                        struct repo_wal_hwm *out)
+void verify_hwm_read_records(struct verify_repo *repos, size_t n, const char *spool_dir)
 {
-    char *path = xasprintf("%s/%s%s", spool_dir, RECEIVER_HWM_RECORD_PREFIX, vr->name);
-    uint8_t *data = NULL;
-    size_t len = 0;
-    bool ok = false;
-    FILE *f = fopen(path, "re");
-    if (f) {
+    for (size_t i = 0; i < n; i++) {
+        struct verify_repo *vr = &repos[i];
+        char *path = xasprintf("%s/%s%s", spool_dir, RECEIVER_HWM_RECORD_PREFIX, vr->name);
+        FILE *f = fopen(path, "re");
+        if (!f) {
+            free(path);
+            continue;
+        }
         struct buf b = BUF_INIT;
         char chunk[1024];
         size_t k;
         while ((k = fread(chunk, 1, sizeof(chunk), f)) > 0)
             buf_append(&b, chunk, k);
         fclose(f);
-        len = b.len;
-        data = b.data;
-        char *what = xasprintf("record \"%s\"", path);
-        if (repo_wal_hwm_parse(data ? (const char *)data : "", len, vr->seg_size, what, out) < 0) {
-            log_warn("%s: not compared", err_message());
-            err_clear();
-        } else {
-            ok = true;
-        }
-        free(what);
-        free(data);
+        buf_append(&b, "", 1); /* never NULL, NUL-terminated */
+        vr->record_path = path;
+        vr->record_len = b.len - 1;
+        vr->record_text = (char *)buf_steal(&b);
     }
-    if (ok)
-        *path_out = path;
-    else
-        free(path);
-    return ok;
+}
+
+/* The receiver's record of the last mark it wrote to vr's repository, as read before the
+ * repositories were; false when there is none (or it does not parse: warned about). */
+static bool parse_record(const struct verify_repo *vr, struct repo_wal_hwm *out)
+{
+    if (!vr->record_text)
+        return false;
+    char *what = xasprintf("record \"%s\"", vr->record_path);
+    int rc = repo_wal_hwm_parse(vr->record_text, vr->record_len, vr->seg_size, what, out);
+    free(what);
+    if (rc < 0) {
+        log_warn("%s: not compared", err_message());
+        err_clear();
+        return false;
+    }
+    return true;
 }
 
 static void check_record(struct verify_run *v, struct verify_repo *vr,
@@ -266,7 +331,10 @@ static void check_behind(struct verify_run *v, struct verify_repo *a,
                        bm->tli, best->name, bend_text, bdesc, best->name);
         return;
     }
-    int64_t apart = bm->time_us - e->m.time_us;
+    /* A mark read later had longer to move on: that much more is allowed. */
+    const struct verify_hwm *be = find(best, bm->tli);
+    int64_t later = be->read_us > e->read_us ? be->read_us - e->read_us : 0;
+    int64_t apart = bm->time_us - e->m.time_us - later;
     char end[LSN_STRLEN], desc[160], gap[32];
     lsn_format(repo_wal_hwm_end(&e->m, a->seg_size), end);
     if (apart <= grace_us) {
@@ -275,7 +343,7 @@ static void check_behind(struct verify_run *v, struct verify_repo *a,
                    a->name, end, bm->tli, best->name, bend_text, grace);
         return;
     }
-    duration_format(apart / 1000, gap, sizeof(gap));
+    duration_format((bm->time_us - e->m.time_us) / 1000, gap, sizeof(gap));
     verify_problem(v, a, "hwm", path, NULL, bm->tli,
                    "the WAL high-water mark of timeline %u reaches %s (%s), but repository \"%s\" "
                    "reaches %s (%s), written %s later, more than the %s of shipping lag allowed: "
@@ -284,18 +352,15 @@ static void check_behind(struct verify_run *v, struct verify_repo *a,
                    gap, grace, best->name);
 }
 
-void verify_hwm_compare(struct verify_run *v, struct verify_repo *repos, size_t n,
-                        const char *spool_dir, int64_t grace_us)
+void verify_hwm_compare(struct verify_run *v, struct verify_repo *repos, size_t n, int64_t grace_us)
 {
     struct repo_wal_hwm *recs = xcalloc(n ? n : 1, sizeof(*recs));
     bool *have = xcalloc(n ? n : 1, sizeof(*have));
     for (size_t i = 0; i < n; i++) {
-        char *rec_path = NULL;
-        if (!repos[i].wal_listed || !load_record(&repos[i], spool_dir, &rec_path, &recs[i]))
+        if (!repos[i].wal_listed || !parse_record(&repos[i], &recs[i]))
             continue;
         have[i] = true;
-        check_record(v, &repos[i], &recs[i], rec_path);
-        free(rec_path);
+        check_record(v, &repos[i], &recs[i], repos[i].record_path);
     }
     for (size_t i = 0; i < n; i++) {
         for (size_t k = 0; k < repos[i].nhwms; k++) {
@@ -331,6 +396,9 @@ void verify_hwm_compare(struct verify_run *v, struct verify_repo *repos, size_t 
 
 void verify_hwm_free(struct verify_repo *vr)
 {
+    free(vr->record_path);
+    free(vr->record_text);
+    vr->record_path = vr->record_text = NULL;
     free(vr->hwms);
     vr->hwms = NULL;
     vr->nhwms = 0;

@@ -63,7 +63,8 @@ struct verify_tl {
 /* A WAL high-water mark a repository holds (verify_hwm.c). */
 struct verify_hwm {
     timeline_t tli;
-    bool damaged; /* listed, but it could not be read: reported already */
+    bool damaged;    /* listed, but it could not be read: reported already */
+    int64_t read_us; /* when it was read (this host's clock) */
     struct repo_wal_hwm m;
 };
 
@@ -108,6 +109,11 @@ struct verify_repo {
     uint64_t seg_size;
     struct verify_hwm *hwms; /* the marks it holds, one per timeline */
     size_t nhwms;
+    /* The receiver's record of the last mark it wrote there, read before any repository
+     * (a record is written after its mark, so it can only be behind a mark read later). */
+    char *record_path;
+    char *record_text; /* NULL when there is none */
+    size_t record_len;
 };
 
 /* Where a problem is; NULL or 0 fields are not shown. */
@@ -149,15 +155,18 @@ void verify_parallel(struct verify_run *v, size_t n, void (*fn)(void *arg, size_
 void verify_hwm_timeline(struct verify_run *v, struct verify_repo *vr, const struct verify_tl *t);
 /* Say once (info) that vr's newest timeline with WAL has no mark (an older pgark). */
 void verify_hwm_absent(struct verify_repo *vr, const struct verify_tl *tls, size_t n);
+/* Before any repository is read: the receiver's record of the last mark it wrote to each
+ * (RECEIVER_HWM_RECORD_PREFIX in spool_dir; none: not compared). */
+void verify_hwm_read_records(struct verify_repo *repos, size_t n, const char *spool_dir);
 /*
  * Once every repository is verified: hold each repository's marks to the receiver's record
- * of the last one it wrote there (RECEIVER_HWM_RECORD_PREFIX in spool_dir; none: not
- * compared), and to the other repositories' marks of the same timeline: a repository
- * whose mark is behind another's and was written more than grace_us before it, with no
- * record of the receiver to explain it, is reported.
+ * of the last one it wrote there, and to the other repositories' marks of the same
+ * timeline: a repository whose mark is behind another's and was written more than
+ * grace_us before it (plus however much later the other was read), with no record of the
+ * receiver to explain it, is reported.
  */
 void verify_hwm_compare(struct verify_run *v, struct verify_repo *repos, size_t n,
-                        const char *spool_dir, int64_t grace_us);
+                        int64_t grace_us);
 void verify_hwm_free(struct verify_repo *vr);
 
 /* Scopes. */

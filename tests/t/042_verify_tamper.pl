@@ -19,6 +19,7 @@ use warnings;
 
 use File::Copy qw(copy move);
 use JSON::PP;
+use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -88,6 +89,26 @@ ok(wait_for(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") 
 my $b = pgark('backup', '--no-progress');
 is($b->{rc}, 0, 'a backup to restore from') or diag($b->{stderr});
 sql('CREATE TABLE t (id int, pad text)');
+
+# verify while the receiver ships a new segment every few hundred milliseconds: the marks
+# verify reads are newer than the listing it made, and name no missing WAL for that.
+my $writer = fork() // die "fork: $!";
+if ($writer == 0)
+{
+	my $until = Time::HiRes::time() + 6;
+	while (Time::HiRes::time() < $until)
+	{
+		$node->safe_psql('postgres',
+			"INSERT INTO t SELECT g, 'busy' FROM generate_series(1, 500) g; SELECT pg_switch_wal()");
+	}
+	POSIX::_exit(0);
+}
+for my $i (1 .. 4)
+{
+	my $during = pgark('verify');
+	is($during->{rc}, 0, "verify while the receiver ships ($i): exit 0") or diag($during->{stdout});
+}
+waitpid($writer, 0);
 
 my @segs;
 sub segment
@@ -192,19 +213,19 @@ sub wal_past
 }
 
 # The newest segments and the partial copy gone from repository one.
-take(wal_past('one', { segment => $segs[3] }));
+take(wal_past('one', { segment => $segs[-3] }));
 ($r, $p) = verify_json();
 is($r->{rc}, 3, 'newest WAL removed: verify exits 3');
 is(scalar(@$p), 2, 'two problems') or diag(explain($p));
 is_deeply([ map { $_->{repository} } @$p ], [ 'one', 'one' ], 'both in repository "one"');
 like($p->[0]{message},
-	qr/^segments $segs[4] to $segs[5] are missing \(2\): the WAL high-water mark of timeline 1 says the archive reached \S+ \(seq \d+, written .* by receive\)$/,
+	qr/^segments $segs[-2] to $segs[-1] are missing \(2\): the WAL high-water mark of timeline 1 says the archive reached \S+ \(seq \d+, written .* by receive\)$/,
 	'names the segments removed');
 like($p->[1]{message},
 	qr/^partial segment $cur\.partial is missing: the WAL high-water mark of timeline 1 says $final->{partial}{bytes} bytes of it were archived/,
 	'and the partial copy');
 $r = pgark('verify');
-like($r->{stdout}, qr/problem: repository "one": segments $segs[4] to $segs[5] are missing/,
+like($r->{stdout}, qr/problem: repository "one": segments $segs[-2] to $segs[-1] are missing/,
 	'the text names repository and segments');
 put_back();
 
@@ -223,12 +244,12 @@ copy("$tmp/new_partial$_", wal('one', "$cur.partial$_")) or die for ('', '.idx')
 is(pgark('verify')->{rc}, 0, 'clean again with the newest copy back');
 
 # Restore to latest when the newest WAL is gone from both repositories: refused.
-take(map { wal_past($_, { segment => $segs[4] }) } qw(one two));
+take(map { wal_past($_, { segment => $segs[-2] }) } qw(one two));
 my $pgdata = "$tmp/restored";
 $r = pgark('restore', '--pgdata', $pgdata);
 is($r->{rc}, 3, 'restore to latest short of the marks: exit 3');
 like($r->{stderr},
-	qr/the WAL archive of timeline 1 ends at \S+ \($segs[4] in repository "(one|two)"\), before \S+, where the WAL high-water mark in repository "(one|two)" says it reached \(seq \d+, written .* by receive\): a restore to latest would stop short of WAL that was archived/,
+	qr/the WAL archive of timeline 1 ends at \S+ \($segs[-2] in repository "(one|two)"\), before \S+, where the WAL high-water mark in repository "(one|two)" says it reached \(seq \d+, written .* by receive\): a restore to latest would stop short of WAL that was archived/,
 	'saying where the archive ends and where it reached');
 like($r->{stderr}, qr/hint: .*--target-lsn \S+ --target-action promote; nothing was changed/,
 	'with the explicit way to accept the loss');
