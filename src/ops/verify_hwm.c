@@ -319,6 +319,16 @@ static void check_behind(struct verify_run *v, struct verify_repo *a,
     lsn_t bend = repo_wal_hwm_end(bm, seg);
     if (e && repo_wal_hwm_end(&e->m, a->seg_size) >= bend)
         return;
+    /* WAL before a's oldest backup restores nothing from a (as for continuity). */
+    if (a->have_floor && bend <= segno_to_lsn(a->floor_segno, a->seg_size))
+        return;
+    /* No mark of an older timeline where a has one of a newer, and no backup of a on it
+     * or before it: a repository added after that timeline ended was never shipped its
+     * WAL, and needs none of it. */
+    for (size_t i = 0; !e && (!a->have_floor || a->floor_tli > bm->tli) && i < a->nhwms; i++) {
+        if (!a->hwms[i].damaged && a->hwms[i].tli > bm->tli)
+            return;
+    }
     char path[32], bdesc[160], bend_text[LSN_STRLEN], grace[32];
     repo_wal_hwm_path(bm->tli, path, sizeof(path));
     describe(bm, bdesc, sizeof(bdesc));
