@@ -80,6 +80,20 @@ static json_t *time_json(int64_t us)
     return us ? json_string(time_format_pg(us, text, sizeof(text))) : json_null();
 }
 
+/* The last WAL high-water mark written to a repository: its timeline, seq, reach and
+ * time (the whole mark is in the spool's record). */
+static json_t *hwm_json(const struct repo_wal_hwm *m, uint64_t seg_size)
+{
+    if (!m->seq)
+        return json_null();
+    json_t *o = json_object();
+    json_object_set_new(o, "timeline", json_integer(m->tli));
+    json_object_set_new(o, "seq", json_integer((json_int_t)m->seq));
+    json_object_set_new(o, "end_lsn", lsn_json(repo_wal_hwm_end(m, seg_size)));
+    json_object_set_new(o, "written", time_json(m->time_us));
+    return o;
+}
+
 int status_write(struct receiver *rx)
 {
     int rc = 0;
@@ -128,6 +142,7 @@ int status_write(struct receiver *rx)
         json_object_set_new(r, "lag_seconds", json_real(round(lag_s * 1000) / 1000));
         json_object_set_new(r, "segments_shipped", json_integer((json_int_t)sh->segments_shipped));
         json_object_set_new(r, "bytes_shipped", json_integer((json_int_t)sh->bytes_shipped));
+        json_object_set_new(r, "hwm", hwm_json(&sh->hwm_written, rx->seg_size));
         json_object_set_new(r, "last_error",
                             sh->last_error ? json_string(sh->last_error) : json_null());
         json_object_set_new(r, "error_since",

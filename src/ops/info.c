@@ -176,6 +176,21 @@ static json_t *window_json(struct repo *r, const struct repo_wal_summary *sum,
     return arr;
 }
 
+/* Where the timeline's WAL high-water mark says its archive reached; null when there is
+ * none (an older pgark) or it cannot be read (verify says why). */
+static json_t *hwm_json(struct repo *r, timeline_t tli)
+{
+    struct repo_wal_hwm m;
+    if (repo_wal_hwm_get(r, tli, &m) < 0) {
+        err_clear();
+        return json_null();
+    }
+    char end[LSN_STRLEN];
+    lsn_format(repo_wal_hwm_end(&m, repo_identity(r)->seg_size), end);
+    return json_pack("{s:s, s:I, s:o}", "end_lsn", end, "seq", (json_int_t)m.seq, "written",
+                     time_us_text(m.time_us));
+}
+
 static json_t *repo_json(const struct config *cfg, const struct config_cluster *cl,
                          const struct config_repo *rc_repo, json_t *receiver)
 {
@@ -218,11 +233,13 @@ static json_t *repo_json(const struct config *cfg, const struct config_cluster *
         }
         if (t->has_partial)
             wal_segment_name(t->tli, t->partial_segno, id->seg_size, partial);
-        json_array_append_new(
-            tls, json_pack("{s:i, s:I, s:s?, s:s?, s:I, s:s?}", "timeline", (int)t->tli, "segments",
-                           (json_int_t)t->segments, "first", t->segments ? first : NULL, "last",
-                           t->segments ? last : NULL, "missing", (json_int_t)t->gaps, "partial",
-                           t->has_partial ? partial : NULL));
+        json_t *tl = json_pack("{s:i, s:I, s:s?, s:s?, s:I, s:s?}", "timeline", (int)t->tli,
+                               "segments", (json_int_t)t->segments, "first",
+                               t->segments ? first : NULL, "last", t->segments ? last : NULL,
+                               "missing", (json_int_t)t->gaps, "partial",
+                               t->has_partial ? partial : NULL);
+        json_object_set_new(tl, "high_water_mark", hwm_json(r, t->tli));
+        json_array_append_new(tls, tl);
     }
     json_object_set_new(wal, "timelines", tls);
     json_object_set_new(o, "wal", wal);
@@ -400,6 +417,10 @@ static void print_human(json_t *root)
                        (long long)json_integer_value(json_object_get(t, "missing")));
             if (partial)
                 printf(", partial %s", partial);
+            const char *hwm = json_string_value(
+                json_object_get(json_object_get(t, "high_water_mark"), "end_lsn"));
+            if (hwm)
+                printf(", archived up to %s (high-water mark)", hwm);
             printf("\n");
         }
         print_backups(r);

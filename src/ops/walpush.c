@@ -51,15 +51,28 @@ static int segment_identity(int fd, const char *path, struct repo_identity *id)
     return 0;
 }
 
+/* A segment or partial copy, then the timeline's high-water mark: PostgreSQL hears of
+ * success only once the mark covers what was archived, as it does from the receiver. */
+static int push_segment(struct repo *r, const char *name, int fd, uint64_t size)
+{
+    char base[WAL_NAME_BUFLEN];
+    timeline_t tli;
+    uint64_t segno;
+    bool partial = wal_is_partial_name(name);
+    snprintf(base, sizeof(base), "%.24s", name);
+    int rc = wal_segment_parse(base, repo_identity(r)->seg_size, &tli, &segno);
+    if (rc == 0)
+        rc = partial ? repo_wal_push_partial_fd(r, base, fd, size)
+                     : repo_wal_push_fd(r, base, fd, size);
+    if (rc == 0)
+        rc = repo_wal_hwm_advance(r, "wal-push", tli, segno, partial, size);
+    return rc;
+}
+
 static int push_one(struct repo *r, const char *name, int fd, uint64_t size)
 {
-    if (wal_is_segment_name(name))
-        return repo_wal_push_fd(r, name, fd, size);
-    if (wal_is_partial_name(name)) {
-        char base[WAL_NAME_BUFLEN];
-        snprintf(base, sizeof(base), "%.24s", name);
-        return repo_wal_push_partial_fd(r, base, fd, size);
-    }
+    if (wal_is_segment_name(name) || wal_is_partial_name(name))
+        return push_segment(r, name, fd, size);
     /* history file */
     char *data = xmalloc(size + 1);
     int rc = 0;

@@ -281,6 +281,57 @@ static int check_window(struct restore_args *a, struct repo_set *set, const stru
     return 0;
 }
 
+/*
+ * A restore to latest must reach the latest WAL that was archived. An archive cut short
+ * (its newest segments gone, an older .partial in place of the newest) is otherwise an
+ * archive that ends earlier: recovery would replay what is there, promote, and the
+ * transactions after it would be lost without a word. The high-water marks say how far
+ * the archive reached; when what is there ends before that, nothing is changed and the
+ * DBA decides: bring the WAL back, or name the end of what is there as the target, which
+ * accepts the loss explicitly.
+ */
+static int check_reach(const struct restore_args *a, struct repo_set *set, timeline_t tli)
+{
+    if (a->target.kind != RESTORE_TARGET_LATEST)
+        return 0;
+    struct wal_hwm_best best;
+    struct wal_end end;
+    int rc = catalog_wal_hwm(set, tli, &best);
+    if (rc == 0 && best.found)
+        rc = catalog_wal_end(set, tli, &end);
+    if (rc < 0)
+        return err_context("while finding where the WAL archive of timeline %u ends", tli);
+    if (!best.found || (end.found && end.reach >= best.end))
+        return 0;
+    char mark_end[LSN_STRLEN], when[64], at[LSN_STRLEN], last[LSN_STRLEN];
+    lsn_format(best.end, mark_end);
+    time_format_pg(best.m.time_us, when, sizeof(when));
+    if (end.found)
+        err_set(ERR_INTEGRITY,
+                "the WAL archive of timeline %u ends at %s (%s in repository \"%s\"), before "
+                "%s, where the WAL high-water mark in repository \"%s\" says it reached (seq "
+                "%llu, written %s by %s): a restore to latest would stop short of WAL that was "
+                "archived",
+                tli, lsn_format(end.reach, at), end.object, set->conf[end.repo]->name, mark_end,
+                set->conf[best.repo]->name, (unsigned long long)best.m.seq, when, best.m.writer);
+    else
+        err_set(ERR_INTEGRITY,
+                "the WAL archive holds nothing of timeline %u, but the WAL high-water mark in "
+                "repository \"%s\" says it reached %s (seq %llu, written %s by %s): a restore to "
+                "latest would stop short of WAL that was archived",
+                tli, set->conf[best.repo]->name, mark_end, (unsigned long long)best.m.seq, when,
+                best.m.writer);
+    if (end.found)
+        return err_hint("\"pgark verify\" names what is missing: copy it back if it is anywhere "
+                        "(another repository, the receiver's spool), or accept losing it by "
+                        "restoring to the end of what is there, --target-lsn %s --target-action "
+                        "promote; nothing was changed",
+                        lsn_format(end.last_record, last));
+    return err_hint("\"pgark verify\" names what is missing: copy it back if it is anywhere, or "
+                    "accept losing it with --target immediate --target-action promote; nothing "
+                    "was changed");
+}
+
 /* --- small files ------------------------------------------------------------------------ */
 
 /* name in the data directory (open as dfd, shown as dir), replaced atomically: written
@@ -613,8 +664,8 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         rc = 1;
         goto out;
     }
-    if (check_window(&a, &set, &cat, tli, hist) < 0) {
-        rc = err_kind() == ERR_USAGE ? 2 : 1;
+    if (check_window(&a, &set, &cat, tli, hist) < 0 || check_reach(&a, &set, tli) < 0) {
+        rc = err_kind() == ERR_USAGE ? 2 : err_kind() == ERR_INTEGRITY ? 3 : 1;
         goto out;
     }
 

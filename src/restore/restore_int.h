@@ -73,6 +73,8 @@ struct wal_end {
     int64_t last_xact_us; /* Unix microseconds */
     lsn_t last_record;    /* start of the last complete record */
     lsn_t end_lsn;        /* where valid WAL ends */
+    lsn_t reach;          /* where the bytes of the newest object end */
+    size_t repo;          /* the repository holding it (index in the set) */
     char object[64];      /* the segment decoded, for messages */
 };
 int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out);
@@ -96,6 +98,16 @@ int confine_symlink(int dfd, const char *name, const char *target, const char *s
 int confine_resolve(const char *path, char **out);
 /* Whether resolved path is dir or beneath it. */
 bool confine_within(const char *path, const char *dir);
+
+/* The furthest WAL high-water mark of timeline tli in the set's repositories (found false
+ * when none has one; a mark that cannot be read is warned about and passed over). */
+struct wal_hwm_best {
+    bool found;
+    struct repo_wal_hwm m;
+    lsn_t end;
+    size_t repo; /* index in the set */
+};
+int catalog_wal_hwm(struct repo_set *set, timeline_t tli, struct wal_hwm_best *out);
 
 /* --- the data directory (pgdata.c) ------------------------------------------------- */
 

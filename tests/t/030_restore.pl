@@ -100,7 +100,14 @@ my $rp_lsn = sql("SELECT pg_create_restore_point('before_c')");
 my @c = workload(8);
 wait_archived();
 my @after_rp = workload(3);    # so that a transaction ends after every target
-wait_archived();
+my $last_seg = wait_archived();
+
+# wal-push moved the timeline's high-water mark with each segment it archived.
+my $mark = repo_cat($repo, 'main', 'wal/00000001.hwm');
+is($mark->{rc}, 0, 'wal-push wrote the high-water mark of timeline 1') or diag($mark->{stderr});
+my $hwm = eval { decode_json($mark->{stdout}) } // {};
+is($hwm->{segment}, $last_seg, 'it covers the last segment archived');
+is($hwm->{writer}, 'wal-push', 'and names its writer');
 
 my @all = sort { $a <=> $b } keys %row;
 
