@@ -35,7 +35,7 @@ struct repo_options {
     const char *cluster;    /* cluster name: the folder under the root */
     const char *passphrase; /* NULL: no encryption (must match repo.json) */
     int compress_level;     /* zstd level 1..19; 0 = store uncompressed */
-    /* scrypt cost for a new repository; 0 = default (N=2^15). Tests lower it. */
+    /* scrypt cost for a new repository; 0 = CRYPTO_KDF_DEFAULT_N. Tests lower it. */
     uint64_t kdf_n;
 };
 

@@ -157,6 +157,8 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
         rec.p = (uint32_t)json_integer_value(p);
         rc = crypto_keyring_open(&rec, passphrase, strlen(passphrase), &r->keyring);
         if (rc < 0) {
+            if (err_kind() == ERR_INTEGRITY)
+                err_context("in the encryption parameters of \"%s%s\"", r->prefix, REPO_JSON);
             err_context("while opening repository \"%s\"", repo_name(r));
             goto out;
         }

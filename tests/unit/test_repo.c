@@ -1518,6 +1518,31 @@ static void test_json_encryption(void **state)
     free(t);
     err_clear();
 
+    /* Raised scrypt parameters are refused before any derivation: with p=32, every
+     * command that opened the repository spent 26 s in scrypt before. */
+    char *orig = (char *)read_disk("e", "repo.json", &len);
+    orig = xrealloc(orig, len + 1);
+    orig[len] = '\0';
+    o = load_repo_json("e");
+    enc = json_object_get(o, "encryption");
+    json_object_set_new(enc, "n", json_integer(32768));
+    json_object_set_new(enc, "p", json_integer(32));
+    char *raised = json_dumps(o, JSON_INDENT(2));
+    json_decref(o);
+    put_json("e", raised);
+    free(raised);
+    int64_t t0 = time_mono_us();
+    assert_null(open_repo("e", 0, PASS, NULL, false));
+    assert_true(time_mono_us() - t0 < 1000000);
+    expect_err(-ERR_INTEGRITY, ERR_INTEGRITY,
+               "scrypt parameters N=32768 r=8 p=32 cost more than pgark allows (N*r*p at most "
+               "2097152, at most 512 MiB of memory)\n"
+               "  in the encryption parameters of \"e/repo.json\"\n"
+               "  while opening repository \"local\"",
+               NULL);
+    put_json("e", orig);
+    free(orig);
+
     r = open_repo("e", 0, PASS, NULL, false);
     assert_non_null(r);
     uint8_t *got;
