@@ -2,7 +2,7 @@
 #
 #   make            build build/pgark
 #   make check      unit + integration tests (as root: installs deps, runs as a test user)
-#   make asan       AddressSanitizer + UBSan build in build-asan/
+#   make asan       AddressSanitizer + UBSan build in build-asan/ (with clang: SAN_CC)
 #   make install    PREFIX (default /usr/local), DESTDIR honoured
 #   make deps       install missing Debian packages (root), else print the apt-get line
 #   make bench      benchmarks against pg_basebackup, pg_receivewal, pgbackrest
@@ -26,6 +26,10 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 OPT      ?= -O2
 SANITIZE ?=
+# The sanitizer build uses clang: its UBSan also stops at arithmetic on NULL (NULL + 0),
+# which gcc's lets pass.
+SAN_CC   ?= clang
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) $(SANITIZE) \
               -Iinclude $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := $(SANITIZE) $(LDFLAGS)
@@ -79,15 +83,12 @@ check:
 # unit tests (plain and sanitizer builds) and the Perl integration tests; the
 # sanitizer build of pgark itself serves the tests that look for one (016).
 check-local: all unit tools
-	$(MAKE) --no-print-directory BUILD=$(BUILD)-asan OPT=-O1 \
-	    SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    all unit
+	$(MAKE) --no-print-directory BUILD=$(BUILD)-asan CC=$(SAN_CC) OPT=-O1 \
+	    SANITIZE="$(SAN_FLAGS)" all unit
 	PGARK_BUILD=$(CURDIR)/$(BUILD) sh tests/harness/prove.sh
 
 asan:
-	$(MAKE) BUILD=build-asan OPT=-O1 \
-	    SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    all unit tools
+	$(MAKE) BUILD=build-asan CC=$(SAN_CC) OPT=-O1 SANITIZE="$(SAN_FLAGS)" all unit tools
 
 install: all
 	install -d $(DESTDIR)$(BINDIR)
