@@ -305,6 +305,7 @@ static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, v
     struct list_entry *page = NULL;
     size_t count = 0, cap = 0;
     size_t root_len = strlen(s->prefix);
+    uint64_t pages = 0, empty = 0;
     int rc = 0;
 
     for (;;) {
@@ -316,6 +317,8 @@ static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, v
         if ((rc = s3_request(s, &r, &resp)) < 0)
             goto out;
         rc = parse_page(s, &resp, &page, &count, &cap);
+        pages++;
+        empty = count ? 0 : empty + 1;
         if (count > 1)
             qsort(page, count, sizeof(*page), cmp_entry);
         if (rc == 0 && count && last && strcmp(page[0].key, last) <= 0) {
@@ -345,13 +348,22 @@ static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, v
         free(truncated);
         if (!more)
             break;
+        char *next = s3_xml_get(b, end, "NextContinuationToken");
+        const char *why = NULL;
+        if (!next || !*next)
+            why = "a page is truncated without a continuation token";
+        else if (token && strcmp(next, token) == 0)
+            why = "the server sent back the continuation token it was given";
+        else if (empty >= S3_LIST_MAX_EMPTY_PAGES)
+            why = "the server sent page after page without a key";
+        else if (pages >= s->list_max_pages)
+            why = "it has more pages than pgark reads";
         free(token);
-        token = s3_xml_get(b, end, "NextContinuationToken");
-        if (!token || !*token) {
+        token = next;
+        if (why) {
             rc = err_set(ERR_PROTOCOL,
-                         "s3 list of repository \"%s\" is truncated without a continuation "
-                         "token",
-                         st->name);
+                         "s3 list of \"%s\" in repository \"%s\" stopped after %llu pages: %s",
+                         full, st->name, (unsigned long long)pages, why);
             goto out;
         }
     }
@@ -495,6 +507,7 @@ struct storage *storage_s3_new(const struct storage_s3_options *o)
     sigv4_init(&s->signer, o->access_key_id, o->secret_access_key,
                o->region && *o->region ? o->region : "us-east-1", "s3");
     s->engine = http_engine_new(&s->http, s->concurrency);
+    s->list_max_pages = S3_LIST_MAX_PAGES;
     log_add_secret(o->secret_access_key);
     if (s->session_token)
         log_add_secret(s->session_token);

@@ -23,7 +23,15 @@ struct s3 {
     char *ca_file;
     struct sigv4 signer;
     struct http_engine *engine; /* every request of this handle, from any thread */
+    uint64_t list_max_pages;    /* S3_LIST_MAX_PAGES; tests lower it */
 };
+
+/* A listing whose pages do not end is an error, not a loop: after this many pages (10^8
+ * keys at 1000 a page, more than any repository pgark can keep track of), after this
+ * many pages in a row without a key, or when the server hands back the continuation
+ * token it was just given. */
+#define S3_LIST_MAX_PAGES 100000
+#define S3_LIST_MAX_EMPTY_PAGES 10
 
 #define S3_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
