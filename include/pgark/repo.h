@@ -91,6 +91,18 @@ void repo_writer_abort(struct repo_writer *w);
 int repo_get(struct repo *r, const char *path, storage_sink_fn sink, void *ctx);
 /* Read an object's plaintext into memory (malloc'd, NUL-terminated). */
 int repo_get_all(struct repo *r, const char *path, uint8_t **data, size_t *len);
+/* The same for an object that cannot be longer than max bytes: one whose header says
+ * more is ERR_INTEGRITY ("... holds N bytes, more than <what> can have (max)"), found
+ * before any of its content is read. what: "a time index", "a WAL segment". */
+int repo_get_all_max(struct repo *r, const char *path, uint64_t max, const char *what,
+                     uint8_t **data, size_t *len);
+
+/* The longest objects of their kind read into memory: far above what pgark writes (a
+ * history line is ~50 bytes per timeline, an index ~200 bytes per restore point, a
+ * marker a host name and a pid), far below what would strain memory. */
+#define REPO_HISTORY_MAX (16u << 20)
+#define REPO_WAL_INDEX_MAX (16u << 20)
+#define REPO_MARKER_MAX (64u << 10)
 
 /* Plaintext SHA-256 and length from an object's trailer and header, verified by
  * reading it whole. */

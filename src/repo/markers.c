@@ -79,6 +79,18 @@ void repo_markers_free(struct repo_marker *m, size_t n)
     free(m);
 }
 
+void repo_marker_parse(const char *text, size_t len, struct repo_marker *m)
+{
+    json_t *o = json_loadb(text, len, 0, NULL);
+    const char *h = json_string_value(json_object_get(o, "host"));
+    json_int_t pid = json_integer_value(json_object_get(o, "pid"));
+    m->host = xstrdup(h ? h : "");
+    /* kill(pid, 0) below takes a pid_t: a value outside 1..INT32_MAX would probe a
+     * process group, or every process, instead */
+    m->pid = pid > 0 && pid <= INT32_MAX ? (long)pid : 0;
+    json_decref(o);
+}
+
 /* Read one marker and judge whether its writer still lives. A marker that cannot be
  * read (written half by a crash cannot happen: writes are atomic; a damaged one can)
  * is judged by its age alone. */
@@ -88,12 +100,8 @@ static void marker_read(struct repo *r, const char *path, struct repo_marker *m)
     size_t len = 0;
     char host[256];
 
-    if (repo_get_all(r, path, &data, &len) == 0) {
-        json_t *o = json_loadb((const char *)data, len, 0, NULL);
-        const char *h = json_string_value(json_object_get(o, "host"));
-        m->host = xstrdup(h ? h : "");
-        m->pid = (long)json_integer_value(json_object_get(o, "pid"));
-        json_decref(o);
+    if (repo_get_all_max(r, path, REPO_MARKER_MAX, "a running marker", &data, &len) == 0) {
+        repo_marker_parse((const char *)data, len, m);
     } else {
         log_warn("cannot read the marker \"%s\" in repository \"%s\": %s", path, repo_name(r),
                  err_message());

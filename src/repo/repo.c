@@ -20,6 +20,8 @@
 #include <string.h>
 
 #define REPO_JSON "repo.json"
+/* pgark writes under 1 KiB; a longer repo.json is not one to hold in memory */
+#define REPO_JSON_MAX (64 * 1024)
 
 const struct repo_identity *repo_identity(const struct repo *r)
 {
@@ -213,6 +215,40 @@ out:
     return rc;
 }
 
+struct json_sink {
+    struct buf b;
+    bool too_long;
+};
+
+static int json_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct json_sink *js = ctx;
+    if (js->b.len + len > REPO_JSON_MAX) {
+        js->too_long = true;
+        return err_set(ERR_INTEGRITY, "too long"); /* replaced below */
+    }
+    buf_append(&js->b, data, len);
+    return 0;
+}
+
+/* repo.json into memory (malloc'd), at most REPO_JSON_MAX bytes of it. */
+static int read_json(const struct repo *r, const char *full, uint8_t **data, size_t *len)
+{
+    struct json_sink js = {BUF_INIT, false};
+    int rc = storage_read(r->storage, full, 0, STORAGE_TO_END, json_sink, &js);
+    if (rc < 0) {
+        if (js.too_long) {
+            err_clear();
+            rc = bad_json(r, "longer than 64 KiB");
+        }
+        buf_free(&js.b);
+        return rc;
+    }
+    *len = js.b.len;
+    *data = (uint8_t *)buf_steal(&js.b);
+    return 0;
+}
+
 struct repo *repo_open(struct storage *s, const struct repo_options *opts,
                        const struct repo_identity *expect, bool create)
 {
@@ -230,7 +266,7 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
     r->cipher = codec_by_name(CODEC_CIPHER, "none");
     full = repo_full_path(r, REPO_JSON);
 
-    rc = storage_read_all(s, full, &data, &len);
+    rc = read_json(r, full, &data, &len);
     if (rc == -ERR_NOT_FOUND) {
         err_clear();
         if (!create || !expect) {
@@ -247,7 +283,7 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
             goto done;
         log_detail("repository \"%s\": another process created repo.json first; using it",
                    repo_name(r));
-        rc = storage_read_all(s, full, &data, &len);
+        rc = read_json(r, full, &data, &len);
     }
     if (rc < 0)
         goto fail;

@@ -257,6 +257,17 @@ static void test_markers(void **state)
     assert_true(m[2].stale);
     assert_false(m[1].stale);
     repo_markers_free(m, n);
+
+    /* A pid that is no pid_t (here: 2^32 + a pid that is gone) is no pid at all: the
+     * marker is judged by its age, and kill() is not asked about another number. */
+    snprintf(text, sizeof(text), "{\"host\":\"%s\",\"pid\":%lld}", host,
+             (long long)child + (1LL << 32));
+    assert_int_equal(repo_put(repo, "backups/F.running", text, strlen(text)), 0);
+    assert_int_equal(repo_markers_list(repo, &m, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(m[2].pid, 0);
+    assert_false(m[2].stale);
+    repo_markers_free(m, n);
     assert_int_equal(repo_marker_remove(repo, "bad/label"), -ERR_USAGE);
     err_clear();
 }

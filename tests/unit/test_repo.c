@@ -1478,6 +1478,18 @@ static void test_json_damaged(void **state)
         assert_memory_equal(now, cases[i].text, len);
         free(now);
     }
+
+    /* A repo.json longer than any pgark writes is not read into memory (even when it is
+     * valid JSON: here padded with blanks). */
+    struct buf big = BUF_INIT;
+    buf_append_str(&big, "{\"format\": 1, " GOOD_FIELDS ", \"encryption\": null}");
+    while (big.len <= 64 * 1024)
+        buf_append_str(&big, "                ");
+    put_json("d", (const char *)big.data);
+    buf_free(&big);
+    assert_null(open_repo("d", 3, NULL, &ident, true));
+    expect_err(-ERR_INTEGRITY, ERR_INTEGRITY,
+               "\"d/repo.json\" in repository \"local\" is not valid: longer than 64 KiB", NULL);
 }
 
 static void test_json_encryption(void **state)
