@@ -534,6 +534,31 @@ static void test_list_order_of_unsorted_server(void **state)
     server_stop(&raw);
 }
 
+/* --- XML ---------------------------------------------------------------------------- */
+
+/* An empty element is the empty string (found by fuzz_s3xml: it was handed back without
+ * its terminator, and "<Code></Code>" compared as whatever followed in memory). */
+static void test_xml_empty_element(void **state)
+{
+    (void)state;
+    static const char body[] = "<Error><Code></Code><Message/><Key>a&amp;b&#x41;</Key></Error>";
+    const char *end = body + sizeof(body) - 1;
+    char *code = s3_xml_get(body, end, "Code");
+    assert_non_null(code);
+    assert_string_equal(code, "");
+    free(code);
+    char *msg = s3_xml_get(body, end, "Message");
+    assert_non_null(msg);
+    assert_string_equal(msg, "");
+    free(msg);
+    char *key = s3_xml_get(body, end, "Key");
+    assert_string_equal(key, "a&bA");
+    free(key);
+    char *none = s3_xml_unescape(body, 0);
+    assert_string_equal(none, "");
+    free(none);
+}
+
 /* --- a scripted S3 peer: listings the real server cannot be made to send ------------- */
 
 enum peer_mode {
@@ -1357,6 +1382,7 @@ int main(void)
         cmocka_unit_test(test_list_pagination_and_batch_delete),
         cmocka_unit_test(test_list_order_of_unsorted_server),
         cmocka_unit_test(test_list_that_does_not_end),
+        cmocka_unit_test(test_xml_empty_element),
         cmocka_unit_test(test_missing_key_and_bucket),
         cmocka_unit_test(test_wrong_access_key),
         cmocka_unit_test(test_special_keys),
