@@ -151,6 +151,13 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
             rc = bad_json(r, "incomplete encryption parameters");
             goto out;
         }
+        /* r and p are 32-bit: 2^32 + 8 must not read as 8 */
+        if (json_integer_value(n) < 0 || json_integer_value(rr) < 0 ||
+            json_integer_value(rr) > UINT32_MAX || json_integer_value(p) < 0 ||
+            json_integer_value(p) > UINT32_MAX) {
+            rc = bad_json(r, "encryption parameters out of range");
+            goto out;
+        }
         strcpy(rec.kdf, kdf);
         strcpy(rec.salt, salt);
         strcpy(rec.wrapped_key, wrapped);

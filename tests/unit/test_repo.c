@@ -1457,6 +1457,12 @@ static void test_json_damaged(void **state)
          ERR_INTEGRITY,
          "\"d/repo.json\" in repository \"local\" is not valid: incomplete encryption "
          "parameters"},
+        {"{\"format\": 1, " GOOD_FIELDS ", \"encryption\": {\"cipher\": \"aes-256-gcm\", "
+         "\"kdf\": \"scrypt\", \"n\": 1024, \"r\": 4294967304, \"p\": 1, \"salt\": \"00\", "
+         "\"wrapped_key\": \"00\"}}",
+         ERR_INTEGRITY,
+         "\"d/repo.json\" in repository \"local\" is not valid: encryption parameters out of "
+         "range"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         put_json("d", cases[i].text);
