@@ -7,6 +7,7 @@
 #   make deps       install missing Debian packages (root), else print the apt-get line
 #   make bench      benchmarks against pg_basebackup, pg_receivewal, pgbackrest
 #   make demo       throwaway cluster + receiver + backup + point-in-time restore
+#   make fuzz       each libFuzzer harness of tests/fuzz for FUZZ_SECONDS (default 60)
 #
 # BUILD selects the output directory, so several builds can live side by side.
 
@@ -42,8 +43,15 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
+# Harnesses link libFuzzer's main (clang only: built with CC=$(SAN_CC)).
+FUZZ_LINK := -fsanitize=fuzzer,address,undefined
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
 
-.PHONY: all unit tools check check-local asan install uninstall clean deps bench demo format
+.PHONY: all unit tools fuzzers fuzz check check-local asan install uninstall clean deps bench \
+        demo format
 
 all: $(BUILD)/pgark
 
@@ -71,8 +79,21 @@ $(BUILD)/tests/tools/%: tests/tools/%.c $(TOOL_LIB) $(BUILD)/libpgark.a
 	$(CC) $(CFLAGS_ALL) -Itests/unit/lib $(LDFLAGS_ALL) -o $@ $< $(TOOL_LIB) $(BUILD)/libpgark.a \
 	    $(LIBS_ALL)
 
+$(BUILD)/tests/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(BUILD)/libpgark.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(FUZZ_LINK) -o $@ $< $(BUILD)/libpgark.a $(LIBS_ALL)
+
 unit: $(UNIT_BIN)
 tools: $(TOOL_BIN)
+fuzzers: $(FUZZ_BIN)
+
+# The harnesses over a library built with coverage for libFuzzer (and
+# FUZZ_SECONDS each, one after the other; FUZZ_TARGETS="tar manifest" picks some).
+# Inputs found go to build-fuzz/corpus, crashes to build-fuzz/crashes.
+fuzz:
+	$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(SAN_CC) OPT=-O1 \
+	    SANITIZE="$(SAN_FLAGS) -fsanitize=fuzzer-no-link" fuzzers
+	sh tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # make check: as root, installs what is missing and re-runs itself as an
 # unprivileged user (PostgreSQL refuses root); otherwise runs the suite here.
@@ -81,10 +102,11 @@ check:
 
 # The suite itself, run as the unprivileged user: one prove run over the C
 # unit tests (plain and sanitizer builds) and the Perl integration tests; the
-# sanitizer build of pgark itself serves the tests that look for one (016).
+# sanitizer build of pgark itself serves the tests that look for one (016), and its
+# library the fuzzing harnesses that 090_fuzz_smoke.pl runs for a few seconds each.
 check-local: all unit tools
 	$(MAKE) --no-print-directory BUILD=$(BUILD)-asan CC=$(SAN_CC) OPT=-O1 \
-	    SANITIZE="$(SAN_FLAGS)" all unit
+	    SANITIZE="$(SAN_FLAGS)" all unit fuzzers
 	PGARK_BUILD=$(CURDIR)/$(BUILD) sh tests/harness/prove.sh
 
 asan:
@@ -111,7 +133,7 @@ demo:
 	@sh contrib/demo.sh
 
 format:
-	clang-format -i $$(find src walreceiver include tests/unit tests/tools -name '*.[ch]')
+	clang-format -i $$(find src walreceiver include tests/unit tests/tools tests/fuzz -name '*.[ch]')
 
 clean:
 	rm -rf build build-asan
