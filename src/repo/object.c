@@ -308,6 +308,7 @@ struct reader {
      * the payload collects here, and comp decompresses it in one piece afterwards. */
     struct buf *payload;
     size_t cap;
+    size_t payload_max; /* the most a payload of plain_len bytes can take, compressed */
     const struct codec *comp;
     /* Reading into memory (repo_get_all_max): the most plaintext the caller takes,
      * checked against the header before anything is read on; 0 for no limit. */
@@ -369,10 +370,13 @@ static int plain_sink(void *ctx, const uint8_t *data, size_t len)
     return 0;
 }
 
-/* Output of the decrypting chain when reading into a buffer: the compressed payload. */
+/* Output of the decrypting chain when reading into a buffer: the compressed payload, in
+ * memory only up to what its plaintext length allows. */
 static int payload_sink(void *ctx, const uint8_t *data, size_t len)
 {
     struct reader *rd = ctx;
+    if (len > rd->payload_max - rd->payload->len)
+        return bad_object(rd, "its payload is longer than its plaintext length allows");
     buf_append(rd->payload, data, len);
     return 0;
 }
@@ -417,6 +421,12 @@ static int start_chain(struct reader *rd)
                        rd->name, repo_name(rd->r), (unsigned long long)rd->plain_len, rd->cap);
     }
     rd->comp = comp;
+    /* zstd makes at most a few bytes per 256 more of what does not compress; stored
+     * plainly, the payload is plaintext and trailer exactly */
+    if (rd->payload) {
+        size_t need = (size_t)rd->plain_len + ENVELOPE_TRAILER_LEN;
+        rd->payload_max = comp->decompress_buffer ? need + need / 128 + 1024 : need;
+    }
     rd->chain = filter_chain_new(0, rd->payload ? payload_sink : plain_sink, rd);
     if (!codec_is_none(cipher)) {
         if (!rd->r->keyring)

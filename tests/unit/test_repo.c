@@ -1164,6 +1164,37 @@ static void test_chunk_into_encrypted_zstd(void **state)
     chunk_into(M_ENC_ZSTD);
 }
 
+/* Read into a buffer, an object's payload is held in memory only up to what its
+ * plaintext length allows: one with far more stored is refused as it arrives. */
+static void test_into_payload_bound(void **state)
+{
+    (void)state;
+    enum mode ms[] = {M_PLAIN, M_ZSTD};
+    for (size_t i = 0; i < 2; i++) {
+        struct repo *r = open_mode(ms[i]);
+        check_ok(repo_put(r, "t/big", "0123456789", 10), "put");
+        size_t len;
+        uint8_t *stored = read_disk(modes[ms[i]].cluster, "t/big", &len);
+        stored = xrealloc(stored, len + 1000000);
+        memset(stored + len, 'x', 1000000);
+        write_disk(modes[ms[i]].cluster, "t/big", stored, len + 1000000);
+        free(stored);
+        uint8_t dst[1024];
+        size_t got = 777;
+        assert_int_equal(repo_object_read_into(r, "t/big", dst, sizeof(dst), &got, NULL),
+                         -ERR_INTEGRITY);
+        char want[160];
+        snprintf(want, sizeof(want),
+                 "object \"%s/t/big\" in repository \"local\" is damaged: its payload is longer "
+                 "than its plaintext length allows",
+                 modes[ms[i]].cluster);
+        assert_string_equal(err_message(), want);
+        assert_int_equal(got, 777);
+        err_clear();
+        repo_close(r);
+    }
+}
+
 /* Damaged chunks: each refused with ERR_INTEGRITY naming the chunk's object and the
  * repository, nothing written past cap; a chunk under another chunk's name too. */
 static void test_chunk_into_damaged(void **state)
@@ -2048,6 +2079,7 @@ int main(void)
         T(test_chunk_into_encrypted),
         T(test_chunk_into_encrypted_zstd),
         T(test_chunk_into_damaged),
+        T(test_into_payload_bound),
         T(test_chunk_into_missing),
 #undef T
     };
