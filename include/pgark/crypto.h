@@ -70,14 +70,15 @@ struct crypto_kdf_params {
 #define CRYPTO_KDF_DEFAULT_R 8
 #define CRYPTO_KDF_DEFAULT_P 1
 
-/* The most any derivation may cost, checked before it starts: N*r*p at most twice the
- * default's (about a second on one core of a 2026 server), and the memory OpenSSL
- * allocates, 128*r*(N+p+2) bytes, at most 512 MiB. The parameters of an existing
+/* The most any derivation may cost, checked before it starts: N*r*p at most the
+ * default's (0.7 to 0.8 s of CPU on the 2-core test machine, loaded), and the memory
+ * OpenSSL allocates, 128*r*(N+p+2) bytes, at most 256 MiB. The parameters of an existing
  * repository come from its repo.json, which anyone who can write the repository can
  * change: without a cap, raised parameters make every command that opens it burn CPU
- * and memory before it can even say the passphrase is wrong. */
-#define CRYPTO_KDF_MAX_COST (UINT64_C(1) << 21)
-#define CRYPTO_KDF_MAX_MEM (UINT64_C(512) << 20)
+ * and memory before it can even say the passphrase is wrong. A later default above this
+ * raises the cap with it. */
+#define CRYPTO_KDF_MAX_COST (UINT64_C(1) << 20)
+#define CRYPTO_KDF_MAX_MEM (UINT64_C(256) << 20)
 
 /*
  * Whether params are valid and within the caps above: 0, or kind (the caller's: bad

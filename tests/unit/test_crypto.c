@@ -448,11 +448,11 @@ static void test_scrypt_rfc7914_vector(void **state)
                      -ERR_CONFIG);
     assert_string_equal(err_message(),
                         "scrypt parameters N=1048576 r=16 p=1 cost more than pgark allows (N*r*p "
-                        "at most 2097152, at most 512 MiB of memory)");
+                        "at most 1048576, at most 256 MiB of memory)");
     err_clear();
 }
 
-/* The cap on what a derivation may cost: N*r*p at most 2^21 and 512 MiB of memory, found
+/* The cap on what a derivation may cost: N*r*p at most 2^20 and 256 MiB of memory, found
  * before anything is derived (repo.json's parameters are anyone's to change). */
 static void test_scrypt_cost_cap(void **state)
 {
@@ -462,14 +462,15 @@ static void test_scrypt_cost_cap(void **state)
         bool ok;
     } cases[] = {
         {{1u << 17, 8, 1}, true},       /* the default */
-        {{1u << 18, 8, 1}, true},       /* twice the default */
-        {{1u << 17, 8, 2}, true},       /* also twice */
-        {{1u << 17, 8, 3}, false},      /* p raised */
+        {{1u << 16, 8, 2}, true},       /* as costly */
+        {{1u << 15, 8, 1}, true},       /* the default before */
+        {{1u << 18, 8, 1}, false},      /* N raised */
+        {{1u << 17, 8, 2}, false},      /* p raised */
         {{1u << 15, 8, 32}, false},     /* the old default with p=32: 26 s per command */
-        {{1u << 18, 16, 1}, false},     /* r raised */
+        {{1u << 17, 16, 1}, false},     /* r raised */
         {{1u << 30, 1, 1}, false},      /* N at its largest */
-        {{2, 1u << 20, 1}, false},      /* N*r*p in the cap, 640 MiB of memory */
-        {{2, 1u << 19, 1}, true},       /* 320 MiB */
+        {{2, 1u << 19, 1}, false},      /* N*r*p in the cap, 320 MiB of memory */
+        {{4, 1u << 18, 1}, true},       /* 224 MiB */
         {{1024, 1, UINT32_MAX}, false}, /* no overflow in N*r*p */
         {{1u << 30, UINT32_MAX, UINT32_MAX}, false},
     };
@@ -499,7 +500,7 @@ static void test_scrypt_cost_cap(void **state)
     assert_null(opened);
     assert_string_equal(err_message(),
                         "scrypt parameters N=32768 r=8 p=4096 cost more than pgark allows "
-                        "(N*r*p at most 2097152, at most 512 MiB of memory)");
+                        "(N*r*p at most 1048576, at most 256 MiB of memory)");
     err_clear();
 }
 

@@ -1585,7 +1585,7 @@ static void test_json_encryption(void **state)
     assert_true(time_mono_us() - t0 < 1000000);
     expect_err(-ERR_INTEGRITY, ERR_INTEGRITY,
                "scrypt parameters N=32768 r=8 p=32 cost more than pgark allows (N*r*p at most "
-               "2097152, at most 512 MiB of memory)\n"
+               "1048576, at most 256 MiB of memory)\n"
                "  in the encryption parameters of \"e/repo.json\"\n"
                "  while opening repository \"local\"",
                NULL);
