@@ -35,7 +35,7 @@ struct repo_options {
     const char *cluster;    /* cluster name: the folder under the root */
     const char *passphrase; /* NULL: no encryption (must match repo.json) */
     int compress_level;     /* zstd level 1..19; 0 = store uncompressed */
-    /* scrypt cost for a new repository; 0 = default (N=2^15). Tests lower it. */
+    /* scrypt cost for a new repository; 0 = CRYPTO_KDF_DEFAULT_N. Tests lower it. */
     uint64_t kdf_n;
 };
 
@@ -94,6 +94,19 @@ int repo_get_all(struct repo *r, const char *path, uint8_t **data, size_t *len);
 /* 1 when the object is there, 0 when not, negative on error (one HEAD or stat; the
  * content is not read). */
 int repo_object_exists(struct repo *r, const char *path);
+
+/* The same for an object that cannot be longer than max bytes: one whose header says
+ * more is ERR_INTEGRITY ("... holds N bytes, more than <what> can have (max)"), found
+ * before any of its content is read. what: "a time index", "a WAL segment". */
+int repo_get_all_max(struct repo *r, const char *path, uint64_t max, const char *what,
+                     uint8_t **data, size_t *len);
+
+/* The longest objects of their kind read into memory: far above what pgark writes (a
+ * history line is ~50 bytes per timeline, an index ~200 bytes per restore point, a
+ * marker a host name and a pid), far below what would strain memory. */
+#define REPO_HISTORY_MAX (16u << 20)
+#define REPO_WAL_INDEX_MAX (16u << 20)
+#define REPO_MARKER_MAX (64u << 10)
 
 /* Plaintext SHA-256 and length from an object's trailer and header, verified by
  * reading it whole. */

@@ -235,7 +235,8 @@ static int find_main_data(struct waldecode *d, lsn_t lsn, const uint8_t *r, uint
     char at[LSN_STRLEN];
     const char *why = NULL;
 
-    while ((uint64_t)(c.end - c.p) > datatotal) {
+    /* a header cut short sets c.bad: stop there (take gives NULL from then on) */
+    while (!c.bad && (uint64_t)(c.end - c.p) > datatotal) {
         uint8_t id = *take(&c, 1);
         const uint8_t *p;
         if (id == XLR_BLOCK_ID_DATA_SHORT || id == XLR_BLOCK_ID_DATA_LONG) {

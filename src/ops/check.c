@@ -290,7 +290,7 @@ static int probe_write(struct repo *r, const char *cluster)
     snprintf(content, sizeof(content), "pgark check probe %s", hex);
     if ((rc = repo_put(r, name, content, strlen(content))) < 0)
         return err_context("while writing a probe object");
-    rc = repo_get_all(r, name, &back, &len);
+    rc = repo_get_all_max(r, name, sizeof(content), "the probe object", &back, &len);
     if (rc == 0 && (len != strlen(content) || memcmp(back, content, len) != 0))
         rc = err_set(ERR_INTEGRITY, "probe object \"%s\" read back different content", name);
     free(back);

@@ -175,7 +175,8 @@ static void check_histories(struct wal_verify *w)
         }
         uint8_t *data = NULL;
         size_t len = 0;
-        if (repo_get_all(w->vr->repo, path, &data, &len) < 0) {
+        if (repo_get_all_max(w->vr->repo, path, REPO_HISTORY_MAX, "a timeline history file", &data,
+                             &len) < 0) {
             verify_problem_err(w->v, w->vr, "damaged", path, NULL, t->tli);
             continue;
         }

@@ -20,6 +20,8 @@
 #include <string.h>
 
 #define REPO_JSON "repo.json"
+/* pgark writes under 1 KiB; a longer repo.json is not one to hold in memory */
+#define REPO_JSON_MAX (64 * 1024)
 
 const struct repo_identity *repo_identity(const struct repo *r)
 {
@@ -149,6 +151,13 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
             rc = bad_json(r, "incomplete encryption parameters");
             goto out;
         }
+        /* r and p are 32-bit: 2^32 + 8 must not read as 8 */
+        if (json_integer_value(n) < 0 || json_integer_value(rr) < 0 ||
+            json_integer_value(rr) > UINT32_MAX || json_integer_value(p) < 0 ||
+            json_integer_value(p) > UINT32_MAX) {
+            rc = bad_json(r, "encryption parameters out of range");
+            goto out;
+        }
         strcpy(rec.kdf, kdf);
         strcpy(rec.salt, salt);
         strcpy(rec.wrapped_key, wrapped);
@@ -157,6 +166,8 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
         rec.p = (uint32_t)json_integer_value(p);
         rc = crypto_keyring_open(&rec, passphrase, strlen(passphrase), &r->keyring);
         if (rc < 0) {
+            if (err_kind() == ERR_INTEGRITY)
+                err_context("in the encryption parameters of \"%s%s\"", r->prefix, REPO_JSON);
             err_context("while opening repository \"%s\"", repo_name(r));
             goto out;
         }
@@ -212,6 +223,40 @@ out:
     return rc;
 }
 
+struct json_sink {
+    struct buf b;
+    bool too_long;
+};
+
+static int json_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct json_sink *js = ctx;
+    if (js->b.len + len > REPO_JSON_MAX) {
+        js->too_long = true;
+        return err_set(ERR_INTEGRITY, "too long"); /* replaced below */
+    }
+    buf_append(&js->b, data, len);
+    return 0;
+}
+
+/* repo.json into memory (malloc'd), at most REPO_JSON_MAX bytes of it. */
+static int read_json(const struct repo *r, const char *full, uint8_t **data, size_t *len)
+{
+    struct json_sink js = {BUF_INIT, false};
+    int rc = storage_read(r->storage, full, 0, STORAGE_TO_END, json_sink, &js);
+    if (rc < 0) {
+        if (js.too_long) {
+            err_clear();
+            rc = bad_json(r, "longer than 64 KiB");
+        }
+        buf_free(&js.b);
+        return rc;
+    }
+    *len = js.b.len;
+    *data = (uint8_t *)buf_steal(&js.b);
+    return 0;
+}
+
 struct repo *repo_open(struct storage *s, const struct repo_options *opts,
                        const struct repo_identity *expect, bool create)
 {
@@ -229,7 +274,7 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
     r->cipher = codec_by_name(CODEC_CIPHER, "none");
     full = repo_full_path(r, REPO_JSON);
 
-    rc = storage_read_all(s, full, &data, &len);
+    rc = read_json(r, full, &data, &len);
     if (rc == -ERR_NOT_FOUND) {
         err_clear();
         if (!create || !expect) {
@@ -246,7 +291,7 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
             goto done;
         log_detail("repository \"%s\": another process created repo.json first; using it",
                    repo_name(r));
-        rc = storage_read_all(s, full, &data, &len);
+        rc = read_json(r, full, &data, &len);
     }
     if (rc < 0)
         goto fail;

@@ -191,7 +191,8 @@ int catalog_history(struct repo_set *set, timeline_t tli, struct timeline_histor
         }
         uint8_t *data = NULL;
         size_t len = 0;
-        int rc = repo_get_all(r, path, &data, &len);
+        int rc =
+            repo_get_all_max(r, path, REPO_HISTORY_MAX, "a timeline history file", &data, &len);
         if (rc < 0) {
             if (err_kind() == ERR_NOT_FOUND) {
                 err_clear();
@@ -233,7 +234,7 @@ static int decode_object(struct repo *r, const char *path, timeline_t tli, uint6
 {
     uint8_t *data = NULL;
     size_t len = 0;
-    int rc = repo_get_all(r, path, &data, &len);
+    int rc = repo_get_all_max(r, path, repo_identity(r)->seg_size, "a WAL segment", &data, &len);
     if (rc < 0)
         return rc;
     *bytes = len;

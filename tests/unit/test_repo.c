@@ -1164,6 +1164,37 @@ static void test_chunk_into_encrypted_zstd(void **state)
     chunk_into(M_ENC_ZSTD);
 }
 
+/* Read into a buffer, an object's payload is held in memory only up to what its
+ * plaintext length allows: one with far more stored is refused as it arrives. */
+static void test_into_payload_bound(void **state)
+{
+    (void)state;
+    enum mode ms[] = {M_PLAIN, M_ZSTD};
+    for (size_t i = 0; i < 2; i++) {
+        struct repo *r = open_mode(ms[i]);
+        check_ok(repo_put(r, "t/big", "0123456789", 10), "put");
+        size_t len;
+        uint8_t *stored = read_disk(modes[ms[i]].cluster, "t/big", &len);
+        stored = xrealloc(stored, len + 1000000);
+        memset(stored + len, 'x', 1000000);
+        write_disk(modes[ms[i]].cluster, "t/big", stored, len + 1000000);
+        free(stored);
+        uint8_t dst[1024];
+        size_t got = 777;
+        assert_int_equal(repo_object_read_into(r, "t/big", dst, sizeof(dst), &got, NULL),
+                         -ERR_INTEGRITY);
+        char want[160];
+        snprintf(want, sizeof(want),
+                 "object \"%s/t/big\" in repository \"local\" is damaged: its payload is longer "
+                 "than its plaintext length allows",
+                 modes[ms[i]].cluster);
+        assert_string_equal(err_message(), want);
+        assert_int_equal(got, 777);
+        err_clear();
+        repo_close(r);
+    }
+}
+
 /* Damaged chunks: each refused with ERR_INTEGRITY naming the chunk's object and the
  * repository, nothing written past cap; a chunk under another chunk's name too. */
 static void test_chunk_into_damaged(void **state)
@@ -1457,6 +1488,12 @@ static void test_json_damaged(void **state)
          ERR_INTEGRITY,
          "\"d/repo.json\" in repository \"local\" is not valid: incomplete encryption "
          "parameters"},
+        {"{\"format\": 1, " GOOD_FIELDS ", \"encryption\": {\"cipher\": \"aes-256-gcm\", "
+         "\"kdf\": \"scrypt\", \"n\": 1024, \"r\": 4294967304, \"p\": 1, \"salt\": \"00\", "
+         "\"wrapped_key\": \"00\"}}",
+         ERR_INTEGRITY,
+         "\"d/repo.json\" in repository \"local\" is not valid: encryption parameters out of "
+         "range"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         put_json("d", cases[i].text);
@@ -1478,6 +1515,18 @@ static void test_json_damaged(void **state)
         assert_memory_equal(now, cases[i].text, len);
         free(now);
     }
+
+    /* A repo.json longer than any pgark writes is not read into memory (even when it is
+     * valid JSON: here padded with blanks). */
+    struct buf big = BUF_INIT;
+    buf_append_str(&big, "{\"format\": 1, " GOOD_FIELDS ", \"encryption\": null}");
+    while (big.len <= 64 * 1024)
+        buf_append_str(&big, "                ");
+    put_json("d", (const char *)big.data);
+    buf_free(&big);
+    assert_null(open_repo("d", 3, NULL, &ident, true));
+    expect_err(-ERR_INTEGRITY, ERR_INTEGRITY,
+               "\"d/repo.json\" in repository \"local\" is not valid: longer than 64 KiB", NULL);
 }
 
 static void test_json_encryption(void **state)
@@ -1517,6 +1566,31 @@ static void test_json_encryption(void **state)
     assert_true(contains(t, "\n  while opening repository \"local\""));
     free(t);
     err_clear();
+
+    /* Raised scrypt parameters are refused before any derivation: with p=32, every
+     * command that opened the repository spent 26 s in scrypt before. */
+    char *orig = (char *)read_disk("e", "repo.json", &len);
+    orig = xrealloc(orig, len + 1);
+    orig[len] = '\0';
+    o = load_repo_json("e");
+    enc = json_object_get(o, "encryption");
+    json_object_set_new(enc, "n", json_integer(32768));
+    json_object_set_new(enc, "p", json_integer(32));
+    char *raised = json_dumps(o, JSON_INDENT(2));
+    json_decref(o);
+    put_json("e", raised);
+    free(raised);
+    int64_t t0 = time_mono_us();
+    assert_null(open_repo("e", 0, PASS, NULL, false));
+    assert_true(time_mono_us() - t0 < 1000000);
+    expect_err(-ERR_INTEGRITY, ERR_INTEGRITY,
+               "scrypt parameters N=32768 r=8 p=32 cost more than pgark allows (N*r*p at most "
+               "1048576, at most 256 MiB of memory)\n"
+               "  in the encryption parameters of \"e/repo.json\"\n"
+               "  while opening repository \"local\"",
+               NULL);
+    put_json("e", orig);
+    free(orig);
 
     r = open_repo("e", 0, PASS, NULL, false);
     assert_non_null(r);
@@ -2164,6 +2238,7 @@ int main(void)
         T(test_chunk_into_encrypted),
         T(test_chunk_into_encrypted_zstd),
         T(test_chunk_into_damaged),
+        T(test_into_payload_bound),
         T(test_chunk_into_missing),
 #undef T
     };

@@ -436,6 +436,17 @@ static void test_resealed_records(void **state)
     assert_int_equal(decode_copy(copy, &seen, &s), -ERR_INTEGRITY);
     assert_string_equal(err_message(), "invalid WAL record at 0/9026F8: malformed commit "
                                        "record (4 bytes of main data)");
+
+    /* A block header cut short after its id (here: a replication origin, 2 bytes, of which
+     * 1 is there). Found by fuzz_waldecode: the next id was read through a NULL pointer. */
+    memcpy(copy, wal, 2 * SEG);
+    put32(copy + (0x9026F8 - SEG9), 26);
+    copy[0x9026F8 - SEG9 + 24] = 253;
+    copy[0x9026F8 - SEG9 + 25] = 0;
+    reseal(copy, 0x9026F8);
+    assert_int_equal(decode_copy(copy, &seen, &s), -ERR_INTEGRITY);
+    assert_string_equal(err_message(), "invalid WAL record at 0/9026F8: block and data "
+                                       "lengths do not add up to the record length");
     free(copy);
 }
 
