@@ -2,11 +2,12 @@
 #
 #   make            build build/pgark
 #   make check      unit + integration tests (as root: installs deps, runs as a test user)
-#   make asan       AddressSanitizer + UBSan build in build-asan/
+#   make asan       AddressSanitizer + UBSan build in build-asan/ (with clang: SAN_CC)
 #   make install    PREFIX (default /usr/local), DESTDIR honoured
 #   make deps       install missing Debian packages (root), else print the apt-get line
 #   make bench      benchmarks against pg_basebackup, pg_receivewal, pgbackrest
 #   make demo       throwaway cluster + receiver + backup + point-in-time restore
+#   make fuzz       each libFuzzer harness of tests/fuzz for FUZZ_SECONDS (default 60)
 #
 # BUILD selects the output directory, so several builds can live side by side.
 
@@ -26,6 +27,10 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 OPT      ?= -O2
 SANITIZE ?=
+# The sanitizer build uses clang: its UBSan also stops at arithmetic on NULL (NULL + 0),
+# which gcc's lets pass.
+SAN_CC   ?= clang
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) $(SANITIZE) \
               -Iinclude $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := $(SANITIZE) $(LDFLAGS)
@@ -38,8 +43,15 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
+# Harnesses link libFuzzer's main (clang only: built with CC=$(SAN_CC)).
+FUZZ_LINK := -fsanitize=fuzzer,address,undefined
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
 
-.PHONY: all unit tools check check-local asan install uninstall clean deps bench demo format
+.PHONY: all unit tools fuzzers fuzz check check-local asan install uninstall clean deps bench \
+        demo format
 
 all: $(BUILD)/pgark
 
@@ -67,8 +79,21 @@ $(BUILD)/tests/tools/%: tests/tools/%.c $(TOOL_LIB) $(BUILD)/libpgark.a
 	$(CC) $(CFLAGS_ALL) -Itests/unit/lib $(LDFLAGS_ALL) -o $@ $< $(TOOL_LIB) $(BUILD)/libpgark.a \
 	    $(LIBS_ALL)
 
+$(BUILD)/tests/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(BUILD)/libpgark.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(FUZZ_LINK) -o $@ $< $(BUILD)/libpgark.a $(LIBS_ALL)
+
 unit: $(UNIT_BIN)
 tools: $(TOOL_BIN)
+fuzzers: $(FUZZ_BIN)
+
+# The harnesses over a library built with coverage for libFuzzer (and
+# FUZZ_SECONDS each, one after the other; FUZZ_TARGETS="tar manifest" picks some).
+# Inputs found go to build-fuzz/corpus, crashes to build-fuzz/crashes.
+fuzz:
+	$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(SAN_CC) OPT=-O1 \
+	    SANITIZE="$(SAN_FLAGS) -fsanitize=fuzzer-no-link" fuzzers
+	sh tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # make check: as root, installs what is missing and re-runs itself as an
 # unprivileged user (PostgreSQL refuses root); otherwise runs the suite here.
@@ -77,17 +102,15 @@ check:
 
 # The suite itself, run as the unprivileged user: one prove run over the C
 # unit tests (plain and sanitizer builds) and the Perl integration tests; the
-# sanitizer build of pgark itself serves the tests that look for one (016).
+# sanitizer build of pgark itself serves the tests that look for one (016), and its
+# library the fuzzing harnesses that 090_fuzz_smoke.pl runs for a few seconds each.
 check-local: all unit tools
-	$(MAKE) --no-print-directory BUILD=$(BUILD)-asan OPT=-O1 \
-	    SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    all unit
+	$(MAKE) --no-print-directory BUILD=$(BUILD)-asan CC=$(SAN_CC) OPT=-O1 \
+	    SANITIZE="$(SAN_FLAGS)" all unit fuzzers
 	PGARK_BUILD=$(CURDIR)/$(BUILD) sh tests/harness/prove.sh
 
 asan:
-	$(MAKE) BUILD=build-asan OPT=-O1 \
-	    SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    all unit tools
+	$(MAKE) BUILD=build-asan CC=$(SAN_CC) OPT=-O1 SANITIZE="$(SAN_FLAGS)" all unit tools
 
 install: all
 	install -d $(DESTDIR)$(BINDIR)
@@ -110,7 +133,7 @@ demo:
 	@sh contrib/demo.sh
 
 format:
-	clang-format -i $$(find src walreceiver include tests/unit tests/tools -name '*.[ch]')
+	clang-format -i $$(find src walreceiver include tests/unit tests/tools tests/fuzz -name '*.[ch]')
 
 clean:
 	rm -rf build build-asan

@@ -47,7 +47,8 @@ static const struct command commands[] = {
      "pg_wal already is a symlink, --delta and --force keep it. A manifest that would\n"
      "write outside the data directory, its tablespaces or its WAL directory is\n"
      "refused before anything is written (exit 3).\n"},
-    {"wal-fetch", cmd_wal_fetch, "wal-fetch [--repo NAME] SEGMENT DEST", "restore_command helper (%f %p), with read-ahead",
+    {"wal-fetch", cmd_wal_fetch, "wal-fetch [--repo NAME] SEGMENT DEST",
+     "restore_command helper (%f %p), with read-ahead",
      "Exits 1 when no repository has the file, as restore_command requires, and 255\n"
      "(which stops the server's startup) on any other failure; --repo reads only NAME.\n"},
     {"wal-push", cmd_wal_push, "wal-push PATH", "archive_command helper (%p)",
@@ -231,6 +232,9 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    /* PostgreSQL runs these once per WAL segment: a warning about the configuration
+     * would fill its log, once a segment. */
+    ctx.config_warn_level = c->fn == cmd_wal_fetch || c->fn == cmd_wal_push ? LOG_DETAIL : LOG_WARN;
     rc = c->fn(&ctx, argc - i, argv + i);
 
 out:

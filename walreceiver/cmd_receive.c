@@ -12,6 +12,8 @@
  * before it lets go of the old one (and is refused, keeping the old settings, when
  * another receiver holds it).
  */
+#include "spool_int.h"
+
 #include "pgark/cli.h"
 #include "pgark/config.h"
 #include "pgark/error.h"
@@ -86,6 +88,9 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
     r->o.synchronous = cl->synchronous;
     r->spool_dir = xasprintf("%s/%s", cfg->spool, cl->name);
     r->o.spool_dir = r->spool_dir;
+    /* Said before any connection is tried (the spool is opened once one works). */
+    if (spool_check_owner(r->spool_dir) < 0)
+        return err_code();
     r->o.spool_max = cfg->spool_max;
     r->o.partial_interval_ms = cl->partial_upload_interval_ms;
     r->o.status_interval_ms = 10000;
@@ -168,6 +173,10 @@ int cmd_receive(struct cli_context *ctx, int argc, char **argv)
     if (!cl)
         return 2;
     const struct config *cfg = cli_config(ctx);
+    if (cli_require_tls(cfg, cl) < 0) {
+        rc = 2;
+        goto out;
+    }
     if (hold_spool(&held, cfg, cl) < 0) {
         rc = err_exit_code();
         goto out;
@@ -192,7 +201,8 @@ int cmd_receive(struct cli_context *ctx, int argc, char **argv)
         struct config *fresh = NULL;
         const struct config_cluster *fresh_cl = NULL;
         if (config_load(path, &fresh) < 0 || !(fresh_cl = config_cluster_find(fresh, cl->name)) ||
-            run_prepare(fresh, fresh_cl, &run) < 0 || hold_spool(&held, fresh, fresh_cl) < 0) {
+            cli_require_tls(fresh, fresh_cl) < 0 || run_prepare(fresh, fresh_cl, &run) < 0 ||
+            hold_spool(&held, fresh, fresh_cl) < 0) {
             char *text = err_format();
             log_error("configuration not reloaded: %s", text);
             free(text);
@@ -205,6 +215,7 @@ int cmd_receive(struct cli_context *ctx, int argc, char **argv)
             }
             continue;
         }
+        cli_config_warnings(fresh, ctx->config_warn_level);
         config_free(owned);
         owned = fresh;
         cfg = fresh;

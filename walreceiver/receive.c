@@ -414,7 +414,10 @@ static int session(struct receiver *rx, bool *made_progress)
     conn = pg_connect_replication(o->conninfo, o->application_name);
     if (!conn)
         return err_code();
-    rc = pg_identify_system(conn, &sys);
+    /* Before the spool, the repositories (repo.json) or the slot exist because of us. */
+    rc = pg_check_supported(conn);
+    if (rc == 0)
+        rc = pg_identify_system(conn, &sys);
     if (rc == 0)
         rc = pg_wal_segment_size(conn, &seg_size);
     if (rc < 0)

@@ -85,6 +85,15 @@ struct shipper {
     uint64_t bytes_shipped;
     char partial_name[WAL_NAME_BUFLEN]; /* segment of the last partial upload */
     uint64_t partial_bytes;             /* bytes of it uploaded */
+
+    /* The repository's WAL high-water mark (shiphwm.c). The thread's own: the mark of
+     * hwm.tli as stored, moved by what was shipped since (hwm_dirty until written). */
+    struct repo_wal_hwm hwm;
+    bool hwm_loaded;
+    bool hwm_dirty;
+    /* Guarded by rx->lock: the last mark written to the repository, by this receiver or
+     * (at start) as the spool's record of it says; seq 0 when none. */
+    struct repo_wal_hwm hwm_written;
 };
 
 /* A (position, time) pair: when the spool's flushed position reached lsn. */
@@ -188,6 +197,21 @@ void prep_release(struct prep_cache *c, struct repo_wal_prepared *p);
 /* Free every prepared item nobody is pushing from now (the receiver needs room in the
  * spool, where their scratch files are). Returns how many. */
 int prep_cache_trim(struct prep_cache *c);
+
+/*
+ * High-water marks (shiphwm.c): after the repository holds a segment, or the first bytes
+ * of one, its timeline's mark ("wal/<TLI>.hwm") is written to say so, before the cursor
+ * or status.json moves; the last one written is recorded in the spool as
+ * "hwm.<repo>", which `verify` holds the repository's mark to.
+ */
+/* Load the spool's record of the last mark written to sh's repository (a record that
+ * does not parse is warned about and dropped). */
+void ship_hwm_start(struct shipper *sh);
+/* sh's repository now holds complete segment segno of tli, or its first bytes (partial):
+ * write the timeline's mark if that moved it (reading the stored mark first, the first
+ * time for tli; one older than the spool's record is warned about). A mark not written
+ * stays due, and is written with the next note. */
+int ship_hwm_note(struct shipper *sh, timeline_t tli, uint64_t segno, bool partial, uint64_t bytes);
 
 /* Write <spool dir>/status.json atomically. */
 int status_write(struct receiver *rx);

@@ -12,6 +12,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/privfs.h"
 #include "pgark/units.h"
 
 #include <dirent.h>
@@ -55,7 +56,7 @@ static int cursor_save(struct shipper *sh)
     char path[4096], tmp[4200];
     cursor_path(sh, path, sizeof(path));
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "we");
+    FILE *f = privfs_fopen_w(tmp);
     if (!f)
         return err_set_errno(ERR_IO, errno, "could not write \"%s\"", tmp);
     fprintf(f, "%s\n", sh->cursor);
@@ -298,6 +299,8 @@ static int ship_next(struct shipper *sh, bool *did)
     if (rc < 0)
         goto out;
     rc = push_item(sh, it.base, it.partial, item_takers(sh, it.base), fd, size);
+    if (rc == 0)
+        rc = ship_hwm_note(sh, tli, segno, it.partial, size);
     if (rc < 0) {
         err_context("while shipping %s%s to repository \"%s\"", it.base,
                     it.partial ? ".partial" : "", sh->name);
@@ -334,6 +337,16 @@ struct window {
 static int window_settle(struct window *win)
 {
     int k = ship_window_take(&win->w), rc = 0;
+    if (k > 0) { /* one mark for them all: the last one is the highest */
+        const struct ship_item *last = &win->items[win->w.settled - 1];
+        timeline_t tli;
+        uint64_t segno;
+        rc = wal_segment_parse(last->base, win->sh->rx->seg_size, &tli, &segno);
+        if (rc == 0)
+            rc = ship_hwm_note(win->sh, tli, segno, false, win->sh->rx->seg_size);
+        if (rc < 0)
+            return err_context("while shipping %s to repository \"%s\"", last->base, win->sh->name);
+    }
     for (int j = win->w.settled - k; j < win->w.settled && rc == 0; j++)
         rc = item_shipped(win->sh, &win->items[j], win->sh->rx->seg_size, &win->did);
     return rc;
@@ -522,7 +535,12 @@ static int ship_partial(struct shipper *sh)
         }
         goto out;
     }
-    rc = push_item(sh, name, true, partial_takers(sh, name, flushed), fd, flushed);
+    uint64_t segno;
+    rc = wal_segment_parse(name, rx->seg_size, &tli, &segno);
+    if (rc == 0)
+        rc = push_item(sh, name, true, partial_takers(sh, name, flushed), fd, flushed);
+    if (rc == 0)
+        rc = ship_hwm_note(sh, tli, segno, true, flushed);
     if (rc < 0) {
         err_context("while shipping %s.partial to repository \"%s\"", name, sh->name);
         goto out;
@@ -531,9 +549,7 @@ static int ship_partial(struct shipper *sh)
     memcpy(sh->partial_name, name, sizeof(name));
     sh->partial_bytes = flushed;
     pthread_mutex_unlock(&rx->lock);
-    uint64_t segno;
-    if (wal_segment_parse(name, rx->seg_size, &tli, &segno) == 0)
-        note_shipped(sh, tli, segno_to_lsn(segno, rx->seg_size) + flushed, 0);
+    note_shipped(sh, tli, segno_to_lsn(segno, rx->seg_size) + flushed, 0);
     log_debug("shipped %s.partial (%llu bytes) to repository \"%s\"", name,
               (unsigned long long)flushed, sh->name);
 out:
@@ -783,6 +799,7 @@ int shippers_start(struct receiver *rx)
     for (int i = 0; i < rx->nshippers; i++) {
         struct shipper *sh = &rx->shippers[i];
         cursor_load(sh);
+        ship_hwm_start(sh);
         atomic_store(&sh->abandoned, false);
         receiver_hold(rx); /* the thread's, released when it ends */
         if (pthread_create(&sh->thread, NULL, shipper_main, sh) != 0) {

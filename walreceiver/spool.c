@@ -4,6 +4,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/privfs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -104,7 +105,9 @@ int spool_lock(const char *dir)
 {
     char *path = xasprintf("%s/" LOCK_NAME, dir);
     int fd = -1;
-    int rc = make_dirs(dir);
+    int rc = spool_check_owner(dir);
+    if (rc == 0)
+        rc = make_dirs(dir);
     if (rc < 0)
         goto out;
     fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -153,10 +156,25 @@ void spool_unlock(int fd)
     close(fd);
 }
 
+int spool_check_owner(const char *dir)
+{
+    char *parent = xstrdup(dir);
+    char *slash = strrchr(parent, '/');
+    int rc = 0;
+    if (slash && slash != parent) {
+        *slash = '\0';
+        rc = privfs_check_dir(parent, "spool directory");
+    }
+    if (rc == 0)
+        rc = privfs_check_dir(dir, "spool directory");
+    free(parent);
+    return rc;
+}
+
 struct spool *spool_open(const char *dir, uint64_t seg_size, uint64_t max_bytes)
 {
     struct spool *s = NULL;
-    if (make_dirs(dir) < 0)
+    if (spool_check_owner(dir) < 0 || make_dirs(dir) < 0)
         goto fail;
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {

@@ -35,8 +35,12 @@ int spool_lock(const char *dir);
 void spool_unlock(int fd);
 
 /* Open (creating, 0700) the spool directory. max_bytes caps its size (0: no cap);
- * a segment that would pass the cap is refused with ERR_NO_SPACE. */
+ * a segment that would pass the cap is refused with ERR_NO_SPACE. Refused first as
+ * spool_check_owner does. Every file it gets is 0600. */
 struct spool *spool_open(const char *dir, uint64_t seg_size, uint64_t max_bytes);
+/* ERR_CONFIG when dir (<spool>/<cluster>) or its parent (<spool>) exists and another
+ * user owns it: whoever owns them could read the WAL or plant some for the shippers. */
+int spool_check_owner(const char *dir);
 void spool_close(struct spool *s);
 const char *spool_dir(const struct spool *s);
 

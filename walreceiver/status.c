@@ -12,6 +12,7 @@
 
 #include "pgark/error.h"
 #include "pgark/mem.h"
+#include "pgark/privfs.h"
 #include "pgark/units.h"
 
 #include <errno.h>
@@ -79,6 +80,20 @@ static json_t *time_json(int64_t us)
     return us ? json_string(time_format_pg(us, text, sizeof(text))) : json_null();
 }
 
+/* The last WAL high-water mark written to a repository: its timeline, seq, reach and
+ * time (the whole mark is in the spool's record). */
+static json_t *hwm_json(const struct repo_wal_hwm *m, uint64_t seg_size)
+{
+    if (!m->seq)
+        return json_null();
+    json_t *o = json_object();
+    json_object_set_new(o, "timeline", json_integer(m->tli));
+    json_object_set_new(o, "seq", json_integer((json_int_t)m->seq));
+    json_object_set_new(o, "end_lsn", lsn_json(repo_wal_hwm_end(m, seg_size)));
+    json_object_set_new(o, "written", time_json(m->time_us));
+    return o;
+}
+
 int status_write(struct receiver *rx)
 {
     int rc = 0;
@@ -127,6 +142,7 @@ int status_write(struct receiver *rx)
         json_object_set_new(r, "lag_seconds", json_real(round(lag_s * 1000) / 1000));
         json_object_set_new(r, "segments_shipped", json_integer((json_int_t)sh->segments_shipped));
         json_object_set_new(r, "bytes_shipped", json_integer((json_int_t)sh->bytes_shipped));
+        json_object_set_new(r, "hwm", hwm_json(&sh->hwm_written, rx->seg_size));
         json_object_set_new(r, "last_error",
                             sh->last_error ? json_string(sh->last_error) : json_null());
         json_object_set_new(r, "error_since",
@@ -150,7 +166,14 @@ int status_write(struct receiver *rx)
 
     snprintf(path, sizeof(path), "%s/status.json", spool_dir(rx->spool));
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (json_dump_file(root, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
+    /* 0600: it names the repositories, the server and the last errors. */
+    FILE *f = privfs_fopen_w(tmp);
+    if (!f) {
+        rc = err_set_errno(ERR_IO, errno, "could not write \"%s\"", tmp);
+        goto out;
+    }
+    int dumped = json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (fclose(f) != 0 || dumped != 0) {
         rc = err_set(ERR_IO, "could not write \"%s\"", tmp);
         goto out;
     }

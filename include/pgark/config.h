@@ -24,6 +24,12 @@
  * KEY_file: a path whose contents (one trailing newline stripped) are the value; a
  * relative path is taken from the config file's directory. Every secret value, however
  * given, is registered with log_add_secret() so that no log line shows it.
+ *
+ * Not errors, but worth fixing, and left for the command to report (config->warnings):
+ * a configuration file other users can read, and a KEY_file secret its group or other
+ * users can read. The names of the variables read through ${VAR} are kept
+ * (config->env_vars), so that a program pgark starts (the server of restore --start)
+ * can be given an environment without them.
  */
 #ifndef PGARK_CONFIG_H
 #define PGARK_CONFIG_H
@@ -91,6 +97,7 @@ struct config_repo {
     int concurrency;                 /* parallel requests, 1..64, default 8 */
     uint64_t part_size;              /* multipart part size, 5MiB..5GiB, default 16MiB */
     int retries;                     /* retries of a transient failure, 0..100, default 5 */
+    bool allow_http; /* an http:// endpoint is accepted only with this; default false */
 };
 
 struct config_retention {
@@ -117,12 +124,21 @@ struct config_cluster {
     struct config_backup backup;
     char *application_name;   /* default "pgark_<name>" */
     int wal_fetch_read_ahead; /* segments wal-fetch keeps fetched ahead; default 16, 0 off */
+    char *pg_bindir;          /* PostgreSQL's bin directory for restore --start; NULL: look
+                               * in the usual places for the backup's major */
 };
 
 struct config_notify {
     char *url;                        /* http:// or https://; secret */
     enum config_notify_format format; /* default json */
     unsigned events;                  /* enum config_event bits; default CONFIG_EVENT_ALL */
+};
+
+/* Something to fix that does not stop pgark: a secret others can read. */
+struct config_warning {
+    char *message; /* names the file, e.g. "configuration file \"/etc/pgark/pgark.yaml\"
+                      is readable by other users (mode 0644)" */
+    char *hint;    /* the fix: "chmod 600 \"/etc/pgark/pgark.yaml\"" */
 };
 
 struct config {
@@ -144,6 +160,14 @@ struct config {
     size_t nclusters; /* >= 1 */
     struct config_notify *notify;
     size_t nnotify;
+    /* Refuse a TCP conninfo whose sslmode is weaker than verify-full, and allow_http;
+     * default false. */
+    bool require_tls;
+    /* Names of the environment variables the file read through ${VAR}, each once, in
+     * order of first use; NULL-terminated (never NULL itself). */
+    char **env_vars;
+    struct config_warning *warnings; /* the file first, then each secret file */
+    size_t nwarnings;
 };
 
 /* Load and validate the YAML file at path. On success *out owns a new config (free with

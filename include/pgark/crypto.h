@@ -21,6 +21,7 @@
 #ifndef PGARK_CRYPTO_H
 #define PGARK_CRYPTO_H
 
+#include "pgark/error.h"
 #include "pgark/filter.h"
 
 #include <stddef.h>
@@ -63,13 +64,32 @@ struct crypto_kdf_params {
     uint32_t p; /* parallelism */
 };
 
-#define CRYPTO_KDF_DEFAULT_N (1u << 15)
+/* New keyrings: OWASP's recommended minimum for scrypt (Password Storage Cheat Sheet,
+ * 2023: N=2^17, r=8, p=1), 128 MiB of memory. */
+#define CRYPTO_KDF_DEFAULT_N (1u << 17)
 #define CRYPTO_KDF_DEFAULT_R 8
 #define CRYPTO_KDF_DEFAULT_P 1
 
+/* The most any derivation may cost, checked before it starts: N*r*p at most the
+ * default's (0.7 to 0.8 s of CPU on the 2-core test machine, loaded), and the memory
+ * OpenSSL allocates, 128*r*(N+p+2) bytes, at most 256 MiB. The parameters of an existing
+ * repository come from its repo.json, which anyone who can write the repository can
+ * change: without a cap, raised parameters make every command that opens it burn CPU
+ * and memory before it can even say the passphrase is wrong. A later default above this
+ * raises the cap with it. */
+#define CRYPTO_KDF_MAX_COST (UINT64_C(1) << 20)
+#define CRYPTO_KDF_MAX_MEM (UINT64_C(256) << 20)
+
+/*
+ * Whether params are valid and within the caps above: 0, or kind (the caller's: bad
+ * configuration or a damaged record) with a message naming the parameters.
+ */
+int crypto_kdf_check(const struct crypto_kdf_params *params, enum err_kind kind);
+
 /*
  * scrypt(passphrase, salt, params) into out (out_len bytes). Returns 0, ERR_CONFIG for
- * parameters out of range (memory above 1 GiB included), ERR_RUNTIME if OpenSSL fails.
+ * parameters out of range or above the caps (crypto_kdf_check), ERR_RUNTIME if OpenSSL
+ * fails.
  */
 int crypto_scrypt(const void *passphrase, size_t pass_len, const uint8_t *salt, size_t salt_len,
                   const struct crypto_kdf_params *params, uint8_t *out, size_t out_len);
@@ -101,7 +121,8 @@ int crypto_keyring_create(const char *passphrase, size_t pass_len,
 /*
  * Unlock a stored record. Returns 0 and *out (caller frees), ERR_AUTH "wrong passphrase
  * ..." when the passphrase does not unwrap the key (or the record was altered), or
- * ERR_INTEGRITY for a malformed record.
+ * ERR_INTEGRITY for a malformed record or parameters above the caps, found before any
+ * derivation.
  */
 int crypto_keyring_open(const struct crypto_key_record *rec, const char *passphrase,
                         size_t pass_len, struct crypto_keyring **out);

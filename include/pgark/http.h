@@ -56,11 +56,15 @@ struct http_request {
     http_rewind_fn rewind;
     void *read_ctx;
     uint64_t read_len;
-    /* Where a 2xx body goes; NULL: into response.body. Other bodies always go to
+    /* Where a 2xx body goes; NULL: into response.body, where a body longer than
+     * HTTP_BODY_MAX fails the request (ERR_PROTOCOL). Other bodies always go to
      * response.body (at most 1 MiB kept), for the caller to parse the error. */
     http_sink_fn sink;
     void *sink_ctx;
 };
+
+/* The longest 2xx body kept in memory (a response without a sink). */
+#define HTTP_BODY_MAX (16 * 1024 * 1024)
 
 struct http_response {
     long status;            /* 0 when no answer */

@@ -40,10 +40,10 @@ void log_msgv(enum log_level level, const char *fmt, va_list ap);
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_detail(...) log_msg(LOG_DETAIL, __VA_ARGS__)
-#define log_debug(...)                                                                     \
-    do {                                                                                   \
-        if (log_enabled(LOG_DEBUG))                                                        \
-            log_msg(LOG_DEBUG, __VA_ARGS__);                                               \
+#define log_debug(...)                                                                             \
+    do {                                                                                           \
+        if (log_enabled(LOG_DEBUG))                                                                \
+            log_msg(LOG_DEBUG, __VA_ARGS__);                                                       \
     } while (0)
 
 #endif

@@ -33,7 +33,10 @@ struct buf {
     size_t cap;
 };
 
-#define BUF_INIT {NULL, 0, 0}
+#define BUF_INIT                                                                                   \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void buf_reserve(struct buf *b, size_t extra);
 void buf_append(struct buf *b, const void *data, size_t len);
@@ -70,7 +73,9 @@ struct thread_slot {
 };
 
 #define THREAD_SLOT_INIT(obj_size, destroy_fn)                                                     \
-    {.size = (obj_size), .destroy = (destroy_fn), .lock = PTHREAD_MUTEX_INITIALIZER}
+    {                                                                                              \
+        .size = (obj_size), .destroy = (destroy_fn), .lock = PTHREAD_MUTEX_INITIALIZER             \
+    }
 
 void *thread_slot_get(struct thread_slot *s);
 

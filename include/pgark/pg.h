@@ -53,6 +53,11 @@ const char *pg_conn_target(const struct pg_conn *conn);
 /* Server version as PQserverVersion: 150018 for 15.18. */
 int pg_server_version(const struct pg_conn *conn);
 
+/* 0 when the server's major is one pgark supports (pgmajor.h), else ERR_CONFIG naming
+ * the server, its version and the supported range. Every command calls it right after
+ * connecting, before it creates anything on the server or in a repository. */
+int pg_check_supported(const struct pg_conn *conn);
+
 /* IDENTIFY_SYSTEM. ERR_PROTOCOL if the answer is not one well-formed row. */
 int pg_identify_system(struct pg_conn *conn, struct pg_system *out);
 
@@ -78,6 +83,28 @@ int pg_exec_simple(struct pg_conn *conn, const char *command, struct pg_rows **o
  */
 int pg_slot_active(const char *conninfo, const char *slot, bool *exists, bool *active,
                    int *active_pid);
+
+/*
+ * How conninfo will reach its server, found without connecting: the conninfo's own
+ * keywords, then what libpq takes from the environment (PGHOST, PGHOSTADDR,
+ * PGSSLMODE) and its defaults. A host that is an absolute path is a Unix socket
+ * directory, and no host at all means the default socket: neither is TCP. (An sslmode
+ * set in a pg_service.conf service is not seen.)
+ */
+struct pg_transport {
+    bool tcp;         /* some host is reached over TCP (a host name, an address, hostaddr) */
+    char host[256];   /* the first such host, for messages ("" when not tcp) */
+    char sslmode[16]; /* "disable" ... "verify-full"; libpq's default "prefer" if unset */
+    bool sslmode_set; /* the conninfo or PGSSLMODE set it */
+};
+
+/* Fill out for conninfo. ERR_CONFIG (password masked) when libpq cannot parse it. */
+int pg_conninfo_transport(const char *conninfo, struct pg_transport *out);
+
+/* Does this sslmode authenticate the server? Only verify-full does: prefer and allow
+ * may not even encrypt, require does not check the certificate, verify-ca does not
+ * check that it names the host. */
+bool pg_sslmode_authenticates(const char *sslmode);
 
 /* Value at (row, col), NULL for SQL NULL or out of range. */
 const char *pg_rows_value(const struct pg_rows *rows, int row, int col);

@@ -18,8 +18,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* READ_REPLICATION_SLOT (15+; on 13/14 *exists is found through pg_replication_slots
- * is not possible on a physical walsender, so ERR_RUNTIME). */
+/* Whether physical slot `slot` exists, its restart_lsn (LSN_INVALID when it has none)
+ * and the timeline that owns it. READ_REPLICATION_SLOT on 15+; 13 and 14 do not have
+ * it, so there pg_replication_slots is read over a second, normal connection opened
+ * from the conninfo (database "postgres" unless it names one), and the timeline is
+ * found in the server's history. ERR_CONFIG for a logical slot. */
 int pg_read_slot(struct pg_conn *conn, const char *slot, bool *exists, lsn_t *restart_lsn,
                  timeline_t *restart_tli);
 /* CREATE_REPLICATION_SLOT slot PHYSICAL RESERVE_WAL; ERR_EXISTS if it exists. */

@@ -35,7 +35,7 @@ struct repo_options {
     const char *cluster;    /* cluster name: the folder under the root */
     const char *passphrase; /* NULL: no encryption (must match repo.json) */
     int compress_level;     /* zstd level 1..19; 0 = store uncompressed */
-    /* scrypt cost for a new repository; 0 = default (N=2^15). Tests lower it. */
+    /* scrypt cost for a new repository; 0 = CRYPTO_KDF_DEFAULT_N. Tests lower it. */
     uint64_t kdf_n;
     /* On a store without conditional writes, how long a creator of repo.json waits
      * for another one to finish; 0 = default (30 s). Tests lower it. */
@@ -97,6 +97,19 @@ int repo_get_all(struct repo *r, const char *path, uint8_t **data, size_t *len);
 /* 1 when the object is there, 0 when not, negative on error (one HEAD or stat; the
  * content is not read). */
 int repo_object_exists(struct repo *r, const char *path);
+
+/* The same for an object that cannot be longer than max bytes: one whose header says
+ * more is ERR_INTEGRITY ("... holds N bytes, more than <what> can have (max)"), found
+ * before any of its content is read. what: "a time index", "a WAL segment". */
+int repo_get_all_max(struct repo *r, const char *path, uint64_t max, const char *what,
+                     uint8_t **data, size_t *len);
+
+/* The longest objects of their kind read into memory: far above what pgark writes (a
+ * history line is ~50 bytes per timeline, an index ~200 bytes per restore point, a
+ * marker a host name and a pid), far below what would strain memory. */
+#define REPO_HISTORY_MAX (16u << 20)
+#define REPO_WAL_INDEX_MAX (16u << 20)
+#define REPO_MARKER_MAX (64u << 10)
 
 /* Plaintext SHA-256 and length from an object's trailer and header, verified by
  * reading it whole. */
@@ -243,6 +256,71 @@ int repo_wal_index_find_time(struct repo *r, timeline_t tli, int64_t target_us,
  * counts): out->last_commit is the latest commit archived on tli. ERR_NOT_FOUND when
  * no indexed segment of tli holds one. */
 int repo_wal_index_latest(struct repo *r, timeline_t tli, struct repo_wal_index *out);
+
+/* --- high-water marks ------------------------------------------------------------ */
+/*
+ * How far a timeline's archive reaches, as the one that archives it last wrote it:
+ * "wal/<TLI>.hwm", an object like any other, so in an encrypted repository it is
+ * authenticated under the data key and bound to its path (nobody without the key can
+ * write one, or move one to another timeline), and in a plain one only checksummed
+ * (damage is found, a forgery is not). The receiver and wal-push write it after the WAL
+ * it names is stored, never before, so it never claims more than was archived; `verify`
+ * and `restore` hold the archive to it: a segment at or below it that is gone, or a
+ * .partial shorter than it says, is WAL that was archived and is missing. What it cannot
+ * show by itself is an older copy of itself put back (DESIGN.md): the receiver's record
+ * of the last one it wrote (spool) and the other repositories' marks can.
+ *
+ * The object is JSON:
+ *   {"format":1, "timeline":1, "seq":12, "time_us":..., "time":"...", "writer":"receive",
+ *    "segment":"<highest complete segment>"|null,
+ *    "partial":{"segment":"<newest partial copy, after it>", "bytes":N}|null,
+ *    "end_lsn":"X/X"}
+ * "time" and "end_lsn" are for people reading it; "end_lsn" is checked against the rest.
+ */
+
+#define REPO_WAL_HWM_FORMAT 1
+
+struct repo_wal_hwm {
+    timeline_t tli;
+    uint64_t seq;    /* one more at each write; 0: never written */
+    int64_t time_us; /* when written, by the writer's clock (Unix microseconds) */
+    char writer[16]; /* "receive", "wal-push" */
+    bool has_segment;
+    uint64_t segno; /* the highest complete segment archived */
+    bool has_partial;
+    uint64_t partial_segno; /* a partial copy past segno, and its length */
+    uint64_t partial_bytes;
+};
+
+/* "wal/<TLI>.hwm" into buf (>= 32). */
+char *repo_wal_hwm_path(timeline_t tli, char *buf, size_t cap);
+/* Where the archive reaches by *m: the end of its segment, or of its partial copy. 0 when
+ * it names nothing. */
+lsn_t repo_wal_hwm_end(const struct repo_wal_hwm *m, uint64_t seg_size);
+/* Move *m to cover complete segment segno, or the first bytes of segment segno (partial);
+ * never back. Returns true when it moved. */
+bool repo_wal_hwm_add(struct repo_wal_hwm *m, uint64_t segno, bool partial, uint64_t bytes);
+/* Move *m to cover what *o covers too (same timeline), and take the larger seq. Returns
+ * true when the reach moved. */
+bool repo_wal_hwm_merge(struct repo_wal_hwm *m, const struct repo_wal_hwm *o);
+/* The mark as its JSON text (caller frees). */
+char *repo_wal_hwm_format(const struct repo_wal_hwm *m, uint64_t seg_size);
+/* Parse its JSON text; what names it in errors (an object, a file). ERR_INTEGRITY when a
+ * field is missing, mistyped or disagrees with another. */
+int repo_wal_hwm_parse(const char *text, size_t len, uint64_t seg_size, const char *what,
+                       struct repo_wal_hwm *out);
+
+/* The mark of timeline tli, verified. ERR_NOT_FOUND when there is none (a repository
+ * archived by an older pgark, or a timeline it never wrote one for); ERR_INTEGRITY when
+ * it is damaged, or is another timeline's. */
+int repo_wal_hwm_get(struct repo *r, timeline_t tli, struct repo_wal_hwm *out);
+/* Store *m as the mark of m->tli (replacing the one there). The caller sets every field. */
+int repo_wal_hwm_put(struct repo *r, const struct repo_wal_hwm *m);
+/* For a writer that archives one file and ends (wal-push): read the mark of tli, add the
+ * segment (or partial copy) just archived, and store it with the next seq when it moved.
+ * A damaged mark is replaced, with a warning. */
+int repo_wal_hwm_advance(struct repo *r, const char *writer, timeline_t tli, uint64_t segno,
+                         bool partial, uint64_t bytes);
 
 /* --- chunk store ------------------------------------------------------------- */
 

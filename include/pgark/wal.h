@@ -16,9 +16,9 @@ typedef uint64_t lsn_t;
 typedef uint32_t timeline_t;
 
 #define LSN_INVALID ((lsn_t)0)
-#define LSN_STRLEN 20       /* "FFFFFFFF/FFFFFFFF" + NUL, rounded up */
-#define WAL_NAME_LEN 24     /* TTTTTTTTXXXXXXXXYYYYYYYY */
-#define WAL_NAME_BUFLEN 32  /* room for ".partial" and NUL */
+#define LSN_STRLEN 20      /* "FFFFFFFF/FFFFFFFF" + NUL, rounded up */
+#define WAL_NAME_LEN 24    /* TTTTTTTTXXXXXXXXYYYYYYYY */
+#define WAL_NAME_BUFLEN 32 /* room for ".partial" and NUL */
 #define WAL_BLCKSZ 8192
 
 /* Parse "X/X" (hex, no other characters). Returns 0 or ERR_USAGE naming the text. */
@@ -44,21 +44,21 @@ char *wal_segment_name(timeline_t tli, uint64_t segno, uint64_t seg_size, char *
 /* Parse a 24-hex segment name; rejects other lengths, lowercase, non-hex, TLI 0, and
  * a low part >= segments-per-xlogid. */
 int wal_segment_parse(const char *name, uint64_t seg_size, timeline_t *tli, uint64_t *segno);
-bool wal_is_segment_name(const char *name);    /* 24 uppercase hex */
-bool wal_is_partial_name(const char *name);    /* 24 hex + ".partial" */
-bool wal_is_history_name(const char *name);    /* 8 hex + ".history" */
+bool wal_is_segment_name(const char *name); /* 24 uppercase hex */
+bool wal_is_partial_name(const char *name); /* 24 hex + ".partial" */
+bool wal_is_history_name(const char *name); /* 8 hex + ".history" */
 /* "%08X.history" into buf (>= 16). */
 char *wal_history_name(timeline_t tli, char *buf);
 
 /* One line of a timeline history file: parent timeline and where it ended. */
 struct timeline_entry {
-    timeline_t tli;      /* the parent timeline */
-    lsn_t switchpoint;   /* first LSN not on that parent */
+    timeline_t tli;    /* the parent timeline */
+    lsn_t switchpoint; /* first LSN not on that parent */
 };
 
 struct timeline_history {
-    timeline_t tli;      /* the timeline the file describes */
-    size_t count;        /* ancestors, oldest first */
+    timeline_t tli; /* the timeline the file describes */
+    size_t count;   /* ancestors, oldest first */
     struct timeline_entry *entries;
 };
 

@@ -7,7 +7,7 @@
  * long header's system identifier, segment and block size), reassembles records across
  * pages and segments, and checks each record's length, xl_prev link, CRC-32C and block
  * header layout. It reports commits, aborts, prepares, restore points and segment
- * switches with their LSNs and times (PostgreSQL 13 to 17).
+ * switches with their LSNs and times (every major of pgmajor.h's range: 13 to 18).
  *
  * End of WAL is not an error: a record length of 0, an all-zero page header or a page
  * whose address is not its own (recycled bytes) stops decoding and sets end_of_wal with
@@ -94,7 +94,7 @@ typedef void (*waldecode_event_fn)(void *arg, const struct waldecode_event *ev);
 struct waldecode_config {
     uint64_t seg_size;
     uint64_t system_identifier;
-    int pg_major;                /* 13..17 */
+    int pg_major;                /* PG_MAJOR_MIN..PG_MAJOR_MAX */
     timeline_t tli;              /* timeline being decoded: no page may claim a higher one */
     lsn_t start;                 /* LSN of the first byte fed: a page boundary */
     lsn_t prev_lsn;              /* start of the last record that begins before start (the

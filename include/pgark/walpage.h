@@ -34,7 +34,7 @@ struct walpage_checker {
     bool padding; /* in the zeros that follow a WAL switch, up to the segment end */
 };
 
-/* The xlp_magic of a PostgreSQL major (13..17), or 0 when unknown. */
+/* The xlp_magic (XLOG_PAGE_MAGIC) of a PostgreSQL major of pgmajor.h's range, or 0. */
 uint16_t walpage_magic_for_major(int pg_major);
 
 /* Start checking at lsn (any offset). ERR_CONFIG if the major is unsupported. */

@@ -63,6 +63,12 @@ int receiver_run(const struct receiver_options *o);
 
 #define RECEIVER_RELOAD 1
 
+/* The receiver's record of the last WAL high-water mark it wrote to each repository:
+ * "<spool>/<cluster>/hwm.<repository>", the mark's JSON (repo_wal_hwm_format), replaced
+ * after each write. The repository's own mark must be at least as far along; `verify`
+ * holds it to that. */
+#define RECEIVER_HWM_RECORD_PREFIX "hwm."
+
 /* Async-signal-safe: ask a running receiver to stop, or to return for a reload. */
 void receiver_request_stop(void);
 void receiver_request_reload(void);

@@ -37,12 +37,10 @@ struct backup_cmd {
 
 static int parse_args(int argc, char **argv, struct backup_cmd *a)
 {
-    static const struct option options[] = {{"label", required_argument, NULL, 'l'},
-                                             {"checkpoint", required_argument, NULL, 'c'},
-                                             {"no-progress", no_argument, NULL, 'n'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {0, 0, 0, 0}};
+    static const struct option options[] = {
+        {"label", required_argument, NULL, 'l'}, {"checkpoint", required_argument, NULL, 'c'},
+        {"no-progress", no_argument, NULL, 'n'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},        {0, 0, 0, 0}};
     int opt;
 
     memset(a, 0, sizeof(*a));
@@ -65,8 +63,9 @@ static int parse_args(int argc, char **argv, struct backup_cmd *a)
             else if (strcmp(optarg, "spread") == 0)
                 a->checkpoint = CONFIG_CHECKPOINT_SPREAD;
             else
-                return err_set(ERR_USAGE, "invalid value \"%s\" for --checkpoint: use fast or "
-                                          "spread",
+                return err_set(ERR_USAGE,
+                               "invalid value \"%s\" for --checkpoint: use fast or "
+                               "spread",
                                optarg);
             break;
         case 'n':
@@ -116,25 +115,23 @@ static json_t *summary_json(const char *label, const struct pg_bb_info *info, in
         stored += targets[i].stored_bytes;
         fresh += targets[i].new_chunks;
         reused += targets[i].reused_chunks;
-        json_array_append_new(
-            repos, json_pack("{s:s, s:I, s:I, s:I}", "name", repo_name(targets[i].repo),
-                             "stored_bytes", (json_int_t)targets[i].stored_bytes, "new_chunks",
-                             (json_int_t)targets[i].new_chunks, "reused_chunks",
-                             (json_int_t)targets[i].reused_chunks));
+        json_array_append_new(repos,
+                              json_pack("{s:s, s:I, s:I, s:I}", "name", repo_name(targets[i].repo),
+                                        "stored_bytes", (json_int_t)targets[i].stored_bytes,
+                                        "new_chunks", (json_int_t)targets[i].new_chunks,
+                                        "reused_chunks", (json_int_t)targets[i].reused_chunks));
     }
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:i, s:I, s:I, s:I, s:I, s:I, s:I, "
-                          "s:I, s:I, s:f}",
-                          "cluster", cl->name, "label", label, "start_lsn",
-                          lsn_format(info->start_lsn, a), "stop_lsn",
-                          lsn_format(info->end_lsn, b), "start_time", iso_time(start_us),
-                          "stop_time", iso_time(stop_us), "timeline", (int)info->start_tli,
-                          "files", (json_int_t)tot->files, "logical_bytes",
-                          (json_int_t)tot->logical_bytes, "stored_bytes", (json_int_t)stored,
-                          "new_chunks", (json_int_t)fresh, "reused_chunks", (json_int_t)reused,
-                          "chunks", (json_int_t)tot->chunks, "unchanged_chunks",
-                          (json_int_t)tot->unchanged, "wal_segments",
-                          (json_int_t)tot->wal_segments, "duration_seconds",
-                          round((double)(stop_us - start_us) / 1000.0) / 1000.0);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:o, s:o, s:i, s:I, s:I, s:I, s:I, s:I, s:I, "
+        "s:I, s:I, s:f}",
+        "cluster", cl->name, "label", label, "start_lsn", lsn_format(info->start_lsn, a),
+        "stop_lsn", lsn_format(info->end_lsn, b), "start_time", iso_time(start_us), "stop_time",
+        iso_time(stop_us), "timeline", (int)info->start_tli, "files", (json_int_t)tot->files,
+        "logical_bytes", (json_int_t)tot->logical_bytes, "stored_bytes", (json_int_t)stored,
+        "new_chunks", (json_int_t)fresh, "reused_chunks", (json_int_t)reused, "chunks",
+        (json_int_t)tot->chunks, "unchanged_chunks", (json_int_t)tot->unchanged, "wal_segments",
+        (json_int_t)tot->wal_segments, "duration_seconds",
+        round((double)(stop_us - start_us) / 1000.0) / 1000.0);
     json_object_set_new(o, "repositories", repos);
     return o;
 }
@@ -145,15 +142,15 @@ static void print_human(json_t *s)
     size_t i;
     json_t *r;
 
-    printf("backup \"%s\" of cluster \"%s\" complete: %s in %lld files, %s\n",
-           json_string_value(json_object_get(s, "label")),
-           json_string_value(json_object_get(s, "cluster")),
-           size_format((uint64_t)json_integer_value(json_object_get(s, "logical_bytes")), a,
-                       sizeof(a)),
-           (long long)json_integer_value(json_object_get(s, "files")),
-           duration_format((int64_t)(json_real_value(json_object_get(s, "duration_seconds")) *
-                                     1000),
-                           b, sizeof(b)));
+    printf(
+        "backup \"%s\" of cluster \"%s\" complete: %s in %lld files, %s\n",
+        json_string_value(json_object_get(s, "label")),
+        json_string_value(json_object_get(s, "cluster")),
+        size_format((uint64_t)json_integer_value(json_object_get(s, "logical_bytes")), a,
+                    sizeof(a)),
+        (long long)json_integer_value(json_object_get(s, "files")),
+        duration_format((int64_t)(json_real_value(json_object_get(s, "duration_seconds")) * 1000),
+                        b, sizeof(b)));
     printf("  timeline %lld, WAL %s .. %s (%lld segments archived)\n",
            (long long)json_integer_value(json_object_get(s, "timeline")),
            json_string_value(json_object_get(s, "start_lsn")),
@@ -267,6 +264,8 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
     if (!cl)
         return 2;
     const struct config *cfg = cli_config(ctx);
+    if (cli_require_tls(cfg, cl) < 0)
+        return 2;
     bool fast = args.checkpoint >= 0 ? args.checkpoint == CONFIG_CHECKPOINT_FAST
                                      : cl->backup.checkpoint == CONFIG_CHECKPOINT_FAST;
 
@@ -275,7 +274,8 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
         err_context("while connecting to cluster \"%s\"", cl->name);
         goto fail;
     }
-    if (pg_identify_system(s.conn, &sys) < 0 || pg_wal_segment_size(s.conn, &seg_size) < 0)
+    if (pg_check_supported(s.conn) < 0 || pg_identify_system(s.conn, &sys) < 0 ||
+        pg_wal_segment_size(s.conn, &seg_size) < 0)
         goto fail;
     int version = pg_server_version(s.conn);
     struct repo_identity id = {sys.systemid, version / 10000, seg_size};
@@ -344,8 +344,8 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
     if (backup_run_finish(run, &info, start_us, stop_us) < 0)
         goto fail;
 
-    json_t *sum = summary_json(label, &info, start_us, stop_us, backup_run_totals(run),
-                               s.targets, s.ntargets, cl);
+    json_t *sum = summary_json(label, &info, start_us, stop_us, backup_run_totals(run), s.targets,
+                               s.ntargets, cl);
     if (args.json) {
         char *text = json_dumps(sum, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         printf("%s\n", text);

@@ -159,6 +159,14 @@ struct backup_totals {
     uint64_t unchanged;     /* chunks named from the fingerprint cache, not hashed */
 };
 
+/* Decode WAL segment `name` of the backup (len bytes in fd): *complete when its valid WAL
+ * runs to its end or to a switch record, which is so for every segment of a backup from
+ * a primary; from a standby, the last one is as far as the standby had it. *valid_end
+ * is where its valid WAL ends, *reason (malloc'd, NULL when complete) why. Errors only
+ * for I/O or an unsupported major (walseg.c). */
+int backup_wal_complete(int fd, uint64_t len, const char *name, const struct backup_params *p,
+                        bool *complete, lsn_t *valid_end, char **reason);
+
 struct backup_run;
 
 /* Load every target's chunk names and start the workers. NULL with the error set. */

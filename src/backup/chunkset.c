@@ -8,7 +8,7 @@
 #include <string.h>
 
 struct chunkset {
-    uint8_t *slots; /* cap * 32 bytes; an all-zero slot is empty */
+    uint8_t *slots;    /* cap * 32 bytes; an all-zero slot is empty */
     bool zero_present; /* the all-zero name, which cannot live in a slot */
     size_t cap;        /* power of two */
     size_t count;

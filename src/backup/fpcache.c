@@ -19,6 +19,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/privfs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -256,6 +257,11 @@ struct fpcache *fpcache_open(const char *dir, const struct fp_ident *id)
     c->tmp_path = xasprintf("%s.tmp", c->path);
     if (slash && slash != parent)
         *slash = '\0';
+    /* Digests from a file another user could write would name chunks wrongly: the
+     * spool and its cluster's directory must be ours. */
+    if ((slash && slash != parent && privfs_check_dir(parent, "spool directory") < 0) ||
+        privfs_check_dir(dir, "spool directory") < 0)
+        goto fail;
     if ((slash && slash != parent && make_dir(parent) < 0) || make_dir(dir) < 0)
         goto fail;
     c->fd = open(c->tmp_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);

@@ -454,13 +454,27 @@ static int archive_wal(struct backup_run *run)
         return err_set(ERR_PROTOCOL, "WAL segment %s in the backup has %llu bytes, not %llu",
                        run->wal_name, (unsigned long long)run->wal_len,
                        (unsigned long long)run->p.seg_size);
-    for (size_t i = 0; rc == 0 && i < run->p.ntargets; i++) {
+    bool complete;
+    lsn_t valid_end;
+    char *why = NULL;
+    rc = backup_wal_complete(run->wal_fd, run->wal_len, run->wal_name, &run->p, &complete,
+                             &valid_end, &why);
+    if (rc == 0 && !complete) {
+        /* A standby's last segment: the backup keeps it (pg_wal), a receiver archives the
+         * whole segment once the server has it. */
+        char at[LSN_STRLEN];
+        log_info("WAL segment %s of the backup is not complete (valid WAL ends at %s: %s), as "
+                 "in a backup from a standby: it is kept in the backup but not archived",
+                 run->wal_name, lsn_format(valid_end, at), why);
+    }
+    free(why);
+    for (size_t i = 0; rc == 0 && complete && i < run->p.ntargets; i++) {
         rc = repo_wal_push_fd(run->ts[i].t->repo, run->wal_name, run->wal_fd, run->wal_len);
         if (rc < 0)
             err_context("while archiving WAL segment %s of the backup in repository \"%s\"",
                         run->wal_name, repo_name(run->ts[i].t->repo));
     }
-    if (rc == 0) {
+    if (rc == 0 && complete) {
         run->totals.wal_segments++;
         run->archived = xrealloc(run->archived, (run->narchived + 1) * sizeof(*run->archived));
         memcpy(run->archived[run->narchived++], run->wal_name, WAL_NAME_BUFLEN);
@@ -579,7 +593,13 @@ static void open_fingerprints(struct backup_run *run)
                         ids + g * SHA256_LEN);
     struct fp_ident id = {run->p.system_identifier, run->p.chunk_size, run->nblocks, ids};
     run->fp = fpcache_open(run->p.fp_dir, &id);
-    if (!run->fp) {
+    if (!run->fp && err_kind() == ERR_CONFIG) {
+        /* A spool another user owns: refused, loudly. */
+        log_warn("fingerprint cache not used, every chunk is hashed: %s", err_message());
+        if (err_hint_text())
+            log_warn("hint: %s", err_hint_text());
+        err_clear();
+    } else if (!run->fp) {
         log_info("no fingerprint cache, every chunk is hashed: %s", err_message());
         err_clear();
     }

@@ -169,8 +169,11 @@ static int push(struct filter_chain *c, size_t i, const uint8_t *in, size_t len,
             rc = err_set(ERR_RUNTIME, "filter \"%s\" overran its buffers", f->ops->name);
             goto out;
         }
-        in += used;
-        len -= used;
+        /* in is NULL at the end of an empty stream: no arithmetic on it, even + 0 */
+        if (used) {
+            in += used;
+            len -= used;
+        }
         if (out_len && (rc = push(c, i + 1, st->buf, out_len, false)) < 0)
             goto out;
         if (finish && done) {
@@ -284,8 +287,10 @@ int filter_run(struct filter *f, const void *in, size_t in_len, uint8_t **out, s
             rc = err_set(ERR_RUNTIME, "filter \"%s\" made no progress", f->ops->name);
             goto out;
         }
-        p += used;
-        in_len -= used;
+        if (used) { /* p is NULL for an empty input */
+            p += used;
+            in_len -= used;
+        }
         b.len += produced;
     }
     if (in_len) {

@@ -32,8 +32,8 @@ int log_level_parse(const char *text, enum log_level *out)
             return 0;
         }
     }
-    return err_set(ERR_USAGE, "invalid log level \"%s\" (expected error, warn, info, detail or debug)",
-                   text);
+    return err_set(ERR_USAGE,
+                   "invalid log level \"%s\" (expected error, warn, info, detail or debug)", text);
 }
 
 int log_format_parse(const char *text, enum log_format *out)

@@ -4,6 +4,7 @@
 #include "pgark/crc32c.h"
 #include "pgark/error.h"
 #include "pgark/mem.h"
+#include "pgark/pgmajor.h"
 #include "pgark/walpage.h"
 
 #include <inttypes.h>
@@ -60,7 +61,10 @@
 #define XACT_XINFO_HAS_GID (1u << 7)
 #define XACT_XINFO_HAS_DROPPED_STATS (1u << 8) /* 15+ */
 #define INVAL_MSG_SIZE 16                      /* SharedInvalidationMessage */
-#define STATS_ITEM_SIZE 12                     /* xl_xact_stats_item, 15..17 */
+/* xl_xact_stats_item: kind, dboid, objoid (15..17); 18 made the object id 64 bits
+ * (objid_lo, objid_hi) */
+#define STATS_ITEM_SIZE_15 12
+#define STATS_ITEM_SIZE_18 16
 #define RESTORE_POINT_SIZE (8 + WALDECODE_RP_NAME_MAX)
 
 #define ALIGN8(x) (((x) + 7) & ~(uint64_t)7)
@@ -108,7 +112,6 @@ static uint64_t get64(const uint8_t *p)
 {
     return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
-
 
 static int fail(struct waldecode *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -197,7 +200,7 @@ static bool parse_xact(const struct waldecode *d, uint8_t info, bool commit, con
     if (xinfo & XACT_XINFO_HAS_RELFILENODES)
         skip_array(&c, RELFILENODE_SIZE);
     if (d->cfg.pg_major >= 15 && (xinfo & XACT_XINFO_HAS_DROPPED_STATS))
-        skip_array(&c, STATS_ITEM_SIZE);
+        skip_array(&c, d->cfg.pg_major >= 18 ? STATS_ITEM_SIZE_18 : STATS_ITEM_SIZE_15);
     if (commit && (xinfo & XACT_XINFO_HAS_INVALS))
         skip_array(&c, INVAL_MSG_SIZE);
     if (xinfo & XACT_XINFO_HAS_TWOPHASE) {
@@ -232,7 +235,8 @@ static int find_main_data(struct waldecode *d, lsn_t lsn, const uint8_t *r, uint
     char at[LSN_STRLEN];
     const char *why = NULL;
 
-    while ((uint64_t)(c.end - c.p) > datatotal) {
+    /* a header cut short sets c.bad: stop there (take gives NULL from then on) */
+    while (!c.bad && (uint64_t)(c.end - c.p) > datatotal) {
         uint8_t id = *take(&c, 1);
         const uint8_t *p;
         if (id == XLR_BLOCK_ID_DATA_SHORT || id == XLR_BLOCK_ID_DATA_LONG) {
@@ -456,8 +460,8 @@ static int page_header(struct waldecode *d, lsn_t page)
         return fail(d, "invalid WAL page header at %s: magic 0x%04X, expected 0x%04X",
                     lsn_format(page, at), magic, d->magic);
     if (info & ~XLP_ALL_FLAGS)
-        return fail(d, "invalid WAL page header at %s: unknown info bits 0x%04X", lsn_format(page, at),
-                    info);
+        return fail(d, "invalid WAL page header at %s: unknown info bits 0x%04X",
+                    lsn_format(page, at), info);
     if (addr != page) {
         end_of_wal(d, where, "page at %s has address %s (recycled WAL)", lsn_format(page, at),
                    lsn_format(addr, a));
@@ -532,10 +536,11 @@ static int page_header(struct waldecode *d, lsn_t page)
 
 int waldecode_new(const struct waldecode_config *cfg, struct waldecode **out)
 {
-    uint16_t magic = walpage_magic_for_major(cfg->pg_major);
+    uint16_t magic = pg_major_supported(cfg->pg_major) ? walpage_magic_for_major(cfg->pg_major) : 0;
     *out = NULL;
     if (!magic)
-        return err_set(ERR_CONFIG, "PostgreSQL %d is not supported (13 to 17 are)", cfg->pg_major);
+        return err_set(ERR_CONFIG, "PostgreSQL %d is not supported (%d to %d are)", cfg->pg_major,
+                       PG_MAJOR_MIN, PG_MAJOR_MAX);
     if (cfg->seg_size < (1u << 20) || cfg->seg_size > (1u << 30) ||
         (cfg->seg_size & (cfg->seg_size - 1)))
         return err_set(ERR_CONFIG, "invalid WAL segment size %" PRIu64, cfg->seg_size);

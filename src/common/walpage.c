@@ -2,6 +2,7 @@
 #include "pgark/walpage.h"
 
 #include "pgark/error.h"
+#include "pgark/pgmajor.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +45,8 @@ uint16_t walpage_magic_for_major(int pg_major)
         return 0xD113;
     case 17:
         return 0xD116;
+    case 18:
+        return 0xD118;
     default:
         return 0;
     }
@@ -53,9 +56,10 @@ int walpage_checker_init(struct walpage_checker *c, uint64_t system_identifier, 
                          int pg_major, timeline_t tli, lsn_t lsn)
 {
     memset(c, 0, sizeof(*c));
-    c->magic = walpage_magic_for_major(pg_major);
+    c->magic = pg_major_supported(pg_major) ? walpage_magic_for_major(pg_major) : 0;
     if (!c->magic)
-        return err_set(ERR_CONFIG, "PostgreSQL %d is not supported (13 to 17 are)", pg_major);
+        return err_set(ERR_CONFIG, "PostgreSQL %d is not supported (%d to %d are)", pg_major,
+                       PG_MAJOR_MIN, PG_MAJOR_MAX);
     c->system_identifier = system_identifier;
     c->seg_size = seg_size;
     c->tli = tli;

@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define CONFIG_FILE_MAX (4 * 1024 * 1024)
 
-static const char *const top_keys[] = {"spool",      "spool_max", "log",    "repos", "compression",
-                                       "encryption", "clusters",  "notify", NULL};
+static const char *const top_keys[] = {"spool",       "spool_max",  "log",      "repos",
+                                       "compression", "encryption", "clusters", "notify",
+                                       "require_tls", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const compression_keys[] = {"algorithm", "level", NULL};
 static const char *const encryption_keys[] = {"passphrase", "passphrase_file", NULL};
@@ -30,6 +32,7 @@ static const char *const cluster_keys[] = {"conninfo",
                                            "backup",
                                            "application_name",
                                            "wal_fetch_read_ahead",
+                                           "pg_bindir",
                                            NULL};
 static const char *const retention_keys[] = {"full", "window", NULL};
 static const char *const backup_keys[] = {"chunk_size", "checkpoint", NULL};
@@ -132,6 +135,7 @@ static void cluster_release(struct config_cluster *c)
     free(c->slot);
     free(c->repos);
     free(c->application_name);
+    free(c->pg_bindir);
 }
 
 void config_free(struct config *config)
@@ -150,6 +154,10 @@ void config_free(struct config *config)
     for (size_t i = 0; i < config->nnotify; i++)
         free_secret(config->notify[i].url);
     free(config->notify);
+    for (char **v = config->env_vars; v && *v; v++)
+        free(*v);
+    free(config->env_vars);
+    cfg_warnings_free(config->warnings, config->nwarnings);
     free(config);
 }
 
@@ -266,7 +274,8 @@ static int load_cluster(struct cfg_reader *r, yaml_node_t *key_node, const char 
             0 ||
         (rc = cfg_get_string(&m, "application_name", &c->application_name)) != 0 ||
         (rc = cfg_get_int(&m, "wal_fetch_read_ahead", 0, CONFIG_MAX_WAL_FETCH_READ_AHEAD,
-                          &c->wal_fetch_read_ahead)) != 0)
+                          &c->wal_fetch_read_ahead)) != 0 ||
+        (rc = cfg_get_abs_path(&m, "pg_bindir", &c->pg_bindir)) != 0)
         goto out;
     if (c->rpo_target_ms <= 0) {
         rc = cfg_error(r, cfg_map_value(&m, "rpo_target"),
@@ -457,6 +466,9 @@ static int load_top(struct cfg_reader *r, struct config *cfg)
             goto out;
     }
 
+    /* Before the repos: it decides whether allow_http may be set. */
+    if ((rc = cfg_get_bool(&top, "require_tls", &cfg->require_tls)) != 0)
+        goto out;
     if ((rc = cfg_load_repos(&top, cfg)) != 0)
         goto out;
 
@@ -497,14 +509,19 @@ out:
     return rc;
 }
 
+/* file_mode: the configuration file's mode (0 when loaded from a string). */
 static int load(const char *name, const char *base_dir, const char *text, size_t len,
-                struct config **out)
+                unsigned file_mode, struct config **out)
 {
     struct cfg_reader r = {.file = name, .base_dir = base_dir};
     struct config *cfg = xcalloc(1, sizeof(*cfg));
+    char *hint = NULL;
+    char *msg = cfg_mode_warning("configuration file", name, file_mode, S_IROTH, &hint);
     int rc;
 
     cfg->path = xstrdup(name);
+    if (msg)
+        cfg_warning_add(&cfg->warnings, &cfg->nwarnings, msg, hint);
     if (strlen(text) != len) {
         rc = err_set(ERR_CONFIG, "%s:1:1: configuration contains a NUL byte", name);
         goto out;
@@ -512,6 +529,17 @@ static int load(const char *name, const char *base_dir, const char *text, size_t
     if ((rc = cfg_reader_parse(&r, text, len)) != 0)
         goto out;
     rc = load_top(&r, cfg);
+    if (rc == 0) {
+        for (size_t i = 0; i < r.nwarnings; i++)
+            cfg_warning_add(&cfg->warnings, &cfg->nwarnings, r.warnings[i].message,
+                            r.warnings[i].hint);
+        free(r.warnings);
+        r.warnings = NULL;
+        r.nwarnings = 0;
+        cfg->env_vars = r.env_vars ? r.env_vars : xcalloc(1, sizeof(*cfg->env_vars));
+        r.env_vars = NULL;
+        r.nenv_vars = 0;
+    }
 out:
     cfg_reader_release(&r);
     if (rc != 0) {
@@ -524,7 +552,7 @@ out:
 
 int config_load_string(const char *name_for_messages, const char *yaml, struct config **out)
 {
-    return load(name_for_messages, NULL, yaml, strlen(yaml), out);
+    return load(name_for_messages, NULL, yaml, strlen(yaml), 0, out);
 }
 
 int config_load(const char *path, struct config **out)
@@ -532,6 +560,7 @@ int config_load(const char *path, struct config **out)
     FILE *f = fopen(path, "re");
     struct buf b = BUF_INIT;
     char *dir = NULL;
+    struct stat st = {0};
     int rc = 0;
 
     if (f == NULL) {
@@ -559,7 +588,9 @@ int config_load(const char *path, struct config **out)
     const char *slash = strrchr(path, '/');
     if (slash)
         dir = slash == path ? xstrdup("/") : xstrndup(path, (size_t)(slash - path));
-    rc = load(path, dir, (const char *)b.data, b.len, out);
+    if (fstat(fileno(f), &st) < 0)
+        st.st_mode = 0;
+    rc = load(path, dir, (const char *)b.data, b.len, (unsigned)st.st_mode, out);
 out:
     if (f)
         fclose(f);

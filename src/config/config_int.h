@@ -14,11 +14,18 @@
 #include <stdint.h>
 #include <yaml.h>
 
+struct config_warning;
+
 struct cfg_reader {
     const char *file;     /* name used in messages */
     const char *base_dir; /* for relative *_file paths; NULL: current directory */
     yaml_document_t doc;
     bool have_doc;
+    /* Collected while reading; the loader hands them to the config (or frees them). */
+    char **env_vars; /* NULL-terminated once one is added */
+    size_t nenv_vars;
+    struct config_warning *warnings;
+    size_t nwarnings;
 };
 
 /* An opened mapping: the node, and the phrase that says where it is, appended after
@@ -31,7 +38,17 @@ struct cfg_map {
 
 /* Parse text into r->doc. Syntax errors, empty input and several documents fail. */
 int cfg_reader_parse(struct cfg_reader *r, const char *text, size_t len);
+/* Free the document and whatever of env_vars and warnings was not taken. */
 void cfg_reader_release(struct cfg_reader *r);
+
+/* Append a warning (message and hint are taken over). */
+void cfg_warning_add(struct config_warning **list, size_t *n, char *message, char *hint);
+
+/* The warning for a file holding secrets whose mode lets others read it, or NULL:
+ * `readers` are the permission bits that count (S_IROTH for the configuration file,
+ * S_IRGRP | S_IROTH for a KEY_file); what names the file. Caller frees both. */
+char *cfg_mode_warning(const char *what, const char *path, unsigned mode, unsigned readers,
+                       char **hint);
 
 /* Record ERR_CONFIG "FILE:LINE:COL: <fmt>" at node (r->file:1:1 when node is NULL). */
 int cfg_error(struct cfg_reader *r, const yaml_node_t *node, const char *fmt, ...)
@@ -91,5 +108,7 @@ bool cfg_is_http_url(const char *s);
 /* The top-level "repos" mapping into cfg->repos (required, at least one). */
 struct config;
 int cfg_load_repos(struct cfg_map *top, struct config *cfg);
+/* Free a warning list. */
+void cfg_warnings_free(struct config_warning *list, size_t n);
 
 #endif

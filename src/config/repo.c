@@ -31,6 +31,7 @@ static const char *const repo_keys[] = {"type",
                                         "concurrency",
                                         "part_size",
                                         "retries",
+                                        "allow_http",
                                         NULL};
 static const char *const repo_type_names[] = {"posix", "s3", NULL};
 static const char *const uri_style_names[] = {"path", "host", NULL};
@@ -124,7 +125,8 @@ static bool key_is_for_type(const char *key, enum config_repo_type type)
     return type == CONFIG_REPO_S3;
 }
 
-static int load_s3(struct cfg_map *m, struct config_repo *repo)
+/* require_tls: the top level's; it refuses allow_http. */
+static int load_s3(struct cfg_map *m, struct config_repo *repo, bool require_tls)
 {
     char *prefix = NULL, *ca = NULL;
     int rc;
@@ -149,6 +151,29 @@ static int load_s3(struct cfg_map *m, struct config_repo *repo)
     size_t len = strlen(repo->endpoint);
     while (len > 0 && repo->endpoint[len - 1] == '/')
         repo->endpoint[--len] = '\0';
+    /* Over http:// the signed requests, and the objects' headers and sizes, travel in
+     * clear to a server nobody authenticated: only when the repository says so. */
+    if ((rc = cfg_get_bool(m, "allow_http", &repo->allow_http)) != 0)
+        goto out;
+    if (repo->allow_http && require_tls) {
+        rc = cfg_error(m->r, cfg_map_value(m, "allow_http"),
+                       "key \"allow_http\"%s cannot be true when require_tls is true", m->where);
+        err_hint("use an https:// endpoint, or set require_tls: false");
+        goto out;
+    }
+    if (strncmp(repo->endpoint, "http://", 7) == 0 && !repo->allow_http) {
+        rc = cfg_error(m->r, cfg_map_value(m, "endpoint"),
+                       "key \"endpoint\"%s is an http:// URL: requests would travel "
+                       "unencrypted to a server nobody authenticates",
+                       m->where);
+        if (require_tls)
+            err_hint("use an https:// endpoint (require_tls is true)");
+        else
+            err_hint("use an https:// endpoint, or set allow_http: true%s on a network you "
+                     "trust",
+                     m->where);
+        goto out;
+    }
 
     if ((rc = cfg_get_string(m, "region", &repo->region)) != 0)
         goto out;
@@ -229,7 +254,7 @@ out:
 }
 
 static int load_repo(struct cfg_reader *r, yaml_node_t *key_node, const char *name,
-                     yaml_node_t *node, struct config_repo *repo)
+                     yaml_node_t *node, bool require_tls, struct config_repo *repo)
 {
     struct cfg_map m = {0};
     char *subject = xasprintf("repo \"%s\"", name);
@@ -260,7 +285,7 @@ static int load_repo(struct cfg_reader *r, yaml_node_t *key_node, const char *na
             (rc = cfg_get_abs_path(&m, "path", &repo->path)) != 0)
             goto out;
     } else {
-        rc = load_s3(&m, repo);
+        rc = load_s3(&m, repo, require_tls);
     }
 out:
     cfg_map_close(&m);
@@ -306,7 +331,7 @@ int cfg_load_repos(struct cfg_map *top, struct config *cfg)
             }
         }
         cfg->nrepos++;
-        if ((rc = load_repo(top->r, k, name, v, &cfg->repos[i])) != 0)
+        if ((rc = load_repo(top->r, k, name, v, cfg->require_tls, &cfg->repos[i])) != 0)
             goto out;
     }
 out:

@@ -1,6 +1,8 @@
 /* yaml.c — typed, strict access to a libyaml document (see config_int.h). */
 #include "config_int.h"
 
+#include "pgark/config.h"
+
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define SECRET_FILE_MAX (64 * 1024)
 
@@ -120,6 +123,58 @@ void cfg_reader_release(struct cfg_reader *r)
     if (r->have_doc)
         yaml_document_delete(&r->doc);
     r->have_doc = false;
+    for (size_t i = 0; i < r->nenv_vars; i++)
+        free(r->env_vars[i]);
+    free(r->env_vars);
+    r->env_vars = NULL;
+    r->nenv_vars = 0;
+    cfg_warnings_free(r->warnings, r->nwarnings);
+    r->warnings = NULL;
+    r->nwarnings = 0;
+}
+
+void cfg_warning_add(struct config_warning **list, size_t *n, char *message, char *hint)
+{
+    *list = xrealloc(*list, (*n + 1) * sizeof(**list));
+    (*list)[*n].message = message;
+    (*list)[*n].hint = hint;
+    (*n)++;
+}
+
+void cfg_warnings_free(struct config_warning *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(list[i].message);
+        free(list[i].hint);
+    }
+    free(list);
+}
+
+char *cfg_mode_warning(const char *what, const char *path, unsigned mode, unsigned readers,
+                       char **hint)
+{
+    unsigned open_to = mode & readers & (S_IRGRP | S_IROTH);
+
+    *hint = NULL;
+    if (!open_to)
+        return NULL;
+    *hint = xasprintf("chmod 600 \"%s\"", path);
+    return xasprintf("%s \"%s\" is readable by %s (mode %04o)", what, path,
+                     open_to == (S_IRGRP | S_IROTH) ? "its group and other users"
+                     : open_to == S_IROTH           ? "other users"
+                                                    : "its group",
+                     mode & 07777);
+}
+
+/* Remember that the file read ${name} (once per name). */
+static void note_env_var(struct cfg_reader *r, const char *name)
+{
+    for (size_t i = 0; i < r->nenv_vars; i++)
+        if (strcmp(r->env_vars[i], name) == 0)
+            return;
+    r->env_vars = xrealloc(r->env_vars, (r->nenv_vars + 2) * sizeof(*r->env_vars));
+    r->env_vars[r->nenv_vars++] = xstrdup(name);
+    r->env_vars[r->nenv_vars] = NULL;
 }
 
 const char *cfg_node_kind(const yaml_node_t *node)
@@ -324,6 +379,7 @@ static int expand(struct cfg_reader *r, yaml_node_t *node, const char *subject, 
             free(var);
             goto out;
         }
+        note_env_var(r, var);
         free(var);
         buf_append_str(&b, val);
         p = end + 1;
@@ -406,6 +462,19 @@ static int read_secret_file(const struct cfg_map *m, yaml_node_t *node, const ch
         int e = errno;
         rc = cfg_error(m->r, node, "%s: cannot read \"%s\": %s", subject, full, strerror(e));
         goto out;
+    }
+    /* A secret its group or other users can read is no secret: said, not refused (the
+     * command decides how loudly). Named like an error of the same key. */
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0) {
+        char *hint = NULL;
+        char *what =
+            xasprintf("%s:%zu:%zu: %s: secret file", m->r->file, (size_t)node->start_mark.line + 1,
+                      (size_t)node->start_mark.column + 1, subject);
+        char *msg = cfg_mode_warning(what, full, st.st_mode, S_IRGRP | S_IROTH, &hint);
+        if (msg)
+            cfg_warning_add(&m->r->warnings, &m->r->nwarnings, msg, hint);
+        free(what);
     }
     char chunk[4096];
     size_t n;

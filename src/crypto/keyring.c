@@ -12,7 +12,6 @@
 #include <string.h>
 
 #define KDF_NAME "scrypt"
-#define KDF_MAX_MEM (1ull << 30)
 #define NAME_KEY_INFO "pgark chunk names"
 /* Versioned prefix of the wrap AAD: the KDF parameters and salt follow it, so an
  * altered record cannot unwrap to anything. */
@@ -26,18 +25,32 @@ struct crypto_keyring {
     uint8_t name_key[32];
 };
 
-static int kdf_check(const struct crypto_kdf_params *p, enum err_kind kind)
+/* What OpenSSL allocates for scrypt: V (128*r*(N+2) bytes) and B (128*r*p). Called only
+ * once N*r*p is within CRYPTO_KDF_MAX_COST, so that it cannot overflow. */
+static uint64_t kdf_memory(const struct crypto_kdf_params *p)
+{
+    return 128 * (uint64_t)p->r * (p->n + 2 + p->p);
+}
+
+int crypto_kdf_check(const struct crypto_kdf_params *p, enum err_kind kind)
 {
     if (p->n < 2 || p->n > (1ull << 30) || (p->n & (p->n - 1)))
         return err_set(kind, "scrypt parameter N=%" PRIu64 " is not a power of two from 2 to 2^30",
                        p->n);
-    if (p->r < 1 || p->p < 1 || (uint64_t)p->r * p->p >= (1u << 30))
+    if (p->r < 1 || p->p < 1)
         return err_set(kind, "scrypt parameters r=%" PRIu32 " p=%" PRIu32 " are out of range", p->r,
                        p->p);
-    if (128ull * p->r > KDF_MAX_MEM / p->n)
-        return err_set(
-            kind, "scrypt parameters N=%" PRIu64 " r=%" PRIu32 " need more than 1 GiB of memory",
-            p->n, p->r);
+    /* Checked before any derivation: the parameters come from repo.json, and scrypt's
+     * time grows with N*r*p (p=32 instead of 1 made every command spend 26 s). */
+    uint64_t nr = p->n * p->r; /* < 2^62 */
+    if (nr > CRYPTO_KDF_MAX_COST || p->p > CRYPTO_KDF_MAX_COST / nr ||
+        kdf_memory(p) > CRYPTO_KDF_MAX_MEM)
+        return err_set(kind,
+                       "scrypt parameters N=%" PRIu64 " r=%" PRIu32 " p=%" PRIu32
+                       " cost more than pgark allows (N*r*p at most %llu, at most %llu MiB of "
+                       "memory)",
+                       p->n, p->r, p->p, (unsigned long long)CRYPTO_KDF_MAX_COST,
+                       (unsigned long long)(CRYPTO_KDF_MAX_MEM >> 20));
     return 0;
 }
 
@@ -46,9 +59,9 @@ int crypto_scrypt(const void *passphrase, size_t pass_len, const uint8_t *salt, 
 {
     EVP_KDF *kdf = NULL;
     EVP_KDF_CTX *kctx = NULL;
-    uint64_t n = params->n, maxmem = KDF_MAX_MEM + KDF_MAX_MEM / 4;
+    uint64_t n = params->n, maxmem = CRYPTO_KDF_MAX_MEM;
     uint32_t r = params->r, p = params->p;
-    int rc = kdf_check(params, ERR_CONFIG);
+    int rc = crypto_kdf_check(params, ERR_CONFIG);
 
     if (rc < 0)
         goto out;
@@ -207,7 +220,7 @@ int crypto_keyring_open(const struct crypto_key_record *rec, const char *passphr
         goto out;
     }
     kr->kdf = (struct crypto_kdf_params){rec->n, rec->r, rec->p};
-    if ((rc = kdf_check(&kr->kdf, ERR_INTEGRITY)) < 0)
+    if ((rc = crypto_kdf_check(&kr->kdf, ERR_INTEGRITY)) < 0)
         goto out;
     if ((rc = hex_decode(rec->salt, kr->salt, CRYPTO_SALT_LEN)) < 0) {
         err_context("while reading the salt of the encryption key record");

@@ -142,6 +142,14 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
         return len;
     }
     struct buf *b = &x->resp->body;
+    if (status >= 200 && status < 300 && b->len + len > HTTP_BODY_MAX) {
+        /* a list page or an upload's answer is a few hundred KiB: a server that sends
+         * more is not one pgark should hold in memory */
+        x->cb_rc = err_set(ERR_PROTOCOL, "%s \"%s\" failed: the answer is longer than %d MiB",
+                           x->req.method, x->req.url, HTTP_BODY_MAX >> 20);
+        x->cb_err = err_save();
+        return 0; /* curl stops the transfer */
+    }
     if ((status >= 200 && status < 300) || b->len < HTTP_ERROR_BODY_MAX) {
         size_t keep = len;
         if (!(status >= 200 && status < 300) && b->len + keep > HTTP_ERROR_BODY_MAX)

@@ -92,7 +92,8 @@ int ops_backup_scan(struct repo *r, const char *cluster, struct ops_backup **out
     }
     if (rc < 0 || (rc = repo_markers_list(r, &m, &nm)) < 0)
         goto out;
-    qsort(s.list, s.n, sizeof(*s.list), cmp_label);
+    if (s.n > 1) /* qsort(NULL, 0, ...) is undefined */
+        qsort(s.list, s.n, sizeof(*s.list), cmp_label);
     for (size_t i = 0; i < s.n; i++) {
         struct ops_backup *b = &s.list[i];
         for (size_t k = 0; k < nm; k++) {

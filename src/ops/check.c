@@ -33,7 +33,23 @@
 struct checks {
     json_t *list;
     int failed;
+    int warned;
 };
+
+enum verdict { CHECK_OK, CHECK_WARN, CHECK_FAIL };
+
+static void entry(struct checks *c, const char *name, enum verdict v, const char *fmt, va_list ap)
+{
+    char *detail = xvasprintf(fmt, ap);
+    json_array_append_new(c->list,
+                          json_pack("{s:s, s:b, s:b, s:s}", "name", name, "ok", v != CHECK_FAIL,
+                                    "warning", v == CHECK_WARN, "detail", detail));
+    if (v == CHECK_FAIL)
+        c->failed++;
+    if (v == CHECK_WARN)
+        c->warned++;
+    free(detail);
+}
 
 static void add(struct checks *c, const char *name, bool ok, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -42,13 +58,20 @@ static void add(struct checks *c, const char *name, bool ok, const char *fmt, ..
 {
     va_list ap;
     va_start(ap, fmt);
-    char *detail = xvasprintf(fmt, ap);
+    entry(c, name, ok ? CHECK_OK : CHECK_FAIL, fmt, ap);
     va_end(ap);
-    json_array_append_new(c->list,
-                          json_pack("{s:s, s:b, s:s}", "name", name, "ok", ok, "detail", detail));
-    if (!ok)
-        c->failed++;
-    free(detail);
+}
+
+/* Passed, but something should be fixed: exit 0 all the same. */
+static void warn(struct checks *c, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void warn(struct checks *c, const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    entry(c, name, CHECK_WARN, fmt, ap);
+    va_end(ap);
 }
 
 /* The current error as one line (context joined with "; "), cleared. */
@@ -118,10 +141,21 @@ static double receiver_lag(const struct receiver_state *rs, const char *name)
     return -1;
 }
 
+/* Whether the receiver has streamed anything, or is connected: one that never got a
+ * byte (it cannot connect, its server refuses it) lags by nothing it knows of, so its
+ * lag says nothing about the RPO. */
+static bool receiver_streams(const struct receiver_state *rs)
+{
+    const char *flushed = json_string_value(json_object_get(rs->status, "flushed_lsn"));
+    return json_is_true(json_object_get(rs->status, "connected")) ||
+           (flushed && strcmp(flushed, "0/0") != 0);
+}
+
 /* --- server ------------------------------------------------------------------------------ */
 
 struct server {
     bool connected;
+    bool unsupported; /* a major pgark does not support: nothing else is checked, exit 2 */
     struct pg_system sys;
 };
 
@@ -135,6 +169,13 @@ static void check_server(struct checks *c, const struct config_cluster *cl,
         add(c, "connection", false, "%s", e);
         free(e);
         return;
+    }
+    if (pg_check_supported(conn) < 0) {
+        char *e = take_error();
+        add(c, "server_version", false, "%s", e);
+        free(e);
+        srv->unsupported = true;
+        goto out;
     }
     if (pg_identify_system(conn, &srv->sys) < 0) {
         char *e = take_error();
@@ -199,6 +240,39 @@ out:
     pg_conn_free(conn);
 }
 
+/* How the conninfo reaches the server. Only a TCP connection gets an entry: a Unix
+ * socket needs no TLS. False when require_tls refuses it: then nothing connects. */
+static bool check_transport(struct checks *c, const struct config *cfg,
+                            const struct config_cluster *cl)
+{
+    struct pg_transport t;
+    if (pg_conninfo_transport(cl->conninfo, &t) < 0) {
+        err_clear(); /* the connection check says what is wrong with it */
+        return true;
+    }
+    if (!t.tcp)
+        return true;
+    if (pg_sslmode_authenticates(t.sslmode)) {
+        add(c, "tls", true, "cluster \"%s\" connects to \"%s\" over TCP with sslmode %s", cl->name,
+            t.host, t.sslmode);
+        return true;
+    }
+    if (cli_require_tls(cfg, cl) < 0) {
+        char *e = take_error();
+        add(c, "tls", false, "not connecting: %s", e);
+        free(e);
+        return false;
+    }
+    warn(c, "tls",
+         "cluster \"%s\" connects to \"%s\" over TCP with sslmode \"%s\"%s, which does not "
+         "authenticate the server: whoever can reach the network path can pose as it, and "
+         "with prefer or allow read the WAL in clear (hint: add sslmode=verify-full and "
+         "sslrootcert=FILE to the conninfo, or connect through a Unix socket; require_tls: "
+         "true refuses anything weaker)",
+         cl->name, t.host, t.sslmode, t.sslmode_set ? "" : " (libpq's default: nothing sets it)");
+    return true;
+}
+
 /* --- repositories ------------------------------------------------------------------------ */
 
 /* Write, read back and remove a small object under the cluster's folder. */
@@ -216,7 +290,7 @@ static int probe_write(struct repo *r, const char *cluster)
     snprintf(content, sizeof(content), "pgark check probe %s", hex);
     if ((rc = repo_put(r, name, content, strlen(content))) < 0)
         return err_context("while writing a probe object");
-    rc = repo_get_all(r, name, &back, &len);
+    rc = repo_get_all_max(r, name, sizeof(content), "the probe object", &back, &len);
     if (rc == 0 && (len != strlen(content) || memcmp(back, content, len) != 0))
         rc = err_set(ERR_INTEGRITY, "probe object \"%s\" read back different content", name);
     free(back);
@@ -271,7 +345,7 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
 
     snprintf(name, sizeof(name), "rpo:%s", cr->name);
     duration_format(cl->rpo_target_ms, target, sizeof(target));
-    double lag = rs->running ? receiver_lag(rs, cr->name) : -1;
+    double lag = rs->running && receiver_streams(rs) ? receiver_lag(rs, cr->name) : -1;
     if (lag >= 0) {
         duration_format((int64_t)(lag * 1000), dur, sizeof(dur));
         add(c, name, lag * 1000 <= (double)cl->rpo_target_ms,
@@ -287,8 +361,9 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
         goto out;
     }
     if (!sum.segments) {
-        add(c, name, false, "repository \"%s\" holds no complete WAL segment (rpo_target %s)",
-            cr->name, target);
+        add(c, name, false, "repository \"%s\" holds no complete WAL segment (rpo_target %s%s)",
+            cr->name, target,
+            rs->running && !receiver_streams(rs) ? "; the receiver has streamed nothing yet" : "");
     } else {
         int64_t age_ms = (time_now_us() - sum.newest_mtime_us) / 1000;
         if (age_ms < 0)
@@ -296,7 +371,10 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
         duration_format(age_ms, dur, sizeof(dur));
         add(c, name, age_ms <= cl->rpo_target_ms,
             "newest WAL segment in repository \"%s\" was archived %s ago (rpo_target %s%s)",
-            cr->name, dur, target, rs->running ? "" : "; no receiver is running");
+            cr->name, dur, target,
+            !rs->running            ? "; no receiver is running"
+            : !receiver_streams(rs) ? "; the receiver has streamed nothing yet"
+                                    : "");
     }
     repo_wal_summary_free(&sum);
 out:
@@ -312,14 +390,20 @@ static void print_human(const struct checks *c)
     json_t *e;
     json_array_foreach(c->list, i, e)
     {
-        printf("%-4s  %-24s %s\n", json_is_true(json_object_get(e, "ok")) ? "ok" : "FAIL",
+        printf("%-4s  %-24s %s\n",
+               !json_is_true(json_object_get(e, "ok"))       ? "FAIL"
+               : json_is_true(json_object_get(e, "warning")) ? "warn"
+                                                             : "ok",
                json_string_value(json_object_get(e, "name")),
                json_string_value(json_object_get(e, "detail")));
     }
     if (c->failed)
-        printf("%d of %zu checks failed\n", c->failed, json_array_size(c->list));
+        printf("%d of %zu checks failed", c->failed, json_array_size(c->list));
     else
-        printf("all %zu checks passed\n", json_array_size(c->list));
+        printf("all %zu checks passed", json_array_size(c->list));
+    if (c->warned)
+        printf(", %d with a warning", c->warned);
+    printf("\n");
 }
 
 int cmd_check(struct cli_context *ctx, int argc, char **argv)
@@ -349,8 +433,11 @@ int cmd_check(struct cli_context *ctx, int argc, char **argv)
         return 2;
     }
 
-    struct checks c = {json_array(), 0};
+    struct checks c = {json_array(), 0, 0};
+    /* Its warnings are entries of the report, not log lines. */
+    ctx->config_warn_level = LOG_DEBUG;
     struct receiver_state rs = {0};
+    bool srv_unsupported = false;
     const struct config_cluster *cl = NULL;
     const struct config *cfg = cli_config(ctx);
     if (cfg)
@@ -364,11 +451,20 @@ int cmd_check(struct cli_context *ctx, int argc, char **argv)
     }
     add(&c, "config", true, "\"%s\" is valid; cluster \"%s\" with %zu repositor%s", cfg->path,
         cl->name, cl->nrepos, cl->nrepos == 1 ? "y" : "ies");
+    for (size_t i = 0; i < cfg->nwarnings; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "permissions:%zu", i + 1);
+        warn(&c, name, "%s%s%s%s", cfg->warnings[i].message,
+             cfg->warnings[i].hint ? " (hint: " : "",
+             cfg->warnings[i].hint ? cfg->warnings[i].hint : "", cfg->warnings[i].hint ? ")" : "");
+    }
 
     receiver_state(cfg, cl, &rs);
     struct server srv = {0};
-    check_server(&c, cl, &rs, &srv);
-    for (size_t i = 0; i < cl->nrepos; i++)
+    if (check_transport(&c, cfg, cl))
+        check_server(&c, cl, &rs, &srv);
+    srv_unsupported = srv.unsupported;
+    for (size_t i = 0; i < cl->nrepos && !srv.unsupported; i++)
         check_repo(&c, cfg, cl, config_cluster_repo(cfg, cl, i), &srv, &rs);
 
 report:
@@ -382,7 +478,9 @@ report:
     } else {
         print_human(&c);
     }
-    int rc = c.failed ? 3 : 0;
+    /* A server pgark does not support is a configuration error, as in receive and
+     * backup, not a failed check of a cluster that could work. */
+    int rc = srv_unsupported ? 2 : c.failed ? 3 : 0;
     json_decref(c.list);
     json_decref(rs.status);
     return rc;

@@ -6,6 +6,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/pg.h"
 
 #include <stdlib.h>
 
@@ -25,13 +26,44 @@ const struct config *cli_config(struct cli_context *ctx)
         log_set_level(loaded->log_level);
     if (!ctx->log_format_set)
         log_set_format(loaded->log_format);
+    cli_config_warnings(loaded, ctx->config_warn_level);
     return loaded;
+}
+
+void cli_config_warnings(const struct config *cfg, enum log_level level)
+{
+    for (size_t i = 0; i < cfg->nwarnings; i++) {
+        log_msg(level, "%s", cfg->warnings[i].message);
+        if (cfg->warnings[i].hint)
+            log_msg(level, "hint: %s", cfg->warnings[i].hint);
+    }
 }
 
 void cli_config_free(void)
 {
     config_free(loaded);
     loaded = NULL;
+}
+
+int cli_require_tls(const struct config *cfg, const struct config_cluster *cl)
+{
+    struct pg_transport t;
+
+    if (!cfg->require_tls)
+        return 0;
+    if (pg_conninfo_transport(cl->conninfo, &t) < 0)
+        return err_context("in the conninfo of cluster \"%s\"", cl->name);
+    if (!t.tcp || pg_sslmode_authenticates(t.sslmode))
+        return 0;
+    err_set(ERR_CONFIG,
+            "cluster \"%s\" connects to \"%s\" over TCP with sslmode \"%s\"%s, which does not "
+            "authenticate the server; require_tls refuses anything weaker than verify-full",
+            cl->name, t.host, t.sslmode,
+            t.sslmode_set ? "" : " (libpq's default: nothing sets it)");
+    return err_hint("add sslmode=verify-full (and sslrootcert=FILE, the CA that signed the "
+                    "server's certificate) to the conninfo of cluster \"%s\", or connect "
+                    "through a Unix socket (host=/var/run/postgresql)",
+                    cl->name);
 }
 
 const struct config_cluster *cli_cluster(struct cli_context *ctx)

@@ -94,15 +94,15 @@ static int backups_json(struct repo *r, const struct repo_backup *list, size_t n
         char a[LSN_STRLEN], b[LSN_STRLEN];
         logical += h->logical_bytes;
         json_array_append_new(
-            arr, json_pack("{s:s, s:o, s:o, s:s, s:s, s:i, s:I, s:I, s:I, s:o, s:i, s:b}",
-                           "label", list[i].label, "start_time", utc_text(h->start_time),
-                           "stop_time", utc_text(h->stop_time), "start_lsn",
-                           lsn_format(h->start_lsn, a), "stop_lsn", lsn_format(h->stop_lsn, b),
-                           "timeline", (int)h->timeline, "files", (json_int_t)h->files,
-                           "logical_bytes", (json_int_t)h->logical_bytes, "stored_bytes",
-                           (json_int_t)h->stored_bytes, "dedup_ratio",
-                           ratio_json(h->logical_bytes, h->stored_bytes), "pg_version",
-                           h->pg_version, "encrypted", h->encrypted));
+            arr,
+            json_pack("{s:s, s:o, s:o, s:s, s:s, s:i, s:I, s:I, s:I, s:o, s:i, s:b}", "label",
+                      list[i].label, "start_time", utc_text(h->start_time), "stop_time",
+                      utc_text(h->stop_time), "start_lsn", lsn_format(h->start_lsn, a), "stop_lsn",
+                      lsn_format(h->stop_lsn, b), "timeline", (int)h->timeline, "files",
+                      (json_int_t)h->files, "logical_bytes", (json_int_t)h->logical_bytes,
+                      "stored_bytes", (json_int_t)h->stored_bytes, "dedup_ratio",
+                      ratio_json(h->logical_bytes, h->stored_bytes), "pg_version", h->pg_version,
+                      "encrypted", h->encrypted));
     }
     json_object_set_new(o, "backups", arr);
     if ((rc = repo_chunk_list(r, count_chunk, chunks)) < 0 && rc != -ERR_NOT_FOUND)
@@ -111,8 +111,8 @@ static int backups_json(struct repo *r, const struct repo_backup *list, size_t n
     /* Every backup is full in its manifest: the ratio says how many times over the
      * chunk store would be needed without deduplication. */
     json_object_set_new(o, "chunks",
-                        json_pack("{s:I, s:I, s:o}", "count", (json_int_t)chunks[0],
-                                  "stored_bytes", (json_int_t)chunks[1], "dedup_ratio",
+                        json_pack("{s:I, s:I, s:o}", "count", (json_int_t)chunks[0], "stored_bytes",
+                                  (json_int_t)chunks[1], "dedup_ratio",
                                   ratio_json(logical, chunks[1])));
     return 0;
 }
@@ -176,6 +176,21 @@ static json_t *window_json(struct repo *r, const struct repo_wal_summary *sum,
     return arr;
 }
 
+/* Where the timeline's WAL high-water mark says its archive reached; null when there is
+ * none (an older pgark) or it cannot be read (verify says why). */
+static json_t *hwm_json(struct repo *r, timeline_t tli)
+{
+    struct repo_wal_hwm m;
+    if (repo_wal_hwm_get(r, tli, &m) < 0) {
+        err_clear();
+        return json_null();
+    }
+    char end[LSN_STRLEN];
+    lsn_format(repo_wal_hwm_end(&m, repo_identity(r)->seg_size), end);
+    return json_pack("{s:s, s:I, s:o}", "end_lsn", end, "seq", (json_int_t)m.seq, "written",
+                     time_us_text(m.time_us));
+}
+
 static json_t *repo_json(const struct config *cfg, const struct config_cluster *cl,
                          const struct config_repo *rc_repo, json_t *receiver)
 {
@@ -205,9 +220,9 @@ static json_t *repo_json(const struct config *cfg, const struct config_cluster *
     struct repo_wal_summary sum;
     if (repo_wal_summary(r, &sum) < 0)
         goto error;
-    json_t *wal = json_pack("{s:I, s:I, s:I}", "segments", (json_int_t)sum.segments, "histories",
-                            (json_int_t)sum.histories, "stored_bytes",
-                            (json_int_t)sum.stored_bytes);
+    json_t *wal =
+        json_pack("{s:I, s:I, s:I}", "segments", (json_int_t)sum.segments, "histories",
+                  (json_int_t)sum.histories, "stored_bytes", (json_int_t)sum.stored_bytes);
     json_t *tls = json_array();
     for (size_t i = 0; i < sum.ntimelines; i++) {
         const struct repo_wal_timeline *t = &sum.timelines[i];
@@ -218,12 +233,13 @@ static json_t *repo_json(const struct config *cfg, const struct config_cluster *
         }
         if (t->has_partial)
             wal_segment_name(t->tli, t->partial_segno, id->seg_size, partial);
-        json_array_append_new(
-            tls, json_pack("{s:i, s:I, s:s?, s:s?, s:I, s:s?}", "timeline", (int)t->tli,
-                           "segments", (json_int_t)t->segments, "first",
-                           t->segments ? first : NULL, "last", t->segments ? last : NULL,
-                           "missing", (json_int_t)t->gaps, "partial",
-                           t->has_partial ? partial : NULL));
+        json_t *tl = json_pack("{s:i, s:I, s:s?, s:s?, s:I, s:s?}", "timeline", (int)t->tli,
+                               "segments", (json_int_t)t->segments, "first",
+                               t->segments ? first : NULL, "last", t->segments ? last : NULL,
+                               "missing", (json_int_t)t->gaps, "partial",
+                               t->has_partial ? partial : NULL);
+        json_object_set_new(tl, "high_water_mark", hwm_json(r, t->tli));
+        json_array_append_new(tls, tl);
     }
     json_object_set_new(wal, "timelines", tls);
     json_object_set_new(o, "wal", wal);
@@ -236,13 +252,12 @@ static json_t *repo_json(const struct config *cfg, const struct config_cluster *
     if (backups_json(r, list, nlist, o) < 0)
         goto error;
     goto out;
-error:
-    {
-        char *text = err_format();
-        json_object_set_new(o, "error", json_string(text));
-        free(text);
-        err_clear();
-    }
+error : {
+    char *text = err_format();
+    json_object_set_new(o, "error", json_string(text));
+    free(text);
+    err_clear();
+}
 out:
     repo_backup_list_free(list, nlist);
     repo_close(r);
@@ -279,7 +294,8 @@ static void print_backups(json_t *r)
     json_t *ch = json_object_get(r, "chunks");
     if (ch) {
         json_t *ratio = json_object_get(ch, "dedup_ratio");
-        printf("  chunks: %lld, %s stored", (long long)json_integer_value(json_object_get(ch, "count")),
+        printf("  chunks: %lld, %s stored",
+               (long long)json_integer_value(json_object_get(ch, "count")),
                size_format((uint64_t)json_integer_value(json_object_get(ch, "stored_bytes")), a,
                            sizeof(a)));
         if (json_is_real(ratio))
@@ -354,7 +370,8 @@ static void print_human(json_t *root)
                    err ? err : "");
         }
         json_t *rpo = json_object_get(rx, "rpo");
-        json_t *l = json_object_get(rpo, "local_seconds"), *o = json_object_get(rpo, "offsite_seconds");
+        json_t *l = json_object_get(rpo, "local_seconds"),
+               *o = json_object_get(rpo, "offsite_seconds");
         printf("  RPO now: local %s%.1f s, off-site ", json_is_null(l) ? "n/a " : "",
                json_is_null(l) ? 0.0 : json_real_value(l));
         if (json_is_null(o))
@@ -391,13 +408,19 @@ static void print_human(json_t *root)
         {
             const char *first = json_string_value(json_object_get(t, "first"));
             const char *partial = json_string_value(json_object_get(t, "partial"));
-            printf("    timeline %lld: %s%s%s", (long long)json_integer_value(json_object_get(t, "timeline")),
+            printf("    timeline %lld: %s%s%s",
+                   (long long)json_integer_value(json_object_get(t, "timeline")),
                    first ? first : "no complete segment", first ? " .. " : "",
                    first ? json_string_value(json_object_get(t, "last")) : "");
             if (json_integer_value(json_object_get(t, "missing")))
-                printf(", %lld missing", (long long)json_integer_value(json_object_get(t, "missing")));
+                printf(", %lld missing",
+                       (long long)json_integer_value(json_object_get(t, "missing")));
             if (partial)
                 printf(", partial %s", partial);
+            const char *hwm = json_string_value(
+                json_object_get(json_object_get(t, "high_water_mark"), "end_lsn"));
+            if (hwm)
+                printf(", archived up to %s (high-water mark)", hwm);
             printf("\n");
         }
         print_backups(r);
@@ -407,9 +430,8 @@ static void print_human(json_t *root)
 
 int cmd_info(struct cli_context *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {{"json", no_argument, NULL, 'j'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {0, 0, 0, 0}};
+    static const struct option options[] = {
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
     bool as_json = false;
     int opt;
     optind = 1;
@@ -440,7 +462,8 @@ int cmd_info(struct cli_context *ctx, int argc, char **argv)
         json_array_append_new(repos, repo_json(cfg, cl, config_cluster_repo(cfg, cl, i), rx));
     json_object_set_new(root, "repositories", repos);
     if (as_json) {
-        char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+        char *text =
+            json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
         printf("%s\n", text);
         free(text);
     } else {

@@ -116,6 +116,7 @@ void verify_count(struct verify_run *v, struct verify_repo *vr, const struct ver
     c->backups += add->backups;
     c->files += add->files;
     c->chunks += add->chunks;
+    c->hwms += add->hwms;
     pthread_mutex_unlock(&v->lock);
 }
 
@@ -209,6 +210,7 @@ static void verify_one(struct verify_run *v, const struct config *cfg,
         return;
     }
     vr->counts.objects++; /* repo.json, read and checked by repo_open */
+    vr->seg_size = repo_identity(vr->repo)->seg_size;
     if (ops_backup_scan(vr->repo, vr->cluster, &vr->backups, &vr->nbackups) < 0) {
         err_context("while listing the backups");
         verify_problem_err(v, vr, "repository", "backups/", NULL, 0);
@@ -245,14 +247,14 @@ static json_t *result_json(const struct verify_run *v, const struct config_clust
     for (size_t i = 0; i < nrepos; i++) {
         const struct verify_counts *c = &repos[i].counts;
         json_array_append_new(
-            rs,
-            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "name",
-                      repos[i].name, "objects", (json_int_t)c->objects, "bytes",
-                      (json_int_t)c->bytes, "segments", (json_int_t)c->segments, "partials",
-                      (json_int_t)c->partials, "histories", (json_int_t)c->histories,
-                      "time_indexes", (json_int_t)c->indexes, "segments_without_time_index",
-                      (json_int_t)c->without_index, "backups", (json_int_t)c->backups, "files",
-                      (json_int_t)c->files, "chunks", (json_int_t)c->chunks));
+            rs, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "name",
+                          repos[i].name, "objects", (json_int_t)c->objects, "bytes",
+                          (json_int_t)c->bytes, "segments", (json_int_t)c->segments, "partials",
+                          (json_int_t)c->partials, "histories", (json_int_t)c->histories,
+                          "time_indexes", (json_int_t)c->indexes, "segments_without_time_index",
+                          (json_int_t)c->without_index, "high_water_marks", (json_int_t)c->hwms,
+                          "backups", (json_int_t)c->backups, "files", (json_int_t)c->files,
+                          "chunks", (json_int_t)c->chunks));
     }
     json_object_set_new(root, "repositories", rs);
     json_t *ps = json_array();
@@ -289,6 +291,7 @@ static void print_human(const struct verify_run *v, const struct config_cluster 
                (unsigned long long)c->indexes);
         if (c->without_index)
             printf(" (%llu segments without one)", (unsigned long long)c->without_index);
+        printf(", %llu high-water marks", (unsigned long long)c->hwms);
         printf("; %llu backups, %llu files, %llu chunks\n", (unsigned long long)c->backups,
                (unsigned long long)c->files, (unsigned long long)c->chunks);
     }
@@ -397,10 +400,25 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         repos[i].index = i;
         repos[i].name = cr->name;
         repos[i].cluster = cl->name;
-        verify_one(&v, cfg, cl, cr, &repos[i]);
+    }
+    if (!v.backup) {
+        char *spool_dir = xasprintf("%s/%s", cfg->spool, cl->name);
+        verify_hwm_read_records(repos, nrepos, spool_dir);
+        free(spool_dir);
+    }
+    for (size_t i = 0; i < nrepos; i++)
+        verify_one(&v, cfg, cl, config_cluster_repo(cfg, cl, i), &repos[i]);
+    if (!v.backup) {
+        /* How far behind another repository one may be before it is a problem: what the
+         * receiver is allowed to lag (rpo_target), or two partial uploads if longer. */
+        int64_t grace_ms = cl->rpo_target_ms;
+        if (2 * cl->partial_upload_interval_ms > grace_ms)
+            grace_ms = 2 * cl->partial_upload_interval_ms;
+        verify_hwm_compare(&v, repos, nrepos, grace_ms * 1000);
     }
     double secs = (double)(time_mono_us() - t0) / 1e6;
-    qsort(v.problems, v.nproblems, sizeof(*v.problems), cmp_problem);
+    if (v.nproblems > 1) /* qsort(NULL, 0, ...) is undefined */
+        qsort(v.problems, v.nproblems, sizeof(*v.problems), cmp_problem);
 
     if (as_json) {
         json_t *root = result_json(&v, cl, repos, nrepos, days, secs);
@@ -427,6 +445,8 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         free(p->message);
     }
     free(v.problems);
+    for (size_t i = 0; i < nrepos; i++)
+        verify_hwm_free(&repos[i]);
     free(repos);
     pthread_mutex_destroy(&v.lock);
     return rc;

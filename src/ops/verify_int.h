@@ -22,7 +22,8 @@
 struct verify_problem {
     size_t repo_index; /* order of the repository in the cluster's list */
     char *repo;
-    char *kind;     /* "missing", "damaged", "wal", "index", "history", "timeline", "repository" */
+    char *
+        kind; /* "missing", "damaged", "wal", "index", "history", "timeline", "hwm", "repository" */
     char *object;   /* path in the repository (relative to the cluster folder), or NULL */
     char *segment;  /* WAL segment name, or NULL */
     char *backup;   /* backup label, or NULL */
@@ -30,6 +31,41 @@ struct verify_problem {
     char *chunk;    /* a chunk's name, or NULL */
     timeline_t tli; /* 0 when none */
     char *message;
+};
+
+/* A WAL object of the archive: a complete segment or a partial copy. */
+struct verify_seg {
+    uint64_t segno;
+    int64_t mtime_us;
+    bool has_idx;
+    /* A partial copy, once read: whether it read well, and its length. */
+    bool read_ok;
+    uint64_t bytes;
+};
+
+/* One timeline of a repository's WAL archive, as the WAL scope listed it. */
+struct verify_tl {
+    timeline_t tli;
+    struct verify_seg *segs; /* complete segments, ascending */
+    size_t nsegs;
+    struct verify_seg *partials;
+    size_t npartials;
+    bool has_history;
+    struct timeline_history *history; /* parsed, NULL when missing or damaged */
+    lsn_t *ends;                      /* where this timeline ended (children's histories) */
+    size_t nends;
+    bool has_hwm; /* "wal/<TLI>.hwm" is listed */
+    /* Segments from need_first to need_last were required (continuity). */
+    bool need_set;
+    uint64_t need_first, need_last;
+};
+
+/* A WAL high-water mark a repository holds (verify_hwm.c). */
+struct verify_hwm {
+    timeline_t tli;
+    bool damaged;    /* listed, but it could not be read: reported already */
+    int64_t read_us; /* when it was read (this host's clock) */
+    struct repo_wal_hwm m;
 };
 
 struct verify_counts {
@@ -43,6 +79,7 @@ struct verify_counts {
     uint64_t backups;       /* backups whose manifest was read */
     uint64_t files;         /* backup files whose SHA-256 was recomputed */
     uint64_t chunks;        /* distinct chunks read */
+    uint64_t hwms;          /* WAL high-water marks read */
 };
 
 struct verify_run {
@@ -67,6 +104,16 @@ struct verify_repo {
     bool have_floor;
     timeline_t floor_tli;
     uint64_t floor_segno;
+    /* For the comparisons across repositories once all are verified (verify_hwm.c). */
+    bool wal_listed; /* the WAL scope listed this repository's archive */
+    uint64_t seg_size;
+    struct verify_hwm *hwms; /* the marks it holds, one per timeline */
+    size_t nhwms;
+    /* The receiver's record of the last mark it wrote there, read before any repository
+     * (a record is written after its mark, so it can only be behind a mark read later). */
+    char *record_path;
+    char *record_text; /* NULL when there is none */
+    size_t record_len;
 };
 
 /* Where a problem is; NULL or 0 fields are not shown. */
@@ -99,6 +146,28 @@ void verify_count(struct verify_run *v, struct verify_repo *vr, const struct ver
 /* Run fn(arg, i) for every i in [0, n) on up to v->jobs threads; returns when all
  * are done. fn records problems itself. */
 void verify_parallel(struct verify_run *v, size_t n, void (*fn)(void *arg, size_t i), void *arg);
+
+/* --- WAL high-water marks (verify_hwm.c) --- */
+
+/* Hold timeline t of vr's archive to its mark, after the WAL scope read what it lists
+ * (partials' lengths included): report the segments at or below the mark that are gone
+ * and a partial copy shorter than it says, and keep the mark for verify_hwm_compare. */
+void verify_hwm_timeline(struct verify_run *v, struct verify_repo *vr, const struct verify_tl *t);
+/* Say once (info) that vr's newest timeline with WAL has no mark (an older pgark). */
+void verify_hwm_absent(struct verify_repo *vr, const struct verify_tl *tls, size_t n);
+/* Before any repository is read: the receiver's record of the last mark it wrote to each
+ * (RECEIVER_HWM_RECORD_PREFIX in spool_dir; none: not compared). */
+void verify_hwm_read_records(struct verify_repo *repos, size_t n, const char *spool_dir);
+/*
+ * Once every repository is verified: hold each repository's marks to the receiver's record
+ * of the last one it wrote there, and to the other repositories' marks of the same
+ * timeline: a repository whose mark is behind another's and was written more than
+ * grace_us before it (plus however much later the other was read), with no record of the
+ * receiver to explain it, is reported.
+ */
+void verify_hwm_compare(struct verify_run *v, struct verify_repo *repos, size_t n,
+                        int64_t grace_us);
+void verify_hwm_free(struct verify_repo *vr);
 
 /* Scopes. */
 int verify_backups(struct verify_run *v, struct verify_repo *vr);

@@ -11,7 +11,8 @@
  *     backup's start segment; without backups, the oldest segment archived) to the
  *     newest, across timeline switches too;
  *   - every history file parses, is consistent with its parent's, every timeline above
- *     1 that has WAL has one, and no segment of a timeline lies before its start.
+ *     1 that has WAL has one, and no segment of a timeline lies before its start;
+ *   - the archive reaches as far as each timeline's high-water mark says (verify_hwm.c).
  *
  * Consecutive segments are decoded as one stream in runs of RUN_LEN, each run on a
  * worker; a run first decodes the segment before it (when there is one) so that the
@@ -33,34 +34,14 @@
 
 #define RUN_LEN 8
 
-struct seg {
-    uint64_t segno;
-    int64_t mtime_us;
-    bool has_idx;
-};
-
-struct tl {
-    timeline_t tli;
-    struct seg *segs; /* complete segments, ascending */
-    size_t nsegs;
-    struct seg *partials;
-    size_t npartials;
-    bool has_history;
-    struct timeline_history *history; /* parsed, NULL when missing or damaged */
-    lsn_t *ends;                      /* where this timeline ended (children's histories) */
-    size_t nends;
-    bool need_set;
-    uint64_t need_first, need_last;
-};
-
 struct run {
-    struct tl *t;
+    struct verify_tl *t;
     size_t from, to; /* indexes into t->segs, to exclusive */
     bool lead_in;    /* decode segs[from - 1] first */
 };
 
 struct partial_task {
-    struct tl *t;
+    struct verify_tl *t;
     size_t i;
 };
 
@@ -69,7 +50,7 @@ struct wal_verify {
     struct verify_repo *vr;
     uint64_t seg_size;
     size_t prefix_len;
-    struct tl *tls;
+    struct verify_tl *tls;
     size_t ntls;
     struct run *runs;
     size_t nruns;
@@ -79,20 +60,20 @@ struct wal_verify {
 
 /* --- listing ------------------------------------------------------------------------- */
 
-static struct tl *tl_get(struct wal_verify *w, timeline_t tli)
+static struct verify_tl *tl_get(struct wal_verify *w, timeline_t tli)
 {
     for (size_t i = 0; i < w->ntls; i++) {
         if (w->tls[i].tli == tli)
             return &w->tls[i];
     }
     w->tls = xrealloc(w->tls, (w->ntls + 1) * sizeof(*w->tls));
-    struct tl *t = &w->tls[w->ntls++];
+    struct verify_tl *t = &w->tls[w->ntls++];
     memset(t, 0, sizeof(*t));
     t->tli = tli;
     return t;
 }
 
-static struct tl *tl_find(struct wal_verify *w, timeline_t tli)
+static struct verify_tl *tl_find(struct wal_verify *w, timeline_t tli)
 {
     for (size_t i = 0; i < w->ntls; i++) {
         if (w->tls[i].tli == tli)
@@ -101,12 +82,14 @@ static struct tl *tl_find(struct wal_verify *w, timeline_t tli)
     return NULL;
 }
 
-static void seg_push(struct seg **v, size_t *n, uint64_t segno, int64_t mtime)
+static void seg_push(struct verify_seg **v, size_t *n, uint64_t segno, int64_t mtime)
 {
     *v = xrealloc(*v, (*n + 1) * sizeof(**v));
     (*v)[*n].segno = segno;
     (*v)[*n].mtime_us = mtime;
     (*v)[*n].has_idx = false;
+    (*v)[*n].read_ok = false;
+    (*v)[*n].bytes = 0;
     (*n)++;
 }
 
@@ -118,6 +101,13 @@ static int on_wal_object(void *ctx, const struct storage_info *info)
     const char *rel = info->path + w->prefix_len; /* after "<cluster>/wal/" */
     if (wal_is_history_name(rel)) {
         tl_get(w, (timeline_t)strtoul(rel, NULL, 16))->has_history = true;
+        return 0;
+    }
+    timeline_t mark_tli = (timeline_t)strtoul(rel, NULL, 16);
+    char mark[32];
+    if (strlen(rel) == 12 && mark_tli > 0 &&
+        !strcmp(rel, repo_wal_hwm_path(mark_tli, mark, sizeof(mark)) + 4)) {
+        tl_get(w, mark_tli)->has_hwm = true;
         return 0;
     }
     const char *slash = strchr(rel, '/');
@@ -135,7 +125,7 @@ static int on_wal_object(void *ctx, const struct storage_info *info)
         return 0;
     }
     const char *suffix = name + 24;
-    struct tl *t = tl_get(w, tli);
+    struct verify_tl *t = tl_get(w, tli);
     if (!*suffix) {
         seg_push(&t->segs, &t->nsegs, segno, info->mtime_us);
     } else if (!strcmp(suffix, ".partial")) {
@@ -152,11 +142,11 @@ static int on_wal_object(void *ctx, const struct storage_info *info)
 
 static int cmp_tl(const void *a, const void *b)
 {
-    const struct tl *x = a, *y = b;
+    const struct verify_tl *x = a, *y = b;
     return x->tli < y->tli ? -1 : x->tli > y->tli;
 }
 
-static bool in_scope(const struct wal_verify *w, const struct seg *s)
+static bool in_scope(const struct wal_verify *w, const struct verify_seg *s)
 {
     return w->v->since_us == 0 || s->mtime_us >= w->v->since_us;
 }
@@ -172,7 +162,7 @@ static void check_histories(struct wal_verify *w)
 {
     struct verify_counts add = {0};
     for (size_t i = 0; i < w->ntls; i++) {
-        struct tl *t = &w->tls[i];
+        struct verify_tl *t = &w->tls[i];
         char path[32], hname[20];
         wal_history_name(t->tli, hname);
         snprintf(path, sizeof(path), "wal/%s", hname);
@@ -185,7 +175,8 @@ static void check_histories(struct wal_verify *w)
         }
         uint8_t *data = NULL;
         size_t len = 0;
-        if (repo_get_all(w->vr->repo, path, &data, &len) < 0) {
+        if (repo_get_all_max(w->vr->repo, path, REPO_HISTORY_MAX, "a timeline history file", &data,
+                             &len) < 0) {
             verify_problem_err(w->v, w->vr, "damaged", path, NULL, t->tli);
             continue;
         }
@@ -204,12 +195,12 @@ static void check_histories(struct wal_verify *w)
     /* Each history must repeat its parent's history, and a timeline's segments must not
      * lie before it began. Record where each parent ended. */
     for (size_t i = 0; i < w->ntls; i++) {
-        struct tl *t = &w->tls[i];
+        struct verify_tl *t = &w->tls[i];
         const struct timeline_history *h = t->history;
         if (!h || h->count == 0)
             continue;
         const struct timeline_entry *last = &h->entries[h->count - 1];
-        struct tl *parent = tl_find(w, last->tli);
+        struct verify_tl *parent = tl_find(w, last->tli);
         if (parent) {
             parent->ends = xrealloc(parent->ends, (parent->nends + 1) * sizeof(lsn_t));
             parent->ends[parent->nends++] = last->switchpoint;
@@ -241,7 +232,7 @@ static void check_histories(struct wal_verify *w)
 
 /* --- continuity ---------------------------------------------------------------------- */
 
-static void need(struct tl *t, uint64_t first, uint64_t last)
+static void need(struct verify_tl *t, uint64_t first, uint64_t last)
 {
     if (first > last)
         return;
@@ -257,7 +248,7 @@ static void need(struct tl *t, uint64_t first, uint64_t last)
         t->need_last = last;
 }
 
-static bool has_seg(const struct tl *t, uint64_t segno)
+static bool has_seg(const struct verify_tl *t, uint64_t segno)
 {
     size_t lo = 0, hi = t->nsegs;
     while (lo < hi) {
@@ -278,7 +269,7 @@ static void check_continuity(struct wal_verify *w)
      * (a partial copy past the last complete segment means everything before it was
      * complete once). */
     for (size_t i = 0; i < w->ntls; i++) {
-        struct tl *t = &w->tls[i];
+        struct verify_tl *t = &w->tls[i];
         bool found = false;
         uint64_t first = 0;
         for (size_t k = 0; k < t->nsegs && !found; k++) {
@@ -313,11 +304,11 @@ static void check_continuity(struct wal_verify *w)
      * switch point, the child from that segment on, when the archive reaches back that
      * far on the parent. */
     for (size_t i = 0; i < w->ntls; i++) {
-        struct tl *t = &w->tls[i];
+        struct verify_tl *t = &w->tls[i];
         if (!t->history || !t->history->count || !t->need_set)
             continue;
         const struct timeline_entry *last = &t->history->entries[t->history->count - 1];
-        struct tl *parent = tl_find(w, last->tli);
+        struct verify_tl *parent = tl_find(w, last->tli);
         uint64_t k = lsn_to_segno(last->switchpoint, w->seg_size);
         if (!parent || !parent->need_set || parent->need_first >= k)
             continue;
@@ -325,7 +316,7 @@ static void check_continuity(struct wal_verify *w)
         need(t, k, t->need_last);
     }
     for (size_t i = 0; i < w->ntls; i++) {
-        struct tl *t = &w->tls[i];
+        struct verify_tl *t = &w->tls[i];
         if (!t->need_set)
             continue;
         char a[WAL_NAME_BUFLEN], b[WAL_NAME_BUFLEN], path[64];
@@ -485,7 +476,7 @@ static struct waldecode *new_decoder(struct wal_verify *w, timeline_t tli, uint6
     return d;
 }
 
-static bool is_timeline_end(const struct tl *t, lsn_t lsn)
+static bool is_timeline_end(const struct verify_tl *t, lsn_t lsn)
 {
     for (size_t i = 0; i < t->nends; i++) {
         if (t->ends[i] == lsn)
@@ -498,7 +489,7 @@ static void verify_run_task(void *arg, size_t i)
 {
     struct wal_verify *w = arg;
     struct run *run = &w->runs[i];
-    struct tl *t = run->t;
+    struct verify_tl *t = run->t;
     struct seg_events ev;
     struct reading rd = {0};
     struct verify_counts add = {0};
@@ -586,8 +577,8 @@ static void verify_run_task(void *arg, size_t i)
 static void verify_partial_task(void *arg, size_t i)
 {
     struct wal_verify *w = arg;
-    struct tl *t = w->ptasks[i].t;
-    const struct seg *p = &t->partials[w->ptasks[i].i];
+    struct verify_tl *t = w->ptasks[i].t;
+    const struct verify_seg *p = &t->partials[w->ptasks[i].i];
     char name[WAL_NAME_BUFLEN], path[64];
     struct seg_events ev;
     struct reading rd = {0};
@@ -603,6 +594,9 @@ static void verify_partial_task(void *arg, size_t i)
         verify_problem_err(w->v, w->vr, "repository", NULL, NULL, 0);
     int rc = repo_get(w->vr->repo, path, reading_sink, &rd);
     add.bytes = rd.bytes;
+    /* Each task has its own partial: no lock needed. */
+    t->partials[w->ptasks[i].i].read_ok = rc == 0;
+    t->partials[w->ptasks[i].i].bytes = rd.bytes;
     if (rc < 0)
         verify_problem_err(w->v, w->vr, err_kind() == ERR_NOT_FOUND ? "missing" : "damaged", path,
                            name, t->tli);
@@ -621,7 +615,7 @@ static void verify_partial_task(void *arg, size_t i)
 static void plan_tasks(struct wal_verify *w)
 {
     for (size_t i = 0; i < w->ntls; i++) {
-        struct tl *t = &w->tls[i];
+        struct verify_tl *t = &w->tls[i];
         size_t k = 0;
         while (k < t->nsegs) {
             if (!in_scope(w, &t->segs[k])) {
@@ -638,7 +632,9 @@ static void plan_tasks(struct wal_verify *w)
                 t, from, k, from > 0 && t->segs[from - 1].segno + 1 == t->segs[from].segno};
         }
         for (size_t j = 0; j < t->npartials; j++) {
-            if (!in_scope(w, &t->partials[j]))
+            /* The newest partial copy is what a high-water mark may name: its length is
+             * held to the mark whatever its age. */
+            if (!in_scope(w, &t->partials[j]) && !(t->has_hwm && j + 1 == t->npartials))
                 continue;
             w->ptasks = xrealloc(w->ptasks, (w->nptasks + 1) * sizeof(*w->ptasks));
             w->ptasks[w->nptasks++] = (struct partial_task){t, j};
@@ -665,11 +661,17 @@ int verify_wal(struct verify_run *v, struct verify_repo *vr)
         err_context("while listing the WAL archive");
         goto out;
     }
+    vr->wal_listed = true;
     qsort(w.tls, w.ntls, sizeof(*w.tls), cmp_tl);
     check_histories(&w);
     check_continuity(&w);
     plan_tasks(&w);
     verify_parallel(v, w.nruns + w.nptasks, run_task, &w);
+    for (size_t i = 0; i < w.ntls; i++) {
+        if (w.tls[i].has_hwm)
+            verify_hwm_timeline(v, vr, &w.tls[i]);
+    }
+    verify_hwm_absent(vr, w.tls, w.ntls);
 out:
     free(full);
     for (size_t i = 0; i < w.ntls; i++) {

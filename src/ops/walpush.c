@@ -13,6 +13,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/pgmajor.h"
 #include "pgark/repo.h"
 #include "pgark/walpage.h"
 
@@ -38,26 +39,40 @@ static int segment_identity(int fd, const char *path, struct repo_identity *id)
     uint16_t magic = (uint16_t)(h[0] | h[1] << 8);
     uint16_t info = (uint16_t)(h[2] | h[3] << 8);
     id->pg_major = 0;
-    for (int major = 13; major <= 17; major++) {
+    for (int major = PG_MAJOR_MIN; major <= PG_MAJOR_MAX; major++) {
         if (walpage_magic_for_major(major) == magic)
             id->pg_major = major;
     }
     if (!id->pg_major || !(info & 0x0002))
-        return err_set(ERR_INTEGRITY, "\"%s\" is not a WAL segment of PostgreSQL 13 to 17", path);
+        return err_set(ERR_INTEGRITY, "\"%s\" is not a WAL segment of PostgreSQL %d to %d", path,
+                       PG_MAJOR_MIN, PG_MAJOR_MAX);
     id->system_identifier = (uint64_t)le32(h + 24) | (uint64_t)le32(h + 28) << 32;
     id->seg_size = le32(h + 32);
     return 0;
 }
 
+/* A segment or partial copy, then the timeline's high-water mark: PostgreSQL hears of
+ * success only once the mark covers what was archived, as it does from the receiver. */
+static int push_segment(struct repo *r, const char *name, int fd, uint64_t size)
+{
+    char base[WAL_NAME_BUFLEN];
+    timeline_t tli;
+    uint64_t segno;
+    bool partial = wal_is_partial_name(name);
+    snprintf(base, sizeof(base), "%.24s", name);
+    int rc = wal_segment_parse(base, repo_identity(r)->seg_size, &tli, &segno);
+    if (rc == 0)
+        rc = partial ? repo_wal_push_partial_fd(r, base, fd, size)
+                     : repo_wal_push_fd(r, base, fd, size);
+    if (rc == 0)
+        rc = repo_wal_hwm_advance(r, "wal-push", tli, segno, partial, size);
+    return rc;
+}
+
 static int push_one(struct repo *r, const char *name, int fd, uint64_t size)
 {
-    if (wal_is_segment_name(name))
-        return repo_wal_push_fd(r, name, fd, size);
-    if (wal_is_partial_name(name)) {
-        char base[WAL_NAME_BUFLEN];
-        snprintf(base, sizeof(base), "%.24s", name);
-        return repo_wal_push_partial_fd(r, base, fd, size);
-    }
+    if (wal_is_segment_name(name) || wal_is_partial_name(name))
+        return push_segment(r, name, fd, size);
     /* history file */
     char *data = xmalloc(size + 1);
     int rc = 0;
@@ -114,12 +129,11 @@ int cmd_wal_push(struct cli_context *ctx, int argc, char **argv)
         const struct config_repo *cr = config_cluster_repo(cfg, cl, i);
         struct storage *s = cli_open_storage(cr);
         struct repo *r = NULL;
-        struct repo_options ro = {.cluster = cl->name,
-                                  .passphrase = cfg->encryption.passphrase,
-                                  .compress_level = cfg->compression.algorithm ==
-                                                            CONFIG_COMPRESSION_NONE
-                                                        ? 0
-                                                        : cfg->compression.level};
+        struct repo_options ro = {
+            .cluster = cl->name,
+            .passphrase = cfg->encryption.passphrase,
+            .compress_level =
+                cfg->compression.algorithm == CONFIG_COMPRESSION_NONE ? 0 : cfg->compression.level};
         if (s)
             r = repo_open(s, &ro, expect, expect != NULL);
         if (!r || push_one(r, name, fd, (uint64_t)st.st_size) < 0) {

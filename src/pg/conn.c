@@ -9,6 +9,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/pgmajor.h"
 
 #include <libpq-fe.h>
 #include <stdlib.h>
@@ -17,12 +18,6 @@
 /* Seconds (libpq's connect_timeout) when neither the conninfo nor the environment
  * says. */
 #define PG_DEFAULT_CONNECT_TIMEOUT "10"
-
-static bool looks_like_conninfo(const char *s)
-{
-    return strchr(s, '=') != NULL || strncmp(s, "postgresql://", 13) == 0 ||
-           strncmp(s, "postgres://", 11) == 0;
-}
 
 /* Add the hint a DBA needs for the usual refusals. */
 static void connect_hint(const char *msg, const char *user)
@@ -45,12 +40,13 @@ struct pg_conn *pg_connect_replication(const char *conninfo, const char *applica
 
     if (!conninfo)
         conninfo = "";
+    conn->conninfo = xstrdup(conninfo);
     conn->secrets = pg_int_conninfo_secrets(conninfo);
     for (char **s = conn->secrets; *s; s++)
         log_add_secret(*s);
 
     /* A malformed conninfo is a configuration error, not a failed connection. */
-    if (looks_like_conninfo(conninfo)) {
+    if (pg_int_looks_like_conninfo(conninfo)) {
         char *perr = NULL;
         PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
 
@@ -118,6 +114,7 @@ void pg_conn_free(struct pg_conn *conn)
         PQfinish(conn->pq);
     pg_int_secrets_free(conn->secrets);
     free(conn->target);
+    free(conn->conninfo);
     free(conn);
 }
 
@@ -129,6 +126,14 @@ const char *pg_conn_target(const struct pg_conn *conn)
 int pg_server_version(const struct pg_conn *conn)
 {
     return PQserverVersion(conn->pq);
+}
+
+int pg_check_supported(const struct pg_conn *conn)
+{
+    int major = PQserverVersion(conn->pq) / 10000;
+    if (pg_major_supported(major))
+        return 0;
+    return pg_major_refuse(conn->target, major, PQparameterStatus(conn->pq, "server_version"));
 }
 
 static struct pg_rows *rows_from_result(const PGresult *res)

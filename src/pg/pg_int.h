@@ -38,4 +38,14 @@ int pg_int_parse_lsn(const char *what, const char *text, lsn_t *out);
 /* SHOW wal_segment_size ("16MB"). To be replaced by wal_seg_size_parse_show. */
 int pg_int_parse_seg_size(const char *text, uint64_t *out);
 
+/* A keyword=value string or a URI (else a plain database name). */
+bool pg_int_looks_like_conninfo(const char *s);
+
+/* pg_conninfo_transport's judgement from the values libpq will use (NULL: unset):
+ * host and hostaddr are comma-separated lists; sslmode is what the conninfo or
+ * PGSSLMODE set, sslmode_default libpq's own default (NULL: "prefer"). */
+struct pg_transport;
+void pg_int_transport(const char *host, const char *hostaddr, const char *sslmode,
+                      const char *sslmode_default, struct pg_transport *out);
+
 #endif

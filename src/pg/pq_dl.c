@@ -14,6 +14,7 @@
 
 #define PQ_FUNCTIONS(X)                                                                            \
     X(PQclear)                                                                                     \
+    X(PQconndefaults)                                                                              \
     X(PQconnectdbParams)                                                                           \
     X(PQconnectionNeedsPassword)                                                                   \
     X(PQconninfoFree)                                                                              \
@@ -35,6 +36,7 @@
     X(PQisBusy)                                                                                    \
     X(PQnfields)                                                                                   \
     X(PQntuples)                                                                                   \
+    X(PQparameterStatus)                                                                           \
     X(PQport)                                                                                      \
     X(PQputCopyData)                                                                               \
     X(PQputCopyEnd)                                                                                \
@@ -81,6 +83,11 @@ int PQserverVersion(const PGconn *conn)
     return DL_REAL(PQserverVersion)(conn);
 }
 
+const char *PQparameterStatus(const PGconn *conn, const char *paramName)
+{
+    return DL_REAL(PQparameterStatus)(conn, paramName);
+}
+
 int PQsocket(const PGconn *conn)
 {
     return DL_REAL(PQsocket)(conn);
@@ -104,6 +111,11 @@ char *PQuser(const PGconn *conn)
 PQconninfoOption *PQconninfoParse(const char *conninfo, char **errmsg)
 {
     return DL_REAL(PQconninfoParse)(conninfo, errmsg);
+}
+
+PQconninfoOption *PQconndefaults(void)
+{
+    return DL_REAL(PQconndefaults)();
 }
 
 void PQconninfoFree(PQconninfoOption *options)

@@ -1,33 +1,30 @@
 /*
- * slotstate.c — whether a replication slot is in use, from pg_replication_slots.
+ * slotstate.c — a replication slot as pg_replication_slots shows it.
  *
- * A physical walsender (replication=true) cannot run SQL, and READ_REPLICATION_SLOT
- * does not say whether the slot is active, so this opens a second, normal connection
- * from the same conninfo, runs one parameterised query and closes it.
+ * A physical walsender (replication=true) cannot run SQL, READ_REPLICATION_SLOT does
+ * not say whether the slot is active, and PostgreSQL 13 and 14 have no
+ * READ_REPLICATION_SLOT at all; so this opens a second, normal connection from the same
+ * conninfo, runs one parameterised query and closes it.
  */
 #include "pgark/pg.h"
 
+#include "conn_int.h"
 #include "pg_int.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
 
 #include <libpq-fe.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static bool looks_like_conninfo(const char *s)
-{
-    return strchr(s, '=') != NULL || strncmp(s, "postgresql://", 13) == 0 ||
-           strncmp(s, "postgres://", 11) == 0;
-}
 
 /* Does conninfo name a database? (A plain word is a database name itself.) */
 static bool names_dbname(const char *conninfo)
 {
     if (!*conninfo)
         return getenv("PGDATABASE") != NULL;
-    if (!looks_like_conninfo(conninfo))
+    if (!pg_int_looks_like_conninfo(conninfo))
         return true;
     bool found = false;
     PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
@@ -39,8 +36,7 @@ static bool names_dbname(const char *conninfo)
     return found || getenv("PGDATABASE") != NULL;
 }
 
-int pg_slot_active(const char *conninfo, const char *slot, bool *exists, bool *active,
-                   int *active_pid)
+int pg_int_slot_row(const char *conninfo, const char *slot, struct pg_slot_row *out)
 {
     const char *keys[8], *vals[8];
     int n = 0, rc = 0;
@@ -49,8 +45,7 @@ int pg_slot_active(const char *conninfo, const char *slot, bool *exists, bool *a
     PGconn *pq = NULL;
     PGresult *res = NULL;
 
-    *exists = *active = false;
-    *active_pid = 0;
+    memset(out, 0, sizeof(*out));
     if (!conninfo)
         conninfo = "";
     secrets = pg_int_conninfo_secrets(conninfo);
@@ -77,9 +72,10 @@ int pg_slot_active(const char *conninfo, const char *slot, bool *exists, bool *a
         goto out;
     }
     const char *params[1] = {slot};
-    res =
-        PQexecParams(pq, "SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = $1",
-                     1, NULL, params, NULL, NULL, 0);
+    res = PQexecParams(pq,
+                       "SELECT slot_type, restart_lsn, active, active_pid FROM "
+                       "pg_replication_slots WHERE slot_name = $1",
+                       1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
         msg = pg_int_clean_message(primary ? primary : PQerrorMessage(pq), secrets);
@@ -88,11 +84,15 @@ int pg_slot_active(const char *conninfo, const char *slot, bool *exists, bool *a
                      "could not read pg_replication_slots: %s", msg);
         goto out;
     }
-    if (PQntuples(res) == 1 && PQnfields(res) == 2) {
-        *exists = true;
-        *active = !strcmp(PQgetvalue(res, 0, 0), "t");
-        if (!PQgetisnull(res, 0, 1))
-            *active_pid = atoi(PQgetvalue(res, 0, 1));
+    if (PQntuples(res) == 1 && PQnfields(res) == 4) {
+        out->exists = true;
+        snprintf(out->type, sizeof(out->type), "%s", PQgetvalue(res, 0, 0));
+        if (!PQgetisnull(res, 0, 1) &&
+            (rc = pg_int_parse_lsn("restart_lsn", PQgetvalue(res, 0, 1), &out->restart_lsn)) < 0)
+            goto out;
+        out->active = !strcmp(PQgetvalue(res, 0, 2), "t");
+        if (!PQgetisnull(res, 0, 3))
+            out->active_pid = atoi(PQgetvalue(res, 0, 3));
     }
 out:
     free(msg);
@@ -100,5 +100,16 @@ out:
     if (pq)
         PQfinish(pq);
     pg_int_secrets_free(secrets);
+    return rc;
+}
+
+int pg_slot_active(const char *conninfo, const char *slot, bool *exists, bool *active,
+                   int *active_pid)
+{
+    struct pg_slot_row row;
+    int rc = pg_int_slot_row(conninfo, slot, &row);
+    *exists = row.exists;
+    *active = row.active;
+    *active_pid = row.active_pid;
     return rc;
 }

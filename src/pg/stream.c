@@ -43,6 +43,56 @@ static int check_slot_name(const char *slot)
     return 0;
 }
 
+/* The timeline that owns lsn on the server now: what READ_REPLICATION_SLOT computes
+ * for restart_tli, from the current timeline's history. */
+static int timeline_of(struct pg_conn *conn, lsn_t lsn, timeline_t *out)
+{
+    struct pg_system sys;
+    struct timeline_history *h = NULL;
+    uint8_t *content = NULL;
+    size_t len = 0;
+    int rc = pg_identify_system(conn, &sys);
+    if (rc < 0)
+        return rc;
+    *out = sys.timeline;
+    if (sys.timeline <= 1)
+        return 0;
+    rc = pg_timeline_history(conn, sys.timeline, &content, &len);
+    if (rc == 0)
+        rc = timeline_history_parse(sys.timeline, (const char *)content, len, &h);
+    if (rc == 0)
+        *out = timeline_history_tli_at(h, lsn);
+    timeline_history_free(h);
+    free(content);
+    return rc;
+}
+
+/* PostgreSQL 13 and 14 have no READ_REPLICATION_SLOT: pg_replication_slots over SQL. */
+static int read_slot_sql(struct pg_conn *conn, const char *slot, bool *exists, lsn_t *restart_lsn,
+                         timeline_t *restart_tli)
+{
+    struct pg_slot_row row;
+    int rc = pg_int_slot_row(conn->conninfo, slot, &row);
+    if (rc < 0) {
+        err_context("while reading replication slot \"%s\" of server \"%s\" (PostgreSQL 13 and "
+                    "14 show slots only to SQL)",
+                    slot, conn->target);
+        return err_hint("PostgreSQL 13 and 14 show replication slots only to SQL: pgark also "
+                        "opens a normal connection, to database \"postgres\" unless the conninfo "
+                        "names one, which pg_hba.conf must allow");
+    }
+    if (!row.exists)
+        return 0;
+    if (strcmp(row.type, "physical") != 0)
+        return err_set(ERR_CONFIG, "replication slot \"%s\" on server \"%s\" is %s, not physical",
+                       slot, conn->target, row.type);
+    *exists = true;
+    *restart_lsn = row.restart_lsn;
+    if (row.restart_lsn != LSN_INVALID)
+        rc = timeline_of(conn, row.restart_lsn, restart_tli);
+    return rc;
+}
+
 int pg_read_slot(struct pg_conn *conn, const char *slot, bool *exists, lsn_t *restart_lsn,
                  timeline_t *restart_tli)
 {
@@ -51,18 +101,15 @@ int pg_read_slot(struct pg_conn *conn, const char *slot, bool *exists, lsn_t *re
     int rc = check_slot_name(slot);
     if (rc < 0)
         return rc;
+    *exists = false;
+    *restart_lsn = LSN_INVALID;
+    *restart_tli = 0;
     if (PQserverVersion(conn->pq) < 150000)
-        return err_set(ERR_RUNTIME,
-                       "server \"%s\" is older than PostgreSQL 15: "
-                       "READ_REPLICATION_SLOT is not available",
-                       conn->target);
+        return read_slot_sql(conn, slot, exists, restart_lsn, restart_tli);
     snprintf(command, sizeof(command), "READ_REPLICATION_SLOT %s", slot);
     rc = pg_exec_simple(conn, command, &rows);
     if (rc < 0)
         goto out;
-    *exists = false;
-    *restart_lsn = LSN_INVALID;
-    *restart_tli = 0;
     if (!rows || rows->nrows != 1 || rows->ncols < 3) {
         rc = err_set(ERR_PROTOCOL, "READ_REPLICATION_SLOT on server \"%s\" returned no row",
                      conn->target);

@@ -131,6 +131,12 @@ static void find_uri_passwords(const char *s, char ***list, size_t *n)
     }
 }
 
+bool pg_int_looks_like_conninfo(const char *s)
+{
+    return strchr(s, '=') != NULL || strncmp(s, "postgresql://", 13) == 0 ||
+           strncmp(s, "postgres://", 11) == 0;
+}
+
 char **pg_int_conninfo_secrets(const char *conninfo)
 {
     char **list = xcalloc(1, sizeof(*list));
@@ -152,37 +158,56 @@ void pg_int_secrets_free(char **secrets)
     free(secrets);
 }
 
-/* Replace every occurrence of each secret, longest first so that a secret that
- * contains another is masked whole. */
+/*
+ * Every byte that is part of any occurrence of any secret is hidden, and each run of
+ * hidden bytes becomes one "********". The marks are made on the text as it came, in
+ * one pass per secret, and the text is rebuilt once: a secret that overlaps or
+ * contains another cannot leave part of either readable, and a secret made of mask
+ * characters ("*") cannot match its own replacement (rewriting the text until no
+ * secret was left in it never ended then, growing until allocation failed). An
+ * empty secret hides nothing.
+ */
 static char *mask_secrets(const char *text, char *const *secrets)
 {
-    char *cur = xstrdup(text);
+    size_t n = strlen(text);
+    bool *hide = NULL;
+    struct buf out = BUF_INIT;
+    bool any = false;
 
-    if (!secrets)
-        return cur;
-    for (;;) {
-        const char *longest = NULL;
+    if (!secrets || n == 0)
+        return xstrdup(text);
+    hide = xcalloc(n, sizeof(*hide));
+    for (char *const *s = secrets; *s; s++) {
+        size_t len = strlen(*s);
 
-        for (char *const *s = secrets; *s; s++)
-            if (strstr(cur, *s) && (!longest || strlen(*s) > strlen(longest)))
-                longest = *s;
-        if (!longest)
-            break;
-
-        struct buf out = BUF_INIT;
-        const char *p = cur, *hit;
-        size_t len = strlen(longest);
-
-        while ((hit = strstr(p, longest)) != NULL) {
-            buf_append(&out, p, (size_t)(hit - p));
-            buf_append_str(&out, MASK);
-            p = hit + len;
+        if (len == 0)
+            continue;
+        /* Each start, so that overlapping occurrences ("**" in "***") are all found. */
+        for (const char *hit = strstr(text, *s); hit; hit = strstr(hit + 1, *s)) {
+            memset(hide + (hit - text), true, len);
+            any = true;
         }
-        buf_append_str(&out, p);
-        secure_free(cur, strlen(cur));
-        cur = buf_steal(&out);
     }
-    return cur;
+    if (!any) {
+        free(hide);
+        return xstrdup(text);
+    }
+    for (size_t i = 0; i < n;) {
+        if (!hide[i]) {
+            size_t run = 1;
+
+            while (i + run < n && !hide[i + run])
+                run++;
+            buf_append(&out, text + i, run);
+            i += run;
+            continue;
+        }
+        buf_append_str(&out, MASK);
+        while (i < n && hide[i])
+            i++;
+    }
+    free(hide);
+    return buf_steal(&out);
 }
 
 char *pg_int_clean_message(const char *msg, char *const *secrets)

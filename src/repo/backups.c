@@ -20,8 +20,7 @@ bool repo_backup_label_valid(const char *label)
     size_t n = strlen(label);
     if (n == 0 || n > LABEL_MAX || label[0] == '.')
         return false;
-    return strspn(label, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") ==
-           n;
+    return strspn(label, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
 }
 
 int repo_backup_path(const char *label, const char *file, char *buf, size_t cap)
@@ -74,8 +73,7 @@ static int header_sink(void *ctx, const uint8_t *data, size_t len)
     return 0;
 }
 
-static void copy_header(struct repo_backup *out, const char *label,
-                        const struct manifest_header *h)
+static void copy_header(struct repo_backup *out, const char *label, const struct manifest_header *h)
 {
     struct manifest_tablespace *ts = NULL;
 
@@ -117,8 +115,8 @@ int repo_backup_get(struct repo *r, const char *label, struct repo_backup *out)
             err_set(ERR_NOT_FOUND, "backup \"%s\" not found in repository \"%s\"", label,
                     repo_name(r));
         else
-            err_context("while reading the manifest of backup \"%s\" in repository \"%s\"",
-                        label, repo_name(r));
+            err_context("while reading the manifest of backup \"%s\" in repository \"%s\"", label,
+                        repo_name(r));
         goto out;
     }
     copy_header(out, label, manifest_reader_header(h.reader));

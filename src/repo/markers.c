@@ -97,6 +97,20 @@ void repo_marker_judge(struct repo_marker *m, int64_t now_us)
     m->stale = age_us > (int64_t)REPO_MARKER_STALE_S * 1000000;
 }
 
+void repo_marker_parse(const char *text, size_t len, struct repo_marker *m)
+{
+    json_t *o = json_loadb(text, len, 0, NULL);
+    const char *h = json_string_value(json_object_get(o, "host"));
+    json_int_t pid = json_integer_value(json_object_get(o, "pid"));
+    m->host = xstrdup(h ? h : "");
+    /* The pid is shown to people only; one outside what a pid_t holds is none. */
+    m->pid = pid > 0 && pid <= INT32_MAX ? (long)pid : 0;
+    /* From the repository: a heartbeat too large for microseconds is none. */
+    json_int_t beat_ms = json_integer_value(json_object_get(o, "heartbeat_ms"));
+    m->beat_us = beat_ms > 0 && beat_ms <= INT64_MAX / 1000 ? (int64_t)beat_ms * 1000 : 0;
+    json_decref(o);
+}
+
 /* Read one marker and judge whether its writer still beats. A marker that cannot be
  * read (written half by a crash cannot happen: writes are atomic; a damaged one can)
  * is judged by its storage time alone. */
@@ -105,13 +119,8 @@ static void marker_read(struct repo *r, const char *path, struct repo_marker *m)
     uint8_t *data = NULL;
     size_t len = 0;
 
-    if (repo_get_all(r, path, &data, &len) == 0) {
-        json_t *o = json_loadb((const char *)data, len, 0, NULL);
-        const char *h = json_string_value(json_object_get(o, "host"));
-        m->host = xstrdup(h ? h : "");
-        m->pid = (long)json_integer_value(json_object_get(o, "pid"));
-        m->beat_us = (int64_t)json_integer_value(json_object_get(o, "heartbeat_ms")) * 1000;
-        json_decref(o);
+    if (repo_get_all_max(r, path, REPO_MARKER_MAX, "a running marker", &data, &len) == 0) {
+        repo_marker_parse((const char *)data, len, m);
     } else {
         log_warn("cannot read the marker \"%s\" in repository \"%s\": %s", path, repo_name(r),
                  err_message());

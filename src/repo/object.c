@@ -308,7 +308,12 @@ struct reader {
      * the payload collects here, and comp decompresses it in one piece afterwards. */
     struct buf *payload;
     size_t cap;
+    size_t payload_max; /* the most a payload of plain_len bytes can take, compressed */
     const struct codec *comp;
+    /* Reading into memory (repo_get_all_max): the most plaintext the caller takes,
+     * checked against the header before anything is read on; 0 for no limit. */
+    uint64_t max;
+    const char *what; /* what the object is, for that error */
 };
 
 static int bad_object(struct reader *rd, const char *what)
@@ -365,10 +370,13 @@ static int plain_sink(void *ctx, const uint8_t *data, size_t len)
     return 0;
 }
 
-/* Output of the decrypting chain when reading into a buffer: the compressed payload. */
+/* Output of the decrypting chain when reading into a buffer: the compressed payload, in
+ * memory only up to what its plaintext length allows. */
 static int payload_sink(void *ctx, const uint8_t *data, size_t len)
 {
     struct reader *rd = ctx;
+    if (len > rd->payload_max - rd->payload->len)
+        return bad_object(rd, "its payload is longer than its plaintext length allows");
     buf_append(rd->payload, data, len);
     return 0;
 }
@@ -397,6 +405,14 @@ static int start_chain(struct reader *rd)
     if (memcmp(h + 28, tag, sizeof(tag)) != 0)
         return bad_object(rd, "written under another name");
     rd->plain_len = get_be64(h + 8);
+    if (rd->max && rd->plain_len > rd->max) {
+        rd->reported = true;
+        return err_set(ERR_INTEGRITY,
+                       "object \"%s\" in repository \"%s\" holds %llu bytes, more than %s can "
+                       "have (%llu)",
+                       rd->name, repo_name(rd->r), (unsigned long long)rd->plain_len, rd->what,
+                       (unsigned long long)rd->max);
+    }
     if (rd->payload && rd->plain_len > rd->cap) {
         rd->reported = true;
         return err_set(ERR_INTEGRITY,
@@ -405,6 +421,12 @@ static int start_chain(struct reader *rd)
                        rd->name, repo_name(rd->r), (unsigned long long)rd->plain_len, rd->cap);
     }
     rd->comp = comp;
+    /* zstd makes at most a few bytes per 256 more of what does not compress; stored
+     * plainly, the payload is plaintext and trailer exactly */
+    if (rd->payload) {
+        size_t need = (size_t)rd->plain_len + ENVELOPE_TRAILER_LEN;
+        rd->payload_max = comp->decompress_buffer ? need + need / 128 + 1024 : need;
+    }
     rd->chain = filter_chain_new(0, rd->payload ? payload_sink : plain_sink, rd);
     if (!codec_is_none(cipher)) {
         if (!rd->r->keyring)
@@ -472,14 +494,18 @@ static int read_stored(struct reader *rd)
     return rc < 0 ? object_context(rd) : 0;
 }
 
-int repo_object_read(struct repo *r, const char *path, storage_sink_fn sink, void *ctx,
-                     uint8_t sha_out[SHA256_LEN], uint64_t *len_out)
+/* repo_object_read with a limit on the plaintext length (max 0: none). */
+static int object_read(struct repo *r, const char *path, uint64_t max, const char *what,
+                       storage_sink_fn sink, void *ctx, uint8_t sha_out[SHA256_LEN],
+                       uint64_t *len_out)
 {
     struct reader rd;
     char *full = reader_init(&rd, r, path);
     uint8_t digest[SHA256_LEN];
     int rc;
 
+    rd.max = max;
+    rd.what = what;
     rd.sink = sink;
     rd.ctx = ctx;
     rd.sha = sha256_ctx_new();
@@ -503,6 +529,12 @@ out:
     sha256_ctx_free(rd.sha);
     free(full);
     return rc;
+}
+
+int repo_object_read(struct repo *r, const char *path, storage_sink_fn sink, void *ctx,
+                     uint8_t sha_out[SHA256_LEN], uint64_t *len_out)
+{
+    return object_read(r, path, 0, NULL, sink, ctx, sha_out, len_out);
 }
 
 /* --- reading into a caller's buffer ------------------------------------------------- */
@@ -614,8 +646,14 @@ int repo_object_exists(struct repo *r, const char *path)
 
 int repo_get_all(struct repo *r, const char *path, uint8_t **data, size_t *len)
 {
+    return repo_get_all_max(r, path, 0, NULL, data, len);
+}
+
+int repo_get_all_max(struct repo *r, const char *path, uint64_t max, const char *what,
+                     uint8_t **data, size_t *len)
+{
     struct buf b = BUF_INIT;
-    int rc = repo_object_read(r, path, buf_sink, &b, NULL, NULL);
+    int rc = object_read(r, path, max, what, buf_sink, &b, NULL, NULL);
     if (rc < 0) {
         buf_free(&b);
         return rc;

@@ -21,6 +21,8 @@
 #include <string.h>
 
 #define REPO_JSON "repo.json"
+/* pgark writes under 1 KiB; a longer repo.json is not one to hold in memory */
+#define REPO_JSON_MAX (64 * 1024)
 
 const struct repo_identity *repo_identity(const struct repo *r)
 {
@@ -56,20 +58,19 @@ static char *identity_json(const struct repo *r)
 {
     char sysid[32], created[64];
     snprintf(sysid, sizeof(sysid), "%llu", (unsigned long long)r->identity.system_identifier);
-    json_t *o = json_pack("{s:i, s:s, s:s, s:i, s:I, s:s, s:s}", "format", PGARK_REPO_FORMAT,
-                          "cluster", r->cluster, "system_identifier", sysid, "pg_major",
-                          r->identity.pg_major, "wal_segment_size",
-                          (json_int_t)r->identity.seg_size, "created",
-                          time_format_pg(time_now_us(), created, sizeof(created)),
-                          "pgark_version", PGARK_VERSION);
+    json_t *o = json_pack(
+        "{s:i, s:s, s:s, s:i, s:I, s:s, s:s}", "format", PGARK_REPO_FORMAT, "cluster", r->cluster,
+        "system_identifier", sysid, "pg_major", r->identity.pg_major, "wal_segment_size",
+        (json_int_t)r->identity.seg_size, "created",
+        time_format_pg(time_now_us(), created, sizeof(created)), "pgark_version", PGARK_VERSION);
     if (r->keyring) {
         struct crypto_key_record rec;
         crypto_keyring_export(r->keyring, &rec);
         json_object_set_new(o, "encryption",
                             json_pack("{s:s, s:s, s:I, s:i, s:i, s:s, s:s}", "cipher",
                                       "aes-256-gcm", "kdf", rec.kdf, "n", (json_int_t)rec.n, "r",
-                                      (int)rec.r, "p", (int)rec.p, "salt", rec.salt,
-                                      "wrapped_key", rec.wrapped_key));
+                                      (int)rec.r, "p", (int)rec.p, "salt", rec.salt, "wrapped_key",
+                                      rec.wrapped_key));
     } else {
         json_object_set_new(o, "encryption", json_null());
     }
@@ -130,8 +131,9 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
     }
     if (json_is_object(enc)) {
         if (!passphrase) {
-            rc = err_set(ERR_CONFIG, "repository \"%s\" is encrypted, but no passphrase is "
-                                     "configured",
+            rc = err_set(ERR_CONFIG,
+                         "repository \"%s\" is encrypted, but no passphrase is "
+                         "configured",
                          repo_name(r));
             err_hint("set encryption.passphrase_file to the passphrase the repository was "
                      "created with");
@@ -150,6 +152,13 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
             rc = bad_json(r, "incomplete encryption parameters");
             goto out;
         }
+        /* r and p are 32-bit: 2^32 + 8 must not read as 8 */
+        if (json_integer_value(n) < 0 || json_integer_value(rr) < 0 ||
+            json_integer_value(rr) > UINT32_MAX || json_integer_value(p) < 0 ||
+            json_integer_value(p) > UINT32_MAX) {
+            rc = bad_json(r, "encryption parameters out of range");
+            goto out;
+        }
         strcpy(rec.kdf, kdf);
         strcpy(rec.salt, salt);
         strcpy(rec.wrapped_key, wrapped);
@@ -158,13 +167,16 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
         rec.p = (uint32_t)json_integer_value(p);
         rc = crypto_keyring_open(&rec, passphrase, strlen(passphrase), &r->keyring);
         if (rc < 0) {
+            if (err_kind() == ERR_INTEGRITY)
+                err_context("in the encryption parameters of \"%s%s\"", r->prefix, REPO_JSON);
             err_context("while opening repository \"%s\"", repo_name(r));
             goto out;
         }
         r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
     } else if (passphrase) {
-        rc = err_set(ERR_CONFIG, "repository \"%s\" is not encrypted, but encryption.passphrase "
-                                 "is set",
+        rc = err_set(ERR_CONFIG,
+                     "repository \"%s\" is not encrypted, but encryption.passphrase "
+                     "is set",
                      repo_name(r));
         err_hint("a repository is encrypted or not from its creation; remove the passphrase or "
                  "use a new repository");
@@ -191,8 +203,8 @@ static int create_json(struct repo *r, const struct repo_options *opts)
     if (opts->passphrase) {
         struct crypto_kdf_params params = {opts->kdf_n ? opts->kdf_n : CRYPTO_KDF_DEFAULT_N,
                                            CRYPTO_KDF_DEFAULT_R, CRYPTO_KDF_DEFAULT_P};
-        rc = crypto_keyring_create(opts->passphrase, strlen(opts->passphrase), &params,
-                                   &r->keyring);
+        rc =
+            crypto_keyring_create(opts->passphrase, strlen(opts->passphrase), &params, &r->keyring);
         if (rc < 0)
             goto out;
         r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
@@ -234,6 +246,40 @@ out:
     return rc;
 }
 
+struct json_sink {
+    struct buf b;
+    bool too_long;
+};
+
+static int json_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct json_sink *js = ctx;
+    if (js->b.len + len > REPO_JSON_MAX) {
+        js->too_long = true;
+        return err_set(ERR_INTEGRITY, "too long"); /* replaced below */
+    }
+    buf_append(&js->b, data, len);
+    return 0;
+}
+
+/* repo.json into memory (malloc'd), at most REPO_JSON_MAX bytes of it. */
+static int read_json(const struct repo *r, const char *full, uint8_t **data, size_t *len)
+{
+    struct json_sink js = {BUF_INIT, false};
+    int rc = storage_read(r->storage, full, 0, STORAGE_TO_END, json_sink, &js);
+    if (rc < 0) {
+        if (js.too_long) {
+            err_clear();
+            rc = bad_json(r, "longer than 64 KiB");
+        }
+        buf_free(&js.b);
+        return rc;
+    }
+    *len = js.b.len;
+    *data = (uint8_t *)buf_steal(&js.b);
+    return 0;
+}
+
 struct repo *repo_open(struct storage *s, const struct repo_options *opts,
                        const struct repo_identity *expect, bool create)
 {
@@ -251,7 +297,7 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
     r->cipher = codec_by_name(CODEC_CIPHER, "none");
     full = repo_full_path(r, REPO_JSON);
 
-    rc = storage_read_all(s, full, &data, &len);
+    rc = read_json(r, full, &data, &len);
     if (rc == -ERR_NOT_FOUND) {
         err_clear();
         if (!create || !expect) {
@@ -268,7 +314,7 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
             goto done;
         log_detail("repository \"%s\": another process created repo.json first; using it",
                    repo_name(r));
-        rc = storage_read_all(s, full, &data, &len);
+        rc = read_json(r, full, &data, &len);
     }
     if (rc < 0)
         goto fail;
@@ -289,9 +335,8 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
             err_set(ERR_MISMATCH,
                     "repository \"%s\" holds PostgreSQL %d with %llu-byte WAL segments, but the "
                     "server is PostgreSQL %d with %llu-byte segments",
-                    repo_name(r), r->identity.pg_major,
-                    (unsigned long long)r->identity.seg_size, expect->pg_major,
-                    (unsigned long long)expect->seg_size);
+                    repo_name(r), r->identity.pg_major, (unsigned long long)r->identity.seg_size,
+                    expect->pg_major, (unsigned long long)expect->seg_size);
             goto fail;
         }
     }

@@ -24,6 +24,15 @@ struct repo {
 
 /* Store ix as the time index of its segment (walindex.c). */
 int repo_wal_index_store(struct repo *r, const struct repo_wal_index *ix);
+/* Parse the text of the time index at path in repository repo (both for messages) of a
+ * segment of seg_size bytes into *out (free with repo_wal_index_free). 0, or
+ * ERR_INTEGRITY naming the first bad field; *out is then empty. */
+int repo_wal_index_parse(const char *text, size_t len, const char *path, const char *repo,
+                         uint64_t seg_size, struct repo_wal_index *out);
+/* The host and pid a running marker's text names into m->host (malloc'd; "" when it
+ * names none) and m->pid (0 unless a pid from 1 to INT32_MAX). Damaged text is no error:
+ * such a marker is judged by its age alone. */
+void repo_marker_parse(const char *text, size_t len, struct repo_marker *m);
 
 /* Read and verify an object (header, authentication, length, the trailer's SHA-256 of
  * the plaintext); plaintext to sink (may be NULL), the verified digest to sha_out and

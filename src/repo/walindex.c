@@ -202,9 +202,14 @@ static void get_xact(struct parse *p, json_t *o, const char *field, struct repo_
     x->xid = (uint32_t)get_u64(p, v, "xid");
 }
 
-static int index_parse(const char *text, size_t len, struct parse *p, uint64_t seg_size,
-                       struct repo_wal_index *out)
+/* No restore point record is shorter: its header (24 bytes), the main data's header
+ * (2) and xl_restore_point (72). */
+#define RESTORE_POINT_RECORD_MIN 98
+
+int repo_wal_index_parse(const char *text, size_t len, const char *path, const char *repo,
+                         uint64_t seg_size, struct repo_wal_index *out)
 {
+    struct parse parse = {path, repo, 0}, *p = &parse;
     json_error_t jerr;
     memset(out, 0, sizeof(*out));
     json_t *o = json_loadb(text, len, 0, &jerr);
@@ -236,8 +241,8 @@ static int index_parse(const char *text, size_t len, struct parse *p, uint64_t s
         get_xact(p, o, "last_commit", &out->last_commit);
     }
     json_t *rps = json_object_get(o, "restore_points");
-    if (!json_is_array(rps)) {
-        bad(p, "restore_points");
+    if (!json_is_array(rps) || json_array_size(rps) > seg_size / RESTORE_POINT_RECORD_MIN) {
+        bad(p, "restore_points"); /* more than the segment can hold: before it sizes memory */
     } else if (json_array_size(rps)) {
         out->nrestore_points = json_array_size(rps);
         out->restore_points = xcalloc(out->nrestore_points, sizeof(*out->restore_points));
@@ -306,11 +311,11 @@ int repo_wal_index_get(struct repo *r, timeline_t tli, const char *segname,
     if (seg_tli != tli)
         return err_set(ERR_USAGE, "segment \"%s\" is not on timeline %u", segname, tli);
     index_path(tli, base, partial, path, sizeof(path));
-    rc = repo_get_all(r, path, &data, &len);
+    rc = repo_get_all_max(r, path, REPO_WAL_INDEX_MAX, "a time index", &data, &len);
     if (rc < 0)
         return rc;
-    struct parse p = {path, repo_name(r), 0};
-    rc = index_parse((const char *)data, len, &p, r->identity.seg_size, out);
+    rc = repo_wal_index_parse((const char *)data, len, path, repo_name(r), r->identity.seg_size,
+                              out);
     free(data);
     if (rc == 0 && (out->tli != tli || out->segno != segno || out->partial != partial)) {
         repo_wal_index_free(out);

@@ -191,7 +191,8 @@ int catalog_history(struct repo_set *set, timeline_t tli, struct timeline_histor
         }
         uint8_t *data = NULL;
         size_t len = 0;
-        int rc = repo_get_all(r, path, &data, &len);
+        int rc =
+            repo_get_all_max(r, path, REPO_HISTORY_MAX, "a timeline history file", &data, &len);
         if (rc < 0) {
             if (err_kind() == ERR_NOT_FOUND) {
                 err_clear();
@@ -229,13 +230,14 @@ int catalog_newest_timeline(struct repo_set *set, timeline_t *out)
 
 /* Decode one WAL object into a summary. */
 static int decode_object(struct repo *r, const char *path, timeline_t tli, uint64_t segno,
-                         struct waldecode_summary *sum)
+                         struct waldecode_summary *sum, uint64_t *bytes)
 {
     uint8_t *data = NULL;
     size_t len = 0;
-    int rc = repo_get_all(r, path, &data, &len);
+    int rc = repo_get_all_max(r, path, repo_identity(r)->seg_size, "a WAL segment", &data, &len);
     if (rc < 0)
         return rc;
+    *bytes = len;
     const struct repo_identity *id = repo_identity(r);
     struct waldecode_config cfg = {.seg_size = id->seg_size,
                                    .system_identifier = id->system_identifier,
@@ -295,7 +297,8 @@ int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out)
         wal_segment_name(tli, segno, seg_size, name);
         repo_wal_path(tli, name, partial, path, sizeof(path));
         struct waldecode_summary sum;
-        int rc = decode_object(r, path, tli, segno, &sum);
+        uint64_t bytes = 0;
+        int rc = decode_object(r, path, tli, segno, &sum, &bytes);
         if (rc < 0) {
             waldecode_summary_free(&sum);
             if (back > 0 && err_kind() == ERR_NOT_FOUND) {
@@ -308,6 +311,8 @@ int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out)
             out->found = true;
             out->last_record = sum.last_lsn;
             out->end_lsn = sum.end_of_wal ? sum.end_of_wal_lsn : sum.last_end_lsn;
+            out->reach = segno_to_lsn(segno, seg_size) + bytes;
+            out->repo = best_repo;
             snprintf(out->object, sizeof(out->object), "%s%s", name, partial ? ".partial" : "");
         }
         lsn_t xact_lsn = 0;
@@ -325,6 +330,37 @@ int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out)
             out->have_xact = true;
             out->last_xact_us = xact_time + PG_EPOCH_OFFSET_US;
             break;
+        }
+    }
+    return 0;
+}
+
+int catalog_wal_hwm(struct repo_set *set, timeline_t tli, struct wal_hwm_best *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < set->n; i++) {
+        struct repo *r = repo_set_get(set, i);
+        struct repo_wal_hwm m;
+        if (!r) {
+            err_clear();
+            continue;
+        }
+        if (repo_wal_hwm_get(r, tli, &m) < 0) {
+            /* A mark that cannot be read holds nothing to; verify reports it. */
+            if (err_kind() != ERR_NOT_FOUND) {
+                char *text = err_format();
+                log_warn("%s", text);
+                free(text);
+            }
+            err_clear();
+            continue;
+        }
+        lsn_t end = repo_wal_hwm_end(&m, repo_identity(r)->seg_size);
+        if (!out->found || end > out->end) {
+            out->found = true;
+            out->m = m;
+            out->end = end;
+            out->repo = i;
         }
     }
     return 0;

@@ -39,6 +39,7 @@
 
 #include "pgark/error.h"
 #include "pgark/mem.h"
+#include "pgark/privfs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -250,7 +251,7 @@ static void write_want(const char *cache_dir, timeline_t tli, uint64_t segno)
 {
     char *tmp = xasprintf("%s/.want.%ld", cache_dir, (long)getpid());
     char *path = xasprintf("%s/.want", cache_dir);
-    FILE *f = fopen(tmp, "w");
+    FILE *f = privfs_fopen_w(tmp);
     if (f) {
         fprintf(f, "%u %llu\n", tli, (unsigned long long)segno);
         if (fclose(f) == 0)

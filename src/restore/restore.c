@@ -281,6 +281,57 @@ static int check_window(struct restore_args *a, struct repo_set *set, const stru
     return 0;
 }
 
+/*
+ * A restore to latest must reach the latest WAL that was archived. An archive cut short
+ * (its newest segments gone, an older .partial in place of the newest) is otherwise an
+ * archive that ends earlier: recovery would replay what is there, promote, and the
+ * transactions after it would be lost without a word. The high-water marks say how far
+ * the archive reached; when what is there ends before that, nothing is changed and the
+ * DBA decides: bring the WAL back, or name the end of what is there as the target, which
+ * accepts the loss explicitly.
+ */
+static int check_reach(const struct restore_args *a, struct repo_set *set, timeline_t tli)
+{
+    if (a->target.kind != RESTORE_TARGET_LATEST)
+        return 0;
+    struct wal_hwm_best best;
+    struct wal_end end;
+    int rc = catalog_wal_hwm(set, tli, &best);
+    if (rc == 0 && best.found)
+        rc = catalog_wal_end(set, tli, &end);
+    if (rc < 0)
+        return err_context("while finding where the WAL archive of timeline %u ends", tli);
+    if (!best.found || (end.found && end.reach >= best.end))
+        return 0;
+    char mark_end[LSN_STRLEN], when[64], at[LSN_STRLEN], last[LSN_STRLEN];
+    lsn_format(best.end, mark_end);
+    time_format_pg(best.m.time_us, when, sizeof(when));
+    if (end.found)
+        err_set(ERR_INTEGRITY,
+                "the WAL archive of timeline %u ends at %s (%s in repository \"%s\"), before "
+                "%s, where the WAL high-water mark in repository \"%s\" says it reached (seq "
+                "%llu, written %s by %s): a restore to latest would stop short of WAL that was "
+                "archived",
+                tli, lsn_format(end.reach, at), end.object, set->conf[end.repo]->name, mark_end,
+                set->conf[best.repo]->name, (unsigned long long)best.m.seq, when, best.m.writer);
+    else
+        err_set(ERR_INTEGRITY,
+                "the WAL archive holds nothing of timeline %u, but the WAL high-water mark in "
+                "repository \"%s\" says it reached %s (seq %llu, written %s by %s): a restore to "
+                "latest would stop short of WAL that was archived",
+                tli, set->conf[best.repo]->name, mark_end, (unsigned long long)best.m.seq, when,
+                best.m.writer);
+    if (end.found)
+        return err_hint("\"pgark verify\" names what is missing: copy it back if it is anywhere "
+                        "(another repository, the receiver's spool), or accept losing it by "
+                        "restoring to the end of what is there, --target-lsn %s --target-action "
+                        "promote; nothing was changed",
+                        lsn_format(end.last_record, last));
+    return err_hint("\"pgark verify\" names what is missing: copy it back if it is anywhere, or "
+                    "accept losing it with --target immediate --target-action promote; nothing "
+                    "was changed");
+}
+
 /* --- small files ------------------------------------------------------------------------ */
 
 /* name in the data directory (open as dfd, shown as dir), replaced atomically: written
@@ -521,6 +572,27 @@ static void free_args(struct restore_args *a)
     free(a->pgdata);
 }
 
+/* The server --start starts gets none of this process's environment but what
+ * procenv.h allows (no secret), and its restore_command loads the configuration
+ * afresh: a configuration that needs a variable of ours would not load there, and every
+ * wal-fetch would stop the server. Refused before anything is written. */
+static int refuse_env_config(const struct config *cfg)
+{
+    if (!cfg->env_vars[0])
+        return 0;
+    struct buf names = BUF_INIT;
+    for (char **v = cfg->env_vars; *v; v++)
+        buf_appendf(&names, "%s${%s}", v == cfg->env_vars ? "" : ", ", *v);
+    err_set(ERR_CONFIG,
+            "--start: \"%s\" reads %s from the environment, which the server it starts does "
+            "not get: its restore_command (wal-fetch) could not load the configuration",
+            cfg->path, (const char *)names.data);
+    buf_free(&names);
+    return err_hint("give secrets with KEY_file keys and other values in the file itself, or "
+                    "restore without --start and start the server with the environment its "
+                    "restore_command needs");
+}
+
 int cmd_restore(struct cli_context *ctx, int argc, char **argv)
 {
     struct restore_args a;
@@ -528,6 +600,7 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     struct catalog cat;
     struct timeline_history *hist = NULL;
     struct path_set *seen = NULL;
+    struct pgbin bin = {0};
     const char **ts_dir = NULL;
     struct outer *outer = NULL;
     size_t n_outer = 0;
@@ -555,6 +628,10 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     }
 
     /* Everything that can refuse comes before the first write. */
+    if (a.start && refuse_env_config(cfg) < 0) {
+        rc = 2;
+        goto out;
+    }
     if (pgdata_check_postmaster(a.pgdata) < 0) {
         rc = 2;
         goto out;
@@ -587,8 +664,8 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         rc = 1;
         goto out;
     }
-    if (check_window(&a, &set, &cat, tli, hist) < 0) {
-        rc = err_kind() == ERR_USAGE ? 2 : 1;
+    if (check_window(&a, &set, &cat, tli, hist) < 0 || check_reach(&a, &set, tli) < 0) {
+        rc = err_kind() == ERR_USAGE ? 2 : err_kind() == ERR_INTEGRITY ? 3 : 1;
         goto out;
     }
 
@@ -753,6 +830,11 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         rc = 1;
         goto out;
     }
+    /* The server that will start it must be of the backup's major. */
+    if (a.start && pgbin_find(cl->pg_bindir, cl->name, repo_identity(r)->pg_major, &bin) < 0) {
+        rc = 2;
+        goto out;
+    }
     config_abs = absolute_path(ctx->config_path ? ctx->config_path : config_default_path());
     {
         char real[PATH_MAX];
@@ -834,11 +916,14 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
                                    .port = a.port,
                                    .wait = a.wait,
                                    .target = &a.target,
-                                   .pg_major = repo_identity(r)->pg_major};
+                                   .pg_major = repo_identity(r)->pg_major,
+                                   .env_drop = (const char *const *)cfg->env_vars,
+                                   .bin = &bin};
         if (restore_start(&so) < 0)
             rc = 1;
     }
 out:
+    pgbin_free(&bin);
     path_set_free(seen);
     for (size_t i = 0; i < n_outer; i++)
         free(outer[i].what);

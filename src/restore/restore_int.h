@@ -73,6 +73,8 @@ struct wal_end {
     int64_t last_xact_us; /* Unix microseconds */
     lsn_t last_record;    /* start of the last complete record */
     lsn_t end_lsn;        /* where valid WAL ends */
+    lsn_t reach;          /* where the bytes of the newest object end */
+    size_t repo;          /* the repository holding it (index in the set) */
     char object[64];      /* the segment decoded, for messages */
 };
 int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out);
@@ -96,6 +98,16 @@ int confine_symlink(int dfd, const char *name, const char *target, const char *s
 int confine_resolve(const char *path, char **out);
 /* Whether resolved path is dir or beneath it. */
 bool confine_within(const char *path, const char *dir);
+
+/* The furthest WAL high-water mark of timeline tli in the set's repositories (found false
+ * when none has one; a mark that cannot be read is warned about and passed over). */
+struct wal_hwm_best {
+    bool found;
+    struct repo_wal_hwm m;
+    lsn_t end;
+    size_t repo; /* index in the set */
+};
+int catalog_wal_hwm(struct repo_set *set, timeline_t tli, struct wal_hwm_best *out);
 
 /* --- the data directory (pgdata.c) ------------------------------------------------- */
 
@@ -164,6 +176,27 @@ int writer_vet(const struct writer_options *o, const char *label, uint8_t digest
 int writer_restore(const struct writer_options *o, const char *label,
                    const uint8_t digest[SHA256_LEN], struct writer_stats *st);
 
+/* --- PostgreSQL's programs and control file (pgbin.c) ------------------------------- */
+
+struct pgbin {
+    char *pg_ctl; /* of the backup's major */
+    char *psql;   /* any major */
+    int major;    /* pg_ctl --version's */
+    char version[32];
+};
+
+/* The programs that start a backup of PostgreSQL `major`: from bindir (the cluster's
+ * pg_bindir) when not NULL, else /usr/lib/postgresql/MAJOR/bin, /usr/pgsql-MAJOR/bin,
+ * PATH. ERR_CONFIG, naming both majors, when pg_ctl is of another one, or when none is
+ * found (cluster names the configuration key in the hint). Free with pgbin_free. */
+int pgbin_find(const char *bindir, const char *cluster, int major, struct pgbin *out);
+void pgbin_free(struct pgbin *b);
+
+/* The cluster state global/pg_control records, in pg_controldata's words ("shut down
+ * in recovery", "in production", ...); NULL when it cannot be read or its CRC is
+ * wrong. Caller frees. */
+char *pgbin_control_state(const char *pgdata);
+
 /* --- starting the server (start.c) --------------------------------------------------- */
 
 struct start_options {
@@ -172,8 +205,19 @@ struct start_options {
     bool wait;
     const struct restore_target *target;
     int pg_major;
+    /* Left out of the server's environment besides what procenv.h leaves out: the
+     * variables the configuration read through ${VAR} (config->env_vars). */
+    const char *const *env_drop;
+    const struct pgbin *bin;
 };
+/* Start the server with pg_ctl in an environment from restore_server_environ: none of
+ * pgark's secrets reach it, its children or /proc/<pid>/environ. */
 int restore_start(const struct start_options *o);
+
+/* The environment of a server pgark starts (restore --start, drill): procenv_clean of
+ * this process's environment without env_drop, and LC_ALL=C so that its log, which
+ * restore_start reads, is in English. Free with procenv_free. */
+char **restore_server_environ(const char *const *env_drop);
 
 /* --- wal-fetch's read-ahead cache (prefetch.c) --------------------------------------- */
 

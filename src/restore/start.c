@@ -9,13 +9,14 @@
  * the control file tells a target shutdown ("shut down in recovery") from a failure.
  * The server log that pg_ctl writes (-l) supplies the server's own words for the
  * report when something goes wrong. psql and pg_ctl are PostgreSQL's own programs,
- * from the bin directory of the backup's major version when it is installed there.
+ * found and checked before the restore wrote anything (pgbin.c).
  */
 #include "restore_int.h"
 
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/procenv.h"
 #include "pgark/units.h"
 
 #include <dirent.h>
@@ -33,18 +34,17 @@
 #define START_LOG "pgark-start.log"
 #define POLL_US 200000
 
-static char *pg_program(int major, const char *name)
+char **restore_server_environ(const char *const *env_drop)
 {
-    char *path = xasprintf("/usr/lib/postgresql/%d/bin/%s", major, name);
-    if (access(path, X_OK) == 0)
-        return path;
-    free(path);
-    return xstrdup(name); /* from PATH */
+    static const char *const set[] = {"LC_ALL=C", NULL};
+    return procenv_clean(environ, env_drop, set);
 }
 
 /* Run argv, capture stdout (up to 64 KiB) into *out; returns the exit status, or -1
- * when it could not run. stderr goes to /dev/null unless keep_stderr. */
-static int run_capture(char *const argv[], char **out, bool keep_stderr)
+ * when it could not run. stderr goes to /dev/null unless keep_stderr. envp: the
+ * program's whole environment (NULL: this process's, with LC_ALL=C and a connect
+ * timeout for psql). */
+static int run_capture(char *const argv[], char *const envp[], char **out, bool keep_stderr)
 {
     int pipefd[2];
     if (pipe(pipefd) < 0)
@@ -64,6 +64,11 @@ static int run_capture(char *const argv[], char **out, bool keep_stderr)
         }
         close(pipefd[0]);
         close(pipefd[1]);
+        if (envp) {
+            /* Looked up in our PATH, run with envp alone. */
+            execvpe(argv[0], argv, envp);
+            _exit(127);
+        }
         setenv("LC_ALL", "C", 1);
         setenv("PGCONNECT_TIMEOUT", "5", 1);
         execvp(argv[0], argv);
@@ -152,26 +157,6 @@ static char *log_line(const char *logfile, off_t from, const char *needle)
     return found;
 }
 
-static char *control_state(int major, const char *pgdata)
-{
-    char *prog = pg_program(major, "pg_controldata");
-    char *argv[] = {prog, "-D", (char *)pgdata, NULL};
-    char *out = NULL;
-    char *state = NULL;
-    if (run_capture(argv, &out, false) == 0) {
-        char *p = strstr(out, "Database cluster state:");
-        if (p) {
-            p += strlen("Database cluster state:");
-            while (*p == ' ')
-                p++;
-            state = xstrndup(p, strcspn(p, "\n"));
-        }
-    }
-    free(out);
-    free(prog);
-    return state;
-}
-
 /* Remove wal-fetch's read-ahead cache: recovery no longer needs it. */
 static void drop_prefetch(const char *pgdata)
 {
@@ -182,8 +167,8 @@ static void drop_prefetch(const char *pgdata)
 
 int restore_start(const struct start_options *o)
 {
-    char *pg_ctl = pg_program(o->pg_major, "pg_ctl");
-    char *psql = pg_program(o->pg_major, "psql");
+    char *pg_ctl = o->bin->pg_ctl;
+    char *psql = o->bin->psql;
     char *logfile = xasprintf("%s/%s", o->pgdata, START_LOG);
     char *port_opt = o->port ? xasprintf("-p %d", o->port) : NULL;
     int64_t t0 = time_mono_us();
@@ -206,7 +191,12 @@ int restore_start(const struct start_options *o)
     argv[n++] = "start";
     argv[n] = NULL;
     char *out = NULL;
-    int st = run_capture(argv, &out, true);
+    /* The server, its restore_command and whatever it runs later outlive this command:
+     * they get none of its secrets (the server's wal-fetch reads the configuration
+     * file for itself). */
+    char **env = restore_server_environ(o->env_drop);
+    int st = run_capture(argv, env, &out, true);
+    procenv_free(env);
     free(out);
     if (st != 0) {
         rc = err_set(ERR_RUNTIME, "pg_ctl could not start the server on \"%s\" (exit %d)",
@@ -254,7 +244,7 @@ int restore_start(const struct start_options *o)
             char *qargv[] = {psql, "-X", "-A", "-t",       "-F", "|",       "-h", pf.socket_dir,
                              "-p", port, "-d", "postgres", "-c", (char *)q, NULL};
             char *res = NULL;
-            if (run_capture(qargv, &res, false) == 0) {
+            if (run_capture(qargv, NULL, &res, false) == 0) {
                 res[strcspn(res, "\n")] = '\0';
                 char *f[4] = {NULL};
                 char *p = res;
@@ -283,7 +273,7 @@ int restore_start(const struct start_options *o)
     duration_format((time_mono_us() - t0) / 1000, dur, sizeof(dur));
     if (!reached) {
         /* The postmaster is gone: a target shutdown, or a failure. */
-        char *state = control_state(o->pg_major, o->pgdata);
+        char *state = pgbin_control_state(o->pgdata);
         char *fatal =
             log_line(logfile, log_from, "recovery ended before configured recovery target");
         char *stopping = log_line(logfile, log_from, "recovery stopping");
@@ -319,8 +309,6 @@ int restore_start(const struct start_options *o)
     free(last_lsn);
 out:
     fflush(stdout);
-    free(pg_ctl);
-    free(psql);
     free(logfile);
     free(port_opt);
     return rc;

@@ -31,6 +31,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/privfs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -239,6 +240,7 @@ static uint64_t seg_size_from_file(const char *path)
     return wal_seg_size_valid(v) ? v : 0;
 }
 
+/* cache_dir: the read-ahead's, NULL for none. */
 static int fetch_segment(struct repo_set *set, const char *name, const char *dest,
                          const char *cache_dir, unsigned depth)
 {
@@ -251,8 +253,8 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
      * race it for the CPU and the disk (at the start of a replay, when the server
      * asks for segments faster than the read-ahead has warmed up). */
     bool waited = false;
-    if (prefetch_consume(cache_dir, name, dest) > 0 ||
-        (waited = prefetch_await(cache_dir, name, dest) > 0)) {
+    if (cache_dir && (prefetch_consume(cache_dir, name, dest) > 0 ||
+                      (waited = prefetch_await(cache_dir, name, dest) > 0))) {
         seg_size = seg_size_from_file(dest);
         if (seg_size && wal_segment_parse(name, seg_size, &tli, &segno) == 0)
             prefetch_spawn(set, cache_dir, tli, segno, seg_size, depth);
@@ -276,7 +278,8 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
     /* The read-ahead of the segments after this one starts first: the server asks for
      * the next one as soon as it has replayed this one, fast at the start of a replay,
      * and it sits idle while this one is fetched. */
-    prefetch_spawn(set, cache_dir, tli, segno, seg_size, depth);
+    if (cache_dir)
+        prefetch_spawn(set, cache_dir, tli, segno, seg_size, depth);
     int rc = walfetch_object(set, path, dest, seg_size, 0, what);
     if (rc < 0)
         return WALFETCH_EXIT_ABORT;
@@ -336,7 +339,17 @@ int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
     if (segment) {
         char *dir = dir_of(dest);
         char *cache = xasprintf("%s/%s", dir, PREFETCH_DIR);
-        rc = fetch_segment(&set, name, dest, cache, (unsigned)cl->wal_fetch_read_ahead);
+        /* Segments another user could have put there are not served: without the
+         * read-ahead, every segment comes from the repositories. */
+        bool own = privfs_check_dir(cache, "read-ahead cache directory") == 0;
+        if (!own) {
+            log_warn("%s; the read-ahead is off", err_message());
+            if (err_hint_text())
+                log_warn("hint: %s", err_hint_text());
+            err_clear();
+        }
+        rc =
+            fetch_segment(&set, name, dest, own ? cache : NULL, (unsigned)cl->wal_fetch_read_ahead);
         free(cache);
         free(dir);
     } else {

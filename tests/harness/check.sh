@@ -10,7 +10,10 @@
 #
 # Environment: PGARK_CHECK_DIR (scratch copy, default /var/tmp/pgark-check),
 # PGARK_CHECK_USER (default pgarktest), MAKE_JOBS (default 2); PROVE_JOBS,
-# PROVE_FLAGS, TESTS, PG_TEST_NOCLEAN, PG_TEST_TIMEOUT_DEFAULT and CI are passed on.
+# PROVE_FLAGS, TESTS, PG_TEST_NOCLEAN, PG_TEST_TIMEOUT_DEFAULT, CI, PGARK_TEST_MAJORS (the
+# majors of the version matrix, e.g. "15 18"; default all) and PGARK_PG_CACHE (where
+# the PostgreSQL bundles of other majors are installed; default the test user's
+# ~/.cache/pgark/pg) are passed on.
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -76,7 +79,8 @@ fi
 echo "check.sh: running the suite as $user in $dest"
 # shellcheck disable=SC2086 # fsenv holds zero or two assignments
 set -- PATH=/usr/local/bin:/usr/bin:/bin HOME="$home" USER="$user" LANG=C.UTF-8 $fsenv
-for var in PROVE_JOBS PROVE_FLAGS TESTS PG_TEST_NOCLEAN PG_TEST_TIMEOUT_DEFAULT CI; do
+for var in PROVE_JOBS PROVE_FLAGS TESTS PG_TEST_NOCLEAN PG_TEST_TIMEOUT_DEFAULT CI \
+    PGARK_TEST_MAJORS PGARK_PG_CACHE; do
     if eval "[ -n \"\${$var+x}\" ]"; then
         eval "set -- \"\$@\" \"$var=\${$var}\""
     fi

@@ -16,9 +16,11 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 s3dir="$root/tests/harness/s3"
 s3rver_version=3.7.1
 
+# clang and libclang-rt-14-dev (the sanitizer and libFuzzer runtimes, which Debian 12's
+# clang-14 only recommends): the sanitizer build and the harnesses of tests/fuzz.
 packages="build-essential make pkg-config libpq-dev libzstd-dev libssl-dev libyaml-dev
 libcurl4-openssl-dev libjansson-dev libcmocka-dev postgresql-15 libipc-run-perl zstd
-python3-swift"
+clang libclang-rt-14-dev python3-swift"
 case "${1:-}" in
 "") ;;
 bench) packages="$packages pgbackrest" ;;

@@ -8,6 +8,7 @@ use strict;
 use warnings;
 
 use IPC::Run;
+use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -149,6 +150,20 @@ IPC::Run::run([ 'pg_waldump', '-p', $restore, '-t', 2, '-s', $switchpoint,
 	'-e', lsn_text(($last2_no + 1) * $SEG) ], '>', \$dump, '2>', '/dev/null');
 is(scalar(() = $dump =~ /rmgr: Heap .*desc: INSERT/g), 1000,
 	'and finds the 1000 inserts made on timeline 2');
+
+# Each timeline has its high-water mark: timeline 1's ends with the .partial kept at the
+# switch, timeline 2's covers its last segment.
+sub mark_of
+{
+	my ($tli) = @_;
+	my $m = repo_cat($repo, 'main', sprintf('wal/%08X.hwm', $tli));
+	return $m->{rc} == 0 ? eval { JSON::PP->new->decode($m->{stdout}) } : undef;
+}
+ok(poll_until(sub { my $m = mark_of(2); $m && ($m->{segment} // '') ge $last2 }),
+	"timeline 2's high-water mark covers $last2");
+my $m1 = mark_of(1);
+is($m1->{partial}{segment}, $old_last, "timeline 1's mark ends with $old_last.partial");
+cmp_ok($m1->{partial}{bytes}, '>=', $sp_off, 'past the switch point');
 
 my $stop = receiver_stop($rx);
 is($stop->{rc}, 0, 'SIGTERM: exit 0');

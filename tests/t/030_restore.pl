@@ -100,7 +100,14 @@ my $rp_lsn = sql("SELECT pg_create_restore_point('before_c')");
 my @c = workload(8);
 wait_archived();
 my @after_rp = workload(3);    # so that a transaction ends after every target
-wait_archived();
+my $last_seg = wait_archived();
+
+# wal-push moved the timeline's high-water mark with each segment it archived.
+my $mark = repo_cat($repo, 'main', 'wal/00000001.hwm');
+is($mark->{rc}, 0, 'wal-push wrote the high-water mark of timeline 1') or diag($mark->{stderr});
+my $hwm = eval { decode_json($mark->{stdout}) } // {};
+is($hwm->{segment}, $last_seg, 'it covers the last segment archived');
+is($hwm->{writer}, 'wal-push', 'and names its writer');
 
 my @all = sort { $a <=> $b } keys %row;
 
@@ -201,6 +208,67 @@ $n->stop;
 		'and says the target was not reached');
 	like($res->{stderr}, qr/recovery ended before configured recovery target was reached/,
 		'quoting the server');
+}
+
+# --- the server --start starts: none of pgark's secrets in its environment -----------------
+
+{
+	my $node = PostgreSQL::Test::Cluster->new('cleanenv');
+	my %secret = (
+		AWS_SECRET_ACCESS_KEY => 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY',
+		AWS_ACCESS_KEY_ID => 'AKIAIOSFODNN7EXAMPLE',
+		AWS_SESSION_TOKEN => 'session-token-example-0123',
+		PGARK_PASSPHRASE => 'correct horse battery staple',
+		PGPASSWORD => 'hunter2-pgpassword',
+		LC_MY_TOKEN => 'looks-like-a-locale-but-is-not');
+	my $res = run_pgark(
+		[ '--config', $config, 'restore', '--pgdata', $node->data_dir, '--target-name',
+			'before_c', '--start', '--wait', '--port', $node->port ],
+		env => { %secret, TZ => 'UTC' });
+	is($res->{rc}, 0, 'restore --start --wait with secrets in pgark\'s environment')
+	  or diag($res->{stderr});
+	like($res->{stdout}, qr/recovery paused at the target/, 'the server waits at the target');
+	my ($pid) = split /\n/, slurp_file($node->data_dir . '/postmaster.pid');
+	my $raw = slurp_file("/proc/$pid/environ");
+	my %env = map { /^([^=]*)=(.*)$/s ? ($1 => $2) : ($_ => undef) } split /\0/, $raw;
+	note('server environment: ' . join(' ', sort keys %env));
+	for my $name (sort keys %secret)
+	{
+		ok(!exists $env{$name}, "the postmaster's environment has no $name");
+		is(index($raw, $secret{$name}), -1, "nor its value");
+	}
+	is($env{TZ}, 'UTC', 'an allowed variable comes through');
+	ok(defined $env{PATH}, 'and PATH');
+	is($env{LC_ALL}, 'C', 'LC_ALL=C, so that pgark reads the server\'s log in English');
+	# pg_ctl adds PGDATA, PG_GRANDPARENT_PID, PGSYSCONFDIR and PGLOCALEDIR, and the shell
+	# it starts the postmaster with adds PWD.
+	is_deeply(
+		[
+			grep {
+				!/^(PATH|HOME|USER|LOGNAME|TMPDIR|TZ|LANG|LANGUAGE|LC_[A-Z]+|LD_LIBRARY_PATH|PG_OOM_ADJUST_(FILE|VALUE))$/
+				  && !/^(PGDATA|PG_GRANDPARENT_PID|PGSYSCONFDIR|PGLOCALEDIR|PWD)$/
+			} sort keys %env
+		],
+		[],
+		'nothing outside the allow-list (and what pg_ctl and its shell add)');
+	$node->_update_pid(1);
+	$node->stop;
+}
+
+# A configuration that reads the environment cannot serve that server's restore_command:
+# refused before anything is written.
+{
+	my $envcfg = write_config(slurp_file($config) =~ s{spool: \S+}{spool: \${PGARK_T_SPOOL}}r,
+		"$tmp/pgark-env.yaml");
+	my $dir = "$tmp/envcfg";
+	$r = run_pgark([ '--config', $envcfg, 'restore', '--pgdata', $dir, '--start' ],
+		env => { PGARK_T_SPOOL => "$tmp/spool" });
+	is($r->{rc}, 2, 'restore --start with a configuration that reads ${VAR}: exit 2');
+	like($r->{stderr},
+		qr/--start: "\Q$envcfg\E" reads \$\{PGARK_T_SPOOL\} from the environment, which the server it starts does not get/,
+		'naming the variable');
+	like($r->{stderr}, qr/hint: give secrets with KEY_file keys/, 'with a hint');
+	ok(!-e $dir, 'and the directory was not created');
 }
 
 # --- refusals: exit 2, directory untouched ---------------------------------------------------

@@ -39,6 +39,7 @@ repos:
   offsite:
     type: s3
     endpoint: $s3->{endpoint}
+    allow_http: true
     bucket: pgark-e2e
     prefix: site1/
     access_key_id: $s3->{access_key}

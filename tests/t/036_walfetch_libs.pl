@@ -20,7 +20,7 @@ my $port = free_tcp_port();    # nothing listens: the S3 repository is never rea
 my $config = write_config(<<"EOF", "$tmp/pgark.yaml");
 spool: $tmp/spool
 repos:
-  offsite: { type: s3, endpoint: "http://127.0.0.1:$port", region: us-east-1, bucket: wal-bucket,
+  offsite: { type: s3, endpoint: "http://127.0.0.1:$port", allow_http: true, region: us-east-1, bucket: wal-bucket,
              access_key_id: AKIDEXAMPLE, secret_access_key: wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY }
 clusters:
   main:

@@ -2,7 +2,10 @@
 # all good is exit 0 with one --json entry per check; each thing that can go wrong —
 # no slot, the slot unused while a receiver should stream, a repository not writable,
 # WAL older than rpo_target, another system's repository, the server down, a bad
-# configuration — is exit 3 with the failing check saying what is wrong.
+# configuration — is exit 3 with the failing check saying what is wrong. A TCP conninfo
+# without sslmode=verify-full and secrets others can read are warnings (exit 0 for
+# them); with require_tls: true such a conninfo fails check and every command that
+# connects refuses it (exit 2).
 use strict;
 use warnings;
 
@@ -170,5 +173,98 @@ my $bad = write_config("spool: $tmp/spool\nrepos: {}\nclusters:\n  main:\n    sl
 is($rc, 3, 'bad configuration: exit 3');
 is_deeply([ map { $_->{name} } @{ $doc->{checks} } ], ['config'], 'only the config check');
 like($by->{config}{detail}, qr/pgark-bad\.yaml:\d+:\d+:/, 'naming file, line and column');
+
+# --- transport and file modes -----------------------------------------------------------
+
+# Nothing listens on this port: what counts is how pgark judges the conninfo.
+my $tcp_port = free_tcp_port();
+my $tcp = "host=127.0.0.1 port=$tcp_port connect_timeout=2";
+my $tcp_cfg = write_config(ops_config(%cfg, conninfo => $tcp), "$tmp/pgark-tcp.yaml");
+($rc, $by, $doc, $r) = check($tcp_cfg);
+ok($by->{tls} && $by->{tls}{ok} && $by->{tls}{warning}, 'TCP without sslmode: tls is a warning');
+like($by->{tls}{detail},
+	qr/^cluster "main" connects to "127\.0\.0\.1" over TCP with sslmode "prefer" \(libpq's default: nothing sets it\), which does not authenticate the server/,
+	'naming the host and the sslmode found');
+like($by->{tls}{detail}, qr/hint: add sslmode=verify-full/, 'with the fix');
+ok(exists $by->{connection}, 'and the connection is still tried');
+ok(!$by->{config}{warning}, 'a passing check is no warning');
+
+# sslmode=require encrypts but authenticates nobody either; verify-full passes.
+my $req_cfg = write_config(ops_config(%cfg, conninfo => "$tcp sslmode=require"),
+	"$tmp/pgark-require.yaml");
+($rc, $by) = check($req_cfg);
+ok($by->{tls}{warning}, 'sslmode=require: still a warning');
+like($by->{tls}{detail}, qr/with sslmode "require", which/, 'saying require');
+my $vf_cfg = write_config(ops_config(%cfg, conninfo => "$tcp sslmode=verify-full"),
+	"$tmp/pgark-vf.yaml");
+($rc, $by) = check($vf_cfg);
+ok($by->{tls}{ok} && !$by->{tls}{warning}, 'sslmode=verify-full: tls ok, no warning');
+
+# PGSSLMODE counts like the conninfo's own setting.
+$r = run_pgark([ '--config', $tcp_cfg, 'check', '--json' ],
+	env => { PGPASSFILE => '/nonexistent', PGSSLMODE => 'verify-full' });
+my %env_by = map { $_->{name} => $_ } @{ (eval { decode_json($r->{stdout}) } // {})->{checks} // [] };
+ok($env_by{tls}{ok} && !$env_by{tls}{warning}, 'PGSSLMODE=verify-full: no warning');
+
+# require_tls: check fails without connecting; receive and backup refuse with exit 2.
+my $strict = write_config("require_tls: true\n" . ops_config(%cfg, conninfo => $tcp),
+	"$tmp/pgark-strict.yaml");
+($rc, $by, $doc) = check($strict);
+is($rc, 3, 'require_tls with a weak TCP conninfo: check exits 3');
+ok(!$by->{tls}{ok}, 'the tls check fails');
+like($by->{tls}{detail},
+	qr/^not connecting: cluster "main" connects to "127\.0\.0\.1" over TCP with sslmode "prefer" .*require_tls refuses anything weaker than verify-full/,
+	'saying why');
+ok(!exists $by->{connection}, 'no connection is attempted');
+ok(exists $by->{'repository:one'}, 'the repositories are still checked');
+for my $cmd ([ 'backup', '--no-progress' ], ['receive'])
+{
+	$r = run_pgark([ '--config', $strict, @$cmd ], timeout => 60);
+	is($r->{rc}, 2, "require_tls: $cmd->[0] exits 2");
+	like($r->{stderr},
+		qr/error\s+cluster "main" connects to "127\.0\.0\.1" over TCP with sslmode "prefer" \(libpq's default: nothing sets it\), which does not authenticate the server; require_tls refuses anything weaker than verify-full/,
+		"$cmd->[0]: naming the cluster and the sslmode");
+	like($r->{stderr}, qr/hint: add sslmode=verify-full .* or connect through a Unix socket/,
+		"$cmd->[0]: with a hint");
+}
+# A Unix socket needs no TLS, and verify-full is enough.
+my $strict_sock = write_config("require_tls: true\n" . ops_config(%cfg), "$tmp/pgark-strict-sock.yaml");
+($rc, $by, $doc) = check($strict_sock);
+ok(!exists $by->{tls}, 'require_tls with a Unix socket: no tls check');
+ok(exists $by->{connection}, 'and the connection is tried (the server is down by now)');
+my $strict_vf = write_config("require_tls: true\n" . ops_config(%cfg, conninfo => "$tcp sslmode=verify-full"),
+	"$tmp/pgark-strict-vf.yaml");
+($rc, $by) = check($strict_vf);
+ok($by->{tls}{ok}, 'require_tls with verify-full: tls ok');
+ok(exists $by->{connection}, 'and the connection is tried');
+
+# A configuration file other users can read: a warning naming it and the fix, in check's
+# report (not as a log line) and in the log of other commands; exit code unchanged.
+my $open_cfg = write_config(ops_config(%cfg), "$tmp/pgark-open.yaml");
+chmod(0644, $open_cfg) or die "chmod: $!";
+($rc, $by, $doc, $r) = check($open_cfg);
+my ($perm) = grep { $_->{name} =~ /^permissions:/ } @{ $doc->{checks} };
+ok($perm && $perm->{ok} && $perm->{warning}, 'a world-readable configuration: a warning entry');
+is($perm->{detail},
+	qq{configuration file "$open_cfg" is readable by other users (mode 0644) (hint: chmod 600 "$open_cfg")},
+	'naming the file, its mode and the fix');
+is($r->{stderr} =~ /readable by other users/ ? 1 : 0, 0, 'check does not log it as well');
+$r = run_pgark([ '--config', $open_cfg, 'check' ]);
+like($r->{stdout}, qr/^warn\s+permissions:1\s+configuration file/m, 'text form: "warn"');
+like($r->{stdout}, qr/checks (passed|failed), 1 with a warning$/m, 'and counted');
+$r = run_pgark([ '--config', $open_cfg, 'info' ]);
+like($r->{stderr}, qr/warn\s+configuration file "\Q$open_cfg\E" is readable by other users \(mode 0644\)\n.*warn\s+hint: chmod 600 "\Q$open_cfg\E"/,
+	'other commands log it as a warning with its hint');
+is(() = $r->{stderr} =~ /readable by other users/g, 1, 'once');
+# wal-fetch runs once per segment: only at detail level (the file says detail, hence
+# --log-level info).
+$r = run_pgark([ '--config', $open_cfg, '--log-level', 'info', 'wal-fetch',
+	'0000000100000000000000F0', "$tmp/RECOVERYXLOG" ]);
+is($r->{rc}, 1, 'wal-fetch of a segment nobody has: exit 1');
+is($r->{stderr} =~ /readable by other users/ ? 1 : 0, 0, 'wal-fetch: no warning at info level');
+$r = run_pgark([ '--config', $open_cfg, '--log-level', 'detail', 'wal-fetch', '0000000100000000000000F0',
+	"$tmp/RECOVERYXLOG" ]);
+like($r->{stderr}, qr/detail\s+configuration file "\Q$open_cfg\E" is readable by other users/,
+	'wal-fetch: at detail level');
 
 done_testing();

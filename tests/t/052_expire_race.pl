@@ -50,6 +50,7 @@ repos:
   two:
     type: s3
     endpoint: $s3->{endpoint}
+    allow_http: true
     bucket: race
     access_key_id: $s3->{access_key}
     secret_access_key: $s3->{secret_key}

@@ -12,6 +12,7 @@
 #include "pgark/pg_basebackup.h"
 #include "pgark/repo.h"
 #include "tarbuild.h"
+#include "walfixture.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -191,7 +192,7 @@ struct fixture {
     struct repo *r[2];
     struct backup_target t[2];
     uint8_t *rel; /* base/5/16384: 2.5 chunks, the middle one repeated */
-    uint8_t *wal; /* pg_wal/000000010000000000000002 */
+    uint8_t *wal; /* pg_wal/00000001000000000000000A, the fixture's (walfixture.h) */
     uint8_t *ts;  /* tablespace file */
     struct buf manifest_text;
     bool copied;    /* feed messages without a reference (as bbstream_copy_data) */
@@ -209,7 +210,8 @@ static void fill(uint8_t *p, size_t n, uint32_t seed)
     }
 }
 
-static const struct repo_identity ID = {7000000000000000001ULL, 15, SEG};
+/* The system of the WAL fixture, whose segment 0/A00000 the backups carry. */
+static const struct repo_identity ID = {7712208971608537675ULL, 15, SEG};
 
 static int setup(void **state)
 {
@@ -231,8 +233,11 @@ static int setup(void **state)
     f->rel = xmalloc(CHUNK * 5 / 2);
     fill(f->rel, CHUNK * 5 / 2, 1);
     memcpy(f->rel + CHUNK, f->rel, CHUNK); /* chunks 0 and 1 are equal */
-    f->wal = xcalloc(1, SEG);
-    fill(f->wal, 20000, 2);
+    /* Real WAL: a backup decodes its segments before it archives them. */
+    uint8_t *both = walfixture_load();
+    f->wal = xmalloc(SEG);
+    memcpy(f->wal, both + WALFIXTURE_SEG, SEG);
+    free(both);
     f->ts = xmalloc(100);
     fill(f->ts, 100, 3);
     buf_append_str(&f->manifest_text,
@@ -299,8 +304,8 @@ static int feed(struct fixture *f, struct backup_run *run, size_t stop_after)
     tb_symlink(&base, "pg_tblspc/16385", "/srv/ts1");
     tb_dir(&base, "pg_wal");
     tb_dir(&base, "pg_wal/archive_status");
-    tb_file(&base, "pg_wal/archive_status/000000010000000000000002.done", "", 0);
-    tb_file(&base, "pg_wal/000000010000000000000002", f->wal, SEG);
+    tb_file(&base, "pg_wal/archive_status/00000001000000000000000A.done", "", 0);
+    tb_file(&base, "pg_wal/00000001000000000000000A", f->wal, SEG);
     tb_end(&base);
 
     msg(&m, 'n', "16385.tar\0/srv/ts1", 19);
@@ -512,11 +517,11 @@ static void test_run(void **state)
         assert_non_null(g);
         assert_int_equal(g->type, MANIFEST_TYPE_SYMLINK);
         assert_string_equal(g->link, "/srv/ts1");
-        g = find(&rb[i], "pg_wal/000000010000000000000002");
+        g = find(&rb[i], "pg_wal/00000001000000000000000A");
         assert_non_null(g);
         assert_file_digest(g, f->wal, SEG);
         assert_reassembles(f->r[i], g, f->wal);
-        assert_non_null(find(&rb[i], "pg_wal/archive_status/000000010000000000000002.done"));
+        assert_non_null(find(&rb[i], "pg_wal/archive_status/00000001000000000000000A.done"));
         assert_int_equal(find(&rb[i], "base/5/empty")->n, 0);
         assert_file_digest(find(&rb[i], "base/5/empty"), NULL, 0);
 
@@ -524,7 +529,7 @@ static void test_run(void **state)
         uint8_t *data;
         size_t len;
         assert_int_equal(
-            repo_get_all(f->r[i], "wal/00000001/000000010000000000000002", &data, &len), 0);
+            repo_get_all(f->r[i], "wal/00000001/00000001000000000000000A", &data, &len), 0);
         assert_int_equal(len, SEG);
         assert_memory_equal(data, f->wal, SEG);
         free(data);
@@ -667,7 +672,7 @@ static struct backup_totals fp_run(struct fixture *f, const char *label, int64_t
         const struct got_file *g = find(rb, "base/5/16384");
         assert_file_digest(g, f->rel, CHUNK * 5 / 2);
         assert_reassembles(f->r[i], g, f->rel);
-        g = find(rb, "pg_wal/000000010000000000000002");
+        g = find(rb, "pg_wal/00000001000000000000000A");
         assert_file_digest(g, f->wal, SEG);
         assert_reassembles(f->r[i], g, f->wal);
         assert_file_digest(find(rb, "pg_tblspc/16385/PG_15_202209061/5/16999"), f->ts, 100);
@@ -819,12 +824,12 @@ static void test_chunk_gone(void **state)
     struct backup_run *run = new_run(f, "wal-gone");
     assert_int_equal(feed(f, run, 0), 0);
     assert_int_equal(backup_run_wait(run), 0);
-    char *seg = xasprintf("%s/repo1/main/wal/00000001/000000010000000000000002", f->dir);
+    char *seg = xasprintf("%s/repo1/main/wal/00000001/00000001000000000000000A", f->dir);
     assert_int_equal(unlink(seg), 0);
     free(seg);
     assert_int_equal(backup_run_finish(run, &INFO, 1764095210000000, 1764095211000000),
                      -ERR_RUNTIME);
-    assert_string_equal(err_message(), "WAL segment 000000010000000000000002 of the backup is no "
+    assert_string_equal(err_message(), "WAL segment 00000001000000000000000A of the backup is no "
                                        "longer in repository \"secret\": removed while the "
                                        "backup ran");
     err_clear();
@@ -840,6 +845,40 @@ static void test_chunk_gone(void **state)
         assert_int_equal(repo_backup_exists(f->r[i], "whole"), 1);
 }
 
+/* A backup from a standby: the segment of its stop point is only as far as the standby
+ * had it (here its valid WAL ends 4 KiB in). It stays in the backup, and is not archived:
+ * under its name it would stand for the whole segment, and clash with the whole one a
+ * receiver archives (here already in both repositories). */
+static void test_standby_segment(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t *whole = f->wal;
+    f->wal = xcalloc(1, SEG);
+    memcpy(f->wal, whole, 4096);
+    struct backup_run *run = new_run(f, "standby");
+    assert_int_equal(feed(f, run, 0), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, 1764095200000000, 1764095201000000), 0);
+    assert_int_equal(backup_run_totals(run)->wal_segments, 0);
+    backup_run_free(run);
+    struct read_back *rb = xcalloc(1, sizeof(*rb));
+    for (int i = 0; i < 2; i++) {
+        read_manifest(f->r[i], "standby", rb);
+        const struct got_file *g = find(rb, "pg_wal/00000001000000000000000A");
+        assert_non_null(g);
+        assert_reassembles(f->r[i], g, f->wal); /* the backup has it as it came */
+        uint8_t *data;
+        size_t len;
+        assert_int_equal(
+            repo_get_all(f->r[i], "wal/00000001/00000001000000000000000A", &data, &len), 0);
+        assert_int_equal(len, SEG);
+        assert_memory_equal(data, whole, SEG); /* the archive keeps the whole segment */
+        free(data);
+    }
+    free(rb);
+    free(f->wal);
+    f->wal = whole;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -848,6 +887,7 @@ int main(void)
         cmocka_unit_test(test_interrupted),     cmocka_unit_test(test_encrypted_only),
         cmocka_unit_test(test_copied_messages), cmocka_unit_test(test_fingerprints),
         cmocka_unit_test(test_chunk_gone),
+        cmocka_unit_test(test_standby_segment),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -187,7 +187,8 @@ static void test_design_example(void **state)
 static const char minimal[] = "repos:\n"
                               "  r1: {type: posix, path: /srv/repo/}\n"
                               "  b: {type: s3, endpoint: \"http://minio:9000/\", bucket: b-1.x,\n"
-                              "      access_key_id: AKIDMIN, secret_access_key: min-secret}\n"
+                              "      access_key_id: AKIDMIN, secret_access_key: min-secret,\n"
+                              "      allow_http: true}\n"
                               "clusters:\n"
                               "  Main-DB:\n"
                               "    conninfo: host=x\n"
@@ -208,6 +209,10 @@ static void test_defaults(void **state)
     assert_string_equal(cfg->repos[0].path, "/srv/repo"); /* trailing "/" dropped */
     const struct config_repo *b = &cfg->repos[1];
     assert_string_equal(b->endpoint, "http://minio:9000");
+    assert_true(b->allow_http);
+    assert_false(cfg->require_tls);
+    assert_null(cfg->env_vars[0]);
+    assert_int_equal(cfg->nwarnings, 0);
     assert_string_equal(b->region, "us-east-1");
     assert_string_equal(b->prefix, "");
     assert_int_equal(b->uri_style, CONFIG_URI_PATH);
@@ -260,7 +265,7 @@ static void test_non_defaults(void **state)
         "clusters:\n"
         "  a: {conninfo: x, repos: [s], create_slot: true, synchronous: true, slot: my_slot,\n"
         "      rpo_target: 1s, partial_upload_interval: 0s, application_name: app,\n"
-        "      wal_fetch_read_ahead: 0,\n"
+        "      wal_fetch_read_ahead: 0, pg_bindir: /opt/pg18/bin/,\n"
         "      retention: {window: 1w}, backup: {chunk_size: 64MiB, checkpoint: spread}}\n"
         "  b: {conninfo: y, repos: [s], backup: {chunk_size: 64KiB}, retention: {full: 1}}\n"
         "notify:\n"
@@ -289,6 +294,8 @@ static void test_non_defaults(void **state)
     assert_int_equal(a->partial_upload_interval_ms, 0);
     assert_string_equal(a->application_name, "app");
     assert_int_equal(a->wal_fetch_read_ahead, 0);
+    assert_string_equal(a->pg_bindir, "/opt/pg18/bin");
+    assert_null(b->pg_bindir);
     assert_int_equal(b->wal_fetch_read_ahead, CONFIG_DEFAULT_WAL_FETCH_READ_AHEAD);
     assert_int_equal(a->retention.full, 0);
     assert_int_equal(a->retention.window_ms, 7LL * 86400000);
@@ -423,6 +430,16 @@ static void test_env_expansion(void **state)
     assert_string_equal(cfg->repos[0].session_token, "file-via-env-path");
     assert_string_equal(cfg->clusters[0].conninfo, "host=db.example password=${notavar}");
     assert_true(cfg->clusters[0].synchronous);
+    /* Each variable read, once, in order of first use (so that restore --start can keep
+     * them from the server's environment); $${ reads none. */
+    static const char *const read[] = {"PGARK_T_DIR",    "PGARK_T_HOST",  "PGARK_T_EMPTY",
+                                       "PGARK_T_SECRET", "PGARK_T_LEVEL", "PGARK_T_SYNC"};
+    size_t nread = 0;
+    while (cfg->env_vars[nread])
+        nread++;
+    assert_int_equal(nread, sizeof(read) / sizeof(read[0]));
+    for (size_t i = 0; i < nread; i++)
+        assert_string_equal(cfg->env_vars[i], read[i]);
     config_free(cfg);
 
     char *line = redacted("got env-secret-0xdeadbeef from db.example");
@@ -610,10 +627,41 @@ static const struct bad_case bad_cases[] = {
      F ":1:8: key \"spool\" must be an absolute path"},
     {"repos:\n  r1: {type: posix, path: repo}\n" BASE_CLUSTERS,
      F ":2:27: key \"path\" in repo \"r1\" must be an absolute path"},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    pg_bindir: bin\n",
+     F ":7:16: key \"pg_bindir\" in cluster \"main\" must be an absolute path"},
     {"repos:\n  r1: {type: posix, path: /srv, bucket: b}\n" BASE_CLUSTERS,
      F ":2:33: key \"bucket\" in repo \"r1\" is not valid for type posix"},
     {"repos:\n  s: {type: s3, path: /srv, endpoint: https://e, bucket: bkt}\n" BASE_CLUSTERS,
      F ":2:17: key \"path\" in repo \"s\" is not valid for type s3"},
+    /* transport */
+    {"repos:\n  s: {type: s3, endpoint: http://e, bucket: bkt, access_key_id: AKIDTEST,\n"
+     "      secret_access_key: SECRETTEST}\n"
+     "clusters: {c: {conninfo: x, repos: [s]}}\n",
+     F ":2:27: key \"endpoint\" in repo \"s\" is an http:// URL: requests would travel "
+       "unencrypted to a server nobody authenticates"},
+    {"repos:\n  s: {type: s3, endpoint: http://e, bucket: bkt, access_key_id: AKIDTEST,\n"
+     "      secret_access_key: SECRETTEST, allow_http: false}\n"
+     "clusters: {c: {conninfo: x, repos: [s]}}\n",
+     F ":2:27: key \"endpoint\" in repo \"s\" is an http:// URL: requests would travel "
+       "unencrypted to a server nobody authenticates"},
+    {"require_tls: true\n"
+     "repos:\n  s: {type: s3, endpoint: http://e, bucket: bkt, access_key_id: AKIDTEST,\n"
+     "      secret_access_key: SECRETTEST, allow_http: true}\n"
+     "clusters: {c: {conninfo: x, repos: [s]}}\n",
+     F ":4:50: key \"allow_http\" in repo \"s\" cannot be true when require_tls is true"},
+    {"require_tls: true\n"
+     "repos:\n  s: {type: s3, endpoint: https://e, bucket: bkt, access_key_id: AKIDTEST,\n"
+     "      secret_access_key: SECRETTEST, allow_http: true}\n"
+     "clusters: {c: {conninfo: x, repos: [s]}}\n",
+     F ":4:50: key \"allow_http\" in repo \"s\" cannot be true when require_tls is true"},
+    {"repos:\n  s: {type: s3, endpoint: https://e, bucket: bkt, access_key_id: AKIDTEST,\n"
+     "      secret_access_key: SECRETTEST, allow_http: yes}\n"
+     "clusters: {c: {conninfo: x, repos: [s]}}\n",
+     F ":3:50: key \"allow_http\" in repo \"s\" must be true or false, not \"yes\""},
+    {"repos:\n  r1: {type: posix, path: /srv, allow_http: true}\n" BASE_CLUSTERS,
+     F ":2:33: key \"allow_http\" in repo \"r1\" is not valid for type posix"},
+    {"require_tls: 1\n" BASE_REPOS BASE_CLUSTERS,
+     F ":1:14: key \"require_tls\" must be true or false, not \"1\""},
     {"repos:\n  s: {type: s3, endpoint: ftp://e, bucket: bkt, access_key_id: AKIDTEST,\n"
      "      secret_access_key: SECRETTEST}\n"
      "clusters: {c: {conninfo: x, repos: [s]}}\n",
@@ -634,6 +682,143 @@ static const struct bad_case bad_cases[] = {
      "clusters: {c: {conninfo: x, repos: [s]}}\n",
      F ":3:51: key \"concurrency\" in repo \"s\" must be between 1 and 64, not 65"},
 };
+
+/* An S3 endpoint over http:// needs allow_http, which require_tls refuses; each refusal
+ * says what to do. */
+static void test_transport_keys(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("require_tls: true\n"
+                                 "repos:\n  s: {type: s3, endpoint: https://e, bucket: bkt,\n"
+                                 "      access_key_id: AK, secret_access_key: SK}\n"
+                                 "clusters: {c: {conninfo: x, repos: [s]}}\n");
+    assert_true(cfg->require_tls);
+    assert_false(cfg->repos[0].allow_http);
+    config_free(cfg);
+
+    cfg = NULL;
+    err_clear();
+    assert_int_equal(config_load_string(F,
+                                        "repos:\n  s: {type: s3, endpoint: http://e, bucket: bkt,\n"
+                                        "      access_key_id: AK, secret_access_key: SK}\n"
+                                        "clusters: {c: {conninfo: x, repos: [s]}}\n",
+                                        &cfg),
+                     -ERR_CONFIG);
+    assert_null(cfg);
+    assert_string_equal(err_hint_text(), "use an https:// endpoint, or set allow_http: true in "
+                                         "repo \"s\" on a network you trust");
+    assert_int_equal(config_load_string(F,
+                                        "require_tls: true\n"
+                                        "repos:\n  s: {type: s3, endpoint: http://e, bucket: bkt,\n"
+                                        "      access_key_id: AK, secret_access_key: SK}\n"
+                                        "clusters: {c: {conninfo: x, repos: [s]}}\n",
+                                        &cfg),
+                     -ERR_CONFIG);
+    assert_string_equal(err_message(), F ":3:27: key \"endpoint\" in repo \"s\" is an http:// "
+                                         "URL: requests would travel unencrypted to a server "
+                                         "nobody authenticates");
+    assert_string_equal(err_hint_text(), "use an https:// endpoint (require_tls is true)");
+    assert_int_equal(
+        config_load_string(F,
+                           "require_tls: true\n"
+                           "repos:\n  s: {type: s3, endpoint: https://e, bucket: bkt,\n"
+                           "      access_key_id: AK, secret_access_key: SK,\n"
+                           "      allow_http: true}\n"
+                           "clusters: {c: {conninfo: x, repos: [s]}}\n",
+                           &cfg),
+        -ERR_CONFIG);
+    assert_string_equal(err_hint_text(), "use an https:// endpoint, or set require_tls: false");
+    err_clear();
+}
+
+static void chmod_in_tmp(const char *name, mode_t mode)
+{
+    char *p = path_in_tmp(name);
+    assert_int_equal(chmod(p, mode), 0);
+    free(p);
+}
+
+/* Secrets others can read: one warning per file, naming it and the fix; the config
+ * file counts when other users can read it, a secret file when its group can too. */
+static void test_file_mode_warnings(void **state)
+{
+    (void)state;
+    write_file("group.key", "group-readable-secret\n");
+    write_file("other.key", "other-readable-secret\n");
+    write_file("both.key", "world-readable-secret\n");
+    write_file("private.key", "private-secret\n");
+    chmod_in_tmp("group.key", 0640);
+    chmod_in_tmp("other.key", 0604);
+    chmod_in_tmp("both.key", 0644);
+    chmod_in_tmp("private.key", 0600);
+    write_file("modes.yaml", "repos:\n"
+                             "  a: {type: s3, endpoint: https://e, bucket: bkt,\n"
+                             "      access_key_id_file: private.key,\n"
+                             "      secret_access_key_file: group.key,\n"
+                             "      session_token_file: other.key}\n"
+                             "encryption: {passphrase_file: both.key}\n"
+                             "clusters: {c: {conninfo: x, repos: [a]}}\n");
+    char *path = path_in_tmp("modes.yaml");
+    char *dir = xstrdup(tmpdir);
+    struct config *cfg = NULL;
+
+    /* Group-readable configuration file: no warning about it. */
+    chmod_in_tmp("modes.yaml", 0640);
+    err_clear();
+    if (config_load(path, &cfg) != 0)
+        fail_msg("%s", err_format());
+    assert_int_equal(cfg->nwarnings, 3);
+    char *want = xasprintf("%s:4:31: key \"secret_access_key_file\" in repo \"a\": secret file "
+                           "\"%s/group.key\" is readable by its group (mode 0640)",
+                           path, dir);
+    assert_string_equal(cfg->warnings[0].message, want);
+    free(want);
+    want = xasprintf("chmod 600 \"%s/group.key\"", dir);
+    assert_string_equal(cfg->warnings[0].hint, want);
+    free(want);
+    want = xasprintf("%s:5:27: key \"session_token_file\" in repo \"a\": secret file "
+                     "\"%s/other.key\" is readable by other users (mode 0604)",
+                     path, dir);
+    assert_string_equal(cfg->warnings[1].message, want);
+    free(want);
+    want = xasprintf("%s:6:31: key \"passphrase_file\" in \"encryption\": secret file "
+                     "\"%s/both.key\" is readable by its group and other users (mode 0644)",
+                     path, dir);
+    assert_string_equal(cfg->warnings[2].message, want);
+    free(want);
+    config_free(cfg);
+
+    /* Readable by others: the configuration file comes first. */
+    chmod_in_tmp("modes.yaml", 0604);
+    if (config_load(path, &cfg) != 0)
+        fail_msg("%s", err_format());
+    assert_int_equal(cfg->nwarnings, 4);
+    want = xasprintf("configuration file \"%s\" is readable by other users (mode 0604)", path);
+    assert_string_equal(cfg->warnings[0].message, want);
+    free(want);
+    want = xasprintf("chmod 600 \"%s\"", path);
+    assert_string_equal(cfg->warnings[0].hint, want);
+    free(want);
+    config_free(cfg);
+
+    /* Private files: nothing to say. */
+    chmod_in_tmp("modes.yaml", 0600);
+    chmod_in_tmp("group.key", 0600);
+    chmod_in_tmp("other.key", 0400);
+    chmod_in_tmp("both.key", 0600);
+    if (config_load(path, &cfg) != 0)
+        fail_msg("%s", err_format());
+    assert_int_equal(cfg->nwarnings, 0);
+    assert_null(cfg->warnings);
+    config_free(cfg);
+
+    /* From a string there is no file to judge. */
+    cfg = load_ok(BASE_REPOS BASE_CLUSTERS);
+    assert_int_equal(cfg->nwarnings, 0);
+    config_free(cfg);
+    free(dir);
+    free(path);
+}
 
 static void test_bad_configs(void **state)
 {
@@ -793,6 +978,8 @@ int main(void)
         cmocka_unit_test(test_secret_files),
         cmocka_unit_test(test_env_expansion),
         cmocka_unit_test(test_bad_configs),
+        cmocka_unit_test(test_transport_keys),
+        cmocka_unit_test(test_file_mode_warnings),
         cmocka_unit_test(test_hints),
         cmocka_unit_test(test_load_file_errors),
         cmocka_unit_test(test_default_path),

@@ -10,6 +10,7 @@
 #include "pgark/error.h"
 #include "pgark/hash.h"
 #include "pgark/mem.h"
+#include "pgark/units.h"
 
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -446,7 +447,60 @@ static void test_scrypt_rfc7914_vector(void **state)
     assert_int_equal(crypto_scrypt("password", 8, (const uint8_t *)"NaCl", 4, &p, out, 32),
                      -ERR_CONFIG);
     assert_string_equal(err_message(),
-                        "scrypt parameters N=1048576 r=16 need more than 1 GiB of memory");
+                        "scrypt parameters N=1048576 r=16 p=1 cost more than pgark allows (N*r*p "
+                        "at most 1048576, at most 256 MiB of memory)");
+    err_clear();
+}
+
+/* The cap on what a derivation may cost: N*r*p at most 2^20 and 256 MiB of memory, found
+ * before anything is derived (repo.json's parameters are anyone's to change). */
+static void test_scrypt_cost_cap(void **state)
+{
+    (void)state;
+    static const struct {
+        struct crypto_kdf_params p;
+        bool ok;
+    } cases[] = {
+        {{1u << 17, 8, 1}, true},       /* the default */
+        {{1u << 16, 8, 2}, true},       /* as costly */
+        {{1u << 15, 8, 1}, true},       /* the default before */
+        {{1u << 18, 8, 1}, false},      /* N raised */
+        {{1u << 17, 8, 2}, false},      /* p raised */
+        {{1u << 15, 8, 32}, false},     /* the old default with p=32: 26 s per command */
+        {{1u << 17, 16, 1}, false},     /* r raised */
+        {{1u << 30, 1, 1}, false},      /* N at its largest */
+        {{2, 1u << 19, 1}, false},      /* N*r*p in the cap, 320 MiB of memory */
+        {{4, 1u << 18, 1}, true},       /* 224 MiB */
+        {{1024, 1, UINT32_MAX}, false}, /* no overflow in N*r*p */
+        {{1u << 30, UINT32_MAX, UINT32_MAX}, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = crypto_kdf_check(&cases[i].p, ERR_INTEGRITY);
+        if ((rc == 0) != cases[i].ok)
+            fail_msg("case %zu: N=%llu r=%u p=%u: %s", i, (unsigned long long)cases[i].p.n,
+                     cases[i].p.r, cases[i].p.p, rc ? err_message() : "accepted");
+        if (!cases[i].ok) {
+            assert_int_equal(rc, -ERR_INTEGRITY);
+            assert_non_null(strstr(err_message(), "cost more than pgark allows"));
+        }
+        err_clear();
+    }
+
+    /* An altered record is refused at once, not after minutes of scrypt. */
+    struct crypto_keyring *kr = NULL, *opened = NULL;
+    struct crypto_key_record rec;
+    assert_int_equal(crypto_keyring_create("pw", 2, &fast, &kr), 0);
+    crypto_keyring_export(kr, &rec);
+    crypto_keyring_free(kr);
+    rec.n = 1u << 15;
+    rec.p = 4096; /* hours of scrypt */
+    int64_t t0 = time_mono_us();
+    assert_int_equal(crypto_keyring_open(&rec, "pw", 2, &opened), -ERR_INTEGRITY);
+    assert_true(time_mono_us() - t0 < 1000000);
+    assert_null(opened);
+    assert_string_equal(err_message(),
+                        "scrypt parameters N=32768 r=8 p=4096 cost more than pgark allows "
+                        "(N*r*p at most 1048576, at most 256 MiB of memory)");
     err_clear();
 }
 
@@ -591,7 +645,7 @@ static void test_keyring_defaults(void **state)
     struct crypto_key_record rec;
     assert_int_equal(crypto_keyring_create("pw", 2, NULL, &kr), 0);
     crypto_keyring_export(kr, &rec);
-    assert_int_equal(rec.n, 32768);
+    assert_int_equal(rec.n, 131072); /* OWASP's minimum for scrypt */
     assert_int_equal(rec.r, 8);
     assert_int_equal(rec.p, 1);
     assert_int_equal(crypto_keyring_open(&rec, "pw", 2, &opened), 0);
@@ -611,6 +665,7 @@ int main(void)
         cmocka_unit_test(test_gcm_truncation_reorder_and_extra_bytes),
         cmocka_unit_test(test_gcm_ciphertext_len),
         cmocka_unit_test(test_scrypt_rfc7914_vector),
+        cmocka_unit_test(test_scrypt_cost_cap),
         cmocka_unit_test(test_keyring_create_open_and_wrong_passphrase),
         cmocka_unit_test(test_keyring_rewrap_keeps_data_key),
         cmocka_unit_test(test_keyring_bad_records),

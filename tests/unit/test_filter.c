@@ -157,6 +157,33 @@ static void test_size_observer_passes_bytes_unchanged(void **state)
     }
 }
 
+/* An empty object is a finish with no bytes at all (in is NULL): the chain and filter_run
+ * must not do arithmetic on that NULL, not even + 0 (undefined behaviour, which clang's
+ * UBSan in the sanitizer build stops at). */
+static void test_empty_input_from_null(void **state)
+{
+    (void)state;
+    struct sink s = {BUF_INIT, 0, 0};
+    struct filter_chain *c = filter_chain_new(1, sink_fn, &s);
+    filter_chain_add(c, dup_new());
+    filter_chain_add(c, filter_size_new());
+    filter_chain_add(c, dup_new());
+    assert_int_equal(filter_chain_write(c, NULL, 0), 0);
+    assert_int_equal(filter_chain_finish(c), 0);
+    assert_int_equal(s.out.len, 0);
+    filter_chain_free(c);
+    buf_free(&s.out);
+
+    struct filter *f = dup_new();
+    uint8_t *out = NULL;
+    size_t out_len = 1;
+    assert_int_equal(filter_run(f, NULL, 0, &out, &out_len), 0);
+    assert_non_null(out);
+    assert_int_equal(out_len, 0);
+    free(out);
+    filter_free(f);
+}
+
 static void test_empty_chain_is_a_pipe(void **state)
 {
     (void)state;
@@ -335,6 +362,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_size_observer_passes_bytes_unchanged),
         cmocka_unit_test(test_empty_chain_is_a_pipe),
+        cmocka_unit_test(test_empty_input_from_null),
         cmocka_unit_test(test_transformers_with_one_byte_buffers),
         cmocka_unit_test(test_sink_error_stops_the_chain),
         cmocka_unit_test(test_chain_rules),

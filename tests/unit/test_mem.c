@@ -50,10 +50,30 @@ static void test_thread_slot(void **state)
     assert_int_equal(mine->value, 0);
 }
 
+/* A buffer that only had room reserved holds the empty string (s3_xml_unescape of an
+ * empty element handed back such a buffer unterminated). */
+static void test_buf_reserve_terminated(void **state)
+{
+    (void)state;
+    struct buf b = BUF_INIT;
+    buf_reserve(&b, 10);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(b.data[0], '\0');
+    char *s = buf_steal(&b);
+    assert_string_equal(s, "");
+    free(s);
+    buf_reserve(&b, 100000); /* and after growing */
+    buf_append(&b, "abc", 3);
+    buf_reserve(&b, 1u << 20);
+    assert_string_equal((char *)b.data, "abc");
+    buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_thread_slot),
+        cmocka_unit_test(test_buf_reserve_terminated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

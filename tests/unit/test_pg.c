@@ -10,9 +10,15 @@
 
 #include "../../src/pg/pg_int.h"
 #include "pgark/error.h"
+#include "pgark/mem.h"
+#include "pgark/pg.h"
 
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static size_t count(char **list)
 {
@@ -110,6 +116,98 @@ static void test_clean_message_masks(void **state)
     char **s = pg_int_conninfo_secrets("postgresql://u:s%4@h/x");
     m = pg_int_clean_message("invalid percent-encoded token: \"s%4\"", s);
     assert_null(strstr(m, "s%4"));
+    free(m);
+    pg_int_secrets_free(s);
+}
+
+/* pg_int_clean_message(msg, secrets) in a child that has 10 s: a masking that never
+ * ends (it once rewrote its own "********" forever) fails the test instead of hanging
+ * it. Returns the child's result (caller frees); fails when the child did not finish. */
+static char *clean_in_child(const char *msg, char *const *secrets)
+{
+    int fds[2];
+
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        alarm(10);
+        char *m = pg_int_clean_message(msg, secrets);
+        size_t len = strlen(m), off = 0;
+
+        while (off < len) {
+            ssize_t w = write(fds[1], m + off, len - off);
+            if (w <= 0)
+                _exit(1);
+            off += (size_t)w;
+        }
+        free(m);
+        _exit(0);
+    }
+    close(fds[1]);
+
+    struct buf b = BUF_INIT;
+    char chunk[512];
+    ssize_t n;
+    int wstatus;
+
+    while ((n = read(fds[0], chunk, sizeof(chunk))) > 0)
+        buf_append(&b, chunk, (size_t)n);
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &wstatus, 0), pid);
+    if (WIFSIGNALED(wstatus))
+        fail_msg("masking \"%s\" did not finish: killed by signal %d (%s)", msg, WTERMSIG(wstatus),
+                 strsignal(WTERMSIG(wstatus)));
+    assert_true(WIFEXITED(wstatus));
+    assert_int_equal(WEXITSTATUS(wstatus), 0);
+    buf_append(&b, "", 0);
+    return buf_steal(&b);
+}
+
+/* Secrets that are, or overlap, the mask itself; an empty one; several occurrences. */
+static void test_clean_message_mask_chars(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *secrets[3];
+        const char *msg, *want;
+    } cases[] = {
+        /* password=* and a host with a '*' in it */
+        {{"*", NULL},
+         "could not translate host name \"db*1\" to address: Name or service not known",
+         "could not translate host name \"db********1\" to address: Name or service not known"},
+        /* each occurrence, and a run of them (overlapping ones too) as one mask */
+        {{"**", NULL}, "a ** b *** c **** d * e", "a ******** b ******** c ******** d * e"},
+        {{"********", NULL}, "x ******** y", "x ******** y"},
+        {{"*", "p*w"}, "p*w and *, p*w", "******** and ********, ********"},
+        /* overlapping secrets: neither leaves a part of itself readable */
+        {{"abc", "bcdef"}, "xabcdefy", "x********y"},
+        /* an empty password hides nothing */
+        {{"", NULL}, "password authentication failed", "password authentication failed"},
+        {{"", "s3cr3t"}, "s3cr3t s3cr3ts3cr3t", "******** ********"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *m = clean_in_child(cases[i].msg, (char *const *)cases[i].secrets);
+
+        assert_string_equal(m, cases[i].want);
+        free(m);
+    }
+
+    /* As found in a conninfo: "password=*" with a host that contains '*'. */
+    char **s = pg_int_conninfo_secrets("host=db*1 user=bob password=*");
+    assert_int_equal(count(s), 1);
+    char *m = clean_in_child("could not translate host name \"db*1\" to address", s);
+    assert_string_equal(m, "could not translate host name \"db********1\" to address");
+    free(m);
+    pg_int_secrets_free(s);
+
+    /* An empty quoted password is no secret; the message comes through whole. */
+    s = pg_int_conninfo_secrets("host=db password='' user=bob");
+    assert_int_equal(count(s), 0);
+    m = clean_in_child("fe_sendauth: no password supplied", s);
+    assert_string_equal(m, "fe_sendauth: no password supplied");
     free(m);
     pg_int_secrets_free(s);
 }
@@ -253,14 +351,135 @@ static void test_parse_seg_size(void **state)
     err_clear();
 }
 
+/* Which conninfos reach their server over TCP, and with which sslmode. */
+static void test_transport_judgement(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *host, *hostaddr, *sslmode;
+        bool tcp;
+        const char *shown;
+    } cases[] = {
+        {NULL, NULL, NULL, false, ""},                  /* the default socket */
+        {"", NULL, NULL, false, ""},                    /* likewise */
+        {"/var/run/postgresql", NULL, NULL, false, ""}, /* a socket directory */
+        {"@abstract", NULL, NULL, false, ""},           /* an abstract socket */
+        {"db.example", NULL, NULL, true, "db.example"}, /* a host name */
+        {"localhost", NULL, NULL, true, "localhost"},   /* loopback is TCP too */
+        {"127.0.0.1", NULL, NULL, true, "127.0.0.1"},   /* an address */
+        {NULL, "10.0.0.5", NULL, true, "10.0.0.5"},     /* hostaddr alone */
+        {"/tmp", "10.0.0.5", NULL, true, "/tmp"},       /* hostaddr wins */
+        {"/tmp,db2", NULL, NULL, true, "db2"},          /* any TCP host counts */
+        {"/tmp,/run", NULL, NULL, false, ""},           /* all sockets */
+        {"a,,", ",,10.1.1.1", NULL, true, "a"},         /* first one named */
+        {",/tmp", "10.1.1.1,", NULL, true, "10.1.1.1"}, /* no host name: address */
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct pg_transport t;
+
+        pg_int_transport(cases[i].host, cases[i].hostaddr, cases[i].sslmode, "prefer", &t);
+        if (t.tcp != cases[i].tcp || strcmp(t.host, cases[i].shown) != 0)
+            fail_msg("case %zu: host \"%s\" hostaddr \"%s\": tcp %d host \"%s\"", i + 1,
+                     cases[i].host ? cases[i].host : "(null)",
+                     cases[i].hostaddr ? cases[i].hostaddr : "(null)", t.tcp, t.host);
+        assert_string_equal(t.sslmode, "prefer");
+        assert_false(t.sslmode_set);
+    }
+
+    struct pg_transport t;
+    pg_int_transport("db", NULL, "verify-full", "prefer", &t);
+    assert_string_equal(t.sslmode, "verify-full");
+    assert_true(t.sslmode_set);
+    pg_int_transport("db", NULL, NULL, NULL, &t);
+    assert_string_equal(t.sslmode, "prefer");
+
+    assert_true(pg_sslmode_authenticates("verify-full"));
+    static const char *const weak[] = {"disable",   "allow", "prefer",     "require",
+                                       "verify-ca", "",      "VERIFY-FULL"};
+    for (size_t i = 0; i < sizeof(weak) / sizeof(weak[0]); i++)
+        assert_false(pg_sslmode_authenticates(weak[i]));
+    assert_false(pg_sslmode_authenticates(NULL));
+}
+
+/* Through libpq's parser and its defaults: the conninfo first, then PGHOST, PGHOSTADDR
+ * and PGSSLMODE. */
+static void test_conninfo_transport(void **state)
+{
+    (void)state;
+    struct pg_transport t;
+
+    unsetenv("PGHOST");
+    unsetenv("PGHOSTADDR");
+    unsetenv("PGSSLMODE");
+    unsetenv("PGSERVICE");
+    assert_int_equal(pg_conninfo_transport("host=/var/run/postgresql port=5432", &t), 0);
+    assert_false(t.tcp);
+    assert_int_equal(pg_conninfo_transport("", &t), 0);
+    assert_false(t.tcp);
+    assert_int_equal(pg_conninfo_transport("mydb", &t), 0); /* a database name */
+    assert_false(t.tcp);
+    assert_int_equal(pg_conninfo_transport("host=db.example user=u", &t), 0);
+    assert_true(t.tcp);
+    assert_string_equal(t.host, "db.example");
+    assert_string_equal(t.sslmode, "prefer");
+    assert_false(t.sslmode_set);
+    assert_int_equal(pg_conninfo_transport("host = db.example sslmode = 'verify-full'", &t), 0);
+    assert_string_equal(t.sslmode, "verify-full");
+    assert_true(t.sslmode_set);
+    assert_int_equal(pg_conninfo_transport("postgresql://u@db.example:5433/x?sslmode=require", &t),
+                     0);
+    assert_true(t.tcp);
+    assert_string_equal(t.host, "db.example");
+    assert_string_equal(t.sslmode, "require");
+    assert_int_equal(pg_conninfo_transport("postgresql://%2Fvar%2Frun%2Fpostgresql/x", &t), 0);
+    assert_false(t.tcp);
+
+    /* The environment fills what the conninfo leaves unset, and only that. */
+    setenv("PGHOST", "env-db.example", 1);
+    setenv("PGSSLMODE", "verify-ca", 1);
+    assert_int_equal(pg_conninfo_transport("port=5432", &t), 0);
+    assert_true(t.tcp);
+    assert_string_equal(t.host, "env-db.example");
+    assert_string_equal(t.sslmode, "verify-ca");
+    assert_true(t.sslmode_set);
+    assert_int_equal(pg_conninfo_transport("host=/tmp sslmode=disable", &t), 0);
+    assert_false(t.tcp);
+    assert_string_equal(t.sslmode, "disable");
+    unsetenv("PGHOST");
+    setenv("PGHOSTADDR", "192.0.2.7", 1);
+    assert_int_equal(pg_conninfo_transport("dbname=x", &t), 0);
+    assert_true(t.tcp);
+    assert_string_equal(t.host, "192.0.2.7");
+    unsetenv("PGHOSTADDR");
+    unsetenv("PGSSLMODE");
+
+    /* A conninfo libpq cannot parse is a configuration error, its password masked. */
+    err_clear();
+    assert_int_equal(pg_conninfo_transport("host=db password=s3cr3t-pw nosuchkey=1", &t),
+                     -ERR_CONFIG);
+    assert_non_null(strstr(err_message(), "invalid conninfo: "));
+    assert_non_null(strstr(err_message(), "nosuchkey"));
+    assert_null(strstr(err_message(), "s3cr3t-pw"));
+    err_clear();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_secrets_keyword),    cmocka_unit_test(test_secrets_uri),
-        cmocka_unit_test(test_clean_message),      cmocka_unit_test(test_clean_message_masks),
-        cmocka_unit_test(test_connect_error_kind), cmocka_unit_test(test_sqlstate_kind),
-        cmocka_unit_test(test_parse_u64),          cmocka_unit_test(test_parse_tli),
-        cmocka_unit_test(test_parse_lsn),          cmocka_unit_test(test_parse_seg_size),
+        cmocka_unit_test(test_secrets_keyword),
+        cmocka_unit_test(test_secrets_uri),
+        cmocka_unit_test(test_clean_message),
+        cmocka_unit_test(test_clean_message_masks),
+        cmocka_unit_test(test_clean_message_mask_chars),
+        cmocka_unit_test(test_connect_error_kind),
+        cmocka_unit_test(test_sqlstate_kind),
+        cmocka_unit_test(test_parse_u64),
+        cmocka_unit_test(test_parse_tli),
+        cmocka_unit_test(test_parse_lsn),
+        cmocka_unit_test(test_parse_seg_size),
+        cmocka_unit_test(test_transport_judgement),
+        cmocka_unit_test(test_conninfo_transport),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

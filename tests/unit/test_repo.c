@@ -1164,6 +1164,37 @@ static void test_chunk_into_encrypted_zstd(void **state)
     chunk_into(M_ENC_ZSTD);
 }
 
+/* Read into a buffer, an object's payload is held in memory only up to what its
+ * plaintext length allows: one with far more stored is refused as it arrives. */
+static void test_into_payload_bound(void **state)
+{
+    (void)state;
+    enum mode ms[] = {M_PLAIN, M_ZSTD};
+    for (size_t i = 0; i < 2; i++) {
+        struct repo *r = open_mode(ms[i]);
+        check_ok(repo_put(r, "t/big", "0123456789", 10), "put");
+        size_t len;
+        uint8_t *stored = read_disk(modes[ms[i]].cluster, "t/big", &len);
+        stored = xrealloc(stored, len + 1000000);
+        memset(stored + len, 'x', 1000000);
+        write_disk(modes[ms[i]].cluster, "t/big", stored, len + 1000000);
+        free(stored);
+        uint8_t dst[1024];
+        size_t got = 777;
+        assert_int_equal(repo_object_read_into(r, "t/big", dst, sizeof(dst), &got, NULL),
+                         -ERR_INTEGRITY);
+        char want[160];
+        snprintf(want, sizeof(want),
+                 "object \"%s/t/big\" in repository \"local\" is damaged: its payload is longer "
+                 "than its plaintext length allows",
+                 modes[ms[i]].cluster);
+        assert_string_equal(err_message(), want);
+        assert_int_equal(got, 777);
+        err_clear();
+        repo_close(r);
+    }
+}
+
 /* Damaged chunks: each refused with ERR_INTEGRITY naming the chunk's object and the
  * repository, nothing written past cap; a chunk under another chunk's name too. */
 static void test_chunk_into_damaged(void **state)
@@ -1457,6 +1488,12 @@ static void test_json_damaged(void **state)
          ERR_INTEGRITY,
          "\"d/repo.json\" in repository \"local\" is not valid: incomplete encryption "
          "parameters"},
+        {"{\"format\": 1, " GOOD_FIELDS ", \"encryption\": {\"cipher\": \"aes-256-gcm\", "
+         "\"kdf\": \"scrypt\", \"n\": 1024, \"r\": 4294967304, \"p\": 1, \"salt\": \"00\", "
+         "\"wrapped_key\": \"00\"}}",
+         ERR_INTEGRITY,
+         "\"d/repo.json\" in repository \"local\" is not valid: encryption parameters out of "
+         "range"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         put_json("d", cases[i].text);
@@ -1478,6 +1515,18 @@ static void test_json_damaged(void **state)
         assert_memory_equal(now, cases[i].text, len);
         free(now);
     }
+
+    /* A repo.json longer than any pgark writes is not read into memory (even when it is
+     * valid JSON: here padded with blanks). */
+    struct buf big = BUF_INIT;
+    buf_append_str(&big, "{\"format\": 1, " GOOD_FIELDS ", \"encryption\": null}");
+    while (big.len <= 64 * 1024)
+        buf_append_str(&big, "                ");
+    put_json("d", (const char *)big.data);
+    buf_free(&big);
+    assert_null(open_repo("d", 3, NULL, &ident, true));
+    expect_err(-ERR_INTEGRITY, ERR_INTEGRITY,
+               "\"d/repo.json\" in repository \"local\" is not valid: longer than 64 KiB", NULL);
 }
 
 static void test_json_encryption(void **state)
@@ -1517,6 +1566,31 @@ static void test_json_encryption(void **state)
     assert_true(contains(t, "\n  while opening repository \"local\""));
     free(t);
     err_clear();
+
+    /* Raised scrypt parameters are refused before any derivation: with p=32, every
+     * command that opened the repository spent 26 s in scrypt before. */
+    char *orig = (char *)read_disk("e", "repo.json", &len);
+    orig = xrealloc(orig, len + 1);
+    orig[len] = '\0';
+    o = load_repo_json("e");
+    enc = json_object_get(o, "encryption");
+    json_object_set_new(enc, "n", json_integer(32768));
+    json_object_set_new(enc, "p", json_integer(32));
+    char *raised = json_dumps(o, JSON_INDENT(2));
+    json_decref(o);
+    put_json("e", raised);
+    free(raised);
+    int64_t t0 = time_mono_us();
+    assert_null(open_repo("e", 0, PASS, NULL, false));
+    assert_true(time_mono_us() - t0 < 1000000);
+    expect_err(-ERR_INTEGRITY, ERR_INTEGRITY,
+               "scrypt parameters N=32768 r=8 p=32 cost more than pgark allows (N*r*p at most "
+               "1048576, at most 256 MiB of memory)\n"
+               "  in the encryption parameters of \"e/repo.json\"\n"
+               "  while opening repository \"local\"",
+               NULL);
+    put_json("e", orig);
+    free(orig);
 
     r = open_repo("e", 0, PASS, NULL, false);
     assert_non_null(r);
@@ -1704,6 +1778,161 @@ static void test_wal_partial_replaces(void **state)
     assert_int_equal(len, 4000);
     assert_memory_equal(got, b, 4000);
     free(got);
+    repo_close(r);
+}
+
+/* --- WAL high-water marks ------------------------------------------------------------ */
+
+/* A mark only moves forward: a complete segment past the last one, a longer copy of the
+ * newest partial, a later partial; a complete segment drops the partial it covers. */
+static void test_wal_hwm_rules(void **state)
+{
+    (void)state;
+    struct repo_wal_hwm m = {.tli = 1};
+    assert_int_equal(repo_wal_hwm_end(&m, SEG), 0);
+    assert_true(repo_wal_hwm_add(&m, 5, false, 0));
+    assert_int_equal(repo_wal_hwm_end(&m, SEG), 6ull * SEG);
+    assert_false(repo_wal_hwm_add(&m, 4, false, 0));
+    assert_false(repo_wal_hwm_add(&m, 5, false, 0));
+    assert_false(repo_wal_hwm_add(&m, 5, true, 100)); /* that segment is complete */
+    assert_true(repo_wal_hwm_add(&m, 6, true, 100));
+    assert_int_equal(repo_wal_hwm_end(&m, SEG), 6ull * SEG + 100);
+    assert_false(repo_wal_hwm_add(&m, 6, true, 100));
+    assert_false(repo_wal_hwm_add(&m, 6, true, 50)); /* an older copy never takes it back */
+    assert_false(repo_wal_hwm_add(&m, 6, true, 0));
+    assert_true(repo_wal_hwm_add(&m, 6, true, 200));
+    assert_true(repo_wal_hwm_add(&m, 8, true, 10));
+    assert_true(repo_wal_hwm_add(&m, 7, false, 0)); /* the partial past it stays */
+    assert_true(m.has_partial);
+    assert_int_equal(m.partial_segno, 8);
+    assert_int_equal(repo_wal_hwm_end(&m, SEG), 8ull * SEG + 10);
+    assert_true(repo_wal_hwm_add(&m, 8, false, 0));
+    assert_false(m.has_partial);
+    assert_int_equal(repo_wal_hwm_end(&m, SEG), 9ull * SEG);
+
+    struct repo_wal_hwm o = {.tli = 1, .seq = 9, .has_segment = true, .segno = 3};
+    assert_false(repo_wal_hwm_merge(&m, &o)); /* behind: only the seq is taken */
+    assert_int_equal(m.seq, 9);
+    o.segno = 9;
+    o.has_partial = true;
+    o.partial_segno = 10;
+    o.partial_bytes = 7;
+    assert_true(repo_wal_hwm_merge(&m, &o));
+    assert_int_equal(repo_wal_hwm_end(&m, SEG), 10ull * SEG + 7);
+}
+
+/* Stored and read back in every mode; in an encrypted repository the object shows nothing
+ * of it, and in every mode a mark copied over another timeline's is refused. */
+static void test_wal_hwm_round_trip(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < M_COUNT; mode++) {
+        struct repo *r = open_mode((enum mode)mode);
+        struct repo_wal_hwm m = {.tli = 1,
+                                 .seq = 42,
+                                 .time_us = 1790000000123456,
+                                 .has_segment = true,
+                                 .segno = 0x1FF,
+                                 .has_partial = true,
+                                 .partial_segno = 0x200,
+                                 .partial_bytes = 8192};
+        snprintf(m.writer, sizeof(m.writer), "receive");
+        struct repo_wal_hwm got;
+        assert_int_equal(repo_wal_hwm_get(r, 1, &got), -ERR_NOT_FOUND);
+        err_clear();
+        check_ok(repo_wal_hwm_put(r, &m), "put");
+        check_ok(repo_wal_hwm_get(r, 1, &got), "get");
+        assert_memory_equal(&got, &m, sizeof(m));
+
+        uint8_t *text;
+        size_t len;
+        check_ok(repo_get_all(r, "wal/00000001.hwm", &text, &len), "plaintext");
+        assert_non_null(strstr((char *)text, "\"segment\":\"0000000100000000000001FF\""));
+        assert_non_null(strstr((char *)text, "\"end_lsn\":\"0/20002000\""));
+        free(text);
+        size_t raw_len;
+        uint8_t *raw = read_disk(modes[mode].cluster, "wal/00000001.hwm", &raw_len);
+        bool shows = memmem(raw, raw_len, "end_lsn", 7) != NULL;
+        assert_true(modes[mode].pass ? !shows : mode == M_PLAIN ? shows : true);
+
+        /* Timeline 2's mark replaced by timeline 1's: refused, not read as timeline 2's. */
+        write_disk(modes[mode].cluster, "wal/00000002.hwm", raw, raw_len);
+        free(raw);
+        assert_true(repo_wal_hwm_get(r, 2, &got) < 0);
+        assert_int_equal(err_kind(), ERR_INTEGRITY);
+        err_clear();
+        repo_close(r);
+    }
+}
+
+/* Whatever else a mark says must agree with itself; one that does not is ERR_INTEGRITY
+ * naming the field. */
+static void test_wal_hwm_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json;
+        const char *field;
+    } bad[] = {
+        {"{\"format\":2,\"timeline\":1,\"seq\":1,\"time_us\":1,\"writer\":\"x\",\"segment\":null,"
+         "\"partial\":null,\"end_lsn\":\"0/0\"}",
+         "format"},
+        {"{\"format\":1,\"timeline\":1,\"seq\":0,\"time_us\":1,\"writer\":\"x\",\"segment\":null,"
+         "\"partial\":null,\"end_lsn\":\"0/0\"}",
+         "seq"},
+        {"{\"format\":1,\"timeline\":1,\"seq\":1,\"time_us\":1,\"writer\":\"x\",\"segment\":"
+         "\"000000020000000000000003\",\"partial\":null,\"end_lsn\":\"0/400000\"}",
+         "segment"},
+        {"{\"format\":1,\"timeline\":1,\"seq\":1,\"time_us\":1,\"writer\":\"x\",\"segment\":"
+         "\"000000010000000000000003\",\"partial\":{\"segment\":\"000000010000000000000003\","
+         "\"bytes\":5},\"end_lsn\":\"0/400000\"}",
+         "partial"},
+        {"{\"format\":1,\"timeline\":1,\"seq\":1,\"time_us\":1,\"writer\":\"x\",\"segment\":"
+         "\"000000010000000000000003\",\"partial\":null,\"end_lsn\":\"0/500000\"}",
+         "end_lsn"},
+    };
+    struct repo_wal_hwm m;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char want[128];
+        snprintf(want, sizeof(want), "WAL high-water mark M is invalid: field \"%s\"",
+                 bad[i].field);
+        expect_err(repo_wal_hwm_parse(bad[i].json, strlen(bad[i].json), SEG, "M", &m),
+                   ERR_INTEGRITY, want, NULL);
+    }
+    const char *good = "{\"format\":1,\"timeline\":1,\"seq\":1,\"time_us\":1,\"writer\":\"x\","
+                       "\"segment\":\"000000010000000000000003\",\"partial\":null,"
+                       "\"end_lsn\":\"0/400000\"}";
+    check_ok(repo_wal_hwm_parse(good, strlen(good), SEG, "M", &m), "good");
+    assert_int_equal(m.segno, 3);
+    expect_err(repo_wal_hwm_parse("[", 1, SEG, "M", &m), ERR_INTEGRITY,
+               "WAL high-water mark M is not JSON: ']' expected near end of file", NULL);
+}
+
+/* wal-push's way: each push moves the mark and its seq; one below it writes nothing; a
+ * damaged mark is replaced by a new one (it protected nothing). */
+static void test_wal_hwm_advance(void **state)
+{
+    (void)state;
+    struct repo *r = open_mode(M_ENC_ZSTD);
+    struct repo_wal_hwm got;
+    check_ok(repo_wal_hwm_advance(r, "wal-push", 1, 3, false, 0), "first");
+    check_ok(repo_wal_hwm_get(r, 1, &got), "get 1");
+    assert_int_equal(got.seq, 1);
+    assert_int_equal(got.segno, 3);
+    assert_string_equal(got.writer, "wal-push");
+    check_ok(repo_wal_hwm_advance(r, "wal-push", 1, 2, false, 0), "behind");
+    check_ok(repo_wal_hwm_get(r, 1, &got), "get 2");
+    assert_int_equal(got.seq, 1);
+    check_ok(repo_wal_hwm_advance(r, "wal-push", 1, 4, true, SEG), "partial");
+    check_ok(repo_wal_hwm_get(r, 1, &got), "get 3");
+    assert_int_equal(got.seq, 2);
+    assert_int_equal(repo_wal_hwm_end(&got, SEG), 5ull * SEG);
+
+    write_disk(modes[M_ENC_ZSTD].cluster, "wal/00000001.hwm", "junk", 4);
+    check_ok(repo_wal_hwm_advance(r, "wal-push", 1, 4, false, 0), "over damage");
+    check_ok(repo_wal_hwm_get(r, 1, &got), "get 4");
+    assert_int_equal(got.seq, 1);
+    assert_int_equal(got.segno, 4);
     repo_close(r);
 }
 
@@ -1998,6 +2227,10 @@ int main(void)
         T(test_wal_push_bad_input),
         T(test_wal_partial_replaces),
         T(test_wal_push_prepared),
+        T(test_wal_hwm_rules),
+        T(test_wal_hwm_round_trip),
+        T(test_wal_hwm_parse),
+        T(test_wal_hwm_advance),
         T(test_wal_history),
         T(test_wal_summary),
         T(test_chunk_into_plain),
@@ -2005,6 +2238,7 @@ int main(void)
         T(test_chunk_into_encrypted),
         T(test_chunk_into_encrypted_zstd),
         T(test_chunk_into_damaged),
+        T(test_into_payload_bound),
         T(test_chunk_into_missing),
 #undef T
     };

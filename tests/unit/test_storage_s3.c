@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -531,6 +532,226 @@ static void test_list_order_of_unsorted_server(void **state)
     free(sorted);
     storage_free(s);
     server_stop(&raw);
+}
+
+/* --- XML ---------------------------------------------------------------------------- */
+
+/* An empty element is the empty string (found by fuzz_s3xml: it was handed back without
+ * its terminator, and "<Code></Code>" compared as whatever followed in memory). */
+static void test_xml_empty_element(void **state)
+{
+    (void)state;
+    static const char body[] = "<Error><Code></Code><Message/><Key>a&amp;b&#x41;</Key></Error>";
+    const char *end = body + sizeof(body) - 1;
+    char *code = s3_xml_get(body, end, "Code");
+    assert_non_null(code);
+    assert_string_equal(code, "");
+    free(code);
+    char *msg = s3_xml_get(body, end, "Message");
+    assert_non_null(msg);
+    assert_string_equal(msg, "");
+    free(msg);
+    char *key = s3_xml_get(body, end, "Key");
+    assert_string_equal(key, "a&bA");
+    free(key);
+    char *none = s3_xml_unescape(body, 0);
+    assert_string_equal(none, "");
+    free(none);
+}
+
+/* --- a scripted S3 peer: listings the real server cannot be made to send ------------- */
+
+enum peer_mode {
+    PEER_SAME_TOKEN,  /* every page: one key, IsTruncated, the token it was given back */
+    PEER_NO_TOKEN,    /* one key, IsTruncated, no NextContinuationToken */
+    PEER_EMPTY_PAGES, /* no key, IsTruncated, a new token each time: forever */
+    PEER_ENDLESS,     /* one new key a page, IsTruncated, a new token: forever */
+    PEER_HUGE_BODY,   /* a 2xx answer longer than HTTP_BODY_MAX */
+};
+
+struct peer {
+    int fd, port;
+    enum peer_mode mode;
+    int requests;
+    volatile int stop;
+    pthread_t thread;
+};
+
+/* The value of the continuation-token query parameter, "" when absent. */
+static void request_token(const char *head, char *out, size_t cap)
+{
+    const char *t = strstr(head, "continuation-token=");
+    const char *line_end = strstr(head, " HTTP/1.1");
+    size_t n = 0;
+    if (t && (!line_end || t < line_end)) {
+        t += strlen("continuation-token=");
+        while (t[n] && t[n] != '&' && t[n] != ' ' && n + 1 < cap)
+            n++;
+        memcpy(out, t, n);
+    }
+    out[n] = '\0';
+}
+
+static void peer_answer(struct peer *p, int c, const char *head)
+{
+    char token[128], body[2048];
+    request_token(head, token, sizeof(token));
+    int page = p->requests;
+    const char *contents =
+        "<Contents><Key>pre/fix/k/%06d</Key><LastModified>2026-01-01T00:00:00.000Z"
+        "</LastModified><Size>1</Size></Contents>";
+    char key[256] = "";
+    if (p->mode != PEER_EMPTY_PAGES)
+        snprintf(key, sizeof(key), contents, page);
+    char next[200] = "";
+    if (p->mode == PEER_SAME_TOKEN)
+        snprintf(next, sizeof(next), "<NextContinuationToken>%s</NextContinuationToken>",
+                 token[0] ? token : "first");
+    else if (p->mode != PEER_NO_TOKEN)
+        snprintf(next, sizeof(next), "<NextContinuationToken>t%d</NextContinuationToken>", page);
+    size_t len = (size_t)snprintf(
+        body, sizeof(body),
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult><Name>" BUCKET "</Name>"
+        "<IsTruncated>true</IsTruncated>%s%s</ListBucketResult>",
+        key, next);
+    size_t total = p->mode == PEER_HUGE_BODY ? HTTP_BODY_MAX + 1024 : len;
+    char hdr[256];
+    int hl = snprintf(hdr, sizeof(hdr),
+                      "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: "
+                      "%zu\r\nConnection: close\r\n\r\n",
+                      total);
+    if (send(c, hdr, (size_t)hl, MSG_NOSIGNAL) != hl)
+        return;
+    if (p->mode != PEER_HUGE_BODY) {
+        send(c, body, len, MSG_NOSIGNAL);
+        return;
+    }
+    static char filler[65536];
+    memset(filler, ' ', sizeof(filler));
+    for (size_t sent = 0; sent < total;) {
+        size_t n = total - sent < sizeof(filler) ? total - sent : sizeof(filler);
+        ssize_t w = send(c, filler, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return; /* the client gave up: what the test wants */
+        sent += (size_t)w;
+    }
+}
+
+/* One connection at a time, one request each (Connection: close). */
+static void *peer_main(void *arg)
+{
+    struct peer *p = arg;
+    while (!p->stop) {
+        struct pollfd pf = {.fd = p->fd, .events = POLLIN};
+        if (poll(&pf, 1, 50) <= 0)
+            continue;
+        int c = accept(p->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        char head[8192];
+        size_t have = 0;
+        while (have + 1 < sizeof(head)) {
+            ssize_t n = recv(c, head + have, sizeof(head) - 1 - have, 0);
+            if (n <= 0)
+                break;
+            have += (size_t)n;
+            head[have] = '\0';
+            if (strstr(head, "\r\n\r\n"))
+                break;
+        }
+        head[have] = '\0';
+        if (strstr(head, "\r\n\r\n")) {
+            peer_answer(p, c, head);
+            p->requests++;
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static struct peer *peer_start(enum peer_mode mode)
+{
+    struct peer *p = xcalloc(1, sizeof(*p));
+    p->mode = mode;
+    p->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t len = sizeof(a);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(p->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(p->fd, (struct sockaddr *)&a, &len), 0);
+    assert_int_equal(listen(p->fd, 16), 0);
+    p->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&p->thread, NULL, peer_main, p), 0);
+    return p;
+}
+
+static void peer_stop(struct peer *p)
+{
+    p->stop = 1;
+    pthread_join(p->thread, NULL);
+    close(p->fd);
+    free(p);
+}
+
+static int count_paths(void *ctx, const struct storage_info *info)
+{
+    (void)info;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+/* A listing whose pages never end stops with an error naming the repository and the
+ * prefix: a token handed back, a truncated page without a token, pages without keys,
+ * too many pages; and an answer too long to hold is refused as it arrives. */
+static void test_list_that_does_not_end(void **state)
+{
+    (void)state;
+    static const struct {
+        enum peer_mode mode;
+        int pages, paths;
+        const char *why;
+    } cases[] = {
+        {PEER_SAME_TOKEN, 2, 2, "the server sent back the continuation token it was given"},
+        {PEER_NO_TOKEN, 1, 1, "a page is truncated without a continuation token"},
+        {PEER_EMPTY_PAGES, S3_LIST_MAX_EMPTY_PAGES, 0,
+         "the server sent page after page without a key"},
+        {PEER_ENDLESS, 25, 25, "it has more pages than pgark reads"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct peer *p = peer_start(cases[i].mode);
+        char ep[64];
+        snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", p->port);
+        struct storage *s = open_s3(ep, NULL);
+        ((struct s3 *)s)->list_max_pages = 25;
+        int paths = 0;
+        alarm(120); /* a listing that loops fails the test instead of hanging it */
+        int rc = storage_list(s, "wal/", count_paths, &paths);
+        alarm(0);
+        char want[256];
+        snprintf(want, sizeof(want),
+                 "s3 list of \"pre/fix/wal/\" in repository \"test\" stopped after %d pages: %s",
+                 cases[i].pages, cases[i].why);
+        if (rc != -ERR_PROTOCOL || strcmp(err_message(), want) != 0)
+            fail_msg("case %zu: rc %d \"%s\"\n  want \"%s\"", i, rc, err_message(), want);
+        assert_int_equal(p->requests, cases[i].pages);
+        assert_int_equal(paths, cases[i].paths);
+        err_clear();
+        storage_free(s);
+        peer_stop(p);
+    }
+
+    struct peer *p = peer_start(PEER_HUGE_BODY);
+    char ep[64];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", p->port);
+    struct storage *s = open_s3(ep, NULL);
+    int paths = 0;
+    assert_int_equal(storage_list(s, "wal/", count_paths, &paths), -ERR_PROTOCOL);
+    assert_non_null(strstr(err_message(), "failed: the answer is longer than 16 MiB"));
+    assert_int_equal(p->requests, 1); /* not retried */
+    assert_int_equal(paths, 0);
+    err_clear();
+    storage_free(s);
+    peer_stop(p);
 }
 
 static void test_missing_key_and_bucket(void **state)
@@ -1205,6 +1426,8 @@ int main(void)
         cmocka_unit_test(test_ranges),
         cmocka_unit_test(test_list_pagination_and_batch_delete),
         cmocka_unit_test(test_list_order_of_unsorted_server),
+        cmocka_unit_test(test_list_that_does_not_end),
+        cmocka_unit_test(test_xml_empty_element),
         cmocka_unit_test(test_missing_key_and_bucket),
         cmocka_unit_test(test_wrong_access_key),
         cmocka_unit_test(test_special_keys),

@@ -436,6 +436,17 @@ static void test_resealed_records(void **state)
     assert_int_equal(decode_copy(copy, &seen, &s), -ERR_INTEGRITY);
     assert_string_equal(err_message(), "invalid WAL record at 0/9026F8: malformed commit "
                                        "record (4 bytes of main data)");
+
+    /* A block header cut short after its id (here: a replication origin, 2 bytes, of which
+     * 1 is there). Found by fuzz_waldecode: the next id was read through a NULL pointer. */
+    memcpy(copy, wal, 2 * SEG);
+    put32(copy + (0x9026F8 - SEG9), 26);
+    copy[0x9026F8 - SEG9 + 24] = 253;
+    copy[0x9026F8 - SEG9 + 25] = 0;
+    reseal(copy, 0x9026F8);
+    assert_int_equal(decode_copy(copy, &seen, &s), -ERR_INTEGRITY);
+    assert_string_equal(err_message(), "invalid WAL record at 0/9026F8: block and data "
+                                       "lengths do not add up to the record length");
     free(copy);
 }
 
@@ -550,6 +561,91 @@ static void test_bad_pages(void **state)
     assert_int_equal(waldecode_new(&c, &d), -ERR_CONFIG);
 }
 
+/* A commit record laid out as PostgreSQL 18 writes it for COMMIT PREPARED of a
+ * transaction that dropped two tables: xinfo with DBINFO, DROPPED_STATS, INVALS and
+ * TWOPHASE; 18's dropped-stats items are 16 bytes (objid_lo, objid_hi), 15 to 17's 12.
+ * Returns the length of the one page it is on, a segment's first. */
+#define SYN_TIME INT64_C(851234567890123)
+#define SYN_XID 4242u
+static size_t synthetic_commit(uint8_t *page, uint16_t magic, size_t stats_item)
+{
+    memset(page, 0, 8192);
+    put32(page, magic | 0x0002u << 16); /* xlp_magic, xlp_info = XLP_LONG_HEADER */
+    put32(page + 4, 1);                 /* timeline */
+    put64(page + 8, SEGA);              /* page address */
+    put64(page + 24, SYSID);
+    put32(page + 32, SEG);
+    put32(page + 36, 8192);
+
+    uint8_t main[256], *m = main;
+    put64(m, (uint64_t)SYN_TIME), m += 8;
+    put32(m, 1u | 1u << 8 | 1u << 3 | 1u << 4), m += 4; /* DBINFO DROPPED_STATS INVALS TWOPHASE */
+    put32(m, 5), put32(m + 4, 1663), m += 8;            /* dbinfo */
+    put32(m, 2), m += 4;                                /* two dropped-stats items */
+    for (int i = 0; i < 2; i++) {
+        memset(m, 0, stats_item);
+        put32(m, 2);                       /* PGSTAT_KIND_RELATION */
+        put32(m + 4, 5);                   /* dboid */
+        put32(m + 8, 16384 + (uint32_t)i); /* objoid / objid_lo */
+        m += stats_item;
+    }
+    put32(m, 1), m += 4; /* one invalidation message */
+    memset(m, 0xAB, 16), m += 16;
+    put32(m, SYN_XID), m += 4; /* the prepared transaction's xid */
+    size_t main_len = (size_t)(m - main);
+
+    uint8_t *r = page + 40;
+    size_t tot = 24 + 2 + main_len;
+    put32(r, (uint32_t)tot);
+    put32(r + 4, 0);     /* a COMMIT PREPARED runs without an xid of its own */
+    put64(r + 8, 0);     /* xl_prev: not checked for the first record */
+    r[16] = 0x30 | 0x80; /* XLOG_XACT_COMMIT_PREPARED | XLOG_XACT_HAS_INFO */
+    r[17] = 1;           /* RM_XACT_ID */
+    r[24] = 255;         /* XLR_BLOCK_ID_DATA_SHORT */
+    r[25] = (uint8_t)main_len;
+    memcpy(r + 26, main, main_len);
+    uint32_t crc = crc32c_update(CRC32C_INIT, r + 24, tot - 24);
+    put32(r + 20, crc32c_final(crc32c_update(crc, r, 20)));
+    return 8192;
+}
+
+static void test_commit_dropped_stats_per_major(void **state)
+{
+    (void)state;
+    uint8_t *page = malloc(8192);
+    for (int major = 15; major <= 18; major++) {
+        struct seen seen = {0};
+        struct waldecode_config c = config(SEGA, LSN_INVALID, &seen);
+        c.pg_major = major;
+        struct waldecode *d;
+        size_t len = synthetic_commit(page,
+                                      major == 18   ? 0xD118
+                                      : major == 17 ? 0xD116
+                                      : major == 16 ? 0xD113
+                                                    : 0xD110,
+                                      major == 18 ? 16 : 12);
+        assert_int_equal(waldecode_new(&c, &d), 0);
+        assert_int_equal(waldecode_feed(d, page, len), 0);
+        assert_int_equal(seen.n, 1);
+        assert_int_equal(seen.ev[0].kind, WALDECODE_COMMIT);
+        assert_true(seen.ev[0].prepared);
+        assert_int_equal(seen.ev[0].xid, SYN_XID);
+        assert_true(seen.ev[0].time == SYN_TIME);
+        assert_true(seen.ev[0].lsn == SEGA + 40);
+        waldecode_free(d);
+    }
+    /* 18's record read with 17's item size loses its way: an error, never a wrong xid. */
+    struct seen seen = {0};
+    struct waldecode_config c = config(SEGA, LSN_INVALID, &seen);
+    c.pg_major = 17;
+    struct waldecode *d;
+    size_t len = synthetic_commit(page, 0xD116, 16);
+    assert_int_equal(waldecode_new(&c, &d), 0);
+    int rc = waldecode_feed(d, page, len);
+    assert_true(rc == -ERR_INTEGRITY || (seen.n == 1 && seen.ev[0].xid != SYN_XID));
+    waldecode_free(d);
+    free(page);
+}
 
 int main(void)
 {
@@ -566,6 +662,7 @@ int main(void)
         cmocka_unit_test(test_recycled_page),
         cmocka_unit_test(test_overwritten_contrecord),
         cmocka_unit_test(test_bad_pages),
+        cmocka_unit_test(test_commit_dropped_stats_per_major),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

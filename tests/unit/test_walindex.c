@@ -9,6 +9,7 @@
  */
 #include "pgark/error.h"
 #include "pgark/log.h"
+#include "pgark/mem.h"
 #include "pgark/repo.h"
 #include "pgark/storage.h"
 #include "pgark/units.h"
@@ -400,6 +401,43 @@ static void test_damaged_index(void **state)
     assert_non_null(strstr(log_text(f), "skipping the time index of " SEGA_NAME));
 }
 
+/* Lengths an index object declares are checked before they size memory: the object's
+ * length against REPO_WAL_INDEX_MAX, the number of restore points against what the
+ * segment can hold. */
+static void test_index_limits(void **state)
+{
+    struct fx *f = *state;
+    struct repo_wal_index ix;
+    const char *path = "wal/00000001/" SEG9_NAME ".idx";
+    assert_int_equal(push(f, SEG9_NAME, wal), 0);
+
+    struct buf b = BUF_INIT;
+    buf_append_str(&b, "{\"format\":1,\"timeline\":1,\"segment\":\"" SEG9_NAME "\",");
+    buf_append_str(&b, "\"partial\":false,\"bytes\":1048576,\"records\":1,\"commits\":0,");
+    buf_append_str(&b, "\"aborts\":0,\"first_commit\":null,\"last_commit\":null,");
+    buf_append_str(&b, "\"restore_points\":[");
+    for (int i = 0; i < SEG / 98 + 1; i++)
+        buf_append_str(&b, i ? ",{}" : "{}");
+    buf_append_str(&b, "],\"switch\":false,\"switch_lsn\":null,\"end_of_wal\":false,");
+    buf_append_str(&b, "\"end_lsn\":\"0/A00000\"}");
+    assert_int_equal(repo_put(f->r, path, b.data, b.len), 0);
+    assert_int_equal(repo_wal_index_get(f->r, 1, SEG9_NAME, &ix), -ERR_INTEGRITY);
+    assert_string_equal(err_message(), "time index \"wal/00000001/" SEG9_NAME
+                                       ".idx\" in repository \"local\" is invalid: field "
+                                       "\"restore_points\"");
+    err_clear();
+    buf_free(&b);
+
+    uint8_t *big = xcalloc(1, REPO_WAL_INDEX_MAX + 1);
+    assert_int_equal(repo_put(f->r, path, big, REPO_WAL_INDEX_MAX + 1), 0);
+    free(big);
+    assert_int_equal(repo_wal_index_get(f->r, 1, SEG9_NAME, &ix), -ERR_INTEGRITY);
+    assert_string_equal(err_message(), "object \"main/wal/00000001/" SEG9_NAME
+                                       ".idx\" in repository \"local\" holds 16777217 bytes, "
+                                       "more than a time index can have (16777216)");
+    err_clear();
+}
+
 static void test_bad_arguments(void **state)
 {
     struct fx *f = *state;
@@ -423,6 +461,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_repush_restores_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_of_complete_segment, setup_prep, teardown),
         cmocka_unit_test_setup_teardown(test_index_with_switch, setup_prep, teardown),
         cmocka_unit_test_setup_teardown(test_partial_index, setup_prep, teardown),

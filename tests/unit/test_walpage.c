@@ -1,5 +1,6 @@
 /* test_walpage.c — WAL page header checks over synthetic segments. */
 #include "pgark/error.h"
+#include "pgark/pgmajor.h"
 #include "pgark/walpage.h"
 
 #include <setjmp.h>
@@ -182,7 +183,7 @@ static void test_failed_call_not_accepted(void **state)
     assert_string_equal(err_message(), "WAL data starts at 0/302008, expected 0/302000");
     err_clear();
     assert_int_equal(walpage_checker_init(&c, SYSID, SEG, 12, 1, 0), -ERR_CONFIG);
-    assert_string_equal(err_message(), "PostgreSQL 12 is not supported (13 to 17 are)");
+    assert_string_equal(err_message(), "PostgreSQL 12 is not supported (13 to 18 are)");
     err_clear();
     free(seg);
 }
@@ -215,6 +216,39 @@ static void test_vetted(void **state)
     free(seg);
 }
 
+/* Every supported major has its page magic (XLOG_PAGE_MAGIC of its
+ * src/include/access/xlog_internal.h), and the range ends where the table does. */
+static void test_magic_per_major(void **state)
+{
+    (void)state;
+    static const struct {
+        int major;
+        uint16_t magic;
+    } known[] = {{13, 0xD106}, {14, 0xD10D}, {15, 0xD110},
+                 {16, 0xD113}, {17, 0xD116}, {18, 0xD118}};
+    assert_int_equal(PG_MAJOR_MIN, 13);
+    assert_int_equal(PG_MAJOR_MAX, 18);
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        assert_true(pg_major_supported(known[i].major));
+        assert_int_equal(walpage_magic_for_major(known[i].major), known[i].magic);
+    }
+    for (int major = PG_MAJOR_MIN; major <= PG_MAJOR_MAX; major++)
+        assert_int_not_equal(walpage_magic_for_major(major), 0);
+    assert_false(pg_major_supported(12));
+    assert_false(pg_major_supported(19));
+
+    /* An 18 page is checked against 18's magic. */
+    uint8_t *seg = make_segment(1);
+    struct walpage_checker c;
+    put16(seg, 0xD118);
+    assert_int_equal(walpage_checker_init(&c, SYSID, SEG, 18, 1, 3 * (lsn_t)SEG), 0);
+    assert_int_equal(walpage_check(&c, 3 * (lsn_t)SEG, seg, 40), 0);
+    assert_int_equal(walpage_checker_init(&c, SYSID, SEG, 19, 1, 0), -ERR_CONFIG);
+    assert_string_equal(err_message(), "PostgreSQL 19 is not supported (13 to 18 are)");
+    err_clear();
+    free(seg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -223,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_failed_call_not_accepted),
         cmocka_unit_test(test_switch_padding),
         cmocka_unit_test(test_vetted),
+        cmocka_unit_test(test_magic_per_major),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -241,20 +241,13 @@ static int s3_info(struct storage *st, const char *path, struct storage_info *in
 
 /* --- list ----------------------------------------------------------------------- */
 
-struct list_entry {
-    char *key;
-    uint64_t size;
-    int64_t mtime_us;
-};
-
 static int cmp_entry(const void *a, const void *b)
 {
-    return strcmp(((const struct list_entry *)a)->key, ((const struct list_entry *)b)->key);
+    return strcmp(((const struct s3_list_entry *)a)->key, ((const struct s3_list_entry *)b)->key);
 }
 
-/* Parse the <Contents> of one ListObjectsV2 page into *out (caller frees the keys). */
-static int parse_page(struct s3 *s, const struct http_response *resp, struct list_entry **out,
-                      size_t *count, size_t *cap)
+int s3_list_page_parse(struct s3 *s, const struct http_response *resp, struct s3_list_entry **out,
+                       size_t *count, size_t *cap)
 {
     const char *p = (const char *)resp->body.data, *end = p + resp->body.len;
     const char *cend, *next, *c;
@@ -272,7 +265,7 @@ static int parse_page(struct s3 *s, const struct http_response *resp, struct lis
                 *cap = *cap ? 2 * *cap : 64;
                 *out = xrealloc(*out, *cap * sizeof(**out));
             }
-            (*out)[(*count)++] = (struct list_entry){k, n, parse_iso_date(mod)};
+            (*out)[(*count)++] = (struct s3_list_entry){k, n, parse_iso_date(mod)};
             k = NULL;
         }
         free(k);
@@ -302,9 +295,10 @@ static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, v
     char *full = xasprintf("%s%s", s->prefix, prefix ? prefix : "");
     char *token = NULL;
     char *last = NULL; /* last key handed on */
-    struct list_entry *page = NULL;
+    struct s3_list_entry *page = NULL;
     size_t count = 0, cap = 0;
     size_t root_len = strlen(s->prefix);
+    uint64_t pages = 0, empty = 0;
     int rc = 0;
 
     for (;;) {
@@ -315,7 +309,9 @@ static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, v
         struct s3_req r = {.method = "GET", .query = q, .nquery = nq};
         if ((rc = s3_request(s, &r, &resp)) < 0)
             goto out;
-        rc = parse_page(s, &resp, &page, &count, &cap);
+        rc = s3_list_page_parse(s, &resp, &page, &count, &cap);
+        pages++;
+        empty = count ? 0 : empty + 1;
         if (count > 1)
             qsort(page, count, sizeof(*page), cmp_entry);
         if (rc == 0 && count && last && strcmp(page[0].key, last) <= 0) {
@@ -347,13 +343,22 @@ static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, v
         free(truncated);
         if (!more)
             break;
+        char *next = s3_xml_get(b, end, "NextContinuationToken");
+        const char *why = NULL;
+        if (!next || !*next)
+            why = "a page is truncated without a continuation token";
+        else if (token && strcmp(next, token) == 0)
+            why = "the server sent back the continuation token it was given";
+        else if (empty >= S3_LIST_MAX_EMPTY_PAGES)
+            why = "the server sent page after page without a key";
+        else if (pages >= s->list_max_pages)
+            why = "it has more pages than pgark reads";
         free(token);
-        token = s3_xml_get(b, end, "NextContinuationToken");
-        if (!token || !*token) {
+        token = next;
+        if (why) {
             rc = err_set(ERR_PROTOCOL,
-                         "s3 list of repository \"%s\" is truncated without a continuation "
-                         "token",
-                         st->name);
+                         "s3 list of \"%s\" in repository \"%s\" stopped after %llu pages: %s",
+                         full, st->name, (unsigned long long)pages, why);
             goto out;
         }
     }
@@ -497,6 +502,7 @@ struct storage *storage_s3_new(const struct storage_s3_options *o)
     sigv4_init(&s->signer, o->access_key_id, o->secret_access_key,
                o->region && *o->region ? o->region : "us-east-1", "s3");
     s->engine = http_engine_new(&s->http, s->concurrency);
+    s->list_max_pages = S3_LIST_MAX_PAGES;
     log_add_secret(o->secret_access_key);
     if (s->session_token)
         log_add_secret(s->session_token);

@@ -23,7 +23,27 @@ struct s3 {
     char *ca_file;
     struct sigv4 signer;
     struct http_engine *engine; /* every request of this handle, from any thread */
+    uint64_t list_max_pages;    /* S3_LIST_MAX_PAGES; tests lower it */
 };
+
+/* A listing whose pages do not end is an error, not a loop: after this many pages (10^8
+ * keys at 1000 a page, more than any repository pgark can keep track of), after this
+ * many pages in a row without a key, or when the server hands back the continuation
+ * token it was just given. */
+#define S3_LIST_MAX_PAGES 100000
+#define S3_LIST_MAX_EMPTY_PAGES 10
+
+struct s3_list_entry {
+    char *key; /* the whole key, the driver's prefix included */
+    uint64_t size;
+    int64_t mtime_us;
+};
+
+/* The <Contents> of one ListObjectsV2 page (resp's body) into (*out)[0 .. *count), *out
+ * grown as needed (capacity *cap); the caller frees the keys and *out.
+ * ERR_PROTOCOL for an entry without a key below s's prefix or a readable size. */
+int s3_list_page_parse(struct s3 *s, const struct http_response *resp, struct s3_list_entry **out,
+                       size_t *count, size_t *cap);
 
 #define S3_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 

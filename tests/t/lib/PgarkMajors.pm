@@ -7,10 +7,17 @@
 # ~/.cache/pgark/pg), under a lock so that tests running in parallel share one install,
 # and checked against the pinned hash before anything of it runs.
 #
-# What comes from where (pgark itself needs no client binary of the server's major):
+# What comes from where. pgark itself needs no client binary of the server's major: it
+# speaks the protocol through libpq (Debian 12's, of 15, serves 12 to 18), reads pg_control
+# itself, and restore --start runs only pg_ctl, which must be of the backup's major (the
+# server's own package has it; clusters.NAME.pg_bindir says where, restore refuses
+# another major's), and psql of any major to follow recovery.
 #   initdb, pg_ctl, postgres, contrib modules   the bundle of that major
-#   psql, pgbench, pg_isready, pg_basebackup    Debian's PostgreSQL 15 (they talk to
-#                                               every major from 13 to 18)
+#   psql, pgbench, pg_isready                   Debian's PostgreSQL 15 (they talk to
+#                                               every major from 12 to 18)
+#   pg_basebackup, pg_receivewal                Debian's 15 too, but they refuse servers
+#                                               newer than 15: the matrix seeds its
+#                                               standby with pgark restore instead
 #   pg_config                                   a two-line stub answering --version,
 #                                               which PostgreSQL::Test::Cluster reads
 # The bundles have no pg_controldata, pg_waldump, pg_verifybackup or pg_checksums.

@@ -263,7 +263,8 @@ sub poll_until
 # create_slot, synchronous, partial (partial_upload_interval, default "0s"),
 # passphrase_file, spool_max, level (log level, default "detail"), extra (text
 # appended to the cluster section), s3 => [ [name, $s3rver, bucket, { key => value
-# overrides }], ... ] (S3 repositories, after the posix ones).
+# overrides }], ... ] (S3 repositories, after the posix ones; allow_http: true when
+# the endpoint is http://, as the tests' s3rver is, unless an override says otherwise).
 sub receiver_config
 {
 	my (%o) = @_;
@@ -283,6 +284,8 @@ sub receiver_config
 			secret_access_key => $s3->{secret_key},
 			retries => 1,
 			%{ $over // {} });
+		# The tests' s3rver speaks plain http://, which a repository must allow.
+		$k{allow_http} //= 'true' if $k{endpoint} =~ m{^http://};
 		$yaml .= "  $name: { type: s3, "
 		  . join(', ', map { "$_: $k{$_}" } sort keys %k) . " }\n";
 	}

@@ -1,0 +1,8 @@
+# The version matrix on PostgreSQL 13 (tests/t/lib/PgarkMatrix.pm says what it covers);
+# skipped unless 13 is in PGARK_TEST_MAJORS (default: every supported major).
+use strict;
+use warnings;
+
+use PgarkMatrix;
+
+major_scenario(13);
