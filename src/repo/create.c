@@ -173,11 +173,13 @@ int repo_create_racing(struct repo *r, const char *full, const char *text, int w
     char *dir = repo_full_path(r, REPO_CANDIDATE_DIR);
     char *mine = xasprintf("%s%s", dir, id);
     struct scan sc = {.mine = mine};
+    bool up = false; /* our candidate may be in the store */
     int64_t deadline = time_mono_us() + (int64_t)(wait_ms > 0 ? wait_ms : WAIT_DEFAULT_MS) * 1000;
     int64_t pause = 50;
 
     for (;;) {
         int64_t put_at = time_mono_us();
+        up = true;
         if ((rc = storage_write_all(s, mine, text, len)) < 0)
             goto out;
         if ((rc = scan_candidates(s, dir, &sc)) < 0)
@@ -189,6 +191,7 @@ int repo_create_racing(struct repo *r, const char *full, const char *text, int w
             if (written && (rc = storage_write_all(s, full, text, len)) < 0)
                 goto out;
             remove_quietly(s, mine, "the candidate");
+            up = false;
             for (size_t i = sc.nlive; i < sc.nothers; i++) {
                 log_info("repository \"%s\": removing \"%s\", left by a creation of \"%s\" that "
                          "did not finish",
@@ -201,6 +204,7 @@ int repo_create_racing(struct repo *r, const char *full, const char *text, int w
         /* Someone else is at it, or our candidate is not listed yet: step back. */
         if ((rc = storage_remove(s, mine)) < 0)
             goto out;
+        up = false;
         log_detail("repository \"%s\": %s; waiting for \"%s\"", repo_name(r),
                    sc.nlive ? "another process is creating it too"
                             : "the listing does not show our candidate yet",
@@ -246,6 +250,12 @@ int repo_create_racing(struct repo *r, const char *full, const char *text, int w
         }
     }
 out:
+    if (up) {
+        /* failed with our candidate up: take it down, or the others wait for it */
+        struct err_saved *saved = err_save();
+        remove_quietly(s, mine, "the candidate");
+        err_restore(saved);
+    }
     scan_reset(&sc);
     free(sc.others);
     free(mine);

@@ -24,6 +24,8 @@
 #include "pgark/mem.h"
 #include "pgark/repo.h"
 #include "pgark/storage.h"
+#include "pgark/storage_s3.h"
+#include "s3peer.h"
 
 #include <dirent.h>
 #include <ftw.h>
@@ -33,6 +35,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PASS "correct horse battery staple"
@@ -54,6 +57,7 @@ struct lax {
     lax_hook before_list;  /* before each list of a candidate folder (nth from 1) */
     lax_hook after_commit; /* after each commit of a path ending in "/repo.json" */
     int lists, commits, conditional;
+    bool refuse_repo_json; /* writes of ".../repo.json" fail (access denied) */
 };
 
 static struct lax *lax_of(struct storage *s)
@@ -100,6 +104,11 @@ static int lax_write_commit(struct storage_write *w)
         }
         if (l->mode == LAX_IGNORED)
             w->no_replace = false;
+    }
+    if (repo_json && l->refuse_repo_json) {
+        w->storage->ops->write_abort(w);
+        return err_set(ERR_AUTH, "s3 PUT of object \"c/repo.json\" in repository \"lax\" refused: "
+                                 "AccessDenied");
     }
     int rc = w->storage->ops->write_commit(w);
     if (rc == 0 && repo_json) {
@@ -373,7 +382,9 @@ static void test_501_condition_found_and_said(void **state)
     assert_non_null(line);
     assert_non_null(strstr(line, "HTTP 501 NotImplemented: Conditional object PUTs are not "
                                  "supported); creating \"c/repo.json\" through candidates"));
-    assert_non_null(slurp("c/repo.json", NULL));
+    char *made = slurp("c/repo.json", NULL);
+    assert_non_null(made);
+    free(made);
     char *why = NULL;
     assert_int_equal(storage_create_honoured(s, "c/another-probe", &why), 0);
     assert_non_null(strstr(why, "does not implement conditional writes"));
@@ -530,6 +541,232 @@ static void test_replaced_right_after_is_adopted(void **state)
     free(theirs);
 }
 
+/* Our write of repo.json fails: the error is the command's, and our candidate is taken
+ * down so that no other creator waits for it. */
+static void test_failed_write_takes_candidate_down(void **state)
+{
+    (void)state;
+    struct storage *s = lax_new(LAX_IGNORED);
+    current->refuse_repo_json = true;
+    struct repo *r = open_on(s, "c", NULL, 0);
+    assert_null(r);
+    assert_int_equal(err_kind(), ERR_AUTH);
+    char *t = err_format();
+    assert_non_null(strstr(t, "refused: AccessDenied"));
+    free(t);
+    err_clear();
+    assert_int_equal(entries("c/repo.json.new"), 0);
+    assert_null(slurp("c/repo.json", NULL));
+}
+
+/* --- over S3, against a scripted peer that ignores If-None-Match -------------------- */
+
+/* The S3 driver in front of the peer; the cluster's objects are under "c/". */
+static struct storage *s3_on(struct s3peer *p)
+{
+    char ep[64];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", s3peer_port(p));
+    struct storage_s3_options o = {
+        .name = "peer",
+        .endpoint = ep,
+        .region = "us-east-1",
+        .bucket = "b",
+        .access_key_id = "key",
+        .secret_access_key = "secret",
+        .part_size = 5 * 1024 * 1024,
+    };
+    struct storage *s = storage_s3_new(&o);
+    assert_non_null(s);
+    s->retry_base_ms = 10;
+    return s;
+}
+
+static int count_of(const char *text, const char *what)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, what)) != NULL; p += strlen(what))
+        n++;
+    return n;
+}
+
+/* The peer's request log with the random ids of probes and candidates as "*". */
+static char *peer_log(struct s3peer *p)
+{
+    char *t = s3peer_take_log(p);
+    struct buf out = BUF_INIT;
+    buf_append_str(&out, "");
+    for (const char *c = t; *c;) {
+        const char *mark = NULL;
+        size_t skip = 0;
+        const char *pr = strstr(c, "repo.json.probe-");
+        const char *cd = strstr(c, "repo.json.new/");
+        if (pr && (!cd || pr < cd))
+            mark = pr, skip = strlen("repo.json.probe-");
+        else if (cd)
+            mark = cd, skip = strlen("repo.json.new/");
+        if (!mark) {
+            buf_append_str(&out, c);
+            break;
+        }
+        buf_append(&out, c, (size_t)(mark - c) + skip);
+        c = mark + skip;
+        size_t hex = strspn(c, "0123456789abcdef");
+        if (hex == 32) {
+            buf_append_str(&out, "*");
+            c += hex;
+        }
+    }
+    free(t);
+    return buf_steal(&out);
+}
+
+/* A new repository on a store that replaces what If-None-Match: * was not to replace
+ * (s3rver and other S3 servers ignore the header): the probe finds out, says so once,
+ * and repo.json is created through a candidate, every request as designed; nothing of
+ * the protocol stays. A second opener reads it and probes nothing. */
+static void test_s3_peer_ignores_condition(void **state)
+{
+    (void)state;
+    struct s3peer *p = s3peer_start("b");
+    assert_non_null(p);
+    struct storage *s = s3_on(p);
+    struct repo *r = open_on(s, "c", PASS, 0);
+    if (!r) {
+        char *t = err_format();
+        fail_msg("%s", t);
+    }
+    char *log = peer_log(p);
+    assert_string_equal(log, "GET c/repo.json\n"                       /* not there */
+                             "PUT c/repo.json.probe-*\n"               /* the probe */
+                             "PUT c/repo.json.probe-* if-none-match\n" /* replaced it */
+                             "DELETE c/repo.json.probe-*\n"
+                             "PUT c/repo.json.new/*\n" /* our candidate */
+                             "LIST c/repo.json.new/\n" /* alone */
+                             "HEAD c/repo.json\n"      /* still absent */
+                             "PUT c/repo.json\n"
+                             "DELETE c/repo.json.new/*\n"
+                             "GET c/repo.json\n"); /* ours reads back */
+    free(log);
+    assert_int_equal(s3peer_conditional_puts(p), 1);
+    char *keys = s3peer_keys(p);
+    assert_string_equal(keys, "c/repo.json\n");
+    free(keys);
+    const char *said = "info   repository \"peer\": the store replaced an object that a write "
+                       "with If-None-Match: * was not to replace; creating \"c/repo.json\" "
+                       "through candidates in \"c/repo.json.new/\" instead";
+    assert_int_equal(count_of(log_so_far(), said), 1);
+
+    struct storage *s2 = s3_on(p);
+    struct repo *r2 = open_on(s2, "c", PASS, 0);
+    assert_non_null(r2);
+    log = peer_log(p);
+    assert_string_equal(log, "GET c/repo.json\n");
+    free(log);
+    assert_same_key(r, r2, "x/one");
+    repo_close(r2);
+    repo_close(r);
+    storage_free(s2);
+    storage_free(s);
+    s3peer_stop(p);
+}
+
+/* Another creator over the same peer: its candidate is listed beside ours, so we step
+ * back; at our next look its repo.json is there and its candidate gone. We adopt its
+ * repo.json and never PUT one. */
+static void other_creator_over_s3(struct s3peer *p, const char *method, const char *key, int n,
+                                  void *ctx)
+{
+    (void)n, (void)ctx;
+    static int lists;
+    if (strcmp(method, "LIST") == 0 && strcmp(key, "c/repo.json.new/") == 0 && ++lists == 1)
+        s3peer_put(p, "c/repo.json.new/0other", "theirs", 6, 0);
+    if (strcmp(method, "HEAD") == 0 && strcmp(key, "c/repo.json") == 0 && lists == 1) {
+        s3peer_put(p, "c/repo.json", theirs, strlen(theirs), 0);
+        s3peer_remove(p, "c/repo.json.new/0other");
+        lists = 0;
+    }
+}
+
+static void test_s3_peer_yields_to_another_creator(void **state)
+{
+    (void)state;
+    theirs = their_repo_json("ref");
+    struct s3peer *p = s3peer_start("b");
+    assert_non_null(p);
+    s3peer_set_hook(p, other_creator_over_s3, NULL);
+    struct storage *s = s3_on(p);
+    struct repo *r = open_on(s, "c", PASS, 0);
+    if (!r) {
+        char *t = err_format();
+        fail_msg("%s", t);
+    }
+    char *log = peer_log(p);
+    assert_string_equal(log, "GET c/repo.json\n"
+                             "PUT c/repo.json.probe-*\n"
+                             "PUT c/repo.json.probe-* if-none-match\n"
+                             "DELETE c/repo.json.probe-*\n"
+                             "PUT c/repo.json.new/*\n"
+                             "LIST c/repo.json.new/\n"    /* theirs beside ours */
+                             "DELETE c/repo.json.new/*\n" /* step back */
+                             "HEAD c/repo.json\n"         /* theirs is there */
+                             "GET c/repo.json\n");        /* and read */
+    free(log);
+    char *now = s3peer_get(p, "c/repo.json", NULL);
+    assert_string_equal(now, theirs);
+    free(now);
+    char *keys = s3peer_keys(p);
+    assert_string_equal(keys, "c/repo.json\n");
+    free(keys);
+    struct storage *s2 = s3_on(p);
+    struct repo *fresh = open_on(s2, "c", PASS, 0);
+    assert_non_null(fresh);
+    assert_same_key(r, fresh, "x/from-the-one-who-yielded");
+    repo_close(fresh);
+    repo_close(r);
+    assert_null(strstr(log_so_far(), "created repository for cluster \"c\""));
+    storage_free(s2);
+    storage_free(s);
+    s3peer_stop(p);
+    free(theirs);
+}
+
+/* Candidates left by creators that died, with the ages S3's LastModified gives them:
+ * one 20 minutes older than ours is ignored and removed; one 10 s older blocks, and
+ * the error names it and its age. */
+static void test_s3_peer_leftover_candidates_by_last_modified(void **state)
+{
+    (void)state;
+    struct s3peer *p = s3peer_start("b");
+    assert_non_null(p);
+    struct storage *s = s3_on(p);
+    s3peer_put(p, "c/repo.json.new/0dead", "died", 4, (int64_t)time(NULL) - 20 * 60);
+    struct repo *r = open_on(s, "c", NULL, 300);
+    assert_non_null(r);
+    repo_close(r);
+    char *keys = s3peer_keys(p);
+    assert_string_equal(keys, "c/repo.json\n");
+    free(keys);
+    assert_non_null(strstr(log_so_far(), "repository \"peer\": removing "
+                                         "\"c/repo.json.new/0dead\", left by a creation of "
+                                         "\"c/repo.json\" that did not finish"));
+
+    s3peer_put(p, "d/repo.json.new/0dead", "died", 4, (int64_t)time(NULL) - 10);
+    r = open_on(s, "d", NULL, 300);
+    assert_null(r);
+    assert_int_equal(err_kind(), ERR_TRANSIENT);
+    char *t = err_format();
+    assert_non_null(strstr(t, "repository \"peer\": another process is creating \"d/repo.json\" "
+                              "and has not finished (its candidate \"d/repo.json.new/0dead\", "
+                              "written 10s before ours)"));
+    free(t);
+    err_clear();
+    keys = s3peer_keys(p);
+    assert_string_equal(keys, "c/repo.json\nd/repo.json.new/0dead\n");
+    free(keys);
+    storage_free(s);
+    s3peer_stop(p);
+}
+
 /* --- for real: processes racing ----------------------------------------------------- */
 
 /* Six processes open the same new encrypted repository at once on a store that
@@ -613,6 +850,10 @@ int main(void)
         T(test_young_leftover_blocks_with_clear_error),
         T(test_stale_leftover_ignored_and_removed),
         T(test_replaced_right_after_is_adopted),
+        T(test_failed_write_takes_candidate_down),
+        T(test_s3_peer_ignores_condition),
+        T(test_s3_peer_yields_to_another_creator),
+        T(test_s3_peer_leftover_candidates_by_last_modified),
         T(test_race_ignored),
         T(test_race_501),
 #undef T
