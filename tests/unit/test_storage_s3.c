@@ -10,6 +10,7 @@
 
 #include "../../src/storage/s3/s3_int.h"
 #include "faultproxy.h"
+#include "s3peer.h"
 #include "storage_suite.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
@@ -1380,6 +1381,38 @@ static void test_aws_precondition_failed_412(void **state)
     faultproxy_stop(fp);
 }
 
+/* AWS documents that an object encrypted with SSE-KMS or SSE-C has an ETag that is not
+ * the MD5 of its data (s3rver and Swift always answer the MD5). pgark checks every
+ * single PUT by its ETag, so on such a bucket every write fails as an integrity error,
+ * with a hint that says why. A scripted peer answers such ETags. */
+static void test_aws_etag_not_md5_refused(void **state)
+{
+    (void)state;
+    struct s3peer *p = s3peer_start(BUCKET);
+    assert_non_null(p);
+    s3peer_set_etag(p, "\"5f1c3e0a9b7d2c4e6f8a0b1c2d3e4f50\"");
+    char ep[64];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", s3peer_port(p));
+    struct storage *s = open_s3(ep, NULL);
+    assert_int_equal(storage_write_all(s, "kms/x", "abc", 3), -ERR_INTEGRITY);
+    assert_string_equal(err_message(),
+                        "object \"pre/fix/kms/x\" stored in repository \"test\" has ETag "
+                        "\"5f1c3e0a9b7d2c4e6f8a0b1c2d3e4f50\", expected the MD5 "
+                        "900150983cd24fb0d6963f7d28e17f72 of the data sent");
+    const char *hint = err_hint_text();
+    assert_non_null(hint);
+    assert_non_null(strstr(hint, "AWS does not for objects encrypted with SSE-KMS or SSE-C: use "
+                                 "SSE-S3 or no bucket encryption"));
+    err_clear();
+    char *log = s3peer_take_log(p);
+    assert_string_equal(log, "PUT pre/fix/kms/x\n"); /* not retried: the store is consistent */
+    free(log);
+    s3peer_set_etag(p, NULL);
+    assert_int_equal(storage_write_all(s, "kms/x", "abc", 3), 0);
+    storage_free(s);
+    s3peer_stop(p);
+}
+
 /* --- the shared driver suite, unchanged, against s3rver ----------------------------- */
 
 struct suite_ctx {
@@ -1443,6 +1476,7 @@ int main(void)
         cmocka_unit_test(test_engine_paused_bounded),
         cmocka_unit_test(test_s3rver_ignores_if_none_match),
         cmocka_unit_test(test_aws_precondition_failed_412),
+        cmocka_unit_test(test_aws_etag_not_md5_refused),
     };
     if (group_setup(NULL) != 0) {
         printf("1..1\nnot ok 1 - s3rver could not be started (see above)\n");

@@ -241,12 +241,17 @@ static int check_etag(struct s3 *s, const struct s3_req *r, const char *md5_hex,
     size_t elen = strlen(e);
     if (elen >= 2 && e[0] == '"' && e[elen - 1] == '"')
         e++, elen -= 2;
-    if (elen != 2 * MD5_LEN || strncasecmp(e, md5_hex, elen) != 0)
-        return err_set(ERR_INTEGRITY,
-                       "object \"%s\" stored in repository \"%s\" has ETag %s, expected the "
-                       "MD5 %s of the data sent",
-                       r->key, s->base.name, etag ? etag : "(none)", md5_hex);
-    return 0;
+    if (elen == 2 * MD5_LEN && strncasecmp(e, md5_hex, elen) == 0)
+        return 0;
+    int rc = err_set(ERR_INTEGRITY,
+                     "object \"%s\" stored in repository \"%s\" has ETag %s, expected the MD5 %s "
+                     "of the data sent",
+                     r->key, s->base.name, etag ? etag : "(none)", md5_hex);
+    /* the store checked our Content-MD5: damage in transit was refused, not stored */
+    err_hint("pgark checks every upload by its ETag, which S3 makes the MD5 of the data; "
+             "AWS does not for objects encrypted with SSE-KMS or SSE-C: use SSE-S3 or no "
+             "bucket encryption (pgark's own encryption: covers the data)");
+    return rc;
 }
 
 /* Engine thread, before each attempt: move the request on, sign it now. */

@@ -38,6 +38,7 @@ struct s3peer {
     size_t n, cap;
     struct buf log;
     int requests, conditional;
+    char *etag; /* answered to PUTs instead of the MD5 when set */
     s3peer_hook hook;
     void *hook_ctx;
 };
@@ -149,6 +150,14 @@ int s3peer_conditional_puts(struct s3peer *p)
     int n = p->conditional;
     pthread_mutex_unlock(&p->mu);
     return n;
+}
+
+void s3peer_set_etag(struct s3peer *p, const char *etag)
+{
+    pthread_mutex_lock(&p->mu);
+    free(p->etag);
+    p->etag = etag ? xstrdup(etag) : NULL;
+    pthread_mutex_unlock(&p->mu);
 }
 
 void s3peer_set_hook(struct s3peer *p, s3peer_hook hook, void *ctx)
@@ -412,8 +421,8 @@ static void serve(struct s3peer *p, int c)
         etag_of(body, body_len, etag);
         pthread_mutex_lock(&p->mu);
         put_locked(p, key, body, body_len, now_ms()); /* If-None-Match ignored, as s3rver */
+        char *h = xasprintf("ETag: %s\r\n", p->etag ? p->etag : etag);
         pthread_mutex_unlock(&p->mu);
-        char *h = xasprintf("ETag: %s\r\n", etag);
         answer(c, 200, "OK", h, NULL, 0, false);
         free(h);
     } else if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
@@ -490,6 +499,7 @@ void s3peer_stop(struct s3peer *p)
     }
     free(p->objs);
     buf_free(&p->log);
+    free(p->etag);
     pthread_mutex_destroy(&p->mu);
     free(p->bucket);
     free(p);

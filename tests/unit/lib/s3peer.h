@@ -40,6 +40,9 @@ char *s3peer_get(struct s3peer *p, const char *key, size_t *len);
 char *s3peer_keys(struct s3peer *p);
 /* The requests answered so far, one per line (caller frees); the log is then emptied. */
 char *s3peer_take_log(struct s3peer *p);
+/* Answer every PUT with this ETag (quoted as given) instead of the body's MD5, as AWS
+ * does for objects encrypted with SSE-KMS; NULL: the MD5 again. */
+void s3peer_set_etag(struct s3peer *p, const char *etag);
 /* How many PUTs carried If-None-Match. */
 int s3peer_conditional_puts(struct s3peer *p);
 
