@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """swift-s3.py -- a one-node OpenStack Swift with its S3 API, for the tests.
 
-    swift-s3.py DIR [--port N] [--bucket NAME]...
+    swift-s3.py DIR [--port N] [--bucket NAME]... [--max-listing N]
 
 Unlike s3rver, Swift's s3api verifies every request's SigV4 signature (and
 Content-MD5, the payload SHA-256, the clock), so the tests run the S3 driver
@@ -18,9 +18,10 @@ memory stands in for memcached (tempauth needs one; one process, one dict).
 When the buckets exist, one JSON line goes to stdout:
   {"endpoint": "https://127.0.0.1:PORT", "ca_file": ..., "access_key": "test:tester",
    "secret_key": "testing", "region": "us-east-1", "pid": PID, "dir": DIR}
-and the server runs until SIGTERM or SIGINT (or until its parent dies, when
-started with PR_SET_PDEATHSIG by the caller). The servers' logs go to stderr.
-Exit 2 on a usage error, 1 when it could not start (the reason on stderr).
+and the server runs until SIGTERM or SIGINT, or until the process that started
+it is gone. The servers' logs go to stderr.
+Exit 2 on a usage error, 1 when it could not start (the reason on stderr;
+"OpenStack Swift is not installed" when python3-swift is missing).
 """
 
 import argparse
@@ -31,8 +32,13 @@ import signal
 import sys
 import time
 
-import eventlet
+NOT_INSTALLED = "swift-s3: OpenStack Swift is not installed (python3-swift: %s): run make deps"
+try:
+    import eventlet
+except ImportError as e:
+    sys.exit(NOT_INSTALLED % e)
 
+# Before anything else is imported: Swift's servers expect green sockets and threads.
 eventlet.patcher.monkey_patch(all=False, socket=True, select=True, thread=True)
 
 import logging  # noqa: E402
@@ -281,8 +287,10 @@ def main():
     p.add_argument("--max-listing", type=int, default=1000,
                    help="keys per listing page at most (S3's is 1000)")
     p.add_argument("--log-level", default="INFO")
-    a = p.parse_args()
+    return serve(p.parse_args())
 
+
+def serve(a):
     started = time.time()
     d = os.path.abspath(a.dir)
     etc, node = os.path.join(d, "etc"), os.path.join(d, "node")
@@ -290,7 +298,11 @@ def main():
     os.makedirs(os.path.join(node, "sdb1"), exist_ok=True)
     check_xattr(os.path.join(node, "sdb1"))
 
-    import swift.common.utils as su
+    try:
+        import swift.common.utils as su
+        import swift.common.middleware.s3api  # noqa: F401
+    except ImportError as e:
+        sys.exit(NOT_INSTALLED % e)
     su.ThreadSafeSysLogHandler = StderrHandler
     # A throwaway store: no fsync (before the servers' modules import these names).
     su.fsync = su.fdatasync = lambda fd: None
@@ -359,8 +371,12 @@ def main():
         "dir": d,
     }) + "\n")
     sys.stdout.flush()
-    while True:
-        eventlet.sleep(3600)
+    # a test that died without stopping us (killed by prove's timeout): go with it
+    parent = os.getppid()
+    while os.getppid() == parent:
+        eventlet.sleep(1)
+    log("the process that started this server is gone; stopping")
+    return 0
 
 
 if __name__ == "__main__":
