@@ -593,11 +593,10 @@ static void request_token(const char *head, char *out, size_t cap)
     out[n] = '\0';
 }
 
-static void peer_answer(struct peer *p, int c, const char *head)
+static void peer_answer(struct peer *p, int c, const char *head, int page)
 {
     char token[128], body[2048];
     request_token(head, token, sizeof(token));
-    int page = p->requests;
     const char *contents =
         "<Contents><Key>pre/fix/k/%06d</Key><LastModified>2026-01-01T00:00:00.000Z"
         "</LastModified><Size>1</Size></Contents>";
@@ -662,8 +661,9 @@ static void *peer_main(void *arg)
         }
         head[have] = '\0';
         if (strstr(head, "\r\n\r\n")) {
-            peer_answer(p, c, head);
-            p->requests++;
+            /* counted before the answer: the client may check as soon as it has it */
+            int page = p->requests++;
+            peer_answer(p, c, head, page);
         }
         close(c);
     }
@@ -1413,6 +1413,47 @@ static void test_aws_etag_not_md5_refused(void **state)
     s3peer_stop(p);
 }
 
+/* HTTP lets a server ignore Range and answer 200 with the whole object (AWS, s3rver and
+ * Swift honour a single range). The driver asks for ranges to read part of an object
+ * and to resume a read after a reset: those bytes would be taken for the range's, so a
+ * 200 to a ranged GET is refused, and nothing reaches the reader. */
+static void test_range_ignored_refused(void **state)
+{
+    (void)state;
+    struct s3peer *p = s3peer_start(BUCKET);
+    assert_non_null(p);
+    char ep[64];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", s3peer_port(p));
+    struct storage *s = open_s3(ep, NULL);
+    assert_int_equal(storage_write_all(s, "r/obj", "0123456789", 10), 0);
+    struct buf got = BUF_INIT;
+    assert_int_equal(storage_read(s, "r/obj", 4, 3, to_buf, &got), 0);
+    assert_int_equal(got.len, 3);
+    assert_memory_equal(got.data, "456", 3);
+    buf_reset(&got);
+
+    s3peer_ignore_range(p, 1);
+    const uint64_t lengths[] = {3, STORAGE_TO_END};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(storage_read(s, "r/obj", 4, lengths[i], to_buf, &got), -ERR_PROTOCOL);
+        char want[256];
+        snprintf(want, sizeof(want),
+                 "repository \"test\": GET \"%s/" BUCKET "/pre/fix/r/obj\" failed: the server "
+                 "ignored the Range header (HTTP 200 with the whole object instead of 206 with "
+                 "the range)",
+                 ep);
+        assert_string_equal(err_message(), want);
+        err_clear();
+        assert_int_equal(got.len, 0);
+    }
+    /* a whole object is asked for without a range: still read */
+    assert_int_equal(storage_read(s, "r/obj", 0, STORAGE_TO_END, to_buf, &got), 0);
+    assert_int_equal(got.len, 10);
+    buf_free(&got);
+    storage_free(s);
+    s3peer_stop(p);
+}
+
 /* --- the shared driver suite, unchanged, against s3rver ----------------------------- */
 
 struct suite_ctx {
@@ -1477,6 +1518,7 @@ int main(void)
         cmocka_unit_test(test_s3rver_ignores_if_none_match),
         cmocka_unit_test(test_aws_precondition_failed_412),
         cmocka_unit_test(test_aws_etag_not_md5_refused),
+        cmocka_unit_test(test_range_ignored_refused),
     };
     if (group_setup(NULL) != 0) {
         printf("1..1\nnot ok 1 - s3rver could not be started (see above)\n");

@@ -39,6 +39,7 @@ struct s3peer {
     struct buf log;
     int requests, conditional;
     char *etag; /* answered to PUTs instead of the MD5 when set */
+    int ignore_range;
     s3peer_hook hook;
     void *hook_ctx;
 };
@@ -157,6 +158,13 @@ void s3peer_set_etag(struct s3peer *p, const char *etag)
     pthread_mutex_lock(&p->mu);
     free(p->etag);
     p->etag = etag ? xstrdup(etag) : NULL;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void s3peer_ignore_range(struct s3peer *p, int on)
+{
+    pthread_mutex_lock(&p->mu);
+    p->ignore_range = on;
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -325,7 +333,7 @@ static void get_object(struct s3peer *p, int c, const char *key, const char *ran
     unsigned long long a = 0, z = o->len ? o->len - 1 : 0;
     int status = 200;
     char extra[128] = "";
-    if (range && !head) {
+    if (range && !head && !p->ignore_range) {
         int n = sscanf(range, "bytes=%llu-%llu", &a, &z);
         if (n < 1 || a >= o->len) {
             pthread_mutex_unlock(&p->mu);

@@ -43,6 +43,9 @@ char *s3peer_take_log(struct s3peer *p);
 /* Answer every PUT with this ETag (quoted as given) instead of the body's MD5, as AWS
  * does for objects encrypted with SSE-KMS; NULL: the MD5 again. */
 void s3peer_set_etag(struct s3peer *p, const char *etag);
+/* Ignore Range headers: every GET answers 200 with the whole object (HTTP allows a
+ * server that). */
+void s3peer_ignore_range(struct s3peer *p, int on);
 /* How many PUTs carried If-None-Match. */
 int s3peer_conditional_puts(struct s3peer *p);
 
