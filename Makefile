@@ -8,6 +8,7 @@
 #   make bench      benchmarks against pg_basebackup, pg_receivewal, pgbackrest
 #   make demo       throwaway cluster + receiver + backup + point-in-time restore
 #   make fuzz       each libFuzzer harness of tests/fuzz for FUZZ_SECONDS (default 60)
+#   make layers     check that every #include points down the layers (tests/harness/layers.pl)
 #
 # BUILD selects the output directory, so several builds can live side by side.
 
@@ -51,7 +52,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 
 .PHONY: all unit tools fuzzers fuzz check check-local asan install uninstall clean deps bench \
-        demo format
+        demo format layers
 
 all: $(BUILD)/pgark
 
@@ -131,6 +132,9 @@ bench: all tools
 
 demo:
 	@sh contrib/demo.sh
+
+layers:
+	@perl tests/harness/layers.pl
 
 format:
 	clang-format -i $$(find src walreceiver include tests/unit tests/tools tests/fuzz -name '*.[ch]')

@@ -29,6 +29,8 @@ struct cli_context {
     enum log_level config_warn_level;
 };
 
+/* A command's entry point (argv[0] is the command name); each command's header
+ * (backup.h, restore.h, ops.h, walreceiver.h) declares its own. */
 typedef int (*command_fn)(struct cli_context *ctx, int argc, char **argv);
 
 const struct config *cli_config(struct cli_context *ctx);
@@ -45,19 +47,7 @@ int cli_require_tls(const struct config *cfg, const struct config_cluster *cl);
 const struct config_cluster *cli_cluster(struct cli_context *ctx);
 /* A storage driver for a configured repository (caller frees with storage_free). */
 struct storage *cli_open_storage(const struct config_repo *repo);
-/* The S3 driver from a repo's config (src/ops/cli_s3.c). */
+/* The S3 driver from a repo's config (cli_s3.c). */
 struct storage *cli_open_s3(const struct config_repo *repo);
-
-/* Commands (argv[0] is the command name). */
-int cmd_receive(struct cli_context *ctx, int argc, char **argv);
-int cmd_info(struct cli_context *ctx, int argc, char **argv);
-int cmd_restore(struct cli_context *ctx, int argc, char **argv);
-int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv);
-int cmd_wal_push(struct cli_context *ctx, int argc, char **argv);
-/* Exit 3 when a problem is found (verify) or something is wrong (check). */
-int cmd_verify(struct cli_context *ctx, int argc, char **argv);
-int cmd_check(struct cli_context *ctx, int argc, char **argv);
-int cmd_backup(struct cli_context *ctx, int argc, char **argv);
-int cmd_expire(struct cli_context *ctx, int argc, char **argv);
 
 #endif

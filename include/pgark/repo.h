@@ -277,6 +277,12 @@ int repo_wal_index_latest(struct repo *r, timeline_t tli, struct repo_wal_index 
 
 #define REPO_WAL_HWM_FORMAT 1
 
+/* A writer's record of the last mark it wrote to each repository, kept out of the
+ * repository's reach: "<dir>/hwm.<repository>" (the receiver's spool), the mark's JSON
+ * (repo_wal_hwm_format), replaced after each write. The repository's own mark must be
+ * at least as far along; `verify` holds it to that. */
+#define REPO_WAL_HWM_RECORD_PREFIX "hwm."
+
 struct repo_wal_hwm {
     timeline_t tli;
     uint64_t seq;    /* one more at each write; 0: never written */

@@ -19,6 +19,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct cli_context;
+
+/* The command: the configured cluster's receiver, until stopped (SIGHUP reloads). */
+int cmd_receive(struct cli_context *ctx, int argc, char **argv);
+
 struct receiver_repo {
     const char *name;
     struct storage *storage; /* handed over to receiver_run (see there) */
@@ -63,11 +68,8 @@ int receiver_run(const struct receiver_options *o);
 
 #define RECEIVER_RELOAD 1
 
-/* The receiver's record of the last WAL high-water mark it wrote to each repository:
- * "<spool>/<cluster>/hwm.<repository>", the mark's JSON (repo_wal_hwm_format), replaced
- * after each write. The repository's own mark must be at least as far along; `verify`
- * holds it to that. */
-#define RECEIVER_HWM_RECORD_PREFIX "hwm."
+/* The receiver keeps its record of the last WAL high-water mark it wrote to each
+ * repository in the spool (REPO_WAL_HWM_RECORD_PREFIX, repo.h). */
 
 /* Async-signal-safe: ask a running receiver to stop, or to return for a reload. */
 void receiver_request_stop(void);

@@ -11,6 +11,7 @@
  */
 #include "backup_int.h"
 
+#include "pgark/backup.h"
 #include "pgark/cli.h"
 #include "pgark/config.h"
 #include "pgark/error.h"

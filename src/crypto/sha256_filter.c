@@ -1,7 +1,6 @@
 /* sha256_filter.c — the SHA-256 observer filter (see include/pgark/crypto.h). */
 #include "pgark/crypto.h"
 
-#include "../common/filter_int.h"
 #include "pgark/mem.h"
 
 #include <openssl/evp.h>

@@ -13,6 +13,7 @@
 #include "pgark/hash.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/ops.h"
 #include "pgark/pg.h"
 #include "pgark/pg_stream.h"
 #include "pgark/repo.h"

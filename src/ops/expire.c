@@ -35,13 +35,13 @@
  */
 #include "ops_int.h"
 
-#include "../backup/backup_int.h" /* chunkset */
-
+#include "pgark/chunkset.h"
 #include "pgark/cli.h"
 #include "pgark/config.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/ops.h"
 #include "pgark/units.h"
 
 #include <getopt.h>

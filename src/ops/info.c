@@ -9,6 +9,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/ops.h"
 #include "pgark/repo.h"
 #include "pgark/units.h"
 

@@ -16,6 +16,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/ops.h"
 #include "pgark/units.h"
 
 #include <errno.h>

@@ -13,6 +13,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/ops.h"
 #include "pgark/pgmajor.h"
 #include "pgark/repo.h"
 #include "pgark/walpage.h"
