@@ -59,16 +59,6 @@ static const struct {
 };
 #define NEVENTS (sizeof(events) / sizeof(events[0]))
 
-const char *config_repo_type_name(enum config_repo_type type)
-{
-    return type == CONFIG_REPO_S3 ? "s3" : "posix";
-}
-
-const char *config_uri_style_name(enum config_uri_style style)
-{
-    return style == CONFIG_URI_HOST ? "host" : "path";
-}
-
 const char *config_compression_name(enum config_compression algorithm)
 {
     return algorithm == CONFIG_COMPRESSION_ZSTD ? "zstd" : "none";

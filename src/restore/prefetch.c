@@ -9,7 +9,7 @@
  *
  * Rules that keep the cache honest and small:
  *  - a file appears under its segment name only once it is complete and verified
- *    (written under a temporary name, renamed — walfetch_object);
+ *    (written under a temporary name, renamed — walfetch_object, walobject.c);
  *  - only complete archived segments are cached, never a padded .partial, which would
  *    go stale when the segment completes;
  *  - the cache holds at most the `depth` segments after the last one served, on its
@@ -20,7 +20,7 @@
  *    process picks up. The process leaves after a while without a new ".want" (or when
  *    the cache directory is gone); before it goes it drops the lock and looks at ".want"
  *    once more, so a call that found the lock taken just then is not left unserved.
- * A cached copy is made durable a MiB at a time as it is written (walfetch.c, FLUSH_STEP)
+ * A cached copy is made durable a MiB at a time as it is written (walobject.c, FLUSH_STEP)
  * before it is renamed into the cache, though a copy lost in a crash would only cost a
  * fetch: PostgreSQL fsyncs every segment restore_command hands it (durable_rename in its
  * startup process, before replaying it), and on a file still dirty in the page cache
@@ -44,6 +44,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,14 @@ static void prune_cache(const char *cache_dir, const char *first, const char *la
     remove_entries(cache_dir, stale_segment, &r);
 }
 
+char *prefetch_cache_dir(const char *dest)
+{
+    char *copy = xstrdup(dest);
+    char *dir = xasprintf("%s/%s", dirname(copy), PREFETCH_DIR);
+    free(copy);
+    return dir;
+}
+
 int prefetch_consume(const char *cache_dir, const char *name, const char *dest)
 {
     char *cached = xasprintf("%s/%s", cache_dir, name);
@@ -108,7 +117,7 @@ int prefetch_consume(const char *cache_dir, const char *name, const char *dest)
 }
 
 /* The read-ahead's temporary copy of name in cache_dir, if it is fetching it right now
- * (.pgark-fetch.<pid>.<name>.tmp, walfetch.c); NULL otherwise. */
+ * (.pgark-fetch.<pid>.<name>.tmp, walobject.c); NULL otherwise. */
 static char *in_flight(const char *cache_dir, const char *name)
 {
     DIR *d = opendir(cache_dir);

@@ -223,6 +223,8 @@ char **restore_server_environ(const char *const *env_drop);
 
 #define PREFETCH_DIR ".pgark-prefetch"
 
+/* The read-ahead cache beside dest: <dest's directory>/PREFETCH_DIR. Caller frees. */
+char *prefetch_cache_dir(const char *dest);
 /* Move a cached, verified copy of name into dest (in cache_dir's parent). 1 when served,
  * 0 when not cached. Removes cached files the server has gone past. */
 int prefetch_consume(const char *cache_dir, const char *name, const char *dest);
@@ -236,6 +238,9 @@ void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli,
                     uint64_t seg_size, unsigned depth);
 /* Remove the cache directory and everything in it. */
 void prefetch_drop(const char *cache_dir);
+
+/* --- one WAL object into a file (walobject.c) ------------------------------------------ */
+
 /* How walfetch_object lays its copy down. */
 enum walfetch_flags {
     /* the object may be shorter than a segment (a .partial): zero-pad it to seg_size */
