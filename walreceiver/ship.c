@@ -662,13 +662,7 @@ static void clear_error(struct shipper *sh)
 int shipper_open_repo(struct shipper *sh)
 {
     const struct receiver_options *o = sh->rx->o;
-    struct repo_options ro = {
-        .cluster = o->cluster,
-        .passphrase = o->passphrase,
-        .compress_level = o->compress_level,
-        .kdf_n = o->kdf_n,
-    };
-    sh->repo = repo_open(o->repos[sh->index].storage, &ro, &sh->rx->identity, true);
+    sh->repo = repo_open(o->repos[sh->index].storage, &o->repo, &sh->rx->identity, true);
     if (!sh->repo)
         return err_context("while opening repository \"%s\"", sh->name);
     return 0;
@@ -791,8 +785,8 @@ static void *shipper_main(void *arg)
 int shippers_start(struct receiver *rx)
 {
     if (!rx->prep) {
-        rx->prep = prep_cache_new(&rx->identity, rx->o->compress_level, spool_dir(rx->spool),
-                                  rx->nshippers);
+        rx->prep =
+            prep_cache_new(&rx->identity, &rx->o->repo.codecs, spool_dir(rx->spool), rx->nshippers);
         if (!rx->prep) /* each shipper then prepares for itself */
             log_warn("%s", err_message()), err_clear();
     }

@@ -14,6 +14,7 @@
 #ifndef PGARK_WALRECEIVER_H
 #define PGARK_WALRECEIVER_H
 
+#include "pgark/repo.h"
 #include "pgark/storage.h"
 
 #include <stdbool.h>
@@ -34,7 +35,10 @@ struct receiver_repo {
 };
 
 struct receiver_options {
-    const char *cluster;
+    /* How every repository is opened (cli_repo_options): the cluster's name (the folder
+     * under each root), the compression and encryption choice (passphrase NULL: none),
+     * the scrypt cost of a new repository. */
+    struct repo_options repo;
     const char *conninfo;
     const char *slot;
     bool create_slot;
@@ -50,9 +54,6 @@ struct receiver_options {
     int64_t silence_timeout_ms;
     struct receiver_repo *repos;
     int nrepos;
-    const char *passphrase; /* NULL: no encryption */
-    int compress_level;
-    uint64_t kdf_n; /* 0: default */
     /* Stop after this many reconnect attempts in a row fail (0: never). For tests. */
     int max_retries;
 };

@@ -131,7 +131,7 @@ struct backup_params {
     int pg_version;
     uint64_t system_identifier;
     uint64_t seg_size;
-    const char *compression; /* "zstd" or "none", for the manifest header */
+    const char *compression; /* the codec's name ("zstd", "none"), for the manifest header */
     /* The running markers' heartbeat (borrowed): beaten before the chunks are confirmed,
      * its lease checked before manifest.json. NULL: none (the confirmation alone). */
     struct repo_heartbeat *heartbeat;

@@ -59,9 +59,15 @@ static const struct {
 };
 #define NEVENTS (sizeof(events) / sizeof(events[0]))
 
+/* The names of compression_names, which the codec table (src/repo/codec.c) knows by the
+ * same names: cli_repo_options looks the codec up by this one. */
 const char *config_compression_name(enum config_compression algorithm)
 {
-    return algorithm == CONFIG_COMPRESSION_ZSTD ? "zstd" : "none";
+    for (size_t i = 0; compression_names[i]; i++) {
+        if (compression_values[i] == algorithm)
+            return compression_names[i];
+    }
+    return "none";
 }
 
 const char *config_checkpoint_name(enum config_checkpoint checkpoint)

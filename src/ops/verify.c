@@ -197,19 +197,18 @@ static void verify_one(struct verify_run *v, const struct config *cfg,
                        const struct config_cluster *cl, const struct config_repo *rc_repo,
                        struct verify_repo *vr)
 {
-    struct storage *s = cli_open_storage(rc_repo);
-    if (!s) {
-        verify_problem_err(v, vr, "repository", NULL, NULL, 0);
+    struct cli_repo opened;
+    if (cli_repo_open(cfg, cl, rc_repo, CLI_REPO_READ, NULL, &opened) < 0) {
+        if (opened.storage) {
+            err_context("while opening repository \"%s\"", rc_repo->name);
+            verify_problem_err(v, vr, "repository", "repo.json", NULL, 0);
+        } else {
+            verify_problem_err(v, vr, "repository", NULL, NULL, 0);
+        }
+        cli_repo_close(&opened);
         return;
     }
-    struct repo_options ro = {.cluster = cl->name, .passphrase = cfg->encryption.passphrase};
-    vr->repo = repo_open(s, &ro, NULL, false);
-    if (!vr->repo) {
-        err_context("while opening repository \"%s\"", rc_repo->name);
-        verify_problem_err(v, vr, "repository", "repo.json", NULL, 0);
-        storage_free(s);
-        return;
-    }
+    vr->repo = opened.repo;
     vr->counts.objects++; /* repo.json, read and checked by repo_open */
     vr->seg_size = repo_identity(vr->repo)->seg_size;
     if (ops_backup_scan(vr->repo, vr->cluster, &vr->backups, &vr->nbackups) < 0) {
@@ -229,9 +228,8 @@ static void verify_one(struct verify_run *v, const struct config *cfg,
     ops_backup_scan_free(vr->backups, vr->nbackups);
     vr->backups = NULL;
     vr->nbackups = 0;
-    repo_close(vr->repo);
     vr->repo = NULL;
-    storage_free(s);
+    cli_repo_close(&opened);
 }
 
 /* --- output ------------------------------------------------------------------------------ */

@@ -107,13 +107,13 @@ out:
     return rc;
 }
 
-int catalog_load(struct repo_set *set, struct catalog *out)
+int catalog_load(struct cli_repos *set, struct catalog *out)
 {
     memset(out, 0, sizeof(*out));
     for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
+        struct repo *r = cli_repos_get(set, i);
         if (!r) {
-            err_context("while opening repository \"%s\"", set->conf[i]->name);
+            err_context("while opening repository \"%s\"", set->r[i].conf->name);
             char *text = err_format();
             log_warn("%s", text);
             free(text);
@@ -176,7 +176,7 @@ void catalog_free(struct catalog *c)
     memset(c, 0, sizeof(*c));
 }
 
-int catalog_history(struct repo_set *set, timeline_t tli, struct timeline_history **out)
+int catalog_history(struct cli_repos *set, timeline_t tli, struct timeline_history **out)
 {
     *out = NULL;
     if (tli <= 1)
@@ -184,7 +184,7 @@ int catalog_history(struct repo_set *set, timeline_t tli, struct timeline_histor
     char path[64];
     snprintf(path, sizeof(path), "wal/%08X.history", tli);
     for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
+        struct repo *r = cli_repos_get(set, i);
         if (!r) {
             err_clear();
             continue;
@@ -209,11 +209,11 @@ int catalog_history(struct repo_set *set, timeline_t tli, struct timeline_histor
     return 0;
 }
 
-int catalog_newest_timeline(struct repo_set *set, timeline_t *out)
+int catalog_newest_timeline(struct cli_repos *set, timeline_t *out)
 {
     *out = 0;
     for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
+        struct repo *r = cli_repos_get(set, i);
         struct repo_wal_summary sum;
         if (!r || repo_wal_summary(r, &sum) < 0) {
             err_clear();
@@ -252,7 +252,7 @@ static int decode_object(struct repo *r, const char *path, timeline_t tli, uint6
     return rc;
 }
 
-int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out)
+int catalog_wal_end(struct cli_repos *set, timeline_t tli, struct wal_end *out)
 {
     memset(out, 0, sizeof(*out));
     /* The repo whose newest object on tli is furthest along. */
@@ -260,7 +260,7 @@ int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out)
     uint64_t best_segno = 0;
     bool best_partial = false, any = false;
     for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
+        struct repo *r = cli_repos_get(set, i);
         struct repo_wal_summary sum;
         if (!r || repo_wal_summary(r, &sum) < 0) {
             err_clear();
@@ -288,7 +288,7 @@ int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out)
     }
     if (!any)
         return 0;
-    struct repo *r = repo_set_get(set, best_repo);
+    struct repo *r = cli_repos_get(set, best_repo);
     uint64_t seg_size = repo_identity(r)->seg_size;
     for (int back = 0; back < WAL_END_LOOKBACK && best_segno >= (uint64_t)back; back++) {
         char name[WAL_NAME_BUFLEN], path[96];
@@ -335,11 +335,11 @@ int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out)
     return 0;
 }
 
-int catalog_wal_hwm(struct repo_set *set, timeline_t tli, struct wal_hwm_best *out)
+int catalog_wal_hwm(struct cli_repos *set, timeline_t tli, struct wal_hwm_best *out)
 {
     memset(out, 0, sizeof(*out));
     for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
+        struct repo *r = cli_repos_get(set, i);
         struct repo_wal_hwm m;
         if (!r) {
             err_clear();

@@ -273,7 +273,7 @@ static void write_want(const char *cache_dir, timeline_t tli, uint64_t segno)
 }
 
 struct window {
-    struct repo_set *set;
+    struct cli_repos *set;
     const char *cache_dir;
     const char *data_dir; /* whose recovery ending ends the read-ahead (NULL: none) */
     uint64_t seg_size;
@@ -399,7 +399,7 @@ static void remove_temps(const char *cache_dir)
 }
 
 /* Run the window until it goes idle; the last ".want" seen goes to *seen. */
-static void read_ahead(struct repo_set *set, const char *cache_dir, const char *data_dir,
+static void read_ahead(struct cli_repos *set, const char *cache_dir, const char *data_dir,
                        uint64_t seg_size, unsigned depth, struct want *seen, bool *have_seen)
 {
     struct window w = {.set = set,
@@ -435,7 +435,7 @@ static void read_ahead(struct repo_set *set, const char *cache_dir, const char *
     pthread_mutex_destroy(&w.lock);
 }
 
-void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli, uint64_t segno,
+void prefetch_spawn(struct cli_repos *set, const char *cache_dir, timeline_t tli, uint64_t segno,
                     uint64_t seg_size, unsigned depth)
 {
     if (depth == 0 || (mkdir(cache_dir, 0700) < 0 && errno != EEXIST))
@@ -474,11 +474,11 @@ void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli,
     }
     /* Handles opened by the parent lost their descriptors: open afresh, before threads
      * share them. */
-    struct repo_set fresh = *set;
-    fresh.storage = xcalloc(set->n ? set->n : 1, sizeof(*fresh.storage));
-    fresh.repo = xcalloc(set->n ? set->n : 1, sizeof(*fresh.repo));
+    struct cli_repos fresh = *set;
+    fresh.r = xcalloc(set->n ? set->n : 1, sizeof(*fresh.r));
     for (size_t i = 0; i < fresh.n; i++) {
-        if (!repo_set_get(&fresh, i))
+        fresh.r[i].conf = set->r[i].conf;
+        if (!cli_repos_get(&fresh, i))
             err_clear();
     }
     char *data_dir = data_dir_of(cache_dir);
@@ -498,6 +498,6 @@ void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli,
             break;
     }
     free(data_dir);
-    repo_set_free(&fresh);
+    cli_repos_free(&fresh);
     _exit(0);
 }

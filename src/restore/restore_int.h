@@ -2,6 +2,7 @@
 #ifndef PGARK_RESTORE_INT_H
 #define PGARK_RESTORE_INT_H
 
+#include "pgark/cli.h"
 #include "pgark/hash.h"
 #include "pgark/repo.h"
 #include "pgark/restore.h"
@@ -13,33 +14,12 @@ struct cli_context;
 struct config;
 struct config_cluster;
 
-/* --- repositories of a cluster (repos.c) ------------------------------------------ */
-
-/* The cluster's repositories, posix ones first ("local" tier), then the others, each
- * opened lazily. */
-struct repo_set {
-    size_t n;
-    const struct config_repo **conf;
-    struct storage **storage;
-    struct repo **repo;
-    const char *cluster;
-    const char *passphrase;
-};
-
-/* Order the cluster's repos (only `only` when not NULL: ERR_CONFIG if it is not one of
- * the cluster's). Nothing is opened yet. */
-int repo_set_init(struct repo_set *set, const struct config *cfg, const struct config_cluster *cl,
-                  const char *only);
-/* Open repo i (once); NULL with the error set. */
-struct repo *repo_set_get(struct repo_set *set, size_t i);
-void repo_set_free(struct repo_set *set);
-
 /* --- backups in a repository (catalog.c) ------------------------------------------ */
 
 struct catalog_entry {
     struct restore_backup b; /* label points into label_buf */
     char label_buf[64];
-    size_t repo; /* index in the repo_set */
+    size_t repo; /* index in the cli_repos */
     uint64_t logical_bytes;
     uint64_t files;
     uint32_t *ts_oid; /* the backup's tablespaces (owned) */
@@ -55,14 +35,14 @@ struct catalog {
 /* Every complete backup (backups/<LABEL>/manifest.json present) of every repo, read from
  * the manifests' first lines. A repo that cannot be opened or listed is warned about and
  * skipped; ERR_NOT_FOUND when no repo holds a backup. */
-int catalog_load(struct repo_set *set, struct catalog *out);
+int catalog_load(struct cli_repos *set, struct catalog *out);
 void catalog_free(struct catalog *c);
 
 /* The timeline history of tli from the first repo that has it, NULL for tli 1 or when
  * none has it (then *out is NULL and 0 is returned). */
-int catalog_history(struct repo_set *set, timeline_t tli, struct timeline_history **out);
+int catalog_history(struct cli_repos *set, timeline_t tli, struct timeline_history **out);
 /* The newest timeline with WAL or a history file in any repo (0 when none). */
-int catalog_newest_timeline(struct repo_set *set, timeline_t *out);
+int catalog_newest_timeline(struct cli_repos *set, timeline_t *out);
 
 /* Where the WAL archive of timeline tli (and ancestors) ends: the last transaction
  * (commit or abort) time and the start of the last record, decoded from the newest
@@ -77,7 +57,7 @@ struct wal_end {
     size_t repo;          /* the repository holding it (index in the set) */
     char object[64];      /* the segment decoded, for messages */
 };
-int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out);
+int catalog_wal_end(struct cli_repos *set, timeline_t tli, struct wal_end *out);
 
 /* --- beneath a directory, never through a symlink (confine.c) ----------------------- */
 
@@ -107,7 +87,7 @@ struct wal_hwm_best {
     lsn_t end;
     size_t repo; /* index in the set */
 };
-int catalog_wal_hwm(struct repo_set *set, timeline_t tli, struct wal_hwm_best *out);
+int catalog_wal_hwm(struct cli_repos *set, timeline_t tli, struct wal_hwm_best *out);
 
 /* --- the data directory (pgdata.c) ------------------------------------------------- */
 
@@ -234,7 +214,7 @@ int prefetch_await(const char *cache_dir, const char *name, const char *dest);
 /* Record that segment `segno` was served and make sure a detached read-ahead process
  * keeps the `depth` segments after it in cache_dir (starts one unless one runs; none
  * when depth is 0). */
-void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli, uint64_t segno,
+void prefetch_spawn(struct cli_repos *set, const char *cache_dir, timeline_t tli, uint64_t segno,
                     uint64_t seg_size, unsigned depth);
 /* Remove the cache directory and everything in it. */
 void prefetch_drop(const char *cache_dir);
@@ -255,7 +235,7 @@ enum walfetch_flags {
  * after a crash). With seg_size non-zero the object must be a whole segment, or with
  * WALFETCH_PAD at most one. 1 found, 0 not found in any repo, negative when a copy was
  * damaged and no repo had a good one. */
-int walfetch_object(struct repo_set *set, const char *path, const char *dest, uint64_t seg_size,
+int walfetch_object(struct cli_repos *set, const char *path, const char *dest, uint64_t seg_size,
                     unsigned flags, const char *what);
 
 #endif

@@ -46,12 +46,12 @@
 #define WALFETCH_EXIT_ABORT 255
 
 /* Does any repo have the history file of tli (a newer timeline than the partial's)? */
-static bool history_exists(struct repo_set *set, timeline_t tli)
+static bool history_exists(struct cli_repos *set, timeline_t tli)
 {
     char path[128];
     snprintf(path, sizeof(path), "%s/wal/%08X.history", set->cluster, tli);
     for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
+        struct repo *r = cli_repos_get(set, i);
         if (!r) {
             err_clear();
             continue;
@@ -65,10 +65,10 @@ static bool history_exists(struct repo_set *set, timeline_t tli)
     return false;
 }
 
-static uint64_t seg_size_of(struct repo_set *set)
+static uint64_t seg_size_of(struct cli_repos *set)
 {
     for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
+        struct repo *r = cli_repos_get(set, i);
         if (r)
             return repo_identity(r)->seg_size;
         err_clear();
@@ -93,7 +93,7 @@ static uint64_t seg_size_from_file(const char *path)
 }
 
 /* cache_dir: the read-ahead's, NULL for none. */
-static int fetch_segment(struct repo_set *set, const char *name, const char *dest,
+static int fetch_segment(struct cli_repos *set, const char *name, const char *dest,
                          const char *cache_dir, unsigned depth)
 {
     uint64_t seg_size = 0;
@@ -158,7 +158,7 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
 
 int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
 {
-    struct repo_set set;
+    struct cli_repos set;
     memset(&set, 0, sizeof(set));
     int rc = 1;
     const char *only = NULL;
@@ -186,7 +186,7 @@ int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
     if (!cfg)
         return WALFETCH_EXIT_ABORT;
     const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
-    if (!cl || repo_set_init(&set, cfg, cl, only) < 0)
+    if (!cl || cli_repos_init(&set, cfg, cl, only) < 0)
         return WALFETCH_EXIT_ABORT;
     if (segment) {
         char *cache = prefetch_cache_dir(dest);
@@ -211,6 +211,6 @@ int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
             log_info("history file %s not found in any repository", name);
         rc = found > 0 ? 0 : found == 0 ? 1 : WALFETCH_EXIT_ABORT;
     }
-    repo_set_free(&set);
+    cli_repos_free(&set);
     return rc;
 }

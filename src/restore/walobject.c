@@ -130,18 +130,18 @@ out:
     return rc;
 }
 
-int walfetch_object(struct repo_set *set, const char *path, const char *dest, uint64_t seg_size,
+int walfetch_object(struct cli_repos *set, const char *path, const char *dest, uint64_t seg_size,
                     unsigned flags, const char *what)
 {
     enum err_kind kind = ERR_OK;
     char *first_error = NULL;
     int rc = 0;
     for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
+        struct repo *r = cli_repos_get(set, i);
         if (r)
             rc = fetch_from(r, path, dest, seg_size, flags, what);
         else
-            rc = err_context("while opening repository \"%s\"", set->conf[i]->name);
+            rc = err_context("while opening repository \"%s\"", set->r[i].conf->name);
         if (rc > 0)
             break;
         if (rc < 0) {

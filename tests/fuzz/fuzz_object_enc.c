@@ -10,6 +10,7 @@
 #include "fuzz.h"
 
 #include "../../src/repo/repo_int.h"
+#include "pgark/codec.h"
 #include "pgark/crypto.h"
 #include "pgark/hash.h"
 #include "pgark/storage.h"
@@ -29,8 +30,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc, (void)argv;
     fuzz_quiet();
     st = storage_posix_new("fuzz", fuzz_scratch());
-    struct repo_options o = {
-        .cluster = "e", .passphrase = "fuzz", .compress_level = 1, .kdf_n = 1024};
+    struct repo_options o = {.cluster = "e",
+                             .codecs = {.compression = codec_by_name(CODEC_COMPRESSION, "zstd"),
+                                        .level = 1,
+                                        .passphrase = "fuzz"},
+                             .kdf_n = 1024};
     struct repo_identity id = {1, 15, 16u << 20};
     repo = repo_open(st, &o, &id, true);
     FUZZ_CHECK(st && repo && repo_encrypted(repo));
