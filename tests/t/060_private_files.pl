@@ -56,7 +56,7 @@ is(receiver_stop($rx)->{rc}, 0, 'receiver stopped');
 
 # --- the fingerprint cache ----------------------------------------------------------------
 
-my $r = run_pgark([ '--config', $config, 'backup', '--no-progress' ]);
+my $r = run_pgark([ '--config', $config, 'backup', '--no-progress', '--label', 'cached' ]);
 is($r->{rc}, 0, 'backup') or diag($r->{stderr});
 is(mode("$sdir/backup-fingerprints"), '0600', 'fingerprint cache 0600');
 
@@ -95,7 +95,7 @@ is($r->{rc}, 2, "receive with a cluster directory root owns: exit 2");
 like($r->{stderr}, qr/spool directory "\Q$tmp\E\/spool2\/main" $not_mine/, 'naming it');
 
 # A backup goes on without its cache, and says why.
-$r = run_pgark([ '--config', $foreign, 'backup', '--no-progress' ]);
+$r = run_pgark([ '--config', $foreign, 'backup', '--no-progress', '--label', 'uncached' ]);
 is($r->{rc}, 0, 'backup with a spool root owns: still done') or diag($r->{stderr});
 like($r->{stderr},
 	qr/warn\s+fingerprint cache not used, every chunk is hashed: spool directory "\/usr" $not_mine/,

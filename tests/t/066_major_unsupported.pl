@@ -2,7 +2,7 @@
 # same way until the matrix passes on it): check, receive and backup each say so in one
 # error that names the supported majors, exit 2, and create nothing — no replication
 # slot on the server (even with create_slot: true), no repo.json, no backup marker, no
-# spool.
+# WAL or status in the spool.
 use strict;
 use warnings;
 
@@ -37,7 +37,10 @@ sub nothing_created
 		"$what: no replication slot on the server");
 	ok(!-e "$repo/main/repo.json", "$what: no repo.json");
 	is(join(',', glob("$repo/main/backups/*")), '', "$what: no backup marker");
-	ok(!-e "$tmp/spool/main", "$what: no spool");
+	# The receiver takes its spool's lock before it connects (one receiver per spool):
+	# the lock file is all there may be.
+	my @kept = grep { !m{/receive\.lock$} } glob("$tmp/spool/main/* $tmp/spool/main/.[!.]*");
+	is_deeply(\@kept, [], "$what: nothing in the spool but the receiver's lock");
 }
 
 my $r = run_pgark([ '--config', $config, 'check' ]);

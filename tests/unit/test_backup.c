@@ -827,12 +827,12 @@ static void test_chunk_gone(void **state)
     struct backup_run *run = new_run(f, "wal-gone");
     assert_int_equal(feed(f, run, 0), 0);
     assert_int_equal(backup_run_wait(run), 0);
-    char *seg = xasprintf("%s/repo1/main/wal/00000001/000000010000000000000002", f->dir);
+    char *seg = xasprintf("%s/repo1/main/wal/00000001/00000001000000000000000A", f->dir);
     assert_int_equal(unlink(seg), 0);
     free(seg);
     assert_int_equal(backup_run_finish(run, &INFO, 1764095210000000, 1764095211000000),
                      -ERR_RUNTIME);
-    assert_string_equal(err_message(), "WAL segment 000000010000000000000002 of the backup is no "
+    assert_string_equal(err_message(), "WAL segment 00000001000000000000000A of the backup is no "
                                        "longer in repository \"secret\": removed while the "
                                        "backup ran");
     err_clear();
