@@ -130,18 +130,18 @@ static int cmp_problem(const void *a, const void *b)
     return c ? c : strcmp(x->message, y->message);
 }
 
-/* --- the worker pool ----------------------------------------------------------------------- */
+/* --- verify_parallel: n jobs over v->jobs threads ----------------------------------------- */
 
-struct pool {
+struct parallel {
     pthread_mutex_t lock;
     size_t next, n;
     void (*fn)(void *arg, size_t i);
     void *arg;
 };
 
-static void *pool_worker(void *arg)
+static void *parallel_worker(void *arg)
 {
-    struct pool *p = arg;
+    struct parallel *p = arg;
     for (;;) {
         pthread_mutex_lock(&p->lock);
         size_t i = p->next < p->n ? p->next++ : p->n;
@@ -155,17 +155,17 @@ static void *pool_worker(void *arg)
 
 void verify_parallel(struct verify_run *v, size_t n, void (*fn)(void *arg, size_t i), void *arg)
 {
-    struct pool p = {.next = 0, .n = n, .fn = fn, .arg = arg};
+    struct parallel p = {.next = 0, .n = n, .fn = fn, .arg = arg};
     pthread_mutex_init(&p.lock, NULL);
     size_t nthreads = (size_t)v->jobs < n ? (size_t)v->jobs : n;
     pthread_t *threads = xcalloc(nthreads ? nthreads : 1, sizeof(*threads));
     size_t started = 0;
     for (; started < nthreads; started++) {
-        if (pthread_create(&threads[started], NULL, pool_worker, &p) != 0)
+        if (pthread_create(&threads[started], NULL, parallel_worker, &p) != 0)
             break;
     }
     if (started == 0)
-        pool_worker(&p); /* no thread could start: do the work here */
+        parallel_worker(&p); /* no thread could start: do the work here */
     for (size_t i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
     free(threads);

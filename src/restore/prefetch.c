@@ -272,7 +272,7 @@ static void write_want(const char *cache_dir, timeline_t tli, uint64_t segno)
     free(path);
 }
 
-struct window {
+struct readahead {
     struct cli_repos *set;
     const char *cache_dir;
     const char *data_dir; /* whose recovery ending ends the read-ahead (NULL: none) */
@@ -296,7 +296,7 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static bool cached(const struct window *w, uint64_t segno)
+static bool cached(const struct readahead *w, uint64_t segno)
 {
     char name[WAL_NAME_BUFLEN];
     wal_segment_name(w->want.tli, segno, w->seg_size, name);
@@ -308,7 +308,7 @@ static bool cached(const struct window *w, uint64_t segno)
 
 /* Look at ".want" (under w->lock): slide the window, prune what fell out of it. False
  * when the cache is gone or recovery is over. */
-static bool refresh(struct window *w)
+static bool refresh(struct readahead *w)
 {
     struct want now;
     if (!read_want(w->cache_dir, &now) || recovery_over(w->data_dir))
@@ -333,7 +333,7 @@ static bool refresh(struct window *w)
 
 static void *window_thread(void *arg)
 {
-    struct window *w = arg;
+    struct readahead *w = arg;
     pthread_mutex_lock(&w->lock);
     while (!w->stop) {
         if (!refresh(w)) {
@@ -402,13 +402,13 @@ static void remove_temps(const char *cache_dir)
 static void read_ahead(struct cli_repos *set, const char *cache_dir, const char *data_dir,
                        uint64_t seg_size, unsigned depth, struct want *seen, bool *have_seen)
 {
-    struct window w = {.set = set,
-                       .cache_dir = cache_dir,
-                       .data_dir = data_dir,
-                       .seg_size = seg_size,
-                       .depth = depth,
-                       .end = UINT64_MAX,
-                       .idle_since_ms = now_ms()};
+    struct readahead w = {.set = set,
+                          .cache_dir = cache_dir,
+                          .data_dir = data_dir,
+                          .seg_size = seg_size,
+                          .depth = depth,
+                          .end = UINT64_MAX,
+                          .idle_since_ms = now_ms()};
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.moved, NULL);
     remove_temps(cache_dir);

@@ -245,7 +245,7 @@ static int check_window(struct restore_args *a, struct cli_repos *set, const str
         if (!oldest || b->stop_lsn < oldest->stop_lsn)
             oldest = b;
     }
-    struct wal_end end;
+    struct catalog_end end;
     int rc = catalog_wal_end(set, tli, &end);
     if (rc < 0)
         return err_context("while finding where the WAL archive of timeline %u ends", tli);
@@ -294,8 +294,8 @@ static int check_reach(const struct restore_args *a, struct cli_repos *set, time
 {
     if (a->target.kind != RESTORE_TARGET_LATEST)
         return 0;
-    struct wal_hwm_best best;
-    struct wal_end end;
+    struct catalog_hwm best;
+    struct catalog_end end;
     int rc = catalog_wal_hwm(set, tli, &best);
     if (rc == 0 && best.found)
         rc = catalog_wal_end(set, tli, &end);

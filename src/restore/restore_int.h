@@ -14,7 +14,7 @@ struct cli_context;
 struct config;
 struct config_cluster;
 
-/* --- backups in a repository (catalog.c) ------------------------------------------ */
+/* --- what the cluster's repositories hold, together (catalog.c) ------------------- */
 
 struct catalog_entry {
     struct restore_backup b; /* label points into label_buf */
@@ -47,7 +47,7 @@ int catalog_newest_timeline(struct cli_repos *set, timeline_t *out);
 /* Where the WAL archive of timeline tli (and ancestors) ends: the last transaction
  * (commit or abort) time and the start of the last record, decoded from the newest
  * segment or partial of tli in any repo. */
-struct wal_end {
+struct catalog_end {
     bool found;
     bool have_xact;
     int64_t last_xact_us; /* Unix microseconds */
@@ -57,7 +57,17 @@ struct wal_end {
     size_t repo;          /* the repository holding it (index in the set) */
     char object[64];      /* the segment decoded, for messages */
 };
-int catalog_wal_end(struct cli_repos *set, timeline_t tli, struct wal_end *out);
+int catalog_wal_end(struct cli_repos *set, timeline_t tli, struct catalog_end *out);
+
+/* The furthest WAL high-water mark of timeline tli in the set's repositories (found false
+ * when none has one; a mark that cannot be read is warned about and passed over). */
+struct catalog_hwm {
+    bool found;
+    struct repo_wal_hwm m;
+    lsn_t end;
+    size_t repo; /* index in the set */
+};
+int catalog_wal_hwm(struct cli_repos *set, timeline_t tli, struct catalog_hwm *out);
 
 /* --- beneath a directory, never through a symlink (confine.c) ----------------------- */
 
@@ -78,16 +88,6 @@ int confine_symlink(int dfd, const char *name, const char *target, const char *s
 int confine_resolve(const char *path, char **out);
 /* Whether resolved path is dir or beneath it. */
 bool confine_within(const char *path, const char *dir);
-
-/* The furthest WAL high-water mark of timeline tli in the set's repositories (found false
- * when none has one; a mark that cannot be read is warned about and passed over). */
-struct wal_hwm_best {
-    bool found;
-    struct repo_wal_hwm m;
-    lsn_t end;
-    size_t repo; /* index in the set */
-};
-int catalog_wal_hwm(struct cli_repos *set, timeline_t tli, struct wal_hwm_best *out);
 
 /* --- the data directory (pgdata.c) ------------------------------------------------- */
 

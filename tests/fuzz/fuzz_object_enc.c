@@ -74,8 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t aad[ENVELOPE_HEADER_LEN + sizeof(PATH) - 1];
     memcpy(aad, header, ENVELOPE_HEADER_LEN);
     memcpy(aad + ENVELOPE_HEADER_LEN, PATH, sizeof(PATH) - 1);
-    struct filter *enc = filter_aes_gcm_encrypt_new(crypto_keyring_data_key(repo->keyring),
-                                                    header + 16, aad, sizeof(aad));
+    struct filter *enc = crypto_gcm_encryptor_new(crypto_keyring_data_key(repo->keyring),
+                                                  header + 16, aad, sizeof(aad));
     uint8_t *ct = NULL;
     size_t ct_len = 0;
     FUZZ_CHECK(filter_run(enc, in.p, in.n, &ct, &ct_len) == 0);

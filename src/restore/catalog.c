@@ -1,5 +1,5 @@
 /*
- * backups.c — what the repositories offer a restore: the complete backups (from the
+ * catalog.c — what the repositories offer a restore: the complete backups (from the
  * first line of each manifest), the timelines, and where the WAL archive ends.
  *
  * The end of the archive is decoded, not guessed from file times: a time target is
@@ -24,7 +24,7 @@
 
 #define WAL_END_LOOKBACK 8 /* segments searched backwards for the last transaction */
 
-struct label_list {
+struct catalog_labels {
     char **labels;
     size_t n;
     size_t prefix_len;
@@ -32,7 +32,7 @@ struct label_list {
 
 static int on_backup_object(void *ctx, const struct storage_info *info)
 {
-    struct label_list *l = ctx;
+    struct catalog_labels *l = ctx;
     const char *rel = info->path + l->prefix_len; /* "<LABEL>/manifest.json" */
     const char *slash = strchr(rel, '/');
     if (!slash || strcmp(slash + 1, "manifest.json") != 0 || slash == rel ||
@@ -43,7 +43,7 @@ static int on_backup_object(void *ctx, const struct storage_info *info)
     return 0;
 }
 
-struct header_read {
+struct catalog_header_read {
     struct manifest_reader *reader;
     bool have;
 };
@@ -51,7 +51,7 @@ struct header_read {
 /* Feed the manifest until its first line is read, then stop the download. */
 static int header_sink(void *ctx, const uint8_t *data, size_t len)
 {
-    struct header_read *h = ctx;
+    struct catalog_header_read *h = ctx;
     int rc = manifest_reader_feed(h->reader, data, len);
     if (manifest_reader_header(h->reader)) {
         h->have = true;
@@ -71,7 +71,7 @@ static int read_header(struct repo *r, const char *label, struct catalog_entry *
 {
     char path[128];
     snprintf(path, sizeof(path), "backups/%s/manifest.json", label);
-    struct header_read h = {manifest_reader_new(skip_lines, NULL), false};
+    struct catalog_header_read h = {manifest_reader_new(skip_lines, NULL), false};
     int rc = repo_get(r, path, header_sink, &h);
     if (h.have) {
         err_clear();
@@ -121,7 +121,7 @@ int catalog_load(struct cli_repos *set, struct catalog *out)
             continue;
         }
         char *prefix = xasprintf("%s/backups/", set->cluster);
-        struct label_list l = {NULL, 0, strlen(prefix)};
+        struct catalog_labels l = {NULL, 0, strlen(prefix)};
         int rc = storage_list(repo_storage(r), prefix, on_backup_object, &l);
         free(prefix);
         for (size_t j = 0; j < l.n; j++) {
@@ -252,7 +252,7 @@ static int decode_object(struct repo *r, const char *path, timeline_t tli, uint6
     return rc;
 }
 
-int catalog_wal_end(struct cli_repos *set, timeline_t tli, struct wal_end *out)
+int catalog_wal_end(struct cli_repos *set, timeline_t tli, struct catalog_end *out)
 {
     memset(out, 0, sizeof(*out));
     /* The repo whose newest object on tli is furthest along. */
@@ -335,7 +335,7 @@ int catalog_wal_end(struct cli_repos *set, timeline_t tli, struct wal_end *out)
     return 0;
 }
 
-int catalog_wal_hwm(struct cli_repos *set, timeline_t tli, struct wal_hwm_best *out)
+int catalog_wal_hwm(struct cli_repos *set, timeline_t tli, struct catalog_hwm *out)
 {
     memset(out, 0, sizeof(*out));
     for (size_t i = 0; i < set->n; i++) {
