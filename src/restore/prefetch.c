@@ -9,7 +9,7 @@
  *
  * Rules that keep the cache honest and small:
  *  - a file appears under its segment name only once it is complete and verified
- *    (written under a temporary name, renamed — walfetch_object, walobject.c);
+ *    (written under a temporary name, renamed — walobject_fetch, walobject.c);
  *  - only complete archived segments are cached, never a padded .partial, which would
  *    go stale when the segment completes;
  *  - the cache holds at most the `depth` segments after the last one served, on its
@@ -353,7 +353,7 @@ static void *window_thread(void *arg)
             repo_wal_path(tli, name, false, path, sizeof(path));
             snprintf(what, sizeof(what), "segment %s", name);
             char *dest = xasprintf("%s/%s", w->cache_dir, name);
-            int rc = walfetch_object(w->set, path, dest, w->seg_size, WALFETCH_FLUSH, what);
+            int rc = walobject_fetch(w->set, path, dest, w->seg_size, WALOBJECT_FLUSH, what);
             free(dest);
             err_clear();
 

@@ -221,21 +221,21 @@ void prefetch_drop(const char *cache_dir);
 
 /* --- one WAL object into a file (walobject.c) ------------------------------------------ */
 
-/* How walfetch_object lays its copy down. */
-enum walfetch_flags {
+/* How walobject_fetch lays its copy down. */
+enum walobject_flags {
     /* the object may be shorter than a segment (a .partial): zero-pad it to seg_size */
-    WALFETCH_PAD = 1,
+    WALOBJECT_PAD = 1,
     /* write the copy out to disk before it is renamed into place (the read-ahead cache:
      * the server fsyncs every segment it restores, in its startup process, and a copy
      * already on disk makes that fsync cheap) */
-    WALFETCH_FLUSH = 2,
+    WALOBJECT_FLUSH = 2,
 };
 /* Fetch one WAL object of any repo (posix first) into dest atomically (temp name in
- * dest's directory, renamed; fsynced only with WALFETCH_FLUSH: the server asks again
+ * dest's directory, renamed; fsynced only with WALOBJECT_FLUSH: the server asks again
  * after a crash). With seg_size non-zero the object must be a whole segment, or with
- * WALFETCH_PAD at most one. 1 found, 0 not found in any repo, negative when a copy was
+ * WALOBJECT_PAD at most one. 1 found, 0 not found in any repo, negative when a copy was
  * damaged and no repo had a good one. */
-int walfetch_object(struct cli_repos *set, const char *path, const char *dest, uint64_t seg_size,
+int walobject_fetch(struct cli_repos *set, const char *path, const char *dest, uint64_t seg_size,
                     unsigned flags, const char *what);
 
 #endif

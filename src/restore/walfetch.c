@@ -132,7 +132,7 @@ static int fetch_segment(struct cli_repos *set, const char *name, const char *de
      * and it sits idle while this one is fetched. */
     if (cache_dir)
         prefetch_spawn(set, cache_dir, tli, segno, seg_size, depth);
-    int rc = walfetch_object(set, path, dest, seg_size, 0, what);
+    int rc = walobject_fetch(set, path, dest, seg_size, 0, what);
     if (rc < 0)
         return WALFETCH_EXIT_ABORT;
     if (rc > 0)
@@ -142,7 +142,7 @@ static int fetch_segment(struct cli_repos *set, const char *name, const char *de
     if (!history_exists(set, tli + 1)) {
         snprintf(what, sizeof(what), "partial segment %s", name);
         repo_wal_path(tli, name, true, path, sizeof(path));
-        rc = walfetch_object(set, path, dest, seg_size, WALFETCH_PAD, what);
+        rc = walobject_fetch(set, path, dest, seg_size, WALOBJECT_PAD, what);
         if (rc < 0)
             return WALFETCH_EXIT_ABORT;
         if (rc > 0) {
@@ -206,7 +206,7 @@ int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
         char path[64], what[64];
         snprintf(path, sizeof(path), "wal/%s", name);
         snprintf(what, sizeof(what), "history file %s", name);
-        int found = walfetch_object(&set, path, dest, 0, 0, what);
+        int found = walobject_fetch(&set, path, dest, 0, 0, what);
         if (found == 0)
             log_info("history file %s not found in any repository", name);
         rc = found > 0 ? 0 : found == 0 ? 1 : WALFETCH_EXIT_ABORT;

@@ -1,7 +1,7 @@
 /*
  * walobject.c — one WAL object (segment, partial, history file) of a cluster's
  * repositories copied into a file, for wal-fetch and its read-ahead (restore_int.h,
- * walfetch_object): verified as it is read, written under a temporary name in the
+ * walobject_fetch): verified as it is read, written under a temporary name in the
  * destination's directory and renamed, so the file appears only complete. A damaged
  * copy in one repository is reported and the next repository tried.
  */
@@ -75,8 +75,8 @@ static int fetch_from(struct repo *r, const char *path, const char *dest, uint64
     /* pid and name: unique among concurrent fetches (read-ahead threads) */
     char *tmp = xasprintf("%s/.pgark-fetch.%ld.%s.tmp", dir, (long)getpid(), basename(copy));
     free(copy);
-    struct fd_sink s = {.fd = -1, .flush = flags & WALFETCH_FLUSH, .tmp = tmp};
-    bool pad = flags & WALFETCH_PAD;
+    struct fd_sink s = {.fd = -1, .flush = flags & WALOBJECT_FLUSH, .tmp = tmp};
+    bool pad = flags & WALOBJECT_PAD;
     int rc;
     s.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (s.fd < 0) {
@@ -130,7 +130,7 @@ out:
     return rc;
 }
 
-int walfetch_object(struct cli_repos *set, const char *path, const char *dest, uint64_t seg_size,
+int walobject_fetch(struct cli_repos *set, const char *path, const char *dest, uint64_t seg_size,
                     unsigned flags, const char *what)
 {
     enum err_kind kind = ERR_OK;
