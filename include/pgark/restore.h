@@ -3,11 +3,11 @@
  * recovery targets, the recovery settings written into postgresql.auto.conf, the choice
  * of a backup and the vetting of its manifest.
  *
- * Promise: apart from the two commands, no I/O. A target is checked when it is parsed (one target at most, each
- * value in PostgreSQL's own syntax), so nothing is written for a command line the
- * server would refuse. The settings text is quoted for postgresql.conf (single
- * quotes doubled, backslashes escaped) and the restore_command for the shell and for
- * the server's %-substitution, whatever bytes the paths hold.
+ * Promise: apart from the two commands, no I/O. A target is checked when it is parsed
+ * (one target at most, each value in PostgreSQL's own syntax), so nothing is written
+ * for a command line the server would refuse. The settings text is quoted for
+ * postgresql.conf (single quotes doubled, backslashes escaped) and the restore_command
+ * for the shell and for the server's %-substitution, whatever bytes the paths hold.
  */
 #ifndef PGARK_RESTORE_H
 #define PGARK_RESTORE_H
