@@ -4,11 +4,15 @@
  * Global options come before the command; everything after the command name is
  * the command's own. A command that is not built yet says so and exits 1.
  */
+#include "pgark/backup.h"
 #include "pgark/cli.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/ops.h"
+#include "pgark/restore.h"
 #include "pgark/version.h"
+#include "pgark/walreceiver.h"
 
 #include <limits.h>
 #include <stdio.h>

@@ -98,7 +98,7 @@ static int ensure_slot(struct receiver *rx, struct pg_conn *conn, bool *exists, 
                 pg_conn_target(conn));
         return err_hint("create it (SELECT pg_create_physical_replication_slot('%s', true)) or "
                         "set create_slot: true for cluster \"%s\"",
-                        o->slot, o->cluster);
+                        o->slot, o->repo.cluster);
     }
     rc = pg_create_physical_slot(conn, o->slot);
     if (rc == -ERR_EXISTS) { /* created by someone else meanwhile */

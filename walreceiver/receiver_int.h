@@ -181,7 +181,7 @@ int64_t receiver_flush_time(struct receiver *rx, lsn_t lsn);
  * scratch_dir, by one thread at a time. Thread-safe.
  */
 struct prep_cache;
-struct prep_cache *prep_cache_new(const struct repo_identity *id, int compress_level,
+struct prep_cache *prep_cache_new(const struct repo_identity *id, const struct repo_codecs *codecs,
                                   const char *scratch_dir, int nshippers);
 void prep_cache_free(struct prep_cache *c);
 /* The first len bytes of fd prepared as item name (partial or complete): by another

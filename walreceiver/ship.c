@@ -317,24 +317,24 @@ out:
 
 /* --- a backlog, several segments at once ---------------------------------------------- */
 
-struct window;
+struct window_batch;
 
-/* One segment of a window: its done callback's ctx. */
-struct window_slot {
-    struct window *win;
+/* One segment of a window batch: its done callback's ctx. */
+struct window_batch_slot {
+    struct window_batch *win;
     int i;
 };
 
-struct window {
+struct window_batch {
     struct shipper *sh;
     struct ship_window w;
     struct ship_item items[SHIP_QUEUE_MAX];
-    struct window_slot slots[SHIP_QUEUE_MAX];
+    struct window_batch_slot slots[SHIP_QUEUE_MAX];
     bool did;
 };
 
 /* Move the cursor over the segments that ended well with none before them pending. */
-static int window_settle(struct window *win)
+static int window_settle(struct window_batch *win)
 {
     int k = ship_window_take(&win->w), rc = 0;
     if (k > 0) { /* one mark for them all: the last one is the highest */
@@ -356,8 +356,8 @@ static int window_settle(struct window *win)
  * failure is kept: no segment starts after it, and it and those after it stay pending. */
 static int window_done(void *ctx, int rc)
 {
-    struct window_slot *slot = ctx;
-    struct window *win = slot->win;
+    struct window_batch_slot *slot = ctx;
+    struct window_batch *win = slot->win;
     ship_window_end(&win->w, slot->i, rc == 0);
     if (rc < 0)
         return err_context("while shipping %s to repository \"%s\"", win->items[slot->i].base,
@@ -367,7 +367,7 @@ static int window_done(void *ctx, int rc)
 
 /* Make window segment i ready to go among b's transfers (*st), or push it here: one
  * stored already, or one that could not be prepared. */
-static int window_stage(struct window *win, struct storage_batch *b, int i,
+static int window_stage(struct window_batch *win, struct storage_batch *b, int i,
                         struct repo_wal_staged **st)
 {
     struct shipper *sh = win->sh;
@@ -430,13 +430,13 @@ static int ship_window(struct shipper *sh, bool *did, bool *handled)
     if (n < 2)
         return 0;
 
-    struct window *win = xcalloc(1, sizeof(*win));
+    struct window_batch *win = xcalloc(1, sizeof(*win));
     struct repo_wal_staged *st[SHIP_QUEUE_MAX] = {0};
     win->sh = sh;
     ship_window_start(&win->w, n);
     for (int i = 0; i < n; i++) {
         win->items[i] = q->items[q->head + i];
-        win->slots[i] = (struct window_slot){win, i};
+        win->slots[i] = (struct window_batch_slot){win, i};
     }
     struct storage_batch *b = storage_batch_new(repo->storage, n);
     storage_batch_spool(b, spool_dir(rx->spool));
@@ -662,13 +662,7 @@ static void clear_error(struct shipper *sh)
 int shipper_open_repo(struct shipper *sh)
 {
     const struct receiver_options *o = sh->rx->o;
-    struct repo_options ro = {
-        .cluster = o->cluster,
-        .passphrase = o->passphrase,
-        .compress_level = o->compress_level,
-        .kdf_n = o->kdf_n,
-    };
-    sh->repo = repo_open(o->repos[sh->index].storage, &ro, &sh->rx->identity, true);
+    sh->repo = repo_open(o->repos[sh->index].storage, &o->repo, &sh->rx->identity, true);
     if (!sh->repo)
         return err_context("while opening repository \"%s\"", sh->name);
     return 0;
@@ -791,8 +785,8 @@ static void *shipper_main(void *arg)
 int shippers_start(struct receiver *rx)
 {
     if (!rx->prep) {
-        rx->prep = prep_cache_new(&rx->identity, rx->o->compress_level, spool_dir(rx->spool),
-                                  rx->nshippers);
+        rx->prep =
+            prep_cache_new(&rx->identity, &rx->o->repo.codecs, spool_dir(rx->spool), rx->nshippers);
         if (!rx->prep) /* each shipper then prepares for itself */
             log_warn("%s", err_message()), err_clear();
     }

@@ -23,7 +23,7 @@
 
 static void record_path(const struct shipper *sh, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s/%s%s", spool_dir(sh->rx->spool), RECEIVER_HWM_RECORD_PREFIX, sh->name);
+    snprintf(buf, cap, "%s/%s%s", spool_dir(sh->rx->spool), REPO_WAL_HWM_RECORD_PREFIX, sh->name);
 }
 
 void ship_hwm_start(struct shipper *sh)

@@ -104,7 +104,7 @@ int status_write(struct receiver *rx)
     double rpo_local = -1, rpo_offsite = -1;
 
     pthread_mutex_lock(&rx->lock);
-    json_object_set_new(root, "cluster", json_string(rx->o->cluster));
+    json_object_set_new(root, "cluster", json_string(rx->o->repo.cluster));
     json_object_set_new(root, "pid", json_integer(getpid()));
     json_object_set_new(root, "updated", time_json(now));
     json_object_set_new(root, "connected", json_boolean(rx->connected));

@@ -31,10 +31,20 @@ struct repo_identity {
     uint64_t seg_size; /* wal_segment_size in bytes */
 };
 
+struct codec;
+
+/* How a cluster's objects are written: compressed with a codec of codec.h's table at
+ * its level, and encrypted under a data key the passphrase unlocks. One value from the
+ * configuration (cli_repo_options) to every repository, WAL preparer and manifest. */
+struct repo_codecs {
+    const struct codec *compression; /* NULL, or codec "none": stored uncompressed */
+    int level;                       /* within compression's levels; unused for none */
+    const char *passphrase;          /* NULL: no encryption (must match repo.json) */
+};
+
 struct repo_options {
-    const char *cluster;    /* cluster name: the folder under the root */
-    const char *passphrase; /* NULL: no encryption (must match repo.json) */
-    int compress_level;     /* zstd level 1..19; 0 = store uncompressed */
+    const char *cluster; /* cluster name: the folder under the root */
+    struct repo_codecs codecs;
     /* scrypt cost for a new repository; 0 = CRYPTO_KDF_DEFAULT_N. Tests lower it. */
     uint64_t kdf_n;
 };
@@ -142,11 +152,12 @@ int repo_wal_push_history(struct repo *r, timeline_t tli, const void *data, size
 struct repo_wal_preparer;
 struct repo_wal_prepared;
 
-/* A preparer for WAL of identity *id, compressing at compress_level (as repo_options;
- * 0 = none), with its scratch files in scratch_dir (copied). It keeps one compression
- * context and one read buffer for all its segments. Not thread-safe: one preparation at
- * a time. */
-struct repo_wal_preparer *repo_wal_preparer_new(const struct repo_identity *id, int compress_level,
+/* A preparer for WAL of identity *id, compressing as codecs says (its compression and
+ * level, as the repositories'), with its scratch files in scratch_dir (copied). It keeps
+ * one compression context and one read buffer for all its segments. Not thread-safe: one
+ * preparation at a time. */
+struct repo_wal_preparer *repo_wal_preparer_new(const struct repo_identity *id,
+                                                const struct repo_codecs *codecs,
                                                 const char *scratch_dir);
 void repo_wal_preparer_free(struct repo_wal_preparer *p);
 
@@ -276,6 +287,12 @@ int repo_wal_index_latest(struct repo *r, timeline_t tli, struct repo_wal_index 
  */
 
 #define REPO_WAL_HWM_FORMAT 1
+
+/* A writer's record of the last mark it wrote to each repository, kept out of the
+ * repository's reach: "<dir>/hwm.<repository>" (the receiver's spool), the mark's JSON
+ * (repo_wal_hwm_format), replaced after each write. The repository's own mark must be
+ * at least as far along; `verify` holds it to that. */
+#define REPO_WAL_HWM_RECORD_PREFIX "hwm."
 
 struct repo_wal_hwm {
     timeline_t tli;

@@ -14,10 +14,16 @@
 #ifndef PGARK_WALRECEIVER_H
 #define PGARK_WALRECEIVER_H
 
+#include "pgark/repo.h"
 #include "pgark/storage.h"
 
 #include <stdbool.h>
 #include <stdint.h>
+
+struct cli_context;
+
+/* The command: the configured cluster's receiver, until stopped (SIGHUP reloads). */
+int cmd_receive(struct cli_context *ctx, int argc, char **argv);
 
 struct receiver_repo {
     const char *name;
@@ -29,7 +35,10 @@ struct receiver_repo {
 };
 
 struct receiver_options {
-    const char *cluster;
+    /* How every repository is opened (cli_repo_options): the cluster's name (the folder
+     * under each root), the compression and encryption choice (passphrase NULL: none),
+     * the scrypt cost of a new repository. */
+    struct repo_options repo;
     const char *conninfo;
     const char *slot;
     bool create_slot;
@@ -45,9 +54,6 @@ struct receiver_options {
     int64_t silence_timeout_ms;
     struct receiver_repo *repos;
     int nrepos;
-    const char *passphrase; /* NULL: no encryption */
-    int compress_level;
-    uint64_t kdf_n; /* 0: default */
     /* Stop after this many reconnect attempts in a row fail (0: never). For tests. */
     int max_retries;
 };
@@ -63,11 +69,8 @@ int receiver_run(const struct receiver_options *o);
 
 #define RECEIVER_RELOAD 1
 
-/* The receiver's record of the last WAL high-water mark it wrote to each repository:
- * "<spool>/<cluster>/hwm.<repository>", the mark's JSON (repo_wal_hwm_format), replaced
- * after each write. The repository's own mark must be at least as far along; `verify`
- * holds it to that. */
-#define RECEIVER_HWM_RECORD_PREFIX "hwm."
+/* The receiver keeps its record of the last WAL high-water mark it wrote to each
+ * repository in the spool (REPO_WAL_HWM_RECORD_PREFIX, repo.h). */
 
 /* Async-signal-safe: ask a running receiver to stop, or to return for a reload. */
 void receiver_request_stop(void);

@@ -59,19 +59,15 @@ static const struct {
 };
 #define NEVENTS (sizeof(events) / sizeof(events[0]))
 
-const char *config_repo_type_name(enum config_repo_type type)
-{
-    return type == CONFIG_REPO_S3 ? "s3" : "posix";
-}
-
-const char *config_uri_style_name(enum config_uri_style style)
-{
-    return style == CONFIG_URI_HOST ? "host" : "path";
-}
-
+/* The names of compression_names, which the codec table (src/repo/codec.c) knows by the
+ * same names: cli_repo_options looks the codec up by this one. */
 const char *config_compression_name(enum config_compression algorithm)
 {
-    return algorithm == CONFIG_COMPRESSION_ZSTD ? "zstd" : "none";
+    for (size_t i = 0; compression_names[i]; i++) {
+        if (compression_values[i] == algorithm)
+            return compression_names[i];
+    }
+    return "none";
 }
 
 const char *config_checkpoint_name(enum config_checkpoint checkpoint)

@@ -9,6 +9,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/ops.h"
 #include "pgark/repo.h"
 #include "pgark/units.h"
 
@@ -202,14 +203,11 @@ static json_t *repo_json(const struct config *cfg, const struct config_cluster *
         json_object_set_new(o, "path", json_string(rc_repo->path));
     else
         json_object_set_new(o, "bucket", json_string(rc_repo->bucket));
-    struct storage *s = cli_open_storage(rc_repo);
+    struct cli_repo opened;
     struct repo *r = NULL;
-    if (!s)
+    if (cli_repo_open(cfg, cl, rc_repo, CLI_REPO_READ, NULL, &opened) < 0)
         goto error;
-    struct repo_options ro = {.cluster = cl->name, .passphrase = cfg->encryption.passphrase};
-    r = repo_open(s, &ro, NULL, false);
-    if (!r)
-        goto error;
+    r = opened.repo;
     const struct repo_identity *id = repo_identity(r);
     char sysid[32];
     snprintf(sysid, sizeof(sysid), "%llu", (unsigned long long)id->system_identifier);
@@ -233,11 +231,11 @@ static json_t *repo_json(const struct config *cfg, const struct config_cluster *
         }
         if (t->has_partial)
             wal_segment_name(t->tli, t->partial_segno, id->seg_size, partial);
-        json_t *tl = json_pack("{s:i, s:I, s:s?, s:s?, s:I, s:s?}", "timeline", (int)t->tli,
-                               "segments", (json_int_t)t->segments, "first",
-                               t->segments ? first : NULL, "last", t->segments ? last : NULL,
-                               "missing", (json_int_t)t->gaps, "partial",
-                               t->has_partial ? partial : NULL);
+        json_t *tl =
+            json_pack("{s:i, s:I, s:s?, s:s?, s:I, s:s?}", "timeline", (int)t->tli, "segments",
+                      (json_int_t)t->segments, "first", t->segments ? first : NULL, "last",
+                      t->segments ? last : NULL, "missing", (json_int_t)t->gaps, "partial",
+                      t->has_partial ? partial : NULL);
         json_object_set_new(tl, "high_water_mark", hwm_json(r, t->tli));
         json_array_append_new(tls, tl);
     }
@@ -260,8 +258,7 @@ error : {
 }
 out:
     repo_backup_list_free(list, nlist);
-    repo_close(r);
-    storage_free(s);
+    cli_repo_close(&opened);
     return o;
 }
 

@@ -16,6 +16,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/ops.h"
 #include "pgark/units.h"
 
 #include <errno.h>
@@ -129,18 +130,18 @@ static int cmp_problem(const void *a, const void *b)
     return c ? c : strcmp(x->message, y->message);
 }
 
-/* --- the worker pool ----------------------------------------------------------------------- */
+/* --- verify_parallel: n jobs over v->jobs threads ----------------------------------------- */
 
-struct pool {
+struct parallel {
     pthread_mutex_t lock;
     size_t next, n;
     void (*fn)(void *arg, size_t i);
     void *arg;
 };
 
-static void *pool_worker(void *arg)
+static void *parallel_worker(void *arg)
 {
-    struct pool *p = arg;
+    struct parallel *p = arg;
     for (;;) {
         pthread_mutex_lock(&p->lock);
         size_t i = p->next < p->n ? p->next++ : p->n;
@@ -154,17 +155,17 @@ static void *pool_worker(void *arg)
 
 void verify_parallel(struct verify_run *v, size_t n, void (*fn)(void *arg, size_t i), void *arg)
 {
-    struct pool p = {.next = 0, .n = n, .fn = fn, .arg = arg};
+    struct parallel p = {.next = 0, .n = n, .fn = fn, .arg = arg};
     pthread_mutex_init(&p.lock, NULL);
     size_t nthreads = (size_t)v->jobs < n ? (size_t)v->jobs : n;
     pthread_t *threads = xcalloc(nthreads ? nthreads : 1, sizeof(*threads));
     size_t started = 0;
     for (; started < nthreads; started++) {
-        if (pthread_create(&threads[started], NULL, pool_worker, &p) != 0)
+        if (pthread_create(&threads[started], NULL, parallel_worker, &p) != 0)
             break;
     }
     if (started == 0)
-        pool_worker(&p); /* no thread could start: do the work here */
+        parallel_worker(&p); /* no thread could start: do the work here */
     for (size_t i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
     free(threads);
@@ -196,19 +197,18 @@ static void verify_one(struct verify_run *v, const struct config *cfg,
                        const struct config_cluster *cl, const struct config_repo *rc_repo,
                        struct verify_repo *vr)
 {
-    struct storage *s = cli_open_storage(rc_repo);
-    if (!s) {
-        verify_problem_err(v, vr, "repository", NULL, NULL, 0);
+    struct cli_repo opened;
+    if (cli_repo_open(cfg, cl, rc_repo, CLI_REPO_READ, NULL, &opened) < 0) {
+        if (opened.storage) {
+            err_context("while opening repository \"%s\"", rc_repo->name);
+            verify_problem_err(v, vr, "repository", "repo.json", NULL, 0);
+        } else {
+            verify_problem_err(v, vr, "repository", NULL, NULL, 0);
+        }
+        cli_repo_close(&opened);
         return;
     }
-    struct repo_options ro = {.cluster = cl->name, .passphrase = cfg->encryption.passphrase};
-    vr->repo = repo_open(s, &ro, NULL, false);
-    if (!vr->repo) {
-        err_context("while opening repository \"%s\"", rc_repo->name);
-        verify_problem_err(v, vr, "repository", "repo.json", NULL, 0);
-        storage_free(s);
-        return;
-    }
+    vr->repo = opened.repo;
     vr->counts.objects++; /* repo.json, read and checked by repo_open */
     vr->seg_size = repo_identity(vr->repo)->seg_size;
     if (ops_backup_scan(vr->repo, vr->cluster, &vr->backups, &vr->nbackups) < 0) {
@@ -228,9 +228,8 @@ static void verify_one(struct verify_run *v, const struct config *cfg,
     ops_backup_scan_free(vr->backups, vr->nbackups);
     vr->backups = NULL;
     vr->nbackups = 0;
-    repo_close(vr->repo);
     vr->repo = NULL;
-    storage_free(s);
+    cli_repo_close(&opened);
 }
 
 /* --- output ------------------------------------------------------------------------------ */

@@ -19,7 +19,6 @@
 #include "pgark/log.h"
 #include "pgark/mem.h"
 #include "pgark/units.h"
-#include "pgark/walreceiver.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -240,7 +239,7 @@ void verify_hwm_read_records(struct verify_repo *repos, size_t n, const char *sp
 {
     for (size_t i = 0; i < n; i++) {
         struct verify_repo *vr = &repos[i];
-        char *path = xasprintf("%s/%s%s", spool_dir, RECEIVER_HWM_RECORD_PREFIX, vr->name);
+        char *path = xasprintf("%s/%s%s", spool_dir, REPO_WAL_HWM_RECORD_PREFIX, vr->name);
         FILE *f = fopen(path, "re");
         if (!f) {
             free(path);

@@ -131,9 +131,9 @@ int pg_server_version(const struct pg_conn *conn)
 int pg_check_supported(const struct pg_conn *conn)
 {
     int major = PQserverVersion(conn->pq) / 10000;
-    if (pg_major_supported(major))
+    if (pgmajor_supported(major))
         return 0;
-    return pg_major_refuse(conn->target, major, PQparameterStatus(conn->pq, "server_version"));
+    return pgmajor_refuse(conn->target, major, PQparameterStatus(conn->pq, "server_version"));
 }
 
 static struct pg_rows *rows_from_result(const PGresult *res)

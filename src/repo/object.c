@@ -132,7 +132,7 @@ static struct repo_writer *writer_open(struct repo *r, const char *path, uint64_
     if (digest)
         memcpy(rw->digest, digest, SHA256_LEN);
     else if (!compressed)
-        rw->sha = filter_chain_add(rw->chain, filter_sha256_new());
+        rw->sha = filter_chain_add(rw->chain, crypto_sha256_filter_new());
     if (!compressed && codec_add_compress(rw->chain, r->compression, r->compress_level) < 0)
         goto fail;
     if (r->keyring) {
@@ -212,7 +212,7 @@ int repo_writer_commit_sized(struct repo_writer *rw, uint64_t *stored)
         goto fail;
     }
     if (rw->sha)
-        filter_sha256_result(rw->sha, rw->digest);
+        crypto_sha256_filter_result(rw->sha, rw->digest);
     if ((rc = filter_chain_write(rw->chain, rw->digest, SHA256_LEN)) < 0 ||
         (rc = filter_chain_finish(rw->chain)) < 0)
         goto fail;

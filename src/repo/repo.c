@@ -195,11 +195,11 @@ static int create_json(struct repo *r, const struct repo_options *opts)
 {
     int rc = 0;
     char *full = repo_full_path(r, REPO_JSON);
-    if (opts->passphrase) {
+    const char *passphrase = opts->codecs.passphrase;
+    if (passphrase) {
         struct crypto_kdf_params params = {opts->kdf_n ? opts->kdf_n : CRYPTO_KDF_DEFAULT_N,
                                            CRYPTO_KDF_DEFAULT_R, CRYPTO_KDF_DEFAULT_P};
-        rc =
-            crypto_keyring_create(opts->passphrase, strlen(opts->passphrase), &params, &r->keyring);
+        rc = crypto_keyring_create(passphrase, strlen(passphrase), &params, &r->keyring);
         if (rc < 0)
             goto out;
         r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
@@ -257,6 +257,11 @@ static int read_json(const struct repo *r, const char *full, uint8_t **data, siz
     return 0;
 }
 
+const struct codec *repo_codecs_compression(const struct repo_codecs *c)
+{
+    return c->compression ? c->compression : codec_by_name(CODEC_COMPRESSION, "none");
+}
+
 struct repo *repo_open(struct storage *s, const struct repo_options *opts,
                        const struct repo_identity *expect, bool create)
 {
@@ -269,8 +274,8 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
     r->storage = s;
     r->cluster = xstrdup(opts->cluster);
     r->prefix = xasprintf("%s/", opts->cluster);
-    r->compress_level = opts->compress_level;
-    r->compression = codec_by_name(CODEC_COMPRESSION, opts->compress_level > 0 ? "zstd" : "none");
+    r->compression = repo_codecs_compression(&opts->codecs);
+    r->compress_level = opts->codecs.level;
     r->cipher = codec_by_name(CODEC_CIPHER, "none");
     full = repo_full_path(r, REPO_JSON);
 
@@ -295,7 +300,7 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
     }
     if (rc < 0)
         goto fail;
-    if (load_json(r, (const char *)data, len, opts->passphrase) < 0)
+    if (load_json(r, (const char *)data, len, opts->codecs.passphrase) < 0)
         goto fail;
     if (expect) {
         if (expect->system_identifier != r->identity.system_identifier) {

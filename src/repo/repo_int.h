@@ -22,6 +22,9 @@ struct repo {
     struct crypto_keyring *keyring; /* NULL when not encrypted */
 };
 
+/* The codec c compresses with: c->compression, or "none" when that is NULL (repo.c). */
+const struct codec *repo_codecs_compression(const struct repo_codecs *c);
+
 /* Store ix as the time index of its segment (walindex.c). */
 int repo_wal_index_store(struct repo *r, const struct repo_wal_index *ix);
 /* Parse the text of the time index at path in repository repo (both for messages) of a

@@ -232,7 +232,7 @@ static int window_error(const struct restore_args *a, const char *from, const ch
 /* Refuse a time or LSN target that no backup precedes or that the archive does not
  * reach. xid and restore point targets are not checked here: the server reports them
  * ("recovery ended before configured recovery target was reached"). */
-static int check_window(struct restore_args *a, struct repo_set *set, const struct catalog *cat,
+static int check_window(struct restore_args *a, struct cli_repos *set, const struct catalog *cat,
                         timeline_t tli, const struct timeline_history *h)
 {
     if (a->target.kind != RESTORE_TARGET_TIME && a->target.kind != RESTORE_TARGET_LSN)
@@ -245,7 +245,7 @@ static int check_window(struct restore_args *a, struct repo_set *set, const stru
         if (!oldest || b->stop_lsn < oldest->stop_lsn)
             oldest = b;
     }
-    struct wal_end end;
+    struct catalog_end end;
     int rc = catalog_wal_end(set, tli, &end);
     if (rc < 0)
         return err_context("while finding where the WAL archive of timeline %u ends", tli);
@@ -290,12 +290,12 @@ static int check_window(struct restore_args *a, struct repo_set *set, const stru
  * DBA decides: bring the WAL back, or name the end of what is there as the target, which
  * accepts the loss explicitly.
  */
-static int check_reach(const struct restore_args *a, struct repo_set *set, timeline_t tli)
+static int check_reach(const struct restore_args *a, struct cli_repos *set, timeline_t tli)
 {
     if (a->target.kind != RESTORE_TARGET_LATEST)
         return 0;
-    struct wal_hwm_best best;
-    struct wal_end end;
+    struct catalog_hwm best;
+    struct catalog_end end;
     int rc = catalog_wal_hwm(set, tli, &best);
     if (rc == 0 && best.found)
         rc = catalog_wal_end(set, tli, &end);
@@ -312,14 +312,14 @@ static int check_reach(const struct restore_args *a, struct repo_set *set, timel
                 "%s, where the WAL high-water mark in repository \"%s\" says it reached (seq "
                 "%llu, written %s by %s): a restore to latest would stop short of WAL that was "
                 "archived",
-                tli, lsn_format(end.reach, at), end.object, set->conf[end.repo]->name, mark_end,
-                set->conf[best.repo]->name, (unsigned long long)best.m.seq, when, best.m.writer);
+                tli, lsn_format(end.reach, at), end.object, set->r[end.repo].conf->name, mark_end,
+                set->r[best.repo].conf->name, (unsigned long long)best.m.seq, when, best.m.writer);
     else
         err_set(ERR_INTEGRITY,
                 "the WAL archive holds nothing of timeline %u, but the WAL high-water mark in "
                 "repository \"%s\" says it reached %s (seq %llu, written %s by %s): a restore to "
                 "latest would stop short of WAL that was archived",
-                tli, set->conf[best.repo]->name, mark_end, (unsigned long long)best.m.seq, when,
+                tli, set->r[best.repo].conf->name, mark_end, (unsigned long long)best.m.seq, when,
                 best.m.writer);
     if (end.found)
         return err_hint("\"pgark verify\" names what is missing: copy it back if it is anywhere "
@@ -596,7 +596,7 @@ static int refuse_env_config(const struct config *cfg)
 int cmd_restore(struct cli_context *ctx, int argc, char **argv)
 {
     struct restore_args a;
-    struct repo_set set;
+    struct cli_repos set;
     struct catalog cat;
     struct timeline_history *hist = NULL;
     struct path_set *seen = NULL;
@@ -622,7 +622,7 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         goto out;
     }
     const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
-    if (!cl || repo_set_init(&set, cfg, cl, a.repo) < 0) {
+    if (!cl || cli_repos_init(&set, cfg, cl, a.repo) < 0) {
         rc = 2;
         goto out;
     }
@@ -780,7 +780,7 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     if (check_outer(a.pgdata, outer, n_outer) < 0) {
         if (err_kind() == ERR_INTEGRITY)
             err_context("while checking the manifest of backup \"%s\" in repository \"%s\"",
-                        chosen->b.label, set.conf[chosen->repo]->name);
+                        chosen->b.label, set.r[chosen->repo].conf->name);
         rc = err_exit_code();
         goto out;
     }
@@ -825,7 +825,7 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         outer_nonempty |= ne > 0;
     }
 
-    struct repo *r = repo_set_get(&set, chosen->repo);
+    struct repo *r = cli_repos_get(&set, chosen->repo);
     if (!r) {
         rc = 1;
         goto out;
@@ -855,7 +855,7 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     }
     struct writer_options wo = {.pgdata = a.pgdata,
                                 .repo = r,
-                                .threads = threads_for(set.conf[chosen->repo]),
+                                .threads = threads_for(set.r[chosen->repo].conf),
                                 .delta = a.delta,
                                 .progress = isatty(2) && !a.no_progress && !a.json,
                                 .total_bytes = chosen->logical_bytes,
@@ -934,7 +934,7 @@ out:
     free(config_abs);
     timeline_history_free(hist);
     catalog_free(&cat);
-    repo_set_free(&set);
+    cli_repos_free(&set);
     free_args(&a);
     return rc;
 }

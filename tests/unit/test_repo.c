@@ -15,6 +15,7 @@
 
 #include "../../src/repo/repo_int.h"
 
+#include "pgark/codec.h"
 #include "pgark/crypto.h"
 #include "pgark/error.h"
 #include "pgark/hash.h"
@@ -102,7 +103,12 @@ static const struct {
 static struct repo *open_repo(const char *cluster, int level, const char *pass,
                               const struct repo_identity *expect, bool create)
 {
-    struct repo_options o = {cluster, pass, level, 1024};
+    struct repo_options o = {
+        .cluster = cluster,
+        .codecs = {.compression = level ? codec_by_name(CODEC_COMPRESSION, "zstd") : NULL,
+                   .level = level,
+                   .passphrase = pass},
+        .kdf_n = 1024};
     return repo_open(fx.s, &o, expect, create);
 }
 
@@ -1956,7 +1962,9 @@ static void test_wal_push_prepared(void **state)
     struct repo *r[M_COUNT];
     for (int m = 0; m < M_COUNT; m++)
         r[m] = open_mode((enum mode)m);
-    struct repo_wal_preparer *p = repo_wal_preparer_new(&ident, 3, fx.base);
+    struct repo_codecs codecs = {.compression = codec_by_name(CODEC_COMPRESSION, "zstd"),
+                                 .level = 3};
+    struct repo_wal_preparer *p = repo_wal_preparer_new(&ident, &codecs, fx.base);
     assert_non_null(p);
     uint8_t *seg = xmalloc(SEG);
     char path[96], want[256];

@@ -1,4 +1,4 @@
-/* repo.c — the "repos" section: posix and s3 repositories (see config.h). */
+/* repos.c — the "repos" section: posix and s3 repositories (see config.h). */
 #include "pgark/config.h"
 
 #include "config_int.h"
@@ -11,8 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define NAME_MAX_LEN 48
 
 static const char *const repo_keys[] = {"type",
                                         "path",
@@ -36,41 +34,14 @@ static const char *const repo_keys[] = {"type",
 static const char *const repo_type_names[] = {"posix", "s3", NULL};
 static const char *const uri_style_names[] = {"path", "host", NULL};
 
-static bool valid_name(const char *name)
+const char *config_repo_type_name(enum config_repo_type type)
 {
-    size_t len = strlen(name);
-    if (len == 0 || len > NAME_MAX_LEN)
-        return false;
-    for (const char *p = name; *p; p++) {
-        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
-            return false;
-    }
-    return true;
+    return type == CONFIG_REPO_S3 ? "s3" : "posix";
 }
 
-int cfg_check_name(struct cfg_reader *r, yaml_node_t *key_node, const char *what, const char *name)
+const char *config_uri_style_name(enum config_uri_style style)
 {
-    if (valid_name(name))
-        return 0;
-    return cfg_error(r, key_node,
-                     "invalid %s name \"%s\" (use 1 to %d letters, digits, \"_\" or \"-\")", what,
-                     name, NAME_MAX_LEN);
-}
-
-bool cfg_is_http_url(const char *s)
-{
-    const char *rest = NULL;
-    if (strncmp(s, "https://", 8) == 0)
-        rest = s + 8;
-    else if (strncmp(s, "http://", 7) == 0)
-        rest = s + 7;
-    if (rest == NULL || *rest == '\0' || *rest == '/')
-        return false;
-    for (const char *p = s; *p; p++) {
-        if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
-            return false;
-    }
-    return true;
+    return style == CONFIG_URI_HOST ? "host" : "path";
 }
 
 /* "/a//b" -> "a/b/"; "" stays "". Rejects "." and ".." segments. */
