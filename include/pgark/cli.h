@@ -45,6 +45,13 @@ void cli_config_warnings(const struct config *cfg, enum log_level level);
  * verify-full when the configuration says require_tls; 0 otherwise. Every command
  * that connects to the cluster calls it first. */
 int cli_require_tls(const struct config *cfg, const struct config_cluster *cl);
+/* A server pgark starts (restore --start, drill) gets none of this process's environment
+ * but what procenv.h allows, and its restore_command loads the configuration afresh: a
+ * configuration that reads a variable through ${VAR} would not load there, and every
+ * wal-fetch would stop the server. ERR_CONFIG naming the variables (who: the command,
+ * "--start"; instead, when not NULL: what else the user can do, for the hint); 0 when
+ * the configuration reads none. */
+int cli_refuse_server_env(const struct config *cfg, const char *who, const char *instead);
 /* The cluster named by --cluster, or the only one. NULL with the error set. */
 const struct config_cluster *cli_cluster(struct cli_context *ctx);
 /* A storage driver for a configured repository (caller frees with storage_free). */

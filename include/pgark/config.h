@@ -72,6 +72,9 @@ enum config_event {
 #define CONFIG_DEFAULT_S3_PART_SIZE (UINT64_C(16) << 20)
 #define CONFIG_DEFAULT_S3_RETRIES 5
 #define CONFIG_DEFAULT_RPO_TARGET_MS (INT64_C(15) * 60 * 1000)
+#define CONFIG_DEFAULT_RTO_TARGET_MS (INT64_C(30) * 60 * 1000)
+#define CONFIG_DEFAULT_DRILL_MAX_AGE_MS (INT64_C(7) * 86400 * 1000)
+#define CONFIG_DEFAULT_VERIFY_MAX_AGE_MS (INT64_C(86400) * 1000)
 #define CONFIG_DEFAULT_PARTIAL_UPLOAD_INTERVAL_MS (INT64_C(10) * 1000)
 #define CONFIG_DEFAULT_WAL_FETCH_READ_AHEAD 16
 #define CONFIG_MAX_WAL_FETCH_READ_AHEAD 256
@@ -119,6 +122,9 @@ struct config_cluster {
     size_t nrepos;                      /* >= 1 */
     bool synchronous;                   /* default false */
     int64_t rpo_target_ms;              /* default 15m; > 0 */
+    int64_t rto_target_ms;              /* default 30m; > 0: a drill's restore time */
+    int64_t drill_max_age_ms;           /* default 7d; > 0: age of the last good drill */
+    int64_t verify_max_age_ms;          /* default 1d; > 0: age of the last good verify */
     int64_t partial_upload_interval_ms; /* default 10s; 0 disables */
     struct config_retention retention;
     struct config_backup backup;

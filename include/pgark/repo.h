@@ -11,7 +11,8 @@
  * identifier, major version or segment size is ERR_MISMATCH, never a silent mix.
  *
  * Layout under <root>/<cluster>/ is DESIGN.md's: repo.json, wal/<TLI>/<SEGMENT>,
- * wal/<TLI>/<SEGMENT>.partial, wal/<TLI>.history, chunks/<aa>/<hex>, backups/<LABEL>/.
+ * wal/<TLI>/<SEGMENT>.partial, wal/<TLI>.history, chunks/<aa>/<hex>, backups/<LABEL>/,
+ * drills/<NAME>.json (and pgark's other records, below).
  */
 #ifndef PGARK_REPO_H
 #define PGARK_REPO_H
@@ -436,6 +437,29 @@ void repo_backup_clear(struct repo_backup *b);
 
 /* 1 when backups/<label>/manifest.json exists, 0 when not, negative on error. */
 int repo_backup_exists(struct repo *r, const char *label);
+
+/* --- records ------------------------------------------------------------------------ */
+/*
+ * What pgark keeps about its own runs, beside what it archives: "<kind>/<name>.json", one
+ * JSON object each, an envelope like any other object. `drill` writes one per drill
+ * (drills/, passed or failed), `verify` one per run (verifies/), the receiver its RPO
+ * history (receiver/); `report` reads them. Names are backup-label-like ([A-Za-z0-9._-],
+ * not starting with '.'), timestamps first so that they sort by time.
+ */
+#define REPO_RECORD_DRILLS "drills"
+#define REPO_RECORD_VERIFIES "verifies"
+#define REPO_RECORD_RECEIVER "receiver"
+#define REPO_RECORD_MAX (4u << 20)
+
+/* Write (replace) record name of kind. ERR_USAGE for an unknown kind or a bad name. */
+int repo_record_put(struct repo *r, const char *kind, const char *name, const char *text);
+/* Read it, verified, NUL-terminated (*text is the caller's). ERR_NOT_FOUND when it is
+ * not there; ERR_INTEGRITY when damaged or longer than REPO_RECORD_MAX. */
+int repo_record_get(struct repo *r, const char *kind, const char *name, char **text);
+/* The names of kind's records, sorted (none when the folder is missing). Free with
+ * repo_record_names_free. */
+int repo_record_list(struct repo *r, const char *kind, char ***names, size_t *n);
+void repo_record_names_free(char **names, size_t n);
 
 /* --- running markers ------------------------------------------------------------ */
 /*

@@ -56,7 +56,7 @@ my %header = (
 	'chunkset.h' => 'repo', 'codec.h' => 'repo', 'manifest.h' => 'repo',
 	'repo.h' => 'repo',
 	'bbstream.h' => 'pg', 'pg.h' => 'pg', 'pg_basebackup.h' => 'pg',
-	'pg_stream.h' => 'pg', 'tar.h' => 'pg',
+	'pg_stream.h' => 'pg', 'pgbin.h' => 'pg', 'tar.h' => 'pg',
 	'cli.h' => 'cli',
 	'backup.h' => 'backup', 'chunker.h' => 'backup',
 	'restore.h' => 'restore',

@@ -157,6 +157,10 @@ static void test_design_example(void **state)
     assert_ptr_equal(config_cluster_repo(cfg, c, 1), off);
     assert_false(c->synchronous);
     assert_int_equal(c->rpo_target_ms, 15 * 60 * 1000);
+    /* The plan's other targets, by default (DESIGN.md). */
+    assert_int_equal(c->rto_target_ms, 30 * 60 * 1000);
+    assert_int_equal(c->drill_max_age_ms, 7LL * 86400 * 1000);
+    assert_int_equal(c->verify_max_age_ms, 86400 * 1000);
     assert_int_equal(c->partial_upload_interval_ms, 10 * 1000);
     assert_int_equal(c->retention.full, 4);
     assert_int_equal(c->retention.window_ms, 14LL * 86400 * 1000);
@@ -266,6 +270,7 @@ static void test_non_defaults(void **state)
         "  a: {conninfo: x, repos: [s], create_slot: true, synchronous: true, slot: my_slot,\n"
         "      rpo_target: 1s, partial_upload_interval: 0s, application_name: app,\n"
         "      wal_fetch_read_ahead: 0, pg_bindir: /opt/pg18/bin/,\n"
+        "      rto_target: 2h, drill_max_age: 30d, verify_max_age: 12h,\n"
         "      retention: {window: 1w}, backup: {chunk_size: 64MiB, checkpoint: spread}}\n"
         "  b: {conninfo: y, repos: [s], backup: {chunk_size: 64KiB}, retention: {full: 1}}\n"
         "notify:\n"
@@ -291,6 +296,10 @@ static void test_non_defaults(void **state)
     assert_true(a->synchronous);
     assert_string_equal(a->slot, "my_slot");
     assert_int_equal(a->rpo_target_ms, 1000);
+    assert_int_equal(a->rto_target_ms, 2 * 3600 * 1000);
+    assert_int_equal(a->drill_max_age_ms, 30LL * 86400 * 1000);
+    assert_int_equal(a->verify_max_age_ms, 12 * 3600 * 1000);
+    assert_int_equal(b->rto_target_ms, 30 * 60 * 1000);
     assert_int_equal(a->partial_upload_interval_ms, 0);
     assert_string_equal(a->application_name, "app");
     assert_int_equal(a->wal_fetch_read_ahead, 0);
@@ -511,6 +520,19 @@ static const struct bad_case bad_cases[] = {
        "number and a unit: ms, s, m, h, d or w)"},
     {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    rpo_target: 0s\n",
      F ":7:17: key \"rpo_target\" in cluster \"main\" must be greater than zero"},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    rto_target: 0m\n",
+     F ":7:17: key \"rto_target\" in cluster \"main\" must be greater than zero"},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    rto_target: 30\n",
+     F ":7:17: key \"rto_target\" in cluster \"main\": invalid duration \"30\" (expected a whole "
+       "number and a unit: ms, s, m, h, d or w)"},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    drill_max_age: 0d\n",
+     F ":7:20: key \"drill_max_age\" in cluster \"main\" must be greater than zero"},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n"
+                "    verify_max_age: a day\n",
+     F ":7:21: key \"verify_max_age\" in cluster \"main\": invalid duration \"a day\" (expected a "
+       "whole number and a unit: ms, s, m, h, d or w)"},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    verify_max_age: 0s\n",
+     F ":7:21: key \"verify_max_age\" in cluster \"main\" must be greater than zero"},
     {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n"
                 "    retention: {window: -1d}\n",
      F ":7:25: key \"window\" in \"retention\" of cluster \"main\": invalid duration \"-1d\" "
