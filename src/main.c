@@ -102,6 +102,15 @@ static const struct command commands[] = {
      "drills/<time>-<repo>.json to every repository. The server is stopped and the\n"
      "directory removed unless --keep. Exits 0 passed, 3 a check failed (a data\n"
      "problem), 1 the drill could not run.\n"},
+    {"report", cmd_report, "report [--days N] [--json | --html FILE]",
+     "the disaster-recovery scorecard: RPO, RTO, drills, verify, backups",
+     "For every cluster (or the one --cluster names), over the last N days (30): the RPO\n"
+     "of each tier now (the receiver's status.json on this host) and at its worst (its\n"
+     "history), the RTO of the last drill and the p50 and maximum, the drills and verify\n"
+     "runs and the age of the last that passed, the backups and the restorable window,\n"
+     "each against rpo_target, rto_target, drill_max_age and verify_max_age. --html FILE\n"
+     "writes one self-contained page with the KPI table and charts of the RPO and RTO.\n"
+     "Exits 3 when a KPI misses its target, 0 otherwise.\n"},
     {"version", NULL, "version", "print the version", ""},
     {"help", NULL, "help [COMMAND]", "show help for pgark or for one command", ""},
 };

@@ -8,6 +8,7 @@
  * which the repository treats as a no-op for identical content.
  */
 #include "receiver_int.h"
+#include "rpolog_int.h"
 
 #include "pgark/error.h"
 #include "pgark/log.h"
@@ -771,6 +772,8 @@ static void *shipper_main(void *arg)
         }
         clear_error(sh);
         backoff = 0;
+        if (!atomic_load(&rx->stopping))
+            receiver_rpo_ship(sh->repo, sh->name, spool_dir(rx->spool));
         if (!did) {
             int64_t w = IDLE_WAIT_MS;
             if (rx->o->partial_interval_ms > 0 && rx->o->partial_interval_ms < w)

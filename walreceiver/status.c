@@ -9,6 +9,7 @@
  * with coarser steps further back.
  */
 #include "receiver_int.h"
+#include "rpolog_int.h"
 
 #include "pgark/error.h"
 #include "pgark/mem.h"
@@ -163,6 +164,7 @@ int status_write(struct receiver *rx)
                         rpo_offsite < 0 ? json_null()
                                         : json_real(round(rpo_offsite * 1000) / 1000));
     json_object_set_new(root, "rpo", rpo);
+    receiver_rpo_note(spool_dir(rx->spool), now, rpo);
 
     snprintf(path, sizeof(path), "%s/status.json", spool_dir(rx->spool));
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);

@@ -1,6 +1,6 @@
 /*
  * ops.h — the operations on a cluster's repositories: info, verify, check, expire,
- * drill, and wal-push (archive_command, for servers that cannot be streamed from).
+ * drill, report, and wal-push (archive_command, for servers that cannot be streamed from).
  *
  * Promise: each returns its exit status as DESIGN.md gives it; verify and check
  * return 3 when a problem is found (verify) or something is wrong (check).
@@ -20,5 +20,7 @@ int cmd_wal_push(struct cli_context *ctx, int argc, char **argv);
  * drill could not run, 2 usage or configuration. A record of it is left in every
  * repository of the cluster whatever the outcome. */
 int cmd_drill(struct cli_context *ctx, int argc, char **argv);
+/* The disaster-recovery scorecard: exit 3 when a KPI misses its target, 0 otherwise. */
+int cmd_report(struct cli_context *ctx, int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@
 #include "pgark/mem.h"
 #include "pgark/ops.h"
 #include "pgark/units.h"
+#include "pgark/version.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -330,6 +331,50 @@ static int parse_days(const char *text, int *out)
     return 0;
 }
 
+/* The run's record (verifies/<time>.json) in every repository that can be opened, found
+ * problems or not, for `report`: when verify last passed, and how often it does. A
+ * repository that cannot take it is warned about; the exit status does not change. */
+static void write_record(const struct config *cfg, const struct config_cluster *cl,
+                         const struct verify_run *v, int64_t started_us, int days, double secs)
+{
+    char name[32], host[256] = "unknown", when[64];
+    time_format_label(started_us, name, sizeof(name));
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "unknown");
+    host[sizeof(host) - 1] = '\0';
+    json_t *o = json_object();
+    json_object_set_new(o, "format", json_integer(1));
+    json_object_set_new(o, "name", json_string(name));
+    json_object_set_new(o, "cluster", json_string(cl->name));
+    json_object_set_new(o, "time", json_string(time_format_pg(started_us, when, sizeof(when))));
+    json_object_set_new(o, "finished",
+                        json_string(time_format_pg(time_now_us(), when, sizeof(when))));
+    json_object_set_new(o, "result", json_string(v->nproblems ? "failed" : "passed"));
+    json_object_set_new(o, "exit", json_integer(v->nproblems ? 3 : 0));
+    json_object_set_new(o, "problems", json_integer((json_int_t)v->nproblems));
+    json_object_set_new(o, "first_problem",
+                        v->nproblems ? json_string(v->problems[0].message) : json_null());
+    json_object_set_new(o, "backup", v->backup ? json_string(v->backup) : json_null());
+    json_object_set_new(o, "days", days ? json_integer(days) : json_null());
+    json_object_set_new(o, "seconds", json_real(round(secs * 1000) / 1000));
+    json_object_set_new(o, "host", json_string(host));
+    json_object_set_new(o, "pgark_version", json_string(PGARK_VERSION));
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    for (size_t i = 0; i < cl->nrepos; i++) {
+        const struct config_repo *cr = config_cluster_repo(cfg, cl, i);
+        struct cli_repo opened;
+        if (cli_repo_open(cfg, cl, cr, CLI_REPO_READ, NULL, &opened) < 0 ||
+            repo_record_put(opened.repo, REPO_RECORD_VERIFIES, name, text) < 0) {
+            log_warn("the record of this verify could not be written to repository \"%s\": %s",
+                     cr->name, err_message());
+            err_clear();
+        }
+        cli_repo_close(&opened);
+    }
+    free(text);
+}
+
 int cmd_verify(struct cli_context *ctx, int argc, char **argv)
 {
     static const struct option options[] = {{"json", no_argument, NULL, 'j'},
@@ -391,7 +436,7 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
     if (days)
         v.since_us = time_now_us() - (int64_t)days * 86400 * 1000000;
     pthread_mutex_init(&v.lock, NULL);
-    int64_t t0 = time_mono_us();
+    int64_t t0 = time_mono_us(), started_us = time_now_us();
     nrepos = cl->nrepos;
     repos = xcalloc(nrepos, sizeof(*repos));
     for (size_t i = 0; i < nrepos; i++) {
@@ -431,6 +476,7 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
     rc = v.nproblems ? 3 : 0;
     if (v.nproblems)
         log_detail("verify found %zu problems", v.nproblems);
+    write_record(cfg, cl, &v, started_us, days, secs);
 
     for (size_t i = 0; i < v.nproblems; i++) {
         struct verify_problem *p = &v.problems[i];

@@ -54,7 +54,7 @@ my %header = (
 	'http.h' => 'http',
 	'storage.h' => 'storage', 'storage_s3.h' => 'storage',
 	'chunkset.h' => 'repo', 'codec.h' => 'repo', 'manifest.h' => 'repo',
-	'repo.h' => 'repo',
+	'repo.h' => 'repo', 'rpohist.h' => 'repo',
 	'bbstream.h' => 'pg', 'pg.h' => 'pg', 'pg_basebackup.h' => 'pg',
 	'pg_stream.h' => 'pg', 'pgbin.h' => 'pg', 'tar.h' => 'pg',
 	'cli.h' => 'cli',
