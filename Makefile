@@ -119,6 +119,7 @@ install: all
 	install -m 0755 $(BUILD)/pgark $(DESTDIR)$(BINDIR)/pgark
 	install -d $(DESTDIR)$(PREFIX)/share/pgark
 	install -m 0644 conf/pgark.yaml $(DESTDIR)$(PREFIX)/share/pgark/pgark.yaml.example
+	install -m 0644 conf/drill-checks.sql $(DESTDIR)$(PREFIX)/share/pgark/drill-checks.sql.example
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/pgark

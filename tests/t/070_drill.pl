@@ -215,6 +215,11 @@ my ($sock) = $auto =~ /^unix_socket_directories = '([^']+)'$/m;
 my $q = run_cmd([ 'psql', '-X', '-A', '-t', '-h', $sock, '-p', $port, '-d', 'postgres',
 	'-c', 'SELECT count(*) FROM t' ]);
 is($q->{stdout}, "20006\n", 'the kept server answers on its socket, with every row');
+$q = run_cmd([ 'psql', '-X', '-A', '-t', '-h', $sock, '-p', $port, '-d', 'postgres', '-c',
+	"SELECT current_setting('listen_addresses') = '' AND current_setting('archive_mode') = 'off' "
+	  . "AND current_setting('hba_file') LIKE '%/pgark-drill-hba.conf' AND current_setting('cluster_name') = 'pgark-drill' "
+	  . "AND (SELECT count(*) FROM pg_replication_slots) = 0" ]);
+is($q->{stdout}, "t\n", 'a throwaway server: no TCP, no archiving, its own pg_hba.conf, no replication slot');
 is(run_cmd([ 'pg_ctl', '-D', $keep, '-m', 'fast', 'stop' ])->{rc}, 0, 'and stops with pg_ctl');
 
 # --- which repository, and refusals --------------------------------------------------------

@@ -98,6 +98,28 @@ static void test_shown(void **state)
     free(long_text);
 }
 
+/* The sample checks file the project ships (run from the tree's root, as prove does). */
+static void test_sample_file(void **state)
+{
+    (void)state;
+    FILE *f = fopen("conf/drill-checks.sql", "r");
+    if (!f)
+        skip();
+    char text[8192];
+    size_t len = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    struct drill_sql *s = NULL;
+    size_t n = 0;
+    assert_int_equal(drill_sql_parse(text, "conf/drill-checks.sql", "postgres", &s, &n), 0);
+    assert_int_equal(n, 7);
+    assert_string_equal(s[0].text, "SELECT NOT pg_is_in_recovery()");
+    assert_string_equal(s[0].database, "postgres");
+    assert_string_equal(s[2].database, "app");
+    assert_string_equal(s[6].database, "app");
+    drill_sql_free(s, n);
+}
+
 #define NOW (INT64_C(1800000000) * 1000000)
 
 static void test_status_newest_commit(void **state)
@@ -155,8 +177,11 @@ static void test_pgbin_words(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_split),       cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_shown),       cmocka_unit_test(test_status_newest_commit),
+        cmocka_unit_test(test_split),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_shown),
+        cmocka_unit_test(test_sample_file),
+        cmocka_unit_test(test_status_newest_commit),
         cmocka_unit_test(test_pgbin_words),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
