@@ -63,7 +63,7 @@ enum config_event {
 };
 #define CONFIG_EVENT_ALL ((1u << 12) - 1)
 
-/* Defaults (DESIGN.md, or what a DBA would expect where it is silent). */
+/* Defaults (documented in conf/pgark.yaml). */
 #define CONFIG_DEFAULT_PATH "/etc/pgark/pgark.yaml"
 #define CONFIG_DEFAULT_SPOOL "/var/lib/pgark/spool"
 #define CONFIG_DEFAULT_COMPRESSION_LEVEL 3

@@ -10,7 +10,7 @@
  * binds the repository to one PostgreSQL system: opening it for another system
  * identifier, major version or segment size is ERR_MISMATCH, never a silent mix.
  *
- * Layout under <root>/<cluster>/ is DESIGN.md's: repo.json, wal/<TLI>/<SEGMENT>,
+ * Layout under <root>/<cluster>/ is docs/architecture.md's: repo.json, wal/<TLI>/<SEGMENT>,
  * wal/<TLI>/<SEGMENT>.partial, wal/<TLI>.history, chunks/<aa>/<hex>, backups/<LABEL>/.
  */
 #ifndef PGARK_REPO_H
@@ -275,7 +275,7 @@ int repo_wal_index_latest(struct repo *r, timeline_t tli, struct repo_wal_index 
  * it names is stored, never before, so it never claims more than was archived; `verify`
  * and `restore` hold the archive to it: a segment at or below it that is gone, or a
  * .partial shorter than it says, is WAL that was archived and is missing. What it cannot
- * show by itself is an older copy of itself put back (DESIGN.md): the receiver's record
+ * show by itself is an older copy of itself put back (docs/architecture.md): the receiver's record
  * of the last one it wrote (spool) and the other repositories' marks can.
  *
  * The object is JSON:

@@ -11,7 +11,7 @@
  *     that is where it left that repository (an outage: `check` reports the lag).
  *
  * What this cannot see: an older mark put back together with the WAL after it removed,
- * in every repository alike, where no receiver's record is at hand (DESIGN.md).
+ * in every repository alike, where no receiver's record is at hand (docs/architecture.md).
  */
 #include "verify_int.h"
 

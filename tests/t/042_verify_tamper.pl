@@ -9,7 +9,7 @@
 #  - the newest WAL removed from both: restore to latest refuses (exit 3), nothing written;
 #  - an older mark put back with the WAL after it removed: found through the spool's
 #    record, and without it through the other repository; done alike in both repositories
-#    with no record at hand, it is not detected (the limit DESIGN.md states);
+#    with no record at hand, it is not detected (the limit docs/architecture.md states);
 #  - repositories without marks (an older pgark) verify clean, saying so once each, and
 #    the receiver writes the marks again;
 #  - in an unencrypted repository the same removal is reported as missing WAL, in words
@@ -280,7 +280,7 @@ like($p->[0]{message},
 	'found through the other repository');
 
 # Done alike in repository two, with no record at hand: nothing is left to tell. This is
-# the limit DESIGN.md states: a consistent rollback of every copy is not detected.
+# the limit docs/architecture.md states: a consistent rollback of every copy is not detected.
 my %aside_one = %aside;
 %aside = ();
 take(wal_past('two', $old{two}), mark('two'));

@@ -72,7 +72,7 @@ static char *redacted(const char *text)
     return log_redact(text);
 }
 
-/* The example of DESIGN.md, with its secret files and CA made real under tmpdir. */
+/* A configuration with every section, its secret files and CA made real under tmpdir. */
 static void test_design_example(void **state)
 {
     (void)state;
@@ -87,7 +87,7 @@ static void test_design_example(void **state)
         "  local:   { type: posix, path: /var/lib/pgark/repo }\n"
         "  offsite: { type: s3, endpoint: https://s3.example.com, region: us-east-1,\n"
         "             bucket: backups, prefix: pgark/, uri_style: path,\n"
-        /* DESIGN.md writes ${AWS_ACCESS_KEY_ID} unquoted here, which is not YAML: "{" and
+        /* The sketch wrote ${AWS_ACCESS_KEY_ID} unquoted here, which is not YAML: "{" and
          * "}" end a plain scalar inside a flow mapping. Quoted, as a user must. */
         "             access_key_id: \"${AWS_ACCESS_KEY_ID}\", secret_access_key_file: %s/s3.key,\n"
         "             ca_file: %s/ca.crt }\n"
@@ -861,7 +861,7 @@ static void test_hints(void **state)
                      -ERR_CONFIG);
     assert_string_equal(err_hint_text(), "repos defined under \"repos\": r1");
 
-    /* DESIGN.md's own example line, unquoted ${VAR} in a flow mapping. */
+    /* The first sketch's example line, unquoted ${VAR} in a flow mapping. */
     assert_int_equal(config_load_string(F,
                                         "repos:\n"
                                         "  offsite: { type: s3, endpoint: https://s3.example.com,\n"
