@@ -47,6 +47,11 @@ struct repo_options {
     struct repo_codecs codecs;
     /* scrypt cost for a new repository; 0 = CRYPTO_KDF_DEFAULT_N. Tests lower it. */
     uint64_t kdf_n;
+    /* An existing encrypted repository: derive its key (scrypt, most of a second of CPU)
+     * only when an object is first read or written (repo_unlock), not at opening. For
+     * wal-fetch, which PostgreSQL runs once per segment and whose "not found" answers
+     * read nothing. Chunk names (repo_chunk_key) need the key: unlock first. */
+    bool defer_key;
 };
 
 struct repo;
@@ -56,13 +61,18 @@ struct repo;
  * it after repo_close). With create true and no repo.json, write one for *expect
  * (a fresh data key when a passphrase is given). With expect non-NULL, a repo.json
  * for another system is ERR_MISMATCH. With expect NULL, the repository must exist
- * and is opened as it is (restore, info, verify). A wrong passphrase is ERR_AUTH;
+ * and is opened as it is (restore, info, verify). A wrong passphrase is ERR_AUTH (with
+ * opts->defer_key, from the first read or write, or repo_unlock);
  * a passphrase for an unencrypted repository, or none for an encrypted one, is
  * ERR_CONFIG.
  */
 struct repo *repo_open(struct storage *s, const struct repo_options *opts,
                        const struct repo_identity *expect, bool create);
 void repo_close(struct repo *r);
+/* Derive the key of an encrypted repository opened with defer_key, once for every
+ * thread (a failure, e.g. a wrong passphrase (ERR_AUTH), is given to every later
+ * caller too); 0 at once when the repository is not encrypted or already unlocked. */
+int repo_unlock(struct repo *r);
 
 const struct repo_identity *repo_identity(const struct repo *r);
 const char *repo_name(const struct repo *r); /* the storage's name, for messages */
