@@ -95,7 +95,7 @@ sub segname { my ($tli, $s) = @_; return sprintf('%08X%08X%08X', $tli, int($s / 
 # --- three backups -------------------------------------------------------------------
 
 my $rx = ops_receiver_start($config);
-ok(wait_for(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '1' }),
+ok(poll_until(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '1' }),
 	'receiver streams through its slot');
 $node->command_ok([ 'pgbench', '-i', '-s', '1', '-q', 'postgres' ], 'pgbench -i -s 1');
 my @b;
@@ -108,7 +108,7 @@ for my $i (1 .. 3)
 }
 my $last = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
 sql('SELECT pg_switch_wal()');
-ok( wait_for(
+ok( poll_until(
 		sub {
 			-f "$root{one}/main/wal/00000001/$last"
 			  && -f "$root{two}/main/wal/00000001/$last";
@@ -229,7 +229,7 @@ my $h;
 	$h = IPC::Run::start([ pgark_bin(), '--config', $config, 'backup', '--no-progress', '--json' ],
 		'>', \$out, '2>', \$err);
 }
-ok(wait_for(sub { glob("$root{one}/main/backups/*.running") }), 'the running backup wrote its marker');
+ok(poll_until(sub { glob("$root{one}/main/backups/*.running") }), 'the running backup wrote its marker');
 $r = pgark('expire', '--json');
 is($r->{rc}, 0, 'expire during a backup exits 0') or diag($r->{stderr});
 my $during = decode_json($r->{stdout});
@@ -255,7 +255,7 @@ sleep(1);
 	$h = IPC::Run::start([ pgark_bin(), '--config', $config, 'backup', '--no-progress' ],
 		'>', \$out, '2>', \$err);
 }
-ok(wait_for(sub { scalar(grep { !$before_kill->{$_} } keys %{ chunks_on_disk('one') }) >= 4 || !$h->pumpable }),
+ok(poll_until(sub { scalar(grep { !$before_kill->{$_} } keys %{ chunks_on_disk('one') }) >= 4 || !$h->pumpable }),
 	'killed backup wrote new chunks first');
 $h->signal('KILL');
 eval { $h->finish };

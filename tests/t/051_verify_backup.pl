@@ -63,7 +63,7 @@ sub chunk_file { my ($repo, $name) = @_; return "$root{$repo}/main/chunks/" . su
 # --- two backups, the WAL archived around them ------------------------------------
 
 my $rx = ops_receiver_start($config);
-ok(wait_for(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '1' }),
+ok(poll_until(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '1' }),
 	'receiver streams through its slot');
 my $before_backups = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
 sql('SELECT pg_switch_wal()');
@@ -75,7 +75,7 @@ my $b2 = backup();
 sql('CREATE TABLE after_backups AS SELECT 1 AS x');
 my $last = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
 sql('SELECT pg_switch_wal()');
-ok( wait_for(
+ok( poll_until(
 		sub {
 			-f "$root{one}/main/wal/00000001/$last"
 			  && -f "$root{two}/main/wal/00000001/$last";
