@@ -42,7 +42,7 @@ sub pgark { return run_pgark([ '--config', $config, @_ ]) }
 
 sub backup
 {
-	my $r = pgark('backup', '--no-progress', '--json');
+	my $r = pgark('backup', '--no-progress', '--json', @_);
 	is($r->{rc}, 0, 'backup exits 0') or diag($r->{stderr});
 	return decode_json($r->{stdout});
 }
@@ -68,10 +68,10 @@ ok(poll_until(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active"
 my $before_backups = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
 sql('SELECT pg_switch_wal()');
 $node->command_ok([ 'pgbench', '-i', '-s', '1', '-q', 'postgres' ], 'pgbench -i -s 1');
-my $b1 = backup();
+# Named: time-based labels have one-second resolution, and these follow each other closely.
+my $b1 = backup('--label', 'b1');
 $node->command_ok([ 'pgbench', '-t', '200', '-n', 'postgres' ], 'pgbench transactions');
-sleep(1);    # labels have one-second resolution
-my $b2 = backup();
+my $b2 = backup('--label', 'b2');
 sql('CREATE TABLE after_backups AS SELECT 1 AS x');
 my $last = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
 sql('SELECT pg_switch_wal()');
