@@ -91,12 +91,17 @@ is($b->{rc}, 0, 'a backup to restore from') or diag($b->{stderr});
 sql('CREATE TABLE t (id int, pad text)');
 
 # verify while the receiver ships a new segment every few hundred milliseconds: the marks
-# verify reads are newer than the listing it made, and name no missing WAL for that.
+# verify reads are newer than the listing it made, and name no missing WAL for that. The
+# writer goes on until the four runs are done (however long they take), and each run
+# starts once the receiver has shipped a segment since the last one.
+my $busy = "$tmp/writer-busy";
+write_file($busy, '');
 my $writer = fork() // die "fork: $!";
 if ($writer == 0)
 {
-	my $until = Time::HiRes::time() + 6;
-	while (Time::HiRes::time() < $until)
+	# (stops by itself too, should this test die before it removes the file)
+	my $until = Time::HiRes::time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (-e $busy && Time::HiRes::time() < $until)
 	{
 		$node->safe_psql('postgres',
 			"INSERT INTO t SELECT g, 'busy' FROM generate_series(1, 500) g; SELECT pg_switch_wal()");
@@ -105,9 +110,14 @@ if ($writer == 0)
 }
 for my $i (1 .. 4)
 {
+	my $seen = record('one');
+	my $seq = $seen ? $seen->{seq} : -1;
+	ok(poll_until(sub { my $r = record('one'); $r && $r->{seq} > $seq }),
+		"the receiver ships while the writer writes ($i)");
 	my $during = pgark('verify');
 	is($during->{rc}, 0, "verify while the receiver ships ($i): exit 0") or diag($during->{stdout});
 }
+unlink($busy);
 waitpid($writer, 0);
 
 my @segs;
