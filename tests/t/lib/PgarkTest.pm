@@ -218,12 +218,8 @@ sub s3rver_stop
 	my ($s3) = @_;
 	return unless $s3 && $s3->{pid};
 	kill('TERM', $s3->{pid});
-	for (1 .. 100)
-	{
-		last if waitpid($s3->{pid}, WNOHANG) != 0;
-		usleep(50_000);
-	}
-	if (waitpid($s3->{pid}, WNOHANG) == 0)
+	# Killed if it has not gone within 5 s (its writes are atomic: s3rver-atomic.js).
+	if (!poll_until(sub { waitpid($s3->{pid}, WNOHANG) != 0 }, 5))
 	{
 		kill('KILL', $s3->{pid});
 		waitpid($s3->{pid}, 0);
