@@ -221,6 +221,12 @@ static void test_defaults(void **state)
     assert_int_equal(b->concurrency, 8);
     assert_true(b->part_size == 16 << 20);
     assert_int_equal(b->retries, 5);
+    /* The partial copy's interval is left to the receiver (posix 1s, s3 the cluster's);
+     * a stop waits 5 s for each repository. */
+    for (int i = 0; i < 2; i++) {
+        assert_true(cfg->repos[i].partial_upload_interval_ms == -1);
+        assert_true(cfg->repos[i].stop_timeout_ms == 5000);
+    }
 
     const struct config_cluster *c = &cfg->clusters[0];
     assert_string_equal(c->name, "Main-DB");
@@ -681,7 +687,32 @@ static const struct bad_case bad_cases[] = {
      "      secret_access_key: SECRETTEST, concurrency: 65}\n"
      "clusters: {c: {conninfo: x, repos: [s]}}\n",
      F ":3:51: key \"concurrency\" in repo \"s\" must be between 1 and 64, not 65"},
+    /* the tail of the WAL */
+    {"repos:\n  r1: {type: posix, path: /srv, partial_upload_interval: 1}\n" BASE_CLUSTERS,
+     F ":2:58: key \"partial_upload_interval\" in repo \"r1\": invalid duration \"1\" "
+       "(expected a whole number and a unit: ms, s, m, h, d or w)"},
+    {"repos:\n  r1: {type: posix, path: /srv, stop_timeout: -5s}\n" BASE_CLUSTERS,
+     F ":2:47: key \"stop_timeout\" in repo \"r1\": invalid duration \"-5s\" "
+       "(expected a whole number and a unit: ms, s, m, h, d or w)"},
 };
+
+/* partial_upload_interval and stop_timeout are keys of a repository of either type. */
+static void test_tail_keys(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("repos:\n"
+                                 "  r1: {type: posix, path: /srv, partial_upload_interval: 250ms,\n"
+                                 "       stop_timeout: 0s}\n"
+                                 "  s: {type: s3, endpoint: https://e, bucket: bkt,\n"
+                                 "      access_key_id: AK, secret_access_key: SK,\n"
+                                 "      partial_upload_interval: 0s, stop_timeout: 1m}\n"
+                                 "clusters: {c: {conninfo: x, repos: [r1, s]}}\n");
+    assert_true(cfg->repos[0].partial_upload_interval_ms == 250);
+    assert_true(cfg->repos[0].stop_timeout_ms == 0);
+    assert_true(cfg->repos[1].partial_upload_interval_ms == 0);
+    assert_true(cfg->repos[1].stop_timeout_ms == 60000);
+    config_free(cfg);
+}
 
 /* An S3 endpoint over http:// needs allow_http, which require_tls refuses; each refusal
  * says what to do. */
@@ -984,6 +1015,7 @@ int main(void)
         cmocka_unit_test(test_load_file_errors),
         cmocka_unit_test(test_default_path),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_tail_keys),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
