@@ -146,6 +146,9 @@ char *repo_wal_path(timeline_t tli, const char *segment_name, bool partial, char
 int repo_wal_push_fd(struct repo *r, const char *segment_name, int fd, uint64_t len);
 /* Replace the .partial copy of a segment with the first len bytes of fd. */
 int repo_wal_push_partial_fd(struct repo *r, const char *segment_name, int fd, uint64_t len);
+/* Remove the .partial copy of a segment and its time index (a missing one is no error):
+ * for once the complete segment is stored, which every reader takes instead. */
+int repo_wal_remove_partial(struct repo *r, const char *segment_name);
 /* Archive a timeline history file ("%08X.history"); identical = no-op. */
 int repo_wal_push_history(struct repo *r, timeline_t tli, const void *data, size_t len);
 
