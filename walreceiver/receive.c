@@ -31,6 +31,11 @@
  * the slow ones (their WAL waits in the spool). */
 #define OPEN_WAIT_MS 3000
 #define SILENCE_TIMEOUT_MS 60000
+/* How long a reload waits for an upload under way before it leaves it behind. */
+#define RELOAD_GRACE_MS 3000
+/* After the drain (shippers_drain) at a stop: one still busy is past its own
+ * stop_timeout, in an upload that will not end soon. */
+#define STOP_GRACE_MS 500
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t reload_requested;
@@ -483,6 +488,9 @@ out:
         int rc2 = spool_close_segment(rx->spool);
         if (rc == 0)
             rc = rc2;
+        /* Whatever ended it, every repository gets the tail now, not at its next
+         * interval: the server may be gone for good. */
+        shippers_stream_ended(rx);
     }
     pg_conn_free(conn);
     return rc;
@@ -576,14 +584,20 @@ int receiver_run(const struct receiver_options *o)
     }
 
     struct err_saved *saved = err_save();
-    shippers_stop(rx);
+    /* A stop (or an end for good) leaves the repositories with all the spool holds,
+     * each within its stop_timeout; a reload does not wait: the stream resumes at once
+     * and the new shippers copy the tail when they start. */
+    bool reloading = reload_requested && !stop_requested;
+    if (rx->spool && !reloading)
+        shippers_drain(rx);
+    shippers_stop(rx, reloading ? RELOAD_GRACE_MS : STOP_GRACE_MS);
     if (rx->spool && status_write(rx) < 0)
         err_clear();
     err_restore(saved);
     /* A shipper left behind keeps the receiver (and its repository, storage and
      * options) until its upload ends; the last reference frees them. */
     receiver_release(rx);
-    if (rc == 0 && reload_requested)
+    if (rc == 0 && reloading)
         rc = RECEIVER_RELOAD;
     return rc;
 }

@@ -85,6 +85,10 @@ struct shipper {
     uint64_t bytes_shipped;
     char partial_name[WAL_NAME_BUFLEN]; /* segment of the last partial upload */
     uint64_t partial_bytes;             /* bytes of it uploaded */
+    int64_t partial_at_us;              /* when the copy it made last was fixed */
+    uint64_t tail_gen;                  /* rx->tail_gen its repository has the tail of */
+    bool drained;      /* draining: it holds all the spool has, or failed to take it */
+    bool drain_failed; /* the latter */
 
     /* The repository's WAL high-water mark (shiphwm.c). The thread's own: the mark of
      * hwm.tli as stored, moved by what was shipped since (hwm_dirty until written). */
@@ -119,7 +123,9 @@ struct receiver {
     lsn_t progress_mark;
 
     pthread_mutex_t lock;
-    pthread_cond_t wake; /* signalled when a segment completes, on flush, and on stop */
+    pthread_cond_t wake;         /* signalled when a segment completes, on flush, and on stop */
+    pthread_mutex_t status_lock; /* one status_write at a time */
+    int64_t status_at_us;        /* monotonic time of the last one (guarded by lock) */
     atomic_bool stopping;
 
     /* Guarded by lock. */
@@ -132,11 +138,16 @@ struct receiver {
     char *last_error;
     struct flush_mark marks[FLUSH_MARKS];
     int nmarks, mark_head;
-    /* The partial copy every shipper is to make (ship.c): taken by the first one due,
-     * so that all push the same bytes, prepared once. */
+    /* The last partial copy a shipper fixed (ship.c): one due soon after takes the same,
+     * so that it is prepared once for them. */
     char partial_name[WAL_NAME_BUFLEN];
     uint64_t partial_len;
     int64_t partial_at_us;
+    /* One more each time the stream ended: every shipper then copies the tail of the
+     * segment being filled at once (ship.c). */
+    uint64_t tail_gen;
+    /* Stopping: shippers take what the spool holds, then say they are drained. */
+    bool draining;
 
     struct shipper *shippers;
     int nshippers;
@@ -164,10 +175,34 @@ int shippers_start(struct receiver *rx);
  * also when some attempt is still under way (a hung server). Other failures are
  * the shipper's to report and retry. */
 int shippers_wait_open(struct receiver *rx, int64_t timeout_ms, bool (*stop)(void));
-/* Stop and join them. A thread still uploading after a few seconds is left to finish
- * on its own (the spool keeps what it was shipping); it holds its reference to rx
- * until then. */
-void shippers_stop(struct receiver *rx);
+/* Helpers of the shippers' threads (ship.c), for shippartial.c. */
+/* Open "<spool>/<name><suffix>" for reading: *fd and the file's *size. */
+int ship_open_spool_file(struct receiver *rx, const char *name, const char *suffix, int *fd,
+                         uint64_t *size);
+/* sh's repository holds WAL up to end on tli (it moved; bytes more were shipped). */
+void ship_note_shipped(struct shipper *sh, timeline_t tli, lsn_t end, uint64_t bytes);
+/* Push the first len bytes of fd as item name, prepared once for the wanted shippers
+ * when it can be (push_item in ship.c). */
+int ship_push_item(struct shipper *sh, const char *name, bool partial, int wanted, int fd,
+                   uint64_t len);
+/* Copy the flushed part of the segment being filled (or of the last one, when the stream
+ * ended: the tail) when it grew since this repository's last copy, and either the
+ * repository's partial_upload_interval passed or the stream ended since (then at once:
+ * the tail is all that is missing, and the server may be gone for good). A copy fixed by
+ * another shipper moments ago is taken as it is, so that it is prepared once for both.
+ * *copied is set when a copy was made (shippartial.c). */
+int ship_partial(struct shipper *sh, bool *copied);
+
+/* The stream ended (a stop, a crash of the server, a lost connection): have every
+ * shipper copy the flushed tail of the segment being filled now. */
+void shippers_stream_ended(struct receiver *rx);
+/* Before a stop: give each repository up to its stop_timeout_ms to take what the spool
+ * holds that it lacks (queued segments, then the tail of the segment being filled).
+ * Returns once every shipper is drained or past its time. */
+void shippers_drain(struct receiver *rx);
+/* Stop and join them. A thread still uploading after grace_ms is left to finish on its
+ * own (the spool keeps what it was shipping); it holds its reference to rx until then. */
+void shippers_stop(struct receiver *rx, int64_t grace_ms);
 /* Wake the shippers (segment completed, flush advanced). */
 void shippers_wake(struct receiver *rx);
 
@@ -213,7 +248,7 @@ void ship_hwm_start(struct shipper *sh);
  * stays due, and is written with the next note. */
 int ship_hwm_note(struct shipper *sh, timeline_t tli, uint64_t segno, bool partial, uint64_t bytes);
 
-/* Write <spool dir>/status.json atomically. */
+/* Write <spool dir>/status.json atomically (from any thread; one at a time). */
 int status_write(struct receiver *rx);
 
 #endif

@@ -98,12 +98,15 @@ int status_write(struct receiver *rx)
 {
     int rc = 0;
     char path[4096], tmp[4200];
-    int64_t now = time_now_us();
     json_t *root = json_object();
     json_t *repos = json_array();
     double rpo_local = -1, rpo_offsite = -1;
 
+    /* One writer at a time (the receive loop, the shippers): they share the temp name. */
+    pthread_mutex_lock(&rx->status_lock);
+    int64_t now = time_now_us();
     pthread_mutex_lock(&rx->lock);
+    rx->status_at_us = time_mono_us();
     json_object_set_new(root, "cluster", json_string(rx->o->repo.cluster));
     json_object_set_new(root, "pid", json_integer(getpid()));
     json_object_set_new(root, "updated", time_json(now));
@@ -180,6 +183,7 @@ int status_write(struct receiver *rx)
     if (rename(tmp, path) < 0)
         rc = err_set_errno(ERR_IO, errno, "could not rename \"%s\"", tmp);
 out:
+    pthread_mutex_unlock(&rx->status_lock);
     json_decref(root);
     return rc;
 }
