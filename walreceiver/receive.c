@@ -16,6 +16,7 @@
 #include "pgark/mem.h"
 #include "pgark/pg_stream.h"
 #include "pgark/units.h"
+#include "pgark/waldecode.h"
 #include "pgark/walpage.h"
 
 #include <signal.h>
@@ -173,7 +174,7 @@ struct held_header {
  * of a bad page is ever written, flushed or acknowledged. A bad page sets
  * rx->bad_page. */
 static int take_wal(struct receiver *rx, struct walpage_checker *check, struct held_header *h,
-                    timeline_t tli, const struct pg_msg *msg)
+                    struct waldecode **dec, timeline_t tli, const struct pg_msg *msg)
 {
     int rc = walpage_check(check, msg->data_start, msg->data, msg->len);
     if (rc < 0) {
@@ -191,6 +192,8 @@ static int take_wal(struct receiver *rx, struct walpage_checker *check, struct h
     }
     if (h->len) {
         rc = spool_write(rx->spool, tli, h->lsn, h->bytes, h->len);
+        if (rc == 0)
+            commits_decode(rx, dec, h->bytes, h->len);
         h->len = 0;
         if (rc < 0)
             return rc;
@@ -198,6 +201,8 @@ static int take_wal(struct receiver *rx, struct walpage_checker *check, struct h
     size_t take = (size_t)(vetted - msg->data_start);
     if (take)
         rc = spool_write(rx->spool, tli, msg->data_start, msg->data, take);
+    if (rc == 0)
+        commits_decode(rx, dec, msg->data, take);
     if (rc == 0 && take < msg->len) {
         h->len = msg->len - take;
         h->lsn = vetted;
@@ -214,6 +219,7 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
     const struct receiver_options *o = rx->o;
     struct walpage_checker check;
     struct held_header held = {.len = 0};
+    struct waldecode *dec = NULL;
     struct pg_msg msg;
     int64_t last_status = time_mono_us(), last_file = 0;
     size_t unflushed = 0;
@@ -236,6 +242,7 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
     rc = pg_start_replication(conn, o->slot, *start, *tli);
     if (rc < 0)
         return rc;
+    dec = commits_decoder_start(rx, pg_major, *tli, *start);
     pthread_mutex_lock(&rx->lock);
     rx->tli = *tli;
     if (rx->received < *start)
@@ -261,7 +268,7 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
         }
         switch (msg.kind) {
         case PG_MSG_XLOGDATA:
-            rc = take_wal(rx, &check, &held, *tli, &msg);
+            rc = take_wal(rx, &check, &held, &dec, *tli, &msg);
             if (rc < 0) {
                 /* Whatever did reach the spool (a segment completed just before the
                  * disk filled) is durable: say so, so the slot does not lag. */
@@ -356,6 +363,7 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
             rc = pg_stream_stop(conn);
     }
 out:
+    waldecode_free(dec);
     return rc;
 }
 

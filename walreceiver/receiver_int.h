@@ -100,6 +100,47 @@ struct shipper {
     struct repo_wal_hwm hwm_written;
 };
 
+/* Commits the receive loop took (commits.c), guarded by rx->lock: where a commit record
+ * ends, and the newest commit time up to there (Unix microseconds). */
+struct commit_mark {
+    lsn_t end;
+    int64_t time_us;
+};
+
+#define COMMIT_MARKS_MAX 4096
+#define COMMIT_MARK_STEP_US 10000
+
+struct commit_marks {
+    struct commit_mark m[COMMIT_MARKS_MAX]; /* by end */
+    int n;
+    lsn_t tracking_since; /* every commit ending at or after it is known; 0: none yet */
+    lsn_t decoded_to;     /* decoded without a gap up to here */
+    bool decoding;
+};
+
+/* A stream begins, decoded from start: continues what is known when it starts inside
+ * it (marks after start are dropped, to be taken again), else starts afresh. */
+void commit_marks_restart(struct commit_marks *c, lsn_t start);
+/* The stream was decoded up to pos. */
+void commit_marks_decoded(struct commit_marks *c, lsn_t pos);
+/* Decoding stopped (the decoder failed): nothing past what was decoded is known. */
+void commit_marks_gap(struct commit_marks *c);
+/* A commit record ending at end, made at time_us. When the array is full, marks before
+ * keep_from (no lookup will be below it) are let go first. */
+void commit_marks_add(struct commit_marks *c, lsn_t end, int64_t time_us, lsn_t keep_from);
+/* The newest commit whose record ends at or before lsn: 1 and *out; 0 when there is none
+ * since what is known; -1 when it is not known (lsn outside what was decoded). */
+int commit_marks_find(const struct commit_marks *c, lsn_t lsn, struct commit_mark *out);
+
+/* Decode the WAL of a stream from start (a segment's start) as it is taken, noting its
+ * commits in rx->commits. NULL when no decoder could be made (said once; the stream goes
+ * on and status.json says the newest commits are not known). Free with waldecode_free. */
+struct waldecode;
+struct waldecode *commits_decoder_start(struct receiver *rx, int pg_major, timeline_t tli,
+                                        lsn_t start);
+/* Feed what went to the spool, len bytes at the stream's next position. */
+void commits_decode(struct receiver *rx, struct waldecode **dec, const uint8_t *data, size_t len);
+
 /* A (position, time) pair: when the spool's flushed position reached lsn. */
 struct flush_mark {
     lsn_t lsn;
@@ -148,6 +189,7 @@ struct receiver {
     uint64_t tail_gen;
     /* Stopping: shippers take what the spool holds, then say they are drained. */
     bool draining;
+    struct commit_marks commits;
 
     struct shipper *shippers;
     int nshippers;

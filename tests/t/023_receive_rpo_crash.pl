@@ -11,7 +11,8 @@
 # which, through pg_walinspect once it is restarted) and no row the restarted primary
 # lacks. Five such moments, with one cluster and one set-up; the last two with
 # synchronous: true, where both restores must also hold every commit the client saw
-# acknowledged.
+# acknowledged. After each stop, status.json's newest commit of each repository is the
+# newest commit its restore holds, to the microsecond, and its RPO is 0.
 use strict;
 use warnings;
 
@@ -69,10 +70,12 @@ ok(streaming(0), 'the receiver streams');
 my $r = run_pgark([ '--config', $config, 'backup', '--no-progress' ]);
 is($r->{rc}, 0, 'a base backup in both repositories') or diag($r->{stderr});
 
-# Restore to latest from one repository; returns { ids => { id => 1 } }.
+# Restore to latest from one repository; returns { ids => { id => 1 }, newest => commit
+# time of the newest row as PostgreSQL prints it, matches => whether $newest (a time from
+# status.json) is that commit time }.
 sub restore_from
 {
-	my ($repo, $round) = @_;
+	my ($repo, $round, $newest) = @_;
 	my $dst = PostgreSQL::Test::Cluster->new("r${round}_$repo");
 	my $res = run_pgark([ '--config', $config, 'restore', '--pgdata', $dst->data_dir,
 		'--repo', $repo, '--start', '--wait', '--port', $dst->port ]);
@@ -81,9 +84,15 @@ sub restore_from
 	$dst->_update_pid(1);
 	my %ids = map { $_ => 1 } split /,/,
 	  $dst->safe_psql('postgres', "SELECT string_agg(id::text, ',') FROM t");
+	my $match = defined $newest
+	  ? $dst->safe_psql('postgres',
+		"SELECT max(pg_xact_commit_timestamp(xmin)) = '$newest'::timestamptz FROM t")
+	  : 'no figure';
+	my $restored_newest =
+	  $dst->safe_psql('postgres', 'SELECT max(pg_xact_commit_timestamp(xmin)) FROM t');
 	$dst->stop;
 	rmtree($dst->data_dir);
-	return { ids => \%ids };
+	return { ids => \%ids, newest => $restored_newest, matches => $match };
 }
 
 sub missing
@@ -128,7 +137,11 @@ for my $round (1 .. $ROUNDS)
 
 	my $st = read_status($sdir);
 	my $flushed = $st->{flushed_lsn};
-	my %from = map { $_ => restore_from($_, $round) } qw(local offsite);
+	my %newest = map { $_->{name} => $_->{newest_commit} } @{ $st->{repos} };
+	my %rpo = map { $_->{name} => $_->{rpo_seconds} } @{ $st->{repos} };
+	is_deeply(\%rpo, { local => 0, offsite => 0 }, "round $round: status.json: RPO 0 in both repositories");
+
+	my %from = map { $_ => restore_from($_, $round, $newest{$_}) } qw(local offsite);
 
 	# What the receiver had flushed, from the primary's own WAL.
 	$node->start;
@@ -149,6 +162,9 @@ for my $round (1 .. $ROUNDS)
 		is_deeply(missing($got, \%all), [], "round $round: and nothing the primary lacks");
 		is_deeply(missing(\%acked, $got), [], "round $round: every commit the client saw acknowledged")
 		  if $sync;
+		is($from{$repo}{matches}, 't',
+			"round $round: status.json's newest commit of \"$repo\" ($newest{$repo}) is the restore's"
+			  . " ($from{$repo}{newest})");
 	}
 	$rx = receiver_start($config, name => 'round') if $round < $ROUNDS;
 }
