@@ -569,7 +569,12 @@ static void wait_ms(struct receiver *rx, int64_t ms)
 }
 
 /* How long an idle shipper waits before it looks again: until its next partial copy is
- * due, at most IDLE_WAIT_MS (a completed segment or the end of the stream wakes it). */
+ * due, at most IDLE_WAIT_MS (a completed segment or the end of the stream wakes it); once
+ * due with nothing new to copy (nothing was committed), every OVERDUE_POLL_MS, so that
+ * the first WAL after a quiet spell is copied soon (a flush does not wake the shippers:
+ * that cost more CPU than the shipping itself). */
+#define OVERDUE_POLL_MS 100
+
 static int64_t idle_wait_ms(struct shipper *sh)
 {
     struct receiver *rx = sh->rx;
@@ -579,8 +584,10 @@ static int64_t idle_wait_ms(struct shipper *sh)
         pthread_mutex_lock(&rx->lock);
         int64_t left = interval - (time_now_us() - sh->partial_at_us) / 1000;
         pthread_mutex_unlock(&rx->lock);
-        if (left < w)
-            w = left < 10 ? 10 : left;
+        if (left <= 0)
+            w = OVERDUE_POLL_MS;
+        else if (left < w)
+            w = left;
     }
     return w;
 }
