@@ -531,10 +531,7 @@ static int ship_histories(struct shipper *sh, char shipped[][24], int *nshipped)
             break;
         }
         struct buf b = BUF_INIT;
-        char chunk[4096];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-            buf_append(&b, chunk, n);
+        buf_append_file(&b, f);
         fclose(f);
         timeline_t tli = (timeline_t)strtoul(e->d_name, NULL, 16);
         rc = repo_wal_push_history(sh->repo, tli, b.data ? b.data : (uint8_t *)"", b.len);

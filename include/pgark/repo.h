@@ -341,6 +341,10 @@ int repo_wal_hwm_parse(const char *text, size_t len, uint64_t seg_size, const ch
  * archived by an older pgark, or a timeline it never wrote one for); ERR_INTEGRITY when
  * it is damaged, or is another timeline's. */
 int repo_wal_hwm_get(struct repo *r, timeline_t tli, struct repo_wal_hwm *out);
+/* The mark of tli for a writer about to move it: none reads as an empty mark (seq 0),
+ * and so does a damaged one, with a warning, so that a new mark replaces it (verify
+ * reports it). 0, or the error of a read that failed otherwise. */
+int repo_wal_hwm_load(struct repo *r, timeline_t tli, struct repo_wal_hwm *out);
 /* Store *m as the mark of m->tli (replacing the one there). The caller sets every field. */
 int repo_wal_hwm_put(struct repo *r, const struct repo_wal_hwm *m);
 /* For a writer that archives one file and ends (wal-push): read the mark of tli, add the
