@@ -43,42 +43,32 @@ static struct {
 } shipped[MAX_SHIPPERS];
 static int nshipped;
 
-/* A tier's RPO in rpo: {"<tier>": {"seconds": S}}, else "<tier>_seconds" (a receiver
- * before the per-tier RPO). -1 when there is none. */
+/* A tier's RPO in rpo: {"<tier>": {"seconds": S}}; -1 when there is none. */
 static int64_t tier_ms(json_t *rpo, const char *tier)
 {
     json_t *v = json_object_get(json_object_get(rpo, tier), "seconds");
-    if (!json_is_number(v)) {
-        char key[32];
-        snprintf(key, sizeof(key), "%s_seconds", tier);
-        v = json_object_get(rpo, key);
-    }
     if (!json_is_number(v) || json_number_value(v) < 0)
         return -1;
     return (int64_t)(json_number_value(v) * 1000 + 0.5);
 }
 
-static char *read_all(const char *path, size_t *len)
+/* The whole file as a string; NULL when it cannot be opened. */
+static char *read_all(const char *path)
 {
     FILE *f = fopen(path, "r");
     if (!f)
         return NULL;
     struct buf b = BUF_INIT;
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        buf_append(&b, chunk, n);
+    buf_append_file(&b, f);
     fclose(f);
-    buf_append(&b, "", 0);
-    if (len)
-        *len = b.len;
+    buf_append(&b, "", 0); /* never NULL, NUL-terminated */
     return buf_steal(&b);
 }
 
 /* Drop what is older than RPOHIST_KEEP_S: write the rest to a temporary file, rename. */
 static void compact(const char *path, int64_t now_s)
 {
-    char *text = read_all(path, NULL);
+    char *text = read_all(path);
     if (!text)
         return;
     struct rpohist_sample *s;
@@ -177,7 +167,7 @@ void receiver_rpo_ship(struct repo *r, const char *name, const char *spool_dir)
         free(path);
         return;
     }
-    char *text = read_all(path, NULL);
+    char *text = read_all(path);
     free(path);
     if (!text)
         return;

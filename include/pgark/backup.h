@@ -10,7 +10,7 @@
 
 struct cli_context;
 
-/* The command (argv[0] is its name): exit status as DESIGN.md's. */
+/* The command (argv[0] is its name): exit status as README.md states. */
 int cmd_backup(struct cli_context *ctx, int argc, char **argv);
 
 #endif

@@ -104,6 +104,9 @@ struct cli_repos {
     const char *cluster;
     const struct config *cfg;
     const struct config_cluster *cl;
+    /* Open encrypted repositories with repo_options.defer_key (wal-fetch: an answer
+     * of "not found" then costs no key derivation). */
+    bool defer_key;
 };
 
 /* Order the cluster's repositories (only `only` when not NULL: ERR_CONFIG if it is not

@@ -63,7 +63,7 @@ enum config_event {
 };
 #define CONFIG_EVENT_ALL ((1u << 12) - 1)
 
-/* Defaults (DESIGN.md, or what a DBA would expect where it is silent). */
+/* Defaults (documented in conf/pgark.yaml). */
 #define CONFIG_DEFAULT_PATH "/etc/pgark/pgark.yaml"
 #define CONFIG_DEFAULT_SPOOL "/var/lib/pgark/spool"
 #define CONFIG_DEFAULT_COMPRESSION_LEVEL 3
@@ -76,6 +76,10 @@ enum config_event {
 #define CONFIG_DEFAULT_DRILL_MAX_AGE_MS (INT64_C(7) * 86400 * 1000)
 #define CONFIG_DEFAULT_VERIFY_MAX_AGE_MS (INT64_C(86400) * 1000)
 #define CONFIG_DEFAULT_PARTIAL_UPLOAD_INTERVAL_MS (INT64_C(10) * 1000)
+/* A posix repository's copy of the segment being filled: every second, so that a restore
+ * from local disk loses about a second at most (DESIGN.md's promise). */
+#define CONFIG_DEFAULT_LOCAL_PARTIAL_INTERVAL_MS INT64_C(1000)
+#define CONFIG_DEFAULT_STOP_TIMEOUT_MS (INT64_C(5) * 1000)
 #define CONFIG_DEFAULT_WAL_FETCH_READ_AHEAD 16
 #define CONFIG_MAX_WAL_FETCH_READ_AHEAD 256
 #define CONFIG_DEFAULT_CHUNK_SIZE (UINT64_C(1) << 20)
@@ -101,6 +105,13 @@ struct config_repo {
     uint64_t part_size;              /* multipart part size, 5MiB..5GiB, default 16MiB */
     int retries;                     /* retries of a transient failure, 0..100, default 5 */
     bool allow_http; /* an http:// endpoint is accepted only with this; default false */
+    /* both types */
+    /* Copy of the segment being filled: -1 when not set (posix: 1s; s3: the cluster's
+     * partial_upload_interval), 0 disables it. */
+    int64_t partial_upload_interval_ms;
+    /* How long a stopping receiver waits for this repository to take what the spool
+     * holds (the tail of the segment being filled); default 5s, 0 not at all. */
+    int64_t stop_timeout_ms;
 };
 
 struct config_retention {

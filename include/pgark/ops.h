@@ -2,7 +2,7 @@
  * ops.h — the operations on a cluster's repositories: info, verify, check, expire,
  * drill, report, and wal-push (archive_command, for servers that cannot be streamed from).
  *
- * Promise: each returns its exit status as DESIGN.md gives it; verify and check
+ * Promise: each returns its exit status as README.md gives it; verify and check
  * return 3 when a problem is found (verify) or something is wrong (check).
  */
 #ifndef PGARK_OPS_H

@@ -10,7 +10,7 @@
  * binds the repository to one PostgreSQL system: opening it for another system
  * identifier, major version or segment size is ERR_MISMATCH, never a silent mix.
  *
- * Layout under <root>/<cluster>/ is DESIGN.md's: repo.json, wal/<TLI>/<SEGMENT>,
+ * Layout under <root>/<cluster>/ is docs/architecture.md's: repo.json, wal/<TLI>/<SEGMENT>,
  * wal/<TLI>/<SEGMENT>.partial, wal/<TLI>.history, chunks/<aa>/<hex>, backups/<LABEL>/,
  * drills/<NAME>.json (and pgark's other records, below).
  */
@@ -48,6 +48,11 @@ struct repo_options {
     struct repo_codecs codecs;
     /* scrypt cost for a new repository; 0 = CRYPTO_KDF_DEFAULT_N. Tests lower it. */
     uint64_t kdf_n;
+    /* An existing encrypted repository: derive its key (scrypt, most of a second of CPU)
+     * only when an object is first read or written (repo_unlock), not at opening. For
+     * wal-fetch, which PostgreSQL runs once per segment and whose "not found" answers
+     * read nothing. Chunk names (repo_chunk_key) need the key: unlock first. */
+    bool defer_key;
 };
 
 struct repo;
@@ -57,13 +62,18 @@ struct repo;
  * it after repo_close). With create true and no repo.json, write one for *expect
  * (a fresh data key when a passphrase is given). With expect non-NULL, a repo.json
  * for another system is ERR_MISMATCH. With expect NULL, the repository must exist
- * and is opened as it is (restore, info, verify). A wrong passphrase is ERR_AUTH;
+ * and is opened as it is (restore, info, verify). A wrong passphrase is ERR_AUTH (with
+ * opts->defer_key, from the first read or write, or repo_unlock);
  * a passphrase for an unencrypted repository, or none for an encrypted one, is
  * ERR_CONFIG.
  */
 struct repo *repo_open(struct storage *s, const struct repo_options *opts,
                        const struct repo_identity *expect, bool create);
 void repo_close(struct repo *r);
+/* Derive the key of an encrypted repository opened with defer_key, once for every
+ * thread (a failure, e.g. a wrong passphrase (ERR_AUTH), is given to every later
+ * caller too); 0 at once when the repository is not encrypted or already unlocked. */
+int repo_unlock(struct repo *r);
 
 const struct repo_identity *repo_identity(const struct repo *r);
 const char *repo_name(const struct repo *r); /* the storage's name, for messages */
@@ -137,6 +147,9 @@ char *repo_wal_path(timeline_t tli, const char *segment_name, bool partial, char
 int repo_wal_push_fd(struct repo *r, const char *segment_name, int fd, uint64_t len);
 /* Replace the .partial copy of a segment with the first len bytes of fd. */
 int repo_wal_push_partial_fd(struct repo *r, const char *segment_name, int fd, uint64_t len);
+/* Remove the .partial copy of a segment and its time index (a missing one is no error):
+ * for once the complete segment is stored, which every reader takes instead. */
+int repo_wal_remove_partial(struct repo *r, const char *segment_name);
 /* Archive a timeline history file ("%08X.history"); identical = no-op. */
 int repo_wal_push_history(struct repo *r, timeline_t tli, const void *data, size_t len);
 
@@ -276,7 +289,7 @@ int repo_wal_index_latest(struct repo *r, timeline_t tli, struct repo_wal_index 
  * it names is stored, never before, so it never claims more than was archived; `verify`
  * and `restore` hold the archive to it: a segment at or below it that is gone, or a
  * .partial shorter than it says, is WAL that was archived and is missing. What it cannot
- * show by itself is an older copy of itself put back (DESIGN.md): the receiver's record
+ * show by itself is an older copy of itself put back (docs/architecture.md): the receiver's record
  * of the last one it wrote (spool) and the other repositories' marks can.
  *
  * The object is JSON:
@@ -329,6 +342,10 @@ int repo_wal_hwm_parse(const char *text, size_t len, uint64_t seg_size, const ch
  * archived by an older pgark, or a timeline it never wrote one for); ERR_INTEGRITY when
  * it is damaged, or is another timeline's. */
 int repo_wal_hwm_get(struct repo *r, timeline_t tli, struct repo_wal_hwm *out);
+/* The mark of tli for a writer about to move it: none reads as an empty mark (seq 0),
+ * and so does a damaged one, with a warning, so that a new mark replaces it (verify
+ * reports it). 0, or the error of a read that failed otherwise. */
+int repo_wal_hwm_load(struct repo *r, timeline_t tli, struct repo_wal_hwm *out);
 /* Store *m as the mark of m->tli (replacing the one there). The caller sets every field. */
 int repo_wal_hwm_put(struct repo *r, const struct repo_wal_hwm *m);
 /* For a writer that archives one file and ends (wal-push): read the mark of tli, add the

@@ -103,6 +103,7 @@ struct repo *cli_repos_get(struct cli_repos *set, size_t i)
     struct repo_options ro;
     if (cli_repo_options(set->cfg, set->cl, CLI_REPO_READ, &ro) < 0)
         return NULL;
+    ro.defer_key = set->defer_key;
     r->repo = repo_open(r->storage, &ro, NULL, false);
     return r->repo;
 }

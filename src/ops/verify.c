@@ -176,7 +176,7 @@ void verify_parallel(struct verify_run *v, size_t n, void (*fn)(void *arg, size_
 /* --- one repository ---------------------------------------------------------------------- */
 
 /* The oldest backup's start segment: WAL before it restores nothing this repository
- * can restore, so continuity is required from there (DESIGN.md). */
+ * can restore, so continuity is required from there (docs/architecture.md). */
 static void set_floor(struct verify_repo *vr)
 {
     uint64_t seg_size = repo_identity(vr->repo)->seg_size;

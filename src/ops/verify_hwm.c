@@ -11,7 +11,7 @@
  *     that is where it left that repository (an outage: `check` reports the lag).
  *
  * What this cannot see: an older mark put back together with the WAL after it removed,
- * in every repository alike, where no receiver's record is at hand (DESIGN.md).
+ * in every repository alike, where no receiver's record is at hand (docs/architecture.md).
  */
 #include "verify_int.h"
 
@@ -246,10 +246,7 @@ void verify_hwm_read_records(struct verify_repo *repos, size_t n, const char *sp
             continue;
         }
         struct buf b = BUF_INIT;
-        char chunk[1024];
-        size_t k;
-        while ((k = fread(chunk, 1, sizeof(chunk), f)) > 0)
-            buf_append(&b, chunk, k);
+        buf_append_file(&b, f);
         fclose(f);
         buf_append(&b, "", 1); /* never NULL, NUL-terminated */
         vr->record_path = path;

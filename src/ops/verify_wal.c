@@ -287,7 +287,7 @@ static void check_continuity(struct wal_verify *w)
                 last = p - 1;
         }
         /* With backups, what is needed starts at the oldest one's start segment
-         * (DESIGN.md): older WAL may have gaps, and a segment missing at that start is
+         * (docs/architecture.md): older WAL may have gaps, and a segment missing at that start is
          * reported even when none older is there. */
         const struct verify_repo *vr = w->vr;
         if (vr->have_floor && w->v->since_us == 0) {

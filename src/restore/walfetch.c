@@ -188,6 +188,9 @@ int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
     const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
     if (!cl || cli_repos_init(&set, cfg, cl, only) < 0)
         return WALFETCH_EXIT_ABORT;
+    /* PostgreSQL asks for files that do not exist at the start and the end of every
+     * recovery (history files, the segment after the last): those answers need no key. */
+    set.defer_key = true;
     if (segment) {
         char *cache = prefetch_cache_dir(dest);
         /* Segments another user could have put there are not served: without the

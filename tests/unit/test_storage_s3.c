@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -572,7 +573,7 @@ enum peer_mode {
 struct peer {
     int fd, port;
     enum peer_mode mode;
-    int requests;
+    atomic_int requests; /* counted before each answer: see peer_main */
     volatile int stop;
     pthread_t thread;
 };
@@ -592,11 +593,10 @@ static void request_token(const char *head, char *out, size_t cap)
     out[n] = '\0';
 }
 
-static void peer_answer(struct peer *p, int c, const char *head)
+static void peer_answer(struct peer *p, int c, const char *head, int page)
 {
     char token[128], body[2048];
     request_token(head, token, sizeof(token));
-    int page = p->requests;
     const char *contents =
         "<Contents><Key>pre/fix/k/%06d</Key><LastModified>2026-01-01T00:00:00.000Z"
         "</LastModified><Size>1</Size></Contents>";
@@ -661,8 +661,10 @@ static void *peer_main(void *arg)
         }
         head[have] = '\0';
         if (strstr(head, "\r\n\r\n")) {
-            peer_answer(p, c, head);
-            p->requests++;
+            /* Counted before the answer goes: the client returns once it has it, and
+             * the test reads the count then, maybe before this thread runs again. */
+            int page = atomic_fetch_add(&p->requests, 1);
+            peer_answer(p, c, head, page);
         }
         close(c);
     }

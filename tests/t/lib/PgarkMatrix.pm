@@ -37,7 +37,6 @@ use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep time);
 use Time::Local ();
 use PgarkMajors;
 use PgarkTest;
@@ -144,7 +143,6 @@ EOF
 	is($r->{rc}, 0, 'backup from the primary') or diag($r->{stderr});
 	my $b1 = eval { decode_json($r->{stdout}) } // {};
 	cmp_ok($b1->{wal_segments} // 0, '>=', 1, "it archived its WAL ($b1->{wal_segments} segments)");
-	my $b1_done = time();
 
 	# --- restore --start refuses another major's server before it writes anything -------
 
@@ -181,8 +179,8 @@ EOF
 	# The receiver's slot, for after the promotion.
 	$standby->safe_psql('postgres', "SELECT pg_create_physical_replication_slot('pgark_main', true)");
 
-	# Whole-second labels and stop times: the next rows a second past the backup.
-	usleep(100_000) while time() < $b1_done + 1.2;
+	# Whole-second stop times: the next rows a second past the backup's end.
+	wait_past_stop_time($b1->{stop_time});
 
 	# --- load while the receiver is restarted and killed ---------------------------------
 
@@ -212,8 +210,7 @@ EOF
 	my $b2 = eval { decode_json($r->{stdout}) } // {};
 	like($r->{stderr}, qr/is not complete .* as in a backup from a standby: it is kept in the backup but not archived/,
 		'its last WAL segment, which the standby has only in part, is kept but not archived');
-	my $b2_done = time();
-	usleep(100_000) while time() < $b2_done + 1.2;
+	wait_past_stop_time($b2->{stop_time});
 	$drop->($primary, 'c');
 	my @c = $workload->($primary, 3, 'c');    # the last commit of its segment
 
