@@ -8,6 +8,8 @@
 #   make bench      benchmarks against pg_basebackup, pg_receivewal, pgbackrest
 #   make demo       throwaway cluster + receiver + backup + point-in-time restore
 #   make fuzz       each libFuzzer harness of tests/fuzz for FUZZ_SECONDS (default 60)
+#   make layers     check that every #include points down the layers (tests/harness/layers.pl)
+#   make names      check that each function prefix and struct tag has one owner (tests/harness/names.pl)
 #
 # BUILD selects the output directory, so several builds can live side by side.
 
@@ -51,7 +53,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 
 .PHONY: all unit tools fuzzers fuzz check check-local asan install uninstall clean deps bench \
-        demo format
+        demo format layers names
 
 all: $(BUILD)/pgark
 
@@ -117,6 +119,7 @@ install: all
 	install -m 0755 $(BUILD)/pgark $(DESTDIR)$(BINDIR)/pgark
 	install -d $(DESTDIR)$(PREFIX)/share/pgark
 	install -m 0644 conf/pgark.yaml $(DESTDIR)$(PREFIX)/share/pgark/pgark.yaml.example
+	install -m 0644 conf/drill-checks.sql $(DESTDIR)$(PREFIX)/share/pgark/drill-checks.sql.example
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/pgark
@@ -131,6 +134,12 @@ bench: all tools
 
 demo:
 	@sh contrib/demo.sh
+
+layers:
+	@perl tests/harness/layers.pl
+
+names:
+	@perl tests/harness/names.pl
 
 format:
 	clang-format -i $$(find src walreceiver include tests/unit tests/tools tests/fuzz -name '*.[ch]')

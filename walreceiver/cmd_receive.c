@@ -54,7 +54,7 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-struct run {
+struct receive_run {
     struct receiver_options o;
     struct storage **storages;
     int nstorages;
@@ -62,12 +62,12 @@ struct run {
 };
 
 /* receiver_run took the storages. */
-static void run_disown_storages(struct run *r)
+static void run_disown_storages(struct receive_run *r)
 {
     r->nstorages = 0;
 }
 
-static void run_free(struct run *r)
+static void run_free(struct receive_run *r)
 {
     for (int i = 0; i < r->nstorages; i++)
         storage_free(r->storages[i]);
@@ -77,10 +77,12 @@ static void run_free(struct run *r)
     memset(r, 0, sizeof(*r));
 }
 
-static int run_prepare(const struct config *cfg, const struct config_cluster *cl, struct run *r)
+static int run_prepare(const struct config *cfg, const struct config_cluster *cl,
+                       struct receive_run *r)
 {
     memset(r, 0, sizeof(*r));
-    r->o.cluster = cl->name;
+    if (cli_repo_options(cfg, cl, CLI_REPO_ARCHIVE, &r->o.repo) < 0)
+        return err_code();
     r->o.conninfo = cl->conninfo;
     r->o.slot = cl->slot;
     r->o.create_slot = cl->create_slot;
@@ -92,13 +94,7 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
     if (spool_check_owner(r->spool_dir) < 0)
         return err_code();
     r->o.spool_max = cfg->spool_max;
-    r->o.partial_interval_ms = cl->partial_upload_interval_ms;
     r->o.status_interval_ms = 10000;
-    r->o.passphrase = cfg->encryption.passphrase;
-    r->o.compress_level =
-        cfg->compression.algorithm == CONFIG_COMPRESSION_NONE ? 0 : cfg->compression.level;
-    const char *kdf = getenv("PGARK_TEST_KDF_N"); /* tests: a cheaper scrypt */
-    r->o.kdf_n = kdf ? strtoull(kdf, NULL, 10) : 0;
     const char *silence = getenv("PGARK_TEST_SILENCE_TIMEOUT_MS"); /* tests: shorter */
     r->o.silence_timeout_ms = silence ? strtoll(silence, NULL, 10) : 0;
     const char *retries = getenv("PGARK_TEST_MAX_RETRIES");
@@ -115,6 +111,14 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
         r->o.repos[i].storage = s;
         r->o.repos[i].offsite = repo->type == CONFIG_REPO_S3;
         r->o.repos[i].concurrency = repo->type == CONFIG_REPO_S3 ? repo->concurrency : 1;
+        /* A local copy every second keeps the local tier's RPO about a second; off-site,
+         * each copy costs a request: the cluster's partial_upload_interval. */
+        int64_t partial = repo->partial_upload_interval_ms;
+        if (partial < 0)
+            partial = repo->type == CONFIG_REPO_S3 ? cl->partial_upload_interval_ms
+                                                   : CONFIG_DEFAULT_LOCAL_PARTIAL_INTERVAL_MS;
+        r->o.repos[i].partial_interval_ms = partial;
+        r->o.repos[i].stop_timeout_ms = repo->stop_timeout_ms;
     }
     r->o.nrepos = (int)cl->nrepos;
     return 0;
@@ -151,7 +155,7 @@ int cmd_receive(struct cli_context *ctx, int argc, char **argv)
 {
     static const struct option options[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
     struct config *owned = NULL;
-    struct run run = {0};
+    struct receive_run run = {0};
     struct held held = {.fd = -1};
     int rc, opt;
 

@@ -43,10 +43,10 @@ struct prep_cache {
     struct prep_slot *slots;
 };
 
-struct prep_cache *prep_cache_new(const struct repo_identity *id, int compress_level,
+struct prep_cache *prep_cache_new(const struct repo_identity *id, const struct repo_codecs *codecs,
                                   const char *scratch_dir, int nshippers)
 {
-    struct repo_wal_preparer *preparer = repo_wal_preparer_new(id, compress_level, scratch_dir);
+    struct repo_wal_preparer *preparer = repo_wal_preparer_new(id, codecs, scratch_dir);
     if (!preparer)
         return NULL;
     struct prep_cache *c = xcalloc(1, sizeof(*c));

@@ -25,12 +25,12 @@ struct receiver *receiver_new(const struct receiver_options *o)
     struct receiver *rx = xcalloc(1, sizeof(*rx));
     struct receiver_options *c = &rx->opts;
     *c = *o;
-    c->cluster = dup_or_null(o->cluster);
+    c->repo.cluster = dup_or_null(o->repo.cluster);
     c->conninfo = dup_or_null(o->conninfo);
     c->slot = dup_or_null(o->slot);
     c->application_name = dup_or_null(o->application_name);
     c->spool_dir = dup_or_null(o->spool_dir);
-    c->passphrase = dup_or_null(o->passphrase);
+    c->repo.codecs.passphrase = dup_or_null(o->repo.codecs.passphrase);
     c->repos = xcalloc((size_t)o->nrepos + 1, sizeof(*c->repos));
     for (int i = 0; i < o->nrepos; i++) {
         c->repos[i] = o->repos[i];
@@ -40,6 +40,7 @@ struct receiver *receiver_new(const struct receiver_options *o)
     atomic_init(&rx->refs, 1);
     pthread_mutex_init(&rx->lock, NULL);
     pthread_cond_init(&rx->wake, NULL);
+    pthread_mutex_init(&rx->status_lock, NULL);
     return rx;
 }
 
@@ -77,13 +78,14 @@ void receiver_release(struct receiver *rx)
         free((char *)c->repos[i].name);
     }
     free(c->repos);
-    free((char *)c->cluster);
+    free((char *)c->repo.cluster);
     free((char *)c->conninfo);
     free((char *)c->slot);
     free((char *)c->application_name);
     free((char *)c->spool_dir);
-    free_secret(c->passphrase);
+    free_secret(c->repo.codecs.passphrase);
     pthread_cond_destroy(&rx->wake);
+    pthread_mutex_destroy(&rx->status_lock);
     pthread_mutex_destroy(&rx->lock);
     free(rx);
 }

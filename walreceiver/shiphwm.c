@@ -23,7 +23,7 @@
 
 static void record_path(const struct shipper *sh, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s/%s%s", spool_dir(sh->rx->spool), RECEIVER_HWM_RECORD_PREFIX, sh->name);
+    snprintf(buf, cap, "%s/%s%s", spool_dir(sh->rx->spool), REPO_WAL_HWM_RECORD_PREFIX, sh->name);
 }
 
 void ship_hwm_start(struct shipper *sh)
@@ -35,10 +35,7 @@ void ship_hwm_start(struct shipper *sh)
     memset(&rec, 0, sizeof(rec));
     FILE *f = fopen(path, "re");
     if (f) {
-        char chunk[1024];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-            buf_append(&b, chunk, n);
+        buf_append_file(&b, f);
         fclose(f);
         char what[4200];
         snprintf(what, sizeof(what), "record \"%s\"", path);
@@ -81,17 +78,9 @@ out:
 static int load(struct shipper *sh, timeline_t tli)
 {
     struct repo_wal_hwm stored, rec;
-    int rc = repo_wal_hwm_get(sh->repo, tli, &stored);
-    if (rc < 0 && err_kind() == ERR_NOT_FOUND) {
-        err_clear();
-    } else if (rc < 0 && err_kind() == ERR_INTEGRITY) {
-        char *text = err_format();
-        err_clear();
-        log_warn("%s; writing a new one", text);
-        free(text);
-    } else if (rc < 0) {
-        return err_context("while reading the WAL high-water mark of timeline %u", tli);
-    }
+    int rc = repo_wal_hwm_load(sh->repo, tli, &stored);
+    if (rc < 0)
+        return rc;
     pthread_mutex_lock(&sh->rx->lock);
     rec = sh->hwm_written;
     pthread_mutex_unlock(&sh->rx->lock);

@@ -1,6 +1,7 @@
 /*
  * cli.h — what the commands share: the command-line context, the configuration
- * (loaded once), the chosen cluster, and storage opened from a repo's config.
+ * (loaded once), the chosen cluster, and the cluster's repositories opened from it
+ * (repos.c: the one place that turns the configuration into repository options).
  *
  * Promise: the configuration is loaded at most once per process and freed with
  * cli_config_free; a failure leaves ERR_CONFIG in the error slot (exit 2).
@@ -9,6 +10,7 @@
 #define PGARK_CLI_H
 
 #include "pgark/log.h"
+#include "pgark/repo.h"
 #include "pgark/storage.h"
 
 #include <stdbool.h>
@@ -29,6 +31,8 @@ struct cli_context {
     enum log_level config_warn_level;
 };
 
+/* A command's entry point (argv[0] is the command name); each command's header
+ * (backup.h, restore.h, ops.h, walreceiver.h) declares its own. */
 typedef int (*command_fn)(struct cli_context *ctx, int argc, char **argv);
 
 const struct config *cli_config(struct cli_context *ctx);
@@ -41,23 +45,76 @@ void cli_config_warnings(const struct config *cfg, enum log_level level);
  * verify-full when the configuration says require_tls; 0 otherwise. Every command
  * that connects to the cluster calls it first. */
 int cli_require_tls(const struct config *cfg, const struct config_cluster *cl);
+/* A server pgark starts (restore --start, drill) gets none of this process's environment
+ * but what procenv.h allows, and its restore_command loads the configuration afresh: a
+ * configuration that reads a variable through ${VAR} would not load there, and every
+ * wal-fetch would stop the server. ERR_CONFIG naming the variables (who: the command,
+ * "--start"; instead, when not NULL: what else the user can do, for the hint); 0 when
+ * the configuration reads none. */
+int cli_refuse_server_env(const struct config *cfg, const char *who, const char *instead);
 /* The cluster named by --cluster, or the only one. NULL with the error set. */
 const struct config_cluster *cli_cluster(struct cli_context *ctx);
 /* A storage driver for a configured repository (caller frees with storage_free). */
 struct storage *cli_open_storage(const struct config_repo *repo);
-/* The S3 driver from a repo's config (src/ops/cli_s3.c). */
+/* The S3 driver from a repo's config (cli_s3.c). */
 struct storage *cli_open_s3(const struct config_repo *repo);
 
-/* Commands (argv[0] is the command name). */
-int cmd_receive(struct cli_context *ctx, int argc, char **argv);
-int cmd_info(struct cli_context *ctx, int argc, char **argv);
-int cmd_restore(struct cli_context *ctx, int argc, char **argv);
-int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv);
-int cmd_wal_push(struct cli_context *ctx, int argc, char **argv);
-/* Exit 3 when a problem is found (verify) or something is wrong (check). */
-int cmd_verify(struct cli_context *ctx, int argc, char **argv);
-int cmd_check(struct cli_context *ctx, int argc, char **argv);
-int cmd_backup(struct cli_context *ctx, int argc, char **argv);
-int cmd_expire(struct cli_context *ctx, int argc, char **argv);
+/* --- the cluster's repositories (repos.c) ---------------------------------------- */
+
+/* How a command uses a repository. */
+enum cli_repo_use {
+    /* It reads it as it is (restore, wal-fetch, info, verify, check, expire); what it
+     * writes besides (a running marker, a probe) is stored uncompressed. */
+    CLI_REPO_READ,
+    /* It archives into it (backup, wal-push, receive) with the configured compression;
+     * a missing repository is created for the identity expected, when one is. */
+    CLI_REPO_ARCHIVE,
+};
+
+/* The options every repository of cluster cl is opened with for use: the cluster's
+ * name and the compression and encryption the configuration chooses, one value
+ * (repo_codecs) for every repository, WAL preparer and manifest; for CLI_REPO_ARCHIVE,
+ * PGARK_TEST_KDF_N's scrypt cost for a new repository (tests). 0, or ERR_CONFIG. */
+int cli_repo_options(const struct config *cfg, const struct config_cluster *cl,
+                     enum cli_repo_use use, struct repo_options *out);
+
+/* One repository of a cluster: its configuration, storage and the repository in it. */
+struct cli_repo {
+    const struct config_repo *conf;
+    struct storage *storage; /* NULL until opened, or when it could not be set up */
+    struct repo *repo;       /* NULL until opened, or when it could not be opened */
+};
+
+/* Open repository conf of cluster cl for use (repo_open: expect NULL opens it as it is;
+ * with CLI_REPO_ARCHIVE and expect, a missing one is created). 0 with out filled, or
+ * negative with the error set and no context added: out->storage is NULL when the
+ * storage could not be set up, else out->repo when the repository could not be opened.
+ * Release with cli_repo_close in either case. */
+int cli_repo_open(const struct config *cfg, const struct config_cluster *cl,
+                  const struct config_repo *conf, enum cli_repo_use use,
+                  const struct repo_identity *expect, struct cli_repo *out);
+void cli_repo_close(struct cli_repo *r);
+
+/* The repositories of a cluster in reading order: posix ones (the local tier) first,
+ * then the others, in configuration order within a tier, each opened for reading only
+ * when first asked for. */
+struct cli_repos {
+    size_t n;
+    struct cli_repo *r;
+    const char *cluster;
+    const struct config *cfg;
+    const struct config_cluster *cl;
+    /* Open encrypted repositories with repo_options.defer_key (wal-fetch: an answer
+     * of "not found" then costs no key derivation). */
+    bool defer_key;
+};
+
+/* Order the cluster's repositories (only `only` when not NULL: ERR_CONFIG if it is not
+ * one of the cluster's). Nothing is opened yet. */
+int cli_repos_init(struct cli_repos *set, const struct config *cfg, const struct config_cluster *cl,
+                   const char *only);
+/* Repository i, opened on first use (CLI_REPO_READ); NULL with the error set. */
+struct repo *cli_repos_get(struct cli_repos *set, size_t i);
+void cli_repos_free(struct cli_repos *set);
 
 #endif

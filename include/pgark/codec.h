@@ -36,7 +36,7 @@ struct codec {
     int (*compress_buffer)(int level, const void *in, size_t len, const uint8_t **out,
                            size_t *out_len);
     /* Decompression of a whole payload in one piece into out (cap bytes; compress.h's
-     * decompress_zstd_buffer: the caller checks the content's digest); NULL for "none",
+     * compress_zstd_decompress_buffer: the caller checks the content's digest); NULL for "none",
      * whose payload is the content itself. */
     int (*decompress_buffer)(const void *in, size_t len, void *out, size_t cap, size_t *out_len);
     /* Cipher: key and nonce sizes (0 for "none"); constructors NULL for "none". */

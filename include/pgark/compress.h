@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-/* Levels accepted by filter_zstd_compress_new; higher levels would need bigger windows. */
+/* Levels accepted by compress_zstd_compressor_new; higher levels would need bigger windows. */
 #define COMPRESS_ZSTD_LEVEL_MIN 1
 #define COMPRESS_ZSTD_LEVEL_MAX 19
 #define COMPRESS_ZSTD_LEVEL_DEFAULT 3
@@ -26,7 +26,7 @@
  * ERR_CONFIG set for a level out of range. The caller owns the filter (or hands it to a chain).
  * Its zstd context is reused: freeing the filter keeps the context for the next compressor
  * the same thread creates (one spare per thread, freed when the thread ends). */
-struct filter *filter_zstd_compress_new(int level);
+struct filter *compress_zstd_compressor_new(int level);
 
 /*
  * One frame of in (len bytes) at level, as the compressor filter makes it (content
@@ -40,10 +40,10 @@ int compress_zstd_buffer(int level, const void *in, size_t len, const uint8_t **
                          size_t *out_len);
 
 /* Compression contexts created so far by this process (tests: reuse shows here). */
-uint64_t filter_zstd_contexts_made(void);
+uint64_t compress_zstd_contexts_made(void);
 
 /* A decompressor; never NULL. */
-struct filter *filter_zstd_decompress_new(void);
+struct filter *compress_zstd_decompressor_new(void);
 
 /*
  * The one frame that in (len bytes, the whole frame and nothing after it) holds,
@@ -55,6 +55,7 @@ struct filter *filter_zstd_decompress_new(void);
  * which makes the checksum a second pass over every byte for nothing. 0 with
  * *out_len set, or ERR_INTEGRITY.
  */
-int decompress_zstd_buffer(const void *in, size_t len, void *out, size_t cap, size_t *out_len);
+int compress_zstd_decompress_buffer(const void *in, size_t len, void *out, size_t cap,
+                                    size_t *out_len);
 
 #endif

@@ -38,9 +38,9 @@
 /* --- SHA-256 observer ------------------------------------------------------------ */
 
 /* Passes bytes through unchanged and hashes them. Never NULL. */
-struct filter *filter_sha256_new(void);
+struct filter *crypto_sha256_filter_new(void);
 /* The digest of every byte seen; final once the filter has seen the end of input. */
-void filter_sha256_result(const struct filter *f, uint8_t out[32]);
+void crypto_sha256_filter_result(const struct filter *f, uint8_t out[32]);
 
 /* --- framed AES-256-GCM ---------------------------------------------------------- */
 
@@ -48,10 +48,10 @@ void filter_sha256_result(const struct filter *f, uint8_t out[32]);
  * Encryptor / decryptor filters. key, nonce and aad are copied. The nonce must be
  * fresh for every object encrypted under a key (random_bytes). Never NULL.
  */
-struct filter *filter_aes_gcm_encrypt_new(const uint8_t key[32], const uint8_t nonce[12],
-                                          const void *aad, size_t aad_len);
-struct filter *filter_aes_gcm_decrypt_new(const uint8_t key[32], const uint8_t nonce[12],
-                                          const void *aad, size_t aad_len);
+struct filter *crypto_gcm_encryptor_new(const uint8_t key[32], const uint8_t nonce[12],
+                                        const void *aad, size_t aad_len);
+struct filter *crypto_gcm_decryptor_new(const uint8_t key[32], const uint8_t nonce[12],
+                                        const void *aad, size_t aad_len);
 
 /* Length of the ciphertext of plain_len bytes of plaintext. */
 uint64_t crypto_gcm_ciphertext_len(uint64_t plain_len);

@@ -8,6 +8,19 @@
  * text, a hint naming the package to install) and the process exits with the status
  * of dl_set_failure_status (1 unless set): the callers are shims standing in for the
  * library's own functions, whose call sites have no way to take such an error.
+ *
+ * Why the shims keep the library's names. A call such as ZSTD_compressStream2(...) in
+ * src/compress goes through this table, yet reads as the library's documented call,
+ * not as zstd->compressStream2(...). That is on purpose, and safe for three reasons
+ * the build enforces: each shim file (zstd_dl.c, crypto_dl.c, curl_dl.c, pq_dl.c) is
+ * compiled against the library's own header, so a shim's prototype is the library's
+ * and a mismatch does not compile; pgark is not linked with these libraries (the
+ * Makefile's DL_PKGS give their headers only), so a call to a function that has no
+ * shim fails to link rather than reach the library some other way; and only the
+ * folder that owns a library includes its header (tests/harness/layers.pl), so these
+ * names appear nowhere else in pgark (unit tests aside). Reading a libzstd,
+ * libcrypto, libcurl or libpq call in its folder is reading a call through its shim:
+ * one indirect call, as through the PLT, with the library loaded by the first one.
  */
 #ifndef PGARK_DL_H
 #define PGARK_DL_H

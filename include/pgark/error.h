@@ -62,7 +62,7 @@ int err_code(void);
 bool err_is_set(void);
 void err_clear(void);
 
-/* Exit code of DESIGN.md for the current error: usage/config 2, integrity 3, else 1. */
+/* Exit code (README.md) for the current error: usage/config 2, integrity 3, else 1. */
 int err_exit_code(void);
 
 /* Print the current error (and hint) through the logger at level error, then clear. */

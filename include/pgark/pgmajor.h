@@ -16,7 +16,7 @@
 #define PG_MAJOR_MAX 18
 
 /* Whether pgark supports PostgreSQL major `major` (13 for 130022). */
-bool pg_major_supported(int major);
+bool pgmajor_supported(int major);
 
 /*
  * Refuse a server outside the range: ERR_CONFIG "server "WHERE" runs PostgreSQL VERSION,
@@ -24,6 +24,6 @@ bool pg_major_supported(int major);
  * nothing was created on it. version_text is the server's own ("12.22", "19beta1"), or
  * NULL to print the major. Returns the error code.
  */
-int pg_major_refuse(const char *where, int major, const char *version_text);
+int pgmajor_refuse(const char *where, int major, const char *version_text);
 
 #endif

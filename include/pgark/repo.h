@@ -10,8 +10,9 @@
  * binds the repository to one PostgreSQL system: opening it for another system
  * identifier, major version or segment size is ERR_MISMATCH, never a silent mix.
  *
- * Layout under <root>/<cluster>/ is DESIGN.md's: repo.json, wal/<TLI>/<SEGMENT>,
- * wal/<TLI>/<SEGMENT>.partial, wal/<TLI>.history, chunks/<aa>/<hex>, backups/<LABEL>/.
+ * Layout under <root>/<cluster>/ is docs/architecture.md's: repo.json, wal/<TLI>/<SEGMENT>,
+ * wal/<TLI>/<SEGMENT>.partial, wal/<TLI>.history, chunks/<aa>/<hex>, backups/<LABEL>/,
+ * drills/<NAME>.json (and pgark's other records, below).
  */
 #ifndef PGARK_REPO_H
 #define PGARK_REPO_H
@@ -31,15 +32,30 @@ struct repo_identity {
     uint64_t seg_size; /* wal_segment_size in bytes */
 };
 
+struct codec;
+
+/* How a cluster's objects are written: compressed with a codec of codec.h's table at
+ * its level, and encrypted under a data key the passphrase unlocks. One value from the
+ * configuration (cli_repo_options) to every repository, WAL preparer and manifest. */
+struct repo_codecs {
+    const struct codec *compression; /* NULL, or codec "none": stored uncompressed */
+    int level;                       /* within compression's levels; unused for none */
+    const char *passphrase;          /* NULL: no encryption (must match repo.json) */
+};
+
 struct repo_options {
-    const char *cluster;    /* cluster name: the folder under the root */
-    const char *passphrase; /* NULL: no encryption (must match repo.json) */
-    int compress_level;     /* zstd level 1..19; 0 = store uncompressed */
+    const char *cluster; /* cluster name: the folder under the root */
+    struct repo_codecs codecs;
     /* scrypt cost for a new repository; 0 = CRYPTO_KDF_DEFAULT_N. Tests lower it. */
     uint64_t kdf_n;
     /* On a store without conditional writes, how long a creator of repo.json waits
      * for another one to finish; 0 = default (30 s). Tests lower it. */
     int create_wait_ms;
+    /* An existing encrypted repository: derive its key (scrypt, most of a second of CPU)
+     * only when an object is first read or written (repo_unlock), not at opening. For
+     * wal-fetch, which PostgreSQL runs once per segment and whose "not found" answers
+     * read nothing. Chunk names (repo_chunk_key) need the key: unlock first. */
+    bool defer_key;
 };
 
 struct repo;
@@ -49,13 +65,18 @@ struct repo;
  * it after repo_close). With create true and no repo.json, write one for *expect
  * (a fresh data key when a passphrase is given). With expect non-NULL, a repo.json
  * for another system is ERR_MISMATCH. With expect NULL, the repository must exist
- * and is opened as it is (restore, info, verify). A wrong passphrase is ERR_AUTH;
+ * and is opened as it is (restore, info, verify). A wrong passphrase is ERR_AUTH (with
+ * opts->defer_key, from the first read or write, or repo_unlock);
  * a passphrase for an unencrypted repository, or none for an encrypted one, is
  * ERR_CONFIG.
  */
 struct repo *repo_open(struct storage *s, const struct repo_options *opts,
                        const struct repo_identity *expect, bool create);
 void repo_close(struct repo *r);
+/* Derive the key of an encrypted repository opened with defer_key, once for every
+ * thread (a failure, e.g. a wrong passphrase (ERR_AUTH), is given to every later
+ * caller too); 0 at once when the repository is not encrypted or already unlocked. */
+int repo_unlock(struct repo *r);
 
 const struct repo_identity *repo_identity(const struct repo *r);
 const char *repo_name(const struct repo *r); /* the storage's name, for messages */
@@ -129,6 +150,9 @@ char *repo_wal_path(timeline_t tli, const char *segment_name, bool partial, char
 int repo_wal_push_fd(struct repo *r, const char *segment_name, int fd, uint64_t len);
 /* Replace the .partial copy of a segment with the first len bytes of fd. */
 int repo_wal_push_partial_fd(struct repo *r, const char *segment_name, int fd, uint64_t len);
+/* Remove the .partial copy of a segment and its time index (a missing one is no error):
+ * for once the complete segment is stored, which every reader takes instead. */
+int repo_wal_remove_partial(struct repo *r, const char *segment_name);
 /* Archive a timeline history file ("%08X.history"); identical = no-op. */
 int repo_wal_push_history(struct repo *r, timeline_t tli, const void *data, size_t len);
 
@@ -145,11 +169,12 @@ int repo_wal_push_history(struct repo *r, timeline_t tli, const void *data, size
 struct repo_wal_preparer;
 struct repo_wal_prepared;
 
-/* A preparer for WAL of identity *id, compressing at compress_level (as repo_options;
- * 0 = none), with its scratch files in scratch_dir (copied). It keeps one compression
- * context and one read buffer for all its segments. Not thread-safe: one preparation at
- * a time. */
-struct repo_wal_preparer *repo_wal_preparer_new(const struct repo_identity *id, int compress_level,
+/* A preparer for WAL of identity *id, compressing as codecs says (its compression and
+ * level, as the repositories'), with its scratch files in scratch_dir (copied). It keeps
+ * one compression context and one read buffer for all its segments. Not thread-safe: one
+ * preparation at a time. */
+struct repo_wal_preparer *repo_wal_preparer_new(const struct repo_identity *id,
+                                                const struct repo_codecs *codecs,
                                                 const char *scratch_dir);
 void repo_wal_preparer_free(struct repo_wal_preparer *p);
 
@@ -267,7 +292,7 @@ int repo_wal_index_latest(struct repo *r, timeline_t tli, struct repo_wal_index 
  * it names is stored, never before, so it never claims more than was archived; `verify`
  * and `restore` hold the archive to it: a segment at or below it that is gone, or a
  * .partial shorter than it says, is WAL that was archived and is missing. What it cannot
- * show by itself is an older copy of itself put back (DESIGN.md): the receiver's record
+ * show by itself is an older copy of itself put back (docs/architecture.md): the receiver's record
  * of the last one it wrote (spool) and the other repositories' marks can.
  *
  * The object is JSON:
@@ -279,6 +304,12 @@ int repo_wal_index_latest(struct repo *r, timeline_t tli, struct repo_wal_index 
  */
 
 #define REPO_WAL_HWM_FORMAT 1
+
+/* A writer's record of the last mark it wrote to each repository, kept out of the
+ * repository's reach: "<dir>/hwm.<repository>" (the receiver's spool), the mark's JSON
+ * (repo_wal_hwm_format), replaced after each write. The repository's own mark must be
+ * at least as far along; `verify` holds it to that. */
+#define REPO_WAL_HWM_RECORD_PREFIX "hwm."
 
 struct repo_wal_hwm {
     timeline_t tli;
@@ -314,6 +345,10 @@ int repo_wal_hwm_parse(const char *text, size_t len, uint64_t seg_size, const ch
  * archived by an older pgark, or a timeline it never wrote one for); ERR_INTEGRITY when
  * it is damaged, or is another timeline's. */
 int repo_wal_hwm_get(struct repo *r, timeline_t tli, struct repo_wal_hwm *out);
+/* The mark of tli for a writer about to move it: none reads as an empty mark (seq 0),
+ * and so does a damaged one, with a warning, so that a new mark replaces it (verify
+ * reports it). 0, or the error of a read that failed otherwise. */
+int repo_wal_hwm_load(struct repo *r, timeline_t tli, struct repo_wal_hwm *out);
 /* Store *m as the mark of m->tli (replacing the one there). The caller sets every field. */
 int repo_wal_hwm_put(struct repo *r, const struct repo_wal_hwm *m);
 /* For a writer that archives one file and ends (wal-push): read the mark of tli, add the
@@ -422,6 +457,29 @@ void repo_backup_clear(struct repo_backup *b);
 
 /* 1 when backups/<label>/manifest.json exists, 0 when not, negative on error. */
 int repo_backup_exists(struct repo *r, const char *label);
+
+/* --- records ------------------------------------------------------------------------ */
+/*
+ * What pgark keeps about its own runs, beside what it archives: "<kind>/<name>.json", one
+ * JSON object each, an envelope like any other object. `drill` writes one per drill
+ * (drills/, passed or failed), `verify` one per run (verifies/), the receiver its RPO
+ * history (receiver/); `report` reads them. Names are backup-label-like ([A-Za-z0-9._-],
+ * not starting with '.'), timestamps first so that they sort by time.
+ */
+#define REPO_RECORD_DRILLS "drills"
+#define REPO_RECORD_VERIFIES "verifies"
+#define REPO_RECORD_RECEIVER "receiver"
+#define REPO_RECORD_MAX (4u << 20)
+
+/* Write (replace) record name of kind. ERR_USAGE for an unknown kind or a bad name. */
+int repo_record_put(struct repo *r, const char *kind, const char *name, const char *text);
+/* Read it, verified, NUL-terminated (*text is the caller's). ERR_NOT_FOUND when it is
+ * not there; ERR_INTEGRITY when damaged or longer than REPO_RECORD_MAX. */
+int repo_record_get(struct repo *r, const char *kind, const char *name, char **text);
+/* The names of kind's records, sorted (none when the folder is missing). Free with
+ * repo_record_names_free. */
+int repo_record_list(struct repo *r, const char *kind, char ***names, size_t *n);
+void repo_record_names_free(char **names, size_t n);
 
 /* --- running markers ------------------------------------------------------------ */
 /*

@@ -1,12 +1,13 @@
 /*
- * restore.h — the pure parts of `pgark restore`: recovery targets, the recovery
- * settings written into postgresql.auto.conf, and the choice of a backup.
+ * restore.h — `pgark restore` and `pgark wal-fetch`, and the pure parts of restore:
+ * recovery targets, the recovery settings written into postgresql.auto.conf, the choice
+ * of a backup and the vetting of its manifest.
  *
- * Promise: no I/O. A target is checked when it is parsed (one target at most, each
- * value in PostgreSQL's own syntax), so nothing is written for a command line the
- * server would refuse. The settings text is quoted for postgresql.conf (single
- * quotes doubled, backslashes escaped) and the restore_command for the shell and for
- * the server's %-substitution, whatever bytes the paths hold.
+ * Promise: apart from the two commands, no I/O. A target is checked when it is parsed
+ * (one target at most, each value in PostgreSQL's own syntax), so nothing is written
+ * for a command line the server would refuse. The settings text is quoted for
+ * postgresql.conf (single quotes doubled, backslashes escaped) and the restore_command
+ * for the shell and for the server's %-substitution, whatever bytes the paths hold.
  */
 #ifndef PGARK_RESTORE_H
 #define PGARK_RESTORE_H
@@ -18,6 +19,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct cli_context;
+
+/* The commands (argv[0] is the command name). wal-fetch exits 1 only when every
+ * repository answered that it lacks the file, 255 for any other failure. */
+int cmd_restore(struct cli_context *ctx, int argc, char **argv);
+int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv);
 
 enum restore_target_kind {
     RESTORE_TARGET_LATEST = 0, /* replay everything there is (the default) */

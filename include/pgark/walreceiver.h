@@ -10,14 +10,27 @@
  * returns 0 after a clean stop (SIGTERM/SIGINT: final flush reported, within
  * seconds), or a negative error for conditions retrying cannot fix (another
  * cluster's repository, a missing slot, a WAL page that fails its checks).
+ *
+ * RPO: the flushed part of the segment being filled is copied to each repository every
+ * receiver_repo.partial_interval_ms, and at once whenever the stream ends (a crash of
+ * the server, a lost connection, a timeline left), so that a restore to latest from any
+ * repository that could be reached gets every transaction the spool holds. Before it
+ * returns (but for a reload) the receiver gives each repository up to its
+ * stop_timeout_ms to take what it lacks of the spool, that tail included.
  */
 #ifndef PGARK_WALRECEIVER_H
 #define PGARK_WALRECEIVER_H
 
+#include "pgark/repo.h"
 #include "pgark/storage.h"
 
 #include <stdbool.h>
 #include <stdint.h>
+
+struct cli_context;
+
+/* The command: the configured cluster's receiver, until stopped (SIGHUP reloads). */
+int cmd_receive(struct cli_context *ctx, int argc, char **argv);
 
 struct receiver_repo {
     const char *name;
@@ -26,18 +39,26 @@ struct receiver_repo {
     /* A backlog goes up with this many segments in flight at once, when the storage
      * has asynchronous transfers (s3); 0 or 1: one at a time. */
     int concurrency;
+    /* How often the flushed part of the segment being filled is copied to it (0: never,
+     * not even when the stream ends). */
+    int64_t partial_interval_ms;
+    /* How long a stop waits for it to take the spool's WAL not in it yet: the segments
+     * still queued and the tail of the segment being filled (0: not at all). */
+    int64_t stop_timeout_ms;
 };
 
 struct receiver_options {
-    const char *cluster;
+    /* How every repository is opened (cli_repo_options): the cluster's name (the folder
+     * under each root), the compression and encryption choice (passphrase NULL: none),
+     * the scrypt cost of a new repository. */
+    struct repo_options repo;
     const char *conninfo;
     const char *slot;
     bool create_slot;
     const char *application_name;
-    bool synchronous;      /* report flush at once so synchronous commits can wait on us */
-    const char *spool_dir; /* <spool>/<cluster> */
-    uint64_t spool_max;    /* 0: no cap */
-    int64_t partial_interval_ms;
+    bool synchronous;           /* report flush at once so synchronous commits can wait on us */
+    const char *spool_dir;      /* <spool>/<cluster> */
+    uint64_t spool_max;         /* 0: no cap */
     int64_t status_interval_ms; /* standby status updates when idle; default 10 s */
     /* No message from the server for this long: the connection is taken as lost and
      * made again (PostgreSQL's wal_receiver_timeout); at half of it the server is
@@ -45,9 +66,6 @@ struct receiver_options {
     int64_t silence_timeout_ms;
     struct receiver_repo *repos;
     int nrepos;
-    const char *passphrase; /* NULL: no encryption */
-    int compress_level;
-    uint64_t kdf_n; /* 0: default */
     /* Stop after this many reconnect attempts in a row fail (0: never). For tests. */
     int max_retries;
 };
@@ -63,11 +81,8 @@ int receiver_run(const struct receiver_options *o);
 
 #define RECEIVER_RELOAD 1
 
-/* The receiver's record of the last WAL high-water mark it wrote to each repository:
- * "<spool>/<cluster>/hwm.<repository>", the mark's JSON (repo_wal_hwm_format), replaced
- * after each write. The repository's own mark must be at least as far along; `verify`
- * holds it to that. */
-#define RECEIVER_HWM_RECORD_PREFIX "hwm."
+/* The receiver keeps its record of the last WAL high-water mark it wrote to each
+ * repository in the spool (REPO_WAL_HWM_RECORD_PREFIX, repo.h). */
 
 /* Async-signal-safe: ask a running receiver to stop, or to return for a reload. */
 void receiver_request_stop(void);

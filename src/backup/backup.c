@@ -11,7 +11,9 @@
  */
 #include "backup_int.h"
 
+#include "pgark/backup.h"
 #include "pgark/cli.h"
+#include "pgark/codec.h"
 #include "pgark/config.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
@@ -170,20 +172,19 @@ static void print_human(json_t *s)
 struct session {
     struct repo_heartbeat *heartbeat; /* the running markers, once written */
     struct pg_conn *conn;
-    struct storage **storages;
-    struct backup_target *targets;
+    struct repo_options ro; /* the cluster's, as every repository is opened with */
+    struct cli_repo *repos;
+    struct backup_target *targets; /* one per repository, ntargets opened */
     size_t ntargets;
 };
 
 static void session_free(struct session *s)
 {
     repo_heartbeat_stop(s->heartbeat); /* before the repositories it writes to */
-    for (size_t i = 0; i < s->ntargets; i++) {
-        repo_close(s->targets[i].repo);
-        storage_free(s->storages[i]);
-    }
+    for (size_t i = 0; i < s->ntargets; i++)
+        cli_repo_close(&s->repos[i]);
     free(s->targets);
-    free(s->storages);
+    free(s->repos);
     pg_conn_free(s->conn);
 }
 
@@ -210,29 +211,18 @@ static int announce(struct session *s, const char *label)
 static int open_repos(const struct config *cfg, const struct config_cluster *cl,
                       const struct repo_identity *id, struct session *s)
 {
-    const char *kdf = getenv("PGARK_TEST_KDF_N"); /* tests: a cheaper scrypt */
-    struct repo_options ro = {
-        .cluster = cl->name,
-        .passphrase = cfg->encryption.passphrase,
-        .compress_level =
-            cfg->compression.algorithm == CONFIG_COMPRESSION_NONE ? 0 : cfg->compression.level,
-        .kdf_n = kdf ? strtoull(kdf, NULL, 10) : 0,
-    };
-
-    s->storages = xcalloc(cl->nrepos, sizeof(*s->storages));
+    if (cli_repo_options(cfg, cl, CLI_REPO_ARCHIVE, &s->ro) < 0)
+        return err_code();
+    s->repos = xcalloc(cl->nrepos, sizeof(*s->repos));
     s->targets = xcalloc(cl->nrepos, sizeof(*s->targets));
     for (size_t i = 0; i < cl->nrepos; i++) {
         const struct config_repo *rc_repo = config_cluster_repo(cfg, cl, i);
-        struct storage *st = cli_open_storage(rc_repo);
-        if (!st)
-            return err_context("while opening repository \"%s\"", rc_repo->name);
-        s->storages[s->ntargets] = st;
-        struct repo *r = repo_open(st, &ro, id, true);
-        if (!r) {
-            storage_free(st);
+        struct cli_repo *r = &s->repos[s->ntargets];
+        if (cli_repo_open(cfg, cl, rc_repo, CLI_REPO_ARCHIVE, id, r) < 0) {
+            cli_repo_close(r);
             return err_context("while opening repository \"%s\"", rc_repo->name);
         }
-        s->targets[s->ntargets++].repo = r;
+        s->targets[s->ntargets++].repo = r->repo;
     }
     return 0;
 }
@@ -315,7 +305,7 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
         .pg_version = version,
         .system_identifier = sys.systemid,
         .seg_size = seg_size,
-        .compression = cfg->compression.algorithm == CONFIG_COMPRESSION_NONE ? "none" : "zstd",
+        .compression = s.ro.codecs.compression->name,
         .heartbeat = s.heartbeat,
     };
     const char *w = getenv("PGARK_BACKUP_WORKERS");

@@ -2,7 +2,6 @@
  * backup_int.h — the parts of `pgark backup`, shared by the files of src/backup and
  * their unit tests (not a public interface).
  *
- *   chunkset.c  a set of 32-byte chunk names (what a repository already holds)
  *   fpcache.c   the fingerprint cache: what the last backup saw, to skip hashing again
  *   pool.c      worker threads with a bounded set of chunk buffers
  *   run.c       one backup: the BASE_BACKUP stream's entries cut into chunks, named,
@@ -14,6 +13,7 @@
 
 #include "pgark/bbstream.h"
 #include "pgark/chunker.h"
+#include "pgark/chunkset.h"
 #include "pgark/hash.h"
 #include "pgark/manifest.h"
 #include "pgark/pg_basebackup.h"
@@ -24,18 +24,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* --- chunkset.c -------------------------------------------------------------------- */
-
-/* An open-addressing hash set of raw 32-byte names. Not locked: callers serialise.
- * Memory is about 64 bytes per name (load factor at most one half). */
-struct chunkset;
-struct chunkset *chunkset_new(void);
-void chunkset_free(struct chunkset *set);
-/* Add name; true if it was not there before. */
-bool chunkset_add(struct chunkset *set, const uint8_t name[SHA256_LEN]);
-bool chunkset_has(const struct chunkset *set, const uint8_t name[SHA256_LEN]);
-size_t chunkset_count(const struct chunkset *set);
 
 /* --- fpcache.c --------------------------------------------------------------------- */
 
@@ -143,7 +131,7 @@ struct backup_params {
     int pg_version;
     uint64_t system_identifier;
     uint64_t seg_size;
-    const char *compression; /* "zstd" or "none", for the manifest header */
+    const char *compression; /* the codec's name ("zstd", "none"), for the manifest header */
     /* The running markers' heartbeat (borrowed): beaten before the chunks are confirmed,
      * its lease checked before manifest.json. NULL: none (the confirmation alone). */
     struct repo_heartbeat *heartbeat;

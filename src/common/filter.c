@@ -1,7 +1,6 @@
 /* filter.c — filter chains, the observer plumbing and the size observer (see filter.h). */
 #include "pgark/filter.h"
 
-#include "filter_int.h"
 #include "pgark/error.h"
 #include "pgark/mem.h"
 

@@ -114,6 +114,14 @@ void buf_append_str(struct buf *b, const char *s)
     buf_append(b, s, strlen(s));
 }
 
+void buf_append_file(struct buf *b, FILE *f)
+{
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        buf_append(b, chunk, n);
+}
+
 void buf_appendf(struct buf *b, const char *fmt, ...)
 {
     va_list ap, copy;

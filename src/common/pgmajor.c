@@ -5,12 +5,12 @@
 
 #include <stdio.h>
 
-bool pg_major_supported(int major)
+bool pgmajor_supported(int major)
 {
     return major >= PG_MAJOR_MIN && major <= PG_MAJOR_MAX;
 }
 
-int pg_major_refuse(const char *where, int major, const char *version_text)
+int pgmajor_refuse(const char *where, int major, const char *version_text)
 {
     char shown[32];
     if (version_text && *version_text)

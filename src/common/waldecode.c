@@ -536,7 +536,7 @@ static int page_header(struct waldecode *d, lsn_t page)
 
 int waldecode_new(const struct waldecode_config *cfg, struct waldecode **out)
 {
-    uint16_t magic = pg_major_supported(cfg->pg_major) ? walpage_magic_for_major(cfg->pg_major) : 0;
+    uint16_t magic = pgmajor_supported(cfg->pg_major) ? walpage_magic_for_major(cfg->pg_major) : 0;
     *out = NULL;
     if (!magic)
         return err_set(ERR_CONFIG, "PostgreSQL %d is not supported (%d to %d are)", cfg->pg_major,

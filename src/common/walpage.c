@@ -56,7 +56,7 @@ int walpage_checker_init(struct walpage_checker *c, uint64_t system_identifier, 
                          int pg_major, timeline_t tli, lsn_t lsn)
 {
     memset(c, 0, sizeof(*c));
-    c->magic = pg_major_supported(pg_major) ? walpage_magic_for_major(pg_major) : 0;
+    c->magic = pgmajor_supported(pg_major) ? walpage_magic_for_major(pg_major) : 0;
     if (!c->magic)
         return err_set(ERR_CONFIG, "PostgreSQL %d is not supported (%d to %d are)", pg_major,
                        PG_MAJOR_MIN, PG_MAJOR_MAX);

@@ -65,12 +65,12 @@ struct spare {
     uint8_t *out; /* compress_zstd_buffer's output */
     size_t cap;
     ZSTD_DCtx *dctx;
-    ZSTD_DCtx *bdctx; /* decompress_zstd_buffer's: content checksums not checked */
+    ZSTD_DCtx *bdctx; /* compress_zstd_decompress_buffer's: content checksums not checked */
 };
 
 static _Atomic uint64_t contexts_made;
 
-uint64_t filter_zstd_contexts_made(void)
+uint64_t compress_zstd_contexts_made(void)
 {
     return contexts_made;
 }
@@ -224,7 +224,7 @@ static int zstd_enc_reset(struct filter *f)
 static const struct filter_ops zstd_enc_ops = {FILTER_OPS_VERSION, "zstd compress",
                                                zstd_enc_process, zstd_enc_free, zstd_enc_reset};
 
-struct filter *filter_zstd_compress_new(int level)
+struct filter *compress_zstd_compressor_new(int level)
 {
     if (check_level(level) < 0)
         return NULL;
@@ -317,7 +317,7 @@ static void zstd_dec_free(struct filter *f)
 static const struct filter_ops zstd_dec_ops = {FILTER_OPS_VERSION, "zstd decompress",
                                                zstd_dec_process, zstd_dec_free, NULL};
 
-struct filter *filter_zstd_decompress_new(void)
+struct filter *compress_zstd_decompressor_new(void)
 {
     struct zstd_dec *z = xcalloc(1, sizeof(*z));
     z->base.ops = &zstd_dec_ops;
@@ -325,7 +325,8 @@ struct filter *filter_zstd_decompress_new(void)
     return &z->base;
 }
 
-int decompress_zstd_buffer(const void *in, size_t len, void *out, size_t cap, size_t *out_len)
+int compress_zstd_decompress_buffer(const void *in, size_t len, void *out, size_t cap,
+                                    size_t *out_len)
 {
     struct spare *sp = thread_spare();
     int rc = 0;

@@ -1,7 +1,8 @@
 /*
  * zstd_dl.c — libzstd, loaded on first use: a wal-fetch that finds its segment in the
  * read-ahead's cache only renames it (see src/crypto/crypto_dl.c for why pgark loads
- * its libraries this way). These definitions forward to libzstd.so.1.
+ * its libraries this way). These definitions forward to libzstd.so.1, under libzstd's
+ * own names (pgark/dl.h says why).
  */
 #include <zstd.h>
 #include <zstd_errors.h>

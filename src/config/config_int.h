@@ -100,12 +100,12 @@ int cfg_get_seq(const struct cfg_map *m, const char *key, yaml_node_t **out);
 /* Resolve path against r->base_dir when relative. Caller frees. */
 char *cfg_resolve_path(const struct cfg_reader *r, const char *path);
 
-/* Shared by the sections (repo.c, config.c). */
+/* Shared by the sections (values.c). */
 /* Fail unless name is 1 to 48 of [A-Za-z0-9_-]; what is "repo" or "cluster". */
 int cfg_check_name(struct cfg_reader *r, yaml_node_t *key_node, const char *what, const char *name);
 /* "http://host..." or "https://host...", no white space. */
 bool cfg_is_http_url(const char *s);
-/* The top-level "repos" mapping into cfg->repos (required, at least one). */
+/* The top-level "repos" mapping into cfg->repos (required, at least one; repos.c). */
 struct config;
 int cfg_load_repos(struct cfg_map *top, struct config *cfg);
 /* Free a warning list. */

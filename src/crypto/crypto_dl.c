@@ -9,6 +9,8 @@
  * libcrypto.so.3, dlopen'ed by the first of them (pgark/dl.h: a library that cannot be
  * loaded ends the process, with wal-fetch's own exit status there). libzstd likewise
  * (src/compress/zstd_dl.c); libcurl and libpq in src/http/curl_dl.c, src/pg/pq_dl.c.
+ * The definitions keep the libraries' own names, so the code calling them reads as the
+ * libraries' documented calls (pgark/dl.h says why that is safe).
  */
 #include <openssl/evp.h>
 #include <openssl/hmac.h>

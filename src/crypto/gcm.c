@@ -290,14 +290,14 @@ static struct filter *gcm_new(const struct filter_ops *ops, bool encrypt, const 
     return &g->base;
 }
 
-struct filter *filter_aes_gcm_encrypt_new(const uint8_t key[32], const uint8_t nonce[12],
-                                          const void *aad, size_t aad_len)
+struct filter *crypto_gcm_encryptor_new(const uint8_t key[32], const uint8_t nonce[12],
+                                        const void *aad, size_t aad_len)
 {
     return gcm_new(&enc_ops, true, key, nonce, aad, aad_len);
 }
 
-struct filter *filter_aes_gcm_decrypt_new(const uint8_t key[32], const uint8_t nonce[12],
-                                          const void *aad, size_t aad_len)
+struct filter *crypto_gcm_decryptor_new(const uint8_t key[32], const uint8_t nonce[12],
+                                        const void *aad, size_t aad_len)
 {
     return gcm_new(&dec_ops, false, key, nonce, aad, aad_len);
 }

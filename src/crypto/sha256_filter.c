@@ -1,7 +1,6 @@
 /* sha256_filter.c — the SHA-256 observer filter (see include/pgark/crypto.h). */
 #include "pgark/crypto.h"
 
-#include "../common/filter_int.h"
 #include "pgark/mem.h"
 
 #include <openssl/evp.h>
@@ -43,7 +42,7 @@ static const struct filter_observer_ops sha256_ops = {
     .observe = sha256_observe,
 };
 
-struct filter *filter_sha256_new(void)
+struct filter *crypto_sha256_filter_new(void)
 {
     struct sha256_filter *s = xcalloc(1, sizeof(*s));
     s->base.ops = &sha256_ops.base;
@@ -53,7 +52,7 @@ struct filter *filter_sha256_new(void)
     return &s->base;
 }
 
-void filter_sha256_result(const struct filter *f, uint8_t out[32])
+void crypto_sha256_filter_result(const struct filter *f, uint8_t out[32])
 {
     const struct sha256_filter *s = (const struct sha256_filter *)f;
     unsigned n = 0;

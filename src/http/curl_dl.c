@@ -6,7 +6,9 @@
  * without any HTTP. Linking libcurl (and the ~25 libraries it needs: gssapi, ldap,
  * nghttp2, ssh2, ...) cost every such call several ms of dynamic loading. These
  * definitions of the functions pgark uses forward to libcurl.so.4, dlopen'ed by the
- * first of them (pgark/dl.h: a library that cannot be loaded ends the process).
+ * first of them (pgark/dl.h: a library that cannot be loaded ends the process). They
+ * keep libcurl's own names, so src/http reads as libcurl's documented calls (pgark/dl.h
+ * says why that is safe).
  */
 #define CURL_DISABLE_TYPECHECK /* the header's checking macros would eat the definitions */
 #include <curl/curl.h>

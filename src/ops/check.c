@@ -13,6 +13,7 @@
 #include "pgark/hash.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/ops.h"
 #include "pgark/pg.h"
 #include "pgark/pg_stream.h"
 #include "pgark/repo.h"
@@ -309,18 +310,18 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
                        const struct receiver_state *rs)
 {
     char name[160], dur[32], target[32];
+    struct cli_repo opened;
     struct repo *r = NULL;
-    struct storage *s = cli_open_storage(cr);
+    int open_rc = cli_repo_open(cfg, cl, cr, CLI_REPO_READ, NULL, &opened);
     snprintf(name, sizeof(name), "repository:%s", cr->name);
-    if (!s) {
+    if (!opened.storage) {
         char *e = take_error();
         add(c, name, false, "%s", e);
         free(e);
         return;
     }
-    struct repo_options ro = {.cluster = cl->name, .passphrase = cfg->encryption.passphrase};
-    r = repo_open(s, &ro, NULL, false);
-    if (!r || probe_write(r, cl->name) < 0) {
+    r = opened.repo;
+    if (open_rc < 0 || probe_write(r, cl->name) < 0) {
         if (!r)
             err_context("while opening repository \"%s\"", cr->name);
         else
@@ -378,8 +379,7 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
     }
     repo_wal_summary_free(&sum);
 out:
-    repo_close(r);
-    storage_free(s);
+    cli_repo_close(&opened);
 }
 
 /* --- the command ------------------------------------------------------------------------- */

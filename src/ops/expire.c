@@ -35,13 +35,13 @@
  */
 #include "ops_int.h"
 
-#include "../backup/backup_int.h" /* chunkset */
-
+#include "pgark/chunkset.h"
 #include "pgark/cli.h"
 #include "pgark/config.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/ops.h"
 #include "pgark/units.h"
 
 #include <getopt.h>
@@ -565,11 +565,12 @@ int cmd_expire(struct cli_context *ctx, int argc, char **argv)
                            .cl = cl,
                            .cluster = cl->name,
                            .out = json_pack("{s:s}", "name", cr->name)};
-        struct storage *s = cli_open_storage(cr);
-        struct repo_options ro = {.cluster = cl->name, .passphrase = cfg->encryption.passphrase};
+        struct cli_repo opened;
         int one = -1;
-        if (s && (e.r = repo_open(s, &ro, NULL, false)) != NULL)
+        if (cli_repo_open(cfg, cl, cr, CLI_REPO_READ, NULL, &opened) == 0) {
+            e.r = opened.repo;
             one = expire_repo(&e, now_us, beat ? atoi(beat) : 0);
+        }
         if (one < 0) {
             err_context("while expiring repository \"%s\"", cr->name);
             char *text = err_format();
@@ -579,8 +580,7 @@ int cmd_expire(struct cli_context *ctx, int argc, char **argv)
             err_clear();
             rc = 1;
         }
-        repo_close(e.r);
-        storage_free(s);
+        cli_repo_close(&opened);
         json_array_append_new(repos, e.out);
     }
     json_object_set_new(root, "repositories", repos);

@@ -9,6 +9,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/ops.h"
 #include "pgark/repo.h"
 #include "pgark/units.h"
 
@@ -48,11 +49,19 @@ static json_t *receiver_json(const struct config *cfg, const struct config_clust
     json_t *rpo = json_object_get(st, "rpo");
     if (json_is_object(rpo)) {
         const char *keys[] = {"local_seconds", "offsite_seconds"};
+        const char *tiers[] = {"local", "offsite"};
         for (int i = 0; i < 2; i++) {
             json_t *v = json_object_get(rpo, keys[i]);
             if (json_is_real(v) && (json_real_value(v) > 0 || !running))
                 json_object_set_new(
                     rpo, keys[i],
+                    json_real(round((json_real_value(v) + (double)age / 1e6) * 1000) / 1000));
+            /* A tier's RPO from commit times (newest in the spool against newest held). */
+            json_t *t = json_object_get(rpo, tiers[i]);
+            v = json_object_get(t, "seconds");
+            if (json_is_real(v) && (json_real_value(v) > 0 || !running))
+                json_object_set_new(
+                    t, "seconds",
                     json_real(round((json_real_value(v) + (double)age / 1e6) * 1000) / 1000));
         }
     }
@@ -202,14 +211,11 @@ static json_t *repo_json(const struct config *cfg, const struct config_cluster *
         json_object_set_new(o, "path", json_string(rc_repo->path));
     else
         json_object_set_new(o, "bucket", json_string(rc_repo->bucket));
-    struct storage *s = cli_open_storage(rc_repo);
+    struct cli_repo opened;
     struct repo *r = NULL;
-    if (!s)
+    if (cli_repo_open(cfg, cl, rc_repo, CLI_REPO_READ, NULL, &opened) < 0)
         goto error;
-    struct repo_options ro = {.cluster = cl->name, .passphrase = cfg->encryption.passphrase};
-    r = repo_open(s, &ro, NULL, false);
-    if (!r)
-        goto error;
+    r = opened.repo;
     const struct repo_identity *id = repo_identity(r);
     char sysid[32];
     snprintf(sysid, sizeof(sysid), "%llu", (unsigned long long)id->system_identifier);
@@ -233,11 +239,11 @@ static json_t *repo_json(const struct config *cfg, const struct config_cluster *
         }
         if (t->has_partial)
             wal_segment_name(t->tli, t->partial_segno, id->seg_size, partial);
-        json_t *tl = json_pack("{s:i, s:I, s:s?, s:s?, s:I, s:s?}", "timeline", (int)t->tli,
-                               "segments", (json_int_t)t->segments, "first",
-                               t->segments ? first : NULL, "last", t->segments ? last : NULL,
-                               "missing", (json_int_t)t->gaps, "partial",
-                               t->has_partial ? partial : NULL);
+        json_t *tl =
+            json_pack("{s:i, s:I, s:s?, s:s?, s:I, s:s?}", "timeline", (int)t->tli, "segments",
+                      (json_int_t)t->segments, "first", t->segments ? first : NULL, "last",
+                      t->segments ? last : NULL, "missing", (json_int_t)t->gaps, "partial",
+                      t->has_partial ? partial : NULL);
         json_object_set_new(tl, "high_water_mark", hwm_json(r, t->tli));
         json_array_append_new(tls, tl);
     }
@@ -260,8 +266,7 @@ error : {
 }
 out:
     repo_backup_list_free(list, nlist);
-    repo_close(r);
-    storage_free(s);
+    cli_repo_close(&opened);
     return o;
 }
 
@@ -370,14 +375,24 @@ static void print_human(json_t *root)
                    err ? err : "");
         }
         json_t *rpo = json_object_get(rx, "rpo");
-        json_t *l = json_object_get(rpo, "local_seconds"),
-               *o = json_object_get(rpo, "offsite_seconds");
-        printf("  RPO now: local %s%.1f s, off-site ", json_is_null(l) ? "n/a " : "",
-               json_is_null(l) ? 0.0 : json_real_value(l));
-        if (json_is_null(o))
-            printf("n/a\n");
-        else
-            printf("%.1f s\n", json_real_value(o));
+        printf("  RPO now:");
+        const char *tiers[] = {"local", "offsite"}, *shown[] = {"local", "off-site"};
+        const char *lag[] = {"local_seconds", "offsite_seconds"};
+        for (int t = 0; t < 2; t++) {
+            json_t *tier = json_object_get(rpo, tiers[t]);
+            json_t *secs = json_object_get(tier, "seconds");
+            if (!json_is_real(secs)) /* a status.json from before the tiers: its lag */
+                secs = json_object_get(rpo, lag[t]);
+            const char *newest = json_string_value(json_object_get(tier, "newest_commit"));
+            printf("%s %s ", t ? "," : "", shown[t]);
+            if (json_is_real(secs))
+                printf("%.1f s", json_real_value(secs));
+            else
+                printf("n/a");
+            if (newest)
+                printf(" (newest commit held %s)", newest);
+        }
+        printf("\n");
     }
     size_t i;
     json_t *r;

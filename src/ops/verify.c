@@ -16,7 +16,9 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/ops.h"
 #include "pgark/units.h"
+#include "pgark/version.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -129,18 +131,18 @@ static int cmp_problem(const void *a, const void *b)
     return c ? c : strcmp(x->message, y->message);
 }
 
-/* --- the worker pool ----------------------------------------------------------------------- */
+/* --- verify_parallel: n jobs over v->jobs threads ----------------------------------------- */
 
-struct pool {
+struct parallel {
     pthread_mutex_t lock;
     size_t next, n;
     void (*fn)(void *arg, size_t i);
     void *arg;
 };
 
-static void *pool_worker(void *arg)
+static void *parallel_worker(void *arg)
 {
-    struct pool *p = arg;
+    struct parallel *p = arg;
     for (;;) {
         pthread_mutex_lock(&p->lock);
         size_t i = p->next < p->n ? p->next++ : p->n;
@@ -154,17 +156,17 @@ static void *pool_worker(void *arg)
 
 void verify_parallel(struct verify_run *v, size_t n, void (*fn)(void *arg, size_t i), void *arg)
 {
-    struct pool p = {.next = 0, .n = n, .fn = fn, .arg = arg};
+    struct parallel p = {.next = 0, .n = n, .fn = fn, .arg = arg};
     pthread_mutex_init(&p.lock, NULL);
     size_t nthreads = (size_t)v->jobs < n ? (size_t)v->jobs : n;
     pthread_t *threads = xcalloc(nthreads ? nthreads : 1, sizeof(*threads));
     size_t started = 0;
     for (; started < nthreads; started++) {
-        if (pthread_create(&threads[started], NULL, pool_worker, &p) != 0)
+        if (pthread_create(&threads[started], NULL, parallel_worker, &p) != 0)
             break;
     }
     if (started == 0)
-        pool_worker(&p); /* no thread could start: do the work here */
+        parallel_worker(&p); /* no thread could start: do the work here */
     for (size_t i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
     free(threads);
@@ -174,7 +176,7 @@ void verify_parallel(struct verify_run *v, size_t n, void (*fn)(void *arg, size_
 /* --- one repository ---------------------------------------------------------------------- */
 
 /* The oldest backup's start segment: WAL before it restores nothing this repository
- * can restore, so continuity is required from there (DESIGN.md). */
+ * can restore, so continuity is required from there (docs/architecture.md). */
 static void set_floor(struct verify_repo *vr)
 {
     uint64_t seg_size = repo_identity(vr->repo)->seg_size;
@@ -196,19 +198,18 @@ static void verify_one(struct verify_run *v, const struct config *cfg,
                        const struct config_cluster *cl, const struct config_repo *rc_repo,
                        struct verify_repo *vr)
 {
-    struct storage *s = cli_open_storage(rc_repo);
-    if (!s) {
-        verify_problem_err(v, vr, "repository", NULL, NULL, 0);
+    struct cli_repo opened;
+    if (cli_repo_open(cfg, cl, rc_repo, CLI_REPO_READ, NULL, &opened) < 0) {
+        if (opened.storage) {
+            err_context("while opening repository \"%s\"", rc_repo->name);
+            verify_problem_err(v, vr, "repository", "repo.json", NULL, 0);
+        } else {
+            verify_problem_err(v, vr, "repository", NULL, NULL, 0);
+        }
+        cli_repo_close(&opened);
         return;
     }
-    struct repo_options ro = {.cluster = cl->name, .passphrase = cfg->encryption.passphrase};
-    vr->repo = repo_open(s, &ro, NULL, false);
-    if (!vr->repo) {
-        err_context("while opening repository \"%s\"", rc_repo->name);
-        verify_problem_err(v, vr, "repository", "repo.json", NULL, 0);
-        storage_free(s);
-        return;
-    }
+    vr->repo = opened.repo;
     vr->counts.objects++; /* repo.json, read and checked by repo_open */
     vr->seg_size = repo_identity(vr->repo)->seg_size;
     if (ops_backup_scan(vr->repo, vr->cluster, &vr->backups, &vr->nbackups) < 0) {
@@ -228,9 +229,8 @@ static void verify_one(struct verify_run *v, const struct config *cfg,
     ops_backup_scan_free(vr->backups, vr->nbackups);
     vr->backups = NULL;
     vr->nbackups = 0;
-    repo_close(vr->repo);
     vr->repo = NULL;
-    storage_free(s);
+    cli_repo_close(&opened);
 }
 
 /* --- output ------------------------------------------------------------------------------ */
@@ -331,6 +331,50 @@ static int parse_days(const char *text, int *out)
     return 0;
 }
 
+/* The run's record (verifies/<time>.json) in every repository that can be opened, found
+ * problems or not, for `report`: when verify last passed, and how often it does. A
+ * repository that cannot take it is warned about; the exit status does not change. */
+static void write_record(const struct config *cfg, const struct config_cluster *cl,
+                         const struct verify_run *v, int64_t started_us, int days, double secs)
+{
+    char name[32], host[256] = "unknown", when[64];
+    time_format_label(started_us, name, sizeof(name));
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "unknown");
+    host[sizeof(host) - 1] = '\0';
+    json_t *o = json_object();
+    json_object_set_new(o, "format", json_integer(1));
+    json_object_set_new(o, "name", json_string(name));
+    json_object_set_new(o, "cluster", json_string(cl->name));
+    json_object_set_new(o, "time", json_string(time_format_pg(started_us, when, sizeof(when))));
+    json_object_set_new(o, "finished",
+                        json_string(time_format_pg(time_now_us(), when, sizeof(when))));
+    json_object_set_new(o, "result", json_string(v->nproblems ? "failed" : "passed"));
+    json_object_set_new(o, "exit", json_integer(v->nproblems ? 3 : 0));
+    json_object_set_new(o, "problems", json_integer((json_int_t)v->nproblems));
+    json_object_set_new(o, "first_problem",
+                        v->nproblems ? json_string(v->problems[0].message) : json_null());
+    json_object_set_new(o, "backup", v->backup ? json_string(v->backup) : json_null());
+    json_object_set_new(o, "days", days ? json_integer(days) : json_null());
+    json_object_set_new(o, "seconds", json_real(round(secs * 1000) / 1000));
+    json_object_set_new(o, "host", json_string(host));
+    json_object_set_new(o, "pgark_version", json_string(PGARK_VERSION));
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    for (size_t i = 0; i < cl->nrepos; i++) {
+        const struct config_repo *cr = config_cluster_repo(cfg, cl, i);
+        struct cli_repo opened;
+        if (cli_repo_open(cfg, cl, cr, CLI_REPO_READ, NULL, &opened) < 0 ||
+            repo_record_put(opened.repo, REPO_RECORD_VERIFIES, name, text) < 0) {
+            log_warn("the record of this verify could not be written to repository \"%s\": %s",
+                     cr->name, err_message());
+            err_clear();
+        }
+        cli_repo_close(&opened);
+    }
+    free(text);
+}
+
 int cmd_verify(struct cli_context *ctx, int argc, char **argv)
 {
     static const struct option options[] = {{"json", no_argument, NULL, 'j'},
@@ -392,7 +436,7 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
     if (days)
         v.since_us = time_now_us() - (int64_t)days * 86400 * 1000000;
     pthread_mutex_init(&v.lock, NULL);
-    int64_t t0 = time_mono_us();
+    int64_t t0 = time_mono_us(), started_us = time_now_us();
     nrepos = cl->nrepos;
     repos = xcalloc(nrepos, sizeof(*repos));
     for (size_t i = 0; i < nrepos; i++) {
@@ -432,6 +476,7 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
     rc = v.nproblems ? 3 : 0;
     if (v.nproblems)
         log_detail("verify found %zu problems", v.nproblems);
+    write_record(cfg, cl, &v, started_us, days, secs);
 
     for (size_t i = 0; i < v.nproblems; i++) {
         struct verify_problem *p = &v.problems[i];

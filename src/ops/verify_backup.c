@@ -21,8 +21,7 @@
  */
 #include "verify_int.h"
 
-#include "../backup/backup_int.h" /* chunkset */
-
+#include "pgark/chunkset.h"
 #include "pgark/error.h"
 #include "pgark/hash.h"
 #include "pgark/log.h"

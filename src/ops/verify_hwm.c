@@ -11,7 +11,7 @@
  *     that is where it left that repository (an outage: `check` reports the lag).
  *
  * What this cannot see: an older mark put back together with the WAL after it removed,
- * in every repository alike, where no receiver's record is at hand (DESIGN.md).
+ * in every repository alike, where no receiver's record is at hand (docs/architecture.md).
  */
 #include "verify_int.h"
 
@@ -19,7 +19,6 @@
 #include "pgark/log.h"
 #include "pgark/mem.h"
 #include "pgark/units.h"
-#include "pgark/walreceiver.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -240,17 +239,14 @@ void verify_hwm_read_records(struct verify_repo *repos, size_t n, const char *sp
 {
     for (size_t i = 0; i < n; i++) {
         struct verify_repo *vr = &repos[i];
-        char *path = xasprintf("%s/%s%s", spool_dir, RECEIVER_HWM_RECORD_PREFIX, vr->name);
+        char *path = xasprintf("%s/%s%s", spool_dir, REPO_WAL_HWM_RECORD_PREFIX, vr->name);
         FILE *f = fopen(path, "re");
         if (!f) {
             free(path);
             continue;
         }
         struct buf b = BUF_INIT;
-        char chunk[1024];
-        size_t k;
-        while ((k = fread(chunk, 1, sizeof(chunk), f)) > 0)
-            buf_append(&b, chunk, k);
+        buf_append_file(&b, f);
         fclose(f);
         buf_append(&b, "", 1); /* never NULL, NUL-terminated */
         vr->record_path = path;

@@ -156,7 +156,7 @@ void verify_hwm_timeline(struct verify_run *v, struct verify_repo *vr, const str
 /* Say once (info) that vr's newest timeline with WAL has no mark (an older pgark). */
 void verify_hwm_absent(struct verify_repo *vr, const struct verify_tl *tls, size_t n);
 /* Before any repository is read: the receiver's record of the last mark it wrote to each
- * (RECEIVER_HWM_RECORD_PREFIX in spool_dir; none: not compared). */
+ * (REPO_WAL_HWM_RECORD_PREFIX in spool_dir; none: not compared). */
 void verify_hwm_read_records(struct verify_repo *repos, size_t n, const char *spool_dir);
 /*
  * Once every repository is verified: hold each repository's marks to the receiver's record

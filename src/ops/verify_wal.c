@@ -34,7 +34,7 @@
 
 #define RUN_LEN 8
 
-struct run {
+struct seg_run {
     struct verify_tl *t;
     size_t from, to; /* indexes into t->segs, to exclusive */
     bool lead_in;    /* decode segs[from - 1] first */
@@ -52,7 +52,7 @@ struct wal_verify {
     size_t prefix_len;
     struct verify_tl *tls;
     size_t ntls;
-    struct run *runs;
+    struct seg_run *runs;
     size_t nruns;
     struct partial_task *ptasks;
     size_t nptasks;
@@ -287,7 +287,7 @@ static void check_continuity(struct wal_verify *w)
                 last = p - 1;
         }
         /* With backups, what is needed starts at the oldest one's start segment
-         * (DESIGN.md): older WAL may have gaps, and a segment missing at that start is
+         * (docs/architecture.md): older WAL may have gaps, and a segment missing at that start is
          * reported even when none older is there. */
         const struct verify_repo *vr = w->vr;
         if (vr->have_floor && w->v->since_us == 0) {
@@ -488,7 +488,7 @@ static bool is_timeline_end(const struct verify_tl *t, lsn_t lsn)
 static void verify_run_task(void *arg, size_t i)
 {
     struct wal_verify *w = arg;
-    struct run *run = &w->runs[i];
+    struct seg_run *run = &w->runs[i];
     struct verify_tl *t = run->t;
     struct seg_events ev;
     struct reading rd = {0};
@@ -628,7 +628,7 @@ static void plan_tasks(struct wal_verify *w)
                    t->segs[k].segno == t->segs[k - 1].segno + 1)
                 k++;
             w->runs = xrealloc(w->runs, (w->nruns + 1) * sizeof(*w->runs));
-            w->runs[w->nruns++] = (struct run){
+            w->runs[w->nruns++] = (struct seg_run){
                 t, from, k, from > 0 && t->segs[from - 1].segno + 1 == t->segs[from].segno};
         }
         for (size_t j = 0; j < t->npartials; j++) {

@@ -13,6 +13,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/ops.h"
 #include "pgark/pgmajor.h"
 #include "pgark/repo.h"
 #include "pgark/walpage.h"
@@ -127,21 +128,13 @@ int cmd_wal_push(struct cli_context *ctx, int argc, char **argv)
     }
     for (size_t i = 0; i < cl->nrepos && rc == 0; i++) {
         const struct config_repo *cr = config_cluster_repo(cfg, cl, i);
-        struct storage *s = cli_open_storage(cr);
-        struct repo *r = NULL;
-        struct repo_options ro = {
-            .cluster = cl->name,
-            .passphrase = cfg->encryption.passphrase,
-            .compress_level =
-                cfg->compression.algorithm == CONFIG_COMPRESSION_NONE ? 0 : cfg->compression.level};
-        if (s)
-            r = repo_open(s, &ro, expect, expect != NULL);
-        if (!r || push_one(r, name, fd, (uint64_t)st.st_size) < 0) {
+        struct cli_repo opened;
+        if (cli_repo_open(cfg, cl, cr, CLI_REPO_ARCHIVE, expect, &opened) < 0 ||
+            push_one(opened.repo, name, fd, (uint64_t)st.st_size) < 0) {
             err_context("while archiving \"%s\" to repository \"%s\"", name, cr->name);
             rc = 1;
         }
-        repo_close(r);
-        storage_free(s);
+        cli_repo_close(&opened);
     }
     if (rc == 0)
         log_detail("archived %s", name);

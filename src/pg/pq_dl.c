@@ -6,7 +6,8 @@
  * (with gssapi, ldap and their kin) cost every such call milliseconds of dynamic
  * loading. These definitions of the functions pgark uses forward to libpq.so.5,
  * dlopen'ed by the first of them (pgark/dl.h: a library that cannot be loaded ends
- * the process).
+ * the process). They keep libpq's own names, so src/pg reads as libpq's documented
+ * calls (pgark/dl.h says why that is safe).
  */
 #include <libpq-fe.h>
 

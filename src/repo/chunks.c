@@ -16,6 +16,10 @@
 
 const uint8_t *repo_chunk_key(const struct repo *r)
 {
+    /* A deferred opening not yet unlocked would name chunks as an unencrypted
+     * repository does: no command that names chunks defers (repo_options.defer_key). */
+    if (r->encrypted && !r->keyring)
+        abort();
     return r->keyring ? crypto_keyring_name_key(r->keyring) : NULL;
 }
 

@@ -56,7 +56,7 @@ struct candidate {
     int64_t mtime_us;
 };
 
-struct scan {
+struct candidate_scan {
     const char *mine;
     int64_t mine_mtime_us; /* from the last listing that showed it; 0 unknown */
     bool seen_mine;
@@ -64,7 +64,7 @@ struct scan {
     size_t nothers, cap, nlive;
 };
 
-static void scan_reset(struct scan *sc)
+static void scan_reset(struct candidate_scan *sc)
 {
     for (size_t i = 0; i < sc->nothers; i++)
         free(sc->others[i].path);
@@ -75,7 +75,7 @@ static void scan_reset(struct scan *sc)
 
 static int on_candidate(void *ctx, const struct storage_info *info)
 {
-    struct scan *sc = ctx;
+    struct candidate_scan *sc = ctx;
     if (strcmp(info->path, sc->mine) == 0) {
         sc->seen_mine = true;
         sc->mine_mtime_us = info->mtime_us;
@@ -91,13 +91,13 @@ static int on_candidate(void *ctx, const struct storage_info *info)
 
 /* A candidate is stale when it is STALE_US older than ours, both by the server's clock;
  * without both times, it is live. */
-static bool is_stale(const struct scan *sc, const struct candidate *c)
+static bool is_stale(const struct candidate_scan *sc, const struct candidate *c)
 {
     return sc->mine_mtime_us > 0 && c->mtime_us > 0 && c->mtime_us < sc->mine_mtime_us - STALE_US;
 }
 
 /* List the candidates; live ones first in sc->others. */
-static int scan_candidates(struct storage *s, const char *dir, struct scan *sc)
+static int scan_candidates(struct storage *s, const char *dir, struct candidate_scan *sc)
 {
     scan_reset(sc);
     int rc = storage_list(s, dir, on_candidate, sc);
@@ -172,7 +172,7 @@ int repo_create_racing(struct repo *r, const char *full, const char *text, int w
     hex_encode(raw, sizeof(raw), id);
     char *dir = repo_full_path(r, REPO_CANDIDATE_DIR);
     char *mine = xasprintf("%s%s", dir, id);
-    struct scan sc = {.mine = mine};
+    struct candidate_scan sc = {.mine = mine};
     bool up = false; /* our candidate may be in the store */
     int64_t deadline = time_mono_us() + (int64_t)(wait_ms > 0 ? wait_ms : WAIT_DEFAULT_MS) * 1000;
     int64_t pause = 50;

@@ -109,7 +109,7 @@ static struct repo_writer *writer_open(struct repo *r, const char *path, uint64_
     rw->r = r;
     rw->path = repo_full_path(r, path);
     rw->expect = plaintext_len;
-    if (r->keyring && random_bytes(nonce, sizeof(nonce)) < 0)
+    if (repo_unlock(r) < 0 || (r->keyring && random_bytes(nonce, sizeof(nonce)) < 0))
         goto fail;
     memcpy(header, ENVELOPE_MAGIC, 4);
     header[4] = ENVELOPE_VERSION;
@@ -132,7 +132,7 @@ static struct repo_writer *writer_open(struct repo *r, const char *path, uint64_
     if (digest)
         memcpy(rw->digest, digest, SHA256_LEN);
     else if (!compressed)
-        rw->sha = filter_chain_add(rw->chain, filter_sha256_new());
+        rw->sha = filter_chain_add(rw->chain, crypto_sha256_filter_new());
     if (!compressed && codec_add_compress(rw->chain, r->compression, r->compress_level) < 0)
         goto fail;
     if (r->keyring) {
@@ -212,7 +212,7 @@ int repo_writer_commit_sized(struct repo_writer *rw, uint64_t *stored)
         goto fail;
     }
     if (rw->sha)
-        filter_sha256_result(rw->sha, rw->digest);
+        crypto_sha256_filter_result(rw->sha, rw->digest);
     if ((rc = filter_chain_write(rw->chain, rw->digest, SHA256_LEN)) < 0 ||
         (rc = filter_chain_finish(rw->chain)) < 0)
         goto fail;
@@ -429,8 +429,10 @@ static int start_chain(struct reader *rd)
     }
     rd->chain = filter_chain_new(0, rd->payload ? payload_sink : plain_sink, rd);
     if (!codec_is_none(cipher)) {
-        if (!rd->r->keyring)
+        if (!rd->r->encrypted)
             return bad_object(rd, "encrypted, but the repository has no key");
+        if (repo_unlock(rd->r) < 0)
+            return err_code();
         size_t aad_len;
         uint8_t *aad = object_aad(h, rd->path, &aad_len);
         int rc = codec_add_decrypt(rd->chain, cipher, crypto_keyring_data_key(rd->r->keyring),
@@ -438,7 +440,7 @@ static int start_chain(struct reader *rd)
         free(aad);
         if (rc < 0)
             return rc;
-    } else if (rd->r->keyring) {
+    } else if (rd->r->encrypted) {
         /* An encrypted repository never holds plaintext objects: one that does was put
          * there by someone else, and its content cannot be trusted. */
         return bad_object(rd, "not encrypted in an encrypted repository");

@@ -41,7 +41,18 @@ struct storage *repo_storage(struct repo *r)
 
 bool repo_encrypted(const struct repo *r)
 {
-    return r->keyring != NULL;
+    return r->encrypted;
+}
+
+/* Forget what a deferred opening kept to unlock the keys. */
+static void drop_key_source(struct repo *r)
+{
+    if (r->passphrase)
+        secure_zero(r->passphrase, strlen(r->passphrase));
+    free(r->passphrase);
+    free(r->key_rec);
+    r->passphrase = NULL;
+    r->key_rec = NULL;
 }
 
 void repo_close(struct repo *r)
@@ -49,6 +60,10 @@ void repo_close(struct repo *r)
     if (!r)
         return;
     crypto_keyring_free(r->keyring);
+    drop_key_source(r);
+    free(r->key_msg);
+    free(r->key_hint);
+    pthread_mutex_destroy(&r->key_lock);
     free(r->cluster);
     free(r->prefix);
     free(r);
@@ -85,8 +100,44 @@ static int bad_json(const struct repo *r, const char *what)
                    REPO_JSON, repo_name(r), what);
 }
 
-/* Parse repo.json into r (identity, keyring). */
-static int load_json(struct repo *r, const char *text, size_t len, const char *passphrase)
+/* Derive the keys of r from rec and passphrase (scrypt, then the data key unwrapped). */
+static int unlock_with(struct repo *r, const struct crypto_key_record *rec, const char *passphrase)
+{
+    int rc = crypto_keyring_open(rec, passphrase, strlen(passphrase), &r->keyring);
+    if (rc < 0) {
+        if (err_kind() == ERR_INTEGRITY)
+            err_context("in the encryption parameters of \"%s%s\"", r->prefix, REPO_JSON);
+        err_context("while opening repository \"%s\"", repo_name(r));
+    }
+    return rc;
+}
+
+int repo_unlock(struct repo *r)
+{
+    int rc = 0;
+
+    if (!r->encrypted)
+        return 0;
+    pthread_mutex_lock(&r->key_lock);
+    if (r->keyring) {
+        /* unlocked */
+    } else if (r->key_msg) {
+        rc = err_set(r->key_err, "%s", r->key_msg);
+        if (r->key_hint)
+            err_hint("%s", r->key_hint);
+    } else if ((rc = unlock_with(r, r->key_rec, r->passphrase)) < 0) {
+        r->key_err = err_kind();
+        r->key_msg = err_format();
+        r->key_hint = err_hint_text() ? xstrdup(err_hint_text()) : NULL;
+    }
+    drop_key_source(r);
+    pthread_mutex_unlock(&r->key_lock);
+    return rc;
+}
+
+/* Parse repo.json into r (identity, keyring: with defer, only what unlocks it). */
+static int load_json(struct repo *r, const char *text, size_t len, const char *passphrase,
+                     bool defer)
 {
     json_error_t jerr;
     json_t *o = json_loadb(text, len, 0, &jerr);
@@ -165,14 +216,15 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
         rec.n = (uint64_t)json_integer_value(n);
         rec.r = (uint32_t)json_integer_value(rr);
         rec.p = (uint32_t)json_integer_value(p);
-        rc = crypto_keyring_open(&rec, passphrase, strlen(passphrase), &r->keyring);
-        if (rc < 0) {
-            if (err_kind() == ERR_INTEGRITY)
-                err_context("in the encryption parameters of \"%s%s\"", r->prefix, REPO_JSON);
-            err_context("while opening repository \"%s\"", repo_name(r));
+        r->encrypted = true;
+        r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
+        if (defer) {
+            r->key_rec = xmalloc(sizeof(rec));
+            *r->key_rec = rec;
+            r->passphrase = xstrdup(passphrase);
+        } else if ((rc = unlock_with(r, &rec, passphrase)) < 0) {
             goto out;
         }
-        r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
     } else if (passphrase) {
         rc = err_set(ERR_CONFIG,
                      "repository \"%s\" is not encrypted, but encryption.passphrase "
@@ -200,14 +252,15 @@ static int create_json(struct repo *r, const struct repo_options *opts)
     char *text = NULL, *probe = NULL, *why = NULL;
     uint8_t raw[16];
     char id[2 * sizeof(raw) + 1];
-    if (opts->passphrase) {
+    const char *passphrase = opts->codecs.passphrase;
+    if (passphrase) {
         struct crypto_kdf_params params = {opts->kdf_n ? opts->kdf_n : CRYPTO_KDF_DEFAULT_N,
                                            CRYPTO_KDF_DEFAULT_R, CRYPTO_KDF_DEFAULT_P};
-        rc =
-            crypto_keyring_create(opts->passphrase, strlen(opts->passphrase), &params, &r->keyring);
+        rc = crypto_keyring_create(passphrase, strlen(passphrase), &params, &r->keyring);
         if (rc < 0)
             goto out;
         r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
+        r->encrypted = true;
     }
     text = identity_json(r);
     if ((rc = random_bytes(raw, sizeof(raw))) < 0)
@@ -232,6 +285,7 @@ static int create_json(struct repo *r, const struct repo_options *opts)
     if (rc == 1) {
         crypto_keyring_free(r->keyring);
         r->keyring = NULL;
+        r->encrypted = false;
         r->cipher = codec_by_name(CODEC_CIPHER, "none");
         goto out;
     }
@@ -280,6 +334,11 @@ static int read_json(const struct repo *r, const char *full, uint8_t **data, siz
     return 0;
 }
 
+const struct codec *repo_codecs_compression(const struct repo_codecs *c)
+{
+    return c->compression ? c->compression : codec_by_name(CODEC_COMPRESSION, "none");
+}
+
 struct repo *repo_open(struct storage *s, const struct repo_options *opts,
                        const struct repo_identity *expect, bool create)
 {
@@ -290,10 +349,11 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
     int rc;
 
     r->storage = s;
+    pthread_mutex_init(&r->key_lock, NULL);
     r->cluster = xstrdup(opts->cluster);
     r->prefix = xasprintf("%s/", opts->cluster);
-    r->compress_level = opts->compress_level;
-    r->compression = codec_by_name(CODEC_COMPRESSION, opts->compress_level > 0 ? "zstd" : "none");
+    r->compression = repo_codecs_compression(&opts->codecs);
+    r->compress_level = opts->codecs.level;
     r->cipher = codec_by_name(CODEC_CIPHER, "none");
     full = repo_full_path(r, REPO_JSON);
 
@@ -318,7 +378,7 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
     }
     if (rc < 0)
         goto fail;
-    if (load_json(r, (const char *)data, len, opts->passphrase) < 0)
+    if (load_json(r, (const char *)data, len, opts->codecs.passphrase, opts->defer_key) < 0)
         goto fail;
     if (expect) {
         if (expect->system_identifier != r->identity.system_identifier) {

@@ -6,6 +6,8 @@
 #include "pgark/crypto.h"
 #include "pgark/repo.h"
 
+#include <pthread.h>
+
 #define ENVELOPE_MAGIC "PGAO"
 #define ENVELOPE_VERSION 1
 #define ENVELOPE_HEADER_LEN 32
@@ -19,8 +21,19 @@ struct repo {
     const struct codec *compression;
     int compress_level;
     const struct codec *cipher;
-    struct crypto_keyring *keyring; /* NULL when not encrypted */
+    bool encrypted; /* repo.json holds encryption parameters */
+    /* The keys; NULL when not encrypted, or until repo_unlock of a deferred opening.
+     * Read only under key_lock, or after repo_unlock returned 0 in this thread. */
+    struct crypto_keyring *keyring;
+    pthread_mutex_t key_lock;
+    struct crypto_key_record *key_rec; /* deferred: what unlocks it, until it is */
+    char *passphrase;                  /* deferred: until it is unlocked */
+    enum err_kind key_err;             /* unlocking failed: its error, for every caller */
+    char *key_msg, *key_hint;
 };
+
+/* The codec c compresses with: c->compression, or "none" when that is NULL (repo.c). */
+const struct codec *repo_codecs_compression(const struct repo_codecs *c);
 
 /* Store ix as the time index of its segment (walindex.c). */
 int repo_wal_index_store(struct repo *r, const struct repo_wal_index *ix);

@@ -283,6 +283,27 @@ int repo_wal_push_partial_fd(struct repo *r, const char *segment_name, int fd, u
     return rc;
 }
 
+int repo_wal_remove_partial(struct repo *r, const char *segment_name)
+{
+    timeline_t tli;
+    uint64_t segno;
+    char path[96];
+    int rc = wal_segment_parse(segment_name, r->identity.seg_size, &tli, &segno);
+    if (rc < 0)
+        return rc;
+    /* The index first: a partial copy without one is passed over, as any unindexed one. */
+    const char *suffix[] = {".partial.idx", ".partial"};
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        snprintf(path, sizeof(path), "wal/%08X/%s%s", tli, segment_name, suffix[i]);
+        char *full = repo_full_path(r, path);
+        rc = storage_remove(r->storage, full);
+        free(full);
+    }
+    if (rc < 0)
+        err_context("while removing the partial copy of %s", segment_name);
+    return rc;
+}
+
 int repo_wal_push_history(struct repo *r, timeline_t tli, const void *data, size_t len)
 {
     char path[64], what[64];

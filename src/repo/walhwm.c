@@ -223,11 +223,9 @@ int repo_wal_hwm_put(struct repo *r, const struct repo_wal_hwm *m)
     return rc;
 }
 
-int repo_wal_hwm_advance(struct repo *r, const char *writer, timeline_t tli, uint64_t segno,
-                         bool partial, uint64_t bytes)
+int repo_wal_hwm_load(struct repo *r, timeline_t tli, struct repo_wal_hwm *out)
 {
-    struct repo_wal_hwm m;
-    int rc = repo_wal_hwm_get(r, tli, &m);
+    int rc = repo_wal_hwm_get(r, tli, out);
     if (rc < 0 && err_kind() == ERR_NOT_FOUND) {
         err_clear();
     } else if (rc < 0 && err_kind() == ERR_INTEGRITY) {
@@ -239,6 +237,16 @@ int repo_wal_hwm_advance(struct repo *r, const char *writer, timeline_t tli, uin
     } else if (rc < 0) {
         return err_context("while reading the WAL high-water mark of timeline %u", tli);
     }
+    return 0;
+}
+
+int repo_wal_hwm_advance(struct repo *r, const char *writer, timeline_t tli, uint64_t segno,
+                         bool partial, uint64_t bytes)
+{
+    struct repo_wal_hwm m;
+    int rc = repo_wal_hwm_load(r, tli, &m);
+    if (rc < 0)
+        return rc;
     m.tli = tli;
     if (!repo_wal_hwm_add(&m, segno, partial, bytes) && m.seq > 0)
         return 0;

@@ -71,13 +71,14 @@ static int scratch_sink(void *ctx, const uint8_t *data, size_t len)
     return 0;
 }
 
-struct repo_wal_preparer *repo_wal_preparer_new(const struct repo_identity *id, int compress_level,
+struct repo_wal_preparer *repo_wal_preparer_new(const struct repo_identity *id,
+                                                const struct repo_codecs *codecs,
                                                 const char *scratch_dir)
 {
     struct repo_wal_preparer *p = xcalloc(1, sizeof(*p));
     p->identity = *id;
-    p->level = compress_level;
-    p->compression = codec_by_name(CODEC_COMPRESSION, compress_level > 0 ? "zstd" : "none");
+    p->level = codecs->level;
+    p->compression = repo_codecs_compression(codecs);
     p->scratch_dir = xstrdup(scratch_dir);
     p->chain = filter_chain_new(0, scratch_sink, p);
     p->buf = xmalloc(PREP_READ_BUF);

@@ -9,7 +9,7 @@
  *
  * Rules that keep the cache honest and small:
  *  - a file appears under its segment name only once it is complete and verified
- *    (written under a temporary name, renamed — walfetch_object);
+ *    (written under a temporary name, renamed — walobject_fetch, walobject.c);
  *  - only complete archived segments are cached, never a padded .partial, which would
  *    go stale when the segment completes;
  *  - the cache holds at most the `depth` segments after the last one served, on its
@@ -20,7 +20,7 @@
  *    process picks up. The process leaves after a while without a new ".want" (or when
  *    the cache directory is gone); before it goes it drops the lock and looks at ".want"
  *    once more, so a call that found the lock taken just then is not left unserved.
- * A cached copy is made durable a MiB at a time as it is written (walfetch.c, FLUSH_STEP)
+ * A cached copy is made durable a MiB at a time as it is written (walobject.c, FLUSH_STEP)
  * before it is renamed into the cache, though a copy lost in a crash would only cost a
  * fetch: PostgreSQL fsyncs every segment restore_command hands it (durable_rename in its
  * startup process, before replaying it), and on a file still dirty in the page cache
@@ -44,6 +44,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,14 @@ static void prune_cache(const char *cache_dir, const char *first, const char *la
     remove_entries(cache_dir, stale_segment, &r);
 }
 
+char *prefetch_cache_dir(const char *dest)
+{
+    char *copy = xstrdup(dest);
+    char *dir = xasprintf("%s/%s", dirname(copy), PREFETCH_DIR);
+    free(copy);
+    return dir;
+}
+
 int prefetch_consume(const char *cache_dir, const char *name, const char *dest)
 {
     char *cached = xasprintf("%s/%s", cache_dir, name);
@@ -108,7 +117,7 @@ int prefetch_consume(const char *cache_dir, const char *name, const char *dest)
 }
 
 /* The read-ahead's temporary copy of name in cache_dir, if it is fetching it right now
- * (.pgark-fetch.<pid>.<name>.tmp, walfetch.c); NULL otherwise. */
+ * (.pgark-fetch.<pid>.<name>.tmp, walobject.c); NULL otherwise. */
 static char *in_flight(const char *cache_dir, const char *name)
 {
     DIR *d = opendir(cache_dir);
@@ -263,8 +272,8 @@ static void write_want(const char *cache_dir, timeline_t tli, uint64_t segno)
     free(path);
 }
 
-struct window {
-    struct repo_set *set;
+struct readahead {
+    struct cli_repos *set;
     const char *cache_dir;
     const char *data_dir; /* whose recovery ending ends the read-ahead (NULL: none) */
     uint64_t seg_size;
@@ -287,7 +296,7 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static bool cached(const struct window *w, uint64_t segno)
+static bool cached(const struct readahead *w, uint64_t segno)
 {
     char name[WAL_NAME_BUFLEN];
     wal_segment_name(w->want.tli, segno, w->seg_size, name);
@@ -299,7 +308,7 @@ static bool cached(const struct window *w, uint64_t segno)
 
 /* Look at ".want" (under w->lock): slide the window, prune what fell out of it. False
  * when the cache is gone or recovery is over. */
-static bool refresh(struct window *w)
+static bool refresh(struct readahead *w)
 {
     struct want now;
     if (!read_want(w->cache_dir, &now) || recovery_over(w->data_dir))
@@ -324,7 +333,7 @@ static bool refresh(struct window *w)
 
 static void *window_thread(void *arg)
 {
-    struct window *w = arg;
+    struct readahead *w = arg;
     pthread_mutex_lock(&w->lock);
     while (!w->stop) {
         if (!refresh(w)) {
@@ -344,7 +353,7 @@ static void *window_thread(void *arg)
             repo_wal_path(tli, name, false, path, sizeof(path));
             snprintf(what, sizeof(what), "segment %s", name);
             char *dest = xasprintf("%s/%s", w->cache_dir, name);
-            int rc = walfetch_object(w->set, path, dest, w->seg_size, WALFETCH_FLUSH, what);
+            int rc = walobject_fetch(w->set, path, dest, w->seg_size, WALOBJECT_FLUSH, what);
             free(dest);
             err_clear();
 
@@ -390,16 +399,16 @@ static void remove_temps(const char *cache_dir)
 }
 
 /* Run the window until it goes idle; the last ".want" seen goes to *seen. */
-static void read_ahead(struct repo_set *set, const char *cache_dir, const char *data_dir,
+static void read_ahead(struct cli_repos *set, const char *cache_dir, const char *data_dir,
                        uint64_t seg_size, unsigned depth, struct want *seen, bool *have_seen)
 {
-    struct window w = {.set = set,
-                       .cache_dir = cache_dir,
-                       .data_dir = data_dir,
-                       .seg_size = seg_size,
-                       .depth = depth,
-                       .end = UINT64_MAX,
-                       .idle_since_ms = now_ms()};
+    struct readahead w = {.set = set,
+                          .cache_dir = cache_dir,
+                          .data_dir = data_dir,
+                          .seg_size = seg_size,
+                          .depth = depth,
+                          .end = UINT64_MAX,
+                          .idle_since_ms = now_ms()};
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.moved, NULL);
     remove_temps(cache_dir);
@@ -426,7 +435,7 @@ static void read_ahead(struct repo_set *set, const char *cache_dir, const char *
     pthread_mutex_destroy(&w.lock);
 }
 
-void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli, uint64_t segno,
+void prefetch_spawn(struct cli_repos *set, const char *cache_dir, timeline_t tli, uint64_t segno,
                     uint64_t seg_size, unsigned depth)
 {
     if (depth == 0 || (mkdir(cache_dir, 0700) < 0 && errno != EEXIST))
@@ -465,11 +474,11 @@ void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli,
     }
     /* Handles opened by the parent lost their descriptors: open afresh, before threads
      * share them. */
-    struct repo_set fresh = *set;
-    fresh.storage = xcalloc(set->n ? set->n : 1, sizeof(*fresh.storage));
-    fresh.repo = xcalloc(set->n ? set->n : 1, sizeof(*fresh.repo));
+    struct cli_repos fresh = *set;
+    fresh.r = xcalloc(set->n ? set->n : 1, sizeof(*fresh.r));
     for (size_t i = 0; i < fresh.n; i++) {
-        if (!repo_set_get(&fresh, i))
+        fresh.r[i].conf = set->r[i].conf;
+        if (!cli_repos_get(&fresh, i))
             err_clear();
     }
     char *data_dir = data_dir_of(cache_dir);
@@ -489,6 +498,6 @@ void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli,
             break;
     }
     free(data_dir);
-    repo_set_free(&fresh);
+    cli_repos_free(&fresh);
     _exit(0);
 }

@@ -41,6 +41,7 @@ struct restore_args {
     int port;
     struct ts_map *map;
     size_t nmap;
+    const char *ts_dir; /* --tablespace-dir */
     const char *waldir; /* --waldir */
 };
 
@@ -82,6 +83,7 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
         OPT_DELTA,
         OPT_FORCE,
         OPT_MAP,
+        OPT_TSDIR,
         OPT_WALDIR,
         OPT_REPO,
         OPT_START,
@@ -105,6 +107,7 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
         {"delta", no_argument, NULL, OPT_DELTA},
         {"force", no_argument, NULL, OPT_FORCE},
         {"tablespace-map", required_argument, NULL, OPT_MAP},
+        {"tablespace-dir", required_argument, NULL, OPT_TSDIR},
         {"waldir", required_argument, NULL, OPT_WALDIR},
         {"repo", required_argument, NULL, OPT_REPO},
         {"start", no_argument, NULL, OPT_START},
@@ -158,6 +161,13 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
             break;
         case OPT_MAP:
             rc = parse_map(a, optarg);
+            break;
+        case OPT_TSDIR:
+            if (optarg[0] != '/')
+                rc = err_set(ERR_USAGE,
+                             "invalid --tablespace-dir \"%s\": expected an absolute directory",
+                             optarg);
+            a->ts_dir = optarg;
             break;
         case OPT_WALDIR:
             if (optarg[0] != '/')
@@ -232,7 +242,7 @@ static int window_error(const struct restore_args *a, const char *from, const ch
 /* Refuse a time or LSN target that no backup precedes or that the archive does not
  * reach. xid and restore point targets are not checked here: the server reports them
  * ("recovery ended before configured recovery target was reached"). */
-static int check_window(struct restore_args *a, struct repo_set *set, const struct catalog *cat,
+static int check_window(struct restore_args *a, struct cli_repos *set, const struct catalog *cat,
                         timeline_t tli, const struct timeline_history *h)
 {
     if (a->target.kind != RESTORE_TARGET_TIME && a->target.kind != RESTORE_TARGET_LSN)
@@ -245,7 +255,7 @@ static int check_window(struct restore_args *a, struct repo_set *set, const stru
         if (!oldest || b->stop_lsn < oldest->stop_lsn)
             oldest = b;
     }
-    struct wal_end end;
+    struct catalog_end end;
     int rc = catalog_wal_end(set, tli, &end);
     if (rc < 0)
         return err_context("while finding where the WAL archive of timeline %u ends", tli);
@@ -290,12 +300,12 @@ static int check_window(struct restore_args *a, struct repo_set *set, const stru
  * DBA decides: bring the WAL back, or name the end of what is there as the target, which
  * accepts the loss explicitly.
  */
-static int check_reach(const struct restore_args *a, struct repo_set *set, timeline_t tli)
+static int check_reach(const struct restore_args *a, struct cli_repos *set, timeline_t tli)
 {
     if (a->target.kind != RESTORE_TARGET_LATEST)
         return 0;
-    struct wal_hwm_best best;
-    struct wal_end end;
+    struct catalog_hwm best;
+    struct catalog_end end;
     int rc = catalog_wal_hwm(set, tli, &best);
     if (rc == 0 && best.found)
         rc = catalog_wal_end(set, tli, &end);
@@ -312,14 +322,14 @@ static int check_reach(const struct restore_args *a, struct repo_set *set, timel
                 "%s, where the WAL high-water mark in repository \"%s\" says it reached (seq "
                 "%llu, written %s by %s): a restore to latest would stop short of WAL that was "
                 "archived",
-                tli, lsn_format(end.reach, at), end.object, set->conf[end.repo]->name, mark_end,
-                set->conf[best.repo]->name, (unsigned long long)best.m.seq, when, best.m.writer);
+                tli, lsn_format(end.reach, at), end.object, set->r[end.repo].conf->name, mark_end,
+                set->r[best.repo].conf->name, (unsigned long long)best.m.seq, when, best.m.writer);
     else
         err_set(ERR_INTEGRITY,
                 "the WAL archive holds nothing of timeline %u, but the WAL high-water mark in "
                 "repository \"%s\" says it reached %s (seq %llu, written %s by %s): a restore to "
                 "latest would stop short of WAL that was archived",
-                tli, set->conf[best.repo]->name, mark_end, (unsigned long long)best.m.seq, when,
+                tli, set->r[best.repo].conf->name, mark_end, (unsigned long long)best.m.seq, when,
                 best.m.writer);
     if (end.found)
         return err_hint("\"pgark verify\" names what is missing: copy it back if it is anywhere "
@@ -572,36 +582,17 @@ static void free_args(struct restore_args *a)
     free(a->pgdata);
 }
 
-/* The server --start starts gets none of this process's environment but what
- * procenv.h allows (no secret), and its restore_command loads the configuration
- * afresh: a configuration that needs a variable of ours would not load there, and every
- * wal-fetch would stop the server. Refused before anything is written. */
-static int refuse_env_config(const struct config *cfg)
-{
-    if (!cfg->env_vars[0])
-        return 0;
-    struct buf names = BUF_INIT;
-    for (char **v = cfg->env_vars; *v; v++)
-        buf_appendf(&names, "%s${%s}", v == cfg->env_vars ? "" : ", ", *v);
-    err_set(ERR_CONFIG,
-            "--start: \"%s\" reads %s from the environment, which the server it starts does "
-            "not get: its restore_command (wal-fetch) could not load the configuration",
-            cfg->path, (const char *)names.data);
-    buf_free(&names);
-    return err_hint("give secrets with KEY_file keys and other values in the file itself, or "
-                    "restore without --start and start the server with the environment its "
-                    "restore_command needs");
-}
-
 int cmd_restore(struct cli_context *ctx, int argc, char **argv)
 {
     struct restore_args a;
-    struct repo_set set;
+    struct cli_repos set;
     struct catalog cat;
     struct timeline_history *hist = NULL;
     struct path_set *seen = NULL;
     struct pgbin bin = {0};
     const char **ts_dir = NULL;
+    char **ts_owned = NULL; /* the --tablespace-dir ones */
+    size_t n_ts_owned = 0;
     struct outer *outer = NULL;
     size_t n_outer = 0;
     char *waldir = NULL, *wal_link = NULL;
@@ -622,13 +613,15 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         goto out;
     }
     const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
-    if (!cl || repo_set_init(&set, cfg, cl, a.repo) < 0) {
+    if (!cl || cli_repos_init(&set, cfg, cl, a.repo) < 0) {
         rc = 2;
         goto out;
     }
 
     /* Everything that can refuse comes before the first write. */
-    if (a.start && refuse_env_config(cfg) < 0) {
+    if (a.start && cli_refuse_server_env(cfg, "--start",
+                                         "restore without --start and start the server with "
+                                         "the environment its restore_command needs") < 0) {
         rc = 2;
         goto out;
     }
@@ -734,6 +727,8 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
             goto out;
         }
     }
+    ts_owned = xcalloc(chosen->n_ts + 1, sizeof(*ts_owned));
+    n_ts_owned = chosen->n_ts;
     for (size_t i = 0; i < chosen->n_ts; i++) {
         bool mapped = false;
         ts_dir[i] = chosen->ts_location[i];
@@ -743,10 +738,18 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
                 mapped = true;
             }
         }
+        /* --tablespace-dir: every tablespace not mapped one by one goes to DIR/<oid> (a
+         * copy on the primary's own host: drill). */
+        if (!mapped && a.ts_dir) {
+            ts_owned[i] = xasprintf("%s/%u", a.ts_dir, chosen->ts_oid[i]);
+            ts_dir[i] = ts_owned[i];
+            mapped = true;
+        }
         outer[i].dir = ts_dir[i];
         outer[i].oid = chosen->ts_oid[i];
         outer[i].kind = mapped ? ERR_USAGE : ERR_INTEGRITY;
-        outer[i].what = mapped ? xasprintf("the --tablespace-map directory \"%s\" of tablespace %u",
+        outer[i].what = mapped ? xasprintf("the %s directory \"%s\" of tablespace %u",
+                                           ts_owned[i] ? "--tablespace-dir" : "--tablespace-map",
                                            ts_dir[i], chosen->ts_oid[i])
                                : xasprintf("the location \"%s\" of tablespace %u", ts_dir[i],
                                            chosen->ts_oid[i]);
@@ -780,7 +783,7 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     if (check_outer(a.pgdata, outer, n_outer) < 0) {
         if (err_kind() == ERR_INTEGRITY)
             err_context("while checking the manifest of backup \"%s\" in repository \"%s\"",
-                        chosen->b.label, set.conf[chosen->repo]->name);
+                        chosen->b.label, set.r[chosen->repo].conf->name);
         rc = err_exit_code();
         goto out;
     }
@@ -825,13 +828,14 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         outer_nonempty |= ne > 0;
     }
 
-    struct repo *r = repo_set_get(&set, chosen->repo);
+    struct repo *r = cli_repos_get(&set, chosen->repo);
     if (!r) {
         rc = 1;
         goto out;
     }
     /* The server that will start it must be of the backup's major. */
-    if (a.start && pgbin_find(cl->pg_bindir, cl->name, repo_identity(r)->pg_major, &bin) < 0) {
+    if (a.start && pgbin_find(cl->pg_bindir, cl->name, repo_identity(r)->pg_major,
+                              "restore --start", &bin) < 0) {
         rc = 2;
         goto out;
     }
@@ -855,7 +859,7 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     }
     struct writer_options wo = {.pgdata = a.pgdata,
                                 .repo = r,
-                                .threads = threads_for(set.conf[chosen->repo]),
+                                .threads = threads_for(set.r[chosen->repo].conf),
                                 .delta = a.delta,
                                 .progress = isatty(2) && !a.no_progress && !a.json,
                                 .total_bytes = chosen->logical_bytes,
@@ -867,14 +871,17 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
                                 .wal_link = wal_link,
                                 .seen = seen};
     /* Every entry checked before the first byte is written. */
+    int64_t t_files = time_mono_us();
     uint8_t digest[SHA256_LEN];
     if (writer_vet(&wo, chosen->b.label, digest) < 0) {
         rc = err_kind() == ERR_INTEGRITY ? 3 : 1;
         goto out;
     }
     struct writer_stats st;
+    /* A chunk damaged in the repository is an integrity problem (exit 3), as a refused
+     * manifest is: drill tells a data problem from one that kept it from running. */
     if (writer_restore(&wo, chosen->b.label, digest, &st) < 0) {
-        rc = 1;
+        rc = err_kind() == ERR_INTEGRITY ? 3 : 1;
         goto out;
     }
     uint64_t removed = st.files_removed;
@@ -882,7 +889,8 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         rc = 1;
         goto out;
     }
-    int64_t elapsed_ms = (time_mono_us() - t0) / 1000;
+    int64_t t_end = time_mono_us();
+    int64_t elapsed_ms = (t_end - t0) / 1000;
     char sz[32], wsz[32], dur[32];
     size_format(st.bytes, sz, sizeof(sz));
     size_format(st.bytes_written, wsz, sizeof(wsz));
@@ -895,6 +903,10 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
                       (json_int_t)st.bytes, "files_written", (json_int_t)st.files_written,
                       "bytes_written", (json_int_t)st.bytes_written, "files_removed",
                       (json_int_t)removed, "delta", a.delta, "elapsed_ms", (json_int_t)elapsed_ms);
+        /* Where the time went: choosing the backup (catalog, window, checks), then
+         * vetting the manifest and laying the files down (drill's RTO phases). */
+        json_object_set_new(o, "choose_ms", json_integer((json_int_t)((t_files - t0) / 1000)));
+        json_object_set_new(o, "files_ms", json_integer((json_int_t)((t_end - t_files) / 1000)));
         char *text = json_dumps(o, JSON_PRESERVE_ORDER);
         printf("%s\n", text);
         free(text);
@@ -931,10 +943,13 @@ out:
     free(waldir);
     free(wal_link);
     free(ts_dir);
+    for (size_t i = 0; ts_owned && i < n_ts_owned; i++)
+        free(ts_owned[i]);
+    free(ts_owned);
     free(config_abs);
     timeline_history_free(hist);
     catalog_free(&cat);
-    repo_set_free(&set);
+    cli_repos_free(&set);
     free_args(&a);
     return rc;
 }

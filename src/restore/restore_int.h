@@ -2,7 +2,9 @@
 #ifndef PGARK_RESTORE_INT_H
 #define PGARK_RESTORE_INT_H
 
+#include "pgark/cli.h"
 #include "pgark/hash.h"
+#include "pgark/pgbin.h"
 #include "pgark/repo.h"
 #include "pgark/restore.h"
 
@@ -13,33 +15,12 @@ struct cli_context;
 struct config;
 struct config_cluster;
 
-/* --- repositories of a cluster (repos.c) ------------------------------------------ */
-
-/* The cluster's repositories, posix ones first ("local" tier), then the others, each
- * opened lazily. */
-struct repo_set {
-    size_t n;
-    const struct config_repo **conf;
-    struct storage **storage;
-    struct repo **repo;
-    const char *cluster;
-    const char *passphrase;
-};
-
-/* Order the cluster's repos (only `only` when not NULL: ERR_CONFIG if it is not one of
- * the cluster's). Nothing is opened yet. */
-int repo_set_init(struct repo_set *set, const struct config *cfg, const struct config_cluster *cl,
-                  const char *only);
-/* Open repo i (once); NULL with the error set. */
-struct repo *repo_set_get(struct repo_set *set, size_t i);
-void repo_set_free(struct repo_set *set);
-
-/* --- backups in a repository (catalog.c) ------------------------------------------ */
+/* --- what the cluster's repositories hold, together (catalog.c) ------------------- */
 
 struct catalog_entry {
     struct restore_backup b; /* label points into label_buf */
     char label_buf[64];
-    size_t repo; /* index in the repo_set */
+    size_t repo; /* index in the cli_repos */
     uint64_t logical_bytes;
     uint64_t files;
     uint32_t *ts_oid; /* the backup's tablespaces (owned) */
@@ -55,19 +36,19 @@ struct catalog {
 /* Every complete backup (backups/<LABEL>/manifest.json present) of every repo, read from
  * the manifests' first lines. A repo that cannot be opened or listed is warned about and
  * skipped; ERR_NOT_FOUND when no repo holds a backup. */
-int catalog_load(struct repo_set *set, struct catalog *out);
+int catalog_load(struct cli_repos *set, struct catalog *out);
 void catalog_free(struct catalog *c);
 
 /* The timeline history of tli from the first repo that has it, NULL for tli 1 or when
  * none has it (then *out is NULL and 0 is returned). */
-int catalog_history(struct repo_set *set, timeline_t tli, struct timeline_history **out);
+int catalog_history(struct cli_repos *set, timeline_t tli, struct timeline_history **out);
 /* The newest timeline with WAL or a history file in any repo (0 when none). */
-int catalog_newest_timeline(struct repo_set *set, timeline_t *out);
+int catalog_newest_timeline(struct cli_repos *set, timeline_t *out);
 
 /* Where the WAL archive of timeline tli (and ancestors) ends: the last transaction
  * (commit or abort) time and the start of the last record, decoded from the newest
  * segment or partial of tli in any repo. */
-struct wal_end {
+struct catalog_end {
     bool found;
     bool have_xact;
     int64_t last_xact_us; /* Unix microseconds */
@@ -77,7 +58,17 @@ struct wal_end {
     size_t repo;          /* the repository holding it (index in the set) */
     char object[64];      /* the segment decoded, for messages */
 };
-int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out);
+int catalog_wal_end(struct cli_repos *set, timeline_t tli, struct catalog_end *out);
+
+/* The furthest WAL high-water mark of timeline tli in the set's repositories (found false
+ * when none has one; a mark that cannot be read is warned about and passed over). */
+struct catalog_hwm {
+    bool found;
+    struct repo_wal_hwm m;
+    lsn_t end;
+    size_t repo; /* index in the set */
+};
+int catalog_wal_hwm(struct cli_repos *set, timeline_t tli, struct catalog_hwm *out);
 
 /* --- beneath a directory, never through a symlink (confine.c) ----------------------- */
 
@@ -98,16 +89,6 @@ int confine_symlink(int dfd, const char *name, const char *target, const char *s
 int confine_resolve(const char *path, char **out);
 /* Whether resolved path is dir or beneath it. */
 bool confine_within(const char *path, const char *dir);
-
-/* The furthest WAL high-water mark of timeline tli in the set's repositories (found false
- * when none has one; a mark that cannot be read is warned about and passed over). */
-struct wal_hwm_best {
-    bool found;
-    struct repo_wal_hwm m;
-    lsn_t end;
-    size_t repo; /* index in the set */
-};
-int catalog_wal_hwm(struct repo_set *set, timeline_t tli, struct wal_hwm_best *out);
 
 /* --- the data directory (pgdata.c) ------------------------------------------------- */
 
@@ -176,27 +157,6 @@ int writer_vet(const struct writer_options *o, const char *label, uint8_t digest
 int writer_restore(const struct writer_options *o, const char *label,
                    const uint8_t digest[SHA256_LEN], struct writer_stats *st);
 
-/* --- PostgreSQL's programs and control file (pgbin.c) ------------------------------- */
-
-struct pgbin {
-    char *pg_ctl; /* of the backup's major */
-    char *psql;   /* any major */
-    int major;    /* pg_ctl --version's */
-    char version[32];
-};
-
-/* The programs that start a backup of PostgreSQL `major`: from bindir (the cluster's
- * pg_bindir) when not NULL, else /usr/lib/postgresql/MAJOR/bin, /usr/pgsql-MAJOR/bin,
- * PATH. ERR_CONFIG, naming both majors, when pg_ctl is of another one, or when none is
- * found (cluster names the configuration key in the hint). Free with pgbin_free. */
-int pgbin_find(const char *bindir, const char *cluster, int major, struct pgbin *out);
-void pgbin_free(struct pgbin *b);
-
-/* The cluster state global/pg_control records, in pg_controldata's words ("shut down
- * in recovery", "in production", ...); NULL when it cannot be read or its CRC is
- * wrong. Caller frees. */
-char *pgbin_control_state(const char *pgdata);
-
 /* --- starting the server (start.c) --------------------------------------------------- */
 
 struct start_options {
@@ -210,19 +170,16 @@ struct start_options {
     const char *const *env_drop;
     const struct pgbin *bin;
 };
-/* Start the server with pg_ctl in an environment from restore_server_environ: none of
+/* Start the server with pg_ctl in an environment from pgbin_server_environ: none of
  * pgark's secrets reach it, its children or /proc/<pid>/environ. */
 int restore_start(const struct start_options *o);
-
-/* The environment of a server pgark starts (restore --start, drill): procenv_clean of
- * this process's environment without env_drop, and LC_ALL=C so that its log, which
- * restore_start reads, is in English. Free with procenv_free. */
-char **restore_server_environ(const char *const *env_drop);
 
 /* --- wal-fetch's read-ahead cache (prefetch.c) --------------------------------------- */
 
 #define PREFETCH_DIR ".pgark-prefetch"
 
+/* The read-ahead cache beside dest: <dest's directory>/PREFETCH_DIR. Caller frees. */
+char *prefetch_cache_dir(const char *dest);
 /* Move a cached, verified copy of name into dest (in cache_dir's parent). 1 when served,
  * 0 when not cached. Removes cached files the server has gone past. */
 int prefetch_consume(const char *cache_dir, const char *name, const char *dest);
@@ -232,25 +189,28 @@ int prefetch_await(const char *cache_dir, const char *name, const char *dest);
 /* Record that segment `segno` was served and make sure a detached read-ahead process
  * keeps the `depth` segments after it in cache_dir (starts one unless one runs; none
  * when depth is 0). */
-void prefetch_spawn(struct repo_set *set, const char *cache_dir, timeline_t tli, uint64_t segno,
+void prefetch_spawn(struct cli_repos *set, const char *cache_dir, timeline_t tli, uint64_t segno,
                     uint64_t seg_size, unsigned depth);
 /* Remove the cache directory and everything in it. */
 void prefetch_drop(const char *cache_dir);
-/* How walfetch_object lays its copy down. */
-enum walfetch_flags {
+
+/* --- one WAL object into a file (walobject.c) ------------------------------------------ */
+
+/* How walobject_fetch lays its copy down. */
+enum walobject_flags {
     /* the object may be shorter than a segment (a .partial): zero-pad it to seg_size */
-    WALFETCH_PAD = 1,
+    WALOBJECT_PAD = 1,
     /* write the copy out to disk before it is renamed into place (the read-ahead cache:
      * the server fsyncs every segment it restores, in its startup process, and a copy
      * already on disk makes that fsync cheap) */
-    WALFETCH_FLUSH = 2,
+    WALOBJECT_FLUSH = 2,
 };
 /* Fetch one WAL object of any repo (posix first) into dest atomically (temp name in
- * dest's directory, renamed; fsynced only with WALFETCH_FLUSH: the server asks again
+ * dest's directory, renamed; fsynced only with WALOBJECT_FLUSH: the server asks again
  * after a crash). With seg_size non-zero the object must be a whole segment, or with
- * WALFETCH_PAD at most one. 1 found, 0 not found in any repo, negative when a copy was
+ * WALOBJECT_PAD at most one. 1 found, 0 not found in any repo, negative when a copy was
  * damaged and no repo had a good one. */
-int walfetch_object(struct repo_set *set, const char *path, const char *dest, uint64_t seg_size,
+int walobject_fetch(struct cli_repos *set, const char *path, const char *dest, uint64_t seg_size,
                     unsigned flags, const char *what);
 
 #endif

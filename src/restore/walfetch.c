@@ -21,7 +21,8 @@
  * .partial until it completes: it is served zero-padded to the segment size, so that a
  * restore replays up to the last commit the receiver got (the zeros read as the end of
  * WAL). After a segment is served, a detached process reads the next ones ahead into a
- * cache beside DEST (prefetch.c).
+ * cache beside DEST (prefetch.c). Both fetch through walobject.c, which owns the copy
+ * of one object into a file; prefetch.c owns the read-ahead policy.
  */
 #include "restore_int.h"
 
@@ -35,7 +36,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,161 +45,13 @@
 /* Above 125: PostgreSQL stops its startup rather than take the file as missing. */
 #define WALFETCH_EXIT_ABORT 255
 
-/* A copy to be flushed (the read-ahead's) is made durable this often, not once at the
- * end. The server's startup process fsyncs its files all through replay (pg_control as
- * the minimum recovery point moves, each restored segment thrice: ~1,500 fsyncs for
- * 1 GiB of pgbench WAL), and each of them waits until the disk has also made durable
- * whatever was written and not yet flushed. With one flush per 16 MiB copy those fsyncs
- * took 4.0 s in all (1.7 s with the same WAL in pg_wal beforehand); flushing every MiB,
- * 3.0 s, and replay about as much shorter (tests/bench/restore.sh, 2 cores, virtio disk). */
-#define FLUSH_STEP (1u << 20)
-
-struct fd_sink {
-    int fd;
-    uint64_t len;
-    uint64_t flushed; /* bytes made durable so far (flush only) */
-    bool flush;
-    const char *tmp;
-};
-
-static int write_sink(void *ctx, const uint8_t *data, size_t len)
-{
-    struct fd_sink *s = ctx;
-    while (len) {
-        ssize_t n = write(s->fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return err_set_errno(ERR_IO, errno, "could not write \"%s\"", s->tmp);
-        data += n;
-        len -= (size_t)n;
-        s->len += (uint64_t)n;
-    }
-    if (s->flush && s->len - s->flushed >= FLUSH_STEP) {
-        if (fdatasync(s->fd) < 0)
-            return err_set_errno(ERR_IO, errno, "could not write \"%s\" to disk", s->tmp);
-        s->flushed = s->len;
-    }
-    return 0;
-}
-
-static char *dir_of(const char *path)
-{
-    char *copy = xstrdup(path);
-    char *d = xstrdup(dirname(copy));
-    free(copy);
-    return d;
-}
-
-/* One repo: 1 written, 0 not there, negative on failure (the temp file is gone). */
-static int fetch_from(struct repo *r, const char *path, const char *dest, uint64_t seg_size,
-                      unsigned flags, const char *what)
-{
-    char *dir = dir_of(dest);
-    char *copy = xstrdup(dest);
-    /* pid and name: unique among concurrent fetches (read-ahead threads) */
-    char *tmp = xasprintf("%s/.pgark-fetch.%ld.%s.tmp", dir, (long)getpid(), basename(copy));
-    free(copy);
-    struct fd_sink s = {.fd = -1, .flush = flags & WALFETCH_FLUSH, .tmp = tmp};
-    bool pad = flags & WALFETCH_PAD;
-    int rc;
-    s.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (s.fd < 0) {
-        rc = err_set_errno(ERR_IO, errno, "could not create \"%s\"", tmp);
-        goto out;
-    }
-    rc = repo_get(r, path, write_sink, &s);
-    if (rc < 0) {
-        if (err_kind() == ERR_NOT_FOUND) {
-            err_clear();
-            rc = 0;
-        } else {
-            err_context("while fetching %s from repository \"%s\"", what, repo_name(r));
-        }
-        goto out;
-    }
-    if (seg_size && !pad && s.len != seg_size) {
-        rc = err_set(ERR_INTEGRITY, "%s in repository \"%s\" has %llu bytes, not %llu", what,
-                     repo_name(r), (unsigned long long)s.len, (unsigned long long)seg_size);
-        goto out;
-    }
-    if (seg_size && pad) {
-        if (s.len > seg_size) {
-            rc = err_set(ERR_INTEGRITY, "%s in repository \"%s\" is longer than a segment", what,
-                         repo_name(r));
-            goto out;
-        }
-        if (ftruncate(s.fd, (off_t)seg_size) < 0) {
-            rc = err_set_errno(ERR_IO, errno, "could not pad \"%s\"", tmp);
-            goto out;
-        }
-    }
-    if (s.flush && fdatasync(s.fd) < 0) {
-        rc = err_set_errno(ERR_IO, errno, "could not write \"%s\" to disk", tmp);
-        goto out;
-    }
-    close(s.fd);
-    s.fd = -1;
-    if (rename(tmp, dest) < 0) {
-        rc = err_set_errno(ERR_IO, errno, "could not rename \"%s\" to \"%s\"", tmp, dest);
-        goto out;
-    }
-    rc = 1;
-out:
-    if (s.fd >= 0)
-        close(s.fd);
-    if (rc <= 0)
-        unlink(tmp);
-    free(tmp);
-    free(dir);
-    return rc;
-}
-
-int walfetch_object(struct repo_set *set, const char *path, const char *dest, uint64_t seg_size,
-                    unsigned flags, const char *what)
-{
-    enum err_kind kind = ERR_OK;
-    char *first_error = NULL;
-    int rc = 0;
-    for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
-        if (r)
-            rc = fetch_from(r, path, dest, seg_size, flags, what);
-        else
-            rc = err_context("while opening repository \"%s\"", set->conf[i]->name);
-        if (rc > 0)
-            break;
-        if (rc < 0) {
-            /* Keep the first failure, try the next repository. */
-            char *text = err_format();
-            if (!first_error) {
-                first_error = xstrdup(text);
-                kind = err_kind();
-            } else {
-                log_warn("%s", text);
-            }
-            free(text);
-            err_clear();
-            rc = 0;
-        }
-    }
-    if (rc > 0) {
-        if (first_error)
-            log_warn("%s (served from another repository)", first_error);
-    } else if (first_error) {
-        rc = err_set(kind, "%s", first_error);
-    }
-    free(first_error);
-    return rc;
-}
-
 /* Does any repo have the history file of tli (a newer timeline than the partial's)? */
-static bool history_exists(struct repo_set *set, timeline_t tli)
+static bool history_exists(struct cli_repos *set, timeline_t tli)
 {
     char path[128];
     snprintf(path, sizeof(path), "%s/wal/%08X.history", set->cluster, tli);
     for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
+        struct repo *r = cli_repos_get(set, i);
         if (!r) {
             err_clear();
             continue;
@@ -213,10 +65,10 @@ static bool history_exists(struct repo_set *set, timeline_t tli)
     return false;
 }
 
-static uint64_t seg_size_of(struct repo_set *set)
+static uint64_t seg_size_of(struct cli_repos *set)
 {
     for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
+        struct repo *r = cli_repos_get(set, i);
         if (r)
             return repo_identity(r)->seg_size;
         err_clear();
@@ -241,7 +93,7 @@ static uint64_t seg_size_from_file(const char *path)
 }
 
 /* cache_dir: the read-ahead's, NULL for none. */
-static int fetch_segment(struct repo_set *set, const char *name, const char *dest,
+static int fetch_segment(struct cli_repos *set, const char *name, const char *dest,
                          const char *cache_dir, unsigned depth)
 {
     uint64_t seg_size = 0;
@@ -280,7 +132,7 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
      * and it sits idle while this one is fetched. */
     if (cache_dir)
         prefetch_spawn(set, cache_dir, tli, segno, seg_size, depth);
-    int rc = walfetch_object(set, path, dest, seg_size, 0, what);
+    int rc = walobject_fetch(set, path, dest, seg_size, 0, what);
     if (rc < 0)
         return WALFETCH_EXIT_ABORT;
     if (rc > 0)
@@ -290,7 +142,7 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
     if (!history_exists(set, tli + 1)) {
         snprintf(what, sizeof(what), "partial segment %s", name);
         repo_wal_path(tli, name, true, path, sizeof(path));
-        rc = walfetch_object(set, path, dest, seg_size, WALFETCH_PAD, what);
+        rc = walobject_fetch(set, path, dest, seg_size, WALOBJECT_PAD, what);
         if (rc < 0)
             return WALFETCH_EXIT_ABORT;
         if (rc > 0) {
@@ -306,7 +158,7 @@ static int fetch_segment(struct repo_set *set, const char *name, const char *des
 
 int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
 {
-    struct repo_set set;
+    struct cli_repos set;
     memset(&set, 0, sizeof(set));
     int rc = 1;
     const char *only = NULL;
@@ -334,11 +186,13 @@ int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
     if (!cfg)
         return WALFETCH_EXIT_ABORT;
     const struct config_cluster *cl = config_cluster_find(cfg, ctx->cluster_name);
-    if (!cl || repo_set_init(&set, cfg, cl, only) < 0)
+    if (!cl || cli_repos_init(&set, cfg, cl, only) < 0)
         return WALFETCH_EXIT_ABORT;
+    /* PostgreSQL asks for files that do not exist at the start and the end of every
+     * recovery (history files, the segment after the last): those answers need no key. */
+    set.defer_key = true;
     if (segment) {
-        char *dir = dir_of(dest);
-        char *cache = xasprintf("%s/%s", dir, PREFETCH_DIR);
+        char *cache = prefetch_cache_dir(dest);
         /* Segments another user could have put there are not served: without the
          * read-ahead, every segment comes from the repositories. */
         bool own = privfs_check_dir(cache, "read-ahead cache directory") == 0;
@@ -351,16 +205,15 @@ int cmd_wal_fetch(struct cli_context *ctx, int argc, char **argv)
         rc =
             fetch_segment(&set, name, dest, own ? cache : NULL, (unsigned)cl->wal_fetch_read_ahead);
         free(cache);
-        free(dir);
     } else {
         char path[64], what[64];
         snprintf(path, sizeof(path), "wal/%s", name);
         snprintf(what, sizeof(what), "history file %s", name);
-        int found = walfetch_object(&set, path, dest, 0, 0, what);
+        int found = walobject_fetch(&set, path, dest, 0, 0, what);
         if (found == 0)
             log_info("history file %s not found in any repository", name);
         rc = found > 0 ? 0 : found == 0 ? 1 : WALFETCH_EXIT_ABORT;
     }
-    repo_set_free(&set);
+    cli_repos_free(&set);
     return rc;
 }

@@ -5,6 +5,7 @@
 #include "fuzz.h"
 
 #include "../../src/repo/repo_int.h"
+#include "pgark/codec.h"
 #include "pgark/hash.h"
 #include "pgark/repo.h"
 #include "pgark/storage.h"
@@ -24,7 +25,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc, (void)argv;
     fuzz_quiet();
     st = storage_posix_new("fuzz", fuzz_scratch());
-    struct repo_options o = {.cluster = "c", .compress_level = 1};
+    struct repo_options o = {
+        .cluster = "c",
+        .codecs = {.compression = codec_by_name(CODEC_COMPRESSION, "zstd"), .level = 1}};
     struct repo_identity id = {1, 15, 16u << 20};
     repo = repo_open(st, &o, &id, true);
     FUZZ_CHECK(st && repo);

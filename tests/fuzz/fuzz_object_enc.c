@@ -10,6 +10,7 @@
 #include "fuzz.h"
 
 #include "../../src/repo/repo_int.h"
+#include "pgark/codec.h"
 #include "pgark/crypto.h"
 #include "pgark/hash.h"
 #include "pgark/storage.h"
@@ -29,8 +30,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc, (void)argv;
     fuzz_quiet();
     st = storage_posix_new("fuzz", fuzz_scratch());
-    struct repo_options o = {
-        .cluster = "e", .passphrase = "fuzz", .compress_level = 1, .kdf_n = 1024};
+    struct repo_options o = {.cluster = "e",
+                             .codecs = {.compression = codec_by_name(CODEC_COMPRESSION, "zstd"),
+                                        .level = 1,
+                                        .passphrase = "fuzz"},
+                             .kdf_n = 1024};
     struct repo_identity id = {1, 15, 16u << 20};
     repo = repo_open(st, &o, &id, true);
     FUZZ_CHECK(st && repo && repo_encrypted(repo));
@@ -70,8 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t aad[ENVELOPE_HEADER_LEN + sizeof(PATH) - 1];
     memcpy(aad, header, ENVELOPE_HEADER_LEN);
     memcpy(aad + ENVELOPE_HEADER_LEN, PATH, sizeof(PATH) - 1);
-    struct filter *enc = filter_aes_gcm_encrypt_new(crypto_keyring_data_key(repo->keyring),
-                                                    header + 16, aad, sizeof(aad));
+    struct filter *enc = crypto_gcm_encryptor_new(crypto_keyring_data_key(repo->keyring),
+                                                  header + 16, aad, sizeof(aad));
     uint8_t *ct = NULL;
     size_t ct_len = 0;
     FUZZ_CHECK(filter_run(enc, in.p, in.n, &ct, &ct_len) == 0);

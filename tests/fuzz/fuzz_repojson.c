@@ -59,12 +59,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(fd >= 0);
     FUZZ_CHECK(write(fd, data, size) == (ssize_t)size);
     close(fd);
-    struct repo_options o = {.cluster = "c", .passphrase = cheap(data, size) ? "fuzz" : NULL};
+    struct repo_options o = {.cluster = "c",
+                             .codecs = {.passphrase = cheap(data, size) ? "fuzz" : NULL}};
     struct repo *r = repo_open(st, &o, NULL, false);
     if (r) {
         const struct repo_identity *id = repo_identity(r);
         FUZZ_CHECK(id->seg_size >= 1u << 20 && id->seg_size <= 1u << 30);
-        FUZZ_CHECK(repo_encrypted(r) == (o.passphrase != NULL));
+        FUZZ_CHECK(repo_encrypted(r) == (o.codecs.passphrase != NULL));
         repo_close(r);
     }
     /* and once with an identity to match against */

@@ -4,14 +4,13 @@
 # compressed (and encrypted when a passphrase is configured); a segment leaves the
 # spool once both repositories hold it. Restarts resume from the spool with no gap
 # and no overlap, and from the slot when the spool is gone. status.json tells the
-# positions, and SIGTERM/SIGINT stop cleanly within 5 s with the final flush reported.
-# One receiver per spool: a second one exits 1 at once naming the first's pid; after a
-# kill -9 of the first, a new one starts.
+# positions, and SIGTERM/SIGINT stop cleanly and promptly with the final flush reported.
+# One receiver per spool: a second one exits 1 naming the first's pid while the first
+# runs on (it does not wait for the lock); after a kill -9 of the first, a new one starts.
 use strict;
 use warnings;
 
 use File::Path qw(rmtree);
-use Time::HiRes;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -150,11 +149,15 @@ my $before_stop = sql('SELECT pg_current_wal_flush_lsn()');
 poll_until(sub { (read_status($sdir) // {})->{flushed_lsn} eq $before_stop });
 my $stop = receiver_stop($rx, 'TERM');
 is($stop->{rc}, 0, 'SIGTERM: exit 0');
-cmp_ok($stop->{seconds}, '<', 5, 'within 5 s');
+cmp_ok($stop->{seconds}, '<', receiver_stop_limit(), sprintf('promptly (%.1f s)', $stop->{seconds}));
 like(receiver_log($rx), qr/pgark receive stopped/, 'logs that it stopped');
+# The server may write a record of its own (running transactions, a checkpoint) after
+# the insert: the final position is the receiver's, at or after the insert's.
+my $final = read_status($sdir)->{flushed_lsn};
+is(sql("SELECT '$final'::pg_lsn >= '$before_stop'::pg_lsn"), 't',
+	"status.json's final flush ($final) covers the last insert ($before_stop)");
 is(sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgark_main'"),
-	$before_stop, 'the slot holds exactly the final flushed position');
-is(read_status($sdir)->{flushed_lsn}, $before_stop, 'status.json says the same');
+	$final, 'the slot holds exactly the final flushed position');
 
 # --- restart: resume from the spool, no gap, no overlap --------------------------
 
@@ -175,7 +178,7 @@ check_segments('two', $first, $s3, 'after restart');
 # SIGINT stops as cleanly.
 $stop = receiver_stop($rx, 'INT');
 is($stop->{rc}, 0, 'SIGINT: exit 0');
-cmp_ok($stop->{seconds}, '<', 5, 'within 5 s');
+cmp_ok($stop->{seconds}, '<', receiver_stop_limit(), sprintf('promptly (%.1f s)', $stop->{seconds}));
 
 # --- the spool lost: resume from the slot ------------------------------------------
 
@@ -212,9 +215,8 @@ ok( poll_until(
 is(lock_text(), "$rx->{pid}\n", 'receive.lock holds its pid');
 is(-f "$sdir/receive.lock" && sprintf('%o', (stat(_))[2] & 07777), '600', 'receive.lock is 0600');
 my $second = receiver_start($config, name => 'second');
-my $t0 = Time::HiRes::time();
-is(receiver_wait_exit($second, 30), 1, 'a second receiver for the same spool exits 1');
-cmp_ok(Time::HiRes::time() - $t0, '<', 5, 'at once');
+is(receiver_wait_exit($second), 1, 'a second receiver for the same spool exits 1');
+ok(receiver_alive($rx), 'while the first runs on: it did not wait for the lock');
 like(receiver_log($second),
 	qr/ error +spool "\Q$sdir\E" is in use by another pgark receive \(pid $rx->{pid}\)\n/,
 	"naming the spool and the first receiver's pid");

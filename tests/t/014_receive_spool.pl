@@ -205,7 +205,7 @@ SKIP:
 	ok(poll_until(sub { receiver_log($rx) =~ /waiting for room in the spool/ }), 'waiting for room');
 	my $stop = receiver_stop($rx);
 	is($stop->{rc}, 0, 'SIGTERM while waiting for room: exit 0');
-	cmp_ok($stop->{seconds}, '<', 5, 'within 5 s');
+	cmp_ok($stop->{seconds}, '<', receiver_stop_limit(), sprintf('promptly (%.1f s)', $stop->{seconds}));
 	$rx = receiver_start("$tmp/pgark.yaml");
 	ok(poll_until(sub { receiver_log($rx) =~ /waiting for room in the spool/ }),
 		'restarted with a full spool: waits for room again');

@@ -1,7 +1,8 @@
-# The S3 server down for 30 s while `pgark receive` runs under load.
+# The S3 server down for a while (30 s at least) while `pgark receive` runs under load.
 #
 # One posix and one S3 repository, partial uploads every second, pgbench writing.
-# s3rver is stopped (its data directory kept) for 30 s: the posix repository keeps
+# s3rver is stopped (its data directory kept) for at least 30 s, and until S3 lacks two
+# segments more than the posix repository has received meanwhile: the posix repository keeps
 # receiving, the spool grows with what S3 lacks, status.json says why. s3rver is
 # started again on the same port and data directory: the spool drains, and every
 # segment is in the bucket, byte for byte what pg_wal holds.
@@ -12,7 +13,7 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep time);
+use Time::HiRes qw(time);
 use PgarkTest;
 
 my $SEG = 16 * 1024 * 1024;
@@ -50,7 +51,7 @@ sql('CREATE TABLE bulk (id int, pad text)');
 my $bulk = write_file("$tmp/bulk.sql",
 	"INSERT INTO bulk SELECT g, md5(g::text) || repeat('x', 150) FROM generate_series(1, 1000) g;\n");
 my $rx = receiver_start($config);
-ok(poll_until(sub { status()->{connected} }, 20), 'receiver streaming');
+ok(poll_until(sub { status()->{connected} }), 'receiver streaming');
 
 my ($pgb_out, $pgb_err) = ('', '');
 my $pgbench = IPC::Run::start(
@@ -58,35 +59,51 @@ my $pgbench = IPC::Run::start(
 	  '-h', $host, '-p', $port, 'postgres' ],
 	'<', \undef, '>', \$pgb_out, '2>', \$pgb_err);
 my $first = seg_name(1, int(lsn_int(sql('SELECT pg_current_wal_lsn()')) / $SEG));
-ok(poll_until(sub { (repo_state('offsite')->{last_segment} // '') ge $first }, 30),
+ok(poll_until(sub { (repo_state('offsite')->{last_segment} // '') ge $first }),
 	"both repositories ship under load (offsite has $first)");
 
 # --- S3 down ---------------------------------------------------------------------------
 
 s3rver_stop($s3);
 my $t_down = time();
-my $local0 = repo_state('local')->{last_segment};
+my $local0 = repo_state('local')->{last_segment} || '(none)';
 my $spool0 = status()->{spool_bytes};
+# the segment being filled when S3 went (local may not have shipped one yet)
+my $seg0 = int(lsn_int(status()->{flushed_lsn}) / $SEG);
 note("s3rver stopped; local at $local0, spool $spool0 bytes");
-ok(poll_until(sub { repo_state('offsite')->{last_error} }, 20), 'status.json: "offsite" has an error');
+ok(poll_until(sub { repo_state('offsite')->{last_error} }), 'status.json: "offsite" has an error');
 like(repo_state('offsite')->{last_error}, qr/127\.0\.0\.1:$s3->{port}/,
 	'which names the endpoint it cannot reach');
 like(receiver_log($rx), qr/warn\s+repository "offsite": /, 'the log warns about "offsite"');
-my ($max_spool, @local_seen) = ($spool0);
-while (time() - $t_down < $OUTAGE)
-{
-	my $st = status();
-	$max_spool = $st->{spool_bytes} if ($st->{spool_bytes} // 0) > $max_spool;
-	usleep(500_000);
-}
+# The outage lasts $OUTAGE s, and until what it does shows: "local" has the two segments
+# completed since S3 went, the spool and "offsite"'s lag are two segments larger (how
+# long that takes depends on how fast pgbench runs on this machine). The spool is
+# sampled meanwhile.
+my $max_spool = $spool0;
+my $shows = poll_until(
+	sub {
+		my $st = status();
+		$max_spool = $st->{spool_bytes} if ($st->{spool_bytes} // 0) > $max_spool;
+		my ($local) = grep { $_->{name} eq 'local' } @{ $st->{repos} // [] };
+		my ($offsite) = grep { $_->{name} eq 'offsite' } @{ $st->{repos} // [] };
+		return 0 unless $local && ($local->{last_segment} // '') =~ /^[0-9A-F]{24}$/;
+		my (undef, $no) = seg_of_name($local->{last_segment});
+		return time() - $t_down >= $OUTAGE
+		  && $no >= $seg0 + 1
+		  && $max_spool >= $spool0 + 2 * $SEG
+		  && ($offsite->{lag_bytes} // 0) >= 2 * $SEG;
+	});
+my $outage = time() - $t_down;
 my $local1 = repo_state('local')->{last_segment};
-cmp_ok($local1, 'gt', $local0, "during ${OUTAGE} s without S3, \"local\" kept receiving ($local0 -> $local1)");
+ok($shows, sprintf('during %.0f s without S3, "local" kept receiving (%s -> %s)', $outage, $local0, $local1));
 cmp_ok($max_spool, '>=', $spool0 + 2 * $SEG,
 	sprintf('the spool buffered what S3 lacks (%.0f -> %.0f MiB)', $spool0 / 1048576, $max_spool / 1048576));
 is(repo_state('local')->{last_error}, undef, '"local" has no error');
 my $off = repo_state('offsite');
 cmp_ok($off->{lag_bytes}, '>=', 2 * $SEG, "\"offsite\" lags $off->{lag_bytes} bytes");
-cmp_ok($off->{lag_seconds}, '>=', $OUTAGE / 2, "and $off->{lag_seconds} s");
+# (Half: status.json is written about once a second, and later on a loaded machine.)
+cmp_ok($off->{lag_seconds}, '>=', $outage / 2,
+	sprintf('and %s s: about as long as S3 has been down (%.0f s)', $off->{lag_seconds}, $outage));
 ok(receiver_alive($rx), 'the receiver runs on');
 
 # --- S3 back ---------------------------------------------------------------------------
@@ -99,11 +116,11 @@ $pgbench->signal('TERM');
 eval { $pgbench->finish; 1 } or $pgbench->kill_kill;
 my $last = seg_name(1, int(lsn_int(sql('SELECT pg_current_wal_lsn()')) / $SEG));
 sql('SELECT pg_switch_wal()');
-ok(poll_until(sub { (repo_state('offsite')->{last_segment} // '') ge $last }, 90),
+ok(poll_until(sub { (repo_state('offsite')->{last_segment} // '') ge $last }),
 	"\"offsite\" caught up to $last");
-ok(poll_until(sub { !defined repo_state('offsite')->{last_error} }, 10), 'and its error is cleared');
+ok(poll_until(sub { !defined repo_state('offsite')->{last_error} }), 'and its error is cleared');
 like(receiver_log($rx), qr/repository "offsite" is reachable again/, 'the log says it recovered');
-ok(poll_until(sub { !grep { /^[0-9A-F]{24}$/ } slurp_dir($sdir) }, 30),
+ok(poll_until(sub { !grep { /^[0-9A-F]{24}$/ } slurp_dir($sdir) }),
 	'the spool drained: no complete segment left in it');
 
 my (undef, $from) = seg_of_name($first);

@@ -109,7 +109,7 @@ ok( poll_until(
 		},
 		60),
 	'bucket created: "offsite" catches up without a restart');
-ok(poll_until(sub { !grep { -f "$spool/$_" } @segs }, 10), 'and the spool drains');
+ok(poll_until(sub { !grep { -f "$spool/$_" } @segs }), 'and the spool drains');
 my $cfg = "$tmp/bucket.yaml";
 my @same = grep {
 	my $g = repo_cat("config:$cfg:offsite", 'main', "wal/00000001/$_");

@@ -6,7 +6,12 @@
 # and connects again. The postmaster stopped with SIGSTOP (the connection is
 # accepted, the startup never answered): connect_timeout (10 s unless the conninfo
 # says) ends the attempt and the receiver retries. SIGTERM while the walsender
-# hangs: the receiver exits within 5 s. No gap afterwards.
+# hangs: the receiver exits promptly. No gap afterwards.
+#
+# Times are asserted only as far as a loaded machine cannot upset them: the silence is
+# not taken as lost before the limit from the last message (a lower bound), and well
+# before the 60 s default (an upper bound with room); an idle connection is watched
+# through the receiver's own pings, not for a fixed time.
 use strict;
 use warnings;
 
@@ -57,42 +62,62 @@ ok(poll_until(sub { -f "$repo/main/wal/00000001/$a" }, 30), "$a archived");
 
 my $ws = walsender();
 ok($ws, "walsender pid $ws");
+# The limit counts from the last message. One comes after $t0 for certain: the WAL of
+# this insert, which the receiver has flushed before the walsender is stopped.
 my $t0 = time();
+sql('INSERT INTO t VALUES (0)');
+my $lsn = sql('SELECT pg_current_wal_flush_lsn()');
+ok(poll_until(sub { my $st = read_status("$tmp/spool/main"); $st && lsn_int($st->{flushed_lsn}) >= lsn_int($lsn) }),
+	"the receiver has flushed $lsn");
 kill('STOP', $ws);
-ok(poll_until(sub { receiver_log($rx) =~ /no message from server/ }, 15),
+ok(poll_until(sub { receiver_log($rx) =~ /no message from server/ }),
 	'walsender stopped: the receiver notices the silence');
 my $took = time() - $t0;
 like(receiver_log($rx),
 	qr/warn\s+no message from server "\Q$host\E:\d+" for 4 s: taking the connection as lost/,
 	'and says so');
-# The limit counts from the last message, which came a little before the stop.
-cmp_ok($took, '>=', 2.5, sprintf('after the limit (%.1f s), not before', $took));
-cmp_ok($took, '<', 8, 'and not much after');
+# (3.9: the receiver measures on the monotonic clock, this test on the wall clock.)
+cmp_ok($took, '>=', 3.9, sprintf('after the limit of 4 s (%.1f s since a message), not before', $took));
+# Far from the 60 s default: the configured limit is the one applied.
+cmp_ok($took, '<', 30, 'and well before the default limit');
 like(receiver_log($rx), qr/reconnecting in/, 'it reconnects');
 kill('CONT', $ws);
-ok(poll_until(sub { streams() >= 2 }, 30), 'once the old walsender is gone, streaming resumes');
+ok(poll_until(sub { streams() >= 2 }), 'once the old walsender is gone, streaming resumes');
 
 # An idle but healthy server sends nothing by itself (wal_sender_timeout = 0 here):
 # at half the limit the receiver asks it for a reply, so it never takes it as lost.
-sleep(9);
+# Watched through the receiver's messages to the server (pg_stat_replication.reply_time
+# changes with each): idle for twice the limit and through at least three of them,
+# whatever the load does to the pace.
+my ($idle_from, %replies) = (time());
+ok( poll_until(
+		sub {
+			my $at = sql("SELECT reply_time FROM pg_stat_replication WHERE application_name = 'pgark_main'");
+			$replies{$at} = 1 if $at ne '';
+			return time() - $idle_from >= 2 * 4 && keys(%replies) > 3;
+		}),
+	'idle for twice the limit, the receiver talking to the server');
+note(sprintf('%d replies in %.1f s', scalar(keys %replies), time() - $idle_from));
 is(scalar(() = receiver_log($rx) =~ /no message from server/g), 1,
-	'idle for twice the limit: the connection is kept (the server answers the ping)');
+	'the connection is kept (the server answers the ping)');
 is(streams(), 2, 'no reconnection meanwhile');
 
 # --- connect timeout ---------------------------------------------------------------------
 
 my $postmaster = $node->{_pid};
 $ws = walsender();
+$t0 = time();
 kill('STOP', $postmaster);
 kill('TERM', $ws);
-$t0 = time();
-ok(poll_until(sub { receiver_log($rx) =~ /timeout expired/ }, 25),
+ok(poll_until(sub { receiver_log($rx) =~ /timeout expired/ }),
 	'postmaster stopped: the connection attempt times out');
 $took = time() - $t0;
-cmp_ok($took, '<', 20, sprintf('after %.1f s (connect_timeout 10 s)', $took));
+# No attempt started before $t0; libpq counts connect_timeout in whole seconds.
+cmp_ok($took, '>=', 9, sprintf('after %.1f s: connect_timeout 10 s, not less', $took));
+cmp_ok($took, '<', 60, 'and it ends: not an attempt left hanging');
 ok(receiver_alive($rx), 'and the receiver keeps trying');
 kill('CONT', $postmaster);
-ok(poll_until(sub { streams() >= 3 }, 40), 'postmaster back: streaming resumes');
+ok(poll_until(sub { streams() >= 3 }), 'postmaster back: streaming resumes');
 
 my $b = finish_segment();
 ok(poll_until(sub { -f "$repo/main/wal/00000001/$b" }, 30), "$b archived");
@@ -114,7 +139,7 @@ kill('STOP', $ws);
 my $stop = receiver_stop($rx);
 kill('CONT', $ws);
 is($stop->{rc}, 0, 'SIGTERM with a hung walsender: exit 0');
-cmp_ok($stop->{seconds}, '<', 5, sprintf('within 5 s (%.1f s)', $stop->{seconds}));
+cmp_ok($stop->{seconds}, '<', receiver_stop_limit(), sprintf('promptly (%.1f s)', $stop->{seconds}));
 like(receiver_log($rx), qr/did not end the stream within 3 s/, 'the log says the server did not answer');
 
 $node->stop;

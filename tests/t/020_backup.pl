@@ -14,7 +14,6 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Digest::SHA qw(sha256 sha256_hex);
-use Time::HiRes qw(usleep);
 use PgarkTest;
 
 my $dump = tool_bin('repo_dump');
@@ -254,8 +253,10 @@ like($r->{stderr}, qr/backup "\Q$label1\E" already exists in repository "a"/,
 # changed regions are whole chunks: 17% with 1 MiB chunks, 9% with 256 KiB.
 $node->safe_psql('postgres',
 	'UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 10000; CHECKPOINT');
-sleep(1);    # labels have one-second resolution
-$r = backup($conf, '--json');
+# The backups after the first are named: a time-based label has one-second resolution, and
+# two backups in the same second would collide. The names sort after the first one's
+# (digits before letters) and in the order they are taken, as info lists them.
+$r = backup($conf, '--json', '--label', 'b2-incremental');
 is($r->{rc}, 0, 'second backup exits 0') or diag($r->{stderr});
 my $s2 = $json->decode($r->{stdout});
 my ($st1, $st2) = ($s1->{repositories}[0]{stored_bytes}, $s2->{repositories}[0]{stored_bytes});
@@ -299,8 +300,7 @@ for my $name ('a', 'b')
 }
 $node->safe_psql('postgres',
 	'UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid > 190000; CHECKPOINT');
-sleep(1);
-$r = backup($conf, '--json');
+$r = backup($conf, '--json', '--label', 'b3-damaged-cache');
 is($r->{rc}, 0, 'damaged fingerprint cache: backup exits 0') or diag($r->{stderr});
 like(
 	$r->{stderr},
@@ -321,8 +321,7 @@ my $nospool = config(name => 'nospool');
 	$text =~ s{^spool: .*$}{spool: $conf/spool}m;    # under a regular file
 	write_config($text, $nospool);
 }
-sleep(1);
-$r = backup($nospool, '--json');
+$r = backup($nospool, '--json', '--label', 'b4-no-cache');
 is($r->{rc}, 0, 'no fingerprint cache: backup exits 0') or diag($r->{stderr});
 like(
 	$r->{stderr},
@@ -337,21 +336,20 @@ $node->safe_psql('postgres',
 	"CREATE TABLE rnd AS SELECT g, md5(g::text) || md5((g * 7)::text) AS t "
 	  . "FROM generate_series(1, 400000) g; CHECKPOINT");
 my $before = chunk_names($repo{a});
-sleep(1);
 my ($out, $err) = ('', '');
 my $h;
 {
 	local $ENV{PGARK_TEST_MAX_RATE} = 4096;    # kB/s: slow enough to be caught mid-way
-	$h = IPC::Run::start([ pgark_bin(), '--config', $conf, 'backup', '--no-progress' ],
+	$h = IPC::Run::start(
+		[ pgark_bin(), '--config', $conf, 'backup', '--no-progress', '--label', 'b5-killed' ],
 		'>', \$out, '2>', \$err);
 }
 my $grew = 0;
-for (1 .. 600)
-{
-	$grew = scalar(grep { !$before->{$_} } keys %{ chunk_names($repo{a}) });
-	last if $grew >= 6 || !$h->pumpable;
-	usleep(100_000);
-}
+poll_until(
+	sub {
+		$grew = scalar(grep { !$before->{$_} } keys %{ chunk_names($repo{a}) });
+		return $grew >= 6 || !$h->pumpable;
+	});
 ok($h->pumpable, 'backup still running when it is killed');
 $h->signal('KILL');
 eval { $h->finish };
@@ -364,7 +362,7 @@ my @dirs = map { m{/([^/]+)$} } glob("$repo{a}/main/backups/*");
 my @incomplete = grep { !-f "$repo{a}/main/backups/$_/manifest.json" } @dirs;
 ok(@incomplete <= 1, 'at most one incomplete backup directory, without manifest.json');
 
-$r = backup($conf, '--json');
+$r = backup($conf, '--json', '--label', 'b6-after-kill');
 is($r->{rc}, 0, 'next backup exits 0') or diag($r->{stderr});
 my $s4 = $json->decode($r->{stdout});
 my (undef, $files4) = manifest($repo{a}, $s4->{label});
@@ -425,8 +423,7 @@ $node->safe_psql('postgres',
 	  . "CREATE TABLE in_ts TABLESPACE ts1 AS SELECT g FROM generate_series(1, 50000) g; "
 	  . "CHECKPOINT");
 my $tsoid = $node->safe_psql('postgres', "SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'");
-sleep(1);
-$r = backup($conf, '--json');
+$r = backup($conf, '--json', '--label', 'b7-tablespace');
 is($r->{rc}, 0, 'backup with a tablespace exits 0') or diag($r->{stderr});
 my $st = $json->decode($r->{stdout});
 my ($hts, $fts) = manifest($repo{a}, $st->{label});
@@ -481,8 +478,7 @@ print $fh "garbage!" x 4;
 close($fh);
 $node->start;
 my $count = () = dump_repo($repo{a}, 'backups')->{stdout} =~ /\n/g;
-sleep(1);
-$r = backup($conf);
+$r = backup($conf, '--label', 'b8-checksum-failure');
 is($r->{rc}, 1, 'checksum failure: exit 1');
 like($r->{stderr}, qr/checksum/, 'checksum failure: the server\'s message');
 my $count2 = () = dump_repo($repo{a}, 'backups')->{stdout} =~ /\n/g;

@@ -15,7 +15,6 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
 use PgarkTest;
 
 my $SEG = 16 * 1024 * 1024;
@@ -39,7 +38,7 @@ my $stats = "$tmp/proxy.stats";
 my ($pout, $perr) = ('', '');
 my $proxy = IPC::Run::start([ tool_bin('s3proxy'), $s3->{port}, $stats ],
 	'<', \undef, '>', \$pout, '2>', \$perr);
-ok(poll_until(sub { $proxy->pump_nb; $pout =~ /^(\d+)\n/ }, 20), 'the proxy listens')
+ok(poll_until(sub { $proxy->pump_nb; $pout =~ /^(\d+)\n/ }), 'the proxy listens')
   or BAIL_OUT("s3proxy: $perr");
 my ($pport) = $pout =~ /^(\d+)/;
 sub proxy_stats
@@ -66,7 +65,7 @@ sub status { return read_status($sdir) // {} }
 sub repo_state { return repo_status($sdir, $_[0]) }
 
 my $rx = receiver_start($config);
-ok(poll_until(sub { status()->{connected} }, 20), 'receiver streaming');
+ok(poll_until(sub { status()->{connected} }), 'receiver streaming');
 sql('CREATE TABLE bulk (id int, pad text)');
 # md5 hex in random order: about half of it survives zstd, so each segment is some
 # MiB to upload.

@@ -20,7 +20,6 @@ use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep time);
 use PgarkTest;
 
 my $pgark = pgark_bin();
@@ -87,11 +86,11 @@ wait_archived();    # the first segment creates the repository
 
 my $r = run_pgark([ '--config', $config, 'backup', '--no-progress', '--json' ]);
 is($r->{rc}, 0, 'pgark backup') or diag($r->{stderr});
-my $label = eval { decode_json($r->{stdout})->{label} } // 'none';
-my $backup_done = time();
+my $summary = eval { decode_json($r->{stdout}) } // {};
+my $label = $summary->{label} // 'none';
 
 # Stop times are whole seconds: a target must be a second past the backup's end.
-usleep(1_200_000) while time() < $backup_done + 1.2;
+wait_past_stop_time($summary->{stop_time});
 
 my @a = workload(8);    # just after the backup
 wait_archived();

@@ -10,7 +10,6 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep time);
 use JSON::PP;
 use PgarkTest;
 
@@ -53,10 +52,10 @@ sql("INSERT INTO t SELECT g, repeat('p', 200) FROM generate_series(1, 20000) g")
 sql('CREATE TABLE other AS SELECT g FROM generate_series(1, 1000) g');
 wait_archived();
 
-my $r = run_pgark([ '--config', $config, 'backup', '--no-progress' ]);
+my $r = run_pgark([ '--config', $config, 'backup', '--no-progress', '--json' ]);
 is($r->{rc}, 0, 'pgark backup') or diag($r->{stderr});
-my $done = time();
-usleep(100_000) while time() < $done + 1.2;
+# Stop times are whole seconds: the targets below must be a second past the backup's end.
+wait_past_stop_time((eval { decode_json($r->{stdout}) } // {})->{stop_time});
 
 # Changes after the backup, one row per transaction; the target is the 5th.
 my @ts;

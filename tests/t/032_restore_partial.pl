@@ -5,11 +5,11 @@
 use strict;
 use warnings;
 
+use JSON::PP;
 use POSIX qw(WNOHANG);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep time);
 use PgarkTest;
 
 my $pgark = pgark_bin();
@@ -55,10 +55,10 @@ sql('SELECT pg_switch_wal()');
 
 # With the receiver running, the backup's own WAL goes to the repository twice (the
 # backup archives it, the receiver ships it): identical copies, no error either way.
-my $r = run_pgark([ '--config', $config, 'backup', '--no-progress' ]);
+my $r = run_pgark([ '--config', $config, 'backup', '--no-progress', '--json' ]);
 is($r->{rc}, 0, 'pgark backup while the receiver streams') or diag($r->{stderr});
-my $done = time();
-usleep(100_000) while time() < $done + 1.2;
+# Stop times are whole seconds: the target below must be a second past the backup's end.
+wait_past_stop_time((eval { decode_json($r->{stdout}) } // {})->{stop_time});
 
 # Commits in the segment being filled: no switch from here on. (At a segment boundary
 # pg_walfile_name() names the previous segment: ask after the first commit.)
@@ -73,7 +73,7 @@ for (1 .. 10)
 }
 is(sql('SELECT pg_walfile_name(pg_current_wal_lsn())'), $cur, "all in segment $cur");
 my $flush = sql('SELECT pg_current_wal_lsn()');
-ok(poll(sub { -e "$repo/main/wal/00000001/$cur.partial" && partial_covers($flush) }),
+ok(poll_until(sub { -e "$repo/main/wal/00000001/$cur.partial" && partial_covers($flush) }),
 	"the partial copy of $cur reached the repository");
 ok(!-e "$repo/main/wal/00000001/$cur", 'and the segment itself is not complete');
 
@@ -90,13 +90,6 @@ sub partial_covers
 	close($fh);
 	my ($len) = unpack('Q>', substr($hdr, 8, 8));
 	return $len >= $want;
-}
-
-sub poll
-{
-	my ($f) = @_;
-	for (1 .. 300) { return 1 if $f->(); usleep(100_000); }
-	return 0;
 }
 
 my @ids = sort { $a <=> $b } keys %ts;

@@ -23,7 +23,7 @@ use warnings;
 
 use Fcntl qw(:flock);
 use File::Path qw(make_path);
-use IPC::Run;
+use POSIX qw(WNOHANG);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -176,50 +176,79 @@ my $atmp = "$acache/.pgark-fetch.4242.$segs[2].tmp";
 open(my $lock, '>', "$acache/.lock") or die "lock: $!";
 flock($lock, LOCK_EX | LOCK_NB) or die "flock: $!";
 
+# wal-fetch of $segs[2] in the background, its output in $alog; returns its pid.
+my $alog = "$tmp/await.log";
 sub start_fetch
 {
-	my ($out) = @_;
-	return IPC::Run::start([ $pgark, '--config', $off, 'wal-fetch', $segs[2], $adest ],
-		'<', \undef, '>', $out, '2>', $out, IPC::Run::timeout(60));
+	my $pid = fork() // die "fork: $!";
+	if ($pid == 0)
+	{
+		open(STDIN, '<', '/dev/null');
+		open(STDOUT, '>', $alog);
+		open(STDERR, '>&', \*STDOUT);
+		exec($pgark, '--config', $off, 'wal-fetch', $segs[2], $adest) or POSIX::_exit(127);
+	}
+	return $pid;
+}
+
+# 'waiting' while it sleeps in its wait for the read-ahead's copy (the only place where
+# wal-fetch sleeps), 'exited' once it has exited, else 0: what the test waits for before
+# it plays the read-ahead's part, instead of a guess at how long wal-fetch takes to start.
+sub fetch_state
+{
+	my ($pid) = @_;
+	return 'waiting' if in_nanosleep($pid);
+	my $stat = eval { slurp_file("/proc/$pid/stat") } // '';
+	return $stat =~ /\)\s+Z\s/ || $stat eq '' ? 'exited' : 0;
+}
+
+# Its exit code, once it has exited (killed, and undef, if it does not).
+sub fetch_exit
+{
+	my ($pid) = @_;
+	my $rc;
+	poll_until(
+		sub {
+			return 0 if waitpid($pid, WNOHANG) != $pid;
+			$rc = $? >> 8;
+			return 1;
+		});
+	if (!defined $rc)
+	{
+		kill('KILL', $pid);
+		waitpid($pid, 0);
+	}
+	return $rc;
 }
 
 write_file($atmp, 'partial copy');
-my $aout = '';
-my $h = start_fetch(\$aout);
-# time enough to start and look at the cache, even on a loaded machine: the copy must
-# appear while it waits, for the log line below
-sleep 3;
-ok($h->pumpable, 'a request for a segment being read ahead waits for it');
+my $pid = start_fetch();
+# the copy must appear while it waits, for the log line below
+is(poll_until(sub { fetch_state($pid) }), 'waiting', 'a request for a segment being read ahead waits for it');
 write_file("$acache/$segs[2]", "read-ahead copy of $segs[2]");
 unlink $atmp;
-$h->finish;
-is(($h->results)[0], 0, 'and exits 0 once the copy is there');
+is(fetch_exit($pid), 0, 'and exits 0 once the copy is there');
 is(slurp_file($adest), "read-ahead copy of $segs[2]", "serving the read-ahead's copy");
-like($aout,
+like(slurp_file($alog),
 	qr/restored segment \Q$segs[2]\E from the read-ahead cache, once the read-ahead had fetched it/,
 	'logged so');
 unlink $adest;
 
 # The read-ahead ends without a copy (not in the archive, damaged): fetched here.
 write_file($atmp, 'partial copy');
-$aout = '';
-$h = start_fetch(\$aout);
-sleep 1;
-ok($h->pumpable, 'waiting again');
+$pid = start_fetch();
+is(poll_until(sub { fetch_state($pid) }), 'waiting', 'waiting again');
 unlink $atmp;
-$h->finish;
-is(($h->results)[0], 0, 'the read-ahead ended without a copy: exit 0');
+is(fetch_exit($pid), 0, 'the read-ahead ended without a copy: exit 0');
 ok(slurp_bytes($adest) eq $ref_bytes, "with the repository's bytes");
-unlike($aout, qr/read-ahead cache/, 'fetched from the repository');
+unlike(slurp_file($alog), qr/read-ahead cache/, 'fetched from the repository');
 unlink $adest;
 
 # A temporary file left by a read-ahead that died: no lock held, no wait for ever.
 close($lock);
 write_file($atmp, 'partial copy');
-$aout = '';
-$h = start_fetch(\$aout);
-$h->finish;
-is(($h->results)[0], 0, 'a stale temporary file and no read-ahead running: exit 0');
+$pid = start_fetch();
+is(fetch_exit($pid), 0, 'a stale temporary file and no read-ahead running: exit 0');
 ok(slurp_bytes($adest) eq $ref_bytes, "with the repository's bytes");
 
 # --- a restore that replays the six segments ------------------------------------------

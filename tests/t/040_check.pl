@@ -58,15 +58,15 @@ ok(!$doc->{ok}, 'ok is false');
 # --- a receiver fills the repositories: all good ------------------------------------
 
 my $rx = ops_receiver_start($config);
-ok(wait_for(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '1' }),
+ok(poll_until(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '1' }),
 	'receiver streams');
 sql('CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g');
 my $seg = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
 sql('SELECT pg_switch_wal()');
-ok(wait_for(sub { -f "$root{one}/main/wal/00000001/$seg" && -f "$root{two}/main/wal/00000001/$seg" }),
+ok(poll_until(sub { -f "$root{one}/main/wal/00000001/$seg" && -f "$root{two}/main/wal/00000001/$seg" }),
 	"both repositories hold $seg");
 # status.json is written about once a second.
-ok(wait_for(sub { -f "$tmp/spool/main/status.json" }), 'the receiver writes its status');
+ok(poll_until(sub { -f "$tmp/spool/main/status.json" }), 'the receiver writes its status');
 
 my $r;
 ($rc, $by, $doc, $r) = check();
@@ -95,7 +95,7 @@ like($r->{stdout}, qr/all 10 checks passed/, 'and sums up');
 # --- the receiver stops: the slot is no longer used ---------------------------------
 
 is(ops_receiver_stop($rx), 0, 'receiver stopped');
-ok(wait_for(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '0' }),
+ok(poll_until(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '0' }),
 	'slot released');
 ($rc, $by) = check();
 is($rc, 3, 'slot unused while a receiver should stream: exit 3');
@@ -117,7 +117,7 @@ ok($by->{'repository:one'}{ok}, 'repository one still ok');
 # --- WAL older than rpo_target with no receiver -----------------------------------------
 
 my $tight = write_config(ops_config(%cfg, rpo_target => '1s'), "$tmp/pgark-tight.yaml");
-ok( wait_for(
+ok( poll_until(
 		sub {
 			my ($c, $b) = check($tight);
 			$rc = $c;

@@ -37,7 +37,7 @@ sub wal_file { my ($r, $tli, $name) = @_; return "$root{$r}/main/wal/$tli/$name"
 # --- fill the repositories ----------------------------------------------------------
 
 my $rx = ops_receiver_start($config);
-ok(wait_for(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '1' }),
+ok(poll_until(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '1' }),
 	'receiver streams through its slot');
 sql('CREATE TABLE t (id int, pad text)');
 my @segs;
@@ -47,7 +47,7 @@ for my $i (1 .. 6)
 	push @segs, sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
 	sql('SELECT pg_switch_wal()');
 }
-ok( wait_for(
+ok( poll_until(
 		sub {
 			-f wal_file('one', '00000001', "$segs[-1].idx")
 			  && -f wal_file('two', '00000001', "$segs[-1].idx");

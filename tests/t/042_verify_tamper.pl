@@ -9,7 +9,7 @@
 #  - the newest WAL removed from both: restore to latest refuses (exit 3), nothing written;
 #  - an older mark put back with the WAL after it removed: found through the spool's
 #    record, and without it through the other repository; done alike in both repositories
-#    with no record at hand, it is not detected (the limit DESIGN.md states);
+#    with no record at hand, it is not detected (the limit docs/architecture.md states);
 #  - repositories without marks (an older pgark) verify clean, saying so once each, and
 #    the receiver writes the marks again;
 #  - in an unencrypted repository the same removal is reported as missing WAL, in words
@@ -84,19 +84,24 @@ sub verify_json
 # --- fill the repositories --------------------------------------------------------------
 
 my $rx = ops_receiver_start($config);
-ok(wait_for(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '1' }),
+ok(poll_until(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '1' }),
 	'receiver streams through its slot');
 my $b = pgark('backup', '--no-progress');
 is($b->{rc}, 0, 'a backup to restore from') or diag($b->{stderr});
 sql('CREATE TABLE t (id int, pad text)');
 
 # verify while the receiver ships a new segment every few hundred milliseconds: the marks
-# verify reads are newer than the listing it made, and name no missing WAL for that.
+# verify reads are newer than the listing it made, and name no missing WAL for that. The
+# writer goes on until the four runs are done (however long they take), and each run
+# starts once the receiver has shipped a segment since the last one.
+my $busy = "$tmp/writer-busy";
+write_file($busy, '');
 my $writer = fork() // die "fork: $!";
 if ($writer == 0)
 {
-	my $until = Time::HiRes::time() + 6;
-	while (Time::HiRes::time() < $until)
+	# (stops by itself too, should this test die before it removes the file)
+	my $until = Time::HiRes::time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (-e $busy && Time::HiRes::time() < $until)
 	{
 		$node->safe_psql('postgres',
 			"INSERT INTO t SELECT g, 'busy' FROM generate_series(1, 500) g; SELECT pg_switch_wal()");
@@ -105,9 +110,14 @@ if ($writer == 0)
 }
 for my $i (1 .. 4)
 {
+	my $seen = record('one');
+	my $seq = $seen ? $seen->{seq} : -1;
+	ok(poll_until(sub { my $r = record('one'); $r && $r->{seq} > $seq }),
+		"the receiver ships while the writer writes ($i)");
 	my $during = pgark('verify');
 	is($during->{rc}, 0, "verify while the receiver ships ($i): exit 0") or diag($during->{stdout});
 }
+unlink($busy);
 waitpid($writer, 0);
 
 my @segs;
@@ -122,7 +132,7 @@ sub segment
 sub marked
 {
 	my ($seg) = @_;
-	return wait_for(
+	return poll_until(
 		sub {
 			my @r = map { record($_) } qw(one two);
 			return !grep { !$_ || ($_->{segment} // '') lt $seg } @r;
@@ -134,7 +144,7 @@ ok(marked($segs[-1]), "both marks cover $segs[-1]");
 # The marks as they are now, to be put back later: taken when both say the same and
 # neither changed while they were copied.
 my %old;
-ok( wait_for(
+ok( poll_until(
 		sub {
 			my %r = map { ($_ => record($_)) } qw(one two);
 			return 0 if $r{one}{end_lsn} ne $r{two}{end_lsn};
@@ -152,12 +162,12 @@ ok(marked($segs[-1]), "both marks cover $segs[-1]");
 # mark says a longer copy was archived, written more than 2 s after the marks kept above.
 sql("INSERT INTO t SELECT g, 'partial' FROM generate_series(1, 100) g");
 my $cur = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
-ok(wait_for(sub { my $r = record('one'); $r && $r->{partial} && $r->{partial}{segment} eq $cur }),
+ok(poll_until(sub { my $r = record('one'); $r && $r->{partial} && $r->{partial}{segment} eq $cur }),
 	"a partial copy of $cur is archived and marked");
 copy(wal('one', "$cur.partial"), "$tmp/old_partial") or die "copy: $!";
 copy(wal('one', "$cur.partial.idx"), "$tmp/old_partial.idx") or die "copy: $!";
 my $old_bytes = record('one')->{partial}{bytes};
-ok( wait_for(
+ok( poll_until(
 		sub {
 			sql("INSERT INTO t SELECT g, 'more' FROM generate_series(1, 100) g");
 			my @r = map { record($_) } qw(one two);
@@ -280,7 +290,7 @@ like($p->[0]{message},
 	'found through the other repository');
 
 # Done alike in repository two, with no record at hand: nothing is left to tell. This is
-# the limit DESIGN.md states: a consistent rollback of every copy is not detected.
+# the limit docs/architecture.md states: a consistent rollback of every copy is not detected.
 my %aside_one = %aside;
 %aside = ();
 take(wal_past('two', $old{two}), mark('two'));
@@ -302,7 +312,7 @@ is_deeply(\@said, [ 'one', 'two' ], 'and says so once for each repository');
 %aside = ();
 $rx = ops_receiver_start($config);
 segment();
-ok(wait_for(sub { -f mark('one') && -f mark('two') && record('one') && record('two') }),
+ok(poll_until(sub { -f mark('one') && -f mark('two') && record('one') && record('two') }),
 	'the receiver writes the marks again');
 is(ops_receiver_stop($rx), 0, 'receiver stops cleanly');
 $r = pgark('verify');
@@ -316,7 +326,7 @@ $config = make_config($dir, 'pgark_plain', 0);
 %root = (one => "$dir/repo1", two => "$dir/repo2");
 @segs = ();
 $rx = ops_receiver_start($config);
-ok(wait_for(sub { sql("SELECT active FROM pg_replication_slots WHERE slot_name = 'pgark_plain'") eq 't' }),
+ok(poll_until(sub { sql("SELECT active FROM pg_replication_slots WHERE slot_name = 'pgark_plain'") eq 't' }),
 	'a receiver into unencrypted repositories streams');
 segment() for 1 .. 3;
 ok(marked($segs[-1]), "both marks cover $segs[-1]");

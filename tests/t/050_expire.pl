@@ -16,7 +16,6 @@ use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
 use PgarkTest;
 use PgarkOps;
 
@@ -43,7 +42,7 @@ sub pgark { return run_pgark([ '--config', $config, @_ ]) }
 
 sub backup
 {
-	my $r = pgark('backup', '--no-progress', '--json');
+	my $r = pgark('backup', '--no-progress', '--json', @_);
 	is($r->{rc}, 0, 'backup exits 0') or diag($r->{stderr});
 	return decode_json($r->{stdout});
 }
@@ -95,20 +94,20 @@ sub segname { my ($tli, $s) = @_; return sprintf('%08X%08X%08X', $tli, int($s / 
 # --- three backups -------------------------------------------------------------------
 
 my $rx = ops_receiver_start($config);
-ok(wait_for(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '1' }),
+ok(poll_until(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '1' }),
 	'receiver streams through its slot');
 $node->command_ok([ 'pgbench', '-i', '-s', '1', '-q', 'postgres' ], 'pgbench -i -s 1');
+# Named: time-based labels have one-second resolution, and these follow each other closely.
 my @b;
 for my $i (1 .. 3)
 {
-	push @b, backup();
+	push @b, backup('--label', "b$i");
 	$node->command_ok([ 'pgbench', '-t', '300', '-n', 'postgres' ], "pgbench after backup $i");
 	sql('VACUUM FULL pgbench_accounts') if $i == 1;    # new files: chunks only backup 1 names
-	sleep(1);
 }
 my $last = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
 sql('SELECT pg_switch_wal()');
-ok( wait_for(
+ok( poll_until(
 		sub {
 			-f "$root{one}/main/wal/00000001/$last"
 			  && -f "$root{two}/main/wal/00000001/$last";
@@ -229,7 +228,7 @@ my $h;
 	$h = IPC::Run::start([ pgark_bin(), '--config', $config, 'backup', '--no-progress', '--json' ],
 		'>', \$out, '2>', \$err);
 }
-ok(wait_for(sub { glob("$root{one}/main/backups/*.running") }), 'the running backup wrote its marker');
+ok(poll_until(sub { glob("$root{one}/main/backups/*.running") }), 'the running backup wrote its marker');
 $r = pgark('expire', '--json');
 is($r->{rc}, 0, 'expire during a backup exits 0') or diag($r->{stderr});
 my $during = decode_json($r->{stdout});
@@ -249,13 +248,14 @@ is($r->{rc}, 0, 'the backup taken during expire verifies clean') or diag($r->{st
 sql("CREATE TABLE rnd2 AS SELECT g, md5(g::text) || md5((g * 3)::text) AS t "
 	  . "FROM generate_series(1, 200000) g; CHECKPOINT");
 my $before_kill = chunks_on_disk('one');
-sleep(1);
 {
+	# named: it may start in the second the last one ended in
 	local $ENV{PGARK_TEST_MAX_RATE} = 2048;
-	$h = IPC::Run::start([ pgark_bin(), '--config', $config, 'backup', '--no-progress' ],
+	$h = IPC::Run::start(
+		[ pgark_bin(), '--config', $config, 'backup', '--no-progress', '--label', 'killed' ],
 		'>', \$out, '2>', \$err);
 }
-ok(wait_for(sub { scalar(grep { !$before_kill->{$_} } keys %{ chunks_on_disk('one') }) >= 4 || !$h->pumpable }),
+ok(poll_until(sub { scalar(grep { !$before_kill->{$_} } keys %{ chunks_on_disk('one') }) >= 4 || !$h->pumpable }),
 	'killed backup wrote new chunks first');
 $h->signal('KILL');
 eval { $h->finish };

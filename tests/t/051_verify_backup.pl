@@ -42,7 +42,7 @@ sub pgark { return run_pgark([ '--config', $config, @_ ]) }
 
 sub backup
 {
-	my $r = pgark('backup', '--no-progress', '--json');
+	my $r = pgark('backup', '--no-progress', '--json', @_);
 	is($r->{rc}, 0, 'backup exits 0') or diag($r->{stderr});
 	return decode_json($r->{stdout});
 }
@@ -63,19 +63,19 @@ sub chunk_file { my ($repo, $name) = @_; return "$root{$repo}/main/chunks/" . su
 # --- two backups, the WAL archived around them ------------------------------------
 
 my $rx = ops_receiver_start($config);
-ok(wait_for(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '1' }),
+ok(poll_until(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '1' }),
 	'receiver streams through its slot');
 my $before_backups = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
 sql('SELECT pg_switch_wal()');
 $node->command_ok([ 'pgbench', '-i', '-s', '1', '-q', 'postgres' ], 'pgbench -i -s 1');
-my $b1 = backup();
+# Named: time-based labels have one-second resolution, and these follow each other closely.
+my $b1 = backup('--label', 'b1');
 $node->command_ok([ 'pgbench', '-t', '200', '-n', 'postgres' ], 'pgbench transactions');
-sleep(1);    # labels have one-second resolution
-my $b2 = backup();
+my $b2 = backup('--label', 'b2');
 sql('CREATE TABLE after_backups AS SELECT 1 AS x');
 my $last = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
 sql('SELECT pg_switch_wal()');
-ok( wait_for(
+ok( poll_until(
 		sub {
 			-f "$root{one}/main/wal/00000001/$last"
 			  && -f "$root{two}/main/wal/00000001/$last";

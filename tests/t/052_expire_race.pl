@@ -115,7 +115,7 @@ sub start_paused_backup
 	my %env = (PGARK_TEST_PAUSE_BEFORE_MANIFEST => $pause, PGUSER => $user, %{ $opt{env} // {} });
 	my $h = IPC::Run::start(\@cmd, '<', \undef, '>', \$out, '2>', \$err,
 		init => sub { $ENV{$_} = $env{$_} for keys %env });
-	ok(wait_for(sub { -e $pause || !$h->pumpable }), "backup $label paused before its manifests")
+	ok(poll_until(sub { -e $pause || !$h->pumpable }), "backup $label paused before its manifests")
 	  or diag($err);
 	return { h => $h, out => \$out, err => \$err };
 }

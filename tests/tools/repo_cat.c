@@ -96,7 +96,8 @@ int main(int argc, char **argv)
         rc = print_header(s, argv[2], argv[4]);
         goto out;
     }
-    struct repo_options ro = {.cluster = argv[2], .passphrase = getenv("PGARK_PASSPHRASE")};
+    struct repo_options ro = {.cluster = argv[2],
+                              .codecs = {.passphrase = getenv("PGARK_PASSPHRASE")}};
     r = repo_open(s, &ro, NULL, false);
     if (!r) {
         rc = -1;

@@ -217,7 +217,7 @@ int main(int argc, char **argv)
     s = storage_posix_new("test", argv[i]);
     if (!s)
         goto out;
-    struct repo_options ro = {.cluster = argv[i + 1], .passphrase = passphrase};
+    struct repo_options ro = {.cluster = argv[i + 1], .codecs = {.passphrase = passphrase}};
     r = repo_open(s, &ro, NULL, false);
     if (!r)
         goto out;

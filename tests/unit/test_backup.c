@@ -5,6 +5,7 @@
  * encrypted posix repository, read back the way a restore reads it.
  */
 #include "../../src/backup/backup_int.h"
+#include "pgark/codec.h"
 #include "pgark/error.h"
 #include "pgark/hash.h"
 #include "pgark/manifest.h"
@@ -222,10 +223,12 @@ static int setup(void **state)
         char *root = xasprintf("%s/repo%d", f->dir, i);
         f->s[i] = storage_posix_new(i ? "secret" : "plain", root);
         free(root);
-        struct repo_options ro = {.cluster = "main",
-                                  .passphrase = i ? "pass phrase" : NULL,
-                                  .compress_level = 3,
-                                  .kdf_n = 1024};
+        struct repo_options ro = {
+            .cluster = "main",
+            .codecs = {.compression = codec_by_name(CODEC_COMPRESSION, "zstd"),
+                       .level = 3,
+                       .passphrase = i ? "pass phrase" : NULL},
+            .kdf_n = 1024};
         f->r[i] = repo_open(f->s[i], &ro, &ID, true);
         assert_non_null(f->r[i]);
         f->t[i].repo = f->r[i];
@@ -886,8 +889,7 @@ int main(void)
         cmocka_unit_test(test_command),         cmocka_unit_test(test_run),
         cmocka_unit_test(test_interrupted),     cmocka_unit_test(test_encrypted_only),
         cmocka_unit_test(test_copied_messages), cmocka_unit_test(test_fingerprints),
-        cmocka_unit_test(test_chunk_gone),
-        cmocka_unit_test(test_standby_segment),
+        cmocka_unit_test(test_chunk_gone),      cmocka_unit_test(test_standby_segment),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

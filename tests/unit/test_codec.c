@@ -82,13 +82,13 @@ static void round_trip(size_t len, size_t buf_size, size_t step)
     sha256(data, len, want);
 
     struct filter_chain *w = filter_chain_new(buf_size, collect, &stored);
-    struct filter *hash_in = filter_chain_add(w, filter_sha256_new());
+    struct filter *hash_in = filter_chain_add(w, crypto_sha256_filter_new());
     struct filter *plain_size = filter_chain_add(w, filter_size_new());
     assert_int_equal(codec_add_compress(w, zstd, 3), 0);
     assert_int_equal(codec_add_encrypt(w, aes, key, nonce, header, sizeof(header)), 0);
     struct filter *stored_size = filter_chain_add(w, filter_size_new());
     assert_int_equal(write_all(w, data, len, step), 0);
-    filter_sha256_result(hash_in, got_in);
+    crypto_sha256_filter_result(hash_in, got_in);
     assert_memory_equal(got_in, want, 32);
     assert_int_equal(filter_size_result(plain_size), len);
     assert_int_equal(filter_size_result(stored_size), stored.len);
@@ -100,10 +100,10 @@ static void round_trip(size_t len, size_t buf_size, size_t step)
     struct filter_chain *r = filter_chain_new(buf_size, compare_fn, &cmp);
     assert_int_equal(codec_add_decrypt(r, aes, key, nonce, header, sizeof(header)), 0);
     assert_int_equal(codec_add_decompress(r, zstd), 0);
-    struct filter *hash_out = filter_chain_add(r, filter_sha256_new());
+    struct filter *hash_out = filter_chain_add(r, crypto_sha256_filter_new());
     struct filter *out_size = filter_chain_add(r, filter_size_new());
     assert_int_equal(write_all(r, stored.data, stored.len, step), 0);
-    filter_sha256_result(hash_out, got_out);
+    crypto_sha256_filter_result(hash_out, got_out);
     assert_memory_equal(got_out, want, 32);
     assert_int_equal(filter_size_result(out_size), len);
     assert_int_equal(cmp.off, len);

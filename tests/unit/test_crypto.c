@@ -63,7 +63,7 @@ static int run_chain(struct filter *f, size_t buf_size, const uint8_t *data, siz
 
 static void encrypt(const uint8_t *data, size_t len, struct buf *ct)
 {
-    struct filter *f = filter_aes_gcm_encrypt_new(key, nonce, aad, strlen(aad));
+    struct filter *f = crypto_gcm_encryptor_new(key, nonce, aad, strlen(aad));
     assert_int_equal(run_chain(f, 0, data, len, 0, ct), 0);
     assert_int_equal(ct->len, crypto_gcm_ciphertext_len(len));
 }
@@ -72,7 +72,7 @@ static void encrypt(const uint8_t *data, size_t len, struct buf *ct)
 static int decrypt_with(const uint8_t *ct, size_t len, const uint8_t *k, const uint8_t *n,
                         const char *a, size_t buf_size, struct buf *pt)
 {
-    struct filter *f = filter_aes_gcm_decrypt_new(k, n, a, strlen(a));
+    struct filter *f = crypto_gcm_decryptor_new(k, n, a, strlen(a));
     return run_chain(f, buf_size, ct, len, 0, pt);
 }
 
@@ -144,7 +144,7 @@ static void test_sha256_observer(void **state)
             uint8_t want[32], got[32];
             struct buf out = BUF_INIT;
             struct filter_chain *c = filter_chain_new(one ? 1 : 0, sink_fn, &out);
-            struct filter *h = filter_chain_add(c, filter_sha256_new());
+            struct filter *h = filter_chain_add(c, crypto_sha256_filter_new());
             size_t step = one && sizes[i] < 5000 ? 1 : 65537;
 
             sha256(data, sizes[i], want);
@@ -154,12 +154,12 @@ static void test_sha256_observer(void **state)
                                  0);
             if (sizes[i] > 1) { /* before the end: digest of the bytes so far */
                 uint8_t part[32], so_far[32];
-                filter_sha256_result(h, part);
+                crypto_sha256_filter_result(h, part);
                 sha256(data, sizes[i], so_far);
                 assert_memory_equal(part, so_far, 32);
             }
             assert_int_equal(filter_chain_finish(c), 0);
-            filter_sha256_result(h, got);
+            crypto_sha256_filter_result(h, got);
             assert_memory_equal(got, want, 32);
             assert_int_equal(out.len, sizes[i]);
             if (sizes[i])
@@ -172,9 +172,9 @@ static void test_sha256_observer(void **state)
     /* filter_run path (plain process() with copying). */
     uint8_t *out = NULL, got[32], want[32];
     size_t out_len = 0;
-    struct filter *h = filter_sha256_new();
+    struct filter *h = crypto_sha256_filter_new();
     assert_int_equal(filter_run(h, "abc", 3, &out, &out_len), 0);
-    filter_sha256_result(h, got);
+    crypto_sha256_filter_result(h, got);
     sha256("abc", 3, want);
     assert_memory_equal(got, want, 32);
     assert_int_equal(out_len, 3);
@@ -246,12 +246,12 @@ static void test_gcm_round_trips(void **state)
         for (size_t b = 0; b < 3; b++) {
             size_t step = bufs[b] == 1 ? (len > 5000 ? 1021 : 1) : 0;
             struct buf ct = BUF_INIT, pt = BUF_INIT;
-            assert_int_equal(run_chain(filter_aes_gcm_encrypt_new(key, nonce, aad, strlen(aad)),
+            assert_int_equal(run_chain(crypto_gcm_encryptor_new(key, nonce, aad, strlen(aad)),
                                        bufs[b], data, len, step, &ct),
                              0);
             assert_int_equal(ct.len, ref.len);
             assert_memory_equal(ct.data, ref.data, ref.len);
-            assert_int_equal(run_chain(filter_aes_gcm_decrypt_new(key, nonce, aad, strlen(aad)),
+            assert_int_equal(run_chain(crypto_gcm_decryptor_new(key, nonce, aad, strlen(aad)),
                                        bufs[b], ct.data, ct.len, step, &pt),
                              0);
             assert_int_equal(pt.len, len);
@@ -263,7 +263,7 @@ static void test_gcm_round_trips(void **state)
         /* filter_run: one call with everything and finish set. */
         uint8_t *out = NULL;
         size_t out_len = 0;
-        struct filter *d = filter_aes_gcm_decrypt_new(key, nonce, aad, strlen(aad));
+        struct filter *d = crypto_gcm_decryptor_new(key, nonce, aad, strlen(aad));
         assert_int_equal(filter_run(d, ref.data, ref.len, &out, &out_len), 0);
         assert_int_equal(out_len, len);
         if (len)

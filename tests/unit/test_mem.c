@@ -7,7 +7,9 @@
 
 #include "pgark/mem.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct counter {
     int value;
@@ -50,6 +52,30 @@ static void test_thread_slot(void **state)
     assert_int_equal(mine->value, 0);
 }
 
+/* A file read whole, across several reads, after what the buffer already held; a
+ * stream already at its end adds nothing. */
+static void test_buf_append_file(void **state)
+{
+    (void)state;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    unsigned char want[10000];
+    for (size_t i = 0; i < sizeof(want); i++)
+        want[i] = (unsigned char)(i * 7 + 3);
+    assert_int_equal(fwrite(want, 1, sizeof(want), f), sizeof(want));
+    rewind(f);
+    struct buf b = BUF_INIT;
+    buf_append(&b, "head", 4);
+    buf_append_file(&b, f);
+    assert_int_equal(b.len, 4 + sizeof(want));
+    assert_memory_equal(b.data, "head", 4);
+    assert_memory_equal((unsigned char *)b.data + 4, want, sizeof(want));
+    buf_append_file(&b, f);
+    assert_int_equal(b.len, 4 + sizeof(want));
+    fclose(f);
+    buf_free(&b);
+}
+
 /* A buffer that only had room reserved holds the empty string (s3_xml_unescape of an
  * empty element handed back such a buffer unterminated). */
 static void test_buf_reserve_terminated(void **state)
@@ -74,6 +100,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_thread_slot),
         cmocka_unit_test(test_buf_reserve_terminated),
+        cmocka_unit_test(test_buf_append_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

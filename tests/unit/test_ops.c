@@ -378,13 +378,14 @@ static void test_heartbeat(void **state)
     repo_heartbeat_stop(hb);
     assert_int_equal(read_beat("L"), -1); /* removed */
 
-    /* No beat for longer than the lease (here 50 ms; the thread waits an hour): lost,
-     * until the caller beats again. */
-    hb = repo_heartbeat_start(repos, 1, "M", 3600 * 1000, 50);
+    /* No beat for longer than the lease (here 1 s, so that "held" right after a beat
+     * holds on a loaded machine too; the thread waits an hour): lost, until the caller
+     * beats again. */
+    hb = repo_heartbeat_start(repos, 1, "M", 3600 * 1000, 1000);
     assert_non_null(hb);
     assert_true(repo_heartbeat_held(hb));
     bool held = true;
-    for (int i = 0; i < 500 && held; i++) {
+    for (int i = 0; i < 3000 && held; i++) {
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
         held = repo_heartbeat_held(hb);

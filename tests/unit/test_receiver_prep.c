@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "../../walreceiver/receiver_int.h"
+#include "pgark/codec.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
 
@@ -49,7 +50,9 @@ static int setup(void **state)
         return -1;
     free(data);
     unlink(path);
-    f->c = prep_cache_new(&ident, 3, f->dir, 2); /* two shippers: three slots */
+    struct repo_codecs codecs = {.compression = codec_by_name(CODEC_COMPRESSION, "zstd"),
+                                 .level = 3};
+    f->c = prep_cache_new(&ident, &codecs, f->dir, 2); /* two shippers: three slots */
     *state = f;
     return f->c ? 0 : -1;
 }

@@ -15,6 +15,7 @@
 
 #include "../../src/repo/repo_int.h"
 
+#include "pgark/codec.h"
 #include "pgark/crypto.h"
 #include "pgark/error.h"
 #include "pgark/hash.h"
@@ -31,6 +32,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -102,7 +104,12 @@ static const struct {
 static struct repo *open_repo(const char *cluster, int level, const char *pass,
                               const struct repo_identity *expect, bool create)
 {
-    struct repo_options o = {cluster, pass, level, 1024, 0};
+    struct repo_options o = {
+        .cluster = cluster,
+        .codecs = {.compression = level ? codec_by_name(CODEC_COMPRESSION, "zstd") : NULL,
+                   .level = level,
+                   .passphrase = pass},
+        .kdf_n = 1024};
     return repo_open(fx.s, &o, expect, create);
 }
 
@@ -1612,6 +1619,116 @@ static void test_json_encryption(void **state)
                "new repository");
 }
 
+/* A deferred opening (wal-fetch's): the key is derived when an object is first read, so
+ * an object that is not there costs no derivation and a wrong passphrase is told by the
+ * first read, to every reader alike. */
+static struct repo *open_deferred(const char *cluster, const char *pass)
+{
+    struct repo_options o = {.cluster = cluster, .codecs = {.passphrase = pass}, .defer_key = true};
+    return repo_open(fx.s, &o, NULL, false);
+}
+
+struct deferred_reader {
+    struct repo *r;
+    int rc;
+    size_t len;
+    char got[8];
+};
+
+static void *deferred_read(void *arg)
+{
+    struct deferred_reader *d = arg;
+    uint8_t *got = NULL;
+    d->rc = repo_get_all(d->r, "o", &got, &d->len);
+    if (d->rc == 0 && d->len <= sizeof(d->got))
+        memcpy(d->got, got, d->len);
+    free(got);
+    err_clear();
+    return NULL;
+}
+
+static void test_deferred_key(void **state)
+{
+    (void)state;
+    struct repo *r = open_repo("d", 0, PASS, &ident, true);
+    assert_non_null(r);
+    check_ok(repo_put(r, "o", "secret", 6), "put");
+    const uint8_t *eager_key = repo_chunk_key(r);
+    uint8_t name_key[32];
+    memcpy(name_key, eager_key, sizeof(name_key));
+    repo_close(r);
+
+    /* A wrong passphrase: the opening succeeds, "not found" needs no key, the first read
+     * says the passphrase is wrong, and so does every later one. */
+    r = open_deferred("d", "wrong passphrase");
+    assert_non_null(r);
+    assert_true(repo_encrypted(r));
+    uint8_t *got = NULL;
+    size_t len;
+    assert_int_equal(repo_get_all(r, "no/such", &got, &len), -ERR_NOT_FOUND);
+    err_clear();
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(repo_get_all(r, "o", &got, &len), -ERR_AUTH);
+        char *t = err_format();
+        assert_true(strncmp(t, "wrong passphrase", 16) == 0);
+        assert_true(contains(t, "while opening repository \"local\""));
+        assert_string_equal(err_hint_text(),
+                            "use the passphrase the repository was created or last rekeyed with");
+        free(t);
+        err_clear();
+    }
+    assert_int_equal(repo_unlock(r), -ERR_AUTH);
+    err_clear();
+    repo_close(r);
+
+    /* Parameters that cannot be derived at all: an eager opening fails on them; a
+     * deferred one answers "not found" without trying, and fails on the first read. */
+    size_t jlen;
+    char *orig = (char *)read_disk("d", "repo.json", &jlen);
+    orig = xrealloc(orig, jlen + 1);
+    orig[jlen] = '\0';
+    json_t *o = load_repo_json("d");
+    json_object_set_new(json_object_get(o, "encryption"), "kdf", json_string("bogus"));
+    char *bogus = json_dumps(o, JSON_INDENT(2));
+    json_decref(o);
+    put_json("d", bogus);
+    free(bogus);
+    assert_null(open_repo("d", 0, PASS, NULL, false));
+    assert_int_equal(err_kind(), ERR_INTEGRITY);
+    err_clear();
+    r = open_deferred("d", PASS);
+    assert_non_null(r);
+    assert_int_equal(repo_get_all(r, "no/such", &got, &len), -ERR_NOT_FOUND);
+    err_clear();
+    assert_int_equal(repo_get_all(r, "o", &got, &len), -ERR_INTEGRITY);
+    char *t = err_format();
+    assert_true(contains(t, "unknown key derivation function \"bogus\""));
+    free(t);
+    err_clear();
+    repo_close(r);
+    put_json("d", orig);
+    free(orig);
+
+    /* The right passphrase: eight threads read at once, the key is derived for all. */
+    r = open_deferred("d", PASS);
+    assert_non_null(r);
+    struct deferred_reader readers[8];
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) {
+        readers[i] = (struct deferred_reader){.r = r};
+        assert_int_equal(pthread_create(&th[i], NULL, deferred_read, &readers[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(readers[i].rc, 0);
+        assert_int_equal(readers[i].len, 6);
+        assert_memory_equal(readers[i].got, "secret", 6);
+    }
+    /* Unlocked, it names chunks with the same key as an eager opening. */
+    assert_memory_equal(repo_chunk_key(r), name_key, sizeof(name_key));
+    repo_close(r);
+}
+
 /* --- WAL archive ---------------------------------------------------------------------- */
 
 static int make_fd(const void *data, size_t len)
@@ -1956,7 +2073,9 @@ static void test_wal_push_prepared(void **state)
     struct repo *r[M_COUNT];
     for (int m = 0; m < M_COUNT; m++)
         r[m] = open_mode((enum mode)m);
-    struct repo_wal_preparer *p = repo_wal_preparer_new(&ident, 3, fx.base);
+    struct repo_codecs codecs = {.compression = codec_by_name(CODEC_COMPRESSION, "zstd"),
+                                 .level = 3};
+    struct repo_wal_preparer *p = repo_wal_preparer_new(&ident, &codecs, fx.base);
     assert_non_null(p);
     uint8_t *seg = xmalloc(SEG);
     char path[96], want[256];
@@ -2221,6 +2340,7 @@ int main(void)
         T(test_json_missing),
         T(test_json_damaged),
         T(test_json_encryption),
+        T(test_deferred_key),
         T(test_wal_path),
         T(test_wal_push_plain),
         T(test_wal_push_encrypted),

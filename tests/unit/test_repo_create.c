@@ -225,7 +225,8 @@ static struct storage *lax_new(enum lax_mode mode)
 
 static struct repo *open_on(struct storage *s, const char *cluster, const char *pass, int wait_ms)
 {
-    struct repo_options o = {cluster, pass, 0, 1024, wait_ms};
+    struct repo_options o = {
+        .cluster = cluster, .codecs = {.passphrase = pass}, .kdf_n = 1024, .create_wait_ms = wait_ms};
     return repo_open(s, &o, &ident, true);
 }
 
@@ -310,7 +311,7 @@ static void assert_same_key(struct repo *a, struct repo *b, const char *path)
 /* A reference repository made on the honest posix store: its repo.json is "theirs". */
 static char *their_repo_json(const char *cluster)
 {
-    struct repo_options o = {cluster, PASS, 0, 1024, 0};
+    struct repo_options o = {.cluster = cluster, .codecs = {.passphrase = PASS}, .kdf_n = 1024};
     struct repo *r = repo_open(posix, &o, &ident, true);
     assert_non_null(r);
     repo_close(r);
@@ -812,7 +813,7 @@ static void race(enum lax_mode mode)
         assert_true(WIFEXITED(st));
         assert_int_equal(WEXITSTATUS(st), 0);
     }
-    struct repo_options o = {"race", PASS, 0, 1024, 0};
+    struct repo_options o = {.cluster = "race", .codecs = {.passphrase = PASS}, .kdf_n = 1024};
     struct repo *r = repo_open(posix, &o, NULL, false);
     assert_non_null(r);
     for (int i = 0; i < N; i++) {

@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -573,7 +574,7 @@ enum peer_mode {
 struct peer {
     int fd, port;
     enum peer_mode mode;
-    int requests;
+    atomic_int requests; /* counted before each answer: see peer_main */
     volatile int stop;
     pthread_t thread;
 };
@@ -661,8 +662,9 @@ static void *peer_main(void *arg)
         }
         head[have] = '\0';
         if (strstr(head, "\r\n\r\n")) {
-            /* counted before the answer: the client may check as soon as it has it */
-            int page = p->requests++;
+            /* Counted before the answer goes: the client returns once it has it, and
+             * the test reads the count then, maybe before this thread runs again. */
+            int page = atomic_fetch_add(&p->requests, 1);
             peer_answer(p, c, head, page);
         }
         close(c);

@@ -7,6 +7,7 @@
  * the index read back must tell the commits PostgreSQL made, and a segment that does
  * not decode must still be archived.
  */
+#include "pgark/codec.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
@@ -80,7 +81,9 @@ static int setup(void **state)
     char root[96];
     snprintf(root, sizeof(root), "%s/repo", f->dir);
     f->s = storage_posix_new("local", root);
-    struct repo_options o = {.cluster = "main", .compress_level = 1};
+    struct repo_options o = {
+        .cluster = "main",
+        .codecs = {.compression = codec_by_name(CODEC_COMPRESSION, "zstd"), .level = 1}};
     struct repo_identity id = {.system_identifier = SYSID, .pg_major = 15, .seg_size = SEG};
     f->r = repo_open(f->s, &o, &id, true);
     if (!f->r)
@@ -129,7 +132,9 @@ static int scratch(struct fx *f, const uint8_t *data, size_t len)
 static int push_prepared(struct fx *f, const char *name, bool partial, int fd, size_t len)
 {
     struct repo_identity id = {.system_identifier = SYSID, .pg_major = 15, .seg_size = SEG};
-    struct repo_wal_preparer *p = repo_wal_preparer_new(&id, 1, f->dir);
+    struct repo_codecs codecs = {.compression = codec_by_name(CODEC_COMPRESSION, "zstd"),
+                                 .level = 1};
+    struct repo_wal_preparer *p = repo_wal_preparer_new(&id, &codecs, f->dir);
     struct repo_wal_prepared *s = NULL;
     assert_non_null(p);
     int rc = repo_wal_prepare(p, name, partial, fd, len, &s);

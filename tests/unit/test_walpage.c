@@ -229,13 +229,13 @@ static void test_magic_per_major(void **state)
     assert_int_equal(PG_MAJOR_MIN, 13);
     assert_int_equal(PG_MAJOR_MAX, 18);
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
-        assert_true(pg_major_supported(known[i].major));
+        assert_true(pgmajor_supported(known[i].major));
         assert_int_equal(walpage_magic_for_major(known[i].major), known[i].magic);
     }
     for (int major = PG_MAJOR_MIN; major <= PG_MAJOR_MAX; major++)
         assert_int_not_equal(walpage_magic_for_major(major), 0);
-    assert_false(pg_major_supported(12));
-    assert_false(pg_major_supported(19));
+    assert_false(pgmajor_supported(12));
+    assert_false(pgmajor_supported(19));
 
     /* An 18 page is checked against 18's magic. */
     uint8_t *seg = make_segment(1);

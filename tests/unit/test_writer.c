@@ -10,6 +10,7 @@
  * with a symlink out of the data directory (refused before anything is made).
  */
 #include "../../src/restore/restore_int.h"
+#include "pgark/codec.h"
 #include "pgark/error.h"
 #include "pgark/hash.h"
 #include "pgark/manifest.h"
@@ -132,10 +133,12 @@ static int setup(void **state, enum manifest_digest_kind kind)
         char *root = xasprintf("%s/repo%d", f->dir, i);
         f->s[i] = storage_posix_new(i ? "secret" : "plain", root);
         free(root);
-        struct repo_options ro = {.cluster = "main",
-                                  .passphrase = i ? "pass phrase" : NULL,
-                                  .compress_level = 1,
-                                  .kdf_n = 1024};
+        struct repo_options ro = {
+            .cluster = "main",
+            .codecs = {.compression = codec_by_name(CODEC_COMPRESSION, "zstd"),
+                       .level = 1,
+                       .passphrase = i ? "pass phrase" : NULL},
+            .kdf_n = 1024};
         f->r[i] = repo_open(f->s[i], &ro, &ID, true);
         assert_non_null(f->r[i]);
         put_backup(f, i);

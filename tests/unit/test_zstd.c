@@ -56,12 +56,12 @@ static int run_chain(struct filter *f, size_t buf_size, const uint8_t *data, siz
 
 static void compress(const uint8_t *data, size_t len, struct buf *z)
 {
-    assert_int_equal(run_chain(filter_zstd_compress_new(3), 0, data, len, 0, z), 0);
+    assert_int_equal(run_chain(compress_zstd_compressor_new(3), 0, data, len, 0, z), 0);
 }
 
 static int decompress(const uint8_t *z, size_t len, size_t buf_size, struct buf *out)
 {
-    return run_chain(filter_zstd_decompress_new(), buf_size, z, len, 0, out);
+    return run_chain(compress_zstd_decompressor_new(), buf_size, z, len, 0, out);
 }
 
 static void test_round_trips(void **state)
@@ -75,8 +75,8 @@ static void test_round_trips(void **state)
         for (size_t b = 0; b < 2; b++) {
             size_t step = bufs[b] == 1 && len < 5000 ? 1 : 0;
             struct buf z = BUF_INIT, out = BUF_INIT;
-            assert_int_equal(run_chain(filter_zstd_compress_new(3), bufs[b], data, len, step, &z),
-                             0);
+            assert_int_equal(
+                run_chain(compress_zstd_compressor_new(3), bufs[b], data, len, step, &z), 0);
             assert_true(z.len > 0);
             if (len > 4000)
                 assert_true(z.len < len * 3 / 4); /* it did compress */
@@ -84,7 +84,7 @@ static void test_round_trips(void **state)
             unsigned long long content = ZSTD_getFrameContentSize(z.data, z.len);
             assert_true(content == len || content == ZSTD_CONTENTSIZE_UNKNOWN);
             assert_int_equal(
-                run_chain(filter_zstd_decompress_new(), bufs[b], z.data, z.len, step, &out), 0);
+                run_chain(compress_zstd_decompressor_new(), bufs[b], z.data, z.len, step, &out), 0);
             assert_int_equal(out.len, len);
             if (len)
                 assert_memory_equal(out.data, data, len);
@@ -102,8 +102,8 @@ static void test_filter_run_and_levels(void **state)
     size_t z_len = 0, out_len = 0;
     int levels[] = {1, 3, 19};
     for (size_t i = 0; i < 3; i++) {
-        struct filter *c = filter_zstd_compress_new(levels[i]);
-        struct filter *d = filter_zstd_decompress_new();
+        struct filter *c = compress_zstd_compressor_new(levels[i]);
+        struct filter *d = compress_zstd_decompressor_new();
         assert_int_equal(filter_run(c, data, 200000, &z, &z_len), 0);
         assert_int_equal(filter_run(d, z, z_len, &out, &out_len), 0);
         assert_int_equal(out_len, 200000);
@@ -113,10 +113,10 @@ static void test_filter_run_and_levels(void **state)
         filter_free(c);
         filter_free(d);
     }
-    assert_null(filter_zstd_compress_new(0));
+    assert_null(compress_zstd_compressor_new(0));
     assert_int_equal(err_kind(), ERR_CONFIG);
     assert_string_equal(err_message(), "zstd compression level 0 is out of range (1 to 19)");
-    assert_null(filter_zstd_compress_new(22));
+    assert_null(compress_zstd_compressor_new(22));
     err_clear();
     free(data);
 }
@@ -214,7 +214,7 @@ struct level_job {
 static void *compress_at_level(void *arg)
 {
     struct level_job *j = arg;
-    if (run_chain(filter_zstd_compress_new(j->level), 0, j->data, j->len, 4096, &j->z) < 0)
+    if (run_chain(compress_zstd_compressor_new(j->level), 0, j->data, j->len, 4096, &j->z) < 0)
         fail_msg("compression failed on a fresh thread");
     return NULL;
 }
@@ -230,11 +230,11 @@ static void test_context_reused(void **state)
     int levels[] = {19, 1, 3};
     struct buf warm = BUF_INIT;
     compress(other, len, &warm); /* this thread has a spare now */
-    uint64_t made = filter_zstd_contexts_made();
+    uint64_t made = compress_zstd_contexts_made();
     for (size_t i = 0; i < 3; i++) {
         struct buf reused = BUF_INIT;
         assert_int_equal(
-            run_chain(filter_zstd_compress_new(levels[i]), 0, data, len, 4096, &reused), 0);
+            run_chain(compress_zstd_compressor_new(levels[i]), 0, data, len, 4096, &reused), 0);
         struct level_job fresh = {levels[i], data, len, BUF_INIT};
         pthread_t t;
         assert_int_equal(pthread_create(&t, NULL, compress_at_level, &fresh), 0);
@@ -245,10 +245,10 @@ static void test_context_reused(void **state)
         buf_free(&fresh.z);
     }
     /* Three fresh threads made one context each; this thread made none. */
-    assert_int_equal(filter_zstd_contexts_made(), made + 3);
+    assert_int_equal(compress_zstd_contexts_made(), made + 3);
 
-    struct filter *a = filter_zstd_compress_new(3), *b = filter_zstd_compress_new(3);
-    assert_int_equal(filter_zstd_contexts_made(), made + 4);
+    struct filter *a = compress_zstd_compressor_new(3), *b = compress_zstd_compressor_new(3);
+    assert_int_equal(compress_zstd_contexts_made(), made + 4);
     filter_free(a);
     filter_free(b); /* the spare slot is taken: b's context is freed */
     buf_free(&warm);
@@ -265,7 +265,7 @@ static void test_compress_buffer(void **state)
     const uint8_t *first;
     size_t first_len;
     assert_int_equal(compress_zstd_buffer(3, "x", 1, &first, &first_len), 0); /* one shared */
-    uint64_t made = filter_zstd_contexts_made();
+    uint64_t made = compress_zstd_contexts_made();
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         size_t len = sizes[i];
         uint8_t *data = mixed_data(len, i + 20);
@@ -283,7 +283,7 @@ static void test_compress_buffer(void **state)
         buf_free(&out);
         free(data);
     }
-    assert_int_equal(filter_zstd_contexts_made(), made);
+    assert_int_equal(compress_zstd_contexts_made(), made);
     const uint8_t *z;
     size_t z_len;
     assert_int_equal(compress_zstd_buffer(20, "a", 1, &z, &z_len), -ERR_CONFIG);
@@ -322,7 +322,7 @@ static void test_compress_buffer_shared(void **state)
     pthread_t t[N];
     struct buffer_job jobs[N];
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    uint64_t made = filter_zstd_contexts_made();
+    uint64_t made = compress_zstd_contexts_made();
     for (int i = 0; i < N; i++) {
         jobs[i] = (struct buffer_job){(uint32_t)i + 1, 0};
         assert_int_equal(pthread_create(&t[i], NULL, compress_buffers, &jobs[i]), 0);
@@ -331,7 +331,7 @@ static void test_compress_buffer_shared(void **state)
         assert_int_equal(pthread_join(t[i], NULL), 0);
         assert_int_equal(jobs[i].failures, 0);
     }
-    assert_true(filter_zstd_contexts_made() - made <= (uint64_t)(cpus < 1 ? 1 : cpus));
+    assert_true(compress_zstd_contexts_made() - made <= (uint64_t)(cpus < 1 ? 1 : cpus));
 }
 
 /* Decompress z into a buffer of cap bytes followed by canary bytes that must survive. */
@@ -339,7 +339,7 @@ static int into(const uint8_t *z, size_t z_len, size_t cap, uint8_t **out, size_
 {
     *out = xmalloc(cap + 64);
     memset(*out, 0xC3, cap + 64);
-    int rc = decompress_zstd_buffer(z, z_len, *out, cap, out_len);
+    int rc = compress_zstd_decompress_buffer(z, z_len, *out, cap, out_len);
     for (size_t i = 0; i < 64; i++)
         assert_int_equal((*out)[cap + i], 0xC3);
     return rc;
@@ -444,7 +444,7 @@ static void test_reset_reuses_the_compressor(void **state)
     (void)state;
     struct buf z = BUF_INIT, out = BUF_INIT;
     struct filter_chain *c = filter_chain_new(0, sink_fn, &z);
-    filter_chain_add(c, filter_zstd_compress_new(3));
+    filter_chain_add(c, compress_zstd_compressor_new(3));
     for (uint64_t round = 0; round < 4; round++) {
         size_t len = round == 2 ? 0 : 300000 + (size_t)round;
         uint8_t *data = mixed_data(len, round);

@@ -21,7 +21,9 @@
 #    segments served from wal-fetch's read-ahead cache;
 #  - info, check, verify (WAL decoded on that major's record formats: every segment
 #    has an exact time index, the commit times of the index are the server's own),
-#    expire, and verify catching a damaged chunk and a missing segment.
+#    expire, and verify catching a damaged chunk and a missing segment;
+#  - drill to latest: that major's server restored beside its scratch directory (the
+#    tablespace too), amcheck on every index, the point reached checked in its WAL.
 
 package PgarkMatrix;
 
@@ -35,7 +37,6 @@ use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep time);
 use Time::Local ();
 use PgarkMajors;
 use PgarkTest;
@@ -142,7 +143,6 @@ EOF
 	is($r->{rc}, 0, 'backup from the primary') or diag($r->{stderr});
 	my $b1 = eval { decode_json($r->{stdout}) } // {};
 	cmp_ok($b1->{wal_segments} // 0, '>=', 1, "it archived its WAL ($b1->{wal_segments} segments)");
-	my $b1_done = time();
 
 	# --- restore --start refuses another major's server before it writes anything -------
 
@@ -179,8 +179,8 @@ EOF
 	# The receiver's slot, for after the promotion.
 	$standby->safe_psql('postgres', "SELECT pg_create_physical_replication_slot('pgark_main', true)");
 
-	# Whole-second labels and stop times: the next rows a second past the backup.
-	usleep(100_000) while time() < $b1_done + 1.2;
+	# Whole-second stop times: the next rows a second past the backup's end.
+	wait_past_stop_time($b1->{stop_time});
 
 	# --- load while the receiver is restarted and killed ---------------------------------
 
@@ -210,8 +210,7 @@ EOF
 	my $b2 = eval { decode_json($r->{stdout}) } // {};
 	like($r->{stderr}, qr/is not complete .* as in a backup from a standby: it is kept in the backup but not archived/,
 		'its last WAL segment, which the standby has only in part, is kept but not archived');
-	my $b2_done = time();
-	usleep(100_000) while time() < $b2_done + 1.2;
+	wait_past_stop_time($b2->{stop_time});
 	$drop->($primary, 'c');
 	my @c = $workload->($primary, 3, 'c');    # the last commit of its segment
 
@@ -381,6 +380,18 @@ EOF
 	is_deeply([ map { $_->{segment} // '' } @{ $vj->{problems} // [] } ], [$gone], "naming $gone");
 	write_file($gpath, $gsaved, 0600);
 	is(($verify->())[0]{rc}, 0, 'clean again once repaired');
+
+	# --- a drill to latest, on this major's server ------------------------------------------
+
+	my $dr = run_pgark([ '--config', $config, 'drill', '--json', '--repo', 'local' ]);
+	is($dr->{rc}, 0, "drill to latest with PostgreSQL $major: exit 0") or diag($dr->{stdout} . $dr->{stderr});
+	my $drec = (eval { decode_json($dr->{stdout}) } // {})->{drills}[0] // {};
+	my %dchk = map { ($_->{name} => $_->{result}) } @{ $drec->{checks} // [] };
+	is_deeply([ map { $dchk{$_} // 'none' } qw(restore target pg_class amcheck) ], [qw(ok ok ok ok)],
+		'restore, target, pg_class and amcheck pass');
+	like($dchk{checksums} // '', qr/^(ok|skipped)$/, "pg_checksums ran or was skipped ($dchk{checksums})");
+	is($drec->{pg_major}, $major, "the drill's server was PostgreSQL $major");
+	ok(!-e "$tmp/spool/main/drill", 'the scratch directory is gone');
 
 	is(receiver_stop($rx)->{rc}, 0, 'the receiver stops cleanly');
 	$standby->stop;

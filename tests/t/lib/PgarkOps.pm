@@ -1,5 +1,5 @@
 # PgarkOps — helpers of the tests of the operations commands (check, verify): a
-# `pgark receive` in the background to fill posix repositories, polling, and the
+# `pgark receive` in the background to fill posix repositories, and the
 # YAML of one cluster. Kept apart from PgarkTest so that receiver helpers written for
 # the receiver's own tests can land there without a clash; the names differ.
 
@@ -15,25 +15,17 @@ use File::Path qw(make_path);
 use POSIX qw(WNOHANG);
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
 use PgarkTest;
 
 our @EXPORT = qw(ops_config ops_receiver_start ops_receiver_stop wait_for);
 
 my @running;
 
-# Poll $cond every 50 ms until it returns true or $timeout seconds (default 60) pass;
-# returns its last value.
+# PgarkTest's poll_until under the name the operations tests first used; new tests
+# call poll_until.
 sub wait_for
 {
-	my ($cond, $timeout) = @_;
-	my $deadline = Time::HiRes::time() + ($timeout // 60);
-	while (1)
-	{
-		my $v = $cond->();
-		return $v if $v || Time::HiRes::time() >= $deadline;
-		usleep(50_000);
-	}
+	return poll_until(@_);
 }
 
 # YAML for cluster "main" received into posix repositories:
@@ -44,7 +36,9 @@ sub ops_config
 	my (%o) = @_;
 	make_path($o{spool});
 	my $yaml = "spool: $o{spool}\nlog: { level: detail }\nrepos:\n";
-	$yaml .= "  $_->[0]: { type: posix, path: $_->[1] }\n" for @{ $o{repos} };
+	# No copies of the segment being filled: what these tests count is complete segments.
+	$yaml .= "  $_->[0]: { type: posix, path: $_->[1], partial_upload_interval: 0s }\n"
+	  for @{ $o{repos} };
 	$yaml .= "clusters:\n  main:\n";
 	$yaml .= "    conninfo: \"$o{conninfo}\"\n";
 	$yaml .= "    create_slot: " . ($o{create_slot} ? 'true' : 'false') . "\n";
@@ -82,7 +76,7 @@ sub ops_receiver_stop
 	my ($rx) = @_;
 	return $rx->{rc} unless $rx->{pid};
 	kill('TERM', $rx->{pid});
-	my $done = wait_for(sub { waitpid($rx->{pid}, WNOHANG) == $rx->{pid} }, 30);
+	my $done = poll_until(sub { waitpid($rx->{pid}, WNOHANG) == $rx->{pid} }, 30);
 	if (!$done)
 	{
 		kill('KILL', $rx->{pid});

@@ -21,10 +21,12 @@ use POSIX qw(WNOHANG);
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
+use Time::Local ();
 
 our @EXPORT = qw(pgark_bin pgark_asan_bin tool_bin run_cmd run_pgark write_file write_config
   s3rver_start s3rver_stop s3_create_bucket free_tcp_port
-  poll_until receiver_config receiver_start receiver_stop receiver_wait_exit
+  poll_until wait_past_stop_time in_nanosleep s3rver_unread_requests
+  receiver_config receiver_start receiver_stop receiver_wait_exit receiver_stop_limit
   receiver_log receiver_alive read_status repo_status repo_cat repo_plant slurp_bytes wal_mismatches
   lsn_int lsn_text seg_name seg_of_name);
 
@@ -184,25 +186,26 @@ sub s3rver_start
 			secret_key => 'S3RVER',
 		};
 		push @s3rvers, $s3;
-		# Poll until it accepts connections, or it died (port taken: try another).
-		for (1 .. 200)
-		{
-			if (waitpid($pid, WNOHANG) == $pid)
-			{
-				$s3->{pid} = undef;
-				last;
-			}
-			my $c = IO::Socket::INET->new(
-				PeerAddr => '127.0.0.1',
-				PeerPort => $port,
-				Proto => 'tcp');
-			if ($c)
-			{
+		# Poll until it accepts connections, or it died (port taken: try another). Node
+		# can take many seconds to start on a loaded machine.
+		my $up = poll_until(
+			sub {
+				if (waitpid($pid, WNOHANG) == $pid)
+				{
+					$s3->{pid} = undef;
+					return 'died';
+				}
+				my $c = IO::Socket::INET->new(
+					PeerAddr => '127.0.0.1',
+					PeerPort => $port,
+					Proto => 'tcp') or return 0;
 				close($c);
-				note("s3rver listening on $s3->{endpoint}, data in $dir");
-				return $s3;
-			}
-			usleep(50_000);
+				return 'listening';
+			});
+		if ($up eq 'listening')
+		{
+			note("s3rver listening on $s3->{endpoint}, data in $dir");
+			return $s3;
 		}
 		s3rver_stop($s3);
 		diag("s3rver did not start on port $port (attempt $attempt), see $log");
@@ -215,12 +218,8 @@ sub s3rver_stop
 	my ($s3) = @_;
 	return unless $s3 && $s3->{pid};
 	kill('TERM', $s3->{pid});
-	for (1 .. 100)
-	{
-		last if waitpid($s3->{pid}, WNOHANG) != 0;
-		usleep(50_000);
-	}
-	if (waitpid($s3->{pid}, WNOHANG) == 0)
+	# Killed if it has not gone within 5 s (its writes are atomic: s3rver-atomic.js).
+	if (!poll_until(sub { waitpid($s3->{pid}, WNOHANG) != 0 }, 5))
 	{
 		kill('KILL', $s3->{pid});
 		waitpid($s3->{pid}, 0);
@@ -240,14 +239,18 @@ sub s3_create_bucket
 	return 1;
 }
 
-# --- the WAL receiver ------------------------------------------------------------
+# --- waiting -----------------------------------------------------------------------
 
-# Poll $cond (a code ref) every 50 ms until it returns true or $timeout seconds
-# (default 30) pass; returns its last value. No sleeps where a poll will do.
+# Poll $cond (a code ref) every 50 ms until it returns true or $timeout seconds pass;
+# returns its last value. The default timeout is the PostgreSQL harness's (180 s, or
+# PG_TEST_TIMEOUT_DEFAULT), as for its poll_query_until: generous, because the suite
+# runs on loaded machines, and a condition that holds returns at once anyway. Give a
+# timeout only when the number means something (a negative check over a window), and
+# say what. No sleeps where a poll will do.
 sub poll_until
 {
 	my ($cond, $timeout) = @_;
-	$timeout //= 30;
+	$timeout //= $PostgreSQL::Test::Utils::timeout_default;
 	my $deadline = Time::HiRes::time() + $timeout;
 	while (1)
 	{
@@ -258,9 +261,64 @@ sub poll_until
 	}
 }
 
+# Wait until the wall clock is a whole second past a backup's stop_time (the UTC text
+# "YYYY-MM-DDTHH:MM:SSZ" of backup --json, whole seconds). A restore uses a backup for
+# a target time at or after its stop_time + 1 s, so a commit made once this returns can
+# be a target that backup serves. Waits on the recorded time, not on when the command
+# returned; dies on a text that is not such a time.
+sub wait_past_stop_time
+{
+	my ($stop_time) = @_;
+	my ($y, $mo, $d, $h, $mi, $s) =
+	  ($stop_time // '') =~ /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z$/
+	  or croak "not a backup stop_time: \"" . ($stop_time // 'undef') . '"';
+	my $usable = Time::Local::timegm($s, $mi, $h, $d, $mo - 1, $y) + 1;
+	poll_until(sub { Time::HiRes::time() >= $usable })
+	  or croak "the clock did not pass $stop_time + 1 s";
+	return;
+}
+
+# True while process $pid sleeps in nanosleep, as the kernel's wait channel for it says.
+# The programs under test pause that way (usleep) only in their wait loops: a test sees
+# that one has reached such a loop instead of guessing how long it takes to get there.
+sub in_nanosleep
+{
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/wchan") or return 0;
+	my $wchan = <$fh> // '';
+	close($fh);
+	return $wchan =~ /nanosleep/ ? 1 : 0;
+}
+
+# Connections to an s3rver that hold request bytes it has not read. While the server is
+# stopped (SIGSTOP) the kernel still accepts connections and queues what clients send:
+# a count above 0 then means an upload is under way and waits for an answer that does
+# not come. (IPv4 loopback, from /proc/net/tcp: established sockets on the server's
+# port with a receive queue.)
+sub s3rver_unread_requests
+{
+	my ($s3) = @_;
+	my $port = sprintf('%04X', $s3->{port});
+	my $n = 0;
+	open(my $fh, '<', '/proc/net/tcp') or croak "could not read /proc/net/tcp: $!";
+	while (my $line = <$fh>)
+	{
+		my (undef, $local, undef, $state, $queues) = split ' ', $line;
+		next unless defined $queues && $local =~ /:$port$/ && $state eq '01';
+		my (undef, $rx) = split /:/, $queues;
+		$n++ if hex($rx) > 0;
+	}
+	close($fh);
+	return $n;
+}
+
+# --- the WAL receiver ------------------------------------------------------------
+
 # YAML for one cluster received into posix repositories. Options: spool (dir),
 # repos => [ [name, path], ... ], cluster (default "main"), conninfo, slot,
-# create_slot, synchronous, partial (partial_upload_interval, default "0s"),
+# create_slot, synchronous, partial (the cluster's partial_upload_interval, default
+# "0s": the S3 repositories'), local_partial (each posix repository's own
+# partial_upload_interval; default unset: 1s),
 # passphrase_file, spool_max, level (log level, default "detail"), extra (text
 # appended to the cluster section), s3 => [ [name, $s3rver, bucket, { key => value
 # overrides }], ... ] (S3 repositories, after the posix ones; allow_http: true when
@@ -273,7 +331,8 @@ sub receiver_config
 	$yaml .= "spool_max: $o{spool_max}\n" if defined $o{spool_max};
 	$yaml .= "log: { level: " . ($o{level} // 'detail') . " }\n";
 	$yaml .= "repos:\n";
-	$yaml .= "  $_->[0]: { type: posix, path: $_->[1] }\n" for @{ $o{repos} };
+	my $lp = defined $o{local_partial} ? ", partial_upload_interval: $o{local_partial}" : '';
+	$yaml .= "  $_->[0]: { type: posix, path: $_->[1]$lp }\n" for @{ $o{repos} };
 	for my $r (@{ $o{s3} // [] })
 	{
 		my ($name, $s3, $bucket, $over) = @$r;
@@ -353,6 +412,14 @@ sub receiver_wait_exit
 	poll_until(sub { !receiver_alive($rx) }, $timeout // 60);
 	return $rx->{pid} ? undef : $rx->{rc};
 }
+
+# How many seconds a receiver may take to stop, or to reload, and still count as prompt.
+# By design it waits at most 3 s for the server to end the stream and 3 s for an upload
+# under way before it abandons it (the spool keeps what it was shipping). What a stop
+# must never wait for is longer: an upload stalled until libcurl gives up (30 s without
+# progress), the silence limit (60 s), a reconnection back-off (up to 30 s). The bound is
+# generous so that a loaded machine does not fail it; the time taken is in the log.
+sub receiver_stop_limit { return 20 }
 
 # Send $sig (default TERM) and wait for the exit. Returns { rc, seconds }: the exit
 # code and how long the receiver took to go. Killed after 30 s (rc undef then).

@@ -1,4 +1,4 @@
-/* repo.c — the "repos" section: posix and s3 repositories (see config.h). */
+/* repos.c — the "repos" section: posix and s3 repositories (see config.h). */
 #include "pgark/config.h"
 
 #include "config_int.h"
@@ -11,8 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define NAME_MAX_LEN 48
 
 static const char *const repo_keys[] = {"type",
                                         "path",
@@ -32,45 +30,20 @@ static const char *const repo_keys[] = {"type",
                                         "part_size",
                                         "retries",
                                         "allow_http",
+                                        "partial_upload_interval",
+                                        "stop_timeout",
                                         NULL};
 static const char *const repo_type_names[] = {"posix", "s3", NULL};
 static const char *const uri_style_names[] = {"path", "host", NULL};
 
-static bool valid_name(const char *name)
+const char *config_repo_type_name(enum config_repo_type type)
 {
-    size_t len = strlen(name);
-    if (len == 0 || len > NAME_MAX_LEN)
-        return false;
-    for (const char *p = name; *p; p++) {
-        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
-            return false;
-    }
-    return true;
+    return type == CONFIG_REPO_S3 ? "s3" : "posix";
 }
 
-int cfg_check_name(struct cfg_reader *r, yaml_node_t *key_node, const char *what, const char *name)
+const char *config_uri_style_name(enum config_uri_style style)
 {
-    if (valid_name(name))
-        return 0;
-    return cfg_error(r, key_node,
-                     "invalid %s name \"%s\" (use 1 to %d letters, digits, \"_\" or \"-\")", what,
-                     name, NAME_MAX_LEN);
-}
-
-bool cfg_is_http_url(const char *s)
-{
-    const char *rest = NULL;
-    if (strncmp(s, "https://", 8) == 0)
-        rest = s + 8;
-    else if (strncmp(s, "http://", 7) == 0)
-        rest = s + 7;
-    if (rest == NULL || *rest == '\0' || *rest == '/')
-        return false;
-    for (const char *p = s; *p; p++) {
-        if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
-            return false;
-    }
-    return true;
+    return style == CONFIG_URI_HOST ? "host" : "path";
 }
 
 /* "/a//b" -> "a/b/"; "" stays "". Rejects "." and ".." segments. */
@@ -118,7 +91,8 @@ static bool valid_bucket(const char *s)
 /* Keys of a repo mapping that only one type may use. */
 static bool key_is_for_type(const char *key, enum config_repo_type type)
 {
-    if (strcmp(key, "type") == 0)
+    if (strcmp(key, "type") == 0 || strcmp(key, "partial_upload_interval") == 0 ||
+        strcmp(key, "stop_timeout") == 0)
         return true;
     if (strcmp(key, "path") == 0)
         return type == CONFIG_REPO_POSIX;
@@ -263,6 +237,8 @@ static int load_repo(struct cfg_reader *r, yaml_node_t *key_node, const char *na
     int rc;
 
     repo->name = xstrdup(name);
+    repo->partial_upload_interval_ms = -1;
+    repo->stop_timeout_ms = CONFIG_DEFAULT_STOP_TIMEOUT_MS;
     if ((rc = cfg_check_name(r, key_node, "repo", name)) != 0)
         goto out;
     if ((rc = cfg_map_open(r, node, subject, where, repo_keys, &m)) != 0)
@@ -280,6 +256,10 @@ static int load_repo(struct cfg_reader *r, yaml_node_t *key_node, const char *na
             goto out;
         }
     }
+    if ((rc = cfg_get_duration(&m, "partial_upload_interval", &repo->partial_upload_interval_ms)) !=
+            0 ||
+        (rc = cfg_get_duration(&m, "stop_timeout", &repo->stop_timeout_ms)) != 0)
+        goto out;
     if (repo->type == CONFIG_REPO_POSIX) {
         if ((rc = cfg_require(&m, "path")) != 0 ||
             (rc = cfg_get_abs_path(&m, "path", &repo->path)) != 0)

@@ -1,5 +1,5 @@
 /*
- * backups.c — what the repositories offer a restore: the complete backups (from the
+ * catalog.c — what the repositories offer a restore: the complete backups (from the
  * first line of each manifest), the timelines, and where the WAL archive ends.
  *
  * The end of the archive is decoded, not guessed from file times: a time target is
@@ -24,7 +24,7 @@
 
 #define WAL_END_LOOKBACK 8 /* segments searched backwards for the last transaction */
 
-struct label_list {
+struct catalog_labels {
     char **labels;
     size_t n;
     size_t prefix_len;
@@ -32,7 +32,7 @@ struct label_list {
 
 static int on_backup_object(void *ctx, const struct storage_info *info)
 {
-    struct label_list *l = ctx;
+    struct catalog_labels *l = ctx;
     const char *rel = info->path + l->prefix_len; /* "<LABEL>/manifest.json" */
     const char *slash = strchr(rel, '/');
     if (!slash || strcmp(slash + 1, "manifest.json") != 0 || slash == rel ||
@@ -43,7 +43,7 @@ static int on_backup_object(void *ctx, const struct storage_info *info)
     return 0;
 }
 
-struct header_read {
+struct catalog_header_read {
     struct manifest_reader *reader;
     bool have;
 };
@@ -51,7 +51,7 @@ struct header_read {
 /* Feed the manifest until its first line is read, then stop the download. */
 static int header_sink(void *ctx, const uint8_t *data, size_t len)
 {
-    struct header_read *h = ctx;
+    struct catalog_header_read *h = ctx;
     int rc = manifest_reader_feed(h->reader, data, len);
     if (manifest_reader_header(h->reader)) {
         h->have = true;
@@ -71,7 +71,7 @@ static int read_header(struct repo *r, const char *label, struct catalog_entry *
 {
     char path[128];
     snprintf(path, sizeof(path), "backups/%s/manifest.json", label);
-    struct header_read h = {manifest_reader_new(skip_lines, NULL), false};
+    struct catalog_header_read h = {manifest_reader_new(skip_lines, NULL), false};
     int rc = repo_get(r, path, header_sink, &h);
     if (h.have) {
         err_clear();
@@ -107,13 +107,13 @@ out:
     return rc;
 }
 
-int catalog_load(struct repo_set *set, struct catalog *out)
+int catalog_load(struct cli_repos *set, struct catalog *out)
 {
     memset(out, 0, sizeof(*out));
     for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
+        struct repo *r = cli_repos_get(set, i);
         if (!r) {
-            err_context("while opening repository \"%s\"", set->conf[i]->name);
+            err_context("while opening repository \"%s\"", set->r[i].conf->name);
             char *text = err_format();
             log_warn("%s", text);
             free(text);
@@ -121,7 +121,7 @@ int catalog_load(struct repo_set *set, struct catalog *out)
             continue;
         }
         char *prefix = xasprintf("%s/backups/", set->cluster);
-        struct label_list l = {NULL, 0, strlen(prefix)};
+        struct catalog_labels l = {NULL, 0, strlen(prefix)};
         int rc = storage_list(repo_storage(r), prefix, on_backup_object, &l);
         free(prefix);
         for (size_t j = 0; j < l.n; j++) {
@@ -176,7 +176,7 @@ void catalog_free(struct catalog *c)
     memset(c, 0, sizeof(*c));
 }
 
-int catalog_history(struct repo_set *set, timeline_t tli, struct timeline_history **out)
+int catalog_history(struct cli_repos *set, timeline_t tli, struct timeline_history **out)
 {
     *out = NULL;
     if (tli <= 1)
@@ -184,7 +184,7 @@ int catalog_history(struct repo_set *set, timeline_t tli, struct timeline_histor
     char path[64];
     snprintf(path, sizeof(path), "wal/%08X.history", tli);
     for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
+        struct repo *r = cli_repos_get(set, i);
         if (!r) {
             err_clear();
             continue;
@@ -209,11 +209,11 @@ int catalog_history(struct repo_set *set, timeline_t tli, struct timeline_histor
     return 0;
 }
 
-int catalog_newest_timeline(struct repo_set *set, timeline_t *out)
+int catalog_newest_timeline(struct cli_repos *set, timeline_t *out)
 {
     *out = 0;
     for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
+        struct repo *r = cli_repos_get(set, i);
         struct repo_wal_summary sum;
         if (!r || repo_wal_summary(r, &sum) < 0) {
             err_clear();
@@ -252,7 +252,7 @@ static int decode_object(struct repo *r, const char *path, timeline_t tli, uint6
     return rc;
 }
 
-int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out)
+int catalog_wal_end(struct cli_repos *set, timeline_t tli, struct catalog_end *out)
 {
     memset(out, 0, sizeof(*out));
     /* The repo whose newest object on tli is furthest along. */
@@ -260,7 +260,7 @@ int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out)
     uint64_t best_segno = 0;
     bool best_partial = false, any = false;
     for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
+        struct repo *r = cli_repos_get(set, i);
         struct repo_wal_summary sum;
         if (!r || repo_wal_summary(r, &sum) < 0) {
             err_clear();
@@ -288,7 +288,7 @@ int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out)
     }
     if (!any)
         return 0;
-    struct repo *r = repo_set_get(set, best_repo);
+    struct repo *r = cli_repos_get(set, best_repo);
     uint64_t seg_size = repo_identity(r)->seg_size;
     for (int back = 0; back < WAL_END_LOOKBACK && best_segno >= (uint64_t)back; back++) {
         char name[WAL_NAME_BUFLEN], path[96];
@@ -335,11 +335,11 @@ int catalog_wal_end(struct repo_set *set, timeline_t tli, struct wal_end *out)
     return 0;
 }
 
-int catalog_wal_hwm(struct repo_set *set, timeline_t tli, struct wal_hwm_best *out)
+int catalog_wal_hwm(struct cli_repos *set, timeline_t tli, struct catalog_hwm *out)
 {
     memset(out, 0, sizeof(*out));
     for (size_t i = 0; i < set->n; i++) {
-        struct repo *r = repo_set_get(set, i);
+        struct repo *r = cli_repos_get(set, i);
         struct repo_wal_hwm m;
         if (!r) {
             err_clear();

@@ -1,6 +1,5 @@
-/* chunkset.c — a set of chunk names (see backup_int.h). Names are uniformly
- * distributed digests, so their first eight bytes are the hash. */
-#include "backup_int.h"
+/* chunkset.c — a set of chunk names (see include/pgark/chunkset.h). */
+#include "pgark/chunkset.h"
 
 #include "pgark/mem.h"
 

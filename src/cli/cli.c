@@ -66,6 +66,22 @@ int cli_require_tls(const struct config *cfg, const struct config_cluster *cl)
                     cl->name);
 }
 
+int cli_refuse_server_env(const struct config *cfg, const char *who, const char *instead)
+{
+    if (!cfg->env_vars[0])
+        return 0;
+    struct buf names = BUF_INIT;
+    for (char **v = cfg->env_vars; *v; v++)
+        buf_appendf(&names, "%s${%s}", v == cfg->env_vars ? "" : ", ", *v);
+    err_set(ERR_CONFIG,
+            "%s: \"%s\" reads %s from the environment, which the server it starts does "
+            "not get: its restore_command (wal-fetch) could not load the configuration",
+            who, cfg->path, (const char *)names.data);
+    buf_free(&names);
+    return err_hint("give secrets with KEY_file keys and other values in the file itself%s%s",
+                    instead ? ", or " : "", instead ? instead : "");
+}
+
 const struct config_cluster *cli_cluster(struct cli_context *ctx)
 {
     const struct config *cfg = cli_config(ctx);

@@ -17,10 +17,10 @@ static const struct codec codecs[] = {
         .level_min = COMPRESS_ZSTD_LEVEL_MIN,
         .level_max = COMPRESS_ZSTD_LEVEL_MAX,
         .level_default = COMPRESS_ZSTD_LEVEL_DEFAULT,
-        .compress_new = filter_zstd_compress_new,
-        .decompress_new = filter_zstd_decompress_new,
+        .compress_new = compress_zstd_compressor_new,
+        .decompress_new = compress_zstd_decompressor_new,
         .compress_buffer = compress_zstd_buffer,
-        .decompress_buffer = decompress_zstd_buffer,
+        .decompress_buffer = compress_zstd_decompress_buffer,
     },
     {.type = CODEC_CIPHER, .name = "none", .id = CODEC_ID_CIPHER_NONE},
     {
@@ -29,8 +29,8 @@ static const struct codec codecs[] = {
         .id = CODEC_ID_CIPHER_AES_256_GCM,
         .key_len = CRYPTO_KEY_LEN,
         .nonce_len = CRYPTO_NONCE_LEN,
-        .encrypt_new = filter_aes_gcm_encrypt_new,
-        .decrypt_new = filter_aes_gcm_decrypt_new,
+        .encrypt_new = crypto_gcm_encryptor_new,
+        .decrypt_new = crypto_gcm_decryptor_new,
     },
 };
 

@@ -1,5 +1,5 @@
 /*
- * catalog.c — what a repository holds: WAL per timeline, history files.
+ * walsummary.c — what a repository holds: WAL per timeline, history files (repo_wal_summary).
  */
 #include "repo_int.h"
 
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct list_ctx {
+struct summary_ctx {
     struct repo *r;
     size_t prefix_len;
     struct repo_wal_summary *sum;
@@ -31,7 +31,7 @@ static struct repo_wal_timeline *timeline_slot(struct repo_wal_summary *sum, tim
 
 static int on_wal(void *ctx, const struct storage_info *info)
 {
-    struct list_ctx *c = ctx;
+    struct summary_ctx *c = ctx;
     const char *rel = info->path + c->prefix_len; /* after "<cluster>/wal/" */
     struct repo_wal_summary *sum = c->sum;
     timeline_t tli;
@@ -86,7 +86,7 @@ int repo_wal_summary(struct repo *r, struct repo_wal_summary *out)
 {
     memset(out, 0, sizeof(*out));
     char *prefix = repo_full_path(r, "wal/");
-    struct list_ctx c = {r, strlen(prefix), out};
+    struct summary_ctx c = {r, strlen(prefix), out};
     int rc = storage_list(r->storage, prefix, on_wal, &c);
     free(prefix);
     if (rc < 0) {
