@@ -225,8 +225,10 @@ static struct storage *lax_new(enum lax_mode mode)
 
 static struct repo *open_on(struct storage *s, const char *cluster, const char *pass, int wait_ms)
 {
-    struct repo_options o = {
-        .cluster = cluster, .codecs = {.passphrase = pass}, .kdf_n = 1024, .create_wait_ms = wait_ms};
+    struct repo_options o = {.cluster = cluster,
+                             .codecs = {.passphrase = pass},
+                             .kdf_n = 1024,
+                             .create_wait_ms = wait_ms};
     return repo_open(s, &o, &ident, true);
 }
 

@@ -371,7 +371,8 @@ static void test_swift_repo_created_without_conditional_put(void **state)
     log_set_level(LOG_INFO);
     struct storage *s = open_swift("named/repo");
     const struct repo_identity id = {7312345678901234567ull, 15, 16 * MIB};
-    struct repo_options o = {.cluster = "c", .codecs = {.passphrase = "a passphrase"}, .kdf_n = 1024};
+    struct repo_options o = {
+        .cluster = "c", .codecs = {.passphrase = "a passphrase"}, .kdf_n = 1024};
     struct repo *r = repo_open(s, &o, &id, true);
     if (!r)
         fail_msg("%s", take_error());
