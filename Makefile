@@ -53,7 +53,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 
 .PHONY: all unit tools fuzzers fuzz check check-local asan install uninstall clean deps bench \
-        demo format layers names
+        demo format format-check layers names
 
 all: $(BUILD)/pgark
 
@@ -141,8 +141,14 @@ layers:
 names:
 	@perl tests/harness/names.pl
 
+FORMAT_FILES = $$(find src walreceiver include tests/unit tests/tools tests/fuzz -name '*.[ch]')
+
 format:
-	clang-format -i $$(find src walreceiver include tests/unit tests/tools tests/fuzz -name '*.[ch]')
+	clang-format -i $(FORMAT_FILES)
+
+# What make format would change, as errors naming file and line (tests/t/002 runs it).
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf build build-asan
