@@ -97,6 +97,7 @@ struct restore_backup {
     lsn_t start_lsn, stop_lsn;
     int64_t start_time, stop_time; /* Unix seconds */
     timeline_t timeline;
+    int64_t consistent_time_us; /* the manifest's; 0 unknown */
 };
 
 /* Whether WAL from a backup on timeline tli that ends at stop_lsn can be replayed into
@@ -106,9 +107,9 @@ struct restore_backup {
 bool restore_timeline_leads(timeline_t tli, lsn_t stop_lsn, timeline_t target_tli,
                             const struct timeline_history *h);
 
-/* Whether backup b ends before target t may stop: for a time, stop_time + 1 s <= the
- * target (stop times are whole seconds, so the backup's true end may be up to a second
- * later); for an LSN, stop_lsn <= the target; any other kind fits. */
+/* Whether backup b ends before target t may stop: for a time, the target is at or after
+ * the earliest the backup reaches (manifest_earliest_target_us); for an LSN, stop_lsn <=
+ * the target; any other kind fits. */
 bool restore_backup_fits(const struct restore_backup *b, const struct restore_target *t);
 
 /* Index of the newest backup (by stop LSN, then stop time) that fits t and leads to the

@@ -431,7 +431,8 @@ static int choose(struct drill *d)
         int64_t from = INT64_MAX;
         for (size_t i = 0; i < n; i++) {
             const struct repo_backup *b = chosen ? chosen : &list[i];
-            int64_t t = (b->header.stop_time + 1) * INT64_C(1000000);
+            int64_t t = manifest_earliest_target_us(b->header.stop_time,
+                                                    b->header.consistent_time_us, false);
             if (t < from)
                 from = t;
         }

@@ -160,7 +160,10 @@ static json_t *window_json(struct repo *r, const struct repo_wal_summary *sum,
         if (from) {
             json_object_set_new(o, "from_backup", json_string(from->label));
             json_object_set_new(o, "from_lsn", json_string(lsn_format(from->header.stop_lsn, a)));
-            json_object_set_new(o, "from_time", utc_text(from->header.stop_time));
+            json_object_set_new(
+                o, "from_time",
+                time_us_text(manifest_earliest_target_us(from->header.stop_time,
+                                                         from->header.consistent_time_us, false)));
         } else {
             json_object_set_new(o, "from_backup", json_null());
         }

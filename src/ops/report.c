@@ -297,8 +297,8 @@ static void read_backups(struct gather *g, struct repo *r, const char *repo)
                             : json_null());
     json_array_append_new(g->backups, o);
 
-    /* The restorable window of each timeline: the end of the oldest backup on it (or an
-     * ancestor) to the newest commit archived on it. */
+    /* The restorable window of each timeline: the earliest target the oldest backup on it
+     * (or an ancestor) reaches to the newest commit archived on it. */
     struct repo_wal_summary sum;
     if (repo_wal_summary(r, &sum) < 0) {
         err_clear();
@@ -312,9 +312,11 @@ static void read_backups(struct gather *g, struct repo *r, const char *repo)
                     from = &list[k];
             }
             json_t *w = json_pack("{s:s, s:i}", "repository", repo, "timeline", (int)tli);
-            json_object_set_new(w, "from",
-                                from ? time_json(from->header.stop_time * INT64_C(1000000))
-                                     : json_null());
+            json_object_set_new(
+                w, "from",
+                from ? time_json(manifest_earliest_target_us(
+                           from->header.stop_time, from->header.consistent_time_us, false))
+                     : json_null());
             struct repo_wal_index ix;
             if (repo_wal_index_latest(r, tli, &ix) == 0) {
                 json_object_set_new(w, "to", time_json(ix.last_commit.time_us));

@@ -261,14 +261,20 @@ static int check_window(struct restore_args *a, struct cli_repos *set, const str
         return err_context("while finding where the WAL archive of timeline %u ends", tli);
     char from[64] = "(no backup)", to[64] = "(no WAL)";
     if (a->target.kind == RESTORE_TARGET_TIME) {
-        if (oldest)
-            time_format_pg((oldest->stop_time + 1) * INT64_C(1000000), from, sizeof(from));
+        int64_t earliest = 0;
+        if (oldest) {
+            earliest = manifest_earliest_target_us(oldest->stop_time, oldest->consistent_time_us,
+                                                   a->target.exclusive);
+            time_format_pg(earliest, from, sizeof(from));
+        }
         if (end.found && end.have_xact)
             time_format_pg(end.last_xact_us, to, sizeof(to));
         if (!oldest)
             return window_error(a, from, to, "no backup leads to this timeline");
-        if (a->target.time_us < (oldest->stop_time + 1) * INT64_C(1000000))
-            return window_error(a, from, to, "it is before the end of the oldest backup");
+        if (a->target.time_us < earliest)
+            return window_error(a, from, to,
+                                "it is before the oldest backup is consistent (its last "
+                                "transaction before its stop point)");
         if (!end.found || !end.have_xact)
             return window_error(a, from, to, "no transaction in the WAL archive ends after it");
         if (a->target.time_us >= end.last_xact_us)

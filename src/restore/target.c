@@ -5,6 +5,7 @@
 #include "pgark/restore.h"
 
 #include "pgark/error.h"
+#include "pgark/manifest.h"
 #include "pgark/mem.h"
 #include "pgark/units.h"
 
@@ -350,7 +351,8 @@ bool restore_backup_fits(const struct restore_backup *b, const struct restore_ta
 {
     switch (t->kind) {
     case RESTORE_TARGET_TIME:
-        return (b->stop_time + 1) * INT64_C(1000000) <= t->time_us;
+        return manifest_earliest_target_us(b->stop_time, b->consistent_time_us, t->exclusive) <=
+               t->time_us;
     case RESTORE_TARGET_LSN:
         return b->stop_lsn <= t->lsn;
     default:
