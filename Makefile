@@ -13,6 +13,11 @@
 #
 # BUILD selects the output directory, so several builds can live side by side.
 
+# Every core unless a -j was given: a cold build is ~130 independent compiles.
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 1)
+endif
+
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 BUILD   ?= build
