@@ -48,7 +48,10 @@ static const struct command commands[] = {
      "lay down a backup and the recovery settings for point-in-time recovery",
      "TARGET is one of --target-time TS, --target-xid X, --target-lsn X/X,\n"
      "--target-name NAME, --target immediate, --target latest (the default);\n"
-     "--target-exclusive stops just before the target instead of just after.\n"
+     "--target-exclusive stops just before the target instead of just after. A time\n"
+     "without a zone is UTC. At the target the server pauses, read-only, by default\n"
+     "(--target-action pause: check the data, then SELECT pg_wal_replay_resume();\n"
+     "promotes it); promote opens it at once, shutdown stops it there.\n"
      "--tablespace-dir DIR puts each tablespace not named by --tablespace-map in\n"
      "DIR/<oid>. --waldir DIR puts the WAL in DIR (absolute, outside the data directory, empty\n"
      "unless --delta or --force) with pg_wal a symlink to it; over a directory whose\n"

@@ -45,15 +45,20 @@ enum restore_action {
 
 struct restore_target {
     enum restore_target_kind kind;
-    bool kind_set;   /* a target option was given (a second one is an error) */
-    int64_t time_us; /* TIME: Unix microseconds */
-    uint32_t xid;    /* XID */
-    lsn_t lsn;       /* LSN */
-    char *name;      /* NAME (owned) */
-    bool exclusive;  /* --target-exclusive */
+    bool kind_set;     /* a target option was given (a second one is an error) */
+    int64_t time_us;   /* TIME: Unix microseconds */
+    bool zone_assumed; /* TIME given without a zone: taken as UTC */
+    uint32_t xid;      /* XID */
+    lsn_t lsn;         /* LSN */
+    char *name;        /* NAME (owned) */
+    bool exclusive;    /* --target-exclusive */
     enum restore_action action;
     timeline_t timeline; /* --target-timeline N; 0 = latest */
 };
+
+/* What the server does once started on the restored directory, as a phrase: "it replays
+ * the archived WAL to the target, then pauses ..." (action and kind). */
+const char *restore_target_outcome(const struct restore_target *t);
 
 /* Record one target option: option is "time", "xid", "lsn", "name" or "target"
  * (value "immediate" or "latest"). ERR_USAGE naming the option and the value when the

@@ -613,6 +613,11 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         rc = rc > 0 ? 0 : 2;
         goto out;
     }
+    if (a.target.kind == RESTORE_TARGET_TIME && a.target.zone_assumed) {
+        char when[64];
+        log_info("--target-time has no time zone: taken as UTC, %s",
+                 time_format_pg(a.target.time_us, when, sizeof(when)));
+    }
     const struct config *cfg = cli_config(ctx);
     if (!cfg) {
         rc = 2;
@@ -926,6 +931,10 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
                    a.delta ? "delta" : "force", (unsigned long long)st.files_written, wsz,
                    (unsigned long long)removed);
         printf("recovery target: %s (timeline %s)\n", t, a.target.timeline ? "as given" : "latest");
+        if (!a.start)
+            printf("next: start the server (pg_ctl -D \"%s\" start, or pgark restore ... --start "
+                   "--wait): %s\n",
+                   a.pgdata, restore_target_outcome(&a.target));
     }
     fflush(stdout);
     rc = 0;

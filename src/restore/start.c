@@ -242,6 +242,11 @@ int restore_start(const struct start_options *o)
     printf("recovery %s: last replayed transaction committed at %s, replayed up to LSN %s; "
            "recovery took %s\n",
            reached, last_ts, last_lsn, dur);
+    if (!strcmp(reached, "paused at the target"))
+        printf("the server is read-only, paused in recovery: look at the data (psql -h \"%s\" -p "
+               "%d), then promote it with SELECT pg_wal_replay_resume(); (or restore again to "
+               "another target)\n",
+               pf.socket_dir, pf.port);
     drop_prefetch(o->pgdata);
     free(last_ts);
     free(last_lsn);

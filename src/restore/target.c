@@ -44,6 +44,8 @@ int restore_target_set(struct restore_target *t, const char *option, const char 
                             "without an offset it is UTC");
         }
         t->kind = RESTORE_TARGET_TIME;
+        /* After the date (10 characters), a zone is 'Z' or a signed offset. */
+        t->zone_assumed = strlen(value) <= 10 || !strpbrk(value + 10, "Z+-");
     } else if (!strcmp(option, "xid")) {
         if (parse_u32(value, 10, &t->xid) < 0 || t->xid < 3)
             return err_set(ERR_USAGE,
@@ -222,6 +224,27 @@ char *restore_command_text(const char *program, const char *config_path, const c
     }
     buf_append_str(&b, " \"%f\" \"%p\"");
     return buf_steal(&b);
+}
+
+const char *restore_target_outcome(const struct restore_target *t)
+{
+    if (t->kind == RESTORE_TARGET_LATEST)
+        return "it replays all the archived WAL, then promotes (opens for writes on a new "
+               "timeline)";
+    switch (t->action) {
+    case RESTORE_ACTION_PROMOTE:
+        return "it replays the archived WAL to the target, then promotes (opens for writes on a "
+               "new timeline)";
+    case RESTORE_ACTION_SHUTDOWN:
+        return "it replays the archived WAL to the target, then shuts down (start it again to "
+               "promote)";
+    case RESTORE_ACTION_PAUSE:
+    case RESTORE_ACTION_DEFAULT:
+        break;
+    }
+    return "it replays the archived WAL to the target, then pauses there, read-only (the "
+           "default --target-action): check the data, then SELECT pg_wal_replay_resume(); "
+           "promotes it";
 }
 
 static const char *action_name(enum restore_action a)

@@ -125,9 +125,12 @@ ok((grep { $_ == $w } values %us), 'it is the commit time of one of the rows');
 my $empty = "$tmp/refused";
 mkdir $empty;
 chmod 0700, $empty;
-$r = run_pgark([ '--config', $config, 'restore', '--pgdata', $empty,
-	'--target-time', us_text($w - 1000) ]);
+# (Given without a zone, which pgark says it takes as UTC before anything else.)
+my $zoneless = us_text($w - 1000) =~ s/\+00$//r;
+$r = run_pgark([ '--config', $config, 'restore', '--pgdata', $empty, '--target-time', $zoneless ]);
 is($r->{rc}, 2, 'a target 1 ms before the window exits 2');
+like($r->{stderr}, qr/--target-time has no time zone: taken as UTC, \Q$zoneless\E\+00/,
+	'a time without a zone is said to be taken as UTC');
 my $wtext = us_text($w);
 like($r->{stderr}, qr/is outside the restorable window \Q$wtext\E \.\. .*before the oldest backup is consistent/,
 	'the message names the window\'s exact start and why');
@@ -150,6 +153,9 @@ for my $target (@targets)
 	my $res = run_pgark([ '--config', $config, 'restore', '--pgdata', $node->data_dir,
 		'--target-time', $text, '--target-action', 'promote' ]);
 	is($res->{rc}, 0, "restore to $text") or diag($res->{stderr});
+	like($res->{stdout},
+		qr/^next: start the server \(pg_ctl -D "\Q@{[$node->data_dir]}\E" start, or pgark restore \.\.\. --start --wait\): it replays the archived WAL to the target, then promotes/m,
+		'restore says what comes next') if $i == 1;
 	$node->append_conf('postgresql.conf', "port = " . $node->port . "\narchive_mode = off\n");
 	$node->start;
 	ok($node->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()'),
