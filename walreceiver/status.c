@@ -255,7 +255,8 @@ int status_write(struct receiver *rx)
         rc = err_set_errno(ERR_IO, errno, "could not write \"%s\"", tmp);
         goto out;
     }
-    int dumped = json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    int dumped =
+        json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
     if (fclose(f) != 0 || dumped != 0) {
         rc = err_set(ERR_IO, "could not write \"%s\"", tmp);
         goto out;

@@ -13,6 +13,7 @@
 #include "pgark/repo.h"
 #include "pgark/storage.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 
 struct config;
@@ -108,6 +109,14 @@ struct cli_repos {
      * of "not found" then costs no key derivation). */
     bool defer_key;
 };
+
+/* --json output and JSON records, one way: indented, keys in the order built, and reals
+ * with at most 15 significant digits, so that a figure rounded to milliseconds
+ * (round(s * 1000) / 1000) prints as 1.943 and not 1.9430000000000001. The text is the
+ * caller's to free. */
+char *cli_json_text(const json_t *o);
+/* cli_json_text on stdout, with a newline. */
+void cli_print_json(const json_t *o);
 
 /* Order the cluster's repositories (only `only` when not NULL: ERR_CONFIG if it is not
  * one of the cluster's). Nothing is opened yet. */

@@ -8,6 +8,7 @@
 #include "pgark/mem.h"
 #include "pgark/pg.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 static struct config *loaded;
@@ -28,6 +29,18 @@ const struct config *cli_config(struct cli_context *ctx)
         log_set_format(loaded->log_format);
     cli_config_warnings(loaded, ctx->config_warn_level);
     return loaded;
+}
+
+char *cli_json_text(const json_t *o)
+{
+    return json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+}
+
+void cli_print_json(const json_t *o)
+{
+    char *text = cli_json_text(o);
+    printf("%s\n", text ? text : "null");
+    free(text);
 }
 
 void cli_config_warnings(const struct config *cfg, enum log_level level)

@@ -471,9 +471,7 @@ report:
     if (as_json) {
         json_t *root = json_pack("{s:s?, s:b, s:O}", "cluster", cl ? cl->name : NULL, "ok",
                                  c.failed == 0, "checks", c.list);
-        char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("%s\n", text);
-        free(text);
+        cli_print_json(root);
         json_decref(root);
     } else {
         print_human(&c);

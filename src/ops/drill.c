@@ -580,9 +580,7 @@ int cmd_drill(struct cli_context *ctx, int argc, char **argv)
     if (a.json) {
         json_t *root =
             json_pack("{s:s, s:O, s:i}", "cluster", cl->name, "drills", records, "exit", worst);
-        char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("%s\n", text);
-        free(text);
+        cli_print_json(root);
         json_decref(root);
     }
     rc = worst;

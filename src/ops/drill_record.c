@@ -122,7 +122,7 @@ char *drill_record_json(const struct drill *d)
                         d->pg_version[0] ? json_string(d->pg_version) : json_null());
     json_object_set_new(o, "pg_major", d->pg_major ? json_integer(d->pg_major) : json_null());
     json_object_set_new(o, "host", json_string(host));
-    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    char *text = cli_json_text(o);
     json_decref(o);
     return text;
 }

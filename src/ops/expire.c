@@ -585,9 +585,7 @@ int cmd_expire(struct cli_context *ctx, int argc, char **argv)
     }
     json_object_set_new(root, "repositories", repos);
     if (as_json) {
-        char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("%s\n", text);
-        free(text);
+        cli_print_json(root);
     } else {
         print_human(root);
     }

@@ -480,10 +480,7 @@ int cmd_info(struct cli_context *ctx, int argc, char **argv)
         json_array_append_new(repos, repo_json(cfg, cl, config_cluster_repo(cfg, cl, i), rx));
     json_object_set_new(root, "repositories", repos);
     if (as_json) {
-        char *text =
-            json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
-        printf("%s\n", text);
-        free(text);
+        cli_print_json(root);
     } else {
         print_human(root);
     }

@@ -660,10 +660,7 @@ int cmd_report(struct cli_context *ctx, int argc, char **argv)
         free(tmp);
         free(page);
     } else if (as_json) {
-        char *text =
-            json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
-        printf("%s\n", text);
-        free(text);
+        cli_print_json(root);
     } else {
         printf("pgark report, the last %d days (since %s)\n", days,
                json_string_value(json_object_get(root, "since")));

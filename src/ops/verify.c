@@ -359,7 +359,7 @@ static void write_record(const struct config *cfg, const struct config_cluster *
     json_object_set_new(o, "seconds", json_real(round(secs * 1000) / 1000));
     json_object_set_new(o, "host", json_string(host));
     json_object_set_new(o, "pgark_version", json_string(PGARK_VERSION));
-    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char *text = cli_json_text(o);
     json_decref(o);
     for (size_t i = 0; i < cl->nrepos; i++) {
         const struct config_repo *cr = config_cluster_repo(cfg, cl, i);
@@ -466,9 +466,7 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
 
     if (as_json) {
         json_t *root = result_json(&v, cl, repos, nrepos, days, secs);
-        char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("%s\n", text);
-        free(text);
+        cli_print_json(root);
         json_decref(root);
     } else {
         print_human(&v, cl, repos, nrepos, secs);

@@ -918,7 +918,7 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
          * vetting the manifest and laying the files down (drill's RTO phases). */
         json_object_set_new(o, "choose_ms", json_integer((json_int_t)((t_files - t0) / 1000)));
         json_object_set_new(o, "files_ms", json_integer((json_int_t)((t_end - t_files) / 1000)));
-        char *text = json_dumps(o, JSON_PRESERVE_ORDER);
+        char *text = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
         printf("%s\n", text);
         free(text);
         json_decref(o);
