@@ -339,6 +339,13 @@ const struct codec *repo_codecs_compression(const struct repo_codecs *c)
     return c->compression ? c->compression : codec_by_name(CODEC_COMPRESSION, "none");
 }
 
+static int ignore_listed(void *ctx, const struct storage_info *info)
+{
+    (void)ctx;
+    (void)info;
+    return 0;
+}
+
 struct repo *repo_open(struct storage *s, const struct repo_options *opts,
                        const struct repo_identity *expect, bool create)
 {
@@ -361,6 +368,11 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
     if (rc == -ERR_NOT_FOUND) {
         err_clear();
         if (!create || !expect) {
+            /* A missing bucket also reads as "not found": a listing tells the two apart
+             * (it fails for the bucket, and lists nothing for a missing object). The
+             * prefix is repo.json's own name, so that little is listed either way. */
+            if (storage_list(s, full, ignore_listed, NULL) < 0)
+                goto fail;
             err_set(ERR_NOT_FOUND, "repository \"%s\" holds no cluster \"%s\" (no \"%s\")",
                     repo_name(r), r->cluster, full);
             err_hint("the first \"pgark receive\" or \"pgark backup\" of the cluster creates it");
