@@ -29,6 +29,14 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"init", cmd_init, "init [--json]",
+     "make a cluster ready: check the server, create the slot and the repositories",
+     "Connects as the receiver will and checks the server's major, wal_level,\n"
+     "max_wal_senders and max_replication_slots; creates the replication slot when\n"
+     "create_slot is on (else prints the SQL) and every repository's repo.json for the\n"
+     "server's identity (encryption included). What exists is left alone: run it again\n"
+     "at any time. Each missing piece is printed with the line that fixes it. Exits 0\n"
+     "when the cluster is ready, 1 when something is missing.\n"},
     {"receive", cmd_receive, "receive",
      "stream WAL into the spool and ship it to every repository (daemon, foreground)",
      "Connects over the physical replication protocol through the cluster's slot,\n"

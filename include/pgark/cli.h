@@ -110,6 +110,10 @@ struct cli_repos {
     bool defer_key;
 };
 
+/* The current error as one line (context joined with "; ", the hint in parentheses),
+ * cleared; the caller frees it. For reports that list failures (check, init). */
+char *cli_take_error(void);
+
 /* --json output and JSON records, one way: indented, keys in the order built, and reals
  * with at most 15 significant digits, so that a figure rounded to milliseconds
  * (round(s * 1000) / 1000) prints as 1.943 and not 1.9430000000000001. The text is the

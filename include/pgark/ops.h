@@ -14,6 +14,7 @@ struct cli_context;
 int cmd_info(struct cli_context *ctx, int argc, char **argv);
 int cmd_verify(struct cli_context *ctx, int argc, char **argv);
 int cmd_check(struct cli_context *ctx, int argc, char **argv);
+int cmd_init(struct cli_context *ctx, int argc, char **argv);
 int cmd_expire(struct cli_context *ctx, int argc, char **argv);
 int cmd_wal_push(struct cli_context *ctx, int argc, char **argv);
 /* A restore proven end to end: exit 0 passed, 3 a check failed (a data problem), 1 the

@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static struct config *loaded;
 
@@ -29,6 +30,27 @@ const struct config *cli_config(struct cli_context *ctx)
         log_set_format(loaded->log_format);
     cli_config_warnings(loaded, ctx->config_warn_level);
     return loaded;
+}
+
+/* The current error as one line (context joined with "; "), cleared. */
+char *cli_take_error(void)
+{
+    char *text = err_format();
+    const char *hint = err_hint_text();
+    char *hint_copy = hint ? xstrdup(hint) : NULL;
+    err_clear();
+    for (char *p; (p = strstr(text, "\n  ")) != NULL;) {
+        p[0] = ';';
+        p[1] = ' ';
+        memmove(p + 2, p + 3, strlen(p + 3) + 1);
+    }
+    if (hint_copy) {
+        char *both = xasprintf("%s (hint: %s)", text, hint_copy);
+        free(text);
+        free(hint_copy);
+        text = both;
+    }
+    return text;
 }
 
 char *cli_json_text(const json_t *o)
