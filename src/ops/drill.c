@@ -334,10 +334,7 @@ static void primary_last_commit(struct drill *d)
     free(path);
     if (f) {
         struct buf b = BUF_INIT;
-        char chunk[4096];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-            buf_append(&b, chunk, n);
+        buf_append_file(&b, f);
         fclose(f);
         buf_append(&b, "", 0);
         int64_t us;
