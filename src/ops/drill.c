@@ -116,10 +116,7 @@ static int read_text_file(const char *path, char **out)
     if (!f)
         return err_set_errno(ERR_USAGE, errno, "could not open the checks file \"%s\"", path);
     struct buf b = BUF_INIT;
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        buf_append(&b, chunk, n);
+    buf_append_file(&b, f);
     int bad = ferror(f);
     fclose(f);
     if (bad) {

@@ -51,10 +51,7 @@ static char *read_file(const char *path)
     if (!f)
         return NULL;
     struct buf b = BUF_INIT;
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        buf_append(&b, chunk, n);
+    buf_append_file(&b, f);
     fclose(f);
     buf_append(&b, "", 0);
     return buf_steal(&b);
