@@ -110,9 +110,9 @@ struct cli_repos {
     bool defer_key;
 };
 
-/* The current error as one line (context joined with "; ", the hint in parentheses),
- * cleared; the caller frees it. For reports that list failures (check, init). */
-char *cli_take_error(void);
+/* The current error as one line (its context lines joined with "; ", and with_hint its
+ * hint in parentheses), cleared; the caller frees it. For reports that list failures. */
+char *cli_error_line(bool with_hint);
 
 /* --json output and JSON records, one way: indented, keys in the order built, and reals
  * with at most 15 significant digits, so that a figure rounded to milliseconds

@@ -32,11 +32,10 @@ const struct config *cli_config(struct cli_context *ctx)
     return loaded;
 }
 
-/* The current error as one line (context joined with "; "), cleared. */
-char *cli_take_error(void)
+char *cli_error_line(bool with_hint)
 {
     char *text = err_format();
-    const char *hint = err_hint_text();
+    const char *hint = with_hint ? err_hint_text() : NULL;
     char *hint_copy = hint ? xstrdup(hint) : NULL;
     err_clear();
     for (char *p; (p = strstr(text, "\n  ")) != NULL;) {

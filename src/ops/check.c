@@ -145,20 +145,20 @@ static void check_server(struct checks *c, const struct config_cluster *cl,
     char lsn[LSN_STRLEN];
     struct pg_conn *conn = pg_connect_replication(cl->conninfo, "pgark_check");
     if (!conn) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         add(c, "connection", false, "%s", e);
         free(e);
         return;
     }
     if (pg_check_supported(conn) < 0) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         add(c, "server_version", false, "%s", e);
         free(e);
         srv->unsupported = true;
         goto out;
     }
     if (pg_identify_system(conn, &srv->sys) < 0) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         add(c, "connection", false, "%s", e);
         free(e);
         goto out;
@@ -173,7 +173,7 @@ static void check_server(struct checks *c, const struct config_cluster *cl,
     lsn_t restart = LSN_INVALID;
     timeline_t restart_tli = 0;
     if (pg_read_slot(conn, cl->slot, &exists, &restart, &restart_tli) < 0) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         add(c, "slot", false, "%s", e);
         free(e);
         goto out;
@@ -194,7 +194,7 @@ static void check_server(struct checks *c, const struct config_cluster *cl,
     bool slot_exists = false, active = false;
     int pid = 0;
     if (pg_slot_active(cl->conninfo, cl->slot, &slot_exists, &active, &pid) < 0) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         bool streaming = rs->running && json_is_true(json_object_get(rs->status, "connected"));
         if (!should_run)
             add(c, "slot_active", true, "no receiver has run for this cluster; %s", e);
@@ -238,7 +238,7 @@ static bool check_transport(struct checks *c, const struct config *cfg,
         return true;
     }
     if (cli_require_tls(cfg, cl) < 0) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         add(c, "tls", false, "not connecting: %s", e);
         free(e);
         return false;
@@ -294,7 +294,7 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
     int open_rc = cli_repo_open(cfg, cl, cr, CLI_REPO_READ, NULL, &opened);
     snprintf(name, sizeof(name), "repository:%s", cr->name);
     if (!opened.storage) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         add(c, name, false, "%s", e);
         free(e);
         return;
@@ -305,7 +305,7 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
             err_context("while opening repository \"%s\"", cr->name);
         else
             err_context("in repository \"%s\"", cr->name);
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         add(c, name, false, "%s", e);
         free(e);
         goto out;
@@ -329,7 +329,7 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
     struct repo_backup *list = NULL;
     size_t nb = 0;
     if (repo_backup_list(r, &list, &nb) < 0) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         add(c, name, false, "%s", e);
         free(e);
     } else if (nb == 0) {
@@ -357,7 +357,7 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
     }
     struct repo_wal_summary sum;
     if (repo_wal_summary(r, &sum) < 0) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         add(c, name, false, "%s", e);
         free(e);
         goto out;
@@ -445,7 +445,7 @@ int cmd_check(struct cli_context *ctx, int argc, char **argv)
         cl = config_cluster_find(cfg, ctx->cluster_name);
     if (!cl) {
         /* Nothing else can be checked without it; still answer the monitor. */
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         add(&c, "config", false, "%s", e);
         free(e);
         goto report;

@@ -290,7 +290,7 @@ static int sweep_chunks(struct expire *e, char **expired, size_t nexpired, const
             break;
         }
         if (ops_manifest_read(e->r, list[i].label, mark_file, sw.marked) < 0) {
-            char *text = ops_error_line();
+            char *text = cli_error_line(false);
             skipped =
                 xasprintf("the manifest of backup \"%s\" cannot be read: %s", list[i].label, text);
             free(text);

@@ -95,7 +95,7 @@ static void setting_at_least(struct steps *s, struct pg_conn *conn, const char *
 {
     char *v = show(conn, name);
     if (!v) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         step(s, name, MISSING, NULL, "could not read %s: %s", name, e);
         free(e);
         return;
@@ -116,13 +116,13 @@ static void init_server(struct steps *s, const struct config_cluster *cl, bool *
 {
     struct pg_conn *conn = pg_connect_replication(cl->conninfo, "pgark_init");
     if (!conn) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         step(s, "connection", MISSING, connection_fix(e), "%s", e);
         free(e);
         return;
     }
     if (pg_check_supported(conn) < 0) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         step(s, "server_version", MISSING, NULL, "%s", e);
         free(e);
         *unsupported = true;
@@ -131,7 +131,7 @@ static void init_server(struct steps *s, const struct config_cluster *cl, bool *
     struct pg_system sys;
     uint64_t seg_size = 0;
     if (pg_identify_system(conn, &sys) < 0 || pg_wal_segment_size(conn, &seg_size) < 0) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         step(s, "connection", MISSING, NULL, "%s", e);
         free(e);
         goto out;
@@ -153,7 +153,7 @@ static void init_server(struct steps *s, const struct config_cluster *cl, bool *
     lsn_t restart = LSN_INVALID;
     timeline_t restart_tli = 0;
     if (pg_read_slot(conn, cl->slot, &exists, &restart, &restart_tli) < 0) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         step(s, "slot", MISSING, NULL, "%s", e);
         free(e);
     } else if (exists) {
@@ -165,7 +165,7 @@ static void init_server(struct steps *s, const struct config_cluster *cl, bool *
         step(s, "slot", MISSING, fix, "replication slot \"%s\" does not exist", cl->slot);
         free(fix);
     } else if (pg_create_physical_slot(conn, cl->slot) < 0) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         step(s, "slot", MISSING, NULL, "could not create replication slot \"%s\": %s", cl->slot, e);
         free(e);
     } else {
@@ -191,7 +191,7 @@ static void init_repo(struct steps *s, const struct config *cfg, const struct co
         goto out;
     }
     if (!opened.storage || err_kind() != ERR_NOT_FOUND) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         step(s, name, MISSING, NULL, "repository \"%s\": %s", cr->name, e);
         free(e);
         goto out;
@@ -199,7 +199,7 @@ static void init_repo(struct steps *s, const struct config *cfg, const struct co
     err_clear();
     cli_repo_close(&opened);
     if (cli_repo_open(cfg, cl, cr, CLI_REPO_ARCHIVE, id, &opened) < 0) {
-        char *e = cli_take_error();
+        char *e = cli_error_line(true);
         step(s, name, MISSING, NULL, "could not create cluster \"%s\" in repository \"%s\": %s",
              cl->name, cr->name, e);
         free(e);

@@ -83,7 +83,7 @@ void verify_problem_at(struct verify_run *v, struct verify_repo *vr, const struc
 void verify_problem_err_at(struct verify_run *v, struct verify_repo *vr,
                            const struct verify_where *w)
 {
-    add_problem(v, vr, w, ops_error_line());
+    add_problem(v, vr, w, cli_error_line(false));
 }
 
 void verify_problem(struct verify_run *v, struct verify_repo *vr, const char *kind,
@@ -101,7 +101,7 @@ void verify_problem_err(struct verify_run *v, struct verify_repo *vr, const char
                         const char *object, const char *segment, timeline_t tli)
 {
     struct verify_where w = {.kind = kind, .object = object, .segment = segment, .tli = tli};
-    add_problem(v, vr, &w, ops_error_line());
+    add_problem(v, vr, &w, cli_error_line(false));
 }
 
 void verify_count(struct verify_run *v, struct verify_repo *vr, const struct verify_counts *add)
