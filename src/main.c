@@ -74,7 +74,7 @@ static const struct command commands[] = {
      "For servers that cannot be streamed from.\n"},
     {"info", cmd_info, "info [--json]",
      "backups, recovery window per timeline, archive state, RPO now", ""},
-    {"verify", cmd_verify, "verify [--backup LABEL|--days N] [--json]",
+    {"verify", cmd_verify, "verify [--backup LABEL|--days N] [--repair-index] [--json]",
      "re-read and check every object, WAL continuity and timelines",
      "Re-reads every object of every repository of the cluster (envelope, authentication\n"
      "tag, SHA-256): each backup's manifest, every chunk it names (each file's SHA-256\n"
@@ -83,6 +83,8 @@ static const struct command commands[] = {
      "chain), checks the time indexes, WAL continuity per timeline from the oldest\n"
      "backup's start and the history files. --backup LABEL checks that backup alone;\n"
      "--days N limits it to what was archived (backups that ended) in the last N days.\n"
+     "Segments archived without a time index are named; --repair-index builds their\n"
+     "indexes again from the segments.\n"
      "Exits 3 when a problem is found, 0 when none.\n"},
     {"expire", cmd_expire, "expire [--dry-run] [--json]",
      "apply retention; remove unreferenced chunks and WAL",

@@ -262,6 +262,11 @@ struct waldecode_summary;
 void repo_wal_index_from_summary(timeline_t tli, uint64_t segno, bool partial, uint64_t bytes,
                                  const struct waldecode_summary *s, struct repo_wal_index *out);
 
+/* Build the time index of complete segment segment_name again from the segment stored
+ * in r, as archiving does, and store it (replacing one that is there). ERR_INTEGRITY
+ * when the segment does not decode or is short; ERR_NOT_FOUND when it is not there. */
+int repo_wal_reindex(struct repo *r, const char *segment_name);
+
 /* Read the index of a segment. segname is "<SEGMENT>" or "<SEGMENT>.partial" and must be
  * on timeline tli. ERR_NOT_FOUND when the segment has no index; ERR_INTEGRITY when the
  * object is damaged or does not parse. Free *out with repo_wal_index_free. */

@@ -104,6 +104,35 @@ void verify_problem_err(struct verify_run *v, struct verify_repo *vr, const char
     add_problem(v, vr, &w, cli_error_line(false));
 }
 
+void verify_note_unindexed(struct verify_run *v, struct verify_repo *vr, const char *segment)
+{
+    pthread_mutex_lock(&v->lock);
+    vr->unindexed = xrealloc(vr->unindexed, (vr->nunindexed + 1) * sizeof(*vr->unindexed));
+    snprintf(vr->unindexed[vr->nunindexed++], WAL_NAME_BUFLEN, "%s", segment);
+    pthread_mutex_unlock(&v->lock);
+}
+
+static int cmp_segment(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* --repair-index: build the missing time indexes again from the segments. */
+static void repair_indexes(struct verify_run *v, struct verify_repo *vr)
+{
+    for (size_t i = 0; i < vr->nunindexed; i++) {
+        if (repo_wal_reindex(vr->repo, vr->unindexed[i]) < 0) {
+            err_context("while rebuilding the time index of segment %s", vr->unindexed[i]);
+            verify_problem_err(v, vr, "index", NULL, vr->unindexed[i], 0);
+            continue;
+        }
+        vr->repaired++;
+    }
+    if (vr->repaired)
+        log_info("repository \"%s\": rebuilt the time index of %zu segment%s", vr->name,
+                 vr->repaired, vr->repaired == 1 ? "" : "s");
+}
+
 void verify_count(struct verify_run *v, struct verify_repo *vr, const struct verify_counts *add)
 {
     pthread_mutex_lock(&v->lock);
@@ -226,6 +255,10 @@ static void verify_one(struct verify_run *v, const struct config *cfg,
             verify_problem_err(v, vr, "repository", NULL, NULL, 0);
         }
     }
+    if (vr->nunindexed > 1) /* the WAL tasks ran in parallel */
+        qsort(vr->unindexed, vr->nunindexed, sizeof(*vr->unindexed), cmp_segment);
+    if (v->repair_index)
+        repair_indexes(v, vr);
     ops_backup_scan_free(vr->backups, vr->nbackups);
     vr->backups = NULL;
     vr->nbackups = 0;
@@ -257,6 +290,15 @@ static json_t *result_json(const struct verify_run *v, const struct config_clust
                           "chunks", (json_int_t)c->chunks));
     }
     json_object_set_new(root, "repositories", rs);
+    /* The segments without a time index, by name, and how many --repair-index rebuilt. */
+    for (size_t i = 0; i < nrepos; i++) {
+        json_t *names = json_array();
+        for (size_t k = 0; k < repos[i].nunindexed; k++)
+            json_array_append_new(names, json_string(repos[i].unindexed[k]));
+        json_t *r = json_array_get(rs, i);
+        json_object_set_new(r, "segments_without_time_index_names", names);
+        json_object_set_new(r, "time_indexes_rebuilt", json_integer((json_int_t)repos[i].repaired));
+    }
     json_t *ps = json_array();
     for (size_t i = 0; i < v->nproblems; i++) {
         const struct verify_problem *p = &v->problems[i];
@@ -289,8 +331,17 @@ static void print_human(const struct verify_run *v, const struct config_cluster 
                size_format(c->bytes, size, sizeof(size)), (unsigned long long)c->segments,
                (unsigned long long)c->partials, (unsigned long long)c->histories,
                (unsigned long long)c->indexes);
-        if (c->without_index)
-            printf(" (%llu segments without one)", (unsigned long long)c->without_index);
+        if (c->without_index) {
+            printf(" (%llu segment%s without one:", (unsigned long long)c->without_index,
+                   c->without_index == 1 ? "" : "s");
+            for (size_t k = 0; k < repos[i].nunindexed && k < 5; k++)
+                printf(" %s", repos[i].unindexed[k]);
+            if (repos[i].nunindexed > 5)
+                printf(" and %zu more", repos[i].nunindexed - 5);
+            if (repos[i].repaired)
+                printf("; %zu rebuilt", repos[i].repaired);
+            printf(")");
+        }
         printf(", %llu high-water marks", (unsigned long long)c->hwms);
         printf("; %llu backups, %llu files, %llu chunks\n", (unsigned long long)c->backups,
                (unsigned long long)c->files, (unsigned long long)c->chunks);
@@ -377,11 +428,10 @@ static void write_record(const struct config *cfg, const struct config_cluster *
 
 int cmd_verify(struct cli_context *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {{"json", no_argument, NULL, 'j'},
-                                            {"backup", required_argument, NULL, 'b'},
-                                            {"days", required_argument, NULL, 'd'},
-                                            {"help", no_argument, NULL, 'h'},
-                                            {0, 0, 0, 0}};
+    static const struct option options[] = {
+        {"json", no_argument, NULL, 'j'},       {"backup", required_argument, NULL, 'b'},
+        {"days", required_argument, NULL, 'd'}, {"repair-index", no_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},       {0, 0, 0, 0}};
     struct verify_run v = {0};
     struct verify_repo *repos = NULL;
     bool as_json = false;
@@ -402,8 +452,11 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
             if (parse_days(optarg, &days) < 0)
                 return 2;
             break;
+        case 'r':
+            v.repair_index = true;
+            break;
         case 'h':
-            printf("usage: pgark verify [--backup LABEL|--days N] [--json]\n");
+            printf("usage: pgark verify [--backup LABEL|--days N] [--repair-index] [--json]\n");
             return 0;
         default:
             if (optopt)
@@ -488,8 +541,10 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         free(p->message);
     }
     free(v.problems);
-    for (size_t i = 0; i < nrepos; i++)
+    for (size_t i = 0; i < nrepos; i++) {
         verify_hwm_free(&repos[i]);
+        free(repos[i].unindexed);
+    }
     free(repos);
     pthread_mutex_destroy(&v.lock);
     return rc;
