@@ -97,6 +97,8 @@ is($by->{max_replication_slots}{state}, 'missing', 'no slots is not enough');
 is($by->{max_replication_slots}{fix},
 	'ALTER SYSTEM SET max_replication_slots = 10; then restart the server', 'with its fix');
 is(sql("SELECT count(*) FROM pg_replication_slots"), '0', 'no slot made');
+is($by->{'repository:one'}{state}, 'done', 'what can be made is made: the repositories');
+system('rm', '-rf', "$root{one}/main", "$root{two}/main") == 0 or die "rm: $?";
 
 # wal_level = minimal (which needs max_wal_senders = 0): no replication connection at all.
 sql("ALTER SYSTEM SET wal_level = minimal");
