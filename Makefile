@@ -13,6 +13,11 @@
 #
 # BUILD selects the output directory, so several builds can live side by side.
 
+# Every core unless a -j was given: a cold build is ~130 independent compiles.
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 1)
+endif
+
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 BUILD   ?= build
@@ -53,7 +58,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 
 .PHONY: all unit tools fuzzers fuzz check check-local asan install uninstall clean deps bench \
-        demo format layers names
+        demo format format-check layers names
 
 all: $(BUILD)/pgark
 
@@ -119,6 +124,7 @@ install: all
 	install -m 0755 $(BUILD)/pgark $(DESTDIR)$(BINDIR)/pgark
 	install -d $(DESTDIR)$(PREFIX)/share/pgark
 	install -m 0644 conf/pgark.yaml $(DESTDIR)$(PREFIX)/share/pgark/pgark.yaml.example
+	install -m 0644 conf/drill-checks.sql $(DESTDIR)$(PREFIX)/share/pgark/drill-checks.sql.example
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/pgark
@@ -140,8 +146,14 @@ layers:
 names:
 	@perl tests/harness/names.pl
 
+FORMAT_FILES = $$(find src walreceiver include tests/unit tests/tools tests/fuzz -name '*.[ch]')
+
 format:
-	clang-format -i $$(find src walreceiver include tests/unit tests/tools tests/fuzz -name '*.[ch]')
+	clang-format -i $(FORMAT_FILES)
+
+# What make format would change, as errors naming file and line (tests/t/002 runs it).
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf build build-asan

@@ -29,6 +29,14 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"init", cmd_init, "init [--json]",
+     "make a cluster ready: check the server, create the slot and the repositories",
+     "Connects as the receiver will and checks the server's major, wal_level,\n"
+     "max_wal_senders and max_replication_slots; creates the replication slot when\n"
+     "create_slot is on (else prints the SQL) and every repository's repo.json for the\n"
+     "server's identity (encryption included). What exists is left alone: run it again\n"
+     "at any time. Each missing piece is printed with the line that fixes it. Exits 0\n"
+     "when the cluster is ready, 1 when something is missing.\n"},
     {"receive", cmd_receive, "receive",
      "stream WAL into the spool and ship it to every repository (daemon, foreground)",
      "Connects over the physical replication protocol through the cluster's slot,\n"
@@ -39,14 +47,21 @@ static const struct command commands[] = {
      "Runs BASE_BACKUP over a replication connection and stores every file as\n"
      "deduplicated, compressed (and encrypted) chunks, then the manifest.\n"},
     {"restore", cmd_restore,
-     "restore --pgdata DIR [--backup LABEL|latest] [TARGET] [--target-action promote|pause|shutdown]\n"
-     "              [--target-timeline latest|N] [--delta] [--force] [--tablespace-map OID=DIR]...\n"
-     "              [--waldir DIR] [--repo NAME] [--start [--port N] [--wait]]",
+     "restore --pgdata DIR [--backup LABEL|latest] [TARGET] [--target-action "
+     "promote|pause|shutdown]\n"
+     "              [--target-timeline latest|N] [--delta] [--force] [--tablespace-map "
+     "OID=DIR]...\n"
+     "              [--tablespace-dir DIR] [--waldir DIR] [--repo NAME] [--start [--port N] "
+     "[--wait]]",
      "lay down a backup and the recovery settings for point-in-time recovery",
      "TARGET is one of --target-time TS, --target-xid X, --target-lsn X/X,\n"
      "--target-name NAME, --target immediate, --target latest (the default);\n"
-     "--target-exclusive stops just before the target instead of just after.\n"
-     "--waldir DIR puts the WAL in DIR (absolute, outside the data directory, empty\n"
+     "--target-exclusive stops just before the target instead of just after. A time\n"
+     "without a zone is UTC. At the target the server pauses, read-only, by default\n"
+     "(--target-action pause: check the data, then SELECT pg_wal_replay_resume();\n"
+     "promotes it); promote opens it at once, shutdown stops it there.\n"
+     "--tablespace-dir DIR puts each tablespace not named by --tablespace-map in\n"
+     "DIR/<oid>. --waldir DIR puts the WAL in DIR (absolute, outside the data directory, empty\n"
      "unless --delta or --force) with pg_wal a symlink to it; over a directory whose\n"
      "pg_wal already is a symlink, --delta and --force keep it. A manifest that would\n"
      "write outside the data directory, its tablespaces or its WAL directory is\n"
@@ -59,7 +74,7 @@ static const struct command commands[] = {
      "For servers that cannot be streamed from.\n"},
     {"info", cmd_info, "info [--json]",
      "backups, recovery window per timeline, archive state, RPO now", ""},
-    {"verify", cmd_verify, "verify [--backup LABEL|--days N] [--json]",
+    {"verify", cmd_verify, "verify [--backup LABEL|--days N] [--repair-index] [--json]",
      "re-read and check every object, WAL continuity and timelines",
      "Re-reads every object of every repository of the cluster (envelope, authentication\n"
      "tag, SHA-256): each backup's manifest, every chunk it names (each file's SHA-256\n"
@@ -68,6 +83,8 @@ static const struct command commands[] = {
      "chain), checks the time indexes, WAL continuity per timeline from the oldest\n"
      "backup's start and the history files. --backup LABEL checks that backup alone;\n"
      "--days N limits it to what was archived (backups that ended) in the last N days.\n"
+     "Segments archived without a time index are named; --repair-index builds their\n"
+     "indexes again from the segments.\n"
      "Exits 3 when a problem is found, 0 when none.\n"},
     {"expire", cmd_expire, "expire [--dry-run] [--json]",
      "apply retention; remove unreferenced chunks and WAL",
@@ -80,8 +97,33 @@ static const struct command commands[] = {
     {"check", cmd_check, "check [--json]",
      "config, connection, slot, repositories writable, RPO within target",
      "Exits 3 when something is wrong, for monitoring systems.\n"},
-    {"drill", NULL, "drill [--target-time TS] [--sql FILE]",
-     "restore to a scratch directory, start, replay, validate and measure RTO", ""},
+    {"drill", cmd_drill,
+     "drill [--backup LABEL|--random] [--target latest|--target-time TS|--random-target]\n"
+     "              [--sql FILE] [--thorough] [--repo NAME|--all-repos] [--pgdata DIR] [--port N]\n"
+     "              [--keep] [--json]",
+     "restore to a scratch directory, start, replay, validate and measure RTO",
+     "Runs pgark restore from one repository (--repo NAME; --all-repos each in turn;\n"
+     "by default the one drilled longest ago) into a scratch directory (--pgdata, by\n"
+     "default <spool>/<cluster>/drill; it must be empty), its tablespaces beside it,\n"
+     "starts a throwaway server with the backup's major (pg_bindir), reachable only\n"
+     "through a socket there, with no archiving, replays to the target (latest by\n"
+     "default) and promotes it; then checks that the point reached is the target, runs\n"
+     "pg_checksums when the cluster has checksums, amcheck on every B-tree index of\n"
+     "every database (heapallindexed with --thorough), and each statement of --sql FILE\n"
+     "(one row, first column true; \"\\c DB\" picks the database). Measures the RTO by\n"
+     "phase and the RPO, compares them with rto_target and rpo_target, and writes\n"
+     "drills/<time>-<repo>.json to every repository. The server is stopped and the\n"
+     "directory removed unless --keep. Exits 0 passed, 3 a check failed (a data\n"
+     "problem), 1 the drill could not run.\n"},
+    {"report", cmd_report, "report [--days N] [--json | --html FILE]",
+     "the disaster-recovery scorecard: RPO, RTO, drills, verify, backups",
+     "For every cluster (or the one --cluster names), over the last N days (30): the RPO\n"
+     "of each tier now (the receiver's status.json on this host) and at its worst (its\n"
+     "history), the RTO of the last drill and the p50 and maximum, the drills and verify\n"
+     "runs and the age of the last that passed, the backups and the restorable window,\n"
+     "each against rpo_target, rto_target, drill_max_age and verify_max_age. --html FILE\n"
+     "writes one self-contained page with the KPI table and charts of the RPO and RTO.\n"
+     "Exits 3 when a KPI misses its target, 0 otherwise.\n"},
     {"version", NULL, "version", "print the version", ""},
     {"help", NULL, "help [COMMAND]", "show help for pgark or for one command", ""},
 };

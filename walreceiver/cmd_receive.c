@@ -94,7 +94,6 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
     if (spool_check_owner(r->spool_dir) < 0)
         return err_code();
     r->o.spool_max = cfg->spool_max;
-    r->o.partial_interval_ms = cl->partial_upload_interval_ms;
     r->o.status_interval_ms = 10000;
     const char *silence = getenv("PGARK_TEST_SILENCE_TIMEOUT_MS"); /* tests: shorter */
     r->o.silence_timeout_ms = silence ? strtoll(silence, NULL, 10) : 0;
@@ -112,6 +111,14 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
         r->o.repos[i].storage = s;
         r->o.repos[i].offsite = repo->type == CONFIG_REPO_S3;
         r->o.repos[i].concurrency = repo->type == CONFIG_REPO_S3 ? repo->concurrency : 1;
+        /* A local copy every second keeps the local tier's RPO about a second; off-site,
+         * each copy costs a request: the cluster's partial_upload_interval. */
+        int64_t partial = repo->partial_upload_interval_ms;
+        if (partial < 0)
+            partial = repo->type == CONFIG_REPO_S3 ? cl->partial_upload_interval_ms
+                                                   : CONFIG_DEFAULT_LOCAL_PARTIAL_INTERVAL_MS;
+        r->o.repos[i].partial_interval_ms = partial;
+        r->o.repos[i].stop_timeout_ms = repo->stop_timeout_ms;
     }
     r->o.nrepos = (int)cl->nrepos;
     return 0;

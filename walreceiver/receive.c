@@ -16,6 +16,7 @@
 #include "pgark/mem.h"
 #include "pgark/pg_stream.h"
 #include "pgark/units.h"
+#include "pgark/waldecode.h"
 #include "pgark/walpage.h"
 
 #include <signal.h>
@@ -31,6 +32,11 @@
  * the slow ones (their WAL waits in the spool). */
 #define OPEN_WAIT_MS 3000
 #define SILENCE_TIMEOUT_MS 60000
+/* How long a reload waits for an upload under way before it leaves it behind. */
+#define RELOAD_GRACE_MS 3000
+/* After the drain (shippers_drain) at a stop: one still busy is past its own
+ * stop_timeout, in an upload that will not end soon. */
+#define STOP_GRACE_MS 500
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t reload_requested;
@@ -168,7 +174,7 @@ struct held_header {
  * of a bad page is ever written, flushed or acknowledged. A bad page sets
  * rx->bad_page. */
 static int take_wal(struct receiver *rx, struct walpage_checker *check, struct held_header *h,
-                    timeline_t tli, const struct pg_msg *msg)
+                    struct waldecode **dec, timeline_t tli, const struct pg_msg *msg)
 {
     int rc = walpage_check(check, msg->data_start, msg->data, msg->len);
     if (rc < 0) {
@@ -186,6 +192,8 @@ static int take_wal(struct receiver *rx, struct walpage_checker *check, struct h
     }
     if (h->len) {
         rc = spool_write(rx->spool, tli, h->lsn, h->bytes, h->len);
+        if (rc == 0)
+            commits_decode(rx, dec, h->bytes, h->len);
         h->len = 0;
         if (rc < 0)
             return rc;
@@ -193,6 +201,8 @@ static int take_wal(struct receiver *rx, struct walpage_checker *check, struct h
     size_t take = (size_t)(vetted - msg->data_start);
     if (take)
         rc = spool_write(rx->spool, tli, msg->data_start, msg->data, take);
+    if (rc == 0)
+        commits_decode(rx, dec, msg->data, take);
     if (rc == 0 && take < msg->len) {
         h->len = msg->len - take;
         h->lsn = vetted;
@@ -209,6 +219,7 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
     const struct receiver_options *o = rx->o;
     struct walpage_checker check;
     struct held_header held = {.len = 0};
+    struct waldecode *dec = NULL;
     struct pg_msg msg;
     int64_t last_status = time_mono_us(), last_file = 0;
     size_t unflushed = 0;
@@ -231,6 +242,7 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
     rc = pg_start_replication(conn, o->slot, *start, *tli);
     if (rc < 0)
         return rc;
+    dec = commits_decoder_start(rx, pg_major, *tli, *start);
     pthread_mutex_lock(&rx->lock);
     rx->tli = *tli;
     if (rx->received < *start)
@@ -256,7 +268,7 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
         }
         switch (msg.kind) {
         case PG_MSG_XLOGDATA:
-            rc = take_wal(rx, &check, &held, *tli, &msg);
+            rc = take_wal(rx, &check, &held, &dec, *tli, &msg);
             if (rc < 0) {
                 /* Whatever did reach the spool (a segment completed just before the
                  * disk filled) is durable: say so, so the slot does not lag. */
@@ -351,6 +363,7 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
             rc = pg_stream_stop(conn);
     }
 out:
+    waldecode_free(dec);
     return rc;
 }
 
@@ -483,6 +496,9 @@ out:
         int rc2 = spool_close_segment(rx->spool);
         if (rc == 0)
             rc = rc2;
+        /* Whatever ended it, every repository gets the tail now, not at its next
+         * interval: the server may be gone for good. */
+        shippers_stream_ended(rx);
     }
     pg_conn_free(conn);
     return rc;
@@ -576,14 +592,20 @@ int receiver_run(const struct receiver_options *o)
     }
 
     struct err_saved *saved = err_save();
-    shippers_stop(rx);
+    /* A stop (or an end for good) leaves the repositories with all the spool holds,
+     * each within its stop_timeout; a reload does not wait: the stream resumes at once
+     * and the new shippers copy the tail when they start. */
+    bool reloading = reload_requested && !stop_requested;
+    if (rx->spool && !reloading)
+        shippers_drain(rx);
+    shippers_stop(rx, reloading ? RELOAD_GRACE_MS : STOP_GRACE_MS);
     if (rx->spool && status_write(rx) < 0)
         err_clear();
     err_restore(saved);
     /* A shipper left behind keeps the receiver (and its repository, storage and
      * options) until its upload ends; the last reference frees them. */
     receiver_release(rx);
-    if (rc == 0 && reload_requested)
+    if (rc == 0 && reloading)
         rc = RECEIVER_RELOAD;
     return rc;
 }

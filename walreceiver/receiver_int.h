@@ -85,6 +85,10 @@ struct shipper {
     uint64_t bytes_shipped;
     char partial_name[WAL_NAME_BUFLEN]; /* segment of the last partial upload */
     uint64_t partial_bytes;             /* bytes of it uploaded */
+    int64_t partial_at_us;              /* when the copy it made last was fixed */
+    uint64_t tail_gen;                  /* rx->tail_gen its repository has the tail of */
+    bool drained;      /* draining: it holds all the spool has, or failed to take it */
+    bool drain_failed; /* the latter */
 
     /* The repository's WAL high-water mark (shiphwm.c). The thread's own: the mark of
      * hwm.tli as stored, moved by what was shipped since (hwm_dirty until written). */
@@ -95,6 +99,47 @@ struct shipper {
      * (at start) as the spool's record of it says; seq 0 when none. */
     struct repo_wal_hwm hwm_written;
 };
+
+/* Commits the receive loop took (commits.c), guarded by rx->lock: where a commit record
+ * ends, and the newest commit time up to there (Unix microseconds). */
+struct commit_mark {
+    lsn_t end;
+    int64_t time_us;
+};
+
+#define COMMIT_MARKS_MAX 4096
+#define COMMIT_MARK_STEP_US 10000
+
+struct commit_marks {
+    struct commit_mark m[COMMIT_MARKS_MAX]; /* by end */
+    int n;
+    lsn_t tracking_since; /* every commit ending at or after it is known; 0: none yet */
+    lsn_t decoded_to;     /* decoded without a gap up to here */
+    bool decoding;
+};
+
+/* A stream begins, decoded from start: continues what is known when it starts inside
+ * it (marks after start are dropped, to be taken again), else starts afresh. */
+void commit_marks_restart(struct commit_marks *c, lsn_t start);
+/* The stream was decoded up to pos. */
+void commit_marks_decoded(struct commit_marks *c, lsn_t pos);
+/* Decoding stopped (the decoder failed): nothing past what was decoded is known. */
+void commit_marks_gap(struct commit_marks *c);
+/* A commit record ending at end, made at time_us. When the array is full, marks before
+ * keep_from (no lookup will be below it) are let go first. */
+void commit_marks_add(struct commit_marks *c, lsn_t end, int64_t time_us, lsn_t keep_from);
+/* The newest commit whose record ends at or before lsn: 1 and *out; 0 when there is none
+ * since what is known; -1 when it is not known (lsn outside what was decoded). */
+int commit_marks_find(const struct commit_marks *c, lsn_t lsn, struct commit_mark *out);
+
+/* Decode the WAL of a stream from start (a segment's start) as it is taken, noting its
+ * commits in rx->commits. NULL when no decoder could be made (said once; the stream goes
+ * on and status.json says the newest commits are not known). Free with waldecode_free. */
+struct waldecode;
+struct waldecode *commits_decoder_start(struct receiver *rx, int pg_major, timeline_t tli,
+                                        lsn_t start);
+/* Feed what went to the spool, len bytes at the stream's next position. */
+void commits_decode(struct receiver *rx, struct waldecode **dec, const uint8_t *data, size_t len);
 
 /* A (position, time) pair: when the spool's flushed position reached lsn. */
 struct flush_mark {
@@ -119,7 +164,9 @@ struct receiver {
     lsn_t progress_mark;
 
     pthread_mutex_t lock;
-    pthread_cond_t wake; /* signalled when a segment completes, on flush, and on stop */
+    pthread_cond_t wake;         /* signalled when a segment completes, on flush, and on stop */
+    pthread_mutex_t status_lock; /* one status_write at a time */
+    int64_t status_at_us;        /* monotonic time of the last one (guarded by lock) */
     atomic_bool stopping;
 
     /* Guarded by lock. */
@@ -132,11 +179,17 @@ struct receiver {
     char *last_error;
     struct flush_mark marks[FLUSH_MARKS];
     int nmarks, mark_head;
-    /* The partial copy every shipper is to make (ship.c): taken by the first one due,
-     * so that all push the same bytes, prepared once. */
+    /* The last partial copy a shipper fixed (ship.c): one due soon after takes the same,
+     * so that it is prepared once for them. */
     char partial_name[WAL_NAME_BUFLEN];
     uint64_t partial_len;
     int64_t partial_at_us;
+    /* One more each time the stream ended: every shipper then copies the tail of the
+     * segment being filled at once (ship.c). */
+    uint64_t tail_gen;
+    /* Stopping: shippers take what the spool holds, then say they are drained. */
+    bool draining;
+    struct commit_marks commits;
 
     struct shipper *shippers;
     int nshippers;
@@ -164,10 +217,34 @@ int shippers_start(struct receiver *rx);
  * also when some attempt is still under way (a hung server). Other failures are
  * the shipper's to report and retry. */
 int shippers_wait_open(struct receiver *rx, int64_t timeout_ms, bool (*stop)(void));
-/* Stop and join them. A thread still uploading after a few seconds is left to finish
- * on its own (the spool keeps what it was shipping); it holds its reference to rx
- * until then. */
-void shippers_stop(struct receiver *rx);
+/* Helpers of the shippers' threads (ship.c), for shippartial.c. */
+/* Open "<spool>/<name><suffix>" for reading: *fd and the file's *size. */
+int ship_open_spool_file(struct receiver *rx, const char *name, const char *suffix, int *fd,
+                         uint64_t *size);
+/* sh's repository holds WAL up to end on tli (it moved; bytes more were shipped). */
+void ship_note_shipped(struct shipper *sh, timeline_t tli, lsn_t end, uint64_t bytes);
+/* Push the first len bytes of fd as item name, prepared once for the wanted shippers
+ * when it can be (push_item in ship.c). */
+int ship_push_item(struct shipper *sh, const char *name, bool partial, int wanted, int fd,
+                   uint64_t len);
+/* Copy the flushed part of the segment being filled (or of the last one, when the stream
+ * ended: the tail) when it grew since this repository's last copy, and either the
+ * repository's partial_upload_interval passed or the stream ended since (then at once:
+ * the tail is all that is missing, and the server may be gone for good). A copy fixed by
+ * another shipper moments ago is taken as it is, so that it is prepared once for both.
+ * *copied is set when a copy was made (shippartial.c). */
+int ship_partial(struct shipper *sh, bool *copied);
+
+/* The stream ended (a stop, a crash of the server, a lost connection): have every
+ * shipper copy the flushed tail of the segment being filled now. */
+void shippers_stream_ended(struct receiver *rx);
+/* Before a stop: give each repository up to its stop_timeout_ms to take what the spool
+ * holds that it lacks (queued segments, then the tail of the segment being filled).
+ * Returns once every shipper is drained or past its time. */
+void shippers_drain(struct receiver *rx);
+/* Stop and join them. A thread still uploading after grace_ms is left to finish on its
+ * own (the spool keeps what it was shipping); it holds its reference to rx until then. */
+void shippers_stop(struct receiver *rx, int64_t grace_ms);
 /* Wake the shippers (segment completed, flush advanced). */
 void shippers_wake(struct receiver *rx);
 
@@ -213,7 +290,7 @@ void ship_hwm_start(struct shipper *sh);
  * stays due, and is written with the next note. */
 int ship_hwm_note(struct shipper *sh, timeline_t tli, uint64_t segno, bool partial, uint64_t bytes);
 
-/* Write <spool dir>/status.json atomically. */
+/* Write <spool dir>/status.json atomically (from any thread; one at a time). */
 int status_write(struct receiver *rx);
 
 #endif

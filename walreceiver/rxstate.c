@@ -40,6 +40,7 @@ struct receiver *receiver_new(const struct receiver_options *o)
     atomic_init(&rx->refs, 1);
     pthread_mutex_init(&rx->lock, NULL);
     pthread_cond_init(&rx->wake, NULL);
+    pthread_mutex_init(&rx->status_lock, NULL);
     return rx;
 }
 
@@ -84,6 +85,7 @@ void receiver_release(struct receiver *rx)
     free((char *)c->spool_dir);
     free_secret(c->repo.codecs.passphrase);
     pthread_cond_destroy(&rx->wake);
+    pthread_mutex_destroy(&rx->status_lock);
     pthread_mutex_destroy(&rx->lock);
     free(rx);
 }

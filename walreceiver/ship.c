@@ -5,9 +5,12 @@
  * that was left) sorted by name are the items; each shipper keeps a cursor, the
  * last item its repository holds, in "<spool>/shipped.<repo>". An item leaves the
  * spool once every cursor has passed it. A losing cursor file only costs a re-push,
- * which the repository treats as a no-op for identical content.
+ * which the repository treats as a no-op for identical content. The copies of the
+ * segment being filled are shippartial.c's; the end of the stream and of the run,
+ * shipstop.c's.
  */
 #include "receiver_int.h"
+#include "rpolog_int.h"
 
 #include "pgark/error.h"
 #include "pgark/log.h"
@@ -170,8 +173,8 @@ static void maybe_remove(struct receiver *rx, const struct ship_item *it)
         log_debug("segment %s left the spool", it->base);
 }
 
-static int open_spool_file(struct receiver *rx, const char *name, const char *suffix, int *fd,
-                           uint64_t *size)
+int ship_open_spool_file(struct receiver *rx, const char *name, const char *suffix, int *fd,
+                         uint64_t *size)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s%s", spool_dir(rx->spool), name, suffix);
@@ -189,7 +192,7 @@ static int open_spool_file(struct receiver *rx, const char *name, const char *su
     return 0;
 }
 
-static void note_shipped(struct shipper *sh, timeline_t tli, lsn_t end, uint64_t bytes)
+void ship_note_shipped(struct shipper *sh, timeline_t tli, lsn_t end, uint64_t bytes)
 {
     struct receiver *rx = sh->rx;
     pthread_mutex_lock(&rx->lock);
@@ -221,8 +224,8 @@ static int item_takers(struct shipper *sh, const char *name)
 /* Push the first len bytes of fd as item name: prepared once for the wanted shippers
  * (this one included), or, when that fails, the ordinary way (which reports what is
  * wrong, if anything is). */
-static int push_item(struct shipper *sh, const char *name, bool partial, int wanted, int fd,
-                     uint64_t len)
+int ship_push_item(struct shipper *sh, const char *name, bool partial, int wanted, int fd,
+                   uint64_t len)
 {
     struct receiver *rx = sh->rx;
     struct repo_wal_prepared *prep = NULL;
@@ -240,6 +243,23 @@ static int push_item(struct shipper *sh, const char *name, bool partial, int wan
     if (rx->prep)
         prep_release(rx->prep, prep);
     return rc;
+}
+
+/* A complete segment this shipper made partial copies of is stored: the last copy goes
+ * (every reader takes the segment; a copy per segment would double what the repository
+ * holds). Failing to is said and otherwise let be: expire removes it with its segment. */
+static void drop_partial_copy(struct shipper *sh, const struct ship_item *it)
+{
+    struct receiver *rx = sh->rx;
+    pthread_mutex_lock(&rx->lock);
+    bool made = !it->partial && strcmp(sh->partial_name, it->base) == 0;
+    pthread_mutex_unlock(&rx->lock);
+    if (made && repo_wal_remove_partial(sh->repo, it->base) < 0) {
+        char *text = err_format();
+        err_clear();
+        log_warn("repository \"%s\": %s", sh->name, text);
+        free(text);
+    }
 }
 
 /* The repository holds it (size bytes): move the cursor over it, and let it leave the
@@ -261,12 +281,13 @@ static int item_shipped(struct shipper *sh, const struct ship_item *it, uint64_t
     sh->segments_shipped++;
     pthread_mutex_unlock(&rx->lock);
     if (!it->partial)
-        note_shipped(sh, tli, segno_to_lsn(segno + 1, rx->seg_size), size);
+        ship_note_shipped(sh, tli, segno_to_lsn(segno + 1, rx->seg_size), size);
     log_detail("shipped %s%s to repository \"%s\"", it->base, it->partial ? ".partial" : "",
                sh->name);
     rc = cursor_save(sh);
     if (rc < 0)
         return rc;
+    drop_partial_copy(sh, it);
     maybe_remove(rx, it);
     *did = true;
     return 0;
@@ -290,7 +311,7 @@ static int ship_next(struct shipper *sh, bool *did)
         goto out;
 
     uint64_t size = 0;
-    rc = open_spool_file(rx, it.base, it.partial ? ".partial" : "", &fd, &size);
+    rc = ship_open_spool_file(rx, it.base, it.partial ? ".partial" : "", &fd, &size);
     if (rc < 0)
         goto out;
     timeline_t tli;
@@ -298,7 +319,7 @@ static int ship_next(struct shipper *sh, bool *did)
     rc = wal_segment_parse(it.base, rx->seg_size, &tli, &segno);
     if (rc < 0)
         goto out;
-    rc = push_item(sh, it.base, it.partial, item_takers(sh, it.base), fd, size);
+    rc = ship_push_item(sh, it.base, it.partial, item_takers(sh, it.base), fd, size);
     if (rc == 0)
         rc = ship_hwm_note(sh, tli, segno, it.partial, size);
     if (rc < 0) {
@@ -376,7 +397,7 @@ static int window_stage(struct window_batch *win, struct storage_batch *b, int i
     struct repo_wal_prepared *prep = NULL;
     uint64_t size = 0;
     int fd = -1;
-    int rc = open_spool_file(rx, it->base, "", &fd, &size);
+    int rc = ship_open_spool_file(rx, it->base, "", &fd, &size);
     if (rc < 0)
         goto out;
     if (rx->prep &&
@@ -481,83 +502,6 @@ static int ship_window(struct shipper *sh, bool *did, bool *handled)
     return rc < 0 ? rc : 0;
 }
 
-/* How many shippers will want the partial copy (name, len): this one, and the others
- * that have not made it and are not failing. */
-static int partial_takers(struct shipper *sh, const char *name, uint64_t len)
-{
-    struct receiver *rx = sh->rx;
-    int n = 1;
-    pthread_mutex_lock(&rx->lock);
-    for (int i = 0; i < rx->nshippers; i++) {
-        const struct shipper *o = &rx->shippers[i];
-        if (o != sh && !o->last_error &&
-            (strcmp(o->partial_name, name) != 0 || o->partial_bytes < len))
-            n++;
-    }
-    pthread_mutex_unlock(&rx->lock);
-    return n;
-}
-
-/* Copy the flushed part of the segment being filled, when it grew and the interval
- * has passed since the last copy. The first shipper due fixes what the copy holds (the
- * segment and its flushed length then); every shipper copies exactly that, so that it
- * is prepared once for all. */
-static int ship_partial(struct shipper *sh)
-{
-    struct receiver *rx = sh->rx;
-    timeline_t tli;
-    char name[WAL_NAME_BUFLEN];
-    uint64_t flushed;
-    int fd = -1, rc = 0;
-
-    if (rx->o->partial_interval_ms <= 0 || !spool_current(rx->spool, &tli, name, &flushed))
-        return 0;
-    int64_t now = time_now_us();
-    pthread_mutex_lock(&rx->lock);
-    bool newer = strcmp(name, rx->partial_name) != 0 || flushed > rx->partial_len;
-    if (newer && flushed > 0 && now - rx->partial_at_us >= rx->o->partial_interval_ms * 1000) {
-        memcpy(rx->partial_name, name, sizeof(name));
-        rx->partial_len = flushed;
-        rx->partial_at_us = now;
-    }
-    memcpy(name, rx->partial_name, sizeof(name));
-    flushed = rx->partial_len;
-    bool grew = strcmp(name, sh->partial_name) != 0 || flushed > sh->partial_bytes;
-    pthread_mutex_unlock(&rx->lock);
-    if (!grew || flushed == 0)
-        return 0;
-    uint64_t size;
-    rc = open_spool_file(rx, name, ".partial", &fd, &size);
-    if (rc < 0) {
-        if (err_kind() == ERR_NOT_FOUND) { /* completed meanwhile: shipped as an item */
-            err_clear();
-            rc = 0;
-        }
-        goto out;
-    }
-    uint64_t segno;
-    rc = wal_segment_parse(name, rx->seg_size, &tli, &segno);
-    if (rc == 0)
-        rc = push_item(sh, name, true, partial_takers(sh, name, flushed), fd, flushed);
-    if (rc == 0)
-        rc = ship_hwm_note(sh, tli, segno, true, flushed);
-    if (rc < 0) {
-        err_context("while shipping %s.partial to repository \"%s\"", name, sh->name);
-        goto out;
-    }
-    pthread_mutex_lock(&rx->lock);
-    memcpy(sh->partial_name, name, sizeof(name));
-    sh->partial_bytes = flushed;
-    pthread_mutex_unlock(&rx->lock);
-    note_shipped(sh, tli, segno_to_lsn(segno, rx->seg_size) + flushed, 0);
-    log_debug("shipped %s.partial (%llu bytes) to repository \"%s\"", name,
-              (unsigned long long)flushed, sh->name);
-out:
-    if (fd >= 0)
-        close(fd);
-    return rc;
-}
-
 /* History files are tiny and few: push every one each pass until it is in; look at the
  * spool again only when it changed since every one was. */
 static int ship_histories(struct shipper *sh, char shipped[][24], int *nshipped)
@@ -620,6 +564,50 @@ static void wait_ms(struct receiver *rx, int64_t ms)
     if (!atomic_load(&rx->stopping))
         pthread_cond_timedwait(&rx->wake, &rx->lock, &ts);
     pthread_mutex_unlock(&rx->lock);
+}
+
+/* How long an idle shipper waits before it looks again: until its next partial copy is
+ * due, at most IDLE_WAIT_MS (a completed segment or the end of the stream wakes it); once
+ * due with nothing new to copy (nothing was committed), every OVERDUE_POLL_MS, so that
+ * the first WAL after a quiet spell is copied soon (a flush does not wake the shippers:
+ * that cost more CPU than the shipping itself). */
+#define OVERDUE_POLL_MS 100
+
+static int64_t idle_wait_ms(struct shipper *sh)
+{
+    struct receiver *rx = sh->rx;
+    int64_t w = IDLE_WAIT_MS;
+    int64_t interval = rx->o->repos[sh->index].partial_interval_ms;
+    if (interval > 0) {
+        pthread_mutex_lock(&rx->lock);
+        int64_t left = interval - (time_now_us() - sh->partial_at_us) / 1000;
+        pthread_mutex_unlock(&rx->lock);
+        if (left <= 0)
+            w = OVERDUE_POLL_MS;
+        else if (left < w)
+            w = left;
+    }
+    return w;
+}
+
+/* status.json after the repository took something: at once after a partial copy (it moves
+ * the repository's newest commit, what monitoring reads), else at most every
+ * STATUS_SOON_US (a backlog going up segment after segment). Never from a shipper left
+ * behind: the next receiver writes the file. */
+#define STATUS_SOON_US 250000
+
+static void status_soon(struct shipper *sh, bool now)
+{
+    struct receiver *rx = sh->rx;
+    if (atomic_load(&sh->abandoned))
+        return;
+    pthread_mutex_lock(&rx->lock);
+    bool due = now || time_mono_us() - rx->status_at_us >= STATUS_SOON_US;
+    pthread_mutex_unlock(&rx->lock);
+    if (due && status_write(rx) < 0) {
+        log_detail("%s", err_message());
+        err_clear();
+    }
 }
 
 static void record_error(struct shipper *sh)
@@ -753,10 +741,20 @@ static void *shipper_main(void *arg)
             rc = ship_window(sh, &did, &handled);
         if (rc == 0 && !handled && !atomic_load(&rx->stopping))
             rc = ship_next(sh, &did);
+        bool copied = false;
         if (rc == 0 && !did && !atomic_load(&rx->stopping))
-            rc = ship_partial(sh);
+            rc = ship_partial(sh, &copied);
+        if (rc == 0 && (did || copied))
+            status_soon(sh, copied);
         if (rc < 0) {
             record_error(sh);
+            pthread_mutex_lock(&rx->lock);
+            if (rx->draining && !sh->drained) {
+                /* Stopping: the storage retried already; the spool keeps the rest. */
+                sh->drained = sh->drain_failed = true;
+                pthread_cond_broadcast(&rx->wake);
+            }
+            pthread_mutex_unlock(&rx->lock);
             if (first_failed)
                 log_info("WAL for repository \"%s\" stays in the spool until it can be opened",
                          sh->name);
@@ -768,11 +766,16 @@ static void *shipper_main(void *arg)
         }
         clear_error(sh);
         backoff = 0;
-        if (!did) {
-            int64_t w = IDLE_WAIT_MS;
-            if (rx->o->partial_interval_ms > 0 && rx->o->partial_interval_ms < w)
-                w = rx->o->partial_interval_ms;
-            wait_ms(rx, w);
+        if (!atomic_load(&rx->stopping))
+            receiver_rpo_ship(sh->repo, sh->name, spool_dir(rx->spool));
+        if (!did && !copied) {
+            pthread_mutex_lock(&rx->lock);
+            if (rx->draining && !sh->drained) {
+                sh->drained = true; /* it holds all the spool does: tell shippers_drain */
+                pthread_cond_broadcast(&rx->wake);
+            }
+            pthread_mutex_unlock(&rx->lock);
+            wait_ms(rx, idle_wait_ms(sh));
         }
     }
     receiver_release(rx);
@@ -808,28 +811,4 @@ void shippers_wake(struct receiver *rx)
     pthread_mutex_lock(&rx->lock);
     pthread_cond_broadcast(&rx->wake);
     pthread_mutex_unlock(&rx->lock);
-}
-
-void shippers_stop(struct receiver *rx)
-{
-    atomic_store(&rx->stopping, true);
-    shippers_wake(rx);
-    /* An upload to a dead server can take long to time out; the spool keeps what it
-     * was shipping, so after a short grace period the receiver goes on without it.
-     * The thread keeps its reference: what it uses stays alive until it ends. */
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += 3;
-    for (int i = 0; i < rx->nshippers; i++) {
-        struct shipper *sh = &rx->shippers[i];
-        if (!sh->started)
-            continue;
-        if (pthread_timedjoin_np(sh->thread, NULL, &deadline) != 0) {
-            log_warn("repository \"%s\": abandoning the upload under way to stop in time",
-                     sh->name);
-            atomic_store(&sh->abandoned, true);
-            pthread_detach(sh->thread);
-        }
-        sh->started = false;
-    }
 }

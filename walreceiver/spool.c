@@ -536,6 +536,21 @@ bool spool_current(struct spool *s, timeline_t *tli, char *name, uint64_t *flush
     return open;
 }
 
+bool spool_tail(struct spool *s, timeline_t *tli, char *name, uint64_t *flushed_bytes)
+{
+    pthread_mutex_lock(&s->lock);
+    /* s->name, s->tli and s->synced outlive the close of the segment (only the next
+     * segment_open resets them); a completed one was synced whole. */
+    bool have = s->name[0] != '\0' && s->synced > 0 && s->synced < s->seg_size;
+    if (have) {
+        *tli = s->tli;
+        memcpy(name, s->name, WAL_NAME_BUFLEN);
+        *flushed_bytes = s->synced;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return have;
+}
+
 int spool_write_history(struct spool *s, timeline_t tli, const void *data, size_t len)
 {
     char name[16 + 1], tmp[32]; /* "%08X.history" and its NUL */

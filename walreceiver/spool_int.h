@@ -64,6 +64,11 @@ int spool_write_history(struct spool *s, timeline_t tli, const void *data, size_
 
 /* Current partial segment, if open: name (WAL_NAME_BUFLEN) and bytes flushed in it. */
 bool spool_current(struct spool *s, timeline_t *tli, char *name, uint64_t *flushed_bytes);
+/* The tail of the WAL written through this spool: the segment last written, open or
+ * closed since (the stream ended), when it is not complete and holds flushed bytes;
+ * its name and the bytes flushed in it. False before the first write of this spool
+ * object, and when the last segment written was completed. */
+bool spool_tail(struct spool *s, timeline_t *tli, char *name, uint64_t *flushed_bytes);
 
 /* How many times a file appeared in the spool or changed its name (a segment created
  * or completed, a history file written, the segment being filled closed): a shipper

@@ -3,12 +3,20 @@
  * seconds.
  *
  * Lag in seconds of a repository is how long ago the spool first held the oldest
- * byte the repository does not hold yet: the data that would be lost with the
- * primary and the spool now. The marks are (flushed position, time) pairs; when
- * the ring is full every other mark is dropped, so it always spans from the start
- * with coarser steps further back.
+ * byte the repository does not hold yet: a bound on the data that would be lost with
+ * the primary and the spool now, which grows while nothing is committed. The marks are
+ * (flushed position, time) pairs; when the ring is full every other mark is dropped, so
+ * it always spans from the start with coarser steps further back.
+ *
+ * The RPO of a repository is the data a restore to latest from it would lose now,
+ * measured as commit time: from the newest commit it holds to the newest commit the
+ * spool holds (commits.c), 0 when it holds every commit the spool does. Where the
+ * commits are not known (before the stream the receiver decoded, after a decoding
+ * failure) it is the lag, which is never less. A tier (local, off-site) has the RPO of
+ * its worst repository and the newest commit of its furthest behind.
  */
 #include "receiver_int.h"
+#include "rpolog_int.h"
 
 #include "pgark/error.h"
 #include "pgark/mem.h"
@@ -68,6 +76,26 @@ int64_t receiver_flush_time(struct receiver *rx, lsn_t lsn)
     return t;
 }
 
+/* Caller holds rx->lock. A repository holding WAL up to shipped: the newest commit it
+ * holds (*held, when known) and its RPO in seconds, lag_s where commits are not known. */
+static double repo_rpo_locked(struct receiver *rx, lsn_t shipped, double lag_s,
+                              struct commit_mark *held, bool *held_known)
+{
+    struct commit_mark newest;
+    int sk = commit_marks_find(&rx->commits, rx->flushed, &newest);
+    int rk = commit_marks_find(&rx->commits, shipped, held);
+    *held_known = rk == 1;
+    if (shipped >= rx->flushed)
+        return 0;
+    if (sk == 0 && rk >= 0)
+        return 0; /* no commit in what it lacks */
+    if (sk == 1 && rk >= 0 && newest.end <= shipped)
+        return 0;
+    if (sk == 1 && rk == 1)
+        return (double)(newest.time_us - held->time_us) / 1e6;
+    return lag_s;
+}
+
 static json_t *lsn_json(lsn_t lsn)
 {
     char text[LSN_STRLEN];
@@ -94,16 +122,55 @@ static json_t *hwm_json(const struct repo_wal_hwm *m, uint64_t seg_size)
     return o;
 }
 
+/* A tier's worst repository: the highest RPO and the oldest newest commit (unknown
+ * when one's is). */
+struct tier {
+    int repos;
+    double rpo;
+    bool newest_known;
+    int64_t newest_us;
+};
+
+static void tier_add(struct tier *t, double rpo, bool known, int64_t newest_us)
+{
+    if (t->repos == 0 || rpo > t->rpo)
+        t->rpo = rpo;
+    if (t->repos == 0) {
+        t->newest_known = known;
+        t->newest_us = newest_us;
+    } else if (!known) {
+        t->newest_known = false;
+    } else if (t->newest_known && newest_us < t->newest_us) {
+        t->newest_us = newest_us;
+    }
+    t->repos++;
+}
+
+static json_t *tier_json(const struct tier *t)
+{
+    if (t->repos == 0)
+        return json_null();
+    json_t *o = json_object();
+    json_object_set_new(o, "newest_commit",
+                        t->newest_known ? time_json(t->newest_us) : json_null());
+    json_object_set_new(o, "seconds", json_real(round(t->rpo * 1000) / 1000));
+    return o;
+}
+
 int status_write(struct receiver *rx)
 {
     int rc = 0;
     char path[4096], tmp[4200];
-    int64_t now = time_now_us();
     json_t *root = json_object();
     json_t *repos = json_array();
     double rpo_local = -1, rpo_offsite = -1;
+    struct tier tiers[2] = {{0}, {0}}; /* local, off-site */
 
+    /* One writer at a time (the receive loop, the shippers): they share the temp name. */
+    pthread_mutex_lock(&rx->status_lock);
+    int64_t now = time_now_us();
     pthread_mutex_lock(&rx->lock);
+    rx->status_at_us = time_mono_us();
     json_object_set_new(root, "cluster", json_string(rx->o->repo.cluster));
     json_object_set_new(root, "pid", json_integer(getpid()));
     json_object_set_new(root, "updated", time_json(now));
@@ -113,6 +180,12 @@ int status_write(struct receiver *rx)
     json_object_set_new(root, "received_lsn", lsn_json(rx->received));
     json_object_set_new(root, "flushed_lsn", lsn_json(rx->flushed));
     json_object_set_new(root, "flushed_at", time_json(rx->flushed_at_us));
+    {
+        struct commit_mark newest;
+        bool known = commit_marks_find(&rx->commits, rx->flushed, &newest) == 1;
+        json_object_set_new(root, "newest_commit", known ? time_json(newest.time_us) : json_null());
+        json_object_set_new(root, "newest_commit_lsn", known ? lsn_json(newest.end) : json_null());
+    }
     json_object_set_new(root, "receive_lag_bytes",
                         json_integer(rx->server_end > rx->flushed
                                          ? (json_int_t)(rx->server_end - rx->flushed)
@@ -131,6 +204,9 @@ int status_write(struct receiver *rx)
             int64_t since = flush_time_locked(rx, sh->shipped_lsn);
             lag_s = since ? (double)(now - since) / 1e6 : 0;
         }
+        struct commit_mark held = {0, 0};
+        bool held_known;
+        double rpo_s = repo_rpo_locked(rx, sh->shipped_lsn, lag_s, &held, &held_known);
         json_t *r = json_object();
         json_object_set_new(r, "name", json_string(sh->name));
         json_object_set_new(r, "offsite", json_boolean(sh->offsite));
@@ -140,6 +216,9 @@ int status_write(struct receiver *rx)
         json_object_set_new(r, "last_segment", json_string(sh->cursor));
         json_object_set_new(r, "lag_bytes", json_integer((json_int_t)lag_bytes));
         json_object_set_new(r, "lag_seconds", json_real(round(lag_s * 1000) / 1000));
+        json_object_set_new(r, "newest_commit", held_known ? time_json(held.time_us) : json_null());
+        json_object_set_new(r, "newest_commit_lsn", held_known ? lsn_json(held.end) : json_null());
+        json_object_set_new(r, "rpo_seconds", json_real(round(rpo_s * 1000) / 1000));
         json_object_set_new(r, "segments_shipped", json_integer((json_int_t)sh->segments_shipped));
         json_object_set_new(r, "bytes_shipped", json_integer((json_int_t)sh->bytes_shipped));
         json_object_set_new(r, "hwm", hwm_json(&sh->hwm_written, rx->seg_size));
@@ -151,6 +230,7 @@ int status_write(struct receiver *rx)
         double *tier = sh->offsite ? &rpo_offsite : &rpo_local;
         if (lag_s > *tier)
             *tier = lag_s;
+        tier_add(&tiers[sh->offsite], rpo_s, held_known, held.time_us);
     }
     pthread_mutex_unlock(&rx->lock);
 
@@ -162,7 +242,10 @@ int status_write(struct receiver *rx)
     json_object_set_new(rpo, "offsite_seconds",
                         rpo_offsite < 0 ? json_null()
                                         : json_real(round(rpo_offsite * 1000) / 1000));
+    json_object_set_new(rpo, "local", tier_json(&tiers[0]));
+    json_object_set_new(rpo, "offsite", tier_json(&tiers[1]));
     json_object_set_new(root, "rpo", rpo);
+    receiver_rpo_note(spool_dir(rx->spool), now, rpo);
 
     snprintf(path, sizeof(path), "%s/status.json", spool_dir(rx->spool));
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -172,7 +255,8 @@ int status_write(struct receiver *rx)
         rc = err_set_errno(ERR_IO, errno, "could not write \"%s\"", tmp);
         goto out;
     }
-    int dumped = json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    int dumped =
+        json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
     if (fclose(f) != 0 || dumped != 0) {
         rc = err_set(ERR_IO, "could not write \"%s\"", tmp);
         goto out;
@@ -180,6 +264,7 @@ int status_write(struct receiver *rx)
     if (rename(tmp, path) < 0)
         rc = err_set_errno(ERR_IO, errno, "could not rename \"%s\"", tmp);
 out:
+    pthread_mutex_unlock(&rx->status_lock);
     json_decref(root);
     return rc;
 }

@@ -13,6 +13,7 @@
 #include "pgark/repo.h"
 #include "pgark/storage.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 
 struct config;
@@ -45,6 +46,13 @@ void cli_config_warnings(const struct config *cfg, enum log_level level);
  * verify-full when the configuration says require_tls; 0 otherwise. Every command
  * that connects to the cluster calls it first. */
 int cli_require_tls(const struct config *cfg, const struct config_cluster *cl);
+/* A server pgark starts (restore --start, drill) gets none of this process's environment
+ * but what procenv.h allows, and its restore_command loads the configuration afresh: a
+ * configuration that reads a variable through ${VAR} would not load there, and every
+ * wal-fetch would stop the server. ERR_CONFIG naming the variables (who: the command,
+ * "--start"; instead, when not NULL: what else the user can do, for the hint); 0 when
+ * the configuration reads none. */
+int cli_refuse_server_env(const struct config *cfg, const char *who, const char *instead);
 /* The cluster named by --cluster, or the only one. NULL with the error set. */
 const struct config_cluster *cli_cluster(struct cli_context *ctx);
 /* A storage driver for a configured repository (caller frees with storage_free). */
@@ -101,6 +109,18 @@ struct cli_repos {
      * of "not found" then costs no key derivation). */
     bool defer_key;
 };
+
+/* The current error as one line (its context lines joined with "; ", and with_hint its
+ * hint in parentheses), cleared; the caller frees it. For reports that list failures. */
+char *cli_error_line(bool with_hint);
+
+/* --json output and JSON records, one way: indented, keys in the order built, and reals
+ * with at most 15 significant digits, so that a figure rounded to milliseconds
+ * (round(s * 1000) / 1000) prints as 1.943 and not 1.9430000000000001. The text is the
+ * caller's to free. */
+char *cli_json_text(const json_t *o);
+/* cli_json_text on stdout, with a newline. */
+void cli_print_json(const json_t *o);
 
 /* Order the cluster's repositories (only `only` when not NULL: ERR_CONFIG if it is not
  * one of the cluster's). Nothing is opened yet. */

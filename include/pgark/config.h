@@ -72,7 +72,14 @@ enum config_event {
 #define CONFIG_DEFAULT_S3_PART_SIZE (UINT64_C(16) << 20)
 #define CONFIG_DEFAULT_S3_RETRIES 5
 #define CONFIG_DEFAULT_RPO_TARGET_MS (INT64_C(15) * 60 * 1000)
+#define CONFIG_DEFAULT_RTO_TARGET_MS (INT64_C(30) * 60 * 1000)
+#define CONFIG_DEFAULT_DRILL_MAX_AGE_MS (INT64_C(7) * 86400 * 1000)
+#define CONFIG_DEFAULT_VERIFY_MAX_AGE_MS (INT64_C(86400) * 1000)
 #define CONFIG_DEFAULT_PARTIAL_UPLOAD_INTERVAL_MS (INT64_C(10) * 1000)
+/* A posix repository's copy of the segment being filled: every second, so that a restore
+ * from local disk loses about a second at most (DESIGN.md's promise). */
+#define CONFIG_DEFAULT_LOCAL_PARTIAL_INTERVAL_MS INT64_C(1000)
+#define CONFIG_DEFAULT_STOP_TIMEOUT_MS (INT64_C(5) * 1000)
 #define CONFIG_DEFAULT_WAL_FETCH_READ_AHEAD 16
 #define CONFIG_MAX_WAL_FETCH_READ_AHEAD 256
 #define CONFIG_DEFAULT_CHUNK_SIZE (UINT64_C(1) << 20)
@@ -98,6 +105,13 @@ struct config_repo {
     uint64_t part_size;              /* multipart part size, 5MiB..5GiB, default 16MiB */
     int retries;                     /* retries of a transient failure, 0..100, default 5 */
     bool allow_http; /* an http:// endpoint is accepted only with this; default false */
+    /* both types */
+    /* Copy of the segment being filled: -1 when not set (posix: 1s; s3: the cluster's
+     * partial_upload_interval), 0 disables it. */
+    int64_t partial_upload_interval_ms;
+    /* How long a stopping receiver waits for this repository to take what the spool
+     * holds (the tail of the segment being filled); default 5s, 0 not at all. */
+    int64_t stop_timeout_ms;
 };
 
 struct config_retention {
@@ -119,6 +133,9 @@ struct config_cluster {
     size_t nrepos;                      /* >= 1 */
     bool synchronous;                   /* default false */
     int64_t rpo_target_ms;              /* default 15m; > 0 */
+    int64_t rto_target_ms;              /* default 30m; > 0: a drill's restore time */
+    int64_t drill_max_age_ms;           /* default 7d; > 0: age of the last good drill */
+    int64_t verify_max_age_ms;          /* default 1d; > 0: age of the last good verify */
     int64_t partial_upload_interval_ms; /* default 10s; 0 disables */
     struct config_retention retention;
     struct config_backup backup;

@@ -15,20 +15,21 @@
 
 enum err_kind {
     ERR_OK = 0,
-    ERR_RUNTIME,   /* generic runtime failure (exit 1) */
-    ERR_USAGE,     /* bad command line (exit 2) */
-    ERR_CONFIG,    /* bad configuration (exit 2) */
-    ERR_INTEGRITY, /* corrupt, truncated or unauthenticated data (exit 3 in verify/check) */
-    ERR_NOT_FOUND, /* object/file/segment does not exist */
-    ERR_EXISTS,    /* object exists with other content */
-    ERR_IO,        /* local I/O failure */
-    ERR_NO_SPACE,  /* disk full or quota */
-    ERR_AUTH,      /* wrong credentials, wrong passphrase, permission denied */
-    ERR_PROTOCOL,  /* peer spoke something unexpected */
-    ERR_CONNECT,   /* could not reach a server */
-    ERR_TRANSIENT, /* worth retrying (5xx, timeouts, resets) */
-    ERR_MISMATCH,  /* repository belongs to another cluster, wrong version, ... */
-    ERR_CANCELED,  /* stopped by a signal */
+    ERR_RUNTIME,     /* generic runtime failure (exit 1) */
+    ERR_USAGE,       /* bad command line (exit 2) */
+    ERR_CONFIG,      /* bad configuration (exit 2) */
+    ERR_INTEGRITY,   /* corrupt, truncated or unauthenticated data (exit 3 in verify/check) */
+    ERR_NOT_FOUND,   /* object/file/segment does not exist */
+    ERR_EXISTS,      /* object exists with other content */
+    ERR_IO,          /* local I/O failure */
+    ERR_NO_SPACE,    /* disk full or quota */
+    ERR_AUTH,        /* wrong credentials, wrong passphrase, permission denied */
+    ERR_PROTOCOL,    /* peer spoke something unexpected */
+    ERR_CONNECT,     /* could not reach a server */
+    ERR_TRANSIENT,   /* worth retrying (5xx, timeouts, resets) */
+    ERR_MISMATCH,    /* repository belongs to another cluster, wrong version, ... */
+    ERR_CANCELED,    /* stopped by a signal */
+    ERR_UNSUPPORTED, /* the server does not implement what was asked (HTTP 501) */
     ERR_KIND_COUNT
 };
 

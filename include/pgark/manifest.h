@@ -80,6 +80,10 @@ struct manifest_header {
     const char *label;
     uint64_t start_lsn, stop_lsn;
     int64_t start_time, stop_time; /* seconds since the epoch */
+    /* Unix microseconds of the newest commit or abort that starts before stop_lsn in the
+     * WAL the backup carries: the earliest recovery target time it reaches (0: unknown,
+     * a manifest written before pgark recorded it, or no transaction in that WAL). */
+    int64_t consistent_time_us;
     uint32_t timeline;
     int pg_version; /* server_version_num, e.g. 150018 */
     uint64_t system_identifier;
@@ -141,6 +145,12 @@ int manifest_writer_add(struct manifest_writer *w, const struct manifest_file *f
 
 /* Fill h->files and h->logical_bytes from what was added, then send the header line and
  * every file line to sink. h->chunk_size must equal the writer's. Single use. */
+/* The earliest recovery target time (Unix microseconds) a restore of a backup can reach,
+ * from its header's stop_time and consistent_time_us: that time (plus 1 with exclusive:
+ * the server then stops before a transaction ending at the target), or, when it is
+ * unknown (0), the second after its stop time (stop times are whole seconds). */
+int64_t manifest_earliest_target_us(int64_t stop_time, int64_t consistent_time_us, bool exclusive);
+
 int manifest_writer_finish(struct manifest_writer *w, struct manifest_header *h,
                            manifest_sink_fn sink, void *arg);
 

@@ -1,6 +1,6 @@
 /*
  * ops.h — the operations on a cluster's repositories: info, verify, check, expire,
- * and wal-push (archive_command, for servers that cannot be streamed from).
+ * drill, report, and wal-push (archive_command, for servers that cannot be streamed from).
  *
  * Promise: each returns its exit status as README.md gives it; verify and check
  * return 3 when a problem is found (verify) or something is wrong (check).
@@ -14,7 +14,14 @@ struct cli_context;
 int cmd_info(struct cli_context *ctx, int argc, char **argv);
 int cmd_verify(struct cli_context *ctx, int argc, char **argv);
 int cmd_check(struct cli_context *ctx, int argc, char **argv);
+int cmd_init(struct cli_context *ctx, int argc, char **argv);
 int cmd_expire(struct cli_context *ctx, int argc, char **argv);
 int cmd_wal_push(struct cli_context *ctx, int argc, char **argv);
+/* A restore proven end to end: exit 0 passed, 3 a check failed (a data problem), 1 the
+ * drill could not run, 2 usage or configuration. A record of it is left in every
+ * repository of the cluster whatever the outcome. */
+int cmd_drill(struct cli_context *ctx, int argc, char **argv);
+/* The disaster-recovery scorecard: exit 3 when a KPI misses its target, 0 otherwise. */
+int cmd_report(struct cli_context *ctx, int argc, char **argv);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * pg.h — the replication connection to a PostgreSQL server.
+ * pg.h — the replication connection to a PostgreSQL server (and a normal one, for SQL).
  *
  * Promise: this module is the only place that speaks libpq; PGconn never leaves it.
  * A connection is opened as a physical walsender (replication=true), so it accepts
@@ -45,6 +45,11 @@ struct pg_rows {
  * too many clients), ERR_CONFIG for a malformed conninfo, else ERR_CONNECT.
  */
 struct pg_conn *pg_connect_replication(const char *conninfo, const char *application_name);
+/* The same without replication: a normal connection that runs SQL (drill's checks on the
+ * server it restored, the primary's last commit), to database "postgres" unless conninfo
+ * (or PGDATABASE) names one. Same errors; the connect timeout and application_name as
+ * above. */
+struct pg_conn *pg_connect_sql(const char *conninfo, const char *application_name);
 void pg_conn_free(struct pg_conn *conn);
 
 /* "host:port" (or "socket dir:port") of the server, for messages; owned by conn. */

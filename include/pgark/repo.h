@@ -11,7 +11,8 @@
  * identifier, major version or segment size is ERR_MISMATCH, never a silent mix.
  *
  * Layout under <root>/<cluster>/ is docs/architecture.md's: repo.json, wal/<TLI>/<SEGMENT>,
- * wal/<TLI>/<SEGMENT>.partial, wal/<TLI>.history, chunks/<aa>/<hex>, backups/<LABEL>/.
+ * wal/<TLI>/<SEGMENT>.partial, wal/<TLI>.history, chunks/<aa>/<hex>, backups/<LABEL>/,
+ * drills/<NAME>.json (and pgark's other records, below).
  */
 #ifndef PGARK_REPO_H
 #define PGARK_REPO_H
@@ -47,6 +48,9 @@ struct repo_options {
     struct repo_codecs codecs;
     /* scrypt cost for a new repository; 0 = CRYPTO_KDF_DEFAULT_N. Tests lower it. */
     uint64_t kdf_n;
+    /* On a store without conditional writes, how long a creator of repo.json waits
+     * for another one to finish; 0 = default (30 s). Tests lower it. */
+    int create_wait_ms;
     /* An existing encrypted repository: derive its key (scrypt, most of a second of CPU)
      * only when an object is first read or written (repo_unlock), not at opening. For
      * wal-fetch, which PostgreSQL runs once per segment and whose "not found" answers
@@ -146,6 +150,9 @@ char *repo_wal_path(timeline_t tli, const char *segment_name, bool partial, char
 int repo_wal_push_fd(struct repo *r, const char *segment_name, int fd, uint64_t len);
 /* Replace the .partial copy of a segment with the first len bytes of fd. */
 int repo_wal_push_partial_fd(struct repo *r, const char *segment_name, int fd, uint64_t len);
+/* Remove the .partial copy of a segment and its time index (a missing one is no error):
+ * for once the complete segment is stored, which every reader takes instead. */
+int repo_wal_remove_partial(struct repo *r, const char *segment_name);
 /* Archive a timeline history file ("%08X.history"); identical = no-op. */
 int repo_wal_push_history(struct repo *r, timeline_t tli, const void *data, size_t len);
 
@@ -254,6 +261,11 @@ struct waldecode_summary;
  * (out->restore_points is allocated; free with repo_wal_index_free). */
 void repo_wal_index_from_summary(timeline_t tli, uint64_t segno, bool partial, uint64_t bytes,
                                  const struct waldecode_summary *s, struct repo_wal_index *out);
+
+/* Build the time index of complete segment segment_name again from the segment stored
+ * in r, as archiving does, and store it (replacing one that is there). ERR_INTEGRITY
+ * when the segment does not decode or is short; ERR_NOT_FOUND when it is not there. */
+int repo_wal_reindex(struct repo *r, const char *segment_name);
 
 /* Read the index of a segment. segname is "<SEGMENT>" or "<SEGMENT>.partial" and must be
  * on timeline tli. ERR_NOT_FOUND when the segment has no index; ERR_INTEGRITY when the
@@ -450,6 +462,29 @@ void repo_backup_clear(struct repo_backup *b);
 
 /* 1 when backups/<label>/manifest.json exists, 0 when not, negative on error. */
 int repo_backup_exists(struct repo *r, const char *label);
+
+/* --- records ------------------------------------------------------------------------ */
+/*
+ * What pgark keeps about its own runs, beside what it archives: "<kind>/<name>.json", one
+ * JSON object each, an envelope like any other object. `drill` writes one per drill
+ * (drills/, passed or failed), `verify` one per run (verifies/), the receiver its RPO
+ * history (receiver/); `report` reads them. Names are backup-label-like ([A-Za-z0-9._-],
+ * not starting with '.'), timestamps first so that they sort by time.
+ */
+#define REPO_RECORD_DRILLS "drills"
+#define REPO_RECORD_VERIFIES "verifies"
+#define REPO_RECORD_RECEIVER "receiver"
+#define REPO_RECORD_MAX (4u << 20)
+
+/* Write (replace) record name of kind. ERR_USAGE for an unknown kind or a bad name. */
+int repo_record_put(struct repo *r, const char *kind, const char *name, const char *text);
+/* Read it, verified, NUL-terminated (*text is the caller's). ERR_NOT_FOUND when it is
+ * not there; ERR_INTEGRITY when damaged or longer than REPO_RECORD_MAX. */
+int repo_record_get(struct repo *r, const char *kind, const char *name, char **text);
+/* The names of kind's records, sorted (none when the folder is missing). Free with
+ * repo_record_names_free. */
+int repo_record_list(struct repo *r, const char *kind, char ***names, size_t *n);
+void repo_record_names_free(char **names, size_t n);
 
 /* --- running markers ------------------------------------------------------------ */
 /*

@@ -45,15 +45,20 @@ enum restore_action {
 
 struct restore_target {
     enum restore_target_kind kind;
-    bool kind_set;   /* a target option was given (a second one is an error) */
-    int64_t time_us; /* TIME: Unix microseconds */
-    uint32_t xid;    /* XID */
-    lsn_t lsn;       /* LSN */
-    char *name;      /* NAME (owned) */
-    bool exclusive;  /* --target-exclusive */
+    bool kind_set;     /* a target option was given (a second one is an error) */
+    int64_t time_us;   /* TIME: Unix microseconds */
+    bool zone_assumed; /* TIME given without a zone: taken as UTC */
+    uint32_t xid;      /* XID */
+    lsn_t lsn;         /* LSN */
+    char *name;        /* NAME (owned) */
+    bool exclusive;    /* --target-exclusive */
     enum restore_action action;
     timeline_t timeline; /* --target-timeline N; 0 = latest */
 };
+
+/* What the server does once started on the restored directory, as a phrase: "it replays
+ * the archived WAL to the target, then pauses ..." (action and kind). */
+const char *restore_target_outcome(const struct restore_target *t);
 
 /* Record one target option: option is "time", "xid", "lsn", "name" or "target"
  * (value "immediate" or "latest"). ERR_USAGE naming the option and the value when the
@@ -97,6 +102,7 @@ struct restore_backup {
     lsn_t start_lsn, stop_lsn;
     int64_t start_time, stop_time; /* Unix seconds */
     timeline_t timeline;
+    int64_t consistent_time_us; /* the manifest's; 0 unknown */
 };
 
 /* Whether WAL from a backup on timeline tli that ends at stop_lsn can be replayed into
@@ -106,9 +112,9 @@ struct restore_backup {
 bool restore_timeline_leads(timeline_t tli, lsn_t stop_lsn, timeline_t target_tli,
                             const struct timeline_history *h);
 
-/* Whether backup b ends before target t may stop: for a time, stop_time + 1 s <= the
- * target (stop times are whole seconds, so the backup's true end may be up to a second
- * later); for an LSN, stop_lsn <= the target; any other kind fits. */
+/* Whether backup b ends before target t may stop: for a time, the target is at or after
+ * the earliest the backup reaches (manifest_earliest_target_us); for an LSN, stop_lsn <=
+ * the target; any other kind fits. */
 bool restore_backup_fits(const struct restore_backup *b, const struct restore_target *t);
 
 /* Index of the newest backup (by stop LSN, then stop time) that fits t and leads to the

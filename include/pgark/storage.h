@@ -122,6 +122,10 @@ struct storage {
     char *location;
     /* Paths of entries list has reported (generic layer; freed by storage_free). */
     struct storage_reported *reported;
+    /* Whether the backend keeps storage_create_all's promise, once found out by
+     * storage_create_honoured: 0 not known yet, 1 yes, -1 no (why in create_why). */
+    int create_honoured;
+    char *create_why;
 };
 
 /* Common part embedded first in every driver's write handle. */
@@ -132,7 +136,8 @@ struct storage_write {
     struct storage_batch *batch;
     /* set by storage_create_all: the commit fails with ERR_EXISTS, writing nothing,
      * when an object is already at path (posix: rename without replacing; s3: a
-     * single PUT with If-None-Match: *, where the server honours it) */
+     * single PUT with If-None-Match: *, where the server honours it; a server that
+     * does not implement it fails with ERR_UNSUPPORTED) */
     bool no_replace;
 };
 
@@ -164,8 +169,19 @@ void storage_write_abort(struct storage_write *w);
 /* Write a whole buffer atomically (retried as a whole on transient failure). */
 int storage_write_all(struct storage *s, const char *path, const void *data, size_t len);
 /* The same, only if nothing is at path yet: -ERR_EXISTS (set) when something is —
- * possibly this very write, when a retry follows an attempt whose answer was lost. */
+ * possibly this very write, when a retry follows an attempt whose answer was lost.
+ * Only as good as the backend: see storage_create_honoured. */
 int storage_create_all(struct storage *s, const char *path, const void *data, size_t len);
+/* Whether storage_create_all keeps its promise on s. Many S3-compatible stores answer
+ * a conditional PUT (If-None-Match: *) with 501 NotImplemented (Swift's S3 API, older
+ * Ceph RGW), and some ignore the header and replace the object (s3rver). Found by
+ * writing probe_path (a name of the caller's that nothing else uses), creating it again
+ * with storage_create_all, and removing it: ERR_EXISTS means the promise holds; a
+ * success (the object was replaced) or ERR_UNSUPPORTED means it does not. Asked once
+ * per s, the answer is kept. 1 when honoured; 0 when not, with *why (when why is not
+ * NULL; caller frees) saying what the store did; negative with the error set when the
+ * probe itself failed. */
+int storage_create_honoured(struct storage *s, const char *probe_path, char **why);
 int storage_list(struct storage *s, const char *prefix, storage_list_fn fn, void *ctx);
 int storage_info(struct storage *s, const char *path, struct storage_info *info);
 /* 1 if the object exists, 0 if not, negative on error. */

@@ -10,6 +10,13 @@
  * returns 0 after a clean stop (SIGTERM/SIGINT: final flush reported, within
  * seconds), or a negative error for conditions retrying cannot fix (another
  * cluster's repository, a missing slot, a WAL page that fails its checks).
+ *
+ * RPO: the flushed part of the segment being filled is copied to each repository every
+ * receiver_repo.partial_interval_ms, and at once whenever the stream ends (a crash of
+ * the server, a lost connection, a timeline left), so that a restore to latest from any
+ * repository that could be reached gets every transaction the spool holds. Before it
+ * returns (but for a reload) the receiver gives each repository up to its
+ * stop_timeout_ms to take what it lacks of the spool, that tail included.
  */
 #ifndef PGARK_WALRECEIVER_H
 #define PGARK_WALRECEIVER_H
@@ -32,6 +39,12 @@ struct receiver_repo {
     /* A backlog goes up with this many segments in flight at once, when the storage
      * has asynchronous transfers (s3); 0 or 1: one at a time. */
     int concurrency;
+    /* How often the flushed part of the segment being filled is copied to it (0: never,
+     * not even when the stream ends). */
+    int64_t partial_interval_ms;
+    /* How long a stop waits for it to take the spool's WAL not in it yet: the segments
+     * still queued and the tail of the segment being filled (0: not at all). */
+    int64_t stop_timeout_ms;
 };
 
 struct receiver_options {
@@ -43,10 +56,9 @@ struct receiver_options {
     const char *slot;
     bool create_slot;
     const char *application_name;
-    bool synchronous;      /* report flush at once so synchronous commits can wait on us */
-    const char *spool_dir; /* <spool>/<cluster> */
-    uint64_t spool_max;    /* 0: no cap */
-    int64_t partial_interval_ms;
+    bool synchronous;           /* report flush at once so synchronous commits can wait on us */
+    const char *spool_dir;      /* <spool>/<cluster> */
+    uint64_t spool_max;         /* 0: no cap */
     int64_t status_interval_ms; /* standby status updates when idle; default 10 s */
     /* No message from the server for this long: the connection is taken as lost and
      * made again (PostgreSQL's wal_receiver_timeout); at half of it the server is

@@ -147,13 +147,42 @@ struct backup_totals {
     uint64_t unchanged;     /* chunks named from the fingerprint cache, not hashed */
 };
 
-/* Decode WAL segment `name` of the backup (len bytes in fd): *complete when its valid WAL
- * runs to its end or to a switch record, which is so for every segment of a backup from
- * a primary; from a standby, the last one is as far as the standby had it. *valid_end
- * is where its valid WAL ends, *reason (malloc'd, NULL when complete) why. Errors only
- * for I/O or an unsupported major (walseg.c). */
-int backup_wal_complete(int fd, uint64_t len, const char *name, const struct backup_params *p,
-                        bool *complete, lsn_t *valid_end, char **reason);
+/*
+ * The WAL a backup carries, decoded segment after segment by one decoder (so that a
+ * record crossing into the next segment is read whole), for the time of its newest
+ * transaction end before the stop point: the earliest recovery target time PostgreSQL
+ * can reach from the backup (it stops before the first commit or abort later than the
+ * target, and refuses to stop before the stop point). The stop point is known only once
+ * the WAL is through, and lies in the last segment: the segments before it are folded
+ * into a maximum, the last one's transaction ends are kept with their LSNs.
+ */
+struct waldecode;
+
+struct backup_wal_chain {
+    struct waldecode *d;   /* NULL before the first segment, or after one it could not read */
+    int64_t newest_before; /* PG time of the newest transaction end in earlier segments; 0 */
+    struct backup_xact_end {
+        lsn_t lsn;
+        int64_t time;
+    } * cur; /* those of the segment being decoded */
+    size_t ncur, cap;
+};
+
+void backup_wal_chain_free(struct backup_wal_chain *c);
+
+/* Unix microseconds of the newest transaction end (commit or abort) that starts before
+ * stop in the WAL the chain decoded, or 0 when it saw none. */
+int64_t backup_wal_chain_newest(const struct backup_wal_chain *c, lsn_t stop);
+
+/* Decode WAL segment `name` of the backup (len bytes in fd), continuing c's decoding
+ * when it follows the last segment: *complete when its valid WAL runs to its end or to a
+ * switch record, which is so for every segment of a backup from a primary; from a
+ * standby, the last one is as far as the standby had it. *valid_end is where its valid
+ * WAL ends, *reason (malloc'd, NULL when complete) why. Errors only for I/O or an
+ * unsupported major (walseg.c). */
+int backup_wal_complete(struct backup_wal_chain *c, int fd, uint64_t len, const char *name,
+                        const struct backup_params *p, bool *complete, lsn_t *valid_end,
+                        char **reason);
 
 struct backup_run;
 

@@ -113,6 +113,7 @@ struct backup_run {
     uint64_t wal_len;
     char wal_name[WAL_NAME_BUFLEN];
     char (*archived)[WAL_NAME_BUFLEN]; /* the segments archived, confirmed at the end */
+    struct backup_wal_chain chain;     /* the decoding of those segments, in order */
     size_t narchived;
     struct buf history;
 
@@ -457,8 +458,8 @@ static int archive_wal(struct backup_run *run)
     bool complete;
     lsn_t valid_end;
     char *why = NULL;
-    rc = backup_wal_complete(run->wal_fd, run->wal_len, run->wal_name, &run->p, &complete,
-                             &valid_end, &why);
+    rc = backup_wal_complete(&run->chain, run->wal_fd, run->wal_len, run->wal_name, &run->p,
+                             &complete, &valid_end, &why);
     if (rc == 0 && !complete) {
         /* A standby's last segment: the backup keeps it (pg_wal), a receiver archives the
          * whole segment once the server has it. */
@@ -690,6 +691,7 @@ void backup_run_free(struct backup_run *run)
     free(run->ts);
     free(run->group_keys);
     free(run->archived);
+    backup_wal_chain_free(&run->chain);
     if (run->wal_fd >= 0)
         close(run->wal_fd);
     if (run->server_manifest)
@@ -1001,6 +1003,7 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
             .stop_lsn = info->end_lsn,
             .start_time = start_us / 1000000,
             .stop_time = stop_us / 1000000,
+            .consistent_time_us = backup_wal_chain_newest(&run->chain, info->end_lsn),
             .timeline = info->start_tli,
             .pg_version = run->p.pg_version,
             .system_identifier = run->p.system_identifier,

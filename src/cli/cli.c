@@ -8,7 +8,9 @@
 #include "pgark/mem.h"
 #include "pgark/pg.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static struct config *loaded;
 
@@ -28,6 +30,38 @@ const struct config *cli_config(struct cli_context *ctx)
         log_set_format(loaded->log_format);
     cli_config_warnings(loaded, ctx->config_warn_level);
     return loaded;
+}
+
+char *cli_error_line(bool with_hint)
+{
+    char *text = err_format();
+    const char *hint = with_hint ? err_hint_text() : NULL;
+    char *hint_copy = hint ? xstrdup(hint) : NULL;
+    err_clear();
+    for (char *p; (p = strstr(text, "\n  ")) != NULL;) {
+        p[0] = ';';
+        p[1] = ' ';
+        memmove(p + 2, p + 3, strlen(p + 3) + 1);
+    }
+    if (hint_copy) {
+        char *both = xasprintf("%s (hint: %s)", text, hint_copy);
+        free(text);
+        free(hint_copy);
+        text = both;
+    }
+    return text;
+}
+
+char *cli_json_text(const json_t *o)
+{
+    return json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+}
+
+void cli_print_json(const json_t *o)
+{
+    char *text = cli_json_text(o);
+    printf("%s\n", text ? text : "null");
+    free(text);
 }
 
 void cli_config_warnings(const struct config *cfg, enum log_level level)
@@ -64,6 +98,22 @@ int cli_require_tls(const struct config *cfg, const struct config_cluster *cl)
                     "server's certificate) to the conninfo of cluster \"%s\", or connect "
                     "through a Unix socket (host=/var/run/postgresql)",
                     cl->name);
+}
+
+int cli_refuse_server_env(const struct config *cfg, const char *who, const char *instead)
+{
+    if (!cfg->env_vars[0])
+        return 0;
+    struct buf names = BUF_INIT;
+    for (char **v = cfg->env_vars; *v; v++)
+        buf_appendf(&names, "%s${%s}", v == cfg->env_vars ? "" : ", ", *v);
+    err_set(ERR_CONFIG,
+            "%s: \"%s\" reads %s from the environment, which the server it starts does "
+            "not get: its restore_command (wal-fetch) could not load the configuration",
+            who, cfg->path, (const char *)names.data);
+    buf_free(&names);
+    return err_hint("give secrets with KEY_file keys and other values in the file itself%s%s",
+                    instead ? ", or " : "", instead ? instead : "");
 }
 
 const struct config_cluster *cli_cluster(struct cli_context *ctx)

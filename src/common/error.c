@@ -122,6 +122,7 @@ const char *err_kind_name(enum err_kind kind)
         [ERR_TRANSIENT] = "transient",
         [ERR_MISMATCH] = "mismatch",
         [ERR_CANCELED] = "canceled",
+        [ERR_UNSUPPORTED] = "unsupported",
     };
     return (kind >= 0 && kind < ERR_KIND_COUNT) ? names[kind] : "unknown";
 }

@@ -21,19 +21,14 @@ static const char *const top_keys[] = {"spool",       "spool_max",  "log",      
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const compression_keys[] = {"algorithm", "level", NULL};
 static const char *const encryption_keys[] = {"passphrase", "passphrase_file", NULL};
-static const char *const cluster_keys[] = {"conninfo",
-                                           "slot",
-                                           "create_slot",
-                                           "repos",
-                                           "synchronous",
-                                           "rpo_target",
-                                           "partial_upload_interval",
-                                           "retention",
-                                           "backup",
-                                           "application_name",
-                                           "wal_fetch_read_ahead",
-                                           "pg_bindir",
-                                           NULL};
+static const char *const cluster_keys[] = {"conninfo",         "slot",
+                                           "create_slot",      "repos",
+                                           "synchronous",      "rpo_target",
+                                           "rto_target",       "drill_max_age",
+                                           "verify_max_age",   "partial_upload_interval",
+                                           "retention",        "backup",
+                                           "application_name", "wal_fetch_read_ahead",
+                                           "pg_bindir",        NULL};
 static const char *const retention_keys[] = {"full", "window", NULL};
 static const char *const backup_keys[] = {"chunk_size", "checkpoint", NULL};
 static const char *const notify_keys[] = {"url", "url_file", "format", "events", NULL};
@@ -239,6 +234,9 @@ static int load_cluster(struct cfg_reader *r, yaml_node_t *key_node, const char 
 
     c->name = xstrdup(name);
     c->rpo_target_ms = CONFIG_DEFAULT_RPO_TARGET_MS;
+    c->rto_target_ms = CONFIG_DEFAULT_RTO_TARGET_MS;
+    c->drill_max_age_ms = CONFIG_DEFAULT_DRILL_MAX_AGE_MS;
+    c->verify_max_age_ms = CONFIG_DEFAULT_VERIFY_MAX_AGE_MS;
     c->partial_upload_interval_ms = CONFIG_DEFAULT_PARTIAL_UPLOAD_INTERVAL_MS;
     c->wal_fetch_read_ahead = CONFIG_DEFAULT_WAL_FETCH_READ_AHEAD;
     c->backup.chunk_size = CONFIG_DEFAULT_CHUNK_SIZE;
@@ -266,6 +264,9 @@ static int load_cluster(struct cfg_reader *r, yaml_node_t *key_node, const char 
         (rc = load_cluster_repos(&m, cfg, c)) != 0 ||
         (rc = cfg_get_bool(&m, "synchronous", &c->synchronous)) != 0 ||
         (rc = cfg_get_duration(&m, "rpo_target", &c->rpo_target_ms)) != 0 ||
+        (rc = cfg_get_duration(&m, "rto_target", &c->rto_target_ms)) != 0 ||
+        (rc = cfg_get_duration(&m, "drill_max_age", &c->drill_max_age_ms)) != 0 ||
+        (rc = cfg_get_duration(&m, "verify_max_age", &c->verify_max_age_ms)) != 0 ||
         (rc = cfg_get_duration(&m, "partial_upload_interval", &c->partial_upload_interval_ms)) !=
             0 ||
         (rc = cfg_get_string(&m, "application_name", &c->application_name)) != 0 ||
@@ -273,10 +274,17 @@ static int load_cluster(struct cfg_reader *r, yaml_node_t *key_node, const char 
                           &c->wal_fetch_read_ahead)) != 0 ||
         (rc = cfg_get_abs_path(&m, "pg_bindir", &c->pg_bindir)) != 0)
         goto out;
-    if (c->rpo_target_ms <= 0) {
-        rc = cfg_error(r, cfg_map_value(&m, "rpo_target"),
-                       "key \"rpo_target\"%s must be greater than zero", where);
-        goto out;
+    /* The plan's targets: a target of zero could never be met. */
+    static const char *const targets[] = {"rpo_target", "rto_target", "drill_max_age",
+                                          "verify_max_age"};
+    const int64_t values[] = {c->rpo_target_ms, c->rto_target_ms, c->drill_max_age_ms,
+                              c->verify_max_age_ms};
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        if (values[i] <= 0) {
+            rc = cfg_error(r, cfg_map_value(&m, targets[i]),
+                           "key \"%s\"%s must be greater than zero", targets[i], where);
+            goto out;
+        }
     }
 
     sub_where = xasprintf(" in \"retention\" of cluster \"%s\"", name);

@@ -30,6 +30,8 @@ static const char *const repo_keys[] = {"type",
                                         "part_size",
                                         "retries",
                                         "allow_http",
+                                        "partial_upload_interval",
+                                        "stop_timeout",
                                         NULL};
 static const char *const repo_type_names[] = {"posix", "s3", NULL};
 static const char *const uri_style_names[] = {"path", "host", NULL};
@@ -89,7 +91,8 @@ static bool valid_bucket(const char *s)
 /* Keys of a repo mapping that only one type may use. */
 static bool key_is_for_type(const char *key, enum config_repo_type type)
 {
-    if (strcmp(key, "type") == 0)
+    if (strcmp(key, "type") == 0 || strcmp(key, "partial_upload_interval") == 0 ||
+        strcmp(key, "stop_timeout") == 0)
         return true;
     if (strcmp(key, "path") == 0)
         return type == CONFIG_REPO_POSIX;
@@ -234,6 +237,8 @@ static int load_repo(struct cfg_reader *r, yaml_node_t *key_node, const char *na
     int rc;
 
     repo->name = xstrdup(name);
+    repo->partial_upload_interval_ms = -1;
+    repo->stop_timeout_ms = CONFIG_DEFAULT_STOP_TIMEOUT_MS;
     if ((rc = cfg_check_name(r, key_node, "repo", name)) != 0)
         goto out;
     if ((rc = cfg_map_open(r, node, subject, where, repo_keys, &m)) != 0)
@@ -251,6 +256,10 @@ static int load_repo(struct cfg_reader *r, yaml_node_t *key_node, const char *na
             goto out;
         }
     }
+    if ((rc = cfg_get_duration(&m, "partial_upload_interval", &repo->partial_upload_interval_ms)) !=
+            0 ||
+        (rc = cfg_get_duration(&m, "stop_timeout", &repo->stop_timeout_ms)) != 0)
+        goto out;
     if (repo->type == CONFIG_REPO_POSIX) {
         if ((rc = cfg_require(&m, "path")) != 0 ||
             (rc = cfg_get_abs_path(&m, "path", &repo->path)) != 0)

@@ -130,6 +130,15 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     size_t len = size * nmemb;
     long status = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status == 200 && x->ranged) {
+        /* HTTP lets a server ignore Range; its bytes would be taken for the range's */
+        x->cb_rc = err_set(ERR_PROTOCOL,
+                           "%s \"%s\" failed: the server ignored the Range header (HTTP 200 "
+                           "with the whole object instead of 206 with the range)",
+                           x->req.method, x->req.url);
+        x->cb_err = err_save();
+        return 0; /* curl stops the transfer */
+    }
     if (status >= 200 && status < 300 && x->req.sink) {
         int rc = x->req.sink(x->req.sink_ctx, (const uint8_t *)data, len);
         if (rc == HTTP_SINK_PAUSE)
@@ -212,6 +221,9 @@ void http_xfer_setup(struct http_xfer *x, const struct http_options *o,
     x->cb_err = NULL;
     x->errbuf[0] = '\0';
     x->started_us = http_now_us();
+    x->ranged = false;
+    for (size_t i = 0; i < req->nheaders; i++)
+        x->ranged = x->ranged || strcasecmp(req->headers[i].name, "Range") == 0;
     http_response_free(resp);
 
     curl_easy_reset(e);

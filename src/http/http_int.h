@@ -16,6 +16,7 @@ struct http_xfer {
     struct err_saved *cb_err; /* error recorded by a read or sink callback */
     int cb_rc;
     int64_t started_us;
+    bool ranged; /* the request asks for a range: a 200 is the whole body, refused */
     char errbuf[CURL_ERROR_SIZE];
 };
 

@@ -5,6 +5,7 @@
  */
 #include "ops_int.h"
 
+#include "pgark/cli.h"
 #include "pgark/error.h"
 #include "pgark/mem.h"
 
@@ -64,18 +65,6 @@ void ops_backup_scan_free(struct ops_backup *list, size_t n)
     free(list);
 }
 
-char *ops_error_line(void)
-{
-    char *text = err_format();
-    err_clear();
-    for (char *p; (p = strstr(text, "\n  ")) != NULL;) {
-        p[0] = ';';
-        p[1] = ' ';
-        memmove(p + 2, p + 3, strlen(p + 3) + 1);
-    }
-    return text;
-}
-
 int ops_backup_scan(struct repo *r, const char *cluster, struct ops_backup **out, size_t *n)
 {
     char *prefix = xasprintf("%s/backups/", cluster);
@@ -108,7 +97,7 @@ int ops_backup_scan(struct repo *r, const char *cluster, struct ops_backup **out
             b->complete = false; /* removed since the listing */
             err_clear();
         } else {
-            b->error = ops_error_line();
+            b->error = cli_error_line(false);
         }
     }
     *out = s.list;

@@ -75,27 +75,6 @@ static void warn(struct checks *c, const char *name, const char *fmt, ...)
     va_end(ap);
 }
 
-/* The current error as one line (context joined with "; "), cleared. */
-static char *take_error(void)
-{
-    char *text = err_format();
-    const char *hint = err_hint_text();
-    char *hint_copy = hint ? xstrdup(hint) : NULL;
-    err_clear();
-    for (char *p; (p = strstr(text, "\n  ")) != NULL;) {
-        p[0] = ';';
-        p[1] = ' ';
-        memmove(p + 2, p + 3, strlen(p + 3) + 1);
-    }
-    if (hint_copy) {
-        char *both = xasprintf("%s (hint: %s)", text, hint_copy);
-        free(text);
-        free(hint_copy);
-        text = both;
-    }
-    return text;
-}
-
 /* --- the receiver's status file ---------------------------------------------------------- */
 
 struct receiver_state {
@@ -166,20 +145,20 @@ static void check_server(struct checks *c, const struct config_cluster *cl,
     char lsn[LSN_STRLEN];
     struct pg_conn *conn = pg_connect_replication(cl->conninfo, "pgark_check");
     if (!conn) {
-        char *e = take_error();
+        char *e = cli_error_line(true);
         add(c, "connection", false, "%s", e);
         free(e);
         return;
     }
     if (pg_check_supported(conn) < 0) {
-        char *e = take_error();
+        char *e = cli_error_line(true);
         add(c, "server_version", false, "%s", e);
         free(e);
         srv->unsupported = true;
         goto out;
     }
     if (pg_identify_system(conn, &srv->sys) < 0) {
-        char *e = take_error();
+        char *e = cli_error_line(true);
         add(c, "connection", false, "%s", e);
         free(e);
         goto out;
@@ -194,7 +173,7 @@ static void check_server(struct checks *c, const struct config_cluster *cl,
     lsn_t restart = LSN_INVALID;
     timeline_t restart_tli = 0;
     if (pg_read_slot(conn, cl->slot, &exists, &restart, &restart_tli) < 0) {
-        char *e = take_error();
+        char *e = cli_error_line(true);
         add(c, "slot", false, "%s", e);
         free(e);
         goto out;
@@ -215,7 +194,7 @@ static void check_server(struct checks *c, const struct config_cluster *cl,
     bool slot_exists = false, active = false;
     int pid = 0;
     if (pg_slot_active(cl->conninfo, cl->slot, &slot_exists, &active, &pid) < 0) {
-        char *e = take_error();
+        char *e = cli_error_line(true);
         bool streaming = rs->running && json_is_true(json_object_get(rs->status, "connected"));
         if (!should_run)
             add(c, "slot_active", true, "no receiver has run for this cluster; %s", e);
@@ -259,7 +238,7 @@ static bool check_transport(struct checks *c, const struct config *cfg,
         return true;
     }
     if (cli_require_tls(cfg, cl) < 0) {
-        char *e = take_error();
+        char *e = cli_error_line(true);
         add(c, "tls", false, "not connecting: %s", e);
         free(e);
         return false;
@@ -315,7 +294,7 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
     int open_rc = cli_repo_open(cfg, cl, cr, CLI_REPO_READ, NULL, &opened);
     snprintf(name, sizeof(name), "repository:%s", cr->name);
     if (!opened.storage) {
-        char *e = take_error();
+        char *e = cli_error_line(true);
         add(c, name, false, "%s", e);
         free(e);
         return;
@@ -326,7 +305,7 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
             err_context("while opening repository \"%s\"", cr->name);
         else
             err_context("in repository \"%s\"", cr->name);
-        char *e = take_error();
+        char *e = cli_error_line(true);
         add(c, name, false, "%s", e);
         free(e);
         goto out;
@@ -344,6 +323,28 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
             cr->name, (unsigned long long)id->system_identifier,
             (unsigned long long)srv->sys.systemid);
 
+    /* A repository without a backup yet is a warning: the host is set up (pgark init,
+     * a receiver), the first backup is the next step. */
+    snprintf(name, sizeof(name), "backups:%s", cr->name);
+    struct repo_backup *list = NULL;
+    size_t nb = 0;
+    if (repo_backup_list(r, &list, &nb) < 0) {
+        char *e = cli_error_line(true);
+        add(c, name, false, "%s", e);
+        free(e);
+    } else if (nb == 0) {
+        warn(c, name, "repository \"%s\" holds no backup yet (hint: take one with pgark backup)",
+             cr->name);
+    } else {
+        size_t newest = 0;
+        for (size_t i = 1; i < nb; i++)
+            if (list[i].header.stop_lsn > list[newest].header.stop_lsn)
+                newest = i;
+        add(c, name, true, "repository \"%s\" holds %zu backup%s, the newest \"%s\"", cr->name, nb,
+            nb == 1 ? "" : "s", list[newest].label);
+    }
+    repo_backup_list_free(list, nb);
+
     snprintf(name, sizeof(name), "rpo:%s", cr->name);
     duration_format(cl->rpo_target_ms, target, sizeof(target));
     double lag = rs->running && receiver_streams(rs) ? receiver_lag(rs, cr->name) : -1;
@@ -356,7 +357,7 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
     }
     struct repo_wal_summary sum;
     if (repo_wal_summary(r, &sum) < 0) {
-        char *e = take_error();
+        char *e = cli_error_line(true);
         add(c, name, false, "%s", e);
         free(e);
         goto out;
@@ -444,7 +445,7 @@ int cmd_check(struct cli_context *ctx, int argc, char **argv)
         cl = config_cluster_find(cfg, ctx->cluster_name);
     if (!cl) {
         /* Nothing else can be checked without it; still answer the monitor. */
-        char *e = take_error();
+        char *e = cli_error_line(true);
         add(&c, "config", false, "%s", e);
         free(e);
         goto report;
@@ -471,9 +472,7 @@ report:
     if (as_json) {
         json_t *root = json_pack("{s:s?, s:b, s:O}", "cluster", cl ? cl->name : NULL, "ok",
                                  c.failed == 0, "checks", c.list);
-        char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("%s\n", text);
-        free(text);
+        cli_print_json(root);
         json_decref(root);
     } else {
         print_human(&c);

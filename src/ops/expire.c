@@ -290,7 +290,7 @@ static int sweep_chunks(struct expire *e, char **expired, size_t nexpired, const
             break;
         }
         if (ops_manifest_read(e->r, list[i].label, mark_file, sw.marked) < 0) {
-            char *text = ops_error_line();
+            char *text = cli_error_line(false);
             skipped =
                 xasprintf("the manifest of backup \"%s\" cannot be read: %s", list[i].label, text);
             free(text);
@@ -585,9 +585,7 @@ int cmd_expire(struct cli_context *ctx, int argc, char **argv)
     }
     json_object_set_new(root, "repositories", repos);
     if (as_json) {
-        char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("%s\n", text);
-        free(text);
+        cli_print_json(root);
     } else {
         print_human(root);
     }

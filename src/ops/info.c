@@ -49,11 +49,19 @@ static json_t *receiver_json(const struct config *cfg, const struct config_clust
     json_t *rpo = json_object_get(st, "rpo");
     if (json_is_object(rpo)) {
         const char *keys[] = {"local_seconds", "offsite_seconds"};
+        const char *tiers[] = {"local", "offsite"};
         for (int i = 0; i < 2; i++) {
             json_t *v = json_object_get(rpo, keys[i]);
             if (json_is_real(v) && (json_real_value(v) > 0 || !running))
                 json_object_set_new(
                     rpo, keys[i],
+                    json_real(round((json_real_value(v) + (double)age / 1e6) * 1000) / 1000));
+            /* A tier's RPO from commit times (newest in the spool against newest held). */
+            json_t *t = json_object_get(rpo, tiers[i]);
+            v = json_object_get(t, "seconds");
+            if (json_is_real(v) && (json_real_value(v) > 0 || !running))
+                json_object_set_new(
+                    t, "seconds",
                     json_real(round((json_real_value(v) + (double)age / 1e6) * 1000) / 1000));
         }
     }
@@ -152,7 +160,10 @@ static json_t *window_json(struct repo *r, const struct repo_wal_summary *sum,
         if (from) {
             json_object_set_new(o, "from_backup", json_string(from->label));
             json_object_set_new(o, "from_lsn", json_string(lsn_format(from->header.stop_lsn, a)));
-            json_object_set_new(o, "from_time", utc_text(from->header.stop_time));
+            json_object_set_new(
+                o, "from_time",
+                time_us_text(manifest_earliest_target_us(from->header.stop_time,
+                                                         from->header.consistent_time_us, false)));
         } else {
             json_object_set_new(o, "from_backup", json_null());
         }
@@ -367,14 +378,24 @@ static void print_human(json_t *root)
                    err ? err : "");
         }
         json_t *rpo = json_object_get(rx, "rpo");
-        json_t *l = json_object_get(rpo, "local_seconds"),
-               *o = json_object_get(rpo, "offsite_seconds");
-        printf("  RPO now: local %s%.1f s, off-site ", json_is_null(l) ? "n/a " : "",
-               json_is_null(l) ? 0.0 : json_real_value(l));
-        if (json_is_null(o))
-            printf("n/a\n");
-        else
-            printf("%.1f s\n", json_real_value(o));
+        printf("  RPO now:");
+        const char *tiers[] = {"local", "offsite"}, *shown[] = {"local", "off-site"};
+        const char *lag[] = {"local_seconds", "offsite_seconds"};
+        for (int t = 0; t < 2; t++) {
+            json_t *tier = json_object_get(rpo, tiers[t]);
+            json_t *secs = json_object_get(tier, "seconds");
+            if (!json_is_real(secs)) /* a status.json from before the tiers: its lag */
+                secs = json_object_get(rpo, lag[t]);
+            const char *newest = json_string_value(json_object_get(tier, "newest_commit"));
+            printf("%s %s ", t ? "," : "", shown[t]);
+            if (json_is_real(secs))
+                printf("%.1f s", json_real_value(secs));
+            else
+                printf("n/a");
+            if (newest)
+                printf(" (newest commit held %s)", newest);
+        }
+        printf("\n");
     }
     size_t i;
     json_t *r;
@@ -459,10 +480,7 @@ int cmd_info(struct cli_context *ctx, int argc, char **argv)
         json_array_append_new(repos, repo_json(cfg, cl, config_cluster_repo(cfg, cl, i), rx));
     json_object_set_new(root, "repositories", repos);
     if (as_json) {
-        char *text =
-            json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
-        printf("%s\n", text);
-        free(text);
+        cli_print_json(root);
     } else {
         print_human(root);
     }

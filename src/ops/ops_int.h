@@ -34,10 +34,6 @@ void ops_backup_scan_free(struct ops_backup *list, size_t n);
  * for each file line; ERR_INTEGRITY when it is damaged or ends early. */
 int ops_manifest_read(struct repo *r, const char *label, manifest_file_fn on_file, void *arg);
 
-/* The current error as one line (its context lines joined with "; "), cleared.
- * Caller frees. */
-char *ops_error_line(void);
-
 /* A backup's start and stop, for the retention rules (expire.c; unit-tested). */
 struct retention_backup {
     int64_t stop_time; /* seconds since the epoch */

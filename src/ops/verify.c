@@ -18,6 +18,7 @@
 #include "pgark/mem.h"
 #include "pgark/ops.h"
 #include "pgark/units.h"
+#include "pgark/version.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -82,7 +83,7 @@ void verify_problem_at(struct verify_run *v, struct verify_repo *vr, const struc
 void verify_problem_err_at(struct verify_run *v, struct verify_repo *vr,
                            const struct verify_where *w)
 {
-    add_problem(v, vr, w, ops_error_line());
+    add_problem(v, vr, w, cli_error_line(false));
 }
 
 void verify_problem(struct verify_run *v, struct verify_repo *vr, const char *kind,
@@ -100,7 +101,36 @@ void verify_problem_err(struct verify_run *v, struct verify_repo *vr, const char
                         const char *object, const char *segment, timeline_t tli)
 {
     struct verify_where w = {.kind = kind, .object = object, .segment = segment, .tli = tli};
-    add_problem(v, vr, &w, ops_error_line());
+    add_problem(v, vr, &w, cli_error_line(false));
+}
+
+void verify_note_unindexed(struct verify_run *v, struct verify_repo *vr, const char *segment)
+{
+    pthread_mutex_lock(&v->lock);
+    vr->unindexed = xrealloc(vr->unindexed, (vr->nunindexed + 1) * sizeof(*vr->unindexed));
+    snprintf(vr->unindexed[vr->nunindexed++], WAL_NAME_BUFLEN, "%s", segment);
+    pthread_mutex_unlock(&v->lock);
+}
+
+static int cmp_segment(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* --repair-index: build the missing time indexes again from the segments. */
+static void repair_indexes(struct verify_run *v, struct verify_repo *vr)
+{
+    for (size_t i = 0; i < vr->nunindexed; i++) {
+        if (repo_wal_reindex(vr->repo, vr->unindexed[i]) < 0) {
+            err_context("while rebuilding the time index of segment %s", vr->unindexed[i]);
+            verify_problem_err(v, vr, "index", NULL, vr->unindexed[i], 0);
+            continue;
+        }
+        vr->repaired++;
+    }
+    if (vr->repaired)
+        log_info("repository \"%s\": rebuilt the time index of %zu segment%s", vr->name,
+                 vr->repaired, vr->repaired == 1 ? "" : "s");
 }
 
 void verify_count(struct verify_run *v, struct verify_repo *vr, const struct verify_counts *add)
@@ -225,6 +255,10 @@ static void verify_one(struct verify_run *v, const struct config *cfg,
             verify_problem_err(v, vr, "repository", NULL, NULL, 0);
         }
     }
+    if (vr->nunindexed > 1) /* the WAL tasks ran in parallel */
+        qsort(vr->unindexed, vr->nunindexed, sizeof(*vr->unindexed), cmp_segment);
+    if (v->repair_index)
+        repair_indexes(v, vr);
     ops_backup_scan_free(vr->backups, vr->nbackups);
     vr->backups = NULL;
     vr->nbackups = 0;
@@ -256,6 +290,15 @@ static json_t *result_json(const struct verify_run *v, const struct config_clust
                           "chunks", (json_int_t)c->chunks));
     }
     json_object_set_new(root, "repositories", rs);
+    /* The segments without a time index, by name, and how many --repair-index rebuilt. */
+    for (size_t i = 0; i < nrepos; i++) {
+        json_t *names = json_array();
+        for (size_t k = 0; k < repos[i].nunindexed; k++)
+            json_array_append_new(names, json_string(repos[i].unindexed[k]));
+        json_t *r = json_array_get(rs, i);
+        json_object_set_new(r, "segments_without_time_index_names", names);
+        json_object_set_new(r, "time_indexes_rebuilt", json_integer((json_int_t)repos[i].repaired));
+    }
     json_t *ps = json_array();
     for (size_t i = 0; i < v->nproblems; i++) {
         const struct verify_problem *p = &v->problems[i];
@@ -288,8 +331,17 @@ static void print_human(const struct verify_run *v, const struct config_cluster 
                size_format(c->bytes, size, sizeof(size)), (unsigned long long)c->segments,
                (unsigned long long)c->partials, (unsigned long long)c->histories,
                (unsigned long long)c->indexes);
-        if (c->without_index)
-            printf(" (%llu segments without one)", (unsigned long long)c->without_index);
+        if (c->without_index) {
+            printf(" (%llu segment%s without one:", (unsigned long long)c->without_index,
+                   c->without_index == 1 ? "" : "s");
+            for (size_t k = 0; k < repos[i].nunindexed && k < 5; k++)
+                printf(" %s", repos[i].unindexed[k]);
+            if (repos[i].nunindexed > 5)
+                printf(" and %zu more", repos[i].nunindexed - 5);
+            if (repos[i].repaired)
+                printf("; %zu rebuilt", repos[i].repaired);
+            printf(")");
+        }
         printf(", %llu high-water marks", (unsigned long long)c->hwms);
         printf("; %llu backups, %llu files, %llu chunks\n", (unsigned long long)c->backups,
                (unsigned long long)c->files, (unsigned long long)c->chunks);
@@ -330,13 +382,56 @@ static int parse_days(const char *text, int *out)
     return 0;
 }
 
+/* The run's record (verifies/<time>.json) in every repository that can be opened, found
+ * problems or not, for `report`: when verify last passed, and how often it does. A
+ * repository that cannot take it is warned about; the exit status does not change. */
+static void write_record(const struct config *cfg, const struct config_cluster *cl,
+                         const struct verify_run *v, int64_t started_us, int days, double secs)
+{
+    char name[32], host[256] = "unknown", when[64];
+    time_format_label(started_us, name, sizeof(name));
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "unknown");
+    host[sizeof(host) - 1] = '\0';
+    json_t *o = json_object();
+    json_object_set_new(o, "format", json_integer(1));
+    json_object_set_new(o, "name", json_string(name));
+    json_object_set_new(o, "cluster", json_string(cl->name));
+    json_object_set_new(o, "time", json_string(time_format_pg(started_us, when, sizeof(when))));
+    json_object_set_new(o, "finished",
+                        json_string(time_format_pg(time_now_us(), when, sizeof(when))));
+    json_object_set_new(o, "result", json_string(v->nproblems ? "failed" : "passed"));
+    json_object_set_new(o, "exit", json_integer(v->nproblems ? 3 : 0));
+    json_object_set_new(o, "problems", json_integer((json_int_t)v->nproblems));
+    json_object_set_new(o, "first_problem",
+                        v->nproblems ? json_string(v->problems[0].message) : json_null());
+    json_object_set_new(o, "backup", v->backup ? json_string(v->backup) : json_null());
+    json_object_set_new(o, "days", days ? json_integer(days) : json_null());
+    json_object_set_new(o, "seconds", json_real(round(secs * 1000) / 1000));
+    json_object_set_new(o, "host", json_string(host));
+    json_object_set_new(o, "pgark_version", json_string(PGARK_VERSION));
+    char *text = cli_json_text(o);
+    json_decref(o);
+    for (size_t i = 0; i < cl->nrepos; i++) {
+        const struct config_repo *cr = config_cluster_repo(cfg, cl, i);
+        struct cli_repo opened;
+        if (cli_repo_open(cfg, cl, cr, CLI_REPO_READ, NULL, &opened) < 0 ||
+            repo_record_put(opened.repo, REPO_RECORD_VERIFIES, name, text) < 0) {
+            log_warn("the record of this verify could not be written to repository \"%s\": %s",
+                     cr->name, err_message());
+            err_clear();
+        }
+        cli_repo_close(&opened);
+    }
+    free(text);
+}
+
 int cmd_verify(struct cli_context *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {{"json", no_argument, NULL, 'j'},
-                                            {"backup", required_argument, NULL, 'b'},
-                                            {"days", required_argument, NULL, 'd'},
-                                            {"help", no_argument, NULL, 'h'},
-                                            {0, 0, 0, 0}};
+    static const struct option options[] = {
+        {"json", no_argument, NULL, 'j'},       {"backup", required_argument, NULL, 'b'},
+        {"days", required_argument, NULL, 'd'}, {"repair-index", no_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},       {0, 0, 0, 0}};
     struct verify_run v = {0};
     struct verify_repo *repos = NULL;
     bool as_json = false;
@@ -357,8 +452,11 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
             if (parse_days(optarg, &days) < 0)
                 return 2;
             break;
+        case 'r':
+            v.repair_index = true;
+            break;
         case 'h':
-            printf("usage: pgark verify [--backup LABEL|--days N] [--json]\n");
+            printf("usage: pgark verify [--backup LABEL|--days N] [--repair-index] [--json]\n");
             return 0;
         default:
             if (optopt)
@@ -391,7 +489,7 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
     if (days)
         v.since_us = time_now_us() - (int64_t)days * 86400 * 1000000;
     pthread_mutex_init(&v.lock, NULL);
-    int64_t t0 = time_mono_us();
+    int64_t t0 = time_mono_us(), started_us = time_now_us();
     nrepos = cl->nrepos;
     repos = xcalloc(nrepos, sizeof(*repos));
     for (size_t i = 0; i < nrepos; i++) {
@@ -421,9 +519,7 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
 
     if (as_json) {
         json_t *root = result_json(&v, cl, repos, nrepos, days, secs);
-        char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("%s\n", text);
-        free(text);
+        cli_print_json(root);
         json_decref(root);
     } else {
         print_human(&v, cl, repos, nrepos, secs);
@@ -431,6 +527,7 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
     rc = v.nproblems ? 3 : 0;
     if (v.nproblems)
         log_detail("verify found %zu problems", v.nproblems);
+    write_record(cfg, cl, &v, started_us, days, secs);
 
     for (size_t i = 0; i < v.nproblems; i++) {
         struct verify_problem *p = &v.problems[i];
@@ -444,8 +541,10 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         free(p->message);
     }
     free(v.problems);
-    for (size_t i = 0; i < nrepos; i++)
+    for (size_t i = 0; i < nrepos; i++) {
         verify_hwm_free(&repos[i]);
+        free(repos[i].unindexed);
+    }
     free(repos);
     pthread_mutex_destroy(&v.lock);
     return rc;

@@ -86,6 +86,7 @@ struct verify_run {
     int jobs;             /* worker threads */
     int64_t since_us;     /* --days: objects newer than this; 0 = everything */
     const char *backup;   /* --backup LABEL, or NULL */
+    bool repair_index;    /* --repair-index */
     pthread_mutex_t lock; /* guards problems and counts */
     struct verify_problem *problems;
     size_t nproblems;
@@ -114,6 +115,10 @@ struct verify_repo {
     char *record_path;
     char *record_text; /* NULL when there is none */
     size_t record_len;
+    /* Complete segments archived without a time index (guarded by the run's lock). */
+    char (*unindexed)[WAL_NAME_BUFLEN];
+    size_t nunindexed;
+    size_t repaired; /* of those, indexed again by --repair-index */
 };
 
 /* Where a problem is; NULL or 0 fields are not shown. */
@@ -141,6 +146,8 @@ void verify_problem_err_at(struct verify_run *v, struct verify_repo *vr,
 void verify_problem_err(struct verify_run *v, struct verify_repo *vr, const char *kind,
                         const char *object, const char *segment, timeline_t tli);
 /* Add to a repository's counts (thread-safe). */
+/* Note a complete segment without a time index (thread-safe). */
+void verify_note_unindexed(struct verify_run *v, struct verify_repo *vr, const char *segment);
 void verify_count(struct verify_run *v, struct verify_repo *vr, const struct verify_counts *add);
 
 /* Run fn(arg, i) for every i in [0, n) on up to v->jobs threads; returns when all

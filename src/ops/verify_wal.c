@@ -560,8 +560,10 @@ static void verify_run_task(void *arg, size_t i)
             if (!lead) {
                 if (t->segs[k].has_idx)
                     check_index(w, t->tli, name, false, rd.bytes, &ev);
-                else
+                else {
                     add.without_index++;
+                    verify_note_unindexed(w->v, w->vr, name);
+                }
             }
         }
         if (restart && rd.dec) {

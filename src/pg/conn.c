@@ -1,6 +1,7 @@
 /*
- * conn.c — the replication connection: connect, simple commands, IDENTIFY_SYSTEM,
- * server version and WAL segment size. The only file that holds a PGconn.
+ * conn.c — the replication connection (and a normal one, for SQL): connect, simple
+ * commands, IDENTIFY_SYSTEM, server version and WAL segment size. The only file that
+ * holds a PGconn.
  */
 #include "pgark/pg.h"
 
@@ -30,11 +31,12 @@ static void connect_hint(const char *msg, const char *user)
         err_hint("give the password in a password file (~/.pgpass or PGPASSFILE) or in conninfo");
 }
 
-struct pg_conn *pg_connect_replication(const char *conninfo, const char *application_name)
+static struct pg_conn *connect_to(const char *conninfo, const char *application_name,
+                                  bool replication)
 {
     struct pg_conn *conn = xcalloc(1, sizeof(*conn));
-    const char *keys[7];
-    const char *vals[7];
+    const char *keys[8];
+    const char *vals[8];
     int n = 0;
     char *msg = NULL;
 
@@ -66,7 +68,15 @@ struct pg_conn *pg_connect_replication(const char *conninfo, const char *applica
         keys[n] = "connect_timeout", vals[n++] = PG_DEFAULT_CONNECT_TIMEOUT;
     /* Later keywords override what the expanded conninfo says. */
     keys[n] = "dbname", vals[n++] = conninfo;
-    keys[n] = "replication", vals[n++] = "true";
+    if (replication) {
+        keys[n] = "replication", vals[n++] = "true";
+    } else {
+        /* A normal connection goes to a database: "postgres" unless one is named (libpq
+         * would take the user's name). */
+        if (!pg_int_names_dbname(conninfo))
+            keys[n] = "dbname", vals[n++] = "postgres";
+        keys[n] = "replication", vals[n++] = "false";
+    }
     if (application_name)
         keys[n] = "application_name", vals[n++] = application_name;
     else
@@ -102,6 +112,16 @@ fail:
     free(msg);
     pg_conn_free(conn);
     return NULL;
+}
+
+struct pg_conn *pg_connect_replication(const char *conninfo, const char *application_name)
+{
+    return connect_to(conninfo, application_name, true);
+}
+
+struct pg_conn *pg_connect_sql(const char *conninfo, const char *application_name)
+{
+    return connect_to(conninfo, application_name, false);
 }
 
 void pg_conn_free(struct pg_conn *conn)

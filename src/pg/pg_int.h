@@ -48,4 +48,8 @@ struct pg_transport;
 void pg_int_transport(const char *host, const char *hostaddr, const char *sslmode,
                       const char *sslmode_default, struct pg_transport *out);
 
+/* Does conninfo name a database (or PGDATABASE one)? A plain word is a database name
+ * itself. */
+bool pg_int_names_dbname(const char *conninfo);
+
 #endif

@@ -19,8 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Does conninfo name a database? (A plain word is a database name itself.) */
-static bool names_dbname(const char *conninfo)
+bool pg_int_names_dbname(const char *conninfo)
 {
     if (!*conninfo)
         return getenv("PGDATABASE") != NULL;
@@ -56,7 +55,7 @@ int pg_int_slot_row(const char *conninfo, const char *slot, struct pg_slot_row *
     keys[n] = "connect_timeout", vals[n++] = "10";
     keys[n] = "fallback_application_name", vals[n++] = "pgark";
     keys[n] = "dbname", vals[n++] = conninfo;
-    if (!names_dbname(conninfo))
+    if (!pg_int_names_dbname(conninfo))
         keys[n] = "dbname", vals[n++] = "postgres";
     keys[n] = "replication", vals[n++] = "false";
     keys[n] = NULL, vals[n] = NULL;

@@ -303,7 +303,16 @@ static json_t *header_json(const struct manifest_header *h)
     json_object_set_new(o, "files", json_integer((json_int_t)h->files));
     json_object_set_new(o, "compression", json_string(h->compression ? h->compression : ""));
     json_object_set_new(o, "encrypted", json_boolean(h->encrypted));
+    if (h->consistent_time_us)
+        json_object_set_new(o, "consistent_time_us", json_integer(h->consistent_time_us));
     return o;
+}
+
+int64_t manifest_earliest_target_us(int64_t stop_time, int64_t consistent_time_us, bool exclusive)
+{
+    if (consistent_time_us)
+        return consistent_time_us + (exclusive ? 1 : 0);
+    return (stop_time + 1) * INT64_C(1000000);
 }
 
 int manifest_writer_finish(struct manifest_writer *w, struct manifest_header *h,
@@ -576,6 +585,15 @@ static int parse_header(struct manifest_reader *r, json_t *o)
     if (!json_is_boolean(e))
         return bad(r, "\"encrypted\" is missing or not a boolean");
     h->encrypted = json_is_true(e);
+    /* Optional: manifests written before it was recorded lack it. */
+    h->consistent_time_us = 0;
+    if (json_object_get(o, "consistent_time_us")) {
+        if ((rc = get_u64(r, o, "consistent_time_us", &v)) < 0)
+            return rc;
+        if (v == 0 || v > (uint64_t)INT64_MAX / 2)
+            return bad(r, "\"consistent_time_us\" is out of range");
+        h->consistent_time_us = (int64_t)v;
+    }
     h->label = r->label;
     h->compression = r->compression;
     r->have_header = true;

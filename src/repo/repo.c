@@ -8,6 +8,7 @@
 #include "repo_int.h"
 
 #include "pgark/error.h"
+#include "pgark/hash.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
 #include "pgark/units.h"
@@ -242,11 +243,15 @@ out:
  * clear; the caller reads theirs). Two first commands of a new cluster often start
  * together (a receiver and the first backup); with encryption each makes its own data
  * key, and a repo.json that replaced another would leave everything written with the
- * other key unreadable: so it is created only where none exists. */
+ * other key unreadable: so it is created only where none exists — by a write that
+ * does not replace, where the store can do one, else by the protocol of create.c. */
 static int create_json(struct repo *r, const struct repo_options *opts)
 {
     int rc = 0;
     char *full = repo_full_path(r, REPO_JSON);
+    char *text = NULL, *probe = NULL, *why = NULL;
+    uint8_t raw[16];
+    char id[2 * sizeof(raw) + 1];
     const char *passphrase = opts->codecs.passphrase;
     if (passphrase) {
         struct crypto_kdf_params params = {opts->kdf_n ? opts->kdf_n : CRYPTO_KDF_DEFAULT_N,
@@ -257,22 +262,40 @@ static int create_json(struct repo *r, const struct repo_options *opts)
         r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
         r->encrypted = true;
     }
-    char *text = identity_json(r);
-    rc = storage_create_all(r->storage, full, text, strlen(text));
-    free(text);
+    text = identity_json(r);
+    if ((rc = random_bytes(raw, sizeof(raw))) < 0)
+        goto out;
+    probe = xasprintf("%s" REPO_PROBE_PREFIX "%s", r->prefix, hex_encode(raw, sizeof(raw), id));
+    if ((rc = storage_create_honoured(r->storage, probe, &why)) < 0)
+        goto out;
+    if (rc == 1) {
+        rc = storage_create_all(r->storage, full, text, strlen(text));
+    } else {
+        log_info(
+            "repository \"%s\": %s; creating \"%s\" through candidates in \"%s" REPO_CANDIDATE_DIR
+            "\" instead",
+            repo_name(r), why ? why : "the store cannot refuse to replace an object", full,
+            r->prefix);
+        rc = repo_create_racing(r, full, text, opts->create_wait_ms);
+    }
     if (rc < 0 && err_kind() == ERR_EXISTS) {
         err_clear();
+        rc = 1;
+    }
+    if (rc == 1) {
         crypto_keyring_free(r->keyring);
         r->keyring = NULL;
         r->encrypted = false;
         r->cipher = codec_by_name(CODEC_CIPHER, "none");
-        rc = 1;
         goto out;
     }
     if (rc == 0)
         log_info("created repository for cluster \"%s\" in \"%s\"%s", r->cluster, repo_name(r),
                  r->keyring ? " (encrypted)" : "");
 out:
+    free(why);
+    free(probe);
+    free(text);
     free(full);
     return rc;
 }
@@ -316,6 +339,13 @@ const struct codec *repo_codecs_compression(const struct repo_codecs *c)
     return c->compression ? c->compression : codec_by_name(CODEC_COMPRESSION, "none");
 }
 
+static int ignore_listed(void *ctx, const struct storage_info *info)
+{
+    (void)ctx;
+    (void)info;
+    return 0;
+}
+
 struct repo *repo_open(struct storage *s, const struct repo_options *opts,
                        const struct repo_identity *expect, bool create)
 {
@@ -338,6 +368,11 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
     if (rc == -ERR_NOT_FOUND) {
         err_clear();
         if (!create || !expect) {
+            /* A missing bucket also reads as "not found": a listing tells the two apart
+             * (it fails for the bucket, and lists nothing for a missing object). The
+             * prefix is repo.json's own name, so that little is listed either way. */
+            if (storage_list(s, full, ignore_listed, NULL) < 0)
+                goto fail;
             err_set(ERR_NOT_FOUND, "repository \"%s\" holds no cluster \"%s\" (no \"%s\")",
                     repo_name(r), r->cluster, full);
             err_hint("the first \"pgark receive\" or \"pgark backup\" of the cluster creates it");

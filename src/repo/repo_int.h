@@ -101,6 +101,18 @@ int repo_writer_feed_fd(struct repo_writer *w, int fd, uint64_t len);
 /* "<cluster>/<path>" (caller frees). */
 char *repo_full_path(const struct repo *r, const char *path);
 
+/* Where creators of repo.json put their candidates, and the name (followed by a random
+ * id) of the probe of storage_create_honoured, relative to "<cluster>/". */
+#define REPO_CANDIDATE_DIR "repo.json.new/"
+#define REPO_PROBE_PREFIX "repo.json.probe-"
+
+/* Create full (repo.json) holding text, on a store where storage_create_all does not
+ * keep its promise, among creators that may race to do the same (create.c says how
+ * and what is guaranteed). 0 when text was written and reads back; 1 when another
+ * creator's repo.json is there (the caller reads it); negative with the error set,
+ * ERR_TRANSIENT when another creator was still at it after wait_ms (0: 30 s). */
+int repo_create_racing(struct repo *r, const char *full, const char *text, int wait_ms);
+
 /* What a WAL segment being archived is called in read errors (storage_fd_pass). */
 #define WAL_TO_ARCHIVE "WAL file to archive"
 

@@ -145,6 +145,64 @@ static void index_store(struct repo *r, timeline_t tli, uint64_t segno, bool par
     repo_wal_index_free(&ix);
 }
 
+struct reindex {
+    struct waldecode *dec;
+    char *error;
+    uint64_t len;
+};
+
+static int reindex_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct reindex *ri = ctx;
+    ri->len += len;
+    if (!ri->error && waldecode_feed(ri->dec, data, len) < 0) {
+        ri->error = err_format();
+        err_clear();
+    }
+    return 0;
+}
+
+int repo_wal_reindex(struct repo *r, const char *segment_name)
+{
+    timeline_t tli;
+    uint64_t segno;
+    char path[96], *why = NULL;
+    struct reindex ri = {0};
+    struct repo_wal_index ix;
+    int rc = wal_segment_parse(segment_name, r->identity.seg_size, &tli, &segno);
+    if (rc < 0)
+        return rc;
+    ri.dec = repo_wal_decoder_new(&r->identity, tli, segno, &why);
+    if (!ri.dec) {
+        rc = err_set(ERR_UNSUPPORTED, "segment %s of repository \"%s\" cannot be decoded: %s",
+                     segment_name, repo_name(r), why);
+        goto out;
+    }
+    repo_wal_path(tli, segment_name, false, path, sizeof(path));
+    if ((rc = repo_get(r, path, reindex_sink, &ri)) < 0)
+        goto out;
+    if (ri.error) {
+        rc = err_set(ERR_INTEGRITY, "segment %s of repository \"%s\" does not decode: %s",
+                     segment_name, repo_name(r), ri.error);
+        goto out;
+    }
+    if (ri.len != r->identity.seg_size) {
+        rc = err_set(ERR_INTEGRITY, "segment %s of repository \"%s\" holds %llu bytes, not %llu",
+                     segment_name, repo_name(r), (unsigned long long)ri.len,
+                     (unsigned long long)r->identity.seg_size);
+        goto out;
+    }
+    /* As archiving indexes it: the segment's bytes decoded from its start. */
+    repo_wal_index_from_summary(tli, segno, false, ri.len, waldecode_summary(ri.dec), &ix);
+    rc = repo_wal_index_store(r, &ix);
+    repo_wal_index_free(&ix);
+out:
+    free(why);
+    free(ri.error);
+    waldecode_free(ri.dec);
+    return rc;
+}
+
 static void fd_pass_free(struct fd_pass *p)
 {
     sha256_ctx_free(p->sha);
@@ -280,6 +338,27 @@ int repo_wal_push_partial_fd(struct repo *r, const char *segment_name, int fd, u
     if (rc == 0)
         index_store(r, tli, segno, true, len, &pass, what);
     fd_pass_free(&pass);
+    return rc;
+}
+
+int repo_wal_remove_partial(struct repo *r, const char *segment_name)
+{
+    timeline_t tli;
+    uint64_t segno;
+    char path[96];
+    int rc = wal_segment_parse(segment_name, r->identity.seg_size, &tli, &segno);
+    if (rc < 0)
+        return rc;
+    /* The index first: a partial copy without one is passed over, as any unindexed one. */
+    const char *suffix[] = {".partial.idx", ".partial"};
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        snprintf(path, sizeof(path), "wal/%08X/%s%s", tli, segment_name, suffix[i]);
+        char *full = repo_full_path(r, path);
+        rc = storage_remove(r->storage, full);
+        free(full);
+    }
+    if (rc < 0)
+        err_context("while removing the partial copy of %s", segment_name);
     return rc;
 }
 

@@ -89,6 +89,7 @@ static int read_header(struct repo *r, const char *label, struct catalog_entry *
         e->b.stop_lsn = mh->stop_lsn;
         e->b.start_time = mh->start_time;
         e->b.stop_time = mh->stop_time;
+        e->b.consistent_time_us = mh->consistent_time_us;
         e->b.timeline = mh->timeline;
         e->logical_bytes = mh->logical_bytes;
         e->files = mh->files;

@@ -41,6 +41,7 @@ struct restore_args {
     int port;
     struct ts_map *map;
     size_t nmap;
+    const char *ts_dir; /* --tablespace-dir */
     const char *waldir; /* --waldir */
 };
 
@@ -82,6 +83,7 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
         OPT_DELTA,
         OPT_FORCE,
         OPT_MAP,
+        OPT_TSDIR,
         OPT_WALDIR,
         OPT_REPO,
         OPT_START,
@@ -105,6 +107,7 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
         {"delta", no_argument, NULL, OPT_DELTA},
         {"force", no_argument, NULL, OPT_FORCE},
         {"tablespace-map", required_argument, NULL, OPT_MAP},
+        {"tablespace-dir", required_argument, NULL, OPT_TSDIR},
         {"waldir", required_argument, NULL, OPT_WALDIR},
         {"repo", required_argument, NULL, OPT_REPO},
         {"start", no_argument, NULL, OPT_START},
@@ -158,6 +161,13 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
             break;
         case OPT_MAP:
             rc = parse_map(a, optarg);
+            break;
+        case OPT_TSDIR:
+            if (optarg[0] != '/')
+                rc = err_set(ERR_USAGE,
+                             "invalid --tablespace-dir \"%s\": expected an absolute directory",
+                             optarg);
+            a->ts_dir = optarg;
             break;
         case OPT_WALDIR:
             if (optarg[0] != '/')
@@ -251,14 +261,20 @@ static int check_window(struct restore_args *a, struct cli_repos *set, const str
         return err_context("while finding where the WAL archive of timeline %u ends", tli);
     char from[64] = "(no backup)", to[64] = "(no WAL)";
     if (a->target.kind == RESTORE_TARGET_TIME) {
-        if (oldest)
-            time_format_pg((oldest->stop_time + 1) * INT64_C(1000000), from, sizeof(from));
+        int64_t earliest = 0;
+        if (oldest) {
+            earliest = manifest_earliest_target_us(oldest->stop_time, oldest->consistent_time_us,
+                                                   a->target.exclusive);
+            time_format_pg(earliest, from, sizeof(from));
+        }
         if (end.found && end.have_xact)
             time_format_pg(end.last_xact_us, to, sizeof(to));
         if (!oldest)
             return window_error(a, from, to, "no backup leads to this timeline");
-        if (a->target.time_us < (oldest->stop_time + 1) * INT64_C(1000000))
-            return window_error(a, from, to, "it is before the end of the oldest backup");
+        if (a->target.time_us < earliest)
+            return window_error(a, from, to,
+                                "it is before the oldest backup is consistent (its last "
+                                "transaction before its stop point)");
         if (!end.found || !end.have_xact)
             return window_error(a, from, to, "no transaction in the WAL archive ends after it");
         if (a->target.time_us >= end.last_xact_us)
@@ -572,27 +588,6 @@ static void free_args(struct restore_args *a)
     free(a->pgdata);
 }
 
-/* The server --start starts gets none of this process's environment but what
- * procenv.h allows (no secret), and its restore_command loads the configuration
- * afresh: a configuration that needs a variable of ours would not load there, and every
- * wal-fetch would stop the server. Refused before anything is written. */
-static int refuse_env_config(const struct config *cfg)
-{
-    if (!cfg->env_vars[0])
-        return 0;
-    struct buf names = BUF_INIT;
-    for (char **v = cfg->env_vars; *v; v++)
-        buf_appendf(&names, "%s${%s}", v == cfg->env_vars ? "" : ", ", *v);
-    err_set(ERR_CONFIG,
-            "--start: \"%s\" reads %s from the environment, which the server it starts does "
-            "not get: its restore_command (wal-fetch) could not load the configuration",
-            cfg->path, (const char *)names.data);
-    buf_free(&names);
-    return err_hint("give secrets with KEY_file keys and other values in the file itself, or "
-                    "restore without --start and start the server with the environment its "
-                    "restore_command needs");
-}
-
 int cmd_restore(struct cli_context *ctx, int argc, char **argv)
 {
     struct restore_args a;
@@ -602,6 +597,8 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     struct path_set *seen = NULL;
     struct pgbin bin = {0};
     const char **ts_dir = NULL;
+    char **ts_owned = NULL; /* the --tablespace-dir ones */
+    size_t n_ts_owned = 0;
     struct outer *outer = NULL;
     size_t n_outer = 0;
     char *waldir = NULL, *wal_link = NULL;
@@ -616,6 +613,11 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         rc = rc > 0 ? 0 : 2;
         goto out;
     }
+    if (a.target.kind == RESTORE_TARGET_TIME && a.target.zone_assumed) {
+        char when[64];
+        log_info("--target-time has no time zone: taken as UTC, %s",
+                 time_format_pg(a.target.time_us, when, sizeof(when)));
+    }
     const struct config *cfg = cli_config(ctx);
     if (!cfg) {
         rc = 2;
@@ -628,7 +630,9 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     }
 
     /* Everything that can refuse comes before the first write. */
-    if (a.start && refuse_env_config(cfg) < 0) {
+    if (a.start && cli_refuse_server_env(cfg, "--start",
+                                         "restore without --start and start the server with "
+                                         "the environment its restore_command needs") < 0) {
         rc = 2;
         goto out;
     }
@@ -734,6 +738,8 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
             goto out;
         }
     }
+    ts_owned = xcalloc(chosen->n_ts + 1, sizeof(*ts_owned));
+    n_ts_owned = chosen->n_ts;
     for (size_t i = 0; i < chosen->n_ts; i++) {
         bool mapped = false;
         ts_dir[i] = chosen->ts_location[i];
@@ -743,10 +749,18 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
                 mapped = true;
             }
         }
+        /* --tablespace-dir: every tablespace not mapped one by one goes to DIR/<oid> (a
+         * copy on the primary's own host: drill). */
+        if (!mapped && a.ts_dir) {
+            ts_owned[i] = xasprintf("%s/%u", a.ts_dir, chosen->ts_oid[i]);
+            ts_dir[i] = ts_owned[i];
+            mapped = true;
+        }
         outer[i].dir = ts_dir[i];
         outer[i].oid = chosen->ts_oid[i];
         outer[i].kind = mapped ? ERR_USAGE : ERR_INTEGRITY;
-        outer[i].what = mapped ? xasprintf("the --tablespace-map directory \"%s\" of tablespace %u",
+        outer[i].what = mapped ? xasprintf("the %s directory \"%s\" of tablespace %u",
+                                           ts_owned[i] ? "--tablespace-dir" : "--tablespace-map",
                                            ts_dir[i], chosen->ts_oid[i])
                                : xasprintf("the location \"%s\" of tablespace %u", ts_dir[i],
                                            chosen->ts_oid[i]);
@@ -831,7 +845,8 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         goto out;
     }
     /* The server that will start it must be of the backup's major. */
-    if (a.start && pgbin_find(cl->pg_bindir, cl->name, repo_identity(r)->pg_major, &bin) < 0) {
+    if (a.start && pgbin_find(cl->pg_bindir, cl->name, repo_identity(r)->pg_major,
+                              "restore --start", &bin) < 0) {
         rc = 2;
         goto out;
     }
@@ -867,14 +882,17 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
                                 .wal_link = wal_link,
                                 .seen = seen};
     /* Every entry checked before the first byte is written. */
+    int64_t t_files = time_mono_us();
     uint8_t digest[SHA256_LEN];
     if (writer_vet(&wo, chosen->b.label, digest) < 0) {
         rc = err_kind() == ERR_INTEGRITY ? 3 : 1;
         goto out;
     }
     struct writer_stats st;
+    /* A chunk damaged in the repository is an integrity problem (exit 3), as a refused
+     * manifest is: drill tells a data problem from one that kept it from running. */
     if (writer_restore(&wo, chosen->b.label, digest, &st) < 0) {
-        rc = 1;
+        rc = err_kind() == ERR_INTEGRITY ? 3 : 1;
         goto out;
     }
     uint64_t removed = st.files_removed;
@@ -882,7 +900,8 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         rc = 1;
         goto out;
     }
-    int64_t elapsed_ms = (time_mono_us() - t0) / 1000;
+    int64_t t_end = time_mono_us();
+    int64_t elapsed_ms = (t_end - t0) / 1000;
     char sz[32], wsz[32], dur[32];
     size_format(st.bytes, sz, sizeof(sz));
     size_format(st.bytes_written, wsz, sizeof(wsz));
@@ -895,7 +914,11 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
                       (json_int_t)st.bytes, "files_written", (json_int_t)st.files_written,
                       "bytes_written", (json_int_t)st.bytes_written, "files_removed",
                       (json_int_t)removed, "delta", a.delta, "elapsed_ms", (json_int_t)elapsed_ms);
-        char *text = json_dumps(o, JSON_PRESERVE_ORDER);
+        /* Where the time went: choosing the backup (catalog, window, checks), then
+         * vetting the manifest and laying the files down (drill's RTO phases). */
+        json_object_set_new(o, "choose_ms", json_integer((json_int_t)((t_files - t0) / 1000)));
+        json_object_set_new(o, "files_ms", json_integer((json_int_t)((t_end - t_files) / 1000)));
+        char *text = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
         printf("%s\n", text);
         free(text);
         json_decref(o);
@@ -908,6 +931,10 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
                    a.delta ? "delta" : "force", (unsigned long long)st.files_written, wsz,
                    (unsigned long long)removed);
         printf("recovery target: %s (timeline %s)\n", t, a.target.timeline ? "as given" : "latest");
+        if (!a.start)
+            printf("next: start the server (pg_ctl -D \"%s\" start, or pgark restore ... --start "
+                   "--wait): %s\n",
+                   a.pgdata, restore_target_outcome(&a.target));
     }
     fflush(stdout);
     rc = 0;
@@ -931,6 +958,9 @@ out:
     free(waldir);
     free(wal_link);
     free(ts_dir);
+    for (size_t i = 0; ts_owned && i < n_ts_owned; i++)
+        free(ts_owned[i]);
+    free(ts_owned);
     free(config_abs);
     timeline_history_free(hist);
     catalog_free(&cat);

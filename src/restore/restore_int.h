@@ -4,6 +4,7 @@
 
 #include "pgark/cli.h"
 #include "pgark/hash.h"
+#include "pgark/pgbin.h"
 #include "pgark/repo.h"
 #include "pgark/restore.h"
 
@@ -156,27 +157,6 @@ int writer_vet(const struct writer_options *o, const char *label, uint8_t digest
 int writer_restore(const struct writer_options *o, const char *label,
                    const uint8_t digest[SHA256_LEN], struct writer_stats *st);
 
-/* --- PostgreSQL's programs and control file (pgbin.c) ------------------------------- */
-
-struct pgbin {
-    char *pg_ctl; /* of the backup's major */
-    char *psql;   /* any major */
-    int major;    /* pg_ctl --version's */
-    char version[32];
-};
-
-/* The programs that start a backup of PostgreSQL `major`: from bindir (the cluster's
- * pg_bindir) when not NULL, else /usr/lib/postgresql/MAJOR/bin, /usr/pgsql-MAJOR/bin,
- * PATH. ERR_CONFIG, naming both majors, when pg_ctl is of another one, or when none is
- * found (cluster names the configuration key in the hint). Free with pgbin_free. */
-int pgbin_find(const char *bindir, const char *cluster, int major, struct pgbin *out);
-void pgbin_free(struct pgbin *b);
-
-/* The cluster state global/pg_control records, in pg_controldata's words ("shut down
- * in recovery", "in production", ...); NULL when it cannot be read or its CRC is
- * wrong. Caller frees. */
-char *pgbin_control_state(const char *pgdata);
-
 /* --- starting the server (start.c) --------------------------------------------------- */
 
 struct start_options {
@@ -190,14 +170,9 @@ struct start_options {
     const char *const *env_drop;
     const struct pgbin *bin;
 };
-/* Start the server with pg_ctl in an environment from restore_server_environ: none of
+/* Start the server with pg_ctl in an environment from pgbin_server_environ: none of
  * pgark's secrets reach it, its children or /proc/<pid>/environ. */
 int restore_start(const struct start_options *o);
-
-/* The environment of a server pgark starts (restore --start, drill): procenv_clean of
- * this process's environment without env_drop, and LC_ALL=C so that its log, which
- * restore_start reads, is in English. Free with procenv_free. */
-char **restore_server_environ(const char *const *env_drop);
 
 /* --- wal-fetch's read-ahead cache (prefetch.c) --------------------------------------- */
 

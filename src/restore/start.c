@@ -9,13 +9,14 @@
  * the control file tells a target shutdown ("shut down in recovery") from a failure.
  * The server log that pg_ctl writes (-l) supplies the server's own words for the
  * report when something goes wrong. psql and pg_ctl are PostgreSQL's own programs,
- * found and checked before the restore wrote anything (pgbin.c).
+ * found and checked before the restore wrote anything (src/pg/pgbin.c).
  */
 #include "restore_int.h"
 
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/pgbin.h"
 #include "pgark/procenv.h"
 #include "pgark/units.h"
 
@@ -33,69 +34,6 @@
 
 #define START_LOG "pgark-start.log"
 #define POLL_US 200000
-
-char **restore_server_environ(const char *const *env_drop)
-{
-    static const char *const set[] = {"LC_ALL=C", NULL};
-    return procenv_clean(environ, env_drop, set);
-}
-
-/* Run argv, capture stdout (up to 64 KiB) into *out; returns the exit status, or -1
- * when it could not run. stderr goes to /dev/null unless keep_stderr. envp: the
- * program's whole environment (NULL: this process's, with LC_ALL=C and a connect
- * timeout for psql). */
-static int run_capture(char *const argv[], char *const envp[], char **out, bool keep_stderr)
-{
-    int pipefd[2];
-    if (pipe(pipefd) < 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(pipefd[0]);
-        close(pipefd[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        dup2(pipefd[1], 1);
-        if (!keep_stderr) {
-            int devnull = open("/dev/null", O_WRONLY);
-            if (devnull >= 0)
-                dup2(devnull, 2);
-        }
-        close(pipefd[0]);
-        close(pipefd[1]);
-        if (envp) {
-            /* Looked up in our PATH, run with envp alone. */
-            execvpe(argv[0], argv, envp);
-            _exit(127);
-        }
-        setenv("LC_ALL", "C", 1);
-        setenv("PGCONNECT_TIMEOUT", "5", 1);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    close(pipefd[1]);
-    struct buf b = BUF_INIT;
-    char chunk[4096];
-    ssize_t n;
-    while ((n = read(pipefd[0], chunk, sizeof(chunk))) != 0) {
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            break;
-        if (b.len < 65536)
-            buf_append(&b, chunk, (size_t)n);
-    }
-    close(pipefd[0]);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (out)
-        *out = buf_steal(&b);
-    else
-        buf_free(&b);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 struct pidfile {
     long pid;
@@ -194,8 +132,8 @@ int restore_start(const struct start_options *o)
     /* The server, its restore_command and whatever it runs later outlive this command:
      * they get none of its secrets (the server's wal-fetch reads the configuration
      * file for itself). */
-    char **env = restore_server_environ(o->env_drop);
-    int st = run_capture(argv, env, &out, true);
+    char **env = pgbin_server_environ(o->env_drop);
+    int st = pgbin_run(argv, env, &out, PGBIN_STDERR_INHERIT);
     procenv_free(env);
     free(out);
     if (st != 0) {
@@ -244,7 +182,7 @@ int restore_start(const struct start_options *o)
             char *qargv[] = {psql, "-X", "-A", "-t",       "-F", "|",       "-h", pf.socket_dir,
                              "-p", port, "-d", "postgres", "-c", (char *)q, NULL};
             char *res = NULL;
-            if (run_capture(qargv, NULL, &res, false) == 0) {
+            if (pgbin_run(qargv, NULL, &res, PGBIN_STDERR_NULL) == 0) {
                 res[strcspn(res, "\n")] = '\0';
                 char *f[4] = {NULL};
                 char *p = res;
@@ -304,6 +242,11 @@ int restore_start(const struct start_options *o)
     printf("recovery %s: last replayed transaction committed at %s, replayed up to LSN %s; "
            "recovery took %s\n",
            reached, last_ts, last_lsn, dur);
+    if (!strcmp(reached, "paused at the target"))
+        printf("the server is read-only, paused in recovery: look at the data (psql -h \"%s\" -p "
+               "%d), then promote it with SELECT pg_wal_replay_resume(); (or restore again to "
+               "another target)\n",
+               pf.socket_dir, pf.port);
     drop_prefetch(o->pgdata);
     free(last_ts);
     free(last_lsn);

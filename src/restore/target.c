@@ -5,6 +5,7 @@
 #include "pgark/restore.h"
 
 #include "pgark/error.h"
+#include "pgark/manifest.h"
 #include "pgark/mem.h"
 #include "pgark/units.h"
 
@@ -43,6 +44,8 @@ int restore_target_set(struct restore_target *t, const char *option, const char 
                             "without an offset it is UTC");
         }
         t->kind = RESTORE_TARGET_TIME;
+        /* After the date (10 characters), a zone is 'Z' or a signed offset. */
+        t->zone_assumed = strlen(value) <= 10 || !strpbrk(value + 10, "Z+-");
     } else if (!strcmp(option, "xid")) {
         if (parse_u32(value, 10, &t->xid) < 0 || t->xid < 3)
             return err_set(ERR_USAGE,
@@ -223,6 +226,27 @@ char *restore_command_text(const char *program, const char *config_path, const c
     return buf_steal(&b);
 }
 
+const char *restore_target_outcome(const struct restore_target *t)
+{
+    if (t->kind == RESTORE_TARGET_LATEST)
+        return "it replays all the archived WAL, then promotes (opens for writes on a new "
+               "timeline)";
+    switch (t->action) {
+    case RESTORE_ACTION_PROMOTE:
+        return "it replays the archived WAL to the target, then promotes (opens for writes on a "
+               "new timeline)";
+    case RESTORE_ACTION_SHUTDOWN:
+        return "it replays the archived WAL to the target, then shuts down (start it again to "
+               "promote)";
+    case RESTORE_ACTION_PAUSE:
+    case RESTORE_ACTION_DEFAULT:
+        break;
+    }
+    return "it replays the archived WAL to the target, then pauses there, read-only (the "
+           "default --target-action): check the data, then SELECT pg_wal_replay_resume(); "
+           "promotes it";
+}
+
 static const char *action_name(enum restore_action a)
 {
     switch (a) {
@@ -350,7 +374,8 @@ bool restore_backup_fits(const struct restore_backup *b, const struct restore_ta
 {
     switch (t->kind) {
     case RESTORE_TARGET_TIME:
-        return (b->stop_time + 1) * INT64_C(1000000) <= t->time_us;
+        return manifest_earliest_target_us(b->stop_time, b->consistent_time_us, t->exclusive) <=
+               t->time_us;
     case RESTORE_TARGET_LSN:
         return b->stop_lsn <= t->lsn;
     default:

@@ -441,6 +441,50 @@ int storage_create_all(struct storage *s, const char *path, const void *data, si
     return write_all(s, path, data, len, true);
 }
 
+int storage_create_honoured(struct storage *s, const char *probe_path, char **why)
+{
+    static const char first[] = "pgark probe: written first\n";
+    static const char second[] = "pgark probe: must not replace the first\n";
+    char *reason = NULL;
+    int rc = 0;
+    if (why)
+        *why = NULL;
+    if (s->create_honoured != 0)
+        goto done;
+    if ((rc = storage_write_all(s, probe_path, first, sizeof(first) - 1)) < 0)
+        goto out;
+    rc = storage_create_all(s, probe_path, second, sizeof(second) - 1);
+    if (rc == -ERR_EXISTS) {
+        s->create_honoured = 1;
+    } else if (rc == 0) {
+        s->create_honoured = -1;
+        reason = xstrdup("the store replaced an object that a write with If-None-Match: * "
+                         "was not to replace");
+    } else if (rc == -ERR_UNSUPPORTED) {
+        s->create_honoured = -1;
+        reason = xasprintf("the store does not implement conditional writes (%s)", err_message());
+    } else {
+        goto out;
+    }
+    err_clear();
+    if ((rc = storage_remove(s, probe_path)) < 0)
+        goto out;
+    free(s->create_why);
+    s->create_why = reason;
+    reason = NULL;
+done:
+    rc = s->create_honoured > 0 ? 1 : 0;
+    if (why && rc == 0 && s->create_why)
+        *why = xstrdup(s->create_why);
+out:
+    free(reason);
+    if (rc < 0)
+        err_context("while finding out whether repository \"%s\" can refuse to replace an "
+                    "object",
+                    s->name);
+    return rc;
+}
+
 /* --- list ------------------------------------------------------------------ */
 
 struct list_state {
@@ -633,10 +677,12 @@ void storage_free(struct storage *s)
         return;
     char *name = s->name;
     char *location = s->location;
+    char *create_why = s->create_why;
     struct storage_reported *r = s->reported;
     s->ops->free(s);
     free(name);
     free(location);
+    free(create_why);
     if (r) {
         for (size_t i = 0; i < r->n; i++)
             free(r->paths[i]);

@@ -67,6 +67,12 @@ case " $names " in
         exit 2
     }
     ;;
+*" rpo "*)
+    [ -f "$s3rver_dir/node_modules/s3rver/bin/s3rver.js" ] || {
+        echo "run.sh: s3rver is not installed in \"$s3rver_dir\": run make deps" >&2
+        exit 2
+    }
+    ;;
 esac
 
 secs=${BENCH_SECONDS:-300}

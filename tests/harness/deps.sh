@@ -1,6 +1,9 @@
 #!/bin/sh
 # deps.sh — install what building and testing pgark needs on Debian 12.
 #
+# python3-swift is OpenStack Swift's code: tests/harness/swift-s3.py runs a one-node
+# Swift with its S3 API from it, in one process (no Swift daemon or service is installed).
+#
 # As root: installs only the missing packages (one apt-get update, and only when
 # something is missing; --no-upgrade so present packages stay as they are), then
 # s3rver into tests/harness/s3 when absent. Not root: prints the apt-get line for
@@ -15,9 +18,11 @@ s3rver_version=3.7.1
 
 # clang and libclang-rt-14-dev (the sanitizer and libFuzzer runtimes, which Debian 12's
 # clang-14 only recommends): the sanitizer build and the harnesses of tests/fuzz.
+# clang-format: tests/t/002_tree.pl checks that the tree is as `make format` leaves it.
+# chromium: tests/t/071_report.pl renders report --html in it, headless.
 packages="build-essential make pkg-config libpq-dev libzstd-dev libssl-dev libyaml-dev
 libcurl4-openssl-dev libjansson-dev libcmocka-dev postgresql-15 libipc-run-perl zstd
-clang libclang-rt-14-dev"
+clang libclang-rt-14-dev clang-format python3-swift chromium"
 case "${1:-}" in
 "") ;;
 bench) packages="$packages pgbackrest" ;;

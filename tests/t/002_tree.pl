@@ -1,7 +1,8 @@
 # The tree itself: every #include points down the layers of CONVENTIONS.md
 # (tests/harness/layers.pl says which), and each exported function prefix and each
-# struct tag has one owner (tests/harness/names.pl); planted violations show that each
-# check looks.
+# struct tag has one owner (tests/harness/names.pl), and the C sources are as
+# `make format` (clang-format, .clang-format) leaves them; planted violations show that
+# each check looks.
 use strict;
 use warnings;
 
@@ -52,5 +53,19 @@ like($r->{stdout},
 like($r->{stdout},
 	qr{^src/backup/pool\.c:\d+: struct pool is defined more than once: src/backup/pool\.c:\d+, src/ops/check\.c:\d+$}m,
 	'the tag is named with both places');
+
+# The format check: the tree as it is, then a copy with one line spoiled.
+$r = run_cmd([ 'make', '-s', '-C', $root, 'format-check' ]);
+is($r->{rc}, 0, 'the C sources are formatted as make format leaves them')
+  or diag($r->{stderr});
+system('cp', "$root/Makefile", "$root/.clang-format", $copy) == 0 or die "cp: $?";
+mkdir "$copy/$_" for qw(tests/unit tests/tools tests/fuzz);
+open $fh, '>>', "$copy/src/common/units.c" or die "units.c: $!";
+print $fh "static int   planted_spacing(void) { return 0; }\n";
+close $fh;
+$r = run_cmd([ 'make', '-s', '-C', $copy, 'format-check' ]);
+isnt($r->{rc}, 0, 'a badly formatted line fails the format check');
+like($r->{stderr}, qr{src/common/units\.c:\d+:\d+: error: code should be clang-formatted},
+	'and is named with its file and line');
 
 done_testing();

@@ -3,10 +3,11 @@
 # With synchronous: true and pgark_main in synchronous_standby_names a commit waits
 # for the receiver: it does not return (nor become visible) while the receiver is
 # stopped and returns once it is back; whatever the server was told is flushed is
-# in the spool, equal to pg_wal. With partial_upload_interval 1h the .partial copy in
-# the repositories is not refreshed; SIGHUP applies a new interval (1s: each small commit
-# is then covered, in far less than the old hour) and log level without losing WAL. (How
-# soon a commit is covered is a latency figure, for tests/bench, not asserted here.)
+# in the spool, equal to pg_wal. With partial_upload_interval 1h (each posix
+# repository's own key here) the .partial copy in the repositories is not refreshed;
+# SIGHUP applies a new interval (1s: each small commit is then covered, in far less than
+# the old hour) and log level without losing WAL. (How soon a commit is covered is a
+# latency figure, for tests/bench, not asserted here.)
 use strict;
 use warnings;
 
@@ -94,7 +95,7 @@ sub server_prefix
 
 # --- synchronous commit waits on the receiver --------------------------------------
 
-configure(partial => '1h', level => 'info');
+configure(partial => '1h', local_partial => '1h', level => 'info');
 my $rx = receiver_start($config);
 ok(poll_until(sub { sql("SELECT sync_state FROM pg_stat_replication WHERE application_name = 'pgark_main'") eq 'sync' }),
 	'the receiver is the synchronous standby');
@@ -168,7 +169,7 @@ unlike(receiver_log($rx), qr/segment [0-9A-F]{24} received/,
 	'log level info: no detail lines');
 
 # SIGHUP: interval 1s, level detail.
-configure(partial => '1s', level => 'detail');
+configure(partial => '1s', local_partial => '1s', level => 'detail');
 kill('HUP', $rx->{pid});
 ok(poll_until(sub { receiver_log($rx) =~ /configuration reloaded from "\Q$config\E"/ }),
 	'SIGHUP: configuration reloaded');

@@ -4,7 +4,8 @@
 # SIGHUP and SIGTERM must not wait for an upload that will take a long time to time
 # out (30 s without progress): each leaves it behind, says so, and the reload happens,
 # and the stream goes on, while the server is still stopped; SIGTERM exits 0. Both are
-# bounded by receiver_stop_limit (20 s: the 3 s grace, well under the 30 s). The upload
+# bounded by receiver_stop_limit (20 s: the reload's 3 s grace; the stop's wait for the
+# repository, its stop_timeout of 5 s, and 0.5 s; all well under the 30 s). The upload
 # left behind keeps what it uses alive until it ends: when the server answers again it
 # finishes without touching freed memory (run under the address sanitizer build when
 # there is one), and the new shipper catches up.

@@ -3,8 +3,9 @@
 #
 # Each time the receiver says so, naming the repository, in the log and in
 # status.json's last_error; the posix repository beside it keeps receiving; the
-# spool keeps every segment the S3 repository lacks. Fixing the problem (creating
-# the bucket) lets it catch up without a restart.
+# spool keeps every segment the S3 repository lacks; check names the missing bucket as
+# the receiver does. Fixing the problem (creating the bucket) lets it catch up without a
+# restart.
 use strict;
 use warnings;
 
@@ -98,6 +99,13 @@ for my $name (sort keys %case)
 	ok(receiver_alive($rx{$name}), "$name: the receiver runs on");
 	note("$name: $err");
 }
+
+# check says what the receiver says: the bucket is missing, not the cluster in it.
+my $c = run_pgark([ '--config', "$tmp/bucket.yaml", 'check' ]);
+isnt($c->{rc}, 0, 'check fails while the bucket is missing');
+like($c->{stdout} . $c->{stderr}, qr/bucket "nosuchbucket" of repository "offsite" does not exist/,
+	'check names the missing bucket');
+unlike($c->{stdout} . $c->{stderr}, qr/holds no cluster/, 'and does not call it a missing cluster');
 
 # The missing bucket appears: "offsite" catches up and the spool drains.
 s3_create_bucket($s3, 'nosuchbucket');

@@ -227,6 +227,9 @@ $n->stop;
 	is($res->{rc}, 0, 'restore --start --wait with secrets in pgark\'s environment')
 	  or diag($res->{stderr});
 	like($res->{stdout}, qr/recovery paused at the target/, 'the server waits at the target');
+	like($res->{stdout},
+		qr/the server is read-only, paused in recovery: look at the data \(psql -h "[^"]+" -p \d+\), then promote it with SELECT pg_wal_replay_resume\(\);/,
+		'and pgark says how to look at it and how to promote it');
 	my ($pid) = split /\n/, slurp_file($node->data_dir . '/postmaster.pid');
 	my $raw = slurp_file("/proc/$pid/environ");
 	my %env = map { /^([^=]*)=(.*)$/s ? ($1 => $2) : ($_ => undef) } split /\0/, $raw;

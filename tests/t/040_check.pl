@@ -75,11 +75,14 @@ ok($doc->{ok}, 'ok is true');
 is_deeply(
 	[ map { $_->{name} } @{ $doc->{checks} } ],
 	[
-		qw(config connection slot slot_active repository:one system_identifier:one rpo:one
-		  repository:two system_identifier:two rpo:two)
+		qw(config connection slot slot_active repository:one system_identifier:one backups:one
+		  rpo:one repository:two system_identifier:two backups:two rpo:two)
 	],
 	'one entry per check, in order');
 is_deeply(failed($by), [], 'every check ok');
+ok($by->{'backups:one'}{warning}, 'no backup yet: a warning, not a failure');
+like($by->{'backups:one'}{detail}, qr/repository "one" holds no backup yet \(hint: take one with pgark backup\)/,
+	'saying what to do');
 ok(!grep({ !defined $_->{detail} || $_->{detail} eq '' } @{ $doc->{checks} }), 'each has a detail');
 like($by->{slot_active}{detail}, qr/is in use by process \d+/, 'slot in use by the receiver');
 like($by->{'rpo:one'}{detail}, qr/behind the receiver's spool/, 'RPO from the receiver\'s status');
@@ -90,7 +93,7 @@ is_deeply(\@probes, [], 'the write probes are removed');
 $r = run_pgark([ '--config', $config, 'check' ]);
 is($r->{rc}, 0, 'text form exits 0');
 like($r->{stdout}, qr/^ok\s+slot\s+replication slot "pgark_main" exists/m, 'text lists checks');
-like($r->{stdout}, qr/all 10 checks passed/, 'and sums up');
+like($r->{stdout}, qr/all 12 checks passed, 2 with a warning/, 'and sums up');
 
 # --- the receiver stops: the slot is no longer used ---------------------------------
 
@@ -251,7 +254,8 @@ is($perm->{detail},
 is($r->{stderr} =~ /readable by other users/ ? 1 : 0, 0, 'check does not log it as well');
 $r = run_pgark([ '--config', $open_cfg, 'check' ]);
 like($r->{stdout}, qr/^warn\s+permissions:1\s+configuration file/m, 'text form: "warn"');
-like($r->{stdout}, qr/checks (passed|failed), 1 with a warning$/m, 'and counted');
+like($r->{stdout}, qr/checks (passed|failed), 3 with a warning$/m,
+	'and counted (with the two repositories that hold no backup yet)');
 $r = run_pgark([ '--config', $open_cfg, 'info' ]);
 like($r->{stderr}, qr/warn\s+configuration file "\Q$open_cfg\E" is readable by other users \(mode 0644\)\n.*warn\s+hint: chmod 600 "\Q$open_cfg\E"/,
 	'other commands log it as a warning with its hint');

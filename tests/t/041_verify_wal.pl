@@ -90,6 +90,33 @@ for my $repo (@{ $doc->{repositories} })
 # (Its content is checked by verify against a fresh decode; here: it exists per segment.)
 ok(-s wal_file('one', '00000001', "$segs[2].idx"), 'a time index object sits beside each segment');
 
+# --- segments without a time index: named, and rebuilt on request ------------------------
+
+my @lost = @segs[ 1, 2 ];
+my %was = map { $_ => repo_cat($root{one}, 'main', "wal/00000001/$_.idx")->{stdout} } @lost;
+unlink(wal_file('one', '00000001', "$_.idx")) or die "unlink: $!" for @lost;
+$r = verify();
+is($r->{rc}, 0, 'segments without a time index: verify still exits 0 (the WAL is whole)');
+like($r->{stdout}, qr/repository "one":.* \(2 segments without one: $lost[0] $lost[1]\)/,
+	'and names them');
+($rc, $doc) = verify_json();
+my ($one) = grep { $_->{name} eq 'one' } @{ $doc->{repositories} };
+is_deeply($one->{segments_without_time_index_names}, \@lost, '--json names them too');
+$r = verify('--repair-index');
+is($r->{rc}, 0, 'verify --repair-index exits 0');
+like($r->{stdout}, qr/\(2 segments without one: $lost[0] $lost[1]; 2 rebuilt\)/, 'and says it rebuilt both');
+like($r->{stderr}, qr/repository "one": rebuilt the time index of 2 segments/, 'in the log as well');
+for my $seg (@lost)
+{
+	my $now = repo_cat($root{one}, 'main', "wal/00000001/$seg.idx");
+	is($now->{rc}, 0, "$seg: its time index is back");
+	is($now->{stdout}, $was{$seg}, "$seg: the same index archiving had made");
+}
+($rc, $doc) = verify_json();
+($one) = grep { $_->{name} eq 'one' } @{ $doc->{repositories} };
+is($one->{segments_without_time_index}, 0, 'none lacks one afterwards');
+is($one->{time_indexes}, $one->{segments}, 'and each matches its segment');
+
 # --- scenarios: mutilate, run, assert, repair -----------------------------------------
 
 # Each scenario damages repository $repo, expects exactly one problem naming it and

@@ -13,6 +13,8 @@ use warnings;
 use File::Find;
 use IPC::Run;
 use JSON::PP;
+use POSIX ();
+use Time::Local ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -185,13 +187,29 @@ my ($w) = @{ $ri->{recovery_window} };
 is($w->{timeline}, 1, 'recovery window on timeline 1');
 is($w->{from_backup}, $labels[2], 'starts at the kept backup');
 is($w->{from_lsn}, $b[2]{stop_lsn}, 'at its stop LSN');
-is($w->{from_time}, $b[2]{stop_time}, 'and stop time');
+# The window starts at the earliest time a restore of it reaches: the newest transaction
+# before its stop point (the manifest records it), else the second after its stop time.
+my $mh = decode_json((split /\n/, repo_cat($root{one}, 'main', "backups/$labels[2]/manifest.json")->{stdout})[0]);
+my $earliest;
+if ($mh->{consistent_time_us})
+{
+	my $us = $mh->{consistent_time_us};
+	$earliest = POSIX::strftime('%Y-%m-%dT%H:%M:%S', gmtime(int($us / 1000000)))
+	  . sprintf('.%06dZ', $us % 1000000);
+}
+else
+{
+	my ($y, $mo, $d, $h, $mi, $sec) = $b[2]{stop_time} =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)Z$/;
+	$earliest = POSIX::strftime('%Y-%m-%dT%H:%M:%S.000000Z',
+		gmtime(Time::Local::timegm($sec, $mi, $h, $d, $mo - 1, $y) + 1));
+}
+is($w->{from_time}, $earliest, 'and the earliest time it reaches');
 cmp_ok(lsn_int($w->{to_lsn}), '>', lsn_int($w->{from_lsn}), 'ends at a later commit (pgbench after it)');
 like($w->{to_time}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/, 'with its commit time from the time index');
 ok($w->{to_xid} > 0, 'and xid');
 is($w->{missing_segments}, 0, 'no segment missing');
 $r = pgark('info');
-like($r->{stdout}, qr/recovery window, timeline 1: \Q$b[2]{stop_time}\E \(backup \Q$labels[2]\E, \Q$b[2]{stop_lsn}\E\) \.\. \S+ \(last commit/,
+like($r->{stdout}, qr/recovery window, timeline 1: \Q$earliest\E \(backup \Q$labels[2]\E, \Q$b[2]{stop_lsn}\E\) \.\. \S+ \(last commit/,
 	'info shows the window in text');
 
 $r = pgark('expire');
@@ -214,7 +232,7 @@ $rn->stop;
 my $rn2 = PostgreSQL::Test::Cluster->new('too_early');
 $r = pgark('restore', '--pgdata', $rn2->data_dir, '--target-time', $b[0]{stop_time});
 is($r->{rc}, 2, 'a time before the window (an expired backup\'s) is refused');
-like($r->{stderr}, qr/outside the restorable window.*before the end of the oldest backup/,
+like($r->{stderr}, qr/outside the restorable window.*before the oldest backup is consistent/,
 	'saying it is before the oldest backup');
 
 # --- a backup running while expire sweeps ----------------------------------------------

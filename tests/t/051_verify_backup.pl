@@ -91,6 +91,8 @@ sub verify_json
 	my $r = pgark('verify', '--json', @args);
 	my $doc = eval { decode_json($r->{stdout}) };
 	ok($doc, 'verify --json prints JSON') or diag($r->{stdout}, $r->{stderr});
+	# Seconds are milliseconds' worth of digits (not 1.9430000000000001).
+	like($r->{stdout}, qr/"seconds": \d+(?:\.\d{1,3})?,?\n/, 'its seconds have at most 3 decimals');
 	return ($r->{rc}, $doc // { problems => [], repositories => [] });
 }
 

@@ -157,6 +157,10 @@ static void test_design_example(void **state)
     assert_ptr_equal(config_cluster_repo(cfg, c, 1), off);
     assert_false(c->synchronous);
     assert_int_equal(c->rpo_target_ms, 15 * 60 * 1000);
+    /* The plan's other targets, by default (DESIGN.md). */
+    assert_int_equal(c->rto_target_ms, 30 * 60 * 1000);
+    assert_int_equal(c->drill_max_age_ms, 7LL * 86400 * 1000);
+    assert_int_equal(c->verify_max_age_ms, 86400 * 1000);
     assert_int_equal(c->partial_upload_interval_ms, 10 * 1000);
     assert_int_equal(c->retention.full, 4);
     assert_int_equal(c->retention.window_ms, 14LL * 86400 * 1000);
@@ -221,6 +225,12 @@ static void test_defaults(void **state)
     assert_int_equal(b->concurrency, 8);
     assert_true(b->part_size == 16 << 20);
     assert_int_equal(b->retries, 5);
+    /* The partial copy's interval is left to the receiver (posix 1s, s3 the cluster's);
+     * a stop waits 5 s for each repository. */
+    for (int i = 0; i < 2; i++) {
+        assert_true(cfg->repos[i].partial_upload_interval_ms == -1);
+        assert_true(cfg->repos[i].stop_timeout_ms == 5000);
+    }
 
     const struct config_cluster *c = &cfg->clusters[0];
     assert_string_equal(c->name, "Main-DB");
@@ -266,6 +276,7 @@ static void test_non_defaults(void **state)
         "  a: {conninfo: x, repos: [s], create_slot: true, synchronous: true, slot: my_slot,\n"
         "      rpo_target: 1s, partial_upload_interval: 0s, application_name: app,\n"
         "      wal_fetch_read_ahead: 0, pg_bindir: /opt/pg18/bin/,\n"
+        "      rto_target: 2h, drill_max_age: 30d, verify_max_age: 12h,\n"
         "      retention: {window: 1w}, backup: {chunk_size: 64MiB, checkpoint: spread}}\n"
         "  b: {conninfo: y, repos: [s], backup: {chunk_size: 64KiB}, retention: {full: 1}}\n"
         "notify:\n"
@@ -291,6 +302,10 @@ static void test_non_defaults(void **state)
     assert_true(a->synchronous);
     assert_string_equal(a->slot, "my_slot");
     assert_int_equal(a->rpo_target_ms, 1000);
+    assert_int_equal(a->rto_target_ms, 2 * 3600 * 1000);
+    assert_int_equal(a->drill_max_age_ms, 30LL * 86400 * 1000);
+    assert_int_equal(a->verify_max_age_ms, 12 * 3600 * 1000);
+    assert_int_equal(b->rto_target_ms, 30 * 60 * 1000);
     assert_int_equal(a->partial_upload_interval_ms, 0);
     assert_string_equal(a->application_name, "app");
     assert_int_equal(a->wal_fetch_read_ahead, 0);
@@ -511,6 +526,19 @@ static const struct bad_case bad_cases[] = {
        "number and a unit: ms, s, m, h, d or w)"},
     {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    rpo_target: 0s\n",
      F ":7:17: key \"rpo_target\" in cluster \"main\" must be greater than zero"},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    rto_target: 0m\n",
+     F ":7:17: key \"rto_target\" in cluster \"main\" must be greater than zero"},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    rto_target: 30\n",
+     F ":7:17: key \"rto_target\" in cluster \"main\": invalid duration \"30\" (expected a whole "
+       "number and a unit: ms, s, m, h, d or w)"},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    drill_max_age: 0d\n",
+     F ":7:20: key \"drill_max_age\" in cluster \"main\" must be greater than zero"},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n"
+                "    verify_max_age: a day\n",
+     F ":7:21: key \"verify_max_age\" in cluster \"main\": invalid duration \"a day\" (expected a "
+       "whole number and a unit: ms, s, m, h, d or w)"},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    verify_max_age: 0s\n",
+     F ":7:21: key \"verify_max_age\" in cluster \"main\" must be greater than zero"},
     {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n"
                 "    retention: {window: -1d}\n",
      F ":7:25: key \"window\" in \"retention\" of cluster \"main\": invalid duration \"-1d\" "
@@ -681,7 +709,32 @@ static const struct bad_case bad_cases[] = {
      "      secret_access_key: SECRETTEST, concurrency: 65}\n"
      "clusters: {c: {conninfo: x, repos: [s]}}\n",
      F ":3:51: key \"concurrency\" in repo \"s\" must be between 1 and 64, not 65"},
+    /* the tail of the WAL */
+    {"repos:\n  r1: {type: posix, path: /srv, partial_upload_interval: 1}\n" BASE_CLUSTERS,
+     F ":2:58: key \"partial_upload_interval\" in repo \"r1\": invalid duration \"1\" "
+       "(expected a whole number and a unit: ms, s, m, h, d or w)"},
+    {"repos:\n  r1: {type: posix, path: /srv, stop_timeout: -5s}\n" BASE_CLUSTERS,
+     F ":2:47: key \"stop_timeout\" in repo \"r1\": invalid duration \"-5s\" "
+       "(expected a whole number and a unit: ms, s, m, h, d or w)"},
 };
+
+/* partial_upload_interval and stop_timeout are keys of a repository of either type. */
+static void test_tail_keys(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("repos:\n"
+                                 "  r1: {type: posix, path: /srv, partial_upload_interval: 250ms,\n"
+                                 "       stop_timeout: 0s}\n"
+                                 "  s: {type: s3, endpoint: https://e, bucket: bkt,\n"
+                                 "      access_key_id: AK, secret_access_key: SK,\n"
+                                 "      partial_upload_interval: 0s, stop_timeout: 1m}\n"
+                                 "clusters: {c: {conninfo: x, repos: [r1, s]}}\n");
+    assert_true(cfg->repos[0].partial_upload_interval_ms == 250);
+    assert_true(cfg->repos[0].stop_timeout_ms == 0);
+    assert_true(cfg->repos[1].partial_upload_interval_ms == 0);
+    assert_true(cfg->repos[1].stop_timeout_ms == 60000);
+    config_free(cfg);
+}
 
 /* An S3 endpoint over http:// needs allow_http, which require_tls refuses; each refusal
  * says what to do. */
@@ -984,6 +1037,7 @@ int main(void)
         cmocka_unit_test(test_load_file_errors),
         cmocka_unit_test(test_default_path),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_tail_keys),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -151,6 +151,7 @@ static void test_exit_codes_and_names(void **state)
         {ERR_TRANSIENT, 1, "transient"},
         {ERR_MISMATCH, 1, "mismatch"},
         {ERR_CANCELED, 1, "canceled"},
+        {ERR_UNSUPPORTED, 1, "unsupported"},
     };
     assert_int_equal(sizeof(kinds) / sizeof(kinds[0]), ERR_KIND_COUNT - 1);
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {

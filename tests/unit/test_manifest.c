@@ -256,6 +256,7 @@ static void test_round_trip_small(void **state)
         assert_int_equal(h->stop_lsn, UINT64_C(0x1A0000100));
         assert_int_equal(h->start_time, 1795631054);
         assert_int_equal(h->stop_time, 1795631060);
+        assert_int_equal(h->consistent_time_us, 0); /* none recorded: the key is left out */
         assert_int_equal(h->timeline, 3);
         assert_int_equal(h->pg_version, 150018);
         assert_int_equal(h->system_identifier, UINT64_C(7311041234567890123));
@@ -618,6 +619,54 @@ static void test_header_fields(void **state)
     buf_free(&t);
 }
 
+/* The time a backup is consistent at: optional (older manifests lack it), read back to
+ * the microsecond, refused when not a positive integer; and what restore makes of it. */
+static void test_consistent_time(void **state)
+{
+    (void)state;
+    struct buf m = BUF_INIT, t = BUF_INIT;
+    struct manifest_file files[6];
+    uint8_t chunks[6][8 * 32];
+    write_small(&m, files, chunks);
+    assert_null(strstr((char *)m.data, "consistent_time_us"));
+    static const char at_key[] = "\"encrypted\":true";
+    char *at = strstr((char *)m.data, at_key);
+    assert_non_null(at);
+    static const struct {
+        const char *value, *msg;
+    } cases[] = {
+        {"1795631059123456", NULL},
+        {"0", "manifest line 1: \"consistent_time_us\" is out of range"},
+        {"\"1795631059123456\"",
+         "manifest line 1: \"consistent_time_us\" is missing or not an integer"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        buf_reset(&t);
+        buf_append(&t, m.data, (size_t)(at - (char *)m.data));
+        buf_appendf(&t, "\"consistent_time_us\":%s,", cases[i].value);
+        buf_append_str(&t, at);
+        if (cases[i].msg) {
+            expect_integrity(&t, 0, cases[i].msg, 0);
+            continue;
+        }
+        struct small s = {.n = 0};
+        struct manifest_reader *r;
+        assert_int_equal(read_all(t.data, t.len, 4096, &s, &r), 0);
+        const struct manifest_header *h = manifest_reader_header(r);
+        assert_int_equal(h->consistent_time_us, INT64_C(1795631059123456));
+        manifest_reader_free(r);
+    }
+    /* Known: the target may be that very time (inclusive), a microsecond later when
+     * exclusive. Unknown: the second after the stop time, as before. */
+    assert_int_equal(manifest_earliest_target_us(1795631060, INT64_C(1795631059123456), false),
+                     INT64_C(1795631059123456));
+    assert_int_equal(manifest_earliest_target_us(1795631060, INT64_C(1795631059123456), true),
+                     INT64_C(1795631059123457));
+    assert_int_equal(manifest_earliest_target_us(1795631060, 0, false), INT64_C(1795631061000000));
+    buf_free(&m);
+    buf_free(&t);
+}
+
 static void test_writer_checks(void **state)
 {
     (void)state;
@@ -732,9 +781,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_small), cmocka_unit_test(test_100k_files_flat_memory),
         cmocka_unit_test(test_truncated),        cmocka_unit_test(test_bad_lines),
-        cmocka_unit_test(test_header_fields),    cmocka_unit_test(test_writer_checks),
-        cmocka_unit_test(test_chunks_digest),    cmocka_unit_test(test_old_digest_line),
-        cmocka_unit_test(test_path_problem),
+        cmocka_unit_test(test_header_fields),    cmocka_unit_test(test_consistent_time),
+        cmocka_unit_test(test_writer_checks),    cmocka_unit_test(test_chunks_digest),
+        cmocka_unit_test(test_old_digest_line),  cmocka_unit_test(test_path_problem),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,7 +1,7 @@
 /* test_pgbin.c — which programs restore --start runs (found where the configuration or
  * the usual layouts say, refused when of another major than the backup's) and the state
  * read from a control file of each layout (13 to 17, and 18's). */
-#include "../../src/restore/restore_int.h"
+#include "pgark/pgbin.h"
 #include "pgark/crc32c.h"
 #include "pgark/error.h"
 #include "pgark/mem.h"
@@ -119,7 +119,7 @@ static void test_find(void **state)
     fake_program(bin18, "psql", "psql (PostgreSQL) 18.4");
 
     struct pgbin b;
-    assert_int_equal(pgbin_find(bin18, "main", 18, &b), 0);
+    assert_int_equal(pgbin_find(bin18, "main", 18, "restore --start", &b), 0);
     char *want = xasprintf("%s/pg_ctl", bin18);
     assert_string_equal(b.pg_ctl, want);
     free(want);
@@ -131,7 +131,7 @@ static void test_find(void **state)
     pgbin_free(&b);
 
     /* Another major: refused, naming both. */
-    assert_int_equal(pgbin_find(bin18, "main", 17, &b), -ERR_CONFIG);
+    assert_int_equal(pgbin_find(bin18, "main", 17, "restore --start", &b), -ERR_CONFIG);
     char *msg = xasprintf("restore --start would run PostgreSQL 18.4 (\"%s/pg_ctl\") on a backup "
                           "of PostgreSQL 17",
                           bin18);
@@ -141,7 +141,7 @@ static void test_find(void **state)
     err_clear();
     assert_null(b.pg_ctl);
 
-    assert_int_equal(pgbin_find(empty, "main", 18, &b), -ERR_CONFIG);
+    assert_int_equal(pgbin_find(empty, "main", 18, "restore --start", &b), -ERR_CONFIG);
     msg = xasprintf("pg_bindir \"%s\" of cluster \"main\" has no pg_ctl", empty);
     assert_string_equal(err_message(), msg);
     free(msg);
@@ -155,7 +155,7 @@ static void test_find(void **state)
     char *saved = xstrdup(getenv("PATH"));
     char *path = xasprintf("%s:%s", empty, bin99);
     setenv("PATH", path, 1);
-    assert_int_equal(pgbin_find(NULL, "main", 99, &b), -ERR_CONFIG);
+    assert_int_equal(pgbin_find(NULL, "main", 99, "restore --start", &b), -ERR_CONFIG);
     msg = xasprintf("restore --start --wait needs psql, and there is none beside \"%s/pg_ctl\" or "
                     "in PATH",
                     bin99);
@@ -163,7 +163,7 @@ static void test_find(void **state)
     free(msg);
     err_clear();
     fake_program(empty, "psql", "psql (PostgreSQL) 15.1");
-    assert_int_equal(pgbin_find(NULL, "main", 99, &b), 0);
+    assert_int_equal(pgbin_find(NULL, "main", 99, "restore --start", &b), 0);
     assert_int_equal(b.major, 99);
     want = xasprintf("%s/psql", empty);
     assert_string_equal(b.psql, want);
@@ -173,7 +173,7 @@ static void test_find(void **state)
     char *gone = xasprintf("%s/psql", empty);
     unlink(gone);
     free(gone);
-    assert_int_equal(pgbin_find(NULL, "main", 99, &b), -ERR_CONFIG);
+    assert_int_equal(pgbin_find(NULL, "main", 99, "restore --start", &b), -ERR_CONFIG);
     assert_string_equal(err_message(), "restore --start needs PostgreSQL 99's pg_ctl, and there "
                                        "is none in /usr/lib/postgresql/99/bin, "
                                        "/usr/pgsql-99/bin or PATH");

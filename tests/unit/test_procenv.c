@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "../../src/restore/restore_int.h"
+#include "pgark/pgbin.h"
 #include "pgark/mem.h"
 #include "pgark/procenv.h"
 
@@ -83,7 +83,7 @@ static void test_server_environ(void **state)
     setenv("LANG", "fr_FR.UTF-8", 1); /* read through ${LANG} below: dropped */
     setenv("LC_ALL", "fr_FR.UTF-8", 1);
     const char *drop[] = {"LANG", NULL};
-    char **env = restore_server_environ(drop);
+    char **env = pgbin_server_environ(drop);
 
     for (char **e = env; *e; e++) {
         assert_true(strncmp(*e, "AWS_", 4) != 0);

@@ -147,10 +147,10 @@ static void test_pick(void **state)
     /* Two backups on timeline 1, one on timeline 2 (which left 1 at 0/5000000), one on
      * timeline 3 (a sibling branch that is not an ancestor of 2). */
     struct restore_backup b[] = {
-        {"A", 0x1000000, 0x1000100, 1000, 1010, 1},
-        {"B", 0x3000000, 0x3000100, 2000, 2010, 1},
-        {"C", 0x6000000, 0x6000100, 3000, 3010, 2},
-        {"D", 0x7000000, 0x7000100, 3500, 3510, 3},
+        {"A", 0x1000000, 0x1000100, 1000, 1010, 1, 0},
+        {"B", 0x3000000, 0x3000100, 2000, 2010, 1, 0},
+        {"C", 0x6000000, 0x6000100, 3000, 3010, 2, 0},
+        {"D", 0x7000000, 0x7000100, 3500, 3510, 3, 0},
     };
     struct timeline_entry e[] = {{1, 0x5000000}};
     struct timeline_history h2 = {2, 1, e};
@@ -179,6 +179,20 @@ static void test_pick(void **state)
     assert_false(restore_timeline_leads(1, 0x5000001, 2, &h2));
     assert_true(restore_timeline_leads(1, 0x5000000, 2, &h2));
     assert_false(restore_timeline_leads(3, 0x7000100, 2, &h2));
+
+    /* B recorded when it is consistent (2009.5 s, before its stop time's second): a
+     * target from that very time on picks it, exclusive a microsecond later. */
+    b[1].consistent_time_us = INT64_C(2009500000);
+    t = (struct restore_target){0};
+    t.kind = RESTORE_TARGET_TIME;
+    t.time_us = INT64_C(2009499999);
+    assert_int_equal(restore_backup_pick(b, 4, &t, 1, NULL), 0);
+    t.time_us = INT64_C(2009500000);
+    assert_int_equal(restore_backup_pick(b, 4, &t, 1, NULL), 1);
+    t.exclusive = true;
+    assert_int_equal(restore_backup_pick(b, 4, &t, 1, NULL), 0);
+    t.time_us = INT64_C(2009500001);
+    assert_int_equal(restore_backup_pick(b, 4, &t, 1, NULL), 1);
 }
 
 static const struct manifest_tablespace TS[] = {{16384, "/srv/ts1"}, {16390, "/srv/ts2"}};

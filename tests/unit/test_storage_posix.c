@@ -68,7 +68,7 @@ static void posix_destroy(struct storage *s, void *ctx)
     rm_rf(c->base);
 }
 
-static const struct storage_suite_target target = {"posix", posix_create, posix_destroy, &pctx};
+static const struct storage_suite_target target = {"posix", posix_create, posix_destroy, &pctx, 0};
 
 /* --- helpers ------------------------------------------------------------------ */
 

@@ -10,6 +10,7 @@
 
 #include "../../src/storage/s3/s3_int.h"
 #include "faultproxy.h"
+#include "s3peer.h"
 #include "storage_suite.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
@@ -1337,6 +1338,124 @@ static void test_engine_retry_does_not_block(void **state)
     faultproxy_stop(fp);
 }
 
+/* --- conditional writes: s3rver ignores them, AWS answers 412 ---------------------- */
+
+/* s3rver replaces an object that a PUT with If-None-Match: * was not to replace: the
+ * probe finds out, says so, and leaves nothing behind. */
+static void test_s3rver_ignores_if_none_match(void **state)
+{
+    (void)state;
+    struct storage *s = open_s3(endpoint, NULL);
+    char *why = NULL;
+    assert_int_equal(storage_create_honoured(s, "cond/probe", &why), 0);
+    assert_string_equal(why, "the store replaced an object that a write with If-None-Match: * "
+                             "was not to replace");
+    free(why);
+    assert_int_equal(storage_exists(s, "cond/probe"), 0);
+    storage_free(s);
+}
+
+/* AWS (and s3rver here, behind a proxy that answers conditional PUTs as AWS does where
+ * the object exists): 412 PreconditionFailed is ERR_EXISTS, and the object is kept. */
+static void test_aws_precondition_failed_412(void **state)
+{
+    (void)state;
+    char ep[64];
+    struct faultproxy *fp = proxy_before_s3(ep);
+    struct storage *s = open_s3(ep, NULL);
+    faultproxy_set(fp, FAULTPROXY_PRECONDITION, 1, 0);
+    char *why = NULL;
+    assert_int_equal(storage_create_honoured(s, "cond/aws-probe", &why), 1);
+    assert_null(why);
+    assert_int_equal(faultproxy_faults(fp), 1);
+    assert_int_equal(storage_exists(s, "cond/aws-probe"), 0);
+
+    assert_int_equal(storage_write_all(s, "cond/kept", "first", 5), 0);
+    faultproxy_set(fp, FAULTPROXY_PRECONDITION, 1, 0);
+    int rc = storage_create_all(s, "cond/kept", "second", 6);
+    assert_int_equal(rc, -ERR_EXISTS);
+    assert_non_null(strstr(err_message(), "object \"pre/fix/cond/kept\" already exists in "
+                                          "repository \"test\" (PreconditionFailed: At least one "
+                                          "of the pre-conditions you specified did not hold)"));
+    err_clear();
+    assert_read_equals(s, "cond/kept", 0, STORAGE_TO_END, (const uint8_t *)"first", 5);
+    storage_free(s);
+    faultproxy_stop(fp);
+}
+
+/* AWS documents that an object encrypted with SSE-KMS or SSE-C has an ETag that is not
+ * the MD5 of its data (s3rver and Swift always answer the MD5). pgark checks every
+ * single PUT by its ETag, so on such a bucket every write fails as an integrity error,
+ * with a hint that says why. A scripted peer answers such ETags. */
+static void test_aws_etag_not_md5_refused(void **state)
+{
+    (void)state;
+    struct s3peer *p = s3peer_start(BUCKET);
+    assert_non_null(p);
+    s3peer_set_etag(p, "\"5f1c3e0a9b7d2c4e6f8a0b1c2d3e4f50\"");
+    char ep[64];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", s3peer_port(p));
+    struct storage *s = open_s3(ep, NULL);
+    assert_int_equal(storage_write_all(s, "kms/x", "abc", 3), -ERR_INTEGRITY);
+    assert_string_equal(err_message(),
+                        "object \"pre/fix/kms/x\" stored in repository \"test\" has ETag "
+                        "\"5f1c3e0a9b7d2c4e6f8a0b1c2d3e4f50\", expected the MD5 "
+                        "900150983cd24fb0d6963f7d28e17f72 of the data sent");
+    const char *hint = err_hint_text();
+    assert_non_null(hint);
+    assert_non_null(strstr(hint, "AWS does not for objects encrypted with SSE-KMS or SSE-C: use "
+                                 "SSE-S3 or no bucket encryption"));
+    err_clear();
+    char *log = s3peer_take_log(p);
+    assert_string_equal(log, "PUT pre/fix/kms/x\n"); /* not retried: the store is consistent */
+    free(log);
+    s3peer_set_etag(p, NULL);
+    assert_int_equal(storage_write_all(s, "kms/x", "abc", 3), 0);
+    storage_free(s);
+    s3peer_stop(p);
+}
+
+/* HTTP lets a server ignore Range and answer 200 with the whole object (AWS, s3rver and
+ * Swift honour a single range). The driver asks for ranges to read part of an object
+ * and to resume a read after a reset: those bytes would be taken for the range's, so a
+ * 200 to a ranged GET is refused, and nothing reaches the reader. */
+static void test_range_ignored_refused(void **state)
+{
+    (void)state;
+    struct s3peer *p = s3peer_start(BUCKET);
+    assert_non_null(p);
+    char ep[64];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", s3peer_port(p));
+    struct storage *s = open_s3(ep, NULL);
+    assert_int_equal(storage_write_all(s, "r/obj", "0123456789", 10), 0);
+    struct buf got = BUF_INIT;
+    assert_int_equal(storage_read(s, "r/obj", 4, 3, to_buf, &got), 0);
+    assert_int_equal(got.len, 3);
+    assert_memory_equal(got.data, "456", 3);
+    buf_reset(&got);
+
+    s3peer_ignore_range(p, 1);
+    const uint64_t lengths[] = {3, STORAGE_TO_END};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(storage_read(s, "r/obj", 4, lengths[i], to_buf, &got), -ERR_PROTOCOL);
+        char want[256];
+        snprintf(want, sizeof(want),
+                 "repository \"test\": GET \"%s/" BUCKET "/pre/fix/r/obj\" failed: the server "
+                 "ignored the Range header (HTTP 200 with the whole object instead of 206 with "
+                 "the range)",
+                 ep);
+        assert_string_equal(err_message(), want);
+        err_clear();
+        assert_int_equal(got.len, 0);
+    }
+    /* a whole object is asked for without a range: still read */
+    assert_int_equal(storage_read(s, "r/obj", 0, STORAGE_TO_END, to_buf, &got), 0);
+    assert_int_equal(got.len, 10);
+    buf_free(&got);
+    storage_free(s);
+    s3peer_stop(p);
+}
+
 /* --- the shared driver suite, unchanged, against s3rver ----------------------------- */
 
 struct suite_ctx {
@@ -1398,13 +1517,17 @@ int main(void)
         cmocka_unit_test(test_engine_nested_request),
         cmocka_unit_test(test_engine_retry_does_not_block),
         cmocka_unit_test(test_engine_paused_bounded),
+        cmocka_unit_test(test_s3rver_ignores_if_none_match),
+        cmocka_unit_test(test_aws_precondition_failed_412),
+        cmocka_unit_test(test_aws_etag_not_md5_refused),
+        cmocka_unit_test(test_range_ignored_refused),
     };
     if (group_setup(NULL) != 0) {
         printf("1..1\nnot ok 1 - s3rver could not be started (see above)\n");
         return 1;
     }
     struct suite_ctx ctx = {0};
-    struct storage_suite_target target = {"s3", suite_create, suite_destroy, &ctx};
+    struct storage_suite_target target = {"s3", suite_create, suite_destroy, &ctx, 0};
     int rc = storage_suite_run(&target, tests, sizeof(tests) / sizeof(tests[0]));
     group_teardown(NULL);
     return rc;

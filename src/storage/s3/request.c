@@ -166,6 +166,9 @@ int s3_judge(struct s3 *s, const struct s3_req *r, int rc, struct http_response 
     }
     char *what =
         r->key ? xasprintf("object \"%s\"", r->key) : xasprintf("bucket \"%s\"", s->bucket);
+    /* "HTTP 400 " before a code; without one (a HEAD has no body) detail is the status */
+    char status[32];
+    snprintf(status, sizeof(status), "HTTP %ld ", st);
     char *detail = code ? xasprintf("%s%s%s", code, message ? ": " : "", message ? message : "")
                         : xasprintf("HTTP %ld", st);
 
@@ -187,12 +190,16 @@ int s3_judge(struct s3 *s, const struct s3_req *r, int rc, struct http_response 
         rc = err_set(ERR_AUTH, "s3 %s of %s in repository \"%s\" refused: %s", r->method, what,
                      name, detail);
         err_hint("check the access key id, secret and permissions of repository \"%s\"", name);
+    } else if (st == 501 || (code && strcmp(code, "NotImplemented") == 0)) {
+        /* e.g. a conditional PUT on Swift's S3 API: the caller may have another way */
+        rc = err_set(ERR_UNSUPPORTED, "s3 %s of %s in repository \"%s\" failed: %s%s", r->method,
+                     what, name, code ? status : "", detail);
     } else if (st == 416 || code_is(code, integrity_codes)) {
         rc = err_set(ERR_INTEGRITY, "s3 %s of %s in repository \"%s\" failed: %s", r->method, what,
                      name, detail);
     } else {
-        rc = err_set(ERR_PROTOCOL, "s3 %s of %s in repository \"%s\" failed: HTTP %ld %s",
-                     r->method, what, name, st, detail);
+        rc = err_set(ERR_PROTOCOL, "s3 %s of %s in repository \"%s\" failed: %s%s", r->method, what,
+                     name, code ? status : "", detail);
     }
     free(code);
     free(message);
@@ -234,12 +241,17 @@ static int check_etag(struct s3 *s, const struct s3_req *r, const char *md5_hex,
     size_t elen = strlen(e);
     if (elen >= 2 && e[0] == '"' && e[elen - 1] == '"')
         e++, elen -= 2;
-    if (elen != 2 * MD5_LEN || strncasecmp(e, md5_hex, elen) != 0)
-        return err_set(ERR_INTEGRITY,
-                       "object \"%s\" stored in repository \"%s\" has ETag %s, expected the "
-                       "MD5 %s of the data sent",
-                       r->key, s->base.name, etag ? etag : "(none)", md5_hex);
-    return 0;
+    if (elen == 2 * MD5_LEN && strncasecmp(e, md5_hex, elen) == 0)
+        return 0;
+    int rc = err_set(ERR_INTEGRITY,
+                     "object \"%s\" stored in repository \"%s\" has ETag %s, expected the MD5 %s "
+                     "of the data sent",
+                     r->key, s->base.name, etag ? etag : "(none)", md5_hex);
+    /* the store checked our Content-MD5: damage in transit was refused, not stored */
+    err_hint("pgark checks every upload by its ETag, which S3 makes the MD5 of the data; "
+             "AWS does not for objects encrypted with SSE-KMS or SSE-C: use SSE-S3 or no "
+             "bucket encryption (pgark's own encryption: covers the data)");
+    return rc;
 }
 
 /* Engine thread, before each attempt: move the request on, sign it now. */

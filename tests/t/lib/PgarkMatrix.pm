@@ -21,7 +21,9 @@
 #    segments served from wal-fetch's read-ahead cache;
 #  - info, check, verify (WAL decoded on that major's record formats: every segment
 #    has an exact time index, the commit times of the index are the server's own),
-#    expire, and verify catching a damaged chunk and a missing segment.
+#    expire, and verify catching a damaged chunk and a missing segment;
+#  - drill to latest: that major's server restored beside its scratch directory (the
+#    tablespace too), amcheck on every index, the point reached checked in its WAL.
 
 package PgarkMatrix;
 
@@ -378,6 +380,18 @@ EOF
 	is_deeply([ map { $_->{segment} // '' } @{ $vj->{problems} // [] } ], [$gone], "naming $gone");
 	write_file($gpath, $gsaved, 0600);
 	is(($verify->())[0]{rc}, 0, 'clean again once repaired');
+
+	# --- a drill to latest, on this major's server ------------------------------------------
+
+	my $dr = run_pgark([ '--config', $config, 'drill', '--json', '--repo', 'local' ]);
+	is($dr->{rc}, 0, "drill to latest with PostgreSQL $major: exit 0") or diag($dr->{stdout} . $dr->{stderr});
+	my $drec = (eval { decode_json($dr->{stdout}) } // {})->{drills}[0] // {};
+	my %dchk = map { ($_->{name} => $_->{result}) } @{ $drec->{checks} // [] };
+	is_deeply([ map { $dchk{$_} // 'none' } qw(restore target pg_class amcheck) ], [qw(ok ok ok ok)],
+		'restore, target, pg_class and amcheck pass');
+	like($dchk{checksums} // '', qr/^(ok|skipped)$/, "pg_checksums ran or was skipped ($dchk{checksums})");
+	is($drec->{pg_major}, $major, "the drill's server was PostgreSQL $major");
+	ok(!-e "$tmp/spool/main/drill", 'the scratch directory is gone');
 
 	is(receiver_stop($rx)->{rc}, 0, 'the receiver stops cleanly');
 	$standby->stop;

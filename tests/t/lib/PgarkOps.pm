@@ -36,7 +36,9 @@ sub ops_config
 	my (%o) = @_;
 	make_path($o{spool});
 	my $yaml = "spool: $o{spool}\nlog: { level: detail }\nrepos:\n";
-	$yaml .= "  $_->[0]: { type: posix, path: $_->[1] }\n" for @{ $o{repos} };
+	# No copies of the segment being filled: what these tests count is complete segments.
+	$yaml .= "  $_->[0]: { type: posix, path: $_->[1], partial_upload_interval: 0s }\n"
+	  for @{ $o{repos} };
 	$yaml .= "clusters:\n  main:\n";
 	$yaml .= "    conninfo: \"$o{conninfo}\"\n";
 	$yaml .= "    create_slot: " . ($o{create_slot} ? 'true' : 'false') . "\n";

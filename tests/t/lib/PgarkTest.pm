@@ -316,7 +316,9 @@ sub s3rver_unread_requests
 
 # YAML for one cluster received into posix repositories. Options: spool (dir),
 # repos => [ [name, path], ... ], cluster (default "main"), conninfo, slot,
-# create_slot, synchronous, partial (partial_upload_interval, default "0s"),
+# create_slot, synchronous, partial (the cluster's partial_upload_interval, default
+# "0s": the S3 repositories'), local_partial (each posix repository's own
+# partial_upload_interval; default unset: 1s),
 # passphrase_file, spool_max, level (log level, default "detail"), extra (text
 # appended to the cluster section), s3 => [ [name, $s3rver, bucket, { key => value
 # overrides }], ... ] (S3 repositories, after the posix ones; allow_http: true when
@@ -329,7 +331,8 @@ sub receiver_config
 	$yaml .= "spool_max: $o{spool_max}\n" if defined $o{spool_max};
 	$yaml .= "log: { level: " . ($o{level} // 'detail') . " }\n";
 	$yaml .= "repos:\n";
-	$yaml .= "  $_->[0]: { type: posix, path: $_->[1] }\n" for @{ $o{repos} };
+	my $lp = defined $o{local_partial} ? ", partial_upload_interval: $o{local_partial}" : '';
+	$yaml .= "  $_->[0]: { type: posix, path: $_->[1]$lp }\n" for @{ $o{repos} };
 	for my $r (@{ $o{s3} // [] })
 	{
 		my ($name, $s3, $bucket, $over) = @$r;

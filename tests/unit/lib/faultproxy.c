@@ -178,11 +178,14 @@ static void *conn_main(void *arg)
             char val[64];
             size_t clen = header(buf, "Content-Length", val, sizeof(val)) ? strtoul(val, 0, 10) : 0;
             bool expect = header(buf, "Expect", val, sizeof(val)) != NULL;
+            bool conditional = header(buf, "If-None-Match", val, sizeof(val)) != NULL;
 
             pthread_mutex_lock(&p->lock);
             p->requests++;
             enum faultproxy_mode mode =
                 p->count > 0 || p->mode == FAULTPROXY_HANG ? p->mode : FAULTPROXY_PASS;
+            if (mode == FAULTPROXY_PRECONDITION && !conditional)
+                mode = FAULTPROXY_PASS;
             if (mode != FAULTPROXY_PASS) {
                 p->faults++;
                 if (mode != FAULTPROXY_HANG)
@@ -195,7 +198,7 @@ static void *conn_main(void *arg)
                 hanging = true;
                 goto out;
             }
-            if (mode == FAULTPROXY_SLOWDOWN) {
+            if (mode == FAULTPROXY_SLOWDOWN || mode == FAULTPROXY_PRECONDITION) {
                 /* drain the body unless the client waits for 100-continue */
                 size_t drain = expect ? 0 : clen;
                 size_t inbuf = have - head_len < drain ? have - head_len : drain;
@@ -207,14 +210,21 @@ static void *conn_main(void *arg)
                         goto out;
                     drain -= (size_t)r;
                 }
-                static const char body[] =
+                static const char slow[] =
                     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>"
                     "<Message>Please reduce your request rate.</Message></Error>";
-                char resp[512];
-                int len = snprintf(resp, sizeof(resp),
-                                   "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
-                                   "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                                   sizeof(body) - 1, body);
+                static const char precondition[] =
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"
+                    "PreconditionFailed</Code><Message>At least one of the pre-conditions you "
+                    "specified did not hold</Message><Condition>If-None-Match</Condition></Error>";
+                bool pre = mode == FAULTPROXY_PRECONDITION;
+                const char *body = pre ? precondition : slow;
+                char resp[768];
+                int len =
+                    snprintf(resp, sizeof(resp),
+                             "HTTP/1.1 %s\r\nContent-Type: application/xml\r\n"
+                             "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                             pre ? "412 Precondition Failed" : "503 Slow Down", strlen(body), body);
                 send_all(c->client, resp, (size_t)len);
                 shutdown(c->client, SHUT_WR);
                 goto out;

@@ -15,10 +15,13 @@
 
 enum faultproxy_mode {
     FAULTPROXY_PASS = 0,
-    FAULTPROXY_SLOWDOWN, /* answer the next `count` requests with 503 SlowDown */
-    FAULTPROXY_RESET,    /* reset the next `count` requests after `after_bytes` of body */
-    FAULTPROXY_HANG,     /* read requests, never answer; such a connection stays
-                          * silent until the client closes it */
+    FAULTPROXY_SLOWDOWN,     /* answer the next `count` requests with 503 SlowDown */
+    FAULTPROXY_RESET,        /* reset the next `count` requests after `after_bytes` of body */
+    FAULTPROXY_HANG,         /* read requests, never answer; such a connection stays
+                              * silent until the client closes it */
+    FAULTPROXY_PRECONDITION, /* answer the next `count` requests that carry If-None-Match
+                              * with AWS's 412 PreconditionFailed (others pass): what AWS
+                              * answers a conditional PUT where the object exists */
 };
 
 struct faultproxy;

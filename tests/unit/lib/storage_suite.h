@@ -38,6 +38,9 @@ struct storage_suite_target {
     /* Free s (may be NULL) and remove whatever create made. */
     void (*destroy)(struct storage *s, void *ctx);
     void *ctx;
+    /* How many objects the listing test writes under one prefix; 0: 2500, three pages
+     * of S3's 1000. A server that pages by fewer keys proves the same with fewer. */
+    int list_many;
 };
 
 /* Run the shared tests followed by extra[0..n_extra) as one group; returns the

@@ -1,6 +1,6 @@
 /*
- * pgbin.c — which PostgreSQL programs `restore --start` runs, and the state in a
- * data directory's control file.
+ * pgbin.c — which PostgreSQL programs `restore --start` and `drill` run, how they run,
+ * and the state in a data directory's control file.
  *
  * A backup can only be started by the server of its own major: another major's
  * postgres refuses the data directory, but only after the restore has written it all.
@@ -15,11 +15,12 @@
  * embedded bundles leave it out): its state field sits at the same offset in every
  * supported major, and its CRC-32C tells a torn or foreign file.
  */
-#include "restore_int.h"
+#include "pgark/pgbin.h"
 
 #include "pgark/crc32c.h"
 #include "pgark/error.h"
 #include "pgark/mem.h"
+#include "pgark/procenv.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -111,7 +112,8 @@ static int major_of(const char *line, char *version, size_t size)
     return atoi(p);
 }
 
-int pgbin_find(const char *bindir, const char *cluster, int major, struct pgbin *out)
+int pgbin_find(const char *bindir, const char *cluster, int major, const char *who,
+               struct pgbin *out)
 {
     memset(out, 0, sizeof(*out));
     if (bindir) {
@@ -136,9 +138,9 @@ int pgbin_find(const char *bindir, const char *cluster, int major, struct pgbin 
             out->pg_ctl = in_path("pg_ctl");
         if (!out->pg_ctl) {
             err_set(ERR_CONFIG,
-                    "restore --start needs PostgreSQL %d's pg_ctl, and there is none in "
+                    "%s needs PostgreSQL %d's pg_ctl, and there is none in "
                     "/usr/lib/postgresql/%d/bin, /usr/pgsql-%d/bin or PATH",
-                    major, major, major);
+                    who, major, major, major);
             err_hint("set pg_bindir of cluster \"%s\" to the bin directory of PostgreSQL %d; "
                      "nothing was written",
                      cluster, major);
@@ -150,31 +152,34 @@ int pgbin_find(const char *bindir, const char *cluster, int major, struct pgbin 
     free(line);
     if (out->major != major) {
         if (out->major)
-            err_set(ERR_CONFIG,
-                    "restore --start would run PostgreSQL %s (\"%s\") on a backup of "
-                    "PostgreSQL %d",
-                    out->version, out->pg_ctl, major);
+            err_set(ERR_CONFIG, "%s would run PostgreSQL %s (\"%s\") on a backup of PostgreSQL %d",
+                    who, out->version, out->pg_ctl, major);
         else
             err_set(ERR_CONFIG, "\"%s --version\" does not say which PostgreSQL it is",
                     out->pg_ctl);
-        err_hint("set pg_bindir of cluster \"%s\" to the bin directory of PostgreSQL %d, or "
-                 "restore without --start; nothing was written",
-                 cluster, major);
+        err_hint("set pg_bindir of cluster \"%s\" to the bin directory of PostgreSQL %d%s; "
+                 "nothing was written",
+                 cluster, major,
+                 strcmp(who, "restore --start") ? "" : ", or restore without --start");
         goto fail;
     }
-    /* psql only asks how recovery goes: any major will do. */
+    /* psql only asks how recovery goes: any major will do. pg_checksums must be of the
+     * cluster's major: only the one beside pg_ctl. */
     char *dir = xstrndup(out->pg_ctl, (size_t)(strrchr(out->pg_ctl, '/') - out->pg_ctl));
     out->psql = xasprintf("%s/psql", dir);
+    out->pg_checksums = xasprintf("%s/pg_checksums", dir);
     free(dir);
+    if (!executable(out->pg_checksums)) {
+        free(out->pg_checksums);
+        out->pg_checksums = NULL;
+    }
     if (!executable(out->psql)) {
         free(out->psql);
         out->psql = in_path("psql");
     }
     if (!out->psql) {
-        err_set(ERR_CONFIG,
-                "restore --start --wait needs psql, and there is none beside \"%s\" "
-                "or in PATH",
-                out->pg_ctl);
+        err_set(ERR_CONFIG, "%s needs psql, and there is none beside \"%s\" or in PATH",
+                strcmp(who, "restore --start") ? who : "restore --start --wait", out->pg_ctl);
         goto fail;
     }
     return 0;
@@ -189,7 +194,8 @@ void pgbin_free(struct pgbin *b)
         return;
     free(b->pg_ctl);
     free(b->psql);
-    b->pg_ctl = b->psql = NULL;
+    free(b->pg_checksums);
+    b->pg_ctl = b->psql = b->pg_checksums = NULL;
 }
 
 /* ControlFileData: the state (DBState) follows system_identifier, pg_control_version and
@@ -235,4 +241,65 @@ char *pgbin_control_state(const char *pgdata)
     if (state >= sizeof(states) / sizeof(states[0]))
         return NULL;
     return xstrdup(states[state]);
+}
+
+char **pgbin_server_environ(const char *const *env_drop)
+{
+    static const char *const set[] = {"LC_ALL=C", NULL};
+    return procenv_clean(environ, env_drop, set);
+}
+
+int pgbin_run(char *const argv[], char *const envp[], char **out, enum pgbin_stderr err)
+{
+    int pipefd[2];
+    if (out)
+        *out = NULL;
+    if (pipe2(pipefd, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(pipefd[1], 1);
+        if (err == PGBIN_STDERR_CAPTURE) {
+            dup2(pipefd[1], 2);
+        } else if (err == PGBIN_STDERR_NULL) {
+            int devnull = open("/dev/null", O_WRONLY);
+            if (devnull >= 0)
+                dup2(devnull, 2);
+        }
+        if (envp) {
+            /* Looked up in our PATH, run with envp alone. */
+            execvpe(argv[0], argv, envp);
+            _exit(127);
+        }
+        setenv("LC_ALL", "C", 1);
+        setenv("PGCONNECT_TIMEOUT", "5", 1);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    struct buf b = BUF_INIT;
+    char chunk[4096];
+    ssize_t n;
+    while ((n = read(pipefd[0], chunk, sizeof(chunk))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        if (b.len < 65536)
+            buf_append(&b, chunk, (size_t)n);
+    }
+    close(pipefd[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (out)
+        *out = buf_steal(&b);
+    else
+        buf_free(&b);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
