@@ -120,6 +120,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/share/pgark
 	install -m 0644 conf/pgark.yaml $(DESTDIR)$(PREFIX)/share/pgark/pgark.yaml.example
 	install -m 0644 conf/drill-checks.sql $(DESTDIR)$(PREFIX)/share/pgark/drill-checks.sql.example
+	install -m 0644 contrib/prometheus/pgark-alerts.yml $(DESTDIR)$(PREFIX)/share/pgark/pgark-alerts.yml
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/pgark

@@ -6,11 +6,13 @@
  */
 #include "pgark/backup.h"
 #include "pgark/cli.h"
+#include "pgark/config.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
 #include "pgark/ops.h"
 #include "pgark/restore.h"
+#include "pgark/units.h"
 #include "pgark/version.h"
 #include "pgark/walreceiver.h"
 
@@ -195,6 +197,35 @@ static char *self_path(const char *argv0)
     return xstrdup(argv0);
 }
 
+/* After a one-shot command: its metrics textfile, when the configuration asks for one. A
+ * failure to write it is warned about; it changes neither the exit code nor the error
+ * the command left. */
+static void write_metrics(struct cli_context *ctx, const char *command, int rc, int64_t duration_us)
+{
+    const struct config *cfg = cli_config_loaded();
+    if (!cfg || !cfg->metrics_textfile || !cli_metrics_command(command))
+        return;
+    const char *cluster = ctx->cluster_name;
+    if (!cluster && cfg->nclusters == 1)
+        cluster = cfg->clusters[0].name;
+    if (!cluster)
+        return;
+    struct cli_metrics_run run = {.end_us = time_now_us(),
+                                  .duration_us = duration_us,
+                                  .exit_code = rc != 0        ? rc
+                                               : err_is_set() ? err_exit_code()
+                                                              : 0,
+                                  .bytes = ctx->metrics_bytes};
+    struct err_saved *saved = err_save();
+    if (cli_metrics_textfile_write(cfg->metrics_textfile, cluster, command, &run) < 0) {
+        char *text = err_format();
+        log_warn("metrics not written: %s", text);
+        free(text);
+        err_clear();
+    }
+    err_restore(saved);
+}
+
 int main(int argc, char **argv)
 {
     struct cli_context ctx = {0};
@@ -203,6 +234,7 @@ int main(int argc, char **argv)
     const char *value = NULL;
 
     ctx.program = self_path(argv[0]);
+    ctx.metrics_bytes = -1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         int m;
         if ((m = take_option(argc, argv, &i, "--config", &value)) != 0) {
@@ -268,7 +300,9 @@ int main(int argc, char **argv)
     /* PostgreSQL runs these once per WAL segment: a warning about the configuration
      * would fill its log, once a segment. */
     ctx.config_warn_level = c->fn == cmd_wal_fetch || c->fn == cmd_wal_push ? LOG_DETAIL : LOG_WARN;
+    int64_t started = time_mono_us();
     rc = c->fn(&ctx, argc - i, argv + i);
+    write_metrics(&ctx, c->name, rc, time_mono_us() - started);
 
 out:
     if (err_is_set()) {
