@@ -348,6 +348,7 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
         }
         if (rc < 0)
             break;
+        receiver_notify_tick(rx);
         if (now - last_file >= STATUS_FILE_INTERVAL_US) {
             /* A repository that answered late that it can never work ends the run. */
             rc = shippers_wait_open(rx, 0, should_return);
@@ -511,12 +512,13 @@ out:
     return rc;
 }
 
-static void sleep_interruptible(int64_t ms)
+static void sleep_interruptible(struct receiver *rx, int64_t ms)
 {
     int64_t until = time_mono_us() + ms * 1000;
     while (!should_return() && time_mono_us() < until) {
         struct timespec ts = {0, 50 * 1000000};
         nanosleep(&ts, NULL);
+        receiver_notify_tick(rx);
     }
 }
 
@@ -538,6 +540,7 @@ int receiver_run(const struct receiver_options *o)
             return rc;
         }
     }
+    receiver_notify_ready(rx);
 
     while (!should_return()) {
         bool progress = false;
@@ -577,7 +580,7 @@ int receiver_run(const struct receiver_options *o)
             while (!should_return() && !spool_has_room(rx->spool)) {
                 if (rx->prep && prep_cache_trim(rx->prep) > 0)
                     log_detail("dropped prepared segments to make room in the spool");
-                sleep_interruptible(200);
+                sleep_interruptible(rx, 200);
             }
             if (!should_return())
                 log_info("room in the spool again; resuming");
@@ -606,7 +609,7 @@ int receiver_run(const struct receiver_options *o)
         err_clear();
         if (rx->spool)
             status_write(rx), err_clear();
-        sleep_interruptible(wait);
+        sleep_interruptible(rx, wait);
         rc = 0;
     }
 
@@ -615,6 +618,7 @@ int receiver_run(const struct receiver_options *o)
      * each within its stop_timeout; a reload does not wait: the stream resumes at once
      * and the new shippers copy the tail when they start. */
     bool reloading = reload_requested && !stop_requested;
+    receiver_notify_leaving(reloading);
     if (rx->spool && !reloading)
         shippers_drain(rx);
     shippers_stop(rx, reloading ? RELOAD_GRACE_MS : STOP_GRACE_MS);

@@ -352,6 +352,17 @@ void status_view_free(struct status_view *v);
 int status_write(struct receiver *rx);
 
 /*
+ * systemd notifications (svcnotify.c; no-ops without $NOTIFY_SOCKET). From the receive
+ * loop's thread only.
+ */
+/* The receiver runs: READY=1 and its status. */
+void receiver_notify_ready(struct receiver *rx);
+/* Called often from the receive loop: WATCHDOG=1 when due, STATUS= when it changed. */
+void receiver_notify_tick(struct receiver *rx);
+/* The run ends: RELOADING=1 (a reload follows, then READY=1 again) or STOPPING=1. */
+void receiver_notify_leaving(bool reloading);
+
+/*
  * Prometheus metrics (metrics.c, metrics_http.c): the text exposition format of a
  * status_view, served by a thread of its own on the configured address.
  */
