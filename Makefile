@@ -17,6 +17,7 @@
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR  ?= $(PREFIX)/share/man
 BUILD   ?= build
 CC      ?= cc
 PKGS    := yaml-0.1 jansson
@@ -58,7 +59,7 @@ FUZZ_TARGETS ?=
         deps bench \
         demo format format-check layers names
 
-all: $(BUILD)/pgark
+all: $(BUILD)/pgark $(BUILD)/pgark.1
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -70,6 +71,10 @@ $(BUILD)/libpgark.a: $(LIB_OBJ)
 
 $(BUILD)/pgark: $(BUILD)/src/main.o $(BUILD)/libpgark.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+# The man page is pgark's own help text (pgark help --man): one source.
+$(BUILD)/pgark.1: $(BUILD)/pgark
+	$(BUILD)/pgark help --man >$@.tmp && mv $@.tmp $@
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(UNIT_LIB) $(BUILD)/libpgark.a
 	@mkdir -p $(dir $@)
@@ -124,6 +129,8 @@ install: all
 	install -m 0644 conf/pgark.yaml $(DESTDIR)$(PREFIX)/share/pgark/pgark.yaml.example
 	install -m 0644 conf/drill-checks.sql $(DESTDIR)$(PREFIX)/share/pgark/drill-checks.sql.example
 	install -m 0644 contrib/prometheus/pgark-alerts.yml $(DESTDIR)$(PREFIX)/share/pgark/pgark-alerts.yml
+	install -d $(DESTDIR)$(MANDIR)/man1
+	install -m 0644 $(BUILD)/pgark.1 $(DESTDIR)$(MANDIR)/man1/pgark.1
 	$(MAKE) --no-print-directory install-systemd
 
 # The units of contrib/systemd name /usr/local/bin/pgark: installed, they name $(BINDIR)'s.
@@ -137,7 +144,7 @@ install-systemd:
 	done
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/pgark
+	rm -f $(DESTDIR)$(BINDIR)/pgark $(DESTDIR)$(MANDIR)/man1/pgark.1
 	rm -f $(SYSTEMD_UNITS:contrib/systemd/%=$(DESTDIR)$(UNITDIR)/%)
 	rm -rf $(DESTDIR)$(PREFIX)/share/pgark
 

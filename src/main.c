@@ -8,6 +8,7 @@
 #include "pgark/cli.h"
 #include "pgark/config.h"
 #include "pgark/error.h"
+#include "pgark/helpdoc.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
 #include "pgark/ops.h"
@@ -113,8 +114,33 @@ static const struct command commands[] = {
      "each against rpo_target, rto_target, drill_max_age and verify_max_age. --html FILE\n"
      "writes one self-contained page with the KPI table and charts of the RPO and RTO.\n"
      "Exits 3 when a KPI misses its target, 0 otherwise.\n"},
+    {"completion", NULL, "completion bash|zsh",
+     "print the shell completion script (commands, options, cluster names)",
+     "bash: add 'source <(pgark completion bash)' to ~/.bashrc, or save the output as\n"
+     "/etc/bash_completion.d/pgark. zsh: 'source <(pgark completion zsh)' in ~/.zshrc, or\n"
+     "save it as _pgark in a directory of $fpath. Cluster names come from the\n"
+     "configuration the command line names (--config), else the default one.\n"},
     {"version", NULL, "version", "print the version", ""},
-    {"help", NULL, "help [COMMAND]", "show help for pgark or for one command", ""},
+    {"help", NULL, "help [--man] [COMMAND]", "show help for pgark or for one command",
+     "--man writes the whole help as a man page (roff), as installed for man pgark.\n"},
+};
+
+/* Built in here, not "not built yet" though they have no command_fn. */
+static bool builtin(const char *name)
+{
+    return !strcmp(name, "version") || !strcmp(name, "help") || !strcmp(name, "completion");
+}
+
+static const char synopsis[] = "[--config FILE] [--cluster NAME] [--log-level LEVEL]\n"
+                               "      [--log-format text|json] COMMAND [OPTIONS]";
+
+static const struct helpdoc_option globals[] = {
+    {"--config FILE", "configuration file (default: $PGARK_CONFIG, then\n/etc/pgark/pgark.yaml)",
+     NULL},
+    {"--cluster NAME", "cluster to act on (may be omitted with one cluster)", NULL},
+    {"--log-level LEVEL", "error, warn, info (default), detail or debug",
+     "error warn info detail debug"},
+    {"--log-format FMT", "text (default) or json", "text json"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -128,31 +154,58 @@ static const struct command *command_find(const char *name)
     return NULL;
 }
 
+/* The help text as helpdoc wants it: the man page and the completion scripts are made
+ * from it. Owned by the caller (free d->commands). */
+static void help_doc(struct helpdoc *d)
+{
+    struct helpdoc_command *c = xcalloc(NCOMMANDS, sizeof(*c));
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        c[i].name = commands[i].name;
+        c[i].usage = commands[i].usage;
+        c[i].summary = commands[i].summary;
+        c[i].help = commands[i].help;
+    }
+    d->version = PGARK_VERSION;
+    d->synopsis = synopsis;
+    d->commands = c;
+    d->ncommands = NCOMMANDS;
+    d->globals = globals;
+    d->nglobals = sizeof(globals) / sizeof(globals[0]);
+}
+
 static void print_usage(FILE *out)
 {
+    struct helpdoc d;
+    help_doc(&d);
     fprintf(out, "pgark %s — continuous archiving and point-in-time recovery for PostgreSQL\n\n",
             PGARK_VERSION);
-    fprintf(out, "usage: pgark [--config FILE] [--cluster NAME] [--log-level LEVEL]\n"
-                 "             [--log-format text|json] COMMAND [OPTIONS]\n\ncommands:\n");
+    fprintf(out, "usage: pgark ");
+    for (const char *p = synopsis; *p; p++) {
+        fputc(*p, out);
+        if (*p == '\n')
+            fputs("       ", out);
+    }
+    fprintf(out, "\n\ncommands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(out, "  %-10s %s%s\n", commands[i].name, commands[i].summary,
-                (commands[i].fn || !strcmp(commands[i].name, "version") ||
-                 !strcmp(commands[i].name, "help"))
-                    ? ""
-                    : " (not built yet)");
-    fprintf(out, "\nglobal options:\n"
-                 "  --config FILE      configuration file (default: $PGARK_CONFIG, then\n"
-                 "                     /etc/pgark/pgark.yaml)\n"
-                 "  --cluster NAME     cluster to act on (may be omitted with one cluster)\n"
-                 "  --log-level LEVEL  error, warn, info (default), detail or debug\n"
-                 "  --log-format FMT   text (default) or json\n\n"
-                 "Run \"pgark help COMMAND\" for the options of one command.\n");
+                (commands[i].fn || builtin(commands[i].name)) ? "" : " (not built yet)");
+    fprintf(out, "\nglobal options:\n");
+    helpdoc_print_globals(&d, out);
+    fprintf(out, "\nRun \"pgark help COMMAND\" for the options of one command.\n");
+    free((void *)d.commands);
 }
 
 static int cmd_help(const char *topic)
 {
     if (!topic) {
         print_usage(stdout);
+        return 0;
+    }
+    if (!strcmp(topic, "--man")) {
+        struct helpdoc d;
+        help_doc(&d);
+        helpdoc_man(&d, stdout);
+        free((void *)d.commands);
         return 0;
     }
     const struct command *c = command_find(topic);
@@ -162,9 +215,33 @@ static int cmd_help(const char *topic)
         return 2;
     }
     printf("usage: pgark %s\n\n%s\n%s", c->usage, c->summary, c->help);
-    if (!c->fn && strcmp(c->name, "version") && strcmp(c->name, "help"))
+    if (!c->fn && !builtin(c->name))
         printf("\nThis command is not built yet.\n");
     return 0;
+}
+
+/* pgark completion bash|zsh, and --clusters: the configured clusters' names, one a
+ * line (what the scripts offer after --cluster). */
+static int cmd_completion(struct cli_context *ctx, int argc, char **argv)
+{
+    if (argc != 2) {
+        err_set(ERR_USAGE, "completion needs one argument: bash or zsh");
+        err_hint("run \"pgark help completion\"");
+        return 2;
+    }
+    if (!strcmp(argv[1], "--clusters")) {
+        const struct config *cfg = cli_config(ctx);
+        if (!cfg)
+            return 2;
+        for (size_t i = 0; i < cfg->nclusters; i++)
+            printf("%s\n", cfg->clusters[i].name);
+        return 0;
+    }
+    struct helpdoc d;
+    help_doc(&d);
+    int rc = helpdoc_completion(&d, argv[1], stdout) < 0 ? 2 : 0;
+    free((void *)d.commands);
+    return rc;
 }
 
 /* Match "--name VALUE" or "--name=VALUE"; advances *i past a separate value. */
@@ -284,6 +361,10 @@ int main(int argc, char **argv)
     }
     if (!strcmp(name, "help")) {
         rc = cmd_help(i + 1 < argc ? argv[i + 1] : NULL);
+        goto out;
+    }
+    if (!strcmp(name, "completion")) {
+        rc = cmd_completion(&ctx, argc - i, argv + i);
         goto out;
     }
     const struct command *c = command_find(name);
