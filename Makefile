@@ -3,7 +3,8 @@
 #   make            build build/pgark
 #   make check      unit + integration tests (as root: installs deps, runs as a test user)
 #   make asan       AddressSanitizer + UBSan build in build-asan/ (with clang: SAN_CC)
-#   make install    PREFIX (default /usr/local), DESTDIR honoured
+#   make install    PREFIX (default /usr/local), DESTDIR honoured; the systemd units go
+#                   to UNITDIR ($(PREFIX)/lib/systemd/system)
 #   make deps       install missing Debian packages (root), else print the apt-get line
 #   make bench      benchmarks against pg_basebackup, pg_receivewal, pgbackrest
 #   make demo       throwaway cluster + receiver + backup + point-in-time restore
@@ -20,6 +21,8 @@ endif
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR  ?= $(PREFIX)/share/man
 BUILD   ?= build
 CC      ?= cc
 PKGS    := yaml-0.1 jansson
@@ -57,10 +60,11 @@ FUZZ_LINK := -fsanitize=fuzzer,address,undefined
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 
-.PHONY: all unit tools fuzzers fuzz check check-local asan install uninstall clean deps bench \
+.PHONY: all unit tools fuzzers fuzz check check-local asan install install-systemd uninstall clean \
+        deps bench \
         demo format format-check layers names
 
-all: $(BUILD)/pgark
+all: $(BUILD)/pgark $(BUILD)/pgark.1
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -72,6 +76,10 @@ $(BUILD)/libpgark.a: $(LIB_OBJ)
 
 $(BUILD)/pgark: $(BUILD)/src/main.o $(BUILD)/libpgark.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+# The man page is pgark's own help text (pgark help --man): one source.
+$(BUILD)/pgark.1: $(BUILD)/pgark
+	$(BUILD)/pgark help --man >$@.tmp && mv $@.tmp $@
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(UNIT_LIB) $(BUILD)/libpgark.a
 	@mkdir -p $(dir $@)
@@ -125,9 +133,24 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/share/pgark
 	install -m 0644 conf/pgark.yaml $(DESTDIR)$(PREFIX)/share/pgark/pgark.yaml.example
 	install -m 0644 conf/drill-checks.sql $(DESTDIR)$(PREFIX)/share/pgark/drill-checks.sql.example
+	install -m 0644 contrib/prometheus/pgark-alerts.yml $(DESTDIR)$(PREFIX)/share/pgark/pgark-alerts.yml
+	install -d $(DESTDIR)$(MANDIR)/man1
+	install -m 0644 $(BUILD)/pgark.1 $(DESTDIR)$(MANDIR)/man1/pgark.1
+	$(MAKE) --no-print-directory install-systemd
+
+# The units of contrib/systemd name /usr/local/bin/pgark: installed, they name $(BINDIR)'s.
+SYSTEMD_UNITS := $(sort $(wildcard contrib/systemd/*.service contrib/systemd/*.timer))
+
+install-systemd:
+	install -d $(DESTDIR)$(UNITDIR)
+	for u in $(SYSTEMD_UNITS); do \
+	    sed 's|/usr/local/bin/pgark|$(BINDIR)/pgark|g' $$u >$(DESTDIR)$(UNITDIR)/$${u##*/} && \
+	    chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; \
+	done
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/pgark
+	rm -f $(DESTDIR)$(BINDIR)/pgark $(DESTDIR)$(MANDIR)/man1/pgark.1
+	rm -f $(SYSTEMD_UNITS:contrib/systemd/%=$(DESTDIR)$(UNITDIR)/%)
 	rm -rf $(DESTDIR)$(PREFIX)/share/pgark
 
 deps:

@@ -6,11 +6,14 @@
  */
 #include "pgark/backup.h"
 #include "pgark/cli.h"
+#include "pgark/config.h"
 #include "pgark/error.h"
+#include "pgark/helpdoc.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
 #include "pgark/ops.h"
 #include "pgark/restore.h"
+#include "pgark/units.h"
 #include "pgark/version.h"
 #include "pgark/walreceiver.h"
 
@@ -124,8 +127,33 @@ static const struct command commands[] = {
      "each against rpo_target, rto_target, drill_max_age and verify_max_age. --html FILE\n"
      "writes one self-contained page with the KPI table and charts of the RPO and RTO.\n"
      "Exits 3 when a KPI misses its target, 0 otherwise.\n"},
+    {"completion", NULL, "completion bash|zsh",
+     "print the shell completion script (commands, options, cluster names)",
+     "bash: add 'source <(pgark completion bash)' to ~/.bashrc, or save the output as\n"
+     "/etc/bash_completion.d/pgark. zsh: 'source <(pgark completion zsh)' in ~/.zshrc, or\n"
+     "save it as _pgark in a directory of $fpath. Cluster names come from the\n"
+     "configuration the command line names (--config), else the default one.\n"},
     {"version", NULL, "version", "print the version", ""},
-    {"help", NULL, "help [COMMAND]", "show help for pgark or for one command", ""},
+    {"help", NULL, "help [--man] [COMMAND]", "show help for pgark or for one command",
+     "--man writes the whole help as a man page (roff), as installed for man pgark.\n"},
+};
+
+/* Built in here, not "not built yet" though they have no command_fn. */
+static bool builtin(const char *name)
+{
+    return !strcmp(name, "version") || !strcmp(name, "help") || !strcmp(name, "completion");
+}
+
+static const char synopsis[] = "[--config FILE] [--cluster NAME] [--log-level LEVEL]\n"
+                               "      [--log-format text|json] COMMAND [OPTIONS]";
+
+static const struct helpdoc_option globals[] = {
+    {"--config FILE", "configuration file (default: $PGARK_CONFIG, then\n/etc/pgark/pgark.yaml)",
+     NULL},
+    {"--cluster NAME", "cluster to act on (may be omitted with one cluster)", NULL},
+    {"--log-level LEVEL", "error, warn, info (default), detail or debug",
+     "error warn info detail debug"},
+    {"--log-format FMT", "text (default) or json", "text json"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -139,31 +167,58 @@ static const struct command *command_find(const char *name)
     return NULL;
 }
 
+/* The help text as helpdoc wants it: the man page and the completion scripts are made
+ * from it. Owned by the caller (free d->commands). */
+static void help_doc(struct helpdoc *d)
+{
+    struct helpdoc_command *c = xcalloc(NCOMMANDS, sizeof(*c));
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        c[i].name = commands[i].name;
+        c[i].usage = commands[i].usage;
+        c[i].summary = commands[i].summary;
+        c[i].help = commands[i].help;
+    }
+    d->version = PGARK_VERSION;
+    d->synopsis = synopsis;
+    d->commands = c;
+    d->ncommands = NCOMMANDS;
+    d->globals = globals;
+    d->nglobals = sizeof(globals) / sizeof(globals[0]);
+}
+
 static void print_usage(FILE *out)
 {
+    struct helpdoc d;
+    help_doc(&d);
     fprintf(out, "pgark %s — continuous archiving and point-in-time recovery for PostgreSQL\n\n",
             PGARK_VERSION);
-    fprintf(out, "usage: pgark [--config FILE] [--cluster NAME] [--log-level LEVEL]\n"
-                 "             [--log-format text|json] COMMAND [OPTIONS]\n\ncommands:\n");
+    fprintf(out, "usage: pgark ");
+    for (const char *p = synopsis; *p; p++) {
+        fputc(*p, out);
+        if (*p == '\n')
+            fputs("       ", out);
+    }
+    fprintf(out, "\n\ncommands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(out, "  %-10s %s%s\n", commands[i].name, commands[i].summary,
-                (commands[i].fn || !strcmp(commands[i].name, "version") ||
-                 !strcmp(commands[i].name, "help"))
-                    ? ""
-                    : " (not built yet)");
-    fprintf(out, "\nglobal options:\n"
-                 "  --config FILE      configuration file (default: $PGARK_CONFIG, then\n"
-                 "                     /etc/pgark/pgark.yaml)\n"
-                 "  --cluster NAME     cluster to act on (may be omitted with one cluster)\n"
-                 "  --log-level LEVEL  error, warn, info (default), detail or debug\n"
-                 "  --log-format FMT   text (default) or json\n\n"
-                 "Run \"pgark help COMMAND\" for the options of one command.\n");
+                (commands[i].fn || builtin(commands[i].name)) ? "" : " (not built yet)");
+    fprintf(out, "\nglobal options:\n");
+    helpdoc_print_globals(&d, out);
+    fprintf(out, "\nRun \"pgark help COMMAND\" for the options of one command.\n");
+    free((void *)d.commands);
 }
 
 static int cmd_help(const char *topic)
 {
     if (!topic) {
         print_usage(stdout);
+        return 0;
+    }
+    if (!strcmp(topic, "--man")) {
+        struct helpdoc d;
+        help_doc(&d);
+        helpdoc_man(&d, stdout);
+        free((void *)d.commands);
         return 0;
     }
     const struct command *c = command_find(topic);
@@ -173,9 +228,33 @@ static int cmd_help(const char *topic)
         return 2;
     }
     printf("usage: pgark %s\n\n%s\n%s", c->usage, c->summary, c->help);
-    if (!c->fn && strcmp(c->name, "version") && strcmp(c->name, "help"))
+    if (!c->fn && !builtin(c->name))
         printf("\nThis command is not built yet.\n");
     return 0;
+}
+
+/* pgark completion bash|zsh, and --clusters: the configured clusters' names, one a
+ * line (what the scripts offer after --cluster). */
+static int cmd_completion(struct cli_context *ctx, int argc, char **argv)
+{
+    if (argc != 2) {
+        err_set(ERR_USAGE, "completion needs one argument: bash or zsh");
+        err_hint("run \"pgark help completion\"");
+        return 2;
+    }
+    if (!strcmp(argv[1], "--clusters")) {
+        const struct config *cfg = cli_config(ctx);
+        if (!cfg)
+            return 2;
+        for (size_t i = 0; i < cfg->nclusters; i++)
+            printf("%s\n", cfg->clusters[i].name);
+        return 0;
+    }
+    struct helpdoc d;
+    help_doc(&d);
+    int rc = helpdoc_completion(&d, argv[1], stdout) < 0 ? 2 : 0;
+    free((void *)d.commands);
+    return rc;
 }
 
 /* Match "--name VALUE" or "--name=VALUE"; advances *i past a separate value. */
@@ -208,6 +287,35 @@ static char *self_path(const char *argv0)
     return xstrdup(argv0);
 }
 
+/* After a one-shot command: its metrics textfile, when the configuration asks for one. A
+ * failure to write it is warned about; it changes neither the exit code nor the error
+ * the command left. */
+static void write_metrics(struct cli_context *ctx, const char *command, int rc, int64_t duration_us)
+{
+    const struct config *cfg = cli_config_loaded();
+    if (!cfg || !cfg->metrics_textfile || !cli_metrics_command(command))
+        return;
+    const char *cluster = ctx->cluster_name;
+    if (!cluster && cfg->nclusters == 1)
+        cluster = cfg->clusters[0].name;
+    if (!cluster)
+        return;
+    struct cli_metrics_run run = {.end_us = time_now_us(),
+                                  .duration_us = duration_us,
+                                  .exit_code = rc != 0        ? rc
+                                               : err_is_set() ? err_exit_code()
+                                                              : 0,
+                                  .bytes = ctx->metrics_bytes};
+    struct err_saved *saved = err_save();
+    if (cli_metrics_textfile_write(cfg->metrics_textfile, cluster, command, &run) < 0) {
+        char *text = err_format();
+        log_warn("metrics not written: %s", text);
+        free(text);
+        err_clear();
+    }
+    err_restore(saved);
+}
+
 int main(int argc, char **argv)
 {
     struct cli_context ctx = {0};
@@ -216,6 +324,7 @@ int main(int argc, char **argv)
     const char *value = NULL;
 
     ctx.program = self_path(argv[0]);
+    ctx.metrics_bytes = -1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         int m;
         if ((m = take_option(argc, argv, &i, "--config", &value)) != 0) {
@@ -267,6 +376,10 @@ int main(int argc, char **argv)
         rc = cmd_help(i + 1 < argc ? argv[i + 1] : NULL);
         goto out;
     }
+    if (!strcmp(name, "completion")) {
+        rc = cmd_completion(&ctx, argc - i, argv + i);
+        goto out;
+    }
     const struct command *c = command_find(name);
     if (!c) {
         err_set(ERR_USAGE, "unknown command \"%s\"", name);
@@ -281,7 +394,9 @@ int main(int argc, char **argv)
     /* PostgreSQL runs these once per WAL segment: a warning about the configuration
      * would fill its log, once a segment. */
     ctx.config_warn_level = c->fn == cmd_wal_fetch || c->fn == cmd_wal_push ? LOG_DETAIL : LOG_WARN;
+    int64_t started = time_mono_us();
     rc = c->fn(&ctx, argc - i, argv + i);
+    write_metrics(&ctx, c->name, rc, time_mono_us() - started);
 
 out:
     if (err_is_set()) {

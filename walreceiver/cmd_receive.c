@@ -94,6 +94,8 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
     if (spool_check_owner(r->spool_dir) < 0)
         return err_code();
     r->o.spool_max = cfg->spool_max;
+    r->o.metrics_host = cfg->metrics_host;
+    r->o.metrics_port = cfg->metrics_listen ? cfg->metrics_port : 0;
     r->o.status_interval_ms = 10000;
     const char *silence = getenv("PGARK_TEST_SILENCE_TIMEOUT_MS"); /* tests: shorter */
     r->o.silence_timeout_ms = silence ? strtoll(silence, NULL, 10) : 0;

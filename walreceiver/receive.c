@@ -81,15 +81,19 @@ static void set_connected(struct receiver *rx, bool connected)
 static void make_shippers(struct receiver *rx)
 {
     const struct receiver_options *o = rx->o;
-    rx->shippers = xcalloc((size_t)o->nrepos, sizeof(*rx->shippers));
-    rx->nshippers = o->nrepos;
+    struct shipper *shippers = xcalloc((size_t)o->nrepos, sizeof(*shippers));
     for (int i = 0; i < o->nrepos; i++) {
-        struct shipper *sh = &rx->shippers[i];
+        struct shipper *sh = &shippers[i];
         sh->rx = rx;
         sh->index = i;
         sh->name = o->repos[i].name;
         sh->offsite = o->repos[i].offsite;
     }
+    /* Under the lock: the metrics thread reads them. */
+    pthread_mutex_lock(&rx->lock);
+    rx->shippers = shippers;
+    rx->nshippers = o->nrepos;
+    pthread_mutex_unlock(&rx->lock);
 }
 
 static int ensure_slot(struct receiver *rx, struct pg_conn *conn, bool *exists, lsn_t *restart,
@@ -344,6 +348,7 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
         }
         if (rc < 0)
             break;
+        receiver_notify_tick(rx);
         if (now - last_file >= STATUS_FILE_INTERVAL_US) {
             /* A repository that answered late that it can never work ends the run. */
             rc = shippers_wait_open(rx, 0, should_return);
@@ -446,11 +451,14 @@ static int session(struct receiver *rx, bool *made_progress)
             rx->seg_size = seg_size;
             make_shippers(rx);
         }
-        rx->spool = spool_open(o->spool_dir, seg_size, o->spool_max);
-        if (!rx->spool) {
+        struct spool *spool = spool_open(o->spool_dir, seg_size, o->spool_max);
+        if (!spool) {
             rc = err_code();
             goto out;
         }
+        pthread_mutex_lock(&rx->lock); /* the metrics thread reads it */
+        rx->spool = spool;
+        pthread_mutex_unlock(&rx->lock);
         rc = shippers_start(rx);
         if (rc == 0)
             rc = shippers_wait_open(rx, OPEN_WAIT_MS, should_return);
@@ -504,24 +512,35 @@ out:
     return rc;
 }
 
-static void sleep_interruptible(int64_t ms)
+static void sleep_interruptible(struct receiver *rx, int64_t ms)
 {
     int64_t until = time_mono_us() + ms * 1000;
     while (!should_return() && time_mono_us() < until) {
         struct timespec ts = {0, 50 * 1000000};
         nanosleep(&ts, NULL);
+        receiver_notify_tick(rx);
     }
 }
 
 int receiver_run(const struct receiver_options *o)
 {
     struct receiver *rx = receiver_new(o);
+    struct metrics_server *metrics = NULL;
     int rc = 0, failures = 0;
     int64_t backoff = 0;
 
     o = rx->o;
     stop_requested = 0;
     reload_requested = 0;
+    if (o->metrics_port) {
+        metrics = metrics_server_start(rx, o->metrics_host, o->metrics_port);
+        if (!metrics) {
+            rc = err_code();
+            receiver_release(rx);
+            return rc;
+        }
+    }
+    receiver_notify_ready(rx);
 
     while (!should_return()) {
         bool progress = false;
@@ -561,7 +580,7 @@ int receiver_run(const struct receiver_options *o)
             while (!should_return() && !spool_has_room(rx->spool)) {
                 if (rx->prep && prep_cache_trim(rx->prep) > 0)
                     log_detail("dropped prepared segments to make room in the spool");
-                sleep_interruptible(200);
+                sleep_interruptible(rx, 200);
             }
             if (!should_return())
                 log_info("room in the spool again; resuming");
@@ -583,11 +602,14 @@ int receiver_run(const struct receiver_options *o)
         if (err_hint_text())
             log_msg(bad_page ? LOG_ERROR : LOG_WARN, "hint: %s", err_hint_text());
         log_info("reconnecting in %.1f s", (double)wait / 1000);
+        pthread_mutex_lock(&rx->lock);
+        rx->reconnects++;
+        pthread_mutex_unlock(&rx->lock);
         free(text);
         err_clear();
         if (rx->spool)
             status_write(rx), err_clear();
-        sleep_interruptible(wait);
+        sleep_interruptible(rx, wait);
         rc = 0;
     }
 
@@ -596,11 +618,13 @@ int receiver_run(const struct receiver_options *o)
      * each within its stop_timeout; a reload does not wait: the stream resumes at once
      * and the new shippers copy the tail when they start. */
     bool reloading = reload_requested && !stop_requested;
+    receiver_notify_leaving(reloading);
     if (rx->spool && !reloading)
         shippers_drain(rx);
     shippers_stop(rx, reloading ? RELOAD_GRACE_MS : STOP_GRACE_MS);
     if (rx->spool && status_write(rx) < 0)
         err_clear();
+    metrics_server_stop(metrics);
     err_restore(saved);
     /* A shipper left behind keeps the receiver (and its repository, storage and
      * options) until its upload ends; the last reference frees them. */

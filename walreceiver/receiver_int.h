@@ -6,6 +6,7 @@
 #define PGARK_RECEIVER_INT_H
 
 #include "pgark/error.h"
+#include "pgark/mem.h"
 #include "pgark/repo.h"
 #include "pgark/walreceiver.h"
 #include "spool_int.h"
@@ -83,6 +84,7 @@ struct shipper {
     int64_t error_since_us;
     uint64_t segments_shipped;
     uint64_t bytes_shipped;
+    uint64_t upload_errors;             /* failed attempts (to open it, or to ship to it) */
     char partial_name[WAL_NAME_BUFLEN]; /* segment of the last partial upload */
     uint64_t partial_bytes;             /* bytes of it uploaded */
     int64_t partial_at_us;              /* when the copy it made last was fixed */
@@ -167,6 +169,7 @@ struct receiver {
     pthread_cond_t wake;         /* signalled when a segment completes, on flush, and on stop */
     pthread_mutex_t status_lock; /* one status_write at a time */
     int64_t status_at_us;        /* monotonic time of the last one (guarded by lock) */
+    int64_t status_wall_us;      /* and its wall-clock time (guarded by lock) */
     atomic_bool stopping;
 
     /* Guarded by lock. */
@@ -177,6 +180,7 @@ struct receiver {
     lsn_t server_end; /* walEnd of the latest message */
     bool connected;
     char *last_error;
+    uint64_t reconnects; /* sessions that ended and were tried again */
     struct flush_mark marks[FLUSH_MARKS];
     int nmarks, mark_head;
     /* The last partial copy a shipper fixed (ship.c): one due soon after takes the same,
@@ -290,7 +294,85 @@ void ship_hwm_start(struct shipper *sh);
  * stays due, and is written with the next note. */
 int ship_hwm_note(struct shipper *sh, timeline_t tli, uint64_t segno, bool partial, uint64_t bytes);
 
+/* A tier's worst repository: the highest RPO and the oldest newest commit (unknown
+ * when one's is). */
+struct status_tier {
+    int repos;
+    double rpo;
+    bool newest_known;
+    int64_t newest_us;
+};
+
+/* One repository as status_view_take saw it. */
+struct status_repo {
+    const char *name; /* rx's: lives as long as the receiver */
+    bool offsite;
+    timeline_t shipped_tli;
+    lsn_t shipped_lsn;
+    int64_t shipped_at_us;
+    char cursor[WAL_NAME_BUFLEN];
+    uint64_t lag_bytes;
+    double lag_s;
+    bool held_known; /* the newest commit it holds is known: held */
+    struct commit_mark held;
+    double rpo_s;
+    uint64_t segments_shipped, bytes_shipped, upload_errors;
+    struct repo_wal_hwm hwm;
+    char *last_error; /* owned; NULL when the last attempt worked */
+    int64_t error_since_us;
+};
+
+/* The receiver's state at one moment, taken under rx->lock and used outside it: what
+ * status.json and the Prometheus metrics (metrics.c) both show, computed once. */
+struct status_view {
+    int64_t now_us;
+    bool connected;
+    timeline_t tli;
+    lsn_t server_end, received, flushed;
+    int64_t flushed_at_us;
+    bool newest_known;
+    struct commit_mark newest;
+    char *last_error; /* owned */
+    uint64_t reconnects;
+    int64_t status_wall_us; /* the last status.json, 0 before the first */
+    bool have_spool;        /* spool_bytes is known */
+    uint64_t spool_bytes;
+    int nrepos;
+    struct status_repo *repos;   /* owned */
+    struct status_tier tiers[2]; /* local, off-site: the RPO per tier */
+    double lag_tier[2];          /* the worst lag in seconds per tier, -1 when none */
+};
+
+/* Take the receiver's state now (any thread; brief hold of rx->lock). Free with
+ * status_view_free. */
+void status_view_take(struct receiver *rx, struct status_view *v);
+void status_view_free(struct status_view *v);
+
 /* Write <spool dir>/status.json atomically (from any thread; one at a time). */
 int status_write(struct receiver *rx);
+
+/*
+ * systemd notifications (svcnotify.c; no-ops without $NOTIFY_SOCKET). From the receive
+ * loop's thread only.
+ */
+/* The receiver runs: READY=1 and its status. */
+void receiver_notify_ready(struct receiver *rx);
+/* Called often from the receive loop: WATCHDOG=1 when due, STATUS= when it changed. */
+void receiver_notify_tick(struct receiver *rx);
+/* The run ends: RELOADING=1 (a reload follows, then READY=1 again) or STOPPING=1. */
+void receiver_notify_leaving(bool reloading);
+
+/*
+ * Prometheus metrics (metrics.c, metrics_http.c): the text exposition format of a
+ * status_view, served by a thread of its own on the configured address.
+ */
+/* Append the metrics of v (the receiver of cluster) to out. */
+void metrics_format(const struct status_view *v, const char *cluster, struct buf *out);
+struct metrics_server;
+/* Listen on host:port (host NULL: every address) and serve GET /metrics from a thread
+ * of its own; NULL with the error set when the address cannot be listened on. */
+struct metrics_server *metrics_server_start(struct receiver *rx, const char *host, int port);
+/* Stop serving and join the thread. NULL is a no-op. */
+void metrics_server_stop(struct metrics_server *m);
 
 #endif

@@ -30,6 +30,7 @@ struct receiver *receiver_new(const struct receiver_options *o)
     c->slot = dup_or_null(o->slot);
     c->application_name = dup_or_null(o->application_name);
     c->spool_dir = dup_or_null(o->spool_dir);
+    c->metrics_host = dup_or_null(o->metrics_host);
     c->repo.codecs.passphrase = dup_or_null(o->repo.codecs.passphrase);
     c->repos = xcalloc((size_t)o->nrepos + 1, sizeof(*c->repos));
     for (int i = 0; i < o->nrepos; i++) {
@@ -83,6 +84,7 @@ void receiver_release(struct receiver *rx)
     free((char *)c->slot);
     free((char *)c->application_name);
     free((char *)c->spool_dir);
+    free((char *)c->metrics_host);
     free_secret(c->repo.codecs.passphrase);
     pthread_cond_destroy(&rx->wake);
     pthread_mutex_destroy(&rx->status_lock);

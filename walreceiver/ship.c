@@ -619,6 +619,7 @@ static void record_error(struct shipper *sh)
     bool same = sh->last_error && strcmp(sh->last_error, text) == 0;
     if (!sh->last_error)
         sh->error_since_us = time_now_us();
+    sh->upload_errors++;
     free(sh->last_error);
     sh->last_error = text;
     pthread_mutex_unlock(&rx->lock);

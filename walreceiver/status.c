@@ -122,16 +122,7 @@ static json_t *hwm_json(const struct repo_wal_hwm *m, uint64_t seg_size)
     return o;
 }
 
-/* A tier's worst repository: the highest RPO and the oldest newest commit (unknown
- * when one's is). */
-struct tier {
-    int repos;
-    double rpo;
-    bool newest_known;
-    int64_t newest_us;
-};
-
-static void tier_add(struct tier *t, double rpo, bool known, int64_t newest_us)
+static void tier_add(struct status_tier *t, double rpo, bool known, int64_t newest_us)
 {
     if (t->repos == 0 || rpo > t->rpo)
         t->rpo = rpo;
@@ -146,7 +137,73 @@ static void tier_add(struct tier *t, double rpo, bool known, int64_t newest_us)
     t->repos++;
 }
 
-static json_t *tier_json(const struct tier *t)
+void status_view_take(struct receiver *rx, struct status_view *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->lag_tier[0] = v->lag_tier[1] = -1;
+    int64_t now = time_now_us();
+    v->now_us = now;
+    pthread_mutex_lock(&rx->lock);
+    v->connected = rx->connected;
+    v->tli = rx->tli;
+    v->server_end = rx->server_end;
+    v->received = rx->received;
+    v->flushed = rx->flushed;
+    v->flushed_at_us = rx->flushed_at_us;
+    v->newest_known = commit_marks_find(&rx->commits, rx->flushed, &v->newest) == 1;
+    v->last_error = rx->last_error ? xstrdup(rx->last_error) : NULL;
+    v->reconnects = rx->reconnects;
+    v->status_wall_us = rx->status_wall_us;
+    struct spool *spool = rx->spool;
+    v->nrepos = rx->nshippers;
+    v->repos = v->nrepos ? xcalloc((size_t)v->nrepos, sizeof(*v->repos)) : NULL;
+    for (int i = 0; i < rx->nshippers; i++) {
+        struct shipper *sh = &rx->shippers[i];
+        struct status_repo *r = &v->repos[i];
+        r->name = sh->name;
+        r->offsite = sh->offsite;
+        r->shipped_tli = sh->shipped_tli;
+        r->shipped_lsn = sh->shipped_lsn;
+        r->shipped_at_us = sh->shipped_at_us;
+        memcpy(r->cursor, sh->cursor, sizeof(r->cursor));
+        /* LSNs go on across a timeline switch (the new timeline shares every byte
+         * below its switch point), so what a repository lacks is what lies between
+         * its shipped position and the flushed one, whatever their timelines. */
+        if (sh->shipped_lsn < rx->flushed) {
+            r->lag_bytes = rx->flushed - sh->shipped_lsn;
+            int64_t since = flush_time_locked(rx, sh->shipped_lsn);
+            r->lag_s = since ? (double)(now - since) / 1e6 : 0;
+        }
+        r->rpo_s = repo_rpo_locked(rx, sh->shipped_lsn, r->lag_s, &r->held, &r->held_known);
+        r->segments_shipped = sh->segments_shipped;
+        r->bytes_shipped = sh->bytes_shipped;
+        r->upload_errors = sh->upload_errors;
+        r->hwm = sh->hwm_written;
+        r->last_error = sh->last_error ? xstrdup(sh->last_error) : NULL;
+        r->error_since_us = sh->error_since_us;
+        if (r->lag_s > v->lag_tier[sh->offsite])
+            v->lag_tier[sh->offsite] = r->lag_s;
+        tier_add(&v->tiers[sh->offsite], r->rpo_s, r->held_known, r->held.time_us);
+    }
+    pthread_mutex_unlock(&rx->lock);
+    /* A directory listing: not under the lock. The spool stays open while the receiver
+     * lives. */
+    if (spool) {
+        v->have_spool = true;
+        v->spool_bytes = spool_usage(spool);
+    }
+}
+
+void status_view_free(struct status_view *v)
+{
+    for (int i = 0; i < v->nrepos; i++)
+        free(v->repos[i].last_error);
+    free(v->repos);
+    free(v->last_error);
+    memset(v, 0, sizeof(*v));
+}
+
+static json_t *tier_json(const struct status_tier *t)
 {
     if (t->repos == 0)
         return json_null();
@@ -157,95 +214,78 @@ static json_t *tier_json(const struct tier *t)
     return o;
 }
 
+static json_t *seconds_json(double s)
+{
+    return s < 0 ? json_null() : json_real(round(s * 1000) / 1000);
+}
+
 int status_write(struct receiver *rx)
 {
     int rc = 0;
     char path[4096], tmp[4200];
     json_t *root = json_object();
     json_t *repos = json_array();
-    double rpo_local = -1, rpo_offsite = -1;
-    struct tier tiers[2] = {{0}, {0}}; /* local, off-site */
+    struct status_view v;
 
     /* One writer at a time (the receive loop, the shippers): they share the temp name. */
     pthread_mutex_lock(&rx->status_lock);
-    int64_t now = time_now_us();
+    status_view_take(rx, &v);
     pthread_mutex_lock(&rx->lock);
     rx->status_at_us = time_mono_us();
+    rx->status_wall_us = v.now_us;
+    pthread_mutex_unlock(&rx->lock);
     json_object_set_new(root, "cluster", json_string(rx->o->repo.cluster));
     json_object_set_new(root, "pid", json_integer(getpid()));
-    json_object_set_new(root, "updated", time_json(now));
-    json_object_set_new(root, "connected", json_boolean(rx->connected));
-    json_object_set_new(root, "timeline", json_integer(rx->tli));
-    json_object_set_new(root, "server_lsn", lsn_json(rx->server_end));
-    json_object_set_new(root, "received_lsn", lsn_json(rx->received));
-    json_object_set_new(root, "flushed_lsn", lsn_json(rx->flushed));
-    json_object_set_new(root, "flushed_at", time_json(rx->flushed_at_us));
-    {
-        struct commit_mark newest;
-        bool known = commit_marks_find(&rx->commits, rx->flushed, &newest) == 1;
-        json_object_set_new(root, "newest_commit", known ? time_json(newest.time_us) : json_null());
-        json_object_set_new(root, "newest_commit_lsn", known ? lsn_json(newest.end) : json_null());
-    }
-    json_object_set_new(root, "receive_lag_bytes",
-                        json_integer(rx->server_end > rx->flushed
-                                         ? (json_int_t)(rx->server_end - rx->flushed)
-                                         : 0));
-    json_object_set_new(root, "last_error",
-                        rx->last_error ? json_string(rx->last_error) : json_null());
-    for (int i = 0; i < rx->nshippers; i++) {
-        struct shipper *sh = &rx->shippers[i];
-        uint64_t lag_bytes = 0;
-        double lag_s = 0;
-        /* LSNs go on across a timeline switch (the new timeline shares every byte
-         * below its switch point), so what a repository lacks is what lies between
-         * its shipped position and the flushed one, whatever their timelines. */
-        if (sh->shipped_lsn < rx->flushed) {
-            lag_bytes = rx->flushed - sh->shipped_lsn;
-            int64_t since = flush_time_locked(rx, sh->shipped_lsn);
-            lag_s = since ? (double)(now - since) / 1e6 : 0;
-        }
-        struct commit_mark held = {0, 0};
-        bool held_known;
-        double rpo_s = repo_rpo_locked(rx, sh->shipped_lsn, lag_s, &held, &held_known);
+    json_object_set_new(root, "updated", time_json(v.now_us));
+    json_object_set_new(root, "connected", json_boolean(v.connected));
+    json_object_set_new(root, "timeline", json_integer(v.tli));
+    json_object_set_new(root, "server_lsn", lsn_json(v.server_end));
+    json_object_set_new(root, "received_lsn", lsn_json(v.received));
+    json_object_set_new(root, "flushed_lsn", lsn_json(v.flushed));
+    json_object_set_new(root, "flushed_at", time_json(v.flushed_at_us));
+    json_object_set_new(root, "newest_commit",
+                        v.newest_known ? time_json(v.newest.time_us) : json_null());
+    json_object_set_new(root, "newest_commit_lsn",
+                        v.newest_known ? lsn_json(v.newest.end) : json_null());
+    json_object_set_new(
+        root, "receive_lag_bytes",
+        json_integer(v.server_end > v.flushed ? (json_int_t)(v.server_end - v.flushed) : 0));
+    json_object_set_new(root, "last_error", v.last_error ? json_string(v.last_error) : json_null());
+    for (int i = 0; i < v.nrepos; i++) {
+        const struct status_repo *sr = &v.repos[i];
         json_t *r = json_object();
-        json_object_set_new(r, "name", json_string(sh->name));
-        json_object_set_new(r, "offsite", json_boolean(sh->offsite));
-        json_object_set_new(r, "shipped_timeline", json_integer(sh->shipped_tli));
-        json_object_set_new(r, "shipped_lsn", lsn_json(sh->shipped_lsn));
-        json_object_set_new(r, "shipped_at", time_json(sh->shipped_at_us));
-        json_object_set_new(r, "last_segment", json_string(sh->cursor));
-        json_object_set_new(r, "lag_bytes", json_integer((json_int_t)lag_bytes));
-        json_object_set_new(r, "lag_seconds", json_real(round(lag_s * 1000) / 1000));
-        json_object_set_new(r, "newest_commit", held_known ? time_json(held.time_us) : json_null());
-        json_object_set_new(r, "newest_commit_lsn", held_known ? lsn_json(held.end) : json_null());
-        json_object_set_new(r, "rpo_seconds", json_real(round(rpo_s * 1000) / 1000));
-        json_object_set_new(r, "segments_shipped", json_integer((json_int_t)sh->segments_shipped));
-        json_object_set_new(r, "bytes_shipped", json_integer((json_int_t)sh->bytes_shipped));
-        json_object_set_new(r, "hwm", hwm_json(&sh->hwm_written, rx->seg_size));
+        json_object_set_new(r, "name", json_string(sr->name));
+        json_object_set_new(r, "offsite", json_boolean(sr->offsite));
+        json_object_set_new(r, "shipped_timeline", json_integer(sr->shipped_tli));
+        json_object_set_new(r, "shipped_lsn", lsn_json(sr->shipped_lsn));
+        json_object_set_new(r, "shipped_at", time_json(sr->shipped_at_us));
+        json_object_set_new(r, "last_segment", json_string(sr->cursor));
+        json_object_set_new(r, "lag_bytes", json_integer((json_int_t)sr->lag_bytes));
+        json_object_set_new(r, "lag_seconds", json_real(round(sr->lag_s * 1000) / 1000));
+        json_object_set_new(r, "newest_commit",
+                            sr->held_known ? time_json(sr->held.time_us) : json_null());
+        json_object_set_new(r, "newest_commit_lsn",
+                            sr->held_known ? lsn_json(sr->held.end) : json_null());
+        json_object_set_new(r, "rpo_seconds", json_real(round(sr->rpo_s * 1000) / 1000));
+        json_object_set_new(r, "segments_shipped", json_integer((json_int_t)sr->segments_shipped));
+        json_object_set_new(r, "bytes_shipped", json_integer((json_int_t)sr->bytes_shipped));
+        json_object_set_new(r, "hwm", hwm_json(&sr->hwm, rx->seg_size));
         json_object_set_new(r, "last_error",
-                            sh->last_error ? json_string(sh->last_error) : json_null());
+                            sr->last_error ? json_string(sr->last_error) : json_null());
         json_object_set_new(r, "error_since",
-                            sh->last_error ? time_json(sh->error_since_us) : json_null());
+                            sr->last_error ? time_json(sr->error_since_us) : json_null());
         json_array_append_new(repos, r);
-        double *tier = sh->offsite ? &rpo_offsite : &rpo_local;
-        if (lag_s > *tier)
-            *tier = lag_s;
-        tier_add(&tiers[sh->offsite], rpo_s, held_known, held.time_us);
     }
-    pthread_mutex_unlock(&rx->lock);
 
-    json_object_set_new(root, "spool_bytes", json_integer((json_int_t)spool_usage(rx->spool)));
+    json_object_set_new(root, "spool_bytes", json_integer((json_int_t)v.spool_bytes));
     json_object_set_new(root, "repos", repos);
     json_t *rpo = json_object();
-    json_object_set_new(rpo, "local_seconds",
-                        rpo_local < 0 ? json_null() : json_real(round(rpo_local * 1000) / 1000));
-    json_object_set_new(rpo, "offsite_seconds",
-                        rpo_offsite < 0 ? json_null()
-                                        : json_real(round(rpo_offsite * 1000) / 1000));
-    json_object_set_new(rpo, "local", tier_json(&tiers[0]));
-    json_object_set_new(rpo, "offsite", tier_json(&tiers[1]));
+    json_object_set_new(rpo, "local_seconds", seconds_json(v.lag_tier[0]));
+    json_object_set_new(rpo, "offsite_seconds", seconds_json(v.lag_tier[1]));
+    json_object_set_new(rpo, "local", tier_json(&v.tiers[0]));
+    json_object_set_new(rpo, "offsite", tier_json(&v.tiers[1]));
     json_object_set_new(root, "rpo", rpo);
-    receiver_rpo_note(spool_dir(rx->spool), now, rpo);
+    receiver_rpo_note(spool_dir(rx->spool), v.now_us, rpo);
 
     snprintf(path, sizeof(path), "%s/status.json", spool_dir(rx->spool));
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -265,6 +305,7 @@ int status_write(struct receiver *rx)
         rc = err_set_errno(ERR_IO, errno, "could not rename \"%s\"", tmp);
 out:
     pthread_mutex_unlock(&rx->status_lock);
+    status_view_free(&v);
     json_decref(root);
     return rc;
 }

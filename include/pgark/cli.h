@@ -30,6 +30,9 @@ struct cli_context {
      * when it is loaded: warn; detail for the commands PostgreSQL runs once per
      * segment (wal-fetch, wal-push), whose every line lands in the server's log. */
     enum log_level config_warn_level;
+    /* The byte figure of the run for its metrics (cli_metrics_textfile_write), set by
+     * the command when it has one; -1 when none. */
+    int64_t metrics_bytes;
 };
 
 /* A command's entry point (argv[0] is the command name); each command's header
@@ -38,6 +41,8 @@ typedef int (*command_fn)(struct cli_context *ctx, int argc, char **argv);
 
 const struct config *cli_config(struct cli_context *ctx);
 void cli_config_free(void);
+/* The configuration if a command loaded it, else NULL (loads nothing). */
+const struct config *cli_config_loaded(void);
 /* Log config->warnings at level, each with its hint (cli_config does it on the first
  * load; receive after a reload). */
 void cli_config_warnings(const struct config *cfg, enum log_level level);
@@ -59,6 +64,26 @@ const struct config_cluster *cli_cluster(struct cli_context *ctx);
 struct storage *cli_open_storage(const struct config_repo *repo);
 /* The S3 driver from a repo's config (cli_s3.c). */
 struct storage *cli_open_s3(const struct config_repo *repo);
+
+/* --- metrics of the one-shot commands (metrics.c) --------------------------------- */
+
+/* One run of a command, as its metrics show it. */
+struct cli_metrics_run {
+    int64_t end_us;      /* Unix time it ended */
+    int64_t duration_us; /* how long it took */
+    int exit_code;       /* 0: success */
+    int64_t bytes;       /* its byte figure (backup: the database read; verify: read), -1 */
+};
+
+/* Whether command (backup, verify, drill, expire) writes a metrics textfile. */
+bool cli_metrics_command(const char *command);
+/* Write dir/pgark_<cluster>_<command>.prom (node-exporter's textfile format) for run:
+ * pgark_<command>_last_run_timestamp_seconds, _last_success_timestamp_seconds (carried
+ * over from the file replaced when this run failed), _last_duration_seconds,
+ * _last_success, _last_exit_code, and the byte figure when the command has one. The file
+ * is replaced atomically (a temporary file beside it, renamed). 0, or ERR_IO. */
+int cli_metrics_textfile_write(const char *dir, const char *cluster, const char *command,
+                               const struct cli_metrics_run *run);
 
 /* --- the cluster's repositories (repos.c) ---------------------------------------- */
 

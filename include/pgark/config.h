@@ -180,6 +180,14 @@ struct config {
     /* Refuse a TCP conninfo whose sslmode is weaker than verify-full, and allow_http;
      * default false. */
     bool require_tls;
+    /* Where `receive` serves Prometheus metrics (GET /metrics): the text as given, the
+     * host part (NULL: every address) and the port; NULL when off (the default). */
+    char *metrics_listen;
+    char *metrics_host;
+    int metrics_port;
+    /* Directory of node-exporter's textfile collector: backup, verify, drill and expire
+     * each write pgark_<cluster>_<command>.prom there; NULL when off (the default). */
+    char *metrics_textfile;
     /* Names of the environment variables the file read through ${VAR}, each once, in
      * order of first use; NULL-terminated (never NULL itself). */
     char **env_vars;

@@ -66,6 +66,10 @@ struct receiver_options {
     int64_t silence_timeout_ms;
     struct receiver_repo *repos;
     int nrepos;
+    /* Serve Prometheus metrics on metrics_host:metrics_port (host NULL: every address;
+     * port 0: not at all), from a thread of the receiver's own. */
+    const char *metrics_host;
+    int metrics_port;
     /* Stop after this many reconnect attempts in a row fail (0: never). For tests. */
     int max_retries;
 };

@@ -336,6 +336,7 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
 
     json_t *sum = summary_json(label, &info, start_us, stop_us, backup_run_totals(run), s.targets,
                                s.ntargets, cl);
+    ctx->metrics_bytes = (int64_t)backup_run_totals(run)->logical_bytes;
     if (args.json) {
         cli_print_json(sum);
     } else {

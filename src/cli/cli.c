@@ -73,6 +73,11 @@ void cli_config_warnings(const struct config *cfg, enum log_level level)
     }
 }
 
+const struct config *cli_config_loaded(void)
+{
+    return loaded;
+}
+
 void cli_config_free(void)
 {
     config_free(loaded);

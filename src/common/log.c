@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -17,6 +18,8 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static enum log_level current_level = LOG_INFO;
 static enum log_format current_format = LOG_FORMAT_TEXT;
 static FILE *current_stream;
+/* Whether the stream is the journal's ($JOURNAL_STREAM names it): -1 not looked yet. */
+static int to_journal = -1;
 static char **secrets;
 static size_t nsecrets;
 
@@ -71,6 +74,7 @@ void log_set_stream(FILE *stream)
 {
     pthread_mutex_lock(&log_lock);
     current_stream = stream;
+    to_journal = -1;
     pthread_mutex_unlock(&log_lock);
 }
 
@@ -265,6 +269,27 @@ static size_t utf8_seq_len(const unsigned char *s)
     return n;
 }
 
+/* syslog priorities (sd-daemon.h's SD_ERR ...) of the levels: detail is information
+ * asked for, so it shows at info. */
+static const int journal_priority[] = {3, 4, 6, 6, 7};
+
+/* Caller holds log_lock. systemd sets $JOURNAL_STREAM to "DEVICE:INODE" of the stream it
+ * connects stdout and stderr to; it is ours only when out is that very file (a child
+ * whose stderr was redirected inherits the variable, not the stream). */
+static bool journal_locked(FILE *out)
+{
+    if (to_journal < 0) {
+        const char *env = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+        char tail;
+        to_journal = env && sscanf(env, "%llu:%llu%c", &dev, &ino, &tail) == 2 &&
+                     fstat(fileno(out), &st) == 0 && (unsigned long long)st.st_dev == dev &&
+                     (unsigned long long)st.st_ino == ino;
+    }
+    return to_journal == 1;
+}
+
 /* Copy of text with every byte that is not valid UTF-8 replaced by U+FFFD. */
 static char *utf8_clean(const char *text)
 {
@@ -300,7 +325,18 @@ void log_msgv(enum log_level level, const char *fmt, va_list ap)
     pthread_mutex_lock(&log_lock);
     char *text = redact_locked(raw);
     FILE *out = current_stream ? current_stream : stderr;
-    if (current_format == LOG_FORMAT_JSON) {
+    if (journal_locked(out)) {
+        /* The journal stamps each line itself and takes "<N>" as its priority: every
+         * line of a multi-line message gets it (each line is an entry there). */
+        int prio = journal_priority[level];
+        fprintf(out, "<%d>", prio);
+        for (const char *p = text; *p; p++) {
+            fputc(*p, out);
+            if (*p == '\n' && p[1])
+                fprintf(out, "<%d>  ", prio);
+        }
+        fputc('\n', out);
+    } else if (current_format == LOG_FORMAT_JSON) {
         /* jansson refuses invalid UTF-8 (a path in another encoding); the line must
          * not vanish, so such bytes become U+FFFD. */
         char *clean = utf8_clean(text);

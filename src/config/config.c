@@ -15,9 +15,9 @@
 
 #define CONFIG_FILE_MAX (4 * 1024 * 1024)
 
-static const char *const top_keys[] = {"spool",       "spool_max",  "log",      "repos",
-                                       "compression", "encryption", "clusters", "notify",
-                                       "require_tls", NULL};
+static const char *const top_keys[] = {
+    "spool",    "spool_max", "log",         "repos",          "compression",      "encryption",
+    "clusters", "notify",    "require_tls", "metrics_listen", "metrics_textfile", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const compression_keys[] = {"algorithm", "level", NULL};
 static const char *const encryption_keys[] = {"passphrase", "passphrase_file", NULL};
@@ -135,6 +135,9 @@ void config_free(struct config *config)
         return;
     free(config->path);
     free(config->spool);
+    free(config->metrics_listen);
+    free(config->metrics_host);
+    free(config->metrics_textfile);
     for (size_t i = 0; i < config->nrepos; i++)
         repo_release(&config->repos[i]);
     free(config->repos);
@@ -436,6 +439,41 @@ static int load_notify(struct cfg_map *top, struct config *cfg)
     return rc;
 }
 
+/* "HOST:PORT", "[IPV6]:PORT" or ":PORT" (every address) into cfg->metrics_host (NULL for
+ * every address) and cfg->metrics_port. */
+static int load_metrics_listen(struct cfg_map *top, struct config *cfg)
+{
+    int rc = cfg_get_string(top, "metrics_listen", &cfg->metrics_listen);
+    if (rc != 0 || !cfg->metrics_listen)
+        return rc;
+    const char *text = cfg->metrics_listen;
+    const char *colon = strrchr(text, ':');
+    const char *host = text, *host_end = colon;
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close && close[1] == ':') {
+            host = text + 1;
+            host_end = close;
+            colon = close + 1;
+        } else {
+            colon = NULL;
+        }
+    } else if (colon && memchr(text, ':', (size_t)(colon - text))) {
+        colon = NULL; /* a bare IPv6 address: its port would be ambiguous */
+    }
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || !isdigit((unsigned char)colon[1]) || *end || port < 1 || port > 65535)
+        return cfg_error(top->r, cfg_map_value(top, "metrics_listen"),
+                         "key \"metrics_listen\": \"%s\" is not HOST:PORT (e.g. "
+                         "127.0.0.1:9188, [::1]:9188 or :9188 for every address)",
+                         text);
+    cfg->metrics_port = (int)port;
+    if (host_end > host)
+        cfg->metrics_host = xstrndup(host, (size_t)(host_end - host));
+    return 0;
+}
+
 static int load_top(struct cfg_reader *r, struct config *cfg)
 {
     struct cfg_map top = {0}, sub = {0};
@@ -455,6 +493,10 @@ static int load_top(struct cfg_reader *r, struct config *cfg)
     if ((rc = cfg_get_abs_path(&top, "spool", &cfg->spool)) != 0)
         goto out;
     if ((rc = cfg_get_size(&top, "spool_max", &cfg->spool_max)) != 0)
+        goto out;
+    if ((rc = load_metrics_listen(&top, cfg)) != 0)
+        goto out;
+    if ((rc = cfg_get_abs_path(&top, "metrics_textfile", &cfg->metrics_textfile)) != 0)
         goto out;
 
     if ((rc = cfg_get_map(&top, "log", " in \"log\"", log_keys, &sub, &present)) != 0)

@@ -525,6 +525,9 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         print_human(&v, cl, repos, nrepos, secs);
     }
     rc = v.nproblems ? 3 : 0;
+    ctx->metrics_bytes = 0;
+    for (size_t i = 0; i < nrepos; i++)
+        ctx->metrics_bytes += (int64_t)repos[i].counts.bytes;
     if (v.nproblems)
         log_detail("verify found %zu problems", v.nproblems);
     write_record(cfg, cl, &v, started_us, days, secs);

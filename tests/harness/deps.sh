@@ -20,9 +20,13 @@ s3rver_version=3.7.1
 # clang-14 only recommends): the sanitizer build and the harnesses of tests/fuzz.
 # clang-format: tests/t/002_tree.pl checks that the tree is as `make format` leaves it.
 # chromium: tests/t/071_report.pl renders report --html in it, headless.
+# prometheus: its promtool checks the metrics and the sample alerting rules (tests/t/080).
+# systemd (systemd-analyze verify), man-db (man -l) and zsh (zsh -n): the unit files, the man
+# page and the completion scripts (tests/t/081, 082).
 packages="build-essential make pkg-config libpq-dev libzstd-dev libssl-dev libyaml-dev
 libcurl4-openssl-dev libjansson-dev libcmocka-dev postgresql-15 libipc-run-perl zstd
-clang libclang-rt-14-dev clang-format python3-swift chromium"
+clang libclang-rt-14-dev clang-format python3-swift chromium prometheus
+systemd man-db zsh"
 case "${1:-}" in
 "") ;;
 bench) packages="$packages pgbackrest" ;;

@@ -215,6 +215,8 @@ static void test_defaults(void **state)
     assert_string_equal(b->endpoint, "http://minio:9000");
     assert_true(b->allow_http);
     assert_false(cfg->require_tls);
+    assert_null(cfg->metrics_listen);
+    assert_null(cfg->metrics_textfile);
     assert_null(cfg->env_vars[0]);
     assert_int_equal(cfg->nwarnings, 0);
     assert_string_equal(b->region, "us-east-1");
@@ -343,6 +345,35 @@ static void test_non_defaults(void **state)
 }
 
 /* conf/pgark.yaml documents every key; it must stay loadable. */
+/* metrics_listen's forms: host and port, IPv6 in brackets, every address. */
+static void test_metrics_keys(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        const char *host; /* NULL: every address */
+        int port;
+    } cases[] = {
+        {"127.0.0.1:9188", "127.0.0.1", 9188},
+        {"\"[::1]:9\"", "::1", 9},
+        {"\":65535\"", NULL, 65535},
+        {"localhost:1", "localhost", 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *yaml = xasprintf("metrics_listen: %s\nmetrics_textfile: /var/lib/prom\n%s",
+                               cases[i].value, minimal);
+        struct config *cfg = load_ok(yaml);
+        if (cases[i].host)
+            assert_string_equal(cfg->metrics_host, cases[i].host);
+        else
+            assert_null(cfg->metrics_host);
+        assert_int_equal(cfg->metrics_port, cases[i].port);
+        assert_string_equal(cfg->metrics_textfile, "/var/lib/prom");
+        config_free(cfg);
+        free(yaml);
+    }
+}
+
 static void test_shipped_example(void **state)
 {
     (void)state;
@@ -672,6 +703,21 @@ static const struct bad_case bad_cases[] = {
      "clusters: {c: {conninfo: x, repos: [s]}}\n",
      F ":2:27: key \"endpoint\" in repo \"s\" is an http:// URL: requests would travel "
        "unencrypted to a server nobody authenticates"},
+    /* metrics */
+    {"metrics_listen: 127.0.0.1\n" BASE_REPOS BASE_CLUSTERS,
+     F ":1:17: key \"metrics_listen\": \"127.0.0.1\" is not HOST:PORT (e.g. 127.0.0.1:9188, "
+       "[::1]:9188 or :9188 for every address)"},
+    {"metrics_listen: \"::1:9188\"\n" BASE_REPOS BASE_CLUSTERS,
+     F ":1:17: key \"metrics_listen\": \"::1:9188\" is not HOST:PORT (e.g. 127.0.0.1:9188, "
+       "[::1]:9188 or :9188 for every address)"},
+    {"metrics_listen: \"h:65536\"\n" BASE_REPOS BASE_CLUSTERS,
+     F ":1:17: key \"metrics_listen\": \"h:65536\" is not HOST:PORT (e.g. 127.0.0.1:9188, "
+       "[::1]:9188 or :9188 for every address)"},
+    {"metrics_listen: \"h:+1\"\n" BASE_REPOS BASE_CLUSTERS,
+     F ":1:17: key \"metrics_listen\": \"h:+1\" is not HOST:PORT (e.g. 127.0.0.1:9188, "
+       "[::1]:9188 or :9188 for every address)"},
+    {"metrics_textfile: prom\n" BASE_REPOS BASE_CLUSTERS,
+     F ":1:19: key \"metrics_textfile\" must be an absolute path"},
     {"require_tls: true\n"
      "repos:\n  s: {type: s3, endpoint: http://e, bucket: bkt, access_key_id: AKIDTEST,\n"
      "      secret_access_key: SECRETTEST, allow_http: true}\n"
@@ -1024,19 +1070,13 @@ static void test_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_design_example),
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_non_defaults),
-        cmocka_unit_test(test_shipped_example),
-        cmocka_unit_test(test_secret_files),
-        cmocka_unit_test(test_env_expansion),
-        cmocka_unit_test(test_bad_configs),
-        cmocka_unit_test(test_transport_keys),
-        cmocka_unit_test(test_file_mode_warnings),
-        cmocka_unit_test(test_hints),
-        cmocka_unit_test(test_load_file_errors),
-        cmocka_unit_test(test_default_path),
-        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_design_example), cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_non_defaults),   cmocka_unit_test(test_shipped_example),
+        cmocka_unit_test(test_metrics_keys),   cmocka_unit_test(test_secret_files),
+        cmocka_unit_test(test_env_expansion),  cmocka_unit_test(test_bad_configs),
+        cmocka_unit_test(test_transport_keys), cmocka_unit_test(test_file_mode_warnings),
+        cmocka_unit_test(test_hints),          cmocka_unit_test(test_load_file_errors),
+        cmocka_unit_test(test_default_path),   cmocka_unit_test(test_names),
         cmocka_unit_test(test_tail_keys),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

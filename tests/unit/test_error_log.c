@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -333,6 +334,68 @@ static void test_levels(void **state)
     free(all);
 }
 
+/* What a stream logged to, read back whole. */
+static char *read_back(FILE *f)
+{
+    fflush(f);
+    long len = ftell(f);
+    char *text = calloc(1, (size_t)len + 1);
+    rewind(f);
+    assert_int_equal(fread(text, 1, (size_t)len, f), (size_t)len);
+    return text;
+}
+
+/* Under systemd ($JOURNAL_STREAM names the very file logged to): "<N>" priorities, no
+ * time stamp, every line of a message prefixed; another file: the usual lines. */
+static void test_journal_format(void **state)
+{
+    (void)state;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    struct stat st;
+    assert_int_equal(fstat(fileno(f), &st), 0);
+    char env[64];
+    snprintf(env, sizeof(env), "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    setenv("JOURNAL_STREAM", env, 1);
+    log_set_stream(f);
+    log_set_level(LOG_DEBUG);
+    log_error("e %d", 1);
+    log_warn("w");
+    log_info("i");
+    log_detail("d");
+    log_debug("g");
+    log_info("two\nlines");
+    char *text = read_back(f);
+    assert_string_equal(text, "<3>e 1\n<4>w\n<6>i\n<6>d\n<7>g\n<6>two\n<6>  lines\n");
+    free(text);
+    fclose(f);
+
+    /* The variable inherited, but stderr sent elsewhere (another inode). */
+    f = tmpfile();
+    snprintf(env, sizeof(env), "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino + 1);
+    setenv("JOURNAL_STREAM", env, 1);
+    log_set_stream(f);
+    log_warn("elsewhere");
+    text = read_back(f);
+    assert_matches(text, "^[0-9-]{10} [0-9:.]{12}Z warn   elsewhere\n$");
+    free(text);
+    fclose(f);
+
+    /* Not DEVICE:INODE. */
+    f = tmpfile();
+    setenv("JOURNAL_STREAM", "garbage", 1);
+    log_set_stream(f);
+    log_warn("plain");
+    text = read_back(f);
+    assert_matches(text, "^[0-9-]{10} [0-9:.]{12}Z warn   plain\n$");
+    free(text);
+    fclose(f);
+    unsetenv("JOURNAL_STREAM");
+    log_set_stream(cap);
+}
+
 static void test_json_format(void **state)
 {
     (void)state;
@@ -512,6 +575,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_stream_null_restores_stderr, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_do_not_interleave, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_format, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
