@@ -111,6 +111,12 @@ static const struct command commands[] = {
      "each against rpo_target, rto_target, drill_max_age and verify_max_age. --html FILE\n"
      "writes one self-contained page with the KPI table and charts of the RPO and RTO.\n"
      "Exits 3 when a KPI misses its target, 0 otherwise.\n"},
+    {"notify", cmd_notify, "notify --test [--event NAME]",
+     "send a sample event to every notify endpoint and show each answer",
+     "Sends notify.test (or a sample of --event NAME, marked as a test) to every\n"
+     "webhook of the configuration, subscribed to it or not, and prints each one's\n"
+     "answer. URLs are secrets: endpoints are named by position and host. Exits 0\n"
+     "when every endpoint answered 2xx, 1 otherwise.\n"},
     {"version", NULL, "version", "print the version", ""},
     {"help", NULL, "help [COMMAND]", "show help for pgark or for one command", ""},
 };
