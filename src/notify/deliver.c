@@ -18,6 +18,8 @@
 
 #define RETRY_MAX_MS (INT64_C(300) * 1000)
 #define DEFAULT_TIMEOUT_S 20
+/* How long notifier_free waits, after its deadline, for an attempt under way. */
+#define ORPHAN_GRACE_MS 1000
 /* The start of a refusing endpoint's answer kept for the log. */
 #define ANSWER_SHOWN 200
 
@@ -46,8 +48,12 @@ struct notifier {
     pthread_cond_t idle; /* the queue emptied */
     struct delivery *head;
     size_t queued;
-    bool busy; /* the thread is sending one (not in the queue) */
+    bool busy;                /* the thread is sending one (not in the queue)... */
+    struct delivery *current; /* ...this one */
     bool started, stop;
+    /* notifier_free left while an attempt hung: the thread frees the notifier when
+     * the attempt ends (the process usually exits first). */
+    bool orphaned;
     int64_t deadline_us; /* monotonic; 0: none. Retries are not waited for past it. */
     uint64_t delivered, dead;
     pthread_t thread;
@@ -192,6 +198,33 @@ static void attempt(struct notifier *n, struct delivery *d)
     }
 }
 
+/* Wait on cond (with n->lock held) until it is signalled or us microseconds passed. */
+static void wait_us(struct notifier *n, pthread_cond_t *cond, int64_t us)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += us / 1000000;
+    ts.tv_nsec += (us % 1000000) * 1000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(cond, &n->lock, &ts);
+}
+
+/* Free what the notifier holds (its queue is empty). */
+static void release(struct notifier *n)
+{
+    for (size_t i = 0; i < n->neps; i++)
+        free((char *)n->eps[i].url);
+    free(n->eps);
+    free(n->dead_letter);
+    pthread_mutex_destroy(&n->lock);
+    pthread_cond_destroy(&n->wake);
+    pthread_cond_destroy(&n->idle);
+    free(n);
+}
+
 static void *notifier_thread(void *arg)
 {
     struct notifier *n = arg;
@@ -214,22 +247,13 @@ static void *notifier_thread(void *arg)
                 /* Draining for an exit: a retry after it would not run. */
                 pthread_cond_broadcast(&n->idle);
             }
-            int64_t until = d->next_us;
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            int64_t wait = until - now;
-            ts.tv_sec += wait / 1000000;
-            ts.tv_nsec += (wait % 1000000) * 1000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&n->wake, &n->lock, &ts);
+            wait_us(n, &n->wake, d->next_us - now);
             continue;
         }
         *link = d->next;
         n->queued--;
         n->busy = true;
+        n->current = d;
         pthread_mutex_unlock(&n->lock);
 
         attempt(n, d);
@@ -270,6 +294,13 @@ static void *notifier_thread(void *arg)
         free(label);
         pthread_mutex_lock(&n->lock);
         n->busy = false;
+        n->current = NULL;
+        pthread_cond_broadcast(&n->idle);
+        if (n->orphaned) {
+            /* its record is in the dead-letter file already, unless it got through */
+            delivery_free(d);
+            break;
+        }
         if (done) {
             n->delivered++;
             delivery_free(d);
@@ -279,7 +310,10 @@ static void *notifier_thread(void *arg)
             n->queued++;
         }
     }
+    bool orphaned = n->orphaned;
     pthread_mutex_unlock(&n->lock);
+    if (orphaned)
+        release(n);
     return NULL;
 }
 
@@ -378,34 +412,39 @@ void notifier_free(struct notifier *n, int64_t wait_ms)
             struct delivery **link = earliest(n);
             if (link && !n->busy && (*link)->next_us > until)
                 break;
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += 100 * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&n->idle, &n->lock, &ts);
+            wait_us(n, &n->idle, 100000);
         }
     }
     n->stop = true;
     pthread_cond_signal(&n->wake);
-    pthread_mutex_unlock(&n->lock);
-    if (n->started)
-        pthread_join(n->thread, NULL);
-    while (n->head) {
-        struct delivery *d = n->head;
-        n->head = d->next;
+    /* An attempt under way gets a moment more; one that hangs is not waited for. */
+    int64_t grace = time_mono_us() + ORPHAN_GRACE_MS * 1000;
+    while (n->busy && time_mono_us() < grace)
+        wait_us(n, &n->idle, 50000);
+    struct delivery *queue = n->head;
+    n->head = NULL;
+    bool orphan = n->started && n->busy;
+    if (orphan) {
+        /* The fields that stay as they were made: the thread may be writing the
+         * others. */
+        struct delivery d = {
+            .ep = n->current->ep, .kind = n->current->kind, .event = n->current->event};
+        memcpy(d.id, n->current->id, sizeof(d.id));
+        dead_letter(n, &d, "no answer yet when pgark stopped");
+        n->orphaned = true;
+        pthread_detach(n->thread);
+    }
+    /* Before the lock goes: an orphaned thread frees n as soon as it has it. */
+    while (queue) {
+        struct delivery *d = queue;
+        queue = d->next;
         dead_letter(n, d,
                     d->error ? d->error : "pgark stopped before the notification could be sent");
         delivery_free(d);
     }
-    for (size_t i = 0; i < n->neps; i++)
-        free((char *)n->eps[i].url);
-    free(n->eps);
-    free(n->dead_letter);
-    pthread_mutex_destroy(&n->lock);
-    pthread_cond_destroy(&n->wake);
-    pthread_cond_destroy(&n->idle);
-    free(n);
+    pthread_mutex_unlock(&n->lock);
+    if (n->started && !orphan)
+        pthread_join(n->thread, NULL);
+    if (!orphan)
+        release(n);
 }
