@@ -133,6 +133,12 @@ static const struct command commands[] = {
      "/etc/bash_completion.d/pgark. zsh: 'source <(pgark completion zsh)' in ~/.zshrc, or\n"
      "save it as _pgark in a directory of $fpath. Cluster names come from the\n"
      "configuration the command line names (--config), else the default one.\n"},
+    {"notify", cmd_notify, "notify --test [--event NAME]",
+     "send a sample event to every notify endpoint and show each answer",
+     "Sends notify.test (or a sample of --event NAME, marked as a test) to every\n"
+     "webhook of the configuration, subscribed to it or not, and prints each one's\n"
+     "answer. URLs are secrets: endpoints are named by position and host. Exits 0\n"
+     "when every endpoint answered 2xx, 1 otherwise.\n"},
     {"version", NULL, "version", "print the version", ""},
     {"help", NULL, "help [--man] [COMMAND]", "show help for pgark or for one command",
      "--man writes the whole help as a man page (roff), as installed for man pgark.\n"},

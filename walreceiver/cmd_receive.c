@@ -19,6 +19,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/notify.h"
 #include "pgark/walreceiver.h"
 
 #include "spool_int.h"
@@ -59,7 +60,11 @@ struct receive_run {
     struct storage **storages;
     int nstorages;
     char *spool_dir;
+    struct notifier *notifier;
 };
+
+/* How long a stopping (or reloading) receiver gives its last events to go out. */
+#define NOTIFY_STOP_WAIT_MS 5000
 
 /* receiver_run took the storages. */
 static void run_disown_storages(struct receive_run *r)
@@ -74,6 +79,7 @@ static void run_free(struct receive_run *r)
     free(r->storages);
     free(r->o.repos);
     free(r->spool_dir);
+    notifier_free(r->notifier, NOTIFY_STOP_WAIT_MS);
     memset(r, 0, sizeof(*r));
 }
 
@@ -97,6 +103,13 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
     r->o.metrics_host = cfg->metrics_host;
     r->o.metrics_port = cfg->metrics_listen ? cfg->metrics_port : 0;
     r->o.status_interval_ms = 10000;
+    const char *interval = getenv("PGARK_TEST_STATUS_INTERVAL_MS"); /* tests: shorter */
+    if (interval)
+        r->o.status_interval_ms = strtoll(interval, NULL, 10);
+    r->notifier = cli_notifier(cfg, cl);
+    r->o.notifier = r->notifier;
+    r->o.rpo_target_ms = cl->rpo_target_ms;
+    r->o.notify_repeat_ms = cfg->notify_repeat_ms;
     const char *silence = getenv("PGARK_TEST_SILENCE_TIMEOUT_MS"); /* tests: shorter */
     r->o.silence_timeout_ms = silence ? strtoll(silence, NULL, 10) : 0;
     const char *retries = getenv("PGARK_TEST_MAX_RETRIES");

@@ -73,6 +73,8 @@ static void set_last_error(struct receiver *rx, const char *text)
 static void set_connected(struct receiver *rx, bool connected)
 {
     pthread_mutex_lock(&rx->lock);
+    if (rx->connected && !connected)
+        rx->disconnected_us = time_now_us();
     rx->connected = connected;
     pthread_mutex_unlock(&rx->lock);
 }
@@ -89,7 +91,7 @@ static void make_shippers(struct receiver *rx)
         sh->name = o->repos[i].name;
         sh->offsite = o->repos[i].offsite;
     }
-    /* Under the lock: the metrics thread reads them. */
+    /* The metrics and events threads (metrics.c, alerts.c) read them under the lock. */
     pthread_mutex_lock(&rx->lock);
     rx->shippers = shippers;
     rx->nshippers = o->nrepos;
@@ -182,8 +184,14 @@ static int take_wal(struct receiver *rx, struct walpage_checker *check, struct h
 {
     int rc = walpage_check(check, msg->data_start, msg->data, msg->len);
     if (rc < 0) {
-        if (err_kind() == ERR_INTEGRITY)
+        if (err_kind() == ERR_INTEGRITY) {
             rx->bad_page = true;
+            pthread_mutex_lock(&rx->lock);
+            rx->bad_pages++;
+            free(rx->bad_page_error);
+            rx->bad_page_error = xstrdup(err_message());
+            pthread_mutex_unlock(&rx->lock);
+        }
         return rc;
     }
     lsn_t vetted = walpage_vetted(check);
@@ -540,6 +548,8 @@ int receiver_run(const struct receiver_options *o)
             return rc;
         }
     }
+    rx->disconnected_us = time_now_us(); /* no stream yet */
+    alerts_start(rx);
     receiver_notify_ready(rx);
 
     while (!should_return()) {
@@ -614,6 +624,7 @@ int receiver_run(const struct receiver_options *o)
     }
 
     struct err_saved *saved = err_save();
+    alerts_stop(rx);
     /* A stop (or an end for good) leaves the repositories with all the spool holds,
      * each within its stop_timeout; a reload does not wait: the stream resumes at once
      * and the new shippers copy the tail when they start. */

@@ -82,6 +82,7 @@ struct shipper {
     int64_t shipped_at_us; /* when shipped_lsn last advanced */
     char *last_error;      /* NULL when the last attempt worked */
     int64_t error_since_us;
+    int fail_streak; /* attempts that failed in a row */
     uint64_t segments_shipped;
     uint64_t bytes_shipped;
     uint64_t upload_errors;             /* failed attempts (to open it, or to ship to it) */
@@ -164,6 +165,12 @@ struct receiver {
     /* The highest flush position any session reached: a session that passes it made
      * progress and resets the reconnect backoff (receive loop's thread only). */
     lsn_t progress_mark;
+    /* Bad WAL pages from the server so far, and the last one's error (guarded by lock),
+     * for wal.damaged. */
+    uint64_t bad_pages;
+    char *bad_page_error;
+    /* The events thread (alerts.c). */
+    struct alerts *alerts;
 
     pthread_mutex_t lock;
     pthread_cond_t wake;         /* signalled when a segment completes, on flush, and on stop */
@@ -179,6 +186,8 @@ struct receiver {
     int64_t flushed_at_us;
     lsn_t server_end; /* walEnd of the latest message */
     bool connected;
+    int64_t disconnected_us; /* when connected last became false (0: never connected) */
+    uint64_t spool_bytes;    /* the spool's WAL bytes at the last status_write */
     char *last_error;
     uint64_t reconnects; /* sessions that ended and were tried again */
     struct flush_mark marks[FLUSH_MARKS];
@@ -350,6 +359,14 @@ void status_view_free(struct status_view *v);
 
 /* Write <spool dir>/status.json atomically (from any thread; one at a time). */
 int status_write(struct receiver *rx);
+/* The RPO in seconds of each tier now (0 local, 1 off-site), as status.json gives it;
+ * have[i] false for a tier without repositories. Caller holds rx->lock. */
+void status_tier_rpo_locked(struct receiver *rx, int64_t now_us, double rpo[2], bool have[2]);
+
+/* The events thread (alerts.c): started by receiver_run when o->notifier is set,
+ * stopped (joined) before it returns. */
+void alerts_start(struct receiver *rx);
+void alerts_stop(struct receiver *rx);
 
 /*
  * systemd notifications (svcnotify.c; no-ops without $NOTIFY_SOCKET). From the receive

@@ -73,6 +73,7 @@ void receiver_release(struct receiver *rx)
     prep_cache_free(rx->prep);
     spool_close(rx->spool);
     free(rx->last_error);
+    free(rx->bad_page_error);
     struct receiver_options *c = &rx->opts;
     for (int i = 0; i < c->nrepos; i++) {
         storage_free(c->repos[i].storage);

@@ -622,6 +622,7 @@ static void record_error(struct shipper *sh)
     sh->upload_errors++;
     free(sh->last_error);
     sh->last_error = text;
+    sh->fail_streak++;
     pthread_mutex_unlock(&rx->lock);
     if (!same) {
         /* Most messages name the repository already; say it once. */
@@ -637,6 +638,7 @@ static void clear_error(struct shipper *sh)
 {
     struct receiver *rx = sh->rx;
     pthread_mutex_lock(&rx->lock);
+    sh->fail_streak = 0;
     if (sh->last_error) {
         log_info("repository \"%s\" is reachable again", sh->name);
         free(sh->last_error);

@@ -96,6 +96,43 @@ static double repo_rpo_locked(struct receiver *rx, lsn_t shipped, double lag_s,
     return lag_s;
 }
 
+/* Caller holds rx->lock. What sh's repository lacks now (bytes, and seconds since the
+ * spool first held it) and its RPO in seconds (repo_rpo_locked). */
+static double shipper_rpo_locked(struct receiver *rx, const struct shipper *sh, int64_t now,
+                                 uint64_t *lag_bytes, double *lag_s, struct commit_mark *held,
+                                 bool *held_known)
+{
+    *lag_bytes = 0;
+    *lag_s = 0;
+    /* LSNs go on across a timeline switch (the new timeline shares every byte
+     * below its switch point), so what a repository lacks is what lies between
+     * its shipped position and the flushed one, whatever their timelines. */
+    if (sh->shipped_lsn < rx->flushed) {
+        *lag_bytes = rx->flushed - sh->shipped_lsn;
+        int64_t since = flush_time_locked(rx, sh->shipped_lsn);
+        *lag_s = since ? (double)(now - since) / 1e6 : 0;
+    }
+    return repo_rpo_locked(rx, sh->shipped_lsn, *lag_s, held, held_known);
+}
+
+void status_tier_rpo_locked(struct receiver *rx, int64_t now_us, double rpo[2], bool have[2])
+{
+    rpo[0] = rpo[1] = 0;
+    have[0] = have[1] = false;
+    for (int i = 0; i < rx->nshippers; i++) {
+        struct shipper *sh = &rx->shippers[i];
+        uint64_t lag_bytes;
+        double lag_s;
+        struct commit_mark held;
+        bool known;
+        double r = shipper_rpo_locked(rx, sh, now_us, &lag_bytes, &lag_s, &held, &known);
+        int t = sh->offsite ? 1 : 0;
+        if (!have[t] || r > rpo[t])
+            rpo[t] = r;
+        have[t] = true;
+    }
+}
+
 static json_t *lsn_json(lsn_t lsn)
 {
     char text[LSN_STRLEN];
@@ -166,15 +203,8 @@ void status_view_take(struct receiver *rx, struct status_view *v)
         r->shipped_lsn = sh->shipped_lsn;
         r->shipped_at_us = sh->shipped_at_us;
         memcpy(r->cursor, sh->cursor, sizeof(r->cursor));
-        /* LSNs go on across a timeline switch (the new timeline shares every byte
-         * below its switch point), so what a repository lacks is what lies between
-         * its shipped position and the flushed one, whatever their timelines. */
-        if (sh->shipped_lsn < rx->flushed) {
-            r->lag_bytes = rx->flushed - sh->shipped_lsn;
-            int64_t since = flush_time_locked(rx, sh->shipped_lsn);
-            r->lag_s = since ? (double)(now - since) / 1e6 : 0;
-        }
-        r->rpo_s = repo_rpo_locked(rx, sh->shipped_lsn, r->lag_s, &r->held, &r->held_known);
+        r->rpo_s =
+            shipper_rpo_locked(rx, sh, now, &r->lag_bytes, &r->lag_s, &r->held, &r->held_known);
         r->segments_shipped = sh->segments_shipped;
         r->bytes_shipped = sh->bytes_shipped;
         r->upload_errors = sh->upload_errors;
@@ -233,6 +263,7 @@ int status_write(struct receiver *rx)
     pthread_mutex_lock(&rx->lock);
     rx->status_at_us = time_mono_us();
     rx->status_wall_us = v.now_us;
+    rx->spool_bytes = v.spool_bytes; /* for the events thread (alerts.c) */
     pthread_mutex_unlock(&rx->lock);
     json_object_set_new(root, "cluster", json_string(rx->o->repo.cluster));
     json_object_set_new(root, "pid", json_integer(getpid()));

@@ -19,6 +19,8 @@
 struct config;
 struct config_cluster;
 struct config_repo;
+struct notifier;
+struct notify_event;
 
 struct cli_context {
     const char *config_path;  /* --config, else $PGARK_CONFIG, else the default */
@@ -84,6 +86,24 @@ bool cli_metrics_command(const char *command);
  * is replaced atomically (a temporary file beside it, renamed). 0, or ERR_IO. */
 int cli_metrics_textfile_write(const char *dir, const char *cluster, const char *command,
                                const struct cli_metrics_run *run);
+
+/* --- notifications (cli_notify.c) ---------------------------------------------- */
+
+/* How long a one-shot command waits, before it exits, for its event to be delivered
+ * (retries included); what is not delivered by then goes to the dead-letter file. */
+#define CLI_NOTIFY_WAIT_MS (INT64_C(30) * 1000)
+
+/* A notifier for cluster cl over every notify entry of cfg, its dead-letter file
+ * <spool>/<cluster>/notify-dead.jsonl; NULL when cfg has no notify entry. Free with
+ * notifier_free. */
+struct notifier *cli_notifier(const struct config *cfg, const struct config_cluster *cl);
+/* A one-shot command's event: sent to the endpoints that subscribe to it, waiting up
+ * to CLI_NOTIFY_WAIT_MS. Takes e. Leaves the error slot as it found it. */
+void cli_notify(const struct config *cfg, const struct config_cluster *cl, struct notify_event *e);
+/* The same for the failure in the error slot (kept): event kind, summary "WHAT failed:
+ * MESSAGE", details {"error": the whole text with its context, "hint"} (secrets masked). */
+void cli_notify_error(const struct config *cfg, const struct config_cluster *cl, unsigned kind,
+                      const char *what);
 
 /* --- the cluster's repositories (repos.c) ---------------------------------------- */
 

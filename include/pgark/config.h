@@ -46,22 +46,31 @@ enum config_compression { CONFIG_COMPRESSION_NONE = 0, CONFIG_COMPRESSION_ZSTD }
 enum config_checkpoint { CONFIG_CHECKPOINT_FAST = 0, CONFIG_CHECKPOINT_SPREAD };
 enum config_notify_format { CONFIG_NOTIFY_JSON = 0, CONFIG_NOTIFY_SLACK };
 
-/* Notification events, a bitmask; names are "backup.done", "backup.failed", ... */
+/* Notification events, a bitmask; names are "backup.done", "backup.failed", ...
+ * (config_event_name). The receiver's: rpo.*, stream.*, repo.*, spool.*, wal.damaged;
+ * the one-shot commands': backup.*, verify.*, drill.*, expire.failed, check.failed;
+ * notify.test is what `pgark notify --test` sends. */
 enum config_event {
     CONFIG_EVENT_BACKUP_DONE = 1u << 0,
     CONFIG_EVENT_BACKUP_FAILED = 1u << 1,
     CONFIG_EVENT_RPO_BREACH = 1u << 2,
     CONFIG_EVENT_RPO_RECOVERED = 1u << 3,
-    CONFIG_EVENT_RECEIVER_DOWN = 1u << 4,
-    CONFIG_EVENT_RECEIVER_UP = 1u << 5,
+    CONFIG_EVENT_STREAM_LOST = 1u << 4, /* also accepted as receiver.down */
+    CONFIG_EVENT_STREAM_BACK = 1u << 5, /* also accepted as receiver.up */
     CONFIG_EVENT_VERIFY_DONE = 1u << 6,
     CONFIG_EVENT_VERIFY_FAILED = 1u << 7,
     CONFIG_EVENT_DRILL_DONE = 1u << 8,
     CONFIG_EVENT_DRILL_FAILED = 1u << 9,
     CONFIG_EVENT_EXPIRE_FAILED = 1u << 10,
     CONFIG_EVENT_CHECK_FAILED = 1u << 11,
+    CONFIG_EVENT_REPO_FAILING = 1u << 12,
+    CONFIG_EVENT_REPO_RECOVERED = 1u << 13,
+    CONFIG_EVENT_SPOOL_HIGH = 1u << 14,
+    CONFIG_EVENT_SPOOL_OK = 1u << 15,
+    CONFIG_EVENT_WAL_DAMAGED = 1u << 16,
+    CONFIG_EVENT_NOTIFY_TEST = 1u << 17,
 };
-#define CONFIG_EVENT_ALL ((1u << 12) - 1)
+#define CONFIG_EVENT_ALL ((1u << 18) - 1)
 
 /* Defaults (documented in conf/pgark.yaml). */
 #define CONFIG_DEFAULT_PATH "/etc/pgark/pgark.yaml"
@@ -79,6 +88,7 @@ enum config_event {
 /* A posix repository's copy of the segment being filled: every second, so that a restore
  * from local disk loses about a second at most (DESIGN.md's promise). */
 #define CONFIG_DEFAULT_LOCAL_PARTIAL_INTERVAL_MS INT64_C(1000)
+#define CONFIG_DEFAULT_NOTIFY_REPEAT_MS (INT64_C(3600) * 1000)
 #define CONFIG_DEFAULT_STOP_TIMEOUT_MS (INT64_C(5) * 1000)
 #define CONFIG_DEFAULT_WAL_FETCH_READ_AHEAD 16
 #define CONFIG_MAX_WAL_FETCH_READ_AHEAD 256
@@ -177,6 +187,9 @@ struct config {
     size_t nclusters; /* >= 1 */
     struct config_notify *notify;
     size_t nnotify;
+    /* While a breach lasts (rpo.breach, stream.lost, repo.failing, spool.high), it is
+     * sent again this often; default 1h; > 0. */
+    int64_t notify_repeat_ms;
     /* Refuse a TCP conninfo whose sslmode is weaker than verify-full, and allow_http;
      * default false. */
     bool require_tls;
@@ -232,7 +245,9 @@ const char *config_notify_format_name(enum config_notify_format format);
 
 /* Name of one event bit ("rpo.breach"), NULL if not exactly one known bit. */
 const char *config_event_name(unsigned event);
-/* Event bit for a name, 0 when unknown. */
+/* Event bits for a name: one event ("rpo.breach", or an old name of one such as
+ * "receiver.down"), every event of a group ("rpo.*") or all of them ("*"); 0 when
+ * nothing matches. */
 unsigned config_event_parse(const char *name);
 
 #endif

@@ -21,6 +21,9 @@ int cmd_wal_push(struct cli_context *ctx, int argc, char **argv);
  * drill could not run, 2 usage or configuration. A record of it is left in every
  * repository of the cluster whatever the outcome. */
 int cmd_drill(struct cli_context *ctx, int argc, char **argv);
+/* Send a sample event to every notify endpoint: exit 0 when each answered 2xx, 1 when
+ * one did not. */
+int cmd_notify(struct cli_context *ctx, int argc, char **argv);
 /* The disaster-recovery scorecard: exit 3 when a KPI misses its target, 0 otherwise. */
 int cmd_report(struct cli_context *ctx, int argc, char **argv);
 

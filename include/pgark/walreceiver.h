@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 struct cli_context;
+struct notifier;
 
 /* The command: the configured cluster's receiver, until stopped (SIGHUP reloads). */
 int cmd_receive(struct cli_context *ctx, int argc, char **argv);
@@ -72,7 +73,20 @@ struct receiver_options {
     int metrics_port;
     /* Stop after this many reconnect attempts in a row fail (0: never). For tests. */
     int max_retries;
+    /* Events (alerts.c): posted to this notifier (not owned; NULL: none) by a thread of
+     * the receiver's own that looks at its state every second and never waits on the
+     * stream, the shippers or the network: rpo.breach/recovered per tier against
+     * rpo_target_ms, stream.lost/back (no stream for a status interval), repo.failing/
+     * recovered (after REPO_FAILING_AFTER attempts in a row), spool.high/ok (80% and
+     * 70% of spool_max), wal.damaged. A lasting one is sent again every
+     * notify_repeat_ms. */
+    struct notifier *notifier;
+    int64_t rpo_target_ms;
+    int64_t notify_repeat_ms;
 };
+
+/* Failed attempts in a row to write to a repository before repo.failing is sent. */
+#define REPO_FAILING_AFTER 3
 
 /* Run until stopped. Returns 0 after receiver_request_stop, RECEIVER_RELOAD after
  * receiver_request_reload (the caller reloads its configuration and calls again:

@@ -18,6 +18,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/notify.h"
 #include "pgark/pg.h"
 #include "pgark/units.h"
 
@@ -233,6 +234,27 @@ static const char *tmp_dir(void)
     return t && *t ? t : "/tmp";
 }
 
+/* backup.done, with what a reader of the chat wants: the label, its size, its time. */
+static void notify_done(const struct config *cfg, const struct config_cluster *cl,
+                        const char *label, json_t *sum, int64_t start_us, int64_t stop_us)
+{
+    if (cfg->nnotify == 0)
+        return;
+    char took[32];
+    duration_format((stop_us - start_us) / 1000, took, sizeof(took));
+    struct notify_event *e =
+        notify_event_new(cl->name, CONFIG_EVENT_BACKUP_DONE, "backup %s done in %s", label, took);
+    e->since_us = start_us;
+    const char *keys[] = {"label",         "start_lsn",    "stop_lsn", "timeline",
+                          "logical_bytes", "stored_bytes", "files",    "duration_seconds"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        json_t *v = json_object_get(sum, keys[i]);
+        if (v)
+            json_object_set(e->details, keys[i], v);
+    }
+    cli_notify(cfg, cl, e);
+}
+
 int cmd_backup(struct cli_context *ctx, int argc, char **argv)
 {
     struct backup_cmd args;
@@ -337,6 +359,7 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
     json_t *sum = summary_json(label, &info, start_us, stop_us, backup_run_totals(run), s.targets,
                                s.ntargets, cl);
     ctx->metrics_bytes = (int64_t)backup_run_totals(run)->logical_bytes;
+    notify_done(cfg, cl, label, sum, start_us, stop_us);
     if (args.json) {
         cli_print_json(sum);
     } else {
@@ -348,6 +371,7 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
 fail:
     err_context("backup of cluster \"%s\" failed", cl->name);
     rc = err_exit_code();
+    cli_notify_error(cfg, cl, CONFIG_EVENT_BACKUP_FAILED, "backup");
 out:
     backup_run_free(run);
     free(fp_dir);

@@ -16,8 +16,9 @@
 #define CONFIG_FILE_MAX (4 * 1024 * 1024)
 
 static const char *const top_keys[] = {
-    "spool",    "spool_max", "log",         "repos",          "compression",      "encryption",
-    "clusters", "notify",    "require_tls", "metrics_listen", "metrics_textfile", NULL};
+    "spool",          "spool_max",        "log",    "repos",         "compression",
+    "encryption",     "clusters",         "notify", "notify_repeat", "require_tls",
+    "metrics_listen", "metrics_textfile", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const compression_keys[] = {"algorithm", "level", NULL};
 static const char *const encryption_keys[] = {"passphrase", "passphrase_file", NULL};
@@ -46,11 +47,14 @@ static const struct {
     const char *name;
 } events[] = {
     {CONFIG_EVENT_BACKUP_DONE, "backup.done"},     {CONFIG_EVENT_BACKUP_FAILED, "backup.failed"},
-    {CONFIG_EVENT_RPO_BREACH, "rpo.breach"},       {CONFIG_EVENT_RPO_RECOVERED, "rpo.recovered"},
-    {CONFIG_EVENT_RECEIVER_DOWN, "receiver.down"}, {CONFIG_EVENT_RECEIVER_UP, "receiver.up"},
     {CONFIG_EVENT_VERIFY_DONE, "verify.done"},     {CONFIG_EVENT_VERIFY_FAILED, "verify.failed"},
     {CONFIG_EVENT_DRILL_DONE, "drill.done"},       {CONFIG_EVENT_DRILL_FAILED, "drill.failed"},
     {CONFIG_EVENT_EXPIRE_FAILED, "expire.failed"}, {CONFIG_EVENT_CHECK_FAILED, "check.failed"},
+    {CONFIG_EVENT_RPO_BREACH, "rpo.breach"},       {CONFIG_EVENT_RPO_RECOVERED, "rpo.recovered"},
+    {CONFIG_EVENT_STREAM_LOST, "stream.lost"},     {CONFIG_EVENT_STREAM_BACK, "stream.back"},
+    {CONFIG_EVENT_REPO_FAILING, "repo.failing"},   {CONFIG_EVENT_REPO_RECOVERED, "repo.recovered"},
+    {CONFIG_EVENT_SPOOL_HIGH, "spool.high"},       {CONFIG_EVENT_SPOOL_OK, "spool.ok"},
+    {CONFIG_EVENT_WAL_DAMAGED, "wal.damaged"},     {CONFIG_EVENT_NOTIFY_TEST, "notify.test"},
 };
 #define NEVENTS (sizeof(events) / sizeof(events[0]))
 
@@ -86,11 +90,25 @@ const char *config_event_name(unsigned event)
 
 unsigned config_event_parse(const char *name)
 {
+    size_t len = strlen(name);
+    unsigned bits = 0;
+
+    /* The names of the first configurations, before the receiver had several events. */
+    if (strcmp(name, "receiver.down") == 0)
+        return CONFIG_EVENT_STREAM_LOST;
+    if (strcmp(name, "receiver.up") == 0)
+        return CONFIG_EVENT_STREAM_BACK;
+    if (strcmp(name, "*") == 0)
+        return CONFIG_EVENT_ALL;
     for (size_t i = 0; i < NEVENTS; i++) {
         if (strcmp(events[i].name, name) == 0)
             return events[i].bit;
+        /* "rpo.*": every event whose name starts with "rpo." */
+        if (len >= 2 && strcmp(name + len - 2, ".*") == 0 &&
+            strncmp(events[i].name, name, len - 1) == 0)
+            bits |= events[i].bit;
     }
-    return 0;
+    return bits;
 }
 
 const char *config_default_path(void)
@@ -389,7 +407,7 @@ static int load_events(struct cfg_map *m, unsigned *out)
             struct buf b = BUF_INIT;
             for (size_t j = 0; j < NEVENTS; j++)
                 buf_appendf(&b, "%s%s", j ? ", " : "", events[j].name);
-            err_hint("events: %s", (char *)b.data);
+            err_hint("events: %s; a group: rpo.*; all: *", (char *)b.data);
             buf_free(&b);
             free(name);
             return rc;
@@ -549,7 +567,14 @@ static int load_top(struct cfg_reader *r, struct config *cfg)
 
     if ((rc = load_clusters(&top, cfg)) != 0)
         goto out;
-    rc = load_notify(&top, cfg);
+    if ((rc = load_notify(&top, cfg)) != 0)
+        goto out;
+    cfg->notify_repeat_ms = CONFIG_DEFAULT_NOTIFY_REPEAT_MS;
+    if ((rc = cfg_get_duration(&top, "notify_repeat", &cfg->notify_repeat_ms)) != 0)
+        goto out;
+    if (cfg->notify_repeat_ms <= 0)
+        rc = cfg_error(r, cfg_map_value(&top, "notify_repeat"),
+                       "key \"notify_repeat\" must be greater than zero");
 out:
     cfg_map_close(&top);
     return rc;

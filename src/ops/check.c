@@ -13,6 +13,7 @@
 #include "pgark/hash.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/notify.h"
 #include "pgark/ops.h"
 #include "pgark/pg.h"
 #include "pgark/pg_stream.h"
@@ -407,6 +408,30 @@ static void print_human(const struct checks *c)
     printf("\n");
 }
 
+/* check.failed: each failed check, by name, with its detail. */
+static void notify_failed(const struct config *cfg, const struct config_cluster *cl,
+                          const struct checks *c)
+{
+    if (cfg->nnotify == 0)
+        return;
+    struct notify_event *e = NULL;
+    size_t i;
+    json_t *entry;
+    json_array_foreach(c->list, i, entry)
+    {
+        if (json_is_true(json_object_get(entry, "ok")))
+            continue;
+        const char *name = json_string_value(json_object_get(entry, "name"));
+        const char *detail = json_string_value(json_object_get(entry, "detail"));
+        if (!e)
+            e = notify_event_new(cl->name, CONFIG_EVENT_CHECK_FAILED, "%d check%s failed: %s: %s",
+                                 c->failed, c->failed == 1 ? "" : "s", name, detail);
+        json_object_set_new(e->details, name, json_string(detail));
+    }
+    if (e)
+        cli_notify(cfg, cl, e);
+}
+
 int cmd_check(struct cli_context *ctx, int argc, char **argv)
 {
     static const struct option options[] = {
@@ -480,6 +505,8 @@ report:
     /* A server pgark does not support is a configuration error, as in receive and
      * backup, not a failed check of a cluster that could work. */
     int rc = srv_unsupported ? 2 : c.failed ? 3 : 0;
+    if (c.failed && cl)
+        notify_failed(cfg, cl, &c);
     json_decref(c.list);
     json_decref(rs.status);
     return rc;

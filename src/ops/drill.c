@@ -16,6 +16,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/notify.h"
 #include "pgark/ops.h"
 #include "pgark/pg.h"
 #include "pgark/units.h"
@@ -534,6 +535,43 @@ done:;
     return exit;
 }
 
+/* drill.done or drill.failed: each drill's repository, result, RTO and error. */
+static void notify_result(const struct config *cfg, const struct config_cluster *cl,
+                          json_t *records, int worst)
+{
+    if (cfg->nnotify == 0)
+        return;
+    json_t *first = json_array_get(records, 0);
+    const char *err = first ? json_string_value(json_object_get(first, "error")) : NULL;
+    struct notify_event *e =
+        worst == 0 ? notify_event_new(cl->name, CONFIG_EVENT_DRILL_DONE, "restore drill passed")
+                   : notify_event_new(cl->name, CONFIG_EVENT_DRILL_FAILED, "restore drill %s%s%s",
+                                      worst == 3 ? "failed a check" : "could not run",
+                                      err ? ": " : "", err ? err : "");
+    size_t i;
+    json_t *r;
+    json_array_foreach(records, i, r)
+    {
+        json_t *rto = json_object_get(r, "rto_ms");
+        const char *why = json_string_value(json_object_get(r, "error"));
+        char *line =
+            json_is_integer(rto)
+                ? xasprintf("%s, RTO %.1f s", json_string_value(json_object_get(r, "result")),
+                            (double)json_integer_value(rto) / 1000)
+                : xasprintf("%s, target not reached",
+                            json_string_value(json_object_get(r, "result")));
+        if (why) {
+            char *with = xasprintf("%s; %s", line, why);
+            free(line);
+            line = with;
+        }
+        json_object_set_new(e->details, json_string_value(json_object_get(r, "repository")),
+                            json_string(line));
+        free(line);
+    }
+    cli_notify(cfg, cl, e);
+}
+
 int cmd_drill(struct cli_context *ctx, int argc, char **argv)
 {
     struct drill_args a = {0};
@@ -571,6 +609,7 @@ int cmd_drill(struct cli_context *ctx, int argc, char **argv)
         if (e == 3 || (e && worst != 3))
             worst = e;
     }
+    notify_result(cfg, cl, records, worst);
     if (a.json) {
         json_t *root =
             json_pack("{s:s, s:O, s:i}", "cluster", cl->name, "drills", records, "exit", worst);

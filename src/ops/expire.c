@@ -573,6 +573,7 @@ int cmd_expire(struct cli_context *ctx, int argc, char **argv)
         }
         if (one < 0) {
             err_context("while expiring repository \"%s\"", cr->name);
+            cli_notify_error(cfg, cl, CONFIG_EVENT_EXPIRE_FAILED, "expire");
             char *text = err_format();
             log_error("%s", text);
             json_object_set_new(e.out, "error", json_string(text));

@@ -16,6 +16,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/notify.h"
 #include "pgark/ops.h"
 #include "pgark/units.h"
 #include "pgark/version.h"
@@ -426,6 +427,34 @@ static void write_record(const struct config *cfg, const struct config_cluster *
     free(text);
 }
 
+/* verify.done or verify.failed, with the first problems found. */
+static void notify_result(const struct config *cfg, const struct config_cluster *cl,
+                          const struct verify_run *v, int64_t started_us, double secs)
+{
+    if (cfg->nnotify == 0)
+        return;
+    struct notify_event *e;
+    if (v->nproblems == 0)
+        e = notify_event_new(cl->name, CONFIG_EVENT_VERIFY_DONE,
+                             "verify found no problem in %zu repositor%s (%.0f s)", cl->nrepos,
+                             cl->nrepos == 1 ? "y" : "ies", secs);
+    else
+        e = notify_event_new(cl->name, CONFIG_EVENT_VERIFY_FAILED, "verify found %zu problem%s: %s",
+                             v->nproblems, v->nproblems == 1 ? "" : "s", v->problems[0].message);
+    e->since_us = started_us;
+    json_object_set_new(e->details, "problems", json_integer((json_int_t)v->nproblems));
+    json_object_set_new(e->details, "seconds", json_real(secs));
+    for (size_t i = 0; i < v->nproblems && i < 5; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "problem %zu", i + 1);
+        char *line = xasprintf("%s: %s", v->problems[i].repo ? v->problems[i].repo : "?",
+                               v->problems[i].message);
+        json_object_set_new(e->details, key, json_string(line));
+        free(line);
+    }
+    cli_notify(cfg, cl, e);
+}
+
 int cmd_verify(struct cli_context *ctx, int argc, char **argv)
 {
     static const struct option options[] = {
@@ -531,6 +560,7 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
     if (v.nproblems)
         log_detail("verify found %zu problems", v.nproblems);
     write_record(cfg, cl, &v, started_us, days, secs);
+    notify_result(cfg, cl, &v, started_us, secs);
 
     for (size_t i = 0; i < v.nproblems; i++) {
         struct verify_problem *p = &v.problems[i];

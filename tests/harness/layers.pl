@@ -4,7 +4,7 @@
 #
 #   rank 0  common
 #   rank 1  config  crypto  compress  http      (none includes another)
-#   rank 2  storage
+#   rank 2  storage  notify                      (neither includes the other)
 #   rank 3  repo
 #   rank 4  pg
 #   rank 5  cli                                  (configuration -> storage, repositories)
@@ -33,7 +33,7 @@ chdir $root or die "layers: cannot enter $root: $!\n";
 my %rank = (
 	common => 0,
 	config => 1, crypto => 1, compress => 1, http => 1,
-	storage => 2,
+	storage => 2, notify => 2,
 	repo => 3,
 	pg => 4,
 	cli => 5,
@@ -54,6 +54,7 @@ my %header = (
 	'compress.h' => 'compress',
 	'http.h' => 'http',
 	'storage.h' => 'storage', 'storage_s3.h' => 'storage',
+	'notify.h' => 'notify',
 	'chunkset.h' => 'repo', 'codec.h' => 'repo', 'manifest.h' => 'repo',
 	'repo.h' => 'repo', 'rpohist.h' => 'repo',
 	'bbstream.h' => 'pg', 'pg.h' => 'pg', 'pg_basebackup.h' => 'pg',

@@ -10,6 +10,8 @@
 # never reaches the bad page; the spool never holds a byte of it (its partial segment
 # is pg_wal's bytes, then zeros). Once the proxy relays faithfully again the stream
 # resumes with no gap and the segment in the repository is pg_wal's, byte for byte.
+# The first bad page sends one wal.damaged event to the webhook, however many attempts
+# meet it.
 use strict;
 use warnings;
 
@@ -19,6 +21,7 @@ use Test::More;
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
 use PgarkTest;
+use PgarkWebhook;
 
 my $SEG = 16 * 1024 * 1024;
 my $BLCKSZ = 8192;
@@ -74,12 +77,14 @@ ok( poll_until(
 		}),
 	"pgfault listens on 127.0.0.1:$pport");
 
+my $wh = webhook_start();
 my $config = write_config(
 	receiver_config(
 		spool => "$tmp/spool",
 		repos => [ [ one => $repo ] ],
 		conninfo => "host=127.0.0.1 port=$pport sslmode=disable gssencmode=disable",
-		create_slot => 1),
+		create_slot => 1,
+		extra => "notify:\n  - { url: \"$wh->{base}/hook\", events: [wal.damaged] }\n"),
 	"$tmp/pgark.yaml");
 
 # --- what the server sees -------------------------------------------------------------
@@ -160,6 +165,14 @@ for my $case (@cases)
 		my @waits = ($after // '') =~ /reconnecting in ([\d.]+) s/g;
 		ok(@waits >= 2 && $waits[1] >= 1.0,
 			"$label: the second wait after the bad page is backed off to 1..2 s (@waits)");
+		my $damaged = sub {
+			[ grep { ($_->{json}{event} // '') eq 'wal.damaged' } @{ webhook_requests($wh) } ]
+		};
+		ok(poll_until(sub { @{ $damaged->() } }, 30), "$label: wal.damaged sent");
+		my @sent = @{ $damaged->() };
+		is(scalar(@sent), 1, "$label: once, for three attempts");
+		like($sent[0]{json}{summary}, qr/^a WAL page from the server is damaged: .*\Q$expect\E/,
+			"$label: naming the page and the field");
 	}
 	like((read_status($sdir) // {})->{last_error} // '', qr/\Q$expect\E/,
 		"$label: status.json says why");

@@ -173,7 +173,7 @@ static void test_design_example(void **state)
     assert_int_equal(cfg->notify[0].format, CONFIG_NOTIFY_SLACK);
     assert_int_equal(cfg->notify[0].events,
                      CONFIG_EVENT_BACKUP_FAILED | CONFIG_EVENT_RPO_BREACH |
-                         CONFIG_EVENT_RPO_RECOVERED | CONFIG_EVENT_RECEIVER_DOWN |
+                         CONFIG_EVENT_RPO_RECOVERED | CONFIG_EVENT_STREAM_LOST |
                          CONFIG_EVENT_VERIFY_FAILED | CONFIG_EVENT_DRILL_DONE);
 
     /* Secrets from files are masked in logs; the key id (a secret-capable key) too. */
