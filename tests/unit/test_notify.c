@@ -1,7 +1,7 @@
 /* test_notify.c — events, their bodies, event names and groups, the alarm rule (alert
  * once, again every notify_repeat, once on recovery referencing the incident), and
  * secrets kept out of what is sent. Delivery over HTTP is tested against a real
- * server in tests/t/080_notify.pl and 081_notify_receive.pl. */
+ * server in tests/t/083_notify.pl and 084_notify_receive.pl. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
