@@ -45,6 +45,9 @@ void buf_append_str(struct buf *b, const char *s);
 void buf_appendf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append what is left of f, up to its end or a read error (a small file read whole). */
 void buf_append_file(struct buf *b, FILE *f);
+/* Append s (NULL: nothing) escaped for XML and HTML text and attribute values: & < > " '
+ * as entities, control characters as numeric references. */
+void buf_append_xml_escaped(struct buf *b, const char *s);
 void buf_reset(struct buf *b);
 /* Hand the data over to the caller (who frees it) and reset the buffer. */
 char *buf_steal(struct buf *b);

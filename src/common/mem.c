@@ -122,6 +122,34 @@ void buf_append_file(struct buf *b, FILE *f)
         buf_append(b, chunk, n);
 }
 
+void buf_append_xml_escaped(struct buf *b, const char *s)
+{
+    for (; s && *s; s++) {
+        switch (*s) {
+        case '&':
+            buf_append_str(b, "&amp;");
+            break;
+        case '<':
+            buf_append_str(b, "&lt;");
+            break;
+        case '>':
+            buf_append_str(b, "&gt;");
+            break;
+        case '"':
+            buf_append_str(b, "&quot;");
+            break;
+        case '\'':
+            buf_append_str(b, "&apos;");
+            break;
+        default:
+            if ((unsigned char)*s < 0x20)
+                buf_appendf(b, "&#x%X;", (unsigned)(unsigned char)*s);
+            else
+                buf_append(b, s, 1);
+        }
+    }
+}
+
 void buf_appendf(struct buf *b, const char *fmt, ...)
 {
     va_list ap, copy;

@@ -20,28 +20,6 @@
 #define MT 14
 #define MB 30
 
-static void esc(struct buf *b, const char *s)
-{
-    for (; s && *s; s++) {
-        switch (*s) {
-        case '&':
-            buf_append_str(b, "&amp;");
-            break;
-        case '<':
-            buf_append_str(b, "&lt;");
-            break;
-        case '>':
-            buf_append_str(b, "&gt;");
-            break;
-        case '"':
-            buf_append_str(b, "&quot;");
-            break;
-        default:
-            buf_append(b, s, 1);
-        }
-    }
-}
-
 static const char *jstr(json_t *o, const char *key)
 {
     const char *s = json_string_value(json_object_get(o, key));
@@ -57,7 +35,7 @@ static double jnum(json_t *o, const char *key)
 static void cell(struct buf *b, const char *text)
 {
     buf_append_str(b, "<td>");
-    esc(b, text);
+    buf_append_xml_escaped(b, text);
     buf_append_str(b, "</td>");
 }
 
@@ -201,7 +179,7 @@ static void rto_chart(struct buf *b, json_t *c)
                     : r <= target                       ? "met"
                                                         : "missed",
                     ML + k * slot + slot * 0.15, MT + (H - MT - MB) - h, slot * 0.7, h);
-        esc(b, jstr(d, "name"));
+        buf_append_xml_escaped(b, jstr(d, "name"));
         buf_appendf(b, ": %s</title></rect>", report_duration(r, a, sizeof(a)));
         k++;
     }
@@ -281,7 +259,7 @@ static void rest_tables(struct buf *b, json_t *c)
         cell(b, jstr(e, "repository"));
         if (json_object_get(e, "error")) {
             buf_append_str(b, "<td colspan=\"4\">");
-            esc(b, jstr(e, "error"));
+            buf_append_xml_escaped(b, jstr(e, "error"));
             buf_append_str(b, "</td></tr>\n");
             continue;
         }
@@ -345,10 +323,10 @@ char *report_html(json_t *report)
             ".none{color:#777}\n"
             "</style></head><body>\n<h1>pgark disaster-recovery report</h1>\n");
     buf_append_str(&b, "<p>Generated ");
-    esc(&b, jstr(report, "generated"));
+    buf_append_xml_escaped(&b, jstr(report, "generated"));
     buf_appendf(&b, " by pgark %s, over the last %lld days (since ", jstr(report, "pgark_version"),
                 (long long)json_integer_value(json_object_get(report, "days")));
-    esc(&b, jstr(report, "since"));
+    buf_append_xml_escaped(&b, jstr(report, "since"));
     buf_append_str(&b, ").</p>\n");
     size_t i;
     json_t *c;
@@ -356,7 +334,7 @@ char *report_html(json_t *report)
     {
         json_int_t missed = json_integer_value(json_object_get(c, "kpis_missed"));
         buf_append_str(&b, "<h2>Cluster ");
-        esc(&b, jstr(c, "cluster"));
+        buf_append_xml_escaped(&b, jstr(c, "cluster"));
         if (missed)
             buf_appendf(&b, ": %lld KPI%s missed</h2>\n", (long long)missed,
                         missed == 1 ? "" : "s");

@@ -45,7 +45,7 @@ static int delete_batch(struct s3 *s, const char *const *paths, size_t n)
     for (size_t i = 0; i < n; i++) {
         char *key = s3_key(s, paths[i]);
         buf_append_str(&xml, "<Object><Key>");
-        s3_xml_escape(&xml, key);
+        buf_append_xml_escaped(&xml, key);
         buf_append_str(&xml, "</Key></Object>");
         free(key);
     }

@@ -171,6 +171,5 @@ const char *s3_xml_find(const char *p, const char *end, const char *tag, const c
 char *s3_xml_get(const char *p, const char *end, const char *tag);
 /* Unescape entities (&amp; &lt; &gt; &quot; &apos; &#N; &#xH;); NULL if malformed. */
 char *s3_xml_unescape(const char *p, size_t len);
-void s3_xml_escape(struct buf *b, const char *s);
 
 #endif

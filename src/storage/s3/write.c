@@ -163,7 +163,7 @@ static int complete_multipart(struct s3 *s, struct s3_write *w)
     buf_append_str(&xml, "<CompleteMultipartUpload>");
     for (int i = 0; i < w->nparts; i++) {
         buf_appendf(&xml, "<Part><PartNumber>%d</PartNumber><ETag>", i + 1);
-        s3_xml_escape(&xml, w->etags[i]);
+        buf_append_xml_escaped(&xml, w->etags[i]);
         buf_append_str(&xml, "</ETag></Part>");
     }
     buf_append_str(&xml, "</CompleteMultipartUpload>");

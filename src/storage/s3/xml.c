@@ -129,31 +129,3 @@ char *s3_xml_get(const char *p, const char *end, const char *tag)
     const char *c = s3_xml_find(p, end, tag, &cend, &next);
     return c ? s3_xml_unescape(c, (size_t)(cend - c)) : NULL;
 }
-
-void s3_xml_escape(struct buf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&':
-            buf_append_str(b, "&amp;");
-            break;
-        case '<':
-            buf_append_str(b, "&lt;");
-            break;
-        case '>':
-            buf_append_str(b, "&gt;");
-            break;
-        case '"':
-            buf_append_str(b, "&quot;");
-            break;
-        case '\'':
-            buf_append_str(b, "&apos;");
-            break;
-        default:
-            if ((unsigned char)*s < 0x20)
-                buf_appendf(b, "&#x%X;", (unsigned)(unsigned char)*s);
-            else
-                buf_append(b, s, 1);
-        }
-    }
-}
