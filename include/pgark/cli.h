@@ -159,6 +159,13 @@ struct cli_repos {
  * hint in parentheses), cleared; the caller frees it. For reports that list failures. */
 char *cli_error_line(bool with_hint);
 
+/* The command line of a command whose only options are --json and --help (check, init):
+ * 0 to go on (*as_json set), 1 when --help printed the usage, negative (ERR_USAGE, with
+ * a hint) for anything else. */
+int cli_json_args(int argc, char **argv, const char *command, bool *as_json);
+/* A --port value: 1 to 65535. ERR_USAGE naming it otherwise. */
+int cli_parse_port(const char *text, int *out);
+
 /* --json output and JSON records, one way: indented, keys in the order built, and reals
  * with at most 15 significant digits, so that a figure rounded to milliseconds
  * (round(s * 1000) / 1000) prints as 1.943 and not 1.9430000000000001. The text is the

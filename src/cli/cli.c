@@ -8,6 +8,7 @@
 #include "pgark/mem.h"
 #include "pgark/pg.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,42 @@ char *cli_error_line(bool with_hint)
         text = both;
     }
     return text;
+}
+
+int cli_json_args(int argc, char **argv, const char *command, bool *as_json)
+{
+    static const struct option options[] = {
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+    int opt;
+    *as_json = false;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case 'j':
+            *as_json = true;
+            break;
+        case 'h':
+            printf("usage: pgark %s [--json]\n", command);
+            return 1;
+        default:
+            err_set(ERR_USAGE, "unknown option \"%s\" for %s", argv[optind - 1], command);
+            return err_hint("run \"pgark help %s\"", command);
+        }
+    }
+    if (optind < argc)
+        return err_set(ERR_USAGE, "unexpected argument \"%s\" for %s", argv[optind], command);
+    return 0;
+}
+
+int cli_parse_port(const char *text, int *out)
+{
+    char *end = NULL;
+    long p = strtol(text, &end, 10);
+    if (!*text || *end || p < 1 || p > 65535)
+        return err_set(ERR_USAGE, "invalid --port \"%s\"", text);
+    *out = (int)p;
+    return 0;
 }
 
 char *cli_json_text(const json_t *o)

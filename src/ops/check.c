@@ -434,30 +434,10 @@ static void notify_failed(const struct config *cfg, const struct config_cluster 
 
 int cmd_check(struct cli_context *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
     bool as_json = false;
-    int opt;
-    optind = 1;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        switch (opt) {
-        case 'j':
-            as_json = true;
-            break;
-        case 'h':
-            printf("usage: pgark check [--json]\n");
-            return 0;
-        default:
-            err_set(ERR_USAGE, "unknown option \"%s\" for check", argv[optind - 1]);
-            err_hint("run \"pgark help check\"");
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        err_set(ERR_USAGE, "unexpected argument \"%s\" for check", argv[optind]);
-        return 2;
-    }
+    int args = cli_json_args(argc, argv, "check", &as_json);
+    if (args != 0)
+        return args < 0 ? 2 : 0;
 
     struct checks c = {json_array(), 0, 0};
     /* Its warnings are entries of the report, not log lines. */

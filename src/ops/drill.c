@@ -206,14 +206,10 @@ static int parse_args(struct drill_args *a, char **pgdata_abs, int argc, char **
             *pgdata_abs = absolute(optarg);
             a->pgdata = *pgdata_abs;
             break;
-        case OPT_PORT: {
-            char *end = NULL;
-            long p = strtol(optarg, &end, 10);
-            if (!*optarg || *end || p < 1 || p > 65535)
-                return err_set(ERR_USAGE, "invalid --port \"%s\"", optarg);
-            a->port = (int)p;
+        case OPT_PORT:
+            if (cli_parse_port(optarg, &a->port) < 0)
+                return err_code();
             break;
-        }
         case OPT_JSON:
             a->json = true;
             break;

@@ -233,30 +233,10 @@ static void print_human(const struct steps *s)
 
 int cmd_init(struct cli_context *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
     bool as_json = false;
-    int opt;
-    optind = 1;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        switch (opt) {
-        case 'j':
-            as_json = true;
-            break;
-        case 'h':
-            printf("usage: pgark init [--json]\n");
-            return 0;
-        default:
-            err_set(ERR_USAGE, "unknown option \"%s\" for init", argv[optind - 1]);
-            err_hint("run \"pgark help init\"");
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        err_set(ERR_USAGE, "unexpected argument \"%s\" for init", argv[optind]);
-        return 2;
-    }
+    int args = cli_json_args(argc, argv, "init", &as_json);
+    if (args != 0)
+        return args < 0 ? 2 : 0;
     const struct config *cfg = cli_config(ctx);
     if (!cfg)
         return 2;

@@ -181,14 +181,10 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
         case OPT_START:
             a->start = true;
             break;
-        case OPT_PORT: {
-            char *end = NULL;
-            long p = strtol(optarg, &end, 10);
-            if (!*optarg || *end || p < 1 || p > 65535)
-                rc = err_set(ERR_USAGE, "invalid --port \"%s\"", optarg);
-            a->port = (int)p;
+        case OPT_PORT:
+            if (cli_parse_port(optarg, &a->port) < 0)
+                rc = err_code();
             break;
-        }
         case OPT_WAIT:
             a->wait = true;
             break;
