@@ -46,6 +46,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/testhook.h"
 #include "pgark/units.h"
 
 #include <errno.h>
@@ -733,32 +734,6 @@ const struct backup_totals *backup_run_totals(const struct backup_run *run)
     return &run->totals;
 }
 
-/*
- * Test hook: with PGARK_TEST_PAUSE_BEFORE_MANIFEST=FILE in the environment, the backup,
- * once the stream has ended and every chunk is named and stored (what it reuses is
- * decided), creates FILE (holding its pid) and waits, polling every 50 ms, until FILE
- * is removed; then it goes on to its manifests. So a test can run `expire` at exactly
- * that moment, without sleeps (tests/t/052). Nothing else reads the variable.
- */
-static void test_pause_before_manifest(void)
-{
-    const char *path = getenv("PGARK_TEST_PAUSE_BEFORE_MANIFEST");
-    if (!path || !*path)
-        return;
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        log_warn("PGARK_TEST_PAUSE_BEFORE_MANIFEST: cannot create \"%s\": %s", path,
-                 strerror(errno));
-        return;
-    }
-    fprintf(f, "%ld\n", (long)getpid());
-    fclose(f);
-    log_info("paused before the manifests until \"%s\" is removed", path);
-    struct timespec ts = {0, 50 * 1000000L};
-    while (access(path, F_OK) == 0)
-        nanosleep(&ts, NULL);
-}
-
 /* --- before the manifests: is everything the backup names still stored? ------------- */
 
 /*
@@ -987,7 +962,9 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
                      run->head->path);
         goto out;
     }
-    test_pause_before_manifest();
+    /* Test hook: once every chunk is named and stored (what it reuses is decided), so a
+     * test can run `expire` at exactly that moment (tests/t/052). */
+    testhook_pause("PGARK_TEST_PAUSE_BEFORE_MANIFEST", "before the manifests");
     if (fflush(run->server_manifest) != 0) {
         rc = err_set_errno(ERR_IO, errno, "could not spool the server's backup_manifest");
         goto out;

@@ -113,6 +113,21 @@ void verify_note_unindexed(struct verify_run *v, struct verify_repo *vr, const c
     pthread_mutex_unlock(&v->lock);
 }
 
+int verify_exists_now(struct verify_run *v, struct verify_repo *vr, timeline_t tli, uint64_t segno,
+                      const char *suffix)
+{
+    char name[WAL_NAME_BUFLEN];
+    wal_segment_name(tli, segno, vr->seg_size, name);
+    char *full = xasprintf("%s/wal/%08X/%s%s", vr->cluster, tli, name, suffix);
+    int rc = storage_exists(repo_storage(vr->repo), full);
+    free(full);
+    if (rc < 0) {
+        verify_problem_err(v, vr, "repository", NULL, name, tli);
+        rc = 1;
+    }
+    return rc;
+}
+
 static int cmp_segment(const void *a, const void *b)
 {
     return strcmp(a, b);

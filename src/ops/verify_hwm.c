@@ -73,21 +73,6 @@ static uint64_t timeline_start(const struct verify_tl *t, uint64_t seg_size)
 
 /* 1 when the object is there now, 0 when not; an error is a problem of its own, and the
  * object is taken as there. */
-static int exists_now(struct verify_run *v, struct verify_repo *vr, timeline_t tli, uint64_t segno,
-                      const char *suffix)
-{
-    char name[WAL_NAME_BUFLEN];
-    wal_segment_name(tli, segno, vr->seg_size, name);
-    char *full = xasprintf("%s/wal/%08X/%s%s", vr->cluster, tli, name, suffix);
-    int rc = storage_exists(repo_storage(vr->repo), full);
-    free(full);
-    if (rc < 0) {
-        verify_problem_err(v, vr, "repository", NULL, name, tli);
-        rc = 1;
-    }
-    return rc;
-}
-
 static void report_segments(struct verify_run *v, struct verify_repo *vr, timeline_t tli,
                             uint64_t lo, uint64_t hi, bool from_top, const char *desc,
                             const char *reach)
@@ -133,7 +118,7 @@ static void check_segments(struct verify_run *v, struct verify_repo *vr, const s
     bool in_run = false;
     uint64_t run = 0;
     for (uint64_t s = lo; s <= top; s++) {
-        bool missing = !exists_now(v, vr, t->tli, s, "");
+        bool missing = !verify_exists_now(v, vr, t->tli, s, "");
         if (missing && !in_run) {
             in_run = true;
             run = s;
@@ -166,7 +151,7 @@ static void check_partial(struct verify_run *v, struct verify_repo *vr, const st
     if (newest && (newest->segno > p || (newest->segno == p && !newest->read_ok) ||
                    (newest->segno == p && newest->bytes >= m->partial_bytes)))
         return; /* later WAL, reported damaged already, or long enough */
-    if (exists_now(v, vr, t->tli, p, ""))
+    if (verify_exists_now(v, vr, t->tli, p, ""))
         return; /* completed since the listing */
     char name[WAL_NAME_BUFLEN], path[64];
     wal_segment_name(t->tli, p, vr->seg_size, name);

@@ -145,10 +145,16 @@ void verify_problem_err_at(struct verify_run *v, struct verify_repo *vr,
 /* Record the current error as a problem and clear it. */
 void verify_problem_err(struct verify_run *v, struct verify_repo *vr, const char *kind,
                         const char *object, const char *segment, timeline_t tli);
-/* Add to a repository's counts (thread-safe). */
 /* Note a complete segment without a time index (thread-safe). */
 void verify_note_unindexed(struct verify_run *v, struct verify_repo *vr, const char *segment);
+/* Add to a repository's counts (thread-safe). */
 void verify_count(struct verify_run *v, struct verify_repo *vr, const struct verify_counts *add);
+
+/* Whether segment segno of timeline tli, with suffix ("" or ".partial"), is in vr now (not as
+ * listed: a receiver may have stored or removed it since). A failure to ask is a problem
+ * and counts as there. */
+int verify_exists_now(struct verify_run *v, struct verify_repo *vr, timeline_t tli, uint64_t segno,
+                      const char *suffix);
 
 /* Run fn(arg, i) for every i in [0, n) on up to v->jobs threads; returns when all
  * are done. fn records problems itself. */

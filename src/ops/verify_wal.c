@@ -24,6 +24,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/testhook.h"
 #include "pgark/units.h"
 #include "pgark/waldecode.h"
 
@@ -416,14 +417,19 @@ static const char *index_differs(const struct repo_wal_index *ix, const struct s
     return NULL;
 }
 
-static void check_index(struct wal_verify *w, timeline_t tli, const char *name, bool partial,
-                        uint64_t bytes, const struct seg_events *ev)
+static void check_index(struct wal_verify *w, timeline_t tli, uint64_t segno, const char *name,
+                        bool partial, uint64_t bytes, const struct seg_events *ev)
 {
     struct repo_wal_index ix;
     char obj[WAL_NAME_BUFLEN + 8], path[96];
     snprintf(obj, sizeof(obj), "%s%s", name, partial ? ".partial" : "");
     snprintf(path, sizeof(path), "wal/%08X/%s.idx", tli, obj);
     if (repo_wal_index_get(w->vr->repo, tli, obj, &ix) < 0) {
+        if (partial && err_kind() == ERR_NOT_FOUND &&
+            verify_exists_now(w->v, w->vr, tli, segno, "")) {
+            err_clear(); /* removed with its partial copy once the segment was complete */
+            return;
+        }
         verify_problem_err(w->v, w->vr, "index", path, name, tli);
         return;
     }
@@ -559,7 +565,7 @@ static void verify_run_task(void *arg, size_t i)
             }
             if (!lead) {
                 if (t->segs[k].has_idx)
-                    check_index(w, t->tli, name, false, rd.bytes, &ev);
+                    check_index(w, t->tli, segno, name, false, rd.bytes, &ev);
                 else {
                     add.without_index++;
                     verify_note_unindexed(w->v, w->vr, name);
@@ -599,7 +605,13 @@ static void verify_partial_task(void *arg, size_t i)
     /* Each task has its own partial: no lock needed. */
     t->partials[w->ptasks[i].i].read_ok = rc == 0;
     t->partials[w->ptasks[i].i].bytes = rd.bytes;
-    if (rc < 0)
+    if (rc < 0 && err_kind() == ERR_NOT_FOUND &&
+        verify_exists_now(w->v, w->vr, t->tli, p->segno, "")) {
+        /* A receiver removes a partial copy once the complete segment is stored: gone
+         * since the listing, as if never listed. */
+        err_clear();
+        add = (struct verify_counts){0};
+    } else if (rc < 0)
         verify_problem_err(w->v, w->vr, err_kind() == ERR_NOT_FOUND ? "missing" : "damaged", path,
                            name, t->tli);
     else if (rd.bytes > w->seg_size)
@@ -608,7 +620,7 @@ static void verify_partial_task(void *arg, size_t i)
     else if (rd.decode_error)
         verify_problem(w->v, w->vr, "wal", path, name, t->tli, "%s", rd.decode_error);
     else if (rd.dec && p->has_idx)
-        check_index(w, t->tli, name, true, rd.bytes, &ev);
+        check_index(w, t->tli, p->segno, name, true, rd.bytes, &ev);
     waldecode_free(rd.dec);
     free(rd.decode_error);
     verify_count(w->v, w->vr, &add);
@@ -664,6 +676,9 @@ int verify_wal(struct verify_run *v, struct verify_repo *vr)
         goto out;
     }
     vr->wal_listed = true;
+    /* Test hook: between the listing and the reads, so a test can change the archive as a
+     * receiver would (tests/t/042). */
+    testhook_pause("PGARK_TEST_PAUSE_AFTER_WAL_LISTING", "after listing the WAL archive");
     qsort(w.tls, w.ntls, sizeof(*w.tls), cmp_tl);
     check_histories(&w);
     check_continuity(&w);

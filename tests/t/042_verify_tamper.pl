@@ -18,6 +18,7 @@ use strict;
 use warnings;
 
 use File::Copy qw(copy move);
+use IPC::Run;
 use JSON::PP;
 use POSIX ();
 use PostgreSQL::Test::Cluster;
@@ -119,6 +120,38 @@ for my $i (1 .. 4)
 }
 unlink($busy);
 waitpid($writer, 0);
+
+# The same race made certain: verify lists the archive while a partial copy of the segment
+# being filled is there, and is paused (PGARK_TEST_PAUSE_AFTER_WAL_LISTING) until the
+# receiver has stored that segment complete and removed the partial copy and its index. The
+# partial copy gone since the listing is no problem: the complete segment is there.
+sql("INSERT INTO t SELECT g, 'listed' FROM generate_series(1, 100) g");
+my $listed = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
+ok( poll_until(
+		sub {
+			my $r = record('one');
+			return $r && $r->{partial} && $r->{partial}{segment} eq $listed && -f wal('one', "$listed.partial");
+		}),
+	"a partial copy of $listed is in repository one");
+{
+	my $pause = "$tmp/verify-paused";
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start([ pgark_bin(), '--config', $config, 'verify' ],
+		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default),
+		init => sub { $ENV{PGARK_TEST_PAUSE_AFTER_WAL_LISTING} = $pause });
+	ok(poll_until(sub { -e $pause || !$h->pumpable }), 'verify paused after its listing') or diag($err);
+	sql('SELECT pg_switch_wal()');
+	ok( poll_until(
+			sub {
+				return !grep { -e wal($_, "$listed.partial") || -e wal($_, "$listed.partial.idx") || !-f wal($_, $listed) }
+				  qw(one two);
+			}),
+		"the receiver stores $listed complete and removes its partial copy while verify waits");
+	unlink($pause);
+	eval { $h->finish };
+	is($h->result(0), 0, 'verify: a partial copy removed since the listing is no problem')
+	  or diag("$out\n$err");
+}
 
 my @segs;
 sub segment
