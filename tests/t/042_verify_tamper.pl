@@ -137,8 +137,8 @@ ok( poll_until(
 	my $pause = "$tmp/verify-paused";
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start([ pgark_bin(), '--config', $config, 'verify' ],
-		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default),
-		init => sub { $ENV{PGARK_TEST_PAUSE_AFTER_WAL_LISTING} = $pause });
+		init => sub { $ENV{PGARK_TEST_PAUSE_AFTER_WAL_LISTING} = $pause },
+		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
 	ok(poll_until(sub { -e $pause || !$h->pumpable }), 'verify paused after its listing') or diag($err);
 	sql('SELECT pg_switch_wal()');
 	ok( poll_until(
