@@ -12,6 +12,9 @@
  *                              (what the server commits meanwhile is not received)
  *   repo.failing / recovered   REPO_FAILING_AFTER attempts in a row failed
  *   spool.high / spool.ok      the spool above 80% of spool_max / below 70% again
+ *   disk.low / disk.ok         a filesystem the receiver writes (the spool's, a posix
+ *                              repository's) with less free space than disk_free_min /
+ *                              10% above it again
  *   wal.damaged                a WAL page from the server failed its checks (no
  *                              "resolved" event: it ends when the stream moves on)
  */
@@ -22,15 +25,28 @@
 #include "pgark/notify.h"
 #include "pgark/units.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #define ALERTS_TICK_MS 1000
 
 static const char *const tier_names[2] = {"local", "offsite"};
+
+/* A filesystem watched for free space: the spool's, then each posix repository's that is
+ * not one of those before it. */
+struct disk {
+    char *path;
+    char *what; /* "the spool \"/x\"", with ", repository \"local\" (\"/y\")" for each other */
+    dev_t dev;
+    struct notify_alarm alarm;
+    uint64_t free, size, min; /* at the last look */
+};
 
 struct alerts {
     struct receiver *rx;
@@ -42,6 +58,8 @@ struct alerts {
     struct notify_alarm *repos; /* one per repository */
     uint64_t bad_pages_seen;
     lsn_t damaged_at; /* flushed position when the damage was seen */
+    struct disk *disks;
+    size_t ndisks;
 };
 
 /* What the thread reads of the receiver, at once under its lock. */
@@ -239,6 +257,96 @@ static struct notify_event *make_spool(struct alerts *a, const struct snapshot *
     return e;
 }
 
+static struct notify_event *make_disk(struct alerts *a, const struct snapshot *s, int which,
+                                      bool bad)
+{
+    (void)s;
+    const struct disk *d = &a->disks[which];
+    char free_text[32], min_text[32];
+    size_format(d->free, free_text, sizeof(free_text));
+    size_format(d->min, min_text, sizeof(min_text));
+    struct notify_event *e =
+        bad ? notify_event_new(cluster(a), CONFIG_EVENT_DISK_LOW,
+                               "the filesystem of %s has %s free, below disk_free_min (%s)",
+                               d->what, free_text, min_text)
+            : notify_event_new(cluster(a), CONFIG_EVENT_DISK_OK,
+                               "the filesystem of %s has %s free again (disk_free_min %s)", d->what,
+                               free_text, min_text);
+    json_object_set_new(e->details, "path", json_string(d->path));
+    json_object_set_new(e->details, "free_bytes", json_integer((json_int_t)d->free));
+    json_object_set_new(e->details, "size_bytes", json_integer((json_int_t)d->size));
+    json_object_set_new(e->details, "disk_free_min_bytes", json_integer((json_int_t)d->min));
+    return e;
+}
+
+/* Look at each watched filesystem (a statvfs each, outside the receiver's lock). */
+static void judge_disks(struct alerts *a, const struct snapshot *s)
+{
+    const struct receiver_options *o = a->rx->o;
+    for (size_t i = 0; i < a->ndisks; i++) {
+        struct disk *d = &a->disks[i];
+        struct statvfs vfs;
+        if (statvfs(d->path, &vfs) != 0)
+            continue; /* the shippers and the spool say what is wrong with it */
+        d->free = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        d->size = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+        d->min = o->disk_free_min ? o->disk_free_min
+                                  : (uint64_t)((double)d->size * o->disk_free_min_percent / 100);
+        if (!d->min)
+            continue;
+        bool low = d->free < d->min, still = d->free < d->min + d->min / 10;
+        judge(a, s, &d->alarm, low || (d->alarm.active && still), 0, make_disk, (int)i);
+    }
+}
+
+/* Watch path, named by what, unless it is on a filesystem watched already (then what is
+ * added to that one's name). A path that cannot be looked at is not watched. */
+static void watch_disk(struct alerts *a, const char *path, const char *what)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        log_debug("disk space of \"%s\" not watched: %s", path, strerror(errno));
+        return;
+    }
+    for (size_t i = 0; i < a->ndisks; i++) {
+        if (a->disks[i].dev == st.st_dev) {
+            char *both = xasprintf("%s, %s", a->disks[i].what, what);
+            free(a->disks[i].what);
+            a->disks[i].what = both;
+            return;
+        }
+    }
+    a->disks = xrealloc(a->disks, (a->ndisks + 1) * sizeof(*a->disks));
+    a->disks[a->ndisks++] =
+        (struct disk){.path = xstrdup(path), .what = xstrdup(what), .dev = st.st_dev};
+}
+
+static void watch_disks(struct alerts *a)
+{
+    const struct receiver_options *o = a->rx->o;
+    if (!o->disk_free_min && o->disk_free_min_percent <= 0)
+        return;
+    char *what = xasprintf("the spool \"%s\"", o->spool_dir);
+    watch_disk(a, o->spool_dir, what);
+    free(what);
+    for (int i = 0; i < o->nrepos; i++) {
+        if (!o->repos[i].local_path)
+            continue;
+        what = xasprintf("repository \"%s\" (\"%s\")", o->repos[i].name, o->repos[i].local_path);
+        watch_disk(a, o->repos[i].local_path, what);
+        free(what);
+    }
+}
+
+static void disks_free(struct alerts *a)
+{
+    for (size_t i = 0; i < a->ndisks; i++) {
+        free(a->disks[i].path);
+        free(a->disks[i].what);
+    }
+    free(a->disks);
+}
+
 static struct notify_event *make_damaged(struct alerts *a, const struct snapshot *s, int which,
                                          bool bad)
 {
@@ -278,6 +386,7 @@ static void evaluate(struct alerts *a)
         bool still = s.spool_bytes * 10 > o->spool_max * 7;
         judge(a, &s, &a->spool, high || (a->spool.active && still), 0, make_spool, 0);
     }
+    judge_disks(a, &s);
     /* Damage: open on a new bad page, repeat while more come, close once the stream
      * flushed past where it was seen. */
     bool fresh = s.bad_pages > a->bad_pages_seen;
@@ -314,6 +423,7 @@ void alerts_start(struct receiver *rx)
     struct alerts *a = xcalloc(1, sizeof(*a));
     a->rx = rx;
     a->repos = xcalloc((size_t)rx->o->nrepos + 1, sizeof(*a->repos));
+    watch_disks(a);
     pthread_mutex_init(&a->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -324,6 +434,7 @@ void alerts_start(struct receiver *rx)
         log_error("could not start the events thread: no notifications will be sent");
         pthread_mutex_destroy(&a->lock);
         pthread_cond_destroy(&a->wake);
+        disks_free(a);
         free(a->repos);
         free(a);
         return;
@@ -343,6 +454,7 @@ void alerts_stop(struct receiver *rx)
     pthread_join(a->thread, NULL);
     pthread_mutex_destroy(&a->lock);
     pthread_cond_destroy(&a->wake);
+    disks_free(a);
     free(a->repos);
     free(a);
     rx->alerts = NULL;

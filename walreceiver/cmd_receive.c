@@ -100,6 +100,8 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
     if (spool_check_owner(r->spool_dir) < 0)
         return err_code();
     r->o.spool_max = cfg->spool_max;
+    r->o.disk_free_min = cfg->disk_free_min;
+    r->o.disk_free_min_percent = cfg->disk_free_min_percent;
     r->o.metrics_host = cfg->metrics_host;
     r->o.metrics_port = cfg->metrics_listen ? cfg->metrics_port : 0;
     r->o.status_interval_ms = 10000;
@@ -125,6 +127,7 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
         r->o.repos[i].name = repo->name;
         r->o.repos[i].storage = s;
         r->o.repos[i].offsite = repo->type == CONFIG_REPO_S3;
+        r->o.repos[i].local_path = repo->type == CONFIG_REPO_POSIX ? repo->path : NULL;
         r->o.repos[i].concurrency = repo->type == CONFIG_REPO_S3 ? repo->concurrency : 1;
         /* A local copy every second keeps the local tier's RPO about a second; off-site,
          * each copy costs a request: the cluster's partial_upload_interval. */

@@ -47,7 +47,7 @@ enum config_checkpoint { CONFIG_CHECKPOINT_FAST = 0, CONFIG_CHECKPOINT_SPREAD };
 enum config_notify_format { CONFIG_NOTIFY_JSON = 0, CONFIG_NOTIFY_SLACK };
 
 /* Notification events, a bitmask; names are "backup.done", "backup.failed", ...
- * (config_event_name). The receiver's: rpo.*, stream.*, repo.*, spool.*, wal.damaged;
+ * (config_event_name). The receiver's: rpo.*, stream.*, repo.*, spool.*, disk.*, wal.damaged;
  * the one-shot commands': backup.*, verify.*, drill.*, expire.failed, check.failed;
  * notify.test is what `pgark notify --test` sends. */
 enum config_event {
@@ -69,8 +69,10 @@ enum config_event {
     CONFIG_EVENT_SPOOL_OK = 1u << 15,
     CONFIG_EVENT_WAL_DAMAGED = 1u << 16,
     CONFIG_EVENT_NOTIFY_TEST = 1u << 17,
+    CONFIG_EVENT_DISK_LOW = 1u << 18,
+    CONFIG_EVENT_DISK_OK = 1u << 19,
 };
-#define CONFIG_EVENT_ALL ((1u << 18) - 1)
+#define CONFIG_EVENT_ALL ((1u << 20) - 1)
 
 /* Defaults (documented in conf/pgark.yaml). */
 #define CONFIG_DEFAULT_PATH "/etc/pgark/pgark.yaml"
@@ -88,6 +90,9 @@ enum config_event {
 /* A posix repository's copy of the segment being filled: every second, so that a restore
  * from local disk loses about a second at most (DESIGN.md's promise). */
 #define CONFIG_DEFAULT_LOCAL_PARTIAL_INTERVAL_MS INT64_C(1000)
+/* disk.low when a filesystem the receiver writes (the spool's, a posix repository's) has
+ * less free space than this share of its size. */
+#define CONFIG_DEFAULT_DISK_FREE_MIN_PERCENT 5.0
 #define CONFIG_DEFAULT_NOTIFY_REPEAT_MS (INT64_C(3600) * 1000)
 #define CONFIG_DEFAULT_STOP_TIMEOUT_MS (INT64_C(5) * 1000)
 #define CONFIG_DEFAULT_WAL_FETCH_READ_AHEAD 16
@@ -169,9 +174,13 @@ struct config_warning {
 };
 
 struct config {
-    char *path;                 /* the file loaded, or the name given to config_load_string */
-    char *spool;                /* absolute; default /var/lib/pgark/spool */
-    uint64_t spool_max;         /* cap on the spool's WAL bytes per cluster; 0 = none */
+    char *path;         /* the file loaded, or the name given to config_load_string */
+    char *spool;        /* absolute; default /var/lib/pgark/spool */
+    uint64_t spool_max; /* cap on the spool's WAL bytes per cluster; 0 = none */
+    /* disk.low below this free space on the spool's or a posix repository's filesystem:
+     * bytes, or a percentage of its size (the other 0; both 0: never); default 5%. */
+    uint64_t disk_free_min;
+    double disk_free_min_percent;
     enum log_level log_level;   /* default info */
     enum log_format log_format; /* default text */
     struct config_repo *repos;
@@ -187,7 +196,7 @@ struct config {
     size_t nclusters; /* >= 1 */
     struct config_notify *notify;
     size_t nnotify;
-    /* While a breach lasts (rpo.breach, stream.lost, repo.failing, spool.high), it is
+    /* While a breach lasts (rpo.breach, stream.lost, repo.failing, spool.high, disk.low), it is
      * sent again this often; default 1h; > 0. */
     int64_t notify_repeat_ms;
     /* Refuse a TCP conninfo whose sslmode is weaker than verify-full, and allow_http;

@@ -37,6 +37,7 @@ struct receiver_repo {
     const char *name;
     struct storage *storage; /* handed over to receiver_run (see there) */
     bool offsite;            /* counts for the off-site RPO tier (s3) */
+    const char *local_path;  /* a posix repository's root (its disk space is watched), or NULL */
     /* A backlog goes up with this many segments in flight at once, when the storage
      * has asynchronous transfers (s3); 0 or 1: one at a time. */
     int concurrency;
@@ -78,9 +79,12 @@ struct receiver_options {
      * stream, the shippers or the network: rpo.breach/recovered per tier against
      * rpo_target_ms, stream.lost/back (no stream for a status interval), repo.failing/
      * recovered (after REPO_FAILING_AFTER attempts in a row), spool.high/ok (80% and
-     * 70% of spool_max), wal.damaged. A lasting one is sent again every
-     * notify_repeat_ms. */
+     * 70% of spool_max), disk.low/ok (the spool's or a local repository's filesystem with
+     * less free space than disk_free_min bytes or disk_free_min_percent of its size; ok
+     * again 10% above), wal.damaged. A lasting one is sent again every notify_repeat_ms. */
     struct notifier *notifier;
+    uint64_t disk_free_min;
+    double disk_free_min_percent;
     int64_t rpo_target_ms;
     int64_t notify_repeat_ms;
 };

@@ -16,9 +16,9 @@
 #define CONFIG_FILE_MAX (4 * 1024 * 1024)
 
 static const char *const top_keys[] = {
-    "spool",          "spool_max",        "log",    "repos",         "compression",
-    "encryption",     "clusters",         "notify", "notify_repeat", "require_tls",
-    "metrics_listen", "metrics_textfile", NULL};
+    "spool",       "spool_max",      "disk_free_min",    "log",    "repos",
+    "compression", "encryption",     "clusters",         "notify", "notify_repeat",
+    "require_tls", "metrics_listen", "metrics_textfile", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const compression_keys[] = {"algorithm", "level", NULL};
 static const char *const encryption_keys[] = {"passphrase", "passphrase_file", NULL};
@@ -55,6 +55,7 @@ static const struct {
     {CONFIG_EVENT_REPO_FAILING, "repo.failing"},   {CONFIG_EVENT_REPO_RECOVERED, "repo.recovered"},
     {CONFIG_EVENT_SPOOL_HIGH, "spool.high"},       {CONFIG_EVENT_SPOOL_OK, "spool.ok"},
     {CONFIG_EVENT_WAL_DAMAGED, "wal.damaged"},     {CONFIG_EVENT_NOTIFY_TEST, "notify.test"},
+    {CONFIG_EVENT_DISK_LOW, "disk.low"},           {CONFIG_EVENT_DISK_OK, "disk.ok"},
 };
 #define NEVENTS (sizeof(events) / sizeof(events[0]))
 
@@ -511,6 +512,10 @@ static int load_top(struct cfg_reader *r, struct config *cfg)
     if ((rc = cfg_get_abs_path(&top, "spool", &cfg->spool)) != 0)
         goto out;
     if ((rc = cfg_get_size(&top, "spool_max", &cfg->spool_max)) != 0)
+        goto out;
+    cfg->disk_free_min_percent = CONFIG_DEFAULT_DISK_FREE_MIN_PERCENT;
+    if ((rc = cfg_get_size_or_percent(&top, "disk_free_min", &cfg->disk_free_min,
+                                      &cfg->disk_free_min_percent)) != 0)
         goto out;
     if ((rc = load_metrics_listen(&top, cfg)) != 0)
         goto out;

@@ -87,6 +87,9 @@ int cfg_get_bool(const struct cfg_map *m, const char *key, bool *out);
 int cfg_get_int(const struct cfg_map *m, const char *key, long min, long max, int *out);
 int cfg_get_duration(const struct cfg_map *m, const char *key, int64_t *out);
 int cfg_get_size(const struct cfg_map *m, const char *key, uint64_t *out);
+/* A size ("2GiB": *bytes set, *percent 0) or a percentage ("5%": *percent set, *bytes 0). */
+int cfg_get_size_or_percent(const struct cfg_map *m, const char *key, uint64_t *bytes,
+                            double *percent);
 /* One of names (NULL-terminated); *out is the index. */
 int cfg_get_enum(const struct cfg_map *m, const char *key, const char *const *names, int *out);
 /* An absolute path (a file need not exist). */

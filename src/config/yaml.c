@@ -641,6 +641,40 @@ int cfg_get_size(const struct cfg_map *m, const char *key, uint64_t *out)
     return rc;
 }
 
+int cfg_get_size_or_percent(const struct cfg_map *m, const char *key, uint64_t *bytes,
+                            double *percent)
+{
+    yaml_node_t *node;
+    char *subject, *text;
+    int rc = get_text(m, key, &node, &subject, &text);
+    if (rc == 0 && node != NULL) {
+        size_t len = strlen(text);
+        if (len > 1 && text[len - 1] == '%') {
+            char *end;
+            errno = 0;
+            double p = strtod(text, &end);
+            if (errno || end != text + len - 1 || !(p >= 0 && p <= 100))
+                rc = cfg_error(m->r, node, "%s: \"%s\" is not a percentage from 0%% to 100%%",
+                               subject, text);
+            else {
+                *percent = p;
+                *bytes = 0;
+            }
+        } else if (size_parse(text, bytes) != 0) {
+            err_clear();
+            rc = cfg_error(m->r, node,
+                           "%s: \"%s\" is neither a size (a whole number and a unit: 2GiB) nor a "
+                           "percentage of the filesystem (5%%)",
+                           subject, text);
+        } else {
+            *percent = 0;
+        }
+    }
+    free(text);
+    free(subject);
+    return rc;
+}
+
 int cfg_get_enum(const struct cfg_map *m, const char *key, const char *const *names, int *out)
 {
     yaml_node_t *node;

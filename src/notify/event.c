@@ -50,6 +50,11 @@ static const struct kind_info {
      "The spool is filling up because a repository is behind: when it is full the receiver "
      "stops taking WAL and the server keeps it. Fix the repository or raise spool_max."},
     {CONFIG_EVENT_SPOOL_OK, NOTIFY_INFO, NULL},
+    {CONFIG_EVENT_DISK_LOW, NOTIFY_WARNING,
+     "A filesystem the receiver writes is filling up: free space there (old files, a bigger "
+     "volume) or move the spool or repository. When the spool's is full the receiver stops "
+     "taking WAL and the server keeps it; when a repository's is, WAL waits in the spool."},
+    {CONFIG_EVENT_DISK_OK, NOTIFY_INFO, NULL},
     {CONFIG_EVENT_WAL_DAMAGED, NOTIFY_CRITICAL,
      "A WAL page from the server failed its checks: the server's own WAL may be damaged. "
      "Check the server's storage and take a new backup as soon as possible."},

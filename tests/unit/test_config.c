@@ -217,6 +217,7 @@ static void test_defaults(void **state)
     assert_false(cfg->require_tls);
     assert_null(cfg->metrics_listen);
     assert_null(cfg->metrics_textfile);
+    assert_true(cfg->disk_free_min == 0 && cfg->disk_free_min_percent == 5.0);
     assert_null(cfg->env_vars[0]);
     assert_int_equal(cfg->nwarnings, 0);
     assert_string_equal(b->region, "us-east-1");
@@ -919,6 +920,49 @@ static void test_file_mode_warnings(void **state)
     free(path);
 }
 
+/* disk_free_min: a size, a percentage of the filesystem, or 0 (no disk.low events). */
+static void test_disk_free_min(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        uint64_t bytes;
+        double percent;
+    } good[] = {{"2GiB", UINT64_C(2) << 30, 0}, {"12.5%", 0, 12.5}, {"0", 0, 0}, {"0%", 0, 0}};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char *yaml = xasprintf("disk_free_min: \"%s\"\n%s", good[i].value, minimal);
+        struct config *cfg = load_ok(yaml);
+        assert_true(cfg->disk_free_min == good[i].bytes);
+        assert_true(cfg->disk_free_min_percent == good[i].percent);
+        config_free(cfg);
+        free(yaml);
+    }
+    static const struct {
+        const char *value, *message;
+    } bad[] = {
+        {"150%", F ":1:16: key \"disk_free_min\": \"150%\" is not a percentage "
+                   "from 0% to 100%"},
+        {"-1%", F ":1:16: key \"disk_free_min\": \"-1%\" is not a percentage "
+                  "from 0% to 100%"},
+        {"5%%", F ":1:16: key \"disk_free_min\": \"5%%\" is not a percentage "
+                  "from 0% to 100%"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *yaml = xasprintf("disk_free_min: \"%s\"\n%s", bad[i].value, minimal);
+        struct config *cfg = NULL;
+        err_clear();
+        assert_int_equal(config_load_string(F, yaml, &cfg), -ERR_CONFIG);
+        assert_string_equal(err_message(), bad[i].message);
+        free(yaml);
+    }
+    struct config *cfg = NULL;
+    assert_int_equal(config_load_string(F, "disk_free_min: lots\n" BASE_REPOS BASE_CLUSTERS, &cfg),
+                     -ERR_CONFIG);
+    assert_string_equal(err_message(), F ":1:16: key \"disk_free_min\": \"lots\" is neither a size "
+                                         "(a whole number and a unit: 2GiB) nor a percentage of "
+                                         "the filesystem (5%)");
+}
+
 static void test_bad_configs(void **state)
 {
     (void)state;
@@ -1070,13 +1114,21 @@ static void test_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_design_example), cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_non_defaults),   cmocka_unit_test(test_shipped_example),
-        cmocka_unit_test(test_metrics_keys),   cmocka_unit_test(test_secret_files),
-        cmocka_unit_test(test_env_expansion),  cmocka_unit_test(test_bad_configs),
-        cmocka_unit_test(test_transport_keys), cmocka_unit_test(test_file_mode_warnings),
-        cmocka_unit_test(test_hints),          cmocka_unit_test(test_load_file_errors),
-        cmocka_unit_test(test_default_path),   cmocka_unit_test(test_names),
+        cmocka_unit_test(test_design_example),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_non_defaults),
+        cmocka_unit_test(test_shipped_example),
+        cmocka_unit_test(test_metrics_keys),
+        cmocka_unit_test(test_secret_files),
+        cmocka_unit_test(test_env_expansion),
+        cmocka_unit_test(test_disk_free_min),
+        cmocka_unit_test(test_bad_configs),
+        cmocka_unit_test(test_transport_keys),
+        cmocka_unit_test(test_file_mode_warnings),
+        cmocka_unit_test(test_hints),
+        cmocka_unit_test(test_load_file_errors),
+        cmocka_unit_test(test_default_path),
+        cmocka_unit_test(test_names),
         cmocka_unit_test(test_tail_keys),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

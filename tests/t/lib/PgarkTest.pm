@@ -364,7 +364,8 @@ sub receiver_config
 
 # Start "pgark --config FILE receive" in the background, stdout and stderr into a
 # log file. Options: env => { VAR => value }, args => [ extra global options ],
-# name (for the log file), bin => another pgark binary (the sanitizer build's).
+# name (for the log file), bin => another pgark binary (the sanitizer build's),
+# wrap => [ a command that execs the rest, as unshare does ].
 # Returns a handle for the functions below.
 sub receiver_start
 {
@@ -373,7 +374,7 @@ sub receiver_start
 	# One log per receiver, named after the test file: test files run in parallel.
 	my $test = File::Basename::basename($0, '.pl');
 	my $log = "$PostgreSQL::Test::Utils::log_path/${test}_${name}_" . (scalar(@receivers) + 1) . '.log';
-	my @cmd = ($opt{bin} // pgark_bin(), '--config', $config, @{ $opt{args} // [] }, 'receive');
+	my @cmd = (@{ $opt{wrap} // [] }, $opt{bin} // pgark_bin(), '--config', $config, @{ $opt{args} // [] }, 'receive');
 	my $pid = fork() // croak "fork: $!";
 	if ($pid == 0)
 	{
