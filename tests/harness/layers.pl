@@ -46,7 +46,7 @@ my %header = (
 	'crc32c.h' => 'common', 'dl.h' => 'common', 'error.h' => 'common',
 	'filter.h' => 'common', 'log.h' => 'common', 'mem.h' => 'common',
 	'pgmajor.h' => 'common', 'privfs.h' => 'common', 'procenv.h' => 'common',
-	'progress.h' => 'common', 'sdnotify.h' => 'common', 'units.h' => 'common',
+	'progress.h' => 'common', 'sdnotify.h' => 'common', 'testhook.h' => 'common', 'units.h' => 'common',
 	'version.h' => 'common',
 	'wal.h' => 'common', 'waldecode.h' => 'common', 'walpage.h' => 'common',
 	'config.h' => 'config',
