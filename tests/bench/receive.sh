@@ -6,6 +6,11 @@
 #   none          no receiver: the TPS baseline
 #   pg_receivewal pg_receivewal --synchronous --slot, into a directory
 #   pgark         pgark receive, synchronous: true, two posix repositories, zstd level 3
+#   pgark_obs     the same with what a service runs with on: notify (every event, to a
+#                 webhook on loopback that answers 200, rpo_target 1s) and metrics_listen,
+#                 scraped every second (Prometheus scrapes every 15 s by default); its
+#                 figures against pgark's show what alerts and metrics cost
+#                 (BENCH_OBS=0 leaves it out)
 # Each receiver runs in every mode of BENCH_MODES:
 #   sync    its application_name is synchronous_standby_names (commits wait on it)
 #   async   it is not (commits do not wait; it still fsyncs before reporting a flush)
@@ -18,7 +23,8 @@
 #
 # Environment: PGARK (the binary, required), WORK (scratch directory, removed at exit),
 # RESULTS_DIR; BENCH_SECONDS (300), BENCH_ROUNDS (3), BENCH_MODES ("sync async"),
-# BENCH_SCALE (20), BENCH_CLIENTS (4), BENCH_JOBS (2), BENCH_PORT (54391).
+# BENCH_SCALE (20), BENCH_CLIENTS (4), BENCH_JOBS (2), BENCH_PORT (54391; the webhook and
+# the metrics of pgark_obs listen on the next two ports), BENCH_OBS (1).
 # BENCH_PERF=1: after the rounds, one more pgark run (first mode of BENCH_MODES, not in
 # the medians) under `perf record -g`; its report goes to receive-<timestamp>-perf.txt.
 # Unprivileged, perf sees user space only (perf_event_paranoid 2): time spent inside
@@ -39,6 +45,9 @@ CLIENTS=${BENCH_CLIENTS:-4}
 JOBS=${BENCH_JOBS:-2}
 PORT=${BENCH_PORT:-54391}
 PERF=${BENCH_PERF:-0}
+OBS=${BENCH_OBS:-1}
+HOOK_PORT=$((PORT + 1))
+METRICS_PORT=$((PORT + 2))
 PROFILE=0
 APP=bench_rx
 SLOT=bench_slot
@@ -103,8 +112,19 @@ awk -v n=$((SECONDS_RUN * 10 + 1200)) -v app="$APP" 'BEGIN {
     }
 }' >"$lag_script"
 
-write_pgark_config() {
-    cat >"$1" <<EOF
+write_pgark_config() { # file dir [obs]
+    if [ "${3:-}" = obs ]; then
+        cat >"$1" <<EOF
+metrics_listen: 127.0.0.1:$METRICS_PORT
+notify:
+  - url: http://127.0.0.1:$HOOK_PORT/hook
+    format: json
+    events: ["*"]
+EOF
+    else
+        : >"$1"
+    fi
+    cat >>"$1" <<EOF
 spool: $2/spool
 log:
   level: info
@@ -127,6 +147,32 @@ clusters:
     synchronous: true
     application_name: $APP
 EOF
+    [ "${3:-}" != obs ] || echo "    rpo_target: 1s" >>"$1"
+}
+
+# pgark_obs's webhook: answers 200 to every POST, as a chat service would.
+start_webhook() {
+    python3 -c '
+import http.server, sys
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Hook).serve_forever()
+' "$HOOK_PORT" &
+    bench_register_pid $!
+}
+
+# pgark_obs's scraper: GET /metrics every second while the receiver runs.
+start_scraper() {
+    while kill -0 "$RX_PID" 2>/dev/null; do
+        curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >/dev/null || true
+        sleep 1
+    done &
+    bench_register_pid $!
 }
 
 start_receiver() { # tool dir
@@ -136,14 +182,15 @@ start_receiver() { # tool dir
         "$PGBIN/pg_receivewal" -D "$2/wal" --slot "$SLOT" --synchronous -n --no-password \
             -d "$(pg_conninfo) application_name=$APP" >"$2/rx.log" 2>&1 &
         ;;
-    pgark)
+    pgark | pgark_obs)
         mkdir -p "$2/spool" "$2/repo1" "$2/repo2"
-        write_pgark_config "$2/pgark.yaml" "$2"
+        write_pgark_config "$2/pgark.yaml" "$2" "${1#pgark_}"
         "$PGARK" --config "$2/pgark.yaml" receive >"$2/rx.log" 2>&1 &
         ;;
     esac
     RX_PID=$!
     bench_register_pid "$RX_PID"
+    [ "$1" != pgark_obs ] || start_scraper
 }
 
 stop_receiver() { # tool dir
@@ -229,7 +276,7 @@ run_variant() { # mode tool round
         t1=$(date +%s.%N)
         wait_until 120 "SELECT coalesce((SELECT flush_lsn >= '$lsn1' FROM pg_stat_replication WHERE application_name = '$APP'), false)" ||
             bench_die "$tool did not flush $lsn1 within 120 s of the end of the load"
-        if [ "$tool" = pgark ]; then
+        if [ "$tool" != pg_receivewal ]; then
             boundary=$(q "SELECT pg_lsn '0/0' + (pg_wal_lsn_diff('$lsn1', '0/0') - pg_wal_lsn_diff('$lsn1', '0/0') % $SEG)")
             deadline=$(($(date +%s) + 180))
             until [ "$(q "$(pgark_shipped_sql "$dir" "$boundary")")" = t ]; do
@@ -277,7 +324,7 @@ run_variant() { # mode tool round
         rss_mid=$(awk 'NF { v[++n] = $1 } END { if (n) print v[int((n + 1) / 2)] }' "$dir/rss")
         rss_max=$(percentile 100 <"$dir/rss")
         nlag=$(wc -l <"$dir/lag.ms")
-        if [ "$tool" = pgark ]; then
+        if [ "$tool" != pg_receivewal ]; then
             cp "$dir/rx.log" "$WORK/last-pgark.log"
         fi
         bench_log "  $tool: $tps tps, $(awk -v b="$wal" 'BEGIN { printf "%.3f", b / 2^30 }') GiB WAL, $cpu_s s CPU, flush lag p50 $lag50 ms p99 $lag99 ms ($nlag samples), RSS max $rss_max KiB, catch-up $catchup s"
@@ -308,7 +355,9 @@ run_variant() { # mode tool round
 variants=none
 for m in $MODES; do
     variants="$variants $m:pg_receivewal $m:pgark"
+    [ "$OBS" = 0 ] || variants="$variants $m:pgark_obs"
 done
+[ "$OBS" = 0 ] || start_webhook
 nvar=$(echo "$variants" | wc -w)
 
 round=1
@@ -362,7 +411,8 @@ jq -s --arg stamp "$stamp" --argjson seconds "$SECONDS_RUN" --argjson rounds "$R
                 pg_receivewal: "--synchronous --slot"},
      runs: $runs,
      baseline_tps: $base_tps,
-     medians: [ $modes[] as $m | ["pg_receivewal", "pgark"][] as $t |
+     medians: [ $modes[] as $m | ["pg_receivewal", "pgark", "pgark_obs"][] as $t |
+        select(any($runs[]; .mode == $m and .tool == $t)) |
         ($runs | map(select(.mode == $m and .tool == $t))) as $r |
         {mode: $m, tool: $t, tps: ($r | med(.tps)),
          tps_vs_baseline: ratio($r | med(.tps); $base_tps),
@@ -377,6 +427,14 @@ jq -s --arg stamp "$stamp" --argjson seconds "$SECONDS_RUN" --argjson rounds "$R
     .ratios = [ $modes[] as $m |
         (.medians | map(select(.mode == $m and .tool == "pgark"))[0]) as $a |
         (.medians | map(select(.mode == $m and .tool == "pg_receivewal"))[0]) as $b |
+        {mode: $m, cpu_s_per_gib: ratio($a.cpu_s_per_gib; $b.cpu_s_per_gib),
+         flush_lag_p50: ratio($a.flush_lag_ms.p50; $b.flush_lag_ms.p50),
+         flush_lag_p99: ratio($a.flush_lag_ms.p99; $b.flush_lag_ms.p99),
+         tps: ratio($a.tps; $b.tps)} ] |
+    .obs_ratios = [ $modes[] as $m |
+        (.medians | map(select(.mode == $m and .tool == "pgark_obs"))[0]) as $a |
+        (.medians | map(select(.mode == $m and .tool == "pgark"))[0]) as $b |
+        select($a != null) |
         {mode: $m, cpu_s_per_gib: ratio($a.cpu_s_per_gib; $b.cpu_s_per_gib),
          flush_lag_p50: ratio($a.flush_lag_ms.p50; $b.flush_lag_ms.p50),
          flush_lag_p99: ratio($a.flush_lag_ms.p99; $b.flush_lag_ms.p99),
@@ -401,6 +459,12 @@ jq -s --arg stamp "$stamp" --argjson seconds "$SECONDS_RUN" --argjson rounds "$R
     jq -r '
         def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
         .ratios[] | "  \(.mode): CPU per GiB \(.cpu_s_per_gib | f(2))x, flush lag p50 \(.flush_lag_p50 | f(2))x, p99 \(.flush_lag_p99 | f(2))x, TPS \(.tps | f(2))x"
+    ' "$out"
+    jq -r '
+        def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
+        if (.obs_ratios | length) > 0 then "pgark with notify and metrics on / off:",
+        (.obs_ratios[] | "  \(.mode): CPU per GiB \(.cpu_s_per_gib | f(2))x, flush lag p50 \(.flush_lag_p50 | f(2))x, p99 \(.flush_lag_p99 | f(2))x, TPS \(.tps | f(2))x")
+        else empty end
     ' "$out"
     echo
     echo "results: $(basename "$out")"
