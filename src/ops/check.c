@@ -3,10 +3,12 @@
  * cluster to stay recoverable right now? The configuration loads, the server accepts a
  * replication connection, the slot exists (and is in use when a receiver should be
  * streaming), every repository is reachable, bound to this server's system and
- * writable, and holds WAL no older than rpo_target. Exit 0 when every check passes,
+ * writable, and its RPO (rxstatus.h) within rpo_target. Exit 0 when every check passes,
  * 3 listing those that failed. A server that cannot be reached is a failed check, not
  * a crash: the repository checks still run.
  */
+#include "rxstatus.h"
+
 #include "pgark/cli.h"
 #include "pgark/config.h"
 #include "pgark/error.h"
@@ -28,9 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* A receiver counts as running while its pid lives and its status file is fresher. */
-#define STATUS_STALE_US (15 * 1000000LL)
 
 struct checks {
     json_t *list;
@@ -64,6 +63,12 @@ static void add(struct checks *c, const char *name, bool ok, const char *fmt, ..
     va_end(ap);
 }
 
+/* Add key to the entry added last (the figure behind its verdict). */
+static void set_last(struct checks *c, const char *key, json_t *value)
+{
+    json_object_set_new(json_array_get(c->list, json_array_size(c->list) - 1), key, value);
+}
+
 /* Passed, but something should be fixed: exit 0 all the same. */
 static void warn(struct checks *c, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -76,62 +81,6 @@ static void warn(struct checks *c, const char *name, const char *fmt, ...)
     va_end(ap);
 }
 
-/* --- the receiver's status file ---------------------------------------------------------- */
-
-struct receiver_state {
-    json_t *status; /* NULL when there is no status file */
-    bool running;
-    double age_s;
-};
-
-static void receiver_state(const struct config *cfg, const struct config_cluster *cl,
-                           struct receiver_state *rs)
-{
-    memset(rs, 0, sizeof(*rs));
-    char *path = xasprintf("%s/%s/status.json", cfg->spool, cl->name);
-    json_error_t jerr;
-    rs->status = json_load_file(path, 0, &jerr);
-    free(path);
-    if (!rs->status)
-        return;
-    json_int_t pid = json_integer_value(json_object_get(rs->status, "pid"));
-    const char *updated = json_string_value(json_object_get(rs->status, "updated"));
-    int64_t updated_us = 0;
-    if (updated && time_parse(updated, &updated_us) < 0)
-        err_clear();
-    bool alive = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
-    int64_t age = time_now_us() - updated_us;
-    rs->age_s = (double)age / 1e6;
-    rs->running = alive && age < STATUS_STALE_US;
-}
-
-/* The receiver's lag for repository name, in seconds (its status age included), or -1. */
-static double receiver_lag(const struct receiver_state *rs, const char *name)
-{
-    size_t i;
-    json_t *r;
-    json_array_foreach(json_object_get(rs->status, "repos"), i, r)
-    {
-        const char *n = json_string_value(json_object_get(r, "name"));
-        json_t *lag = json_object_get(r, "lag_seconds");
-        if (n && !strcmp(n, name) && json_is_number(lag)) {
-            double v = json_number_value(lag);
-            return v > 0 ? v + rs->age_s : v;
-        }
-    }
-    return -1;
-}
-
-/* Whether the receiver has streamed anything, or is connected: one that never got a
- * byte (it cannot connect, its server refuses it) lags by nothing it knows of, so its
- * lag says nothing about the RPO. */
-static bool receiver_streams(const struct receiver_state *rs)
-{
-    const char *flushed = json_string_value(json_object_get(rs->status, "flushed_lsn"));
-    return json_is_true(json_object_get(rs->status, "connected")) ||
-           (flushed && strcmp(flushed, "0/0") != 0);
-}
-
 /* --- server ------------------------------------------------------------------------------ */
 
 struct server {
@@ -141,7 +90,7 @@ struct server {
 };
 
 static void check_server(struct checks *c, const struct config_cluster *cl,
-                         const struct receiver_state *rs, struct server *srv)
+                         const struct rx_status *rs, struct server *srv)
 {
     char lsn[LSN_STRLEN];
     struct pg_conn *conn = pg_connect_replication(cl->conninfo, "pgark_check");
@@ -191,12 +140,12 @@ static void check_server(struct checks *c, const struct config_cluster *cl,
         restart ? lsn_format(restart, lsn) : "none");
 
     /* A receiver should be streaming once one has run for this cluster. */
-    bool should_run = rs->status != NULL;
+    bool should_run = rs->doc != NULL;
     bool slot_exists = false, active = false;
     int pid = 0;
     if (pg_slot_active(cl->conninfo, cl->slot, &slot_exists, &active, &pid) < 0) {
         char *e = cli_error_line(true);
-        bool streaming = rs->running && json_is_true(json_object_get(rs->status, "connected"));
+        bool streaming = rs->running && json_is_true(json_object_get(rs->doc, "connected"));
         if (!should_run)
             add(c, "slot_active", true, "no receiver has run for this cluster; %s", e);
         else
@@ -287,7 +236,7 @@ static int probe_write(struct repo *r, const char *cluster)
 
 static void check_repo(struct checks *c, const struct config *cfg, const struct config_cluster *cl,
                        const struct config_repo *cr, const struct server *srv,
-                       const struct receiver_state *rs)
+                       const struct rx_status *rs)
 {
     char name[160], dur[32], target[32];
     struct cli_repo opened;
@@ -346,14 +295,18 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
     }
     repo_backup_list_free(list, nb);
 
+    /* The RPO as info, report, status.json and the metrics say it (rxstatus.h); without
+     * a receiver's figure, the age of the newest segment archived bounds it. */
     snprintf(name, sizeof(name), "rpo:%s", cr->name);
     duration_format(cl->rpo_target_ms, target, sizeof(target));
-    double lag = rs->running && receiver_streams(rs) ? receiver_lag(rs, cr->name) : -1;
-    if (lag >= 0) {
-        duration_format((int64_t)(lag * 1000), dur, sizeof(dur));
-        add(c, name, lag * 1000 <= (double)cl->rpo_target_ms,
-            "repository \"%s\" is %s behind the receiver's spool (rpo_target %s)", cr->name, dur,
-            target);
+    double rpo = rx_status_streams(rs) ? rx_status_repo_rpo(rs, cr->name) : -1;
+    if (rpo >= 0) {
+        duration_format((int64_t)(rpo * 1000), dur, sizeof(dur));
+        add(c, name, rpo * 1000 <= (double)cl->rpo_target_ms,
+            "a restore to latest from repository \"%s\" would lose %s of commits (RPO, from the "
+            "receiver's status%s; rpo_target %s)",
+            cr->name, dur, rs->running ? "" : ", which stopped: grown by the time since", target);
+        set_last(c, "rpo_seconds", json_real(rpo));
         goto out;
     }
     struct repo_wal_summary sum;
@@ -366,7 +319,7 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
     if (!sum.segments) {
         add(c, name, false, "repository \"%s\" holds no complete WAL segment (rpo_target %s%s)",
             cr->name, target,
-            rs->running && !receiver_streams(rs) ? "; the receiver has streamed nothing yet" : "");
+            rs->running && !rx_status_streams(rs) ? "; the receiver has streamed nothing yet" : "");
     } else {
         int64_t age_ms = (time_now_us() - sum.newest_mtime_us) / 1000;
         if (age_ms < 0)
@@ -375,9 +328,10 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
         add(c, name, age_ms <= cl->rpo_target_ms,
             "newest WAL segment in repository \"%s\" was archived %s ago (rpo_target %s%s)",
             cr->name, dur, target,
-            !rs->running            ? "; no receiver is running"
-            : !receiver_streams(rs) ? "; the receiver has streamed nothing yet"
-                                    : "");
+            !rs->running             ? "; no receiver is running"
+            : !rx_status_streams(rs) ? "; the receiver has streamed nothing yet"
+                                     : "");
+        set_last(c, "rpo_seconds", json_real((double)age_ms / 1000));
     }
     repo_wal_summary_free(&sum);
 out:
@@ -442,7 +396,7 @@ int cmd_check(struct cli_context *ctx, int argc, char **argv)
     struct checks c = {json_array(), 0, 0};
     /* Its warnings are entries of the report, not log lines. */
     ctx->config_warn_level = LOG_DEBUG;
-    struct receiver_state rs = {0};
+    struct rx_status rs = {0};
     bool srv_unsupported = false;
     const struct config_cluster *cl = NULL;
     const struct config *cfg = cli_config(ctx);
@@ -465,7 +419,7 @@ int cmd_check(struct cli_context *ctx, int argc, char **argv)
              cfg->warnings[i].hint ? cfg->warnings[i].hint : "", cfg->warnings[i].hint ? ")" : "");
     }
 
-    receiver_state(cfg, cl, &rs);
+    rx_status_load(cfg->spool, cl->name, time_now_us(), &rs);
     struct server srv = {0};
     if (check_transport(&c, cfg, cl))
         check_server(&c, cl, &rs, &srv);
@@ -488,6 +442,6 @@ report:
     if (c.failed && cl)
         notify_failed(cfg, cl, &c);
     json_decref(c.list);
-    json_decref(rs.status);
+    rx_status_free(&rs);
     return rc;
 }

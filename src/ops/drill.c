@@ -10,6 +10,7 @@
  * configuration.
  */
 #include "drill_int.h"
+#include "rxstatus.h"
 
 #include "pgark/cli.h"
 #include "pgark/config.h"
@@ -31,9 +32,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
-
-/* A receiver's status.json older than this is not a running receiver's. */
-#define STATUS_STALE_US (15 * INT64_C(1000000))
 
 /* --- checks and failures ------------------------------------------------------------------- */
 
@@ -332,7 +330,8 @@ static void primary_last_commit(struct drill *d)
         fclose(f);
         buf_append(&b, "", 0);
         int64_t us;
-        if (drill_status_newest_commit((const char *)b.data, time_now_us(), STATUS_STALE_US, &us)) {
+        if (drill_status_newest_commit((const char *)b.data, time_now_us(), RX_STATUS_STALE_US,
+                                       &us)) {
             d->primary_known = true;
             d->primary_last_us = us;
             d->primary_source = "receiver";

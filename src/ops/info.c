@@ -4,6 +4,8 @@
  * archive, the backups, and the recovery window per timeline (from the oldest backup's
  * consistency point to the latest commit archived, times from the time index).
  */
+#include "rxstatus.h"
+
 #include "pgark/cli.h"
 #include "pgark/config.h"
 #include "pgark/error.h"
@@ -23,48 +25,39 @@
 #include <string.h>
 #include <time.h>
 
-/* A receiver is running when the pid of its status file lives and the file is fresh. */
-#define STATUS_STALE_US (15 * 1000000LL)
-
+/* The receiver's status.json with its figures as of now (rxstatus.h: check and report
+ * say the same), "running" and "status_age_seconds" added. */
 static json_t *receiver_json(const struct config *cfg, const struct config_cluster *cl)
 {
-    char *path = xasprintf("%s/%s/status.json", cfg->spool, cl->name);
-    json_error_t jerr;
-    json_t *st = json_load_file(path, 0, &jerr);
-    free(path);
-    if (!st)
+    struct rx_status rs;
+    rx_status_load(cfg->spool, cl->name, time_now_us(), &rs);
+    if (!rs.doc)
         return json_pack("{s:b}", "running", 0);
-    json_int_t pid = json_integer_value(json_object_get(st, "pid"));
-    const char *updated = json_string_value(json_object_get(st, "updated"));
-    int64_t updated_us = 0;
-    if (updated && time_parse(updated, &updated_us) < 0)
-        err_clear();
-    bool alive = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
-    int64_t age = time_now_us() - updated_us;
-    bool running = alive && age < STATUS_STALE_US;
-    json_object_set_new(st, "running", json_boolean(running));
-    json_object_set_new(st, "status_age_seconds", json_real(round((double)age / 1000.0) / 1000));
-    /* The file is at most a second old while the receiver runs; when it lags, the
-     * lag has grown since the file was written. */
+    json_t *st = json_incref(rs.doc);
+    json_object_set_new(st, "running", json_boolean(rs.running));
+    json_object_set_new(st, "status_age_seconds", json_real(round(rs.age_s * 1000) / 1000));
     json_t *rpo = json_object_get(st, "rpo");
-    if (json_is_object(rpo)) {
-        const char *keys[] = {"local_seconds", "offsite_seconds"};
-        const char *tiers[] = {"local", "offsite"};
-        for (int i = 0; i < 2; i++) {
-            json_t *v = json_object_get(rpo, keys[i]);
-            if (json_is_real(v) && (json_real_value(v) > 0 || !running))
-                json_object_set_new(
-                    rpo, keys[i],
-                    json_real(round((json_real_value(v) + (double)age / 1e6) * 1000) / 1000));
-            /* A tier's RPO from commit times (newest in the spool against newest held). */
-            json_t *t = json_object_get(rpo, tiers[i]);
-            v = json_object_get(t, "seconds");
-            if (json_is_real(v) && (json_real_value(v) > 0 || !running))
-                json_object_set_new(
-                    t, "seconds",
-                    json_real(round((json_real_value(v) + (double)age / 1e6) * 1000) / 1000));
-        }
+    const char *tiers[] = {"local", "offsite"};
+    for (int i = 0; i < 2; i++) {
+        /* The lag (the older figure) and the RPO from commit times. */
+        char key[32];
+        snprintf(key, sizeof(key), "%s_seconds", tiers[i]);
+        json_t *v = json_object_get(rpo, key);
+        if (json_is_number(v))
+            json_object_set_new(rpo, key, json_real(rx_status_aged(&rs, json_number_value(v))));
+        json_t *t = json_object_get(rpo, tiers[i]);
+        if (json_is_number(json_object_get(t, "seconds")))
+            json_object_set_new(t, "seconds", json_real(rx_status_tier_rpo(&rs, tiers[i])));
     }
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(st, "repos"), i, r)
+    {
+        const char *name = json_string_value(json_object_get(r, "name"));
+        if (name && json_is_number(json_object_get(r, "rpo_seconds")))
+            json_object_set_new(r, "rpo_seconds", json_real(rx_status_repo_rpo(&rs, name)));
+    }
+    rx_status_free(&rs);
     return st;
 }
 

@@ -13,6 +13,7 @@
  * first) that has it; a repository that cannot be read is named and passed over.
  */
 #include "report_int.h"
+#include "rxstatus.h"
 
 #include "pgark/cli.h"
 #include "pgark/config.h"
@@ -34,8 +35,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* A status.json older than this is not a running receiver's. */
-#define STATUS_STALE_US (15 * INT64_C(1000000))
 /* The charts get at most this many RPO points: the worst of each step. */
 #define CHART_POINTS 720
 
@@ -59,19 +58,6 @@ static char *read_file(const char *path)
 
 /* --- the receiver ------------------------------------------------------------------------- */
 
-/* A tier's RPO in a status.json's "rpo" of any vintage (a tier's {"seconds"}, else
- * "<tier>_seconds"); -1 when none. */
-static double status_tier(json_t *rpo, const char *tier)
-{
-    json_t *v = json_object_get(json_object_get(rpo, tier), "seconds");
-    if (!json_is_number(v)) {
-        char key[32];
-        snprintf(key, sizeof(key), "%s_seconds", tier);
-        v = json_object_get(rpo, key);
-    }
-    return json_is_number(v) ? json_number_value(v) : -1;
-}
-
 static json_t *receiver_json(const struct config *cfg, const struct config_cluster *cl,
                              int64_t now_us)
 {
@@ -91,34 +77,23 @@ static json_t *receiver_json(const struct config *cfg, const struct config_clust
     json_object_set_new(o, "tiers", tiers);
     char *path = xasprintf("%s/%s/status.json", cfg->spool, cl->name);
     json_object_set_new(o, "path", json_string(path));
-    json_t *st = json_load_file(path, 0, NULL);
     free(path);
-    json_object_set_new(o, "status", json_boolean(st != NULL));
-    if (!st)
+    struct rx_status rs;
+    rx_status_load(cfg->spool, cl->name, now_us, &rs);
+    json_object_set_new(o, "status", json_boolean(rs.doc != NULL));
+    if (!rs.doc)
         return o;
-    json_int_t pid = json_integer_value(json_object_get(st, "pid"));
-    int64_t updated = 0;
-    const char *u = json_string_value(json_object_get(st, "updated"));
-    if (!u || time_parse(u, &updated) < 0)
-        err_clear();
-    double age = updated ? (double)(now_us - updated) / 1e6 : -1;
-    bool alive = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
-    bool running = alive && updated && now_us - updated < STATUS_STALE_US;
-    json_object_set_new(o, "running", json_boolean(running));
-    json_object_set_new(o, "status_age_seconds", age >= 0 ? json_real(age) : json_null());
+    json_object_set_new(o, "running", json_boolean(rs.running));
+    json_object_set_new(o, "status_age_seconds", json_real(rs.age_s));
+    /* As check and info say it (rxstatus.h). */
     json_t *rpo = json_object();
     const char *names[] = {"local", "offsite"};
     for (int t = 0; t < 2; t++) {
-        double v = status_tier(json_object_get(st, "rpo"), names[t]);
-        /* The file is a second old at most while the receiver runs; a lag has grown since
-         * it was written, and so has everything when it stopped. */
-        if (v >= 0 && (v > 0 || !running) && age > 0)
-            v += age;
-        json_object_set_new(rpo, names[t],
-                            v >= 0 ? json_real(round(v * 1000) / 1000) : json_null());
+        double v = rx_status_tier_rpo(&rs, names[t]);
+        json_object_set_new(rpo, names[t], v >= 0 ? json_real(v) : json_null());
     }
     json_object_set_new(o, "rpo", rpo);
-    json_decref(st);
+    rx_status_free(&rs);
     return o;
 }
 

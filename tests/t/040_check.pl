@@ -5,11 +5,13 @@
 # configuration — is exit 3 with the failing check saying what is wrong. A TCP conninfo
 # without sslmode=verify-full and secrets others can read are warnings (exit 0 for
 # them); with require_tls: true such a conninfo fails check and every command that
-# connects refuses it (exit 2).
+# connects refuses it (exit 2). One RPO: check, info and report say the receiver's
+# figure (status.json) as of their moment, the receiver running and stopped.
 use strict;
 use warnings;
 
 use JSON::PP;
+use Time::HiRes ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -85,7 +87,8 @@ like($by->{'backups:one'}{detail}, qr/repository "one" holds no backup yet \(hin
 	'saying what to do');
 ok(!grep({ !defined $_->{detail} || $_->{detail} eq '' } @{ $doc->{checks} }), 'each has a detail');
 like($by->{slot_active}{detail}, qr/is in use by process \d+/, 'slot in use by the receiver');
-like($by->{'rpo:one'}{detail}, qr/behind the receiver's spool/, 'RPO from the receiver\'s status');
+like($by->{'rpo:one'}{detail}, qr/^a restore to latest from repository "one" would lose .* of commits \(RPO, from the receiver's status; rpo_target 1h\)$/,
+	'RPO from the receiver\'s status');
 my @probes = glob("$root{one}/main/.pgark-check-* $root{two}/main/.pgark-check-*");
 is_deeply(\@probes, [], 'the write probes are removed');
 
@@ -95,9 +98,77 @@ is($r->{rc}, 0, 'text form exits 0');
 like($r->{stdout}, qr/^ok\s+slot\s+replication slot "pgark_main" exists/m, 'text lists checks');
 like($r->{stdout}, qr/all 12 checks passed, 2 with a warning/, 'and sums up');
 
+# --- one RPO: check, info and report say the receiver's figure as of their moment -------
+
+# Commit A reaches both repositories; commit B, seconds later, stays in the segment being
+# filled (no partial copies here): a restore from either would lose B, so the RPO is the
+# time from A to B, and stays that while the receiver runs. The lag (how long the oldest
+# byte a repository lacks has been in the spool) grows meanwhile: once it is 2 s past
+# the RPO, a command reporting the lag instead says something else.
+sql('INSERT INTO t SELECT 1');
+$seg = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
+sql('SELECT pg_switch_wal()');
+ok(poll_until(sub { -f "$root{one}/main/wal/00000001/$seg" && -f "$root{two}/main/wal/00000001/$seg" }),
+	"commit A in $seg, in both repositories");
+Time::HiRes::sleep(2.5);    # B is this much newer than A: the RPO
+sql('INSERT INTO t SELECT 2');
+sub repo_status
+{
+	my ($st, $name) = @_;
+	return (grep { $_->{name} eq $name } @{ $st->{repos} // [] })[0];
+}
+my $st;
+ok( poll_until(
+		sub {
+			$st = read_status("$tmp/spool/main") or return 0;
+			my $one = repo_status($st, 'one') or return 0;
+			return ($one->{rpo_seconds} // 0) > 2 && $one->{lag_seconds} > $one->{rpo_seconds} + 2;
+		}),
+	'the receiver says RPO ~2.5 s, and a lag 2 s more');
+my $v = repo_status($st, 'one')->{rpo_seconds};
+note("status.json: rpo of one $v s, lag " . repo_status($st, 'one')->{lag_seconds} . ' s');
+
+# What each command says, and the moments it ran between.
+sub rpo_views
+{
+	my %f;
+	my $t0 = Time::HiRes::time();
+	my (undef, $c) = check();
+	$f{check} = [ $t0, Time::HiRes::time(), $c->{'rpo:one'}{rpo_seconds} ];
+	$t0 = Time::HiRes::time();
+	my $i = decode_json(run_pgark([ '--config', $config, 'info', '--json' ])->{stdout});
+	$f{info_repo} = [ $t0, Time::HiRes::time(), repo_status($i->{receiver}, 'one')->{rpo_seconds} ];
+	$f{info_tier} = [ $t0, Time::HiRes::time(), $i->{receiver}{rpo}{local}{seconds} ];
+	$t0 = Time::HiRes::time();
+	my $rp = decode_json(run_pgark([ '--config', $config, 'report', '--json' ])->{stdout});
+	$f{report} = [ $t0, Time::HiRes::time(), $rp->{clusters}[0]{receiver}{rpo}{local} ];
+	return \%f;
+}
+my $views = rpo_views();
+for my $k (sort keys %$views)
+{
+	my ($from, $to, $f) = @{ $views->{$k} };
+	# Running: the figure, plus at most the age of a file rewritten every second.
+	ok(defined $f && $f >= $v - 0.001 && $f <= $v + 1.5 + ($to - $from),
+		sprintf('receiver running: %s says RPO %s s, status.json %.3f s', $k, $f // 'none', $v));
+}
+
+# Stopped: the file no longer changes, and every command adds its age to it.
+is(ops_receiver_stop($rx), 0, 'receiver stopped');
+$st = read_status("$tmp/spool/main");
+$v = repo_status($st, 'one')->{rpo_seconds};
+my $updated = `date -d '$st->{updated}' +%s.%N` + 0;
+$views = rpo_views();
+for my $k (sort keys %$views)
+{
+	my ($from, $to, $f) = @{ $views->{$k} };
+	ok(defined $f && $f >= $v + ($from - $updated) - 0.01 && $f <= $v + ($to - $updated) + 0.01,
+		sprintf('receiver stopped: %s says RPO %s s = status.json %.3f s + the %.2f-%.2f s since it was written',
+			$k, $f // 'none', $v, $from - $updated, $to - $updated));
+}
+
 # --- the receiver stops: the slot is no longer used ---------------------------------
 
-is(ops_receiver_stop($rx), 0, 'receiver stopped');
 ok(poll_until(sub { sql("SELECT count(*) FROM pg_replication_slots WHERE active") eq '0' }),
 	'slot released');
 ($rc, $by) = check();
@@ -131,8 +202,17 @@ ok( poll_until(
 	'rpo:one fails once the newest segment is older than 1s');
 is($rc, 3, 'stale WAL: exit 3');
 like($by->{'rpo:one'}{detail},
+	qr/^a restore to latest from repository "one" would lose .* of commits \(RPO, from the receiver's status, which stopped: grown by the time since; rpo_target 1s\)$/,
+	'the receiver\'s last figure, grown since it stopped, and the target');
+
+# Without the receiver's status, the newest segment's age bounds the RPO.
+rename("$tmp/spool/main/status.json", "$tmp/status.json.aside") or die "rename: $!";
+($rc, $by) = check($tight);
+rename("$tmp/status.json.aside", "$tmp/spool/main/status.json") or die "rename: $!";
+is($rc, 3, 'no status file, stale WAL: exit 3');
+like($by->{'rpo:one'}{detail},
 	qr/newest WAL segment in repository "one" was archived .* ago \(rpo_target 1s; no receiver is running\)/,
-	'saying how old and the target');
+	'saying how old the newest segment is and the target');
 
 # --- the slot is dropped --------------------------------------------------------------
 
