@@ -41,12 +41,17 @@ sub outputs_in_parent
 my $parent_before = outputs_in_parent();
 
 my $t0 = time;
+# A whole build with dpkg-buildflags' flags: more time than the harness's default allows a
+# step on a loaded machine. BUILD= given as a user would: it must not reach the package's build.
 my $r = run_cmd([ 'make', '--no-print-directory', '-C', $root, "BUILD=$build", 'deb' ],
-	env => { MAKEFLAGS => undef, MAKELEVEL => undef, MFLAGS => undef });
+	env => { MAKEFLAGS => undef, MAKELEVEL => undef, MFLAGS => undef },
+	timeout => 5 * $PostgreSQL::Test::Utils::timeout_default);
 is($r->{rc}, 0, 'make deb') or diag($r->{stderr});
 note('make deb took ' . (time - $t0) . ' s');
 my $deb = "$build/deb/pgark_${version}_$arch.deb";
 ok(-f $deb, "it leaves build/deb/pgark_${version}_$arch.deb");
+ok(!-e "$build/pgark" && -x "$build/deb/pgark-$version/build/pgark",
+	'built in the copy under build/deb, not in BUILD');
 like($r->{stdout}, qr/^make deb: \Q$build\E\/deb\/pgark_\Q${version}_$arch\E\.deb$/m, 'and says where');
 
 is_deeply(outputs_in_parent(), $parent_before, 'nothing written next to the tree');
