@@ -6,6 +6,7 @@
 #   make install    PREFIX (default /usr/local), DESTDIR honoured; the systemd units go
 #                   to UNITDIR ($(PREFIX)/lib/systemd/system)
 #   make deps       install missing Debian packages (root), else print the apt-get line
+#   make deb        build/deb/pgark_<version>_<arch>.deb with dpkg-buildpackage (debian/)
 #   make bench      benchmarks against pg_basebackup, pg_receivewal, pgbackrest
 #   make demo       throwaway cluster + receiver + backup + point-in-time restore
 #   make fuzz       each libFuzzer harness of tests/fuzz for FUZZ_SECONDS (default 60)
@@ -62,7 +63,7 @@ FUZZ_TARGETS ?=
 
 .PHONY: all unit tools fuzzers fuzz check check-local asan install install-systemd uninstall clean \
         deps bench \
-        demo format format-check layers names
+        demo format format-check layers names deb
 
 all: $(BUILD)/pgark $(BUILD)/pgark.1
 
@@ -147,6 +148,29 @@ install-systemd:
 	    sed 's|/usr/local/bin/pgark|$(BINDIR)/pgark|g' $$u >$(DESTDIR)$(UNITDIR)/$${u##*/} && \
 	    chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; \
 	done
+
+# The Debian package, built by dpkg-buildpackage in a copy of the tree under $(BUILD)/deb:
+# it writes its outputs (.deb, .buildinfo, .changes) next to the source directory, here
+# $(BUILD)/deb rather than the tree's parent. The copy leaves out build output and .git,
+# as tests/harness/check.sh does, and the tests' s3rver, and is made afresh each time (a
+# clean build). dpkg-buildpackage gets none of the variables given to this make (BUILD=,
+# CFLAGS=, in MAKEFLAGS): debian/rules sets its own.
+PGARK_VERSION := $(shell sed -n 's/^\#define PGARK_VERSION "\(.*\)"$$/\1/p' include/pgark/version.h)
+DEB_SRC := $(BUILD)/deb/pgark-$(PGARK_VERSION)
+
+deb:
+	@v=$$(dpkg-parsechangelog -l debian/changelog -S Version) && [ "$$v" = "$(PGARK_VERSION)" ] || \
+	    { echo "make deb: debian/changelog is at $$v, include/pgark/version.h at $(PGARK_VERSION):" \
+	        "add a changelog entry (dch -v $(PGARK_VERSION))" >&2; exit 1; }
+	rm -rf $(BUILD)/deb
+	mkdir -p $(DEB_SRC)
+	set --; for e in * .[!.]*; do \
+	    case "$$e" in build | build-* | build_* | .git | tmp_check) continue ;; esac; \
+	    set -- "$$@" "$$e"; \
+	done; tar --anchored --exclude=tests/harness/s3 --exclude=tests/harness/node_modules \
+	    -cf - "$$@" | tar -C $(DEB_SRC) -xf -
+	cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -b -us -uc
+	@echo "make deb: $(BUILD)/deb/pgark_$(PGARK_VERSION)_$$(dpkg --print-architecture).deb"
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/pgark $(DESTDIR)$(MANDIR)/man1/pgark.1

@@ -23,10 +23,12 @@ s3rver_version=3.7.1
 # prometheus: its promtool checks the metrics and the sample alerting rules (tests/t/080).
 # systemd (systemd-analyze verify), man-db (man -l) and zsh (zsh -n): the unit files, the man
 # page and the completion scripts (tests/t/081, 082).
+# dpkg-dev, debhelper and lintian: `make deb` (dpkg-buildpackage, dh) and its check
+# (tests/t/085).
 packages="build-essential make pkg-config libpq-dev libzstd-dev libssl-dev libyaml-dev
 libcurl4-openssl-dev libjansson-dev libcmocka-dev postgresql-15 libipc-run-perl zstd
 clang libclang-rt-14-dev clang-format python3-swift chromium prometheus
-systemd man-db zsh"
+systemd man-db zsh dpkg-dev debhelper lintian"
 case "${1:-}" in
 "") ;;
 bench) packages="$packages pgbackrest" ;;
