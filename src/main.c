@@ -45,10 +45,15 @@ static const struct command commands[] = {
      "Connects over the physical replication protocol through the cluster's slot,\n"
      "writes WAL durably to the spool and ships every completed segment to each\n"
      "repository. SIGTERM/SIGINT stop cleanly; SIGHUP reloads the configuration.\n"},
-    {"backup", cmd_backup, "backup [--label L] [--checkpoint fast|spread] [--no-progress] [--json]",
+    {"backup", cmd_backup,
+     "backup [--label L] [--checkpoint fast|spread] [--repo NAME]... [--no-progress] [--json]",
      "take a base backup into every repository of the cluster",
      "Runs BASE_BACKUP over a replication connection and stores every file as\n"
-     "deduplicated, compressed (and encrypted) chunks, then the manifest.\n"},
+     "deduplicated, compressed (and encrypted) chunks, then the manifest. A repository\n"
+     "that cannot be reached, or fails during the backup, is dropped with an error\n"
+     "naming it and the backup completes in the others: exit 4 then (--json:\n"
+     "\"failed_repositories\"), and \"pgark copy\" brings the backup to it later.\n"
+     "--repo NAME (repeatable, or a comma list) backs up into those repositories only.\n"},
     {"restore", cmd_restore,
      "restore --pgdata DIR [--backup LABEL|latest] [TARGET] [--target-action "
      "promote|pause|shutdown]\n"
