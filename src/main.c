@@ -45,10 +45,25 @@ static const struct command commands[] = {
      "Connects over the physical replication protocol through the cluster's slot,\n"
      "writes WAL durably to the spool and ships every completed segment to each\n"
      "repository. SIGTERM/SIGINT stop cleanly; SIGHUP reloads the configuration.\n"},
-    {"backup", cmd_backup, "backup [--label L] [--checkpoint fast|spread] [--no-progress] [--json]",
+    {"backup", cmd_backup,
+     "backup [--label L] [--checkpoint fast|spread] [--repo NAME]... [--no-progress] [--json]",
      "take a base backup into every repository of the cluster",
      "Runs BASE_BACKUP over a replication connection and stores every file as\n"
-     "deduplicated, compressed (and encrypted) chunks, then the manifest.\n"},
+     "deduplicated, compressed (and encrypted) chunks, then the manifest. A repository\n"
+     "that cannot be reached, or fails during the backup, is dropped with an error\n"
+     "naming it and the backup completes in the others: exit 4 then (--json:\n"
+     "\"failed_repositories\"), and \"pgark copy\" brings the backup to it later.\n"
+     "--repo NAME (repeatable, or a comma list) backs up into those repositories only.\n"},
+    {"copy", cmd_copy, "copy [--from REPO --to REPO] [--backup LABEL] [--wal] [--json]",
+     "copy the backups (and their WAL) one repository of the cluster lacks from another",
+     "Copies every backup of --from that --to lacks (or only --backup LABEL): the chunks\n"
+     "--to does not hold, the server's backup_manifest, the backup's WAL and history\n"
+     "files, and the manifest last, so a copy stopped half-way is not listed and a new\n"
+     "run completes it. Objects are read and verified from --from and stored as --to\n"
+     "stores them (its compression, its encryption and chunk names). --wal also copies\n"
+     "every WAL segment and history file --to lacks. Without --from and --to, every\n"
+     "repository of the cluster gets what it lacks from the others (pgark-copy@.timer);\n"
+     "one that cannot be reached is reported (exit 1) and the others go on.\n"},
     {"restore", cmd_restore,
      "restore --pgdata DIR [--backup LABEL|latest] [TARGET] [--target-action "
      "promote|pause|shutdown]\n"

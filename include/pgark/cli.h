@@ -104,6 +104,9 @@ void cli_notify(const struct config *cfg, const struct config_cluster *cl, struc
  * MESSAGE", details {"error": the whole text with its context, "hint"} (secrets masked). */
 void cli_notify_error(const struct config *cfg, const struct config_cluster *cl, unsigned kind,
                       const char *what);
+/* cli_notify_error with more details: each key of extra (taken; NULL: none) is added. */
+void cli_notify_error_with(const struct config *cfg, const struct config_cluster *cl, unsigned kind,
+                           const char *what, json_t *extra);
 
 /* --- the cluster's repositories (repos.c) ---------------------------------------- */
 
@@ -158,6 +161,8 @@ struct cli_repos {
 /* The current error as one line (its context lines joined with "; ", and with_hint its
  * hint in parentheses), cleared; the caller frees it. For reports that list failures. */
 char *cli_error_line(bool with_hint);
+/* The same line without its hint, the error left set. */
+char *cli_error_text(void);
 
 /* The command line of a command whose only options are --json and --help (check, init):
  * 0 to go on (*as_json set), 1 when --help printed the usage, negative (ERR_USAGE, with

@@ -16,6 +16,8 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv);
 int cmd_check(struct cli_context *ctx, int argc, char **argv);
 int cmd_init(struct cli_context *ctx, int argc, char **argv);
 int cmd_expire(struct cli_context *ctx, int argc, char **argv);
+/* `pgark copy --from A --to B [--backup L] [--wal] [--json]` (copy.c). */
+int cmd_copy(struct cli_context *ctx, int argc, char **argv);
 int cmd_wal_push(struct cli_context *ctx, int argc, char **argv);
 /* A restore proven end to end: exit 0 passed, 3 a check failed (a data problem), 1 the
  * drill could not run, 2 usage or configuration. A record of it is left in every

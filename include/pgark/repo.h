@@ -565,8 +565,12 @@ struct repo_heartbeat;
 struct repo_heartbeat *repo_heartbeat_start(struct repo *const *repos, size_t n, const char *label,
                                             int interval_ms, int lease_ms);
 /* Beat now in every repository, from the caller's thread, and start a new lease from
- * it. 0, or the first failure (the lease is lost then). */
-int repo_heartbeat_beat(struct repo_heartbeat *hb);
+ * it. 0, or the first failure (the lease is lost then; *failed, when not NULL, is the
+ * repository it failed in, else NULL). */
+int repo_heartbeat_beat(struct repo_heartbeat *hb, struct repo **failed);
+/* Beat no more in r (a repository a backup dropped): its marker is left as it is and
+ * goes stale. Thread-safe. */
+void repo_heartbeat_drop(struct repo_heartbeat *hb, const struct repo *r);
 /* True while, since the last repo_heartbeat_beat (or the start), no gap between
  * successful beats, including the one running now, exceeded the lease (CLOCK_BOOTTIME:
  * time asleep counts). */

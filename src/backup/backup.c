@@ -7,7 +7,15 @@
  * repositories (created on first use), the run (run.c) fed by BASE_BACKUP, and the
  * summary. Exit codes: 0 done; 1 runtime failure (server unreachable, a repository of
  * another system, a wrong passphrase, a server error such as a checksum failure);
- * 2 usage or configuration error.
+ * 2 usage or configuration error; 4 (BACKUP_EXIT_PARTIAL) done in some repositories but
+ * not all.
+ *
+ * One repository down never stops the backup in the others: a repository that cannot be
+ * opened, or fails during the run (a write, the confirmation before the manifests), is
+ * dropped with an error naming it; the backup completes in the others, and `pgark copy`
+ * brings its copy to the one that failed later. Only when none is left does the backup
+ * fail, with the error of the first one dropped (or of the last one, when it fails during
+ * the run).
  */
 #include "backup_int.h"
 
@@ -32,6 +40,8 @@
 #include <unistd.h>
 
 struct backup_cmd {
+    char **only; /* --repo NAME (repeatable, or a comma list); NULL-terminated */
+    size_t nonly;
     const char *label_opt;
     int checkpoint; /* -1: from the configuration */
     bool no_progress;
@@ -40,10 +50,13 @@ struct backup_cmd {
 
 static int parse_args(int argc, char **argv, struct backup_cmd *a)
 {
-    static const struct option options[] = {
-        {"label", required_argument, NULL, 'l'}, {"checkpoint", required_argument, NULL, 'c'},
-        {"no-progress", no_argument, NULL, 'n'}, {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},        {0, 0, 0, 0}};
+    static const struct option options[] = {{"label", required_argument, NULL, 'l'},
+                                            {"checkpoint", required_argument, NULL, 'c'},
+                                            {"no-progress", no_argument, NULL, 'n'},
+                                            {"json", no_argument, NULL, 'j'},
+                                            {"repo", required_argument, NULL, 'r'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {0, 0, 0, 0}};
     int opt;
 
     memset(a, 0, sizeof(*a));
@@ -74,12 +87,24 @@ static int parse_args(int argc, char **argv, struct backup_cmd *a)
         case 'n':
             a->no_progress = true;
             break;
+        case 'r': {
+            char *copy = xstrdup(optarg), *save = NULL;
+            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                a->only = xrealloc(a->only, (a->nonly + 2) * sizeof(*a->only));
+                a->only[a->nonly++] = xstrdup(t);
+                a->only[a->nonly] = NULL;
+            }
+            free(copy);
+            if (!a->only)
+                return err_set(ERR_USAGE, "option \"--repo\" of backup needs a repository name");
+            break;
+        }
         case 'j':
             a->json = true;
             break;
         case 'h':
-            printf("usage: pgark backup [--label L] [--checkpoint fast|spread] [--no-progress] "
-                   "[--json]\n");
+            printf("usage: pgark backup [--label L] [--checkpoint fast|spread] [--repo NAME]... "
+                   "[--no-progress] [--json]\n");
             return 1;
         case ':':
             err_set(ERR_USAGE, "option \"%s\" of backup needs a value", argv[optind - 1]);
@@ -105,24 +130,52 @@ static json_t *iso_time(int64_t us)
     return json_string(text);
 }
 
+/* What became of one repository selected for the backup, in configuration order: its
+ * target (NULL when it was dropped before the run), or why it was dropped. */
+struct repo_result {
+    const char *name;
+    struct backup_target *t;
+    char *error; /* dropped before the run: the failure as one line */
+    bool logged; /* that error was logged */
+};
+
+static bool result_failed(const struct repo_result *r)
+{
+    return !r->t || r->t->failed;
+}
+
+static const char *result_error(const struct repo_result *r)
+{
+    return r->t ? r->t->error : r->error;
+}
+
 static json_t *summary_json(const char *label, const struct pg_bb_info *info, int64_t start_us,
                             int64_t stop_us, const struct backup_totals *tot,
-                            const struct backup_target *targets, size_t ntargets,
+                            const struct repo_result *results, size_t nresults,
                             const struct config_cluster *cl)
 {
     char a[LSN_STRLEN], b[LSN_STRLEN];
     uint64_t stored = 0, fresh = 0, reused = 0;
     json_t *repos = json_array();
+    json_t *failed = json_array();
 
-    for (size_t i = 0; i < ntargets; i++) {
-        stored += targets[i].stored_bytes;
-        fresh += targets[i].new_chunks;
-        reused += targets[i].reused_chunks;
+    for (size_t i = 0; i < nresults; i++) {
+        const struct repo_result *r = &results[i];
+        if (result_failed(r)) {
+            const char *why = result_error(r);
+            json_array_append_new(repos, json_pack("{s:s, s:s, s:s}", "name", r->name, "status",
+                                                   "failed", "error", why ? why : "failed"));
+            json_array_append_new(failed, json_string(r->name));
+            continue;
+        }
+        stored += r->t->stored_bytes;
+        fresh += r->t->new_chunks;
+        reused += r->t->reused_chunks;
         json_array_append_new(repos,
-                              json_pack("{s:s, s:I, s:I, s:I}", "name", repo_name(targets[i].repo),
-                                        "stored_bytes", (json_int_t)targets[i].stored_bytes,
-                                        "new_chunks", (json_int_t)targets[i].new_chunks,
-                                        "reused_chunks", (json_int_t)targets[i].reused_chunks));
+                              json_pack("{s:s, s:s, s:I, s:I, s:I}", "name", r->name, "status",
+                                        "ok", "stored_bytes", (json_int_t)r->t->stored_bytes,
+                                        "new_chunks", (json_int_t)r->t->new_chunks, "reused_chunks",
+                                        (json_int_t)r->t->reused_chunks));
     }
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:s, s:o, s:o, s:i, s:I, s:I, s:I, s:I, s:I, s:I, "
@@ -136,6 +189,7 @@ static json_t *summary_json(const char *label, const struct pg_bb_info *info, in
         (json_int_t)tot->wal_segments, "duration_seconds",
         round((double)(stop_us - start_us) / 1000.0) / 1000.0);
     json_object_set_new(o, "repositories", repos);
+    json_object_set_new(o, "failed_repositories", failed);
     return o;
 }
 
@@ -161,6 +215,12 @@ static void print_human(json_t *s)
            (long long)json_integer_value(json_object_get(s, "wal_segments")));
     json_array_foreach(json_object_get(s, "repositories"), i, r)
     {
+        if (strcmp(json_string_value(json_object_get(r, "status")), "ok") != 0) {
+            printf("  repository \"%s\": FAILED, the backup is not in it: %s\n",
+                   json_string_value(json_object_get(r, "name")),
+                   json_string_value(json_object_get(r, "error")));
+            continue;
+        }
         printf("  repository \"%s\": %s stored, %lld new chunks, %lld reused\n",
                json_string_value(json_object_get(r, "name")),
                size_format((uint64_t)json_integer_value(json_object_get(r, "stored_bytes")), a,
@@ -175,57 +235,178 @@ struct session {
     struct pg_conn *conn;
     struct repo_options ro; /* the cluster's, as every repository is opened with */
     struct cli_repo *repos;
-    struct backup_target *targets; /* one per repository, ntargets opened */
+    struct backup_target *targets; /* one per repository opened: ntargets */
     size_t ntargets;
+    struct repo_result *results; /* one per repository selected, in configuration order */
+    size_t nresults;
+    struct err_saved *first_error; /* of the first repository dropped before the run */
 };
 
 static void session_free(struct session *s)
 {
     repo_heartbeat_stop(s->heartbeat); /* before the repositories it writes to */
-    for (size_t i = 0; i < s->ntargets; i++)
+    for (size_t i = 0; i < s->ntargets; i++) {
         cli_repo_close(&s->repos[i]);
+        free(s->targets[i].error);
+    }
+    for (size_t i = 0; i < s->nresults; i++)
+        free(s->results[i].error);
+    if (s->first_error) { /* discarded, the current error kept */
+        struct err_saved *now = err_save();
+        err_restore(s->first_error);
+        err_clear();
+        err_restore(now);
+    }
+    free(s->results);
     free(s->targets);
     free(s->repos);
     pg_conn_free(s->conn);
 }
 
+static bool selected(const struct backup_cmd *a, const char *name)
+{
+    if (!a->only)
+        return true;
+    for (size_t i = 0; i < a->nonly; i++)
+        if (strcmp(a->only[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Every --repo names a repository of the cluster. */
+static int check_only(const struct backup_cmd *a, const struct config *cfg,
+                      const struct config_cluster *cl)
+{
+    for (size_t k = 0; k < a->nonly; k++) {
+        bool found = false;
+        for (size_t i = 0; !found && i < cl->nrepos; i++)
+            found = strcmp(config_cluster_repo(cfg, cl, i)->name, a->only[k]) == 0;
+        if (found)
+            continue;
+        struct buf names = BUF_INIT;
+        for (size_t i = 0; i < cl->nrepos; i++)
+            buf_appendf(&names, "%s\"%s\"", i ? ", " : "", config_cluster_repo(cfg, cl, i)->name);
+        err_set(ERR_USAGE, "repository \"%s\" is not a repository of cluster \"%s\"", a->only[k],
+                cl->name);
+        err_hint("the cluster's repositories are %s", names.data ? (char *)names.data : "none");
+        buf_free(&names);
+        return err_code();
+    }
+    return 0;
+}
+
+/* Target i failed before the run (the error set): kept in its result, closed and taken
+ * out of the targets. The first such error is kept, as the backup's own if none is left
+ * (none_left); else none_left logs it. */
+static void drop_early(struct session *s, size_t i)
+{
+    char *line = cli_error_text();
+
+    for (size_t k = 0; k < s->nresults; k++)
+        if (s->results[k].t == &s->targets[i]) {
+            s->results[k].t = NULL;
+            s->results[k].error = line;
+            line = NULL;
+        }
+    free(line);
+    if (s->first_error)
+        err_clear();
+    else
+        s->first_error = err_save();
+    cli_repo_close(&s->repos[i]);
+    /* results point into targets: shift them with it */
+    for (size_t k = 0; k < s->nresults; k++)
+        if (s->results[k].t && s->results[k].t > &s->targets[i])
+            s->results[k].t--;
+    memmove(&s->repos[i], &s->repos[i + 1], (s->ntargets - i - 1) * sizeof(*s->repos));
+    memmove(&s->targets[i], &s->targets[i + 1], (s->ntargets - i - 1) * sizeof(*s->targets));
+    s->ntargets--;
+}
+
+/* None left: the backup fails with the first repository's error, as it always did. Else the
+ * repositories dropped are logged (once), and the backup goes on in the others. */
+static int none_left(struct session *s, const char *label)
+{
+    if (s->ntargets == 0) {
+        err_restore(s->first_error);
+        s->first_error = NULL;
+        return err_code();
+    }
+    for (size_t i = 0; i < s->nresults; i++) {
+        struct repo_result *r = &s->results[i];
+        if (!r->error || r->logged)
+            continue;
+        log_error("repository \"%s\" dropped from backup \"%s\", which goes on in the others: %s",
+                  r->name, label, r->error);
+        r->logged = true;
+    }
+    return 0;
+}
+
 /* Write the running markers and keep them beating (repo.h, running markers), then wait
- * for any expire to finish. Tests shorten the interval with PGARK_TEST_HEARTBEAT_MS. */
+ * for any expire to finish. A repository where the first marker cannot be written, or
+ * the wait fails, is dropped. Tests shorten the interval with PGARK_TEST_HEARTBEAT_MS. */
 static int announce(struct session *s, const char *label)
 {
     const char *ms = getenv("PGARK_TEST_HEARTBEAT_MS");
-    struct repo **repos = xcalloc(s->ntargets + 1, sizeof(*repos));
-    int rc = 0;
+    struct repo **repos = NULL;
 
+    for (size_t i = 0; i < s->ntargets;) {
+        if (repo_marker_put(s->targets[i].repo, label) < 0) {
+            err_context("while writing the running marker of backup \"%s\" in repository \"%s\"",
+                        label, repo_name(s->targets[i].repo));
+            drop_early(s, i);
+            continue;
+        }
+        i++;
+    }
+    if (none_left(s, label) < 0)
+        return err_code();
+    repos = xcalloc(s->ntargets + 1, sizeof(*repos));
     for (size_t i = 0; i < s->ntargets; i++)
         repos[i] = s->targets[i].repo;
     s->heartbeat = repo_heartbeat_start(repos, s->ntargets, label, ms ? atoi(ms) : 0, 0);
     free(repos);
     if (!s->heartbeat)
         return err_code();
-    for (size_t i = 0; rc == 0 && i < s->ntargets; i++)
-        rc = repo_expire_wait(s->targets[i].repo, 1000);
-    return rc;
+    for (size_t i = 0; i < s->ntargets;) {
+        if (repo_expire_wait(s->targets[i].repo, 1000) < 0) {
+            repo_heartbeat_drop(s->heartbeat, s->targets[i].repo);
+            drop_early(s, i);
+            continue;
+        }
+        i++;
+    }
+    return none_left(s, label);
 }
 
-/* Open (or create) every repository of the cluster for the server's system. */
+/* Open (or create) every selected repository of the cluster for the server's system; one
+ * that cannot be opened is dropped. */
 static int open_repos(const struct config *cfg, const struct config_cluster *cl,
-                      const struct repo_identity *id, struct session *s)
+                      const struct repo_identity *id, const struct backup_cmd *a, const char *label,
+                      struct session *s)
 {
     if (cli_repo_options(cfg, cl, CLI_REPO_ARCHIVE, &s->ro) < 0)
         return err_code();
-    s->repos = xcalloc(cl->nrepos, sizeof(*s->repos));
-    s->targets = xcalloc(cl->nrepos, sizeof(*s->targets));
+    s->repos = xcalloc(cl->nrepos + 1, sizeof(*s->repos));
+    s->targets = xcalloc(cl->nrepos + 1, sizeof(*s->targets));
+    s->results = xcalloc(cl->nrepos + 1, sizeof(*s->results));
     for (size_t i = 0; i < cl->nrepos; i++) {
         const struct config_repo *rc_repo = config_cluster_repo(cfg, cl, i);
+        if (!selected(a, rc_repo->name))
+            continue;
         struct cli_repo *r = &s->repos[s->ntargets];
-        if (cli_repo_open(cfg, cl, rc_repo, CLI_REPO_ARCHIVE, id, r) < 0) {
-            cli_repo_close(r);
-            return err_context("while opening repository \"%s\"", rc_repo->name);
-        }
+        struct repo_result *res = &s->results[s->nresults++];
+        res->name = rc_repo->name;
+        res->t = &s->targets[s->ntargets];
+        int rc = cli_repo_open(cfg, cl, rc_repo, CLI_REPO_ARCHIVE, id, r);
         s->targets[s->ntargets++].repo = r->repo;
+        if (rc < 0) {
+            err_context("while opening repository \"%s\"", rc_repo->name);
+            drop_early(s, s->ntargets - 1);
+        }
     }
-    return 0;
+    return none_left(s, label);
 }
 
 static const char *tmp_dir(void)
@@ -234,24 +415,57 @@ static const char *tmp_dir(void)
     return t && *t ? t : "/tmp";
 }
 
-/* backup.done, with what a reader of the chat wants: the label, its size, its time. */
+/* The repositories that failed, as JSON ({"name", "error"}), for the events. */
+static json_t *failed_json(const struct session *s)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < s->nresults; i++) {
+        const struct repo_result *r = &s->results[i];
+        if (!result_failed(r))
+            continue;
+        const char *why = result_error(r);
+        char *text = log_redact(why ? why : "failed");
+        json_array_append_new(a, json_pack("{s:s, s:s}", "name", r->name, "error", text));
+        free(text);
+    }
+    return a;
+}
+
+/* backup.done, with what a reader of the chat wants: the label, its size, its time, and
+ * the repositories it is not in. */
 static void notify_done(const struct config *cfg, const struct config_cluster *cl,
-                        const char *label, json_t *sum, int64_t start_us, int64_t stop_us)
+                        const char *label, json_t *sum, int64_t start_us, int64_t stop_us,
+                        const struct session *s)
 {
     if (cfg->nnotify == 0)
         return;
     char took[32];
+    json_t *failed = failed_json(s);
+    struct buf names = BUF_INIT;
+    size_t i;
+    json_t *f;
+    json_array_foreach(failed, i, f)
+    {
+        buf_appendf(&names, "%s\"%s\"", i ? ", " : "",
+                    json_string_value(json_object_get(f, "name")));
+    }
     duration_format((stop_us - start_us) / 1000, took, sizeof(took));
     struct notify_event *e =
-        notify_event_new(cl->name, CONFIG_EVENT_BACKUP_DONE, "backup %s done in %s", label, took);
+        names.data ? notify_event_new(cl->name, CONFIG_EVENT_BACKUP_DONE,
+                                      "backup %s done in %s, but not in repository %s", label, took,
+                                      (char *)names.data)
+                   : notify_event_new(cl->name, CONFIG_EVENT_BACKUP_DONE, "backup %s done in %s",
+                                      label, took);
     e->since_us = start_us;
     const char *keys[] = {"label",         "start_lsn",    "stop_lsn", "timeline",
                           "logical_bytes", "stored_bytes", "files",    "duration_seconds"};
-    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-        json_t *v = json_object_get(sum, keys[i]);
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        json_t *v = json_object_get(sum, keys[k]);
         if (v)
-            json_object_set(e->details, keys[i], v);
+            json_object_set(e->details, keys[k], v);
     }
+    json_object_set_new(e->details, "failed_repositories", failed);
+    buf_free(&names);
     cli_notify(cfg, cl, e);
 }
 
@@ -263,21 +477,23 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
     struct pg_bb_info info = {0};
     struct pg_system sys;
     uint64_t seg_size = 0;
-    char label[64];
+    char label[64] = "";
     char *fp_dir = NULL;
     int rc;
 
     rc = parse_args(argc, argv, &args);
-    if (rc > 0)
-        return 0; /* --help */
-    if (rc < 0)
-        return 2;
+    if (rc != 0) {
+        for (size_t i = 0; i < args.nonly; i++)
+            free(args.only[i]);
+        free(args.only);
+        return rc > 0 ? 0 : 2; /* --help, or bad usage */
+    }
     const struct config_cluster *cl = cli_cluster(ctx);
-    if (!cl)
-        return 2;
-    const struct config *cfg = cli_config(ctx);
-    if (cli_require_tls(cfg, cl) < 0)
-        return 2;
+    const struct config *cfg = cl ? cli_config(ctx) : NULL;
+    if (!cl || cli_require_tls(cfg, cl) < 0 || check_only(&args, cfg, cl) < 0) {
+        rc = 2;
+        goto out;
+    }
     bool fast = args.checkpoint >= 0 ? args.checkpoint == CONFIG_CHECKPOINT_FAST
                                      : cl->backup.checkpoint == CONFIG_CHECKPOINT_FAST;
 
@@ -291,25 +507,31 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
         goto fail;
     int version = pg_server_version(s.conn);
     struct repo_identity id = {sys.systemid, version / 10000, seg_size};
-    if (open_repos(cfg, cl, &id, &s) < 0)
-        goto fail;
-
     int64_t start_us = time_now_us();
     if (args.label_opt)
         snprintf(label, sizeof(label), "%s", args.label_opt);
     else
         time_format_label(start_us, label, sizeof(label));
-    for (size_t i = 0; i < s.ntargets; i++) {
+    if (open_repos(cfg, cl, &id, &args, label, &s) < 0)
+        goto fail;
+    for (size_t i = 0; i < s.ntargets;) {
         int e = repo_backup_exists(s.targets[i].repo, label);
-        if (e < 0)
-            goto fail;
         if (e > 0) {
             err_set(ERR_EXISTS, "backup \"%s\" already exists in repository \"%s\"", label,
                     repo_name(s.targets[i].repo));
             err_hint("give another --label, or wait a second for a new time-based label");
             goto fail;
         }
+        if (e < 0) {
+            err_context("while looking for backup \"%s\" in repository \"%s\"", label,
+                        repo_name(s.targets[i].repo));
+            drop_early(&s, i);
+            continue;
+        }
+        i++;
     }
+    if (none_left(&s, label) < 0)
+        goto fail;
 
     /* Announce the backup before listing the chunks it may reuse, so that an expire
      * does not sweep them meanwhile (repo.h, running markers). */
@@ -356,26 +578,52 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
     if (backup_run_finish(run, &info, start_us, stop_us) < 0)
         goto fail;
 
-    json_t *sum = summary_json(label, &info, start_us, stop_us, backup_run_totals(run), s.targets,
-                               s.ntargets, cl);
+    json_t *sum = summary_json(label, &info, start_us, stop_us, backup_run_totals(run), s.results,
+                               s.nresults, cl);
     ctx->metrics_bytes = (int64_t)backup_run_totals(run)->logical_bytes;
-    notify_done(cfg, cl, label, sum, start_us, stop_us);
+    notify_done(cfg, cl, label, sum, start_us, stop_us, &s);
     if (args.json) {
         cli_print_json(sum);
     } else {
         print_human(sum);
     }
-    json_decref(sum);
     rc = 0;
+    json_t *failed = json_object_get(sum, "failed_repositories");
+    if (json_array_size(failed) > 0) {
+        /* Complete where it is, and said so; the exit code tells a script the rest. */
+        size_t i;
+        json_t *f;
+        json_array_foreach(failed, i, f)
+        {
+            const char *name = json_string_value(f);
+            const char *from = NULL;
+            for (size_t k = 0; !from && k < s.nresults; k++)
+                if (!result_failed(&s.results[k]))
+                    from = s.results[k].name;
+            log_error("backup \"%s\" of cluster \"%s\" is not in repository \"%s\"", label,
+                      cl->name, name);
+            log_msg(
+                LOG_ERROR,
+                "hint: once the repository is back, \"pgark copy --from %s --to %s --backup %s\" "
+                "copies it there",
+                from, name, label);
+        }
+        rc = BACKUP_EXIT_PARTIAL;
+    }
+    json_decref(sum);
     goto out;
 fail:
     err_context("backup of cluster \"%s\" failed", cl->name);
     rc = err_exit_code();
-    cli_notify_error(cfg, cl, CONFIG_EVENT_BACKUP_FAILED, "backup");
+    cli_notify_error_with(cfg, cl, CONFIG_EVENT_BACKUP_FAILED, "backup",
+                          json_pack("{s:o}", "failed_repositories", failed_json(&s)));
 out:
     backup_run_free(run);
     free(fp_dir);
     pg_bb_info_free(&info);
     session_free(&s);
+    for (size_t i = 0; i < args.nonly; i++)
+        free(args.only[i]);
+    free(args.only);
     return rc;
 }

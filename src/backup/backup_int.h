@@ -118,6 +118,10 @@ struct backup_target {
     uint64_t new_chunks;    /* chunks written by this backup */
     uint64_t reused_chunks; /* chunks already in the repository (or written earlier in
                              * this backup) */
+    /* A repository that failed during the run is dropped from it, the backup goes on in
+     * the others: failed set, error the failure as one line (the target owns it). */
+    bool failed;
+    char *error;
 };
 
 struct backup_params {
@@ -198,6 +202,11 @@ void backup_run_show_progress(struct backup_run *run, bool enabled);
 
 /* For pg_base_backup's started callback (arg: the run): sizes the progress line. */
 int backup_run_started(void *run, const struct pg_bb_info *info);
+
+/* Drop target t from the run, the current error (of this thread) being why: it is logged,
+ * kept in t->error and cleared, and the run goes on in the other targets. When no target
+ * is left, the error stays set and its code is returned: the backup fails. Thread-safe. */
+int backup_run_drop(struct backup_run *run, struct backup_target *t);
 
 /* The stream ended well: wait for the workers; confirm that every chunk and WAL segment
  * the backup names is still in every repository (run.c, "before the manifests"), else

@@ -43,6 +43,7 @@
 #include "backup_int.h"
 
 #include "pgark/chunker.h"
+#include "pgark/cli.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
@@ -183,6 +184,41 @@ static int put_fd(struct repo *r, const char *path, int fd, uint64_t len)
     return repo_writer_commit(w);
 }
 
+/* --- repositories dropped ------------------------------------------------------------ */
+
+static bool target_live(struct backup_run *run, const struct target_state *ts)
+{
+    pthread_mutex_lock(&run->lock);
+    bool live = !ts->t->failed;
+    pthread_mutex_unlock(&run->lock);
+    return live;
+}
+
+int backup_run_drop(struct backup_run *run, struct backup_target *t)
+{
+    size_t live = 0;
+
+    pthread_mutex_lock(&run->lock);
+    bool first = !t->failed;
+    t->failed = true;
+    for (size_t i = 0; i < run->p.ntargets; i++)
+        if (!run->p.targets[i].failed)
+            live++;
+    pthread_mutex_unlock(&run->lock);
+    if (live == 0) /* the last one: the backup fails with its error */
+        return err_code();
+    if (!first) { /* another thread dropped it already */
+        err_clear();
+        return 0;
+    }
+    t->error = cli_error_line(false);
+    log_error("repository \"%s\" dropped from backup \"%s\", which goes on in the other %zu: %s",
+              repo_name(t->repo), run->p.label, live, t->error);
+    if (run->p.heartbeat)
+        repo_heartbeat_drop(run->p.heartbeat, t->repo);
+    return 0;
+}
+
 /* --- workers ------------------------------------------------------------------------- */
 
 static uint8_t *name_slot(struct bk_file *f, size_t group, uint64_t index)
@@ -203,7 +239,8 @@ static bool name_from_cache(struct backup_run *run, struct bk_file *f, const str
         return false;
     pthread_mutex_lock(&run->lock);
     for (size_t i = 0; held && i < run->p.ntargets; i++)
-        held = chunkset_has(run->ts[i].known, fpcache_digest(f->old, m, run->ts[i].group));
+        held = run->ts[i].t->failed ||
+               chunkset_has(run->ts[i].known, fpcache_digest(f->old, m, run->ts[i].group));
     if (held)
         run->totals.unchanged++;
     pthread_mutex_unlock(&run->lock);
@@ -236,8 +273,9 @@ static int store_chunk(void *arg, void *job, struct chunk *ch, bool skipped)
         const uint8_t *name = name_slot(f, ts->group, index);
 
         pthread_mutex_lock(&run->lock);
-        bool fresh = chunkset_add(ts->known, name);
-        if (!fresh)
+        bool dropped = ts->t->failed;
+        bool fresh = !dropped && chunkset_add(ts->known, name);
+        if (!fresh && !dropped)
             ts->t->reused_chunks++;
         pthread_mutex_unlock(&run->lock);
         if (!fresh)
@@ -253,7 +291,8 @@ static int store_chunk(void *arg, void *job, struct chunk *ch, bool skipped)
         if (rc < 0) {
             err_context("while storing chunk %llu of \"%s\" in repository \"%s\"",
                         (unsigned long long)index, f->path, repo_name(ts->t->repo));
-            break;
+            rc = backup_run_drop(run, ts->t);
+            continue;
         }
         pthread_mutex_lock(&run->lock);
         ts->t->new_chunks++;
@@ -471,10 +510,14 @@ static int archive_wal(struct backup_run *run)
     }
     free(why);
     for (size_t i = 0; rc == 0 && complete && i < run->p.ntargets; i++) {
+        if (!target_live(run, &run->ts[i]))
+            continue;
         rc = repo_wal_push_fd(run->ts[i].t->repo, run->wal_name, run->wal_fd, run->wal_len);
-        if (rc < 0)
+        if (rc < 0) {
             err_context("while archiving WAL segment %s of the backup in repository \"%s\"",
                         run->wal_name, repo_name(run->ts[i].t->repo));
+            rc = backup_run_drop(run, run->ts[i].t);
+        }
     }
     if (rc == 0 && complete) {
         run->totals.wal_segments++;
@@ -490,10 +533,14 @@ static int archive_history(struct backup_run *run, const char *path)
     int rc = 0;
 
     for (size_t i = 0; rc == 0 && i < run->p.ntargets; i++) {
+        if (!target_live(run, &run->ts[i]))
+            continue;
         rc = repo_wal_push_history(run->ts[i].t->repo, tli, run->history.data, run->history.len);
-        if (rc < 0)
+        if (rc < 0) {
             err_context("while archiving \"%s\" in repository \"%s\"", path,
                         repo_name(run->ts[i].t->repo));
+            rc = backup_run_drop(run, run->ts[i].t);
+        }
     }
     return rc;
 }
@@ -637,9 +684,10 @@ struct backup_run *backup_run_new(const struct backup_params *params)
         else
             run->keyed = true;
         ts->known = chunkset_new();
-        if (repo_chunk_list(ts->t->repo, load_known, ts->known) < 0) {
+        if (!ts->t->failed && repo_chunk_list(ts->t->repo, load_known, ts->known) < 0) {
             err_context("while listing the chunks of repository \"%s\"", repo_name(ts->t->repo));
-            goto fail;
+            if (backup_run_drop(run, ts->t) < 0)
+                goto fail;
         }
         log_detail("repository \"%s\" holds %zu chunks", repo_name(ts->t->repo),
                    chunkset_count(ts->known));
@@ -898,6 +946,24 @@ static int confirm_target(struct backup_run *run, struct target_state *ts, FILE 
     return rc;
 }
 
+/* Beat in every repository left, dropping those where it fails. */
+static int beat(struct backup_run *run, struct repo_heartbeat *hb)
+{
+    for (;;) {
+        struct repo *failed = NULL;
+        int rc = repo_heartbeat_beat(hb, &failed);
+        struct backup_target *t = NULL;
+        for (size_t i = 0; failed && i < run->p.ntargets; i++)
+            if (run->p.targets[i].repo == failed)
+                t = &run->p.targets[i];
+        if (rc == 0 || !t)
+            return rc;
+        err_context("in repository \"%s\"", repo_name(failed));
+        if ((rc = backup_run_drop(run, t)) < 0)
+            return rc;
+    }
+}
+
 /*
  * Confirm, then store the server's backup_manifest, under a fresh lease: beat, wait for
  * any live expire (a sweep that took this backup for dead ends before the confirmation
@@ -912,16 +978,29 @@ static int confirm_stored(struct backup_run *run, FILE **json, long mlen)
     int rc = repo_backup_path(run->p.label, "backup_manifest", path, sizeof(path));
 
     for (int attempt = 1; rc == 0; attempt++) {
-        if (hb && (rc = repo_heartbeat_beat(hb)) < 0)
+        if (hb && (rc = beat(run, hb)) < 0)
             break;
-        for (size_t i = 0; hb && rc == 0 && i < run->p.ntargets; i++)
-            rc = repo_expire_wait(run->ts[i].t->repo, 1000);
-        for (size_t i = 0; rc == 0 && i < run->p.ntargets; i++)
-            rc = confirm_target(run, &run->ts[i], json[i]);
+        for (size_t i = 0; hb && rc == 0 && i < run->p.ntargets; i++) {
+            if (run->ts[i].t->failed)
+                continue;
+            if ((rc = repo_expire_wait(run->ts[i].t->repo, 1000)) < 0)
+                rc = backup_run_drop(run, run->ts[i].t);
+        }
+        for (size_t i = 0; rc == 0 && i < run->p.ntargets; i++) {
+            if (run->ts[i].t->failed)
+                continue;
+            if ((rc = confirm_target(run, &run->ts[i], json[i])) < 0)
+                rc = backup_run_drop(run, run->ts[i].t);
+        }
         for (size_t i = 0; rc == 0 && mlen > 0 && i < run->p.ntargets; i++) {
+            if (run->ts[i].t->failed)
+                continue;
             rc = put_fd(run->ts[i].t->repo, path, fileno(run->server_manifest), (uint64_t)mlen);
-            if (rc < 0)
-                err_context("while storing the server's backup_manifest");
+            if (rc < 0) {
+                err_context("while storing the server's backup_manifest in repository \"%s\"",
+                            repo_name(run->ts[i].t->repo));
+                rc = backup_run_drop(run, run->ts[i].t);
+            }
         }
         if (rc < 0 || !hb || repo_heartbeat_held(hb))
             break;
@@ -973,6 +1052,8 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
     /* Every manifest.json spooled first: it is what the confirmation reads. */
     for (size_t i = 0; i < run->p.ntargets; i++) {
         struct target_state *ts = &run->ts[i];
+        if (ts->t->failed)
+            continue;
         struct manifest_header h = {
             .format = MANIFEST_FORMAT,
             .label = run->p.label,
@@ -1010,6 +1091,8 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
         goto out;
     for (size_t i = 0; i < run->p.ntargets; i++) {
         struct target_state *ts = &run->ts[i];
+        if (ts->t->failed)
+            continue;
         if (fseek(json[i], 0, SEEK_END) != 0) {
             rc = err_set_errno(ERR_IO, errno, "could not read back the spooled manifest");
             goto out;
@@ -1017,7 +1100,8 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
         if ((rc = put_fd(ts->t->repo, path, fileno(json[i]), (uint64_t)ftell(json[i]))) < 0) {
             err_context("while writing the manifest of backup \"%s\" in repository \"%s\"",
                         run->p.label, repo_name(ts->t->repo));
-            goto out;
+            if ((rc = backup_run_drop(run, ts->t)) < 0)
+                goto out;
         }
     }
     if (run->fp) {

@@ -33,12 +33,13 @@ const struct config *cli_config(struct cli_context *ctx)
     return loaded;
 }
 
-char *cli_error_line(bool with_hint)
+static char *error_line(bool with_hint, bool clear)
 {
     char *text = err_format();
     const char *hint = with_hint ? err_hint_text() : NULL;
     char *hint_copy = hint ? xstrdup(hint) : NULL;
-    err_clear();
+    if (clear)
+        err_clear();
     for (char *p; (p = strstr(text, "\n  ")) != NULL;) {
         p[0] = ';';
         p[1] = ' ';
@@ -51,6 +52,16 @@ char *cli_error_line(bool with_hint)
         text = both;
     }
     return text;
+}
+
+char *cli_error_line(bool with_hint)
+{
+    return error_line(with_hint, true);
+}
+
+char *cli_error_text(void)
+{
+    return error_line(false, false);
 }
 
 int cli_json_args(int argc, char **argv, const char *command, bool *as_json)

@@ -57,8 +57,16 @@ void cli_notify(const struct config *cfg, const struct config_cluster *cl, struc
 void cli_notify_error(const struct config *cfg, const struct config_cluster *cl, unsigned kind,
                       const char *what)
 {
-    if (cfg->nnotify == 0)
+    cli_notify_error_with(cfg, cl, kind, what, NULL);
+}
+
+void cli_notify_error_with(const struct config *cfg, const struct config_cluster *cl, unsigned kind,
+                           const char *what, json_t *extra)
+{
+    if (cfg->nnotify == 0) {
+        json_decref(extra);
         return;
+    }
     char *raw = err_format();
     char *text = log_redact(raw);
     char *message = log_redact(err_message() ? err_message() : "unknown error");
@@ -66,6 +74,9 @@ void cli_notify_error(const struct config *cfg, const struct config_cluster *cl,
     json_object_set_new(e->details, "error", json_string(text));
     if (err_hint_text())
         json_object_set_new(e->details, "hint", json_string(err_hint_text()));
+    if (extra)
+        json_object_update(e->details, extra);
+    json_decref(extra);
     free(message);
     free(text);
     free(raw);

@@ -48,14 +48,29 @@ static const char *what(const struct repo_heartbeat *hb)
     return hb->label ? "backup" : "expire";
 }
 
-/* Write the marker in every repository. 0, or the first failure (error set). */
-static int beat_all(struct repo_heartbeat *hb)
+/* Write the marker in every repository, also past one that fails (a repository down
+ * must not leave the others' markers to go stale). 0, or the first failure (error set;
+ * *failed, when not NULL, the repository it failed in). */
+static int beat_all(struct repo_heartbeat *hb, struct repo **failed)
 {
+    struct err_saved *first = NULL;
     int rc = 0;
     pthread_mutex_lock(&hb->beat);
     int64_t began = boot_us();
-    for (size_t i = 0; i < hb->n && rc == 0; i++)
-        rc = repo_marker_put(hb->repos[i], hb->label);
+    for (size_t i = 0; i < hb->n; i++) {
+        if (repo_marker_put(hb->repos[i], hb->label) == 0)
+            continue;
+        if (first) {
+            err_clear();
+            continue;
+        }
+        rc = err_code();
+        if (failed)
+            *failed = hb->repos[i];
+        first = err_save();
+    }
+    if (first)
+        err_restore(first);
     pthread_mutex_lock(&hb->lock);
     if (rc == 0) {
         if (began - hb->last_ok_us > hb->lease_us)
@@ -82,7 +97,7 @@ static void *beat_thread(void *arg)
         if (hb->stop)
             break;
         pthread_mutex_unlock(&hb->lock);
-        int rc = beat_all(hb);
+        int rc = beat_all(hb, NULL);
         pthread_mutex_lock(&hb->lock);
         if (rc < 0 && !hb->warned) {
             log_warn("could not refresh the running marker of %s%s%s: %s (retrying every %lld s; "
@@ -154,9 +169,11 @@ struct repo_heartbeat *repo_heartbeat_start(struct repo *const *repos, size_t n,
     return hb;
 }
 
-int repo_heartbeat_beat(struct repo_heartbeat *hb)
+int repo_heartbeat_beat(struct repo_heartbeat *hb, struct repo **failed)
 {
-    int rc = beat_all(hb);
+    if (failed)
+        *failed = NULL;
+    int rc = beat_all(hb, failed);
     pthread_mutex_lock(&hb->lock);
     hb->broken = rc < 0; /* a failed beat: no lease until one succeeds */
     pthread_mutex_unlock(&hb->lock);
@@ -164,6 +181,19 @@ int repo_heartbeat_beat(struct repo_heartbeat *hb)
         err_context("while refreshing the running marker of %s%s%s", what(hb), hb->label ? " " : "",
                     hb->label ? hb->label : "");
     return rc;
+}
+
+void repo_heartbeat_drop(struct repo_heartbeat *hb, const struct repo *r)
+{
+    pthread_mutex_lock(&hb->beat);
+    for (size_t i = 0; i < hb->n; i++) {
+        if (hb->repos[i] != r)
+            continue;
+        memmove(&hb->repos[i], &hb->repos[i + 1], (hb->n - i - 1) * sizeof(*hb->repos));
+        hb->n--;
+        break;
+    }
+    pthread_mutex_unlock(&hb->beat);
 }
 
 bool repo_heartbeat_held(struct repo_heartbeat *hb)

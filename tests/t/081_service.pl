@@ -22,7 +22,7 @@ use PgarkTest;
 my $root = File::Spec->rel2abs(dirname(__FILE__) . '/../..');
 my $tmp = PostgreSQL::Test::Utils::tempdir();
 my @units = map { s{.*/}{}r } sort glob("$root/contrib/systemd/*.service $root/contrib/systemd/*.timer");
-is(scalar(@units), 11, 'the receiver\'s unit and five service + timer pairs');
+is(scalar(@units), 13, 'the receiver\'s unit and six service + timer pairs');
 
 # make install under a DESTDIR: the binary, and the units naming it where it will be.
 my $r = run_cmd([ 'make', '--no-print-directory', '-C', $root, 'BUILD=' . PgarkTest::build_dir(), 'install',
@@ -53,7 +53,7 @@ like($receive_unit, qr/^$_$/m, "pgark-receive\@.service: $_")
 like(slurp_file("$root/contrib/systemd/pgark-$_->[0]\@.timer"), qr/^OnCalendar=$_->[1]$/m,
 	"pgark-$_->[0]\@.timer: $_->[1]")
   for ([ backup => 'daily' ], [ verify => 'daily' ], [ drill => 'weekly' ], [ expire => 'daily' ],
-	[ report => 'daily' ]);
+	[ report => 'daily' ], [ copy => '\*:0/15' ]);
 
 # The receiver and $NOTIFY_SOCKET.
 my $node = PostgreSQL::Test::Cluster->new('primary');

@@ -80,7 +80,7 @@ for my $cmd (qw(receive backup restore wal-fetch wal-push info verify expire che
 	like($text, qr/^\s+\Q$usage\E/m, "the man page has the usage of $cmd");
 }
 
-like($text, qr/Runs pgark restore from one repository/, '... and the help text of each (drill\'s)');
+like($text, qr/Runs\s+pgark\s+restore\s+from\s+one\s+repository/, '... and the help text of each (drill\'s)');
 like($text, qr/--config FILE\s+configuration file/, '... and the global options');
 
 $r = run_cmd([ 'make', '--no-print-directory', '-C', $root, 'BUILD=' . PgarkTest::build_dir(), 'install',

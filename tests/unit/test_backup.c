@@ -255,6 +255,7 @@ static int teardown(void **state)
     for (int i = 0; i < 2; i++) {
         repo_close(f->r[i]);
         storage_free(f->s[i]);
+        free(f->t[i].error);
     }
     char *cmd = xasprintf("rm -rf '%s'", f->dir);
     assert_int_equal(system(cmd), 0);
@@ -369,8 +370,12 @@ static struct backup_run *new_run_into(struct fixture *f, const char *label, siz
         .compression = "zstd",
         .confirm_by = f->confirm_by,
     };
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         f->t[i].stored_bytes = f->t[i].new_chunks = f->t[i].reused_chunks = 0;
+        f->t[i].failed = false;
+        free(f->t[i].error);
+        f->t[i].error = NULL;
+    }
     struct backup_run *run = backup_run_new(&p);
     assert_non_null(run);
     assert_int_equal(backup_run_started(run, &INFO), 0);
@@ -782,8 +787,10 @@ static void test_fingerprints(void **state)
 
 /* Before its manifests a run confirms that every chunk and WAL segment it names is still
  * stored (an expire that took the backup for dead may have swept them): one missing
- * fails the run naming it, its file and the repository, and no manifest.json nor
- * backup_manifest is written anywhere. By one listing and by a HEAD per chunk alike. */
+ * drops that repository from the run, with an error naming it, its file and the
+ * repository, and neither manifest.json nor backup_manifest is written there; the
+ * backup completes in the other. Missing in both, the run fails as before. By one
+ * listing and by a HEAD per chunk alike. */
 static void test_chunk_gone(void **state)
 {
     struct fixture *f = *state;
@@ -792,7 +799,11 @@ static void test_chunk_gone(void **state)
     memcpy(f->rel + CHUNK, f->rel, CHUNK);
     char hex[SHA256_HEX_LEN + 1];
     chunk_name(NULL, f->rel, CHUNK, hex);
+    char *want = xasprintf("chunk %s of \"base/5/16384\" is no longer in repository "
+                           "\"plain\": removed while the backup ran",
+                           hex);
 
+    /* Gone from "plain" alone: "plain" is dropped, the backup completes in "secret". */
     for (int k = 0; k < 2; k++) {
         f->confirm_by = k ? 1 : -1;
         struct backup_run *run = new_run(f, labels[k]);
@@ -801,51 +812,69 @@ static void test_chunk_gone(void **state)
         char *gone = plain_chunk_path(f, f->rel);
         assert_int_equal(unlink(gone), 0); /* chunks 0 and 1 of base/5/16384 */
         free(gone);
-        assert_int_equal(backup_run_finish(run, &INFO, 1764095200000000, 1764095201000000),
-                         -ERR_RUNTIME);
-        char *want = xasprintf("chunk %s of \"base/5/16384\" is no longer in repository "
-                               "\"plain\": removed while the backup ran",
-                               hex);
-        assert_string_equal(err_message(), want);
-        assert_non_null(strstr(err_hint_text(), "expire takes a backup for dead"));
-        free(want);
-        err_clear();
+        assert_int_equal(backup_run_finish(run, &INFO, 1764095200000000, 1764095201000000), 0);
+        assert_true(f->t[0].failed);
+        assert_non_null(f->t[0].error);
+        assert_non_null(strstr(f->t[0].error, want));
+        assert_false(f->t[1].failed);
         backup_run_free(run);
-        for (int i = 0; i < 2; i++) {
-            assert_int_equal(repo_backup_exists(f->r[i], labels[k]), 0);
-            char *bm = xasprintf("backups/%s/backup_manifest", labels[k]);
-            uint8_t *data = NULL;
-            size_t len;
-            assert_int_equal(repo_get_all(f->r[i], bm, &data, &len), -ERR_NOT_FOUND);
-            err_clear();
-            free(bm);
-        }
+        assert_int_equal(repo_backup_exists(f->r[0], labels[k]), 0);
+        assert_int_equal(repo_backup_exists(f->r[1], labels[k]), 1);
+        char *bm = xasprintf("backups/%s/backup_manifest", labels[k]);
+        uint8_t *data = NULL;
+        size_t len;
+        assert_int_equal(repo_get_all(f->r[0], bm, &data, &len), -ERR_NOT_FOUND);
+        err_clear();
+        free(bm);
     }
 
-    /* A WAL segment of the backup gone from the encrypted repository. */
+    /* A WAL segment of the backup gone from the encrypted repository: "secret" dropped. */
     f->confirm_by = 0;
     struct backup_run *run = new_run(f, "wal-gone");
     assert_int_equal(feed(f, run, 0), 0);
     assert_int_equal(backup_run_wait(run), 0);
     char *seg = xasprintf("%s/repo1/main/wal/00000001/00000001000000000000000A", f->dir);
     assert_int_equal(unlink(seg), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, 1764095210000000, 1764095211000000), 0);
+    assert_true(f->t[1].failed);
+    assert_non_null(strstr(f->t[1].error, "WAL segment 00000001000000000000000A of the backup is "
+                                          "no longer in repository \"secret\": removed while "
+                                          "the backup ran"));
+    assert_false(f->t[0].failed);
+    backup_run_free(run);
+    assert_int_equal(repo_backup_exists(f->r[0], "wal-gone"), 1);
+    assert_int_equal(repo_backup_exists(f->r[1], "wal-gone"), 0);
+
+    /* Gone from both: no repository left, the backup fails as it always did, no manifest. */
+    run = new_run(f, "both-gone");
+    assert_int_equal(feed(f, run, 0), 0);
+    assert_int_equal(backup_run_wait(run), 0);
+    char *gone = plain_chunk_path(f, f->rel);
+    assert_int_equal(unlink(gone), 0);
+    free(gone);
+    assert_int_equal(unlink(seg), 0);
     free(seg);
-    assert_int_equal(backup_run_finish(run, &INFO, 1764095210000000, 1764095211000000),
+    assert_int_equal(backup_run_finish(run, &INFO, 1764095215000000, 1764095216000000),
                      -ERR_RUNTIME);
     assert_string_equal(err_message(), "WAL segment 00000001000000000000000A of the backup is no "
                                        "longer in repository \"secret\": removed while the "
                                        "backup ran");
+    assert_non_null(strstr(err_hint_text(), "expire takes a backup for dead"));
     err_clear();
     backup_run_free(run);
-    assert_int_equal(repo_backup_exists(f->r[1], "wal-gone"), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(repo_backup_exists(f->r[i], "both-gone"), 0);
 
-    /* Nothing gone: the next run completes (and stores what was missing again). */
+    /* Nothing gone: the next run completes in both (and stores what was missing again). */
     run = new_run(f, "whole");
     assert_int_equal(feed(f, run, 0), 0);
     assert_int_equal(backup_run_finish(run, &INFO, 1764095220000000, 1764095221000000), 0);
     backup_run_free(run);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
+        assert_false(f->t[i].failed);
         assert_int_equal(repo_backup_exists(f->r[i], "whole"), 1);
+    }
+    free(want);
 }
 
 /* A backup from a standby: the segment of its stop point is only as far as the standby

@@ -391,7 +391,7 @@ static void test_heartbeat(void **state)
         held = repo_heartbeat_held(hb);
     }
     assert_false(held);
-    assert_int_equal(repo_heartbeat_beat(hb), 0);
+    assert_int_equal(repo_heartbeat_beat(hb, NULL), 0);
     assert_true(repo_heartbeat_held(hb));
     repo_heartbeat_stop(hb);
     assert_int_equal(read_beat("M"), -1);
@@ -401,6 +401,55 @@ static void test_heartbeat(void **state)
     assert_int_equal(err_kind(), ERR_USAGE);
     err_clear();
     repo_heartbeat_stop(NULL);
+}
+
+/* A repository that fails does not stop the beat in the others (a backup that lost one
+ * repository keeps its markers fresh in the rest), the caller learns which one failed,
+ * and once dropped it is beaten no more. */
+static void test_heartbeat_failing_repo(void **state)
+{
+    (void)state;
+    if (geteuid() == 0)
+        skip(); /* root writes into a read-only directory */
+    char root2[PATH_MAX + 8], dir[PATH_MAX + 32], cmd[PATH_MAX + 32];
+    snprintf(root2, sizeof(root2), "%s-bad", root);
+    struct storage *st2 = storage_posix_new("bad", root2);
+    struct repo_options ro = {.cluster = "main"};
+    struct repo_identity id = {42, 15, 16 * 1024 * 1024};
+    struct repo *bad = repo_open(st2, &ro, &id, true);
+    assert_non_null(bad);
+    struct repo *repos[2] = {bad, repo}; /* the failing one first */
+
+    struct repo_heartbeat *hb = repo_heartbeat_start(repos, 2, "D", 3600 * 1000, 0);
+    assert_non_null(hb);
+    int64_t first = read_beat("D");
+    assert_true(first > 0);
+    snprintf(dir, sizeof(dir), "%s/main/backups", root2);
+    assert_int_equal(chmod(dir, 0500), 0);
+    struct timespec ts = {0, 5 * 1000000L};
+    nanosleep(&ts, NULL);
+
+    struct repo *failed = NULL;
+    assert_true(repo_heartbeat_beat(hb, &failed) < 0);
+    assert_ptr_equal(failed, bad);
+    assert_non_null(strstr(err_message(), "D"));
+    err_clear();
+    assert_true(read_beat("D") > first); /* the other one was beaten all the same */
+    assert_false(repo_heartbeat_held(hb));
+
+    repo_heartbeat_drop(hb, bad);
+    failed = repo;
+    assert_int_equal(repo_heartbeat_beat(hb, &failed), 0);
+    assert_null(failed);
+    assert_true(repo_heartbeat_held(hb));
+    repo_heartbeat_stop(hb);
+    assert_int_equal(read_beat("D"), -1);
+
+    assert_int_equal(chmod(dir, 0700), 0);
+    repo_close(bad);
+    storage_free(st2);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root2);
+    assert_int_equal(system(cmd), 0);
 }
 
 int main(void)
@@ -414,6 +463,7 @@ int main(void)
         cmocka_unit_test(test_markers),
         cmocka_unit_test(test_marker_judge),
         cmocka_unit_test(test_heartbeat),
+        cmocka_unit_test(test_heartbeat_failing_repo),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
