@@ -70,7 +70,8 @@ static const struct command commands[] = {
      "              [--target-timeline latest|N] [--delta] [--force] [--tablespace-map "
      "OID=DIR]...\n"
      "              [--tablespace-dir DIR] [--waldir DIR] [--repo NAME] [--start [--port N] "
-     "[--wait]]",
+     "[--wait]]\n"
+     "              [--no-chunk-check]",
      "lay down a backup and the recovery settings for point-in-time recovery",
      "TARGET is one of --target-time TS, --target-xid X, --target-lsn X/X,\n"
      "--target-name NAME, --target immediate, --target latest (the default);\n"
@@ -83,7 +84,12 @@ static const struct command commands[] = {
      "unless --delta or --force) with pg_wal a symlink to it; over a directory whose\n"
      "pg_wal already is a symlink, --delta and --force keep it. A manifest that would\n"
      "write outside the data directory, its tablespaces or its WAL directory is\n"
-     "refused before anything is written (exit 3).\n"},
+     "refused before anything is written (exit 3).\n"
+     "Before writing, restore checks that every chunk of the backup is in some\n"
+     "repository of the cluster (one listing; --no-chunk-check skips it); a chunk\n"
+     "damaged or missing in the chosen repository is read from another one (warned).\n"
+     "When no repository holds it, restore fails (exit 3) naming the newest backup that\n"
+     "does not need it.\n"},
     {"wal-fetch", cmd_wal_fetch, "wal-fetch [--repo NAME] SEGMENT DEST",
      "restore_command helper (%f %p), with read-ahead",
      "Exits 1 when no repository has the file, as restore_command requires, and 255\n"
@@ -92,7 +98,8 @@ static const struct command commands[] = {
      "For servers that cannot be streamed from.\n"},
     {"info", cmd_info, "info [--json]",
      "backups, recovery window per timeline, archive state, RPO now", ""},
-    {"verify", cmd_verify, "verify [--backup LABEL|--days N] [--repair-index] [--json]",
+    {"verify", cmd_verify,
+     "verify [--backup LABEL|--days N] [--repair-index] [--no-quarantine] [--json]",
      "re-read and check every object, WAL continuity and timelines",
      "Re-reads every object of every repository of the cluster (envelope, authentication\n"
      "tag, SHA-256): each backup's manifest, every chunk it names (each file's SHA-256\n"
@@ -103,6 +110,9 @@ static const struct command commands[] = {
      "--days N limits it to what was archived (backups that ended) in the last N days.\n"
      "Segments archived without a time index are named; --repair-index builds their\n"
      "indexes again from the segments.\n"
+     "Every backup that names a damaged or missing chunk is named, with the newest backup\n"
+     "no problem concerns. A damaged chunk is moved to quarantine/ (with the reason) so\n"
+     "that the next backup stores it again; --no-quarantine leaves it in place.\n"
      "Exits 3 when a problem is found, 0 when none.\n"},
     {"expire", cmd_expire, "expire [--dry-run] [--json]",
      "apply retention; remove unreferenced chunks and WAL",

@@ -262,6 +262,10 @@ static void verify_one(struct verify_run *v, const struct config *cfg,
         verify_problem_err(v, vr, "repository", "backups/", NULL, 0);
     }
     set_floor(vr);
+    if (repo_chunk_key(vr->repo)) {
+        memcpy(vr->name_key_copy, repo_chunk_key(vr->repo), sizeof(vr->name_key_copy));
+        vr->name_key = vr->name_key_copy;
+    }
     for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++) {
         if (v->backup && !scopes[i].with_backup_option)
             continue;
@@ -275,6 +279,7 @@ static void verify_one(struct verify_run *v, const struct config *cfg,
         qsort(vr->unindexed, vr->nunindexed, sizeof(*vr->unindexed), cmp_segment);
     if (v->repair_index)
         repair_indexes(v, vr);
+    verify_damage_newest(v, vr);
     ops_backup_scan_free(vr->backups, vr->nbackups);
     vr->backups = NULL;
     vr->nbackups = 0;
@@ -331,6 +336,11 @@ static json_t *result_json(const struct verify_run *v, const struct config_clust
         json_array_append_new(ps, o);
     }
     json_object_set_new(root, "problems", ps);
+    json_object_set_new(root, "damaged_chunks", verify_damage_json(repos, nrepos));
+    for (size_t i = 0; i < nrepos; i++)
+        json_object_set_new(json_array_get(rs, i), "newest_intact_backup",
+                            repos[i].newest_intact ? json_string(repos[i].newest_intact)
+                                                   : json_null());
     json_object_set_new(root, "seconds", json_real(round(secs * 1000) / 1000));
     return root;
 }
@@ -375,6 +385,7 @@ static void print_human(const struct verify_run *v, const struct config_cluster 
             printf(", \"%s\"", p->object);
         printf(": %s\n", p->message);
     }
+    verify_damage_print(repos, nrepos);
     if (v->nproblems)
         printf("cluster \"%s\": %zu problem%s found in %.1f s\n", cl->name, v->nproblems,
                v->nproblems == 1 ? "" : "s", secs);
@@ -472,11 +483,14 @@ static void notify_result(const struct config *cfg, const struct config_cluster 
 
 int cmd_verify(struct cli_context *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"json", no_argument, NULL, 'j'},       {"backup", required_argument, NULL, 'b'},
-        {"days", required_argument, NULL, 'd'}, {"repair-index", no_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},       {0, 0, 0, 0}};
-    struct verify_run v = {0};
+    static const struct option options[] = {{"json", no_argument, NULL, 'j'},
+                                            {"backup", required_argument, NULL, 'b'},
+                                            {"days", required_argument, NULL, 'd'},
+                                            {"repair-index", no_argument, NULL, 'r'},
+                                            {"no-quarantine", no_argument, NULL, 'q'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {0, 0, 0, 0}};
+    struct verify_run v = {.quarantine = true};
     struct verify_repo *repos = NULL;
     bool as_json = false;
     int days = 0, opt, rc = 2;
@@ -499,8 +513,13 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         case 'r':
             v.repair_index = true;
             break;
+        case 'q':
+            v.quarantine = false;
+            break;
         case 'h':
-            printf("usage: pgark verify [--backup LABEL|--days N] [--repair-index] [--json]\n");
+            printf(
+                "usage: pgark verify [--backup LABEL|--days N] [--repair-index] [--no-quarantine] "
+                "[--json]\n");
             return 0;
         default:
             if (optopt)
@@ -534,6 +553,7 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         v.since_us = time_now_us() - (int64_t)days * 86400 * 1000000;
     pthread_mutex_init(&v.lock, NULL);
     int64_t t0 = time_mono_us(), started_us = time_now_us();
+    time_format_label(started_us, v.run_label, sizeof(v.run_label));
     nrepos = cl->nrepos;
     repos = xcalloc(nrepos, sizeof(*repos));
     for (size_t i = 0; i < nrepos; i++) {
@@ -557,6 +577,7 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
             grace_ms = 2 * cl->partial_upload_interval_ms;
         verify_hwm_compare(&v, repos, nrepos, grace_ms * 1000);
     }
+    verify_damage_good_copies(repos, nrepos);
     double secs = (double)(time_mono_us() - t0) / 1e6;
     if (v.nproblems > 1) /* qsort(NULL, 0, ...) is undefined */
         qsort(v.problems, v.nproblems, sizeof(*v.problems), cmp_problem);
@@ -591,6 +612,7 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
     free(v.problems);
     for (size_t i = 0; i < nrepos; i++) {
         verify_hwm_free(&repos[i]);
+        verify_damage_free(&repos[i]);
         free(repos[i].unindexed);
     }
     free(repos);

@@ -102,6 +102,12 @@ static void check_file(void *arg, size_t i)
         fr.chunk_bytes = 0;
         if (repo_chunk_get(bv->vr->repo, name, file_sink, &fr,
                            fr.plain ? fr.plain + k * SHA256_LEN : NULL) < 0) {
+            enum err_kind ek = err_kind();
+            verify_bad_chunk(bv->v, bv->vr, t->chunks + k * SHA256_LEN,
+                             ek == ERR_NOT_FOUND   ? VERIFY_BAD_MISSING
+                             : ek == ERR_INTEGRITY ? VERIFY_BAD_DAMAGED
+                                                   : VERIFY_BAD_UNREADABLE,
+                             err_message(), bv->label, t->path);
             struct verify_where w = {.kind = err_kind() == ERR_NOT_FOUND ? "missing" : "damaged",
                                      .object = path,
                                      .backup = bv->label,
@@ -166,7 +172,11 @@ static int on_file(void *arg, const struct manifest_file *f)
         return 0;
     size_t missing = 0, first = 0;
     for (size_t k = 0; k < f->n_chunks; k++) {
-        if (!chunkset_has(bv->present, f->chunks + k * SHA256_LEN) && missing++ == 0)
+        if (chunkset_has(bv->present, f->chunks + k * SHA256_LEN))
+            continue;
+        verify_bad_chunk(bv->v, bv->vr, f->chunks + k * SHA256_LEN, VERIFY_BAD_MISSING, NULL,
+                         bv->label, f->path);
+        if (missing++ == 0)
             first = k;
     }
     if (missing) {
@@ -436,6 +446,10 @@ int verify_backups(struct verify_run *v, struct verify_repo *vr)
         if (in_scope(v, &vr->backups[i]))
             check_backup(&bv, &vr->backups[i]);
     }
+    /* Kept: the other repositories' bad chunks are looked up in it (verify_damage.c). */
+    vr->present = bv.present;
+    bv.present = NULL;
+    verify_damage_trace(v, vr);
 out:
     chunkset_free(bv.present);
     chunkset_free(bv.files_done);

@@ -12,12 +12,17 @@
 
 #include "ops_int.h"
 
+#include "pgark/hash.h"
 #include "pgark/repo.h"
+
+#include <jansson.h>
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct chunkset;
 
 struct verify_problem {
     size_t repo_index; /* order of the repository in the cluster's list */
@@ -87,6 +92,8 @@ struct verify_run {
     int64_t since_us;     /* --days: objects newer than this; 0 = everything */
     const char *backup;   /* --backup LABEL, or NULL */
     bool repair_index;    /* --repair-index */
+    bool quarantine;      /* move a damaged chunk aside (not --no-quarantine) */
+    char run_label[32];   /* this run's start, names its quarantine folder */
     pthread_mutex_t lock; /* guards problems and counts */
     struct verify_problem *problems;
     size_t nproblems;
@@ -119,6 +126,35 @@ struct verify_repo {
     char (*unindexed)[WAL_NAME_BUFLEN];
     size_t nunindexed;
     size_t repaired; /* of those, indexed again by --repair-index */
+    /* Chunks found damaged or missing (verify_damage.c; guarded by the run's lock while
+     * the backups scope runs). */
+    struct verify_bad_chunk *bad;
+    size_t nbad;
+    struct chunkset *bad_set;  /* their names */
+    struct chunkset *reported; /* (backup, file) pairs a chunk problem names already */
+    struct chunkset *present;  /* every chunk the repository holds (NULL: not listed) */
+    const uint8_t *name_key;   /* its chunk naming key (NULL: SHA-256 names) */
+    uint8_t name_key_copy[32];
+    char *newest_intact;  /* the newest backup no problem concerns, or NULL */
+    bool backup_problems; /* a problem concerns one of its backups */
+};
+
+enum verify_bad_kind {
+    VERIFY_BAD_MISSING,    /* named by a manifest, not in the repository */
+    VERIFY_BAD_DAMAGED,    /* read, and its content is not what its name says */
+    VERIFY_BAD_UNREADABLE, /* could not be read for another reason (not moved aside) */
+};
+
+/* A chunk a repository lacks or holds damaged. */
+struct verify_bad_chunk {
+    uint8_t raw[SHA256_LEN];
+    enum verify_bad_kind kind;
+    char *error;    /* what reading it said, or NULL */
+    char **backups; /* every backup whose manifest names it, by label */
+    size_t nbackups;
+    char *quarantined;    /* where it was moved (relative to the cluster folder), or NULL */
+    const char **good_in; /* repositories of the cluster holding it sound */
+    size_t ngood;
 };
 
 /* Where a problem is; NULL or 0 fields are not shown. */
@@ -181,6 +217,29 @@ void verify_hwm_read_records(struct verify_repo *repos, size_t n, const char *sp
 void verify_hwm_compare(struct verify_run *v, struct verify_repo *repos, size_t n,
                         int64_t grace_us);
 void verify_hwm_free(struct verify_repo *vr);
+
+/* --- damaged and missing chunks (verify_damage.c) --- */
+
+/* Note that chunk raw is bad, as read for file of backup label (thread-safe); error: what
+ * the read said (NULL for a missing chunk). */
+void verify_bad_chunk(struct verify_run *v, struct verify_repo *vr, const uint8_t *raw,
+                      enum verify_bad_kind kind, const char *error, const char *label,
+                      const char *file);
+/* Whether a chunk problem names (label, file) already; marks it (thread-safe). */
+bool verify_pair_reported(struct verify_run *v, struct verify_repo *vr, const char *label,
+                          const char *file);
+/* Once the backups are checked: name every backup (and file) whose manifest names a bad
+ * chunk, and move each damaged chunk to quarantine/ (with v->quarantine). */
+void verify_damage_trace(struct verify_run *v, struct verify_repo *vr);
+/* Before vr's backups are released: its newest backup that no problem concerns. */
+void verify_damage_newest(struct verify_run *v, struct verify_repo *vr);
+/* Once every repository is verified: which other repositories hold each bad chunk sound. */
+void verify_damage_good_copies(struct verify_repo *repos, size_t n);
+/* What to do, for the human report (stdout) and for --json ("damaged_chunks", and each
+ * repository's "newest_intact_backup"). */
+void verify_damage_print(const struct verify_repo *repos, size_t n);
+json_t *verify_damage_json(const struct verify_repo *repos, size_t n);
+void verify_damage_free(struct verify_repo *vr);
 
 /* Scopes. */
 int verify_backups(struct verify_run *v, struct verify_repo *vr);

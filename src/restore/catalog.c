@@ -297,9 +297,31 @@ int catalog_wal_end(struct cli_repos *set, timeline_t tli, struct catalog_end *o
         bool partial = back == 0 && best_partial;
         wal_segment_name(tli, segno, seg_size, name);
         repo_wal_path(tli, name, partial, path, sizeof(path));
-        struct waldecode_summary sum;
+        struct waldecode_summary sum = {0};
         uint64_t bytes = 0;
         int rc = decode_object(r, path, tli, segno, &sum, &bytes);
+        /* Damaged there: another repository's copy (what wal-fetch will serve) will do. */
+        if (rc < 0 && err_kind() == ERR_INTEGRITY) {
+            char *first = err_format();
+            for (size_t j = 0; rc < 0 && j < set->n; j++) {
+                if (j == best_repo)
+                    continue;
+                err_clear();
+                struct repo *o = cli_repos_get(set, j);
+                if (!o)
+                    continue;
+                waldecode_summary_free(&sum);
+                bytes = 0;
+                rc = decode_object(o, path, tli, segno, &sum, &bytes);
+                if (rc == 0)
+                    log_warn("%s (read from repository \"%s\")", first, repo_name(o));
+            }
+            if (rc < 0) {
+                err_clear();
+                err_set(ERR_INTEGRITY, "%s", first);
+            }
+            free(first);
+        }
         if (rc < 0) {
             waldecode_summary_free(&sum);
             if (back > 0 && err_kind() == ERR_NOT_FOUND) {

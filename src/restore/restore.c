@@ -9,6 +9,7 @@
 
 #include "pgark/cli.h"
 #include "pgark/config.h"
+#include "pgark/chunkset.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
@@ -38,6 +39,7 @@ struct restore_args {
     const char *repo;
     struct restore_target target;
     bool delta, force, start, wait, json, no_progress;
+    bool no_chunk_check; /* --no-chunk-check */
     int port;
     struct ts_map *map;
     size_t nmap;
@@ -91,6 +93,7 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
         OPT_WAIT,
         OPT_JSON,
         OPT_NOPROGRESS,
+        OPT_NOCHUNKCHECK,
         OPT_HELP
     };
     static const struct option options[] = {
@@ -115,6 +118,7 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
         {"wait", no_argument, NULL, OPT_WAIT},
         {"json", no_argument, NULL, OPT_JSON},
         {"no-progress", no_argument, NULL, OPT_NOPROGRESS},
+        {"no-chunk-check", no_argument, NULL, OPT_NOCHUNKCHECK},
         {"help", no_argument, NULL, OPT_HELP},
         {0, 0, 0, 0}};
     int opt;
@@ -193,6 +197,9 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
             break;
         case OPT_NOPROGRESS:
             a->no_progress = true;
+            break;
+        case OPT_NOCHUNKCHECK:
+            a->no_chunk_check = true;
             break;
         case OPT_HELP:
             printf("usage: pgark restore --pgdata DIR [--backup LABEL|latest] [TARGET] ...\n"
@@ -302,6 +309,40 @@ static int check_window(struct restore_args *a, struct cli_repos *set, const str
  * DBA decides: bring the WAL back, or name the end of what is there as the target, which
  * accepts the loss explicitly.
  */
+static int add_held(void *ctx, const char *name, uint64_t stored_size)
+{
+    uint8_t raw[SHA256_LEN];
+    (void)stored_size;
+    if (hex_decode(name, raw, SHA256_LEN) == 0)
+        chunkset_add(ctx, raw);
+    else
+        err_clear();
+    return 0;
+}
+
+/* The restore of chosen failed on the chunks in bad: name the newest backup that does
+ * not need them, as a hint on the error. */
+static void hint_intact(struct cli_repos *set, const struct catalog *cat,
+                        const struct catalog_entry *chosen, const struct chunkset *bad,
+                        const struct chunkset *held)
+{
+    struct err_saved *saved = err_save();
+    char *label = restore_newest_intact(set, cat, chosen->b.label, bad, chosen->repo, held);
+    err_restore(saved);
+    const char *before = err_hint_text();
+    char *prev = before ? xstrdup(before) : NULL;
+    if (label)
+        err_hint("%s%sthe newest backup that does not use the damaged chunk is \"%s\": restore "
+                 "it with --backup %s; take a new backup, and run \"pgark verify\"",
+                 prev ? prev : "", prev ? "; " : "", label, label);
+    else
+        err_hint("%s%sno other backup is free of the damaged chunk; take a new backup, and run "
+                 "\"pgark verify\"",
+                 prev ? prev : "", prev ? "; " : "");
+    free(prev);
+    free(label);
+}
+
 static int check_reach(const struct restore_args *a, struct cli_repos *set, timeline_t tli)
 {
     if (a->target.kind != RESTORE_TARGET_LATEST)
@@ -588,6 +629,10 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
 {
     struct restore_args a;
     struct cli_repos set;
+    struct repo **alts = NULL; /* other repositories, for damaged chunks */
+    size_t nalts = 0;
+    struct chunkset *held = NULL; /* the chunks r holds (the chunk check) */
+    struct chunkset *bad = NULL;  /* chunks in no repository, or sound in none */
     struct catalog cat;
     struct timeline_history *hist = NULL;
     struct path_set *seen = NULL;
@@ -864,8 +909,29 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         seen = path_set_new();
         path_set_add(seen, "backup_manifest");
     }
+    /* The other repositories naming chunks as r does: a chunk damaged in r is read
+     * from them. One that cannot be opened is left out (said at detail level). */
+    const uint8_t *key = repo_chunk_key(r);
+    alts = xcalloc(set.n, sizeof(*alts));
+    for (size_t i = 0; i < set.n; i++) {
+        if (i == chosen->repo)
+            continue;
+        struct repo *o = cli_repos_get(&set, i);
+        if (!o) {
+            log_detail("repository \"%s\" cannot stand in for damaged chunks: %s",
+                       set.r[i].conf->name, err_message());
+            err_clear();
+            continue;
+        }
+        const uint8_t *okey = repo_chunk_key(o);
+        if (!key != !okey || (key && memcmp(key, okey, 32) != 0))
+            continue;
+        alts[nalts++] = o;
+    }
     struct writer_options wo = {.pgdata = a.pgdata,
                                 .repo = r,
+                                .alts = alts,
+                                .nalts = nalts,
                                 .threads = threads_for(set.r[chosen->repo].conf),
                                 .delta = a.delta,
                                 .progress = isatty(2) && !a.no_progress && !a.json,
@@ -877,18 +943,43 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
                                 .waldir = waldir,
                                 .wal_link = wal_link,
                                 .seen = seen};
-    /* Every entry checked before the first byte is written. */
+    /* Every entry checked before the first byte is written; with the chunk check, that
+     * every chunk is in some repository too (one listing of r's chunks, a HEAD in the
+     * others for each chunk r lacks). */
     int64_t t_files = time_mono_us();
     uint8_t digest[SHA256_LEN];
+    bad = chunkset_new();
+    wo.bad_out = bad;
+    if (!a.no_chunk_check) {
+        held = chunkset_new();
+        int e = repo_chunk_list(r, add_held, held);
+        if (e == -ERR_NOT_FOUND)
+            err_clear();
+        else if (e < 0) {
+            err_context("while listing the chunks of repository \"%s\"", repo_name(r));
+            rc = 1;
+            goto out;
+        }
+        wo.held = held;
+    }
     if (writer_vet(&wo, chosen->b.label, digest) < 0) {
         rc = err_kind() == ERR_INTEGRITY ? 3 : 1;
+        if (chunkset_count(bad))
+            hint_intact(&set, &cat, chosen, bad, held);
         goto out;
     }
+    if (held)
+        log_detail("every chunk of backup \"%s\" is in a repository (%zu listed in \"%s\"; "
+                   "%lld ms)",
+                   chosen->b.label, chunkset_count(held), repo_name(r),
+                   (long long)((time_mono_us() - t_files) / 1000));
     struct writer_stats st;
     /* A chunk damaged in the repository is an integrity problem (exit 3), as a refused
      * manifest is: drill tells a data problem from one that kept it from running. */
     if (writer_restore(&wo, chosen->b.label, digest, &st) < 0) {
         rc = err_kind() == ERR_INTEGRITY ? 3 : 1;
+        if (chunkset_count(bad))
+            hint_intact(&set, &cat, chosen, bad, held);
         goto out;
     }
     uint64_t removed = st.files_removed;
@@ -946,6 +1037,9 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
             rc = 1;
     }
 out:
+    chunkset_free(held);
+    chunkset_free(bad);
+    free(alts);
     pgbin_free(&bin);
     path_set_free(seen);
     for (size_t i = 0; i < n_outer; i++)

@@ -134,6 +134,17 @@ struct writer_options {
     struct path_set *seen; /* when not NULL: every manifest path is added, and what is
                               not in it is removed (--delta, --force) */
     uint64_t piece_bytes;  /* work unit per thread; 0: the default (tests use small ones) */
+    /* Other repositories of the cluster that name chunks as repo does, opened: a chunk
+     * damaged or missing in repo is read from the first of them that holds it sound
+     * (warned about, naming both). */
+    struct repo *const *alts;
+    size_t nalts;
+    /* writer_vet, when set: every chunk the manifest names must be in held (repo's
+     * listing) or in one of alts (asked with a HEAD each), else ERR_INTEGRITY naming the
+     * first that is in none, before anything is written. */
+    const struct chunkset *held;
+    /* When set: the chunks found in no repository (vet) or sound in none (restore). */
+    struct chunkset *bad_out;
 };
 
 struct writer_stats {
@@ -142,6 +153,14 @@ struct writer_stats {
     uint64_t chunks_fetched;
     uint64_t files_removed; /* not in the backup (with seen) */
 };
+
+/* The newest backup of cat other than label whose manifest names none of the chunks in
+ * bad and, when held is set and the backup is in repository held_repo, only chunks held
+ * lists; NULL when none. Caller frees. */
+struct chunkset;
+char *restore_newest_intact(struct cli_repos *set, const struct catalog *cat, const char *label,
+                            const struct chunkset *bad, size_t held_repo,
+                            const struct chunkset *held);
 
 /* Read the manifest of backup label through restore_vet, writing nothing, and check that
  * its header lists the tablespaces o does. digest: the SHA-256 of the manifest's bytes,

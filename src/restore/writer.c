@@ -34,6 +34,7 @@
  */
 #include "restore_int.h"
 
+#include "pgark/chunkset.h"
 #include "pgark/error.h"
 #include "pgark/hash.h"
 #include "pgark/log.h"
@@ -101,7 +102,9 @@ struct writer {
     int wal_fd; /* o->waldir, or -1 */
     struct progress *progress;
     struct restore_vet *vet;
-    struct sha256_ctx *digest; /* of the manifest's bytes */
+    struct sha256_ctx *digest;  /* of the manifest's bytes */
+    struct chunkset *elsewhere; /* vet with o->held: chunks found in another repository */
+    bool chunk_absent;          /* vet: failed on a chunk in no repository */
 
     /* the directory of the last file created (files come directory by directory) */
     int parent_fd;
@@ -337,6 +340,19 @@ static bool hash_in_turn(struct writer *w, struct wfile *f, size_t piece, const 
     return piece + 1 == f->pieces;
 }
 
+/* Chunk name of len bytes from r into dst (which has REPO_CHUNK_GET_SLACK bytes more). */
+static int get_chunk(struct repo *r, const char *name, uint8_t *dst, size_t len, uint8_t *plain)
+{
+    size_t got = 0;
+    int rc = repo_chunk_get_into(r, name, dst, len + REPO_CHUNK_GET_SLACK, &got, plain);
+    if (rc == 0 && got != len)
+        rc = err_set(ERR_INTEGRITY,
+                     "chunk %s in repository \"%s\" has %zu bytes, the manifest "
+                     "expects %zu",
+                     name, repo_name(r), got, len);
+    return rc;
+}
+
 /* Fetch (or with delta, keep) chunk i of f into dst, and its plaintext SHA-256 into its
  * slot of f->plain; 1 when it was written. */
 static int do_chunk(struct writer *w, struct wfile *f, size_t i, uint8_t *dst, size_t len)
@@ -360,11 +376,33 @@ static int do_chunk(struct writer *w, struct wfile *f, size_t i, uint8_t *dst, s
     }
     /* dst has REPO_CHUNK_GET_SLACK bytes after the chunk's place (the next chunk's, not
      * fetched yet, or the piece buffer's spare end): the chunk decodes straight in. */
-    size_t got = 0;
-    int rc = repo_chunk_get_into(w->o->repo, name, dst, len + REPO_CHUNK_GET_SLACK, &got, plain);
-    if (rc == 0 && got != len)
-        rc = err_set(ERR_INTEGRITY, "chunk %s has %zu bytes, the manifest expects %zu", name, got,
-                     len);
+    int rc = get_chunk(w->o->repo, name, dst, len, plain);
+    if (rc < 0 && (err_kind() == ERR_INTEGRITY || err_kind() == ERR_NOT_FOUND) && w->o->nalts) {
+        /* Damaged or missing here: another repository's copy will do. */
+        enum err_kind kind = err_kind();
+        char *first = err_format();
+        err_clear();
+        for (size_t a = 0; rc < 0 && a < w->o->nalts; a++) {
+            rc = get_chunk(w->o->alts[a], name, dst, len, plain);
+            if (rc == 0)
+                log_warn("chunk %s of file \"%s\" read from repository \"%s\": in repository "
+                         "\"%s\" %s",
+                         name, f->path, repo_name(w->o->alts[a]), repo_name(w->o->repo),
+                         kind == ERR_NOT_FOUND ? "it is missing" : "it is damaged");
+            else
+                err_clear();
+        }
+        if (rc < 0) {
+            err_set(kind, "%s", first);
+            err_context("no other repository of the cluster holds it sound");
+        }
+        free(first);
+    }
+    if (rc < 0 && w->o->bad_out && (err_kind() == ERR_INTEGRITY || err_kind() == ERR_NOT_FOUND)) {
+        pthread_mutex_lock(&w->lock);
+        chunkset_add(w->o->bad_out, raw);
+        pthread_mutex_unlock(&w->lock);
+    }
     if (rc < 0)
         return err_context("while restoring file \"%s\" from repository \"%s\"", f->path,
                            repo_name(w->o->repo));
@@ -618,6 +656,40 @@ static int check_header(struct writer *w)
     return 0;
 }
 
+/* writer_vet with o->held: each chunk of mf is in the listing of o->repo, or else in
+ * another repository (a HEAD each, remembered). */
+static int check_held(struct writer *w, const struct manifest_file *mf)
+{
+    const struct writer_options *o = w->o;
+    for (size_t k = 0; k < mf->n_chunks; k++) {
+        const uint8_t *raw = mf->chunks + k * SHA256_LEN;
+        if (chunkset_has(o->held, raw) || (w->elsewhere && chunkset_has(w->elsewhere, raw)))
+            continue;
+        char name[SHA256_HEX_LEN + 1];
+        hex_encode(raw, SHA256_LEN, name);
+        bool found = false;
+        for (size_t a = 0; !found && a < o->nalts; a++) {
+            int e = repo_chunk_exists(o->alts[a], name);
+            if (e < 0)
+                err_clear(); /* cannot tell: as if not there */
+            found = e > 0;
+        }
+        if (found) {
+            if (!w->elsewhere)
+                w->elsewhere = chunkset_new();
+            chunkset_add(w->elsewhere, raw);
+            continue;
+        }
+        if (o->bad_out)
+            chunkset_add(o->bad_out, raw);
+        w->chunk_absent = true;
+        return err_set(ERR_INTEGRITY,
+                       "chunk %zu (%s) of file \"%s\" is in no repository of the cluster%s", k,
+                       name, mf->path, o->nalts ? "" : " that restore may read");
+    }
+    return 0;
+}
+
 static int on_file(void *arg, const struct manifest_file *mf)
 {
     struct writer *w = arg;
@@ -634,7 +706,7 @@ static int on_file(void *arg, const struct manifest_file *mf)
     if ((rc = restore_vet_entry(w->vet, mf)) < 0)
         return err_context("at line %" PRIu64 " of the manifest", manifest_reader_lines(w->reader));
     if (w->vet_only)
-        return 0;
+        return w->o->held && mf->type == MANIFEST_TYPE_FILE ? check_held(w, mf) : 0;
     if (!w->started && (rc = start_pool(w)) < 0)
         return rc;
     if (w->o->seen) {
@@ -822,6 +894,7 @@ static void writer_release(struct writer *w)
     manifest_reader_free(w->reader);
     restore_vet_free(w->vet);
     sha256_ctx_free(w->digest);
+    chunkset_free(w->elsewhere);
     forget_parent(w);
     if (w->root_fd >= 0)
         close(w->root_fd);
@@ -868,7 +941,9 @@ int writer_vet(const struct writer_options *o, const char *label, uint8_t digest
     int rc = read_manifest(&w, label);
     if (rc < 0) {
         err_context("while checking the manifest of backup \"%s\"", label);
-        if (err_kind() == ERR_INTEGRITY)
+        if (w.chunk_absent)
+            err_hint("nothing was changed");
+        else if (err_kind() == ERR_INTEGRITY)
             err_hint("nothing was changed; the manifest is not as pgark's backup writes it: "
                      "check the repository (\"pgark verify\") and who can write to it");
     } else {
