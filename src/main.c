@@ -127,6 +127,15 @@ static const struct command commands[] = {
      "each against rpo_target, rto_target, drill_max_age and verify_max_age. --html FILE\n"
      "writes one self-contained page with the KPI table and charts of the RPO and RTO.\n"
      "Exits 3 when a KPI misses its target, 0 otherwise.\n"},
+    {"rotate-key", cmd_rotate_key, "rotate-key --new-passphrase-file FILE [--repo NAME]",
+     "wrap every repository's data key under a new passphrase",
+     "Reads the new passphrase from FILE (or $PGARK_NEW_PASSPHRASE) and, in every\n"
+     "repository of the cluster (or --repo NAME), wraps the data key under it with a\n"
+     "fresh salt and replaces repo.json in one atomic write; no other object is\n"
+     "rewritten. The configured passphrase must open the repository; one the new\n"
+     "passphrase opens already is left alone, so a run that was interrupted is\n"
+     "completed by running it again. Afterwards only the new passphrase opens it: put\n"
+     "it in encryption.passphrase_file and reload the receivers (SIGHUP).\n"},
     {"completion", NULL, "completion bash|zsh",
      "print the shell completion script (commands, options, cluster names)",
      "bash: add 'source <(pgark completion bash)' to ~/.bashrc, or save the output as\n"
