@@ -45,17 +45,25 @@ static const struct command commands[] = {
      "Connects over the physical replication protocol through the cluster's slot,\n"
      "writes WAL durably to the spool and ships every completed segment to each\n"
      "repository. SIGTERM/SIGINT stop cleanly; SIGHUP reloads the configuration.\n"},
-    {"backup", cmd_backup, "backup [--label L] [--checkpoint fast|spread] [--no-progress] [--json]",
+    {"backup", cmd_backup,
+     "backup [--label L] [--checkpoint fast|spread] [--no-progress] [--config-only] [--json]",
      "take a base backup into every repository of the cluster",
      "Runs BASE_BACKUP over a replication connection and stores every file as\n"
-     "deduplicated, compressed (and encrypted) chunks, then the manifest.\n"},
+     "deduplicated, compressed (and encrypted) chunks, then the manifest. Every backup\n"
+     "also keeps the server's configuration files (config_file, hba_file, ident_file\n"
+     "and the files pg_file_settings names, read with pg_read_binary_file: superuser or\n"
+     "pg_read_server_files and pg_read_all_settings) and pgark's own configuration with\n"
+     "its secrets redacted, as configs/<LABEL>.json; a file it cannot read is a warning.\n"
+     "--config-only keeps only those, in seconds: a configuration-only backup, which\n"
+     "restore --config-only writes out and a restore of a data directory refuses.\n"},
     {"restore", cmd_restore,
      "restore --pgdata DIR [--backup LABEL|latest] [TARGET] [--target-action "
      "promote|pause|shutdown]\n"
      "              [--target-timeline latest|N] [--delta] [--force] [--tablespace-map "
      "OID=DIR]...\n"
      "              [--tablespace-dir DIR] [--waldir DIR] [--repo NAME] [--start [--port N] "
-     "[--wait]]",
+     "[--wait]]\n"
+     "       restore --config-only --dest DIR [--backup LABEL] [--repo NAME]",
      "lay down a backup and the recovery settings for point-in-time recovery",
      "TARGET is one of --target-time TS, --target-xid X, --target-lsn X/X,\n"
      "--target-name NAME, --target immediate, --target latest (the default);\n"
@@ -68,7 +76,12 @@ static const struct command commands[] = {
      "unless --delta or --force) with pg_wal a symlink to it; over a directory whose\n"
      "pg_wal already is a symlink, --delta and --force keep it. A manifest that would\n"
      "write outside the data directory, its tablespaces or its WAL directory is\n"
-     "refused before anything is written (exit 3).\n"},
+     "refused before anything is written (exit 3).\n"
+     "The backup's configuration files (backup keeps them) go to\n"
+     "PGDATA/pgark-restored-config/, each at its original absolute path below it, with a\n"
+     "README saying where they came from; nothing outside the data directory is touched.\n"
+     "--config-only --dest DIR writes only those, under DIR, from backup LABEL (by\n"
+     "default the newest configuration backup, configuration-only ones included).\n"},
     {"wal-fetch", cmd_wal_fetch, "wal-fetch [--repo NAME] SEGMENT DEST",
      "restore_command helper (%f %p), with read-ahead",
      "Exits 1 when no repository has the file, as restore_command requires, and 255\n"
@@ -411,7 +424,7 @@ int main(int argc, char **argv)
     ctx.config_warn_level = c->fn == cmd_wal_fetch || c->fn == cmd_wal_push ? LOG_DETAIL : LOG_WARN;
     int64_t started = time_mono_us();
     rc = c->fn(&ctx, argc - i, argv + i);
-    write_metrics(&ctx, c->name, rc, time_mono_us() - started);
+    write_metrics(&ctx, ctx.metrics_as ? ctx.metrics_as : c->name, rc, time_mono_us() - started);
 
 out:
     if (err_is_set()) {

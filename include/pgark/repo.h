@@ -484,6 +484,7 @@ int repo_backup_exists(struct repo *r, const char *label);
 #define REPO_RECORD_DRILLS "drills"
 #define REPO_RECORD_VERIFIES "verifies"
 #define REPO_RECORD_RECEIVER "receiver"
+#define REPO_RECORD_CONFIGS "configs" /* configuration backups (confsnap.h) */
 #define REPO_RECORD_MAX (4u << 20)
 
 /* Write (replace) record name of kind. ERR_USAGE for an unknown kind or a bad name. */
