@@ -79,7 +79,8 @@ static const struct command commands[] = {
      "refused before anything is written (exit 3).\n"
      "The backup's configuration files (backup keeps them) go to\n"
      "PGDATA/pgark-restored-config/, each at its original absolute path below it, with a\n"
-     "README saying where they came from; nothing outside the data directory is touched.\n"
+     "README saying where they came from; nothing outside the data directory is touched\n"
+     "(pg_verifybackup needs -i pgark-restored-config).\n"
      "--config-only --dest DIR writes only those, under DIR, from backup LABEL (by\n"
      "default the newest configuration backup, configuration-only ones included).\n"},
     {"wal-fetch", cmd_wal_fetch, "wal-fetch [--repo NAME] SEGMENT DEST",
