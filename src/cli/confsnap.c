@@ -120,13 +120,14 @@ char *confsnap_redact(const char *text)
 
 /* --- gathering --------------------------------------------------------------------- */
 
-struct gather {
+struct confsnap_found {
     json_t *files, *warnings;
     size_t nfiles;
 };
 
-static void warn(struct gather *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void warn(struct gather *g, const char *fmt, ...)
+static void warn(struct confsnap_found *g, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void warn(struct confsnap_found *g, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -141,8 +142,8 @@ static void warn(struct gather *g, const char *fmt, ...)
     free(text);
 }
 
-static void add_file(struct gather *g, const char *path, const char *source, const uint8_t *data,
-                     size_t len)
+static void add_file(struct confsnap_found *g, const char *path, const char *source,
+                     const uint8_t *data, size_t len)
 {
     for (size_t i = 0; i < json_array_size(g->files); i++) {
         if (!strcmp(json_string_value(json_object_get(json_array_get(g->files, i), "path")), path))
@@ -176,7 +177,7 @@ static char *sql_literal(const char *s)
 }
 
 /* One server file through pg_read_binary_file; a failure is a warning naming it. */
-static void read_server_file(struct pg_conn *conn, struct gather *g, const char *path,
+static void read_server_file(struct pg_conn *conn, struct confsnap_found *g, const char *path,
                              const char *source)
 {
     char *lit = sql_literal(path);
@@ -204,7 +205,7 @@ out:
     free(lit);
 }
 
-static void read_pgark_config(struct gather *g, const char *path)
+static void read_pgark_config(struct confsnap_found *g, const char *path)
 {
     FILE *f = fopen(path, "re");
     struct buf b = BUF_INIT;
@@ -225,7 +226,7 @@ static void read_pgark_config(struct gather *g, const char *path)
 char *confsnap_gather(const char *conninfo, const char *pgark_config, const char *label,
                       const char *kind, size_t *nfiles)
 {
-    struct gather g = {json_array(), json_array(), 0};
+    struct confsnap_found g = {json_array(), json_array(), 0};
     json_t *server = json_object(), *o = NULL;
     struct pg_rows *rows = NULL;
     char *text = NULL;
