@@ -78,11 +78,12 @@ static const struct command commands[] = {
      "write outside the data directory, its tablespaces or its WAL directory is\n"
      "refused before anything is written (exit 3).\n"
      "The backup's configuration files (backup keeps them) go to\n"
-     "PGDATA/pgark-restored-config/, each at its original absolute path below it, with a\n"
-     "README saying where they came from; nothing outside the data directory is touched\n"
+     "PGDATA/pgark-restored-config/ as NN-<name>, with a README saying where they came\n"
+     "from and the path each had; nothing outside the data directory is touched\n"
      "(pg_verifybackup needs -i pgark-restored-config).\n"
-     "--config-only --dest DIR writes only those, under DIR, from backup LABEL (by\n"
-     "default the newest configuration backup, configuration-only ones included).\n"},
+     "--config-only --dest DIR writes only those, each at its original absolute path\n"
+     "below DIR, from backup LABEL (by default the newest configuration backup,\n"
+     "configuration-only ones included).\n"},
     {"wal-fetch", cmd_wal_fetch, "wal-fetch [--repo NAME] SEGMENT DEST",
      "restore_command helper (%f %p), with read-ahead",
      "Exits 1 when no repository has the file, as restore_command requires, and 255\n"

@@ -4,7 +4,7 @@
  * configs/<LABEL>.json (repo.h, records: an envelope, compressed and encrypted like any
  * other object). Every `backup` writes one under its label; `backup --config-only`
  * writes one alone (a configuration-only backup). `restore --config-only` writes one
- * out under a directory, a normal restore under PGDATA/pgark-restored-config/.
+ * out under a directory, a normal restore flat into PGDATA/pgark-restored-config/.
  *
  * The record, one JSON object:
  *   {"format":1,"label":"...","kind":"backup"|"config-only","time":"<UTC>",
@@ -56,13 +56,15 @@ int confsnap_get(struct repo *r, const char *label, char **text);
 int confsnap_list(struct repo *r, char ***labels, size_t *n);
 
 /*
- * Write the files of record text under dir (created 0700 if missing), each at its
- * absolute path below dir (dir/etc/postgresql/15/main/pg_hba.conf), mode 0600, and
- * with readme a README saying where they came from (origin: repository and label).
- * Refuses (ERR_INTEGRITY) a record whose path is not absolute and normalized, or whose
- * content does not match its sha256. *nfiles receives the number written.
+ * Write the files of record text under dir (created 0700 if missing), mode 0600: each at
+ * its absolute path below dir (dir/etc/postgresql/15/main/pg_hba.conf), or with flat as
+ * dir/NN-<name> (NN its place in the record: short names, for a directory inside PGDATA
+ * that later backups carry) with a README saying where they came from (origin) and the
+ * path each had. Refuses (ERR_INTEGRITY) a record whose path is not absolute and
+ * normalized, or whose content does not match its sha256, before anything is written.
+ * *nfiles receives the number written.
  */
-int confsnap_write_tree(const char *text, const char *dir, const char *origin, bool readme,
+int confsnap_write_tree(const char *text, const char *dir, const char *origin, bool flat,
                         size_t *nfiles);
 
 #endif

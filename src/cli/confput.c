@@ -98,7 +98,7 @@ static int check_entry(json_t *f, uint8_t **data, size_t *len)
     return 0;
 }
 
-int confsnap_write_tree(const char *text, const char *dir, const char *origin, bool readme,
+int confsnap_write_tree(const char *text, const char *dir, const char *origin, bool flat,
                         size_t *nfiles)
 {
     json_error_t jerr;
@@ -131,11 +131,17 @@ int confsnap_write_tree(const char *text, const char *dir, const char *origin, b
         size_t len = 0;
         if ((rc = check_entry(f, &data, &len)) == 0) {
             const char *path = json_string_value(json_object_get(f, "path"));
-            char *full = xasprintf("%s%s", dir, path);
+            const char *base = strrchr(path, '/') + 1;
+            /* Beside the data, flat and short: the directory goes into every later
+             * backup of the restored server, and BASE_BACKUP's tar takes names of at
+             * most 99 bytes (a restored server's next backup failed on a deep path). */
+            char *full =
+                flat ? xasprintf("%s/%02zu-%s", dir, i + 1, base) : xasprintf("%s%s", dir, path);
             if ((rc = make_parents(full)) == 0)
                 rc = write_whole(full, data, len);
-            buf_appendf(&notes, "%s\t(%s)\n", path,
-                        json_string_value(json_object_get(f, "source")) ?: "?");
+            if (flat)
+                buf_appendf(&notes, "%02zu-%s\t%s\t(%s)\n", i + 1, base, path,
+                            json_string_value(json_object_get(f, "source")) ?: "?");
             free(full);
         }
         free(data);
@@ -143,14 +149,15 @@ int confsnap_write_tree(const char *text, const char *dir, const char *origin, b
             goto out;
         (*nfiles)++;
     }
-    if (readme) {
+    if (flat) {
         struct buf b = BUF_INIT;
         json_t *w = json_object_get(o, "warnings");
         buf_appendf(&b,
-                    "Configuration restored by pgark from %s (taken %s); each file is at its\n"
-                    "original absolute path below this directory. Nothing outside it was "
-                    "changed:\ncopy what you need into place yourself. pgark's own "
-                    "configuration has its secrets\nreplaced by <redacted>.\n\n%s",
+                    "Configuration restored by pgark from %s (taken %s).\n"
+                    "Each file here, then the path it had. Nothing outside this directory was "
+                    "changed:\ncopy what you need into place yourself (pgark restore "
+                    "--config-only --dest DIR\nlays them out at their paths). pgark's own "
+                    "configuration has its secrets replaced\nby <redacted>.\n\n%s",
                     origin, json_string_value(json_object_get(o, "time")) ?: "?",
                     notes.data ? (const char *)notes.data : "");
         for (size_t i = 0; i < json_array_size(w); i++)

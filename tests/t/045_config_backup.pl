@@ -135,12 +135,28 @@ ok(!-e $node->data_dir . '/PG_VERSION', 'nothing was restored');
 $r = run_pgark([ '--config', $config, 'restore', '--pgdata', $node->data_dir, '--backup', $full ]);
 is($r->{rc}, 0, 'a restore of the full backup') or diag($r->{stderr});
 my $beside = $node->data_dir . '/pgark-restored-config';
-is(slurp_file("$beside$etc/pg_hba.conf"), $orig{"$etc/pg_hba.conf"},
-	'its configuration beside the data, as it was');
-like(slurp_file("$beside/README"), qr/from backup "\Q$full\E" of cluster "main" in repository "local"/,
+is(slurp_file("$beside/02-pg_hba.conf"), $orig{"$etc/pg_hba.conf"},
+	'its configuration beside the data, as it was, under a short name');
+my $readme = slurp_file("$beside/README");
+like($readme, qr/from backup "\Q$full\E" of cluster "main" in repository "local"/,
 	'with a README saying where it came from');
+like($readme, qr/^02-pg_hba\.conf\t\Q$etc\E\/pg_hba\.conf\t\(hba_file\)$/m, 'and the path each file had');
 is(slurp_file("$etc/pg_hba.conf"), $orig{"$etc/pg_hba.conf"} . "# changed\n",
 	'the live configuration was left alone');
+
+# The restored server starts, and its own next backup carries the directory along
+# (BASE_BACKUP's tar holds names of at most 99 bytes).
+$node->append_conf('postgresql.conf', "port = @{[$node->port]}\n");
+$node->start;
+ok($node->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()'), 'the restored server recovered and promoted');
+my $yaml2 = slurp_file($config);
+$yaml2 =~ s/port=\d+/port=@{[$node->port]}/;
+$yaml2 =~ s{\Q$tmp/repo\E}{$tmp/repo2};
+$yaml2 =~ s/create_slot: true/create_slot: false/;
+my $config2 = write_config($yaml2, "$tmp/pgark2.yaml");
+$r = run_pgark([ '--config', $config2, 'backup', '--no-progress' ]);
+is($r->{rc}, 0, 'the restored server is backed up, pgark-restored-config and all') or diag($r->{stderr});
+$node->stop;
 
 # A role that may see the file names but not read the files: warnings naming each.
 sql('CREATE ROLE bk LOGIN REPLICATION; GRANT pg_read_all_settings TO bk');

@@ -73,7 +73,7 @@ static void test_write_tree(void **state)
     size_t n = 0;
 
     char *rec = record("/etc/postgresql/15/main/pg_hba.conf", "local all all trust\n", NULL);
-    assert_int_equal(confsnap_write_tree(rec, out, "backup \"L\"", true, &n), 0);
+    assert_int_equal(confsnap_write_tree(rec, out, "backup \"L\"", false, &n), 0);
     assert_int_equal(n, 1);
     char *f = xasprintf("%s/etc/postgresql/15/main/pg_hba.conf", out);
     FILE *fp = fopen(f, "r");
@@ -83,7 +83,23 @@ static void test_write_tree(void **state)
     fclose(fp);
     assert_string_equal(buf, "local all all trust\n");
     char *readme = xasprintf("%s/README", out);
-    assert_int_equal(access(readme, F_OK), 0);
+    assert_int_equal(access(readme, F_OK), -1); /* only beside the data */
+    /* flat, beside the data: short names, the paths they had in the README */
+    char *flat = xasprintf("%s/flat", dir);
+    assert_int_equal(confsnap_write_tree(rec, flat, "backup \"L\"", true, &n), 0);
+    char *ff = xasprintf("%s/01-pg_hba.conf", flat), *fr = xasprintf("%s/README", flat);
+    assert_int_equal(access(ff, F_OK), 0);
+    fp = fopen(fr, "r");
+    assert_non_null(fp);
+    char text[2048] = {0};
+    assert_true(fread(text, 1, sizeof(text) - 1, fp) > 0);
+    fclose(fp);
+    assert_non_null(
+        strstr(text, "01-pg_hba.conf\t/etc/postgresql/15/main/pg_hba.conf\t(include)\n"));
+    assert_non_null(strstr(text, "from backup \"L\""));
+    free(ff);
+    free(fr);
+    free(flat);
     free(rec);
 
     /* a path leaving the directory, a relative one, content not matching its digest */
