@@ -46,14 +46,23 @@ static const struct command commands[] = {
      "writes WAL durably to the spool and ships every completed segment to each\n"
      "repository. SIGTERM/SIGINT stop cleanly; SIGHUP reloads the configuration.\n"},
     {"backup", cmd_backup,
-     "backup [--label L] [--checkpoint fast|spread] [--repo NAME]... [--no-progress] [--json]",
+     "backup [--label L] [--checkpoint fast|spread] [--repo NAME]... [--no-progress] "
+     "[--config-only]\n"
+     "       [--json]",
      "take a base backup into every repository of the cluster",
      "Runs BASE_BACKUP over a replication connection and stores every file as\n"
      "deduplicated, compressed (and encrypted) chunks, then the manifest. A repository\n"
      "that cannot be reached, or fails during the backup, is dropped with an error\n"
      "naming it and the backup completes in the others: exit 4 then (--json:\n"
      "\"failed_repositories\"), and \"pgark copy\" brings the backup to it later.\n"
-     "--repo NAME (repeatable, or a comma list) backs up into those repositories only.\n"},
+     "--repo NAME (repeatable, or a comma list) backs up into those repositories only.\n"
+     "Every backup also keeps the server's configuration files (config_file, hba_file,\n"
+     "ident_file and the files pg_file_settings names, read with pg_read_binary_file:\n"
+     "superuser or pg_read_server_files and pg_read_all_settings) and pgark's own\n"
+     "configuration with its secrets redacted, as configs/<LABEL>.json; a file it cannot\n"
+     "read is a warning. --config-only keeps only those, in seconds: a configuration-only\n"
+     "backup, which restore --config-only writes out and a restore of a data directory\n"
+     "refuses.\n"},
     {"copy", cmd_copy, "copy [--from REPO --to REPO] [--backup LABEL] [--wal] [--json]",
      "copy the backups (and their WAL) one repository of the cluster lacks from another",
      "Copies every backup of --from that --to lacks (or only --backup LABEL): the chunks\n"
@@ -71,7 +80,8 @@ static const struct command commands[] = {
      "OID=DIR]...\n"
      "              [--tablespace-dir DIR] [--waldir DIR] [--repo NAME] [--start [--port N] "
      "[--wait]]\n"
-     "              [--no-chunk-check]",
+     "              [--no-chunk-check]\n"
+     "       restore --config-only --dest DIR [--backup LABEL] [--repo NAME]",
      "lay down a backup and the recovery settings for point-in-time recovery",
      "TARGET is one of --target-time TS, --target-xid X, --target-lsn X/X,\n"
      "--target-name NAME, --target immediate, --target latest (the default);\n"
@@ -89,7 +99,14 @@ static const struct command commands[] = {
      "repository of the cluster (one listing; --no-chunk-check skips it); a chunk\n"
      "damaged or missing in the chosen repository is read from another one (warned).\n"
      "When no repository holds it, restore fails (exit 3) naming the newest backup that\n"
-     "does not need it.\n"},
+     "does not need it.\n"
+     "The backup's configuration files (backup keeps them) go to\n"
+     "PGDATA/pgark-restored-config/ as NN-<name>, with a README saying where they came\n"
+     "from and the path each had; nothing outside the data directory is touched\n"
+     "(pg_verifybackup needs -i pgark-restored-config).\n"
+     "--config-only --dest DIR writes only those, each at its original absolute path\n"
+     "below DIR, from backup LABEL (by default the newest configuration backup,\n"
+     "configuration-only ones included).\n"},
     {"wal-fetch", cmd_wal_fetch, "wal-fetch [--repo NAME] SEGMENT DEST",
      "restore_command helper (%f %p), with read-ahead",
      "Exits 1 when no repository has the file, as restore_command requires, and 255\n"
@@ -152,6 +169,15 @@ static const struct command commands[] = {
      "each against rpo_target, rto_target, drill_max_age and verify_max_age. --html FILE\n"
      "writes one self-contained page with the KPI table and charts of the RPO and RTO.\n"
      "Exits 3 when a KPI misses its target, 0 otherwise.\n"},
+    {"rotate-key", cmd_rotate_key, "rotate-key --new-passphrase-file FILE [--repo NAME]",
+     "wrap every repository's data key under a new passphrase",
+     "Reads the new passphrase from FILE (or $PGARK_NEW_PASSPHRASE) and, in every\n"
+     "repository of the cluster (or --repo NAME), wraps the data key under it with a\n"
+     "fresh salt and replaces repo.json in one atomic write; no other object is\n"
+     "rewritten. The configured passphrase must open the repository; one the new\n"
+     "passphrase opens already is left alone, so a run that was interrupted is\n"
+     "completed by running it again. Afterwards only the new passphrase opens it: put\n"
+     "it in encryption.passphrase_file and reload the receivers (SIGHUP).\n"},
     {"completion", NULL, "completion bash|zsh",
      "print the shell completion script (commands, options, cluster names)",
      "bash: add 'source <(pgark completion bash)' to ~/.bashrc, or save the output as\n"
@@ -427,7 +453,7 @@ int main(int argc, char **argv)
     ctx.config_warn_level = c->fn == cmd_wal_fetch || c->fn == cmd_wal_push ? LOG_DETAIL : LOG_WARN;
     int64_t started = time_mono_us();
     rc = c->fn(&ctx, argc - i, argv + i);
-    write_metrics(&ctx, c->name, rc, time_mono_us() - started);
+    write_metrics(&ctx, ctx.metrics_as ? ctx.metrics_as : c->name, rc, time_mono_us() - started);
 
 out:
     if (err_is_set()) {

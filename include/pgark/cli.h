@@ -35,6 +35,10 @@ struct cli_context {
     /* The byte figure of the run for its metrics (cli_metrics_textfile_write), set by
      * the command when it has one; -1 when none. */
     int64_t metrics_bytes;
+    /* The name the run's metrics go under when not the command's (backup --config-only:
+     * "config_backup", so that it never passes for a backup of the data); NULL: the
+     * command's. */
+    const char *metrics_as;
 };
 
 /* A command's entry point (argv[0] is the command name); each command's header

@@ -28,5 +28,7 @@ int cmd_drill(struct cli_context *ctx, int argc, char **argv);
 int cmd_notify(struct cli_context *ctx, int argc, char **argv);
 /* The disaster-recovery scorecard: exit 3 when a KPI misses its target, 0 otherwise. */
 int cmd_report(struct cli_context *ctx, int argc, char **argv);
+/* rotate.c */
+int cmd_rotate_key(struct cli_context *ctx, int argc, char **argv);
 
 #endif

@@ -78,6 +78,16 @@ void repo_close(struct repo *r);
  * caller too); 0 at once when the repository is not encrypted or already unlocked. */
 int repo_unlock(struct repo *r);
 
+/*
+ * Passphrase rotation: wrap the data key of opts->cluster's repository on s (opened
+ * with opts->codecs.passphrase, the current one) under new_passphrase with a fresh
+ * salt, and replace repo.json with the new record in one atomic write; nothing else
+ * is written. Returns 0 rotated, 1 when the new passphrase opens it already (a re-run),
+ * <0 on failure (ERR_AUTH when neither passphrase opens it; ERR_RUNTIME when repo.json
+ * read back is not what was written, another rotation at the same time).
+ */
+int repo_rekey(struct storage *s, const struct repo_options *opts, const char *new_passphrase);
+
 const struct repo_identity *repo_identity(const struct repo *r);
 const char *repo_name(const struct repo *r); /* the storage's name, for messages */
 struct storage *repo_storage(struct repo *r);
@@ -474,6 +484,7 @@ int repo_backup_exists(struct repo *r, const char *label);
 #define REPO_RECORD_DRILLS "drills"
 #define REPO_RECORD_VERIFIES "verifies"
 #define REPO_RECORD_RECEIVER "receiver"
+#define REPO_RECORD_CONFIGS "configs" /* configuration backups (confsnap.h) */
 #define REPO_RECORD_MAX (4u << 20)
 
 /* Write (replace) record name of kind. ERR_USAGE for an unknown kind or a bad name. */

@@ -23,6 +23,7 @@
 #include "pgark/cli.h"
 #include "pgark/codec.h"
 #include "pgark/config.h"
+#include "pgark/confsnap.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
@@ -31,6 +32,7 @@
 #include "pgark/units.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -46,17 +48,16 @@ struct backup_cmd {
     int checkpoint; /* -1: from the configuration */
     bool no_progress;
     bool json;
+    bool config_only;
 };
 
 static int parse_args(int argc, char **argv, struct backup_cmd *a)
 {
-    static const struct option options[] = {{"label", required_argument, NULL, 'l'},
-                                            {"checkpoint", required_argument, NULL, 'c'},
-                                            {"no-progress", no_argument, NULL, 'n'},
-                                            {"json", no_argument, NULL, 'j'},
-                                            {"repo", required_argument, NULL, 'r'},
-                                            {"help", no_argument, NULL, 'h'},
-                                            {0, 0, 0, 0}};
+    static const struct option options[] = {
+        {"label", required_argument, NULL, 'l'}, {"checkpoint", required_argument, NULL, 'c'},
+        {"no-progress", no_argument, NULL, 'n'}, {"json", no_argument, NULL, 'j'},
+        {"repo", required_argument, NULL, 'r'},  {"config-only", no_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},        {0, 0, 0, 0}};
     int opt;
 
     memset(a, 0, sizeof(*a));
@@ -102,9 +103,12 @@ static int parse_args(int argc, char **argv, struct backup_cmd *a)
         case 'j':
             a->json = true;
             break;
+        case 'C':
+            a->config_only = true;
+            break;
         case 'h':
             printf("usage: pgark backup [--label L] [--checkpoint fast|spread] [--repo NAME]... "
-                   "[--no-progress] [--json]\n");
+                   "[--no-progress] [--config-only] [--json]\n");
             return 1;
         case ':':
             err_set(ERR_USAGE, "option \"%s\" of backup needs a value", argv[optind - 1]);
@@ -469,6 +473,35 @@ static void notify_done(const struct config *cfg, const struct config_cluster *c
     cli_notify(cfg, cl, e);
 }
 
+/* The configuration backup of label (confsnap.h) into every repository. A failure is
+ * a warning for a full backup (its data is what matters) and an error with
+ * --config-only. Returns the files kept, or -1 (error set). */
+static long config_backup(struct cli_context *ctx, const struct config_cluster *cl,
+                          struct session *s, const char *label, const char *kind)
+{
+    char real[PATH_MAX];
+    const char *path = ctx->config_path ? ctx->config_path : config_default_path();
+    size_t nfiles = 0;
+    long rc = -1;
+    char *text =
+        confsnap_gather(cl->conninfo, realpath(path, real) ? real : path, label, kind, &nfiles);
+    if (!text)
+        goto out;
+    for (size_t i = 0; i < s->ntargets; i++) {
+        if (s->targets[i].failed)
+            continue; /* dropped during the run: it holds no backup to go with */
+        if (confsnap_put(s->targets[i].repo, label, text) < 0) {
+            err_context("while storing the configuration backup in repository \"%s\"",
+                        repo_name(s->targets[i].repo));
+            goto out;
+        }
+    }
+    rc = (long)nfiles;
+out:
+    free(text);
+    return rc;
+}
+
 int cmd_backup(struct cli_context *ctx, int argc, char **argv)
 {
     struct backup_cmd args;
@@ -488,6 +521,8 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
         free(args.only);
         return rc > 0 ? 0 : 2; /* --help, or bad usage */
     }
+    if (args.config_only)
+        ctx->metrics_as = "config_backup";
     const struct config_cluster *cl = cli_cluster(ctx);
     const struct config *cfg = cl ? cli_config(ctx) : NULL;
     if (!cl || cli_require_tls(cfg, cl) < 0 || check_only(&args, cfg, cl) < 0) {
@@ -532,6 +567,25 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
     }
     if (none_left(&s, label) < 0)
         goto fail;
+
+    if (args.config_only) {
+        long n = config_backup(ctx, cl, &s, label, CONFSNAP_KIND_CONFIG_ONLY);
+        if (n < 0)
+            goto fail;
+        if (args.json) {
+            json_t *o =
+                json_pack("{s:s, s:s, s:i, s:i}", "label", label, "kind", CONFSNAP_KIND_CONFIG_ONLY,
+                          "files", (int)n, "repositories", (int)s.ntargets);
+            cli_print_json(o);
+            json_decref(o);
+        } else {
+            printf("configuration backup \"%s\" of cluster \"%s\": %ld files into %zu "
+                   "repositories\n",
+                   label, cl->name, n, s.ntargets);
+        }
+        rc = 0;
+        goto out;
+    }
 
     /* Announce the backup before listing the chunks it may reuse, so that an expire
      * does not sweep them meanwhile (repo.h, running markers). */
@@ -578,6 +632,12 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
     if (backup_run_finish(run, &info, start_us, stop_us) < 0)
         goto fail;
 
+    if (config_backup(ctx, cl, &s, label, CONFSNAP_KIND_BACKUP) < 0) {
+        char *text = err_format();
+        log_warn("backup \"%s\" has no configuration backup: %s", label, text);
+        free(text);
+        err_clear();
+    }
     json_t *sum = summary_json(label, &info, start_us, stop_us, backup_run_totals(run), s.results,
                                s.nresults, cl);
     ctx->metrics_bytes = (int64_t)backup_run_totals(run)->logical_bytes;

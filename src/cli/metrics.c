@@ -34,6 +34,7 @@ static const struct {
     {"verify", "read_bytes", "Bytes of stored objects the last verify read."},
     {"drill", NULL, NULL},
     {"expire", NULL, NULL},
+    {"config_backup", NULL, NULL}, /* backup --config-only */
 };
 
 static int command_index(const char *command)

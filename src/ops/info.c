@@ -8,6 +8,7 @@
 
 #include "pgark/cli.h"
 #include "pgark/config.h"
+#include "pgark/confsnap.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
@@ -196,6 +197,28 @@ static json_t *hwm_json(struct repo *r, timeline_t tli)
                      time_us_text(m.time_us));
 }
 
+/* The configuration backups (confsnap.h): each label, and whether it came with a
+ * backup of the data or alone (--config-only), from one listing. */
+static int configs_json(struct repo *r, const struct repo_backup *list, size_t n, json_t *o)
+{
+    char **labels = NULL;
+    size_t nl = 0;
+    if (confsnap_list(r, &labels, &nl) < 0)
+        return err_code();
+    json_t *arr = json_array();
+    for (size_t i = 0; i < nl; i++) {
+        bool with_data = false;
+        for (size_t j = 0; j < n && !with_data; j++)
+            with_data = !strcmp(list[j].label, labels[i]);
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s}", "label", labels[i], "kind",
+                           with_data ? CONFSNAP_KIND_BACKUP : CONFSNAP_KIND_CONFIG_ONLY));
+    }
+    repo_record_names_free(labels, nl);
+    json_object_set_new(o, "config_backups", arr);
+    return 0;
+}
+
 static json_t *repo_json(const struct config *cfg, const struct config_cluster *cl,
                          const struct config_repo *rc_repo, json_t *receiver)
 {
@@ -253,6 +276,8 @@ static json_t *repo_json(const struct config *cfg, const struct config_cluster *
     repo_wal_summary_free(&sum);
     if (backups_json(r, list, nlist, o) < 0)
         goto error;
+    if (configs_json(r, list, nlist, o) < 0)
+        goto error;
     goto out;
 error : {
     char *text = err_format();
@@ -291,6 +316,19 @@ static void print_backups(json_t *r)
         if (json_is_real(ratio))
             printf(" (%.1fx)", json_real_value(ratio));
         printf("\n");
+    }
+    json_t *cfgs = json_object_get(r, "config_backups");
+    if (json_array_size(cfgs) > 0) {
+        size_t only = 0;
+        json_array_foreach(cfgs, j, bk)
+        {
+            only +=
+                !strcmp(json_string_value(json_object_get(bk, "kind")), CONFSNAP_KIND_CONFIG_ONLY);
+        }
+        json_t *last = json_array_get(cfgs, json_array_size(cfgs) - 1);
+        printf("  configuration backups: %zu (%zu config-only), newest %s (%s)\n",
+               json_array_size(cfgs), only, json_string_value(json_object_get(last, "label")),
+               json_string_value(json_object_get(last, "kind")));
     }
     json_t *ch = json_object_get(r, "chunks");
     if (ch) {

@@ -17,7 +17,7 @@
 static bool kind_valid(const char *kind)
 {
     return !strcmp(kind, REPO_RECORD_DRILLS) || !strcmp(kind, REPO_RECORD_VERIFIES) ||
-           !strcmp(kind, REPO_RECORD_RECEIVER);
+           !strcmp(kind, REPO_RECORD_RECEIVER) || !strcmp(kind, REPO_RECORD_CONFIGS);
 }
 
 static int record_path(const char *kind, const char *name, char *buf, size_t cap)

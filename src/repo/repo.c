@@ -11,6 +11,7 @@
 #include "pgark/hash.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/testhook.h"
 #include "pgark/units.h"
 #include "pgark/version.h"
 
@@ -98,6 +99,33 @@ static int bad_json(const struct repo *r, const char *what)
 {
     return err_set(ERR_INTEGRITY, "\"%s%s\" in repository \"%s\" is not valid: %s", r->prefix,
                    REPO_JSON, repo_name(r), what);
+}
+
+/* The key record of repo.json's "encryption" object. */
+static int key_record(const struct repo *r, json_t *enc, struct crypto_key_record *rec)
+{
+    memset(rec, 0, sizeof(*rec));
+    const char *kdf = json_string_value(json_object_get(enc, "kdf"));
+    const char *salt = json_string_value(json_object_get(enc, "salt"));
+    const char *wrapped = json_string_value(json_object_get(enc, "wrapped_key"));
+    json_t *n = json_object_get(enc, "n"), *rr = json_object_get(enc, "r"),
+           *p = json_object_get(enc, "p");
+    if (!kdf || !salt || !wrapped || !json_is_integer(n) || !json_is_integer(rr) ||
+        !json_is_integer(p) || strlen(kdf) >= sizeof(rec->kdf) ||
+        strlen(salt) >= sizeof(rec->salt) || strlen(wrapped) >= sizeof(rec->wrapped_key))
+        return bad_json(r, "incomplete encryption parameters");
+    /* r and p are 32-bit: 2^32 + 8 must not read as 8 */
+    if (json_integer_value(n) < 0 || json_integer_value(rr) < 0 ||
+        json_integer_value(rr) > UINT32_MAX || json_integer_value(p) < 0 ||
+        json_integer_value(p) > UINT32_MAX)
+        return bad_json(r, "encryption parameters out of range");
+    strcpy(rec->kdf, kdf);
+    strcpy(rec->salt, salt);
+    strcpy(rec->wrapped_key, wrapped);
+    rec->n = (uint64_t)json_integer_value(n);
+    rec->r = (uint32_t)json_integer_value(rr);
+    rec->p = (uint32_t)json_integer_value(p);
+    return 0;
 }
 
 /* Derive the keys of r from rec and passphrase (scrypt, then the data key unwrapped). */
@@ -191,31 +219,8 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
             goto out;
         }
         struct crypto_key_record rec;
-        memset(&rec, 0, sizeof(rec));
-        const char *kdf = json_string_value(json_object_get(enc, "kdf"));
-        const char *salt = json_string_value(json_object_get(enc, "salt"));
-        const char *wrapped = json_string_value(json_object_get(enc, "wrapped_key"));
-        json_t *n = json_object_get(enc, "n"), *rr = json_object_get(enc, "r"),
-               *p = json_object_get(enc, "p");
-        if (!kdf || !salt || !wrapped || !json_is_integer(n) || !json_is_integer(rr) ||
-            !json_is_integer(p) || strlen(kdf) >= sizeof(rec.kdf) ||
-            strlen(salt) >= sizeof(rec.salt) || strlen(wrapped) >= sizeof(rec.wrapped_key)) {
-            rc = bad_json(r, "incomplete encryption parameters");
+        if ((rc = key_record(r, enc, &rec)) < 0)
             goto out;
-        }
-        /* r and p are 32-bit: 2^32 + 8 must not read as 8 */
-        if (json_integer_value(n) < 0 || json_integer_value(rr) < 0 ||
-            json_integer_value(rr) > UINT32_MAX || json_integer_value(p) < 0 ||
-            json_integer_value(p) > UINT32_MAX) {
-            rc = bad_json(r, "encryption parameters out of range");
-            goto out;
-        }
-        strcpy(rec.kdf, kdf);
-        strcpy(rec.salt, salt);
-        strcpy(rec.wrapped_key, wrapped);
-        rec.n = (uint64_t)json_integer_value(n);
-        rec.r = (uint32_t)json_integer_value(rr);
-        rec.p = (uint32_t)json_integer_value(p);
         r->encrypted = true;
         r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
         if (defer) {
@@ -421,4 +426,137 @@ fail:
     free(full);
     repo_close(r);
     return NULL;
+}
+
+/* A repository named by storage and cluster alone, for repo_rekey's messages and reads. */
+static struct repo *repo_shell(struct storage *s, const struct repo_options *opts)
+{
+    struct repo *r = xcalloc(1, sizeof(*r));
+    r->storage = s;
+    pthread_mutex_init(&r->key_lock, NULL);
+    r->cluster = xstrdup(opts->cluster);
+    r->prefix = xasprintf("%s/", opts->cluster);
+    r->cipher = codec_by_name(CODEC_CIPHER, "none");
+    return r;
+}
+
+/* Unlock rec with passphrase: 0 (*kr set), 1 when the passphrase is wrong, <0 otherwise. */
+static int try_unlock(const struct crypto_key_record *rec, const char *passphrase,
+                      struct crypto_keyring **kr)
+{
+    int rc = crypto_keyring_open(rec, passphrase, strlen(passphrase), kr);
+    if (rc < 0 && err_kind() == ERR_AUTH) {
+        err_clear();
+        rc = 1;
+    }
+    return rc;
+}
+
+int repo_rekey(struct storage *s, const struct repo_options *opts, const char *new_passphrase)
+{
+    struct repo *r = repo_shell(s, opts);
+    struct crypto_keyring *kr = NULL;
+    char *full = repo_full_path(r, REPO_JSON), *text = NULL;
+    uint8_t *data = NULL, *back = NULL;
+    size_t len = 0, back_len = 0;
+    json_t *o = NULL;
+    json_error_t jerr;
+    int rc;
+
+    if ((rc = read_json(r, full, &data, &len)) < 0) {
+        if (rc == -ERR_NOT_FOUND) {
+            err_clear();
+            rc = err_set(ERR_NOT_FOUND, "repository \"%s\" holds no cluster \"%s\" (no \"%s\")",
+                         repo_name(r), r->cluster, full);
+        }
+        goto out;
+    }
+    o = json_loadb((const char *)data, len, 0, &jerr);
+    if (!o || !json_is_object(o)) {
+        rc = bad_json(r, o ? "not an object" : jerr.text);
+        goto out;
+    }
+    json_t *format = json_object_get(o, "format");
+    if (!json_is_integer(format) || json_integer_value(format) != PGARK_REPO_FORMAT) {
+        rc = err_set(ERR_MISMATCH,
+                     "repository \"%s\" is not of format %d, which this pgark "
+                     "rotates",
+                     repo_name(r), PGARK_REPO_FORMAT);
+        goto out;
+    }
+    json_t *enc = json_object_get(o, "encryption");
+    if (!json_is_object(enc)) {
+        rc = err_set(ERR_CONFIG,
+                     "repository \"%s\" is not encrypted: it has no passphrase to "
+                     "rotate",
+                     repo_name(r));
+        goto out;
+    }
+    struct crypto_key_record rec;
+    if ((rc = key_record(r, enc, &rec)) < 0)
+        goto out;
+    /* The new passphrase first: a repository a killed or failed run already rotated is
+     * done, and a re-run completes the others. */
+    if ((rc = try_unlock(&rec, new_passphrase, &kr)) <= 0) {
+        if (rc == 0) {
+            log_info("repository \"%s\": already under the new passphrase", repo_name(r));
+            rc = 1;
+        }
+        goto out;
+    }
+    if (!opts->codecs.passphrase) {
+        rc = err_set(ERR_CONFIG, "repository \"%s\" is encrypted, but no passphrase is configured",
+                     repo_name(r));
+        goto out;
+    }
+    if ((rc = try_unlock(&rec, opts->codecs.passphrase, &kr)) < 0)
+        goto out;
+    if (rc == 1) {
+        rc = err_set(ERR_AUTH,
+                     "neither the configured passphrase nor the new one unlocks the encryption "
+                     "key of repository \"%s\"",
+                     repo_name(r));
+        err_hint("encryption.passphrase_file must hold the passphrase the repository is under now");
+        goto out;
+    }
+    if ((rc = crypto_keyring_rewrap(kr, new_passphrase, strlen(new_passphrase), NULL)) < 0)
+        goto out;
+    crypto_keyring_export(kr, &rec);
+    char when[64];
+    json_object_set_new(enc, "n", json_integer((json_int_t)rec.n));
+    json_object_set_new(enc, "r", json_integer(rec.r));
+    json_object_set_new(enc, "p", json_integer(rec.p));
+    json_object_set_new(enc, "salt", json_string(rec.salt));
+    json_object_set_new(enc, "wrapped_key", json_string(rec.wrapped_key));
+    json_object_set_new(enc, "rekeyed",
+                        json_string(time_format_pg(time_now_us(), when, sizeof(when))));
+    text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    testhook_pause("PGARK_TEST_REKEY_PAUSE", "before replacing repo.json");
+    /* One atomic replacement (posix: rename over it; S3: one PUT): a reader sees the old
+     * record or the new one, both wrapping the same data key (docs/architecture.md). */
+    if ((rc = storage_write_all(s, full, text, strlen(text))) < 0)
+        goto out;
+    if ((rc = read_json(r, full, &back, &back_len)) < 0)
+        goto out;
+    if (back_len != strlen(text) || memcmp(back, text, back_len) != 0) {
+        rc = err_set(ERR_RUNTIME,
+                     "\"%s\" in repository \"%s\" changed while it was being rotated: another "
+                     "rotate-key wrote it",
+                     full, repo_name(r));
+        err_hint("run one rotate-key at a time, then again with the passphrase that is to stay");
+        goto out;
+    }
+    log_info("repository \"%s\": data key wrapped under the new passphrase", repo_name(r));
+    rc = 0;
+out:
+    if (rc < 0)
+        err_context("while rotating the passphrase of repository \"%s\"", repo_name(r));
+    crypto_keyring_free(kr);
+    json_decref(o);
+    free(text);
+    free(back);
+    free(data);
+    free(full);
+    repo_close(r);
+    return rc;
 }

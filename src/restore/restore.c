@@ -45,6 +45,8 @@ struct restore_args {
     size_t nmap;
     const char *ts_dir; /* --tablespace-dir */
     const char *waldir; /* --waldir */
+    bool config_only;   /* --config-only */
+    const char *dest;   /* --dest, with --config-only */
 };
 
 static char *absolute_path(const char *path)
@@ -94,6 +96,8 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
         OPT_JSON,
         OPT_NOPROGRESS,
         OPT_NOCHUNKCHECK,
+        OPT_CONFIG_ONLY,
+        OPT_DEST,
         OPT_HELP
     };
     static const struct option options[] = {
@@ -119,6 +123,8 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
         {"json", no_argument, NULL, OPT_JSON},
         {"no-progress", no_argument, NULL, OPT_NOPROGRESS},
         {"no-chunk-check", no_argument, NULL, OPT_NOCHUNKCHECK},
+        {"config-only", no_argument, NULL, OPT_CONFIG_ONLY},
+        {"dest", required_argument, NULL, OPT_DEST},
         {"help", no_argument, NULL, OPT_HELP},
         {0, 0, 0, 0}};
     int opt;
@@ -195,6 +201,12 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
         case OPT_JSON:
             a->json = true;
             break;
+        case OPT_CONFIG_ONLY:
+            a->config_only = true;
+            break;
+        case OPT_DEST:
+            a->dest = optarg;
+            break;
         case OPT_NOPROGRESS:
             a->no_progress = true;
             break;
@@ -215,6 +227,16 @@ static int parse_args(struct restore_args *a, int argc, char **argv)
     }
     if (optind < argc)
         return err_set(ERR_USAGE, "unexpected argument \"%s\" for restore", argv[optind]);
+    if (a->config_only) {
+        if (!a->dest || !a->dest[0])
+            return err_set(ERR_USAGE, "restore --config-only needs --dest DIR");
+        if (a->pgdata_arg || a->start || a->delta || a->force || a->target.kind)
+            return err_set(ERR_USAGE, "restore --config-only takes --dest, --backup and --repo "
+                                      "only");
+        return 0;
+    }
+    if (a->dest)
+        return err_set(ERR_USAGE, "--dest goes with --config-only (the data goes to --pgdata)");
     if (!a->pgdata_arg || !a->pgdata_arg[0])
         return err_set(ERR_USAGE, "restore needs --pgdata DIR");
     if ((a->port || a->wait) && !a->start)
@@ -670,6 +692,14 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         goto out;
     }
 
+    if (a.config_only) {
+        char *dest = absolute_path(a.dest);
+        rc = restore_config_only(&set, a.backup, dest);
+        free(dest);
+        if (rc < 0)
+            rc = err_kind() == ERR_INTEGRITY ? 3 : err_kind() == ERR_NOT_FOUND ? 2 : 1;
+        goto out;
+    }
     /* Everything that can refuse comes before the first write. */
     if (a.start && cli_refuse_server_env(cfg, "--start",
                                          "restore without --start and start the server with "
@@ -695,6 +725,15 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     }
     if (catalog_load(&set, &cat) < 0) {
         rc = 1;
+        if (a.backup && err_kind() == ERR_NOT_FOUND) {
+            char *why = err_format();
+            err_clear();
+            if (restore_refuse_config_only(&set, a.backup) < 0)
+                rc = 2;
+            else
+                err_set(ERR_NOT_FOUND, "%s", why);
+            free(why);
+        }
         goto out;
     }
     timeline_t tli = a.target.timeline;
@@ -720,6 +759,10 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         for (size_t i = 0; i < cat.n && !chosen; i++) {
             if (!strcmp(cat.e[i].b.label, a.backup))
                 chosen = &cat.e[i];
+        }
+        if (!chosen && restore_refuse_config_only(&set, a.backup) < 0) {
+            rc = 2;
+            goto out;
         }
         if (!chosen) {
             err_set(ERR_USAGE, "no complete backup \"%s\" of cluster \"%s\"", a.backup, cl->name);
@@ -983,6 +1026,14 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
         goto out;
     }
     uint64_t removed = st.files_removed;
+    /* The configuration beside the data, never over /etc: a failure is said, not fatal
+     * (the data directory is complete). */
+    if (restore_config_beside(r, repo_name(r), cl->name, chosen->b.label, a.pgdata) < 0) {
+        char *why = err_format();
+        log_warn("the configuration of backup \"%s\" was not restored: %s", chosen->b.label, why);
+        free(why);
+        err_clear();
+    }
     if (write_recovery(&a, r, chosen->b.label, ctx->program, config_abs, cl->name) < 0) {
         rc = 1;
         goto out;

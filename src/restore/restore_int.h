@@ -232,4 +232,17 @@ enum walobject_flags {
 int walobject_fetch(struct cli_repos *set, const char *path, const char *dest, uint64_t seg_size,
                     unsigned flags, const char *what);
 
+/* --- confrestore.c ------------------------------------------------------------------ */
+
+/* restore --config-only: the configuration backup of label (NULL: the newest) from the
+ * first repository of set that has it, written under dest (confsnap_write_tree). */
+int restore_config_only(struct cli_repos *set, const char *label, const char *dest);
+/* After a restore of label from r: its configuration backup, if any, into
+ * PGDATA/pgark-restored-config/ with a README. 0 (also when there is none) or negative. */
+int restore_config_beside(struct repo *r, const char *repo_name_shown, const char *cluster,
+                          const char *label, const char *pgdata);
+/* ERR_USAGE (with a hint) when label is a configuration-only backup in some repository
+ * of set; 0 otherwise. */
+int restore_refuse_config_only(struct cli_repos *set, const char *label);
+
 #endif

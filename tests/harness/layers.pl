@@ -59,7 +59,7 @@ my %header = (
 	'repo.h' => 'repo', 'rpohist.h' => 'repo',
 	'bbstream.h' => 'pg', 'pg.h' => 'pg', 'pg_basebackup.h' => 'pg',
 	'pg_stream.h' => 'pg', 'pgbin.h' => 'pg', 'tar.h' => 'pg',
-	'cli.h' => 'cli', 'helpdoc.h' => 'cli',
+	'cli.h' => 'cli', 'helpdoc.h' => 'cli', 'confsnap.h' => 'cli',
 	'backup.h' => 'backup', 'chunker.h' => 'backup',
 	'restore.h' => 'restore',
 	'ops.h' => 'ops',

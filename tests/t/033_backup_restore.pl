@@ -103,15 +103,18 @@ ok(-f $moved && (stat $moved)[7] == (stat "$tsdir/" . ($tsfile =~ s{^pg_tblspc/$
 ok(-f "$pgdata/backup_manifest", 'the server\'s backup_manifest is in PGDATA');
 
 # pg_verifybackup follows the pg_tblspc symlinks, so a moved tablespace verifies as
-# well: the paths in backup_manifest are under pg_tblspc/<oid>/ either way.
-command_ok([ 'pg_verifybackup', $pgdata ],
+# well: the paths in backup_manifest are under pg_tblspc/<oid>/ either way. The
+# configuration restore puts beside the data (pgark-restored-config/) is no file of the
+# server's backup: pg_verifybackup is told to ignore it, as a DBA would.
+ok(-f "$pgdata/pgark-restored-config/README", 'the backup\'s configuration is beside the data');
+command_ok([ 'pg_verifybackup', '-i', 'pgark-restored-config', $pgdata ],
 	'pg_verifybackup: files, checksums and the WAL of the backup are all there');
 # Paranoia: it does check (a changed byte is found), so the pass above means something.
 {
 	my $f = "$pgdata/PG_VERSION";
 	my $keep = slurp_file($f);
 	write_file($f, "14\n", 0600);
-	my $bad = run_cmd([ 'pg_verifybackup', '-n', $pgdata ]);
+	my $bad = run_cmd([ 'pg_verifybackup', '-n', '-i', 'pgark-restored-config', $pgdata ]);
 	isnt($bad->{rc}, 0, 'pg_verifybackup fails on a changed file');
 	like($bad->{stderr}, qr/checksum mismatch for file "PG_VERSION"/, 'naming it');
 	write_file($f, $keep, 0600);
@@ -172,7 +175,8 @@ cmp_ok($delta->{files_removed} // 0, '>=', 2, "files not in the backup removed (
 cmp_ok($delta->{files_written} // 1e9, '<', $delta->{files} // 0,
 	"only changed files rewritten ($delta->{files_written} of $delta->{files})");
 ok(!-e "$pgdata/$later_ts", 'the new table\'s file in the tablespace is gone');
-command_ok([ 'pg_verifybackup', $pgdata ], 'pg_verifybackup passes after the delta restore');
+command_ok([ 'pg_verifybackup', '-i', 'pgark-restored-config', $pgdata ],
+	'pg_verifybackup passes after the delta restore');
 
 # postgresql.conf is the backup's again: the port once more.
 $dst->append_conf('postgresql.conf', 'port = ' . $dst->port . "\n");

@@ -22,7 +22,7 @@ use PgarkTest;
 my $root = File::Spec->rel2abs(dirname(__FILE__) . '/../..');
 my $tmp = PostgreSQL::Test::Utils::tempdir();
 my @units = map { s{.*/}{}r } sort glob("$root/contrib/systemd/*.service $root/contrib/systemd/*.timer");
-is(scalar(@units), 13, 'the receiver\'s unit and six service + timer pairs');
+is(scalar(@units), 15, 'the receiver\'s unit and seven service + timer pairs');
 
 # make install under a DESTDIR: the binary, and the units naming it where it will be.
 my $r = run_cmd([ 'make', '--no-print-directory', '-C', $root, 'BUILD=' . PgarkTest::build_dir(), 'install',
@@ -54,6 +54,10 @@ like(slurp_file("$root/contrib/systemd/pgark-$_->[0]\@.timer"), qr/^OnCalendar=$
 	"pgark-$_->[0]\@.timer: $_->[1]")
   for ([ backup => 'daily' ], [ verify => 'daily' ], [ drill => 'weekly' ], [ expire => 'daily' ],
 	[ report => 'daily' ], [ copy => '\*:0/15' ]);
+like(slurp_file("$root/contrib/systemd/pgark-config-backup\@.timer"), qr/^OnCalendar=\*-\*-\* 00\/4:00:00$/m,
+	'pgark-config-backup@.timer: every 4 hours (the configuration RPO)');
+like(slurp_file("$root/contrib/systemd/pgark-config-backup\@.service"),
+	qr/^ExecStart=\S+ --cluster %i backup --config-only$/m, 'pgark-config-backup@.service: backup --config-only');
 
 # The receiver and $NOTIFY_SOCKET.
 my $node = PostgreSQL::Test::Cluster->new('primary');

@@ -1,0 +1,176 @@
+/*
+ * rotate.c — `pgark rotate-key`: the repositories' data key wrapped under a new
+ * passphrase (repo_rekey), in every repository of the cluster or the one --repo names.
+ *
+ * The new passphrase comes from --new-passphrase-file or $PGARK_NEW_PASSPHRASE; the
+ * current one from the configuration. Each repository is done or not (one atomic
+ * replacement of its repo.json), so a run that was killed or failed half-way leaves
+ * some repositories under the new passphrase and the rest under the old one, and a
+ * re-run with the same arguments completes it: a repository the new passphrase opens
+ * already is left alone.
+ */
+#include "pgark/cli.h"
+#include "pgark/config.h"
+#include "pgark/error.h"
+#include "pgark/log.h"
+#include "pgark/mem.h"
+#include "pgark/ops.h"
+#include "pgark/repo.h"
+#include "pgark/testhook.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NEW_PASSPHRASE_MAX 4096
+
+/* The new passphrase from path: one line, its newline dropped. Caller frees (zeroed). */
+static char *read_new_passphrase(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    struct buf b = BUF_INIT;
+    char chunk[512];
+    size_t n;
+    char *out = NULL;
+
+    if (!f) {
+        err_set_errno(ERR_CONFIG, errno, "cannot read the new passphrase file \"%s\"", path);
+        goto out;
+    }
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len <= NEW_PASSPHRASE_MAX)
+        buf_append(&b, chunk, n);
+    secure_zero(chunk, sizeof(chunk));
+    if (ferror(f)) {
+        err_set_errno(ERR_CONFIG, errno, "cannot read the new passphrase file \"%s\"", path);
+        goto out;
+    }
+    if (b.len > NEW_PASSPHRASE_MAX) {
+        err_set(ERR_CONFIG, "the new passphrase file \"%s\" is larger than %d bytes", path,
+                NEW_PASSPHRASE_MAX);
+        goto out;
+    }
+    if (b.len > 0 && b.data[b.len - 1] == '\n')
+        b.len--;
+    if (b.len > 0 && b.data[b.len - 1] == '\r')
+        b.len--;
+    if (b.len == 0 || memchr(b.data, '\0', b.len)) {
+        err_set(ERR_CONFIG, "the new passphrase file \"%s\" is %s", path,
+                b.len ? "not text (a NUL byte)" : "empty");
+        goto out;
+    }
+    out = xstrndup((const char *)b.data, b.len);
+out:
+    if (b.data)
+        secure_zero(b.data, b.cap);
+    buf_free(&b);
+    if (f)
+        fclose(f);
+    return out;
+}
+
+int cmd_rotate_key(struct cli_context *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {{"new-passphrase-file", required_argument, NULL, 'f'},
+                                            {"repo", required_argument, NULL, 'r'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {0, 0, 0, 0}};
+    const char *file = NULL, *only = NULL;
+    char *fresh = NULL;
+    int opt, rc = 0;
+    size_t done = 0, already = 0, failed = 0;
+
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case 'f':
+            file = optarg;
+            break;
+        case 'r':
+            only = optarg;
+            break;
+        case 'h':
+            printf("usage: pgark rotate-key --new-passphrase-file FILE [--repo NAME]\n");
+            return 0;
+        default:
+            err_set(ERR_USAGE, "unknown option \"%s\" for rotate-key", argv[optind - 1]);
+            err_hint("run \"pgark help rotate-key\"");
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        err_set(ERR_USAGE, "unexpected argument \"%s\" for rotate-key", argv[optind]);
+        return 2;
+    }
+    const char *env = getenv("PGARK_NEW_PASSPHRASE");
+    if (file) {
+        if (!(fresh = read_new_passphrase(file)))
+            return 2;
+    } else if (env && *env) {
+        fresh = xstrdup(env);
+    } else {
+        err_set(ERR_USAGE, "rotate-key needs the new passphrase");
+        err_hint("give --new-passphrase-file FILE, or set PGARK_NEW_PASSPHRASE");
+        return 2;
+    }
+    const struct config_cluster *cl = cli_cluster(ctx);
+    if (!cl) {
+        rc = 2;
+        goto out;
+    }
+    const struct config *cfg = cli_config(ctx);
+    bool named = false;
+    for (size_t i = 0; i < cl->nrepos; i++) {
+        const struct config_repo *cr = config_cluster_repo(cfg, cl, i);
+        if (only && strcmp(only, cr->name) != 0)
+            continue;
+        named = true;
+        struct repo_options ro;
+        struct storage *s = NULL;
+        int one = cli_repo_options(cfg, cl, CLI_REPO_READ, &ro);
+        if (one == 0 && !(s = cli_open_storage(cr)))
+            one = err_code();
+        if (one == 0)
+            one = repo_rekey(s, &ro, fresh);
+        storage_free(s);
+        if (one < 0) {
+            char *text = err_format();
+            log_error("%s", text);
+            free(text);
+            err_clear();
+            failed++;
+            continue;
+        }
+        printf("repository \"%s\": %s\n", cr->name,
+               one == 1 ? "already under the new passphrase" : "passphrase rotated");
+        if (one == 1)
+            already++;
+        else
+            done++;
+        testhook_pause("PGARK_TEST_REKEY_PAUSE_NEXT", "after rotating one repository");
+    }
+    if (!named) {
+        err_set(ERR_CONFIG, "repository \"%s\" is not a repository of cluster \"%s\"", only,
+                cl->name);
+        rc = 2;
+        goto out;
+    }
+    if (failed) {
+        err_set(ERR_RUNTIME, "%zu of %zu repositories not rotated", failed,
+                failed + done + already);
+        err_hint("fix what is named above and run the same rotate-key again: it completes "
+                 "the rest");
+        rc = 1;
+        goto out;
+    }
+    printf("now put the new passphrase in encryption.passphrase_file and reload every "
+           "receiver (SIGHUP)\n");
+out:
+    if (fresh) {
+        secure_zero(fresh, strlen(fresh));
+        free(fresh);
+    }
+    return rc;
+}
