@@ -17,7 +17,9 @@
  * and compresses only the bytes after it; its payload is the prefix as it stood then, and
  * the end of the frame made of the digest (the prefix file only grows, so a payload
  * pushed while the next copy is prepared stays as it was). Readers see one ordinary
- * frame of plaintext || SHA-256, without zstd's own content checksum.
+ * frame of plaintext || SHA-256, without zstd's own content checksum. The complete
+ * segment, once its copies were made this way, is carried on from them too: the rest of
+ * its bytes, and the frame ended the same way (compressed once, not again at the end).
  */
 #include "repo_int.h"
 
@@ -275,20 +277,25 @@ static int partial_feed(struct repo_wal_preparer *p, int fd, uint64_t len)
     return rc;
 }
 
-/* Prepare s (partial, its fields but the payload set) from the state, carried on from
- * the last copy of the same segment when there was one. */
-static int prepare_grown(struct repo_wal_preparer *p, struct repo_wal_prepared *s)
+/* Whether the state holds the start of s's file (the spool renames a segment it completes:
+ * the same file). */
+static bool carries(const struct repo_wal_preparer *p, const struct repo_wal_prepared *s,
+                    const struct stat *st)
+{
+    const struct partial_state *ps = &p->ps;
+    return ps->name[0] && strcmp(ps->name, s->name) == 0 && ps->dev == st->st_dev &&
+           ps->ino == st->st_ino && ps->fed <= s->len && ps->fed > 0;
+}
+
+/* Prepare s (its fields but the payload set) from the state, carried on from the last
+ * partial copy of the same segment when there was one: a partial copy, or the complete
+ * segment the last copies were of (the state is let go then). */
+static int prepare_grown(struct repo_wal_preparer *p, struct repo_wal_prepared *s,
+                         const struct stat *st)
 {
     struct partial_state *ps = &p->ps;
-    struct stat st;
     int rc = 0;
-    if (fstat(s->src_fd, &st) < 0) {
-        rc = err_set_errno(ERR_IO, errno, "could not stat %s", WAL_TO_ARCHIVE);
-        goto out;
-    }
-    bool same = ps->name[0] && strcmp(ps->name, s->name) == 0 && ps->dev == st.st_dev &&
-                ps->ino == st.st_ino && ps->fed <= s->len && ps->fed > 0;
-    if (!same && (rc = partial_start(p, s, &st)) < 0)
+    if (!carries(p, s, st) && (rc = partial_start(p, s, st)) < 0)
         goto out;
     if (ps->fed == s->len && ps->z) /* a copy of the same length: flushed already */
         ;
@@ -313,12 +320,14 @@ static int prepare_grown(struct repo_wal_preparer *p, struct repo_wal_prepared *
     if (ps->why) {
         s->why = xstrdup(ps->why);
     } else if (ps->dec) {
-        repo_wal_index_from_summary(s->tli, s->segno, true, s->len, waldecode_summary(ps->dec),
-                                    &s->ix);
+        repo_wal_index_from_summary(s->tli, s->segno, s->partial, s->len,
+                                    waldecode_summary(ps->dec), &s->ix);
         s->have_index = true;
     }
 out:
-    if (rc < 0) /* whatever it holds now is not to be carried on */
+    /* After an error, what it holds is not to be carried on; after the complete segment,
+     * there is nothing more to carry on. */
+    if (rc < 0 || !s->partial)
         partial_reset(p);
     return rc;
 }
@@ -357,8 +366,15 @@ int repo_wal_prepare(struct repo_wal_preparer *p, const char *segment_name, bool
         rc = err_set_errno(ERR_IO, errno, "could not duplicate the descriptor of %s", s->name);
         goto out;
     }
-    if (partial && len > 0 && can_grow(p)) {
-        if ((rc = prepare_grown(p, s)) < 0)
+    struct stat st;
+    if (fstat(s->src_fd, &st) < 0) {
+        rc = err_set_errno(ERR_IO, errno, "could not stat %s", WAL_TO_ARCHIVE);
+        goto out;
+    }
+    /* Partial copies carry on from the last one; the complete segment, from its last
+     * partial copy when there was one (compressed once, not once more at the end). */
+    if (can_grow(p) && len > 0 && (partial || carries(p, s, &st))) {
+        if ((rc = prepare_grown(p, s, &st)) < 0)
             goto out;
         *out = s;
         s = NULL;
@@ -529,6 +545,8 @@ int repo_wal_stage_prepared(struct repo *r, const struct repo_wal_prepared *s,
     bp->why = s->why ? xstrdup(s->why) : NULL;
     struct repo_writer *w = repo_writer_open_payload_batch(r, path, s->len, b, batch_pushed, bp);
     rc = w ? repo_writer_feed_fd(w, s->payload_fd, s->payload_len) : err_code();
+    if (rc == 0 && s->tail_len)
+        rc = repo_writer_write(w, s->tail, s->tail_len);
     if (rc < 0) {
         repo_writer_abort(w);
         batch_push_free(bp);

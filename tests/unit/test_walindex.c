@@ -504,8 +504,8 @@ static void assert_index_equal(const struct repo_wal_index *a, const struct repo
  * being filled does), at lengths that end mid-record and mid-page, then past a complete
  * segment's worth and on to a new one: after every copy, what a reader gets from the
  * repository is exactly the first len bytes, and the time index is the one a push of
- * those bytes in one piece (repo_wal_push_partial_fd) makes. Compressed, uncompressed
- * and encrypted. */
+ * those bytes in one piece (repo_wal_push_partial_fd) makes; and so for the complete
+ * segment prepared after them. Compressed, uncompressed and encrypted. */
 static void grown_copies(struct fx *f, int level, const char *pass)
 {
     static const size_t lens[] = {0x10,    0x1001,  0x2345,  0x3000,  0x3000, 0x7ffd,
@@ -561,6 +561,29 @@ static void grown_copies(struct fx *f, int level, const char *pass)
             repo_wal_index_free(&a);
             repo_wal_index_free(&b);
         }
+        /* The segment completed (the same file): carried on from its partial copies. */
+        struct repo_wal_prepared *s = NULL;
+        check_ok(repo_wal_prepare(p, name, false, fd, SEG, &s), "prepare complete");
+        check_ok(repo_wal_push_prepared(grown, s), "push complete");
+        repo_wal_prepared_free(s);
+        check_ok(repo_wal_push_fd(once, name, fd, SEG), "push complete in one piece");
+        char path[96];
+        snprintf(path, sizeof(path), "wal/00000001/%s", name);
+        uint8_t *data = NULL;
+        size_t n = 0;
+        /* pushed again the ordinary way: the same content, so a no-op, not a refusal */
+        check_ok(repo_wal_push_fd(grown, name, fd, SEG), "re-push");
+        check_ok(repo_get_all(grown, path, &data, &n), "read back complete");
+        assert_int_equal(n, SEG);
+        assert_memory_equal(data, seg, SEG);
+        free(data);
+        struct repo_wal_index a, b;
+        check_ok(repo_wal_index_get(grown, 1, name, &a), "index of complete");
+        check_ok(repo_wal_index_get(once, 1, name, &b), "index of complete in one piece");
+        assert_false(a.partial);
+        assert_index_equal(&a, &b);
+        repo_wal_index_free(&a);
+        repo_wal_index_free(&b);
     }
     close(fd);
     repo_wal_preparer_free(p);
