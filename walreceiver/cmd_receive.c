@@ -129,7 +129,7 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
         r->o.repos[i].offsite = repo->type == CONFIG_REPO_S3;
         r->o.repos[i].local_path = repo->type == CONFIG_REPO_POSIX ? repo->path : NULL;
         r->o.repos[i].concurrency = repo->type == CONFIG_REPO_S3 ? repo->concurrency : 1;
-        /* A local copy every second keeps the local tier's RPO about a second; off-site,
+        /* A local copy twice a second keeps the local tier's RPO within a second; off-site,
          * each copy costs a request: the cluster's partial_upload_interval. */
         int64_t partial = repo->partial_upload_interval_ms;
         if (partial < 0)

@@ -24,6 +24,8 @@ enum codec_type { CODEC_COMPRESSION, CODEC_CIPHER };
 #define CODEC_ID_CIPHER_NONE 0
 #define CODEC_ID_CIPHER_AES_256_GCM 1
 
+struct compress_zstd_open;
+
 struct codec {
     enum codec_type type;
     const char *name; /* "none", "zstd", "aes-256-gcm" */
@@ -39,6 +41,13 @@ struct codec {
      * compress_zstd_decompress_buffer: the caller checks the content's digest); NULL for "none",
      * whose payload is the content itself. */
     int (*decompress_buffer)(const void *in, size_t len, void *out, size_t cap, size_t *out_len);
+    /* A frame kept open across growing copies of a file (compress.h's compress_zstd_open_*
+     * and compress_zstd_frame_end); NULL for "none", whose payload grows by itself. */
+    struct compress_zstd_open *(*open_new)(int level);
+    void (*open_free)(struct compress_zstd_open *z);
+    int (*open_feed)(struct compress_zstd_open *z, const void *in, size_t len, bool flush,
+                     filter_sink_fn sink, void *ctx);
+    size_t (*frame_end)(const void *data, size_t len, uint8_t *out);
     /* Cipher: key and nonce sizes (0 for "none"); constructors NULL for "none". */
     size_t key_len, nonce_len;
     struct filter *(*encrypt_new)(const uint8_t *key, const uint8_t *nonce, const void *aad,

@@ -39,6 +39,32 @@ struct filter *compress_zstd_compressor_new(int level);
 int compress_zstd_buffer(int level, const void *in, size_t len, const uint8_t **out,
                          size_t *out_len);
 
+/*
+ * A frame kept open across calls, for a file that grows and is copied again and again (the
+ * WAL segment being filled): each compress_zstd_open_feed compresses only the new bytes
+ * and flushes, so that everything output so far is a prefix of one frame ending at a block
+ * boundary; compress_zstd_frame_end then makes any such prefix a whole frame. The frame
+ * has no content checksum (the content it ends with is not known until then): for payloads
+ * that carry their own digest. Any zstd decoder, the decompressor above included, reads
+ * prefix || end as one frame of everything fed followed by the end's bytes.
+ * compress_zstd_open_new: NULL with ERR_CONFIG for a level out of range. The context is
+ * the object's own (it may be fed from any thread, one at a time).
+ */
+struct compress_zstd_open;
+struct compress_zstd_open *compress_zstd_open_new(int level);
+void compress_zstd_open_free(struct compress_zstd_open *z);
+/* Compress in (len bytes, may be 0), and with flush everything fed so far; the output
+ * goes to sink. 0, the sink's error, or ERR_RUNTIME if zstd fails (then z is of no further
+ * use: free it). */
+int compress_zstd_open_feed(struct compress_zstd_open *z, const void *in, size_t len, bool flush,
+                            filter_sink_fn sink, void *ctx);
+/* How many bytes compress_zstd_frame_end writes for len bytes of content. */
+#define COMPRESS_ZSTD_FRAME_END_LEN(len) ((len) + 3)
+/* The last block of a frame whose prefix was flushed (once at least one byte was fed: before,
+ * there is no prefix, not even the frame's header): data (len bytes, at most 128 KiB),
+ * stored raw, into out (COMPRESS_ZSTD_FRAME_END_LEN(len) bytes). Returns that length. */
+size_t compress_zstd_frame_end(const void *data, size_t len, uint8_t *out);
+
 /* Compression contexts created so far by this process (tests: reuse shows here). */
 uint64_t compress_zstd_contexts_made(void);
 

@@ -26,6 +26,8 @@ void sha256_ctx_update(struct sha256_ctx *c, const void *data, size_t len);
 /* Writes the digest and resets the context for reuse. */
 void sha256_ctx_final(struct sha256_ctx *c, uint8_t out[SHA256_LEN]);
 void sha256_ctx_free(struct sha256_ctx *c);
+/* The digest of what c was fed so far; c goes on as if this had not been asked. */
+void sha256_ctx_peek(const struct sha256_ctx *c, uint8_t out[SHA256_LEN]);
 
 /* Incremental MD5, the same way. */
 struct md5_ctx;

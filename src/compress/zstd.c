@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 /* For ZSTD_d_forceIgnoreChecksum (zstd >= 1.4.7), passed through the stable
  * ZSTD_DCtx_setParameter: a library that does not know it refuses it, and the checksum
@@ -369,4 +370,68 @@ int compress_zstd_decompress_buffer(const void *in, size_t len, void *out, size_
     *out_len = n;
 out:
     return rc;
+}
+
+/* --- a frame kept open (compress.h) ----------------------------------------------- */
+
+struct compress_zstd_open {
+    ZSTD_CCtx *cctx;
+    uint8_t *out;
+    size_t cap;
+};
+
+struct compress_zstd_open *compress_zstd_open_new(int level)
+{
+    if (check_level(level) < 0)
+        return NULL;
+    struct compress_zstd_open *z = xcalloc(1, sizeof(*z));
+    z->cctx = cctx_ready(NULL, level);
+    /* Its end is written by hand: no checksum of the content to put there. */
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_checksumFlag, 0)))
+        abort();
+    z->cap = 256 * 1024; /* any size does: feeding loops until all is out */
+    z->out = xmalloc(z->cap);
+    return z;
+}
+
+void compress_zstd_open_free(struct compress_zstd_open *z)
+{
+    if (!z)
+        return;
+    ZSTD_freeCCtx(z->cctx);
+    free(z->out);
+    free(z);
+}
+
+int compress_zstd_open_feed(struct compress_zstd_open *z, const void *in, size_t len, bool flush,
+                            filter_sink_fn sink, void *ctx)
+{
+    ZSTD_inBuffer ib = {in, len, 0};
+    for (;;) {
+        ZSTD_outBuffer ob = {z->out, z->cap, 0};
+        size_t left =
+            ZSTD_compressStream2(z->cctx, &ob, &ib, flush ? ZSTD_e_flush : ZSTD_e_continue);
+        if (ZSTD_isError(left))
+            return err_set(ERR_RUNTIME, "zstd compression failed: %s", ZSTD_getErrorName(left));
+        if (ob.pos) {
+            int rc = sink(ctx, z->out, ob.pos);
+            if (rc < 0)
+                return rc;
+        }
+        /* Continuing, zstd keeps what it has not output yet; it is done with the input
+         * once it took all of it and left room in the output. */
+        if (ib.pos == ib.size && (flush ? left == 0 : ob.pos < ob.size))
+            return 0;
+    }
+}
+
+size_t compress_zstd_frame_end(const void *data, size_t len, uint8_t *out)
+{
+    /* A block header: bit 0 last block, bits 1-2 type (0: raw), the rest the size. */
+    uint32_t h = 1u | (uint32_t)len << 3;
+    out[0] = (uint8_t)h;
+    out[1] = (uint8_t)(h >> 8);
+    out[2] = (uint8_t)(h >> 16);
+    memcpy(out + 3, data, len);
+    return COMPRESS_ZSTD_FRAME_END_LEN(len);
 }

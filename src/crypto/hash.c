@@ -87,6 +87,17 @@ void sha256_ctx_final(struct sha256_ctx *c, uint8_t out[SHA256_LEN])
     md_final(c, out);
 }
 
+void sha256_ctx_peek(const struct sha256_ctx *c, uint8_t out[SHA256_LEN])
+{
+    struct sha256_ctx copy;
+    unsigned int n = 0;
+    copy.md = EVP_MD_CTX_new();
+    if (!copy.md || EVP_MD_CTX_copy_ex(copy.md, c->md) != 1 ||
+        EVP_DigestFinal_ex(copy.md, out, &n) != 1)
+        abort(); /* only fails on allocation failure inside OpenSSL */
+    EVP_MD_CTX_free(copy.md);
+}
+
 void sha256_ctx_free(struct sha256_ctx *c)
 {
     md_free(c);

@@ -21,6 +21,10 @@ static const struct codec codecs[] = {
         .decompress_new = compress_zstd_decompressor_new,
         .compress_buffer = compress_zstd_buffer,
         .decompress_buffer = compress_zstd_decompress_buffer,
+        .open_new = compress_zstd_open_new,
+        .open_free = compress_zstd_open_free,
+        .open_feed = compress_zstd_open_feed,
+        .frame_end = compress_zstd_frame_end,
     },
     {.type = CODEC_CIPHER, .name = "none", .id = CODEC_ID_CIPHER_NONE},
     {

@@ -7,9 +7,23 @@
  * the payload is made once here, into an unlinked scratch file, and each push wraps it
  * in that repository's own envelope through repo_writer_open_payload. A repository with
  * another codec, level or identity gets the ordinary push from the segment file.
+ *
+ * The segment being filled is prepared again for every partial copy, each time a little
+ * longer. Prepared from its start each time, a copy cost grew with the segment (16 MiB
+ * read, digested, decoded and compressed near its end), and with it the age of what the
+ * repository holds. So the preparer keeps what the last copy of that segment read: the
+ * digest and decoder state, and the compressed prefix in a scratch file, one zstd frame
+ * left open and flushed at each copy (compress.h). The next copy reads, digests, decodes
+ * and compresses only the bytes after it; its payload is the prefix as it stood then, and
+ * the end of the frame made of the digest (the prefix file only grows, so a payload
+ * pushed while the next copy is prepared stays as it was). Readers see one ordinary
+ * frame of plaintext || SHA-256, without zstd's own content checksum. The complete
+ * segment, once its copies were made this way, is carried on from them too: the rest of
+ * its bytes, and the frame ended the same way (compressed once, not again at the end).
  */
 #include "repo_int.h"
 
+#include "pgark/compress.h"
 #include "pgark/error.h"
 #include "pgark/hash.h"
 #include "pgark/mem.h"
@@ -20,9 +34,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define PREP_READ_BUF (1024 * 1024)
+
+/* What the copies of the segment being filled read so far (see the top). */
+struct partial_state {
+    char name[WAL_NAME_BUFLEN]; /* "" when there is none */
+    dev_t dev;                  /* the spool file's: another file starts again */
+    ino_t ino;
+    timeline_t tli;
+    uint64_t segno;
+    uint64_t fed; /* bytes read so far */
+    struct sha256_ctx *sha;
+    struct waldecode *dec; /* NULL when there is no decoder, or it failed */
+    bool no_decoder;
+    char *why;
+    struct compress_zstd_open *z; /* NULL without compression */
+    int prefix_fd;                /* the compressed prefix (with compression) */
+    uint64_t prefix_len;
+};
 
 struct repo_wal_preparer {
     struct repo_identity identity;
@@ -32,6 +64,7 @@ struct repo_wal_preparer {
     struct filter_chain *chain; /* the compressor, reset for each segment */
     uint8_t *buf;
     struct repo_wal_prepared *cur; /* being prepared: the chain's sink writes to it */
+    struct partial_state ps;
 };
 
 struct repo_wal_prepared {
@@ -47,6 +80,10 @@ struct repo_wal_prepared {
     uint8_t digest[SHA256_LEN];
     int payload_fd;
     uint64_t payload_len;
+    /* Written after payload_len bytes of payload_fd: the end of an open frame, or the
+     * digest after an uncompressed plaintext (an incremental partial copy). */
+    uint8_t tail[COMPRESS_ZSTD_FRAME_END_LEN(SHA256_LEN)];
+    size_t tail_len;
     bool have_index;
     struct repo_wal_index ix;
     bool no_decoder; /* why there is no index: no decoder, or it failed (why) */
@@ -71,6 +108,20 @@ static int scratch_sink(void *ctx, const uint8_t *data, size_t len)
     return 0;
 }
 
+static void partial_reset(struct repo_wal_preparer *p)
+{
+    struct partial_state *ps = &p->ps;
+    sha256_ctx_free(ps->sha);
+    waldecode_free(ps->dec);
+    free(ps->why);
+    if (ps->z)
+        p->compression->open_free(ps->z);
+    if (ps->prefix_fd >= 0)
+        close(ps->prefix_fd);
+    memset(ps, 0, sizeof(*ps));
+    ps->prefix_fd = -1;
+}
+
 struct repo_wal_preparer *repo_wal_preparer_new(const struct repo_identity *id,
                                                 const struct repo_codecs *codecs,
                                                 const char *scratch_dir)
@@ -82,6 +133,7 @@ struct repo_wal_preparer *repo_wal_preparer_new(const struct repo_identity *id,
     p->scratch_dir = xstrdup(scratch_dir);
     p->chain = filter_chain_new(0, scratch_sink, p);
     p->buf = xmalloc(PREP_READ_BUF);
+    p->ps.prefix_fd = -1;
     if (codec_add_compress(p->chain, p->compression, p->level) < 0) {
         repo_wal_preparer_free(p);
         return NULL;
@@ -93,6 +145,7 @@ void repo_wal_preparer_free(struct repo_wal_preparer *p)
 {
     if (!p)
         return;
+    partial_reset(p);
     filter_chain_free(p->chain);
     free(p->buf);
     free(p->scratch_dir);
@@ -147,6 +200,138 @@ static int prepare_pass(struct repo_wal_preparer *p, struct repo_wal_prepared *s
     return rc;
 }
 
+/* Whether copies of a partial segment can be prepared incrementally: without compression,
+ * or with one that keeps a frame open. */
+static bool can_grow(const struct repo_wal_preparer *p)
+{
+    return codec_is_none(p->compression) || p->compression->open_new;
+}
+
+static int prefix_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct repo_wal_preparer *p = ctx;
+    struct partial_state *ps = &p->ps;
+    while (len) {
+        ssize_t n = pwrite(ps->prefix_fd, data, len, (off_t)ps->prefix_len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return err_set_errno(ERR_IO, errno, "could not write a scratch file in \"%s\"",
+                                 p->scratch_dir);
+        data += n;
+        len -= (size_t)n;
+        ps->prefix_len += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Start the state over for segment s, file st. */
+static int partial_start(struct repo_wal_preparer *p, const struct repo_wal_prepared *s,
+                         const struct stat *st)
+{
+    struct partial_state *ps = &p->ps;
+    partial_reset(p);
+    if (!codec_is_none(p->compression)) {
+        if ((ps->prefix_fd = storage_scratch_open(p->scratch_dir)) < 0)
+            return ps->prefix_fd;
+        if (!(ps->z = p->compression->open_new(p->level)))
+            return err_code();
+    }
+    snprintf(ps->name, sizeof(ps->name), "%s", s->name);
+    ps->dev = st->st_dev;
+    ps->ino = st->st_ino;
+    ps->tli = s->tli;
+    ps->segno = s->segno;
+    ps->sha = sha256_ctx_new();
+    ps->dec = repo_wal_decoder_new(&p->identity, s->tli, s->segno, &ps->why);
+    ps->no_decoder = !ps->dec;
+    return 0;
+}
+
+/* Read bytes ps->fed..len of fd into the state: digest, decoder, open frame. */
+static int partial_feed(struct repo_wal_preparer *p, int fd, uint64_t len)
+{
+    struct partial_state *ps = &p->ps;
+    int rc = 0;
+    while (rc == 0 && ps->fed < len) {
+        size_t want = len - ps->fed < PREP_READ_BUF ? (size_t)(len - ps->fed) : PREP_READ_BUF;
+        ssize_t n = pread(fd, p->buf, want, (off_t)ps->fed);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? err_set_errno(ERR_IO, errno, "could not read %s", WAL_TO_ARCHIVE)
+                       : err_set(ERR_IO, "%s is shorter than %llu bytes", WAL_TO_ARCHIVE,
+                                 (unsigned long long)len);
+            break;
+        }
+        sha256_ctx_update(ps->sha, p->buf, (size_t)n);
+        if (ps->dec && !ps->why && waldecode_feed(ps->dec, p->buf, (size_t)n) < 0) {
+            ps->why = err_format();
+            err_clear();
+        }
+        ps->fed += (uint64_t)n;
+        if (ps->z)
+            rc =
+                p->compression->open_feed(ps->z, p->buf, (size_t)n, ps->fed == len, prefix_sink, p);
+    }
+    return rc;
+}
+
+/* Whether the state holds the start of s's file (the spool renames a segment it completes:
+ * the same file). */
+static bool carries(const struct repo_wal_preparer *p, const struct repo_wal_prepared *s,
+                    const struct stat *st)
+{
+    const struct partial_state *ps = &p->ps;
+    return ps->name[0] && strcmp(ps->name, s->name) == 0 && ps->dev == st->st_dev &&
+           ps->ino == st->st_ino && ps->fed <= s->len && ps->fed > 0;
+}
+
+/* Prepare s (its fields but the payload set) from the state, carried on from the last
+ * partial copy of the same segment when there was one: a partial copy, or the complete
+ * segment the last copies were of (the state is let go then). */
+static int prepare_grown(struct repo_wal_preparer *p, struct repo_wal_prepared *s,
+                         const struct stat *st)
+{
+    struct partial_state *ps = &p->ps;
+    int rc = 0;
+    if (!carries(p, s, st) && (rc = partial_start(p, s, st)) < 0)
+        goto out;
+    if (ps->fed == s->len && ps->z) /* a copy of the same length: flushed already */
+        ;
+    else if ((rc = partial_feed(p, s->src_fd, s->len)) < 0)
+        goto out;
+    sha256_ctx_peek(ps->sha, s->digest);
+    int from = ps->z ? ps->prefix_fd : s->src_fd;
+    s->payload_fd = fcntl(from, F_DUPFD_CLOEXEC, 0);
+    if (s->payload_fd < 0) {
+        rc = err_set_errno(ERR_IO, errno, "could not duplicate the descriptor of %s", s->name);
+        goto out;
+    }
+    if (ps->z) {
+        s->payload_len = ps->prefix_len;
+        s->tail_len = p->compression->frame_end(s->digest, SHA256_LEN, s->tail);
+    } else {
+        s->payload_len = s->len;
+        memcpy(s->tail, s->digest, SHA256_LEN);
+        s->tail_len = SHA256_LEN;
+    }
+    s->no_decoder = ps->no_decoder;
+    if (ps->why) {
+        s->why = xstrdup(ps->why);
+    } else if (ps->dec) {
+        repo_wal_index_from_summary(s->tli, s->segno, s->partial, s->len,
+                                    waldecode_summary(ps->dec), &s->ix);
+        s->have_index = true;
+    }
+out:
+    /* After an error, what it holds is not to be carried on; after the complete segment,
+     * there is nothing more to carry on. */
+    if (rc < 0 || !s->partial)
+        partial_reset(p);
+    return rc;
+}
+
 int repo_wal_prepare(struct repo_wal_preparer *p, const char *segment_name, bool partial, int fd,
                      uint64_t len, struct repo_wal_prepared **out)
 {
@@ -179,6 +364,20 @@ int repo_wal_prepare(struct repo_wal_preparer *p, const char *segment_name, bool
     s->src_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (s->src_fd < 0) {
         rc = err_set_errno(ERR_IO, errno, "could not duplicate the descriptor of %s", s->name);
+        goto out;
+    }
+    struct stat st;
+    if (fstat(s->src_fd, &st) < 0) {
+        rc = err_set_errno(ERR_IO, errno, "could not stat %s", WAL_TO_ARCHIVE);
+        goto out;
+    }
+    /* Partial copies carry on from the last one; the complete segment, from its last
+     * partial copy when there was one (compressed once, not once more at the end). */
+    if (can_grow(p) && len > 0 && (partial || carries(p, s, &st))) {
+        if ((rc = prepare_grown(p, s, &st)) < 0)
+            goto out;
+        *out = s;
+        s = NULL;
         goto out;
     }
     if ((rc = s->payload_fd = storage_scratch_open(p->scratch_dir)) < 0)
@@ -223,7 +422,16 @@ static int put_payload(struct repo *r, const char *path, const struct repo_wal_p
     struct repo_writer *w = repo_writer_open_payload(r, path, s->len);
     if (!w)
         return err_code();
-    return repo_writer_copy_fd(w, s->payload_fd, s->payload_len);
+    if (!s->tail_len)
+        return repo_writer_copy_fd(w, s->payload_fd, s->payload_len);
+    int rc = repo_writer_feed_fd(w, s->payload_fd, s->payload_len);
+    if (rc == 0)
+        rc = repo_writer_write(w, s->tail, s->tail_len);
+    if (rc < 0) {
+        repo_writer_abort(w);
+        return rc;
+    }
+    return repo_writer_commit(w);
 }
 
 static void index_put(struct repo *r, const struct repo_wal_prepared *s, const char *what)
@@ -337,6 +545,8 @@ int repo_wal_stage_prepared(struct repo *r, const struct repo_wal_prepared *s,
     bp->why = s->why ? xstrdup(s->why) : NULL;
     struct repo_writer *w = repo_writer_open_payload_batch(r, path, s->len, b, batch_pushed, bp);
     rc = w ? repo_writer_feed_fd(w, s->payload_fd, s->payload_len) : err_code();
+    if (rc == 0 && s->tail_len)
+        rc = repo_writer_write(w, s->tail, s->tail_len);
     if (rc < 0) {
         repo_writer_abort(w);
         batch_push_free(bp);

@@ -27,7 +27,7 @@
 # results (rpo-<stamp>-status.txt, -seconds.txt).
 #
 # Environment: PGARK, S3RVER_JS (required), WORK (removed at exit), RESULTS_DIR;
-# BENCH_RPO_SECONDS (default BENCH_SECONDS, else 300), BENCH_RPO_LOCAL_INTERVAL (1s,
+# BENCH_RPO_SECONDS (default BENCH_SECONDS, else 300), BENCH_RPO_LOCAL_INTERVAL (500ms,
 # pgark's default), BENCH_RPO_OFFSITE_INTERVAL (10s, pgark's default), BENCH_RPO_SYNC
 # (0), BENCH_RPO_RATE (0: as fast as it goes; else pgbench -R TPS), BENCH_SCALE (20),
 # BENCH_CLIENTS (4), BENCH_JOBS (2), BENCH_RPO_PORT (54392), BENCH_RPO_S3_PORT (54397).
@@ -41,7 +41,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${S3RVER_JS:?set S3RVER_JS to s3rver/bin/s3rver.js}"
 RESULTS_DIR=${RESULTS_DIR:-$here/results}
 SECONDS_RUN=${BENCH_RPO_SECONDS:-${BENCH_SECONDS:-300}}
-LOCAL_IV=${BENCH_RPO_LOCAL_INTERVAL:-1s}
+LOCAL_IV=${BENCH_RPO_LOCAL_INTERVAL:-500ms}
 OFFSITE_IV=${BENCH_RPO_OFFSITE_INTERVAL:-10s}
 SYNC=${BENCH_RPO_SYNC:-0}
 RATE=${BENCH_RPO_RATE:-0}

@@ -4,7 +4,7 @@
 # A writer commits a row every ~100 ms (psql, one INSERT ... RETURNING per commit: the
 # ids it prints are the commits it saw acknowledged). The primary crashes (immediate
 # stop) after a random number of commits; the receiver, with a local and an S3
-# repository at their default intervals (local 1 s, off-site the cluster's 10 s), is
+# repository at their default intervals (local 500 ms, off-site the cluster's 10 s), is
 # stopped one second later. A restore to latest from the local repository alone, and
 # one from the S3 repository alone, must each hold every commit whose record ends at or
 # before the position the receiver reported flushed (the crashed primary's WAL says

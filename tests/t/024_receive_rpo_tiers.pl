@@ -106,7 +106,7 @@ while (time() < $until)
 my ($lmax) = sort { $b <=> $a } @lrpo;
 my ($omax) = sort { $b <=> $a } @orpo;
 note("RPO samples: local max $lmax s (@lrpo), off-site max $omax s (@orpo)");
-cmp_ok($lmax, '<=', 1 + 2, 'the local RPO stays within its 1 s interval (and 2 s of slack)');
+cmp_ok($lmax, '<=', 0.5 + 2, 'the local RPO stays within its 500 ms interval (and 2 s of slack)');
 cmp_ok($omax, '<=', 3 + 3, 'the off-site RPO within its 3 s interval (and 3 s of slack)');
 # A segment completed: its partial copy goes, so that a repository holds one copy of it.
 my $lwal = "$tmp/repo_local/main/wal/00000001";

@@ -454,6 +454,158 @@ static void test_bad_arguments(void **state)
     err_clear();
 }
 
+/* ---- the segment being filled, prepared copy after copy -------------------------------- */
+
+static void check_ok(int rc, const char *what)
+{
+    if (rc < 0) {
+        char *t = err_format();
+        fail_msg("%s: %s", what, t);
+    }
+}
+
+static struct repo *open_cluster(struct fx *f, const char *cluster, int level, const char *pass)
+{
+    struct repo_options o = {
+        .cluster = cluster,
+        .codecs = {.compression = codec_by_name(CODEC_COMPRESSION, level ? "zstd" : "none"),
+                   .level = level,
+                   .passphrase = pass},
+        .kdf_n = 1024};
+    struct repo_identity id = {.system_identifier = SYSID, .pg_major = 15, .seg_size = SEG};
+    struct repo *r = repo_open(f->s, &o, &id, true);
+    assert_non_null(r);
+    return r;
+}
+
+static void assert_index_equal(const struct repo_wal_index *a, const struct repo_wal_index *b)
+{
+    assert_int_equal(a->tli, b->tli);
+    assert_int_equal(a->segno, b->segno);
+    assert_int_equal(a->partial, b->partial);
+    assert_int_equal(a->bytes, b->bytes);
+    assert_int_equal(a->records, b->records);
+    assert_int_equal(a->commits, b->commits);
+    assert_int_equal(a->aborts, b->aborts);
+    assert_memory_equal(&a->first_commit, &b->first_commit, sizeof(a->first_commit));
+    assert_memory_equal(&a->last_commit, &b->last_commit, sizeof(a->last_commit));
+    assert_int_equal(a->nrestore_points, b->nrestore_points);
+    for (size_t i = 0; i < a->nrestore_points; i++) {
+        assert_string_equal(a->restore_points[i].name, b->restore_points[i].name);
+        assert_int_equal(a->restore_points[i].lsn, b->restore_points[i].lsn);
+        assert_int_equal(a->restore_points[i].time_us, b->restore_points[i].time_us);
+    }
+    assert_int_equal(a->switch_seen, b->switch_seen);
+    assert_int_equal(a->end_of_wal, b->end_of_wal);
+    assert_int_equal(a->end_lsn, b->end_lsn);
+}
+
+/* One preparer kept across copies of a file that grows in place (as the spool's segment
+ * being filled does), at lengths that end mid-record and mid-page, then past a complete
+ * segment's worth and on to a new one: after every copy, what a reader gets from the
+ * repository is exactly the first len bytes, and the time index is the one a push of
+ * those bytes in one piece (repo_wal_push_partial_fd) makes; and so for the complete
+ * segment prepared after them. Compressed, uncompressed and encrypted. */
+static void grown_copies(struct fx *f, int level, const char *pass)
+{
+    static const size_t lens[] = {0x10,    0x1001,  0x2345,  0x3000,  0x3000, 0x7ffd,
+                                  0x20000, 0x20001, 0x9e000, SEG - 1, SEG};
+    struct repo *grown = open_cluster(f, "grown", level, pass);
+    struct repo *once = open_cluster(f, "once", level, pass);
+    struct repo_identity id = {.system_identifier = SYSID, .pg_major = 15, .seg_size = SEG};
+    struct repo_codecs codecs = {.compression =
+                                     codec_by_name(CODEC_COMPRESSION, level ? "zstd" : "none"),
+                                 .level = level,
+                                 .passphrase = pass};
+    struct repo_wal_preparer *p = repo_wal_preparer_new(&id, &codecs, f->dir);
+    assert_non_null(p);
+    int fd = open(f->file, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    size_t have = 0;
+    for (int round = 0; round < 2; round++) {
+        const char *name = round == 0 ? SEG9_NAME : SEGA_NAME;
+        const uint8_t *seg = wal + (size_t)round * SEG;
+        if (round == 1) { /* the next segment: another file, as the spool's */
+            close(fd);
+            unlink(f->file);
+            fd = open(f->file, O_RDWR | O_CREAT | O_TRUNC, 0600);
+            assert_true(fd >= 0);
+            have = 0;
+        }
+        for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+            size_t len = lens[i];
+            assert_int_equal(pwrite(fd, seg + have, len - have, (off_t)have),
+                             (ssize_t)(len - have));
+            have = len;
+            struct repo_wal_prepared *s = NULL;
+            check_ok(repo_wal_prepare(p, name, true, fd, len, &s), "prepare");
+            check_ok(repo_wal_push_prepared(grown, s), "push prepared");
+            repo_wal_prepared_free(s);
+            check_ok(repo_wal_push_partial_fd(once, name, fd, len), "push in one piece");
+
+            char path[96];
+            snprintf(path, sizeof(path), "wal/00000001/%s.partial", name);
+            uint8_t *data = NULL;
+            size_t n = 0;
+            check_ok(repo_get_all(grown, path, &data, &n), "read back");
+            assert_int_equal(n, len);
+            assert_memory_equal(data, seg, len);
+            free(data);
+            struct repo_wal_index a, b;
+            char seg_partial[40];
+            snprintf(seg_partial, sizeof(seg_partial), "%s.partial", name);
+            check_ok(repo_wal_index_get(grown, 1, seg_partial, &a), "index");
+            check_ok(repo_wal_index_get(once, 1, seg_partial, &b), "index in one piece");
+            assert_int_equal(a.bytes, len);
+            assert_index_equal(&a, &b);
+            repo_wal_index_free(&a);
+            repo_wal_index_free(&b);
+        }
+        /* The segment completed (the same file): carried on from its partial copies. */
+        struct repo_wal_prepared *s = NULL;
+        check_ok(repo_wal_prepare(p, name, false, fd, SEG, &s), "prepare complete");
+        check_ok(repo_wal_push_prepared(grown, s), "push complete");
+        repo_wal_prepared_free(s);
+        check_ok(repo_wal_push_fd(once, name, fd, SEG), "push complete in one piece");
+        char path[96];
+        snprintf(path, sizeof(path), "wal/00000001/%s", name);
+        uint8_t *data = NULL;
+        size_t n = 0;
+        /* pushed again the ordinary way: the same content, so a no-op, not a refusal */
+        check_ok(repo_wal_push_fd(grown, name, fd, SEG), "re-push");
+        check_ok(repo_get_all(grown, path, &data, &n), "read back complete");
+        assert_int_equal(n, SEG);
+        assert_memory_equal(data, seg, SEG);
+        free(data);
+        struct repo_wal_index a, b;
+        check_ok(repo_wal_index_get(grown, 1, name, &a), "index of complete");
+        check_ok(repo_wal_index_get(once, 1, name, &b), "index of complete in one piece");
+        assert_false(a.partial);
+        assert_index_equal(&a, &b);
+        repo_wal_index_free(&a);
+        repo_wal_index_free(&b);
+    }
+    close(fd);
+    repo_wal_preparer_free(p);
+    repo_close(once);
+    repo_close(grown);
+}
+
+static void test_grown_copies_zstd(void **state)
+{
+    grown_copies(*state, 3, NULL);
+}
+
+static void test_grown_copies_none(void **state)
+{
+    grown_copies(*state, 0, NULL);
+}
+
+static void test_grown_copies_encrypted(void **state)
+{
+    grown_copies(*state, 1, "grown secret");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -467,6 +619,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damaged_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grown_copies_zstd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grown_copies_none, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grown_copies_encrypted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_of_complete_segment, setup_prep, teardown),
         cmocka_unit_test_setup_teardown(test_index_with_switch, setup_prep, teardown),
         cmocka_unit_test_setup_teardown(test_partial_index, setup_prep, teardown),

@@ -467,6 +467,62 @@ static void test_reset_reuses_the_compressor(void **state)
     buf_free(&z);
 }
 
+/* A frame kept open: after each flushed piece (1 byte, 0 bytes, more than a block), the
+ * prefix output so far ended by compress_zstd_frame_end is one frame holding everything
+ * fed then the end's bytes, for the filter and for the whole-buffer decompressor; the
+ * prefix never changes once written. */
+static void test_open_frame(void **state)
+{
+    (void)state;
+    static const size_t pieces[] = {1, 7, 4096, 0, 200000, 131072, 3, 0, 600000};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++)
+        total += pieces[i];
+    uint8_t *data = mixed_data(total, 7);
+    static const uint8_t end[32] = "0123456789abcdef0123456789ABCDEF";
+    struct compress_zstd_open *z = compress_zstd_open_new(3);
+    assert_non_null(z);
+    struct buf prefix = BUF_INIT, before = BUF_INIT;
+    size_t fed = 0;
+    for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+        /* in two calls, the first not flushed */
+        size_t half = pieces[i] / 2;
+        assert_int_equal(compress_zstd_open_feed(z, data + fed, half, false, sink_fn, &prefix), 0);
+        assert_int_equal(
+            compress_zstd_open_feed(z, data + fed + half, pieces[i] - half, true, sink_fn, &prefix),
+            0);
+        fed += pieces[i];
+        assert_true(prefix.len >= before.len);
+        assert_memory_equal(prefix.data, before.data, before.len);
+        buf_free(&before);
+        buf_append(&before, prefix.data, prefix.len);
+
+        struct buf frame = BUF_INIT, out = BUF_INIT;
+        uint8_t tail[COMPRESS_ZSTD_FRAME_END_LEN(sizeof(end))];
+        buf_append(&frame, prefix.data, prefix.len);
+        buf_append(&frame, tail, compress_zstd_frame_end(end, sizeof(end), tail));
+        assert_int_equal(decompress(frame.data, frame.len, 1000, &out), 0);
+        assert_int_equal(out.len, fed + sizeof(end));
+        assert_memory_equal(out.data, data, fed);
+        assert_memory_equal((uint8_t *)out.data + fed, end, sizeof(end));
+        uint8_t *got;
+        size_t got_len;
+        assert_int_equal(into(frame.data, frame.len, fed + sizeof(end), &got, &got_len), 0);
+        assert_int_equal(got_len, fed + sizeof(end));
+        assert_memory_equal(got, data, fed);
+        free(got);
+        buf_free(&out);
+        buf_free(&frame);
+    }
+    compress_zstd_open_free(z);
+    compress_zstd_open_free(NULL);
+    assert_null(compress_zstd_open_new(COMPRESS_ZSTD_LEVEL_MAX + 1));
+    err_clear();
+    buf_free(&before);
+    buf_free(&prefix);
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_compress_buffer),
         cmocka_unit_test(test_compress_buffer_shared),
         cmocka_unit_test(test_decompress_buffer),
+        cmocka_unit_test(test_open_frame),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
