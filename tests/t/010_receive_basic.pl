@@ -116,16 +116,18 @@ for my $r (qw(one two))
 
 # --- status.json ---------------------------------------------------------------
 
-my $flush = sql('SELECT pg_current_wal_flush_lsn()');
-my $st;
+# The server writes records of its own now and then (autovacuum, running transactions, a
+# checkpoint): the position to reach is read again at each try.
+my ($flush, $st);
 ok( poll_until(
 		sub {
+			$flush = sql('SELECT pg_current_wal_flush_lsn()');
 			$st = read_status($sdir);
-			$st && $st->{flushed_lsn} eq $flush
+			$st && $st->{flushed_lsn} eq $flush && $st->{received_lsn} eq $flush
 			  && (grep { $_->{shipped_lsn} eq lsn_text(lsn_int($flush) - lsn_int($flush) % (16 << 20)) } @{ $st->{repos} }) == 2;
 		}),
-	"status.json: flushed_lsn reaches the server's flush position $flush");
-is($st->{received_lsn}, $flush, 'received_lsn too');
+	"status.json: flushed_lsn and received_lsn reach the server's flush position");
+note("the server's flush position: $flush");
 is($st->{timeline}, 1, 'timeline 1');
 ok($st->{connected}, 'connected');
 is_deeply([ map { $_->{name} } @{ $st->{repos} } ], [qw(one two)], 'one entry per repository');
@@ -139,7 +141,7 @@ for my $r (@{ $st->{repos} })
 }
 ok(defined $st->{rpo}{local_seconds}, 'rpo: the local tier has a lag in seconds');
 is($st->{rpo}{offsite_seconds}, undef, 'no off-site repository: no off-site tier');
-ok(poll_until(sub { sql("SELECT flush_lsn FROM pg_stat_replication") eq $flush }),
+ok(poll_until(sub { sql("SELECT flush_lsn = pg_current_wal_flush_lsn() FROM pg_stat_replication") eq 't' }),
 	'pg_stat_replication shows the same flush position');
 
 # --- SIGTERM: clean stop, final flush reported ---------------------------------------
