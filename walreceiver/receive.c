@@ -223,29 +223,152 @@ static int take_wal(struct receiver *rx, struct walpage_checker *check, struct h
     return rc;
 }
 
-/* Stream one timeline from start until it ends, the connection fails, or a stop.
- * On end of timeline, *tli and *start are set to where the next one begins. */
+/* One timeline's stream, as its handlers see it. */
+struct stream_state {
+    struct receiver *rx;
+    struct pg_conn *conn;
+    struct walpage_checker check;
+    struct held_header held;
+    struct waldecode *dec;
+    timeline_t *tli;
+    lsn_t *start;
+    int64_t last_status, last_file, last_msg; /* monotonic µs */
+    int64_t silence_us;
+    size_t unflushed; /* bytes written since the last fsync */
+    bool pinged;      /* the server was asked for a reply in this silence */
+};
+
+/* fsync, report, and note when (the status interval counts from here). */
+static int stream_flush(struct stream_state *st, int64_t now, bool force, bool reply_requested)
+{
+    int rc = flush_and_report(st->rx, st->conn, force, reply_requested);
+    st->unflushed = 0;
+    st->last_status = now;
+    return rc;
+}
+
+/* XLogData: vet and spool it; fsync once a batch is large. */
+static int on_wal(struct stream_state *st, const struct pg_msg *msg, int64_t now)
+{
+    struct receiver *rx = st->rx;
+    int rc = take_wal(rx, &st->check, &st->held, &st->dec, *st->tli, msg);
+    if (rc < 0) {
+        /* Whatever did reach the spool (a segment completed just before the disk
+         * filled) is durable: say so, so the slot does not lag. */
+        struct err_saved *saved = err_save();
+        if (flush_and_report(rx, st->conn, true, false) < 0)
+            err_clear();
+        err_restore(saved);
+        return rc;
+    }
+    pthread_mutex_lock(&rx->lock);
+    rx->received = msg->data_start + msg->len;
+    if (msg->wal_end > rx->server_end)
+        rx->server_end = msg->wal_end;
+    pthread_mutex_unlock(&rx->lock);
+    st->unflushed += msg->len;
+    if (st->unflushed >= BATCH_BYTES)
+        return stream_flush(st, now, false, false);
+    return 0;
+}
+
+/* Keepalive: note where the server is; answer at once when asked. */
+static int on_keepalive(struct stream_state *st, const struct pg_msg *msg, int64_t now)
+{
+    struct receiver *rx = st->rx;
+    pthread_mutex_lock(&rx->lock);
+    if (msg->wal_end > rx->server_end)
+        rx->server_end = msg->wal_end;
+    pthread_mutex_unlock(&rx->lock);
+    return msg->reply_requested ? stream_flush(st, now, true, false) : 0;
+}
+
+/* Nothing to read: fsync what came, report on the status interval, and apply
+ * wal_receiver_timeout's rule (silence for half the limit: ask for a reply; for the
+ * whole of it: the connection is gone even if the socket says not). */
+static int on_idle(struct stream_state *st, int64_t now)
+{
+    int64_t interval_us = st->rx->o->status_interval_ms * 1000;
+    if (now - st->last_msg >= st->silence_us)
+        return err_set(ERR_CONNECT,
+                       "no message from server \"%s\" for %lld s: taking the connection as lost",
+                       pg_conn_target(st->conn), (long long)(st->silence_us / 1000000));
+    if (!st->pinged && now - st->last_msg >= st->silence_us / 2) {
+        st->pinged = true;
+        return stream_flush(st, now, true, true);
+    }
+    if (st->unflushed || now - st->last_status >= interval_us)
+        return stream_flush(st, now, now - st->last_status >= interval_us, false);
+    return 0;
+}
+
+/* End of the COPY: the timeline ended (or the server is going). Make everything
+ * durable, close the segment, and learn where the next timeline starts. */
+static int on_end(struct stream_state *st)
+{
+    struct receiver *rx = st->rx;
+    int rc = flush_and_report(rx, st->conn, true, false);
+    if (rc == -ERR_CONNECT) {
+        /* The server ended the COPY and may be gone (shutdown): what it says next
+         * (pg_stream_end) explains it better than a failed status. */
+        err_clear();
+        rc = 0;
+    }
+    if (rc == 0)
+        rc = spool_close_segment(rx->spool);
+    if (rc == 0)
+        rc = pg_stream_end(st->conn, st->tli, st->start);
+    if (rc == 0) {
+        char a[LSN_STRLEN];
+        *st->start -= *st->start % rx->seg_size;
+        log_info("timeline ended; following timeline %u from %s", *st->tli,
+                 lsn_format(*st->start, a));
+    }
+    return rc;
+}
+
+/* After each read: events, and the status file once a second. */
+static int after_read(struct stream_state *st, int64_t now)
+{
+    struct receiver *rx = st->rx;
+    receiver_notify_tick(rx);
+    if (now - st->last_file < STATUS_FILE_INTERVAL_US)
+        return 0;
+    /* A repository that answered late that it can never work ends the run. */
+    int rc = shippers_wait_open(rx, 0, should_return);
+    if (rc < 0)
+        return rc;
+    if (status_write(rx) < 0) {
+        log_warn("%s", err_message());
+        err_clear();
+    }
+    st->last_file = now;
+    return 0;
+}
+
+/* Stream one timeline from start until it ends, the connection fails, or a stop: one
+ * handler per message. On end of timeline, *tli and *start are set to where the next
+ * one begins. */
 static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timeline_t *tli,
                   lsn_t *start, bool *timeline_ended)
 {
     const struct receiver_options *o = rx->o;
-    struct walpage_checker check;
-    struct held_header held = {.len = 0};
-    struct waldecode *dec = NULL;
+    struct stream_state st = {
+        .rx = rx,
+        .conn = conn,
+        .tli = tli,
+        .start = start,
+        .last_status = time_mono_us(),
+        .last_msg = time_mono_us(),
+        .silence_us =
+            (o->silence_timeout_ms > 0 ? o->silence_timeout_ms : SILENCE_TIMEOUT_MS) * 1000,
+    };
     struct pg_msg msg;
-    int64_t last_status = time_mono_us(), last_file = 0;
-    size_t unflushed = 0;
     int rc;
-    /* wal_receiver_timeout's rule: silence for half the limit, ask for a reply;
-     * for the whole of it, the connection is gone even if the socket says not. */
-    int64_t silence_us =
-        (o->silence_timeout_ms > 0 ? o->silence_timeout_ms : SILENCE_TIMEOUT_MS) * 1000;
-    int64_t last_msg = time_mono_us();
-    bool pinged = false;
 
     *timeline_ended = false;
-    rc = walpage_checker_init(&check, rx->identity.system_identifier, rx->seg_size, pg_major, *tli,
-                              *start);
+    rc = walpage_checker_init(&st.check, rx->identity.system_identifier, rx->seg_size, pg_major,
+                              *tli, *start);
     if (rc < 0)
         return rc;
     rc = fetch_history(rx, conn, *tli);
@@ -254,7 +377,7 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
     rc = pg_start_replication(conn, o->slot, *start, *tli);
     if (rc < 0)
         return rc;
-    dec = commits_decoder_start(rx, pg_major, *tli, *start);
+    st.dec = commits_decoder_start(rx, pg_major, *tli, *start);
     pthread_mutex_lock(&rx->lock);
     rx->tli = *tli;
     if (rx->received < *start)
@@ -269,105 +392,31 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
     while (!should_return()) {
         /* While bytes keep coming, take them; fsync when the socket runs dry (or a batch
          * is large), so latency stays low when idle and fsyncs stay few under load. */
-        int timeout = unflushed ? 0 : READ_TIMEOUT_MS;
-        rc = pg_stream_read(conn, timeout, &msg);
+        rc = pg_stream_read(conn, st.unflushed ? 0 : READ_TIMEOUT_MS, &msg);
         if (rc < 0)
             break;
         int64_t now = time_mono_us();
         if (msg.kind != PG_MSG_NONE) {
-            last_msg = now;
-            pinged = false;
+            st.last_msg = now;
+            st.pinged = false;
         }
         switch (msg.kind) {
         case PG_MSG_XLOGDATA:
-            rc = take_wal(rx, &check, &held, &dec, *tli, &msg);
-            if (rc < 0) {
-                /* Whatever did reach the spool (a segment completed just before the
-                 * disk filled) is durable: say so, so the slot does not lag. */
-                struct err_saved *saved = err_save();
-                if (flush_and_report(rx, conn, true, false) < 0)
-                    err_clear();
-                err_restore(saved);
-                goto out;
-            }
-            pthread_mutex_lock(&rx->lock);
-            rx->received = msg.data_start + msg.len;
-            if (msg.wal_end > rx->server_end)
-                rx->server_end = msg.wal_end;
-            pthread_mutex_unlock(&rx->lock);
-            unflushed += msg.len;
-            if (unflushed >= BATCH_BYTES) {
-                rc = flush_and_report(rx, conn, false, false);
-                unflushed = 0;
-                last_status = now;
-            }
+            rc = on_wal(&st, &msg, now);
             break;
         case PG_MSG_KEEPALIVE:
-            pthread_mutex_lock(&rx->lock);
-            if (msg.wal_end > rx->server_end)
-                rx->server_end = msg.wal_end;
-            pthread_mutex_unlock(&rx->lock);
-            if (msg.reply_requested) {
-                rc = flush_and_report(rx, conn, true, false);
-                unflushed = 0;
-                last_status = now;
-            }
+            rc = on_keepalive(&st, &msg, now);
             break;
         case PG_MSG_NONE:
-            if (now - last_msg >= silence_us) {
-                rc = err_set(ERR_CONNECT,
-                             "no message from server \"%s\" for %lld s: taking the connection "
-                             "as lost",
-                             pg_conn_target(conn), (long long)(silence_us / 1000000));
-                break;
-            }
-            if (!pinged && now - last_msg >= silence_us / 2) {
-                rc = flush_and_report(rx, conn, true, true);
-                unflushed = 0;
-                last_status = now;
-                pinged = true;
-            } else if (unflushed || now - last_status >= o->status_interval_ms * 1000) {
-                rc = flush_and_report(rx, conn, now - last_status >= o->status_interval_ms * 1000,
-                                      false);
-                unflushed = 0;
-                last_status = now;
-            }
+            rc = on_idle(&st, now);
             break;
         case PG_MSG_END:
-            rc = flush_and_report(rx, conn, true, false);
-            if (rc == -ERR_CONNECT) {
-                /* The server ended the COPY and may be gone (shutdown): what it says
-                 * next (pg_stream_end) explains it better than a failed status. */
-                err_clear();
-                rc = 0;
-            }
-            if (rc == 0)
-                rc = spool_close_segment(rx->spool);
-            if (rc == 0)
-                rc = pg_stream_end(conn, tli, start);
-            if (rc == 0) {
-                char a[LSN_STRLEN];
-                *start -= *start % rx->seg_size;
-                *timeline_ended = true;
-                log_info("timeline ended; following timeline %u from %s", *tli,
-                         lsn_format(*start, a));
-            }
+            rc = on_end(&st);
+            *timeline_ended = rc == 0;
             goto out;
         }
-        if (rc < 0)
+        if (rc < 0 || (rc = after_read(&st, now)) < 0)
             break;
-        receiver_notify_tick(rx);
-        if (now - last_file >= STATUS_FILE_INTERVAL_US) {
-            /* A repository that answered late that it can never work ends the run. */
-            rc = shippers_wait_open(rx, 0, should_return);
-            if (rc < 0)
-                break;
-            if (status_write(rx) < 0) {
-                log_warn("%s", err_message());
-                err_clear();
-            }
-            last_file = now;
-        }
     }
     if (rc == 0) {
         /* Asked to stop: make everything durable and say so before leaving. */
@@ -376,7 +425,7 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
             rc = pg_stream_stop(conn);
     }
 out:
-    waldecode_free(dec);
+    waldecode_free(st.dec);
     return rc;
 }
 
