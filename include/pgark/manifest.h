@@ -170,6 +170,10 @@ int manifest_reader_feed(struct manifest_reader *r, const void *data, size_t len
 /* The input is over: ERR_INTEGRITY unless the manifest was complete. */
 int manifest_reader_finish(struct manifest_reader *r);
 
+/* Feed r the whole of f from its start (a spooled manifest), then finish. ERR_IO names
+ * `what` when f cannot be read. */
+int manifest_reader_feed_file(struct manifest_reader *r, FILE *f, const char *what);
+
 /* The header once line 1 has been read (before the first on_file), else NULL. Owned by
  * the reader. A caller wanting only the header may stop feeding as soon as it is set. */
 const struct manifest_header *manifest_reader_header(const struct manifest_reader *r);

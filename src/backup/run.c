@@ -845,23 +845,6 @@ static int confirm_file(void *arg, const struct manifest_file *f)
     return 0;
 }
 
-static int read_spooled(FILE *f, struct manifest_reader *mr)
-{
-    uint8_t *buf = xmalloc(COPY_BUF);
-    size_t n;
-    int rc = 0;
-
-    rewind(f);
-    while (rc == 0 && (n = fread(buf, 1, COPY_BUF, f)) > 0)
-        rc = manifest_reader_feed(mr, buf, n);
-    if (rc == 0 && ferror(f))
-        rc = err_set_errno(ERR_IO, errno, "could not read back the spooled manifest");
-    if (rc == 0)
-        rc = manifest_reader_finish(mr);
-    free(buf);
-    return rc;
-}
-
 static int removed_while_running(void)
 {
     return err_hint("expire takes a backup for dead when its running marker was not refreshed "
@@ -896,7 +879,7 @@ static int confirm_target(struct backup_run *run, struct target_state *ts, FILE 
     }
     if (rc == 0) {
         mr = manifest_reader_new(confirm_file, &c);
-        rc = read_spooled(json, mr);
+        rc = manifest_reader_feed_file(mr, json, "the spooled manifest");
     }
     if (rc == 0 && c.missing) {
         char hex[SHA256_HEX_LEN + 1], more[48] = "";

@@ -383,23 +383,6 @@ static int on_file(void *arg, const struct manifest_file *f)
     return rc;
 }
 
-static int feed_file(FILE *f, struct manifest_reader *mr)
-{
-    uint8_t *buf = xmalloc(COPY_BUF);
-    size_t n;
-    int rc = 0;
-
-    rewind(f);
-    while (rc == 0 && (n = fread(buf, 1, COPY_BUF, f)) > 0)
-        rc = manifest_reader_feed(mr, buf, n);
-    if (rc == 0 && ferror(f))
-        rc = err_set_errno(ERR_IO, errno, "could not read back the manifest");
-    if (rc == 0)
-        rc = manifest_reader_finish(mr);
-    free(buf);
-    return rc;
-}
-
 /* Backup label from A to B. */
 static int copy_backup(struct repo *a, struct repo *b, const char *label, struct chunkset *held,
                        struct copy_totals *tot)
@@ -439,7 +422,7 @@ static int copy_backup(struct repo *a, struct repo *b, const char *label, struct
         goto out;
     }
     job.mr = manifest_reader_new(on_file, &job);
-    if ((rc = feed_file(src, job.mr)) < 0) {
+    if ((rc = manifest_reader_feed_file(job.mr, src, "the manifest")) < 0) {
         err_context("while copying backup \"%s\"", label);
         goto out;
     }

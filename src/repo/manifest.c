@@ -763,3 +763,20 @@ int manifest_reader_finish(struct manifest_reader *r)
         r->failed = rc;
     return rc;
 }
+
+int manifest_reader_feed_file(struct manifest_reader *r, FILE *f, const char *what)
+{
+    uint8_t *buf = xmalloc(COPY_BUF);
+    size_t n;
+    int rc = 0;
+
+    rewind(f);
+    while (rc == 0 && (n = fread(buf, 1, COPY_BUF, f)) > 0)
+        rc = manifest_reader_feed(r, buf, n);
+    if (rc == 0 && ferror(f))
+        rc = err_set_errno(ERR_IO, errno, "could not read back %s", what);
+    if (rc == 0)
+        rc = manifest_reader_finish(r);
+    free(buf);
+    return rc;
+}

@@ -90,12 +90,12 @@ struct repo_wal_prepared {
     char *why;
 };
 
-static int scratch_sink(void *ctx, const uint8_t *data, size_t len)
+/* Write all of data to scratch file fd at *at (advanced), in p's scratch directory. */
+static int scratch_write(struct repo_wal_preparer *p, int fd, const uint8_t *data, size_t len,
+                         uint64_t *at)
 {
-    struct repo_wal_preparer *p = ctx;
-    struct repo_wal_prepared *s = p->cur;
     while (len) {
-        ssize_t n = write(s->payload_fd, data, len);
+        ssize_t n = pwrite(fd, data, len, (off_t)*at);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -103,9 +103,15 @@ static int scratch_sink(void *ctx, const uint8_t *data, size_t len)
                                  p->scratch_dir);
         data += n;
         len -= (size_t)n;
-        s->payload_len += (uint64_t)n;
+        *at += (uint64_t)n;
     }
     return 0;
+}
+
+static int scratch_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct repo_wal_preparer *p = ctx;
+    return scratch_write(p, p->cur->payload_fd, data, len, &p->cur->payload_len);
 }
 
 static void partial_reset(struct repo_wal_preparer *p)
@@ -210,19 +216,7 @@ static bool can_grow(const struct repo_wal_preparer *p)
 static int prefix_sink(void *ctx, const uint8_t *data, size_t len)
 {
     struct repo_wal_preparer *p = ctx;
-    struct partial_state *ps = &p->ps;
-    while (len) {
-        ssize_t n = pwrite(ps->prefix_fd, data, len, (off_t)ps->prefix_len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return err_set_errno(ERR_IO, errno, "could not write a scratch file in \"%s\"",
-                                 p->scratch_dir);
-        data += n;
-        len -= (size_t)n;
-        ps->prefix_len += (uint64_t)n;
-    }
-    return 0;
+    return scratch_write(p, p->ps.prefix_fd, data, len, &p->ps.prefix_len);
 }
 
 /* Start the state over for segment s, file st. */
