@@ -176,12 +176,18 @@ ok(sql("SELECT '$by{local}{newest_commit}'::timestamptz = '$local->{newest}'::ti
 
 $s3 = s3rver_start(dir => $s3dir, port => $s3->{port});
 my $off = restore_from('offsite', 'from_offsite');
-ok(sql("SELECT '$frozen'::timestamptz = '$off->{newest}'::timestamptz") eq 't',
-	"the off-site repository restores up to the newest commit status.json reported ($off->{newest})");
+# s3rver is killed at a random moment: an upload it took whole just before may have failed
+# on the receiver's side (no answer), so the store can hold a newer copy than status.json
+# says; the figure may overstate the loss then, never understate it.
+my $exact = sql("SELECT '$frozen'::timestamptz = '$off->{newest}'::timestamptz") eq 't';
+ok($exact || sql("SELECT '$frozen'::timestamptz < '$off->{newest}'::timestamptz") eq 't',
+	"the off-site repository restores up to the newest commit status.json reported ($frozen), or a later one cut off in flight ($off->{newest})");
 cmp_ok($off->{rows}, '<', $want_rows, "and no further ($off->{rows} rows)");
 my $span = ($local->{us} - $off->{us}) / 1e6;
-ok(abs($by{offsite}{rpo_seconds} - $span) < 0.002,
-	"its RPO ($by{offsite}{rpo_seconds} s) is the commit time between the two restores ($span s)");
+note($exact ? 'the store held what status.json said' : 'an upload the receiver took for failed had reached the store');
+ok($exact ? abs($by{offsite}{rpo_seconds} - $span) < 0.002 : $by{offsite}{rpo_seconds} >= $span - 0.002,
+	"its RPO ($by{offsite}{rpo_seconds} s) is the commit time between the two restores ($span s)"
+	  . ($exact ? '' : ', or more'));
 is($st->{rpo}{offsite}{seconds}, $by{offsite}{rpo_seconds}, 'the off-site tier has that RPO');
 
 # --- the off-site store hung --------------------------------------------------------------------

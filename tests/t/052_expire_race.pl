@@ -222,16 +222,21 @@ my $gone = grep { !-e "$one/main/chunks/" . substr($_, 0, 2) . "/$_" } @only_x;
 is($gone, scalar(@only_x), 'repo one: the chunks only X named are gone, D\'s reused ones among them');
 like($e2->{chunks}{skipped} // '', qr/backup "t5D" is running/, 'repo two: D\'s fresh marker blocks the sweep');
 
+# Repository one is dropped from D (its chunks are gone there); D completes in two, where
+# the marker kept them (issue 19 item 7: one repository never stops a backup in the others).
 unlink("$tmp/pause-D") or die "unlink: $!";
-is(finish_backup($d), 1, 'D fails (exit 1)');
+is(finish_backup($d), 4, 'D completes in repository two only (exit 4)');
 like(${ $d->{err} },
 	qr/chunk [0-9a-f]{64} of "[^"]+"(?: \(and \d+ more\))? is no longer in repository "one": removed while the backup ran/,
 	'naming a chunk, its file and the repository') or diag(${ $d->{err} });
-like(${ $d->{err} }, qr/hint: .*expire/, 'with a hint about expire');
+like(${ $d->{err} }, qr/pgark copy --from two --to one --backup t5D/, 'with the copy that brings it to one');
 ok(!-e "$one/main/backups/t5D/manifest.json", 'no manifest.json in repo one');
-ok(!listed('t5D'), 'info lists D in no repository');
-ok(!-e "$one/main/backups/t5D.running", 'D removed its marker');
-$r = pgark('verify');
-is($r->{rc}, 0, 'verify is clean: no backup with holes') or diag($r->{stdout});
+is(scalar(listed('t5D')), 1, 'info lists D in one repository (two)');
+# (its running marker in one stays until it is stale: a dropped repository is not written again)
+$r = pgark('verify', '--backup', 't5D', '--json');
+my $problems = (eval { decode_json($r->{stdout}) } // {})->{problems} // [];
+is_deeply([ map { "$_->{repository}: $_->{message}" } @$problems ],
+	[ 'one: backup "t5D" is not in the repository' ],
+	'verify of D: whole in two (no backup with holes), absent from one') or diag($r->{stdout});
 
 done_testing();
