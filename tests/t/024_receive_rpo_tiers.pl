@@ -2,7 +2,7 @@
 # stop while the off-site store is down, then while it hangs (issue 26, items 1 and 3).
 #
 # A writer commits a row every ~100 ms; the receiver ships to a local repository (its
-# default: a copy of the segment being filled every second) and to S3 (every 3 s here).
+# default: a copy of the segment being filled every 500 ms) and to S3 (every 3 s here).
 # While both are up, status.json's newest commit of each repository keeps up with the
 # primary's commits, and the RPO it reports stays near the intervals. With s3rver killed
 # the off-site newest commit stands still and its RPO grows while the local one does
