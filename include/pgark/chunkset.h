@@ -22,5 +22,8 @@ void chunkset_free(struct chunkset *set);
 bool chunkset_add(struct chunkset *set, const uint8_t name[SHA256_LEN]);
 bool chunkset_has(const struct chunkset *set, const uint8_t name[SHA256_LEN]);
 size_t chunkset_count(const struct chunkset *set);
+/* A repo_chunk_fn (repo_chunk_list) that adds each listed chunk to the set ctx; a name
+ * that is not 64 hex digits is skipped. Always 0. */
+int chunkset_add_listed(void *ctx, const char *name, uint64_t stored_size);
 
 #endif

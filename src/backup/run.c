@@ -603,17 +603,6 @@ const struct bbstream_callbacks *backup_run_callbacks(void)
 
 /* --- lifecycle ----------------------------------------------------------------------- */
 
-static int load_known(void *ctx, const char *name, uint64_t stored_size)
-{
-    uint8_t raw[SHA256_LEN];
-    (void)stored_size;
-    if (hex_decode(name, raw, SHA256_LEN) == 0)
-        chunkset_add(ctx, raw);
-    else
-        err_clear();
-    return 0;
-}
-
 /*
  * The received messages (32 KiB each from PostgreSQL 15) live until a worker has
  * named their chunk and are freed in runs by the workers; glibc then gives the top of
@@ -684,7 +673,7 @@ struct backup_run *backup_run_new(const struct backup_params *params)
         else
             run->keyed = true;
         ts->known = chunkset_new();
-        if (!ts->t->failed && repo_chunk_list(ts->t->repo, load_known, ts->known) < 0) {
+        if (!ts->t->failed && repo_chunk_list(ts->t->repo, chunkset_add_listed, ts->known) < 0) {
             err_context("while listing the chunks of repository \"%s\"", repo_name(ts->t->repo));
             if (backup_run_drop(run, ts->t) < 0)
                 goto fail;
@@ -870,7 +859,7 @@ static int confirm_target(struct backup_run *run, struct target_state *ts, FILE 
     ts->known = NULL;
     if (listing) {
         c.present = chunkset_new();
-        if ((rc = repo_chunk_list(r, load_known, c.present)) == -ERR_NOT_FOUND) {
+        if ((rc = repo_chunk_list(r, chunkset_add_listed, c.present)) == -ERR_NOT_FOUND) {
             err_clear();
             rc = 0;
         }

@@ -291,17 +291,6 @@ static int tally_segment(struct copy_totals *tot, int rc)
 
 /* --- chunks and the manifest ----------------------------------------------------------- */
 
-static int load_held(void *ctx, const char *name, uint64_t stored_size)
-{
-    uint8_t raw[SHA256_LEN];
-    (void)stored_size;
-    if (hex_decode(name, raw, SHA256_LEN) == 0)
-        chunkset_add(ctx, raw);
-    else
-        err_clear();
-    return 0;
-}
-
 /* Chunk `name` (raw) of A read into job->buf, its SHA-256 after it. */
 static int read_chunk(struct copy_job *job, const uint8_t *name, const char *path, size_t *len)
 {
@@ -570,7 +559,8 @@ static int copy_backups(struct repo *a, struct repo *b, const char *only, bool *
         }
         if (!held) {
             held = chunkset_new();
-            if ((rc = repo_chunk_list(b, load_held, held)) < 0 && err_kind() != ERR_NOT_FOUND) {
+            if ((rc = repo_chunk_list(b, chunkset_add_listed, held)) < 0 &&
+                err_kind() != ERR_NOT_FOUND) {
                 err_context("while listing the chunks of repository \"%s\"", repo_name(b));
                 goto out;
             }

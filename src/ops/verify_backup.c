@@ -228,17 +228,6 @@ static int on_file(void *arg, const struct manifest_file *f)
 
 /* --- listings ---------------------------------------------------------------------- */
 
-static int on_chunk(void *ctx, const char *name, uint64_t stored_size)
-{
-    uint8_t raw[SHA256_LEN];
-    (void)stored_size;
-    if (hex_decode(name, raw, SHA256_LEN) == 0)
-        chunkset_add(ctx, raw);
-    else
-        err_clear();
-    return 0;
-}
-
 static int on_segment(void *ctx, const struct storage_info *info)
 {
     struct bk_verify *bv = ctx;
@@ -433,7 +422,7 @@ int verify_backups(struct verify_run *v, struct verify_repo *vr)
     bv.present = chunkset_new();
     bv.files_done = chunkset_new();
     bv.chunks_read = chunkset_new();
-    rc = repo_chunk_list(vr->repo, on_chunk, bv.present);
+    rc = repo_chunk_list(vr->repo, chunkset_add_listed, bv.present);
     if (rc == -ERR_NOT_FOUND) {
         err_clear();
         rc = 0;

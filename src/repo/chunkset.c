@@ -1,6 +1,7 @@
 /* chunkset.c — a set of chunk names (see include/pgark/chunkset.h). */
 #include "pgark/chunkset.h"
 
+#include "pgark/error.h"
 #include "pgark/mem.h"
 
 #include <stdlib.h>
@@ -85,4 +86,15 @@ bool chunkset_has(const struct chunkset *set, const uint8_t name[SHA256_LEN])
 size_t chunkset_count(const struct chunkset *set)
 {
     return set->count;
+}
+
+int chunkset_add_listed(void *ctx, const char *name, uint64_t stored_size)
+{
+    uint8_t raw[SHA256_LEN];
+    (void)stored_size;
+    if (hex_decode(name, raw, SHA256_LEN) == 0)
+        chunkset_add(ctx, raw);
+    else
+        err_clear();
+    return 0;
 }

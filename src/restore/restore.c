@@ -331,17 +331,6 @@ static int check_window(struct restore_args *a, struct cli_repos *set, const str
  * DBA decides: bring the WAL back, or name the end of what is there as the target, which
  * accepts the loss explicitly.
  */
-static int add_held(void *ctx, const char *name, uint64_t stored_size)
-{
-    uint8_t raw[SHA256_LEN];
-    (void)stored_size;
-    if (hex_decode(name, raw, SHA256_LEN) == 0)
-        chunkset_add(ctx, raw);
-    else
-        err_clear();
-    return 0;
-}
-
 /* The restore of chosen failed on the chunks in bad: name the newest backup that does
  * not need them, as a hint on the error. */
 static void hint_intact(struct cli_repos *set, const struct catalog *cat,
@@ -995,7 +984,7 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
     wo.bad_out = bad;
     if (!a.no_chunk_check) {
         held = chunkset_new();
-        int e = repo_chunk_list(r, add_held, held);
+        int e = repo_chunk_list(r, chunkset_add_listed, held);
         if (e == -ERR_NOT_FOUND)
             err_clear();
         else if (e < 0) {
