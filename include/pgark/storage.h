@@ -267,6 +267,9 @@ int storage_scratch_open(const char *dir);
  * naming `what` ("could not read WHAT", "WHAT is shorter than N bytes"). */
 int storage_fd_pass(int fd, uint64_t len, uint8_t *buf, size_t buf_size, const char *what,
                     storage_sink_fn sink, void *ctx);
+/* The same for bytes from..len of fd (a file read again where the last pass stopped). */
+int storage_fd_pass_from(int fd, uint64_t from, uint64_t len, uint8_t *buf, size_t buf_size,
+                         const char *what, storage_sink_fn sink, void *ctx);
 
 /* --- drivers ---------------------------------------------------------------- */
 

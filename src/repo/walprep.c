@@ -242,33 +242,35 @@ static int partial_start(struct repo_wal_preparer *p, const struct repo_wal_prep
     return 0;
 }
 
+struct partial_feed {
+    struct repo_wal_preparer *p;
+    uint64_t len; /* where this feed ends: the open frame is flushed there */
+};
+
+static int partial_sink(void *ctx, const uint8_t *data, size_t n)
+{
+    struct partial_feed *f = ctx;
+    struct repo_wal_preparer *p = f->p;
+    struct partial_state *ps = &p->ps;
+    sha256_ctx_update(ps->sha, data, n);
+    if (ps->dec && !ps->why && waldecode_feed(ps->dec, data, n) < 0) {
+        ps->why = err_format();
+        err_clear();
+    }
+    ps->fed += (uint64_t)n;
+    if (ps->z)
+        return p->compression->open_feed(ps->z, data, n, ps->fed == f->len, prefix_sink, p);
+    return 0;
+}
+
 /* Read bytes ps->fed..len of fd into the state: digest, decoder, open frame. */
 static int partial_feed(struct repo_wal_preparer *p, int fd, uint64_t len)
 {
-    struct partial_state *ps = &p->ps;
-    int rc = 0;
-    while (rc == 0 && ps->fed < len) {
-        size_t want = len - ps->fed < PREP_READ_BUF ? (size_t)(len - ps->fed) : PREP_READ_BUF;
-        ssize_t n = pread(fd, p->buf, want, (off_t)ps->fed);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n < 0 ? err_set_errno(ERR_IO, errno, "could not read %s", WAL_TO_ARCHIVE)
-                       : err_set(ERR_IO, "%s is shorter than %llu bytes", WAL_TO_ARCHIVE,
-                                 (unsigned long long)len);
-            break;
-        }
-        sha256_ctx_update(ps->sha, p->buf, (size_t)n);
-        if (ps->dec && !ps->why && waldecode_feed(ps->dec, p->buf, (size_t)n) < 0) {
-            ps->why = err_format();
-            err_clear();
-        }
-        ps->fed += (uint64_t)n;
-        if (ps->z)
-            rc =
-                p->compression->open_feed(ps->z, p->buf, (size_t)n, ps->fed == len, prefix_sink, p);
-    }
-    return rc;
+    struct partial_feed f = {p, len};
+    if (p->ps.fed >= len)
+        return 0;
+    return storage_fd_pass_from(fd, p->ps.fed, len, p->buf, PREP_READ_BUF, WAL_TO_ARCHIVE,
+                                partial_sink, &f);
 }
 
 /* Whether the state holds the start of s's file (the spool renames a segment it completes:

@@ -308,9 +308,15 @@ int storage_batch_write_data(struct storage_write *sw, const void *data, size_t 
 int storage_fd_pass(int fd, uint64_t len, uint8_t *buf, size_t buf_size, const char *what,
                     storage_sink_fn sink, void *ctx)
 {
+    return storage_fd_pass_from(fd, 0, len, buf, buf_size, what, sink, ctx);
+}
+
+int storage_fd_pass_from(int fd, uint64_t from, uint64_t len, uint8_t *buf, size_t buf_size,
+                         const char *what, storage_sink_fn sink, void *ctx)
+{
     uint8_t *own = buf ? NULL : xmalloc(buf_size);
     uint8_t *chunk = buf ? buf : own;
-    uint64_t off = 0;
+    uint64_t off = from;
     int rc = 0;
     while (rc == 0 && off < len) {
         size_t want = len - off < buf_size ? (size_t)(len - off) : buf_size;
