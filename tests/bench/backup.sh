@@ -7,7 +7,13 @@
 #   pgark          pgark backup into a fresh posix repository, zstd level 3
 #   pg_basebackup  pg_basebackup -Ft -X none -c fast --compress=client-zstd:3
 #   pgbackrest     pgbackrest backup --type=full, zst level 3, process-max 2
-# then, on that round's pgark repository:
+#   pgark_enc      pgark backup as pgark, encrypted (AES-256-GCM under a passphrase)
+# pgark and pg_basebackup connect over TCP to 127.0.0.1, as a backup host elsewhere does
+# (the headline figures), and again over the Unix socket as pgark_unix and
+# pg_basebackup_unix (BENCH_TRANSPORTS="tcp unix", the default; "tcp" alone skips the
+# socket runs). pgBackRest reads the files itself and uses its connection only to start
+# and stop the backup, so it runs once, on the socket.
+# Then, on that round's pgark repository (over TCP):
 #   pgark_2nd_contig   pgark backup after UPDATE of the first 5% of pgbench_accounts
 #   pgark_2nd_random   pgark backup after UPDATE of every 20th row (5%, on every page)
 # (then VACUUM, untimed, so that the table grows by the same amount every round).
@@ -15,9 +21,9 @@
 # Measured: wall time, CPU of the client (user+sys, children included: pgBackRest's
 # worker processes), CPU of the whole cluster over the run (pg_basebackup and pgark
 # make the server read and send the files; pgBackRest reads them itself), peak RSS of
-# the client (/usr/bin/time: the largest process), stored bytes (pgark: chunks and
-# manifests; pg_basebackup: its output; pgBackRest: that backup's directory; WAL not
-# counted). After the rounds a cluster at BENCH_BACKUP_SMALL_SCALE is backed up by pgark
+# the client (/usr/bin/time: the largest process), stored bytes and objects created
+# (files: pgark: chunks and manifests; pg_basebackup: its output; pgBackRest: that
+# backup's directory; WAL not counted). Every round's output stays until the end. After the rounds a cluster at BENCH_BACKUP_SMALL_SCALE is backed up by pgark
 # BENCH_ROUNDS times, for its peak RSS against the big one's.
 # Targets: pgark full wall time <= pgBackRest's; pgark second backup after the
 # contiguous 5% change <= half of its full; peak RSS at the big scale within 20% of
@@ -26,6 +32,7 @@
 #
 # Environment: PGARK (required), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3),
 # BENCH_BACKUP_SCALE (100), BENCH_BACKUP_SMALL_SCALE (10), BENCH_BACKUP_PORT (54392),
+# BENCH_TRANSPORTS ("tcp unix"),
 # BENCH_STEP_TIMEOUT (1800 s for any one command), BENCH_PERF=1: one more pgark full and
 # contiguous second backup under perf record -g (reports backup-<stamp>-perf-*.txt).
 set -eu
@@ -42,11 +49,22 @@ SMALL_SCALE=${BENCH_BACKUP_SMALL_SCALE:-10}
 PORT=${BENCH_BACKUP_PORT:-54392}
 STEP=${BENCH_STEP_TIMEOUT:-1800}
 PERF=${BENCH_PERF:-0}
+TRANSPORTS=${BENCH_TRANSPORTS:-tcp unix}
 PGBACKREST=${PGBACKREST:-/usr/bin/pgbackrest}
 STANZA=bench
 
 [ -x "$PGARK" ] || bench_die "no pgark binary at \"$PGARK\""
 [ -x "$PGBACKREST" ] || bench_die "no pgbackrest at \"$PGBACKREST\""
+for t in $TRANSPORTS; do
+    case "$t" in
+    tcp | unix) ;;
+    *) bench_die "BENCH_TRANSPORTS: \"$t\" is not tcp or unix" ;;
+    esac
+done
+case " $TRANSPORTS " in
+*" tcp "*) ;;
+*) bench_die "BENCH_TRANSPORTS must include tcp (the headline figures)" ;;
+esac
 
 cleanup() {
     status=$?
@@ -101,8 +119,9 @@ quiesce() {
     sync
 }
 
-write_pgark_config() { # file repo-dir
-    cat >"$1" <<EOF
+write_pgark_config() { # file repo-dir [transport [encrypted]]
+    {
+        cat <<EOF
 spool: $WORK/spool
 repos:
   r1:
@@ -113,9 +132,13 @@ compression:
   level: 3
 clusters:
   $STANZA:
-    conninfo: "$(pg_conninfo)"
+    conninfo: "$(pg_conninfo "${3:-tcp}")"
     repos: [r1]
 EOF
+        if [ "${4:-}" = encrypted ]; then
+            printf 'encryption:\n  passphrase: "bench passphrase, not a secret"\n'
+        fi
+    } >"$1"
 }
 
 pgark_stored() { # repo-dir: chunks and manifests, not WAL
@@ -128,7 +151,7 @@ json_num() {
 
 # run_timed phase tool round out-prefix CMD...: one measured run; appends a record.
 # STORED must be set by the caller after the run (stored_after hook): see measure().
-record() { # phase tool round timefile server-ticks stored scale
+record() { # phase tool round timefile server-ticks stored scale objects transport
     wall=$(timed_field "$4" 1)
     usr=$(timed_field "$4" 2)
     sys=$(timed_field "$4" 3)
@@ -137,12 +160,12 @@ record() { # phase tool round timefile server-ticks stored scale
     jq -cn --arg phase "$1" --arg tool "$2" --argjson round "$3" \
         --argjson wall "$wall" --argjson usr "$usr" --argjson sys "$sys" --argjson rss "$rss" \
         --argjson srv "$srv" --argjson stored "$(json_num "$6")" --argjson scale "$7" \
-        --argjson load "$(load1)" \
+        --argjson load "$(load1)" --argjson objects "$(json_num "$8")" --arg transport "$9" \
         --argjson db "$(q "SELECT pg_database_size('postgres')" 2>/dev/null || echo null)" \
-        '{phase: $phase, tool: $tool, round: $round, scale: $scale, wall_s: $wall,
+        '{phase: $phase, tool: $tool, transport: $transport, round: $round, scale: $scale, wall_s: $wall,
           cpu_user_s: $usr, cpu_sys_s: $sys, cpu_s: ($usr + $sys), server_cpu_s: $srv,
-          rss_kib: $rss, stored_bytes: $stored, db_bytes: $db, load1: $load}' >>"$raw"
-    bench_log "  $2: wall $wall s, CPU $usr+$sys s (server $srv s), RSS $((rss / 1024)) MiB, stored $(awk -v b="${6:-0}" 'BEGIN { printf "%.1f", b / 1048576 }') MiB, load $(load1)"
+          rss_kib: $rss, stored_bytes: $stored, objects: $objects, db_bytes: $db, load1: $load}' >>"$raw"
+    bench_log "  $2: wall $wall s, CPU $usr+$sys s (server $srv s), RSS $((rss / 1024)) MiB, stored $(awk -v b="${6:-0}" 'BEGIN { printf "%.1f", b / 1048576 }') MiB in $8 files, load $(load1)"
 }
 
 pgark_backup() { # config timefile [perf-data]
@@ -161,22 +184,32 @@ run_variant() { # tool round
     tf=$WORK/time
     cpu0=$(server_cpu_ticks)
     case "$tool" in
-    pgark)
-        repo=$WORK/pgark-repo-$round
-        rm -rf "$repo"
-        write_pgark_config "$WORK/pgark-$round.yaml" "$repo"
-        pgark_backup "$WORK/pgark-$round.yaml" "$tf"
+    *_unix) transport=unix ;;
+    pgbackrest) transport=unix ;;
+    *) transport=tcp ;;
+    esac
+    case "$tool" in
+    pgark | pgark_unix | pgark_enc)
+        # the round's repository used for the second backups is pgark's (TCP, plain)
+        case "$tool" in
+        pgark) repo=$WORK/pgark-repo-$round ;;
+        *) repo=$WORK/$tool-repo-$round ;;
+        esac
+        enc=""
+        [ "$tool" = pgark_enc ] && enc=encrypted
+        write_pgark_config "$WORK/$tool-$round.yaml" "$repo" "$transport" $enc
+        pgark_backup "$WORK/$tool-$round.yaml" "$tf"
         stored=$(pgark_stored "$repo")
+        objects=$(file_count "$repo/$STANZA/chunks" "$repo/$STANZA/backups")
         ;;
-    pg_basebackup)
-        out=$WORK/basebackup
-        rm -rf "$out"
+    pg_basebackup | pg_basebackup_unix)
+        out=$WORK/$tool-$round
         timed "$tf" timeout "$STEP" "$PGBIN/pg_basebackup" -D "$out" -Ft -X none -c fast \
-            --compress=client-zstd:3 -h "$PGSOCK_BENCH" -p "$PGPORT_BENCH" -U postgres \
+            --compress=client-zstd:3 -h "$(pg_host "$transport")" -p "$PGPORT_BENCH" -U postgres \
             >"$WORK/pg_basebackup.log" 2>&1 ||
             bench_die "pg_basebackup failed: $(tail -5 "$WORK/pg_basebackup.log")"
         stored=$(du_bytes "$out")
-        rm -rf "$out"
+        objects=$(file_count "$out")
         ;;
     pgbackrest)
         timed "$tf" timeout "$STEP" "$PGBACKREST" --config="$PGBR_CONF" --stanza="$STANZA" \
@@ -184,10 +217,11 @@ run_variant() { # tool round
             bench_die "pgbackrest backup failed: $(tail -5 "$WORK/pgbackrest.log")"
         last=$(ls -1d "$WORK/pgbr/repo/backup/$STANZA"/*F | tail -1)
         stored=$(du_bytes "$last")
+        objects=$(file_count "$last")
         ;;
     esac
     cpu1=$(server_cpu_ticks)
-    record full "$tool" "$round" "$tf" $((cpu1 - cpu0)) "$stored" "$SCALE"
+    record full "$tool" "$round" "$tf" $((cpu1 - cpu0)) "$stored" "$SCALE" "$objects" "$transport"
 }
 
 # A second pgark backup into the round's repository after changing 5% of the rows.
@@ -203,15 +237,21 @@ run_second() { # kind round
     quiesce
     repo=$WORK/pgark-repo-$round
     before=$(pgark_stored "$repo")
+    nbefore=$(file_count "$repo/$STANZA/chunks" "$repo/$STANZA/backups")
     cpu0=$(server_cpu_ticks)
     pgark_backup "$WORK/pgark-$round.yaml" "$WORK/time"
     cpu1=$(server_cpu_ticks)
     after=$(pgark_stored "$repo")
-    record "2nd_$kind" pgark "$round" "$WORK/time" $((cpu1 - cpu0)) $((after - before)) "$SCALE"
+    nafter=$(file_count "$repo/$STANZA/chunks" "$repo/$STANZA/backups")
+    record "2nd_$kind" pgark "$round" "$WORK/time" $((cpu1 - cpu0)) $((after - before)) "$SCALE" \
+        $((nafter - nbefore)) tcp
 }
 
-variants="pgark pg_basebackup pgbackrest"
-nvar=3
+variants="pgark pg_basebackup pgbackrest pgark_enc"
+case " $TRANSPORTS " in
+*" unix "*) variants="$variants pgark_unix pg_basebackup_unix" ;;
+esac
+nvar=$(echo "$variants" | wc -w)
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
     shift_by=$(((round - 1) % nvar))
@@ -269,14 +309,14 @@ pg_start
 pgbench_init "$SMALL_SCALE"
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
-    repo=$WORK/pgark-repo-small
-    rm -rf "$repo"
+    repo=$WORK/pgark-repo-small-$round
     write_pgark_config "$WORK/pgark-small.yaml" "$repo"
     quiesce
     cpu0=$(server_cpu_ticks)
     pgark_backup "$WORK/pgark-small.yaml" "$WORK/time"
     cpu1=$(server_cpu_ticks)
-    record small pgark "$round" "$WORK/time" $((cpu1 - cpu0)) "$(pgark_stored "$repo")" "$SMALL_SCALE"
+    record small pgark "$round" "$WORK/time" $((cpu1 - cpu0)) "$(pgark_stored "$repo")" "$SMALL_SCALE" \
+        "$(file_count "$repo/$STANZA/chunks" "$repo/$STANZA/backups")" tcp
     round=$((round + 1))
 done
 pg_stop
@@ -295,10 +335,11 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
     def ratio(a; b): if a == null or b == null or b == 0 then null else (a / b * 1000 | round / 1000) end;
     . as $runs |
     [ ["full", "pgark"], ["full", "pg_basebackup"], ["full", "pgbackrest"],
-      ["2nd_contig", "pgark"], ["2nd_random", "pgark"], ["small", "pgark"] ] as $keys |
+      ["full", "pgark_enc"], ["full", "pgark_unix"], ["full", "pg_basebackup_unix"], ["2nd_contig", "pgark"], ["2nd_random", "pgark"], ["small", "pgark"] ] as $keys |
     {benchmark: "backup", started_utc: $stamp, host: $host, cpus: $cpus, postgres: $pg,
      pgark: $pgark, pgbackrest: $pgbackrest,
      settings: {rounds: $rounds, pgbench_scale: $scale, small_scale: $small,
+                transports: "pgark and pg_basebackup over TCP to 127.0.0.1 (pgark, pg_basebackup) and over the Unix socket (*_unix); pgBackRest on the socket (it reads the files itself)",
                 pgark: "posix repository, zstd level 3, fresh repository per full",
                 pg_basebackup: "-Ft -X none -c fast --compress=client-zstd:3",
                 pgbackrest: "--type=full, compress-type=zst level 3, process-max 2, start-fast",
@@ -307,14 +348,20 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
      load1: {min: ($runs | map(.load1) | min), median: ($runs | med(.load1)), max: ($runs | map(.load1) | max)},
      medians: [ $keys[] as $k | ($runs | map(select(.phase == $k[0] and .tool == $k[1]))) as $r |
         select($r | length > 0) |
-        {phase: $k[0], tool: $k[1], wall_s: ($r | med(.wall_s)), cpu_s: ($r | med(.cpu_s)),
+        {phase: $k[0], tool: $k[1], transport: $r[0].transport, wall_s: ($r | med(.wall_s)),
+         cpu_s: ($r | med(.cpu_s)), cpu_user_s: ($r | med(.cpu_user_s)), cpu_sys_s: ($r | med(.cpu_sys_s)),
+         objects: ($r | med(.objects)),
          server_cpu_s: ($r | med(.server_cpu_s)), rss_kib: ($r | med(.rss_kib)),
          rss_kib_max: ($r | map(.rss_kib) | max), stored_bytes: ($r | med(.stored_bytes))} ] } |
     (.medians | map({key: "\(.phase)/\(.tool)", value: .}) | from_entries) as $m |
     .ratios = {
         full_wall_pgark_vs_pgbackrest: ratio($m["full/pgark"].wall_s; $m["full/pgbackrest"].wall_s),
         full_wall_pgark_vs_pg_basebackup: ratio($m["full/pgark"].wall_s; $m["full/pg_basebackup"].wall_s),
+        full_wall_pgark_vs_pg_basebackup_unix: ratio($m["full/pgark_unix"].wall_s; $m["full/pg_basebackup_unix"].wall_s),
+        full_wall_encrypted_vs_plain: ratio($m["full/pgark_enc"].wall_s; $m["full/pgark"].wall_s),
+        full_wall_pgark_tcp_vs_unix: ratio($m["full/pgark"].wall_s; $m["full/pgark_unix"].wall_s),
         full_cpu_pgark_vs_pgbackrest: ratio($m["full/pgark"].cpu_s; $m["full/pgbackrest"].cpu_s),
+        full_sys_pgark_vs_pgbackrest: ratio($m["full/pgark"].cpu_sys_s; $m["full/pgbackrest"].cpu_sys_s),
         full_cpu_pgark_vs_pg_basebackup: ratio($m["full/pgark"].cpu_s; $m["full/pg_basebackup"].cpu_s),
         full_cpu_with_server_pgark_vs_pgbackrest:
             ratio($m["full/pgark"].cpu_s + $m["full/pgark"].server_cpu_s;
@@ -333,7 +380,8 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
     def run(r; p; t): $runs | map(select(.round == r and .phase == p and .tool == t)) | .[0];
     def paired(p1; t1; p2; t2; f):
         [ $runs | map(.round) | unique | .[] as $r |
-          ratio(run($r; p1; t1) | f; run($r; p2; t2) | f) ] | median;
+          ratio(run($r; p1; t1) | f; run($r; p2; t2) | f) ] | median |
+        if . == null then null else (. * 1000 | round / 1000) end;
     .paired_ratios = {
         full_wall_pgark_vs_pgbackrest: paired("full"; "pgark"; "full"; "pgbackrest"; .wall_s),
         full_wall_pgark_vs_pg_basebackup: paired("full"; "pgark"; "full"; "pg_basebackup"; .wall_s),
@@ -342,6 +390,9 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
         second_random_wall_vs_full: paired("2nd_random"; "pgark"; "full"; "pgark"; .wall_s),
         second_contig_cpu_vs_full: paired("2nd_contig"; "pgark"; "full"; "pgark"; .cpu_s)} |
     .targets = {
+        full_wall_at_most_0_8x_pg_basebackup: (if .ratios.full_wall_pgark_vs_pg_basebackup == null then null else .ratios.full_wall_pgark_vs_pg_basebackup <= 0.8 end),
+        full_cpu_at_most_pgbackrest: (if .ratios.full_cpu_pgark_vs_pgbackrest == null then null else .ratios.full_cpu_pgark_vs_pgbackrest <= 1 end),
+        encrypted_at_most_1_1x_plain: (if .ratios.full_wall_encrypted_vs_plain == null then null else .ratios.full_wall_encrypted_vs_plain <= 1.1 end),
         full_wall_at_most_pgbackrest: (if .ratios.full_wall_pgark_vs_pgbackrest == null then null else .ratios.full_wall_pgark_vs_pgbackrest <= 1 end),
         second_at_most_half_of_full: (if .ratios.second_contig_wall_vs_full == null then null else .ratios.second_contig_wall_vs_full <= 0.5 end),
         second_at_most_half_of_full_paired: (if .paired_ratios.second_contig_wall_vs_full == null then null else .paired_ratios.second_contig_wall_vs_full <= 0.5 end),
@@ -353,9 +404,10 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
     echo "backup benchmark: pgbench scale $SCALE (small: $SMALL_SCALE), medians of $ROUNDS rounds, load $(jq -r '"\(.load1.min)..\(.load1.max)"' "$out")"
     jq -r '
         def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
-        (["phase", "tool", "wall_s", "CPU_s", "server_CPU_s", "RSS_MiB", "RSS_max_MiB", "stored_MiB"] | @tsv),
-        (.medians[] | [.phase, .tool, (.wall_s | f(2)), (.cpu_s | f(2)), (.server_cpu_s | f(2)),
-            (.rss_kib / 1024 | f(1)), (.rss_kib_max / 1024 | f(1)), (.stored_bytes / 1048576 | f(1))] | @tsv)
+        (["phase", "tool", "via", "wall_s", "user_s", "sys_s", "server_CPU_s", "RSS_MiB", "RSS_max_MiB", "stored_MiB", "files"] | @tsv),
+        (.medians[] | [.phase, .tool, .transport, (.wall_s | f(2)), (.cpu_user_s | f(2)), (.cpu_sys_s | f(2)),
+            (.server_cpu_s | f(2)), (.rss_kib / 1024 | f(1)), (.rss_kib_max / 1024 | f(1)),
+            (.stored_bytes / 1048576 | f(1)), (.objects | f(0))] | @tsv)
     ' "$out" | column -t -s "$(printf '\t')"
     echo "ratios:"
     jq -r '.ratios | to_entries[] | "  \(.key): \(.value // "-")"' "$out"

@@ -3,8 +3,10 @@
 # A benchmark script sets WORK (its scratch directory, removed at exit) and then uses:
 #   bench_log MSG...                 a timestamped line on stderr
 #   bench_die MSG...                 log and exit 1 (the EXIT trap cleans up)
-#   pg_init DIR PORT [SETTING...]    initdb -k and a postgresql.conf for a socket-only server
+#   pg_init DIR PORT [SETTING...]    initdb -k and a postgresql.conf: a Unix socket in DIR
+#                                    and TCP on 127.0.0.1 (trust: the cluster is throwaway)
 #   pg_start / pg_stop               start (waits until ready) / stop the cluster of pg_init
+#   pg_conninfo [tcp|unix]           libpq connection string (default unix)
 #   q SQL                            one value from psql on that cluster (-XAt, stops on error)
 #   wait_until SECONDS SQL           poll SQL every 0.2 s until it returns "t"; 1 on timeout
 #   proc_cpu_ticks PID               utime+stime of a process (all its threads), in ticks
@@ -22,8 +24,9 @@
 #   load1                            the 1-minute load average
 #   pgbr_write_config FILE DIR STANZA   a pgBackRest config for the cluster of pg_init
 #                                    (repo, lock, log, spool under DIR; zst 3, 2 processes)
-# Conventions: every wait is bounded; a cluster uses its own port and a Unix socket in
-# WORK only; everything a script starts is registered so the EXIT trap can end it.
+#   file_count PATH...               regular files under the paths (objects created)
+# Conventions: every wait is bounded; a cluster uses its own port, a Unix socket in WORK
+# and TCP on loopback only; everything a script starts is registered so the EXIT trap can end it.
 
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 CLK_TCK=$(getconf CLK_TCK)
@@ -56,7 +59,7 @@ pg_init() {
         >"$WORK/initdb.log" 2>&1 ||
         bench_die "initdb failed: $(tail -5 "$WORK/initdb.log")"
     {
-        echo "listen_addresses = ''"
+        echo "listen_addresses = '127.0.0.1'"
         echo "port = $PGPORT_BENCH"
         echo "unix_socket_directories = '$PGSOCK_BENCH'"
         echo "wal_level = replica"
@@ -82,9 +85,22 @@ pg_stop() {
     fi
 }
 
-# The libpq connection string of the cluster (for receivers).
+# The libpq connection string of the cluster: over its Unix socket, or over TCP to
+# 127.0.0.1 as a backup host elsewhere connects (what the peers are compared on).
 pg_conninfo() {
-    echo "host=$PGSOCK_BENCH port=$PGPORT_BENCH user=postgres dbname=postgres"
+    case "${1:-unix}" in
+    tcp) echo "host=127.0.0.1 port=$PGPORT_BENCH user=postgres dbname=postgres" ;;
+    unix) echo "host=$PGSOCK_BENCH port=$PGPORT_BENCH user=postgres dbname=postgres" ;;
+    *) bench_die "pg_conninfo: transport \"$1\" is not tcp or unix" ;;
+    esac
+}
+
+# The -h value for PostgreSQL's own client programs, by transport.
+pg_host() {
+    case "${1:-unix}" in
+    tcp) echo 127.0.0.1 ;;
+    *) echo "$PGSOCK_BENCH" ;;
+    esac
 }
 
 q() {
@@ -167,6 +183,10 @@ server_cpu_ticks() {
 
 du_bytes() {
     du -sbc "$@" 2>/dev/null | awk 'END { print $1 + 0 }'
+}
+
+file_count() {
+    find "$@" -type f 2>/dev/null | wc -l
 }
 
 load1() {

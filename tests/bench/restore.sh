@@ -8,7 +8,11 @@
 #   restore  per round, in rotating order, into an empty directory, both fsyncing:
 #              pgark       pgark restore --target immediate (no start)
 #              pgbackrest  pgbackrest restore --type=immediate, process-max 2
-#            measured: wall time, client CPU (user+sys), peak RSS, bytes laid down.
+#              untar       tar -x of pg_basebackup's -Ft client-zstd:3 output (taken once,
+#                          over TCP), then sync -f: the floor of a plain tar restore
+#            measured: wall time, client CPU (user and sys), peak RSS, bytes laid down.
+#            Each run's tree stays until the end (BENCH_RESTORE_KEEP=0: removed after
+#            each run instead; see run_restore for what each choice costs here).
 #   replay   pgbench until BENCH_RESTORE_WAL_MIB of WAL is archived, the cluster stopped;
 #            per round, in rotating order, the backup restored (untimed) and the server
 #            started on it (recovery to the end of the archive, then promotion):
@@ -26,12 +30,14 @@
 #            of the cluster's processes with their waited-for children (the startup
 #            process and the restore_command it runs; NOT the detached read-ahead
 #            processes of pgark and pgBackRest async, which no one waits for).
-# Target: replay through wal-fetch at most 1.2x the local replay.
+# Targets: restore wall at most 0.7x pgBackRest's and 0.6x untar's; replay through
+# wal-fetch at most 1.2x the local replay.
 #
 # Environment: PGARK (required), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3),
 # BENCH_RESTORE_SCALE (100), BENCH_RESTORE_WAL_MIB (1024), BENCH_RESTORE_PORT (54394),
 # BENCH_RESTORE_VARIANTS ("walfetch local pgbackrest_async"; also "mv"),
-# BENCH_RESTORE_TOOLS ("pgark pgbackrest"; empty: no restore phase), BENCH_STEP_TIMEOUT (1800),
+# BENCH_RESTORE_TOOLS ("pgark pgbackrest untar"; empty: no restore phase), BENCH_STEP_TIMEOUT (1800),
+# BENCH_RESTORE_KEEP (1),
 # BENCH_PERF=1: one more pgark restore under perf record -g (restore-<stamp>-perf.txt).
 set -eu
 
@@ -46,7 +52,8 @@ SCALE=${BENCH_RESTORE_SCALE:-100}
 WAL_MIB=${BENCH_RESTORE_WAL_MIB:-1024}
 PORT=${BENCH_RESTORE_PORT:-54394}
 REPLAY_VARIANTS=${BENCH_RESTORE_VARIANTS:-walfetch local pgbackrest_async}
-RESTORE_TOOLS=${BENCH_RESTORE_TOOLS-pgark pgbackrest}
+RESTORE_TOOLS=${BENCH_RESTORE_TOOLS-pgark pgbackrest untar}
+KEEP=${BENCH_RESTORE_KEEP:-1}
 STEP=${BENCH_STEP_TIMEOUT:-1800}
 PERF=${BENCH_PERF:-0}
 PGBACKREST=${PGBACKREST:-/usr/bin/pgbackrest}
@@ -66,7 +73,7 @@ cleanup() {
     trap - EXIT INT TERM
     bench_cleanup
     # read-ahead workers of wal-fetch and archive-get async that may still run
-    for d in "$WORK"/target; do
+    for d in "$WORK"/target "$WORK"/restored-*; do
         [ -d "$d" ] || continue
         "$PGBIN/pg_ctl" -D "$d" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
         rm_tree "$d" || true
@@ -107,7 +114,7 @@ compression:
   level: 3
 clusters:
   $STANZA:
-    conninfo: "$(pg_conninfo)"
+    conninfo: "$(pg_conninfo tcp)"
     repos: [r1]
 EOF
 pg_start
@@ -138,6 +145,14 @@ bench_log "  pgark backup: $(cat "$WORK/time")"
 timed "$WORK/time" timeout "$STEP" "$PGBACKREST" --config="$PGBR_CONF" --stanza="$STANZA" --type=full \
     backup >"$WORK/pgbr-backup.log" 2>&1 || bench_die "pgbackrest backup failed: $(tail -5 "$WORK/pgbr-backup.log")"
 bench_log "  pgbackrest backup: $(cat "$WORK/time")"
+case " $RESTORE_TOOLS " in
+*" untar "*)
+    timeout "$STEP" "$PGBIN/pg_basebackup" -D "$WORK/basebackup" -Ft -X none -c fast \
+        --compress=client-zstd:3 -h 127.0.0.1 -p "$PORT" -U postgres >"$WORK/pg_basebackup.log" 2>&1 ||
+        bench_die "pg_basebackup failed: $(tail -5 "$WORK/pg_basebackup.log")"
+    bench_log "  pg_basebackup for untar: $(du_bytes "$WORK/basebackup") bytes"
+    ;;
+esac
 wait_archived
 
 json_num() {
@@ -178,6 +193,8 @@ pgbr_restore_args() { # extra args for pgbackrest restore into $TARGET
 run_restore() { # tool round
     tool=$1 round=$2
     bench_log "round $round: restore with $tool"
+    saved_target=$TARGET
+    [ "$KEEP" = 0 ] || TARGET=$WORK/restored-$tool-$round
     fresh_target
     case "$tool" in
     pgark)
@@ -188,6 +205,10 @@ run_restore() { # tool round
         # shellcheck disable=SC2046 # whole words
         timed "$WORK/time" timeout "$STEP" "$PGBACKREST" $(pgbr_restore_args) --type=immediate \
             restore >"$WORK/restore.log" 2>&1
+        ;;
+    untar)
+        timed "$WORK/time" timeout "$STEP" sh -c 'tar --zstd -xf "$1/base.tar.zst" -C "$2" && sync -f "$2"' \
+            untar "$WORK/basebackup" "$TARGET" >"$WORK/restore.log" 2>&1
         ;;
     esac || bench_die "$tool restore failed: $(tail -5 "$WORK/restore.log")"
     tf=$WORK/time
@@ -200,11 +221,13 @@ run_restore() { # tool round
           cpu_sys_s: $sys, cpu_s: ($usr + $sys), rss_kib: $rss, restored_bytes: $bytes,
           pg_wal_bytes: $walb, load1: $load}' >>"$raw"
     bench_log "  $tool: wall $wall s, CPU $usr+$sys s, RSS $((rss / 1024)) MiB, $((bytes / 1048576)) MiB laid down, load $(load1)"
-    # Deleted, though on ext4 without a journal files created within a minute of deleting
-    # many cost an inode-table scan each (recently_deleted()): both tools pay it (each
-    # run follows a deletion). Keeping the trees instead made both slower (more system
-    # time, for pgark 2.7 -> 5.0 s) on this machine.
-    rm_tree "$TARGET"
+    # Kept by default: on ext4 without a journal, files created within a minute of
+    # deleting many cost an inode-table scan each (recently_deleted()), so deleting
+    # between runs taxes whichever runs next. On 2026-12-02 keeping them made both tools
+    # slower instead (more system time, pgark 2.7 -> 5.0 s: dirty pages of earlier runs
+    # still being written back); BENCH_RESTORE_KEEP=0 measures that way.
+    [ "$KEEP" != 0 ] || rm_tree "$TARGET"
+    TARGET=$saved_target
 }
 
 rotate_run() { # function variants...: one round of them, rotated by $round
@@ -394,12 +417,14 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
      medians: [ ($runs | map([.phase, .tool]) | unique)[] as $k |
         ($runs | map(select(.phase == $k[0] and .tool == $k[1]))) as $r |
         {phase: $k[0], tool: $k[1], wall_s: ($r | med(.wall_s)), cpu_s: ($r | med(.cpu_s)),
+         cpu_user_s: ($r | med(.cpu_user_s)), cpu_sys_s: ($r | med(.cpu_sys_s)),
          rss_kib: ($r | med(.rss_kib)), restored_bytes: ($r | med(.restored_bytes)),
          redo_elapsed_s: ($r | med(.redo_elapsed_s)), server_cpu_s: ($r | med(.server_cpu_s)),
          replayed_bytes: ($r | med(.replayed_bytes))} ] } |
     (.medians | map({key: "\(.phase)/\(.tool)", value: .}) | from_entries) as $m |
     .ratios = {
         restore_wall_pgark_vs_pgbackrest: ratio($m["restore/pgark"].wall_s; $m["restore/pgbackrest"].wall_s),
+        restore_wall_pgark_vs_untar: ratio($m["restore/pgark"].wall_s; $m["restore/untar"].wall_s),
         restore_cpu_pgark_vs_pgbackrest: ratio($m["restore/pgark"].cpu_s; $m["restore/pgbackrest"].cpu_s),
         replay_wall_walfetch_vs_local: ratio($m["replay/walfetch"].wall_s; $m["replay/local"].wall_s),
         replay_redo_walfetch_vs_local: ratio($m["replay/walfetch"].redo_elapsed_s; $m["replay/local"].redo_elapsed_s),
@@ -407,6 +432,8 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
         replay_wall_mv_vs_local: ratio($m["replay/mv"].wall_s; $m["replay/local"].wall_s),
         replay_wall_walfetch_vs_pgbackrest_async: ratio($m["replay/walfetch"].wall_s; $m["replay/pgbackrest_async"].wall_s)} |
     .targets = {
+        restore_at_most_0_7x_pgbackrest: (if .ratios.restore_wall_pgark_vs_pgbackrest == null then null else .ratios.restore_wall_pgark_vs_pgbackrest <= 0.7 end),
+        restore_at_most_0_6x_untar: (if .ratios.restore_wall_pgark_vs_untar == null then null else .ratios.restore_wall_pgark_vs_untar <= 0.6 end),
         restore_faster_than_pgbackrest: (if .ratios.restore_wall_pgark_vs_pgbackrest == null then null else .ratios.restore_wall_pgark_vs_pgbackrest <= 1 end),
         replay_walfetch_at_most_1_2x_local: (if .ratios.replay_wall_walfetch_vs_local == null then null else .ratios.replay_wall_walfetch_vs_local <= 1.2 end)}
     ' "$raw" >"$out"
@@ -417,8 +444,8 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
     jq -r '
         def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
         def d(x): if . == null then null else . / x end;
-        (["phase", "tool", "wall_s", "CPU_s", "RSS_MiB", "MiB_laid_down", "redo_s", "server_CPU_s", "MiB_replayed"] | @tsv),
-        (.medians[] | [.phase, .tool, (.wall_s | f(2)), (.cpu_s | f(2)), (.rss_kib | d(1024) | f(1)),
+        (["phase", "tool", "wall_s", "user_s", "sys_s", "RSS_MiB", "MiB_laid_down", "redo_s", "server_CPU_s", "MiB_replayed"] | @tsv),
+        (.medians[] | [.phase, .tool, (.wall_s | f(2)), (.cpu_user_s | f(2)), (.cpu_sys_s | f(2)), (.rss_kib | d(1024) | f(1)),
             (.restored_bytes | d(1048576) | f(0)), (.redo_elapsed_s | f(2)), (.server_cpu_s | f(2)),
             (.replayed_bytes | d(1048576) | f(0))] | @tsv)
     ' "$out" | column -t -s "$(printf '\t')"
