@@ -35,7 +35,7 @@
 #
 # Environment: PGARK (required), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3),
 # BENCH_RESTORE_SCALE (100), BENCH_RESTORE_WAL_MIB (1024), BENCH_RESTORE_PORT (54394),
-# BENCH_RESTORE_VARIANTS ("walfetch local pgbackrest_async"; also "mv"),
+# BENCH_RESTORE_VARIANTS ("walfetch local pgbackrest_async"; also "mv"; empty: no replay phase),
 # BENCH_RESTORE_TOOLS ("pgark pgbackrest untar"; empty: no restore phase), BENCH_STEP_TIMEOUT (1800),
 # BENCH_RESTORE_KEEP (1),
 # BENCH_PERF=1: one more pgark restore under perf record -g (restore-<stamp>-perf.txt).
@@ -51,7 +51,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 SCALE=${BENCH_RESTORE_SCALE:-100}
 WAL_MIB=${BENCH_RESTORE_WAL_MIB:-1024}
 PORT=${BENCH_RESTORE_PORT:-54394}
-REPLAY_VARIANTS=${BENCH_RESTORE_VARIANTS:-walfetch local pgbackrest_async}
+REPLAY_VARIANTS=${BENCH_RESTORE_VARIANTS-walfetch local pgbackrest_async}
 RESTORE_TOOLS=${BENCH_RESTORE_TOOLS-pgark pgbackrest untar}
 KEEP=${BENCH_RESTORE_KEEP:-1}
 STEP=${BENCH_STEP_TIMEOUT:-1800}
@@ -272,126 +272,129 @@ if [ "$PERF" = 1 ]; then
     rm_tree "$TARGET"
 fi
 
-# --- WAL to replay ------------------------------------------------------------------------
+wal_bytes=0
+if [ -n "$REPLAY_VARIANTS" ]; then
+    # --- WAL to replay ------------------------------------------------------------------------
 
-bench_log "pgbench until $WAL_MIB MiB of WAL"
-lsn0=$(q "SELECT pg_current_wal_lsn()")
-# synchronous_commit off: the WAL, not commit latency on a shared disk, is what is wanted
-PGOPTIONS="-c synchronous_commit=off" "$PGBIN/pgbench" -n -c 4 -j 2 -T "$STEP" -h "$PGSOCK_BENCH" -p "$PORT" -U postgres postgres \
-    >"$WORK/pgbench.log" 2>&1 &
-pgbench_pid=$!
-bench_register_pid "$pgbench_pid"
-deadline=$(($(date +%s) + STEP))
-while [ "$(q "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn0') >= $WAL_MIB * 1048576.0")" != t ]; do
-    [ "$(date +%s)" -lt "$deadline" ] || bench_die "not $WAL_MIB MiB of WAL within $STEP s"
-    kill -0 "$pgbench_pid" 2>/dev/null || bench_die "pgbench exited: $(tail -5 "$WORK/pgbench.log")"
-    sleep 1
-done
-# TERM: a background job of a non-interactive shell ignores SIGINT
-kill -TERM "$pgbench_pid" 2>/dev/null || true
-wait "$pgbench_pid" 2>/dev/null || true
-wal_bytes=$(q "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn0')::bigint")
-bench_log "  $((wal_bytes / 1048576)) MiB of WAL; waiting for the archive"
-wait_archived
-last_seg=$(q "SELECT last_archived_wal FROM pg_stat_archiver")
-pg_stop
-bench_log "  archived up to $last_seg; source cluster stopped"
+    bench_log "pgbench until $WAL_MIB MiB of WAL"
+    lsn0=$(q "SELECT pg_current_wal_lsn()")
+    # synchronous_commit off: the WAL, not commit latency on a shared disk, is what is wanted
+    PGOPTIONS="-c synchronous_commit=off" "$PGBIN/pgbench" -n -c 4 -j 2 -T "$STEP" -h "$PGSOCK_BENCH" -p "$PORT" -U postgres postgres \
+        >"$WORK/pgbench.log" 2>&1 &
+    pgbench_pid=$!
+    bench_register_pid "$pgbench_pid"
+    deadline=$(($(date +%s) + STEP))
+    while [ "$(q "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn0') >= $WAL_MIB * 1048576.0")" != t ]; do
+        [ "$(date +%s)" -lt "$deadline" ] || bench_die "not $WAL_MIB MiB of WAL within $STEP s"
+        kill -0 "$pgbench_pid" 2>/dev/null || bench_die "pgbench exited: $(tail -5 "$WORK/pgbench.log")"
+        sleep 1
+    done
+    # TERM: a background job of a non-interactive shell ignores SIGINT
+    kill -TERM "$pgbench_pid" 2>/dev/null || true
+    wait "$pgbench_pid" 2>/dev/null || true
+    wal_bytes=$(q "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn0')::bigint")
+    bench_log "  $((wal_bytes / 1048576)) MiB of WAL; waiting for the archive"
+    wait_archived
+    last_seg=$(q "SELECT last_archived_wal FROM pg_stat_archiver")
+    pg_stop
+    bench_log "  archived up to $last_seg; source cluster stopped"
 
-# The plain segments for the local variant, fetched once (untimed) from pgark's archive.
-WALCACHE=$WORK/walcache
-mkdir -p "$WALCACHE"
-fresh_target
-restore_pgark --target immediate >"$WORK/restore.log" 2>&1 || bench_die "pgark restore failed: $(tail -5 "$WORK/restore.log")"
-first_seg=$(sed -n 's/^START WAL LOCATION: .*(file \([0-9A-F]*\)).*/\1/p' "$TARGET/backup_label")
-[ -n "$first_seg" ] || bench_die "no start segment in backup_label"
-seg=$first_seg
-n=0
-while "$PGARK" --config "$PGARK_CONF" wal-fetch "$seg" "$WALCACHE/$seg" >"$WORK/walfetch.log" 2>&1; do
-    n=$((n + 1))
-    [ "$seg" != "$last_seg" ] || break
-    # next segment name: timeline, then (log, seg) with 256 segments of 16 MiB per log
-    hi=$((0x$(echo "$seg" | cut -c9-16)))
-    lo=$((0x$(echo "$seg" | cut -c17-24) + 1))
-    if [ "$lo" -eq 256 ]; then
-        lo=0
-        hi=$((hi + 1))
-    fi
-    seg=$(printf '%s%08X%08X' "$(echo "$seg" | cut -c1-8)" "$hi" "$lo")
-done
-[ "$seg" = "$last_seg" ] || bench_die "pgark wal-fetch stopped at $seg, not $last_seg: $(tail -3 "$WORK/walfetch.log")"
-rm_tree "$WALCACHE/.pgark-prefetch"
-bench_log "  $n segments $first_seg..$last_seg in $WALCACHE"
-rm_tree "$TARGET"
-
-# --- replay -------------------------------------------------------------------------------
-
-RPORT=$((PORT + 1))
-run_replay() { # variant round
-    variant=$1 round=$2
-    bench_log "round $round: replay, $variant"
+    # The plain segments for the local variant, fetched once (untimed) from pgark's archive.
+    WALCACHE=$WORK/walcache
+    mkdir -p "$WALCACHE"
     fresh_target
-    case "$variant" in
-    walfetch | local | mv)
-        restore_pgark --target latest >"$WORK/restore.log" 2>&1 ||
-            bench_die "pgark restore failed: $(tail -5 "$WORK/restore.log")"
-        if [ "$variant" = local ]; then
-            echo "restore_command = 'false'" >>"$TARGET/postgresql.auto.conf"
-            cp "$WALCACHE"/0* "$TARGET/pg_wal/"
-        elif [ "$variant" = mv ]; then
-            rm -rf "$WORK/walmv"
-            mkdir "$WORK/walmv"
-            cp "$WALCACHE"/0* "$WORK/walmv/"
-            echo "restore_command = 'mv \"$WORK/walmv/%f\" \"%p\"'" >>"$TARGET/postgresql.auto.conf"
+    restore_pgark --target immediate >"$WORK/restore.log" 2>&1 || bench_die "pgark restore failed: $(tail -5 "$WORK/restore.log")"
+    first_seg=$(sed -n 's/^START WAL LOCATION: .*(file \([0-9A-F]*\)).*/\1/p' "$TARGET/backup_label")
+    [ -n "$first_seg" ] || bench_die "no start segment in backup_label"
+    seg=$first_seg
+    n=0
+    while "$PGARK" --config "$PGARK_CONF" wal-fetch "$seg" "$WALCACHE/$seg" >"$WORK/walfetch.log" 2>&1; do
+        n=$((n + 1))
+        [ "$seg" != "$last_seg" ] || break
+        # next segment name: timeline, then (log, seg) with 256 segments of 16 MiB per log
+        hi=$((0x$(echo "$seg" | cut -c9-16)))
+        lo=$((0x$(echo "$seg" | cut -c17-24) + 1))
+        if [ "$lo" -eq 256 ]; then
+            lo=0
+            hi=$((hi + 1))
         fi
-        ;;
-    pgbackrest_async)
-        rc="$PGBACKREST --config=$PGBR_CONF --stanza=$STANZA --pg1-path=$TARGET --archive-async archive-get %f \"%p\""
-        # shellcheck disable=SC2046 # whole words
-        "$PGBACKREST" $(pgbr_restore_args) --recovery-option="restore_command=$rc" restore \
-            >"$WORK/restore.log" 2>&1 || bench_die "pgbackrest restore failed: $(tail -5 "$WORK/restore.log")"
-        ;;
-    esac
-    {
-        echo "port = $RPORT"
-        echo "archive_mode = off"
-    } >>"$TARGET/postgresql.conf"
-    sync
-    PGDATA_BENCH=$TARGET
-    PGPORT_BENCH=$RPORT
-    log=$WORK/replay.log
-    rm -f "$log"
-    t0=$(date +%s.%N)
-    "$PGBIN/pg_ctl" -D "$TARGET" -l "$log" -W start >/dev/null || bench_die "pg_ctl start failed"
-    wait_until "$STEP" "SELECT NOT pg_is_in_recovery()" ||
-        bench_die "$variant: recovery did not end within $STEP s: $(tail -5 "$log")"
-    t1=$(date +%s.%N)
-    cpu=$(ticks_to_s "$(server_cpu_ticks)")
-    wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-    redo=$(sed -n 's/.*redo done at .*elapsed: \([0-9.]*\) s.*/\1/p' "$log" | tail -1)
-    start_lsn=$(sed -n 's/.*redo starts at \([0-9A-F]*\/[0-9A-F]*\).*/\1/p' "$log" | tail -1)
-    done_lsn=$(sed -n 's/.*redo done at \([0-9A-F]*\/[0-9A-F]*\).*/\1/p' "$log" | tail -1)
-    replayed=""
-    if [ -n "$start_lsn" ] && [ -n "$done_lsn" ]; then
-        replayed=$(q "SELECT pg_wal_lsn_diff('$done_lsn', '$start_lsn')::bigint")
-    fi
-    "$PGBIN/pg_ctl" -D "$TARGET" -m immediate -w -t 60 stop >/dev/null 2>&1 || true
-    PGDATA_BENCH=""
-    jq -cn --arg tool "$variant" --argjson round "$round" --argjson wall "$wall" \
-        --argjson redo "$(json_num "$redo")" --argjson cpu "$cpu" \
-        --argjson replayed "$(json_num "$replayed")" --argjson load "$(load1)" \
-        '{phase: "replay", tool: $tool, round: $round, wall_s: $wall, redo_elapsed_s: $redo,
-          server_cpu_s: $cpu, replayed_bytes: $replayed, load1: $load}' >>"$raw"
-    bench_log "  $variant: wall $wall s (redo ${redo:-?} s), server CPU $cpu s, $((${replayed:-0} / 1048576)) MiB replayed, load $(load1)"
-    cp "$log" "$WORK/replay-$variant.log"
+        seg=$(printf '%s%08X%08X' "$(echo "$seg" | cut -c1-8)" "$hi" "$lo")
+    done
+    [ "$seg" = "$last_seg" ] || bench_die "pgark wal-fetch stopped at $seg, not $last_seg: $(tail -3 "$WORK/walfetch.log")"
+    rm_tree "$WALCACHE/.pgark-prefetch"
+    bench_log "  $n segments $first_seg..$last_seg in $WALCACHE"
     rm_tree "$TARGET"
-}
 
-round=1
-while [ "$round" -le "$ROUNDS" ]; do
-    # shellcheck disable=SC2086 # word splitting of the list is intended
-    rotate_run run_replay $REPLAY_VARIANTS
-    round=$((round + 1))
-done
+    # --- replay -------------------------------------------------------------------------------
+
+    RPORT=$((PORT + 1))
+    run_replay() { # variant round
+        variant=$1 round=$2
+        bench_log "round $round: replay, $variant"
+        fresh_target
+        case "$variant" in
+        walfetch | local | mv)
+            restore_pgark --target latest >"$WORK/restore.log" 2>&1 ||
+                bench_die "pgark restore failed: $(tail -5 "$WORK/restore.log")"
+            if [ "$variant" = local ]; then
+                echo "restore_command = 'false'" >>"$TARGET/postgresql.auto.conf"
+                cp "$WALCACHE"/0* "$TARGET/pg_wal/"
+            elif [ "$variant" = mv ]; then
+                rm -rf "$WORK/walmv"
+                mkdir "$WORK/walmv"
+                cp "$WALCACHE"/0* "$WORK/walmv/"
+                echo "restore_command = 'mv \"$WORK/walmv/%f\" \"%p\"'" >>"$TARGET/postgresql.auto.conf"
+            fi
+            ;;
+        pgbackrest_async)
+            rc="$PGBACKREST --config=$PGBR_CONF --stanza=$STANZA --pg1-path=$TARGET --archive-async archive-get %f \"%p\""
+            # shellcheck disable=SC2046 # whole words
+            "$PGBACKREST" $(pgbr_restore_args) --recovery-option="restore_command=$rc" restore \
+                >"$WORK/restore.log" 2>&1 || bench_die "pgbackrest restore failed: $(tail -5 "$WORK/restore.log")"
+            ;;
+        esac
+        {
+            echo "port = $RPORT"
+            echo "archive_mode = off"
+        } >>"$TARGET/postgresql.conf"
+        sync
+        PGDATA_BENCH=$TARGET
+        PGPORT_BENCH=$RPORT
+        log=$WORK/replay.log
+        rm -f "$log"
+        t0=$(date +%s.%N)
+        "$PGBIN/pg_ctl" -D "$TARGET" -l "$log" -W start >/dev/null || bench_die "pg_ctl start failed"
+        wait_until "$STEP" "SELECT NOT pg_is_in_recovery()" ||
+            bench_die "$variant: recovery did not end within $STEP s: $(tail -5 "$log")"
+        t1=$(date +%s.%N)
+        cpu=$(ticks_to_s "$(server_cpu_ticks)")
+        wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+        redo=$(sed -n 's/.*redo done at .*elapsed: \([0-9.]*\) s.*/\1/p' "$log" | tail -1)
+        start_lsn=$(sed -n 's/.*redo starts at \([0-9A-F]*\/[0-9A-F]*\).*/\1/p' "$log" | tail -1)
+        done_lsn=$(sed -n 's/.*redo done at \([0-9A-F]*\/[0-9A-F]*\).*/\1/p' "$log" | tail -1)
+        replayed=""
+        if [ -n "$start_lsn" ] && [ -n "$done_lsn" ]; then
+            replayed=$(q "SELECT pg_wal_lsn_diff('$done_lsn', '$start_lsn')::bigint")
+        fi
+        "$PGBIN/pg_ctl" -D "$TARGET" -m immediate -w -t 60 stop >/dev/null 2>&1 || true
+        PGDATA_BENCH=""
+        jq -cn --arg tool "$variant" --argjson round "$round" --argjson wall "$wall" \
+            --argjson redo "$(json_num "$redo")" --argjson cpu "$cpu" \
+            --argjson replayed "$(json_num "$replayed")" --argjson load "$(load1)" \
+            '{phase: "replay", tool: $tool, round: $round, wall_s: $wall, redo_elapsed_s: $redo,
+              server_cpu_s: $cpu, replayed_bytes: $replayed, load1: $load}' >>"$raw"
+        bench_log "  $variant: wall $wall s (redo ${redo:-?} s), server CPU $cpu s, $((${replayed:-0} / 1048576)) MiB replayed, load $(load1)"
+        cp "$log" "$WORK/replay-$variant.log"
+        rm_tree "$TARGET"
+    }
+
+    round=1
+    while [ "$round" -le "$ROUNDS" ]; do
+        # shellcheck disable=SC2086 # word splitting of the list is intended
+        rotate_run run_replay $REPLAY_VARIANTS
+        round=$((round + 1))
+    done
+fi
 
 out=$RESULTS_DIR/restore-$stamp.json
 jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \

@@ -2,7 +2,8 @@
 # run.sh — `make bench`: run the benchmarks named by BENCH.
 #
 # BENCH: a benchmark name (a script tests/bench/NAME.sh) or a space-separated list of
-# them, or "all" (the default: every tests/bench/*.sh but run.sh and lib.sh).
+# them, or "all" (the default: every tests/bench/*.sh but run.sh, lib.sh and scale.sh,
+# which runs backup and restore again at two scales and is asked for by name).
 #
 # PostgreSQL refuses to run as root. As root this makes sure the unprivileged user
 # (PGARK_BENCH_USER, default pgarktest) exists, copies the built binary and these scripts
@@ -41,7 +42,7 @@ if [ "$names" = all ]; then
     for f in "$here"/*.sh; do
         n=$(basename "$f" .sh)
         case "$n" in
-        run | lib) ;;
+        run | lib | scale) ;;
         *) names="$names $n" ;;
         esac
     done
