@@ -20,7 +20,7 @@
 #   timed_field OUT N                field N of that line (1 wall, 2 user, 3 sys, 4 RSS)
 #   server_cpu_ticks                 CPU of the whole cluster so far: the postmaster, its
 #                                    living children and every child it has reaped
-#   du_bytes PATH...                 bytes stored under the paths (apparent size)
+#   du_bytes PATH...                 bytes stored under the paths (sizes of the files)
 #   load1                            the 1-minute load average
 #   pgbr_write_config FILE DIR STANZA   a pgBackRest config for the cluster of pg_init
 #                                    (repo, lock, log, spool under DIR; zst 3, 2 processes)
@@ -181,8 +181,9 @@ server_cpu_ticks() {
     } | awk '{ t += $1 } END { print t + 0 }'
 }
 
-du_bytes() {
-    du -sbc "$@" 2>/dev/null | awk 'END { print $1 + 0 }'
+du_bytes() { # the files' own sizes: directories are not counted (a chunk store's 256
+    # fan-out directories alone are 1 MiB on ext4)
+    find "$@" -type f -printf '%s\n' 2>/dev/null | awk '{ t += $1 } END { print t + 0 }'
 }
 
 file_count() {

@@ -68,7 +68,7 @@ case " $names " in
         exit 2
     }
     ;;
-*" rpo "*)
+*" rpo "* | *" s3repo "*)
     [ -f "$s3rver_dir/node_modules/s3rver/bin/s3rver.js" ] || {
         echo "run.sh: s3rver is not installed in \"$s3rver_dir\": run make deps" >&2
         exit 2
