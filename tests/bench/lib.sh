@@ -29,6 +29,9 @@
 # and TCP on loopback only; everything a script starts is registered so the EXIT trap can end it.
 
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+# initdb, pg_ctl and postgres of another major (a bundle of the test suite's); the client
+# programs (psql, pgbench, pg_basebackup) stay PGBIN's.
+PGBIN_SERVER=${PGBIN_SERVER:-$PGBIN}
 CLK_TCK=$(getconf CLK_TCK)
 BENCH_PIDS=""
 PGDATA_BENCH=""
@@ -55,7 +58,7 @@ pg_init() {
     PGPORT_BENCH=$2
     shift 2
     mkdir -p "$PGSOCK_BENCH"
-    "$PGBIN/initdb" -k -A trust -U postgres -E UTF8 --locale=C -D "$PGDATA_BENCH" \
+    "$PGBIN_SERVER/initdb" -k -A trust -U postgres -E UTF8 --locale=C -D "$PGDATA_BENCH" \
         >"$WORK/initdb.log" 2>&1 ||
         bench_die "initdb failed: $(tail -5 "$WORK/initdb.log")"
     {
@@ -73,14 +76,14 @@ pg_init() {
 }
 
 pg_start() {
-    "$PGBIN/pg_ctl" -D "$PGDATA_BENCH" -l "$WORK/postgres.log" -w -t 60 start >/dev/null ||
+    "$PGBIN_SERVER/pg_ctl" -D "$PGDATA_BENCH" -l "$WORK/postgres.log" -w -t 60 start >/dev/null ||
         bench_die "the server did not start: $(tail -5 "$WORK/postgres.log")"
 }
 
 pg_stop() {
     if [ -n "$PGDATA_BENCH" ] && [ -f "$PGDATA_BENCH/postmaster.pid" ]; then
-        "$PGBIN/pg_ctl" -D "$PGDATA_BENCH" -m fast -w -t 60 stop >/dev/null 2>&1 ||
-            "$PGBIN/pg_ctl" -D "$PGDATA_BENCH" -m immediate -w -t 30 stop >/dev/null 2>&1 ||
+        "$PGBIN_SERVER/pg_ctl" -D "$PGDATA_BENCH" -m fast -w -t 60 stop >/dev/null 2>&1 ||
+            "$PGBIN_SERVER/pg_ctl" -D "$PGDATA_BENCH" -m immediate -w -t 30 stop >/dev/null 2>&1 ||
             true
     fi
 }

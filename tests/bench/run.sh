@@ -76,6 +76,16 @@ case " $names " in
     ;;
 esac
 
+# incr runs a server of 17+ from the test suite's pinned bundle (installed on first use
+# into the benchmark user's cache, as the tests do): its bin directory, found here.
+incr_pgbin() { # command prefix to run as the benchmark user...
+    "$@" perl -I"$root/tests/t/lib" -MPgarkMajors \
+        -e 'print pg_install_path($ARGV[0]), "/bin"' "${BENCH_INCR_MAJOR:-17}" || {
+        echo "run.sh: no PostgreSQL ${BENCH_INCR_MAJOR:-17} bundle for the incr benchmark" >&2
+        exit 2
+    }
+}
+
 secs=${BENCH_SECONDS:-300}
 rounds=${BENCH_ROUNDS:-3}
 # Per round at most 5 variants of the load plus set-up and catch-up; then pgbench -i.
@@ -88,6 +98,10 @@ bench_env() { # the BENCH_* variables, as NAME=VALUE arguments
 }
 
 if [ "$(id -u)" -ne 0 ]; then
+    case " $names " in
+    *" incr "*) [ -n "${BENCH_INCR_PGBIN:-}" ] || BENCH_INCR_PGBIN=$(incr_pgbin env PGARK_ROOT="$root") ;;
+    esac
+    export BENCH_INCR_PGBIN
     status=0
     for n in $names; do
         echo "run.sh: benchmark $n" >&2
@@ -110,6 +124,13 @@ if ! id -u "$user" >/dev/null 2>&1; then
     useradd --system --user-group --create-home --shell /usr/sbin/nologin "$user"
 fi
 home=$(getent passwd "$user" | cut -d: -f6)
+case " $names " in
+*" incr "*)
+    [ -n "${BENCH_INCR_PGBIN:-}" ] || BENCH_INCR_PGBIN=$(incr_pgbin runuser -u "$user" -- env -i \
+        PATH=/usr/local/bin:/usr/bin:/bin HOME="$home" PGARK_ROOT="$root")
+    export BENCH_INCR_PGBIN
+    ;;
+esac
 
 child=""
 cleanup() {

@@ -1,0 +1,209 @@
+#!/bin/sh
+# incr.sh — incremental backups on PostgreSQL 17+: what a second backup costs after a change.
+#
+# One throwaway cluster of major BENCH_INCR_MAJOR (17; its initdb, pg_ctl and postgres
+# from the test suite's pinned bundle, whose directory run.sh passes as BENCH_INCR_PGBIN)
+# with summarize_wal = on and data checksums, pgbench -i at BENCH_INCR_SCALE (100). Per
+# round, into a fresh posix repository (zstd level 3), over TCP:
+#   full          pgark backup --full
+#   incr_contig   pgark backup after UPDATE of the first 5% of pgbench_accounts (contiguous)
+#   incr_spread   pgark backup after UPDATE of 1% of the rows, spread over the whole table
+#                 (aid % 100 = 0: every page of the table changes)
+#   full_spread   pgark backup --full of the same state, for comparison
+#   restore_full / restore_incr   pgark restore --target immediate of full_spread's backup
+#                 and of incr_spread's (the same data) into fresh directories
+# then VACUUM (untimed). Measured: wall, client CPU (user and sys), the server's CPU over
+# the run, the bytes the server sent (backup --json's received_bytes: the base backup
+# stream as pgark read it), and from backup --json the
+# changed blocks the server sent. Targets (issue "incremental backups"): incr_contig at most
+# 0.15x the full's wall and 0.2x its server CPU, bytes sent within 2x of the changed blocks;
+# incr_spread no slower than full_spread; the incremental's restore within 1.1x of the full's.
+# PostgreSQL's own pg_basebackup --incremental and pg_combinebackup are not compared: the
+# bundles carry server binaries only, and Debian 12's client programs are of 15, which
+# refuse a server of 17 (pg_basebackup) or do not exist (pg_combinebackup).
+#
+# Environment: PGARK (required), BENCH_INCR_PGBIN (required: initdb/pg_ctl/postgres of the
+# major), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3), BENCH_INCR_SCALE (100),
+# BENCH_INCR_MAJOR (17), BENCH_INCR_PORT (54399), BENCH_STEP_TIMEOUT (1800).
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+: "${BENCH_INCR_PGBIN:?set BENCH_INCR_PGBIN to the bin directory of a PostgreSQL 17+ server (run.sh does)}"
+PGBIN_SERVER=$BENCH_INCR_PGBIN
+. "$here/lib.sh"
+
+: "${PGARK:?set PGARK to the pgark binary}"
+: "${WORK:?set WORK to a scratch directory}"
+RESULTS_DIR=${RESULTS_DIR:-$here/results}
+ROUNDS=${BENCH_ROUNDS:-3}
+SCALE=${BENCH_INCR_SCALE:-100}
+MAJOR=${BENCH_INCR_MAJOR:-17}
+PORT=${BENCH_INCR_PORT:-54399}
+STEP=${BENCH_STEP_TIMEOUT:-1800}
+[ -x "$PGARK" ] || bench_die "no pgark binary at \"$PGARK\""
+[ -x "$PGBIN_SERVER/postgres" ] || bench_die "no postgres in \"$PGBIN_SERVER\""
+[ "$MAJOR" -ge 17 ] || bench_die "BENCH_INCR_MAJOR must be 17 or later (incremental backups)"
+
+cleanup() {
+    status=$?
+    trap - EXIT INT TERM
+    bench_cleanup
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rm -rf "$WORK"
+mkdir -p "$WORK" "$RESULTS_DIR"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+raw=$WORK/runs.jsonl
+: >"$raw"
+
+bench_log "PostgreSQL $("$PGBIN_SERVER/postgres" --version | awk '{ print $3 }') on port $PORT; pgbench scale $SCALE, $ROUNDS rounds; load $(load1)"
+pg_init "$WORK/pg" "$PORT" "shared_buffers = 256MB" "max_wal_size = 8GB" "checkpoint_timeout = 30min" \
+    "autovacuum = off" "summarize_wal = on"
+pg_start
+"$PGBIN/pgbench" -i -q -s "$SCALE" -h "$PGSOCK_BENCH" -p "$PORT" -U postgres postgres \
+    >"$WORK/pgbench-init.log" 2>&1 &
+bench_register_pid $!
+wait $! || bench_die "pgbench -i failed: $(tail -3 "$WORK/pgbench-init.log")"
+bench_log "database $(q "SELECT pg_size_pretty(pg_database_size('postgres'))")"
+NACC=$((SCALE * 100000))
+
+# The summarizer has read up to the current WAL, dirty pages are written: nothing of one
+# step left over (the summary itself ends at the next boundary the backup makes).
+quiesce() {
+    q "CHECKPOINT" >/dev/null
+    lsn=$(q "SELECT pg_current_wal_lsn()")
+    wait_until 300 "SELECT coalesce((SELECT pending_lsn >= '$lsn' FROM pg_get_wal_summarizer_state()), false)" ||
+        bench_die "the WAL summarizer did not reach $lsn within 300 s"
+    sync
+}
+
+backup() { # step round [--full]
+    step=$1 round=$2
+    shift 2
+    bench_log "round $round: $step"
+    quiesce
+    cpu0=$(server_cpu_ticks)
+    timed "$WORK/time" timeout "$STEP" "$PGARK" --config "$WORK/pgark-$round.yaml" backup --no-progress \
+        --json "$@" >"$WORK/backup.json" 2>"$WORK/backup.log" ||
+        bench_die "$step backup failed: $(tail -5 "$WORK/backup.log")"
+    cpu1=$(server_cpu_ticks)
+    jq -c --arg step "$step" --argjson round "$round" \
+        --argjson wall "$(timed_field "$WORK/time" 1)" --argjson usr "$(timed_field "$WORK/time" 2)" \
+        --argjson sys "$(timed_field "$WORK/time" 3)" --argjson rss "$(timed_field "$WORK/time" 4)" \
+        --argjson srv "$(ticks_to_s $((cpu1 - cpu0)))" \
+        --argjson load "$(load1)" '
+        {step: $step, round: $round, wall_s: $wall, cpu_user_s: $usr, cpu_sys_s: $sys,
+         cpu_s: ($usr + $sys), server_cpu_s: $srv, rss_kib: $rss, sent_bytes: .received_bytes,
+         incremental: .incremental, parent: .parent, reason: .reason,
+         changed_bytes: (if .changed_blocks == null then null else .changed_blocks * 8192 end),
+         patched_chunks: .patched_chunks, label: .label, load1: $load}' "$WORK/backup.json" >>"$raw" ||
+        bench_die "backup --json gave no summary: $(head -c 300 "$WORK/backup.json")"
+    LAST_LABEL=$(jq -r '.label' "$WORK/backup.json")
+    bench_log "  $(tail -1 "$raw" | jq -r '"wall \(.wall_s) s, CPU \(.cpu_user_s)+\(.cpu_sys_s) s, server \(.server_cpu_s) s, sent \(if .sent_bytes == null then "?" else (.sent_bytes / 1048576 | floor | tostring) end) MiB, incremental \(.incremental) \(.reason // "")"')"
+}
+
+restore() { # step round label
+    bench_log "round $2: $1 (backup $3)"
+    target=$WORK/restored-$1-$2
+    mkdir -m 0700 "$target"
+    sync
+    timed "$WORK/time" timeout "$STEP" "$PGARK" --config "$WORK/pgark-$2.yaml" restore --pgdata "$target" \
+        --backup "$3" --target immediate >"$WORK/restore.log" 2>&1 ||
+        bench_die "$1 failed: $(tail -5 "$WORK/restore.log")"
+    jq -cn --arg step "$1" --argjson round "$2" --argjson wall "$(timed_field "$WORK/time" 1)" \
+        --argjson usr "$(timed_field "$WORK/time" 2)" --argjson sys "$(timed_field "$WORK/time" 3)" \
+        --argjson rss "$(timed_field "$WORK/time" 4)" --argjson load "$(load1)" \
+        '{step: $step, round: $round, wall_s: $wall, cpu_user_s: $usr, cpu_sys_s: $sys,
+          cpu_s: ($usr + $sys), rss_kib: $rss, load1: $load}' >>"$raw"
+    bench_log "  wall $(timed_field "$WORK/time" 1) s"
+}
+
+round=1
+while [ "$round" -le "$ROUNDS" ]; do
+    cat >"$WORK/pgark-$round.yaml" <<EOF
+spool: $WORK/spool-$round
+repos:
+  r1: { type: posix, path: $WORK/repo-$round }
+compression: { algorithm: zstd, level: 3 }
+clusters:
+  bench:
+    conninfo: "$(pg_conninfo tcp)"
+    repos: [r1]
+EOF
+    backup full "$round" --full
+    q "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= $((NACC / 20))" >/dev/null
+    backup incr_contig "$round"
+    q "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0" >/dev/null
+    backup incr_spread "$round"
+    incr_label=$LAST_LABEL
+    sleep 1 # labels have one-second resolution
+    backup full_spread "$round" --full
+    full_label=$LAST_LABEL
+    if [ $((round % 2)) -eq 1 ]; then
+        restore restore_full "$round" "$full_label"
+        restore restore_incr "$round" "$incr_label"
+    else
+        restore restore_incr "$round" "$incr_label"
+        restore restore_full "$round" "$full_label"
+    fi
+    q "VACUUM pgbench_accounts" >/dev/null
+    round=$((round + 1))
+done
+
+out=$RESULTS_DIR/incr-$stamp.json
+jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" --arg host "$(uname -n)" \
+    --arg pg "$("$PGBIN_SERVER/postgres" --version)" --arg pgark "$("$PGARK" --version 2>/dev/null | head -1)" '
+    def median: map(select(. != null)) | sort |
+        if length == 0 then null
+        elif length % 2 == 1 then .[length / 2 | floor]
+        else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+    def med(f): map(f) | median;
+    def ratio(a; b): if a == null or b == null or b == 0 then null else (a / b * 1000 | round / 1000) end;
+    . as $runs |
+    {benchmark: "incr", started_utc: $stamp, host: $host, postgres: $pg, pgark: $pgark,
+     settings: {rounds: $rounds, pgbench_scale: $scale, repository: "posix, zstd level 3, over TCP"},
+     runs: $runs,
+     medians: [ ($runs | map(.step) | unique)[] as $s | ($runs | map(select(.step == $s))) as $r |
+        {step: $s, wall_s: ($r | med(.wall_s)), cpu_user_s: ($r | med(.cpu_user_s)),
+         cpu_sys_s: ($r | med(.cpu_sys_s)), server_cpu_s: ($r | med(.server_cpu_s)),
+         rss_kib: ($r | med(.rss_kib)), sent_bytes: ($r | med(.sent_bytes)),
+         changed_bytes: ($r | med(.changed_bytes)),
+         incremental: ($r | map(.incremental) | unique)} ] } |
+    (.medians | map({key: .step, value: .}) | from_entries) as $m |
+    .ratios = {
+        contig_wall_vs_full: ratio($m.incr_contig.wall_s; $m.full.wall_s),
+        contig_server_cpu_vs_full: ratio($m.incr_contig.server_cpu_s; $m.full.server_cpu_s),
+        contig_sent_vs_changed: ratio($m.incr_contig.sent_bytes; $m.incr_contig.changed_bytes),
+        spread_wall_vs_full: ratio($m.incr_spread.wall_s; $m.full_spread.wall_s),
+        restore_incr_vs_full: ratio($m.restore_incr.wall_s; $m.restore_full.wall_s)} |
+    .targets = {
+        contig_wall_at_most_0_15x_full: (if .ratios.contig_wall_vs_full == null then null else .ratios.contig_wall_vs_full <= 0.15 end),
+        contig_server_cpu_at_most_0_2x_full: (if .ratios.contig_server_cpu_vs_full == null then null else .ratios.contig_server_cpu_vs_full <= 0.2 end),
+        contig_sent_within_2x_changed: (if .ratios.contig_sent_vs_changed == null then null else .ratios.contig_sent_vs_changed <= 2 end),
+        spread_no_slower_than_full: (if .ratios.spread_wall_vs_full == null then null else .ratios.spread_wall_vs_full <= 1 end),
+        restore_incr_within_1_1x_full: (if .ratios.restore_incr_vs_full == null then null else .ratios.restore_incr_vs_full <= 1.1 end)}
+    ' "$raw" >"$out"
+
+{
+    echo
+    echo "incremental backup benchmark: PostgreSQL $MAJOR, pgbench scale $SCALE, medians of $ROUNDS rounds"
+    jq -r '
+        def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
+        (["step", "wall_s", "user_s", "sys_s", "server_CPU_s", "RSS_MiB", "sent_MiB", "changed_MiB", "incremental"] | @tsv),
+        (.medians[] | [.step, (.wall_s | f(2)), (.cpu_user_s | f(2)), (.cpu_sys_s | f(2)),
+            (.server_cpu_s | f(2)), (.rss_kib / 1024 | f(1)),
+            (if .sent_bytes == null then null else .sent_bytes / 1048576 end | f(1)),
+            (if .changed_bytes == null then null else .changed_bytes / 1048576 end | f(1)),
+            (.incremental | map(tostring) | join(","))] | @tsv)
+    ' "$out" | column -t -s "$(printf '\t')"
+    echo "ratios:"
+    jq -r '.ratios | to_entries[] | "  \(.key): \(.value // "-")"' "$out"
+    echo "targets:"
+    jq -r '.targets | to_entries[] | "  \(.key): \(if .value == null then "-" elif .value then "met" else "MISSED" end)"' "$out"
+    echo
+    echo "results: $(basename "$out")"
+} >&2
