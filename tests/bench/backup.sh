@@ -66,21 +66,7 @@ case " $TRANSPORTS " in
 *) bench_die "BENCH_TRANSPORTS must include tcp (the headline figures)" ;;
 esac
 
-cleanup() {
-    status=$?
-    trap - EXIT INT TERM
-    bench_cleanup
-    rm -rf "$WORK"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-rm -rf "$WORK"
-mkdir -p "$WORK" "$RESULTS_DIR"
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-raw=$WORK/runs.jsonl
-: >"$raw"
+bench_setup
 PGBR_CONF=$WORK/pgbackrest.conf
 
 bench_log "cluster on port $PORT in $WORK; pgbench scale $SCALE, $ROUNDS rounds; load $(load1)"
@@ -327,12 +313,7 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
     --arg pgark "$("$PGARK" --version 2>/dev/null | head -1)" \
     --arg pgbackrest "$("$PGBACKREST" version)" \
     --arg pg "$("$PGBIN/postgres" --version)" '
-    def median: map(select(. != null)) | sort |
-        if length == 0 then null
-        elif length % 2 == 1 then .[length / 2 | floor]
-        else (.[length / 2 - 1] + .[length / 2]) / 2 end;
-    def med(f): map(f) | median;
-    def ratio(a; b): if a == null or b == null or b == 0 then null else (a / b * 1000 | round / 1000) end;
+'"$JQ_STATS"'
     . as $runs |
     [ ["full", "pgark"], ["full", "pg_basebackup"], ["full", "pgbackrest"],
       ["full", "pgark_enc"], ["full", "pgark_unix"], ["full", "pg_basebackup_unix"], ["2nd_contig", "pgark"], ["2nd_random", "pgark"], ["small", "pgark"] ] as $keys |
@@ -410,11 +391,11 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
             (.stored_bytes / 1048576 | f(1)), (.objects | f(0))] | @tsv)
     ' "$out" | column -t -s "$(printf '\t')"
     echo "ratios:"
-    jq -r '.ratios | to_entries[] | "  \(.key): \(.value // "-")"' "$out"
+    print_ratios "$out" ratios
     echo "paired ratios (per round, median over rounds):"
-    jq -r '.paired_ratios | to_entries[] | "  \(.key): \(.value // "-")"' "$out"
+    print_ratios "$out" paired_ratios
     echo "targets:"
-    jq -r '.targets | to_entries[] | "  \(.key): \(if .value == null then "-" elif .value then "met" else "MISSED" end)"' "$out"
+    print_targets "$out"
     echo
     echo "results: $(basename "$out")"
 } >&2

@@ -44,21 +44,7 @@ STEP=${BENCH_STEP_TIMEOUT:-1800}
 [ -x "$PGBIN_SERVER/postgres" ] || bench_die "no postgres in \"$PGBIN_SERVER\""
 [ "$MAJOR" -ge 17 ] || bench_die "BENCH_INCR_MAJOR must be 17 or later (incremental backups)"
 
-cleanup() {
-    status=$?
-    trap - EXIT INT TERM
-    bench_cleanup
-    rm -rf "$WORK"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-rm -rf "$WORK"
-mkdir -p "$WORK" "$RESULTS_DIR"
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-raw=$WORK/runs.jsonl
-: >"$raw"
+bench_setup
 
 bench_log "PostgreSQL $("$PGBIN_SERVER/postgres" --version | awk '{ print $3 }') on port $PORT; pgbench scale $SCALE, $ROUNDS rounds; load $(load1)"
 pg_init "$WORK/pg" "$PORT" "shared_buffers = 256MB" "max_wal_size = 8GB" "checkpoint_timeout = 30min" \
@@ -157,12 +143,7 @@ done
 out=$RESULTS_DIR/incr-$stamp.json
 jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" --arg host "$(uname -n)" \
     --arg pg "$("$PGBIN_SERVER/postgres" --version)" --arg pgark "$("$PGARK" --version 2>/dev/null | head -1)" '
-    def median: map(select(. != null)) | sort |
-        if length == 0 then null
-        elif length % 2 == 1 then .[length / 2 | floor]
-        else (.[length / 2 - 1] + .[length / 2]) / 2 end;
-    def med(f): map(f) | median;
-    def ratio(a; b): if a == null or b == null or b == 0 then null else (a / b * 1000 | round / 1000) end;
+'"$JQ_STATS"'
     . as $runs |
     {benchmark: "incr", started_utc: $stamp, host: $host, postgres: $pg, pgark: $pgark,
      settings: {rounds: $rounds, pgbench_scale: $scale, repository: "posix, zstd level 3, over TCP"},
@@ -201,9 +182,9 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" -
             (.incremental | map(tostring) | join(","))] | @tsv)
     ' "$out" | column -t -s "$(printf '\t')"
     echo "ratios:"
-    jq -r '.ratios | to_entries[] | "  \(.key): \(.value // "-")"' "$out"
+    print_ratios "$out" ratios
     echo "targets:"
-    jq -r '.targets | to_entries[] | "  \(.key): \(if .value == null then "-" elif .value then "met" else "MISSED" end)"' "$out"
+    print_targets "$out"
     echo
     echo "results: $(basename "$out")"
 } >&2

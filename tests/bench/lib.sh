@@ -25,6 +25,13 @@
 #   pgbr_write_config FILE DIR STANZA   a pgBackRest config for the cluster of pg_init
 #                                    (repo, lock, log, spool under DIR; zst 3, 2 processes)
 #   file_count PATH...               regular files under the paths (objects created)
+#   bench_setup                      the EXIT trap (bench_cleanup, BENCH_AT_EXIT's command,
+#                                    WORK removed), a fresh WORK and RESULTS_DIR, $stamp and
+#                                    $raw (WORK/runs.jsonl, empty)
+#   JQ_STATS                         jq definitions: median, med(f), ratio(a; b), r3
+#   print_ratios FILE KEY / print_targets FILE   a result's .KEY or .targets, one a line
+#   s3rver_start DIR PORT LOG [ARG...]   s3rver on 127.0.0.1:PORT storing in DIR; waits
+#                                    until it answers; sets S3RVER_PID
 # Conventions: every wait is bounded; a cluster uses its own port, a Unix socket in WORK
 # and TCP on loopback only; everything a script starts is registered so the EXIT trap can end it.
 
@@ -220,6 +227,59 @@ pg1-socket-path=$PGSOCK_BENCH
 pg1-port=$PGPORT_BENCH
 pg1-user=postgres
 EOF
+}
+
+bench_setup() {
+    trap bench_exit EXIT
+    trap 'exit 130' INT TERM
+    rm -rf "$WORK"
+    mkdir -p "$WORK" "$RESULTS_DIR"
+    stamp=$(date -u +%Y%m%dT%H%M%SZ)
+    raw=$WORK/runs.jsonl
+    : >"$raw"
+}
+
+bench_exit() {
+    status=$?
+    trap - EXIT INT TERM
+    bench_cleanup
+    [ -z "${BENCH_AT_EXIT:-}" ] || eval "$BENCH_AT_EXIT" || true
+    rm -rf "$WORK" 2>/dev/null || { sleep 2 && rm -rf "$WORK"; } || true
+    exit "$status"
+}
+
+# shellcheck disable=SC2016 # jq, not shell
+JQ_STATS='
+    def median: map(select(. != null)) | sort |
+        if length == 0 then null
+        elif length % 2 == 1 then .[length / 2 | floor]
+        else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+    def med(f): map(f) | median;
+    def ratio(a; b): if a == null or b == null or b == 0 then null else (a / b * 1000 | round / 1000) end;
+    def r3: if . == null then null else (. * 1000 | round / 1000) end;
+'
+
+print_ratios() { # file key
+    jq -r --arg k "$2" '.[$k] | to_entries[] | "  \(.key): \(.value // "-")"' "$1"
+}
+
+print_targets() { # file
+    jq -r '.targets | to_entries[] | "  \(.key): \(if .value == null then "-" elif .value then "met" else "MISSED" end)"' "$1"
+}
+
+s3rver_start() { # dir port log [arg...]
+    s3_dir=$1 s3_port=$2 s3_log=$3
+    shift 3
+    node --openssl-legacy-provider "$S3RVER_JS" -d "$s3_dir" -a 127.0.0.1 -p "$s3_port" "$@" >"$s3_log" 2>&1 &
+    S3RVER_PID=$!
+    bench_register_pid "$S3RVER_PID"
+    i=0
+    until curl -s -o /dev/null "http://127.0.0.1:$s3_port/"; do
+        kill -0 "$S3RVER_PID" 2>/dev/null || bench_die "s3rver exited: $(tail -5 "$s3_log")"
+        [ $i -lt 100 ] || bench_die "s3rver does not answer after 20 s"
+        sleep 0.2
+        i=$((i + 1))
+    done
 }
 
 bench_cleanup() {

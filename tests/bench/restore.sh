@@ -402,12 +402,7 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
     --arg pgark "$("$PGARK" --version 2>/dev/null | head -1)" \
     --arg pgbackrest "$("$PGBACKREST" version)" \
     --arg pg "$("$PGBIN/postgres" --version)" '
-    def median: map(select(. != null)) | sort |
-        if length == 0 then null
-        elif length % 2 == 1 then .[length / 2 | floor]
-        else (.[length / 2 - 1] + .[length / 2]) / 2 end;
-    def med(f): map(f) | median;
-    def ratio(a; b): if a == null or b == null or b == 0 then null else (a / b * 1000 | round / 1000) end;
+'"$JQ_STATS"'
     . as $runs |
     {benchmark: "restore", started_utc: $stamp, host: $host, cpus: $cpus, postgres: $pg,
      pgark: $pgark, pgbackrest: $pgbackrest,
@@ -453,9 +448,9 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
             (.replayed_bytes | d(1048576) | f(0))] | @tsv)
     ' "$out" | column -t -s "$(printf '\t')"
     echo "ratios:"
-    jq -r '.ratios | to_entries[] | "  \(.key): \(.value // "-")"' "$out"
+    print_ratios "$out" ratios
     echo "targets:"
-    jq -r '.targets | to_entries[] | "  \(.key): \(if .value == null then "-" elif .value then "met" else "MISSED" end)"' "$out"
+    print_targets "$out"
     echo
     echo "results: $(basename "$out")"
 } >&2

@@ -86,16 +86,7 @@ else
     S3DATA=$WORK/s3
     mkdir -p "$S3DATA"
 fi
-node --openssl-legacy-provider "$S3RVER_JS" -d "$S3DATA" -a 127.0.0.1 -p "$S3PORT" --silent \
-    >"$WORK/s3rver.log" 2>&1 &
-S3RVER_PID=$!
-bench_register_pid "$S3RVER_PID"
-i=0
-until curl -s -o /dev/null "http://127.0.0.1:$S3PORT/"; do
-    i=$((i + 1))
-    [ $i -lt 100 ] || bench_die "s3rver did not start: $(tail -3 "$WORK/s3rver.log")"
-    sleep 0.1
-done
+s3rver_start "$S3DATA" "$S3PORT" "$WORK/s3rver.log" --silent
 curl -s -f -X PUT "http://127.0.0.1:$S3PORT/rpo" >/dev/null || bench_die "could not create the bucket"
 
 bench_log "RPO per tier: pgbench $SECONDS_RUN s, local every $LOCAL_IV, off-site every $OFFSITE_IV, $([ "$SYNC" = 1 ] && echo synchronous || echo asynchronous); load $(load1)"

@@ -46,22 +46,9 @@ COUNT=$((MIB * 1024 / OBJ_KIB))
 TOTAL=$((COUNT * OBJ_BYTES))
 
 S3DATA=""
-cleanup() {
-    status=$?
-    trap - EXIT INT TERM
-    bench_cleanup
-    [ -z "$S3DATA" ] || rm -rf "$S3DATA"
-    rm -rf "$WORK"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-rm -rf "$WORK"
-mkdir -p "$WORK" "$RESULTS_DIR"
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-raw=$WORK/runs.jsonl
-: >"$raw"
+# shellcheck disable=SC2016 # evaluated at exit
+BENCH_AT_EXIT='[ -z "$S3DATA" ] || rm -rf "$S3DATA"'
+bench_setup
 
 # s3rver's store and the files curl sends, on tmpfs when there is one: the disk is
 # shared with other jobs, and what is measured is the transfer, not the disk.
@@ -74,18 +61,8 @@ fi
 mkdir -p "$S3DATA/store" "$S3DATA/files"
 
 bench_log "s3rver on 127.0.0.1:$PORT, store in $S3DATA; $COUNT objects of $OBJ_KIB KiB, $ROUNDS rounds; load $(load1)"
-node --openssl-legacy-provider "$S3RVER_JS" -d "$S3DATA/store" -a 127.0.0.1 -p "$PORT" --silent \
-    >"$WORK/s3rver.log" 2>&1 &
-S3RVER_PID=$!
-bench_register_pid "$S3RVER_PID"
+s3rver_start "$S3DATA/store" "$PORT" "$WORK/s3rver.log" --silent
 ENDPOINT=http://127.0.0.1:$PORT
-i=0
-until curl -s -o /dev/null "$ENDPOINT/"; do
-    kill -0 "$S3RVER_PID" 2>/dev/null || bench_die "s3rver exited: $(tail -5 "$WORK/s3rver.log")"
-    [ $i -lt 100 ] || bench_die "s3rver does not answer after 20 s"
-    sleep 0.2
-    i=$((i + 1))
-done
 
 # What curl sends: one object's bytes, and all of them as one file.
 head -c "$OBJ_BYTES" /dev/urandom >"$S3DATA/files/object"
@@ -216,12 +193,7 @@ out=$RESULTS_DIR/s3-$stamp.json
 jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson count "$COUNT" \
     --argjson obj "$OBJ_BYTES" --arg host "$(uname -n)" --argjson cpus "$(nproc)" \
     --arg curl "$(curl --version | head -1)" --arg node "$(node --version)" '
-    def median: map(select(. != null)) | sort |
-        if length == 0 then null
-        elif length % 2 == 1 then .[length / 2 | floor]
-        else (.[length / 2 - 1] + .[length / 2]) / 2 end;
-    def med(f): map(f) | median;
-    def ratio(a; b): if a == null or b == null or b == 0 then null else (a / b * 1000 | round / 1000) end;
+'"$JQ_STATS"'
     . as $runs |
     {benchmark: "s3", started_utc: $stamp, host: $host, cpus: $cpus, curl: $curl,
      s3rver: "s3rver 3.7.1 on node \($node)",

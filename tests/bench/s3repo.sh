@@ -41,22 +41,9 @@ STEP=${BENCH_STEP_TIMEOUT:-1800}
 command -v node >/dev/null || bench_die "no node to run s3rver"
 
 S3DATA=""
-cleanup() {
-    status=$?
-    trap - EXIT INT TERM
-    bench_cleanup
-    [ -z "$S3DATA" ] || rm -rf "$S3DATA"
-    rm -rf "$WORK"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-rm -rf "$WORK"
-mkdir -p "$WORK" "$RESULTS_DIR"
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-raw=$WORK/runs.jsonl
-: >"$raw"
+# shellcheck disable=SC2016 # evaluated at exit
+BENCH_AT_EXIT='[ -z "$S3DATA" ] || rm -rf "$S3DATA"'
+bench_setup
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then
     S3DATA=$(mktemp -d /dev/shm/pgark-bench-s3repo-XXXXXX)
 else
@@ -66,16 +53,7 @@ fi
 
 # Not --silent: its request log (one "NNN Nms" line per request) is what is counted.
 S3LOG=$WORK/s3rver.log
-node --openssl-legacy-provider "$S3RVER_JS" -d "$S3DATA" -a 127.0.0.1 -p "$S3PORT" >"$S3LOG" 2>&1 &
-S3RVER_PID=$!
-bench_register_pid "$S3RVER_PID"
-i=0
-until curl -s -o /dev/null "http://127.0.0.1:$S3PORT/"; do
-    kill -0 "$S3RVER_PID" 2>/dev/null || bench_die "s3rver exited: $(tail -5 "$S3LOG")"
-    [ $i -lt 100 ] || bench_die "s3rver does not answer after 20 s"
-    sleep 0.2
-    i=$((i + 1))
-done
+s3rver_start "$S3DATA" "$S3PORT" "$S3LOG"
 s3_requests() {
     grep -c ' [0-9][0-9][0-9] [0-9][0-9]*ms ' "$S3LOG" || true
 }
@@ -171,13 +149,7 @@ out=$RESULTS_DIR/s3repo-$stamp.json
 jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
     --argjson conc "$CONC" --argjson db "$DB_BYTES" --arg host "$(uname -n)" --argjson cpus "$(nproc)" \
     --arg pgark "$("$PGARK" --version 2>/dev/null | head -1)" '
-    def median: map(select(. != null)) | sort |
-        if length == 0 then null
-        elif length % 2 == 1 then .[length / 2 | floor]
-        else (.[length / 2 - 1] + .[length / 2]) / 2 end;
-    def med(f): map(f) | median;
-    def ratio(a; b): if a == null or b == null or b == 0 then null else (a / b * 1000 | round / 1000) end;
-    def r3: if . == null then null else (. * 1000 | round / 1000) end;
+'"$JQ_STATS"'
     . as $runs |
     {benchmark: "s3repo", started_utc: $stamp, host: $host, cpus: $cpus, pgark: $pgark,
      settings: {rounds: $rounds, pgbench_scale: $scale, database_bytes: $db, s3_concurrency: $conc,
@@ -215,9 +187,9 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
             (.s3rver_cpu_s | f(2))] | @tsv)
     ' "$out" | column -t -s "$(printf '\t')"
     echo "ratios:"
-    jq -r '.ratios | to_entries[] | "  \(.key): \(.value // "-")"' "$out"
+    print_ratios "$out" ratios
     echo "projection for 1 TB:"
-    jq -r '.projection_1tb | to_entries[] | "  \(.key): \(.value)"' "$out"
+    print_ratios "$out" projection_1tb
     echo
     echo "results: $(basename "$out")"
 } >&2

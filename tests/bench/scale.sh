@@ -102,7 +102,7 @@ jq -n --arg stamp "$stamp" --argjson small "$SMALL" --argjson big "$BIG" \
             (.small.rss_kib / 1024 | f(1)), (.big.rss_kib / 1024 | f(1))] | @tsv)
     ' "$out" | column -t -s "$(printf '\t')"
     echo "targets:"
-    jq -r '.targets | to_entries[] | "  \(.key): \(if .value == null then "-" elif .value then "met" else "MISSED" end)"' "$out"
+    print_targets "$out"
     echo
     echo "results: $(basename "$out")"
 } >&2
