@@ -153,6 +153,10 @@ int s3_judge(struct s3 *s, const struct s3_req *r, int rc, struct http_response 
         enum err_kind kind = err_kind();
         char *msg = xstrdup(err_message());
         rc = err_set(kind, "repository \"%s\": %s", name, msg);
+        if (kind == ERR_CONNECT)
+            err_hint("check that the endpoint \"%s://%s\" of repository \"%s\" is right and its "
+                     "server is up",
+                     s->scheme, s->host, name);
         free(msg);
         *retry = resp->retryable;
         return rc;
