@@ -182,6 +182,9 @@ int cli_parse_port(const char *text, int *out);
 char *cli_json_text(const json_t *o);
 /* cli_json_text on stdout, with a newline. */
 void cli_print_json(const json_t *o);
+/* A duration in seconds for --json: rounded to the millisecond (3 decimals at most),
+ * as every "..._seconds" figure is; milliseconds ("..._ms") are integers. */
+json_t *cli_json_seconds(double seconds);
 
 /* Order the cluster's repositories (only `only` when not NULL: ERR_CONFIG if it is not
  * one of the cluster's). Nothing is opened yet. */

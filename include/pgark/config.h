@@ -116,11 +116,16 @@ struct config_repo {
     char *access_key_id;             /* secret-capable (access_key_id_file) */
     char *secret_access_key;         /* secret */
     char *session_token;             /* secret, NULL when not given */
-    char *ca_file;                   /* NULL: system default; checked readable at load */
-    int concurrency;                 /* parallel requests, 1..64, default 8 */
-    uint64_t part_size;              /* multipart part size, 5MiB..5GiB, default 16MiB */
-    int retries;                     /* retries of a transient failure, 0..100, default 5 */
-    bool allow_http; /* an http:// endpoint is accepted only with this; default false */
+    /* the files those three came from (resolved), NULL when given inline: the S3
+     * driver re-reads them when they change */
+    char *access_key_id_file;
+    char *secret_access_key_file;
+    char *session_token_file;
+    char *ca_file;      /* NULL: system default; checked readable at load */
+    int concurrency;    /* parallel requests, 1..64, default 8 */
+    uint64_t part_size; /* multipart part size, 5MiB..5GiB, default 16MiB */
+    int retries;        /* retries of a transient failure, 0..100, default 5 */
+    bool allow_http;    /* an http:// endpoint is accepted only with this; default false */
     /* both types */
     /* Copy of the segment being filled: -1 when not set (posix: 1s; s3: the cluster's
      * partial_upload_interval), 0 disables it. */

@@ -67,6 +67,9 @@ int err_exit_code(void);
 
 /* Print the current error (and hint) through the logger at level error, then clear. */
 void err_print(void);
+/* The same at level warn: a failure the command goes on past (one repository of
+ * several), said as err_print would say it, hint included. */
+void err_print_warn(void);
 
 /* Save and restore the slot around cleanup code that may itself fail. */
 struct err_saved;

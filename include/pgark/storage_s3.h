@@ -8,7 +8,8 @@
  * signed by pgark (SigV4). Transient failures (5xx, SlowDown, RequestTimeout,
  * resets, timeouts) are retried per request with exponential backoff and jitter,
  * bounded by storage.retries / retry_base_ms. The secret and session token are
- * registered with the logger's redaction and never logged. Thread-safe: every
+ * registered with the logger's redaction and never logged. Credentials given as files
+ * follow the files: a rotated key or renewed token is used without a restart. Thread-safe: every
  * request of a handle, from any thread, runs through the handle's one transfer
  * engine (http.h): one pool of kept-alive connections and at most `concurrency`
  * transfers at once; a request waiting for its retry holds up no other. The
@@ -41,9 +42,17 @@ struct storage_s3_options {
     const char *access_key_id;
     const char *secret_access_key;
     const char *session_token; /* NULL: $AWS_SESSION_TOKEN if set */
-    const char *ca_file;       /* NULL: system trust store */
-    size_t part_size;          /* 0: 16 MiB; at least 5 MiB */
-    int concurrency;           /* transfers at once, over all threads; 0: 4 */
+    /* Where those came from, when from files (else NULL): the driver looks at them every
+     * credentials_check_ms (0: 5 s) and at once when a request is refused for its
+     * credentials, and signs with what they hold when they change (a refused request is
+     * then sent again once with the new ones). */
+    const char *access_key_id_file;
+    const char *secret_access_key_file;
+    const char *session_token_file; /* only with session_token */
+    int64_t credentials_check_ms;
+    const char *ca_file; /* NULL: system trust store */
+    size_t part_size;    /* 0: 16 MiB; at least 5 MiB */
+    int concurrency;     /* transfers at once, over all threads; 0: 4 */
     /* transport limits (0: defaults of http.h: 10 s connect, stalled for 30 s) */
     long connect_timeout_ms;
     long low_speed_time_s;

@@ -10,6 +10,7 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,6 +99,11 @@ int cli_parse_port(const char *text, int *out)
         return err_set(ERR_USAGE, "invalid --port \"%s\"", text);
     *out = (int)p;
     return 0;
+}
+
+json_t *cli_json_seconds(double seconds)
+{
+    return json_real(round(seconds * 1000) / 1000);
 }
 
 char *cli_json_text(const json_t *o)

@@ -171,16 +171,26 @@ int err_exit_code(void)
     }
 }
 
-void err_print(void)
+static void print_at(enum log_level level)
 {
     if (slot.kind == ERR_OK)
         return;
     char *text = err_format();
-    log_error("%s", text);
+    log_msg(level, "%s", text);
     if (slot.hint)
-        log_msg(LOG_ERROR, "hint: %s", slot.hint);
+        log_msg(level, "hint: %s", slot.hint);
     free(text);
     err_clear();
+}
+
+void err_print(void)
+{
+    print_at(LOG_ERROR);
+}
+
+void err_print_warn(void)
+{
+    print_at(LOG_WARN);
 }
 
 struct err_saved *err_save(void)

@@ -135,6 +135,9 @@ static void repo_release(struct config_repo *r)
     free_secret(r->access_key_id);
     free_secret(r->secret_access_key);
     free_secret(r->session_token);
+    free(r->access_key_id_file);
+    free(r->secret_access_key_file);
+    free(r->session_token_file);
     free(r->ca_file);
 }
 

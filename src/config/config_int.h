@@ -83,6 +83,9 @@ int cfg_scalar(struct cfg_reader *r, yaml_node_t *node, const char *subject, cha
 int cfg_get_string(const struct cfg_map *m, const char *key, char **out);
 /* A secret: KEY or KEY_file (not both). The value is registered with log_add_secret. */
 int cfg_get_secret(const struct cfg_map *m, const char *key, char **out);
+/* As cfg_get_secret, and *file gets the resolved path of KEY_file when the value came
+ * from one (else stays NULL): what follows the file keeps its name. */
+int cfg_get_secret_file(const struct cfg_map *m, const char *key, char **out, char **file);
 int cfg_get_bool(const struct cfg_map *m, const char *key, bool *out);
 int cfg_get_int(const struct cfg_map *m, const char *key, long min, long max, int *out);
 int cfg_get_duration(const struct cfg_map *m, const char *key, int64_t *out);

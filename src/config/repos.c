@@ -176,9 +176,12 @@ static int load_s3(struct cfg_map *m, struct config_repo *repo, bool require_tls
         goto out;
     repo->uri_style = (enum config_uri_style)style;
 
-    if ((rc = cfg_get_secret(m, "access_key_id", &repo->access_key_id)) != 0 ||
-        (rc = cfg_get_secret(m, "secret_access_key", &repo->secret_access_key)) != 0 ||
-        (rc = cfg_get_secret(m, "session_token", &repo->session_token)) != 0)
+    if ((rc = cfg_get_secret_file(m, "access_key_id", &repo->access_key_id,
+                                  &repo->access_key_id_file)) != 0 ||
+        (rc = cfg_get_secret_file(m, "secret_access_key", &repo->secret_access_key,
+                                  &repo->secret_access_key_file)) != 0 ||
+        (rc = cfg_get_secret_file(m, "session_token", &repo->session_token,
+                                  &repo->session_token_file)) != 0)
         goto out;
     if (repo->access_key_id == NULL) {
         rc = cfg_error(m->r, m->node,

@@ -517,6 +517,11 @@ out:
 
 int cfg_get_secret(const struct cfg_map *m, const char *key, char **out)
 {
+    return cfg_get_secret_file(m, key, out, NULL);
+}
+
+int cfg_get_secret_file(const struct cfg_map *m, const char *key, char **out, char **file)
+{
     char *file_key = xasprintf("%s_file", key);
     yaml_node_t *direct = cfg_map_value(m, key);
     yaml_node_t *via_file = cfg_map_value(m, file_key);
@@ -535,6 +540,10 @@ int cfg_get_secret(const struct cfg_map *m, const char *key, char **out)
         if (rc == 0) {
             subject = subject_of(m, file_key);
             rc = read_secret_file(m, via_file, subject, path, &value);
+            if (rc == 0 && file) {
+                free(*file);
+                *file = cfg_resolve_path(m->r, path);
+            }
         }
     }
     if (rc == 0 && value) {

@@ -306,7 +306,7 @@ static void check_repo(struct checks *c, const struct config *cfg, const struct 
             "a restore to latest from repository \"%s\" would lose %s of commits (RPO, from the "
             "receiver's status%s; rpo_target %s)",
             cr->name, dur, rs->running ? "" : ", which stopped: grown by the time since", target);
-        set_last(c, "rpo_seconds", json_real(rpo));
+        set_last(c, "rpo_seconds", cli_json_seconds(rpo));
         goto out;
     }
     struct repo_wal_summary sum;

@@ -575,10 +575,11 @@ int cmd_expire(struct cli_context *ctx, int argc, char **argv)
             err_context("while expiring repository \"%s\"", cr->name);
             cli_notify_error(cfg, cl, CONFIG_EVENT_EXPIRE_FAILED, "expire");
             char *text = err_format();
-            log_error("%s", text);
             json_object_set_new(e.out, "error", json_string(text));
+            if (err_hint_text())
+                json_object_set_new(e.out, "hint", json_string(err_hint_text()));
             free(text);
-            err_clear();
+            err_print(); /* with its hint, as every command says it */
             rc = 1;
         }
         cli_repo_close(&opened);

@@ -280,8 +280,11 @@ static json_t *repo_json(const struct config *cfg, const struct config_cluster *
         goto error;
     goto out;
 error : {
+    /* as every command says a repository it cannot read: the failure and its hint */
     char *text = err_format();
     json_object_set_new(o, "error", json_string(text));
+    if (err_hint_text())
+        json_object_set_new(o, "hint", json_string(err_hint_text()));
     free(text);
     err_clear();
 }
@@ -436,7 +439,10 @@ static void print_human(json_t *root)
                json_string_value(json_object_get(r, "type")));
         const char *err = json_string_value(json_object_get(r, "error"));
         if (err) {
+            const char *hint = json_string_value(json_object_get(r, "hint"));
             printf("  %s\n", err);
+            if (hint)
+                printf("  hint: %s\n", hint);
             continue;
         }
         json_t *wal = json_object_get(r, "wal");
@@ -507,8 +513,14 @@ int cmd_info(struct cli_context *ctx, int argc, char **argv)
     json_t *rx = receiver_json(cfg, cl);
     json_object_set_new(root, "receiver", rx);
     json_t *repos = json_array();
-    for (size_t i = 0; i < cl->nrepos; i++)
-        json_array_append_new(repos, repo_json(cfg, cl, config_cluster_repo(cfg, cl, i), rx));
+    int rc = 0;
+    for (size_t i = 0; i < cl->nrepos; i++) {
+        json_t *r = repo_json(cfg, cl, config_cluster_repo(cfg, cl, i), rx);
+        /* a repository it could not read fails info, as it fails every command */
+        if (json_object_get(r, "error"))
+            rc = 1;
+        json_array_append_new(repos, r);
+    }
     json_object_set_new(root, "repositories", repos);
     if (as_json) {
         cli_print_json(root);
@@ -516,5 +528,5 @@ int cmd_info(struct cli_context *ctx, int argc, char **argv)
         print_human(root);
     }
     json_decref(root);
-    return 0;
+    return rc;
 }

@@ -84,13 +84,13 @@ static json_t *receiver_json(const struct config *cfg, const struct config_clust
     if (!rs.doc)
         return o;
     json_object_set_new(o, "running", json_boolean(rs.running));
-    json_object_set_new(o, "status_age_seconds", json_real(rs.age_s));
+    json_object_set_new(o, "status_age_seconds", cli_json_seconds(rs.age_s));
     /* As check and info say it (rxstatus.h). */
     json_t *rpo = json_object();
     const char *names[] = {"local", "offsite"};
     for (int t = 0; t < 2; t++) {
         double v = rx_status_tier_rpo(&rs, names[t]);
-        json_object_set_new(rpo, names[t], v >= 0 ? json_real(v) : json_null());
+        json_object_set_new(rpo, names[t], v >= 0 ? cli_json_seconds(v) : json_null());
     }
     json_object_set_new(o, "rpo", rpo);
     rx_status_free(&rs);

@@ -15,6 +15,8 @@
  */
 #include "report_int.h"
 
+#include "pgark/cli.h"
+
 #include "pgark/error.h"
 #include "pgark/mem.h"
 #include "pgark/units.h"
@@ -223,7 +225,8 @@ static void judge_runs(json_t *c, json_t *kpis, const char *what, int64_t now_us
         kpi(kpis, name, label, -1, max_age, 0, "no %s passed in the last %.0f days", what, days);
     else
         kpi(kpis, name, label, age, max_age, age <= max_age, "%s %s", what, str(good, "name"));
-    json_object_set_new(sec, "last_passed_age_seconds", age < 0 ? json_null() : json_real(age));
+    json_object_set_new(sec, "last_passed_age_seconds",
+                        age < 0 ? json_null() : cli_json_seconds(age));
 }
 
 static void judge_rto(json_t *c, json_t *kpis)
@@ -242,8 +245,8 @@ static void judge_rto(json_t *c, json_t *kpis)
     json_t *last = last_with(list, "rto_ms", NULL);
     if (n) {
         double p50 = report_percentile(v, n, 50), max = v[n - 1];
-        json_object_set_new(drills, "rto_p50_seconds", json_real(p50));
-        json_object_set_new(drills, "rto_max_seconds", json_real(max));
+        json_object_set_new(drills, "rto_p50_seconds", cli_json_seconds(p50));
+        json_object_set_new(drills, "rto_max_seconds", cli_json_seconds(max));
         double rto = num(last, "rto_ms") / 1000;
         char a[32], b[32];
         kpi(kpis, "rto_last", "RTO of the last drill", rto, target, rto <= target,

@@ -245,12 +245,14 @@ static void verify_one(struct verify_run *v, const struct config *cfg,
 {
     struct cli_repo opened;
     if (cli_repo_open(cfg, cl, rc_repo, CLI_REPO_READ, NULL, &opened) < 0) {
-        if (opened.storage) {
+        /* the failure as every command says it, its hint included */
+        struct verify_where w = {.kind = "repository",
+                                 .object = opened.storage ? "repo.json" : NULL};
+        if (opened.storage)
             err_context("while opening repository \"%s\"", rc_repo->name);
-            verify_problem_err(v, vr, "repository", "repo.json", NULL, 0);
-        } else {
-            verify_problem_err(v, vr, "repository", NULL, NULL, 0);
-        }
+        char *line = cli_error_line(true);
+        verify_problem_at(v, vr, &w, "%s", line);
+        free(line);
         cli_repo_close(&opened);
         return;
     }

@@ -115,10 +115,7 @@ int catalog_load(struct cli_repos *set, struct catalog *out)
         struct repo *r = cli_repos_get(set, i);
         if (!r) {
             err_context("while opening repository \"%s\"", set->r[i].conf->name);
-            char *text = err_format();
-            log_warn("%s", text);
-            free(text);
-            err_clear();
+            err_print_warn();
             continue;
         }
         char *prefix = xasprintf("%s/backups/", set->cluster);

@@ -71,7 +71,9 @@ static uint64_t seg_size_of(struct cli_repos *set)
         struct repo *r = cli_repos_get(set, i);
         if (r)
             return repo_identity(r)->seg_size;
-        err_clear();
+        /* said with its hint, as every command says a repository it cannot open */
+        err_context("while opening repository \"%s\"", set->r[i].conf->name);
+        err_print_warn();
     }
     return 0;
 }

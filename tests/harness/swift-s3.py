@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """swift-s3.py -- a one-node OpenStack Swift with its S3 API, for the tests.
 
-    swift-s3.py DIR [--port N] [--bucket NAME]... [--max-listing N]
+    swift-s3.py DIR [--port N] [--bucket NAME]... [--max-listing N] [--user NAME:KEY]...
 
 Unlike s3rver, Swift's s3api verifies every request's SigV4 signature (and
 Content-MD5, the payload SHA-256, the clock), so the tests run the S3 driver
@@ -14,6 +14,10 @@ with a certificate from a CA made here for the run (DIR/ca.crt).
 The rings are built in-process (RingBuilder) for the ports the listening
 sockets already have: no port is picked and then bound later. A token cache in
 memory stands in for memcached (tempauth needs one; one process, one dict).
+
+--user adds a user of the same account (access key "test:NAME", secret KEY), so a
+test can switch keys. SIGUSR1 revokes users: every access key listed in DIR/revoke
+(one a line) is taken out of tempauth at once, and "revoked ACCESS_KEY" is logged.
 
 When the buckets exist, one JSON line goes to stdout:
   {"endpoint": "https://127.0.0.1:PORT", "ca_file": ..., "access_key": "test:tester",
@@ -254,6 +258,7 @@ account_autocreate = true
 [filter:tempauth]
 use = egg:swift#tempauth
 user_test_tester = {secret} .admin
+{users}
 [filter:s3api]
 use = egg:swift#s3api
 location = {region}
@@ -286,6 +291,8 @@ def main():
     p.add_argument("--bucket", action="append", default=[], help="create this bucket")
     p.add_argument("--max-listing", type=int, default=1000,
                    help="keys per listing page at most (S3's is 1000)")
+    p.add_argument("--user", action="append", default=[],
+                   help="another user NAME:KEY of the account (access key test:NAME)")
     p.add_argument("--log-level", default="INFO")
     return serve(p.parse_args())
 
@@ -339,8 +346,26 @@ def serve(a):
                                        level=a.log_level))
         apps.append((n, loadapp(conf), s))
     conf = os.path.join(etc, "proxy-server.conf")
+    users = []
+    for u in a.user:
+        name, sep, key = u.partition(":")
+        if not sep or not name or not key:
+            log("--user wants NAME:KEY, not %r" % u)
+            return 2
+        users.append("user_test_%s = %s .admin" % (name, key))
+    # Every TempAuth the pipeline makes, so that SIGUSR1 can take users out of it.
+    from swift.common.middleware import tempauth
+    auths = []
+    tempauth_init = tempauth.TempAuth.__init__
+
+    def remember(self, *args, **kwargs):
+        tempauth_init(self, *args, **kwargs)
+        auths.append(self)
+
+    tempauth.TempAuth.__init__ = remember
     write(conf, PROXY_CONF.format(port=port, etc=etc, secret=SECRET_KEY, region=REGION,
-                                  level=a.log_level, max_listing=a.max_listing))
+                                  level=a.log_level, max_listing=a.max_listing,
+                                  users="\n".join(users)))
     apps.append(("proxy", loadapp(conf),
                  eventlet.wrap_ssl(proxy_sock, certfile=tls["server.crt"],
                                    keyfile=tls["server.key"], server_side=True)))
@@ -357,6 +382,21 @@ def serve(a):
     # nothing to save: the caller throws DIR away
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: os._exit(0))
+
+    def revoke(*_):
+        try:
+            with open(os.path.join(d, "revoke")) as f:
+                keys = [line.strip() for line in f if line.strip()]
+        except OSError as e:
+            log("cannot read the users to revoke: %s" % e)
+            return
+        for k in keys:
+            for auth in auths:
+                auth.users.pop(k, None)
+            CACHE.data.clear()  # no token or signature check cached for the key
+            log("revoked %s" % k)
+
+    signal.signal(signal.SIGUSR1, revoke)
 
     create_buckets(port, tls["ca.crt"], a.bucket)
     log("ready on port %d after %.1f s" % (port, time.time() - started))

@@ -78,12 +78,22 @@ static char *full_path(struct storage_posix *p, const char *rel)
     return xasprintf("%s/%s", p->root, rel);
 }
 
+/* A repository pgark may not write in: one hint, however it showed (sets it on rc). */
+static int access_hint(int rc, const char *name)
+{
+    if (rc == -ERR_AUTH)
+        err_hint("give the user pgark runs as read and write access to the directory of "
+                 "repository \"%s\", or correct its path",
+                 name ? name : "");
+    return rc;
+}
+
 static int errno_error(struct storage_posix *p, int errnum, const char *what, const char *rel)
 {
     char *full = full_path(p, rel);
     int rc = err_set_errno(ERR_IO, errnum, "could not %s \"%s\"", what, full);
     free(full);
-    return rc;
+    return access_hint(rc, p->base.name);
 }
 
 /* ENOTDIR means some component of the path is a file: no such object either. */
@@ -945,13 +955,16 @@ struct storage *storage_posix_new(const char *name, const char *root)
         err_set(ERR_CONFIG, "repository \"%s\" has an empty path", name ? name : "");
         return NULL;
     }
-    if (make_root(root) < 0) {
+    int rc = make_root(root);
+    if (rc < 0) {
+        access_hint(rc, name);
         err_context("while creating repository \"%s\"", name ? name : "");
         return NULL;
     }
     int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
-        err_set_errno(ERR_IO, errno, "could not open repository directory \"%s\"", root);
+        access_hint(
+            err_set_errno(ERR_IO, errno, "could not open repository directory \"%s\"", root), name);
         err_context("in repository \"%s\"", name ? name : "");
         return NULL;
     }

@@ -34,7 +34,9 @@ void s3_sign(struct s3 *s, const struct s3_req *r, struct s3_signed *out)
     time_t now = time(NULL);
     struct tm tm;
 
+    struct s3_cred_snap cred;
     memset(out, 0, sizeof(*out));
+    s3_cred_get(&s->cred, &cred);
     gmtime_r(&now, &tm);
     strftime(amz_date, sizeof(amz_date), "%Y%m%dT%H%M%SZ", &tm);
 
@@ -66,18 +68,19 @@ void s3_sign(struct s3 *s, const struct s3_req *r, struct s3_signed *out)
     sign[nsign++] = (struct sigv4_pair){"host", s->host};
     sign[nsign++] = (struct sigv4_pair){"x-amz-content-sha256", sha};
     sign[nsign++] = (struct sigv4_pair){"x-amz-date", amz_date};
-    if (s->session_token)
-        sign[nsign++] = (struct sigv4_pair){"x-amz-security-token", s->session_token};
+    if (cred.token)
+        sign[nsign++] = (struct sigv4_pair){"x-amz-security-token", cred.token};
     if (md5_b64)
         sign[nsign++] = (struct sigv4_pair){"content-md5", md5_b64};
-    char *auth = sigv4_authorization(&s->signer, r->method, (char *)uri.data, r->query, r->nquery,
-                                     sign, nsign, sha, amz_date, NULL);
+    char *auth = sigv4_authorization_with(&s->signer, cred.access_key_id, cred.secret,
+                                          cred.generation, r->method, (char *)uri.data, r->query,
+                                          r->nquery, sign, nsign, sha, amz_date, NULL);
 
     add_header(out, "Host", xstrdup(s->host));
     add_header(out, "x-amz-content-sha256", xstrdup(sha));
     add_header(out, "x-amz-date", xstrdup(amz_date));
-    if (s->session_token)
-        add_header(out, "x-amz-security-token", xstrdup(s->session_token));
+    if (cred.token)
+        add_header(out, "x-amz-security-token", xstrdup(cred.token));
     if (md5_b64)
         add_header(out, "Content-MD5", xstrdup(md5_b64));
     if (r->range)
@@ -100,6 +103,8 @@ void s3_sign(struct s3 *s, const struct s3_req *r, struct s3_signed *out)
         .sink = r->sink,
         .sink_ctx = r->sink_ctx,
     };
+    out->cred_generation = cred.generation;
+    s3_cred_snap_free(&cred);
     free(query);
     buf_free(&uri);
 }
@@ -148,6 +153,10 @@ int s3_judge(struct s3 *s, const struct s3_req *r, int rc, struct http_response 
         enum err_kind kind = err_kind();
         char *msg = xstrdup(err_message());
         rc = err_set(kind, "repository \"%s\": %s", name, msg);
+        if (kind == ERR_CONNECT)
+            err_hint("check that the endpoint \"%s://%s\" of repository \"%s\" is right and its "
+                     "server is up",
+                     s->scheme, s->host, name);
         free(msg);
         *retry = resp->retryable;
         return rc;
@@ -262,9 +271,10 @@ static int call_before(void *ctx, struct http_request *req, uint64_t received)
     int rc = 0;
     if (r->before_attempt && (rc = r->before_attempt(r->attempt_ctx, r, received)) < 0)
         return rc;
-    if (c->attempt > 0 && r->read && r->rewind && (rc = r->rewind(r->read_ctx)) < 0)
+    if (c->sent > 0 && r->read && r->rewind && (rc = r->rewind(r->read_ctx)) < 0)
         return rc;
     s3_sign(c->s, r, &c->sg);
+    c->sent++;
     *req = c->sg.http;
     req->sink = NULL; /* the engine hands the body to r->sink in the waiting thread */
     req->sink_ctx = NULL;
@@ -277,10 +287,21 @@ static int call_after(void *ctx, int rc, struct http_response *resp, int64_t *re
     struct s3_call *c = ctx;
     struct s3 *s = c->s;
     bool retry, slow;
+    uint64_t signed_with = c->sg.cred_generation;
     s3_signed_free(&c->sg);
     rc = s3_judge(s, c->r, rc, resp, &retry, &slow);
     if (rc == 0 && c->r->check_etag)
         rc = check_etag(s, c->r, c->h.md5_hex, resp->etag);
+    /* Refused for its credentials: a rotated key or an expired token the files may
+     * already hold the successor of. Sent again at once, once, if they changed. */
+    if (rc == -ERR_AUTH && !c->cred_retried && s3_cred_look_now(&s->cred) != signed_with) {
+        c->cred_retried = true;
+        log_detail("repository \"%s\": s3 %s of \"%s\" refused with the previous credentials; "
+                   "sending it again with the new ones",
+                   s->base.name, c->r->method, c->r->key ? c->r->key : s->bucket);
+        *retry_ms = 0;
+        return rc;
+    }
     if (rc < 0 && retry && c->attempt < s->base.retries) {
         c->attempt++;
         log_detail("repository \"%s\": retrying s3 %s of \"%s\" (retry %d of %d): %s", s->base.name,

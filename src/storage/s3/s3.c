@@ -401,8 +401,7 @@ static void s3_free(struct storage *st)
         return;
     http_engine_free(s->engine);
     sigv4_release(&s->signer);
-    if (s->session_token)
-        secure_free(s->session_token, strlen(s->session_token));
+    s3_cred_release(&s->cred);
     free(s->scheme);
     free(s->host);
     free(s->base_path);
@@ -492,7 +491,15 @@ struct storage *storage_s3_new(const struct storage_s3_options *o)
     size_t prelen = strlen(pre);
     s->prefix = xasprintf("%s%s", pre, prelen && pre[prelen - 1] != '/' ? "/" : "");
     const char *token = o->session_token ? o->session_token : getenv("AWS_SESSION_TOKEN");
-    s->session_token = token && *token ? xstrdup(token) : NULL;
+    const char *values[S3_CRED_PARTS] = {o->access_key_id, o->secret_access_key, token};
+    const char *files[S3_CRED_PARTS] = {o->access_key_id_file, o->secret_access_key_file,
+                                        o->session_token ? o->session_token_file : NULL};
+    /* tests: a long interval, so that only a refused request makes it look */
+    const char *check_ms = getenv("PGARK_TEST_S3_CRED_CHECK_MS");
+    s3_cred_init(&s->cred, name, values, files,
+                 o->credentials_check_ms ? o->credentials_check_ms
+                 : check_ms              ? strtoll(check_ms, NULL, 10)
+                                         : 0);
     s->part_size = part;
     s->concurrency = o->concurrency > 0 ? o->concurrency : 4;
     s->ca_file = o->ca_file ? xstrdup(o->ca_file) : NULL;
@@ -503,8 +510,5 @@ struct storage *storage_s3_new(const struct storage_s3_options *o)
                o->region && *o->region ? o->region : "us-east-1", "s3");
     s->engine = http_engine_new(&s->http, s->concurrency);
     s->list_max_pages = S3_LIST_MAX_PAGES;
-    log_add_secret(o->secret_access_key);
-    if (s->session_token)
-        log_add_secret(s->session_token);
     return &s->base;
 }

@@ -4,6 +4,7 @@
 
 #include "pgark/http.h"
 #include "pgark/storage_s3.h"
+#include "cred_int.h"
 #include "sigv4_int.h"
 
 #include <pthread.h>
@@ -15,8 +16,8 @@ struct s3 {
     char *host;          /* Host header value: [bucket.]host[:port] */
     char *base_path;     /* "" (virtual host) or "/BUCKET" (path style) */
     char *bucket;
-    char *prefix; /* "" or ending in '/' */
-    char *session_token;
+    char *prefix;        /* "" or ending in '/' */
+    struct s3_cred cred; /* access key id, secret, token: re-read when their files change */
     size_t part_size;
     int concurrency;
     struct http_options http;
@@ -91,6 +92,7 @@ struct s3_signed {
     struct http_header headers[9];
     char *values[9]; /* owned header values */
     size_t nheaders;
+    uint64_t cred_generation; /* of the credentials it was signed with */
 };
 
 /* One request through the engine: signed just before each attempt, judged after it,
@@ -100,6 +102,8 @@ struct s3_call {
     struct s3_req *r;
     struct s3_signed sg; /* the attempt in flight */
     int attempt;
+    int sent;          /* attempts signed so far (a later one rewinds a streamed body) */
+    bool cred_retried; /* retried once already with credentials changed since */
     struct s3_hashes h;
 };
 

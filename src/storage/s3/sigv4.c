@@ -113,20 +113,22 @@ static char *canon_value(const char *v)
 }
 
 /* Derive (or reuse) the signing key for date (YYYYMMDD) into key. */
-static void signing_key(struct sigv4 *v, const char *date, uint8_t key[SHA256_LEN])
+static void signing_key(struct sigv4 *v, const char *secret, uint64_t generation, const char *date,
+                        uint8_t key[SHA256_LEN])
 {
     pthread_mutex_lock(&v->lock);
-    if (strcmp(v->key_date, date) != 0) {
-        size_t klen = strlen(v->secret) + 4;
+    if (strcmp(v->key_date, date) != 0 || v->key_generation != generation) {
+        size_t klen = strlen(secret) + 4;
         char *k0 = xmalloc(klen + 1);
         memcpy(k0, "AWS4", 4);
-        memcpy(k0 + 4, v->secret, klen - 4 + 1);
+        memcpy(k0 + 4, secret, klen - 4 + 1);
         uint8_t a[SHA256_LEN], b[SHA256_LEN];
         hmac_sha256(k0, klen, date, strlen(date), a);
         hmac_sha256(a, sizeof(a), v->region, strlen(v->region), b);
         hmac_sha256(b, sizeof(b), v->service, strlen(v->service), a);
         hmac_sha256(a, sizeof(a), "aws4_request", 12, v->key);
         memcpy(v->key_date, date, 9);
+        v->key_generation = generation;
         secure_free(k0, klen);
         secure_zero(a, sizeof(a));
         secure_zero(b, sizeof(b));
@@ -139,6 +141,17 @@ char *sigv4_authorization(struct sigv4 *v, const char *method, const char *canon
                           const struct sigv4_pair *query, size_t nquery,
                           const struct sigv4_pair *headers, size_t nheaders,
                           const char *payload_hash, const char *amz_date, char **canonical_out)
+{
+    return sigv4_authorization_with(v, v->access_key_id, v->secret, 0, method, canonical_uri, query,
+                                    nquery, headers, nheaders, payload_hash, amz_date,
+                                    canonical_out);
+}
+
+char *sigv4_authorization_with(struct sigv4 *v, const char *access_key_id, const char *secret,
+                               uint64_t generation, const char *method, const char *canonical_uri,
+                               const struct sigv4_pair *query, size_t nquery,
+                               const struct sigv4_pair *headers, size_t nheaders,
+                               const char *payload_hash, const char *amz_date, char **canonical_out)
 {
     struct canon_header *h = xcalloc(nheaders ? nheaders : 1, sizeof(*h));
     struct buf canon = BUF_INIT, signed_names = BUF_INIT, sts = BUF_INIT;
@@ -168,13 +181,13 @@ char *sigv4_authorization(struct sigv4 *v, const char *method, const char *canon
     sha256(canon.data, canon.len, digest);
     buf_appendf(&sts, "AWS4-HMAC-SHA256\n%s\n%s/%s/%s/aws4_request\n%s", amz_date, date, v->region,
                 v->service, hex_encode(digest, sizeof(digest), hexbuf));
-    signing_key(v, date, key);
+    signing_key(v, secret, generation, date, key);
     hmac_sha256(key, sizeof(key), sts.data, sts.len, sig);
     secure_zero(key, sizeof(key));
 
     char *auth = xasprintf("AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request,"
                            "SignedHeaders=%s,Signature=%s",
-                           v->access_key_id, date, v->region, v->service,
+                           access_key_id, date, v->region, v->service,
                            signed_names.data ? (char *)signed_names.data : "",
                            hex_encode(sig, sizeof(sig), hexbuf));
     if (canonical_out)

@@ -27,8 +27,9 @@ struct sigv4 {
     char *secret;
     char *region;
     char *service;
-    pthread_mutex_t lock; /* guards the cached key */
-    char key_date[9];     /* YYYYMMDD of key, "" when none */
+    pthread_mutex_t lock;    /* guards the cached key */
+    char key_date[9];        /* YYYYMMDD of key, "" when none */
+    uint64_t key_generation; /* of the secret key was derived from (0: v->secret) */
     uint8_t key[32];
 };
 
@@ -54,5 +55,15 @@ char *sigv4_authorization(struct sigv4 *v, const char *method, const char *canon
                           const struct sigv4_pair *query, size_t nquery,
                           const struct sigv4_pair *headers, size_t nheaders,
                           const char *payload_hash, const char *amz_date, char **canonical_out);
+
+/* As sigv4_authorization, signed with these credentials instead of the ones given at
+ * init: the cached signing key is reused only for the same day and generation, so a
+ * new secret must come with a new generation (> 0; 0 stands for v's own secret). */
+char *sigv4_authorization_with(struct sigv4 *v, const char *access_key_id, const char *secret,
+                               uint64_t generation, const char *method, const char *canonical_uri,
+                               const struct sigv4_pair *query, size_t nquery,
+                               const struct sigv4_pair *headers, size_t nheaders,
+                               const char *payload_hash, const char *amz_date,
+                               char **canonical_out);
 
 #endif

@@ -24,7 +24,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(swift_start swift_stop);
+our @EXPORT = qw(swift_start swift_stop swift_revoke);
 
 my $root = $ENV{PGARK_ROOT}
   // File::Spec->rel2abs(dirname(__FILE__) . '/../../..');
@@ -42,7 +42,8 @@ sub swift_script
 # Start a Swift; returns { endpoint (https://127.0.0.1:PORT), port, ca_file,
 # access_key ("test:tester"), secret_key, region, pid, dir, log }. Options:
 # buckets => [ names ] created before it returns; dir => where its store goes
-# (default: a fresh temp dir); timeout => seconds to wait for it (default 180).
+# (default: a fresh temp dir); timeout => seconds to wait for it (default 180);
+# users => { NAME => KEY } more users of the account (access key "test:NAME").
 sub swift_start
 {
 	my (%opt) = @_;
@@ -51,6 +52,8 @@ sub swift_start
 	my $test = basename($0, '.pl');
 	my $log = "$PostgreSQL::Test::Utils::log_path/${test}_swift_" . (scalar(@swifts) + 1) . '.log';
 	my @cmd = ($python, $py, "$dir/swift", map { ('--bucket', $_) } @{ $opt{buckets} // [] });
+	my %users = %{ $opt{users} // {} };
+	push @cmd, map { ('--user', "$_:$users{$_}") } sort keys %users;
 
 	pipe(my $from, my $to) or croak "pipe: $!";
 	my $pid = fork() // croak "fork: $!";
@@ -87,6 +90,28 @@ sub swift_start
 	%$sw = (%$info, pid => $pid, log => $log);
 	note("swift listening on $sw->{endpoint}, log $log");
 	return $sw;
+}
+
+# Take access keys out of the running server: refused from the moment this returns
+# (it waits for the server to say so in its log).
+sub swift_revoke
+{
+	my ($sw, @keys) = @_;
+	my $file = "$sw->{dir}/revoke";
+	open(my $fh, '>', $file) or croak "$file: $!";
+	print $fh map { "$_\n" } @keys;
+	close($fh) or croak "$file: $!";
+	my $before = -f $sw->{log} ? -s $sw->{log} : 0;
+	kill('USR1', $sw->{pid}) or croak "kill USR1 $sw->{pid}: $!";
+	my $deadline = Time::HiRes::time() + 60;
+	while (Time::HiRes::time() < $deadline)
+	{
+		my $log = slurp_file($sw->{log});
+		my $new = substr($log, $before);
+		return if !grep { $new !~ /revoked \Q$_\E$/m } @keys;
+		usleep(100_000);
+	}
+	croak "swift did not revoke @keys";
 }
 
 sub swift_stop
