@@ -356,7 +356,9 @@ out:
 
 /* --- data keys --------------------------------------------------------------------- */
 
-/* How long after a key was replaced expire leaves it alone, whatever its use. */
+/* How long after a key was replaced expire leaves it alone, whatever its use: a process
+ * that opened the repository before writes under the key it holds until it looks at
+ * repo.json again, at most 5 minutes before a write (repo_recheck_keys). */
 #define KEY_GRACE_S 3600
 
 static int drop_keys(struct expire *e, int64_t now_us, const char *busy)

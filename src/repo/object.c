@@ -127,6 +127,7 @@ static struct repo_writer *writer_open(struct repo *r, const char *path, uint64_
     rw->expect = plaintext_len;
     if (repo_unlock(r) < 0 || (r->encrypted && random_bytes(nonce, sizeof(nonce)) < 0))
         goto fail;
+    repo_recheck_keys(r);
     const struct crypto_keyring *kr = repo_keyring(r);
     if (kr)
         key_id = crypto_keyring_current_id(kr);
@@ -551,7 +552,7 @@ static int read_stored(struct reader *rd)
         rd->header_have = rd->header_len = 0;
         rd->reported = false;
         err_clear();
-        if ((rc = repo_refresh_keys(rd->r)) < 0)
+        if ((rc = repo_refresh_keys(rd->r, false)) < 0)
             return err_context("while reading \"%s\" in repository \"%s\"", rd->name,
                                repo_name(rd->r));
         rc = storage_read(rd->r->storage, rd->name, 0, STORAGE_TO_END, stored_sink, rd);

@@ -181,6 +181,7 @@ static void note_keys(struct repo *r, const struct crypto_key_record *rec, json_
 static int unlock_with(struct repo *r, const struct crypto_key_record *rec, const char *passphrase)
 {
     int rc = crypto_keyring_open(rec, passphrase, strlen(passphrase), &r->keyring);
+    r->keys_read_us = time_mono_us();
     if (rc < 0) {
         if (err_kind() == ERR_INTEGRITY)
             err_context("in the encryption parameters of \"%s%s\"", r->prefix, REPO_JSON);
@@ -487,7 +488,28 @@ fail:
     return NULL;
 }
 
-int repo_refresh_keys(struct repo *r)
+/* Whether kr holds exactly the keys rec lists. */
+static bool same_keys(const struct crypto_keyring *kr, const struct crypto_key_record *rec)
+{
+    if (crypto_keyring_current_id(kr) != (rec->nextra ? rec->extra[rec->nextra - 1].id : 0))
+        return false;
+    for (size_t i = 0; i < rec->nextra; i++)
+        if (!crypto_keyring_key(kr, rec->extra[i].id))
+            return false;
+    return true;
+}
+
+/* How often a handle that writes reads repo.json again to learn of a newer data key:
+ * well within the hour expire leaves a replaced key alone (expire.c). */
+#define KEY_RECHECK_US (300 * INT64_C(1000000))
+
+static int64_t key_recheck_us(void)
+{
+    const char *env = getenv("PGARK_TEST_KEY_RECHECK_S"); /* tests: another interval */
+    return env && *env ? atoll(env) * INT64_C(1000000) : KEY_RECHECK_US;
+}
+
+int repo_refresh_keys(struct repo *r, bool if_stale)
 {
     char *full = repo_full_path(r, REPO_JSON);
     uint8_t *data = NULL;
@@ -495,9 +517,11 @@ int repo_refresh_keys(struct repo *r)
     json_t *o = NULL;
     struct crypto_keyring *next = NULL;
     struct crypto_key_record *rec = xmalloc(sizeof(*rec));
-    int rc;
+    int rc = 0;
 
     pthread_mutex_lock(&r->key_lock);
+    if (if_stale && time_mono_us() - r->keys_read_us < key_recheck_us())
+        goto out; /* another thread just did */
     if ((rc = read_json(r, full, &data, &len)) < 0)
         goto out;
     o = json_loadb((const char *)data, len, 0, NULL);
@@ -506,10 +530,13 @@ int repo_refresh_keys(struct repo *r)
         rc = bad_json(r, "\"encryption\" missing");
         goto out;
     }
-    if ((rc = key_record(r, enc, rec)) < 0 ||
-        (rc = crypto_keyring_refresh(r->keyring, rec, &next)) < 0) {
-        if (rc < 0)
-            err_context("in the encryption parameters of \"%s%s\"", r->prefix, REPO_JSON);
+    if ((rc = key_record(r, enc, rec)) < 0)
+        goto out;
+    r->keys_read_us = time_mono_us();
+    if (same_keys(r->keyring, rec))
+        goto out; /* nothing new: the keyring stays (no copy kept per look) */
+    if ((rc = crypto_keyring_refresh(r->keyring, rec, &next)) < 0) {
+        err_context("in the encryption parameters of \"%s%s\"", r->prefix, REPO_JSON);
         goto out;
     }
     if (rc == 1) {
@@ -520,8 +547,9 @@ int repo_refresh_keys(struct repo *r)
         err_hint("put the new passphrase in encryption.passphrase_file and reload (SIGHUP)");
         goto out;
     }
-    log_info("repository \"%s\": data key %" PRIu32 " is current now (read again from \"%s\")",
-             repo_name(r), crypto_keyring_current_id(next), full);
+    if (crypto_keyring_current_id(next) != crypto_keyring_current_id(r->keyring))
+        log_info("repository \"%s\": data key %" PRIu32 " is current now (read again from \"%s\")",
+                 repo_name(r), crypto_keyring_current_id(next), full);
     r->old_keyrings = xrealloc(r->old_keyrings, (r->nold_keyrings + 1) * sizeof(*r->old_keyrings));
     r->old_keyrings[r->nold_keyrings++] = r->keyring;
     __atomic_store_n(&r->keyring, next, __ATOMIC_RELEASE);
@@ -536,6 +564,23 @@ out:
     free(data);
     free(full);
     return rc;
+}
+
+void repo_recheck_keys(struct repo *r)
+{
+    int64_t last;
+    pthread_mutex_lock(&r->key_lock);
+    last = r->keys_read_us;
+    pthread_mutex_unlock(&r->key_lock);
+    if (!r->encrypted || time_mono_us() - last < key_recheck_us())
+        return;
+    if (repo_refresh_keys(r, true) < 0) {
+        /* The keys held still write readable objects: go on with them, say why. */
+        char *text = err_format();
+        log_warn("repository \"%s\": could not look for a newer data key: %s", repo_name(r), text);
+        free(text);
+        err_clear();
+    }
 }
 
 /* A repository named by storage and cluster alone, for repo_rekey's messages and reads. */

@@ -34,6 +34,7 @@ struct repo {
     struct crypto_keyring *keyring;
     struct crypto_keyring **old_keyrings;
     size_t nold_keyrings;
+    int64_t keys_read_us; /* when repo.json's keys were last read (monotonic) */
     pthread_mutex_t key_lock;
     struct crypto_key_record *key_rec; /* deferred: what unlocks it, until it is */
     char *passphrase;                  /* deferred: until it is unlocked */
@@ -49,10 +50,16 @@ static inline const struct crypto_keyring *repo_keyring(struct repo *r)
     return __atomic_load_n(&r->keyring, __ATOMIC_ACQUIRE);
 }
 
-/* Read repo.json again and take the data keys made since r was opened (without the
- * passphrase: crypto_keyring_refresh); from then on r also writes under the newest.
- * 0, or <0: ERR_AUTH when the keys were re-wrapped under another passphrase since. */
-int repo_refresh_keys(struct repo *r);
+/* Read repo.json again and take the data keys made or dropped since r was opened
+ * (without the passphrase: crypto_keyring_refresh); from then on r also writes under
+ * the newest. With if_stale, only when no thread did for the recheck interval. 0, or
+ * <0: ERR_AUTH when the keys were re-wrapped under another passphrase since. Called
+ * with r unlocked. */
+int repo_refresh_keys(struct repo *r, bool if_stale);
+/* Before a write: repo_refresh_keys when the keys were read more than 5 minutes ago
+ * (PGARK_TEST_KEY_RECHECK_S), so a long-lived writer (the receiver) moves to a new data
+ * key within minutes of its making; a failure is a warning, the held keys go on. */
+void repo_recheck_keys(struct repo *r);
 
 /* The codec c compresses with: c->compression, or "none" when that is NULL (repo.c). */
 const struct codec *repo_codecs_compression(const struct repo_codecs *c);

@@ -253,6 +253,54 @@ static void test_new_key_envelope(void **state)
     repo_close(after);
 }
 
+/* A handle that writes looks at repo.json again once the recheck interval is over
+ * (PGARK_TEST_KEY_RECHECK_S; 5 minutes by default) and moves to the new key without
+ * meeting an object under it; looking again when nothing changed keeps no copy. */
+static void test_writer_rechecks(void **state)
+{
+    (void)state;
+    struct repo_options o = options(PASS);
+    struct repo *r = open_with(PASS);
+    check_ok(repo_put(r, "x/a", "zero", 4), "put");
+    uint32_t id;
+    check_ok(repo_new_data_key(fx.s, &o, &id), "new key");
+    check_ok(repo_put(r, "x/b", "zero", 4), "put"); /* within the interval: key 0 */
+    size_t len;
+    uint8_t *h = slurp("x/b", &len);
+    assert_int_equal(h[4], 1);
+    free(h);
+    setenv("PGARK_TEST_KEY_RECHECK_S", "0", 1);
+    check_ok(repo_put(r, "x/c", "one", 3), "put");
+    h = slurp("x/c", &len);
+    assert_int_equal(h[4], 2);
+    assert_int_equal(be32(h + 32), 1);
+    free(h);
+    for (int i = 0; i < 20; i++)
+        check_ok(repo_put(r, "x/d", "one", 3), "put");
+    assert_int_equal(r->nold_keyrings, 1);
+    /* after a passphrase rotation the new keys cannot be read without it: the writer goes
+     * on with the keys it holds */
+    check_ok(repo_new_data_key(fx.s, &o, &id), "key 2");
+    assert_int_equal(repo_rekey(fx.s, &o, "another passphrase"), 0);
+    check_ok(repo_put(r, "x/e", "still one", 9), "put after rekey");
+    h = slurp("x/e", &len);
+    assert_int_equal(be32(h + 32), 1);
+    free(h);
+    /* and a read of an object under key 2 says what to do */
+    struct repo_options now = options("another passphrase");
+    struct repo *fresh = repo_open(fx.s, &now, &ident, false);
+    assert_non_null(fresh);
+    check_ok(repo_put(fresh, "x/f", "two", 3), "put under key 2");
+    repo_close(fresh);
+    uint8_t *got;
+    size_t got_len;
+    expect_err(repo_get_all(r, "x/f", &got, &got_len), ERR_AUTH,
+               "the data keys of repository \"local\" were wrapped under another passphrase "
+               "since it was opened\n  while reading \"c/x/f\" in repository \"local\"");
+    unsetenv("PGARK_TEST_KEY_RECHECK_S");
+    repo_close(r);
+}
+
 /* A header naming a key repo.json does not hold, or another key than the object was
  * written under, or cut inside its key id, is a clear error naming the object. */
 static void test_key_id_errors(void **state)
@@ -456,7 +504,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
         T(test_one_key_unchanged), T(test_new_key_envelope), T(test_key_id_errors),
-        T(test_rekey_wraps_all),   T(test_usage_and_drop),
+        T(test_rekey_wraps_all),   T(test_usage_and_drop),   T(test_writer_rechecks),
 #undef T
     };
     return cmocka_run_group_tests_name("repo_keys", tests, NULL, NULL);
