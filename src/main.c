@@ -169,15 +169,24 @@ static const struct command commands[] = {
      "each against rpo_target, rto_target, drill_max_age and verify_max_age. --html FILE\n"
      "writes one self-contained page with the KPI table and charts of the RPO and RTO.\n"
      "Exits 3 when a KPI misses its target, 0 otherwise.\n"},
-    {"rotate-key", cmd_rotate_key, "rotate-key --new-passphrase-file FILE [--repo NAME]",
-     "wrap every repository's data key under a new passphrase",
-     "Reads the new passphrase from FILE (or $PGARK_NEW_PASSPHRASE) and, in every\n"
-     "repository of the cluster (or --repo NAME), wraps the data key under it with a\n"
+    {"rotate-key", cmd_rotate_key,
+     "rotate-key --new-passphrase-file FILE | --data-key [--repo NAME]",
+     "wrap the data keys under a new passphrase, or start a new data key",
+     "--new-passphrase-file FILE (or $PGARK_NEW_PASSPHRASE): in every repository of the\n"
+     "cluster (or --repo NAME), wraps every data key under the new passphrase with a\n"
      "fresh salt and replaces repo.json in one atomic write; no other object is\n"
      "rewritten. The configured passphrase must open the repository; one the new\n"
      "passphrase opens already is left alone, so a run that was interrupted is\n"
      "completed by running it again. Afterwards only the new passphrase opens it: put\n"
-     "it in encryption.passphrase_file and reload the receivers (SIGHUP).\n"},
+     "it in encryption.passphrase_file and reload the receivers (SIGHUP).\n"
+     "--data-key: adds a new random data key to repo.json (wrapped under the configured\n"
+     "passphrase, in one atomic write) and makes it current: every object written from\n"
+     "then on is encrypted under it and names its id in its header, so a leaked data\n"
+     "key stops protecting new data. Older objects keep the key they were written\n"
+     "with; chunk names do not change, so backups still share unchanged chunks. A\n"
+     "running receiver takes the new key when it is reloaded (SIGHUP); verify says how\n"
+     "many objects each key protects, expire drops a key no object uses. A repository\n"
+     "holding several keys has format 2, which older pgark versions refuse.\n"},
     {"completion", NULL, "completion bash|zsh",
      "print the shell completion script (commands, options, cluster names)",
      "bash: add 'source <(pgark completion bash)' to ~/.bashrc, or save the output as\n"

@@ -13,10 +13,13 @@
  * the nonce nonce XOR big-endian i in its last 8 bytes, and the associated data
  * aad || final, final being one byte: 1 on the last frame, 0 before it.
  *
- * Keyring: a random data key encrypts objects. It is stored wrapped (AES-256-GCM)
- * under a key derived from the passphrase with scrypt and a random salt, so the
- * passphrase can change without rewriting data. The key naming chunks (HMAC-SHA256)
- * is derived from the data key with HKDF-SHA256, info "pgark chunk names".
+ * Keyring: random data keys encrypt objects. Each is stored wrapped (AES-256-GCM) under
+ * a key derived from the passphrase with scrypt and a random salt (one salt for all of
+ * them), so the passphrase can change without rewriting data. Key 0 is the first; a new
+ * one (crypto_keyring_add) gets the next id and is current: new objects are encrypted
+ * under it, and the older ones stay to read what they encrypted. The key naming chunks
+ * (HMAC-SHA256) is derived from key 0 with HKDF-SHA256, info "pgark chunk names", and
+ * does not change when a new data key is added.
  */
 #ifndef PGARK_CRYPTO_H
 #define PGARK_CRYPTO_H
@@ -34,6 +37,9 @@
 #define CRYPTO_FRAME_LEN (64 * 1024)
 /* A wrapped data key: nonce || encrypted key || tag. */
 #define CRYPTO_WRAPPED_LEN (CRYPTO_NONCE_LEN + CRYPTO_KEY_LEN + CRYPTO_TAG_LEN)
+/* The most data keys a keyring holds at once (ids are never reused; expire drops keys
+ * no object uses). */
+#define CRYPTO_KEYS_MAX 64
 
 /* --- SHA-256 observer ------------------------------------------------------------ */
 
@@ -107,7 +113,13 @@ struct crypto_key_record {
     uint64_t n;
     uint32_t r, p;
     char salt[2 * CRYPTO_SALT_LEN + 1];           /* hex */
-    char wrapped_key[2 * CRYPTO_WRAPPED_LEN + 1]; /* hex */
+    char wrapped_key[2 * CRYPTO_WRAPPED_LEN + 1]; /* hex: key 0 */
+    /* The keys after key 0, in increasing id order; the last one is current. */
+    size_t nextra;
+    struct {
+        uint32_t id; /* > 0 */
+        char wrapped_key[2 * CRYPTO_WRAPPED_LEN + 1];
+    } extra[CRYPTO_KEYS_MAX - 1];
 };
 
 /*
@@ -119,27 +131,52 @@ int crypto_keyring_create(const char *passphrase, size_t pass_len,
                           const struct crypto_kdf_params *params, struct crypto_keyring **out);
 
 /*
- * Unlock a stored record. Returns 0 and *out (caller frees), ERR_AUTH "wrong passphrase
- * ..." when the passphrase does not unwrap the key (or the record was altered), or
- * ERR_INTEGRITY for a malformed record or parameters above the caps, found before any
- * derivation.
+ * Unlock a stored record, every data key in it. Returns 0 and *out (caller frees),
+ * ERR_AUTH "wrong passphrase ..." when the passphrase does not unwrap key 0 (or its
+ * record was altered), or ERR_INTEGRITY for a malformed record, parameters above the
+ * caps (found before any derivation), or a later key that does not unwrap when key 0
+ * does.
  */
 int crypto_keyring_open(const struct crypto_key_record *rec, const char *passphrase,
                         size_t pass_len, struct crypto_keyring **out);
 
 /*
- * Re-wrap the same data key under a new passphrase with a new salt (passphrase
- * rotation); params NULL keeps the current ones. On failure the keyring is unchanged.
+ * Re-wrap the same data keys, all of them, under a new passphrase with a new salt
+ * (passphrase rotation); params NULL keeps the current ones. On failure the keyring is
+ * unchanged.
  */
 int crypto_keyring_rewrap(struct crypto_keyring *kr, const char *new_passphrase, size_t pass_len,
                           const struct crypto_kdf_params *params);
 
+/*
+ * A new random data key with the next id, current from now on, wrapped like the others
+ * (same salt, so under the same passphrase). Returns 0 and its id in *id, ERR_CONFIG
+ * when kr holds CRYPTO_KEYS_MAX keys already, ERR_RUNTIME on an RNG or OpenSSL failure;
+ * on failure the keyring is unchanged.
+ */
+int crypto_keyring_add(struct crypto_keyring *kr, uint32_t *id);
+
+/*
+ * A keyring for a newer record of the same repository (keys added or dropped since kr
+ * was opened), without the passphrase: the record must have kr's salt and KDF
+ * parameters, whose derived key kr keeps. Returns 0 and *out (caller frees); 1 when the
+ * record is wrapped under another salt (the passphrase was rotated: only the passphrase
+ * opens it); ERR_INTEGRITY for a malformed record, one whose keys do not unwrap, or
+ * whose key 0 is not kr's.
+ */
+int crypto_keyring_refresh(const struct crypto_keyring *kr, const struct crypto_key_record *rec,
+                           struct crypto_keyring **out);
+
 /* The record to store for kr's current wrapping. */
 void crypto_keyring_export(const struct crypto_keyring *kr, struct crypto_key_record *rec);
 
-/* The data key (CRYPTO_KEY_LEN bytes) and the chunk-name HMAC key (32 bytes); owned
- * by kr, valid until crypto_keyring_free. */
+/* The current data key (CRYPTO_KEY_LEN bytes) and the chunk-name HMAC key (32 bytes);
+ * owned by kr, valid until crypto_keyring_free. */
 const uint8_t *crypto_keyring_data_key(const struct crypto_keyring *kr);
+/* The current data key's id (0 until a key was added). */
+uint32_t crypto_keyring_current_id(const struct crypto_keyring *kr);
+/* Data key id (CRYPTO_KEY_LEN bytes, owned by kr), or NULL when kr does not hold it. */
+const uint8_t *crypto_keyring_key(const struct crypto_keyring *kr, uint32_t id);
 const uint8_t *crypto_keyring_name_key(const struct crypto_keyring *kr);
 
 /* Overwrite the keys and free; NULL is a no-op. */

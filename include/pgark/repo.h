@@ -88,6 +88,48 @@ int repo_unlock(struct repo *r);
  */
 int repo_rekey(struct storage *s, const struct repo_options *opts, const char *new_passphrase);
 
+/*
+ * Data key rotation: a new random data key in opts->cluster's repository on s (unlocked
+ * with opts->codecs.passphrase), current from now on for every process that opens the
+ * repository afterwards; every key re-wrapped under the same passphrase with a fresh
+ * salt, and repo.json replaced in one atomic write, as repo_rekey does. Returns 0 and
+ * the new key's id in *id, <0 on failure (ERR_AUTH for a wrong passphrase, ERR_CONFIG
+ * when the repository is not encrypted or holds CRYPTO_KEYS_MAX keys).
+ */
+int repo_new_data_key(struct storage *s, const struct repo_options *opts, uint32_t *id);
+
+/* A data key of a repository, as repo.json lists it. */
+struct repo_data_key {
+    uint32_t id;
+    bool current;       /* the one new objects are encrypted under */
+    int64_t retired_us; /* when the next key was made (Unix us); 0: current, or unknown */
+    uint64_t objects;   /* repo_key_usage: how many objects name it */
+};
+
+/* r's data keys in id order (owned by r; NULL and 0 when not encrypted). */
+const struct repo_data_key *repo_data_keys(const struct repo *r, size_t *n);
+
+/*
+ * Count in keys[i].objects (keys: a copy of repo_data_keys' list, n entries) the objects
+ * of r whose header names each key, by listing "<cluster>/" and reading every object's
+ * header; an object naming a key not in the list is added to *unknown (may be NULL) and
+ * its name to *first_unknown (malloc'd, the first one; may be NULL). With early, it
+ * stops once every key but the current one and key 0 was seen: the counts are then
+ * lower bounds. Objects that are not envelopes (repo.json, creators' candidates) are
+ * skipped. 0, or <0 when listing or reading fails.
+ */
+int repo_key_usage(struct repo *r, struct repo_data_key *keys, size_t n, bool early,
+                   uint64_t *unknown, char **first_unknown);
+
+/*
+ * Remove the data keys ids[0..n) from repo.json of opts->cluster's repository on s, in
+ * one atomic replacement; key 0 and the current key are never removed (ERR_USAGE).
+ * Whether no object uses them is the caller's to know (repo_key_usage). The keys left
+ * are checked to open with opts->codecs.passphrase before anything is written.
+ */
+int repo_drop_data_keys(struct storage *s, const struct repo_options *opts, const uint32_t *ids,
+                        size_t n);
+
 const struct repo_identity *repo_identity(const struct repo *r);
 const char *repo_name(const struct repo *r); /* the storage's name, for messages */
 struct storage *repo_storage(struct repo *r);

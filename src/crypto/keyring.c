@@ -17,11 +17,21 @@
  * altered record cannot unwrap to anything. */
 #define WRAP_AAD_PREFIX "pgark keyring v1"
 
+/* One data key: its id, its value and its current wrapping. */
+struct data_key {
+    uint32_t id;
+    uint8_t wrapped[CRYPTO_WRAPPED_LEN];
+    uint8_t key[CRYPTO_KEY_LEN];
+};
+
+/* keys[0] is always id 0, the repository's first key (the root of the chunk-name key);
+ * the others follow in increasing id order, and the last one is current. */
 struct crypto_keyring {
     struct crypto_kdf_params kdf;
     uint8_t salt[CRYPTO_SALT_LEN];
-    uint8_t wrapped[CRYPTO_WRAPPED_LEN];
-    uint8_t data_key[CRYPTO_KEY_LEN];
+    uint8_t kek[CRYPTO_KEY_LEN]; /* scrypt(passphrase, salt): what wraps the keys */
+    size_t nkeys;
+    struct data_key keys[CRYPTO_KEYS_MAX];
     uint8_t name_key[32];
 };
 
@@ -104,8 +114,11 @@ static int hkdf_sha256(const uint8_t *key, size_t key_len, const char *info, uin
     return rc;
 }
 
-/* The associated data binding a wrapped key to its KDF parameters and salt. */
-static size_t wrap_aad(const struct crypto_keyring *kr, uint8_t *aad)
+/* The associated data binding a wrapped key to its KDF parameters and salt, and a key
+ * other than the first to its id (so that a wrapped key moved to another id does not
+ * unwrap). The first key's has no id: it is the one repositories had before there were
+ * several, and its record reads as it always did. */
+static size_t wrap_aad(const struct crypto_keyring *kr, uint32_t id, uint8_t *aad)
 {
     size_t len = 0;
     memcpy(aad, WRAP_AAD_PREFIX, sizeof(WRAP_AAD_PREFIX));
@@ -117,19 +130,24 @@ static size_t wrap_aad(const struct crypto_keyring *kr, uint8_t *aad)
     for (int i = 3; i >= 0; i--)
         aad[len++] = (uint8_t)(kr->kdf.p >> (8 * i));
     memcpy(aad + len, kr->salt, CRYPTO_SALT_LEN);
-    return len + CRYPTO_SALT_LEN;
+    len += CRYPTO_SALT_LEN;
+    if (id != 0)
+        for (int i = 3; i >= 0; i--)
+            aad[len++] = (uint8_t)(id >> (8 * i));
+    return len;
 }
 
-#define WRAP_AAD_MAX (sizeof(WRAP_AAD_PREFIX) + 16 + CRYPTO_SALT_LEN)
+#define WRAP_AAD_MAX (sizeof(WRAP_AAD_PREFIX) + 16 + CRYPTO_SALT_LEN + 4)
 
-/* Seal (encrypt) or open kr->data_key <-> kr->wrapped under kek. Open returns 1 when
- * the tag does not verify, 0 on success; both return <0 when OpenSSL fails. */
-static int wrap_cipher(struct crypto_keyring *kr, const uint8_t kek[CRYPTO_KEY_LEN], bool seal)
+/* Seal (encrypt) or open dk->key <-> dk->wrapped under kek. Open returns 1 when the tag
+ * does not verify, 0 on success; both return <0 when OpenSSL fails. */
+static int wrap_cipher(const struct crypto_keyring *kr, struct data_key *dk,
+                       const uint8_t kek[CRYPTO_KEY_LEN], bool seal)
 {
     uint8_t aad[WRAP_AAD_MAX];
-    size_t aad_len = wrap_aad(kr, aad);
-    uint8_t *nonce = kr->wrapped;
-    uint8_t *ct = kr->wrapped + CRYPTO_NONCE_LEN;
+    size_t aad_len = wrap_aad(kr, dk->id, aad);
+    uint8_t *nonce = dk->wrapped;
+    uint8_t *ct = dk->wrapped + CRYPTO_NONCE_LEN;
     uint8_t *tag = ct + CRYPTO_KEY_LEN;
     uint8_t plain[CRYPTO_KEY_LEN];
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
@@ -141,7 +159,7 @@ static int wrap_cipher(struct crypto_keyring *kr, const uint8_t kek[CRYPTO_KEY_L
         goto out;
     }
     if (seal) {
-        if (EVP_EncryptUpdate(ctx, ct, &outl, kr->data_key, CRYPTO_KEY_LEN) != 1 ||
+        if (EVP_EncryptUpdate(ctx, ct, &outl, dk->key, CRYPTO_KEY_LEN) != 1 ||
             EVP_EncryptFinal_ex(ctx, ct + outl, &outl) != 1 ||
             EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CRYPTO_TAG_LEN, tag) != 1)
             rc = err_set(ERR_RUNTIME, "AES-256-GCM key wrapping failed in OpenSSL");
@@ -156,32 +174,35 @@ static int wrap_cipher(struct crypto_keyring *kr, const uint8_t kek[CRYPTO_KEY_L
         rc = 1;
         goto out;
     }
-    memcpy(kr->data_key, plain, CRYPTO_KEY_LEN);
+    memcpy(dk->key, plain, CRYPTO_KEY_LEN);
 out:
     secure_zero(plain, sizeof(plain));
     EVP_CIPHER_CTX_free(ctx);
     return rc;
 }
 
-/* Wrap kr->data_key under passphrase with a fresh salt and nonce. */
+/* Wrap every data key of kr under kr->kek with fresh nonces. */
+static int wrap_all(struct crypto_keyring *kr)
+{
+    int rc = 0;
+    for (size_t i = 0; i < kr->nkeys && rc == 0; i++)
+        if ((rc = random_bytes(kr->keys[i].wrapped, CRYPTO_NONCE_LEN)) == 0)
+            rc = wrap_cipher(kr, &kr->keys[i], kr->kek, true);
+    return rc;
+}
+
+/* Wrap every data key of kr under passphrase with a fresh salt and fresh nonces. */
 static int wrap(struct crypto_keyring *kr, const char *passphrase, size_t pass_len)
 {
-    uint8_t kek[CRYPTO_KEY_LEN];
     int rc;
 
-    if (pass_len == 0) {
-        rc = err_set(ERR_CONFIG, "the encryption passphrase is empty");
-        goto out;
-    }
+    if (pass_len == 0)
+        return err_set(ERR_CONFIG, "the encryption passphrase is empty");
     if ((rc = random_bytes(kr->salt, CRYPTO_SALT_LEN)) < 0 ||
-        (rc = random_bytes(kr->wrapped, CRYPTO_NONCE_LEN)) < 0 ||
-        (rc = crypto_scrypt(passphrase, pass_len, kr->salt, CRYPTO_SALT_LEN, &kr->kdf, kek,
-                            sizeof(kek))) < 0)
-        goto out;
-    rc = wrap_cipher(kr, kek, true);
-out:
-    secure_zero(kek, sizeof(kek));
-    return rc;
+        (rc = crypto_scrypt(passphrase, pass_len, kr->salt, CRYPTO_SALT_LEN, &kr->kdf, kr->kek,
+                            sizeof(kr->kek))) < 0)
+        return rc;
+    return wrap_all(kr);
 }
 
 int crypto_keyring_create(const char *passphrase, size_t pass_len,
@@ -194,9 +215,10 @@ int crypto_keyring_create(const char *passphrase, size_t pass_len,
     kr->kdf = params ? *params
                      : (struct crypto_kdf_params){CRYPTO_KDF_DEFAULT_N, CRYPTO_KDF_DEFAULT_R,
                                                   CRYPTO_KDF_DEFAULT_P};
-    if ((rc = random_bytes(kr->data_key, CRYPTO_KEY_LEN)) < 0 ||
+    kr->nkeys = 1;
+    if ((rc = random_bytes(kr->keys[0].key, CRYPTO_KEY_LEN)) < 0 ||
         (rc = wrap(kr, passphrase, pass_len)) < 0 ||
-        (rc = hkdf_sha256(kr->data_key, CRYPTO_KEY_LEN, NAME_KEY_INFO, kr->name_key,
+        (rc = hkdf_sha256(kr->keys[0].key, CRYPTO_KEY_LEN, NAME_KEY_INFO, kr->name_key,
                           sizeof(kr->name_key))) < 0)
         goto out;
     *out = kr;
@@ -206,33 +228,69 @@ out:
     return rc;
 }
 
+/* The KDF, salt and wrapped keys of rec into kr (nothing unwrapped yet). */
+static int read_record(struct crypto_keyring *kr, const struct crypto_key_record *rec)
+{
+    int rc;
+    if (!memchr(rec->kdf, 0, sizeof(rec->kdf)) || strcmp(rec->kdf, KDF_NAME) != 0)
+        return err_set(ERR_INTEGRITY, "unknown key derivation function \"%.*s\" (expected \"%s\")",
+                       (int)sizeof(rec->kdf), rec->kdf, KDF_NAME);
+    kr->kdf = (struct crypto_kdf_params){rec->n, rec->r, rec->p};
+    if ((rc = crypto_kdf_check(&kr->kdf, ERR_INTEGRITY)) < 0)
+        return rc;
+    if ((rc = hex_decode(rec->salt, kr->salt, CRYPTO_SALT_LEN)) < 0)
+        return err_context("while reading the salt of the encryption key record");
+    if (rec->nextra > CRYPTO_KEYS_MAX - 1)
+        return err_set(ERR_INTEGRITY, "%zu data keys, more than the %d pgark holds",
+                       rec->nextra + 1, CRYPTO_KEYS_MAX);
+    kr->nkeys = 1 + rec->nextra;
+    if ((rc = hex_decode(rec->wrapped_key, kr->keys[0].wrapped, CRYPTO_WRAPPED_LEN)) < 0)
+        return err_context("while reading the wrapped key of the encryption key record");
+    for (size_t i = 0; i < rec->nextra; i++) {
+        struct data_key *dk = &kr->keys[i + 1];
+        dk->id = rec->extra[i].id;
+        if (dk->id <= kr->keys[i].id)
+            return err_set(ERR_INTEGRITY,
+                           "data key ids are not in increasing order (%" PRIu32 " after %" PRIu32
+                           ")",
+                           dk->id, kr->keys[i].id);
+        if ((rc = hex_decode(rec->extra[i].wrapped_key, dk->wrapped, CRYPTO_WRAPPED_LEN)) < 0)
+            return err_context("while reading the wrapped data key %" PRIu32
+                               " of the encryption key record",
+                               dk->id);
+    }
+    return 0;
+}
+
+/* Unwrap every key of kr under kr->kek: 0, 1 when key 0 does not unwrap (a wrong
+ * passphrase), <0 on failure. */
+static int unwrap_all(struct crypto_keyring *kr)
+{
+    for (size_t i = 0; i < kr->nkeys; i++) {
+        int rc = wrap_cipher(kr, &kr->keys[i], kr->kek, false);
+        if (rc < 0 || (rc == 1 && i == 0))
+            return rc;
+        if (rc == 1) /* the first key opened: the passphrase is right, this record was altered */
+            return err_set(ERR_INTEGRITY,
+                           "data key %" PRIu32 " does not unwrap under the passphrase that "
+                           "unwraps the first one: its record was altered",
+                           kr->keys[i].id);
+    }
+    return hkdf_sha256(kr->keys[0].key, CRYPTO_KEY_LEN, NAME_KEY_INFO, kr->name_key,
+                       sizeof(kr->name_key));
+}
+
 int crypto_keyring_open(const struct crypto_key_record *rec, const char *passphrase,
                         size_t pass_len, struct crypto_keyring **out)
 {
     struct crypto_keyring *kr = xcalloc(1, sizeof(*kr));
-    uint8_t kek[CRYPTO_KEY_LEN];
     int rc;
 
     *out = NULL;
-    if (!memchr(rec->kdf, 0, sizeof(rec->kdf)) || strcmp(rec->kdf, KDF_NAME) != 0) {
-        rc = err_set(ERR_INTEGRITY, "unknown key derivation function \"%.*s\" (expected \"%s\")",
-                     (int)sizeof(rec->kdf), rec->kdf, KDF_NAME);
-        goto out;
-    }
-    kr->kdf = (struct crypto_kdf_params){rec->n, rec->r, rec->p};
-    if ((rc = crypto_kdf_check(&kr->kdf, ERR_INTEGRITY)) < 0)
-        goto out;
-    if ((rc = hex_decode(rec->salt, kr->salt, CRYPTO_SALT_LEN)) < 0) {
-        err_context("while reading the salt of the encryption key record");
-        goto out;
-    }
-    if ((rc = hex_decode(rec->wrapped_key, kr->wrapped, CRYPTO_WRAPPED_LEN)) < 0) {
-        err_context("while reading the wrapped key of the encryption key record");
-        goto out;
-    }
-    if ((rc = crypto_scrypt(passphrase, pass_len, kr->salt, CRYPTO_SALT_LEN, &kr->kdf, kek,
-                            sizeof(kek))) < 0 ||
-        (rc = wrap_cipher(kr, kek, false)) < 0)
+    if ((rc = read_record(kr, rec)) < 0 ||
+        (rc = crypto_scrypt(passphrase, pass_len, kr->salt, CRYPTO_SALT_LEN, &kr->kdf, kr->kek,
+                            sizeof(kr->kek))) < 0 ||
+        (rc = unwrap_all(kr)) < 0)
         goto out;
     if (rc == 1) {
         rc =
@@ -240,14 +298,38 @@ int crypto_keyring_open(const struct crypto_key_record *rec, const char *passphr
         err_hint("use the passphrase the repository was created or last rekeyed with");
         goto out;
     }
-    if ((rc = hkdf_sha256(kr->data_key, CRYPTO_KEY_LEN, NAME_KEY_INFO, kr->name_key,
-                          sizeof(kr->name_key))) < 0)
-        goto out;
     *out = kr;
     kr = NULL;
 out:
-    secure_zero(kek, sizeof(kek));
     crypto_keyring_free(kr);
+    return rc;
+}
+
+int crypto_keyring_refresh(const struct crypto_keyring *kr, const struct crypto_key_record *rec,
+                           struct crypto_keyring **out)
+{
+    struct crypto_keyring *next = xcalloc(1, sizeof(*next));
+    int rc;
+
+    *out = NULL;
+    if ((rc = read_record(next, rec)) < 0)
+        goto out;
+    if (memcmp(next->salt, kr->salt, CRYPTO_SALT_LEN) != 0 || next->kdf.n != kr->kdf.n ||
+        next->kdf.r != kr->kdf.r || next->kdf.p != kr->kdf.p) {
+        rc = 1;
+        goto out;
+    }
+    memcpy(next->kek, kr->kek, sizeof(kr->kek));
+    if ((rc = unwrap_all(next)) < 0)
+        goto out;
+    if (rc == 1 || memcmp(next->keys[0].key, kr->keys[0].key, CRYPTO_KEY_LEN) != 0) {
+        rc = err_set(ERR_INTEGRITY, "the first data key in the record is not the one in use");
+        goto out;
+    }
+    *out = next;
+    next = NULL;
+out:
+    crypto_keyring_free(next);
     return rc;
 }
 
@@ -268,6 +350,38 @@ out:
     return rc;
 }
 
+int crypto_keyring_add(struct crypto_keyring *kr, uint32_t *id)
+{
+    struct crypto_keyring *next = xmalloc(sizeof(*next));
+    int rc;
+
+    *next = *kr;
+    if (next->nkeys >= CRYPTO_KEYS_MAX) {
+        rc = err_set(ERR_CONFIG, "the repository holds %d data keys, as many as pgark holds",
+                     CRYPTO_KEYS_MAX);
+        err_hint("\"pgark expire\" drops the keys no object uses any more");
+        goto out;
+    }
+    struct data_key *last = &next->keys[next->nkeys - 1];
+    if (last->id == UINT32_MAX) {
+        rc = err_set(ERR_CONFIG, "no data key id is left after %" PRIu32, last->id);
+        goto out;
+    }
+    struct data_key *dk = &next->keys[next->nkeys++];
+    dk->id = last->id + 1;
+    /* The same salt and key-encryption key: a process holding the keyring can unwrap the
+     * new key from the record without the passphrase (crypto_keyring_refresh). */
+    if ((rc = random_bytes(dk->key, CRYPTO_KEY_LEN)) < 0 ||
+        (rc = random_bytes(dk->wrapped, CRYPTO_NONCE_LEN)) < 0 ||
+        (rc = wrap_cipher(next, dk, next->kek, true)) < 0)
+        goto out;
+    *id = dk->id;
+    *kr = *next;
+out:
+    secure_free(next, sizeof(*next));
+    return rc;
+}
+
 void crypto_keyring_export(const struct crypto_keyring *kr, struct crypto_key_record *rec)
 {
     memset(rec, 0, sizeof(*rec));
@@ -276,12 +390,30 @@ void crypto_keyring_export(const struct crypto_keyring *kr, struct crypto_key_re
     rec->r = kr->kdf.r;
     rec->p = kr->kdf.p;
     hex_encode(kr->salt, CRYPTO_SALT_LEN, rec->salt);
-    hex_encode(kr->wrapped, CRYPTO_WRAPPED_LEN, rec->wrapped_key);
+    hex_encode(kr->keys[0].wrapped, CRYPTO_WRAPPED_LEN, rec->wrapped_key);
+    rec->nextra = kr->nkeys - 1;
+    for (size_t i = 1; i < kr->nkeys; i++) {
+        rec->extra[i - 1].id = kr->keys[i].id;
+        hex_encode(kr->keys[i].wrapped, CRYPTO_WRAPPED_LEN, rec->extra[i - 1].wrapped_key);
+    }
 }
 
 const uint8_t *crypto_keyring_data_key(const struct crypto_keyring *kr)
 {
-    return kr->data_key;
+    return kr->keys[kr->nkeys - 1].key;
+}
+
+uint32_t crypto_keyring_current_id(const struct crypto_keyring *kr)
+{
+    return kr->keys[kr->nkeys - 1].id;
+}
+
+const uint8_t *crypto_keyring_key(const struct crypto_keyring *kr, uint32_t id)
+{
+    for (size_t i = 0; i < kr->nkeys; i++)
+        if (kr->keys[i].id == id)
+            return kr->keys[i].key;
+    return NULL;
 }
 
 const uint8_t *crypto_keyring_name_key(const struct crypto_keyring *kr)

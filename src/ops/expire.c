@@ -29,6 +29,11 @@
  *      marker is written, so a backup that completed meanwhile is marked too. Each
  *      removal first checks expire's lease (its marker never went REPO_MARKER_LEASE_S
  *      without a refresh): a stopped expire that wakes up stops sweeping.
+ *   5. Data keys (rotate-key --data-key) no object uses any more: dropped from repo.json,
+ *      never key 0 (chunk names derive from it) nor the current one. A key is looked at
+ *      only once it was replaced KEY_GRACE_S ago, and not while a backup runs: a process
+ *      that opened the repository before the rotation writes under the key it holds
+ *      (repo_key_usage reads the headers; docs/architecture.md, "Data keys").
  * --dry-run lists what would be removed and removes nothing (no marker either).
  * Exit codes: 0 done; 1 when a repository could not be expired; 2 usage or
  * configuration (no retention set).
@@ -53,6 +58,7 @@
 
 struct expire {
     bool dry_run;
+    const struct config *cfg;
     const struct config_cluster *cl;
     struct repo *r;
     const char *cluster;
@@ -348,6 +354,75 @@ out:
     return rc;
 }
 
+/* --- data keys --------------------------------------------------------------------- */
+
+/* How long after a key was replaced expire leaves it alone, whatever its use: a process
+ * that opened the repository before writes under the key it holds until it looks at
+ * repo.json again, at most 5 minutes before a write (repo_recheck_keys). */
+#define KEY_GRACE_S 3600
+
+static int drop_keys(struct expire *e, int64_t now_us, const char *busy)
+{
+    size_t n;
+    const struct repo_data_key *list = repo_data_keys(e->r, &n);
+    struct repo_data_key *keys = NULL;
+    uint32_t *doomed = NULL;
+    size_t ndoomed = 0, candidates = 0;
+    json_t *dropped = json_array(), *kept = json_array();
+    const char *grace_env = getenv("PGARK_TEST_KEY_GRACE_S"); /* tests: a shorter grace */
+    int64_t grace_us = (grace_env ? atoll(grace_env) : KEY_GRACE_S) * INT64_C(1000000);
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (list[i].id != 0 && !list[i].current)
+            candidates++;
+    if (!candidates)
+        goto out;
+    if (busy) {
+        log_warn("repository \"%s\": data keys not looked at: %s", repo_name(e->r), busy);
+        json_object_set_new(e->out, "data_keys", json_pack("{s:s}", "skipped", busy));
+        goto out;
+    }
+    keys = xmalloc(n * sizeof(*keys));
+    memcpy(keys, list, n * sizeof(*keys));
+    if ((rc = repo_key_usage(e->r, keys, n, true, NULL, NULL)) < 0)
+        goto out;
+    doomed = xcalloc(n, sizeof(*doomed));
+    for (size_t i = 0; i < n; i++) {
+        const char *why = NULL;
+        if (keys[i].id == 0 || keys[i].current)
+            continue;
+        if (keys[i].objects)
+            why = "objects are encrypted under it";
+        else if (!keys[i].retired_us || now_us - keys[i].retired_us < grace_us)
+            why = "replaced too recently: a process opened before may still write under it";
+        if (why) {
+            json_array_append_new(
+                kept, json_pack("{s:I, s:s}", "id", (json_int_t)keys[i].id, "reason", why));
+            continue;
+        }
+        doomed[ndoomed++] = keys[i].id;
+        json_array_append_new(dropped, json_integer((json_int_t)keys[i].id));
+    }
+    if (ndoomed && !e->dry_run) {
+        struct repo_options ro;
+        if ((rc = cli_repo_options(e->cfg, e->cl, CLI_REPO_READ, &ro)) < 0 ||
+            (rc = repo_drop_data_keys(repo_storage(e->r), &ro, doomed, ndoomed)) < 0)
+            goto out;
+    }
+    for (size_t i = 0; i < ndoomed; i++)
+        log_info("repository \"%s\": %s data key %" PRIu32 ": no object uses it", repo_name(e->r),
+                 e->dry_run ? "would drop" : "dropped", doomed[i]);
+    json_object_set_new(e->out, "data_keys",
+                        json_pack("{s:O, s:O}", "dropped", dropped, "kept", kept));
+out:
+    json_decref(dropped);
+    json_decref(kept);
+    free(doomed);
+    free(keys);
+    return rc;
+}
+
 /* --- one repository ----------------------------------------------------------------- */
 
 static int expire_repo(struct expire *e, int64_t now_us, int beat_ms)
@@ -426,7 +501,9 @@ static int expire_repo(struct expire *e, int64_t now_us, int beat_ms)
     } else if (have_floor && (rc = prune_wal(e, floor_tli, floor_segno)) < 0) {
         goto out;
     }
-    rc = sweep_chunks(e, expired, nexpired, busy, hb);
+    if ((rc = sweep_chunks(e, expired, nexpired, busy, hb)) < 0)
+        goto out;
+    rc = drop_keys(e, now_us, busy);
 out:
     repo_heartbeat_stop(hb); /* keeps the error slot */
     json_decref(kept);
@@ -498,6 +575,18 @@ static void print_human(json_t *root)
                    size_format((uint64_t)json_integer_value(json_object_get(c, "bytes")), a,
                                sizeof(a)),
                    (long long)json_integer_value(json_object_get(c, "referenced")));
+        json_t *k = json_object_get(r, "data_keys");
+        if (k && json_is_string(json_object_get(k, "skipped")))
+            printf("  data keys not looked at: %s\n",
+                   json_string_value(json_object_get(k, "skipped")));
+        json_t *one;
+        size_t j;
+        json_array_foreach(json_object_get(k, "dropped"), j, one)
+            printf("  %s data key %lld: no object uses it\n", dry ? "would drop" : "dropped",
+                   (long long)json_integer_value(one));
+        json_array_foreach(json_object_get(k, "kept"), j, one) printf(
+            "  kept data key %lld: %s\n", (long long)json_integer_value(json_object_get(one, "id")),
+            json_string_value(json_object_get(one, "reason")));
         if (err)
             printf("  error: %s\n", err);
     }
@@ -562,6 +651,7 @@ int cmd_expire(struct cli_context *ctx, int argc, char **argv)
     for (size_t i = 0; i < cl->nrepos; i++) {
         const struct config_repo *cr = config_cluster_repo(cfg, cl, i);
         struct expire e = {.dry_run = dry_run,
+                           .cfg = cfg,
                            .cl = cl,
                            .cluster = cl->name,
                            .out = json_pack("{s:s}", "name", cr->name)};

@@ -1,6 +1,13 @@
 /*
- * rotate.c — `pgark rotate-key`: the repositories' data key wrapped under a new
- * passphrase (repo_rekey), in every repository of the cluster or the one --repo names.
+ * rotate.c — `pgark rotate-key`: the repositories' data keys wrapped under a new
+ * passphrase (repo_rekey), or with --data-key a new data key for the objects written
+ * from now on (repo_new_data_key), in every repository of the cluster or the one --repo
+ * names.
+ *
+ * A new data key is made in each repository on its own (each has its own keys anyway):
+ * a run killed half-way has given some repositories a new key and not the others, and
+ * a re-run gives every repository one more; a repository that got two holds one that no
+ * object uses, which the next expire drops.
  *
  * The new passphrase comes from --new-passphrase-file or $PGARK_NEW_PASSPHRASE; the
  * current one from the configuration. Each repository is done or not (one atomic
@@ -20,6 +27,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,14 +78,20 @@ out:
     return out;
 }
 
+#define USAGE                                                                                      \
+    "usage: pgark rotate-key --new-passphrase-file FILE [--repo NAME]\n"                           \
+    "       pgark rotate-key --data-key [--repo NAME]\n"
+
 int cmd_rotate_key(struct cli_context *ctx, int argc, char **argv)
 {
     static const struct option options[] = {{"new-passphrase-file", required_argument, NULL, 'f'},
+                                            {"data-key", no_argument, NULL, 'd'},
                                             {"repo", required_argument, NULL, 'r'},
                                             {"help", no_argument, NULL, 'h'},
                                             {0, 0, 0, 0}};
     const char *file = NULL, *only = NULL;
     char *fresh = NULL;
+    bool data_key = false;
     int opt, rc = 0;
     size_t done = 0, already = 0, failed = 0;
 
@@ -88,11 +102,14 @@ int cmd_rotate_key(struct cli_context *ctx, int argc, char **argv)
         case 'f':
             file = optarg;
             break;
+        case 'd':
+            data_key = true;
+            break;
         case 'r':
             only = optarg;
             break;
         case 'h':
-            printf("usage: pgark rotate-key --new-passphrase-file FILE [--repo NAME]\n");
+            printf(USAGE);
             return 0;
         default:
             err_set(ERR_USAGE, "unknown option \"%s\" for rotate-key", argv[optind - 1]);
@@ -105,7 +122,14 @@ int cmd_rotate_key(struct cli_context *ctx, int argc, char **argv)
         return 2;
     }
     const char *env = getenv("PGARK_NEW_PASSPHRASE");
-    if (file) {
+    if (data_key && file) {
+        err_set(ERR_USAGE, "rotate-key takes --data-key or --new-passphrase-file, not both");
+        err_hint("rotate the passphrase first, then run rotate-key --data-key");
+        return 2;
+    }
+    if (data_key) {
+        /* nothing to read: the configured passphrase wraps the new key */
+    } else if (file) {
         if (!(fresh = read_new_passphrase(file)))
             return 2;
     } else if (env && *env) {
@@ -132,8 +156,9 @@ int cmd_rotate_key(struct cli_context *ctx, int argc, char **argv)
         int one = cli_repo_options(cfg, cl, CLI_REPO_READ, &ro);
         if (one == 0 && !(s = cli_open_storage(cr)))
             one = err_code();
+        uint32_t id = 0;
         if (one == 0)
-            one = repo_rekey(s, &ro, fresh);
+            one = data_key ? repo_new_data_key(s, &ro, &id) : repo_rekey(s, &ro, fresh);
         storage_free(s);
         if (one < 0) {
             char *text = err_format();
@@ -143,8 +168,12 @@ int cmd_rotate_key(struct cli_context *ctx, int argc, char **argv)
             failed++;
             continue;
         }
-        printf("repository \"%s\": %s\n", cr->name,
-               one == 1 ? "already under the new passphrase" : "passphrase rotated");
+        if (data_key)
+            printf("repository \"%s\": new data key %" PRIu32 ", current from now on\n", cr->name,
+                   id);
+        else
+            printf("repository \"%s\": %s\n", cr->name,
+                   one == 1 ? "already under the new passphrase" : "passphrase rotated");
         if (one == 1)
             already++;
         else
@@ -165,8 +194,12 @@ int cmd_rotate_key(struct cli_context *ctx, int argc, char **argv)
         rc = 1;
         goto out;
     }
-    printf("now put the new passphrase in encryption.passphrase_file and reload every "
-           "receiver (SIGHUP)\n");
+    if (data_key)
+        printf("now reload every receiver (SIGHUP): until then it writes under the key it "
+               "holds\n");
+    else
+        printf("now put the new passphrase in encryption.passphrase_file and reload every "
+               "receiver (SIGHUP)\n");
 out:
     if (fresh) {
         secure_zero(fresh, strlen(fresh));

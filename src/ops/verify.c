@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -239,6 +240,29 @@ static void set_floor(struct verify_repo *vr)
     }
 }
 
+/* How many objects each data key of vr protects, from the objects' headers. */
+static void count_keys(struct verify_run *v, struct verify_repo *vr)
+{
+    size_t n;
+    const struct repo_data_key *keys = repo_data_keys(vr->repo, &n);
+    char *first = NULL;
+    if (!n)
+        return;
+    vr->keys = xmalloc(n * sizeof(*keys));
+    memcpy(vr->keys, keys, n * sizeof(*keys));
+    vr->nkeys = n;
+    if (repo_key_usage(vr->repo, vr->keys, n, false, &vr->unknown_key, &first) < 0) {
+        err_context("while counting the objects of each data key");
+        verify_problem_err(v, vr, "repository", NULL, NULL, 0);
+    } else if (vr->unknown_key) {
+        verify_problem(v, vr, "key", first, NULL, 0,
+                       "%llu object%s (the first \"%s\") name%s a data key repo.json does not hold",
+                       (unsigned long long)vr->unknown_key, vr->unknown_key == 1 ? "" : "s", first,
+                       vr->unknown_key == 1 ? "s" : "");
+    }
+    free(first);
+}
+
 static void verify_one(struct verify_run *v, const struct config *cfg,
                        const struct config_cluster *cl, const struct config_repo *rc_repo,
                        struct verify_repo *vr)
@@ -277,6 +301,8 @@ static void verify_one(struct verify_run *v, const struct config *cfg,
             verify_problem_err(v, vr, "repository", NULL, NULL, 0);
         }
     }
+    if (!v->backup)
+        count_keys(v, vr);
     if (vr->nunindexed > 1) /* the WAL tasks ran in parallel */
         qsort(vr->unindexed, vr->nunindexed, sizeof(*vr->unindexed), cmp_segment);
     if (v->repair_index)
@@ -321,6 +347,15 @@ static json_t *result_json(const struct verify_run *v, const struct config_clust
         json_t *r = json_array_get(rs, i);
         json_object_set_new(r, "segments_without_time_index_names", names);
         json_object_set_new(r, "time_indexes_rebuilt", json_integer((json_int_t)repos[i].repaired));
+        json_t *keys = json_array();
+        for (size_t k = 0; k < repos[i].nkeys; k++)
+            json_array_append_new(keys, json_pack("{s:I, s:b, s:I}", "id",
+                                                  (json_int_t)repos[i].keys[k].id, "current",
+                                                  repos[i].keys[k].current, "objects",
+                                                  (json_int_t)repos[i].keys[k].objects));
+        json_object_set_new(r, "data_keys", keys);
+        json_object_set_new(r, "objects_unknown_key",
+                            json_integer((json_int_t)repos[i].unknown_key));
     }
     json_t *ps = json_array();
     for (size_t i = 0; i < v->nproblems; i++) {
@@ -373,6 +408,11 @@ static void print_human(const struct verify_run *v, const struct config_cluster 
         printf(", %llu high-water marks", (unsigned long long)c->hwms);
         printf("; %llu backups, %llu files, %llu chunks\n", (unsigned long long)c->backups,
                (unsigned long long)c->files, (unsigned long long)c->chunks);
+        for (size_t k = 0; k < repos[i].nkeys; k++)
+            printf("repository \"%s\": data key %" PRIu32 "%s protects %llu object%s\n",
+                   repos[i].name, repos[i].keys[k].id, repos[i].keys[k].current ? " (current)" : "",
+                   (unsigned long long)repos[i].keys[k].objects,
+                   repos[i].keys[k].objects == 1 ? "" : "s");
     }
     for (size_t i = 0; i < v->nproblems; i++) {
         const struct verify_problem *p = &v->problems[i];
@@ -616,6 +656,7 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         verify_hwm_free(&repos[i]);
         verify_damage_free(&repos[i]);
         free(repos[i].unindexed);
+        free(repos[i].keys);
     }
     free(repos);
     pthread_mutex_destroy(&v.lock);

@@ -126,6 +126,11 @@ struct verify_repo {
     char (*unindexed)[WAL_NAME_BUFLEN];
     size_t nunindexed;
     size_t repaired; /* of those, indexed again by --repair-index */
+    /* Its data keys and how many objects each protects (encrypted repositories, without
+     * --backup); objects naming a key repo.json does not hold. */
+    struct repo_data_key *keys;
+    size_t nkeys;
+    uint64_t unknown_key;
     /* Chunks found damaged or missing (verify_damage.c; guarded by the run's lock while
      * the backups scope runs). */
     struct verify_bad_chunk *bad;

@@ -20,7 +20,8 @@ const uint8_t *repo_chunk_key(const struct repo *r)
      * repository does: no command that names chunks defers (repo_options.defer_key). */
     if (r->encrypted && !r->keyring)
         abort();
-    return r->keyring ? crypto_keyring_name_key(r->keyring) : NULL;
+    const struct crypto_keyring *kr = repo_keyring((struct repo *)r);
+    return kr ? crypto_keyring_name_key(kr) : NULL;
 }
 
 void repo_chunk_name(const struct repo *r, const void *data, size_t len,

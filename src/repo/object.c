@@ -5,8 +5,16 @@
  *                      plaintext length (u64 big-endian), nonce (12 bytes, zero when
  *                      not encrypted), path tag (the first 4 bytes of the SHA-256 of
  *                      the object's path below "<cluster>/")
+ *     or (36 bytes):   the same with version 2, then the id of the data key it is
+ *                      encrypted under (u32 big-endian)
  *   payload:           (plaintext || SHA-256(plaintext)), compressed, then encrypted
  *                      with (header || path) as associated data
+ *
+ * An object encrypted under the repository's first data key (id 0) has the version 1
+ * header, as every object had before there were several keys: a repository whose key
+ * was never rotated is written byte for byte as before, and an object of version 1 is
+ * read with key 0. The id is in the associated data like the rest of the header, so an
+ * object whose id was changed does not authenticate under any key.
  *
  * The path tag and, when encrypted, the path in the associated data bind an object to
  * its name: a whole object copied over another one is self-consistent otherwise, and
@@ -23,6 +31,7 @@
 #include "pgark/hash.h"
 #include "pgark/mem.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,15 +56,20 @@ static void path_tag(const char *path, uint8_t tag[4])
     memcpy(tag, digest, 4);
 }
 
-/* Associated data of an encrypted object: header || path (caller frees). */
-static uint8_t *object_aad(const uint8_t *header, const char *path, size_t *len)
+/* Associated data of an encrypted object: header (hlen bytes) || path (caller frees). */
+static uint8_t *object_aad(const uint8_t *header, size_t hlen, const char *path, size_t *len)
 {
     size_t plen = strlen(path);
-    uint8_t *aad = xmalloc(ENVELOPE_HEADER_LEN + plen);
-    memcpy(aad, header, ENVELOPE_HEADER_LEN);
-    memcpy(aad + ENVELOPE_HEADER_LEN, path, plen);
-    *len = ENVELOPE_HEADER_LEN + plen;
+    uint8_t *aad = xmalloc(hlen + plen);
+    memcpy(aad, header, hlen);
+    memcpy(aad + hlen, path, plen);
+    *len = hlen + plen;
     return aad;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static uint64_t get_be64(const uint8_t *p)
@@ -103,30 +117,41 @@ static struct repo_writer *writer_open(struct repo *r, const char *path, uint64_
                                        const struct writer_batch *wb)
 {
     struct repo_writer *rw = xcalloc(1, sizeof(*rw));
-    uint8_t header[ENVELOPE_HEADER_LEN] = {0};
+    uint8_t header[ENVELOPE_HEADER_MAX] = {0};
+    size_t hlen = ENVELOPE_HEADER_LEN;
     uint8_t nonce[CRYPTO_NONCE_LEN] = {0};
+    uint32_t key_id = 0;
 
     rw->r = r;
     rw->path = repo_full_path(r, path);
     rw->expect = plaintext_len;
-    if (repo_unlock(r) < 0 || (r->keyring && random_bytes(nonce, sizeof(nonce)) < 0))
+    if (repo_unlock(r) < 0 || (r->encrypted && random_bytes(nonce, sizeof(nonce)) < 0))
         goto fail;
+    repo_recheck_keys(r);
+    const struct crypto_keyring *kr = repo_keyring(r);
+    if (kr)
+        key_id = crypto_keyring_current_id(kr);
     memcpy(header, ENVELOPE_MAGIC, 4);
-    header[4] = ENVELOPE_VERSION;
+    header[4] = key_id ? ENVELOPE_VERSION_KEYID : ENVELOPE_VERSION;
     header[5] = r->compression->id;
     header[6] = r->cipher->id;
     header[7] = 0;
     put_be64(header + 8, plaintext_len);
     memcpy(header + 16, nonce, sizeof(nonce));
     path_tag(path, header + 28);
+    if (key_id) {
+        for (int i = 0; i < 4; i++)
+            header[32 + i] = (uint8_t)(key_id >> (8 * (3 - i)));
+        hlen = ENVELOPE_HEADER_MAX;
+    }
 
     rw->w = wb ? storage_batch_write_open(wb->b, rw->path, STORAGE_TO_END, wb->done, wb->ctx)
                : storage_write_open(r->storage, rw->path, STORAGE_TO_END);
     if (!rw->w)
         goto fail;
-    if (storage_write_data(rw->w, header, sizeof(header)) < 0)
+    if (storage_write_data(rw->w, header, hlen) < 0)
         goto fail;
-    rw->stored = sizeof(header);
+    rw->stored = hlen;
     rw->chain = filter_chain_new(0, writer_sink, rw);
     rw->compressed = compressed;
     if (digest)
@@ -135,11 +160,11 @@ static struct repo_writer *writer_open(struct repo *r, const char *path, uint64_
         rw->sha = filter_chain_add(rw->chain, crypto_sha256_filter_new());
     if (!compressed && codec_add_compress(rw->chain, r->compression, r->compress_level) < 0)
         goto fail;
-    if (r->keyring) {
+    if (kr) {
         size_t aad_len;
-        uint8_t *aad = object_aad(header, path, &aad_len);
-        int rc = codec_add_encrypt(rw->chain, r->cipher, crypto_keyring_data_key(r->keyring), nonce,
-                                   aad, aad_len);
+        uint8_t *aad = object_aad(header, hlen, path, &aad_len);
+        int rc = codec_add_encrypt(rw->chain, r->cipher, crypto_keyring_data_key(kr), nonce, aad,
+                                   aad_len);
         free(aad);
         if (rc < 0)
             goto fail;
@@ -295,8 +320,10 @@ struct reader {
     bool reported;    /* the error set already names the object */
     storage_sink_fn sink;
     void *ctx;
-    uint8_t header[ENVELOPE_HEADER_LEN];
+    uint8_t header[ENVELOPE_HEADER_MAX];
     size_t header_have;
+    size_t header_len; /* ENVELOPE_HEADER_LEN, or more once the version says so */
+    bool newer_key;    /* the header names a key newer than the keyring's: read again */
     struct filter_chain *chain;
     /* Plaintext side: hold back the last 32 bytes, which may be the trailer. */
     uint8_t hold[ENVELOPE_TRAILER_LEN];
@@ -381,12 +408,21 @@ static int payload_sink(void *ctx, const uint8_t *data, size_t len)
     return 0;
 }
 
-static int start_chain(struct reader *rd)
+/* The first ENVELOPE_HEADER_LEN bytes are in: how long the whole header is. */
+static int header_length(struct reader *rd)
 {
     const uint8_t *h = rd->header;
     if (memcmp(h, ENVELOPE_MAGIC, 4) != 0)
         return bad_object(rd, "not a pgark object (bad magic)");
-    if (h[4] != ENVELOPE_VERSION) {
+    rd->header_len = h[4] == ENVELOPE_VERSION_KEYID ? ENVELOPE_HEADER_MAX : ENVELOPE_HEADER_LEN;
+    return 0;
+}
+
+static int start_chain(struct reader *rd)
+{
+    const uint8_t *h = rd->header;
+    uint32_t key_id = h[4] == ENVELOPE_VERSION_KEYID ? get_be32(h + 32) : 0;
+    if (h[4] != ENVELOPE_VERSION && h[4] != ENVELOPE_VERSION_KEYID) {
         char text[64];
         snprintf(text, sizeof(text), "envelope version %u is not supported", h[4]);
         return bad_object(rd, text);
@@ -433,10 +469,20 @@ static int start_chain(struct reader *rd)
             return bad_object(rd, "encrypted, but the repository has no key");
         if (repo_unlock(rd->r) < 0)
             return err_code();
+        const struct crypto_keyring *kr = repo_keyring(rd->r);
+        const uint8_t *key = crypto_keyring_key(kr, key_id);
+        if (!key) {
+            /* made after this handle read repo.json: read_stored looks again */
+            rd->newer_key = key_id > crypto_keyring_current_id(kr);
+            char text[160];
+            snprintf(text, sizeof(text),
+                     "its header names data key %" PRIu32 ", which repo.json does not hold",
+                     key_id);
+            return bad_object(rd, text);
+        }
         size_t aad_len;
-        uint8_t *aad = object_aad(h, rd->path, &aad_len);
-        int rc = codec_add_decrypt(rd->chain, cipher, crypto_keyring_data_key(rd->r->keyring),
-                                   h + 16, aad, aad_len);
+        uint8_t *aad = object_aad(h, rd->header_len, rd->path, &aad_len);
+        int rc = codec_add_decrypt(rd->chain, cipher, key, h + 16, aad, aad_len);
         free(aad);
         if (rc < 0)
             return rc;
@@ -446,6 +492,8 @@ static int start_chain(struct reader *rd)
         return bad_object(rd, "not encrypted in an encrypted repository");
     } else if (memcmp(h + 16, (const uint8_t[CRYPTO_NONCE_LEN]){0}, CRYPTO_NONCE_LEN) != 0) {
         return bad_object(rd, "not encrypted, but its header has a nonce");
+    } else if (h[4] == ENVELOPE_VERSION_KEYID) {
+        return bad_object(rd, "not encrypted, but its header names a data key");
     }
     return rd->payload ? 0 : codec_add_decompress(rd->chain, comp);
 }
@@ -454,16 +502,22 @@ static int stored_sink(void *ctx, const uint8_t *data, size_t len)
 {
     struct reader *rd = ctx;
     int rc;
-    if (rd->header_have < ENVELOPE_HEADER_LEN) {
-        size_t take = ENVELOPE_HEADER_LEN - rd->header_have;
+    while (!rd->chain) {
+        size_t want = rd->header_len ? rd->header_len : ENVELOPE_HEADER_LEN;
+        size_t take = want - rd->header_have;
         if (take > len)
             take = len;
         memcpy(rd->header + rd->header_have, data, take);
         rd->header_have += take;
         data += take;
         len -= take;
-        if (rd->header_have < ENVELOPE_HEADER_LEN)
+        if (rd->header_have < want)
             return 0;
+        if (!rd->header_len) {
+            if ((rc = header_length(rd)) < 0)
+                return rc;
+            continue;
+        }
         if ((rc = start_chain(rd)) < 0)
             return rc;
     }
@@ -484,13 +538,28 @@ static char *reader_init(struct reader *rd, struct repo *r, const char *path)
     return full;
 }
 
-/* The stored object through rd's chain, header checked and the chain finished. */
+/* The stored object through rd's chain, header checked and the chain finished. An object
+ * under a data key made since the repository was opened (by rotate-key --data-key) is
+ * read again once the keys were read again from repo.json (repo_refresh_keys): nothing
+ * of it went further than its header. */
 static int read_stored(struct reader *rd)
 {
     int rc = storage_read(rd->r->storage, rd->name, 0, STORAGE_TO_END, stored_sink, rd);
+    if (rc < 0 && rd->newer_key) {
+        rd->newer_key = false;
+        filter_chain_free(rd->chain);
+        rd->chain = NULL;
+        rd->header_have = rd->header_len = 0;
+        rd->reported = false;
+        err_clear();
+        if ((rc = repo_refresh_keys(rd->r, false)) < 0)
+            return err_context("while reading \"%s\" in repository \"%s\"", rd->name,
+                               repo_name(rd->r));
+        rc = storage_read(rd->r->storage, rd->name, 0, STORAGE_TO_END, stored_sink, rd);
+    }
     if (rc < 0)
         return rc;
-    if (rd->header_have < ENVELOPE_HEADER_LEN)
+    if (!rd->chain)
         return bad_object(rd, "shorter than its header");
     rc = filter_chain_finish(rd->chain);
     return rc < 0 ? object_context(rd) : 0;

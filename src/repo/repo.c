@@ -16,6 +16,7 @@
 #include "pgark/version.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,9 +62,13 @@ void repo_close(struct repo *r)
     if (!r)
         return;
     crypto_keyring_free(r->keyring);
+    for (size_t i = 0; i < r->nold_keyrings; i++)
+        crypto_keyring_free(r->old_keyrings[i]);
+    free(r->old_keyrings);
     drop_key_source(r);
     free(r->key_msg);
     free(r->key_hint);
+    free(r->keys);
     pthread_mutex_destroy(&r->key_lock);
     free(r->cluster);
     free(r->prefix);
@@ -101,7 +106,8 @@ static int bad_json(const struct repo *r, const char *what)
                    REPO_JSON, repo_name(r), what);
 }
 
-/* The key record of repo.json's "encryption" object. */
+/* The key record of repo.json's "encryption" object: key 0's wrapping, and the later
+ * keys of "data_keys" (absent until rotate-key --data-key adds one). */
 static int key_record(const struct repo *r, json_t *enc, struct crypto_key_record *rec)
 {
     memset(rec, 0, sizeof(*rec));
@@ -109,7 +115,7 @@ static int key_record(const struct repo *r, json_t *enc, struct crypto_key_recor
     const char *salt = json_string_value(json_object_get(enc, "salt"));
     const char *wrapped = json_string_value(json_object_get(enc, "wrapped_key"));
     json_t *n = json_object_get(enc, "n"), *rr = json_object_get(enc, "r"),
-           *p = json_object_get(enc, "p");
+           *p = json_object_get(enc, "p"), *keys = json_object_get(enc, "data_keys");
     if (!kdf || !salt || !wrapped || !json_is_integer(n) || !json_is_integer(rr) ||
         !json_is_integer(p) || strlen(kdf) >= sizeof(rec->kdf) ||
         strlen(salt) >= sizeof(rec->salt) || strlen(wrapped) >= sizeof(rec->wrapped_key))
@@ -119,6 +125,19 @@ static int key_record(const struct repo *r, json_t *enc, struct crypto_key_recor
         json_integer_value(rr) > UINT32_MAX || json_integer_value(p) < 0 ||
         json_integer_value(p) > UINT32_MAX)
         return bad_json(r, "encryption parameters out of range");
+    if (keys && (!json_is_array(keys) || json_array_size(keys) > CRYPTO_KEYS_MAX - 1))
+        return bad_json(r, "\"data_keys\" is not a list of at most 63 keys");
+    for (size_t i = 0; keys && i < json_array_size(keys); i++) {
+        json_t *k = json_array_get(keys, i), *id = json_object_get(k, "id");
+        const char *w = json_string_value(json_object_get(k, "wrapped_key"));
+        if (!json_is_integer(id) || json_integer_value(id) < 1 ||
+            json_integer_value(id) > UINT32_MAX || !w ||
+            strlen(w) >= sizeof(rec->extra[i].wrapped_key))
+            return bad_json(r, "a data key without a valid id or wrapped key");
+        rec->extra[i].id = (uint32_t)json_integer_value(id);
+        strcpy(rec->extra[i].wrapped_key, w);
+        rec->nextra++;
+    }
     strcpy(rec->kdf, kdf);
     strcpy(rec->salt, salt);
     strcpy(rec->wrapped_key, wrapped);
@@ -128,10 +147,41 @@ static int key_record(const struct repo *r, json_t *enc, struct crypto_key_recor
     return 0;
 }
 
+/* When key id was created, from "data_keys" (0 when unknown: key 0, or not recorded). */
+static int64_t key_created(json_t *enc, uint32_t id)
+{
+    json_t *keys = json_object_get(enc, "data_keys");
+    int64_t us = 0;
+    for (size_t i = 0; i < json_array_size(keys); i++) {
+        json_t *k = json_array_get(keys, i);
+        const char *when = json_string_value(json_object_get(k, "created"));
+        if (json_integer_value(json_object_get(k, "id")) == (json_int_t)id && when &&
+            time_parse(when, &us) < 0) {
+            err_clear();
+            us = 0;
+        }
+    }
+    return us;
+}
+
+/* Keep what r needs to tell its keys apart (repo_data_keys) from rec and enc. */
+static void note_keys(struct repo *r, const struct crypto_key_record *rec, json_t *enc)
+{
+    r->nkeys = 1 + rec->nextra;
+    r->keys = xcalloc(r->nkeys, sizeof(*r->keys));
+    for (size_t i = 0; i < r->nkeys; i++) {
+        r->keys[i].id = i ? rec->extra[i - 1].id : 0;
+        r->keys[i].current = i == r->nkeys - 1;
+        if (i + 1 < r->nkeys)
+            r->keys[i].retired_us = key_created(enc, rec->extra[i].id);
+    }
+}
+
 /* Derive the keys of r from rec and passphrase (scrypt, then the data key unwrapped). */
 static int unlock_with(struct repo *r, const struct crypto_key_record *rec, const char *passphrase)
 {
     int rc = crypto_keyring_open(rec, passphrase, strlen(passphrase), &r->keyring);
+    r->keys_read_us = time_mono_us();
     if (rc < 0) {
         if (err_kind() == ERR_INTEGRITY)
             err_context("in the encryption parameters of \"%s%s\"", r->prefix, REPO_JSON);
@@ -179,9 +229,12 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
         rc = bad_json(r, "no format version");
         goto out;
     }
-    if (json_integer_value(format) != PGARK_REPO_FORMAT) {
-        rc = err_set(ERR_MISMATCH, "repository \"%s\" has format %lld; this pgark reads format %d",
-                     repo_name(r), (long long)json_integer_value(format), PGARK_REPO_FORMAT);
+    if (json_integer_value(format) != PGARK_REPO_FORMAT &&
+        json_integer_value(format) != PGARK_REPO_FORMAT_KEYS) {
+        rc = err_set(ERR_MISMATCH,
+                     "repository \"%s\" has format %lld; this pgark reads formats %d and %d",
+                     repo_name(r), (long long)json_integer_value(format), PGARK_REPO_FORMAT,
+                     PGARK_REPO_FORMAT_KEYS);
         goto out;
     }
     const char *sysid = json_string_value(json_object_get(o, "system_identifier"));
@@ -223,6 +276,7 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
             goto out;
         r->encrypted = true;
         r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
+        note_keys(r, &rec, enc);
         if (defer) {
             r->key_rec = xmalloc(sizeof(rec));
             *r->key_rec = rec;
@@ -266,6 +320,9 @@ static int create_json(struct repo *r, const struct repo_options *opts)
             goto out;
         r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
         r->encrypted = true;
+        r->nkeys = 1;
+        r->keys = xcalloc(1, sizeof(*r->keys));
+        r->keys[0].current = true;
     }
     text = identity_json(r);
     if ((rc = random_bytes(raw, sizeof(raw))) < 0)
@@ -290,6 +347,9 @@ static int create_json(struct repo *r, const struct repo_options *opts)
     if (rc == 1) {
         crypto_keyring_free(r->keyring);
         r->keyring = NULL;
+        free(r->keys);
+        r->keys = NULL;
+        r->nkeys = 0;
         r->encrypted = false;
         r->cipher = codec_by_name(CODEC_CIPHER, "none");
         goto out;
@@ -428,6 +488,101 @@ fail:
     return NULL;
 }
 
+/* Whether kr holds exactly the keys rec lists. */
+static bool same_keys(const struct crypto_keyring *kr, const struct crypto_key_record *rec)
+{
+    if (crypto_keyring_current_id(kr) != (rec->nextra ? rec->extra[rec->nextra - 1].id : 0))
+        return false;
+    for (size_t i = 0; i < rec->nextra; i++)
+        if (!crypto_keyring_key(kr, rec->extra[i].id))
+            return false;
+    return true;
+}
+
+/* How often a handle that writes reads repo.json again to learn of a newer data key:
+ * well within the hour expire leaves a replaced key alone (expire.c). */
+#define KEY_RECHECK_US (300 * INT64_C(1000000))
+
+static int64_t key_recheck_us(void)
+{
+    const char *env = getenv("PGARK_TEST_KEY_RECHECK_S"); /* tests: another interval */
+    return env && *env ? atoll(env) * INT64_C(1000000) : KEY_RECHECK_US;
+}
+
+int repo_refresh_keys(struct repo *r, bool if_stale)
+{
+    char *full = repo_full_path(r, REPO_JSON);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    json_t *o = NULL;
+    struct crypto_keyring *next = NULL;
+    struct crypto_key_record *rec = xmalloc(sizeof(*rec));
+    int rc = 0;
+
+    pthread_mutex_lock(&r->key_lock);
+    if (if_stale && time_mono_us() - r->keys_read_us < key_recheck_us())
+        goto out; /* another thread just did */
+    if ((rc = read_json(r, full, &data, &len)) < 0)
+        goto out;
+    o = json_loadb((const char *)data, len, 0, NULL);
+    json_t *enc = json_object_get(o, "encryption");
+    if (!json_is_object(enc)) {
+        rc = bad_json(r, "\"encryption\" missing");
+        goto out;
+    }
+    if ((rc = key_record(r, enc, rec)) < 0)
+        goto out;
+    r->keys_read_us = time_mono_us();
+    if (same_keys(r->keyring, rec))
+        goto out; /* nothing new: the keyring stays (no copy kept per look) */
+    if ((rc = crypto_keyring_refresh(r->keyring, rec, &next)) < 0) {
+        err_context("in the encryption parameters of \"%s%s\"", r->prefix, REPO_JSON);
+        goto out;
+    }
+    if (rc == 1) {
+        rc = err_set(ERR_AUTH,
+                     "the data keys of repository \"%s\" were wrapped under another passphrase "
+                     "since it was opened",
+                     repo_name(r));
+        err_hint("put the new passphrase in encryption.passphrase_file and reload (SIGHUP)");
+        goto out;
+    }
+    if (crypto_keyring_current_id(next) != crypto_keyring_current_id(r->keyring))
+        log_info("repository \"%s\": data key %" PRIu32 " is current now (read again from \"%s\")",
+                 repo_name(r), crypto_keyring_current_id(next), full);
+    r->old_keyrings = xrealloc(r->old_keyrings, (r->nold_keyrings + 1) * sizeof(*r->old_keyrings));
+    r->old_keyrings[r->nold_keyrings++] = r->keyring;
+    __atomic_store_n(&r->keyring, next, __ATOMIC_RELEASE);
+    next = NULL;
+    free(r->keys);
+    note_keys(r, rec, enc);
+out:
+    pthread_mutex_unlock(&r->key_lock);
+    crypto_keyring_free(next);
+    secure_free(rec, sizeof(*rec));
+    json_decref(o);
+    free(data);
+    free(full);
+    return rc;
+}
+
+void repo_recheck_keys(struct repo *r)
+{
+    int64_t last;
+    pthread_mutex_lock(&r->key_lock);
+    last = r->keys_read_us;
+    pthread_mutex_unlock(&r->key_lock);
+    if (!r->encrypted || time_mono_us() - last < key_recheck_us())
+        return;
+    if (repo_refresh_keys(r, true) < 0) {
+        /* The keys held still write readable objects: go on with them, say why. */
+        char *text = err_format();
+        log_warn("repository \"%s\": could not look for a newer data key: %s", repo_name(r), text);
+        free(text);
+        err_clear();
+    }
+}
+
 /* A repository named by storage and cluster alone, for repo_rekey's messages and reads. */
 static struct repo *repo_shell(struct storage *s, const struct repo_options *opts)
 {
@@ -452,7 +607,64 @@ static int try_unlock(const struct crypto_key_record *rec, const char *passphras
     return rc;
 }
 
-int repo_rekey(struct storage *s, const struct repo_options *opts, const char *new_passphrase)
+/* What update_keys does to the keys of repo.json. */
+enum key_op { KEY_REWRAP, KEY_ADD, KEY_DROP };
+
+struct key_update {
+    enum key_op op;
+    const char *new_passphrase; /* KEY_REWRAP */
+    uint32_t new_id;            /* KEY_ADD: the id it made */
+    const uint32_t *drop;       /* KEY_DROP */
+    size_t ndrop;
+};
+
+static bool dropped(const struct key_update *u, uint32_t id)
+{
+    for (size_t i = 0; u->op == KEY_DROP && i < u->ndrop; i++)
+        if (u->drop[i] == id)
+            return true;
+    return false;
+}
+
+/* Put rec's wrapping into enc: key 0's in place, the later keys as "data_keys", each
+ * keeping its "created" time (a new one gets now). */
+static void set_key_json(json_t *enc, const struct crypto_key_record *rec, const char *now)
+{
+    json_t *old = json_object_get(enc, "data_keys");
+    json_t *keys = json_array();
+    json_object_set_new(enc, "n", json_integer((json_int_t)rec->n));
+    json_object_set_new(enc, "r", json_integer(rec->r));
+    json_object_set_new(enc, "p", json_integer(rec->p));
+    json_object_set_new(enc, "salt", json_string(rec->salt));
+    json_object_set_new(enc, "wrapped_key", json_string(rec->wrapped_key));
+    for (size_t i = 0; i < rec->nextra; i++) {
+        const char *created = now;
+        for (size_t k = 0; k < json_array_size(old); k++) {
+            json_t *o = json_array_get(old, k);
+            const char *c = json_string_value(json_object_get(o, "created"));
+            if (json_integer_value(json_object_get(o, "id")) == (json_int_t)rec->extra[i].id && c)
+                created = c;
+        }
+        json_array_append_new(keys, json_pack("{s:I, s:s, s:s}", "id", (json_int_t)rec->extra[i].id,
+                                              "created", created, "wrapped_key",
+                                              rec->extra[i].wrapped_key));
+    }
+    if (rec->nextra)
+        json_object_set_new(enc, "data_keys", keys);
+    else {
+        json_decref(keys);
+        json_object_del(enc, "data_keys");
+    }
+}
+
+/*
+ * The one way repo.json's keys change (passphrase rotation, a new data key, dropped
+ * keys): read it, unlock, change, write it back in one atomic replacement (posix: a
+ * rename over it; S3: one PUT), and read it back. A reader sees the old file or the
+ * new one, never neither (docs/architecture.md). Returns 0, 1 for a rewrap the new
+ * passphrase already opens, <0 on failure.
+ */
+static int update_keys(struct storage *s, const struct repo_options *opts, struct key_update *u)
 {
     struct repo *r = repo_shell(s, opts);
     struct crypto_keyring *kr = NULL;
@@ -477,19 +689,20 @@ int repo_rekey(struct storage *s, const struct repo_options *opts, const char *n
         goto out;
     }
     json_t *format = json_object_get(o, "format");
-    if (!json_is_integer(format) || json_integer_value(format) != PGARK_REPO_FORMAT) {
+    if (!json_is_integer(format) || (json_integer_value(format) != PGARK_REPO_FORMAT &&
+                                     json_integer_value(format) != PGARK_REPO_FORMAT_KEYS)) {
         rc = err_set(ERR_MISMATCH,
-                     "repository \"%s\" is not of format %d, which this pgark "
+                     "repository \"%s\" is not of format %d or %d, which this pgark "
                      "rotates",
-                     repo_name(r), PGARK_REPO_FORMAT);
+                     repo_name(r), PGARK_REPO_FORMAT, PGARK_REPO_FORMAT_KEYS);
         goto out;
     }
     json_t *enc = json_object_get(o, "encryption");
     if (!json_is_object(enc)) {
         rc = err_set(ERR_CONFIG,
-                     "repository \"%s\" is not encrypted: it has no passphrase to "
+                     "repository \"%s\" is not encrypted: it has no %s to "
                      "rotate",
-                     repo_name(r));
+                     repo_name(r), u->op == KEY_REWRAP ? "passphrase" : "data key");
         goto out;
     }
     struct crypto_key_record rec;
@@ -497,7 +710,7 @@ int repo_rekey(struct storage *s, const struct repo_options *opts, const char *n
         goto out;
     /* The new passphrase first: a repository a killed or failed run already rotated is
      * done, and a re-run completes the others. */
-    if ((rc = try_unlock(&rec, new_passphrase, &kr)) <= 0) {
+    if (u->op == KEY_REWRAP && (rc = try_unlock(&rec, u->new_passphrase, &kr)) <= 0) {
         if (rc == 0) {
             log_info("repository \"%s\": already under the new passphrase", repo_name(r));
             rc = 1;
@@ -511,7 +724,7 @@ int repo_rekey(struct storage *s, const struct repo_options *opts, const char *n
     }
     if ((rc = try_unlock(&rec, opts->codecs.passphrase, &kr)) < 0)
         goto out;
-    if (rc == 1) {
+    if (rc == 1 && u->op == KEY_REWRAP) {
         rc = err_set(ERR_AUTH,
                      "neither the configured passphrase nor the new one unlocks the encryption "
                      "key of repository \"%s\"",
@@ -519,21 +732,46 @@ int repo_rekey(struct storage *s, const struct repo_options *opts, const char *n
         err_hint("encryption.passphrase_file must hold the passphrase the repository is under now");
         goto out;
     }
-    if ((rc = crypto_keyring_rewrap(kr, new_passphrase, strlen(new_passphrase), NULL)) < 0)
+    if (rc == 1) {
+        rc =
+            err_set(ERR_AUTH, "wrong passphrase: it does not unlock the repository encryption key");
+        err_hint("use the passphrase the repository was created or last rekeyed with");
         goto out;
-    crypto_keyring_export(kr, &rec);
+    }
+    if (u->op == KEY_REWRAP) {
+        rc = crypto_keyring_rewrap(kr, u->new_passphrase, strlen(u->new_passphrase), NULL);
+    } else if (u->op == KEY_ADD) {
+        rc = crypto_keyring_add(kr, &u->new_id);
+    } else {
+        /* Dropping rewrites nothing: the other keys' wrappings stand as they are. */
+        uint32_t current = rec.nextra ? rec.extra[rec.nextra - 1].id : 0;
+        for (size_t i = 0; i < u->ndrop; i++)
+            if (u->drop[i] == 0 || u->drop[i] == current) {
+                rc = err_set(ERR_USAGE, "data key %" PRIu32 " of repository \"%s\" is %s",
+                             u->drop[i], repo_name(r),
+                             u->drop[i] ? "the current one" : "the first, which names chunks");
+                goto out;
+            }
+        size_t keep = 0;
+        for (size_t i = 0; i < rec.nextra; i++)
+            if (!dropped(u, rec.extra[i].id))
+                rec.extra[keep++] = rec.extra[i];
+        rec.nextra = keep;
+    }
+    if (rc < 0)
+        goto out;
+    if (u->op != KEY_DROP)
+        crypto_keyring_export(kr, &rec);
     char when[64];
-    json_object_set_new(enc, "n", json_integer((json_int_t)rec.n));
-    json_object_set_new(enc, "r", json_integer(rec.r));
-    json_object_set_new(enc, "p", json_integer(rec.p));
-    json_object_set_new(enc, "salt", json_string(rec.salt));
-    json_object_set_new(enc, "wrapped_key", json_string(rec.wrapped_key));
-    json_object_set_new(enc, "rekeyed",
-                        json_string(time_format_pg(time_now_us(), when, sizeof(when))));
+    time_format_pg(time_now_us(), when, sizeof(when));
+    set_key_json(enc, &rec, when);
+    json_object_set_new(enc, u->op == KEY_REWRAP ? "rekeyed" : "keys_changed", json_string(when));
+    json_object_set_new(o, "format",
+                        json_integer(rec.nextra ? PGARK_REPO_FORMAT_KEYS : PGARK_REPO_FORMAT));
     text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     testhook_pause("PGARK_TEST_REKEY_PAUSE", "before replacing repo.json");
     /* One atomic replacement (posix: rename over it; S3: one PUT): a reader sees the old
-     * record or the new one, both wrapping the same data key (docs/architecture.md). */
+     * record or the new one (docs/architecture.md). */
     if ((rc = storage_write_all(s, full, text, strlen(text))) < 0)
         goto out;
     if ((rc = read_json(r, full, &back, &back_len)) < 0)
@@ -546,11 +784,14 @@ int repo_rekey(struct storage *s, const struct repo_options *opts, const char *n
         err_hint("run one rotate-key at a time, then again with the passphrase that is to stay");
         goto out;
     }
-    log_info("repository \"%s\": data key wrapped under the new passphrase", repo_name(r));
     rc = 0;
 out:
     if (rc < 0)
-        err_context("while rotating the passphrase of repository \"%s\"", repo_name(r));
+        err_context("while %s of repository \"%s\"",
+                    u->op == KEY_REWRAP ? "rotating the passphrase"
+                    : u->op == KEY_ADD  ? "making a new data key"
+                                        : "dropping data keys",
+                    repo_name(r));
     crypto_keyring_free(kr);
     json_decref(o);
     free(text);
@@ -559,4 +800,36 @@ out:
     free(full);
     repo_close(r);
     return rc;
+}
+
+int repo_rekey(struct storage *s, const struct repo_options *opts, const char *new_passphrase)
+{
+    struct key_update u = {.op = KEY_REWRAP, .new_passphrase = new_passphrase};
+    int rc = update_keys(s, opts, &u);
+    if (rc == 0)
+        log_info("repository \"%s\": data keys wrapped under the new passphrase",
+                 s->name ? s->name : "?");
+    return rc;
+}
+
+int repo_new_data_key(struct storage *s, const struct repo_options *opts, uint32_t *id)
+{
+    struct key_update u = {.op = KEY_ADD};
+    int rc = update_keys(s, opts, &u);
+    if (rc == 0)
+        *id = u.new_id;
+    return rc;
+}
+
+int repo_drop_data_keys(struct storage *s, const struct repo_options *opts, const uint32_t *ids,
+                        size_t n)
+{
+    struct key_update u = {.op = KEY_DROP, .drop = ids, .ndrop = n};
+    return n ? update_keys(s, opts, &u) : 0;
+}
+
+const struct repo_data_key *repo_data_keys(const struct repo *r, size_t *n)
+{
+    *n = r->nkeys;
+    return r->keys;
 }

@@ -11,6 +11,10 @@
 #define ENVELOPE_MAGIC "PGAO"
 #define ENVELOPE_VERSION 1
 #define ENVELOPE_HEADER_LEN 32
+/* Version 2: version 1's header, then the id of the data key (u32 big-endian); written
+ * under any data key but the first (object.c). */
+#define ENVELOPE_VERSION_KEYID 2
+#define ENVELOPE_HEADER_MAX (ENVELOPE_HEADER_LEN + 4)
 #define ENVELOPE_TRAILER_LEN 32 /* SHA-256 of the plaintext, after the plaintext */
 
 struct repo {
@@ -23,14 +27,39 @@ struct repo {
     const struct codec *cipher;
     bool encrypted; /* repo.json holds encryption parameters */
     /* The keys; NULL when not encrypted, or until repo_unlock of a deferred opening.
-     * Read only under key_lock, or after repo_unlock returned 0 in this thread. */
+     * Read only under key_lock, or through repo_keyring after repo_unlock returned 0 in
+     * this thread. repo_refresh_keys replaces it (under key_lock) with one holding newer
+     * keys; the ones it replaced stay valid until repo_close, since other threads may be
+     * using them. */
     struct crypto_keyring *keyring;
+    struct crypto_keyring **old_keyrings;
+    size_t nold_keyrings;
+    int64_t keys_read_us; /* when repo.json's keys were last read (monotonic) */
     pthread_mutex_t key_lock;
     struct crypto_key_record *key_rec; /* deferred: what unlocks it, until it is */
     char *passphrase;                  /* deferred: until it is unlocked */
     enum err_kind key_err;             /* unlocking failed: its error, for every caller */
     char *key_msg, *key_hint;
+    struct repo_data_key *keys; /* as repo.json lists them (repo_data_keys) */
+    size_t nkeys;
 };
+
+/* r's keyring (see struct repo). */
+static inline const struct crypto_keyring *repo_keyring(struct repo *r)
+{
+    return __atomic_load_n(&r->keyring, __ATOMIC_ACQUIRE);
+}
+
+/* Read repo.json again and take the data keys made or dropped since r was opened
+ * (without the passphrase: crypto_keyring_refresh); from then on r also writes under
+ * the newest. With if_stale, only when no thread did for the recheck interval. 0, or
+ * <0: ERR_AUTH when the keys were re-wrapped under another passphrase since. Called
+ * with r unlocked. */
+int repo_refresh_keys(struct repo *r, bool if_stale);
+/* Before a write: repo_refresh_keys when the keys were read more than 5 minutes ago
+ * (PGARK_TEST_KEY_RECHECK_S), so a long-lived writer (the receiver) moves to a new data
+ * key within minutes of its making; a failure is a warning, the held keys go on. */
+void repo_recheck_keys(struct repo *r);
 
 /* The codec c compresses with: c->compression, or "none" when that is NULL (repo.c). */
 const struct codec *repo_codecs_compression(const struct repo_codecs *c);

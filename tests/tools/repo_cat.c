@@ -3,8 +3,10 @@
  * integration tests.
  *
  *   repo_cat ROOT CLUSTER PATH      write the object's verified plaintext to stdout
- *   repo_cat ROOT CLUSTER -h PATH   print the envelope header: "compression=N cipher=N
- *                                   length=N" (read raw, to show what is on disk)
+ *   repo_cat ROOT CLUSTER -h PATH   print the envelope header: "version=N compression=N
+ *                                   cipher=N length=N stored=N key=N" (read raw, to show
+ *                                   what is on disk; key: the data key id a version 2
+ *                                   header names, 0 for version 1)
  *   repo_cat ROOT CLUSTER -w PATH   write stdin as the object PATH, a proper envelope
  *                                   (tests plant foreign content the way another
  *                                   writer of the repository would)
@@ -41,8 +43,13 @@ static int print_header(struct storage *s, const char *cluster, const char *path
         uint64_t plain = 0;
         for (int i = 8; i < 16; i++)
             plain = plain << 8 | data[i];
-        printf("version=%u compression=%u cipher=%u length=%" PRIu64 " stored=%zu\n", data[4],
-               data[5], data[6], plain, len);
+        uint32_t key = 0;
+        if (data[4] == 2 && len >= 36)
+            key = (uint32_t)data[32] << 24 | (uint32_t)data[33] << 16 | (uint32_t)data[34] << 8 |
+                  data[35];
+        printf("version=%u compression=%u cipher=%u length=%" PRIu64 " stored=%zu key=%" PRIu32
+               "\n",
+               data[4], data[5], data[6], plain, len, key);
     }
     free(data);
     free(full);

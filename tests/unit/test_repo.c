@@ -611,7 +611,7 @@ enum damage {
 
 static const char *const damage_name[D_COUNT] = {
     "wrong magic",
-    "version 2",
+    "version 3",
     "unknown compression id",
     "unknown cipher id",
     "other compression id",
@@ -643,7 +643,7 @@ static const char *const damage_name[D_COUNT] = {
  * damage found at the end (trailer, last frame) does not. */
 #define HEADER_ROWS                                                                                \
     [D_MAGIC] = DMG("not a pgark object (bad magic)") IN_REPO,                                     \
-    [D_VERSION] = DMG("envelope version 2 is not supported") IN_REPO,                              \
+    [D_VERSION] = DMG("envelope version 3 is not supported") IN_REPO,                              \
     [D_COMP_UNKNOWN] = "unknown compression id 7" IN_OBJ IN_REPO,                                  \
     [D_CIPHER_UNKNOWN] = "unknown encryption id 9" IN_OBJ IN_REPO,                                 \
     [D_TRUNC_0] = DMG("shorter than its header"),                                                  \
@@ -719,8 +719,8 @@ static uint8_t *damage(enum damage d, const uint8_t *orig, size_t len, const uin
     case D_MAGIC:
         p[0] = 'X';
         break;
-    case D_VERSION:
-        p[4] = 2;
+    case D_VERSION: /* 2 is an object under a later data key (test_repo_keys.c) */
+        p[4] = 3;
         break;
     case D_COMP_UNKNOWN:
         p[5] = 7;
@@ -1441,8 +1441,8 @@ static void test_json_damaged(void **state)
          "\"d/repo.json\" in repository \"local\" is not valid: no format version"},
         {"{\"format\": \"1\", " GOOD_FIELDS ", \"encryption\": null}", ERR_INTEGRITY,
          "\"d/repo.json\" in repository \"local\" is not valid: no format version"},
-        {"{\"format\": 2, " GOOD_FIELDS ", \"encryption\": null}", ERR_MISMATCH,
-         "repository \"local\" has format 2; this pgark reads format 1"},
+        {"{\"format\": 3, " GOOD_FIELDS ", \"encryption\": null}", ERR_MISMATCH,
+         "repository \"local\" has format 3; this pgark reads formats 1 and 2"},
         {"{\"format\": 1, \"pg_major\": 15, \"wal_segment_size\": 1048576}", ERR_INTEGRITY,
          "\"d/repo.json\" in repository \"local\" is not valid: system_identifier, pg_major or "
          "wal_segment_size missing"},
