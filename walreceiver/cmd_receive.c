@@ -20,6 +20,7 @@
 #include "pgark/log.h"
 #include "pgark/mem.h"
 #include "pgark/notify.h"
+#include "pgark/units.h"
 #include "pgark/walreceiver.h"
 
 #include "spool_int.h"
@@ -94,6 +95,7 @@ static int run_prepare(const struct config *cfg, const struct config_cluster *cl
     r->o.create_slot = cl->create_slot;
     r->o.application_name = cl->application_name;
     r->o.synchronous = cl->synchronous;
+    r->o.flush_interval_ms = cl->flush_interval_ms;
     r->spool_dir = xasprintf("%s/%s", cfg->spool, cl->name);
     r->o.spool_dir = r->spool_dir;
     /* Said before any connection is tried (the spool is opened once one works). */
@@ -208,8 +210,14 @@ int cmd_receive(struct cli_context *ctx, int argc, char **argv)
         goto out;
     }
     install_signals();
+    char batch[64] = ", synchronous";
+    if (!cl->synchronous) {
+        char shown[32];
+        snprintf(batch, sizeof(batch), ", flushing every %s",
+                 duration_format(cl->flush_interval_ms, shown, sizeof(shown)));
+    }
     log_info("pgark receive starting for cluster \"%s\" (%d repositories%s)", cl->name,
-             run.o.nrepos, cl->synchronous ? ", synchronous" : "");
+             run.o.nrepos, batch);
     for (;;) {
         rc = receiver_run(&run.o);
         run_disown_storages(&run);

@@ -1,9 +1,14 @@
 /*
  * receive.c — the receive loop: one handler per message, as pg_receivewal does.
  *
- * WAL bytes are checked (page headers), written to the spool, and fsynced as soon
- * as the socket has nothing more to give; only then is the flush position reported,
- * so the slot never moves past bytes that are not durable here. A page header that
+ * WAL bytes are checked (page headers) and written to the spool as they arrive. With
+ * synchronous: true they are fsynced as soon as the socket has nothing more to give
+ * (or a batch is large), so a commit waiting on us waits for one fsync; with
+ * synchronous: false the fsync waits until the oldest byte not yet fsynced is
+ * flush_interval old, a segment is complete, the stream ends or the server asks for a
+ * reply, whichever comes first: one fsync and one status message per interval under
+ * load instead of one per burst. Either way the flush position is reported only after
+ * the fsync, so the slot never moves past bytes that are not durable here. A page header that
  * arrives in pieces is written only once it is complete and valid; a bad one ends
  * the connection, and nothing of its message reaches the spool or the server's
  * flush position. Connection trouble and bad pages are retried with backoff and
@@ -234,8 +239,10 @@ struct stream_state {
     lsn_t *start;
     int64_t last_status, last_file, last_msg; /* monotonic µs */
     int64_t silence_us;
-    size_t unflushed; /* bytes written since the last fsync */
-    bool pinged;      /* the server was asked for a reply in this silence */
+    size_t unflushed;  /* bytes written since the last fsync */
+    int64_t flush_due; /* synchronous: false: when the unflushed bytes must be fsynced */
+    uint64_t segno;    /* the segment the last flush ended in */
+    bool pinged;       /* the server was asked for a reply in this silence */
 };
 
 /* fsync, report, and note when (the status interval counts from here). */
@@ -244,7 +251,36 @@ static int stream_flush(struct stream_state *st, int64_t now, bool force, bool r
     int rc = flush_and_report(st->rx, st->conn, force, reply_requested);
     st->unflushed = 0;
     st->last_status = now;
+    pthread_mutex_lock(&st->rx->lock);
+    st->segno = lsn_to_segno(st->rx->received, st->rx->seg_size);
+    pthread_mutex_unlock(&st->rx->lock);
     return rc;
+}
+
+/* Whether the bytes written since the last flush must be fsynced now, with more
+ * messages possibly waiting on the socket. */
+static bool flush_now(const struct stream_state *st, lsn_t end, int64_t now)
+{
+    if (!st->unflushed)
+        return false;
+    if (st->rx->o->synchronous)
+        return st->unflushed >= BATCH_BYTES;
+    /* The spool fsynced a segment it completed: report it now, so the slot and the
+     * shippers do not wait an interval for a whole segment. */
+    return now >= st->flush_due || lsn_to_segno(end, st->rx->seg_size) != st->segno;
+}
+
+/* How long the next read may wait for a message. synchronous: true: not at all while
+ * bytes wait for their fsync (it is done when the socket runs dry); false: until the
+ * fsync is due. */
+static int read_timeout_ms(const struct stream_state *st, int64_t now)
+{
+    if (!st->unflushed)
+        return READ_TIMEOUT_MS;
+    if (st->rx->o->synchronous || now >= st->flush_due)
+        return 0;
+    int64_t ms = (st->flush_due - now + 999) / 1000;
+    return ms < READ_TIMEOUT_MS ? (int)ms : READ_TIMEOUT_MS;
 }
 
 /* XLogData: vet and spool it; fsync once a batch is large. */
@@ -266,8 +302,10 @@ static int on_wal(struct stream_state *st, const struct pg_msg *msg, int64_t now
     if (msg->wal_end > rx->server_end)
         rx->server_end = msg->wal_end;
     pthread_mutex_unlock(&rx->lock);
+    if (!st->unflushed)
+        st->flush_due = now + rx->o->flush_interval_ms * 1000;
     st->unflushed += msg->len;
-    if (st->unflushed >= BATCH_BYTES)
+    if (flush_now(st, msg->data_start + msg->len, now))
         return stream_flush(st, now, false, false);
     return 0;
 }
@@ -283,7 +321,8 @@ static int on_keepalive(struct stream_state *st, const struct pg_msg *msg, int64
     return msg->reply_requested ? stream_flush(st, now, true, false) : 0;
 }
 
-/* Nothing to read: fsync what came, report on the status interval, and apply
+/* Nothing to read: fsync what came (synchronous: false: once it is due), report on
+ * the status interval, and apply
  * wal_receiver_timeout's rule (silence for half the limit: ask for a reply; for the
  * whole of it: the connection is gone even if the socket says not). */
 static int on_idle(struct stream_state *st, int64_t now)
@@ -297,7 +336,8 @@ static int on_idle(struct stream_state *st, int64_t now)
         st->pinged = true;
         return stream_flush(st, now, true, true);
     }
-    if (st->unflushed || now - st->last_status >= interval_us)
+    bool due = st->unflushed && (st->rx->o->synchronous || now >= st->flush_due);
+    if (due || now - st->last_status >= interval_us)
         return stream_flush(st, now, now - st->last_status >= interval_us, false);
     return 0;
 }
@@ -382,6 +422,7 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
     rx->tli = *tli;
     if (rx->received < *start)
         rx->received = *start;
+    st.segno = lsn_to_segno(*start, rx->seg_size);
     pthread_mutex_unlock(&rx->lock);
     {
         char a[LSN_STRLEN];
@@ -391,8 +432,9 @@ static int stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timel
 
     while (!should_return()) {
         /* While bytes keep coming, take them; fsync when the socket runs dry (or a batch
-         * is large), so latency stays low when idle and fsyncs stay few under load. */
-        rc = pg_stream_read(conn, st.unflushed ? 0 : READ_TIMEOUT_MS, &msg);
+         * is large), so latency stays low when idle and fsyncs stay few under load; or,
+         * synchronous: false, when the batch is due. */
+        rc = pg_stream_read(conn, read_timeout_ms(&st, time_mono_us()), &msg);
         if (rc < 0)
             break;
         int64_t now = time_mono_us();
@@ -476,6 +518,34 @@ static int start_point(struct receiver *rx, const struct pg_system *sys, bool sl
     return 0;
 }
 
+/* synchronous: false while the server waits on us to commit: every commit would wait up
+ * to flush_interval. Said once (a warning, not an error: the admin may be moving the
+ * setting); a server that cannot answer is not asked again. */
+static void warn_waited_on(struct receiver *rx, struct pg_conn *conn)
+{
+    const struct receiver_options *o = rx->o;
+    bool listed = false;
+    if (o->synchronous || rx->sync_warned)
+        return;
+    if (pg_sync_standby_listed(conn, o->application_name, &listed) < 0) {
+        log_debug("could not read synchronous_standby_names: %s", err_message());
+        err_clear();
+        rx->sync_warned = true;
+        return;
+    }
+    if (!listed)
+        return;
+    rx->sync_warned = true;
+    log_warn("server %s waits on \"%s\" in synchronous_standby_names, but cluster \"%s\" has "
+             "synchronous: false: each commit may wait up to %lld ms for the receiver's batched "
+             "flush",
+             pg_conn_target(conn), o->application_name, o->repo.cluster,
+             (long long)o->flush_interval_ms);
+    log_warn("hint: set synchronous: true for cluster \"%s\", or remove \"%s\" from "
+             "synchronous_standby_names",
+             o->repo.cluster, o->application_name);
+}
+
 /* One connection: identify, check, stream until something breaks or we stop. */
 static int session(struct receiver *rx, bool *made_progress)
 {
@@ -498,6 +568,7 @@ static int session(struct receiver *rx, bool *made_progress)
     if (rc < 0)
         goto out;
     int major = pg_server_version(conn) / 10000;
+    warn_waited_on(rx, conn);
 
     if (!rx->spool) {
         /* A retry after a failure below must not make the shippers twice. */
@@ -559,6 +630,11 @@ out:
     set_connected(rx, false);
     if (rx->spool) {
         int rc2 = spool_close_segment(rx->spool);
+        /* The close fsynced what a lost connection left unflushed (up to a batch with
+         * synchronous: false): status.json and the RPO figures count it as durable. */
+        lsn_t durable;
+        if (rc2 == 0 && spool_flush(rx->spool, &durable) == 0)
+            receiver_note_flush(rx, durable);
         if (rc == 0)
             rc = rc2;
         /* Whatever ended it, every repository gets the tail now, not at its next

@@ -162,6 +162,7 @@ struct receiver {
     /* The last session ended on a bad WAL page from the server (set and read by the
      * receive loop's thread only). */
     bool bad_page;
+    bool sync_warned; /* said once that the server waits on a batching receiver */
     /* The highest flush position any session reached: a session that passes it made
      * progress and resets the reconnect backoff (receive loop's thread only). */
     lsn_t progress_mark;

@@ -87,6 +87,9 @@ enum config_event {
 #define CONFIG_DEFAULT_DRILL_MAX_AGE_MS (INT64_C(7) * 86400 * 1000)
 #define CONFIG_DEFAULT_VERIFY_MAX_AGE_MS (INT64_C(86400) * 1000)
 #define CONFIG_DEFAULT_PARTIAL_UPLOAD_INTERVAL_MS (INT64_C(10) * 1000)
+/* synchronous: false batches the spool's fsyncs and flush reports at this interval. */
+#define CONFIG_DEFAULT_FLUSH_INTERVAL_MS INT64_C(200)
+#define CONFIG_MAX_FLUSH_INTERVAL_MS (INT64_C(10) * 1000)
 /* A posix repository's copy of the segment being filled: twice a second, so that a restore
  * from local disk loses at most about a second (DESIGN.md's promise) with the copy's own
  * time included; a copy costs only the bytes flushed since the last one (walprep.c). */
@@ -153,6 +156,7 @@ struct config_cluster {
     size_t *repos;                      /* indices into config->repos, in the order given */
     size_t nrepos;                      /* >= 1 */
     bool synchronous;                   /* default false */
+    int64_t flush_interval_ms;          /* default 200ms; 1ms..10s; used when !synchronous */
     int64_t rpo_target_ms;              /* default 15m; > 0 */
     int64_t rto_target_ms;              /* default 30m; > 0: a drill's restore time */
     int64_t drill_max_age_ms;           /* default 7d; > 0: age of the last good drill */

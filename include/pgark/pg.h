@@ -69,6 +69,14 @@ int pg_identify_system(struct pg_conn *conn, struct pg_system *out);
 /* SHOW wal_segment_size, in bytes. ERR_PROTOCOL if not a valid segment size. */
 int pg_wal_segment_size(struct pg_conn *conn, uint64_t *out);
 
+/* Whether the value of synchronous_standby_names names application_name (bare names
+ * case-insensitively, "quoted" ones exactly) or is "*": the server would then wait on
+ * a standby of that name to commit (when it is the one chosen). */
+bool pg_sync_names_list(const char *setting, const char *application_name);
+/* The same, asked of the server (SHOW, which a replication connection may run). Errors
+ * as pg_exec_simple; ERR_PROTOCOL without a value. */
+int pg_sync_standby_listed(struct pg_conn *conn, const char *application_name, bool *listed);
+
 /*
  * Run one command with the simple query protocol and collect its rows as text.
  * *out receives the rows (free with pg_rows_free) or NULL when the command returns

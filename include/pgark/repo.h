@@ -621,15 +621,16 @@ struct repo_heartbeat *repo_heartbeat_start(struct repo *const *repos, size_t n,
  * it. 0, or the first failure (the lease is lost then; *failed, when not NULL, is the
  * repository it failed in, else NULL). */
 int repo_heartbeat_beat(struct repo_heartbeat *hb, struct repo **failed);
-/* Beat no more in r (a repository a backup dropped): its marker is left as it is and
- * goes stale. Thread-safe. */
+/* Beat no more in r (a repository a backup dropped); repo_heartbeat_stop tries once to
+ * remove its marker there (a failure is warned about, naming r: the marker then goes
+ * stale). Thread-safe. */
 void repo_heartbeat_drop(struct repo_heartbeat *hb, const struct repo *r);
 /* True while, since the last repo_heartbeat_beat (or the start), no gap between
  * successful beats, including the one running now, exceeded the lease (CLOCK_BOOTTIME:
  * time asleep counts). */
 bool repo_heartbeat_held(struct repo_heartbeat *hb);
-/* Stop the thread, remove the markers (a failure is warned about: the marker then goes
- * stale) and free. NULL is a no-op. */
+/* Stop the thread, remove the markers, those of dropped repositories too (one try each;
+ * a failure is warned about: the marker then goes stale) and free. NULL is a no-op. */
 void repo_heartbeat_stop(struct repo_heartbeat *hb);
 
 #endif

@@ -58,7 +58,13 @@ struct receiver_options {
     const char *slot;
     bool create_slot;
     const char *application_name;
-    bool synchronous;           /* report flush at once so synchronous commits can wait on us */
+    /* true: fsync and report the flush as soon as the socket has no more WAL to give
+     * (synchronous commits can wait on us); false: fsync and report every
+     * flush_interval_ms, at a segment's end, at the stream's end, or when the server
+     * asks for a reply, whichever comes first. Either way no flush position is reported
+     * (nor shown in status.json, metrics or the partial copies) before it is fsynced. */
+    bool synchronous;
+    int64_t flush_interval_ms;  /* > 0; used when !synchronous */
     const char *spool_dir;      /* <spool>/<cluster> */
     uint64_t spool_max;         /* 0: no cap */
     int64_t status_interval_ms; /* standby status updates when idle; default 10 s */

@@ -22,14 +22,23 @@ static const char *const top_keys[] = {
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const compression_keys[] = {"algorithm", "level", NULL};
 static const char *const encryption_keys[] = {"passphrase", "passphrase_file", NULL};
-static const char *const cluster_keys[] = {"conninfo",         "slot",
-                                           "create_slot",      "repos",
-                                           "synchronous",      "rpo_target",
-                                           "rto_target",       "drill_max_age",
-                                           "verify_max_age",   "partial_upload_interval",
-                                           "retention",        "backup",
-                                           "application_name", "wal_fetch_read_ahead",
-                                           "pg_bindir",        NULL};
+static const char *const cluster_keys[] = {"conninfo",
+                                           "slot",
+                                           "create_slot",
+                                           "repos",
+                                           "synchronous",
+                                           "rpo_target",
+                                           "rto_target",
+                                           "drill_max_age",
+                                           "verify_max_age",
+                                           "partial_upload_interval",
+                                           "retention",
+                                           "backup",
+                                           "application_name",
+                                           "wal_fetch_read_ahead",
+                                           "pg_bindir",
+                                           "flush_interval",
+                                           NULL};
 static const char *const retention_keys[] = {"full", "window", NULL};
 static const char *const backup_keys[] = {"chunk_size", "checkpoint", NULL};
 static const char *const notify_keys[] = {"url", "url_file", "format", "events", NULL};
@@ -263,6 +272,7 @@ static int load_cluster(struct cfg_reader *r, yaml_node_t *key_node, const char 
     c->drill_max_age_ms = CONFIG_DEFAULT_DRILL_MAX_AGE_MS;
     c->verify_max_age_ms = CONFIG_DEFAULT_VERIFY_MAX_AGE_MS;
     c->partial_upload_interval_ms = CONFIG_DEFAULT_PARTIAL_UPLOAD_INTERVAL_MS;
+    c->flush_interval_ms = CONFIG_DEFAULT_FLUSH_INTERVAL_MS;
     c->wal_fetch_read_ahead = CONFIG_DEFAULT_WAL_FETCH_READ_AHEAD;
     c->backup.chunk_size = CONFIG_DEFAULT_CHUNK_SIZE;
     c->backup.checkpoint = CONFIG_CHECKPOINT_FAST;
@@ -288,6 +298,7 @@ static int load_cluster(struct cfg_reader *r, yaml_node_t *key_node, const char 
     if ((rc = cfg_get_bool(&m, "create_slot", &c->create_slot)) != 0 ||
         (rc = load_cluster_repos(&m, cfg, c)) != 0 ||
         (rc = cfg_get_bool(&m, "synchronous", &c->synchronous)) != 0 ||
+        (rc = cfg_get_duration(&m, "flush_interval", &c->flush_interval_ms)) != 0 ||
         (rc = cfg_get_duration(&m, "rpo_target", &c->rpo_target_ms)) != 0 ||
         (rc = cfg_get_duration(&m, "rto_target", &c->rto_target_ms)) != 0 ||
         (rc = cfg_get_duration(&m, "drill_max_age", &c->drill_max_age_ms)) != 0 ||
@@ -310,6 +321,19 @@ static int load_cluster(struct cfg_reader *r, yaml_node_t *key_node, const char 
                            "key \"%s\"%s must be greater than zero", targets[i], where);
             goto out;
         }
+    }
+
+    /* 0 would be synchronous: true by another name; past 10 s the server's slot and
+     * its view of the standby lag for no gain (a batch that long saves nothing). */
+    if (c->flush_interval_ms <= 0 || c->flush_interval_ms > CONFIG_MAX_FLUSH_INTERVAL_MS) {
+        yaml_node_t *v = cfg_map_value(&m, "flush_interval"); /* a default is in range */
+        char *text = NULL;
+        rc = cfg_scalar(r, v, "key \"flush_interval\"", &text);
+        if (rc == 0)
+            rc = cfg_error(r, v, "key \"flush_interval\"%s must be between 1ms and 10s, not \"%s\"",
+                           where, text);
+        free(text);
+        goto out;
     }
 
     sub_where = xasprintf(" in \"retention\" of cluster \"%s\"", name);

@@ -22,6 +22,10 @@
 struct repo_heartbeat {
     struct repo **repos; /* borrowed */
     size_t n;
+    /* Dropped (repo_heartbeat_drop): no more beats, one try to remove the marker at
+     * the stop, so that it does not block expire there until it is stale. Borrowed. */
+    struct repo **dropped;
+    size_t ndropped;
     char *label; /* NULL: expire's marker */
     int64_t interval_us, lease_us;
 
@@ -116,14 +120,14 @@ static void *beat_thread(void *arg)
     return NULL;
 }
 
-static void remove_markers(struct repo_heartbeat *hb, size_t n)
+static void remove_markers(struct repo_heartbeat *hb, struct repo *const *repos, size_t n)
 {
     struct err_saved *saved = err_save();
     for (size_t i = 0; i < n; i++) {
-        if (repo_marker_remove(hb->repos[i], hb->label) < 0) {
+        if (repo_marker_remove(repos[i], hb->label) < 0) {
             log_warn("could not remove the running marker of %s%s%s in repository \"%s\": %s",
                      what(hb), hb->label ? " " : "", hb->label ? hb->label : "",
-                     repo_name(hb->repos[i]), err_message());
+                     repo_name(repos[i]), err_message());
             err_clear();
         }
     }
@@ -153,7 +157,7 @@ struct repo_heartbeat *repo_heartbeat_start(struct repo *const *repos, size_t n,
     /* The first markers one by one, so that a failure removes exactly those written. */
     for (size_t i = 0; i < n; i++) {
         if (repo_marker_put(repos[i], label) < 0) {
-            remove_markers(hb, i);
+            remove_markers(hb, hb->repos, i);
             hb->n = 0;
             repo_heartbeat_stop(hb);
             return NULL;
@@ -189,6 +193,8 @@ void repo_heartbeat_drop(struct repo_heartbeat *hb, const struct repo *r)
     for (size_t i = 0; i < hb->n; i++) {
         if (hb->repos[i] != r)
             continue;
+        hb->dropped = xrealloc(hb->dropped, (hb->ndropped + 1) * sizeof(*hb->dropped));
+        hb->dropped[hb->ndropped++] = hb->repos[i];
         memmove(&hb->repos[i], &hb->repos[i + 1], (hb->n - i - 1) * sizeof(*hb->repos));
         hb->n--;
         break;
@@ -215,11 +221,13 @@ void repo_heartbeat_stop(struct repo_heartbeat *hb)
         pthread_mutex_unlock(&hb->lock);
         pthread_join(hb->thread, NULL);
     }
-    remove_markers(hb, hb->n);
+    remove_markers(hb, hb->repos, hb->n);
+    remove_markers(hb, hb->dropped, hb->ndropped);
     pthread_cond_destroy(&hb->wake);
     pthread_mutex_destroy(&hb->lock);
     pthread_mutex_destroy(&hb->beat);
     free(hb->label);
     free(hb->repos);
+    free(hb->dropped);
     free(hb);
 }

@@ -11,6 +11,12 @@
 #                 scraped every second (Prometheus scrapes every 15 s by default); its
 #                 figures against pgark's show what alerts and metrics cost
 #                 (BENCH_OBS=0 leaves it out)
+#   pgark_off     pgark with synchronous: false: fsyncs and flush reports batched every
+#                 flush_interval (default 200 ms; BENCH_FLUSH_INTERVAL); its figures
+#                 against pgark's show what batching saves. Run in mode async only
+#                 (BENCH_OFF=0: never; BENCH_OFF=all: in every mode): with
+#                 synchronous_standby_names waiting on it every commit waits for a batch,
+#                 the set-up the receiver warns about
 # Each receiver runs in every mode of BENCH_MODES:
 #   sync    its application_name is synchronous_standby_names (commits wait on it)
 #   async   it is not (commits do not wait; it still fsyncs before reporting a flush)
@@ -24,7 +30,8 @@
 # Environment: PGARK (the binary, required), WORK (scratch directory, removed at exit),
 # RESULTS_DIR; BENCH_SECONDS (300), BENCH_ROUNDS (3), BENCH_MODES ("sync async"),
 # BENCH_SCALE (20), BENCH_CLIENTS (4), BENCH_JOBS (2), BENCH_PORT (54391; the webhook and
-# the metrics of pgark_obs listen on the next two ports), BENCH_OBS (1).
+# the metrics of pgark_obs listen on the next two ports), BENCH_OBS (1), BENCH_OFF (1),
+# BENCH_FLUSH_INTERVAL (unset: pgark's default).
 # BENCH_PERF=1: after the rounds, one more pgark run (first mode of BENCH_MODES, not in
 # the medians) under `perf record -g`; its report goes to receive-<timestamp>-perf.txt.
 # Unprivileged, perf sees user space only (perf_event_paranoid 2): time spent inside
@@ -46,6 +53,8 @@ JOBS=${BENCH_JOBS:-2}
 PORT=${BENCH_PORT:-54391}
 PERF=${BENCH_PERF:-0}
 OBS=${BENCH_OBS:-1}
+OFF=${BENCH_OFF:-1}
+FLUSH_INTERVAL=${BENCH_FLUSH_INTERVAL:-}
 HOOK_PORT=$((PORT + 1))
 METRICS_PORT=$((PORT + 2))
 PROFILE=0
@@ -112,7 +121,7 @@ awk -v n=$((SECONDS_RUN * 10 + 1200)) -v app="$APP" 'BEGIN {
     }
 }' >"$lag_script"
 
-write_pgark_config() { # file dir [obs]
+write_pgark_config() { # file dir [obs|off]
     if [ "${3:-}" = obs ]; then
         cat >"$1" <<EOF
 metrics_listen: 127.0.0.1:$METRICS_PORT
@@ -144,10 +153,15 @@ clusters:
     slot: $SLOT
     create_slot: false
     repos: [r1, r2]
-    synchronous: true
     application_name: $APP
 EOF
     [ "${3:-}" != obs ] || echo "    rpo_target: 1s" >>"$1"
+    if [ "${3:-}" = off ]; then
+        echo "    synchronous: false" >>"$1"
+        [ -z "$FLUSH_INTERVAL" ] || echo "    flush_interval: $FLUSH_INTERVAL" >>"$1"
+    else
+        echo "    synchronous: true" >>"$1"
+    fi
 }
 
 # pgark_obs's webhook: answers 200 to every POST, as a chat service would.
@@ -182,7 +196,7 @@ start_receiver() { # tool dir
         "$PGBIN/pg_receivewal" -D "$2/wal" --slot "$SLOT" --synchronous -n --no-password \
             -d "$(pg_conninfo) application_name=$APP" >"$2/rx.log" 2>&1 &
         ;;
-    pgark | pgark_obs)
+    pgark | pgark_obs | pgark_off)
         mkdir -p "$2/spool" "$2/repo1" "$2/repo2"
         write_pgark_config "$2/pgark.yaml" "$2" "${1#pgark_}"
         "$PGARK" --config "$2/pgark.yaml" receive >"$2/rx.log" 2>&1 &
@@ -356,6 +370,9 @@ variants=none
 for m in $MODES; do
     variants="$variants $m:pg_receivewal $m:pgark"
     [ "$OBS" = 0 ] || variants="$variants $m:pgark_obs"
+    if [ "$OFF" = all ] || { [ "$OFF" = 1 ] && [ "$m" = async ]; }; then
+        variants="$variants $m:pgark_off"
+    fi
 done
 [ "$OBS" = 0 ] || start_webhook
 nvar=$(echo "$variants" | wc -w)
@@ -408,10 +425,11 @@ jq -s --arg stamp "$stamp" --argjson seconds "$SECONDS_RUN" --argjson rounds "$R
      settings: {seconds: $seconds, rounds: $rounds, pgbench_scale: $scale,
                 clients: $clients, jobs: $jobs,
                 pgark: "synchronous: true, 2 posix repositories, zstd level 3",
+                pgark_off: "the same with synchronous: false",
                 pg_receivewal: "--synchronous --slot"},
      runs: $runs,
      baseline_tps: $base_tps,
-     medians: [ $modes[] as $m | ["pg_receivewal", "pgark", "pgark_obs"][] as $t |
+     medians: [ $modes[] as $m | ["pg_receivewal", "pgark", "pgark_off", "pgark_obs"][] as $t |
         select(any($runs[]; .mode == $m and .tool == $t)) |
         ($runs | map(select(.mode == $m and .tool == $t))) as $r |
         {mode: $m, tool: $t, tps: ($r | med(.tps)),
@@ -424,9 +442,18 @@ jq -s --arg stamp "$stamp" --argjson seconds "$SECONDS_RUN" --argjson rounds "$R
          rss_kib: {first: ($r | med(.rss_kib.first)), mid: ($r | med(.rss_kib.mid)), last: ($r | med(.rss_kib.last)),
                    max: ($r | map(.rss_kib.max) | max)},
          catchup_s: ($r | med(.catchup_s))} ] } |
-    .ratios = [ $modes[] as $m |
-        (.medians | map(select(.mode == $m and .tool == "pgark"))[0]) as $a |
+    .ratios = [ $modes[] as $m | ("pgark", "pgark_off") as $t |
+        (.medians | map(select(.mode == $m and .tool == $t))[0]) as $a |
         (.medians | map(select(.mode == $m and .tool == "pg_receivewal"))[0]) as $b |
+        select($a != null) |
+        {mode: $m, tool: $t, cpu_s_per_gib: ratio($a.cpu_s_per_gib; $b.cpu_s_per_gib),
+         flush_lag_p50: ratio($a.flush_lag_ms.p50; $b.flush_lag_ms.p50),
+         flush_lag_p99: ratio($a.flush_lag_ms.p99; $b.flush_lag_ms.p99),
+         tps: ratio($a.tps; $b.tps)} ] |
+    .off_ratios = [ $modes[] as $m |
+        (.medians | map(select(.mode == $m and .tool == "pgark_off"))[0]) as $a |
+        (.medians | map(select(.mode == $m and .tool == "pgark"))[0]) as $b |
+        select($a != null) |
         {mode: $m, cpu_s_per_gib: ratio($a.cpu_s_per_gib; $b.cpu_s_per_gib),
          flush_lag_p50: ratio($a.flush_lag_ms.p50; $b.flush_lag_ms.p50),
          flush_lag_p99: ratio($a.flush_lag_ms.p99; $b.flush_lag_ms.p99),
@@ -455,10 +482,16 @@ jq -s --arg stamp "$stamp" --argjson seconds "$SECONDS_RUN" --argjson rounds "$R
             "\(.rss_kib.first / 1024 | f(1))/\(.rss_kib.mid / 1024 | f(1))/\(.rss_kib.last / 1024 | f(1))/\(.rss_kib.max / 1024 | f(1))",
             (.catchup_s | f(2))] | @tsv)
     ' "$out" | column -t -s "$(printf '\t')"
-    echo "pgark / pg_receivewal:"
+    echo "pgark (synchronous: true as pgark, false as pgark_off) / pg_receivewal:"
     jq -r '
         def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
-        .ratios[] | "  \(.mode): CPU per GiB \(.cpu_s_per_gib | f(2))x, flush lag p50 \(.flush_lag_p50 | f(2))x, p99 \(.flush_lag_p99 | f(2))x, TPS \(.tps | f(2))x"
+        .ratios[] | "  \(.mode) \(.tool): CPU per GiB \(.cpu_s_per_gib | f(2))x, flush lag p50 \(.flush_lag_p50 | f(2))x, p99 \(.flush_lag_p99 | f(2))x, TPS \(.tps | f(2))x"
+    ' "$out"
+    jq -r '
+        def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
+        if (.off_ratios | length) > 0 then "pgark synchronous: false / true:",
+        (.off_ratios[] | "  \(.mode): CPU per GiB \(.cpu_s_per_gib | f(2))x, flush lag p50 \(.flush_lag_p50 | f(2))x, p99 \(.flush_lag_p99 | f(2))x, TPS \(.tps | f(2))x")
+        else empty end
     ' "$out"
     jq -r '
         def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;

@@ -11,7 +11,8 @@
 #    second copy has nothing to do; bad --from/--to names are exit 2; a copy stopped
 #    before its manifest is completed by the next one without copying anything twice;
 #  - S3 lost in the middle of a backup (after its chunks, before its manifests): the
-#    backup completes in local, exit 4, and the catch-up (`pgark copy` without --from and
+#    backup completes in local, exit 4, its running marker leaves offsite when S3 is back
+#    before the backup ends, and the catch-up (`pgark copy` without --from and
 #    --to, as pgark-copy@.timer runs it) brings it to offsite.
 use strict;
 use warnings;
@@ -208,23 +209,37 @@ is($r->{rc}, 0, 'a second copy');
 like($r->{stdout}, qr/^nothing to copy$/m, 'a second copy has nothing to do');
 
 # --- S3 lost during a backup (its chunks stored, before its manifests) -------------------
+# S3 comes back before the backup ends: its running marker goes from offsite too (else
+# it would hold expire off there until stale, 10 min).
 my $pause = "$tmp/pause";
+my $pause_end = "$tmp/pause-end";
 my ($out, $err) = ('', '');
 my $h = IPC::Run::start([ pgark_bin(), '--config', $config, 'backup', '--no-progress', '--json',
 		'--label', 'midway' ], '<', \undef, '>', \$out, '2>', \$err,
-	init => sub { $ENV{PGARK_TEST_PAUSE_BEFORE_MANIFEST} = $pause });
+	init => sub {
+		$ENV{PGARK_TEST_PAUSE_BEFORE_MANIFEST} = $pause;
+		$ENV{PGARK_TEST_PAUSE_BEFORE_MARKERS_GONE} = $pause_end;
+	});
 ok(poll_until(sub { -e $pause || !$h->pumpable }), 'backup "midway" paused before its manifests')
   or diag($err);
 s3rver_stop($s3);
 unlink($pause);
+ok(poll_until(sub { $h->pump_nb if $h->pumpable; -e $pause_end || !$h->pumpable }),
+	'and again at its end, offsite dropped') or diag($err);
+like($err, qr/repository "offsite" dropped from backup "midway"/,
+	'dropped with an error naming it');
+ok(defined s3_object('main/backups/midway.running'), 'its running marker is in offsite');
+$s3 = s3rver_start(dir => $s3->{dir}, port => $s3->{port});
+unlink($pause_end);
 eval { $h->finish };
 is($h->result(0), 4, 'S3 lost during the backup: exit 4') or diag($err);
 my $mid = eval { decode_json($out) } // {};
 is_deeply($mid->{failed_repositories}, ['offsite'], '--json: offsite failed');
-like($err, qr/repository "offsite" dropped from backup "midway"/,
-	'dropped with an error naming it');
 ok(-f "$local/main/backups/midway/manifest.json", 'the backup is complete in local');
-$s3 = s3rver_start(dir => $s3->{dir}, port => $s3->{port});
+ok(!defined s3_object('main/backups/midway.running'),
+	'S3 back before the end: the running marker is gone from offsite');
+ok(!-e "$local/main/backups/midway.running", 'and from local');
+unlike($err, qr/could not remove the running marker/, 'without a warning');
 ok(!defined s3_object('main/backups/midway/manifest.json'), 'offsite has no manifest of it');
 $r = run_pgark([ '--config', $config, 'copy', '--json' ]);
 is($r->{rc}, 0, 'the catch-up once S3 is back') or diag($r->{stderr});

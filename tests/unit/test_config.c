@@ -156,6 +156,7 @@ static void test_design_example(void **state)
     assert_ptr_equal(config_cluster_repo(cfg, c, 0), local);
     assert_ptr_equal(config_cluster_repo(cfg, c, 1), off);
     assert_false(c->synchronous);
+    assert_int_equal(c->flush_interval_ms, 200); /* batches fsyncs when not synchronous */
     assert_int_equal(c->rpo_target_ms, 15 * 60 * 1000);
     /* The plan's other targets, by default (DESIGN.md). */
     assert_int_equal(c->rto_target_ms, 30 * 60 * 1000);
@@ -281,7 +282,8 @@ static void test_non_defaults(void **state)
         "      wal_fetch_read_ahead: 0, pg_bindir: /opt/pg18/bin/,\n"
         "      rto_target: 2h, drill_max_age: 30d, verify_max_age: 12h,\n"
         "      retention: {window: 1w}, backup: {chunk_size: 64MiB, checkpoint: spread}}\n"
-        "  b: {conninfo: y, repos: [s], backup: {chunk_size: 64KiB}, retention: {full: 1}}\n"
+        "  b: {conninfo: y, repos: [s], backup: {chunk_size: 64KiB}, retention: {full: 1},\n"
+        "      flush_interval: 10s}\n"
         "notify:\n"
         "  - url: http://a.example/x\n"
         "  - {url: https://b.example, format: json, events: [check.failed, expire.failed]}\n");
@@ -303,6 +305,8 @@ static void test_non_defaults(void **state)
     const struct config_cluster *a = &cfg->clusters[0], *b = &cfg->clusters[1];
     assert_true(a->create_slot);
     assert_true(a->synchronous);
+    assert_int_equal(a->flush_interval_ms, 200);
+    assert_int_equal(b->flush_interval_ms, 10000); /* the longest allowed */
     assert_string_equal(a->slot, "my_slot");
     assert_int_equal(a->rpo_target_ms, 1000);
     assert_int_equal(a->rto_target_ms, 2 * 3600 * 1000);
@@ -392,6 +396,7 @@ static void test_shipped_example(void **state)
     assert_int_equal(cfg->nclusters, 1);
     assert_string_equal(cfg->clusters[0].slot, "pgark_main");
     assert_int_equal(cfg->clusters[0].retention.full, 4);
+    assert_int_equal(cfg->clusters[0].flush_interval_ms, 200);
     assert_int_equal(cfg->nnotify, 1);
     assert_int_equal(cfg->notify[0].format, CONFIG_NOTIFY_SLACK);
     config_free(cfg);
@@ -556,6 +561,18 @@ static const struct bad_case bad_cases[] = {
     {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    rpo_target: 15x\n",
      F ":7:17: key \"rpo_target\" in cluster \"main\": invalid duration \"15x\" (expected a whole "
        "number and a unit: ms, s, m, h, d or w)"},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    flush_interval: 0s\n",
+     F ":7:21: key \"flush_interval\" in cluster \"main\" must be between 1ms and 10s, not \"0s\""},
+    {BASE_REPOS
+     "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    flush_interval: 10001ms\n",
+     F ":7:21: key \"flush_interval\" in cluster \"main\" must be between 1ms and 10s, not "
+       "\"10001ms\""},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    flush_interval: 200\n",
+     F ":7:21: key \"flush_interval\" in cluster \"main\": invalid duration \"200\" (expected a "
+       "whole number and a unit: ms, s, m, h, d or w)"},
+    {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    flush_interval: -5ms\n",
+     F ":7:21: key \"flush_interval\" in cluster \"main\": invalid duration \"-5ms\" (expected a "
+       "whole number and a unit: ms, s, m, h, d or w)"},
     {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    rpo_target: 0s\n",
      F ":7:17: key \"rpo_target\" in cluster \"main\" must be greater than zero"},
     {BASE_REPOS "clusters:\n  main:\n    conninfo: x\n    repos: [r1]\n    rto_target: 0m\n",

@@ -405,7 +405,7 @@ static void test_heartbeat(void **state)
 
 /* A repository that fails does not stop the beat in the others (a backup that lost one
  * repository keeps its markers fresh in the rest), the caller learns which one failed,
- * and once dropped it is beaten no more. */
+ * once dropped it is beaten no more, and the stop tries its marker once. */
 static void test_heartbeat_failing_repo(void **state)
 {
     (void)state;
@@ -444,6 +444,19 @@ static void test_heartbeat_failing_repo(void **state)
     assert_true(repo_heartbeat_held(hb));
     repo_heartbeat_stop(hb);
     assert_int_equal(read_beat("D"), -1);
+    /* The dropped one's marker was tried once at the stop; it could not go (warned). */
+    char marker[PATH_MAX + 64];
+    snprintf(marker, sizeof(marker), "%s/D.running", dir);
+    assert_int_equal(access(marker, F_OK), 0);
+
+    /* A dropped repository that works again by the stop loses its marker there too
+     * (expire would wait for it to go stale otherwise). */
+    hb = repo_heartbeat_start(&repo, 1, "E", 3600 * 1000, 0);
+    assert_non_null(hb);
+    assert_true(read_beat("E") > 0);
+    repo_heartbeat_drop(hb, repo);
+    repo_heartbeat_stop(hb);
+    assert_int_equal(read_beat("E"), -1);
 
     assert_int_equal(chmod(dir, 0700), 0);
     repo_close(bad);

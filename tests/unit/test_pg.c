@@ -464,6 +464,38 @@ static void test_conninfo_transport(void **state)
     err_clear();
 }
 
+/* synchronous_standby_names forms (PostgreSQL's syncrep_gram): a list, FIRST n (...),
+ * ANY n (...), "*", quoted names; bare names match case-insensitively. */
+static void test_sync_names(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *setting;
+        bool listed;
+    } cases[] = {
+        {"", false},
+        {"pgark_main", true},
+        {"PGARK_Main", true},
+        {"s1, pgark_main", true},
+        {"FIRST 1 (s1, pgark_main)", true},
+        {"ANY 2(s1,pgark_main,s2)", true},
+        {"2 (s1, s2)", false},
+        {"*", true},
+        {"\"*\"", false},
+        {"\"pgark_main\"", true},
+        {"\"PGARK_MAIN\"", false},
+        {"pgark_main2, xpgark_main", false},
+        {"\"pgark\"\"main\"", false},
+        {"\"unterminated", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (pg_sync_names_list(cases[i].setting, "pgark_main") != cases[i].listed)
+            fail_msg("\"%s\": expected %s", cases[i].setting,
+                     cases[i].listed ? "listed" : "not listed");
+    }
+    assert_true(pg_sync_names_list("\"pgark\"\"main\"", "pgark\"main"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -480,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_parse_seg_size),
         cmocka_unit_test(test_transport_judgement),
         cmocka_unit_test(test_conninfo_transport),
+        cmocka_unit_test(test_sync_names),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
