@@ -95,7 +95,30 @@ struct incr_file {
     uint64_t next;       /* the next chunk to hand on */
     uint8_t *buf;        /* chunk `next` being patched, or NULL */
     size_t buf_len;
+    struct rebuild *rebuild; /* what a worker adds to buf */
 };
+
+/*
+ * A chunk of an incremental file that a worker completes: the main thread copies the
+ * changed blocks into the buffer (marked in `changed`), the worker reads the parent's
+ * chunk (verified, decrypted, decompressed) and lays its first `keep` bytes under the
+ * blocks not changed, zeros after them. The reads run on the workers, side by side, not
+ * on the thread that reads the stream.
+ */
+struct rebuild {
+    bool from_parent;
+    uint8_t name[SHA256_LEN]; /* the parent's chunk, as the reading repository names it */
+    size_t keep;              /* bytes of it below the truncation length */
+    uint8_t *changed;         /* a bit per block of the chunk */
+};
+
+static void rebuild_free(struct rebuild *rb)
+{
+    if (!rb)
+        return;
+    free(rb->changed);
+    free(rb);
+}
 
 struct target_state {
     struct backup_target *t;
@@ -269,6 +292,44 @@ static bool name_from_cache(struct backup_run *run, struct bk_file *f, const str
     return held;
 }
 
+static int rebuild_chunk(struct backup_run *run, const struct bk_file *f, struct chunk *ch,
+                         const struct rebuild *rb)
+{
+    uint8_t *scratch = NULL;
+    size_t have = 0;
+    int rc = 0;
+
+    if (rb->from_parent) {
+        char hex[SHA256_HEX_LEN + 1];
+        uint8_t sha[SHA256_LEN];
+        size_t cap = run->p.chunk_size + SHA256_LEN;
+        scratch = xmalloc(cap);
+        hex_encode(rb->name, SHA256_LEN, hex);
+        rc = repo_chunk_get_into(run->parent->read_repo, hex, scratch, cap, &have, sha);
+        if (rc < 0) {
+            err_context("while reading chunk %llu of \"%s\" of backup \"%s\" from repository "
+                        "\"%s\"",
+                        (unsigned long long)ch->index, f->path, run->parent->label,
+                        repo_name(run->parent->read_repo));
+            goto out;
+        }
+        if (have > rb->keep)
+            have = rb->keep;
+    }
+    for (size_t off = 0, b = 0; off < ch->len; off += PG_INCR_BLCKSZ, b++) {
+        size_t len = ch->len - off < PG_INCR_BLCKSZ ? ch->len - off : PG_INCR_BLCKSZ;
+        if (rb->changed[b / 8] & (1u << (b % 8)))
+            continue;
+        size_t from = off < have ? (have - off < len ? have - off : len) : 0;
+        if (from)
+            memcpy(ch->data + off, scratch + off, from);
+        memset(ch->data + off + from, 0, len - from);
+    }
+out:
+    free(scratch);
+    return rc;
+}
+
 static int store_chunk(void *arg, void *job, struct chunk *ch, bool skipped)
 {
     struct backup_run *run = arg;
@@ -276,6 +337,12 @@ static int store_chunk(void *arg, void *job, struct chunk *ch, bool skipped)
     uint64_t index = ch->index;
     int rc = 0;
 
+    if (ch->aux) {
+        if (!skipped && (rc = rebuild_chunk(run, f, ch, ch->aux)) < 0)
+            skipped = true;
+        rebuild_free(ch->aux);
+        ch->aux = NULL;
+    }
     if (!skipped && !(run->fp && f->tags && name_from_cache(run, f, ch))) {
         if (run->keyed) /* HMAC names are computed on the bytes in one piece */
             chunk_gather(ch);
@@ -428,6 +495,7 @@ static void incr_file_reset(struct backup_run *run)
 {
     pg_incr_parser_free(run->inc.parser);
     free(run->inc.sent_path);
+    rebuild_free(run->inc.rebuild);
     if (run->inc.buf)
         pool_release(run->pool, run->inc.buf);
     memset(&run->inc, 0, sizeof(run->inc));
@@ -440,53 +508,49 @@ static size_t chunk_len_at(const struct backup_run *run, const struct bk_file *f
     return (size_t)(left < run->p.chunk_size ? left : run->p.chunk_size);
 }
 
-/* Queue a chunk built in a pool buffer (the pool owns buf from now on). */
+/* Queue a chunk built in a pool buffer, for a worker to complete (the pool owns buf and
+ * rb from now on). */
 static int submit_built(struct backup_run *run, struct bk_file *f, uint64_t k, uint8_t *buf,
-                        size_t len)
+                        size_t len, struct rebuild *rb)
 {
-    struct chunk ch = {.data = buf, .len = len, .index = k, .offset = k * run->p.chunk_size};
+    struct chunk ch = {
+        .data = buf, .len = len, .index = k, .offset = k * run->p.chunk_size, .aux = rb};
 
     pthread_mutex_lock(&run->lock);
     f->pending++;
     pthread_mutex_unlock(&run->lock);
     run->totals.chunks++;
-    return pool_submit(run->pool, &ch, f);
+    int rc = pool_submit(run->pool, &ch, f);
+    if (rc < 0) /* refused: the pool took the buffer back, not rb */
+        rebuild_free(rb);
+    return rc;
 }
 
-/* Start chunk k of the file being received in a pool buffer: the parent's bytes below
- * the truncation length, zeros after them; the changed blocks are copied over it. */
+/* Start chunk k of the file being received in a pool buffer: the changed blocks are
+ * copied into it, a worker adds the parent's bytes below the truncation length and zeros
+ * (struct rebuild). */
 static int incr_start_chunk(struct backup_run *run, struct bk_file *f, uint64_t k)
 {
     const struct incr_parent_file *pf = run->inc.pf;
     uint64_t off = k * run->p.chunk_size;
     size_t len = chunk_len_at(run, f, k);
-    size_t have = 0;
     uint8_t *buf = pool_buffer(run->pool);
+    struct rebuild *rb;
 
     if (!buf)
         return err_code();
+    rb = xcalloc(1, sizeof(*rb));
+    rb->changed = xcalloc(run->p.chunk_size / PG_INCR_BLCKSZ / 8 + 1, 1);
     if (off < run->inc.truncation && k < pf->nchunks) {
-        const uint8_t *name = pf->names + (run->parent->read_block * pf->nchunks + k) * SHA256_LEN;
-        char hex[SHA256_HEX_LEN + 1];
-        uint8_t sha[SHA256_LEN];
-        size_t plen = 0;
-        hex_encode(name, SHA256_LEN, hex);
-        int rc = repo_chunk_get_into(run->parent->read_repo, hex, buf,
-                                     run->p.chunk_size + SHA256_LEN, &plen, sha);
-        if (rc < 0) {
-            pool_release(run->pool, buf);
-            return err_context("while reading chunk %llu of \"%s\" of backup \"%s\" from "
-                               "repository \"%s\"",
-                               (unsigned long long)k, f->path, run->parent->label,
-                               repo_name(run->parent->read_repo));
-        }
-        have = plen < len ? plen : len;
-        if (off + have > run->inc.truncation)
-            have = (size_t)(run->inc.truncation - off);
+        rb->from_parent = true;
+        memcpy(rb->name, pf->names + (run->parent->read_block * pf->nchunks + k) * SHA256_LEN,
+               SHA256_LEN);
+        uint64_t below = run->inc.truncation - off;
+        rb->keep = below < len ? (size_t)below : len;
     }
-    memset(buf + have, 0, len - have);
     run->inc.buf = buf;
     run->inc.buf_len = len;
+    run->inc.rebuild = rb;
     return 0;
 }
 
@@ -533,10 +597,12 @@ static int incr_emit(struct backup_run *run, struct bk_file *f)
     if (!run->inc.buf && (rc = incr_start_chunk(run, f, k)) < 0)
         return rc;
     uint8_t *buf = run->inc.buf;
+    struct rebuild *rb = run->inc.rebuild;
     run->inc.buf = NULL;
+    run->inc.rebuild = NULL;
     run->totals.patched++;
     run->inc.next++;
-    return submit_built(run, f, k, buf, run->inc.buf_len);
+    return submit_built(run, f, k, buf, run->inc.buf_len, rb);
 }
 
 static int on_incr_header(void *arg, uint32_t nblocks, uint32_t truncation, const uint32_t *blocks)
@@ -570,7 +636,9 @@ static int on_incr_block(void *arg, uint32_t blkno, const uint8_t *data)
         rc = incr_start_chunk(run, f, k);
     if (rc < 0)
         return rc;
+    uint64_t b = (at - k * run->p.chunk_size) / PG_INCR_BLCKSZ;
     memcpy(run->inc.buf + (at - k * run->p.chunk_size), data, PG_INCR_BLCKSZ);
+    run->inc.rebuild->changed[b / 8] |= (uint8_t)(1u << (b % 8));
     return 0;
 }
 
