@@ -544,12 +544,10 @@ static void choice_full(struct incr_choice *c, char *reason)
     c->mlen = 0;
 }
 
-/* The current error as the reason (cleared). */
+/* The current error as the reason (cleared): its message, one line. */
 static void choice_full_err(struct incr_choice *c, const char *what)
 {
-    char *text = err_format();
-    choice_full(c, xasprintf("%s: %s", what, text));
-    free(text);
+    choice_full(c, xasprintf("%s: %s", what, err_message()));
     err_clear();
 }
 
