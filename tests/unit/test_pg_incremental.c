@@ -26,7 +26,8 @@ static uint8_t *make_file(uint32_t magic, uint32_t n, uint32_t truncation, const
     memcpy(f, &magic, 4);
     memcpy(f + 4, &n, 4);
     memcpy(f + 8, &truncation, 4);
-    memcpy(f + 12, blocks, 4 * (size_t)n);
+    if (n)
+        memcpy(f + 12, blocks, 4 * (size_t)n);
     for (uint32_t i = 0; i < n; i++)
         memset(f + hlen + (size_t)i * BLK, (int)(blocks[i] & 0xff), BLK);
     *len = hlen + (size_t)n * BLK;
