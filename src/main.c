@@ -46,9 +46,9 @@ static const struct command commands[] = {
      "writes WAL durably to the spool and ships every completed segment to each\n"
      "repository. SIGTERM/SIGINT stop cleanly; SIGHUP reloads the configuration.\n"},
     {"backup", cmd_backup,
-     "backup [--label L] [--checkpoint fast|spread] [--repo NAME]... [--no-progress] "
-     "[--config-only]\n"
-     "       [--json]",
+     "backup [--label L] [--checkpoint fast|spread] [--repo NAME]... [--full] "
+     "[--no-progress]\n"
+     "       [--config-only] [--json]",
      "take a base backup into every repository of the cluster",
      "Runs BASE_BACKUP over a replication connection and stores every file as\n"
      "deduplicated, compressed (and encrypted) chunks, then the manifest. A repository\n"
@@ -62,7 +62,12 @@ static const struct command commands[] = {
      "configuration with its secrets redacted, as configs/<LABEL>.json; a file it cannot\n"
      "read is a warning. --config-only keeps only those, in seconds: a configuration-only\n"
      "backup, which restore --config-only writes out and a restore of a data directory\n"
-     "refuses.\n"},
+     "refuses.\n"
+     "On PostgreSQL 17 and later with summarize_wal on, the backup is incremental to the\n"
+     "newest backup of the server's timeline: the server sends only the blocks changed\n"
+     "since, the rest is that backup's chunks, and the backup still restores on its own.\n"
+     "It is full, saying why (info, and --json \"reason\"), with --full, before 17, with\n"
+     "summarize_wal off, without such a backup, or when the server refuses.\n"},
     {"copy", cmd_copy, "copy [--from REPO --to REPO] [--backup LABEL] [--wal] [--json]",
      "copy the backups (and their WAL) one repository of the cluster lacks from another",
      "Copies every backup of --from that --to lacks (or only --backup LABEL): the chunks\n"

@@ -50,6 +50,7 @@ struct chunk {
     uint64_t offset;            /* byte offset within the file */
     struct chunk_piece *pieces; /* the bytes, in order, when npieces > 0 */
     size_t npieces;
+    void *aux; /* the consumer's own (NULL from the chunker) */
 };
 
 /* Copy the pieces into data and drop them: afterwards data holds the bytes. */

@@ -95,6 +95,10 @@ struct manifest_header {
     uint64_t files;          /* number of file lines (set by the writer) */
     const char *compression; /* "zstd", "none" */
     bool encrypted;
+    /* Optional, informational: the backup an incremental one was taken against (its
+     * unchanged chunks are the parent's; this manifest still lists every file and
+     * chunk, so nothing reads it to restore). NULL for a full backup. */
+    const char *parent;
 };
 
 /* What a regular file's digest covers. */

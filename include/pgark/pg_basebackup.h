@@ -35,6 +35,9 @@ struct pg_bb_options {
                            * manifest for pg_verifybackup; CRC-32C costs the server far
                            * less CPU than SHA-256, and pgark has its own SHA-256s) */
     uint32_t max_rate_kb; /* MAX_RATE in kB/s (32..1048576); 0: unlimited */
+    bool incremental;     /* INCREMENTAL (17+): relative to the manifest uploaded on this
+                           * connection (pg_upload_manifest); relation files may come as
+                           * INCREMENTAL.<name> (pg_incremental.h) */
 };
 
 struct pg_bb_tablespace {

@@ -30,6 +30,7 @@
 #include "pgark/testhook.h"
 #include "pgark/notify.h"
 #include "pgark/pg.h"
+#include "pgark/pg_incremental.h"
 #include "pgark/units.h"
 
 #include <getopt.h>
@@ -50,15 +51,20 @@ struct backup_cmd {
     bool no_progress;
     bool json;
     bool config_only;
+    bool full; /* --full: not incremental */
 };
 
 static int parse_args(int argc, char **argv, struct backup_cmd *a)
 {
-    static const struct option options[] = {
-        {"label", required_argument, NULL, 'l'}, {"checkpoint", required_argument, NULL, 'c'},
-        {"no-progress", no_argument, NULL, 'n'}, {"json", no_argument, NULL, 'j'},
-        {"repo", required_argument, NULL, 'r'},  {"config-only", no_argument, NULL, 'C'},
-        {"help", no_argument, NULL, 'h'},        {0, 0, 0, 0}};
+    static const struct option options[] = {{"label", required_argument, NULL, 'l'},
+                                            {"checkpoint", required_argument, NULL, 'c'},
+                                            {"no-progress", no_argument, NULL, 'n'},
+                                            {"json", no_argument, NULL, 'j'},
+                                            {"repo", required_argument, NULL, 'r'},
+                                            {"config-only", no_argument, NULL, 'C'},
+                                            {"full", no_argument, NULL, 'F'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {0, 0, 0, 0}};
     int opt;
 
     memset(a, 0, sizeof(*a));
@@ -107,9 +113,12 @@ static int parse_args(int argc, char **argv, struct backup_cmd *a)
         case 'C':
             a->config_only = true;
             break;
+        case 'F':
+            a->full = true;
+            break;
         case 'h':
             printf("usage: pgark backup [--label L] [--checkpoint fast|spread] [--repo NAME]... "
-                   "[--no-progress] [--config-only] [--json]\n");
+                   "[--full] [--no-progress] [--config-only] [--json]\n");
             return 1;
         case ':':
             err_set(ERR_USAGE, "option \"%s\" of backup needs a value", argv[optind - 1]);
@@ -198,6 +207,10 @@ static json_t *summary_json(const char *label, const struct pg_bb_info *info, in
     return o;
 }
 
+struct incr_choice;
+static void summary_incremental(json_t *sum, const struct incr_choice *c,
+                                const struct backup_totals *t);
+
 static void print_human(json_t *s)
 {
     char a[32], b[32];
@@ -218,6 +231,15 @@ static void print_human(json_t *s)
            json_string_value(json_object_get(s, "start_lsn")),
            json_string_value(json_object_get(s, "stop_lsn")),
            (long long)json_integer_value(json_object_get(s, "wal_segments")));
+    if (json_is_true(json_object_get(s, "incremental")))
+        printf("  incremental to backup \"%s\": %lld changed blocks in %lld files, %lld chunks "
+               "taken from it unreceived\n",
+               json_string_value(json_object_get(s, "parent")),
+               (long long)json_integer_value(json_object_get(s, "changed_blocks")),
+               (long long)json_integer_value(json_object_get(s, "incremental_files")),
+               (long long)json_integer_value(json_object_get(s, "parent_chunks")));
+    else
+        printf("  full backup: %s\n", json_string_value(json_object_get(s, "reason")));
     json_array_foreach(json_object_get(s, "repositories"), i, r)
     {
         if (strcmp(json_string_value(json_object_get(r, "status")), "ok") != 0) {
@@ -507,6 +529,120 @@ out:
     return rc;
 }
 
+/* --- incremental or full --------------------------------------------------------------- */
+
+/* What the backup is taken against: parent "" for a full backup, reason why. */
+struct incr_choice {
+    char parent[256];
+    char *reason;      /* malloc'd: why full (or NULL) */
+    uint8_t *manifest; /* the parent's backup_manifest, for UPLOAD_MANIFEST */
+    size_t mlen;
+};
+
+static void choice_full(struct incr_choice *c, char *reason)
+{
+    c->parent[0] = '\0';
+    free(c->reason);
+    c->reason = reason;
+    free(c->manifest);
+    c->manifest = NULL;
+    c->mlen = 0;
+}
+
+/* The current error as the reason (cleared): its message, one line. */
+static void choice_full_err(struct incr_choice *c, const char *what)
+{
+    choice_full(c, xasprintf("%s: %s", what, err_message()));
+    err_clear();
+}
+
+/*
+ * An incremental backup needs a server of 17 or later with summarize_wal on, and a
+ * parent: the newest backup in the first repository on the server's timeline (the
+ * server sends what changed since its start, which it knows only from the WAL summaries
+ * of that timeline), of 17 or later, with its server's backup_manifest. The rest
+ * (every repository holds it and its chunks; the server still has the summaries) is
+ * found out later, each failure a reason for a full backup too.
+ */
+static void choose_parent(struct session *s, const struct backup_cmd *a, int version,
+                          timeline_t tli, struct incr_choice *c)
+{
+    struct pg_rows *rows = NULL;
+    struct repo_backup *list = NULL;
+    size_t n = 0;
+    const struct repo_backup *best = NULL, *newest = NULL;
+    char path[320];
+
+    memset(c, 0, sizeof(*c));
+    if (a->full) {
+        choice_full(c, xstrdup("--full was given"));
+        return;
+    }
+    if (version < 170000) {
+        choice_full(c, xasprintf("PostgreSQL %d has no incremental backups (17 and later do)",
+                                 version / 10000));
+        return;
+    }
+    if (pg_exec_simple(s->conn, "SHOW summarize_wal", &rows) < 0) {
+        choice_full_err(c, "could not read summarize_wal");
+        return;
+    }
+    const char *on = pg_rows_value(rows, 0, 0);
+    bool summarizing = on && strcmp(on, "on") == 0;
+    pg_rows_free(rows);
+    if (!summarizing) {
+        choice_full(c, xstrdup("summarize_wal is off on the server (an incremental backup needs "
+                               "its WAL summaries)"));
+        return;
+    }
+    struct repo *r = s->targets[0].repo;
+    if (repo_backup_list(r, &list, &n) < 0) {
+        choice_full_err(c, "could not list the backups");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct manifest_header *h = &list[i].header;
+        if (h->system_identifier != repo_identity(r)->system_identifier)
+            continue;
+        if (!newest || h->stop_lsn > newest->header.stop_lsn)
+            newest = &list[i];
+        if (h->timeline != tli || h->pg_version < 170000)
+            continue;
+        if (!best || h->start_lsn > best->header.start_lsn)
+            best = &list[i];
+    }
+    if (!best && newest && newest->header.timeline != tli) {
+        choice_full(c, xasprintf("timeline switch: no backup on timeline %u yet (the newest, "
+                                 "\"%s\", is on timeline %u)",
+                                 tli, newest->label, newest->header.timeline));
+    } else if (!best) {
+        choice_full(c, xasprintf("no earlier backup of PostgreSQL 17 or later in repository "
+                                 "\"%s\"",
+                                 repo_name(r)));
+    } else if (repo_backup_path(best->label, "backup_manifest", path, sizeof(path)) < 0 ||
+               repo_get_all(r, path, &c->manifest, &c->mlen) < 0) {
+        char *what = xasprintf("could not read the backup_manifest of backup \"%s\"", best->label);
+        choice_full_err(c, what);
+        free(what);
+    } else {
+        snprintf(c->parent, sizeof(c->parent), "%s", best->label);
+    }
+    repo_backup_list_free(list, n);
+}
+
+static void summary_incremental(json_t *sum, const struct incr_choice *c,
+                                const struct backup_totals *t)
+{
+    bool incr = c->parent[0] != '\0';
+    json_object_set_new(sum, "incremental", json_boolean(incr));
+    json_object_set_new(sum, "parent", incr ? json_string(c->parent) : json_null());
+    json_object_set_new(sum, "reason", incr ? json_null() : json_string(c->reason));
+    json_object_set_new(sum, "incremental_files", json_integer((json_int_t)t->incr_files));
+    json_object_set_new(sum, "changed_blocks", json_integer((json_int_t)t->incr_blocks));
+    json_object_set_new(sum, "parent_chunks", json_integer((json_int_t)t->parent_chunks));
+    json_object_set_new(sum, "patched_chunks", json_integer((json_int_t)t->patched));
+}
+
 int cmd_backup(struct cli_context *ctx, int argc, char **argv)
 {
     struct backup_cmd args;
@@ -517,6 +653,7 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
     uint64_t seg_size = 0;
     char label[64] = "";
     char *fp_dir = NULL;
+    struct incr_choice ic = {0};
     int rc;
 
     rc = parse_args(argc, argv, &args);
@@ -616,10 +753,24 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
     run = backup_run_new(&params);
     if (!run)
         goto fail;
+    choose_parent(&s, &args, version, sys.timeline, &ic);
+    if (ic.parent[0] && backup_run_load_parent(run, ic.parent) < 0) {
+        char *what = xasprintf("backup \"%s\" cannot be its parent", ic.parent);
+        choice_full_err(&ic, what);
+        free(what);
+    }
+    if (ic.parent[0] && pg_upload_manifest(s.conn, ic.manifest, ic.mlen) < 0) {
+        choice_full_err(&ic, "the server refused the parent's manifest");
+        backup_run_load_parent_drop(run);
+    }
     bool show = !args.no_progress && isatty(STDERR_FILENO);
     backup_run_show_progress(run, show);
     log_info("backup \"%s\" of cluster \"%s\" starting (%s checkpoint, %zu repositories)", label,
              cl->name, fast ? "fast" : "spread", s.ntargets);
+    if (ic.parent[0])
+        log_info("backup \"%s\" is incremental to backup \"%s\"", label, ic.parent);
+    else
+        log_info("backup \"%s\" is a full backup: %s", label, ic.reason);
 
     struct pg_bb_options bo = {
         .label = label,
@@ -631,8 +782,26 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
     /* Tests slow a backup down to interrupt it half-way. */
     const char *rate = getenv("PGARK_TEST_MAX_RATE");
     bo.max_rate_kb = rate ? (uint32_t)strtoul(rate, NULL, 10) : 0;
-    if (pg_base_backup(s.conn, &bo, backup_run_started, backup_run_callbacks(), run, &info) < 0)
-        goto fail;
+    bo.incremental = ic.parent[0] != '\0';
+    if (pg_base_backup(s.conn, &bo, backup_run_started, backup_run_callbacks(), run, &info) < 0) {
+        /* The server refuses an incremental backup before it sends anything when it no
+         * longer has the WAL summaries since the parent's start: a full one then, on a
+         * new connection (the refused command may not have been read to its end). */
+        if (!bo.incremental || backup_run_began(run) || err_kind() == ERR_CONNECT)
+            goto fail;
+        choice_full_err(&ic, "the server refused an incremental backup");
+        log_info("backup \"%s\" is a full backup: %s", label, ic.reason);
+        bo.incremental = false;
+        backup_run_free(run);
+        pg_bb_info_free(&info);
+        pg_conn_free(s.conn);
+        if (!(s.conn = pg_connect_replication(cl->conninfo, "pgark_backup")) ||
+            !(run = backup_run_new(&params)))
+            goto fail;
+        backup_run_show_progress(run, show);
+        if (pg_base_backup(s.conn, &bo, backup_run_started, backup_run_callbacks(), run, &info) < 0)
+            goto fail;
+    }
     int64_t stop_us = time_now_us();
     if (backup_run_finish(run, &info, start_us, stop_us) < 0)
         goto fail;
@@ -645,6 +814,7 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
     }
     json_t *sum = summary_json(label, &info, start_us, stop_us, backup_run_totals(run), s.results,
                                s.nresults, cl);
+    summary_incremental(sum, &ic, backup_run_totals(run));
     ctx->metrics_bytes = (int64_t)backup_run_totals(run)->logical_bytes;
     notify_done(cfg, cl, label, sum, start_us, stop_us, &s);
     if (args.json) {
@@ -684,6 +854,8 @@ fail:
                           json_pack("{s:o}", "failed_repositories", failed_json(&s)));
 out:
     backup_run_free(run);
+    free(ic.reason);
+    free(ic.manifest);
     free(fp_dir);
     pg_bb_info_free(&info);
     session_free(&s);

@@ -6,6 +6,7 @@
  *   pool.c      worker threads with a bounded set of chunk buffers
  *   run.c       one backup: the BASE_BACKUP stream's entries cut into chunks, named,
  *               stored, WAL archived, manifests written last
+ *   incr.c      incremental backups: the parent's files, the backup_manifest kept
  *   backup.c    the command: options, configuration, connection, summary
  */
 #ifndef PGARK_BACKUP_INT_H
@@ -109,6 +110,58 @@ void pool_free(struct pool *p);
 /* Default worker count: four per core online (the work waits on I/O), 4..32. */
 int pool_default_workers(void);
 
+/* --- incr.c ------------------------------------------------------------------------ */
+
+/* Paths to values (a hash table; keys copied, values freed by free_value, may be NULL). */
+struct incr_map;
+struct incr_map *incr_map_new(void (*free_value)(void *));
+void incr_map_free(struct incr_map *m);
+void *incr_map_get(const struct incr_map *m, const char *key);
+void incr_map_put(struct incr_map *m, const char *key, void *value);
+size_t incr_map_count(const struct incr_map *m);
+/* fn for every entry, in no order, until it returns negative (returned). */
+int incr_map_each(const struct incr_map *m, int (*fn)(void *arg, const char *key, void *value),
+                  void *arg);
+
+/* A regular file of the parent backup: its size, and its chunk names laid out as run.c
+ * keeps a file's (nblocks blocks of nchunks 32-byte names, one block per naming key). */
+struct incr_parent_file {
+    uint64_t size;
+    uint64_t nchunks;
+    uint8_t *names;
+};
+
+/* The backup an incremental is taken against: every regular file of its manifest.json,
+ * in memory (32 bytes per chunk and naming key, about 32 MiB per TiB of data). */
+struct incr_parent {
+    char *label;
+    size_t nblocks;
+    uint64_t chunk_size;
+    struct incr_map *files; /* path -> struct incr_parent_file */
+    struct repo *read_repo; /* where changed ranges read the parent's chunks from */
+    size_t read_block;      /* the block of names that repository's are */
+};
+
+struct incr_parent *incr_parent_new(const char *label, size_t nblocks, uint64_t chunk_size);
+void incr_parent_free(struct incr_parent *p);
+/* Read the parent's manifest.json from r into block `block` of the names. ERR_INTEGRITY
+ * when two repositories disagree on a file; ERR_RUNTIME when its chunk size differs. */
+int incr_parent_load(struct incr_parent *p, struct repo *r, size_t block);
+const struct incr_parent_file *incr_parent_find(const struct incr_parent *p, const char *path);
+
+/* A file the backup keeps other than the server sent it. */
+struct incr_restored {
+    uint64_t size;
+    bool crc_set; /* its CRC-32C is known (backup_label) */
+    uint32_t crc;
+};
+
+/* Copy the server's backup_manifest `in` to `out`, each file line that `files` (path
+ * sent -> struct incr_restored) knows replaced by one for the file restored (an
+ * INCREMENTAL.<name> by <name>), and the manifest's checksum recomputed (incr.c says
+ * why). */
+int incr_manifest_rewrite(FILE *in, FILE *out, const struct incr_map *files);
+
 /* --- run.c ------------------------------------------------------------------------- */
 
 struct backup_target {
@@ -149,6 +202,10 @@ struct backup_totals {
     uint64_t chunks;        /* chunks of this backup (each counted once per file) */
     uint64_t wal_segments;  /* pg_wal segments archived */
     uint64_t unchanged;     /* chunks named from the fingerprint cache, not hashed */
+    uint64_t incr_files;    /* files the server sent as INCREMENTAL.<name> */
+    uint64_t incr_blocks;   /* changed blocks received in them */
+    uint64_t parent_chunks; /* chunks taken from the parent unreceived */
+    uint64_t patched;       /* chunks rebuilt from a parent chunk and changed blocks */
 };
 
 /*
@@ -193,6 +250,16 @@ struct backup_run;
 /* Load every target's chunk names and start the workers. NULL with the error set. */
 struct backup_run *backup_run_new(const struct backup_params *params);
 void backup_run_free(struct backup_run *run);
+
+/* Make the run incremental against backup `label`: read its manifest.json from a
+ * repository of each naming key. Every live target must hold it and every chunk it names
+ * (verify moves a damaged chunk aside): else the error says why, and the run stays a full
+ * one. */
+int backup_run_load_parent(struct backup_run *run, const char *label);
+/* Back to a full run (before the stream). */
+void backup_run_load_parent_drop(struct backup_run *run);
+/* Whether the stream handed the run any entry. */
+bool backup_run_began(const struct backup_run *run);
 
 /* The stream callbacks; pass the run as their arg. */
 const struct bbstream_callbacks *backup_run_callbacks(void);

@@ -44,9 +44,11 @@
 
 #include "pgark/chunker.h"
 #include "pgark/cli.h"
+#include "pgark/crc32c.h"
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/pg_incremental.h"
 #include "pgark/testhook.h"
 #include "pgark/units.h"
 
@@ -81,7 +83,42 @@ struct bk_file {
     bool fed;                  /* the main thread is done with it */
 };
 
-enum entry_kind { ENTRY_SKIP = 0, ENTRY_PLAIN, ENTRY_WAL, ENTRY_HISTORY };
+enum entry_kind { ENTRY_SKIP = 0, ENTRY_PLAIN, ENTRY_WAL, ENTRY_HISTORY, ENTRY_INCR, ENTRY_LABEL };
+
+/* The INCREMENTAL.<name> file being received: its chunks are made as its blocks arrive
+ * (in ascending order), each either the parent's unchanged or rebuilt in a pool buffer. */
+struct incr_file {
+    struct pg_incr_parser *parser;
+    char *sent_path; /* INCREMENTAL.<name>'s path */
+    const struct incr_parent_file *pf;
+    uint64_t truncation; /* bytes */
+    uint64_t next;       /* the next chunk to hand on */
+    uint8_t *buf;        /* chunk `next` being patched, or NULL */
+    size_t buf_len;
+    struct rebuild *rebuild; /* what a worker adds to buf */
+};
+
+/*
+ * A chunk of an incremental file that a worker completes: the main thread copies the
+ * changed blocks into the buffer (marked in `changed`), the worker reads the parent's
+ * chunk (verified, decrypted, decompressed) and lays its first `keep` bytes under the
+ * blocks not changed, zeros after them. The reads run on the workers, side by side, not
+ * on the thread that reads the stream.
+ */
+struct rebuild {
+    bool from_parent;
+    uint8_t name[SHA256_LEN]; /* the parent's chunk, as the reading repository names it */
+    size_t keep;              /* bytes of it below the truncation length */
+    uint8_t *changed;         /* a bit per block of the chunk */
+};
+
+static void rebuild_free(struct rebuild *rb)
+{
+    if (!rb)
+        return;
+    free(rb->changed);
+    free(rb);
+}
 
 struct target_state {
     struct backup_target *t;
@@ -120,6 +157,12 @@ struct backup_run {
     struct buf history;
 
     FILE *server_manifest; /* the server's backup_manifest, spooled */
+
+    struct incr_parent *parent; /* incremental: the backup it is taken against */
+    struct incr_file inc;
+    struct incr_map *incr_sizes; /* path sent -> struct incr_restored */
+    struct buf label_text;       /* an incremental's backup_label, being received */
+    uint64_t entries;            /* tar entries begun */
 };
 
 /* --- temp files ---------------------------------------------------------------------- */
@@ -249,6 +292,44 @@ static bool name_from_cache(struct backup_run *run, struct bk_file *f, const str
     return held;
 }
 
+static int rebuild_chunk(struct backup_run *run, const struct bk_file *f, struct chunk *ch,
+                         const struct rebuild *rb)
+{
+    uint8_t *scratch = NULL;
+    size_t have = 0;
+    int rc = 0;
+
+    if (rb->from_parent) {
+        char hex[SHA256_HEX_LEN + 1];
+        uint8_t sha[SHA256_LEN];
+        size_t cap = run->p.chunk_size + SHA256_LEN;
+        scratch = xmalloc(cap);
+        hex_encode(rb->name, SHA256_LEN, hex);
+        rc = repo_chunk_get_into(run->parent->read_repo, hex, scratch, cap, &have, sha);
+        if (rc < 0) {
+            err_context("while reading chunk %llu of \"%s\" of backup \"%s\" from repository "
+                        "\"%s\"",
+                        (unsigned long long)ch->index, f->path, run->parent->label,
+                        repo_name(run->parent->read_repo));
+            goto out;
+        }
+        if (have > rb->keep)
+            have = rb->keep;
+    }
+    for (size_t off = 0, b = 0; off < ch->len; off += PG_INCR_BLCKSZ, b++) {
+        size_t len = ch->len - off < PG_INCR_BLCKSZ ? ch->len - off : PG_INCR_BLCKSZ;
+        if (rb->changed[b / 8] & (1u << (b % 8)))
+            continue;
+        size_t from = off < have ? (have - off < len ? have - off : len) : 0;
+        if (from)
+            memcpy(ch->data + off, scratch + off, from);
+        memset(ch->data + off + from, 0, len - from);
+    }
+out:
+    free(scratch);
+    return rc;
+}
+
 static int store_chunk(void *arg, void *job, struct chunk *ch, bool skipped)
 {
     struct backup_run *run = arg;
@@ -256,7 +337,13 @@ static int store_chunk(void *arg, void *job, struct chunk *ch, bool skipped)
     uint64_t index = ch->index;
     int rc = 0;
 
-    if (!skipped && !(run->fp && name_from_cache(run, f, ch))) {
+    if (ch->aux) {
+        if (!skipped && (rc = rebuild_chunk(run, f, ch, ch->aux)) < 0)
+            skipped = true;
+        rebuild_free(ch->aux);
+        ch->aux = NULL;
+    }
+    if (!skipped && !(run->fp && f->tags && name_from_cache(run, f, ch))) {
         if (run->keyed) /* HMAC names are computed on the bytes in one piece */
             chunk_gather(ch);
         for (size_t g = 0; g < run->ngroups; g++) {
@@ -353,7 +440,7 @@ static int flush_files(struct backup_run *run)
             memcpy(mf.digest, digest, SHA256_LEN);
             rc = manifest_writer_add(run->ts[i].mw, &mf);
         }
-        if (rc == 0 && run->fp && f->nchunks)
+        if (rc == 0 && run->fp && f->nchunks && f->tags)
             fpcache_add(run->fp, f->path, f->size, f->tags, f->names);
         if (rc == 0) {
             run->totals.files++;
@@ -402,6 +489,232 @@ static int on_chunk(void *arg, struct chunk *c)
     return pool_submit(run->pool, c, f);
 }
 
+/* --- incremental files (main thread) ------------------------------------------------- */
+
+static void incr_file_reset(struct backup_run *run)
+{
+    pg_incr_parser_free(run->inc.parser);
+    free(run->inc.sent_path);
+    rebuild_free(run->inc.rebuild);
+    if (run->inc.buf)
+        pool_release(run->pool, run->inc.buf);
+    memset(&run->inc, 0, sizeof(run->inc));
+}
+
+static size_t chunk_len_at(const struct backup_run *run, const struct bk_file *f, uint64_t k)
+{
+    uint64_t off = k * run->p.chunk_size;
+    uint64_t left = f->size - off;
+    return (size_t)(left < run->p.chunk_size ? left : run->p.chunk_size);
+}
+
+/* Queue a chunk built in a pool buffer, for a worker to complete (the pool owns buf and
+ * rb from now on). */
+static int submit_built(struct backup_run *run, struct bk_file *f, uint64_t k, uint8_t *buf,
+                        size_t len, struct rebuild *rb)
+{
+    struct chunk ch = {
+        .data = buf, .len = len, .index = k, .offset = k * run->p.chunk_size, .aux = rb};
+
+    pthread_mutex_lock(&run->lock);
+    f->pending++;
+    pthread_mutex_unlock(&run->lock);
+    run->totals.chunks++;
+    int rc = pool_submit(run->pool, &ch, f);
+    if (rc < 0) /* refused: the pool took the buffer back, not rb */
+        rebuild_free(rb);
+    return rc;
+}
+
+/* Start chunk k of the file being received in a pool buffer: the changed blocks are
+ * copied into it, a worker adds the parent's bytes below the truncation length and zeros
+ * (struct rebuild). */
+static int incr_start_chunk(struct backup_run *run, struct bk_file *f, uint64_t k)
+{
+    const struct incr_parent_file *pf = run->inc.pf;
+    uint64_t off = k * run->p.chunk_size;
+    size_t len = chunk_len_at(run, f, k);
+    uint8_t *buf = pool_buffer(run->pool);
+    struct rebuild *rb;
+
+    if (!buf)
+        return err_code();
+    rb = xcalloc(1, sizeof(*rb));
+    rb->changed = xcalloc(run->p.chunk_size / PG_INCR_BLCKSZ / 8 + 1, 1);
+    if (off < run->inc.truncation && k < pf->nchunks) {
+        rb->from_parent = true;
+        memcpy(rb->name, pf->names + (run->parent->read_block * pf->nchunks + k) * SHA256_LEN,
+               SHA256_LEN);
+        uint64_t below = run->inc.truncation - off;
+        rb->keep = below < len ? (size_t)below : len;
+    }
+    run->inc.buf = buf;
+    run->inc.buf_len = len;
+    run->inc.rebuild = rb;
+    return 0;
+}
+
+/* Chunk k of the parent is this file's chunk k unchanged: no block of it was sent, it
+ * lies below the truncation length, and the parent's chunk has the same length. */
+static bool incr_reusable(const struct backup_run *run, const struct bk_file *f, uint64_t k)
+{
+    const struct incr_parent_file *pf = run->inc.pf;
+    uint64_t off = k * run->p.chunk_size;
+    size_t len = chunk_len_at(run, f, k);
+
+    if (k >= pf->nchunks || off + len > run->inc.truncation || off + len > pf->size)
+        return false;
+    uint64_t plen = pf->size - off < run->p.chunk_size ? pf->size - off : run->p.chunk_size;
+    /* Without a plain repository the parent's plaintext SHA-256s are not in any manifest:
+     * the chunk is read back and named again (it is stored already: not written). */
+    return plen == len && run->plain < run->ngroups;
+}
+
+/* Hand on chunk inc.next of the file being received. */
+static int incr_emit(struct backup_run *run, struct bk_file *f)
+{
+    uint64_t k = run->inc.next;
+    int rc = 0;
+
+    if (!run->inc.buf && incr_reusable(run, f, k)) {
+        const struct incr_parent_file *pf = run->inc.pf;
+        for (size_t b = 0; b < run->nblocks; b++)
+            memcpy(name_slot(f, b, k), pf->names + (b * pf->nchunks + k) * SHA256_LEN, SHA256_LEN);
+        pthread_mutex_lock(&run->lock);
+        for (size_t i = 0; i < run->p.ntargets; i++) {
+            struct target_state *ts = &run->ts[i];
+            if (ts->t->failed)
+                continue;
+            chunkset_add(ts->known, name_slot(f, ts->group, k));
+            ts->t->reused_chunks++;
+        }
+        pthread_mutex_unlock(&run->lock);
+        run->totals.chunks++;
+        run->totals.parent_chunks++;
+        run->inc.next++;
+        return 0;
+    }
+    if (!run->inc.buf && (rc = incr_start_chunk(run, f, k)) < 0)
+        return rc;
+    uint8_t *buf = run->inc.buf;
+    struct rebuild *rb = run->inc.rebuild;
+    run->inc.buf = NULL;
+    run->inc.rebuild = NULL;
+    run->totals.patched++;
+    run->inc.next++;
+    return submit_built(run, f, k, buf, run->inc.buf_len, rb);
+}
+
+static int on_incr_header(void *arg, uint32_t nblocks, uint32_t truncation, const uint32_t *blocks)
+{
+    struct backup_run *run = arg;
+    struct bk_file *f = run->cur;
+    uint64_t len = truncation;
+
+    if (nblocks && (uint64_t)blocks[nblocks - 1] + 1 > len)
+        len = (uint64_t)blocks[nblocks - 1] + 1;
+    f->size = len * PG_INCR_BLCKSZ;
+    f->nchunks = (f->size + run->p.chunk_size - 1) / run->p.chunk_size;
+    if (f->nchunks)
+        f->names = xmalloc(run->nblocks * f->nchunks * SHA256_LEN);
+    run->inc.truncation = (uint64_t)truncation * PG_INCR_BLCKSZ;
+    run->totals.incr_blocks += nblocks;
+    return 0;
+}
+
+static int on_incr_block(void *arg, uint32_t blkno, const uint8_t *data)
+{
+    struct backup_run *run = arg;
+    struct bk_file *f = run->cur;
+    uint64_t at = (uint64_t)blkno * PG_INCR_BLCKSZ;
+    uint64_t k = at / run->p.chunk_size;
+    int rc = 0;
+
+    while (rc == 0 && run->inc.next < k)
+        rc = incr_emit(run, f);
+    if (rc == 0 && !run->inc.buf)
+        rc = incr_start_chunk(run, f, k);
+    if (rc < 0)
+        return rc;
+    uint64_t b = (at - k * run->p.chunk_size) / PG_INCR_BLCKSZ;
+    memcpy(run->inc.buf + (at - k * run->p.chunk_size), data, PG_INCR_BLCKSZ);
+    run->inc.rebuild->changed[b / 8] |= (uint8_t)(1u << (b % 8));
+    return 0;
+}
+
+/* An INCREMENTAL.<name> entry begins: f stands for <name> (target, taken). */
+static int incr_begin(struct backup_run *run, struct bk_file *f, const char *sent, char *target)
+{
+    free(f->path);
+    f->path = target;
+    run->kind = ENTRY_INCR;
+    run->cur = f;
+    incr_file_reset(run);
+    if (!run->parent)
+        return err_set(ERR_PROTOCOL, "the server sent \"%s\" in a backup that is not incremental",
+                       sent);
+    run->inc.pf = incr_parent_find(run->parent, target);
+    if (!run->inc.pf)
+        return err_set(ERR_PROTOCOL,
+                       "the server sent \"%s\" as changed blocks, but backup \"%s\" has no "
+                       "\"%s\"",
+                       sent, run->parent->label, target);
+    run->inc.parser = pg_incr_parser_new(sent, on_incr_header, on_incr_block, run);
+    run->inc.sent_path = xstrdup(sent);
+    run->totals.incr_files++;
+    return 0;
+}
+
+/*
+ * An incremental's backup_label says "INCREMENTAL FROM LSN" and "INCREMENTAL FROM TLI",
+ * and a server refuses to start on it ("this is an incremental backup, not a data
+ * directory"): the backup keeps it without those lines, as pg_combinebackup writes it,
+ * and its line in the backup_manifest gets the new size and CRC-32C.
+ */
+static int incr_label(struct backup_run *run, struct bk_file *f)
+{
+    struct buf kept = BUF_INIT;
+    const char *p = (const char *)run->label_text.data;
+    const char *end = p + run->label_text.len;
+    const char *drop = "INCREMENTAL FROM ";
+    int rc;
+
+    while (p && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *next = nl ? nl + 1 : end;
+        if ((size_t)(end - p) < strlen(drop) || strncmp(p, drop, strlen(drop)) != 0)
+            buf_append(&kept, p, (size_t)(next - p));
+        p = next;
+    }
+    f->size = kept.len;
+    f->nchunks = (f->size + run->p.chunk_size - 1) / run->p.chunk_size;
+    rc = kept.len ? chunker_feed(run->chunker, kept.data, kept.len) : 0;
+    if (rc == 0) {
+        struct incr_restored *r = xcalloc(1, sizeof(*r));
+        r->size = kept.len;
+        r->crc_set = true;
+        r->crc = crc32c_final(crc32c_update(CRC32C_INIT, kept.data, kept.len));
+        incr_map_put(run->incr_sizes, f->path, r);
+    }
+    buf_free(&kept);
+    return rc;
+}
+
+static int incr_end(struct backup_run *run, struct bk_file *f)
+{
+    int rc = pg_incr_parser_finish(run->inc.parser);
+
+    while (rc == 0 && run->inc.next < f->nchunks)
+        rc = incr_emit(run, f);
+    if (rc == 0) {
+        struct incr_restored *r = xcalloc(1, sizeof(*r));
+        r->size = f->size;
+        incr_map_put(run->incr_sizes, run->inc.sent_path, r);
+    }
+    incr_file_reset(run);
+    return rc;
+}
+
 static int on_entry_begin(void *arg, const struct tar_entry *e)
 {
     struct backup_run *run = arg;
@@ -409,6 +722,7 @@ static int on_entry_begin(void *arg, const struct tar_entry *e)
 
     run->kind = ENTRY_SKIP;
     run->cur = NULL;
+    run->entries++;
     if (e->type == TAR_TYPE_HARDLINK)
         return err_set(ERR_PROTOCOL, "the backup holds a hard link \"%s\": not supported", e->path);
     f = xcalloc(1, sizeof(*f));
@@ -425,8 +739,17 @@ static int on_entry_begin(void *arg, const struct tar_entry *e)
         f->link = xstrdup(e->link ? e->link : "");
         f->fed = true;
         break;
-    default:
+    default: {
+        char *target = pg_incr_target_path(e->path);
         f->type = MANIFEST_TYPE_FILE;
+        if (target) { /* sized by its header */
+            if (run->tail)
+                run->tail->next = f;
+            else
+                run->head = f;
+            run->tail = f;
+            return incr_begin(run, f, e->path, target);
+        }
         f->size = e->size;
         f->nchunks = (e->size + run->p.chunk_size - 1) / run->p.chunk_size;
         if (f->nchunks)
@@ -437,6 +760,10 @@ static int on_entry_begin(void *arg, const struct tar_entry *e)
         }
         run->kind = ENTRY_PLAIN;
         run->cur = f;
+        if (run->parent && strcmp(e->path, "backup_label") == 0) {
+            run->kind = ENTRY_LABEL; /* sized at its end */
+            buf_reset(&run->label_text);
+        }
         if (strncmp(e->path, "pg_wal/", 7) == 0) {
             const char *base = e->path + 7;
             if (wal_is_segment_name(base)) {
@@ -449,6 +776,7 @@ static int on_entry_begin(void *arg, const struct tar_entry *e)
             }
         }
         break;
+    }
     }
     if (run->tail)
         run->tail->next = f;
@@ -466,6 +794,15 @@ static int on_entry_data(void *arg, const uint8_t *data, size_t len, struct refb
     if (run->kind == ENTRY_SKIP)
         return 0;
     progress_add(run->progress, len);
+    if (run->kind == ENTRY_INCR) {
+        if ((rc = pg_incr_parser_feed(run->inc.parser, data, len)) < 0)
+            return err_context("while reading \"%s\" from the backup", run->inc.sent_path);
+        return 0;
+    }
+    if (run->kind == ENTRY_LABEL) {
+        buf_append(&run->label_text, data, len);
+        return 0;
+    }
     if (run->kind == ENTRY_WAL) {
         size_t done = 0;
         while (done < len) {
@@ -552,8 +889,16 @@ static int on_entry_end(void *arg)
     uint64_t n = 0;
     int rc = 0;
 
-    if (f) {
-        rc = chunker_finish(run->chunker, &n);
+    if (f && run->kind == ENTRY_INCR) {
+        rc = incr_end(run, f);
+        pthread_mutex_lock(&run->lock);
+        f->fed = true;
+        pthread_mutex_unlock(&run->lock);
+    } else if (f) {
+        if (run->kind == ENTRY_LABEL)
+            rc = incr_label(run, f);
+        if (rc == 0)
+            rc = chunker_finish(run->chunker, &n);
         if (rc == 0 && n != f->nchunks)
             rc = err_set(ERR_PROTOCOL, "file \"%s\" ended after %llu of %llu chunks", f->path,
                          (unsigned long long)n, (unsigned long long)f->nchunks);
@@ -704,6 +1049,7 @@ struct backup_run *backup_run_new(const struct backup_params *params)
     run->chunker = chunker_new(params->chunk_size, &CHUNK_BUFFERS, on_chunk, run);
     if (!run->chunker)
         goto fail;
+    run->incr_sizes = incr_map_new(free);
     return run;
 fail:
     backup_run_free(run);
@@ -715,7 +1061,9 @@ void backup_run_free(struct backup_run *run)
     if (!run)
         return;
     chunker_free(run->chunker); /* gives its buffer back to the pool */
-    pool_free(run->pool);       /* workers stop before the files they point to go */
+    if (run->pool)
+        incr_file_reset(run);
+    pool_free(run->pool); /* workers stop before the files they point to go */
     fpcache_free(run->fp);
     while (run->head) {
         struct bk_file *f = run->head;
@@ -735,9 +1083,94 @@ void backup_run_free(struct backup_run *run)
     if (run->server_manifest)
         fclose(run->server_manifest);
     buf_free(&run->history);
+    incr_parent_free(run->parent);
+    incr_map_free(run->incr_sizes);
+    buf_free(&run->label_text);
     progress_free(run->progress);
     pthread_mutex_destroy(&run->lock);
     free(run);
+}
+
+struct parent_check {
+    struct backup_run *run;
+    struct target_state *ts;
+};
+
+static int parent_chunks_held(void *arg, const char *path, void *value)
+{
+    struct parent_check *c = arg;
+    const struct incr_parent_file *pf = value;
+
+    for (uint64_t k = 0; k < pf->nchunks; k++) {
+        const uint8_t *name = pf->names + (c->ts->group * pf->nchunks + k) * SHA256_LEN;
+        if (chunkset_has(c->ts->known, name))
+            continue;
+        char hex[SHA256_HEX_LEN + 1];
+        hex_encode(name, SHA256_LEN, hex);
+        return err_set(ERR_INTEGRITY,
+                       "chunk %s of \"%s\" of backup \"%s\" is not in repository \"%s\" (did "
+                       "verify find it damaged?)",
+                       hex, path, c->run->parent->label, repo_name(c->ts->t->repo));
+    }
+    return 0;
+}
+
+static int load_parent(struct backup_run *run, const char *label)
+{
+    if (run->p.chunk_size % PG_INCR_BLCKSZ != 0)
+        return err_set(ERR_RUNTIME, "the chunk size (%llu bytes) is not a multiple of 8 KiB",
+                       (unsigned long long)run->p.chunk_size);
+    incr_parent_free(run->parent);
+    run->parent = incr_parent_new(label, run->nblocks, run->p.chunk_size);
+    for (size_t i = 0; i < run->p.ntargets; i++) {
+        struct target_state *ts = &run->ts[i];
+        if (ts->t->failed)
+            continue;
+        int e = repo_backup_exists(ts->t->repo, label);
+        if (e == 0)
+            err_set(ERR_NOT_FOUND, "repository \"%s\" does not hold backup \"%s\"",
+                    repo_name(ts->t->repo), label);
+        if (e <= 0)
+            return err_code();
+        bool loaded = false;
+        for (size_t k = 0; k < i; k++)
+            loaded = loaded || (!run->ts[k].t->failed && run->ts[k].group == ts->group);
+        if (!loaded && incr_parent_load(run->parent, ts->t->repo, ts->group) < 0)
+            return err_code();
+        if (!run->parent->read_repo) {
+            run->parent->read_repo = ts->t->repo;
+            run->parent->read_block = ts->group;
+        }
+    }
+    if (!run->parent->read_repo)
+        return err_set(ERR_RUNTIME, "no repository left to read backup \"%s\" from", label);
+    for (size_t i = 0; i < run->p.ntargets; i++) {
+        struct parent_check c = {run, &run->ts[i]};
+        if (!run->ts[i].t->failed && incr_map_each(run->parent->files, parent_chunks_held, &c) < 0)
+            return err_code();
+    }
+    return 0;
+}
+
+void backup_run_load_parent_drop(struct backup_run *run)
+{
+    incr_parent_free(run->parent);
+    run->parent = NULL;
+}
+
+bool backup_run_began(const struct backup_run *run)
+{
+    return run->entries > 0;
+}
+
+int backup_run_load_parent(struct backup_run *run, const char *label)
+{
+    int rc = load_parent(run, label);
+    if (rc < 0) {
+        incr_parent_free(run->parent);
+        run->parent = NULL;
+    }
+    return rc;
 }
 
 void backup_run_show_progress(struct backup_run *run, bool enabled)
@@ -1020,6 +1453,18 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
         rc = err_set_errno(ERR_IO, errno, "could not spool the server's backup_manifest");
         goto out;
     }
+    if (incr_map_count(run->incr_sizes) > 0) {
+        FILE *kept = temp_file(run->p.tmp_dir, "manifest");
+        if (!kept || incr_manifest_rewrite(run->server_manifest, kept, run->incr_sizes) < 0) {
+            rc = err_code();
+            err_context("while making the backup_manifest of backup \"%s\"", run->p.label);
+            if (kept)
+                fclose(kept);
+            goto out;
+        }
+        fclose(run->server_manifest);
+        run->server_manifest = kept;
+    }
     long mlen = ftell(run->server_manifest);
     /* Every manifest.json spooled first: it is what the confirmation reads. */
     for (size_t i = 0; i < run->p.ntargets; i++) {
@@ -1043,6 +1488,7 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
             .stored_bytes = ts->t->stored_bytes,
             .compression = run->p.compression,
             .encrypted = repo_encrypted(ts->t->repo),
+            .parent = run->parent ? run->parent->label : NULL,
         };
         if (!(json[i] = temp_file(run->p.tmp_dir, "json"))) {
             rc = err_code();

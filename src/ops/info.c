@@ -106,6 +106,9 @@ static int backups_json(struct repo *r, const struct repo_backup *list, size_t n
                       "stored_bytes", (json_int_t)h->stored_bytes, "dedup_ratio",
                       ratio_json(h->logical_bytes, h->stored_bytes), "pg_version", h->pg_version,
                       "encrypted", h->encrypted));
+        /* informational: an incremental's unchanged chunks are its parent's */
+        json_object_set_new(json_array_get(arr, json_array_size(arr) - 1), "parent",
+                            h->parent ? json_string(h->parent) : json_null());
     }
     json_object_set_new(o, "backups", arr);
     if ((rc = repo_chunk_list(r, count_chunk, chunks)) < 0 && rc != -ERR_NOT_FOUND)
@@ -318,6 +321,8 @@ static void print_backups(json_t *r)
                            sizeof(b)));
         if (json_is_real(ratio))
             printf(" (%.1fx)", json_real_value(ratio));
+        if (json_is_string(json_object_get(bk, "parent")))
+            printf("  incremental to %s", json_string_value(json_object_get(bk, "parent")));
         printf("\n");
     }
     json_t *cfgs = json_object_get(r, "config_backups");

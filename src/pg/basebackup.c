@@ -55,6 +55,8 @@ char *pg_bb_command(int server_version, const struct pg_bb_options *o)
             buf_appendf(&b, "MAX_RATE %u, ", o->max_rate_kb);
         if (o->manifest)
             buf_append_str(&b, "MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', ");
+        if (o->incremental && server_version >= 170000)
+            buf_append_str(&b, "INCREMENTAL, ");
         buf_append_str(&b, "TARGET 'client')");
     } else {
         if (o->label) {

@@ -41,6 +41,7 @@ void repo_backup_clear(struct repo_backup *b)
     free(b->label);
     free((char *)b->header.label);
     free((char *)b->header.compression);
+    free((char *)b->header.parent);
     for (size_t i = 0; i < b->header.n_tablespaces; i++)
         free((char *)b->header.tablespaces[i].location);
     free((struct manifest_tablespace *)b->header.tablespaces);
@@ -81,6 +82,7 @@ static void copy_header(struct repo_backup *out, const char *label, const struct
     out->header = *h;
     out->header.label = xstrdup(h->label ? h->label : label);
     out->header.compression = xstrdup(h->compression ? h->compression : "");
+    out->header.parent = h->parent ? xstrdup(h->parent) : NULL;
     if (h->n_tablespaces) {
         ts = xcalloc(h->n_tablespaces, sizeof(*ts));
         for (size_t i = 0; i < h->n_tablespaces; i++) {

@@ -305,6 +305,8 @@ static json_t *header_json(const struct manifest_header *h)
     json_object_set_new(o, "encrypted", json_boolean(h->encrypted));
     if (h->consistent_time_us)
         json_object_set_new(o, "consistent_time_us", json_integer(h->consistent_time_us));
+    if (h->parent)
+        json_object_set_new(o, "parent", json_string(h->parent));
     return o;
 }
 
@@ -380,7 +382,7 @@ struct manifest_reader {
 
     bool have_header;
     struct manifest_header h;
-    char *label, *compression;
+    char *label, *compression, *parent;
     struct manifest_tablespace *ts;
     size_t n_ts;
 
@@ -403,6 +405,7 @@ void manifest_reader_free(struct manifest_reader *r)
     buf_free(&r->line);
     free(r->label);
     free(r->compression);
+    free(r->parent);
     for (size_t i = 0; i < r->n_ts; i++)
         free((char *)r->ts[i].location);
     free(r->ts);
@@ -593,6 +596,13 @@ static int parse_header(struct manifest_reader *r, json_t *o)
         if (v == 0 || v > (uint64_t)INT64_MAX / 2)
             return bad(r, "\"consistent_time_us\" is out of range");
         h->consistent_time_us = (int64_t)v;
+    }
+    h->parent = NULL;
+    if (json_object_get(o, "parent")) {
+        if ((rc = get_str(r, o, "parent", &s)) < 0)
+            return rc;
+        r->parent = xstrdup(s);
+        h->parent = r->parent;
     }
     h->label = r->label;
     h->compression = r->compression;

@@ -57,7 +57,7 @@ my %header = (
 	'notify.h' => 'notify',
 	'chunkset.h' => 'repo', 'codec.h' => 'repo', 'manifest.h' => 'repo',
 	'repo.h' => 'repo', 'rpohist.h' => 'repo',
-	'bbstream.h' => 'pg', 'pg.h' => 'pg', 'pg_basebackup.h' => 'pg',
+	'bbstream.h' => 'pg', 'pg.h' => 'pg', 'pg_basebackup.h' => 'pg', 'pg_incremental.h' => 'pg',
 	'pg_stream.h' => 'pg', 'pgbin.h' => 'pg', 'tar.h' => 'pg',
 	'cli.h' => 'cli', 'helpdoc.h' => 'cli', 'confsnap.h' => 'cli',
 	'backup.h' => 'backup', 'chunker.h' => 'backup',

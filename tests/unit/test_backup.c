@@ -180,6 +180,90 @@ static void test_command(void **state)
     c = pg_bb_command(130000, &spread);
     assert_string_equal(c, "BASE_BACKUP LABEL 'x' WAL NOWAIT MAX_RATE 2048");
     free(c);
+    /* INCREMENTAL only where the server knows it */
+    struct pg_bb_options incr = {.label = "x", .manifest = true, .incremental = true};
+    c = pg_bb_command(170000, &incr);
+    assert_string_equal(c, "BASE_BACKUP (LABEL 'x', CHECKPOINT 'spread', WAIT false, MANIFEST "
+                           "'yes', MANIFEST_CHECKSUMS 'CRC32C', INCREMENTAL, TARGET 'client')");
+    free(c);
+    c = pg_bb_command(160004, &incr);
+    assert_null(strstr(c, "INCREMENTAL"));
+    free(c);
+}
+
+/* ---- the backup_manifest an incremental keeps --------------------------------------------- */
+
+static void test_manifest_rewrite(void **state)
+{
+    (void)state;
+    const char *head =
+        "{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n"
+        "\"System-Identifier\": 7447,\n"
+        "\"Files\": [\n"
+        "{ \"Path\": \"backup_label\", \"Size\": 260, \"Last-Modified\": \"2026-12-07 00:00:01 "
+        "GMT\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"00000000\" },\n"
+        "{ \"Path\": \"base/5/INCREMENTAL.16384\", \"Size\": 16384, \"Last-Modified\": "
+        "\"2026-12-07 00:00:02 GMT\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": "
+        "\"12345678\" },\n"
+        "{ \"Path\": \"base/5/16385\", \"Size\": 8192, \"Last-Modified\": \"2026-12-07 "
+        "00:00:03 GMT\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"9abcdef0\" }\n"
+        "],\n"
+        "\"WAL-Ranges\": [\n"
+        "{ \"Timeline\": 1, \"Start-LSN\": \"0/4000028\", \"End-LSN\": \"0/4000120\" }\n"
+        "],\n";
+    char *in_text = xasprintf("%s\"Manifest-Checksum\": \"%064d\"}\n", head, 0);
+    FILE *in = tmpfile(), *out = tmpfile();
+    fputs(in_text, in);
+    struct incr_map *m = incr_map_new(free);
+    struct incr_restored *r = xcalloc(1, sizeof(*r));
+    r->size = 3 * 8192;
+    incr_map_put(m, "base/5/INCREMENTAL.16384", r);
+    r = xcalloc(1, sizeof(*r));
+    r->size = 216;
+    r->crc_set = true;
+    r->crc = 0x2a0e4071;
+    incr_map_put(m, "backup_label", r);
+    assert_int_equal(incr_manifest_rewrite(in, out, m), 0);
+
+    const char *want_head =
+        "{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n"
+        "\"System-Identifier\": 7447,\n"
+        "\"Files\": [\n"
+        "{\"Path\":\"backup_label\",\"Size\":216,\"Last-Modified\":\"2026-12-07 00:00:01 "
+        "GMT\",\"Checksum-Algorithm\":\"CRC32C\",\"Checksum\":\"71400e2a\"},\n"
+        "{\"Path\":\"base/5/16384\",\"Size\":24576,\"Last-Modified\":\"2026-12-07 00:00:02 "
+        "GMT\"},\n"
+        "{ \"Path\": \"base/5/16385\", \"Size\": 8192, \"Last-Modified\": \"2026-12-07 "
+        "00:00:03 GMT\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"9abcdef0\" }\n"
+        "],\n"
+        "\"WAL-Ranges\": [\n"
+        "{ \"Timeline\": 1, \"Start-LSN\": \"0/4000028\", \"End-LSN\": \"0/4000120\" }\n"
+        "],\n";
+    uint8_t d[SHA256_LEN];
+    char hex[SHA256_HEX_LEN + 1];
+    sha256(want_head, strlen(want_head), d);
+    hex_encode(d, SHA256_LEN, hex);
+    char *want = xasprintf("%s\"Manifest-Checksum\": \"%s\"}\n", want_head, hex);
+    struct buf got = BUF_INIT;
+    rewind(out);
+    buf_append_file(&got, out);
+    buf_append(&got, "", 1);
+    assert_string_equal((char *)got.data, want);
+
+    /* a manifest that ends early is refused */
+    FILE *cut = tmpfile(), *out2 = tmpfile();
+    fputs(head, cut);
+    assert_int_equal(incr_manifest_rewrite(cut, out2, m), -ERR_PROTOCOL);
+    assert_string_equal(err_message(), "the server's backup_manifest has no \"Manifest-Checksum\"");
+    err_clear();
+    fclose(cut);
+    fclose(out2);
+    buf_free(&got);
+    free(want);
+    free(in_text);
+    incr_map_free(m);
+    fclose(in);
+    fclose(out);
 }
 
 /* ---- a whole run ----------------------------------------------------------------------- */
@@ -199,6 +283,7 @@ struct fixture {
     bool copied;    /* feed messages without a reference (as bbstream_copy_data) */
     char *fp_dir;   /* the fingerprint cache's directory, or NULL */
     int confirm_by; /* backup_params.confirm_by */
+    uint64_t chunk; /* the chunk size, 0: CHUNK */
 };
 
 static void fill(uint8_t *p, size_t n, uint32_t seed)
@@ -358,7 +443,7 @@ static struct backup_run *new_run_into(struct fixture *f, const char *label, siz
 {
     struct backup_params p = {
         .label = label,
-        .chunk_size = CHUNK,
+        .chunk_size = f->chunk ? f->chunk : CHUNK,
         .workers = 3,
         .tmp_dir = f->dir,
         .fp_dir = f->fp_dir,
@@ -881,6 +966,200 @@ static void test_chunk_gone(void **state)
  * had it (here its valid WAL ends 4 KiB in). It stays in the backup, and is not archived:
  * under its name it would stand for the whole segment, and clash with the whole one a
  * receiver archives (here already in both repositories). */
+/* ---- incremental runs ------------------------------------------------------------------ */
+
+#define IBLK 8192
+#define ICHUNK (2 * IBLK)
+
+/* An INCREMENTAL file as a 17 server sends it, into the tar. */
+static void tb_incremental(struct buf *tar, const char *name, uint32_t truncation,
+                           const uint32_t *blocks, uint32_t n, const uint8_t *data)
+{
+    struct buf b = BUF_INIT;
+    uint32_t magic = 0xd3ae1f0du;
+    buf_append(&b, &magic, 4);
+    buf_append(&b, &n, 4);
+    buf_append(&b, &truncation, 4);
+    buf_append(&b, blocks, 4 * (size_t)n);
+    while (n && b.len % IBLK)
+        buf_append(&b, "", 1);
+    buf_append(&b, data, (size_t)n * IBLK);
+    tb_file(tar, name, b.data, b.len);
+    buf_free(&b);
+}
+
+/* base.tar and the manifest of a 17 server. */
+static int feed_base(struct fixture *f, struct backup_run *run, const struct buf *base,
+                     const char *manifest)
+{
+    struct bbstream *s = bbstream_new(BBSTREAM_STREAMED, backup_run_callbacks(), run);
+    struct buf m = BUF_INIT;
+    msg(&m, 'n', "base.tar\0", 10);
+    int rc = send_msg(f, s, &m);
+    for (size_t off = 0; rc == 0 && off < base->len; off += 5000) {
+        buf_reset(&m);
+        msg(&m, 'd', base->data + off, base->len - off < 5000 ? base->len - off : 5000);
+        rc = send_msg(f, s, &m);
+    }
+    buf_reset(&m);
+    msg(&m, 'm', "", 0);
+    if (rc == 0)
+        rc = send_msg(f, s, &m);
+    buf_reset(&m);
+    msg(&m, 'd', manifest, strlen(manifest));
+    if (rc == 0)
+        rc = send_msg(f, s, &m);
+    if (rc == 0)
+        rc = bbstream_finish(s);
+    bbstream_free(s);
+    buf_free(&m);
+    return rc;
+}
+
+static void assert_digest_of(const struct got_file *g, const uint8_t *data, size_t len)
+{
+    struct buf sums = BUF_INIT;
+    uint8_t md[SHA256_LEN];
+    for (size_t off = 0; off < len; off += ICHUNK) {
+        sha256(data + off, len - off < ICHUNK ? len - off : ICHUNK, md);
+        buf_append(&sums, md, SHA256_LEN);
+    }
+    sha256(sums.len ? sums.data : (const uint8_t *)"", sums.len, md);
+    assert_int_equal(g->size, len);
+    assert_memory_equal(g->digest, md, SHA256_LEN);
+    buf_free(&sums);
+}
+
+static const char *INCR_MANIFEST =
+    "{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n"
+    "\"Files\": [\n"
+    "{ \"Path\": \"backup_label\", \"Size\": 1, \"Last-Modified\": \"x\" },\n"
+    "{ \"Path\": \"base/5/INCREMENTAL.100\", \"Size\": 1, \"Last-Modified\": \"x\" },\n"
+    "{ \"Path\": \"base/5/INCREMENTAL.200\", \"Size\": 1, \"Last-Modified\": \"x\" }\n"
+    "],\n"
+    "\"Manifest-Checksum\": \"0\"}\n";
+
+/*
+ * A parent with base/5/100 (5 blocks) and base/5/200 (4), chunks of 2 blocks; then an
+ * incremental whose INCREMENTAL.100 says: truncated to 3 blocks, blocks 1 and 6 changed
+ * (so 7 blocks: the parent's 0 and 2, the new 1 and 6, zeros for 3 to 5 although the
+ * parent had 3 and 4), and INCREMENTAL.200: nothing changed. Into both repositories (one
+ * plain: the parent's unchanged chunks are taken by name), then into the encrypted one
+ * alone (no plain names: every chunk is read back and named again), each file whole.
+ */
+static void test_incremental(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t *p = xmalloc(5 * IBLK), *q = xmalloc(4 * IBLK), *nb = xmalloc(2 * IBLK);
+    uint8_t *want = xcalloc(7, IBLK);
+    struct buf base = BUF_INIT;
+    struct read_back *rb = xcalloc(1, sizeof(*rb));
+    char label_text[] = "START WAL LOCATION: 0/2000028\nINCREMENTAL FROM LSN: 0/1000028\n"
+                        "INCREMENTAL FROM TLI: 1\nSTART TIMELINE: 1\n";
+    const char *label_kept = "START WAL LOCATION: 0/2000028\nSTART TIMELINE: 1\n";
+
+    fill(p, 5 * IBLK, 21);
+    fill(q, 4 * IBLK, 22);
+    fill(nb, 2 * IBLK, 23);
+    memcpy(want, p, IBLK);
+    memcpy(want + IBLK, nb, IBLK);
+    memcpy(want + 2 * IBLK, p + 2 * IBLK, IBLK);
+    memcpy(want + 6 * IBLK, nb + IBLK, IBLK);
+
+    f->chunk = ICHUNK;
+    struct backup_run *run = new_run(f, "parent");
+    tb_file(&base, "backup_label", "START WAL LOCATION: 0/1000028\n", 30);
+    tb_file(&base, "base/5/100", p, 5 * IBLK);
+    tb_file(&base, "base/5/200", q, 4 * IBLK);
+    tb_end(&base);
+    assert_int_equal(feed_base(f, run, &base, INCR_MANIFEST), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, 1764095054000000, 1764095060000000), 0);
+    backup_run_free(run);
+
+    static const uint32_t changed[] = {1, 6};
+    for (int pass = 0; pass < 2; pass++) {
+        const char *label = pass ? "incr-secret" : "incr";
+        run = pass ? new_run_into(f, label, 1, 1) : new_run(f, label);
+        assert_int_equal(backup_run_load_parent(run, "parent"), 0);
+        buf_reset(&base);
+        tb_file(&base, "backup_label", label_text, strlen(label_text));
+        tb_incremental(&base, "base/5/INCREMENTAL.100", 3, changed, 2, nb);
+        tb_incremental(&base, "base/5/INCREMENTAL.200", 4, NULL, 0, NULL);
+        tb_end(&base);
+        assert_int_equal(feed_base(f, run, &base, INCR_MANIFEST), 0);
+        assert_int_equal(backup_run_finish(run, &INFO, 1764095064000000, 1764095070000000), 0);
+        const struct backup_totals *t = backup_run_totals(run);
+        assert_int_equal(t->incr_files, 2);
+        assert_int_equal(t->incr_blocks, 2);
+        /* 100: 4 chunks rebuilt; 200: its 2 taken from the parent where names are plain */
+        assert_int_equal(t->parent_chunks, pass ? 0 : 2);
+        assert_int_equal(t->patched, pass ? 6 : 4);
+        backup_run_free(run);
+
+        for (int i = pass; i < 2; i++) {
+            read_manifest(f->r[i], label, rb);
+            const struct got_file *g = find(rb, "base/5/100");
+            assert_non_null(g);
+            assert_reassembles(f->r[i], g, want);
+            assert_digest_of(g, want, 7 * IBLK);
+            g = find(rb, "base/5/200");
+            assert_non_null(g);
+            assert_reassembles(f->r[i], g, q);
+            assert_digest_of(g, q, 4 * IBLK);
+            assert_null(find(rb, "base/5/INCREMENTAL.100"));
+            g = find(rb, "backup_label");
+            assert_reassembles(f->r[i], g, label_kept);
+            /* the backup_manifest kept names the restored files, with their sizes */
+            char path[320];
+            uint8_t *text = NULL;
+            size_t len = 0;
+            repo_backup_path(label, "backup_manifest", path, sizeof(path));
+            assert_int_equal(repo_get_all(f->r[i], path, &text, &len), 0);
+            assert_non_null(strstr((char *)text, "{\"Path\":\"base/5/100\",\"Size\":57344,"));
+            assert_non_null(strstr((char *)text, "{\"Path\":\"base/5/200\",\"Size\":32768,"));
+            assert_null(strstr((char *)text, "INCREMENTAL"));
+            free(text);
+            struct repo_backup b;
+            assert_int_equal(repo_backup_get(f->r[i], label, &b), 0);
+            assert_string_equal(b.header.parent, "parent");
+            repo_backup_clear(&b);
+        }
+    }
+
+    /* a file the parent does not have cannot come as changed blocks */
+    run = new_run(f, "orphan");
+    assert_int_equal(backup_run_load_parent(run, "parent"), 0);
+    buf_reset(&base);
+    tb_incremental(&base, "base/5/INCREMENTAL.300", 4, NULL, 0, NULL);
+    tb_end(&base);
+    assert_int_equal(feed_base(f, run, &base, INCR_MANIFEST), -ERR_PROTOCOL);
+    assert_non_null(strstr(err_message(), "the server sent \"base/5/INCREMENTAL.300\" as changed "
+                                          "blocks, but backup \"parent\" has no \"base/5/300\""));
+    err_clear();
+    backup_run_free(run);
+
+    /* a parent one of whose chunks is gone (verify moved it aside) is no parent */
+    char hex[SHA256_HEX_LEN + 1];
+    chunk_name(NULL, q, ICHUNK, hex);
+    char *gone = xasprintf("%s/repo0/main/chunks/%.2s/%s", f->dir, hex, hex);
+    assert_int_equal(unlink(gone), 0);
+    run = new_run(f, "no-parent");
+    assert_int_equal(backup_run_load_parent(run, "parent"), -ERR_INTEGRITY);
+    assert_non_null(strstr(err_message(), "of \"base/5/200\" of backup \"parent\" is not in "
+                                          "repository \"plain\" (did verify find it damaged?)"));
+    err_clear();
+    backup_run_free(run);
+    free(gone);
+
+    f->chunk = 0;
+    buf_free(&base);
+    free(rb);
+    free(p);
+    free(q);
+    free(nb);
+    free(want);
+}
+
 static void test_standby_segment(void **state)
 {
     struct fixture *f = *state;
@@ -914,11 +1193,18 @@ static void test_standby_segment(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chunkset),        cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_command),         cmocka_unit_test(test_run),
-        cmocka_unit_test(test_interrupted),     cmocka_unit_test(test_encrypted_only),
-        cmocka_unit_test(test_copied_messages), cmocka_unit_test(test_fingerprints),
-        cmocka_unit_test(test_chunk_gone),      cmocka_unit_test(test_standby_segment),
+        cmocka_unit_test(test_chunkset),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_command),
+        cmocka_unit_test(test_manifest_rewrite),
+        cmocka_unit_test(test_run),
+        cmocka_unit_test(test_interrupted),
+        cmocka_unit_test(test_encrypted_only),
+        cmocka_unit_test(test_copied_messages),
+        cmocka_unit_test(test_fingerprints),
+        cmocka_unit_test(test_chunk_gone),
+        cmocka_unit_test(test_standby_segment),
+        cmocka_unit_test(test_incremental),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
