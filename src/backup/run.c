@@ -100,7 +100,7 @@ struct backup_run {
     size_t nblocks, plain;
     bool keyed; /* some repository names chunks with a key */
     pthread_mutex_t lock;
-    struct pool *pool;
+    struct chunk_pool *pool;
     struct chunker *chunker;
     struct fpcache *fp; /* NULL: every chunk is hashed */
     struct progress *progress;
@@ -374,13 +374,13 @@ static int flush_files(struct backup_run *run)
 static uint8_t *chunk_buffer(void *arg)
 {
     struct backup_run *run = arg;
-    return pool_buffer(run->pool);
+    return chunk_pool_buffer(run->pool);
 }
 
 static void chunk_buffer_back(void *arg, uint8_t *buf)
 {
     struct backup_run *run = arg;
-    pool_release(run->pool, buf);
+    chunk_pool_release(run->pool, buf);
 }
 
 static const struct chunker_buffers CHUNK_BUFFERS = {chunk_buffer, chunk_buffer_back};
@@ -392,14 +392,14 @@ static int on_chunk(void *arg, struct chunk *c)
 
     if (c->index >= f->nchunks) {
         chunk_release(c);
-        pool_release(run->pool, c->data);
+        chunk_pool_release(run->pool, c->data);
         return err_set(ERR_PROTOCOL, "file \"%s\" has more data than its tar header says", f->path);
     }
     pthread_mutex_lock(&run->lock);
     f->pending++;
     pthread_mutex_unlock(&run->lock);
     run->totals.chunks++;
-    return pool_submit(run->pool, c, f);
+    return chunk_pool_submit(run->pool, c, f);
 }
 
 static int on_entry_begin(void *arg, const struct tar_entry *e)
@@ -693,12 +693,12 @@ struct backup_run *backup_run_new(const struct backup_params *params)
     run->server_manifest = temp_file(params->tmp_dir, "manifest");
     if (!run->server_manifest)
         goto fail;
-    int workers = params->workers > 0 ? params->workers : pool_default_workers();
+    int workers = params->workers > 0 ? params->workers : chunk_pool_default_workers();
     /* One buffer per worker, and a few for the stream to fill meanwhile: memory is
      * (workers + 4) chunks whatever the size of the cluster. Each has room for the
      * chunk's SHA-256 after it (repo_put_payload). */
-    run->pool =
-        pool_new(workers, (size_t)workers + 4, params->chunk_size + SHA256_LEN, store_chunk, run);
+    run->pool = chunk_pool_new(workers, (size_t)workers + 4, params->chunk_size + SHA256_LEN,
+                               store_chunk, run);
     if (!run->pool)
         goto fail;
     run->chunker = chunker_new(params->chunk_size, &CHUNK_BUFFERS, on_chunk, run);
@@ -715,7 +715,7 @@ void backup_run_free(struct backup_run *run)
     if (!run)
         return;
     chunker_free(run->chunker); /* gives its buffer back to the pool */
-    pool_free(run->pool);       /* workers stop before the files they point to go */
+    chunk_pool_free(run->pool); /* workers stop before the files they point to go */
     fpcache_free(run->fp);
     while (run->head) {
         struct bk_file *f = run->head;
@@ -763,7 +763,7 @@ int backup_run_started(void *arg, const struct pg_bb_info *info)
 
 int backup_run_wait(struct backup_run *run)
 {
-    return pool_wait(run->pool);
+    return chunk_pool_wait(run->pool);
 }
 
 const struct backup_totals *backup_run_totals(const struct backup_run *run)
@@ -1006,7 +1006,7 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
         tablespaces[ntablespaces++].location = info->tablespaces[i].location;
     }
 
-    if ((rc = pool_wait(run->pool)) < 0 || (rc = flush_files(run)) < 0)
+    if ((rc = chunk_pool_wait(run->pool)) < 0 || (rc = flush_files(run)) < 0)
         goto out;
     if (run->head) {
         rc = err_set(ERR_RUNTIME, "file \"%s\" was not complete at the end of the backup",
