@@ -1,9 +1,11 @@
 /*
  * pool.c — worker threads over a bounded queue of jobs (see pool.h).
  *
- * One lock; two conditions: work (a job arrived: one worker is signalled; stop: all)
- * and changed (room in the queue, a job finished, a failure), signalled only while a
- * thread waits on it. The first failure is a struct err_saved: the failing worker's
+ * One lock; three conditions: work (a job arrived: one worker is signalled; stop: all),
+ * room (a job left the full queue: the producer, signalled only while it waits) and idle
+ * (the last job finished, or a failure: signalled only while a thread waits in
+ * pool_wait). A producer waiting for room is not woken when a job finishes, nor a
+ * waiter for the end at every job. The first failure is a struct err_saved: the failing worker's
  * slot as it was, copied into each thread that asks the pool for anything afterwards.
  */
 #include "pgark/pool.h"
@@ -19,9 +21,10 @@ struct pool {
     const struct pool_ops *ops;
     void *arg;
     pthread_mutex_t lock;
-    pthread_cond_t work;    /* a job arrived, or stop */
-    pthread_cond_t changed; /* room in the queue, a job finished, a failure */
-    size_t waiting;         /* threads waiting on changed */
+    pthread_cond_t work; /* a job arrived, or stop */
+    pthread_cond_t room; /* a job left the queue, or a failure */
+    pthread_cond_t idle; /* nothing queued or running, or a failure */
+    size_t room_waiters, idle_waiters;
     void **queue;           /* ring of depth jobs */
     size_t depth, qhead, qlen;
     size_t running; /* jobs taken by workers and not finished */
@@ -32,19 +35,13 @@ struct pool {
     int nthreads;
 };
 
-/* Caller holds the lock. */
-static void wake_waiters_locked(struct pool *p)
+/* A failure: every waiter looks again. Caller holds the lock. */
+static void wake_all_locked(struct pool *p)
 {
-    if (p->waiting > 0)
-        pthread_cond_broadcast(&p->changed);
-}
-
-/* Caller holds the lock. */
-static void wait_locked(struct pool *p)
-{
-    p->waiting++;
-    pthread_cond_wait(&p->changed, &p->lock);
-    p->waiting--;
+    if (p->room_waiters > 0)
+        pthread_cond_broadcast(&p->room);
+    if (p->idle_waiters > 0)
+        pthread_cond_broadcast(&p->idle);
 }
 
 /* The caller's slot (cleared) becomes the pool's failure unless one came first. */
@@ -60,7 +57,7 @@ static void record_failure(struct pool *p)
         saved = NULL;
         first = true;
         atomic_store(&p->canceled, true);
-        wake_waiters_locked(p);
+        wake_all_locked(p);
     }
     pthread_mutex_unlock(&p->lock);
     err_saved_free(saved);
@@ -84,7 +81,8 @@ static void *worker(void *arg)
         p->qlen--;
         p->running++;
         bool canceled = atomic_load(&p->canceled);
-        wake_waiters_locked(p); /* room in the queue */
+        if (p->room_waiters > 0)
+            pthread_cond_signal(&p->room);
         pthread_mutex_unlock(&p->lock);
 
         int rc = p->ops->run(p->arg, local, job, canceled);
@@ -95,7 +93,8 @@ static void *worker(void *arg)
 
         pthread_mutex_lock(&p->lock);
         p->running--;
-        wake_waiters_locked(p);
+        if (p->running == 0 && p->qlen == 0 && p->idle_waiters > 0)
+            pthread_cond_broadcast(&p->idle);
     }
     pthread_mutex_unlock(&p->lock);
     if (p->ops->thread_fini)
@@ -114,7 +113,8 @@ struct pool *pool_new(const struct pool_ops *ops, void *arg, int nthreads, size_
     p->arg = arg;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->work, NULL);
-    pthread_cond_init(&p->changed, NULL);
+    pthread_cond_init(&p->room, NULL);
+    pthread_cond_init(&p->idle, NULL);
     atomic_init(&p->canceled, false);
     p->depth = depth;
     p->queue = xcalloc(depth, sizeof(*p->queue));
@@ -143,8 +143,11 @@ int pool_submit(struct pool *p, void *job)
 {
     int rc = 0;
     pthread_mutex_lock(&p->lock);
-    while (p->qlen == p->depth && !p->failure)
-        wait_locked(p);
+    while (p->qlen == p->depth && !p->failure) {
+        p->room_waiters++;
+        pthread_cond_wait(&p->room, &p->lock);
+        p->room_waiters--;
+    }
     if (p->failure) {
         rc = raise_locked(p);
     } else {
@@ -160,8 +163,11 @@ int pool_wait(struct pool *p)
 {
     int rc = 0;
     pthread_mutex_lock(&p->lock);
-    while (p->qlen > 0 || p->running > 0)
-        wait_locked(p);
+    while (p->qlen > 0 || p->running > 0) {
+        p->idle_waiters++;
+        pthread_cond_wait(&p->idle, &p->lock);
+        p->idle_waiters--;
+    }
     if (p->failure)
         rc = raise_locked(p);
     pthread_mutex_unlock(&p->lock);
@@ -208,7 +214,8 @@ void pool_free(struct pool *p)
     err_saved_free(p->failure);
     free(p->queue);
     free(p->threads);
-    pthread_cond_destroy(&p->changed);
+    pthread_cond_destroy(&p->idle);
+    pthread_cond_destroy(&p->room);
     pthread_cond_destroy(&p->work);
     pthread_mutex_destroy(&p->lock);
     free(p);
