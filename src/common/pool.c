@@ -25,7 +25,7 @@ struct pool {
     pthread_cond_t room; /* a job left the queue, or a failure */
     pthread_cond_t idle; /* nothing queued or running, or a failure */
     size_t room_waiters, idle_waiters;
-    void **queue;           /* ring of depth jobs */
+    void **queue; /* ring of depth jobs */
     size_t depth, qhead, qlen;
     size_t running; /* jobs taken by workers and not finished */
     bool stopping;
