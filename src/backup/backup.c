@@ -550,7 +550,7 @@ static bool report_failed(json_t *sum, const struct session *s, const char *labe
 }
 
 /* One backup session: parse, connect, open the repositories, announce, stream, finish,
- * report. Longer than the rest (~130 lines) on purpose for now: its phases share one
+ * report. Longer than the rest (~150 lines) on purpose for now: its phases share one
  * cleanup, and the incremental backup under way changes most of them; it is split
  * further once that has landed. */
 int cmd_backup(struct cli_context *ctx, int argc, char **argv)
