@@ -1,5 +1,10 @@
 /*
- * receive.c — the receive loop: one handler per message, as pg_receivewal does.
+ * receive.c — the receive loop: one handler per message type, as pg_receivewal's
+ * receivelog.c reads them. stream() reads and dispatches over one struct stream_state:
+ * on_wal (XLogData), on_keepalive (primary keepalive), on_end (end of the COPY: the
+ * timeline ended); besides the messages, on_idle runs when a read times out with nothing
+ * (fsync, status, the silence rule), after_read after every read (events, the status
+ * file), and a stop is handled in stream() itself (flush, then end the COPY).
  *
  * WAL bytes are checked (page headers) and written to the spool as they arrive. With
  * synchronous: true they are fsynced as soon as the socket has nothing more to give

@@ -241,6 +241,15 @@ void ship_note_shipped(struct shipper *sh, timeline_t tli, lsn_t end, uint64_t b
  * when it can be (push_item in ship.c). */
 int ship_push_item(struct shipper *sh, const char *name, bool partial, int wanted, int fd,
                    uint64_t len);
+/* The queue, for the window (ship.c): the first item after `after` if it may be shipped
+ * now; how many shippers will want item name; the repository holds it (size bytes): move
+ * the cursor over it (*did) and let it leave the spool if every repository has it. */
+int ship_next_item(struct shipper *sh, const char *after, struct ship_item *out, bool *found);
+int ship_item_takers(struct shipper *sh, const char *name);
+int ship_item_shipped(struct shipper *sh, const struct ship_item *it, uint64_t size, bool *did);
+/* More than one complete segment pending and storage that keeps transfers in flight: push
+ * up to its concurrency at once (shipwin.c). *handled false: ship them one at a time. */
+int ship_window(struct shipper *sh, bool *did, bool *handled);
 /* Copy the flushed part of the segment being filled (or of the last one, when the stream
  * ended: the tail) when it grew since this repository's last copy, and either the
  * repository's partial_upload_interval passed or the stream ended since (then at once:

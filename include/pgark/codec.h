@@ -5,7 +5,15 @@
  * has exactly one entry here giving its configuration name, the numeric id written
  * in object headers, and its filter constructors. Code elsewhere looks an algorithm
  * up by name (configuration) or id (object header) and builds filters through these
- * functions; it never switches on the algorithm. Ids are part of the repository
+ * functions. It branches only on whether an entry is "none" (codec_is_none: no filter to
+ * add) or has an optional member (a NULL member: the operation does not exist for it),
+ * never on which algorithm it is, with four exceptions, named here so that they are not
+ * copied: the configuration parses compression names against its own list and maps
+ * them to these by name (config.c, config_compression_name); an encrypted repository
+ * takes the cipher "aes-256-gcm" by name (repo.c: the only cipher there is); a whole
+ * payload read into a buffer is sized with zstd's worst-case growth whenever the entry
+ * has decompress_buffer (object.c); and the open-frame members below take zstd's own
+ * type, zstd being the one compressor that has them. Ids are part of the repository
  * format: they never change or get reused.
  */
 #ifndef PGARK_CODEC_H

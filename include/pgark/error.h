@@ -75,5 +75,9 @@ void err_print_warn(void);
 struct err_saved;
 struct err_saved *err_save(void);
 void err_restore(struct err_saved *saved);
+/* A copy of saved (NULL for NULL), e.g. to set one thread's error in several others
+ * (pool.h); err_saved_free releases one that is not restored. */
+struct err_saved *err_saved_copy(const struct err_saved *saved);
+void err_saved_free(struct err_saved *saved);
 
 #endif

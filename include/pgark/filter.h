@@ -5,9 +5,14 @@
  * zstd, AES-256-GCM) or passes them through unchanged while looking at them
  * (observer: SHA-256, size). Filters work with any buffer sizes, down to one byte in
  * and one byte out, and with empty input. A chain owns its filters, runs bytes
- * through them in order and hands the result to a sink; it is built once and used
- * for any read or write ("sha256 -> zstd -> encrypt -> size" in, the reverse out).
- * Errors are recorded in the error slot (error.h).
+ * through them in order and hands the result to a sink. The repository builds one chain
+ * per object it streams (src/repo/object.c: "sha256 -> zstd -> encrypt" on the way in,
+ * "decrypt -> zstd" on the way out, the stored size counted by the sink), and reuses one
+ * across objects only where filter_chain_reset allows (the WAL preparer, walprep.c). Not
+ * every read or write goes through a chain: the measured fast paths call the codec's
+ * whole-buffer operations directly (a chunk compressed in one piece, a payload
+ * decompressed straight into the caller's buffer, a partial segment's open zstd frame;
+ * codec.h). Errors are recorded in the error slot (error.h).
  */
 #ifndef PGARK_FILTER_H
 #define PGARK_FILTER_H

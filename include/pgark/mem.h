@@ -69,6 +69,14 @@ void refbuf_put(struct refbuf *r);
  * and passed to destroy, which frees it and what it holds, when that thread ends: for
  * the buffers and contexts a worker reuses from one call to the next. A slot has static
  * storage, initialised with THREAD_SLOT_INIT; any thread may ask at any time.
+ *
+ * This is the one way a module keeps a per-thread cache that owns memory or a library
+ * handle (src/repo/object.c: the buffers of repo_object_read_into; src/compress/zstd.c:
+ * the spare compression and decompression contexts), whichever thread runs it (a
+ * pool's worker, pool.h, or any other): the cache is released when the thread ends,
+ * by the slot's destroy, never by the code that used it. The HTTP engine's
+ * thread-locals (src/http/engine.c) are markers that own nothing: the engine a thread
+ * runs in, and a count of calls.
  */
 struct thread_slot {
     size_t size;

@@ -3,7 +3,7 @@
  * their unit tests (not a public interface).
  *
  *   fpcache.c   the fingerprint cache: what the last backup saw, to skip hashing again
- *   pool.c      worker threads with a bounded set of chunk buffers
+ *   chunkpool.c worker threads (pool.h) with a bounded set of chunk buffers
  *   run.c       one backup: the BASE_BACKUP stream's entries cut into chunks, named,
  *               stored, WAL archived, manifests written last
  *   incr.c      incremental backups: the parent's files, the backup_manifest kept
@@ -79,36 +79,39 @@ void fpcache_commit(struct fpcache *c);
 /* Without a commit the new cache is removed. */
 void fpcache_free(struct fpcache *c);
 
-/* --- pool.c ------------------------------------------------------------------------ */
+/* --- chunkpool.c ------------------------------------------------------------------- */
 
 /* Work on one chunk (its buffer, all buf_size bytes of it, is the worker's to use
  * until it returns; the pool takes the buffer back then, and the function must have
  * dropped the chunk's pieces, chunk_release): return 0, or negative with the worker's
  * error slot set. Called for every submitted chunk, also after a failure (skipped
  * true: clean up only). */
-typedef int (*pool_fn)(void *arg, void *job, struct chunk *chunk, bool skipped);
+typedef int (*chunk_pool_fn)(void *arg, void *job, struct chunk *chunk, bool skipped);
 
 /*
- * nworkers threads and nbufs buffers of buf_size bytes. The producer takes a free
- * buffer (pool_buffer blocks while all are in use: that is what bounds memory),
- * fills it and submits it; a worker runs fn on it and frees the buffer. The first
- * failure of fn stops the pool: later submissions are refused with that error.
+ * nworkers threads (the common pool, pool.h) and nbufs buffers of buf_size bytes. The
+ * producer takes a free buffer (chunk_pool_buffer blocks while all are in use: that is
+ * what bounds memory), fills it and submits it; a worker runs fn on it and frees the
+ * buffer. The first failure of fn stops the pool: later submissions are refused with
+ * that error.
  */
-struct pool;
-struct pool *pool_new(int nworkers, size_t nbufs, size_t buf_size, pool_fn fn, void *arg);
+struct chunk_pool;
+struct chunk_pool *chunk_pool_new(int nworkers, size_t nbufs, size_t buf_size, chunk_pool_fn fn,
+                                  void *arg);
 /* A free buffer, or NULL with the pool's first failure set in the caller's slot. */
-uint8_t *pool_buffer(struct pool *p);
-/* Queue chunk (its data from pool_buffer; the pool owns it and its pieces from now on)
- * for job. 0, or the pool's failure (then fn is not called for it: the pool drops it). */
-int pool_submit(struct pool *p, const struct chunk *chunk, void *job);
+uint8_t *chunk_pool_buffer(struct chunk_pool *p);
+/* Queue chunk (its data from chunk_pool_buffer; the pool owns it and its pieces from now
+ * on) for job. 0, or the pool's failure (then fn is not called for it: the pool drops
+ * it). */
+int chunk_pool_submit(struct chunk_pool *p, const struct chunk *chunk, void *job);
 /* Give back a buffer that was not submitted. */
-void pool_release(struct pool *p, uint8_t *buf);
+void chunk_pool_release(struct chunk_pool *p, uint8_t *buf);
 /* Wait until every submitted job ran. 0, or the pool's first failure. */
-int pool_wait(struct pool *p);
-/* Stop the workers (after the jobs queued run or are dropped on failure) and free. */
-void pool_free(struct pool *p);
+int chunk_pool_wait(struct chunk_pool *p);
+/* Stop the workers (the jobs still queued are dropped: fn runs with skipped) and free. */
+void chunk_pool_free(struct chunk_pool *p);
 /* Default worker count: four per core online (the work waits on I/O), 4..32. */
-int pool_default_workers(void);
+int chunk_pool_default_workers(void);
 
 /* --- incr.c ------------------------------------------------------------------------ */
 

@@ -137,7 +137,7 @@ struct backup_run {
     size_t nblocks, plain;
     bool keyed; /* some repository names chunks with a key */
     pthread_mutex_t lock;
-    struct pool *pool;
+    struct chunk_pool *pool;
     struct chunker *chunker;
     struct fpcache *fp; /* NULL: every chunk is hashed */
     struct progress *progress;
@@ -461,13 +461,13 @@ static int flush_files(struct backup_run *run)
 static uint8_t *chunk_buffer(void *arg)
 {
     struct backup_run *run = arg;
-    return pool_buffer(run->pool);
+    return chunk_pool_buffer(run->pool);
 }
 
 static void chunk_buffer_back(void *arg, uint8_t *buf)
 {
     struct backup_run *run = arg;
-    pool_release(run->pool, buf);
+    chunk_pool_release(run->pool, buf);
 }
 
 static const struct chunker_buffers CHUNK_BUFFERS = {chunk_buffer, chunk_buffer_back};
@@ -479,14 +479,14 @@ static int on_chunk(void *arg, struct chunk *c)
 
     if (c->index >= f->nchunks) {
         chunk_release(c);
-        pool_release(run->pool, c->data);
+        chunk_pool_release(run->pool, c->data);
         return err_set(ERR_PROTOCOL, "file \"%s\" has more data than its tar header says", f->path);
     }
     pthread_mutex_lock(&run->lock);
     f->pending++;
     pthread_mutex_unlock(&run->lock);
     run->totals.chunks++;
-    return pool_submit(run->pool, c, f);
+    return chunk_pool_submit(run->pool, c, f);
 }
 
 /* --- incremental files (main thread) ------------------------------------------------- */
@@ -497,7 +497,7 @@ static void incr_file_reset(struct backup_run *run)
     free(run->inc.sent_path);
     rebuild_free(run->inc.rebuild);
     if (run->inc.buf)
-        pool_release(run->pool, run->inc.buf);
+        chunk_pool_release(run->pool, run->inc.buf);
     memset(&run->inc, 0, sizeof(run->inc));
 }
 
@@ -520,7 +520,7 @@ static int submit_built(struct backup_run *run, struct bk_file *f, uint64_t k, u
     f->pending++;
     pthread_mutex_unlock(&run->lock);
     run->totals.chunks++;
-    int rc = pool_submit(run->pool, &ch, f);
+    int rc = chunk_pool_submit(run->pool, &ch, f);
     if (rc < 0) /* refused: the pool took the buffer back, not rb */
         rebuild_free(rb);
     return rc;
@@ -534,7 +534,7 @@ static int incr_start_chunk(struct backup_run *run, struct bk_file *f, uint64_t 
     const struct incr_parent_file *pf = run->inc.pf;
     uint64_t off = k * run->p.chunk_size;
     size_t len = chunk_len_at(run, f, k);
-    uint8_t *buf = pool_buffer(run->pool);
+    uint8_t *buf = chunk_pool_buffer(run->pool);
     struct rebuild *rb;
 
     if (!buf)
@@ -1038,12 +1038,12 @@ struct backup_run *backup_run_new(const struct backup_params *params)
     run->server_manifest = temp_file(params->tmp_dir, "manifest");
     if (!run->server_manifest)
         goto fail;
-    int workers = params->workers > 0 ? params->workers : pool_default_workers();
+    int workers = params->workers > 0 ? params->workers : chunk_pool_default_workers();
     /* One buffer per worker, and a few for the stream to fill meanwhile: memory is
      * (workers + 4) chunks whatever the size of the cluster. Each has room for the
      * chunk's SHA-256 after it (repo_put_payload). */
-    run->pool =
-        pool_new(workers, (size_t)workers + 4, params->chunk_size + SHA256_LEN, store_chunk, run);
+    run->pool = chunk_pool_new(workers, (size_t)workers + 4, params->chunk_size + SHA256_LEN,
+                               store_chunk, run);
     if (!run->pool)
         goto fail;
     run->chunker = chunker_new(params->chunk_size, &CHUNK_BUFFERS, on_chunk, run);
@@ -1063,7 +1063,7 @@ void backup_run_free(struct backup_run *run)
     chunker_free(run->chunker); /* gives its buffer back to the pool */
     if (run->pool)
         incr_file_reset(run);
-    pool_free(run->pool); /* workers stop before the files they point to go */
+    chunk_pool_free(run->pool); /* workers stop before the files they point to go */
     fpcache_free(run->fp);
     while (run->head) {
         struct bk_file *f = run->head;
@@ -1196,7 +1196,7 @@ int backup_run_started(void *arg, const struct pg_bb_info *info)
 
 int backup_run_wait(struct backup_run *run)
 {
-    return pool_wait(run->pool);
+    return chunk_pool_wait(run->pool);
 }
 
 const struct backup_totals *backup_run_totals(const struct backup_run *run)
@@ -1439,7 +1439,7 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
         tablespaces[ntablespaces++].location = info->tablespaces[i].location;
     }
 
-    if ((rc = pool_wait(run->pool)) < 0 || (rc = flush_files(run)) < 0)
+    if ((rc = chunk_pool_wait(run->pool)) < 0 || (rc = flush_files(run)) < 0)
         goto out;
     if (run->head) {
         rc = err_set(ERR_RUNTIME, "file \"%s\" was not complete at the end of the backup",

@@ -209,3 +209,25 @@ void err_restore(struct err_saved *saved)
     slot = *saved;
     free(saved);
 }
+
+struct err_saved *err_saved_copy(const struct err_saved *saved)
+{
+    if (!saved)
+        return NULL;
+    struct err_saved *c = xcalloc(1, sizeof(*c));
+    c->kind = saved->kind;
+    c->message = saved->message ? xstrdup(saved->message) : NULL;
+    c->hint = saved->hint ? xstrdup(saved->hint) : NULL;
+    for (int i = 0; i < saved->ncontext; i++)
+        c->context[i] = xstrdup(saved->context[i]);
+    c->ncontext = saved->ncontext;
+    return c;
+}
+
+void err_saved_free(struct err_saved *saved)
+{
+    if (!saved)
+        return;
+    slot_release(saved);
+    free(saved);
+}

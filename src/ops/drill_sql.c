@@ -113,168 +113,192 @@ static int meta_command(struct splitter *sp, const char *line, size_t len, int l
     return 0;
 }
 
+/* Where the splitter is in the text: in code, a quoted string or name, a comment. */
+enum lex_state { CODE, SQUOTE, ESQUOTE, DQUOTE, DOLLAR, LINE_COMMENT, BLOCK_COMMENT };
+
+struct lexer {
+    const char *text;
+    enum lex_state st;
+    int line, open_line; /* the current line; where the open quote or comment began */
+    int depth;           /* of nested block comments */
+    char *dollar;        /* the tag of an open $tag$ quote, "$tag$" */
+};
+
+/* In code: the bytes at p that go into the statement (0: p is the ';' that ends it);
+ * opens a quote or comment. */
+static size_t lex_code(struct lexer *lx, const char *p)
+{
+    const char *text = lx->text;
+    char c = *p;
+    if (c == ';')
+        return 0;
+    if (c == '\'') {
+        bool e = p > text && (p[-1] == 'E' || p[-1] == 'e') &&
+                 (p - 1 == text || !(isalnum((unsigned char)p[-2]) || p[-2] == '_'));
+        lx->st = e ? ESQUOTE : SQUOTE;
+        lx->open_line = lx->line;
+    } else if (c == '"') {
+        lx->st = DQUOTE;
+        lx->open_line = lx->line;
+    } else if (c == '-' && p[1] == '-') {
+        lx->st = LINE_COMMENT;
+    } else if (c == '/' && p[1] == '*') {
+        lx->st = BLOCK_COMMENT;
+        lx->depth = 1;
+        lx->open_line = lx->line;
+        return 2;
+    } else if (c == '$' && !(p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_'))) {
+        /* $tag$ with a tag of letters, digits and '_' (not starting with a digit) */
+        const char *q = p + 1;
+        while (isalnum((unsigned char)*q) || *q == '_')
+            q++;
+        if (*q == '$' && !isdigit((unsigned char)p[1])) {
+            free(lx->dollar);
+            lx->dollar = xstrndup(p, (size_t)(q - p + 1));
+            lx->st = DOLLAR;
+            lx->open_line = lx->line;
+            return (size_t)(q - p + 1);
+        }
+    }
+    return 1;
+}
+
+/* In a quoted string ('...', E'...') or name ("..."): the bytes at p it takes; closes it. */
+static size_t lex_quoted(struct lexer *lx, const char *p)
+{
+    char close = lx->st == DQUOTE ? '"' : '\'';
+    if (lx->st == ESQUOTE && *p == '\\' && p[1]) {
+        if (p[1] == '\n')
+            lx->line++;
+        return 2;
+    }
+    if (*p == close) {
+        if (p[1] == close)
+            return 2; /* doubled: the quote itself */
+        lx->st = CODE;
+    }
+    return 1;
+}
+
+/* In a dollar quote or a comment: the bytes at p it takes; closes it. */
+static size_t lex_other(struct lexer *lx, const char *p)
+{
+    char c = *p;
+    switch (lx->st) {
+    case DOLLAR: {
+        size_t tl = strlen(lx->dollar);
+        if (c == '$' && !strncmp(p, lx->dollar, tl)) {
+            lx->st = CODE;
+            return tl;
+        }
+        return 1;
+    }
+    case LINE_COMMENT:
+        if (c == '\n')
+            lx->st = CODE;
+        return 1;
+    case BLOCK_COMMENT:
+        if (c == '/' && p[1] == '*') {
+            lx->depth++;
+            return 2;
+        }
+        if (c == '*' && p[1] == '/') {
+            if (--lx->depth == 0)
+                lx->st = CODE;
+            return 2;
+        }
+        return 1;
+    default:
+        return 1;
+    }
+}
+
+/* At the start of a line in code: a meta-command (\c) is a whole line, between
+ * statements. 1 when the line at *p was one (*p moved past it), 0 when not. */
+static int lex_meta(struct splitter *sp, struct lexer *lx, const char **p, char **db_owned)
+{
+    const char *s = *p;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (*s != '\\')
+        return 0;
+    size_t len = strcspn(s, "\n");
+    const char *cur = (const char *)(sp->cur.data ? sp->cur.data : (uint8_t *)"");
+    if (has_code(cur))
+        return err_set(ERR_USAGE,
+                       "%s:%d: \\c inside a statement (the one from line %d "
+                       "has no ';' yet)",
+                       sp->what, lx->line, sp->cur_line);
+    int rc = meta_command(sp, s, len, lx->line, db_owned);
+    if (rc < 0)
+        return rc;
+    buf_reset(&sp->cur);
+    sp->cur_line = 0;
+    *p = s + len;
+    return 1;
+}
+
+/* The text ended: a quote or comment still open is an error. */
+static int lex_unclosed(const struct lexer *lx, const char *what)
+{
+    switch (lx->st) {
+    case SQUOTE:
+    case ESQUOTE:
+        return err_set(ERR_USAGE, "%s:%d: a quoted string ('...') is not closed", what,
+                       lx->open_line);
+    case DQUOTE:
+        return err_set(ERR_USAGE, "%s:%d: a quoted name (\"...\") is not closed", what,
+                       lx->open_line);
+    case DOLLAR:
+        return err_set(ERR_USAGE, "%s:%d: a dollar-quoted string (%s...%s) is not closed", what,
+                       lx->open_line, lx->dollar, lx->dollar);
+    case BLOCK_COMMENT:
+        return err_set(ERR_USAGE, "%s:%d: a comment (/* ... */) is not closed", what,
+                       lx->open_line);
+    default:
+        return 0;
+    }
+}
+
 int drill_sql_parse(const char *text, const char *what, const char *default_db,
                     struct drill_sql **out, size_t *n)
 {
     struct splitter sp = {.what = what, .db = default_db, .cur = BUF_INIT};
+    struct lexer lx = {.text = text, .st = CODE, .line = 1};
     char *db_owned = NULL;
-    char *dollar = NULL; /* the tag of an open $tag$ quote, "$tag$" */
-    int rc = 0, line = 1, open_line = 0;
-    enum { CODE, SQUOTE, ESQUOTE, DQUOTE, DOLLAR, LINE_COMMENT, BLOCK_COMMENT } st = CODE;
-    int depth = 0;
+    int rc = 0;
 
     *out = NULL;
     *n = 0;
     for (const char *p = text; *p;) {
-        /* A meta-command is a whole line, between statements. */
-        if (st == CODE && (p == text || p[-1] == '\n')) {
-            const char *s = p;
-            while (*s == ' ' || *s == '\t')
-                s++;
-            size_t len = strcspn(s, "\n");
-            if (*s == '\\') {
-                const char *cur = (const char *)(sp.cur.data ? sp.cur.data : (uint8_t *)"");
-                if (has_code(cur)) {
-                    rc = err_set(ERR_USAGE,
-                                 "%s:%d: \\c inside a statement (the one from line %d "
-                                 "has no ';' yet)",
-                                 what, line, sp.cur_line);
-                    goto out;
-                }
-                if ((rc = meta_command(&sp, s, len, line, &db_owned)) < 0)
-                    goto out;
-                buf_reset(&sp.cur);
-                sp.cur_line = 0;
-                p = s + len;
+        if (lx.st == CODE && (p == text || p[-1] == '\n')) {
+            if ((rc = lex_meta(&sp, &lx, &p, &db_owned)) < 0)
+                goto out;
+            if (rc > 0) {
+                rc = 0;
                 continue;
             }
         }
         char c = *p;
         if (c == '\n')
-            line++;
+            lx.line++;
         /* A statement starts at its first character that is not a blank or a comment. */
-        if (st == CODE && !sp.cur_line && !isspace((unsigned char)c) &&
+        if (lx.st == CODE && !sp.cur_line && !isspace((unsigned char)c) &&
             !(c == '-' && p[1] == '-') && !(c == '/' && p[1] == '*'))
-            sp.cur_line = line;
-        switch (st) {
-        case CODE:
-            if (c == ';') {
-                emit(&sp);
-                p++;
-                continue;
-            }
-            if (c == '\'') {
-                bool e = p > text && (p[-1] == 'E' || p[-1] == 'e') &&
-                         (p - 1 == text || !(isalnum((unsigned char)p[-2]) || p[-2] == '_'));
-                st = e ? ESQUOTE : SQUOTE;
-                open_line = line;
-            } else if (c == '"') {
-                st = DQUOTE;
-                open_line = line;
-            } else if (c == '-' && p[1] == '-') {
-                st = LINE_COMMENT;
-            } else if (c == '/' && p[1] == '*') {
-                st = BLOCK_COMMENT;
-                depth = 1;
-                open_line = line;
-                buf_append(&sp.cur, p, 2);
-                p += 2;
-                continue;
-            } else if (c == '$' && !(p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_'))) {
-                /* $tag$ with a tag of letters, digits and '_' (not starting with a digit) */
-                const char *q = p + 1;
-                while (isalnum((unsigned char)*q) || *q == '_')
-                    q++;
-                if (*q == '$' && !isdigit((unsigned char)p[1])) {
-                    free(dollar);
-                    dollar = xstrndup(p, (size_t)(q - p + 1));
-                    st = DOLLAR;
-                    open_line = line;
-                    buf_append(&sp.cur, p, (size_t)(q - p + 1));
-                    p = q + 1;
-                    continue;
-                }
-            }
-            break;
-        case SQUOTE:
-        case ESQUOTE:
-            if (st == ESQUOTE && c == '\\' && p[1]) {
-                buf_append(&sp.cur, p, 2);
-                if (p[1] == '\n')
-                    line++;
-                p += 2;
-                continue;
-            }
-            if (c == '\'') {
-                if (p[1] == '\'') {
-                    buf_append(&sp.cur, p, 2);
-                    p += 2;
-                    continue;
-                }
-                st = CODE;
-            }
-            break;
-        case DQUOTE:
-            if (c == '"') {
-                if (p[1] == '"') {
-                    buf_append(&sp.cur, p, 2);
-                    p += 2;
-                    continue;
-                }
-                st = CODE;
-            }
-            break;
-        case DOLLAR: {
-            size_t tl = strlen(dollar);
-            if (c == '$' && !strncmp(p, dollar, tl)) {
-                buf_append(&sp.cur, p, tl);
-                p += tl;
-                st = CODE;
-                continue;
-            }
-            break;
+            sp.cur_line = lx.line;
+        size_t take = lx.st == CODE                                            ? lex_code(&lx, p)
+                      : lx.st == SQUOTE || lx.st == ESQUOTE || lx.st == DQUOTE ? lex_quoted(&lx, p)
+                                                                               : lex_other(&lx, p);
+        if (take == 0) { /* ';' */
+            emit(&sp);
+            p++;
+            continue;
         }
-        case LINE_COMMENT:
-            if (c == '\n')
-                st = CODE;
-            break;
-        case BLOCK_COMMENT:
-            if (c == '/' && p[1] == '*') {
-                depth++;
-                buf_append(&sp.cur, p, 2);
-                p += 2;
-                continue;
-            }
-            if (c == '*' && p[1] == '/') {
-                buf_append(&sp.cur, p, 2);
-                p += 2;
-                if (--depth == 0)
-                    st = CODE;
-                continue;
-            }
-            break;
-        }
-        buf_append(&sp.cur, p, 1);
-        p++;
+        buf_append(&sp.cur, p, take);
+        p += take;
     }
-    switch (st) {
-    case SQUOTE:
-    case ESQUOTE:
-        rc = err_set(ERR_USAGE, "%s:%d: a quoted string ('...') is not closed", what, open_line);
+    if ((rc = lex_unclosed(&lx, what)) < 0)
         goto out;
-    case DQUOTE:
-        rc = err_set(ERR_USAGE, "%s:%d: a quoted name (\"...\") is not closed", what, open_line);
-        goto out;
-    case DOLLAR:
-        rc = err_set(ERR_USAGE, "%s:%d: a dollar-quoted string (%s...%s) is not closed", what,
-                     open_line, dollar, dollar);
-        goto out;
-    case BLOCK_COMMENT:
-        rc = err_set(ERR_USAGE, "%s:%d: a comment (/* ... */) is not closed", what, open_line);
-        goto out;
-    default:
-        break;
-    }
     if (sp.cur.len && !blank((const char *)sp.cur.data, sp.cur.len))
         emit(&sp);
     if (sp.n == 0) {
@@ -289,7 +313,7 @@ out:
     drill_sql_free(sp.out, sp.n);
     buf_free(&sp.cur);
     free(db_owned);
-    free(dollar);
+    free(lx.dollar);
     return rc;
 }
 

@@ -18,6 +18,7 @@
 #include "pgark/mem.h"
 #include "pgark/notify.h"
 #include "pgark/ops.h"
+#include "pgark/pool.h"
 #include "pgark/units.h"
 #include "pgark/version.h"
 
@@ -177,46 +178,41 @@ static int cmp_problem(const void *a, const void *b)
     return c ? c : strcmp(x->message, y->message);
 }
 
-/* --- verify_parallel: n jobs over v->jobs threads ----------------------------------------- */
+/* --- verify_parallel: n jobs over v->jobs threads (the common pool) --------------------- */
 
 struct parallel {
-    pthread_mutex_t lock;
-    size_t next, n;
     void (*fn)(void *arg, size_t i);
     void *arg;
 };
 
-static void *parallel_worker(void *arg)
+/* Problems are recorded by fn in the run, under its lock: no error crosses threads. */
+static int parallel_run(void *arg, void *local, void *job, bool canceled)
 {
     struct parallel *p = arg;
-    for (;;) {
-        pthread_mutex_lock(&p->lock);
-        size_t i = p->next < p->n ? p->next++ : p->n;
-        pthread_mutex_unlock(&p->lock);
-        if (i >= p->n)
-            break;
-        p->fn(p->arg, i);
-    }
-    return NULL;
+    (void)local;
+    if (!canceled)
+        p->fn(p->arg, (size_t)(uintptr_t)job);
+    return 0;
 }
+
+static const struct pool_ops parallel_ops = {.what = "verify", .run = parallel_run};
 
 void verify_parallel(struct verify_run *v, size_t n, void (*fn)(void *arg, size_t i), void *arg)
 {
-    struct parallel p = {.next = 0, .n = n, .fn = fn, .arg = arg};
-    pthread_mutex_init(&p.lock, NULL);
+    struct parallel p = {.fn = fn, .arg = arg};
     size_t nthreads = (size_t)v->jobs < n ? (size_t)v->jobs : n;
-    pthread_t *threads = xcalloc(nthreads ? nthreads : 1, sizeof(*threads));
-    size_t started = 0;
-    for (; started < nthreads; started++) {
-        if (pthread_create(&threads[started], NULL, parallel_worker, &p) != 0)
-            break;
+    struct pool *pool = nthreads ? pool_new(&parallel_ops, &p, (int)nthreads, 2 * nthreads) : NULL;
+    if (!pool) {
+        if (nthreads)
+            err_clear();
+        for (size_t i = 0; i < n; i++) /* no thread could start: do the work here */
+            fn(arg, i);
+        return;
     }
-    if (started == 0)
-        parallel_worker(&p); /* no thread could start: do the work here */
-    for (size_t i = 0; i < started; i++)
-        pthread_join(threads[i], NULL);
-    free(threads);
-    pthread_mutex_destroy(&p.lock);
+    for (size_t i = 0; i < n; i++)
+        (void)pool_submit(pool, (void *)(uintptr_t)i); /* never fails: no job fails */
+    (void)pool_wait(pool);
+    pool_free(pool);
 }
 
 /* --- one repository ---------------------------------------------------------------------- */

@@ -34,6 +34,13 @@
  * neither recovery.signal nor standby.signal is there, the server will ask for nothing
  * more, and the read-ahead removes the cache and leaves — a restore to a point before
  * the end of the archive would otherwise leave up to `depth` segments in pg_wal.
+ *
+ * Why its threads are not the common pool (pool.h): there is no list of jobs to queue.
+ * Each thread, when free, takes the next segment of a window that moves under it (the
+ * server's ".want"), at that moment; a queue filled ahead would hold segments the
+ * window has already passed, and fetch them before the one the server asks for next.
+ * No error crosses its threads either: a fetch that fails is forgotten (the server's own
+ * restore_command reports it), so the pool's one failure would have nothing to carry.
  */
 #include "restore_int.h"
 

@@ -245,4 +245,76 @@ int restore_config_beside(struct repo *r, const char *repo_name_shown, const cha
  * of set; 0 otherwise. */
 int restore_refuse_config_only(struct cli_repos *set, const char *label);
 
+/* --- the restore command's pieces (args.c, window.c, places.c, recovery.c) ------------ */
+
+struct ts_map {
+    uint32_t oid;
+    char *dir;
+};
+
+struct restore_args {
+    const char *pgdata_arg;
+    char *pgdata; /* absolute */
+    const char *backup;
+    const char *repo;
+    struct restore_target target;
+    bool delta, force, start, wait, json, no_progress;
+    bool no_chunk_check; /* --no-chunk-check */
+    int port;
+    struct ts_map *map;
+    size_t nmap;
+    const char *ts_dir; /* --tablespace-dir */
+    const char *waldir; /* --waldir */
+    bool config_only;   /* --config-only */
+    const char *dest;   /* --dest, with --config-only */
+};
+
+/* The command line into a (zeroed by the caller): 0, 1 when --help was printed, negative
+ * (ERR_USAGE) for an unknown option, a bad value or options that do not go together.
+ * a->pgdata is made absolute. restore_args_free releases what a holds, even on failure. */
+int restore_parse_args(struct restore_args *a, int argc, char **argv);
+void restore_args_free(struct restore_args *a);
+/* path made absolute against the working directory; caller frees. */
+char *restore_absolute_path(const char *path);
+
+/* ERR_USAGE with a hint when a time or LSN target lies before the oldest backup leading
+ * to timeline tli (history h) or after the end of its WAL archive; xid and name targets
+ * are left to the server. */
+int restore_check_window(struct restore_args *a, struct cli_repos *set, const struct catalog *cat,
+                         timeline_t tli, const struct timeline_history *h);
+/* For a restore to latest: ERR_INTEGRITY with a hint when the WAL archive of tli ends
+ * before a high-water mark says it reached. */
+int restore_check_reach(const struct restore_args *a, struct cli_repos *set, timeline_t tli);
+/* The restore of chosen failed on the chunks in bad: add a hint naming the newest backup
+ * that does not need them (the error set stays). */
+void restore_hint_intact(struct cli_repos *set, const struct catalog *cat,
+                         const struct catalog_entry *chosen, const struct chunkset *bad,
+                         const struct chunkset *held);
+
+/* Where restore writes besides the data directory. */
+struct outer;
+struct restore_places {
+    const char **ts_dir; /* per tablespace of the backup: where it goes */
+    char **ts_owned;     /* the --tablespace-dir ones (owned) */
+    size_t n_ts;
+    struct outer *outer; /* the tablespaces' directories, then the WAL directory */
+    size_t n_outer;
+    char *waldir, *wal_link; /* NULL: pg_wal is a directory in the data directory */
+    bool nonempty;           /* some of them holds anything */
+};
+/* Fill p (zeroed by the caller) for backup chosen: where each tablespace and the WAL go,
+ * each absolute and apart from the data directory (nonempty: it holds anything) and from
+ * each other, and empty unless --delta or --force reuse it as this data directory's own.
+ * Negative with the error set (ERR_USAGE; ERR_INTEGRITY, context naming the backup and
+ * repo_shown, when the manifest's location is refused); nothing is written. */
+int restore_places_plan(struct restore_places *p, const struct restore_args *a,
+                        const struct catalog_entry *chosen, bool nonempty, const char *repo_shown);
+void restore_places_free(struct restore_places *p);
+
+/* backup_manifest (from r), postgresql.auto.conf with the recovery settings (the
+ * restore_command running program with config_path and cluster), recovery.signal and no
+ * standby.signal, in the data directory opened once: none of it through a symlink. */
+int restore_write_recovery(const struct restore_args *a, struct repo *r, const char *label,
+                           const char *program, const char *config_path, const char *cluster);
+
 #endif

@@ -103,24 +103,16 @@ static void drop_prefetch(const char *pgdata)
     free(dir);
 }
 
-int restore_start(const struct start_options *o)
+/* pg_ctl start, in an environment without pgark's secrets. */
+static int run_pg_ctl(const struct start_options *o, const char *logfile, char *port_opt)
 {
-    char *pg_ctl = o->bin->pg_ctl;
-    char *psql = o->bin->psql;
-    char *logfile = xasprintf("%s/%s", o->pgdata, START_LOG);
-    char *port_opt = o->port ? xasprintf("-p %d", o->port) : NULL;
-    int64_t t0 = time_mono_us();
-    int rc = 0;
-    struct stat lst;
-    off_t log_from = stat(logfile, &lst) == 0 ? lst.st_size : 0;
-
     char *argv[12];
     int n = 0;
-    argv[n++] = pg_ctl;
+    argv[n++] = o->bin->pg_ctl;
     argv[n++] = "-D";
     argv[n++] = (char *)o->pgdata;
     argv[n++] = "-l";
-    argv[n++] = logfile;
+    argv[n++] = (char *)logfile;
     argv[n++] = "-W";
     if (port_opt) {
         argv[n++] = "-o";
@@ -137,28 +129,68 @@ int restore_start(const struct start_options *o)
     procenv_free(env);
     free(out);
     if (st != 0) {
-        rc = err_set(ERR_RUNTIME, "pg_ctl could not start the server on \"%s\" (exit %d)",
-                     o->pgdata, st);
-        err_hint("see \"%s\"", logfile);
-        goto out;
+        err_set(ERR_RUNTIME, "pg_ctl could not start the server on \"%s\" (exit %d)", o->pgdata,
+                st);
+        return err_hint("see \"%s\"", logfile);
     }
-    printf("server starting on \"%s\"%s%s, log in \"%s\"\n", o->pgdata, port_opt ? ", port " : "",
-           port_opt ? port_opt + 3 : "", logfile);
-    fflush(stdout);
-    if (!o->wait)
-        goto out;
+    return 0;
+}
 
-    struct pidfile pf = {0};
+/* Where recovery is, once: the end reached ("promoted", "paused at the target") with the
+ * last replayed transaction's time and LSN (*last_ts, *last_lsn: the caller's), or NULL
+ * while it goes on (or the server does not answer). */
+static const char *query_recovery(const struct start_options *o, const struct pidfile *pf,
+                                  char **last_ts, char **last_lsn)
+{
+    char port[16];
+    snprintf(port, sizeof(port), "%d", pf->port);
+    const char *q = o->pg_major >= 14 ? "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
+                                        "THEN pg_get_wal_replay_pause_state() END, "
+                                        "pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()"
+                                      : "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
+                                        "AND pg_is_wal_replay_paused() THEN 'paused' END, "
+                                        "pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()";
+    char *qargv[] = {
+        o->bin->psql, "-X", "-A", "-t",       "-F", "|",       "-h", (char *)pf->socket_dir,
+        "-p",         port, "-d", "postgres", "-c", (char *)q, NULL};
+    char *res = NULL;
+    const char *reached = NULL;
+    if (pgbin_run(qargv, NULL, &res, PGBIN_STDERR_NULL) == 0) {
+        res[strcspn(res, "\n")] = '\0';
+        char *f[4] = {NULL};
+        char *p = res;
+        for (int i = 0; i < 4; i++) {
+            f[i] = p;
+            p = p ? strchr(p, '|') : NULL;
+            if (p)
+                *p++ = '\0';
+        }
+        if (f[0] && !strcmp(f[0], "f"))
+            reached = "promoted";
+        else if (f[1] && !strcmp(f[1], "paused"))
+            reached = "paused at the target";
+        if (reached) {
+            *last_ts = xstrdup(f[2] && *f[2] ? f[2] : "none");
+            *last_lsn = xstrdup(f[3] && *f[3] ? f[3] : "unknown");
+        }
+    }
+    free(res);
+    return reached;
+}
+
+/* Poll until recovery has ended (returned as query_recovery does) or the postmaster is
+ * gone (NULL). pf is filled as far as postmaster.pid was read. */
+static const char *wait_recovery(const struct start_options *o, const char *logfile, off_t log_from,
+                                 int64_t t0, struct pidfile *pf, char **last_ts, char **last_lsn)
+{
     bool have_pid = false;
-    char *reached = NULL; /* "promoted", "paused", "shut down" */
-    char *last_ts = NULL, *last_lsn = NULL;
     for (;;) {
         /* The socket directory is added to postmaster.pid after the file is created:
          * read it again until it is there. */
-        if (!have_pid || !pf.socket_dir[0])
-            have_pid = read_pidfile(o->pgdata, &pf) || have_pid;
-        if (have_pid && !alive(pf.pid))
-            break;
+        if (!have_pid || !pf->socket_dir[0])
+            have_pid = read_pidfile(o->pgdata, pf) || have_pid;
+        if (have_pid && !alive(pf->pid))
+            return NULL;
         if (!have_pid) {
             /* Gone before its postmaster.pid was read: a target reached at once with
              * action shutdown, or a failed start (its log ends so in both cases) — or no
@@ -167,76 +199,73 @@ int restore_start(const struct start_options *o)
             bool gone = down || time_mono_us() - t0 > 60 * INT64_C(1000000);
             free(down);
             if (gone)
-                break;
+                return NULL;
         }
-        if (have_pid && pf.socket_dir[0]) {
-            char port[16];
-            snprintf(port, sizeof(port), "%d", pf.port);
-            const char *q = o->pg_major >= 14
-                                ? "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
-                                  "THEN pg_get_wal_replay_pause_state() END, "
-                                  "pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()"
-                                : "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
-                                  "AND pg_is_wal_replay_paused() THEN 'paused' END, "
-                                  "pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()";
-            char *qargv[] = {psql, "-X", "-A", "-t",       "-F", "|",       "-h", pf.socket_dir,
-                             "-p", port, "-d", "postgres", "-c", (char *)q, NULL};
-            char *res = NULL;
-            if (pgbin_run(qargv, NULL, &res, PGBIN_STDERR_NULL) == 0) {
-                res[strcspn(res, "\n")] = '\0';
-                char *f[4] = {NULL};
-                char *p = res;
-                for (int i = 0; i < 4; i++) {
-                    f[i] = p;
-                    p = p ? strchr(p, '|') : NULL;
-                    if (p)
-                        *p++ = '\0';
-                }
-                if (f[0] && !strcmp(f[0], "f"))
-                    reached = "promoted";
-                else if (f[1] && !strcmp(f[1], "paused"))
-                    reached = "paused at the target";
-                if (reached) {
-                    last_ts = xstrdup(f[2] && *f[2] ? f[2] : "none");
-                    last_lsn = xstrdup(f[3] && *f[3] ? f[3] : "unknown");
-                }
-            }
-            free(res);
+        if (have_pid && pf->socket_dir[0]) {
+            const char *reached = query_recovery(o, pf, last_ts, last_lsn);
             if (reached)
-                break;
+                return reached;
         }
         usleep(POLL_US);
     }
+}
+
+/* The postmaster is gone: a target shutdown (0), or a failure (ERR_RUNTIME with the
+ * server's words). */
+static int judge_stopped(const struct start_options *o, const char *logfile, off_t log_from,
+                         const char *dur)
+{
+    int rc = 0;
+    char *state = pgbin_control_state(o->pgdata);
+    char *fatal = log_line(logfile, log_from, "recovery ended before configured recovery target");
+    char *stopping = log_line(logfile, log_from, "recovery stopping");
+    if (state && !strcmp(state, "shut down in recovery") && !fatal) {
+        printf("recovery reached the target and the server shut down%s%s; recovery took "
+               "%s\n",
+               stopping ? ": " : "", stopping ? strstr(stopping, "recovery stopping") : "", dur);
+        drop_prefetch(o->pgdata);
+    } else if (fatal) {
+        rc = err_set(ERR_RUNTIME,
+                     "recovery ended before the target was reached; the server "
+                     "stopped after %s",
+                     dur);
+        err_hint("the server said: %s (log \"%s\")", strstr(fatal, "recovery ended"), logfile);
+    } else {
+        char *any = log_line(logfile, log_from, "FATAL");
+        rc = err_set(ERR_RUNTIME, "the server stopped during recovery after %s%s%s", dur,
+                     any ? ": " : "", any ? any : "");
+        err_hint("see \"%s\"", logfile);
+        free(any);
+    }
+    free(state);
+    free(fatal);
+    free(stopping);
+    return rc;
+}
+
+int restore_start(const struct start_options *o)
+{
+    char *logfile = xasprintf("%s/%s", o->pgdata, START_LOG);
+    char *port_opt = o->port ? xasprintf("-p %d", o->port) : NULL;
+    int64_t t0 = time_mono_us();
+    struct stat lst;
+    off_t log_from = stat(logfile, &lst) == 0 ? lst.st_size : 0;
+    struct pidfile pf = {0};
+    char *last_ts = NULL, *last_lsn = NULL;
     char dur[32];
+
+    int rc = run_pg_ctl(o, logfile, port_opt);
+    if (rc < 0)
+        goto out;
+    printf("server starting on \"%s\"%s%s, log in \"%s\"\n", o->pgdata, port_opt ? ", port " : "",
+           port_opt ? port_opt + 3 : "", logfile);
+    fflush(stdout);
+    if (!o->wait)
+        goto out;
+    const char *reached = wait_recovery(o, logfile, log_from, t0, &pf, &last_ts, &last_lsn);
     duration_format((time_mono_us() - t0) / 1000, dur, sizeof(dur));
     if (!reached) {
-        /* The postmaster is gone: a target shutdown, or a failure. */
-        char *state = pgbin_control_state(o->pgdata);
-        char *fatal =
-            log_line(logfile, log_from, "recovery ended before configured recovery target");
-        char *stopping = log_line(logfile, log_from, "recovery stopping");
-        if (state && !strcmp(state, "shut down in recovery") && !fatal) {
-            printf("recovery reached the target and the server shut down%s%s; recovery took "
-                   "%s\n",
-                   stopping ? ": " : "", stopping ? strstr(stopping, "recovery stopping") : "",
-                   dur);
-            drop_prefetch(o->pgdata);
-        } else if (fatal) {
-            rc = err_set(ERR_RUNTIME,
-                         "recovery ended before the target was reached; the server "
-                         "stopped after %s",
-                         dur);
-            err_hint("the server said: %s (log \"%s\")", strstr(fatal, "recovery ended"), logfile);
-        } else {
-            char *any = log_line(logfile, log_from, "FATAL");
-            rc = err_set(ERR_RUNTIME, "the server stopped during recovery after %s%s%s", dur,
-                         any ? ": " : "", any ? any : "");
-            err_hint("see \"%s\"", logfile);
-            free(any);
-        }
-        free(state);
-        free(fatal);
-        free(stopping);
+        rc = judge_stopped(o, logfile, log_from, dur);
         goto out;
     }
     printf("recovery %s: last replayed transaction committed at %s, replayed up to LSN %s; "
@@ -248,10 +277,10 @@ int restore_start(const struct start_options *o)
                "another target)\n",
                pf.socket_dir, pf.port);
     drop_prefetch(o->pgdata);
-    free(last_ts);
-    free(last_lsn);
 out:
     fflush(stdout);
+    free(last_ts);
+    free(last_lsn);
     free(logfile);
     free(port_opt);
     return rc;

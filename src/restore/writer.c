@@ -2,16 +2,15 @@
  * writer.c — lays a backup down in a data directory.
  *
  * The manifest is read as a stream; each regular file is cut into pieces of a few
- * chunks that a pool of threads downloads in parallel (repo_chunk_get_into verifies every
- * chunk's envelope and that its content still has its name, decompressing it straight
- * into its place) into a buffer the size of a piece, and writes with pwrite at the
- * chunk's offset. Each chunk is hashed once, by that
- * read: its verified plaintext SHA-256 (the name itself where names are SHA-256s) goes to
- * the chunk's slot, and when the file is complete the slots, combined in order
- * (manifest_chunks_digest), must give the manifest's file digest. In an encrypted
- * repository, whose HMAC names a read does not recompute, that check is what proves each
- * chunk is the one the file needs. A manifest of an older pgark carries the SHA-256 of
- * the whole content instead ("sha256"): in an encrypted repository that is computed from
+ * chunks that the threads of a pool (pool.h; the pieces in pieces.c) download in parallel
+ * (repo_chunk_get_into verifies every chunk's envelope and that its content still has its name,
+ * decompressing it straight into its place) into a buffer the size of a piece, and writes with
+ * pwrite at the chunk's offset. Each chunk is hashed once, by that read: its verified plaintext
+ * SHA-256 (the name itself where names are SHA-256s) goes to the chunk's slot, and when the file is
+ * complete the slots, combined in order (manifest_chunks_digest), must give the manifest's file
+ * digest. In an encrypted repository, whose HMAC names a read does not recompute, that check is
+ * what proves each chunk is the one the file needs. A manifest of an older pgark carries the
+ * SHA-256 of the whole content instead ("sha256"): in an encrypted repository that is computed from
  * the verified bytes as they go by: a finished piece waits for its turn (the pieces
  * before it hashed) and feeds its buffer to the file's digest, so nothing is read back
  * from disk; in a plain one the verified chunks are the proof. Once every piece is done
@@ -32,7 +31,7 @@
  * symlink (confine.c). The only symlinks restore makes are pg_tblspc/<oid> for the
  * header's tablespaces and pg_wal for a WAL directory. Modes are applied & 0777.
  */
-#include "restore_int.h"
+#include "writer_int.h"
 
 #include "pgark/chunkset.h"
 #include "pgark/error.h"
@@ -45,110 +44,12 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
-
-#define PIECE_BYTES (8u << 20)     /* work unit: at most this many bytes of a file */
-#define PIECE_BUDGET (64ull << 20) /* all threads' piece buffers together */
-#define QUEUE_PER_THREAD 4
-
-struct wfile {
-    char *path; /* relative */
-    int fd;
-    uint64_t size;
-    uint32_t mode;
-    int64_t mtime;
-    enum manifest_digest_kind digest_kind;
-    uint8_t digest[SHA256_LEN];
-    uint8_t *chunks; /* n_chunks * 32 raw names */
-    uint8_t *plain;  /* MANIFEST_DIGEST_CHUNKS: n_chunks * 32 plaintext SHA-256s, each
-                        written by the piece holding the chunk */
-    size_t n_chunks;
-    size_t pieces;           /* in all */
-    size_t pieces_left;      /* not done yet (under lock): the last one frees the file */
-    atomic_size_t hash_next; /* the piece whose turn it is to feed sha (moves under
-                                writer.lock) */
-    struct sha256_ctx *sha;  /* MANIFEST_DIGEST_FILE in an encrypted repository only */
-    atomic_bool changed;
-    pthread_mutex_t lock;
-};
-
-struct job {
-    struct wfile *f;
-    size_t piece;
-    size_t first, count;
-};
-
-struct dir_entry {
-    char *path; /* as in the manifest, for messages */
-    int base;   /* the directory it is beneath (root, a tablespace's, the WAL one) */
-    char *rel;  /* beneath base; "" for base itself */
-    uint32_t mode;
-    int64_t mtime;
-};
-
-struct writer {
-    const struct writer_options *o;
-    bool vet_only; /* writer_vet: read and check, nothing else */
-    uint64_t chunk_size;
-    int root_fd;
-    int *ts_fd; /* o->n_ts tablespace directories */
-    int wal_fd; /* o->waldir, or -1 */
-    struct progress *progress;
-    struct restore_vet *vet;
-    struct sha256_ctx *digest;  /* of the manifest's bytes */
-    struct chunkset *elsewhere; /* vet with o->held: chunks found in another repository */
-    bool chunk_absent;          /* vet: failed on a chunk in no repository */
-
-    /* the directory of the last file created (files come directory by directory) */
-    int parent_fd;
-    int parent_base;
-    char *parent_rel;
-
-    size_t per_piece; /* chunks in a piece */
-
-    pthread_mutex_t lock;
-    pthread_cond_t not_empty, not_full;
-    pthread_cond_t turn; /* a file's hash_next moved, or a failure */
-    struct job *queue;
-    size_t qcap, qhead, qlen;
-    bool closing;
-
-    atomic_bool failed;
-    enum err_kind fail_kind; /* first failure, under lock */
-    char *fail_text;
-
-    atomic_uint_fast64_t files_written, bytes_written, chunks_fetched;
-    uint64_t files, bytes;
-
-    struct dir_entry *dirs;
-    size_t ndirs;
-
-    struct manifest_reader *reader;
-    pthread_t *threads;
-    int nthreads, started;
-};
-
-static void fail_from_slot(struct writer *w)
-{
-    pthread_mutex_lock(&w->lock);
-    if (!w->fail_text) {
-        w->fail_kind = err_kind();
-        w->fail_text = err_format();
-    }
-    atomic_store(&w->failed, true);
-    pthread_cond_broadcast(&w->not_full);
-    pthread_cond_broadcast(&w->not_empty);
-    pthread_cond_broadcast(&w->turn);
-    pthread_mutex_unlock(&w->lock);
-    err_clear();
-}
 
 /* --- paths ------------------------------------------------------------------------ */
 
@@ -218,294 +119,6 @@ static int parent_dir(struct writer *w, int base, const char *dir, size_t len)
     return fd;
 }
 
-static int set_file_time(int fd, int64_t mtime)
-{
-    struct timespec ts[2] = {{mtime, 0}, {mtime, 0}};
-    return futimens(fd, ts);
-}
-
-/* --- the work of one piece ----------------------------------------------------------- */
-
-static int pwrite_all(int fd, const uint8_t *data, size_t len, uint64_t off)
-{
-    while (len) {
-        ssize_t n = pwrite(fd, data, len, (off_t)off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        data += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
-
-static ssize_t pread_full(int fd, uint8_t *data, size_t len, uint64_t off)
-{
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = pread(fd, data + got, len - got, (off_t)(off + got));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    return (ssize_t)got;
-}
-
-/* Every piece done (and hashed): check the whole file, make it durable, set mode and
- * mtime. */
-static int file_finish(struct writer *w, struct wfile *f)
-{
-    uint8_t got[SHA256_LEN];
-    char *shown = xasprintf("%s/%s", w->o->pgdata, f->path);
-    bool check = f->digest_kind == MANIFEST_DIGEST_CHUNKS || f->sha;
-    int rc = 0;
-    if (f->digest_kind == MANIFEST_DIGEST_CHUNKS)
-        manifest_chunks_digest(f->plain, f->n_chunks, got);
-    else if (f->sha)
-        sha256_ctx_final(f->sha, got);
-    if (check && memcmp(got, f->digest, SHA256_LEN) != 0) {
-        rc = err_set(ERR_INTEGRITY,
-                     "file \"%s\" restored from repository \"%s\" does not match the SHA-256 "
-                     "of the backup manifest",
-                     f->path, repo_name(w->o->repo));
-        goto out;
-    }
-    if (atomic_load(&f->changed) && fsync(f->fd) < 0) {
-        rc = err_set_errno(ERR_IO, errno, "could not fsync \"%s\"", shown);
-        goto out;
-    }
-    /* Never a setuid, setgid or sticky bit (restore_vet refuses them on files). */
-    if (fchmod(f->fd, f->mode & 0777) < 0 || set_file_time(f->fd, f->mtime) < 0) {
-        rc = err_set_errno(ERR_IO, errno, "could not set the mode and time of \"%s\"", shown);
-        goto out;
-    }
-    if (atomic_load(&f->changed))
-        atomic_fetch_add(&w->files_written, 1);
-out:
-    free(shown);
-    return rc;
-}
-
-static void wfile_free(struct wfile *f)
-{
-    if (!f)
-        return;
-    if (f->fd >= 0)
-        close(f->fd);
-    pthread_mutex_destroy(&f->lock);
-    sha256_ctx_free(f->sha);
-    free(f->path);
-    free(f->chunks);
-    free(f->plain);
-    free(f);
-}
-
-/* One piece of f is done with (or dropped): true when it was the last, and f is to be
- * freed by the caller. */
-static bool piece_done(struct wfile *f)
-{
-    pthread_mutex_lock(&f->lock);
-    bool last = --f->pieces_left == 0;
-    pthread_mutex_unlock(&f->lock);
-    return last;
-}
-
-/* Feed the rest of the piece's verified bytes to the file's digest once the pieces
- * before it have fed theirs (pieces leave the queue in order, so the earliest piece in
- * flight never waits; it hashes its chunks as they come, see do_piece). True when this
- * was the last piece of the file; false after a failure. */
-static bool hash_in_turn(struct writer *w, struct wfile *f, size_t piece, const uint8_t *data,
-                         size_t len)
-{
-    pthread_mutex_lock(&w->lock);
-    while (atomic_load(&f->hash_next) != piece && !atomic_load(&w->failed))
-        pthread_cond_wait(&w->turn, &w->lock);
-    bool mine = atomic_load(&f->hash_next) == piece && !atomic_load(&w->failed);
-    pthread_mutex_unlock(&w->lock);
-    if (!mine)
-        return false;
-    /* Only the piece in turn touches f->sha: no lock needed while hashing. */
-    sha256_ctx_update(f->sha, data, len);
-    pthread_mutex_lock(&w->lock);
-    atomic_store(&f->hash_next, piece + 1);
-    pthread_cond_broadcast(&w->turn);
-    pthread_mutex_unlock(&w->lock);
-    return piece + 1 == f->pieces;
-}
-
-/* Chunk name of len bytes from r into dst (which has REPO_CHUNK_GET_SLACK bytes more). */
-static int get_chunk(struct repo *r, const char *name, uint8_t *dst, size_t len, uint8_t *plain)
-{
-    size_t got = 0;
-    int rc = repo_chunk_get_into(r, name, dst, len + REPO_CHUNK_GET_SLACK, &got, plain);
-    if (rc == 0 && got != len)
-        rc = err_set(ERR_INTEGRITY,
-                     "chunk %s in repository \"%s\" has %zu bytes, the manifest "
-                     "expects %zu",
-                     name, repo_name(r), got, len);
-    return rc;
-}
-
-/* Fetch (or with delta, keep) chunk i of f into dst, and its plaintext SHA-256 into its
- * slot of f->plain; 1 when it was written. */
-static int do_chunk(struct writer *w, struct wfile *f, size_t i, uint8_t *dst, size_t len)
-{
-    uint64_t off = (uint64_t)i * w->chunk_size;
-    const uint8_t *raw = f->chunks + i * SHA256_LEN;
-    uint8_t *plain = f->plain ? f->plain + i * SHA256_LEN : NULL;
-    char name[SHA256_HEX_LEN + 1];
-    hex_encode(raw, SHA256_LEN, name);
-    if (w->o->delta && pread_full(f->fd, dst, len, off) == (ssize_t)len) {
-        char have[REPO_CHUNK_NAME_LEN + 1];
-        repo_chunk_name(w->o->repo, dst, len, have);
-        if (strcmp(have, name) == 0) {
-            /* Kept: an HMAC name says nothing of the plaintext's SHA-256. */
-            if (plain && repo_encrypted(w->o->repo))
-                sha256(dst, len, plain);
-            else if (plain)
-                memcpy(plain, raw, SHA256_LEN);
-            return 0;
-        }
-    }
-    /* dst has REPO_CHUNK_GET_SLACK bytes after the chunk's place (the next chunk's, not
-     * fetched yet, or the piece buffer's spare end): the chunk decodes straight in. */
-    int rc = get_chunk(w->o->repo, name, dst, len, plain);
-    if (rc < 0 && (err_kind() == ERR_INTEGRITY || err_kind() == ERR_NOT_FOUND) && w->o->nalts) {
-        /* Damaged or missing here: another repository's copy will do. */
-        enum err_kind kind = err_kind();
-        char *first = err_format();
-        err_clear();
-        for (size_t a = 0; rc < 0 && a < w->o->nalts; a++) {
-            rc = get_chunk(w->o->alts[a], name, dst, len, plain);
-            if (rc == 0)
-                log_warn("chunk %s of file \"%s\" read from repository \"%s\": in repository "
-                         "\"%s\" %s",
-                         name, f->path, repo_name(w->o->alts[a]), repo_name(w->o->repo),
-                         kind == ERR_NOT_FOUND ? "it is missing" : "it is damaged");
-            else
-                err_clear();
-        }
-        if (rc < 0) {
-            err_set(kind, "%s", first);
-            err_context("no other repository of the cluster holds it sound");
-        }
-        free(first);
-    }
-    if (rc < 0 && w->o->bad_out && (err_kind() == ERR_INTEGRITY || err_kind() == ERR_NOT_FOUND)) {
-        pthread_mutex_lock(&w->lock);
-        chunkset_add(w->o->bad_out, raw);
-        pthread_mutex_unlock(&w->lock);
-    }
-    if (rc < 0)
-        return err_context("while restoring file \"%s\" from repository \"%s\"", f->path,
-                           repo_name(w->o->repo));
-    int e = pwrite_all(f->fd, dst, len, off);
-    if (e < 0)
-        return err_set_errno(ERR_IO, -e, "could not write \"%s/%s\"", w->o->pgdata, f->path);
-    return 1;
-}
-
-/* buf holds a whole piece and REPO_CHUNK_GET_SLACK bytes more: the chunks land side by
- * side, as in the file. */
-static int do_piece(struct writer *w, struct job *j, uint8_t *buf)
-{
-    struct wfile *f = j->f;
-    uint64_t start = (uint64_t)j->first * w->chunk_size;
-    size_t filled = 0, hashed = 0;
-    bool wrote = false;
-    int rc = 0;
-    for (size_t i = j->first; i < j->first + j->count && rc == 0; i++) {
-        if (atomic_load(&w->failed))
-            break;
-        uint64_t off = (uint64_t)i * w->chunk_size;
-        size_t len = (size_t)(f->size - off < w->chunk_size ? f->size - off : w->chunk_size);
-        rc = do_chunk(w, f, i, buf + filled, len);
-        if (rc > 0) {
-            wrote = true;
-            atomic_store(&f->changed, true);
-            atomic_fetch_add(&w->bytes_written, len);
-            atomic_fetch_add(&w->chunks_fetched, 1);
-            rc = 0;
-        }
-        filled += len;
-        progress_add(w->progress, len);
-        /* The piece in turn hashes as it goes (the turn, once here, stays until this
-         * piece passes it on); the others wait for theirs with the bytes in buf. */
-        if (rc == 0 && f->sha && atomic_load(&f->hash_next) == j->piece) {
-            sha256_ctx_update(f->sha, buf + hashed, filled - hashed);
-            hashed = filled;
-        }
-    }
-#ifdef SYNC_FILE_RANGE_WRITE
-    /* Start the writeback of the piece now, so that the fsync at the end of the file has
-     * little left to wait for (a hint: durability still comes from that fsync). */
-    if (rc == 0 && wrote)
-        (void)sync_file_range(f->fd, (off_t)start, (off_t)filled, SYNC_FILE_RANGE_WRITE);
-#else
-    (void)start;
-    (void)wrote;
-#endif
-    if (f->sha) {
-        /* The last piece to hash is the last piece done. */
-        if (rc == 0 && !atomic_load(&w->failed) &&
-            hash_in_turn(w, f, j->piece, buf + hashed, filled - hashed))
-            rc = file_finish(w, f);
-        if (piece_done(f))
-            wfile_free(f);
-    } else if (piece_done(f)) {
-        if (rc == 0 && !atomic_load(&w->failed))
-            rc = file_finish(w, f);
-        wfile_free(f);
-    }
-    return rc;
-}
-
-static void *worker_main(void *arg)
-{
-    struct writer *w = arg;
-    uint8_t *buf = xmalloc(w->per_piece * w->chunk_size + REPO_CHUNK_GET_SLACK);
-    for (;;) {
-        pthread_mutex_lock(&w->lock);
-        while (w->qlen == 0 && !w->closing)
-            pthread_cond_wait(&w->not_empty, &w->lock);
-        if (w->qlen == 0) {
-            pthread_mutex_unlock(&w->lock);
-            break;
-        }
-        struct job j = w->queue[w->qhead];
-        w->qhead = (w->qhead + 1) % w->qcap;
-        w->qlen--;
-        pthread_cond_signal(&w->not_full);
-        pthread_mutex_unlock(&w->lock);
-        if (do_piece(w, &j, buf) < 0)
-            fail_from_slot(w);
-    }
-    free(buf);
-    return NULL;
-}
-
-static int enqueue(struct writer *w, struct job j)
-{
-    pthread_mutex_lock(&w->lock);
-    while (w->qlen == w->qcap && !atomic_load(&w->failed))
-        pthread_cond_wait(&w->not_full, &w->lock);
-    bool failed = atomic_load(&w->failed);
-    if (!failed) {
-        w->queue[(w->qhead + w->qlen) % w->qcap] = j;
-        w->qlen++;
-        pthread_cond_signal(&w->not_empty);
-    }
-    pthread_mutex_unlock(&w->lock);
-    return failed ? -ERR_CANCELED : 0;
-}
-
 /* --- entries of the manifest ----------------------------------------------------------- */
 
 /* Open (create) the file rel beneath base for writing. Whatever else stands there goes
@@ -555,7 +168,7 @@ static int add_file(struct writer *w, const struct manifest_file *mf)
     if (fstat(f->fd, &st) < 0 || (uint64_t)st.st_size != f->size) {
         if (ftruncate(f->fd, (off_t)f->size) < 0) {
             rc = err_set_errno(ERR_IO, errno, "could not size \"%s/%s\"", w->o->pgdata, mf->path);
-            wfile_free(f);
+            writer_file_free(f);
             return rc;
         }
         atomic_store(&f->changed, true);
@@ -565,8 +178,8 @@ static int add_file(struct writer *w, const struct manifest_file *mf)
     if (repo_encrypted(w->o->repo) && f->digest_kind == MANIFEST_DIGEST_FILE)
         f->sha = sha256_ctx_new();
     if (mf->n_chunks == 0) {
-        rc = file_finish(w, f);
-        wfile_free(f);
+        rc = writer_file_finish(w, f);
+        writer_file_free(f);
         return rc;
     }
     f->n_chunks = mf->n_chunks;
@@ -574,23 +187,7 @@ static int add_file(struct writer *w, const struct manifest_file *mf)
     memcpy(f->chunks, mf->chunks, mf->n_chunks * SHA256_LEN);
     if (f->digest_kind == MANIFEST_DIGEST_CHUNKS)
         f->plain = xmalloc(mf->n_chunks * SHA256_LEN);
-    size_t per = w->per_piece;
-    f->pieces = f->pieces_left = (f->n_chunks + per - 1) / per;
-    size_t pieces = f->pieces;
-    for (size_t p = 0; p < pieces; p++) {
-        struct job j = {f, p, p * per, f->n_chunks - p * per < per ? f->n_chunks - p * per : per};
-        if ((rc = enqueue(w, j)) < 0) {
-            /* Not queued: account for the pieces that never will be. */
-            pthread_mutex_lock(&f->lock);
-            f->pieces_left -= pieces - p;
-            bool last = f->pieces_left == 0;
-            pthread_mutex_unlock(&f->lock);
-            if (last)
-                wfile_free(f);
-            return rc;
-        }
-    }
-    return 0;
+    return writer_queue_pieces(w, f);
 }
 
 static int add_dir(struct writer *w, const struct manifest_file *mf)
@@ -610,33 +207,6 @@ static int add_dir(struct writer *w, const struct manifest_file *mf)
     w->dirs = xrealloc(w->dirs, (w->ndirs + 1) * sizeof(*w->dirs));
     w->dirs[w->ndirs++] =
         (struct dir_entry){xstrdup(mf->path), base, xstrdup(rel), mf->mode, mf->mtime};
-    return 0;
-}
-
-/* The pool needs the chunk size, which the header (line 1) gives: start it with the
- * first file. */
-static int start_pool(struct writer *w)
-{
-    const struct manifest_header *h = manifest_reader_header(w->reader);
-    w->chunk_size = h->chunk_size;
-    if (!w->chunk_size)
-        return err_set(ERR_INTEGRITY, "backup manifest has a chunk size of 0");
-    /* Pieces of up to PIECE_BYTES, smaller with many threads (remote storage), and at
-     * least one chunk: each thread holds one piece in memory. */
-    uint64_t piece = PIECE_BUDGET / (uint64_t)w->nthreads;
-    if (piece > PIECE_BYTES)
-        piece = PIECE_BYTES;
-    if (w->o->piece_bytes)
-        piece = w->o->piece_bytes;
-    w->per_piece = piece / w->chunk_size ? (size_t)(piece / w->chunk_size) : 1;
-    for (; w->started < w->nthreads; w->started++) {
-        int e = pthread_create(&w->threads[w->started], NULL, worker_main, w);
-        if (e != 0) {
-            if (w->started > 0)
-                break; /* fewer threads will do */
-            return err_set_errno(ERR_RUNTIME, e, "could not start a restore thread");
-        }
-    }
     return 0;
 }
 
@@ -694,7 +264,7 @@ static int on_file(void *arg, const struct manifest_file *mf)
 {
     struct writer *w = arg;
     int rc;
-    if (atomic_load(&w->failed))
+    if (writer_failed(w))
         return -ERR_CANCELED;
     if (!w->vet) {
         if ((rc = check_header(w)) < 0)
@@ -707,7 +277,7 @@ static int on_file(void *arg, const struct manifest_file *mf)
         return err_context("at line %" PRIu64 " of the manifest", manifest_reader_lines(w->reader));
     if (w->vet_only)
         return w->o->held && mf->type == MANIFEST_TYPE_FILE ? check_held(w, mf) : 0;
-    if (!w->started && (rc = start_pool(w)) < 0)
+    if (!w->pool && (rc = writer_start_pool(w)) < 0)
         return rc;
     if (w->o->seen) {
         /* The file and every directory above it belong to the backup. */
@@ -877,19 +447,15 @@ static void writer_init(struct writer *w, const struct writer_options *o)
     for (size_t i = 0; i < o->n_ts; i++)
         w->ts_fd[i] = -1;
     pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->not_empty, NULL);
-    pthread_cond_init(&w->not_full, NULL);
     pthread_cond_init(&w->turn, NULL);
     w->nthreads = o->threads > 0 ? o->threads : 1;
-    w->threads = xcalloc((size_t)w->nthreads, sizeof(*w->threads));
-    w->qcap = (size_t)w->nthreads * QUEUE_PER_THREAD;
-    w->queue = xcalloc(w->qcap, sizeof(*w->queue));
     w->reader = manifest_reader_new(on_file, w);
     w->digest = sha256_ctx_new();
 }
 
 static void writer_release(struct writer *w)
 {
+    pool_free(w->pool); /* workers stop before what they use goes */
     progress_free(w->progress);
     manifest_reader_free(w->reader);
     restore_vet_free(w->vet);
@@ -910,12 +476,7 @@ static void writer_release(struct writer *w)
         free(w->dirs[i].rel);
     }
     free(w->dirs);
-    free(w->queue);
-    free(w->threads);
-    free(w->fail_text);
     pthread_cond_destroy(&w->turn);
-    pthread_cond_destroy(&w->not_full);
-    pthread_cond_destroy(&w->not_empty);
     pthread_mutex_destroy(&w->lock);
 }
 
@@ -972,37 +533,25 @@ int writer_restore(const struct writer_options *o, const char *label,
         if (memcmp(again, digest, SHA256_LEN) != 0)
             rc = err_set(ERR_INTEGRITY, "the manifest changed while it was restored");
     }
-    if (rc < 0 && !atomic_load(&w.failed))
+    bool failed = writer_failed(&w);
+    if (rc < 0 && !failed)
         err_context("while reading the manifest of backup \"%s\" from repository \"%s\"", label,
                     repo_name(o->repo));
-    if (rc < 0 && !atomic_load(&w.failed))
-        fail_from_slot(&w);
-    else if (rc < 0)
+    if (rc < 0 && failed)
         err_clear(); /* a worker's failure stopped the reading: report that one */
-
-    /* Let the pool drain the queue (or give up after a failure) and stop. */
-    pthread_mutex_lock(&w.lock);
-    w.closing = true;
-    if (atomic_load(&w.failed)) {
-        /* Drop what was queued: the pieces still count down so each file is freed. */
-        while (w.qlen) {
-            struct job j = w.queue[w.qhead];
-            w.qhead = (w.qhead + 1) % w.qcap;
-            w.qlen--;
-            if (piece_done(j.f))
-                wfile_free(j.f);
-        }
+    else if (rc < 0 && w.pool)
+        pool_fail(w.pool); /* the pieces queued are dropped */
+    if (w.pool) {
+        /* Let the pool run the queue (the pieces dropped after a failure still count
+         * down, so each file is freed) and stop. */
+        int e = pool_wait(w.pool);
+        pool_free(w.pool);
+        w.pool = NULL;
+        if (e < 0)
+            rc = e; /* the first failure, the reading's or a worker's */
     }
-    pthread_cond_broadcast(&w.not_empty);
-    pthread_mutex_unlock(&w.lock);
-    for (int i = 0; i < w.started; i++)
-        pthread_join(w.threads[i], NULL);
-
-    if (atomic_load(&w.failed)) {
-        err_set(w.fail_kind, "%s", w.fail_text);
-        rc = err_code();
+    if (rc < 0)
         goto out;
-    }
     forget_parent(&w);
     if (o->seen && (rc = prune(&w, &st->files_removed)) < 0)
         goto out;

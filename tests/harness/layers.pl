@@ -45,7 +45,7 @@ my %rank = (
 my %header = (
 	'crc32c.h' => 'common', 'dl.h' => 'common', 'error.h' => 'common',
 	'filter.h' => 'common', 'log.h' => 'common', 'mem.h' => 'common',
-	'pgmajor.h' => 'common', 'privfs.h' => 'common', 'procenv.h' => 'common',
+	'pgmajor.h' => 'common', 'pool.h' => 'common', 'privfs.h' => 'common', 'procenv.h' => 'common',
 	'progress.h' => 'common', 'sdnotify.h' => 'common', 'testhook.h' => 'common', 'units.h' => 'common',
 	'version.h' => 'common',
 	'wal.h' => 'common', 'waldecode.h' => 'common', 'walpage.h' => 'common',

@@ -51,7 +51,7 @@ like($r->{stdout},
 	qr{^src/common/units\.c:\d+: functions repo_\* are exported by several folders: common \(src/common/units\.c:\d+\), repo \(src/repo/\w+\.c:\d+\)$}m,
 	'the prefix is named with both folders');
 like($r->{stdout},
-	qr{^src/backup/pool\.c:\d+: struct pool is defined more than once: src/backup/pool\.c:\d+, src/ops/check\.c:\d+$}m,
+	qr{^src/common/pool\.c:\d+: struct pool is defined more than once: src/common/pool\.c:\d+, src/ops/check\.c:\d+$}m,
 	'the tag is named with both places');
 
 # The format check: the tree as it is, then a copy with one line spoiled.

@@ -99,35 +99,35 @@ static void test_pool(void **state)
 {
     (void)state;
     struct pool_test t = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, UINT64_MAX};
-    struct pool *p = pool_new(3, 4, 8, pool_work, &t);
+    struct chunk_pool *p = chunk_pool_new(3, 4, 8, pool_work, &t);
     uint64_t want = 0;
 
     assert_non_null(p);
     for (uint64_t i = 0; i < 1000; i++) {
-        uint8_t *buf = pool_buffer(p);
+        uint8_t *buf = chunk_pool_buffer(p);
         assert_non_null(buf);
         buf[0] = (uint8_t)i;
         want += (uint8_t)i;
         struct chunk ch = {.data = buf, .len = 8, .index = i};
-        assert_int_equal(pool_submit(p, &ch, &t), 0);
+        assert_int_equal(chunk_pool_submit(p, &ch, &t), 0);
     }
-    assert_int_equal(pool_wait(p), 0);
+    assert_int_equal(chunk_pool_wait(p), 0);
     assert_int_equal(t.sum, want);
     assert_int_equal(t.calls, 1000);
-    pool_free(p);
+    chunk_pool_free(p);
 
     /* The first failure stops the pool and reaches the producer's thread. */
     memset(&t, 0, sizeof(t));
     pthread_mutex_init(&t.lock, NULL);
     t.fail_tag = 10;
-    p = pool_new(2, 3, 8, pool_work, &t);
+    p = chunk_pool_new(2, 3, 8, pool_work, &t);
     static uint8_t msg[8] = {1};
     size_t released = 0;
     struct refbuf *ref = refbuf_new(&released, count_release);
     uint64_t submitted = 0;
     int rc = 0;
     for (uint64_t i = 0; i < 1000 && rc == 0; i++) {
-        uint8_t *buf = pool_buffer(p);
+        uint8_t *buf = chunk_pool_buffer(p);
         if (!buf) {
             rc = err_code();
             break;
@@ -138,18 +138,18 @@ static void test_pool(void **state)
         ch.pieces[0] = (struct chunk_piece){msg, 8, ref};
         ch.npieces = 1;
         refbuf_get(ref);
-        rc = pool_submit(p, &ch, &t);
+        rc = chunk_pool_submit(p, &ch, &t);
         if (rc == 0)
             submitted++;
     }
     assert_int_equal(rc, -ERR_IO);
     assert_string_equal(err_message(), "job 10 failed");
     err_clear();
-    assert_int_equal(pool_wait(p), -ERR_IO);
+    assert_int_equal(chunk_pool_wait(p), -ERR_IO);
     assert_string_equal(err_message(), "job 10 failed");
     err_clear();
     assert_true(submitted < 1000);
-    pool_free(p);
+    chunk_pool_free(p);
     assert_int_equal(t.calls, submitted); /* skipped jobs are still handed back */
     /* the pieces of run, skipped and refused chunks alike were dropped */
     assert_int_equal(released, 0);

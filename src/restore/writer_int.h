@@ -1,0 +1,109 @@
+/* writer_int.h — what writer.c (the manifest, the directories) and pieces.c (the
+ * pieces of files, on the pool's threads) share. */
+#ifndef PGARK_RESTORE_WRITER_INT_H
+#define PGARK_RESTORE_WRITER_INT_H
+
+#include "restore_int.h"
+
+#include "pgark/hash.h"
+#include "pgark/manifest.h"
+#include "pgark/pool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PIECE_BYTES (8u << 20)     /* work unit: at most this many bytes of a file */
+#define PIECE_BUDGET (64ull << 20) /* all threads' piece buffers together */
+#define QUEUE_PER_THREAD 4
+
+struct wfile {
+    char *path; /* relative */
+    int fd;
+    uint64_t size;
+    uint32_t mode;
+    int64_t mtime;
+    enum manifest_digest_kind digest_kind;
+    uint8_t digest[SHA256_LEN];
+    uint8_t *chunks; /* n_chunks * 32 raw names */
+    uint8_t *plain;  /* MANIFEST_DIGEST_CHUNKS: n_chunks * 32 plaintext SHA-256s, each
+                        written by the piece holding the chunk */
+    size_t n_chunks;
+    size_t pieces;           /* in all */
+    size_t pieces_left;      /* not done yet (under lock): the last one frees the file */
+    atomic_size_t hash_next; /* the piece whose turn it is to feed sha (moves under
+                                writer.lock) */
+    struct sha256_ctx *sha;  /* MANIFEST_DIGEST_FILE in an encrypted repository only */
+    atomic_bool changed;
+    pthread_mutex_t lock;
+};
+
+struct job {
+    struct wfile *f;
+    size_t piece;
+    size_t first, count;
+};
+
+struct dir_entry {
+    char *path; /* as in the manifest, for messages */
+    int base;   /* the directory it is beneath (root, a tablespace's, the WAL one) */
+    char *rel;  /* beneath base; "" for base itself */
+    uint32_t mode;
+    int64_t mtime;
+};
+
+struct writer {
+    const struct writer_options *o;
+    bool vet_only; /* writer_vet: read and check, nothing else */
+    uint64_t chunk_size;
+    int root_fd;
+    int *ts_fd; /* o->n_ts tablespace directories */
+    int wal_fd; /* o->waldir, or -1 */
+    struct progress *progress;
+    struct restore_vet *vet;
+    struct sha256_ctx *digest;  /* of the manifest's bytes */
+    struct chunkset *elsewhere; /* vet with o->held: chunks found in another repository */
+    bool chunk_absent;          /* vet: failed on a chunk in no repository */
+
+    /* the directory of the last file created (files come directory by directory) */
+    int parent_fd;
+    int parent_base;
+    char *parent_rel;
+
+    size_t per_piece; /* chunks in a piece */
+
+    pthread_mutex_t lock; /* o->bad_out, and the hash turn */
+    pthread_cond_t turn;  /* a file's hash_next moved, or the pool failed */
+    struct pool *pool;    /* started with the first file (pieces.c) */
+
+    atomic_uint_fast64_t files_written, bytes_written, chunks_fetched;
+    uint64_t files, bytes;
+
+    struct dir_entry *dirs;
+    size_t ndirs;
+
+    struct manifest_reader *reader;
+    int nthreads;
+};
+
+/* Whether a worker (or the reading, pool_fail) failed: everything stops. */
+static inline bool writer_failed(const struct writer *w)
+{
+    return w->pool && pool_canceled(w->pool);
+}
+
+/* --- pieces.c ------------------------------------------------------------------------ */
+
+/* Start the pool, with the chunk size the manifest's header gives. */
+int writer_start_pool(struct writer *w);
+/* Queue the pieces of f (its chunks set, pieces counted), which the pool owns from now
+ * on: the last piece done frees it. 0, or the pool's failure (f freed when no piece is
+ * left). */
+int writer_queue_pieces(struct writer *w, struct wfile *f);
+/* Every piece done (and hashed): check the whole file, make it durable, set mode and
+ * mtime. */
+int writer_file_finish(struct writer *w, struct wfile *f);
+void writer_file_free(struct wfile *f);
+
+#endif
