@@ -131,7 +131,9 @@ sub digests
 	find({ no_chdir => 1, wanted => sub {
 		return unless -f $_;
 		my $rel = substr($_, length("$local/main/"));
-		return if $rel eq 'repo.json' || $rel =~ /\.partial$|^receiver\//;
+		# what the running receiver rewrites as WAL arrives (partial copies, their index,
+		# the high-water mark): not the rotation's doing
+		return if $rel eq 'repo.json' || $rel =~ /\.partial(\.idx)?$|\.hwm$|^receiver\//;
 		open(my $fh, '<:raw', $_) or die "$_: $!";
 		$d{$rel} = Digest::MD5->new->addfile($fh)->hexdigest;
 	} }, "$local/main");
