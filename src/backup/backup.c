@@ -638,6 +638,7 @@ static void summary_incremental(json_t *sum, const struct incr_choice *c,
     json_object_set_new(sum, "parent", incr ? json_string(c->parent) : json_null());
     json_object_set_new(sum, "reason", incr ? json_null() : json_string(c->reason));
     json_object_set_new(sum, "incremental_files", json_integer((json_int_t)t->incr_files));
+    json_object_set_new(sum, "received_bytes", json_integer((json_int_t)t->received_bytes));
     json_object_set_new(sum, "changed_blocks", json_integer((json_int_t)t->incr_blocks));
     json_object_set_new(sum, "parent_chunks", json_integer((json_int_t)t->parent_chunks));
     json_object_set_new(sum, "patched_chunks", json_integer((json_int_t)t->patched));

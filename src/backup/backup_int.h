@@ -200,15 +200,16 @@ struct backup_params {
 };
 
 struct backup_totals {
-    uint64_t files;         /* manifest lines */
-    uint64_t logical_bytes; /* sum of file sizes */
-    uint64_t chunks;        /* chunks of this backup (each counted once per file) */
-    uint64_t wal_segments;  /* pg_wal segments archived */
-    uint64_t unchanged;     /* chunks named from the fingerprint cache, not hashed */
-    uint64_t incr_files;    /* files the server sent as INCREMENTAL.<name> */
-    uint64_t incr_blocks;   /* changed blocks received in them */
-    uint64_t parent_chunks; /* chunks taken from the parent unreceived */
-    uint64_t patched;       /* chunks rebuilt from a parent chunk and changed blocks */
+    uint64_t files;          /* manifest lines */
+    uint64_t logical_bytes;  /* sum of file sizes */
+    uint64_t chunks;         /* chunks of this backup (each counted once per file) */
+    uint64_t wal_segments;   /* pg_wal segments archived */
+    uint64_t unchanged;      /* chunks named from the fingerprint cache, not hashed */
+    uint64_t incr_files;     /* files the server sent as INCREMENTAL.<name> */
+    uint64_t incr_blocks;    /* changed blocks received in them */
+    uint64_t parent_chunks;  /* chunks taken from the parent unreceived */
+    uint64_t patched;        /* chunks rebuilt from a parent chunk and changed blocks */
+    uint64_t received_bytes; /* file contents the server sent (INCREMENTAL files as sent) */
 };
 
 /*

@@ -791,6 +791,7 @@ static int on_entry_data(void *arg, const uint8_t *data, size_t len, struct refb
     struct backup_run *run = arg;
     int rc;
 
+    run->totals.received_bytes += len;
     if (run->kind == ENTRY_SKIP)
         return 0;
     progress_add(run->progress, len);
