@@ -110,6 +110,7 @@ out:
 
 int catalog_load(struct cli_repos *set, struct catalog *out)
 {
+    size_t readable = 0; /* repositories opened and listed */
     memset(out, 0, sizeof(*out));
     for (size_t i = 0; i < set->n; i++) {
         struct repo *r = cli_repos_get(set, i);
@@ -147,11 +148,15 @@ int catalog_load(struct cli_repos *set, struct catalog *out)
             log_warn("could not list the backups of repository \"%s\": %s", repo_name(r), text);
             free(text);
             err_clear();
+        } else {
+            readable++;
         }
     }
     /* label_buf moved with each realloc: point the labels at their final place. */
     for (size_t i = 0; i < out->n; i++)
         out->e[i].b.label = out->e[i].label_buf;
+    if (out->n == 0 && readable == 0) /* the reasons, each with its hint, are above */
+        return err_set(ERR_RUNTIME, "no repository of cluster \"%s\" could be read", set->cluster);
     if (out->n == 0) {
         err_set(ERR_NOT_FOUND, "no complete backup of cluster \"%s\" in any repository",
                 set->cluster);

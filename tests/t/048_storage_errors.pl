@@ -111,6 +111,8 @@ for my $k (@kinds)
 		isnt($r->{rc}, 0, "$kind: $cmd fails");
 		like($r->{stderr} . $r->{stdout}, $phrase, "$kind: $cmd says so");
 		like($r->{stderr} . $r->{stdout}, qr/hint: \Q$hint\E/, "$kind: $cmd gives the hint");
+		unlike($r->{stderr}, qr/take one with "pgark backup"/,
+			"$kind: $cmd does not say a backup is missing") if $cmd eq 'restore';
 	}
 }
 
