@@ -172,6 +172,9 @@ char *cli_error_text(void);
  * 0 to go on (*as_json set), 1 when --help printed the usage, negative (ERR_USAGE, with
  * a hint) for anything else. */
 int cli_json_args(int argc, char **argv, const char *command, bool *as_json);
+/* A path from the command line made absolute against the working directory (as given
+ * when that cannot be read); the caller frees it. */
+char *cli_absolute_path(const char *path);
 /* A --port value: 1 to 65535. ERR_USAGE naming it otherwise. */
 int cli_parse_port(const char *text, int *out);
 

@@ -9,10 +9,12 @@
 #include "pgark/pg.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static struct config *loaded;
 
@@ -58,6 +60,16 @@ static char *error_line(bool with_hint, bool clear)
 char *cli_error_line(bool with_hint)
 {
     return error_line(with_hint, true);
+}
+
+char *cli_absolute_path(const char *path)
+{
+    if (path[0] == '/')
+        return xstrdup(path);
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof(cwd)))
+        return xstrdup(path);
+    return xasprintf("%s/%s", cwd, path);
 }
 
 char *cli_error_text(void)

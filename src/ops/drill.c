@@ -99,16 +99,6 @@ void drill_fail_err(struct drill *d, int exit, const char *fmt, ...)
 
 /* --- the command line --------------------------------------------------------------------- */
 
-static char *absolute(const char *path)
-{
-    if (path[0] == '/')
-        return xstrdup(path);
-    char cwd[PATH_MAX];
-    if (!getcwd(cwd, sizeof(cwd)))
-        return xstrdup(path);
-    return xasprintf("%s/%s", cwd, path);
-}
-
 static int read_text_file(const char *path, char **out)
 {
     FILE *f = fopen(path, "r");
@@ -201,7 +191,7 @@ static int parse_args(struct drill_args *a, char **pgdata_abs, int argc, char **
             break;
         case OPT_PGDATA:
             free(*pgdata_abs);
-            *pgdata_abs = absolute(optarg);
+            *pgdata_abs = cli_absolute_path(optarg);
             a->pgdata = *pgdata_abs;
             break;
         case OPT_PORT:

@@ -15,16 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-char *restore_absolute_path(const char *path)
-{
-    if (path[0] == '/')
-        return xstrdup(path);
-    char cwd[PATH_MAX];
-    if (!getcwd(cwd, sizeof(cwd)))
-        return xstrdup(path);
-    return xasprintf("%s/%s", cwd, path);
-}
-
 static int parse_map(struct restore_args *a, const char *text)
 {
     unsigned oid = 0;
@@ -201,7 +191,7 @@ static int check_combinations(struct restore_args *a)
     if (a->target.action && (a->target.kind == RESTORE_TARGET_LATEST))
         return err_set(ERR_USAGE, "--target-action needs a recovery target (the server ignores "
                                   "it when replaying to the end of the archive)");
-    a->pgdata = restore_absolute_path(a->pgdata_arg);
+    a->pgdata = cli_absolute_path(a->pgdata_arg);
     return 0;
 }
 

@@ -193,7 +193,7 @@ static int open_chosen(struct restore_run *x)
                                  "restore --start", &x->bin) < 0)
         return 2;
     const char *path = x->ctx->config_path ? x->ctx->config_path : config_default_path();
-    x->config_abs = restore_absolute_path(path);
+    x->config_abs = cli_absolute_path(path);
     char real[PATH_MAX];
     if (realpath(x->config_abs, real)) {
         free(x->config_abs);
@@ -385,7 +385,7 @@ static int restore_chosen(struct restore_run *x)
 
 static int run_config_only(struct restore_run *x)
 {
-    char *dest = restore_absolute_path(x->a.dest);
+    char *dest = cli_absolute_path(x->a.dest);
     int rc = restore_config_only(&x->set, x->a.backup, dest);
     free(dest);
     if (rc < 0)

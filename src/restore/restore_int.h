@@ -274,8 +274,6 @@ struct restore_args {
  * a->pgdata is made absolute. restore_args_free releases what a holds, even on failure. */
 int restore_parse_args(struct restore_args *a, int argc, char **argv);
 void restore_args_free(struct restore_args *a);
-/* path made absolute against the working directory; caller frees. */
-char *restore_absolute_path(const char *path);
 
 /* ERR_USAGE with a hint when a time or LSN target lies before the oldest backup leading
  * to timeline tli (history h) or after the end of its WAL archive; xid and name targets
