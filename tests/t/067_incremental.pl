@@ -101,8 +101,14 @@ sub scenario
 		"$major: the receiver streams")
 	  or diag(receiver_log($rx));
 
+	# Labels of their own: several backups may start within one second (the time-based
+	# label would be taken); the parent is the newest by stop LSN, not by label.
+	my $nbackup = 0;
 	my $backup = sub {
 		my (@args) = @_;
+		push(@args, '--label', sprintf('m%d-%s-%02d', $major,
+				POSIX::strftime('%Y%m%dT%H%M%SZ', gmtime), ++$nbackup))
+		  unless grep { $_ eq '--label' } @args;
 		my $r = run_pgark([ '--config', $config, 'backup', '--no-progress', '--json', @args ]);
 		my $j = eval { decode_json($r->{stdout}) } // {};
 		return ($r, $j);
@@ -287,6 +293,18 @@ sub scenario
 
 	# The server's WAL summaries no longer reaching back to the parent (here removed by
 	# hand; wal_summary_keep_time does it in time): it refuses, the backup is full.
+	# A summary ends at a checkpoint's redo point: make one after the parent's start and
+	# wait for its summary, or the files removed may all end before the range the server
+	# needs (it then summarizes that range afresh and the backup is incremental).
+	$sql->('CREATE TABLE summary_boundary ()');
+	$sql->('CHECKPOINT');
+	ok( poll_until(
+			sub {
+				$sql->("SELECT summarized_lsn > '$b4->{start_lsn}' FROM pg_get_wal_summarizer_state()")
+				  eq 't';
+			},
+			120),
+		"$major: the WAL summaries reach past the parent's start");
 	my $summaries = $pg->data_dir . '/pg_wal/summaries';
 	unlink(glob("$summaries/*.summary"));
 	($r, my $b4f) = $backup->();
