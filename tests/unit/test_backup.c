@@ -556,19 +556,25 @@ static void assert_reassembles(struct repo *r, const struct got_file *g, const v
 
 /* The manifest's file digest, computed here: SHA-256 over the SHA-256 of each CHUNK-byte
  * piece of data, in order. */
-static void assert_file_digest(const struct got_file *g, const uint8_t *data, size_t len)
+static void assert_digest_chunked(const struct got_file *g, const uint8_t *data, size_t len,
+                                  size_t chunk)
 {
     struct buf sums = BUF_INIT;
     uint8_t md[SHA256_LEN];
-    for (size_t off = 0; off < len; off += CHUNK) {
-        sha256(data + off, len - off < CHUNK ? len - off : CHUNK, md);
+    for (size_t off = 0; off < len; off += chunk) {
+        sha256(data + off, len - off < chunk ? len - off : chunk, md);
         buf_append(&sums, md, SHA256_LEN);
     }
     sha256(sums.len ? sums.data : (const uint8_t *)"", sums.len, md);
-    assert_int_equal(g->digest_kind, MANIFEST_DIGEST_CHUNKS);
     assert_int_equal(g->size, len);
     assert_memory_equal(g->digest, md, SHA256_LEN);
     buf_free(&sums);
+}
+
+static void assert_file_digest(const struct got_file *g, const uint8_t *data, size_t len)
+{
+    assert_int_equal(g->digest_kind, MANIFEST_DIGEST_CHUNKS);
+    assert_digest_chunked(g, data, len, CHUNK);
 }
 
 static void test_run(void **state)
@@ -1018,16 +1024,7 @@ static int feed_base(struct fixture *f, struct backup_run *run, const struct buf
 
 static void assert_digest_of(const struct got_file *g, const uint8_t *data, size_t len)
 {
-    struct buf sums = BUF_INIT;
-    uint8_t md[SHA256_LEN];
-    for (size_t off = 0; off < len; off += ICHUNK) {
-        sha256(data + off, len - off < ICHUNK ? len - off : ICHUNK, md);
-        buf_append(&sums, md, SHA256_LEN);
-    }
-    sha256(sums.len ? sums.data : (const uint8_t *)"", sums.len, md);
-    assert_int_equal(g->size, len);
-    assert_memory_equal(g->digest, md, SHA256_LEN);
-    buf_free(&sums);
+    assert_digest_chunked(g, data, len, ICHUNK);
 }
 
 static const char *INCR_MANIFEST =
