@@ -14,23 +14,11 @@ use Test::More;
 use PgarkTest;
 use PgarkOps;
 
-my $node = PostgreSQL::Test::Cluster->new('primary');
-# 1 MiB segments: many segments for little WAL.
-$node->init(allows_streaming => 1, extra => ['--wal-segsize=1']);
-$node->append_conf('postgresql.conf', "track_commit_timestamp = on\n");
-$node->start;
+my $setup = ops_setup(conf => "track_commit_timestamp = on\n");
+my ($node, $tmp, $config) = @$setup{qw(node tmp config)};
+my %root = %{ $setup->{root} };
 
 sub sql { return $node->safe_psql('postgres', $_[0]) }
-
-my $tmp = PostgreSQL::Test::Utils::tempdir();
-my %root = (one => "$tmp/repo1", two => "$tmp/repo2");
-my $config = write_config(
-	ops_config(
-		spool => "$tmp/spool",
-		conninfo => 'host=' . $node->host . ' port=' . $node->port,
-		repos => [ [ one => $root{one} ], [ two => $root{two} ] ],
-		create_slot => 1),
-	"$tmp/pgark.yaml");
 
 sub wal_file { my ($r, $tli, $name) = @_; return "$root{$r}/main/wal/$tli/$name" }
 

@@ -19,23 +19,11 @@ use Test::More;
 use PgarkTest;
 use PgarkOps;
 
-my $node = PostgreSQL::Test::Cluster->new('primary');
-$node->init(allows_streaming => 1, extra => ['--wal-segsize=1']);
-$node->append_conf('postgresql.conf', "autovacuum = off\n");
-$node->start;
+my $setup = ops_setup(dbname => 'postgres', extra => "    backup: { chunk_size: 64KiB }\n    retention: { full: 10 }\n");
+my ($node, $tmp, $config) = @$setup{qw(node tmp config)};
+my %root = %{ $setup->{root} };
 
 sub sql { return $node->safe_psql('postgres', $_[0]) }
-
-my $tmp = PostgreSQL::Test::Utils::tempdir();
-my %root = (one => "$tmp/repo1", two => "$tmp/repo2");
-my $config = write_config(
-	ops_config(
-		spool => "$tmp/spool",
-		conninfo => 'host=' . $node->host . ' port=' . $node->port . ' dbname=postgres',
-		repos => [ [ one => $root{one} ], [ two => $root{two} ] ],
-		create_slot => 1,
-		extra => "    backup: { chunk_size: 64KiB }\n    retention: { full: 10 }\n"),
-	"$tmp/pgark.yaml");
 my $dump = tool_bin('repo_dump');
 
 sub pgark { return run_pgark([ '--config', $config, @_ ]) }

@@ -13,11 +13,12 @@ use Exporter 'import';
 use File::Basename ();
 use File::Path qw(make_path);
 use POSIX qw(WNOHANG);
+use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use PgarkTest;
 
-our @EXPORT = qw(ops_config ops_receiver_start ops_receiver_stop wait_for);
+our @EXPORT = qw(ops_config ops_setup ops_receiver_start ops_receiver_stop wait_for);
 
 my @running;
 
@@ -47,6 +48,33 @@ sub ops_config
 	$yaml .= "    repos: [" . join(', ', map { $_->[0] } @{ $o{repos} }) . "]\n";
 	$yaml .= $o{extra} if $o{extra};
 	return $yaml;
+}
+
+# The set-up most operations tests share: a started cluster "primary" with 1 MiB WAL
+# segments (many segments for little WAL) and the postgresql.conf lines given in conf
+# (default: autovacuum off), two posix repositories "one" and "two" in a fresh temporary
+# directory, and a config file naming them with a replication slot created by the
+# receiver; extra is appended to the cluster's section. Returns { node, tmp, root =>
+# { one => DIR, two => DIR }, config }.
+sub ops_setup
+{
+	my (%o) = @_;
+	my $node = PostgreSQL::Test::Cluster->new('primary');
+	$node->init(allows_streaming => 1, extra => ['--wal-segsize=1']);
+	$node->append_conf('postgresql.conf', $o{conf} // "autovacuum = off\n");
+	$node->start;
+	my $tmp = PostgreSQL::Test::Utils::tempdir();
+	my %root = (one => "$tmp/repo1", two => "$tmp/repo2");
+	my $config = write_config(
+		ops_config(
+			spool => "$tmp/spool",
+			conninfo => 'host=' . $node->host . ' port=' . $node->port
+			  . ($o{dbname} ? " dbname=$o{dbname}" : ''),
+			repos => [ [ one => $root{one} ], [ two => $root{two} ] ],
+			create_slot => 1,
+			extra => $o{extra}),
+		"$tmp/pgark.yaml");
+	return { node => $node, tmp => $tmp, root => \%root, config => $config };
 }
 
 # Start "pgark --config FILE receive" in the background, output to a log file.
