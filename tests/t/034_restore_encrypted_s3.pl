@@ -31,28 +31,16 @@ $src->start;
 sub sql { return $src->safe_psql('postgres', $_[0]) }
 
 my $pass = write_file("$tmp/passphrase", "e2e test passphrase\n");
-my $config = write_config(<<"EOF", "$tmp/pgark.yaml");
-spool: $tmp/spool
-log: { level: detail }
-repos:
-  local: { type: posix, path: $local }
-  offsite:
-    type: s3
-    endpoint: $s3->{endpoint}
-    allow_http: true
-    bucket: pgark-e2e
-    prefix: site1/
-    access_key_id: $s3->{access_key}
-    secret_access_key: $s3->{secret_key}
-encryption: { passphrase_file: $pass }
-clusters:
-  main:
-    conninfo: "host=@{[$src->host]} port=@{[$src->port]} dbname=postgres"
-    create_slot: true
-    partial_upload_interval: 0s
-    repos: [local, offsite]
-    backup: { chunk_size: 256KiB }
-EOF
+my $config = write_config(
+	local_offsite_config(
+		spool => "$tmp/spool",
+		local => $local,
+		s3 => $s3,
+		bucket => 'pgark-e2e',
+		passphrase_file => $pass,
+		conninfo => "host=@{[$src->host]} port=@{[$src->port]} dbname=postgres",
+		extra => "    backup: { chunk_size: 256KiB }\n"),
+	"$tmp/pgark.yaml");
 
 mkdir("$tmp/spool") or die "mkdir: $!";
 my $rx = receiver_start($config);

@@ -46,30 +46,14 @@ my $newpass = write_file("$tmp/new-passphrase", "the next passphrase\n");
 sub config_text
 {
 	my ($passfile) = @_;
-	return <<"EOF2";
-spool: $tmp/spool
-log: { level: detail }
-repos:
-  local: { type: posix, path: $local }
-  offsite:
-    type: s3
-    endpoint: $s3->{endpoint}
-    allow_http: true
-    bucket: pgark-dk
-    prefix: site1/
-    access_key_id: $s3->{access_key}
-    secret_access_key: $s3->{secret_key}
-encryption: { passphrase_file: $passfile }
-clusters:
-  main:
-    conninfo: "host=@{[$src->host]} port=@{[$src->port]} dbname=postgres"
-    create_slot: true
-    partial_upload_interval: 0s
-    wal_fetch_read_ahead: 0
-    repos: [local, offsite]
-    backup: { chunk_size: 64KiB }
-    retention: { full: 2 }
-EOF2
+	return local_offsite_config(
+		spool => "$tmp/spool",
+		local => $local,
+		s3 => $s3,
+		bucket => 'pgark-dk',
+		passphrase_file => $passfile,
+		conninfo => "host=@{[$src->host]} port=@{[$src->port]} dbname=postgres",
+		extra => "    wal_fetch_read_ahead: 0\n    backup: { chunk_size: 64KiB }\n    retention: { full: 2 }\n");
 }
 my $config = write_config(config_text($pass), "$tmp/pgark.yaml");
 my $cfg_new = write_config(config_text($newpass), "$tmp/new.yaml");

@@ -26,7 +26,7 @@ use Time::Local ();
 our @EXPORT = qw(pgark_bin pgark_asan_bin tool_bin run_cmd run_pgark write_file write_config
   s3rver_start s3rver_stop s3_create_bucket free_tcp_port
   poll_until wait_past_stop_time in_nanosleep s3rver_unread_requests
-  receiver_config receiver_start receiver_stop receiver_wait_exit receiver_stop_limit
+  receiver_config local_offsite_config receiver_start receiver_stop receiver_wait_exit receiver_stop_limit
   receiver_log receiver_alive read_status repo_status repo_cat repo_plant slurp_bytes wal_mismatches
   lsn_int lsn_text seg_name seg_of_name);
 
@@ -360,6 +360,38 @@ sub receiver_config
 	  . join(', ', map { $_->[0] } @{ $o{repos} }, @{ $o{s3} // [] }) . "]\n";
 	$yaml .= $o{extra} if $o{extra};
 	return $yaml;
+}
+
+# YAML of the encrypted pair the end-to-end tests use: cluster "main" received into
+# "local" (posix, at local) and "offsite" (S3 on the s3rver s3, in bucket under
+# prefix site1/), both encrypted under passphrase_file; no copies of the segment being
+# filled. Options: spool, local, s3, bucket, passphrase_file, conninfo, extra (text
+# appended to the cluster's section).
+sub local_offsite_config
+{
+	my (%o) = @_;
+	my $s3 = $o{s3};
+	return <<"EOF" . ($o{extra} // '');
+spool: $o{spool}
+log: { level: detail }
+repos:
+  local: { type: posix, path: $o{local} }
+  offsite:
+    type: s3
+    endpoint: $s3->{endpoint}
+    allow_http: true
+    bucket: $o{bucket}
+    prefix: site1/
+    access_key_id: $s3->{access_key}
+    secret_access_key: $s3->{secret_key}
+encryption: { passphrase_file: $o{passphrase_file} }
+clusters:
+  main:
+    conninfo: "$o{conninfo}"
+    create_slot: true
+    partial_upload_interval: 0s
+    repos: [local, offsite]
+EOF
 }
 
 # Start "pgark --config FILE receive" in the background, stdout and stderr into a
