@@ -51,27 +51,7 @@ sub configure
 }
 
 # A commit run by psql in the background: { h, out, err }.
-sub commit_in_background
-{
-	my ($stmt) = @_;
-	my $c = { out => '', err => '' };
-	$c->{h} = IPC::Run::start(
-		[ 'psql', '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', $stmt ],
-		'<', \undef, '>', \$c->{out}, '2>', \$c->{err},
-		IPC::Run::timeout(60));
-	return $c;
-}
-
-sub finished
-{
-	my ($c) = @_;
-	return 1 if defined $c->{rc};
-	$c->{h}->pump_nb if $c->{h}->pumpable;
-	return 0 if $c->{h}->pumpable;
-	$c->{h}->finish;
-	$c->{rc} = $c->{h}->full_result(0) >> 8;
-	return 1;
-}
+sub commit_in_background { return psql_start($node, 60, '-c', $_[0]) }
 
 # The first $n bytes of a file.
 sub head_bytes
@@ -100,7 +80,7 @@ my $rx = receiver_start($config);
 ok(poll_until(sub { sql("SELECT sync_state FROM pg_stat_replication WHERE application_name = 'pgark_main'") eq 'sync' }),
 	'the receiver is the synchronous standby');
 my $c = commit_in_background('INSERT INTO t VALUES (1)');
-ok(poll_until(sub { finished($c) }), 'with the receiver running a commit returns');
+ok(poll_until(sub { psql_finished($c) }), 'with the receiver running a commit returns');
 is_deeply([ $c->{rc}, $c->{out} ], [ 0, "INSERT 0 1\n" ], 'successfully: INSERT 0 1');
 
 # Whatever the server was told is flushed is in the spool, byte for byte.
@@ -117,14 +97,14 @@ ok( poll_until(sub {
 			sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'") eq '1'
 		}),
 	'with the receiver stopped the commit waits for it (wait_event SyncRep)');
-ok(!finished($c), 'the commit has not returned');
+ok(!psql_finished($c), 'the commit has not returned');
 is(sql('SELECT count(*) FROM t WHERE id = 2'), '0', 'nor is its row visible');
 my $restart = sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgark_main'");
 my $waiting_lsn = sql('SELECT pg_current_wal_flush_lsn()');
 ok(lsn_int($restart) < lsn_int($waiting_lsn), 'the slot stays behind the waiting commit');
 
 $rx = receiver_start($config);
-ok(poll_until(sub { finished($c) }), 'once the receiver is back the commit returns');
+ok(poll_until(sub { psql_finished($c) }), 'once the receiver is back the commit returns');
 is_deeply([ $c->{rc}, $c->{out} ], [ 0, "INSERT 0 1\n" ], 'successfully: INSERT 0 1');
 is(sql('SELECT count(*) FROM t WHERE id = 2'), '1', 'and its row is there');
 $acked = sql("SELECT flush_lsn FROM pg_stat_replication WHERE application_name = 'pgark_main'");
@@ -205,7 +185,7 @@ kill('HUP', $rx->{pid});
 ok(poll_until(sub { receiver_log($rx) =~ /error\s+configuration not reloaded: .*pgark\.yaml/ }),
 	'SIGHUP with a broken configuration: "configuration not reloaded", naming the file');
 $c = commit_in_background('INSERT INTO t VALUES (6)');
-ok(poll_until(sub { finished($c) }), 'the receiver goes on with the old one: a commit returns');
+ok(poll_until(sub { psql_finished($c) }), 'the receiver goes on with the old one: a commit returns');
 is_deeply([ $c->{rc}, $c->{out} ], [ 0, "INSERT 0 1\n" ], 'successfully: INSERT 0 1');
 write_config($good, $config);
 

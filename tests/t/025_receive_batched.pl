@@ -49,25 +49,7 @@ sub configure
 		$config);
 }
 
-sub run_bg
-{
-	my (@cmd) = @_;
-	my $c = { out => '', err => '' };
-	$c->{h} = IPC::Run::start([ 'psql', '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), @cmd ],
-		'<', \undef, '>', \$c->{out}, '2>', \$c->{err}, IPC::Run::timeout(300));
-	return $c;
-}
-
-sub finished
-{
-	my ($c) = @_;
-	return 1 if defined $c->{rc};
-	$c->{h}->pump_nb if $c->{h}->pumpable;
-	return 0 if $c->{h}->pumpable;
-	$c->{h}->finish;
-	$c->{rc} = $c->{h}->full_result(0) >> 8;
-	return 1;
-}
+sub run_bg { return psql_start($node, 300, @_) }
 
 # A steady trickle of small commits (one every ~10 ms) until killed.
 sub load_start
@@ -158,10 +140,10 @@ kill('STOP', $rx->{pid});
 my $c = run_bg('-c', 'INSERT INTO t VALUES (-1)', '-c', 'SELECT pg_current_wal_insert_lsn()');
 ok(poll_until(sub { sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'") eq '1' }),
 	'receiver frozen (SIGSTOP): the commit waits for it (wait_event SyncRep)');
-ok(!finished($c), 'the commit has not returned');
+ok(!psql_finished($c), 'the commit has not returned');
 is(sql('SELECT count(*) FROM t WHERE id = -1'), '0', 'nor is its row visible');
 kill('CONT', $rx->{pid});
-ok(poll_until(sub { finished($c) }), 'SIGCONT: the commit returns');
+ok(poll_until(sub { psql_finished($c) }), 'SIGCONT: the commit returns');
 my ($ins, $after) = split /\n/, $c->{out};
 is_deeply([ $c->{rc}, $ins ], [ 0, 'INSERT 0 1' ], 'successfully: INSERT 0 1');
 ok(spool_covers($after), "the spool holds the server's WAL past the commit (up to $after)");
@@ -221,7 +203,7 @@ ok( poll_until(sub { receiver_log($rx) =~ /warn\s+server \S+ waits on "pgark_mai
 like(receiver_log($rx), qr/hint: set synchronous: true for cluster "main", or remove "pgark_main" from synchronous_standby_names/,
 	'with what to do');
 $c = run_bg('-c', 'INSERT INTO t VALUES (-2)');
-ok(poll_until(sub { finished($c) }), 'a commit still returns');
+ok(poll_until(sub { psql_finished($c) }), 'a commit still returns');
 is($c->{rc}, 0, 'successfully');
 $stop = receiver_stop($rx);
 is($stop->{rc}, 0, 'SIGTERM: exit 0');

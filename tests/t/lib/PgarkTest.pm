@@ -28,7 +28,7 @@ our @EXPORT = qw(pgark_bin pgark_asan_bin tool_bin run_cmd run_pgark write_file 
   poll_until wait_past_stop_time in_nanosleep s3rver_unread_requests
   receiver_config local_offsite_config receiver_start receiver_stop receiver_wait_exit receiver_stop_limit
   receiver_log receiver_alive read_status repo_status repo_cat repo_plant slurp_bytes wal_mismatches
-  lsn_int lsn_text seg_name seg_of_name);
+  lsn_int lsn_text seg_name seg_of_name psql_start psql_finished);
 
 use JSON::PP;
 
@@ -392,6 +392,31 @@ clusters:
     partial_upload_interval: 0s
     repos: [local, offsite]
 EOF
+}
+
+# psql with the given arguments (e.g. -c STATEMENT ...) against dbname postgres of a
+# PostgreSQL::Test::Cluster, in the background: { h, out, err }; psql_finished tells
+# whether it has ended without waiting, and then holds its exit code in {rc}.
+sub psql_start
+{
+	my ($node, $timeout, @args) = @_;
+	my $c = { out => '', err => '' };
+	$c->{h} = IPC::Run::start(
+		[ 'psql', '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), @args ],
+		'<', \undef, '>', \$c->{out}, '2>', \$c->{err},
+		IPC::Run::timeout($timeout));
+	return $c;
+}
+
+sub psql_finished
+{
+	my ($c) = @_;
+	return 1 if defined $c->{rc};
+	$c->{h}->pump_nb if $c->{h}->pumpable;
+	return 0 if $c->{h}->pumpable;
+	$c->{h}->finish;
+	$c->{rc} = $c->{h}->full_result(0) >> 8;
+	return 1;
 }
 
 # Start "pgark --config FILE receive" in the background, stdout and stderr into a
