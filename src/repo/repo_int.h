@@ -12,7 +12,7 @@
 #define ENVELOPE_VERSION 1
 #define ENVELOPE_HEADER_LEN 32
 /* Version 2: version 1's header, then the id of the data key (u32 big-endian); written
- * under any data key but the first (object.c). */
+ * under any data key but the first (envelope.c). */
 #define ENVELOPE_VERSION_KEYID 2
 #define ENVELOPE_HEADER_MAX (ENVELOPE_HEADER_LEN + 4)
 #define ENVELOPE_TRAILER_LEN 32 /* SHA-256 of the plaintext, after the plaintext */
