@@ -93,6 +93,146 @@ static void set_key_json(json_t *enc, const struct crypto_key_record *rec, const
     }
 }
 
+/* repo.json of r (at full) read and parsed into *o, with its "encryption" object *enc
+ * and its key record; refused when it is not of a format this pgark rotates or is not
+ * encrypted. */
+static int read_keys(struct repo *r, const char *full, const struct key_update *u, json_t **o,
+                     json_t **enc, struct crypto_key_record *rec)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    json_error_t jerr;
+    int rc;
+
+    if ((rc = repo_json_read(r, full, &data, &len)) < 0) {
+        if (rc == -ERR_NOT_FOUND) {
+            err_clear();
+            rc = err_set(ERR_NOT_FOUND, "repository \"%s\" holds no cluster \"%s\" (no \"%s\")",
+                         repo_name(r), r->cluster, full);
+        }
+        goto out;
+    }
+    *o = json_loadb((const char *)data, len, 0, &jerr);
+    if (!*o || !json_is_object(*o)) {
+        rc = repo_json_bad(r, *o ? "not an object" : jerr.text);
+        goto out;
+    }
+    json_t *format = json_object_get(*o, "format");
+    if (!json_is_integer(format) || (json_integer_value(format) != PGARK_REPO_FORMAT &&
+                                     json_integer_value(format) != PGARK_REPO_FORMAT_KEYS)) {
+        rc = err_set(ERR_MISMATCH,
+                     "repository \"%s\" is not of format %d or %d, which this pgark "
+                     "rotates",
+                     repo_name(r), PGARK_REPO_FORMAT, PGARK_REPO_FORMAT_KEYS);
+        goto out;
+    }
+    *enc = json_object_get(*o, "encryption");
+    if (!json_is_object(*enc)) {
+        rc = err_set(ERR_CONFIG,
+                     "repository \"%s\" is not encrypted: it has no %s to "
+                     "rotate",
+                     repo_name(r), u->op == KEY_REWRAP ? "passphrase" : "data key");
+        goto out;
+    }
+    rc = repo_json_key_record(r, *enc, rec);
+out:
+    free(data);
+    return rc;
+}
+
+/* rec's keys unlocked into *kr for u: 0, 1 for a rewrap the new passphrase already
+ * opens (a killed or failed run's), <0 (ERR_AUTH for a wrong passphrase). */
+static int unlock_keys(struct repo *r, const struct repo_options *opts, const struct key_update *u,
+                       const struct crypto_key_record *rec, struct crypto_keyring **kr)
+{
+    int rc;
+    /* The new passphrase first: a repository a killed or failed run already rotated is
+     * done, and a re-run completes the others. */
+    if (u->op == KEY_REWRAP && (rc = try_unlock(rec, u->new_passphrase, kr)) <= 0) {
+        if (rc == 0) {
+            log_info("repository \"%s\": already under the new passphrase", repo_name(r));
+            rc = 1;
+        }
+        return rc;
+    }
+    if (!opts->codecs.passphrase)
+        return err_set(ERR_CONFIG,
+                       "repository \"%s\" is encrypted, but no passphrase is configured",
+                       repo_name(r));
+    if ((rc = try_unlock(rec, opts->codecs.passphrase, kr)) < 0)
+        return rc;
+    if (rc == 1 && u->op == KEY_REWRAP) {
+        rc = err_set(ERR_AUTH,
+                     "neither the configured passphrase nor the new one unlocks the encryption "
+                     "key of repository \"%s\"",
+                     repo_name(r));
+        err_hint("encryption.passphrase_file must hold the passphrase the repository is under now");
+        return rc;
+    }
+    if (rc == 1) {
+        rc =
+            err_set(ERR_AUTH, "wrong passphrase: it does not unlock the repository encryption key");
+        err_hint("use the passphrase the repository was created or last rekeyed with");
+        return rc;
+    }
+    return 0;
+}
+
+/* u's change made to kr and rec (rewrap, add or drop). */
+static int change_keys(struct repo *r, struct key_update *u, struct crypto_keyring *kr,
+                       struct crypto_key_record *rec)
+{
+    int rc;
+    if (u->op == KEY_REWRAP) {
+        rc = crypto_keyring_rewrap(kr, u->new_passphrase, strlen(u->new_passphrase), NULL);
+    } else if (u->op == KEY_ADD) {
+        rc = crypto_keyring_add(kr, &u->new_id);
+    } else {
+        /* Dropping rewrites nothing: the other keys' wrappings stand as they are. */
+        uint32_t current = rec->nextra ? rec->extra[rec->nextra - 1].id : 0;
+        for (size_t i = 0; i < u->ndrop; i++)
+            if (u->drop[i] == 0 || u->drop[i] == current)
+                return err_set(ERR_USAGE, "data key %" PRIu32 " of repository \"%s\" is %s",
+                               u->drop[i], repo_name(r),
+                               u->drop[i] ? "the current one" : "the first, which names chunks");
+        size_t keep = 0;
+        for (size_t i = 0; i < rec->nextra; i++)
+            if (!dropped(u, rec->extra[i].id))
+                rec->extra[keep++] = rec->extra[i];
+        rec->nextra = keep;
+        rc = 0;
+    }
+    if (rc == 0 && u->op != KEY_DROP)
+        crypto_keyring_export(kr, rec);
+    return rc;
+}
+
+/* text written over repo.json (at full) in one atomic replacement (posix: rename over
+ * it; S3: one PUT), so that a reader sees the old record or the new one
+ * (docs/architecture.md), and read back: ERR_RUNTIME when another writer's is there. */
+static int replace_keys(struct repo *r, const char *full, const char *text)
+{
+    uint8_t *back = NULL;
+    size_t back_len = 0;
+    int rc;
+
+    testhook_pause("PGARK_TEST_REKEY_PAUSE", "before replacing repo.json");
+    if ((rc = storage_write_all(r->storage, full, text, strlen(text))) < 0)
+        goto out;
+    if ((rc = repo_json_read(r, full, &back, &back_len)) < 0)
+        goto out;
+    if (back_len != strlen(text) || memcmp(back, text, back_len) != 0) {
+        rc = err_set(ERR_RUNTIME,
+                     "\"%s\" in repository \"%s\" changed while it was being rotated: another "
+                     "rotate-key wrote it",
+                     full, repo_name(r));
+        err_hint("run one rotate-key at a time, then again with the passphrase that is to stay");
+    }
+out:
+    free(back);
+    return rc;
+}
+
 /*
  * The one way repo.json's keys change (passphrase rotation, a new data key, dropped
  * keys): read it, unlock, change, write it back in one atomic replacement (posix: a
@@ -105,99 +245,13 @@ static int update_keys(struct storage *s, const struct repo_options *opts, struc
     struct repo *r = repo_shell(s, opts);
     struct crypto_keyring *kr = NULL;
     char *full = repo_full_path(r, REPO_JSON), *text = NULL;
-    uint8_t *data = NULL, *back = NULL;
-    size_t len = 0, back_len = 0;
-    json_t *o = NULL;
-    json_error_t jerr;
+    json_t *o = NULL, *enc = NULL;
+    struct crypto_key_record rec;
     int rc;
 
-    if ((rc = repo_json_read(r, full, &data, &len)) < 0) {
-        if (rc == -ERR_NOT_FOUND) {
-            err_clear();
-            rc = err_set(ERR_NOT_FOUND, "repository \"%s\" holds no cluster \"%s\" (no \"%s\")",
-                         repo_name(r), r->cluster, full);
-        }
+    if ((rc = read_keys(r, full, u, &o, &enc, &rec)) < 0 ||
+        (rc = unlock_keys(r, opts, u, &rec, &kr)) != 0 || (rc = change_keys(r, u, kr, &rec)) < 0)
         goto out;
-    }
-    o = json_loadb((const char *)data, len, 0, &jerr);
-    if (!o || !json_is_object(o)) {
-        rc = repo_json_bad(r, o ? "not an object" : jerr.text);
-        goto out;
-    }
-    json_t *format = json_object_get(o, "format");
-    if (!json_is_integer(format) || (json_integer_value(format) != PGARK_REPO_FORMAT &&
-                                     json_integer_value(format) != PGARK_REPO_FORMAT_KEYS)) {
-        rc = err_set(ERR_MISMATCH,
-                     "repository \"%s\" is not of format %d or %d, which this pgark "
-                     "rotates",
-                     repo_name(r), PGARK_REPO_FORMAT, PGARK_REPO_FORMAT_KEYS);
-        goto out;
-    }
-    json_t *enc = json_object_get(o, "encryption");
-    if (!json_is_object(enc)) {
-        rc = err_set(ERR_CONFIG,
-                     "repository \"%s\" is not encrypted: it has no %s to "
-                     "rotate",
-                     repo_name(r), u->op == KEY_REWRAP ? "passphrase" : "data key");
-        goto out;
-    }
-    struct crypto_key_record rec;
-    if ((rc = repo_json_key_record(r, enc, &rec)) < 0)
-        goto out;
-    /* The new passphrase first: a repository a killed or failed run already rotated is
-     * done, and a re-run completes the others. */
-    if (u->op == KEY_REWRAP && (rc = try_unlock(&rec, u->new_passphrase, &kr)) <= 0) {
-        if (rc == 0) {
-            log_info("repository \"%s\": already under the new passphrase", repo_name(r));
-            rc = 1;
-        }
-        goto out;
-    }
-    if (!opts->codecs.passphrase) {
-        rc = err_set(ERR_CONFIG, "repository \"%s\" is encrypted, but no passphrase is configured",
-                     repo_name(r));
-        goto out;
-    }
-    if ((rc = try_unlock(&rec, opts->codecs.passphrase, &kr)) < 0)
-        goto out;
-    if (rc == 1 && u->op == KEY_REWRAP) {
-        rc = err_set(ERR_AUTH,
-                     "neither the configured passphrase nor the new one unlocks the encryption "
-                     "key of repository \"%s\"",
-                     repo_name(r));
-        err_hint("encryption.passphrase_file must hold the passphrase the repository is under now");
-        goto out;
-    }
-    if (rc == 1) {
-        rc =
-            err_set(ERR_AUTH, "wrong passphrase: it does not unlock the repository encryption key");
-        err_hint("use the passphrase the repository was created or last rekeyed with");
-        goto out;
-    }
-    if (u->op == KEY_REWRAP) {
-        rc = crypto_keyring_rewrap(kr, u->new_passphrase, strlen(u->new_passphrase), NULL);
-    } else if (u->op == KEY_ADD) {
-        rc = crypto_keyring_add(kr, &u->new_id);
-    } else {
-        /* Dropping rewrites nothing: the other keys' wrappings stand as they are. */
-        uint32_t current = rec.nextra ? rec.extra[rec.nextra - 1].id : 0;
-        for (size_t i = 0; i < u->ndrop; i++)
-            if (u->drop[i] == 0 || u->drop[i] == current) {
-                rc = err_set(ERR_USAGE, "data key %" PRIu32 " of repository \"%s\" is %s",
-                             u->drop[i], repo_name(r),
-                             u->drop[i] ? "the current one" : "the first, which names chunks");
-                goto out;
-            }
-        size_t keep = 0;
-        for (size_t i = 0; i < rec.nextra; i++)
-            if (!dropped(u, rec.extra[i].id))
-                rec.extra[keep++] = rec.extra[i];
-        rec.nextra = keep;
-    }
-    if (rc < 0)
-        goto out;
-    if (u->op != KEY_DROP)
-        crypto_keyring_export(kr, &rec);
     char when[64];
     time_format_pg(time_now_us(), when, sizeof(when));
     set_key_json(enc, &rec, when);
@@ -205,22 +259,7 @@ static int update_keys(struct storage *s, const struct repo_options *opts, struc
     json_object_set_new(o, "format",
                         json_integer(rec.nextra ? PGARK_REPO_FORMAT_KEYS : PGARK_REPO_FORMAT));
     text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    testhook_pause("PGARK_TEST_REKEY_PAUSE", "before replacing repo.json");
-    /* One atomic replacement (posix: rename over it; S3: one PUT): a reader sees the old
-     * record or the new one (docs/architecture.md). */
-    if ((rc = storage_write_all(s, full, text, strlen(text))) < 0)
-        goto out;
-    if ((rc = repo_json_read(r, full, &back, &back_len)) < 0)
-        goto out;
-    if (back_len != strlen(text) || memcmp(back, text, back_len) != 0) {
-        rc = err_set(ERR_RUNTIME,
-                     "\"%s\" in repository \"%s\" changed while it was being rotated: another "
-                     "rotate-key wrote it",
-                     full, repo_name(r));
-        err_hint("run one rotate-key at a time, then again with the passphrase that is to stay");
-        goto out;
-    }
-    rc = 0;
+    rc = replace_keys(r, full, text);
 out:
     if (rc < 0)
         err_context("while %s of repository \"%s\"",
@@ -231,8 +270,6 @@ out:
     crypto_keyring_free(kr);
     json_decref(o);
     free(text);
-    free(back);
-    free(data);
     free(full);
     repo_close(r);
     return rc;
