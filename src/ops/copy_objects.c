@@ -269,6 +269,71 @@ static int on_file(void *arg, const struct manifest_file *f)
     return rc;
 }
 
+/* The WAL of the backup h describes (start to stop segment, and its timeline's history
+ * files) from A to B. */
+static int copy_backup_wal(struct repo *a, struct repo *b, const struct manifest_header *h,
+                           struct copy_totals *tot)
+{
+    uint64_t seg_size = repo_identity(a)->seg_size;
+    uint64_t last = lsn_to_segno(h->stop_lsn ? h->stop_lsn - 1 : 0, seg_size);
+    int rc = 0;
+    for (uint64_t s = lsn_to_segno(h->start_lsn, seg_size); rc == 0 && s <= last; s++) {
+        char name[WAL_NAME_BUFLEN];
+        wal_segment_name(h->timeline, s, seg_size, name);
+        rc = tally_segment(tot, copy_segment(a, b, h->timeline, name));
+    }
+    if (rc == 0)
+        rc = copy_histories(a, b, h->timeline);
+    return rc;
+}
+
+/* manifest.json of backup label into B, last, while hb's lease holds: src (A's) as it
+ * is when both name chunks alike, else written again with B's names and sizes. */
+static int put_manifest(struct copy_job *job, const struct manifest_header *h,
+                        struct repo_heartbeat *hb, const char *label, FILE *src)
+{
+    struct repo *b = job->b;
+    struct copy_totals *tot = job->tot;
+    FILE *out = NULL;
+    char path[320];
+    int rc;
+
+    if ((rc = repo_heartbeat_beat(hb, NULL)) < 0)
+        goto out;
+    if ((rc = repo_backup_path(label, "manifest.json", path, sizeof(path))) < 0)
+        goto out;
+    if (job->same_names) {
+        rc = put_file(b, path, src);
+    } else {
+        struct manifest_header nh = *h;
+        nh.encrypted = repo_encrypted(b);
+        nh.stored_bytes = tot->stored_bytes;
+        if (!job->mw && !(job->mw = manifest_writer_new(job->tmp_dir, h->chunk_size))) {
+            rc = err_code();
+            goto out;
+        }
+        if (!(out = temp_file(job->tmp_dir))) {
+            rc = err_code();
+            goto out;
+        }
+        rc = manifest_writer_finish(job->mw, &nh, manifest_sink_file, out);
+        if (rc == 0 && !repo_heartbeat_held(hb))
+            rc = err_set(ERR_RUNTIME,
+                         "the running marker of the copy of backup \"%s\" in "
+                         "repository \"%s\" went too long without a refresh",
+                         label, repo_name(b));
+        if (rc == 0)
+            rc = put_file(b, path, out);
+    }
+    if (rc < 0)
+        err_context("while writing the manifest of backup \"%s\" in repository \"%s\"", label,
+                    repo_name(b));
+out:
+    if (out)
+        fclose(out);
+    return rc;
+}
+
 /* Backup label from A to B. */
 int copy_backup(struct repo *a, struct repo *b, const char *label, struct chunkset *held,
                 struct copy_totals *tot)
@@ -283,7 +348,7 @@ int copy_backup(struct repo *a, struct repo *b, const char *label, struct chunks
     };
     struct repo_heartbeat *hb = NULL;
     struct repo *one[1] = {b};
-    FILE *src = NULL, *out = NULL;
+    FILE *src = NULL;
     char path[320];
     bool copied;
     int rc;
@@ -323,54 +388,14 @@ int copy_backup(struct repo *a, struct repo *b, const char *label, struct chunks
     }
 
     /* Its WAL: a backup is complete only with it. */
-    uint64_t seg_size = repo_identity(a)->seg_size;
-    uint64_t last = lsn_to_segno(h->stop_lsn ? h->stop_lsn - 1 : 0, seg_size);
-    for (uint64_t s = lsn_to_segno(h->start_lsn, seg_size); rc == 0 && s <= last; s++) {
-        char name[WAL_NAME_BUFLEN];
-        wal_segment_name(h->timeline, s, seg_size, name);
-        rc = tally_segment(tot, copy_segment(a, b, h->timeline, name));
-    }
-    if (rc == 0)
-        rc = copy_histories(a, b, h->timeline);
-    if (rc < 0) {
+    if ((rc = copy_backup_wal(a, b, h, tot)) < 0) {
         err_context("while copying the WAL of backup \"%s\"", label);
         goto out;
     }
 
     /* manifest.json last, while the marker's lease holds. */
-    if ((rc = repo_heartbeat_beat(hb, NULL)) < 0)
-        goto out;
-    if ((rc = repo_backup_path(label, "manifest.json", path, sizeof(path))) < 0)
-        goto out;
-    if (job.same_names) {
-        rc = put_file(b, path, src);
-    } else {
-        struct manifest_header nh = *h;
-        nh.encrypted = repo_encrypted(b);
-        nh.stored_bytes = tot->stored_bytes;
-        if (!job.mw && !(job.mw = manifest_writer_new(job.tmp_dir, h->chunk_size))) {
-            rc = err_code();
-            goto out;
-        }
-        if (!(out = temp_file(job.tmp_dir))) {
-            rc = err_code();
-            goto out;
-        }
-        rc = manifest_writer_finish(job.mw, &nh, manifest_sink_file, out);
-        if (rc == 0 && !repo_heartbeat_held(hb))
-            rc = err_set(ERR_RUNTIME,
-                         "the running marker of the copy of backup \"%s\" in "
-                         "repository \"%s\" went too long without a refresh",
-                         label, repo_name(b));
-        if (rc == 0)
-            rc = put_file(b, path, out);
-    }
-    if (rc < 0)
-        err_context("while writing the manifest of backup \"%s\" in repository \"%s\"", label,
-                    repo_name(b));
+    rc = put_manifest(&job, h, hb, label, src);
 out:
-    if (out)
-        fclose(out);
     if (src)
         fclose(src);
     manifest_reader_free(job.mr);
