@@ -44,6 +44,11 @@ static void end_of_wal(struct waldecode *d, lsn_t where, const char *fmt, ...)
 
 /* ---- pages -------------------------------------------------------------------------- */
 
+/* Long: the checks PostgreSQL's reader makes of a page header (zeroes, magic, flags,
+ * address, timeline, long header), in its order and each with its message, then what the
+ * continuation flag means for the record being read; both parts use the same decoded
+ * fields.
+ */
 static int page_header(struct waldecode *d, lsn_t page)
 {
     const uint8_t *h = d->phdr;

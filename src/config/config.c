@@ -275,6 +275,9 @@ static int load_metrics_listen(struct cfg_map *top, struct config *cfg)
     return 0;
 }
 
+/* Long: the top-level keys in the order the documentation lists them, each a get and a
+ * check; one level throughout.
+ */
 static int load_top(struct cfg_reader *r, struct config *cfg)
 {
     struct cfg_map top = {0}, sub = {0};

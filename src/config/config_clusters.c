@@ -106,6 +106,11 @@ static int load_cluster_repos(struct cfg_map *m, const struct config *cfg, struc
     return 0;
 }
 
+/* Long (~120 lines) on purpose: one cluster's keys, and its retention and backup
+ * sub-maps, read in the order the documentation lists them, each a get and a check at the
+ * same level; split, one cluster's defaults and checks would be spread over several
+ * functions.
+ */
 static int load_cluster(struct cfg_reader *r, yaml_node_t *key_node, const char *name,
                         yaml_node_t *node, const struct config *cfg, struct config_cluster *c)
 {

@@ -354,6 +354,9 @@ static json_t *sorted_values(json_t *by_name)
     return arr;
 }
 
+/* Long: one cluster's part of the report, key by key in the order of the JSON, with the
+ * tallies of drills and verifies; one level.
+ */
 static json_t *cluster_json(const struct config *cfg, const struct config_cluster *cl, int days,
                             int64_t now_us)
 {

@@ -296,6 +296,10 @@ static bool is_timeline_end(const struct verify_tl *t, lsn_t lsn)
     return false;
 }
 
+/* Long: one run of consecutive segments decoded as one stream (read, decode, check the
+ * index and how the segment ends); the decoder, the reading and the counts cross from
+ * segment to segment, and a split would pass them all along.
+ */
 static void verify_run_task(void *arg, size_t i)
 {
     struct wal_verify *w = arg;

@@ -212,7 +212,10 @@ int repo_unlock(struct repo *r)
     return rc;
 }
 
-/* Parse repo.json into r (identity, keyring: with defer, only what unlocks it). */
+/* Parse repo.json into r (identity, keyring: with defer, only what unlocks it).
+ * Long: each field of repo.json read and checked in turn (format, identity, encryption),
+ * each with its own error; one level.
+ */
 static int load_json(struct repo *r, const char *text, size_t len, const char *passphrase,
                      bool defer)
 {
