@@ -59,6 +59,20 @@ size_t envelope_header_make(uint8_t h[ENVELOPE_HEADER_MAX], const struct envelop
     return ENVELOPE_HEADER_MAX;
 }
 
+bool envelope_header_key_id(const uint8_t *h, size_t len, uint32_t *id)
+{
+    if (len < ENVELOPE_HEADER_LEN || memcmp(h, ENVELOPE_MAGIC, 4) != 0)
+        return false;
+    if (h[4] == ENVELOPE_VERSION) {
+        *id = 0;
+        return true;
+    }
+    if (h[4] != ENVELOPE_VERSION_KEYID || len < ENVELOPE_HEADER_MAX)
+        return false;
+    *id = envelope_get_be32(h + ENVELOPE_HEADER_LEN);
+    return true;
+}
+
 /* The cipher stage, with (header || path) as associated data. */
 static int add_cipher(struct filter_chain *chain, enum envelope_dir dir,
                       const struct envelope_opts *o, const uint8_t *header, size_t hlen,

@@ -61,6 +61,12 @@ static inline bool envelope_compress_whole(const struct envelope_opts *o)
 size_t envelope_header_make(uint8_t h[ENVELOPE_HEADER_MAX], const struct envelope_opts *o,
                             uint64_t plain_len, const char *path);
 
+/* Whether h (len bytes read from an object's start) is an envelope header of a version
+ * this pgark reads, and then the id of the data key it names (0 for version 1). Only
+ * the magic, the version and the length are looked at: the rest is checked, and the id
+ * authenticated, when the object is read. */
+bool envelope_header_key_id(const uint8_t *h, size_t len, uint32_t *id);
+
 /* The path tag of path (the first 4 bytes of its SHA-256). */
 void envelope_path_tag(const char *path, uint8_t tag[4]);
 
