@@ -12,7 +12,7 @@
  * them to these by name (config.c, config_compression_name); an encrypted repository
  * takes the cipher "aes-256-gcm" by name (repo.c: the only cipher there is); a whole
  * payload read into a buffer is sized with zstd's worst-case growth whenever the entry
- * has decompress_buffer (object.c); and the open-frame members below take zstd's own
+ * has decompress_buffer (object_read.c); and the open-frame members below take zstd's own
  * type, zstd being the one compressor that has them. Ids are part of the repository
  * format: they never change or get reused.
  */

@@ -6,13 +6,15 @@
  * (observer: SHA-256, size). Filters work with any buffer sizes, down to one byte in
  * and one byte out, and with empty input. A chain owns its filters, runs bytes
  * through them in order and hands the result to a sink. The repository builds one chain
- * per object it streams (src/repo/object.c: "sha256 -> zstd -> encrypt" on the way in,
- * "decrypt -> zstd" on the way out, the stored size counted by the sink), and reuses one
- * across objects only where filter_chain_reset allows (the WAL preparer, walprep.c). Not
- * every read or write goes through a chain: the measured fast paths call the codec's
- * whole-buffer operations directly (a chunk compressed in one piece, a payload
- * decompressed straight into the caller's buffer, a partial segment's open zstd frame;
- * codec.h). Errors are recorded in the error slot (error.h).
+ * per object it reads or writes, all with one builder (src/repo/envelope.c: "sha256 ->
+ * zstd -> encrypt" on the way in, "decrypt -> zstd" on the way out, the stored size
+ * counted by the sink; a stage that does not apply is left out), and reuses one across
+ * objects only where filter_chain_reset allows (the WAL preparer, walprep.c). The
+ * measured fast paths take the compression out of the chain and call the codec's
+ * whole-buffer operations instead (a chunk compressed in one piece, a payload
+ * decompressed straight into the caller's buffer; the builder's "whole" shape), and a
+ * partial segment's open zstd frame (codec.h) is fed by hand. Errors are recorded in the
+ * error slot (error.h).
  */
 #ifndef PGARK_FILTER_H
 #define PGARK_FILTER_H

@@ -71,7 +71,7 @@ void refbuf_put(struct refbuf *r);
  * storage, initialised with THREAD_SLOT_INIT; any thread may ask at any time.
  *
  * This is the one way a module keeps a per-thread cache that owns memory or a library
- * handle (src/repo/object.c: the buffers of repo_object_read_into; src/compress/zstd.c:
+ * handle (src/repo/object_read.c: the buffers of repo_object_read_into; src/compress/zstd.c:
  * the spare compression and decompression contexts), whichever thread runs it (a
  * pool's worker, pool.h, or any other): the cache is released when the thread ends,
  * by the slot's destroy, never by the code that used it. The HTTP engine's

@@ -78,6 +78,16 @@ int cfg_require(const struct cfg_map *m, const char *key);
  * A null value, a non-scalar, or text with a NUL byte fail. */
 int cfg_scalar(struct cfg_reader *r, yaml_node_t *node, const char *subject, char **out);
 
+/* The "clusters" section of top into cfg (config_clusters.c; config.c's load_top). */
+struct config;
+int cfg_load_clusters(struct cfg_map *top, struct config *cfg);
+
+/* Shared by yaml.c and yaml_values.c: remember that the file read ${name} (once per
+ * name); whether node is YAML's null (plain "", "~", "null"); a scalar's text. */
+void cfg_note_env_var(struct cfg_reader *r, const char *name);
+bool cfg_is_null(const yaml_node_t *node);
+const char *cfg_scalar_text(const yaml_node_t *node);
+
 /* Typed getters: absent key leaves *out untouched and returns 0; present values are
  * checked. Strings must not be empty. */
 int cfg_get_string(const struct cfg_map *m, const char *key, char **out);

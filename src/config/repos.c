@@ -99,6 +99,76 @@ static bool key_is_for_type(const char *key, enum config_repo_type type)
     return type == CONFIG_REPO_S3;
 }
 
+/* endpoint (required), without trailing slashes, and allow_http: an http:// endpoint
+ * only when the repository says so and require_tls (the top level's) does not refuse. */
+static int load_s3_endpoint(struct cfg_map *m, struct config_repo *repo, bool require_tls)
+{
+    int rc;
+    if ((rc = cfg_get_string(m, "endpoint", &repo->endpoint)) != 0)
+        return rc;
+    if (!cfg_is_http_url(repo->endpoint)) {
+        rc = cfg_error(m->r, cfg_map_value(m, "endpoint"),
+                       "key \"endpoint\"%s must start with http:// or https:// and name a host, "
+                       "not \"%s\"",
+                       m->where, repo->endpoint);
+        return rc;
+    }
+    size_t len = strlen(repo->endpoint);
+    while (len > 0 && repo->endpoint[len - 1] == '/')
+        repo->endpoint[--len] = '\0';
+    /* Over http:// the signed requests, and the objects' headers and sizes, travel in
+     * clear to a server nobody authenticated: only when the repository says so. */
+    if ((rc = cfg_get_bool(m, "allow_http", &repo->allow_http)) != 0)
+        return rc;
+    if (repo->allow_http && require_tls) {
+        rc = cfg_error(m->r, cfg_map_value(m, "allow_http"),
+                       "key \"allow_http\"%s cannot be true when require_tls is true", m->where);
+        err_hint("use an https:// endpoint, or set require_tls: false");
+        return rc;
+    }
+    if (strncmp(repo->endpoint, "http://", 7) == 0 && !repo->allow_http) {
+        rc = cfg_error(m->r, cfg_map_value(m, "endpoint"),
+                       "key \"endpoint\"%s is an http:// URL: requests would travel "
+                       "unencrypted to a server nobody authenticates",
+                       m->where);
+        if (require_tls)
+            err_hint("use an https:// endpoint (require_tls is true)");
+        else
+            err_hint("use an https:// endpoint, or set allow_http: true%s on a network you "
+                     "trust",
+                     m->where);
+        return rc;
+    }
+    return 0;
+}
+
+/* The credentials, each inline or from a file; the key id and secret are required. */
+static int load_s3_credentials(struct cfg_map *m, struct config_repo *repo)
+{
+    int rc;
+    if ((rc = cfg_get_secret_file(m, "access_key_id", &repo->access_key_id,
+                                  &repo->access_key_id_file)) != 0 ||
+        (rc = cfg_get_secret_file(m, "secret_access_key", &repo->secret_access_key,
+                                  &repo->secret_access_key_file)) != 0 ||
+        (rc = cfg_get_secret_file(m, "session_token", &repo->session_token,
+                                  &repo->session_token_file)) != 0)
+        return rc;
+    if (repo->access_key_id == NULL) {
+        rc = cfg_error(m->r, m->node,
+                       "missing required key \"access_key_id\" or \"access_key_id_file\"%s",
+                       m->where);
+        return rc;
+    }
+    if (repo->secret_access_key == NULL) {
+        rc = cfg_error(m->r, m->node,
+                       "missing required key \"secret_access_key\" or "
+                       "\"secret_access_key_file\"%s",
+                       m->where);
+        return rc;
+    }
+    return 0;
+}
+
 /* require_tls: the top level's; it refuses allow_http. */
 static int load_s3(struct cfg_map *m, struct config_repo *repo, bool require_tls)
 {
@@ -113,41 +183,8 @@ static int load_s3(struct cfg_map *m, struct config_repo *repo, bool require_tls
 
     if ((rc = cfg_require(m, "endpoint")) != 0 || (rc = cfg_require(m, "bucket")) != 0)
         goto out;
-    if ((rc = cfg_get_string(m, "endpoint", &repo->endpoint)) != 0)
+    if ((rc = load_s3_endpoint(m, repo, require_tls)) != 0)
         goto out;
-    if (!cfg_is_http_url(repo->endpoint)) {
-        rc = cfg_error(m->r, cfg_map_value(m, "endpoint"),
-                       "key \"endpoint\"%s must start with http:// or https:// and name a host, "
-                       "not \"%s\"",
-                       m->where, repo->endpoint);
-        goto out;
-    }
-    size_t len = strlen(repo->endpoint);
-    while (len > 0 && repo->endpoint[len - 1] == '/')
-        repo->endpoint[--len] = '\0';
-    /* Over http:// the signed requests, and the objects' headers and sizes, travel in
-     * clear to a server nobody authenticated: only when the repository says so. */
-    if ((rc = cfg_get_bool(m, "allow_http", &repo->allow_http)) != 0)
-        goto out;
-    if (repo->allow_http && require_tls) {
-        rc = cfg_error(m->r, cfg_map_value(m, "allow_http"),
-                       "key \"allow_http\"%s cannot be true when require_tls is true", m->where);
-        err_hint("use an https:// endpoint, or set require_tls: false");
-        goto out;
-    }
-    if (strncmp(repo->endpoint, "http://", 7) == 0 && !repo->allow_http) {
-        rc = cfg_error(m->r, cfg_map_value(m, "endpoint"),
-                       "key \"endpoint\"%s is an http:// URL: requests would travel "
-                       "unencrypted to a server nobody authenticates",
-                       m->where);
-        if (require_tls)
-            err_hint("use an https:// endpoint (require_tls is true)");
-        else
-            err_hint("use an https:// endpoint, or set allow_http: true%s on a network you "
-                     "trust",
-                     m->where);
-        goto out;
-    }
 
     if ((rc = cfg_get_string(m, "region", &repo->region)) != 0)
         goto out;
@@ -176,26 +213,8 @@ static int load_s3(struct cfg_map *m, struct config_repo *repo, bool require_tls
         goto out;
     repo->uri_style = (enum config_uri_style)style;
 
-    if ((rc = cfg_get_secret_file(m, "access_key_id", &repo->access_key_id,
-                                  &repo->access_key_id_file)) != 0 ||
-        (rc = cfg_get_secret_file(m, "secret_access_key", &repo->secret_access_key,
-                                  &repo->secret_access_key_file)) != 0 ||
-        (rc = cfg_get_secret_file(m, "session_token", &repo->session_token,
-                                  &repo->session_token_file)) != 0)
+    if ((rc = load_s3_credentials(m, repo)) != 0)
         goto out;
-    if (repo->access_key_id == NULL) {
-        rc = cfg_error(m->r, m->node,
-                       "missing required key \"access_key_id\" or \"access_key_id_file\"%s",
-                       m->where);
-        goto out;
-    }
-    if (repo->secret_access_key == NULL) {
-        rc = cfg_error(m->r, m->node,
-                       "missing required key \"secret_access_key\" or "
-                       "\"secret_access_key_file\"%s",
-                       m->where);
-        goto out;
-    }
 
     if ((rc = cfg_get_string(m, "ca_file", &ca)) != 0)
         goto out;

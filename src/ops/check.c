@@ -234,6 +234,10 @@ static int probe_write(struct repo *r, const char *cluster)
     return 0;
 }
 
+/* Long: one check after another on one repository (reachable and writable, system
+ * identifier, backups, RPO), each adding its line, in the order the output shows; one
+ * level.
+ */
 static void check_repo(struct checks *c, const struct config *cfg, const struct config_cluster *cl,
                        const struct config_repo *cr, const struct server *srv,
                        const struct rx_status *rs)

@@ -117,7 +117,10 @@ static int read_text_file(const char *path, char **out)
     return 0;
 }
 
-/* 1 when help was printed, 0, or negative (usage). */
+/* 1 when help was printed, 0, or negative (usage).
+ * Long only by its option table: fourteen options with one short case each, then the
+ * checks of which ones combine; nothing in it is at another level.
+ */
 static int parse_args(struct drill_args *a, char **pgdata_abs, int argc, char **argv)
 {
     enum {

@@ -156,6 +156,10 @@ int drill_next_commit(struct repo *r, timeline_t tli, lsn_t lsn, bool *found,
     return 0;
 }
 
+/* Long: where recovery stopped judged against the target case by case (latest, the last
+ * commit after the target, a commit at or before it not replayed, none found), each case
+ * with its own message; one level.
+ */
 static void check_target(struct drill *d)
 {
     int64_t t0 = time_mono_us();
@@ -318,6 +322,10 @@ struct db_tally {
     struct buf named; /* "index X in database Y: why; ..." */
 };
 
+/* Long: the queries one database gets in order (reachable, amcheck there or created,
+ * every index checked, amcheck dropped again), each with its own failure; they share the
+ * connection and whether amcheck was created here.
+ */
 static void check_database(struct drill *d, const char *db, struct db_tally *t, bool *stop)
 {
     struct pg_conn *c = drill_connect(d, db);

@@ -269,7 +269,11 @@ static char *running_backup(struct expire *e, int *rc)
 }
 
 /* expired: labels removed (or, dry run, to be removed): not marked. busy: why the sweep
- * cannot run (a backup is running), or NULL. hb: expire's marker (NULL: dry run). */
+ * cannot run (a backup is running), or NULL. hb: expire's marker (NULL: dry run).
+ * Long: mark every kept backup's chunks, list the stored ones, remove the unmarked under
+ * the marker's lease, report; the steps share the marked set and why the sweep was
+ * skipped.
+ */
 static int sweep_chunks(struct expire *e, char **expired, size_t nexpired, const char *busy,
                         struct repo_heartbeat *hb)
 {
@@ -425,6 +429,11 @@ out:
 
 /* --- one repository ----------------------------------------------------------------- */
 
+/* Long: one repository's expiry in its order (announce, look for running backups, apply
+ * retention, remove the expired and the incomplete, prune the WAL below the oldest kept
+ * backup, sweep chunks, drop unused keys); the loop over the backups builds the lists of
+ * kept and removed and the WAL floor that the later steps use.
+ */
 static int expire_repo(struct expire *e, int64_t now_us, int beat_ms)
 {
     struct ops_backup *list = NULL;
@@ -594,6 +603,9 @@ static void print_human(json_t *root)
 
 /* --- the command -------------------------------------------------------------------- */
 
+/* Long: the options, then each repository expired (expire_repo) and its result put into
+ * the report; the work itself is expire_repo's.
+ */
 int cmd_expire(struct cli_context *ctx, int argc, char **argv)
 {
     static const struct option options[] = {{"dry-run", no_argument, NULL, 'n'},

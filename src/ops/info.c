@@ -380,6 +380,9 @@ static void print_window(json_t *r)
     }
 }
 
+/* Long: the human form of info's JSON, one printed line per field in the order shown,
+ * receiver first, then each repository; one level throughout.
+ */
 static void print_human(json_t *root)
 {
     char a[64];

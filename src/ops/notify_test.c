@@ -19,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Long: the options, the sample event, and its delivery to each configured endpoint with
+ * a line for each; one level.
+ */
 int cmd_notify(struct cli_context *ctx, int argc, char **argv)
 {
     static const struct option options[] = {{"test", no_argument, NULL, 't'},

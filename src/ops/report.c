@@ -354,6 +354,9 @@ static json_t *sorted_values(json_t *by_name)
     return arr;
 }
 
+/* Long: one cluster's part of the report, key by key in the order of the JSON, with the
+ * tallies of drills and verifies; one level.
+ */
 static json_t *cluster_json(const struct config *cfg, const struct config_cluster *cl, int days,
                             int64_t now_us)
 {
@@ -538,16 +541,16 @@ static void print_cluster(json_t *c)
 
 /* --- the command ------------------------------------------------------------------------------ */
 
-int cmd_report(struct cli_context *ctx, int argc, char **argv)
+/* report's options into *days, *as_json and *html: 0 to go on, 1 for --help (printed),
+ * 2 with a usage error set. */
+static int parse_args(int argc, char **argv, int *days, bool *as_json, const char **html)
 {
     static const struct option options[] = {{"days", required_argument, NULL, 'd'},
                                             {"json", no_argument, NULL, 'j'},
                                             {"html", required_argument, NULL, 'H'},
                                             {"help", no_argument, NULL, 'h'},
                                             {0, 0, 0, 0}};
-    int days = 30, opt;
-    bool as_json = false;
-    const char *html = NULL;
+    int opt;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -560,18 +563,18 @@ int cmd_report(struct cli_context *ctx, int argc, char **argv)
                         optarg);
                 return 2;
             }
-            days = (int)d;
+            *days = (int)d;
             break;
         }
         case 'j':
-            as_json = true;
+            *as_json = true;
             break;
         case 'H':
-            html = optarg;
+            *html = optarg;
             break;
         case 'h':
             printf("usage: pgark report [--days N] [--json | --html FILE]\n");
-            return 0;
+            return 1;
         default:
             if (optopt)
                 err_set(ERR_USAGE, "option \"%s\" for report needs a value", argv[optind - 1]);
@@ -585,10 +588,44 @@ int cmd_report(struct cli_context *ctx, int argc, char **argv)
         err_set(ERR_USAGE, "unexpected argument \"%s\" for report", argv[optind]);
         return 2;
     }
-    if (as_json && html) {
+    if (*as_json && *html) {
         err_set(ERR_USAGE, "--json and --html cannot be combined");
         return 2;
     }
+    return 0;
+}
+
+/* The report root as an HTML page at html, replaced atomically: 0, or 1 with the error
+ * set. missed: how many KPIs are missed, for the line printed. */
+static int write_html(json_t *root, const char *html, int missed)
+{
+    int rc = 0;
+    char *page = report_html(root);
+    char *tmp = xasprintf("%s.tmp", html);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f && fputs(page, f) >= 0;
+    if (f && fclose(f) != 0)
+        ok = false;
+    if (!ok || rename(tmp, html) < 0) {
+        err_set_errno(ERR_IO, errno, "could not write \"%s\"", html);
+        unlink(tmp);
+        rc = 1;
+    } else {
+        printf("report written to \"%s\": %s\n", html,
+               missed ? "a KPI is missed" : "every KPI met");
+    }
+    free(tmp);
+    free(page);
+    return rc;
+}
+
+int cmd_report(struct cli_context *ctx, int argc, char **argv)
+{
+    int days = 30, rc;
+    bool as_json = false;
+    const char *html = NULL;
+    if ((rc = parse_args(argc, argv, &days, &as_json, &html)) != 0)
+        return rc == 1 ? 0 : rc;
     const struct config *cfg = cli_config(ctx);
     if (!cfg)
         return 2;
@@ -613,24 +650,10 @@ int cmd_report(struct cli_context *ctx, int argc, char **argv)
     }
     json_object_set_new(root, "clusters", clusters);
     json_object_set_new(root, "kpis_missed", json_integer(missed));
-    int rc = missed ? 3 : 0;
+    rc = missed ? 3 : 0;
     if (html) {
-        char *page = report_html(root);
-        char *tmp = xasprintf("%s.tmp", html);
-        FILE *f = fopen(tmp, "w");
-        bool ok = f && fputs(page, f) >= 0;
-        if (f && fclose(f) != 0)
-            ok = false;
-        if (!ok || rename(tmp, html) < 0) {
-            err_set_errno(ERR_IO, errno, "could not write \"%s\"", html);
-            unlink(tmp);
+        if (write_html(root, html, missed) != 0)
             rc = 1;
-        } else {
-            printf("report written to \"%s\": %s\n", html,
-                   missed ? "a KPI is missed" : "every KPI met");
-        }
-        free(tmp);
-        free(page);
     } else if (as_json) {
         cli_print_json(root);
     } else {

@@ -82,18 +82,18 @@ out:
     "usage: pgark rotate-key --new-passphrase-file FILE [--repo NAME]\n"                           \
     "       pgark rotate-key --data-key [--repo NAME]\n"
 
-int cmd_rotate_key(struct cli_context *ctx, int argc, char **argv)
+/* rotate-key's options: --data-key into *data_key, --repo into *only, the new passphrase
+ * (from --new-passphrase-file or PGARK_NEW_PASSPHRASE; the caller wipes and frees it)
+ * into *fresh. 0 to go on, 1 for --help (printed), 2 with a usage error set. */
+static int parse_args(int argc, char **argv, bool *data_key, const char **only, char **fresh)
 {
     static const struct option options[] = {{"new-passphrase-file", required_argument, NULL, 'f'},
                                             {"data-key", no_argument, NULL, 'd'},
                                             {"repo", required_argument, NULL, 'r'},
                                             {"help", no_argument, NULL, 'h'},
                                             {0, 0, 0, 0}};
-    const char *file = NULL, *only = NULL;
-    char *fresh = NULL;
-    bool data_key = false;
-    int opt, rc = 0;
-    size_t done = 0, already = 0, failed = 0;
+    const char *file = NULL;
+    int opt;
 
     optind = 1;
     opterr = 0;
@@ -103,14 +103,14 @@ int cmd_rotate_key(struct cli_context *ctx, int argc, char **argv)
             file = optarg;
             break;
         case 'd':
-            data_key = true;
+            *data_key = true;
             break;
         case 'r':
-            only = optarg;
+            *only = optarg;
             break;
         case 'h':
             printf(USAGE);
-            return 0;
+            return 1;
         default:
             err_set(ERR_USAGE, "unknown option \"%s\" for rotate-key", argv[optind - 1]);
             err_hint("run \"pgark help rotate-key\"");
@@ -122,22 +122,66 @@ int cmd_rotate_key(struct cli_context *ctx, int argc, char **argv)
         return 2;
     }
     const char *env = getenv("PGARK_NEW_PASSPHRASE");
-    if (data_key && file) {
+    if (*data_key && file) {
         err_set(ERR_USAGE, "rotate-key takes --data-key or --new-passphrase-file, not both");
         err_hint("rotate the passphrase first, then run rotate-key --data-key");
         return 2;
     }
-    if (data_key) {
+    if (*data_key) {
         /* nothing to read: the configured passphrase wraps the new key */
     } else if (file) {
-        if (!(fresh = read_new_passphrase(file)))
+        if (!(*fresh = read_new_passphrase(file)))
             return 2;
     } else if (env && *env) {
-        fresh = xstrdup(env);
+        *fresh = xstrdup(env);
     } else {
         err_set(ERR_USAGE, "rotate-key needs the new passphrase");
         err_hint("give --new-passphrase-file FILE, or set PGARK_NEW_PASSPHRASE");
         return 2;
+    }
+    return 0;
+}
+
+/* Rotate repository cr of cl (a new data key, or the passphrase to fresh) and say so:
+ * 0 rotated, 1 already under the new passphrase, <0 with the error logged and cleared. */
+static int rotate_one(const struct config *cfg, const struct config_cluster *cl,
+                      const struct config_repo *cr, bool data_key, const char *fresh)
+{
+    struct repo_options ro;
+    struct storage *s = NULL;
+    int one = cli_repo_options(cfg, cl, CLI_REPO_READ, &ro);
+    if (one == 0 && !(s = cli_open_storage(cr)))
+        one = err_code();
+    uint32_t id = 0;
+    if (one == 0)
+        one = data_key ? repo_new_data_key(s, &ro, &id) : repo_rekey(s, &ro, fresh);
+    storage_free(s);
+    if (one < 0) {
+        char *text = err_format();
+        log_error("%s", text);
+        free(text);
+        err_clear();
+        return one;
+    }
+    if (data_key)
+        printf("repository \"%s\": new data key %" PRIu32 ", current from now on\n", cr->name, id);
+    else
+        printf("repository \"%s\": %s\n", cr->name,
+               one == 1 ? "already under the new passphrase" : "passphrase rotated");
+    return one;
+}
+
+int cmd_rotate_key(struct cli_context *ctx, int argc, char **argv)
+{
+    const char *only = NULL;
+    char *fresh = NULL;
+    bool data_key = false;
+    int rc;
+    size_t done = 0, already = 0, failed = 0;
+
+    if ((rc = parse_args(argc, argv, &data_key, &only, &fresh)) != 0) {
+        rc = rc == 1 ? 0 : rc;
+        goto out;
     }
     const struct config_cluster *cl = cli_cluster(ctx);
     if (!cl) {
@@ -151,29 +195,11 @@ int cmd_rotate_key(struct cli_context *ctx, int argc, char **argv)
         if (only && strcmp(only, cr->name) != 0)
             continue;
         named = true;
-        struct repo_options ro;
-        struct storage *s = NULL;
-        int one = cli_repo_options(cfg, cl, CLI_REPO_READ, &ro);
-        if (one == 0 && !(s = cli_open_storage(cr)))
-            one = err_code();
-        uint32_t id = 0;
-        if (one == 0)
-            one = data_key ? repo_new_data_key(s, &ro, &id) : repo_rekey(s, &ro, fresh);
-        storage_free(s);
+        int one = rotate_one(cfg, cl, cr, data_key, fresh);
         if (one < 0) {
-            char *text = err_format();
-            log_error("%s", text);
-            free(text);
-            err_clear();
             failed++;
             continue;
         }
-        if (data_key)
-            printf("repository \"%s\": new data key %" PRIu32 ", current from now on\n", cr->name,
-                   id);
-        else
-            printf("repository \"%s\": %s\n", cr->name,
-                   one == 1 ? "already under the new passphrase" : "passphrase rotated");
         if (one == 1)
             already++;
         else

@@ -519,7 +519,9 @@ static void notify_result(const struct config *cfg, const struct config_cluster 
     cli_notify(cfg, cl, e);
 }
 
-int cmd_verify(struct cli_context *ctx, int argc, char **argv)
+/* verify's options into v, *as_json and *days: 0 to go on, 1 for --help (printed), or
+ * 2 with a usage error set. */
+static int parse_args(int argc, char **argv, struct verify_run *v, bool *as_json, int *days)
 {
     static const struct option options[] = {{"json", no_argument, NULL, 'j'},
                                             {"backup", required_argument, NULL, 'b'},
@@ -528,37 +530,33 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
                                             {"no-quarantine", no_argument, NULL, 'q'},
                                             {"help", no_argument, NULL, 'h'},
                                             {0, 0, 0, 0}};
-    struct verify_run v = {.quarantine = true};
-    struct verify_repo *repos = NULL;
-    bool as_json = false;
-    int days = 0, opt, rc = 2;
-    size_t nrepos = 0;
+    int opt;
 
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (opt) {
         case 'j':
-            as_json = true;
+            *as_json = true;
             break;
         case 'b':
-            v.backup = optarg;
+            v->backup = optarg;
             break;
         case 'd':
-            if (parse_days(optarg, &days) < 0)
+            if (parse_days(optarg, days) < 0)
                 return 2;
             break;
         case 'r':
-            v.repair_index = true;
+            v->repair_index = true;
             break;
         case 'q':
-            v.quarantine = false;
+            v->quarantine = false;
             break;
         case 'h':
             printf(
                 "usage: pgark verify [--backup LABEL|--days N] [--repair-index] [--no-quarantine] "
                 "[--json]\n");
-            return 0;
+            return 1;
         default:
             if (optopt)
                 err_set(ERR_USAGE, "option \"%s\" for verify needs a value", argv[optind - 1]);
@@ -572,14 +570,77 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         err_set(ERR_USAGE, "unexpected argument \"%s\" for verify", argv[optind]);
         return 2;
     }
-    if (v.backup && days) {
+    if (v->backup && *days) {
         err_set(ERR_USAGE, "--backup and --days cannot be combined");
         return 2;
     }
-    if (v.backup && !repo_backup_label_valid(v.backup)) {
-        err_set(ERR_USAGE, "invalid backup label \"%s\"", v.backup);
+    if (v->backup && !repo_backup_label_valid(v->backup)) {
+        err_set(ERR_USAGE, "invalid backup label \"%s\"", v->backup);
         return 2;
     }
+    return 0;
+}
+
+/* Every check of v over cl's repositories (repos, nrepos of them, named already): each
+ * repository's objects, then what they say of each other (high-water marks, good copies
+ * of damaged objects); v's problems sorted. */
+static void run_checks(struct verify_run *v, const struct config *cfg,
+                       const struct config_cluster *cl, struct verify_repo *repos, size_t nrepos)
+{
+    if (!v->backup) {
+        char *spool_dir = xasprintf("%s/%s", cfg->spool, cl->name);
+        verify_hwm_read_records(repos, nrepos, spool_dir);
+        free(spool_dir);
+    }
+    for (size_t i = 0; i < nrepos; i++)
+        verify_one(v, cfg, cl, config_cluster_repo(cfg, cl, i), &repos[i]);
+    if (!v->backup) {
+        /* How far behind another repository one may be before it is a problem: what the
+         * receiver is allowed to lag (rpo_target), or two partial uploads if longer. */
+        int64_t grace_ms = cl->rpo_target_ms;
+        if (2 * cl->partial_upload_interval_ms > grace_ms)
+            grace_ms = 2 * cl->partial_upload_interval_ms;
+        verify_hwm_compare(v, repos, nrepos, grace_ms * 1000);
+    }
+    verify_damage_good_copies(repos, nrepos);
+    if (v->nproblems > 1) /* qsort(NULL, 0, ...) is undefined */
+        qsort(v->problems, v->nproblems, sizeof(*v->problems), cmp_problem);
+}
+
+static void run_free(struct verify_run *v, struct verify_repo *repos, size_t nrepos)
+{
+    for (size_t i = 0; i < v->nproblems; i++) {
+        struct verify_problem *p = &v->problems[i];
+        free(p->repo);
+        free(p->kind);
+        free(p->object);
+        free(p->segment);
+        free(p->backup);
+        free(p->file);
+        free(p->chunk);
+        free(p->message);
+    }
+    free(v->problems);
+    for (size_t i = 0; i < nrepos; i++) {
+        verify_hwm_free(&repos[i]);
+        verify_damage_free(&repos[i]);
+        free(repos[i].unindexed);
+        free(repos[i].keys);
+    }
+    free(repos);
+    pthread_mutex_destroy(&v->lock);
+}
+
+int cmd_verify(struct cli_context *ctx, int argc, char **argv)
+{
+    struct verify_run v = {.quarantine = true};
+    struct verify_repo *repos = NULL;
+    bool as_json = false;
+    int days = 0, rc;
+    size_t nrepos = 0;
+
+    if ((rc = parse_args(argc, argv, &v, &as_json, &days)) != 0)
+        return rc == 1 ? 0 : rc;
     const struct config_cluster *cl = cli_cluster(ctx);
     if (!cl)
         return 2;
@@ -600,25 +661,8 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         repos[i].name = cr->name;
         repos[i].cluster = cl->name;
     }
-    if (!v.backup) {
-        char *spool_dir = xasprintf("%s/%s", cfg->spool, cl->name);
-        verify_hwm_read_records(repos, nrepos, spool_dir);
-        free(spool_dir);
-    }
-    for (size_t i = 0; i < nrepos; i++)
-        verify_one(&v, cfg, cl, config_cluster_repo(cfg, cl, i), &repos[i]);
-    if (!v.backup) {
-        /* How far behind another repository one may be before it is a problem: what the
-         * receiver is allowed to lag (rpo_target), or two partial uploads if longer. */
-        int64_t grace_ms = cl->rpo_target_ms;
-        if (2 * cl->partial_upload_interval_ms > grace_ms)
-            grace_ms = 2 * cl->partial_upload_interval_ms;
-        verify_hwm_compare(&v, repos, nrepos, grace_ms * 1000);
-    }
-    verify_damage_good_copies(repos, nrepos);
+    run_checks(&v, cfg, cl, repos, nrepos);
     double secs = (double)(time_mono_us() - t0) / 1e6;
-    if (v.nproblems > 1) /* qsort(NULL, 0, ...) is undefined */
-        qsort(v.problems, v.nproblems, sizeof(*v.problems), cmp_problem);
 
     if (as_json) {
         json_t *root = result_json(&v, cl, repos, nrepos, days, secs);
@@ -635,26 +679,6 @@ int cmd_verify(struct cli_context *ctx, int argc, char **argv)
         log_detail("verify found %zu problems", v.nproblems);
     write_record(cfg, cl, &v, started_us, days, secs);
     notify_result(cfg, cl, &v, started_us, secs);
-
-    for (size_t i = 0; i < v.nproblems; i++) {
-        struct verify_problem *p = &v.problems[i];
-        free(p->repo);
-        free(p->kind);
-        free(p->object);
-        free(p->segment);
-        free(p->backup);
-        free(p->file);
-        free(p->chunk);
-        free(p->message);
-    }
-    free(v.problems);
-    for (size_t i = 0; i < nrepos; i++) {
-        verify_hwm_free(&repos[i]);
-        verify_damage_free(&repos[i]);
-        free(repos[i].unindexed);
-        free(repos[i].keys);
-    }
-    free(repos);
-    pthread_mutex_destroy(&v.lock);
+    run_free(&v, repos, nrepos);
     return rc;
 }

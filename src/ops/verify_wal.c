@@ -20,6 +20,7 @@
  * segment holds (its own run does).
  */
 #include "verify_int.h"
+#include "verify_wal_int.h"
 
 #include "pgark/error.h"
 #include "pgark/log.h"
@@ -46,19 +47,6 @@ struct partial_task {
     size_t i;
 };
 
-struct wal_verify {
-    struct verify_run *v;
-    struct verify_repo *vr;
-    uint64_t seg_size;
-    size_t prefix_len;
-    struct verify_tl *tls;
-    size_t ntls;
-    struct seg_run *runs;
-    size_t nruns;
-    struct partial_task *ptasks;
-    size_t nptasks;
-};
-
 /* --- listing ------------------------------------------------------------------------- */
 
 static struct verify_tl *tl_get(struct wal_verify *w, timeline_t tli)
@@ -74,7 +62,7 @@ static struct verify_tl *tl_get(struct wal_verify *w, timeline_t tli)
     return t;
 }
 
-static struct verify_tl *tl_find(struct wal_verify *w, timeline_t tli)
+struct verify_tl *verify_wal_tl_find(struct wal_verify *w, timeline_t tli)
 {
     for (size_t i = 0; i < w->ntls; i++) {
         if (w->tls[i].tli == tli)
@@ -147,197 +135,14 @@ static int cmp_tl(const void *a, const void *b)
     return x->tli < y->tli ? -1 : x->tli > y->tli;
 }
 
-static bool in_scope(const struct wal_verify *w, const struct verify_seg *s)
+bool verify_wal_in_scope(const struct wal_verify *w, const struct verify_seg *s)
 {
     return w->v->since_us == 0 || s->mtime_us >= w->v->since_us;
 }
 
-static char *seg_name(const struct wal_verify *w, timeline_t tli, uint64_t segno, char *buf)
+char *verify_wal_seg_name(const struct wal_verify *w, timeline_t tli, uint64_t segno, char *buf)
 {
     return wal_segment_name(tli, segno, w->seg_size, buf);
-}
-
-/* --- history files ------------------------------------------------------------------- */
-
-static void check_histories(struct wal_verify *w)
-{
-    struct verify_counts add = {0};
-    for (size_t i = 0; i < w->ntls; i++) {
-        struct verify_tl *t = &w->tls[i];
-        char path[32], hname[20];
-        wal_history_name(t->tli, hname);
-        snprintf(path, sizeof(path), "wal/%s", hname);
-        if (!t->has_history) {
-            if (t->tli > 1 && (t->nsegs || t->npartials))
-                verify_problem(w->v, w->vr, "history", path, NULL, t->tli,
-                               "history file %s is missing: timeline %u has WAL but no history",
-                               hname, t->tli);
-            continue;
-        }
-        uint8_t *data = NULL;
-        size_t len = 0;
-        if (repo_get_all_max(w->vr->repo, path, REPO_HISTORY_MAX, "a timeline history file", &data,
-                             &len) < 0) {
-            verify_problem_err(w->v, w->vr, "damaged", path, NULL, t->tli);
-            continue;
-        }
-        add.objects++;
-        add.bytes += len;
-        add.histories++;
-        if (timeline_history_parse(t->tli, (const char *)data, len, &t->history) < 0) {
-            t->history = NULL;
-            err_context("in history file %s", hname);
-            verify_problem_err(w->v, w->vr, "history", path, NULL, t->tli);
-        }
-        free(data);
-    }
-    verify_count(w->v, w->vr, &add);
-
-    /* Each history must repeat its parent's history, and a timeline's segments must not
-     * lie before it began. Record where each parent ended. */
-    for (size_t i = 0; i < w->ntls; i++) {
-        struct verify_tl *t = &w->tls[i];
-        const struct timeline_history *h = t->history;
-        if (!h || h->count == 0)
-            continue;
-        const struct timeline_entry *last = &h->entries[h->count - 1];
-        struct verify_tl *parent = tl_find(w, last->tli);
-        if (parent) {
-            parent->ends = xrealloc(parent->ends, (parent->nends + 1) * sizeof(lsn_t));
-            parent->ends[parent->nends++] = last->switchpoint;
-            const struct timeline_history *ph = parent->history;
-            bool same = !ph || ph->count + 1 == h->count;
-            for (size_t k = 0; ph && same && k < ph->count; k++)
-                same = ph->entries[k].tli == h->entries[k].tli &&
-                       ph->entries[k].switchpoint == h->entries[k].switchpoint;
-            if (!same) {
-                char path[32];
-                snprintf(path, sizeof(path), "wal/%08X.history", t->tli);
-                verify_problem(w->v, w->vr, "history", path, NULL, t->tli,
-                               "history files %08X.history and %08X.history disagree about the "
-                               "timelines before %u",
-                               parent->tli, t->tli, parent->tli);
-            }
-        }
-        uint64_t first = lsn_to_segno(last->switchpoint, w->seg_size);
-        char at[LSN_STRLEN], name[WAL_NAME_BUFLEN], path[64];
-        for (size_t k = 0; k < t->nsegs && t->segs[k].segno < first; k++) {
-            seg_name(w, t->tli, t->segs[k].segno, name);
-            snprintf(path, sizeof(path), "wal/%08X/%s", t->tli, name);
-            verify_problem(w->v, w->vr, "timeline", path, name, t->tli,
-                           "segment lies before timeline %u began at %s (%08X.history)", t->tli,
-                           lsn_format(last->switchpoint, at), t->tli);
-        }
-    }
-}
-
-/* --- continuity ---------------------------------------------------------------------- */
-
-static void need(struct verify_tl *t, uint64_t first, uint64_t last)
-{
-    if (first > last)
-        return;
-    if (!t->need_set) {
-        t->need_set = true;
-        t->need_first = first;
-        t->need_last = last;
-        return;
-    }
-    if (first < t->need_first)
-        t->need_first = first;
-    if (last > t->need_last)
-        t->need_last = last;
-}
-
-static bool has_seg(const struct verify_tl *t, uint64_t segno)
-{
-    size_t lo = 0, hi = t->nsegs;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (t->segs[mid].segno == segno)
-            return true;
-        if (t->segs[mid].segno < segno)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return false;
-}
-
-static void check_continuity(struct wal_verify *w)
-{
-    /* What each timeline holds in scope: from its first segment in scope to its newest
-     * (a partial copy past the last complete segment means everything before it was
-     * complete once). */
-    for (size_t i = 0; i < w->ntls; i++) {
-        struct verify_tl *t = &w->tls[i];
-        bool found = false;
-        uint64_t first = 0;
-        for (size_t k = 0; k < t->nsegs && !found; k++) {
-            if (in_scope(w, &t->segs[k])) {
-                first = t->segs[k].segno;
-                found = true;
-            }
-        }
-        if (!found)
-            continue;
-        uint64_t last = t->segs[t->nsegs - 1].segno;
-        for (size_t k = 0; k < t->npartials; k++) {
-            uint64_t p = t->partials[k].segno;
-            if (in_scope(w, &t->partials[k]) && p > 0 && p - 1 > last)
-                last = p - 1;
-        }
-        /* With backups, what is needed starts at the oldest one's start segment
-         * (docs/architecture.md): older WAL may have gaps, and a segment missing at that start is
-         * reported even when none older is there. */
-        const struct verify_repo *vr = w->vr;
-        if (vr->have_floor && w->v->since_us == 0) {
-            if (t->tli == vr->floor_tli)
-                first = vr->floor_segno;
-            else if (first < vr->floor_segno)
-                first = vr->floor_segno;
-            if (first > last)
-                continue;
-        }
-        need(t, first, last);
-    }
-    /* Across a switch: the parent is needed up to the segment before the one holding the
-     * switch point, the child from that segment on, when the archive reaches back that
-     * far on the parent. */
-    for (size_t i = 0; i < w->ntls; i++) {
-        struct verify_tl *t = &w->tls[i];
-        if (!t->history || !t->history->count || !t->need_set)
-            continue;
-        const struct timeline_entry *last = &t->history->entries[t->history->count - 1];
-        struct verify_tl *parent = tl_find(w, last->tli);
-        uint64_t k = lsn_to_segno(last->switchpoint, w->seg_size);
-        if (!parent || !parent->need_set || parent->need_first >= k)
-            continue;
-        need(parent, parent->need_first, k - 1);
-        need(t, k, t->need_last);
-    }
-    for (size_t i = 0; i < w->ntls; i++) {
-        struct verify_tl *t = &w->tls[i];
-        if (!t->need_set)
-            continue;
-        char a[WAL_NAME_BUFLEN], b[WAL_NAME_BUFLEN], path[64];
-        for (uint64_t s = t->need_first; s <= t->need_last; s++) {
-            if (has_seg(t, s))
-                continue;
-            uint64_t e = s;
-            while (e + 1 <= t->need_last && !has_seg(t, e + 1))
-                e++;
-            seg_name(w, t->tli, s, a);
-            seg_name(w, t->tli, e, b);
-            snprintf(path, sizeof(path), "wal/%08X/%s", t->tli, a);
-            if (s == e)
-                verify_problem(w->v, w->vr, "missing", path, a, t->tli, "segment %s is missing", a);
-            else
-                verify_problem(w->v, w->vr, "missing", path, a, t->tli,
-                               "segments %s to %s are missing (%" PRIu64 ")", a, b, e - s + 1);
-            s = e;
-        }
-    }
 }
 
 /* --- decoding ------------------------------------------------------------------------ */
@@ -491,6 +296,10 @@ static bool is_timeline_end(const struct verify_tl *t, lsn_t lsn)
     return false;
 }
 
+/* Long: one run of consecutive segments decoded as one stream (read, decode, check the
+ * index and how the segment ends); the decoder, the reading and the counts cross from
+ * segment to segment, and a split would pass them all along.
+ */
 static void verify_run_task(void *arg, size_t i)
 {
     struct wal_verify *w = arg;
@@ -505,7 +314,7 @@ static void verify_run_task(void *arg, size_t i)
         bool lead = k < run->from;
         uint64_t segno = t->segs[k].segno;
         char name[WAL_NAME_BUFLEN], path[64];
-        seg_name(w, t->tli, segno, name);
+        verify_wal_seg_name(w, t->tli, segno, name);
         snprintf(path, sizeof(path), "wal/%08X/%s", t->tli, name);
         memset(&ev, 0, sizeof(ev));
         ev.start = segno_to_lsn(segno, w->seg_size);
@@ -592,7 +401,7 @@ static void verify_partial_task(void *arg, size_t i)
     struct reading rd = {0};
     struct verify_counts add = {.objects = 1, .partials = 1};
 
-    seg_name(w, t->tli, p->segno, name);
+    verify_wal_seg_name(w, t->tli, p->segno, name);
     snprintf(path, sizeof(path), "wal/%08X/%s.partial", t->tli, name);
     memset(&ev, 0, sizeof(ev));
     ev.start = segno_to_lsn(p->segno, w->seg_size);
@@ -632,13 +441,13 @@ static void plan_tasks(struct wal_verify *w)
         struct verify_tl *t = &w->tls[i];
         size_t k = 0;
         while (k < t->nsegs) {
-            if (!in_scope(w, &t->segs[k])) {
+            if (!verify_wal_in_scope(w, &t->segs[k])) {
                 k++;
                 continue;
             }
             size_t from = k;
             k++;
-            while (k < t->nsegs && k - from < RUN_LEN && in_scope(w, &t->segs[k]) &&
+            while (k < t->nsegs && k - from < RUN_LEN && verify_wal_in_scope(w, &t->segs[k]) &&
                    t->segs[k].segno == t->segs[k - 1].segno + 1)
                 k++;
             w->runs = xrealloc(w->runs, (w->nruns + 1) * sizeof(*w->runs));
@@ -648,7 +457,7 @@ static void plan_tasks(struct wal_verify *w)
         for (size_t j = 0; j < t->npartials; j++) {
             /* The newest partial copy is what a high-water mark may name: its length is
              * held to the mark whatever its age. */
-            if (!in_scope(w, &t->partials[j]) && !(t->has_hwm && j + 1 == t->npartials))
+            if (!verify_wal_in_scope(w, &t->partials[j]) && !(t->has_hwm && j + 1 == t->npartials))
                 continue;
             w->ptasks = xrealloc(w->ptasks, (w->nptasks + 1) * sizeof(*w->ptasks));
             w->ptasks[w->nptasks++] = (struct partial_task){t, j};
@@ -680,8 +489,8 @@ int verify_wal(struct verify_run *v, struct verify_repo *vr)
      * receiver would (tests/t/042). */
     testhook_pause("PGARK_TEST_PAUSE_AFTER_WAL_LISTING", "after listing the WAL archive");
     qsort(w.tls, w.ntls, sizeof(*w.tls), cmp_tl);
-    check_histories(&w);
-    check_continuity(&w);
+    verify_wal_histories(&w);
+    verify_wal_continuity(&w);
     plan_tasks(&w);
     verify_parallel(v, w.nruns + w.nptasks, run_task, &w);
     for (size_t i = 0; i < w.ntls; i++) {

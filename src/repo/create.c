@@ -159,6 +159,10 @@ static int read_back(struct repo *r, const char *full, const char *text)
     return rc;
 }
 
+/* Long: the protocol create.c's opening comment describes is one loop whose steps share
+ * their state (our candidate up or not, the deadline, the back-off); split, all of it
+ * would be passed around.
+ */
 int repo_create_racing(struct repo *r, const char *full, const char *text, int wait_ms)
 {
     struct storage *s = r->storage;

@@ -8,7 +8,7 @@
  * altered to name another key makes an object that no read accepts, and counting it
  * under the key it names keeps that key (the safe side for expire).
  */
-#include "repo_int.h"
+#include "envelope_int.h"
 
 #include "pgark/error.h"
 #include "pgark/mem.h"
@@ -91,15 +91,9 @@ int repo_key_usage(struct repo *r, struct repo_data_key *keys, size_t n, bool ea
                         repo_name(r));
             goto out;
         }
-        if (hd.len < ENVELOPE_HEADER_LEN || memcmp(hd.h, ENVELOPE_MAGIC, 4) != 0 ||
-            (hd.h[4] == ENVELOPE_VERSION_KEYID && hd.len < ENVELOPE_HEADER_MAX))
-            continue; /* not an envelope: verify's reads say what is wrong with it */
         uint32_t id = 0;
-        if (hd.h[4] == ENVELOPE_VERSION_KEYID)
-            id = (uint32_t)hd.h[32] << 24 | (uint32_t)hd.h[33] << 16 | (uint32_t)hd.h[34] << 8 |
-                 hd.h[35];
-        else if (hd.h[4] != ENVELOPE_VERSION)
-            continue;
+        if (!envelope_header_key_id(hd.h, hd.len, &id))
+            continue; /* not an envelope: verify's reads say what is wrong with it */
         size_t k = 0;
         while (k < n && keys[k].id != id)
             k++;

@@ -187,6 +187,9 @@ static int get_bytes(struct manifest_reader *r, json_t *o, const char *key, cons
     return 0;
 }
 
+/* Long: every field of the manifest's header read and range-checked in turn, each with
+ * its own error; one level throughout.
+ */
 static int parse_header(struct manifest_reader *r, json_t *o)
 {
     struct manifest_header *h = &r->h;
@@ -291,6 +294,9 @@ static int parse_header(struct manifest_reader *r, json_t *o)
     return 0;
 }
 
+/* Long: every field of a file's entry read and checked in turn, each with its own error;
+ * one level.
+ */
 static int parse_file(struct manifest_reader *r, json_t *o)
 {
     struct manifest_file f;

@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REPO_JSON "repo.json"
 /* pgark writes under 1 KiB; a longer repo.json is not one to hold in memory */
 #define REPO_JSON_MAX (64 * 1024)
 
@@ -100,7 +99,7 @@ static char *identity_json(const struct repo *r)
     return text;
 }
 
-static int bad_json(const struct repo *r, const char *what)
+int repo_json_bad(const struct repo *r, const char *what)
 {
     return err_set(ERR_INTEGRITY, "\"%s%s\" in repository \"%s\" is not valid: %s", r->prefix,
                    REPO_JSON, repo_name(r), what);
@@ -108,7 +107,7 @@ static int bad_json(const struct repo *r, const char *what)
 
 /* The key record of repo.json's "encryption" object: key 0's wrapping, and the later
  * keys of "data_keys" (absent until rotate-key --data-key adds one). */
-static int key_record(const struct repo *r, json_t *enc, struct crypto_key_record *rec)
+int repo_json_key_record(const struct repo *r, json_t *enc, struct crypto_key_record *rec)
 {
     memset(rec, 0, sizeof(*rec));
     const char *kdf = json_string_value(json_object_get(enc, "kdf"));
@@ -119,21 +118,21 @@ static int key_record(const struct repo *r, json_t *enc, struct crypto_key_recor
     if (!kdf || !salt || !wrapped || !json_is_integer(n) || !json_is_integer(rr) ||
         !json_is_integer(p) || strlen(kdf) >= sizeof(rec->kdf) ||
         strlen(salt) >= sizeof(rec->salt) || strlen(wrapped) >= sizeof(rec->wrapped_key))
-        return bad_json(r, "incomplete encryption parameters");
+        return repo_json_bad(r, "incomplete encryption parameters");
     /* r and p are 32-bit: 2^32 + 8 must not read as 8 */
     if (json_integer_value(n) < 0 || json_integer_value(rr) < 0 ||
         json_integer_value(rr) > UINT32_MAX || json_integer_value(p) < 0 ||
         json_integer_value(p) > UINT32_MAX)
-        return bad_json(r, "encryption parameters out of range");
+        return repo_json_bad(r, "encryption parameters out of range");
     if (keys && (!json_is_array(keys) || json_array_size(keys) > CRYPTO_KEYS_MAX - 1))
-        return bad_json(r, "\"data_keys\" is not a list of at most 63 keys");
+        return repo_json_bad(r, "\"data_keys\" is not a list of at most 63 keys");
     for (size_t i = 0; keys && i < json_array_size(keys); i++) {
         json_t *k = json_array_get(keys, i), *id = json_object_get(k, "id");
         const char *w = json_string_value(json_object_get(k, "wrapped_key"));
         if (!json_is_integer(id) || json_integer_value(id) < 1 ||
             json_integer_value(id) > UINT32_MAX || !w ||
             strlen(w) >= sizeof(rec->extra[i].wrapped_key))
-            return bad_json(r, "a data key without a valid id or wrapped key");
+            return repo_json_bad(r, "a data key without a valid id or wrapped key");
         rec->extra[i].id = (uint32_t)json_integer_value(id);
         strcpy(rec->extra[i].wrapped_key, w);
         rec->nextra++;
@@ -213,7 +212,10 @@ int repo_unlock(struct repo *r)
     return rc;
 }
 
-/* Parse repo.json into r (identity, keyring: with defer, only what unlocks it). */
+/* Parse repo.json into r (identity, keyring: with defer, only what unlocks it).
+ * Long: each field of repo.json read and checked in turn (format, identity, encryption),
+ * each with its own error; one level.
+ */
 static int load_json(struct repo *r, const char *text, size_t len, const char *passphrase,
                      bool defer)
 {
@@ -221,12 +223,12 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
     json_t *o = json_loadb(text, len, 0, &jerr);
     int rc = 0;
     if (!o || !json_is_object(o)) {
-        rc = bad_json(r, o ? "not an object" : jerr.text);
+        rc = repo_json_bad(r, o ? "not an object" : jerr.text);
         goto out;
     }
     json_t *format = json_object_get(o, "format");
     if (!json_is_integer(format)) {
-        rc = bad_json(r, "no format version");
+        rc = repo_json_bad(r, "no format version");
         goto out;
     }
     if (json_integer_value(format) != PGARK_REPO_FORMAT &&
@@ -240,7 +242,7 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
     const char *sysid = json_string_value(json_object_get(o, "system_identifier"));
     json_t *major = json_object_get(o, "pg_major"), *seg = json_object_get(o, "wal_segment_size");
     if (!sysid || !json_is_integer(major) || !json_is_integer(seg)) {
-        rc = bad_json(r, "system_identifier, pg_major or wal_segment_size missing");
+        rc = repo_json_bad(r, "system_identifier, pg_major or wal_segment_size missing");
         goto out;
     }
     /* strtoull alone takes "", " 1", "+1" and "-1" (wrapped): digits only */
@@ -251,14 +253,14 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
     r->identity.pg_major = (int)json_integer_value(major);
     r->identity.seg_size = (uint64_t)json_integer_value(seg);
     if (!end || *end || errno == ERANGE || !wal_seg_size_valid(r->identity.seg_size)) {
-        rc = bad_json(r, "bad system_identifier or wal_segment_size");
+        rc = repo_json_bad(r, "bad system_identifier or wal_segment_size");
         goto out;
     }
     json_t *enc = json_object_get(o, "encryption");
     /* Absent or of another type would read as "not encrypted": a stripped repo.json must
      * not turn an encrypted repository into one that takes plaintext objects. */
     if (!json_is_object(enc) && !json_is_null(enc)) {
-        rc = bad_json(r, "\"encryption\" missing (an object, or null when not encrypted)");
+        rc = repo_json_bad(r, "\"encryption\" missing (an object, or null when not encrypted)");
         goto out;
     }
     if (json_is_object(enc)) {
@@ -272,7 +274,7 @@ static int load_json(struct repo *r, const char *text, size_t len, const char *p
             goto out;
         }
         struct crypto_key_record rec;
-        if ((rc = key_record(r, enc, &rec)) < 0)
+        if ((rc = repo_json_key_record(r, enc, &rec)) < 0)
             goto out;
         r->encrypted = true;
         r->cipher = codec_by_name(CODEC_CIPHER, "aes-256-gcm");
@@ -382,14 +384,14 @@ static int json_sink(void *ctx, const uint8_t *data, size_t len)
 }
 
 /* repo.json into memory (malloc'd), at most REPO_JSON_MAX bytes of it. */
-static int read_json(const struct repo *r, const char *full, uint8_t **data, size_t *len)
+int repo_json_read(const struct repo *r, const char *full, uint8_t **data, size_t *len)
 {
     struct json_sink js = {BUF_INIT, false};
     int rc = storage_read(r->storage, full, 0, STORAGE_TO_END, json_sink, &js);
     if (rc < 0) {
         if (js.too_long) {
             err_clear();
-            rc = bad_json(r, "longer than 64 KiB");
+            rc = repo_json_bad(r, "longer than 64 KiB");
         }
         buf_free(&js.b);
         return rc;
@@ -429,7 +431,7 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
     r->cipher = codec_by_name(CODEC_CIPHER, "none");
     full = repo_full_path(r, REPO_JSON);
 
-    rc = read_json(r, full, &data, &len);
+    rc = repo_json_read(r, full, &data, &len);
     if (rc == -ERR_NOT_FOUND) {
         err_clear();
         if (!create || !expect) {
@@ -451,7 +453,7 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
             goto done;
         log_detail("repository \"%s\": another process created repo.json first; using it",
                    repo_name(r));
-        rc = read_json(r, full, &data, &len);
+        rc = repo_json_read(r, full, &data, &len);
     }
     if (rc < 0)
         goto fail;
@@ -522,15 +524,15 @@ int repo_refresh_keys(struct repo *r, bool if_stale)
     pthread_mutex_lock(&r->key_lock);
     if (if_stale && time_mono_us() - r->keys_read_us < key_recheck_us())
         goto out; /* another thread just did */
-    if ((rc = read_json(r, full, &data, &len)) < 0)
+    if ((rc = repo_json_read(r, full, &data, &len)) < 0)
         goto out;
     o = json_loadb((const char *)data, len, 0, NULL);
     json_t *enc = json_object_get(o, "encryption");
     if (!json_is_object(enc)) {
-        rc = bad_json(r, "\"encryption\" missing");
+        rc = repo_json_bad(r, "\"encryption\" missing");
         goto out;
     }
-    if ((rc = key_record(r, enc, rec)) < 0)
+    if ((rc = repo_json_key_record(r, enc, rec)) < 0)
         goto out;
     r->keys_read_us = time_mono_us();
     if (same_keys(r->keyring, rec))
@@ -581,255 +583,4 @@ void repo_recheck_keys(struct repo *r)
         free(text);
         err_clear();
     }
-}
-
-/* A repository named by storage and cluster alone, for repo_rekey's messages and reads. */
-static struct repo *repo_shell(struct storage *s, const struct repo_options *opts)
-{
-    struct repo *r = xcalloc(1, sizeof(*r));
-    r->storage = s;
-    pthread_mutex_init(&r->key_lock, NULL);
-    r->cluster = xstrdup(opts->cluster);
-    r->prefix = xasprintf("%s/", opts->cluster);
-    r->cipher = codec_by_name(CODEC_CIPHER, "none");
-    return r;
-}
-
-/* Unlock rec with passphrase: 0 (*kr set), 1 when the passphrase is wrong, <0 otherwise. */
-static int try_unlock(const struct crypto_key_record *rec, const char *passphrase,
-                      struct crypto_keyring **kr)
-{
-    int rc = crypto_keyring_open(rec, passphrase, strlen(passphrase), kr);
-    if (rc < 0 && err_kind() == ERR_AUTH) {
-        err_clear();
-        rc = 1;
-    }
-    return rc;
-}
-
-/* What update_keys does to the keys of repo.json. */
-enum key_op { KEY_REWRAP, KEY_ADD, KEY_DROP };
-
-struct key_update {
-    enum key_op op;
-    const char *new_passphrase; /* KEY_REWRAP */
-    uint32_t new_id;            /* KEY_ADD: the id it made */
-    const uint32_t *drop;       /* KEY_DROP */
-    size_t ndrop;
-};
-
-static bool dropped(const struct key_update *u, uint32_t id)
-{
-    for (size_t i = 0; u->op == KEY_DROP && i < u->ndrop; i++)
-        if (u->drop[i] == id)
-            return true;
-    return false;
-}
-
-/* Put rec's wrapping into enc: key 0's in place, the later keys as "data_keys", each
- * keeping its "created" time (a new one gets now). */
-static void set_key_json(json_t *enc, const struct crypto_key_record *rec, const char *now)
-{
-    json_t *old = json_object_get(enc, "data_keys");
-    json_t *keys = json_array();
-    json_object_set_new(enc, "n", json_integer((json_int_t)rec->n));
-    json_object_set_new(enc, "r", json_integer(rec->r));
-    json_object_set_new(enc, "p", json_integer(rec->p));
-    json_object_set_new(enc, "salt", json_string(rec->salt));
-    json_object_set_new(enc, "wrapped_key", json_string(rec->wrapped_key));
-    for (size_t i = 0; i < rec->nextra; i++) {
-        const char *created = now;
-        for (size_t k = 0; k < json_array_size(old); k++) {
-            json_t *o = json_array_get(old, k);
-            const char *c = json_string_value(json_object_get(o, "created"));
-            if (json_integer_value(json_object_get(o, "id")) == (json_int_t)rec->extra[i].id && c)
-                created = c;
-        }
-        json_array_append_new(keys, json_pack("{s:I, s:s, s:s}", "id", (json_int_t)rec->extra[i].id,
-                                              "created", created, "wrapped_key",
-                                              rec->extra[i].wrapped_key));
-    }
-    if (rec->nextra)
-        json_object_set_new(enc, "data_keys", keys);
-    else {
-        json_decref(keys);
-        json_object_del(enc, "data_keys");
-    }
-}
-
-/*
- * The one way repo.json's keys change (passphrase rotation, a new data key, dropped
- * keys): read it, unlock, change, write it back in one atomic replacement (posix: a
- * rename over it; S3: one PUT), and read it back. A reader sees the old file or the
- * new one, never neither (docs/architecture.md). Returns 0, 1 for a rewrap the new
- * passphrase already opens, <0 on failure.
- */
-static int update_keys(struct storage *s, const struct repo_options *opts, struct key_update *u)
-{
-    struct repo *r = repo_shell(s, opts);
-    struct crypto_keyring *kr = NULL;
-    char *full = repo_full_path(r, REPO_JSON), *text = NULL;
-    uint8_t *data = NULL, *back = NULL;
-    size_t len = 0, back_len = 0;
-    json_t *o = NULL;
-    json_error_t jerr;
-    int rc;
-
-    if ((rc = read_json(r, full, &data, &len)) < 0) {
-        if (rc == -ERR_NOT_FOUND) {
-            err_clear();
-            rc = err_set(ERR_NOT_FOUND, "repository \"%s\" holds no cluster \"%s\" (no \"%s\")",
-                         repo_name(r), r->cluster, full);
-        }
-        goto out;
-    }
-    o = json_loadb((const char *)data, len, 0, &jerr);
-    if (!o || !json_is_object(o)) {
-        rc = bad_json(r, o ? "not an object" : jerr.text);
-        goto out;
-    }
-    json_t *format = json_object_get(o, "format");
-    if (!json_is_integer(format) || (json_integer_value(format) != PGARK_REPO_FORMAT &&
-                                     json_integer_value(format) != PGARK_REPO_FORMAT_KEYS)) {
-        rc = err_set(ERR_MISMATCH,
-                     "repository \"%s\" is not of format %d or %d, which this pgark "
-                     "rotates",
-                     repo_name(r), PGARK_REPO_FORMAT, PGARK_REPO_FORMAT_KEYS);
-        goto out;
-    }
-    json_t *enc = json_object_get(o, "encryption");
-    if (!json_is_object(enc)) {
-        rc = err_set(ERR_CONFIG,
-                     "repository \"%s\" is not encrypted: it has no %s to "
-                     "rotate",
-                     repo_name(r), u->op == KEY_REWRAP ? "passphrase" : "data key");
-        goto out;
-    }
-    struct crypto_key_record rec;
-    if ((rc = key_record(r, enc, &rec)) < 0)
-        goto out;
-    /* The new passphrase first: a repository a killed or failed run already rotated is
-     * done, and a re-run completes the others. */
-    if (u->op == KEY_REWRAP && (rc = try_unlock(&rec, u->new_passphrase, &kr)) <= 0) {
-        if (rc == 0) {
-            log_info("repository \"%s\": already under the new passphrase", repo_name(r));
-            rc = 1;
-        }
-        goto out;
-    }
-    if (!opts->codecs.passphrase) {
-        rc = err_set(ERR_CONFIG, "repository \"%s\" is encrypted, but no passphrase is configured",
-                     repo_name(r));
-        goto out;
-    }
-    if ((rc = try_unlock(&rec, opts->codecs.passphrase, &kr)) < 0)
-        goto out;
-    if (rc == 1 && u->op == KEY_REWRAP) {
-        rc = err_set(ERR_AUTH,
-                     "neither the configured passphrase nor the new one unlocks the encryption "
-                     "key of repository \"%s\"",
-                     repo_name(r));
-        err_hint("encryption.passphrase_file must hold the passphrase the repository is under now");
-        goto out;
-    }
-    if (rc == 1) {
-        rc =
-            err_set(ERR_AUTH, "wrong passphrase: it does not unlock the repository encryption key");
-        err_hint("use the passphrase the repository was created or last rekeyed with");
-        goto out;
-    }
-    if (u->op == KEY_REWRAP) {
-        rc = crypto_keyring_rewrap(kr, u->new_passphrase, strlen(u->new_passphrase), NULL);
-    } else if (u->op == KEY_ADD) {
-        rc = crypto_keyring_add(kr, &u->new_id);
-    } else {
-        /* Dropping rewrites nothing: the other keys' wrappings stand as they are. */
-        uint32_t current = rec.nextra ? rec.extra[rec.nextra - 1].id : 0;
-        for (size_t i = 0; i < u->ndrop; i++)
-            if (u->drop[i] == 0 || u->drop[i] == current) {
-                rc = err_set(ERR_USAGE, "data key %" PRIu32 " of repository \"%s\" is %s",
-                             u->drop[i], repo_name(r),
-                             u->drop[i] ? "the current one" : "the first, which names chunks");
-                goto out;
-            }
-        size_t keep = 0;
-        for (size_t i = 0; i < rec.nextra; i++)
-            if (!dropped(u, rec.extra[i].id))
-                rec.extra[keep++] = rec.extra[i];
-        rec.nextra = keep;
-    }
-    if (rc < 0)
-        goto out;
-    if (u->op != KEY_DROP)
-        crypto_keyring_export(kr, &rec);
-    char when[64];
-    time_format_pg(time_now_us(), when, sizeof(when));
-    set_key_json(enc, &rec, when);
-    json_object_set_new(enc, u->op == KEY_REWRAP ? "rekeyed" : "keys_changed", json_string(when));
-    json_object_set_new(o, "format",
-                        json_integer(rec.nextra ? PGARK_REPO_FORMAT_KEYS : PGARK_REPO_FORMAT));
-    text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    testhook_pause("PGARK_TEST_REKEY_PAUSE", "before replacing repo.json");
-    /* One atomic replacement (posix: rename over it; S3: one PUT): a reader sees the old
-     * record or the new one (docs/architecture.md). */
-    if ((rc = storage_write_all(s, full, text, strlen(text))) < 0)
-        goto out;
-    if ((rc = read_json(r, full, &back, &back_len)) < 0)
-        goto out;
-    if (back_len != strlen(text) || memcmp(back, text, back_len) != 0) {
-        rc = err_set(ERR_RUNTIME,
-                     "\"%s\" in repository \"%s\" changed while it was being rotated: another "
-                     "rotate-key wrote it",
-                     full, repo_name(r));
-        err_hint("run one rotate-key at a time, then again with the passphrase that is to stay");
-        goto out;
-    }
-    rc = 0;
-out:
-    if (rc < 0)
-        err_context("while %s of repository \"%s\"",
-                    u->op == KEY_REWRAP ? "rotating the passphrase"
-                    : u->op == KEY_ADD  ? "making a new data key"
-                                        : "dropping data keys",
-                    repo_name(r));
-    crypto_keyring_free(kr);
-    json_decref(o);
-    free(text);
-    free(back);
-    free(data);
-    free(full);
-    repo_close(r);
-    return rc;
-}
-
-int repo_rekey(struct storage *s, const struct repo_options *opts, const char *new_passphrase)
-{
-    struct key_update u = {.op = KEY_REWRAP, .new_passphrase = new_passphrase};
-    int rc = update_keys(s, opts, &u);
-    if (rc == 0)
-        log_info("repository \"%s\": data keys wrapped under the new passphrase",
-                 s->name ? s->name : "?");
-    return rc;
-}
-
-int repo_new_data_key(struct storage *s, const struct repo_options *opts, uint32_t *id)
-{
-    struct key_update u = {.op = KEY_ADD};
-    int rc = update_keys(s, opts, &u);
-    if (rc == 0)
-        *id = u.new_id;
-    return rc;
-}
-
-int repo_drop_data_keys(struct storage *s, const struct repo_options *opts, const uint32_t *ids,
-                        size_t n)
-{
-    struct key_update u = {.op = KEY_DROP, .drop = ids, .ndrop = n};
-    return n ? update_keys(s, opts, &u) : 0;
-}
-
-const struct repo_data_key *repo_data_keys(const struct repo *r, size_t *n)
-{
-    *n = r->nkeys;
-    return r->keys;
 }

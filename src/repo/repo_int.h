@@ -12,7 +12,7 @@
 #define ENVELOPE_VERSION 1
 #define ENVELOPE_HEADER_LEN 32
 /* Version 2: version 1's header, then the id of the data key (u32 big-endian); written
- * under any data key but the first (object.c). */
+ * under any data key but the first (envelope.c). */
 #define ENVELOPE_VERSION_KEYID 2
 #define ENVELOPE_HEADER_MAX (ENVELOPE_HEADER_LEN + 4)
 #define ENVELOPE_TRAILER_LEN 32 /* SHA-256 of the plaintext, after the plaintext */
@@ -126,6 +126,19 @@ int repo_wal_same_as_stored(struct repo *r, const char *path, const uint8_t dige
 int repo_writer_copy_fd(struct repo_writer *w, int fd, uint64_t len);
 /* Write the first len bytes of fd into w, nothing more (w stays open). */
 int repo_writer_feed_fd(struct repo_writer *w, int fd, uint64_t len);
+
+/* --- repo.json, shared by opening (repo.c) and changing keys (rekey.c) --- */
+
+#define REPO_JSON "repo.json"
+
+struct json_t;
+/* ERR_INTEGRITY: r's repo.json is not valid, for what reason. */
+int repo_json_bad(const struct repo *r, const char *what);
+/* The key record of repo.json's "encryption" object: key 0's wrapping, and the later
+ * keys of "data_keys" (absent until rotate-key --data-key adds one). */
+int repo_json_key_record(const struct repo *r, struct json_t *enc, struct crypto_key_record *rec);
+/* repo.json (at full) into memory (malloc'd), at most 64 KiB of it. */
+int repo_json_read(const struct repo *r, const char *full, uint8_t **data, size_t *len);
 
 /* "<cluster>/<path>" (caller frees). */
 char *repo_full_path(const struct repo *r, const char *path);
