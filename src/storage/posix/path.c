@@ -265,7 +265,7 @@ static int fsync_dir_at(struct storage_posix *p, const char *rel)
     if (fd < 0)
         return posix_errno_error(p, errno, "open directory", rel);
     int rc = 0;
-    if (fsync(fd) < 0)
+    if (posix_fsync(p, fd, true) < 0)
         rc = posix_errno_error(p, errno, "fsync directory", rel);
     close(fd);
     return rc;

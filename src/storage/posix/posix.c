@@ -21,6 +21,8 @@
  * had to create directories, every directory from the root down is fsynced too so
  * the new entries survive a crash. Readers thus see the old file or the whole new
  * one; a failed or aborted write unlinks its temp file. list() skips temp files.
+ * A deferred write (storage_defer_sync_begin) leaves the directory fsyncs to the next
+ * sync, which makes each directory durable once (sync.c).
  */
 #include "posix_int.h"
 
@@ -232,11 +234,11 @@ static int posix_rename(struct storage *s, const char *from, const char *to)
         free(full);
         goto out;
     }
-    if (fsync(to_fd) < 0) {
+    if (posix_fsync(p, to_fd, true) < 0) {
         rc = posix_errno_error(p, errno, "fsync directory", to_dir);
         goto out;
     }
-    if (strcmp(from_dir, to_dir) != 0 && fsync(from_fd) < 0) {
+    if (strcmp(from_dir, to_dir) != 0 && posix_fsync(p, from_fd, true) < 0) {
         rc = posix_errno_error(p, errno, "fsync directory", from_dir);
         goto out;
     }
@@ -255,6 +257,7 @@ out:
 static void posix_free(struct storage *s)
 {
     struct storage_posix *p = posix_of(s);
+    posix_sync_free(p);
     if (p->root_fd >= 0)
         close(p->root_fd);
     free(p->root);
@@ -274,6 +277,7 @@ static const struct storage_ops posix_ops = {
     .remove = posix_remove,
     .rename = posix_rename,
     .free = posix_free,
+    .sync = posix_sync,
 };
 
 /* mkdir -p with 0700, fsyncing the parent of each directory created. */
@@ -341,5 +345,6 @@ struct storage *storage_posix_new(const char *name, const char *root)
     p->root_fd = fd;
     /* tests: the component walk that kernels without openat2 get */
     p->no_openat2 = getenv("PGARK_TEST_NO_OPENAT2") != NULL;
+    posix_sync_init(p);
     return &p->base;
 }

@@ -4,6 +4,7 @@
 
 #include "pgark/storage.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -13,6 +14,18 @@ struct storage_posix {
     char *root;
     int root_fd;
     int no_openat2; /* set (atomically) when openat2 is unavailable: walk instead */
+    /* Deferred directory syncs (sync.c), under sync_lock: the directories (relative,
+     * "" for the root) holding entries of deferred writes not yet made durable, each
+     * once; and the first failure to make one durable, which every later sync reports. */
+    pthread_mutex_t sync_lock;
+    char **dirty;
+    size_t ndirty, dirty_cap;
+    char *sync_failed; /* the directory; NULL while none failed */
+    const char *sync_failed_what;
+    int sync_failed_errno;
+    char *fail_dir; /* tests (PGARK_TEST_FAIL_DIR_FSYNC): syncs of dirs below fail */
+    /* fsyncs made, of files and of directories (atomic; read by the unit tests) */
+    unsigned long fsyncs_file, fsyncs_dir;
 };
 
 static inline struct storage_posix *posix_of(struct storage *s)
@@ -59,6 +72,21 @@ int posix_fsync_chain(struct storage_posix *p, const char *dir);
 void posix_split_path(const char *path, char **dir, const char **name);
 /* A name of a write's temporary file, which list skips. */
 bool posix_is_temp_name(const char *name);
+
+/* --- sync.c --------------------------------------------------------------------- */
+
+void posix_sync_init(struct storage_posix *p);
+/* fsync fd (a file, or a directory when dir is set), counted; -1 with errno set. */
+int posix_fsync(struct storage_posix *p, int fd, bool dir);
+/* A deferred write was published in dir (relative): its entry waits for posix_sync;
+ * made: the write created directories on the way, so the root and every directory
+ * above dir wait too. */
+void posix_sync_note(struct storage_posix *p, const char *dir, bool made);
+/* The driver's sync: fsync each noted directory once (see storage_ops.sync). */
+int posix_sync(struct storage *s);
+/* Sync what is still noted (a failure is logged as a warning, the error slot is left
+ * as it was), then release what sync.c holds. */
+void posix_sync_free(struct storage_posix *p);
 
 /* --- write.c, list.c: the driver's operations --------------------------------- */
 

@@ -26,6 +26,7 @@ struct posix_write {
     int fd;
     char *name;     /* final name within dir_fd */
     char *tmp;      /* temp name within dir_fd */
+    char *dir;      /* dir_fd's path, relative to the root */
     bool made_dirs; /* directories were created: fsync the chain at commit */
 };
 
@@ -38,6 +39,7 @@ static void write_free(struct posix_write *w)
     free(w->base.path);
     free(w->name);
     free(w->tmp);
+    free(w->dir);
     free(w);
 }
 
@@ -45,7 +47,7 @@ struct storage_write *posix_write_open(struct storage *s, const char *path, uint
 {
     struct storage_posix *p = posix_of(s);
     struct posix_write *w = xcalloc(1, sizeof(*w));
-    char *dir = NULL;
+    char *dir; /* owned by w from the split on */
     const char *name;
     int rc = 0;
     (void)size_hint;
@@ -53,6 +55,7 @@ struct storage_write *posix_write_open(struct storage *s, const char *path, uint
     w->base.path = xstrdup(path);
     w->fd = -1;
     posix_split_path(path, &dir, &name);
+    w->dir = dir;
     w->name = xstrdup(name);
     w->dir_fd = posix_dir_open(p, dir, true, &w->made_dirs);
     if (w->dir_fd < 0) {
@@ -85,7 +88,6 @@ struct storage_write *posix_write_open(struct storage *s, const char *path, uint
         goto out;
     }
 out:
-    free(dir);
     if (rc < 0) {
         write_free(w);
         return NULL;
@@ -136,7 +138,7 @@ int posix_write_commit(struct storage_write *sw)
     struct storage_posix *p = posix_of(sw->storage);
     bool renamed = false;
     int rc = 0;
-    if (fsync(w->fd) < 0) {
+    if (posix_fsync(p, w->fd, false) < 0) {
         rc = posix_errno_error(p, errno, "fsync", sw->path);
         goto out;
     }
@@ -155,17 +157,16 @@ int posix_write_commit(struct storage_write *sw)
         goto out;
     }
     renamed = true;
-    if (fsync(w->dir_fd) < 0) {
+    if (sw->defer_sync) { /* the directories' fsyncs wait for posix_sync */
+        posix_sync_note(p, w->dir, w->made_dirs);
+        goto out;
+    }
+    if (posix_fsync(p, w->dir_fd, true) < 0) {
         rc = posix_errno_error(p, errno, "fsync directory of", sw->path);
         goto out;
     }
-    if (w->made_dirs) {
-        char *dir;
-        const char *name;
-        posix_split_path(sw->path, &dir, &name);
-        rc = posix_fsync_chain(p, dir);
-        free(dir);
-    }
+    if (w->made_dirs)
+        rc = posix_fsync_chain(p, w->dir);
 out:
     if (!renamed)
         unlinkat(w->dir_fd, w->tmp, 0);
