@@ -441,7 +441,7 @@ static int copy_backup(struct repo *a, struct repo *b, const char *label, struct
     }
 
     /* manifest.json last, while the marker's lease holds. */
-    if ((rc = repo_heartbeat_beat(hb, NULL)) < 0)
+    if ((rc = repo_sync_written(b)) < 0 || (rc = repo_heartbeat_beat(hb, NULL)) < 0)
         goto out;
     if ((rc = repo_backup_path(label, "manifest.json", path, sizeof(path))) < 0)
         goto out;
