@@ -104,6 +104,11 @@ struct storage_ops {
     /* Optional (NULL: none): as async_put, the body being the first len bytes of fd,
      * read positionally (fd stays open until async_next returned the transfer). */
     int (*async_put_fd)(struct storage_async *a, const char *path, int fd, uint64_t len, void *tag);
+    /* Optional (NULL: every commit is durable when it returns, as a PUT is): make
+     * durable the directory entries of every write committed with defer_sync set since
+     * the last call (posix: one fsync per directory). A failure is kept: every later
+     * call fails the same way, as a later fsync could not be trusted to report it. */
+    int (*sync)(struct storage *s);
 };
 
 #define STORAGE_OPS_VERSION 1
@@ -139,6 +144,10 @@ struct storage_write {
      * single PUT with If-None-Match: *, where the server honours it; a server that
      * does not implement it fails with ERR_UNSUPPORTED) */
     bool no_replace;
+    /* set by the generic layer for a write opened between storage_defer_sync_begin and
+     * _end: its content is durable at commit, the directory entries naming it may wait
+     * for the driver's sync (drivers without sync ignore it) */
+    bool defer_sync;
 };
 
 /* Drivers call this from their constructor. name is copied. */
@@ -188,7 +197,36 @@ int storage_info(struct storage *s, const char *path, struct storage_info *info)
 int storage_exists(struct storage *s, const char *path);
 int storage_remove(struct storage *s, const char *path);
 int storage_rename(struct storage *s, const char *from, const char *to);
+/* Frees s; a driver with sync first makes what is still deferred durable (best effort:
+ * a failure is logged as a warning), so a command that stopped early leaves no entry
+ * that a crash could lose behind it for the next one to reuse. */
 void storage_free(struct storage *s);
+
+/* --- deferred directory syncs ---------------------------------------------------
+ *
+ * A posix write is made durable by fsyncing the file and then the directory that names
+ * it; a chunk store writing thousands of objects into a few hundred directories fsyncs
+ * each directory thousands of times. Writes this thread opens through s between
+ * storage_defer_sync_begin(s) and storage_defer_sync_end(s) (directly, with
+ * storage_write_all, or through a batch) still have their content durable when their
+ * commit returns, but the directory entries naming them (and the directories their
+ * writes created) become durable at the next storage_sync(s), each directory once.
+ *
+ * Promise: nothing written later through s is published before them. Every write
+ * committed outside such a scope, and every storage_rename, runs storage_sync(s) first
+ * and fails, writing nothing, if it fails; so a record naming deferred objects (a
+ * backup's manifest) can never be durable while they are not. Call storage_sync at the
+ * point where a deferred batch must be durable, for a clear error there. Within one
+ * handle only: another handle or process that sees a deferred object (a listing)
+ * before this one synced it gets no such promise.
+ *
+ * Drivers without sync (s3: a PUT is durable when it returns) keep every promise
+ * trivially; storage_sync is then a no-op. Scopes do not nest. */
+void storage_defer_sync_begin(struct storage *s);
+void storage_defer_sync_end(struct storage *s);
+/* 0, or the driver's error (ERR_IO naming the directory), with "in repository"
+ * context; after one failure every later call on s fails too. */
+int storage_sync(struct storage *s);
 
 /* --- many transfers from one thread ---------------------------------------------
  *

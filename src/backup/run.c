@@ -1472,6 +1472,8 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
         struct target_state *ts = &run->ts[i];
         if (ts->t->failed)
             continue;
+        if ((rc = repo_sync_written(ts->t->repo)) < 0 && (rc = backup_run_drop(run, ts->t)) < 0)
+            goto out;
         struct manifest_header h = {
             .format = MANIFEST_FORMAT,
             .label = run->p.label,

@@ -298,7 +298,7 @@ static int put_manifest(struct copy_job *job, const struct manifest_header *h,
     char path[320];
     int rc;
 
-    if ((rc = repo_heartbeat_beat(hb, NULL)) < 0)
+    if ((rc = repo_sync_written(b)) < 0 || (rc = repo_heartbeat_beat(hb, NULL)) < 0)
         goto out;
     if ((rc = repo_backup_path(label, "manifest.json", path, sizeof(path))) < 0)
         goto out;

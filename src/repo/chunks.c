@@ -62,7 +62,20 @@ int repo_chunk_put_payload(struct repo *r, const char *name, const void *payload
     int rc = repo_chunk_path(name, path, sizeof(path));
     if (rc < 0)
         return rc;
-    return repo_put_payload(r, path, payload, len, stored);
+    /* Content-addressed and named by nothing until a manifest is written: the
+     * directory entries can wait for repo_sync_written, once per directory. */
+    storage_defer_sync_begin(r->storage);
+    rc = repo_put_payload(r, path, payload, len, stored);
+    storage_defer_sync_end(r->storage);
+    return rc;
+}
+
+int repo_sync_written(struct repo *r)
+{
+    int rc = storage_sync(r->storage);
+    if (rc < 0)
+        err_context("while making the chunks stored in repository \"%s\" durable", repo_name(r));
+    return rc;
 }
 
 /*

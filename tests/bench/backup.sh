@@ -32,7 +32,12 @@
 #
 # Environment: PGARK (required), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3),
 # BENCH_BACKUP_SCALE (100), BENCH_BACKUP_SMALL_SCALE (10), BENCH_BACKUP_PORT (54392),
-# BENCH_TRANSPORTS ("tcp unix"),
+# BENCH_TRANSPORTS ("tcp unix"), BENCH_TOOLS (the full-backup variants to run, from "pgark
+# pg_basebackup pgbackrest pgark_enc", the default; pgark is required: the second backups
+# use its repository; the *_unix runs follow for pgark and pg_basebackup when listed),
+# BENCH_PGARK_B (another pgark binary, e.g. the build before a change: run in every
+# round as the variant pgark_b, over TCP, into a repository of its own, for paired
+# ratios pgark_b/pgark of wall, CPU and system time; run.sh copies it for the bench user),
 # BENCH_STEP_TIMEOUT (1800 s for any one command), BENCH_PERF=1: one more pgark full and
 # contiguous second backup under perf record -g (reports backup-<stamp>-perf-*.txt).
 set -eu
@@ -54,6 +59,19 @@ PGBACKREST=${PGBACKREST:-/usr/bin/pgbackrest}
 STANZA=bench
 
 [ -x "$PGARK" ] || bench_die "no pgark binary at \"$PGARK\""
+PGARK_B=${BENCH_PGARK_B:-}
+[ -z "$PGARK_B" ] || [ -x "$PGARK_B" ] || bench_die "BENCH_PGARK_B: no pgark binary at \"$PGARK_B\""
+TOOLS=${BENCH_TOOLS:-pgark pg_basebackup pgbackrest pgark_enc}
+for t in $TOOLS; do
+    case "$t" in
+    pgark | pg_basebackup | pgbackrest | pgark_enc) ;;
+    *) bench_die "BENCH_TOOLS: \"$t\" is not pgark, pg_basebackup, pgbackrest or pgark_enc" ;;
+    esac
+done
+case " $TOOLS " in
+*" pgark "*) ;;
+*) bench_die "BENCH_TOOLS must include pgark (the second backups use its repository)" ;;
+esac
 [ -x "$PGBACKREST" ] || bench_die "no pgbackrest at \"$PGBACKREST\""
 for t in $TRANSPORTS; do
     case "$t" in
@@ -154,12 +172,13 @@ record() { # phase tool round timefile server-ticks stored scale objects transpo
     bench_log "  $2: wall $wall s, CPU $usr+$sys s (server $srv s), RSS $((rss / 1024)) MiB, stored $(awk -v b="${6:-0}" 'BEGIN { printf "%.1f", b / 1048576 }') MiB in $8 files, load $(load1)"
 }
 
-pgark_backup() { # config timefile [perf-data]
+pgark_backup() { # config timefile [perf-data]; $pgark_bin (default $PGARK) runs
+    bin=${pgark_bin:-$PGARK}
     if [ -n "${3:-}" ]; then
         timed "$2" timeout "$STEP" perf record -g -F 499 -o "$3" -- \
-            "$PGARK" --config "$1" backup --no-progress >"$WORK/pgark.log" 2>&1
+            "$bin" --config "$1" backup --no-progress >"$WORK/pgark.log" 2>&1
     else
-        timed "$2" timeout "$STEP" "$PGARK" --config "$1" backup --no-progress >"$WORK/pgark.log" 2>&1
+        timed "$2" timeout "$STEP" "$bin" --config "$1" backup --no-progress >"$WORK/pgark.log" 2>&1
     fi || bench_die "pgark backup failed: $(tail -5 "$WORK/pgark.log")"
 }
 
@@ -175,7 +194,7 @@ run_variant() { # tool round
     *) transport=tcp ;;
     esac
     case "$tool" in
-    pgark | pgark_unix | pgark_enc)
+    pgark | pgark_unix | pgark_enc | pgark_b)
         # the round's repository used for the second backups is pgark's (TCP, plain)
         case "$tool" in
         pgark) repo=$WORK/pgark-repo-$round ;;
@@ -184,7 +203,10 @@ run_variant() { # tool round
         enc=""
         [ "$tool" = pgark_enc ] && enc=encrypted
         write_pgark_config "$WORK/$tool-$round.yaml" "$repo" "$transport" $enc
+        pgark_bin=$PGARK
+        [ "$tool" = pgark_b ] && pgark_bin=$PGARK_B
         pgark_backup "$WORK/$tool-$round.yaml" "$tf"
+        pgark_bin=""
         stored=$(pgark_stored "$repo")
         objects=$(file_count "$repo/$STANZA/chunks" "$repo/$STANZA/backups")
         ;;
@@ -233,9 +255,15 @@ run_second() { # kind round
         $((nafter - nbefore)) tcp
 }
 
-variants="pgark pg_basebackup pgbackrest pgark_enc"
+variants=$TOOLS
+[ -z "$PGARK_B" ] || variants="$variants pgark_b"
 case " $TRANSPORTS " in
-*" unix "*) variants="$variants pgark_unix pg_basebackup_unix" ;;
+*" unix "*)
+    variants="$variants pgark_unix"
+    case " $TOOLS " in
+    *" pg_basebackup "*) variants="$variants pg_basebackup_unix" ;;
+    esac
+    ;;
 esac
 nvar=$(echo "$variants" | wc -w)
 round=1
@@ -316,7 +344,7 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
 '"$JQ_STATS"'
     . as $runs |
     [ ["full", "pgark"], ["full", "pg_basebackup"], ["full", "pgbackrest"],
-      ["full", "pgark_enc"], ["full", "pgark_unix"], ["full", "pg_basebackup_unix"], ["2nd_contig", "pgark"], ["2nd_random", "pgark"], ["small", "pgark"] ] as $keys |
+      ["full", "pgark_enc"], ["full", "pgark_b"], ["full", "pgark_unix"], ["full", "pg_basebackup_unix"], ["2nd_contig", "pgark"], ["2nd_random", "pgark"], ["small", "pgark"] ] as $keys |
     {benchmark: "backup", started_utc: $stamp, host: $host, cpus: $cpus, postgres: $pg,
      pgark: $pgark, pgbackrest: $pgbackrest,
      settings: {rounds: $rounds, pgbench_scale: $scale, small_scale: $small,
@@ -367,6 +395,9 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
         full_wall_pgark_vs_pgbackrest: paired("full"; "pgark"; "full"; "pgbackrest"; .wall_s),
         full_wall_pgark_vs_pg_basebackup: paired("full"; "pgark"; "full"; "pg_basebackup"; .wall_s),
         full_cpu_pgark_vs_pgbackrest: paired("full"; "pgark"; "full"; "pgbackrest"; .cpu_s),
+        full_wall_pgark_vs_pgark_b: paired("full"; "pgark"; "full"; "pgark_b"; .wall_s),
+        full_cpu_pgark_vs_pgark_b: paired("full"; "pgark"; "full"; "pgark_b"; .cpu_s),
+        full_sys_pgark_vs_pgark_b: paired("full"; "pgark"; "full"; "pgark_b"; .cpu_sys_s),
         second_contig_wall_vs_full: paired("2nd_contig"; "pgark"; "full"; "pgark"; .wall_s),
         second_random_wall_vs_full: paired("2nd_random"; "pgark"; "full"; "pgark"; .wall_s),
         second_contig_cpu_vs_full: paired("2nd_contig"; "pgark"; "full"; "pgark"; .cpu_s)} |

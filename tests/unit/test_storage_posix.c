@@ -5,6 +5,8 @@
  */
 #include "storage_suite.h"
 
+#include "../../src/storage/posix/posix_int.h"
+
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
@@ -1236,6 +1238,123 @@ static void test_retry_backoff(void **state)
     free(log);
 }
 
+/* --- deferred directory syncs --------------------------------------------------- */
+
+static unsigned long fsyncs(struct storage *s, bool dir)
+{
+    struct storage_posix *p = (struct storage_posix *)s;
+    return __atomic_load_n(dir ? &p->fsyncs_dir : &p->fsyncs_file, __ATOMIC_RELAXED);
+}
+
+/* A streamed write (storage_write_open .. commit), as the repository writes chunks. */
+static void put_streamed(struct storage *s, const char *path, const char *text)
+{
+    struct storage_write *w = storage_write_open(s, path, strlen(text));
+    assert_non_null(w);
+    assert_int_equal(storage_write_data(w, text, strlen(text)), 0);
+    assert_int_equal(storage_write_commit(w), 0);
+}
+
+/* Deferred writes fsync their files and no directory; storage_sync then fsyncs each
+ * directory they wrote in once, with those they created above; a write that is not
+ * deferred makes what is pending durable before it is published. */
+static void test_deferred_dir_syncs(void **state)
+{
+    struct storage *s = storage_suite_storage(state);
+    unsigned long d0 = fsyncs(s, true), f0 = fsyncs(s, false);
+    storage_defer_sync_begin(s);
+    for (int i = 0; i < 12; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "main/chunks/%02x/c%d", i % 3, i);
+        if (i % 2)
+            storage_suite_put(s, path, "chunk", 5);
+        else
+            put_streamed(s, path, "chunk");
+    }
+    storage_defer_sync_end(s);
+    assert_int_equal(fsyncs(s, false) - f0, 12);
+    assert_int_equal(fsyncs(s, true) - d0, 0);
+    char *got = storage_suite_get(s, "main/chunks/02/c11", NULL);
+    assert_string_equal(got, "chunk");
+    free(got);
+
+    /* main/chunks/00, 01, 02, and the root, main, main/chunks the writes created */
+    assert_int_equal(storage_sync(s), 0);
+    assert_int_equal(fsyncs(s, true) - d0, 6);
+    assert_int_equal(storage_sync(s), 0); /* nothing pending: nothing done */
+    assert_int_equal(fsyncs(s, true) - d0, 6);
+
+    /* Outside the scope nothing is deferred: one more chunk, then a manifest. Its
+     * commit fsyncs the pending main/chunks/01 first, then its own directory and, as it
+     * created main/backups/b1, the root, main and main/backups. */
+    storage_defer_sync_begin(s);
+    storage_suite_put(s, "main/chunks/01/late", "chunk", 5);
+    storage_defer_sync_end(s);
+    assert_int_equal(fsyncs(s, true) - d0, 6);
+    storage_suite_put(s, "main/backups/b1/manifest.json", "{}", 2);
+    assert_int_equal(fsyncs(s, true) - d0, 6 + 1 + 4);
+    /* and a rename likewise */
+    storage_defer_sync_begin(s);
+    storage_suite_put(s, "main/chunks/02/late", "chunk", 5);
+    storage_defer_sync_end(s);
+    assert_int_equal(storage_rename(s, "main/backups/b1/manifest.json", "main/backups/b1/m2"), 0);
+    assert_int_equal(fsyncs(s, true) - d0, 6 + 1 + 4 + 1 + 1);
+}
+
+/* A directory fsync that fails at the sync: the error names the directory, a record
+ * written after it is refused and not published, and the failure stays. */
+static void test_deferred_sync_fails(void **state)
+{
+    (void)state;
+    setenv("PGARK_TEST_FAIL_DIR_FSYNC", "main/chunks/01", 1);
+    struct storage *s = storage_posix_new("local", pctx.root);
+    unsetenv("PGARK_TEST_FAIL_DIR_FSYNC");
+    assert_non_null(s);
+    storage_defer_sync_begin(s);
+    storage_suite_put(s, "main/chunks/00/a", "chunk", 5);
+    storage_suite_put(s, "main/chunks/01/b", "chunk", 5);
+    storage_defer_sync_end(s);
+    char *want =
+        xasprintf("could not fsync directory \"%s/main/chunks/01\": Input/output error", pctx.root);
+    assert_storage_error(storage_sync(s), ERR_IO, want);
+    assert_storage_error(storage_write_all(s, "main/backups/b1/manifest.json", "{}", 2), ERR_IO,
+                         want);
+    assert_int_equal(storage_exists(s, "main/backups/b1/manifest.json"), 0);
+    struct storage_write *w = storage_write_open(s, "main/backups/b1/manifest.json", 2);
+    assert_non_null(w);
+    assert_int_equal(storage_write_data(w, "{}", 2), 0);
+    assert_storage_error(storage_write_commit(w), ERR_IO, want);
+    assert_int_equal(storage_exists(s, "main/backups/b1/manifest.json"), 0);
+    char *dir = root_path("main/backups/b1");
+    assert_int_equal(count_entries(dir, ".tmp."), 0);
+    free(dir);
+    assert_storage_error(storage_sync(s), ERR_IO, want);
+    free(want);
+    storage_free(s);
+}
+
+/* A command that stops before its sync (an error elsewhere) still leaves its deferred
+ * entries durable: freeing the handle syncs them. */
+static void test_deferred_synced_at_free(void **state)
+{
+    (void)state;
+    struct storage *s = storage_posix_new("local", pctx.root);
+    assert_non_null(s);
+    storage_defer_sync_begin(s);
+    storage_suite_put(s, "main/chunks/00/a", "chunk", 5);
+    storage_defer_sync_end(s);
+    unsigned long d0 = fsyncs(s, true);
+    struct storage_posix *p = (struct storage_posix *)s;
+    assert_int_equal(p->ndirty, 4); /* main/chunks/00, the root, main, main/chunks */
+    err_set(ERR_RUNTIME, "the command's own error");
+    posix_sync_free(p); /* what storage_free runs first */
+    assert_int_equal(fsyncs(s, true) - d0, 4);
+    assert_string_equal(err_message(), "the command's own error");
+    err_clear();
+    posix_sync_init(p); /* for storage_free */
+    storage_free(s);
+}
+
 #define POSIX_TEST(f)                                                                              \
     cmocka_unit_test_setup_teardown(f, storage_suite_setup, storage_suite_teardown)
 #define RETRY_TEST(f) cmocka_unit_test_setup_teardown(f, retry_setup, retry_teardown)
@@ -1255,6 +1374,9 @@ int main(void)
         POSIX_TEST(test_links_refused),
         POSIX_TEST(test_links_refused_walk),
         POSIX_TEST(test_link_above_and_root),
+        POSIX_TEST(test_deferred_dir_syncs),
+        POSIX_TEST(test_deferred_sync_fails),
+        POSIX_TEST(test_deferred_synced_at_free),
         RETRY_TEST(test_retry_read_resumes),
         RETRY_TEST(test_retry_gives_up),
         RETRY_TEST(test_retry_only_transient),
