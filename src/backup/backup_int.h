@@ -5,7 +5,8 @@
  *   fpcache.c   the fingerprint cache: what the last backup saw, to skip hashing again
  *   chunkpool.c worker threads (pool.h) with a bounded set of chunk buffers
  *   run.c       one backup: the BASE_BACKUP stream's entries cut into chunks, named,
- *               stored, WAL archived, manifests written last
+ *               stored, WAL archived, manifests written last (with store.c,
+ *               incrrecv.c and finish.c: run_int.h)
  *   incr.c      incremental backups: the parent's files, the backup_manifest kept
  *   backup.c    the command: options, configuration, connection, summary
  */
