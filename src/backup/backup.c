@@ -17,7 +17,7 @@
  * fail, with the error of the first one dropped (or of the last one, when it fails during
  * the run).
  */
-#include "backup_int.h"
+#include "command_int.h"
 
 #include "pgark/backup.h"
 #include "pgark/cli.h"
@@ -42,17 +42,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-struct backup_cmd {
-    char **only; /* --repo NAME (repeatable, or a comma list); NULL-terminated */
-    size_t nonly;
-    const char *label_opt;
-    int checkpoint; /* -1: from the configuration */
-    bool no_progress;
-    bool json;
-    bool config_only;
-    bool full; /* --full: not incremental */
-};
 
 static int parse_args(int argc, char **argv, struct backup_cmd *a)
 {
@@ -132,142 +121,6 @@ static int parse_args(int argc, char **argv, struct backup_cmd *a)
         return err_set(ERR_USAGE, "unexpected argument \"%s\" for backup", argv[optind]);
     return 0;
 }
-
-/* "2026-11-25T18:24:14Z" */
-static json_t *iso_time(int64_t us)
-{
-    char text[32];
-    time_t t = (time_t)(us / 1000000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_string(text);
-}
-
-/* What became of one repository selected for the backup, in configuration order: its
- * target (NULL when it was dropped before the run), or why it was dropped. */
-struct repo_result {
-    const char *name;
-    struct backup_target *t;
-    char *error; /* dropped before the run: the failure as one line */
-    bool logged; /* that error was logged */
-};
-
-static bool result_failed(const struct repo_result *r)
-{
-    return !r->t || r->t->failed;
-}
-
-static const char *result_error(const struct repo_result *r)
-{
-    return r->t ? r->t->error : r->error;
-}
-
-static json_t *summary_json(const char *label, const struct pg_bb_info *info, int64_t start_us,
-                            int64_t stop_us, const struct backup_totals *tot,
-                            const struct repo_result *results, size_t nresults,
-                            const struct config_cluster *cl)
-{
-    char a[LSN_STRLEN], b[LSN_STRLEN];
-    uint64_t stored = 0, fresh = 0, reused = 0;
-    json_t *repos = json_array();
-    json_t *failed = json_array();
-
-    for (size_t i = 0; i < nresults; i++) {
-        const struct repo_result *r = &results[i];
-        if (result_failed(r)) {
-            const char *why = result_error(r);
-            json_array_append_new(repos, json_pack("{s:s, s:s, s:s}", "name", r->name, "status",
-                                                   "failed", "error", why ? why : "failed"));
-            json_array_append_new(failed, json_string(r->name));
-            continue;
-        }
-        stored += r->t->stored_bytes;
-        fresh += r->t->new_chunks;
-        reused += r->t->reused_chunks;
-        json_array_append_new(repos,
-                              json_pack("{s:s, s:s, s:I, s:I, s:I}", "name", r->name, "status",
-                                        "ok", "stored_bytes", (json_int_t)r->t->stored_bytes,
-                                        "new_chunks", (json_int_t)r->t->new_chunks, "reused_chunks",
-                                        (json_int_t)r->t->reused_chunks));
-    }
-    json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:o, s:i, s:I, s:I, s:I, s:I, s:I, s:I, "
-        "s:I, s:I, s:f}",
-        "cluster", cl->name, "label", label, "start_lsn", lsn_format(info->start_lsn, a),
-        "stop_lsn", lsn_format(info->end_lsn, b), "start_time", iso_time(start_us), "stop_time",
-        iso_time(stop_us), "timeline", (int)info->start_tli, "files", (json_int_t)tot->files,
-        "logical_bytes", (json_int_t)tot->logical_bytes, "stored_bytes", (json_int_t)stored,
-        "new_chunks", (json_int_t)fresh, "reused_chunks", (json_int_t)reused, "chunks",
-        (json_int_t)tot->chunks, "unchanged_chunks", (json_int_t)tot->unchanged, "wal_segments",
-        (json_int_t)tot->wal_segments, "duration_seconds",
-        round((double)(stop_us - start_us) / 1000.0) / 1000.0);
-    json_object_set_new(o, "repositories", repos);
-    json_object_set_new(o, "failed_repositories", failed);
-    return o;
-}
-
-struct incr_choice;
-static void summary_incremental(json_t *sum, const struct incr_choice *c,
-                                const struct backup_totals *t);
-
-static void print_human(json_t *s)
-{
-    char a[32], b[32];
-    size_t i;
-    json_t *r;
-
-    printf(
-        "backup \"%s\" of cluster \"%s\" complete: %s in %lld files, %s\n",
-        json_string_value(json_object_get(s, "label")),
-        json_string_value(json_object_get(s, "cluster")),
-        size_format((uint64_t)json_integer_value(json_object_get(s, "logical_bytes")), a,
-                    sizeof(a)),
-        (long long)json_integer_value(json_object_get(s, "files")),
-        duration_format((int64_t)(json_real_value(json_object_get(s, "duration_seconds")) * 1000),
-                        b, sizeof(b)));
-    printf("  timeline %lld, WAL %s .. %s (%lld segments archived)\n",
-           (long long)json_integer_value(json_object_get(s, "timeline")),
-           json_string_value(json_object_get(s, "start_lsn")),
-           json_string_value(json_object_get(s, "stop_lsn")),
-           (long long)json_integer_value(json_object_get(s, "wal_segments")));
-    if (json_is_true(json_object_get(s, "incremental")))
-        printf("  incremental to backup \"%s\": %lld changed blocks in %lld files, %lld chunks "
-               "taken from it unreceived\n",
-               json_string_value(json_object_get(s, "parent")),
-               (long long)json_integer_value(json_object_get(s, "changed_blocks")),
-               (long long)json_integer_value(json_object_get(s, "incremental_files")),
-               (long long)json_integer_value(json_object_get(s, "parent_chunks")));
-    else
-        printf("  full backup: %s\n", json_string_value(json_object_get(s, "reason")));
-    json_array_foreach(json_object_get(s, "repositories"), i, r)
-    {
-        if (strcmp(json_string_value(json_object_get(r, "status")), "ok") != 0) {
-            printf("  repository \"%s\": FAILED, the backup is not in it: %s\n",
-                   json_string_value(json_object_get(r, "name")),
-                   json_string_value(json_object_get(r, "error")));
-            continue;
-        }
-        printf("  repository \"%s\": %s stored, %lld new chunks, %lld reused\n",
-               json_string_value(json_object_get(r, "name")),
-               size_format((uint64_t)json_integer_value(json_object_get(r, "stored_bytes")), a,
-                           sizeof(a)),
-               (long long)json_integer_value(json_object_get(r, "new_chunks")),
-               (long long)json_integer_value(json_object_get(r, "reused_chunks")));
-    }
-}
-
-struct session {
-    struct repo_heartbeat *heartbeat; /* the running markers, once written */
-    struct pg_conn *conn;
-    struct repo_options ro; /* the cluster's, as every repository is opened with */
-    struct cli_repo *repos;
-    struct backup_target *targets; /* one per repository opened: ntargets */
-    size_t ntargets;
-    struct repo_result *results; /* one per repository selected, in configuration order */
-    size_t nresults;
-    struct err_saved *first_error; /* of the first repository dropped before the run */
-};
 
 static void session_free(struct session *s)
 {
@@ -446,60 +299,6 @@ static const char *tmp_dir(void)
     return t && *t ? t : "/tmp";
 }
 
-/* The repositories that failed, as JSON ({"name", "error"}), for the events. */
-static json_t *failed_json(const struct session *s)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; i < s->nresults; i++) {
-        const struct repo_result *r = &s->results[i];
-        if (!result_failed(r))
-            continue;
-        const char *why = result_error(r);
-        char *text = log_redact(why ? why : "failed");
-        json_array_append_new(a, json_pack("{s:s, s:s}", "name", r->name, "error", text));
-        free(text);
-    }
-    return a;
-}
-
-/* backup.done, with what a reader of the chat wants: the label, its size, its time, and
- * the repositories it is not in. */
-static void notify_done(const struct config *cfg, const struct config_cluster *cl,
-                        const char *label, json_t *sum, int64_t start_us, int64_t stop_us,
-                        const struct session *s)
-{
-    if (cfg->nnotify == 0)
-        return;
-    char took[32];
-    json_t *failed = failed_json(s);
-    struct buf names = BUF_INIT;
-    size_t i;
-    json_t *f;
-    json_array_foreach(failed, i, f)
-    {
-        buf_appendf(&names, "%s\"%s\"", i ? ", " : "",
-                    json_string_value(json_object_get(f, "name")));
-    }
-    duration_format((stop_us - start_us) / 1000, took, sizeof(took));
-    struct notify_event *e =
-        names.data ? notify_event_new(cl->name, CONFIG_EVENT_BACKUP_DONE,
-                                      "backup %s done in %s, but not in repository %s", label, took,
-                                      (char *)names.data)
-                   : notify_event_new(cl->name, CONFIG_EVENT_BACKUP_DONE, "backup %s done in %s",
-                                      label, took);
-    e->since_us = start_us;
-    const char *keys[] = {"label",         "start_lsn",    "stop_lsn", "timeline",
-                          "logical_bytes", "stored_bytes", "files",    "duration_seconds"};
-    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
-        json_t *v = json_object_get(sum, keys[k]);
-        if (v)
-            json_object_set(e->details, keys[k], v);
-    }
-    json_object_set_new(e->details, "failed_repositories", failed);
-    buf_free(&names);
-    cli_notify(cfg, cl, e);
-}
-
 /* The configuration backup of label (confsnap.h) into every repository. A failure is
  * a warning for a full backup (its data is what matters) and an error with
  * --config-only. Returns the files kept, or -1 (error set). */
@@ -529,121 +328,6 @@ out:
     return rc;
 }
 
-/* --- incremental or full --------------------------------------------------------------- */
-
-/* What the backup is taken against: parent "" for a full backup, reason why. */
-struct incr_choice {
-    char parent[256];
-    char *reason;      /* malloc'd: why full (or NULL) */
-    uint8_t *manifest; /* the parent's backup_manifest, for UPLOAD_MANIFEST */
-    size_t mlen;
-};
-
-static void choice_full(struct incr_choice *c, char *reason)
-{
-    c->parent[0] = '\0';
-    free(c->reason);
-    c->reason = reason;
-    free(c->manifest);
-    c->manifest = NULL;
-    c->mlen = 0;
-}
-
-/* The current error as the reason (cleared): its message, one line. */
-static void choice_full_err(struct incr_choice *c, const char *what)
-{
-    choice_full(c, xasprintf("%s: %s", what, err_message()));
-    err_clear();
-}
-
-/*
- * An incremental backup needs a server of 17 or later with summarize_wal on, and a
- * parent: the newest backup in the first repository on the server's timeline (the
- * server sends what changed since its start, which it knows only from the WAL summaries
- * of that timeline), of 17 or later, with its server's backup_manifest. The rest
- * (every repository holds it and its chunks; the server still has the summaries) is
- * found out later, each failure a reason for a full backup too.
- */
-static void choose_parent(struct session *s, const struct backup_cmd *a, int version,
-                          timeline_t tli, struct incr_choice *c)
-{
-    struct pg_rows *rows = NULL;
-    struct repo_backup *list = NULL;
-    size_t n = 0;
-    const struct repo_backup *best = NULL, *newest = NULL;
-    char path[320];
-
-    memset(c, 0, sizeof(*c));
-    if (a->full) {
-        choice_full(c, xstrdup("--full was given"));
-        return;
-    }
-    if (version < 170000) {
-        choice_full(c, xasprintf("PostgreSQL %d has no incremental backups (17 and later do)",
-                                 version / 10000));
-        return;
-    }
-    if (pg_exec_simple(s->conn, "SHOW summarize_wal", &rows) < 0) {
-        choice_full_err(c, "could not read summarize_wal");
-        return;
-    }
-    const char *on = pg_rows_value(rows, 0, 0);
-    bool summarizing = on && strcmp(on, "on") == 0;
-    pg_rows_free(rows);
-    if (!summarizing) {
-        choice_full(c, xstrdup("summarize_wal is off on the server (an incremental backup needs "
-                               "its WAL summaries)"));
-        return;
-    }
-    struct repo *r = s->targets[0].repo;
-    if (repo_backup_list(r, &list, &n) < 0) {
-        choice_full_err(c, "could not list the backups");
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const struct manifest_header *h = &list[i].header;
-        if (h->system_identifier != repo_identity(r)->system_identifier)
-            continue;
-        if (!newest || h->stop_lsn > newest->header.stop_lsn)
-            newest = &list[i];
-        if (h->timeline != tli || h->pg_version < 170000)
-            continue;
-        if (!best || h->start_lsn > best->header.start_lsn)
-            best = &list[i];
-    }
-    if (!best && newest && newest->header.timeline != tli) {
-        choice_full(c, xasprintf("timeline switch: no backup on timeline %u yet (the newest, "
-                                 "\"%s\", is on timeline %u)",
-                                 tli, newest->label, newest->header.timeline));
-    } else if (!best) {
-        choice_full(c, xasprintf("no earlier backup of PostgreSQL 17 or later in repository "
-                                 "\"%s\"",
-                                 repo_name(r)));
-    } else if (repo_backup_path(best->label, "backup_manifest", path, sizeof(path)) < 0 ||
-               repo_get_all(r, path, &c->manifest, &c->mlen) < 0) {
-        char *what = xasprintf("could not read the backup_manifest of backup \"%s\"", best->label);
-        choice_full_err(c, what);
-        free(what);
-    } else {
-        snprintf(c->parent, sizeof(c->parent), "%s", best->label);
-    }
-    repo_backup_list_free(list, n);
-}
-
-static void summary_incremental(json_t *sum, const struct incr_choice *c,
-                                const struct backup_totals *t)
-{
-    bool incr = c->parent[0] != '\0';
-    json_object_set_new(sum, "incremental", json_boolean(incr));
-    json_object_set_new(sum, "parent", incr ? json_string(c->parent) : json_null());
-    json_object_set_new(sum, "reason", incr ? json_null() : json_string(c->reason));
-    json_object_set_new(sum, "incremental_files", json_integer((json_int_t)t->incr_files));
-    json_object_set_new(sum, "received_bytes", json_integer((json_int_t)t->received_bytes));
-    json_object_set_new(sum, "changed_blocks", json_integer((json_int_t)t->incr_blocks));
-    json_object_set_new(sum, "parent_chunks", json_integer((json_int_t)t->parent_chunks));
-    json_object_set_new(sum, "patched_chunks", json_integer((json_int_t)t->patched));
-}
-
 /* backup --config-only: the configuration alone, into every repository of s. */
 static int run_config_only(struct cli_context *ctx, const struct config_cluster *cl,
                            struct session *s, const char *label, bool json)
@@ -663,32 +347,6 @@ static int run_config_only(struct cli_context *ctx, const struct config_cluster 
                label, cl->name, n, s->ntargets);
     }
     return 0;
-}
-
-/* The repositories the backup is not in, each said with the copy that would put it
- * there; true when there is one (the backup is complete where it is: the exit code
- * tells a script the rest). */
-static bool report_failed(json_t *sum, const struct session *s, const char *label,
-                          const struct config_cluster *cl)
-{
-    json_t *failed = json_object_get(sum, "failed_repositories");
-    size_t i;
-    json_t *f;
-    json_array_foreach(failed, i, f)
-    {
-        const char *name = json_string_value(f);
-        const char *from = NULL;
-        for (size_t k = 0; !from && k < s->nresults; k++)
-            if (!result_failed(&s->results[k]))
-                from = s->results[k].name;
-        log_error("backup \"%s\" of cluster \"%s\" is not in repository \"%s\"", label, cl->name,
-                  name);
-        log_msg(LOG_ERROR,
-                "hint: once the repository is back, \"pgark copy --from %s --to %s --backup %s\" "
-                "copies it there",
-                from, name, label);
-    }
-    return json_array_size(failed) > 0;
 }
 
 /* One backup session: parse, connect, open the repositories, announce, choose full or
@@ -793,14 +451,14 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
     run = backup_run_new(&params);
     if (!run)
         goto fail;
-    choose_parent(&s, &args, version, sys.timeline, &ic);
+    backup_choose_parent(&s, &args, version, sys.timeline, &ic);
     if (ic.parent[0] && backup_run_load_parent(run, ic.parent) < 0) {
         char *what = xasprintf("backup \"%s\" cannot be its parent", ic.parent);
-        choice_full_err(&ic, what);
+        backup_choice_full_err(&ic, what);
         free(what);
     }
     if (ic.parent[0] && pg_upload_manifest(s.conn, ic.manifest, ic.mlen) < 0) {
-        choice_full_err(&ic, "the server refused the parent's manifest");
+        backup_choice_full_err(&ic, "the server refused the parent's manifest");
         backup_run_load_parent_drop(run);
     }
     bool show = !args.no_progress && isatty(STDERR_FILENO);
@@ -829,7 +487,7 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
          * new connection (the refused command may not have been read to its end). */
         if (!bo.incremental || backup_run_began(run) || err_kind() == ERR_CONNECT)
             goto fail;
-        choice_full_err(&ic, "the server refused an incremental backup");
+        backup_choice_full_err(&ic, "the server refused an incremental backup");
         log_info("backup \"%s\" is a full backup: %s", label, ic.reason);
         bo.incremental = false;
         backup_run_free(run);
@@ -852,24 +510,24 @@ int cmd_backup(struct cli_context *ctx, int argc, char **argv)
         free(text);
         err_clear();
     }
-    json_t *sum = summary_json(label, &info, start_us, stop_us, backup_run_totals(run), s.results,
-                               s.nresults, cl);
-    summary_incremental(sum, &ic, backup_run_totals(run));
+    json_t *sum = backup_summary_json(label, &info, start_us, stop_us, backup_run_totals(run),
+                                      s.results, s.nresults, cl);
+    backup_summary_incremental(sum, &ic, backup_run_totals(run));
     ctx->metrics_bytes = (int64_t)backup_run_totals(run)->logical_bytes;
-    notify_done(cfg, cl, label, sum, start_us, stop_us, &s);
+    backup_notify_done(cfg, cl, label, sum, start_us, stop_us, &s);
     if (args.json) {
         cli_print_json(sum);
     } else {
-        print_human(sum);
+        backup_print_human(sum);
     }
-    rc = report_failed(sum, &s, label, cl) ? BACKUP_EXIT_PARTIAL : 0;
+    rc = backup_report_failed(sum, &s, label, cl) ? BACKUP_EXIT_PARTIAL : 0;
     json_decref(sum);
     goto out;
 fail:
     err_context("backup of cluster \"%s\" failed", cl->name);
     rc = err_exit_code();
     cli_notify_error_with(cfg, cl, CONFIG_EVENT_BACKUP_FAILED, "backup",
-                          json_pack("{s:o}", "failed_repositories", failed_json(&s)));
+                          json_pack("{s:o}", "failed_repositories", backup_failed_json(&s)));
 out:
     backup_run_free(run);
     free(ic.reason);

@@ -8,7 +8,8 @@
  *               stored, WAL archived, manifests written last (with store.c,
  *               incrrecv.c and finish.c: run_int.h)
  *   incr.c      incremental backups: the parent's files, the backup_manifest kept
- *   backup.c    the command: options, configuration, connection, summary
+ *   backup.c    the command: options, configuration, connection, its phases (with
+ *               parent.c and summary.c: command_int.h)
  */
 #ifndef PGARK_BACKUP_INT_H
 #define PGARK_BACKUP_INT_H
