@@ -349,194 +349,245 @@ static int run_config_only(struct cli_context *ctx, const struct config_cluster 
     return 0;
 }
 
-/* One backup session: parse, connect, open the repositories, announce, choose full or
- * incremental, stream, finish, report. Longer than the rest on purpose for now: its
- * phases share one cleanup; splitting it into phases over one struct (as cmd_restore)
- * is the next step now that the incremental backup has landed. */
-int cmd_backup(struct cli_context *ctx, int argc, char **argv)
-{
+/* --- the command ------------------------------------------------------------------------ */
+
+/*
+ * What one backup holds from the command line to the end. cmd_backup runs the phases
+ * below in order over it; each returns 0 or a negative error (set), and the command has
+ * one cleanup and one failure path (the event, the exit code).
+ */
+struct backup_job {
+    struct cli_context *ctx;
     struct backup_cmd args;
-    struct session s = {0};
-    struct backup_run *run = NULL;
-    struct pg_bb_info info = {0};
+    const struct config_cluster *cl;
+    const struct config *cfg;
+    struct session s;
     struct pg_system sys;
-    uint64_t seg_size = 0;
-    char label[64] = "";
-    char *fp_dir = NULL;
-    struct incr_choice ic = {0};
-    int rc;
+    uint64_t seg_size;
+    int version;
+    bool fast; /* fast checkpoint */
+    bool show; /* progress on the terminal */
+    char label[64];
+    char *fp_dir;
+    struct backup_params params; /* what each run is made with */
+    struct backup_run *run;
+    struct incr_choice ic;
+    struct pg_bb_info info;
+    int64_t start_us, stop_us;
+};
 
-    rc = parse_args(argc, argv, &args);
-    if (rc != 0) {
-        for (size_t i = 0; i < args.nonly; i++)
-            free(args.only[i]);
-        free(args.only);
-        return rc > 0 ? 0 : 2; /* --help, or bad usage */
-    }
-    if (args.config_only)
-        ctx->metrics_as = "config_backup";
-    const struct config_cluster *cl = cli_cluster(ctx);
-    const struct config *cfg = cl ? cli_config(ctx) : NULL;
-    if (!cl || cli_require_tls(cfg, cl) < 0 || check_only(&args, cfg, cl) < 0) {
-        rc = 2;
-        goto out;
-    }
-    bool fast = args.checkpoint >= 0 ? args.checkpoint == CONFIG_CHECKPOINT_FAST
-                                     : cl->backup.checkpoint == CONFIG_CHECKPOINT_FAST;
-
-    s.conn = pg_connect_replication(cl->conninfo, "pgark_backup");
-    if (!s.conn) {
-        err_context("while connecting to cluster \"%s\"", cl->name);
-        goto fail;
-    }
-    if (pg_check_supported(s.conn) < 0 || pg_identify_system(s.conn, &sys) < 0 ||
-        pg_wal_segment_size(s.conn, &seg_size) < 0)
-        goto fail;
-    int version = pg_server_version(s.conn);
-    struct repo_identity id = {sys.systemid, version / 10000, seg_size};
-    int64_t start_us = time_now_us();
-    if (args.label_opt)
-        snprintf(label, sizeof(label), "%s", args.label_opt);
+/* Connect to the server, learn its system, major and segment size; the label. */
+static int connect_server(struct backup_job *j)
+{
+    j->s.conn = pg_connect_replication(j->cl->conninfo, "pgark_backup");
+    if (!j->s.conn)
+        return err_context("while connecting to cluster \"%s\"", j->cl->name);
+    if (pg_check_supported(j->s.conn) < 0 || pg_identify_system(j->s.conn, &j->sys) < 0 ||
+        pg_wal_segment_size(j->s.conn, &j->seg_size) < 0)
+        return err_code();
+    j->version = pg_server_version(j->s.conn);
+    j->start_us = time_now_us();
+    if (j->args.label_opt)
+        snprintf(j->label, sizeof(j->label), "%s", j->args.label_opt);
     else
-        time_format_label(start_us, label, sizeof(label));
-    if (open_repos(cfg, cl, &id, &args, label, &s) < 0)
-        goto fail;
-    for (size_t i = 0; i < s.ntargets;) {
-        int e = repo_backup_exists(s.targets[i].repo, label);
+        time_format_label(j->start_us, j->label, sizeof(j->label));
+    return 0;
+}
+
+/* Open every selected repository for the server's system; a label taken already fails
+ * the backup, a repository that cannot be asked is dropped. */
+static int open_targets(struct backup_job *j)
+{
+    struct session *s = &j->s;
+    struct repo_identity id = {j->sys.systemid, j->version / 10000, j->seg_size};
+
+    if (open_repos(j->cfg, j->cl, &id, &j->args, j->label, s) < 0)
+        return err_code();
+    for (size_t i = 0; i < s->ntargets;) {
+        int e = repo_backup_exists(s->targets[i].repo, j->label);
         if (e > 0) {
-            err_set(ERR_EXISTS, "backup \"%s\" already exists in repository \"%s\"", label,
-                    repo_name(s.targets[i].repo));
-            err_hint("give another --label, or wait a second for a new time-based label");
-            goto fail;
+            err_set(ERR_EXISTS, "backup \"%s\" already exists in repository \"%s\"", j->label,
+                    repo_name(s->targets[i].repo));
+            return err_hint("give another --label, or wait a second for a new time-based label");
         }
         if (e < 0) {
-            err_context("while looking for backup \"%s\" in repository \"%s\"", label,
-                        repo_name(s.targets[i].repo));
-            drop_early(&s, i);
+            err_context("while looking for backup \"%s\" in repository \"%s\"", j->label,
+                        repo_name(s->targets[i].repo));
+            drop_early(s, i);
             continue;
         }
         i++;
     }
-    if (none_left(&s, label) < 0)
-        goto fail;
+    return none_left(s, j->label);
+}
 
-    if (args.config_only) {
-        if (run_config_only(ctx, cl, &s, label, args.json) < 0)
-            goto fail;
-        rc = 0;
-        goto out;
-    }
+/* Announce the backup, make the run, and choose full or incremental (the parent loaded
+ * and its manifest uploaded, or the reason for a full backup). */
+static int start_run(struct backup_job *j)
+{
+    struct session *s = &j->s;
 
     /* Announce the backup before listing the chunks it may reuse, so that an expire
      * does not sweep them meanwhile (repo.h, running markers). */
-    if (announce(&s, label) < 0)
-        goto fail;
-
-    fp_dir = xasprintf("%s/%s", cfg->spool, cl->name);
-    struct backup_params params = {
-        .label = label,
-        .chunk_size = cl->backup.chunk_size,
+    if (announce(s, j->label) < 0)
+        return err_code();
+    j->fp_dir = xasprintf("%s/%s", j->cfg->spool, j->cl->name);
+    j->params = (struct backup_params){
+        .label = j->label,
+        .chunk_size = j->cl->backup.chunk_size,
         .tmp_dir = tmp_dir(),
-        .fp_dir = fp_dir,
-        .targets = s.targets,
-        .ntargets = s.ntargets,
-        .pg_version = version,
-        .system_identifier = sys.systemid,
-        .seg_size = seg_size,
-        .compression = s.ro.codecs.compression->name,
-        .heartbeat = s.heartbeat,
+        .fp_dir = j->fp_dir,
+        .targets = s->targets,
+        .ntargets = s->ntargets,
+        .pg_version = j->version,
+        .system_identifier = j->sys.systemid,
+        .seg_size = j->seg_size,
+        .compression = s->ro.codecs.compression->name,
+        .heartbeat = s->heartbeat,
     };
     const char *w = getenv("PGARK_BACKUP_WORKERS");
-    params.workers = w ? atoi(w) : 0;
-    run = backup_run_new(&params);
-    if (!run)
-        goto fail;
-    backup_choose_parent(&s, &args, version, sys.timeline, &ic);
-    if (ic.parent[0] && backup_run_load_parent(run, ic.parent) < 0) {
-        char *what = xasprintf("backup \"%s\" cannot be its parent", ic.parent);
-        backup_choice_full_err(&ic, what);
+    j->params.workers = w ? atoi(w) : 0;
+    j->run = backup_run_new(&j->params);
+    if (!j->run)
+        return err_code();
+    backup_choose_parent(s, &j->args, j->version, j->sys.timeline, &j->ic);
+    if (j->ic.parent[0] && backup_run_load_parent(j->run, j->ic.parent) < 0) {
+        char *what = xasprintf("backup \"%s\" cannot be its parent", j->ic.parent);
+        backup_choice_full_err(&j->ic, what);
         free(what);
     }
-    if (ic.parent[0] && pg_upload_manifest(s.conn, ic.manifest, ic.mlen) < 0) {
-        backup_choice_full_err(&ic, "the server refused the parent's manifest");
-        backup_run_load_parent_drop(run);
+    if (j->ic.parent[0] && pg_upload_manifest(s->conn, j->ic.manifest, j->ic.mlen) < 0) {
+        backup_choice_full_err(&j->ic, "the server refused the parent's manifest");
+        backup_run_load_parent_drop(j->run);
     }
-    bool show = !args.no_progress && isatty(STDERR_FILENO);
-    backup_run_show_progress(run, show);
-    log_info("backup \"%s\" of cluster \"%s\" starting (%s checkpoint, %zu repositories)", label,
-             cl->name, fast ? "fast" : "spread", s.ntargets);
-    if (ic.parent[0])
-        log_info("backup \"%s\" is incremental to backup \"%s\"", label, ic.parent);
+    j->show = !j->args.no_progress && isatty(STDERR_FILENO);
+    backup_run_show_progress(j->run, j->show);
+    log_info("backup \"%s\" of cluster \"%s\" starting (%s checkpoint, %zu repositories)", j->label,
+             j->cl->name, j->fast ? "fast" : "spread", s->ntargets);
+    if (j->ic.parent[0])
+        log_info("backup \"%s\" is incremental to backup \"%s\"", j->label, j->ic.parent);
     else
-        log_info("backup \"%s\" is a full backup: %s", label, ic.reason);
+        log_info("backup \"%s\" is a full backup: %s", j->label, j->ic.reason);
+    return 0;
+}
 
+/* BASE_BACKUP into the run; an incremental the server refuses before it sends anything
+ * becomes a full one. */
+static int stream(struct backup_job *j)
+{
     struct pg_bb_options bo = {
-        .label = label,
-        .fast_checkpoint = fast,
+        .label = j->label,
+        .fast_checkpoint = j->fast,
         .wal = true,
-        .progress = show, /* the size estimate costs the server a scan */
+        .progress = j->show, /* the size estimate costs the server a scan */
         .manifest = true,
     };
     /* Tests slow a backup down to interrupt it half-way. */
     const char *rate = getenv("PGARK_TEST_MAX_RATE");
     bo.max_rate_kb = rate ? (uint32_t)strtoul(rate, NULL, 10) : 0;
-    bo.incremental = ic.parent[0] != '\0';
-    if (pg_base_backup(s.conn, &bo, backup_run_started, backup_run_callbacks(), run, &info) < 0) {
-        /* The server refuses an incremental backup before it sends anything when it no
-         * longer has the WAL summaries since the parent's start: a full one then, on a
-         * new connection (the refused command may not have been read to its end). */
-        if (!bo.incremental || backup_run_began(run) || err_kind() == ERR_CONNECT)
-            goto fail;
-        backup_choice_full_err(&ic, "the server refused an incremental backup");
-        log_info("backup \"%s\" is a full backup: %s", label, ic.reason);
-        bo.incremental = false;
-        backup_run_free(run);
-        pg_bb_info_free(&info);
-        pg_conn_free(s.conn);
-        if (!(s.conn = pg_connect_replication(cl->conninfo, "pgark_backup")) ||
-            !(run = backup_run_new(&params)))
-            goto fail;
-        backup_run_show_progress(run, show);
-        if (pg_base_backup(s.conn, &bo, backup_run_started, backup_run_callbacks(), run, &info) < 0)
-            goto fail;
-    }
-    int64_t stop_us = time_now_us();
-    if (backup_run_finish(run, &info, start_us, stop_us) < 0)
-        goto fail;
+    bo.incremental = j->ic.parent[0] != '\0';
+    if (pg_base_backup(j->s.conn, &bo, backup_run_started, backup_run_callbacks(), j->run,
+                       &j->info) == 0)
+        goto done;
+    /* The server refuses an incremental backup before it sends anything when it no
+     * longer has the WAL summaries since the parent's start: a full one then, on a
+     * new connection (the refused command may not have been read to its end). */
+    if (!bo.incremental || backup_run_began(j->run) || err_kind() == ERR_CONNECT)
+        return err_code();
+    backup_choice_full_err(&j->ic, "the server refused an incremental backup");
+    log_info("backup \"%s\" is a full backup: %s", j->label, j->ic.reason);
+    bo.incremental = false;
+    backup_run_free(j->run);
+    j->run = NULL;
+    pg_bb_info_free(&j->info);
+    pg_conn_free(j->s.conn);
+    if (!(j->s.conn = pg_connect_replication(j->cl->conninfo, "pgark_backup")) ||
+        !(j->run = backup_run_new(&j->params)))
+        return err_code();
+    backup_run_show_progress(j->run, j->show);
+    if (pg_base_backup(j->s.conn, &bo, backup_run_started, backup_run_callbacks(), j->run,
+                       &j->info) < 0)
+        return err_code();
+done:
+    j->stop_us = time_now_us();
+    return 0;
+}
 
-    if (config_backup(ctx, cl, &s, label, CONFSNAP_KIND_BACKUP) < 0) {
+/* The backup is stored: its configuration backup (a warning when it fails), the summary,
+ * the event. Returns the exit code. */
+static int report(struct backup_job *j)
+{
+    const struct backup_totals *tot = backup_run_totals(j->run);
+
+    if (config_backup(j->ctx, j->cl, &j->s, j->label, CONFSNAP_KIND_BACKUP) < 0) {
         char *text = err_format();
-        log_warn("backup \"%s\" has no configuration backup: %s", label, text);
+        log_warn("backup \"%s\" has no configuration backup: %s", j->label, text);
         free(text);
         err_clear();
     }
-    json_t *sum = backup_summary_json(label, &info, start_us, stop_us, backup_run_totals(run),
-                                      s.results, s.nresults, cl);
-    backup_summary_incremental(sum, &ic, backup_run_totals(run));
-    ctx->metrics_bytes = (int64_t)backup_run_totals(run)->logical_bytes;
-    backup_notify_done(cfg, cl, label, sum, start_us, stop_us, &s);
-    if (args.json) {
+    json_t *sum = backup_summary_json(j->label, &j->info, j->start_us, j->stop_us, tot,
+                                      j->s.results, j->s.nresults, j->cl);
+    backup_summary_incremental(sum, &j->ic, tot);
+    j->ctx->metrics_bytes = (int64_t)tot->logical_bytes;
+    backup_notify_done(j->cfg, j->cl, j->label, sum, j->start_us, j->stop_us, &j->s);
+    if (j->args.json)
         cli_print_json(sum);
-    } else {
+    else
         backup_print_human(sum);
-    }
-    rc = backup_report_failed(sum, &s, label, cl) ? BACKUP_EXIT_PARTIAL : 0;
+    int rc = backup_report_failed(sum, &j->s, j->label, j->cl) ? BACKUP_EXIT_PARTIAL : 0;
     json_decref(sum);
+    return rc;
+}
+
+/* One backup session: parse, connect, open the repositories, then the configuration alone
+ * (--config-only) or announce, choose full or incremental, stream, finish, report. */
+int cmd_backup(struct cli_context *ctx, int argc, char **argv)
+{
+    struct backup_job j = {.ctx = ctx};
+    int rc;
+
+    rc = parse_args(argc, argv, &j.args);
+    if (rc != 0) {
+        rc = rc > 0 ? 0 : 2; /* --help, or bad usage */
+        goto out;
+    }
+    if (j.args.config_only)
+        ctx->metrics_as = "config_backup";
+    j.cl = cli_cluster(ctx);
+    j.cfg = j.cl ? cli_config(ctx) : NULL;
+    if (!j.cl || cli_require_tls(j.cfg, j.cl) < 0 || check_only(&j.args, j.cfg, j.cl) < 0) {
+        rc = 2;
+        goto out;
+    }
+    j.fast = j.args.checkpoint >= 0 ? j.args.checkpoint == CONFIG_CHECKPOINT_FAST
+                                    : j.cl->backup.checkpoint == CONFIG_CHECKPOINT_FAST;
+    if (connect_server(&j) < 0 || open_targets(&j) < 0)
+        goto fail;
+    if (j.args.config_only) {
+        if (run_config_only(ctx, j.cl, &j.s, j.label, j.args.json) < 0)
+            goto fail;
+        rc = 0;
+        goto out;
+    }
+    if (start_run(&j) < 0 || stream(&j) < 0 ||
+        backup_run_finish(j.run, &j.info, j.start_us, j.stop_us) < 0)
+        goto fail;
+    rc = report(&j);
     goto out;
 fail:
-    err_context("backup of cluster \"%s\" failed", cl->name);
+    err_context("backup of cluster \"%s\" failed", j.cl->name);
     rc = err_exit_code();
-    cli_notify_error_with(cfg, cl, CONFIG_EVENT_BACKUP_FAILED, "backup",
-                          json_pack("{s:o}", "failed_repositories", backup_failed_json(&s)));
+    cli_notify_error_with(j.cfg, j.cl, CONFIG_EVENT_BACKUP_FAILED, "backup",
+                          json_pack("{s:o}", "failed_repositories", backup_failed_json(&j.s)));
 out:
-    backup_run_free(run);
-    free(ic.reason);
-    free(ic.manifest);
-    free(fp_dir);
-    pg_bb_info_free(&info);
-    session_free(&s);
-    for (size_t i = 0; i < args.nonly; i++)
-        free(args.only[i]);
-    free(args.only);
+    backup_run_free(j.run);
+    free(j.ic.reason);
+    free(j.ic.manifest);
+    free(j.fp_dir);
+    pg_bb_info_free(&j.info);
+    session_free(&j.s);
+    for (size_t i = 0; i < j.args.nonly; i++)
+        free(j.args.only[i]);
+    free(j.args.only);
     return rc;
 }
