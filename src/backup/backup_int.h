@@ -210,7 +210,8 @@ struct backup_totals {
     uint64_t incr_files;     /* files the server sent as INCREMENTAL.<name> */
     uint64_t incr_blocks;    /* changed blocks received in them */
     uint64_t parent_chunks;  /* chunks taken from the parent unreceived */
-    uint64_t patched;        /* chunks rebuilt from a parent chunk and changed blocks */
+    uint64_t patched;        /* chunks rebuilt from changed blocks (and a parent chunk) */
+    uint64_t parent_reads;   /* parent chunks read back for those (every block not sent) */
     uint64_t received_bytes; /* file contents the server sent (INCREMENTAL files as sent) */
 };
 

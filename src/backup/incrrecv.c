@@ -133,6 +133,11 @@ static int incr_emit(struct backup_run *run, struct bk_file *f)
         return rc;
     uint8_t *buf = run->inc.buf;
     struct rebuild *rb = run->inc.rebuild;
+    /* Every block the parent's chunk would give was sent: nothing of it is needed, and
+     * reading it back (read, decrypt, decompress, verify) was most of the cost of an
+     * incremental after changes spread over every page. */
+    if (rb->from_parent && rb->changed_kept * PG_INCR_BLCKSZ >= rb->keep)
+        rb->from_parent = false;
     run->inc.buf = NULL;
     run->inc.rebuild = NULL;
     run->totals.patched++;
@@ -172,8 +177,11 @@ static int on_incr_block(void *arg, uint32_t blkno, const uint8_t *data)
     if (rc < 0)
         return rc;
     uint64_t b = (at - k * run->p.chunk_size) / PG_INCR_BLCKSZ;
+    struct rebuild *rb = run->inc.rebuild;
     memcpy(run->inc.buf + (at - k * run->p.chunk_size), data, PG_INCR_BLCKSZ);
-    run->inc.rebuild->changed[b / 8] |= (uint8_t)(1u << (b % 8));
+    if (!(rb->changed[b / 8] & (1u << (b % 8))) && b * PG_INCR_BLCKSZ < rb->keep)
+        rb->changed_kept++;
+    rb->changed[b / 8] |= (uint8_t)(1u << (b % 8));
     return 0;
 }
 

@@ -62,6 +62,7 @@ struct rebuild {
     uint8_t name[SHA256_LEN]; /* the parent's chunk, as the reading repository names it */
     size_t keep;              /* bytes of it below the truncation length */
     uint8_t *changed;         /* a bit per block of the chunk */
+    size_t changed_kept;      /* blocks changed below keep: all of them, no read */
 };
 
 struct target_state {

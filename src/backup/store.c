@@ -99,6 +99,9 @@ static int rebuild_chunk(struct backup_run *run, const struct bk_file *f, struct
         }
         if (have > rb->keep)
             have = rb->keep;
+        pthread_mutex_lock(&run->lock);
+        run->totals.parent_reads++;
+        pthread_mutex_unlock(&run->lock);
     }
     for (size_t off = 0, b = 0; off < ch->len; off += PG_INCR_BLCKSZ, b++) {
         size_t len = ch->len - off < PG_INCR_BLCKSZ ? ch->len - off : PG_INCR_BLCKSZ;

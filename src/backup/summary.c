@@ -192,6 +192,7 @@ void backup_summary_incremental(json_t *sum, const struct incr_choice *c,
     json_object_set_new(sum, "changed_blocks", json_integer((json_int_t)t->incr_blocks));
     json_object_set_new(sum, "parent_chunks", json_integer((json_int_t)t->parent_chunks));
     json_object_set_new(sum, "patched_chunks", json_integer((json_int_t)t->patched));
+    json_object_set_new(sum, "parent_chunks_read", json_integer((json_int_t)t->parent_reads));
 }
 
 /* The repositories the backup is not in, each said with the copy that would put it
