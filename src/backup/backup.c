@@ -386,6 +386,7 @@ static int connect_server(struct backup_job *j)
         pg_wal_segment_size(j->s.conn, &j->seg_size) < 0)
         return err_code();
     j->version = pg_server_version(j->s.conn);
+    log_debug("connected to the server of cluster \"%s\"", j->cl->name);
     j->start_us = time_now_us();
     if (j->args.label_opt)
         snprintf(j->label, sizeof(j->label), "%s", j->args.label_opt);
@@ -431,6 +432,7 @@ static int start_run(struct backup_job *j)
      * does not sweep them meanwhile (repo.h, running markers). */
     if (announce(s, j->label) < 0)
         return err_code();
+    log_debug("backup \"%s\" announced in %zu repositories", j->label, s->ntargets);
     j->fp_dir = xasprintf("%s/%s", j->cfg->spool, j->cl->name);
     j->params = (struct backup_params){
         .label = j->label,
@@ -450,16 +452,24 @@ static int start_run(struct backup_job *j)
     j->run = backup_run_new(&j->params);
     if (!j->run)
         return err_code();
+    log_debug("chunks listed, parent choice begins");
     backup_choose_parent(s, &j->args, j->version, j->sys.timeline, &j->ic);
+    if (j->ic.parent[0])
+        log_debug("parent \"%s\" chosen, its backup_manifest read (%zu bytes)", j->ic.parent,
+                  j->ic.mlen);
     if (j->ic.parent[0] && backup_run_load_parent(j->run, j->ic.parent) < 0) {
         char *what = xasprintf("backup \"%s\" cannot be its parent", j->ic.parent);
         backup_choice_full_err(&j->ic, what);
         free(what);
     }
+    if (j->ic.parent[0])
+        log_debug("parent's manifest.json loaded and its chunks checked");
     if (j->ic.parent[0] && pg_upload_manifest(s->conn, j->ic.manifest, j->ic.mlen) < 0) {
         backup_choice_full_err(&j->ic, "the server refused the parent's manifest");
         backup_run_load_parent_drop(j->run);
     }
+    if (j->ic.parent[0])
+        log_debug("UPLOAD_MANIFEST done");
     j->show = !j->args.no_progress && isatty(STDERR_FILENO);
     backup_run_show_progress(j->run, j->show);
     log_info("backup \"%s\" of cluster \"%s\" starting (%s checkpoint, %zu repositories)", j->label,
@@ -486,6 +496,7 @@ static int stream(struct backup_job *j)
     const char *rate = getenv("PGARK_TEST_MAX_RATE");
     bo.max_rate_kb = rate ? (uint32_t)strtoul(rate, NULL, 10) : 0;
     bo.incremental = j->ic.parent[0] != '\0';
+    log_debug("BASE_BACKUP sent: the server's checkpoint until it answers");
     if (pg_base_backup(j->s.conn, &bo, backup_run_started, backup_run_callbacks(), j->run,
                        &j->info) == 0)
         goto done;
@@ -510,6 +521,7 @@ static int stream(struct backup_job *j)
         return err_code();
 done:
     j->stop_us = time_now_us();
+    log_debug("the stream ended (the server's stop of the backup and its WAL included)");
     return 0;
 }
 

@@ -290,6 +290,7 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
 
     if ((rc = chunk_pool_wait(run->pool)) < 0 || (rc = backup_flush_files(run)) < 0)
         goto out;
+    log_debug("every chunk stored");
     if (run->head) {
         rc = err_set(ERR_RUNTIME, "file \"%s\" was not complete at the end of the backup",
                      run->head->path);
@@ -351,6 +352,7 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
             goto out;
         }
     }
+    log_debug("manifests spooled");
     if ((rc = confirm_stored(run, json, mlen)) < 0)
         goto out;
     /* manifest.json last: it is what makes the backup exist. */
@@ -378,6 +380,7 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
                    (unsigned long long)run->totals.unchanged,
                    (unsigned long long)run->totals.chunks);
     }
+    log_debug("manifest.json written");
     progress_done(run->progress);
 out:
     for (size_t i = 0; i < run->p.ntargets; i++)

@@ -198,7 +198,8 @@ static int on_entry_begin(void *arg, const struct tar_entry *e)
 
     run->kind = ENTRY_SKIP;
     run->cur = NULL;
-    run->entries++;
+    if (run->entries++ == 0)
+        log_debug("first file of the stream: \"%s\"", e->path);
     if (e->type == TAR_TYPE_HARDLINK)
         return err_set(ERR_PROTOCOL, "the backup holds a hard link \"%s\": not supported", e->path);
     f = xcalloc(1, sizeof(*f));
@@ -244,6 +245,7 @@ static int on_entry_begin(void *arg, const struct tar_entry *e)
             const char *base = e->path + 7;
             if (wal_is_segment_name(base)) {
                 run->kind = ENTRY_WAL;
+                log_debug("WAL segment %s of the backup begins", base);
                 snprintf(run->wal_name, sizeof(run->wal_name), "%s", base);
                 run->wal_len = 0;
             } else if (wal_is_history_name(base)) {
