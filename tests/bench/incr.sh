@@ -22,9 +22,18 @@
 # bundles carry server binaries only, and Debian 12's client programs are of 15, which
 # refuse a server of 17 (pg_basebackup) or do not exist (pg_combinebackup).
 #
+# A/B: with BENCH_INCR_PGARK_OLD (another pgark binary), every backup step is taken by
+# both, one after the other (which first alternates by round), each into its own
+# repository and spool, from the same server state; the old binary's steps are named
+# old_<step> (its restores are not run). The summary also counts the parent chunks read
+# back (backup --json's parent_chunks_read, where the binary reports it).
+# BENCH_INCR_LOG_LEVEL (e.g. debug) passes --log-level to every backup and keeps its log
+# as incr-<stamp>-<step>-<round>.log in RESULTS_DIR, for the time of each phase.
+#
 # Environment: PGARK (required), BENCH_INCR_PGBIN (required: initdb/pg_ctl/postgres of the
 # major), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3), BENCH_INCR_SCALE (100),
-# BENCH_INCR_MAJOR (17), BENCH_INCR_PORT (54399), BENCH_STEP_TIMEOUT (1800).
+# BENCH_INCR_MAJOR (17), BENCH_INCR_PORT (54399), BENCH_STEP_TIMEOUT (1800),
+# BENCH_INCR_PGARK_OLD, BENCH_INCR_LOG_LEVEL.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,7 +49,10 @@ SCALE=${BENCH_INCR_SCALE:-100}
 MAJOR=${BENCH_INCR_MAJOR:-17}
 PORT=${BENCH_INCR_PORT:-54399}
 STEP=${BENCH_STEP_TIMEOUT:-1800}
+OLD=${BENCH_INCR_PGARK_OLD:-}
+LOGLEVEL=${BENCH_INCR_LOG_LEVEL:-}
 [ -x "$PGARK" ] || bench_die "no pgark binary at \"$PGARK\""
+[ -z "$OLD" ] || [ -x "$OLD" ] || bench_die "no pgark binary at \"$OLD\" (BENCH_INCR_PGARK_OLD)"
 [ -x "$PGBIN_SERVER/postgres" ] || bench_die "no postgres in \"$PGBIN_SERVER\""
 [ "$MAJOR" -ge 17 ] || bench_die "BENCH_INCR_MAJOR must be 17 or later (incremental backups)"
 
@@ -67,16 +79,31 @@ quiesce() {
     sync
 }
 
-backup() { # step round [--full]
-    step=$1 round=$2
-    shift 2
+backup() { # step round [--full]: by the new binary and, in A/B, the old one too
+    if [ -z "$OLD" ]; then
+        backup_by "$PGARK" "" "$@"
+    elif [ $(($2 % 2)) -eq 1 ]; then
+        backup_by "$OLD" old_ "$@"
+        backup_by "$PGARK" "" "$@"
+    else
+        backup_by "$PGARK" "" "$@"
+        backup_by "$OLD" old_ "$@"
+    fi
+}
+
+backup_by() { # binary prefix step round [--full]
+    bin=$1 prefix=$2 step=$2$3 round=$4
+    conf=$WORK/pgark-$round.yaml
+    [ -z "$prefix" ] || conf=$WORK/pgark-$round-old.yaml
+    shift 4
     bench_log "round $round: $step"
     quiesce
     cpu0=$(server_cpu_ticks)
-    timed "$WORK/time" timeout "$STEP" "$PGARK" --config "$WORK/pgark-$round.yaml" backup --no-progress \
-        --json "$@" >"$WORK/backup.json" 2>"$WORK/backup.log" ||
+    timed "$WORK/time" timeout "$STEP" "$bin" --config "$conf" ${LOGLEVEL:+--log-level "$LOGLEVEL"} \
+        backup --no-progress --json "$@" >"$WORK/backup.json" 2>"$WORK/backup.log" ||
         bench_die "$step backup failed: $(tail -5 "$WORK/backup.log")"
     cpu1=$(server_cpu_ticks)
+    [ -z "$LOGLEVEL" ] || cp "$WORK/backup.log" "$RESULTS_DIR/incr-$stamp-$step-$round.log"
     jq -c --arg step "$step" --argjson round "$round" \
         --argjson wall "$(timed_field "$WORK/time" 1)" --argjson usr "$(timed_field "$WORK/time" 2)" \
         --argjson sys "$(timed_field "$WORK/time" 3)" --argjson rss "$(timed_field "$WORK/time" 4)" \
@@ -86,10 +113,11 @@ backup() { # step round [--full]
          cpu_s: ($usr + $sys), server_cpu_s: $srv, rss_kib: $rss, sent_bytes: .received_bytes,
          incremental: .incremental, parent: .parent, reason: .reason,
          changed_bytes: (if .changed_blocks == null then null else .changed_blocks * 8192 end),
-         patched_chunks: .patched_chunks, label: .label, load1: $load}' "$WORK/backup.json" >>"$raw" ||
+         patched_chunks: .patched_chunks, parent_chunks_read: .parent_chunks_read,
+         label: .label, load1: $load}' "$WORK/backup.json" >>"$raw" ||
         bench_die "backup --json gave no summary: $(head -c 300 "$WORK/backup.json")"
-    LAST_LABEL=$(jq -r '.label' "$WORK/backup.json")
-    bench_log "  $(tail -1 "$raw" | jq -r '"wall \(.wall_s) s, CPU \(.cpu_user_s)+\(.cpu_sys_s) s, server \(.server_cpu_s) s, sent \(if .sent_bytes == null then "?" else (.sent_bytes / 1048576 | floor | tostring) end) MiB, incremental \(.incremental) \(.reason // "")"')"
+    [ -n "$prefix" ] || LAST_LABEL=$(jq -r '.label' "$WORK/backup.json")
+    bench_log "  $(tail -1 "$raw" | jq -r '"wall \(.wall_s) s, CPU \(.cpu_user_s)+\(.cpu_sys_s) s, server \(.server_cpu_s) s, sent \(if .sent_bytes == null then "?" else (.sent_bytes / 1048576 | floor | tostring) end) MiB, parent chunks read \(.parent_chunks_read // "?"), incremental \(.incremental) \(.reason // "")"')"
 }
 
 restore() { # step round label
@@ -110,16 +138,19 @@ restore() { # step round label
 
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
-    cat >"$WORK/pgark-$round.yaml" <<EOF
-spool: $WORK/spool-$round
+    for v in "" -old; do
+        [ -z "$v" ] || [ -n "$OLD" ] || continue
+        cat >"$WORK/pgark-$round$v.yaml" <<EOF
+spool: $WORK/spool-$round$v
 repos:
-  r1: { type: posix, path: $WORK/repo-$round }
+  r1: { type: posix, path: $WORK/repo-$round$v }
 compression: { algorithm: zstd, level: 3 }
 clusters:
   bench:
     conninfo: "$(pg_conninfo tcp)"
     repos: [r1]
 EOF
+    done
     backup full "$round" --full
     q "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= $((NACC / 20))" >/dev/null
     backup incr_contig "$round"
@@ -150,9 +181,10 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" -
      runs: $runs,
      medians: [ ($runs | map(.step) | unique)[] as $s | ($runs | map(select(.step == $s))) as $r |
         {step: $s, wall_s: ($r | med(.wall_s)), cpu_user_s: ($r | med(.cpu_user_s)),
-         cpu_sys_s: ($r | med(.cpu_sys_s)), server_cpu_s: ($r | med(.server_cpu_s)),
+         cpu_sys_s: ($r | med(.cpu_sys_s)), cpu_s: ($r | med(.cpu_s)), server_cpu_s: ($r | med(.server_cpu_s)),
          rss_kib: ($r | med(.rss_kib)), sent_bytes: ($r | med(.sent_bytes)),
          changed_bytes: ($r | med(.changed_bytes)),
+         parent_chunks_read: ($r | med(.parent_chunks_read)),
          incremental: ($r | map(.incremental) | unique)} ] } |
     (.medians | map({key: .step, value: .}) | from_entries) as $m |
     .ratios = {
@@ -160,7 +192,11 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" -
         contig_server_cpu_vs_full: ratio($m.incr_contig.server_cpu_s; $m.full.server_cpu_s),
         contig_sent_vs_changed: ratio($m.incr_contig.sent_bytes; $m.incr_contig.changed_bytes),
         spread_wall_vs_full: ratio($m.incr_spread.wall_s; $m.full_spread.wall_s),
-        restore_incr_vs_full: ratio($m.restore_incr.wall_s; $m.restore_full.wall_s)} |
+        restore_incr_vs_full: ratio($m.restore_incr.wall_s; $m.restore_full.wall_s),
+        old_contig_wall_vs_full: ratio($m.old_incr_contig.wall_s; $m.old_full.wall_s),
+        old_contig_server_cpu_vs_full: ratio($m.old_incr_contig.server_cpu_s; $m.old_full.server_cpu_s),
+        old_spread_wall_vs_full: ratio($m.old_incr_spread.wall_s; $m.old_full_spread.wall_s),
+        spread_cpu_vs_old: ratio($m.incr_spread.cpu_s; $m.old_incr_spread.cpu_s)} |
     .targets = {
         contig_wall_at_most_0_15x_full: (if .ratios.contig_wall_vs_full == null then null else .ratios.contig_wall_vs_full <= 0.15 end),
         contig_server_cpu_at_most_0_2x_full: (if .ratios.contig_server_cpu_vs_full == null then null else .ratios.contig_server_cpu_vs_full <= 0.2 end),
@@ -174,11 +210,12 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" -
     echo "incremental backup benchmark: PostgreSQL $MAJOR, pgbench scale $SCALE, medians of $ROUNDS rounds"
     jq -r '
         def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
-        (["step", "wall_s", "user_s", "sys_s", "server_CPU_s", "RSS_MiB", "sent_MiB", "changed_MiB", "incremental"] | @tsv),
+        (["step", "wall_s", "user_s", "sys_s", "server_CPU_s", "RSS_MiB", "sent_MiB", "changed_MiB", "parent_read", "incremental"] | @tsv),
         (.medians[] | [.step, (.wall_s | f(2)), (.cpu_user_s | f(2)), (.cpu_sys_s | f(2)),
             (.server_cpu_s | f(2)), (.rss_kib / 1024 | f(1)),
             (if .sent_bytes == null then null else .sent_bytes / 1048576 end | f(1)),
             (if .changed_bytes == null then null else .changed_bytes / 1048576 end | f(1)),
+            (.parent_chunks_read | f(0)),
             (.incremental | map(tostring) | join(","))] | @tsv)
     ' "$out" | column -t -s "$(printf '\t')"
     echo "ratios:"
