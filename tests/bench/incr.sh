@@ -9,7 +9,11 @@
 #   incr_contig   pgark backup after UPDATE of the first 5% of pgbench_accounts (contiguous)
 #   incr_spread   pgark backup after UPDATE of 1% of the rows, spread over the whole table
 #                 (aid % 100 = 0: every page of the table changes)
-#   full_spread   pgark backup --full of the same state, for comparison
+#   full_spread   pgark backup --full of the same state, for comparison (it finds every
+#                 changed chunk stored by incr_spread already: it hashes and deduplicates)
+#   full_spread_fresh  pgark backup --full of the same state into a copy of the repository
+#                 and spool taken just before incr_spread (untimed): what a full backup
+#                 taken instead of the incremental costs, storing the same new chunks
 #   restore_full / restore_incr   pgark restore --target immediate of full_spread's backup
 #                 and of incr_spread's (the same data) into fresh directories
 # then VACUUM (untimed). Measured: wall, client CPU (user and sys), the server's CPU over
@@ -95,6 +99,7 @@ backup_by() { # binary prefix step round [--full]
     bin=$1 prefix=$2 step=$2$3 round=$4
     conf=$WORK/pgark-$round.yaml
     [ -z "$prefix" ] || conf=$WORK/pgark-$round-old.yaml
+    [ "$3" != full_spread_fresh ] || conf=$WORK/pgark-$round-fresh.yaml
     shift 4
     bench_log "round $round: $step"
     quiesce
@@ -155,11 +160,17 @@ EOF
     q "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= $((NACC / 20))" >/dev/null
     backup incr_contig "$round"
     q "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0" >/dev/null
+    cp -a "$WORK/repo-$round" "$WORK/repo-$round-fresh"
+    cp -a "$WORK/spool-$round" "$WORK/spool-$round-fresh"
+    sed "s|path: $WORK/repo-$round }|path: $WORK/repo-$round-fresh }|; s|^spool: .*|spool: $WORK/spool-$round-fresh|" \
+        "$WORK/pgark-$round.yaml" >"$WORK/pgark-$round-fresh.yaml"
     backup incr_spread "$round"
     incr_label=$LAST_LABEL
     sleep 1 # labels have one-second resolution
     backup full_spread "$round" --full
     full_label=$LAST_LABEL
+    backup_by "$PGARK" "" full_spread_fresh "$round" --full
+    rm -rf "$WORK/repo-$round-fresh" "$WORK/spool-$round-fresh"
     if [ $((round % 2)) -eq 1 ]; then
         restore restore_full "$round" "$full_label"
         restore restore_incr "$round" "$incr_label"
@@ -192,6 +203,8 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" -
         contig_server_cpu_vs_full: ratio($m.incr_contig.server_cpu_s; $m.full.server_cpu_s),
         contig_sent_vs_changed: ratio($m.incr_contig.sent_bytes; $m.incr_contig.changed_bytes),
         spread_wall_vs_full: ratio($m.incr_spread.wall_s; $m.full_spread.wall_s),
+        spread_wall_vs_fresh_full: ratio($m.incr_spread.wall_s; $m.full_spread_fresh.wall_s),
+        spread_cpu_vs_fresh_full: ratio($m.incr_spread.cpu_s; $m.full_spread_fresh.cpu_s),
         restore_incr_vs_full: ratio($m.restore_incr.wall_s; $m.restore_full.wall_s),
         old_contig_wall_vs_full: ratio($m.old_incr_contig.wall_s; $m.old_full.wall_s),
         old_contig_server_cpu_vs_full: ratio($m.old_incr_contig.server_cpu_s; $m.old_full.server_cpu_s),
