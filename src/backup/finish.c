@@ -272,14 +272,35 @@ static int confirm_stored(struct backup_run *run, FILE **json, long mlen)
     return rc;
 }
 
-int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int64_t start_us,
-                      int64_t stop_us)
+/* The server's backup_manifest spooled in full; for an incremental, rewritten to name the
+ * files a restore writes (incr.c). */
+static int keep_server_manifest(struct backup_run *run)
+{
+    if (fflush(run->server_manifest) != 0)
+        return err_set_errno(ERR_IO, errno, "could not spool the server's backup_manifest");
+    if (incr_map_count(run->incr_sizes) == 0)
+        return 0;
+    FILE *kept = backup_temp_file(run->p.tmp_dir, "manifest");
+    if (!kept || incr_manifest_rewrite(run->server_manifest, kept, run->incr_sizes) < 0) {
+        int rc = err_code();
+        err_context("while making the backup_manifest of backup \"%s\"", run->p.label);
+        if (kept)
+            fclose(kept);
+        return rc;
+    }
+    fclose(run->server_manifest);
+    run->server_manifest = kept;
+    return 0;
+}
+
+/* Every repository's manifest.json spooled into json[i] (the caller closes them): it is
+ * what the confirmation reads, and what is stored last. */
+static int spool_manifests(struct backup_run *run, const struct pg_bb_info *info, int64_t start_us,
+                           int64_t stop_us, FILE **json)
 {
     struct manifest_tablespace *tablespaces = xcalloc(info->ntablespaces + 1, sizeof(*tablespaces));
-    FILE **json = xcalloc(run->p.ntargets + 1, sizeof(*json));
     size_t ntablespaces = 0;
-    char path[320];
-    int rc;
+    int rc = 0;
 
     for (size_t i = 0; i < info->ntablespaces; i++) {
         if (info->tablespaces[i].oid == 0)
@@ -287,36 +308,6 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
         tablespaces[ntablespaces].oid = info->tablespaces[i].oid;
         tablespaces[ntablespaces++].location = info->tablespaces[i].location;
     }
-
-    if ((rc = chunk_pool_wait(run->pool)) < 0 || (rc = backup_flush_files(run)) < 0)
-        goto out;
-    log_debug("every chunk stored");
-    if (run->head) {
-        rc = err_set(ERR_RUNTIME, "file \"%s\" was not complete at the end of the backup",
-                     run->head->path);
-        goto out;
-    }
-    /* Test hook: once every chunk is named and stored (what it reuses is decided), so a
-     * test can run `expire` at exactly that moment (tests/t/052). */
-    testhook_pause("PGARK_TEST_PAUSE_BEFORE_MANIFEST", "before the manifests");
-    if (fflush(run->server_manifest) != 0) {
-        rc = err_set_errno(ERR_IO, errno, "could not spool the server's backup_manifest");
-        goto out;
-    }
-    if (incr_map_count(run->incr_sizes) > 0) {
-        FILE *kept = backup_temp_file(run->p.tmp_dir, "manifest");
-        if (!kept || incr_manifest_rewrite(run->server_manifest, kept, run->incr_sizes) < 0) {
-            rc = err_code();
-            err_context("while making the backup_manifest of backup \"%s\"", run->p.label);
-            if (kept)
-                fclose(kept);
-            goto out;
-        }
-        fclose(run->server_manifest);
-        run->server_manifest = kept;
-    }
-    long mlen = ftell(run->server_manifest);
-    /* Every manifest.json spooled first: it is what the confirmation reads. */
     for (size_t i = 0; i < run->p.ntargets; i++) {
         struct target_state *ts = &run->ts[i];
         if (ts->t->failed)
@@ -352,27 +343,60 @@ int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int
             goto out;
         }
     }
-    log_debug("manifests spooled");
-    if ((rc = confirm_stored(run, json, mlen)) < 0)
-        goto out;
-    /* manifest.json last: it is what makes the backup exist. */
+out:
+    free(tablespaces);
+    return rc;
+}
+
+/* manifest.json into every repository left: it is what makes the backup exist. */
+static int put_manifests(struct backup_run *run, FILE **json)
+{
+    char path[320];
+    int rc;
+
     if ((rc = repo_backup_path(run->p.label, "manifest.json", path, sizeof(path))) < 0)
-        goto out;
+        return rc;
     for (size_t i = 0; i < run->p.ntargets; i++) {
         struct target_state *ts = &run->ts[i];
         if (ts->t->failed)
             continue;
-        if (fseek(json[i], 0, SEEK_END) != 0) {
-            rc = err_set_errno(ERR_IO, errno, "could not read back the spooled manifest");
-            goto out;
-        }
+        if (fseek(json[i], 0, SEEK_END) != 0)
+            return err_set_errno(ERR_IO, errno, "could not read back the spooled manifest");
         if ((rc = put_fd(ts->t->repo, path, fileno(json[i]), (uint64_t)ftell(json[i]))) < 0) {
             err_context("while writing the manifest of backup \"%s\" in repository \"%s\"",
                         run->p.label, repo_name(ts->t->repo));
             if ((rc = backup_run_drop(run, ts->t)) < 0)
-                goto out;
+                return rc;
         }
     }
+    return rc;
+}
+
+int backup_run_finish(struct backup_run *run, const struct pg_bb_info *info, int64_t start_us,
+                      int64_t stop_us)
+{
+    FILE **json = xcalloc(run->p.ntargets + 1, sizeof(*json));
+    int rc;
+
+    if ((rc = chunk_pool_wait(run->pool)) < 0 || (rc = backup_flush_files(run)) < 0)
+        goto out;
+    log_debug("every chunk stored");
+    if (run->head) {
+        rc = err_set(ERR_RUNTIME, "file \"%s\" was not complete at the end of the backup",
+                     run->head->path);
+        goto out;
+    }
+    /* Test hook: once every chunk is named and stored (what it reuses is decided), so a
+     * test can run `expire` at exactly that moment (tests/t/052). */
+    testhook_pause("PGARK_TEST_PAUSE_BEFORE_MANIFEST", "before the manifests");
+    if ((rc = keep_server_manifest(run)) < 0)
+        goto out;
+    long mlen = ftell(run->server_manifest);
+    if ((rc = spool_manifests(run, info, start_us, stop_us, json)) < 0)
+        goto out;
+    log_debug("manifests spooled");
+    if ((rc = confirm_stored(run, json, mlen)) < 0 || (rc = put_manifests(run, json)) < 0)
+        goto out;
     if (run->fp) {
         fpcache_commit(run->fp);
         log_detail("%llu of %llu chunks unchanged since the last backup (by their fingerprint): "
@@ -387,6 +411,5 @@ out:
         if (json[i])
             fclose(json[i]);
     free(json);
-    free(tablespaces);
     return rc;
 }
