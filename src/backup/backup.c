@@ -17,7 +17,7 @@
  * fail, with the error of the first one dropped (or of the last one, when it fails during
  * the run).
  */
-#include "backup_int.h"
+#include "command_int.h"
 
 #include "pgark/backup.h"
 #include "pgark/cli.h"
@@ -42,17 +42,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-struct backup_cmd {
-    char **only; /* --repo NAME (repeatable, or a comma list); NULL-terminated */
-    size_t nonly;
-    const char *label_opt;
-    int checkpoint; /* -1: from the configuration */
-    bool no_progress;
-    bool json;
-    bool config_only;
-    bool full; /* --full: not incremental */
-};
 
 static int parse_args(int argc, char **argv, struct backup_cmd *a)
 {
@@ -132,142 +121,6 @@ static int parse_args(int argc, char **argv, struct backup_cmd *a)
         return err_set(ERR_USAGE, "unexpected argument \"%s\" for backup", argv[optind]);
     return 0;
 }
-
-/* "2026-11-25T18:24:14Z" */
-static json_t *iso_time(int64_t us)
-{
-    char text[32];
-    time_t t = (time_t)(us / 1000000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_string(text);
-}
-
-/* What became of one repository selected for the backup, in configuration order: its
- * target (NULL when it was dropped before the run), or why it was dropped. */
-struct repo_result {
-    const char *name;
-    struct backup_target *t;
-    char *error; /* dropped before the run: the failure as one line */
-    bool logged; /* that error was logged */
-};
-
-static bool result_failed(const struct repo_result *r)
-{
-    return !r->t || r->t->failed;
-}
-
-static const char *result_error(const struct repo_result *r)
-{
-    return r->t ? r->t->error : r->error;
-}
-
-static json_t *summary_json(const char *label, const struct pg_bb_info *info, int64_t start_us,
-                            int64_t stop_us, const struct backup_totals *tot,
-                            const struct repo_result *results, size_t nresults,
-                            const struct config_cluster *cl)
-{
-    char a[LSN_STRLEN], b[LSN_STRLEN];
-    uint64_t stored = 0, fresh = 0, reused = 0;
-    json_t *repos = json_array();
-    json_t *failed = json_array();
-
-    for (size_t i = 0; i < nresults; i++) {
-        const struct repo_result *r = &results[i];
-        if (result_failed(r)) {
-            const char *why = result_error(r);
-            json_array_append_new(repos, json_pack("{s:s, s:s, s:s}", "name", r->name, "status",
-                                                   "failed", "error", why ? why : "failed"));
-            json_array_append_new(failed, json_string(r->name));
-            continue;
-        }
-        stored += r->t->stored_bytes;
-        fresh += r->t->new_chunks;
-        reused += r->t->reused_chunks;
-        json_array_append_new(repos,
-                              json_pack("{s:s, s:s, s:I, s:I, s:I}", "name", r->name, "status",
-                                        "ok", "stored_bytes", (json_int_t)r->t->stored_bytes,
-                                        "new_chunks", (json_int_t)r->t->new_chunks, "reused_chunks",
-                                        (json_int_t)r->t->reused_chunks));
-    }
-    json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:o, s:i, s:I, s:I, s:I, s:I, s:I, s:I, "
-        "s:I, s:I, s:f}",
-        "cluster", cl->name, "label", label, "start_lsn", lsn_format(info->start_lsn, a),
-        "stop_lsn", lsn_format(info->end_lsn, b), "start_time", iso_time(start_us), "stop_time",
-        iso_time(stop_us), "timeline", (int)info->start_tli, "files", (json_int_t)tot->files,
-        "logical_bytes", (json_int_t)tot->logical_bytes, "stored_bytes", (json_int_t)stored,
-        "new_chunks", (json_int_t)fresh, "reused_chunks", (json_int_t)reused, "chunks",
-        (json_int_t)tot->chunks, "unchanged_chunks", (json_int_t)tot->unchanged, "wal_segments",
-        (json_int_t)tot->wal_segments, "duration_seconds",
-        round((double)(stop_us - start_us) / 1000.0) / 1000.0);
-    json_object_set_new(o, "repositories", repos);
-    json_object_set_new(o, "failed_repositories", failed);
-    return o;
-}
-
-struct incr_choice;
-static void summary_incremental(json_t *sum, const struct incr_choice *c,
-                                const struct backup_totals *t);
-
-static void print_human(json_t *s)
-{
-    char a[32], b[32];
-    size_t i;
-    json_t *r;
-
-    printf(
-        "backup \"%s\" of cluster \"%s\" complete: %s in %lld files, %s\n",
-        json_string_value(json_object_get(s, "label")),
-        json_string_value(json_object_get(s, "cluster")),
-        size_format((uint64_t)json_integer_value(json_object_get(s, "logical_bytes")), a,
-                    sizeof(a)),
-        (long long)json_integer_value(json_object_get(s, "files")),
-        duration_format((int64_t)(json_real_value(json_object_get(s, "duration_seconds")) * 1000),
-                        b, sizeof(b)));
-    printf("  timeline %lld, WAL %s .. %s (%lld segments archived)\n",
-           (long long)json_integer_value(json_object_get(s, "timeline")),
-           json_string_value(json_object_get(s, "start_lsn")),
-           json_string_value(json_object_get(s, "stop_lsn")),
-           (long long)json_integer_value(json_object_get(s, "wal_segments")));
-    if (json_is_true(json_object_get(s, "incremental")))
-        printf("  incremental to backup \"%s\": %lld changed blocks in %lld files, %lld chunks "
-               "taken from it unreceived\n",
-               json_string_value(json_object_get(s, "parent")),
-               (long long)json_integer_value(json_object_get(s, "changed_blocks")),
-               (long long)json_integer_value(json_object_get(s, "incremental_files")),
-               (long long)json_integer_value(json_object_get(s, "parent_chunks")));
-    else
-        printf("  full backup: %s\n", json_string_value(json_object_get(s, "reason")));
-    json_array_foreach(json_object_get(s, "repositories"), i, r)
-    {
-        if (strcmp(json_string_value(json_object_get(r, "status")), "ok") != 0) {
-            printf("  repository \"%s\": FAILED, the backup is not in it: %s\n",
-                   json_string_value(json_object_get(r, "name")),
-                   json_string_value(json_object_get(r, "error")));
-            continue;
-        }
-        printf("  repository \"%s\": %s stored, %lld new chunks, %lld reused\n",
-               json_string_value(json_object_get(r, "name")),
-               size_format((uint64_t)json_integer_value(json_object_get(r, "stored_bytes")), a,
-                           sizeof(a)),
-               (long long)json_integer_value(json_object_get(r, "new_chunks")),
-               (long long)json_integer_value(json_object_get(r, "reused_chunks")));
-    }
-}
-
-struct session {
-    struct repo_heartbeat *heartbeat; /* the running markers, once written */
-    struct pg_conn *conn;
-    struct repo_options ro; /* the cluster's, as every repository is opened with */
-    struct cli_repo *repos;
-    struct backup_target *targets; /* one per repository opened: ntargets */
-    size_t ntargets;
-    struct repo_result *results; /* one per repository selected, in configuration order */
-    size_t nresults;
-    struct err_saved *first_error; /* of the first repository dropped before the run */
-};
 
 static void session_free(struct session *s)
 {
@@ -446,60 +299,6 @@ static const char *tmp_dir(void)
     return t && *t ? t : "/tmp";
 }
 
-/* The repositories that failed, as JSON ({"name", "error"}), for the events. */
-static json_t *failed_json(const struct session *s)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; i < s->nresults; i++) {
-        const struct repo_result *r = &s->results[i];
-        if (!result_failed(r))
-            continue;
-        const char *why = result_error(r);
-        char *text = log_redact(why ? why : "failed");
-        json_array_append_new(a, json_pack("{s:s, s:s}", "name", r->name, "error", text));
-        free(text);
-    }
-    return a;
-}
-
-/* backup.done, with what a reader of the chat wants: the label, its size, its time, and
- * the repositories it is not in. */
-static void notify_done(const struct config *cfg, const struct config_cluster *cl,
-                        const char *label, json_t *sum, int64_t start_us, int64_t stop_us,
-                        const struct session *s)
-{
-    if (cfg->nnotify == 0)
-        return;
-    char took[32];
-    json_t *failed = failed_json(s);
-    struct buf names = BUF_INIT;
-    size_t i;
-    json_t *f;
-    json_array_foreach(failed, i, f)
-    {
-        buf_appendf(&names, "%s\"%s\"", i ? ", " : "",
-                    json_string_value(json_object_get(f, "name")));
-    }
-    duration_format((stop_us - start_us) / 1000, took, sizeof(took));
-    struct notify_event *e =
-        names.data ? notify_event_new(cl->name, CONFIG_EVENT_BACKUP_DONE,
-                                      "backup %s done in %s, but not in repository %s", label, took,
-                                      (char *)names.data)
-                   : notify_event_new(cl->name, CONFIG_EVENT_BACKUP_DONE, "backup %s done in %s",
-                                      label, took);
-    e->since_us = start_us;
-    const char *keys[] = {"label",         "start_lsn",    "stop_lsn", "timeline",
-                          "logical_bytes", "stored_bytes", "files",    "duration_seconds"};
-    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
-        json_t *v = json_object_get(sum, keys[k]);
-        if (v)
-            json_object_set(e->details, keys[k], v);
-    }
-    json_object_set_new(e->details, "failed_repositories", failed);
-    buf_free(&names);
-    cli_notify(cfg, cl, e);
-}
-
 /* The configuration backup of label (confsnap.h) into every repository. A failure is
  * a warning for a full backup (its data is what matters) and an error with
  * --config-only. Returns the files kept, or -1 (error set). */
@@ -529,121 +328,6 @@ out:
     return rc;
 }
 
-/* --- incremental or full --------------------------------------------------------------- */
-
-/* What the backup is taken against: parent "" for a full backup, reason why. */
-struct incr_choice {
-    char parent[256];
-    char *reason;      /* malloc'd: why full (or NULL) */
-    uint8_t *manifest; /* the parent's backup_manifest, for UPLOAD_MANIFEST */
-    size_t mlen;
-};
-
-static void choice_full(struct incr_choice *c, char *reason)
-{
-    c->parent[0] = '\0';
-    free(c->reason);
-    c->reason = reason;
-    free(c->manifest);
-    c->manifest = NULL;
-    c->mlen = 0;
-}
-
-/* The current error as the reason (cleared): its message, one line. */
-static void choice_full_err(struct incr_choice *c, const char *what)
-{
-    choice_full(c, xasprintf("%s: %s", what, err_message()));
-    err_clear();
-}
-
-/*
- * An incremental backup needs a server of 17 or later with summarize_wal on, and a
- * parent: the newest backup in the first repository on the server's timeline (the
- * server sends what changed since its start, which it knows only from the WAL summaries
- * of that timeline), of 17 or later, with its server's backup_manifest. The rest
- * (every repository holds it and its chunks; the server still has the summaries) is
- * found out later, each failure a reason for a full backup too.
- */
-static void choose_parent(struct session *s, const struct backup_cmd *a, int version,
-                          timeline_t tli, struct incr_choice *c)
-{
-    struct pg_rows *rows = NULL;
-    struct repo_backup *list = NULL;
-    size_t n = 0;
-    const struct repo_backup *best = NULL, *newest = NULL;
-    char path[320];
-
-    memset(c, 0, sizeof(*c));
-    if (a->full) {
-        choice_full(c, xstrdup("--full was given"));
-        return;
-    }
-    if (version < 170000) {
-        choice_full(c, xasprintf("PostgreSQL %d has no incremental backups (17 and later do)",
-                                 version / 10000));
-        return;
-    }
-    if (pg_exec_simple(s->conn, "SHOW summarize_wal", &rows) < 0) {
-        choice_full_err(c, "could not read summarize_wal");
-        return;
-    }
-    const char *on = pg_rows_value(rows, 0, 0);
-    bool summarizing = on && strcmp(on, "on") == 0;
-    pg_rows_free(rows);
-    if (!summarizing) {
-        choice_full(c, xstrdup("summarize_wal is off on the server (an incremental backup needs "
-                               "its WAL summaries)"));
-        return;
-    }
-    struct repo *r = s->targets[0].repo;
-    if (repo_backup_list(r, &list, &n) < 0) {
-        choice_full_err(c, "could not list the backups");
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const struct manifest_header *h = &list[i].header;
-        if (h->system_identifier != repo_identity(r)->system_identifier)
-            continue;
-        if (!newest || h->stop_lsn > newest->header.stop_lsn)
-            newest = &list[i];
-        if (h->timeline != tli || h->pg_version < 170000)
-            continue;
-        if (!best || h->start_lsn > best->header.start_lsn)
-            best = &list[i];
-    }
-    if (!best && newest && newest->header.timeline != tli) {
-        choice_full(c, xasprintf("timeline switch: no backup on timeline %u yet (the newest, "
-                                 "\"%s\", is on timeline %u)",
-                                 tli, newest->label, newest->header.timeline));
-    } else if (!best) {
-        choice_full(c, xasprintf("no earlier backup of PostgreSQL 17 or later in repository "
-                                 "\"%s\"",
-                                 repo_name(r)));
-    } else if (repo_backup_path(best->label, "backup_manifest", path, sizeof(path)) < 0 ||
-               repo_get_all(r, path, &c->manifest, &c->mlen) < 0) {
-        char *what = xasprintf("could not read the backup_manifest of backup \"%s\"", best->label);
-        choice_full_err(c, what);
-        free(what);
-    } else {
-        snprintf(c->parent, sizeof(c->parent), "%s", best->label);
-    }
-    repo_backup_list_free(list, n);
-}
-
-static void summary_incremental(json_t *sum, const struct incr_choice *c,
-                                const struct backup_totals *t)
-{
-    bool incr = c->parent[0] != '\0';
-    json_object_set_new(sum, "incremental", json_boolean(incr));
-    json_object_set_new(sum, "parent", incr ? json_string(c->parent) : json_null());
-    json_object_set_new(sum, "reason", incr ? json_null() : json_string(c->reason));
-    json_object_set_new(sum, "incremental_files", json_integer((json_int_t)t->incr_files));
-    json_object_set_new(sum, "received_bytes", json_integer((json_int_t)t->received_bytes));
-    json_object_set_new(sum, "changed_blocks", json_integer((json_int_t)t->incr_blocks));
-    json_object_set_new(sum, "parent_chunks", json_integer((json_int_t)t->parent_chunks));
-    json_object_set_new(sum, "patched_chunks", json_integer((json_int_t)t->patched));
-}
-
 /* backup --config-only: the configuration alone, into every repository of s. */
 static int run_config_only(struct cli_context *ctx, const struct config_cluster *cl,
                            struct session *s, const char *label, bool json)
@@ -665,220 +349,257 @@ static int run_config_only(struct cli_context *ctx, const struct config_cluster 
     return 0;
 }
 
-/* The repositories the backup is not in, each said with the copy that would put it
- * there; true when there is one (the backup is complete where it is: the exit code
- * tells a script the rest). */
-static bool report_failed(json_t *sum, const struct session *s, const char *label,
-                          const struct config_cluster *cl)
+/* --- the command ------------------------------------------------------------------------ */
+
+/*
+ * What one backup holds from the command line to the end. cmd_backup runs the phases
+ * below in order over it; each returns 0 or a negative error (set), and the command has
+ * one cleanup and one failure path (the event, the exit code).
+ */
+struct backup_job {
+    struct cli_context *ctx;
+    struct backup_cmd args;
+    const struct config_cluster *cl;
+    const struct config *cfg;
+    struct session s;
+    struct pg_system sys;
+    uint64_t seg_size;
+    int version;
+    bool fast; /* fast checkpoint */
+    bool show; /* progress on the terminal */
+    char label[64];
+    char *fp_dir;
+    struct backup_params params; /* what each run is made with */
+    struct backup_run *run;
+    struct incr_choice ic;
+    struct pg_bb_info info;
+    int64_t start_us, stop_us;
+};
+
+/* Connect to the server, learn its system, major and segment size; the label. */
+static int connect_server(struct backup_job *j)
 {
-    json_t *failed = json_object_get(sum, "failed_repositories");
-    size_t i;
-    json_t *f;
-    json_array_foreach(failed, i, f)
-    {
-        const char *name = json_string_value(f);
-        const char *from = NULL;
-        for (size_t k = 0; !from && k < s->nresults; k++)
-            if (!result_failed(&s->results[k]))
-                from = s->results[k].name;
-        log_error("backup \"%s\" of cluster \"%s\" is not in repository \"%s\"", label, cl->name,
-                  name);
-        log_msg(LOG_ERROR,
-                "hint: once the repository is back, \"pgark copy --from %s --to %s --backup %s\" "
-                "copies it there",
-                from, name, label);
-    }
-    return json_array_size(failed) > 0;
+    j->s.conn = pg_connect_replication(j->cl->conninfo, "pgark_backup");
+    if (!j->s.conn)
+        return err_context("while connecting to cluster \"%s\"", j->cl->name);
+    if (pg_check_supported(j->s.conn) < 0 || pg_identify_system(j->s.conn, &j->sys) < 0 ||
+        pg_wal_segment_size(j->s.conn, &j->seg_size) < 0)
+        return err_code();
+    j->version = pg_server_version(j->s.conn);
+    log_debug("connected to the server of cluster \"%s\"", j->cl->name);
+    j->start_us = time_now_us();
+    if (j->args.label_opt)
+        snprintf(j->label, sizeof(j->label), "%s", j->args.label_opt);
+    else
+        time_format_label(j->start_us, j->label, sizeof(j->label));
+    return 0;
 }
 
-/* One backup session: parse, connect, open the repositories, announce, choose full or
- * incremental, stream, finish, report. Longer than the rest on purpose for now: its
- * phases share one cleanup; splitting it into phases over one struct (as cmd_restore)
- * is the next step now that the incremental backup has landed. */
-int cmd_backup(struct cli_context *ctx, int argc, char **argv)
+/* Open every selected repository for the server's system; a label taken already fails
+ * the backup, a repository that cannot be asked is dropped. */
+static int open_targets(struct backup_job *j)
 {
-    struct backup_cmd args;
-    struct session s = {0};
-    struct backup_run *run = NULL;
-    struct pg_bb_info info = {0};
-    struct pg_system sys;
-    uint64_t seg_size = 0;
-    char label[64] = "";
-    char *fp_dir = NULL;
-    struct incr_choice ic = {0};
-    int rc;
+    struct session *s = &j->s;
+    struct repo_identity id = {j->sys.systemid, j->version / 10000, j->seg_size};
 
-    rc = parse_args(argc, argv, &args);
-    if (rc != 0) {
-        for (size_t i = 0; i < args.nonly; i++)
-            free(args.only[i]);
-        free(args.only);
-        return rc > 0 ? 0 : 2; /* --help, or bad usage */
-    }
-    if (args.config_only)
-        ctx->metrics_as = "config_backup";
-    const struct config_cluster *cl = cli_cluster(ctx);
-    const struct config *cfg = cl ? cli_config(ctx) : NULL;
-    if (!cl || cli_require_tls(cfg, cl) < 0 || check_only(&args, cfg, cl) < 0) {
-        rc = 2;
-        goto out;
-    }
-    bool fast = args.checkpoint >= 0 ? args.checkpoint == CONFIG_CHECKPOINT_FAST
-                                     : cl->backup.checkpoint == CONFIG_CHECKPOINT_FAST;
-
-    s.conn = pg_connect_replication(cl->conninfo, "pgark_backup");
-    if (!s.conn) {
-        err_context("while connecting to cluster \"%s\"", cl->name);
-        goto fail;
-    }
-    if (pg_check_supported(s.conn) < 0 || pg_identify_system(s.conn, &sys) < 0 ||
-        pg_wal_segment_size(s.conn, &seg_size) < 0)
-        goto fail;
-    int version = pg_server_version(s.conn);
-    struct repo_identity id = {sys.systemid, version / 10000, seg_size};
-    int64_t start_us = time_now_us();
-    if (args.label_opt)
-        snprintf(label, sizeof(label), "%s", args.label_opt);
-    else
-        time_format_label(start_us, label, sizeof(label));
-    if (open_repos(cfg, cl, &id, &args, label, &s) < 0)
-        goto fail;
-    for (size_t i = 0; i < s.ntargets;) {
-        int e = repo_backup_exists(s.targets[i].repo, label);
+    if (open_repos(j->cfg, j->cl, &id, &j->args, j->label, s) < 0)
+        return err_code();
+    for (size_t i = 0; i < s->ntargets;) {
+        int e = repo_backup_exists(s->targets[i].repo, j->label);
         if (e > 0) {
-            err_set(ERR_EXISTS, "backup \"%s\" already exists in repository \"%s\"", label,
-                    repo_name(s.targets[i].repo));
-            err_hint("give another --label, or wait a second for a new time-based label");
-            goto fail;
+            err_set(ERR_EXISTS, "backup \"%s\" already exists in repository \"%s\"", j->label,
+                    repo_name(s->targets[i].repo));
+            return err_hint("give another --label, or wait a second for a new time-based label");
         }
         if (e < 0) {
-            err_context("while looking for backup \"%s\" in repository \"%s\"", label,
-                        repo_name(s.targets[i].repo));
-            drop_early(&s, i);
+            err_context("while looking for backup \"%s\" in repository \"%s\"", j->label,
+                        repo_name(s->targets[i].repo));
+            drop_early(s, i);
             continue;
         }
         i++;
     }
-    if (none_left(&s, label) < 0)
-        goto fail;
+    return none_left(s, j->label);
+}
 
-    if (args.config_only) {
-        if (run_config_only(ctx, cl, &s, label, args.json) < 0)
-            goto fail;
-        rc = 0;
-        goto out;
-    }
+/* Announce the backup, make the run, and choose full or incremental (the parent loaded
+ * and its manifest uploaded, or the reason for a full backup). */
+static int start_run(struct backup_job *j)
+{
+    struct session *s = &j->s;
 
     /* Announce the backup before listing the chunks it may reuse, so that an expire
      * does not sweep them meanwhile (repo.h, running markers). */
-    if (announce(&s, label) < 0)
-        goto fail;
-
-    fp_dir = xasprintf("%s/%s", cfg->spool, cl->name);
-    struct backup_params params = {
-        .label = label,
-        .chunk_size = cl->backup.chunk_size,
+    if (announce(s, j->label) < 0)
+        return err_code();
+    log_debug("backup \"%s\" announced in %zu repositories", j->label, s->ntargets);
+    j->fp_dir = xasprintf("%s/%s", j->cfg->spool, j->cl->name);
+    j->params = (struct backup_params){
+        .label = j->label,
+        .chunk_size = j->cl->backup.chunk_size,
         .tmp_dir = tmp_dir(),
-        .fp_dir = fp_dir,
-        .targets = s.targets,
-        .ntargets = s.ntargets,
-        .pg_version = version,
-        .system_identifier = sys.systemid,
-        .seg_size = seg_size,
-        .compression = s.ro.codecs.compression->name,
-        .heartbeat = s.heartbeat,
+        .fp_dir = j->fp_dir,
+        .targets = s->targets,
+        .ntargets = s->ntargets,
+        .pg_version = j->version,
+        .system_identifier = j->sys.systemid,
+        .seg_size = j->seg_size,
+        .compression = s->ro.codecs.compression->name,
+        .heartbeat = s->heartbeat,
     };
     const char *w = getenv("PGARK_BACKUP_WORKERS");
-    params.workers = w ? atoi(w) : 0;
-    run = backup_run_new(&params);
-    if (!run)
-        goto fail;
-    choose_parent(&s, &args, version, sys.timeline, &ic);
-    if (ic.parent[0] && backup_run_load_parent(run, ic.parent) < 0) {
-        char *what = xasprintf("backup \"%s\" cannot be its parent", ic.parent);
-        choice_full_err(&ic, what);
+    j->params.workers = w ? atoi(w) : 0;
+    j->run = backup_run_new(&j->params);
+    if (!j->run)
+        return err_code();
+    log_debug("chunks listed, parent choice begins");
+    backup_choose_parent(s, &j->args, j->version, j->sys.timeline, &j->ic);
+    if (j->ic.parent[0])
+        log_debug("parent \"%s\" chosen, its backup_manifest read (%zu bytes)", j->ic.parent,
+                  j->ic.mlen);
+    if (j->ic.parent[0] && backup_run_load_parent(j->run, j->ic.parent) < 0) {
+        char *what = xasprintf("backup \"%s\" cannot be its parent", j->ic.parent);
+        backup_choice_full_err(&j->ic, what);
         free(what);
     }
-    if (ic.parent[0] && pg_upload_manifest(s.conn, ic.manifest, ic.mlen) < 0) {
-        choice_full_err(&ic, "the server refused the parent's manifest");
-        backup_run_load_parent_drop(run);
+    if (j->ic.parent[0])
+        log_debug("parent's manifest.json loaded and its chunks checked");
+    if (j->ic.parent[0] && pg_upload_manifest(s->conn, j->ic.manifest, j->ic.mlen) < 0) {
+        backup_choice_full_err(&j->ic, "the server refused the parent's manifest");
+        backup_run_load_parent_drop(j->run);
     }
-    bool show = !args.no_progress && isatty(STDERR_FILENO);
-    backup_run_show_progress(run, show);
-    log_info("backup \"%s\" of cluster \"%s\" starting (%s checkpoint, %zu repositories)", label,
-             cl->name, fast ? "fast" : "spread", s.ntargets);
-    if (ic.parent[0])
-        log_info("backup \"%s\" is incremental to backup \"%s\"", label, ic.parent);
+    if (j->ic.parent[0])
+        log_debug("UPLOAD_MANIFEST done");
+    j->show = !j->args.no_progress && isatty(STDERR_FILENO);
+    backup_run_show_progress(j->run, j->show);
+    log_info("backup \"%s\" of cluster \"%s\" starting (%s checkpoint, %zu repositories)", j->label,
+             j->cl->name, j->fast ? "fast" : "spread", s->ntargets);
+    if (j->ic.parent[0])
+        log_info("backup \"%s\" is incremental to backup \"%s\"", j->label, j->ic.parent);
     else
-        log_info("backup \"%s\" is a full backup: %s", label, ic.reason);
+        log_info("backup \"%s\" is a full backup: %s", j->label, j->ic.reason);
+    return 0;
+}
 
+/* BASE_BACKUP into the run; an incremental the server refuses before it sends anything
+ * becomes a full one. */
+static int stream(struct backup_job *j)
+{
     struct pg_bb_options bo = {
-        .label = label,
-        .fast_checkpoint = fast,
+        .label = j->label,
+        .fast_checkpoint = j->fast,
         .wal = true,
-        .progress = show, /* the size estimate costs the server a scan */
+        .progress = j->show, /* the size estimate costs the server a scan */
         .manifest = true,
     };
     /* Tests slow a backup down to interrupt it half-way. */
     const char *rate = getenv("PGARK_TEST_MAX_RATE");
     bo.max_rate_kb = rate ? (uint32_t)strtoul(rate, NULL, 10) : 0;
-    bo.incremental = ic.parent[0] != '\0';
-    if (pg_base_backup(s.conn, &bo, backup_run_started, backup_run_callbacks(), run, &info) < 0) {
-        /* The server refuses an incremental backup before it sends anything when it no
-         * longer has the WAL summaries since the parent's start: a full one then, on a
-         * new connection (the refused command may not have been read to its end). */
-        if (!bo.incremental || backup_run_began(run) || err_kind() == ERR_CONNECT)
-            goto fail;
-        choice_full_err(&ic, "the server refused an incremental backup");
-        log_info("backup \"%s\" is a full backup: %s", label, ic.reason);
-        bo.incremental = false;
-        backup_run_free(run);
-        pg_bb_info_free(&info);
-        pg_conn_free(s.conn);
-        if (!(s.conn = pg_connect_replication(cl->conninfo, "pgark_backup")) ||
-            !(run = backup_run_new(&params)))
-            goto fail;
-        backup_run_show_progress(run, show);
-        if (pg_base_backup(s.conn, &bo, backup_run_started, backup_run_callbacks(), run, &info) < 0)
-            goto fail;
-    }
-    int64_t stop_us = time_now_us();
-    if (backup_run_finish(run, &info, start_us, stop_us) < 0)
-        goto fail;
+    bo.incremental = j->ic.parent[0] != '\0';
+    log_debug("BASE_BACKUP sent: the server's checkpoint until it answers");
+    if (pg_base_backup(j->s.conn, &bo, backup_run_started, backup_run_callbacks(), j->run,
+                       &j->info) == 0)
+        goto done;
+    /* The server refuses an incremental backup before it sends anything when it no
+     * longer has the WAL summaries since the parent's start: a full one then, on a
+     * new connection (the refused command may not have been read to its end). */
+    if (!bo.incremental || backup_run_began(j->run) || err_kind() == ERR_CONNECT)
+        return err_code();
+    backup_choice_full_err(&j->ic, "the server refused an incremental backup");
+    log_info("backup \"%s\" is a full backup: %s", j->label, j->ic.reason);
+    bo.incremental = false;
+    backup_run_free(j->run);
+    j->run = NULL;
+    pg_bb_info_free(&j->info);
+    pg_conn_free(j->s.conn);
+    if (!(j->s.conn = pg_connect_replication(j->cl->conninfo, "pgark_backup")) ||
+        !(j->run = backup_run_new(&j->params)))
+        return err_code();
+    backup_run_show_progress(j->run, j->show);
+    if (pg_base_backup(j->s.conn, &bo, backup_run_started, backup_run_callbacks(), j->run,
+                       &j->info) < 0)
+        return err_code();
+done:
+    j->stop_us = time_now_us();
+    log_debug("the stream ended (the server's stop of the backup and its WAL included)");
+    return 0;
+}
 
-    if (config_backup(ctx, cl, &s, label, CONFSNAP_KIND_BACKUP) < 0) {
+/* The backup is stored: its configuration backup (a warning when it fails), the summary,
+ * the event. Returns the exit code. */
+static int report(struct backup_job *j)
+{
+    const struct backup_totals *tot = backup_run_totals(j->run);
+
+    if (config_backup(j->ctx, j->cl, &j->s, j->label, CONFSNAP_KIND_BACKUP) < 0) {
         char *text = err_format();
-        log_warn("backup \"%s\" has no configuration backup: %s", label, text);
+        log_warn("backup \"%s\" has no configuration backup: %s", j->label, text);
         free(text);
         err_clear();
     }
-    json_t *sum = summary_json(label, &info, start_us, stop_us, backup_run_totals(run), s.results,
-                               s.nresults, cl);
-    summary_incremental(sum, &ic, backup_run_totals(run));
-    ctx->metrics_bytes = (int64_t)backup_run_totals(run)->logical_bytes;
-    notify_done(cfg, cl, label, sum, start_us, stop_us, &s);
-    if (args.json) {
+    json_t *sum = backup_summary_json(j->label, &j->info, j->start_us, j->stop_us, tot,
+                                      j->s.results, j->s.nresults, j->cl);
+    backup_summary_incremental(sum, &j->ic, tot);
+    j->ctx->metrics_bytes = (int64_t)tot->logical_bytes;
+    backup_notify_done(j->cfg, j->cl, j->label, sum, j->start_us, j->stop_us, &j->s);
+    if (j->args.json)
         cli_print_json(sum);
-    } else {
-        print_human(sum);
-    }
-    rc = report_failed(sum, &s, label, cl) ? BACKUP_EXIT_PARTIAL : 0;
+    else
+        backup_print_human(sum);
+    int rc = backup_report_failed(sum, &j->s, j->label, j->cl) ? BACKUP_EXIT_PARTIAL : 0;
     json_decref(sum);
+    return rc;
+}
+
+/* One backup session: parse, connect, open the repositories, then the configuration alone
+ * (--config-only) or announce, choose full or incremental, stream, finish, report. */
+int cmd_backup(struct cli_context *ctx, int argc, char **argv)
+{
+    struct backup_job j = {.ctx = ctx};
+    int rc;
+
+    rc = parse_args(argc, argv, &j.args);
+    if (rc != 0) {
+        rc = rc > 0 ? 0 : 2; /* --help, or bad usage */
+        goto out;
+    }
+    if (j.args.config_only)
+        ctx->metrics_as = "config_backup";
+    j.cl = cli_cluster(ctx);
+    j.cfg = j.cl ? cli_config(ctx) : NULL;
+    if (!j.cl || cli_require_tls(j.cfg, j.cl) < 0 || check_only(&j.args, j.cfg, j.cl) < 0) {
+        rc = 2;
+        goto out;
+    }
+    j.fast = j.args.checkpoint >= 0 ? j.args.checkpoint == CONFIG_CHECKPOINT_FAST
+                                    : j.cl->backup.checkpoint == CONFIG_CHECKPOINT_FAST;
+    if (connect_server(&j) < 0 || open_targets(&j) < 0)
+        goto fail;
+    if (j.args.config_only) {
+        if (run_config_only(ctx, j.cl, &j.s, j.label, j.args.json) < 0)
+            goto fail;
+        rc = 0;
+        goto out;
+    }
+    if (start_run(&j) < 0 || stream(&j) < 0 ||
+        backup_run_finish(j.run, &j.info, j.start_us, j.stop_us) < 0)
+        goto fail;
+    rc = report(&j);
     goto out;
 fail:
-    err_context("backup of cluster \"%s\" failed", cl->name);
+    err_context("backup of cluster \"%s\" failed", j.cl->name);
     rc = err_exit_code();
-    cli_notify_error_with(cfg, cl, CONFIG_EVENT_BACKUP_FAILED, "backup",
-                          json_pack("{s:o}", "failed_repositories", failed_json(&s)));
+    cli_notify_error_with(j.cfg, j.cl, CONFIG_EVENT_BACKUP_FAILED, "backup",
+                          json_pack("{s:o}", "failed_repositories", backup_failed_json(&j.s)));
 out:
-    backup_run_free(run);
-    free(ic.reason);
-    free(ic.manifest);
-    free(fp_dir);
-    pg_bb_info_free(&info);
-    session_free(&s);
-    for (size_t i = 0; i < args.nonly; i++)
-        free(args.only[i]);
-    free(args.only);
+    backup_run_free(j.run);
+    free(j.ic.reason);
+    free(j.ic.manifest);
+    free(j.fp_dir);
+    pg_bb_info_free(&j.info);
+    session_free(&j.s);
+    for (size_t i = 0; i < j.args.nonly; i++)
+        free(j.args.only[i]);
+    free(j.args.only);
     return rc;
 }

@@ -5,9 +5,11 @@
  *   fpcache.c   the fingerprint cache: what the last backup saw, to skip hashing again
  *   chunkpool.c worker threads (pool.h) with a bounded set of chunk buffers
  *   run.c       one backup: the BASE_BACKUP stream's entries cut into chunks, named,
- *               stored, WAL archived, manifests written last
+ *               stored, WAL archived, manifests written last (with store.c,
+ *               incrrecv.c and finish.c: run_int.h)
  *   incr.c      incremental backups: the parent's files, the backup_manifest kept
- *   backup.c    the command: options, configuration, connection, summary
+ *   backup.c    the command: options, configuration, connection, its phases (with
+ *               parent.c and summary.c: command_int.h)
  */
 #ifndef PGARK_BACKUP_INT_H
 #define PGARK_BACKUP_INT_H
@@ -208,7 +210,8 @@ struct backup_totals {
     uint64_t incr_files;     /* files the server sent as INCREMENTAL.<name> */
     uint64_t incr_blocks;    /* changed blocks received in them */
     uint64_t parent_chunks;  /* chunks taken from the parent unreceived */
-    uint64_t patched;        /* chunks rebuilt from a parent chunk and changed blocks */
+    uint64_t patched;        /* chunks rebuilt from changed blocks (and a parent chunk) */
+    uint64_t parent_reads;   /* parent chunks read back for those (every block not sent) */
     uint64_t received_bytes; /* file contents the server sent (INCREMENTAL files as sent) */
 };
 

@@ -9,7 +9,11 @@
 #   incr_contig   pgark backup after UPDATE of the first 5% of pgbench_accounts (contiguous)
 #   incr_spread   pgark backup after UPDATE of 1% of the rows, spread over the whole table
 #                 (aid % 100 = 0: every page of the table changes)
-#   full_spread   pgark backup --full of the same state, for comparison
+#   full_spread   pgark backup --full of the same state, for comparison (it finds every
+#                 changed chunk stored by incr_spread already: it hashes and deduplicates)
+#   full_spread_fresh  pgark backup --full of the same state into a copy of the repository
+#                 and spool taken just before incr_spread (untimed): what a full backup
+#                 taken instead of the incremental costs, storing the same new chunks
 #   restore_full / restore_incr   pgark restore --target immediate of full_spread's backup
 #                 and of incr_spread's (the same data) into fresh directories
 # then VACUUM (untimed). Measured: wall, client CPU (user and sys), the server's CPU over
@@ -22,9 +26,18 @@
 # bundles carry server binaries only, and Debian 12's client programs are of 15, which
 # refuse a server of 17 (pg_basebackup) or do not exist (pg_combinebackup).
 #
+# A/B: with BENCH_INCR_PGARK_OLD (another pgark binary), every backup step is taken by
+# both, one after the other (which first alternates by round), each into its own
+# repository and spool, from the same server state; the old binary's steps are named
+# old_<step> (its restores are not run). The summary also counts the parent chunks read
+# back (backup --json's parent_chunks_read, where the binary reports it).
+# BENCH_INCR_LOG_LEVEL (e.g. debug) passes --log-level to every backup and keeps its log
+# as incr-<stamp>-<step>-<round>.log in RESULTS_DIR, for the time of each phase.
+#
 # Environment: PGARK (required), BENCH_INCR_PGBIN (required: initdb/pg_ctl/postgres of the
 # major), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3), BENCH_INCR_SCALE (100),
-# BENCH_INCR_MAJOR (17), BENCH_INCR_PORT (54399), BENCH_STEP_TIMEOUT (1800).
+# BENCH_INCR_MAJOR (17), BENCH_INCR_PORT (54399), BENCH_STEP_TIMEOUT (1800),
+# BENCH_INCR_PGARK_OLD, BENCH_INCR_LOG_LEVEL.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,7 +53,10 @@ SCALE=${BENCH_INCR_SCALE:-100}
 MAJOR=${BENCH_INCR_MAJOR:-17}
 PORT=${BENCH_INCR_PORT:-54399}
 STEP=${BENCH_STEP_TIMEOUT:-1800}
+OLD=${BENCH_INCR_PGARK_OLD:-}
+LOGLEVEL=${BENCH_INCR_LOG_LEVEL:-}
 [ -x "$PGARK" ] || bench_die "no pgark binary at \"$PGARK\""
+[ -z "$OLD" ] || [ -x "$OLD" ] || bench_die "no pgark binary at \"$OLD\" (BENCH_INCR_PGARK_OLD)"
 [ -x "$PGBIN_SERVER/postgres" ] || bench_die "no postgres in \"$PGBIN_SERVER\""
 [ "$MAJOR" -ge 17 ] || bench_die "BENCH_INCR_MAJOR must be 17 or later (incremental backups)"
 
@@ -59,37 +75,59 @@ NACC=$((SCALE * 100000))
 
 # The summarizer has read up to the current WAL, dirty pages are written: nothing of one
 # step left over (the summary itself ends at the next boundary the backup makes).
+# The CHECKPOINT's time is kept apart (checkpoint_s): it writes what the step's UPDATE left
+# dirty, which any tool's backup would pay at its start; the backup's own checkpoint then
+# has little left to write, and is inside the backup's wall and server CPU.
 quiesce() {
+    c0=$(date +%s.%N)
     q "CHECKPOINT" >/dev/null
+    CKPT_S=$(awk -v a="$(date +%s.%N)" -v b="$c0" 'BEGIN { printf "%.3f", a - b }')
     lsn=$(q "SELECT pg_current_wal_lsn()")
     wait_until 300 "SELECT coalesce((SELECT pending_lsn >= '$lsn' FROM pg_get_wal_summarizer_state()), false)" ||
         bench_die "the WAL summarizer did not reach $lsn within 300 s"
     sync
 }
 
-backup() { # step round [--full]
-    step=$1 round=$2
-    shift 2
+backup() { # step round [--full]: by the new binary and, in A/B, the old one too
+    if [ -z "$OLD" ]; then
+        backup_by "$PGARK" "" "$@"
+    elif [ $(($2 % 2)) -eq 1 ]; then
+        backup_by "$OLD" old_ "$@"
+        backup_by "$PGARK" "" "$@"
+    else
+        backup_by "$PGARK" "" "$@"
+        backup_by "$OLD" old_ "$@"
+    fi
+}
+
+backup_by() { # binary prefix step round [--full]
+    bin=$1 prefix=$2 step=$2$3 round=$4
+    conf=$WORK/pgark-$round.yaml
+    [ -z "$prefix" ] || conf=$WORK/pgark-$round-old.yaml
+    [ "$3" != full_spread_fresh ] || conf=$WORK/pgark-$round-fresh.yaml
+    shift 4
     bench_log "round $round: $step"
     quiesce
     cpu0=$(server_cpu_ticks)
-    timed "$WORK/time" timeout "$STEP" "$PGARK" --config "$WORK/pgark-$round.yaml" backup --no-progress \
-        --json "$@" >"$WORK/backup.json" 2>"$WORK/backup.log" ||
+    timed "$WORK/time" timeout "$STEP" "$bin" --config "$conf" ${LOGLEVEL:+--log-level "$LOGLEVEL"} \
+        backup --no-progress --json "$@" >"$WORK/backup.json" 2>"$WORK/backup.log" ||
         bench_die "$step backup failed: $(tail -5 "$WORK/backup.log")"
     cpu1=$(server_cpu_ticks)
+    [ -z "$LOGLEVEL" ] || cp "$WORK/backup.log" "$RESULTS_DIR/incr-$stamp-$step-$round.log"
     jq -c --arg step "$step" --argjson round "$round" \
         --argjson wall "$(timed_field "$WORK/time" 1)" --argjson usr "$(timed_field "$WORK/time" 2)" \
         --argjson sys "$(timed_field "$WORK/time" 3)" --argjson rss "$(timed_field "$WORK/time" 4)" \
         --argjson srv "$(ticks_to_s $((cpu1 - cpu0)))" \
-        --argjson load "$(load1)" '
-        {step: $step, round: $round, wall_s: $wall, cpu_user_s: $usr, cpu_sys_s: $sys,
+        --argjson load "$(load1)" --argjson ckpt "$CKPT_S" '
+        {step: $step, round: $round, wall_s: $wall, checkpoint_s: $ckpt, cpu_user_s: $usr, cpu_sys_s: $sys,
          cpu_s: ($usr + $sys), server_cpu_s: $srv, rss_kib: $rss, sent_bytes: .received_bytes,
          incremental: .incremental, parent: .parent, reason: .reason,
          changed_bytes: (if .changed_blocks == null then null else .changed_blocks * 8192 end),
-         patched_chunks: .patched_chunks, label: .label, load1: $load}' "$WORK/backup.json" >>"$raw" ||
+         patched_chunks: .patched_chunks, parent_chunks_read: .parent_chunks_read,
+         label: .label, load1: $load}' "$WORK/backup.json" >>"$raw" ||
         bench_die "backup --json gave no summary: $(head -c 300 "$WORK/backup.json")"
-    LAST_LABEL=$(jq -r '.label' "$WORK/backup.json")
-    bench_log "  $(tail -1 "$raw" | jq -r '"wall \(.wall_s) s, CPU \(.cpu_user_s)+\(.cpu_sys_s) s, server \(.server_cpu_s) s, sent \(if .sent_bytes == null then "?" else (.sent_bytes / 1048576 | floor | tostring) end) MiB, incremental \(.incremental) \(.reason // "")"')"
+    [ -n "$prefix" ] || LAST_LABEL=$(jq -r '.label' "$WORK/backup.json")
+    bench_log "  $(tail -1 "$raw" | jq -r '"wall \(.wall_s) s, CPU \(.cpu_user_s)+\(.cpu_sys_s) s, server \(.server_cpu_s) s, sent \(if .sent_bytes == null then "?" else (.sent_bytes / 1048576 | floor | tostring) end) MiB, parent chunks read \(.parent_chunks_read // "?"), incremental \(.incremental) \(.reason // "")"')"
 }
 
 restore() { # step round label
@@ -110,25 +148,34 @@ restore() { # step round label
 
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
-    cat >"$WORK/pgark-$round.yaml" <<EOF
-spool: $WORK/spool-$round
+    for v in "" -old; do
+        [ -z "$v" ] || [ -n "$OLD" ] || continue
+        cat >"$WORK/pgark-$round$v.yaml" <<EOF
+spool: $WORK/spool-$round$v
 repos:
-  r1: { type: posix, path: $WORK/repo-$round }
+  r1: { type: posix, path: $WORK/repo-$round$v }
 compression: { algorithm: zstd, level: 3 }
 clusters:
   bench:
     conninfo: "$(pg_conninfo tcp)"
     repos: [r1]
 EOF
+    done
     backup full "$round" --full
     q "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= $((NACC / 20))" >/dev/null
     backup incr_contig "$round"
     q "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0" >/dev/null
+    cp -a "$WORK/repo-$round" "$WORK/repo-$round-fresh"
+    cp -a "$WORK/spool-$round" "$WORK/spool-$round-fresh"
+    sed "s|path: $WORK/repo-$round }|path: $WORK/repo-$round-fresh }|; s|^spool: .*|spool: $WORK/spool-$round-fresh|" \
+        "$WORK/pgark-$round.yaml" >"$WORK/pgark-$round-fresh.yaml"
     backup incr_spread "$round"
     incr_label=$LAST_LABEL
     sleep 1 # labels have one-second resolution
     backup full_spread "$round" --full
     full_label=$LAST_LABEL
+    backup_by "$PGARK" "" full_spread_fresh "$round" --full
+    rm -rf "$WORK/repo-$round-fresh" "$WORK/spool-$round-fresh"
     if [ $((round % 2)) -eq 1 ]; then
         restore restore_full "$round" "$full_label"
         restore restore_incr "$round" "$incr_label"
@@ -149,10 +196,11 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" -
      settings: {rounds: $rounds, pgbench_scale: $scale, repository: "posix, zstd level 3, over TCP"},
      runs: $runs,
      medians: [ ($runs | map(.step) | unique)[] as $s | ($runs | map(select(.step == $s))) as $r |
-        {step: $s, wall_s: ($r | med(.wall_s)), cpu_user_s: ($r | med(.cpu_user_s)),
-         cpu_sys_s: ($r | med(.cpu_sys_s)), server_cpu_s: ($r | med(.server_cpu_s)),
+        {step: $s, wall_s: ($r | med(.wall_s)), checkpoint_s: ($r | med(.checkpoint_s)), cpu_user_s: ($r | med(.cpu_user_s)),
+         cpu_sys_s: ($r | med(.cpu_sys_s)), cpu_s: ($r | med(.cpu_s)), server_cpu_s: ($r | med(.server_cpu_s)),
          rss_kib: ($r | med(.rss_kib)), sent_bytes: ($r | med(.sent_bytes)),
          changed_bytes: ($r | med(.changed_bytes)),
+         parent_chunks_read: ($r | med(.parent_chunks_read)),
          incremental: ($r | map(.incremental) | unique)} ] } |
     (.medians | map({key: .step, value: .}) | from_entries) as $m |
     .ratios = {
@@ -160,7 +208,13 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" -
         contig_server_cpu_vs_full: ratio($m.incr_contig.server_cpu_s; $m.full.server_cpu_s),
         contig_sent_vs_changed: ratio($m.incr_contig.sent_bytes; $m.incr_contig.changed_bytes),
         spread_wall_vs_full: ratio($m.incr_spread.wall_s; $m.full_spread.wall_s),
-        restore_incr_vs_full: ratio($m.restore_incr.wall_s; $m.restore_full.wall_s)} |
+        spread_wall_vs_fresh_full: ratio($m.incr_spread.wall_s; $m.full_spread_fresh.wall_s),
+        spread_cpu_vs_fresh_full: ratio($m.incr_spread.cpu_s; $m.full_spread_fresh.cpu_s),
+        restore_incr_vs_full: ratio($m.restore_incr.wall_s; $m.restore_full.wall_s),
+        old_contig_wall_vs_full: ratio($m.old_incr_contig.wall_s; $m.old_full.wall_s),
+        old_contig_server_cpu_vs_full: ratio($m.old_incr_contig.server_cpu_s; $m.old_full.server_cpu_s),
+        old_spread_wall_vs_full: ratio($m.old_incr_spread.wall_s; $m.old_full_spread.wall_s),
+        spread_cpu_vs_old: ratio($m.incr_spread.cpu_s; $m.old_incr_spread.cpu_s)} |
     .targets = {
         contig_wall_at_most_0_15x_full: (if .ratios.contig_wall_vs_full == null then null else .ratios.contig_wall_vs_full <= 0.15 end),
         contig_server_cpu_at_most_0_2x_full: (if .ratios.contig_server_cpu_vs_full == null then null else .ratios.contig_server_cpu_vs_full <= 0.2 end),
@@ -174,11 +228,12 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" -
     echo "incremental backup benchmark: PostgreSQL $MAJOR, pgbench scale $SCALE, medians of $ROUNDS rounds"
     jq -r '
         def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
-        (["step", "wall_s", "user_s", "sys_s", "server_CPU_s", "RSS_MiB", "sent_MiB", "changed_MiB", "incremental"] | @tsv),
-        (.medians[] | [.step, (.wall_s | f(2)), (.cpu_user_s | f(2)), (.cpu_sys_s | f(2)),
+        (["step", "wall_s", "ckpt_before_s", "user_s", "sys_s", "server_CPU_s", "RSS_MiB", "sent_MiB", "changed_MiB", "parent_read", "incremental"] | @tsv),
+        (.medians[] | [.step, (.wall_s | f(2)), (.checkpoint_s | f(2)), (.cpu_user_s | f(2)), (.cpu_sys_s | f(2)),
             (.server_cpu_s | f(2)), (.rss_kib / 1024 | f(1)),
             (if .sent_bytes == null then null else .sent_bytes / 1048576 end | f(1)),
             (if .changed_bytes == null then null else .changed_bytes / 1048576 end | f(1)),
+            (.parent_chunks_read | f(0)),
             (.incremental | map(tostring) | join(","))] | @tsv)
     ' "$out" | column -t -s "$(printf '\t')"
     echo "ratios:"

@@ -1091,6 +1091,8 @@ static void test_incremental(void **state)
         /* 100: 4 chunks rebuilt; 200: its 2 taken from the parent where names are plain */
         assert_int_equal(t->parent_chunks, pass ? 0 : 2);
         assert_int_equal(t->patched, pass ? 6 : 4);
+        /* read back: 100's chunks 0 and 1 (blocks 0 and 2 not sent); 200's where not plain */
+        assert_int_equal(t->parent_reads, pass ? 4 : 2);
         backup_run_free(run);
 
         for (int i = pass; i < 2; i++) {
@@ -1157,6 +1159,70 @@ static void test_incremental(void **state)
     free(want);
 }
 
+static const char *ALL_SENT_MANIFEST =
+    "{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n"
+    "\"Files\": [\n"
+    "{ \"Path\": \"base/5/INCREMENTAL.400\", \"Size\": 1, \"Last-Modified\": \"x\" }\n"
+    "],\n"
+    "\"Manifest-Checksum\": \"0\"}\n";
+
+/*
+ * A 1 MiB range whose every block the server sent needs nothing of the parent: its
+ * chunk is not read back. Shown with the parent's chunk gone from the repository after
+ * the parent was loaded: base/5/400 (4 blocks, 2 chunks), blocks 0 and 1 sent, so
+ * chunk 0 is the sent blocks alone and chunk 1 the parent's by name.
+ */
+static void test_incremental_all_sent(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t *p = xmalloc(4 * IBLK), *nb = xmalloc(2 * IBLK), *want = xmalloc(4 * IBLK);
+    struct buf base = BUF_INIT;
+    struct read_back *rb = xcalloc(1, sizeof(*rb));
+    static const uint32_t sent[] = {0, 1};
+    char hex[SHA256_HEX_LEN + 1];
+
+    fill(p, 4 * IBLK, 31);
+    fill(nb, 2 * IBLK, 32);
+    memcpy(want, nb, 2 * IBLK);
+    memcpy(want + 2 * IBLK, p + 2 * IBLK, 2 * IBLK);
+    f->chunk = ICHUNK;
+    struct backup_run *run = new_run_into(f, "all-sent-parent", 0, 1);
+    tb_file(&base, "base/5/400", p, 4 * IBLK);
+    tb_end(&base);
+    assert_int_equal(feed_base(f, run, &base, ALL_SENT_MANIFEST), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, 1764095300000000, 1764095301000000), 0);
+    backup_run_free(run);
+
+    run = new_run_into(f, "all-sent", 0, 1);
+    assert_int_equal(backup_run_load_parent(run, "all-sent-parent"), 0);
+    chunk_name(NULL, p, ICHUNK, hex);
+    char *gone = xasprintf("%s/repo0/main/chunks/%.2s/%s", f->dir, hex, hex);
+    assert_int_equal(unlink(gone), 0);
+    buf_reset(&base);
+    tb_incremental(&base, "base/5/INCREMENTAL.400", 4, sent, 2, nb);
+    tb_end(&base);
+    assert_int_equal(feed_base(f, run, &base, ALL_SENT_MANIFEST), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, 1764095302000000, 1764095303000000), 0);
+    const struct backup_totals *t = backup_run_totals(run);
+    assert_int_equal(t->patched, 1);
+    assert_int_equal(t->parent_chunks, 1);
+    assert_int_equal(t->parent_reads, 0);
+    backup_run_free(run);
+    read_manifest(f->r[0], "all-sent", rb);
+    const struct got_file *g = find(rb, "base/5/400");
+    assert_non_null(g);
+    assert_reassembles(f->r[0], g, want);
+    assert_digest_of(g, want, 4 * IBLK);
+
+    f->chunk = 0;
+    free(gone);
+    buf_free(&base);
+    free(rb);
+    free(p);
+    free(nb);
+    free(want);
+}
+
 static void test_standby_segment(void **state)
 {
     struct fixture *f = *state;
@@ -1202,6 +1268,7 @@ int main(void)
         cmocka_unit_test(test_chunk_gone),
         cmocka_unit_test(test_standby_segment),
         cmocka_unit_test(test_incremental),
+        cmocka_unit_test(test_incremental_all_sent),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
