@@ -157,29 +157,11 @@ static int get_chunk(struct repo *r, const char *name, uint8_t *dst, size_t len,
     return rc;
 }
 
-/* Fetch (or with delta, keep) chunk i of f into dst, and its plaintext SHA-256 into its
- * slot of f->plain; 1 when it was written. */
-static int do_chunk(struct writer *w, struct wfile *f, size_t i, uint8_t *dst, size_t len)
+/* Chunk name (raw) of f from the repository, or from another one when it is damaged or
+ * missing there, into dst (len bytes, REPO_CHUNK_GET_SLACK more after them). */
+static int fetch_chunk(struct writer *w, struct wfile *f, const char *name, const uint8_t *raw,
+                       uint8_t *dst, size_t len, uint8_t *plain)
 {
-    uint64_t off = (uint64_t)i * w->chunk_size;
-    const uint8_t *raw = f->chunks + i * SHA256_LEN;
-    uint8_t *plain = f->plain ? f->plain + i * SHA256_LEN : NULL;
-    char name[SHA256_HEX_LEN + 1];
-    hex_encode(raw, SHA256_LEN, name);
-    if (w->o->delta && pread_full(f->fd, dst, len, off) == (ssize_t)len) {
-        char have[REPO_CHUNK_NAME_LEN + 1];
-        repo_chunk_name(w->o->repo, dst, len, have);
-        if (strcmp(have, name) == 0) {
-            /* Kept: an HMAC name says nothing of the plaintext's SHA-256. */
-            if (plain && repo_encrypted(w->o->repo))
-                sha256(dst, len, plain);
-            else if (plain)
-                memcpy(plain, raw, SHA256_LEN);
-            return 0;
-        }
-    }
-    /* dst has REPO_CHUNK_GET_SLACK bytes after the chunk's place (the next chunk's, not
-     * fetched yet, or the piece buffer's spare end): the chunk decodes straight in. */
     int rc = get_chunk(w->o->repo, name, dst, len, plain);
     if (rc < 0 && (err_kind() == ERR_INTEGRITY || err_kind() == ERR_NOT_FOUND) && w->o->nalts) {
         /* Damaged or missing here: another repository's copy will do. */
@@ -210,6 +192,48 @@ static int do_chunk(struct writer *w, struct wfile *f, size_t i, uint8_t *dst, s
     if (rc < 0)
         return err_context("while restoring file \"%s\" from repository \"%s\"", f->path,
                            repo_name(w->o->repo));
+    return 0;
+}
+
+/* Chunk i of f into dst and its plaintext SHA-256 into its slot of f->plain: with delta
+ * kept when the bytes on disk already have its name, else copied from the cache of
+ * repeated chunks or fetched; 1 when it was written. */
+static int do_chunk(struct writer *w, struct wfile *f, size_t i, uint8_t *dst, size_t len)
+{
+    uint64_t off = (uint64_t)i * w->chunk_size;
+    const uint8_t *raw = f->chunks + i * SHA256_LEN;
+    uint8_t *plain = f->plain ? f->plain + i * SHA256_LEN : NULL;
+    struct chunkcache *cache = w->o->cache;
+    char name[SHA256_HEX_LEN + 1];
+    hex_encode(raw, SHA256_LEN, name);
+    if (w->o->delta && pread_full(f->fd, dst, len, off) == (ssize_t)len) {
+        char have[REPO_CHUNK_NAME_LEN + 1];
+        repo_chunk_name(w->o->repo, dst, len, have);
+        if (strcmp(have, name) == 0) {
+            /* Kept: an HMAC name says nothing of the plaintext's SHA-256. */
+            if (plain && repo_encrypted(w->o->repo))
+                sha256(dst, len, plain);
+            else if (plain)
+                memcpy(plain, raw, SHA256_LEN);
+            if (cache)
+                chunkcache_kept(cache, raw, dst, len, plain);
+            return 0;
+        }
+    }
+    bool owner = false;
+    if (cache && chunkcache_get(cache, raw, dst, len, plain, &owner) == 1) {
+        atomic_fetch_add(&w->chunks_reused, 1);
+    } else {
+        /* dst has REPO_CHUNK_GET_SLACK bytes after the chunk's place (the next chunk's,
+         * not fetched yet, or the piece buffer's spare end): the chunk decodes straight
+         * in. */
+        int rc = fetch_chunk(w, f, name, raw, dst, len, plain);
+        if (cache)
+            chunkcache_done(cache, raw, owner, rc == 0 ? dst : NULL, len, plain);
+        if (rc < 0)
+            return rc;
+        atomic_fetch_add(&w->chunks_fetched, 1);
+    }
     int e = pwrite_all(f->fd, dst, len, off);
     if (e < 0)
         return err_set_errno(ERR_IO, -e, "could not write \"%s/%s\"", w->o->pgdata, f->path);
@@ -235,7 +259,6 @@ static int do_piece(struct writer *w, struct job *j, uint8_t *buf)
             wrote = true;
             atomic_store(&f->changed, true);
             atomic_fetch_add(&w->bytes_written, len);
-            atomic_fetch_add(&w->chunks_fetched, 1);
             rc = 0;
         }
         filled += len;
@@ -294,10 +317,12 @@ static int run_piece(void *arg, void *local, void *job, bool canceled)
     return do_piece(w, &j, local);
 }
 
-/* A failure: wake the pieces waiting for their hash turn. */
+/* A failure: wake the pieces waiting for their hash turn or for a repeated chunk. */
 static void wake_turn(void *arg)
 {
     struct writer *w = arg;
+    if (w->o->cache)
+        chunkcache_cancel(w->o->cache);
     pthread_mutex_lock(&w->lock);
     pthread_cond_broadcast(&w->turn);
     pthread_mutex_unlock(&w->lock);

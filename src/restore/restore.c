@@ -45,8 +45,9 @@ struct restore_run {
     struct repo *r;     /* chosen's repository */
     struct repo **alts; /* other repositories, for damaged chunks */
     size_t nalts;
-    struct chunkset *held; /* the chunks r holds (the chunk check) */
-    struct chunkset *bad;  /* chunks in no repository, or sound in none */
+    struct chunkset *held;    /* the chunks r holds (the chunk check) */
+    struct chunkset *bad;     /* chunks in no repository, or sound in none */
+    struct chunkcache *cache; /* chunks named more than once */
     struct path_set *seen;
     struct pgbin bin;
     char *config_abs;
@@ -250,6 +251,8 @@ static int lay_down(struct restore_run *x)
     uint8_t digest[SHA256_LEN];
     x->bad = chunkset_new();
     wo.bad_out = x->bad;
+    x->cache = chunkcache_new(RESTORE_CACHE_BYTES);
+    wo.cache = x->cache;
     if (!x->a.no_chunk_check) {
         x->held = chunkset_new();
         int e = repo_chunk_list(x->r, chunkset_add_listed, x->held);
@@ -292,6 +295,10 @@ static void report_json(const struct restore_run *x)
         x->a.delta, "elapsed_ms", (json_int_t)elapsed_ms);
     /* Where the time went: choosing the backup (catalog, window, checks), then vetting the
      * manifest and laying the files down (drill's RTO phases). */
+    /* Chunks read from the repository, and references served from the cache of repeated
+     * chunks instead. */
+    json_object_set_new(o, "chunks_fetched", json_integer((json_int_t)st->chunks_fetched));
+    json_object_set_new(o, "chunks_reused", json_integer((json_int_t)st->chunks_reused));
     json_object_set_new(o, "choose_ms", json_integer((json_int_t)((x->t_files - x->t0) / 1000)));
     json_object_set_new(o, "files_ms", json_integer((json_int_t)((x->t_end - x->t_files) / 1000)));
     char *text = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
@@ -427,6 +434,7 @@ int cmd_restore(struct cli_context *ctx, int argc, char **argv)
 out:
     chunkset_free(x.held);
     chunkset_free(x.bad);
+    chunkcache_free(x.cache);
     free(x.alts);
     pgbin_free(&x.bin);
     path_set_free(x.seen);

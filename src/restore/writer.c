@@ -275,8 +275,13 @@ static int on_file(void *arg, const struct manifest_file *mf)
     }
     if ((rc = restore_vet_entry(w->vet, mf)) < 0)
         return err_context("at line %" PRIu64 " of the manifest", manifest_reader_lines(w->reader));
-    if (w->vet_only)
-        return w->o->held && mf->type == MANIFEST_TYPE_FILE ? check_held(w, mf) : 0;
+    if (w->vet_only) {
+        if (mf->type != MANIFEST_TYPE_FILE)
+            return 0;
+        for (size_t k = 0; w->o->cache && k < mf->n_chunks; k++)
+            chunkcache_count(w->o->cache, mf->chunks + k * SHA256_LEN);
+        return w->o->held ? check_held(w, mf) : 0;
+    }
     if (!w->pool && (rc = writer_start_pool(w)) < 0)
         return rc;
     if (w->o->seen) {
@@ -525,6 +530,11 @@ int writer_restore(const struct writer_options *o, const char *label,
     if ((rc = prepare(&w)) < 0)
         goto out;
 
+    if (o->cache) {
+        chunkcache_seal(o->cache);
+        log_debug("%zu chunks are named more than once in the manifest: each is fetched once",
+                  chunkcache_repeated(o->cache));
+    }
     w.progress = progress_new("restore", o->total_bytes, o->progress);
     rc = read_manifest(&w, label);
     if (rc == 0) {
@@ -563,6 +573,7 @@ int writer_restore(const struct writer_options *o, const char *label,
     st->files_written = atomic_load(&w.files_written);
     st->bytes_written = atomic_load(&w.bytes_written);
     st->chunks_fetched = atomic_load(&w.chunks_fetched);
+    st->chunks_reused = atomic_load(&w.chunks_reused);
 out:
     writer_release(&w);
     return rc;

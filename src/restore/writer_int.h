@@ -77,7 +77,7 @@ struct writer {
     pthread_cond_t turn;  /* a file's hash_next moved, or the pool failed */
     struct pool *pool;    /* started with the first file (pieces.c) */
 
-    atomic_uint_fast64_t files_written, bytes_written, chunks_fetched;
+    atomic_uint_fast64_t files_written, bytes_written, chunks_fetched, chunks_reused;
     uint64_t files, bytes;
 
     struct dir_entry *dirs;
