@@ -61,9 +61,12 @@ static int threads_for(const struct config_repo *rc)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     if (n < 1)
         n = 1;
+    /* Twice the cores on posix too: files are written O_DIRECT and fsynced one by one,
+     * and a thread waiting for the disk leaves its core to another. */
+    n *= 2;
     /* Remote storage waits on the network: more requests in flight than cores. */
     if (rc->type != CONFIG_REPO_POSIX)
-        n = n * 4 > rc->concurrency ? n * 4 : rc->concurrency;
+        n = n * 2 > rc->concurrency ? n * 2 : rc->concurrency;
     return n > 64 ? 64 : (int)n;
 }
 
