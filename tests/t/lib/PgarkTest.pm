@@ -151,8 +151,9 @@ sub s3rver_script
 # Start an s3rver; returns { endpoint, host, port, dir, pid, access_key, secret_key }.
 # Options: dir => data directory (default: a fresh temp dir), key/cert => files for
 # HTTPS, port => the port to listen on (to restart one where it was; default: a
-# free one), log_requests => 1 to have it log one line per request answered ("GET
-# /bucket/key 200 3ms ...") in the file $s3->{log}. It is stopped by s3rver_stop or when
+# free one), log_requests => 1 to have it log one line per request answered in the
+# file $s3->{log} (the tail of "METHOD /bucket/key STATUS TIMEms SIZE": its logger cuts
+# the front, the method with it). It is stopped by s3rver_stop or when
 # the test script ends.
 sub s3rver_start
 {
