@@ -1,8 +1,10 @@
 /*
  * pieces.c — the pieces of the files restore writes, on the threads of the common pool
  * (pool.h): a piece is a few chunks of one file, fetched side by side into the worker's
- * buffer (each verified as it is read, from another repository when damaged here) and
- * written with pwrite at their place; with delta, a chunk already on disk is kept. The
+ * buffer (each verified as it is read, from another repository when damaged here, or
+ * copied from the cache of repeated chunks) and written at their place: the whole piece
+ * in one write for a file opened O_DIRECT, else chunk by chunk; with delta, a chunk
+ * already on disk is kept. The
  * file is checked and made durable by whichever piece finishes it (writer.c's header
  * tells the whole). The pool keeps no order of completion: the hash of a file's
  * plaintext, where it is needed, is fed in piece order by the hash turn (hash_in_turn).
@@ -81,6 +83,12 @@ int writer_file_finish(struct writer *w, struct wfile *f)
                      f->path, repo_name(w->o->repo));
         goto out;
     }
+    /* A short tail went down padded to DIRECT_ALIGN: the file gets its size back. */
+    if (f->direct && atomic_load(&f->changed) && f->size % DIRECT_ALIGN &&
+        ftruncate(f->fd, (off_t)f->size) < 0) {
+        rc = err_set_errno(ERR_IO, errno, "could not size \"%s\"", shown);
+        goto out;
+    }
     if (atomic_load(&f->changed) && fsync(f->fd) < 0) {
         rc = err_set_errno(ERR_IO, errno, "could not fsync \"%s\"", shown);
         goto out;
@@ -157,29 +165,11 @@ static int get_chunk(struct repo *r, const char *name, uint8_t *dst, size_t len,
     return rc;
 }
 
-/* Fetch (or with delta, keep) chunk i of f into dst, and its plaintext SHA-256 into its
- * slot of f->plain; 1 when it was written. */
-static int do_chunk(struct writer *w, struct wfile *f, size_t i, uint8_t *dst, size_t len)
+/* Chunk name (raw) of f from the repository, or from another one when it is damaged or
+ * missing there, into dst (len bytes, REPO_CHUNK_GET_SLACK more after them). */
+static int fetch_chunk(struct writer *w, struct wfile *f, const char *name, const uint8_t *raw,
+                       uint8_t *dst, size_t len, uint8_t *plain)
 {
-    uint64_t off = (uint64_t)i * w->chunk_size;
-    const uint8_t *raw = f->chunks + i * SHA256_LEN;
-    uint8_t *plain = f->plain ? f->plain + i * SHA256_LEN : NULL;
-    char name[SHA256_HEX_LEN + 1];
-    hex_encode(raw, SHA256_LEN, name);
-    if (w->o->delta && pread_full(f->fd, dst, len, off) == (ssize_t)len) {
-        char have[REPO_CHUNK_NAME_LEN + 1];
-        repo_chunk_name(w->o->repo, dst, len, have);
-        if (strcmp(have, name) == 0) {
-            /* Kept: an HMAC name says nothing of the plaintext's SHA-256. */
-            if (plain && repo_encrypted(w->o->repo))
-                sha256(dst, len, plain);
-            else if (plain)
-                memcpy(plain, raw, SHA256_LEN);
-            return 0;
-        }
-    }
-    /* dst has REPO_CHUNK_GET_SLACK bytes after the chunk's place (the next chunk's, not
-     * fetched yet, or the piece buffer's spare end): the chunk decodes straight in. */
     int rc = get_chunk(w->o->repo, name, dst, len, plain);
     if (rc < 0 && (err_kind() == ERR_INTEGRITY || err_kind() == ERR_NOT_FOUND) && w->o->nalts) {
         /* Damaged or missing here: another repository's copy will do. */
@@ -210,6 +200,50 @@ static int do_chunk(struct writer *w, struct wfile *f, size_t i, uint8_t *dst, s
     if (rc < 0)
         return err_context("while restoring file \"%s\" from repository \"%s\"", f->path,
                            repo_name(w->o->repo));
+    return 0;
+}
+
+/* Chunk i of f into dst and its plaintext SHA-256 into its slot of f->plain: with delta
+ * kept when the bytes on disk already have its name, else copied from the cache of
+ * repeated chunks or fetched; 1 when it was written. */
+static int do_chunk(struct writer *w, struct wfile *f, size_t i, uint8_t *dst, size_t len)
+{
+    uint64_t off = (uint64_t)i * w->chunk_size;
+    const uint8_t *raw = f->chunks + i * SHA256_LEN;
+    uint8_t *plain = f->plain ? f->plain + i * SHA256_LEN : NULL;
+    struct chunkcache *cache = w->o->cache;
+    char name[SHA256_HEX_LEN + 1];
+    hex_encode(raw, SHA256_LEN, name);
+    if (w->o->delta && pread_full(f->fd, dst, len, off) == (ssize_t)len) {
+        char have[REPO_CHUNK_NAME_LEN + 1];
+        repo_chunk_name(w->o->repo, dst, len, have);
+        if (strcmp(have, name) == 0) {
+            /* Kept: an HMAC name says nothing of the plaintext's SHA-256. */
+            if (plain && repo_encrypted(w->o->repo))
+                sha256(dst, len, plain);
+            else if (plain)
+                memcpy(plain, raw, SHA256_LEN);
+            if (cache)
+                chunkcache_kept(cache, raw, dst, len, plain);
+            return 0;
+        }
+    }
+    bool owner = false;
+    if (cache && chunkcache_get(cache, raw, dst, len, plain, &owner) == 1) {
+        atomic_fetch_add(&w->chunks_reused, 1);
+    } else {
+        /* dst has REPO_CHUNK_GET_SLACK bytes after the chunk's place (the next chunk's,
+         * not fetched yet, or the piece buffer's spare end): the chunk decodes straight
+         * in. */
+        int rc = fetch_chunk(w, f, name, raw, dst, len, plain);
+        if (cache)
+            chunkcache_done(cache, raw, owner, rc == 0 ? dst : NULL, len, plain);
+        if (rc < 0)
+            return rc;
+        atomic_fetch_add(&w->chunks_fetched, 1);
+    }
+    if (f->direct)
+        return 1; /* the whole piece at once (do_piece) */
     int e = pwrite_all(f->fd, dst, len, off);
     if (e < 0)
         return err_set_errno(ERR_IO, -e, "could not write \"%s/%s\"", w->o->pgdata, f->path);
@@ -235,7 +269,6 @@ static int do_piece(struct writer *w, struct job *j, uint8_t *buf)
             wrote = true;
             atomic_store(&f->changed, true);
             atomic_fetch_add(&w->bytes_written, len);
-            atomic_fetch_add(&w->chunks_fetched, 1);
             rc = 0;
         }
         filled += len;
@@ -247,10 +280,27 @@ static int do_piece(struct writer *w, struct job *j, uint8_t *buf)
             hashed = filled;
         }
     }
+    if (rc == 0 && wrote && f->direct) {
+        /* O_DIRECT: the piece in one write, straight from buf (a file's short tail padded
+         * with zeros to the next boundary, in its slot's room, and cut off at the end). */
+        size_t wlen = (filled + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
+        memset(buf + filled, 0, wlen - filled);
+        int e = pwrite_all(f->fd, buf, wlen, start);
+        if (e == -EINVAL) {
+            /* Opened O_DIRECT but refused (alignment the file system wants larger): this
+             * file and the next through the page cache. */
+            int fl = fcntl(f->fd, F_GETFL);
+            if (fl >= 0 && fcntl(f->fd, F_SETFL, fl & ~O_DIRECT) == 0)
+                e = pwrite_all(f->fd, buf, wlen, start);
+            atomic_store(&w->direct, false);
+        }
+        if (e < 0)
+            rc = err_set_errno(ERR_IO, -e, "could not write \"%s/%s\"", w->o->pgdata, f->path);
+    }
 #ifdef SYNC_FILE_RANGE_WRITE
     /* Start the writeback of the piece now, so that the fsync at the end of the file has
      * little left to wait for (a hint: durability still comes from that fsync). */
-    if (rc == 0 && wrote)
+    if (rc == 0 && wrote && !f->direct)
         (void)sync_file_range(f->fd, (off_t)start, (off_t)filled, SYNC_FILE_RANGE_WRITE);
 #else
     (void)start;
@@ -274,7 +324,11 @@ static int do_piece(struct writer *w, struct job *j, uint8_t *buf)
 static void *piece_buffer_new(void *arg)
 {
     struct writer *w = arg;
-    return xmalloc(w->per_piece * w->chunk_size + REPO_CHUNK_GET_SLACK);
+    /* Aligned for O_DIRECT: each chunk's slot starts at a multiple of the chunk size. */
+    void *p = NULL;
+    if (posix_memalign(&p, DIRECT_ALIGN, w->per_piece * w->chunk_size + REPO_CHUNK_GET_SLACK))
+        p = xmalloc(w->per_piece * w->chunk_size + REPO_CHUNK_GET_SLACK);
+    return p;
 }
 
 static void piece_buffer_free(void *arg, void *local)
@@ -294,10 +348,12 @@ static int run_piece(void *arg, void *local, void *job, bool canceled)
     return do_piece(w, &j, local);
 }
 
-/* A failure: wake the pieces waiting for their hash turn. */
+/* A failure: wake the pieces waiting for their hash turn or for a repeated chunk. */
 static void wake_turn(void *arg)
 {
     struct writer *w = arg;
+    if (w->o->cache)
+        chunkcache_cancel(w->o->cache);
     pthread_mutex_lock(&w->lock);
     pthread_cond_broadcast(&w->turn);
     pthread_mutex_unlock(&w->lock);
@@ -351,6 +407,11 @@ int writer_start_pool(struct writer *w)
     if (w->o->piece_bytes)
         piece = w->o->piece_bytes;
     w->per_piece = piece / w->chunk_size ? (size_t)(piece / w->chunk_size) : 1;
+    /* Large files bypass the page cache: copying every byte into it was most of the
+     * restore's system time, and the data must reach the disk before the restore ends
+     * anyway (each file is fsynced). --delta reads what is there and keeps the page
+     * cache. */
+    atomic_store(&w->direct, !w->o->delta && w->chunk_size % DIRECT_ALIGN == 0);
     w->pool = pool_new(&piece_ops, w, w->nthreads, (size_t)w->nthreads * QUEUE_PER_THREAD);
     return w->pool ? 0 : err_code();
 }

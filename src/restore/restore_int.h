@@ -145,13 +145,18 @@ struct writer_options {
     const struct chunkset *held;
     /* When set: the chunks found in no repository (vet) or sound in none (restore). */
     struct chunkset *bad_out;
+    /* When set (one per restore, fresh): writer_vet counts each chunk's references in it,
+     * and writer_restore fetches a chunk the manifest names more than once only once,
+     * keeping its plaintext until its last reference (within the cache's cap). */
+    struct chunkcache *cache;
 };
 
 struct writer_stats {
     uint64_t files, bytes;                 /* in the manifest */
     uint64_t files_written, bytes_written; /* rewritten (delta) or written */
-    uint64_t chunks_fetched;
-    uint64_t files_removed; /* not in the backup (with seen) */
+    uint64_t chunks_fetched;               /* read from a repository */
+    uint64_t chunks_reused;                /* written from the cache of repeated chunks instead */
+    uint64_t files_removed;                /* not in the backup (with seen) */
 };
 
 /* The newest backup of cat other than label whose manifest names none of the chunks in
@@ -175,6 +180,43 @@ int writer_vet(const struct writer_options *o, const char *label, uint8_t digest
  * what the backup does not hold. */
 int writer_restore(const struct writer_options *o, const char *label,
                    const uint8_t digest[SHA256_LEN], struct writer_stats *st);
+
+/* --- chunks named more than once, fetched once (chunkcache.c) ------------------------- */
+
+/* The cap on the plaintext the cache keeps: restore's RSS is the pieces' buffers
+ * (PIECE_BUDGET), this, and the manifest's chunk counts. */
+#define RESTORE_CACHE_BYTES (32ull << 20)
+
+struct chunkcache;
+/* An empty cache keeping at most limit bytes of plaintext. */
+struct chunkcache *chunkcache_new(uint64_t limit);
+void chunkcache_free(struct chunkcache *c);
+/* One more reference to chunk name (the manifest's first reading). */
+void chunkcache_count(struct chunkcache *c, const uint8_t name[SHA256_LEN]);
+/* Counting done: forget the chunks referenced once. */
+void chunkcache_seal(struct chunkcache *c);
+/* How many chunks are referenced more than once (after chunkcache_seal). */
+size_t chunkcache_repeated(struct chunkcache *c);
+/* Before chunk name (len bytes) is fetched for one of its references. 1: its plaintext
+ * was copied into dst, its SHA-256 into plain (when not NULL), and the reference is
+ * served. 0: the caller fetches it itself and then calls chunkcache_done; *owner true
+ * when the caller holds the claim on it (others needing it wait for chunkcache_done).
+ * Waits while another thread fetches it, until chunkcache_cancel. */
+int chunkcache_get(struct chunkcache *c, const uint8_t name[SHA256_LEN], uint8_t *dst, size_t len,
+                   uint8_t plain[SHA256_LEN], bool *owner);
+/* After a chunkcache_get that returned 0: the reference is served. data: the verified
+ * plaintext (copied when owner and later references remain, within the cap), or NULL
+ * when the fetch failed (the claim is given up). */
+void chunkcache_done(struct chunkcache *c, const uint8_t name[SHA256_LEN], bool owner,
+                     const uint8_t *data, size_t len, const uint8_t plain[SHA256_LEN]);
+/* A reference served without a fetch (--delta: the bytes on disk already have its name,
+ * verified data): kept for later references as chunkcache_done keeps them. */
+void chunkcache_kept(struct chunkcache *c, const uint8_t name[SHA256_LEN], const uint8_t *data,
+                     size_t len, const uint8_t plain[SHA256_LEN]);
+/* The restore failed: no one waits any more. */
+void chunkcache_cancel(struct chunkcache *c);
+/* Bytes of plaintext kept now. */
+uint64_t chunkcache_held(struct chunkcache *c);
 
 /* --- starting the server (start.c) --------------------------------------------------- */
 

@@ -13,9 +13,14 @@
  * SHA-256 of the whole content instead ("sha256"): in an encrypted repository that is computed from
  * the verified bytes as they go by: a finished piece waits for its turn (the pieces
  * before it hashed) and feeds its buffer to the file's digest, so nothing is read back
- * from disk; in a plain one the verified chunks are the proof. Once every piece is done
- * the file is fsynced (its writeback was started piece by piece) and its mode and mtime
- * set. With delta, a chunk whose
+ * from disk; in a plain one the verified chunks are the proof. A file of a block or more
+ * is written O_DIRECT, each piece in one write from its buffer: copying every byte into
+ * the page cache was most of the restore's system time (2.5 s of 4.7 s CPU for 1.6 GB),
+ * and the bytes must reach the disk before the restore ends anyway. Smaller files, a
+ * file system without O_DIRECT and --delta (which reads what is there) go through the
+ * page cache, chunk by chunk, their writeback started piece by piece. Once every piece
+ * is done the file is fsynced and its mode and mtime set. A chunk the manifest names
+ * more than once is fetched once (chunkcache.c). With delta, a chunk whose
  * bytes on disk already have the chunk's name is kept, so only what changed is fetched
  * and written. Directories get their mode and mtime last, and are fsynced. The first
  * failure stops every thread and is reported with the file and the repository; memory
@@ -124,7 +129,7 @@ static int parent_dir(struct writer *w, int base, const char *dir, size_t len)
 /* Open (create) the file rel beneath base for writing. Whatever else stands there goes
  * (a symlink is removed, not followed), and so does a file with other hard links, whose
  * other names may be anywhere. */
-static int open_file(struct writer *w, int base, const char *rel, const char *path)
+static int open_file(struct writer *w, int base, const char *rel, const char *path, bool *direct)
 {
     const char *slash = strrchr(rel, '/');
     const char *name = slash ? slash + 1 : rel;
@@ -141,7 +146,19 @@ static int open_file(struct writer *w, int base, const char *rel, const char *pa
             return rc;
     }
     int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (w->o->delta ? 0 : O_TRUNC);
-    int fd = openat(dfd, name, flags, 0600);
+    int fd = -1;
+    if (*direct) {
+        fd = openat(dfd, name, flags | O_DIRECT, 0600);
+        if (fd < 0 && errno == EINVAL) {
+            /* This file system has no O_DIRECT (tmpfs): the page cache for the rest. */
+            log_debug("\"%s\" cannot be opened O_DIRECT: files go through the page cache",
+                      base_name(w, base));
+            atomic_store(&w->direct, false);
+        }
+    }
+    *direct = fd >= 0;
+    if (fd < 0)
+        fd = openat(dfd, name, flags, 0600);
     if (fd < 0)
         return err_set_errno(ERR_IO, errno, "could not create \"%s/%s\"", w->o->pgdata, path);
     return fd;
@@ -152,11 +169,13 @@ static int add_file(struct writer *w, const struct manifest_file *mf)
     int base, rc;
     const char *rel;
     place(w, mf->path, &base, &rel);
-    int fd = open_file(w, base, rel, mf->path);
+    bool direct = atomic_load(&w->direct) && mf->size >= DIRECT_ALIGN;
+    int fd = open_file(w, base, rel, mf->path, &direct);
     if (fd < 0)
         return fd;
     struct wfile *f = xcalloc(1, sizeof(*f));
     f->fd = fd;
+    f->direct = direct;
     f->path = xstrdup(mf->path);
     f->size = mf->size;
     f->mode = mf->mode;
@@ -275,8 +294,13 @@ static int on_file(void *arg, const struct manifest_file *mf)
     }
     if ((rc = restore_vet_entry(w->vet, mf)) < 0)
         return err_context("at line %" PRIu64 " of the manifest", manifest_reader_lines(w->reader));
-    if (w->vet_only)
-        return w->o->held && mf->type == MANIFEST_TYPE_FILE ? check_held(w, mf) : 0;
+    if (w->vet_only) {
+        if (mf->type != MANIFEST_TYPE_FILE)
+            return 0;
+        for (size_t k = 0; w->o->cache && k < mf->n_chunks; k++)
+            chunkcache_count(w->o->cache, mf->chunks + k * SHA256_LEN);
+        return w->o->held ? check_held(w, mf) : 0;
+    }
     if (!w->pool && (rc = writer_start_pool(w)) < 0)
         return rc;
     if (w->o->seen) {
@@ -525,6 +549,11 @@ int writer_restore(const struct writer_options *o, const char *label,
     if ((rc = prepare(&w)) < 0)
         goto out;
 
+    if (o->cache) {
+        chunkcache_seal(o->cache);
+        log_debug("%zu chunks are named more than once in the manifest: each is fetched once",
+                  chunkcache_repeated(o->cache));
+    }
     w.progress = progress_new("restore", o->total_bytes, o->progress);
     rc = read_manifest(&w, label);
     if (rc == 0) {
@@ -563,6 +592,7 @@ int writer_restore(const struct writer_options *o, const char *label,
     st->files_written = atomic_load(&w.files_written);
     st->bytes_written = atomic_load(&w.bytes_written);
     st->chunks_fetched = atomic_load(&w.chunks_fetched);
+    st->chunks_reused = atomic_load(&w.chunks_reused);
 out:
     writer_release(&w);
     return rc;

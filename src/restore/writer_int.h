@@ -17,6 +17,9 @@
 #define PIECE_BYTES (8u << 20)     /* work unit: at most this many bytes of a file */
 #define PIECE_BUDGET (64ull << 20) /* all threads' piece buffers together */
 #define QUEUE_PER_THREAD 4
+/* Files of at least DIRECT_ALIGN bytes are written with O_DIRECT (see pieces.c): offsets,
+ * lengths and buffers aligned to it. */
+#define DIRECT_ALIGN 4096u
 
 struct wfile {
     char *path; /* relative */
@@ -36,6 +39,7 @@ struct wfile {
                                 writer.lock) */
     struct sha256_ctx *sha;  /* MANIFEST_DIGEST_FILE in an encrypted repository only */
     atomic_bool changed;
+    bool direct; /* opened O_DIRECT: a short tail is written padded, the file cut at the end */
     pthread_mutex_t lock;
 };
 
@@ -71,13 +75,15 @@ struct writer {
     int parent_base;
     char *parent_rel;
 
-    size_t per_piece; /* chunks in a piece */
+    size_t per_piece;   /* chunks in a piece */
+    atomic_bool direct; /* large files O_DIRECT (off with delta, an unaligned chunk size,
+                           or once the file system refuses it) */
 
     pthread_mutex_t lock; /* o->bad_out, and the hash turn */
     pthread_cond_t turn;  /* a file's hash_next moved, or the pool failed */
     struct pool *pool;    /* started with the first file (pieces.c) */
 
-    atomic_uint_fast64_t files_written, bytes_written, chunks_fetched;
+    atomic_uint_fast64_t files_written, bytes_written, chunks_fetched, chunks_reused;
     uint64_t files, bytes;
 
     struct dir_entry *dirs;

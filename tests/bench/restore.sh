@@ -10,6 +10,9 @@
 #              pgbackrest  pgbackrest restore --type=immediate, process-max 2
 #              untar       tar -x of pg_basebackup's -Ft client-zstd:3 output (taken once,
 #                          over TCP), then sync -f: the floor of a plain tar restore
+#              pgark_base  (not by default) pgark restore with the binary BENCH_RESTORE_BASE
+#                          (an older build, from the same repository): old against new
+#                          in the same run
 #            measured: wall time, client CPU (user and sys), peak RSS, bytes laid down.
 #            Each run's tree stays until the end (BENCH_RESTORE_KEEP=0: removed after
 #            each run instead; see run_restore for what each choice costs here).
@@ -37,7 +40,7 @@
 # BENCH_RESTORE_SCALE (100), BENCH_RESTORE_WAL_MIB (1024), BENCH_RESTORE_PORT (54394),
 # BENCH_RESTORE_VARIANTS ("walfetch local pgbackrest_async"; also "mv"; empty: no replay phase),
 # BENCH_RESTORE_TOOLS ("pgark pgbackrest untar"; empty: no restore phase), BENCH_STEP_TIMEOUT (1800),
-# BENCH_RESTORE_KEEP (1),
+# BENCH_RESTORE_KEEP (1), BENCH_RESTORE_BASE (the binary of pgark_base),
 # BENCH_PERF=1: one more pgark restore under perf record -g (restore-<stamp>-perf.txt).
 set -eu
 
@@ -57,10 +60,14 @@ KEEP=${BENCH_RESTORE_KEEP:-1}
 STEP=${BENCH_STEP_TIMEOUT:-1800}
 PERF=${BENCH_PERF:-0}
 PGBACKREST=${PGBACKREST:-/usr/bin/pgbackrest}
+BASE=${BENCH_RESTORE_BASE:-}
 STANZA=bench
 
 [ -x "$PGARK" ] || bench_die "no pgark binary at \"$PGARK\""
 [ -x "$PGBACKREST" ] || bench_die "no pgbackrest at \"$PGBACKREST\""
+case " $RESTORE_TOOLS " in
+*" pgark_base "*) [ -x "$BASE" ] || bench_die "pgark_base needs BENCH_RESTORE_BASE, a pgark binary" ;;
+esac
 for v in $REPLAY_VARIANTS; do
     case "$v" in
     walfetch | local | pgbackrest_async | mv) ;;
@@ -197,8 +204,10 @@ run_restore() { # tool round
     [ "$KEEP" = 0 ] || TARGET=$WORK/restored-$tool-$round
     fresh_target
     case "$tool" in
-    pgark)
-        timed "$WORK/time" timeout "$STEP" "$PGARK" --config "$PGARK_CONF" restore \
+    pgark | pgark_base)
+        bin=$PGARK
+        [ "$tool" = pgark ] || bin=$BASE
+        timed "$WORK/time" timeout "$STEP" "$bin" --config "$PGARK_CONF" restore \
             --pgdata "$TARGET" --target immediate >"$WORK/restore.log" 2>&1
         ;;
     pgbackrest)
@@ -407,7 +416,7 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
     {benchmark: "restore", started_utc: $stamp, host: $host, cpus: $cpus, postgres: $pg,
      pgark: $pgark, pgbackrest: $pgbackrest,
      settings: {rounds: $rounds, pgbench_scale: $scale, wal_generated_bytes: $wal,
-                pgark_restore: "--target immediate, no start (threads: one per core)",
+                pgark_restore: "--target immediate, no start (threads: two per core)",
                 pgbackrest_restore: "--type=immediate, process-max 2",
                 replay: "walfetch: restore_command pgark wal-fetch; local: segments in pg_wal, restore_command false; pgbackrest_async: archive-get --archive-async, process-max 2; mv: restore_command mv of segments already written out on the same file system"},
      runs: $runs,
@@ -424,6 +433,8 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
         restore_wall_pgark_vs_pgbackrest: ratio($m["restore/pgark"].wall_s; $m["restore/pgbackrest"].wall_s),
         restore_wall_pgark_vs_untar: ratio($m["restore/pgark"].wall_s; $m["restore/untar"].wall_s),
         restore_cpu_pgark_vs_pgbackrest: ratio($m["restore/pgark"].cpu_s; $m["restore/pgbackrest"].cpu_s),
+        restore_wall_pgark_vs_base: ratio($m["restore/pgark"].wall_s; $m["restore/pgark_base"].wall_s),
+        restore_cpu_pgark_vs_base: ratio($m["restore/pgark"].cpu_s; $m["restore/pgark_base"].cpu_s),
         replay_wall_walfetch_vs_local: ratio($m["replay/walfetch"].wall_s; $m["replay/local"].wall_s),
         replay_redo_walfetch_vs_local: ratio($m["replay/walfetch"].redo_elapsed_s; $m["replay/local"].redo_elapsed_s),
         replay_wall_pgbackrest_async_vs_local: ratio($m["replay/pgbackrest_async"].wall_s; $m["replay/local"].wall_s),

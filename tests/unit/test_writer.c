@@ -64,40 +64,42 @@ static int buf_sink(void *arg, const void *data, size_t len)
     return 0;
 }
 
-/* Store the chunks of every file and a manifest naming them, as a backup would. */
-static void put_backup(struct fixture *f, int i)
+/* Store the chunks of n files and a manifest naming them under label, as a backup
+ * would; first_big_chunk gets the first chunk of base/1/big when there is one. */
+static void put_files(struct fixture *f, int i, const char *label, int n_files,
+                      const char *const *paths, uint8_t *const *datas, const size_t *sizes)
 {
     struct repo *r = f->r[i];
     struct manifest_writer *mw = manifest_writer_new(f->dir, CHUNK);
     assert_non_null(mw);
     struct manifest_file dir = {.path = "base", .type = MANIFEST_TYPE_DIR, .mode = 0700};
     assert_int_equal(manifest_writer_add(mw, &dir), 0);
-    for (int k = 0; k < NFILES; k++) {
-        size_t n = (SIZES[k] + CHUNK - 1) / CHUNK;
+    for (int k = 0; k < n_files; k++) {
+        size_t n = (sizes[k] + CHUNK - 1) / CHUNK;
         uint8_t *names = xmalloc(n ? n * SHA256_LEN : 1);
         uint8_t *sums = xmalloc(n ? n * SHA256_LEN : 1);
         for (size_t c = 0; c < n; c++) {
-            size_t len = SIZES[k] - c * CHUNK < CHUNK ? SIZES[k] - c * CHUNK : CHUNK;
-            sha256(f->data[k] + c * CHUNK, len, sums + c * SHA256_LEN);
+            size_t len = sizes[k] - c * CHUNK < CHUNK ? sizes[k] - c * CHUNK : CHUNK;
+            sha256(datas[k] + c * CHUNK, len, sums + c * SHA256_LEN);
             char name[REPO_CHUNK_NAME_LEN + 1];
-            repo_chunk_name(r, f->data[k] + c * CHUNK, len, name);
+            repo_chunk_name(r, datas[k] + c * CHUNK, len, name);
             char rel[96];
             assert_int_equal(repo_chunk_path(name, rel, sizeof(rel)), 0);
-            assert_int_equal(repo_put(r, rel, f->data[k] + c * CHUNK, len), 0);
+            assert_int_equal(repo_put(r, rel, datas[k] + c * CHUNK, len), 0);
             assert_int_equal(hex_decode(name, names + c * SHA256_LEN, SHA256_LEN), 0);
-            if (k == 2 && c == 0)
+            if (strcmp(paths[k], "base/1/big") == 0 && c == 0)
                 memcpy(f->first_big_chunk[i], name, sizeof(name));
         }
-        struct manifest_file mf = {.path = PATHS[k],
+        struct manifest_file mf = {.path = paths[k],
                                    .type = MANIFEST_TYPE_FILE,
                                    .mode = 0600,
-                                   .size = SIZES[k],
+                                   .size = sizes[k],
                                    .mtime = 1700000000,
                                    .chunks = names,
                                    .n_chunks = n,
                                    .digest_kind = f->kind};
         if (f->kind == MANIFEST_DIGEST_FILE)
-            sha256(f->data[k], SIZES[k], mf.digest);
+            sha256(datas[k], sizes[k], mf.digest);
         else
             sha256(sums, n * SHA256_LEN, mf.digest);
         assert_int_equal(manifest_writer_add(mw, &mf), 0);
@@ -105,7 +107,7 @@ static void put_backup(struct fixture *f, int i)
         free(sums);
     }
     struct manifest_header h = {.format = MANIFEST_FORMAT,
-                                .label = "L1",
+                                .label = label,
                                 .timeline = 1,
                                 .pg_version = 150000,
                                 .system_identifier = ID.system_identifier,
@@ -115,8 +117,16 @@ static void put_backup(struct fixture *f, int i)
     struct buf text = BUF_INIT;
     assert_int_equal(manifest_writer_finish(mw, &h, buf_sink, &text), 0);
     manifest_writer_free(mw);
-    assert_int_equal(repo_put(r, "backups/L1/manifest.json", text.data, text.len), 0);
+    char *path = xasprintf("backups/%s/manifest.json", label);
+    assert_int_equal(repo_put(r, path, text.data, text.len), 0);
+    free(path);
     buf_free(&text);
+}
+
+/* The fixture's files under L1. */
+static void put_backup(struct fixture *f, int i)
+{
+    put_files(f, i, "L1", NFILES, PATHS, f->data, SIZES);
 }
 
 static int setup(void **state, enum manifest_digest_kind kind)
@@ -173,14 +183,33 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Backup label of repo i into pgdata, as restore does (a cache of repeated chunks
+ * keeping at most cache_limit bytes). */
+static int restore_label(struct fixture *f, int i, const char *label, const char *pgdata,
+                         bool delta, uint64_t cache_limit, struct writer_stats *st)
+{
+    struct chunkcache *cache = chunkcache_new(cache_limit);
+    struct writer_options o = {.pgdata = pgdata,
+                               .repo = f->r[i],
+                               .threads = 3,
+                               .delta = delta,
+                               .piece_bytes = 2 * CHUNK,
+                               .cache = cache};
+    uint8_t digest[SHA256_LEN];
+    int rc = writer_vet(&o, label, digest);
+    if (rc == 0)
+        rc = writer_restore(&o, label, digest, st);
+    /* Every reference served: nothing is kept past its last use. */
+    if (rc == 0)
+        assert_int_equal(chunkcache_held(cache), 0);
+    chunkcache_free(cache);
+    return rc;
+}
+
 static int restore_into(struct fixture *f, int i, const char *pgdata, bool delta,
                         struct writer_stats *st)
 {
-    struct writer_options o = {
-        .pgdata = pgdata, .repo = f->r[i], .threads = 3, .delta = delta, .piece_bytes = 2 * CHUNK};
-    uint8_t digest[SHA256_LEN];
-    int rc = writer_vet(&o, "L1", digest);
-    return rc < 0 ? rc : writer_restore(&o, "L1", digest, st);
+    return restore_label(f, i, "L1", pgdata, delta, RESTORE_CACHE_BYTES, st);
 }
 
 static void assert_files(struct fixture *f, const char *pgdata)
@@ -510,6 +539,115 @@ static void test_hostile_manifest(void **state)
     free(out);
 }
 
+/* Files that share chunks, as template0, template1 and postgres share their catalogs,
+ * and ranges of zeros: A (5 chunks) in three databases, Z (6 zero chunks), and M (A's
+ * first two chunks, then a zero chunk and a short tail of zeros). */
+#define NREP 5
+static const char *const REP_PATHS[NREP] = {"base/1/a", "base/4/a", "base/5/a", "base/5/zero",
+                                            "base/5/mixed"};
+static const size_t REP_SIZES[NREP] = {5 * CHUNK, 5 * CHUNK, 5 * CHUNK, 6 * CHUNK, 3 * CHUNK + 100};
+#define REP_DISTINCT 7 /* A0..A4, a zero chunk, the zero tail */
+#define REP_REFS 25    /* 15 + 6 + 4 */
+
+static void assert_rep_files(uint8_t *const *data, const char *pgdata)
+{
+    for (int k = 0; k < NREP; k++) {
+        char *p = xasprintf("%s/%s", pgdata, REP_PATHS[k]);
+        FILE *fp = fopen(p, "rb");
+        assert_non_null(fp);
+        uint8_t *got = xmalloc(REP_SIZES[k] + 1);
+        size_t n = fread(got, 1, REP_SIZES[k] + 1, fp);
+        fclose(fp);
+        assert_int_equal(n, REP_SIZES[k]);
+        assert_memory_equal(got, data[k], REP_SIZES[k]);
+        free(got);
+        free(p);
+    }
+}
+
+/* Each distinct chunk is fetched once, the others are served from memory, and the bytes
+ * are the backup's; with a cap too small for them the restore fetches again and is still
+ * right; a damaged chunk that others wait for stops the restore (no one waits forever). */
+static void test_repeated_chunks(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t *a = xmalloc(5 * CHUNK);
+    fill(a, 5 * CHUNK, 11);
+    uint8_t *zero = xcalloc(1, 6 * CHUNK);
+    uint8_t *mixed = xcalloc(1, 3 * CHUNK + 100);
+    memcpy(mixed, a, 2 * CHUNK);
+    uint8_t *data[NREP] = {a, a, a, zero, mixed};
+    for (int i = 0; i < 2; i++) {
+        put_files(f, i, "L3", NREP, REP_PATHS, data, REP_SIZES);
+        struct writer_stats st;
+        char *pgdata = xasprintf("%s/rep-%d", f->dir, i);
+        assert_int_equal(restore_label(f, i, "L3", pgdata, false, RESTORE_CACHE_BYTES, &st), 0);
+        assert_rep_files(data, pgdata);
+        assert_int_equal(st.chunks_fetched, REP_DISTINCT);
+        assert_int_equal(st.chunks_reused, REP_REFS - REP_DISTINCT);
+        free(pgdata);
+
+        /* Room for one chunk only: some are fetched again, the bytes are right. */
+        pgdata = xasprintf("%s/rep-small-%d", f->dir, i);
+        assert_int_equal(restore_label(f, i, "L3", pgdata, false, CHUNK, &st), 0);
+        assert_rep_files(data, pgdata);
+        assert_true(st.chunks_fetched >= REP_DISTINCT);
+        assert_int_equal(st.chunks_fetched + st.chunks_reused, REP_REFS);
+        free(pgdata);
+
+        /* No room at all: every reference fetched, as without a cache. */
+        pgdata = xasprintf("%s/rep-none-%d", f->dir, i);
+        assert_int_equal(restore_label(f, i, "L3", pgdata, false, 0, &st), 0);
+        assert_rep_files(data, pgdata);
+        assert_int_equal(st.chunks_fetched, REP_REFS);
+        assert_int_equal(st.chunks_reused, 0);
+        free(pgdata);
+
+        /* --delta over the first restore with one chunk of base/4/a changed: only that
+         * chunk is written, from memory (base/1/a, kept, supplied it). */
+        pgdata = xasprintf("%s/rep-%d", f->dir, i);
+        char *p = xasprintf("%s/base/4/a", pgdata);
+        int fd = open(p, O_WRONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, "?", 1, 3 * CHUNK + 5), 1);
+        close(fd);
+        free(p);
+        assert_int_equal(restore_label(f, i, "L3", pgdata, true, RESTORE_CACHE_BYTES, &st), 0);
+        assert_rep_files(data, pgdata);
+        assert_int_equal(st.files_written, 1);
+        assert_int_equal(st.chunks_fetched, 0);
+        assert_int_equal(st.chunks_reused, 1);
+        free(pgdata);
+
+        /* A0, needed by every copy of A and by M, damaged: the restore stops with the
+         * error of the file that read it. */
+        char name[REPO_CHUNK_NAME_LEN + 1], rel[96];
+        repo_chunk_name(f->r[i], a, CHUNK, name);
+        assert_int_equal(repo_chunk_path(name, rel, sizeof(rel)), 0);
+        char *obj = xasprintf("%s/repo%d/main/%s", f->dir, i, rel);
+        FILE *fp = fopen(obj, "r+b");
+        assert_non_null(fp);
+        assert_int_equal(fseek(fp, 40, SEEK_SET), 0);
+        int c = fgetc(fp);
+        assert_int_equal(fseek(fp, 40, SEEK_SET), 0);
+        fputc(c ^ 1, fp);
+        fclose(fp);
+        pgdata = xasprintf("%s/rep-bad-%d", f->dir, i);
+        assert_int_equal(restore_label(f, i, "L3", pgdata, false, RESTORE_CACHE_BYTES, &st),
+                         -ERR_INTEGRITY);
+        char *msg = err_format();
+        if (!strstr(msg, "base/") || !strstr(msg, i ? "\"secret\"" : "\"plain\""))
+            fail_msg("repo %d: %s", i, msg);
+        free(msg);
+        err_clear();
+        free(pgdata);
+        free(obj);
+    }
+    free(a);
+    free(zero);
+    free(mixed);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -520,6 +658,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_digest, setup_chunks, teardown),
         cmocka_unit_test_setup_teardown(test_delta_links, setup_chunks, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_manifest, setup_chunks, teardown),
+        cmocka_unit_test_setup_teardown(test_repeated_chunks, setup_chunks, teardown),
+        cmocka_unit_test_setup_teardown(test_repeated_chunks, setup_file, teardown),
         cmocka_unit_test_setup_teardown(test_restore, setup_file, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_chunk, setup_file, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_chunk, setup_file, teardown),

@@ -151,7 +151,10 @@ sub s3rver_script
 # Start an s3rver; returns { endpoint, host, port, dir, pid, access_key, secret_key }.
 # Options: dir => data directory (default: a fresh temp dir), key/cert => files for
 # HTTPS, port => the port to listen on (to restart one where it was; default: a
-# free one). It is stopped by s3rver_stop or when the test script ends.
+# free one), log_requests => 1 to have it log one line per request answered in the
+# file $s3->{log} (the tail of "METHOD /bucket/key STATUS TIMEms SIZE": its logger cuts
+# the front, the method with it). It is stopped by s3rver_stop or when
+# the test script ends.
 sub s3rver_start
 {
 	my (%opt) = @_;
@@ -165,7 +168,8 @@ sub s3rver_start
 		my $log = "$PostgreSQL::Test::Utils::log_path/s3rver_$port.log";
 		my @cmd = (
 			'node', '--openssl-legacy-provider', $js,
-			'-d', $dir, '-a', '127.0.0.1', '-p', $port, '--silent');
+			'-d', $dir, '-a', '127.0.0.1', '-p', $port);
+		push @cmd, '--silent' unless $opt{log_requests};
 		push @cmd, ('--key', $opt{key}, '--cert', $opt{cert}) if $opt{cert};
 
 		my $pid = fork() // croak "fork: $!";
@@ -182,6 +186,7 @@ sub s3rver_start
 			host => '127.0.0.1',
 			dir => $dir,
 			endpoint => "$scheme://127.0.0.1:$port",
+			log => $log,
 			access_key => 'S3RVER',
 			secret_key => 'S3RVER',
 		};
