@@ -19,7 +19,7 @@
 # Target: the median wal-fetch call at most 1.2x the median cp.
 #
 # Environment: PGARK (required), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3),
-# BENCH_WALFETCH_MIB (512), BENCH_PORT (54396), BENCH_PGARK_OLD (unset).
+# BENCH_WALFETCH_MIB (512), BENCH_WALFETCH_PORT (54398), BENCH_PGARK_OLD (unset).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,7 +30,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 RESULTS_DIR=${RESULTS_DIR:-$here/results}
 ROUNDS=${BENCH_ROUNDS:-3}
 WAL_MIB=${BENCH_WALFETCH_MIB:-512}
-PORT=${BENCH_PORT:-54396}
+PORT=${BENCH_WALFETCH_PORT:-54398}
 OLD=${BENCH_PGARK_OLD:-}
 [ -x "$PGARK" ] || bench_die "no pgark binary at \"$PGARK\""
 [ -z "$OLD" ] || [ -x "$OLD" ] || bench_die "no pgark binary at \"$OLD\" (BENCH_PGARK_OLD)"
