@@ -20,13 +20,14 @@
  *    process picks up. The process leaves after a while without a new ".want" (or when
  *    the cache directory is gone); before it goes it drops the lock and looks at ".want"
  *    once more, so a call that found the lock taken just then is not left unserved.
- * A cached copy is made durable a MiB at a time as it is written (walobject.c, FLUSH_STEP)
- * before it is renamed into the cache, though a copy lost in a crash would only cost a
- * fetch: PostgreSQL fsyncs every segment restore_command hands it (durable_rename in its
- * startup process, before replaying it), and on a file still dirty in the page cache
- * that fsync stalled replay for the whole 16 MiB write-out; flushing a MiB at a time
- * keeps the server's other fsyncs from waiting on a whole segment. The cache's
- * directory entries are not fsynced.
+ * A cached copy is written out a MiB at a time as it is written and made durable before
+ * it is renamed into the cache (walobject.c, FLUSH_STEP), though a copy lost in a crash
+ * would only cost a fetch: PostgreSQL fsyncs every segment restore_command hands it
+ * (durable_rename in its startup process, before replaying it), and on a file still
+ * dirty in the page cache that fsync stalled replay for the whole 16 MiB write-out;
+ * writing out a MiB at a time keeps the server's other fsyncs from waiting on a whole
+ * segment. The cache's directory entries are not fsynced; a cached copy is checked
+ * (size and first page header) before it is served.
  * The read-ahead process is detached (setsid, its own fds closed), so the server's
  * restore_command returns at once and a server shutdown does not wait for it.
  * When the cache is in a data directory's pg_wal (DEST is the server's
@@ -45,6 +46,7 @@
 #include "restore_int.h"
 
 #include "pgark/error.h"
+#include "pgark/log.h"
 #include "pgark/mem.h"
 #include "pgark/privfs.h"
 
@@ -61,10 +63,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PREFETCH_THREADS 4          /* at most: one per CPU, but at least 2 */
-#define PREFETCH_AWAIT_STEP_US 1000 /* how often a call that waits looks for its copy */
-#define PREFETCH_POLL_MS 10         /* how often an idle read-ahead looks at ".want" */
-#define PREFETCH_IDLE_MS 5000       /* and leaves after this long without a new one */
+#define PREFETCH_THREADS 4              /* at most: one per CPU, but at least 2 */
+#define PREFETCH_AWAIT_STEP_US 1000     /* how often a call that waits looks for its copy */
+#define PREFETCH_POLL_MS 10             /* how often an idle read-ahead looks at ".want" */
+#define PREFETCH_IDLE_MS 5000           /* and leaves after this long without a new one */
+#define PREFETCH_XLP_LONG_HEADER 0x0002 /* xlp_info: the page opens a segment */
 
 /* Unlink every entry of cache_dir that doomed(name, arg) picks. */
 static void remove_entries(const char *cache_dir, bool (*doomed)(const char *name, const void *arg),
@@ -113,10 +116,62 @@ char *prefetch_cache_dir(const char *dest)
     return dir;
 }
 
+/* Is the cached file at path still what the read-ahead put there: a whole segment of a
+ * valid size whose long page header names this segment (timeline, address, size)? The
+ * copy was verified against the repository's digest before it was renamed into the
+ * cache; this costs an fstat and one 40-byte read, and catches a copy that was truncated
+ * or replaced since (by hand, by a file system that lost it in a crash), which would
+ * otherwise be handed to the server as the segment. */
+static bool sound_copy(const char *path, const char *name)
+{
+    uint8_t h[40];
+    struct stat st;
+    timeline_t tli;
+    uint64_t segno;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+              wal_seg_size_valid((uint64_t)st.st_size) &&
+              pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h);
+    close(fd);
+    if (!ok || wal_segment_parse(name, (uint64_t)st.st_size, &tli, &segno) < 0) {
+        err_clear();
+        return false;
+    }
+    uint16_t info = (uint16_t)(h[2] | h[3] << 8);
+    uint32_t page_tli =
+        (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 24;
+    uint64_t addr = 0;
+    for (int i = 7; i >= 0; i--)
+        addr = addr << 8 | h[8 + i];
+    uint32_t seg =
+        (uint32_t)h[32] | (uint32_t)h[33] << 8 | (uint32_t)h[34] << 16 | (uint32_t)h[35] << 24;
+    return (info & PREFETCH_XLP_LONG_HEADER) && page_tli == tli &&
+           addr == segno * (uint64_t)st.st_size && seg == (uint64_t)st.st_size;
+}
+
+/* Move the cached copy of name into dest if it is sound: 1 served, 0 not there; a copy
+ * that is not sound is removed (0: the caller fetches the segment from the
+ * repositories). */
+static int serve(const char *cached, const char *name, const char *dest)
+{
+    if (access(cached, F_OK) != 0)
+        return 0;
+    if (!sound_copy(cached, name)) {
+        log_warn("the read-ahead's copy of segment %s is damaged: fetching it from the "
+                 "repositories",
+                 name);
+        unlink(cached);
+        return 0;
+    }
+    return rename(cached, dest) == 0;
+}
+
 int prefetch_consume(const char *cache_dir, const char *name, const char *dest)
 {
     char *cached = xasprintf("%s/%s", cache_dir, name);
-    int served = rename(cached, dest) == 0;
+    int served = serve(cached, name, dest);
     free(cached);
     /* Whatever is not after this segment on this timeline will not be asked for. */
     prune_cache(cache_dir, name, NULL);
@@ -172,7 +227,7 @@ int prefetch_await(const char *cache_dir, const char *name, const char *dest)
     for (unsigned i = 1;; i++) {
         /* looked at before the rename: a fetch seen over has renamed its copy already */
         bool fetching = access(tmp, F_OK) == 0;
-        if (rename(cached, dest) == 0) {
+        if (serve(cached, name, dest) > 0) {
             served = 1;
             prune_cache(cache_dir, name, NULL);
             break;

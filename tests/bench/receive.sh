@@ -17,6 +17,12 @@
 #                 (BENCH_OFF=0: never; BENCH_OFF=all: in every mode): with
 #                 synchronous_standby_names waiting on it every commit waits for a batch,
 #                 the set-up the receiver warns about
+#   pgark_old     (only with BENCH_PGARK_OLD, the path of another pgark binary) pgark's
+#                 set-up with that binary: a before/after pair measured in one run
+# Every receiver connects over TCP to 127.0.0.1, as a backup host elsewhere does: those
+# are the headline figures. With "unix" in BENCH_TRANSPORTS ("tcp unix", the default;
+# "tcp" alone skips them) pg_receivewal and pgark also run over the Unix socket, as
+# pg_receivewal_unix and pgark_unix. pgbench and the samplers always use the socket.
 # Each receiver runs in every mode of BENCH_MODES:
 #   sync    its application_name is synchronous_standby_names (commits wait on it)
 #   async   it is not (commits do not wait; it still fsyncs before reporting a flush)
@@ -31,7 +37,8 @@
 # RESULTS_DIR; BENCH_SECONDS (300), BENCH_ROUNDS (3), BENCH_MODES ("sync async"),
 # BENCH_SCALE (20), BENCH_CLIENTS (4), BENCH_JOBS (2), BENCH_PORT (54391; the webhook and
 # the metrics of pgark_obs listen on the next two ports), BENCH_OBS (1), BENCH_OFF (1),
-# BENCH_FLUSH_INTERVAL (unset: pgark's default).
+# BENCH_FLUSH_INTERVAL (unset: pgark's default), BENCH_TRANSPORTS ("tcp unix"),
+# BENCH_PGARK_OLD (unset).
 # BENCH_PERF=1: after the rounds, one more pgark run (first mode of BENCH_MODES, not in
 # the medians) under `perf record -g`; its report goes to receive-<timestamp>-perf.txt.
 # Unprivileged, perf sees user space only (perf_event_paranoid 2): time spent inside
@@ -55,6 +62,8 @@ PERF=${BENCH_PERF:-0}
 OBS=${BENCH_OBS:-1}
 OFF=${BENCH_OFF:-1}
 FLUSH_INTERVAL=${BENCH_FLUSH_INTERVAL:-}
+TRANSPORTS=${BENCH_TRANSPORTS:-tcp unix}
+PGARK_OLD=${BENCH_PGARK_OLD:-}
 HOOK_PORT=$((PORT + 1))
 METRICS_PORT=$((PORT + 2))
 PROFILE=0
@@ -69,6 +78,17 @@ for m in $MODES; do
     esac
 done
 [ -x "$PGARK" ] || bench_die "no pgark binary at \"$PGARK\""
+[ -z "$PGARK_OLD" ] || [ -x "$PGARK_OLD" ] || bench_die "no pgark binary at \"$PGARK_OLD\" (BENCH_PGARK_OLD)"
+for t in $TRANSPORTS; do
+    case "$t" in
+    tcp | unix) ;;
+    *) bench_die "BENCH_TRANSPORTS: \"$t\" is not tcp or unix" ;;
+    esac
+done
+case " $TRANSPORTS " in
+*" tcp "*) ;;
+*) bench_die "BENCH_TRANSPORTS must include tcp (the headline figures)" ;;
+esac
 
 RX_PID=""
 cleanup() {
@@ -121,7 +141,15 @@ awk -v n=$((SECONDS_RUN * 10 + 1200)) -v app="$APP" 'BEGIN {
     }
 }' >"$lag_script"
 
-write_pgark_config() { # file dir [obs|off]
+# The transport of a tool: its _unix variants use the socket, every other one TCP.
+transport_of() { # tool
+    case "$1" in
+    *_unix) echo unix ;;
+    *) echo tcp ;;
+    esac
+}
+
+write_pgark_config() { # file dir [obs|off|unix|old] transport
     if [ "${3:-}" = obs ]; then
         cat >"$1" <<EOF
 metrics_listen: 127.0.0.1:$METRICS_PORT
@@ -149,7 +177,7 @@ compression:
   level: 3
 clusters:
   bench:
-    conninfo: "$(pg_conninfo)"
+    conninfo: "$(pg_conninfo "$4")"
     slot: $SLOT
     create_slot: false
     repos: [r1, r2]
@@ -191,15 +219,17 @@ start_scraper() {
 
 start_receiver() { # tool dir
     case "$1" in
-    pg_receivewal)
+    pg_receivewal | pg_receivewal_unix)
         mkdir -p "$2/wal"
         "$PGBIN/pg_receivewal" -D "$2/wal" --slot "$SLOT" --synchronous -n --no-password \
-            -d "$(pg_conninfo) application_name=$APP" >"$2/rx.log" 2>&1 &
+            -d "$(pg_conninfo "$(transport_of "$1")") application_name=$APP" >"$2/rx.log" 2>&1 &
         ;;
-    pgark | pgark_obs | pgark_off)
+    pgark | pgark_obs | pgark_off | pgark_unix | pgark_old)
         mkdir -p "$2/spool" "$2/repo1" "$2/repo2"
-        write_pgark_config "$2/pgark.yaml" "$2" "${1#pgark_}"
-        "$PGARK" --config "$2/pgark.yaml" receive >"$2/rx.log" 2>&1 &
+        write_pgark_config "$2/pgark.yaml" "$2" "${1#pgark_}" "$(transport_of "$1")"
+        bin=$PGARK
+        [ "$1" != pgark_old ] || bin=$PGARK_OLD
+        "$bin" --config "$2/pgark.yaml" receive >"$2/rx.log" 2>&1 &
         ;;
     esac
     RX_PID=$!
@@ -209,7 +239,7 @@ start_receiver() { # tool dir
 
 stop_receiver() { # tool dir
     [ -n "$RX_PID" ] || return 0
-    if [ "$1" = pg_receivewal ]; then
+    if [ "${1%_unix}" = pg_receivewal ]; then
         kill -INT "$RX_PID" 2>/dev/null || true
     else
         kill -TERM "$RX_PID" 2>/dev/null || true
@@ -290,7 +320,7 @@ run_variant() { # mode tool round
         t1=$(date +%s.%N)
         wait_until 120 "SELECT coalesce((SELECT flush_lsn >= '$lsn1' FROM pg_stat_replication WHERE application_name = '$APP'), false)" ||
             bench_die "$tool did not flush $lsn1 within 120 s of the end of the load"
-        if [ "$tool" != pg_receivewal ]; then
+        if [ "${tool%_unix}" != pg_receivewal ]; then
             boundary=$(q "SELECT pg_lsn '0/0' + (pg_wal_lsn_diff('$lsn1', '0/0') - pg_wal_lsn_diff('$lsn1', '0/0') % $SEG)")
             deadline=$(($(date +%s) + 180))
             until [ "$(q "$(pgark_shipped_sql "$dir" "$boundary")")" = t ]; do
@@ -338,7 +368,7 @@ run_variant() { # mode tool round
         rss_mid=$(awk 'NF { v[++n] = $1 } END { if (n) print v[int((n + 1) / 2)] }' "$dir/rss")
         rss_max=$(percentile 100 <"$dir/rss")
         nlag=$(wc -l <"$dir/lag.ms")
-        if [ "$tool" != pg_receivewal ]; then
+        if [ "${tool%_unix}" != pg_receivewal ]; then
             cp "$dir/rx.log" "$WORK/last-pgark.log"
         fi
         bench_log "  $tool: $tps tps, $(awk -v b="$wal" 'BEGIN { printf "%.3f", b / 2^30 }') GiB WAL, $cpu_s s CPU, flush lag p50 $lag50 ms p99 $lag99 ms ($nlag samples), RSS max $rss_max KiB, catch-up $catchup s"
@@ -347,6 +377,7 @@ run_variant() { # mode tool round
     fi
 
     jq -cn --arg mode "${mode:-none}" --arg tool "$tool" --argjson round "$round" \
+        --arg transport "$(transport_of "$tool")" \
         --argjson profiled "$([ "$PROFILE" = 1 ] && echo true || echo false)" \
         --argjson tps "$(json_num "$tps")" --argjson wal "$wal" \
         --argjson cpu "$(json_num "$cpu_s")" \
@@ -355,7 +386,7 @@ run_variant() { # mode tool round
         --argjson blag50 "$(json_num "$blag50")" --argjson blag99 "$(json_num "$blag99")" \
         --argjson rss_first "$(json_num "$rss_first")" --argjson rss_last "$(json_num "$rss_last")" --argjson rss_mid "$(json_num "$rss_mid")" \
         --argjson rss_max "$(json_num "$rss_max")" --argjson catchup "$(json_num "$catchup")" \
-        '{mode: $mode, tool: $tool, round: $round, tps: $tps, wal_bytes: $wal,
+        '{mode: $mode, tool: $tool, transport: $transport, round: $round, tps: $tps, wal_bytes: $wal,
           cpu_s: $cpu, cpu_s_per_gib: (if $cpu == null then null else ($cpu / ($wal / 1073741824) * 1000 | round / 1000) end),
           flush_lag_ms: {p50: $lag50, p99: $lag99, max: $lagmax},
           flush_lag_bytes: {p50: $blag50, p99: $blag99},
@@ -369,6 +400,10 @@ run_variant() { # mode tool round
 variants=none
 for m in $MODES; do
     variants="$variants $m:pg_receivewal $m:pgark"
+    case " $TRANSPORTS " in
+    *" unix "*) variants="$variants $m:pg_receivewal_unix $m:pgark_unix" ;;
+    esac
+    [ -z "$PGARK_OLD" ] || variants="$variants $m:pgark_old"
     [ "$OBS" = 0 ] || variants="$variants $m:pgark_obs"
     if [ "$OFF" = all ] || { [ "$OFF" = 1 ] && [ "$m" = async ]; }; then
         variants="$variants $m:pgark_off"
@@ -426,13 +461,15 @@ jq -s --arg stamp "$stamp" --argjson seconds "$SECONDS_RUN" --argjson rounds "$R
                 clients: $clients, jobs: $jobs,
                 pgark: "synchronous: true, 2 posix repositories, zstd level 3",
                 pgark_off: "the same with synchronous: false",
-                pg_receivewal: "--synchronous --slot"},
+                pg_receivewal: "--synchronous --slot",
+                transports: "every receiver over TCP to 127.0.0.1; *_unix over the Unix socket"},
      runs: $runs,
      baseline_tps: $base_tps,
-     medians: [ $modes[] as $m | ["pg_receivewal", "pgark", "pgark_off", "pgark_obs"][] as $t |
+     medians: [ $modes[] as $m | ["pg_receivewal", "pgark", "pgark_off", "pgark_obs", "pgark_old",
+                                  "pg_receivewal_unix", "pgark_unix"][] as $t |
         select(any($runs[]; .mode == $m and .tool == $t)) |
         ($runs | map(select(.mode == $m and .tool == $t))) as $r |
-        {mode: $m, tool: $t, tps: ($r | med(.tps)),
+        {mode: $m, tool: $t, transport: $r[0].transport, tps: ($r | med(.tps)),
          tps_vs_baseline: ratio($r | med(.tps); $base_tps),
          wal_bytes: ($r | med(.wal_bytes)), cpu_s: ($r | med(.cpu_s)),
          cpu_s_per_gib: ($r | med(.cpu_s_per_gib)),
@@ -442,9 +479,9 @@ jq -s --arg stamp "$stamp" --argjson seconds "$SECONDS_RUN" --argjson rounds "$R
          rss_kib: {first: ($r | med(.rss_kib.first)), mid: ($r | med(.rss_kib.mid)), last: ($r | med(.rss_kib.last)),
                    max: ($r | map(.rss_kib.max) | max)},
          catchup_s: ($r | med(.catchup_s))} ] } |
-    .ratios = [ $modes[] as $m | ("pgark", "pgark_off") as $t |
+    .ratios = [ $modes[] as $m | ("pgark", "pgark_off", "pgark_old", "pgark_unix") as $t |
         (.medians | map(select(.mode == $m and .tool == $t))[0]) as $a |
-        (.medians | map(select(.mode == $m and .tool == "pg_receivewal"))[0]) as $b |
+        (.medians | map(select(.mode == $m and .tool == (if $t == "pgark_unix" then "pg_receivewal_unix" else "pg_receivewal" end)))[0]) as $b |
         select($a != null) |
         {mode: $m, tool: $t, cpu_s_per_gib: ratio($a.cpu_s_per_gib; $b.cpu_s_per_gib),
          flush_lag_p50: ratio($a.flush_lag_ms.p50; $b.flush_lag_ms.p50),
@@ -454,6 +491,14 @@ jq -s --arg stamp "$stamp" --argjson seconds "$SECONDS_RUN" --argjson rounds "$R
         (.medians | map(select(.mode == $m and .tool == "pgark_off"))[0]) as $a |
         (.medians | map(select(.mode == $m and .tool == "pgark"))[0]) as $b |
         select($a != null) |
+        {mode: $m, cpu_s_per_gib: ratio($a.cpu_s_per_gib; $b.cpu_s_per_gib),
+         flush_lag_p50: ratio($a.flush_lag_ms.p50; $b.flush_lag_ms.p50),
+         flush_lag_p99: ratio($a.flush_lag_ms.p99; $b.flush_lag_ms.p99),
+         tps: ratio($a.tps; $b.tps)} ] |
+    .new_old_ratios = [ $modes[] as $m |
+        (.medians | map(select(.mode == $m and .tool == "pgark"))[0]) as $a |
+        (.medians | map(select(.mode == $m and .tool == "pgark_old"))[0]) as $b |
+        select($a != null and $b != null) |
         {mode: $m, cpu_s_per_gib: ratio($a.cpu_s_per_gib; $b.cpu_s_per_gib),
          flush_lag_p50: ratio($a.flush_lag_ms.p50; $b.flush_lag_ms.p50),
          flush_lag_p99: ratio($a.flush_lag_ms.p99; $b.flush_lag_ms.p99),
@@ -474,15 +519,15 @@ jq -s --arg stamp "$stamp" --argjson seconds "$SECONDS_RUN" --argjson rounds "$R
     jq -r '"baseline (no receiver): \(if .baseline_tps == null then "-" else (.baseline_tps * 10 | round / 10) end) tps"' "$out"
     jq -r '
         def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
-        (["mode", "tool", "tps", "x_base", "GiB_WAL", "CPU_s", "CPU_s/GiB", "lag_p50_ms", "lag_p99_ms",
+        (["mode", "tool", "via", "tps", "x_base", "GiB_WAL", "CPU_s", "CPU_s/GiB", "lag_p50_ms", "lag_p99_ms",
           "lag_max_ms", "RSS_MiB_first/mid/last/max", "catch-up_s"] | @tsv),
-        (.medians[] | [.mode, .tool, (.tps | f(1)), (.tps_vs_baseline | f(2)),
+        (.medians[] | [.mode, .tool, .transport, (.tps | f(1)), (.tps_vs_baseline | f(2)),
             (.wal_bytes / 1073741824 | f(3)), (.cpu_s | f(2)), (.cpu_s_per_gib | f(2)),
             (.flush_lag_ms.p50 | f(2)), (.flush_lag_ms.p99 | f(2)), (.flush_lag_ms.max | f(1)),
             "\(.rss_kib.first / 1024 | f(1))/\(.rss_kib.mid / 1024 | f(1))/\(.rss_kib.last / 1024 | f(1))/\(.rss_kib.max / 1024 | f(1))",
             (.catchup_s | f(2))] | @tsv)
     ' "$out" | column -t -s "$(printf '\t')"
-    echo "pgark (synchronous: true as pgark, false as pgark_off) / pg_receivewal:"
+    echo "pgark (synchronous: true as pgark, false as pgark_off) / pg_receivewal, over the same transport:"
     jq -r '
         def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
         .ratios[] | "  \(.mode) \(.tool): CPU per GiB \(.cpu_s_per_gib | f(2))x, flush lag p50 \(.flush_lag_p50 | f(2))x, p99 \(.flush_lag_p99 | f(2))x, TPS \(.tps | f(2))x"
@@ -491,6 +536,12 @@ jq -s --arg stamp "$stamp" --argjson seconds "$SECONDS_RUN" --argjson rounds "$R
         def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
         if (.off_ratios | length) > 0 then "pgark synchronous: false / true:",
         (.off_ratios[] | "  \(.mode): CPU per GiB \(.cpu_s_per_gib | f(2))x, flush lag p50 \(.flush_lag_p50 | f(2))x, p99 \(.flush_lag_p99 | f(2))x, TPS \(.tps | f(2))x")
+        else empty end
+    ' "$out"
+    jq -r '
+        def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
+        if (.new_old_ratios | length) > 0 then "pgark / pgark_old (BENCH_PGARK_OLD), paired in this run:",
+        (.new_old_ratios[] | "  \(.mode): CPU per GiB \(.cpu_s_per_gib | f(2))x, flush lag p50 \(.flush_lag_p50 | f(2))x, p99 \(.flush_lag_p99 | f(2))x, TPS \(.tps | f(2))x")
         else empty end
     ' "$out"
     jq -r '

@@ -116,6 +116,31 @@ like($r->{stderr}, qr/restored segment \Q$segs[3]\E from the read-ahead cache/,
 ok(!-e "$cache/$segs[2]", "$segs[2], passed over, was pruned");
 ok(-e "$cache/$segs[4]" || -e "$cache/$segs[5]", 'the later ones stay');
 
+# A cached copy is handed over only if it still is the whole segment it is named after:
+# one cut short, or another segment under its name, is removed and the segment fetched
+# from the repository, with the repository's bytes.
+ok(poll_until(sub { -f "$cache/$segs[4]" && -f "$cache/$segs[5]" }, 60),
+	"$segs[4] and $segs[5] are in the cache");
+truncate("$cache/$segs[4]", 8 * 1024 * 1024) or die "truncate: $!";
+$r = fetch($segs[4], $wal);
+is($r->{rc}, 0, "wal-fetch $segs[4], its cached copy cut short");
+like($r->{stderr}, qr/the read-ahead's copy of segment \Q$segs[4]\E is damaged: fetching it from the repositories/,
+	'the damaged copy is reported');
+unlike($r->{stderr}, qr/restored segment \Q$segs[4]\E from the read-ahead cache/, 'and not served');
+my $got4 = slurp_bytes("$wal/RECOVERYXLOG");
+$r = fetch($segs[4], $plain);
+is($r->{rc}, 0, "$segs[4] fetched where no cache is, for reference");
+ok($got4 eq slurp_bytes("$plain/RECOVERYXLOG") && length($got4) == 16 * 1024 * 1024,
+	"what the server got for $segs[4] is the repository's whole segment");
+write_file("$cache/$segs[5]", $got4);
+$r = fetch($segs[5], $wal);
+is($r->{rc}, 0, "wal-fetch $segs[5], another segment's bytes under its name in the cache");
+like($r->{stderr}, qr/the read-ahead's copy of segment \Q$segs[5]\E is damaged/, 'reported too');
+my $got5 = slurp_bytes("$wal/RECOVERYXLOG");
+$r = fetch($segs[5], $plain);
+ok($got5 eq slurp_bytes("$plain/RECOVERYXLOG"), "the server got $segs[5]'s own bytes");
+ok($got5 ne $got4, "not $segs[4]'s");
+
 # --- the size of the window ------------------------------------------------------------
 
 sub config_with
@@ -225,10 +250,12 @@ write_file($atmp, 'partial copy');
 my $pid = start_fetch();
 # the copy must appear while it waits, for the log line below
 is(poll_until(sub { fetch_state($pid) }), 'waiting', 'a request for a segment being read ahead waits for it');
-write_file("$acache/$segs[2]", "read-ahead copy of $segs[2]");
+# the read-ahead's copy: the segment itself (a copy that is not a whole segment with its
+# own header is not served, below)
+write_file("$acache/$segs[2]", $ref_bytes);
 unlink $atmp;
 is(fetch_exit($pid), 0, 'and exits 0 once the copy is there');
-is(slurp_file($adest), "read-ahead copy of $segs[2]", "serving the read-ahead's copy");
+ok(slurp_bytes($adest) eq $ref_bytes, "serving the read-ahead's copy");
 like(slurp_file($alog),
 	qr/restored segment \Q$segs[2]\E from the read-ahead cache, once the read-ahead had fetched it/,
 	'logged so');
