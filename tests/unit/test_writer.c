@@ -604,7 +604,8 @@ static void test_repeated_chunks(void **state)
         free(pgdata);
 
         /* --delta over the first restore with one chunk of base/4/a changed: only that
-         * chunk is written, from memory (base/1/a, kept, supplied it). */
+         * chunk is written, once: from memory when base/1/a's piece kept its copy first,
+         * else fetched (the pieces of the two files run side by side). */
         pgdata = xasprintf("%s/rep-%d", f->dir, i);
         char *p = xasprintf("%s/base/4/a", pgdata);
         int fd = open(p, O_WRONLY);
@@ -615,8 +616,7 @@ static void test_repeated_chunks(void **state)
         assert_int_equal(restore_label(f, i, "L3", pgdata, true, RESTORE_CACHE_BYTES, &st), 0);
         assert_rep_files(data, pgdata);
         assert_int_equal(st.files_written, 1);
-        assert_int_equal(st.chunks_fetched, 0);
-        assert_int_equal(st.chunks_reused, 1);
+        assert_int_equal(st.chunks_fetched + st.chunks_reused, 1);
         free(pgdata);
 
         /* A0, needed by every copy of A and by M, damaged: the restore stops with the
