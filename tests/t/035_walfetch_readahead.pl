@@ -252,7 +252,9 @@ my $pid = start_fetch();
 is(poll_until(sub { fetch_state($pid) }), 'waiting', 'a request for a segment being read ahead waits for it');
 # the read-ahead's copy: the segment itself (a copy that is not a whole segment with its
 # own header is not served, below)
-write_file("$acache/$segs[2]", $ref_bytes);
+# (whole, as the read-ahead's rename makes it appear: written beside it, then renamed)
+write_file("$acache/.staged", $ref_bytes);
+rename("$acache/.staged", "$acache/$segs[2]") or die "rename: $!";
 unlink $atmp;
 is(fetch_exit($pid), 0, 'and exits 0 once the copy is there');
 ok(slurp_bytes($adest) eq $ref_bytes, "serving the read-ahead's copy");

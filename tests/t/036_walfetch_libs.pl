@@ -35,11 +35,15 @@ my $dest = "$wal/RECOVERYXLOG";
 my $unusable = "$tmp/unusable";
 write_file("$unusable/$_", "not a shared library\n")
   for qw(libcurl.so.4 libpq.so.5 libcrypto.so.3 libzstd.so.1);
-write_file("$wal/.pgark-prefetch/$seg", "cached bytes of $seg");
+# A cached copy is served only as a whole segment whose first page header names it:
+# the long header of segment 5 on timeline 1, 16 MiB, the rest zeros.
+my $cached = pack('v v V Q< V x4 Q< V V', 0xD10D, 0x0002, 1, 5 * 16777216, 0, 1, 16777216, 8192);
+$cached .= "\0" x (16777216 - length($cached));
+write_file("$wal/.pgark-prefetch/$seg", $cached);
 my $r = run_pgark([ '--config', $config, 'wal-fetch', $seg, $dest ],
 	env => { LD_DEBUG => 'libs', LD_LIBRARY_PATH => $unusable });
 is($r->{rc}, 0, 'wal-fetch serves the cached segment');
-is(slurp_file($dest), "cached bytes of $seg", 'with its bytes');
+ok(slurp_bytes($dest) eq $cached, 'with its bytes');
 like($r->{stderr}, qr/find library=libyaml-0\.so/, 'LD_DEBUG lists the libraries looked for');
 my @loaded = $r->{stderr} =~ /find library=(lib(?:curl|pq|crypto|zstd)[^ ]*)/g;
 is_deeply(\@loaded, [], 'none of libcurl, libpq, libcrypto and libzstd is loaded');
