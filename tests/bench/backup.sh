@@ -35,7 +35,7 @@
 # BENCH_TRANSPORTS ("tcp unix"), BENCH_TOOLS (the full-backup variants to run, from "pgark
 # pg_basebackup pgbackrest pgark_enc", the default; pgark is required: the second backups
 # use its repository; the *_unix runs follow for pgark and pg_basebackup when listed),
-# BENCH_PGARK_B (another pgark binary, e.g. the build before a change: run in every
+# BENCH_PGARK_OLD (another pgark binary, e.g. the build before a change: run in every
 # round as the variant pgark_b, over TCP, into a repository of its own, for paired
 # ratios pgark_b/pgark of wall, CPU and system time; run.sh copies it for the bench user),
 # BENCH_STEP_TIMEOUT (1800 s for any one command), BENCH_PERF=1: one more pgark full and
@@ -59,8 +59,8 @@ PGBACKREST=${PGBACKREST:-/usr/bin/pgbackrest}
 STANZA=bench
 
 [ -x "$PGARK" ] || bench_die "no pgark binary at \"$PGARK\""
-PGARK_B=${BENCH_PGARK_B:-}
-[ -z "$PGARK_B" ] || [ -x "$PGARK_B" ] || bench_die "BENCH_PGARK_B: no pgark binary at \"$PGARK_B\""
+PGARK_B=${BENCH_PGARK_OLD:-}
+[ -z "$PGARK_B" ] || [ -x "$PGARK_B" ] || bench_die "BENCH_PGARK_OLD: no pgark binary at \"$PGARK_B\""
 TOOLS=${BENCH_TOOLS:-pgark pg_basebackup pgbackrest pgark_enc}
 for t in $TOOLS; do
     case "$t" in

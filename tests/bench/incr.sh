@@ -26,7 +26,7 @@
 # bundles carry server binaries only, and Debian 12's client programs are of 15, which
 # refuse a server of 17 (pg_basebackup) or do not exist (pg_combinebackup).
 #
-# A/B: with BENCH_INCR_PGARK_OLD (another pgark binary), every backup step is taken by
+# A/B: with BENCH_PGARK_OLD (another pgark binary), every backup step is taken by
 # both, one after the other (which first alternates by round), each into its own
 # repository and spool, from the same server state; the old binary's steps are named
 # old_<step> (its restores are not run). The summary also counts the parent chunks read
@@ -37,7 +37,7 @@
 # Environment: PGARK (required), BENCH_INCR_PGBIN (required: initdb/pg_ctl/postgres of the
 # major), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3), BENCH_INCR_SCALE (100),
 # BENCH_INCR_MAJOR (17), BENCH_INCR_PORT (54399), BENCH_STEP_TIMEOUT (1800),
-# BENCH_INCR_PGARK_OLD, BENCH_INCR_LOG_LEVEL.
+# BENCH_PGARK_OLD, BENCH_INCR_LOG_LEVEL.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -53,10 +53,10 @@ SCALE=${BENCH_INCR_SCALE:-100}
 MAJOR=${BENCH_INCR_MAJOR:-17}
 PORT=${BENCH_INCR_PORT:-54399}
 STEP=${BENCH_STEP_TIMEOUT:-1800}
-OLD=${BENCH_INCR_PGARK_OLD:-}
+OLD=${BENCH_PGARK_OLD:-}
 LOGLEVEL=${BENCH_INCR_LOG_LEVEL:-}
 [ -x "$PGARK" ] || bench_die "no pgark binary at \"$PGARK\""
-[ -z "$OLD" ] || [ -x "$OLD" ] || bench_die "no pgark binary at \"$OLD\" (BENCH_INCR_PGARK_OLD)"
+[ -z "$OLD" ] || [ -x "$OLD" ] || bench_die "no pgark binary at \"$OLD\" (BENCH_PGARK_OLD)"
 [ -x "$PGBIN_SERVER/postgres" ] || bench_die "no postgres in \"$PGBIN_SERVER\""
 [ "$MAJOR" -ge 17 ] || bench_die "BENCH_INCR_MAJOR must be 17 or later (incremental backups)"
 

@@ -10,7 +10,7 @@
 #              pgbackrest  pgbackrest restore --type=immediate, process-max 2
 #              untar       tar -x of pg_basebackup's -Ft client-zstd:3 output (taken once,
 #                          over TCP), then sync -f: the floor of a plain tar restore
-#              pgark_base  (not by default) pgark restore with the binary BENCH_RESTORE_BASE
+#              pgark_base  (not by default) pgark restore with the binary BENCH_PGARK_OLD
 #                          (an older build, from the same repository): old against new
 #                          in the same run
 #            measured: wall time, client CPU (user and sys), peak RSS, bytes laid down.
@@ -40,7 +40,7 @@
 # BENCH_RESTORE_SCALE (100), BENCH_RESTORE_WAL_MIB (1024), BENCH_RESTORE_PORT (54394),
 # BENCH_RESTORE_VARIANTS ("walfetch local pgbackrest_async"; also "mv"; empty: no replay phase),
 # BENCH_RESTORE_TOOLS ("pgark pgbackrest untar"; empty: no restore phase), BENCH_STEP_TIMEOUT (1800),
-# BENCH_RESTORE_KEEP (1), BENCH_RESTORE_BASE (the binary of pgark_base),
+# BENCH_RESTORE_KEEP (1), BENCH_PGARK_OLD (the binary of pgark_base),
 # BENCH_PERF=1: one more pgark restore under perf record -g (restore-<stamp>-perf.txt).
 set -eu
 
@@ -60,13 +60,13 @@ KEEP=${BENCH_RESTORE_KEEP:-1}
 STEP=${BENCH_STEP_TIMEOUT:-1800}
 PERF=${BENCH_PERF:-0}
 PGBACKREST=${PGBACKREST:-/usr/bin/pgbackrest}
-BASE=${BENCH_RESTORE_BASE:-}
+BASE=${BENCH_PGARK_OLD:-}
 STANZA=bench
 
 [ -x "$PGARK" ] || bench_die "no pgark binary at \"$PGARK\""
 [ -x "$PGBACKREST" ] || bench_die "no pgbackrest at \"$PGBACKREST\""
 case " $RESTORE_TOOLS " in
-*" pgark_base "*) [ -x "$BASE" ] || bench_die "pgark_base needs BENCH_RESTORE_BASE, a pgark binary" ;;
+*" pgark_base "*) [ -x "$BASE" ] || bench_die "pgark_base needs BENCH_PGARK_OLD, a pgark binary" ;;
 esac
 for v in $REPLAY_VARIANTS; do
     case "$v" in

@@ -163,10 +163,10 @@ cp "$pgark" "$dest/bin/pgark"
 [ ! -x "$s3bench" ] || cp "$s3bench" "$dest/bin/s3bench"
 [ ! -d "$s3rver_dir/node_modules" ] || cp -a "$s3rver_dir" "$dest/s3"
 cp "$here"/*.sh "$dest/bench/"
-if [ -n "${BENCH_PGARK_B:-}" ]; then # backup.sh's second binary, readable by the user
-    cp "$BENCH_PGARK_B" "$dest/bin/pgark-b"
-    BENCH_PGARK_B=$dest/bin/pgark-b
-    export BENCH_PGARK_B
+if [ -n "${BENCH_PGARK_OLD:-}" ]; then # the A/B binary of every benchmark, readable by the user
+    cp "$BENCH_PGARK_OLD" "$dest/bin/pgark-old"
+    BENCH_PGARK_OLD=$dest/bin/pgark-old
+    export BENCH_PGARK_OLD
 fi
 chown -R "$user:$user" "$dest"
 chmod 0700 "$dest"
