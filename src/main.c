@@ -387,6 +387,10 @@ static void write_metrics(struct cli_context *ctx, const char *command, int rc, 
     err_restore(saved);
 }
 
+/* Long: the global options one by one, then the built-in commands and the table lookup,
+ * then the command's run and its metrics; every path ends at the one exit that prints the
+ * error and chooses the exit code.
+ */
 int main(int argc, char **argv)
 {
     struct cli_context ctx = {0};

@@ -171,6 +171,11 @@ static int hold_spool(struct held *h, const struct config *cfg, const struct con
     return 0;
 }
 
+/* Long: the options and the checks before starting (TLS, the spool's lock, the run's
+ * options and storages), then the loop that runs the receiver and, on SIGHUP, swaps in a
+ * fresh configuration or keeps the old one; the configuration, the cluster and the held
+ * spool cross from one part to the other and are released on the one exit.
+ */
 int cmd_receive(struct cli_context *ctx, int argc, char **argv)
 {
     static const struct option options[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};

@@ -660,6 +660,11 @@ static void sleep_interruptible(struct receiver *rx, int64_t ms)
     }
 }
 
+/* Long: the receiver's life in order: metrics and alerts started, sessions retried with
+ * backoff (or paused while the spool is full), then alerts, shippers and metrics stopped
+ * and the receiver released on the one way out; whether it is a reload decides what that
+ * way out drains, and with the loop's rc what it returns.
+ */
 int receiver_run(const struct receiver_options *o)
 {
     struct receiver *rx = receiver_new(o);

@@ -36,6 +36,11 @@ static int partial_takers_locked(struct shipper *sh, const char *name, uint64_t 
     return n;
 }
 
+/* Long: one copy of the spool's tail in three parts: under the receiver's lock, decide
+ * whether a copy is due and which length the shippers share; without it, ship that copy;
+ * under it again, record what this repository holds. The parts share the name, length,
+ * generation and time read in the first.
+ */
 int ship_partial(struct shipper *sh, bool *copied)
 {
     struct receiver *rx = sh->rx;

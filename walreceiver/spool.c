@@ -325,7 +325,12 @@ static int all_zero(struct spool *s, int fd, const char *path, uint64_t len, boo
 }
 
 /* Open or create the partial file of (tli, segno), pre-padded with zeros. A file cut
- * short while it was being padded (only zeros) is padded to the end. */
+ * short while it was being padded (only zeros) is padded to the end.
+ * Long: the two ways to get the file (an existing one checked for its size and zeros, a
+ * new one created if the spool has room) meet in one step that pads from the offset the
+ * first part found, syncs, and removes the file if that fails; then the file is published
+ * under the lock.
+ */
 static int segment_open(struct spool *s, timeline_t tli, uint64_t segno)
 {
     char name[WAL_NAME_BUFLEN], path[WAL_NAME_BUFLEN + 16];

@@ -249,6 +249,10 @@ static json_t *seconds_json(double s)
     return s < 0 ? json_null() : json_real(round(s * 1000) / 1000);
 }
 
+/* Long: status.json key by key in the order of the file (the receiver, each repository,
+ * the RPO tiers), then written to a temp file and renamed; one level, all under the
+ * status lock.
+ */
 int status_write(struct receiver *rx)
 {
     int rc = 0;

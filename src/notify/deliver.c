@@ -225,6 +225,11 @@ static void release(struct notifier *n)
     free(n);
 }
 
+/* Long: the delivery thread's loop in order: under the lock, wait for or take the
+ * earliest due delivery; without it, make the attempt and choose between delivered, a
+ * later retry and the dead-letter file; under it again, put the delivery back or free it.
+ * Which parts hold the lock is plainest in one function.
+ */
 static void *notifier_thread(void *arg)
 {
     struct notifier *n = arg;

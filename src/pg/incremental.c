@@ -97,6 +97,10 @@ static int header_done(struct pg_incr_parser *p)
     return 0;
 }
 
+/* Long: a state machine over the file's parts in order (fixed header, block numbers,
+ * padding, blocks); each case takes what it can of the input and moves to the next part,
+ * and the cases read best together.
+ */
 int pg_incr_parser_feed(struct pg_incr_parser *p, const void *data, size_t len)
 {
     const uint8_t *d = data;

@@ -340,6 +340,11 @@ static int settle(struct tar_reader *r)
     }
 }
 
+/* Long: one header block checked and read in the order the format asks (end marker,
+ * checksum, ustar magic, numeric fields, type, name, link target), each check with its
+ * own message at the header's offset; the later steps use the fields and the pax or GNU
+ * overrides read before them.
+ */
 static int header_done(struct tar_reader *r)
 {
     const uint8_t *h = r->hdr;

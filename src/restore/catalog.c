@@ -255,6 +255,11 @@ static int decode_object(struct repo *r, const char *path, timeline_t tli, uint6
     return rc;
 }
 
+/* Long: two steps in order: find the repository whose newest object on tli is furthest
+ * along, then decode that object for where the WAL ends and go back segment by segment
+ * (another repository's copy of a damaged one) to the last commit or abort; the second
+ * step works on the repository, segment and partial-or-not the first one chose.
+ */
 int catalog_wal_end(struct cli_repos *set, timeline_t tli, struct catalog_end *out)
 {
     memset(out, 0, sizeof(*out));

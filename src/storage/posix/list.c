@@ -47,6 +47,9 @@ static int list_foreign(struct list_walk *walk, const char *path, mode_t mode)
  * with '/' appended to subdirectories yields the byte order of full paths, because
  * a subtree's paths all share the prefix "name/". Nothing is followed: entries are
  * looked at with AT_SYMLINK_NOFOLLOW, subdirectories opened with O_NOFOLLOW.
+ * Long: one directory read, sorted and visited in order (the names gathered, sorted, then
+ * each subdirectory walked or file handed on); the second part visits the entries the
+ * first gathered, the directory stays open for both, and one cleanup closes it.
  */
 static int list_dir(struct list_walk *walk, int fd, const char *filter, int depth)
 {

@@ -23,6 +23,10 @@ static void add_header(struct s3_signed *sg, const char *name, char *owned_value
     sg->nheaders++;
 }
 
+/* Long: the SigV4 steps in the order each needs the one before (date and payload hashes,
+ * canonical URI and query, signed headers, authorization), then the headers as sent; the
+ * headers signed and the headers sent must match, and side by side they can be checked.
+ */
 void s3_sign(struct s3 *s, const struct s3_req *r, struct s3_signed *out)
 {
     char amz_date[32];

@@ -286,6 +286,9 @@ int s3_list_page_parse(struct s3 *s, const struct http_response *resp, struct s3
  * "wal/00000001/..." comes before "wal/00000001.history" ('.' < '/'). A page is
  * therefore sorted before it is handed on; pages must follow each other in order,
  * and a server whose pages overlap is refused rather than losing paths silently.
+ * Long: one loop over the pages (fetch, sort, check against the last key handed on, hand
+ * on, check the continuation token); the token, the last key and the page counts carry
+ * from page to page, and one cleanup frees what a failed page leaves.
  */
 static int s3_list(struct storage *st, const char *prefix, storage_list_fn fn, void *ctx)
 {
