@@ -337,49 +337,6 @@ int storage_read_all(struct storage *s, const char *path, uint8_t **data, size_t
     return 0;
 }
 
-/* --- deferred directory syncs ------------------------------------------------- */
-
-/* The handle whose writes this thread is deferring (storage_defer_sync_begin), if any. */
-static _Thread_local struct storage *defer_scope;
-
-void storage_defer_sync_begin(struct storage *s)
-{
-    defer_scope = s;
-}
-
-void storage_defer_sync_end(struct storage *s)
-{
-    if (defer_scope == s)
-        defer_scope = NULL;
-}
-
-static bool deferring(struct storage *s)
-{
-    return defer_scope == s && s->ops->sync != NULL;
-}
-
-/* Before a write or rename that is not deferred: what was deferred becomes durable
- * first, since the new object may name it (a manifest naming chunks). */
-static int sync_before(struct storage *s, const char *path)
-{
-    if (!s->ops->sync)
-        return 0;
-    int rc = s->ops->sync(s);
-    if (rc < 0)
-        err_context("while making earlier writes durable before writing \"%s\"", path);
-    return rc;
-}
-
-int storage_sync(struct storage *s)
-{
-    if (!s->ops->sync)
-        return 0;
-    int rc = s->ops->sync(s);
-    if (rc < 0)
-        storage_add_context(s);
-    return rc;
-}
-
 /* --- write ----------------------------------------------------------------- */
 
 struct open_state {
@@ -395,7 +352,7 @@ static int open_attempt(struct storage *s, void *arg, bool *final)
     st->w = s->ops->write_open(s, st->path, st->size_hint);
     if (!st->w)
         return err_code();
-    st->w->defer_sync = deferring(s);
+    st->w->defer_sync = storage_deferring(s);
     return 0;
 }
 
@@ -426,7 +383,7 @@ int storage_write_commit(struct storage_write *w)
     struct storage *s = w->storage;
     if (w->batch)
         return storage_batch_write_commit(w);
-    int rc = w->defer_sync ? 0 : sync_before(s, w->path);
+    int rc = w->defer_sync ? 0 : storage_sync_before(s, w->path);
     if (rc < 0)
         s->ops->write_abort(w);
     else
@@ -459,12 +416,12 @@ static int write_all_attempt(struct storage *s, void *arg, bool *final)
     if (!w)
         return err_code();
     w->no_replace = st->no_replace;
-    w->defer_sync = deferring(s);
+    w->defer_sync = storage_deferring(s);
     int rc = 0;
     if (st->len > 0)
         rc = s->ops->write_data(w, st->data, st->len);
     if (rc == 0 && !w->defer_sync)
-        rc = sync_before(s, st->path);
+        rc = storage_sync_before(s, st->path);
     if (rc < 0) {
         s->ops->write_abort(w);
         return rc;
@@ -661,7 +618,7 @@ static int rename_attempt(struct storage *s, void *arg, bool *final)
 {
     struct rename_state *st = arg;
     (void) final;
-    int rc = sync_before(s, st->to);
+    int rc = storage_sync_before(s, st->to);
     return rc < 0 ? rc : s->ops->rename(s, st->from, st->to);
 }
 
@@ -680,7 +637,7 @@ static int copy_attempt(struct storage *s, void *arg, bool *final)
     (void) final;
     int rc = s->ops->info(s, st->from, &info);
     if (rc == 0)
-        rc = sync_before(s, st->to);
+        rc = storage_sync_before(s, st->to);
     if (rc < 0)
         return rc;
     struct storage_write *w = s->ops->write_open(s, st->to, info.size);

@@ -4,6 +4,7 @@
 
 #include "pgark/storage.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,5 +15,11 @@ int storage_add_context(struct storage *s);
 int storage_batch_write_data(struct storage_write *w, const void *data, size_t len);
 int storage_batch_write_commit(struct storage_write *w);
 void storage_batch_write_abort(struct storage_write *w);
+
+/* defer.c: this thread defers the directory syncs of writes through s (its driver
+ * has a sync); and the sync a write or rename that is not deferred runs first, with
+ * context naming path. */
+bool storage_deferring(struct storage *s);
+int storage_sync_before(struct storage *s, const char *path);
 
 #endif
