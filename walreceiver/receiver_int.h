@@ -273,6 +273,18 @@ void shippers_wake(struct receiver *rx);
 
 /* Record that the spool is durable up to lsn (for lag in seconds). */
 void receiver_note_flush(struct receiver *rx, lsn_t lsn);
+
+/* receive.c: a stop or a reload was asked for; the connection's state for status.json
+ * and the events. */
+bool receiver_should_return(void);
+void receiver_set_connected(struct receiver *rx, bool connected);
+
+struct pg_conn;
+/* recvstream.c: stream one timeline from *start until it ends, the connection fails, or
+ * a stop; on the end of the timeline *tli and *start are set to where the next one
+ * begins and *timeline_ended is set. */
+int receiver_stream(struct receiver *rx, struct pg_conn *conn, int pg_major, timeline_t *tli,
+                    lsn_t *start, bool *timeline_ended);
 /* When the spool first held lsn (0 when unknown or older than the marks kept). */
 int64_t receiver_flush_time(struct receiver *rx, lsn_t lsn);
 
