@@ -38,24 +38,15 @@ sql("CREATE DATABASE copy1 STRATEGY = FILE_COPY");
 sql("CREATE DATABASE copy2 STRATEGY = FILE_COPY");
 sql('CREATE TABLE t AS SELECT g, md5(g::text) AS pad FROM generate_series(1, 20000) g');
 
-my $config = write_config(<<"EOF", "$tmp/pgark.yaml");
-spool: $tmp/spool
-repos:
-  local: { type: posix, path: $local }
-  offsite:
-    type: s3
-    endpoint: $s3->{endpoint}
-    allow_http: true
-    bucket: pgark-shared
-    prefix: site1/
-    access_key_id: $s3->{access_key}
-    secret_access_key: $s3->{secret_key}
-clusters:
-  main:
-    conninfo: "host=@{[$src->host]} port=@{[$src->port]} dbname=postgres"
-    repos: [local, offsite]
-    backup: { chunk_size: 256KiB }
-EOF
+my $config = write_config(
+	local_offsite_config(
+		spool => "$tmp/spool",
+		local => $local,
+		s3 => $s3,
+		bucket => 'pgark-shared',
+		conninfo => "host=@{[$src->host]} port=@{[$src->port]} dbname=postgres",
+		extra => "    backup: { chunk_size: 256KiB }\n"),
+	"$tmp/pgark.yaml");
 mkdir("$tmp/spool") or die "mkdir: $!";
 
 my $r = run_pgark([ '--config', $config, 'backup', '--no-progress', '--json' ]);

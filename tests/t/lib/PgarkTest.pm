@@ -367,15 +367,16 @@ sub receiver_config
 	return $yaml;
 }
 
-# YAML of the encrypted pair the end-to-end tests use: cluster "main" received into
-# "local" (posix, at local) and "offsite" (S3 on the s3rver s3, in bucket under
-# prefix site1/), both encrypted under passphrase_file; no copies of the segment being
+# YAML of the pair the end-to-end tests use: cluster "main" received into "local"
+# (posix, at local) and "offsite" (S3 on the s3rver s3, in bucket under prefix site1/),
+# both encrypted under passphrase_file when it is given; no copies of the segment being
 # filled. Options: spool, local, s3, bucket, passphrase_file, conninfo, extra (text
 # appended to the cluster's section).
 sub local_offsite_config
 {
 	my (%o) = @_;
 	my $s3 = $o{s3};
+	my $enc = $o{passphrase_file} ? "encryption: { passphrase_file: $o{passphrase_file} }\n" : '';
 	return <<"EOF" . ($o{extra} // '');
 spool: $o{spool}
 log: { level: detail }
@@ -389,8 +390,7 @@ repos:
     prefix: site1/
     access_key_id: $s3->{access_key}
     secret_access_key: $s3->{secret_key}
-encryption: { passphrase_file: $o{passphrase_file} }
-clusters:
+${enc}clusters:
   main:
     conninfo: "$o{conninfo}"
     create_slot: true
