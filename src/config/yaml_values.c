@@ -303,18 +303,26 @@ int cfg_get_int(const struct cfg_map *m, const char *key, long min, long max, in
     return rc;
 }
 
+/* The outcome of a value parser (duration_parse, size_parse: 0 or -1 with the error
+ * slot set) as the config's own error, which names the file, line and key. */
+static int parse_outcome(const struct cfg_map *m, yaml_node_t *node, const char *subject,
+                         int parse_rc)
+{
+    if (parse_rc == 0)
+        return 0;
+    char *why = xstrdup(err_message());
+    int rc = cfg_error(m->r, node, "%s: %s", subject, why);
+    free(why);
+    return rc;
+}
+
 int cfg_get_duration(const struct cfg_map *m, const char *key, int64_t *out)
 {
     yaml_node_t *node;
     char *subject, *text;
     int rc = get_text(m, key, &node, &subject, &text);
-    if (rc == 0 && node != NULL) {
-        if (duration_parse(text, out) != 0) {
-            char *why = xstrdup(err_message());
-            rc = cfg_error(m->r, node, "%s: %s", subject, why);
-            free(why);
-        }
-    }
+    if (rc == 0 && node != NULL)
+        rc = parse_outcome(m, node, subject, duration_parse(text, out));
     free(text);
     free(subject);
     return rc;
@@ -325,13 +333,8 @@ int cfg_get_size(const struct cfg_map *m, const char *key, uint64_t *out)
     yaml_node_t *node;
     char *subject, *text;
     int rc = get_text(m, key, &node, &subject, &text);
-    if (rc == 0 && node != NULL) {
-        if (size_parse(text, out) != 0) {
-            char *why = xstrdup(err_message());
-            rc = cfg_error(m->r, node, "%s: %s", subject, why);
-            free(why);
-        }
-    }
+    if (rc == 0 && node != NULL)
+        rc = parse_outcome(m, node, subject, size_parse(text, out));
     free(text);
     free(subject);
     return rc;
