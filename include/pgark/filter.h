@@ -103,4 +103,18 @@ const struct filter_observer_ops *filter_observer_ops(const struct filter *f);
 struct filter *filter_size_new(void);
 uint64_t filter_size_result(const struct filter *f);
 
+/* --- hold-back ---------------------------------------------------------------- */
+
+/*
+ * A stage that passes on every byte of its stream but the last n (at most
+ * FILTER_HOLDBACK_MAX) and keeps those: a trailer that follows the content (an object's
+ * SHA-256, object.c) is held back from everything after it. In a chain it passes on
+ * pointers into its input, as an observer does, and copies only the tail it keeps;
+ * through process() (filter_run) it copies.
+ */
+#define FILTER_HOLDBACK_MAX 64
+struct filter *filter_holdback_new(size_t n);
+/* The bytes held back, *len of them: n once the stream had at least n, else all of it. */
+const uint8_t *filter_holdback_result(const struct filter *f, size_t *len);
+
 #endif
