@@ -2,19 +2,20 @@
  * filter.h — streaming byte filters and chains of them.
  *
  * Promise: a filter is a step that consumes bytes and produces bytes (transformer:
- * zstd, AES-256-GCM) or passes them through unchanged while looking at them
- * (observer: SHA-256, size). Filters work with any buffer sizes, down to one byte in
- * and one byte out, and with empty input. A chain owns its filters, runs bytes
- * through them in order and hands the result to a sink. The repository builds one chain
- * per object it reads or writes, all with one builder (src/repo/envelope.c: "sha256 ->
- * zstd -> encrypt" on the way in, "decrypt -> zstd" on the way out, the stored size
- * counted by the sink; a stage that does not apply is left out), and reuses one across
- * objects only where filter_chain_reset allows (the WAL preparer, walprep.c). The
+ * zstd, AES-256-GCM), passes them through unchanged while looking at them (observer:
+ * SHA-256, size), or passes on all but the last few (hold-back: an object's trailer).
+ * Filters work with any buffer sizes, down to one byte in and one byte out, and with
+ * empty input. A chain owns its filters, runs bytes through them in order and hands the
+ * result to a sink. Every chain of the repository is made by one builder
+ * (src/repo/envelope.c: "sha256 -> zstd -> encrypt" on the way in, "decrypt -> zstd ->
+ * hold back the trailer -> sha256" on the way out, the stored size counted by the sink; a
+ * stage that does not apply is left out): one per object read or written, and one kept
+ * across objects, reset with filter_chain_reset, by the WAL preparer (walprep.c). The
  * measured fast paths take the compression out of the chain and call the codec's
  * whole-buffer operations instead (a chunk compressed in one piece, a payload
  * decompressed straight into the caller's buffer; the builder's "whole" shape), and a
- * partial segment's open zstd frame (codec.h) is fed by hand. Errors are recorded in the
- * error slot (error.h).
+ * partial segment's open zstd frame (codec.h) is fed by hand, outside any chain. Errors
+ * are recorded in the error slot (error.h).
  */
 #ifndef PGARK_FILTER_H
 #define PGARK_FILTER_H
