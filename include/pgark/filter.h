@@ -2,19 +2,20 @@
  * filter.h — streaming byte filters and chains of them.
  *
  * Promise: a filter is a step that consumes bytes and produces bytes (transformer:
- * zstd, AES-256-GCM) or passes them through unchanged while looking at them
- * (observer: SHA-256, size). Filters work with any buffer sizes, down to one byte in
- * and one byte out, and with empty input. A chain owns its filters, runs bytes
- * through them in order and hands the result to a sink. The repository builds one chain
- * per object it reads or writes, all with one builder (src/repo/envelope.c: "sha256 ->
- * zstd -> encrypt" on the way in, "decrypt -> zstd" on the way out, the stored size
- * counted by the sink; a stage that does not apply is left out), and reuses one across
- * objects only where filter_chain_reset allows (the WAL preparer, walprep.c). The
+ * zstd, AES-256-GCM), passes them through unchanged while looking at them (observer:
+ * SHA-256, size), or passes on all but the last few (hold-back: an object's trailer).
+ * Filters work with any buffer sizes, down to one byte in and one byte out, and with
+ * empty input. A chain owns its filters, runs bytes through them in order and hands the
+ * result to a sink. Every chain of the repository is made by one builder
+ * (src/repo/envelope.c: "sha256 -> zstd -> encrypt" on the way in, "decrypt -> zstd ->
+ * hold back the trailer -> sha256" on the way out, the stored size counted by the sink; a
+ * stage that does not apply is left out): one per object read or written, and one kept
+ * across objects, reset with filter_chain_reset, by the WAL preparer (walprep.c). The
  * measured fast paths take the compression out of the chain and call the codec's
  * whole-buffer operations instead (a chunk compressed in one piece, a payload
  * decompressed straight into the caller's buffer; the builder's "whole" shape), and a
- * partial segment's open zstd frame (codec.h) is fed by hand. Errors are recorded in the
- * error slot (error.h).
+ * partial segment's open zstd frame (codec.h) is fed by hand, outside any chain. Errors
+ * are recorded in the error slot (error.h).
  */
 #ifndef PGARK_FILTER_H
 #define PGARK_FILTER_H
@@ -102,5 +103,19 @@ const struct filter_observer_ops *filter_observer_ops(const struct filter *f);
 
 struct filter *filter_size_new(void);
 uint64_t filter_size_result(const struct filter *f);
+
+/* --- hold-back ---------------------------------------------------------------- */
+
+/*
+ * A stage that passes on every byte of its stream but the last n (at most
+ * FILTER_HOLDBACK_MAX) and keeps those: a trailer that follows the content (an object's
+ * SHA-256, object.c) is held back from everything after it. In a chain it passes on
+ * pointers into its input, as an observer does, and copies only the tail it keeps;
+ * through process() (filter_run) it copies.
+ */
+#define FILTER_HOLDBACK_MAX 64
+struct filter *filter_holdback_new(size_t n);
+/* The bytes held back, *len of them: n once the stream had at least n, else all of it. */
+const uint8_t *filter_holdback_result(const struct filter *f, size_t *len);
 
 #endif

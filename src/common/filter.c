@@ -12,6 +12,7 @@
 struct stage {
     struct filter *f;
     const struct filter_observer_ops *obs; /* set: shown the bytes, no copy */
+    struct holdback *hold;                 /* set: passes on all but its tail, no copy */
     uint8_t *buf;                          /* output buffer (transformers only) */
     bool done;
 };
@@ -99,6 +100,87 @@ uint64_t filter_size_result(const struct filter *f)
     return ((const struct size_filter *)f)->bytes;
 }
 
+/* --- hold-back ------------------------------------------------------------- */
+
+struct holdback {
+    struct filter base;
+    size_t n;    /* how many bytes at the end are held back */
+    size_t have; /* bytes in tail: the last ones seen, at most n */
+    uint8_t tail[FILTER_HOLDBACK_MAX];
+};
+
+/* Of len more bytes: *pass_a (from the tail) then *pass_b (from the new bytes' start) are
+ * what may be passed on; the rest of (tail || new bytes) becomes the tail. */
+static void holdback_take(const struct holdback *h, size_t len, size_t *pass_a, size_t *pass_b)
+{
+    size_t total = h->have + len;
+    size_t out = total > h->n ? total - h->n : 0;
+    *pass_a = out < h->have ? out : h->have;
+    *pass_b = out - *pass_a;
+}
+
+/* After pass_a bytes of the tail and pass_b of in were passed on: keep the rest. */
+static void holdback_keep(struct holdback *h, const uint8_t *in, size_t len, size_t pass_a,
+                          size_t pass_b)
+{
+    if (pass_a) {
+        memmove(h->tail, h->tail + pass_a, h->have - pass_a);
+        h->have -= pass_a;
+    }
+    if (len > pass_b) {
+        memcpy(h->tail + h->have, in + pass_b, len - pass_b);
+        h->have += len - pass_b;
+    }
+}
+
+static int holdback_process(struct filter *f, const uint8_t *in, size_t in_len, size_t *in_used,
+                            uint8_t *out, size_t out_cap, size_t *out_len, bool finish, bool *done)
+{
+    struct holdback *h = (struct holdback *)f;
+    size_t a, b, n = in_len < out_cap ? in_len : out_cap;
+
+    /* a copy for callers outside a chain: at most out_cap bytes of input at a time */
+    holdback_take(h, n, &a, &b);
+    if (a)
+        memcpy(out, h->tail, a);
+    if (b)
+        memcpy(out + a, in, b);
+    holdback_keep(h, in, n, a, b);
+    *in_used = n;
+    *out_len = a + b;
+    *done = finish && n == in_len;
+    return 0;
+}
+
+static void holdback_free(struct filter *f)
+{
+    free(f);
+}
+
+static int holdback_reset(struct filter *f)
+{
+    ((struct holdback *)f)->have = 0;
+    return 0;
+}
+
+static const struct filter_ops holdback_ops = {FILTER_OPS_VERSION, "hold-back", holdback_process,
+                                               holdback_free, holdback_reset};
+
+struct filter *filter_holdback_new(size_t n)
+{
+    struct holdback *h = xcalloc(1, sizeof(*h));
+    h->base.ops = &holdback_ops;
+    h->n = n < FILTER_HOLDBACK_MAX ? n : FILTER_HOLDBACK_MAX;
+    return &h->base;
+}
+
+const uint8_t *filter_holdback_result(const struct filter *f, size_t *len)
+{
+    const struct holdback *h = (const struct holdback *)f;
+    *len = h->have;
+    return h->tail;
+}
+
 /* --- chains ---------------------------------------------------------------- */
 
 struct filter_chain *filter_chain_new(size_t buf_size, filter_sink_fn sink, void *sink_ctx)
@@ -127,7 +209,8 @@ struct filter *filter_chain_add(struct filter_chain *c, struct filter *f)
     struct stage *st = &c->stages[c->n++];
     st->f = f;
     st->obs = filter_observer_ops(f);
-    st->buf = st->obs ? NULL : xmalloc(c->buf_size);
+    st->hold = f->ops == &holdback_ops ? (struct holdback *)f : NULL;
+    st->buf = st->obs || st->hold ? NULL : xmalloc(c->buf_size);
     st->done = false;
     return f;
 }
@@ -137,6 +220,32 @@ struct filter *filter_chain_add(struct filter_chain *c, struct filter *f)
  * transformer's output buffer is drained downstream before the stage is called
  * again, so one buffer per stage is enough and nothing is copied twice.
  */
+static int push(struct filter_chain *c, size_t i, const uint8_t *in, size_t len, bool finish);
+
+/* Stage i holds back its tail: pass on what surely precedes it, straight from the tail and
+ * from in, and keep the rest (no copy of what passes). */
+static int push_holdback(struct filter_chain *c, size_t i, const uint8_t *in, size_t len,
+                         bool finish)
+{
+    struct stage *st = &c->stages[i];
+    struct holdback *h = st->hold;
+    size_t a, b;
+    int rc = 0;
+
+    holdback_take(h, len, &a, &b);
+    if (a && (rc = push(c, i + 1, h->tail, a, false)) < 0)
+        goto out;
+    if (b && (rc = push(c, i + 1, in, b, false)) < 0)
+        goto out;
+    holdback_keep(h, in, len, a, b);
+    if (finish) {
+        st->done = true;
+        rc = push(c, i + 1, NULL, 0, true);
+    }
+out:
+    return rc;
+}
+
 static int push(struct filter_chain *c, size_t i, const uint8_t *in, size_t len, bool finish)
 {
     if (i == c->n)
@@ -157,6 +266,8 @@ static int push(struct filter_chain *c, size_t i, const uint8_t *in, size_t len,
         st->done = finish;
         return push(c, i + 1, in, len, finish);
     }
+    if (st->hold)
+        return push_holdback(c, i, in, len, finish);
     for (;;) {
         size_t used = 0, out_len = 0;
         bool done = false;

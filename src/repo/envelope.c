@@ -91,15 +91,20 @@ static int add_cipher(struct filter_chain *chain, enum envelope_dir dir,
 
 struct filter_chain *envelope_chain_build(enum envelope_dir dir, const struct envelope_opts *o,
                                           const uint8_t *header, size_t hlen, const char *path,
-                                          filter_sink_fn sink, void *ctx, struct filter **sha)
+                                          filter_sink_fn sink, void *ctx,
+                                          struct envelope_stages *stages)
 {
     struct filter_chain *chain = filter_chain_new(0, sink, ctx);
-    struct filter *hash = NULL;
+    struct envelope_stages got = {NULL, NULL};
     bool whole = envelope_compress_whole(o);
 
+    if (o->key && o->reuse) {
+        err_set(ERR_RUNTIME, "an encrypting pipeline is built for one object, not reused");
+        goto fail;
+    }
     if (dir == ENVELOPE_WRITE) {
-        if (!o->digest && !o->precompressed)
-            hash = filter_chain_add(chain, crypto_sha256_filter_new());
+        if (!o->digest && !o->precompressed && !o->reuse)
+            got.sha = filter_chain_add(chain, crypto_sha256_filter_new());
         if (!o->precompressed && !whole && codec_add_compress(chain, o->compression, o->level) < 0)
             goto fail;
         if (o->key && add_cipher(chain, dir, o, header, hlen, path) < 0)
@@ -107,11 +112,17 @@ struct filter_chain *envelope_chain_build(enum envelope_dir dir, const struct en
     } else {
         if (o->key && add_cipher(chain, dir, o, header, hlen, path) < 0)
             goto fail;
-        if (o->shape == ENVELOPE_STREAMED && codec_add_decompress(chain, o->compression) < 0)
-            goto fail;
+        if (o->shape == ENVELOPE_STREAMED) {
+            if (codec_add_decompress(chain, o->compression) < 0)
+                goto fail;
+            /* the plaintext is followed by its SHA-256: held back from the sink, and the
+             * plaintext before it hashed on its way to the sink */
+            got.trailer = filter_chain_add(chain, filter_holdback_new(ENVELOPE_TRAILER_LEN));
+            got.sha = filter_chain_add(chain, crypto_sha256_filter_new());
+        }
     }
-    if (sha)
-        *sha = hash;
+    if (stages)
+        *stages = got;
     return chain;
 fail:
     filter_chain_free(chain);

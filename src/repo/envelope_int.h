@@ -8,9 +8,11 @@
  *   write, precompressed     payload -> aes-gcm                 (repo_writer_open_payload*)
  *   write, whole buffer      (plaintext || digest) compressed in one piece -> aes-gcm
  *                            (repo_put_payload)
- *   read, streamed           aes-gcm -> zstd -> trailer held back          (repo_object_read)
+ *   read, streamed           aes-gcm -> zstd -> trailer held back -> sha256 (repo_object_read)
  *   read, whole buffer       aes-gcm -> payload in memory, decompressed in one piece
  *                            (repo_object_read_into)
+ *   write, kept across objects  plaintext -> zstd, reset for each object, the caller
+ *                            hashing and appending the digest (the WAL preparer, walprep.c)
  *
  * and the header (version 1, or 2 with the data key's id) is made and checked in one
  * place. A stage that does not apply (no key, compression "none") is not built at all,
@@ -48,6 +50,18 @@ struct envelope_opts {
     uint8_t nonce[CRYPTO_NONCE_LEN];
     bool nonce_given; /* write: nonce is the caller's (tests: the same bytes twice); else
                        * a fresh one is drawn for each encrypted object */
+    bool reuse;       /* write: the chain is kept across objects, filter_chain_reset before
+                       * each: nothing in it may be the object's own, so no key (its nonce
+                       * and associated data are) and no hashing stage (the caller hashes
+                       * the plaintext and appends the digest, as with digest given) */
+};
+
+/* The stages of a built chain its user asks for results. */
+struct envelope_stages {
+    struct filter *sha;     /* write: the hashing of the plaintext (NULL when not hashed);
+                             * read streamed: the hash of the plaintext delivered */
+    struct filter *trailer; /* read streamed: the hold-back of the last ENVELOPE_TRAILER_LEN
+                             * bytes (filter_holdback_result): the trailer, once finished */
 };
 
 /* Whether the payload is compressed in one piece (whole shape, a whole-buffer function). */
@@ -72,15 +86,17 @@ void envelope_path_tag(const char *path, uint8_t tag[4]);
 
 /*
  * The chain of an object's pipeline, into sink(ctx): for writing, [sha256 unless the
- * digest is given or the payload precompressed] -> [compressor unless precompressed or
- * compressed whole] -> [encryptor when o->key]; for reading, [decryptor when o->key] ->
- * [decompressor when streamed]. header (hlen bytes) and path make the associated data.
- * *sha (may be NULL) gets the hashing filter, NULL when there is none. NULL with the
- * error set when a filter cannot be made (nothing to free then).
+ * digest is given, the payload precompressed or the chain reused] -> [compressor unless
+ * precompressed or compressed whole] -> [encryptor when o->key]; for reading, [decryptor
+ * when o->key] -> [decompressor, trailer hold-back, sha256 when streamed: the sink gets
+ * the plaintext alone]. header (hlen bytes) and path make the associated data (both
+ * unused without a key). *stages (may be NULL) gets the stages whose results the caller
+ * reads. NULL with the error set when a filter cannot be made (nothing to free then).
  */
 struct filter_chain *envelope_chain_build(enum envelope_dir dir, const struct envelope_opts *o,
                                           const uint8_t *header, size_t hlen, const char *path,
-                                          filter_sink_fn sink, void *ctx, struct filter **sha);
+                                          filter_sink_fn sink, void *ctx,
+                                          struct envelope_stages *stages);
 
 /*
  * The writers every repo_writer_open* and repo_put_payload is (object.c). o gives the

@@ -113,10 +113,12 @@ static struct repo_writer *writer_build(struct repo *r, const char *path, uint64
     if (storage_write_data(rw->w, header, hlen) < 0)
         goto fail;
     rw->stored = hlen;
+    struct envelope_stages stages;
     rw->chain =
-        envelope_chain_build(ENVELOPE_WRITE, o, header, hlen, path, writer_sink, rw, &rw->sha);
+        envelope_chain_build(ENVELOPE_WRITE, o, header, hlen, path, writer_sink, rw, &stages);
     if (!rw->chain)
         goto fail;
+    rw->sha = stages.sha;
     return rw;
 fail:
     err_context("while writing \"%s\" in repository \"%s\"", rw->path, repo_name(r));

@@ -1,8 +1,9 @@
 /*
  * object_read.c — reading objects (the envelope: object.c's opening comment): streamed
- * to a sink with the trailer held back, or into a caller's buffer, the payload
- * decompressed in one piece. The header is checked here, byte for byte; the pipeline
- * behind it is envelope.c's builder's.
+ * to a sink, or into a caller's buffer, the payload decompressed in one piece. The header
+ * is checked here, byte for byte, and what the object holds against its header and
+ * trailer; the pipeline behind it (with the trailer's hold-back) is envelope.c's
+ * builder's.
  */
 #include "envelope_int.h"
 
@@ -29,11 +30,8 @@ struct reader {
     size_t header_len; /* ENVELOPE_HEADER_LEN, or more once the version says so */
     bool newer_key;    /* the header names a key newer than the keyring's: read again */
     struct filter_chain *chain;
-    /* Plaintext side: hold back the last 32 bytes, which may be the trailer. */
-    uint8_t hold[ENVELOPE_TRAILER_LEN];
-    size_t hold_len;
-    struct sha256_ctx *sha;
-    uint64_t plain_len; /* from the header */
+    struct envelope_stages stages; /* streamed: the trailer and the plaintext's hash */
+    uint64_t plain_len;            /* from the header */
     uint64_t delivered;
     /* Reading into a caller's buffer (repo_object_read_into): the chain only decrypts,
      * the payload collects here, and comp decompresses it in one piece afterwards. */
@@ -64,41 +62,15 @@ static int object_context(struct reader *rd)
     return err_code();
 }
 
-static int deliver(struct reader *rd, const uint8_t *data, size_t len)
-{
-    if (!len)
-        return 0;
-    if (rd->delivered + len > rd->plain_len)
-        return bad_object(rd, "longer than its header says");
-    sha256_ctx_update(rd->sha, data, len);
-    rd->delivered += len;
-    return rd->sink ? rd->sink(rd->ctx, data, len) : 0;
-}
-
-/* Output of the decode chain: plaintext followed by the 32-byte trailer. */
+/* Output of the streamed chain: the plaintext (the trailer held back), never more of it
+ * than the header says. */
 static int plain_sink(void *ctx, const uint8_t *data, size_t len)
 {
     struct reader *rd = ctx;
-    int rc = 0;
-    if (rd->hold_len + len <= ENVELOPE_TRAILER_LEN) {
-        memcpy(rd->hold + rd->hold_len, data, len);
-        rd->hold_len += len;
-        return 0;
-    }
-    /* Everything but the last 32 bytes of (hold || data) is plaintext. */
-    size_t total = rd->hold_len + len;
-    size_t out = total - ENVELOPE_TRAILER_LEN;
-    size_t from_hold = out < rd->hold_len ? out : rd->hold_len;
-    if ((rc = deliver(rd, rd->hold, from_hold)) < 0)
-        return rc;
-    memmove(rd->hold, rd->hold + from_hold, rd->hold_len - from_hold);
-    rd->hold_len -= from_hold;
-    size_t from_data = out - from_hold;
-    if ((rc = deliver(rd, data, from_data)) < 0)
-        return rc;
-    memcpy(rd->hold + rd->hold_len, data + from_data, len - from_data);
-    rd->hold_len += len - from_data;
-    return 0;
+    if (rd->delivered + len > rd->plain_len)
+        return bad_object(rd, "longer than its header says");
+    rd->delivered += len;
+    return rd->sink ? rd->sink(rd->ctx, data, len) : 0;
 }
 
 /* Output of the decrypting chain when reading into a buffer: the compressed payload, in
@@ -207,7 +179,7 @@ static int start_chain(struct reader *rd)
     if (rc < 0)
         return rc;
     rd->chain = envelope_chain_build(ENVELOPE_READ, &o, h, rd->header_len, rd->path,
-                                     rd->payload ? payload_sink : plain_sink, rd, NULL);
+                                     rd->payload ? payload_sink : plain_sink, rd, &rd->stages);
     return rd->chain ? 0 : err_code();
 }
 
@@ -292,15 +264,16 @@ static int object_read(struct repo *r, const char *path, uint64_t max, const cha
     rd.what = what;
     rd.sink = sink;
     rd.ctx = ctx;
-    rd.sha = sha256_ctx_new();
     if ((rc = read_stored(&rd)) < 0)
         goto out;
-    if (rd.hold_len != ENVELOPE_TRAILER_LEN || rd.delivered != rd.plain_len) {
+    size_t trailer_len;
+    const uint8_t *trailer = filter_holdback_result(rd.stages.trailer, &trailer_len);
+    if (trailer_len != ENVELOPE_TRAILER_LEN || rd.delivered != rd.plain_len) {
         rc = bad_object(&rd, "truncated");
         goto out;
     }
-    sha256_ctx_final(rd.sha, digest);
-    if (memcmp(digest, rd.hold, SHA256_LEN) != 0) {
+    crypto_sha256_filter_result(rd.stages.sha, digest);
+    if (memcmp(digest, trailer, SHA256_LEN) != 0) {
         rc = bad_object(&rd, "SHA-256 of the content does not match");
         goto out;
     }
@@ -310,7 +283,6 @@ static int object_read(struct repo *r, const char *path, uint64_t max, const cha
         *len_out = rd.plain_len;
 out:
     filter_chain_free(rd.chain);
-    sha256_ctx_free(rd.sha);
     free(full);
     return rc;
 }

@@ -21,7 +21,7 @@
  * segment, once its copies were made this way, is carried on from them too: the rest of
  * its bytes, and the frame ended the same way (compressed once, not again at the end).
  */
-#include "repo_int.h"
+#include "envelope_int.h"
 
 #include "pgark/compress.h"
 #include "pgark/error.h"
@@ -61,7 +61,8 @@ struct repo_wal_preparer {
     const struct codec *compression;
     int level;
     char *scratch_dir;
-    struct filter_chain *chain; /* the compressor, reset for each segment */
+    struct filter_chain *chain; /* the envelope's compress-only writing chain, reset for each
+                                 * segment (envelope_int.h: reuse) */
     uint8_t *buf;
     struct repo_wal_prepared *cur; /* being prepared: the chain's sink writes to it */
     struct partial_state ps;
@@ -137,10 +138,17 @@ struct repo_wal_preparer *repo_wal_preparer_new(const struct repo_identity *id,
     p->level = codecs->level;
     p->compression = repo_codecs_compression(codecs);
     p->scratch_dir = xstrdup(scratch_dir);
-    p->chain = filter_chain_new(0, scratch_sink, p);
     p->buf = xmalloc(PREP_READ_BUF);
     p->ps.prefix_fd = -1;
-    if (codec_add_compress(p->chain, p->compression, p->level) < 0) {
+    /* the payload of every repository's envelope, before its encryption: plaintext ||
+     * SHA-256 (hashed here, with the decoder), compressed */
+    struct envelope_opts o = {.shape = ENVELOPE_STREAMED,
+                              .reuse = true,
+                              .compression = p->compression,
+                              .level = p->level,
+                              .cipher = codec_by_id(CODEC_CIPHER, CODEC_ID_CIPHER_NONE)};
+    p->chain = envelope_chain_build(ENVELOPE_WRITE, &o, NULL, 0, NULL, scratch_sink, p, NULL);
+    if (!p->chain) {
         repo_wal_preparer_free(p);
         return NULL;
     }
