@@ -372,6 +372,7 @@ struct backup_job {
     struct backup_params params; /* what each run is made with */
     struct backup_run *run;
     struct incr_choice ic;
+    struct backup_estimate *est; /* the WAL summaries asked, while the run is made */
     struct pg_bb_info info;
     int64_t start_us, stop_us;
 };
@@ -449,21 +450,28 @@ static int start_run(struct backup_job *j)
     };
     const char *w = getenv("PGARK_BACKUP_WORKERS");
     j->params.workers = w ? atoi(w) : 0;
-    j->run = backup_run_new(&j->params);
-    if (!j->run)
-        return err_code();
-    log_debug("chunks listed, parent choice begins");
     backup_choose_parent(s, &j->args, j->version, j->sys.timeline, &j->ic);
     if (j->ic.parent[0])
         log_debug("parent \"%s\" chosen, its backup_manifest read (%zu bytes)", j->ic.parent,
                   j->ic.mlen);
+    j->est = backup_estimate_start(&j->ic, j->cl->conninfo, j->sys.timeline, j->params.chunk_size);
+    j->run = backup_run_new(&j->params);
+    if (!j->run)
+        return err_code();
+    log_debug("chunks listed");
     if (j->ic.parent[0] && backup_run_load_parent(j->run, j->ic.parent) < 0) {
         char *what = xasprintf("backup \"%s\" cannot be its parent", j->ic.parent);
         backup_choice_full_err(&j->ic, what);
         free(what);
     }
-    if (j->ic.parent[0])
+    if (j->ic.parent[0]) {
         log_debug("parent's manifest.json loaded and its chunks checked");
+        backup_judge_parent(&j->ic, j->est, j->run, j->params.chunk_size);
+        if (!j->ic.parent[0])
+            backup_run_load_parent_drop(j->run);
+    }
+    backup_estimate_free(j->est); /* its connection closed before the stream */
+    j->est = NULL;
     if (j->ic.parent[0] && pg_upload_manifest(s->conn, j->ic.manifest, j->ic.mlen) < 0) {
         backup_choice_full_err(&j->ic, "the server refused the parent's manifest");
         backup_run_load_parent_drop(j->run);
@@ -592,6 +600,7 @@ fail:
     cli_notify_error_with(j.cfg, j.cl, CONFIG_EVENT_BACKUP_FAILED, "backup",
                           json_pack("{s:o}", "failed_repositories", backup_failed_json(&j.s)));
 out:
+    backup_estimate_free(j.est);
     backup_run_free(j.run);
     free(j.ic.reason);
     free(j.ic.manifest);

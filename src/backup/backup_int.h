@@ -143,6 +143,7 @@ struct incr_parent {
     size_t nblocks;
     uint64_t chunk_size;
     struct incr_map *files; /* path -> struct incr_parent_file */
+    uint64_t total_bytes;   /* of its regular files */
     struct repo *read_repo; /* where changed ranges read the parent's chunks from */
     size_t read_block;      /* the block of names that repository's are */
 };
@@ -263,6 +264,8 @@ void backup_run_free(struct backup_run *run);
  * (verify moves a damaged chunk aside): else the error says why, and the run stays a full
  * one. */
 int backup_run_load_parent(struct backup_run *run, const char *label);
+/* The parent backup_run_load_parent loaded, or NULL. */
+const struct incr_parent *backup_run_parent(const struct backup_run *run);
 /* Back to a full run (before the stream). */
 void backup_run_load_parent_drop(struct backup_run *run);
 /* Whether the stream handed the run any entry. */

@@ -54,6 +54,18 @@ struct incr_choice {
     char *reason;      /* malloc'd: why full (or NULL) */
     uint8_t *manifest; /* the parent's backup_manifest, for UPLOAD_MANIFEST */
     size_t mlen;
+    lsn_t parent_start; /* the parent's start LSN: the server sends what changed since */
+    /* What the WAL summaries said changed since the parent's start (backup_judge_parent),
+     * when they were asked and answered: against which backup, the ranges of chunk size
+     * (and blocks) with a change, out of the parent's data (its size in chunks, in
+     * blocks), and what asking cost. */
+    struct incr_estimate {
+        bool done;
+        char against[256];
+        uint64_t changed_ranges, ranges;
+        uint64_t changed_blocks, blocks;
+        int64_t elapsed_us;
+    } est;
 };
 
 /* --- parent.c ------------------------------------------------------------------------ */
@@ -64,6 +76,25 @@ void backup_choice_full_err(struct incr_choice *c, const char *what);
 void backup_choose_parent(struct session *s, const struct backup_cmd *a, int version,
                           timeline_t tli, struct incr_choice *c);
 
+/*
+ * Above this share of the parent's chunk-sized ranges changed, a full backup costs less
+ * than an incremental one (parent.c says how it was measured): the backup is a full one.
+ * PGARK_INCR_MAX_CHANGED (a share, 0 to 1; 1: never judged full, though still asked)
+ * overrides it, for benchmarks and tests.
+ */
+#define BACKUP_INCR_MAX_CHANGED 0.2
+/* Ask the server's WAL summaries, on a thread of its own, what changed since the start
+ * of c's parent (NULL, nothing asked, when c has none). */
+struct backup_estimate;
+struct backup_estimate *backup_estimate_start(const struct incr_choice *c, const char *conninfo,
+                                              timeline_t tli, uint64_t chunk_size);
+/* Wait for e's answer and, when c still has the parent it was asked about (loaded in run),
+ * make c a full backup with the reason if too much changed (c->est says what was found).
+ * Never a reason to fail: when the summaries could not be asked, c stays as it was. */
+void backup_judge_parent(struct incr_choice *c, struct backup_estimate *e,
+                         const struct backup_run *run, uint64_t chunk_size);
+/* Waits for its thread. NULL is a no-op. */
+void backup_estimate_free(struct backup_estimate *e);
 /* --- summary.c ----------------------------------------------------------------------- */
 
 bool backup_result_failed(const struct repo_result *r);

@@ -143,6 +143,7 @@ static int parent_on_file(void *arg, const struct manifest_file *mf)
         f = xcalloc(1, sizeof(*f));
         f->size = mf->size;
         f->nchunks = mf->n_chunks;
+        p->total_bytes += mf->size;
         if (f->nchunks)
             f->names = xcalloc(p->nblocks * f->nchunks, SHA256_LEN);
         incr_map_put(p->files, mf->path, f);

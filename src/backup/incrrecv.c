@@ -321,6 +321,11 @@ static int load_parent(struct backup_run *run, const char *label)
     return 0;
 }
 
+const struct incr_parent *backup_run_parent(const struct backup_run *run)
+{
+    return run->parent;
+}
+
 void backup_run_load_parent_drop(struct backup_run *run)
 {
     incr_parent_free(run->parent);

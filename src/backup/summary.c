@@ -193,6 +193,15 @@ void backup_summary_incremental(json_t *sum, const struct incr_choice *c,
     json_object_set_new(sum, "parent_chunks", json_integer((json_int_t)t->parent_chunks));
     json_object_set_new(sum, "patched_chunks", json_integer((json_int_t)t->patched));
     json_object_set_new(sum, "parent_chunks_read", json_integer((json_int_t)t->parent_reads));
+    /* What the WAL summaries said changed since the candidate parent, when asked. */
+    const struct incr_estimate *e = &c->est;
+    json_object_set_new(
+        sum, "estimate",
+        e->done ? json_pack("{s:s, s:I, s:I, s:I, s:I, s:f}", "against", e->against,
+                            "changed_ranges", (json_int_t)e->changed_ranges, "ranges",
+                            (json_int_t)e->ranges, "changed_blocks", (json_int_t)e->changed_blocks,
+                            "blocks", (json_int_t)e->blocks, "seconds", (double)e->elapsed_us / 1e6)
+                : json_null());
 }
 
 /* The repositories the backup is not in, each said with the copy that would put it

@@ -34,10 +34,24 @@
 # BENCH_INCR_LOG_LEVEL (e.g. debug) passes --log-level to every backup and keeps its log
 # as incr-<stamp>-<step>-<round>.log in RESULTS_DIR, for the time of each phase.
 #
+# The estimate: before asking for an incremental, pgark asks the server's WAL summaries
+# what changed since the parent (pg_wal_summary_contents) and takes a full backup when
+# more than a share of the parent's 1 MiB ranges did (src/backup/parent.c). backup
+# --json's "estimate" gives the shares (est_ranges, est_blocks) and the time asking took
+# (est_s); est_contig and est_spread run the same query alone through psql, just before
+# the backup, for its wall and the server's CPU. incr_spread runs with
+# PGARK_INCR_MAX_CHANGED=1 (always incremental, so that its cost stays measured);
+# incr_spread_auto is the same backup of the same state (into a copy of the repository),
+# as pgark decides it by default.
+# BENCH_INCR_SWEEP (e.g. "10 25 50 75"): after the rounds, for each P, updates of 1% of
+# the rows spread over the first P% of pgbench_accounts, then an incremental (forced, as
+# above; sweep_incr_P) and a full backup of the same state into a copy of the repository
+# (sweep_full_P): where the incremental stops paying, by the share of ranges changed.
+#
 # Environment: PGARK (required), BENCH_INCR_PGBIN (required: initdb/pg_ctl/postgres of the
 # major), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3), BENCH_INCR_SCALE (100),
 # BENCH_INCR_MAJOR (17), BENCH_INCR_PORT (54399), BENCH_STEP_TIMEOUT (1800),
-# BENCH_PGARK_OLD, BENCH_INCR_LOG_LEVEL.
+# BENCH_PGARK_OLD, BENCH_INCR_LOG_LEVEL, BENCH_INCR_SWEEP.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -55,6 +69,7 @@ PORT=${BENCH_INCR_PORT:-54399}
 STEP=${BENCH_STEP_TIMEOUT:-1800}
 OLD=${BENCH_PGARK_OLD:-}
 LOGLEVEL=${BENCH_INCR_LOG_LEVEL:-}
+SWEEP=${BENCH_INCR_SWEEP:-}
 [ -x "$PGARK" ] || bench_die "no pgark binary at \"$PGARK\""
 [ -z "$OLD" ] || [ -x "$OLD" ] || bench_die "no pgark binary at \"$OLD\" (BENCH_PGARK_OLD)"
 [ -x "$PGBIN_SERVER/postgres" ] || bench_die "no postgres in \"$PGBIN_SERVER\""
@@ -104,7 +119,11 @@ backup_by() { # binary prefix step round [--full]
     bin=$1 prefix=$2 step=$2$3 round=$4
     conf=$WORK/pgark-$round.yaml
     [ -z "$prefix" ] || conf=$WORK/pgark-$round-old.yaml
-    [ "$3" != full_spread_fresh ] || conf=$WORK/pgark-$round-fresh.yaml
+    case $3 in
+    full_spread_fresh) conf=$WORK/pgark-$round-fresh.yaml ;;
+    incr_spread_auto) conf=$WORK/pgark-$round-auto.yaml ;;
+    sweep_full_*) conf=$WORK/pgark-$round-sweep.yaml ;;
+    esac
     shift 4
     bench_log "round $round: $step"
     quiesce
@@ -124,10 +143,42 @@ backup_by() { # binary prefix step round [--full]
          incremental: .incremental, parent: .parent, reason: .reason,
          changed_bytes: (if .changed_blocks == null then null else .changed_blocks * 8192 end),
          patched_chunks: .patched_chunks, parent_chunks_read: .parent_chunks_read,
+         est_ranges: (if .estimate == null then null else .estimate.changed_ranges / .estimate.ranges end),
+         est_blocks: (if .estimate == null then null else .estimate.changed_blocks / .estimate.blocks end),
+         est_s: (if .estimate == null then null else .estimate.seconds end),
          label: .label, load1: $load}' "$WORK/backup.json" >>"$raw" ||
         bench_die "backup --json gave no summary: $(head -c 300 "$WORK/backup.json")"
     [ -n "$prefix" ] || LAST_LABEL=$(jq -r '.label' "$WORK/backup.json")
-    bench_log "  $(tail -1 "$raw" | jq -r '"wall \(.wall_s) s, CPU \(.cpu_user_s)+\(.cpu_sys_s) s, server \(.server_cpu_s) s, sent \(if .sent_bytes == null then "?" else (.sent_bytes / 1048576 | floor | tostring) end) MiB, parent chunks read \(.parent_chunks_read // "?"), incremental \(.incremental) \(.reason // "")"')"
+    [ -n "$prefix" ] || LAST_START=$(jq -r '.start_lsn' "$WORK/backup.json")
+    bench_log "  $(tail -1 "$raw" | jq -r '"wall \(.wall_s) s, CPU \(.cpu_user_s)+\(.cpu_sys_s) s, server \(.server_cpu_s) s, sent \(if .sent_bytes == null then "?" else (.sent_bytes / 1048576 | floor | tostring) end) MiB, parent chunks read \(.parent_chunks_read // "?"), estimate \(if .est_ranges == null then "-" else "\(.est_ranges * 100 | floor)% of ranges, \(.est_blocks * 100 | floor)% of blocks in \(.est_s) s" end), incremental \(.incremental) \(.reason // "")"')"
+}
+
+# The query pgark asks before an incremental (src/pg/summaries.c), alone: its wall and the
+# server's CPU, against the last backup of the new binary (1 MiB ranges).
+estimate() { # step round
+    bench_log "round $2: $1 (since $LAST_START)"
+    quiesce
+    cpu0=$(server_cpu_ticks)
+    e0=$(date +%s.%N)
+    q "SET work_mem = '64MB'; WITH s AS (SELECT tli, start_lsn, end_lsn, max(end_lsn) OVER (ORDER BY start_lsn ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reach FROM pg_available_wal_summaries() WHERE tli = 1 AND end_lsn > '$LAST_START'), r AS (SELECT count(*) AS n FROM s, LATERAL pg_wal_summary_contents(s.tli, s.start_lsn, s.end_lsn) c WHERE NOT c.is_limit_block GROUP BY c.relfilenode, c.reltablespace, c.reldatabase, c.relforknumber, c.relblocknumber / 131072, (c.relblocknumber % 131072) / 128) SELECT coalesce((SELECT min(start_lsn) <= '$LAST_START' AND bool_and(reach IS NULL OR start_lsn <= reach) FROM s), false), (SELECT max(end_lsn) FROM s), (SELECT coalesce(sum(n), 0) FROM r), (SELECT count(*) FROM r)" >"$WORK/estimate.out" ||
+        bench_die "the estimate query failed"
+    e1=$(date +%s.%N)
+    cpu1=$(server_cpu_ticks)
+    jq -cn --arg step "$1" --argjson round "$2" --argjson srv "$(ticks_to_s $((cpu1 - cpu0)))" \
+        --argjson wall "$(awk -v a="$e1" -v b="$e0" 'BEGIN { printf "%.3f", a - b }')" \
+        --argjson blocks "$(cut -d'|' -f3 "$WORK/estimate.out")" --argjson ranges "$(cut -d'|' -f4 "$WORK/estimate.out")" \
+        '{step: $step, round: $round, wall_s: $wall, server_cpu_s: $srv, est_changed_blocks: $blocks, est_changed_ranges: $ranges}' >>"$raw"
+    bench_log "  $(tail -1 "$raw" | jq -r '"wall \(.wall_s) s, server \(.server_cpu_s) s: \(.est_changed_blocks) blocks, \(.est_changed_ranges) ranges changed"')"
+}
+
+# A copy of round $1's repository and spool as they are now, for a backup of the same state
+# as another one (variant $2); the configuration pgark-$1-$2.yaml names it.
+fork_repo() {
+    rm -rf "$WORK/repo-$1-$2" "$WORK/spool-$1-$2"
+    cp -a "$WORK/repo-$1" "$WORK/repo-$1-$2"
+    cp -a "$WORK/spool-$1" "$WORK/spool-$1-$2"
+    sed "s|path: $WORK/repo-$1 }|path: $WORK/repo-$1-$2 }|; s|^spool: .*|spool: $WORK/spool-$1-$2|" \
+        "$WORK/pgark-$1.yaml" >"$WORK/pgark-$1-$2.yaml"
 }
 
 restore() { # step round label
@@ -146,36 +197,42 @@ restore() { # step round label
     bench_log "  wall $(timed_field "$WORK/time" 1) s"
 }
 
-round=1
-while [ "$round" -le "$ROUNDS" ]; do
-    for v in "" -old; do
-        [ -z "$v" ] || [ -n "$OLD" ] || continue
-        cat >"$WORK/pgark-$round$v.yaml" <<EOF
-spool: $WORK/spool-$round$v
+write_conf() { # round variant
+    cat >"$WORK/pgark-$1$2.yaml" <<EOF
+spool: $WORK/spool-$1$2
 repos:
-  r1: { type: posix, path: $WORK/repo-$round$v }
+  r1: { type: posix, path: $WORK/repo-$1$2 }
 compression: { algorithm: zstd, level: 3 }
 clusters:
   bench:
     conninfo: "$(pg_conninfo tcp)"
     repos: [r1]
 EOF
+}
+
+round=1
+while [ "$round" -le "$ROUNDS" ]; do
+    for v in "" -old; do
+        [ -z "$v" ] || [ -n "$OLD" ] || continue
+        write_conf "$round" "$v"
     done
     backup full "$round" --full
     q "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= $((NACC / 20))" >/dev/null
+    estimate est_contig "$round"
     backup incr_contig "$round"
     q "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0" >/dev/null
-    cp -a "$WORK/repo-$round" "$WORK/repo-$round-fresh"
-    cp -a "$WORK/spool-$round" "$WORK/spool-$round-fresh"
-    sed "s|path: $WORK/repo-$round }|path: $WORK/repo-$round-fresh }|; s|^spool: .*|spool: $WORK/spool-$round-fresh|" \
-        "$WORK/pgark-$round.yaml" >"$WORK/pgark-$round-fresh.yaml"
-    backup incr_spread "$round"
+    fork_repo "$round" fresh
+    fork_repo "$round" auto
+    estimate est_spread "$round"
+    PGARK_INCR_MAX_CHANGED=1 backup incr_spread "$round"
     incr_label=$LAST_LABEL
     sleep 1 # labels have one-second resolution
     backup full_spread "$round" --full
     full_label=$LAST_LABEL
     backup_by "$PGARK" "" full_spread_fresh "$round" --full
     rm -rf "$WORK/repo-$round-fresh" "$WORK/spool-$round-fresh"
+    backup_by "$PGARK" "" incr_spread_auto "$round"
+    rm -rf "$WORK/repo-$round-auto" "$WORK/spool-$round-auto"
     if [ $((round % 2)) -eq 1 ]; then
         restore restore_full "$round" "$full_label"
         restore restore_incr "$round" "$incr_label"
@@ -185,6 +242,23 @@ EOF
     fi
     q "VACUUM pgbench_accounts" >/dev/null
     round=$((round + 1))
+done
+
+# The sweep: how far spread changes may reach before a full backup is cheaper.
+round=$((ROUNDS + 1))
+[ -z "$SWEEP" ] || write_conf "$round" ""
+residue=36
+for p in $SWEEP; do
+    q "VACUUM pgbench_accounts" >/dev/null
+    sleep 1
+    backup_by "$PGARK" "" "sweep_base_$p" "$round" --full
+    # rows not updated before (an updated row moved to the end of the table)
+    residue=$((residue + 1))
+    q "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = $residue AND aid <= $((NACC / 100 * p))" >/dev/null
+    fork_repo "$round" sweep
+    sleep 1
+    PGARK_INCR_MAX_CHANGED=1 backup_by "$PGARK" "" "sweep_incr_$p" "$round"
+    backup_by "$PGARK" "" "sweep_full_$p" "$round" --full
 done
 
 out=$RESULTS_DIR/incr-$stamp.json
@@ -201,6 +275,7 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" -
          rss_kib: ($r | med(.rss_kib)), sent_bytes: ($r | med(.sent_bytes)),
          changed_bytes: ($r | med(.changed_bytes)),
          parent_chunks_read: ($r | med(.parent_chunks_read)),
+         est_ranges: ($r | med(.est_ranges)), est_blocks: ($r | med(.est_blocks)), est_s: ($r | med(.est_s)),
          incremental: ($r | map(.incremental) | unique)} ] } |
     (.medians | map({key: .step, value: .}) | from_entries) as $m |
     .ratios = {
@@ -208,6 +283,9 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" -
         contig_server_cpu_vs_full: ratio($m.incr_contig.server_cpu_s; $m.full.server_cpu_s),
         contig_sent_vs_changed: ratio($m.incr_contig.sent_bytes; $m.incr_contig.changed_bytes),
         spread_wall_vs_full: ratio($m.incr_spread.wall_s; $m.full_spread.wall_s),
+        spread_auto_wall_vs_fresh_full: ratio($m.incr_spread_auto.wall_s; $m.full_spread_fresh.wall_s),
+        spread_auto_cpu_vs_fresh_full: ratio($m.incr_spread_auto.cpu_s; $m.full_spread_fresh.cpu_s),
+        estimate_server_cpu_vs_full: ratio($m.est_spread.server_cpu_s; $m.full.server_cpu_s),
         spread_wall_vs_fresh_full: ratio($m.incr_spread.wall_s; $m.full_spread_fresh.wall_s),
         spread_cpu_vs_fresh_full: ratio($m.incr_spread.cpu_s; $m.full_spread_fresh.cpu_s),
         restore_incr_vs_full: ratio($m.restore_incr.wall_s; $m.restore_full.wall_s),
@@ -219,7 +297,7 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" -
         contig_wall_at_most_0_15x_full: (if .ratios.contig_wall_vs_full == null then null else .ratios.contig_wall_vs_full <= 0.15 end),
         contig_server_cpu_at_most_0_2x_full: (if .ratios.contig_server_cpu_vs_full == null then null else .ratios.contig_server_cpu_vs_full <= 0.2 end),
         contig_sent_within_2x_changed: (if .ratios.contig_sent_vs_changed == null then null else .ratios.contig_sent_vs_changed <= 2 end),
-        spread_no_slower_than_full: (if .ratios.spread_wall_vs_full == null then null else .ratios.spread_wall_vs_full <= 1 end),
+        spread_no_slower_than_full: (if .ratios.spread_auto_wall_vs_fresh_full == null then null else .ratios.spread_auto_wall_vs_fresh_full <= 1 end),
         restore_incr_within_1_1x_full: (if .ratios.restore_incr_vs_full == null then null else .ratios.restore_incr_vs_full <= 1.1 end)}
     ' "$raw" >"$out"
 
@@ -228,12 +306,12 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" -
     echo "incremental backup benchmark: PostgreSQL $MAJOR, pgbench scale $SCALE, medians of $ROUNDS rounds"
     jq -r '
         def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
-        (["step", "wall_s", "ckpt_before_s", "user_s", "sys_s", "server_CPU_s", "RSS_MiB", "sent_MiB", "changed_MiB", "parent_read", "incremental"] | @tsv),
+        (["step", "wall_s", "ckpt_before_s", "user_s", "sys_s", "server_CPU_s", "RSS_MiB", "sent_MiB", "changed_MiB", "parent_read", "est_ranges", "est_blocks", "est_s", "incremental"] | @tsv),
         (.medians[] | [.step, (.wall_s | f(2)), (.checkpoint_s | f(2)), (.cpu_user_s | f(2)), (.cpu_sys_s | f(2)),
-            (.server_cpu_s | f(2)), (.rss_kib / 1024 | f(1)),
+            (.server_cpu_s | f(2)), (if .rss_kib == null then null else .rss_kib / 1024 end | f(1)),
             (if .sent_bytes == null then null else .sent_bytes / 1048576 end | f(1)),
             (if .changed_bytes == null then null else .changed_bytes / 1048576 end | f(1)),
-            (.parent_chunks_read | f(0)),
+            (.parent_chunks_read | f(0)), (.est_ranges | f(3)), (.est_blocks | f(3)), (.est_s | f(3)),
             (.incremental | map(tostring) | join(","))] | @tsv)
     ' "$out" | column -t -s "$(printf '\t')"
     echo "ratios:"
