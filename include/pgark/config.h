@@ -201,6 +201,9 @@ struct config {
     } compression;
     struct {
         char *passphrase; /* NULL: no encryption; secret */
+        /* Keep the key derived from the passphrase in the spool (repo.h:
+         * key_cache_spool); default true. */
+        bool key_cache;
     } encryption;
     struct config_cluster *clusters;
     size_t nclusters; /* >= 1 */

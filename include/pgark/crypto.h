@@ -167,6 +167,42 @@ int crypto_keyring_add(struct crypto_keyring *kr, uint32_t *id);
 int crypto_keyring_refresh(const struct crypto_keyring *kr, const struct crypto_key_record *rec,
                            struct crypto_keyring **out);
 
+/* --- key-encryption key cache ------------------------------------------------------- */
+
+/*
+ * A cache entry lets a later process open the same keyring without scrypt: it holds the
+ * key-encryption key (what scrypt(passphrase, salt) gave) with what it is bound to, the
+ * KDF parameters and salt of the record it opens and the passphrase it came from:
+ *
+ *   "PGARKKC1" | N (u64 BE) | r (u32 BE) | p (u32 BE) | salt | key-encryption key |
+ *   HMAC-SHA256(key-encryption key, "pgark kek cache v1" NUL passphrase) |
+ *   SHA-256 of everything before it
+ *
+ * Whoever reads an entry holds the repository's data keys (with repo.json) and can test
+ * guesses of the passphrase at HMAC speed: it is a secret like the passphrase itself
+ * and never leaves the host (the caller keeps it in a 0600 file of its own).
+ */
+#define CRYPTO_KEK_CACHE_LEN (8 + 8 + 4 + 4 + CRYPTO_SALT_LEN + CRYPTO_KEY_LEN + 32 + 32)
+
+/* The cache entry of kr for passphrase (the one kr was opened or made with). */
+void crypto_keyring_cache_entry(const struct crypto_keyring *kr, const char *passphrase,
+                                size_t pass_len, uint8_t out[CRYPTO_KEK_CACHE_LEN]);
+
+/*
+ * Open rec with the key-encryption key of a cache entry instead of scrypt. Returns 0 and
+ * *out (caller frees) when the entry is intact, made for rec's salt and KDF parameters
+ * and for this passphrase, and its key unwraps every key of rec; 1 when it was made for
+ * other key material (the passphrase was rotated) or another passphrase (the one
+ * configured changed): the caller derives, and a wrong passphrase fails there as
+ * always; 2 when the entry is damaged (length, checksum, or a key that does not unwrap
+ * rec's), with *why saying how (a static string): the caller warns and derives. <0 for
+ * a malformed rec (the errors of crypto_keyring_open, which the caller gets again when
+ * it derives). Never hands out a keyring whose keys did not authenticate.
+ */
+int crypto_keyring_open_cached(const struct crypto_key_record *rec, const char *passphrase,
+                               size_t pass_len, const uint8_t *entry, size_t entry_len,
+                               struct crypto_keyring **out, const char **why);
+
 /* The record to store for kr's current wrapping. */
 void crypto_keyring_export(const struct crypto_keyring *kr, struct crypto_key_record *rec);
 

@@ -18,6 +18,12 @@ void sha256(const void *data, size_t len, uint8_t out[SHA256_LEN]);
 void hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
                  uint8_t out[SHA256_LEN]);
 void md5(const void *data, size_t len, uint8_t out[MD5_LEN]);
+/* sha256 and hmac_sha256 of the same data at once (key at most 64 bytes for the fast
+ * path): with the CPU's SHA extensions in little more than the time of one of them,
+ * since after the HMAC's first block both run the same message schedule
+ * (src/crypto/sha256x2.c); else the one, then the other. */
+void sha256_and_hmac(const void *key, size_t key_len, const void *data, size_t len,
+                     uint8_t sha[SHA256_LEN], uint8_t mac[SHA256_LEN]);
 
 /* Incremental SHA-256. sha256_ctx_new never returns NULL; free(NULL) is a no-op. */
 struct sha256_ctx;

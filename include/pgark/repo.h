@@ -56,6 +56,11 @@ struct repo_options {
      * wal-fetch, which PostgreSQL runs once per segment and whose "not found" answers
      * read nothing. Chunk names (repo_chunk_key) need the key: unlock first. */
     bool defer_key;
+    /* The spool directory, where an encrypted repository's key-encryption key is kept
+     * between commands ("<spool>/<cluster>/kek.<repository>", keycache.c), so that
+     * scrypt runs once per passphrase and salt, not once per command; NULL: derived
+     * every time. */
+    const char *key_cache_spool;
 };
 
 struct repo;

@@ -133,14 +133,18 @@ int backup_store_chunk(void *arg, void *job, struct chunk *ch, bool skipped)
     if (!skipped && !(run->fp && f->tags && name_from_cache(run, f, ch))) {
         if (run->keyed) /* HMAC names are computed on the bytes in one piece */
             chunk_gather(ch);
+        /* Every repository encrypted: the first name and the plain digest the envelope
+         * needs in one pass (hash.h). */
         for (size_t g = 0; g < run->ngroups; g++) {
-            if (run->group_keys[g])
+            if (g == 0 && run->plain == run->ngroups)
+                sha256_and_hmac(run->group_keys[0], CHUNK_KEY_LEN, ch->data, ch->len,
+                                backup_name_slot(f, run->plain, index),
+                                backup_name_slot(f, 0, index));
+            else if (run->group_keys[g])
                 chunk_digest(run->group_keys[g], ch->data, ch->len, backup_name_slot(f, g, index));
             else
                 chunk_sha256(ch, backup_name_slot(f, g, index));
         }
-        if (run->plain == run->ngroups) /* every repository is encrypted */
-            chunk_sha256(ch, backup_name_slot(f, run->plain, index));
     }
     for (size_t i = 0; !skipped && rc == 0 && i < run->p.ntargets; i++) {
         struct target_state *ts = &run->ts[i];

@@ -23,6 +23,8 @@ int cli_repo_options(const struct config *cfg, const struct config_cluster *cl,
     memset(out, 0, sizeof(*out));
     out->cluster = cl->name;
     out->codecs.passphrase = cfg->encryption.passphrase;
+    if (cfg->encryption.passphrase && cfg->encryption.key_cache)
+        out->key_cache_spool = cfg->spool;
     out->codecs.compression = codec_by_name(CODEC_COMPRESSION, "none");
     if (use == CLI_REPO_ARCHIVE) {
         const struct codec *c =

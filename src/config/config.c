@@ -21,7 +21,7 @@ static const char *const top_keys[] = {
     "require_tls", "metrics_listen", "metrics_textfile", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const compression_keys[] = {"algorithm", "level", NULL};
-static const char *const encryption_keys[] = {"passphrase", "passphrase_file", NULL};
+static const char *const encryption_keys[] = {"passphrase", "passphrase_file", "key_cache", NULL};
 static const char *const notify_keys[] = {"url", "url_file", "format", "events", NULL};
 
 static const char *const compression_names[] = {"zstd", "none", NULL};
@@ -286,6 +286,7 @@ static int load_top(struct cfg_reader *r, struct config *cfg)
     int rc;
 
     cfg->spool = xstrdup(CONFIG_DEFAULT_SPOOL);
+    cfg->encryption.key_cache = true;
     cfg->log_level = LOG_INFO;
     cfg->log_format = LOG_FORMAT_TEXT;
     cfg->compression.algorithm = CONFIG_COMPRESSION_ZSTD;
@@ -350,6 +351,8 @@ static int load_top(struct cfg_reader *r, struct config *cfg)
             rc = cfg_error(r, sub.node,
                            "missing required key \"passphrase\" or \"passphrase_file\" in "
                            "\"encryption\"");
+        if (rc == 0)
+            rc = cfg_get_bool(&sub, "key_cache", &cfg->encryption.key_cache);
         cfg_map_close(&sub);
         if (rc != 0)
             goto out;

@@ -382,6 +382,114 @@ out:
     return rc;
 }
 
+/* --- key-encryption key cache ---------------------------------------------------- */
+
+#define CACHE_MAGIC "PGARKKC1"
+#define CACHE_BIND "pgark kek cache v1"
+#define CACHE_BIND_OFF (8 + 8 + 4 + 4 + CRYPTO_SALT_LEN + CRYPTO_KEY_LEN)
+#define CACHE_SUM_OFF (CACHE_BIND_OFF + 32)
+
+static void put_be(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Equal in time that does not depend on where they differ. */
+static bool same_bytes(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    uint8_t d = 0;
+    for (size_t i = 0; i < n; i++)
+        d |= a[i] ^ b[i];
+    return d == 0;
+}
+
+/* What binds an entry to the passphrase: a MAC of it under the key it gave. */
+static void cache_binding(const uint8_t kek[CRYPTO_KEY_LEN], const char *passphrase,
+                          size_t pass_len, uint8_t out[32])
+{
+    size_t len = sizeof(CACHE_BIND) + pass_len; /* the prefix with its NUL */
+    uint8_t *msg = xmalloc(len);
+    memcpy(msg, CACHE_BIND, sizeof(CACHE_BIND));
+    memcpy(msg + sizeof(CACHE_BIND), passphrase, pass_len);
+    hmac_sha256(kek, CRYPTO_KEY_LEN, msg, len, out);
+    secure_free(msg, len);
+}
+
+void crypto_keyring_cache_entry(const struct crypto_keyring *kr, const char *passphrase,
+                                size_t pass_len, uint8_t out[CRYPTO_KEK_CACHE_LEN])
+{
+    uint8_t *p = out;
+    memcpy(p, CACHE_MAGIC, 8);
+    put_be(p + 8, kr->kdf.n, 8);
+    put_be(p + 16, kr->kdf.r, 4);
+    put_be(p + 20, kr->kdf.p, 4);
+    memcpy(p + 24, kr->salt, CRYPTO_SALT_LEN);
+    memcpy(p + 24 + CRYPTO_SALT_LEN, kr->kek, CRYPTO_KEY_LEN);
+    cache_binding(kr->kek, passphrase, pass_len, p + CACHE_BIND_OFF);
+    sha256(p, CACHE_SUM_OFF, p + CACHE_SUM_OFF);
+}
+
+/* 0 when entry is intact and made for kr's salt and parameters and for passphrase (its
+ * key then in kr->kek), else 1 (stale) or 2 (damaged, *why set). */
+static int cache_check(struct crypto_keyring *kr, const char *passphrase, size_t pass_len,
+                       const uint8_t *entry, size_t entry_len, const char **why)
+{
+    uint8_t sum[SHA256_LEN], bind[32];
+    int rc = 0;
+
+    if (entry_len != CRYPTO_KEK_CACHE_LEN) {
+        *why = entry_len < CRYPTO_KEK_CACHE_LEN ? "it is truncated" : "it is too long";
+        return 2;
+    }
+    sha256(entry, CACHE_SUM_OFF, sum);
+    if (memcmp(entry, CACHE_MAGIC, 8) != 0 || !same_bytes(sum, entry + CACHE_SUM_OFF, SHA256_LEN)) {
+        *why = "its checksum does not match";
+        return 2;
+    }
+    if (get_be(entry + 8, 8) != kr->kdf.n || get_be(entry + 16, 4) != kr->kdf.r ||
+        get_be(entry + 20, 4) != kr->kdf.p || memcmp(entry + 24, kr->salt, CRYPTO_SALT_LEN) != 0)
+        return 1; /* another salt: the passphrase was rotated since */
+    memcpy(kr->kek, entry + 24 + CRYPTO_SALT_LEN, CRYPTO_KEY_LEN);
+    cache_binding(kr->kek, passphrase, pass_len, bind);
+    if (!same_bytes(bind, entry + CACHE_BIND_OFF, sizeof(bind)))
+        rc = 1; /* made for another passphrase */
+    secure_zero(bind, sizeof(bind));
+    return rc;
+}
+
+int crypto_keyring_open_cached(const struct crypto_key_record *rec, const char *passphrase,
+                               size_t pass_len, const uint8_t *entry, size_t entry_len,
+                               struct crypto_keyring **out, const char **why)
+{
+    struct crypto_keyring *kr = xcalloc(1, sizeof(*kr));
+    int rc;
+
+    *out = NULL;
+    if ((rc = read_record(kr, rec)) < 0 ||
+        (rc = cache_check(kr, passphrase, pass_len, entry, entry_len, why)) != 0 ||
+        (rc = unwrap_all(kr)) < 0)
+        goto out;
+    if (rc == 1) { /* intact and bound to this passphrase, yet not the key of this record */
+        *why = "its key does not unwrap the repository's data key";
+        rc = 2;
+        goto out;
+    }
+    *out = kr;
+    kr = NULL;
+out:
+    crypto_keyring_free(kr);
+    return rc;
+}
+
 void crypto_keyring_export(const struct crypto_keyring *kr, struct crypto_key_record *rec)
 {
     memset(rec, 0, sizeof(*rec));

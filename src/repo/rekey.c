@@ -28,6 +28,7 @@ static struct repo *repo_shell(struct storage *s, const struct repo_options *opt
     r->cluster = xstrdup(opts->cluster);
     r->prefix = xasprintf("%s/", opts->cluster);
     r->cipher = codec_by_name(CODEC_CIPHER, "none");
+    r->key_cache = repo_keycache_path(opts->key_cache_spool, opts->cluster, repo_name(r));
     return r;
 }
 
@@ -260,6 +261,10 @@ static int update_keys(struct storage *s, const struct repo_options *opts, struc
                         json_integer(rec.nextra ? PGARK_REPO_FORMAT_KEYS : PGARK_REPO_FORMAT));
     text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     rc = replace_keys(r, full, text);
+    /* The cached key is the old passphrase's: it would no longer apply (another salt),
+     * and it opens the old record, which a versioned store may keep. */
+    if (rc == 0 && u->op == KEY_REWRAP)
+        repo_keycache_forget(r);
 out:
     if (rc < 0)
         err_context("while %s of repository \"%s\"",

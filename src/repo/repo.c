@@ -67,6 +67,7 @@ void repo_close(struct repo *r)
     drop_key_source(r);
     free(r->key_msg);
     free(r->key_hint);
+    free(r->key_cache);
     free(r->keys);
     pthread_mutex_destroy(&r->key_lock);
     free(r->cluster);
@@ -179,7 +180,13 @@ static void note_keys(struct repo *r, const struct crypto_key_record *rec, json_
 /* Derive the keys of r from rec and passphrase (scrypt, then the data key unwrapped). */
 static int unlock_with(struct repo *r, const struct crypto_key_record *rec, const char *passphrase)
 {
-    int rc = crypto_keyring_open(rec, passphrase, strlen(passphrase), &r->keyring);
+    int rc = repo_keycache_open(r, rec, passphrase, &r->keyring);
+    if (rc == 1) {
+        log_detail("repository \"%s\": deriving the key from the passphrase (scrypt)",
+                   repo_name(r));
+        if ((rc = crypto_keyring_open(rec, passphrase, strlen(passphrase), &r->keyring)) == 0)
+            repo_keycache_store(r, r->keyring, passphrase);
+    }
     r->keys_read_us = time_mono_us();
     if (rc < 0) {
         if (err_kind() == ERR_INTEGRITY)
@@ -356,6 +363,8 @@ static int create_json(struct repo *r, const struct repo_options *opts)
         r->cipher = codec_by_name(CODEC_CIPHER, "none");
         goto out;
     }
+    if (rc == 0 && r->keyring)
+        repo_keycache_store(r, r->keyring, passphrase);
     if (rc == 0)
         log_info("created repository for cluster \"%s\" in \"%s\"%s", r->cluster, repo_name(r),
                  r->keyring ? " (encrypted)" : "");
@@ -429,6 +438,7 @@ struct repo *repo_open(struct storage *s, const struct repo_options *opts,
     r->compression = repo_codecs_compression(&opts->codecs);
     r->compress_level = opts->codecs.level;
     r->cipher = codec_by_name(CODEC_CIPHER, "none");
+    r->key_cache = repo_keycache_path(opts->key_cache_spool, opts->cluster, repo_name(r));
     full = repo_full_path(r, REPO_JSON);
 
     rc = repo_json_read(r, full, &data, &len);

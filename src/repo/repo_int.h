@@ -40,6 +40,7 @@ struct repo {
     char *passphrase;                  /* deferred: until it is unlocked */
     enum err_kind key_err;             /* unlocking failed: its error, for every caller */
     char *key_msg, *key_hint;
+    char *key_cache;            /* the key cache file (keycache.c); NULL: none */
     struct repo_data_key *keys; /* as repo.json lists them (repo_data_keys) */
     size_t nkeys;
 };
@@ -126,6 +127,22 @@ int repo_wal_same_as_stored(struct repo *r, const char *path, const uint8_t dige
 int repo_writer_copy_fd(struct repo_writer *w, int fd, uint64_t len);
 /* Write the first len bytes of fd into w, nothing more (w stays open). */
 int repo_writer_feed_fd(struct repo_writer *w, int fd, uint64_t len);
+
+/* --- the key-encryption key cache (keycache.c) --- */
+
+/* The cache file of repository repo of cluster ("<spool>/<cluster>/kek.<repo>"), NULL
+ * when spool is. */
+char *repo_keycache_path(const char *spool, const char *cluster, const char *repo);
+/* Open rec from r's key cache, without scrypt: 0 and *kr (caller frees); 1 when there is
+ * no usable entry for rec and passphrase (none, another salt or passphrase, damaged:
+ * warned), and the caller derives. Never fails otherwise. */
+int repo_keycache_open(struct repo *r, const struct crypto_key_record *rec, const char *passphrase,
+                       struct crypto_keyring **kr);
+/* Keep kr's key for passphrase in r's key cache (replacing the entry); a failure is a
+ * "detail" line, nothing more. */
+void repo_keycache_store(struct repo *r, const struct crypto_keyring *kr, const char *passphrase);
+/* Remove r's key cache entry (its passphrase was rotated). */
+void repo_keycache_forget(const struct repo *r);
 
 /* --- repo.json, shared by opening (repo.c) and changing keys (rekey.c) --- */
 

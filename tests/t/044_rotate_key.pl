@@ -160,8 +160,13 @@ is($r->{rc}, 0, 'rotate-key run again completes') or diag($r->{stderr});
 like($r->{stdout}, qr/^repository "local": already under the new passphrase$/m,
 	'the re-run leaves local alone');
 like($r->{stdout}, qr/^repository "offsite": passphrase rotated$/m, 'the re-run rotates offsite');
+# The key cache (encryption.key_cache, on by default) held the old passphrase's key for
+# offsite (the wal-fetch runs above): the rotation removed it.
+ok(!-e "$tmp/spool/main/kek.offsite", 'the rotation removed the key cache entry of offsite');
 is(both_ways('local'), '+new', 'after: local opens with the new passphrase only');
 is(both_ways('offsite'), '+new', 'after: offsite opens with the new passphrase only');
+ok(-s "$tmp/spool/main/kek.offsite" && ((stat("$tmp/spool/main/kek.offsite"))[2] & 07777) == 0600,
+	'opening with the new passphrase cached its key again, in a 0600 file');
 
 $r = run_pgark([ '--config', $cfg_old, 'info' ]);
 like($r->{stdout}, qr/repository "local" \(posix\)\n  wrong passphrase: it does not unlock the repository encryption key/,

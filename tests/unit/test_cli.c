@@ -50,14 +50,15 @@ static struct config *load(const char *compression, const char *encryption)
 {
     struct config *cfg = NULL;
     char *yaml =
-        xasprintf("repos:\n"
+        xasprintf("spool: %s/spool\n"
+                  "repos:\n"
                   "  far: {type: s3, endpoint: \"https://s3.example.com\", bucket: bkt,\n"
                   "        region: r, access_key_id: key-id, secret_access_key: secret-key}\n"
                   "  a: {type: posix, path: %s/a}\n"
                   "  b: {type: posix, path: %s/b}\n"
                   "%s%s"
                   "clusters: {main: {conninfo: \"host=/tmp\", repos: [far, a, b]}}\n",
-                  tmpdir, tmpdir, compression, encryption);
+                  tmpdir, tmpdir, tmpdir, compression, encryption);
     err_clear();
     if (config_load_string("t.yaml", yaml, &cfg) != 0)
         fail_msg("config did not load: %s", err_message());
@@ -101,6 +102,14 @@ static void test_options(void **state)
     assert_true(codec_is_none(ro.codecs.compression));
     assert_int_equal(ro.codecs.level, 0);
     assert_string_equal(ro.codecs.passphrase, "secret");
+    assert_string_equal(ro.key_cache_spool, cfg->spool); /* the key cache: on by default */
+    config_free(cfg);
+
+    cfg = load("", "encryption: {passphrase: secret, key_cache: false}\n");
+    cl = config_cluster_find(cfg, "main");
+    assert_int_equal(cli_repo_options(cfg, cl, CLI_REPO_ARCHIVE, &ro), 0);
+    assert_string_equal(ro.codecs.passphrase, "secret");
+    assert_null(ro.key_cache_spool);
     config_free(cfg);
 
     /* "none" carries no level, whatever the level key says; no passphrase, none */
@@ -110,6 +119,7 @@ static void test_options(void **state)
     assert_string_equal(ro.codecs.compression->name, "none");
     assert_int_equal(ro.codecs.level, 0);
     assert_null(ro.codecs.passphrase);
+    assert_null(ro.key_cache_spool); /* nothing to keep */
     config_free(cfg);
 }
 

@@ -302,6 +302,7 @@ static void test_non_defaults(void **state)
     assert_int_equal(cfg->compression.algorithm, CONFIG_COMPRESSION_NONE);
     assert_int_equal(cfg->compression.level, 19);
     assert_string_equal(cfg->encryption.passphrase, "hunter2-but-longer");
+    assert_true(cfg->encryption.key_cache); /* the default */
     const struct config_cluster *a = &cfg->clusters[0], *b = &cfg->clusters[1];
     assert_true(a->create_slot);
     assert_true(a->synchronous);
@@ -629,6 +630,8 @@ static const struct bad_case bad_cases[] = {
        "\"s\""},
     {BASE_REPOS BASE_CLUSTERS "encryption: {}\n",
      F ":7:13: missing required key \"passphrase\" or \"passphrase_file\" in \"encryption\""},
+    {BASE_REPOS BASE_CLUSTERS "encryption: {passphrase: p, key_cache: yes}\n",
+     F ":7:40: key \"key_cache\" in \"encryption\" must be true or false, not \"yes\""},
     {BASE_REPOS BASE_CLUSTERS "notify:\n  - format: slack\n",
      F ":8:5: missing required key \"url\" or \"url_file\" in notify entry 1"},
     /* secrets and environment */

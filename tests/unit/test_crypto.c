@@ -134,6 +134,56 @@ static void test_gmac(void **state)
 
 /* --- SHA-256 observer -------------------------------------------------------------- */
 
+/* sha256_and_hmac gives what sha256 and hmac_sha256 give, for every length around the
+ * 64-byte blocks and the padding's edges (55, 56, 63, 64), unaligned data, keys from
+ * empty to one block and beyond (the fallback), and a whole 1 MiB chunk; and the RFC 4231
+ * case 2 HMAC ("Jefe"). */
+static void test_sha256_and_hmac(void **state)
+{
+    (void)state;
+    size_t big = 1 << 20;
+    uint8_t *data = xmalloc(big + 1);
+    for (size_t i = 0; i < big + 1; i++)
+        data[i] = (uint8_t)(i * 131 + (i >> 9));
+    uint8_t key[80];
+    for (size_t i = 0; i < sizeof(key); i++)
+        key[i] = (uint8_t)(0xa0 + i);
+    const size_t key_lens[] = {0, 1, 32, 64, 80};
+    uint8_t s1[32], m1[32], s2[32], m2[32];
+    for (size_t k = 0; k < sizeof(key_lens) / sizeof(key_lens[0]); k++) {
+        for (size_t len = 0; len <= 300; len++) {
+            for (size_t at = 0; at < 2; at++) {
+                sha256(data + at, len, s1);
+                hmac_sha256(key, key_lens[k], data + at, len, m1);
+                memset(s2, 0, 32);
+                memset(m2, 0, 32);
+                sha256_and_hmac(key, key_lens[k], data + at, len, s2, m2);
+                if (memcmp(s1, s2, 32) != 0 || memcmp(m1, m2, 32) != 0)
+                    fail_msg("key %zu bytes, %zu bytes at offset %zu differ", key_lens[k], len, at);
+            }
+        }
+    }
+    sha256(data + 1, big, s1);
+    hmac_sha256(key, 32, data + 1, big, m1);
+    sha256_and_hmac(key, 32, data + 1, big, s2, m2);
+    assert_memory_equal(s1, s2, 32);
+    assert_memory_equal(m1, m2, 32);
+    free(data);
+
+    static const uint8_t rfc4231_2[32] = {0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e,
+                                          0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7,
+                                          0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83,
+                                          0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43};
+    static const uint8_t abc[32] = {0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea,
+                                    0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+                                    0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c,
+                                    0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+    sha256_and_hmac("Jefe", 4, "what do ya want for nothing?", 28, s2, m2);
+    assert_memory_equal(m2, rfc4231_2, 32);
+    sha256_and_hmac("k", 1, "abc", 3, s2, m2);
+    assert_memory_equal(s2, abc, 32);
+}
+
 static void test_sha256_observer(void **state)
 {
     (void)state;
@@ -659,6 +709,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gmac),
         cmocka_unit_test(test_sha256_observer),
+        cmocka_unit_test(test_sha256_and_hmac),
         cmocka_unit_test(test_gcm_matches_documented_format),
         cmocka_unit_test(test_gcm_round_trips),
         cmocka_unit_test(test_gcm_flipped_bits),
