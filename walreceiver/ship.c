@@ -293,6 +293,33 @@ int ship_item_shipped(struct shipper *sh, const struct ship_item *it, uint64_t s
     return 0;
 }
 
+/* Complete segment segno, last written at at_us, was stored. When it is the last segment
+ * written, or the segment being filled is the next one, the repository now holds every
+ * WAL byte written before at_us, as a partial copy made at at_us would: the next copy is
+ * due an interval after it. On a timer of its own, the next copy came whenever the last
+ * copy's interval ran out, and under load (a segment about as often as a copy is due) it
+ * stored again most of what the segment had just carried: each WAL byte about twice. */
+static void partial_timer_restart(struct shipper *sh, timeline_t tli, uint64_t segno, int64_t at_us)
+{
+    struct receiver *rx = sh->rx;
+    timeline_t last_tli;
+    char name[WAL_NAME_BUFLEN];
+    uint64_t last_segno;
+    bool complete;
+    if (!spool_last(rx->spool, &last_tli, name, &complete) ||
+        wal_segment_parse(name, rx->seg_size, &last_tli, &last_segno) < 0) {
+        err_clear();
+        return;
+    }
+    /* Behind, or another timeline: the tail still waits for its copy. */
+    if (last_tli != tli || !(last_segno == segno + 1 || (last_segno == segno && complete)))
+        return;
+    pthread_mutex_lock(&rx->lock);
+    if (at_us > sh->partial_at_us)
+        sh->partial_at_us = at_us;
+    pthread_mutex_unlock(&rx->lock);
+}
+
 /* Ship the next queued item, if any. */
 static int ship_next(struct shipper *sh, bool *did)
 {
@@ -319,6 +346,10 @@ static int ship_next(struct shipper *sh, bool *did)
     rc = wal_segment_parse(it.base, rx->seg_size, &tli, &segno);
     if (rc < 0)
         goto out;
+    /* Its last write: every WAL byte written before then is in it or before it. */
+    struct stat st;
+    int64_t written_us =
+        fstat(fd, &st) == 0 ? (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000 : 0;
     rc = ship_push_item(sh, it.base, it.partial, ship_item_takers(sh, it.base), fd, size);
     if (rc == 0)
         rc = ship_hwm_note(sh, tli, segno, it.partial, size);
@@ -328,6 +359,8 @@ static int ship_next(struct shipper *sh, bool *did)
         goto out;
     }
     rc = ship_item_shipped(sh, &it, size, did);
+    if (rc == 0 && !it.partial)
+        partial_timer_restart(sh, tli, segno, written_us);
 out:
     if (rc < 0) /* look at the spool again: the item may have gone meanwhile */
         sh->queue.valid = false;
