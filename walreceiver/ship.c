@@ -457,19 +457,23 @@ static int64_t idle_wait_ms(struct shipper *sh)
     return w;
 }
 
-/* status.json after the repository took something: at once after a partial copy (it moves
- * the repository's newest commit, what monitoring reads), else at most every
- * STATUS_SOON_US (a backlog going up segment after segment). Never from a shipper left
- * behind: the next receiver writes the file. */
-#define STATUS_SOON_US 250000
+/* status.json after the repository took something, when nobody wrote it for
+ * STATUS_SOON_US: the receive loop writes it that often while it streams, so this is
+ * what keeps it current while the loop waits to reconnect. Written after each partial
+ * copy (4 to 5 times a second with two repositories), it cost more than the reading
+ * side gained: readers poll the file, and its figures (each repository's newest commit,
+ * the RPO) are worked out when it is written, true as of its "updated": a copy shows in
+ * it a second later at most. Never from a shipper left behind: the next receiver
+ * writes the file. */
+#define STATUS_SOON_US 1000000
 
-static void status_soon(struct shipper *sh, bool now)
+static void status_soon(struct shipper *sh)
 {
     struct receiver *rx = sh->rx;
     if (atomic_load(&sh->abandoned))
         return;
     pthread_mutex_lock(&rx->lock);
-    bool due = now || time_mono_us() - rx->status_at_us >= STATUS_SOON_US;
+    bool due = time_mono_us() - rx->status_at_us >= STATUS_SOON_US;
     pthread_mutex_unlock(&rx->lock);
     if (due && status_write(rx) < 0) {
         log_detail("%s", err_message());
@@ -615,7 +619,7 @@ static void *shipper_main(void *arg)
         if (rc == 0 && !did && !atomic_load(&rx->stopping))
             rc = ship_partial(sh, &copied);
         if (rc == 0 && (did || copied))
-            status_soon(sh, copied);
+            status_soon(sh);
         if (rc < 0) {
             record_error(sh);
             pthread_mutex_lock(&rx->lock);

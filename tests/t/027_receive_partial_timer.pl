@@ -71,4 +71,53 @@ my $stop = receiver_stop($rx);
 is($stop->{rc}, 0, 'the receiver stops with exit 0');
 ok(-f "$wal/$seg" && -f "$wal/$next.partial", "the repository holds $seg and a copy of $next");
 
+# --- status.json about once a second -------------------------------------------------------
+# Two repositories copying every 500 ms under a steady trickle of commits: status.json was
+# rewritten after each copy (4 to 5 times a second); it is now written about once a
+# second (the receive loop's), each repository's newest commit still a copy behind at most.
+write_config(
+	receiver_config(
+		spool => "$tmp/spool",
+		repos => [ [ local => "$tmp/repo" ], [ second => "$tmp/repo2" ] ],
+		local_partial => '500ms',
+		conninfo => 'host=' . $node->host . ' port=' . $node->port,
+		create_slot => 1,
+		synchronous => 1,
+		level => 'detail'),
+	$config);
+$rx = receiver_start($config);
+my $load = psql_start($node, 300, '-c',
+	'DO $$BEGIN FOR i IN 1..1000000 LOOP INSERT INTO t VALUES (i); COMMIT; '
+	  . 'PERFORM pg_sleep(0.01); END LOOP; END$$');
+my $status = "$sdir/status.json";
+ok(poll_until(sub { my $st = read_status($sdir); $st && $st->{connected} && @{ $st->{repos} // [] } == 2 }, 60),
+	'the receiver streams to both repositories');
+ok(poll_until(sub { -f "$tmp/repo2/main/wal/00000001/" . sql('SELECT pg_walfile_name(pg_current_wal_lsn())') . '.partial' }, 30),
+	'partial copies are made');
+# Each write replaces the file (a new inode): count them over 6 s, looking every 10 ms.
+my ($writes, $last_ino, $t0) = (0, 0, time());
+while (time() < $t0 + 6)
+{
+	my @st = stat($status);
+	if (@st && $st[1] != $last_ino)
+	{
+		$writes++ if $last_ino;
+		$last_ino = $st[1];
+	}
+	Time::HiRes::usleep(10_000);
+}
+note("status.json written $writes times in 6 s");
+cmp_ok($writes, '<=', 6 * 2, 'status.json is written about once a second, not after every copy');
+cmp_ok($writes, '>=', 3, 'and at least every other second');
+my $ref = sql('SELECT clock_timestamp()');
+ok(poll_until(sub {
+	my @r = @{ (read_status($sdir) // {})->{repos} // [] };
+	@r == 2 && !grep { !defined $_->{newest_commit}
+		  || sql("SELECT '$_->{newest_commit}'::timestamptz >= '$ref'::timestamptz") ne 't' } @r }, 10),
+	"each repository's newest commit in status.json reaches the primary's of a moment ago");
+$load->{h}->kill_kill;
+$load->{h}->finish;
+$stop = receiver_stop($rx);
+is($stop->{rc}, 0, 'the receiver stops with exit 0');
+
 done_testing();
