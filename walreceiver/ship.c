@@ -293,6 +293,33 @@ int ship_item_shipped(struct shipper *sh, const struct ship_item *it, uint64_t s
     return 0;
 }
 
+/* Complete segment segno, last written at at_us, was stored. When it is the last segment
+ * written, or the segment being filled is the next one, the repository now holds every
+ * WAL byte written before at_us, as a partial copy made at at_us would: the next copy is
+ * due an interval after it. On a timer of its own, the next copy came whenever the last
+ * copy's interval ran out, and under load (a segment about as often as a copy is due) it
+ * stored again most of what the segment had just carried: each WAL byte about twice. */
+static void partial_timer_restart(struct shipper *sh, timeline_t tli, uint64_t segno, int64_t at_us)
+{
+    struct receiver *rx = sh->rx;
+    timeline_t last_tli;
+    char name[WAL_NAME_BUFLEN];
+    uint64_t last_segno;
+    bool complete;
+    if (!spool_last(rx->spool, &last_tli, name, &complete) ||
+        wal_segment_parse(name, rx->seg_size, &last_tli, &last_segno) < 0) {
+        err_clear();
+        return;
+    }
+    /* Behind, or another timeline: the tail still waits for its copy. */
+    if (last_tli != tli || !(last_segno == segno + 1 || (last_segno == segno && complete)))
+        return;
+    pthread_mutex_lock(&rx->lock);
+    if (at_us > sh->partial_at_us)
+        sh->partial_at_us = at_us;
+    pthread_mutex_unlock(&rx->lock);
+}
+
 /* Ship the next queued item, if any. */
 static int ship_next(struct shipper *sh, bool *did)
 {
@@ -319,6 +346,10 @@ static int ship_next(struct shipper *sh, bool *did)
     rc = wal_segment_parse(it.base, rx->seg_size, &tli, &segno);
     if (rc < 0)
         goto out;
+    /* Its last write: every WAL byte written before then is in it or before it. */
+    struct stat st;
+    int64_t written_us =
+        fstat(fd, &st) == 0 ? (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000 : 0;
     rc = ship_push_item(sh, it.base, it.partial, ship_item_takers(sh, it.base), fd, size);
     if (rc == 0)
         rc = ship_hwm_note(sh, tli, segno, it.partial, size);
@@ -328,6 +359,8 @@ static int ship_next(struct shipper *sh, bool *did)
         goto out;
     }
     rc = ship_item_shipped(sh, &it, size, did);
+    if (rc == 0 && !it.partial)
+        partial_timer_restart(sh, tli, segno, written_us);
 out:
     if (rc < 0) /* look at the spool again: the item may have gone meanwhile */
         sh->queue.valid = false;
@@ -424,19 +457,23 @@ static int64_t idle_wait_ms(struct shipper *sh)
     return w;
 }
 
-/* status.json after the repository took something: at once after a partial copy (it moves
- * the repository's newest commit, what monitoring reads), else at most every
- * STATUS_SOON_US (a backlog going up segment after segment). Never from a shipper left
- * behind: the next receiver writes the file. */
-#define STATUS_SOON_US 250000
+/* status.json after the repository took something, when nobody wrote it for
+ * STATUS_SOON_US: the receive loop writes it that often while it streams, so this is
+ * what keeps it current while the loop waits to reconnect. Written after each partial
+ * copy (4 to 5 times a second with two repositories), it cost more than the reading
+ * side gained: readers poll the file, and its figures (each repository's newest commit,
+ * the RPO) are worked out when it is written, true as of its "updated": a copy shows in
+ * it a second later at most. Never from a shipper left behind: the next receiver
+ * writes the file. */
+#define STATUS_SOON_US 1000000
 
-static void status_soon(struct shipper *sh, bool now)
+static void status_soon(struct shipper *sh)
 {
     struct receiver *rx = sh->rx;
     if (atomic_load(&sh->abandoned))
         return;
     pthread_mutex_lock(&rx->lock);
-    bool due = now || time_mono_us() - rx->status_at_us >= STATUS_SOON_US;
+    bool due = time_mono_us() - rx->status_at_us >= STATUS_SOON_US;
     pthread_mutex_unlock(&rx->lock);
     if (due && status_write(rx) < 0) {
         log_detail("%s", err_message());
@@ -582,7 +619,7 @@ static void *shipper_main(void *arg)
         if (rc == 0 && !did && !atomic_load(&rx->stopping))
             rc = ship_partial(sh, &copied);
         if (rc == 0 && (did || copied))
-            status_soon(sh, copied);
+            status_soon(sh);
         if (rc < 0) {
             record_error(sh);
             pthread_mutex_lock(&rx->lock);

@@ -556,6 +556,19 @@ bool spool_tail(struct spool *s, timeline_t *tli, char *name, uint64_t *flushed_
     return have;
 }
 
+bool spool_last(struct spool *s, timeline_t *tli, char *name, bool *complete)
+{
+    pthread_mutex_lock(&s->lock);
+    bool have = s->name[0] != '\0';
+    if (have) {
+        *tli = s->tli;
+        memcpy(name, s->name, WAL_NAME_BUFLEN);
+        *complete = s->synced == s->seg_size;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return have;
+}
+
 int spool_write_history(struct spool *s, timeline_t tli, const void *data, size_t len)
 {
     char name[16 + 1], tmp[32]; /* "%08X.history" and its NUL */

@@ -70,6 +70,10 @@ bool spool_current(struct spool *s, timeline_t *tli, char *name, uint64_t *flush
  * object, and when the last segment written was completed. */
 bool spool_tail(struct spool *s, timeline_t *tli, char *name, uint64_t *flushed_bytes);
 
+/* The segment last written through this spool (open, closed, or complete): its name
+ * and whether it is complete (synced whole). False before the first write. */
+bool spool_last(struct spool *s, timeline_t *tli, char *name, bool *complete);
+
 /* How many times a file appeared in the spool or changed its name (a segment created
  * or completed, a history file written, the segment being filled closed): a shipper
  * that saw the spool at one count need not look again until it moves. Thread-safe. */

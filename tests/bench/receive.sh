@@ -43,6 +43,11 @@
 # the medians) under `perf record -g`; its report goes to receive-<timestamp>-perf.txt.
 # Unprivileged, perf sees user space only (perf_event_paranoid 2): time spent inside
 # system calls shows as the libc wrapper that made them.
+# BENCH_STRACE=1: after the rounds, one more run of pgark (and of pgark_old with
+# BENCH_PGARK_OLD; first mode of BENCH_MODES, not in the medians) under `strace -f -c`;
+# the counts, per second of load and per GiB of WAL, go to
+# receive-<timestamp>-strace-<tool>.txt. strace slows every system call: the WAL rate of
+# that run is lower, so counts driven by a timer weigh more per GiB than without it.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,6 +64,7 @@ CLIENTS=${BENCH_CLIENTS:-4}
 JOBS=${BENCH_JOBS:-2}
 PORT=${BENCH_PORT:-54391}
 PERF=${BENCH_PERF:-0}
+STRACE=${BENCH_STRACE:-0}
 OBS=${BENCH_OBS:-1}
 OFF=${BENCH_OFF:-1}
 FLUSH_INTERVAL=${BENCH_FLUSH_INTERVAL:-}
@@ -297,7 +303,12 @@ run_variant() { # mode tool round
         bench_register_pid "$lag_pid"
         cpu0=$(proc_cpu_ticks "$RX_PID")
         perf_pid=""
-        if [ "$PROFILE" = 1 ]; then
+        if [ "$PROFILE" = strace ]; then
+            strace -f -c -q -p "$RX_PID" -o "$WORK/strace.txt" >"$WORK/strace.log" 2>&1 &
+            perf_pid=$!
+            bench_register_pid "$perf_pid"
+            t_load0=$(date +%s.%N)
+        elif [ "$PROFILE" = 1 ]; then
             perf record -g -F 499 -p "$RX_PID" -o "$WORK/perf.data" >"$WORK/perf.log" 2>&1 &
             perf_pid=$!
             bench_register_pid "$perf_pid"
@@ -310,6 +321,7 @@ run_variant() { # mode tool round
     bench_register_pid $!
     wait $! || bench_die "pgbench failed: $(tail -5 "$dir/pgbench.log")"
     lsn1=$(q "SELECT pg_current_wal_lsn()")
+    t_load1=$(date +%s.%N)
     tps=$(awk '/^tps = / { print $3; exit }' "$dir/pgbench.log")
     wal=$(q "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint")
 
@@ -334,7 +346,23 @@ run_variant() { # mode tool round
         kill -0 "$RX_PID" 2>/dev/null || bench_die "$tool exited during the run: $(tail -5 "$dir/rx.log")"
         cpu1=$(proc_cpu_ticks "$RX_PID")
         cpu_s=$(ticks_to_s $((cpu1 - cpu0)))
-        if [ -n "$perf_pid" ]; then
+        if [ -n "$perf_pid" ] && [ "$PROFILE" = strace ]; then
+            kill -INT "$perf_pid" 2>/dev/null || true
+            wait "$perf_pid" 2>/dev/null || true
+            # Counted from the start of the load until every repository holds the last
+            # complete segment (as the CPU figure); the rates use the load's seconds.
+            secs=$(awk -v a="$t_load0" -v b="$t_load1" 'BEGIN { printf "%.1f", b - a }')
+            {
+                echo "$tool: $secs s of load, $(awk -v b="$wal" 'BEGIN { printf "%.3f", b / 2^30 }') GiB WAL, $cpu_s s CPU (under strace)"
+                printf '%-20s %10s %10s %10s\n' syscall calls per_s per_GiB
+                awk -v s="$secs" -v b="$wal" '
+                    $1 ~ /^[0-9.]+$/ && NF >= 5 {
+                        n = $4; name = $NF
+                        printf "%-20s %10d %10.1f %10.0f\n", name, n, n / s, n / (b / 2^30)
+                    }' "$WORK/strace.txt" | sort -k2,2nr
+            } >"$RESULTS_DIR/receive-$stamp-strace-$tool.txt" ||
+                bench_log "strace report failed: $(tail -3 "$WORK/strace.log")"
+        elif [ -n "$perf_pid" ]; then
             kill -INT "$perf_pid" 2>/dev/null || true
             wait "$perf_pid" 2>/dev/null || true
             # Flat: libzstd and libc have no frame pointers, so call chains break there.
@@ -378,7 +406,7 @@ run_variant() { # mode tool round
 
     jq -cn --arg mode "${mode:-none}" --arg tool "$tool" --argjson round "$round" \
         --arg transport "$(transport_of "$tool")" \
-        --argjson profiled "$([ "$PROFILE" = 1 ] && echo true || echo false)" \
+        --argjson profiled "$([ "$PROFILE" != 0 ] && echo true || echo false)" \
         --argjson tps "$(json_num "$tps")" --argjson wal "$wal" \
         --argjson cpu "$(json_num "$cpu_s")" \
         --argjson lag50 "$(json_num "$lag50")" --argjson lag99 "$(json_num "$lag99")" \
@@ -436,6 +464,13 @@ if [ "$PERF" = 1 ]; then
     PROFILE=1
     set -- $MODES
     run_variant "$1" pgark "$round"
+    PROFILE=0
+fi
+if [ "$STRACE" = 1 ]; then
+    PROFILE=strace
+    set -- $MODES
+    run_variant "$1" pgark "$round"
+    [ -z "$PGARK_OLD" ] || run_variant "$1" pgark_old "$round"
     PROFILE=0
 fi
 
