@@ -28,19 +28,23 @@
 #              mv              (not by default) the floor of any restore_command: each
 #                              segment, already written out on the same file system, is
 #                              handed over by `mv` (the server still fsyncs and renames it)
+#              walfetch_old    (not by default; needs BENCH_PGARK_OLD) the walfetch
+#                              variant with that binary's wal-fetch as restore_command:
+#                              old against new read-ahead in the same run
 #            measured: wall time from pg_ctl start to pg_is_in_recovery() false (polled
 #            every 0.2 s), the server's own "redo done ... elapsed" figure, and the CPU
 #            of the cluster's processes with their waited-for children (the startup
 #            process and the restore_command it runs; NOT the detached read-ahead
 #            processes of pgark and pgBackRest async, which no one waits for).
 # Targets: restore wall at most 0.7x pgBackRest's and 0.6x untar's; replay through
-# wal-fetch at most 1.2x the local replay.
+# wal-fetch at most 1.05x the local replay (issue 25 item 5).
 #
 # Environment: PGARK (required), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3),
 # BENCH_RESTORE_SCALE (100), BENCH_RESTORE_WAL_MIB (1024), BENCH_RESTORE_PORT (54394),
-# BENCH_RESTORE_VARIANTS ("walfetch local pgbackrest_async"; also "mv"; empty: no replay phase),
+# BENCH_RESTORE_VARIANTS ("walfetch local pgbackrest_async"; also "mv" and "walfetch_old";
+# empty: no replay phase),
 # BENCH_RESTORE_TOOLS ("pgark pgbackrest untar"; empty: no restore phase), BENCH_STEP_TIMEOUT (1800),
-# BENCH_RESTORE_KEEP (1), BENCH_PGARK_OLD (the binary of pgark_base),
+# BENCH_RESTORE_KEEP (1), BENCH_PGARK_OLD (the binary of pgark_base and walfetch_old),
 # BENCH_PERF=1: one more pgark restore under perf record -g (restore-<stamp>-perf.txt).
 set -eu
 
@@ -71,7 +75,8 @@ esac
 for v in $REPLAY_VARIANTS; do
     case "$v" in
     walfetch | local | pgbackrest_async | mv) ;;
-    *) bench_die "unknown replay variant \"$v\" (walfetch, local, pgbackrest_async, mv)" ;;
+    walfetch_old) [ -x "$BASE" ] || bench_die "walfetch_old needs BENCH_PGARK_OLD, a pgark binary" ;;
+    *) bench_die "unknown replay variant \"$v\" (walfetch, local, pgbackrest_async, mv, walfetch_old)" ;;
     esac
 done
 
@@ -342,10 +347,14 @@ if [ -n "$REPLAY_VARIANTS" ]; then
         bench_log "round $round: replay, $variant"
         fresh_target
         case "$variant" in
-        walfetch | local | mv)
+        walfetch | local | mv | walfetch_old)
             restore_pgark --target latest >"$WORK/restore.log" 2>&1 ||
                 bench_die "pgark restore failed: $(tail -5 "$WORK/restore.log")"
-            if [ "$variant" = local ]; then
+            if [ "$variant" = walfetch_old ]; then
+                # the last restore_command in the file wins
+                echo "restore_command = '\"$BASE\" --config \"$PGARK_CONF\" --cluster $STANZA wal-fetch \"%f\" \"%p\"'" \
+                    >>"$TARGET/postgresql.auto.conf"
+            elif [ "$variant" = local ]; then
                 echo "restore_command = 'false'" >>"$TARGET/postgresql.auto.conf"
                 cp "$WALCACHE"/0* "$TARGET/pg_wal/"
             elif [ "$variant" = mv ]; then
@@ -418,7 +427,7 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
      settings: {rounds: $rounds, pgbench_scale: $scale, wal_generated_bytes: $wal,
                 pgark_restore: "--target immediate, no start (threads: two per core)",
                 pgbackrest_restore: "--type=immediate, process-max 2",
-                replay: "walfetch: restore_command pgark wal-fetch; local: segments in pg_wal, restore_command false; pgbackrest_async: archive-get --archive-async, process-max 2; mv: restore_command mv of segments already written out on the same file system"},
+                replay: "walfetch: restore_command pgark wal-fetch; walfetch_old: the same with BENCH_PGARK_OLD; local: segments in pg_wal, restore_command false; pgbackrest_async: archive-get --archive-async, process-max 2; mv: restore_command mv of segments already written out on the same file system"},
      runs: $runs,
      load1: {min: ($runs | map(.load1) | min), median: ($runs | med(.load1)), max: ($runs | map(.load1) | max)},
      medians: [ ($runs | map([.phase, .tool]) | unique)[] as $k |
@@ -439,12 +448,14 @@ jq -s --arg stamp "$stamp" --argjson rounds "$ROUNDS" --argjson scale "$SCALE" \
         replay_redo_walfetch_vs_local: ratio($m["replay/walfetch"].redo_elapsed_s; $m["replay/local"].redo_elapsed_s),
         replay_wall_pgbackrest_async_vs_local: ratio($m["replay/pgbackrest_async"].wall_s; $m["replay/local"].wall_s),
         replay_wall_mv_vs_local: ratio($m["replay/mv"].wall_s; $m["replay/local"].wall_s),
+        replay_wall_walfetch_old_vs_local: ratio($m["replay/walfetch_old"].wall_s; $m["replay/local"].wall_s),
+        replay_wall_walfetch_vs_old: ratio($m["replay/walfetch"].wall_s; $m["replay/walfetch_old"].wall_s),
         replay_wall_walfetch_vs_pgbackrest_async: ratio($m["replay/walfetch"].wall_s; $m["replay/pgbackrest_async"].wall_s)} |
     .targets = {
         restore_at_most_0_7x_pgbackrest: (if .ratios.restore_wall_pgark_vs_pgbackrest == null then null else .ratios.restore_wall_pgark_vs_pgbackrest <= 0.7 end),
         restore_at_most_0_6x_untar: (if .ratios.restore_wall_pgark_vs_untar == null then null else .ratios.restore_wall_pgark_vs_untar <= 0.6 end),
         restore_faster_than_pgbackrest: (if .ratios.restore_wall_pgark_vs_pgbackrest == null then null else .ratios.restore_wall_pgark_vs_pgbackrest <= 1 end),
-        replay_walfetch_at_most_1_2x_local: (if .ratios.replay_wall_walfetch_vs_local == null then null else .ratios.replay_wall_walfetch_vs_local <= 1.2 end)}
+        replay_walfetch_at_most_1_05x_local: (if .ratios.replay_wall_walfetch_vs_local == null then null else .ratios.replay_wall_walfetch_vs_local <= 1.05 end)}
     ' "$raw" >"$out"
 
 {

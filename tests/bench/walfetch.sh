@@ -14,8 +14,11 @@
 # RECOVERYXLOG, removed after each call as the server does; the fake data directory has
 # a PG_VERSION and a recovery.signal, as a restore's has, and the signal is removed at
 # the end so the read-ahead leaves and removes its cache. Measured: the wall time of
-# each call (Time::HiRes around the call), its median, p90 and the total; the read-ahead
-# runs detached and its CPU is not counted.
+# each call (Time::HiRes around the call), its median, p90 and the total; the CPU of the
+# calls (user+sys of the waited-for children, per call); and the CPU of the detached
+# read-ahead process (utime+stime from /proc of the process holding the cache's lock,
+# read before recovery.signal goes; per segment of the run), which load does not distort
+# as it does wall times.
 # Target: the median wal-fetch call at most 1.2x the median cp.
 #
 # Environment: PGARK (required), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3),
@@ -118,8 +121,9 @@ run_variant() { # variant round
     walfetch_old) cmd='"$ENV{OLD}" --config "$ENV{CONF}" wal-fetch "$s" "$ENV{DEST}"' ;;
     esac
     PLAIN=$WORK/plain DEST=$d/pg_wal/RECOVERYXLOG CONF=$PGARK_CONF PGARK=$PGARK OLD=$OLD \
-        perl -MTime::HiRes=time -e '
+        CPUOUT=$WORK/$v-$round.cpu perl -MTime::HiRes=time -e '
             my $cmd = shift;
+            my @c0 = times;
             for my $s (@ARGV) {
                 my $t0 = time;
                 system("sh", "-c", "exec " . $cmd =~ s/\$ENV\{(\w+)\}/$ENV{$1}/gr =~ s/\$s/$s/gr) == 0
@@ -128,16 +132,37 @@ run_variant() { # variant round
                 -s $ENV{DEST} == 16777216 or die "$s: DEST is not 16 MiB\n";
                 unlink $ENV{DEST};
                 printf "%.3f\n", ($t1 - $t0) * 1000;
-            }' "$cmd" $segs >"$WORK/$v-$round.ms" 2>"$WORK/$v-$round.err" ||
+            }
+            my @c1 = times;
+            open(my $fh, ">", $ENV{CPUOUT}) or die;
+            printf $fh "%.3f\n", ($c1[2] - $c0[2] + $c1[3] - $c0[3]) * 1000 / @ARGV;' "$cmd" $segs >"$WORK/$v-$round.ms" 2>"$WORK/$v-$round.err" ||
         bench_die "$v failed: $(tail -3 "$WORK/$v-$round.err")"
+    # the read-ahead's CPU so far: the process that holds the cache's lock
+    ra_ticks=$(perl -e '
+        my ($lock, $sum, $found) = (shift, 0, 0);
+        for my $fd (glob("/proc/[0-9]*/fd/*")) {
+            my $to = readlink($fd) // next;
+            next unless $to eq $lock && $fd =~ m{^/proc/(\d+)/};
+            open(my $fh, "<", "/proc/$1/stat") or next;
+            my ($rest) = (<$fh> =~ /\)\s+(.*)$/s);
+            my @f = split(" ", $rest);
+            $sum += $f[11] + $f[12];
+            $found = 1;
+        }
+        print $found ? $sum : "null";' "$d/pg_wal/.pgark-prefetch/.lock")
     rm -f "$d/recovery.signal"
+    call_cpu=$(cat "$WORK/$v-$round.cpu")
+    ra_ms=null
+    [ "$ra_ticks" = null ] || ra_ms=$(awk -v t="$ra_ticks" -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", t * 1000 / hz / n }')
     med=$(percentile 50 <"$WORK/$v-$round.ms")
     p90=$(percentile 90 <"$WORK/$v-$round.ms")
     total=$(awk '{ t += $1 } END { printf "%.1f", t }' "$WORK/$v-$round.ms")
-    bench_log "round $round: $v median $med ms, p90 $p90 ms, total $total ms"
+    bench_log "round $round: $v median $med ms, p90 $p90 ms, total $total ms; CPU $call_cpu ms a call, read-ahead $ra_ms ms a segment"
     jq -nc --arg v "$v" --argjson round "$round" --argjson med "$med" --argjson p90 "$p90" \
         --argjson total "$total" --argjson n "$n" --argjson load "$(load1)" \
-        '{variant: $v, round: $round, calls: $n, median_ms: $med, p90_ms: $p90, total_ms: $total, load1: $load}' >>"$raw"
+        --argjson ccpu "$call_cpu" --argjson racpu "$ra_ms" \
+        '{variant: $v, round: $round, calls: $n, median_ms: $med, p90_ms: $p90, total_ms: $total,
+          call_cpu_ms: $ccpu, readahead_cpu_ms_per_segment: $racpu, load1: $load}' >>"$raw"
     # A read-ahead still running sees recovery.signal gone, removes its cache and
     # leaves; one that had gone idle left it: wait a little, then remove the directory.
     i=0
@@ -173,16 +198,20 @@ jq -s --argjson rounds "$ROUNDS" --argjson mib "$WAL_MIB" "$JQ_STATS"'
                 cp: "cp of the uncompressed segment on the same file system"},
      runs: $runs,
      medians: ([$runs[].variant] | unique | map(. as $v | ($runs | map(select(.variant == $v))) as $r |
-        {key: $v, value: {median_ms: ($r | med(.median_ms)), p90_ms: ($r | med(.p90_ms)), total_ms: ($r | med(.total_ms))}}) | from_entries)} |
+        {key: $v, value: {median_ms: ($r | med(.median_ms)), p90_ms: ($r | med(.p90_ms)), total_ms: ($r | med(.total_ms)),
+                          call_cpu_ms: ($r | med(.call_cpu_ms)),
+                          readahead_cpu_ms_per_segment: ($r | med(.readahead_cpu_ms_per_segment))}}) | from_entries)} |
     .ratios = {walfetch_vs_cp: ratio(.medians.walfetch.median_ms; .medians.cp.median_ms),
                walfetch_old_vs_cp: ratio(.medians.walfetch_old.median_ms; .medians.cp.median_ms),
-               walfetch_vs_old: ratio(.medians.walfetch.median_ms; .medians.walfetch_old.median_ms)} |
+               walfetch_vs_old: ratio(.medians.walfetch.median_ms; .medians.walfetch_old.median_ms),
+               call_cpu_walfetch_vs_cp: ratio(.medians.walfetch.call_cpu_ms; .medians.cp.call_cpu_ms),
+               readahead_cpu_vs_old: ratio(.medians.walfetch.readahead_cpu_ms_per_segment; .medians.walfetch_old.readahead_cpu_ms_per_segment)} |
     .targets = {walfetch_median_at_most_1_2x_cp: (if .ratios.walfetch_vs_cp == null then null else .ratios.walfetch_vs_cp <= 1.2 end)}
     ' "$raw" >"$out"
 {
     echo
     echo "walfetch benchmark: $n segments back-to-back per variant, medians of $ROUNDS rounds"
-    jq -r '.medians | to_entries[] | "  \(.key): median \(.value.median_ms) ms, p90 \(.value.p90_ms) ms, total \(.value.total_ms) ms"' "$out"
+    jq -r '.medians | to_entries[] | "  \(.key): median \(.value.median_ms) ms, p90 \(.value.p90_ms) ms, total \(.value.total_ms) ms; CPU \(.value.call_cpu_ms) ms a call, read-ahead \(.value.readahead_cpu_ms_per_segment // "-") ms a segment"' "$out"
     echo "ratios:"
     print_ratios "$out" ratios
     echo "targets:"
