@@ -1374,12 +1374,12 @@ static void test_deferred_seen_by_handle(void **state)
     assert_true(on_disk("main/chunks/02/d"));
 }
 
-/* POSIX_PENDING_MAX deferred writes make a batch: the commit of the last publishes them
- * all, their directories still waiting for the sync. */
+/* POSIX_PENDING_MAX deferred writes make a batch: after the commit of the last, the
+ * flusher thread publishes them all, their directories still waiting for the sync. */
 static void test_deferred_batch_flushed(void **state)
 {
     struct storage *s = storage_suite_storage(state);
-    unsigned long d0 = fsyncs(s, true), f0 = fsyncs(s, false);
+    unsigned long d0 = fsyncs(s, true), f0 = fsyncs(s, false), p0 = flushed(s);
     storage_defer_sync_begin(s);
     for (int i = 0; i < POSIX_PENDING_MAX; i++) {
         char path[64];
@@ -1391,6 +1391,9 @@ static void test_deferred_batch_flushed(void **state)
         }
     }
     storage_defer_sync_end(s);
+    for (int i = 0; i < 10000 && flushed(s) - p0 < POSIX_PENDING_MAX; i++)
+        usleep(1000);
+    assert_int_equal(flushed(s) - p0, POSIX_PENDING_MAX);
     assert_int_equal(fsyncs(s, false) - f0, POSIX_PENDING_MAX);
     assert_int_equal(temps_in_chunks(), 0);
     assert_true(on_disk("main/chunks/00/c0"));

@@ -32,6 +32,12 @@ struct storage_posix {
     pthread_mutex_t flush_lock;
     struct posix_pending *pending;
     size_t npending, pending_cap;
+    /* The flusher thread, started at the first full batch: it publishes each batch
+     * while the writers go on (flush_cond wakes it); writers wait on space_cond while
+     * POSIX_PENDING_LIMIT are pending. Under sync_lock. */
+    pthread_t flusher;
+    bool flusher_started, flusher_stop;
+    pthread_cond_t flush_cond, space_cond;
     /* fsyncs made, of files and of directories, and temporary files renamed into place
      * by a flush (atomic; read by the unit tests) */
     unsigned long fsyncs_file, fsyncs_dir, flushed;
@@ -49,9 +55,11 @@ struct posix_pending {
     int err; /* the flush's: errno of the step that failed, 0 */
 };
 
-/* Deferred writes held before a flush: bounds the descriptors open (two each) and
- * what a crash leaves as temporary files. */
-#define POSIX_PENDING_MAX 128
+/* Deferred writes that make a batch, handed to the flusher thread; writers wait while
+ * POSIX_PENDING_LIMIT are pending (a batch being fsynced, the next ones filling up).
+ * Bounds the descriptors open (two each) and what a crash leaves as temporary files. */
+#define POSIX_PENDING_MAX 64
+#define POSIX_PENDING_LIMIT (3 * POSIX_PENDING_MAX)
 /* Threads that fsync a batch's files at once (the calling one included). */
 #define POSIX_FLUSH_THREADS 4
 
@@ -110,8 +118,9 @@ int posix_fsync(struct storage_posix *p, int fd, bool dir);
  * above dir wait too. */
 void posix_sync_note(struct storage_posix *p, const char *dir, bool made);
 /* Take over a deferred write's file (written, not fsynced, under its temporary name):
- * it is published by the next flush, which runs here when POSIX_PENDING_MAX are held.
- * 0, or the error of that flush or of an earlier one (the write is then thrown away). */
+ * it is published by the next flush, which the flusher thread runs when
+ * POSIX_PENDING_MAX are held (waits while POSIX_PENDING_LIMIT are). 0, or the error of
+ * an earlier flush (the write is then thrown away). */
 int posix_sync_defer(struct storage_posix *p, struct posix_pending *w);
 /* Publish what is pending: fsync each file (from up to POSIX_FLUSH_THREADS threads),
  * then rename each over its name and note its directory for posix_sync. 1 when

@@ -2,10 +2,11 @@
  * sync.c — the posix driver's deferred writes (storage_defer_sync_begin).
  *
  * A deferred write is written to its temporary name and handed over, unsynced, at its
- * commit (posix_sync_defer). Up to POSIX_PENDING_MAX are held; then, and at every sync,
- * posix_flush publishes them as a batch: every file fsynced (from a few threads, so
- * the device and a journal get them together, and the writers do not wait on each),
- * then each renamed over its name. So a chunk's final name, whoever lists it, always
+ * commit (posix_sync_defer). When POSIX_PENDING_MAX are held a flusher thread, and
+ * every sync, publishes them as a batch (posix_flush): every file fsynced (from a few
+ * threads, so the device and a journal get them together), then each renamed over its
+ * name; the writers go on meanwhile, and wait only while POSIX_PENDING_LIMIT are
+ * pending. So a chunk's final name, whoever lists it, always
  * holds durable content: a crash before the flush leaves temporary files, which list
  * skips and nothing counts. The fsync of the directories that now name them (and of
  * the directories the writes created) waits for posix_sync, once per directory: a
@@ -39,6 +40,9 @@ void posix_sync_init(struct storage_posix *p)
 {
     pthread_mutex_init(&p->sync_lock, NULL);
     pthread_mutex_init(&p->flush_lock, NULL);
+    pthread_cond_init(&p->flush_cond, NULL);
+    pthread_cond_init(&p->space_cond, NULL);
+    p->flusher_started = p->flusher_stop = false;
     /* tests: the sync of every directory (file) whose relative path starts with this
      * fails */
     const char *fail = getenv("PGARK_TEST_FAIL_DIR_FSYNC");
@@ -111,28 +115,57 @@ static int kept_failure(struct storage_posix *p)
     return posix_errno_error(p, p->sync_failed_errno, p->sync_failed_what, p->sync_failed);
 }
 
+static void *flusher_main(void *arg)
+{
+    struct storage_posix *p = arg;
+    pthread_mutex_lock(&p->sync_lock);
+    for (;;) {
+        while (!p->flusher_stop && p->npending < POSIX_PENDING_MAX)
+            pthread_cond_wait(&p->flush_cond, &p->sync_lock);
+        if (p->flusher_stop) /* what is left goes with the last sync */
+            break;
+        pthread_mutex_unlock(&p->sync_lock);
+        /* a failure is kept for the writers' next commit and the sync to report */
+        posix_flush(&p->base);
+        err_clear();
+        pthread_mutex_lock(&p->sync_lock);
+    }
+    pthread_mutex_unlock(&p->sync_lock);
+    return NULL;
+}
+
 int posix_sync_defer(struct storage_posix *p, struct posix_pending *w)
 {
     int rc = 0;
-    bool full = false;
+    bool inline_flush = false;
     pthread_mutex_lock(&p->sync_lock);
+    while (!p->sync_failed && p->flusher_started && p->npending >= POSIX_PENDING_LIMIT) {
+        pthread_cond_signal(&p->flush_cond);
+        pthread_cond_wait(&p->space_cond, &p->sync_lock);
+    }
     if (p->sync_failed) {
         rc = kept_failure(p);
     } else {
-        /* others may add theirs before the flush below takes the batch */
         if (p->npending == p->pending_cap) {
             p->pending_cap = p->pending_cap ? p->pending_cap * 2 : POSIX_PENDING_MAX;
             p->pending = xrealloc(p->pending, p->pending_cap * sizeof(*p->pending));
         }
         p->pending[p->npending++] = *w;
-        full = p->npending >= POSIX_PENDING_MAX;
+        if (p->npending >= POSIX_PENDING_MAX) {
+            if (!p->flusher_started && pthread_create(&p->flusher, NULL, flusher_main, p) == 0)
+                p->flusher_started = true;
+            if (p->flusher_started)
+                pthread_cond_signal(&p->flush_cond);
+            else
+                inline_flush = true; /* no thread: this writer flushes */
+        }
     }
     pthread_mutex_unlock(&p->sync_lock);
     if (rc < 0) {
         pending_drop(w, true);
         return rc;
     }
-    return full ? (posix_flush(&p->base) < 0 ? err_code() : 0) : 0;
+    return inline_flush && posix_flush(&p->base) < 0 ? err_code() : 0;
 }
 
 struct flush_work {
@@ -188,6 +221,7 @@ int posix_flush(struct storage *s)
     p->pending = NULL;
     p->npending = p->pending_cap = 0;
     bool failed = p->sync_failed != NULL;
+    pthread_cond_broadcast(&p->space_cond);
     pthread_mutex_unlock(&p->sync_lock);
 
     if (!failed && n > 0) {
@@ -207,6 +241,7 @@ int posix_flush(struct storage *s)
         if (w->err != 0) {
             pthread_mutex_lock(&p->sync_lock);
             keep_failure(p, w->path, what, w->err);
+            pthread_cond_broadcast(&p->space_cond); /* waiting writers: fail now */
             pthread_mutex_unlock(&p->sync_lock);
             failed = true;
             break; /* w and the rest are thrown away below */
@@ -288,6 +323,14 @@ out:
 
 void posix_sync_free(struct storage_posix *p)
 {
+    pthread_mutex_lock(&p->sync_lock);
+    bool started = p->flusher_started;
+    p->flusher_stop = true;
+    pthread_cond_signal(&p->flush_cond);
+    pthread_mutex_unlock(&p->sync_lock);
+    if (started)
+        pthread_join(p->flusher, NULL);
+    p->flusher_started = false;
     if (!p->sync_failed && (p->ndirty > 0 || p->npending > 0)) {
         struct err_saved *saved = err_save();
         if (posix_sync(&p->base) < 0) {
@@ -311,6 +354,8 @@ void posix_sync_free(struct storage_posix *p)
     p->dirty = NULL;
     p->ndirty = p->dirty_cap = 0;
     p->sync_failed = p->fail_dir = p->fail_file = NULL;
+    pthread_cond_destroy(&p->flush_cond);
+    pthread_cond_destroy(&p->space_cond);
     pthread_mutex_destroy(&p->flush_lock);
     pthread_mutex_destroy(&p->sync_lock);
 }
