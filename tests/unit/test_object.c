@@ -30,8 +30,8 @@
 #include "pgark/mem.h"
 #include "pgark/repo.h"
 #include "pgark/storage.h"
+#include "scratch.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,20 +68,12 @@ static char base[256], root[300];
 static struct storage *st;
 static bool print_table;
 
-static int rm_entry(const char *path, const struct stat *s, int flag, struct FTW *ftw)
-{
-    (void)s, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     (void)state;
-    const char *tmp = getenv("TMPDIR");
     const char *pr = getenv("PGARK_TEST_OBJECT_PRINT");
     print_table = pr && *pr && strcmp(pr, "0") != 0;
-    snprintf(base, sizeof(base), "%s/pgark-object-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(base))
+    if (scratch_make(base, sizeof(base), "object") < 0)
         return -1;
     snprintf(root, sizeof(root), "%s/root", base);
     st = storage_posix_new("local", root);
@@ -92,7 +84,7 @@ static int teardown(void **state)
 {
     (void)state;
     storage_free(st);
-    nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    scratch_remove(base);
     err_clear();
     return 0;
 }

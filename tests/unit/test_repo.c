@@ -25,6 +25,7 @@
 #include "pgark/storage.h"
 #include "pgark/units.h"
 #include "pgark/wal.h"
+#include "scratch.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,20 +57,10 @@ static struct fx fx;
 
 static const struct repo_identity ident = {7312345678901234567ull, 15, SEG};
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     (void)state;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(fx.base, sizeof(fx.base), "%s/pgark-repo-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(fx.base))
+    if (scratch_make(fx.base, sizeof(fx.base), "repo") < 0)
         return -1;
     snprintf(fx.root, sizeof(fx.root), "%s/root", fx.base);
     fx.s = storage_posix_new(REPO, fx.root);
@@ -81,7 +72,7 @@ static int teardown(void **state)
     (void)state;
     storage_free(fx.s);
     fx.s = NULL;
-    nftw(fx.base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    scratch_remove(fx.base);
     err_clear();
     return 0;
 }

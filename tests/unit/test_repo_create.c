@@ -26,9 +26,9 @@
 #include "pgark/storage.h"
 #include "pgark/storage_s3.h"
 #include "s3peer.h"
+#include "scratch.h"
 
 #include <dirent.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,18 +174,10 @@ static char *logtext;
 static size_t loglen;
 static FILE *logmem;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     (void)state;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(base, sizeof(base), "%s/pgark-create-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(base))
+    if (scratch_make(base, sizeof(base), "create") < 0)
         return -1;
     snprintf(root, sizeof(root), "%s/root", base);
     posix = storage_posix_new("lax", root);
@@ -208,7 +200,7 @@ static int teardown(void **state)
     if (current)
         storage_free(&current->base);
     current = NULL;
-    nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    scratch_remove(base);
     err_clear();
     return 0;
 }

@@ -20,8 +20,8 @@
 #include "pgark/mem.h"
 #include "pgark/repo.h"
 #include "pgark/storage.h"
+#include "scratch.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,20 +47,10 @@ struct fx {
 };
 static struct fx fx;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     (void)state;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(fx.base, sizeof(fx.base), "%s/pgark-kc-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(fx.base))
+    if (scratch_make(fx.base, sizeof(fx.base), "kc") < 0)
         return -1;
     snprintf(fx.root, sizeof(fx.root), "%s/root", fx.base);
     snprintf(fx.spool, sizeof(fx.spool), "%s/spool", fx.base);
@@ -74,7 +64,7 @@ static int teardown(void **state)
     (void)state;
     storage_free(fx.s);
     fx.s = NULL;
-    nftw(fx.base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    scratch_remove(fx.base);
     err_clear();
     return 0;
 }

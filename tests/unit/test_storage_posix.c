@@ -10,6 +10,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "scratch.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -37,26 +38,10 @@ struct posix_ctx {
 
 static struct posix_ctx pctx;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    chmod(path, 0700);
-    return remove(path);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static struct storage *posix_create(void *ctx)
 {
     struct posix_ctx *c = ctx;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(c->base, sizeof(c->base), "%s/pgark-storage-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(c->base)) {
+    if (scratch_make(c->base, sizeof(c->base), "storage") < 0) {
         err_set_errno(ERR_IO, errno, "could not create a temporary directory");
         return NULL;
     }
@@ -68,7 +53,7 @@ static void posix_destroy(struct storage *s, void *ctx)
 {
     struct posix_ctx *c = ctx;
     storage_free(s);
-    rm_rf(c->base);
+    scratch_remove(c->base);
 }
 
 static const struct storage_suite_target target = {"posix", posix_create, posix_destroy, &pctx, 0};
@@ -365,7 +350,7 @@ static void test_enospc(void **state)
     if (mounted)
         umount(mnt);
     else
-        rm_rf(mnt);
+        scratch_remove(mnt);
 
     assert_int_equal(rc, -ERR_NO_SPACE);
     assert_int_equal(kind, ERR_NO_SPACE);
