@@ -58,7 +58,7 @@ sub chunk_files
 
 # The fsync of the chunk files at the flush fails (a test knob of the posix driver:
 # every file whose path starts with main/chunks/): nothing is published.
-my $r = run_pgark([ '--config', $config, 'backup', '--no-progress', '--label', 'file-fsync-fails' ],
+my $r = run_pgark([ '--config', $config, 'backup', '--no-progress' ],
 	env => { PGARK_TEST_FAIL_FILE_FSYNC => 'main/chunks/' });
 is($r->{rc}, 1, 'a failed file fsync at the flush fails the backup');
 like(
@@ -80,7 +80,7 @@ sub kill_at
 	my ($var) = @_;
 	my $flag = "$tmp/pause-$var";
 	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start([ pgark_bin(), '--config', $config, 'backup', '--no-progress', '--label', "killed-$var" ],
+	my $h = IPC::Run::start([ pgark_bin(), '--config', $config, 'backup', '--no-progress' ],
 		'<', \undef, '>', \$out, '2>', \$err, init => sub { $ENV{$var} = $flag });
 	ok(poll_until(sub { -s $flag || !$h->pumpable }, 120), "backup paused at $var")
 	  or diag($err);
@@ -105,7 +105,7 @@ ok($names2 > 0, 'killed before the directory fsyncs: chunks are under their name
 is($temps2, $temps, 'and it left no temporary file of its own');
 is(manifests(), 0, 'killed before the directory fsyncs: no manifest.json');
 
-$r = run_pgark([ '--config', $config, 'backup', '--no-progress', '--label', 'after-kills' ]);
+$r = run_pgark([ '--config', $config, 'backup', '--no-progress' ]);
 is($r->{rc}, 0, 'the next backup completes') or diag($r->{stderr});
 my ($new, $reused) = $r->{stdout} =~ /(\d+) new chunks, (\d+) reused/;
 ok($reused >= $names2, 'it reuses the chunks the killed backup published')
@@ -115,8 +115,9 @@ is($names3, $names2 + $new, 'the temporary files left are not counted as chunks'
 is($temps3, $temps, 'they are left alone');
 # The backup itself (no receiver archives the WAL between backups here, and a failed
 # backup's WAL may be missing: verify of the whole repository would report that gap).
-$r = run_pgark([ '--config', $config, 'verify', '--backup', 'after-kills' ]);
-is($r->{rc}, 0, 'and it verifies') or diag($r->{stdout}, $r->{stderr});
+my ($label) = $r->{stdout} =~ /backup "([^"]+)" of cluster "main" complete/;
+$r = run_pgark([ '--config', $config, 'verify', '--backup', $label ]);
+is($r->{rc}, 0, "and backup $label verifies") or diag($r->{stdout}, $r->{stderr});
 my $done = manifests();
 # new rows, so that the next backup writes chunks in new directories
 $src->safe_psql('postgres',
@@ -124,7 +125,7 @@ $src->safe_psql('postgres',
 
 # The fsync of the chunk directories at the barrier fails (a test knob of the posix
 # driver: every directory whose path starts with main/chunks/).
-$r = run_pgark([ '--config', $config, 'backup', '--no-progress', '--label', 'dir-fsync-fails' ],
+$r = run_pgark([ '--config', $config, 'backup', '--no-progress' ],
 	env => { PGARK_TEST_FAIL_DIR_FSYNC => 'main/chunks/' });
 is($r->{rc}, 1, 'a failed directory fsync at the barrier fails the backup');
 like(
@@ -140,11 +141,12 @@ like(
 ok(-d "$local/main/chunks", 'the chunks were stored');
 is(manifests(), $done, 'no manifest.json was written');
 
-$r = run_pgark([ '--config', $config, 'backup', '--no-progress', '--label', 'after-dir-fsync' ]);
+$r = run_pgark([ '--config', $config, 'backup', '--no-progress' ]);
 is($r->{rc}, 0, 'the next backup completes') or diag($r->{stderr});
 is(manifests(), $done + 1, 'its manifest.json is there');
-$r = run_pgark([ '--config', $config, 'verify', '--backup', 'after-dir-fsync' ]);
-is($r->{rc}, 0, 'and it verifies') or diag($r->{stdout}, $r->{stderr});
+($label) = $r->{stdout} =~ /backup "([^"]+)" of cluster "main" complete/;
+$r = run_pgark([ '--config', $config, 'verify', '--backup', $label ]);
+is($r->{rc}, 0, "and backup $label verifies") or diag($r->{stdout}, $r->{stderr});
 
 $src->stop;
 done_testing();
