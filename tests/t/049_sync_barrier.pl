@@ -65,11 +65,7 @@ like(
 	$r->{stderr},
 	qr{could not fsync "\Q$local\E/main/chunks/[0-9a-f]{2}/[0-9a-f]{64}": Input/output error},
 	'the error names the chunk');
-# The flusher thread's failure is kept and reported by whatever comes next: the barrier,
-# another write (which syncs what was deferred first), or the next chunk stored.
-like(
-	$r->{stderr},
-	qr/while (making (the chunks stored in repository "local"|earlier writes) durable|storing chunk \d+ of ")/,
+like($r->{stderr}, qr/while making (the chunks stored in repository "local"|earlier writes) durable/,
 	'and says what was being made durable');
 is(manifests(), 0, 'no manifest.json was written');
 is_deeply([ chunk_files() ], [ 0, 0 ], 'no chunk under its name, no temporary file left');
@@ -113,11 +109,8 @@ ok($reused >= $names2, 'it reuses the chunks the killed backup published')
 my ($names3, $temps3) = chunk_files();
 is($names3, $names2 + $new, 'the temporary files left are not counted as chunks');
 is($temps3, $temps, 'they are left alone');
-# The backup itself (no receiver archives the WAL between backups here, and a failed
-# backup's WAL may be missing: verify of the whole repository would report that gap).
-my ($label) = $r->{stdout} =~ /backup "([^"]+)" of cluster "main" complete/;
-$r = run_pgark([ '--config', $config, 'verify', '--backup', $label ]);
-is($r->{rc}, 0, "and backup $label verifies") or diag($r->{stdout}, $r->{stderr});
+$r = run_pgark([ '--config', $config, 'verify' ]);
+is($r->{rc}, 0, 'and it verifies') or diag($r->{stderr});
 my $done = manifests();
 # new rows, so that the next backup writes chunks in new directories
 $src->safe_psql('postgres',
@@ -144,9 +137,8 @@ is(manifests(), $done, 'no manifest.json was written');
 $r = run_pgark([ '--config', $config, 'backup', '--no-progress' ]);
 is($r->{rc}, 0, 'the next backup completes') or diag($r->{stderr});
 is(manifests(), $done + 1, 'its manifest.json is there');
-($label) = $r->{stdout} =~ /backup "([^"]+)" of cluster "main" complete/;
-$r = run_pgark([ '--config', $config, 'verify', '--backup', $label ]);
-is($r->{rc}, 0, "and backup $label verifies") or diag($r->{stdout}, $r->{stderr});
+$r = run_pgark([ '--config', $config, 'verify' ]);
+is($r->{rc}, 0, 'and it verifies') or diag($r->{stderr});
 
 $src->stop;
 done_testing();
