@@ -436,14 +436,13 @@ int repo_chunk_path(const char *name, char *buf, size_t cap);
  * itself, so a chunk is hashed once. */
 int repo_chunk_put_payload(struct repo *r, const char *name, const void *payload, size_t len,
                            uint64_t *stored);
-/* A chunk stored is durable under its name only at repo_sync_written (a posix repository
- * keeps it under a temporary name until a flush fsyncs a batch of chunks and renames
- * them, so a name always holds durable content, and fsyncs each chunk directory once
- * at the sync, not once per chunk; through r it is found at once). Call it before writing a
+/* The content of a chunk stored is durable when repo_chunk_put_payload returns, but the
+ * directory entries naming it may not be until repo_sync_written (a posix repository
+ * fsyncs each chunk directory once there, not once per chunk). Call it before writing a
  * record that names chunks stored through r (a manifest). Whatever is written through
  * r's storage outside the chunk store syncs them first anyway, so a record can never
  * be durable before the chunks it names; this call puts the failure, if any, where the
- * chunks are finished. 0, or ERR_IO naming the chunk or directory; after a failure every later
+ * chunks are finished. 0, or ERR_IO naming the directory; after a failure every later
  * call, and every write through r, fails too. A no-op for S3. */
 int repo_sync_written(struct repo *r);
 /* Stream a chunk's plaintext to sink; verifies the envelope and that the content

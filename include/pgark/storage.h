@@ -109,13 +109,6 @@ struct storage_ops {
      * the last call (posix: one fsync per directory). A failure is kept: every later
      * call fails the same way, as a later fsync could not be trusted to report it. */
     int (*sync)(struct storage *s);
-    /* Optional (NULL: a write is visible under its name when its commit returns): make
-     * the writes committed with defer_sync that are still under temporary names durable
-     * and visible under their names (their directory entries may still wait for sync).
-     * 1 when it published something, 0 when nothing was waiting, or an error, kept as
-     * sync's is. The generic layer calls it before a list or a remove, and when a read
-     * or a stat finds nothing, so a handle always sees its own writes. */
-    int (*flush)(struct storage *s);
 };
 
 #define STORAGE_OPS_VERSION 1
@@ -152,9 +145,8 @@ struct storage_write {
      * does not implement it fails with ERR_UNSUPPORTED) */
     bool no_replace;
     /* set by the generic layer for a write opened between storage_defer_sync_begin and
-     * _end: its content and the directory entries naming it may wait for the driver's
-     * sync (posix: the file under its temporary name until a flush fsyncs and renames
-     * it; drivers without sync ignore it) */
+     * _end: its content is durable at commit, the directory entries naming it may wait
+     * for the driver's sync (drivers without sync ignore it) */
     bool defer_sync;
 };
 
@@ -216,15 +208,9 @@ void storage_free(struct storage *s);
  * it; a chunk store writing thousands of objects into a few hundred directories fsyncs
  * each directory thousands of times. Writes this thread opens through s between
  * storage_defer_sync_begin(s) and storage_defer_sync_end(s) (directly, with
- * storage_write_all, or through a batch) become durable at the next storage_sync(s):
- * posix keeps each file under its temporary name, unsynced, until a flush (at the sync,
- * or when POSIX_PENDING_MAX are waiting) fsyncs a batch of them from a few threads and
- * then renames each over its name, so an object under its name always has durable
- * content, for this process or any other that lists it; the directory entries naming
- * them (and the directories their writes created) are fsynced at the sync, each
- * directory once. Through s itself a deferred object is there as soon as its commit
- * returned (list, remove, and a read or stat that finds nothing flush first). A crash
- * before the flush leaves temporary files that list skips.
+ * storage_write_all, or through a batch) still have their content durable when their
+ * commit returns, but the directory entries naming them (and the directories their
+ * writes created) become durable at the next storage_sync(s), each directory once.
  *
  * Promise: nothing written later through s is published before them. Every write
  * committed outside such a scope, and every storage_rename, runs storage_sync(s) first

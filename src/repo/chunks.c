@@ -62,9 +62,8 @@ int repo_chunk_put_payload(struct repo *r, const char *name, const void *payload
     int rc = repo_chunk_path(name, path, sizeof(path));
     if (rc < 0)
         return rc;
-    /* Content-addressed and named by nothing until a manifest is written: making it
-     * durable and visible to others can wait for repo_sync_written (posix: fsynced and
-     * renamed into place in batches, each directory fsynced once). */
+    /* Content-addressed and named by nothing until a manifest is written: the
+     * directory entries can wait for repo_sync_written, once per directory. */
     storage_defer_sync_begin(r->storage);
     rc = repo_put_payload(r, path, payload, len, stored);
     storage_defer_sync_end(r->storage);

@@ -44,16 +44,6 @@ int storage_sync_before(struct storage *s, const char *path)
     return rc;
 }
 
-int storage_flush_before(struct storage *s, const char *what, const char *path)
-{
-    if (!s->ops->flush)
-        return 0;
-    int rc = s->ops->flush(s);
-    if (rc < 0)
-        err_context("while making earlier writes durable before the %s \"%s\"", what, path);
-    return rc;
-}
-
 int storage_sync(struct storage *s)
 {
     if (!s->ops->sync)

@@ -281,26 +281,6 @@ static int read_sink(void *ctx, const uint8_t *data, size_t len)
     return 0;
 }
 
-/* rc, an operation's error on path: whether it was ERR_NOT_FOUND and a flush of this
- * handle's deferred writes published something, so that it is worth asking again
- * (the error slot is then clear). */
-static bool found_after_flush(struct storage *s, const char *what, const char *path, int rc)
-{
-    if (rc >= 0 || err_kind() != ERR_NOT_FOUND || !s->ops->flush)
-        return false;
-    struct err_saved *saved = err_save();
-    int f = storage_flush_before(s, what, path);
-    if (f > 0) {
-        err_saved_free(saved);
-        err_clear();
-        return true;
-    }
-    /* nothing was waiting, or it was thrown away by a failure (which every later sync
-     * and write reports): the object is not there */
-    err_restore(saved);
-    return false;
-}
-
 static int read_attempt(struct storage *s, void *arg, bool *final)
 {
     struct read_state *st = arg;
@@ -330,8 +310,6 @@ int storage_read(struct storage *s, const char *path, uint64_t offset, uint64_t 
     struct read_state st = {
         .path = path, .offset = offset, .length = length, .sink = sink, .ctx = ctx};
     rc = with_retries(s, "read of", path, read_attempt, &st);
-    if (rc < 0 && st.delivered == 0 && found_after_flush(s, "read of", path, rc))
-        rc = with_retries(s, "read of", path, read_attempt, &st);
 out:
     if (rc < 0)
         storage_add_context(s);
@@ -560,8 +538,6 @@ int storage_list(struct storage *s, const char *prefix, storage_list_fn fn, void
 {
     struct list_state st = {.s = s, .prefix = prefix, .fn = fn, .ctx = ctx};
     int rc = prefix_check(prefix);
-    if (rc == 0 && (rc = storage_flush_before(s, "list of", prefix)) > 0)
-        rc = 0;
     if (rc == 0)
         rc = with_retries(s, "list of", prefix, list_attempt, &st);
     if (rc < 0)
@@ -590,8 +566,6 @@ int storage_info(struct storage *s, const char *path, struct storage_info *info)
     memset(info, 0, sizeof(*info));
     int rc = storage_path_check(path);
     if (rc == 0)
-        rc = with_retries(s, "stat of", path, info_attempt, &st);
-    if (found_after_flush(s, "stat of", path, rc))
         rc = with_retries(s, "stat of", path, info_attempt, &st);
     info->path = NULL;
     if (rc < 0)
@@ -626,8 +600,6 @@ static int remove_attempt(struct storage *s, void *arg, bool *final)
 int storage_remove(struct storage *s, const char *path)
 {
     int rc = storage_path_check(path);
-    if (rc == 0 && (rc = storage_flush_before(s, "removal of", path)) > 0)
-        rc = 0;
     if (rc == 0)
         rc = with_retries(s, "removal of", path, remove_attempt, (void *)path);
     if (rc < 0)

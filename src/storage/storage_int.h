@@ -21,9 +21,5 @@ void storage_batch_write_abort(struct storage_write *w);
  * context naming path. */
 bool storage_deferring(struct storage *s);
 int storage_sync_before(struct storage *s, const char *path);
-/* Deferred writes still waiting to be visible made visible (storage_ops.flush), before
- * `what` of path: 1 when something was, 0 when nothing waited, or the error with
- * context. */
-int storage_flush_before(struct storage *s, const char *what, const char *path);
 
 #endif

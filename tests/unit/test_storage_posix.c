@@ -25,7 +25,6 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1241,46 +1240,13 @@ static void put_streamed(struct storage *s, const char *path, const char *text)
     assert_int_equal(storage_write_commit(w), 0);
 }
 
-static unsigned long flushed(struct storage *s)
-{
-    return __atomic_load_n(&((struct storage_posix *)s)->flushed, __ATOMIC_RELAXED);
-}
-
-/* Whether rel is under its name on disk (not through the handle, which flushes). */
-static bool on_disk(const char *rel)
-{
-    char *full = root_path(rel);
-    struct stat st;
-    bool there = lstat(full, &st) == 0;
-    free(full);
-    return there;
-}
-
-/* Temporary files in main/chunks/00 .. 02. */
-static int temps_in_chunks(void)
-{
-    int n = 0;
-    for (int i = 0; i < 3; i++) {
-        char rel[32];
-        snprintf(rel, sizeof(rel), "main/chunks/%02x", i);
-        char *dir = root_path(rel);
-        struct stat st;
-        if (stat(dir, &st) == 0)
-            n += count_entries(dir, ".tmp.");
-        free(dir);
-    }
-    return n;
-}
-
-/* Deferred writes stay under their temporary names, unsynced, until a flush fsyncs each
- * file and then renames it (a name always holds durable content); storage_sync then
- * fsyncs each directory they were published in once, with those they created above;
- * a write that is not deferred makes what is pending durable before it is published.
- * Through the handle a deferred object is there as soon as its commit returned. */
+/* Deferred writes fsync their files and no directory; storage_sync then fsyncs each
+ * directory they wrote in once, with those they created above; a write that is not
+ * deferred makes what is pending durable before it is published. */
 static void test_deferred_dir_syncs(void **state)
 {
     struct storage *s = storage_suite_storage(state);
-    unsigned long d0 = fsyncs(s, true), f0 = fsyncs(s, false), p0 = flushed(s);
+    unsigned long d0 = fsyncs(s, true), f0 = fsyncs(s, false);
     storage_defer_sync_begin(s);
     for (int i = 0; i < 12; i++) {
         char path[64];
@@ -1291,19 +1257,11 @@ static void test_deferred_dir_syncs(void **state)
             put_streamed(s, path, "chunk");
     }
     storage_defer_sync_end(s);
-    assert_int_equal(fsyncs(s, false) - f0, 0);
+    assert_int_equal(fsyncs(s, false) - f0, 12);
     assert_int_equal(fsyncs(s, true) - d0, 0);
-    assert_false(on_disk("main/chunks/02/c11"));
-    assert_int_equal(temps_in_chunks(), 12);
-    /* a read through the handle finds it: the flush fsyncs all twelve, then renames */
     char *got = storage_suite_get(s, "main/chunks/02/c11", NULL);
     assert_string_equal(got, "chunk");
     free(got);
-    assert_int_equal(fsyncs(s, false) - f0, 12);
-    assert_int_equal(flushed(s) - p0, 12);
-    assert_true(on_disk("main/chunks/00/c0"));
-    assert_int_equal(temps_in_chunks(), 0);
-    assert_int_equal(fsyncs(s, true) - d0, 0);
 
     /* main/chunks/00, 01, 02, and the root, main, main/chunks the writes created */
     assert_int_equal(storage_sync(s), 0);
@@ -1326,160 +1284,6 @@ static void test_deferred_dir_syncs(void **state)
     storage_defer_sync_end(s);
     assert_int_equal(storage_rename(s, "main/backups/b1/manifest.json", "main/backups/b1/m2"), 0);
     assert_int_equal(fsyncs(s, true) - d0, 6 + 1 + 4 + 1 + 1);
-}
-
-/* Through the handle, a stat, a list and a remove see a deferred write as a read does;
- * a write not deferred publishes what is pending first. */
-static void test_deferred_seen_by_handle(void **state)
-{
-    struct storage *s = storage_suite_storage(state);
-    storage_defer_sync_begin(s);
-    storage_suite_put(s, "main/chunks/00/a", "chunk", 5);
-    storage_defer_sync_end(s);
-    assert_int_equal(storage_exists(s, "main/chunks/00/a"), 1);
-    assert_int_equal(storage_exists(s, "main/chunks/00/none"), 0);
-
-    storage_defer_sync_begin(s);
-    storage_suite_put(s, "main/chunks/01/b", "chunk", 5);
-    storage_defer_sync_end(s);
-    assert_int_equal(list_count(s, "main/chunks/"), 2);
-
-    storage_defer_sync_begin(s);
-    storage_suite_put(s, "main/chunks/02/c", "chunk", 5);
-    storage_defer_sync_end(s);
-    assert_int_equal(storage_remove(s, "main/chunks/02/c"), 0);
-    assert_int_equal(storage_sync(s), 0);
-    assert_false(on_disk("main/chunks/02/c")); /* removed, not published after */
-    assert_int_equal(temps_in_chunks(), 0);
-
-    storage_defer_sync_begin(s);
-    storage_suite_put(s, "main/chunks/02/d", "chunk", 5);
-    storage_defer_sync_end(s);
-    storage_suite_put(s, "main/backups/b1/manifest.json", "{}", 2);
-    assert_true(on_disk("main/chunks/02/d"));
-}
-
-/* POSIX_PENDING_MAX deferred writes make a batch: after the commit of the last, the
- * flusher thread publishes them all, their directories still waiting for the sync. */
-static void test_deferred_batch_flushed(void **state)
-{
-    struct storage *s = storage_suite_storage(state);
-    unsigned long d0 = fsyncs(s, true), f0 = fsyncs(s, false), p0 = flushed(s);
-    storage_defer_sync_begin(s);
-    for (int i = 0; i < POSIX_PENDING_MAX; i++) {
-        char path[64];
-        snprintf(path, sizeof(path), "main/chunks/%02x/c%d", i % 3, i);
-        storage_suite_put(s, path, "chunk", 5);
-        if (i == POSIX_PENDING_MAX - 2) {
-            assert_int_equal(fsyncs(s, false) - f0, 0);
-            assert_int_equal(temps_in_chunks(), POSIX_PENDING_MAX - 1);
-        }
-    }
-    storage_defer_sync_end(s);
-    for (int i = 0; i < 10000 && flushed(s) - p0 < POSIX_PENDING_MAX; i++)
-        usleep(1000);
-    assert_int_equal(flushed(s) - p0, POSIX_PENDING_MAX);
-    assert_int_equal(fsyncs(s, false) - f0, POSIX_PENDING_MAX);
-    assert_int_equal(temps_in_chunks(), 0);
-    assert_true(on_disk("main/chunks/00/c0"));
-    assert_int_equal(fsyncs(s, true) - d0, 0);
-    assert_int_equal(storage_sync(s), 0);
-    assert_int_equal(fsyncs(s, true) - d0, 6);
-}
-
-/* A file fsync that fails at the flush: the error names the object, it is not
- * published (nor its temporary file left), a record written after it is refused and
- * not published, and the failure stays. */
-static void test_deferred_file_sync_fails(void **state)
-{
-    (void)state;
-    setenv("PGARK_TEST_FAIL_FILE_FSYNC", "main/chunks/01/", 1);
-    struct storage *s = storage_posix_new("local", pctx.root);
-    unsetenv("PGARK_TEST_FAIL_FILE_FSYNC");
-    assert_non_null(s);
-    storage_defer_sync_begin(s);
-    storage_suite_put(s, "main/chunks/01/b", "chunk", 5);
-    storage_suite_put(s, "main/chunks/02/c", "chunk", 5);
-    storage_defer_sync_end(s);
-    char *want =
-        xasprintf("could not fsync \"%s/main/chunks/01/b\": Input/output error", pctx.root);
-    assert_storage_error(storage_sync(s), ERR_IO, want);
-    assert_false(on_disk("main/chunks/01/b"));
-    assert_false(on_disk("main/chunks/02/c"));
-    assert_int_equal(temps_in_chunks(), 0);
-    assert_storage_error(storage_write_all(s, "main/backups/b1/manifest.json", "{}", 2), ERR_IO,
-                         want);
-    assert_false(on_disk("main/backups/b1/manifest.json"));
-    /* a deferred write after it fails at its commit, leaving nothing */
-    storage_defer_sync_begin(s);
-    assert_storage_error(storage_write_all(s, "main/chunks/00/a", "chunk", 5), ERR_IO, want);
-    storage_defer_sync_end(s);
-    assert_int_equal(temps_in_chunks(), 0);
-    assert_storage_error(storage_sync(s), ERR_IO, want);
-    free(want);
-    storage_free(s);
-}
-
-/* In a child process: deferred writes of main/chunks/0N/kN (N < n), then, when flush is
- * set, a flush, then killed (_exit: no free, no sync). Exits 0 when the flush fsynced
- * every file before the process died. */
-static void child_killed(int n, bool flush)
-{
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct storage *s = storage_posix_new("local", pctx.root);
-        if (!s)
-            _exit(2);
-        storage_defer_sync_begin(s);
-        for (int i = 0; i < n; i++) {
-            char path[64];
-            snprintf(path, sizeof(path), "main/chunks/%02x/k%d", i % 3, i);
-            if (storage_write_all(s, path, "killed", 6) < 0)
-                _exit(3);
-        }
-        storage_defer_sync_end(s);
-        if (flush && (posix_flush(s) != 1 || fsyncs(s, false) != (unsigned long)n))
-            _exit(4);
-        _exit(0);
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-}
-
-/* A process killed before its flush leaves temporary files only: nothing lists them,
- * they are no object, and the next writer of the same names publishes its own. Killed
- * after the flush (before the directory fsyncs), every name holds its whole content
- * and no temporary file is left. */
-static void test_deferred_killed(void **state)
-{
-    struct storage *s = storage_suite_storage(state);
-    child_killed(3, false);
-    assert_int_equal(temps_in_chunks(), 3);
-    assert_int_equal(list_count(s, ""), 0);
-    assert_int_equal(storage_exists(s, "main/chunks/00/k0"), 0);
-    storage_defer_sync_begin(s);
-    for (int i = 0; i < 3; i++) {
-        char path[64];
-        snprintf(path, sizeof(path), "main/chunks/%02x/k%d", i % 3, i);
-        storage_suite_put(s, path, "chunk", 5);
-    }
-    storage_defer_sync_end(s);
-    assert_int_equal(storage_sync(s), 0);
-    assert_int_equal(list_count(s, ""), 3);
-    char *got = storage_suite_get(s, "main/chunks/01/k1", NULL);
-    assert_string_equal(got, "chunk");
-    free(got);
-    assert_int_equal(temps_in_chunks(), 3); /* the dead process's, still ignored */
-
-    child_killed(4, true);
-    assert_int_equal(temps_in_chunks(), 3);
-    assert_int_equal(list_count(s, ""), 4);
-    got = storage_suite_get(s, "main/chunks/00/k3", NULL);
-    assert_string_equal(got, "killed");
-    free(got);
 }
 
 /* A directory fsync that fails at the sync: the error names the directory, a record
@@ -1524,15 +1328,11 @@ static void test_deferred_synced_at_free(void **state)
     storage_defer_sync_begin(s);
     storage_suite_put(s, "main/chunks/00/a", "chunk", 5);
     storage_defer_sync_end(s);
-    unsigned long d0 = fsyncs(s, true), f0 = fsyncs(s, false);
+    unsigned long d0 = fsyncs(s, true);
     struct storage_posix *p = (struct storage_posix *)s;
-    assert_int_equal(p->npending, 1);
-    assert_int_equal(p->ndirty, 0);
+    assert_int_equal(p->ndirty, 4); /* main/chunks/00, the root, main, main/chunks */
     err_set(ERR_RUNTIME, "the command's own error");
     posix_sync_free(p); /* what storage_free runs first */
-    assert_int_equal(fsyncs(s, false) - f0, 1);
-    assert_true(on_disk("main/chunks/00/a"));
-    /* main/chunks/00, the root, main, main/chunks */
     assert_int_equal(fsyncs(s, true) - d0, 4);
     assert_string_equal(err_message(), "the command's own error");
     err_clear();
@@ -1562,10 +1362,6 @@ int main(void)
         POSIX_TEST(test_deferred_dir_syncs),
         POSIX_TEST(test_deferred_sync_fails),
         POSIX_TEST(test_deferred_synced_at_free),
-        POSIX_TEST(test_deferred_seen_by_handle),
-        POSIX_TEST(test_deferred_batch_flushed),
-        POSIX_TEST(test_deferred_file_sync_fails),
-        POSIX_TEST(test_deferred_killed),
         RETRY_TEST(test_retry_read_resumes),
         RETRY_TEST(test_retry_gives_up),
         RETRY_TEST(test_retry_only_transient),

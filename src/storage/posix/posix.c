@@ -21,9 +21,8 @@
  * had to create directories, every directory from the root down is fsynced too so
  * the new entries survive a crash. Readers thus see the old file or the whole new
  * one; a failed or aborted write unlinks its temp file. list() skips temp files.
- * A deferred write (storage_defer_sync_begin) leaves its file unsynced under its
- * temporary name, to be fsynced and renamed with a batch of others, and the directory
- * fsyncs to the next sync, which makes each directory durable once (sync.c).
+ * A deferred write (storage_defer_sync_begin) leaves the directory fsyncs to the next
+ * sync, which makes each directory durable once (sync.c).
  */
 #include "posix_int.h"
 
@@ -279,7 +278,6 @@ static const struct storage_ops posix_ops = {
     .rename = posix_rename,
     .free = posix_free,
     .sync = posix_sync,
-    .flush = posix_flush,
 };
 
 /* mkdir -p with 0700, fsyncing the parent of each directory created. */

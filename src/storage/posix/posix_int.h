@@ -23,45 +23,10 @@ struct storage_posix {
     char *sync_failed; /* the directory; NULL while none failed */
     const char *sync_failed_what;
     int sync_failed_errno;
-    char *fail_dir;  /* tests (PGARK_TEST_FAIL_DIR_FSYNC): syncs of dirs below fail */
-    char *fail_file; /* tests (PGARK_TEST_FAIL_FILE_FSYNC): file syncs below fail */
-    /* Deferred writes not yet published (sync.c): their files are written and still
-     * under their temporary names, each with its descriptors open; under sync_lock.
-     * flush_lock is held by the one thread that publishes a batch (posix_flush),
-     * from taking it out of pending to its last rename. */
-    pthread_mutex_t flush_lock;
-    struct posix_pending *pending;
-    size_t npending, pending_cap;
-    /* The flusher thread, started at the first full batch: it publishes each batch
-     * while the writers go on (flush_cond wakes it); writers wait on space_cond while
-     * POSIX_PENDING_LIMIT are pending. Under sync_lock. */
-    pthread_t flusher;
-    bool flusher_started, flusher_stop;
-    pthread_cond_t flush_cond, space_cond;
-    /* fsyncs made, of files and of directories, and temporary files renamed into place
-     * by a flush (atomic; read by the unit tests) */
-    unsigned long fsyncs_file, fsyncs_dir, flushed;
+    char *fail_dir; /* tests (PGARK_TEST_FAIL_DIR_FSYNC): syncs of dirs below fail */
+    /* fsyncs made, of files and of directories (atomic; read by the unit tests) */
+    unsigned long fsyncs_file, fsyncs_dir;
 };
-
-/* A deferred write whose bytes are written, waiting for posix_flush to fsync its file
- * and rename it over its name. Owns everything it points to. */
-struct posix_pending {
-    int fd, dir_fd;
-    char *tmp;  /* temporary name within dir_fd */
-    char *name; /* final name within dir_fd */
-    char *dir;  /* dir_fd's path, relative to the root */
-    char *path; /* the object's path, for messages */
-    bool made_dirs;
-    int err; /* the flush's: errno of the step that failed, 0 */
-};
-
-/* Deferred writes that make a batch, handed to the flusher thread; writers wait while
- * POSIX_PENDING_LIMIT are pending (a batch being fsynced, the next ones filling up).
- * Bounds the descriptors open (two each) and what a crash leaves as temporary files. */
-#define POSIX_PENDING_MAX 64
-#define POSIX_PENDING_LIMIT (3 * POSIX_PENDING_MAX)
-/* Threads that fsync a batch's files at once (the calling one included). */
-#define POSIX_FLUSH_THREADS 4
 
 static inline struct storage_posix *posix_of(struct storage *s)
 {
@@ -117,16 +82,7 @@ int posix_fsync(struct storage_posix *p, int fd, bool dir);
  * made: the write created directories on the way, so the root and every directory
  * above dir wait too. */
 void posix_sync_note(struct storage_posix *p, const char *dir, bool made);
-/* Take over a deferred write's file (written, not fsynced, under its temporary name):
- * it is published by the next flush, which the flusher thread runs when
- * POSIX_PENDING_MAX are held (waits while POSIX_PENDING_LIMIT are). 0, or the error of
- * an earlier flush (the write is then thrown away). */
-int posix_sync_defer(struct storage_posix *p, struct posix_pending *w);
-/* Publish what is pending: fsync each file (from up to POSIX_FLUSH_THREADS threads),
- * then rename each over its name and note its directory for posix_sync. 1 when
- * something was published, 0 when nothing was pending, or the error (kept). */
-int posix_flush(struct storage *s);
-/* The driver's sync: flush, then fsync each noted directory once (storage_ops.sync). */
+/* The driver's sync: fsync each noted directory once (see storage_ops.sync). */
 int posix_sync(struct storage *s);
 /* Sync what is still noted (a failure is logged as a warning, the error slot is left
  * as it was), then release what sync.c holds. */

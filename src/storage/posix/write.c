@@ -1,8 +1,7 @@
 /*
  * write.c — the posix driver's atomic write: a temporary file in the object's
  * directory, fsynced, renamed over the final name (or linked without replacing),
- * and the directory fsynced. See posix.c; a deferred write's commit hands the file
- * over to sync.c, which does the same in batches.
+ * and the directory fsynced. See posix.c.
  */
 #include "posix_int.h"
 
@@ -133,32 +132,12 @@ static int link_new(struct storage_posix *p, struct posix_write *w, const char *
     return posix_errno_error(p, errno, "rename temporary file to", path);
 }
 
-/* A deferred write: its file, descriptors and names go to sync.c, which fsyncs and
- * renames it with the next batch. */
-static int commit_deferred(struct storage_posix *p, struct posix_write *w)
-{
-    struct posix_pending pw = {
-        .fd = w->fd,
-        .dir_fd = w->dir_fd,
-        .tmp = w->tmp,
-        .name = w->name,
-        .dir = w->dir,
-        .path = w->base.path,
-        .made_dirs = w->made_dirs,
-    };
-    free(w);
-    return posix_sync_defer(p, &pw);
-}
-
 int posix_write_commit(struct storage_write *sw)
 {
     struct posix_write *w = (struct posix_write *)sw;
     struct storage_posix *p = posix_of(sw->storage);
     bool renamed = false;
     int rc = 0;
-    /* One that must not replace reports that at its commit: it cannot wait. */
-    if (sw->defer_sync && !sw->no_replace)
-        return commit_deferred(p, w);
     if (posix_fsync(p, w->fd, false) < 0) {
         rc = posix_errno_error(p, errno, "fsync", sw->path);
         goto out;
