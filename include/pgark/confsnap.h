@@ -46,6 +46,12 @@ char *confsnap_redact(const char *text);
  * JSON text (caller frees), or NULL when no connection could be made (error set). */
 char *confsnap_gather(const char *conninfo, const char *pgark_config, const char *label,
                       const char *kind, size_t *nfiles);
+/* The same over conn, a normal connection the caller made (and keeps): the backup reads
+ * the files on the connection it asks the WAL summaries on, one backend for both. Never
+ * NULL: what it cannot read is a warning in the record. */
+struct pg_conn;
+char *confsnap_gather_on(struct pg_conn *conn, const char *pgark_config, const char *label,
+                         const char *kind, size_t *nfiles);
 
 /* Write the record to r; 0 or negative (error set). */
 int confsnap_put(struct repo *r, const char *label, const char *text);

@@ -63,13 +63,14 @@ int pg_upload_manifest(struct pg_conn *conn, const void *manifest, size_t len);
  * What the server's WAL summaries (PostgreSQL 17+, summarize_wal) say changed on timeline
  * tli since LSN since: the blocks summarised as modified (one modified in two summaries
  * counts twice: an upper bound), and the distinct ranges of range_blocks blocks (within
- * each 1 GiB segment file) holding one. Asked of a second,
- * normal connection (a walsender runs no SQL) with pg_available_wal_summaries and
- * pg_wal_summary_contents, aggregated by the server: one row comes back. *covered is
+ * each 1 GiB segment file) holding one. Asked on conn, a normal SQL connection (a
+ * walsender runs no SQL; the caller may use it for more, e.g. confsnap_gather_on) with
+ * pg_available_wal_summaries and pg_wal_summary_contents, aggregated by the server: one
+ * row comes back (the session's work_mem is raised for it). *covered is
  * false (counts zero) when the summaries of tli do not reach back to since without a gap,
  * so that they say nothing about the changes. WAL not summarised yet (since the last
  * checkpoint's redo point, usually) is not counted: the result is a lower bound. Errors
- * as pg_connect_sql and pg_exec_simple (ERR_AUTH without the privilege to run them).
+ * as pg_exec_simple (ERR_AUTH without the privilege to run them).
  */
 struct pg_wal_changes {
     bool covered;
@@ -77,7 +78,8 @@ struct pg_wal_changes {
     uint64_t ranges;
     lsn_t summarized_to; /* where the newest summary used ends */
 };
-int pg_wal_changes_since(const char *conninfo, timeline_t tli, lsn_t since, uint32_t range_blocks,
+struct pg_conn;
+int pg_wal_changes_since(struct pg_conn *conn, timeline_t tli, lsn_t since, uint32_t range_blocks,
                          struct pg_wal_changes *out);
 
 #endif

@@ -227,32 +227,47 @@ static int none_left(struct session *s, const char *label)
     return 0;
 }
 
-/* Write the running markers and keep them beating (repo.h, running markers), then wait
- * for any expire to finish. A repository where the first marker cannot be written, or
- * the wait fails, is dropped. Tests shorten the interval with PGARK_TEST_HEARTBEAT_MS. */
-static int announce(struct session *s, const char *label)
+/* The heartbeat of the running markers in every target (NULL, error set, on failure). */
+static struct repo_heartbeat *heartbeat_targets(struct session *s, const char *label)
 {
     const char *ms = getenv("PGARK_TEST_HEARTBEAT_MS");
-    struct repo **repos = NULL;
+    struct repo **repos = xcalloc(s->ntargets + 1, sizeof(*repos));
 
-    for (size_t i = 0; i < s->ntargets;) {
-        if (repo_marker_put(s->targets[i].repo, label) < 0) {
-            err_context("while writing the running marker of backup \"%s\" in repository \"%s\"",
-                        label, repo_name(s->targets[i].repo));
-            drop_early(s, i);
-            continue;
-        }
-        i++;
-    }
-    if (none_left(s, label) < 0)
-        return err_code();
-    repos = xcalloc(s->ntargets + 1, sizeof(*repos));
     for (size_t i = 0; i < s->ntargets; i++)
         repos[i] = s->targets[i].repo;
-    s->heartbeat = repo_heartbeat_start(repos, s->ntargets, label, ms ? atoi(ms) : 0, 0);
+    struct repo_heartbeat *hb =
+        repo_heartbeat_start(repos, s->ntargets, label, ms ? atoi(ms) : 0, 0);
     free(repos);
-    if (!s->heartbeat)
-        return err_code();
+    return hb;
+}
+
+/* Write the running markers and keep them beating (repo.h, running markers), then wait
+ * for any expire to finish. A repository where the first marker cannot be written, or
+ * the wait fails, is dropped. Tests shorten the interval with PGARK_TEST_HEARTBEAT_MS.
+ * The heartbeat writes the first markers itself: when they all can be written, each is
+ * written once (a write, an fsync, a rename and the folder's fsync: 5-70 ms of the
+ * backup's wall each on a busy ext4); when one cannot, they are written one by one to
+ * drop that one. */
+static int announce(struct session *s, const char *label)
+{
+    s->heartbeat = heartbeat_targets(s, label);
+    if (!s->heartbeat) {
+        err_clear();
+        for (size_t i = 0; i < s->ntargets;) {
+            if (repo_marker_put(s->targets[i].repo, label) < 0) {
+                err_context("while writing the running marker of backup \"%s\" in repository "
+                            "\"%s\"",
+                            label, repo_name(s->targets[i].repo));
+                drop_early(s, i);
+                continue;
+            }
+            i++;
+        }
+        if (none_left(s, label) < 0)
+            return err_code();
+        if (!(s->heartbeat = heartbeat_targets(s, label)))
+            return err_code();
+    }
     for (size_t i = 0; i < s->ntargets;) {
         if (repo_expire_wait(s->targets[i].repo, 1000) < 0) {
             repo_heartbeat_drop(s->heartbeat, s->targets[i].repo);
@@ -299,31 +314,45 @@ static const char *tmp_dir(void)
     return t && *t ? t : "/tmp";
 }
 
-/* The configuration backup of label (confsnap.h) into every repository. A failure is
- * a warning for a full backup (its data is what matters) and an error with
- * --config-only. Returns the files kept, or -1 (error set). */
-static long config_backup(struct cli_context *ctx, const struct config_cluster *cl,
-                          struct session *s, const char *label, const char *kind)
+/* The path of pgark's configuration file, for the configuration record (into real). */
+static const char *pgark_config_path(struct cli_context *ctx, char real[PATH_MAX])
 {
-    char real[PATH_MAX];
     const char *path = ctx->config_path ? ctx->config_path : config_default_path();
-    size_t nfiles = 0;
-    long rc = -1;
-    char *text =
-        confsnap_gather(cl->conninfo, realpath(path, real) ? real : path, label, kind, &nfiles);
-    if (!text)
-        goto out;
+    return realpath(path, real) ? real : path;
+}
+
+/* Store the configuration record text of label (confsnap.h) in every repository left.
+ * Returns nfiles, or -1 (error set). */
+static long config_put(struct session *s, const char *label, const char *text, size_t nfiles)
+{
     for (size_t i = 0; i < s->ntargets; i++) {
         if (s->targets[i].failed)
             continue; /* dropped during the run: it holds no backup to go with */
         if (confsnap_put(s->targets[i].repo, label, text) < 0) {
             err_context("while storing the configuration backup in repository \"%s\"",
                         repo_name(s->targets[i].repo));
-            goto out;
+            return -1;
         }
     }
-    rc = (long)nfiles;
-out:
+    return (long)nfiles;
+}
+
+/* The configuration backup of label into every repository: read here and now (kind), or,
+ * with side, the record the backup's side session read while the chunks were listed. A
+ * failure is a warning for a full backup (its data is what matters) and an error with
+ * --config-only. Returns the files kept, or -1 (error set). */
+static long config_backup(struct cli_context *ctx, const struct config_cluster *cl,
+                          struct session *s, const char *label, const char *kind,
+                          struct backup_estimate *side)
+{
+    char real[PATH_MAX];
+    size_t nfiles = 0;
+    long rc = -1;
+    char *text =
+        side ? backup_estimate_conf(side, &nfiles)
+             : confsnap_gather(cl->conninfo, pgark_config_path(ctx, real), label, kind, &nfiles);
+    if (text)
+        rc = config_put(s, label, text, nfiles);
     free(text);
     return rc;
 }
@@ -332,7 +361,7 @@ out:
 static int run_config_only(struct cli_context *ctx, const struct config_cluster *cl,
                            struct session *s, const char *label, bool json)
 {
-    long n = config_backup(ctx, cl, s, label, CONFSNAP_KIND_CONFIG_ONLY);
+    long n = config_backup(ctx, cl, s, label, CONFSNAP_KIND_CONFIG_ONLY, NULL);
     if (n < 0)
         return (int)n;
     if (json) {
@@ -454,7 +483,9 @@ static int start_run(struct backup_job *j)
     if (j->ic.parent[0])
         log_debug("parent \"%s\" chosen, its backup_manifest read (%zu bytes)", j->ic.parent,
                   j->ic.mlen);
-    j->est = backup_estimate_start(&j->ic, j->cl->conninfo, j->sys.timeline, j->params.chunk_size);
+    char real[PATH_MAX];
+    j->est = backup_estimate_start(&j->ic, j->cl->conninfo, j->sys.timeline, j->params.chunk_size,
+                                   pgark_config_path(j->ctx, real), j->label);
     j->run = backup_run_new(&j->params);
     if (!j->run)
         return err_code();
@@ -470,8 +501,6 @@ static int start_run(struct backup_job *j)
         if (!j->ic.parent[0])
             backup_run_load_parent_drop(j->run);
     }
-    backup_estimate_free(j->est); /* its connection closed before the stream */
-    j->est = NULL;
     if (j->ic.parent[0] && pg_upload_manifest(s->conn, j->ic.manifest, j->ic.mlen) < 0) {
         backup_choice_full_err(&j->ic, "the server refused the parent's manifest");
         backup_run_load_parent_drop(j->run);
@@ -539,7 +568,7 @@ static int report(struct backup_job *j)
 {
     const struct backup_totals *tot = backup_run_totals(j->run);
 
-    if (config_backup(j->ctx, j->cl, &j->s, j->label, CONFSNAP_KIND_BACKUP) < 0) {
+    if (config_backup(j->ctx, j->cl, &j->s, j->label, CONFSNAP_KIND_BACKUP, j->est) < 0) {
         char *text = err_format();
         log_warn("backup \"%s\" has no configuration backup: %s", j->label, text);
         free(text);

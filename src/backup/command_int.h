@@ -83,16 +83,22 @@ void backup_choose_parent(struct session *s, const struct backup_cmd *a, int ver
  * overrides it, for benchmarks and tests.
  */
 #define BACKUP_INCR_MAX_CHANGED 0.2
-/* Ask the server's WAL summaries, on a thread of its own, what changed since the start
- * of c's parent (NULL, nothing asked, when c has none). */
+/* The side session (parent.c): on a normal connection and a thread of its own, ask the
+ * server's WAL summaries what changed since the start of c's parent (when c has one), then
+ * read the configuration record of backup label (confsnap.h; pgark's configuration file
+ * at pgark_config). */
 struct backup_estimate;
 struct backup_estimate *backup_estimate_start(const struct incr_choice *c, const char *conninfo,
-                                              timeline_t tli, uint64_t chunk_size);
+                                              timeline_t tli, uint64_t chunk_size,
+                                              const char *pgark_config, const char *label);
 /* Wait for e's answer and, when c still has the parent it was asked about (loaded in run),
  * make c a full backup with the reason if too much changed (c->est says what was found).
  * Never a reason to fail: when the summaries could not be asked, c stays as it was. */
 void backup_judge_parent(struct incr_choice *c, struct backup_estimate *e,
                          const struct backup_run *run, uint64_t chunk_size);
+/* The configuration record e read (caller frees; *nfiles its files), waiting for it; NULL
+ * with the error set when no connection could be made. */
+char *backup_estimate_conf(struct backup_estimate *e, size_t *nfiles);
 /* Waits for its thread. NULL is a no-op. */
 void backup_estimate_free(struct backup_estimate *e);
 /* --- summary.c ----------------------------------------------------------------------- */

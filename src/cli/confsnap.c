@@ -226,6 +226,20 @@ static void read_pgark_config(struct confsnap_found *g, const char *path)
 char *confsnap_gather(const char *conninfo, const char *pgark_config, const char *label,
                       const char *kind, size_t *nfiles)
 {
+    *nfiles = 0;
+    struct pg_conn *conn = pg_connect_sql(conninfo, "pgark_backup");
+    if (!conn) {
+        err_context("while connecting to read the server's configuration files");
+        return NULL;
+    }
+    char *text = confsnap_gather_on(conn, pgark_config, label, kind, nfiles);
+    pg_conn_free(conn);
+    return text;
+}
+
+char *confsnap_gather_on(struct pg_conn *conn, const char *pgark_config, const char *label,
+                         const char *kind, size_t *nfiles)
+{
     struct confsnap_found g = {json_array(), json_array(), 0};
     json_t *server = json_object(), *o = NULL;
     struct pg_rows *rows = NULL;
@@ -233,11 +247,6 @@ char *confsnap_gather(const char *conninfo, const char *pgark_config, const char
     char when[64];
 
     *nfiles = 0;
-    struct pg_conn *conn = pg_connect_sql(conninfo, "pgark_backup");
-    if (!conn) {
-        err_context("while connecting to read the server's configuration files");
-        goto out;
-    }
     /* The role sees these names with superuser or pg_read_all_settings only: without,
      * pg_settings leaves them out, and that is a warning too. */
     static const char *const sources[] = {"config_file", "hba_file", "ident_file"};
@@ -288,9 +297,7 @@ char *confsnap_gather(const char *conninfo, const char *pgark_config, const char
                   server, "files", g.files, "warnings", g.warnings);
     text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     *nfiles = g.nfiles;
-out:
     pg_rows_free(rows);
-    pg_conn_free(conn);
     json_decref(o);
     json_decref(server);
     json_decref(g.files);

@@ -6,7 +6,8 @@
  * millions of blocks costs the network one row: the summaries of the timeline that end
  * after `since`, whether they reach back to it without a gap, the modified blocks their
  * contents list and the distinct ranges holding one. Limit blocks (truncations, dropped
- * relations) are not changes to send.
+ * relations) are not changes to send. On the caller's connection: a backup asks it on the
+ * one that also reads the configuration files (parent.c), one backend for both.
  */
 #include "pgark/pg_incremental.h"
 
@@ -17,10 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-int pg_wal_changes_since(const char *conninfo, timeline_t tli, lsn_t since, uint32_t range_blocks,
+int pg_wal_changes_since(struct pg_conn *conn, timeline_t tli, lsn_t since, uint32_t range_blocks,
                          struct pg_wal_changes *out)
 {
-    struct pg_conn *conn = NULL;
     struct pg_rows *rows = NULL;
     char at[LSN_STRLEN];
     char *sql = NULL;
@@ -45,8 +45,7 @@ int pg_wal_changes_since(const char *conninfo, timeline_t tli, lsn_t since, uint
         "start_lsn <= reach) FROM s), false), (SELECT max(end_lsn) FROM s), "
         "(SELECT coalesce(sum(n), 0) FROM r), (SELECT count(*) FROM r)",
         tli, at, PG_INCR_RELSEG_SIZE, PG_INCR_RELSEG_SIZE, range_blocks, at);
-    conn = pg_connect_sql(conninfo, "pgark_backup");
-    if (!conn || pg_exec_simple(conn, "SET work_mem = '64MB'", NULL) < 0 ||
+    if (pg_exec_simple(conn, "SET work_mem = '64MB'", NULL) < 0 ||
         pg_exec_simple(conn, sql, &rows) < 0) {
         rc = err_code();
         goto out;
@@ -66,7 +65,6 @@ int pg_wal_changes_since(const char *conninfo, timeline_t tli, lsn_t since, uint
         goto out;
 out:
     pg_rows_free(rows);
-    pg_conn_free(conn);
     free(sql);
     return rc;
 }
