@@ -314,8 +314,11 @@ static int archive_wal(struct backup_run *run)
     bool complete;
     lsn_t valid_end;
     char *why = NULL;
+    int64_t t0 = time_mono_us();
+    log_debug("WAL segment %s of the backup received", run->wal_name);
     rc = backup_wal_complete(&run->chain, run->wal_fd, run->wal_len, run->wal_name, &run->p,
                              &complete, &valid_end, &why);
+    int64_t t1 = time_mono_us();
     if (rc == 0 && !complete) {
         /* A standby's last segment: the backup keeps it (pg_wal), a receiver archives the
          * whole segment once the server has it. */
@@ -335,6 +338,10 @@ static int archive_wal(struct backup_run *run)
             rc = backup_run_drop(run, run->ts[i].t);
         }
     }
+    if (rc == 0)
+        log_debug("WAL segment %s of the backup read back in %lld ms, archived in %lld ms",
+                  run->wal_name, (long long)((t1 - t0) / 1000),
+                  (long long)((time_mono_us() - t1) / 1000));
     if (rc == 0 && complete) {
         run->totals.wal_segments++;
         run->archived = xrealloc(run->archived, (run->narchived + 1) * sizeof(*run->archived));

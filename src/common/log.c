@@ -325,17 +325,20 @@ void log_msgv(enum log_level level, const char *fmt, va_list ap)
     pthread_mutex_lock(&log_lock);
     char *text = redact_locked(raw);
     FILE *out = current_stream ? current_stream : stderr;
+    /* The line is made whole and written at once: stderr is unbuffered, and a character
+     * at a time was a write(2) each (a backup's debug log: 1,200 of them). */
+    struct buf line = BUF_INIT;
     if (journal_locked(out)) {
         /* The journal stamps each line itself and takes "<N>" as its priority: every
          * line of a multi-line message gets it (each line is an entry there). */
         int prio = journal_priority[level];
-        fprintf(out, "<%d>", prio);
+        buf_appendf(&line, "<%d>", prio);
         for (const char *p = text; *p; p++) {
-            fputc(*p, out);
+            buf_append(&line, p, 1);
             if (*p == '\n' && p[1])
-                fprintf(out, "<%d>  ", prio);
+                buf_appendf(&line, "<%d>  ", prio);
         }
-        fputc('\n', out);
+        buf_append(&line, "\n", 1);
     } else if (current_format == LOG_FORMAT_JSON) {
         /* jansson refuses invalid UTF-8 (a path in another encoding); the line must
          * not vanish, so such bytes become U+FFFD. */
@@ -352,14 +355,17 @@ void log_msgv(enum log_level level, const char *fmt, va_list ap)
     } else {
         /* Continuation lines of a multi-line message are indented under the first:
          * the stamp (24), a blank, the level padded to 6 and a blank make 32 columns. */
-        fprintf(out, "%s %-6s ", stamp, level_names[level]);
+        buf_appendf(&line, "%s %-6s ", stamp, level_names[level]);
         for (const char *p = text; *p; p++) {
-            fputc(*p, out);
+            buf_append(&line, p, 1);
             if (*p == '\n' && p[1])
-                fprintf(out, "%32s", "");
+                buf_appendf(&line, "%32s", "");
         }
-        fputc('\n', out);
+        buf_append(&line, "\n", 1);
     }
+    if (line.len)
+        fwrite(line.data, 1, line.len, out);
+    buf_free(&line);
     fflush(out);
     pthread_mutex_unlock(&log_lock);
     free(text);

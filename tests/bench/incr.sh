@@ -43,6 +43,8 @@
 # PGARK_INCR_MAX_CHANGED=1 (always incremental, so that its cost stays measured);
 # incr_spread_auto is the same backup of the same state (into a copy of the repository),
 # as pgark decides it by default.
+# BENCH_INCR_CONTIG_ONLY=1: each round is full, est_contig and incr_contig only (then
+# VACUUM): the fixed costs of an incremental, in rounds short enough for many of them.
 # BENCH_INCR_SWEEP (e.g. "10 25 50 75"): after the rounds, for each P, updates of 1% of
 # the rows spread over the first P% of pgbench_accounts, then an incremental (forced, as
 # above; sweep_incr_P) and a full backup of the same state into a copy of the repository
@@ -51,7 +53,7 @@
 # Environment: PGARK (required), BENCH_INCR_PGBIN (required: initdb/pg_ctl/postgres of the
 # major), WORK (removed at exit), RESULTS_DIR; BENCH_ROUNDS (3), BENCH_INCR_SCALE (100),
 # BENCH_INCR_MAJOR (17), BENCH_INCR_PORT (54399), BENCH_STEP_TIMEOUT (1800),
-# BENCH_PGARK_OLD, BENCH_INCR_LOG_LEVEL, BENCH_INCR_SWEEP.
+# BENCH_PGARK_OLD, BENCH_INCR_LOG_LEVEL, BENCH_INCR_SWEEP, BENCH_INCR_CONTIG_ONLY.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -70,6 +72,7 @@ STEP=${BENCH_STEP_TIMEOUT:-1800}
 OLD=${BENCH_PGARK_OLD:-}
 LOGLEVEL=${BENCH_INCR_LOG_LEVEL:-}
 SWEEP=${BENCH_INCR_SWEEP:-}
+CONTIG_ONLY=${BENCH_INCR_CONTIG_ONLY:-0}
 [ -x "$PGARK" ] || bench_die "no pgark binary at \"$PGARK\""
 [ -z "$OLD" ] || [ -x "$OLD" ] || bench_die "no pgark binary at \"$OLD\" (BENCH_PGARK_OLD)"
 [ -x "$PGBIN_SERVER/postgres" ] || bench_die "no postgres in \"$PGBIN_SERVER\""
@@ -220,6 +223,11 @@ while [ "$round" -le "$ROUNDS" ]; do
     q "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= $((NACC / 20))" >/dev/null
     estimate est_contig "$round"
     backup incr_contig "$round"
+    if [ "$CONTIG_ONLY" = 1 ]; then
+        q "VACUUM pgbench_accounts" >/dev/null
+        round=$((round + 1))
+        continue
+    fi
     q "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0" >/dev/null
     fork_repo "$round" fresh
     fork_repo "$round" auto
