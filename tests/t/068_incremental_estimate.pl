@@ -6,7 +6,8 @@
 #  - after an update spread over every page of that table, the backup is a full one, and
 #    says why at info level and in --json: the share of 1 MiB ranges changed, above 20%;
 #  - when the summaries cannot be asked (a role that may replicate but not connect to a
-#    database), the backup says so and is incremental as before, never failing for it.
+#    database), the backup says so and is incremental as before, never failing for it;
+#  - the summaries and the configuration record are read on one SQL session.
 use strict;
 use warnings;
 
@@ -25,7 +26,7 @@ my $tmp = PostgreSQL::Test::Utils::tempdir();
 
 my $pg = PostgreSQL::Test::Cluster->new('estimate17', install_path => $install);
 $pg->init(allows_streaming => 1);
-$pg->append_conf('postgresql.conf', "summarize_wal = on\nautovacuum = off\n");
+$pg->append_conf('postgresql.conf', "summarize_wal = on\nautovacuum = off\nlog_connections = on\n");
 $pg->start;
 my $sql = sub { $pg->safe_psql('postgres', $_[0]) };
 my $h = $pg->host;
@@ -77,8 +78,15 @@ wait_past_stop_time($b1->{stop_time});
 
 $sql->('UPDATE big SET v = v WHERE id <= ' . ($rows / 20));
 $summarized->();
+my $log_at = -s $pg->logfile;
 ($r, my $b2) = $backup->($config);
 is($r->{rc}, 0, 'backup after a contiguous update') or diag($r->{stderr});
+# One normal session besides the replication connection: the summaries' question and the
+# configuration record share it (a backend's start is most of what either costs the server).
+my @sessions = substr(slurp_file($pg->logfile), $log_at)
+	=~ /(?<!replication )connection authorized: user=\S+ database=postgres application_name=pgark_backup/g;
+is(scalar @sessions, 1, 'the backup opened one SQL session besides its replication connection');
+ok(-f "$tmp/repo/main/configs/$b2->{label}.json", 'and kept its configuration record, read on it');
 ok($b2->{incremental}, 'incremental') or diag($b2->{reason});
 is($b2->{parent}, $b1->{label}, 'to the first');
 my $e2 = $b2->{estimate} // {};
