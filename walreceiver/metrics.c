@@ -185,6 +185,13 @@ void metrics_format(const struct status_view *v, const char *cluster, struct buf
     one_u64(out, "pgark_receiver_reconnects_total", "counter",
             "Sessions that ended and were tried again since the receiver started.", cluster,
             v->reconnects);
+    one_u64(out, "pgark_receiver_flushes_total", "counter",
+            "fsyncs of the spool that made more WAL durable (each reported to the server) "
+            "since the receiver started.",
+            cluster, v->flushes);
+    one_u64(out, "pgark_receiver_wal_messages_total", "counter",
+            "WAL messages (XLogData) taken from the server since the receiver started.", cluster,
+            v->wal_messages);
     one_time(out, "pgark_receiver_flushed_timestamp_seconds",
              "When the spool's durable WAL last grew.", cluster, v->flushed_at_us);
     if (v->newest_known)

@@ -5,7 +5,9 @@
  *
  * WAL bytes are checked (page headers) and written to the spool as they arrive. With
  * synchronous: true they are fsynced as soon as the socket has nothing more to give
- * (or a batch is large), so a commit waiting on us waits for one fsync; with
+ * (or a batch is large), so a commit waiting on us waits for one fsync — unless the
+ * server's last message said it has flushed more and is sending it: then the fsync
+ * waits for the rest of that burst, up to a millisecond; with
  * synchronous: false the fsync waits until the oldest byte not yet fsynced is
  * flush_interval old, a segment is complete, the stream ends or the server asks for a
  * reply, whichever comes first: one fsync and one status message per interval under

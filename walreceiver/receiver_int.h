@@ -190,7 +190,9 @@ struct receiver {
     int64_t disconnected_us; /* when connected last became false (0: never connected) */
     uint64_t spool_bytes;    /* the spool's WAL bytes at the last status_write */
     char *last_error;
-    uint64_t reconnects; /* sessions that ended and were tried again */
+    uint64_t reconnects;   /* sessions that ended and were tried again */
+    uint64_t flushes;      /* fsyncs of the spool that moved the flushed position */
+    uint64_t wal_messages; /* XLogData messages taken */
     struct flush_mark marks[FLUSH_MARKS];
     int nmarks, mark_head;
     /* The last partial copy a shipper fixed (ship.c): one due soon after takes the same,
@@ -365,6 +367,8 @@ struct status_view {
     struct commit_mark newest;
     char *last_error; /* owned */
     uint64_t reconnects;
+    uint64_t flushes;
+    uint64_t wal_messages;
     int64_t status_wall_us; /* the last status.json, 0 before the first */
     bool have_spool;        /* spool_bytes is known */
     uint64_t spool_bytes;

@@ -23,6 +23,10 @@
 #include <string.h>
 
 #define READ_TIMEOUT_MS 200
+/* synchronous: true: how long the fsync of what came may wait for WAL the server said
+ * it has flushed and is sending (an XLogData's walEnd past its data), counted from the
+ * oldest byte not yet fsynced. */
+#define MORE_WAIT_US 1000
 #define STATUS_FILE_INTERVAL_US 1000000
 #define BATCH_BYTES (8 * 1024 * 1024)
 #define SILENCE_TIMEOUT_MS 60000
@@ -138,10 +142,14 @@ struct stream_state {
     lsn_t *start;
     int64_t last_status, last_file, last_msg; /* monotonic µs */
     int64_t silence_us;
-    size_t unflushed;  /* bytes written since the last fsync */
-    int64_t flush_due; /* synchronous: false: when the unflushed bytes must be fsynced */
-    uint64_t segno;    /* the segment the last flush ended in */
-    bool pinged;       /* the server was asked for a reply in this silence */
+    size_t unflushed;        /* bytes written since the last fsync */
+    int64_t flush_due;       /* synchronous: false: when the unflushed bytes must be fsynced */
+    int64_t unflushed_since; /* when the oldest of them was written */
+    lsn_t more_to;           /* synchronous: true: the server has flushed WAL up to here and is
+                              * sending it (the last XLogData's walEnd); 0 when not */
+    bool waiting_more;       /* the fsync waits for more_coming's bytes (read_timeout_ms) */
+    uint64_t segno;          /* the segment the last flush ended in */
+    bool pinged;             /* the server was asked for a reply in this silence */
 };
 
 /* fsync, report, and note when (the status interval counts from here). */
@@ -149,6 +157,8 @@ static int stream_flush(struct stream_state *st, int64_t now, bool force, bool r
 {
     int rc = flush_and_report(st->rx, st->conn, force, reply_requested);
     st->unflushed = 0;
+    st->more_to = 0;
+    st->waiting_more = false;
     st->last_status = now;
     pthread_mutex_lock(&st->rx->lock);
     st->segno = lsn_to_segno(st->rx->received, st->rx->seg_size);
@@ -169,14 +179,27 @@ static bool flush_now(const struct stream_state *st, lsn_t end, int64_t now)
     return now >= st->flush_due || lsn_to_segno(end, st->rx->seg_size) != st->segno;
 }
 
+/* synchronous: true, libpq has no whole message left and bytes wait for their fsync:
+ * whether the rest of a burst is on its way, so that one fsync covers it all: the
+ * server said it has flushed more than it sent (walsender sends that at once, in
+ * messages of at most 128 kB), and the oldest byte waiting is younger than
+ * MORE_WAIT_US. (Looking at the socket as well, as pg_receivewal does, cost a poll per
+ * flush and saved no fsync under pgbench: its messages rarely wait there.) */
+static bool more_coming(const struct stream_state *st, int64_t now)
+{
+    return st->more_to && now - st->unflushed_since < MORE_WAIT_US;
+}
+
 /* How long the next read may wait for a message. synchronous: true: not at all while
- * bytes wait for their fsync (it is done when the socket runs dry); false: until the
- * fsync is due. */
+ * bytes wait for their fsync (it is done when the socket runs dry), but for the rest of
+ * a burst (more_coming, up to a millisecond); false: until the fsync is due. */
 static int read_timeout_ms(const struct stream_state *st, int64_t now)
 {
     if (!st->unflushed)
         return READ_TIMEOUT_MS;
-    if (st->rx->o->synchronous || now >= st->flush_due)
+    if (st->rx->o->synchronous)
+        return st->waiting_more ? 1 : 0;
+    if (now >= st->flush_due)
         return 0;
     int64_t ms = (st->flush_due - now + 999) / 1000;
     return ms < READ_TIMEOUT_MS ? (int)ms : READ_TIMEOUT_MS;
@@ -198,13 +221,19 @@ static int on_wal(struct stream_state *st, const struct pg_msg *msg, int64_t now
     }
     pthread_mutex_lock(&rx->lock);
     rx->received = msg->data_start + msg->len;
+    rx->wal_messages++;
     if (msg->wal_end > rx->server_end)
         rx->server_end = msg->wal_end;
     pthread_mutex_unlock(&rx->lock);
-    if (!st->unflushed)
+    if (!st->unflushed) {
         st->flush_due = now + rx->o->flush_interval_ms * 1000;
+        st->unflushed_since = now;
+    }
     st->unflushed += msg->len;
-    if (flush_now(st, msg->data_start + msg->len, now))
+    st->waiting_more = false;
+    lsn_t end = msg->data_start + msg->len;
+    st->more_to = msg->wal_end > end ? msg->wal_end : 0;
+    if (flush_now(st, end, now))
         return stream_flush(st, now, false, false);
     return 0;
 }
@@ -235,7 +264,12 @@ static int on_idle(struct stream_state *st, int64_t now)
         st->pinged = true;
         return stream_flush(st, now, true, true);
     }
-    bool due = st->unflushed && (st->rx->o->synchronous || now >= st->flush_due);
+    bool sync = st->rx->o->synchronous;
+    if (sync && st->unflushed && more_coming(st, now)) {
+        st->waiting_more = true;
+        return 0;
+    }
+    bool due = st->unflushed && (sync || now >= st->flush_due);
     if (due || now - st->last_status >= interval_us)
         return stream_flush(st, now, now - st->last_status >= interval_us, false);
     return 0;

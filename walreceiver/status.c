@@ -38,6 +38,7 @@ void receiver_note_flush(struct receiver *rx, lsn_t lsn)
     if (lsn > rx->flushed) {
         rx->flushed = lsn;
         rx->flushed_at_us = now;
+        rx->flushes++;
         struct flush_mark *last = rx->nmarks ? &rx->marks[rx->nmarks - 1] : NULL;
         if (last && now - last->at_us < 100000) {
             /* keep the earliest time for this 100 ms step; lsn moves forward */
@@ -190,6 +191,8 @@ void status_view_take(struct receiver *rx, struct status_view *v)
     v->newest_known = commit_marks_find(&rx->commits, rx->flushed, &v->newest) == 1;
     v->last_error = rx->last_error ? xstrdup(rx->last_error) : NULL;
     v->reconnects = rx->reconnects;
+    v->flushes = rx->flushes;
+    v->wal_messages = rx->wal_messages;
     v->status_wall_us = rx->status_wall_us;
     struct spool *spool = rx->spool;
     v->nrepos = rx->nshippers;

@@ -44,7 +44,8 @@
 # Unprivileged, perf sees user space only (perf_event_paranoid 2): time spent inside
 # system calls shows as the libc wrapper that made them.
 # BENCH_STRACE=1: after the rounds, one more run of pgark (and of pgark_old with
-# BENCH_PGARK_OLD; first mode of BENCH_MODES, not in the medians) under `strace -f -c`;
+# BENCH_PGARK_OLD, then pg_receivewal; first mode of BENCH_MODES, not in the medians)
+# under `strace -f -c`;
 # the counts, per second of load and per GiB of WAL, go to
 # receive-<timestamp>-strace-<tool>.txt. strace slows every system call: the WAL rate of
 # that run is lower, so counts driven by a timer weigh more per GiB than without it.
@@ -471,6 +472,7 @@ if [ "$STRACE" = 1 ]; then
     set -- $MODES
     run_variant "$1" pgark "$round"
     [ -z "$PGARK_OLD" ] || run_variant "$1" pgark_old "$round"
+    run_variant "$1" pg_receivewal "$round"
     PROFILE=0
 fi
 
