@@ -202,23 +202,30 @@ out:
     return rc;
 }
 
-/* 1 when a live expire marker is there, 0 when not, negative on error. */
+/* 1 when a live expire marker is there, 0 when not, negative on error. Only the expire
+ * marker is looked at (a HEAD, then a GET when it is there): listing backups/ and reading
+ * every backup's marker, as repo_markers_list does, cost two requests more per call and
+ * one per running backup, for markers this question does not need. */
 static int expire_running(struct repo *r, long *pid, char *host, size_t cap)
 {
-    struct repo_marker *m = NULL;
-    size_t n = 0;
-    int rc = repo_markers_list(r, &m, &n);
+    struct storage_info info;
+    char *full = repo_full_path(r, EXPIRE_MARKER);
+    int rc = storage_info(r->storage, full, &info);
+    free(full);
+    if (rc == -ERR_NOT_FOUND) {
+        err_clear();
+        return 0;
+    }
     if (rc < 0)
         return rc;
-    int found = 0;
-    for (size_t i = 0; i < n && !found; i++) {
-        if (!m[i].label && !m[i].stale) {
-            found = 1;
-            *pid = m[i].pid;
-            snprintf(host, cap, "%s", m[i].host);
-        }
+    struct repo_marker m = {.mtime_us = info.mtime_us};
+    marker_read(r, EXPIRE_MARKER, &m);
+    int found = !m.stale;
+    if (found) {
+        *pid = m.pid;
+        snprintf(host, cap, "%s", m.host);
     }
-    repo_markers_free(m, n);
+    free(m.host);
     return found;
 }
 

@@ -163,6 +163,7 @@ cp "$pgark" "$dest/bin/pgark"
 [ ! -x "$s3bench" ] || cp "$s3bench" "$dest/bin/s3bench"
 [ ! -d "$s3rver_dir/node_modules" ] || cp -a "$s3rver_dir" "$dest/s3"
 cp "$here"/*.sh "$dest/bench/"
+cp "$root/tests/harness/swift-s3.py" "$dest/bench/" # for BENCH_S3REPO_KINDS="... swift"
 if [ -n "${BENCH_PGARK_OLD:-}" ]; then # the A/B binary of every benchmark, readable by the user
     cp "$BENCH_PGARK_OLD" "$dest/bin/pgark-old"
     BENCH_PGARK_OLD=$dest/bin/pgark-old
