@@ -367,6 +367,44 @@ static void test_enospc(void **state)
     free(mnt);
 }
 
+/* Writes of a few bytes are held and go out with the next one (an envelope header with
+ * its payload, one call): whatever the mix, the object holds exactly what was written,
+ * bytes held until the commit included. */
+static void test_small_writes_held(void **state)
+{
+    struct storage *s = *state;
+    static const size_t mixes[][6] = {
+        {32, 1, 31, 0},        /* all held until the commit: 64 bytes */
+        {32, 100000, 0},       /* a header and its payload */
+        {7, 7, 7, 7, 7, 7},    /* held, then out with the write that would overflow */
+        {65, 1, 0},            /* too big to hold, then a held byte */
+        {0, 5, 0, 70000, 3, 0} /* empty writes among them */
+    };
+    for (size_t m = 0; m < sizeof(mixes) / sizeof(mixes[0]); m++) {
+        struct buf want = BUF_INIT;
+        char path[32];
+        snprintf(path, sizeof(path), "held/obj%zu", m);
+        struct storage_write *w = storage_write_open(s, path, STORAGE_TO_END);
+        assert_non_null(w);
+        for (size_t i = 0; i < 6; i++) {
+            size_t n = mixes[m][i];
+            uint8_t *d = xmalloc(n ? n : 1);
+            for (size_t k = 0; k < n; k++)
+                d[k] = (uint8_t)(want.len + k + m);
+            assert_int_equal(storage_write_data(w, d, n), 0);
+            buf_append(&want, d, n);
+            free(d);
+        }
+        assert_int_equal(storage_write_commit(w), 0);
+        size_t len = 0;
+        char *got = storage_suite_get(s, path, &len);
+        assert_int_equal(len, want.len);
+        assert_memory_equal(got, want.data, want.len);
+        free(got);
+        buf_free(&want);
+    }
+}
+
 static void test_rename_fallback_copy(void **state)
 {
     struct storage *s = storage_suite_storage(state);
@@ -1355,6 +1393,7 @@ int main(void)
         POSIX_TEST(test_failed_write_keeps_old),
         POSIX_TEST(test_create_never_replaces),
         POSIX_TEST(test_enospc),
+        POSIX_TEST(test_small_writes_held),
         POSIX_TEST(test_rename_fallback_copy),
         POSIX_TEST(test_links_refused),
         POSIX_TEST(test_links_refused_walk),
