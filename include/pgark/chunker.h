@@ -55,12 +55,6 @@ struct chunk {
 
 /* Copy the pieces into data and drop them: afterwards data holds the bytes. */
 void chunk_gather(struct chunk *ch);
-/* Receives bytes of a chunk in order (chunk_gather_visit). */
-typedef void (*chunk_visit_fn)(void *arg, const uint8_t *data, size_t len);
-/* chunk_gather, handing each piece to fn from its copy right after copying it, while it
- * is still in the cache: one read of the received bytes where a hash over the pieces
- * and then a gather were two. A chunk already in one piece is handed over from data. */
-void chunk_gather_visit(struct chunk *ch, chunk_visit_fn fn, void *arg);
 /* Drop the pieces' references (data itself stays with the owner). */
 void chunk_release(struct chunk *ch);
 /* The plaintext SHA-256 of a chunk, pieces or not. */

@@ -65,9 +65,6 @@ struct fpcache *fpcache_open(const char *dir, const struct fp_ident *id);
 const struct fp_file *fpcache_find(const struct fpcache *c, const char *path);
 /* The chunk's fingerprint under the cache's key (its pieces or its data). Thread-safe. */
 void fpcache_tag(const struct fpcache *c, const struct chunk *ch, uint8_t out[FP_TAG_LEN]);
-/* The same fingerprint fed by the caller: gmac_ctx_update the chunk's bytes in order,
- * then gmac_ctx_final and gmac_ctx_free. Thread-safe. */
-struct gmac_ctx *fpcache_tag_start(const struct fpcache *c);
 /* When chunk index of f had len bytes and this tag: its digests (read with
  * fpcache_digest); else NULL. f may be NULL. Thread-safe. */
 const uint8_t *fpcache_match(const struct fpcache *c, const struct fp_file *f, uint64_t index,

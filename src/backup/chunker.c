@@ -55,23 +55,6 @@ void chunk_gather(struct chunk *ch)
     chunk_release(ch);
 }
 
-void chunk_gather_visit(struct chunk *ch, chunk_visit_fn fn, void *arg)
-{
-    if (ch->npieces == 0) {
-        fn(arg, ch->data, ch->len);
-        return;
-    }
-    size_t at = 0;
-    for (size_t i = 0; i < ch->npieces; i++) {
-        /* Pieces are the received messages' stretches (about 32 KiB): each fits the
-         * first-level cache between its copy and its visit. */
-        memcpy(ch->data + at, ch->pieces[i].data, ch->pieces[i].len);
-        fn(arg, ch->data + at, ch->pieces[i].len);
-        at += ch->pieces[i].len;
-    }
-    chunk_release(ch);
-}
-
 void chunk_sha256(const struct chunk *ch, uint8_t out[SHA256_LEN])
 {
     if (ch->npieces == 0) {

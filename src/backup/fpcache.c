@@ -318,14 +318,9 @@ const struct fp_file *fpcache_find(const struct fpcache *c, const char *path)
     return NULL;
 }
 
-struct gmac_ctx *fpcache_tag_start(const struct fpcache *c)
-{
-    return gmac_ctx_new(c->key, c->nonce);
-}
-
 void fpcache_tag(const struct fpcache *c, const struct chunk *ch, uint8_t out[FP_TAG_LEN])
 {
-    struct gmac_ctx *g = fpcache_tag_start(c);
+    struct gmac_ctx *g = gmac_ctx_new(c->key, c->nonce);
     if (ch->npieces == 0)
         gmac_ctx_update(g, ch->data, ch->len);
     for (size_t i = 0; i < ch->npieces; i++)

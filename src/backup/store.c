@@ -76,60 +76,6 @@ static bool name_from_cache(struct backup_run *run, struct bk_file *f, const str
     return held;
 }
 
-/* What one pass over a chunk's bytes feeds (chunk_gather_visit). */
-struct chunk_hashes {
-    struct gmac_ctx *tag;   /* the fingerprint, when the cache had none to compare */
-    struct sha256_ctx *sha; /* the plain SHA-256, when no repository names with a key */
-};
-
-static void hash_piece(void *arg, const uint8_t *data, size_t len)
-{
-    struct chunk_hashes *h = arg;
-    if (h->tag)
-        gmac_ctx_update(h->tag, data, len);
-    if (h->sha)
-        sha256_ctx_update(h->sha, data, len);
-}
-
-/*
- * Name chunk index of f for every group, and fingerprint it into tag unless NULL. The
- * chunk is gathered on the way: one that must be hashed is nearly always new, and a
- * new chunk is stored in one piece, so each received piece is read once, copied and
- * hashed from the copy while it is in the cache (hashing the pieces, then gathering
- * them, read every byte from memory twice). Keyed names (HMAC) are computed after, on
- * the bytes in one piece.
- */
-static void name_chunk(struct backup_run *run, struct bk_file *f, struct chunk *ch, uint8_t *tag)
-{
-    uint64_t index = ch->index;
-    struct chunk_hashes h = {
-        .tag = tag ? fpcache_tag_start(run->fp) : NULL,
-        .sha = run->keyed ? NULL : sha256_ctx_new(),
-    };
-
-    chunk_gather_visit(ch, hash_piece, &h);
-    if (h.tag) {
-        gmac_ctx_final(h.tag, tag);
-        gmac_ctx_free(h.tag);
-    }
-    if (h.sha) { /* unkeyed: one group, the plain one */
-        sha256_ctx_final(h.sha, backup_name_slot(f, run->plain, index));
-        sha256_ctx_free(h.sha);
-        return;
-    }
-    /* Every repository encrypted: the first name and the plain digest the envelope
-     * needs in one pass (hash.h). */
-    for (size_t g = 0; g < run->ngroups; g++) {
-        if (g == 0 && run->plain == run->ngroups)
-            sha256_and_hmac(run->group_keys[0], CHUNK_KEY_LEN, ch->data, ch->len,
-                            backup_name_slot(f, run->plain, index), backup_name_slot(f, 0, index));
-        else if (run->group_keys[g])
-            chunk_digest(run->group_keys[g], ch->data, ch->len, backup_name_slot(f, g, index));
-        else
-            chunk_sha256(ch, backup_name_slot(f, g, index));
-    }
-}
-
 static int rebuild_chunk(struct backup_run *run, const struct bk_file *f, struct chunk *ch,
                          const struct rebuild *rb)
 {
@@ -184,12 +130,21 @@ int backup_store_chunk(void *arg, void *job, struct chunk *ch, bool skipped)
         backup_rebuild_free(ch->aux);
         ch->aux = NULL;
     }
-    if (!skipped) {
-        uint8_t *tag = run->fp && f->tags ? f->tags + index * FP_TAG_LEN : NULL;
-        /* With a record of the file from the last backup the fingerprint comes first,
-         * alone: an unchanged chunk is then neither hashed nor copied. */
-        if (!(tag && f->old && name_from_cache(run, f, ch)))
-            name_chunk(run, f, ch, tag && !f->old ? tag : NULL);
+    if (!skipped && !(run->fp && f->tags && name_from_cache(run, f, ch))) {
+        if (run->keyed) /* HMAC names are computed on the bytes in one piece */
+            chunk_gather(ch);
+        /* Every repository encrypted: the first name and the plain digest the envelope
+         * needs in one pass (hash.h). */
+        for (size_t g = 0; g < run->ngroups; g++) {
+            if (g == 0 && run->plain == run->ngroups)
+                sha256_and_hmac(run->group_keys[0], CHUNK_KEY_LEN, ch->data, ch->len,
+                                backup_name_slot(f, run->plain, index),
+                                backup_name_slot(f, 0, index));
+            else if (run->group_keys[g])
+                chunk_digest(run->group_keys[g], ch->data, ch->len, backup_name_slot(f, g, index));
+            else
+                chunk_sha256(ch, backup_name_slot(f, g, index));
+        }
     }
     for (size_t i = 0; !skipped && rc == 0 && i < run->p.ntargets; i++) {
         struct target_state *ts = &run->ts[i];
@@ -207,8 +162,7 @@ int backup_store_chunk(void *arg, void *job, struct chunk *ch, bool skipped)
         uint64_t stored = 0;
         hex_encode(name, SHA256_LEN, hex);
         /* Stored: the bytes in one piece, the envelope's digest after them (a payload).
-         * A hashed chunk was gathered by its naming; one named from the cache is
-         * gathered only here, so one every repository holds is never copied. */
+         * A chunk every repository holds is never copied. */
         chunk_gather(ch);
         memcpy(ch->data + ch->len, backup_name_slot(f, run->plain, index), SHA256_LEN);
         rc = repo_chunk_put_payload(ts->t->repo, hex, ch->data, ch->len, &stored);

@@ -299,69 +299,6 @@ static void release_msg(void *arg)
  * message make one piece; every reference is dropped once its chunk is done, the file
  * abandoned or the chunker freed; bytes without a reference turn the chunk into a
  * copied one. */
-struct visits {
-    struct buf seen;     /* the bytes visited, in order */
-    size_t calls;        /* visits */
-    const uint8_t *data; /* the chunk's buffer: every visit must be inside it */
-    size_t len;
-};
-
-static void visit(void *arg, const uint8_t *data, size_t len)
-{
-    struct visits *v = arg;
-    assert_true(data >= v->data && data + len <= v->data + v->len); /* from the copy */
-    buf_append(&v->seen, data, len);
-    v->calls++;
-}
-
-/* chunk_gather_visit: the bytes visited, in order, are the chunk's, one visit per piece
- * (one for a copied chunk), each from the gathered copy; the pieces' references go. */
-static void test_gather_visit(void **state)
-{
-    (void)state;
-    uint8_t *d = pattern(2100);
-    struct msg m[3] = {{d, 0}, {d + 700, 0}, {d + 1400, 0}};
-    uint8_t *buf = xmalloc(1000);
-    for (int copied = 0; copied < 2; copied++) {
-        struct refbuf *ref[3];
-        struct chunk_piece pieces[3];
-        for (int i = 0; i < 3; i++) {
-            m[i].released = 0;
-            ref[i] = refbuf_new(&m[i], release_msg);
-        }
-        struct chunk ch = {.data = buf, .len = copied ? 1000 : 0};
-        if (copied) {
-            memcpy(buf, d + 50, 1000);
-        } else {
-            /* 650 + 350 bytes of two messages, as the chunker lists them */
-            refbuf_get(ref[0]);
-            refbuf_get(ref[1]);
-            pieces[0] = (struct chunk_piece){d + 50, 650, ref[0]};
-            pieces[1] = (struct chunk_piece){d + 700, 350, ref[1]};
-            ch.pieces = xmalloc(sizeof(pieces));
-            memcpy(ch.pieces, pieces, sizeof(pieces));
-            ch.npieces = 2;
-            ch.len = 1000;
-            memset(buf, 0xEE, 1000);
-        }
-        struct visits v = {.seen = BUF_INIT, .data = buf, .len = 1000};
-        chunk_gather_visit(&ch, visit, &v);
-        assert_int_equal(v.calls, copied ? 1 : 2);
-        assert_int_equal(v.seen.len, 1000);
-        assert_memory_equal(v.seen.data, d + 50, 1000);
-        assert_memory_equal(buf, d + 50, 1000);
-        assert_int_equal(ch.npieces, 0);
-        assert_null(ch.pieces);
-        for (int i = 0; i < 3; i++) {
-            refbuf_put(ref[i]);
-            assert_int_equal(m[i].released, 1); /* the chunk dropped its references */
-        }
-        buf_free(&v.seen);
-    }
-    free(buf);
-    free(d);
-}
-
 static void test_pieces_by_reference(void **state)
 {
     (void)state;
@@ -454,7 +391,6 @@ int main(void)
         cmocka_unit_test(test_buffers_lent_and_returned),
         cmocka_unit_test(test_callback_failure_and_reset),
         cmocka_unit_test(test_pieces_by_reference),
-        cmocka_unit_test(test_gather_visit),
         cmocka_unit_test(test_zero_chunk_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
