@@ -1324,6 +1324,60 @@ static void test_deferred_dir_syncs(void **state)
     assert_int_equal(fsyncs(s, true) - d0, 6 + 1 + 4 + 1 + 1);
 }
 
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* Deferred writes keep one descriptor per directory they published in, reused by the
+ * next write there and by the sync (no descriptor more per write), and the handle
+ * closes them; the objects are whole and the directories are made durable as before. */
+static void test_deferred_dirs_kept(void **state)
+{
+    (void)state;
+    int before = open_fds();
+    struct storage *s = storage_posix_new("local", pctx.root);
+    assert_non_null(s);
+    int n0 = open_fds();
+    unsigned long d0 = fsyncs(s, true);
+    for (int round = 0; round < 2; round++) {
+        storage_defer_sync_begin(s);
+        for (int i = 0; i < 20; i++) {
+            char path[64], text[16];
+            snprintf(path, sizeof(path), "main/chunks/%02x/r%dc%d", i % 4, round, i);
+            snprintf(text, sizeof(text), "chunk %d %d", round, i);
+            put_streamed(s, path, text);
+        }
+        storage_defer_sync_end(s);
+        assert_int_equal(open_fds(), n0 + 4); /* the four fan-out directories */
+        assert_int_equal(storage_sync(s), 0);
+    }
+    /* the four each time, and the root, main and main/chunks the first writes created */
+    assert_int_equal(fsyncs(s, true) - d0, 4 + 3 + 4);
+    /* a write there that is not deferred uses the kept one, and leaves it */
+    storage_suite_put(s, "main/chunks/00/plain", "plain", 5);
+    assert_int_equal(open_fds(), n0 + 4);
+    assert_int_equal(fsyncs(s, true) - d0, 4 + 3 + 4 + 1);
+    storage_free(s);
+    assert_int_equal(open_fds(), before);
+
+    s = storage_posix_new("local", pctx.root);
+    assert_non_null(s);
+    char *got = storage_suite_get(s, "main/chunks/03/r1c19", NULL);
+    assert_string_equal(got, "chunk 1 19");
+    free(got);
+    got = storage_suite_get(s, "main/chunks/00/r0c0", NULL);
+    assert_string_equal(got, "chunk 0 0");
+    free(got);
+    storage_free(s);
+}
+
 /* A directory fsync that fails at the sync: the error names the directory, a record
  * written after it is refused and not published, and the failure stays. */
 static void test_deferred_sync_fails(void **state)
@@ -1399,6 +1453,7 @@ int main(void)
         POSIX_TEST(test_links_refused_walk),
         POSIX_TEST(test_link_above_and_root),
         POSIX_TEST(test_deferred_dir_syncs),
+        POSIX_TEST(test_deferred_dirs_kept),
         POSIX_TEST(test_deferred_sync_fails),
         POSIX_TEST(test_deferred_synced_at_free),
         RETRY_TEST(test_retry_read_resumes),

@@ -29,6 +29,7 @@ struct posix_write {
     char *tmp;      /* temp name within dir_fd */
     char *dir;      /* dir_fd's path, relative to the root */
     bool made_dirs; /* directories were created: fsync the chain at commit */
+    bool dir_kept;  /* dir_fd is the handle's (posix_kept_dir): not closed here */
     /* Small writes held back to go with the next one in one call: an object's envelope
      * header (32 bytes) then its payload were two writes per chunk. */
     uint8_t held[64];
@@ -39,7 +40,7 @@ static void write_free(struct posix_write *w)
 {
     if (w->fd >= 0)
         close(w->fd);
-    if (w->dir_fd >= 0)
+    if (w->dir_fd >= 0 && !w->dir_kept)
         close(w->dir_fd);
     free(w->base.path);
     free(w->name);
@@ -62,7 +63,10 @@ struct storage_write *posix_write_open(struct storage *s, const char *path, uint
     posix_split_path(path, &dir, &name);
     w->dir = dir;
     w->name = xstrdup(name);
-    w->dir_fd = posix_dir_open(p, dir, true, &w->made_dirs);
+    w->dir_fd = posix_kept_dir(p, dir);
+    w->dir_kept = w->dir_fd >= 0;
+    if (!w->dir_kept)
+        w->dir_fd = posix_dir_open(p, dir, true, &w->made_dirs);
     if (w->dir_fd < 0) {
         int e = errno;
         if ((rc = posix_refuse_foreign(p, dir)) == 0)
@@ -190,6 +194,9 @@ int posix_write_commit(struct storage_write *sw)
     renamed = true;
     if (sw->defer_sync) { /* the directories' fsyncs wait for posix_sync */
         posix_sync_note(p, w->dir, w->made_dirs);
+        /* and the next deferred write there, and the sync, use this descriptor */
+        if (!w->dir_kept)
+            w->dir_kept = posix_keep_dir(p, w->dir, w->dir_fd);
         goto out;
     }
     if (posix_fsync(p, w->dir_fd, true) < 0) {
