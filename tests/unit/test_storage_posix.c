@@ -1378,6 +1378,52 @@ static void test_deferred_dirs_kept(void **state)
     storage_free(s);
 }
 
+/* Kept descriptors stay within a quarter of the limit on open files, over all handles:
+ * beyond it writes open their directory each time, and the objects are whole. */
+static void test_deferred_dirs_kept_bounded(void **state)
+{
+    (void)state;
+    struct rlimit old, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int before = open_fds();
+    low = old;
+    /* room for what is open, the kept quarter and the writes' own */
+    low.rlim_cur = (rlim_t)(2 * before + 40);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    long cap = (long)low.rlim_cur / 4;
+    struct storage *s1 = storage_posix_new("one", pctx.root);
+    struct storage *s2 = storage_posix_new("two", pctx.root);
+    assert_non_null(s1);
+    assert_non_null(s2);
+    int n0 = open_fds();
+    int per = before / 2 + 15; /* directories per handle: more than cap in all */
+    for (int k = 0; k < 2; k++) {
+        struct storage *s = k ? s2 : s1;
+        storage_defer_sync_begin(s);
+        for (int i = 0; i < per; i++) {
+            char path[64], text[32];
+            snprintf(path, sizeof(path), "s%d/chunks/%03x/c%d", k, i, i);
+            snprintf(text, sizeof(text), "chunk %d %d", k, i);
+            put_streamed(s, path, text);
+        }
+        storage_defer_sync_end(s);
+    }
+    assert_true(2 * per > cap);
+    assert_int_equal(open_fds() - n0, cap);
+    assert_int_equal(storage_sync(s1), 0);
+    assert_int_equal(storage_sync(s2), 0);
+    char path[64], want[32];
+    snprintf(path, sizeof(path), "s1/chunks/%03x/c%d", per - 1, per - 1);
+    snprintf(want, sizeof(want), "chunk 1 %d", per - 1);
+    char *got = storage_suite_get(s2, path, NULL);
+    assert_string_equal(got, want);
+    free(got);
+    storage_free(s1);
+    storage_free(s2);
+    assert_int_equal(open_fds(), before);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
 /* A directory fsync that fails at the sync: the error names the directory, a record
  * written after it is refused and not published, and the failure stays. */
 static void test_deferred_sync_fails(void **state)
@@ -1454,6 +1500,7 @@ int main(void)
         POSIX_TEST(test_link_above_and_root),
         POSIX_TEST(test_deferred_dir_syncs),
         POSIX_TEST(test_deferred_dirs_kept),
+        POSIX_TEST(test_deferred_dirs_kept_bounded),
         POSIX_TEST(test_deferred_sync_fails),
         POSIX_TEST(test_deferred_synced_at_free),
         RETRY_TEST(test_retry_read_resumes),
