@@ -367,6 +367,44 @@ static void test_enospc(void **state)
     free(mnt);
 }
 
+/* Writes of a few bytes are held and go out with the next one (an envelope header with
+ * its payload, one call): whatever the mix, the object holds exactly what was written,
+ * bytes held until the commit included. */
+static void test_small_writes_held(void **state)
+{
+    struct storage *s = *state;
+    static const size_t mixes[][6] = {
+        {32, 1, 31, 0},        /* all held until the commit: 64 bytes */
+        {32, 100000, 0},       /* a header and its payload */
+        {7, 7, 7, 7, 7, 7},    /* held, then out with the write that would overflow */
+        {65, 1, 0},            /* too big to hold, then a held byte */
+        {0, 5, 0, 70000, 3, 0} /* empty writes among them */
+    };
+    for (size_t m = 0; m < sizeof(mixes) / sizeof(mixes[0]); m++) {
+        struct buf want = BUF_INIT;
+        char path[32];
+        snprintf(path, sizeof(path), "held/obj%zu", m);
+        struct storage_write *w = storage_write_open(s, path, STORAGE_TO_END);
+        assert_non_null(w);
+        for (size_t i = 0; i < 6; i++) {
+            size_t n = mixes[m][i];
+            uint8_t *d = xmalloc(n ? n : 1);
+            for (size_t k = 0; k < n; k++)
+                d[k] = (uint8_t)(want.len + k + m);
+            assert_int_equal(storage_write_data(w, d, n), 0);
+            buf_append(&want, d, n);
+            free(d);
+        }
+        assert_int_equal(storage_write_commit(w), 0);
+        size_t len = 0;
+        char *got = storage_suite_get(s, path, &len);
+        assert_int_equal(len, want.len);
+        assert_memory_equal(got, want.data, want.len);
+        free(got);
+        buf_free(&want);
+    }
+}
+
 static void test_rename_fallback_copy(void **state)
 {
     struct storage *s = storage_suite_storage(state);
@@ -1286,6 +1324,106 @@ static void test_deferred_dir_syncs(void **state)
     assert_int_equal(fsyncs(s, true) - d0, 6 + 1 + 4 + 1 + 1);
 }
 
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* Deferred writes keep one descriptor per directory they published in, reused by the
+ * next write there and by the sync (no descriptor more per write), and the handle
+ * closes them; the objects are whole and the directories are made durable as before. */
+static void test_deferred_dirs_kept(void **state)
+{
+    (void)state;
+    int before = open_fds();
+    struct storage *s = storage_posix_new("local", pctx.root);
+    assert_non_null(s);
+    int n0 = open_fds();
+    unsigned long d0 = fsyncs(s, true);
+    for (int round = 0; round < 2; round++) {
+        storage_defer_sync_begin(s);
+        for (int i = 0; i < 20; i++) {
+            char path[64], text[16];
+            snprintf(path, sizeof(path), "main/chunks/%02x/r%dc%d", i % 4, round, i);
+            snprintf(text, sizeof(text), "chunk %d %d", round, i);
+            put_streamed(s, path, text);
+        }
+        storage_defer_sync_end(s);
+        assert_int_equal(open_fds(), n0 + 4); /* the four fan-out directories */
+        assert_int_equal(storage_sync(s), 0);
+    }
+    /* the four each time, and the root, main and main/chunks the first writes created */
+    assert_int_equal(fsyncs(s, true) - d0, 4 + 3 + 4);
+    /* a write there that is not deferred uses the kept one, and leaves it */
+    storage_suite_put(s, "main/chunks/00/plain", "plain", 5);
+    assert_int_equal(open_fds(), n0 + 4);
+    assert_int_equal(fsyncs(s, true) - d0, 4 + 3 + 4 + 1);
+    storage_free(s);
+    assert_int_equal(open_fds(), before);
+
+    s = storage_posix_new("local", pctx.root);
+    assert_non_null(s);
+    char *got = storage_suite_get(s, "main/chunks/03/r1c19", NULL);
+    assert_string_equal(got, "chunk 1 19");
+    free(got);
+    got = storage_suite_get(s, "main/chunks/00/r0c0", NULL);
+    assert_string_equal(got, "chunk 0 0");
+    free(got);
+    storage_free(s);
+}
+
+/* Kept descriptors stay within a quarter of the limit on open files, over all handles:
+ * beyond it writes open their directory each time, and the objects are whole. */
+static void test_deferred_dirs_kept_bounded(void **state)
+{
+    (void)state;
+    struct rlimit old, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int before = open_fds();
+    low = old;
+    /* room for what is open, the kept quarter and the writes' own */
+    low.rlim_cur = (rlim_t)(2 * before + 40);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    long cap = (long)low.rlim_cur / 4;
+    struct storage *s1 = storage_posix_new("one", pctx.root);
+    struct storage *s2 = storage_posix_new("two", pctx.root);
+    assert_non_null(s1);
+    assert_non_null(s2);
+    int n0 = open_fds();
+    int per = before / 2 + 15; /* directories per handle: more than cap in all */
+    for (int k = 0; k < 2; k++) {
+        struct storage *s = k ? s2 : s1;
+        storage_defer_sync_begin(s);
+        for (int i = 0; i < per; i++) {
+            char path[64], text[32];
+            snprintf(path, sizeof(path), "s%d/chunks/%03x/c%d", k, i, i);
+            snprintf(text, sizeof(text), "chunk %d %d", k, i);
+            put_streamed(s, path, text);
+        }
+        storage_defer_sync_end(s);
+    }
+    assert_true(2 * per > cap);
+    assert_int_equal(open_fds() - n0, cap);
+    assert_int_equal(storage_sync(s1), 0);
+    assert_int_equal(storage_sync(s2), 0);
+    char path[64], want[32];
+    snprintf(path, sizeof(path), "s1/chunks/%03x/c%d", per - 1, per - 1);
+    snprintf(want, sizeof(want), "chunk 1 %d", per - 1);
+    char *got = storage_suite_get(s2, path, NULL);
+    assert_string_equal(got, want);
+    free(got);
+    storage_free(s1);
+    storage_free(s2);
+    assert_int_equal(open_fds(), before);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
 /* A directory fsync that fails at the sync: the error names the directory, a record
  * written after it is refused and not published, and the failure stays. */
 static void test_deferred_sync_fails(void **state)
@@ -1355,11 +1493,14 @@ int main(void)
         POSIX_TEST(test_failed_write_keeps_old),
         POSIX_TEST(test_create_never_replaces),
         POSIX_TEST(test_enospc),
+        POSIX_TEST(test_small_writes_held),
         POSIX_TEST(test_rename_fallback_copy),
         POSIX_TEST(test_links_refused),
         POSIX_TEST(test_links_refused_walk),
         POSIX_TEST(test_link_above_and_root),
         POSIX_TEST(test_deferred_dir_syncs),
+        POSIX_TEST(test_deferred_dirs_kept),
+        POSIX_TEST(test_deferred_dirs_kept_bounded),
         POSIX_TEST(test_deferred_sync_fails),
         POSIX_TEST(test_deferred_synced_at_free),
         RETRY_TEST(test_retry_read_resumes),

@@ -24,6 +24,14 @@ struct storage_posix {
     const char *sync_failed_what;
     int sync_failed_errno;
     char *fail_dir; /* tests (PGARK_TEST_FAIL_DIR_FSYNC): syncs of dirs below fail */
+    /* Directories that deferred writes published in, kept open (under sync_lock) until
+     * the handle is freed: the next write there and the sync use the descriptor
+     * instead of walking the path again (a chunk store's 256 fan-out directories). */
+    struct posix_kept_dir {
+        char *rel;
+        int fd;
+    } * kept;
+    size_t nkept, kept_cap;
     /* fsyncs made, of files and of directories (atomic; read by the unit tests) */
     unsigned long fsyncs_file, fsyncs_dir;
 };
@@ -82,6 +90,11 @@ int posix_fsync(struct storage_posix *p, int fd, bool dir);
  * made: the write created directories on the way, so the root and every directory
  * above dir wait too. */
 void posix_sync_note(struct storage_posix *p, const char *dir, bool made);
+/* The descriptor kept for directory dir (relative), or -1: the handle owns it. */
+int posix_kept_dir(struct storage_posix *p, const char *dir);
+/* Keep fd, a descriptor of dir that a deferred write published in, for the handle's
+ * life; false (fd stays the caller's) when dir has one already or enough are kept. */
+bool posix_keep_dir(struct storage_posix *p, const char *dir, int fd);
 /* The driver's sync: fsync each noted directory once (see storage_ops.sync). */
 int posix_sync(struct storage *s);
 /* Sync what is still noted (a failure is logged as a warning, the error slot is left

@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 void posix_sync_init(struct storage_posix *p)
@@ -64,11 +65,69 @@ void posix_sync_note(struct storage_posix *p, const char *dir, bool made)
     pthread_mutex_unlock(&p->sync_lock);
 }
 
-/* fsync the directory rel: 0, or the errno with *what the step that failed. */
+/* Beyond this many per handle, directories are opened per write as before: a chunk
+ * store has 256. */
+#define POSIX_KEPT_MAX 1024
+
+/* Descriptors kept by all handles of the process, at most a quarter of its limit on
+ * open files (256 under the usual 1024): a backup into several repositories, each with
+ * its 256 fan-out directories, must not run out of descriptors for this. */
+static long kept_total;
+
+static long kept_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 256;
+    return rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)(rl.rlim_cur / 4);
+}
+
+/* Under sync_lock. Scanned from the end, as note_one does. */
+static int kept_find(struct storage_posix *p, const char *dir)
+{
+    for (size_t i = p->nkept; i-- > 0;)
+        if (strcmp(p->kept[i].rel, dir) == 0)
+            return p->kept[i].fd;
+    return -1;
+}
+
+int posix_kept_dir(struct storage_posix *p, const char *dir)
+{
+    pthread_mutex_lock(&p->sync_lock);
+    int fd = kept_find(p, dir);
+    pthread_mutex_unlock(&p->sync_lock);
+    return fd;
+}
+
+bool posix_keep_dir(struct storage_posix *p, const char *dir, int fd)
+{
+    bool kept = false;
+    long limit = kept_limit(); /* once per directory kept: a few hundred per handle */
+    pthread_mutex_lock(&p->sync_lock);
+    if (p->nkept < POSIX_KEPT_MAX && kept_find(p, dir) < 0) {
+        if (__atomic_add_fetch(&kept_total, 1, __ATOMIC_RELAXED) > limit) {
+            __atomic_sub_fetch(&kept_total, 1, __ATOMIC_RELAXED);
+            goto out;
+        }
+        if (p->nkept == p->kept_cap) {
+            p->kept_cap = p->kept_cap ? p->kept_cap * 2 : 64;
+            p->kept = xrealloc(p->kept, p->kept_cap * sizeof(*p->kept));
+        }
+        p->kept[p->nkept++] = (struct posix_kept_dir){xstrdup(dir), fd};
+        kept = true;
+    }
+out:
+    pthread_mutex_unlock(&p->sync_lock);
+    return kept;
+}
+
+/* fsync the directory rel (under sync_lock): 0, or the errno with *what the step that
+ * failed. */
 static int sync_dir(struct storage_posix *p, const char *rel, const char **what)
 {
     *what = "open directory";
-    int fd = posix_dir_open(p, rel, false, NULL);
+    int kept = kept_find(p, rel);
+    int fd = kept >= 0 ? kept : posix_dir_open(p, rel, false, NULL);
     if (fd < 0)
         return errno;
     int e = 0;
@@ -77,7 +136,8 @@ static int sync_dir(struct storage_posix *p, const char *rel, const char **what)
         e = EIO;
     else if (posix_fsync(p, fd, true) < 0)
         e = errno;
-    close(fd);
+    if (fd != kept)
+        close(fd);
     return e;
 }
 
@@ -123,6 +183,14 @@ void posix_sync_free(struct storage_posix *p)
     for (size_t i = 0; i < p->ndirty; i++)
         free(p->dirty[i]);
     free(p->dirty);
+    for (size_t i = 0; i < p->nkept; i++) {
+        close(p->kept[i].fd);
+        free(p->kept[i].rel);
+    }
+    __atomic_sub_fetch(&kept_total, (long)p->nkept, __ATOMIC_RELAXED);
+    free(p->kept);
+    p->kept = NULL;
+    p->nkept = p->kept_cap = 0;
     free(p->sync_failed);
     free(p->fail_dir);
     p->dirty = NULL;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* Keep temp names within NAME_MAX (255) even for long object names. */
@@ -28,13 +29,18 @@ struct posix_write {
     char *tmp;      /* temp name within dir_fd */
     char *dir;      /* dir_fd's path, relative to the root */
     bool made_dirs; /* directories were created: fsync the chain at commit */
+    bool dir_kept;  /* dir_fd is the handle's (posix_kept_dir): not closed here */
+    /* Small writes held back to go with the next one in one call: an object's envelope
+     * header (32 bytes) then its payload were two writes per chunk. */
+    uint8_t held[64];
+    size_t nheld;
 };
 
 static void write_free(struct posix_write *w)
 {
     if (w->fd >= 0)
         close(w->fd);
-    if (w->dir_fd >= 0)
+    if (w->dir_fd >= 0 && !w->dir_kept)
         close(w->dir_fd);
     free(w->base.path);
     free(w->name);
@@ -57,7 +63,10 @@ struct storage_write *posix_write_open(struct storage *s, const char *path, uint
     posix_split_path(path, &dir, &name);
     w->dir = dir;
     w->name = xstrdup(name);
-    w->dir_fd = posix_dir_open(p, dir, true, &w->made_dirs);
+    w->dir_fd = posix_kept_dir(p, dir);
+    w->dir_kept = w->dir_fd >= 0;
+    if (!w->dir_kept)
+        w->dir_fd = posix_dir_open(p, dir, true, &w->made_dirs);
     if (w->dir_fd < 0) {
         int e = errno;
         if ((rc = posix_refuse_foreign(p, dir)) == 0)
@@ -95,20 +104,44 @@ out:
     return &w->base;
 }
 
-int posix_write_data(struct storage_write *sw, const uint8_t *data, size_t len)
+/* Write what is held, then len bytes at data, all of it (writev: one call when the
+ * kernel takes everything, as a regular file does). */
+static int write_out(struct posix_write *w, const uint8_t *data, size_t len)
 {
-    struct posix_write *w = (struct posix_write *)sw;
-    while (len > 0) {
-        ssize_t n = write(w->fd, data, len);
+    struct iovec iov[2] = {{w->held, w->nheld}, {(void *)data, len}};
+    struct iovec *v = w->nheld ? iov : iov + 1;
+    int nv = w->nheld ? 2 : 1;
+    w->nheld = 0;
+    while (nv > 0) {
+        if (v->iov_len == 0) {
+            v++, nv--;
+            continue;
+        }
+        ssize_t n = writev(w->fd, v, nv);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return posix_errno_error(posix_of(sw->storage), errno, "write", sw->path);
+            return posix_errno_error(posix_of(w->base.storage), errno, "write", w->base.path);
         }
-        data += n;
-        len -= (size_t)n;
+        for (; nv > 0 && (size_t)n >= v->iov_len; v++, nv--)
+            n -= (ssize_t)v->iov_len;
+        if (nv > 0) {
+            v->iov_base = (uint8_t *)v->iov_base + n;
+            v->iov_len -= (size_t)n;
+        }
     }
     return 0;
+}
+
+int posix_write_data(struct storage_write *sw, const uint8_t *data, size_t len)
+{
+    struct posix_write *w = (struct posix_write *)sw;
+    if (w->nheld + len <= sizeof(w->held)) {
+        memcpy(w->held + w->nheld, data, len);
+        w->nheld += len;
+        return 0;
+    }
+    return write_out(w, data, len);
 }
 
 /* Publish the temporary file under its name only if that name is free. */
@@ -138,6 +171,8 @@ int posix_write_commit(struct storage_write *sw)
     struct storage_posix *p = posix_of(sw->storage);
     bool renamed = false;
     int rc = 0;
+    if (w->nheld && (rc = write_out(w, NULL, 0)) < 0)
+        goto out;
     if (posix_fsync(p, w->fd, false) < 0) {
         rc = posix_errno_error(p, errno, "fsync", sw->path);
         goto out;
@@ -159,6 +194,9 @@ int posix_write_commit(struct storage_write *sw)
     renamed = true;
     if (sw->defer_sync) { /* the directories' fsyncs wait for posix_sync */
         posix_sync_note(p, w->dir, w->made_dirs);
+        /* and the next deferred write there, and the sync, use this descriptor */
+        if (!w->dir_kept)
+            w->dir_kept = posix_keep_dir(p, w->dir, w->dir_fd);
         goto out;
     }
     if (posix_fsync(p, w->dir_fd, true) < 0) {
