@@ -78,6 +78,8 @@ struct writer {
     size_t per_piece;   /* chunks in a piece */
     atomic_bool direct; /* large files O_DIRECT (off with delta, an unaligned chunk size,
                            or once the file system refuses it) */
+    atomic_bool falloc; /* O_DIRECT files allocated ahead (off once the file system
+                           refuses fallocate) */
 
     pthread_mutex_t lock; /* o->bad_out, and the hash turn */
     pthread_cond_t turn;  /* a file's hash_next moved, or the pool failed */

@@ -281,6 +281,19 @@ static uint8_t *read_chunk(struct fixture *f, int i, size_t *len)
     return b;
 }
 
+/* Whether files in dir can be opened O_DIRECT and allocated ahead (fallocate). */
+static bool direct_falloc(const char *dir)
+{
+    char *p = xasprintf("%s/probe", dir);
+    int fd = open(p, O_RDWR | O_CREAT | O_DIRECT, 0600);
+    bool ok = fd >= 0 && fallocate(fd, 0, 0, CHUNK) == 0;
+    if (fd >= 0)
+        close(fd);
+    unlink(p);
+    free(p);
+    return ok;
+}
+
 static void expect_failure(struct fixture *f, int i, const char *tag, const char *why)
 {
     char *pgdata = xasprintf("%s/bad-%s-%d", f->dir, tag, i);
@@ -293,6 +306,19 @@ static void expect_failure(struct fixture *f, int i, const char *tag, const char
     free(repo);
     free(msg);
     err_clear();
+    /* What the failure left: the file of the bad chunk at its size (up to its last 4 KiB
+     * block when its padded O_DIRECT tail went down before the failure) and, written
+     * O_DIRECT, with all its blocks allocated whichever of its pieces landed (its space
+     * taken before its data: a full disk fails a restore before the writes). */
+    char *big = xasprintf("%s/base/1/big", pgdata);
+    struct stat sb;
+    assert_int_equal(stat(big, &sb), 0);
+    if ((size_t)sb.st_size != SIZES[2] && (size_t)sb.st_size != (SIZES[2] + 4095) / 4096 * 4096)
+        fail_msg("%s, repo %d: \"%s\" has %lld bytes", tag, i, big, (long long)sb.st_size);
+    if (direct_falloc(f->dir) && (uint64_t)sb.st_blocks * 512 < SIZES[2])
+        fail_msg("%s, repo %d: \"%s\" has %lld bytes allocated of its %zu", tag, i, big,
+                 (long long)sb.st_blocks * 512, SIZES[2]);
+    free(big);
     free(pgdata);
 }
 
