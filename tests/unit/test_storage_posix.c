@@ -1456,6 +1456,47 @@ static void test_deferred_sync_fails(void **state)
     storage_free(s);
 }
 
+/* A sync of a chunk store's 256 fan-out directories (fsynced side by side): each noted
+ * directory once, the chain above them once; one that fails is the one named, by this
+ * and every later sync, whichever thread met it. */
+static void test_deferred_sync_many(void **state)
+{
+    (void)state;
+    for (int fail = 0; fail < 2; fail++) {
+        if (fail)
+            setenv("PGARK_TEST_FAIL_DIR_FSYNC", "many/chunks/a7", 1);
+        struct storage *s = storage_posix_new("local", pctx.root);
+        unsetenv("PGARK_TEST_FAIL_DIR_FSYNC");
+        assert_non_null(s);
+        unsigned long d0 = fsyncs(s, true);
+        storage_defer_sync_begin(s);
+        for (int i = 0; i < 256; i++) {
+            char path[64];
+            snprintf(path, sizeof(path), "many/chunks/%02x/c%d", i, fail);
+            storage_suite_put(s, path, "chunk", 5);
+        }
+        storage_defer_sync_end(s);
+        assert_int_equal(fsyncs(s, true) - d0, 0);
+        if (!fail) {
+            /* 256 fan-out directories, then "many/chunks", "many" and the root */
+            assert_int_equal(storage_sync(s), 0);
+            assert_int_equal(fsyncs(s, true) - d0, 256 + 3);
+            assert_int_equal(storage_sync(s), 0);
+            assert_int_equal(fsyncs(s, true) - d0, 256 + 3);
+        } else {
+            char *want = xasprintf(
+                "could not fsync directory \"%s/many/chunks/a7\": Input/output error", pctx.root);
+            assert_storage_error(storage_sync(s), ERR_IO, want);
+            /* the others were still fsynced, only the failed one was not (the directories
+             * were made by the first pass: no chain above them this time) */
+            assert_int_equal(fsyncs(s, true) - d0, 256 - 1);
+            assert_storage_error(storage_sync(s), ERR_IO, want);
+            free(want);
+        }
+        storage_free(s);
+    }
+}
+
 /* A command that stops before its sync (an error elsewhere) still leaves its deferred
  * entries durable: freeing the handle syncs them. */
 static void test_deferred_synced_at_free(void **state)
@@ -1502,6 +1543,7 @@ int main(void)
         POSIX_TEST(test_deferred_dirs_kept),
         POSIX_TEST(test_deferred_dirs_kept_bounded),
         POSIX_TEST(test_deferred_sync_fails),
+        POSIX_TEST(test_deferred_sync_many),
         POSIX_TEST(test_deferred_synced_at_free),
         RETRY_TEST(test_retry_read_resumes),
         RETRY_TEST(test_retry_gives_up),
