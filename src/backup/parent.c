@@ -225,12 +225,8 @@ struct backup_estimate *backup_estimate_start(const struct incr_choice *c, const
                                               const char *pgark_config, const char *label)
 {
     struct backup_estimate *e = xcalloc(1, sizeof(*e));
-    pthread_condattr_t attr;
-
     pthread_mutex_init(&e->lock, NULL);
-    pthread_condattr_init(&attr);
-    pthread_cond_init(&e->cond, &attr);
-    pthread_condattr_destroy(&attr);
+    pthread_cond_init(&e->cond, NULL);
     e->conninfo = xstrdup(conninfo ? conninfo : "");
     e->ask = c->parent[0] != '\0';
     e->tli = tli;
