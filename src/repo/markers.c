@@ -153,11 +153,29 @@ static int on_backups_object(void *ctx, const struct storage_info *info)
     return 0;
 }
 
+/* Whether the expire marker is there: 1 (*mtime_us its time), 0 when not, negative on
+ * error. One HEAD on S3. */
+static int expire_marker_info(struct repo *r, int64_t *mtime_us)
+{
+    struct storage_info info;
+    char *full = repo_full_path(r, EXPIRE_MARKER);
+    int rc = storage_info(r->storage, full, &info);
+    free(full);
+    if (rc == -ERR_NOT_FOUND) {
+        err_clear();
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    *mtime_us = info.mtime_us;
+    return 1;
+}
+
 int repo_markers_list(struct repo *r, struct repo_marker **out, size_t *n)
 {
     struct marker_list l = {strlen(r->prefix), NULL, NULL, 0};
     struct repo_marker *m = NULL;
-    struct storage_info info;
+    int64_t mtime_us = 0;
     char *full = repo_full_path(r, "backups/");
     int rc = storage_list(r->storage, full, on_backups_object, &l);
 
@@ -170,20 +188,16 @@ int repo_markers_list(struct repo *r, struct repo_marker **out, size_t *n)
     }
     if (rc < 0)
         goto out;
-    full = repo_full_path(r, EXPIRE_MARKER);
-    rc = storage_info(r->storage, full, &info);
-    free(full);
-    if (rc == 0) {
+    rc = expire_marker_info(r, &mtime_us);
+    if (rc < 0)
+        goto out;
+    if (rc == 1) {
         l.paths = xrealloc(l.paths, (l.n + 1) * sizeof(*l.paths));
         l.mtimes = xrealloc(l.mtimes, (l.n + 1) * sizeof(*l.mtimes));
         l.paths[l.n] = xstrdup(EXPIRE_MARKER);
-        l.mtimes[l.n++] = info.mtime_us;
-    } else if (rc == -ERR_NOT_FOUND) {
-        err_clear();
-        rc = 0;
-    } else {
-        goto out;
+        l.mtimes[l.n++] = mtime_us;
     }
+    rc = 0;
     m = xcalloc(l.n + 1, sizeof(*m));
     for (size_t i = 0; i < l.n; i++) {
         const char *p = l.paths[i];
@@ -208,17 +222,11 @@ out:
  * one per running backup, for markers this question does not need. */
 static int expire_running(struct repo *r, long *pid, char *host, size_t cap)
 {
-    struct storage_info info;
-    char *full = repo_full_path(r, EXPIRE_MARKER);
-    int rc = storage_info(r->storage, full, &info);
-    free(full);
-    if (rc == -ERR_NOT_FOUND) {
-        err_clear();
-        return 0;
-    }
-    if (rc < 0)
+    int64_t mtime_us = 0;
+    int rc = expire_marker_info(r, &mtime_us);
+    if (rc <= 0)
         return rc;
-    struct repo_marker m = {.mtime_us = info.mtime_us};
+    struct repo_marker m = {.mtime_us = mtime_us};
     marker_read(r, EXPIRE_MARKER, &m);
     int found = !m.stale;
     if (found) {

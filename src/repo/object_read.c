@@ -389,15 +389,10 @@ static int buf_sink(void *ctx, const uint8_t *data, size_t len)
 
 int repo_object_exists(struct repo *r, const char *path)
 {
-    struct storage_info info;
     char *full = repo_full_path(r, path);
-    int rc = storage_info(r->storage, full, &info);
+    int rc = storage_exists(r->storage, full);
     free(full);
-    if (rc == -ERR_NOT_FOUND) {
-        err_clear();
-        return 0;
-    }
-    return rc < 0 ? rc : 1;
+    return rc;
 }
 
 int repo_get_all(struct repo *r, const char *path, uint8_t **data, size_t *len)
