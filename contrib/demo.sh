@@ -76,6 +76,7 @@ clusters:
     repos: [local]
     partial_upload_interval: 1s
 EOF
+chmod 600 pgark.yaml # it is the user's own file: pgark warns when others can read one
 mkdir -p spool
 pg() { "$pgark" --config "$dir/pgark.yaml" "$@"; }
 
