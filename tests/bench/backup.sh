@@ -39,6 +39,7 @@
 # BENCH_PGARK_OLD (another pgark binary, e.g. the build before a change: run in every
 # round as the variant pgark_b, over TCP, into a repository of its own, for paired
 # ratios pgark_b/pgark of wall, CPU and system time; run.sh copies it for the bench user),
+# BENCH_BACKUP_SECOND=0 (no second backups: the full ones only, e.g. at a large scale),
 # BENCH_STEP_TIMEOUT (1800 s for any one command), BENCH_PERF=1: one more pgark full and
 # contiguous second backup under perf record -g (reports backup-<stamp>-perf-*.txt).
 set -eu
@@ -55,6 +56,8 @@ SMALL_SCALE=${BENCH_BACKUP_SMALL_SCALE:-10}
 PORT=${BENCH_BACKUP_PORT:-54392}
 STEP=${BENCH_STEP_TIMEOUT:-1800}
 PERF=${BENCH_PERF:-0}
+SECOND=${BENCH_BACKUP_SECOND:-1}
+case "$SECOND" in 0 | 1) ;; *) bench_die "BENCH_BACKUP_SECOND must be 0 or 1" ;; esac
 TRANSPORTS=${BENCH_TRANSPORTS:-tcp unix}
 PGBACKREST=${PGBACKREST:-/usr/bin/pgbackrest}
 STANZA=bench
@@ -289,9 +292,11 @@ while [ "$round" -le "$ROUNDS" ]; do
     for v in "$@"; do
         run_variant "$v" "$round"
     done
-    run_second contig "$round"
-    run_second random "$round"
-    q "VACUUM pgbench_accounts" >/dev/null
+    if [ "$SECOND" = 1 ]; then
+        run_second contig "$round"
+        run_second random "$round"
+        q "VACUUM pgbench_accounts" >/dev/null
+    fi
     # The round's repository stays until the end (WORK is removed at exit): on ext4
     # without a journal, creating files within a minute of deleting many makes inode
     # allocation skip each recently deleted inode (recently_deleted()), which doubled

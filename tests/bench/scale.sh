@@ -13,7 +13,8 @@
 #
 # Environment: PGARK, WORK, RESULTS_DIR (as every benchmark); BENCH_SCALE (500),
 # BENCH_SCALE_SMALL (100), BENCH_ROUNDS (3); the knobs of backup.sh and restore.sh pass
-# through (BENCH_TRANSPORTS, BENCH_RESTORE_KEEP, ...).
+# through (BENCH_TRANSPORTS, BENCH_RESTORE_KEEP, BENCH_BACKUP_SECOND=0 to time the full
+# backups only, ...).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
