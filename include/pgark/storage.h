@@ -109,6 +109,12 @@ struct storage_ops {
      * the last call (posix: one fsync per directory). A failure is kept: every later
      * call fails the same way, as a later fsync could not be trusted to report it. */
     int (*sync)(struct storage *s);
+    /* Optional (NULL: the driver leaves nothing behind, or cannot tell): the leftovers of
+     * writes that never ended (posix: temporary files of a process killed mid-write)
+     * below prefix whose last change is before before_us (microseconds since the epoch),
+     * counted into *n and *bytes, and removed unless count_only. */
+    int (*sweep)(struct storage *s, const char *prefix, int64_t before_us, bool count_only,
+                 uint64_t *n, uint64_t *bytes);
 };
 
 #define STORAGE_OPS_VERSION 1
@@ -197,6 +203,13 @@ int storage_info(struct storage *s, const char *path, struct storage_info *info)
 int storage_exists(struct storage *s, const char *path);
 int storage_remove(struct storage *s, const char *path);
 int storage_rename(struct storage *s, const char *from, const char *to);
+/* The leftovers of writes that never ended (see storage_ops.sweep) below prefix, last
+ * changed before before_us: *n and *bytes set to what was found, and those removed
+ * unless count_only. A write that is still going changes its leftover as it goes, so a
+ * before_us hours in the past touches none. 0 with nothing found on a driver without
+ * the operation; negative with the error set. */
+int storage_sweep(struct storage *s, const char *prefix, int64_t before_us, bool count_only,
+                  uint64_t *n, uint64_t *bytes);
 /* Frees s; a driver with sync first makes what is still deferred durable (best effort:
  * a failure is logged as a warning), so a command that stopped early leaves no entry
  * that a crash could lose behind it for the next one to reuse. */

@@ -34,6 +34,10 @@
  *      only once it was replaced KEY_GRACE_S ago, and not while a backup runs: a process
  *      that opened the repository before the rotation writes under the key it holds
  *      (repo_key_usage reads the headers; docs/architecture.md, "Data keys").
+ *   6. Leftovers of writes that never ended (posix: the temporary file of a process
+ *      killed while it wrote) last changed more than LEFTOVER_AGE_S ago: a write going
+ *      on changes its file as it goes, so none of them is one. S3 stores keep unfinished
+ *      multipart uploads out of sight instead; their lifecycle rules remove them.
  * --dry-run lists what would be removed and removes nothing (no marker either).
  * Exit codes: 0 done; 1 when a repository could not be expired; 2 usage or
  * configuration (no retention set).
@@ -64,6 +68,9 @@ struct expire {
     const char *cluster;
     json_t *out; /* this repository's report */
 };
+
+/* A day: far longer than any write keeps its temporary file unchanged. */
+#define LEFTOVER_AGE_S (24 * 3600)
 
 /* --- removing ----------------------------------------------------------------------- */
 
@@ -429,10 +436,26 @@ out:
 
 /* --- one repository ----------------------------------------------------------------- */
 
+static int sweep_leftovers(struct expire *e, int64_t now_us)
+{
+    char *prefix = xasprintf("%s/", e->cluster);
+    uint64_t n = 0, bytes = 0;
+    int rc = storage_sweep(repo_storage(e->r), prefix, now_us - (int64_t)LEFTOVER_AGE_S * 1000000,
+                           e->dry_run, &n, &bytes);
+    if (rc < 0)
+        err_context("while removing the leftovers of writes that never ended");
+    else
+        json_object_set_new(e->out, "leftovers",
+                            json_pack("{s:I,s:I,s:i}", "files", (json_int_t)n, "bytes",
+                                      (json_int_t)bytes, "older_than_s", LEFTOVER_AGE_S));
+    free(prefix);
+    return rc;
+}
+
 /* Long: one repository's expiry in its order (announce, look for running backups, apply
  * retention, remove the expired and the incomplete, prune the WAL below the oldest kept
- * backup, sweep chunks, drop unused keys); the loop over the backups builds the lists of
- * kept and removed and the WAL floor that the later steps use.
+ * backup, sweep chunks, drop unused keys, remove leftovers); the loop over the backups
+ * builds the lists of kept and removed and the WAL floor that the later steps use.
  */
 static int expire_repo(struct expire *e, int64_t now_us, int beat_ms)
 {
@@ -512,7 +535,9 @@ static int expire_repo(struct expire *e, int64_t now_us, int beat_ms)
     }
     if ((rc = sweep_chunks(e, expired, nexpired, busy, hb)) < 0)
         goto out;
-    rc = drop_keys(e, now_us, busy);
+    if ((rc = drop_keys(e, now_us, busy)) < 0)
+        goto out;
+    rc = sweep_leftovers(e, now_us);
 out:
     repo_heartbeat_stop(hb); /* keeps the error slot */
     json_decref(kept);
@@ -596,6 +621,12 @@ static void print_human(json_t *root)
         json_array_foreach(json_object_get(k, "kept"), j, one) printf(
             "  kept data key %lld: %s\n", (long long)json_integer_value(json_object_get(one, "id")),
             json_string_value(json_object_get(one, "reason")));
+        json_t *lo = json_object_get(r, "leftovers");
+        if (json_integer_value(json_object_get(lo, "files")) > 0)
+            printf("  %s %lld temporary files of writes that never ended (%s)\n", verb,
+                   (long long)json_integer_value(json_object_get(lo, "files")),
+                   size_format((uint64_t)json_integer_value(json_object_get(lo, "bytes")), a,
+                               sizeof(a)));
         if (err)
             printf("  error: %s\n", err);
     }

@@ -607,6 +607,18 @@ int storage_remove(struct storage *s, const char *path)
     return rc;
 }
 
+int storage_sweep(struct storage *s, const char *prefix, int64_t before_us, bool count_only,
+                  uint64_t *n, uint64_t *bytes)
+{
+    int rc = prefix_check(prefix);
+    *n = *bytes = 0;
+    if (rc == 0 && s->ops->sweep)
+        rc = s->ops->sweep(s, prefix, before_us, count_only, n, bytes);
+    if (rc < 0)
+        storage_add_context(s);
+    return rc;
+}
+
 /* --- rename -------------------------------------------------------------------- */
 
 struct rename_state {

@@ -6,7 +6,8 @@
 # after it. An expire while a backup runs skips the sweep and the backup completes
 # intact; a backup killed half-way leaves chunks an expire removes once its marker went
 # unrefreshed for longer than the limit (not at once: its pid says nothing). Links planted
-# inside the repository are not followed: nothing outside it is removed.
+# inside the repository are not followed: nothing outside it is removed. Temporary files
+# of writes that never ended go once untouched for a day, not before.
 use strict;
 use warnings;
 
@@ -107,6 +108,21 @@ is(ops_receiver_stop($rx), 0, 'receiver stops cleanly');
 my @labels = map { $_->{label} } @b;
 is(pgark('verify')->{rc}, 0, 'verify is clean before expire');
 
+# Leftovers of writes that never ended, as a process killed mid-write leaves them: one
+# untouched for two days (expire takes it), one changed an hour ago (a write that may
+# still be going on: it stays).
+my ($fan) = sort glob("$root{one}/main/chunks/*");
+my $stale = "$fan/.0123.tmp.4242.deadbeef";
+my $young = "$fan/.4567.tmp.4243.cafebabe";
+for my $f ([ $stale, 2 * 86400 ], [ $young, 3600 ])
+{
+	open(my $fh, '>', $f->[0]) or die "$f->[0]: $!";
+	print $fh 'x' x 1000;
+	close($fh);
+	my $t = time() - $f->[1];
+	utime($t, $t, $f->[0]) or die "utime $f->[0]: $!";
+}
+
 # --- dry run -------------------------------------------------------------------------
 
 my %before = map { ($_ => tree($root{$_})) } keys %root;
@@ -115,6 +131,8 @@ is($r->{rc}, 0, 'expire --dry-run exits 0') or diag($r->{stderr});
 like($r->{stdout}, qr/repository "one" \(dry run: nothing removed\)/, 'says it is a dry run');
 like($r->{stdout}, qr/to expire: \Q$labels[0] $labels[1]\E/, 'names the backups it would expire');
 like($r->{stdout}, qr/would remove \d+ unreferenced chunks/, 'and counts chunks');
+like($r->{stdout}, qr/would remove 1 temporary files of writes that never ended \(1000 B\)/,
+	'and the leftover of a write that never ended');
 $r = pgark('expire', '--dry-run', '--json');
 is($r->{rc}, 0, 'expire --dry-run --json exits 0');
 my $dry = decode_json($r->{stdout});
@@ -124,6 +142,8 @@ is_deeply($d1->{kept}, [ $labels[2] ], 'dry run: keeps the newest');
 is_deeply($d1->{expired}, [ @labels[ 0, 1 ] ], 'dry run: would expire the two older');
 cmp_ok($d1->{chunks}{removed}, '>', 0, 'dry run: some chunks would go');
 cmp_ok($d1->{wal}{segments}, '>', 0, 'dry run: some WAL would go');
+is_deeply($d1->{leftovers}, { files => 1, bytes => 1000, older_than_s => 86400 },
+	'dry run: one leftover would go');
 
 # --- expire ------------------------------------------------------------------------
 
@@ -136,6 +156,10 @@ is_deeply($e1->{expired}, [ @labels[ 0, 1 ] ], 'expired the two older backups');
 is($e1->{chunks}{removed}, $d1->{chunks}{removed}, 'removed as many chunks as the dry run said');
 is($e1->{wal}{segments}, $d1->{wal}{segments}, 'and as many segments');
 ok(!defined $e1->{chunks}{skipped}, 'the sweep ran');
+is($e1->{leftovers}{files}, 1, 'removed one leftover');
+ok(!-e $stale, 'the leftover untouched for two days is gone');
+ok(-e $young, 'the one changed an hour ago stays');
+unlink($young);
 
 my $kept_start = segno($b[2]{start_lsn});
 for my $repo (sort keys %root)

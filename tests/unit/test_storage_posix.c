@@ -250,6 +250,78 @@ static void test_temp_files_invisible(void **state)
     free(dir);
 }
 
+/* Make a file of len bytes at root-relative rel, last changed age_s seconds ago. */
+static void plant(const char *rel, size_t len, time_t age_s)
+{
+    char *path = root_path(rel);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    char data[64] = {0};
+    assert_true(len <= sizeof(data));
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    struct timespec t[2];
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= age_s;
+    t[1] = t[0];
+    assert_int_equal(futimens(fd, t), 0);
+    close(fd);
+    free(path);
+}
+
+static bool present(const char *rel)
+{
+    char *path = root_path(rel);
+    bool there = access(path, F_OK) == 0;
+    free(path);
+    return there;
+}
+
+/* The sweep takes the temporary files older than its cutoff below its prefix, and
+ * nothing else: not a younger one (a write going on), not an object, not a directory,
+ * not another prefix's. Counting only removes nothing. */
+static void test_sweep_leftovers(void **state)
+{
+    struct storage *s = storage_suite_storage(state);
+    int64_t day_ago_us = ((int64_t)time(NULL) - 86400) * 1000000;
+    uint64_t n = 99, bytes = 99;
+
+    storage_suite_put(s, "c/chunks/ab/obj", "x", 1);
+    storage_suite_put(s, "other/keep", "y", 1);
+    plant("c/chunks/ab/.old.tmp.123.aa", 10, 2 * 86400);
+    plant("c/chunks/ab/.young.tmp.123.bb", 20, 3600);
+    plant("c/.top.tmp.9.cc", 30, 3 * 86400);
+    plant("c/chunks/ab/.notatemp", 5, 3 * 86400);
+    plant("other/.far.tmp.1.dd", 40, 3 * 86400);
+    char *dir = root_path("c/.dir.tmp.1.ee");
+    assert_int_equal(mkdir(dir, 0700), 0);
+
+    assert_int_equal(storage_sweep(s, "c/", day_ago_us, true, &n, &bytes), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(bytes, 40);
+    assert_true(present("c/chunks/ab/.old.tmp.123.aa"));
+    assert_true(present("c/.top.tmp.9.cc"));
+
+    assert_int_equal(storage_sweep(s, "c/", day_ago_us, false, &n, &bytes), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(bytes, 40);
+    assert_false(present("c/chunks/ab/.old.tmp.123.aa"));
+    assert_false(present("c/.top.tmp.9.cc"));
+    assert_true(present("c/chunks/ab/.young.tmp.123.bb"));
+    assert_true(present("c/chunks/ab/.notatemp"));
+    assert_true(present("c/chunks/ab/obj"));
+    assert_true(present("c/.dir.tmp.1.ee"));
+    assert_true(present("other/.far.tmp.1.dd"));
+    assert_true(present("other/keep"));
+
+    /* Again: nothing left to take; a prefix with nothing below it is not an error. */
+    assert_int_equal(storage_sweep(s, "c/", day_ago_us, false, &n, &bytes), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(bytes, 0);
+    assert_int_equal(storage_sweep(s, "none/", day_ago_us, false, &n, &bytes), 0);
+    assert_int_equal(n, 0);
+    free(dir);
+}
+
 static void test_commit_onto_directory(void **state)
 {
     struct storage *s = storage_suite_storage(state);
@@ -1530,6 +1602,7 @@ int main(void)
         POSIX_TEST(test_root_created_and_refused),
         POSIX_TEST(test_error_text),
         POSIX_TEST(test_temp_files_invisible),
+        POSIX_TEST(test_sweep_leftovers),
         POSIX_TEST(test_commit_onto_directory),
         POSIX_TEST(test_failed_write_keeps_old),
         POSIX_TEST(test_create_never_replaces),

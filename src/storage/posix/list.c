@@ -22,7 +22,40 @@ struct list_walk {
     storage_list_fn fn;
     void *ctx;
     struct buf path; /* relative path of the directory being walked, with '/' */
+    /* A sweep (posix_sweep) instead of a listing: fn is NULL, no object is visited, and
+     * temporary files last changed before sweep_before_us are counted (and removed
+     * unless sweep_count_only). */
+    bool sweeping, sweep_count_only;
+    int64_t sweep_before_us;
+    uint64_t swept, swept_bytes;
 };
+
+static int64_t mtime_us_of(const struct stat *st)
+{
+    return (int64_t)st->st_mtim.tv_sec * 1000000 + st->st_mtim.tv_nsec / 1000;
+}
+
+/* A temporary file named name in the directory being walked: counted and removed when
+ * the sweep's age says it is a leftover. It can vanish meanwhile (its write ended):
+ * that is not an error. */
+static int sweep_temp(struct list_walk *walk, int dir_fd, const char *name)
+{
+    struct stat st;
+    if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+        mtime_us_of(&st) >= walk->sweep_before_us)
+        return 0;
+    if (!walk->sweep_count_only && unlinkat(dir_fd, name, 0) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        char *rel = xasprintf("%s%s", (char *)walk->path.data, name);
+        int rc = posix_errno_error(walk->p, errno, "remove temporary file", rel);
+        free(rel);
+        return rc;
+    }
+    walk->swept++;
+    walk->swept_bytes += (uint64_t)st.st_size;
+    return 0;
+}
 
 struct list_entry {
     char *key; /* name, with '/' appended for directories: sorts like full paths */
@@ -80,10 +113,15 @@ static int list_dir(struct list_walk *walk, int fd, const char *filter, int dept
             break;
         }
         const char *name = de->d_name;
-        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || posix_is_temp_name(name))
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
             continue;
         if (strncmp(name, filter, filter_len) != 0)
             continue;
+        if (posix_is_temp_name(name)) {
+            if (walk->sweeping && (rc = sweep_temp(walk, dirfd(d), name)) < 0)
+                break;
+            continue;
+        }
         struct stat st;
         if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
             if (errno == ENOENT)
@@ -127,11 +165,13 @@ static int list_dir(struct list_walk *walk, int fd, const char *filter, int dept
                 break;
             }
             rc = list_dir(walk, sub, "", depth + 1);
+        } else if (walk->sweeping) {
+            continue; /* an object, or something that is not one: a listing's business */
         } else if (S_ISREG(st->st_mode)) {
             struct storage_info info = {
                 .path = path,
                 .size = (uint64_t)st->st_size,
-                .mtime_us = (int64_t)st->st_mtim.tv_sec * 1000000 + st->st_mtim.tv_nsec / 1000,
+                .mtime_us = mtime_us_of(st),
             };
             rc = walk->fn(walk->ctx, &info);
         } else {
@@ -148,10 +188,10 @@ static int list_dir(struct list_walk *walk, int fd, const char *filter, int dept
     return rc;
 }
 
-int posix_list(struct storage *s, const char *prefix, storage_list_fn fn, void *ctx)
+/* Walk below prefix: a listing (walk->fn set) or a sweep. */
+static int walk_prefix(struct list_walk *walk, const char *prefix)
 {
-    struct storage_posix *p = posix_of(s);
-    struct list_walk walk = {.p = p, .fn = fn, .ctx = ctx, .path = BUF_INIT};
+    struct storage_posix *p = walk->p;
     char *dir, *where = NULL;
     const char *filter;
     enum storage_entry entry;
@@ -163,23 +203,43 @@ int posix_list(struct storage *s, const char *prefix, storage_list_fn fn, void *
         if (e != ENOENT && posix_find_foreign(p, dir, &where, &entry)) {
             /* A link or special file on the way: listed (and so reported), not followed. */
             struct storage_info info = {.path = where, .entry = entry};
-            rc = fn(ctx, &info);
+            rc = walk->sweeping ? 0 : walk->fn(walk->ctx, &info);
         } else if (e != ENOENT && e != ENOTDIR) {
             rc = posix_errno_error(p, e, "open directory", dir);
         }
         goto out; /* no such directory: nothing below the prefix */
     }
     if (*dir) {
-        buf_append_str(&walk.path, dir);
-        buf_append_str(&walk.path, "/");
+        buf_append_str(&walk->path, dir);
+        buf_append_str(&walk->path, "/");
     } else {
-        buf_reserve(&walk.path, 0);
-        walk.path.data[0] = '\0';
+        buf_reserve(&walk->path, 0);
+        walk->path.data[0] = '\0';
     }
-    rc = list_dir(&walk, fd, filter, 0);
+    rc = list_dir(walk, fd, filter, 0);
 out:
-    buf_free(&walk.path);
+    buf_free(&walk->path);
     free(where);
     free(dir);
+    return rc;
+}
+
+int posix_list(struct storage *s, const char *prefix, storage_list_fn fn, void *ctx)
+{
+    struct list_walk walk = {.p = posix_of(s), .fn = fn, .ctx = ctx, .path = BUF_INIT};
+    return walk_prefix(&walk, prefix);
+}
+
+int posix_sweep(struct storage *s, const char *prefix, int64_t before_us, bool count_only,
+                uint64_t *n, uint64_t *bytes)
+{
+    struct list_walk walk = {.p = posix_of(s),
+                             .path = BUF_INIT,
+                             .sweeping = true,
+                             .sweep_count_only = count_only,
+                             .sweep_before_us = before_us};
+    int rc = walk_prefix(&walk, prefix);
+    *n = walk.swept;
+    *bytes = walk.swept_bytes;
     return rc;
 }

@@ -20,7 +20,8 @@
  * fsynced, renamed over the final name and the directory is fsynced; when the write
  * had to create directories, every directory from the root down is fsynced too so
  * the new entries survive a crash. Readers thus see the old file or the whole new
- * one; a failed or aborted write unlinks its temp file. list() skips temp files.
+ * one; a failed or aborted write unlinks its temp file. list() skips temp files;
+ * sweep() removes those a killed process left (list.c).
  * A deferred write (storage_defer_sync_begin) leaves the directory fsyncs to the next
  * sync, which makes each directory durable once (sync.c).
  */
@@ -278,6 +279,7 @@ static const struct storage_ops posix_ops = {
     .rename = posix_rename,
     .free = posix_free,
     .sync = posix_sync,
+    .sweep = posix_sweep,
 };
 
 /* mkdir -p with 0700, fsyncing the parent of each directory created. */

@@ -108,5 +108,7 @@ int posix_write_data(struct storage_write *sw, const uint8_t *data, size_t len);
 int posix_write_commit(struct storage_write *sw);
 void posix_write_abort(struct storage_write *sw);
 int posix_list(struct storage *s, const char *prefix, storage_list_fn fn, void *ctx);
+int posix_sweep(struct storage *s, const char *prefix, int64_t before_us, bool count_only,
+                uint64_t *n, uint64_t *bytes);
 
 #endif
