@@ -91,11 +91,11 @@ void fpcache_free(struct fpcache *c);
 typedef int (*chunk_pool_fn)(void *arg, void *job, struct chunk *chunk, bool skipped);
 
 /*
- * nworkers threads (the common pool, pool.h) and nbufs buffers of buf_size bytes. The
- * producer takes a free buffer (chunk_pool_buffer blocks while all are in use: that is
- * what bounds memory), fills it and submits it; a worker runs fn on it and frees the
- * buffer. The first failure of fn stops the pool: later submissions are refused with
- * that error.
+ * nworkers threads (the common pool, pool.h) and at most nbufs buffers of buf_size bytes,
+ * each allocated when first needed. The producer takes a free buffer (chunk_pool_buffer
+ * blocks while all nbufs are in use: that is what bounds memory), fills it and submits
+ * it; a worker runs fn on it and frees the buffer. The first failure of fn stops the
+ * pool: later submissions are refused with that error.
  */
 struct chunk_pool;
 struct chunk_pool *chunk_pool_new(int nworkers, size_t nbufs, size_t buf_size, chunk_pool_fn fn,
@@ -110,7 +110,10 @@ int chunk_pool_submit(struct chunk_pool *p, const struct chunk *chunk, void *job
 void chunk_pool_release(struct chunk_pool *p, uint8_t *buf);
 /* Wait until every submitted job ran. 0, or the pool's first failure. */
 int chunk_pool_wait(struct chunk_pool *p);
-/* Stop the workers (the jobs still queued are dropped: fn runs with skipped) and free. */
+/* How many buffers were allocated so far (the most ever in use at once). */
+size_t chunk_pool_buffers_made(struct chunk_pool *p);
+/* Stop the workers (the jobs still queued are dropped: fn runs with skipped) and free,
+ * wiping every buffer made. */
 void chunk_pool_free(struct chunk_pool *p);
 /* Default worker count: four per core online (the work waits on I/O), 4..32. */
 int chunk_pool_default_workers(void);

@@ -157,6 +157,41 @@ static void test_pool(void **state)
     assert_int_equal(released, 1);
 }
 
+/* Buffers are made as the producer needs them, never more than the bound: a backup that
+ * uses one at a time (it changes little) neither allocates nor wipes the others. */
+static void test_pool_buffers_on_demand(void **state)
+{
+    (void)state;
+    struct pool_test t = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, UINT64_MAX};
+    struct chunk_pool *p = chunk_pool_new(3, 4, 8, pool_work, &t);
+    uint8_t *held[4];
+
+    assert_non_null(p);
+    assert_int_equal(chunk_pool_buffers_made(p), 0);
+    for (uint64_t i = 0; i < 20; i++) {
+        uint8_t *buf = chunk_pool_buffer(p);
+        assert_non_null(buf);
+        buf[0] = 1;
+        struct chunk ch = {.data = buf, .len = 8, .index = i};
+        assert_int_equal(chunk_pool_submit(p, &ch, &t), 0);
+        assert_int_equal(chunk_pool_wait(p), 0);
+    }
+    assert_int_equal(t.calls, 20);
+    assert_int_equal(chunk_pool_buffers_made(p), 1);
+    /* all four in use at once: four made, and no more afterwards */
+    for (int i = 0; i < 4; i++)
+        assert_non_null(held[i] = chunk_pool_buffer(p));
+    assert_int_equal(chunk_pool_buffers_made(p), 4);
+    for (int i = 0; i < 4; i++)
+        chunk_pool_release(p, held[i]);
+    for (int i = 0; i < 4; i++)
+        assert_non_null(held[i] = chunk_pool_buffer(p));
+    assert_int_equal(chunk_pool_buffers_made(p), 4);
+    for (int i = 0; i < 4; i++)
+        chunk_pool_release(p, held[i]);
+    chunk_pool_free(p);
+}
+
 /* ---- command text -------------------------------------------------------------------- */
 
 static void test_command(void **state)
@@ -1258,6 +1293,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunkset),
         cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_pool_buffers_on_demand),
         cmocka_unit_test(test_command),
         cmocka_unit_test(test_manifest_rewrite),
         cmocka_unit_test(test_run),
