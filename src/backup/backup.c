@@ -299,6 +299,7 @@ static int open_repos(const struct config *cfg, const struct config_cluster *cl,
         res->name = rc_repo->name;
         res->t = &s->targets[s->ntargets];
         int rc = cli_repo_open(cfg, cl, rc_repo, CLI_REPO_ARCHIVE, id, r);
+        s->targets[s->ntargets].local = rc_repo->type == CONFIG_REPO_POSIX;
         s->targets[s->ntargets++].repo = r->repo;
         if (rc < 0) {
             err_context("while opening repository \"%s\"", rc_repo->name);

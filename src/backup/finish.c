@@ -67,16 +67,30 @@ static int put_fd(struct repo *r, const char *path, int fd, uint64_t len)
  * and 0.7-0.9 s on s3rver (~0.8 ms per chunk held); a HEAD each, 38-41 ms on posix and
  * 2.0-4.3 s on s3rver. S3 lists 1,000 keys per request, so there a HEAD costs about
  * what 100 listed chunks do: HEADs only when the references are under 1/100 of the
- * chunks held.
+ * chunks held. On a local filesystem a HEAD (a stat) costs about what one listed chunk
+ * does (7.7 against 6.5 us, 3,304 chunks): HEADs there while they are fewer than half
+ * the chunks held.
+ *
+ * An incremental names mostly its parent's chunks, and those need no HEAD while the
+ * parent's manifest.json is still there: they were all in the listing this run made
+ * at its start (backup_run_load_parent checks them), expire never sweeps a chunk of a
+ * backup it keeps, and it removes a backup's manifest.json before it sweeps the chunks
+ * only that backup named (ops/expire.c); nothing else removes a sound chunk. So with
+ * HEADs, only the chunks the parent does not name are asked about: after a 5% update
+ * at scale 100, ~300 of 2,394 references, where a listing read 2,500 chunks (O(the
+ * repository), for a backup that stored 162). A listing, when chosen, checks every
+ * name as before.
  */
 #define CONFIRM_HEAD_RATIO 100
+#define CONFIRM_HEAD_RATIO_LOCAL 2
 
 struct confirm {
     struct repo *r;
-    struct chunkset *present; /* listing: every chunk the repository holds */
-    struct chunkset *checked; /* HEADs: the names asked about */
-    struct chunkset *absent;  /* names found missing */
-    uint64_t missing;         /* distinct names */
+    struct chunkset *present;       /* listing: every chunk the repository holds */
+    struct chunkset *checked;       /* HEADs: the names asked about */
+    struct chunkset *absent;        /* names found missing */
+    const struct chunkset *covered; /* HEADs: the parent's names, its manifest still there */
+    uint64_t missing;               /* distinct names */
     uint64_t heads;
     char *first_file;
     uint8_t first[SHA256_LEN];
@@ -91,6 +105,8 @@ static int confirm_file(void *arg, const struct manifest_file *f)
         bool there;
         if (c->present) {
             there = chunkset_has(c->present, name);
+        } else if (c->covered && chunkset_has(c->covered, name)) {
+            there = true;
         } else if (chunkset_has(c->absent, name)) {
             there = false;
         } else if (!chunkset_add(c->checked, name)) {
@@ -124,29 +140,54 @@ static int removed_while_running(void)
                     REPO_MARKER_STALE_S);
 }
 
+/* The parent's chunk names for ts, when the parent's manifest.json is still in its
+ * repository (see above): *out NULL when there is no parent or it is gone. */
+static int parent_covered(struct backup_run *run, struct target_state *ts, struct chunkset **out)
+{
+    *out = NULL;
+    if (!run->parent)
+        return 0;
+    int e = repo_backup_exists(ts->t->repo, run->parent->label);
+    if (e < 0)
+        return err_context("while checking that backup \"%s\" is still stored", run->parent->label);
+    if (e > 0)
+        *out = backup_parent_names(run, ts->group);
+    return 0;
+}
+
 static int confirm_target(struct backup_run *run, struct target_state *ts, FILE *json)
 {
     struct repo *r = ts->t->repo;
     struct confirm c = {.r = r, .absent = chunkset_new()};
+    struct chunkset *covered = NULL;
     struct manifest_reader *mr = NULL;
     uint64_t refs = run->totals.chunks;
     size_t held = ts->known ? chunkset_count(ts->known) : 0;
-    bool listing = run->p.confirm_by ? run->p.confirm_by < 0 : refs * CONFIRM_HEAD_RATIO >= held;
     int64_t t0 = time_mono_us();
-    int rc = 0;
+    int rc = parent_covered(run, ts, &covered);
+
+    /* At most these references need a HEAD: those taken from the parent unreceived are
+     * covered (others may be too: a parent's chunk found again by its name). */
+    uint64_t ask = covered ? refs - run->totals.parent_chunks : refs;
+    uint64_t ratio = ts->t->local ? CONFIRM_HEAD_RATIO_LOCAL : CONFIRM_HEAD_RATIO;
+    bool listing = run->p.confirm_by ? run->p.confirm_by < 0 : ask * ratio >= held;
 
     /* What the repository held at the start is of no use any more: the listing
      * replaces it (peak memory as before). */
     chunkset_free(ts->known);
     ts->known = NULL;
-    if (listing) {
+    if (rc < 0) {
+        /* the parent's manifest could not be asked about */
+    } else if (listing) {
         c.present = chunkset_new();
+        run->totals.confirm_lists++;
         if ((rc = repo_chunk_list(r, chunkset_add_listed, c.present)) == -ERR_NOT_FOUND) {
             err_clear();
             rc = 0;
         }
     } else {
         c.checked = chunkset_new();
+        c.covered = covered;
     }
     if (rc == 0) {
         mr = manifest_reader_new(confirm_file, &c);
@@ -182,6 +223,7 @@ static int confirm_target(struct backup_run *run, struct target_state *ts, FILE 
             rc = removed_while_running();
         }
     }
+    run->totals.confirm_heads += c.heads;
     if (rc == 0 && listing)
         log_detail("repository \"%s\": the backup's %llu chunk references are all stored (one "
                    "listing, %lld ms)",
@@ -189,10 +231,12 @@ static int confirm_target(struct backup_run *run, struct target_state *ts, FILE 
                    (long long)((time_mono_us() - t0) / 1000));
     else if (rc == 0)
         log_detail("repository \"%s\": the backup's %llu chunk references are all stored (%llu "
-                   "HEADs, %lld ms)",
+                   "HEADs%s, %lld ms)",
                    repo_name(r), (unsigned long long)refs, (unsigned long long)c.heads,
+                   c.covered ? "; the parent's chunks by its manifest" : "",
                    (long long)((time_mono_us() - t0) / 1000));
     manifest_reader_free(mr);
+    chunkset_free(covered);
     free(c.first_file);
     chunkset_free(c.present);
     chunkset_free(c.checked);

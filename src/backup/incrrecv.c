@@ -321,6 +321,28 @@ static int load_parent(struct backup_run *run, const char *label)
     return 0;
 }
 
+struct parent_names {
+    struct chunkset *set;
+    size_t group;
+};
+
+static int add_parent_names(void *arg, const char *path, void *value)
+{
+    struct parent_names *n = arg;
+    const struct incr_parent_file *pf = value;
+    (void)path;
+    for (uint64_t k = 0; k < pf->nchunks; k++)
+        chunkset_add(n->set, pf->names + (n->group * pf->nchunks + k) * SHA256_LEN);
+    return 0;
+}
+
+struct chunkset *backup_parent_names(const struct backup_run *run, size_t group)
+{
+    struct parent_names n = {chunkset_new(), group};
+    incr_map_each(run->parent->files, add_parent_names, &n);
+    return n.set;
+}
+
 const struct incr_parent *backup_run_parent(const struct backup_run *run)
 {
     return run->parent;

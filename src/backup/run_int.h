@@ -136,5 +136,8 @@ int backup_incr_begin(struct backup_run *run, struct bk_file *f, const char *sen
 int backup_incr_label(struct backup_run *run, struct bk_file *f);
 /* The INCREMENTAL.<name> entry ends: its remaining chunks handed on. */
 int backup_incr_end(struct backup_run *run, struct bk_file *f);
+/* Every chunk name of the parent (run->parent, loaded) as repositories of naming group
+ * `group` name them: a new set, the caller's. */
+struct chunkset *backup_parent_names(const struct backup_run *run, size_t group);
 
 #endif

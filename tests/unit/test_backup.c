@@ -157,6 +157,41 @@ static void test_pool(void **state)
     assert_int_equal(released, 1);
 }
 
+/* Buffers are made as the producer needs them, never more than the bound: a backup that
+ * uses one at a time (it changes little) neither allocates nor wipes the others. */
+static void test_pool_buffers_on_demand(void **state)
+{
+    (void)state;
+    struct pool_test t = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, UINT64_MAX};
+    struct chunk_pool *p = chunk_pool_new(3, 4, 8, pool_work, &t);
+    uint8_t *held[4];
+
+    assert_non_null(p);
+    assert_int_equal(chunk_pool_buffers_made(p), 0);
+    for (uint64_t i = 0; i < 20; i++) {
+        uint8_t *buf = chunk_pool_buffer(p);
+        assert_non_null(buf);
+        buf[0] = 1;
+        struct chunk ch = {.data = buf, .len = 8, .index = i};
+        assert_int_equal(chunk_pool_submit(p, &ch, &t), 0);
+        assert_int_equal(chunk_pool_wait(p), 0);
+    }
+    assert_int_equal(t.calls, 20);
+    assert_int_equal(chunk_pool_buffers_made(p), 1);
+    /* all four in use at once: four made, and no more afterwards */
+    for (int i = 0; i < 4; i++)
+        assert_non_null(held[i] = chunk_pool_buffer(p));
+    assert_int_equal(chunk_pool_buffers_made(p), 4);
+    for (int i = 0; i < 4; i++)
+        chunk_pool_release(p, held[i]);
+    for (int i = 0; i < 4; i++)
+        assert_non_null(held[i] = chunk_pool_buffer(p));
+    assert_int_equal(chunk_pool_buffers_made(p), 4);
+    for (int i = 0; i < 4; i++)
+        chunk_pool_release(p, held[i]);
+    chunk_pool_free(p);
+}
+
 /* ---- command text -------------------------------------------------------------------- */
 
 static void test_command(void **state)
@@ -1223,6 +1258,108 @@ static void test_incremental_all_sent(void **state)
     free(want);
 }
 
+static const char *CONFIRM_MANIFEST =
+    "{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n"
+    "\"Files\": [\n"
+    "{ \"Path\": \"backup_label\", \"Size\": 1, \"Last-Modified\": \"x\" },\n"
+    "{ \"Path\": \"base/5/INCREMENTAL.500\", \"Size\": 1, \"Last-Modified\": \"x\" }\n"
+    "],\n"
+    "\"Manifest-Checksum\": \"0\"}\n";
+
+/*
+ * Before its manifests an incremental asks about the chunks its parent does not name,
+ * one by one where the repository is local and they are few: the parent's are covered
+ * by its manifest.json still being there. base/5/500 (8 blocks, 4 chunks of 2) with
+ * block 0 changed: chunk 0 and backup_label are asked about, the parent's chunks 1 to 3
+ * are not, and no listing is made. A chunk of its own gone is found; and once the
+ * parent's manifest.json is gone (as expire removes it before it sweeps), a parent's
+ * chunk gone is found too.
+ */
+static void test_incremental_confirm(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t *p = xmalloc(8 * IBLK), *nb = xmalloc(IBLK), *c0 = xmalloc(ICHUNK);
+    struct buf base = BUF_INIT;
+    static const uint32_t sent[] = {0};
+    static const char *const label_text = "START WAL LOCATION: 0/2000028\n";
+    char hex[SHA256_HEX_LEN + 1];
+
+    fill(p, 8 * IBLK, 41);
+    fill(nb, IBLK, 42);
+    memcpy(c0, nb, IBLK);
+    memcpy(c0 + IBLK, p + IBLK, IBLK);
+    f->chunk = ICHUNK;
+    f->t[0].local = true;
+    struct backup_run *run = new_run_into(f, "confirm-parent", 0, 1);
+    tb_file(&base, "backup_label", label_text, strlen(label_text));
+    tb_file(&base, "base/5/500", p, 8 * IBLK);
+    tb_end(&base);
+    assert_int_equal(feed_base(f, run, &base, CONFIRM_MANIFEST), 0);
+    assert_int_equal(backup_run_finish(run, &INFO, 1764095400000000, 1764095401000000), 0);
+    backup_run_free(run);
+
+    /* label: what the incremental's backup_label keeps (new content, not the parent's) */
+    for (int k = 0; k < 3; k++) {
+        char label[32];
+        snprintf(label, sizeof(label), "confirm-%d", k);
+        run = new_run_into(f, label, 0, 1);
+        assert_int_equal(backup_run_load_parent(run, "confirm-parent"), 0);
+        buf_reset(&base);
+        char text[96];
+        snprintf(text, sizeof(text),
+                 "START WAL LOCATION: 0/2000028\nINCREMENTAL FROM LSN: 0/1\n"
+                 "LABEL: %d\n",
+                 k);
+        tb_file(&base, "backup_label", text, strlen(text));
+        tb_incremental(&base, "base/5/INCREMENTAL.500", 8, sent, 1, nb);
+        tb_end(&base);
+        assert_int_equal(feed_base(f, run, &base, CONFIRM_MANIFEST), 0);
+        assert_int_equal(backup_run_wait(run), 0);
+        char *gone = NULL;
+        if (k == 1) { /* its own chunk 0, stored by this run */
+            chunk_name(NULL, c0, ICHUNK, hex);
+            gone = xasprintf("%s/repo0/main/chunks/%.2s/%s", f->dir, hex, hex);
+        } else if (k == 2) { /* the parent's chunk 2, and the parent's manifest.json */
+            chunk_name(NULL, p + 2 * ICHUNK, ICHUNK, hex);
+            gone = xasprintf("%s/repo0/main/chunks/%.2s/%s", f->dir, hex, hex);
+            char *m = xasprintf("%s/repo0/main/backups/confirm-parent/manifest.json", f->dir);
+            assert_int_equal(unlink(m), 0);
+            free(m);
+        }
+        if (gone)
+            assert_int_equal(unlink(gone), 0);
+        free(gone);
+        int rc = backup_run_finish(run, &INFO, 1764095402000000, 1764095403000000);
+        const struct backup_totals *t = backup_run_totals(run);
+        assert_int_equal(t->parent_chunks, 3);
+        assert_int_equal(t->confirm_lists, 0);
+        if (k == 0) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(t->confirm_heads, 2); /* chunk 0 and backup_label */
+            assert_int_equal(repo_backup_exists(f->r[0], label), 1);
+        } else {
+            assert_int_equal(rc, -ERR_RUNTIME);
+            char *want = xasprintf("chunk %s of \"base/5/500\" is no longer in repository "
+                                   "\"plain\": removed while the backup ran",
+                                   hex);
+            assert_string_equal(err_message(), want);
+            free(want);
+            err_clear();
+            assert_int_equal(repo_backup_exists(f->r[0], label), 0);
+            /* the parent gone: every chunk named is asked about */
+            assert_int_equal(t->confirm_heads, k == 2 ? 5 : 2);
+        }
+        backup_run_free(run);
+    }
+
+    f->t[0].local = false;
+    f->chunk = 0;
+    buf_free(&base);
+    free(p);
+    free(nb);
+    free(c0);
+}
+
 static void test_standby_segment(void **state)
 {
     struct fixture *f = *state;
@@ -1258,6 +1395,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunkset),
         cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_pool_buffers_on_demand),
         cmocka_unit_test(test_command),
         cmocka_unit_test(test_manifest_rewrite),
         cmocka_unit_test(test_run),
@@ -1269,6 +1407,7 @@ int main(void)
         cmocka_unit_test(test_standby_segment),
         cmocka_unit_test(test_incremental),
         cmocka_unit_test(test_incremental_all_sent),
+        cmocka_unit_test(test_incremental_confirm),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
