@@ -75,6 +75,11 @@ const uint8_t *fpcache_digest(const struct fp_file *f, const uint8_t *match, siz
  * cache. Main thread only. */
 void fpcache_add(struct fpcache *c, const char *path, uint64_t size, const uint8_t *tags,
                  const uint8_t *digests);
+/* A file of this backup whose chunks were not fingerprinted (an incremental's file: the
+ * server sent its changed blocks only): the previous backup's record of path, if any, goes
+ * into the new cache as it was. Its chunks that did not change still match it; those
+ * that did fail their fingerprint and are hashed, as without a cache. Main thread only. */
+void fpcache_keep(struct fpcache *c, const char *path);
 /* The backup is complete: the new cache replaces the previous one (durably). A failure
  * is warned about and keeps the previous one. */
 void fpcache_commit(struct fpcache *c);

@@ -366,6 +366,17 @@ void fpcache_add(struct fpcache *c, const char *path, uint64_t size, const uint8
     put(c, digests, nchunks * c->nblocks * SHA256_LEN);
 }
 
+void fpcache_keep(struct fpcache *c, const char *path)
+{
+    const struct fp_file *f = fpcache_find(c, path);
+    if (!f)
+        return;
+    /* The record as it was loaded: its length, path, size, tags and digests in a row. */
+    const uint8_t *start = (const uint8_t *)f->path - 4;
+    const uint8_t *end = f->digests + c->nblocks * f->nchunks * SHA256_LEN;
+    put(c, start, (size_t)(end - start));
+}
+
 void fpcache_commit(struct fpcache *c)
 {
     uint8_t end[4] = {0};

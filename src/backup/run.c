@@ -144,6 +144,8 @@ int backup_flush_files(struct backup_run *run)
         }
         if (rc == 0 && run->fp && f->nchunks && f->tags)
             fpcache_add(run->fp, f->path, f->size, f->tags, f->names);
+        else if (rc == 0 && run->fp && f->nchunks)
+            fpcache_keep(run->fp, f->path);
         if (rc == 0) {
             run->totals.files++;
             run->totals.logical_bytes += f->size;

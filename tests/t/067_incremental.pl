@@ -14,7 +14,8 @@
 #    chunks only they named: it still restores exactly;
 #  - an incremental killed mid-stream leaves nothing listed, and the next one succeeds;
 #  - the server's WAL summaries gone since the parent (it refuses), --full, and
-#    summarize_wal off: a full backup that says why (info log and --json).
+#    summarize_wal off: a full backup that says why (info log and --json); the full one
+#    after the incrementals names most chunks from the fingerprint cache they kept.
 #
 # 17 runs on an unencrypted repository (the parent's chunk names are its plaintext
 # SHA-256s), 18 on an encrypted one (the parent's unchanged chunks are read back to hash).
@@ -319,6 +320,10 @@ sub scenario
 		"$major: with the server's reason") or diag($r->{stderr});
 	like($r->{stderr}, qr/info +backup "\Q$b4f->{label}\E" is a full backup: the server refused/,
 		"$major: at info level");
+	# The incrementals kept the fingerprints of the files the server sent as changed
+	# blocks: this full backup names most chunks without hashing them.
+	cmp_ok($b4f->{unchanged_chunks}, '>', $b4f->{chunks} / 2,
+		"$major: a full backup after incrementals: $b4f->{unchanged_chunks} of $b4f->{chunks} chunks named from the fingerprint cache");
 
 	($r, my $b5) = $backup->('--full');
 	is($r->{rc}, 0, "$major: backup --full") or diag($r->{stderr});
