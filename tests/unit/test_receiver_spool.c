@@ -84,7 +84,8 @@ static uint8_t *read_all(const char *path, size_t *len)
 static void pads_in_small_aligned_writes(const char *dir, uint64_t segno, uint64_t from)
 {
     struct spool *s = spool_open(dir, SEG, 0);
-    assert_non_null(s);
+    if (!s)
+        fail_msg("%s", err_message());
     uint8_t wal[3000];
     for (size_t i = 0; i < sizeof(wal); i++)
         wal[i] = (uint8_t)(i * 7 + 1); /* never zero: not taken for padding */
@@ -124,8 +125,10 @@ static void pads_in_small_aligned_writes(const char *dir, uint64_t segno, uint64
 static void test_padding(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/pgark-spool-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    /* The spool's parent must be the user's own (spool_check_owner): not /tmp. */
+    char base[] = "/tmp/pgark-spool-XXXXXX", dir[64];
+    assert_non_null(mkdtemp(base));
+    snprintf(dir, sizeof(dir), "%s/spool", base);
 
     pads_in_small_aligned_writes(dir, 3, 0);
 
@@ -139,6 +142,7 @@ static void test_padding(void **state)
     pads_in_small_aligned_writes(dir, 4, 100000);
 
     remove_dir(dir);
+    rmdir(base);
     err_clear();
 }
 
