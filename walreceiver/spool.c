@@ -25,6 +25,12 @@
  * after it took the lock). */
 #define LOCK_PID_WAIT_MS 1000
 #define ZERO_BLOCK (1024 * 1024)
+/* A new segment is padded in writes of this size, not ZERO_BLOCK: with large folios (ext4
+ * on Linux 6.18 here) the page cache keeps folios as large as the writes that made them,
+ * and each later write into one, and the fdatasync after it, walks all of its blocks.
+ * Padded in 1 MiB writes, a 24 kB pwrite took 20 us of CPU and its fdatasync 73 us; in
+ * 64 kB writes 10 and 61 us (medians of five runs, 2026-12-07). */
+#define PAD_WRITE (64 * 1024)
 
 struct spool {
     char *dir;
@@ -379,10 +385,14 @@ static int segment_open(struct spool *s, timeline_t tli, uint64_t segno)
     }
     /* Pad with real zeros so later fdatasyncs need no metadata and ENOSPC shows now. */
     {
-        uint8_t *zeros = xcalloc(1, ZERO_BLOCK);
+        uint8_t *zeros = xcalloc(1, PAD_WRITE);
         int rc = 0;
         while (off < s->seg_size) {
-            size_t n = s->seg_size - off < ZERO_BLOCK ? (size_t)(s->seg_size - off) : ZERO_BLOCK;
+            /* To the next multiple of PAD_WRITE: a padding resumed mid-way keeps the
+             * folios aligned. */
+            size_t n = (size_t)(PAD_WRITE - off % PAD_WRITE);
+            if (s->seg_size - off < n)
+                n = (size_t)(s->seg_size - off);
             ssize_t w = pwrite(fd, zeros, n, (off_t)off);
             if (w < 0) {
                 if (errno == EINTR)

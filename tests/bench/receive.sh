@@ -30,7 +30,10 @@
 # until it has flushed — and pgark shipped to both repositories — the last complete
 # segment) per GiB of WAL (pg_current_wal_lsn() over the load), flush lag (the server's
 # pg_stat_replication.flush_lag, sampled every 100 ms), pgbench TPS, receiver RSS (every
-# second: first, last, max). Prints medians over rounds and pgark/pg_receivewal ratios;
+# second: first, last, max), and the CPU of the receiver's main thread alone (loop_cpu_s:
+# pgark's receive loop — socket reads, spool writes, fsyncs, status messages — without its
+# shippers; all of pg_receivewal, which has one thread), per GiB too, in the table as
+# loop_s/GiB. Prints medians over rounds and pgark/pg_receivewal ratios;
 # writes every run and the medians to $RESULTS_DIR/receive-<timestamp>.json.
 #
 # Environment: PGARK (the binary, required), WORK (scratch directory, removed at exit),
@@ -272,6 +275,11 @@ pgark_shipped_sql() { # dir boundary-lsn
     echo "SELECT bool_and(l::pg_lsn >= '$2') FROM unnest(string_to_array('$lsns', ',')) l"
 }
 
+# utime+stime of a process's main thread (its task of the same id), in ticks.
+main_thread_cpu_ticks() { # pid
+    sed 's/^.*) //' "/proc/$1/task/$1/stat" | awk '{ print $12 + $13 }'
+}
+
 json_num() { # a number, or null when empty
     if [ -n "$1" ]; then echo "$1"; else echo null; fi
 }
@@ -303,6 +311,7 @@ run_variant() { # mode tool round
         lag_pid=$!
         bench_register_pid "$lag_pid"
         cpu0=$(proc_cpu_ticks "$RX_PID")
+        loop0=$(main_thread_cpu_ticks "$RX_PID")
         perf_pid=""
         if [ "$PROFILE" = strace ]; then
             strace -f -c -q -p "$RX_PID" -o "$WORK/strace.txt" >"$WORK/strace.log" 2>&1 &
@@ -326,7 +335,7 @@ run_variant() { # mode tool round
     tps=$(awk '/^tps = / { print $3; exit }' "$dir/pgbench.log")
     wal=$(q "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint")
 
-    cpu_s="" rss_mid="" lag50="" lag99="" lagmax="" blag50="" blag99="" rss_first="" rss_last="" rss_max=""
+    cpu_s="" loop_s="" rss_mid="" lag50="" lag99="" lagmax="" blag50="" blag99="" rss_first="" rss_last="" rss_max=""
     catchup=""
     if [ "$tool" != none ]; then
         sampler_stop "$lag_pid"
@@ -346,7 +355,9 @@ run_variant() { # mode tool round
         catchup=$(awk -v a="$t1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
         kill -0 "$RX_PID" 2>/dev/null || bench_die "$tool exited during the run: $(tail -5 "$dir/rx.log")"
         cpu1=$(proc_cpu_ticks "$RX_PID")
+        loop1=$(main_thread_cpu_ticks "$RX_PID")
         cpu_s=$(ticks_to_s $((cpu1 - cpu0)))
+        loop_s=$(ticks_to_s $((loop1 - loop0)))
         if [ -n "$perf_pid" ] && [ "$PROFILE" = strace ]; then
             kill -INT "$perf_pid" 2>/dev/null || true
             wait "$perf_pid" 2>/dev/null || true
@@ -400,7 +411,7 @@ run_variant() { # mode tool round
         if [ "${tool%_unix}" != pg_receivewal ]; then
             cp "$dir/rx.log" "$WORK/last-pgark.log"
         fi
-        bench_log "  $tool: $tps tps, $(awk -v b="$wal" 'BEGIN { printf "%.3f", b / 2^30 }') GiB WAL, $cpu_s s CPU, flush lag p50 $lag50 ms p99 $lag99 ms ($nlag samples), RSS max $rss_max KiB, catch-up $catchup s"
+        bench_log "  $tool: $tps tps, $(awk -v b="$wal" 'BEGIN { printf "%.3f", b / 2^30 }') GiB WAL, $cpu_s s CPU ($loop_s s main thread), flush lag p50 $lag50 ms p99 $lag99 ms ($nlag samples), RSS max $rss_max KiB, catch-up $catchup s"
     else
         bench_log "  none: $tps tps, $(awk -v b="$wal" 'BEGIN { printf "%.3f", b / 2^30 }') GiB WAL"
     fi
@@ -409,7 +420,7 @@ run_variant() { # mode tool round
         --arg transport "$(transport_of "$tool")" \
         --argjson profiled "$([ "$PROFILE" != 0 ] && echo true || echo false)" \
         --argjson tps "$(json_num "$tps")" --argjson wal "$wal" \
-        --argjson cpu "$(json_num "$cpu_s")" \
+        --argjson cpu "$(json_num "$cpu_s")" --argjson loop "$(json_num "$loop_s")" \
         --argjson lag50 "$(json_num "$lag50")" --argjson lag99 "$(json_num "$lag99")" \
         --argjson lagmax "$(json_num "$lagmax")" \
         --argjson blag50 "$(json_num "$blag50")" --argjson blag99 "$(json_num "$blag99")" \
@@ -417,6 +428,7 @@ run_variant() { # mode tool round
         --argjson rss_max "$(json_num "$rss_max")" --argjson catchup "$(json_num "$catchup")" \
         '{mode: $mode, tool: $tool, transport: $transport, round: $round, tps: $tps, wal_bytes: $wal,
           cpu_s: $cpu, cpu_s_per_gib: (if $cpu == null then null else ($cpu / ($wal / 1073741824) * 1000 | round / 1000) end),
+          loop_cpu_s: $loop, loop_cpu_s_per_gib: (if $loop == null then null else ($loop / ($wal / 1073741824) * 1000 | round / 1000) end),
           flush_lag_ms: {p50: $lag50, p99: $lag99, max: $lagmax},
           flush_lag_bytes: {p50: $blag50, p99: $blag99},
           rss_kib: {first: $rss_first, mid: $rss_mid, last: $rss_last, max: $rss_max},
@@ -510,6 +522,7 @@ jq -s --arg stamp "$stamp" --argjson seconds "$SECONDS_RUN" --argjson rounds "$R
          tps_vs_baseline: ratio($r | med(.tps); $base_tps),
          wal_bytes: ($r | med(.wal_bytes)), cpu_s: ($r | med(.cpu_s)),
          cpu_s_per_gib: ($r | med(.cpu_s_per_gib)),
+         loop_cpu_s_per_gib: ($r | med(.loop_cpu_s_per_gib)),
          flush_lag_ms: {p50: ($r | med(.flush_lag_ms.p50)), p99: ($r | med(.flush_lag_ms.p99)),
                         max: ($r | med(.flush_lag_ms.max))},
          flush_lag_bytes: {p50: ($r | med(.flush_lag_bytes.p50)), p99: ($r | med(.flush_lag_bytes.p99))},
@@ -556,10 +569,10 @@ jq -s --arg stamp "$stamp" --argjson seconds "$SECONDS_RUN" --argjson rounds "$R
     jq -r '"baseline (no receiver): \(if .baseline_tps == null then "-" else (.baseline_tps * 10 | round / 10) end) tps"' "$out"
     jq -r '
         def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
-        (["mode", "tool", "via", "tps", "x_base", "GiB_WAL", "CPU_s", "CPU_s/GiB", "lag_p50_ms", "lag_p99_ms",
+        (["mode", "tool", "via", "tps", "x_base", "GiB_WAL", "CPU_s", "CPU_s/GiB", "loop_s/GiB", "lag_p50_ms", "lag_p99_ms",
           "lag_max_ms", "RSS_MiB_first/mid/last/max", "catch-up_s"] | @tsv),
         (.medians[] | [.mode, .tool, .transport, (.tps | f(1)), (.tps_vs_baseline | f(2)),
-            (.wal_bytes / 1073741824 | f(3)), (.cpu_s | f(2)), (.cpu_s_per_gib | f(2)),
+            (.wal_bytes / 1073741824 | f(3)), (.cpu_s | f(2)), (.cpu_s_per_gib | f(2)), (.loop_cpu_s_per_gib | f(2)),
             (.flush_lag_ms.p50 | f(2)), (.flush_lag_ms.p99 | f(2)), (.flush_lag_ms.max | f(1)),
             "\(.rss_kib.first / 1024 | f(1))/\(.rss_kib.mid / 1024 | f(1))/\(.rss_kib.last / 1024 | f(1))/\(.rss_kib.max / 1024 | f(1))",
             (.catchup_s | f(2))] | @tsv)
