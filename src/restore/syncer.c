@@ -6,8 +6,8 @@
  * closed and freed. Before, the piece that finished a file did that itself: on ext4
  * without a journal one fsync is the data, the inode's table block, the parent
  * directory's blocks and a cache flush of the device, one after the other (1.4–2 ms for
- * a small file here), and pgbench scale 100 has 980 files: about a quarter of a worker's
- * time off its CPU was fsync, time in which it fetched and decoded nothing. Here several
+ * a small file here), and pgbench scale 100 has 980 files: about a third of the time a
+ * worker slept was fsync, time in which it fetched and decoded nothing. Here several
  * fsyncs are in flight at once, and they are fewer writes, not only other threads: the
  * block layer merges the cache flushes that wait together, and files of one directory
  * share their inode-table and directory blocks, written once for all that wait on them
