@@ -4,9 +4,9 @@
  * buffer (each verified as it is read, from another repository when damaged here, or
  * copied from the cache of repeated chunks) and written at their place: the whole piece
  * in one write for a file opened O_DIRECT, else chunk by chunk; with delta, a chunk
- * already on disk is kept. The
- * file is checked and made durable by whichever piece finishes it (writer.c's header
- * tells the whole). The pool keeps no order of completion: the hash of a file's
+ * already on disk is kept. The file is checked by whichever piece finishes it, and
+ * handed to the syncer (syncer.c) to be made durable (writer.c's header tells the
+ * whole). The pool keeps no order of completion: the hash of a file's
  * plaintext, where it is needed, is fed in piece order by the hash turn (hash_in_turn).
  * A failure is the pool's: the first one stops every piece and reaches the reading
  * thread (writer_restore).
@@ -25,12 +25,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int set_file_time(int fd, int64_t mtime)
-{
-    struct timespec ts[2] = {{mtime, 0}, {mtime, 0}};
-    return futimens(fd, ts);
-}
 
 static int pwrite_all(int fd, const uint8_t *data, size_t len, uint64_t off)
 {
@@ -64,12 +58,10 @@ static ssize_t pread_full(int fd, uint8_t *data, size_t len, uint64_t off)
     return (ssize_t)got;
 }
 
-/* Every piece done (and hashed): check the whole file, make it durable, set mode and
- * mtime. */
-int writer_file_finish(struct writer *w, struct wfile *f)
+/* Every piece done (and hashed): check the whole file; durability is the syncer's. */
+int writer_file_check(struct writer *w, struct wfile *f)
 {
     uint8_t got[SHA256_LEN];
-    char *shown = xasprintf("%s/%s", w->o->pgdata, f->path);
     bool check = f->digest_kind == MANIFEST_DIGEST_CHUNKS || f->sha;
     int rc = 0;
     if (f->digest_kind == MANIFEST_DIGEST_CHUNKS)
@@ -86,22 +78,11 @@ int writer_file_finish(struct writer *w, struct wfile *f)
     /* A short tail went down padded to DIRECT_ALIGN: the file gets its size back. */
     if (f->direct && atomic_load(&f->changed) && f->size % DIRECT_ALIGN &&
         ftruncate(f->fd, (off_t)f->size) < 0) {
-        rc = err_set_errno(ERR_IO, errno, "could not size \"%s\"", shown);
+        rc = err_set_errno(ERR_IO, errno, "could not size \"%s/%s\"", w->o->pgdata, f->path);
         goto out;
     }
-    if (atomic_load(&f->changed) && fsync(f->fd) < 0) {
-        rc = err_set_errno(ERR_IO, errno, "could not fsync \"%s\"", shown);
-        goto out;
-    }
-    /* Never a setuid, setgid or sticky bit (restore_vet refuses them on files). */
-    if (fchmod(f->fd, f->mode & 0777) < 0 || set_file_time(f->fd, f->mtime) < 0) {
-        rc = err_set_errno(ERR_IO, errno, "could not set the mode and time of \"%s\"", shown);
-        goto out;
-    }
-    if (atomic_load(&f->changed))
-        atomic_fetch_add(&w->files_written, 1);
+    f->checked = true;
 out:
-    free(shown);
     return rc;
 }
 
@@ -306,17 +287,24 @@ static int do_piece(struct writer *w, struct job *j, uint8_t *buf)
     (void)start;
     (void)wrote;
 #endif
+    /* The piece that checks the file is the last one hashed (with f->sha) or the last one
+     * done; the last one done hands a checked file to the syncer (which frees it), or frees
+     * it. */
     if (f->sha) {
-        /* The last piece to hash is the last piece done. */
         if (rc == 0 && !writer_failed(w) &&
             hash_in_turn(w, f, j->piece, buf + hashed, filled - hashed))
-            rc = writer_file_finish(w, f);
-        if (piece_done(f))
+            rc = writer_file_check(w, f);
+    }
+    if (piece_done(f)) {
+        if (!f->sha && rc == 0 && !writer_failed(w))
+            rc = writer_file_check(w, f);
+        if (f->checked && !writer_failed(w)) {
+            int e = writer_sync_file(w, f);
+            if (rc == 0)
+                rc = e;
+        } else {
             writer_file_free(f);
-    } else if (piece_done(f)) {
-        if (rc == 0 && !writer_failed(w))
-            rc = writer_file_finish(w, f);
-        writer_file_free(f);
+        }
     }
     return rc;
 }
@@ -348,8 +336,7 @@ static int run_piece(void *arg, void *local, void *job, bool canceled)
     return do_piece(w, &j, local);
 }
 
-/* A failure: wake the pieces waiting for their hash turn or for a repeated chunk. */
-static void wake_turn(void *arg)
+void writer_wake(void *arg)
 {
     struct writer *w = arg;
     if (w->o->cache)
@@ -364,7 +351,7 @@ static const struct pool_ops piece_ops = {
     .run = run_piece,
     .thread_init = piece_buffer_new,
     .thread_fini = piece_buffer_free,
-    .on_cancel = wake_turn,
+    .on_cancel = writer_wake,
 };
 
 int writer_queue_pieces(struct writer *w, struct wfile *f)
@@ -399,8 +386,8 @@ int writer_start_pool(struct writer *w)
     w->chunk_size = h->chunk_size;
     if (!w->chunk_size)
         return err_set(ERR_INTEGRITY, "backup manifest has a chunk size of 0");
-    /* Pieces of up to PIECE_BYTES, smaller with many threads (remote storage), and at
-     * least one chunk: each thread holds one piece in memory. */
+    /* Pieces of up to PIECE_BYTES, smaller with more threads, and at least one chunk:
+     * each thread holds one piece in memory. */
     uint64_t piece = PIECE_BUDGET / (uint64_t)w->nthreads;
     if (piece > PIECE_BYTES)
         piece = PIECE_BYTES;
@@ -412,6 +399,8 @@ int writer_start_pool(struct writer *w)
      * anyway (each file is fsynced). --delta reads what is there and keeps the page
      * cache. */
     atomic_store(&w->direct, !w->o->delta && w->chunk_size % DIRECT_ALIGN == 0);
+    if (writer_start_syncer(w) < 0)
+        return err_code();
     w->pool = pool_new(&piece_ops, w, w->nthreads, (size_t)w->nthreads * QUEUE_PER_THREAD);
     return w->pool ? 0 : err_code();
 }

@@ -19,7 +19,8 @@
  * and the bytes must reach the disk before the restore ends anyway. Smaller files, a
  * file system without O_DIRECT and --delta (which reads what is there) go through the
  * page cache, chunk by chunk, their writeback started piece by piece. Once every piece
- * is done the file is fsynced and its mode and mtime set. A chunk the manifest names
+ * is done and the file checked, the syncer's threads (syncer.c) set its mode and mtime and
+ * fsync it, while the pieces go on with other files. A chunk the manifest names
  * more than once is fetched once (chunkcache.c). With delta, a chunk whose
  * bytes on disk already have the chunk's name is kept, so only what changed is fetched
  * and written. Directories get their mode and mtime last, and are fsynced. The first
@@ -219,9 +220,11 @@ static int add_file(struct writer *w, const struct manifest_file *mf)
     if (repo_encrypted(w->o->repo) && f->digest_kind == MANIFEST_DIGEST_FILE)
         f->sha = sha256_ctx_new();
     if (mf->n_chunks == 0) {
-        rc = writer_file_finish(w, f);
-        writer_file_free(f);
-        return rc;
+        if ((rc = writer_file_check(w, f)) < 0) {
+            writer_file_free(f);
+            return rc;
+        }
+        return writer_sync_file(w, f);
     }
     f->n_chunks = mf->n_chunks;
     f->chunks = xmalloc(mf->n_chunks * SHA256_LEN);
@@ -503,6 +506,7 @@ static void writer_init(struct writer *w, const struct writer_options *o)
 static void writer_release(struct writer *w)
 {
     pool_free(w->pool); /* workers stop before what they use goes */
+    pool_free(w->syncer);
     progress_free(w->progress);
     manifest_reader_free(w->reader);
     restore_vet_free(w->vet);
@@ -595,12 +599,15 @@ int writer_restore(const struct writer_options *o, const char *label,
         pool_fail(w.pool); /* the pieces queued are dropped */
     if (w.pool) {
         /* Let the pool run the queue (the pieces dropped after a failure still count
-         * down, so each file is freed) and stop. */
+         * down, so each file is freed) and stop; then the syncer, which the pieces feed. */
         int e = pool_wait(w.pool);
         pool_free(w.pool);
         w.pool = NULL;
+        int s = writer_sync_wait(&w);
         if (e < 0)
             rc = e; /* the first failure, the reading's or a worker's */
+        else if (s < 0)
+            rc = s; /* a file's fsync, which stopped the rest */
     }
     if (rc < 0)
         goto out;

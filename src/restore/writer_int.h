@@ -14,9 +14,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define PIECE_BYTES (8u << 20)     /* work unit: at most this many bytes of a file */
-#define PIECE_BUDGET (64ull << 20) /* all threads' piece buffers together */
+#define PIECE_BYTES (8u << 20) /* work unit: at most this many bytes of a file */
+/* All threads' piece buffers together (each holds one piece, of at least a chunk): with
+ * 4 threads per core, pieces of 4 MiB on 2 cores. */
+#define PIECE_BUDGET (32ull << 20)
 #define QUEUE_PER_THREAD 4
+/* The syncer (syncer.c): threads that make finished files durable, and the files that may
+ * wait for them (each holds its descriptor open meanwhile). */
+#define SYNC_THREADS 8
+#define SYNC_QUEUE 32
 /* Files of at least DIRECT_ALIGN bytes are written with O_DIRECT (see pieces.c): offsets,
  * lengths and buffers aligned to it. */
 #define DIRECT_ALIGN 4096u
@@ -39,7 +45,8 @@ struct wfile {
                                 writer.lock) */
     struct sha256_ctx *sha;  /* MANIFEST_DIGEST_FILE in an encrypted repository only */
     atomic_bool changed;
-    bool direct; /* opened O_DIRECT: a short tail is written padded, the file cut at the end */
+    bool checked; /* its digest matched (set by the piece that checked it) */
+    bool direct;  /* opened O_DIRECT: a short tail is written padded, the file cut at the end */
     pthread_mutex_t lock;
 };
 
@@ -84,6 +91,7 @@ struct writer {
     pthread_mutex_t lock; /* o->bad_out, and the hash turn */
     pthread_cond_t turn;  /* a file's hash_next moved, or the pool failed */
     struct pool *pool;    /* started with the first file (pieces.c) */
+    struct pool *syncer;  /* started with it: fsyncs finished files (syncer.c) */
 
     atomic_uint_fast64_t files_written, bytes_written, chunks_fetched, chunks_reused;
     uint64_t files, bytes;
@@ -95,10 +103,10 @@ struct writer {
     int nthreads;
 };
 
-/* Whether a worker (or the reading, pool_fail) failed: everything stops. */
+/* Whether a worker, the syncer or the reading (pool_fail) failed: everything stops. */
 static inline bool writer_failed(const struct writer *w)
 {
-    return w->pool && pool_canceled(w->pool);
+    return (w->pool && pool_canceled(w->pool)) || (w->syncer && pool_canceled(w->syncer));
 }
 
 /* --- pieces.c ------------------------------------------------------------------------ */
@@ -109,9 +117,24 @@ int writer_start_pool(struct writer *w);
  * on: the last piece done frees it. 0, or the pool's failure (f freed when no piece is
  * left). */
 int writer_queue_pieces(struct writer *w, struct wfile *f);
-/* Every piece done (and hashed): check the whole file, make it durable, set mode and
- * mtime. */
-int writer_file_finish(struct writer *w, struct wfile *f);
+/* Every piece done (and hashed): check the whole file's digest and give it its size
+ * back (a padded O_DIRECT tail); f->checked when it passed. */
+int writer_file_check(struct writer *w, struct wfile *f);
 void writer_file_free(struct wfile *f);
+/* A failure (the pools' on_cancel; arg is the writer): wake the pieces waiting for their
+ * hash turn or for a repeated chunk. */
+void writer_wake(void *arg);
+
+/* --- syncer.c ------------------------------------------------------------------------ */
+
+/* Start the syncer's threads. */
+int writer_start_syncer(struct writer *w);
+/* Hand f over (checked, every piece done, no one else holding it): its mode and mtime
+ * set, then fsynced (when written to), closed and freed on a syncer thread. The syncer
+ * owns f from now on, also when this fails: 0, or the syncer's failure. */
+int writer_sync_file(struct writer *w, struct wfile *f);
+/* Wait until every file handed over is durable, and stop the syncer: 0, or its first
+ * failure. */
+int writer_sync_wait(struct writer *w);
 
 #endif

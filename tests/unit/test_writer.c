@@ -9,7 +9,7 @@
  * Confinement: --delta over symlinks and a hard link pointing outside, and a manifest
  * with a symlink out of the data directory (refused before anything is made).
  */
-#include "../../src/restore/restore_int.h"
+#include "../../src/restore/writer_int.h"
 #include "pgark/codec.h"
 #include "pgark/error.h"
 #include "pgark/hash.h"
@@ -212,20 +212,44 @@ static int restore_into(struct fixture *f, int i, const char *pgdata, bool delta
     return restore_label(f, i, "L1", pgdata, delta, RESTORE_CACHE_BYTES, st);
 }
 
+/* Descriptors this process has open. */
+static int open_fds(void)
+{
+    int n = 0;
+    char p[32];
+    for (int fd = 0; fd < 1024; fd++) {
+        snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+        struct stat sb;
+        n += lstat(p, &sb) == 0;
+    }
+    return n;
+}
+
+/* A restored file: its bytes, and the backup's mode and mtime (set by the syncer, with
+ * the fsync). */
+static void assert_file(const char *pgdata, const char *path, const uint8_t *data, size_t size)
+{
+    char *p = xasprintf("%s/%s", pgdata, path);
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    if ((sb.st_mode & 07777) != 0600 || sb.st_mtime != 1700000000)
+        fail_msg("\"%s\": mode %o, mtime %lld", p, (unsigned)(sb.st_mode & 07777),
+                 (long long)sb.st_mtime);
+    FILE *fp = fopen(p, "rb");
+    assert_non_null(fp);
+    uint8_t *got = xmalloc(size + 1);
+    size_t n = fread(got, 1, size + 1, fp);
+    fclose(fp);
+    assert_int_equal(n, size);
+    assert_memory_equal(got, data, size);
+    free(got);
+    free(p);
+}
+
 static void assert_files(struct fixture *f, const char *pgdata)
 {
-    for (int k = 0; k < NFILES; k++) {
-        char *p = xasprintf("%s/%s", pgdata, PATHS[k]);
-        FILE *fp = fopen(p, "rb");
-        assert_non_null(fp);
-        uint8_t *got = xmalloc(SIZES[k] + 1);
-        size_t n = fread(got, 1, SIZES[k] + 1, fp);
-        fclose(fp);
-        assert_int_equal(n, SIZES[k]);
-        assert_memory_equal(got, f->data[k], SIZES[k]);
-        free(got);
-        free(p);
-    }
+    for (int k = 0; k < NFILES; k++)
+        assert_file(pgdata, PATHS[k], f->data[k], SIZES[k]);
 }
 
 static void test_restore(void **state)
@@ -298,7 +322,10 @@ static void expect_failure(struct fixture *f, int i, const char *tag, const char
 {
     char *pgdata = xasprintf("%s/bad-%s-%d", f->dir, tag, i);
     struct writer_stats st;
+    int fds = open_fds();
     assert_int_equal(restore_into(f, i, pgdata, false, &st), -ERR_INTEGRITY);
+    /* Every file the restore opened is closed, the pieces' and the syncer's. */
+    assert_int_equal(open_fds(), fds);
     char *msg = err_format();
     char *repo = xasprintf("repository \"%s\"", i ? "secret" : "plain");
     if (!strstr(msg, "base/1/big") || !strstr(msg, repo) || (why && !strstr(msg, why)))
@@ -674,6 +701,69 @@ static void test_repeated_chunks(void **state)
     free(mixed);
 }
 
+/* More files than the syncer holds at once (SYNC_QUEUE waiting, SYNC_THREADS in fsync),
+ * in three directories, from empty to a few pieces: the pieces wait for room in its
+ * queue, and every file ends with its bytes, mode and mtime, no descriptor left open.
+ * Then a damaged chunk in a file late in the manifest, after many were handed over: the
+ * restore stops with that file's error, every file it opened closed. */
+#define NMANY (3 * (SYNC_QUEUE + SYNC_THREADS))
+static void test_many_files(void **state)
+{
+    struct fixture *f = *state;
+    char *paths[NMANY];
+    uint8_t *data[NMANY];
+    size_t sizes[NMANY];
+    for (int k = 0; k < NMANY; k++) {
+        paths[k] = xasprintf("base/%d/f%d", k % 3, k);
+        sizes[k] = (size_t)(k % 7) * CHUNK / 2 + (size_t)(k % 5);
+        data[k] = xmalloc(sizes[k] + 1);
+        fill(data[k], sizes[k], 100u + (uint32_t)k);
+    }
+    for (int i = 0; i < 2; i++) {
+        put_files(f, i, "L4", NMANY, (const char *const *)paths, data, sizes);
+        char *pgdata = xasprintf("%s/many-%d", f->dir, i);
+        struct writer_stats st;
+        int fds = open_fds();
+        assert_int_equal(restore_label(f, i, "L4", pgdata, false, RESTORE_CACHE_BYTES, &st), 0);
+        assert_int_equal(open_fds(), fds);
+        for (int k = 0; k < NMANY; k++)
+            assert_file(pgdata, paths[k], data[k], sizes[k]);
+        assert_int_equal(st.files, NMANY);
+        free(pgdata);
+
+        /* The first chunk of the last file with a whole chunk, damaged. */
+        int last = NMANY - 1;
+        while (sizes[last] < CHUNK)
+            last--;
+        char name[REPO_CHUNK_NAME_LEN + 1], rel[96];
+        repo_chunk_name(f->r[i], data[last], CHUNK, name);
+        assert_int_equal(repo_chunk_path(name, rel, sizeof(rel)), 0);
+        char *obj = xasprintf("%s/repo%d/main/%s", f->dir, i, rel);
+        FILE *fp = fopen(obj, "r+b");
+        assert_non_null(fp);
+        assert_int_equal(fseek(fp, 40, SEEK_SET), 0);
+        int c = fgetc(fp);
+        assert_int_equal(fseek(fp, 40, SEEK_SET), 0);
+        fputc(c ^ 1, fp);
+        fclose(fp);
+        pgdata = xasprintf("%s/many-bad-%d", f->dir, i);
+        assert_int_equal(restore_label(f, i, "L4", pgdata, false, RESTORE_CACHE_BYTES, &st),
+                         -ERR_INTEGRITY);
+        assert_int_equal(open_fds(), fds);
+        char *msg = err_format();
+        if (!strstr(msg, paths[last]) || !strstr(msg, i ? "\"secret\"" : "\"plain\""))
+            fail_msg("repo %d: %s", i, msg);
+        free(msg);
+        err_clear();
+        free(pgdata);
+        free(obj);
+    }
+    for (int k = 0; k < NMANY; k++) {
+        free(paths[k]);
+        free(data[k]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -690,6 +780,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damaged_chunk, setup_file, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_chunk, setup_file, teardown),
         cmocka_unit_test_setup_teardown(test_long_chunk, setup_file, teardown),
+        cmocka_unit_test_setup_teardown(test_many_files, setup_chunks, teardown),
+        cmocka_unit_test_setup_teardown(test_many_files, setup_file, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
