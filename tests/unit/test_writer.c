@@ -213,6 +213,23 @@ static int restore_into(struct fixture *f, int i, const char *pgdata, bool delta
 }
 
 /* Descriptors this process has open. */
+/* Flip a bit inside the stored chunk of the CHUNK bytes at data in repository i. */
+static void damage_chunk(struct fixture *f, int i, const uint8_t *data)
+{
+    char name[REPO_CHUNK_NAME_LEN + 1], rel[96];
+    repo_chunk_name(f->r[i], data, CHUNK, name);
+    assert_int_equal(repo_chunk_path(name, rel, sizeof(rel)), 0);
+    char *obj = xasprintf("%s/repo%d/main/%s", f->dir, i, rel);
+    FILE *fp = fopen(obj, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 40, SEEK_SET), 0);
+    int c = fgetc(fp);
+    assert_int_equal(fseek(fp, 40, SEEK_SET), 0);
+    fputc(c ^ 1, fp);
+    fclose(fp);
+    free(obj);
+}
+
 static int open_fds(void)
 {
     int n = 0;
@@ -674,17 +691,7 @@ static void test_repeated_chunks(void **state)
 
         /* A0, needed by every copy of A and by M, damaged: the restore stops with the
          * error of the file that read it. */
-        char name[REPO_CHUNK_NAME_LEN + 1], rel[96];
-        repo_chunk_name(f->r[i], a, CHUNK, name);
-        assert_int_equal(repo_chunk_path(name, rel, sizeof(rel)), 0);
-        char *obj = xasprintf("%s/repo%d/main/%s", f->dir, i, rel);
-        FILE *fp = fopen(obj, "r+b");
-        assert_non_null(fp);
-        assert_int_equal(fseek(fp, 40, SEEK_SET), 0);
-        int c = fgetc(fp);
-        assert_int_equal(fseek(fp, 40, SEEK_SET), 0);
-        fputc(c ^ 1, fp);
-        fclose(fp);
+        damage_chunk(f, i, a);
         pgdata = xasprintf("%s/rep-bad-%d", f->dir, i);
         assert_int_equal(restore_label(f, i, "L3", pgdata, false, RESTORE_CACHE_BYTES, &st),
                          -ERR_INTEGRITY);
@@ -694,7 +701,6 @@ static void test_repeated_chunks(void **state)
         free(msg);
         err_clear();
         free(pgdata);
-        free(obj);
     }
     free(a);
     free(zero);
@@ -735,17 +741,7 @@ static void test_many_files(void **state)
         int last = NMANY - 1;
         while (sizes[last] < CHUNK)
             last--;
-        char name[REPO_CHUNK_NAME_LEN + 1], rel[96];
-        repo_chunk_name(f->r[i], data[last], CHUNK, name);
-        assert_int_equal(repo_chunk_path(name, rel, sizeof(rel)), 0);
-        char *obj = xasprintf("%s/repo%d/main/%s", f->dir, i, rel);
-        FILE *fp = fopen(obj, "r+b");
-        assert_non_null(fp);
-        assert_int_equal(fseek(fp, 40, SEEK_SET), 0);
-        int c = fgetc(fp);
-        assert_int_equal(fseek(fp, 40, SEEK_SET), 0);
-        fputc(c ^ 1, fp);
-        fclose(fp);
+        damage_chunk(f, i, data[last]);
         pgdata = xasprintf("%s/many-bad-%d", f->dir, i);
         assert_int_equal(restore_label(f, i, "L4", pgdata, false, RESTORE_CACHE_BYTES, &st),
                          -ERR_INTEGRITY);
@@ -756,7 +752,6 @@ static void test_many_files(void **state)
         free(msg);
         err_clear();
         free(pgdata);
-        free(obj);
     }
     for (int k = 0; k < NMANY; k++) {
         free(paths[k]);
