@@ -386,8 +386,8 @@ int writer_start_pool(struct writer *w)
     w->chunk_size = h->chunk_size;
     if (!w->chunk_size)
         return err_set(ERR_INTEGRITY, "backup manifest has a chunk size of 0");
-    /* Pieces of up to PIECE_BYTES, smaller with more threads, and at least one chunk:
-     * each thread holds one piece in memory. */
+    /* Pieces of up to PIECE_BYTES, smaller with many threads (remote storage), and at
+     * least one chunk: each thread holds one piece in memory. */
     uint64_t piece = PIECE_BUDGET / (uint64_t)w->nthreads;
     if (piece > PIECE_BYTES)
         piece = PIECE_BYTES;

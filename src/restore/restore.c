@@ -61,14 +61,12 @@ static int threads_for(const struct config_repo *rc)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     if (n < 1)
         n = 1;
-    /* Four per core on posix too: a piece is decoded on a core, then written O_DIRECT
-     * while its thread waits for the disk; with two per core the cores were half idle
-     * (pgbench scale 100 on 2 cores: 2.07 s of CPU in 2.03 s). The piece buffers stay
-     * within PIECE_BUDGET: more threads, smaller pieces. */
-    n *= 4;
-    /* Remote storage waits on the network: as many requests in flight as it allows. */
-    if (rc->type != CONFIG_REPO_POSIX && rc->concurrency > n)
-        n = rc->concurrency;
+    /* Twice the cores on posix too: files are written O_DIRECT and fsynced one by one,
+     * and a thread waiting for the disk leaves its core to another. */
+    n *= 2;
+    /* Remote storage waits on the network: more requests in flight than cores. */
+    if (rc->type != CONFIG_REPO_POSIX)
+        n = n * 2 > rc->concurrency ? n * 2 : rc->concurrency;
     return n > 64 ? 64 : (int)n;
 }
 

@@ -14,10 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define PIECE_BYTES (8u << 20) /* work unit: at most this many bytes of a file */
-/* All threads' piece buffers together (each holds one piece, of at least a chunk): with
- * 4 threads per core, pieces of 4 MiB on 2 cores. */
-#define PIECE_BUDGET (32ull << 20)
+#define PIECE_BYTES (8u << 20)     /* work unit: at most this many bytes of a file */
+#define PIECE_BUDGET (64ull << 20) /* all threads' piece buffers together */
 #define QUEUE_PER_THREAD 4
 /* The syncer (syncer.c): threads that make finished files durable, and the files that may
  * wait for them (each holds its descriptor open meanwhile). */
