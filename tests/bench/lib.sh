@@ -193,7 +193,7 @@ server_cpu_ticks() {
 
 du_bytes() { # the files' own sizes: directories are not counted (a chunk store's 256
     # fan-out directories alone are 1 MiB on ext4)
-    find "$@" -type f -printf '%s\n' 2>/dev/null | awk '{ t += $1 } END { print t + 0 }'
+    find "$@" -type f -printf '%s\n' 2>/dev/null | awk '{ t += $1 } END { printf "%.0f\n", t }'
 }
 
 file_count() {
