@@ -294,6 +294,10 @@ static void test_sweep_leftovers(void **state)
     plant("other/.far.tmp.1.dd", 40, 3 * 86400);
     char *dir = root_path("c/.dir.tmp.1.ee");
     assert_int_equal(mkdir(dir, 0700), 0);
+    /* A link under a temporary name, to an old file outside this prefix: neither goes. */
+    char *target = root_path("other/.far.tmp.1.dd");
+    char *link = root_path("c/.link.tmp.1.ff");
+    assert_int_equal(symlink(target, link), 0);
 
     assert_int_equal(storage_sweep(s, "c/", day_ago_us, true, &n, &bytes), 0);
     assert_int_equal(n, 2);
@@ -312,6 +316,9 @@ static void test_sweep_leftovers(void **state)
     assert_true(present("c/.dir.tmp.1.ee"));
     assert_true(present("other/.far.tmp.1.dd"));
     assert_true(present("other/keep"));
+    struct stat lst;
+    assert_int_equal(lstat(link, &lst), 0);
+    assert_true(S_ISLNK(lst.st_mode));
 
     /* Again: nothing left to take; a prefix with nothing below it is not an error. */
     assert_int_equal(storage_sweep(s, "c/", day_ago_us, false, &n, &bytes), 0);
@@ -319,6 +326,8 @@ static void test_sweep_leftovers(void **state)
     assert_int_equal(bytes, 0);
     assert_int_equal(storage_sweep(s, "none/", day_ago_us, false, &n, &bytes), 0);
     assert_int_equal(n, 0);
+    free(link);
+    free(target);
     free(dir);
 }
 
