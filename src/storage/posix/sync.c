@@ -16,6 +16,7 @@
 
 #include "pgark/error.h"
 #include "pgark/mem.h"
+#include "pgark/pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -143,39 +144,64 @@ static int sync_dir(struct storage_posix *p, const char *rel, const char **what)
 
 /* Directories fsynced side by side at a sync: each fsync mostly waits for the device,
  * and a backup's chunk store notes up to 256 of them (one at a time they took a few
- * hundred milliseconds before a backup's WAL segment could be stored). */
+ * hundred milliseconds before a backup's WAL segment could be stored). A few (a WAL
+ * segment's one directory) are fsynced on the calling thread. */
 #define SYNC_THREADS 8
+#define SYNC_INLINE_MAX 4
 
+/* One sync's failures. A job is a slot of p->dirty. Every directory is fsynced even
+ * after one failed (a job never fails the pool), and the failure kept is the one of
+ * the lowest slot, so the directory named does not depend on the threads' timing. */
 struct sync_pass {
     struct storage_posix *p;
-    size_t next; /* atomic: the next index of p->dirty to sync */
     pthread_mutex_t lock;
-    size_t failed; /* the lowest index that failed, ndirty if none */
+    size_t failed; /* the lowest slot that failed, ndirty if none */
     const char *what;
     int err_no;
 };
 
-static void *sync_worker(void *arg)
+static int sync_job(void *arg, void *local, void *job, bool canceled)
 {
+    (void)local;
     struct sync_pass *sp = arg;
-    struct storage_posix *p = sp->p;
-    for (;;) {
-        size_t i = __atomic_fetch_add(&sp->next, 1, __ATOMIC_RELAXED);
-        if (i >= p->ndirty)
-            break;
-        const char *what;
-        int e = sync_dir(p, p->dirty[i], &what);
-        if (e != 0) {
-            pthread_mutex_lock(&sp->lock);
-            if (i < sp->failed) {
-                sp->failed = i;
-                sp->what = what;
-                sp->err_no = e;
-            }
-            pthread_mutex_unlock(&sp->lock);
+    if (canceled)
+        return 0;
+    size_t i = (size_t)((char **)job - sp->p->dirty);
+    const char *what;
+    int e = sync_dir(sp->p, sp->p->dirty[i], &what);
+    if (e != 0) {
+        pthread_mutex_lock(&sp->lock);
+        if (i < sp->failed) {
+            sp->failed = i;
+            sp->what = what;
+            sp->err_no = e;
         }
+        pthread_mutex_unlock(&sp->lock);
     }
-    return NULL;
+    return 0;
+}
+
+static const struct pool_ops sync_pool_ops = {.what = "directory sync", .run = sync_job};
+
+/* Every noted directory fsynced, into sp (under sync_lock: the workers read p->dirty
+ * and p->kept while the calling thread holds it for them). */
+static void sync_noted(struct sync_pass *sp)
+{
+    struct storage_posix *p = sp->p;
+    struct pool *pool = NULL;
+    if (p->ndirty > SYNC_INLINE_MAX) {
+        size_t n = p->ndirty / SYNC_INLINE_MAX;
+        pool = pool_new(&sync_pool_ops, sp, n < SYNC_THREADS ? (int)n : SYNC_THREADS, p->ndirty);
+        if (!pool)
+            err_clear(); /* no thread: the calling one does them all */
+    }
+    for (size_t i = 0; i < p->ndirty; i++)
+        if (!pool || pool_submit(pool, &p->dirty[i]) < 0)
+            sync_job(sp, NULL, &p->dirty[i], false);
+    if (pool) {
+        pool_wait(pool);
+        pool_free(pool);
+    }
 }
 
 int posix_sync(struct storage *s)
@@ -184,20 +210,12 @@ int posix_sync(struct storage *s)
     int rc = 0;
     pthread_mutex_lock(&p->sync_lock);
     /* Held throughout: a sync that returns must find every directory noted before it
-     * durable, including those another thread's sync is still fsyncing. The workers
-     * read p->dirty and p->kept while this thread holds the lock for them. */
+     * durable, including those another thread's sync is still fsyncing. */
     if (p->sync_failed)
         goto out;
     struct sync_pass sp = {.p = p, .failed = p->ndirty};
     pthread_mutex_init(&sp.lock, NULL);
-    pthread_t tid[SYNC_THREADS];
-    size_t nthreads = 0;
-    for (size_t want = p->ndirty / 4; nthreads < want && nthreads < SYNC_THREADS; nthreads++)
-        if (pthread_create(&tid[nthreads], NULL, sync_worker, &sp) != 0)
-            break; /* fewer helpers: this thread does the rest */
-    sync_worker(&sp);
-    for (size_t t = 0; t < nthreads; t++)
-        pthread_join(tid[t], NULL);
+    sync_noted(&sp);
     pthread_mutex_destroy(&sp.lock);
     if (sp.failed < p->ndirty) {
         p->sync_failed = xstrdup(p->dirty[sp.failed]);
