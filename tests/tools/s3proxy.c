@@ -3,9 +3,10 @@
  * for the integration tests: relays 127.0.0.1:<port printed on stdout> to
  * 127.0.0.1:UPSTREAM_PORT and keeps what it saw in STATS_FILE (rewritten atomically
  * every 100 ms and at exit) as "key value" lines: requests, connections, max_puts_open.
- * Runs until SIGTERM or SIGINT.
+ * Runs until SIGTERM or SIGINT. DELAY_MS (optional) holds each request that long before
+ * relaying it, as a store far away would (benchmarks of what waits on round trips).
  *
- *     s3proxy UPSTREAM_PORT STATS_FILE
+ *     s3proxy UPSTREAM_PORT STATS_FILE [DELAY_MS]
  */
 #include "faultproxy.h"
 
@@ -37,13 +38,15 @@ static void write_stats(struct faultproxy *p, const char *path)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: s3proxy UPSTREAM_PORT STATS_FILE\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: s3proxy UPSTREAM_PORT STATS_FILE [DELAY_MS]\n");
         return 2;
     }
     struct faultproxy *p = faultproxy_start(atoi(argv[1]));
     if (!p)
         return 1;
+    if (argc == 4)
+        faultproxy_set_delay(p, atoi(argv[3]));
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     printf("%d\n", faultproxy_port(p));

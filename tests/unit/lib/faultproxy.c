@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 struct conn {
@@ -36,6 +37,7 @@ struct faultproxy {
     int faults;
     int connections;
     int puts_open, puts_max; /* PUTs relayed and not answered yet; the most at once */
+    int delay_ms;            /* each request held this long before it is relayed */
     struct conn conns[FAULTPROXY_MAX_CONN];
 };
 
@@ -192,7 +194,11 @@ static void *conn_main(void *arg)
                     p->count--;
             }
             size_t after = p->after_bytes;
+            int delay_ms = p->delay_ms;
             pthread_mutex_unlock(&p->lock);
+            if (delay_ms > 0)
+                nanosleep(&(struct timespec){delay_ms / 1000, (long)(delay_ms % 1000) * 1000000},
+                          NULL);
 
             if (mode == FAULTPROXY_HANG) {
                 hanging = true;
@@ -347,6 +353,13 @@ void faultproxy_set(struct faultproxy *p, enum faultproxy_mode mode, int count, 
     p->mode = mode;
     p->count = count;
     p->after_bytes = after_bytes;
+    pthread_mutex_unlock(&p->lock);
+}
+
+void faultproxy_set_delay(struct faultproxy *p, int delay_ms)
+{
+    pthread_mutex_lock(&p->lock);
+    p->delay_ms = delay_ms;
     pthread_mutex_unlock(&p->lock);
 }
 

@@ -30,6 +30,9 @@ struct faultproxy;
 struct faultproxy *faultproxy_start(int upstream_port);
 int faultproxy_port(const struct faultproxy *p);
 void faultproxy_set(struct faultproxy *p, enum faultproxy_mode mode, int count, size_t after_bytes);
+/* Hold each request delay_ms before relaying it (0: none), as a store far away would:
+ * for measuring what waits on round trips. */
+void faultproxy_set_delay(struct faultproxy *p, int delay_ms);
 /* Requests seen (heads read) and faults injected since start. */
 int faultproxy_requests(struct faultproxy *p);
 int faultproxy_faults(struct faultproxy *p);
