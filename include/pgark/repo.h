@@ -526,6 +526,13 @@ void repo_backup_list_free(struct repo_backup *list, size_t n);
 int repo_backup_get(struct repo *r, const char *label, struct repo_backup *out);
 void repo_backup_clear(struct repo_backup *b);
 
+/* The headers of n backups (as repo_backup_get each), read side by side (up to 8 at
+ * once). out[i] is backup labels[i], or errs[i] its error (saved: the caller restores or
+ * frees it) and out[i] cleared. */
+struct err_saved;
+void repo_backup_get_many(struct repo *r, char *const *labels, size_t n, struct repo_backup *out,
+                          struct err_saved **errs);
+
 /* 1 when backups/<label>/manifest.json exists, 0 when not, negative on error. */
 int repo_backup_exists(struct repo *r, const char *label);
 

@@ -83,7 +83,16 @@ int ops_backup_scan(struct repo *r, const char *cluster, struct ops_backup **out
         goto out;
     if (s.n > 1) /* qsort(NULL, 0, ...) is undefined */
         qsort(s.list, s.n, sizeof(*s.list), cmp_label);
-    for (size_t i = 0; i < s.n; i++) {
+    /* The complete ones' headers, read side by side (repo_backup_get_many). */
+    char **labels = xcalloc(s.n + 1, sizeof(*labels));
+    struct repo_backup *got = xcalloc(s.n + 1, sizeof(*got));
+    struct err_saved **errs = xcalloc(s.n + 1, sizeof(*errs));
+    size_t nc = 0;
+    for (size_t i = 0; i < s.n; i++)
+        if (s.list[i].complete)
+            labels[nc++] = s.list[i].label;
+    repo_backup_get_many(r, labels, nc, got, errs);
+    for (size_t i = 0, c = 0; i < s.n; i++) {
         struct ops_backup *b = &s.list[i];
         for (size_t k = 0; k < nm; k++) {
             if (m[k].label && !m[k].stale && strcmp(m[k].label, b->label) == 0)
@@ -91,15 +100,23 @@ int ops_backup_scan(struct repo *r, const char *cluster, struct ops_backup **out
         }
         if (!b->complete)
             continue;
-        if (repo_backup_get(r, b->label, &b->b) == 0) {
+        struct err_saved *e = errs[c];
+        b->b = got[c++];
+        if (!e) {
             b->readable = true;
-        } else if (err_kind() == ERR_NOT_FOUND) {
+            continue;
+        }
+        err_restore(e);
+        if (err_kind() == ERR_NOT_FOUND) {
             b->complete = false; /* removed since the listing */
             err_clear();
         } else {
             b->error = cli_error_line(false);
         }
     }
+    free(labels);
+    free(got);
+    free(errs);
     *out = s.list;
     *n = s.n;
     s.list = NULL;

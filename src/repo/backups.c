@@ -7,6 +7,7 @@
 
 #include "pgark/error.h"
 #include "pgark/mem.h"
+#include "pgark/pool.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,18 +61,25 @@ struct header_read {
     bool have;
 };
 
+/* The reader's file lines: the first one stops it (only the header is wanted, and the
+ * lines after it are checked by whoever reads the whole manifest, with their errors). */
+static int stop_at_files(void *arg, const struct manifest_file *file)
+{
+    (void)arg;
+    (void)file;
+    return err_set(ERR_CANCELED, "header read");
+}
+
 /* Feed the manifest until its first line is parsed, then stop the read. */
 static int header_sink(void *ctx, const uint8_t *data, size_t len)
 {
     struct header_read *h = ctx;
     int rc = manifest_reader_feed(h->reader, data, len);
-    if (rc < 0)
-        return rc;
-    if (manifest_reader_header(h->reader)) {
+    if (manifest_reader_header(h->reader)) { /* rc: stop_at_files's, or 0 */
         h->have = true;
         return err_set(ERR_CANCELED, "header read");
     }
-    return 0;
+    return rc;
 }
 
 static void copy_header(struct repo_backup *out, const char *label, const struct manifest_header *h)
@@ -96,7 +104,7 @@ static void copy_header(struct repo_backup *out, const char *label, const struct
 int repo_backup_get(struct repo *r, const char *label, struct repo_backup *out)
 {
     char path[320];
-    struct header_read h = {manifest_reader_new(NULL, NULL), false};
+    struct header_read h = {manifest_reader_new(stop_at_files, NULL), false};
     int rc;
 
     memset(out, 0, sizeof(*out));
@@ -125,6 +133,53 @@ int repo_backup_get(struct repo *r, const char *label, struct repo_backup *out)
 out:
     manifest_reader_free(h.reader);
     return rc;
+}
+
+/* Headers read side by side: on S3 each is a GET whose latency, not its few bytes, is the
+ * cost (a year of daily backups read one at a time took a listing's worth of round trips
+ * before every backup, info, check and restore). A few are read on the calling thread. */
+#define HEADER_READERS 8
+#define HEADER_INLINE_MAX 2
+
+struct header_many {
+    struct repo *r;
+    char *const *labels;
+    struct repo_backup *out;
+    struct err_saved **errs;
+};
+
+static int header_job(void *arg, void *local, void *job, bool canceled)
+{
+    (void)local;
+    struct header_many *m = arg;
+    if (canceled)
+        return 0;
+    size_t i = (size_t)((char *const *)job - m->labels);
+    if (repo_backup_get(m->r, m->labels[i], &m->out[i]) < 0)
+        m->errs[i] = err_save();
+    return 0;
+}
+
+static const struct pool_ops header_pool_ops = {.what = "manifest reader", .run = header_job};
+
+void repo_backup_get_many(struct repo *r, char *const *labels, size_t n, struct repo_backup *out,
+                          struct err_saved **errs)
+{
+    struct header_many m = {r, labels, out, errs};
+    struct pool *pool = NULL;
+    memset(errs, 0, n * sizeof(*errs));
+    if (n > HEADER_INLINE_MAX) {
+        pool = pool_new(&header_pool_ops, &m, n < HEADER_READERS ? (int)n : HEADER_READERS, n);
+        if (!pool)
+            err_clear(); /* no thread: the calling one reads them all */
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!pool || pool_submit(pool, (void *)&labels[i]) < 0)
+            header_job(&m, NULL, (void *)&labels[i], false);
+    if (pool) {
+        pool_wait(pool);
+        pool_free(pool);
+    }
 }
 
 int repo_backup_exists(struct repo *r, const char *label)
@@ -187,13 +242,24 @@ int repo_backup_list(struct repo *r, struct repo_backup **out, size_t *n)
     }
     if (rc < 0)
         goto out;
-    qsort(l.labels, l.n, sizeof(*l.labels), label_cmp);
+    if (l.n > 1) /* qsort(NULL, 0, ...) is undefined */
+        qsort(l.labels, l.n, sizeof(*l.labels), label_cmp);
     list = xcalloc(l.n + 1, sizeof(*list));
+    struct err_saved **errs = xcalloc(l.n + 1, sizeof(*errs));
+    repo_backup_get_many(r, l.labels, l.n, list, errs);
+    got = l.n;
+    /* The first label that failed, in order, is the listing's error, as if read one by one. */
     for (size_t i = 0; i < l.n; i++) {
-        if ((rc = repo_backup_get(r, l.labels[i], &list[got])) < 0)
-            goto out;
-        got++;
+        if (errs[i] && rc == 0) {
+            err_restore(errs[i]);
+            rc = err_code();
+        } else {
+            err_saved_free(errs[i]);
+        }
     }
+    free(errs);
+    if (rc < 0)
+        goto out;
     *out = list;
     *n = got;
     list = NULL;

@@ -43,69 +43,63 @@ static int on_backup_object(void *ctx, const struct storage_info *info)
     return 0;
 }
 
-struct catalog_header_read {
-    struct manifest_reader *reader;
-    bool have;
-};
-
-/* Feed the manifest until its first line is read, then stop the download. */
-static int header_sink(void *ctx, const uint8_t *data, size_t len)
+/* A catalog entry from a backup's header: 0, or ERR_INTEGRITY when the manifest names
+ * another backup. */
+static int entry_from(const struct repo_backup *b, struct catalog_entry *e)
 {
-    struct catalog_header_read *h = ctx;
-    int rc = manifest_reader_feed(h->reader, data, len);
-    if (manifest_reader_header(h->reader)) {
-        h->have = true;
-        return err_set(ERR_CANCELED, "header read");
+    const struct manifest_header *mh = &b->header;
+    if (strcmp(mh->label, b->label) != 0)
+        return err_set(ERR_INTEGRITY, "manifest of backup \"%s\" says its label is \"%s\"",
+                       b->label, mh->label);
+    memset(e, 0, sizeof(*e));
+    snprintf(e->label_buf, sizeof(e->label_buf), "%s", mh->label);
+    e->b.label = e->label_buf;
+    e->b.start_lsn = mh->start_lsn;
+    e->b.stop_lsn = mh->stop_lsn;
+    e->b.start_time = mh->start_time;
+    e->b.stop_time = mh->stop_time;
+    e->b.consistent_time_us = mh->consistent_time_us;
+    e->b.timeline = mh->timeline;
+    e->logical_bytes = mh->logical_bytes;
+    e->files = mh->files;
+    e->n_ts = mh->n_tablespaces;
+    e->ts_oid = xcalloc(e->n_ts + 1, sizeof(*e->ts_oid));
+    e->ts_location = xcalloc(e->n_ts + 1, sizeof(*e->ts_location));
+    for (size_t i = 0; i < e->n_ts; i++) {
+        e->ts_oid[i] = mh->tablespaces[i].oid;
+        e->ts_location[i] = xstrdup(mh->tablespaces[i].location);
     }
-    return rc;
+    return 0;
 }
 
-static int skip_lines(void *arg, const struct manifest_file *file)
+/* The headers of one repository's backups (read side by side), into out; a backup whose
+ * header cannot be read is warned about and skipped. */
+static void catalog_add(struct repo *r, size_t repo_index, char **labels, size_t n,
+                        struct catalog *out)
 {
-    (void)arg;
-    (void)file;
-    return err_set(ERR_CANCELED, "header read");
-}
-
-static int read_header(struct repo *r, const char *label, struct catalog_entry *e)
-{
-    char path[128];
-    snprintf(path, sizeof(path), "backups/%s/manifest.json", label);
-    struct catalog_header_read h = {manifest_reader_new(skip_lines, NULL), false};
-    int rc = repo_get(r, path, header_sink, &h);
-    if (h.have) {
-        err_clear();
-        const struct manifest_header *mh = manifest_reader_header(h.reader);
-        rc = 0;
-        if (strcmp(mh->label, label) != 0) {
-            rc = err_set(ERR_INTEGRITY, "manifest of backup \"%s\" says its label is \"%s\"", label,
-                         mh->label);
-            goto out;
+    struct repo_backup *got = xcalloc(n + 1, sizeof(*got));
+    struct err_saved **errs = xcalloc(n + 1, sizeof(*errs));
+    repo_backup_get_many(r, labels, n, got, errs);
+    for (size_t j = 0; j < n; j++) {
+        struct catalog_entry e;
+        if (errs[j])
+            err_restore(errs[j]); /* names the backup and the repository */
+        else if (entry_from(&got[j], &e) < 0)
+            err_context("in repository \"%s\"", repo_name(r));
+        if (err_is_set()) {
+            char *text = err_format();
+            log_warn("skipping backup \"%s\": %s", labels[j], text);
+            free(text);
+            err_clear();
+        } else {
+            e.repo = repo_index;
+            out->e = xrealloc(out->e, (out->n + 1) * sizeof(*out->e));
+            out->e[out->n++] = e;
         }
-        memset(e, 0, sizeof(*e));
-        snprintf(e->label_buf, sizeof(e->label_buf), "%s", mh->label);
-        e->b.label = e->label_buf;
-        e->b.start_lsn = mh->start_lsn;
-        e->b.stop_lsn = mh->stop_lsn;
-        e->b.start_time = mh->start_time;
-        e->b.stop_time = mh->stop_time;
-        e->b.consistent_time_us = mh->consistent_time_us;
-        e->b.timeline = mh->timeline;
-        e->logical_bytes = mh->logical_bytes;
-        e->files = mh->files;
-        e->n_ts = mh->n_tablespaces;
-        e->ts_oid = xcalloc(e->n_ts + 1, sizeof(*e->ts_oid));
-        e->ts_location = xcalloc(e->n_ts + 1, sizeof(*e->ts_location));
-        for (size_t i = 0; i < e->n_ts; i++) {
-            e->ts_oid[i] = mh->tablespaces[i].oid;
-            e->ts_location[i] = xstrdup(mh->tablespaces[i].location);
-        }
-    } else if (rc == 0) {
-        rc = err_set(ERR_INTEGRITY, "manifest of backup \"%s\" has no header line", label);
+        repo_backup_clear(&got[j]);
     }
-out:
-    manifest_reader_free(h.reader);
-    return rc;
+    free(got);
+    free(errs);
 }
 
 int catalog_load(struct cli_repos *set, struct catalog *out)
@@ -123,25 +117,10 @@ int catalog_load(struct cli_repos *set, struct catalog *out)
         struct catalog_labels l = {NULL, 0, strlen(prefix)};
         int rc = storage_list(repo_storage(r), prefix, on_backup_object, &l);
         free(prefix);
-        for (size_t j = 0; j < l.n; j++) {
-            if (rc == 0) {
-                struct catalog_entry e;
-                if (read_header(r, l.labels[j], &e) < 0) {
-                    err_context("in repository \"%s\"", repo_name(r));
-                    char *text = err_format();
-                    log_warn("skipping backup \"%s\": %s", l.labels[j], text);
-                    free(text);
-                    err_clear();
-                } else {
-                    e.repo = i;
-                    out->e = xrealloc(out->e, (out->n + 1) * sizeof(*out->e));
-                    out->e[out->n] = e;
-                    out->e[out->n].b.label = out->e[out->n].label_buf;
-                    out->n++;
-                }
-            }
+        if (rc == 0)
+            catalog_add(r, i, l.labels, l.n, out);
+        for (size_t j = 0; j < l.n; j++)
             free(l.labels[j]);
-        }
         free(l.labels);
         if (rc < 0) {
             char *text = err_format();

@@ -192,9 +192,32 @@ $n->stop;
 check_rows($n, join(',', @before), 'immediate: the rows of the backup only');
 $n->stop;
 
-($n) = restore_to([]);
+# Latest, with two more backup folders whose manifests cannot be read (one cut short,
+# one another backup's copied under a new name): each is skipped with a warning naming
+# it, and the restore goes on from the real one.
+make_path("$repo/main/backups/zz-cut", "$repo/main/backups/zz-renamed");
+{
+	my $real = "$repo/main/backups/$label/manifest.json";
+	open(my $in, '<:raw', $real) or die "$real: $!";
+	local $/;
+	my $bytes = <$in>;
+	close($in);
+	open(my $out, '>:raw', "$repo/main/backups/zz-cut/manifest.json") or die;
+	print $out substr($bytes, 0, 40);
+	close($out);
+	open($out, '>:raw', "$repo/main/backups/zz-renamed/manifest.json") or die;
+	print $out $bytes;
+	close($out);
+}
+($n, $res) = restore_to([]);
 check_rows($n, join(',', @all), 'latest: every archived row');
+like($res->{stderr}, qr/skipping backup "zz-cut":.*repository "local"/,
+	'a manifest cut short: skipped, named with its repository');
+like($res->{stderr}, qr/skipping backup "zz-renamed":.*written under another name/,
+	'a manifest copied from another backup: skipped, as written under another name');
+like($res->{stdout}, qr/restored backup "\Q$label\E"/, 'the real backup restored');
 $n->stop;
+rmtree(["$repo/main/backups/zz-cut", "$repo/main/backups/zz-renamed"]);
 
 # --- a target the archive does not reach: --start --wait fails with the server's words --
 

@@ -205,6 +205,76 @@ static void test_scan_survives_damage(void **state)
     ops_backup_scan_free(list, n);
 }
 
+/* Headers are read side by side (repo_backup_get_many); each backup still gets its own
+ * header, and the listing's error is the first damaged backup in label order, whichever
+ * thread met it first. */
+static void test_headers_side_by_side(void **state)
+{
+    (void)state;
+    struct repo_options ro = {.cluster = "many"};
+    struct repo_identity id = {42, 15, 16 * 1024 * 1024};
+    struct repo *r = repo_open(st, &ro, &id, true);
+    assert_non_null(r);
+    enum { N = 40 };
+    char label[N][8], text[2048], path[320];
+    for (int i = 0; i < N; i++) {
+        snprintf(label[i], sizeof(label[i]), "L%02d", i);
+        snprintf(text, sizeof(text), HEADER_FMT, label[i], i, i);
+        if (i == 17 || i == 31)
+            snprintf(text, sizeof(text), "{\"format\":1,"); /* cut in its header */
+        snprintf(path, sizeof(path), "backups/%s/manifest.json", label[i]);
+        assert_int_equal(repo_put(r, path, text, strlen(text)), 0);
+    }
+
+    struct repo_backup *bl = NULL;
+    size_t nbl = 0;
+    for (int round = 0; round < 5; round++) {
+        assert_int_equal(repo_backup_list(r, &bl, &nbl), -ERR_INTEGRITY);
+        char *msg = err_format();
+        assert_non_null(strstr(msg, "\"L17\""));
+        free(msg);
+        err_clear();
+        assert_null(bl);
+        assert_int_equal(nbl, 0);
+    }
+
+    /* The scan keeps going: every backup its own header or its own error. */
+    struct ops_backup *list = NULL;
+    size_t n = 0;
+    assert_int_equal(ops_backup_scan(r, "many", &list, &n), 0);
+    assert_int_equal(n, N);
+    for (int i = 0; i < N; i++) {
+        assert_string_equal(list[i].label, label[i]);
+        assert_true(list[i].complete);
+        if (i == 17 || i == 31) {
+            assert_false(list[i].readable);
+            assert_non_null(strstr(list[i].error, label[i]));
+            assert_null(list[i].b.label);
+        } else {
+            assert_true(list[i].readable);
+            assert_null(list[i].error);
+            assert_string_equal(list[i].b.label, label[i]);
+            assert_string_equal(list[i].b.header.label, label[i]);
+        }
+    }
+    ops_backup_scan_free(list, n);
+
+    /* Mended, the listing has all of them in order, each with its own header. */
+    for (int i = 17; i <= 31; i += 14) {
+        snprintf(text, sizeof(text), HEADER_FMT, label[i], i, i);
+        snprintf(path, sizeof(path), "backups/%s/manifest.json", label[i]);
+        assert_int_equal(repo_put(r, path, text, strlen(text)), 0);
+    }
+    assert_int_equal(repo_backup_list(r, &bl, &nbl), 0);
+    assert_int_equal(nbl, N);
+    for (int i = 0; i < N; i++) {
+        assert_string_equal(bl[i].label, label[i]);
+        assert_string_equal(bl[i].header.label, label[i]);
+    }
+    repo_backup_list_free(bl, nbl);
+    repo_close(r);
+}
+
 /* The marker's file in the posix repository, its mtime set to t seconds. */
 static void set_mtime(const char *rel, int64_t t)
 {
@@ -473,6 +543,7 @@ int main(void)
         cmocka_unit_test(test_both_is_union),
         cmocka_unit_test(test_order_and_ties),
         cmocka_unit_test_setup_teardown(test_scan_survives_damage, NULL, NULL),
+        cmocka_unit_test(test_headers_side_by_side),
         cmocka_unit_test(test_markers),
         cmocka_unit_test(test_marker_judge),
         cmocka_unit_test(test_heartbeat),
