@@ -15,6 +15,7 @@
 #include "pgark/error.h"
 #include "pgark/log.h"
 #include "pgark/mem.h"
+#include "pgark/pool.h"
 #include "pgark/units.h"
 #include "pgark/waldecode.h"
 
@@ -475,6 +476,36 @@ int repo_wal_index_find_time(struct repo *r, timeline_t tli, int64_t target_us,
     return 0;
 }
 
+/*
+ * The newest segment with a commit. Usually the newest of all: it is read alone. A
+ * database that went quiet while archive_timeout still switched segments leaves a run of
+ * segments without commits (a day at 60 s: 1,440), each index a GET on S3; past the
+ * newest they are read LATEST_BATCH at a time, side by side (the ix slots are zero
+ * between batches), and the first of each batch in walk order (newest first) that has a
+ * commit or fails decides, as it would one by one.
+ */
+#define LATEST_BATCH 8
+
+struct latest_read {
+    struct repo *r;
+    timeline_t tli;
+    const struct entry *e; /* the batch's entries, newest first */
+    struct repo_wal_index ix[LATEST_BATCH];
+    struct err_saved *err[LATEST_BATCH];
+};
+
+static int latest_job(void *arg, void *local, void *job, bool canceled)
+{
+    (void)local;
+    struct latest_read *b = arg;
+    size_t k = (size_t)((struct repo_wal_index *)job - b->ix);
+    if (!canceled && load(b->r, b->tli, b->e - k, &b->ix[k]) < 0)
+        b->err[k] = err_save();
+    return 0;
+}
+
+static const struct pool_ops latest_pool_ops = {.what = "time index reader", .run = latest_job};
+
 int repo_wal_index_latest(struct repo *r, timeline_t tli, struct repo_wal_index *out)
 {
     struct tli_list l;
@@ -483,14 +514,36 @@ int repo_wal_index_latest(struct repo *r, timeline_t tli, struct repo_wal_index 
     if (rc < 0)
         return rc;
     rc = 1;
-    for (size_t i = l.n; i-- > 0;) {
-        if ((rc = load(r, tli, &l.e[i], out)) < 0)
-            break;
-        if (out->commits)
-            break;
-        repo_wal_index_free(out);
-        rc = 1;
+    struct latest_read b = {.r = r, .tli = tli};
+    struct pool *pool = NULL;
+    /* entries [0, next) not read yet: the newest alone, then LATEST_BATCH at a time */
+    for (size_t next = l.n, batch = 1; rc == 1 && next > 0; batch = LATEST_BATCH) {
+        size_t n = next < batch ? next : batch;
+        b.e = &l.e[next - 1];
+        if (n > 1 && !pool && !(pool = pool_new(&latest_pool_ops, &b, LATEST_BATCH, LATEST_BATCH)))
+            err_clear(); /* no thread: one at a time */
+        for (size_t k = 0; k < n; k++)
+            if (n == 1 || !pool || pool_submit(pool, &b.ix[k]) < 0)
+                latest_job(&b, NULL, &b.ix[k], false);
+        if (n > 1 && pool)
+            pool_wait(pool);
+        for (size_t k = 0; k < n; k++) {
+            if (rc == 1 && b.err[k]) {
+                err_restore(b.err[k]); /* frees it */
+                b.err[k] = NULL;
+                rc = err_code();
+            } else if (rc == 1 && b.ix[k].commits) {
+                *out = b.ix[k];
+                memset(&b.ix[k], 0, sizeof(b.ix[k]));
+                rc = 0;
+            }
+            err_saved_free(b.err[k]);
+            b.err[k] = NULL;
+            repo_wal_index_free(&b.ix[k]);
+        }
+        next -= n;
     }
+    pool_free(pool);
     free(l.e);
     if (rc == 1)
         return err_set(ERR_NOT_FOUND, "no commit is indexed on timeline %u in repository \"%s\"",

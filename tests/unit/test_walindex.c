@@ -16,6 +16,7 @@
 #include "pgark/units.h"
 
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -307,6 +308,50 @@ static void test_find_time_and_latest(void **state)
     repo_wal_index_free(&ix);
     assert_int_equal(repo_wal_index_latest(f->r, 2, &ix), -ERR_NOT_FOUND);
     err_clear();
+}
+
+/* A quiet database whose archive_timeout still switched segments: a run of indexes
+ * without a commit after the last one that has some. "latest" walks back past them (read
+ * side by side, a batch at a time) to the newest with a commit, not an older one, and a
+ * damaged index in the run is passed over as before. */
+static void test_latest_past_quiet_segments(void **state)
+{
+    struct fx *f = *state;
+    struct repo_wal_index ix;
+    assert_int_equal(push(f, SEG9_NAME, wal), 0);
+    assert_int_equal(push(f, SEGA_NAME, wal + SEG), 0);
+    uint8_t *text = NULL;
+    size_t len = 0;
+    assert_int_equal(repo_get_all(f->r, "wal/00000001/" SEGA_NAME ".idx", &text, &len), 0);
+    json_t *o = json_loadb((const char *)text, len, 0, NULL);
+    assert_non_null(o);
+    free(text);
+    json_object_set_new(o, "commits", json_integer(0));
+    json_object_set_new(o, "aborts", json_integer(0));
+    json_object_set_new(o, "first_commit", json_null());
+    json_object_set_new(o, "last_commit", json_null());
+    json_object_set_new(o, "restore_points", json_array());
+    /* 31 quiet ones: the newest read alone, then batches of 8 from 0x28 down; the last
+     * batch holds 0x10..0x0B, then 0A and 09, both with commits: 0A must win. */
+    for (int seg = 0x0B; seg <= 0x29; seg++) {
+        char name[32], path[64];
+        snprintf(name, sizeof(name), "0000000100000000000000%02X", seg);
+        snprintf(path, sizeof(path), "wal/00000001/%s.idx", name);
+        json_object_set_new(o, "segment", json_string(name));
+        char *dump = json_dumps(o, JSON_COMPACT);
+        if (seg == 0x11)
+            dump[5] = '!'; /* damaged: passed over with a warning */
+        assert_int_equal(repo_put(f->r, path, dump, strlen(dump)), 0);
+        free(dump);
+    }
+    json_decref(o);
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(repo_wal_index_latest(f->r, 1, &ix), 0);
+        assert_int_equal(ix.segno, 10);
+        assert_int_equal(ix.last_commit.xid, 3737);
+        repo_wal_index_free(&ix);
+    }
+    assert_non_null(strstr(log_text(f), "skipping the time index of 000000010000000000000011"));
 }
 
 /* A newer partial after the complete segments counts for "latest" and for targets
@@ -626,6 +671,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_index_with_switch, setup_prep, teardown),
         cmocka_unit_test_setup_teardown(test_partial_index, setup_prep, teardown),
         cmocka_unit_test_setup_teardown(test_find_time_and_latest, setup_prep, teardown),
+        cmocka_unit_test_setup_teardown(test_latest_past_quiet_segments, setup_prep, teardown),
         cmocka_unit_test_setup_teardown(test_undecodable_segment_is_archived, setup_prep, teardown),
         cmocka_unit_test_setup_teardown(test_repush_restores_index, setup_prep, teardown),
     };
