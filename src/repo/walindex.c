@@ -20,6 +20,7 @@
 #include "pgark/waldecode.h"
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -424,6 +425,80 @@ static int load(struct repo *r, timeline_t tli, const struct entry *e, struct re
     return rc;
 }
 
+/*
+ * The first segment in walk order with a commit: restore's search for a time and the
+ * newest commit walk the time indexes past segments without one. Usually the first
+ * index read has one, and it is read alone. A database that went quiet while
+ * archive_timeout still switched segments leaves runs without commits (a day at 60 s:
+ * 1,440 indexes, one GET each on S3, one after another); past the first, they are read
+ * COMMIT_BATCH at a time, side by side (the slots are zero between batches), and the
+ * first of each batch in walk order that has a commit or fails decides, as one by one.
+ */
+#define COMMIT_BATCH 8
+
+struct commit_batch {
+    struct repo *r;
+    timeline_t tli;
+    const struct entry *e; /* slot 0's entry; slot k's is e + k * step */
+    ptrdiff_t step;
+    struct repo_wal_index ix[COMMIT_BATCH];
+    struct err_saved *err[COMMIT_BATCH];
+};
+
+static int commit_job(void *arg, void *local, void *job, bool canceled)
+{
+    (void)local;
+    struct commit_batch *b = arg;
+    ptrdiff_t k = (struct repo_wal_index *)job - b->ix;
+    if (!canceled && load(b->r, b->tli, b->e + k * b->step, &b->ix[k]) < 0)
+        b->err[k] = err_save();
+    return 0;
+}
+
+static const struct pool_ops commit_pool_ops = {.what = "time index reader", .run = commit_job};
+
+/* Of the n entries e, e + step, ..., the first whose index holds a commit: 0 with *out
+ * (free it) and *at (its position in the walk); 1 when none does; negative on the first
+ * failure met before one. */
+static int first_with_commit(struct repo *r, timeline_t tli, const struct entry *e, ptrdiff_t step,
+                             size_t n, struct repo_wal_index *out, size_t *at)
+{
+    struct commit_batch b = {.r = r, .tli = tli, .step = step};
+    struct pool *pool = NULL;
+    int rc = 1;
+    memset(out, 0, sizeof(*out));
+    /* [done, n) not read yet: the first alone, then COMMIT_BATCH at a time */
+    for (size_t done = 0, batch = 1; rc == 1 && done < n; batch = COMMIT_BATCH) {
+        size_t m = n - done < batch ? n - done : batch;
+        b.e = e + (ptrdiff_t)done * step;
+        if (m > 1 && !pool && !(pool = pool_new(&commit_pool_ops, &b, COMMIT_BATCH, COMMIT_BATCH)))
+            err_clear(); /* no thread: one at a time */
+        for (size_t k = 0; k < m; k++)
+            if (m == 1 || !pool || pool_submit(pool, &b.ix[k]) < 0)
+                commit_job(&b, NULL, &b.ix[k], false);
+        if (m > 1 && pool)
+            pool_wait(pool);
+        for (size_t k = 0; k < m; k++) {
+            if (rc == 1 && b.err[k]) {
+                err_restore(b.err[k]); /* frees it */
+                b.err[k] = NULL;
+                rc = err_code();
+            } else if (rc == 1 && b.ix[k].commits) {
+                *out = b.ix[k];
+                memset(&b.ix[k], 0, sizeof(b.ix[k]));
+                *at = done + k;
+                rc = 0;
+            }
+            err_saved_free(b.err[k]);
+            b.err[k] = NULL;
+            repo_wal_index_free(&b.ix[k]);
+        }
+        done += m;
+    }
+    pool_free(pool);
+    return rc;
+}
+
 int repo_wal_index_find_time(struct repo *r, timeline_t tli, int64_t target_us,
                              struct repo_wal_index *out)
 {
@@ -436,19 +511,14 @@ int repo_wal_index_find_time(struct repo *r, timeline_t tli, int64_t target_us,
         return rc;
     size_t lo = 0, hi = l.n;
     while (rc == 0 && lo < hi) {
-        size_t mid = lo + (hi - lo) / 2, j = mid;
+        size_t mid = lo + (hi - lo) / 2, at = 0;
         /* The first segment with commits in [mid, hi): those before it have none and
          * cannot be the answer. */
-        for (; j < hi; j++) {
-            if ((rc = load(r, tli, &l.e[j], &ix)) < 0)
-                break;
-            if (ix.commits)
-                break;
-            repo_wal_index_free(&ix);
-        }
+        rc = first_with_commit(r, tli, &l.e[mid], 1, hi - mid, &ix, &at);
         if (rc < 0)
             break;
-        if (j == hi) {
+        if (rc == 1) {
+            rc = 0;
             hi = mid;
             continue;
         }
@@ -459,7 +529,7 @@ int repo_wal_index_find_time(struct repo *r, timeline_t tli, int64_t target_us,
             hi = mid;
         } else {
             repo_wal_index_free(&ix);
-            lo = j + 1;
+            lo = mid + at + 1;
         }
     }
     free(l.e);
@@ -476,74 +546,15 @@ int repo_wal_index_find_time(struct repo *r, timeline_t tli, int64_t target_us,
     return 0;
 }
 
-/*
- * The newest segment with a commit. Usually the newest of all: it is read alone. A
- * database that went quiet while archive_timeout still switched segments leaves a run of
- * segments without commits (a day at 60 s: 1,440), each index a GET on S3; past the
- * newest they are read LATEST_BATCH at a time, side by side (the ix slots are zero
- * between batches), and the first of each batch in walk order (newest first) that has a
- * commit or fails decides, as it would one by one.
- */
-#define LATEST_BATCH 8
-
-struct latest_read {
-    struct repo *r;
-    timeline_t tli;
-    const struct entry *e; /* the batch's entries, newest first */
-    struct repo_wal_index ix[LATEST_BATCH];
-    struct err_saved *err[LATEST_BATCH];
-};
-
-static int latest_job(void *arg, void *local, void *job, bool canceled)
-{
-    (void)local;
-    struct latest_read *b = arg;
-    size_t k = (size_t)((struct repo_wal_index *)job - b->ix);
-    if (!canceled && load(b->r, b->tli, b->e - k, &b->ix[k]) < 0)
-        b->err[k] = err_save();
-    return 0;
-}
-
-static const struct pool_ops latest_pool_ops = {.what = "time index reader", .run = latest_job};
-
 int repo_wal_index_latest(struct repo *r, timeline_t tli, struct repo_wal_index *out)
 {
     struct tli_list l;
+    size_t at = 0;
     memset(out, 0, sizeof(*out));
     int rc = list_tli(r, tli, &l);
     if (rc < 0)
         return rc;
-    rc = 1;
-    struct latest_read b = {.r = r, .tli = tli};
-    struct pool *pool = NULL;
-    /* entries [0, next) not read yet: the newest alone, then LATEST_BATCH at a time */
-    for (size_t next = l.n, batch = 1; rc == 1 && next > 0; batch = LATEST_BATCH) {
-        size_t n = next < batch ? next : batch;
-        b.e = &l.e[next - 1];
-        if (n > 1 && !pool && !(pool = pool_new(&latest_pool_ops, &b, LATEST_BATCH, LATEST_BATCH)))
-            err_clear(); /* no thread: one at a time */
-        for (size_t k = 0; k < n; k++)
-            if (n == 1 || !pool || pool_submit(pool, &b.ix[k]) < 0)
-                latest_job(&b, NULL, &b.ix[k], false);
-        if (n > 1 && pool)
-            pool_wait(pool);
-        for (size_t k = 0; k < n; k++) {
-            if (rc == 1 && b.err[k]) {
-                err_restore(b.err[k]); /* frees it */
-                b.err[k] = NULL;
-                rc = err_code();
-            } else if (rc == 1 && b.ix[k].commits) {
-                *out = b.ix[k];
-                memset(&b.ix[k], 0, sizeof(b.ix[k]));
-                rc = 0;
-            }
-            err_saved_free(b.err[k]);
-            b.err[k] = NULL;
-            repo_wal_index_free(&b.ix[k]);
-        }
-        next -= n;
-    }
-    pool_free(pool);
+    rc = l.n ? first_with_commit(r, tli, &l.e[l.n - 1], -1, l.n, out, &at) : 1;
     free(l.e);
     if (rc == 1)
         return err_set(ERR_NOT_FOUND, "no commit is indexed on timeline %u in repository \"%s\"",

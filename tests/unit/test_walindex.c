@@ -312,8 +312,9 @@ static void test_find_time_and_latest(void **state)
 
 /* A quiet database whose archive_timeout still switched segments: a run of indexes
  * without a commit after the last one that has some. "latest" walks back past them (read
- * side by side, a batch at a time) to the newest with a commit, not an older one, and a
- * damaged index in the run is passed over as before. */
+ * side by side, a batch at a time) to the newest with a commit, not an older one, a
+ * time target's search walks forward past them, and a damaged index in the run is passed
+ * over as before. */
 static void test_latest_past_quiet_segments(void **state)
 {
     struct fx *f = *state;
@@ -351,6 +352,16 @@ static void test_latest_past_quiet_segments(void **state)
         assert_int_equal(ix.last_commit.xid, 3737);
         repo_wal_index_free(&ix);
     }
+    /* A time target's search probes the quiet run first (its middle lies there) and
+     * walks past it in batches to the segments that answer. */
+    assert_int_equal(repo_wal_index_find_time(f->r, 1, T734 + 1, &ix), 0);
+    assert_int_equal(ix.segno, 10);
+    repo_wal_index_free(&ix);
+    assert_int_equal(repo_wal_index_find_time(f->r, 1, T725 - 3600000000LL, &ix), 0);
+    assert_int_equal(ix.segno, 9);
+    repo_wal_index_free(&ix);
+    assert_int_equal(repo_wal_index_find_time(f->r, 1, T3737 + 1, &ix), -ERR_NOT_FOUND);
+    err_clear();
     assert_non_null(strstr(log_text(f), "skipping the time index of 000000010000000000000011"));
 }
 
