@@ -60,6 +60,11 @@ bool pool_canceled(const struct pool *p);
 void pool_fail(struct pool *p);
 /* The pool's first failure set in the caller's slot (its code), or 0. */
 int pool_raise(const struct pool *p);
+/* For jobs that keep their own outcome (run always returns 0, so the pool is never
+ * cancelled): run each of n jobs, job i being base + i * size, on p's workers, or on the
+ * calling thread (local NULL) when p is NULL, and return once every one has run. */
+void pool_run_each(struct pool *p, const struct pool_ops *ops, void *arg, void *base, size_t size,
+                   size_t n);
 /* Threads started. */
 int pool_threads(const struct pool *p);
 /* Cancel what is still queued (run with canceled true), stop and join the workers,

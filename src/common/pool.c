@@ -200,6 +200,20 @@ int pool_threads(const struct pool *p)
     return p->nthreads;
 }
 
+void pool_run_each(struct pool *p, const struct pool_ops *ops, void *arg, void *base, size_t size,
+                   size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        void *job = (char *)base + i * size;
+        if (!p || pool_submit(p, job) < 0) {
+            err_clear(); /* none: the jobs never fail the pool */
+            ops->run(arg, NULL, job, false);
+        }
+    }
+    if (p)
+        pool_wait(p);
+}
+
 void pool_free(struct pool *p)
 {
     if (!p)

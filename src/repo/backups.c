@@ -173,13 +173,8 @@ void repo_backup_get_many(struct repo *r, char *const *labels, size_t n, struct 
         if (!pool)
             err_clear(); /* no thread: the calling one reads them all */
     }
-    for (size_t i = 0; i < n; i++)
-        if (!pool || pool_submit(pool, (void *)&labels[i]) < 0)
-            header_job(&m, NULL, (void *)&labels[i], false);
-    if (pool) {
-        pool_wait(pool);
-        pool_free(pool);
-    }
+    pool_run_each(pool, &header_pool_ops, &m, (void *)labels, sizeof(*labels), n);
+    pool_free(pool);
 }
 
 int repo_backup_exists(struct repo *r, const char *label)

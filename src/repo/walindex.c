@@ -473,11 +473,7 @@ static int first_with_commit(struct repo *r, timeline_t tli, const struct entry 
         b.e = e + (ptrdiff_t)done * step;
         if (m > 1 && !pool && !(pool = pool_new(&commit_pool_ops, &b, COMMIT_BATCH, COMMIT_BATCH)))
             err_clear(); /* no thread: one at a time */
-        for (size_t k = 0; k < m; k++)
-            if (m == 1 || !pool || pool_submit(pool, &b.ix[k]) < 0)
-                commit_job(&b, NULL, &b.ix[k], false);
-        if (m > 1 && pool)
-            pool_wait(pool);
+        pool_run_each(m > 1 ? pool : NULL, &commit_pool_ops, &b, b.ix, sizeof(b.ix[0]), m);
         for (size_t k = 0; k < m; k++) {
             if (rc == 1 && b.err[k]) {
                 err_restore(b.err[k]); /* frees it */

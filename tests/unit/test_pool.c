@@ -86,6 +86,48 @@ static void test_all_jobs_run(void **state)
     assert_int_equal(atomic_load(&c.canceled), 0);
 }
 
+/* pool_run_each: every job of the array runs once, on the workers or, with no pool, on
+ * the calling thread, and all have run when it returns. */
+struct each_slot {
+    atomic_int runs;
+    pthread_t thread;
+};
+
+static int each_run(void *arg, void *local, void *job, bool canceled)
+{
+    (void)arg;
+    (void)local;
+    assert_false(canceled);
+    struct each_slot *slot = job;
+    slot->thread = pthread_self();
+    atomic_fetch_add(&slot->runs, 1);
+    return 0;
+}
+
+static void test_run_each(void **state)
+{
+    (void)state;
+    static const struct pool_ops ops = {.what = "each", .run = each_run};
+    enum { N = 100 };
+    struct each_slot *slots = xcalloc(N, sizeof(*slots));
+    struct pool *p = pool_new(&ops, NULL, 4, 8);
+    assert_non_null(p);
+    pool_run_each(p, &ops, NULL, slots, sizeof(*slots), N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&slots[i].runs), 1);
+        assert_false(pthread_equal(slots[i].thread, pthread_self()));
+    }
+    pool_free(p);
+    memset(slots, 0, N * sizeof(*slots));
+    pool_run_each(NULL, &ops, NULL, slots, sizeof(*slots), N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&slots[i].runs), 1);
+        assert_true(pthread_equal(slots[i].thread, pthread_self()));
+    }
+    assert_false(err_is_set());
+    free(slots);
+}
+
 static void test_first_failure_reaches_caller(void **state)
 {
     (void)state;
@@ -143,6 +185,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_jobs_run),
+        cmocka_unit_test(test_run_each),
         cmocka_unit_test(test_first_failure_reaches_caller),
         cmocka_unit_test(test_caller_cancels),
     };

@@ -195,13 +195,8 @@ static void sync_noted(struct sync_pass *sp)
         if (!pool)
             err_clear(); /* no thread: the calling one does them all */
     }
-    for (size_t i = 0; i < p->ndirty; i++)
-        if (!pool || pool_submit(pool, &p->dirty[i]) < 0)
-            sync_job(sp, NULL, &p->dirty[i], false);
-    if (pool) {
-        pool_wait(pool);
-        pool_free(pool);
-    }
+    pool_run_each(pool, &sync_pool_ops, sp, p->dirty, sizeof(*p->dirty), p->ndirty);
+    pool_free(pool);
 }
 
 int posix_sync(struct storage *s)
